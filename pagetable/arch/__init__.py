@@ -1,0 +1,1 @@
+"""Per-architecture entry layouts, modes, walk rules and control registers."""

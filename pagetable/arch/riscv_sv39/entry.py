@@ -1,0 +1,155 @@
+"""RISC-V Sv39/Sv48/Sv57 page-table entries.
+
+The PTE layout of the RISC-V privileged architecture, "Supervisor-Level ISA", sections "Sv39: Page-Based
+39-bit Virtual-Memory System" (Figure "Sv39 page table entry"), "Svnapot" and "Svpbmt". Sv48 and Sv57 use the
+same 64-bit PTE; they only add levels.
+
+Encoding choices (`RiscvCodec`), all documented in docs/riscv.md:
+- DEVICE → PBMT=IO and UNCACHED → PBMT=NC when Svpbmt is enabled (DEVICE wins); without Svpbmt both are
+  left to the PMAs and not encoded (and so not decoded either).
+- A/D: `ad="preset"` (default) sets A on every leaf and D on writable leaves, so Svade hardware never faults
+  on an access the flags allow and read-only pages stay clean; `ad="all"` sets both on every leaf (ArceOS);
+  `ad="hardware"` leaves both clear for Svadu hardware or a kernel that manages them through faults.
+- G is set on non-USER leaves when `global_kernel=True`.
+- Empty flags give an invalid (V=0) placeholder that still records the PPN, as page_table_multiarch does.
+- WRITE without READ has no encoding (R=0, W=1 is reserved): `InvalidFlags`.
+`ARCEOS` reproduces page_table_multiarch 0.6.1's `Rv64PTE` bytes exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from ...errors import InvalidFlags
+from ...flags import MappingFlags
+from ...layout import Field, Layout
+
+U64 = npt.NDArray[np.uint64]
+Bool = npt.NDArray[np.bool_]
+
+PBMT_PMA, PBMT_NC, PBMT_IO, PBMT_RESERVED = 0, 1, 2, 3
+
+PTE = Layout("RISC-V PTE", 64, [
+    Field("V", 0, 1, "valid"),
+    Field("R", 1, 1, "readable"),
+    Field("W", 2, 1, "writable"),
+    Field("X", 3, 1, "executable"),
+    Field("U", 4, 1, "accessible to U-mode"),
+    Field("G", 5, 1, "global mapping"),
+    Field("A", 6, 1, "accessed"),
+    Field("D", 7, 1, "dirty"),
+    Field("RSW", 8, 2, "reserved for supervisor software"),
+    Field("PPN", 10, 44, "physical page number"),
+    Field("Reserved", 54, 7, "reserved for future standard use; must be zero"),
+    Field("PBMT", 61, 2, "Svpbmt page-based memory type",
+          {PBMT_PMA: "PMA", PBMT_NC: "NC", PBMT_IO: "IO", PBMT_RESERVED: "reserved"}),
+    Field("N", 63, 1, "Svnapot naturally aligned power-of-2 page"),
+], "RISC-V privileged spec, Sv39 page table entry; Svpbmt; Svnapot")
+
+V, R, W, X, U, G, A, D = (PTE.mask(n) for n in ("V", "R", "W", "X", "U", "G", "A", "D"))
+PPN_MASK = PTE.mask("PPN")
+PAGE_SHIFT = 12
+
+AdPolicy = Literal["preset", "all", "hardware"]
+
+
+@dataclass(frozen=True)
+class RiscvCodec:
+    """MappingFlags ⇄ RISC-V PTE bits, with the encoding choices described in the module docstring."""
+
+    svpbmt: bool = False
+    ad: AdPolicy = "preset"
+    global_kernel: bool = False
+
+    layout = PTE
+
+    @property
+    def supported_flags(self) -> MappingFlags:
+        base = MappingFlags.READ | MappingFlags.WRITE | MappingFlags.EXECUTE | MappingFlags.USER
+        return base | MappingFlags.DEVICE | MappingFlags.UNCACHED if self.svpbmt else base
+
+    def attributes(self, flags: MappingFlags) -> int:
+        """The non-address bits of a leaf with `flags`."""
+        flags = MappingFlags(flags)
+        if not flags:
+            return 0
+        if flags & MappingFlags.WRITE and not flags & MappingFlags.READ:
+            raise InvalidFlags(f"RISC-V cannot encode {flags!r}: W=1 with R=0 is a reserved encoding")
+        if not flags & (MappingFlags.READ | MappingFlags.EXECUTE):
+            raise InvalidFlags(f"RISC-V cannot encode {flags!r} as a leaf: it needs R or X "
+                               "(R=W=X=0 means a pointer to the next level)")
+        bits = V
+        bits |= R if flags & MappingFlags.READ else 0
+        bits |= W if flags & MappingFlags.WRITE else 0
+        bits |= X if flags & MappingFlags.EXECUTE else 0
+        bits |= U if flags & MappingFlags.USER else 0
+        if self.global_kernel and not flags & MappingFlags.USER:
+            bits |= G
+        if self.ad == "all":
+            bits |= A | D
+        elif self.ad == "preset":
+            bits |= A | (D if flags & MappingFlags.WRITE else 0)
+        if self.svpbmt:
+            if flags & MappingFlags.DEVICE:
+                bits = PTE.set(bits, "PBMT", PBMT_IO)
+            elif flags & MappingFlags.UNCACHED:
+                bits = PTE.set(bits, "PBMT", PBMT_NC)
+        return bits
+
+    def new_page(self, pa: int, flags: MappingFlags, huge: bool) -> int:
+        return self.attributes(flags) | ((pa >> PAGE_SHIFT) << 10 & PPN_MASK)
+
+    def new_page_np(self, pa: U64, flags: MappingFlags, huge: bool) -> U64:
+        ppn = ((pa >> np.uint64(PAGE_SHIFT)) << np.uint64(10)) & np.uint64(PPN_MASK)
+        return ppn | np.uint64(self.attributes(flags))
+
+    def new_table(self, pa: int) -> int:
+        return V | ((pa >> PAGE_SHIFT) << 10 & PPN_MASK)
+
+    def is_present_np(self, raw: U64) -> Bool:
+        return (raw & np.uint64(V)) != 0
+
+    def is_leaf_np(self, raw: U64, last: bool) -> Bool:
+        return self.is_present_np(raw) & ((raw & np.uint64(R | X)) != 0)
+
+    def is_table_np(self, raw: U64, last: bool) -> Bool:
+        if last:
+            return np.zeros(raw.shape, dtype=bool)
+        return self.is_present_np(raw) & ((raw & np.uint64(R | W | X)) == 0)
+
+    def paddr_np(self, raw: U64, huge: bool) -> U64:
+        return ((raw & np.uint64(PPN_MASK)) >> np.uint64(10)) << np.uint64(PAGE_SHIFT)
+
+    def flags_np(self, raw: U64, huge: bool) -> U64:
+        out = np.zeros(raw.shape, dtype=np.uint64)
+        valid = (raw & np.uint64(V)) != 0
+        for bit, flag in ((R, MappingFlags.READ), (W, MappingFlags.WRITE), (X, MappingFlags.EXECUTE),
+                          (U, MappingFlags.USER)):
+            out |= np.where((raw & np.uint64(bit)) != 0, np.uint64(flag), np.uint64(0))
+        pbmt = PTE.get_np(raw, "PBMT")
+        out |= np.where(pbmt == PBMT_IO, np.uint64(MappingFlags.DEVICE), np.uint64(0))
+        out |= np.where(pbmt == PBMT_NC, np.uint64(MappingFlags.UNCACHED), np.uint64(0))
+        return np.where(valid, out, np.uint64(0))
+
+    def with_paddr_np(self, raw: U64, pa: U64, huge: bool) -> U64:
+        return PTE.set_np(raw, "PPN", pa >> np.uint64(PAGE_SHIFT))
+
+    def demote(self, raw: int, child_huge: bool) -> int:
+        return raw  # the same PTE bits mean the same thing at every level
+
+    def letters(self, raw: int, huge: bool) -> str:
+        """Linux riscv ptdump order: N, memory type, RSW, then D A G U X W R V (letter or '.')."""
+        pbmt = PTE.get(raw, "PBMT")
+        mt = ("  ..  ", "MT(NC)", "MT(IO)", "MT(??)")[pbmt]
+        rsw = PTE.get(raw, "RSW")
+        flags = "".join(ch if raw & PTE.mask(ch) else "." for ch in "DAGUXWRV")
+        return f"{'N' if raw & PTE.mask('N') else '.'} {mt} {f'RSW({rsw})' if rsw else '  ..  '} " + \
+            " ".join(flags)
+
+
+SPEC = RiscvCodec()
+ARCEOS = RiscvCodec(ad="all")

@@ -1,0 +1,113 @@
+"""The RISC-V address-translation rules, step by step as the privileged spec's "Virtual Address
+Translation Process" (Sv39 section; Sv48/Sv57 use the same algorithm with more levels), with Svnapot,
+Svpbmt, Svade and Svadu.
+
+Per level i (the generic walker does step 2's fetch and its access fault, and the final PMA check):
+3. V=0, or R=0 with W=1, or any reserved bit or encoding set → page fault. Reserved here: bits 60:54;
+   PBMT without Svpbmt, PBMT=3 with it; N without Svnapot; on non-leaf PTEs D, A, U, N and PBMT (the spec
+   reserves them; Spike, Sail and QEMU fault on them); N on a leaf unless i=0 and PPN[3:0]=1000 (64 KiB).
+4. R=X=0: pointer to the next level; at i=0 → page fault.
+5. Leaf: R/W/X/U against the access, privilege, SUM and MXR → page fault. S-mode never executes U pages;
+   S-mode reads/writes U pages only with SUM; MXR makes X pages readable.
+6. i>0 and PPN[i-1:0] ≠ 0 → misaligned superpage, page fault.
+7. A=0, or D=0 on a store: Svade → page fault; Svadu → hardware sets them (the walker only reports success).
+8. PA = PPN[LEVELS-1:i] with VPN[i-1:0] and the page offset from the VA (Svnapot: PPN[3:0] from VPN[0]).
+VAs must be sign-extended from bit 38/47/56, else page fault (reported at the root level).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from ...walker import Access, FaultKind, Privilege, Reason
+from .entry import PBMT_RESERVED, PTE, A, D, R, U, V, W, X
+from .regs import Satp
+
+U64 = npt.NDArray[np.uint64]
+U8 = npt.NDArray[np.uint8]
+Bool = npt.NDArray[np.bool_]
+
+_N = PTE.mask("N")
+_RESERVED = PTE.mask("Reserved")
+_PPN_MASK = PTE.mask("PPN")
+
+
+@dataclass(frozen=True)
+class RiscvOptions:
+    """The CSR bits and extensions that change a RISC-V walk."""
+
+    sum: bool = False                                 # mstatus/sstatus.SUM
+    mxr: bool = False                                 # mstatus/sstatus.MXR
+    ad: Literal["svade", "svadu"] = "svade"           # A/D=0: fault (Svade) or hardware update (Svadu)
+    svnapot: bool = False
+    svpbmt: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {"sum": self.sum, "mxr": self.mxr, "ad": self.ad, "svnapot": self.svnapot, "svpbmt": self.svpbmt}
+
+
+def _bit(pte: U64, mask: int) -> Bool:
+    return (pte & np.uint64(mask)) != 0
+
+
+class RiscvRules:
+    """`WalkRules` for Sv39/Sv48/Sv57 (and Bare) selected by a satp value."""
+
+    def __init__(self, satp: int | Satp, options: RiscvOptions | None = None) -> None:
+        self.satp = Satp.decode(satp) if isinstance(satp, int) else satp
+        self.options = options or RiscvOptions()
+        self.fmt = self.satp.format
+        self.root = self.satp.root
+
+    def fault_kind(self, reason: Reason) -> FaultKind:
+        if reason in (Reason.TABLE_OUTSIDE_MEMORY, Reason.PA_OUTSIDE_MEMORY):
+            return FaultKind.ACCESS_FAULT
+        return FaultKind.PAGE_FAULT
+
+    def step(self, depth: int, pte: U64, va: U64, access: U8, priv: U8) -> tuple[U8, Bool, U64]:
+        assert self.fmt is not None
+        opt = self.options
+        i = self.fmt.levels[depth].arch_level
+        reason = np.zeros(pte.shape, dtype=np.uint8)
+
+        def stop(mask: Bool, why: Reason) -> None:
+            reason[(reason == 0) & mask] = why
+
+        r, w, x, u = _bit(pte, R), _bit(pte, W), _bit(pte, X), _bit(pte, U)
+        leaf = r | x
+        ppn = (pte & np.uint64(_PPN_MASK)) >> np.uint64(10)
+        pbmt = PTE.get_np(pte, "PBMT")
+        napot = _bit(pte, _N)
+        # step 3
+        stop(~_bit(pte, V), Reason.INVALID)
+        stop(~r & w, Reason.W_WITHOUT_R)
+        reserved = _bit(pte, _RESERVED)
+        reserved |= (pbmt == PBMT_RESERVED) if opt.svpbmt else (pbmt != 0)
+        reserved |= napot if not opt.svnapot else napot & leaf & ((i != 0) | ((ppn & np.uint64(0xF)) != 8))
+        reserved |= ~leaf & (_bit(pte, D | A | U) | napot | (pbmt != 0))
+        stop(reserved, Reason.RESERVED)
+        # step 4
+        if i == 0:
+            stop(~leaf, Reason.NON_LEAF_AT_LAST_LEVEL)
+        # step 5
+        user = priv == Privilege.USER
+        reading, writing, fetching = access == Access.READ, access == Access.WRITE, access == Access.EXECUTE
+        priv_ok = np.where(user, u, ~u | (np.bool_(opt.sum) & ~fetching))
+        kind_ok = (reading & (r | (np.bool_(opt.mxr) & x))) | (writing & w) | (fetching & x)
+        stop(leaf & ~(priv_ok & kind_ok), Reason.PERMISSION)
+        # step 6
+        low = np.uint64((1 << (9 * i)) - 1)
+        stop(leaf & ((ppn & low) != 0), Reason.MISALIGNED_SUPERPAGE)
+        # step 7
+        if opt.ad == "svade":
+            stop(leaf & (~_bit(pte, A) | (writing & ~_bit(pte, D))), Reason.ACCESSED_DIRTY)
+        # step 8 (and the next table's address for pointers)
+        vpn = va >> np.uint64(12)
+        keep = low | np.where(napot & leaf, np.uint64(0xF), np.uint64(0))
+        out_ppn = (ppn & ~keep) | (vpn & keep)
+        pa = np.where(leaf, (out_ppn << np.uint64(12)) | (va & np.uint64(0xFFF)), ppn << np.uint64(12))
+        return reason, leaf, pa

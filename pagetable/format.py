@@ -1,0 +1,199 @@
+"""`PagingFormat`: the shape of one translation mode, and the `EntryCodec` interface of its entries.
+
+A format (page_table_multiarch's `PagingMetaData`, generalised) says how many levels a walk has, which VA
+bits index each level (9 for 4K granules, 11 for an Sv39x4 root, 13 for 64K granules), which levels may
+hold leaves and of what size, how wide VAs and PAs may be, and which rule makes a VA canonical. The entry
+codec (page_table_multiarch's `GenericPTE`, vectorised) turns `MappingFlags` and PAs into raw entries and
+back. The generic `PageTable` and the walker loop know an architecture only through these two objects.
+
+Levels are stored root first; `depth` 0 is the root. Each `Level` also carries the manual's own number for
+it (`arch_level`: RISC-V's i, AArch64's lookup level, x86's 4..1), which is what users see.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import InvalidAddress, NotAligned
+from .flags import MappingFlags, PageSize
+from .layout import Layout
+
+U64 = npt.NDArray[np.uint64]
+Bool = npt.NDArray[np.bool_]
+
+
+class EntryCodec(Protocol):
+    """Encode and decode one architecture's table entries (scalar and numpy)."""
+
+    layout: Layout
+    supported_flags: MappingFlags
+
+    def new_page(self, pa: int, flags: MappingFlags, huge: bool) -> int:
+        """A leaf entry (page, or block/superpage when `huge`) mapping `pa` with `flags`."""
+        ...
+
+    def new_page_np(self, pa: U64, flags: MappingFlags, huge: bool) -> U64:
+        """Vectorised `new_page` for one set of flags."""
+        ...
+
+    def new_table(self, pa: int) -> int:
+        """A non-leaf entry pointing at the next-level table at `pa`."""
+        ...
+
+    def is_present_np(self, raw: U64) -> Bool:
+        """The architecture's valid/present bit."""
+        ...
+
+    def is_leaf_np(self, raw: U64, last: bool) -> Bool:
+        """Present entries that map memory (page at the last level, block/superpage above it)."""
+        ...
+
+    def is_table_np(self, raw: U64, last: bool) -> Bool:
+        """Present entries that point at a next-level table (never at the last level)."""
+        ...
+
+    def paddr_np(self, raw: U64, huge: bool) -> U64:
+        """The output address field (table or leaf base)."""
+        ...
+
+    def flags_np(self, raw: U64, huge: bool) -> U64:
+        """The `MappingFlags` value of each leaf entry (0 for non-present ones)."""
+        ...
+
+    def with_paddr_np(self, raw: U64, pa: U64, huge: bool) -> U64:
+        """Entries equal to `raw` except for the output address."""
+        ...
+
+    def demote(self, raw: int, child_huge: bool) -> int:
+        """A huge leaf's attributes re-expressed one level down (for splitting a huge page)."""
+        ...
+
+    def letters(self, raw: int, huge: bool) -> str:
+        """The attribute bits as a short fixed-width string for listings."""
+        ...
+
+
+@dataclass(frozen=True)
+class Level:
+    """One lookup level: which VA bits index it and what a leaf there maps."""
+
+    name: str               # Linux's name for this level in ptdump listings (PGD, P4D, PUD, PMD, PTE)
+    arch_level: int         # the manual's number for this level
+    index_lsb: int          # VA bit where this level's index starts
+    index_bits: int         # width of the index (9, or wider at a concatenated/x4 root)
+    leaf: bool              # whether a leaf (page/superpage/block) may sit here
+
+    @property
+    def span(self) -> int:
+        """Bytes of VA space one entry at this level covers."""
+        return 1 << self.index_lsb
+
+    @property
+    def entries(self) -> int:
+        return 1 << self.index_bits
+
+
+@dataclass(frozen=True)
+class PagingFormat:
+    """One translation mode: levels, address widths, canonical rule and entry codec."""
+
+    name: str
+    levels: tuple[Level, ...]
+    va_bits: int
+    pa_bits: int
+    codec: EntryCodec
+    sign_extended: bool = True       # VAs sign-extend bit va_bits-1 (else they must be < 2**va_bits)
+    entry_size: int = 8
+
+    # ---------------------------------------------------------------- shape
+    @property
+    def page_shift(self) -> int:
+        return self.levels[-1].index_lsb
+
+    @property
+    def page_size(self) -> int:
+        return 1 << self.page_shift
+
+    @property
+    def root_size(self) -> int:
+        """Bytes of the root table (also its required alignment)."""
+        return self.levels[0].entries * self.entry_size
+
+    def table_size(self, depth: int) -> int:
+        return self.levels[depth].entries * self.entry_size
+
+    @property
+    def depth_count(self) -> int:
+        return len(self.levels)
+
+    def page_sizes(self) -> tuple[PageSize, ...]:
+        """Leaf sizes this format can map, smallest first."""
+        return tuple(sorted(PageSize(lv.span) for lv in self.levels if lv.leaf))
+
+    def depth_for_size(self, size: int) -> int:
+        """The depth whose leaves have `size` bytes; raises NotAligned for a size the format cannot map."""
+        for depth, lv in enumerate(self.levels):
+            if lv.leaf and lv.span == size:
+                return depth
+        sizes = ", ".join(s.label() for s in self.page_sizes())
+        raise NotAligned(f"{self.name} has no {size:#x}-byte pages (it maps {sizes})")
+
+    def with_codec(self, codec: EntryCodec) -> PagingFormat:
+        """The same mode with another entry encoding (e.g. Svpbmt on, or the ArceOS profile)."""
+        return dataclasses.replace(self, codec=codec)
+
+    # ------------------------------------------------------------ addresses
+    @property
+    def va_mask(self) -> int:
+        return (1 << self.va_bits) - 1
+
+    def is_canonical(self, va: int) -> bool:
+        if not 0 <= va < 1 << 64:
+            return False
+        if not self.sign_extended:
+            return va < 1 << self.va_bits
+        top = va >> (self.va_bits - 1)
+        return top in (0, (1 << (65 - self.va_bits)) - 1)
+
+    def canonical_np(self, va: U64) -> Bool:
+        if not self.sign_extended:
+            return (va >> np.uint64(self.va_bits)) == 0
+        top = va >> np.uint64(self.va_bits - 1)
+        return (top == 0) | (top == np.uint64((1 << (65 - self.va_bits)) - 1))
+
+    def check_va(self, va: int) -> None:
+        if not self.is_canonical(va):
+            rule = (f"bits 63..{self.va_bits - 1} must all equal bit {self.va_bits - 1}" if self.sign_extended
+                    else f"it must be below 2**{self.va_bits}")
+            raise InvalidAddress(f"{va:#x} is not a valid {self.name} virtual address ({rule})")
+
+    def check_pa(self, pa: int) -> None:
+        if not 0 <= pa < 1 << self.pa_bits:
+            raise InvalidAddress(f"{pa:#x} is wider than {self.name}'s {self.pa_bits}-bit physical addresses")
+
+    def extend(self, va: int) -> int:
+        """Sign-extend a VA truncated to `va_bits` (identity for zero-extended formats)."""
+        va &= self.va_mask
+        if self.sign_extended and va >> (self.va_bits - 1):
+            va |= ((1 << 64) - 1) ^ self.va_mask
+        return va
+
+    def extend_np(self, va: U64) -> U64:
+        va = va & np.uint64(self.va_mask)
+        if self.sign_extended:
+            neg = (va >> np.uint64(self.va_bits - 1)) != 0
+            va = np.where(neg, va | np.uint64(((1 << 64) - 1) ^ self.va_mask), va)
+        return va
+
+    def index(self, va: int, depth: int) -> int:
+        lv = self.levels[depth]
+        return (va >> lv.index_lsb) & (lv.entries - 1)
+
+    def index_np(self, va: U64, depth: int) -> U64:
+        lv = self.levels[depth]
+        return (va >> np.uint64(lv.index_lsb)) & np.uint64(lv.entries - 1)

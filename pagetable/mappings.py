@@ -1,0 +1,80 @@
+"""`Mappings`: a column-oriented list of leaf entries (numpy arrays), as `PageTable.walk` returns them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from .flags import MappingFlags, PageSize
+from .format import PagingFormat
+
+U64 = npt.NDArray[np.uint64]
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One leaf: `size` bytes at `va` map `pa` with `flags`; `level` is the manual's level number."""
+
+    va: int
+    pa: int
+    size: PageSize
+    flags: MappingFlags
+    level: int
+    raw: int
+
+    def __str__(self) -> str:
+        return (f"{self.va:#018x} -> {self.pa:#x} {self.size.label():>4} {self.flags.short()} "
+                f"level {self.level} pte {self.raw:#018x}")
+
+
+@dataclass(frozen=True)
+class Mappings:
+    """Leaves as parallel numpy arrays, sorted by VA (as unsigned 64-bit values, so a sign-extended upper
+    half follows the lower half)."""
+
+    fmt: PagingFormat
+    va: U64
+    pa: U64
+    size: U64
+    flags: U64
+    depth: npt.NDArray[np.int8]
+    raw: U64
+    slot: U64          # physical address of each entry
+
+    @classmethod
+    def empty(cls, fmt: PagingFormat) -> Mappings:
+        z = np.zeros(0, dtype=np.uint64)
+        return cls(fmt, z, z, z, z, np.zeros(0, dtype=np.int8), z, z)
+
+    @classmethod
+    def concat(cls, fmt: PagingFormat, parts: list[Mappings]) -> Mappings:
+        if not parts:
+            return cls.empty(fmt)
+        cols = {name: np.concatenate([getattr(p, name) for p in parts])
+                for name in ("va", "pa", "size", "flags", "depth", "raw", "slot")}
+        order = np.argsort(cols["va"], kind="stable")
+        return cls(fmt, **{k: v[order] for k, v in cols.items()})
+
+    def __len__(self) -> int:
+        return int(self.va.shape[0])
+
+    @property
+    def level(self) -> npt.NDArray[np.int8]:
+        """The manual's level number of each leaf."""
+        table = np.array([lv.arch_level for lv in self.fmt.levels], dtype=np.int8)
+        return table[self.depth]
+
+    def __getitem__(self, i: int) -> Mapping:
+        return Mapping(int(self.va[i]), int(self.pa[i]), PageSize(int(self.size[i])),
+                       MappingFlags(int(self.flags[i])), self.fmt.levels[int(self.depth[i])].arch_level,
+                       int(self.raw[i]))
+
+    def __iter__(self) -> Iterator[Mapping]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def total_size(self) -> int:
+        return int(self.size.sum(dtype=np.uint64))

@@ -1,0 +1,527 @@
+"""The generic page table: page_table_multiarch's `PageTable64` operations, done correctly.
+
+`PageTable(format, mem, frames)` owns a tree of tables in `mem` (a `PhysMem`) whose entries are encoded by
+`format.codec`. It offers map/unmap/remap/query/protect for single leaves, vectorised region operations
+(map_region/unmap_region/protect_region), `walk` (every leaf as numpy columns) and `copy_from`.
+
+Where the Rust crate deviates (shared/reference.md §3.6 and §11) this class does not: VAs must be canonical
+and PAs within the format's width (`InvalidAddress`); addresses must be aligned to the page size
+(`NotAligned`, never silently aligned down); a region operation that cuts a huge page splits it into the next
+level's leaves with the same attributes; tables that become empty are freed; a region operation checks
+everything before it writes, and frees any table it allocated if it fails, so it either happens whole or
+not at all; errors are exceptions, never a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import (
+    AlreadyMapped,
+    InvalidAddress,
+    MappedToHugePage,
+    NoMemory,
+    NotAligned,
+    NotMapped,
+    PhysMemError,
+)
+from .flags import MappingFlags, PageSize
+from .format import PagingFormat
+from .frames import FrameAllocator
+from .mappings import Mappings
+from .physmem import PhysMem
+
+U64 = npt.NDArray[np.uint64]
+Target = int | U64 | Callable[[int], int]
+
+
+def _u64(x: int) -> U64:
+    return np.array([x], dtype=np.uint64)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a lookup stopped: the entry at `pa` (depth `depth`) holds `raw`."""
+
+    depth: int
+    pa: int
+    raw: int
+    table: int              # physical address of the table holding the entry
+
+
+class PageTable:
+    """A page table of `fmt` in `mem`, allocating its tables from `frames`.
+
+    With `root=None` a zeroed root is allocated; otherwise the existing table at `root` is adopted (tables
+    this allocator did not hand out are never freed).
+    """
+
+    def __init__(self, fmt: PagingFormat, mem: PhysMem, frames: FrameAllocator, root: int | None = None) -> None:
+        self.fmt = fmt
+        self.mem = mem
+        self.frames = frames
+        self._borrowed: set[int] = set()
+        if root is None:
+            root = self._alloc_table(0)
+        elif root % fmt.root_size or not mem.contains(root, fmt.root_size):
+            raise InvalidAddress(f"root table {root:#x} is not {fmt.root_size:#x}-aligned RAM")
+        self._root = root
+
+    # ------------------------------------------------------------ basics
+    @property
+    def root_paddr(self) -> int:
+        return self._root
+
+    def _alloc_table(self, depth: int) -> int:
+        size = self.fmt.table_size(depth)
+        fs = self.frames.frame_size
+        return self.frames.alloc(max(1, size // fs), align=max(size, fs))
+
+    def _free_table(self, pa: int) -> None:
+        if self.frames.ref_count(pa):
+            self.frames.free(pa)
+
+    def _last(self, depth: int) -> bool:
+        return depth == self.fmt.depth_count - 1
+
+    def _is_leaf(self, raw: int, depth: int) -> bool:
+        return bool(self.fmt.codec.is_leaf_np(_u64(raw), self._last(depth))[0])
+
+    def _is_table(self, raw: int, depth: int) -> bool:
+        return bool(self.fmt.codec.is_table_np(_u64(raw), self._last(depth))[0])
+
+    def _paddr(self, raw: int, depth: int) -> int:
+        return int(self.fmt.codec.paddr_np(_u64(raw), not self._last(depth))[0])
+
+    def _flags(self, raw: int, depth: int) -> MappingFlags:
+        return MappingFlags(int(self.fmt.codec.flags_np(_u64(raw), not self._last(depth))[0]))
+
+    def _size(self, depth: int) -> PageSize:
+        return PageSize(self.fmt.levels[depth].span)
+
+    def _check_page(self, va: int, pa: int | None, size: int) -> None:
+        self.fmt.check_va(va)
+        if va % size:
+            raise NotAligned(f"VA {va:#x} is not aligned to {PageSize(size).label()}")
+        if pa is not None:
+            self.fmt.check_pa(pa)
+            self.fmt.check_pa(pa + size - 1)
+            if pa % size:
+                raise NotAligned(f"PA {pa:#x} is not aligned to {PageSize(size).label()}")
+
+    def lookup(self, va: int) -> Slot:
+        """Descend to the entry that decides `va`: a leaf, or the first non-table entry on the way."""
+        self.fmt.check_va(va)
+        table = self._root
+        for depth in range(self.fmt.depth_count):
+            pa = table + self.fmt.index(va, depth) * self.fmt.entry_size
+            raw = self.mem.read_u64(pa)
+            if self._is_table(raw, depth):
+                table = self._paddr(raw, depth)
+                continue
+            return Slot(depth, pa, raw, table)
+        raise AssertionError("unreachable: the last level has no table entries")
+
+    def _leaf(self, va: int) -> Slot:
+        slot = self.lookup(va)
+        if not self._is_leaf(slot.raw, slot.depth):
+            raise NotMapped(f"{va:#x} is not mapped")
+        return slot
+
+    # ------------------------------------------------------- single leaves
+    def map(self, va: int, pa: int, size: int, flags: MappingFlags) -> None:
+        """Map one leaf of `size` bytes (a size the format allows) at `va` to `pa`."""
+        depth = self.fmt.depth_for_size(size)
+        self._check_page(va, pa, size)
+        raw = self.fmt.codec.new_page(pa, flags, not self._last(depth))
+        self._apply(_u64(va), _u64(raw), np.array([depth], dtype=np.int8))
+
+    def unmap(self, va: int) -> tuple[int, MappingFlags, PageSize]:
+        """Remove the whole leaf containing `va` (also an empty-flags placeholder); returns its base PA, flags
+        and size. Tables left empty are freed."""
+        slot = self.lookup(va)
+        if slot.raw == 0 or self._is_table(slot.raw, slot.depth):
+            raise NotMapped(f"{va:#x} is not mapped")
+        self.mem.write_u64(slot.pa, 0)
+        self._free_empty(va, slot.depth)
+        return self._paddr(slot.raw, slot.depth), self._flags(slot.raw, slot.depth), self._size(slot.depth)
+
+    def query(self, va: int) -> tuple[int, MappingFlags, PageSize]:
+        """The PA `va` maps to (offset included), the leaf's flags and size; NotMapped if absent."""
+        slot = self._leaf(va)
+        size = self._size(slot.depth)
+        return self._paddr(slot.raw, slot.depth) + (va & (size - 1)), self._flags(slot.raw, slot.depth), size
+
+    def remap(self, va: int, pa: int, flags: MappingFlags) -> PageSize:
+        """Point the present leaf containing `va` at `pa` (aligned to that leaf's size) with `flags`."""
+        slot = self._leaf(va)
+        size = self._size(slot.depth)
+        self._check_page(va & ~(size - 1), pa, size)
+        self.mem.write_u64(slot.pa, self.fmt.codec.new_page(pa, flags, not self._last(slot.depth)))
+        return size
+
+    def protect(self, va: int, flags: MappingFlags) -> PageSize:
+        """Give the whole present leaf containing `va` new flags (address kept); returns its size."""
+        slot = self._leaf(va)
+        pa = self._paddr(slot.raw, slot.depth)
+        self.mem.write_u64(slot.pa, self.fmt.codec.new_page(pa, flags, not self._last(slot.depth)))
+        return self._size(slot.depth)
+
+    # ------------------------------------------------------------ regions
+    def _check_region(self, va: int, size: int) -> None:
+        ps = self.fmt.page_size
+        if va % ps or size % ps:
+            raise NotAligned(f"region [{va:#x}, +{size:#x}) is not {ps:#x}-aligned")
+        if size <= 0:
+            raise NotAligned(f"region size {size:#x} must be positive")
+        self.fmt.check_va(va)
+        self.fmt.check_va(va + size - 1)
+        if self.fmt.sign_extended and (va >> (self.fmt.va_bits - 1)) != ((va + size - 1) >> (self.fmt.va_bits - 1)):
+            raise InvalidAddress(f"region [{va:#x}, +{size:#x}) crosses the non-canonical hole")
+
+    def plan_region(self, va: int, target: Target, size: int, allow_huge: bool) -> tuple[U64, U64, U64]:
+        """The leaves `map_region` would write: arrays of VA, PA and size."""
+        self._check_region(va, size)
+        sizes = [s for s in self.fmt.page_sizes() if allow_huge or s == self.fmt.page_size]
+        if isinstance(target, int):
+            self.fmt.check_pa(target)
+            self.fmt.check_pa(target + size - 1)
+            if target % self.fmt.page_size:
+                raise NotAligned(f"PA {target:#x} is not page-aligned")
+            return _plan_linear(va, target, size, sizes)
+        if isinstance(target, np.ndarray) and not allow_huge:
+            pas = np.asarray(target, dtype=np.uint64)
+            n = size // self.fmt.page_size
+            if pas.shape != (n,):
+                raise ValueError(f"expected {n} physical addresses, got shape {pas.shape}")
+            if np.any(pas % np.uint64(self.fmt.page_size)) or np.any(pas >> np.uint64(self.fmt.pa_bits)):
+                raise NotAligned("every PA must be page-aligned and within the format's PA width")
+            vas = np.uint64(va) + np.arange(n, dtype=np.uint64) * np.uint64(self.fmt.page_size)
+            return vas, pas, np.full(n, self.fmt.page_size, dtype=np.uint64)
+        if isinstance(target, np.ndarray):
+            table = np.asarray(target, dtype=np.uint64)
+            shift = self.fmt.page_shift
+
+            def get(v: int) -> int:
+                return int(table[(v - va) >> shift])
+            fn: Callable[[int], int] = get
+        else:
+            fn = target
+        return _plan_callable(va, fn, size, sizes, self.fmt)
+
+    def map_region(self, va: int, target: Target, size: int, flags: MappingFlags,
+                   allow_huge: bool = False) -> None:
+        """Map [va, va + size): `target` is the first PA of a linear mapping, an array of one PA per page, or
+        a function VA → PA (called at each leaf's start, as page_table_multiarch does). With `allow_huge`,
+        the largest leaf whose VA and PA are both aligned and that fits is used at each step.
+        All-or-nothing: any conflict or lack of memory leaves the table as it was."""
+        vas, pas, sizes = self.plan_region(va, target, size, allow_huge)
+        depths = np.array([self.fmt.depth_for_size(int(s)) for s in self.fmt.page_sizes()], dtype=np.int8)
+        depth_of = {int(s): d for s, d in zip(self.fmt.page_sizes(), depths, strict=True)}
+        leaf_depth = np.zeros(vas.shape, dtype=np.int8)
+        raws = np.zeros(vas.shape, dtype=np.uint64)
+        for s in np.unique(sizes):
+            sel = sizes == s
+            d = depth_of[int(s)]
+            leaf_depth[sel] = d
+            raws[sel] = self.fmt.codec.new_page_np(pas[sel], flags, not self._last(d))
+        self._apply(vas, raws, leaf_depth)
+
+    def unmap_region(self, va: int, size: int, missing_ok: bool = False) -> Mappings:
+        """Remove every leaf in [va, va + size), splitting huge leaves that stick out of the range; returns
+        what was removed (placeholders included). A hole raises NotMapped unless `missing_ok`; either way
+        nothing is changed before all checks pass. Tables left empty are freed."""
+        self._check_region(va, size)
+        found = self._prepare_range(va, size, missing_ok)
+        if len(found):
+            self.mem.write_u64_np(found.slot, np.zeros(len(found), dtype=np.uint64))
+            self._free_empty_many(found)
+        return found
+
+    def protect_region(self, va: int, size: int, flags: MappingFlags, missing_ok: bool = False) -> None:
+        """Give every leaf in [va, va + size) new flags, splitting huge leaves that stick out of the range."""
+        self._check_region(va, size)
+        self.fmt.codec.new_page(0, flags, False)          # InvalidFlags before anything changes
+        found = self._prepare_range(va, size, missing_ok)
+        present = self.fmt.codec.is_present_np(found.raw)
+        for d in np.unique(found.depth[present]):
+            sel = present & (found.depth == d)
+            pas = self.fmt.codec.paddr_np(found.raw[sel], not self._last(int(d)))
+            self.mem.write_u64_np(found.slot[sel],
+                                  self.fmt.codec.new_page_np(pas, flags, not self._last(int(d))))
+
+    def _prepare_range(self, va: int, size: int, missing_ok: bool) -> Mappings:
+        """Split the leaves that cross either end of the range (after checking for holes), then list the
+        leaves inside it."""
+        end = va + size
+        found = self.walk(va, end, placeholders=True)
+        if not missing_ok:
+            covered = np.minimum(found.va + found.size, np.uint64(end)) - np.maximum(found.va, np.uint64(va))
+            if int(covered.sum(dtype=np.uint64)) != size:
+                raise NotMapped(f"[{va:#x}, {end:#x}) is not wholly mapped")
+        for edge in (va, end):
+            self._split_at(edge)
+        return self.walk(va, end, placeholders=True)
+
+    def _split_at(self, edge: int) -> None:
+        """Split huge leaves until `edge` is a leaf boundary (no-op outside canonical space or on holes)."""
+        if not self.fmt.is_canonical(edge):
+            return
+        while True:
+            slot = self.lookup(edge)
+            size = self._size(slot.depth)
+            if slot.raw == 0 or self._last(slot.depth) or edge % size == 0:
+                return
+            if self._is_table(slot.raw, slot.depth):
+                return
+            self._split(slot)
+
+    def _split(self, slot: Slot) -> None:
+        """Replace a huge leaf (or placeholder) by a table of next-level leaves that map the same memory."""
+        child_depth = slot.depth + 1
+        codec = self.fmt.codec
+        child_huge = not self._last(child_depth)
+        template = codec.demote(slot.raw, child_huge)
+        n = self.fmt.levels[child_depth].entries
+        child_size = self.fmt.levels[child_depth].span
+        base = self._paddr(slot.raw, slot.depth)
+        pas = np.uint64(base) + np.arange(n, dtype=np.uint64) * np.uint64(child_size)
+        children = codec.with_paddr_np(np.full(n, template, dtype=np.uint64), pas, child_huge)
+        table = self._alloc_table(child_depth)
+        self.mem.words(table, n)[:] = children
+        self.mem.write_u64(slot.pa, codec.new_table(table))
+
+    # -------------------------------------------------------------- apply
+    def _apply(self, vas: U64, raws: U64, depths: npt.NDArray[np.int8]) -> None:
+        """Write leaf `raws` at `vas` (each at its depth), creating the tables on the way. Every slot is
+        checked before anything is written or allocated; if allocation fails the new tables are freed."""
+        fmt, codec = self.fmt, self.fmt.codec
+        n = vas.shape[0]
+        table = np.full(n, self._root, dtype=np.uint64)   # existing table holding each lane's entry
+        is_new = np.zeros(n, dtype=bool)                  # ... or that table is yet to be created:
+        new_id = np.full(n, -1, dtype=np.int64)           # its index in `creations`
+        # a table to create: (depth, index of the new parent table or -1, entry index in it / entry PA)
+        creations: list[tuple[int, int, int]] = []
+        for depth in range(int(depths.max()) + 1 if n else 0):
+            here, going = depths == depth, depths > depth
+            idx = fmt.index_np(vas, depth)
+            slot = table + idx * np.uint64(fmt.entry_size)
+            raw = np.zeros(n, dtype=np.uint64)
+            old = ~is_new & (here | going)
+            raw[old] = self.mem.read_u64_np(slot[old])
+            _refuse(here & (raw != 0), AlreadyMapped, vas, raw, fmt.levels[depth].arch_level, "holds")
+            if not np.any(going):
+                break
+            last = self._last(depth)
+            tab = going & codec.is_table_np(raw, last)
+            in_way = going & (raw != 0) & ~tab
+            _refuse(in_way & codec.is_leaf_np(raw, last), MappedToHugePage, vas, raw,
+                    fmt.levels[depth].arch_level, "is a huge leaf")
+            _refuse(in_way, AlreadyMapped, vas, raw, fmt.levels[depth].arch_level, "is an invalid entry")
+            need = going & (raw == 0)
+            next_id = np.full(n, -1, dtype=np.int64)
+            if np.any(need):
+                lanes = np.flatnonzero(need)
+                _, first, inverse = np.unique(vas[need] >> np.uint64(fmt.levels[depth].index_lsb),
+                                              return_index=True, return_inverse=True)
+                next_id[lanes] = len(creations) + inverse.reshape(-1)
+                for lane in lanes[first]:
+                    if is_new[lane]:
+                        creations.append((depth + 1, int(new_id[lane]), int(idx[lane])))
+                    else:
+                        creations.append((depth + 1, -1, int(slot[lane])))
+            table = np.where(tab, codec.paddr_np(raw, True), table)
+            is_new, new_id = need, next_id
+        made: list[int] = []
+        try:
+            for depth, _parent, _where in creations:
+                made.append(self._alloc_table(depth))
+        except NoMemory:
+            for pa in made:
+                self._free_table(pa)
+            raise
+        for (_depth, parent, where), pa in zip(creations, made, strict=True):
+            entry_pa = made[parent] + where * fmt.entry_size if parent >= 0 else where
+            self.mem.write_u64(entry_pa, codec.new_table(pa))
+        if n:
+            final = self._resolve_tables(vas, depths)
+            slots = np.empty(n, dtype=np.uint64)
+            for d in np.unique(depths):
+                sel = depths == d
+                slots[sel] = final[sel] + fmt.index_np(vas[sel], int(d)) * np.uint64(fmt.entry_size)
+            self.mem.write_u64_np(slots, raws)
+
+    def _resolve_tables(self, vas: U64, depths: npt.NDArray[np.int8]) -> U64:
+        """The table that holds each lane's entry at its depth (all tables on the way must exist)."""
+        codec = self.fmt.codec
+        table = np.full(vas.shape, self._root, dtype=np.uint64)
+        for depth in range(int(depths.max())):
+            going = depths > depth
+            slot = table[going] + self.fmt.index_np(vas[going], depth) * np.uint64(self.fmt.entry_size)
+            table[going] = codec.paddr_np(self.mem.read_u64_np(slot), True)
+        return table
+
+    # ------------------------------------------------------ freeing tables
+    def _free_empty(self, va: int, depth: int) -> None:
+        """Free the tables above a just-cleared entry at `depth` that became empty, bottom-up."""
+        path = [self._root]
+        for d in range(depth):
+            raw = self.mem.read_u64(path[-1] + self.fmt.index(va, d) * self.fmt.entry_size)
+            if not self._is_table(raw, d):
+                return                      # already freed along with a sibling's path
+            path.append(self._paddr(raw, d))
+        for d in range(depth, 0, -1):
+            if d == 1 and self.fmt.index(va, 0) in self._borrowed:
+                return
+            table = path[d]
+            if np.any(self.mem.words(table, self.fmt.levels[d].entries)):
+                return
+            self.mem.write_u64(path[d - 1] + self.fmt.index(va, d - 1) * self.fmt.entry_size, 0)
+            self._free_table(table)
+
+    def _free_empty_many(self, cleared: Mappings) -> None:
+        """`_free_empty` for many cleared entries: one check per distinct table, not per entry."""
+        seen: set[tuple[int, int]] = set()
+        order = np.argsort(-cleared.depth.astype(np.int64), kind="stable")
+        for i in order:
+            d = int(cleared.depth[i])
+            key_shift = self.fmt.levels[d - 1].index_lsb if d else 64
+            key = (d, int(cleared.va[i]) >> key_shift if d else 0)
+            if key in seen or d == 0:
+                continue
+            seen.add(key)
+            self._free_empty(int(cleared.va[i]), d)
+
+    # --------------------------------------------------------------- walk
+    def walk(self, start: int | None = None, end: int | None = None, *, placeholders: bool = False) -> Mappings:
+        """Every present leaf overlapping [start, end) (default: everything), VAs sign-extended, as numpy
+        columns sorted by VA. Vectorised level by level, so the cost is per table, not per entry. With
+        `placeholders`, non-present non-zero entries at leaf-capable levels are listed too."""
+        fmt, codec = self.fmt, self.fmt.codec
+        lo = np.uint64(0 if start is None else start)
+        hi_excl = None if end is None else np.uint64(end - 1)
+        tables = np.array([self._root], dtype=np.uint64)
+        bases = np.array([0], dtype=np.uint64)           # truncated VA of each table's first entry
+        parts: list[Mappings] = []
+        for depth, lv in enumerate(fmt.levels):
+            if tables.size == 0:
+                break
+            last = self._last(depth)
+            n = lv.entries
+            offs = np.arange(n, dtype=np.uint64)
+            ok = self.mem.contains_np(tables, n * fmt.entry_size)
+            if not np.all(ok):
+                bad = int(tables[~ok][0])
+                raise PhysMemError(f"a level-{lv.arch_level} table at {bad:#x} lies outside RAM")
+            slots = (tables[:, None] + offs[None, :] * np.uint64(fmt.entry_size)).reshape(-1)
+            vas_t = (bases[:, None] + (offs[None, :] << np.uint64(lv.index_lsb))).reshape(-1)
+            vas = fmt.extend_np(vas_t)
+            raw = self.mem.read_u64_np(slots)
+            span = np.uint64(lv.span)
+            keep = raw != 0
+            keep &= vas + (span - np.uint64(1)) >= lo
+            if hi_excl is not None:
+                keep &= vas <= hi_excl
+            leaf = keep & codec.is_leaf_np(raw, last)
+            if placeholders and lv.leaf:
+                leaf |= keep & ~codec.is_present_np(raw)
+            if not lv.leaf:
+                leaf &= False
+            if np.any(leaf):
+                r = raw[leaf]
+                parts.append(Mappings(fmt, vas[leaf], codec.paddr_np(r, not last), np.full(r.shape, span),
+                                      codec.flags_np(r, not last), np.full(r.shape, depth, dtype=np.int8), r,
+                                      slots[leaf]))
+            tab = keep & codec.is_table_np(raw, last)
+            tables = codec.paddr_np(raw[tab], True)
+            bases = vas_t[tab]
+        return Mappings.concat(fmt, parts)
+
+    # --------------------------------------------------- sharing, teardown
+    def copy_from(self, other: PageTable, start: int, size: int) -> None:
+        """Share `other`'s root entries covering [start, start + size) (e.g. the kernel half). Shared
+        subtrees stay `other`'s: this table never frees them. A slot already in use here: AlreadyMapped."""
+        if other.fmt != self.fmt or other.mem is not self.mem:
+            raise ValueError("copy_from needs a table of the same format in the same memory")
+        if size == 0:
+            return
+        self.fmt.check_va(start)
+        self.fmt.check_va(start + size - 1)
+        first, last = self.fmt.index(start, 0), self.fmt.index(start + size - 1, 0)
+        es = self.fmt.entry_size
+        for i in range(first, last + 1):
+            mine = self.mem.read_u64(self._root + i * es)
+            if mine and i not in self._borrowed:
+                raise AlreadyMapped(f"root entry {i} is in use in this table")
+        for i in range(first, last + 1):
+            self.mem.write_u64(self._root + i * es, other.mem.read_u64(other._root + i * es))
+            self._borrowed.add(i)
+
+    def destroy(self) -> None:
+        """Free every table this table owns (not leaf frames, not borrowed subtrees), root last."""
+        def free_tree(table: int, depth: int) -> None:
+            if not self._last(depth):
+                raw = self.mem.words(table, self.fmt.levels[depth].entries).copy()
+                tab = np.flatnonzero(self.fmt.codec.is_table_np(raw, False))
+                for i in tab:
+                    if depth == 0 and int(i) in self._borrowed:
+                        continue
+                    free_tree(int(self.fmt.codec.paddr_np(raw[i:i + 1], True)[0]), depth + 1)
+            self._free_table(table)
+        free_tree(self._root, 0)
+
+
+def _refuse(bad: npt.NDArray[np.bool_], err: type[Exception], vas: U64, raw: U64, level: int, what: str) -> None:
+    """Raise `err` for the first lane in `bad`, naming its VA and the entry in the way."""
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise err(f"cannot map {int(vas[i]):#x}: the level-{level} entry {what} {int(raw[i]):#x}")
+
+
+def _plan_linear(va: int, pa: int, size: int, sizes: list[PageSize]) -> tuple[U64, U64, U64]:
+    """Greedy largest-aligned-leaf plan for a linear mapping, computed per size (no per-page loop): the part
+    a size s covers is the s-aligned middle of the range minus the part a larger size already covers."""
+    end = va + size
+    out_va, out_size = [], []
+    taken_lo, taken_hi = end, end        # the interval covered by larger sizes (empty to start)
+    for s in sorted(sizes, reverse=True):
+        if (pa - va) % s:
+            continue
+        lo, hi = -(-va // s) * s, end // s * s
+        if lo >= hi:
+            continue
+        pieces = [(lo, hi)] if taken_lo >= taken_hi else [(lo, taken_lo), (taken_hi, hi)]
+        for a, b in pieces:
+            if b > a:
+                out_va.append(np.uint64(a) + np.arange((b - a) // s, dtype=np.uint64) * np.uint64(s))
+                out_size.append(np.full((b - a) // s, s, dtype=np.uint64))
+        taken_lo, taken_hi = lo, hi
+    vas = np.concatenate(out_va)
+    sz = np.concatenate(out_size)
+    order = np.argsort(vas, kind="stable")
+    vas, sz = vas[order], sz[order]
+    return vas, vas - np.uint64(va) + np.uint64(pa), sz
+
+
+def _plan_callable(va: int, fn: Callable[[int], int], size: int, sizes: list[PageSize],
+                   fmt: PagingFormat) -> tuple[U64, U64, U64]:
+    """page_table_multiarch's map_region loop: ask for the PA at each step, take the largest fitting leaf."""
+    vas: list[int] = []
+    pas: list[int] = []
+    szs: list[int] = []
+    v, end = va, va + size
+    while v < end:
+        p = fn(v)
+        fmt.check_pa(p)
+        if p % fmt.page_size:
+            raise NotAligned(f"target PA {p:#x} for VA {v:#x} is not page-aligned")
+        s = next(s for s in sorted(sizes, reverse=True) if v % s == 0 and p % s == 0 and end - v >= s)
+        vas.append(v)
+        pas.append(p)
+        szs.append(s)
+        v += s
+    return (np.array(vas, dtype=np.uint64), np.array(pas, dtype=np.uint64), np.array(szs, dtype=np.uint64))

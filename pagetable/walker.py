@@ -1,0 +1,196 @@
+"""The hardware walker: translate addresses the way the MMU does, faults included.
+
+The walker owns the loop that every architecture shares — check the VA, fetch the entry of each level from
+physical memory (a fetch outside RAM is the architecture's access/abort fault), let the architecture's
+`WalkRules` judge the entry (fault, next table, or leaf with its output address), and finally check that
+the output address is RAM. It runs on many addresses at once with numpy: `translate_many` is the real
+implementation and `translate` is one lane of it, so there is one code path for every rule.
+
+Translation is side-effect free: where hardware would set A/D bits (RISC-V Svadu) the walker succeeds
+without writing them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from .format import PagingFormat
+from .physmem import PhysMem
+
+U64 = npt.NDArray[np.uint64]
+U8 = npt.NDArray[np.uint8]
+Bool = npt.NDArray[np.bool_]
+
+
+class Access(enum.IntEnum):
+    """The kind of memory access being translated."""
+
+    READ = 0
+    WRITE = 1
+    EXECUTE = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Privilege(enum.IntEnum):
+    """The privilege of the access (RISC-V S/U, x86 CPL 0/3, AArch64 EL1/EL0)."""
+
+    SUPERVISOR = 0
+    USER = 1
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Reason(enum.IntEnum):
+    """Why a walk stopped (OK for a translation). Each architecture uses a subset."""
+
+    OK = 0
+    NON_CANONICAL = 1          # VA outside the format's canonical range
+    TABLE_OUTSIDE_MEMORY = 2   # an entry fetch hit no RAM
+    INVALID = 3                # entry not valid/present
+    W_WITHOUT_R = 4            # RISC-V R=0 W=1 encoding
+    RESERVED = 5               # reserved bits or encodings set
+    NON_LEAF_AT_LAST_LEVEL = 6
+    PERMISSION = 7
+    MISALIGNED_SUPERPAGE = 8
+    ACCESSED_DIRTY = 9         # A=0, or D=0 on a write, where hardware faults instead of updating
+    PA_OUTSIDE_MEMORY = 10     # the final access hits no RAM
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+
+class FaultKind(enum.Enum):
+    """The class of exception a fault raises, named as the vectors schema writes it."""
+
+    PAGE_FAULT = "page-fault"
+    ACCESS_FAULT = "access-fault"
+
+
+class WalkRules(Protocol):
+    """What an architecture contributes to a walk (see arch/*/walk.py)."""
+
+    fmt: PagingFormat | None       # None: translation off (RISC-V Bare), PA = VA
+    root: int
+
+    def step(self, depth: int, pte: U64, va: U64, access: U8, priv: U8) -> tuple[U8, Bool, U64]:
+        """Judge the entries fetched at `depth` for these lanes: (reason, is_leaf, address) where address
+        is the next table for non-leaf lanes and the final PA for leaf lanes; reason != OK stops the walk."""
+        ...
+
+    def fault_kind(self, reason: Reason) -> FaultKind:
+        ...
+
+
+@dataclass(frozen=True)
+class Translation:
+    """The outcome of one translation: `pa` when `reason` is OK, else the fault and the level it hit."""
+
+    va: int
+    access: Access
+    privilege: Privilege
+    pa: int | None
+    reason: Reason
+    level: int
+    fault: FaultKind | None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == Reason.OK
+
+
+@dataclass(frozen=True)
+class Translations:
+    """Many translations as columns: `pa` is meaningful where `reason == 0`."""
+
+    va: U64
+    pa: U64
+    reason: U8
+    level: npt.NDArray[np.int8]
+
+    @property
+    def ok(self) -> Bool:
+        return self.reason == Reason.OK
+
+    def __len__(self) -> int:
+        return int(self.va.shape[0])
+
+
+def _lanes(value: int | str | Access | Privilege | npt.ArrayLike, kind: type[enum.IntEnum], n: int) -> U8:
+    if isinstance(value, str):
+        value = kind[value.upper()]
+    arr = np.asarray(value, dtype=np.uint8)
+    if np.any(arr >= len(kind)):
+        raise ValueError(f"not a {kind.__name__}: {value!r}")
+    return np.broadcast_to(arr, (n,)).astype(np.uint8)
+
+
+class Walker:
+    """Translates virtual addresses through `rules` over the physical memory `mem`."""
+
+    def __init__(self, mem: PhysMem, rules: WalkRules) -> None:
+        self.mem = mem
+        self.rules = rules
+
+    def translate_many(self, vas: npt.ArrayLike, access: Access | str | npt.ArrayLike = Access.READ,
+                       privilege: Privilege | str | npt.ArrayLike = Privilege.SUPERVISOR) -> Translations:
+        """Translate every VA (with one access/privilege, or one per lane)."""
+        va = np.ascontiguousarray(np.asarray(vas, dtype=np.uint64).reshape(-1))
+        n = va.shape[0]
+        acc = _lanes(access, Access, n)
+        prv = _lanes(privilege, Privilege, n)
+        reason = np.zeros(n, dtype=np.uint8)
+        level = np.zeros(n, dtype=np.int8)
+        fmt = self.rules.fmt
+        if fmt is None:
+            pa = va.copy()
+        else:
+            pa = np.zeros(n, dtype=np.uint64)
+            top = fmt.levels[0].arch_level
+            level[:] = top
+            reason[~fmt.canonical_np(va)] = Reason.NON_CANONICAL
+            live = np.flatnonzero(reason == 0)
+            table = np.full(live.shape, self.rules.root, dtype=np.uint64)
+            for depth, lv in enumerate(fmt.levels):
+                if live.size == 0:
+                    break
+                level[live] = lv.arch_level
+                slot = table + fmt.index_np(va[live], depth) * np.uint64(fmt.entry_size)
+                inmem = self.mem.contains_np(slot, fmt.entry_size)
+                reason[live[~inmem]] = Reason.TABLE_OUTSIDE_MEMORY
+                live, slot, table = live[inmem], slot[inmem], table[inmem]
+                pte = self.mem.read_u64_np(slot)
+                why, leaf, addr = self.rules.step(depth, pte, va[live], acc[live], prv[live])
+                reason[live] = why
+                good = why == Reason.OK
+                done = good & leaf
+                pa[live[done]] = addr[done]
+                cont = good & ~leaf
+                live, table = live[cont], addr[cont]
+            if live.size:
+                raise AssertionError("walk rules let a lane continue past the last level")
+        outside = (reason == Reason.OK) & ~self.mem.contains_np(pa, 1)
+        reason[outside] = Reason.PA_OUTSIDE_MEMORY
+        return Translations(va, pa, reason, level)
+
+    def translate(self, va: int, access: Access | str = Access.READ,
+                  privilege: Privilege | str = Privilege.SUPERVISOR) -> Translation:
+        """Translate one VA; the result names the PA or the exact fault and level."""
+        if not 0 <= va < 1 << 64:
+            raise ValueError(f"{va:#x} is not a 64-bit address")
+        t = self.translate_many(np.array([va], dtype=np.uint64), access, privilege)
+        reason = Reason(int(t.reason[0]))
+        acc = Access[access.upper()] if isinstance(access, str) else Access(access)
+        prv = Privilege[privilege.upper()] if isinstance(privilege, str) else Privilege(privilege)
+        return Translation(va, acc, prv, int(t.pa[0]) if reason == Reason.OK else None, reason,
+                           int(t.level[0]), None if reason == Reason.OK else self.rules.fault_kind(reason))
