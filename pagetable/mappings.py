@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ class Mappings:
     depth: npt.NDArray[np.int8]
     raw: U64
     slot: U64          # physical address of each entry
+    problems: tuple[str, ...] = ()   # what the walk could not follow (e.g. a table pointer outside RAM)
 
     @classmethod
     def empty(cls, fmt: PagingFormat) -> Mappings:
@@ -50,13 +52,13 @@ class Mappings:
         return cls(fmt, z, z, z, z, np.zeros(0, dtype=np.int8), z, z)
 
     @classmethod
-    def concat(cls, fmt: PagingFormat, parts: list[Mappings]) -> Mappings:
+    def concat(cls, fmt: PagingFormat, parts: list[Mappings], problems: list[str] | None = None) -> Mappings:
         if not parts:
-            return cls.empty(fmt)
+            return dataclasses.replace(cls.empty(fmt), problems=tuple(problems or ()))
         cols = {name: np.concatenate([getattr(p, name) for p in parts])
                 for name in ("va", "pa", "size", "flags", "depth", "raw", "slot")}
         order = np.argsort(cols["va"], kind="stable")
-        return cls(fmt, **{k: v[order] for k, v in cols.items()})
+        return cls(fmt, **{k: v[order] for k, v in cols.items()}, problems=tuple(problems or ()))
 
     def __len__(self) -> int:
         return int(self.va.shape[0])

@@ -27,7 +27,6 @@ from .errors import (
     NoMemory,
     NotAligned,
     NotMapped,
-    PhysMemError,
 )
 from .flags import MappingFlags, PageSize
 from .format import PagingFormat
@@ -400,13 +399,15 @@ class PageTable:
     def walk(self, start: int | None = None, end: int | None = None, *, placeholders: bool = False) -> Mappings:
         """Every present leaf overlapping [start, end) (default: everything), VAs sign-extended, as numpy
         columns sorted by VA. Vectorised level by level, so the cost is per table, not per entry. With
-        `placeholders`, non-present non-zero entries at leaf-capable levels are listed too."""
+        `placeholders`, non-present non-zero entries at leaf-capable levels are listed too. A table pointer
+        outside RAM is not followed; it is reported in the result's `problems`."""
         fmt, codec = self.fmt, self.fmt.codec
         lo = np.uint64(0 if start is None else start)
         hi_excl = None if end is None else np.uint64(end - 1)
         tables = np.array([self._root], dtype=np.uint64)
         bases = np.array([0], dtype=np.uint64)           # truncated VA of each table's first entry
         parts: list[Mappings] = []
+        problems: list[str] = []
         for depth, lv in enumerate(fmt.levels):
             if tables.size == 0:
                 break
@@ -414,9 +415,10 @@ class PageTable:
             n = lv.entries
             offs = np.arange(n, dtype=np.uint64)
             ok = self.mem.contains_np(tables, n * fmt.entry_size)
-            if not np.all(ok):
-                bad = int(tables[~ok][0])
-                raise PhysMemError(f"a level-{lv.arch_level} table at {bad:#x} lies outside RAM")
+            for bad, base in zip(tables[~ok], bases[~ok], strict=True):
+                problems.append(f"the level-{lv.arch_level} table for VA {int(fmt.extend_np(base)):#x} is at "
+                                f"{int(bad):#x}, outside RAM: not walked")
+            tables, bases = tables[ok], bases[ok]
             slots = (tables[:, None] + offs[None, :] * np.uint64(fmt.entry_size)).reshape(-1)
             vas_t = (bases[:, None] + (offs[None, :] << np.uint64(lv.index_lsb))).reshape(-1)
             vas = fmt.extend_np(vas_t)
@@ -439,7 +441,7 @@ class PageTable:
             tab = keep & codec.is_table_np(raw, last)
             tables = codec.paddr_np(raw[tab], True)
             bases = vas_t[tab]
-        return Mappings.concat(fmt, parts)
+        return Mappings.concat(fmt, parts, problems)
 
     # --------------------------------------------------- sharing, teardown
     def copy_from(self, other: PageTable, start: int, size: int) -> None:

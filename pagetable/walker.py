@@ -103,6 +103,7 @@ class Translation:
     reason: Reason
     level: int
     fault: FaultKind | None
+    pte: int
 
     @property
     def ok(self) -> bool:
@@ -111,12 +112,14 @@ class Translation:
 
 @dataclass(frozen=True)
 class Translations:
-    """Many translations as columns: `pa` is meaningful where `reason == 0`."""
+    """Many translations as columns: `pa` is meaningful where `reason == 0`; `pte` is the last entry the
+    walk read (the leaf, or the entry it stopped at; 0 where no entry was read)."""
 
     va: U64
     pa: U64
     reason: U8
     level: npt.NDArray[np.int8]
+    pte: U64
 
     @property
     def ok(self) -> Bool:
@@ -151,6 +154,7 @@ class Walker:
         prv = _lanes(privilege, Privilege, n)
         reason = np.zeros(n, dtype=np.uint8)
         level = np.zeros(n, dtype=np.int8)
+        last_pte = np.zeros(n, dtype=np.uint64)
         fmt = self.rules.fmt
         if fmt is None:
             pa = va.copy()
@@ -170,6 +174,7 @@ class Walker:
                 reason[live[~inmem]] = Reason.TABLE_OUTSIDE_MEMORY
                 live, slot, table = live[inmem], slot[inmem], table[inmem]
                 pte = self.mem.read_u64_np(slot)
+                last_pte[live] = pte
                 why, leaf, addr = self.rules.step(depth, pte, va[live], acc[live], prv[live])
                 reason[live] = why
                 good = why == Reason.OK
@@ -181,7 +186,7 @@ class Walker:
                 raise AssertionError("walk rules let a lane continue past the last level")
         outside = (reason == Reason.OK) & ~self.mem.contains_np(pa, 1)
         reason[outside] = Reason.PA_OUTSIDE_MEMORY
-        return Translations(va, pa, reason, level)
+        return Translations(va, pa, reason, level, last_pte)
 
     def translate(self, va: int, access: Access | str = Access.READ,
                   privilege: Privilege | str = Privilege.SUPERVISOR) -> Translation:
@@ -193,4 +198,5 @@ class Walker:
         acc = Access[access.upper()] if isinstance(access, str) else Access(access)
         prv = Privilege[privilege.upper()] if isinstance(privilege, str) else Privilege(privilege)
         return Translation(va, acc, prv, int(t.pa[0]) if reason == Reason.OK else None, reason,
-                           int(t.level[0]), None if reason == Reason.OK else self.rules.fault_kind(reason))
+                           int(t.level[0]), None if reason == Reason.OK else self.rules.fault_kind(reason),
+                           int(t.pte[0]))

@@ -1,0 +1,175 @@
+"""The `pagetable-vectors/1` file format (documented in docs/vectors.md).
+
+A vector set is a directory: one or more raw memory images, `vectors.json` (registers, walker options,
+cases with their expected PA or fault), and a short README.txt. All addresses and register values are hex
+strings, so 64-bit values survive every JSON reader. Reading validates everything and raises
+`VectorsError` with the offending field named, never a traceback from deep inside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import PagetableError, PhysMemError
+from ..physmem import PhysMem
+
+SCHEMA = "pagetable-vectors/1"
+ACCESSES = ("read", "write", "execute")
+PRIVILEGES = ("supervisor", "user")
+FAULTS = ("page-fault", "access-fault", "guest-page-fault")
+
+
+class VectorsError(PagetableError):
+    """A vector set that cannot be written or read as `pagetable-vectors/1`."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One translation: `pa` when it succeeds, else `fault` and `level` (the manual's level number).
+
+    `label` names the feature the case exercises and `reason` the walker's reason; both are informative."""
+
+    va: int
+    access: str
+    privilege: str
+    pa: int | None = None
+    fault: str | None = None
+    level: int | None = None
+    label: str = ""
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"va": f"{self.va:#x}", "access": self.access, "privilege": self.privilege}
+        if self.pa is not None:
+            out["pa"] = f"{self.pa:#x}"
+        else:
+            out["fault"] = self.fault
+            out["level"] = self.level
+        if self.reason:
+            out["reason"] = self.reason
+        if self.label:
+            out["label"] = self.label
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str) -> Case:
+        if not isinstance(obj, dict):
+            raise VectorsError(f"{where}: a case must be an object")
+        access = _choice(obj, "access", ACCESSES, where)
+        privilege = _choice(obj, "privilege", PRIVILEGES, where)
+        va = _hex(obj, "va", where)
+        if ("pa" in obj) == ("fault" in obj):
+            raise VectorsError(f"{where}: a case has exactly one of 'pa' and 'fault'")
+        if "pa" in obj:
+            return cls(va, access, privilege, pa=_hex(obj, "pa", where), label=str(obj.get("label", "")),
+                       reason=str(obj.get("reason", "")))
+        level = obj.get("level")
+        if not isinstance(level, int) or isinstance(level, bool):
+            raise VectorsError(f"{where}: 'level' must be an integer")
+        return cls(va, access, privilege, fault=_choice(obj, "fault", FAULTS, where), level=level,
+                   label=str(obj.get("label", "")), reason=str(obj.get("reason", "")))
+
+
+def _hex(obj: Mapping[str, Any], key: str, where: str) -> int:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value.lower().startswith("0x"):
+        raise VectorsError(f"{where}: '{key}' must be a hex string like \"0x80000000\", not {value!r}")
+    try:
+        out = int(value, 16)
+    except ValueError:
+        raise VectorsError(f"{where}: '{key}' is not a hex number: {value!r}") from None
+    if not 0 <= out < 1 << 64:
+        raise VectorsError(f"{where}: '{key}' does not fit in 64 bits")
+    return out
+
+
+def _choice(obj: Mapping[str, Any], key: str, allowed: Sequence[str], where: str) -> str:
+    value = obj.get(key)
+    if value not in allowed:
+        raise VectorsError(f"{where}: '{key}' must be one of {', '.join(allowed)}, not {value!r}")
+    return str(value)
+
+
+@dataclass
+class VectorSet:
+    """A memory image with registers, walker options and cases."""
+
+    arch: str
+    mode: str
+    mem: PhysMem
+    registers: dict[str, int]
+    options: dict[str, Any]
+    cases: list[Case]
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self, files: list[tuple[str, int]]) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "arch": self.arch,
+            "mode": self.mode,
+            "memory": [{"file": f, "base": f"{b:#x}"} for f, b in files],
+            "registers": {k: f"{v:#x}" for k, v in self.registers.items()},
+            "options": self.options,
+            "cases": [c.to_json() for c in self.cases],
+        }
+
+    def write(self, out_dir: str | os.PathLike[str], readme: str) -> None:
+        """Write mem*.bin, vectors.json and README.txt into `out_dir` (created if needed)."""
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+            files = self.mem.save(out_dir)
+            with open(os.path.join(out_dir, "vectors.json"), "w") as fh:
+                json.dump(self.to_json(files), fh, indent=1)
+                fh.write("\n")
+            with open(os.path.join(out_dir, "README.txt"), "w") as fh:
+                fh.write(readme)
+        except OSError as exc:
+            raise VectorsError(f"cannot write vectors to {os.fspath(out_dir)!r}: {exc.strerror}") from None
+
+    @classmethod
+    def read(cls, directory: str | os.PathLike[str]) -> VectorSet:
+        """Read and validate a vector set directory."""
+        path = os.path.join(directory, "vectors.json")
+        try:
+            with open(path) as fh:
+                doc = json.load(fh)
+        except OSError as exc:
+            raise VectorsError(f"cannot read {path!r}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise VectorsError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            raise VectorsError(f"{path}: 'schema' must be {SCHEMA!r}")
+        for key in ("arch", "mode"):
+            if not isinstance(doc.get(key), str):
+                raise VectorsError(f"{path}: '{key}' must be a string")
+        memory = doc.get("memory")
+        if not isinstance(memory, list) or not memory:
+            raise VectorsError(f"{path}: 'memory' must be a non-empty list")
+        images = []
+        for n, m in enumerate(memory):
+            if not isinstance(m, dict) or not isinstance(m.get("file"), str):
+                raise VectorsError(f"{path}: memory[{n}] needs a 'file'")
+            name = m["file"]
+            if os.path.isabs(name) or ".." in name.split("/"):
+                raise VectorsError(f"{path}: memory[{n}] file {name!r} must be inside the vector directory")
+            images.append((os.path.join(directory, name), _hex(m, "base", f"{path}: memory[{n}]")))
+        try:
+            mem = PhysMem.load(images)
+        except PhysMemError as exc:
+            raise VectorsError(f"{path}: {exc}") from None
+        regs = doc.get("registers")
+        if not isinstance(regs, dict):
+            raise VectorsError(f"{path}: 'registers' must be an object")
+        registers = {k: _hex(regs, k, f"{path}: registers") for k in regs}
+        options = doc.get("options", {})
+        if not isinstance(options, dict):
+            raise VectorsError(f"{path}: 'options' must be an object")
+        raw_cases = doc.get("cases")
+        if not isinstance(raw_cases, list):
+            raise VectorsError(f"{path}: 'cases' must be a list")
+        cases = [Case.from_json(c, f"{path}: cases[{n}]") for n, c in enumerate(raw_cases)]
+        return cls(doc["arch"], doc["mode"], mem, registers, options, cases)
