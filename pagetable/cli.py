@@ -49,7 +49,7 @@ def _riscv_options(doc: dict[str, object]) -> RiscvOptions:
         if not isinstance(value, bool):
             raise VectorsError(f"options.{key} must be true or false")
         flags[key] = value
-    return RiscvOptions(ad=ad, **flags)  # type: ignore[arg-type]
+    return RiscvOptions(ad=ad, **flags)
 
 
 def _load_riscv(directory: str) -> tuple[VectorSet, RiscvRules]:

@@ -30,8 +30,15 @@ Bool = npt.NDArray[np.bool_]
 class EntryCodec(Protocol):
     """Encode and decode one architecture's table entries (scalar and numpy)."""
 
-    layout: Layout
-    supported_flags: MappingFlags
+    @property
+    def layout(self) -> Layout:
+        """The declared bit layout of an entry."""
+        ...
+
+    @property
+    def supported_flags(self) -> MappingFlags:
+        """The MappingFlags this encoding can express (others are not encoded and not decoded)."""
+        ...
 
     def new_page(self, pa: int, flags: MappingFlags, huge: bool) -> int:
         """A leaf entry (page, or block/superpage when `huge`) mapping `pa` with `flags`."""
@@ -162,9 +169,11 @@ class PagingFormat:
 
     def canonical_np(self, va: U64) -> Bool:
         if not self.sign_extended:
-            return (va >> np.uint64(self.va_bits)) == 0
+            zero: Bool = (va >> np.uint64(self.va_bits)) == 0
+            return zero
         top = va >> np.uint64(self.va_bits - 1)
-        return (top == 0) | (top == np.uint64((1 << (65 - self.va_bits)) - 1))
+        ok: Bool = (top == 0) | (top == np.uint64((1 << (65 - self.va_bits)) - 1))
+        return ok
 
     def check_va(self, va: int) -> None:
         if not self.is_canonical(va):

@@ -42,7 +42,7 @@ class Region:
     @property
     def words(self) -> U64:
         """The region as little-endian u64 words (a view, so writes go through)."""
-        return self.data.view("<u8")  # type: ignore[return-value]
+        return self.data.view("<u8")
 
 
 class PhysMem:

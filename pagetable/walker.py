@@ -123,7 +123,8 @@ class Translations:
 
     @property
     def ok(self) -> Bool:
-        return self.reason == Reason.OK
+        out: Bool = self.reason == Reason.OK
+        return out
 
     def __len__(self) -> int:
         return int(self.va.shape[0])

@@ -215,7 +215,7 @@ def _pick(targets: list[Target], count: int | None, rng: random.Random) -> Itera
 def generate_riscv(mode: str, seed: int, cases: int | None = None,
                    options: RiscvOptions | None = None) -> VectorSet:
     """Build the address space for `mode` ("sv39", "sv48", "sv57") from `seed` and compute every case's
-    expected outcome with the walker under `options`. `cases=None` gives each target × access × privilege
+    expected outcome with the walker under `options`. `cases=None` gives each target x access x privilege
     once; a number samples (or extends) that list."""
     if mode not in RISCV_MODES:
         raise ValueError(f"unknown RISC-V mode {mode!r} (expected {', '.join(RISCV_MODES)})")

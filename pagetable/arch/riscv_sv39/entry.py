@@ -65,7 +65,9 @@ class RiscvCodec:
     ad: AdPolicy = "preset"
     global_kernel: bool = False
 
-    layout = PTE
+    @property
+    def layout(self) -> Layout:
+        return PTE
 
     @property
     def supported_flags(self) -> MappingFlags:
@@ -111,15 +113,18 @@ class RiscvCodec:
         return V | ((pa >> PAGE_SHIFT) << 10 & PPN_MASK)
 
     def is_present_np(self, raw: U64) -> Bool:
-        return (raw & np.uint64(V)) != 0
+        out: Bool = (raw & np.uint64(V)) != 0
+        return out
 
     def is_leaf_np(self, raw: U64, last: bool) -> Bool:
-        return self.is_present_np(raw) & ((raw & np.uint64(R | X)) != 0)
+        out: Bool = self.is_present_np(raw) & ((raw & np.uint64(R | X)) != 0)
+        return out
 
     def is_table_np(self, raw: U64, last: bool) -> Bool:
         if last:
             return np.zeros(raw.shape, dtype=bool)
-        return self.is_present_np(raw) & ((raw & np.uint64(R | W | X)) == 0)
+        out: Bool = self.is_present_np(raw) & ((raw & np.uint64(R | W | X)) == 0)
+        return out
 
     def paddr_np(self, raw: U64, huge: bool) -> U64:
         return ((raw & np.uint64(PPN_MASK)) >> np.uint64(10)) << np.uint64(PAGE_SHIFT)

@@ -51,7 +51,8 @@ class RiscvOptions:
 
 
 def _bit(pte: U64, mask: int) -> Bool:
-    return (pte & np.uint64(mask)) != 0
+    out: Bool = (pte & np.uint64(mask)) != 0
+    return out
 
 
 class RiscvRules:

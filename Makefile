@@ -1,0 +1,43 @@
+# pagetable: make demo | make test | make bench | make lint
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+
+.PHONY: demo test bench lint qemu clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pagetable needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/pagetable vectors generate --mode sv39 --seed 1 --out build/demo
+	$(BIN)/pagetable vectors show build/demo
+	$(BIN)/pagetable vectors check build/demo
+
+# QEMU is the independent judge of the walker: install it from Debian when we are root, otherwise say what
+# to install. Without it the QEMU tests skip, except under CI=true where they fail.
+qemu:
+	@if ! command -v qemu-system-riscv64 >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-misc >/dev/null; \
+	  else \
+	    echo "qemu-system-riscv64 is missing: install Debian/Ubuntu package qemu-system-misc" \
+	         "(sudo apt-get install qemu-system-misc); the QEMU differential tests need it."; \
+	  fi; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check pagetable tests bench
+	$(BIN)/mypy --strict
+
+test: $(STAMP) qemu lint
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,99 @@
+"""Benchmarks (run by `make bench`): the bulk paths against a plain per-page loop over the same API.
+
+Workload (issue 2): Sv39, 1 GiB of VA mapped as 262,144 4 KiB pages; enumerate those leaves; translate
+1,000,000 random VAs in one vectorised call. Each figure is the best of `--repeat` runs. The per-page loop
+is timed on `--loop` items and scaled to the full count (say `--loop 0` to run it whole: about a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from pagetable.arch.riscv_sv39 import SV39, Satp
+from pagetable.arch.riscv_sv39.walk import RiscvRules
+from pagetable.flags import MappingFlags
+from pagetable.frames import FrameAllocator
+from pagetable.physmem import PhysMem
+from pagetable.table import PageTable
+from pagetable.walker import Walker
+
+GiB = 1 << 30
+VA0, PA0 = 0x4000_0000, 0x8000_0000
+PAGES = GiB // 4096
+RW = MappingFlags.READ | MappingFlags.WRITE
+
+
+def best(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def fresh() -> tuple[PhysMem, PageTable]:
+    mem = PhysMem([(PA0, GiB + (8 << 20))])          # 1 GiB of data frames, then the tables
+    frames = FrameAllocator(mem, PA0 + GiB, 8 << 20)
+    return mem, PageTable(SV39, mem, frames)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--loop", type=int, default=8192, help="items the per-page loop runs (0 = all)")
+    ns = ap.parse_args()
+    rows: list[tuple[str, int, float, float, int, float]] = []
+
+    # map_region: 262,144 4K leaves
+    def bulk_map() -> None:
+        _, pt = fresh()
+        pt.map_region(VA0, PA0, GiB, RW)
+    t_bulk = best(bulk_map, ns.repeat)
+    n_loop = ns.loop or PAGES
+
+    def loop_map() -> None:
+        _, pt = fresh()
+        for i in range(n_loop):
+            pt.map(VA0 + i * 4096, PA0 + i * 4096, 4096, RW)
+    t_loop = best(loop_map, 1) * PAGES / n_loop
+    rows.append(("map_region 1 GiB as 4K pages", PAGES, t_bulk, t_loop, n_loop, 0.1))
+
+    # walk: enumerate the 262,144 leaves
+    mem, pt = fresh()
+    pt.map_region(VA0, PA0, GiB, RW)
+    t_bulk = best(lambda: pt.walk(), ns.repeat)
+
+    def loop_walk() -> None:
+        for i in range(n_loop):
+            pt.query(VA0 + i * 4096)
+    t_loop = best(loop_walk, 1) * PAGES / n_loop
+    rows.append(("walk: enumerate 262,144 leaves", PAGES, t_bulk, t_loop, n_loop, 0.1))
+
+    # translate 1,000,000 random VAs through the hardware walker
+    walker = Walker(mem, RiscvRules(Satp.for_table(SV39, pt.root_paddr)))
+    n = 1_000_000
+    vas = np.random.default_rng(1).integers(VA0, VA0 + GiB, n, dtype=np.uint64) & ~np.uint64(7)
+    t_bulk = best(lambda: walker.translate_many(vas, "read", "supervisor"), ns.repeat)
+    n_t = min(ns.loop or n, n)
+
+    def loop_translate() -> None:
+        for v in vas[:n_t].tolist():
+            walker.translate(v, "read", "supervisor")
+    t_loop = best(loop_translate, 1) * n / n_t
+    rows.append(("translate 1,000,000 random VAs", n, t_bulk, t_loop, n_t, 0.5))
+
+    print(f"{'benchmark':<34} {'items':>9} {'bulk':>9} {'target':>8} {'per-page loop':>15} {'ratio':>7}")
+    for name, items, bulk, loop, looped, target in rows:
+        note = "" if looped == items else f"  (loop timed on {looped:,}, scaled)"
+        flag = "ok" if bulk < target else "SLOW"
+        print(f"{name:<34} {items:>9,} {bulk:>8.3f}s {f'<{target}s {flag}':>8} {loop:>14.2f}s "
+              f"{loop / bulk:>6.0f}x{note}")
+
+
+if __name__ == "__main__":
+    main()

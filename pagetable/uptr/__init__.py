@@ -1,0 +1,1 @@
+"""User pointers (UserPtr, UserConstPtr, AddrSpaceProvider): issue 4, not implemented yet."""
