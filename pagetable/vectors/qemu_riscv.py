@@ -36,11 +36,11 @@ import shutil
 import struct
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from pagetable.vectors.rvasm import Assembler
+from .rvasm import Assembler
 
 __all__ = [
     "RAM_BASE",
@@ -167,6 +167,23 @@ def _stub_code() -> Assembler:
     from memory, because an execute probe runs arbitrary S/U code.
     """
     a = Assembler()
+
+    def clear_trap() -> None:
+        """Mark the state block's trap record as "no trap" (cause all-ones)."""
+        a.li("t1", -1)
+        a.sd("t1", _ST_CAUSE, "s0")
+        a.sd("zero", _ST_EPC, "s0")
+        a.sd("zero", _ST_TVAL, "s0")
+
+    def guarded(resume: str, access: Callable[[], None]) -> None:
+        """One access with MPRV=1 (a1 holds MPRV|MPP|SUM|MXR), cleared right after; a trap resumes at
+        `resume` (where MPRV is already clear)."""
+        a.la("t1", resume)
+        a.sd("t1", _ST_RESUME, "s0")
+        a.csrs("mstatus", "a1")
+        access()
+        a.csrc("mstatus", "a1")
+
     # -- setup (Privileged spec 3.1.7 mtvec, 3.1.8 medeleg/mideleg, 3.7 PMP) --
     a.la("t0", "trap")
     a.csrw("mtvec", "t0")
@@ -200,41 +217,23 @@ def _stub_code() -> Assembler:
     a.ld("a0", 0, "s1")
     a.ld("a1", 8, "s1")
     a.ld("t0", 16, "s1")
-    a.li("t1", -1)
-    a.sd("t1", _ST_CAUSE, "s0")
-    a.sd("zero", _ST_EPC, "s0")
-    a.sd("zero", _ST_TVAL, "s0")
+    clear_trap()
     a.li("a2", 0)  # value if the load faults
     a.bnez("t0", "not_read")
 
     # read: one load with MPRV=1 (a1 holds MPRV|MPP|SUM|MXR); clear right after.
-    a.la("t1", "record")
-    a.sd("t1", _ST_RESUME, "s0")
-    a.csrs("mstatus", "a1")
-    a.ld("a2", 0, "a0")
-    a.csrc("mstatus", "a1")
+    guarded("record", lambda: a.ld("a2", 0, "a0"))
     a.j("record")
 
     a.label("not_read")
     a.li("t1", 1)
     a.bne("t0", "t1", "execute")
     # write: load (0 if it faults), then store the same value back.
-    a.la("t1", "after_wload")
-    a.sd("t1", _ST_RESUME, "s0")
-    a.csrs("mstatus", "a1")
-    a.ld("a2", 0, "a0")
-    a.csrc("mstatus", "a1")
+    guarded("after_wload", lambda: a.ld("a2", 0, "a0"))
     a.label("after_wload")
     a.csrr("s0", "mscratch")
-    a.li("t1", -1)  # forget the load's fault, if any
-    a.sd("t1", _ST_CAUSE, "s0")
-    a.sd("zero", _ST_EPC, "s0")
-    a.sd("zero", _ST_TVAL, "s0")
-    a.la("t1", "record")
-    a.sd("t1", _ST_RESUME, "s0")
-    a.csrs("mstatus", "a1")
-    a.sd("a2", 0, "a0")
-    a.csrc("mstatus", "a1")
+    clear_trap()  # forget the load's fault, if any
+    guarded("record", lambda: a.sd("a2", 0, "a0"))
     a.j("record")
 
     # execute: mret to va in S/U (a1 holds MPP|SUM|MXR, no MPRV).
