@@ -124,6 +124,10 @@ class FrameAllocator:
             self.free(pa)
         return left
 
+    def frames_of(self, pa: int) -> int:
+        """Number of frames of the live allocation at `pa` (0 if it is not live)."""
+        return self._count.get(pa, 0)
+
     def ref_count(self, pa: int) -> int:
         """Current reference count of the allocation at `pa` (0 if it is not live)."""
         return self._refs.get(pa, 0)

@@ -134,8 +134,10 @@ class Layout:
 
     def set_np(self, raw: U64, name: str, value: U64 | int) -> U64:
         f = self._by_name[name]
-        v = np.asarray(value, dtype=np.uint64)
-        if np.any(v >> np.uint64(f.width)):
+        given = np.asarray(value)
+        negative = given.dtype.kind == "i" and bool(np.any(given < 0))
+        v = given.astype(np.uint64)
+        if negative or np.any(v >> np.uint64(f.width)):
             raise ValueError(f"{self.name}.{name}: a value does not fit in {f.width} bits")
         return (raw & np.uint64(~f.mask & (1 << 64) - 1)) | (v << np.uint64(f.lsb))
 

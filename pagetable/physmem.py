@@ -71,7 +71,7 @@ class PhysMem:
             raise PhysMemError("physical memory needs at least one region")
         self.regions: tuple[Region, ...] = tuple(built)
         self._bases = np.array([r.base for r in built], dtype=np.uint64)
-        self._ends = np.array([r.end for r in built], dtype=np.uint64)
+        self._sizes = np.array([r.size for r in built], dtype=np.uint64)
 
     # ----------------------------------------------------------------- lookup
     def _locate(self, pa: int, size: int) -> tuple[Region, int]:
@@ -93,8 +93,9 @@ class PhysMem:
         """Vectorised `contains` for many physical addresses of `size` bytes each."""
         pas = np.asarray(pas, dtype=np.uint64)
         out = np.zeros(pas.shape, dtype=bool)
-        for base, end in zip(self._bases, self._ends, strict=True):
-            out |= (pas >= base) & (pas <= end - np.uint64(size))
+        for r in self.regions:
+            if size <= r.size:      # offsets are computed only where pa >= base, so nothing wraps
+                out |= (pas >= np.uint64(r.base)) & (pas - np.uint64(r.base) <= np.uint64(r.size - size))
         return out
 
     # -------------------------------------------------------------- scalar IO
@@ -145,9 +146,8 @@ class PhysMem:
             bad = int(pas[(pas & np.uint64(7)) != 0][0])
             raise PhysMemError(f"u64 access at {bad:#x} is not 8-byte aligned")
         which = np.searchsorted(self._bases, pas, side="right").astype(np.intp) - 1
-        ok = which >= 0
-        ends = self._ends[np.clip(which, 0, None)]
-        ok &= pas + np.uint64(8) <= ends
+        clipped = np.clip(which, 0, None)
+        ok = (which >= 0) & (pas - self._bases[clipped] <= self._sizes[clipped] - np.uint64(8))
         if not np.all(ok):
             bad = int(pas[~ok][0])
             raise PhysMemError(f"u64 access at {bad:#x} is not inside RAM ({self.describe()})")

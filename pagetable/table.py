@@ -81,7 +81,9 @@ class PageTable:
         return self.frames.alloc(max(1, size // fs), align=max(size, fs))
 
     def _free_table(self, pa: int) -> None:
+        """Free a table this allocator handed out, zeroing it so no stale entries linger in free memory."""
         if self.frames.ref_count(pa):
+            self.mem.fill(pa, self.frames.frames_of(pa) * self.frames.frame_size)
             self.frames.free(pa)
 
     def _last(self, depth: int) -> bool:
@@ -192,25 +194,19 @@ class PageTable:
             if target % self.fmt.page_size:
                 raise NotAligned(f"PA {target:#x} is not page-aligned")
             return _plan_linear(va, target, size, sizes)
-        if isinstance(target, np.ndarray) and not allow_huge:
+        if isinstance(target, np.ndarray):
             pas = np.asarray(target, dtype=np.uint64)
             n = size // self.fmt.page_size
             if pas.shape != (n,):
-                raise ValueError(f"expected {n} physical addresses, got shape {pas.shape}")
-            if np.any(pas % np.uint64(self.fmt.page_size)) or np.any(pas >> np.uint64(self.fmt.pa_bits)):
-                raise NotAligned("every PA must be page-aligned and within the format's PA width")
-            vas = np.uint64(va) + np.arange(n, dtype=np.uint64) * np.uint64(self.fmt.page_size)
-            return vas, pas, np.full(n, self.fmt.page_size, dtype=np.uint64)
-        if isinstance(target, np.ndarray):
-            table = np.asarray(target, dtype=np.uint64)
-            shift = self.fmt.page_shift
-
-            def get(v: int) -> int:
-                return int(table[(v - va) >> shift])
-            fn: Callable[[int], int] = get
-        else:
-            fn = target
-        return _plan_callable(va, fn, size, sizes, self.fmt)
+                raise ValueError(f"expected {n} physical addresses (one per page), got shape {pas.shape}")
+            wide = (pas >> np.uint64(self.fmt.pa_bits)) != 0
+            if np.any(wide):
+                self.fmt.check_pa(int(pas[wide][0]))
+            misaligned = (pas % np.uint64(self.fmt.page_size)) != 0
+            if np.any(misaligned):
+                raise NotAligned(f"PA {int(pas[misaligned][0]):#x} is not page-aligned")
+            return _plan_pages(va, pas, sizes, self.fmt.page_size)
+        return _plan_callable(va, target, size, sizes, self.fmt)
 
     def map_region(self, va: int, target: Target, size: int, flags: MappingFlags,
                    allow_huge: bool = False) -> None:
@@ -259,15 +255,25 @@ class PageTable:
         end = va + size
         found = self.walk(va, end, placeholders=True)
         if not missing_ok:
-            covered = np.minimum(found.va + found.size, np.uint64(end)) - np.maximum(found.va, np.uint64(va))
+            last = np.uint64(end - 1)          # inclusive ends: the range may end at 2**64
+            covered = (np.minimum(found.va + (found.size - np.uint64(1)), last) - np.maximum(found.va, np.uint64(va))
+                       + np.uint64(1))
             if int(covered.sum(dtype=np.uint64)) != size:
                 raise NotMapped(f"[{va:#x}, {end:#x}) is not wholly mapped")
-        for edge in (va, end):
-            self._split_at(edge)
+        undo: list[tuple[int, int, int]] = []
+        try:
+            for edge in (va, end):
+                self._split_at(edge, undo)
+        except NoMemory:
+            for slot_pa, raw, table in reversed(undo):
+                self.mem.write_u64(slot_pa, raw)
+                self._free_table(table)
+            raise
         return self.walk(va, end, placeholders=True)
 
-    def _split_at(self, edge: int) -> None:
-        """Split huge leaves until `edge` is a leaf boundary (no-op outside canonical space or on holes)."""
+    def _split_at(self, edge: int, undo: list[tuple[int, int, int]]) -> None:
+        """Split huge leaves until `edge` is a leaf boundary (no-op outside canonical space or on holes);
+        each split is recorded in `undo` as (slot PA, old entry, new table)."""
         if not self.fmt.is_canonical(edge):
             return
         while True:
@@ -277,10 +283,11 @@ class PageTable:
                 return
             if self._is_table(slot.raw, slot.depth):
                 return
-            self._split(slot)
+            undo.append((slot.pa, slot.raw, self._split(slot)))
 
-    def _split(self, slot: Slot) -> None:
-        """Replace a huge leaf (or placeholder) by a table of next-level leaves that map the same memory."""
+    def _split(self, slot: Slot) -> int:
+        """Replace a huge leaf (or placeholder) by a table of next-level leaves that map the same memory;
+        returns the new table's PA."""
         child_depth = slot.depth + 1
         codec = self.fmt.codec
         child_huge = not self._last(child_depth)
@@ -293,6 +300,7 @@ class PageTable:
         table = self._alloc_table(child_depth)
         self.mem.words(table, n)[:] = children
         self.mem.write_u64(slot.pa, codec.new_table(table))
+        return table
 
     # -------------------------------------------------------------- apply
     def _apply(self, vas: U64, raws: U64, depths: npt.NDArray[np.int8]) -> None:
@@ -507,6 +515,40 @@ def _plan_linear(va: int, pa: int, size: int, sizes: list[PageSize]) -> tuple[U6
     order = np.argsort(vas, kind="stable")
     vas, sz = vas[order], sz[order]
     return vas, vas - np.uint64(va) + np.uint64(pa), sz
+
+
+def _plan_pages(va: int, pas: U64, sizes: list[PageSize], page: int) -> tuple[U64, U64, U64]:
+    """Plan for one PA per page: a huge leaf wherever a whole aligned block of pages is physically
+    contiguous from an equally aligned PA (largest size first), 4K leaves elsewhere. Vectorised per size."""
+    n = pas.shape[0]
+    index = np.arange(n, dtype=np.uint64)
+    run = pas - index * np.uint64(page)            # constant along a physically contiguous run
+    taken = np.zeros(n, dtype=bool)
+    out_va, out_pa, out_size = [], [], []
+    for s in sorted(sizes, reverse=True):
+        m = s // page
+        if m == 1:
+            continue
+        first = (-(va // page)) % m                # first page whose VA is s-aligned
+        k = (n - first) // m
+        if k <= 0:
+            continue
+        starts = first + np.arange(k) * m
+        block = run[first:first + k * m].reshape(k, m)
+        ok = ((block == block[:, :1]).all(axis=1) & (pas[starts] % np.uint64(s) == 0)
+              & ~taken[first:first + k * m].reshape(k, m).any(axis=1))
+        chosen = starts[ok]
+        taken[(chosen[:, None] + np.arange(m)[None, :]).reshape(-1)] = True
+        out_va.append(np.uint64(va) + chosen.astype(np.uint64) * np.uint64(page))
+        out_pa.append(pas[chosen])
+        out_size.append(np.full(chosen.shape[0], s, dtype=np.uint64))
+    rest = np.flatnonzero(~taken)
+    out_va.append(np.uint64(va) + index[rest] * np.uint64(page))
+    out_pa.append(pas[rest])
+    out_size.append(np.full(rest.shape[0], page, dtype=np.uint64))
+    vas, pa, sz = np.concatenate(out_va), np.concatenate(out_pa), np.concatenate(out_size)
+    order = np.argsort(vas, kind="stable")
+    return vas[order], pa[order], sz[order]
 
 
 def _plan_callable(va: int, fn: Callable[[int], int], size: int, sizes: list[PageSize],

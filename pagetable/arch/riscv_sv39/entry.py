@@ -135,9 +135,10 @@ class RiscvCodec:
         for bit, flag in ((R, MappingFlags.READ), (W, MappingFlags.WRITE), (X, MappingFlags.EXECUTE),
                           (U, MappingFlags.USER)):
             out |= np.where((raw & np.uint64(bit)) != 0, np.uint64(flag), np.uint64(0))
-        pbmt = PTE.get_np(raw, "PBMT")
-        out |= np.where(pbmt == PBMT_IO, np.uint64(MappingFlags.DEVICE), np.uint64(0))
-        out |= np.where(pbmt == PBMT_NC, np.uint64(MappingFlags.UNCACHED), np.uint64(0))
+        if self.svpbmt:
+            pbmt = PTE.get_np(raw, "PBMT")
+            out |= np.where(pbmt == PBMT_IO, np.uint64(MappingFlags.DEVICE), np.uint64(0))
+            out |= np.where(pbmt == PBMT_NC, np.uint64(MappingFlags.UNCACHED), np.uint64(0))
         return np.where(valid, out, np.uint64(0))
 
     def with_paddr_np(self, raw: U64, pa: U64, huge: bool) -> U64:
