@@ -1,13 +1,16 @@
 """A frame allocator over a range of physical memory, with reference counts.
 
 A bitmap of frames (numpy), single and multi-frame aligned allocations, frees that must name an allocation
-exactly, and per-allocation reference counts for copy-on-write sharing (no 255 limit: counts are Python
-ints). `in_use` and `live()` are the accounting tests use to prove that no frame leaked.
+exactly, and per-allocation reference counts for copy-on-write sharing (no 255 limit: 64-bit counts).
+Bookkeeping is per frame in numpy arrays, so many single frames are allocated, shared and released in one
+call (`alloc_many`, `add_ref_many`, `release_many`). `in_use` and `live()` are the accounting tests use to
+prove that no frame leaked.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import NoMemory, PhysMemError
 from .physmem import PhysMem
@@ -29,8 +32,8 @@ class FrameAllocator:
         self.base = base
         self.frame_size = frame_size
         self._used = np.zeros(size // frame_size, dtype=bool)
-        self._count: dict[int, int] = {}      # allocation head PA -> number of frames
-        self._refs: dict[int, int] = {}       # allocation head PA -> reference count
+        self._count = np.zeros(size // frame_size, dtype=np.int64)   # at an allocation's head: its frames
+        self._refs = np.zeros(size // frame_size, dtype=np.int64)    # at an allocation's head: references
         self._next = 0
 
     @property
@@ -45,7 +48,8 @@ class FrameAllocator:
 
     def live(self) -> dict[int, int]:
         """Every live allocation: head PA -> number of frames."""
-        return dict(self._count)
+        heads = np.flatnonzero(self._count)
+        return {self.base + int(i) * self.frame_size: int(self._count[i]) for i in heads}
 
     def reserve(self, pa: int, count: int = 1) -> None:
         """Mark frames as allocated (e.g. memory that a loaded image already uses)."""
@@ -53,8 +57,8 @@ class FrameAllocator:
         if np.any(self._used[first:first + count]) or first + count > self.total:
             raise NoMemory(f"cannot reserve {count} frame(s) at {pa:#x}: taken or out of range")
         self._used[first:first + count] = True
-        self._count[pa] = count
-        self._refs[pa] = 1
+        self._count[first] = count
+        self._refs[first] = 1
 
     def alloc(self, count: int = 1, align: int | None = None, *, zero: bool = True) -> int:
         """Allocate `count` contiguous frames whose first PA is a multiple of `align`; returns that PA."""
@@ -66,11 +70,27 @@ class FrameAllocator:
         first = self._find_one() if count == 1 and align == self.frame_size else self._find_run(count, align)
         self._used[first:first + count] = True
         pa = self.base + first * self.frame_size
-        self._count[pa] = count
-        self._refs[pa] = 1
+        self._count[first] = count
+        self._refs[first] = 1
         if zero:
             self.mem.fill(pa, count * self.frame_size)
         return pa
+
+    def alloc_many(self, n: int, *, zero: bool = True) -> npt.NDArray[np.uint64]:
+        """Allocate `n` single frames at once (not necessarily contiguous); returns their PAs in order."""
+        free = np.flatnonzero(~self._used)
+        if free.size < n:
+            raise NoMemory(f"{n} frames wanted, {free.size} free")
+        idx = free[:n]
+        self._used[idx] = True
+        self._count[idx] = 1
+        self._refs[idx] = 1
+        pas = np.uint64(self.base) + idx.astype(np.uint64) * np.uint64(self.frame_size)
+        if zero and n:
+            words = self.frame_size // 8
+            offs = (pas[:, None] + np.arange(words, dtype=np.uint64)[None, :] * np.uint64(8)).reshape(-1)
+            self.mem.write_u64_np(offs, np.zeros(offs.shape, dtype=np.uint64))
+        return pas
 
     def _find_one(self) -> int:
         for start in (self._next, 0):
@@ -98,36 +118,71 @@ class FrameAllocator:
             raise PhysMemError(f"{pa:#x} is not a frame of this allocator")
         return off // self.frame_size
 
+    def _head(self, pa: int, what: str) -> int:
+        off = pa - self.base
+        i = off // self.frame_size
+        if off < 0 or off % self.frame_size or i >= self.total or not self._count[i]:
+            raise PhysMemError(f"{what} of {pa:#x}, which is not the start of a live allocation")
+        return i
+
+    def _heads(self, pas: npt.NDArray[np.uint64], what: str) -> npt.NDArray[np.intp]:
+        pas = np.asarray(pas, dtype=np.uint64)
+        off = pas - np.uint64(self.base)
+        idx = (off // np.uint64(self.frame_size)).astype(np.intp)
+        ok = (pas >= np.uint64(self.base)) & (off % np.uint64(self.frame_size) == 0) & (idx < self.total)
+        ok[ok] &= self._count[idx[ok]] > 0
+        if not np.all(ok):
+            raise PhysMemError(f"{what} of {int(pas[~ok][0]):#x}, which is not the start of a live allocation")
+        return idx
+
     def free(self, pa: int) -> None:
         """Free the allocation that starts at `pa` regardless of its reference count."""
-        count = self._count.pop(pa, None)
-        if count is None:
-            raise PhysMemError(f"free of {pa:#x}, which is not the start of a live allocation")
-        del self._refs[pa]
-        first = self._index(pa)
-        self._used[first:first + count] = False
+        i = self._head(pa, "free")
+        self._used[i:i + int(self._count[i])] = False
+        self._count[i] = 0
+        self._refs[i] = 0
 
     def add_ref(self, pa: int) -> int:
         """Take one more reference to the allocation at `pa`; returns the new count."""
-        if pa not in self._refs:
-            raise PhysMemError(f"reference to {pa:#x}, which is not a live allocation")
-        self._refs[pa] += 1
-        return self._refs[pa]
+        i = self._head(pa, "reference")
+        self._refs[i] += 1
+        return int(self._refs[i])
 
     def release(self, pa: int) -> int:
         """Drop one reference; frees the allocation when none is left. Returns the remaining count."""
-        if pa not in self._refs:
-            raise PhysMemError(f"release of {pa:#x}, which is not a live allocation")
-        self._refs[pa] -= 1
-        left = self._refs[pa]
+        i = self._head(pa, "release")
+        self._refs[i] -= 1
+        left = int(self._refs[i])
         if left == 0:
             self.free(pa)
         return left
 
+    def add_ref_many(self, pas: npt.NDArray[np.uint64]) -> None:
+        """`add_ref` for many allocations (a PA may repeat)."""
+        np.add.at(self._refs, self._heads(pas, "reference"), 1)
+
+    def release_many(self, pas: npt.NDArray[np.uint64]) -> None:
+        """`release` for many single-frame or multi-frame allocations (a PA may repeat)."""
+        idx = self._heads(pas, "release")
+        np.add.at(self._refs, idx, -1)
+        if np.any(self._refs[idx] < 0):
+            raise PhysMemError("release of an allocation more often than it is referenced")
+        for i in np.unique(idx[self._refs[idx] == 0]):
+            self._used[i:i + int(self._count[i])] = False
+            self._count[i] = 0
+
     def frames_of(self, pa: int) -> int:
         """Number of frames of the live allocation at `pa` (0 if it is not live)."""
-        return self._count.get(pa, 0)
+        off = pa - self.base
+        if off < 0 or off % self.frame_size or off // self.frame_size >= self.total:
+            return 0
+        return int(self._count[off // self.frame_size])
 
     def ref_count(self, pa: int) -> int:
         """Current reference count of the allocation at `pa` (0 if it is not live)."""
-        return self._refs.get(pa, 0)
+        return int(self._refs[self._index(pa)]) if self.frames_of(pa) else 0
+
+    def ref_counts(self, pas: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """Reference counts of many live allocations."""
+        counts: npt.NDArray[np.int64] = self._refs[self._heads(pas, "reference count")]
+        return counts
