@@ -226,6 +226,36 @@ class PageTable:
             raws[sel] = self.fmt.codec.new_page_np(pas[sel], flags, not self._last(d))
         self._apply(vas, raws, leaf_depth)
 
+    def map_pages(self, vas: U64, pas: U64, flags: MappingFlags) -> None:
+        """Map arbitrary smallest-size pages (VA i → PA i) with one set of flags; all-or-nothing."""
+        vas = np.asarray(vas, dtype=np.uint64)
+        pas = np.asarray(pas, dtype=np.uint64)
+        if vas.shape != pas.shape:
+            raise ValueError("map_pages needs as many PAs as VAs")
+        if not vas.size:
+            return
+        ps = np.uint64(self.fmt.page_size)
+        bad_va = ~self.fmt.canonical_np(vas)
+        if np.any(bad_va):
+            self.fmt.check_va(int(vas[bad_va][0]))
+        wide = (pas >> np.uint64(self.fmt.pa_bits)) != 0
+        if np.any(wide):
+            self.fmt.check_pa(int(pas[wide][0]))
+        if np.any(vas % ps) or np.any(pas % ps):
+            raise NotAligned("map_pages needs page-aligned VAs and PAs")
+        last = self.fmt.depth_count - 1
+        self._apply(vas, self.fmt.codec.new_page_np(pas, flags, False), np.full(vas.shape, last, dtype=np.int8))
+
+    def set_leaves(self, leaves: Mappings, flags: MappingFlags, pas: U64 | None = None) -> None:
+        """Rewrite the given leaves (as `walk` returned them, placeholders included) with `flags`, and with
+        new output addresses `pas` if given (e.g. copy-on-write breaking)."""
+        codec = self.fmt.codec
+        target = leaves.pa if pas is None else np.asarray(pas, dtype=np.uint64)
+        for d in np.unique(leaves.depth):
+            sel = leaves.depth == d
+            huge = not self._last(int(d))
+            self.mem.write_u64_np(leaves.slot[sel], codec.new_page_np(target[sel], flags, huge))
+
     def unmap_region(self, va: int, size: int, missing_ok: bool = False) -> Mappings:
         """Remove every leaf in [va, va + size), splitting huge leaves that stick out of the range; returns
         what was removed (placeholders included). A hole raises NotMapped unless `missing_ok`; either way
@@ -238,16 +268,11 @@ class PageTable:
         return found
 
     def protect_region(self, va: int, size: int, flags: MappingFlags, missing_ok: bool = False) -> None:
-        """Give every leaf in [va, va + size) new flags, splitting huge leaves that stick out of the range."""
+        """Give every leaf in [va, va + size) new flags, splitting huge leaves that stick out of the range.
+        Empty-flags placeholders count as leaves, so protecting to no access and back restores them."""
         self._check_region(va, size)
         self.fmt.codec.new_page(0, flags, False)          # InvalidFlags before anything changes
-        found = self._prepare_range(va, size, missing_ok)
-        present = self.fmt.codec.is_present_np(found.raw)
-        for d in np.unique(found.depth[present]):
-            sel = present & (found.depth == d)
-            pas = self.fmt.codec.paddr_np(found.raw[sel], not self._last(int(d)))
-            self.mem.write_u64_np(found.slot[sel],
-                                  self.fmt.codec.new_page_np(pas, flags, not self._last(int(d))))
+        self.set_leaves(self._prepare_range(va, size, missing_ok), flags)   # placeholders included
 
     def _prepare_range(self, va: int, size: int, missing_ok: bool) -> Mappings:
         """Split the leaves that cross either end of the range (after checking for holes), then list the
@@ -470,6 +495,18 @@ class PageTable:
         for i in range(first, last + 1):
             self.mem.write_u64(self._root + i * es, other.mem.read_u64(other._root + i * es))
             self._borrowed.add(i)
+
+    def uncopy(self, start: int, size: int) -> None:
+        """Undo `copy_from` for [start, start + size): clear the borrowed root entries there (the other
+        table keeps its subtrees)."""
+        if size == 0:
+            return
+        self.fmt.check_va(start)
+        self.fmt.check_va(start + size - 1)
+        for i in range(self.fmt.index(start, 0), self.fmt.index(start + size - 1, 0) + 1):
+            if i in self._borrowed:
+                self.mem.write_u64(self._root + i * self.fmt.entry_size, 0)
+                self._borrowed.discard(i)
 
     def destroy(self) -> None:
         """Free every table this table owns (not leaf frames, not borrowed subtrees), root last."""

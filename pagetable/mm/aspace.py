@@ -1,0 +1,254 @@
+"""`AddrSpace`: a kernel address space over real tables (ArceOS/Starry axmm, seed docs 003 and 004;
+shared/reference.md §6-7), with lazy allocation, copy-on-write `try_clone` and page-fault handling.
+
+Differences from the Rust crates, each a fix (§11 items 10-13):
+- `protect` updates both the entries and the areas (ArceOS only changed the entries);
+- `read`/`write` check the areas' permissions and fault lazy pages in (ArceOS ignored both), and `write`
+  breaks copy-on-write before it stores;
+- range checks: outside the space → `OutOfRange` (ENOMEM), misaligned → `InvalidParam` (EINVAL), an access
+  without an area or permission → `BadAddress` (EFAULT); never a panic;
+- copy-on-write counts have no 255 limit, and a write fault on a sole owner restores WRITE on the entry
+  (not only on the area).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..errors import NoMemory, PagetableError, PagingError
+from ..flags import MappingFlags
+from ..format import PagingFormat
+from ..frames import FrameAllocator
+from ..physmem import PhysMem
+from ..table import PageTable
+from .area import MemoryArea
+from .backends import PAGE, Alloc, Backend, Linear
+from .errors import BadAddress, BadState, InvalidParam, OutOfMemory, OutOfRange
+from .memory_set import MemorySet
+
+Area = MemoryArea[Backend]
+NO_ACCESS = MappingFlags(0)
+
+
+class AddrSpace:
+    """The VA range [base, base + size) of `fmt` tables, with its areas."""
+
+    def __init__(self, fmt: PagingFormat, base: int, size: int, frames: FrameAllocator) -> None:
+        self.fmt = fmt
+        self._base, self._size = base, size
+        self._pt = PageTable(fmt, frames.mem, frames)
+        self._areas: MemorySet[Backend] = MemorySet()
+
+    @classmethod
+    def new_empty(cls, fmt: PagingFormat, base: int, size: int, frames: FrameAllocator | None = None) -> AddrSpace:
+        """An address space with no areas. Without `frames`, 64 MiB of RAM at 0x8000_0000 is made for it."""
+        if base % PAGE or size % PAGE or size <= 0:
+            raise InvalidParam(f"address space [{base:#x}, +{size:#x}) is not page-aligned")
+        if not (fmt.is_canonical(base) and fmt.is_canonical(base + size - 1)):
+            raise InvalidParam(f"address space [{base:#x}, +{size:#x}) is not canonical for {fmt.name}")
+        if frames is None:
+            frames = FrameAllocator(PhysMem([(0x8000_0000, 64 << 20)]))
+        return cls(fmt, base, size, frames)
+
+    # ------------------------------------------------------------- basics
+    @property
+    def base(self) -> int:
+        return self._base
+
+    @property
+    def end(self) -> int:
+        return self._base + self._size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def page_table(self) -> PageTable:
+        return self._pt
+
+    @property
+    def page_table_root(self) -> int:
+        return self._pt.root_paddr
+
+    @property
+    def frames(self) -> FrameAllocator:
+        return self._pt.frames
+
+    def contains_range(self, start: int, size: int) -> bool:
+        return self._base <= start and start + size <= self.end and size >= 0
+
+    def areas(self) -> Iterator[Area]:
+        return iter(self._areas)
+
+    def _validate(self, start: int, size: int) -> None:
+        if not self.contains_range(start, size):
+            raise OutOfRange(f"[{start:#x}, +{size:#x}) is outside the address space "
+                             f"[{self._base:#x}, {self.end:#x})")
+        if start % PAGE or size % PAGE:
+            raise InvalidParam(f"[{start:#x}, +{size:#x}) is not page-aligned")
+
+    # ---------------------------------------------------------- mappings
+    def copy_mappings_from(self, other: AddrSpace) -> None:
+        """Share `other`'s top-level entries for its whole range (e.g. the kernel half) in this table."""
+        if self._base < other.end and other.base < self.end:
+            raise InvalidParam("copy_mappings_from: the two address spaces overlap")
+        self._pt.copy_from(other._pt, other.base, other.size)
+
+    def clear_mappings(self, start: int, size: int) -> None:
+        """Undo `copy_mappings_from` for [start, start + size)."""
+        self._pt.uncopy(start, size)
+
+    def find_free_area(self, hint: int, size: int, limit_start: int, limit_end: int,
+                       align: int = PAGE) -> int | None:
+        return self._areas.find_free_area(hint, size, max(limit_start, self._base), min(limit_end, self.end),
+                                          align)
+
+    def map(self, start: int, size: int, flags: MappingFlags, populate: bool, backend: Backend) -> None:
+        """Add an area backed by `backend`; with `populate`, fault every page in now."""
+        self._validate(start, size)
+        self._areas.map(MemoryArea(start, size, MappingFlags(flags), backend), self._pt)
+        if populate:
+            self.populate_area(start, size)
+
+    def map_linear(self, va: int, pa: int, size: int, flags: MappingFlags) -> None:
+        """Map [va, va + size) to [pa, pa + size) (huge pages where both are aligned)."""
+        if pa % PAGE:
+            raise InvalidParam(f"PA {pa:#x} is not page-aligned")
+        self.map(va, size, flags, False, Linear(va - pa))
+
+    def map_alloc(self, start: int, size: int, flags: MappingFlags, populate: bool) -> None:
+        """Anonymous zeroed memory, allocated now (`populate`) or on first touch."""
+        self.map(start, size, flags, False, Alloc(populate))
+
+    def unmap(self, start: int, size: int) -> None:
+        self._validate(start, size)
+        self._areas.unmap(start, size, self._pt)
+
+    def unmap_user_areas(self) -> None:
+        for area in [a for a in self._areas if a.flags & MappingFlags.USER]:
+            self._areas.unmap(area.start, area.size, self._pt)
+
+    def protect(self, start: int, size: int, flags: MappingFlags) -> None:
+        """New flags for [start, start + size): areas are split as needed, entries rewritten."""
+        self._validate(start, size)
+        new = MappingFlags(flags)
+        self._areas.protect(start, size, lambda old: None if old == new else new, self._pt)
+
+    def clear(self) -> None:
+        """Unmap every area (frames owned by backends are released)."""
+        self._areas.clear(self._pt)
+
+    def destroy(self) -> None:
+        """`clear`, then free the page table itself."""
+        self.clear()
+        self._pt.destroy()
+
+    # ------------------------------------------------------ populate/faults
+    def _covering(self, start: int, size: int) -> Iterator[tuple[Area, int, int]]:
+        """(area, lo, hi) pieces covering [start, start + size); BadAddress at the first gap."""
+        pos, end = start, start + size
+        while pos < end:
+            area = self._areas.find(pos)
+            if area is None:
+                raise BadAddress(f"{pos:#x} is not in any area")
+            hi = min(area.end, end)
+            yield area, pos, hi
+            pos = hi
+
+    def populate_area(self, start: int, size: int, access: MappingFlags = NO_ACCESS) -> None:
+        """Fault in every page of the range for `access` (WRITE breaks copy-on-write). A gap or an area
+        without the access → BadAddress; no memory → OutOfMemory."""
+        lo, hi = start & ~(PAGE - 1), -(-(start + size) // PAGE) * PAGE
+        self._validate(lo, hi - lo)
+        for area, a, b in list(self._covering(lo, hi - lo)):
+            if access & ~area.flags:
+                raise BadAddress(f"[{a:#x}, {b:#x}) is {area.flags.short()}, not {MappingFlags(access).short()}")
+            try:
+                area.backend.populate(a, b - a, area.flags, access, self._pt)
+            except NoMemory as exc:
+                raise OutOfMemory(str(exc)) from exc
+            except PagingError as exc:
+                raise BadState(str(exc)) from exc
+
+    def check_region_access(self, start: int, size: int, access: MappingFlags) -> bool:
+        """True if [start, start + size) is covered by contiguous areas whose flags all include `access`."""
+        if size == 0:
+            return self._areas.find(start) is not None
+        try:
+            return all(not access & ~area.flags for area, _, _ in self._covering(start, size))
+        except BadAddress:
+            return False
+
+    can_access_range = check_region_access
+
+    def handle_page_fault(self, vaddr: int, access: MappingFlags) -> bool:
+        """Resolve a fault at `vaddr` for `access` (lazy allocation, copy-on-write). False when the address
+        has no area or the area does not allow the access — a real fault for the program."""
+        if not self._base <= vaddr < self.end:
+            return False
+        area = self._areas.find(vaddr)
+        if area is None or access & ~area.flags:
+            return False
+        page = vaddr & ~(PAGE - 1)
+        try:
+            area.backend.populate(page, PAGE, area.flags, access, self._pt)
+        except PagetableError:
+            return False
+        _, flags, _ = self._pt.query(page)
+        return not access & ~flags
+
+    # ------------------------------------------------------------- data
+    def _pages(self, start: int, size: int, access: MappingFlags) -> Iterator[tuple[int, int, int]]:
+        """(pa, offset in buffer, length) chunks for [start, start + size) after faulting pages in."""
+        if size == 0:
+            return
+        if not self.check_region_access(start, size, access):
+            raise BadAddress(f"[{start:#x}, +{size:#x}) is not {MappingFlags(access).short()} in this space")
+        self.populate_area(start, size, access)
+        pos, end = start, start + size
+        while pos < end:
+            pa, _, page_size = self._pt.query(pos)
+            n = min(end, (pos & ~(page_size - 1)) + page_size) - pos
+            yield pa, pos - start, n
+            pos += n
+
+    def read(self, start: int, size: int) -> bytes:
+        """Read through the page tables (lazy pages are faulted in); needs READ on every byte."""
+        out = bytearray(size)
+        for pa, off, n in self._pages(start, size, MappingFlags.READ):
+            out[off:off + n] = self._pt.mem.read(pa, n)
+        return bytes(out)
+
+    def write(self, start: int, data: bytes) -> None:
+        """Write through the page tables (copy-on-write is broken first); needs WRITE on every byte."""
+        for pa, off, n in self._pages(start, len(data), MappingFlags.WRITE):
+            self._pt.mem.write(pa, data[off:off + n])
+
+    # ------------------------------------------------------------- clone
+    def try_clone(self) -> AddrSpace:
+        """A copy as fork makes it: Linear and Shared areas map the same memory, Alloc areas are copied,
+        Cow areas share their frames copy-on-write (both sides lose WRITE until a write fault)."""
+        child = AddrSpace(self.fmt, self._base, self._size, self._pt.frames)
+        try:
+            for area in list(self._areas):
+                backend = area.backend.clone_map(area.start, area.size, area.flags, self._pt, child._pt)
+                child._areas.insert(MemoryArea(area.start, area.size, area.flags, backend))
+        except PagetableError:
+            child.destroy()
+            raise
+        return child
+
+    # ----------------------------------------------------------- listing
+    def maps(self) -> str:
+        """A /proc/pid/maps-style listing: `start-end perms offset 00:00 0 [backend]`."""
+        lines = []
+        for a in self._areas:
+            perms = ("r" if a.flags & MappingFlags.READ else "-") + ("w" if a.flags & MappingFlags.WRITE else "-") \
+                + ("x" if a.flags & MappingFlags.EXECUTE else "-") + ("s" if type(a.backend).__name__ == "Shared"
+                                                                      else "p")
+            offset = a.start - getattr(a.backend, "start", a.start)
+            lines.append(f"{a.start:08x}-{a.end:08x} {perms} {offset:08x} 00:00 0 "
+                         f"[{type(a.backend).__name__.lower()}]")
+        return "\n".join(lines)
+

@@ -1,0 +1,261 @@
+"""Mapping backends: how an area's pages get into a `PageTable` (ArceOS axmm, Starry's copy-on-write axmm;
+shared/reference.md §6-7), always through the generic table so the bytes are the architecture's.
+
+- `Linear(pa_va_offset)`: VA -> VA - offset (signed), mapped eagerly, huge pages where aligned.
+- `Alloc(populate)`: private anonymous memory in zeroed frames, eager or on first touch; a clone copies the
+  pages it has.
+- `Cow(start, file)`: private memory (anonymous, or a file image) filled on first touch; a clone shares every
+  frame read-only, both sides lose WRITE and the frame's reference count goes up; a write fault on a frame
+  with count 1 restores WRITE, otherwise copies the frame. Counts are 64-bit (no 255 limit, §11 item 13).
+- `Shared(start, pages)`: the same frames in every address space that maps them (`SharedPages`).
+
+Data frames come from the table's own allocator (`pt.frames`) and carry one reference per mapping; a backend
+that owns frames releases them on unmap, so unmapping everything frees everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ..flags import MappingFlags
+from ..mappings import Mappings
+from ..table import PageTable
+
+U64 = npt.NDArray[np.uint64]
+PAGE = 4096
+
+
+class Backend(Protocol):
+    """The operations AddrSpace needs from a backend (MappingBackend plus populate and clone)."""
+
+    def map(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None: ...
+
+    def unmap(self, start: int, size: int, pt: PageTable) -> None: ...
+
+    def protect(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None: ...
+
+    def populate(self, start: int, size: int, flags: MappingFlags, access: MappingFlags, pt: PageTable) -> None:
+        """Make every page of [start, start + size) present with an entry that allows `access` (fault in lazy
+        pages, break copy-on-write for WRITE); `flags` are the area's."""
+        ...
+
+    def clone_map(self, start: int, size: int, flags: MappingFlags, parent: PageTable,
+                  child: PageTable) -> Backend:
+        """Give `child` this range as a fork would, adjusting `parent` if needed; returns the child's backend."""
+        ...
+
+
+def _pages(start: int, size: int) -> U64:
+    return np.uint64(start) + np.arange(size // PAGE, dtype=np.uint64) * np.uint64(PAGE)
+
+
+def _missing(pt: PageTable, start: int, size: int) -> tuple[Mappings, U64]:
+    """The leaves in the range (placeholders included), and the VAs of its pages that have none."""
+    have = pt.walk(start, start + size, placeholders=True)
+    covered = np.zeros(size // PAGE, dtype=bool)
+    for va, sz in zip(have.va.tolist(), have.size.tolist(), strict=True):
+        lo, hi = max(va, start), min(va + sz, start + size)
+        covered[(lo - start) // PAGE:(hi - start) // PAGE] = True
+    return have, _pages(start, size)[~covered]
+
+
+def _copy_frames(pt: PageTable, src: U64, dst: U64) -> None:
+    """Copy whole pages src[i] → dst[i] (vectorised)."""
+    words = np.arange(PAGE // 8, dtype=np.uint64) * np.uint64(8)
+    data = pt.mem.read_u64_np((src[:, None] + words[None, :]).reshape(-1))
+    pt.mem.write_u64_np((dst[:, None] + words[None, :]).reshape(-1), data)
+
+
+def _release(pt: PageTable, removed: Mappings) -> None:
+    """Drop the references the removed leaves (empty-flags placeholders included) held on their frames."""
+    if len(removed):
+        pt.frames.release_many(removed.pa)
+
+
+@dataclass(frozen=True)
+class Linear:
+    """A fixed-offset mapping: PA = VA - pa_va_offset (the offset may be negative)."""
+
+    pa_va_offset: int
+
+    def map(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
+        pt.map_region(start, start - self.pa_va_offset, size, flags, allow_huge=True)
+
+    def unmap(self, start: int, size: int, pt: PageTable) -> None:
+        pt.unmap_region(start, size, missing_ok=True)
+
+    def protect(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
+        pt.protect_region(start, size, flags, missing_ok=True)
+
+    def populate(self, start: int, size: int, flags: MappingFlags, access: MappingFlags, pt: PageTable) -> None:
+        pass  # always mapped
+
+    def clone_map(self, start: int, size: int, flags: MappingFlags, parent: PageTable,
+                  child: PageTable) -> Backend:
+        self.map(start, size, flags, child)
+        return self
+
+
+@dataclass(frozen=True)
+class Alloc:
+    """Private anonymous memory in zeroed frames: all at map time (`populate`) or page by page on touch."""
+
+    populate_now: bool = False
+
+    def map(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
+        if self.populate_now:
+            self.populate(start, size, flags, MappingFlags(0), pt)
+
+    def unmap(self, start: int, size: int, pt: PageTable) -> None:
+        _release(pt, pt.unmap_region(start, size, missing_ok=True))
+
+    def protect(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
+        pt.protect_region(start, size, flags, missing_ok=True)
+
+    def populate(self, start: int, size: int, flags: MappingFlags, access: MappingFlags, pt: PageTable) -> None:
+        _, missing = _missing(pt, start, size)
+        if missing.size:
+            frames = pt.frames.alloc_many(int(missing.size), zero=True)
+            try:
+                pt.map_pages(missing, frames, flags)
+            except BaseException:
+                pt.frames.release_many(frames)
+                raise
+
+    def clone_map(self, start: int, size: int, flags: MappingFlags, parent: PageTable,
+                  child: PageTable) -> Backend:
+        have = parent.walk(start, start + size, placeholders=True)
+        if len(have):
+            frames = child.frames.alloc_many(len(have), zero=False)
+            _copy_frames(parent, have.pa, frames)
+            try:
+                child.map_pages(have.va, frames, flags)
+            except BaseException:
+                child.frames.release_many(frames)
+                raise
+        return self
+
+
+@dataclass(frozen=True)
+class Cow:
+    """Private memory filled on first touch — zeros, or `file` bytes laid out from `start` (zero past its
+    end) — and shared copy-on-write with clones."""
+
+    start: int = 0
+    file: bytes | None = field(default=None, repr=False)
+
+    def map(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
+        pass  # lazy
+
+    def unmap(self, start: int, size: int, pt: PageTable) -> None:
+        _release(pt, pt.unmap_region(start, size, missing_ok=True))
+
+    def protect(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
+        have = pt.walk(start, start + size, placeholders=True)
+        if not len(have):
+            return
+        shared = pt.frames.ref_counts(have.pa) > 1
+        pt.set_leaves(have, flags)
+        if flags & MappingFlags.WRITE and np.any(shared):
+            pt.set_leaves(_subset(have, shared), flags & ~MappingFlags.WRITE)   # still copy-on-write
+
+    def _fill(self, pt: PageTable, vas: U64, frames: U64) -> None:
+        if not self.file:
+            return
+        for va, pa in zip(vas.tolist(), frames.tolist(), strict=True):
+            off = va - self.start
+            if 0 <= off < len(self.file):
+                chunk = self.file[off:off + PAGE]
+                pt.mem.write(pa, chunk)
+
+    def populate(self, start: int, size: int, flags: MappingFlags, access: MappingFlags, pt: PageTable) -> None:
+        have, missing = _missing(pt, start, size)
+        if missing.size:
+            frames = pt.frames.alloc_many(int(missing.size), zero=True)
+            self._fill(pt, missing, frames)
+            try:
+                pt.map_pages(missing, frames, flags)
+            except BaseException:
+                pt.frames.release_many(frames)
+                raise
+        if access & MappingFlags.WRITE and len(have):
+            readonly = pt.fmt.codec.is_present_np(have.raw) & ((have.flags & np.uint64(MappingFlags.WRITE)) == 0)
+            if np.any(readonly):
+                self._break(pt, _subset(have, readonly), flags)
+
+    def _break(self, pt: PageTable, pages: Mappings, flags: MappingFlags) -> None:
+        """Copy-on-write faults for these present pages: sole owner → WRITE back; shared → private copy."""
+        shared = pt.frames.ref_counts(pages.pa) > 1
+        pt.set_leaves(_subset(pages, ~shared), flags)
+        if np.any(shared):
+            old = _subset(pages, shared)
+            new = pt.frames.alloc_many(len(old), zero=False)
+            _copy_frames(pt, old.pa, new)
+            pt.set_leaves(old, flags, new)
+            pt.frames.release_many(old.pa)
+
+    def clone_map(self, start: int, size: int, flags: MappingFlags, parent: PageTable,
+                  child: PageTable) -> Backend:
+        have = parent.walk(start, start + size, placeholders=True)
+        if len(have):
+            readonly = flags & ~MappingFlags.WRITE
+            child.map_pages(have.va, have.pa, readonly)
+            parent.frames.add_ref_many(have.pa)
+            parent.set_leaves(have, readonly)
+        return self
+
+
+class SharedPages:
+    """Zeroed frames shared by every address space that maps them. The handle holds one reference per
+    frame until `close()`; each mapping holds another."""
+
+    def __init__(self, pt: PageTable, count: int) -> None:
+        self.frames = pt.frames
+        self.pas = pt.frames.alloc_many(count, zero=True)
+        self._open = True
+
+    def close(self) -> None:
+        if self._open:
+            self.frames.release_many(self.pas)
+            self._open = False
+
+
+@dataclass(frozen=True)
+class Shared:
+    """Maps the pages of `pages` from `start` (page i of the mapping = pages.pas[(va - start) / 4K])."""
+
+    start: int
+    pages: SharedPages = field(compare=False)
+
+    def _range(self, start: int, size: int) -> U64:
+        first = (start - self.start) // PAGE
+        if first < 0 or first + size // PAGE > self.pages.pas.size:
+            raise ValueError(f"[{start:#x}, +{size:#x}) is outside the shared pages")
+        return self.pages.pas[first:first + size // PAGE]
+
+    def map(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
+        pas = self._range(start, size)
+        pt.map_pages(_pages(start, size), pas, flags)
+        pt.frames.add_ref_many(pas)
+
+    def unmap(self, start: int, size: int, pt: PageTable) -> None:
+        _release(pt, pt.unmap_region(start, size, missing_ok=True))
+
+    def protect(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
+        pt.protect_region(start, size, flags, missing_ok=True)
+
+    def populate(self, start: int, size: int, flags: MappingFlags, access: MappingFlags, pt: PageTable) -> None:
+        pass  # always mapped
+
+    def clone_map(self, start: int, size: int, flags: MappingFlags, parent: PageTable,
+                  child: PageTable) -> Backend:
+        self.map(start, size, flags, child)
+        return self
+
+
+def _subset(m: Mappings, sel: npt.NDArray[np.bool_]) -> Mappings:
+    return Mappings(m.fmt, m.va[sel], m.pa[sel], m.size[sel], m.flags[sel], m.depth[sel], m.raw[sel], m.slot[sel])
