@@ -174,6 +174,10 @@ def test_out_of_memory_is_enomem_and_leaves_nothing_behind() -> None:
         a.populate_area(BASE, 0x40000)
     assert exc.value.errno == errno.ENOMEM
     assert a.frames.in_use == 1 and len(a.page_table.walk()) == 0
+    with pytest.raises(MmError) as exc:
+        a.map_alloc(BASE + 0x100000, 0x40000, RW, True)         # eager: fails inside the backend
+    assert exc.value.errno == errno.ENOMEM
+    assert a.frames.in_use == 1 and [x.start for x in a.areas()] == [BASE]
 
 
 def test_unmap_user_areas_copy_mappings_and_maps_listing() -> None:
@@ -275,6 +279,24 @@ class AddrSpaceMachine(RuleBasedStateMachine):
             with pytest.raises(BadAddress):
                 s.write(va, bytes([value]))
 
+    @rule(key=spaces, first=st.integers(0, PAGES - 1), n=st.integers(1, 4), write=st.booleans())
+    def populate(self, key: int, first: int, n: int, write: bool) -> None:
+        got = self._get(key)
+        if got is None:
+            return
+        s, data = got
+        n = min(n, PAGES - first)
+        access = F.WRITE if write else F.READ
+        start = BASE + first * 0x1000
+        if all(p in data for p in range(first, first + n)) and s.check_region_access(start, n * 0x1000, access):
+            s.populate_area(start, n * 0x1000, access)
+            res = mmu(s).translate_many(start + np.arange(n, dtype=np.uint64) * np.uint64(0x1000),
+                                        Access.WRITE if write else Access.READ, Privilege.USER)
+            assert res.ok.all()                                     # populated for exactly that access
+        else:
+            with pytest.raises(BadAddress):
+                s.populate_area(start, n * 0x1000, access)
+
     @rule(key=spaces, page=st.integers(0, PAGES - 1), write=st.booleans())
     def fault(self, key: int, page: int, write: bool) -> None:
         got = self._get(key)
@@ -312,6 +334,8 @@ class AddrSpaceMachine(RuleBasedStateMachine):
                 assert (area is not None) == (p in data)
                 if res.reason[p] == Reason.OK:
                     assert area is not None                         # nothing mapped outside areas
+                    _, entry_flags, _ = s.page_table.query(BASE + p * 0x1000)
+                    assert entry_flags | F.WRITE == area.flags | F.WRITE   # the area's flags (WRITE may wait)
                     wres = walker.translate(BASE + p * 0x1000, "write", "user")
                     if wres.ok:
                         assert area.flags & F.WRITE                 # never writable beyond the area

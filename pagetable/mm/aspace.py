@@ -107,7 +107,12 @@ class AddrSpace:
     def map(self, start: int, size: int, flags: MappingFlags, populate: bool, backend: Backend) -> None:
         """Add an area backed by `backend`; with `populate`, fault every page in now."""
         self._validate(start, size)
-        self._areas.map(MemoryArea(start, size, MappingFlags(flags), backend), self._pt)
+        try:
+            self._areas.map(MemoryArea(start, size, MappingFlags(flags), backend), self._pt)
+        except BadState as exc:
+            if isinstance(exc.__cause__, NoMemory):
+                raise OutOfMemory(str(exc.__cause__)) from exc
+            raise
         if populate:
             self.populate_area(start, size)
 
