@@ -22,7 +22,7 @@ from ..frames import FrameAllocator
 from ..physmem import PhysMem
 from ..table import PageTable
 from .area import MemoryArea
-from .backends import PAGE, Alloc, Backend, Linear
+from .backends import PAGE, Alloc, Backend, Cow, Linear, Shared
 from .errors import BadAddress, BadState, InvalidParam, OutOfMemory, OutOfRange
 from .memory_set import MemorySet
 
@@ -249,10 +249,11 @@ class AddrSpace:
         """A /proc/pid/maps-style listing: `start-end perms offset 00:00 0 [backend]`."""
         lines = []
         for a in self._areas:
-            perms = ("r" if a.flags & MappingFlags.READ else "-") + ("w" if a.flags & MappingFlags.WRITE else "-") \
-                + ("x" if a.flags & MappingFlags.EXECUTE else "-") + ("s" if type(a.backend).__name__ == "Shared"
-                                                                      else "p")
-            offset = a.start - getattr(a.backend, "start", a.start)
+            b = a.backend
+            perms = "".join(ch if a.flags & bit else "-" for ch, bit in
+                            (("r", MappingFlags.READ), ("w", MappingFlags.WRITE), ("x", MappingFlags.EXECUTE)))
+            perms += "s" if isinstance(b, Shared) else "p"
+            offset = a.start - b.start if isinstance(b, Cow) and b.file else 0   # file offset of the area
             lines.append(f"{a.start:08x}-{a.end:08x} {perms} {offset:08x} 00:00 0 "
                          f"[{type(a.backend).__name__.lower()}]")
         return "\n".join(lines)
