@@ -15,6 +15,8 @@ that owns frames releases them on unmap, so unmapping everything frees everythin
 
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -76,17 +78,15 @@ def _release(pt: PageTable, removed: Mappings) -> None:
         pt.frames.release_many(removed.pa)
 
 
-@dataclass(frozen=True)
-class Linear:
-    """A fixed-offset mapping: PA = VA - pa_va_offset (the offset may be negative)."""
+class _Eager(abc.ABC):
+    """Shared behaviour of backends whose pages are always mapped (Linear, Shared): nothing to populate,
+    and a clone simply maps the same memory."""
 
-    pa_va_offset: int
+    @abc.abstractmethod
+    def map(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None: ...
 
-    def map(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
-        pt.map_region(start, start - self.pa_va_offset, size, flags, allow_huge=True)
-
-    def unmap(self, start: int, size: int, pt: PageTable) -> None:
-        pt.unmap_region(start, size, missing_ok=True)
+    @abc.abstractmethod
+    def unmap(self, start: int, size: int, pt: PageTable) -> None: ...
 
     def protect(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
         pt.protect_region(start, size, flags, missing_ok=True)
@@ -98,6 +98,20 @@ class Linear:
                   child: PageTable) -> Backend:
         self.map(start, size, flags, child)
         return self
+
+
+@dataclass(frozen=True)
+class Linear(_Eager):
+    """A fixed-offset mapping: PA = VA - pa_va_offset (the offset may be negative)."""
+
+    pa_va_offset: int
+
+    def map(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
+        pt.map_region(start, start - self.pa_va_offset, size, flags, allow_huge=True)
+
+    def unmap(self, start: int, size: int, pt: PageTable) -> None:
+        pt.unmap_region(start, size, missing_ok=True)
+
 
 
 @dataclass(frozen=True)
@@ -225,7 +239,7 @@ class SharedPages:
 
 
 @dataclass(frozen=True)
-class Shared:
+class Shared(_Eager):
     """Maps the pages of `pages` from `start` (page i of the mapping = pages.pas[(va - start) / 4K])."""
 
     start: int
@@ -245,16 +259,6 @@ class Shared:
     def unmap(self, start: int, size: int, pt: PageTable) -> None:
         _release(pt, pt.unmap_region(start, size, missing_ok=True))
 
-    def protect(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
-        pt.protect_region(start, size, flags, missing_ok=True)
-
-    def populate(self, start: int, size: int, flags: MappingFlags, access: MappingFlags, pt: PageTable) -> None:
-        pass  # always mapped
-
-    def clone_map(self, start: int, size: int, flags: MappingFlags, parent: PageTable,
-                  child: PageTable) -> Backend:
-        self.map(start, size, flags, child)
-        return self
 
 
 def _subset(m: Mappings, sel: npt.NDArray[np.bool_]) -> Mappings:
