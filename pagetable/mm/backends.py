@@ -16,7 +16,6 @@ that owns frames releases them on unmap, so unmapping everything frees everythin
 from __future__ import annotations
 
 import abc
-
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -92,7 +91,7 @@ class _Eager(abc.ABC):
         pt.protect_region(start, size, flags, missing_ok=True)
 
     def populate(self, start: int, size: int, flags: MappingFlags, access: MappingFlags, pt: PageTable) -> None:
-        pass  # always mapped
+        return  # always mapped: nothing to fault in
 
     def clone_map(self, start: int, size: int, flags: MappingFlags, parent: PageTable,
                   child: PageTable) -> Backend:
