@@ -13,7 +13,8 @@ Differences from the Rust crates, each a fix (§11 items 10-13):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from ..errors import NoMemory, PagetableError, PagingError
 from ..flags import MappingFlags
@@ -27,6 +28,7 @@ from .errors import BadAddress, BadState, InvalidParam, OutOfMemory, OutOfRange
 from .memory_set import MemorySet
 
 Area = MemoryArea[Backend]
+R = TypeVar("R")
 NO_ACCESS = MappingFlags(0)
 
 
@@ -77,6 +79,10 @@ class AddrSpace:
 
     def contains_range(self, start: int, size: int) -> bool:
         return self._base <= start and start + size <= self.end and size >= 0
+
+    def with_addr_space(self, fn: Callable[[AddrSpace], R]) -> R:
+        """uptr's `AddrSpaceProvider`: lend this space to `fn`."""
+        return fn(self)
 
     def areas(self) -> Iterator[Area]:
         return iter(self._areas)

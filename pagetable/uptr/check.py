@@ -1,0 +1,134 @@
+"""Checking and copying user memory through an `AddrSpace`, as a kernel does (axptr `check_region` and
+`check_null_terminated`, shared/reference.md §8, with its bugs fixed, §11 item 14).
+
+- `check_region`: misaligned → EFAULT; not covered by areas granting `access` → EFAULT; then the covering
+  pages are populated (lazy allocation, copy-on-write broken for WRITE), errors mapped to their errno.
+  A zero-length region is accepted without touching memory, as Linux's `access_ok` does (axptr: EFAULT).
+- `check_null_terminated`: scans page by page, checking each new page before reading it and faulting lazy
+  pages in through `handle_page_fault`; stops at the first zero element; a page without access → EFAULT;
+  more than `limit` elements → `too_long` (ENAMETOOLONG for paths, E2BIG for argv), so a hostile buffer
+  cannot make it run forever.
+- `copy_from_user` / `copy_to_user`: page by page through the page table; a missing or insufficient entry is
+  a page fault that `user_fault` resolves (inside `accessing_user_memory`) or reports.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+import numpy as np
+
+from ..errors import NotMapped
+from ..flags import MappingFlags
+from ..mm.aspace import AddrSpace
+from ..mm.errors import MmError
+from .access import accessing_user_memory, user_fault
+from .errors import UserMemoryError
+
+PAGE = 4096
+PATH_MAX = 4096
+R = TypeVar("R")
+
+
+class AddrSpaceProvider(Protocol):
+    """Something that lends its address space for the duration of a call (axptr's trait)."""
+
+    def with_addr_space(self, fn: Callable[[AddrSpace], R]) -> R: ...
+
+
+class LockedAddrSpace:
+    """An `AddrSpace` behind a lock, lent to one user-memory operation at a time."""
+
+    def __init__(self, aspace: AddrSpace) -> None:
+        self._aspace = aspace
+        self._lock = threading.RLock()
+
+    def with_addr_space(self, fn: Callable[[AddrSpace], R]) -> R:
+        with self._lock:
+            return fn(self._aspace)
+
+
+def _efault(message: str) -> UserMemoryError:
+    return UserMemoryError(errno.EFAULT, message)
+
+
+def check_region(aspace: AddrSpace, start: int, size: int, align: int, access: MappingFlags) -> None:
+    """Make [start, start + size) ready for `access`, or raise the errno a syscall would return."""
+    if size == 0:
+        return
+    if size < 0 or start < 0 or start + size > 1 << 64:
+        raise _efault(f"user range [{start:#x}, +{size:#x}) is not a valid range")
+    if start % align:
+        raise _efault(f"user pointer {start:#x} is not aligned to {align}")
+    if not aspace.check_region_access(start, size, access):
+        raise _efault(f"[{start:#x}, +{size:#x}) is not {MappingFlags(access).short()} user memory")
+    try:
+        aspace.populate_area(start, size, access)
+    except MmError as exc:
+        raise UserMemoryError.from_mm(exc) from exc
+
+
+def _page_pa(aspace: AddrSpace, va: int, access: MappingFlags) -> int:
+    """The PA of `va` as the MMU would give it for `access`, taking (and resolving) a page fault if needed."""
+    need = access & (MappingFlags.READ | MappingFlags.WRITE)
+    for _ in range(2):
+        try:
+            pa, flags, _ = aspace.page_table.query(va)
+            if not need & ~flags:
+                return pa
+        except NotMapped:
+            pass
+        user_fault(aspace, va, access)
+    raise _efault(f"{va:#x} is still not accessible after its page fault was handled")
+
+
+def _chunks(start: int, size: int) -> list[tuple[int, int]]:
+    out, pos, end = [], start, start + size
+    while pos < end:
+        n = min(end, (pos | (PAGE - 1)) + 1) - pos
+        out.append((pos, n))
+        pos += n
+    return out
+
+
+def copy_from_user(aspace: AddrSpace, start: int, size: int, access: MappingFlags = MappingFlags.READ) -> bytes:
+    """Read user memory page by page through the table, resolving page faults."""
+    with accessing_user_memory():
+        return b"".join(aspace.page_table.mem.read(_page_pa(aspace, va, access), n) for va, n in _chunks(start, size))
+
+
+def copy_to_user(aspace: AddrSpace, start: int, data: bytes, access: MappingFlags = MappingFlags.WRITE) -> None:
+    """Write user memory page by page through the table, resolving page faults (copy-on-write included)."""
+    with accessing_user_memory():
+        off = 0
+        for va, n in _chunks(start, len(data)):
+            aspace.page_table.mem.write(_page_pa(aspace, va, access | MappingFlags.WRITE), data[off:off + n])
+            off += n
+
+
+def check_null_terminated(aspace: AddrSpace, start: int, elem_size: int, access: MappingFlags,
+                          limit: int = PATH_MAX, too_long: int = errno.ENAMETOOLONG) -> int:
+    """The number of `elem_size`-byte elements before the first all-zero one at `start` (which must be
+    aligned to `elem_size`); EFAULT on a page without access, `too_long` after `limit` elements."""
+    if elem_size <= 0 or elem_size & (elem_size - 1) or elem_size > PAGE:
+        raise ValueError("element size must be a power of two no larger than a page")
+    if start % elem_size:
+        raise _efault(f"user pointer {start:#x} is not aligned to {elem_size}")
+    count, pos = 0, start
+    with accessing_user_memory():
+        while True:
+            if pos >= 1 << 64 or not aspace.check_region_access(pos & ~(PAGE - 1), PAGE, access):
+                raise _efault(f"scan ran into {pos:#x}, which is not {MappingFlags(access).short()} user memory")
+            n = ((pos | (PAGE - 1)) + 1) - pos
+            chunk = np.frombuffer(aspace.page_table.mem.read(_page_pa(aspace, pos, access), n), dtype=np.uint8)
+            zero = np.flatnonzero(~chunk.reshape(-1, elem_size).any(axis=1))
+            found = int(zero[0]) if zero.size else n // elem_size
+            if count + found > limit:
+                raise UserMemoryError(too_long, f"no terminator within {limit} elements at {start:#x}")
+            if zero.size:
+                return count + found
+            count += found
+            pos += n

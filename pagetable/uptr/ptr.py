@@ -1,0 +1,240 @@
+"""`UserPtr` and `UserConstPtr`: typed pointers into user memory (axptr, shared/reference.md §8).
+
+The element type is a numpy dtype (`np.uint32`, a structured dtype, `C_CHAR`), a construct struct, or
+`pointer_to(elem)` for arrays of user pointers (argv/envp: `UserConstPtr(addr, pointer_to(C_CHAR))`). Every
+access first checks the region (alignment, areas granting READ|USER, or READ|WRITE|USER for `UserPtr`),
+populates it, and reads through the page table inside `accessing_user_memory()`. `UserConstPtr` has no
+write methods at all.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import construct
+import numpy as np
+import numpy.typing as npt
+
+from ..flags import MappingFlags
+from ..mm.aspace import AddrSpace
+from .check import PATH_MAX, AddrSpaceProvider, check_null_terminated, check_region, copy_from_user, copy_to_user
+from .errors import UserMemoryError
+
+T = TypeVar("T")
+C_CHAR = np.dtype(np.uint8)
+ARG_MAX = 2 * 1024 * 1024 // 8          # pointers in an argv/envp array before E2BIG
+
+
+class Elem(Protocol[T]):
+    """How one element is laid out in user memory."""
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def align(self) -> int: ...
+
+    def decode(self, data: bytes) -> T: ...
+
+    def encode(self, value: T) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class NumpyElem:
+    """An element of a numpy dtype (decoded as a numpy scalar or structured record)."""
+
+    dtype: np.dtype[Any]
+
+    @property
+    def size(self) -> int:
+        return int(self.dtype.itemsize)
+
+    @property
+    def align(self) -> int:
+        return int(self.dtype.alignment)
+
+    def decode(self, data: bytes) -> Any:
+        return np.frombuffer(data, dtype=self.dtype, count=1)[0]
+
+    def encode(self, value: Any) -> bytes:
+        return np.asarray(value, dtype=self.dtype).tobytes()
+
+
+@dataclass(frozen=True)
+class ConstructElem:
+    """An element described by a fixed-size construct struct (decoded as a construct Container)."""
+
+    struct: Any
+    align: int = 8
+
+    @property
+    def size(self) -> int:
+        return int(self.struct.sizeof())
+
+    def decode(self, data: bytes) -> Any:
+        return self.struct.parse(data)
+
+    def encode(self, value: Any) -> bytes:
+        return bytes(self.struct.build(value))
+
+
+@dataclass(frozen=True)
+class PointerElem:
+    """A 64-bit user pointer to `target` elements (decoded as a `UserConstPtr`)."""
+
+    target: Elem[Any]
+    size: int = 8
+    align: int = 8
+
+    def decode(self, data: bytes) -> UserConstPtr[Any]:
+        return UserConstPtr(int.from_bytes(data, "little"), self.target)
+
+    def encode(self, value: UserConstPtr[Any]) -> bytes:
+        return value.address.to_bytes(8, "little")
+
+
+def as_elem(kind: Any) -> Elem[Any]:
+    """An `Elem` from a numpy dtype (or anything np.dtype accepts), a construct struct, or an Elem."""
+    if isinstance(kind, NumpyElem | ConstructElem | PointerElem):
+        return kind
+    if isinstance(kind, construct.Construct):
+        return ConstructElem(kind)
+    return NumpyElem(np.dtype(kind))
+
+
+def pointer_to(kind: Any) -> PointerElem:
+    """The element type "user pointer to `kind`" (argv is `pointer_to(C_CHAR)`)."""
+    return PointerElem(as_elem(kind))
+
+
+class UserConstPtr(Generic[T]):
+    """A read-only user pointer to elements of `elem`."""
+
+    ACCESS = MappingFlags.READ | MappingFlags.USER
+
+    def __init__(self: UserConstPtr[Any], address: int, elem: Any) -> None:
+        if not 0 <= address < 1 << 64:
+            raise ValueError(f"{address:#x} is not a 64-bit address")
+        self.address = address
+        self.elem: Elem[T] = as_elem(elem)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.address:#x})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and isinstance(other, UserConstPtr) and other.address == self.address \
+            and other.elem == self.elem
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.address))
+
+    def is_null(self) -> bool:
+        return self.address == 0
+
+    def nullable(self) -> UserConstPtr[T] | None:
+        """None for a null pointer, else the pointer (axptr's `nullable`)."""
+        return None if self.is_null() else self
+
+    def cast(self, elem: Any) -> UserConstPtr[Any]:
+        """The same address viewed as pointing at `elem` elements (same pointer kind)."""
+        return type(self)(self.address, elem)
+
+    def _region(self, aspace: AddrSpace, count: int) -> None:
+        check_region(aspace, self.address, count * self.elem.size, self.elem.align, self.ACCESS)
+
+    def get(self, provider: AddrSpaceProvider) -> T:
+        """The element at the pointer."""
+        def run(aspace: AddrSpace) -> T:
+            self._region(aspace, 1)
+            return self.elem.decode(copy_from_user(aspace, self.address, self.elem.size))
+        return provider.with_addr_space(run)
+
+    def get_as_slice(self, provider: AddrSpaceProvider, n: int) -> npt.NDArray[Any] | list[T]:
+        """`n` elements: a numpy array (a view of physical memory when the pages are physically contiguous,
+        read-only for a const pointer; else a copy), or a list for construct elements."""
+        if n < 0:
+            raise UserMemoryError(errno.EINVAL, f"negative element count {n}")
+
+        def run(aspace: AddrSpace) -> npt.NDArray[Any] | list[T]:
+            self._region(aspace, n)
+            size = n * self.elem.size
+            if isinstance(self.elem, NumpyElem):
+                view = _contiguous_view(aspace, self.address, size, self.ACCESS)
+                if view is not None:
+                    arr = view.view(self.elem.dtype)
+                    arr.flags.writeable = self.ACCESS & MappingFlags.WRITE != 0
+                    return arr
+                return np.frombuffer(copy_from_user(aspace, self.address, size), dtype=self.elem.dtype).copy()
+            data = copy_from_user(aspace, self.address, size)
+            return [self.elem.decode(data[i * self.elem.size:(i + 1) * self.elem.size]) for i in range(n)]
+        return provider.with_addr_space(run)
+
+    def get_as_null_terminated(self, provider: AddrSpaceProvider, limit: int | None = None) -> list[T]:
+        """The elements before the first all-zero one (a null pointer in a pointer array). Too many:
+        E2BIG for pointer arrays, ENAMETOOLONG otherwise."""
+        is_ptr = isinstance(self.elem, PointerElem)
+        bound = limit if limit is not None else ARG_MAX if is_ptr else PATH_MAX
+
+        def run(aspace: AddrSpace) -> list[T]:
+            n = check_null_terminated(aspace, self.address, self.elem.size, self.ACCESS, bound,
+                                      errno.E2BIG if is_ptr else errno.ENAMETOOLONG)
+            data = copy_from_user(aspace, self.address, n * self.elem.size)
+            return [self.elem.decode(data[i * self.elem.size:(i + 1) * self.elem.size]) for i in range(n)]
+        return provider.with_addr_space(run)
+
+    def get_as_bytes(self, provider: AddrSpaceProvider, limit: int = PATH_MAX) -> bytes:
+        """The bytes up to (not including) the NUL."""
+        def run(aspace: AddrSpace) -> bytes:
+            n = check_null_terminated(aspace, self.address, 1, self.ACCESS, limit)
+            return copy_from_user(aspace, self.address, n)
+        return provider.with_addr_space(run)
+
+    def get_as_str(self, provider: AddrSpaceProvider, limit: int = PATH_MAX) -> str:
+        """The NUL-terminated string at the pointer, as UTF-8; invalid UTF-8 → EILSEQ."""
+        if self.elem.size != 1:
+            raise TypeError("get_as_str needs a pointer to C_CHAR")
+        data = self.get_as_bytes(provider, limit)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserMemoryError(errno.EILSEQ, f"string at {self.address:#x} is not UTF-8: {exc.reason}") from None
+
+
+class UserPtr(UserConstPtr[T]):
+    """A read-write user pointer: also `set` and `write`."""
+
+    ACCESS = MappingFlags.READ | MappingFlags.WRITE | MappingFlags.USER
+
+    def __init__(self: UserPtr[Any], address: int, elem: Any) -> None:
+        super().__init__(address, elem)   # (restated so that type checkers infer UserPtr[Any])
+
+    def set(self, provider: AddrSpaceProvider, value: T) -> None:
+        """Store one element at the pointer."""
+        self.write(provider, [value])
+
+    def write(self, provider: AddrSpaceProvider, values: list[T] | npt.NDArray[Any]) -> None:
+        """Store consecutive elements from the pointer on."""
+        data = b"".join(self.elem.encode(v) for v in values)
+
+        def run(aspace: AddrSpace) -> None:
+            self._region(aspace, len(values))
+            copy_to_user(aspace, self.address, data)
+        provider.with_addr_space(run)
+
+
+def _contiguous_view(aspace: AddrSpace, start: int, size: int, access: MappingFlags) -> npt.NDArray[np.uint8] | None:
+    """A view of the physical bytes behind [start, start + size) if they are physically contiguous."""
+    if size == 0:
+        return np.zeros(0, dtype=np.uint8)
+    first, _, _ = aspace.page_table.query(start)
+    pos = (start | 0xFFF) + 1
+    while pos < start + size:
+        pa, _, _ = aspace.page_table.query(pos)
+        if pa != first + (pos - start):
+            return None
+        pos += 0x1000
+    mem = aspace.page_table.mem
+    return mem.view(first, size) if mem.contains(first, size) else None
+

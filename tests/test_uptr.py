@@ -1,0 +1,208 @@
+"""uptr: user pointers that check and read user memory through an AddrSpace."""
+
+from __future__ import annotations
+
+import errno
+
+import construct
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pagetable.arch.riscv_sv39 import SV39
+from pagetable.flags import MappingFlags as F
+from pagetable.frames import FrameAllocator
+from pagetable.mm import AddrSpace, Cow
+from pagetable.physmem import PhysMem
+from pagetable.uptr import (
+    C_CHAR,
+    KernelFault,
+    LockedAddrSpace,
+    UserConstPtr,
+    UserMemoryError,
+    UserPtr,
+    accessing_user_memory,
+    check_null_terminated,
+    check_region,
+    is_accessing_user_memory,
+    pointer_to,
+    user_fault,
+)
+
+RAM = 0x8000_0000
+BASE = 0x1000_0000
+P0, P1, P2, P3 = BASE, BASE + 0x1000, BASE + 0x2000, BASE + 0x3000   # lazy RW | RO | unmapped | kernel RW
+URW, URO = F.READ | F.WRITE | F.USER, F.READ | F.USER
+
+
+def make(ram: int = 16 << 20) -> AddrSpace:
+    """P0 lazy user RW, P1 user read-only (pre-filled), P2 unmapped, P3 kernel-only RW."""
+    a = AddrSpace.new_empty(SV39, BASE, 0x1000_0000, FrameAllocator(PhysMem([(RAM, ram)])))
+    a.map(P0, 0x1000, URW, False, Cow())
+    a.map_alloc(P1, 0x1000, URW, True)
+    a.write(P1, b"read-only page\0")
+    a.protect(P1, 0x1000, URO)
+    a.map_alloc(P3, 0x1000, F.READ | F.WRITE, True)
+    return a
+
+
+def code(exc: pytest.ExceptionInfo[UserMemoryError]) -> int:
+    assert isinstance(exc.value, OSError)
+    return int(exc.value.errno or 0)
+
+
+def test_check_region_errors() -> None:
+    a = make()
+    with pytest.raises(UserMemoryError) as e:
+        check_region(a, P0 + 2, 4, 4, URO)                   # misaligned
+    assert code(e) == errno.EFAULT
+    with pytest.raises(UserMemoryError) as e:
+        check_region(a, P2, 8, 8, URO)                       # no area
+    assert code(e) == errno.EFAULT
+    with pytest.raises(UserMemoryError) as e:
+        check_region(a, P3, 8, 8, URO)                       # kernel-only area
+    assert code(e) == errno.EFAULT
+    with pytest.raises(UserMemoryError) as e:
+        check_region(a, P1, 8, 8, URW)                       # read-only for a write
+    assert code(e) == errno.EFAULT
+    check_region(a, P2 + 0x123, 0, 8, URW)                   # zero length: accepted, like Linux (axptr: EFAULT)
+    assert len(a.page_table.walk(P0, P0 + 0x1000)) == 0      # ... and nothing was touched
+
+
+def test_populate_failure_is_enomem() -> None:
+    a = AddrSpace.new_empty(SV39, BASE, 0x1000_0000, FrameAllocator(PhysMem([(RAM, 4 << 12)])))
+    a.map(P0, 0x8000, URW, False, Cow())
+    with pytest.raises(UserMemoryError) as e:
+        check_region(a, P0, 0x8000, 8, URW)
+    assert code(e) == errno.ENOMEM
+
+
+def test_straddling_pointers() -> None:
+    a = make()
+    used = a.frames.in_use
+    across = UserConstPtr(P1 - 8, np.uint64)                  # lazy page, then read-only page
+    got = across.get_as_slice(a, 2)
+    assert isinstance(got, np.ndarray)
+    assert got.tolist() == [0, int.from_bytes(b"read-onl", "little")]
+    assert a.frames.in_use == used + 1                       # the lazy page was faulted in
+    with pytest.raises(UserMemoryError) as e:
+        UserPtr(P1 - 8, np.uint64).write(a, [1, 2])          # second page is read-only
+    assert code(e) == errno.EFAULT
+    assert a.read(P1 - 8, 8) == bytes(8)                     # nothing written
+    with pytest.raises(UserMemoryError) as e:
+        UserConstPtr(P2 - 8, np.uint64).get_as_slice(a, 2)   # runs into the unmapped page
+    assert code(e) == errno.EFAULT
+
+
+def test_writes_through_user_ptr_break_cow_and_const_ptr_cannot_write() -> None:
+    a = make()
+    p = UserPtr(P0 + 16, np.uint32)
+    p.set(a, 0xDEADBEEF)
+    child = a.try_clone()
+    p.set(child, 7)
+    assert p.get(a) == 0xDEADBEEF and p.get(child) == 7
+    c = UserConstPtr(P0 + 16, np.uint32)
+    assert not hasattr(c, "set") and not hasattr(c, "write")
+    view = c.get_as_slice(a, 4)
+    assert isinstance(view, np.ndarray) and not view.flags.writeable
+    child.destroy()
+
+
+def test_strings_and_argv_across_pages() -> None:
+    a = make()
+    text = "héllo, wörld".encode()
+    start = P1 - 5
+    UserPtr(start, C_CHAR).write(a, list(text[:5]))          # the first 5 bytes end lazy page P0 ...
+    assert UserConstPtr(P1, C_CHAR).get_as_str(a) == "read-only page"
+    UserPtr(P0 + 0x100, C_CHAR).write(a, list(text + b"\0"))
+    assert UserConstPtr(P0 + 0x100, C_CHAR).get_as_str(a) == "héllo, wörld"
+    # argv at the end of P0 pointing at strings in P0 and P1, the NULL in P1? (P1 is read-only: build in P0)
+    UserPtr(P0 + 0x200, C_CHAR).write(a, list(b"-v\0"))
+    argv = UserPtr(P0 + 0xFF0, np.uint64)
+    argv.write(a, [P0 + 0x100, P0 + 0x200])                  # two pointers end exactly at the page edge
+    with pytest.raises(UserMemoryError) as e:                # ... and P1 holds no NULL pointer: "read-onl"...
+        UserConstPtr(P0 + 0xFF0, pointer_to(C_CHAR)).get_as_null_terminated(a, limit=3)
+    assert code(e) == errno.E2BIG
+    argv.write(a, [P0 + 0x100, 0])
+    args = UserConstPtr(P0 + 0xFF0, pointer_to(C_CHAR)).get_as_null_terminated(a)
+    assert [s.get_as_str(a) for s in args] == ["héllo, wörld"]
+
+
+def test_string_errors() -> None:
+    a = make()
+    UserPtr(P0, C_CHAR).write(a, [0xFF, 0xFE, 0])
+    with pytest.raises(UserMemoryError) as e:
+        UserConstPtr(P0, C_CHAR).get_as_str(a)
+    assert code(e) == errno.EILSEQ
+    UserPtr(P0, C_CHAR).write(a, [ord("a")] * 0x1000)          # no NUL in P0; P1 has one
+    assert len(UserConstPtr(P0, C_CHAR).get_as_bytes(a, limit=0x2000)) == 0x1000 + len("read-only page")
+    with pytest.raises(UserMemoryError) as e:
+        UserConstPtr(P0, C_CHAR).get_as_str(a, limit=100)
+    assert code(e) == errno.ENAMETOOLONG
+    UserPtr(P1 - 8, C_CHAR).write(a, [1] * 8)
+    a.protect(P1, 0x1000, F.READ)                              # P1 becomes kernel-only
+    with pytest.raises(UserMemoryError) as e:
+        check_null_terminated(a, P1 - 8, 1, F.READ | F.USER)
+    assert code(e) == errno.EFAULT
+    with pytest.raises(UserMemoryError) as e:
+        check_null_terminated(a, P0 + 1, 2, F.READ | F.USER)
+    assert code(e) == errno.EFAULT                             # misaligned element
+
+
+def test_accessing_user_memory_flag_and_fault_path() -> None:
+    a = make()
+    assert not is_accessing_user_memory()
+    with pytest.raises(KernelFault):
+        user_fault(a, P0, F.READ)                              # a kernel bug outside a user access
+    with pytest.raises(RuntimeError), accessing_user_memory():
+        with accessing_user_memory():
+            assert is_accessing_user_memory()
+        assert is_accessing_user_memory()                      # nesting-safe
+        raise RuntimeError
+    assert not is_accessing_user_memory()                      # exception-safe
+    with accessing_user_memory():
+        user_fault(a, P0, F.READ)                              # resolved: lazy page allocated
+        with pytest.raises(UserMemoryError) as e:
+            user_fault(a, P2, F.READ)
+        assert code(e) == errno.EFAULT
+    assert a.page_table.query(P0)[1] == URW
+
+
+def test_pointer_kinds_provider_and_views() -> None:
+    a = make()
+    locked = LockedAddrSpace(a)
+    point = construct.Struct("x" / construct.Int32ul, "y" / construct.Int32ul)
+    UserPtr(P0 + 8, point).set(locked, {"x": 3, "y": 4})
+    got = UserConstPtr(P0 + 8, point).get(locked)
+    assert (got.x, got.y) == (3, 4)
+    rec = np.dtype([("x", "<u4"), ("y", "<u4")])
+    assert UserConstPtr(P0 + 8, rec).get(a)["y"] == 4
+    assert UserConstPtr(P0 + 8, np.uint32).cast(np.uint64).get(a) == 3 | 4 << 32
+    assert UserConstPtr(0, np.uint8).nullable() is None and UserPtr(8, np.uint8).nullable() is not None
+    # a linear user mapping is physically contiguous: the slice is a view of physical memory
+    a.map_linear(BASE + 0x10000, RAM + (8 << 20), 0x2000, URW)
+    arr = UserPtr(BASE + 0x10FF0, np.uint8).get_as_slice(a, 0x20)
+    assert isinstance(arr, np.ndarray)
+    arr[:] = 9
+    assert a.read(BASE + 0x10FF0, 0x20) == bytes([9]) * 0x20
+    assert a.frames.mem.read(RAM + (8 << 20) + 0xFF0, 1) == b"\x09"
+
+
+SPACE = make()
+GRANTED = {P0: True, P1: True, P2: False, P3: False}         # pages readable by a user pointer
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=st.integers(P0 - 0x800, P3 + 0x1800), size=st.integers(0, 0x2800))
+def test_random_pointers_never_read_ungranted_bytes(start: int, size: int) -> None:
+    try:
+        data = UserConstPtr(start, np.uint8).get_as_slice(SPACE, size)
+    except UserMemoryError as exc:
+        assert exc.errno == errno.EFAULT
+        pages = range(start & ~0xFFF, start + size, 0x1000)
+        assert size and not all(GRANTED.get(p, False) for p in pages)
+        return
+    assert len(data) == size
+    if size:                                                  # zero-length reads touch nothing (Linux rule)
+        assert all(GRANTED.get(p, False) for p in range(start & ~0xFFF, start + size, 0x1000))
