@@ -114,6 +114,7 @@ def test_strings_and_argv_across_pages() -> None:
     text = "héllo, wörld".encode()
     start = P1 - 5
     UserPtr(start, C_CHAR).write(a, list(text[:5]))          # the first 5 bytes end lazy page P0 ...
+    assert UserConstPtr(start, C_CHAR).get_as_bytes(a) == text[:5] + b"read-only page"   # ... P1 goes on
     assert UserConstPtr(P1, C_CHAR).get_as_str(a) == "read-only page"
     UserPtr(P0 + 0x100, C_CHAR).write(a, list(text + b"\0"))
     assert UserConstPtr(P0 + 0x100, C_CHAR).get_as_str(a) == "héllo, wörld"
@@ -127,6 +128,14 @@ def test_strings_and_argv_across_pages() -> None:
     argv.write(a, [P0 + 0x100, 0])
     args = UserConstPtr(P0 + 0xFF0, pointer_to(C_CHAR)).get_as_null_terminated(a)
     assert [s.get_as_str(a) for s in args] == ["héllo, wörld"]
+    # argv whose terminator lies on the next (lazy) page, pointing at a string that straddles two pages
+    three = BASE + 0x8000
+    a.map(three, 0x3000, URW, False, Cow())
+    UserPtr(three + 0x1FFA, C_CHAR).write(a, list(b"--verbose\0"))
+    UserPtr(three + 0x1800, C_CHAR).write(a, list(b"x\0"))
+    UserPtr(three + 0xFF0, np.uint64).write(a, [three + 0x1FFA, three + 0x1800, 0])
+    argv2 = UserConstPtr(three + 0xFF0, pointer_to(C_CHAR)).get_as_null_terminated(a)
+    assert [s.get_as_str(a) for s in argv2] == ["--verbose", "x"]
 
 
 def test_string_errors() -> None:
