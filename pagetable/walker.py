@@ -75,6 +75,7 @@ class FaultKind(enum.Enum):
 
     PAGE_FAULT = "page-fault"
     ACCESS_FAULT = "access-fault"
+    GUEST_PAGE_FAULT = "guest-page-fault"      # a page fault of the hypervisor's G-stage (RISC-V H)
 
 
 class WalkRules(Protocol):

@@ -11,6 +11,8 @@ Encoding choices (`RiscvCodec`), all documented in docs/riscv.md:
   on an access the flags allow and read-only pages stay clean; `ad="all"` sets both on every leaf (ArceOS);
   `ad="hardware"` leaves both clear for Svadu hardware or a kernel that manages them through faults.
 - G is set on non-USER leaves when `global_kernel=True`.
+- `gstage=True` (the `GSTAGE` codec, for Sv39x4/Sv48x4/Sv57x4): every leaf gets U=1, because G-stage
+  accesses are checked as U-mode accesses; USER is then implied, not a choice. G is never set there.
 - Empty flags give an invalid (V=0) placeholder that still records the PPN, as page_table_multiarch does.
 - WRITE without READ has no encoding (R=0, W=1 is reserved): `InvalidFlags`.
 `ARCEOS` reproduces page_table_multiarch 0.6.1's `Rv64PTE` bytes exactly.
@@ -64,6 +66,7 @@ class RiscvCodec:
     svpbmt: bool = False
     ad: AdPolicy = "preset"
     global_kernel: bool = False
+    gstage: bool = False
 
     @property
     def layout(self) -> Layout:
@@ -89,7 +92,9 @@ class RiscvCodec:
         bits |= W if flags & MappingFlags.WRITE else 0
         bits |= X if flags & MappingFlags.EXECUTE else 0
         bits |= U if flags & MappingFlags.USER else 0
-        if self.global_kernel and not flags & MappingFlags.USER:
+        if self.gstage:
+            bits |= U
+        elif self.global_kernel and not flags & MappingFlags.USER:
             bits |= G
         if self.ad == "all":
             bits |= A | D
@@ -159,3 +164,4 @@ class RiscvCodec:
 
 SPEC = RiscvCodec()
 ARCEOS = RiscvCodec(ad="all")
+GSTAGE = RiscvCodec(gstage=True)

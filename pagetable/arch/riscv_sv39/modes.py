@@ -1,15 +1,21 @@
-"""The RISC-V translation modes Sv39, Sv48 and Sv57.
+"""The RISC-V translation modes Sv39, Sv48 and Sv57, and the hypervisor G-stage modes Sv39x4, Sv48x4, Sv57x4.
 
 RISC-V privileged spec, "Sv39", "Sv48" and "Sv57": 4 KiB pages, 9-bit VPN fields, 8-byte PTEs, leaves
 allowed at every level (superpages of 2 MiB, 1 GiB, 512 GiB, 256 TiB), VAs sign-extended from bit 38/47/56,
 56-bit physical addresses (44-bit PPN). Level numbers are the spec's i (i = LEVELS-1 at the root, 0 at the
 last level); level names follow Linux's riscv ptdump (PGD, P4D, PUD, PMD, PTE).
+
+G-stage (privileged spec, hypervisor extension, "Guest Physical Address Translation"): the same levels with
+the root widened by two bits — 2048 entries, a 16 KiB root aligned to 16 KiB — translating 41/50/59-bit
+guest-physical addresses, which are zero-extended: a GPA with any higher bit set is a guest-page fault,
+never an alias. G-stage leaves are always U=1 (every G-stage access counts as a U-mode access), which the
+`GSTAGE` codec enforces.
 """
 
 from __future__ import annotations
 
 from ...format import Level, PagingFormat
-from .entry import SPEC
+from .entry import GSTAGE, SPEC
 
 _NAMES = {3: ("PGD", "PMD", "PTE"), 4: ("PGD", "PUD", "PMD", "PTE"), 5: ("PGD", "P4D", "PUD", "PMD", "PTE")}
 
@@ -19,8 +25,20 @@ def _sv(levels: int) -> PagingFormat:
     return PagingFormat(name=f"Sv{12 + 9 * levels}", levels=lv, va_bits=12 + 9 * levels, pa_bits=56, codec=SPEC)
 
 
+def _svx4(levels: int) -> PagingFormat:
+    base = _sv(levels)
+    root = base.levels[0]
+    wide = Level(root.name, root.arch_level, root.index_lsb, root.index_bits + 2, root.leaf)
+    return PagingFormat(name=f"{base.name}x4", levels=(wide, *base.levels[1:]), va_bits=base.va_bits + 2,
+                        pa_bits=56, codec=GSTAGE, sign_extended=False)
+
+
 SV39 = _sv(3)
 SV48 = _sv(4)
 SV57 = _sv(5)
+SV39X4 = _svx4(3)
+SV48X4 = _svx4(4)
+SV57X4 = _svx4(5)
+G_MODES: dict[str, PagingFormat] = {"sv39x4": SV39X4, "sv48x4": SV48X4, "sv57x4": SV57X4}
 
 MODES: dict[str, PagingFormat] = {"sv39": SV39, "sv48": SV48, "sv57": SV57}

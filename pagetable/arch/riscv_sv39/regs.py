@@ -1,14 +1,18 @@
-"""The RISC-V `satp` register (RISC-V privileged spec, "Supervisor Address Translation and Protection
-(satp) Register", RV64 layout: MODE[63:60], ASID[59:44], PPN[43:0])."""
+"""The RISC-V address-translation registers: `satp` and `vsatp` (privileged spec, "Supervisor Address
+Translation and Protection (satp) Register", RV64: MODE[63:60], ASID[59:44], PPN[43:0]; vsatp has the same
+layout, hypervisor extension "Virtual Supervisor Address Translation and Protection Register") and `hgatp`
+(hypervisor extension, "Hypervisor Guest Address Translation and Protection Register", RV64: MODE[63:60],
+VMID[57:44], PPN[43:0]; the root is 16 KiB aligned, so PPN[1:0] are zero)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Self
 
 from ...errors import InvalidAddress
 from ...format import PagingFormat
 from ...layout import Field, Layout
-from .modes import SV39, SV48, SV57
+from .modes import SV39, SV39X4, SV48, SV48X4, SV57, SV57X4
 
 MODE_BARE, MODE_SV39, MODE_SV48, MODE_SV57 = 0, 8, 9, 10
 
@@ -19,17 +23,25 @@ SATP = Layout("satp", 64, [
           {MODE_BARE: "Bare", MODE_SV39: "Sv39", MODE_SV48: "Sv48", MODE_SV57: "Sv57", 11: "Sv64"}),
 ], "RISC-V privileged spec, satp register (RV64)")
 
-_FORMAT_OF_MODE: dict[int, PagingFormat] = {MODE_SV39: SV39, MODE_SV48: SV48, MODE_SV57: SV57}
-_MODE_OF_NAME = {f.name: m for m, f in _FORMAT_OF_MODE.items()}
+HGATP = Layout("hgatp", 64, [
+    Field("PPN", 0, 44, "physical page number of the 16 KiB G-stage root table"),
+    Field("VMID", 44, 14, "virtual-machine identifier"),
+    Field("MODE", 60, 4, "G-stage translation mode",
+          {MODE_BARE: "Bare", MODE_SV39: "Sv39x4", MODE_SV48: "Sv48x4", MODE_SV57: "Sv57x4"}),
+], "RISC-V privileged spec, hypervisor extension, hgatp register (RV64)")
 
 
 @dataclass(frozen=True)
-class Satp:
-    """A decoded satp value."""
+class _Atp:
+    """An address-translation-and-protection register value: mode, an address-space tag, root PPN."""
 
     mode: int
-    asid: int
+    tag: int                 # ASID (satp, vsatp) or VMID (hgatp)
     ppn: int
+
+    LAYOUT: ClassVar[Layout]
+    TAG: ClassVar[str]
+    FORMATS: ClassVar[dict[int, PagingFormat]]
 
     @property
     def root(self) -> int:
@@ -39,23 +51,69 @@ class Satp:
     @property
     def format(self) -> PagingFormat | None:
         """The translation mode's format, or None for Bare."""
-        return _FORMAT_OF_MODE.get(self.mode)
+        return self.FORMATS.get(self.mode)
 
     def encode(self) -> int:
-        return SATP.build(MODE=self.mode, ASID=self.asid, PPN=self.ppn)
+        return self.LAYOUT.build(MODE=self.mode, PPN=self.ppn, **{self.TAG: self.tag})
 
     @classmethod
-    def decode(cls, raw: int) -> Satp:
-        mode = SATP.get(raw, "MODE")
-        if mode != MODE_BARE and mode not in _FORMAT_OF_MODE:
-            raise InvalidAddress(f"satp {raw:#x}: MODE {mode} is not Bare, Sv39, Sv48 or Sv57")
-        return cls(mode, SATP.get(raw, "ASID"), SATP.get(raw, "PPN"))
+    def decode(cls, raw: int) -> Self:
+        mode = cls.LAYOUT.get(raw, "MODE")
+        if mode != MODE_BARE and mode not in cls.FORMATS:
+            names = ", ".join(["Bare", *(f.name for f in cls.FORMATS.values())])
+            raise InvalidAddress(f"{cls.LAYOUT.name} {raw:#x}: MODE {mode} is not {names}")
+        return cls(mode, cls.LAYOUT.get(raw, cls.TAG), cls.LAYOUT.get(raw, "PPN"))
 
     @classmethod
-    def for_table(cls, fmt: PagingFormat, root: int, asid: int = 0) -> Satp:
-        """The satp that selects `fmt` with its root table at `root`."""
-        if fmt.name not in _MODE_OF_NAME:
-            raise ValueError(f"{fmt.name} is not a satp mode")
-        if root % 4096:
-            raise InvalidAddress(f"root table {root:#x} is not 4 KiB aligned")
-        return cls(_MODE_OF_NAME[fmt.name], asid, root >> 12)
+    def _for_table(cls, fmt: PagingFormat, root: int, tag: int) -> Self:
+        """The register value that selects `fmt` with its root table at `root`."""
+        modes = {f.name: m for m, f in cls.FORMATS.items()}
+        if fmt.name not in modes:
+            raise ValueError(f"{fmt.name} is not a {cls.LAYOUT.name} mode")
+        if root % fmt.root_size:
+            raise InvalidAddress(f"root table {root:#x} is not {fmt.root_size // 1024} KiB aligned")
+        return cls(modes[fmt.name], tag, root >> 12)
+
+
+_S_FORMATS = {MODE_SV39: SV39, MODE_SV48: SV48, MODE_SV57: SV57}
+
+
+@dataclass(frozen=True)
+class Satp(_Atp):
+    """A decoded satp value (`tag` is the ASID)."""
+
+    LAYOUT: ClassVar[Layout] = SATP
+    TAG: ClassVar[str] = "ASID"
+    FORMATS: ClassVar[dict[int, PagingFormat]] = _S_FORMATS
+
+    @property
+    def asid(self) -> int:
+        return self.tag
+
+    @classmethod
+    def for_table(cls, fmt: PagingFormat, root: int, asid: int = 0) -> Self:
+        """The value that selects `fmt` with its root table at `root`."""
+        return cls._for_table(fmt, root, asid)
+
+
+@dataclass(frozen=True)
+class Vsatp(Satp):
+    """A decoded vsatp value: the guest's satp, same layout and modes."""
+
+
+@dataclass(frozen=True)
+class Hgatp(_Atp):
+    """A decoded hgatp value (`tag` is the VMID); selects the G-stage format."""
+
+    LAYOUT: ClassVar[Layout] = HGATP
+    TAG: ClassVar[str] = "VMID"
+    FORMATS: ClassVar[dict[int, PagingFormat]] = {MODE_SV39: SV39X4, MODE_SV48: SV48X4, MODE_SV57: SV57X4}
+
+    @property
+    def vmid(self) -> int:
+        return self.tag
+
+    @classmethod
+    def for_table(cls, fmt: PagingFormat, root: int, vmid: int = 0) -> Self:
+        """The value that selects the G-stage `fmt` with its 16 KiB root at `root`."""
+        return cls._for_table(fmt, root, vmid)

@@ -13,6 +13,11 @@ Per level i (the generic walker does step 2's fetch and its access fault, and th
 7. A=0, or D=0 on a store: Svade → page fault; Svadu → hardware sets them (the walker only reports success).
 8. PA = PPN[LEVELS-1:i] with VPN[i-1:0] and the page offset from the VA (Svnapot: PPN[3:0] from VPN[0]).
 VAs must be sign-extended from bit 38/47/56, else page fault (reported at the root level).
+
+G-stage (`RiscvRules.gstage(hgatp)`, hypervisor extension "Guest Physical Address Translation"): the same
+steps over Sv39x4/Sv48x4/Sv57x4 with every access checked as a U-mode access (so leaves need U=1; SUM plays no
+part), MXR meaning the HS-level sstatus.MXR, guest-physical addresses zero-extended (a wider GPA faults), and
+page faults reported as guest-page faults.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy.typing as npt
 
 from ...walker import Access, FaultKind, Privilege, Reason
 from .entry import PBMT_RESERVED, PTE, A, D, R, U, V, W, X
-from .regs import Satp
+from .regs import Hgatp, Satp
 
 U64 = npt.NDArray[np.uint64]
 U8 = npt.NDArray[np.uint8]
@@ -56,18 +61,25 @@ def _bit(pte: U64, mask: int) -> Bool:
 
 
 class RiscvRules:
-    """`WalkRules` for Sv39/Sv48/Sv57 (and Bare) selected by a satp value."""
+    """`WalkRules` for Sv39/Sv48/Sv57 (and Bare) selected by a satp (or vsatp) value; `gstage(hgatp)` gives
+    the G-stage rules for Sv39x4/Sv48x4/Sv57x4."""
 
-    def __init__(self, satp: int | Satp, options: RiscvOptions | None = None) -> None:
-        self.satp = Satp.decode(satp) if isinstance(satp, int) else satp
+    def __init__(self, satp: int | Satp | Hgatp, options: RiscvOptions | None = None) -> None:
+        self.atp: Satp | Hgatp = Satp.decode(satp) if isinstance(satp, int) else satp
         self.options = options or RiscvOptions()
-        self.fmt = self.satp.format
-        self.root = self.satp.root
+        self.guest = isinstance(self.atp, Hgatp)
+        self.fmt = self.atp.format
+        self.root = self.atp.root
+
+    @classmethod
+    def gstage(cls, hgatp: int | Hgatp, options: RiscvOptions | None = None) -> RiscvRules:
+        """The G-stage rules selected by an hgatp value."""
+        return cls(Hgatp.decode(hgatp) if isinstance(hgatp, int) else hgatp, options)
 
     def fault_kind(self, reason: Reason) -> FaultKind:
         if reason in (Reason.TABLE_OUTSIDE_MEMORY, Reason.PA_OUTSIDE_MEMORY):
             return FaultKind.ACCESS_FAULT
-        return FaultKind.PAGE_FAULT
+        return FaultKind.GUEST_PAGE_FAULT if self.guest else FaultKind.PAGE_FAULT
 
     def step(self, depth: int, pte: U64, va: U64, access: U8, priv: U8) -> tuple[U8, Bool, U64]:
         assert self.fmt is not None
@@ -95,7 +107,7 @@ class RiscvRules:
         if i == 0:
             stop(~leaf, Reason.NON_LEAF_AT_LAST_LEVEL)
         # step 5
-        user = priv == Privilege.USER
+        user = np.ones(pte.shape, dtype=bool) if self.guest else priv == Privilege.USER
         reading, writing, fetching = access == Access.READ, access == Access.WRITE, access == Access.EXECUTE
         priv_ok = np.where(user, u, ~u | (np.bool_(opt.sum) & ~fetching))
         kind_ok = (reading & (r | (np.bool_(opt.mxr) & x))) | (writing & w) | (fetching & x)
