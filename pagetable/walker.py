@@ -6,6 +6,11 @@ physical memory (a fetch outside RAM is the architecture's access/abort fault), 
 the output address is RAM. It runs on many addresses at once with numpy: `translate_many` is the real
 implementation and `translate` is one lane of it, so there is one code path for every rule.
 
+Two-stage translation (a hypervisor's guest): give the first-stage walker a `stage2` walker. Then every
+first-stage table fetch is itself translated by stage 2 (as an implicit read), and so is the final
+guest-physical address (with the original access); a stage-2 fault stops the walk with `stage == 2`, the
+stage-2 level and reason, and the guest-physical address that faulted in `gpa`.
+
 Translation is side-effect free: where hardware would set A/D bits (RISC-V Svadu) the walker succeeds
 without writing them.
 """
@@ -105,6 +110,8 @@ class Translation:
     level: int
     fault: FaultKind | None
     pte: int
+    stage: int = 1           # which stage decided (2: the stage-2 walk of a two-stage translation)
+    gpa: int | None = None   # two-stage only: the guest-physical address stage 2 translated last
 
     @property
     def ok(self) -> bool:
@@ -121,6 +128,8 @@ class Translations:
     reason: U8
     level: npt.NDArray[np.int8]
     pte: U64
+    stage: U8                # 1, or 2 where the stage-2 walk decided
+    gpa: U64                 # two-stage: the GPA stage 2 translated last (the PTE address or the final GPA)
 
     @property
     def ok(self) -> Bool:
@@ -143,9 +152,28 @@ def _lanes(value: int | str | Access | Privilege | npt.ArrayLike, kind: type[enu
 class Walker:
     """Translates virtual addresses through `rules` over the physical memory `mem`."""
 
-    def __init__(self, mem: PhysMem, rules: WalkRules) -> None:
+    def __init__(self, mem: PhysMem, rules: WalkRules, stage2: Walker | None = None) -> None:
         self.mem = mem
         self.rules = rules
+        self.stage2 = stage2
+
+    def fault_kind(self, reason: Reason, stage: int = 1) -> FaultKind:
+        """The exception class of a fault that `stage` (1, or 2 for the stage-2 walk) stopped with."""
+        if stage == 2 and self.stage2 is not None:
+            return self.stage2.rules.fault_kind(reason)
+        return self.rules.fault_kind(reason)
+
+    def _stage2(self, lanes: npt.NDArray[np.intp], gpas: U64, acc: U8, out: Translations) -> U64:
+        """Translate `gpas` (for `lanes`) through stage 2; record its faults in `out`; return the HPAs
+        (meaningful where the lane did not fault)."""
+        assert self.stage2 is not None
+        t2 = self.stage2.translate_many(gpas, acc, Privilege.USER)
+        bad = t2.reason != Reason.OK
+        hit = lanes[bad]
+        out.reason[hit], out.level[hit], out.pte[hit] = t2.reason[bad], t2.level[bad], t2.pte[bad]
+        out.stage[hit] = 2
+        out.gpa[lanes] = gpas
+        return t2.pa
 
     def translate_many(self, vas: npt.ArrayLike, access: Access | str | npt.ArrayLike = Access.READ,
                        privilege: Privilege | str | npt.ArrayLike = Privilege.SUPERVISOR) -> Translations:
@@ -154,14 +182,14 @@ class Walker:
         n = va.shape[0]
         acc = _lanes(access, Access, n)
         prv = _lanes(privilege, Privilege, n)
-        reason = np.zeros(n, dtype=np.uint8)
-        level = np.zeros(n, dtype=np.int8)
-        last_pte = np.zeros(n, dtype=np.uint64)
+        out = Translations(va, np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=np.uint8),
+                           np.zeros(n, dtype=np.int8), np.zeros(n, dtype=np.uint64), np.ones(n, dtype=np.uint8),
+                           np.zeros(n, dtype=np.uint64))
+        reason, level, last_pte, pa = out.reason, out.level, out.pte, out.pa
         fmt = self.rules.fmt
         if fmt is None:
-            pa = va.copy()
+            pa[:] = va
         else:
-            pa = np.zeros(n, dtype=np.uint64)
             top = fmt.levels[0].arch_level
             level[:] = top
             reason[~fmt.canonical_np(va)] = Reason.NON_CANONICAL
@@ -172,6 +200,10 @@ class Walker:
                     break
                 level[live] = lv.arch_level
                 slot = table + fmt.index_np(va[live], depth) * np.uint64(fmt.entry_size)
+                if self.stage2 is not None:           # the table fetch is an implicit stage-2 read
+                    hpa = self._stage2(live, slot, np.zeros(live.shape, dtype=np.uint8), out)
+                    fine = reason[live] == Reason.OK
+                    live, slot, table = live[fine], hpa[fine], table[fine]
                 inmem = self.mem.contains_np(slot, fmt.entry_size)
                 reason[live[~inmem]] = Reason.TABLE_OUTSIDE_MEMORY
                 live, slot, table = live[inmem], slot[inmem], table[inmem]
@@ -186,9 +218,13 @@ class Walker:
                 live, table = live[cont], addr[cont]
             if live.size:
                 raise AssertionError("walk rules let a lane continue past the last level")
-        outside = (reason == Reason.OK) & ~self.mem.contains_np(pa, 1)
-        reason[outside] = Reason.PA_OUTSIDE_MEMORY
-        return Translations(va, pa, reason, level, last_pte)
+        if self.stage2 is not None:                   # the final GPA, with the original access
+            lanes = np.flatnonzero(reason == Reason.OK)
+            pa[lanes] = self._stage2(lanes, pa[lanes].copy(), acc[lanes], out)
+        else:
+            outside = (reason == Reason.OK) & ~self.mem.contains_np(pa, 1)
+            reason[outside] = Reason.PA_OUTSIDE_MEMORY
+        return out
 
     def translate(self, va: int, access: Access | str = Access.READ,
                   privilege: Privilege | str = Privilege.SUPERVISOR) -> Translation:
@@ -199,6 +235,7 @@ class Walker:
         reason = Reason(int(t.reason[0]))
         acc = Access[access.upper()] if isinstance(access, str) else Access(access)
         prv = Privilege[privilege.upper()] if isinstance(privilege, str) else Privilege(privilege)
+        stage = int(t.stage[0])
         return Translation(va, acc, prv, int(t.pa[0]) if reason == Reason.OK else None, reason,
-                           int(t.level[0]), None if reason == Reason.OK else self.rules.fault_kind(reason),
-                           int(t.pte[0]))
+                           int(t.level[0]), None if reason == Reason.OK else self.fault_kind(reason, stage),
+                           int(t.pte[0]), stage, int(t.gpa[0]) if self.stage2 is not None else None)

@@ -22,15 +22,17 @@ page faults reported as guest-page faults.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from ...walker import Access, FaultKind, Privilege, Reason
+from ...physmem import PhysMem
+from ...walker import Access, FaultKind, Privilege, Reason, Walker
 from .entry import PBMT_RESERVED, PTE, A, D, R, U, V, W, X
-from .regs import Hgatp, Satp
+from .regs import Hgatp, Satp, Vsatp
 
 U64 = npt.NDArray[np.uint64]
 U8 = npt.NDArray[np.uint8]
@@ -124,3 +126,19 @@ class RiscvRules:
         out_ppn = (ppn & ~keep) | (vpn & keep)
         pa = np.where(leaf, (out_ppn << np.uint64(12)) | (va & np.uint64(0xFFF)), ppn << np.uint64(12))
         return reason, leaf, pa
+
+
+def two_stage_walker(mem: PhysMem, vsatp: int | Vsatp, hgatp: int | Hgatp, *, vs_sum: bool = False,
+                     vs_mxr: bool = False, hs_mxr: bool = False, ad: Literal["svade", "svadu"] = "svade",
+                     svnapot: bool = False, svpbmt: bool = False) -> Walker:
+    """A walker for accesses with V=1 (VS/VU-mode, or HLV/HSV): guest VA → GPA by the VS-stage (vsatp),
+    every VS-stage table fetch and the final GPA → HPA by the G-stage (hgatp).
+
+    Hypervisor extension, "Two-Stage Address Translation": the VS-stage uses vsstatus.SUM (`vs_sum`), and
+    makes X pages readable when vsstatus.MXR or the HS-level sstatus.MXR is set; the G-stage only honours
+    sstatus.MXR (`hs_mxr`). VS-stage table fetches are checked by the G-stage as reads; a G-stage fault is a
+    guest-page fault reported with `stage == 2` and the faulting GPA."""
+    vs = Vsatp.decode(vsatp) if isinstance(vsatp, int) else vsatp
+    g_options = RiscvOptions(mxr=hs_mxr, ad=ad, svnapot=svnapot, svpbmt=svpbmt)
+    vs_options = dataclasses.replace(g_options, sum=vs_sum, mxr=vs_mxr or hs_mxr)
+    return Walker(mem, RiscvRules(vs, vs_options), stage2=Walker(mem, RiscvRules.gstage(hgatp, g_options)))

@@ -1,0 +1,108 @@
+"""RISC-V two-stage translation (VS-stage over G-stage): every VS-stage table fetch and the final GPA go
+through the G-stage; faults name their stage, level and GPA."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pagetable.arch.riscv_sv39 import PTE, SV39, SV39X4, Hgatp, Vsatp
+from pagetable.arch.riscv_sv39.walk import two_stage_walker
+from pagetable.flags import MappingFlags as F
+from pagetable.frames import FrameAllocator
+from pagetable.physmem import PhysMem
+from pagetable.table import PageTable
+from pagetable.walker import Access, FaultKind, Privilege, Reason
+
+HOST = 0x8000_0000            # host RAM: 16 MiB
+GUEST = 0x8000_0000           # guest RAM GPA base, backed by host RAM at HOST + 8 MiB
+BACKING = HOST + (8 << 20)
+GSIZE = 4 << 20
+
+
+class Machine:
+    """Host memory with a G-stage table (Sv39x4) mapping guest RAM, and a guest VS-stage table (Sv39)
+    built in guest-physical memory, which is a view of the host RAM that backs it."""
+
+    def __init__(self) -> None:
+        self.mem = PhysMem([(HOST, 16 << 20)])
+        self.g = PageTable(SV39X4, self.mem, FrameAllocator(self.mem, HOST, 8 << 20))
+        self.g.map_region(GUEST, BACKING, GSIZE, F.READ | F.WRITE | F.EXECUTE)
+        view = self.mem.view(BACKING, GSIZE)
+        self.guest_mem = PhysMem([(GUEST, view)])              # the same bytes, at guest-physical addresses
+        self.vs = PageTable(SV39, self.guest_mem, FrameAllocator(self.guest_mem))
+        self.hgatp = Hgatp.for_table(SV39X4, self.g.root_paddr).encode()
+        self.vsatp = Vsatp.for_table(SV39, self.vs.root_paddr).encode()
+
+    def hpa(self, gpa: int) -> int:
+        return gpa - GUEST + BACKING
+
+
+def test_two_stage_translation_and_stage_of_each_fault() -> None:
+    m = Machine()
+    data = m.vs.frames.alloc()
+    m.vs.map(0x1000, data, 0x1000, F.READ | F.WRITE)
+    m.vs.map(0x2000, GUEST + GSIZE, 0x1000, F.READ)             # a GPA the G-stage does not map
+    w = two_stage_walker(m.mem, m.vsatp, m.hgatp)
+    t = w.translate(0x1234, "write", "supervisor")
+    assert t.ok and t.pa == m.hpa(data) + 0x234 and t.gpa == data + 0x234 and t.stage == 1
+    t = w.translate(0x3000, "read")                              # VS-stage hole: an ordinary page fault
+    assert (t.reason, t.fault, t.stage, t.level) == (Reason.INVALID, FaultKind.PAGE_FAULT, 1, 0)
+    t = w.translate(0x2008, "read")                              # final GPA unmapped in the G-stage
+    assert (t.reason, t.fault, t.stage, t.gpa) == (Reason.INVALID, FaultKind.GUEST_PAGE_FAULT, 2, GUEST + GSIZE + 8)
+    assert t.level == 1                                          # the G-stage level where it stopped
+
+
+def test_vs_table_fetch_is_an_implicit_g_stage_read() -> None:
+    m = Machine()
+    m.vs.map(0x1000, m.vs.frames.alloc(), 0x1000, F.READ)
+    leaf_table = m.vs.lookup(0x1000).table                      # GPA of the VS last-level table
+    w = two_stage_walker(m.mem, m.vsatp, m.hgatp)
+    assert w.translate(0x1000, "read").ok
+    m.g.protect_region(leaf_table, 0x1000, F.EXECUTE)            # G-stage: that table page is execute-only
+    t = w.translate(0x1000, "execute")                           # even a fetch reads the VS PTE
+    assert (t.reason, t.fault, t.stage) == (Reason.PERMISSION, FaultKind.GUEST_PAGE_FAULT, 2)
+    assert t.gpa == leaf_table + 8 and t.level == 0              # the VS PTE address, at G-stage level 0
+    assert two_stage_walker(m.mem, m.vsatp, m.hgatp, hs_mxr=True).translate(0x1000, "read").ok
+    m.g.unmap_region(leaf_table, 0x1000)
+    t = w.translate(0x1000, "read")
+    assert (t.reason, t.stage, t.gpa) == (Reason.INVALID, 2, leaf_table + 8)
+
+
+def test_status_bits_of_each_stage() -> None:
+    m = Machine()
+    user = m.vs.frames.alloc()
+    xonly = m.vs.frames.alloc()
+    m.vs.map(0x1000, user, 0x1000, F.READ | F.USER)
+    m.vs.map(0x2000, xonly, 0x1000, F.EXECUTE)
+    plain = two_stage_walker(m.mem, m.vsatp, m.hgatp)
+    assert plain.translate(0x1000, "read", "supervisor").reason == Reason.PERMISSION       # vsstatus.SUM=0
+    assert two_stage_walker(m.mem, m.vsatp, m.hgatp, vs_sum=True).translate(0x1000, "read").ok
+    assert plain.translate(0x1000, "read", "user").ok
+    assert plain.translate(0x2000, "read").reason == Reason.PERMISSION
+    assert two_stage_walker(m.mem, m.vsatp, m.hgatp, vs_mxr=True).translate(0x2000, "read").ok
+    assert two_stage_walker(m.mem, m.vsatp, m.hgatp, hs_mxr=True).translate(0x2000, "read").ok
+    # G-stage X-only page: vsstatus.MXR does not help, sstatus.MXR does
+    m.g.protect_region(xonly, 0x1000, F.EXECUTE)
+    m.vs.protect(0x2000, F.READ | F.EXECUTE)
+    t = two_stage_walker(m.mem, m.vsatp, m.hgatp, vs_mxr=True).translate(0x2000, "read")
+    assert (t.stage, t.fault) == (2, FaultKind.GUEST_PAGE_FAULT)
+    assert two_stage_walker(m.mem, m.vsatp, m.hgatp, hs_mxr=True).translate(0x2000, "read").ok
+
+
+def test_bare_vsatp_and_bulk_agrees_with_single() -> None:
+    m = Machine()
+    w = two_stage_walker(m.mem, 0, m.hgatp)                      # VS-stage Bare: GPA = VA
+    assert w.translate(GUEST + 0x10, "read").pa == BACKING + 0x10
+    m.vs.map_region(0x10_0000, GUEST + 0x20_0000, 0x20_0000, F.READ | F.WRITE | F.USER, allow_huge=True)
+    w = two_stage_walker(m.mem, m.vsatp, m.hgatp)
+    rng = np.random.default_rng(3)
+    vas = rng.integers(0x0F_0000, 0x40_0000, 300, dtype=np.uint64) & ~np.uint64(7)
+    acc = rng.integers(0, 3, 300).astype(np.uint8)
+    prv = rng.integers(0, 2, 300).astype(np.uint8)
+    bulk = w.translate_many(vas, acc, prv)
+    for i in range(300):
+        one = w.translate(int(vas[i]), Access(int(acc[i])), Privilege(int(prv[i])))
+        assert (one.reason, one.stage, one.level) == (bulk.reason[i], bulk.stage[i], bulk.level[i])
+        if one.ok:
+            assert one.pa == bulk.pa[i] == m.hpa(int(vas[i]) - 0x10_0000 + GUEST + 0x20_0000)
+    assert PTE.get(m.mem.read_u64(m.g.root_paddr + 8 * 2), "V") == 1   # G-stage root entry for GUEST
