@@ -5,20 +5,17 @@ outside a user-memory access — a kernel bug, never resolved silently."""
 from __future__ import annotations
 
 import errno
-import os
 
 from ..errors import PagetableError
 from ..mm.errors import MmError
 
 
-class UserMemoryError(PagetableError, OSError):
-    """A user-memory access that fails with `errno`."""
+class UserMemoryError(MmError):
+    """A user-memory access that fails with `errno` (chosen per error, unlike the fixed-code mm errors)."""
 
     def __init__(self, code: int, message: str) -> None:
-        OSError.__init__(self, code, message)
-
-    def __str__(self) -> str:
-        return f"{self.strerror} ({errno.errorcode.get(self.errno or 0, self.errno)}: {os.strerror(self.errno or 0)})"
+        self.code = code
+        super().__init__(message)
 
     @classmethod
     def from_mm(cls, exc: MmError) -> UserMemoryError:
