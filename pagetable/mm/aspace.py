@@ -14,7 +14,7 @@ Differences from the Rust crates, each a fix (§11 items 10-13):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Self, TypeVar
 
 from ..errors import NoMemory, PagetableError, PagingError
 from ..flags import MappingFlags
@@ -42,7 +42,7 @@ class AddrSpace:
         self._areas: MemorySet[Backend] = MemorySet()
 
     @classmethod
-    def new_empty(cls, fmt: PagingFormat, base: int, size: int, frames: FrameAllocator | None = None) -> AddrSpace:
+    def new_empty(cls, fmt: PagingFormat, base: int, size: int, frames: FrameAllocator | None = None) -> Self:
         """An address space with no areas. Without `frames`, 64 MiB of RAM at 0x8000_0000 is made for it."""
         if base % PAGE or size % PAGE or size <= 0:
             raise InvalidParam(f"address space [{base:#x}, +{size:#x}) is not page-aligned")
@@ -237,10 +237,10 @@ class AddrSpace:
             self._pt.mem.write(pa, data[off:off + n])
 
     # ------------------------------------------------------------- clone
-    def try_clone(self) -> AddrSpace:
+    def try_clone(self) -> Self:
         """A copy as fork makes it: Linear and Shared areas map the same memory, Alloc areas are copied,
         Cow areas share their frames copy-on-write (both sides lose WRITE until a write fault)."""
-        child = AddrSpace(self.fmt, self._base, self._size, self._pt.frames)
+        child = type(self)(self.fmt, self._base, self._size, self._pt.frames)
         try:
             for area in list(self._areas):
                 backend = area.backend.clone_map(area.start, area.size, area.flags, self._pt, child._pt)
