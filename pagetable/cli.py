@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .arch.riscv_sv39 import PTE, SATP, SPEC, Satp
+from .arch.riscv_sv39.entry import pte_paddr
 from .arch.riscv_sv39.walk import RiscvOptions, RiscvRules
 from .errors import PagetableError
 from .frames import FrameAllocator
@@ -130,7 +131,7 @@ def cmd_explain(ns: argparse.Namespace) -> int:
     if layout is PTE:
         leaf = bool(ns.value & (PTE.mask("R") | PTE.mask("X")))
         kind = "leaf" if leaf else "pointer to the next level" if ns.value & 1 else "invalid (V=0)"
-        print(f"  -> {kind}; PA {ns.value >> 10 << 12 & ((1 << 56) - 1):#x}; letters: {SPEC.letters(ns.value, False)}")
+        print(f"  -> {kind}; PA {pte_paddr(ns.value):#x}; letters: {SPEC.letters(ns.value, False)}")
     return 0
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from ..arch.riscv_sv39 import MODES as RISCV_MODES
 from ..arch.riscv_sv39 import PTE, SPEC, Satp
 from ..arch.riscv_sv39.entry import PBMT_IO, PBMT_NC, PBMT_RESERVED, A, D, G, R, U, V, W, X
+from ..arch.riscv_sv39.entry import ppn_field as ppn
 from ..arch.riscv_sv39.walk import RiscvOptions, RiscvRules
 from ..flags import MappingFlags as F
 from ..format import PagingFormat
@@ -57,10 +58,6 @@ def tag_memory(mem: PhysMem) -> None:
     """Fill every u64 of RAM with its own physical address shifted left by 16."""
     for r in mem.regions:
         r.words[:] = (np.uint64(r.base) + np.arange(r.size // 8, dtype=np.uint64) * np.uint64(8)) << np.uint64(16)
-
-
-def ppn(pa: int) -> int:
-    return (pa >> 12) << 10
 
 
 class _Builder:
@@ -157,7 +154,7 @@ def _build(fmt: PagingFormat, seed: int) -> _Builder:
     block = b.frames.alloc(16, align=0x10000, zero=False)
     for k in range(16):
         slot = b.pt.lookup(napot_va + k * 4096)
-        b.mem.write_u64(slot.pa, rw | PTE.mask("N") | ppn(block) | (8 << 10))
+        b.mem.write_u64(slot.pa, rw | PTE.mask("N") | ppn(block + 0x8000))   # PPN[3:0] = 1000
     b.target("napot-64k", napot_va, 0x10000)
 
     # superpages: 2 MiB of data, then 1 GiB / 512 GiB / 256 TiB kernel linear maps
@@ -182,7 +179,7 @@ def _build(fmt: PagingFormat, seed: int) -> _Builder:
     free1 = [base1 + k * 2 * MiB for k in range(512)
              if b.pt.lookup(base1 + k * 2 * MiB).raw == 0 and b.pt.lookup(base1 + k * 2 * MiB).depth == lvl1]
     rng.shuffle(free1)
-    b.poke("misaligned-superpage-2M", free1.pop(), lvl1, rw | ppn(RAM_BASE + 2 * MiB) | (1 << 10))
+    b.poke("misaligned-superpage-2M", free1.pop(), lvl1, rw | ppn(RAM_BASE + 2 * MiB + 0x1000))
     b.poke("table-outside-ram", free1.pop(), lvl1, V | ppn(OUTSIDE_RAM))
     for label, bit in (("nonleaf-accessed", A), ("nonleaf-dirty", D), ("nonleaf-user", U)):
         child = b.frames.alloc()                      # a table whose first entry is a good leaf

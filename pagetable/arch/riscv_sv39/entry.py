@@ -54,7 +54,18 @@ PTE = Layout("RISC-V PTE", 64, [
 
 V, R, W, X, U, G, A, D = (PTE.mask(n) for n in ("V", "R", "W", "X", "U", "G", "A", "D"))
 PPN_MASK = PTE.mask("PPN")
+PPN_SHIFT = PTE["PPN"].lsb
 PAGE_SHIFT = 12
+
+
+def ppn_field(pa: int) -> int:
+    """The PPN field of a PTE pointing at `pa` (other bits clear)."""
+    return (pa >> PAGE_SHIFT) << PPN_SHIFT & PPN_MASK
+
+
+def pte_paddr(raw: int) -> int:
+    """The physical address a PTE's PPN field names."""
+    return (raw & PPN_MASK) >> PPN_SHIFT << PAGE_SHIFT
 
 AdPolicy = Literal["preset", "all", "hardware"]
 
@@ -108,14 +119,14 @@ class RiscvCodec:
         return bits
 
     def new_page(self, pa: int, flags: MappingFlags, huge: bool) -> int:
-        return self.attributes(flags) | ((pa >> PAGE_SHIFT) << 10 & PPN_MASK)
+        return self.attributes(flags) | ppn_field(pa)
 
     def new_page_np(self, pa: U64, flags: MappingFlags, huge: bool) -> U64:
-        ppn = ((pa >> np.uint64(PAGE_SHIFT)) << np.uint64(10)) & np.uint64(PPN_MASK)
+        ppn = ((pa >> np.uint64(PAGE_SHIFT)) << np.uint64(PPN_SHIFT)) & np.uint64(PPN_MASK)
         return ppn | np.uint64(self.attributes(flags))
 
     def new_table(self, pa: int) -> int:
-        return V | ((pa >> PAGE_SHIFT) << 10 & PPN_MASK)
+        return V | ppn_field(pa)
 
     def is_present_np(self, raw: U64) -> Bool:
         out: Bool = (raw & np.uint64(V)) != 0
@@ -132,7 +143,7 @@ class RiscvCodec:
         return out
 
     def paddr_np(self, raw: U64, huge: bool) -> U64:
-        return ((raw & np.uint64(PPN_MASK)) >> np.uint64(10)) << np.uint64(PAGE_SHIFT)
+        return ((raw & np.uint64(PPN_MASK)) >> np.uint64(PPN_SHIFT)) << np.uint64(PAGE_SHIFT)
 
     def flags_np(self, raw: U64, huge: bool) -> U64:
         out = np.zeros(raw.shape, dtype=np.uint64)

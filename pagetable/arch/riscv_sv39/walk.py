@@ -40,7 +40,6 @@ Bool = npt.NDArray[np.bool_]
 
 _N = PTE.mask("N")
 _RESERVED = PTE.mask("Reserved")
-_PPN_MASK = PTE.mask("PPN")
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ class RiscvRules:
 
         r, w, x, u = _bit(pte, R), _bit(pte, W), _bit(pte, X), _bit(pte, U)
         leaf = r | x
-        ppn = (pte & np.uint64(_PPN_MASK)) >> np.uint64(10)
+        ppn = PTE.get_np(pte, "PPN")
         pbmt = PTE.get_np(pte, "PBMT")
         napot = _bit(pte, _N)
         # step 3
