@@ -15,8 +15,6 @@ import collections
 import sys
 from collections.abc import Sequence
 
-import numpy as np
-
 from .arch.riscv_sv39 import PTE, SATP, SPEC, Satp
 from .arch.riscv_sv39.entry import pte_paddr
 from .arch.riscv_sv39.walk import RiscvOptions, RiscvRules
@@ -26,7 +24,7 @@ from .listing import ptdump
 from .table import PageTable
 from .vectors import RISCV_MODES, VectorSet, generate_riscv
 from .vectors.schema import VectorsError
-from .walker import Access, Privilege, Reason, Walker
+from .walker import Reason, Walker
 
 
 def _int(text: str) -> int:
@@ -108,10 +106,7 @@ def cmd_show(ns: argparse.Namespace) -> int:
 
 def cmd_check(ns: argparse.Namespace) -> int:
     vs, rules = _load_riscv(ns.dir)
-    vas = np.array([c.va for c in vs.cases], dtype=np.uint64)
-    acc = np.array([Access[c.access.upper()] for c in vs.cases], dtype=np.uint8)
-    prv = np.array([Privilege[c.privilege.upper()] for c in vs.cases], dtype=np.uint8)
-    res = Walker(vs.mem, rules).translate_many(vas, acc, prv)
+    res = Walker(vs.mem, rules).translate_many(*vs.lanes())
     bad = 0
     for n, c in enumerate(vs.cases):
         reason = Reason(int(res.reason[n]))

@@ -60,6 +60,11 @@ class Mappings:
         order = np.argsort(cols["va"], kind="stable")
         return cls(fmt, **{k: v[order] for k, v in cols.items()}, problems=tuple(problems or ()))
 
+    def select(self, mask: npt.NDArray[np.bool_]) -> Mappings:
+        """The leaves where `mask` is true."""
+        return Mappings(self.fmt, self.va[mask], self.pa[mask], self.size[mask], self.flags[mask], self.depth[mask],
+                        self.raw[mask], self.slot[mask], self.problems)
+
     def __len__(self) -> int:
         return int(self.va.shape[0])
 

@@ -19,7 +19,6 @@ differs (item 5).
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from pagetable.arch.riscv_sv39 import PTE
@@ -28,7 +27,7 @@ from pagetable.arch.riscv_sv39.walk import RiscvOptions, RiscvRules
 from pagetable.physmem import PhysMem
 from pagetable.vectors import generate_riscv
 from pagetable.vectors.qemu_riscv import RAM_BASE, ProbeCase, ProbeResult, plan_layout, run_probes
-from pagetable.walker import Access, FaultKind, Privilege, Reason, Walker
+from pagetable.walker import FaultKind, Reason, Walker
 
 from .conftest import require_qemu
 
@@ -88,9 +87,7 @@ def test_walker_agrees_with_qemu(mode: str, seed: int, extensions: bool) -> None
     # the walker sees the RAM QEMU has: the image, then zeros up to QEMU's RAM size
     mem = PhysMem([(RAM_BASE, plan_layout(len(image), len(probes)).ram_size)])
     mem.write(RAM_BASE, image)
-    vas = np.array([c.va for c in vs.cases], dtype=np.uint64)
-    acc = np.array([Access[c.access.upper()] for c in vs.cases], dtype=np.uint8)
-    prv = np.array([Privilege[c.privilege.upper()] for c in vs.cases], dtype=np.uint8)
+    vas, acc, prv = vs.lanes()
     compared, excluded, seen = 0, 0, set()
     failures = []
     for k, (s, m) in enumerate(COMBOS):

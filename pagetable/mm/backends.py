@@ -174,7 +174,7 @@ class Cow:
         shared = pt.frames.ref_counts(have.pa) > 1
         pt.set_leaves(have, flags)
         if flags & MappingFlags.WRITE and np.any(shared):
-            pt.set_leaves(_subset(have, shared), flags & ~MappingFlags.WRITE)   # still copy-on-write
+            pt.set_leaves(have.select(shared), flags & ~MappingFlags.WRITE)   # still copy-on-write
 
     def _fill(self, pt: PageTable, vas: U64, frames: U64) -> None:
         if not self.file:
@@ -198,14 +198,14 @@ class Cow:
         if access & MappingFlags.WRITE and len(have):
             readonly = pt.fmt.codec.is_present_np(have.raw) & ((have.flags & np.uint64(MappingFlags.WRITE)) == 0)
             if np.any(readonly):
-                self._break(pt, _subset(have, readonly), flags)
+                self._break(pt, have.select(readonly), flags)
 
     def _break(self, pt: PageTable, pages: Mappings, flags: MappingFlags) -> None:
         """Copy-on-write faults for these present pages: sole owner → WRITE back; shared → private copy."""
         shared = pt.frames.ref_counts(pages.pa) > 1
-        pt.set_leaves(_subset(pages, ~shared), flags)
+        pt.set_leaves(pages.select(~shared), flags)
         if np.any(shared):
-            old = _subset(pages, shared)
+            old = pages.select(shared)
             new = pt.frames.alloc_many(len(old), zero=False)
             _copy_frames(pt, old.pa, new)
             pt.set_leaves(old, flags, new)
@@ -259,6 +259,3 @@ class Shared(_Eager):
         _release(pt, pt.unmap_region(start, size, missing_ok=True))
 
 
-
-def _subset(m: Mappings, sel: npt.NDArray[np.bool_]) -> Mappings:
-    return Mappings(m.fmt, m.va[sel], m.pa[sel], m.size[sel], m.flags[sel], m.depth[sel], m.raw[sel], m.slot[sel])

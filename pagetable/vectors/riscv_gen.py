@@ -33,8 +33,8 @@ from ..format import PagingFormat
 from ..frames import FrameAllocator
 from ..physmem import PhysMem
 from ..table import PageTable
-from ..walker import Access, Privilege, Reason, Walker
-from .schema import Case, VectorSet
+from ..walker import Reason, Walker
+from .schema import Case, VectorSet, lanes
 
 RAM_BASE = 0x8000_0000
 RAM_SIZE = 8 << 20
@@ -222,11 +222,8 @@ def generate_riscv(mode: str, seed: int, cases: int | None = None,
     satp = Satp.for_table(fmt, b.pt.root_paddr).encode()
     rng = random.Random(seed ^ 0x5EED)
     picked = list(_pick(b.targets, cases, rng))
-    vas = np.array([va for _, va, _, _ in picked], dtype=np.uint64)
-    acc = np.array([Access[a.upper()] for _, _, a, _ in picked], dtype=np.uint8)
-    prv = np.array([Privilege[p.upper()] for _, _, _, p in picked], dtype=np.uint8)
     rules = RiscvRules(satp, options)
-    res = Walker(b.mem, rules).translate_many(vas, acc, prv)
+    res = Walker(b.mem, rules).translate_many(*lanes((va, a, p) for _, va, a, p in picked))
     out: list[Case] = []
     for n, (t, va, a, p) in enumerate(picked):
         reason = Reason(int(res.reason[n]))

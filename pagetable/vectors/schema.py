@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from ..errors import PagetableError, PhysMemError
 from ..physmem import PhysMem
+from ..walker import Access, Privilege
 
 SCHEMA = "pagetable-vectors/1"
 ACCESSES = ("read", "write", "execute")
@@ -74,6 +78,15 @@ class Case:
                    label=str(obj.get("label", "")), reason=str(obj.get("reason", "")))
 
 
+def lanes(cases: Iterable[tuple[int, str, str]]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8],
+                                                         npt.NDArray[np.uint8]]:
+    """(va, access, privilege) triples as the walker's lane arrays."""
+    rows = list(cases)
+    return (np.array([va for va, _, _ in rows], dtype=np.uint64),
+            np.array([Access[a.upper()] for _, a, _ in rows], dtype=np.uint8),
+            np.array([Privilege[p.upper()] for _, _, p in rows], dtype=np.uint8))
+
+
 def _hex(obj: Mapping[str, Any], key: str, where: str) -> int:
     value = obj.get(key)
     if not isinstance(value, str) or not value.lower().startswith("0x"):
@@ -105,6 +118,10 @@ class VectorSet:
     options: dict[str, Any]
     cases: list[Case]
     notes: list[str] = field(default_factory=list)
+
+    def lanes(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+        """The cases' VAs, accesses and privileges as walker lane arrays."""
+        return lanes((c.va, c.access, c.privilege) for c in self.cases)
 
     def to_json(self, files: list[tuple[str, int]]) -> dict[str, Any]:
         return {
