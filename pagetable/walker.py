@@ -9,7 +9,9 @@ implementation and `translate` is one lane of it, so there is one code path for 
 Two-stage translation (a hypervisor's guest): give the first-stage walker a `stage2` walker. Then every
 first-stage table fetch is itself translated by stage 2 (as an implicit read), and so is the final
 guest-physical address (with the original access); a stage-2 fault stops the walk with `stage == 2`, the
-stage-2 level and reason, and the guest-physical address that faulted in `gpa`.
+stage-2 level and reason, and the guest-physical address that faulted in `gpa`. Where the first stage's
+hardware would write an entry back (`WalkRules.writes_back`: RISC-V Svadu A/D updates), that entry's
+guest-physical address is also checked by stage 2 as an implicit write, before the final address.
 
 Translation is side-effect free: where hardware would set A/D bits (RISC-V Svadu) the walker succeeds
 without writing them.
@@ -95,6 +97,11 @@ class WalkRules(Protocol):
         ...
 
     def fault_kind(self, reason: Reason) -> FaultKind:
+        ...
+
+    def writes_back(self, pte: U64, leaf: Bool, access: U8) -> Bool:
+        """The lanes (whose entries `step` accepted) where hardware updates the entry in memory during
+        the walk, e.g. setting Accessed/Dirty bits."""
         ...
 
 
@@ -200,18 +207,25 @@ class Walker:
                     break
                 level[live] = lv.arch_level
                 slot = table + fmt.index_np(va[live], depth) * np.uint64(fmt.entry_size)
+                fetch = slot
                 if self.stage2 is not None:           # the table fetch is an implicit stage-2 read
-                    hpa = self._stage2(live, slot, np.zeros(live.shape, dtype=np.uint8), out)
+                    hpa = self._stage2(live, slot, np.full(live.shape, Access.READ, dtype=np.uint8), out)
                     fine = reason[live] == Reason.OK
-                    live, slot, table = live[fine], hpa[fine], table[fine]
-                inmem = self.mem.contains_np(slot, fmt.entry_size)
+                    live, slot, fetch = live[fine], slot[fine], hpa[fine]
+                inmem = self.mem.contains_np(fetch, fmt.entry_size)
                 reason[live[~inmem]] = Reason.TABLE_OUTSIDE_MEMORY
-                live, slot, table = live[inmem], slot[inmem], table[inmem]
-                pte = self.mem.read_u64_np(slot)
+                live, slot, fetch = live[inmem], slot[inmem], fetch[inmem]
+                pte = self.mem.read_u64_np(fetch)
                 last_pte[live] = pte
                 why, leaf, addr = self.rules.step(depth, pte, va[live], acc[live], prv[live])
                 reason[live] = why
                 good = why == Reason.OK
+                if self.stage2 is not None:           # an entry update is an implicit stage-2 write
+                    update = good & self.rules.writes_back(pte, leaf, acc[live])
+                    if update.any():
+                        self._stage2(live[update], slot[update],
+                                     np.full(int(update.sum()), Access.WRITE, dtype=np.uint8), out)
+                        good = reason[live] == Reason.OK
                 done = good & leaf
                 pa[live[done]] = addr[done]
                 cont = good & ~leaf

@@ -106,3 +106,26 @@ def test_bare_vsatp_and_bulk_agrees_with_single() -> None:
         if one.ok:
             assert one.pa == bulk.pa[i] == m.hpa(int(vas[i]) - 0x10_0000 + GUEST + 0x20_0000)
     assert PTE.get(m.mem.read_u64(m.g.root_paddr + 8 * 2), "V") == 1   # G-stage root entry for GUEST
+
+
+def test_svadu_update_of_a_vs_leaf_is_a_g_stage_write() -> None:
+    """With Svadu, setting A (or D on a store) in a VS leaf is an implicit store: a G-stage read-only
+    mapping of the VS table page makes it a guest-page fault for the original access, at the PTE's GPA."""
+    m = Machine()
+    m.vs.map(0x1000, m.vs.frames.alloc(), 0x1000, F.READ | F.WRITE | F.EXECUTE)
+    slot = m.vs.lookup(0x1000)
+    m.g.protect_region(slot.table, 0x1000, F.READ)               # the VS last-level table: read-only
+    svadu = two_stage_walker(m.mem, m.vsatp, m.hgatp, ad="svadu")
+    svade = two_stage_walker(m.mem, m.vsatp, m.hgatp, ad="svade")
+    m.guest_mem.write_u64(slot.pa, PTE.set(slot.raw, "D", 0))    # A=1, D=0
+    assert svadu.translate(0x1008, "read").ok and svadu.translate(0x1008, "execute").ok
+    t = svadu.translate(0x1008, "write")                         # D must be set: G-stage write check
+    assert (t.reason, t.fault, t.stage, t.gpa, t.level) == (Reason.PERMISSION, FaultKind.GUEST_PAGE_FAULT, 2,
+                                                            slot.pa, 0)
+    t = svade.translate(0x1008, "write")                         # Svade: a VS-stage page fault instead
+    assert (t.reason, t.stage) == (Reason.ACCESSED_DIRTY, 1)
+    m.guest_mem.write_u64(slot.pa, PTE.set(slot.raw, "A", 0))    # A=0: every access updates it
+    for access in ("read", "write", "execute"):
+        assert svadu.translate(0x1008, access).gpa == slot.pa
+    m.g.protect_region(slot.table, 0x1000, F.READ | F.WRITE)
+    assert svadu.translate(0x1008, "write").ok

@@ -126,6 +126,14 @@ class RiscvRules:
         pa = np.where(leaf, (out_ppn << np.uint64(12)) | (va & np.uint64(0xFFF)), ppn << np.uint64(12))
         return reason, leaf, pa
 
+    def writes_back(self, pte: U64, leaf: Bool, access: U8) -> Bool:
+        """Svadu (step 7): hardware sets A on a leaf with A=0, and D on a store to a leaf with D=0. Svade
+        faults instead (in `step`), so nothing is written back."""
+        if self.options.ad == "svade":
+            return np.zeros(pte.shape, dtype=bool)
+        out: Bool = leaf & (~_bit(pte, A) | ((access == Access.WRITE) & ~_bit(pte, D)))
+        return out
+
 
 def two_stage_walker(mem: PhysMem, vsatp: int | Vsatp, hgatp: int | Hgatp, *, vs_sum: bool = False,
                      vs_mxr: bool = False, hs_mxr: bool = False, ad: Literal["svade", "svadu"] = "svade",
@@ -135,8 +143,11 @@ def two_stage_walker(mem: PhysMem, vsatp: int | Vsatp, hgatp: int | Hgatp, *, vs
 
     Hypervisor extension, "Two-Stage Address Translation": the VS-stage uses vsstatus.SUM (`vs_sum`), and
     makes X pages readable when vsstatus.MXR or the HS-level sstatus.MXR is set; the G-stage only honours
-    sstatus.MXR (`hs_mxr`). VS-stage table fetches are checked by the G-stage as reads; a G-stage fault is a
-    guest-page fault reported with `stage == 2` and the faulting GPA."""
+    sstatus.MXR (`hs_mxr`). VS-stage table fetches are checked by the G-stage as reads and, with Svadu, a VS
+    leaf whose A/D bits hardware sets is checked as a write (the spec: "permissions and the need to set A
+    and/or D bits at the G-stage level are checked as though for an implicit load or store, not for the
+    original access type"); a G-stage fault is a guest-page fault reported with `stage == 2` and the
+    faulting GPA, for the original access type.""" 
     vs = Vsatp.decode(vsatp) if isinstance(vsatp, int) else vsatp
     g_options = RiscvOptions(mxr=hs_mxr, ad=ad, svnapot=svnapot, svpbmt=svpbmt)
     vs_options = dataclasses.replace(g_options, sum=vs_sum, mxr=vs_mxr or hs_mxr)
