@@ -1,9 +1,10 @@
 """The `pagetable` command line: a thin layer over the library.
 
   pagetable vectors generate --mode sv39 --seed 1 --out DIR [--cases N] [walker options]
+                                      (modes: sv39 sv48 sv57 sv39x4 sv48x4 sv39+sv39x4 sv48+sv48x4)
   pagetable vectors show DIR          list the address space and summarise the cases
   pagetable vectors check DIR         recompute every case with the walker; exit 1 on any disagreement
-  pagetable explain --arch riscv VALUE   name every field of a PTE (or --register satp)
+  pagetable explain --arch riscv VALUE   name every field of a PTE (or --register satp/vsatp/hgatp)
 
 Errors in the input (missing files, malformed JSON, bad numbers) print one line and exit with status 2.
 """
@@ -15,15 +16,15 @@ import collections
 import sys
 from collections.abc import Sequence
 
-from .arch.riscv_sv39 import PTE, SATP, SPEC, Satp
+from .arch.riscv_sv39 import HGATP, PTE, SATP, SPEC
 from .arch.riscv_sv39.entry import pte_paddr
-from .arch.riscv_sv39.walk import RiscvOptions, RiscvRules
 from .errors import PagetableError
 from .frames import FrameAllocator
 from .listing import ptdump
+from .physmem import PhysMem
 from .table import PageTable
-from .vectors import RISCV_MODES, VectorSet, generate_riscv
-from .vectors.schema import VectorsError
+from .vectors import VECTOR_MODES, VectorSet, generate_riscv, walker_for
+from .vectors.riscv_modes import vector_mode
 from .walker import Reason, Walker
 
 
@@ -34,45 +35,24 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
-def _options(ns: argparse.Namespace) -> RiscvOptions:
-    return RiscvOptions(sum=ns.sum, mxr=ns.mxr, ad=ns.ad, svnapot=ns.svnapot, svpbmt=ns.svpbmt)
-
-
-def _riscv_options(doc: dict[str, object]) -> RiscvOptions:
-    ad = doc.get("ad", "svade")
-    if ad not in ("svade", "svadu"):
-        raise VectorsError(f"options.ad must be 'svade' or 'svadu', not {ad!r}")
-    flags = {}
-    for key in ("sum", "mxr", "svnapot", "svpbmt"):
-        value = doc.get(key, False)
-        if not isinstance(value, bool):
-            raise VectorsError(f"options.{key} must be true or false")
-        flags[key] = value
-    return RiscvOptions(ad=ad, **flags)
-
-
-def _load_riscv(directory: str) -> tuple[VectorSet, RiscvRules]:
-    vs = VectorSet.read(directory)
-    if vs.arch != "riscv64" or vs.mode not in RISCV_MODES:
-        raise VectorsError(f"{directory}: arch {vs.arch!r} mode {vs.mode!r} is not supported yet")
-    if "satp" not in vs.registers:
-        raise VectorsError(f"{directory}: registers.satp is missing")
-    satp = Satp.decode(vs.registers["satp"])
-    if satp.format is None or satp.format.name.lower() != vs.mode:
-        raise VectorsError(f"{directory}: satp {vs.registers['satp']:#x} does not select {vs.mode}")
-    return vs, RiscvRules(satp, _riscv_options(vs.options))
-
-
 def cmd_generate(ns: argparse.Namespace) -> int:
-    vs = generate_riscv(ns.mode, ns.seed, ns.cases, _options(ns))
+    options = vector_mode(ns.mode).options(sum=ns.sum, mxr=ns.mxr, hs_mxr=ns.hs_mxr, ad=ns.ad,
+                                           svnapot=ns.svnapot, svpbmt=ns.svpbmt)
+    vs = generate_riscv(ns.mode, ns.seed, ns.cases, options)
     faults = sum(c.pa is None for c in vs.cases)
-    readme = (f"pagetable test vectors ({vs.arch} {vs.mode}, seed {ns.seed})\n\n"
-              f"mem.bin     physical memory image, loaded at {vs.mem.regions[0].base:#x} "
-              f"({vs.mem.regions[0].size} bytes)\n"
-              f"vectors.json registers (satp = {vs.registers['satp']:#x}), walker options and "
+    images = "\n".join(f"{'mem.bin' if n == 0 else f'mem{n}.bin':<12}physical memory image, loaded at {r.base:#x} "
+                        f"({r.size} bytes)" for n, r in enumerate(vs.mem.regions))
+    registers = ", ".join(f"{k} = {v:#x}" for k, v in vs.registers.items())
+    hyp = ("All accesses are made with V=1: 'supervisor' is VS-mode, 'user' VU-mode. A fault's 'stage' says\n"
+           "which stage decided (2: the G-stage, a guest-page fault or its access fault), and 'gpa' is the\n"
+           "guest-physical address reached or faulting (mtval2/htval hold it shifted right by 2).\n"
+           if "hgatp" in vs.registers else "")
+    readme = (f"pagetable test vectors ({vs.arch} {vs.mode}, seed {ns.seed})\n\n{images}\n"
+              f"vectors.json registers ({registers}), walker options and "
               f"{len(vs.cases)} cases ({len(vs.cases) - faults} translations, {faults} faults)\n\n"
               "Each case: translate 'va' for 'access' at 'privilege' with the options given; expect 'pa',\n"
               "or the exception 'fault' raised at page-table level 'level' (the spec's i: 0 = 4 KiB level).\n"
+              f"{hyp}"
               "Every u64 of non-table memory holds its own PA << 16, so a load reveals the PA it reached.\n"
               "Schema: pagetable-vectors/1 (docs/vectors.md in the pagetable project).\n")
     vs.write(ns.out, readme)
@@ -80,48 +60,77 @@ def cmd_generate(ns: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_show(ns: argparse.Namespace) -> int:
-    vs, rules = _load_riscv(ns.dir)
+def _listing(title: str, walker: Walker, mem: PhysMem) -> None:
+    """Print one table's leaves, as ptdump does, with what the walk could not follow."""
+    rules = walker.rules
     assert rules.fmt is not None
-    frames = FrameAllocator(vs.mem)
-    pt = PageTable(rules.fmt, vs.mem, frames, root=rules.root)
-    print(f"{vs.arch} {vs.mode}: satp {vs.registers['satp']:#x} (root table at {rules.root:#x}), "
-          f"RAM {vs.mem.describe()}")
-    print(f"options: {', '.join(f'{k}={v}' for k, v in vs.options.items())}")
-    print()
-    leaves = pt.walk()
+    leaves = PageTable(rules.fmt, mem, FrameAllocator(mem), root=rules.root).walk()
+    print(f"{title}: {rules.fmt.name}, root table at {rules.root:#x}")
     for line in ptdump(leaves):
         print(line)
     for problem in leaves.problems:
         print(f"note: {problem}")
     print()
+
+
+def cmd_show(ns: argparse.Namespace) -> int:
+    vs = VectorSet.read(ns.dir)
+    walker = walker_for(vs)
+    print(f"{vs.arch} {vs.mode}: {', '.join(f'{k} {v:#x}' for k, v in vs.registers.items())}; "
+          f"RAM {vs.mem.describe()}")
+    print(f"options: {', '.join(f'{k}={v}' for k, v in vs.options.items())}")
+    print()
+    g = walker.stage2
+    if g is None:
+        _listing("satp", walker, vs.mem)
+    else:
+        _listing("G-stage (hgatp), guest-physical -> host-physical", g, vs.mem)
+        if walker.rules.fmt is not None:
+            g_rules = g.rules
+            assert g_rules.fmt is not None
+            guest = PageTable(g_rules.fmt, vs.mem, FrameAllocator(vs.mem), root=g_rules.root).walk().memory(vs.mem)
+            if guest is None:
+                print("VS-stage (vsatp): the G-stage maps no RAM, so there is no table to list\n")
+            else:
+                _listing("VS-stage (vsatp), guest-virtual -> guest-physical", walker, guest)
     outcomes = collections.Counter(c.reason or ("ok" if c.pa is not None else c.fault) for c in vs.cases)
     print(f"{len(vs.cases)} cases: " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())))
     if ns.cases:
         for c in vs.cases:
-            result = f"pa {c.pa:#x}" if c.pa is not None else f"{c.fault} at level {c.level} ({c.reason})"
+            where = "" if c.stage is None else f" stage {c.stage}"
+            gpa = "" if c.gpa is None else f" gpa {c.gpa:#x}"
+            result = (f"pa {c.pa:#x}{gpa}" if c.pa is not None else
+                      f"{c.fault} at level {c.level}{where} ({c.reason}){gpa}")
             print(f"  {c.va:#018x} {c.access:<7} {c.privilege:<10} -> {result:<44} {c.label}")
     return 0
 
 
 def cmd_check(ns: argparse.Namespace) -> int:
-    vs, rules = _load_riscv(ns.dir)
-    res = Walker(vs.mem, rules).translate_many(*vs.lanes())
+    vs = VectorSet.read(ns.dir)
+    walker = walker_for(vs)
+    res = walker.translate_many(*vs.lanes())
+    two_stage = walker.stage2 is not None
     bad = 0
     for n, c in enumerate(vs.cases):
-        reason = Reason(int(res.reason[n]))
-        got = (int(res.pa[n]), None, None) if reason == Reason.OK else \
-            (None, rules.fault_kind(reason).value, int(res.level[n]))
-        if got != (c.pa, c.fault, c.level):
+        reason, stage = Reason(int(res.reason[n])), int(res.stage[n])
+        gpa = int(res.gpa[n]) if two_stage and (reason == Reason.OK or stage == 2) else None
+        got = ((int(res.pa[n]), None, None, None, gpa) if reason == Reason.OK else
+               (None, walker.fault_kind(reason, stage).value, int(res.level[n]), stage if two_stage else None, gpa))
+        want = (c.pa, c.fault, c.level, c.stage, c.gpa)
+        if got != want:
             bad += 1
-            print(f"case {n}: {c.va:#x} {c.access} {c.privilege}: expected {c.pa, c.fault, c.level}, "
-                  f"walker says {got} ({reason.label})")
+            print(f"case {n}: {c.va:#x} {c.access} {c.privilege}: expected (pa, fault, level, stage, gpa) = "
+                  f"{_show(want)}, walker says {_show(got)} ({reason.label})")
     print(f"{len(vs.cases) - bad} passed, {bad} failed")
     return 1 if bad else 0
 
 
+def _show(values: tuple[int | str | None, ...]) -> str:
+    return "(" + ", ".join(hex(v) if isinstance(v, int) and v > 9 else str(v) for v in values) + ")"
+
+
 def cmd_explain(ns: argparse.Namespace) -> int:
-    layout = SATP if ns.register == "satp" else PTE
+    layout = {"pte": PTE, "satp": SATP, "vsatp": SATP, "hgatp": HGATP}[ns.register]
     print(layout.format(ns.value))
     if layout is PTE:
         leaf = bool(ns.value & (PTE.mask("R") | PTE.mask("X")))
@@ -136,12 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     vec = sub.add_parser("vectors", help="generate, show and check test vectors").add_subparsers(
         dest="action", required=True)
     g = vec.add_parser("generate", help="build a random but deliberate address space and its cases")
-    g.add_argument("--mode", required=True, choices=sorted(RISCV_MODES))
+    g.add_argument("--mode", required=True, choices=list(VECTOR_MODES),
+                   help="sv39/sv48/sv57: satp; sv39x4/sv48x4: the G-stage alone (vsatp Bare); "
+                        "sv39+sv39x4/sv48+sv48x4: both stages")
     g.add_argument("--seed", type=_int, required=True)
     g.add_argument("--out", required=True, help="output directory (created)")
     g.add_argument("--cases", type=_int, help="number of cases (default: every target x access x privilege)")
-    g.add_argument("--sum", action="store_true", help="walk with SUM=1")
-    g.add_argument("--mxr", action="store_true", help="walk with MXR=1")
+    g.add_argument("--sum", action="store_true", help="walk with SUM=1 (vsstatus.SUM in two-stage modes)")
+    g.add_argument("--mxr", action="store_true", help="walk with MXR=1 (vsstatus.MXR in two-stage modes)")
+    g.add_argument("--hs-mxr", action="store_true", help="hypervisor modes: the HS-level sstatus.MXR=1")
     g.add_argument("--ad", choices=("svade", "svadu"), default="svade",
                    help="A/D=0: page fault (Svade, default) or hardware update (Svadu)")
     g.add_argument("--svnapot", action="store_true", help="implement Svnapot")
@@ -157,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", help="name every field of a raw RISC-V PTE or satp value")
     e.add_argument("value", type=_int)
     e.add_argument("--arch", choices=("riscv",), default="riscv")
-    e.add_argument("--register", choices=("pte", "satp"), default="pte")
+    e.add_argument("--register", choices=("pte", "satp", "vsatp", "hgatp"), default="pte")
     e.set_defaults(func=cmd_explain)
     return p
 

@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from .flags import MappingFlags, PageSize
 from .format import PagingFormat
+from .physmem import PhysMem
 
 U64 = npt.NDArray[np.uint64]
 
@@ -85,3 +86,21 @@ class Mappings:
 
     def total_size(self) -> int:
         return int(self.size.sum(dtype=np.uint64))
+
+    def memory(self, mem: PhysMem) -> PhysMem | None:
+        """The RAM of `mem` these leaves map, seen at their VAs: views of the same bytes, not copies. For
+        a stage-2 (G-stage) table this is the guest-physical memory it gives the guest. None when no leaf
+        reaches RAM."""
+        if not len(self):
+            return None
+        joins = (self.va[1:] == self.va[:-1] + self.size[:-1]) & (self.pa[1:] == self.pa[:-1] + self.size[:-1])
+        starts = np.concatenate(([0], np.flatnonzero(~joins) + 1))
+        ends = np.concatenate((starts[1:], [len(self)])) - 1
+        regions: list[tuple[int, npt.NDArray[np.uint8]]] = []
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            va, pa, end = int(self.va[a]), int(self.pa[a]), int(self.pa[b]) + int(self.size[b])
+            for r in mem.regions:
+                lo, hi = max(pa, r.base), min(end, r.end)
+                if lo < hi:
+                    regions.append((va + lo - pa, mem.view(lo, hi - lo)))
+        return PhysMem(regions) if regions else None

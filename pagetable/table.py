@@ -114,17 +114,18 @@ class PageTable:
             if pa % size:
                 raise NotAligned(f"PA {pa:#x} is not aligned to {PageSize(size).label()}")
 
-    def lookup(self, va: int) -> Slot:
-        """Descend to the entry that decides `va`: a leaf, or the first non-table entry on the way."""
+    def lookup(self, va: int, depth: int | None = None) -> Slot:
+        """Descend to the entry that decides `va`: a leaf, or the first non-table entry on the way; with
+        `depth`, stop at that depth's entry if the descent gets there."""
         self.fmt.check_va(va)
         table = self._root
-        for depth in range(self.fmt.depth_count):
-            pa = table + self.fmt.index(va, depth) * self.fmt.entry_size
+        for d in range(self.fmt.depth_count):
+            pa = table + self.fmt.index(va, d) * self.fmt.entry_size
             raw = self.mem.read_u64(pa)
-            if self._is_table(raw, depth):
-                table = self._paddr(raw, depth)
+            if d != depth and self._is_table(raw, d):
+                table = self._paddr(raw, d)
                 continue
-            return Slot(depth, pa, raw, table)
+            return Slot(d, pa, raw, table)
         raise AssertionError("unreachable: the last level has no table entries")
 
     def _leaf(self, va: int) -> Slot:

@@ -4,7 +4,8 @@
 `pagetable-vectors/1` format (docs/vectors.md); `qemu_riscv` asks QEMU for its answer to each case.
 """
 
-from .riscv_gen import RISCV_MODES, generate_riscv
+from .riscv_gen import generate_riscv
+from .riscv_modes import VECTOR_MODES, walker_for
 from .schema import SCHEMA, Case, VectorsError, VectorSet
 
-__all__ = ["RISCV_MODES", "SCHEMA", "Case", "VectorSet", "VectorsError", "generate_riscv"]
+__all__ = ["SCHEMA", "VECTOR_MODES", "Case", "VectorSet", "VectorsError", "generate_riscv", "walker_for"]

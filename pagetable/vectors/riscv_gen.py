@@ -23,26 +23,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..arch.riscv_sv39 import MODES as RISCV_MODES
-from ..arch.riscv_sv39 import PTE, SPEC, Satp
+from ..arch.riscv_sv39 import PTE
 from ..arch.riscv_sv39.entry import PBMT_IO, PBMT_NC, PBMT_RESERVED, A, D, G, R, U, V, W, X
 from ..arch.riscv_sv39.entry import ppn_field as ppn
-from ..arch.riscv_sv39.walk import RiscvOptions, RiscvRules
 from ..flags import MappingFlags as F
 from ..format import PagingFormat
 from ..frames import FrameAllocator
 from ..physmem import PhysMem
 from ..table import PageTable
-from ..walker import Reason, Walker
+from ..walker import Reason
+from .riscv_modes import VECTOR_MODES, Options, VectorMode, vector_mode, walker_for
 from .schema import Case, VectorSet, lanes
 
 RAM_BASE = 0x8000_0000
 RAM_SIZE = 8 << 20
 OUTSIDE_RAM = 0x100_0000_0000          # no RAM and no device here on QEMU's virt machine
 BEYOND_RAM = 0x9000_0000               # above RAM (and QEMU's), inside the 1 GiB superpage, no device
+GUEST_RAM = RAM_BASE                   # two-stage modes: guest RAM's guest-physical base ...
+GUEST_BACKING = RAM_BASE + RAM_SIZE    # ... and the host RAM behind it (host RAM is 16 MiB there)
+SPECIAL_GPA = 0x4000_0000              # guest pages the G-stage maps one by one for the two-stage targets
 MiB, GiB = 1 << 20, 1 << 30
 
-__all__ = ["RAM_BASE", "RAM_SIZE", "RISCV_MODES", "generate_riscv", "tag_memory"]
+__all__ = ["GUEST_BACKING", "GUEST_RAM", "RAM_BASE", "RAM_SIZE", "VECTOR_MODES", "generate_riscv", "tag_memory"]
 
 
 @dataclass(frozen=True)
@@ -61,16 +63,26 @@ def tag_memory(mem: PhysMem) -> None:
 
 
 class _Builder:
-    """Builds the address space for one mode and records its targets."""
+    """Builds one table (in `mem`, with frames from `frames`) and records its targets. `gstage`: a G-stage
+    table, whose leaves need U=1 (raw entries get it too)."""
 
-    def __init__(self, fmt: PagingFormat, rng: random.Random) -> None:
+    def __init__(self, fmt: PagingFormat, rng: random.Random, mem: PhysMem, frames: FrameAllocator,
+                 gstage: bool = False) -> None:
         self.fmt = fmt
         self.rng = rng
-        self.mem = PhysMem([(RAM_BASE, RAM_SIZE)])
-        tag_memory(self.mem)
-        self.frames = FrameAllocator(self.mem)
-        self.pt = PageTable(fmt, self.mem, self.frames)
+        self.mem = mem
+        self.frames = frames
+        self.pt = PageTable(fmt, mem, frames)
         self.targets: list[Target] = []
+        self.user_bit = U if gstage else 0
+        self.cursor = 0                                  # next free VA for raw leaves (see raw_leaf)
+
+    @classmethod
+    def on_ram(cls, fmt: PagingFormat, rng: random.Random, gstage: bool = False) -> _Builder:
+        """A builder over a fresh tagged 8 MiB RAM at RAM_BASE."""
+        mem = PhysMem([(RAM_BASE, RAM_SIZE)])
+        tag_memory(mem)
+        return cls(fmt, rng, mem, FrameAllocator(mem), gstage)
 
     def target(self, label: str, va: int, span: int = 4096) -> None:
         self.targets.append(Target(label, va, span))
@@ -83,13 +95,50 @@ class _Builder:
             self.pt.map(va + k * 4096, self.frame(), 4096, flags)
         self.target(label, va, count * 4096)
 
-    def poke(self, label: str, va: int, depth: int, raw: int) -> None:
-        """Write a raw entry into the (existing, empty) slot for `va` at `depth`."""
+    def clear_bits(self, va: int, count: int, bits: int) -> None:
+        """Clear `bits` in the leaves of `count` 4 KiB pages from `va` (encodings the codec never writes)."""
+        for k in range(count):
+            slot = self.pt.lookup(va + k * 4096)
+            self.mem.write_u64(slot.pa, slot.raw & ~bits)
+
+    def poke(self, label: str | None, va: int, depth: int, raw: int) -> None:
+        """Write a raw entry into the (existing, empty) slot for `va` at `depth`; `label` names the target
+        it makes (None: no target)."""
         slot = self.pt.lookup(va)
         if slot.depth != depth or slot.raw != 0:
             raise AssertionError(f"generator bug: no empty depth-{depth} slot for {va:#x} ({slot})")
         self.mem.write_u64(slot.pa, raw)
-        self.target(label, va, self.fmt.levels[depth].span if depth < self.fmt.depth_count - 1 else 4096)
+        if label is not None:
+            self.target(label, va, self.fmt.levels[depth].span if depth < self.fmt.depth_count - 1 else 4096)
+
+    def raw_leaf(self, label: str, bits: int, pa: int | None = None) -> None:
+        """A raw last-level entry at the cursor (a free slot of an existing table), then skip a slot."""
+        self.poke(label, self.cursor, self.fmt.depth_count - 1, bits | ppn(self.frame() if pa is None else pa))
+        self.cursor += 2 * 4096
+
+    def free_slots(self, va: int, depth: int) -> list[int]:
+        """The VAs of the empty depth-`depth` slots in the table that holds `va`'s entry, shuffled."""
+        slot = self.pt.lookup(va, depth)
+        assert slot.depth == depth
+        span = self.fmt.levels[depth].span
+        base = va & ~(span * self.fmt.levels[depth].entries - 1)
+        raws = self.mem.words(slot.table, self.fmt.levels[depth].entries)
+        out = [base + int(k) * span for k in np.flatnonzero(raws == 0)]
+        self.rng.shuffle(out)
+        return out
+
+    def pointer_to_table(self, va: int, depth: int, table: int, entries: dict[int, tuple[str, int]],
+                         bits: int = 0, seen_at: tuple[PhysMem, int] | None = None) -> None:
+        """A depth-`depth` pointer (with extra `bits`) at `va` to the next-level table at `table`, whose
+        entries `entries` gives (index → (label, raw)), each a target. `seen_at`: the memory and address
+        where the table's bytes are written when `table` is not an address of `self.mem` (a guest table
+        page written through the host)."""
+        mem, at = seen_at or (self.mem, table)
+        self.poke(None, va, depth, V | bits | ppn(table))
+        span = self.fmt.levels[depth + 1].span
+        for index, (label, raw) in entries.items():
+            mem.write_u64(at + 8 * index, raw)
+            self.target(label, va + index * span, 4096)
 
     def table_at(self, va: int, depth: int) -> None:
         """Make sure the table holding `va`'s depth-`depth` entry exists (map and unmap a page below)."""
@@ -100,16 +149,19 @@ class _Builder:
         self.mem.write_u64(slot.pa, 0)
 
 
-def _build(fmt: PagingFormat, seed: int) -> _Builder:
-    rng = random.Random(seed)
-    b = _Builder(fmt, rng)
+def _build(b: _Builder) -> None:
+    fmt, rng = b.fmt, b.rng
+    gstage = b.user_bit != 0
     top = fmt.va_bits - 1
-    kbase = fmt.extend(1 << top)                       # lowest kernel (upper-half) address
+    # the "kernel" part: the upper half of a sign-extended space; bit top-1 of a (zero-extended) G-stage
+    # space, whose upper half QEMU 7.2 cannot use (shared/qemu-7.2-notes.md item 11)
+    kbase = fmt.extend(1 << top) if fmt.sign_extended else 1 << (top - 1)
     ubase = rng.randrange(1, 64) << 30                 # a random 1 GiB slot in the user half
     kwin = kbase + (rng.randrange(0, 8) << 21) + 64 * MiB  # a random 2 MiB window for kernel 4K pages
     leaf_depth = fmt.depth_count - 1
 
-    # 4 KiB pages, every permission, both halves (a one-page hole follows each group)
+    # 4 KiB pages, every permission, both halves (a one-page hole follows each group); a G-stage table has
+    # U=0 leaves (a guest-page fault for every access) where a sign-extended one has kernel pages
     va = ubase
     for label, flags, n in (("user-rw", F.READ | F.WRITE | F.USER, 3), ("user-ro", F.READ | F.USER, 1),
                             ("user-rx", F.READ | F.EXECUTE | F.USER, 1), ("user-xo", F.EXECUTE | F.USER, 1),
@@ -118,44 +170,44 @@ def _build(fmt: PagingFormat, seed: int) -> _Builder:
         va += (n + 1) * 4096
     b.target("unmapped-4k-user", va - 4096)
     va = kwin
-    for label, flags, n in (("kernel-rw", F.READ | F.WRITE, 3), ("kernel-ro", F.READ, 1),
-                            ("kernel-rx", F.READ | F.EXECUTE, 1), ("kernel-xo", F.EXECUTE, 1),
-                            ("kernel-rwx", F.READ | F.WRITE | F.EXECUTE, 1)):
-        b.map4k(label, va, flags, n)
+    kernel = "no-user" if gstage else "kernel"
+    for label, flags, n in (("rw", F.READ | F.WRITE, 3), ("ro", F.READ, 1), ("rx", F.READ | F.EXECUTE, 1),
+                            ("xo", F.EXECUTE, 1), ("rwx", F.READ | F.WRITE | F.EXECUTE, 1)):
+        b.map4k(f"{kernel}-{label}", va, flags, n)
+        if gstage:
+            b.clear_bits(va, n, U)
         va += (n + 1) * 4096
-    b.target("unmapped-4k-kernel", va - 4096)
+    b.target(f"unmapped-4k-{kernel}", va - 4096)
 
     # raw leaf encodings in free slots of the kernel 4K table
-    def leaf(label: str, bits: int, pa: int | None = None) -> None:
-        nonlocal va
-        b.poke(label, va, leaf_depth, bits | ppn(b.frame() if pa is None else pa))
-        va += 2 * 4096
-    rw = V | R | W | A | D
-    leaf("global-rw", rw | G)
-    leaf("rsw-set", rw | PTE.set(0, "RSW", rng.randrange(1, 4)))
-    leaf("invalid-v0", rw & ~V)
-    leaf("w-without-r", V | W | A | D)
-    leaf("wx-without-r", V | W | X | A | D)
-    leaf("reserved-bit", rw | 1 << rng.randrange(54, 61))
-    leaf("pbmt-nc", rw | PTE.set(0, "PBMT", PBMT_NC))
-    leaf("pbmt-io", rw | PTE.set(0, "PBMT", PBMT_IO))
-    leaf("pbmt-reserved", rw | PTE.set(0, "PBMT", PBMT_RESERVED))
+    b.cursor = va
+    rw = V | R | W | A | D | b.user_bit
+    b.raw_leaf("global-rw", rw | G)
+    b.raw_leaf("rsw-set", rw | PTE.set(0, "RSW", rng.randrange(1, 4)))
+    b.raw_leaf("invalid-v0", rw & ~V)
+    b.raw_leaf("w-without-r", V | W | A | D | b.user_bit)
+    b.raw_leaf("wx-without-r", V | W | X | A | D | b.user_bit)
+    b.raw_leaf("reserved-bit", rw | 1 << rng.randrange(54, 61))
+    b.raw_leaf("pbmt-nc", rw | PTE.set(0, "PBMT", PBMT_NC))
+    b.raw_leaf("pbmt-io", rw | PTE.set(0, "PBMT", PBMT_IO))
+    b.raw_leaf("pbmt-reserved", rw | PTE.set(0, "PBMT", PBMT_RESERVED))
     bad_napot = b.frame()
     if (bad_napot >> 12) & 0xF == 8:
         bad_napot = b.frame()
-    leaf("napot-bad-ppn", rw | PTE.mask("N"), bad_napot)
-    leaf("accessed-clear", V | R | W)
-    leaf("dirty-clear", V | R | W | A)
-    leaf("leaf-outside-ram", rw, OUTSIDE_RAM)
-    leaf("root-table-alias", V | R | A, b.pt.root_paddr)
-    leaf("nonleaf-at-last-level", V)
+    b.raw_leaf("napot-bad-ppn", rw | PTE.mask("N"), bad_napot)
+    b.raw_leaf("accessed-clear", (V | R | W | b.user_bit))
+    b.raw_leaf("dirty-clear", V | R | W | A | b.user_bit)
+    b.raw_leaf("leaf-outside-ram", rw, OUTSIDE_RAM)
+    b.raw_leaf("root-table-alias", V | R | A | b.user_bit, b.pt.root_paddr)
+    b.raw_leaf("nonleaf-at-last-level", V)
     # Svnapot 64 KiB: 16 identical PTEs at a 16-aligned index, PPN[3:0] = 1000
-    napot_va = (va + 0xFFFF) & ~0xFFFF
+    napot_va = (b.cursor + 0xFFFF) & ~0xFFFF
     block = b.frames.alloc(16, align=0x10000, zero=False)
     for k in range(16):
         slot = b.pt.lookup(napot_va + k * 4096)
         b.mem.write_u64(slot.pa, rw | PTE.mask("N") | ppn(block + 0x8000))   # PPN[3:0] = 1000
     b.target("napot-64k", napot_va, 0x10000)
+    b.cursor = napot_va + 0x10000
 
     # superpages: 2 MiB of data, then 1 GiB / 512 GiB / 256 TiB kernel linear maps
     two_m = kwin + 2 * MiB
@@ -175,26 +227,22 @@ def _build(fmt: PagingFormat, seed: int) -> _Builder:
 
     # raw entries above the last level, in free slots next to existing tables
     lvl1 = leaf_depth - 1
-    base1 = kwin & ~(fmt.levels[lvl1].span * fmt.levels[lvl1].entries - 1)
-    free1 = [base1 + k * 2 * MiB for k in range(512)
-             if b.pt.lookup(base1 + k * 2 * MiB).raw == 0 and b.pt.lookup(base1 + k * 2 * MiB).depth == lvl1]
-    rng.shuffle(free1)
+    free1 = b.free_slots(kwin, lvl1)
     b.poke("misaligned-superpage-2M", free1.pop(), lvl1, rw | ppn(RAM_BASE + 2 * MiB + 0x1000))
     b.poke("table-outside-ram", free1.pop(), lvl1, V | ppn(OUTSIDE_RAM))
     for label, bit in (("nonleaf-accessed", A), ("nonleaf-dirty", D), ("nonleaf-user", U)):
-        child = b.frames.alloc()                      # a table whose first entry is a good leaf
-        b.mem.write_u64(child, rw | ppn(b.frame()))
-        vaddr = free1.pop()
-        b.poke(label, vaddr, lvl1, V | bit | ppn(child))
-        b.targets[-1] = Target(label, vaddr, 4096)
+        b.pointer_to_table(free1.pop(), lvl1, b.frames.alloc(), {0: (label, rw | ppn(b.frame()))}, bit)
     b.target("unmapped-2M", free1.pop(), 2 * MiB)
     gig = kbase + 3 * GiB
     b.table_at(gig, lvl1 - 1)
     b.poke("misaligned-superpage-1G", gig, lvl1 - 1, rw | ppn(RAM_BASE + 2 * MiB))
     b.target("unmapped-1G", kbase + 5 * GiB, GiB)
-    b.target("non-canonical-low", 1 << top, 1 << 20)
-    b.target("non-canonical-high", kbase - (1 << 20), 1 << 20)
-    return b
+    if fmt.sign_extended:
+        b.target("non-canonical-low", 1 << top, 1 << 20)
+        b.target("non-canonical-high", kbase - (1 << 20), 1 << 20)
+    else:                                               # guest-physical addresses: zero-extended
+        b.map4k("gpa-upper-half", (1 << top) + (rng.randrange(1, 512) << 12), F.READ | F.WRITE | F.EXECUTE)
+        b.target("gpa-too-wide", 1 << fmt.va_bits, 1 << 20)
 
 
 def _pick(targets: list[Target], count: int | None, rng: random.Random) -> Iterator[tuple[Target, int, str, str]]:
@@ -209,27 +257,94 @@ def _pick(targets: list[Target], count: int | None, rng: random.Random) -> Itera
         yield t, t.va + rng.randrange(0, t.span, 8), a, p
 
 
-def generate_riscv(mode: str, seed: int, cases: int | None = None,
-                   options: RiscvOptions | None = None) -> VectorSet:
-    """Build the address space for `mode` ("sv39", "sv48", "sv57") from `seed` and compute every case's
-    expected outcome with the walker under `options`. `cases=None` gives each target x access x privilege
-    once; a number samples (or extends) that list."""
-    if mode not in RISCV_MODES:
-        raise ValueError(f"unknown RISC-V mode {mode!r} (expected {', '.join(RISCV_MODES)})")
-    fmt = RISCV_MODES[mode].with_codec(SPEC)
-    options = options or RiscvOptions()
-    b = _build(fmt, seed)
-    satp = Satp.for_table(fmt, b.pt.root_paddr).encode()
+def _two_stage_targets(vs: _Builder, g: PageTable, host_frames: FrameAllocator) -> None:
+    """Targets where the G-stage decides a two-stage walk: the final guest-physical address, and the guest
+    page of a VS-stage table (an implicit read; with Svadu, an implicit write to set A/D)."""
+    rng = vs.rng
+    pages = iter(range(SPECIAL_GPA + (rng.randrange(0, 256) << 21), 1 << 62, 2 * 4096))
+
+    def g_page(flags: F, clear: int = 0) -> tuple[int, int]:
+        """A guest page the G-stage maps to a fresh host frame with `flags` (and bits `clear` cleared)."""
+        gpa, hpa = next(pages), host_frames.alloc(zero=False)
+        g.map(gpa, hpa, 4096, flags)
+        if clear:
+            slot = g.lookup(gpa)
+            g.mem.write_u64(slot.pa, slot.raw & ~clear)
+        return gpa, hpa
+
+    rwx = V | R | W | X | A | D                          # VS leaves without U: VS-mode reaches the G-stage
+    for label, flags, clear in (("gstage-ro", F.READ | F.USER, 0), ("gstage-xo", F.EXECUTE | F.USER, 0),
+                                ("gstage-rwx", F.READ | F.WRITE | F.EXECUTE | F.USER, 0),
+                                ("gstage-no-user", F.READ | F.WRITE | F.EXECUTE, U)):
+        vs.raw_leaf(label, rwx, g_page(flags, clear)[0])
+    vs.raw_leaf("gstage-hole", rwx, next(pages))
+    gbits = g.fmt.va_bits
+    vs.raw_leaf("gstage-gpa-too-wide", rwx, (1 << gbits) + (rng.randrange(1, 512) << 12))
+    upper = (1 << (gbits - 1)) + (rng.randrange(1, 512) << 12)
+    g.map(upper, host_frames.alloc(zero=False), 4096, F.READ | F.WRITE | F.EXECUTE | F.USER)
+    vs.raw_leaf("gstage-upper-half", rwx, upper)
+
+    lvl1 = vs.fmt.depth_count - 2
+    free1 = vs.free_slots(vs.cursor, lvl1)
+    vs.poke("vs-table-gstage-hole", free1.pop(), lvl1, V | ppn(next(pages)))
+    for label, flags, clear in (("vs-table-gstage-xo", F.EXECUTE | F.USER, 0),
+                                ("vs-table-gstage-no-user", F.READ | F.WRITE | F.EXECUTE, U)):
+        gpa, hpa = g_page(flags, clear)
+        vs.pointer_to_table(free1.pop(), lvl1, gpa, {0: (label, rwx | ppn(vs.frame()))}, seen_at=(g.mem, hpa))
+    gpa, hpa = g_page(F.READ | F.USER)                   # a read-only table: reads fine, A/D updates are not
+    vs.pointer_to_table(free1.pop(), lvl1, gpa, {0: ("vs-table-gstage-ro", rwx | ppn(vs.frame())),
+                                                 2: ("vs-table-gstage-ro-a-clear", (rwx & ~A & ~D) | ppn(vs.frame())),
+                                                 4: ("vs-table-gstage-ro-d-clear", (rwx & ~D) | ppn(vs.frame()))},
+                        seen_at=(g.mem, hpa))
+
+
+def _build_mode(mode: VectorMode, seed: int) -> tuple[PhysMem, dict[str, int], list[Target]]:
+    """Build `mode`'s tables from `seed`: the host memory image, the registers, and the targets."""
+    rng = random.Random(seed)
+    if mode.gstage is None:
+        assert mode.stage1 is not None
+        b = _Builder.on_ram(mode.stage1, rng)
+        _build(b)
+        return b.mem, mode.registers_for(b.pt.root_paddr, None), b.targets
+    if mode.stage1 is None:                              # the G-stage alone: case VAs are GPAs
+        b = _Builder.on_ram(mode.gstage, rng, gstage=True)
+        _build(b)
+        return b.mem, mode.registers_for(None, b.pt.root_paddr), b.targets
+    host = PhysMem([(RAM_BASE, 2 * RAM_SIZE)])
+    tag_memory(host)
+    host_frames = FrameAllocator(host, RAM_BASE, RAM_SIZE)
+    g = PageTable(mode.gstage, host, host_frames)
+    g.map_region(GUEST_RAM, GUEST_BACKING, RAM_SIZE, F.READ | F.WRITE | F.EXECUTE | F.USER, allow_huge=True)
+    guest = PhysMem([(GUEST_RAM, host.view(GUEST_BACKING, RAM_SIZE))])   # the same bytes, at their GPAs
+    vs = _Builder(mode.stage1, rng, guest, FrameAllocator(guest))
+    _build(vs)
+    _two_stage_targets(vs, g, host_frames)
+    return host, mode.registers_for(vs.pt.root_paddr, g.root_paddr), vs.targets
+
+
+def generate_riscv(mode: str, seed: int, cases: int | None = None, options: Options | None = None) -> VectorSet:
+    """Build the address space for `mode` (a key of VECTOR_MODES: "sv39", "sv48", "sv57", "sv39x4",
+    "sv48x4", "sv39+sv39x4", "sv48+sv48x4") from `seed` and compute every case's expected outcome with the
+    walker under `options` (RiscvOptions, or HypervisorOptions for the hypervisor modes). `cases=None`
+    gives each target x access x privilege once; a number samples (or extends) that list."""
+    vm = vector_mode(mode)
+    options = options or vm.options_type()
+    if not isinstance(options, vm.options_type):
+        raise ValueError(f"{mode} takes {vm.options_type.__name__}, not {type(options).__name__}")
+    mem, registers, targets = _build_mode(vm, seed)
     rng = random.Random(seed ^ 0x5EED)
-    picked = list(_pick(b.targets, cases, rng))
-    rules = RiscvRules(satp, options)
-    res = Walker(b.mem, rules).translate_many(*lanes((va, a, p) for _, va, a, p in picked))
-    out: list[Case] = []
+    picked = list(_pick(targets, cases, rng))
+    vs = VectorSet("riscv64", mode, mem, registers, {**options.to_json(), "seed": seed}, [])
+    walker = walker_for(vs)
+    res = walker.translate_many(*lanes((va, a, p) for _, va, a, p in picked))
+    two_stage = vm.gstage is not None
     for n, (t, va, a, p) in enumerate(picked):
-        reason = Reason(int(res.reason[n]))
+        reason, stage = Reason(int(res.reason[n])), int(res.stage[n])
+        gpa = int(res.gpa[n]) if two_stage and (reason == Reason.OK or stage == 2) else None
         if reason == Reason.OK:
-            out.append(Case(va, a, p, pa=int(res.pa[n]), label=t.label, reason=reason.label))
+            vs.cases.append(Case(va, a, p, pa=int(res.pa[n]), gpa=gpa, label=t.label, reason=reason.label))
         else:
-            out.append(Case(va, a, p, fault=rules.fault_kind(reason).value, level=int(res.level[n]),
-                            label=t.label, reason=reason.label))
-    return VectorSet("riscv64", mode, b.mem, {"satp": satp}, {**options.to_json(), "seed": seed}, out)
+            vs.cases.append(Case(va, a, p, fault=walker.fault_kind(reason, stage).value, level=int(res.level[n]),
+                                 stage=stage if two_stage else None, gpa=gpa, label=t.label,
+                                 reason=reason.label))
+    return vs

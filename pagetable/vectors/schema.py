@@ -35,6 +35,9 @@ class VectorsError(PagetableError):
 class Case:
     """One translation: `pa` when it succeeds, else `fault` and `level` (the manual's level number).
 
+    Two-stage (hypervisor) modes add `stage` to faults (1: the VS-stage decided, 2: the G-stage) and `gpa`:
+    the guest-physical address a translation reached, or the one whose G-stage walk faulted (the final GPA,
+    or the address of a VS-stage entry); it is what mtval2/htval report, shifted right by 2.
     `label` names the feature the case exercises and `reason` the walker's reason; both are informative."""
 
     va: int
@@ -43,6 +46,8 @@ class Case:
     pa: int | None = None
     fault: str | None = None
     level: int | None = None
+    stage: int | None = None
+    gpa: int | None = None
     label: str = ""
     reason: str = ""
 
@@ -53,6 +58,10 @@ class Case:
         else:
             out["fault"] = self.fault
             out["level"] = self.level
+        if self.stage is not None:
+            out["stage"] = self.stage
+        if self.gpa is not None:
+            out["gpa"] = f"{self.gpa:#x}"
         if self.reason:
             out["reason"] = self.reason
         if self.label:
@@ -68,14 +77,22 @@ class Case:
         va = _hex(obj, "va", where)
         if ("pa" in obj) == ("fault" in obj):
             raise VectorsError(f"{where}: a case has exactly one of 'pa' and 'fault'")
+        stage = obj.get("stage")
+        if stage is not None and stage not in (1, 2):
+            raise VectorsError(f"{where}: 'stage' must be 1 or 2, not {stage!r}")
+        gpa = _hex(obj, "gpa", where) if "gpa" in obj else None
+        label, reason = str(obj.get("label", "")), str(obj.get("reason", ""))
         if "pa" in obj:
-            return cls(va, access, privilege, pa=_hex(obj, "pa", where), label=str(obj.get("label", "")),
-                       reason=str(obj.get("reason", "")))
+            return cls(va, access, privilege, pa=_hex(obj, "pa", where), stage=stage, gpa=gpa, label=label,
+                       reason=reason)
         level = obj.get("level")
         if not isinstance(level, int) or isinstance(level, bool):
             raise VectorsError(f"{where}: 'level' must be an integer")
-        return cls(va, access, privilege, fault=_choice(obj, "fault", FAULTS, where), level=level,
-                   label=str(obj.get("label", "")), reason=str(obj.get("reason", "")))
+        fault = _choice(obj, "fault", FAULTS, where)
+        if fault == "guest-page-fault" and stage == 1:
+            raise VectorsError(f"{where}: a guest-page fault comes from stage 2, not 1")
+        return cls(va, access, privilege, fault=fault, level=level, stage=stage, gpa=gpa, label=label,
+                   reason=reason)
 
 
 def lanes(cases: Iterable[tuple[int, str, str]]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8],

@@ -53,7 +53,7 @@ class RiscvOptions:
     svpbmt: bool = False
 
     def to_json(self) -> dict[str, object]:
-        return {"sum": self.sum, "mxr": self.mxr, "ad": self.ad, "svnapot": self.svnapot, "svpbmt": self.svpbmt}
+        return dataclasses.asdict(self)
 
 
 def _bit(pte: U64, mask: int) -> Bool:
@@ -135,6 +135,26 @@ class RiscvRules:
         return out
 
 
+@dataclass(frozen=True)
+class HypervisorOptions:
+    """The CSR bits and extensions that change a RISC-V walk with V=1 (VS/VU-mode, HLV/HSV): vsstatus.SUM
+    and MXR for the VS-stage, the HS-level sstatus.MXR for both stages, and the hart's extensions."""
+
+    vs_sum: bool = False                              # vsstatus.SUM
+    vs_mxr: bool = False                              # vsstatus.MXR
+    hs_mxr: bool = False                              # sstatus.MXR (HS-level)
+    ad: Literal["svade", "svadu"] = "svade"
+    svnapot: bool = False
+    svpbmt: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    def walker(self, mem: PhysMem, vsatp: int | Vsatp, hgatp: int | Hgatp) -> Walker:
+        """The two-stage walker for these options."""
+        return two_stage_walker(mem, vsatp, hgatp, **dataclasses.asdict(self))
+
+
 def two_stage_walker(mem: PhysMem, vsatp: int | Vsatp, hgatp: int | Hgatp, *, vs_sum: bool = False,
                      vs_mxr: bool = False, hs_mxr: bool = False, ad: Literal["svade", "svadu"] = "svade",
                      svnapot: bool = False, svpbmt: bool = False) -> Walker:
@@ -147,7 +167,7 @@ def two_stage_walker(mem: PhysMem, vsatp: int | Vsatp, hgatp: int | Hgatp, *, vs
     leaf whose A/D bits hardware sets is checked as a write (the spec: "permissions and the need to set A
     and/or D bits at the G-stage level are checked as though for an implicit load or store, not for the
     original access type"); a G-stage fault is a guest-page fault reported with `stage == 2` and the
-    faulting GPA, for the original access type.""" 
+    faulting GPA, for the original access type."""
     vs = Vsatp.decode(vsatp) if isinstance(vsatp, int) else vsatp
     g_options = RiscvOptions(mxr=hs_mxr, ad=ad, svnapot=svnapot, svpbmt=svpbmt)
     vs_options = dataclasses.replace(g_options, sum=vs_sum, mxr=vs_mxr or hs_mxr)

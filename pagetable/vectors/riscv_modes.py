@@ -1,0 +1,132 @@
+"""The RISC-V vector modes: which tables a vector set has, which registers select them, which walker options
+apply, and the walker that computes the expected results (docs/vectors.md).
+
+  sv39, sv48, sv57            one stage: `satp`; options sum, mxr (sstatus), ad, svnapot, svpbmt
+  sv39x4, sv48x4              the G-stage alone: `hgatp`, with `vsatp` = 0 (Bare), so a case's VA is a
+                              guest-physical address; options hs_mxr (sstatus.MXR), ad, svnapot, svpbmt
+  sv39+sv39x4, sv48+sv48x4    both stages (hypervisor extension, "Two-Stage Address Translation"):
+                              `vsatp` and `hgatp`; options vs_sum, vs_mxr (vsstatus), hs_mxr, ad, svnapot,
+                              svpbmt
+
+In the hypervisor modes every case is an access with V=1: privilege "supervisor" is VS-mode and "user" is
+VU-mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..arch.riscv_sv39 import G_MODES, MODES, Hgatp, Satp, Vsatp
+from ..arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules
+from ..errors import PagetableError
+from ..format import PagingFormat
+from ..walker import Walker
+from .schema import VectorsError, VectorSet
+
+Options = RiscvOptions | HypervisorOptions
+
+
+@dataclass(frozen=True)
+class VectorMode:
+    """A vector mode: the stage-1 format (None: Bare) and the G-stage format (None: no hypervisor)."""
+
+    name: str
+    stage1: PagingFormat | None
+    gstage: PagingFormat | None
+
+    @property
+    def registers(self) -> tuple[str, ...]:
+        return ("satp",) if self.gstage is None else ("vsatp", "hgatp")
+
+    @property
+    def options_type(self) -> type[Options]:
+        return RiscvOptions if self.gstage is None else HypervisorOptions
+
+    def options(self, *, sum: bool = False, mxr: bool = False, hs_mxr: bool = False,
+                ad: Literal["svade", "svadu"] = "svade", svnapot: bool = False,
+                svpbmt: bool = False) -> Options:
+        """The options for this mode from the status bits a user asks for: `sum`/`mxr` are the stage-1
+        bits (sstatus, or vsstatus in the hypervisor modes), `hs_mxr` the HS-level sstatus.MXR that the
+        G-stage honours. A bit this mode has no use for is a ValueError, not silently dropped."""
+        if self.gstage is None:
+            if hs_mxr:
+                raise ValueError(f"{self.name} has no G-stage: hs_mxr (sstatus.MXR of a hypervisor) does not "
+                                 "apply; use mxr")
+            return RiscvOptions(sum=sum, mxr=mxr, ad=ad, svnapot=svnapot, svpbmt=svpbmt)
+        if self.stage1 is None and (sum or mxr):
+            raise ValueError(f"{self.name} has no VS-stage (vsatp is Bare): vsstatus.SUM/MXR do not apply; "
+                             "use hs_mxr")
+        return HypervisorOptions(vs_sum=sum, vs_mxr=mxr, hs_mxr=hs_mxr, ad=ad, svnapot=svnapot, svpbmt=svpbmt)
+
+    def registers_for(self, stage1_root: int | None, gstage_root: int | None) -> dict[str, int]:
+        """The register values selecting this mode's tables at these roots."""
+        if self.gstage is None:
+            assert self.stage1 is not None and stage1_root is not None
+            return {"satp": Satp.for_table(self.stage1, stage1_root).encode()}
+        assert gstage_root is not None
+        vsatp = 0 if self.stage1 is None else Vsatp.for_table(self.stage1, stage1_root or 0).encode()
+        return {"vsatp": vsatp, "hgatp": Hgatp.for_table(self.gstage, gstage_root).encode()}
+
+
+VECTOR_MODES: dict[str, VectorMode] = {
+    **{name: VectorMode(name, fmt, None) for name, fmt in MODES.items()},
+    "sv39x4": VectorMode("sv39x4", None, G_MODES["sv39x4"]),
+    "sv48x4": VectorMode("sv48x4", None, G_MODES["sv48x4"]),
+    "sv39+sv39x4": VectorMode("sv39+sv39x4", MODES["sv39"], G_MODES["sv39x4"]),
+    "sv48+sv48x4": VectorMode("sv48+sv48x4", MODES["sv48"], G_MODES["sv48x4"]),
+}
+
+
+def vector_mode(name: str) -> VectorMode:
+    if name not in VECTOR_MODES:
+        raise ValueError(f"unknown RISC-V mode {name!r} (expected {', '.join(VECTOR_MODES)})")
+    return VECTOR_MODES[name]
+
+
+def options_from_json(mode: VectorMode, doc: dict[str, Any]) -> Options:
+    """Read a vector set's `options` for `mode` (unknown keys, such as `seed`, are informative)."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(mode.options_type):
+        value = doc.get(f.name, f.default)
+        if f.name == "ad":
+            if value not in ("svade", "svadu"):
+                raise VectorsError(f"options.ad must be 'svade' or 'svadu', not {value!r}")
+        elif not isinstance(value, bool):
+            raise VectorsError(f"options.{f.name} must be true or false")
+        values[f.name] = value
+    return mode.options_type(**values)
+
+
+def walker_for(vs: VectorSet) -> Walker:
+    """The walker that computes a vector set's expected results, after checking that its registers select
+    its mode's formats."""
+    if vs.arch != "riscv64" or vs.mode not in VECTOR_MODES:
+        raise VectorsError(f"arch {vs.arch!r} mode {vs.mode!r} is not supported "
+                           f"(riscv64: {', '.join(VECTOR_MODES)})")
+    mode = VECTOR_MODES[vs.mode]
+    for reg in mode.registers:
+        if reg not in vs.registers:
+            raise VectorsError(f"registers.{reg} is missing (mode {mode.name} needs {', '.join(mode.registers)})")
+    options = options_from_json(mode, vs.options)
+    try:
+        if isinstance(options, RiscvOptions):
+            satp = Satp.decode(vs.registers["satp"])
+            _expect("satp", vs.registers["satp"], satp.format, mode.stage1)
+            return Walker(vs.mem, RiscvRules(satp, options))
+        vsatp, hgatp = Vsatp.decode(vs.registers["vsatp"]), Hgatp.decode(vs.registers["hgatp"])
+    except PagetableError as exc:
+        raise VectorsError(str(exc)) from None
+    _expect("vsatp", vs.registers["vsatp"], vsatp.format, mode.stage1)
+    _expect("hgatp", vs.registers["hgatp"], hgatp.format, mode.gstage)
+    return options.walker(vs.mem, vsatp, hgatp)
+
+
+def _expect(reg: str, value: int, got: PagingFormat | None, want: PagingFormat | None) -> None:
+    if (got and got.name) != (want and want.name):
+        raise VectorsError(f"registers.{reg} {value:#x} selects {got.name if got else 'Bare'}, not "
+                           f"{want.name if want else 'Bare'}")
+
+
+__all__ = ["VECTOR_MODES", "Options", "VectorMode", "options_from_json", "vector_mode", "walker_for"]
