@@ -98,7 +98,7 @@ def cmd_show(ns: argparse.Namespace) -> int:
     if ns.cases:
         for c in vs.cases:
             where = "" if c.stage is None else f" stage {c.stage}"
-            gpa = "" if c.gpa is None else f" gpa {c.gpa:#x}"
+            gpa = "" if c.gpa is None else f" {'implicit ' if c.implicit else ''}gpa {c.gpa:#x}"
             result = (f"pa {c.pa:#x}{gpa}" if c.pa is not None else
                       f"{c.fault} at level {c.level}{where} ({c.reason}){gpa}")
             print(f"  {c.va:#018x} {c.access:<7} {c.privilege:<10} -> {result:<44} {c.label}")
@@ -115,11 +115,12 @@ def cmd_check(ns: argparse.Namespace) -> int:
         reason, stage = Reason(int(res.reason[n])), int(res.stage[n])
         gpa = int(res.gpa[n]) if two_stage and (reason == Reason.OK or stage == 2) else None
         got = ((int(res.pa[n]), None, None, None, gpa) if reason == Reason.OK else
-               (None, walker.fault_kind(reason, stage).value, int(res.level[n]), stage if two_stage else None, gpa))
-        want = (c.pa, c.fault, c.level, c.stage, c.gpa)
+               (None, walker.fault_kind(reason, stage).value, int(res.level[n]), stage if two_stage else None, gpa,
+                bool(res.implicit[n])))
+        want = (c.pa, c.fault, c.level, c.stage, c.gpa) + (() if c.pa is not None else (c.implicit,))
         if got != want:
             bad += 1
-            print(f"case {n}: {c.va:#x} {c.access} {c.privilege}: expected (pa, fault, level, stage, gpa) = "
+            print(f"case {n}: {c.va:#x} {c.access} {c.privilege}: expected (pa, fault, level, stage, gpa[, implicit]) = "
                   f"{_show(want)}, walker says {_show(got)} ({reason.label})")
     print(f"{len(vs.cases) - bad} passed, {bad} failed")
     return 1 if bad else 0

@@ -119,6 +119,7 @@ class Translation:
     pte: int
     stage: int = 1           # which stage decided (2: the stage-2 walk of a two-stage translation)
     gpa: int | None = None   # two-stage only: the guest-physical address stage 2 translated last
+    implicit: bool = False   # a stage-2 fault on a stage-1 table access, not on the final address
 
     @property
     def ok(self) -> bool:
@@ -137,6 +138,8 @@ class Translations:
     pte: U64
     stage: U8                # 1, or 2 where the stage-2 walk decided
     gpa: U64                 # two-stage: the GPA stage 2 translated last (the PTE address or the final GPA)
+    implicit: Bool           # stage-2 faults on a stage-1 table access (RISC-V's implicit access, AArch64's
+                             # S1PTW, the EPT exit qualification's bit 8 = 0), not on the final address
 
     @property
     def ok(self) -> Bool:
@@ -170,15 +173,16 @@ class Walker:
             return self.stage2.rules.fault_kind(reason)
         return self.rules.fault_kind(reason)
 
-    def _stage2(self, lanes: npt.NDArray[np.intp], gpas: U64, acc: U8, out: Translations) -> U64:
-        """Translate `gpas` (for `lanes`) through stage 2; record its faults in `out`; return the HPAs
-        (meaningful where the lane did not fault)."""
+    def _stage2(self, lanes: npt.NDArray[np.intp], gpas: U64, acc: U8, out: Translations, implicit: bool) -> U64:
+        """Translate `gpas` (for `lanes`) through stage 2; record its faults in `out` (`implicit`: these are
+        stage-1 table accesses); return the HPAs (meaningful where the lane did not fault)."""
         assert self.stage2 is not None
         t2 = self.stage2.translate_many(gpas, acc, Privilege.USER)
         bad = t2.reason != Reason.OK
         hit = lanes[bad]
         out.reason[hit], out.level[hit], out.pte[hit] = t2.reason[bad], t2.level[bad], t2.pte[bad]
         out.stage[hit] = 2
+        out.implicit[hit] = implicit
         out.gpa[lanes] = gpas
         return t2.pa
 
@@ -191,7 +195,7 @@ class Walker:
         prv = _lanes(privilege, Privilege, n)
         out = Translations(va, np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=np.uint8),
                            np.zeros(n, dtype=np.int8), np.zeros(n, dtype=np.uint64), np.ones(n, dtype=np.uint8),
-                           np.zeros(n, dtype=np.uint64))
+                           np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=bool))
         reason, level, last_pte, pa = out.reason, out.level, out.pte, out.pa
         fmt = self.rules.fmt
         if fmt is None:
@@ -209,7 +213,8 @@ class Walker:
                 slot = table + fmt.index_np(va[live], depth) * np.uint64(fmt.entry_size)
                 fetch = slot
                 if self.stage2 is not None:           # the table fetch is an implicit stage-2 read
-                    hpa = self._stage2(live, slot, np.full(live.shape, Access.READ, dtype=np.uint8), out)
+                    hpa = self._stage2(live, slot, np.full(live.shape, Access.READ, dtype=np.uint8), out,
+                                       True)
                     fine = reason[live] == Reason.OK
                     live, slot, fetch = live[fine], slot[fine], hpa[fine]
                 inmem = self.mem.contains_np(fetch, fmt.entry_size)
@@ -224,7 +229,7 @@ class Walker:
                     update = good & self.rules.writes_back(pte, leaf, acc[live])
                     if update.any():
                         self._stage2(live[update], slot[update],
-                                     np.full(int(update.sum()), Access.WRITE, dtype=np.uint8), out)
+                                     np.full(int(update.sum()), Access.WRITE, dtype=np.uint8), out, True)
                         good = reason[live] == Reason.OK
                 done = good & leaf
                 pa[live[done]] = addr[done]
@@ -234,7 +239,7 @@ class Walker:
                 raise AssertionError("walk rules let a lane continue past the last level")
         if self.stage2 is not None:                   # the final GPA, with the original access
             lanes = np.flatnonzero(reason == Reason.OK)
-            pa[lanes] = self._stage2(lanes, pa[lanes].copy(), acc[lanes], out)
+            pa[lanes] = self._stage2(lanes, pa[lanes].copy(), acc[lanes], out, False)
         else:
             outside = (reason == Reason.OK) & ~self.mem.contains_np(pa, 1)
             reason[outside] = Reason.PA_OUTSIDE_MEMORY
@@ -252,4 +257,5 @@ class Walker:
         stage = int(t.stage[0])
         return Translation(va, acc, prv, int(t.pa[0]) if reason == Reason.OK else None, reason,
                            int(t.level[0]), None if reason == Reason.OK else self.fault_kind(reason, stage),
-                           int(t.pte[0]), stage, int(t.gpa[0]) if self.stage2 is not None else None)
+                           int(t.pte[0]), stage, int(t.gpa[0]) if self.stage2 is not None else None,
+                           bool(t.implicit[0]))

@@ -309,6 +309,22 @@ def test_encodings() -> None:
     ]
 
 
+def test_hypervisor_encodings() -> None:
+    """HLV.D, HSV.D, HFENCE.GVMA (privileged spec, hypervisor extension instruction listing: funct7
+    0110110 / 0110111 / 0110001, funct3 100 / 100 / 000, opcode SYSTEM) and the H CSR numbers."""
+    a = Assembler()
+    a.hlv_d("a2", "a0")
+    a.hsv_d("a2", "a0")
+    a.hfence_gvma()
+    a.csrr("t0", "mtval2")
+    a.csrw("hgatp", "t0")
+    a.csrw("vsatp", "t0")
+    a.csrs("hstatus", "a4")
+    a.csrs("vsstatus", "a3")
+    assert _words(a) == [0x6C054673, 0x6EC54073, 0x62000073, 0x34B022F3, 0x68029073, 0x28029073, 0x60072073,
+                         0x2006A073]
+
+
 def test_labels_branches_and_la() -> None:
     a = Assembler()
     a.label("top")

@@ -49,6 +49,7 @@ def test_two_stage_translation_and_stage_of_each_fault() -> None:
     assert (t.reason, t.fault, t.stage, t.level) == (Reason.INVALID, FaultKind.PAGE_FAULT, 1, 0)
     t = w.translate(0x2008, "read")                              # final GPA unmapped in the G-stage
     assert (t.reason, t.fault, t.stage, t.gpa) == (Reason.INVALID, FaultKind.GUEST_PAGE_FAULT, 2, GUEST + GSIZE + 8)
+    assert not t.implicit                                        # the final GPA, not a table access
     assert t.level == 1                                          # the G-stage level where it stopped
 
 
@@ -62,6 +63,7 @@ def test_vs_table_fetch_is_an_implicit_g_stage_read() -> None:
     t = w.translate(0x1000, "execute")                           # even a fetch reads the VS PTE
     assert (t.reason, t.fault, t.stage) == (Reason.PERMISSION, FaultKind.GUEST_PAGE_FAULT, 2)
     assert t.gpa == leaf_table + 8 and t.level == 0              # the VS PTE address, at G-stage level 0
+    assert t.implicit
     assert two_stage_walker(m.mem, m.vsatp, m.hgatp, hs_mxr=True).translate(0x1000, "read").ok
     m.g.unmap_region(leaf_table, 0x1000)
     t = w.translate(0x1000, "read")
@@ -122,6 +124,7 @@ def test_svadu_update_of_a_vs_leaf_is_a_g_stage_write() -> None:
     t = svadu.translate(0x1008, "write")                         # D must be set: G-stage write check
     assert (t.reason, t.fault, t.stage, t.gpa, t.level) == (Reason.PERMISSION, FaultKind.GUEST_PAGE_FAULT, 2,
                                                             slot.pa, 0)
+    assert t.implicit
     t = svade.translate(0x1008, "write")                         # Svade: a VS-stage page fault instead
     assert (t.reason, t.stage) == (Reason.ACCESSED_DIRTY, 1)
     m.guest_mem.write_u64(slot.pa, PTE.set(slot.raw, "A", 0))    # A=0: every access updates it

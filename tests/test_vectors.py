@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pagetable.arch.riscv_sv39.walk import RiscvOptions
+from pagetable.arch.riscv_sv39 import Hgatp, Vsatp
+from pagetable.arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions
 from pagetable.cli import main
 from pagetable.vectors import SCHEMA, VectorsError, VectorSet, generate_riscv
 from pagetable.vectors.riscv_gen import RAM_BASE, RAM_SIZE
@@ -119,3 +120,92 @@ def test_cli_explain(capsys: pytest.CaptureFixture[str]) -> None:
     assert "PPN      = 0x80200" in out and "-> leaf; PA 0x80200000" in out
     assert main(["explain", "--register", "satp", "0x8000000000080000"]) == 0
     assert "MODE     = 8 (1000)  Sv39" in capsys.readouterr().out
+
+
+HYP_MODES = ["sv39x4", "sv48x4", "sv39+sv39x4", "sv48+sv48x4"]
+
+
+@pytest.mark.parametrize("mode", HYP_MODES)
+def test_hypervisor_modes_registers_and_stages(mode: str, tmp_path: Path) -> None:
+    vs = generate_riscv(mode, 4, options=HypervisorOptions(ad="svadu"))
+    hgatp, vsatp = Hgatp.decode(vs.registers["hgatp"]), Vsatp.decode(vs.registers["vsatp"])
+    assert hgatp.format is not None and hgatp.format.name.lower() == mode.split("+")[-1]
+    assert hgatp.root % 0x4000 == 0                                    # the 16 KiB G-stage root
+    two_stage = "+" in mode
+    assert (vsatp.format is not None) == two_stage and (vs.registers["vsatp"] == 0) != two_stage
+    for c in vs.cases:
+        if c.fault == "guest-page-fault":
+            assert c.stage == 2 and c.gpa is not None
+        if c.fault == "page-fault":
+            assert two_stage and c.stage == 1 and c.gpa is None
+        if c.pa is not None:
+            assert c.gpa is not None and c.stage is None and not c.implicit
+            if not two_stage:
+                assert c.gpa == c.va                                   # vsatp Bare: the VA is the GPA
+    labels = {c.label for c in vs.cases}
+    assert {"gpa-upper-half", "gpa-too-wide", "no-user-rw"} <= labels if not two_stage else {
+        "gstage-ro", "gstage-xo", "gstage-no-user", "gstage-hole", "gstage-gpa-too-wide", "gstage-upper-half",
+        "vs-table-gstage-hole", "vs-table-gstage-xo", "vs-table-gstage-no-user", "vs-table-gstage-ro-a-clear",
+    } <= labels
+    vs.write(tmp_path, "")
+    doc = json.loads((tmp_path / "vectors.json").read_text())
+    assert set(doc["registers"]) == {"vsatp", "hgatp"} and doc["mode"] == mode
+    assert doc["options"] == {"vs_sum": False, "vs_mxr": False, "hs_mxr": False, "ad": "svadu",
+                              "svnapot": False, "svpbmt": False, "seed": 4}
+    gpf = next(c for c in doc["cases"] if c.get("fault") == "guest-page-fault")
+    assert gpf["stage"] == 2 and gpf["gpa"].startswith("0x")
+    assert VectorSet.read(tmp_path).cases == vs.cases
+
+
+def test_two_stage_cases_mean_what_they_say() -> None:
+    """Spot checks of the two-stage targets against the spec's rules."""
+    svade = {(c.label, c.access, c.privilege): c for c in generate_riscv("sv39+sv39x4", 9).cases}
+    svadu = {(c.label, c.access, c.privilege): c
+             for c in generate_riscv("sv39+sv39x4", 9, options=HypervisorOptions(ad="svadu")).cases}
+    ro_write = svade["gstage-ro", "write", "supervisor"]
+    assert (ro_write.fault, ro_write.stage, ro_write.reason) == ("guest-page-fault", 2, "permission")
+    assert svade["gstage-ro", "read", "supervisor"].pa is not None
+    assert svade["gstage-xo", "execute", "supervisor"].pa is not None
+    assert svade["gstage-xo", "read", "supervisor"].fault == "guest-page-fault"
+    assert svade["gstage-no-user", "read", "supervisor"].reason == "permission"     # G-stage leaves need U
+    assert svade["gstage-gpa-too-wide", "read", "supervisor"].reason == "non-canonical"
+    assert svade["gstage-upper-half", "write", "supervisor"].pa is not None       # GPA bit 40 is valid
+    hole = svade["vs-table-gstage-hole", "execute", "user"]                       # implicit read of a VS PTE
+    assert (hole.fault, hole.stage) == ("guest-page-fault", 2) and hole.gpa is not None and hole.gpa % 8 == 0
+    assert hole.implicit and not svade["gstage-hole", "read", "supervisor"].implicit
+    assert svade["gstage-ro", "write", "user"].stage == 1                          # VS-stage decides first
+    a_clear = ("vs-table-gstage-ro-a-clear", "read", "supervisor")
+    assert (svade[a_clear].fault, svade[a_clear].stage) == ("page-fault", 1)      # Svade: A=0 faults
+    assert (svadu[a_clear].fault, svadu[a_clear].stage) == ("guest-page-fault", 2)  # Svadu: G-stage write
+    assert svadu["vs-table-gstage-ro", "write", "supervisor"].pa is not None       # A=D=1: nothing written
+
+
+def test_cli_hypervisor_modes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "h"
+    assert main(["vectors", "generate", "--mode", "sv48+sv48x4", "--seed", "3", "--out", str(out), "--sum",
+                 "--hs-mxr"]) == 0
+    capsys.readouterr()
+    assert main(["vectors", "show", str(out), "--cases"]) == 0
+    shown = capsys.readouterr().out
+    assert "G-stage (hgatp)" in shown and "VS-stage (vsatp)" in shown and "Sv48x4" in shown
+    assert "guest-page-fault at level" in shown and "stage 2" in shown
+    assert main(["vectors", "check", str(out)]) == 0
+    assert ", 0 failed" in capsys.readouterr().out
+    doc = json.loads((out / "vectors.json").read_text())
+    assert doc["options"]["vs_sum"] is True and doc["options"]["hs_mxr"] is True
+    case = next(c for c in doc["cases"] if c.get("fault") == "guest-page-fault")
+    case["gpa"] = hex(int(case["gpa"], 16) + 8)                                  # a wrong GPA is caught
+    (out / "vectors.json").write_text(json.dumps(doc))
+    assert main(["vectors", "check", str(out)]) == 1
+    assert "1 failed" in capsys.readouterr().out
+    doc["registers"]["vsatp"] = "0x0"
+    (out / "vectors.json").write_text(json.dumps(doc))
+    assert main(["vectors", "check", str(out)]) == 2
+    assert "registers.vsatp 0x0 selects Bare, not Sv48" in capsys.readouterr().err
+    # status bits a mode has no use for are refused, not dropped
+    assert main(["vectors", "generate", "--mode", "sv39x4", "--seed", "1", "--out", str(out), "--sum"]) == 2
+    assert "no VS-stage" in capsys.readouterr().err
+    assert main(["vectors", "generate", "--mode", "sv39", "--seed", "1", "--out", str(out), "--hs-mxr"]) == 2
+    assert "no G-stage" in capsys.readouterr().err
+    assert main(["explain", "--register", "hgatp", "0x8000000000080000"]) == 0
+    assert "Sv39x4" in capsys.readouterr().out

@@ -345,6 +345,6 @@ def generate_riscv(mode: str, seed: int, cases: int | None = None, options: Opti
             vs.cases.append(Case(va, a, p, pa=int(res.pa[n]), gpa=gpa, label=t.label, reason=reason.label))
         else:
             vs.cases.append(Case(va, a, p, fault=walker.fault_kind(reason, stage).value, level=int(res.level[n]),
-                                 stage=stage if two_stage else None, gpa=gpa, label=t.label,
-                                 reason=reason.label))
+                                 stage=stage if two_stage else None, gpa=gpa, implicit=bool(res.implicit[n]),
+                                 label=t.label, reason=reason.label))
     return vs

@@ -69,6 +69,14 @@ CSRS: Final[dict[str, int]] = {
     "mcause": 0x342,
     "mtval": 0x343,
     "mip": 0x344,
+    "mtinst": 0x34A,
+    "mtval2": 0x34B,
+    "hstatus": 0x600,
+    "hedeleg": 0x602,
+    "hideleg": 0x603,
+    "hgatp": 0x680,
+    "vsstatus": 0x200,
+    "vsatp": 0x280,
     "pmpcfg0": 0x3A0,
     "pmpaddr0": 0x3B0,
     "mhartid": 0xF14,
@@ -477,6 +485,20 @@ class Assembler:
     def sfence_vma(self, rs1: str = "zero", rs2: str = "zero") -> None:
         """SFENCE.VMA rs1, rs2 (Privileged spec, Section 4.2.1)."""
         self._system(0x09, reg(rs2), rs1)
+
+    def hfence_gvma(self, rs1: str = "zero", rs2: str = "zero") -> None:
+        """HFENCE.GVMA rs1, rs2 (Privileged spec, hypervisor extension, "Hypervisor Memory-Management
+        Fence Instructions")."""
+        self._system(0x31, reg(rs2), rs1)
+
+    def hlv_d(self, rd: str, rs1: str) -> None:
+        """HLV.D rd, (rs1): a load as VS/VU-mode (hstatus.SPVP) through vsatp and hgatp (hypervisor
+        extension, "Hypervisor Virtual-Machine Load and Store Instructions"); funct3 = 100."""
+        self._fmt("R", _OP_SYSTEM, rd=reg(rd), funct3=4, rs1=reg(rs1), rs2=0, funct7=0x36)
+
+    def hsv_d(self, rs2: str, rs1: str) -> None:
+        """HSV.D rs2, (rs1): the matching store."""
+        self._fmt("R", _OP_SYSTEM, rd=0, funct3=4, rs1=reg(rs1), rs2=reg(rs2), funct7=0x37)
 
     # -- pseudo-instructions (Volume I, Chapter 25) ------------------------
 

@@ -37,7 +37,9 @@ class Case:
 
     Two-stage (hypervisor) modes add `stage` to faults (1: the VS-stage decided, 2: the G-stage) and `gpa`:
     the guest-physical address a translation reached, or the one whose G-stage walk faulted (the final GPA,
-    or the address of a VS-stage entry); it is what mtval2/htval report, shifted right by 2.
+    or the address of a VS-stage entry); it is what mtval2/htval report, shifted right by 2, for a
+    guest-page fault. `implicit` marks a G-stage fault on a VS-stage table access (htinst/mtinst then hold a
+    pseudoinstruction) rather than on the final address.
     `label` names the feature the case exercises and `reason` the walker's reason; both are informative."""
 
     va: int
@@ -48,6 +50,7 @@ class Case:
     level: int | None = None
     stage: int | None = None
     gpa: int | None = None
+    implicit: bool = False
     label: str = ""
     reason: str = ""
 
@@ -62,6 +65,8 @@ class Case:
             out["stage"] = self.stage
         if self.gpa is not None:
             out["gpa"] = f"{self.gpa:#x}"
+        if self.implicit:
+            out["implicit"] = True
         if self.reason:
             out["reason"] = self.reason
         if self.label:
@@ -82,17 +87,20 @@ class Case:
             raise VectorsError(f"{where}: 'stage' must be 1 or 2, not {stage!r}")
         gpa = _hex(obj, "gpa", where) if "gpa" in obj else None
         label, reason = str(obj.get("label", "")), str(obj.get("reason", ""))
+        implicit = obj.get("implicit", False)
+        if not isinstance(implicit, bool):
+            raise VectorsError(f"{where}: 'implicit' must be true or false")
         if "pa" in obj:
             return cls(va, access, privilege, pa=_hex(obj, "pa", where), stage=stage, gpa=gpa, label=label,
-                       reason=reason)
+                       reason=reason)   # implicit: only faults have it
         level = obj.get("level")
         if not isinstance(level, int) or isinstance(level, bool):
             raise VectorsError(f"{where}: 'level' must be an integer")
         fault = _choice(obj, "fault", FAULTS, where)
         if fault == "guest-page-fault" and stage == 1:
             raise VectorsError(f"{where}: a guest-page fault comes from stage 2, not 1")
-        return cls(va, access, privilege, fault=fault, level=level, stage=stage, gpa=gpa, label=label,
-                   reason=reason)
+        return cls(va, access, privilege, fault=fault, level=level, stage=stage, gpa=gpa, implicit=implicit,
+                   label=label, reason=reason)
 
 
 def lanes(cases: Iterable[tuple[int, str, str]]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8],
