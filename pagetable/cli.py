@@ -120,8 +120,8 @@ def cmd_check(ns: argparse.Namespace) -> int:
         want = (c.pa, c.fault, c.level, c.stage, c.gpa) + (() if c.pa is not None else (c.implicit,))
         if got != want:
             bad += 1
-            print(f"case {n}: {c.va:#x} {c.access} {c.privilege}: expected (pa, fault, level, stage, gpa[, implicit]) = "
-                  f"{_show(want)}, walker says {_show(got)} ({reason.label})")
+            print(f"case {n}: {c.va:#x} {c.access} {c.privilege}: expected (pa, fault, level, stage, gpa"
+                  f"[, implicit]) = {_show(want)}, walker says {_show(got)} ({reason.label})")
     print(f"{len(vs.cases) - bad} passed, {bad} failed")
     return 1 if bad else 0
 
