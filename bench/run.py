@@ -2,8 +2,9 @@
 
 Workload (issue 2): Sv39, 1 GiB of VA mapped as 262,144 4 KiB pages; enumerate those leaves; translate
 1,000,000 random VAs in one vectorised call. Issue 5 adds the same translation through two stages: an Sv39
-guest table over an Sv39x4 G-stage, both mapping 1 GiB as 4 KiB pages (12 entry fetches per address). Each figure is the best of `--repeat` runs. The per-page loop
-is timed on `--loop` items and scaled to the full count (say `--loop 0` to run it whole: about a minute).
+guest table over an Sv39x4 G-stage, both mapping 1 GiB as 4 KiB pages (12 entry fetches per address).
+Each figure is the best of `--repeat` runs. The per-page loop is timed on `--loop` items and scaled to the
+full count (say `--loop 0` to run it whole: about half an hour with the two-stage loop).
 """
 
 from __future__ import annotations
