@@ -132,3 +132,21 @@ def test_svadu_update_of_a_vs_leaf_is_a_g_stage_write() -> None:
         assert svadu.translate(0x1008, access).gpa == slot.pa
     m.g.protect_region(slot.table, 0x1000, F.READ | F.WRITE)
     assert svadu.translate(0x1008, "write").ok
+
+
+def test_g_stage_leaves_give_the_guest_physical_memory_view() -> None:
+    """Mappings.memory: the host RAM a G-stage maps, at its guest-physical addresses, as views."""
+    m = Machine()
+    extra = m.g.frames.alloc()
+    m.g.map(0x4000_0000, extra, 0x1000, F.READ | F.USER)          # a lone page elsewhere
+    m.g.map(0x5000_0000, 0x1_0000_0000, 0x1000, F.READ | F.USER)  # a page of no RAM: left out
+    guest = m.g.walk().memory(m.mem)
+    assert guest is not None
+    assert [(r.base, r.size) for r in guest.regions] == [(0x4000_0000, 0x1000), (GUEST, GSIZE)]
+    guest.write_u64(GUEST + 0x18, 0x1234)                          # the same bytes as the host's
+    assert m.mem.read_u64(BACKING + 0x18) == 0x1234
+    m.mem.write_u64(extra + 8, 0x5678)
+    assert guest.read_u64(0x4000_0008) == 0x5678
+    m.g.unmap_region(GUEST, GSIZE)
+    m.g.unmap(0x4000_0000)
+    assert m.g.walk().memory(m.mem) is None
