@@ -24,8 +24,8 @@ from .listing import ptdump
 from .physmem import PhysMem
 from .table import PageTable
 from .vectors import VECTOR_MODES, VectorSet, generate_riscv, walker_for
-from .vectors.riscv_modes import vector_mode
-from .walker import Reason, Walker
+from .vectors.riscv_modes import expected_cases, vector_mode
+from .walker import Walker
 
 
 def _int(text: str) -> int:
@@ -107,27 +107,19 @@ def cmd_show(ns: argparse.Namespace) -> int:
 
 def cmd_check(ns: argparse.Namespace) -> int:
     vs = VectorSet.read(ns.dir)
-    walker = walker_for(vs)
-    res = walker.translate_many(*vs.lanes())
-    two_stage = walker.stage2 is not None
+    walked = expected_cases(walker_for(vs), [(c.va, c.access, c.privilege, c.label) for c in vs.cases])
     bad = 0
-    for n, c in enumerate(vs.cases):
-        reason, stage = Reason(int(res.reason[n])), int(res.stage[n])
-        gpa = int(res.gpa[n]) if two_stage and (reason == Reason.OK or stage == 2) else None
-        got = ((int(res.pa[n]), None, None, None, gpa) if reason == Reason.OK else
-               (None, walker.fault_kind(reason, stage).value, int(res.level[n]), stage if two_stage else None, gpa,
-                bool(res.implicit[n])))
-        want = (c.pa, c.fault, c.level, c.stage, c.gpa) + (() if c.pa is not None else (c.implicit,))
-        if got != want:
+    for n, (c, w) in enumerate(zip(vs.cases, walked, strict=True)):
+        if c.outcome() != w.outcome():
             bad += 1
-            print(f"case {n}: {c.va:#x} {c.access} {c.privilege}: expected (pa, fault, level, stage, gpa"
-                  f"[, implicit]) = {_show(want)}, walker says {_show(got)} ({reason.label})")
+            print(f"case {n}: {c.va:#x} {c.access} {c.privilege}: expected (pa, fault, level, stage, gpa, "
+                  f"implicit) = {_show(c.outcome())}, walker says {_show(w.outcome())} ({w.reason})")
     print(f"{len(vs.cases) - bad} passed, {bad} failed")
     return 1 if bad else 0
 
 
-def _show(values: tuple[int | str | None, ...]) -> str:
-    return "(" + ", ".join(hex(v) if isinstance(v, int) and v > 9 else str(v) for v in values) + ")"
+def _show(values: tuple[int | str | bool | None, ...]) -> str:
+    return "(" + ", ".join(hex(v) if type(v) is int and v > 9 else str(v) for v in values) + ")"
 
 
 def cmd_explain(ns: argparse.Namespace) -> int:

@@ -31,9 +31,8 @@ from ..format import PagingFormat
 from ..frames import FrameAllocator
 from ..physmem import PhysMem
 from ..table import PageTable
-from ..walker import Reason
-from .riscv_modes import VECTOR_MODES, Options, VectorMode, vector_mode, walker_for
-from .schema import Case, VectorSet, lanes
+from .riscv_modes import VECTOR_MODES, Options, VectorMode, expected_cases, vector_mode, walker_for
+from .schema import VectorSet
 
 RAM_BASE = 0x8000_0000
 RAM_SIZE = 8 << 20
@@ -335,16 +334,5 @@ def generate_riscv(mode: str, seed: int, cases: int | None = None, options: Opti
     rng = random.Random(seed ^ 0x5EED)
     picked = list(_pick(targets, cases, rng))
     vs = VectorSet("riscv64", mode, mem, registers, {**options.to_json(), "seed": seed}, [])
-    walker = walker_for(vs)
-    res = walker.translate_many(*lanes((va, a, p) for _, va, a, p in picked))
-    two_stage = vm.gstage is not None
-    for n, (t, va, a, p) in enumerate(picked):
-        reason, stage = Reason(int(res.reason[n])), int(res.stage[n])
-        gpa = int(res.gpa[n]) if two_stage and (reason == Reason.OK or stage == 2) else None
-        if reason == Reason.OK:
-            vs.cases.append(Case(va, a, p, pa=int(res.pa[n]), gpa=gpa, label=t.label, reason=reason.label))
-        else:
-            vs.cases.append(Case(va, a, p, fault=walker.fault_kind(reason, stage).value, level=int(res.level[n]),
-                                 stage=stage if two_stage else None, gpa=gpa, implicit=bool(res.implicit[n]),
-                                 label=t.label, reason=reason.label))
+    vs.cases = expected_cases(walker_for(vs), [(va, a, p, t.label) for t, va, a, p in picked])
     return vs

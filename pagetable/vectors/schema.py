@@ -54,6 +54,10 @@ class Case:
     label: str = ""
     reason: str = ""
 
+    def outcome(self) -> tuple[int | str | bool | None, ...]:
+        """What the case expects, without its informative fields: (pa, fault, level, stage, gpa, implicit)."""
+        return self.pa, self.fault, self.level, self.stage, self.gpa, self.implicit
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"va": f"{self.va:#x}", "access": self.access, "privilege": self.privilege}
         if self.pa is not None:
