@@ -21,6 +21,7 @@ from .arch.riscv_sv39.entry import pte_paddr
 from .errors import PagetableError
 from .frames import FrameAllocator
 from .listing import ptdump
+from .mappings import Mappings
 from .physmem import PhysMem
 from .table import PageTable
 from .vectors import VECTOR_MODES, VectorSet, generate_riscv, walker_for
@@ -60,8 +61,8 @@ def cmd_generate(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _listing(title: str, walker: Walker, mem: PhysMem) -> None:
-    """Print one table's leaves, as ptdump does, with what the walk could not follow."""
+def _listing(title: str, walker: Walker, mem: PhysMem) -> Mappings:
+    """Print one table's leaves, as ptdump does, with what the walk could not follow; return the leaves."""
     rules = walker.rules
     assert rules.fmt is not None
     leaves = PageTable(rules.fmt, mem, FrameAllocator(mem), root=rules.root).walk()
@@ -71,6 +72,7 @@ def _listing(title: str, walker: Walker, mem: PhysMem) -> None:
     for problem in leaves.problems:
         print(f"note: {problem}")
     print()
+    return leaves
 
 
 def cmd_show(ns: argparse.Namespace) -> int:
@@ -84,11 +86,9 @@ def cmd_show(ns: argparse.Namespace) -> int:
     if g is None:
         _listing("satp", walker, vs.mem)
     else:
-        _listing("G-stage (hgatp), guest-physical -> host-physical", g, vs.mem)
+        g_leaves = _listing("G-stage (hgatp), guest-physical -> host-physical", g, vs.mem)
         if walker.rules.fmt is not None:
-            g_rules = g.rules
-            assert g_rules.fmt is not None
-            guest = PageTable(g_rules.fmt, vs.mem, FrameAllocator(vs.mem), root=g_rules.root).walk().memory(vs.mem)
+            guest = g_leaves.memory(vs.mem)
             if guest is None:
                 print("VS-stage (vsatp): the G-stage maps no RAM, so there is no table to list\n")
             else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from pagetable.arch.riscv_sv39 import PTE, SV39, SV39X4, Hgatp, Vsatp
-from pagetable.arch.riscv_sv39.walk import two_stage_walker
+from pagetable.arch.riscv_sv39.walk import HypervisorOptions, two_stage_walker
 from pagetable.flags import MappingFlags as F
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
@@ -64,7 +64,7 @@ def test_vs_table_fetch_is_an_implicit_g_stage_read() -> None:
     assert (t.reason, t.fault, t.stage) == (Reason.PERMISSION, FaultKind.GUEST_PAGE_FAULT, 2)
     assert t.gpa == leaf_table + 8 and t.level == 0              # the VS PTE address, at G-stage level 0
     assert t.implicit
-    assert two_stage_walker(m.mem, m.vsatp, m.hgatp, hs_mxr=True).translate(0x1000, "read").ok
+    assert two_stage_walker(m.mem, m.vsatp, m.hgatp, HypervisorOptions(hs_mxr=True)).translate(0x1000, "read").ok
     m.g.unmap_region(leaf_table, 0x1000)
     t = w.translate(0x1000, "read")
     assert (t.reason, t.stage, t.gpa) == (Reason.INVALID, 2, leaf_table + 8)
@@ -78,17 +78,17 @@ def test_status_bits_of_each_stage() -> None:
     m.vs.map(0x2000, xonly, 0x1000, F.EXECUTE)
     plain = two_stage_walker(m.mem, m.vsatp, m.hgatp)
     assert plain.translate(0x1000, "read", "supervisor").reason == Reason.PERMISSION       # vsstatus.SUM=0
-    assert two_stage_walker(m.mem, m.vsatp, m.hgatp, vs_sum=True).translate(0x1000, "read").ok
+    assert two_stage_walker(m.mem, m.vsatp, m.hgatp, HypervisorOptions(vs_sum=True)).translate(0x1000, "read").ok
     assert plain.translate(0x1000, "read", "user").ok
     assert plain.translate(0x2000, "read").reason == Reason.PERMISSION
-    assert two_stage_walker(m.mem, m.vsatp, m.hgatp, vs_mxr=True).translate(0x2000, "read").ok
-    assert two_stage_walker(m.mem, m.vsatp, m.hgatp, hs_mxr=True).translate(0x2000, "read").ok
+    assert two_stage_walker(m.mem, m.vsatp, m.hgatp, HypervisorOptions(vs_mxr=True)).translate(0x2000, "read").ok
+    assert two_stage_walker(m.mem, m.vsatp, m.hgatp, HypervisorOptions(hs_mxr=True)).translate(0x2000, "read").ok
     # G-stage X-only page: vsstatus.MXR does not help, sstatus.MXR does
     m.g.protect_region(xonly, 0x1000, F.EXECUTE)
     m.vs.protect(0x2000, F.READ | F.EXECUTE)
-    t = two_stage_walker(m.mem, m.vsatp, m.hgatp, vs_mxr=True).translate(0x2000, "read")
+    t = two_stage_walker(m.mem, m.vsatp, m.hgatp, HypervisorOptions(vs_mxr=True)).translate(0x2000, "read")
     assert (t.stage, t.fault) == (2, FaultKind.GUEST_PAGE_FAULT)
-    assert two_stage_walker(m.mem, m.vsatp, m.hgatp, hs_mxr=True).translate(0x2000, "read").ok
+    assert two_stage_walker(m.mem, m.vsatp, m.hgatp, HypervisorOptions(hs_mxr=True)).translate(0x2000, "read").ok
 
 
 def test_bare_vsatp_and_bulk_agrees_with_single() -> None:
@@ -117,8 +117,8 @@ def test_svadu_update_of_a_vs_leaf_is_a_g_stage_write() -> None:
     m.vs.map(0x1000, m.vs.frames.alloc(), 0x1000, F.READ | F.WRITE | F.EXECUTE)
     slot = m.vs.lookup(0x1000)
     m.g.protect_region(slot.table, 0x1000, F.READ)               # the VS last-level table: read-only
-    svadu = two_stage_walker(m.mem, m.vsatp, m.hgatp, ad="svadu")
-    svade = two_stage_walker(m.mem, m.vsatp, m.hgatp, ad="svade")
+    svadu = two_stage_walker(m.mem, m.vsatp, m.hgatp, HypervisorOptions(ad="svadu"))
+    svade = two_stage_walker(m.mem, m.vsatp, m.hgatp, HypervisorOptions(ad="svade"))
     m.guest_mem.write_u64(slot.pa, PTE.set(slot.raw, "D", 0))    # A=1, D=0
     assert svadu.translate(0x1008, "read").ok and svadu.translate(0x1008, "execute").ok
     t = svadu.translate(0x1008, "write")                         # D must be set: G-stage write check

@@ -61,6 +61,13 @@ def tag_memory(mem: PhysMem) -> None:
         r.words[:] = (np.uint64(r.base) + np.arange(r.size // 8, dtype=np.uint64) * np.uint64(8)) << np.uint64(16)
 
 
+def _clear_leaf_bits(pt: PageTable, va: int, bits: int) -> None:
+    """Clear `bits` in the entry that decides `va` (for encodings the codec never writes, e.g. a G-stage
+    leaf without U)."""
+    slot = pt.lookup(va)
+    pt.mem.write_u64(slot.pa, slot.raw & ~bits)
+
+
 class _Builder:
     """Builds one table (in `mem`, with frames from `frames`) and records its targets. `gstage`: a G-stage
     table, whose leaves need U=1 (raw entries get it too)."""
@@ -95,10 +102,9 @@ class _Builder:
         self.target(label, va, count * 4096)
 
     def clear_bits(self, va: int, count: int, bits: int) -> None:
-        """Clear `bits` in the leaves of `count` 4 KiB pages from `va` (encodings the codec never writes)."""
+        """Clear `bits` in the leaves of `count` 4 KiB pages from `va`."""
         for k in range(count):
-            slot = self.pt.lookup(va + k * 4096)
-            self.mem.write_u64(slot.pa, slot.raw & ~bits)
+            _clear_leaf_bits(self.pt, va + k * 4096, bits)
 
     def poke(self, label: str | None, va: int, depth: int, raw: int) -> None:
         """Write a raw entry into the (existing, empty) slot for `va` at `depth`; `label` names the target
@@ -266,9 +272,7 @@ def _two_stage_targets(vs: _Builder, g: PageTable, host_frames: FrameAllocator) 
         """A guest page the G-stage maps to a fresh host frame with `flags` (and bits `clear` cleared)."""
         gpa, hpa = next(pages), host_frames.alloc(zero=False)
         g.map(gpa, hpa, 4096, flags)
-        if clear:
-            slot = g.lookup(gpa)
-            g.mem.write_u64(slot.pa, slot.raw & ~clear)
+        _clear_leaf_bits(g, gpa, clear)
         return gpa, hpa
 
     rwx = V | R | W | X | A | D                          # VS leaves without U: VS-mode reaches the G-stage

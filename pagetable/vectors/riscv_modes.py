@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..arch.riscv_sv39 import G_MODES, MODES, Hgatp, Satp, Vsatp
-from ..arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules
+from ..arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules, two_stage_walker
 from ..errors import PagetableError
 from ..format import PagingFormat
 from ..walker import Reason, Walker
@@ -121,7 +121,7 @@ def walker_for(vs: VectorSet) -> Walker:
         raise VectorsError(str(exc)) from None
     _expect("vsatp", vs.registers["vsatp"], vsatp.format, mode.stage1)
     _expect("hgatp", vs.registers["hgatp"], hgatp.format, mode.gstage)
-    return options.walker(vs.mem, vsatp, hgatp)
+    return two_stage_walker(vs.mem, vsatp, hgatp, options)
 
 
 def expected_cases(walker: Walker, rows: Sequence[tuple[int, str, str, str]]) -> list[Case]:

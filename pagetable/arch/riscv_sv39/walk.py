@@ -150,25 +150,22 @@ class HypervisorOptions:
     def to_json(self) -> dict[str, object]:
         return dataclasses.asdict(self)
 
-    def walker(self, mem: PhysMem, vsatp: int | Vsatp, hgatp: int | Hgatp) -> Walker:
-        """The two-stage walker for these options."""
-        return two_stage_walker(mem, vsatp, hgatp, **dataclasses.asdict(self))
 
-
-def two_stage_walker(mem: PhysMem, vsatp: int | Vsatp, hgatp: int | Hgatp, *, vs_sum: bool = False,
-                     vs_mxr: bool = False, hs_mxr: bool = False, ad: Literal["svade", "svadu"] = "svade",
-                     svnapot: bool = False, svpbmt: bool = False) -> Walker:
+def two_stage_walker(mem: PhysMem, vsatp: int | Vsatp, hgatp: int | Hgatp,
+                     options: HypervisorOptions | None = None) -> Walker:
     """A walker for accesses with V=1 (VS/VU-mode, or HLV/HSV): guest VA → GPA by the VS-stage (vsatp),
     every VS-stage table fetch and the final GPA → HPA by the G-stage (hgatp).
 
-    Hypervisor extension, "Two-Stage Address Translation": the VS-stage uses vsstatus.SUM (`vs_sum`), and
+    Hypervisor extension, "Two-Stage Address Translation" (`options`, default all off and Svade): the VS-stage
+    uses vsstatus.SUM (`vs_sum`), and
     makes X pages readable when vsstatus.MXR or the HS-level sstatus.MXR is set; the G-stage only honours
     sstatus.MXR (`hs_mxr`). VS-stage table fetches are checked by the G-stage as reads and, with Svadu, a VS
     leaf whose A/D bits hardware sets is checked as a write (the spec: "permissions and the need to set A
     and/or D bits at the G-stage level are checked as though for an implicit load or store, not for the
     original access type"); a G-stage fault is a guest-page fault reported with `stage == 2` and the
     faulting GPA, for the original access type."""
+    opt = options or HypervisorOptions()
     vs = Vsatp.decode(vsatp) if isinstance(vsatp, int) else vsatp
-    g_options = RiscvOptions(mxr=hs_mxr, ad=ad, svnapot=svnapot, svpbmt=svpbmt)
-    vs_options = dataclasses.replace(g_options, sum=vs_sum, mxr=vs_mxr or hs_mxr)
+    g_options = RiscvOptions(mxr=opt.hs_mxr, ad=opt.ad, svnapot=opt.svnapot, svpbmt=opt.svpbmt)
+    vs_options = dataclasses.replace(g_options, sum=opt.vs_sum, mxr=opt.vs_mxr or opt.hs_mxr)
     return Walker(mem, RiscvRules(vs, vs_options), stage2=Walker(mem, RiscvRules.gstage(hgatp, g_options)))
