@@ -4,7 +4,10 @@
 NotMapped, AlreadyMapped, MappedToHugePage) and add what the Rust crate leaves to panics or silence:
 `InvalidAddress` (non-canonical VAs, PAs wider than the format) and `InvalidFlags` (flags the entry format
 cannot encode, such as RISC-V write-without-read). `PhysMemError` covers physical-memory access outside
-every RAM region. Every error carries a message that names the address or value at fault.
+every RAM region. `InvalidArgument` is an argument of the wrong type or out of its range (a negative size, a
+float address, an unknown access name); it is also a `ValueError` (`InvalidArgumentType`: a `TypeError`), so
+code that catches the built-in kinds keeps working. Every error carries a message that names the address or
+value at fault.
 """
 
 from __future__ import annotations
@@ -12,6 +15,14 @@ from __future__ import annotations
 
 class PagetableError(Exception):
     """Base class of every error this library raises on purpose."""
+
+
+class InvalidArgument(PagetableError, ValueError):
+    """An argument outside the range the call accepts (a negative size, an address of 65 bits, ...)."""
+
+
+class InvalidArgumentType(InvalidArgument, TypeError):
+    """An argument of the wrong type (a float or a string where an integer address belongs, ...)."""
 
 
 class PhysMemError(PagetableError):

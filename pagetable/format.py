@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from . import args
 from .errors import InvalidAddress, NotAligned
 from .flags import MappingFlags, PageSize
 from .layout import Layout
@@ -144,6 +145,7 @@ class PagingFormat:
 
     def depth_for_size(self, size: int) -> int:
         """The depth whose leaves have `size` bytes; raises NotAligned for a size the format cannot map."""
+        size = args.integer(size, "page size")
         for depth, lv in enumerate(self.levels):
             if lv.leaf and lv.span == size:
                 return depth
@@ -160,6 +162,8 @@ class PagingFormat:
         return (1 << self.va_bits) - 1
 
     def is_canonical(self, va: int) -> bool:
+        """True for a VA this format translates (InvalidArgumentType for a VA that is not an integer)."""
+        va = args.integer(va, "virtual address")
         if not 0 <= va < 1 << 64:
             return False
         if not self.sign_extended:
@@ -175,15 +179,20 @@ class PagingFormat:
         ok: Bool = (top == 0) | (top == np.uint64((1 << (65 - self.va_bits)) - 1))
         return ok
 
-    def check_va(self, va: int) -> None:
+    def check_va(self, va: int) -> int:
+        """`va` as an int, or InvalidAddress if this format cannot translate it."""
         if not self.is_canonical(va):
             rule = (f"bits 63..{self.va_bits - 1} must all equal bit {self.va_bits - 1}" if self.sign_extended
                     else f"it must be below 2**{self.va_bits}")
-            raise InvalidAddress(f"{va:#x} is not a valid {self.name} virtual address ({rule})")
+            raise InvalidAddress(f"{int(va):#x} is not a valid {self.name} virtual address ({rule})")
+        return int(va)
 
-    def check_pa(self, pa: int) -> None:
+    def check_pa(self, pa: int) -> int:
+        """`pa` as an int, or InvalidAddress if it is negative or wider than the format's PAs."""
+        pa = args.integer(pa, "physical address")
         if not 0 <= pa < 1 << self.pa_bits:
             raise InvalidAddress(f"{pa:#x} is wider than {self.name}'s {self.pa_bits}-bit physical addresses")
+        return pa
 
     def extend(self, va: int) -> int:
         """Sign-extend a VA truncated to `va_bits` (identity for zero-extended formats)."""

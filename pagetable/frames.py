@@ -5,6 +5,10 @@ exactly, and per-allocation reference counts for copy-on-write sharing (no 255 l
 Bookkeeping is per frame in numpy arrays, so many single frames are allocated, shared and released in one
 call (`alloc_many`, `add_ref_many`, `release_many`). `in_use` and `live()` are the accounting tests use to
 prove that no frame leaked.
+
+Every call checks its arguments (`args`) and the allocator's state before it changes anything: a negative
+or non-integer count, an address that is not the head of a live allocation, or a bulk release that would
+drop a count below zero raises and leaves the bookkeeping exactly as it was.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from .errors import NoMemory, PhysMemError
+from . import args
+from .errors import InvalidArgument, InvalidArgumentType, NoMemory, PhysMemError
 from .physmem import PhysMem
 
 
@@ -21,11 +26,20 @@ class FrameAllocator:
 
     def __init__(self, mem: PhysMem, base: int | None = None, size: int | None = None,
                  frame_size: int = 4096) -> None:
+        if not isinstance(mem, PhysMem):
+            raise InvalidArgumentType(f"a frame allocator needs a PhysMem, not {type(mem).__name__}")
+        frame_size = args.integer(frame_size, "frame size", 8, args.ADDR_LIMIT)
+        if frame_size & (frame_size - 1):
+            raise InvalidArgument(f"frame size {frame_size:#x} is not a power of two")
         region = mem.regions[0]
-        base = region.base if base is None else base
-        size = (region.end - base) if size is None else size
-        if base % frame_size or size % frame_size or size <= 0:
-            raise PhysMemError(f"allocator range [{base:#x}, +{size:#x}) is not frame-aligned")
+        base = region.base if base is None else args.address(base, "allocator base")
+        size = (region.end - base) if size is None else args.size(size, "allocator size")
+        if base % frame_size:
+            raise PhysMemError(f"allocator base {base:#x} is not a multiple of the {frame_size:#x}-byte frame "
+                               "size (pass a frame-aligned base)")
+        if size % frame_size or size <= 0:
+            raise PhysMemError(f"allocator size {size:#x} from {base:#x} is not a positive multiple of the "
+                               f"{frame_size:#x}-byte frame size")
         if not mem.contains(base, size):
             raise PhysMemError(f"allocator range [{base:#x}, {base + size:#x}) is not inside RAM")
         self.mem = mem
@@ -53,8 +67,9 @@ class FrameAllocator:
 
     def reserve(self, pa: int, count: int = 1) -> None:
         """Mark frames as allocated (e.g. memory that a loaded image already uses)."""
+        count = args.integer(count, "frame count", 1)
         first = self._index(pa)
-        if np.any(self._used[first:first + count]) or first + count > self.total:
+        if first + count > self.total or np.any(self._used[first:first + count]):
             raise NoMemory(f"cannot reserve {count} frame(s) at {pa:#x}: taken or out of range")
         self._used[first:first + count] = True
         self._count[first] = count
@@ -62,11 +77,10 @@ class FrameAllocator:
 
     def alloc(self, count: int = 1, align: int | None = None, *, zero: bool = True) -> int:
         """Allocate `count` contiguous frames whose first PA is a multiple of `align`; returns that PA."""
-        if count < 1:
-            raise ValueError("count must be at least 1")
-        align = self.frame_size if align is None else align
+        count = args.integer(count, "frame count", 1)
+        align = self.frame_size if align is None else args.integer(align, "alignment", 1, args.ADDR_LIMIT)
         if align < self.frame_size or align & (align - 1):
-            raise ValueError(f"alignment {align:#x} must be a power of two ≥ the frame size")
+            raise InvalidArgument(f"alignment {align:#x} must be a power of two ≥ the frame size")
         first = self._find_one() if count == 1 and align == self.frame_size else self._find_run(count, align)
         self._used[first:first + count] = True
         pa = self.base + first * self.frame_size
@@ -78,6 +92,7 @@ class FrameAllocator:
 
     def alloc_many(self, n: int, *, zero: bool = True) -> npt.NDArray[np.uint64]:
         """Allocate `n` single frames at once (not necessarily contiguous); returns their PAs in order."""
+        n = args.integer(n, "frame count", 0)
         free = np.flatnonzero(~self._used)
         if free.size < n:
             raise NoMemory(f"{n} frames wanted, {free.size} free")
@@ -113,20 +128,20 @@ class FrameAllocator:
         raise NoMemory(f"no run of {count} free frame(s) aligned to {align:#x}")
 
     def _index(self, pa: int) -> int:
-        off = pa - self.base
+        off = args.address(pa, "frame address") - self.base
         if off < 0 or off % self.frame_size or off // self.frame_size >= self.total:
             raise PhysMemError(f"{pa:#x} is not a frame of this allocator")
         return off // self.frame_size
 
     def _head(self, pa: int, what: str) -> int:
-        off = pa - self.base
+        off = args.address(pa, f"{what} address") - self.base
         i = off // self.frame_size
         if off < 0 or off % self.frame_size or i >= self.total or not self._count[i]:
             raise PhysMemError(f"{what} of {pa:#x}, which is not the start of a live allocation")
         return i
 
     def _heads(self, pas: npt.NDArray[np.uint64], what: str) -> npt.NDArray[np.intp]:
-        pas = np.asarray(pas, dtype=np.uint64)
+        pas = args.u64_array(pas, f"{what} addresses").reshape(-1)
         off = pas - np.uint64(self.base)
         idx = (off // np.uint64(self.frame_size)).astype(np.intp)
         ok = (pas >= np.uint64(self.base)) & (off % np.uint64(self.frame_size) == 0) & (idx < self.total)
@@ -162,18 +177,25 @@ class FrameAllocator:
         np.add.at(self._refs, self._heads(pas, "reference"), 1)
 
     def release_many(self, pas: npt.NDArray[np.uint64]) -> None:
-        """`release` for many single-frame or multi-frame allocations (a PA may repeat)."""
-        idx = self._heads(pas, "release")
-        np.add.at(self._refs, idx, -1)
-        if np.any(self._refs[idx] < 0):
-            raise PhysMemError("release of an allocation more often than it is referenced")
-        for i in np.unique(idx[self._refs[idx] == 0]):
+        """`release` for many single-frame or multi-frame allocations (a PA may repeat). All-or-nothing: if
+        any allocation would be released more often than it is referenced, nothing changes."""
+        heads, times = np.unique(self._heads(pas, "release"), return_counts=True)
+        over = self._refs[heads] < times
+        if np.any(over):
+            i = int(heads[over][0])
+            raise PhysMemError(f"release of {self.base + i * self.frame_size:#x} {int(times[over][0])} times, "
+                               f"but it has {int(self._refs[i])} reference(s): nothing was released")
+        self._refs[heads] -= times
+        freed = heads[self._refs[heads] == 0]
+        single = self._count[freed] == 1
+        self._used[freed[single]] = False
+        for i in freed[~single].tolist():            # multi-frame allocations: few
             self._used[i:i + int(self._count[i])] = False
-            self._count[i] = 0
+        self._count[freed] = 0
 
     def frames_of(self, pa: int) -> int:
         """Number of frames of the live allocation at `pa` (0 if it is not live)."""
-        off = pa - self.base
+        off = args.address(pa, "frame address") - self.base
         if off < 0 or off % self.frame_size or off // self.frame_size >= self.total:
             return 0
         return int(self._count[off // self.frame_size])

@@ -6,6 +6,10 @@ address, one at a time or many at once (`read_u64_np`), which is what makes bulk
 that is not wholly inside one region raises `PhysMemError` naming the address: there is no wrap-around and
 no silent zero page. Hardware walkers need the softer question "is this RAM?" (an access fault, not an
 exception), which `contains` / `contains_np` answer.
+
+Bad arguments change nothing: a negative size or count, a range reaching past 2**64, a float or string
+address, a value that is not a u64, or data that is not bytes-like is `InvalidArgument` (`args`), and a
+region list that overlaps, is misaligned or ends beyond 2**64 is `PhysMemError`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .errors import PhysMemError
+from . import args
+from .errors import InvalidArgument, InvalidArgumentType, PhysMemError
 
 U64 = npt.NDArray[np.uint64]
 Bool = npt.NDArray[np.bool_]
@@ -55,13 +60,28 @@ class PhysMem:
 
     def __init__(self, regions: Iterable[tuple[int, int | npt.NDArray[np.uint8]]]) -> None:
         built: list[Region] = []
-        for base, spec in regions:
-            data = np.zeros(spec, dtype=np.uint8) if isinstance(spec, int) else spec
-            if data.dtype != np.uint8 or data.ndim != 1:
-                raise PhysMemError("a region's array must be one-dimensional uint8")
-            if base < 0 or base % 8 or data.shape[0] % 8 or data.shape[0] == 0:
-                raise PhysMemError(f"region at {base:#x} of {data.shape[0]:#x} bytes: base and size must be "
+        try:
+            items = list(regions)
+        except TypeError:
+            raise InvalidArgumentType("physical memory takes an iterable of (base, size or uint8 array) pairs") \
+                from None
+        for item in items:
+            if not isinstance(item, tuple | list) or len(item) != 2:
+                raise InvalidArgumentType(f"a region must be a (base, size or uint8 array) pair, not {item!r:.60}")
+            base, spec = item
+            base = args.address(base, "region base", error=PhysMemError)
+            if isinstance(spec, np.ndarray):
+                if spec.dtype != np.uint8 or spec.ndim != 1:
+                    raise PhysMemError("a region's array must be one-dimensional uint8")
+                data = spec
+            else:
+                data = _zeros(base, args.size(spec, "region size", error=PhysMemError))
+            size = int(data.shape[0])
+            if base % 8 or size % 8 or size == 0:
+                raise PhysMemError(f"region at {base:#x} of {size:#x} bytes: base and size must be "
                                    "non-zero multiples of 8")
+            if base + size > args.ADDR_LIMIT:
+                raise PhysMemError(f"region at {base:#x} of {size:#x} bytes ends beyond 2**64")
             built.append(Region(base, data))
         built.sort(key=lambda r: r.base)
         for a, b in itertools.pairwise(built):
@@ -75,6 +95,7 @@ class PhysMem:
 
     # ----------------------------------------------------------------- lookup
     def _locate(self, pa: int, size: int) -> tuple[Region, int]:
+        pa, size = args.span(pa, size, "physical range")
         for r in self.regions:
             if r.base <= pa and pa + size <= r.end:
                 return r, pa - r.base
@@ -86,12 +107,14 @@ class PhysMem:
         return ", ".join(f"[{r.base:#x}, {r.end:#x})" for r in self.regions)
 
     def contains(self, pa: int, size: int = 1) -> bool:
-        """True if [pa, pa + size) lies inside one region."""
+        """True if [pa, pa + size) lies inside one region (`pa` a 64-bit address, `size` ≥ 0)."""
+        pa, size = args.address(pa, "pa"), args.size(size, "size")
         return any(r.base <= pa and pa + size <= r.end for r in self.regions)
 
     def contains_np(self, pas: U64, size: int = 8) -> Bool:
         """Vectorised `contains` for many physical addresses of `size` bytes each."""
-        pas = np.asarray(pas, dtype=np.uint64)
+        pas = args.u64_array(pas, "physical addresses")
+        size = args.size(size, "size")
         out = np.zeros(pas.shape, dtype=bool)
         for r in self.regions:
             if size <= r.size:      # offsets are computed only where pa >= base, so nothing wraps
@@ -103,8 +126,9 @@ class PhysMem:
         r, off = self._locate(pa, size)
         return r.data[off:off + size].tobytes()
 
-    def write(self, pa: int, data: bytes | npt.NDArray[np.uint8]) -> None:
-        buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data
+    def write(self, pa: int, data: bytes | bytearray | memoryview | npt.NDArray[np.uint8]) -> None:
+        """Store `data` (bytes-like, or a one-dimensional uint8 array) at `pa`."""
+        buf = _bytes_of(data)
         r, off = self._locate(pa, len(buf))
         r.data[off:off + len(buf)] = buf
 
@@ -115,23 +139,27 @@ class PhysMem:
 
     def words(self, pa: int, count: int) -> U64:
         """A writable u64 view of `count` words at the 8-aligned `pa` (e.g. a whole page table)."""
+        count = args.integer(count, "word count", 0, args.ADDR_LIMIT >> 3)
+        r, off = self._locate(pa, count * 8)
         if pa % 8:
             raise PhysMemError(f"u64 view at {pa:#x} is not 8-byte aligned")
-        r, off = self._locate(pa, count * 8)
         return r.words[off // 8: off // 8 + count]
 
     def fill(self, pa: int, size: int, byte: int = 0) -> None:
-        self.view(pa, size)[:] = byte
+        """Set every byte of [pa, pa + size) to `byte` (0-255)."""
+        value = args.integer(byte, "fill byte", 0, 256)
+        self.view(pa, size)[:] = value
 
     def read_u64(self, pa: int) -> int:
+        pa = args.address(pa, "pa")
         if pa % 8 == 0:
             r, off = self._locate(pa, 8)
             return int(r.words[off // 8])
         return int.from_bytes(self.read(pa, 8), "little")
 
     def write_u64(self, pa: int, value: int) -> None:
-        if not 0 <= value < 1 << 64:
-            raise PhysMemError(f"value {value:#x} does not fit in 64 bits")
+        pa = args.address(pa, "pa")
+        value = args.address(value, "u64 value")
         if pa % 8 == 0:
             r, off = self._locate(pa, 8)
             r.words[off // 8] = value
@@ -141,7 +169,7 @@ class PhysMem:
     # ---------------------------------------------------------- vectorised IO
     def _word_index(self, pas: U64) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
         """Region number and word index within it for each 8-aligned PA; raises if any is outside RAM."""
-        pas = np.asarray(pas, dtype=np.uint64)
+        pas = args.u64_array(pas, "physical addresses")
         if pas.size and np.any(pas & np.uint64(7)):
             bad = int(pas[(pas & np.uint64(7)) != 0][0])
             raise PhysMemError(f"u64 access at {bad:#x} is not 8-byte aligned")
@@ -168,7 +196,12 @@ class PhysMem:
     def write_u64_np(self, pas: U64, values: U64) -> None:
         """Write each value to its 8-aligned physical address (all must be inside RAM)."""
         which, idx = self._word_index(pas)
-        values = np.broadcast_to(np.asarray(values, dtype=np.uint64), idx.shape)
+        given = args.u64_array(values, "u64 values")
+        try:
+            values = np.broadcast_to(given, idx.shape)
+        except ValueError:
+            raise InvalidArgument(f"{given.shape[0] if given.ndim else 1} values for {idx.size} addresses") \
+                from None
         for n, r in enumerate(self.regions):
             sel = which == n
             r.words[idx[sel]] = values[sel]
@@ -179,7 +212,11 @@ class PhysMem:
         out: list[tuple[str, int]] = []
         for n, r in enumerate(self.regions):
             name = f"{stem}.bin" if len(self.regions) == 1 else f"{stem}-{n}.bin"
-            r.data.tofile(os.path.join(directory, name))
+            path = os.path.join(directory, name)
+            try:
+                r.data.tofile(path)
+            except OSError as exc:
+                raise PhysMemError(f"cannot write memory image {path!r}: {exc.strerror}") from None
             out.append((name, r.base))
         return out
 
@@ -191,13 +228,41 @@ class PhysMem:
         """
         regions: list[tuple[int, int | npt.NDArray[np.uint8]]] = []
         for path, base in images:
+            name = os.fspath(path)
+            base = args.address(base, f"base of memory image {name!r}")
             try:
-                size = os.path.getsize(path)
+                if not os.path.isfile(name):
+                    what = "a directory" if os.path.isdir(name) else "not a regular file" \
+                        if os.path.exists(name) else "missing"
+                    raise PhysMemError(f"memory image {name!r} is {what}")
+                size = os.path.getsize(name)
+                if size == 0 or size % 8:
+                    raise PhysMemError(f"memory image {name!r} has {size} bytes; it must be a non-empty "
+                                       "multiple of 8")
+                data = np.memmap(name, dtype=np.uint8, mode="r+" if writable else "c")
             except OSError as exc:
-                raise PhysMemError(f"cannot read memory image {os.fspath(path)!r}: {exc.strerror}") from None
-            if size == 0 or size % 8:
-                raise PhysMemError(f"memory image {os.fspath(path)!r} has {size} bytes; "
-                                   "it must be a non-empty multiple of 8")
-            data = np.memmap(path, dtype=np.uint8, mode="r+" if writable else "c")
+                raise PhysMemError(f"cannot read memory image {name!r}: {exc.strerror}") from None
             regions.append((base, data))
         return cls(regions)
+
+
+def _zeros(base: int, size: int) -> npt.NDArray[np.uint8]:
+    """`size` zeroed bytes of RAM for the region at `base`; PhysMemError if the machine cannot hold them."""
+    try:
+        return np.zeros(size, dtype=np.uint8)
+    except (MemoryError, ValueError):
+        raise PhysMemError(f"cannot allocate {size:#x} bytes of RAM for the region at {base:#x}") from None
+
+
+def _bytes_of(data: object) -> npt.NDArray[np.uint8]:
+    """`data` as a uint8 array (bytes-like objects are viewed, not copied)."""
+    if isinstance(data, np.ndarray):
+        if data.dtype != np.uint8 or data.ndim != 1:
+            raise InvalidArgumentType(f"data must be a one-dimensional uint8 array, not {data.dtype} with "
+                                      f"shape {data.shape}")
+        return data
+    try:
+        return np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidArgumentType(f"data must be bytes-like or a uint8 array, not {type(data).__name__}") \
+            from None

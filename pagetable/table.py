@@ -9,7 +9,9 @@ and PAs within the format's width (`InvalidAddress`); addresses must be aligned 
 (`NotAligned`, never silently aligned down); a region operation that cuts a huge page splits it into the next
 level's leaves with the same attributes; tables that become empty are freed; a region operation checks
 everything before it writes, and frees any table it allocated if it fails, so it either happens whole or
-not at all; errors are exceptions, never a crash.
+not at all; errors are exceptions, never a crash. Arguments are checked (`args`) before anything is read
+or written: a VA, PA or size that is not an integer is `InvalidArgumentType`, flags with bits that are not
+`MappingFlags` are `InvalidArgument`.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from . import args
+from .descent import Descent, physical_reader
 from .errors import (
     AlreadyMapped,
     InvalidAddress,
+    InvalidArgument,
+    InvalidArgumentType,
     MappedToHugePage,
     NoMemory,
     NotAligned,
@@ -60,14 +66,24 @@ class PageTable:
     """
 
     def __init__(self, fmt: PagingFormat, mem: PhysMem, frames: FrameAllocator, root: int | None = None) -> None:
+        for value, kind in ((fmt, PagingFormat), (mem, PhysMem), (frames, FrameAllocator)):
+            if not isinstance(value, kind):
+                raise InvalidArgumentType(f"a page table needs a {kind.__name__}, not {type(value).__name__}")
+        if frames.mem is not mem:
+            raise InvalidArgument("the frame allocator must allocate from the page table's memory")
         self.fmt = fmt
         self.mem = mem
         self.frames = frames
         self._borrowed: set[int] = set()
         if root is None:
             root = self._alloc_table(0)
-        elif root % fmt.root_size or not mem.contains(root, fmt.root_size):
-            raise InvalidAddress(f"root table {root:#x} is not {fmt.root_size:#x}-aligned RAM")
+        else:
+            root = args.address(root, "root table address")
+            if root % fmt.root_size:
+                raise InvalidAddress(f"root table {root:#x} is not aligned to its {fmt.root_size:#x}-byte size")
+            if not mem.contains(root, fmt.root_size):
+                raise InvalidAddress(f"root table [{root:#x}, {root + fmt.root_size:#x}) is not inside RAM "
+                                     f"({mem.describe()})")
         self._root = root
 
     # ------------------------------------------------------------ basics
@@ -104,20 +120,25 @@ class PageTable:
     def _size(self, depth: int) -> PageSize:
         return PageSize(self.fmt.levels[depth].span)
 
-    def _check_page(self, va: int, pa: int | None, size: int) -> None:
-        self.fmt.check_va(va)
+    def _check_page(self, va: int, pa: int | None, size: int) -> tuple[int, int]:
+        """(va, pa) as ints after checking both against the format and the page size (pa None: only va)."""
+        va = self.fmt.check_va(va)
         if va % size:
             raise NotAligned(f"VA {va:#x} is not aligned to {PageSize(size).label()}")
-        if pa is not None:
-            self.fmt.check_pa(pa)
-            self.fmt.check_pa(pa + size - 1)
-            if pa % size:
-                raise NotAligned(f"PA {pa:#x} is not aligned to {PageSize(size).label()}")
+        if pa is None:
+            return va, 0
+        pa = self.fmt.check_pa(pa)
+        self.fmt.check_pa(pa + size - 1)
+        if pa % size:
+            raise NotAligned(f"PA {pa:#x} is not aligned to {PageSize(size).label()}")
+        return va, pa
 
     def lookup(self, va: int, depth: int | None = None) -> Slot:
         """Descend to the entry that decides `va`: a leaf, or the first non-table entry on the way; with
         `depth`, stop at that depth's entry if the descent gets there."""
-        self.fmt.check_va(va)
+        va = self.fmt.check_va(va)
+        if depth is not None:
+            depth = args.integer(depth, "depth", 0, self.fmt.depth_count)
         table = self._root
         for d in range(self.fmt.depth_count):
             pa = table + self.fmt.index(va, d) * self.fmt.entry_size
@@ -138,13 +159,14 @@ class PageTable:
     def map(self, va: int, pa: int, size: int, flags: MappingFlags) -> None:
         """Map one leaf of `size` bytes (a size the format allows) at `va` to `pa`."""
         depth = self.fmt.depth_for_size(size)
-        self._check_page(va, pa, size)
-        raw = self.fmt.codec.new_page(pa, flags, not self._last(depth))
+        va, pa = self._check_page(va, pa, size)
+        raw = self.fmt.codec.new_page(pa, args.flags(flags), not self._last(depth))
         self._apply(_u64(va), _u64(raw), np.array([depth], dtype=np.int8))
 
     def unmap(self, va: int) -> tuple[int, MappingFlags, PageSize]:
         """Remove the whole leaf containing `va` (also an empty-flags placeholder); returns its base PA, flags
         and size. Tables left empty are freed."""
+        va = self.fmt.check_va(va)
         slot = self.lookup(va)
         if slot.raw == 0 or self._is_table(slot.raw, slot.depth):
             raise NotMapped(f"{va:#x} is not mapped")
@@ -154,27 +176,32 @@ class PageTable:
 
     def query(self, va: int) -> tuple[int, MappingFlags, PageSize]:
         """The PA `va` maps to (offset included), the leaf's flags and size; NotMapped if absent."""
+        va = self.fmt.check_va(va)
         slot = self._leaf(va)
         size = self._size(slot.depth)
         return self._paddr(slot.raw, slot.depth) + (va & (size - 1)), self._flags(slot.raw, slot.depth), size
 
     def remap(self, va: int, pa: int, flags: MappingFlags) -> PageSize:
         """Point the present leaf containing `va` at `pa` (aligned to that leaf's size) with `flags`."""
+        va = self.fmt.check_va(va)
         slot = self._leaf(va)
         size = self._size(slot.depth)
-        self._check_page(va & ~(size - 1), pa, size)
-        self.mem.write_u64(slot.pa, self.fmt.codec.new_page(pa, flags, not self._last(slot.depth)))
+        _, pa = self._check_page(va & ~(size - 1), pa, size)
+        self.mem.write_u64(slot.pa, self.fmt.codec.new_page(pa, args.flags(flags), not self._last(slot.depth)))
         return size
 
     def protect(self, va: int, flags: MappingFlags) -> PageSize:
         """Give the whole present leaf containing `va` new flags (address kept); returns its size."""
+        va = self.fmt.check_va(va)
         slot = self._leaf(va)
         pa = self._paddr(slot.raw, slot.depth)
-        self.mem.write_u64(slot.pa, self.fmt.codec.new_page(pa, flags, not self._last(slot.depth)))
+        self.mem.write_u64(slot.pa, self.fmt.codec.new_page(pa, args.flags(flags), not self._last(slot.depth)))
         return self._size(slot.depth)
 
     # ------------------------------------------------------------ regions
-    def _check_region(self, va: int, size: int) -> None:
+    def _check_region(self, va: int, size: int) -> tuple[int, int]:
+        """(va, size) as ints after checking that the region is page-aligned, non-empty and canonical."""
+        va, size = args.integer(va, "region start"), args.integer(size, "region size")
         ps = self.fmt.page_size
         if va % ps or size % ps:
             raise NotAligned(f"region [{va:#x}, +{size:#x}) is not {ps:#x}-aligned")
@@ -184,22 +211,24 @@ class PageTable:
         self.fmt.check_va(va + size - 1)
         if self.fmt.sign_extended and (va >> (self.fmt.va_bits - 1)) != ((va + size - 1) >> (self.fmt.va_bits - 1)):
             raise InvalidAddress(f"region [{va:#x}, +{size:#x}) crosses the non-canonical hole")
+        return va, size
 
     def plan_region(self, va: int, target: Target, size: int, allow_huge: bool) -> tuple[U64, U64, U64]:
         """The leaves `map_region` would write: arrays of VA, PA and size."""
-        self._check_region(va, size)
-        sizes = [s for s in self.fmt.page_sizes() if allow_huge or s == self.fmt.page_size]
+        va, size = self._check_region(va, size)
+        sizes = [s for s in self.fmt.page_sizes() if args.boolean(allow_huge, "allow_huge") or s == self.fmt.page_size]
+        if not isinstance(target, np.ndarray) and not callable(target):
+            target = self.fmt.check_pa(target)
         if isinstance(target, int):
-            self.fmt.check_pa(target)
             self.fmt.check_pa(target + size - 1)
             if target % self.fmt.page_size:
                 raise NotAligned(f"PA {target:#x} is not page-aligned")
             return _plan_linear(va, target, size, sizes)
         if isinstance(target, np.ndarray):
-            pas = np.asarray(target, dtype=np.uint64)
+            pas = args.u64_array(target, "target physical addresses")
             n = size // self.fmt.page_size
             if pas.shape != (n,):
-                raise ValueError(f"expected {n} physical addresses (one per page), got shape {pas.shape}")
+                raise InvalidArgument(f"expected {n} physical addresses (one per page), got shape {pas.shape}")
             wide = (pas >> np.uint64(self.fmt.pa_bits)) != 0
             if np.any(wide):
                 self.fmt.check_pa(int(pas[wide][0]))
@@ -215,6 +244,7 @@ class PageTable:
         a function VA → PA (called at each leaf's start, as page_table_multiarch does). With `allow_huge`,
         the largest leaf whose VA and PA are both aligned and that fits is used at each step.
         All-or-nothing: any conflict or lack of memory leaves the table as it was."""
+        flags = args.flags(flags)
         vas, pas, sizes = self.plan_region(va, target, size, allow_huge)
         depths = np.array([self.fmt.depth_for_size(int(s)) for s in self.fmt.page_sizes()], dtype=np.int8)
         depth_of = {int(s): d for s, d in zip(self.fmt.page_sizes(), depths, strict=True)}
@@ -229,10 +259,11 @@ class PageTable:
 
     def map_pages(self, vas: U64, pas: U64, flags: MappingFlags) -> None:
         """Map arbitrary smallest-size pages (VA i → PA i) with one set of flags; all-or-nothing."""
-        vas = np.asarray(vas, dtype=np.uint64)
-        pas = np.asarray(pas, dtype=np.uint64)
+        vas = args.u64_array(vas, "virtual addresses").reshape(-1)
+        pas = args.u64_array(pas, "physical addresses").reshape(-1)
+        flags = args.flags(flags)
         if vas.shape != pas.shape:
-            raise ValueError("map_pages needs as many PAs as VAs")
+            raise InvalidArgument(f"map_pages needs as many PAs as VAs ({pas.size} for {vas.size})")
         if not vas.size:
             return
         ps = np.uint64(self.fmt.page_size)
@@ -261,7 +292,7 @@ class PageTable:
         """Remove every leaf in [va, va + size), splitting huge leaves that stick out of the range; returns
         what was removed (placeholders included). A hole raises NotMapped unless `missing_ok`; either way
         nothing is changed before all checks pass. Tables left empty are freed."""
-        self._check_region(va, size)
+        va, size = self._check_region(va, size)
         found = self._prepare_range(va, size, missing_ok)
         if len(found):
             self.mem.write_u64_np(found.slot, np.zeros(len(found), dtype=np.uint64))
@@ -271,7 +302,8 @@ class PageTable:
     def protect_region(self, va: int, size: int, flags: MappingFlags, missing_ok: bool = False) -> None:
         """Give every leaf in [va, va + size) new flags, splitting huge leaves that stick out of the range.
         Empty-flags placeholders count as leaves, so protecting to no access and back restores them."""
-        self._check_region(va, size)
+        va, size = self._check_region(va, size)
+        flags = args.flags(flags)
         self.fmt.codec.new_page(0, flags, False)          # InvalidFlags before anything changes
         self.set_leaves(self._prepare_range(va, size, missing_ok), flags)   # placeholders included
 
@@ -433,49 +465,28 @@ class PageTable:
     def walk(self, start: int | None = None, end: int | None = None, *, placeholders: bool = False) -> Mappings:
         """Every present leaf overlapping [start, end) (default: everything), VAs sign-extended, as numpy
         columns sorted by VA. Vectorised level by level, so the cost is per table, not per entry. With
-        `placeholders`, non-present non-zero entries at leaf-capable levels are listed too. A table pointer
-        outside RAM is not followed; it is reported in the result's `problems`."""
+        `placeholders`, non-present non-zero entries at leaf-capable levels are listed too. This is the
+        software view (the entry codec's leaf and table tests); `Walker.mappings` is the hardware's. A table
+        pointer outside RAM is not followed, and a table reached twice (a loop, a table used at two levels or
+        shared by several entries) is walked once; both are reported in the result's `problems`."""
         fmt, codec = self.fmt, self.fmt.codec
-        lo = np.uint64(0 if start is None else start)
-        hi_excl = None if end is None else np.uint64(end - 1)
-        tables = np.array([self._root], dtype=np.uint64)
-        bases = np.array([0], dtype=np.uint64)           # truncated VA of each table's first entry
+        placeholders = args.boolean(placeholders, "placeholders")
+        descent = Descent(fmt, self._root, physical_reader(self.mem, fmt.entry_size), start, end)
         parts: list[Mappings] = []
-        problems: list[str] = []
-        for depth, lv in enumerate(fmt.levels):
-            if tables.size == 0:
-                break
-            last = self._last(depth)
-            n = lv.entries
-            offs = np.arange(n, dtype=np.uint64)
-            ok = self.mem.contains_np(tables, n * fmt.entry_size)
-            for bad, base in zip(tables[~ok], bases[~ok], strict=True):
-                problems.append(f"the level-{lv.arch_level} table for VA {int(fmt.extend_np(base)):#x} is at "
-                                f"{int(bad):#x}, outside RAM: not walked")
-            tables, bases = tables[ok], bases[ok]
-            slots = (tables[:, None] + offs[None, :] * np.uint64(fmt.entry_size)).reshape(-1)
-            vas_t = (bases[:, None] + (offs[None, :] << np.uint64(lv.index_lsb))).reshape(-1)
-            vas = fmt.extend_np(vas_t)
-            raw = self.mem.read_u64_np(slots)
-            span = np.uint64(lv.span)
-            keep = raw != 0
-            keep &= vas + (span - np.uint64(1)) >= lo
-            if hi_excl is not None:
-                keep &= vas <= hi_excl
-            leaf = keep & codec.is_leaf_np(raw, last)
-            if placeholders and lv.leaf:
-                leaf |= keep & ~codec.is_present_np(raw)
-            if not lv.leaf:
-                leaf &= False
-            if np.any(leaf):
-                r = raw[leaf]
-                parts.append(Mappings(fmt, vas[leaf], codec.paddr_np(r, not last), np.full(r.shape, span),
-                                      codec.flags_np(r, not last), np.full(r.shape, depth, dtype=np.int8), r,
-                                      slots[leaf]))
-            tab = keep & codec.is_table_np(raw, last)
-            tables = codec.paddr_np(raw[tab], True)
-            bases = vas_t[tab]
-        return Mappings.concat(fmt, parts, problems)
+        for e in descent:
+            last = self._last(e.depth)
+            lv = fmt.levels[e.depth]
+            leaf = codec.is_leaf_np(e.raw, last)
+            if placeholders:
+                leaf |= ~codec.is_present_np(e.raw)
+            if lv.leaf and np.any(leaf):
+                r = e.raw[leaf]
+                parts.append(Mappings(fmt, e.va[leaf], codec.paddr_np(r, not last), np.full(r.shape, lv.span,
+                                      dtype=np.uint64), codec.flags_np(r, not last),
+                                      np.full(r.shape, e.depth, dtype=np.int8), r, e.slot[leaf]))
+            tab = codec.is_table_np(e.raw, last)
+            descent.descend(tab, codec.paddr_np(e.raw[tab], True))
+        return Mappings.concat(fmt, parts, descent.problems)
 
     # --------------------------------------------------- sharing, teardown
     def copy_from(self, other: PageTable, start: int, size: int) -> None:

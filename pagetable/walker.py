@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, Self, cast
 
 import numpy as np
 import numpy.typing as npt
 
+from . import args
+from .errors import InvalidArgument
 from .format import PagingFormat
 from .physmem import PhysMem
 
@@ -34,27 +36,50 @@ U8 = npt.NDArray[np.uint8]
 Bool = npt.NDArray[np.bool_]
 
 
-class Access(enum.IntEnum):
-    """The kind of memory access being translated."""
+class _Named(enum.IntEnum):
+    """An enum whose members are also named by the manuals' synonyms (`SYNONYMS`), case-insensitively."""
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, value: str | int) -> Self:
+        """The member named `value` (its name or a synonym, any case), or the member itself."""
+        if isinstance(value, cls):
+            return value
+        names = {m.label: m for m in cls} | {k: cls[v] for k, v in cls._synonyms().items()}
+        return cast(Self, args.choice(value, cls.__name__.lower(), names))
+
+    @classmethod
+    def _synonyms(cls) -> dict[str, str]:
+        return {}
+
+
+class Access(_Named):
+    """The kind of memory access being translated: "read" (also "load", "r"), "write" ("store", "w") or
+    "execute" ("fetch", "instruction", "x")."""
 
     READ = 0
     WRITE = 1
     EXECUTE = 2
 
-    @property
-    def label(self) -> str:
-        return self.name.lower()
+    @classmethod
+    def _synonyms(cls) -> dict[str, str]:
+        return {"load": "READ", "r": "READ", "store": "WRITE", "w": "WRITE", "fetch": "EXECUTE",
+                "instruction": "EXECUTE", "x": "EXECUTE"}
 
 
-class Privilege(enum.IntEnum):
-    """The privilege of the access (RISC-V S/U, x86 CPL 0/3, AArch64 EL1/EL0)."""
+class Privilege(_Named):
+    """The privilege of the access (RISC-V S/U, x86 CPL 0/3, AArch64 EL1/EL0): "supervisor" (also "s") or
+    "user" ("u")."""
 
     SUPERVISOR = 0
     USER = 1
 
-    @property
-    def label(self) -> str:
-        return self.name.lower()
+    @classmethod
+    def _synonyms(cls) -> dict[str, str]:
+        return {"s": "SUPERVISOR", "u": "USER"}
 
 
 class Reason(enum.IntEnum):
@@ -150,13 +175,26 @@ class Translations:
         return int(self.va.shape[0])
 
 
-def _lanes(value: int | str | Access | Privilege | npt.ArrayLike, kind: type[enum.IntEnum], n: int) -> U8:
-    if isinstance(value, str):
-        value = kind[value.upper()]
-    arr = np.asarray(value, dtype=np.uint8)
+def _lanes(value: int | str | Access | Privilege | npt.ArrayLike, kind: type[_Named], n: int) -> U8:
+    """One `kind` value per lane: a name (or member) for every lane, or an integer array of members."""
+    if isinstance(value, str | enum.Enum):
+        return np.full(n, kind.parse(value), dtype=np.uint8)
+    arr = args.u64_array(value, f"{kind.__name__.lower()} lanes")
     if np.any(arr >= len(kind)):
-        raise ValueError(f"not a {kind.__name__}: {value!r}")
-    return np.broadcast_to(arr, (n,)).astype(np.uint8)
+        names = ", ".join(f"{m.value} ({m.label})" for m in kind)
+        raise InvalidArgument(f"{kind.__name__.lower()} lanes must be {names}, not {int(arr[arr >= len(kind)][0])}")
+    try:
+        return np.broadcast_to(arr, (n,)).astype(np.uint8)
+    except ValueError:
+        raise InvalidArgument(f"{arr.size} {kind.__name__.lower()} lanes for {n} addresses") from None
+
+
+def _one(kind: type[_Named], value: object) -> Any:
+    """One `kind` member from a name, a member or its integer value."""
+    if isinstance(value, str | enum.Enum):
+        return kind.parse(value)  # type: ignore[arg-type]
+    number = args.integer(value, kind.__name__.lower(), 0, len(kind))
+    return kind(number)
 
 
 class Walker:
@@ -188,8 +226,9 @@ class Walker:
 
     def translate_many(self, vas: npt.ArrayLike, access: Access | str | npt.ArrayLike = Access.READ,
                        privilege: Privilege | str | npt.ArrayLike = Privilege.SUPERVISOR) -> Translations:
-        """Translate every VA (with one access/privilege, or one per lane)."""
-        va = np.ascontiguousarray(np.asarray(vas, dtype=np.uint64).reshape(-1))
+        """Translate every VA (with one access/privilege, or one per lane). VAs are integers (an integer
+        array or a list of ints); floats and negative values are refused, never truncated."""
+        va = np.ascontiguousarray(args.u64_array(vas, "virtual addresses").reshape(-1))
         n = va.shape[0]
         acc = _lanes(access, Access, n)
         prv = _lanes(privilege, Privilege, n)
@@ -248,12 +287,10 @@ class Walker:
     def translate(self, va: int, access: Access | str = Access.READ,
                   privilege: Privilege | str = Privilege.SUPERVISOR) -> Translation:
         """Translate one VA; the result names the PA or the exact fault and level."""
-        if not 0 <= va < 1 << 64:
-            raise ValueError(f"{va:#x} is not a 64-bit address")
-        t = self.translate_many(np.array([va], dtype=np.uint64), access, privilege)
+        va = args.address(va, "virtual address")
+        acc, prv = _one(Access, access), _one(Privilege, privilege)
+        t = self.translate_many(np.array([va], dtype=np.uint64), acc, prv)
         reason = Reason(int(t.reason[0]))
-        acc = Access[access.upper()] if isinstance(access, str) else Access(access)
-        prv = Privilege[privilege.upper()] if isinstance(privilege, str) else Privilege(privilege)
         stage = int(t.stage[0])
         return Translation(va, acc, prv, int(t.pa[0]) if reason == Reason.OK else None, reason,
                            int(t.level[0]), None if reason == Reason.OK else self.fault_kind(reason, stage),

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pagetable.errors import NoMemory, PhysMemError
+from pagetable.errors import InvalidArgument, InvalidArgumentType, NoMemory, PhysMemError
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 
@@ -258,3 +258,58 @@ def test_allocations_stay_disjoint_aligned_and_accounted(ops: list[tuple[str, in
         assert fa.live() == {h: c for h, (c, _) in model.items()}
         assert fa.in_use == sum(c for c, _ in model.values())
         assert all(fa.ref_count(h) == r for h, (_, r) in model.items())
+
+
+# ------------------------------------------------------------- bad arguments change nothing (issue 9)
+def _state(fa: FrameAllocator) -> tuple[int, dict[int, int], list[int]]:
+    return fa.in_use, fa.live(), [fa.ref_count(pa) for pa in fa.live()]
+
+
+@pytest.mark.parametrize(("call", "error", "message"), [
+    (lambda fa, p: fa.alloc_many(-1), InvalidArgument, "frame count -1 is negative"),   # allocated 255 of 256
+    (lambda fa, p: fa.alloc_many(2.0), InvalidArgumentType, "frame count must be an integer"),
+    (lambda fa, p: fa.reserve(BASE + 4 * FRAME, -1), InvalidArgument, "frame count -1 must be at least 1"),
+    (lambda fa, p: fa.reserve(BASE + 4 * FRAME, 0), InvalidArgument, "must be at least 1"),
+    (lambda fa, p: fa.reserve(BASE + 14 * FRAME, 4), NoMemory, "out of range"),
+    (lambda fa, p: fa.alloc(0), InvalidArgument, "frame count 0 must be at least 1"),
+    (lambda fa, p: fa.alloc(1, align=3 * FRAME), InvalidArgument, "power of two"),
+    (lambda fa, p: fa.alloc(True), InvalidArgumentType, "not bool"),
+    (lambda fa, p: fa.release_many(np.array([p, p], dtype=np.uint64)), PhysMemError,
+     "2 times, but it has 1 reference"),                                 # left the count at -1
+    (lambda fa, p: fa.release_many([p, -FRAME]), InvalidArgument, "is negative"),
+    (lambda fa, p: fa.add_ref_many([p, p + 1]), PhysMemError, "not the start of a live allocation"),
+    (lambda fa, p: fa.free(float(p)), InvalidArgumentType, "must be an integer"),
+    (lambda fa, p: fa.release(p + 2 * FRAME), PhysMemError, "not the start of a live allocation"),
+])
+def test_bad_calls_raise_and_change_nothing(call: object, error: type[Exception], message: str) -> None:
+    _, fa = make()
+    p = fa.alloc()
+    fa.alloc(2)
+    before = _state(fa)
+    with pytest.raises(error, match=message):
+        call(fa, p)  # type: ignore[operator]
+    assert _state(fa) == before
+    assert fa.release(p) == 0          # the bookkeeping still works
+
+
+def test_release_many_is_all_or_nothing_across_allocations() -> None:
+    _, fa = make()
+    a, b = fa.alloc(), fa.alloc()
+    fa.add_ref(b)
+    with pytest.raises(PhysMemError):
+        fa.release_many(np.array([b, a, b, a], dtype=np.uint64))     # b could go twice, a cannot
+    assert (fa.ref_count(a), fa.ref_count(b)) == (1, 2)
+    fa.release_many(np.array([b, a, b], dtype=np.uint64))
+    assert fa.live() == {}
+
+
+def test_misaligned_allocator_base_names_the_base_and_the_frame_size() -> None:
+    """Reading a vector set whose memory starts at 0x80000800 used to say "allocator range ... not
+    frame-aligned"."""
+    mem = PhysMem([(BASE + 0x800, 16 * FRAME)])
+    with pytest.raises(PhysMemError, match="allocator base 0x80000800 is not a multiple of the 0x1000-byte frame"):
+        FrameAllocator(mem)
+    with pytest.raises(InvalidArgumentType, match="needs a PhysMem"):
+        FrameAllocator("mem")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="not a power of two"):
+        FrameAllocator(mem, frame_size=3000)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pagetable.errors import PhysMemError
+from pagetable.errors import InvalidArgument, InvalidArgumentType, PhysMemError
 from pagetable.physmem import PhysMem
 
 BASE = 0x8000_0000
@@ -47,7 +47,7 @@ def test_given_array_is_kept_not_copied() -> None:
     ([(0x1004, 0x1000)], "0x1004"),                   # base not a multiple of 8
     ([(0x1000, 0x1004)], "0x1004"),                   # size not a multiple of 8
     ([(0x1000, 0)], "0x1000"),                        # empty region
-    ([(-8, 0x1000)], "region at"),                    # negative base
+    ([(-8, 0x1000)], "region base -8 is negative"),   # negative base
     ([(0x1000, 0x2000), (0x2000, 0x1000)], "overlap"),
     ([(0x2000, 0x1000), (0x1000, 0x1008)], "overlap"),
     ([], "at least one region"),
@@ -152,9 +152,9 @@ def test_u64_extremes_and_too_wide_values() -> None:
     mem.write_u64(BASE, 2**64 - 1)
     assert mem.read_u64(BASE) == 2**64 - 1
     assert mem.read(BASE, 8) == b"\xff" * 8
-    with pytest.raises(PhysMemError, match="0x10000000000000000"):
+    with pytest.raises(InvalidArgument, match="0x10000000000000000 does not fit in 64 bits"):
         mem.write_u64(BASE, 2**64)
-    with pytest.raises(PhysMemError, match="64 bits"):
+    with pytest.raises(InvalidArgument, match="-1 is negative"):
         mem.write_u64(BASE, -1)
     assert mem.read_u64(BASE) == 2**64 - 1
 
@@ -339,3 +339,86 @@ def test_load_errors_name_the_file(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     with pytest.raises(PhysMemError, match=r"empty\.bin"):
         PhysMem.load([(empty, 0)])
+
+
+# ------------------------------------------------------------- bad arguments change nothing (issue 9)
+def _snapshot(mem: PhysMem) -> list[bytes]:
+    return [r.data.tobytes() for r in mem.regions]
+
+
+@pytest.mark.parametrize(("call", "error", "message"), [
+    (lambda m: m.fill(BASE, -1, 0xAA), InvalidArgument, "size -1 is negative"),
+    (lambda m: m.read(BASE + 0x1000, -8), InvalidArgument, "size -8 is negative"),
+    (lambda m: m.words(BASE + 0x1000, -1), InvalidArgument, "word count -1 is negative"),
+    (lambda m: m.view(BASE, -4096), InvalidArgument, "is negative"),
+    (lambda m: m.fill(BASE, 8, 256), InvalidArgument, "fill byte 256 does not fit in 8 bits"),
+    (lambda m: m.read(float(BASE), 8), InvalidArgumentType, "must be an integer, not float"),
+    (lambda m: m.read(str(BASE), 8), InvalidArgumentType, "must be an integer, not str"),
+    (lambda m: m.read(BASE, 8.0), InvalidArgumentType, "must be an integer, not float"),
+    (lambda m: m.read(True, 8), InvalidArgumentType, "must be an integer, not bool"),
+    (lambda m: m.write(BASE, [1, 2, 3]), InvalidArgumentType, "bytes-like"),
+    (lambda m: m.write(BASE, "abc"), InvalidArgumentType, "bytes-like"),
+    (lambda m: m.write(BASE, np.zeros(4, dtype=np.int32)), InvalidArgumentType, "uint8"),
+    (lambda m: m.write_u64(BASE, 1.5), InvalidArgumentType, "u64 value must be an integer"),
+    (lambda m: m.read((1 << 64) - 8, 16), InvalidArgument, "ends beyond 2\\*\\*64"),
+    (lambda m: m.read_u64(1 << 64), InvalidArgument, "does not fit in 64 bits"),
+    (lambda m: m.read_u64_np([BASE, -8]), InvalidArgument, "-8 is negative"),
+    (lambda m: m.read_u64_np(np.array([BASE + 0.5])), InvalidArgumentType, "not floats"),
+    (lambda m: m.write_u64_np([BASE, BASE + 8], [1, 2, 3]), InvalidArgument, "3 values for 2 addresses"),
+    (lambda m: m.write_u64_np([BASE], [-1]), InvalidArgument, "-1 is negative"),
+    (lambda m: m.write_u64_np([BASE], [2**64]), InvalidArgument, "does not fit in 64 bits"),
+    (lambda m: m.contains_np([BASE], -1), InvalidArgument, "size -1 is negative"),
+])
+def test_bad_arguments_raise_and_change_nothing(call: object, error: type[Exception], message: str) -> None:
+    """Negative sizes used to be read as "to the end of the region": fill(pa, -1) overwrote the whole region,
+    read(pa, -8) returned 4,088 bytes, words(pa, -1) 511 words."""
+    mem = two_regions()
+    mem.write(BASE, bytes(range(256)) * (SIZE // 256))
+    before = _snapshot(mem)
+    with pytest.raises(error, match=message):
+        call(mem)  # type: ignore[operator]
+    assert _snapshot(mem) == before
+
+
+def test_numpy_integers_are_integers() -> None:
+    mem = two_regions()
+    mem.write_u64(np.uint64(BASE), np.uint64(7))  # type: ignore[arg-type]
+    assert mem.read(np.int64(BASE), np.int32(8)) == (7).to_bytes(8, "little")  # type: ignore[arg-type]
+    assert mem.read_u64_np(np.array([BASE], dtype=np.int64)).tolist() == [7]
+
+
+@pytest.mark.parametrize(("regions", "message"), [
+    ([((1 << 64) - 8, 16)], "ends beyond 2\\*\\*64"),           # accepted before: [..., 0x10000000000000008)
+    ([((1 << 64) + 8, 16)], "region base 0x10000000000000008 does not fit in 64 bits"),   # was OverflowError
+    ([(1.5, 16)], "region base must be an integer"),
+    ([(0x1000, "16")], "region size must be an integer"),
+    ([(0x1000, -16)], "region size -16 is negative"),
+])
+def test_regions_beyond_2_64_or_of_the_wrong_type_are_physmem_errors(regions: list[tuple[object, object]],
+                                                                      message: str) -> None:
+    with pytest.raises(PhysMemError, match=message):
+        PhysMem(regions)  # type: ignore[arg-type]
+
+
+def test_region_lists_of_the_wrong_shape() -> None:
+    with pytest.raises(InvalidArgumentType, match="iterable"):
+        PhysMem(5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentType, match="pair"):
+        PhysMem([(0x1000, 16, 3)])  # type: ignore[list-item]
+
+
+def test_a_region_the_machine_cannot_hold_is_a_physmem_error() -> None:
+    with pytest.raises(PhysMemError, match="cannot allocate 0x10000000000000000 bytes"):
+        PhysMem([(0, 1 << 64)])
+
+
+def test_load_refuses_directories_and_bad_bases(tmp_path: Path) -> None:
+    (tmp_path / "mem.bin").write_bytes(bytes(4096))
+    with pytest.raises(PhysMemError, match="is a directory"):
+        PhysMem.load([(tmp_path, BASE)])
+    with pytest.raises(PhysMemError, match="is missing"):
+        PhysMem.load([(tmp_path / "nope.bin", BASE)])
+    with pytest.raises(InvalidArgument, match="does not fit in 64 bits"):
+        PhysMem.load([(tmp_path / "mem.bin", 1 << 64)])
+    with pytest.raises(PhysMemError, match="ends beyond 2\\*\\*64"):
+        PhysMem.load([(tmp_path / "mem.bin", (1 << 64) - 4096 + 8)])

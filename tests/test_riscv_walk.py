@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from pagetable.arch.riscv_sv39 import SV39, SV48, SV57, RiscvCodec, Satp
 from pagetable.arch.riscv_sv39.walk import RiscvOptions, RiscvRules
+from pagetable.errors import InvalidArgument, InvalidArgumentType
 from pagetable.flags import MappingFlags
 from pagetable.format import PagingFormat
 from pagetable.frames import FrameAllocator
@@ -111,16 +112,36 @@ def test_a_4k_translation(fmt: PagingFormat) -> None:
 
 def test_translate_rejects_bad_arguments() -> None:
     w = Setup().walker()
-    with pytest.raises(ValueError, match="64-bit"):
+    with pytest.raises(InvalidArgument, match="does not fit in 64 bits"):
         w.translate(1 << 64)
-    with pytest.raises(ValueError, match="64-bit"):
+    with pytest.raises(InvalidArgument, match="-1 is negative"):
         w.translate(-1)
-    with pytest.raises(ValueError, match="Access"):
+    with pytest.raises(InvalidArgument, match=r"access lanes must be 0 \(read\), 1 \(write\), 2 \(execute\), not 3"):
         w.translate_many([0], access=3)
-    with pytest.raises(ValueError, match="Privilege"):
+    with pytest.raises(InvalidArgument, match="privilege lanes must be"):
         w.translate_many([0], privilege=[2])
-    with pytest.raises(KeyError):
-        w.translate(0, "fetch")
+    with pytest.raises(InvalidArgument, match=r"access must be one of read, write, execute, load, .*not str 'fetchh'"):
+        w.translate(0, "fetchh")
+    with pytest.raises(InvalidArgumentType, match="must be integers, not floats"):
+        w.translate_many([4096.7])
+    with pytest.raises(InvalidArgumentType, match="virtual address must be an integer, not float"):
+        w.translate(4096.0)      # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="virtual addresses: -1 is negative"):
+        w.translate_many(np.array([4096, -1]))
+    with pytest.raises(InvalidArgument, match="2 access lanes for 3 addresses"):
+        w.translate_many([0, 1, 2], access=[0, 1])
+
+
+@pytest.mark.parametrize(("name", "access"), [("fetch", Access.EXECUTE), ("instruction", Access.EXECUTE),
+                                              ("X", Access.EXECUTE), ("Load", Access.READ), ("store", Access.WRITE),
+                                              ("r", Access.READ), ("WRITE", Access.WRITE)])
+def test_access_names_accept_the_manuals_synonyms(name: str, access: Access) -> None:
+    w = Setup().walker()
+    for va in (0x1000, 0x5000, 1 << 60):
+        assert w.translate(va, name).reason == w.translate(va, access).reason
+        assert w.translate(va, name).access == access
+    assert w.translate(0x1000, "read", "u").privilege == Privilege.USER
+    assert w.translate(0x1000, "read", "S").privilege == Privilege.SUPERVISOR
 
 
 def test_labels() -> None:

@@ -15,6 +15,8 @@ from pagetable.arch.riscv_sv39 import SV39, SV48, SV57
 from pagetable.errors import (
     AlreadyMapped,
     InvalidAddress,
+    InvalidArgument,
+    InvalidArgumentType,
     InvalidFlags,
     MappedToHugePage,
     NoMemory,
@@ -949,3 +951,94 @@ class PageTableModel(RuleBasedStateMachine):
 PageTableModel.TestCase.settings = settings(max_examples=30, stateful_step_count=25, deadline=None)
 TestPageTableModel = PageTableModel.TestCase
 
+
+
+# --------------------------------------------------------------------------- cyclic and aliased tables
+def _ptr(table: int) -> int:
+    return (table >> 12) << 10 | 0x1                     # V=1, R=W=X=0: a pointer to `table`
+
+
+def test_walk_of_a_self_referencing_root_is_bounded_and_says_so() -> None:
+    """512 pointers from the root to itself used to make walk() build 512**3 entries (a 1 GiB array, then
+    MemoryError) and list nothing."""
+    mem, _fa, pt = make(SV48)
+    mem.words(pt.root_paddr, 512)[:] = _ptr(pt.root_paddr)
+    w = pt.walk()
+    assert len(w) == 0
+    assert len(w.problems) == 1
+    assert "and 511 more entries" in w.problems[0] and "a loop" in w.problems[0]
+    assert f"table {pt.root_paddr:#x} the level-2 table" in w.problems[0]
+
+
+def test_walk_lists_a_shared_table_once_and_names_its_sharers() -> None:
+    mem, _fa, pt = make(SV39)
+    pt.map(0x20_0000, 0x9000_0000, K4, R)                # a PTE table under root entry 0, PMD entry 1
+    slot = pt.lookup(0x20_0000, 1)
+    for k in (3, 5):
+        mem.write_u64(slot.table + 8 * k, slot.raw)      # PMD entries 3 and 5 share that PTE table
+    w = pt.walk()
+    assert w.va.tolist() == [0x20_0000]
+    assert len(w.problems) == 1
+    assert "is shared by 3 entries (VAs 0x200000, 0x600000, 0xa00000)" in w.problems[0]
+
+
+def test_walk_reports_a_table_used_at_two_levels() -> None:
+    mem, _fa, pt = make(SV39)
+    pt.map(0x20_0000, 0x9000_0000, K4, R)
+    pmd = pt.lookup(0x20_0000, 1).table
+    pt.map(0x4000_0000 + 0x1000, 0x9000_1000, K4, R)     # another PMD table under root entry 1
+    other = pt.lookup(0x4000_0000, 1).table
+    mem.write_u64(other + 8 * 7, _ptr(pmd))              # ... whose entry 7 uses the first PMD table as a PTE table
+    w = pt.walk()
+    assert sorted(w.va.tolist()) == [0x20_0000, 0x4000_1000]
+    assert len(w.problems) == 1
+    assert f"makes table {pmd:#x} the level-0 table for VA 0x40e00000" in w.problems[0]
+    assert "also used at level 1" in w.problems[0]
+
+
+def test_walk_memory_is_bounded_on_random_pointer_soup() -> None:
+    """Every entry of every table points at some table of the region: the walk reads each table once."""
+    mem = PhysMem([(RAM, 64 * K4)])
+    fa = FrameAllocator(mem)
+    pt = PageTable(SV57, mem, fa)
+    rng = np.random.default_rng(1)
+    tables = np.uint64(RAM) + rng.integers(0, 64, size=64 * 512).astype(np.uint64) * np.uint64(K4)
+    mem.regions[0].words[:] = ((tables >> np.uint64(12)) << np.uint64(10)) | np.uint64(1)
+    w = pt.walk()
+    assert len(w) == 0 and 0 < len(w.problems) <= 64 * 5
+
+
+def test_root_errors_say_which_rule_failed() -> None:
+    """An aligned root outside RAM used to be reported as "not 0x1000-aligned RAM"."""
+    mem, fa, _ = make(SV39)
+    with pytest.raises(InvalidAddress, match=r"root table \[0x1000, 0x2000\) is not inside RAM"):
+        PageTable(SV39, mem, fa, root=0x1000)
+    with pytest.raises(InvalidAddress, match="is not aligned to its 0x1000-byte size"):
+        PageTable(SV39, mem, fa, root=RAM + 8)
+
+
+@pytest.mark.parametrize(("call", "error", "message"), [
+    (lambda pt: pt.map(4096.0, RAM, K4, R), InvalidArgumentType, "virtual address must be an integer"),
+    (lambda pt: pt.map(0x1000, "0x80000000", K4, R), InvalidArgumentType, "physical address must be an integer"),
+    (lambda pt: pt.map(0x1000, RAM, K4, "r"), InvalidArgumentType, "flags must be an integer"),
+    (lambda pt: pt.map(0x1000, RAM, K4, 1 << 8), InvalidArgument, "not MappingFlags"),
+    (lambda pt: pt.map(0x1000, -K4, K4, R), InvalidAddress, "wider than"),
+    (lambda pt: pt.map_region(0x1000, RAM, -K4, R), NotAligned, "must be positive"),
+    (lambda pt: pt.map_region(0x1000, RAM, float(K4), R), InvalidArgumentType, "region size"),
+    (lambda pt: pt.map_region(0x1000, RAM, K4, R, allow_huge=1), InvalidArgumentType, "allow_huge"),
+    (lambda pt: pt.map_region(0x1000, np.array([RAM + 0.5]), K4, R), InvalidArgumentType, "not floats"),
+    (lambda pt: pt.map_pages(np.array([0x1000]), np.array([-K4]), R), InvalidArgument, "is negative"),
+    (lambda pt: pt.unmap_region(0x1000, K4 * 1.0), InvalidArgumentType, "region size"),
+    (lambda pt: pt.query(None), InvalidArgumentType, "virtual address must be an integer"),
+    (lambda pt: pt.lookup(0x1000, depth=7), InvalidArgument, "depth 7 must be below 3"),
+    (lambda pt: pt.walk(-1), InvalidArgument, "walk start -1 is negative"),
+    (lambda pt: pt.walk(0, 1 << 65), InvalidArgument, "walk end"),
+    (lambda pt: pt.walk(placeholders=None), InvalidArgumentType, "placeholders"),
+])
+def test_bad_arguments_raise_and_change_nothing(call: object, error: type[Exception], message: str) -> None:
+    mem, fa, pt = make(SV39)
+    pt.map(0x5000, RAM + 0x10_0000, K4, RW)
+    before = (mem.regions[0].data.tobytes(), fa.live())
+    with pytest.raises(error, match=message):
+        call(pt)  # type: ignore[operator]
+    assert (mem.regions[0].data.tobytes(), fa.live()) == before
