@@ -7,7 +7,8 @@ the output address is RAM. It runs on many addresses at once with numpy: `transl
 implementation and `translate` is one lane of it, so there is one code path for every rule.
 
 Two-stage translation (a hypervisor's guest): give the first-stage walker a `stage2` walker. Then every
-first-stage table fetch is itself translated by stage 2 (as an implicit read), and so is the final
+first-stage table fetch is itself translated by stage 2 (as an implicit read, with the rules
+`stage2.rules.implicit()` gives), and so is the final
 guest-physical address (with the original access); a stage-2 fault stops the walk with `stage == 2`, the
 stage-2 level and reason, and the guest-physical address that faulted in `gpa`. Where the first stage's
 hardware would write an entry back (`WalkRules.writes_back`: RISC-V Svadu A/D updates), that entry's
@@ -129,6 +130,11 @@ class WalkRules(Protocol):
         the walk, e.g. setting Accessed/Dirty bits."""
         ...
 
+    def implicit(self) -> WalkRules:
+        """The rules for the implicit accesses another stage's walk makes through this one (a stage-1 table
+        read, or its entry update): for RISC-V, the G-stage without MXR, which affects explicit loads only."""
+        ...
+
 
 @dataclass(frozen=True)
 class Translation:
@@ -204,6 +210,7 @@ class Walker:
         self.mem = mem
         self.rules = rules
         self.stage2 = stage2
+        self._implicit = None if stage2 is None else Walker(stage2.mem, stage2.rules.implicit())
 
     def fault_kind(self, reason: Reason, stage: int = 1) -> FaultKind:
         """The exception class of a fault that `stage` (1, or 2 for the stage-2 walk) stopped with."""
@@ -214,8 +221,9 @@ class Walker:
     def _stage2(self, lanes: npt.NDArray[np.intp], gpas: U64, acc: U8, out: Translations, implicit: bool) -> U64:
         """Translate `gpas` (for `lanes`) through stage 2; record its faults in `out` (`implicit`: these are
         stage-1 table accesses); return the HPAs (meaningful where the lane did not fault)."""
-        assert self.stage2 is not None
-        t2 = self.stage2.translate_many(gpas, acc, Privilege.USER)
+        stage2 = self._implicit if implicit else self.stage2
+        assert stage2 is not None
+        t2 = stage2.translate_many(gpas, acc, Privilege.USER)
         bad = t2.reason != Reason.OK
         hit = lanes[bad]
         out.reason[hit], out.level[hit], out.pte[hit] = t2.reason[bad], t2.level[bad], t2.pte[bad]

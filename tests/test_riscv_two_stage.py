@@ -64,7 +64,8 @@ def test_vs_table_fetch_is_an_implicit_g_stage_read() -> None:
     assert (t.reason, t.fault, t.stage) == (Reason.PERMISSION, FaultKind.GUEST_PAGE_FAULT, 2)
     assert t.gpa == leaf_table + 8 and t.level == 0              # the VS PTE address, at G-stage level 0
     assert t.implicit
-    assert two_stage_walker(m.mem, m.vsatp, m.hgatp, HypervisorOptions(hs_mxr=True)).translate(0x1000, "read").ok
+    t = two_stage_walker(m.mem, m.vsatp, m.hgatp, HypervisorOptions(hs_mxr=True)).translate(0x1000, "read")
+    assert (t.reason, t.stage, t.implicit) == (Reason.PERMISSION, 2, True)    # MXR: explicit loads only
     m.g.unmap_region(leaf_table, 0x1000)
     t = w.translate(0x1000, "read")
     assert (t.reason, t.stage, t.gpa) == (Reason.INVALID, 2, leaf_table + 8)
@@ -150,3 +151,26 @@ def test_g_stage_leaves_give_the_guest_physical_memory_view() -> None:
     m.g.unmap_region(GUEST, GSIZE)
     m.g.unmap(0x4000_0000)
     assert m.g.walk().memory(m.mem) is None
+
+
+def test_hs_mxr_never_makes_a_vs_table_readable_through_an_execute_only_gstage_page() -> None:
+    """sstatus.MXR makes execute-only pages readable for explicit loads only. With --hs-mxr the walker used to
+    apply it to the implicit reads of a VS-stage table too, and returned a PA where hardware (and QEMU) take
+    a load guest-page fault at the table's GPA."""
+    m = Machine()
+    table_gpa = GUEST + GSIZE                              # a guest page outside guest RAM, mapped X-only
+    m.g.map(table_gpa, HOST + (4 << 20), 0x1000, F.EXECUTE | F.USER)
+    data_gpa = table_gpa + 0x1000                          # and an explicit X-only data page
+    m.g.map(data_gpa, HOST + (4 << 20) + 0x1000, 0x1000, F.EXECUTE | F.USER)
+    m.vs.map(0x4000, data_gpa, 0x1000, F.READ | F.WRITE | F.EXECUTE)
+    slot = m.vs.lookup(0x20_0000, 1)                       # a PMD entry pointing at a VS table on that page
+    m.guest_mem.write_u64(slot.table + 8 * 1, (table_gpa >> 12) << 10 | PTE.mask("V"))
+    m.mem.write_u64(HOST + (4 << 20), PTE.mask("V", "R", "W", "X", "A", "D") | (data_gpa >> 12) << 10)
+    w = two_stage_walker(m.mem, m.vsatp, m.hgatp, HypervisorOptions(hs_mxr=True))
+    for access in Access:
+        t = w.translate(0x20_0000, access)
+        assert (t.reason, t.stage, t.gpa, t.implicit, t.fault) == \
+            (Reason.PERMISSION, 2, table_gpa, True, FaultKind.GUEST_PAGE_FAULT), access
+    t = w.translate(0x4000, "read")                        # the explicit load of an X-only page: MXR applies
+    assert t.ok and t.pa == HOST + (4 << 20) + 0x1000
+    assert not two_stage_walker(m.mem, m.vsatp, m.hgatp).translate(0x4000, "read").ok

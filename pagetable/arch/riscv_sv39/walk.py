@@ -16,7 +16,7 @@ VAs must be sign-extended from bit 38/47/56, else page fault (reported at the ro
 
 G-stage (`RiscvRules.gstage(hgatp)`, hypervisor extension "Guest Physical Address Translation"): the same
 steps over Sv39x4/Sv48x4/Sv57x4 with every access checked as a U-mode access (so leaves need U=1; SUM plays no
-part), MXR meaning the HS-level sstatus.MXR, guest-physical addresses zero-extended (a wider GPA faults), and
+part), MXR meaning the HS-level sstatus.MXR (explicit loads only: `implicit()`), guest-physical addresses zero-extended (a wider GPA faults), and
 page faults reported as guest-page faults.
 """
 
@@ -134,6 +134,13 @@ class RiscvRules:
         out: Bool = leaf & (~_bit(pte, A) | ((access == Access.WRITE) & ~_bit(pte, D)))
         return out
 
+    def implicit(self) -> RiscvRules:
+        """The rules for a VS-stage table access through this G-stage: MXR off. The hypervisor extension
+        ("Two-Stage Address Translation"): sstatus.MXR makes execute-only pages readable by explicit loads;
+        the implicit reads of VS-stage page tables are not explicit loads, so an execute-only G-stage page
+        under a VS-stage table is a guest-page fault whatever MXR says."""
+        return RiscvRules(self.atp, dataclasses.replace(self.options, mxr=False))
+
 
 @dataclass(frozen=True)
 class HypervisorOptions:
@@ -159,7 +166,7 @@ def two_stage_walker(mem: PhysMem, vsatp: int | Vsatp, hgatp: int | Hgatp,
     Hypervisor extension, "Two-Stage Address Translation" (`options`, default all off and Svade): the VS-stage
     uses vsstatus.SUM (`vs_sum`), and
     makes X pages readable when vsstatus.MXR or the HS-level sstatus.MXR is set; the G-stage only honours
-    sstatus.MXR (`hs_mxr`). VS-stage table fetches are checked by the G-stage as reads and, with Svadu, a VS
+    sstatus.MXR (`hs_mxr`), and only for explicit loads (`RiscvRules.implicit`). VS-stage table fetches are checked by the G-stage as reads and, with Svadu, a VS
     leaf whose A/D bits hardware sets is checked as a write (the spec: "permissions and the need to set A
     and/or D bits at the G-stage level are checked as though for an implicit load or store, not for the
     original access type"); a G-stage fault is a guest-page fault reported with `stage == 2` and the
