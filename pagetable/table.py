@@ -492,8 +492,9 @@ class PageTable:
     def copy_from(self, other: PageTable, start: int, size: int) -> None:
         """Share `other`'s root entries covering [start, start + size) (e.g. the kernel half). Shared
         subtrees stay `other`'s: this table never frees them. A slot already in use here: AlreadyMapped."""
-        if other.fmt != self.fmt or other.mem is not self.mem:
-            raise ValueError("copy_from needs a table of the same format in the same memory")
+        start, size = args.span(start, size, "range")
+        if not isinstance(other, PageTable) or other.fmt != self.fmt or other.mem is not self.mem:
+            raise InvalidArgument("copy_from needs a table of the same format in the same memory")
         if size == 0:
             return
         self.fmt.check_va(start)
@@ -511,6 +512,7 @@ class PageTable:
     def uncopy(self, start: int, size: int) -> None:
         """Undo `copy_from` for [start, start + size): clear the borrowed root entries there (the other
         table keeps its subtrees)."""
+        start, size = args.span(start, size, "range")
         if size == 0:
             return
         self.fmt.check_va(start)

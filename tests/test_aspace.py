@@ -125,6 +125,23 @@ def test_cow_file_backed_and_protect_keeps_shared_pages_read_only() -> None:
     assert a.frames.in_use == 0
 
 
+@pytest.mark.parametrize("offset", [0x800, 0xFF8, 8, -0x10])
+def test_cow_file_image_that_starts_inside_a_page(offset: int) -> None:
+    """With `start` not page-aligned, the file bytes before the first page boundary used to read as zeros."""
+    a = space()
+    image = bytes(range(1, 256)) * 40                          # 10,200 bytes, no zero byte
+    a.map(BASE, 0x5000, RW, False, Cow(BASE + offset, image))
+    got = a.read(BASE, 0x5000)
+    want = bytearray(0x5000)
+    lo = max(offset, 0)
+    want[lo:offset + len(image)] = image[lo - offset:]
+    assert got == bytes(want)
+    with pytest.raises(InvalidParam):
+        Cow(-1, image)
+    with pytest.raises(InvalidParam):
+        Cow(BASE, "text")  # type: ignore[arg-type]
+
+
 def test_shared_pages_are_seen_by_every_space() -> None:
     a = space()
     pages = SharedPages(a.page_table, 2)
@@ -140,6 +157,40 @@ def test_shared_pages_are_seen_by_every_space() -> None:
         s.destroy()
     pages.close()
     assert a.frames.in_use == 0
+
+
+@pytest.mark.parametrize("call", [
+    lambda a: a.map(float(BASE), 0x1000, RW, False, Cow()),
+    lambda a: a.map(BASE, -0x1000, RW, False, Cow()),
+    lambda a: a.map(BASE, 0x1000, "rw", False, Cow()),
+    lambda a: a.map(BASE, 0x1000, 1 << 9, False, Cow()),
+    lambda a: a.map(BASE, 0x1000, RW, 1, Cow()),
+    lambda a: a.map(BASE, 0x1000, RW, False, object()),
+    lambda a: a.map_linear(BASE, -0x1000, 0x1000, RW),
+    lambda a: a.map_alloc(BASE, 0x1000, RW, "yes"),
+    lambda a: a.protect(BASE, 4096.0, RO),
+    lambda a: a.protect(BASE, 0x1000, None),
+    lambda a: a.unmap(BASE + 0.5, 0x1000),
+    lambda a: a.read(BASE, -1),
+    lambda a: a.write(BASE, "text"),
+    lambda a: a.populate_area(BASE, 0x1000, "w"),
+    lambda a: a.check_region_access(BASE, (1 << 64), RO),
+    lambda a: a.handle_page_fault("0x10000000", F.READ),
+    lambda a: a.find_free_area(BASE, 0x1000, "0", BASE + SIZE),
+    lambda a: a.find_free_area(BASE, 4096.0, BASE, BASE + SIZE),
+    lambda a: a.contains_range(None, 1),
+    lambda a: a.copy_mappings_from("kernel"),
+    lambda a: AddrSpace.new_empty(SV39, BASE, 1.5),  # type: ignore[arg-type]
+])
+def test_bad_arguments_are_einval_and_change_nothing(call: object) -> None:
+    a = space()
+    a.map(BASE, 0x2000, RW, True, Cow())
+    a.write(BASE, b"data")
+    before = (a.maps(), a.frames.live(), a.page_table.walk().raw.tolist(), a.read(BASE, 4))
+    with pytest.raises(InvalidParam) as e:
+        call(a)  # type: ignore[operator]
+    assert e.value.errno == errno.EINVAL
+    assert (a.maps(), a.frames.live(), a.page_table.walk().raw.tolist(), a.read(BASE, 4)) == before
 
 
 def space_sharing(a: AddrSpace) -> AddrSpace:

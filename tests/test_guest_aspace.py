@@ -131,3 +131,21 @@ def test_gpa_walker_fault_kind_for_a_hole() -> None:
     g = make()
     h = Walker(g.frames.mem, RiscvRules.gstage(Hgatp.for_table(SV39X4, g.page_table_root)))
     assert h.translate(BASE, "read").fault == FaultKind.GUEST_PAGE_FAULT
+
+
+def test_byte_buffers_keep_copy_on_write_clones_apart() -> None:
+    """translated_byte_buffer handed out writable views of frames a clone shares copy-on-write."""
+    from pagetable.mm import Cow
+    g = make()
+    g.map(BASE, 0x2000, RW | F.USER, True, Cow())
+    g.write_buffer(BASE + 0x10, b"parent")
+    child = g.try_clone()
+    views = g.translated_byte_buffer(BASE + 0x10, 6)
+    assert views is not None and not any(v.flags.writeable for v in views)
+    with pytest.raises(ValueError, match="read-only"):
+        views[0][:] = 0
+    g.write_buffer(BASE + 0x10, b"PARENT")                  # breaks the sharing, then writes
+    assert g.read_buffer(BASE + 0x10, 6) == b"PARENT" and child.read_buffer(BASE + 0x10, 6) == b"parent"
+    mine = g.translated_byte_buffer(BASE + 0x10, 6)
+    assert mine is not None and all(v.flags.writeable for v in mine)
+    child.destroy()

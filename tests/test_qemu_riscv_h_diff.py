@@ -46,8 +46,8 @@ from pagetable.arch.riscv_sv39 import PTE, SV39, Hgatp, Satp, Vsatp
 from pagetable.arch.riscv_sv39.walk import U8, U64, Bool, RiscvOptions, RiscvRules
 from pagetable.physmem import PhysMem
 from pagetable.vectors import Case, VectorSet, generate_riscv
-from pagetable.vectors.riscv_modes import vector_mode
 from pagetable.vectors.qemu_riscv import RAM_BASE, ProbeCase, ProbeResult, plan_layout, run_probes
+from pagetable.vectors.riscv_modes import vector_mode
 from pagetable.walker import FaultKind, Reason, Translations, Walker
 
 from .conftest import require_qemu

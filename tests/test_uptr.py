@@ -17,6 +17,7 @@ from pagetable.mm import AddrSpace, Cow
 from pagetable.physmem import PhysMem
 from pagetable.uptr import (
     C_CHAR,
+    PATH_MAX,
     KernelFault,
     LockedAddrSpace,
     UserConstPtr,
@@ -25,6 +26,8 @@ from pagetable.uptr import (
     accessing_user_memory,
     check_null_terminated,
     check_region,
+    copy_from_user,
+    copy_to_user,
     is_accessing_user_memory,
     pointer_to,
     user_fault,
@@ -189,13 +192,89 @@ def test_pointer_kinds_provider_and_views() -> None:
     assert UserConstPtr(P0 + 8, rec).get(a)["y"] == 4
     assert UserConstPtr(P0 + 8, np.uint32).cast(np.uint64).get(a) == 3 | 4 << 32
     assert UserConstPtr(0, np.uint8).nullable() is None and UserPtr(8, np.uint8).nullable() is not None
-    # a linear user mapping is physically contiguous: the slice is a view of physical memory
+    # even over physically contiguous pages the slice is a copy; `write` stores it back
     a.map_linear(BASE + 0x10000, RAM + (8 << 20), 0x2000, URW)
-    arr = UserPtr(BASE + 0x10FF0, np.uint8).get_as_slice(a, 0x20)
-    assert isinstance(arr, np.ndarray)
+    ptr = UserPtr(BASE + 0x10FF0, np.uint8)
+    arr = ptr.get_as_slice(a, 0x20)
+    assert isinstance(arr, np.ndarray) and arr.flags.writeable
     arr[:] = 9
-    assert a.read(BASE + 0x10FF0, 0x20) == bytes([9]) * 0x20
-    assert a.frames.mem.read(RAM + (8 << 20) + 0xFF0, 1) == b"\x09"
+    assert a.read(BASE + 0x10FF0, 0x20) == bytes(0x20)
+    ptr.write(a, arr)
+    assert a.frames.mem.read(RAM + (8 << 20) + 0xFF0, 0x20) == bytes([9]) * 0x20
+
+
+def test_a_slice_kept_across_a_cow_clone_cannot_write_into_the_child() -> None:
+    """A writable view from get_as_slice, kept across try_clone, used to write into the child's memory too."""
+    a = make()
+    p = UserPtr(P0, np.uint64)
+    p.write(a, [1, 2, 3, 4])
+    kept = p.get_as_slice(a, 4)
+    child = a.try_clone()
+    assert isinstance(kept, np.ndarray)
+    kept[:] = 99
+
+    def values(space: AddrSpace) -> list[int]:
+        return list(map(int, p.get_as_slice(space, 4)))
+    assert values(a) == values(child) == [1, 2, 3, 4]
+    p.write(a, kept)
+    assert values(a) == [99] * 4 and values(child) == [1, 2, 3, 4]
+    child.destroy()
+
+
+def test_copy_from_and_to_user_refuse_kernel_only_pages() -> None:
+    """copy_from_user returned the bytes of a kernel-only R|W page and copy_to_user overwrote them."""
+    a = make()
+    a.write(P3, b"kernel secret")
+    for start, size in ((P3, 13), (P3 - 8, 16)):         # the kernel page alone, and a range running into it
+        with pytest.raises(UserMemoryError) as e:
+            copy_from_user(a, start, size)
+        assert code(e) == errno.EFAULT
+        with pytest.raises(UserMemoryError) as e:
+            copy_to_user(a, start, b"x" * size)
+        assert code(e) == errno.EFAULT
+    assert a.read(P3, 13) == b"kernel secret"
+    assert copy_from_user(a, P1, 14) == b"read-only page"        # user pages still work
+    copy_to_user(a, P0, b"ok")
+    assert copy_from_user(a, P0, 2) == b"ok"
+
+
+def test_path_max_counts_the_terminating_nul() -> None:
+    """Linux: a 4,095-character path fits PATH_MAX; 4,096 characters plus the NUL are ENAMETOOLONG."""
+    a = AddrSpace.new_empty(SV39, BASE, 0x1000_0000, FrameAllocator(PhysMem([(RAM, 1 << 20)])))
+    a.map_alloc(P0, 0x3000, URW, True)
+    for n, ok in ((PATH_MAX - 1, True), (PATH_MAX, False), (PATH_MAX + 1, False)):
+        a.write(P0, b"a" * n + b"\0")
+        if ok:
+            assert UserConstPtr(P0, C_CHAR).get_as_str(a) == "a" * n
+            assert check_null_terminated(a, P0, 1, URO) == n
+        else:
+            with pytest.raises(UserMemoryError) as e:
+                UserConstPtr(P0, C_CHAR).get_as_str(a)
+            assert code(e) == errno.ENAMETOOLONG
+
+
+@pytest.mark.parametrize(("call", "errno_"), [
+    (lambda a: copy_from_user(a, -1, 4), errno.EFAULT),
+    (lambda a: copy_from_user(a, P0, -4), errno.EFAULT),
+    (lambda a: copy_from_user(a, float(P0), 4), errno.EFAULT),  # type: ignore[arg-type]
+    (lambda a: copy_from_user(a, (1 << 64) - 2, 4), errno.EFAULT),
+    (lambda a: copy_to_user(a, P0, "text"), errno.EINVAL),  # type: ignore[arg-type]
+    (lambda a: check_region(a, P0, 8, 0, URO), errno.EINVAL),
+    (lambda a: check_region(a, P0, 8, 8, "r"), errno.EINVAL),  # type: ignore[arg-type]
+    (lambda a: check_null_terminated(a, P0, 3, URO), errno.EINVAL),
+    (lambda a: check_null_terminated(a, P0, 1, URO, limit=0), errno.EINVAL),
+    (lambda a: UserPtr(-8, np.uint8), errno.EFAULT),
+    (lambda a: UserPtr(P0, np.uint8).get_as_slice(a, -1), errno.EINVAL),
+    (lambda a: UserPtr(P0, np.uint8).get_as_slice(a, 1.5), errno.EINVAL),  # type: ignore[arg-type]
+    (lambda a: copy_from_user("space", P0, 4), errno.EINVAL),  # type: ignore[arg-type]
+])
+def test_bad_arguments_are_errno_errors_and_touch_nothing(call: object, errno_: int) -> None:
+    a = make()
+    before = (a.frames.live(), a.page_table.walk().raw.tolist())
+    with pytest.raises(UserMemoryError) as e:
+        call(a)  # type: ignore[operator]
+    assert code(e) == errno_
+    assert (a.frames.live(), a.page_table.walk().raw.tolist()) == before
 
 
 SPACE = make()

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Generic, Protocol, TypeVar
 
+from .. import args
 from ..flags import MappingFlags
+from .errors import InvalidParam
 
 PT = TypeVar("PT", contravariant=True)
 
@@ -41,6 +43,10 @@ class MemoryArea(Generic[B]):
     size: int
     flags: MappingFlags
     backend: B
+
+    def __post_init__(self) -> None:
+        args.span(self.start, self.size, "area", error=InvalidParam)
+        args.flags(self.flags, "area flags", error=InvalidParam)
 
     @property
     def end(self) -> int:

@@ -9,6 +9,10 @@ Differences from the Rust crates, each a fix (§11 items 10-13):
   without an area or permission → `BadAddress` (EFAULT); never a panic;
 - copy-on-write counts have no 255 limit, and a write fault on a sole owner restores WRITE on the entry
   (not only on the area).
+
+Every argument is checked before anything changes: an address or size that is not an integer, flags that
+are not `MappingFlags`, a `populate` that is not a bool or a backend that is not one is `InvalidParam`
+(EINVAL); a failed call leaves the areas, the entries and the frames as they were.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Self, TypeVar
 
+from .. import args
 from ..errors import NoMemory, PagetableError, PagingError
 from ..flags import MappingFlags
 from ..format import PagingFormat
@@ -36,6 +41,9 @@ class AddrSpace:
     """The VA range [base, base + size) of `fmt` tables, with its areas."""
 
     def __init__(self, fmt: PagingFormat, base: int, size: int, frames: FrameAllocator) -> None:
+        if not isinstance(fmt, PagingFormat) or not isinstance(frames, FrameAllocator):
+            raise InvalidParam("an address space needs a PagingFormat and a FrameAllocator")
+        base, size = args.span(base, size, "address space", error=InvalidParam)
         self.fmt = fmt
         self._base, self._size = base, size
         self._pt = PageTable(fmt, frames.mem, frames)
@@ -44,6 +52,9 @@ class AddrSpace:
     @classmethod
     def new_empty(cls, fmt: PagingFormat, base: int, size: int, frames: FrameAllocator | None = None) -> Self:
         """An address space with no areas. Without `frames`, 64 MiB of RAM at 0x8000_0000 is made for it."""
+        base, size = args.span(base, size, "address space", error=InvalidParam)
+        if not isinstance(fmt, PagingFormat):
+            raise InvalidParam(f"an address space needs a PagingFormat, not {type(fmt).__name__}")
         if base % PAGE or size % PAGE or size <= 0:
             raise InvalidParam(f"address space [{base:#x}, +{size:#x}) is not page-aligned")
         if not (fmt.is_canonical(base) and fmt.is_canonical(base + size - 1)):
@@ -78,6 +89,7 @@ class AddrSpace:
         return self._pt.frames
 
     def contains_range(self, start: int, size: int) -> bool:
+        start, size = args.integer(start, "start", error=InvalidParam), args.integer(size, "size", error=InvalidParam)
         return self._base <= start and start + size <= self.end and size >= 0
 
     def with_addr_space(self, fn: Callable[[AddrSpace], R]) -> R:
@@ -87,16 +99,21 @@ class AddrSpace:
     def areas(self) -> Iterator[Area]:
         return iter(self._areas)
 
-    def _validate(self, start: int, size: int) -> None:
+    def _validate(self, start: int, size: int) -> tuple[int, int]:
+        """(start, size) as ints, checked to be a page-aligned range inside the space."""
+        start, size = args.span(start, size, "range", error=InvalidParam)
         if not self.contains_range(start, size):
             raise OutOfRange(f"[{start:#x}, +{size:#x}) is outside the address space "
                              f"[{self._base:#x}, {self.end:#x})")
         if start % PAGE or size % PAGE:
             raise InvalidParam(f"[{start:#x}, +{size:#x}) is not page-aligned")
+        return start, size
 
     # ---------------------------------------------------------- mappings
     def copy_mappings_from(self, other: AddrSpace) -> None:
         """Share `other`'s top-level entries for its whole range (e.g. the kernel half) in this table."""
+        if not isinstance(other, AddrSpace):
+            raise InvalidParam(f"copy_mappings_from needs an AddrSpace, not {type(other).__name__}")
         if self._base < other.end and other.base < self.end:
             raise InvalidParam("copy_mappings_from: the two address spaces overlap")
         self._pt.copy_from(other._pt, other.base, other.size)
@@ -107,14 +124,20 @@ class AddrSpace:
 
     def find_free_area(self, hint: int, size: int, limit_start: int, limit_end: int,
                        align: int = PAGE) -> int | None:
+        limit_start = args.integer(limit_start, "find_free_area limit start", error=InvalidParam)
+        limit_end = args.integer(limit_end, "find_free_area limit end", error=InvalidParam)
         return self._areas.find_free_area(hint, size, max(limit_start, self._base), min(limit_end, self.end),
                                           align)
 
     def map(self, start: int, size: int, flags: MappingFlags, populate: bool, backend: Backend) -> None:
         """Add an area backed by `backend`; with `populate`, fault every page in now."""
-        self._validate(start, size)
+        start, size = self._validate(start, size)
+        flags = args.flags(flags, error=InvalidParam)
+        populate = args.boolean(populate, "populate", error=InvalidParam)
+        if not all(callable(getattr(backend, m, None)) for m in ("map", "unmap", "protect", "populate", "clone_map")):
+            raise InvalidParam(f"{type(backend).__name__} is not a mapping backend (Linear, Alloc, Cow, Shared)")
         try:
-            self._areas.map(MemoryArea(start, size, MappingFlags(flags), backend), self._pt)
+            self._areas.map(MemoryArea(start, size, flags, backend), self._pt)
         except BadState as exc:
             if isinstance(exc.__cause__, NoMemory):
                 raise OutOfMemory(str(exc.__cause__)) from exc
@@ -124,16 +147,18 @@ class AddrSpace:
 
     def map_linear(self, va: int, pa: int, size: int, flags: MappingFlags) -> None:
         """Map [va, va + size) to [pa, pa + size) (huge pages where both are aligned)."""
+        va, size = self._validate(va, size)
+        pa = args.address(pa, "physical address", error=InvalidParam)
         if pa % PAGE:
             raise InvalidParam(f"PA {pa:#x} is not page-aligned")
         self.map(va, size, flags, False, Linear(va - pa))
 
     def map_alloc(self, start: int, size: int, flags: MappingFlags, populate: bool) -> None:
         """Anonymous zeroed memory, allocated now (`populate`) or on first touch."""
-        self.map(start, size, flags, False, Alloc(populate))
+        self.map(start, size, flags, False, Alloc(args.boolean(populate, "populate", error=InvalidParam)))
 
     def unmap(self, start: int, size: int) -> None:
-        self._validate(start, size)
+        start, size = self._validate(start, size)
         self._areas.unmap(start, size, self._pt)
 
     def unmap_user_areas(self) -> None:
@@ -142,8 +167,8 @@ class AddrSpace:
 
     def protect(self, start: int, size: int, flags: MappingFlags) -> None:
         """New flags for [start, start + size): areas are split as needed, entries rewritten."""
-        self._validate(start, size)
-        new = MappingFlags(flags)
+        start, size = self._validate(start, size)
+        new = args.flags(flags, error=InvalidParam)
         self._areas.protect(start, size, lambda old: None if old == new else new, self._pt)
 
     def clear(self) -> None:
@@ -170,6 +195,8 @@ class AddrSpace:
     def populate_area(self, start: int, size: int, access: MappingFlags = NO_ACCESS) -> None:
         """Fault in every page of the range for `access` (WRITE breaks copy-on-write). A gap or an area
         without the access → BadAddress; no memory → OutOfMemory."""
+        start, size = args.span(start, size, "range", error=InvalidParam)
+        access = args.flags(access, "access", error=InvalidParam)
         lo, hi = start & ~(PAGE - 1), -(-(start + size) // PAGE) * PAGE
         self._validate(lo, hi - lo)
         for area, a, b in list(self._covering(lo, hi - lo)):
@@ -184,6 +211,8 @@ class AddrSpace:
 
     def check_region_access(self, start: int, size: int, access: MappingFlags) -> bool:
         """True if [start, start + size) is covered by contiguous areas whose flags all include `access`."""
+        start, size = args.span(start, size, "range", error=InvalidParam)
+        access = args.flags(access, "access", error=InvalidParam)
         if size == 0:
             return self._areas.find(start) is not None
         try:
@@ -196,6 +225,8 @@ class AddrSpace:
     def handle_page_fault(self, vaddr: int, access: MappingFlags) -> bool:
         """Resolve a fault at `vaddr` for `access` (lazy allocation, copy-on-write). False when the address
         has no area or the area does not allow the access — a real fault for the program."""
+        vaddr = args.integer(vaddr, "fault address", error=InvalidParam)
+        access = args.flags(access, "access", error=InvalidParam)
         if not self._base <= vaddr < self.end:
             return False
         area = self._areas.find(vaddr)
@@ -226,6 +257,7 @@ class AddrSpace:
 
     def read(self, start: int, size: int) -> bytes:
         """Read through the page tables (lazy pages are faulted in); needs READ on every byte."""
+        start, size = args.span(start, size, "read", error=InvalidParam)
         out = bytearray(size)
         for pa, off, n in self._pages(start, size, MappingFlags.READ):
             out[off:off + n] = self._pt.mem.read(pa, n)
@@ -233,6 +265,9 @@ class AddrSpace:
 
     def write(self, start: int, data: bytes) -> None:
         """Write through the page tables (copy-on-write is broken first); needs WRITE on every byte."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidParam(f"data must be bytes-like, not {type(data).__name__}")
+        data = bytes(data)
         for pa, off, n in self._pages(start, len(data), MappingFlags.WRITE):
             self._pt.mem.write(pa, data[off:off + n])
 

@@ -22,9 +22,11 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from .. import args
 from ..flags import MappingFlags
 from ..mappings import Mappings
 from ..table import PageTable
+from .errors import InvalidParam
 
 U64 = npt.NDArray[np.uint64]
 PAGE = 4096
@@ -161,6 +163,11 @@ class Cow:
     start: int = 0
     file: bytes | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        args.address(self.start, "Cow start", error=InvalidParam)
+        if self.file is not None and not isinstance(self.file, bytes):
+            raise InvalidParam(f"a Cow file image must be bytes, not {type(self.file).__name__}")
+
     def map(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
         pass  # lazy
 
@@ -177,13 +184,15 @@ class Cow:
             pt.set_leaves(have.select(shared), flags & ~MappingFlags.WRITE)   # still copy-on-write
 
     def _fill(self, pt: PageTable, vas: U64, frames: U64) -> None:
+        """Copy the file bytes that fall in each new page [va, va + PAGE) into its frame; `start` need not
+        be page-aligned, so the first page may begin before the file and take its bytes at an offset."""
         if not self.file:
             return
+        end = self.start + len(self.file)
         for va, pa in zip(vas.tolist(), frames.tolist(), strict=True):
-            off = va - self.start
-            if 0 <= off < len(self.file):
-                chunk = self.file[off:off + PAGE]
-                pt.mem.write(pa, chunk)
+            lo, hi = max(va, self.start), min(va + PAGE, end)
+            if lo < hi:
+                pt.mem.write(pa + lo - va, self.file[lo - self.start:hi - self.start])
 
     def populate(self, start: int, size: int, flags: MappingFlags, access: MappingFlags, pt: PageTable) -> None:
         have, missing = _missing(pt, start, size)

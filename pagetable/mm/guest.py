@@ -41,8 +41,11 @@ class GuestAddrSpace(AddrSpace):
         return hpa, size - (gpa & (size - 1))
 
     def translated_byte_buffer(self, gpa: int, length: int) -> list[U8] | None:
-        """Writable numpy views of host memory covering [gpa, gpa + length), one per leaf; None if any byte
-        is outside the space, outside every area, or not mapped (lazy pages are not faulted in)."""
+        """Numpy views of host memory covering [gpa, gpa + length), one per leaf; None if any byte is
+        outside the space, outside every area, or not mapped (lazy pages are not faulted in). A view is
+        writable only where its leaf has WRITE, so a page shared copy-on-write with a clone (both sides lose
+        WRITE) cannot be changed through it; `write_buffer` breaks the sharing first. Views are good until
+        the next operation on the space: after a clone or an unmap they may reach another space's memory."""
         if length < 0 or not self.contains_range(gpa, length):
             return None
         if length and not self.check_region_access(gpa, length, MappingFlags(0)):
@@ -55,7 +58,9 @@ class GuestAddrSpace(AddrSpace):
                 return None
             hpa, limit = got
             n = min(limit, end - pos)
-            out.append(self.page_table.mem.view(hpa, n))
+            view = self.page_table.mem.view(hpa, n)
+            view.flags.writeable = bool(self.page_table.query(pos)[1] & MappingFlags.WRITE)
+            out.append(view)
             pos += n
         return out
 
@@ -68,10 +73,14 @@ class GuestAddrSpace(AddrSpace):
         return b"".join(v.tobytes() for v in views)
 
     def write_buffer(self, gpa: int, data: bytes) -> None:
-        """Copy `data` into guest memory (across leaves); a hole → BadAddress and nothing is written."""
-        views = self.translated_byte_buffer(gpa, len(data))
-        if views is None:
+        """Copy `data` into guest memory (across leaves), breaking copy-on-write sharing first; a hole, or an
+        area without WRITE → BadAddress and nothing is written."""
+        if self.translated_byte_buffer(gpa, len(data)) is None:
             raise BadAddress(f"guest range [{gpa:#x}, +{len(data):#x}) is not mapped")
+        if data:
+            self.populate_area(gpa, len(data), MappingFlags.WRITE)    # every page is mapped: this only
+        views = self.translated_byte_buffer(gpa, len(data))           # breaks copy-on-write sharing
+        assert views is not None
         off = 0
         for v in views:
             v[:] = np.frombuffer(data, dtype=np.uint8, count=v.shape[0], offset=off)

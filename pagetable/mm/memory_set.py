@@ -30,7 +30,8 @@ difference is listed here and at the method concerned:
 5. `clear` removes each area once its backend has unmapped it; if a backend fails, `BadState` is raised and the
    areas not yet unmapped stay in the set (memory_set leaves every area in the set, including those it already
    unmapped).
-6. Ranges are checked: a negative start or size, or an end beyond 2**64, is `InvalidParam` (memory_set's
+6. Ranges are checked: a start or size that is not an integer, a negative one, or an end beyond 2**64, is
+   `InvalidParam` (memory_set's
    `MemoryArea::new` panics on overflow; its `unmap`/`protect` return `InvalidParam`).
 7. Merging is optional and OFF by default: memory_set never merges adjacent areas, and its test suite's area
    counts (16 → 13 → 8, 23 and 39 after protect splits) depend on that. With `merge=True`, an area that `map`
@@ -48,6 +49,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
+from .. import args
 from ..errors import PagetableError
 from ..flags import MappingFlags, align_up
 from .area import MappingBackend, MemoryArea
@@ -62,9 +64,9 @@ UpdateFlags = Callable[[MappingFlags], MappingFlags | None]
 
 
 def _check_range(start: int, size: int, what: str) -> int:
-    """The end of [start, start + size), or InvalidParam if the range is negative or overflows 64 bits."""
-    if start < 0 or size < 0 or start + size > ADDR_LIMIT:
-        raise InvalidParam(f"{what}: range [{start:#x}, +{size:#x}) is negative or beyond 2**64")
+    """The end of [start, start + size), or InvalidParam if either is not an integer, the range is negative or
+    it overflows 64 bits."""
+    start, size = args.span(start, size, what, error=InvalidParam)
     return start + size
 
 
@@ -112,6 +114,7 @@ class MemorySet(Generic[B]):
 
     def find(self, addr: int) -> MemoryArea[B] | None:
         """The area containing `addr` (memory_set: the last area starting at or before it, if it contains it)."""
+        addr = args.integer(addr, "address", error=InvalidParam)
         i = bisect_right(self._starts, addr) - 1
         if i >= 0 and self._areas[i].contains(addr):
             return self._areas[i]
@@ -137,6 +140,10 @@ class MemorySet(Generic[B]):
         As in memory_set, a `size` that is not a multiple of `align` gives None. `align` must be a power of two
         and `size` positive (`InvalidParam`).
         """
+        hint, limit_start, limit_end = (args.integer(v, f"find_free_area {name}", error=InvalidParam) for v, name in
+                                        ((hint, "hint"), (limit_start, "limit start"), (limit_end, "limit end")))
+        size, align = (args.integer(v, f"find_free_area {name}", error=InvalidParam) for v, name in
+                       ((size, "size"), (align, "alignment")))
         if align <= 0 or align & (align - 1):
             raise InvalidParam(f"find_free_area: alignment {align:#x} is not a power of two")
         if size <= 0:

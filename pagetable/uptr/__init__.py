@@ -16,9 +16,29 @@ from .check import (
     copy_from_user,
     copy_to_user,
 )
-from .errors import KernelFault, UserMemoryError
+from .errors import BadArgument, BadPointer, KernelFault, UserMemoryError
 from .ptr import ARG_MAX, C_CHAR, Elem, UserConstPtr, UserPtr, as_elem, pointer_to
 
-__all__ = ["ARG_MAX", "C_CHAR", "PATH_MAX", "AddrSpaceProvider", "Elem", "KernelFault", "LockedAddrSpace",
-           "UserConstPtr", "UserMemoryError", "UserPtr", "accessing_user_memory", "as_elem", "check_null_terminated",
-           "check_region", "copy_from_user", "copy_to_user", "is_accessing_user_memory", "pointer_to", "user_fault"]
+__all__ = [
+    "ARG_MAX",
+    "C_CHAR",
+    "PATH_MAX",
+    "AddrSpaceProvider",
+    "BadArgument",
+    "BadPointer",
+    "Elem",
+    "KernelFault",
+    "LockedAddrSpace",
+    "UserConstPtr",
+    "UserMemoryError",
+    "UserPtr",
+    "accessing_user_memory",
+    "as_elem",
+    "check_null_terminated",
+    "check_region",
+    "copy_from_user",
+    "copy_to_user",
+    "is_accessing_user_memory",
+    "pointer_to",
+    "user_fault",
+]

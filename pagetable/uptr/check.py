@@ -8,8 +8,13 @@
   pages in through `handle_page_fault`; stops at the first zero element; a page without access → EFAULT;
   more than `limit` elements → `too_long` (ENAMETOOLONG for paths, E2BIG for argv), so a hostile buffer
   cannot make it run forever.
-- `copy_from_user` / `copy_to_user`: page by page through the page table; a missing or insufficient entry is
-  a page fault that `user_fault` resolves (inside `accessing_user_memory`) or reports.
+- `copy_from_user` / `copy_to_user`: page by page through the page table, as the MMU checks a user access:
+  every page needs an entry with USER and the access's permission; a missing or insufficient entry is a
+  page fault that `user_fault` resolves (inside `accessing_user_memory`) or reports, so a kernel-only page
+  is EFAULT, never read or written.
+
+Bad arguments (an address or size that is not an integer or leaves the 64-bit space, an element size that is
+not a power of two) are `BadPointer` (EFAULT) or `BadArgument` (EINVAL), raised before any memory is touched.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from .. import args
 from ..errors import NotMapped
 from ..flags import MappingFlags
 from ..mm.aspace import AddrSpace
 from ..mm.errors import MmError
 from .access import accessing_user_memory, user_fault
-from .errors import UserMemoryError
+from .errors import BadArgument, BadPointer, UserMemoryError
 
 PAGE = 4096
 PATH_MAX = 4096
@@ -55,12 +61,24 @@ def _efault(message: str) -> UserMemoryError:
     return UserMemoryError(errno.EFAULT, message)
 
 
+def _space(aspace: object) -> AddrSpace:
+    if not isinstance(aspace, AddrSpace):
+        raise BadArgument(f"user memory is reached through an AddrSpace, not {type(aspace).__name__}")
+    return aspace
+
+
+def _range(start: object, size: object) -> tuple[int, int]:
+    return args.span(start, size, "user range", error=BadPointer)
+
+
 def check_region(aspace: AddrSpace, start: int, size: int, align: int, access: MappingFlags) -> None:
     """Make [start, start + size) ready for `access`, or raise the errno a syscall would return."""
+    aspace = _space(aspace)
+    start, size = _range(start, size)
+    align = args.integer(align, "alignment", 1, args.ADDR_LIMIT, error=BadArgument)
+    access = args.flags(access, "access", error=BadArgument)
     if size == 0:
         return
-    if size < 0 or start < 0 or start + size > 1 << 64:
-        raise _efault(f"user range [{start:#x}, +{size:#x}) is not a valid range")
     if start % align:
         raise _efault(f"user pointer {start:#x} is not aligned to {align}")
     if not aspace.check_region_access(start, size, access):
@@ -72,8 +90,10 @@ def check_region(aspace: AddrSpace, start: int, size: int, align: int, access: M
 
 
 def _page_pa(aspace: AddrSpace, va: int, access: MappingFlags) -> int:
-    """The PA of `va` as the MMU would give it for `access`, taking (and resolving) a page fault if needed."""
-    need = access & (MappingFlags.READ | MappingFlags.WRITE)
+    """The PA of `va` as the MMU would give it for a user `access` (the entry needs USER and the access's
+    permission), taking (and resolving) a page fault if needed."""
+    access |= MappingFlags.USER
+    need = access & (MappingFlags.READ | MappingFlags.WRITE | MappingFlags.USER)
     for _ in range(2):
         try:
             pa, flags, _ = aspace.page_table.query(va)
@@ -95,13 +115,24 @@ def _chunks(start: int, size: int) -> list[tuple[int, int]]:
 
 
 def copy_from_user(aspace: AddrSpace, start: int, size: int, access: MappingFlags = MappingFlags.READ) -> bytes:
-    """Read user memory page by page through the table, resolving page faults."""
+    """Read user memory page by page through the table, resolving page faults; each page must be mapped
+    for a user access (USER and READ): a kernel-only page is EFAULT."""
+    aspace = _space(aspace)
+    start, size = _range(start, size)
+    access = args.flags(access, "access", error=BadArgument)
     with accessing_user_memory():
         return b"".join(aspace.page_table.mem.read(_page_pa(aspace, va, access), n) for va, n in _chunks(start, size))
 
 
 def copy_to_user(aspace: AddrSpace, start: int, data: bytes, access: MappingFlags = MappingFlags.WRITE) -> None:
-    """Write user memory page by page through the table, resolving page faults (copy-on-write included)."""
+    """Write user memory page by page through the table, resolving page faults (copy-on-write included);
+    each page must be mapped for a user store (USER and WRITE): a kernel-only page is EFAULT, untouched."""
+    aspace = _space(aspace)
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise BadArgument(f"data must be bytes-like, not {type(data).__name__}")
+    data = bytes(data)
+    start, _ = _range(start, len(data))
+    access = args.flags(access, "access", error=BadArgument)
     with accessing_user_memory():
         off = 0
         for va, n in _chunks(start, len(data)):
@@ -112,9 +143,16 @@ def copy_to_user(aspace: AddrSpace, start: int, data: bytes, access: MappingFlag
 def check_null_terminated(aspace: AddrSpace, start: int, elem_size: int, access: MappingFlags,
                           limit: int = PATH_MAX, too_long: int = errno.ENAMETOOLONG) -> int:
     """The number of `elem_size`-byte elements before the first all-zero one at `start` (which must be
-    aligned to `elem_size`); EFAULT on a page without access, `too_long` after `limit` elements."""
-    if elem_size <= 0 or elem_size & (elem_size - 1) or elem_size > PAGE:
-        raise ValueError("element size must be a power of two no larger than a page")
+    aligned to `elem_size`); EFAULT on a page without access. `limit` counts the terminator, as Linux's
+    PATH_MAX does: a terminator not within the first `limit` elements (a 4,096-character path, or longer) is
+    `too_long`."""
+    aspace = _space(aspace)
+    start = args.address(start, "user pointer", error=BadPointer)
+    elem_size = args.integer(elem_size, "element size", 1, PAGE + 1, error=BadArgument)
+    limit = args.integer(limit, "limit", 1, error=BadArgument)
+    access = args.flags(access, "access", error=BadArgument)
+    if elem_size & (elem_size - 1):
+        raise BadArgument(f"element size {elem_size} is not a power of two")
     if start % elem_size:
         raise _efault(f"user pointer {start:#x} is not aligned to {elem_size}")
     count, pos = 0, start
@@ -126,7 +164,7 @@ def check_null_terminated(aspace: AddrSpace, start: int, elem_size: int, access:
             chunk = np.frombuffer(aspace.page_table.mem.read(_page_pa(aspace, pos, access), n), dtype=np.uint8)
             zero = np.flatnonzero(~chunk.reshape(-1, elem_size).any(axis=1))
             found = int(zero[0]) if zero.size else n // elem_size
-            if count + found > limit:
+            if count + found >= limit:            # the terminator would be element `limit` + 1 or later
                 raise UserMemoryError(too_long, f"no terminator within {limit} elements at {start:#x}")
             if zero.size:
                 return count + found

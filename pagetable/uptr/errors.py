@@ -22,5 +22,20 @@ class UserMemoryError(MmError):
         return cls(exc.errno or errno.EFAULT, str(exc.strerror))
 
 
+class BadPointer(UserMemoryError):
+    """A user pointer or length that is not a 64-bit address or a byte count (EFAULT, as a kernel reports a
+    garbage pointer)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EFAULT, message)
+
+
+class BadArgument(UserMemoryError):
+    """An element size, count or limit that the call cannot take (EINVAL)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EINVAL, message)
+
+
 class KernelFault(PagetableError):
     """A page fault on user memory while no user-memory access was in progress."""

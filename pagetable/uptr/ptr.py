@@ -5,6 +5,11 @@ The element type is a numpy dtype (`np.uint32`, a structured dtype, `C_CHAR`), a
 access first checks the region (alignment, areas granting READ|USER, or READ|WRITE|USER for `UserPtr`),
 populates it, and reads through the page table inside `accessing_user_memory()`. `UserConstPtr` has no
 write methods at all.
+
+Reads return copies, never views of physical memory: a view would outlive the check that granted it (a
+copy-on-write `try_clone` shares the frame with the child, an unmap frees it for reuse), so writing through
+it could change another address space. `get_as_slice` of a `UserPtr` is a writable copy (store it back
+with `write`), of a `UserConstPtr` a read-only one.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ import construct
 import numpy as np
 import numpy.typing as npt
 
+from .. import args
 from ..flags import MappingFlags
 from ..mm.aspace import AddrSpace
 from .check import PATH_MAX, AddrSpaceProvider, check_null_terminated, check_region, copy_from_user, copy_to_user
-from .errors import UserMemoryError
+from .errors import BadArgument, BadPointer, UserMemoryError
 
 T = TypeVar("T")
 C_CHAR = np.dtype(np.uint8)
@@ -115,9 +121,7 @@ class UserConstPtr(Generic[T]):
     ACCESS = MappingFlags.READ | MappingFlags.USER
 
     def __init__(self: UserConstPtr[Any], address: int, elem: Any) -> None:
-        if not 0 <= address < 1 << 64:
-            raise ValueError(f"{address:#x} is not a 64-bit address")
-        self.address = address
+        self.address = args.address(address, "user pointer", error=BadPointer)
         self.elem: Elem[T] = as_elem(elem)
 
     def __repr__(self) -> str:
@@ -152,21 +156,17 @@ class UserConstPtr(Generic[T]):
         return provider.with_addr_space(run)
 
     def get_as_slice(self, provider: AddrSpaceProvider, n: int) -> npt.NDArray[Any] | list[T]:
-        """`n` elements: a numpy array (a view of physical memory when the pages are physically contiguous,
-        read-only for a const pointer; else a copy), or a list for construct elements."""
-        if n < 0:
-            raise UserMemoryError(errno.EINVAL, f"negative element count {n}")
+        """`n` elements: a numpy array (a copy, never a view of physical memory: see the module docstring;
+        read-only for a const pointer), or a list for construct elements."""
+        n = args.integer(n, "element count", 0, args.ADDR_LIMIT, error=BadArgument)
 
         def run(aspace: AddrSpace) -> npt.NDArray[Any] | list[T]:
             self._region(aspace, n)
             size = n * self.elem.size
             if isinstance(self.elem, NumpyElem):
-                view = _contiguous_view(aspace, self.address, size, self.ACCESS)
-                if view is not None:
-                    arr = view.view(self.elem.dtype)
-                    arr.flags.writeable = self.ACCESS & MappingFlags.WRITE != 0
-                    return arr
-                return np.frombuffer(copy_from_user(aspace, self.address, size), dtype=self.elem.dtype).copy()
+                arr = np.frombuffer(copy_from_user(aspace, self.address, size), dtype=self.elem.dtype).copy()
+                arr.flags.writeable = bool(self.ACCESS & MappingFlags.WRITE)
+                return arr
             data = copy_from_user(aspace, self.address, size)
             return [self.elem.decode(data[i * self.elem.size:(i + 1) * self.elem.size]) for i in range(n)]
         return provider.with_addr_space(run)
@@ -222,19 +222,3 @@ class UserPtr(UserConstPtr[T]):
             self._region(aspace, len(values))
             copy_to_user(aspace, self.address, data)
         provider.with_addr_space(run)
-
-
-def _contiguous_view(aspace: AddrSpace, start: int, size: int, access: MappingFlags) -> npt.NDArray[np.uint8] | None:
-    """A view of the physical bytes behind [start, start + size) if they are physically contiguous."""
-    if size == 0:
-        return np.zeros(0, dtype=np.uint8)
-    first, _, _ = aspace.page_table.query(start)
-    pos = (start | 0xFFF) + 1
-    while pos < start + size:
-        pa, _, _ = aspace.page_table.query(pos)
-        if pa != first + (pos - start):
-            return None
-        pos += 0x1000
-    mem = aspace.page_table.mem
-    return mem.view(first, size) if mem.contains(first, size) else None
-

@@ -16,8 +16,8 @@ VAs must be sign-extended from bit 38/47/56, else page fault (reported at the ro
 
 G-stage (`RiscvRules.gstage(hgatp)`, hypervisor extension "Guest Physical Address Translation"): the same
 steps over Sv39x4/Sv48x4/Sv57x4 with every access checked as a U-mode access (so leaves need U=1; SUM plays no
-part), MXR meaning the HS-level sstatus.MXR (explicit loads only: `implicit()`), guest-physical addresses zero-extended (a wider GPA faults), and
-page faults reported as guest-page faults.
+part), MXR meaning the HS-level sstatus.MXR (explicit loads only: `implicit()`), guest-physical addresses
+zero-extended (a wider GPA faults), and page faults reported as guest-page faults.
 """
 
 from __future__ import annotations
@@ -164,9 +164,9 @@ def two_stage_walker(mem: PhysMem, vsatp: int | Vsatp, hgatp: int | Hgatp,
     every VS-stage table fetch and the final GPA → HPA by the G-stage (hgatp).
 
     Hypervisor extension, "Two-Stage Address Translation" (`options`, default all off and Svade): the VS-stage
-    uses vsstatus.SUM (`vs_sum`), and
-    makes X pages readable when vsstatus.MXR or the HS-level sstatus.MXR is set; the G-stage only honours
-    sstatus.MXR (`hs_mxr`), and only for explicit loads (`RiscvRules.implicit`). VS-stage table fetches are checked by the G-stage as reads and, with Svadu, a VS
+    uses vsstatus.SUM (`vs_sum`), and makes X pages readable when vsstatus.MXR or the HS-level sstatus.MXR
+    is set; the G-stage only honours sstatus.MXR (`hs_mxr`), and only for explicit loads
+    (`RiscvRules.implicit`). VS-stage table fetches are checked by the G-stage as reads and, with Svadu, a VS
     leaf whose A/D bits hardware sets is checked as a write (the spec: "permissions and the need to set A
     and/or D bits at the G-stage level are checked as though for an implicit load or store, not for the
     original access type"); a G-stage fault is a guest-page fault reported with `stage == 2` and the
