@@ -19,11 +19,7 @@ from collections.abc import Sequence
 from .arch.riscv_sv39 import HGATP, PTE, SATP, SPEC
 from .arch.riscv_sv39.entry import pte_paddr
 from .errors import PagetableError
-from .frames import FrameAllocator
 from .listing import ptdump
-from .mappings import Mappings
-from .physmem import PhysMem
-from .table import PageTable
 from .vectors import VECTOR_MODES, VectorSet, generate_riscv, walker_for
 from .vectors.riscv_modes import expected_cases, vector_mode
 from .walker import Walker
@@ -61,18 +57,23 @@ def cmd_generate(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _listing(title: str, walker: Walker, mem: PhysMem) -> Mappings:
-    """Print one table's leaves, as ptdump does, with what the walk could not follow; return the leaves."""
+NOTES_SHOWN = 20
+"""A listing prints at most this many of the walk's notes (a corrupt table can have one per table)."""
+
+
+def _listing(title: str, walker: Walker) -> None:
+    """Print one table as the hardware reads it, as ptdump does, with what the walk could not follow."""
     rules = walker.rules
     assert rules.fmt is not None
-    leaves = PageTable(rules.fmt, mem, FrameAllocator(mem), root=rules.root).walk()
+    leaves = walker.mappings()
     print(f"{title}: {rules.fmt.name}, root table at {rules.root:#x}")
     for line in ptdump(leaves):
         print(line)
-    for problem in leaves.problems:
+    for problem in leaves.problems[:NOTES_SHOWN]:
         print(f"note: {problem}")
+    if len(leaves.problems) > NOTES_SHOWN:
+        print(f"note: ... and {len(leaves.problems) - NOTES_SHOWN} more notes like these")
     print()
-    return leaves
 
 
 def cmd_show(ns: argparse.Namespace) -> int:
@@ -82,17 +83,12 @@ def cmd_show(ns: argparse.Namespace) -> int:
           f"RAM {vs.mem.describe()}")
     print(f"options: {', '.join(f'{k}={v}' for k, v in vs.options.items())}")
     print()
-    g = walker.stage2
-    if g is None:
-        _listing("satp", walker, vs.mem)
+    if walker.stage2 is None:
+        _listing("satp", walker)
     else:
-        g_leaves = _listing("G-stage (hgatp), guest-physical -> host-physical", g, vs.mem)
+        _listing("G-stage (hgatp), guest-physical -> host-physical", walker.stage2)
         if walker.rules.fmt is not None:
-            guest = g_leaves.memory(vs.mem)
-            if guest is None:
-                print("VS-stage (vsatp): the G-stage maps no RAM, so there is no table to list\n")
-            else:
-                _listing("VS-stage (vsatp), guest-virtual -> guest-physical", walker, guest)
+            _listing("VS-stage (vsatp), guest-virtual -> guest-physical (tables read through the G-stage)", walker)
     outcomes = collections.Counter(c.reason or ("ok" if c.pa is not None else c.fault) for c in vs.cases)
     print(f"{len(vs.cases)} cases: " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())))
     if ns.cases:

@@ -4,6 +4,10 @@
 per run of leaves at the same level with the same attribute bits, contiguous in VA *and* PA (Linux only
 requires VA contiguity; requiring PA contiguity keeps the printed start PA meaningful for the whole run):
 `0xVSTART-0xVEND   0xPSTART      SIZE LEVEL attribute letters`.
+
+A hardware listing (`Walker.mappings`) adds what the walk makes of each run: the effective permissions
+(`S:rwx U:r-x`, for the supervisor and the user) and, for entries the hardware rejects for every access,
+`! faults: <reason>` (a reserved encoding, a misaligned superpage, a non-leaf PTE with A/D/U, ...).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .mappings import Mappings
+from .walker import Access, Privilege, Reason, perm_bit
 
 
 def _size(n: int) -> str:
@@ -35,19 +40,34 @@ def runs(m: Mappings) -> list[tuple[int, int]]:
     end_va, end_pa = m.va + m.size, m.pa + m.size
     joins = ((m.va[1:] == end_va[:-1]) & (m.pa[1:] == end_pa[:-1]) & (m.depth[1:] == m.depth[:-1])
              & (attrs[1:] == attrs[:-1]))
+    for column in (m.perms, m.verdict):
+        if column is not None:
+            joins &= column[1:] == column[:-1]
     starts = np.concatenate(([0], np.flatnonzero(~joins) + 1))
     ends = np.concatenate((starts[1:] - 1, [len(m) - 1]))
     return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
 
 
+def permissions(bits: int) -> str:
+    """An effective-permissions mask as `S:rwx U:r-x`."""
+    return " ".join(f"{p.label[0].upper()}:" + "".join(ch if bits & perm_bit(a, p) else "-"
+                                                        for a, ch in zip(Access, "rwx", strict=True))
+                    for p in Privilege)
+
+
 def ptdump(m: Mappings) -> list[str]:
-    """The listing lines for every leaf in `m`."""
+    """The listing lines for every leaf in `m` (with the hardware's verdict when `m` has one)."""
     lines = []
     for a, b in runs(m):
         start, end = int(m.va[a]), int(m.va[b]) + int(m.size[b])
         depth = int(m.depth[a])
         last = depth == len(m.fmt.levels) - 1
-        lines.append(f"0x{start:016x}-0x{end & (1 << 64) - 1:016x}   0x{int(m.pa[a]):016x} "
-                     f"{_size(end - start)} {m.fmt.levels[depth].name} "
-                     f"{m.fmt.codec.letters(int(m.raw[a]), not last)}")
+        line = (f"0x{start:016x}-0x{end & (1 << 64) - 1:016x}   0x{int(m.pa[a]):016x} "
+                f"{_size(end - start)} {m.fmt.levels[depth].name} "
+                f"{m.fmt.codec.letters(int(m.raw[a]), not last)}")
+        if m.verdict is not None and m.verdict[a]:
+            line += f"  ! faults: {Reason(int(m.verdict[a])).label}"
+        elif m.perms is not None:
+            line += f"  {permissions(int(m.perms[a]))}"
+        lines.append(line)
     return lines

@@ -1,4 +1,5 @@
-"""`Mappings`: a column-oriented list of leaf entries (numpy arrays), as `PageTable.walk` returns them."""
+"""`Mappings`: a column-oriented list of leaf entries (numpy arrays), as `PageTable.walk` (the software view)
+and `Walker.mappings` (the hardware view) return them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from .format import PagingFormat
 from .physmem import PhysMem
 
 U64 = npt.NDArray[np.uint64]
+U8 = npt.NDArray[np.uint8]
+_COLUMNS = ("va", "pa", "size", "flags", "depth", "raw", "slot")
+_OPTIONAL = ("perms", "verdict")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,9 @@ class Mappings:
     raw: U64
     slot: U64          # physical address of each entry
     problems: tuple[str, ...] = ()   # what the walk could not follow (e.g. a table pointer outside RAM)
+    # the hardware view only (`Walker.mappings`; None from `PageTable.walk`):
+    perms: U8 | None = None          # effective permissions: bit 3 * privilege + access (`walker.perm_bit`)
+    verdict: U8 | None = None        # 0 where some access translates, else the `Reason` every access gets
 
     @classmethod
     def empty(cls, fmt: PagingFormat) -> Mappings:
@@ -56,15 +63,15 @@ class Mappings:
     def concat(cls, fmt: PagingFormat, parts: list[Mappings], problems: list[str] | None = None) -> Mappings:
         if not parts:
             return dataclasses.replace(cls.empty(fmt), problems=tuple(problems or ()))
-        cols = {name: np.concatenate([getattr(p, name) for p in parts])
-                for name in ("va", "pa", "size", "flags", "depth", "raw", "slot")}
+        names = _COLUMNS + tuple(n for n in _OPTIONAL if all(getattr(p, n) is not None for p in parts))
+        cols = {name: np.concatenate([getattr(p, name) for p in parts]) for name in names}
         order = np.argsort(cols["va"], kind="stable")
         return cls(fmt, **{k: v[order] for k, v in cols.items()}, problems=tuple(problems or ()))
 
     def select(self, mask: npt.NDArray[np.bool_]) -> Mappings:
         """The leaves where `mask` is true."""
-        return Mappings(self.fmt, self.va[mask], self.pa[mask], self.size[mask], self.flags[mask], self.depth[mask],
-                        self.raw[mask], self.slot[mask], self.problems)
+        picked = {n: getattr(self, n)[mask] for n in _COLUMNS + _OPTIONAL if getattr(self, n) is not None}
+        return Mappings(self.fmt, **picked, problems=self.problems)
 
     def __len__(self) -> int:
         return int(self.va.shape[0])

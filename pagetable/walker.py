@@ -28,8 +28,10 @@ import numpy as np
 import numpy.typing as npt
 
 from . import args
+from .descent import Descent, TableReader, physical_reader
 from .errors import InvalidArgument
 from .format import PagingFormat
+from .mappings import Mappings
 from .physmem import PhysMem
 
 U64 = npt.NDArray[np.uint64]
@@ -81,6 +83,12 @@ class Privilege(_Named):
     @classmethod
     def _synonyms(cls) -> dict[str, str]:
         return {"s": "SUPERVISOR", "u": "USER"}
+
+
+def perm_bit(access: Access, privilege: Privilege) -> int:
+    """The bit of an effective-permissions mask (`Mappings.perms`) that says `access` at `privilege`
+    translates: bit 3 * privilege + access (supervisor r w x in bits 0-2, user r w x in bits 3-5)."""
+    return 1 << (3 * int(privilege) + int(access))
 
 
 class Reason(enum.IntEnum):
@@ -291,6 +299,76 @@ class Walker:
             outside = (reason == Reason.OK) & ~self.mem.contains_np(pa, 1)
             reason[outside] = Reason.PA_OUTSIDE_MEMORY
         return out
+
+    def mappings(self, start: int | None = None, end: int | None = None) -> Mappings:
+        """The table as this walker's hardware reads it (the stage-1 table; `stage2.mappings()` lists stage
+        2): every leaf the rules accept for at least one access and privilege, with `perms` (the
+        accesses that translate, `perm_bit`) and its PA as the walk computes it (a Svnapot leaf maps its
+        64 KiB range, not its encoded PPN), and every leaf or table entry the rules reject for every access,
+        with `verdict` (the reason; its `pa` is the encoded address). Entries with V=0 (or not present) are
+        not listed and rejected table entries are not followed. Tables are read as the walk reads them:
+        through stage 2 (as implicit reads) when there is one, so a stage-1 table that stage 2 does not let
+        the walk read is reported in `problems`, like a table outside RAM or reached twice (`descent`); an
+        entry that hardware updates during the walk (`WalkRules.writes_back`) must also pass stage 2 as an
+        implicit write for the access to count.
+        The final output address is not checked against RAM or stage 2 here: `translate_many` does that."""
+        rules, fmt = self.rules, self.rules.fmt
+        if fmt is None:
+            raise InvalidArgument("translation is off (Bare): there is no table to list")
+        descent = Descent(fmt, rules.root, self._table_reader(fmt), start, end)
+        combos = [(a, p) for p in Privilege for a in Access]
+        acc = np.array([a for a, _ in combos], dtype=np.uint8)
+        prv = np.array([p for _, p in combos], dtype=np.uint8)
+        parts: list[Mappings] = []
+        for e in descent:
+            n, huge = e.raw.shape[0], e.depth != fmt.depth_count - 1
+            pte, lane_acc = np.tile(e.raw, len(combos)), np.repeat(acc, n)
+            why, leaf, addr = rules.step(e.depth, pte, np.tile(e.va, len(combos)), lane_acc, np.repeat(prv, n))
+            if self._implicit is not None:          # an entry update is an implicit stage-2 write
+                update = np.flatnonzero((why == Reason.OK) & rules.writes_back(pte, leaf, lane_acc))
+                t2 = self._implicit.translate_many(np.tile(e.slot, len(combos))[update], Access.WRITE,
+                                                   Privilege.USER)
+                why[update] = t2.reason
+            why = why.reshape(len(combos), n)
+            leaf, addr = leaf[:n], addr[:n]
+            ok = why == Reason.OK
+            usable = ok.any(axis=0)
+            listed = (leaf | ~usable) & (why[0] != Reason.INVALID)
+            if np.any(listed):
+                bits = (ok.astype(np.uint8) << np.arange(len(combos), dtype=np.uint8)[:, None]).sum(axis=0,
+                                                                                                   dtype=np.uint8)
+                rejected = np.where(why == Reason.PERMISSION, 255, why).min(axis=0)
+                verdict = np.where(usable, 0, np.where(rejected == 255, Reason.PERMISSION, rejected))
+                raw = e.raw[listed]
+                pa = np.where(usable[listed], addr[listed], fmt.codec.paddr_np(raw, huge))
+                parts.append(Mappings(fmt, e.va[listed], pa, np.full(raw.shape, fmt.levels[e.depth].span,
+                                      dtype=np.uint64), fmt.codec.flags_np(raw, huge),
+                                      np.full(raw.shape, e.depth, dtype=np.int8), raw, e.slot[listed],
+                                      perms=bits[listed], verdict=verdict[listed].astype(np.uint8)))
+            pointer = ~leaf & usable
+            descent.descend(pointer, addr[pointer])
+        return Mappings.concat(fmt, parts, descent.problems)
+
+    def _table_reader(self, fmt: PagingFormat) -> TableReader:
+        """Read stage-1 tables as the walk does: from memory, or through stage 2 as implicit reads."""
+        if self._implicit is None:
+            return physical_reader(self.mem, fmt.entry_size)
+        stage2 = self._implicit
+
+        def read(tables: U64, count: int) -> tuple[Bool, U64, list[str]]:
+            slots = (tables[:, None] + np.arange(count, dtype=np.uint64)[None, :] * np.uint64(fmt.entry_size))
+            t = stage2.translate_many(slots.reshape(-1), Access.READ, Privilege.USER)
+            fine = (t.reason == Reason.OK).reshape(tables.shape[0], count).all(axis=1)
+            why = []
+            for k in np.flatnonzero(~fine).tolist():
+                lane = k * count + int(np.argmax(t.reason[k * count:(k + 1) * count] != Reason.OK))
+                reason = Reason(int(t.reason[lane]))
+                why.append(f"at GPA {int(tables[k]):#x}, which stage 2 does not let the walk read "
+                           f"({stage2.rules.fault_kind(reason).value}: {reason.label} at GPA "
+                           f"{int(slots.reshape(-1)[lane]):#x}, stage-2 level {int(t.level[lane])})")
+            hpas = t.pa.reshape(tables.shape[0], count)[fine].reshape(-1)
+            return fine, self.mem.read_u64_np(hpas), why
+        return read
 
     def translate(self, va: int, access: Access | str = Access.READ,
                   privilege: Privilege | str = Privilege.SUPERVISOR) -> Translation:

@@ -164,13 +164,15 @@ class RiscvCodec:
         return raw  # the same PTE bits mean the same thing at every level
 
     def letters(self, raw: int, huge: bool) -> str:
-        """Linux riscv ptdump order: N, memory type, RSW, then D A G U X W R V (letter or '.')."""
+        """Linux riscv ptdump order: N, memory type, RSW, then D A G U X W R V (letter or '.'); before the
+        letters, the reserved bits 60:54 as `RES(xx)` when any is set (Linux's ptdump does not show them)."""
         pbmt = PTE.get(raw, "PBMT")
         mt = ("  ..  ", "MT(NC)", "MT(IO)", "MT(??)")[pbmt]
         rsw = PTE.get(raw, "RSW")
+        res = PTE.get(raw, "Reserved")
         flags = "".join(ch if raw & PTE.mask(ch) else "." for ch in "DAGUXWRV")
         return f"{'N' if raw & PTE.mask('N') else '.'} {mt} {f'RSW({rsw})' if rsw else '  ..  '} " + \
-            " ".join(flags)
+            (f"RES({res:02x}) " if res else "") + " ".join(flags)
 
 
 SPEC = RiscvCodec()

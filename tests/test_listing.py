@@ -1,0 +1,163 @@
+"""The hardware listing (`Walker.mappings` and `listing.ptdump`): what the walk makes of every entry, bounded
+on cyclic tables, and in agreement with `translate_many`."""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pagetable.arch.riscv_sv39 import PTE, SV39, SV48, Satp
+from pagetable.arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules
+from pagetable.cli import main
+from pagetable.flags import MappingFlags as F
+from pagetable.frames import FrameAllocator
+from pagetable.listing import permissions, ptdump
+from pagetable.physmem import PhysMem
+from pagetable.table import PageTable
+from pagetable.vectors import VECTOR_MODES, generate_riscv, walker_for
+from pagetable.vectors.riscv_modes import vector_mode
+from pagetable.walker import Access, Privilege, Reason, Walker, perm_bit
+
+RAM = 0x8000_0000
+V, R, W, X, U, A, D, N = (PTE.mask(n) for n in ("V", "R", "W", "X", "U", "A", "D", "N"))
+
+
+def table(options: RiscvOptions | None = None) -> tuple[PhysMem, PageTable, Walker]:
+    mem = PhysMem([(RAM, 4 << 20)])
+    pt = PageTable(SV39, mem, FrameAllocator(mem))
+    return mem, pt, Walker(mem, RiscvRules(Satp.for_table(SV39, pt.root_paddr), options))
+
+
+def test_permissions_text() -> None:
+    assert permissions(0) == "S:--- U:---"
+    assert permissions(perm_bit(Access.READ, Privilege.SUPERVISOR) | perm_bit(Access.EXECUTE, Privilege.USER)) == \
+        "S:r-- U:--x"
+
+
+def test_a_napot_leaf_lists_the_64k_it_maps() -> None:
+    """vectors show listed a Svnapot leaf with its encoded PPN (...8000) instead of the 64 KiB range it maps."""
+    mem, pt, walker = table(RiscvOptions(svnapot=True))
+    pt.map(0x10000, RAM + 0x10_0000, 0x1000, F.READ)      # makes the PTE table
+    block = RAM + 0x20_0000
+    for k in range(16):
+        mem.write_u64(pt.lookup(0x10000 + k * 0x1000).pa, V | R | W | A | D | N | ((block + 0x8000) >> 12) << 10)
+    m = walker.mappings()
+    assert len(m) == 16 and m.pa.tolist() == [block + k * 0x1000 for k in range(16)]
+    assert ptdump(m) == ["0x0000000000010000-0x0000000000020000   0x0000000080200000        64K PTE N   ..     ..   "
+                         "D A . . . W R V  S:rw- U:---"]
+    software = pt.walk()                                    # the codec's view keeps the encoded PPN
+    assert software.pa[0] == block + 0x8000
+    assert walker.translate(0x1A123).pa == block + 0xA123
+
+
+def test_reserved_bits_are_shown_and_marked() -> None:
+    mem, pt, walker = table()
+    pt.map(0x1000, RAM + 0x10_0000, 0x1000, F.READ)
+    slot = pt.lookup(0x1000)
+    mem.write_u64(slot.pa, slot.raw | 1 << 57)
+    [line] = ptdump(walker.mappings())
+    assert "RES(08) . A . . . . R V  ! faults: reserved" in line
+
+
+@pytest.mark.parametrize("bit", [A, D, U])
+def test_a_non_leaf_entry_the_hardware_rejects_is_marked_and_not_followed(bit: int) -> None:
+    """The listing used to go through non-leaf PTEs with A, D or U set as if the hardware used them."""
+    mem, pt, walker = table()
+    pt.map(0x20_0000, RAM + 0x10_0000, 0x1000, F.READ | F.WRITE)
+    slot = pt.lookup(0x20_0000, 1)
+    mem.write_u64(slot.pa, slot.raw | bit)
+    m = walker.mappings()
+    assert m.va.tolist() == [0x20_0000] and m.size.tolist() == [1 << 21]
+    assert m.verdict is not None and m.verdict.tolist() == [Reason.RESERVED]
+    assert ptdump(m)[0].endswith("! faults: reserved")
+    assert len(pt.walk()) == 1 and pt.walk().size.tolist() == [0x1000]   # the software view still follows it
+
+
+def test_listing_a_self_referencing_root_is_bounded() -> None:
+    mem, pt, walker = table()
+    mem.words(pt.root_paddr, 512)[:] = V | (pt.root_paddr >> 12) << 10
+    m = walker.mappings()
+    assert len(m) == 0 and len(m.problems) == 1 and "a loop" in m.problems[0]
+
+
+def test_vectors_show_of_a_self_referencing_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A root of 512 pointers to itself made `vectors show` build a 1 GiB array (MemoryError under a 4 GB
+    limit) and print an empty listing with no note."""
+    generate_riscv("sv48", 1, cases=20).write(tmp_path, "x\n")
+    image = bytearray((tmp_path / "mem.bin").read_bytes())
+    self_ptr = (V | (RAM >> 12) << 10).to_bytes(8, "little")
+    image[:4096] = self_ptr * 512                           # the root table is at RAM
+    (tmp_path / "mem.bin").write_bytes(bytes(image))
+    tracemalloc.start()
+    assert main(["vectors", "show", str(tmp_path)]) == 0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    out = capsys.readouterr().out
+    assert "note: the entry at 0x80000000 (and 511 more entries) makes table 0x80000000 the level-2 table" in out
+    assert "a loop" in out
+    assert peak < 64 << 20
+
+
+def test_vectors_show_names_a_vs_table_the_g_stage_does_not_let_the_walk_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    vs = generate_riscv("sv39+sv39x4", 3, options=HypervisorOptions(hs_mxr=True))
+    vs.write(tmp_path, "x\n")
+    assert main(["vectors", "show", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "which stage 2 does not let the walk read (guest-page-fault: permission" in out
+
+
+MODES = [(mode, options) for mode in VECTOR_MODES
+         for options in ({}, {"sum": True, "mxr": True, "svnapot": True, "svpbmt": True, "ad": "svadu"},
+                         {"hs_mxr": True})
+         if "x4" in mode or "hs_mxr" not in options
+         if not (mode.endswith("x4") and "+" not in mode and "sum" in options)]
+
+
+@pytest.mark.parametrize(("mode", "options"), MODES)
+def test_the_listing_agrees_with_the_walker(mode: str, options: dict[str, object]) -> None:
+    """Every listed usable leaf translates exactly for the accesses its `perms` name, to its PA; every
+    rejected entry faults with its verdict for every access; and every VA the walker translates is listed."""
+    vs = generate_riscv(mode, 11, options=vector_mode(mode).options(**options))  # type: ignore[arg-type]
+    walker = walker_for(vs)
+    for w in ([walker.stage2] if walker.stage2 is not None else []) + ([walker] if walker.rules.fmt else []):
+        assert w is not None
+        m = w.mappings()
+        assert m.perms is not None and m.verdict is not None
+        single = Walker(w.mem, w.rules) if w is walker.stage2 else w     # the stage alone
+        for access in Access:
+            for privilege in Privilege:
+                t = single.translate_many(m.va, access, privilege)
+                allowed = (m.perms & np.uint8(perm_bit(access, privilege))) != 0
+                final = (t.reason == Reason.PA_OUTSIDE_MEMORY) | ((t.stage == 2) & (t.gpa != m.slot))
+                assert np.array_equal(allowed, (t.reason == 0) | final), (access, privilege)
+                out = t.gpa if single.stage2 is not None else t.pa      # the VS-stage lists GPAs
+                assert np.array_equal(out[allowed & (t.reason == 0)], m.pa[allowed & (t.reason == 0)])
+                rejected = m.verdict != 0
+                assert np.all(t.reason[rejected] != 0)
+        if w is walker:                        # the cases' VAs are this table's (not the G-stage's below it)
+            t = w.translate_many(*vs.lanes())
+            listed = np.zeros(t.va.shape, dtype=bool)
+            for va, size in zip(m.va.tolist(), m.size.tolist(), strict=True):
+                listed |= (t.va >= np.uint64(va)) & (t.va - np.uint64(va) < np.uint64(size))
+            assert np.all(listed[t.reason == 0])
+
+
+def test_mappings_of_bare_translation_is_an_error() -> None:
+    mem = PhysMem([(RAM, 1 << 20)])
+    w = Walker(mem, RiscvRules(0))
+    with pytest.raises(ValueError, match="Bare"):
+        w.mappings()
+
+
+def test_sv48_listing_of_a_kernel_linear_map() -> None:
+    mem = PhysMem([(RAM, 4 << 20)])
+    pt = PageTable(SV48, mem, FrameAllocator(mem))
+    pt.map_region(0xFFFF_8000_0000_0000, 0, 4 << 30, F.READ | F.WRITE, allow_huge=True)
+    walker = Walker(mem, RiscvRules(Satp.for_table(SV48, pt.root_paddr)))
+    assert ptdump(walker.mappings()) == [
+        "0xffff800000000000-0xffff800100000000   0x0000000000000000         4G PUD .   ..     ..   D A . . . W R V"
+        "  S:rw- U:---"]
