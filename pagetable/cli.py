@@ -6,17 +6,21 @@
   pagetable vectors check DIR         recompute every case with the walker; exit 1 on any disagreement
   pagetable explain --arch riscv VALUE   name every field of a PTE (or --register satp/vsatp/hgatp)
 
-Errors in the input (missing files, malformed JSON, bad numbers) print one line and exit with status 2.
+Errors in the input (missing files, malformed JSON, bad numbers, values that do not fit a register, tables
+that cannot be walked) print one line and exit with status 2; `check` exits with 1 when a case disagrees.
+Anything else escaping is a bug in pagetable (the fuzz tests in tests/test_fuzz_*.py look for them).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import re
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from .arch.riscv_sv39 import HGATP, PTE, SATP, SPEC
+from .arch.riscv_sv39 import HGATP, PTE, SATP, SPEC, Hgatp, Satp
 from .arch.riscv_sv39.entry import pte_paddr
 from .errors import PagetableError
 from .listing import ptdump
@@ -125,11 +129,32 @@ def cmd_explain(ns: argparse.Namespace) -> int:
         leaf = bool(ns.value & (PTE.mask("R") | PTE.mask("X")))
         kind = "leaf" if leaf else "pointer to the next level" if ns.value & 1 else "invalid (V=0)"
         print(f"  -> {kind}; PA {pte_paddr(ns.value):#x}; letters: {SPEC.letters(ns.value, False)}")
+        return 0
+    atp = (Hgatp if layout is HGATP else Satp)
+    try:
+        reg = atp.decode(ns.value)
+    except PagetableError:
+        mode = layout.get(ns.value, "MODE")
+        print(f"  -> MODE {mode} is reserved: the privileged spec makes a write of this value to "
+              f"{ns.register} have no effect")
+        return 0
+    fmt = reg.format
+    where = "translation off (Bare)" if fmt is None else f"{fmt.name}, root table at PA {reg.root:#x}"
+    print(f"  -> {where}; {atp.TAG} {reg.tag}")
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with values like -0x1 taken as (negative) numbers, not as unknown options, so that the
+    command can say what is wrong with them."""
+
+    def __init__(self, *a: Any, **k: Any) -> None:
+        super().__init__(*a, **k)
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pagetable", description="Page tables exactly as MMU hardware walks them.")
+    p = _Parser(prog="pagetable", description="Page tables exactly as MMU hardware walks them.")
     sub = p.add_subparsers(dest="command", required=True)
     vec = sub.add_parser("vectors", help="generate, show and check test vectors").add_subparsers(
         dest="action", required=True)
@@ -167,11 +192,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         return int(ns.func(ns))
-    except (PagetableError, ValueError) as exc:
+    except PagetableError as exc:
         print(f"pagetable: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print("pagetable: error: out of memory (the input asks for more than this machine has)", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

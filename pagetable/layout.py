@@ -17,6 +17,8 @@ import construct
 import numpy as np
 import numpy.typing as npt
 
+from . import args
+
 U64 = npt.NDArray[np.uint64]
 
 
@@ -54,7 +56,9 @@ class FieldValue:
 
     @property
     def meaning(self) -> str:
-        return self.field.encodings.get(self.value, "")
+        """The encoding's name; "reserved" for a value a field with named encodings does not list."""
+        encodings = self.field.encodings
+        return encodings.get(self.value, "reserved" if encodings else "")
 
     def render(self) -> str:
         """`bits name = value (binary) meaning`, aligned for printing."""
@@ -154,12 +158,19 @@ class Layout:
         return bytes(self.struct.build(full))
 
     # --------------------------------------------------------------- explain
+    def check(self, raw: object) -> int:
+        """`raw` as an int, or InvalidArgument if it is not a `width`-bit unsigned value (a negative value or
+        a wider one is an error, never truncated)."""
+        return args.integer(raw, f"{self.name} value", 0, 1 << self.width)
+
     def explain(self, raw: int) -> list[FieldValue]:
-        """Name every field of `raw`, most significant first."""
+        """Name every field of `raw` (a `width`-bit value), most significant first."""
+        raw = self.check(raw)
         return [FieldValue(f, self.get(raw, f.name)) for f in reversed(self.fields)]
 
     def format(self, raw: int) -> str:
         """`explain` as printable lines, headed by the raw value and the manual section."""
+        raw = self.check(raw)
         lines = [f"{self.name} {raw:#0{self.width // 4 + 2}x}  ({self.source})"]
         lines += ["  " + fv.render() for fv in self.explain(raw)]
         return "\n".join(lines)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -70,11 +72,11 @@ def test_reader_rejects_bad_cases_and_escaping_paths(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "vectors.json").read_text())
     doc["cases"][1] = {"va": 12, "access": "read", "privilege": "user", "pa": "0x0"}
     (tmp_path / "vectors.json").write_text(json.dumps(doc))
-    with pytest.raises(VectorsError, match=r"cases\[1\]: 'va' must be a hex string"):
+    with pytest.raises(VectorsError, match=r"cases\[1\].va must be a hex string"):
         VectorSet.read(tmp_path)
     doc["cases"][1] = {"va": "0x0", "access": "fetch", "privilege": "user", "pa": "0x0"}
     (tmp_path / "vectors.json").write_text(json.dumps(doc))
-    with pytest.raises(VectorsError, match="'access' must be one of"):
+    with pytest.raises(VectorsError, match="access must be one of"):
         VectorSet.read(tmp_path)
     doc["memory"][0]["file"] = "../mem.bin"
     (tmp_path / "vectors.json").write_text(json.dumps(doc))
@@ -209,3 +211,121 @@ def test_cli_hypervisor_modes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "no G-stage" in capsys.readouterr().err
     assert main(["explain", "--register", "hgatp", "0x8000000000080000"]) == 0
     assert "Sv39x4" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ bad input never crashes or lies (issue 9)
+def _vector_dir(tmp_path: Path, mode: str = "sv39") -> tuple[Path, dict[str, Any]]:
+    generate_riscv(mode, 1, cases=6).write(tmp_path, "")
+    return tmp_path, json.loads((tmp_path / "vectors.json").read_text())
+
+
+def _error(capsys: pytest.CaptureFixture[str], argv: list[str], rc: int = 2) -> str:
+    assert main(argv) == rc
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("pagetable: error: "), err
+    return err
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d["options"].update(SUM=True), r"options: unknown key 'SUM' for mode sv39 \(expected sum, mxr"),
+    (lambda d: d["options"].update(hs_mxr=True), "unknown key 'hs_mxr' for mode sv39"),
+    (lambda d: d["options"].update(seed="1"), "options.seed must be an integer"),
+    (lambda d: d["options"].update(sum=1), "options.sum must be true or false, not 1"),
+    (lambda d: d.update(notes=[]), "unknown key 'notes'"),
+    (lambda d: d["memory"][0].update(size="0x10"), r"memory\[0\]: unknown key 'size'"),
+    (lambda d: d["memory"].append({"file": "mem.bin", "base": "0x90000000"}),
+     r"memory\[1\].file 'mem.bin' is already loaded"),
+    (lambda d: d["memory"].append({"file": "./mem.bin", "base": "0x90000000"}), "already loaded"),
+    (lambda d: d["memory"][0].update(file=""), "must name a file inside the vector directory"),
+    (lambda d: d["memory"][0].update(file="."), "must name a file inside the vector directory"),
+    (lambda d: d["registers"].update(sapt="0x0"), "registers: unknown key 'sapt' for mode sv39"),
+    (lambda d: d["cases"][0].update(stage=True), r"cases\[0\].stage must be 1 or 2, not True"),
+    (lambda d: d["cases"][0].update(Label="x"), r"cases\[0\]: unknown key 'Label'"),
+    (lambda d: d["cases"][0].update(label=5), r"cases\[0\].label must be a string"),
+    (lambda d: d["cases"][0].update(level=True), r"cases\[0\].level must be a level number"),
+    (lambda d: d["cases"][0].update(level=10**30), r"cases\[0\].level must be a level number"),
+    (lambda d: d["cases"][0].update(implicit=1), r"cases\[0\].implicit must be true or false"),
+    (lambda d: d["cases"][1].update(level=0), r"cases\[1\]: unknown key 'level' in a case with 'pa'"),
+    (lambda d: d["cases"][1].update(implicit=True), "unknown key 'implicit' in a case with 'pa'"),
+])
+def test_reader_rejects_unknown_keys_and_wrong_types(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     edit: object, message: str) -> None:
+    """Misspelt options, `"stage": true` and the same image at two bases used to be accepted silently."""
+    d, doc = _vector_dir(tmp_path)
+    doc["cases"][0] = {"va": "0x1000", "access": "read", "privilege": "user", "fault": "page-fault", "level": 0}
+    doc["cases"][1] = {"va": "0x2000", "access": "read", "privilege": "user", "pa": "0x80001000"}
+    edit(doc)  # type: ignore[operator]
+    (d / "vectors.json").write_text(json.dumps(doc))
+    for action in ("show", "check"):
+        err = _error(capsys, ["vectors", action, str(d)])
+        assert re.search(message, err), err
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"schema": ' + "9" * 5000 + "}", "\udcff", "\x00\xff\xfe"])
+def test_reader_names_the_file_for_text_that_is_not_json(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         text: str) -> None:
+    """100,000 nested '[' raised RecursionError; a 5,000-digit integer's error named no file."""
+    (tmp_path / "vectors.json").write_bytes(text.encode("utf-8", "surrogateescape"))
+    err = _error(capsys, ["vectors", "show", str(tmp_path)])
+    assert "vectors.json" in err
+
+
+def test_reader_refuses_an_image_that_is_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """mem.bin being a directory raised IsADirectoryError."""
+    d, _ = _vector_dir(tmp_path)
+    (d / "mem.bin").unlink()
+    (d / "mem.bin").mkdir()
+    assert "is a directory" in _error(capsys, ["vectors", "check", str(d)])
+    (d / "vectors.json").unlink()
+    (d / "vectors.json").mkdir()
+    assert "Is a directory" in _error(capsys, ["vectors", "check", str(d)])
+
+
+def test_show_of_memory_at_an_unaligned_base_walks_without_an_allocator(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A vector file whose memory starts at 0x80000800 failed with "allocator range ... not frame-aligned"."""
+    d, doc = _vector_dir(tmp_path)
+    doc["memory"][0]["base"] = "0x80000800"                  # the root (0x80000000) is now outside RAM
+    (d / "vectors.json").write_text(json.dumps(doc))
+    assert main(["vectors", "show", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "allocator" not in out
+    assert "the level-2 table for VA 0x0 is at 0x80000000, outside RAM: not walked" in out
+    assert main(["vectors", "check", str(d)]) == 1           # every expectation now differs, and check says so
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["0x10000000000000000"], "RISC-V PTE value 0x10000000000000000 does not fit in 64 bits"),
+    (["0x" + "f" * 100], "does not fit in 64 bits"),
+    (["-1"], "RISC-V PTE value -1 is negative"),
+    (["-0x1"], "RISC-V PTE value -1 is negative"),          # argparse took it for an unknown option
+    (["--register", "hgatp", "0x10000000000000000"], "hgatp value 0x10000000000000000 does not fit"),
+    (["--register", "hgatp", "-0x1"], "hgatp value -1 is negative"),
+    (["--register", "satp", "-7"], "satp value -7 is negative"),
+])
+def test_explain_refuses_values_that_do_not_fit(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                                message: str) -> None:
+    """`explain 0x10000000000000000` decoded as 0, 100 hex digits as 2**64-1, -1 as all ones."""
+    assert message in _error(capsys, ["explain", *argv])
+
+
+def test_explain_names_reserved_satp_modes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--register", "satp", "0xf000000000000000"]) == 0
+    out = capsys.readouterr().out
+    assert "MODE     = 15 (1111)  reserved" in out
+    assert "-> MODE 15 is reserved" in out
+    assert main(["explain", "--register", "satp", "0x8000000000080000"]) == 0
+    assert "-> Sv39, root table at PA 0x80000000; ASID 0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("cases", "message"), [
+    ("-1", "cases -1 must be at least 1"),                # "Sample larger than population or is negative"
+    ("0", "cases 0 must be at least 1"),                  # wrote 0 cases
+    ("100000000", "100,000,000 cases are more than a vector set holds (1,000,000"),   # a minute, MemoryError
+])
+def test_generate_bounds_the_number_of_cases(tmp_path: Path, capsys: pytest.CaptureFixture[str], cases: str,
+                                             message: str) -> None:
+    err = _error(capsys, ["vectors", "generate", "--mode", "sv39", "--seed", "1", "--out", str(tmp_path / "v"),
+                          "--cases", cases])
+    assert message in err
+    assert not (tmp_path / "v").exists()

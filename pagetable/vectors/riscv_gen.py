@@ -23,9 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import args
 from ..arch.riscv_sv39 import PTE
 from ..arch.riscv_sv39.entry import PBMT_IO, PBMT_NC, PBMT_RESERVED, A, D, G, R, U, V, W, X
 from ..arch.riscv_sv39.entry import ppn_field as ppn
+from ..errors import InvalidArgument
 from ..flags import MappingFlags as F
 from ..format import PagingFormat
 from ..frames import FrameAllocator
@@ -42,8 +44,12 @@ GUEST_RAM = RAM_BASE                   # two-stage modes: guest RAM's guest-phys
 GUEST_BACKING = RAM_BASE + RAM_SIZE    # ... and the host RAM behind it (host RAM is 16 MiB there)
 SPECIAL_GPA = 0x4000_0000              # guest pages the G-stage maps one by one for the two-stage targets
 MiB, GiB = 1 << 20, 1 << 30
+MAX_CASES = 1_000_000
+"""The most cases one vector set may have: every case is held in memory (about 1 KB while generating) and
+written to vectors.json (about 180 bytes each), so a million cases take about 30 s and 1 GB."""
 
-__all__ = ["GUEST_BACKING", "GUEST_RAM", "RAM_BASE", "RAM_SIZE", "VECTOR_MODES", "generate_riscv", "tag_memory"]
+__all__ = ["GUEST_BACKING", "GUEST_RAM", "MAX_CASES", "RAM_BASE", "RAM_SIZE", "VECTOR_MODES", "generate_riscv",
+           "tag_memory"]
 
 
 @dataclass(frozen=True)
@@ -331,9 +337,16 @@ def generate_riscv(mode: str, seed: int, cases: int | None = None, options: Opti
     walker under `options` (RiscvOptions, or HypervisorOptions for the hypervisor modes). `cases=None`
     gives each target x access x privilege once; a number samples (or extends) that list."""
     vm = vector_mode(mode)
+    seed = args.integer(seed, "seed")
+    if cases is not None:
+        cases = args.integer(cases, "the number of cases", 1)
+        if cases > MAX_CASES:
+            raise InvalidArgument(f"{cases:,} cases are more than a vector set holds ({MAX_CASES:,}: every case is "
+                                  "kept in memory and written to vectors.json, about 180 bytes each); "
+                                  "generate several sets with different seeds instead")
     options = options or vm.options_type()
     if not isinstance(options, vm.options_type):
-        raise ValueError(f"{mode} takes {vm.options_type.__name__}, not {type(options).__name__}")
+        raise InvalidArgument(f"{mode} takes {vm.options_type.__name__}, not {type(options).__name__}")
     mem, registers, targets = _build_mode(vm, seed)
     rng = random.Random(seed ^ 0x5EED)
     picked = list(_pick(targets, cases, rng))

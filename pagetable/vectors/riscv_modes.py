@@ -21,10 +21,10 @@ from typing import Any, Literal
 
 from ..arch.riscv_sv39 import G_MODES, MODES, Hgatp, Satp, Vsatp
 from ..arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules, two_stage_walker
-from ..errors import PagetableError
+from ..errors import InvalidArgument, PagetableError
 from ..format import PagingFormat
 from ..walker import Reason, Walker
-from .schema import Case, VectorsError, VectorSet, lanes
+from .schema import Case, VectorsError, VectorSet, check_keys, lanes
 
 Options = RiscvOptions | HypervisorOptions
 
@@ -53,11 +53,11 @@ class VectorMode:
         G-stage honours. A bit this mode has no use for is a ValueError, not silently dropped."""
         if self.gstage is None:
             if hs_mxr:
-                raise ValueError(f"{self.name} has no G-stage: hs_mxr (sstatus.MXR of a hypervisor) does not "
+                raise InvalidArgument(f"{self.name} has no G-stage: hs_mxr (sstatus.MXR of a hypervisor) does not "
                                  "apply; use mxr")
             return RiscvOptions(sum=sum, mxr=mxr, ad=ad, svnapot=svnapot, svpbmt=svpbmt)
         if self.stage1 is None and (sum or mxr):
-            raise ValueError(f"{self.name} has no VS-stage (vsatp is Bare): vsstatus.SUM/MXR do not apply; "
+            raise InvalidArgument(f"{self.name} has no VS-stage (vsatp is Bare): vsstatus.SUM/MXR do not apply; "
                              "use hs_mxr")
         return HypervisorOptions(vs_sum=sum, vs_mxr=mxr, hs_mxr=hs_mxr, ad=ad, svnapot=svnapot, svpbmt=svpbmt)
 
@@ -82,20 +82,25 @@ VECTOR_MODES: dict[str, VectorMode] = {
 
 def vector_mode(name: str) -> VectorMode:
     if name not in VECTOR_MODES:
-        raise ValueError(f"unknown RISC-V mode {name!r} (expected {', '.join(VECTOR_MODES)})")
+        raise InvalidArgument(f"unknown RISC-V mode {name!r} (expected {', '.join(VECTOR_MODES)})")
     return VECTOR_MODES[name]
 
 
 def options_from_json(mode: VectorMode, doc: dict[str, Any]) -> Options:
-    """Read a vector set's `options` for `mode` (unknown keys, such as `seed`, are informative)."""
+    """Read a vector set's `options` for `mode`: the mode's option fields and the informative `seed` (an
+    integer); any other key (a misspelt `SUM`, an option of another mode) is an error."""
+    fields = dataclasses.fields(mode.options_type)
+    check_keys(doc, [f.name for f in fields] + ["seed"], "options", f"for mode {mode.name}")
+    if "seed" in doc and type(doc["seed"]) is not int:
+        raise VectorsError(f"options.seed must be an integer, not {doc['seed']!r}")
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(mode.options_type):
+    for f in fields:
         value = doc.get(f.name, f.default)
         if f.name == "ad":
             if value not in ("svade", "svadu"):
                 raise VectorsError(f"options.ad must be 'svade' or 'svadu', not {value!r}")
         elif not isinstance(value, bool):
-            raise VectorsError(f"options.{f.name} must be true or false")
+            raise VectorsError(f"options.{f.name} must be true or false, not {value!r}")
         values[f.name] = value
     return mode.options_type(**values)
 
@@ -107,6 +112,7 @@ def walker_for(vs: VectorSet) -> Walker:
         raise VectorsError(f"arch {vs.arch!r} mode {vs.mode!r} is not supported "
                            f"(riscv64: {', '.join(VECTOR_MODES)})")
     mode = VECTOR_MODES[vs.mode]
+    check_keys(vs.registers, mode.registers, "registers", f"for mode {mode.name}")
     for reg in mode.registers:
         if reg not in vs.registers:
             raise VectorsError(f"registers.{reg} is missing (mode {mode.name} needs {', '.join(mode.registers)})")

@@ -3,7 +3,10 @@
 A vector set is a directory: one or more raw memory images, `vectors.json` (registers, walker options,
 cases with their expected PA or fault), and a short README.txt. All addresses and register values are hex
 strings, so 64-bit values survive every JSON reader. Reading validates everything and raises
-`VectorsError` with the offending field named, never a traceback from deep inside.
+`VectorsError` with the offending field's path named (`cases[3].stage`), never a traceback from deep
+inside: unknown keys (a misspelt `SUM`), values of the wrong type (`"stage": true`), keys that do not apply
+(`level` on a translation), the same image file at two bases, and files that are not JSON (binary, nested
+100,000 deep, integers of thousands of digits) are all errors.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import PagetableError, PhysMemError
+from ..errors import PagetableError
 from ..physmem import PhysMem
 from ..walker import Access, Privilege
 
@@ -25,6 +28,10 @@ SCHEMA = "pagetable-vectors/1"
 ACCESSES = ("read", "write", "execute")
 PRIVILEGES = ("supervisor", "user")
 FAULTS = ("page-fault", "access-fault", "guest-page-fault")
+TOP_KEYS = ("schema", "arch", "mode", "memory", "registers", "options", "cases")
+MEMORY_KEYS = ("file", "base")
+COMMON_CASE_KEYS = ("va", "access", "privilege", "stage", "gpa", "label", "reason")
+CASE_KEYS = {"pa": (*COMMON_CASE_KEYS, "pa"), "fault": (*COMMON_CASE_KEYS, "fault", "level", "implicit")}
 
 
 class VectorsError(PagetableError):
@@ -81,30 +88,53 @@ class Case:
     def from_json(cls, obj: Any, where: str) -> Case:
         if not isinstance(obj, dict):
             raise VectorsError(f"{where}: a case must be an object")
+        if ("pa" in obj) == ("fault" in obj):
+            raise VectorsError(f"{where}: a case has exactly one of 'pa' and 'fault'")
+        kind = "pa" if "pa" in obj else "fault"
+        check_keys(obj, CASE_KEYS[kind], where, f"in a case with '{kind}'")
         access = _choice(obj, "access", ACCESSES, where)
         privilege = _choice(obj, "privilege", PRIVILEGES, where)
         va = _hex(obj, "va", where)
-        if ("pa" in obj) == ("fault" in obj):
-            raise VectorsError(f"{where}: a case has exactly one of 'pa' and 'fault'")
         stage = obj.get("stage")
-        if stage is not None and stage not in (1, 2):
-            raise VectorsError(f"{where}: 'stage' must be 1 or 2, not {stage!r}")
+        if stage is not None and (type(stage) is not int or stage not in (1, 2)):
+            raise VectorsError(f"{where}.stage must be 1 or 2, not {stage!r}")
         gpa = _hex(obj, "gpa", where) if "gpa" in obj else None
-        label, reason = str(obj.get("label", "")), str(obj.get("reason", ""))
+        label, reason = _text(obj, "label", where), _text(obj, "reason", where)
+        if kind == "pa":
+            return cls(va, access, privilege, pa=_hex(obj, "pa", where), stage=stage, gpa=gpa, label=label,
+                       reason=reason)
         implicit = obj.get("implicit", False)
         if not isinstance(implicit, bool):
-            raise VectorsError(f"{where}: 'implicit' must be true or false")
-        if "pa" in obj:
-            return cls(va, access, privilege, pa=_hex(obj, "pa", where), stage=stage, gpa=gpa, label=label,
-                       reason=reason)   # implicit: only faults have it
+            raise VectorsError(f"{where}.implicit must be true or false, not {implicit!r}")
         level = obj.get("level")
-        if not isinstance(level, int) or isinstance(level, bool):
-            raise VectorsError(f"{where}: 'level' must be an integer")
+        if type(level) is not int or not -8 <= level < 16:
+            raise VectorsError(f"{where}.level must be a level number (an integer from -8 to 15), not "
+                               f"{_short(level)}")
         fault = _choice(obj, "fault", FAULTS, where)
         if fault == "guest-page-fault" and stage == 1:
             raise VectorsError(f"{where}: a guest-page fault comes from stage 2, not 1")
         return cls(va, access, privilege, fault=fault, level=level, stage=stage, gpa=gpa, implicit=implicit,
                    label=label, reason=reason)
+
+
+def check_keys(obj: Mapping[str, Any], allowed: Sequence[str], where: str, context: str = "") -> None:
+    """VectorsError naming the first key of `obj` that is not in `allowed` (a misspelling is never ignored)."""
+    for key in obj:
+        if key not in allowed:
+            raise VectorsError(f"{where}: unknown key {key!r}{' ' + context if context else ''} "
+                               f"(expected {', '.join(allowed)})")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _text(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = obj.get(key, "")
+    if not isinstance(value, str):
+        raise VectorsError(f"{where}.{key} must be a string, not {_short(value)}")
+    return value
 
 
 def lanes(cases: Iterable[tuple[int, str, str]]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8],
@@ -119,21 +149,21 @@ def lanes(cases: Iterable[tuple[int, str, str]]) -> tuple[npt.NDArray[np.uint64]
 def _hex(obj: Mapping[str, Any], key: str, where: str) -> int:
     value = obj.get(key)
     if not isinstance(value, str) or not value.lower().startswith("0x"):
-        raise VectorsError(f"{where}: '{key}' must be a hex string like \"0x80000000\", not {value!r}")
+        raise VectorsError(f"{where}.{key} must be a hex string like \"0x80000000\", not {_short(value)}")
     try:
         out = int(value, 16)
     except ValueError:
-        raise VectorsError(f"{where}: '{key}' is not a hex number: {value!r}") from None
+        raise VectorsError(f"{where}.{key} is not a hex number: {_short(value)}") from None
     if not 0 <= out < 1 << 64:
-        raise VectorsError(f"{where}: '{key}' does not fit in 64 bits")
+        raise VectorsError(f"{where}.{key} does not fit in 64 bits")
     return out
 
 
 def _choice(obj: Mapping[str, Any], key: str, allowed: Sequence[str], where: str) -> str:
     value = obj.get(key)
-    if value not in allowed:
-        raise VectorsError(f"{where}: '{key}' must be one of {', '.join(allowed)}, not {value!r}")
-    return str(value)
+    if not isinstance(value, str) or value not in allowed:
+        raise VectorsError(f"{where}.{key} must be one of {', '.join(allowed)}, not {_short(value)}")
+    return value
 
 
 @dataclass
@@ -181,31 +211,44 @@ class VectorSet:
         """Read and validate a vector set directory."""
         path = os.path.join(directory, "vectors.json")
         try:
-            with open(path) as fh:
+            with open(path, encoding="utf-8") as fh:
                 doc = json.load(fh)
         except OSError as exc:
             raise VectorsError(f"cannot read {path!r}: {exc.strerror}") from None
         except json.JSONDecodeError as exc:
             raise VectorsError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except UnicodeDecodeError:
+            raise VectorsError(f"{path}: not a JSON text (it is not UTF-8)") from None
+        except (ValueError, RecursionError) as exc:     # integers of thousands of digits, deep nesting
+            what = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+            raise VectorsError(f"{path}: cannot be read as JSON ({what})") from None
         if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
             raise VectorsError(f"{path}: 'schema' must be {SCHEMA!r}")
+        check_keys(doc, TOP_KEYS, path)
         for key in ("arch", "mode"):
             if not isinstance(doc.get(key), str):
                 raise VectorsError(f"{path}: '{key}' must be a string")
         memory = doc.get("memory")
         if not isinstance(memory, list) or not memory:
             raise VectorsError(f"{path}: 'memory' must be a non-empty list")
-        images = []
+        images: list[tuple[str, int]] = []
         for n, m in enumerate(memory):
+            where = f"{path}: memory[{n}]"
             if not isinstance(m, dict) or not isinstance(m.get("file"), str):
-                raise VectorsError(f"{path}: memory[{n}] needs a 'file'")
+                raise VectorsError(f"{where} needs a 'file'")
+            check_keys(m, MEMORY_KEYS, where)
             name = m["file"]
-            if os.path.isabs(name) or ".." in name.split("/"):
-                raise VectorsError(f"{path}: memory[{n}] file {name!r} must be inside the vector directory")
-            images.append((os.path.join(directory, name), _hex(m, "base", f"{path}: memory[{n}]")))
+            parts = name.replace("\\", "/").split("/")
+            if not name or os.path.isabs(name) or ".." in parts or name.strip("./") == "":
+                raise VectorsError(f"{where}.file {name!r} must name a file inside the vector directory")
+            image = os.path.normpath(os.path.join(directory, name))
+            for other, _ in images:
+                if other == image:
+                    raise VectorsError(f"{where}.file {name!r} is already loaded by an earlier memory entry")
+            images.append((image, _hex(m, "base", where)))
         try:
             mem = PhysMem.load(images)
-        except PhysMemError as exc:
+        except PagetableError as exc:
             raise VectorsError(f"{path}: {exc}") from None
         regs = doc.get("registers")
         if not isinstance(regs, dict):

@@ -20,7 +20,8 @@ SATP = Layout("satp", 64, [
     Field("PPN", 0, 44, "physical page number of the root page table"),
     Field("ASID", 44, 16, "address-space identifier"),
     Field("MODE", 60, 4, "translation mode",
-          {MODE_BARE: "Bare", MODE_SV39: "Sv39", MODE_SV48: "Sv48", MODE_SV57: "Sv57", 11: "Sv64"}),
+          {MODE_BARE: "Bare", MODE_SV39: "Sv39", MODE_SV48: "Sv48", MODE_SV57: "Sv57",
+           11: "Sv64 (reserved for future use)"}),
 ], "RISC-V privileged spec, satp register (RV64)")
 
 HGATP = Layout("hgatp", 64, [
