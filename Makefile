@@ -1,10 +1,10 @@
-# pagetable: make demo | make test | make bench | make lint
+# pagetable: make demo | make test | make bench | make fuzz | make lint
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test bench lint qemu clean
+.PHONY: demo test bench fuzz lint qemu clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pagetable needs Python 3.11 or newer")'
@@ -35,6 +35,11 @@ lint: $(STAMP)
 
 test: $(STAMP) qemu lint
 	$(BIN)/python -m pytest -q
+
+# The long fuzz profile (tests/fuzzing.py): the same fuzz tests as `make test` runs, with many more cases.
+fuzz: $(STAMP)
+	PAGETABLE_FUZZ=long $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz_cli.py \
+	    tests/test_fuzz_tables.py tests/test_fuzz_api.py tests/test_aspace.py tests/test_table.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -12,10 +12,13 @@ Library entry points (see README.md):
 from .errors import (
     AlreadyMapped,
     InvalidAddress,
+    InvalidArgument,
+    InvalidArgumentType,
     InvalidFlags,
     MappedToHugePage,
     NoMemory,
     NotAligned,
+    NotATree,
     NotMapped,
     PagetableError,
     PagingError,
@@ -30,8 +33,9 @@ from .table import PageTable
 from .walker import Access, FaultKind, Privilege, Reason, Translation, Translations, Walker
 
 __all__ = [
-    "Access", "AlreadyMapped", "FaultKind", "FrameAllocator", "InvalidAddress", "InvalidFlags", "Level",
-    "MappedToHugePage", "Mapping", "MappingFlags", "Mappings", "NoMemory", "NotAligned", "NotMapped", "PageSize",
+    "Access", "AlreadyMapped", "FaultKind", "FrameAllocator", "InvalidAddress", "InvalidArgument",
+    "InvalidArgumentType", "InvalidFlags", "Level", "MappedToHugePage", "Mapping", "MappingFlags", "Mappings",
+    "NoMemory", "NotATree", "NotAligned", "NotMapped", "PageSize",
     "PageTable", "PagetableError", "PagingError", "PagingFormat", "PhysAddr", "PhysMem", "PhysMemError",
     "Privilege", "Reason", "Translation", "Translations", "VirtAddr", "Walker",
 ]

@@ -30,7 +30,8 @@ def _fail(error: Error, default: type[PagetableError], message: str) -> Pagetabl
     return (error or default)(message)
 
 
-def _describe(value: object) -> str:
+def describe(value: object) -> str:
+    """A value for a message: its type and a short repr."""
     text = repr(value)
     return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
 
@@ -43,7 +44,7 @@ def integer(value: object, what: str, lo: int | None = None, hi: int | None = No
             raise TypeError
         v = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
-        raise _fail(error, InvalidArgumentType, f"{what} must be an integer, not {_describe(value)}") from None
+        raise _fail(error, InvalidArgumentType, f"{what} must be an integer, not {describe(value)}") from None
     if lo is not None and v < lo:
         bound = "is negative" if lo == 0 and v < 0 else f"must be at least {number(lo)}"
         raise _fail(error, InvalidArgument, f"{what} {number(v)} {bound}")
@@ -80,7 +81,16 @@ def span(start: object, length: object, what: str, *, error: Error = None) -> tu
 def u64_array(values: Any, what: str, *, error: Error = None) -> U64:
     """`values` (an integer array, a list of ints or one int) as a uint64 array, every value in [0, 2**64).
     Arrays of floats, bools, strings or objects that are not integers are refused, never cast."""
-    arr = values if isinstance(values, np.ndarray) else np.asarray(values)
+    if isinstance(values, np.ndarray):
+        arr = values
+    else:
+        try:
+            arr = np.asarray(values)
+        except (ValueError, TypeError):                 # a ragged list, or something numpy cannot take
+            raise _fail(error, InvalidArgumentType, f"{what} must be a flat list or array of integers, not "
+                        f"{describe(values)}") from None
+        if arr.dtype.kind in "fO" and isinstance(values, list | tuple):
+            arr = np.asarray(values, dtype=object)      # ints numpy promoted to float ([2**63, -1]): check each
     kind = arr.dtype.kind
     if kind == "u":
         return arr.astype(np.uint64, copy=False)
@@ -100,7 +110,7 @@ def choice(value: object, what: str, names: dict[str, Any], *, error: Error = No
     key = value.lower() if isinstance(value, str) else None
     if key is None or key not in names:
         accepted = ", ".join(names)
-        raise _fail(error, InvalidArgument, f"{what} must be one of {accepted}, not {_describe(value)}")
+        raise _fail(error, InvalidArgument, f"{what} must be one of {accepted}, not {describe(value)}")
     return names[key]
 
 
@@ -117,5 +127,42 @@ def flags(value: object, what: str = "flags", *, error: Error = None) -> Mapping
 def boolean(value: object, what: str, *, error: Error = None) -> bool:
     """A bool (numpy bools included); 0/1 integers and other truthy values are refused."""
     if not isinstance(value, bool | np.bool_):
-        raise _fail(error, InvalidArgumentType, f"{what} must be True or False, not {_describe(value)}")
+        raise _fail(error, InvalidArgumentType, f"{what} must be True or False, not {describe(value)}")
     return bool(value)
+
+
+def data(value: object, what: str = "data", *, error: Error = None) -> bytes:
+    """Bytes-like `value` (bytes, bytearray, memoryview) as bytes; anything else is refused."""
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise _fail(error, InvalidArgumentType, f"{what} must be bytes-like, not {describe(value)}")
+    return bytes(value)
+
+
+def dtype(kind: object, what: str = "element type", *, error: Error = None) -> np.dtype[Any]:
+    """A numpy dtype that can lay a value out in memory: not None (numpy would make it float64), no Python
+    objects, at least one byte."""
+    try:
+        if kind is None:
+            raise TypeError("None")
+        dt: np.dtype[Any] = np.dtype(kind)  # type: ignore[call-overload]
+    except (TypeError, ValueError) as exc:
+        raise _fail(error, InvalidArgumentType, f"{what} {describe(kind)} is not a numpy dtype: {exc}") from None
+    if dt.hasobject or dt.itemsize == 0:
+        raise _fail(error, InvalidArgument, f"{what} {dt} cannot be laid out in memory (objects, or no bytes)")
+    return dt
+
+
+def pack(value: object, dt: np.dtype[Any], what: str = "value", *, error: Error = None) -> bytes:
+    """The bytes of one `dt` element holding `value`; an integer element takes an integer that fits (never
+    a float, truncated), and an array is not one element."""
+    if dt.kind in "ui":
+        info = np.iinfo(dt)
+        return np.array(integer(value, f"a {dt} {what}", int(info.min), int(info.max) + 1, error=error),
+                        dtype=dt).tobytes()
+    try:
+        out = np.asarray(value, dtype=dt)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _fail(error, InvalidArgument, f"{describe(value)} is not a {dt} {what}: {exc}") from None
+    if out.shape != ():
+        raise _fail(error, InvalidArgument, f"one {dt} {what}, not an array of shape {out.shape}")
+    return out.tobytes()

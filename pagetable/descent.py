@@ -3,14 +3,16 @@
 Both views of a tree go through it: `PageTable.walk` (the software view: what the entry codec says) and
 `Walker.mappings` (the hardware view: what the architecture's walk rules say). Per level, the descent reads
 every entry of every table it has reached (vectorised), yields the entries, and goes down into the tables
-the caller names with `descend`. A table it has already read is not read again: a pointer back to a table
-on the way down (a loop), a table used at two levels, or a table shared by several entries of one level is
-followed once, at its first (lowest-VA) reference, and reported in `problems`. So the work and the memory
-are bounded by the number of distinct tables times their entries: a self-referencing root is one table,
-not 512**levels of them.
+the caller names with `descend`. A table it has already reached is not read again: a pointer back to a
+table on the way down (a loop), a table used at two levels, or a table shared by several entries of one
+level is followed once, at its first (lowest-VA) reference, and reported in `problems`. Tables are told
+apart by where their bytes are (`TableReader.locate`): for a stage-1 table of a two-stage walk that is the
+host-physical address stage 2 gives, so guest-physical aliases of one host page are one table. The work
+and the memory are bounded by the number of distinct tables times their entries: a self-referencing root
+is one table, not 512**levels of them.
 
-Tables are read through a `TableReader`: from physical memory (`physical_reader`), or through stage 2
-when a stage-1 table lives in guest-physical memory (`Walker.mappings`). A table the reader cannot read
+A `TableReader` locates and reads tables: in physical memory (`physical_reader`), or through stage 2 when
+a stage-1 table lives in guest-physical memory (`Walker.mappings`). A table the reader cannot read
 (outside RAM, or a stage-2 fault) is not followed; the reader says why and the descent reports it.
 """
 
@@ -31,21 +33,44 @@ U64 = npt.NDArray[np.uint64]
 Bool = npt.NDArray[np.bool_]
 
 
+def table_slots(tables: U64, count: int, entry_size: int) -> U64:
+    """The addresses of the `count` entries of each table, row-major."""
+    offsets = np.arange(count, dtype=np.uint64) * np.uint64(entry_size)
+    out: U64 = (tables[:, None] + offsets[None, :]).reshape(-1)
+    return out
+
+
 class TableReader(Protocol):
-    def __call__(self, tables: U64, count: int) -> tuple[Bool, U64, list[str]]:
-        """For tables at these addresses with `count` entries each: which can be read, the entries of the
-        readable ones (row-major, `count` per table), and for each unreadable one why not."""
+    """How a descent finds and reads tables of `count` entries at addresses `tables`."""
+
+    def locate(self, tables: U64, count: int) -> tuple[Bool, U64, list[str]]:
+        """Which tables can be reached, where their bytes are (one address per reachable table: tables at
+        the same place are the same table), and for each unreachable one why not."""
+        ...
+
+    def read(self, tables: U64, where: U64, slots: U64, count: int) -> tuple[Bool, U64, list[str]]:
+        """Which of these located tables (at `where`; their entries' addresses are `slots`) can be read, the
+        entries of the readable ones (row-major, `count` per table), and for each unreadable one why not."""
         ...
 
 
+@dataclass(frozen=True)
+class PhysicalReader:
+    """Tables in physical memory: a table is where its address says, readable when wholly in RAM."""
+
+    mem: PhysMem
+    entry_size: int
+
+    def locate(self, tables: U64, count: int) -> tuple[Bool, U64, list[str]]:
+        ok = self.mem.contains_np(tables, count * self.entry_size)
+        return ok, tables[ok], [f"at {int(t):#x}, outside RAM" for t in tables[~ok]]
+
+    def read(self, tables: U64, where: U64, slots: U64, count: int) -> tuple[Bool, U64, list[str]]:
+        return np.ones(tables.shape, dtype=bool), self.mem.read_u64_np(slots), []
+
+
 def physical_reader(mem: PhysMem, entry_size: int) -> TableReader:
-    """Read tables from physical memory; a table not wholly inside RAM is unreadable."""
-    def read(tables: U64, count: int) -> tuple[Bool, U64, list[str]]:
-        ok = mem.contains_np(tables, count * entry_size)
-        slots = (tables[ok][:, None] + np.arange(count, dtype=np.uint64)[None, :] * np.uint64(entry_size))
-        why = [f"at {int(t):#x}, outside RAM" for t in tables[~ok]]
-        return ok, mem.read_u64_np(slots.reshape(-1)), why
-    return read
+    return PhysicalReader(mem, entry_size)
 
 
 @dataclass(frozen=True)
@@ -62,77 +87,94 @@ class Descent:
     """Iterate over the levels of the tree rooted at `root` (entries overlapping [start, end)); after each
     level, `descend(mask, tables)` names the entries that point at next-level tables."""
 
-    def __init__(self, fmt: PagingFormat, root: int, read: TableReader, start: int | None = None,
+    def __init__(self, fmt: PagingFormat, root: int, reader: TableReader, start: int | None = None,
                  end: int | None = None) -> None:
         self.fmt = fmt
-        self.read = read
+        self.reader = reader
         self.lo = 0 if start is None else args.address(start, "walk start")
         self.hi = args.ADDR_LIMIT if end is None else args.size(end, "walk end")
         self.problems: list[str] = []
-        self._tables = np.array([root], dtype=np.uint64)
-        self._bases = np.array([0], dtype=np.uint64)        # truncated VA of each table's first entry
-        self._seen: dict[int, tuple[int, int]] = {root: (0, -1)}   # table -> (depth, parent table)
-        self._pending: tuple[Entries, U64, U64] | None = None    # the level yielded: entries, bases, parents
+        self._seen: dict[int, tuple[int, int]] = {}    # where a table is -> (depth, where its parent is)
+        self._pending: Entries | None = None
+        self._parents = np.zeros(0, dtype=np.uint64)   # where the table of each pending entry is
+        ok, where, why = reader.locate(np.array([root], dtype=np.uint64), fmt.levels[0].entries)
+        self._tables = np.array([root], dtype=np.uint64)[ok]
+        self._bases = np.zeros(self._tables.shape, dtype=np.uint64)   # truncated VA of each table's entry 0
+        self._where = where
+        if ok[0]:
+            self._seen[int(where[0])] = (0, -1)
+        else:
+            self._unreadable(0, 0, why[0])
+
+    def _unreadable(self, depth: int, base: int, reason: str) -> None:
+        self.problems.append(f"the level-{self.fmt.levels[depth].arch_level} table for VA "
+                             f"{self.fmt.extend(base):#x} is {reason}: not walked")
 
     def __iter__(self) -> Iterator[Entries]:
         fmt = self.fmt
         for depth, lv in enumerate(fmt.levels):
             if self._tables.size == 0 or self.lo >= self.hi:
                 return
-            ok, raw, why = self.read(self._tables, lv.entries)
+            slots = table_slots(self._tables, lv.entries, fmt.entry_size)
+            ok, raw, why = self.reader.read(self._tables, self._where, slots, lv.entries)
             for base, reason in zip(self._bases[~ok].tolist(), why, strict=True):
-                self.problems.append(f"the level-{lv.arch_level} table for VA {fmt.extend(base):#x} is "
-                                     f"{reason}: not walked")
-            tables, bases = self._tables[ok], self._bases[ok]
+                self._unreadable(depth, base, reason)
+            if not ok.all():
+                slots = slots.reshape(-1, lv.entries)[ok].reshape(-1)
+            bases = self._bases[ok]
             offs = np.arange(lv.entries, dtype=np.uint64)
-            slots = (tables[:, None] + offs[None, :] * np.uint64(fmt.entry_size)).reshape(-1)
-            vas_t = (bases[:, None] + (offs[None, :] << np.uint64(lv.index_lsb))).reshape(-1)
-            vas = fmt.extend_np(vas_t)
+            vas = fmt.extend_np((bases[:, None] + (offs[None, :] << np.uint64(lv.index_lsb))).reshape(-1))
             keep = (raw != 0) & (vas + np.uint64(lv.span - 1) >= np.uint64(self.lo))
             if self.hi < args.ADDR_LIMIT:
                 keep &= vas < np.uint64(self.hi)
-            entries = Entries(depth, slots[keep], vas[keep], raw[keep])
+            self._parents = np.repeat(self._where[ok], lv.entries)[keep]
+            self._pending = entries = Entries(depth, slots[keep], vas[keep], raw[keep])
             self._tables = np.zeros(0, dtype=np.uint64)
-            self._pending = entries, vas_t[keep], np.repeat(tables, lv.entries)[keep]
             yield entries
 
     def descend(self, mask: Bool, tables: U64) -> None:
         """The entries of the level just yielded that point at tables (`mask`), and those tables' addresses
-        (one per true lane). Tables already read are reported, not read again."""
-        assert self._pending is not None, "descend() belongs after a level was yielded"
-        entries, bases, parents = self._pending
-        self._pending = None
+        (one per true lane). Tables already reached are reported, not read again."""
+        entries, self._pending = self._pending, None
+        assert entries is not None, "descend() belongs after a level was yielded"
         depth = entries.depth + 1
-        tables = args.u64_array(tables, "table addresses").reshape(-1)
+        if depth == self.fmt.depth_count or not np.any(mask):
+            return
+        lv = self.fmt.levels[depth]
+        slots, bases = entries.slot[mask], entries.va[mask] & np.uint64(self.fmt.va_mask)
+        parents = self._parents[mask]
+        ok, where, why = self.reader.locate(tables, lv.entries)
+        for base, reason in zip(bases[~ok].tolist(), why, strict=True):
+            self._unreadable(depth, base, reason)
+        tables, slots, bases, parents = tables[ok], slots[ok], bases[ok], parents[ok]
         if not tables.size:
             return
-        slots, bases, parents = entries.slot[mask], bases[mask], parents[mask]
-        by_table = np.argsort(tables, kind="stable")      # references grouped by table, in VA order
-        uniq, start, counts = np.unique(tables[by_table], return_index=True, return_counts=True)
-        first = by_table[start]                           # each table's first (lowest-VA) reference
+        by_place = np.argsort(where, kind="stable")      # references grouped by table, in VA order
+        uniq, start, counts = np.unique(where[by_place], return_index=True, return_counts=True)
+        first = by_place[start]                          # each table's first (lowest-VA) reference
         order = np.argsort(first)
         uniq, start, counts, first = uniq[order], start[order], counts[order], first[order]
-        again = np.isin(uniq, np.fromiter(self._seen, dtype=np.uint64, count=len(self._seen)))
-        for t, i, n in zip(uniq[again].tolist(), first[again].tolist(), counts[again].tolist(), strict=True):
-            self._reached_again(t, depth, int(slots[i]), int(bases[i]), int(parents[i]), n)
+        again = np.array([w in self._seen for w in uniq.tolist()], dtype=bool)   # one test per distinct table
+        for w, i, n in zip(uniq[again].tolist(), first[again].tolist(), counts[again].tolist(), strict=True):
+            self._reached_again(w, int(tables[i]), depth, int(slots[i]), int(bases[i]), int(parents[i]), n)
         shared = ~again & (counts > 1)
-        for t, k, n in zip(uniq[shared].tolist(), start[shared].tolist(), counts[shared].tolist(), strict=True):
-            vas = ", ".join(f"{self.fmt.extend(int(b)):#x}" for b in bases[by_table[k:k + min(n, 4)]])
-            self.problems.append(f"the level-{self.fmt.levels[depth].arch_level} table {t:#x} is shared by {n} "
-                                 f"entries (VAs {vas}{', ...' if n > 4 else ''}): its entries are listed "
-                                 "once, under the first")
-        new = ~again
-        for t, i in zip(uniq[new].tolist(), first[new].tolist(), strict=True):
-            self._seen[t] = (depth, int(parents[i]))
-        self._tables = uniq[new]
-        self._bases = bases[first[new]]
+        for i, k, n in zip(first[shared].tolist(), start[shared].tolist(), counts[shared].tolist(), strict=True):
+            vas = ", ".join(f"{self.fmt.extend(int(b)):#x}" for b in bases[by_place[k:k + min(n, 4)]])
+            self.problems.append(f"the level-{lv.arch_level} table {int(tables[i]):#x} is shared by {n} entries "
+                                 f"(VAs {vas}{', ...' if n > 4 else ''}): its entries are listed once, under "
+                                 "the first")
+        new = first[~again]
+        for w, p in zip(uniq[~again].tolist(), parents[new].tolist(), strict=True):
+            self._seen[w] = (depth, p)
+        self._tables, self._bases, self._where = tables[new], bases[new], uniq[~again]
 
-    def _reached_again(self, table: int, depth: int, slot: int, base: int, parent: int, count: int) -> None:
-        first_depth, _ = self._seen[table]
+    def _reached_again(self, where: int, table: int, depth: int, slot: int, base: int, parent: int,
+                       count: int) -> None:
+        first_depth, _ = self._seen[where]
         level = self.fmt.levels[depth].arch_level
         ancestor, at = False, parent
-        while at >= 0:                                  # is `table` on the way down to the referring entry?
-            if at == table:
+        while at >= 0:                                  # is the table on the way down to the referring entry?
+            if at == where:
                 ancestor = True
                 break
             at = self._seen[at][1]

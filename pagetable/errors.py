@@ -59,3 +59,8 @@ class InvalidAddress(PagingError):
 
 class InvalidFlags(PagingError):
     """Flags that the entry format cannot encode (e.g. RISC-V WRITE without READ)."""
+
+
+class NotATree(PagingError):
+    """A region operation met tables that do not form a tree (a loop, a table shared by several entries or
+    used at two levels, a table outside RAM): it cannot tell what to change, so it changes nothing."""

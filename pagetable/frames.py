@@ -81,6 +81,8 @@ class FrameAllocator:
         align = self.frame_size if align is None else args.integer(align, "alignment", 1, args.ADDR_LIMIT)
         if align < self.frame_size or align & (align - 1):
             raise InvalidArgument(f"alignment {align:#x} must be a power of two ≥ the frame size")
+        if count > self.total:
+            raise NoMemory(f"{count} contiguous frames wanted, the allocator has {self.total}")
         first = self._find_one() if count == 1 and align == self.frame_size else self._find_run(count, align)
         self._used[first:first + count] = True
         pa = self.base + first * self.frame_size
@@ -127,16 +129,22 @@ class FrameAllocator:
                 return int(starts[hits[0]])
         raise NoMemory(f"no run of {count} free frame(s) aligned to {align:#x}")
 
-    def _index(self, pa: int) -> int:
-        off = args.address(pa, "frame address") - self.base
+    def _frame(self, pa: int, what: str) -> int | None:
+        """The frame number of `pa`, or None if it is not the start of a frame of this allocator."""
+        off = args.address(pa, f"{what} address") - self.base
         if off < 0 or off % self.frame_size or off // self.frame_size >= self.total:
-            raise PhysMemError(f"{pa:#x} is not a frame of this allocator")
+            return None
         return off // self.frame_size
 
+    def _index(self, pa: int) -> int:
+        i = self._frame(pa, "frame")
+        if i is None:
+            raise PhysMemError(f"{pa:#x} is not a frame of this allocator")
+        return i
+
     def _head(self, pa: int, what: str) -> int:
-        off = args.address(pa, f"{what} address") - self.base
-        i = off // self.frame_size
-        if off < 0 or off % self.frame_size or i >= self.total or not self._count[i]:
+        i = self._frame(pa, what)
+        if i is None or not self._count[i]:
             raise PhysMemError(f"{what} of {pa:#x}, which is not the start of a live allocation")
         return i
 
@@ -195,14 +203,13 @@ class FrameAllocator:
 
     def frames_of(self, pa: int) -> int:
         """Number of frames of the live allocation at `pa` (0 if it is not live)."""
-        off = args.address(pa, "frame address") - self.base
-        if off < 0 or off % self.frame_size or off // self.frame_size >= self.total:
-            return 0
-        return int(self._count[off // self.frame_size])
+        i = self._frame(pa, "frame")
+        return 0 if i is None else int(self._count[i])
 
     def ref_count(self, pa: int) -> int:
         """Current reference count of the allocation at `pa` (0 if it is not live)."""
-        return int(self._refs[self._index(pa)]) if self.frames_of(pa) else 0
+        i = self._frame(pa, "frame")
+        return 0 if i is None or not self._count[i] else int(self._refs[i])
 
     def ref_counts(self, pas: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
         """Reference counts of many live allocations."""

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import args
+from .errors import InvalidArgument
 
 U64 = npt.NDArray[np.uint64]
 
@@ -99,24 +100,30 @@ class Layout:
         return construct.ByteSwapped(construct.BitStruct(*parts))
 
     def __getitem__(self, name: str) -> Field:
-        return self._by_name[name]
+        """The field called `name`; InvalidArgument (listing the fields) for a name the layout lacks."""
+        try:
+            return self._by_name[name]
+        except (KeyError, TypeError):
+            raise InvalidArgument(f"{self.name} has no field {name!r} (fields: "
+                                  f"{', '.join(f.name for f in self.fields)})") from None
 
     def mask(self, *names: str) -> int:
         """The union of the named fields' masks."""
         out = 0
         for n in names:
-            out |= self._by_name[n].mask
+            out |= self[n].mask
         return out
 
     # ---------------------------------------------------------------- scalar
     def get(self, raw: int, name: str) -> int:
-        f = self._by_name[name]
-        return (raw >> f.lsb) & ((1 << f.width) - 1)
+        f = self[name]
+        return (args.integer(raw, f"{self.name} value") >> f.lsb) & ((1 << f.width) - 1)
 
     def set(self, raw: int, name: str, value: int) -> int:
-        f = self._by_name[name]
+        f = self[name]
+        value = args.integer(value, f"{self.name}.{name}")
         if not 0 <= value < 1 << f.width:
-            raise ValueError(f"{self.name}.{name} is {f.width} bits wide; {value:#x} does not fit")
+            raise InvalidArgument(f"{self.name}.{name} is {f.width} bits wide; {value:#x} does not fit")
         return (raw & ~f.mask) | (value << f.lsb)
 
     def build(self, **values: int) -> int:
@@ -133,16 +140,16 @@ class Layout:
 
     # ------------------------------------------------------------ vectorised
     def get_np(self, raw: U64, name: str) -> U64:
-        f = self._by_name[name]
+        f = self[name]
+        if not isinstance(raw, np.ndarray) or raw.dtype != np.uint64:
+            raw = args.u64_array(raw, f"{self.name} values")
         return (raw >> np.uint64(f.lsb)) & np.uint64((1 << f.width) - 1)
 
     def set_np(self, raw: U64, name: str, value: U64 | int) -> U64:
-        f = self._by_name[name]
-        given = np.asarray(value)
-        negative = given.dtype.kind == "i" and bool(np.any(given < 0))
-        v = given.astype(np.uint64)
-        if negative or np.any(v >> np.uint64(f.width)):
-            raise ValueError(f"{self.name}.{name}: a value does not fit in {f.width} bits")
+        f = self[name]
+        v = args.u64_array(value, f"{self.name}.{name} values")
+        if np.any(v >> np.uint64(f.width)):
+            raise InvalidArgument(f"{self.name}.{name}: a value does not fit in {f.width} bits")
         return (raw & np.uint64(~f.mask & (1 << 64) - 1)) | (v << np.uint64(f.lsb))
 
     # ------------------------------------------------------------- construct

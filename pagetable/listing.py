@@ -40,7 +40,7 @@ def runs(m: Mappings) -> list[tuple[int, int]]:
     end_va, end_pa = m.va + m.size, m.pa + m.size
     joins = ((m.va[1:] == end_va[:-1]) & (m.pa[1:] == end_pa[:-1]) & (m.depth[1:] == m.depth[:-1])
              & (attrs[1:] == attrs[:-1]))
-    for column in (m.perms, m.verdict):
+    for column in (m.perms, m.verdict, m.verdict_stage):
         if column is not None:
             joins &= column[1:] == column[:-1]
     starts = np.concatenate(([0], np.flatnonzero(~joins) + 1))
@@ -66,7 +66,9 @@ def ptdump(m: Mappings) -> list[str]:
                 f"{_size(end - start)} {m.fmt.levels[depth].name} "
                 f"{m.fmt.codec.letters(int(m.raw[a]), not last)}")
         if m.verdict is not None and m.verdict[a]:
-            line += f"  ! faults: {Reason(int(m.verdict[a])).label}"
+            where = "stage 2 refuses the entry's update: " if m.verdict_stage is not None and \
+                m.verdict_stage[a] == 2 else ""
+            line += f"  ! faults: {where}{Reason(int(m.verdict[a])).label}"
         elif m.perms is not None:
             line += f"  {permissions(int(m.perms[a]))}"
         lines.append(line)

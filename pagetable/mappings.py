@@ -17,7 +17,7 @@ from .physmem import PhysMem
 U64 = npt.NDArray[np.uint64]
 U8 = npt.NDArray[np.uint8]
 _COLUMNS = ("va", "pa", "size", "flags", "depth", "raw", "slot")
-_OPTIONAL = ("perms", "verdict")
+_OPTIONAL = ("perms", "verdict", "verdict_stage")
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,9 @@ class Mapping:
 @dataclass(frozen=True)
 class Mappings:
     """Leaves as parallel numpy arrays, sorted by VA (as unsigned 64-bit values, so a sign-extended upper
-    half follows the lower half)."""
+    half follows the lower half). The hardware view (`Walker.mappings`) also lists the table entries the
+    walk rejects, and has the `perms`/`verdict` columns; its `slot` is where the entry is in the address
+    space the tables live in (a guest-physical address for a stage-1 table of two stages)."""
 
     fmt: PagingFormat
     va: U64
@@ -48,21 +50,27 @@ class Mappings:
     flags: U64
     depth: npt.NDArray[np.int8]
     raw: U64
-    slot: U64          # physical address of each entry
+    slot: U64          # address of each entry (physical; guest-physical for a two-stage stage-1 table)
     problems: tuple[str, ...] = ()   # what the walk could not follow (e.g. a table pointer outside RAM)
     # the hardware view only (`Walker.mappings`; None from `PageTable.walk`):
     perms: U8 | None = None          # effective permissions: bit 3 * privilege + access (`walker.perm_bit`)
     verdict: U8 | None = None        # 0 where some access translates, else the `Reason` every access gets
+    verdict_stage: U8 | None = None  # where `verdict` is not 0: 1, or 2 when stage 2 refused the entry's
+                                     # update (an implicit write of a stage-1 entry hardware updates)
 
     @classmethod
-    def empty(cls, fmt: PagingFormat) -> Mappings:
+    def empty(cls, fmt: PagingFormat, hardware: bool = False) -> Mappings:
+        """No leaves (with the hardware view's columns, empty, when `hardware`)."""
         z = np.zeros(0, dtype=np.uint64)
-        return cls(fmt, z, z, z, z, np.zeros(0, dtype=np.int8), z, z)
+        u8 = np.zeros(0, dtype=np.uint8) if hardware else None
+        return cls(fmt, z, z, z, z, np.zeros(0, dtype=np.int8), z, z, perms=u8, verdict=u8, verdict_stage=u8)
 
     @classmethod
-    def concat(cls, fmt: PagingFormat, parts: list[Mappings], problems: list[str] | None = None) -> Mappings:
+    def concat(cls, fmt: PagingFormat, parts: list[Mappings], problems: list[str] | None = None,
+               hardware: bool = False) -> Mappings:
+        """The parts' leaves sorted by VA; `hardware`: the parts are of the hardware view."""
         if not parts:
-            return dataclasses.replace(cls.empty(fmt), problems=tuple(problems or ()))
+            return dataclasses.replace(cls.empty(fmt, hardware), problems=tuple(problems or ()))
         names = _COLUMNS + tuple(n for n in _OPTIONAL if all(getattr(p, n) is not None for p in parts))
         cols = {name: np.concatenate([getattr(p, name) for p in parts]) for name in names}
         order = np.argsort(cols["va"], kind="stable")

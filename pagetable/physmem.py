@@ -94,11 +94,12 @@ class PhysMem:
         self._sizes = np.array([r.size for r in built], dtype=np.uint64)
 
     # ----------------------------------------------------------------- lookup
-    def _locate(self, pa: int, size: int) -> tuple[Region, int]:
+    def _locate(self, pa: int, size: int) -> tuple[Region, int, int]:
+        """The region holding [pa, pa + size), the offset of `pa` in it, and `size` (both checked)."""
         pa, size = args.span(pa, size, "physical range")
         for r in self.regions:
             if r.base <= pa and pa + size <= r.end:
-                return r, pa - r.base
+                return r, pa - r.base, size
         raise PhysMemError(f"physical range [{pa:#x}, {pa + size:#x}) is not inside RAM "
                            f"({self.describe()})")
 
@@ -123,24 +124,24 @@ class PhysMem:
 
     # -------------------------------------------------------------- scalar IO
     def read(self, pa: int, size: int) -> bytes:
-        r, off = self._locate(pa, size)
+        r, off, size = self._locate(pa, size)
         return r.data[off:off + size].tobytes()
 
     def write(self, pa: int, data: bytes | bytearray | memoryview | npt.NDArray[np.uint8]) -> None:
         """Store `data` (bytes-like, or a one-dimensional uint8 array) at `pa`."""
         buf = _bytes_of(data)
-        r, off = self._locate(pa, len(buf))
+        r, off, _ = self._locate(pa, len(buf))
         r.data[off:off + len(buf)] = buf
 
     def view(self, pa: int, size: int) -> npt.NDArray[np.uint8]:
         """A writable numpy view of [pa, pa + size)."""
-        r, off = self._locate(pa, size)
+        r, off, size = self._locate(pa, size)
         return r.data[off:off + size]
 
     def words(self, pa: int, count: int) -> U64:
         """A writable u64 view of `count` words at the 8-aligned `pa` (e.g. a whole page table)."""
         count = args.integer(count, "word count", 0, args.ADDR_LIMIT >> 3)
-        r, off = self._locate(pa, count * 8)
+        r, off, _ = self._locate(pa, count * 8)
         if pa % 8:
             raise PhysMemError(f"u64 view at {pa:#x} is not 8-byte aligned")
         return r.words[off // 8: off // 8 + count]
@@ -153,7 +154,7 @@ class PhysMem:
     def read_u64(self, pa: int) -> int:
         pa = args.address(pa, "pa")
         if pa % 8 == 0:
-            r, off = self._locate(pa, 8)
+            r, off, _ = self._locate(pa, 8)
             return int(r.words[off // 8])
         return int.from_bytes(self.read(pa, 8), "little")
 
@@ -161,7 +162,7 @@ class PhysMem:
         pa = args.address(pa, "pa")
         value = args.address(value, "u64 value")
         if pa % 8 == 0:
-            r, off = self._locate(pa, 8)
+            r, off, _ = self._locate(pa, 8)
             r.words[off // 8] = value
         else:
             self.write(pa, value.to_bytes(8, "little"))
@@ -227,7 +228,10 @@ class PhysMem:
         With `writable=False` the files are mapped copy-on-write: changes stay in this process.
         """
         regions: list[tuple[int, int | npt.NDArray[np.uint8]]] = []
-        for path, base in images:
+        for item in images:
+            if not isinstance(item, tuple | list) or len(item) != 2 or not isinstance(item[0], str | os.PathLike):
+                raise InvalidArgumentType(f"an image is a (path, base) pair, not {args.describe(item)}")
+            path, base = item
             name = os.fspath(path)
             base = args.address(base, f"base of memory image {name!r}")
             try:

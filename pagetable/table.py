@@ -32,6 +32,7 @@ from .errors import (
     MappedToHugePage,
     NoMemory,
     NotAligned,
+    NotATree,
     NotMapped,
 )
 from .flags import MappingFlags, PageSize
@@ -216,7 +217,8 @@ class PageTable:
     def plan_region(self, va: int, target: Target, size: int, allow_huge: bool) -> tuple[U64, U64, U64]:
         """The leaves `map_region` would write: arrays of VA, PA and size."""
         va, size = self._check_region(va, size)
-        sizes = [s for s in self.fmt.page_sizes() if args.boolean(allow_huge, "allow_huge") or s == self.fmt.page_size]
+        huge = args.boolean(allow_huge, "allow_huge")
+        sizes = [s for s in self.fmt.page_sizes() if huge or s == self.fmt.page_size]
         if not isinstance(target, np.ndarray) and not callable(target):
             target = self.fmt.check_pa(target)
         if isinstance(target, int):
@@ -281,8 +283,13 @@ class PageTable:
     def set_leaves(self, leaves: Mappings, flags: MappingFlags, pas: U64 | None = None) -> None:
         """Rewrite the given leaves (as `walk` returned them, placeholders included) with `flags`, and with
         new output addresses `pas` if given (e.g. copy-on-write breaking)."""
+        if not isinstance(leaves, Mappings) or leaves.fmt != self.fmt:
+            raise InvalidArgumentType("set_leaves takes Mappings of this table's format (from walk())")
+        flags = args.flags(flags)
         codec = self.fmt.codec
-        target = leaves.pa if pas is None else np.asarray(pas, dtype=np.uint64)
+        target = leaves.pa if pas is None else args.u64_array(pas, "physical addresses").reshape(-1)
+        if target.shape != leaves.pa.shape:
+            raise InvalidArgument(f"{target.size} physical addresses for {len(leaves)} leaves")
         for d in np.unique(leaves.depth):
             sel = leaves.depth == d
             huge = not self._last(int(d))
@@ -312,6 +319,8 @@ class PageTable:
         leaves inside it."""
         end = va + size
         found = self.walk(va, end, placeholders=True)
+        if found.problems:                      # an adopted table whose tables are not a tree here
+            raise NotATree(f"[{va:#x}, {end:#x}): {found.problems[0]}")
         if not missing_ok:
             last = np.uint64(end - 1)          # inclusive ends: the range may end at 2**64
             covered = (np.minimum(found.va + (found.size - np.uint64(1)), last) - np.maximum(found.va, np.uint64(va))

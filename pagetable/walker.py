@@ -21,6 +21,7 @@ without writing them.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, cast
 
@@ -28,8 +29,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import args
-from .descent import Descent, TableReader, physical_reader
-from .errors import InvalidArgument
+from .descent import Descent, physical_reader, table_slots
+from .errors import InvalidArgument, InvalidArgumentType
 from .format import PagingFormat
 from .mappings import Mappings
 from .physmem import PhysMem
@@ -51,12 +52,17 @@ class _Named(enum.IntEnum):
         """The member named `value` (its name or a synonym, any case), or the member itself."""
         if isinstance(value, cls):
             return value
-        names = {m.label: m for m in cls} | {k: cls[v] for k, v in cls._synonyms().items()}
-        return cast(Self, args.choice(value, cls.__name__.lower(), names))
+        return cast(Self, args.choice(value, cls.__name__.lower(), _names(cls)))
 
     @classmethod
     def _synonyms(cls) -> dict[str, str]:
         return {}
+
+
+@functools.cache
+def _names(kind: type[_Named]) -> dict[str, _Named]:
+    """Every name (labels and synonyms) of a `_Named` enum's members."""
+    return {m.label: m for m in kind} | {k: kind[v] for k, v in kind._synonyms().items()}
 
 
 class Access(_Named):
@@ -203,6 +209,16 @@ def _lanes(value: int | str | Access | Privilege | npt.ArrayLike, kind: type[_Na
         raise InvalidArgument(f"{arr.size} {kind.__name__.lower()} lanes for {n} addresses") from None
 
 
+def _record(out: Translations, lanes: npt.NDArray[np.intp], gpas: U64, t2: Translations, implicit: bool) -> None:
+    """Note stage 2's faults (`t2`, one per lane) in `out`, and the GPA each lane's stage 2 translated."""
+    bad = t2.reason != Reason.OK
+    hit = lanes[bad]
+    out.reason[hit], out.level[hit], out.pte[hit] = t2.reason[bad], t2.level[bad], t2.pte[bad]
+    out.stage[hit] = 2
+    out.implicit[hit] = implicit
+    out.gpa[lanes] = gpas
+
+
 def _one(kind: type[_Named], value: object) -> Any:
     """One `kind` member from a name, a member or its integer value."""
     if isinstance(value, str | enum.Enum):
@@ -215,6 +231,10 @@ class Walker:
     """Translates virtual addresses through `rules` over the physical memory `mem`."""
 
     def __init__(self, mem: PhysMem, rules: WalkRules, stage2: Walker | None = None) -> None:
+        if not isinstance(mem, PhysMem) or not (stage2 is None or isinstance(stage2, Walker)):
+            raise InvalidArgumentType("a walker needs a PhysMem (and, for two stages, a stage-2 Walker)")
+        if not all(callable(getattr(rules, m, None)) for m in ("step", "fault_kind", "writes_back", "implicit")):
+            raise InvalidArgumentType(f"{type(rules).__name__} is not a WalkRules (step, fault_kind, ...)")
         self.mem = mem
         self.rules = rules
         self.stage2 = stage2
@@ -231,14 +251,18 @@ class Walker:
         stage-1 table accesses); return the HPAs (meaningful where the lane did not fault)."""
         stage2 = self._implicit if implicit else self.stage2
         assert stage2 is not None
-        t2 = stage2.translate_many(gpas, acc, Privilege.USER)
-        bad = t2.reason != Reason.OK
-        hit = lanes[bad]
-        out.reason[hit], out.level[hit], out.pte[hit] = t2.reason[bad], t2.level[bad], t2.pte[bad]
-        out.stage[hit] = 2
-        out.implicit[hit] = implicit
-        out.gpa[lanes] = gpas
+        t2 = stage2._walk(gpas, acc, np.full(gpas.shape, Privilege.USER, dtype=np.uint8))
+        _record(out, lanes, gpas, t2, implicit)
         return t2.pa
+
+    def _updates(self, accepted: Bool, pte: U64, leaf: Bool, acc: U8, slot: U64) -> tuple[npt.NDArray[np.intp],
+                                                                                       Translations]:
+        """The lanes whose entry (accepted by `step`) hardware updates during the walk, and stage 2's
+        outcome for that update: an implicit write of the entry at `slot` (`WalkRules.writes_back`)."""
+        assert self._implicit is not None
+        update = np.flatnonzero(accepted & self.rules.writes_back(pte, leaf, acc))
+        return update, self._implicit._walk(slot[update], np.full(update.shape, Access.WRITE, dtype=np.uint8),
+                                            np.full(update.shape, Privilege.USER, dtype=np.uint8))
 
     def translate_many(self, vas: npt.ArrayLike, access: Access | str | npt.ArrayLike = Access.READ,
                        privilege: Privilege | str | npt.ArrayLike = Privilege.SUPERVISOR) -> Translations:
@@ -246,8 +270,11 @@ class Walker:
         array or a list of ints); floats and negative values are refused, never truncated."""
         va = np.ascontiguousarray(args.u64_array(vas, "virtual addresses").reshape(-1))
         n = va.shape[0]
-        acc = _lanes(access, Access, n)
-        prv = _lanes(privilege, Privilege, n)
+        return self._walk(va, _lanes(access, Access, n), _lanes(privilege, Privilege, n))
+
+    def _walk(self, va: U64, acc: U8, prv: U8) -> Translations:
+        """`translate_many` on arrays the walker has already checked (or built itself)."""
+        n = va.shape[0]
         out = Translations(va, np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=np.uint8),
                            np.zeros(n, dtype=np.int8), np.zeros(n, dtype=np.uint64), np.ones(n, dtype=np.uint8),
                            np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=bool))
@@ -281,10 +308,9 @@ class Walker:
                 reason[live] = why
                 good = why == Reason.OK
                 if self.stage2 is not None:           # an entry update is an implicit stage-2 write
-                    update = good & self.rules.writes_back(pte, leaf, acc[live])
-                    if update.any():
-                        self._stage2(live[update], slot[update],
-                                     np.full(int(update.sum()), Access.WRITE, dtype=np.uint8), out, True)
+                    update, t2 = self._updates(good, pte, leaf, acc[live], slot)
+                    if update.size:
+                        _record(out, live[update], slot[update], t2, implicit=True)
                         good = reason[live] == Reason.OK
                 done = good & leaf
                 pa[live[done]] = addr[done]
@@ -303,8 +329,8 @@ class Walker:
     def mappings(self, start: int | None = None, end: int | None = None) -> Mappings:
         """The table as this walker's hardware reads it (the stage-1 table; `stage2.mappings()` lists stage
         2): every leaf the rules accept for at least one access and privilege, with `perms` (the
-        accesses that translate, `perm_bit`) and its PA as the walk computes it (a Svnapot leaf maps its
-        64 KiB range, not its encoded PPN), and every leaf or table entry the rules reject for every access,
+        accesses that translate, `perm_bit`) and its PA as the walk computes it for the leaf's own VA (a
+        Svnapot PTE's 4 KiB within its 64 KiB block, not its encoded PPN), and every leaf or table entry the rules reject for every access,
         with `verdict` (the reason; its `pa` is the encoded address). Entries with V=0 (or not present) are
         not listed and rejected table entries are not followed. Tables are read as the walk reads them:
         through stage 2 (as implicit reads) when there is one, so a stage-1 table that stage 2 does not let
@@ -315,7 +341,9 @@ class Walker:
         rules, fmt = self.rules, self.rules.fmt
         if fmt is None:
             raise InvalidArgument("translation is off (Bare): there is no table to list")
-        descent = Descent(fmt, rules.root, self._table_reader(fmt), start, end)
+        reader = physical_reader(self.mem, fmt.entry_size) if self._implicit is None else \
+            _StageTwoReader(self._implicit, fmt.entry_size)
+        descent = Descent(fmt, rules.root, reader, start, end)
         combos = [(a, p) for p in Privilege for a in Access]
         acc = np.array([a for a, _ in combos], dtype=np.uint8)
         prv = np.array([p for _, p in combos], dtype=np.uint8)
@@ -324,12 +352,12 @@ class Walker:
             n, huge = e.raw.shape[0], e.depth != fmt.depth_count - 1
             pte, lane_acc = np.tile(e.raw, len(combos)), np.repeat(acc, n)
             why, leaf, addr = rules.step(e.depth, pte, np.tile(e.va, len(combos)), lane_acc, np.repeat(prv, n))
-            if self._implicit is not None:          # an entry update is an implicit stage-2 write
-                update = np.flatnonzero((why == Reason.OK) & rules.writes_back(pte, leaf, lane_acc))
-                t2 = self._implicit.translate_many(np.tile(e.slot, len(combos))[update], Access.WRITE,
-                                                   Privilege.USER)
+            stage: U8 = np.ones(why.shape, dtype=np.uint8)
+            if self._implicit is not None:          # an entry update must pass stage 2 as an implicit write
+                update, t2 = self._updates(why == Reason.OK, pte, leaf, lane_acc, np.tile(e.slot, len(combos)))
                 why[update] = t2.reason
-            why = why.reshape(len(combos), n)
+                stage[update] = np.where(t2.reason != Reason.OK, 2, 1)
+            why, stage = why.reshape(len(combos), n), stage.reshape(len(combos), n)  # (access x privilege, entry)
             leaf, addr = leaf[:n], addr[:n]
             ok = why == Reason.OK
             usable = ok.any(axis=0)
@@ -337,48 +365,80 @@ class Walker:
             if np.any(listed):
                 bits = (ok.astype(np.uint8) << np.arange(len(combos), dtype=np.uint8)[:, None]).sum(axis=0,
                                                                                                    dtype=np.uint8)
-                rejected = np.where(why == Reason.PERMISSION, 255, why).min(axis=0)
-                verdict = np.where(usable, 0, np.where(rejected == 255, Reason.PERMISSION, rejected))
+                # every access faults: prefer the reason that is not about permissions (a structural one)
+                rank = np.where(why == Reason.PERMISSION, 255, why)
+                pick = rank.argmin(axis=0)
+                cols = np.arange(n)
+                verdict = np.where(usable, 0, why[pick, cols])
                 raw = e.raw[listed]
                 pa = np.where(usable[listed], addr[listed], fmt.codec.paddr_np(raw, huge))
                 parts.append(Mappings(fmt, e.va[listed], pa, np.full(raw.shape, fmt.levels[e.depth].span,
                                       dtype=np.uint64), fmt.codec.flags_np(raw, huge),
                                       np.full(raw.shape, e.depth, dtype=np.int8), raw, e.slot[listed],
-                                      perms=bits[listed], verdict=verdict[listed].astype(np.uint8)))
+                                      perms=bits[listed], verdict=verdict[listed].astype(np.uint8),
+                                      verdict_stage=np.where(usable, 0, stage[pick, cols])[listed].astype(np.uint8)))
             pointer = ~leaf & usable
             descent.descend(pointer, addr[pointer])
-        return Mappings.concat(fmt, parts, descent.problems)
-
-    def _table_reader(self, fmt: PagingFormat) -> TableReader:
-        """Read stage-1 tables as the walk does: from memory, or through stage 2 as implicit reads."""
-        if self._implicit is None:
-            return physical_reader(self.mem, fmt.entry_size)
-        stage2 = self._implicit
-
-        def read(tables: U64, count: int) -> tuple[Bool, U64, list[str]]:
-            slots = (tables[:, None] + np.arange(count, dtype=np.uint64)[None, :] * np.uint64(fmt.entry_size))
-            t = stage2.translate_many(slots.reshape(-1), Access.READ, Privilege.USER)
-            fine = (t.reason == Reason.OK).reshape(tables.shape[0], count).all(axis=1)
-            why = []
-            for k in np.flatnonzero(~fine).tolist():
-                lane = k * count + int(np.argmax(t.reason[k * count:(k + 1) * count] != Reason.OK))
-                reason = Reason(int(t.reason[lane]))
-                why.append(f"at GPA {int(tables[k]):#x}, which stage 2 does not let the walk read "
-                           f"({stage2.rules.fault_kind(reason).value}: {reason.label} at GPA "
-                           f"{int(slots.reshape(-1)[lane]):#x}, stage-2 level {int(t.level[lane])})")
-            hpas = t.pa.reshape(tables.shape[0], count)[fine].reshape(-1)
-            return fine, self.mem.read_u64_np(hpas), why
-        return read
+        return Mappings.concat(fmt, parts, descent.problems, hardware=True)
 
     def translate(self, va: int, access: Access | str = Access.READ,
                   privilege: Privilege | str = Privilege.SUPERVISOR) -> Translation:
         """Translate one VA; the result names the PA or the exact fault and level."""
         va = args.address(va, "virtual address")
         acc, prv = _one(Access, access), _one(Privilege, privilege)
-        t = self.translate_many(np.array([va], dtype=np.uint64), acc, prv)
+        t = self._walk(np.array([va], dtype=np.uint64), np.array([acc], dtype=np.uint8),
+                       np.array([prv], dtype=np.uint8))
         reason = Reason(int(t.reason[0]))
         stage = int(t.stage[0])
         return Translation(va, acc, prv, int(t.pa[0]) if reason == Reason.OK else None, reason,
                            int(t.level[0]), None if reason == Reason.OK else self.fault_kind(reason, stage),
                            int(t.pte[0]), stage, int(t.gpa[0]) if self.stage2 is not None else None,
                            bool(t.implicit[0]))
+
+
+class _StageTwoReader:
+    """Stage-1 tables in guest-physical memory, located and read through stage 2 as the walk reads them
+    (implicit reads): a table is where stage 2 maps it, so guest-physical aliases of one host page are one
+    table; a table stage 2 faults on, or maps outside RAM, cannot be read."""
+
+    def __init__(self, stage2: Walker, entry_size: int) -> None:
+        self.stage2 = stage2
+        self.entry_size = entry_size
+        fmt = stage2.rules.fmt
+        self.page = fmt.page_size if fmt is not None else 1 << 63     # stage 2 Bare: one flat space
+
+    def _reach(self, gpas: U64, size: int) -> tuple[Bool, U64, list[str]]:
+        """For `size` bytes at each GPA (within one stage-2 page): whether the walk can read them, their
+        host address, and why not for each lane it cannot."""
+        t = self.stage2.translate_many(gpas, Access.READ, Privilege.USER)
+        inram = self.stage2.mem.contains_np(t.pa, size)
+        ok = (t.reason == Reason.OK) & inram
+        why = []
+        for k in np.flatnonzero(~ok).tolist():
+            reason = Reason(int(t.reason[k]))
+            why.append(f"at GPA {int(gpas[k]):#x}, which stage 2 maps to {int(t.pa[k]):#x}, outside RAM"
+                       if reason == Reason.OK else
+                       f"at GPA {int(gpas[k]):#x}, which stage 2 does not let the walk read "
+                       f"({self.stage2.rules.fault_kind(reason).value}: {reason.label} at stage-2 level "
+                       f"{int(t.level[k])})")
+        return ok, t.pa, why
+
+    def locate(self, tables: U64, count: int) -> tuple[Bool, U64, list[str]]:
+        ok, hpa, why = self._reach(tables, min(count * self.entry_size, self.page))
+        return ok, hpa[ok], why
+
+    def read(self, tables: U64, where: U64, slots: U64, count: int) -> tuple[Bool, U64, list[str]]:
+        size = count * self.entry_size
+        if size <= self.page:                            # one stage-2 page: `locate` checked it all
+            return np.ones(tables.shape, dtype=bool), self.stage2.mem.read_u64_np(
+                table_slots(where, count, self.entry_size)), []
+        pages = -(-size // self.page)                    # a larger table: every page it spans
+        ok, hpa, lane_why = self._reach(table_slots(tables, pages, self.page), self.page)
+        bad = ~ok.reshape(-1, pages)
+        fine: Bool = np.logical_not(bad.any(axis=1))
+        first_bad = np.cumsum(~ok) - 1                   # index into lane_why of each bad lane
+        why = [lane_why[int(first_bad[k * pages + int(np.argmax(bad[k]))])] for k in np.flatnonzero(~fine)]
+        offsets = np.arange(count, dtype=np.uint64) * np.uint64(self.entry_size)
+        page_of = (offsets // np.uint64(self.page)).astype(np.intp)
+        host = hpa.reshape(-1, pages)[fine][:, page_of] + offsets % np.uint64(self.page)
+        return fine, self.stage2.mem.read_u64_np(host.reshape(-1)), why

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
 from pagetable.vectors import qemu_riscv
+
+from . import fuzzing
 
 
 def require_qemu() -> str:
@@ -18,3 +21,14 @@ def require_qemu() -> str:
             pytest.fail(f"{message}, and CI=true requires it")
         pytest.skip(message)
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many fuzz cases each entry point took (tests/fuzzing.py)."""
+    if fuzzing.COUNTS:
+        total = sum(fuzzing.COUNTS.values())
+        profile = "long" if fuzzing.LONG else "short"
+        terminalreporter.write_line(f"fuzz ({profile} profile): {total:,} cases in "
+                                    f"{time.monotonic() - fuzzing.STARTED:.0f} s")
+        for name, n in sorted(fuzzing.COUNTS.items()):
+            terminalreporter.write_line(f"  {n:>9,}  {name}")

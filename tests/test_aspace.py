@@ -21,6 +21,8 @@ from pagetable.mm.errors import AlreadyExists, BadAddress, InvalidParam, MmError
 from pagetable.physmem import PhysMem
 from pagetable.walker import Access, Privilege, Reason, Walker
 
+from .fuzzing import count, fuzz
+
 RAM = 0x8000_0000
 BASE, SIZE = 0x1000_0000, 0x1000_0000
 RW, RO, RWX = F.READ | F.WRITE | F.USER, F.READ | F.USER, F.READ | F.WRITE | F.EXECUTE
@@ -395,10 +397,11 @@ class AddrSpaceMachine(RuleBasedStateMachine):
                     assert s.read(BASE + p * 0x1000 + 0x123, 1) == bytes([data[p]])
 
     def teardown(self) -> None:
+        count("AddrSpace model (30 random steps against a dict)")
         for s, _ in self.live.values():
             s.destroy()
         assert self.frames.in_use == 0, f"{self.frames.in_use} frames leaked"
 
 
 TestAddrSpaceMachine = AddrSpaceMachine.TestCase
-TestAddrSpaceMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+TestAddrSpaceMachine.settings = settings(fuzz(short=60, long=1_000), stateful_step_count=30)

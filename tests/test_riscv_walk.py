@@ -122,8 +122,10 @@ def test_translate_rejects_bad_arguments() -> None:
         w.translate_many([0], privilege=[2])
     with pytest.raises(InvalidArgument, match=r"access must be one of read, write, execute, load, .*not str 'fetchh'"):
         w.translate(0, "fetchh")
-    with pytest.raises(InvalidArgumentType, match="must be integers, not floats"):
+    with pytest.raises(InvalidArgumentType, match=r"must be an integer, not float 4096\.7"):
         w.translate_many([4096.7])
+    with pytest.raises(InvalidArgumentType, match="must be integers, not floats"):
+        w.translate_many(np.array([4096.7]))
     with pytest.raises(InvalidArgumentType, match="virtual address must be an integer, not float"):
         w.translate(4096.0)      # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="virtual addresses: -1 is negative"):

@@ -234,8 +234,8 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str], rc: int = 2) -> 
     (lambda d: d.update(notes=[]), "unknown key 'notes'"),
     (lambda d: d["memory"][0].update(size="0x10"), r"memory\[0\]: unknown key 'size'"),
     (lambda d: d["memory"].append({"file": "mem.bin", "base": "0x90000000"}),
-     r"memory\[1\].file 'mem.bin' is already loaded"),
-    (lambda d: d["memory"].append({"file": "./mem.bin", "base": "0x90000000"}), "already loaded"),
+     r"memory\[1\].file 'mem.bin' is the image of an earlier memory entry"),
+    (lambda d: d["memory"].append({"file": "./mem.bin", "base": "0x90000000"}), "image of an earlier"),
     (lambda d: d["memory"][0].update(file=""), "must name a file inside the vector directory"),
     (lambda d: d["memory"][0].update(file="."), "must name a file inside the vector directory"),
     (lambda d: d["registers"].update(sapt="0x0"), "registers: unknown key 'sapt' for mode sv39"),
@@ -259,6 +259,26 @@ def test_reader_rejects_unknown_keys_and_wrong_types(tmp_path: Path, capsys: pyt
     for action in ("show", "check"):
         err = _error(capsys, ["vectors", action, str(d)])
         assert re.search(message, err), err
+
+
+def test_reader_rejects_repeated_keys_loose_hex_and_linked_images(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    d, doc = _vector_dir(tmp_path)
+    text = json.dumps(doc)
+    for edited, message in ((text.replace('"va": ', '"va": "0xdeadbeef", "va": ', 1), "'va' appears twice"),
+                            (text.replace('"base": "0x80000000"', '"base": "0x_80000000"'), "not a hex number"),
+                            (text.replace('"base": "0x80000000"', '"base": "0x80000000 "'), "not a hex number"),
+                            (text.replace('"cases": [', '"cases": [NaN, ', 1), "NaN is not a JSON number")):
+        (d / "vectors.json").write_text(edited)
+        assert message in _error(capsys, ["vectors", "check", str(d)])
+    (d / "link.bin").symlink_to(d / "mem.bin")
+    doc["memory"].append({"file": "link.bin", "base": "0x90000000"})
+    (d / "vectors.json").write_text(json.dumps(doc))
+    assert "is the image of an earlier memory entry" in _error(capsys, ["vectors", "check", str(d)])
+    (d / "mem.bin").rename(d / "...")                      # an odd name, but a file in the directory
+    doc["memory"] = [{"file": "...", "base": "0x80000000"}]
+    (d / "vectors.json").write_text(json.dumps(doc))
+    assert main(["vectors", "check", str(d)]) == 0
 
 
 @pytest.mark.parametrize("text", ["[" * 100_000, '{"schema": ' + "9" * 5000 + "}", "\udcff", "\x00\xff\xfe"])

@@ -199,9 +199,11 @@ class AddrSpace:
         access = args.flags(access, "access", error=InvalidParam)
         lo, hi = start & ~(PAGE - 1), -(-(start + size) // PAGE) * PAGE
         self._validate(lo, hi - lo)
-        for area, a, b in list(self._covering(lo, hi - lo)):
+        pieces = list(self._covering(lo, hi - lo))
+        for area, a, b in pieces:                      # every area is checked before any is populated
             if access & ~area.flags:
                 raise BadAddress(f"[{a:#x}, {b:#x}) is {area.flags.short()}, not {MappingFlags(access).short()}")
+        for area, a, b in pieces:
             try:
                 area.backend.populate(a, b - a, area.flags, access, self._pt)
             except NoMemory as exc:
@@ -241,33 +243,35 @@ class AddrSpace:
         return not access & ~flags
 
     # ------------------------------------------------------------- data
-    def _pages(self, start: int, size: int, access: MappingFlags) -> Iterator[tuple[int, int, int]]:
-        """(pa, offset in buffer, length) chunks for [start, start + size) after faulting pages in."""
+    def _pages(self, start: int, size: int, access: MappingFlags) -> list[tuple[int, int, int]]:
+        """(pa, offset in buffer, length) chunks for [start, start + size) after checking the access and
+        faulting the pages in."""
         if size == 0:
-            return
+            return []
         if not self.check_region_access(start, size, access):
             raise BadAddress(f"[{start:#x}, +{size:#x}) is not {MappingFlags(access).short()} in this space")
         self.populate_area(start, size, access)
+        out = []
         pos, end = start, start + size
         while pos < end:
             pa, _, page_size = self._pt.query(pos)
             n = min(end, (pos & ~(page_size - 1)) + page_size) - pos
-            yield pa, pos - start, n
+            out.append((pa, pos - start, n))
             pos += n
+        return out
 
     def read(self, start: int, size: int) -> bytes:
         """Read through the page tables (lazy pages are faulted in); needs READ on every byte."""
         start, size = args.span(start, size, "read", error=InvalidParam)
+        pages = self._pages(start, size, MappingFlags.READ)     # checked before anything is allocated
         out = bytearray(size)
-        for pa, off, n in self._pages(start, size, MappingFlags.READ):
+        for pa, off, n in pages:
             out[off:off + n] = self._pt.mem.read(pa, n)
         return bytes(out)
 
     def write(self, start: int, data: bytes) -> None:
         """Write through the page tables (copy-on-write is broken first); needs WRITE on every byte."""
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise InvalidParam(f"data must be bytes-like, not {type(data).__name__}")
-        data = bytes(data)
+        data = args.data(data, error=InvalidParam)
         for pa, off, n in self._pages(start, len(data), MappingFlags.WRITE):
             self._pt.mem.write(pa, data[off:off + n])
 

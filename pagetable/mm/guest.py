@@ -14,10 +14,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from .. import args
 from ..errors import NotMapped
 from ..flags import MappingFlags
 from .aspace import AddrSpace
-from .errors import BadAddress
+from .errors import BadAddress, InvalidParam
 
 U8 = npt.NDArray[np.uint8]
 
@@ -27,18 +28,24 @@ class GuestAddrSpace(AddrSpace):
 
     def translate(self, gpa: int) -> int | None:
         """The host-physical address of `gpa`, or None outside the space or where nothing is mapped."""
-        got = self.translate_and_get_limit(gpa)
+        got = self._leaf(gpa)
         return None if got is None else got[0]
 
     def translate_and_get_limit(self, gpa: int) -> tuple[int, int] | None:
         """(HPA, bytes from `gpa` to the end of the leaf that maps it), or None."""
+        got = self._leaf(gpa)
+        return None if got is None else got[:2]
+
+    def _leaf(self, gpa: int) -> tuple[int, int, MappingFlags] | None:
+        """(HPA, bytes left in the leaf, its flags) for `gpa`, or None outside the space or unmapped."""
+        gpa = args.integer(gpa, "guest-physical address", error=InvalidParam)
         if not self.base <= gpa < self.end:
             return None
         try:
-            hpa, _, size = self.page_table.query(gpa)
+            hpa, flags, size = self.page_table.query(gpa)
         except NotMapped:
             return None
-        return hpa, size - (gpa & (size - 1))
+        return hpa, size - (gpa & (size - 1)), flags
 
     def translated_byte_buffer(self, gpa: int, length: int) -> list[U8] | None:
         """Numpy views of host memory covering [gpa, gpa + length), one per leaf; None if any byte is
@@ -46,6 +53,8 @@ class GuestAddrSpace(AddrSpace):
         writable only where its leaf has WRITE, so a page shared copy-on-write with a clone (both sides lose
         WRITE) cannot be changed through it; `write_buffer` breaks the sharing first. Views are good until
         the next operation on the space: after a clone or an unmap they may reach another space's memory."""
+        gpa = args.integer(gpa, "guest-physical address", error=InvalidParam)
+        length = args.integer(length, "length", error=InvalidParam)
         if length < 0 or not self.contains_range(gpa, length):
             return None
         if length and not self.check_region_access(gpa, length, MappingFlags(0)):
@@ -53,13 +62,13 @@ class GuestAddrSpace(AddrSpace):
         out: list[U8] = []
         pos, end = gpa, gpa + length
         while pos < end:
-            got = self.translate_and_get_limit(pos)
+            got = self._leaf(pos)
             if got is None:
                 return None
-            hpa, limit = got
+            hpa, limit, flags = got
             n = min(limit, end - pos)
             view = self.page_table.mem.view(hpa, n)
-            view.flags.writeable = bool(self.page_table.query(pos)[1] & MappingFlags.WRITE)
+            view.flags.writeable = bool(flags & MappingFlags.WRITE)
             out.append(view)
             pos += n
         return out
@@ -75,12 +84,14 @@ class GuestAddrSpace(AddrSpace):
     def write_buffer(self, gpa: int, data: bytes) -> None:
         """Copy `data` into guest memory (across leaves), breaking copy-on-write sharing first; a hole, or an
         area without WRITE → BadAddress and nothing is written."""
-        if self.translated_byte_buffer(gpa, len(data)) is None:
+        data = args.data(data, error=InvalidParam)
+        views = self.translated_byte_buffer(gpa, len(data))
+        if views is None:
             raise BadAddress(f"guest range [{gpa:#x}, +{len(data):#x}) is not mapped")
-        if data:
-            self.populate_area(gpa, len(data), MappingFlags.WRITE)    # every page is mapped: this only
-        views = self.translated_byte_buffer(gpa, len(data))           # breaks copy-on-write sharing
-        assert views is not None
+        if not all(v.flags.writeable for v in views):   # every page is mapped: this breaks copy-on-write
+            self.populate_area(gpa, len(data), MappingFlags.WRITE)
+            views = self.translated_byte_buffer(gpa, len(data))
+            assert views is not None
         off = 0
         for v in views:
             v[:] = np.frombuffer(data, dtype=np.uint8, count=v.shape[0], offset=off)
@@ -88,11 +99,10 @@ class GuestAddrSpace(AddrSpace):
 
     def read_obj(self, gpa: int, dtype: npt.DTypeLike) -> np.generic:
         """One object of numpy `dtype` at `gpa`."""
-        dt = np.dtype(dtype)
+        dt = args.dtype(dtype, error=InvalidParam)
         value: np.generic = np.frombuffer(self.read_buffer(gpa, dt.itemsize), dtype=dt)[0]
         return value
 
     def write_obj(self, gpa: int, value: object, dtype: npt.DTypeLike) -> None:
-        """Store `value` as numpy `dtype` at `gpa`."""
-        self.write_buffer(gpa, np.asarray(value, dtype=np.dtype(dtype)).tobytes())
-
+        """Store `value` as numpy `dtype` at `gpa` (an integer dtype takes an integer that fits)."""
+        self.write_buffer(gpa, args.pack(value, args.dtype(dtype, error=InvalidParam), error=InvalidParam))

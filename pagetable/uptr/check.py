@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import errno
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -81,8 +81,7 @@ def check_region(aspace: AddrSpace, start: int, size: int, align: int, access: M
         return
     if start % align:
         raise _efault(f"user pointer {start:#x} is not aligned to {align}")
-    if not aspace.check_region_access(start, size, access):
-        raise _efault(f"[{start:#x}, +{size:#x}) is not {MappingFlags(access).short()} user memory")
+    _access_ok(aspace, start, size, access)
     try:
         aspace.populate_area(start, size, access)
     except MmError as exc:
@@ -105,39 +104,55 @@ def _page_pa(aspace: AddrSpace, va: int, access: MappingFlags) -> int:
     raise _efault(f"{va:#x} is still not accessible after its page fault was handled")
 
 
-def _chunks(start: int, size: int) -> list[tuple[int, int]]:
-    out, pos, end = [], start, start + size
+def _chunks(start: int, size: int) -> Iterator[tuple[int, int]]:
+    """(va, length) of each page's part of [start, start + size), lazily (a huge range faults at its first
+    bad page, not after listing billions of pages)."""
+    pos, end = start, start + size
     while pos < end:
         n = min(end, (pos | (PAGE - 1)) + 1) - pos
-        out.append((pos, n))
+        yield pos, n
         pos += n
-    return out
+
+
+def _user_range(aspace: AddrSpace, start: object, size: object, access: object) -> tuple[int, int, MappingFlags]:
+    """Check a user copy's arguments and that areas granting the access (and USER) cover the range, as a
+    kernel's access_ok does, before any page is touched."""
+    start, size = _range(start, size)
+    flags = args.flags(access, "access", error=BadArgument) | MappingFlags.USER
+    if size:
+        _access_ok(aspace, start, size, flags)
+    return start, size, flags
+
+
+def _access_ok(aspace: AddrSpace, start: int, size: int, access: MappingFlags) -> None:
+    """EFAULT unless areas granting `access` cover [start, start + size)."""
+    if not aspace.check_region_access(start, size, access):
+        raise _efault(f"[{start:#x}, +{size:#x}) is not {MappingFlags(access).short()} user memory")
 
 
 def copy_from_user(aspace: AddrSpace, start: int, size: int, access: MappingFlags = MappingFlags.READ) -> bytes:
     """Read user memory page by page through the table, resolving page faults; each page must be mapped
     for a user access (USER and READ): a kernel-only page is EFAULT."""
     aspace = _space(aspace)
-    start, size = _range(start, size)
-    access = args.flags(access, "access", error=BadArgument)
+    start, size, access = _user_range(aspace, start, size, access)
     with accessing_user_memory():
         return b"".join(aspace.page_table.mem.read(_page_pa(aspace, va, access), n) for va, n in _chunks(start, size))
 
 
 def copy_to_user(aspace: AddrSpace, start: int, data: bytes, access: MappingFlags = MappingFlags.WRITE) -> None:
-    """Write user memory page by page through the table, resolving page faults (copy-on-write included);
-    each page must be mapped for a user store (USER and WRITE): a kernel-only page is EFAULT, untouched."""
+    """Write user memory through the table, resolving page faults (copy-on-write included); each page must
+    be mapped for a user store (USER and WRITE): a kernel-only page is EFAULT, untouched. Every page is
+    checked before the first byte is written, so a failed copy writes nothing."""
     aspace = _space(aspace)
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise BadArgument(f"data must be bytes-like, not {type(data).__name__}")
-    data = bytes(data)
-    start, _ = _range(start, len(data))
-    access = args.flags(access, "access", error=BadArgument)
+    data = args.data(data, error=BadArgument)
+    store = args.flags(access, "access", error=BadArgument) | MappingFlags.WRITE
+    start, _, access = _user_range(aspace, start, len(data), store)
     with accessing_user_memory():
-        off = 0
-        for va, n in _chunks(start, len(data)):
-            aspace.page_table.mem.write(_page_pa(aspace, va, access | MappingFlags.WRITE), data[off:off + n])
-            off += n
+        pages = [(_page_pa(aspace, va, access), n) for va, n in _chunks(start, len(data))]
+    off = 0
+    for pa, n in pages:
+        aspace.page_table.mem.write(pa, data[off:off + n])
+        off += n
 
 
 def check_null_terminated(aspace: AddrSpace, start: int, elem_size: int, access: MappingFlags,

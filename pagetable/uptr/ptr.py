@@ -15,6 +15,7 @@ with `write`), of a `UserConstPtr` a read-only one.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -29,6 +30,7 @@ from .check import PATH_MAX, AddrSpaceProvider, check_null_terminated, check_reg
 from .errors import BadArgument, BadPointer, UserMemoryError
 
 T = TypeVar("T")
+R = TypeVar("R")
 C_CHAR = np.dtype(np.uint8)
 ARG_MAX = 2 * 1024 * 1024 // 8          # pointers in an argv/envp array before E2BIG
 
@@ -65,7 +67,8 @@ class NumpyElem:
         return np.frombuffer(data, dtype=self.dtype, count=1)[0]
 
     def encode(self, value: Any) -> bytes:
-        return np.asarray(value, dtype=self.dtype).tobytes()
+        """One element's bytes (`args.pack`: an integer element takes an integer that fits)."""
+        return args.pack(value, self.dtype, "element", error=BadArgument)
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,13 @@ class ConstructElem:
         return self.struct.parse(data)
 
     def encode(self, value: Any) -> bytes:
-        return bytes(self.struct.build(value))
+        try:
+            data = bytes(self.struct.build(value))
+        except (construct.ConstructError, TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise BadArgument(f"{value!r:.40} does not build the element struct: {exc}") from None
+        if len(data) != self.size:
+            raise BadArgument(f"the element struct built {len(data)} bytes, not {self.size}")
+        return data
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,8 @@ class PointerElem:
         return UserConstPtr(int.from_bytes(data, "little"), self.target)
 
     def encode(self, value: UserConstPtr[Any]) -> bytes:
+        if not isinstance(value, UserConstPtr):
+            raise BadArgument(f"an element of a pointer array is a user pointer, not {type(value).__name__}")
         return value.address.to_bytes(8, "little")
 
 
@@ -107,12 +118,20 @@ def as_elem(kind: Any) -> Elem[Any]:
         return kind
     if isinstance(kind, construct.Construct):
         return ConstructElem(kind)
-    return NumpyElem(np.dtype(kind))
+    return NumpyElem(args.dtype(kind, "element type (a numpy dtype, a construct struct or pointer_to(...))",
+                                error=BadArgument))
 
 
 def pointer_to(kind: Any) -> PointerElem:
     """The element type "user pointer to `kind`" (argv is `pointer_to(C_CHAR)`)."""
     return PointerElem(as_elem(kind))
+
+
+def _lend(provider: AddrSpaceProvider, run: Callable[[AddrSpace], R]) -> R:
+    """Run `run` on the address space `provider` lends."""
+    if not callable(getattr(provider, "with_addr_space", None)):
+        raise BadArgument(f"{type(provider).__name__} does not lend an address space (with_addr_space)")
+    return provider.with_addr_space(run)
 
 
 class UserConstPtr(Generic[T]):
@@ -153,7 +172,7 @@ class UserConstPtr(Generic[T]):
         def run(aspace: AddrSpace) -> T:
             self._region(aspace, 1)
             return self.elem.decode(copy_from_user(aspace, self.address, self.elem.size))
-        return provider.with_addr_space(run)
+        return _lend(provider, run)
 
     def get_as_slice(self, provider: AddrSpaceProvider, n: int) -> npt.NDArray[Any] | list[T]:
         """`n` elements: a numpy array (a copy, never a view of physical memory: see the module docstring;
@@ -169,7 +188,7 @@ class UserConstPtr(Generic[T]):
                 return arr
             data = copy_from_user(aspace, self.address, size)
             return [self.elem.decode(data[i * self.elem.size:(i + 1) * self.elem.size]) for i in range(n)]
-        return provider.with_addr_space(run)
+        return _lend(provider, run)
 
     def get_as_null_terminated(self, provider: AddrSpaceProvider, limit: int | None = None) -> list[T]:
         """The elements before the first all-zero one (a null pointer in a pointer array). Too many:
@@ -182,19 +201,19 @@ class UserConstPtr(Generic[T]):
                                       errno.E2BIG if is_ptr else errno.ENAMETOOLONG)
             data = copy_from_user(aspace, self.address, n * self.elem.size)
             return [self.elem.decode(data[i * self.elem.size:(i + 1) * self.elem.size]) for i in range(n)]
-        return provider.with_addr_space(run)
+        return _lend(provider, run)
 
     def get_as_bytes(self, provider: AddrSpaceProvider, limit: int = PATH_MAX) -> bytes:
         """The bytes up to (not including) the NUL."""
         def run(aspace: AddrSpace) -> bytes:
             n = check_null_terminated(aspace, self.address, 1, self.ACCESS, limit)
             return copy_from_user(aspace, self.address, n)
-        return provider.with_addr_space(run)
+        return _lend(provider, run)
 
     def get_as_str(self, provider: AddrSpaceProvider, limit: int = PATH_MAX) -> str:
         """The NUL-terminated string at the pointer, as UTF-8; invalid UTF-8 → EILSEQ."""
         if self.elem.size != 1:
-            raise TypeError("get_as_str needs a pointer to C_CHAR")
+            raise BadArgument("get_as_str needs a pointer to C_CHAR")
         data = self.get_as_bytes(provider, limit)
         try:
             return data.decode("utf-8")
@@ -215,10 +234,13 @@ class UserPtr(UserConstPtr[T]):
         self.write(provider, [value])
 
     def write(self, provider: AddrSpaceProvider, values: list[T] | npt.NDArray[Any]) -> None:
-        """Store consecutive elements from the pointer on."""
+        """Store consecutive elements from the pointer on (a list, tuple or one-dimensional array)."""
+        if not isinstance(values, list | tuple) and not (isinstance(values, np.ndarray) and values.ndim == 1):
+            raise BadArgument(f"write takes a list or a one-dimensional array of elements, not "
+                              f"{type(values).__name__}")
         data = b"".join(self.elem.encode(v) for v in values)
 
         def run(aspace: AddrSpace) -> None:
             self._region(aspace, len(values))
             copy_to_user(aspace, self.address, data)
-        provider.with_addr_space(run)
+        _lend(provider, run)

@@ -350,6 +350,6 @@ def generate_riscv(mode: str, seed: int, cases: int | None = None, options: Opti
     mem, registers, targets = _build_mode(vm, seed)
     rng = random.Random(seed ^ 0x5EED)
     picked = list(_pick(targets, cases, rng))
-    vs = VectorSet("riscv64", mode, mem, registers, {**options.to_json(), "seed": seed}, [])
+    vs = VectorSet("riscv64", vm.name, mem, registers, {**options.to_json(), "seed": seed}, [])
     vs.cases = expected_cases(walker_for(vs), [(va, a, p, t.label) for t, va, a, p in picked])
     return vs

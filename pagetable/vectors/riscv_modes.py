@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .. import args
 from ..arch.riscv_sv39 import G_MODES, MODES, Hgatp, Satp, Vsatp
 from ..arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules, two_stage_walker
 from ..errors import InvalidArgument, PagetableError
@@ -81,9 +82,9 @@ VECTOR_MODES: dict[str, VectorMode] = {
 
 
 def vector_mode(name: str) -> VectorMode:
-    if name not in VECTOR_MODES:
-        raise InvalidArgument(f"unknown RISC-V mode {name!r} (expected {', '.join(VECTOR_MODES)})")
-    return VECTOR_MODES[name]
+    """The vector mode called `name` (InvalidArgument, listing the modes, for anything else)."""
+    mode: VectorMode = args.choice(name, "RISC-V vector mode", VECTOR_MODES)
+    return mode
 
 
 def options_from_json(mode: VectorMode, doc: dict[str, Any]) -> Options:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .. import args
 from ..errors import PagetableError
 from ..physmem import PhysMem
 from ..walker import Access, Privilege
@@ -28,6 +30,7 @@ SCHEMA = "pagetable-vectors/1"
 ACCESSES = ("read", "write", "execute")
 PRIVILEGES = ("supervisor", "user")
 FAULTS = ("page-fault", "access-fault", "guest-page-fault")
+_HEX = re.compile(r"0[xX][0-9a-fA-F]+")
 TOP_KEYS = ("schema", "arch", "mode", "memory", "registers", "options", "cases")
 MEMORY_KEYS = ("file", "base")
 COMMON_CASE_KEYS = ("va", "access", "privilege", "stage", "gpa", "label", "reason")
@@ -109,7 +112,7 @@ class Case:
         level = obj.get("level")
         if type(level) is not int or not -8 <= level < 16:
             raise VectorsError(f"{where}.level must be a level number (an integer from -8 to 15), not "
-                               f"{_short(level)}")
+                               f"{args.describe(level)}")
         fault = _choice(obj, "fault", FAULTS, where)
         if fault == "guest-page-fault" and stage == 1:
             raise VectorsError(f"{where}: a guest-page fault comes from stage 2, not 1")
@@ -125,16 +128,33 @@ def check_keys(obj: Mapping[str, Any], allowed: Sequence[str], where: str, conte
                                f"(expected {', '.join(allowed)})")
 
 
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:37]}..."
-
-
 def _text(obj: Mapping[str, Any], key: str, where: str) -> str:
     value = obj.get(key, "")
     if not isinstance(value, str):
-        raise VectorsError(f"{where}.{key} must be a string, not {_short(value)}")
+        raise VectorsError(f"{where}.{key} must be a string, not {args.describe(value)}")
     return value
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (json keeps the last one silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise VectorsError(f"the key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise VectorsError(f"{name} is not a JSON number")
+
+
+def _same_file(a: str, b: str) -> bool:
+    """The same file (also through a link), or the same path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.normpath(a) == os.path.normpath(b)
 
 
 def lanes(cases: Iterable[tuple[int, str, str]]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8],
@@ -149,11 +169,10 @@ def lanes(cases: Iterable[tuple[int, str, str]]) -> tuple[npt.NDArray[np.uint64]
 def _hex(obj: Mapping[str, Any], key: str, where: str) -> int:
     value = obj.get(key)
     if not isinstance(value, str) or not value.lower().startswith("0x"):
-        raise VectorsError(f"{where}.{key} must be a hex string like \"0x80000000\", not {_short(value)}")
-    try:
-        out = int(value, 16)
-    except ValueError:
-        raise VectorsError(f"{where}.{key} is not a hex number: {_short(value)}") from None
+        raise VectorsError(f"{where}.{key} must be a hex string like \"0x80000000\", not {args.describe(value)}")
+    if not _HEX.fullmatch(value):                      # int() would also take "0x_1" and "0x10 \n"
+        raise VectorsError(f"{where}.{key} is not a hex number: {args.describe(value)}")
+    out = int(value, 16)
     if not 0 <= out < 1 << 64:
         raise VectorsError(f"{where}.{key} does not fit in 64 bits")
     return out
@@ -162,7 +181,7 @@ def _hex(obj: Mapping[str, Any], key: str, where: str) -> int:
 def _choice(obj: Mapping[str, Any], key: str, allowed: Sequence[str], where: str) -> str:
     value = obj.get(key)
     if not isinstance(value, str) or value not in allowed:
-        raise VectorsError(f"{where}.{key} must be one of {', '.join(allowed)}, not {_short(value)}")
+        raise VectorsError(f"{where}.{key} must be one of {', '.join(allowed)}, not {args.describe(value)}")
     return value
 
 
@@ -212,13 +231,15 @@ class VectorSet:
         path = os.path.join(directory, "vectors.json")
         try:
             with open(path, encoding="utf-8") as fh:
-                doc = json.load(fh)
+                doc = json.load(fh, object_pairs_hook=_no_repeats, parse_constant=_no_constant)
         except OSError as exc:
             raise VectorsError(f"cannot read {path!r}: {exc.strerror}") from None
         except json.JSONDecodeError as exc:
             raise VectorsError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         except UnicodeDecodeError:
             raise VectorsError(f"{path}: not a JSON text (it is not UTF-8)") from None
+        except VectorsError as exc:                      # a repeated key, NaN or Infinity
+            raise VectorsError(f"{path}: {exc}") from None
         except (ValueError, RecursionError) as exc:     # integers of thousands of digits, deep nesting
             what = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
             raise VectorsError(f"{path}: cannot be read as JSON ({what})") from None
@@ -238,13 +259,13 @@ class VectorSet:
                 raise VectorsError(f"{where} needs a 'file'")
             check_keys(m, MEMORY_KEYS, where)
             name = m["file"]
-            parts = name.replace("\\", "/").split("/")
-            if not name or os.path.isabs(name) or ".." in parts or name.strip("./") == "":
+            if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/") or \
+                    os.path.normpath(name or ".") == ".":
                 raise VectorsError(f"{where}.file {name!r} must name a file inside the vector directory")
-            image = os.path.normpath(os.path.join(directory, name))
+            image = os.path.join(directory, name)
             for other, _ in images:
-                if other == image:
-                    raise VectorsError(f"{where}.file {name!r} is already loaded by an earlier memory entry")
+                if _same_file(other, image):
+                    raise VectorsError(f"{where}.file {name!r} is the image of an earlier memory entry")
             images.append((image, _hex(m, "base", where)))
         try:
             mem = PhysMem.load(images)

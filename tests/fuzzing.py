@@ -1,0 +1,119 @@
+"""Shared pieces of the fuzz tests (tests/test_fuzz_*.py).
+
+Two profiles: the short one runs in `make test`; `make fuzz` sets PAGETABLE_FUZZ=long for the long one.
+Every fuzz example counts itself under its entry point (`count`), and the run prints the totals
+(conftest.py), so `make fuzz` shows how many cases each entry point took. `bounded` turns a hang into a
+failure and checks the memory an example allocated (numpy arrays included) against a limit; tracing
+allocations makes a call about four times slower, so the long profile measures every `MEASURE_EVERY`-th
+call (the short one every call).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import os
+import signal
+import time
+import tracemalloc
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from pagetable.arch.riscv_sv39 import PTE
+from pagetable.mappings import Mappings
+from pagetable.walker import Access, Privilege, Reason, Walker, perm_bit
+
+LONG = os.environ.get("PAGETABLE_FUZZ") == "long"
+MEASURE_EVERY = 8 if LONG else 1
+COUNTS: collections.Counter[str] = collections.Counter()
+_calls = itertools.count()
+STARTED = time.monotonic()
+
+
+def fuzz(short: int, long: int) -> settings:
+    """Hypothesis settings for a fuzz test: `short` examples in `make test`, `long` in `make fuzz`."""
+    return settings(max_examples=long if LONG else short, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
+
+
+def count(entry_point: str) -> None:
+    COUNTS[entry_point] += 1
+
+
+class Hang(Exception):
+    """An example ran past its time limit."""
+
+
+@contextlib.contextmanager
+def bounded(seconds: float, memory: int) -> Iterator[None]:
+    """Fail if the body runs longer than `seconds` or allocates more than `memory` bytes at its peak."""
+    def alarm(signum: int, frame: FrameType | None) -> None:
+        raise Hang(f"no answer after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, alarm)
+    measure = next(_calls) % MEASURE_EVERY == 0
+    started = measure and not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        peak = tracemalloc.get_traced_memory()[1] - base
+        if started:
+            tracemalloc.stop()
+    assert not measure or peak <= memory, f"allocated {peak:,} bytes, more than {memory:,}"
+
+
+# Values of every kind a caller might pass by mistake.
+JUNK: st.SearchStrategy[Any] = st.one_of(
+    st.integers(-(1 << 70), 1 << 70), st.sampled_from([-1, -8, 0, 1, 7, 1 << 63, (1 << 64) - 1, 1 << 64]),
+    st.floats(allow_nan=True), st.none(), st.booleans(), st.text(max_size=4), st.binary(max_size=8),
+    st.builds(np.int64, st.integers(-(1 << 63), (1 << 63) - 1)), st.builds(np.uint64, st.integers(0, (1 << 64) - 1)),
+    st.lists(st.integers(-4, 1 << 65), max_size=3), st.just(np.array([1.5])), st.just(np.array([-1])),
+    st.just(object()),
+)
+
+
+def table_entries(ram: int, frames: int) -> st.SearchStrategy[int]:
+    """RISC-V PTEs an adversary writes into tables of the `frames` frames at `ram`: pointers back into them
+    (cycles, self-maps), pointers and leaves outside RAM, every flag and reserved-bit combination, and
+    anything at all."""
+    frame = st.integers(0, frames - 1).map(lambda f: ram + f * 4096)
+    ppn = PTE["PPN"].lsb
+    return st.one_of(
+        frame.map(lambda pa: pa >> 12 << ppn | 1),                                          # table pointer
+        st.tuples(frame, st.integers(0, 0xFF)).map(lambda t: t[0] >> 12 << ppn | t[1] | 1),  # leaf, any flags
+        st.tuples(st.integers(0, (1 << 44) - 1), st.integers(0, 0x3FF)).map(lambda t: t[0] << ppn | t[1]),
+        st.tuples(frame, st.integers(0, 0x3FF), st.integers(0, 0x3FF)).map(                 # bits 63:54 set
+            lambda t: t[2] << 54 | t[0] >> 12 << ppn | t[1]),
+        st.integers(0, (1 << 64) - 1),
+        st.just(0),
+    )
+
+
+def assert_listing_agrees(listed: Walker, walker: Walker, m: Mappings) -> None:
+    """`m` = `listed.mappings()`; `walker` translates the same table (the stage alone, or both stages):
+    every usable row translates exactly for the accesses its `perms` name (a fault past this stage aside),
+    to its PA (the GPA for a stage-1 table of two stages); every rejected row faults for every access."""
+    assert m.perms is not None and m.verdict is not None
+    for access in Access:
+        for privilege in Privilege:
+            t = walker.translate_many(m.va, access, privilege)
+            allowed = (m.perms & np.uint8(perm_bit(access, privilege))) != 0
+            beyond = (t.reason == Reason.PA_OUTSIDE_MEMORY) | ((t.stage == 2) & (t.gpa != m.slot))
+            assert np.array_equal(allowed, (t.reason == 0) | beyond), (access, privilege)
+            out = t.gpa if walker.stage2 is not None else t.pa
+            fine = allowed & (t.reason == 0)
+            assert np.array_equal(out[fine], m.pa[fine])
+            assert np.all(t.reason[m.verdict != 0] != 0)

@@ -1,0 +1,239 @@
+"""Fuzz the command line with what users and attackers hand it: mutated vectors.json documents (structure and
+raw bytes), corrupted memory images (cyclic, self-mapping and out-of-RAM tables, every reserved encoding,
+truncation), random values for `explain`, and random `generate` arguments.
+
+The property, for every input: `pagetable` answers (exit 0, or 1 from `check` when a case disagrees) or
+refuses with one line on stderr and exit 2; never a traceback (an exception escaping `main`), a hang, or
+memory beyond a small multiple of the input."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import copy
+import functools
+import io
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pagetable.arch.riscv_sv39 import HGATP, PTE, SATP
+from pagetable.cli import main
+from pagetable.vectors import generate_riscv
+
+from .fuzzing import JUNK, bounded, count, fuzz, table_entries
+
+MODES = ("sv39", "sv48+sv48x4", "sv39x4")
+RAM = 0x8000_0000
+IMAGE_LIMIT = 96 << 20        # per example: a few times the 8-16 MiB image, which is memory-mapped
+
+
+@functools.cache
+def base(mode: str) -> tuple[Path, dict[str, Any], bytes]:
+    """A small vector set of `mode`: its directory, its vectors.json and its image."""
+    d = Path(tempfile.mkdtemp(prefix=f"fuzz-{mode.replace('+', '-')}-"))
+    atexit.register(shutil.rmtree, d, True)
+    generate_riscv(mode, 5, cases=12).write(d, "")
+    return d, json.loads((d / "vectors.json").read_text()), (d / "mem.bin").read_bytes()
+
+
+def run(argv: list[str], codes: tuple[int, ...] = (0, 1, 2)) -> int:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(argv)
+    assert rc in codes, (argv, rc, err.getvalue())
+    if rc == 2:
+        message = err.getvalue()
+        assert message.startswith("pagetable: error: ") and message.count("\n") == 1, message
+    return rc
+
+
+def show_and_check(d: Path, entry: str) -> None:
+    for action in ("show", "check"):
+        count(f"vectors {action} ({entry})")
+        with bounded(30, IMAGE_LIMIT):
+            run(["vectors", action, str(d)])
+
+
+@contextlib.contextmanager
+def vector_dir(mode: str) -> Any:
+    """A fresh directory holding `mode`'s image (a hard link: the examples that change it write a copy)."""
+    src, _, _ = base(mode)
+    d = Path(tempfile.mkdtemp(prefix="fuzz-case-"))
+    try:
+        (d / "mem.bin").hardlink_to(src / "mem.bin")
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------- vectors.json
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(1 << 80), 1 << 80), st.floats(allow_nan=False),
+              st.text(max_size=12), st.sampled_from(["0x0", "0x80000000", "0x", "0xg", "-0x1", "0x" + "f" * 20,
+                                                     "read", "supervisor", "page-fault", "mem.bin", "", ".",
+                                                     "..", "/etc/passwd", "mem.bin/", "sv39", "riscv64"])),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8)
+
+
+def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc[:4]):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+@st.composite
+def mutated_documents(draw: st.DrawFn) -> tuple[str, Any]:
+    mode = draw(st.sampled_from(MODES))
+    doc: Any = copy.deepcopy(base(mode)[1])
+    for _ in range(draw(st.integers(1, 4))):
+        path = draw(st.sampled_from(_paths(doc)))
+        parent: Any = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        action = draw(st.sampled_from(["replace", "delete", "add", "duplicate"]))
+        if not path:
+            doc = draw(JSON_VALUES) if action == "replace" else doc
+            continue
+        key = path[-1]
+        if action == "replace":
+            parent[key] = draw(JSON_VALUES)
+        elif action == "delete":
+            del parent[key]
+        elif action == "add" and isinstance(parent[key], dict):
+            parent[key][draw(st.text(max_size=6))] = draw(JSON_VALUES)
+        elif isinstance(parent[key], list) and parent[key]:
+            parent[key].append(copy.deepcopy(parent[key][0]))
+    return mode, doc
+
+
+@fuzz(short=60, long=5_000)
+@given(mutated_documents())
+def test_mutated_vector_documents(case: tuple[str, Any]) -> None:
+    mode, doc = case
+    with vector_dir(mode) as d:
+        (d / "vectors.json").write_text(json.dumps(doc))
+        show_and_check(d, "mutated JSON structure")
+
+
+@fuzz(short=40, long=4_000)
+@given(st.sampled_from(MODES),
+       st.lists(st.tuples(st.integers(0, 1 << 20), st.sampled_from(["set", "del", "ins", "cut"]),
+                          st.binary(min_size=1, max_size=4)), min_size=1, max_size=6))
+def test_vector_documents_with_random_bytes(mode: str, edits: list[tuple[int, str, bytes]]) -> None:
+    text = bytearray(json.dumps(base(mode)[1]).encode())
+    for pos, action, data in edits:
+        at = pos % (len(text) + 1)
+        if action == "set":
+            text[at:at + len(data)] = data
+        elif action == "del":
+            del text[at:at + len(data)]
+        elif action == "ins":
+            text[at:at] = data
+        else:
+            del text[at:]
+    with vector_dir(mode) as d:
+        (d / "vectors.json").write_bytes(bytes(text))
+        show_and_check(d, "random bytes in JSON")
+
+
+# ------------------------------------------------------------------------------------------- memory images
+@fuzz(short=60, long=5_000)
+@given(st.sampled_from(MODES), st.data())
+def test_corrupted_memory_images(mode: str, data: st.DataObject) -> None:
+    """Tables live in the first frames of the image (the generators allocate from the bottom)."""
+    _, doc, image = base(mode)
+    mem = bytearray(image)
+    entries = st.tuples(st.integers(0, 96 * 512 - 1), table_entries(RAM, 128))
+    words = data.draw(st.lists(entries, min_size=1, max_size=64))
+    for index, value in words:
+        mem[index * 8:index * 8 + 8] = value.to_bytes(8, "little")
+    if data.draw(st.integers(0, 20)) == 0:                         # sometimes truncated, or empty
+        mem = mem[:data.draw(st.integers(0, len(mem)))]
+    with vector_dir(mode) as d:
+        (d / "mem.bin").unlink()
+        (d / "mem.bin").write_bytes(bytes(mem))
+        (d / "vectors.json").write_text(json.dumps(doc))
+        show_and_check(d, "corrupted image")
+
+
+def test_a_root_table_of_self_pointers_in_every_mode() -> None:
+    """The adversarial classic, for certain in every run: every root entry points at the root."""
+    for mode in MODES:
+        _, doc, image = base(mode)
+        root = (int(doc["registers"].get("satp", doc["registers"].get("hgatp")), 16) & ((1 << 44) - 1)) << 12
+        mem = bytearray(image)
+        at = root - RAM
+        size = 4 * 4096 if "satp" not in doc["registers"] else 4096
+        mem[at:at + size] = (root >> 12 << 10 | 1).to_bytes(8, "little") * (size // 8)
+        with vector_dir(mode) as d:
+            (d / "mem.bin").unlink()
+            (d / "mem.bin").write_bytes(bytes(mem))
+            (d / "vectors.json").write_text(json.dumps(doc))
+            show_and_check(d, "self-referencing root")
+
+
+# ------------------------------------------------------------------------------------------------ explain
+@fuzz(short=100, long=30_000)
+@given(st.sampled_from(["pte", "satp", "vsatp", "hgatp"]),
+       st.one_of(st.integers(0, (1 << 64) - 1), st.integers(-(1 << 70), 1 << 70),
+                 st.sampled_from([-1, 1 << 64, (1 << 64) - 1, 0xF << 60, 15 << 60 | 1])),
+       st.sampled_from(["{:#x}", "{:d}", "{:#o}", "{:#b}"]))
+def test_explain_every_register_and_entry(register: str, value: int, form: str) -> None:
+    count(f"explain --register {register}")
+    text = form.format(value)
+    with bounded(10, 16 << 20):
+        rc = run(["explain", "--register", register, text], (0, 2))
+    assert rc == (0 if 0 <= value < 1 << 64 else 2)
+    if rc == 0:
+        layout = {"pte": PTE, "hgatp": HGATP}.get(register, SATP)
+        shown = io.StringIO()
+        with contextlib.redirect_stdout(shown):
+            main(["explain", "--register", register, text])
+        assert all(f" {f.name} " in shown.getvalue() for f in layout.fields)
+
+
+@fuzz(short=50, long=5_000)
+@given(st.lists(st.one_of(JUNK.map(str), st.sampled_from(["0x10", "-0x1", "1e3", "", "  7", "0b101", "--", "-"])),
+                min_size=1, max_size=3))
+def test_explain_with_junk_arguments(words: list[str]) -> None:
+    count("explain (junk arguments)")
+    with bounded(10, 16 << 20):
+        try:
+            run(["explain", *words], (0, 2))
+        except SystemExit as exc:                     # argparse: usage and exit status 2
+            assert exc.code == 2
+
+
+# ----------------------------------------------------------------------------------------------- generate
+@fuzz(short=6, long=300)
+@given(st.sampled_from(["sv39", "sv48", "sv39x4", "sv39+sv39x4"]),
+       st.one_of(st.integers(-5, 300).map(str), st.sampled_from(["-1", "0", "1", "100000000", "0x40", "x", ""])),
+       st.one_of(st.integers(-(1 << 70), 1 << 70).map(str), st.sampled_from(["0x10", "-1", "seed"])),
+       st.sets(st.sampled_from(["--sum", "--mxr", "--hs-mxr", "--svnapot", "--svpbmt"])))
+def test_generate_with_random_arguments(mode: str, cases: str, seed: str, flags: set[str]) -> None:
+    count("vectors generate")
+    d = Path(tempfile.mkdtemp(prefix="fuzz-gen-"))
+    try:
+        with bounded(60, 256 << 20):
+            try:
+                rc = run(["vectors", "generate", "--mode", mode, "--seed", seed, "--out", str(d / "v"),
+                          "--cases", cases, *sorted(flags)], (0, 2))
+            except SystemExit as exc:                 # argparse refuses a number it cannot parse
+                assert exc.code == 2
+                return
+        if rc == 0:
+            run(["vectors", "check", str(d / "v")], (0,))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
