@@ -153,12 +153,30 @@ def dtype(kind: object, what: str = "element type", *, error: Error = None) -> n
 
 
 def pack(value: object, dt: np.dtype[Any], what: str = "value", *, error: Error = None) -> bytes:
-    """The bytes of one `dt` element holding `value`; an integer element takes an integer that fits (never
-    a float, truncated), and an array is not one element."""
+    """The bytes of one `dt` element holding `value`, which must fit it exactly as it is: an integer element
+    takes an integer in range (never a float, truncated), a bool one a bool, a float one a number that does
+    not overflow it, a bytes or string one a value no longer than it; an array is not one element.
+    Structured dtypes follow numpy's assignment rules."""
     if dt.kind in "ui":
         info = np.iinfo(dt)
         return np.array(integer(value, f"a {dt} {what}", int(info.min), int(info.max) + 1, error=error),
                         dtype=dt).tobytes()
+    if dt.kind == "b":
+        return np.array(boolean(value, f"a {dt} {what}", error=error), dtype=dt).tobytes()
+    if dt.kind in "fc":
+        if isinstance(value, bool | str | bytes) or not isinstance(value, int | float | complex | np.number):
+            raise _fail(error, InvalidArgumentType, f"a {dt} {what} is a number, not {describe(value)}")
+        with np.errstate(over="ignore"):
+            out = np.array(value, dtype=dt)
+        if np.isinf(out).any() and not np.isinf(value):
+            raise _fail(error, InvalidArgument, f"{value!r} does not fit a {dt} {what}")
+        return out.tobytes()
+    if dt.kind in "SU":
+        kind, per = (bytes, 1) if dt.kind == "S" else (str, 4)
+        if not isinstance(value, kind) or len(value) > dt.itemsize // per:
+            raise _fail(error, InvalidArgument, f"a {dt} {what} holds {kind.__name__} of up to "
+                        f"{dt.itemsize // per}, not {describe(value)}")
+        return np.array(value, dtype=dt).tobytes()
     try:
         out = np.asarray(value, dtype=dt)
     except (TypeError, ValueError, OverflowError) as exc:

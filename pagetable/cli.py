@@ -20,20 +20,29 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .arch.riscv_sv39 import HGATP, PTE, SATP, SPEC, Hgatp, Satp
+from .arch.riscv_sv39 import HGATP, PTE, SATP, SPEC, SV39, Hgatp, Satp
 from .arch.riscv_sv39.entry import pte_paddr
+from .arch.riscv_sv39.walk import RiscvRules
 from .errors import PagetableError
-from .listing import ptdump
+from .listing import permissions, ptdump_lines
 from .vectors import VECTOR_MODES, VectorSet, generate_riscv, walker_for
 from .vectors.riscv_modes import expected_cases, vector_mode
-from .walker import Walker
+from .walker import Reason, Walker, entry_verdicts
+
+_NUMBER = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|[0-9_]+)")
 
 
 def _int(text: str) -> int:
+    """An integer written in ASCII: decimal, 0x hex, 0o octal or 0b binary (int() would also take other
+    scripts' digits)."""
+    shown = text if len(text) <= 40 else f"{text[:37]}..."
+    if not _NUMBER.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"not a number: {shown!r}")
     try:
-        return int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        return int(text.strip(), 0)
+    except ValueError:                              # more digits than Python converts (4,300)
+        raise argparse.ArgumentTypeError(f"{shown!r} has {len(text)} digits: far more than any 64-bit "
+                                         "value") from None
 
 
 def cmd_generate(ns: argparse.Namespace) -> int:
@@ -71,7 +80,7 @@ def _listing(title: str, walker: Walker) -> None:
     assert rules.fmt is not None
     leaves = walker.mappings()
     print(f"{title}: {rules.fmt.name}, root table at {rules.root:#x}")
-    for line in ptdump(leaves):
+    for line in ptdump_lines(leaves):
         print(line)
     for problem in leaves.problems[:NOTES_SHOWN]:
         print(f"note: {problem}")
@@ -126,21 +135,28 @@ def cmd_explain(ns: argparse.Namespace) -> int:
     layout = {"pte": PTE, "satp": SATP, "vsatp": SATP, "hgatp": HGATP}[ns.register]
     print(layout.format(ns.value))
     if layout is PTE:
-        leaf = bool(ns.value & (PTE.mask("R") | PTE.mask("X")))
-        kind = "leaf" if leaf else "pointer to the next level" if ns.value & 1 else "invalid (V=0)"
-        print(f"  -> {kind}; PA {pte_paddr(ns.value):#x}; letters: {SPEC.letters(ns.value, False)}")
+        print(f"  PA {pte_paddr(ns.value):#x}; letters: {SPEC.letters(ns.value, False)}")
+        for level, leaf, bits, verdict in entry_verdicts(RiscvRules(Satp.for_table(SV39, 0)), ns.value):
+            print(f"  -> at Sv39 level {level}: " + (
+                "invalid (V=0: the hardware reads no other bit)" if verdict == Reason.INVALID else
+                f"page fault ({verdict.label})" if verdict != Reason.OK else
+                f"leaf, {permissions(bits)}" if leaf else "pointer to the next table"))
+        print("     (Svade, SUM=MXR=0, no Svnapot or Svpbmt; a leaf's PA is not checked against memory)")
         return 0
     atp = (Hgatp if layout is HGATP else Satp)
     try:
         reg = atp.decode(ns.value)
     except PagetableError:
         mode = layout.get(ns.value, "MODE")
-        print(f"  -> MODE {mode} is reserved: the privileged spec makes a write of this value to "
-              f"{ns.register} have no effect")
+        effect = ("hgatp's fields are WARL: the write is not ignored (unlike satp's); MODE then reads as "
+                  "whatever legal value the hart chooses" if layout is HGATP else
+                  f"a write of this value to {ns.register} has no effect")
+        print(f"  -> MODE {mode} is reserved: {effect}")
         return 0
     fmt = reg.format
     where = "translation off (Bare)" if fmt is None else f"{fmt.name}, root table at PA {reg.root:#x}"
-    print(f"  -> {where}; {atp.TAG} {reg.tag}")
+    low = " (PPN[1:0] read as zero)" if layout is HGATP and fmt is not None and reg.ppn & 3 else ""
+    print(f"  -> {where}{low}; {atp.TAG} {reg.tag}")
     return 0
 
 
@@ -191,15 +207,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
-        return int(ns.func(ns))
+        rc = int(ns.func(ns))
+        sys.stdout.flush()                          # a full disk or closed pipe shows here, not at exit
+        return rc
+    except BrokenPipeError:
+        return 0
     except PagetableError as exc:
         print(f"pagetable: error: {exc}", file=sys.stderr)
         return 2
     except MemoryError:
         print("pagetable: error: out of memory (the input asks for more than this machine has)", file=sys.stderr)
         return 1
-    except BrokenPipeError:
-        return 0
+    except OSError as exc:                          # writing the output failed (stdout on a full disk)
+        print(f"pagetable: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -180,4 +180,16 @@ class Layout:
         raw = self.check(raw)
         lines = [f"{self.name} {raw:#0{self.width // 4 + 2}x}  ({self.source})"]
         lines += ["  " + fv.render() for fv in self.explain(raw)]
+        unknown = self.unknown_bits(raw)
+        if unknown:
+            runs, bit = [], 0
+            while unknown >> bit:
+                if unknown >> bit & 1:
+                    top = bit
+                    while unknown >> (top + 1) & 1:
+                        top += 1
+                    runs.append(str(bit) if top == bit else f"{top}:{bit}")
+                    bit = top
+                bit += 1
+            lines.append(f"  bits {', '.join(reversed(runs))} are set but belong to no field (reserved: zero)")
         return "\n".join(lines)

@@ -12,7 +12,10 @@ A hardware listing (`Walker.mappings`) adds what the walk makes of each run: the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
+import numpy.typing as npt
 
 from .mappings import Mappings
 from .walker import Access, Privilege, Reason, perm_bit
@@ -27,10 +30,10 @@ def _size(n: int) -> str:
     return f"{value:9d}{'KMGTPE'[unit]}"
 
 
-def runs(m: Mappings) -> list[tuple[int, int]]:
-    """[first, last] index pairs of the runs `ptdump` merges."""
+def runs(m: Mappings) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """The first and last index of each run `ptdump` merges, as two arrays."""
     if not len(m):
-        return []
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
     codec = m.fmt.codec
     attrs = m.raw.copy()
     for d in np.unique(m.depth):
@@ -43,9 +46,9 @@ def runs(m: Mappings) -> list[tuple[int, int]]:
     for column in (m.perms, m.verdict, m.verdict_stage):
         if column is not None:
             joins &= column[1:] == column[:-1]
-    starts = np.concatenate(([0], np.flatnonzero(~joins) + 1))
-    ends = np.concatenate((starts[1:] - 1, [len(m) - 1]))
-    return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
+    starts = np.concatenate(([0], np.flatnonzero(~joins) + 1)).astype(np.intp)
+    ends = np.concatenate((starts[1:] - 1, [len(m) - 1])).astype(np.intp)
+    return starts, ends
 
 
 def permissions(bits: int) -> str:
@@ -57,8 +60,14 @@ def permissions(bits: int) -> str:
 
 def ptdump(m: Mappings) -> list[str]:
     """The listing lines for every leaf in `m` (with the hardware's verdict when `m` has one)."""
-    lines = []
-    for a, b in runs(m):
+    return list(ptdump_lines(m))
+
+
+def ptdump_lines(m: Mappings) -> Iterator[str]:
+    """`ptdump`, one line at a time (a listing of a large dump need not be held as text)."""
+    starts, ends = runs(m)
+    for k in range(starts.shape[0]):
+        a, b = int(starts[k]), int(ends[k])
         start, end = int(m.va[a]), int(m.va[b]) + int(m.size[b])
         depth = int(m.depth[a])
         last = depth == len(m.fmt.levels) - 1
@@ -66,10 +75,9 @@ def ptdump(m: Mappings) -> list[str]:
                 f"{_size(end - start)} {m.fmt.levels[depth].name} "
                 f"{m.fmt.codec.letters(int(m.raw[a]), not last)}")
         if m.verdict is not None and m.verdict[a]:
-            where = "stage 2 refuses the entry's update: " if m.verdict_stage is not None and \
-                m.verdict_stage[a] == 2 else ""
+            by = 1 if m.verdict_stage is None else int(m.verdict_stage[a])
+            where = {2: "stage 2: ", 3: "stage 2 refuses the entry's update: "}.get(by, "")
             line += f"  ! faults: {where}{Reason(int(m.verdict[a])).label}"
         elif m.perms is not None:
             line += f"  {permissions(int(m.perms[a]))}"
-        lines.append(line)
-    return lines
+        yield line

@@ -55,8 +55,8 @@ class Mappings:
     # the hardware view only (`Walker.mappings`; None from `PageTable.walk`):
     perms: U8 | None = None          # effective permissions: bit 3 * privilege + access (`walker.perm_bit`)
     verdict: U8 | None = None        # 0 where some access translates, else the `Reason` every access gets
-    verdict_stage: U8 | None = None  # where `verdict` is not 0: 1, or 2 when stage 2 refused the entry's
-                                     # update (an implicit write of a stage-1 entry hardware updates)
+    verdict_stage: U8 | None = None  # where `verdict` is not 0, who decided: 1 stage 1, 2 stage 2 on the
+                                     # output address, 3 stage 2 on the implicit write of the entry's update
 
     @classmethod
     def empty(cls, fmt: PagingFormat, hardware: bool = False) -> Mappings:

@@ -71,8 +71,11 @@ class PhysMem:
             base, spec = item
             base = args.address(base, "region base", error=PhysMemError)
             if isinstance(spec, np.ndarray):
-                if spec.dtype != np.uint8 or spec.ndim != 1:
-                    raise PhysMemError("a region's array must be one-dimensional uint8")
+                if spec.dtype != np.uint8 or spec.ndim != 1 or not spec.flags.c_contiguous:
+                    raise PhysMemError("a region's array must be one-dimensional, contiguous uint8")
+                if not spec.flags.writeable:
+                    raise PhysMemError("a region's array must be writable (PhysMem.load maps an image "
+                                       "copy-on-write, so a read-only file is fine there)")
                 data = spec
             else:
                 data = _zeros(base, args.size(spec, "region size", error=PhysMemError))
@@ -120,6 +123,17 @@ class PhysMem:
         for r in self.regions:
             if size <= r.size:      # offsets are computed only where pa >= base, so nothing wraps
                 out |= (pas >= np.uint64(r.base)) & (pas - np.uint64(r.base) <= np.uint64(r.size - size))
+        return out
+
+    def touches_np(self, pas: U64, size: int) -> Bool:
+        """For each [pa, pa + size): whether any byte of it is RAM."""
+        pas = args.u64_array(pas, "physical addresses")
+        size = args.size(size, "size")
+        out = np.zeros(pas.shape, dtype=bool)
+        for r in self.regions:
+            start_before_end = pas < np.uint64(r.end) if r.end < args.ADDR_LIMIT else np.ones(pas.shape, dtype=bool)
+            end_after_base = (pas >= np.uint64(max(r.base - size + 1, 0))) if size else np.zeros(pas.shape, dtype=bool)
+            out |= start_before_end & end_after_base
         return out
 
     # -------------------------------------------------------------- scalar IO

@@ -225,7 +225,9 @@ class PageTable:
             self.fmt.check_pa(target + size - 1)
             if target % self.fmt.page_size:
                 raise NotAligned(f"PA {target:#x} is not page-aligned")
-            return _plan_linear(va, target, size, sizes)
+            pieces = _linear_pieces(va, target, size, sizes)
+            self._check_room(va, size, pieces)
+            return _plan_linear(va, target, pieces)
         if isinstance(target, np.ndarray):
             pas = args.u64_array(target, "target physical addresses")
             n = size // self.fmt.page_size
@@ -239,6 +241,23 @@ class PageTable:
                 raise NotAligned(f"PA {int(pas[misaligned][0]):#x} is not page-aligned")
             return _plan_pages(va, pas, sizes, self.fmt.page_size)
         return _plan_callable(va, target, size, sizes, self.fmt)
+
+    def _check_room(self, va: int, size: int, pieces: list[tuple[int, int, int]]) -> None:
+        """NoMemory before a plan is built, when a region under root entries that are all empty needs more
+        tables than the allocator has frames (a 16 GiB map of 4 KiB pages on 1 MiB of RAM would otherwise
+        build its whole plan first)."""
+        first, last = self.fmt.index(va, 0), self.fmt.index(va + size - 1, 0)
+        if np.any(self.mem.words(self._root + first * self.fmt.entry_size, last - first + 1)):
+            return                                 # tables exist there: how many more are needed is unknown
+        need = 0
+        for a, b, s in pieces:
+            depth = self.fmt.depth_for_size(s)
+            for d in range(1, depth + 1):          # at least one table per `entries` leaves, at each level
+                need += -(-((b - a) // self.fmt.levels[d].span) // self.fmt.levels[d].entries)
+        free = self.frames.total - self.frames.in_use
+        if need > free:
+            raise NoMemory(f"mapping [{va:#x}, +{size:#x}) needs at least {need} new tables; "
+                           f"{free} frames are free")
 
     def map_region(self, va: int, target: Target, size: int, flags: MappingFlags,
                    allow_huge: bool = False) -> None:
@@ -532,17 +551,21 @@ class PageTable:
                 self._borrowed.discard(i)
 
     def destroy(self) -> None:
-        """Free every table this table owns (not leaf frames, not borrowed subtrees), root last."""
-        def free_tree(table: int, depth: int) -> None:
-            if not self._last(depth):
-                raw = self.mem.words(table, self.fmt.levels[depth].entries).copy()
-                tab = np.flatnonzero(self.fmt.codec.is_table_np(raw, False))
-                for i in tab:
-                    if depth == 0 and int(i) in self._borrowed:
-                        continue
-                    free_tree(int(self.fmt.codec.paddr_np(raw[i:i + 1], True)[0]), depth + 1)
+        """Free every table this table owns (not leaf frames, not borrowed subtrees), each once: the tables
+        are found by the same bounded descent as `walk`, so an adopted table with loops is no trap."""
+        fmt, codec = self.fmt, self.fmt.codec
+        found = {self._root}
+        descent = Descent(fmt, self._root, physical_reader(self.mem, fmt.entry_size))
+        for e in descent:
+            tab = codec.is_table_np(e.raw, self._last(e.depth))
+            if e.depth == 0 and self._borrowed:
+                index = (e.slot - np.uint64(self._root)) // np.uint64(fmt.entry_size)
+                tab &= ~np.isin(index, np.array(sorted(self._borrowed), dtype=np.uint64))
+            tables = codec.paddr_np(e.raw[tab], True)
+            found.update(tables.tolist())
+            descent.descend(tab, tables)
+        for table in found:
             self._free_table(table)
-        free_tree(self._root, 0)
 
 
 def _refuse(bad: npt.NDArray[np.bool_], err: type[Exception], vas: U64, raw: U64, level: int, what: str) -> None:
@@ -552,11 +575,11 @@ def _refuse(bad: npt.NDArray[np.bool_], err: type[Exception], vas: U64, raw: U64
         raise err(f"cannot map {int(vas[i]):#x}: the level-{level} entry {what} {int(raw[i]):#x}")
 
 
-def _plan_linear(va: int, pa: int, size: int, sizes: list[PageSize]) -> tuple[U64, U64, U64]:
-    """Greedy largest-aligned-leaf plan for a linear mapping, computed per size (no per-page loop): the part
+def _linear_pieces(va: int, pa: int, size: int, sizes: list[PageSize]) -> list[tuple[int, int, int]]:
+    """The greedy largest-aligned-leaf plan of a linear mapping as (start, end, leaf size) pieces: the part
     a size s covers is the s-aligned middle of the range minus the part a larger size already covers."""
     end = va + size
-    out_va, out_size = [], []
+    out: list[tuple[int, int, int]] = []
     taken_lo, taken_hi = end, end        # the interval covered by larger sizes (empty to start)
     for s in sorted(sizes, reverse=True):
         if (pa - va) % s:
@@ -565,13 +588,16 @@ def _plan_linear(va: int, pa: int, size: int, sizes: list[PageSize]) -> tuple[U6
         if lo >= hi:
             continue
         pieces = [(lo, hi)] if taken_lo >= taken_hi else [(lo, taken_lo), (taken_hi, hi)]
-        for a, b in pieces:
-            if b > a:
-                out_va.append(np.uint64(a) + np.arange((b - a) // s, dtype=np.uint64) * np.uint64(s))
-                out_size.append(np.full((b - a) // s, s, dtype=np.uint64))
+        out += [(a, b, int(s)) for a, b in pieces if b > a]
         taken_lo, taken_hi = lo, hi
-    vas = np.concatenate(out_va)
-    sz = np.concatenate(out_size)
+    return out
+
+
+def _plan_linear(va: int, pa: int, pieces: list[tuple[int, int, int]]) -> tuple[U64, U64, U64]:
+    """The leaves of `_linear_pieces`, as arrays of VA, PA and size sorted by VA (no per-page loop)."""
+    vas = np.concatenate([np.uint64(a) + np.arange((b - a) // s, dtype=np.uint64) * np.uint64(s)
+                          for a, b, s in pieces])
+    sz = np.concatenate([np.full((b - a) // s, s, dtype=np.uint64) for a, b, s in pieces])
     order = np.argsort(vas, kind="stable")
     vas, sz = vas[order], sz[order]
     return vas, vas - np.uint64(va) + np.uint64(pa), sz

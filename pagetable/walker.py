@@ -31,6 +31,7 @@ import numpy.typing as npt
 from . import args
 from .descent import Descent, physical_reader, table_slots
 from .errors import InvalidArgument, InvalidArgumentType
+from .flags import human_size
 from .format import PagingFormat
 from .mappings import Mappings
 from .physmem import PhysMem
@@ -199,7 +200,7 @@ def _lanes(value: int | str | Access | Privilege | npt.ArrayLike, kind: type[_Na
     """One `kind` value per lane: a name (or member) for every lane, or an integer array of members."""
     if isinstance(value, str | enum.Enum):
         return np.full(n, kind.parse(value), dtype=np.uint8)
-    arr = args.u64_array(value, f"{kind.__name__.lower()} lanes")
+    arr = args.u64_array(value, f"{kind.__name__.lower()} lanes").reshape(-1)     # flattened, as VAs are
     if np.any(arr >= len(kind)):
         names = ", ".join(f"{m.value} ({m.label})" for m in kind)
         raise InvalidArgument(f"{kind.__name__.lower()} lanes must be {names}, not {int(arr[arr >= len(kind)][0])}")
@@ -207,6 +208,49 @@ def _lanes(value: int | str | Access | Privilege | npt.ArrayLike, kind: type[_Na
         return np.broadcast_to(arr, (n,)).astype(np.uint8)
     except ValueError:
         raise InvalidArgument(f"{arr.size} {kind.__name__.lower()} lanes for {n} addresses") from None
+
+
+def _page_size(walker: Walker) -> int:
+    """The smallest page `walker` maps (translation off: one page of everything)."""
+    return walker.rules.fmt.page_size if walker.rules.fmt is not None else args.ADDR_LIMIT
+
+
+_COMBOS = [(p, a) for p in Privilege for a in Access]    # the order of the bits of an effective-permissions mask
+_CHUNK = 1 << 14                                       # entries `Walker.mappings` judges at once
+
+
+def _summary(why: U8, stage: U8) -> tuple[U8, U8, U8]:
+    """Per entry, from the reasons (and deciders) of its `_COMBOS` lanes (combo-major): the effective-
+    permissions mask, the verdict (0 if some access translates; else the reason, one beyond permissions
+    where there is one) and who decided it."""
+    why, stage = why.reshape(len(_COMBOS), -1), stage.reshape(len(_COMBOS), -1)
+    ok = why == Reason.OK
+    bits: U8 = (ok.astype(np.uint8) << np.arange(len(_COMBOS), dtype=np.uint8)[:, None]).sum(axis=0, dtype=np.uint8)
+    pick = np.where(why == Reason.PERMISSION, 255, why).argmin(axis=0)
+    cols = np.arange(why.shape[1])
+    usable = ok.any(axis=0)
+    verdict: U8 = np.where(usable, 0, why[pick, cols]).astype(np.uint8)
+    by: U8 = np.where(usable, 0, stage[pick, cols]).astype(np.uint8)
+    return bits, verdict, by
+
+
+def entry_verdicts(rules: WalkRules, raw: int) -> list[tuple[int, bool, int, Reason]]:
+    """What the walk rules make of one raw entry at each level of their format: (the manual's level number,
+    whether it is a leaf there, its effective-permissions mask, and the reason every access faults, or OK).
+    No memory is read: the output address is not checked."""
+    fmt = rules.fmt
+    if fmt is None:
+        raise InvalidArgument("translation is off (Bare): there are no entries")
+    n = len(_COMBOS)
+    acc = np.array([a for _, a in _COMBOS], dtype=np.uint8)
+    prv = np.array([p for p, _ in _COMBOS], dtype=np.uint8)
+    out = []
+    for depth, lv in enumerate(fmt.levels):
+        why, leaf, _ = rules.step(depth, np.full(n, args.address(raw, "entry"), dtype=np.uint64),
+                                  np.zeros(n, dtype=np.uint64), acc, prv)
+        bits, verdict, _ = _summary(why, np.ones(n, dtype=np.uint8))
+        out.append((lv.arch_level, bool(leaf[0]), int(bits[0]), Reason(int(verdict[0]))))
+    return out
 
 
 def _record(out: Translations, lanes: npt.NDArray[np.intp], gpas: U64, t2: Translations, implicit: bool) -> None:
@@ -328,58 +372,79 @@ class Walker:
 
     def mappings(self, start: int | None = None, end: int | None = None) -> Mappings:
         """The table as this walker's hardware reads it (the stage-1 table; `stage2.mappings()` lists stage
-        2): every leaf the rules accept for at least one access and privilege, with `perms` (the
-        accesses that translate, `perm_bit`) and its PA as the walk computes it for the leaf's own VA (a
-        Svnapot PTE's 4 KiB within its 64 KiB block, not its encoded PPN), and every leaf or table entry the rules reject for every access,
-        with `verdict` (the reason; its `pa` is the encoded address). Entries with V=0 (or not present) are
-        not listed and rejected table entries are not followed. Tables are read as the walk reads them:
-        through stage 2 (as implicit reads) when there is one, so a stage-1 table that stage 2 does not let
-        the walk read is reported in `problems`, like a table outside RAM or reached twice (`descent`); an
-        entry that hardware updates during the walk (`WalkRules.writes_back`) must also pass stage 2 as an
-        implicit write for the access to count.
-        The final output address is not checked against RAM or stage 2 here: `translate_many` does that."""
+        2 alone): every leaf the rules accept for at least one access and privilege, and every leaf or
+        table entry they reject for every access. Per row:
+        - `perms`: the accesses that translate (`perm_bit`), the whole walk considered: an entry update
+          hardware makes (`WalkRules.writes_back`) must pass stage 2 as an implicit write, and the output
+          address must be RAM (one stage) or pass stage 2 for that access (two stages, for leaves no larger
+          than stage 2's pages; larger ones are judged by stage 1 alone);
+        - `pa`: the address the walk computes at the leaf's own VA (a Svnapot PTE gives its 4 KiB within its
+          64 KiB block, not its encoded PPN); for a rejected entry, the encoded address;
+        - `verdict`: 0, or the reason every access faults with; `verdict_stage` says who decided: 1 the
+          stage-1 walk (or the RAM check of its output), 2 stage 2 on the output address, 3 stage 2 on the
+          implicit write of the entry's update.
+        Entries with V=0 are not listed and rejected table entries are not followed. Tables are read as the
+        walk reads them (through stage 2, as implicit reads, when there is one); a table that cannot be
+        read, or is reached twice, is reported in `problems` (`descent`), as is a leaf only part of whose
+        output range is RAM. Entries are judged in chunks, so memory stays a small multiple of the tables."""
         rules, fmt = self.rules, self.rules.fmt
         if fmt is None:
             raise InvalidArgument("translation is off (Bare): there is no table to list")
         reader = physical_reader(self.mem, fmt.entry_size) if self._implicit is None else \
             _StageTwoReader(self._implicit, fmt.entry_size)
         descent = Descent(fmt, rules.root, reader, start, end)
-        combos = [(a, p) for p in Privilege for a in Access]
-        acc = np.array([a for a, _ in combos], dtype=np.uint8)
-        prv = np.array([p for _, p in combos], dtype=np.uint8)
         parts: list[Mappings] = []
         for e in descent:
-            n, huge = e.raw.shape[0], e.depth != fmt.depth_count - 1
-            pte, lane_acc = np.tile(e.raw, len(combos)), np.repeat(acc, n)
-            why, leaf, addr = rules.step(e.depth, pte, np.tile(e.va, len(combos)), lane_acc, np.repeat(prv, n))
-            stage: U8 = np.ones(why.shape, dtype=np.uint8)
-            if self._implicit is not None:          # an entry update must pass stage 2 as an implicit write
-                update, t2 = self._updates(why == Reason.OK, pte, leaf, lane_acc, np.tile(e.slot, len(combos)))
-                why[update] = t2.reason
-                stage[update] = np.where(t2.reason != Reason.OK, 2, 1)
-            why, stage = why.reshape(len(combos), n), stage.reshape(len(combos), n)  # (access x privilege, entry)
-            leaf, addr = leaf[:n], addr[:n]
-            ok = why == Reason.OK
-            usable = ok.any(axis=0)
-            listed = (leaf | ~usable) & (why[0] != Reason.INVALID)
-            if np.any(listed):
-                bits = (ok.astype(np.uint8) << np.arange(len(combos), dtype=np.uint8)[:, None]).sum(axis=0,
-                                                                                                   dtype=np.uint8)
-                # every access faults: prefer the reason that is not about permissions (a structural one)
-                rank = np.where(why == Reason.PERMISSION, 255, why)
-                pick = rank.argmin(axis=0)
-                cols = np.arange(n)
-                verdict = np.where(usable, 0, why[pick, cols])
-                raw = e.raw[listed]
-                pa = np.where(usable[listed], addr[listed], fmt.codec.paddr_np(raw, huge))
-                parts.append(Mappings(fmt, e.va[listed], pa, np.full(raw.shape, fmt.levels[e.depth].span,
-                                      dtype=np.uint64), fmt.codec.flags_np(raw, huge),
-                                      np.full(raw.shape, e.depth, dtype=np.int8), raw, e.slot[listed],
-                                      perms=bits[listed], verdict=verdict[listed].astype(np.uint8),
-                                      verdict_stage=np.where(usable, 0, stage[pick, cols])[listed].astype(np.uint8)))
-            pointer = ~leaf & usable
-            descent.descend(pointer, addr[pointer])
+            pointer = np.zeros(e.raw.shape, dtype=bool)
+            target = np.zeros(e.raw.shape, dtype=np.uint64)
+            for lo in range(0, e.raw.shape[0], _CHUNK):
+                part = slice(lo, lo + _CHUNK)
+                rows, pointer[part], target[part] = self._judge(e.depth, e.raw[part], e.va[part], e.slot[part],
+                                                                descent.problems)
+                if rows is not None:
+                    parts.append(rows)
+            descent.descend(pointer, target[pointer])
         return Mappings.concat(fmt, parts, descent.problems, hardware=True)
+
+    def _judge(self, depth: int, raw: U64, va: U64, slot: U64, notes: list[str]) -> tuple[Mappings | None, Bool,
+                                                                                          U64]:
+        """`mappings` for some entries of one level: the rows to list, which entries point at tables, and
+        the addresses they point at."""
+        rules, fmt = self.rules, self.rules.fmt
+        assert fmt is not None
+        n, huge, span = raw.shape[0], depth != fmt.depth_count - 1, fmt.levels[depth].span
+        acc = np.repeat(np.array([a for _, a in _COMBOS], dtype=np.uint8), n)
+        prv = np.repeat(np.array([p for p, _ in _COMBOS], dtype=np.uint8), n)
+        pte, lane_va = np.tile(raw, len(_COMBOS)), np.tile(va, len(_COMBOS))
+        why, leaf, addr = rules.step(depth, pte, lane_va, acc, prv)
+        stage: U8 = np.ones(why.shape, dtype=np.uint8)
+        if self._implicit is not None:              # an entry update must pass stage 2 as an implicit write
+            update, t2 = self._updates(why == Reason.OK, pte, leaf, acc, np.tile(slot, len(_COMBOS)))
+            why[update], stage[update] = t2.reason, np.where(t2.reason != Reason.OK, 3, 1)
+        final = np.flatnonzero((why == Reason.OK) & leaf)   # the output address, as the access makes it
+        if self.stage2 is None:
+            ram = self.mem.touches_np(addr[final], span)
+            why[final[~ram]] = Reason.PA_OUTSIDE_MEMORY
+            whole = self.mem.contains_np(addr[final[ram]], span)
+            for k in np.unique(final[ram][~whole] % n).tolist():
+                notes.append(f"the {human_size(span)} leaf at VA {int(va[k]):#x} maps [{int(addr[k]):#x}, "
+                             f"{int(addr[k]) + span:#x}), of which only part is RAM")
+        elif span <= _page_size(self.stage2):
+            t2 = self.stage2._walk(addr[final], acc[final], np.full(final.shape, Privilege.USER, dtype=np.uint8))
+            why[final], stage[final] = t2.reason, np.where(t2.reason != Reason.OK, 2, 1)
+        leaf, addr = leaf[:n], addr[:n]
+        bits, verdict, where = _summary(why, stage)
+        usable = verdict == 0
+        listed = (leaf | ~usable) & (verdict != Reason.INVALID)
+        rows = None
+        if np.any(listed):
+            r = raw[listed]
+            rows = Mappings(fmt, va[listed], np.where(usable[listed], addr[listed], fmt.codec.paddr_np(r, huge)),
+                            np.full(r.shape, span, dtype=np.uint64), fmt.codec.flags_np(r, huge),
+                            np.full(r.shape, depth, dtype=np.int8), r, slot[listed], perms=bits[listed],
+                            verdict=verdict[listed], verdict_stage=where[listed])
+        pointer = ~leaf & usable
+        return rows, pointer, addr
 
     def translate(self, va: int, access: Access | str = Access.READ,
                   privilege: Privilege | str = Privilege.SUPERVISOR) -> Translation:
@@ -404,8 +469,7 @@ class _StageTwoReader:
     def __init__(self, stage2: Walker, entry_size: int) -> None:
         self.stage2 = stage2
         self.entry_size = entry_size
-        fmt = stage2.rules.fmt
-        self.page = fmt.page_size if fmt is not None else 1 << 63     # stage 2 Bare: one flat space
+        self.page = _page_size(stage2)
 
     def _reach(self, gpas: U64, size: int) -> tuple[Bool, U64, list[str]]:
         """For `size` bytes at each GPA (within one stage-2 page): whether the walk can read them, their

@@ -16,8 +16,8 @@ from pagetable.flags import MappingFlags as F
 from pagetable.format import PagingFormat
 from pagetable.frames import FrameAllocator
 from pagetable.mm.aspace import AddrSpace
-from pagetable.mm.backends import Cow, Shared, SharedPages
-from pagetable.mm.errors import AlreadyExists, BadAddress, InvalidParam, MmError, OutOfRange
+from pagetable.mm.backends import Alloc, Cow, Linear, Shared, SharedPages
+from pagetable.mm.errors import AlreadyExists, BadAddress, InvalidParam, MmError, OutOfMemory, OutOfRange
 from pagetable.physmem import PhysMem
 from pagetable.walker import Access, Privilege, Reason, Walker
 
@@ -405,3 +405,74 @@ class AddrSpaceMachine(RuleBasedStateMachine):
 
 TestAddrSpaceMachine = AddrSpaceMachine.TestCase
 TestAddrSpaceMachine.settings = settings(fuzz(short=60, long=1_000), stateful_step_count=30)
+
+
+def _mm_state(a: AddrSpace) -> tuple[str, dict[int, int], list[int]]:
+    return a.maps(), a.frames.live(), a.page_table.walk(placeholders=True).raw.tolist()
+
+
+def test_a_populating_map_that_runs_out_of_memory_leaves_no_area() -> None:
+    a = space(ram=1 << 20)
+    before = _mm_state(a)
+    with pytest.raises(OutOfMemory):
+        a.map(BASE, 2 << 20, RW, True, Cow())
+    assert _mm_state(a) == before
+
+
+def test_a_read_that_runs_out_of_memory_faults_nothing_in() -> None:
+    """Two lazy areas: the first was populated (130 frames) before the second ran out of memory."""
+    a = space(ram=1 << 20)
+    a.map(BASE, 0x80000, RW, False, Cow())
+    a.map(BASE + 0x80000, 0x100000, RW, False, Cow())
+    before = _mm_state(a)
+    with pytest.raises(OutOfMemory):
+        a.read(BASE, 0x180000)
+    assert _mm_state(a) == before
+
+
+def test_a_failed_clone_leaves_the_parent_as_it_was() -> None:
+    """try_clone ran out of memory half way, raised a bare NoMemory and left the parent's copy-on-write pages
+    read-only."""
+    a = space(ram=1 << 20)
+    a.map(BASE, 0x4000, RW, False, Cow())
+    a.write(BASE, b"x" * 0x4000)
+    a.map(BASE + 0x100_0000, 0x80000, RW, True, Alloc(True))
+    before = _mm_state(a)
+    with pytest.raises(OutOfMemory) as e:
+        a.try_clone()
+    assert e.value.errno == errno.ENOMEM
+    assert _mm_state(a) == before
+    a.write(BASE, b"y")                                     # and it still works
+
+
+def test_flags_the_format_cannot_encode_are_refused_at_map_time() -> None:
+    """A lazy write-only area was accepted, and every later fault or write failed with EFAULT."""
+    a = space()
+    for populate in (False, True):
+        with pytest.raises(InvalidParam, match="W=1 with R=0"):
+            a.map(BASE, 0x1000, F.WRITE | F.USER, populate, Alloc(False))
+    a.map(BASE, 0x1000, RW, True, Alloc(True))
+    with pytest.raises(InvalidParam, match="W=1 with R=0"):
+        a.protect(BASE, 0x1000, F.WRITE)
+    a.map(BASE + 0x10000, 0x4000, F(0), False, Cow())      # no access at all: a fault is refused, not an error
+    assert a.handle_page_fault(BASE + 0x10000, F(0)) is False
+
+
+def test_running_out_of_frames_in_protect_is_enomem() -> None:
+    a = space(ram=1 << 20)
+    a.map_linear(BASE + 0x20_0000, RAM + 0x20_0000, 2 << 20, RW)      # one 2 MiB leaf
+    a.frames.alloc_many(a.frames.total - a.frames.in_use)
+    with pytest.raises(OutOfMemory):
+        a.protect(BASE + 0x20_1000, 0x1000, RO)             # splitting the leaf needs a table
+    with pytest.raises(OutOfMemory):
+        a.unmap(BASE + 0x20_1000, 0x1000)
+
+
+def test_backends_check_their_arguments() -> None:
+    a = space()
+    with pytest.raises(InvalidParam):
+        a.map(BASE, 0x1000, RW, False, Alloc)  # type: ignore[arg-type]   # the class, not a backend
+    with pytest.raises(InvalidParam):
+        Linear("x")  # type: ignore[arg-type]
+    with pytest.raises(InvalidParam):
+        Alloc(1)  # type: ignore[arg-type]

@@ -179,7 +179,7 @@ CALLS: dict[str, Call] = {
 }
 
 
-@fuzz(short=150, long=4_000)
+@fuzz(short=150, long=6_000)
 @given(st.lists(st.sampled_from(sorted(CALLS)), min_size=1, max_size=8), st.data())
 def test_random_calls_answer_or_fail_cleanly(names: list[str], draw: st.DataObject) -> None:
     w = World.make()

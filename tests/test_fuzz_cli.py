@@ -185,7 +185,7 @@ def test_a_root_table_of_self_pointers_in_every_mode() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ explain
-@fuzz(short=100, long=30_000)
+@fuzz(short=100, long=36_000)
 @given(st.sampled_from(["pte", "satp", "vsatp", "hgatp"]),
        st.one_of(st.integers(0, (1 << 64) - 1), st.integers(-(1 << 70), 1 << 70),
                  st.sampled_from([-1, 1 << 64, (1 << 64) - 1, 0xF << 60, 15 << 60 | 1])),

@@ -145,13 +145,20 @@ def test_mappings_of_bare_translation_is_an_error() -> None:
 
 
 def test_sv48_listing_of_a_kernel_linear_map() -> None:
+    """A linear map of 4 GiB of PA over 4 MiB of RAM: the leaves with no RAM fault on every access (an access
+    fault), the one holding RAM is usable and noted as only partly RAM."""
     mem = PhysMem([(RAM, 4 << 20)])
     pt = PageTable(SV48, mem, FrameAllocator(mem))
     pt.map_region(0xFFFF_8000_0000_0000, 0, 4 << 30, F.READ | F.WRITE, allow_huge=True)
     walker = Walker(mem, RiscvRules(Satp.for_table(SV48, pt.root_paddr)))
-    assert ptdump(walker.mappings()) == [
-        "0xffff800000000000-0xffff800100000000   0x0000000000000000         4G PUD .   ..     ..   D A . . . W R V"
-        "  S:rw- U:---"]
+    m = walker.mappings()
+    letters = "PUD .   ..     ..   D A . . . W R V"
+    assert ptdump(m) == [
+        f"0xffff800000000000-0xffff800080000000   0x0000000000000000         2G {letters}  ! faults: pa-outside-memory",
+        f"0xffff800080000000-0xffff8000c0000000   0x0000000080000000         1G {letters}  S:rw- U:---",
+        f"0xffff8000c0000000-0xffff800100000000   0x00000000c0000000         1G {letters}  ! faults: pa-outside-memory"]
+    assert m.problems == ("the 1G leaf at VA 0xffff800080000000 maps [0x80000000, 0xc0000000), of which only "
+                          "part is RAM",)
 
 
 def test_guest_physical_aliases_of_one_host_table_are_one_table() -> None:
@@ -198,3 +205,18 @@ def test_a_stage_2_refusal_of_an_entry_update_is_named_as_such() -> None:
     assert line.endswith("! faults: stage 2 refuses the entry's update: permission")
     t = walker.translate(0x5000, "read")
     assert (t.stage, t.implicit, t.gpa) == (2, True, 0x2028)
+
+
+def test_leaves_whose_output_the_hardware_cannot_reach_fault_in_the_listing() -> None:
+    """`vectors show` printed S:rw- for a leaf whose PA is outside RAM (an access fault for every access) and
+    S:rwx for a VS leaf whose GPA the G-stage refuses."""
+    from pagetable.vectors.riscv_gen import OUTSIDE_RAM
+    one = walker_for(generate_riscv("sv39", 1)).mappings()
+    assert one.verdict is not None
+    row = np.flatnonzero(one.pa == OUTSIDE_RAM)
+    assert row.size == 1 and one.verdict[row[0]] == Reason.PA_OUTSIDE_MEMORY
+    two = walker_for(generate_riscv("sv39+sv39x4", 1)).mappings()
+    assert two.verdict is not None and two.verdict_stage is not None
+    wide = np.flatnonzero(two.pa >= np.uint64(1 << 41))
+    assert wide.size == 1 and two.verdict_stage[wide[0]] == 2 and two.verdict[wide[0]] == Reason.NON_CANONICAL
+    assert ptdump(two.select(two.pa >= np.uint64(1 << 41)))[0].endswith("! faults: stage 2: non-canonical")

@@ -621,3 +621,29 @@ def test_translate_many_expected_answers() -> None:
     # scalar access/privilege broadcast to every lane, strings accepted
     both = w.translate_many(np.array([0x1000, 0x4000], dtype=np.uint64), "read", "user")
     assert both.reason.tolist() == [Reason.PERMISSION, Reason.OK]
+
+
+def test_walk_options_and_register_values_are_checked() -> None:
+    """RiscvOptions(ad="Svade") (or any typo) walked as Svadu; a 65-bit satp was truncated (1 << 64 became
+    Bare, an identity map); a numpy satp failed with AttributeError."""
+    for bad in ({"ad": "Svade"}, {"ad": "bogus"}):
+        with pytest.raises(InvalidArgument, match="ad must be 'svade' or 'svadu'"):
+            RiscvOptions(**bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentType, match="sum must be True or False"):
+        RiscvOptions(sum=1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="does not fit in 64 bits"):
+        RiscvRules(1 << 64)
+    with pytest.raises(InvalidArgument, match="does not fit in 64 bits"):
+        RiscvRules((1 << 64) | 0x8000_0000_0008_0000)
+    with pytest.raises(InvalidArgumentType):
+        RiscvRules("0x8000000000080000")  # type: ignore[arg-type]
+    assert RiscvRules(np.uint64(0x8000_0000_0008_0000)).root == 0x8000_0000  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentType, match="RiscvOptions"):
+        RiscvRules(0, object())  # type: ignore[arg-type]
+
+
+def test_hgatp_ppn_1_0_read_as_zero() -> None:
+    """The hypervisor extension: for Sv39x4/Sv48x4/Sv57x4 hgatp.PPN[1:0] always read as zero; the walker
+    started the G-stage walk at 0x80001000 for PPN 0x80001."""
+    assert RiscvRules.gstage(0x8000_0000_0008_0001).root == 0x8000_0000
+    assert RiscvRules.gstage(0x8000_0000_0008_0003).root == 0x8000_0000

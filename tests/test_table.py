@@ -1063,3 +1063,32 @@ def test_region_operations_refuse_tables_that_are_not_a_tree() -> None:
     assert mem.regions[0].data.tobytes() == before
     pt.unmap_region(0x60_0000, K4)                         # one alias alone: its entry is the shared one
     assert len(pt.walk()) == 0                               # ... so both VAs lost the page
+
+
+@pytest.mark.parametrize("fmt", MODES, ids=MODE_IDS)
+def test_destroy_of_an_adopted_self_referencing_root_is_quick(fmt: PagingFormat) -> None:
+    """destroy() recursed into every entry: 512**(levels-1) visits for a root of self-pointers (Sv48: minutes)."""
+    mem, fa, pt = make(fmt)
+    pt.map(0x1000, RAM + 0x20_0000, K4, R)
+    root = fa.alloc()
+    mem.words(root, 512)[:] = _ptr(root)
+    adopted = PageTable(fmt, mem, fa, root=root)
+    adopted.destroy()
+    assert fa.ref_count(root) == 0                         # the root (ours: from this allocator) is freed once
+    assert pt.query(0x1000)[0] == RAM + 0x20_0000          # another table is untouched
+
+
+def test_a_region_too_big_for_the_frames_fails_before_it_is_planned() -> None:
+    """16 GiB of 4 KiB pages on 1 MiB of RAM built its whole plan (626 MB) before NoMemory; 256 GiB ended in a
+    numpy MemoryError."""
+    import tracemalloc
+    mem = PhysMem([(RAM, 1 << 20)])
+    fa = FrameAllocator(mem)
+    pt = PageTable(SV39, mem, fa)
+    tracemalloc.start()
+    for size in (1 << 34, 1 << 38):
+        with pytest.raises(NoMemory, match="needs at least"):
+            pt.map_region(0, RAM, size, R)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 20 and fa.in_use == 1

@@ -294,3 +294,18 @@ def test_random_pointers_never_read_ungranted_bytes(start: int, size: int) -> No
     assert len(data) == size
     if size:                                                  # zero-length reads touch nothing (Linux rule)
         assert all(GRANTED.get(p, False) for p in range(start & ~0xFFF, start + size, 0x1000))
+
+
+@pytest.mark.parametrize(("dtype", "value"), [(np.float32, 1e300), ("S3", b"abcdef"), (np.bool_, 5),
+                                              (np.float32, "1.5"), (np.uint32, 1.5), (np.uint8, 256),
+                                              ("U2", "abc"), (np.float64, None)])
+def test_values_that_do_not_fit_their_element_are_refused(dtype: object, value: object) -> None:
+    """1e300 was stored as inf in a float32, b"abcdef" as b"abc" in S3, 5 as True, "1.5" as a float."""
+    a = make()
+    before = a.read(P0, 8)
+    with pytest.raises(UserMemoryError) as e:
+        UserPtr(P0, dtype).set(a, value)
+    assert code(e) == errno.EINVAL
+    assert a.read(P0, 8) == before
+    UserPtr(P0, np.float32).set(a, 1.5)
+    assert UserConstPtr(P0, np.float32).get(a) == 1.5

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,34 @@ def test_reader_rejects_bad_cases_and_escaping_paths(tmp_path: Path) -> None:
         VectorSet.read(tmp_path)
 
 
+def test_an_output_that_cannot_be_written_is_a_one_line_error(tmp_path: Path) -> None:
+    """`vectors show > /dev/full` ended in an OSError traceback."""
+    import subprocess
+    import sys
+    generate_riscv("sv39", 1, cases=5).write(tmp_path, "")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "pagetable.cli", "vectors", "show", str(tmp_path)], stdout=full,
+                              stderr=subprocess.PIPE, text=True, check=False)
+    assert done.returncode == 2 and done.stderr.startswith("pagetable: error: cannot write the output")
+    assert done.stderr.count("\n") == 1, done.stderr
+
+
+def test_a_failed_write_leaves_the_previous_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed generate (a full disk) truncated the previous vectors.json; VectorSet.write(dir, 5) wrote the
+    files and then raised TypeError."""
+    generate_riscv("sv39", 1, cases=5).write(tmp_path, "first\n")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(VectorsError):
+        generate_riscv("sv39", 2, cases=5).write(tmp_path, 5)  # type: ignore[arg-type]
+    def full_disk(doc: object, fh: Any, **kw: object) -> None:
+        fh.write('{"schema": "pagetable-vec')
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(json, "dump", full_disk)
+    with pytest.raises(VectorsError, match="No space left on device"):
+        generate_riscv("sv39", 2, cases=5).write(tmp_path, "second\n")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_cli_generate_show_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "v"
     assert main(["vectors", "generate", "--mode", "sv57", "--seed", "0x10", "--out", str(out), "--cases", "40",
@@ -119,7 +149,9 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Captu
 def test_cli_explain(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "0x200800c7"]) == 0
     out = capsys.readouterr().out
-    assert "PPN      = 0x80200" in out and "-> leaf; PA 0x80200000" in out
+    assert "PPN      = 0x80200" in out and "PA 0x80200000" in out
+    assert "-> at Sv39 level 2: page fault (misaligned-superpage)" in out
+    assert "-> at Sv39 level 0: leaf, S:rw- U:---" in out
     assert main(["explain", "--register", "satp", "0x8000000000080000"]) == 0
     assert "MODE     = 8 (1000)  Sv39" in capsys.readouterr().out
 
@@ -241,7 +273,9 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str], rc: int = 2) -> 
     (lambda d: d["registers"].update(sapt="0x0"), "registers: unknown key 'sapt' for mode sv39"),
     (lambda d: d["cases"][0].update(stage=True), r"cases\[0\].stage must be 1 or 2, not True"),
     (lambda d: d["cases"][0].update(Label="x"), r"cases\[0\]: unknown key 'Label'"),
-    (lambda d: d["cases"][0].update(label=5), r"cases\[0\].label must be a string"),
+    (lambda d: d["cases"][0].update(label=5), r"cases\[0\].label must be printable text"),
+    (lambda d: d["cases"][0].update(label="\ud800"), r"cases\[0\].label must be printable text"),   # a traceback
+    (lambda d: d["cases"][0].update(reason="\x1b[2J\nfake line"), r"cases\[0\].reason must be printable"),
     (lambda d: d["cases"][0].update(level=True), r"cases\[0\].level must be a level number"),
     (lambda d: d["cases"][0].update(level=10**30), r"cases\[0\].level must be a level number"),
     (lambda d: d["cases"][0].update(implicit=1), r"cases\[0\].implicit must be true or false"),
@@ -275,6 +309,13 @@ def test_reader_rejects_repeated_keys_loose_hex_and_linked_images(tmp_path: Path
     doc["memory"].append({"file": "link.bin", "base": "0x90000000"})
     (d / "vectors.json").write_text(json.dumps(doc))
     assert "is the image of an earlier memory entry" in _error(capsys, ["vectors", "check", str(d)])
+    outside = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    outside.mkdir()
+    (outside / "mem.bin").write_bytes((d / "mem.bin").read_bytes())
+    (d / "sub").symlink_to(outside)                        # a name inside, a file outside
+    doc["memory"] = [{"file": "sub/mem.bin", "base": "0x80000000"}]
+    (d / "vectors.json").write_text(json.dumps(doc))
+    assert "leads out of the vector directory" in _error(capsys, ["vectors", "check", str(d)])
     (d / "mem.bin").rename(d / "...")                      # an odd name, but a file in the directory
     doc["memory"] = [{"file": "...", "base": "0x80000000"}]
     (d / "vectors.json").write_text(json.dumps(doc))
@@ -298,7 +339,13 @@ def test_reader_refuses_an_image_that_is_a_directory(tmp_path: Path, capsys: pyt
     assert "is a directory" in _error(capsys, ["vectors", "check", str(d)])
     (d / "vectors.json").unlink()
     (d / "vectors.json").mkdir()
-    assert "Is a directory" in _error(capsys, ["vectors", "check", str(d)])
+    assert "vectors.json: not a regular file" in _error(capsys, ["vectors", "check", str(d)])
+    (d / "vectors.json").rmdir()
+    os.mkfifo(d / "vectors.json")                          # a FIFO blocked for ever
+    assert "not a regular file" in _error(capsys, ["vectors", "check", str(d)])
+    (d / "vectors.json").unlink()
+    (d / "vectors.json").symlink_to("/dev/zero")          # /dev/zero was read until memory ran out
+    assert "not a regular file" in _error(capsys, ["vectors", "check", str(d)])
 
 
 def test_show_of_memory_at_an_unaligned_base_walks_without_an_allocator(tmp_path: Path,
@@ -327,6 +374,27 @@ def test_explain_refuses_values_that_do_not_fit(capsys: pytest.CaptureFixture[st
                                                 message: str) -> None:
     """`explain 0x10000000000000000` decoded as 0, 100 hex digits as 2**64-1, -1 as all ones."""
     assert message in _error(capsys, ["explain", *argv])
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("0x2", "-> at Sv39 level 0: invalid (V=0"),                  # was called a leaf
+    ("0x5", "-> at Sv39 level 1: page fault (w-without-r)"),       # was "pointer to the next level"
+    ("0x80000000200800c1", "-> at Sv39 level 2: page fault (reserved)"),
+    ("0x20080001", "-> at Sv39 level 0: page fault (non-leaf-at-last-level)"),
+])
+def test_explain_judges_an_entry_as_the_walk_rules_do(capsys: pytest.CaptureFixture[str], value: str,
+                                                      says: str) -> None:
+    assert main(["explain", value]) == 0
+    assert says in capsys.readouterr().out
+
+
+def test_explain_hgatp_reads_ppn_1_0_as_zero_and_shows_bits_of_no_field(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--register", "hgatp", "0x8c00000000080001"]) == 0
+    out = capsys.readouterr().out
+    assert "root table at PA 0x80000000 (PPN[1:0] read as zero)" in out
+    assert "bits 59:58 are set but belong to no field" in out
+    assert main(["explain", "--register", "hgatp", "0xb000000000080000"]) == 0
+    assert "hgatp's fields are WARL: the write is not ignored" in capsys.readouterr().out
 
 
 def test_explain_names_reserved_satp_modes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ are not `MappingFlags`, a `populate` that is not a bool or a backend that is not
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Self, TypeVar
 
@@ -29,12 +30,25 @@ from ..physmem import PhysMem
 from ..table import PageTable
 from .area import MemoryArea
 from .backends import PAGE, Alloc, Backend, Cow, Linear, Shared
-from .errors import BadAddress, BadState, InvalidParam, OutOfMemory, OutOfRange
+from .errors import BadAddress, BadState, InvalidParam, MmError, OutOfMemory, OutOfRange
 from .memory_set import MemorySet
 
 Area = MemoryArea[Backend]
 R = TypeVar("R")
 NO_ACCESS = MappingFlags(0)
+
+
+@contextlib.contextmanager
+def _out_of_memory() -> Iterator[None]:
+    """A backend or table that ran out of frames is OutOfMemory (ENOMEM), not a bare NoMemory or BadState."""
+    try:
+        yield
+    except NoMemory as exc:
+        raise OutOfMemory(str(exc)) from exc
+    except BadState as exc:
+        if isinstance(exc.__cause__, NoMemory):
+            raise OutOfMemory(str(exc.__cause__)) from exc
+        raise
 
 
 class AddrSpace:
@@ -134,16 +148,26 @@ class AddrSpace:
         start, size = self._validate(start, size)
         flags = args.flags(flags, error=InvalidParam)
         populate = args.boolean(populate, "populate", error=InvalidParam)
-        if not all(callable(getattr(backend, m, None)) for m in ("map", "unmap", "protect", "populate", "clone_map")):
-            raise InvalidParam(f"{type(backend).__name__} is not a mapping backend (Linear, Alloc, Cow, Shared)")
-        try:
+        if isinstance(backend, type) or not all(callable(getattr(backend, m, None))
+                                                for m in ("map", "unmap", "protect", "populate", "clone_map")):
+            raise InvalidParam(f"{args.describe(backend)} is not a mapping backend (Linear, Alloc, Cow, Shared)")
+        self._check_flags(flags)
+        with _out_of_memory():
             self._areas.map(MemoryArea(start, size, flags, backend), self._pt)
-        except BadState as exc:
-            if isinstance(exc.__cause__, NoMemory):
-                raise OutOfMemory(str(exc.__cause__)) from exc
-            raise
         if populate:
-            self.populate_area(start, size)
+            try:
+                self.populate_area(start, size)
+            except MmError:
+                self.unmap(start, size)                # a failed map leaves no area behind
+                raise
+
+    def _check_flags(self, flags: MappingFlags) -> None:
+        """InvalidParam (EINVAL) for flags the entry format cannot encode (RISC-V: WRITE without READ), at
+        map or protect time rather than at the first fault."""
+        try:
+            self.fmt.codec.new_page(0, flags, False)
+        except PagingError as exc:
+            raise InvalidParam(str(exc)) from None
 
     def map_linear(self, va: int, pa: int, size: int, flags: MappingFlags) -> None:
         """Map [va, va + size) to [pa, pa + size) (huge pages where both are aligned)."""
@@ -159,7 +183,8 @@ class AddrSpace:
 
     def unmap(self, start: int, size: int) -> None:
         start, size = self._validate(start, size)
-        self._areas.unmap(start, size, self._pt)
+        with _out_of_memory():                         # splitting a huge page may need a table
+            self._areas.unmap(start, size, self._pt)
 
     def unmap_user_areas(self) -> None:
         for area in [a for a in self._areas if a.flags & MappingFlags.USER]:
@@ -169,7 +194,9 @@ class AddrSpace:
         """New flags for [start, start + size): areas are split as needed, entries rewritten."""
         start, size = self._validate(start, size)
         new = args.flags(flags, error=InvalidParam)
-        self._areas.protect(start, size, lambda old: None if old == new else new, self._pt)
+        self._check_flags(new)
+        with _out_of_memory():
+            self._areas.protect(start, size, lambda old: None if old == new else new, self._pt)
 
     def clear(self) -> None:
         """Unmap every area (frames owned by backends are released)."""
@@ -203,13 +230,18 @@ class AddrSpace:
         for area, a, b in pieces:                      # every area is checked before any is populated
             if access & ~area.flags:
                 raise BadAddress(f"[{a:#x}, {b:#x}) is {area.flags.short()}, not {MappingFlags(access).short()}")
+        done: list[tuple[Area, int, int, set[int]]] = []
         for area, a, b in pieces:
+            before = set(self._pt.walk(a, b, placeholders=True).va.tolist()) if len(pieces) > 1 else set()
             try:
                 area.backend.populate(a, b - a, area.flags, access, self._pt)
-            except NoMemory as exc:
-                raise OutOfMemory(str(exc)) from exc
-            except PagingError as exc:
-                raise BadState(str(exc)) from exc
+            except PagingError as exc:                 # a backend's populate is all-or-nothing; so is this
+                for d_area, d_a, d_b, had in done:
+                    for va in self._pt.walk(d_a, d_b, placeholders=True).va.tolist():
+                        if va not in had:
+                            d_area.backend.unmap(va, PAGE, self._pt)
+                raise (OutOfMemory if isinstance(exc, NoMemory) else BadState)(str(exc)) from exc
+            done.append((area, a, b, before))
 
     def check_region_access(self, start: int, size: int, access: MappingFlags) -> bool:
         """True if [start, start + size) is covered by contiguous areas whose flags all include `access`."""
@@ -237,9 +269,9 @@ class AddrSpace:
         page = vaddr & ~(PAGE - 1)
         try:
             area.backend.populate(page, PAGE, area.flags, access, self._pt)
+            _, flags, _ = self._pt.query(page)
         except PagetableError:
             return False
-        _, flags, _ = self._pt.query(page)
         return not access & ~flags
 
     # ------------------------------------------------------------- data
@@ -279,13 +311,20 @@ class AddrSpace:
     def try_clone(self) -> Self:
         """A copy as fork makes it: Linear and Shared areas map the same memory, Alloc areas are copied,
         Cow areas share their frames copy-on-write (both sides lose WRITE until a write fault)."""
-        child = type(self)(self.fmt, self._base, self._size, self._pt.frames)
+        with _out_of_memory():
+            child = type(self)(self.fmt, self._base, self._size, self._pt.frames)
+        shared: list[Area] = []
         try:
-            for area in list(self._areas):
-                backend = area.backend.clone_map(area.start, area.size, area.flags, self._pt, child._pt)
-                child._areas.insert(MemoryArea(area.start, area.size, area.flags, backend))
+            with _out_of_memory():
+                for area in list(self._areas):
+                    backend = area.backend.clone_map(area.start, area.size, area.flags, self._pt, child._pt)
+                    child._areas.insert(MemoryArea(area.start, area.size, area.flags, backend))
+                    if isinstance(backend, Cow):
+                        shared.append(area)
         except PagetableError:
-            child.destroy()
+            child.destroy()                            # the child's references go ...
+            for area in shared:                        # ... and pages only this space holds are writable again
+                area.backend.protect(area.start, area.size, area.flags, self._pt)
             raise
         return child
 

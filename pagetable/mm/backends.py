@@ -107,6 +107,9 @@ class Linear(_Eager):
 
     pa_va_offset: int
 
+    def __post_init__(self) -> None:
+        args.integer(self.pa_va_offset, "Linear offset", error=InvalidParam)
+
     def map(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
         pt.map_region(start, start - self.pa_va_offset, size, flags, allow_huge=True)
 
@@ -120,6 +123,9 @@ class Alloc:
     """Private anonymous memory in zeroed frames: all at map time (`populate`) or page by page on touch."""
 
     populate_now: bool = False
+
+    def __post_init__(self) -> None:
+        args.boolean(self.populate_now, "Alloc populate", error=InvalidParam)
 
     def map(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
         if self.populate_now:
@@ -195,30 +201,28 @@ class Cow:
                 pt.mem.write(pa + lo - va, self.file[lo - self.start:hi - self.start])
 
     def populate(self, start: int, size: int, flags: MappingFlags, access: MappingFlags, pt: PageTable) -> None:
+        """Fill the missing pages and, for WRITE, break copy-on-write: a sole owner gets WRITE back, a shared
+        frame is copied. All-or-nothing: every frame it needs is allocated before anything changes."""
         have, missing = _missing(pt, start, size)
+        broken = have.select(pt.fmt.codec.is_present_np(have.raw)
+                             & ((have.flags & np.uint64(MappingFlags.WRITE)) == 0)) if access & MappingFlags.WRITE \
+            else have.select(np.zeros(len(have), dtype=bool))
+        shared = pt.frames.ref_counts(broken.pa) > 1 if len(broken) else np.zeros(0, dtype=bool)
+        copies = broken.select(shared)
+        frames = pt.frames.alloc_many(int(missing.size) + len(copies), zero=True)
+        fresh, private = frames[:missing.size], frames[missing.size:]
         if missing.size:
-            frames = pt.frames.alloc_many(int(missing.size), zero=True)
-            self._fill(pt, missing, frames)
+            self._fill(pt, missing, fresh)
             try:
-                pt.map_pages(missing, frames, flags)
+                pt.map_pages(missing, fresh, flags)
             except BaseException:
                 pt.frames.release_many(frames)
                 raise
-        if access & MappingFlags.WRITE and len(have):
-            readonly = pt.fmt.codec.is_present_np(have.raw) & ((have.flags & np.uint64(MappingFlags.WRITE)) == 0)
-            if np.any(readonly):
-                self._break(pt, have.select(readonly), flags)
-
-    def _break(self, pt: PageTable, pages: Mappings, flags: MappingFlags) -> None:
-        """Copy-on-write faults for these present pages: sole owner → WRITE back; shared → private copy."""
-        shared = pt.frames.ref_counts(pages.pa) > 1
-        pt.set_leaves(pages.select(~shared), flags)
-        if np.any(shared):
-            old = pages.select(shared)
-            new = pt.frames.alloc_many(len(old), zero=False)
-            _copy_frames(pt, old.pa, new)
-            pt.set_leaves(old, flags, new)
-            pt.frames.release_many(old.pa)
+        pt.set_leaves(broken.select(~shared), flags)              # sole owner: WRITE back
+        if len(copies):                                          # shared: a private copy
+            _copy_frames(pt, copies.pa, private)
+            pt.set_leaves(copies, flags, private)
+            pt.frames.release_many(copies.pa)
 
     def clone_map(self, start: int, size: int, flags: MappingFlags, parent: PageTable,
                   child: PageTable) -> Backend:
@@ -253,10 +257,15 @@ class Shared(_Eager):
     start: int
     pages: SharedPages = field(compare=False)
 
+    def __post_init__(self) -> None:
+        args.address(self.start, "Shared start", error=InvalidParam)
+        if not isinstance(self.pages, SharedPages):
+            raise InvalidParam(f"Shared maps SharedPages, not {args.describe(self.pages)}")
+
     def _range(self, start: int, size: int) -> U64:
         first = (start - self.start) // PAGE
         if first < 0 or first + size // PAGE > self.pages.pas.size:
-            raise ValueError(f"[{start:#x}, +{size:#x}) is outside the shared pages")
+            raise InvalidParam(f"[{start:#x}, +{size:#x}) is outside the shared pages")
         return self.pages.pas[first:first + size // PAGE]
 
     def map(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:

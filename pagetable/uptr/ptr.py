@@ -117,6 +117,10 @@ def as_elem(kind: Any) -> Elem[Any]:
     if isinstance(kind, NumpyElem | ConstructElem | PointerElem):
         return kind
     if isinstance(kind, construct.Construct):
+        try:
+            kind.sizeof()
+        except construct.ConstructError:
+            raise BadArgument(f"{kind} has no fixed size, so it cannot be an element in user memory") from None
         return ConstructElem(kind)
     return NumpyElem(args.dtype(kind, "element type (a numpy dtype, a construct struct or pointer_to(...))",
                                 error=BadArgument))

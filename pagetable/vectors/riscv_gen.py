@@ -337,7 +337,7 @@ def generate_riscv(mode: str, seed: int, cases: int | None = None, options: Opti
     walker under `options` (RiscvOptions, or HypervisorOptions for the hypervisor modes). `cases=None`
     gives each target x access x privilege once; a number samples (or extends) that list."""
     vm = vector_mode(mode)
-    seed = args.integer(seed, "seed")
+    seed = args.integer(seed, "seed", 0)                # random.Random(-n) is random.Random(n): no aliases
     if cases is not None:
         cases = args.integer(cases, "the number of cases", 1)
         if cases > MAX_CASES:

@@ -117,6 +117,11 @@ def walker_for(vs: VectorSet) -> Walker:
     for reg in mode.registers:
         if reg not in vs.registers:
             raise VectorsError(f"registers.{reg} is missing (mode {mode.name} needs {', '.join(mode.registers)})")
+    if mode.gstage is None:                            # the hypervisor-only keys of a case
+        for n, c in enumerate(vs.cases):
+            for key, value in (("stage", c.stage), ("gpa", c.gpa), ("implicit", c.implicit or None)):
+                if value is not None:
+                    raise VectorsError(f"cases[{n}].{key} applies to the hypervisor modes, not {mode.name}")
     options = options_from_json(mode, vs.options)
     try:
         if isinstance(options, RiscvOptions):

@@ -14,6 +14,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import stat
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +33,8 @@ SCHEMA = "pagetable-vectors/1"
 ACCESSES = ("read", "write", "execute")
 PRIVILEGES = ("supervisor", "user")
 FAULTS = ("page-fault", "access-fault", "guest-page-fault")
+MAX_JSON = 1 << 30
+"""The largest vectors.json read: a million cases (the most `generate` writes) take about 180 MB."""
 _HEX = re.compile(r"0[xX][0-9a-fA-F]+")
 TOP_KEYS = ("schema", "arch", "mode", "memory", "registers", "options", "cases")
 MEMORY_KEYS = ("file", "base")
@@ -130,8 +135,8 @@ def check_keys(obj: Mapping[str, Any], allowed: Sequence[str], where: str, conte
 
 def _text(obj: Mapping[str, Any], key: str, where: str) -> str:
     value = obj.get(key, "")
-    if not isinstance(value, str):
-        raise VectorsError(f"{where}.{key} must be a string, not {args.describe(value)}")
+    if not isinstance(value, str) or not value.isprintable():
+        raise VectorsError(f"{where}.{key} must be printable text, not {args.describe(value)}")
     return value
 
 
@@ -213,22 +218,43 @@ class VectorSet:
         }
 
     def write(self, out_dir: str | os.PathLike[str], readme: str) -> None:
-        """Write mem*.bin, vectors.json and README.txt into `out_dir` (created if needed)."""
+        """Write mem*.bin, vectors.json and README.txt into `out_dir` (created if needed). The files are
+        written beside it first and renamed into place, so a failure (a full disk) leaves what was there."""
+        if not isinstance(out_dir, str | os.PathLike) or not isinstance(readme, str):
+            raise VectorsError("write takes a directory path and the README text")
+        staging = None
         try:
             os.makedirs(out_dir, exist_ok=True)
-            files = self.mem.save(out_dir)
-            with open(os.path.join(out_dir, "vectors.json"), "w") as fh:
+            staging = tempfile.mkdtemp(prefix=".pagetable-", dir=out_dir)
+            files = self.mem.save(staging)
+            with open(os.path.join(staging, "README.txt"), "w") as fh:
+                fh.write(readme)
+            with open(os.path.join(staging, "vectors.json"), "w") as fh:
                 json.dump(self.to_json(files), fh, indent=1)
                 fh.write("\n")
-            with open(os.path.join(out_dir, "README.txt"), "w") as fh:
-                fh.write(readme)
-        except OSError as exc:
-            raise VectorsError(f"cannot write vectors to {os.fspath(out_dir)!r}: {exc.strerror}") from None
+            for name in [f for f, _ in files] + ["README.txt", "vectors.json"]:   # vectors.json last
+                os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
+        except (OSError, PagetableError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise VectorsError(f"cannot write vectors to {os.fspath(out_dir)!r}: {reason}") from None
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
 
     @classmethod
     def read(cls, directory: str | os.PathLike[str]) -> VectorSet:
         """Read and validate a vector set directory."""
+        if not isinstance(directory, str | os.PathLike):
+            raise VectorsError(f"a vector set is a directory path, not {args.describe(directory)}")
         path = os.path.join(directory, "vectors.json")
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            raise VectorsError(f"cannot read {path!r}: {exc.strerror}") from None
+        if not stat.S_ISREG(info.st_mode):             # a FIFO would block, /dev/zero never end
+            raise VectorsError(f"{path}: not a regular file")
+        if info.st_size > MAX_JSON:
+            raise VectorsError(f"{path}: {info.st_size:,} bytes, more than a vector set's {MAX_JSON:,}")
         try:
             with open(path, encoding="utf-8") as fh:
                 doc = json.load(fh, object_pairs_hook=_no_repeats, parse_constant=_no_constant)
@@ -263,6 +289,9 @@ class VectorSet:
                     os.path.normpath(name or ".") == ".":
                 raise VectorsError(f"{where}.file {name!r} must name a file inside the vector directory")
             image = os.path.join(directory, name)
+            inside = os.path.realpath(directory)
+            if os.path.commonpath([inside, os.path.realpath(image)]) != inside:
+                raise VectorsError(f"{where}.file {name!r} leads out of the vector directory (through a link)")
             for other, _ in images:
                 if _same_file(other, image):
                     raise VectorsError(f"{where}.file {name!r} is the image of an earlier memory entry")

@@ -26,7 +26,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from ...errors import InvalidFlags
+from ... import args
+from ...errors import InvalidAddress, InvalidFlags, NotAligned
 from ...flags import MappingFlags
 from ...layout import Field, Layout
 
@@ -63,6 +64,16 @@ def ppn_field(pa: int) -> int:
     return (pa >> PAGE_SHIFT) << PPN_SHIFT & PPN_MASK
 
 
+def _page_address(pa: int) -> int:
+    """`pa` checked to be what a PPN field can name: 4 KiB aligned, below 2**56 (no silent truncation)."""
+    pa = args.integer(pa, "physical address")
+    if not 0 <= pa < 1 << (PTE["PPN"].width + PAGE_SHIFT):
+        raise InvalidAddress(f"{pa:#x} does not fit a PTE's {PTE['PPN'].width}-bit PPN")
+    if pa % (1 << PAGE_SHIFT):
+        raise NotAligned(f"PA {pa:#x} is not 4 KiB aligned")
+    return pa
+
+
 def pte_paddr(raw: int) -> int:
     """The physical address a PTE's PPN field names."""
     return (raw & PPN_MASK) >> PPN_SHIFT << PAGE_SHIFT
@@ -90,7 +101,7 @@ class RiscvCodec:
 
     def attributes(self, flags: MappingFlags) -> int:
         """The non-address bits of a leaf with `flags`."""
-        flags = MappingFlags(flags)
+        flags = args.flags(flags)
         if not flags:
             return 0
         if flags & MappingFlags.WRITE and not flags & MappingFlags.READ:
@@ -119,14 +130,15 @@ class RiscvCodec:
         return bits
 
     def new_page(self, pa: int, flags: MappingFlags, huge: bool) -> int:
-        return self.attributes(flags) | ppn_field(pa)
+        """A leaf mapping the 4 KiB-aligned `pa` (below 2**56) with `flags`."""
+        return self.attributes(flags) | ppn_field(_page_address(pa))
 
     def new_page_np(self, pa: U64, flags: MappingFlags, huge: bool) -> U64:
         ppn = ((pa >> np.uint64(PAGE_SHIFT)) << np.uint64(PPN_SHIFT)) & np.uint64(PPN_MASK)
         return ppn | np.uint64(self.attributes(flags))
 
     def new_table(self, pa: int) -> int:
-        return V | ppn_field(pa)
+        return V | ppn_field(_page_address(pa))
 
     def is_present_np(self, raw: U64) -> Bool:
         out: Bool = (raw & np.uint64(V)) != 0

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
-from ...errors import InvalidAddress
+from ... import args
+from ...errors import InvalidAddress, InvalidArgument
 from ...format import PagingFormat
 from ...layout import Field, Layout
 from .modes import SV39, SV39X4, SV48, SV48X4, SV57, SV57X4
@@ -59,6 +60,7 @@ class _Atp:
 
     @classmethod
     def decode(cls, raw: int) -> Self:
+        raw = cls.LAYOUT.check(raw)                  # a 64-bit register value: never truncated
         mode = cls.LAYOUT.get(raw, "MODE")
         if mode != MODE_BARE and mode not in cls.FORMATS:
             names = ", ".join(["Bare", *(f.name for f in cls.FORMATS.values())])
@@ -69,8 +71,10 @@ class _Atp:
     def _for_table(cls, fmt: PagingFormat, root: int, tag: int) -> Self:
         """The register value that selects `fmt` with its root table at `root`."""
         modes = {f.name: m for m, f in cls.FORMATS.items()}
-        if fmt.name not in modes:
-            raise ValueError(f"{fmt.name} is not a {cls.LAYOUT.name} mode")
+        if getattr(fmt, "name", None) not in modes:
+            raise InvalidArgument(f"{getattr(fmt, 'name', fmt)!r} is not a {cls.LAYOUT.name} mode "
+                                  f"({', '.join(modes)})")
+        root = args.address(root, "root table address")
         if root % fmt.root_size:
             raise InvalidAddress(f"root table {root:#x} is not {fmt.root_size // 1024} KiB aligned")
         return cls(modes[fmt.name], tag, root >> 12)
@@ -109,6 +113,12 @@ class Hgatp(_Atp):
     LAYOUT: ClassVar[Layout] = HGATP
     TAG: ClassVar[str] = "VMID"
     FORMATS: ClassVar[dict[int, PagingFormat]] = {MODE_SV39: SV39X4, MODE_SV48: SV48X4, MODE_SV57: SV57X4}
+
+    @property
+    def root(self) -> int:
+        """The 16 KiB root: for Sv39x4/Sv48x4/Sv57x4 PPN[1:0] always read as zero (hypervisor extension,
+        hgatp), so a value with them set still selects the root at the 16 KiB boundary below."""
+        return (self.ppn & ~3) << 12
 
     @property
     def vmid(self) -> int:

@@ -29,6 +29,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from ... import args
+from ...errors import InvalidArgument, InvalidArgumentType
 from ...physmem import PhysMem
 from ...walker import Access, FaultKind, Privilege, Reason, Walker
 from .entry import PBMT_RESERVED, PTE, A, D, R, U, V, W, X
@@ -52,8 +54,22 @@ class RiscvOptions:
     svnapot: bool = False
     svpbmt: bool = False
 
+    def __post_init__(self) -> None:
+        _check_options(self)
+
     def to_json(self) -> dict[str, object]:
         return dataclasses.asdict(self)
+
+
+def _check_options(options: RiscvOptions | HypervisorOptions) -> None:
+    """Every status bit a bool and `ad` one of the two names: a typo is never a silent Svadu."""
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if f.name == "ad":
+            if value not in ("svade", "svadu"):
+                raise InvalidArgument(f"ad must be 'svade' or 'svadu', not {args.describe(value)}")
+        else:
+            args.boolean(value, f.name)
 
 
 def _bit(pte: U64, mask: int) -> Bool:
@@ -66,7 +82,9 @@ class RiscvRules:
     the G-stage rules for Sv39x4/Sv48x4/Sv57x4."""
 
     def __init__(self, satp: int | Satp | Hgatp, options: RiscvOptions | None = None) -> None:
-        self.atp: Satp | Hgatp = Satp.decode(satp) if isinstance(satp, int) else satp
+        self.atp: Satp | Hgatp = satp if isinstance(satp, Satp | Hgatp) else Satp.decode(satp)
+        if options is not None and not isinstance(options, RiscvOptions):
+            raise InvalidArgumentType(f"RISC-V walk options are RiscvOptions, not {type(options).__name__}")
         self.options = options or RiscvOptions()
         self.guest = isinstance(self.atp, Hgatp)
         self.fmt = self.atp.format
@@ -75,7 +93,7 @@ class RiscvRules:
     @classmethod
     def gstage(cls, hgatp: int | Hgatp, options: RiscvOptions | None = None) -> RiscvRules:
         """The G-stage rules selected by an hgatp value."""
-        return cls(Hgatp.decode(hgatp) if isinstance(hgatp, int) else hgatp, options)
+        return cls(hgatp if isinstance(hgatp, Hgatp) else Hgatp.decode(hgatp), options)
 
     def fault_kind(self, reason: Reason) -> FaultKind:
         if reason in (Reason.TABLE_OUTSIDE_MEMORY, Reason.PA_OUTSIDE_MEMORY):
@@ -154,6 +172,9 @@ class HypervisorOptions:
     svnapot: bool = False
     svpbmt: bool = False
 
+    def __post_init__(self) -> None:
+        _check_options(self)
+
     def to_json(self) -> dict[str, object]:
         return dataclasses.asdict(self)
 
@@ -171,8 +192,10 @@ def two_stage_walker(mem: PhysMem, vsatp: int | Vsatp, hgatp: int | Hgatp,
     and/or D bits at the G-stage level are checked as though for an implicit load or store, not for the
     original access type"); a G-stage fault is a guest-page fault reported with `stage == 2` and the
     faulting GPA, for the original access type."""
+    if options is not None and not isinstance(options, HypervisorOptions):
+        raise InvalidArgumentType(f"two-stage walk options are HypervisorOptions, not {type(options).__name__}")
     opt = options or HypervisorOptions()
-    vs = Vsatp.decode(vsatp) if isinstance(vsatp, int) else vsatp
+    vs = vsatp if isinstance(vsatp, Vsatp) else Vsatp.decode(vsatp)
     g_options = RiscvOptions(mxr=opt.hs_mxr, ad=opt.ad, svnapot=opt.svnapot, svpbmt=opt.svpbmt)
     vs_options = dataclasses.replace(g_options, sum=opt.vs_sum, mxr=opt.vs_mxr or opt.hs_mxr)
     return Walker(mem, RiscvRules(vs, vs_options), stage2=Walker(mem, RiscvRules.gstage(hgatp, g_options)))
