@@ -164,12 +164,19 @@ def pack(value: object, dt: np.dtype[Any], what: str = "value", *, error: Error 
     if dt.kind == "b":
         return np.array(boolean(value, f"a {dt} {what}", error=error), dtype=dt).tobytes()
     if dt.kind in "fc":
-        if isinstance(value, bool | str | bytes) or not isinstance(value, int | float | complex | np.number):
-            raise _fail(error, InvalidArgumentType, f"a {dt} {what} is a number, not {describe(value)}")
-        with np.errstate(over="ignore"):
-            out = np.array(value, dtype=dt)
-        if np.isinf(out).any() and not np.isinf(value):
-            raise _fail(error, InvalidArgument, f"{value!r} does not fit a {dt} {what}")
+        real = (int, float, np.integer, np.floating)
+        allowed = real if dt.kind == "f" else (*real, complex, np.complexfloating)
+        if isinstance(value, bool | np.bool_) or not isinstance(value, allowed):
+            raise _fail(error, InvalidArgumentType, f"a {dt} {what} is a {'real ' if dt.kind == 'f' else ''}number, "
+                        f"not {describe(value)}")
+        try:
+            with np.errstate(over="ignore"):
+                out = np.array(value, dtype=dt)
+            overflow = bool(np.isinf(out).any()) and not bool(np.isinf(np.asarray(value)).any())
+        except OverflowError:                         # an int beyond any float
+            overflow = True
+        if overflow:
+            raise _fail(error, InvalidArgument, f"{describe(value)} does not fit a {dt} {what}")
         return out.tobytes()
     if dt.kind in "SU":
         kind, per = (bytes, 1) if dt.kind == "S" else (str, 4)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import io
 import re
 import sys
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from typing import Any
 
 from .arch.riscv_sv39 import HGATP, PTE, SATP, SPEC, SV39, Hgatp, Satp
 from .arch.riscv_sv39.entry import pte_paddr
-from .arch.riscv_sv39.walk import RiscvRules
+from .arch.riscv_sv39.walk import RiscvOptions, RiscvRules
 from .errors import PagetableError
 from .listing import permissions, ptdump_lines
 from .vectors import VECTOR_MODES, VectorSet, generate_riscv, walker_for
@@ -40,9 +41,11 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a number: {shown!r}")
     try:
         return int(text.strip(), 0)
-    except ValueError:                              # more digits than Python converts (4,300)
-        raise argparse.ArgumentTypeError(f"{shown!r} has {len(text)} digits: far more than any 64-bit "
-                                         "value") from None
+    except ValueError:
+        if len(text) > 4000:                        # more digits than Python converts (4,300)
+            raise argparse.ArgumentTypeError(f"{shown!r} has {len(text)} digits: far more than any 64-bit "
+                                             "value") from None
+        raise argparse.ArgumentTypeError(f"not a number: {shown!r}") from None
 
 
 def cmd_generate(ns: argparse.Namespace) -> int:
@@ -136,12 +139,15 @@ def cmd_explain(ns: argparse.Namespace) -> int:
     print(layout.format(ns.value))
     if layout is PTE:
         print(f"  PA {pte_paddr(ns.value):#x}; letters: {SPEC.letters(ns.value, False)}")
-        for level, leaf, bits, verdict in entry_verdicts(RiscvRules(Satp.for_table(SV39, 0)), ns.value):
+        napot, pbmt = bool(PTE.get(ns.value, "N")), PTE.get(ns.value, "PBMT") != 0
+        options = RiscvOptions(svnapot=napot, svpbmt=pbmt)      # the extensions the entry uses, implemented
+        for level, leaf, bits, verdict in entry_verdicts(RiscvRules(Satp.for_table(SV39, 0), options), ns.value):
             print(f"  -> at Sv39 level {level}: " + (
                 "invalid (V=0: the hardware reads no other bit)" if verdict == Reason.INVALID else
                 f"page fault ({verdict.label})" if verdict != Reason.OK else
                 f"leaf, {permissions(bits)}" if leaf else "pointer to the next table"))
-        print("     (Svade, SUM=MXR=0, no Svnapot or Svpbmt; a leaf's PA is not checked against memory)")
+        extensions = " and ".join(n for n, on in (("Svnapot", napot), ("Svpbmt", pbmt)) if on) or "no Svnapot or Svpbmt"
+        print(f"     (Svade, SUM=MXR=0, {extensions}; a leaf's PA is not checked against memory)")
         return 0
     atp = (Hgatp if layout is HGATP else Satp)
     try:
@@ -206,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):             # text a terminal cannot encode is escaped, not fatal
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         rc = int(ns.func(ns))
         sys.stdout.flush()                          # a full disk or closed pipe shows here, not at exit

@@ -11,7 +11,7 @@ host-physical address stage 2 gives, so guest-physical aliases of one host page 
 and the memory are bounded by the number of distinct tables times their entries: a self-referencing root
 is one table, not 512**levels of them.
 
-A `TableReader` locates and reads tables: in physical memory (`physical_reader`), or through stage 2 when
+A `TableReader` locates and reads tables: in physical memory (`PhysicalReader`), or through stage 2 when
 a stage-1 table lives in guest-physical memory (`Walker.mappings`). A table the reader cannot read
 (outside RAM, or a stage-2 fault) is not followed; the reader says why and the descent reports it.
 """
@@ -67,10 +67,6 @@ class PhysicalReader:
 
     def read(self, tables: U64, where: U64, slots: U64, count: int) -> tuple[Bool, U64, list[str]]:
         return np.ones(tables.shape, dtype=bool), self.mem.read_u64_np(slots), []
-
-
-def physical_reader(mem: PhysMem, entry_size: int) -> TableReader:
-    return PhysicalReader(mem, entry_size)
 
 
 @dataclass(frozen=True)
@@ -143,10 +139,16 @@ class Descent:
         lv = self.fmt.levels[depth]
         slots, bases = entries.slot[mask], entries.va[mask] & np.uint64(self.fmt.va_mask)
         parents = self._parents[mask]
-        ok, where, why = self.reader.locate(tables, lv.entries)
-        for base, reason in zip(bases[~ok].tolist(), why, strict=True):
-            self._unreadable(depth, base, reason)
-        tables, slots, bases, parents = tables[ok], slots[ok], bases[ok], parents[ok]
+        distinct, first, inverse, refs = np.unique(tables, return_index=True, return_inverse=True,
+                                                   return_counts=True)
+        ok, found, why = self.reader.locate(distinct, lv.entries)      # each distinct table once
+        for k, reason in zip(np.flatnonzero(~ok).tolist(), why, strict=True):
+            more = f" ({int(refs[k])} entries point at it)" if refs[k] > 1 else ""
+            self._unreadable(depth, int(bases[first[k]]), reason + more)
+        where = np.zeros(distinct.shape, dtype=np.uint64)
+        where[ok] = found
+        ok, where = ok[inverse.reshape(-1)], where[inverse.reshape(-1)]
+        tables, slots, bases, parents, where = tables[ok], slots[ok], bases[ok], parents[ok], where[ok]
         if not tables.size:
             return
         by_place = np.argsort(where, kind="stable")      # references grouped by table, in VA order

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import args
-from .descent import Descent, physical_reader
+from .descent import Descent, PhysicalReader
 from .errors import (
     AlreadyMapped,
     InvalidAddress,
@@ -199,6 +199,13 @@ class PageTable:
         self.mem.write_u64(slot.pa, self.fmt.codec.new_page(pa, args.flags(flags), not self._last(slot.depth)))
         return self._size(slot.depth)
 
+    def check_flags(self, flags: MappingFlags) -> MappingFlags:
+        """`flags` as MappingFlags, or InvalidFlags if the entry format cannot encode them (RISC-V: WRITE
+        without READ)."""
+        flags = args.flags(flags)
+        self.fmt.codec.new_page(0, flags, False)
+        return flags
+
     # ------------------------------------------------------------ regions
     def _check_region(self, va: int, size: int) -> tuple[int, int]:
         """(va, size) as ints after checking that the region is page-aligned, non-empty and canonical."""
@@ -227,7 +234,11 @@ class PageTable:
                 raise NotAligned(f"PA {target:#x} is not page-aligned")
             pieces = _linear_pieces(va, target, size, sizes)
             self._check_room(va, size, pieces)
-            return _plan_linear(va, target, pieces)
+            try:
+                return _plan_linear(va, target, pieces)
+            except MemoryError:
+                raise NoMemory(f"the plan for [{va:#x}, +{size:#x}) does not fit in this process's memory") \
+                    from None
         if isinstance(target, np.ndarray):
             pas = args.u64_array(target, "target physical addresses")
             n = size // self.fmt.page_size
@@ -243,21 +254,31 @@ class PageTable:
         return _plan_callable(va, target, size, sizes, self.fmt)
 
     def _check_room(self, va: int, size: int, pieces: list[tuple[int, int, int]]) -> None:
-        """NoMemory before a plan is built, when a region under root entries that are all empty needs more
-        tables than the allocator has frames (a 16 GiB map of 4 KiB pages on 1 MiB of RAM would otherwise
-        build its whole plan first)."""
+        """NoMemory before a plan is built when it cannot fit: the part of the region under empty root entries
+        needs more new tables than the allocator has free frames, or the region needs more entries at some
+        level than tables filling all of RAM could hold (a 16 GiB map of 4 KiB pages on 1 MiB of RAM would
+        otherwise build its whole plan first)."""
+        span0 = self.fmt.levels[0].span
         first, last = self.fmt.index(va, 0), self.fmt.index(va + size - 1, 0)
-        if np.any(self.mem.words(self._root + first * self.fmt.entry_size, last - first + 1)):
-            return                                 # tables exist there: how many more are needed is unknown
+        roots = self.mem.words(self._root + first * self.fmt.entry_size, last - first + 1)
         need = 0
-        for a, b, s in pieces:
-            depth = self.fmt.depth_for_size(s)
-            for d in range(1, depth + 1):          # at least one table per `entries` leaves, at each level
-                need += -(-((b - a) // self.fmt.levels[d].span) // self.fmt.levels[d].entries)
+        for k in np.flatnonzero(roots == 0).tolist():     # no table below it yet: every table is new
+            lo = (va & ~(span0 - 1)) + k * span0
+            for a, b, s in pieces:
+                part = max(0, min(b, lo + span0) - max(a, lo))
+                for d in range(1, self.fmt.depth_for_size(s) + 1):   # a table per `entries` at each level
+                    need += -(-(part // self.fmt.levels[d].span) // self.fmt.levels[d].entries)
         free = self.frames.total - self.frames.in_use
         if need > free:
             raise NoMemory(f"mapping [{va:#x}, +{size:#x}) needs at least {need} new tables; "
                            f"{free} frames are free")
+        ram = sum(r.size for r in self.mem.regions)   # wherever the tables are, they are in RAM
+        for d in range(1, self.fmt.depth_count):
+            leaves = sum((b - a) // s for a, b, s in pieces if self.fmt.depth_for_size(s) == d)
+            room = ram // self.fmt.table_size(d) * self.fmt.levels[d].entries
+            if leaves > room:
+                raise NoMemory(f"mapping [{va:#x}, +{size:#x}) needs {leaves} level-{self.fmt.levels[d].arch_level} "
+                               f"entries; tables in all of RAM could hold {room}")
 
     def map_region(self, va: int, target: Target, size: int, flags: MappingFlags,
                    allow_huge: bool = False) -> None:
@@ -329,8 +350,7 @@ class PageTable:
         """Give every leaf in [va, va + size) new flags, splitting huge leaves that stick out of the range.
         Empty-flags placeholders count as leaves, so protecting to no access and back restores them."""
         va, size = self._check_region(va, size)
-        flags = args.flags(flags)
-        self.fmt.codec.new_page(0, flags, False)          # InvalidFlags before anything changes
+        flags = self.check_flags(flags)                   # InvalidFlags before anything changes
         self.set_leaves(self._prepare_range(va, size, missing_ok), flags)   # placeholders included
 
     def _prepare_range(self, va: int, size: int, missing_ok: bool) -> Mappings:
@@ -499,7 +519,7 @@ class PageTable:
         shared by several entries) is walked once; both are reported in the result's `problems`."""
         fmt, codec = self.fmt, self.fmt.codec
         placeholders = args.boolean(placeholders, "placeholders")
-        descent = Descent(fmt, self._root, physical_reader(self.mem, fmt.entry_size), start, end)
+        descent = Descent(fmt, self._root, PhysicalReader(self.mem, fmt.entry_size), start, end)
         parts: list[Mappings] = []
         for e in descent:
             last = self._last(e.depth)
@@ -555,7 +575,7 @@ class PageTable:
         are found by the same bounded descent as `walk`, so an adopted table with loops is no trap."""
         fmt, codec = self.fmt, self.fmt.codec
         found = {self._root}
-        descent = Descent(fmt, self._root, physical_reader(self.mem, fmt.entry_size))
+        descent = Descent(fmt, self._root, PhysicalReader(self.mem, fmt.entry_size))
         for e in descent:
             tab = codec.is_table_np(e.raw, self._last(e.depth))
             if e.depth == 0 and self._borrowed:

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import args
-from .descent import Descent, physical_reader, table_slots
+from .descent import Descent, PhysicalReader, table_slots
 from .errors import InvalidArgument, InvalidArgumentType
 from .flags import human_size
 from .format import PagingFormat
@@ -216,6 +216,8 @@ def _page_size(walker: Walker) -> int:
 
 
 _COMBOS = [(p, a) for p in Privilege for a in Access]    # the order of the bits of an effective-permissions mask
+_COMBO_ACCESS = np.array([a for _, a in _COMBOS], dtype=np.uint8)
+_COMBO_PRIVILEGE = np.array([p for p, _ in _COMBOS], dtype=np.uint8)
 _CHUNK = 1 << 14                                       # entries `Walker.mappings` judges at once
 
 
@@ -242,12 +244,10 @@ def entry_verdicts(rules: WalkRules, raw: int) -> list[tuple[int, bool, int, Rea
     if fmt is None:
         raise InvalidArgument("translation is off (Bare): there are no entries")
     n = len(_COMBOS)
-    acc = np.array([a for _, a in _COMBOS], dtype=np.uint8)
-    prv = np.array([p for p, _ in _COMBOS], dtype=np.uint8)
     out = []
     for depth, lv in enumerate(fmt.levels):
         why, leaf, _ = rules.step(depth, np.full(n, args.address(raw, "entry"), dtype=np.uint64),
-                                  np.zeros(n, dtype=np.uint64), acc, prv)
+                                  np.zeros(n, dtype=np.uint64), _COMBO_ACCESS, _COMBO_PRIVILEGE)
         bits, verdict, _ = _summary(why, np.ones(n, dtype=np.uint8))
         out.append((lv.arch_level, bool(leaf[0]), int(bits[0]), Reason(int(verdict[0]))))
     return out
@@ -376,21 +376,22 @@ class Walker:
         table entry they reject for every access. Per row:
         - `perms`: the accesses that translate (`perm_bit`), the whole walk considered: an entry update
           hardware makes (`WalkRules.writes_back`) must pass stage 2 as an implicit write, and the output
-          address must be RAM (one stage) or pass stage 2 for that access (two stages, for leaves no larger
-          than stage 2's pages; larger ones are judged by stage 1 alone);
+          address must be RAM (one stage: any byte of the leaf; a leaf only partly RAM is noted in
+          `problems`) or pass stage 2 for that access (two stages: at the leaf's first byte; a leaf larger
+          than a stage-2 page is noted);
         - `pa`: the address the walk computes at the leaf's own VA (a Svnapot PTE gives its 4 KiB within its
           64 KiB block, not its encoded PPN); for a rejected entry, the encoded address;
         - `verdict`: 0, or the reason every access faults with; `verdict_stage` says who decided: 1 the
           stage-1 walk (or the RAM check of its output), 2 stage 2 on the output address, 3 stage 2 on the
           implicit write of the entry's update.
-        Entries with V=0 are not listed and rejected table entries are not followed. Tables are read as the
-        walk reads them (through stage 2, as implicit reads, when there is one); a table that cannot be
-        read, or is reached twice, is reported in `problems` (`descent`), as is a leaf only part of whose
-        output range is RAM. Entries are judged in chunks, so memory stays a small multiple of the tables."""
+        Invalid entries (V=0) are not listed and rejected table entries are not followed. Tables are read
+        as the walk reads them (through stage 2, as implicit reads, when there is one); a table that cannot
+        be read, or is reached twice, is reported in `problems` (`descent`). Entries are judged in chunks of
+        `_CHUNK`, so the working memory beyond the result (about 50 bytes a row) is bounded."""
         rules, fmt = self.rules, self.rules.fmt
         if fmt is None:
             raise InvalidArgument("translation is off (Bare): there is no table to list")
-        reader = physical_reader(self.mem, fmt.entry_size) if self._implicit is None else \
+        reader = PhysicalReader(self.mem, fmt.entry_size) if self._implicit is None else \
             _StageTwoReader(self._implicit, fmt.entry_size)
         descent = Descent(fmt, rules.root, reader, start, end)
         parts: list[Mappings] = []
@@ -413,10 +414,10 @@ class Walker:
         rules, fmt = self.rules, self.rules.fmt
         assert fmt is not None
         n, huge, span = raw.shape[0], depth != fmt.depth_count - 1, fmt.levels[depth].span
-        acc = np.repeat(np.array([a for _, a in _COMBOS], dtype=np.uint8), n)
-        prv = np.repeat(np.array([p for p, _ in _COMBOS], dtype=np.uint8), n)
+        acc, prv = np.repeat(_COMBO_ACCESS, n), np.repeat(_COMBO_PRIVILEGE, n)
         pte, lane_va = np.tile(raw, len(_COMBOS)), np.tile(va, len(_COMBOS))
         why, leaf, addr = rules.step(depth, pte, lane_va, acc, prv)
+        present = why[:n] != Reason.INVALID                 # V=1: listed whatever later checks say
         stage: U8 = np.ones(why.shape, dtype=np.uint8)
         if self._implicit is not None:              # an entry update must pass stage 2 as an implicit write
             update, t2 = self._updates(why == Reason.OK, pte, leaf, acc, np.tile(slot, len(_COMBOS)))
@@ -429,13 +430,17 @@ class Walker:
             for k in np.unique(final[ram][~whole] % n).tolist():
                 notes.append(f"the {human_size(span)} leaf at VA {int(va[k]):#x} maps [{int(addr[k]):#x}, "
                              f"{int(addr[k]) + span:#x}), of which only part is RAM")
-        elif span <= _page_size(self.stage2):
+        else:                                       # stage 2 judges the output address at its first byte
             t2 = self.stage2._walk(addr[final], acc[final], np.full(final.shape, Privilege.USER, dtype=np.uint8))
             why[final], stage[final] = t2.reason, np.where(t2.reason != Reason.OK, 2, 1)
+            if span > _page_size(self.stage2):
+                for k in np.unique(final % n).tolist():
+                    notes.append(f"the {human_size(span)} leaf at VA {int(va[k]):#x} spans many stage-2 pages: "
+                                 "it is judged at its first byte")
         leaf, addr = leaf[:n], addr[:n]
         bits, verdict, where = _summary(why, stage)
         usable = verdict == 0
-        listed = (leaf | ~usable) & (verdict != Reason.INVALID)
+        listed = (leaf | ~usable) & present
         rows = None
         if np.any(listed):
             r = raw[listed]
@@ -492,17 +497,7 @@ class _StageTwoReader:
         return ok, hpa[ok], why
 
     def read(self, tables: U64, where: U64, slots: U64, count: int) -> tuple[Bool, U64, list[str]]:
-        size = count * self.entry_size
-        if size <= self.page:                            # one stage-2 page: `locate` checked it all
-            return np.ones(tables.shape, dtype=bool), self.stage2.mem.read_u64_np(
-                table_slots(where, count, self.entry_size)), []
-        pages = -(-size // self.page)                    # a larger table: every page it spans
-        ok, hpa, lane_why = self._reach(table_slots(tables, pages, self.page), self.page)
-        bad = ~ok.reshape(-1, pages)
-        fine: Bool = np.logical_not(bad.any(axis=1))
-        first_bad = np.cumsum(~ok) - 1                   # index into lane_why of each bad lane
-        why = [lane_why[int(first_bad[k * pages + int(np.argmax(bad[k]))])] for k in np.flatnonzero(~fine)]
-        offsets = np.arange(count, dtype=np.uint64) * np.uint64(self.entry_size)
-        page_of = (offsets // np.uint64(self.page)).astype(np.intp)
-        host = hpa.reshape(-1, pages)[fine][:, page_of] + offsets % np.uint64(self.page)
-        return fine, self.stage2.mem.read_u64_np(host.reshape(-1)), why
+        """Stage-1 tables are no larger than stage 2's pages, so `locate` found all of each table."""
+        assert count * self.entry_size <= self.page, "a stage-1 table larger than a stage-2 page"
+        return np.ones(tables.shape, dtype=bool), self.stage2.mem.read_u64_np(
+            table_slots(where, count, self.entry_size)), []

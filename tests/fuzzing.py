@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from pagetable.arch.riscv_sv39 import PTE
 from pagetable.mappings import Mappings
-from pagetable.walker import Access, Privilege, Reason, Walker, perm_bit
+from pagetable.walker import Access, Privilege, Reason, Translations, Walker, perm_bit
 
 LONG = os.environ.get("PAGETABLE_FUZZ") == "long"
 MEASURE_EVERY = 8 if LONG else 1
@@ -120,3 +120,19 @@ def assert_listing_agrees(listed: Walker, walker: Walker, m: Mappings) -> None:
             out = t.gpa if walker.stage2 is not None else t.pa
             assert np.array_equal(out[fine], m.pa[fine])
             assert np.all(~fine[m.verdict != 0])
+
+
+def assert_listing_covers(m: Mappings, t: Translations) -> None:
+    """Every VA that `t` reached a leaf for lies in a row of the listing `m` (a table reached twice is
+    listed once, so then only the first of its aliases is listed)."""
+    if any("shared by" in p or "not walked again" in p for p in m.problems):
+        return
+    reached = (t.reason == 0) | (t.reason == Reason.PA_OUTSIDE_MEMORY) | ((t.stage == 2) & ~t.implicit)
+    if not len(m):
+        assert not np.any(reached)
+        return
+    order = np.argsort(m.va)
+    va, end = m.va[order], m.va[order] + (m.size[order] - np.uint64(1))
+    k = np.searchsorted(va, t.va, side="right") - 1
+    inside = (k >= 0) & (t.va <= end[np.clip(k, 0, None)])
+    assert np.all(inside[reached]), [hex(int(v)) for v in t.va[reached & ~inside][:4]]

@@ -22,7 +22,7 @@ from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
 from pagetable.walker import Access, Privilege, Walker
 
-from .fuzzing import assert_listing_agrees, bounded, count, fuzz, table_entries
+from .fuzzing import assert_listing_agrees, assert_listing_covers, bounded, count, fuzz, table_entries
 
 RAM, FRAMES = 0x8000_0000, 48
 ONE_STAGE = {"sv39": SV39, "sv48": SV48, "sv57": SV57}
@@ -66,6 +66,7 @@ def _check(listed: Walker, walker: Walker, fmt: PagingFormat, root: int, mem: Ph
         for access in Access:
             for privilege in Privilege:
                 t = walker.translate_many(probes, access, privilege)
+                assert_listing_covers(m, t)
                 for n in range(0, len(t), max(1, len(t) // 4)):       # a lane alone agrees with the batch
                     one = walker.translate(int(probes[n]), access, privilege)
                     assert (one.reason, one.pa, one.level, one.stage) == \
@@ -105,4 +106,5 @@ def test_two_stage_tables(mem: PhysMem, vs_frame: int, g_slot: int, options: Hyp
         assert_listing_agrees(walker, walker, m)
         assert len(ptdump(m)) <= len(m)
         for access in Access:
-            walker.translate_many(np.array(vas, dtype=np.uint64), access, Privilege.SUPERVISOR)
+            assert_listing_covers(m, walker.translate_many(np.concatenate([np.array(vas, dtype=np.uint64), m.va]),
+                                                           access, Privilege.SUPERVISOR))

@@ -1092,3 +1092,27 @@ def test_a_region_too_big_for_the_frames_fails_before_it_is_planned() -> None:
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 1 << 20 and fa.in_use == 1
+
+
+def test_the_early_room_check_counts_the_empty_root_entries_only() -> None:
+    """One page under the same root entry made the check give up: 64 GiB then took 2.4 GB before NoMemory."""
+    import tracemalloc
+    mem = PhysMem([(RAM, 1 << 20)])
+    fa = FrameAllocator(mem)
+    pt = PageTable(SV48, mem, fa)
+    pt.map(0x1000, RAM + 0x8_0000, K4, R)
+    tracemalloc.start()
+    with pytest.raises(NoMemory, match="tables in all of RAM could hold"):
+        pt.map_region(1 << 30, RAM, 1 << 36, R)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_an_unreadable_table_is_one_note_however_many_entries_point_at_it() -> None:
+    mem, _fa, pt = make(SV39)
+    pt.map(0x20_0000, 0x9000_0000, K4, R)
+    pmd = pt.lookup(0x20_0000, 1).table
+    mem.words(pmd, 512)[:] = _ptr(0x1_0000_0000)          # 512 pointers at one table outside RAM
+    w = pt.walk()
+    assert len(w.problems) == 1 and "(512 entries point at it)" in w.problems[0]

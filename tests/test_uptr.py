@@ -298,7 +298,8 @@ def test_random_pointers_never_read_ungranted_bytes(start: int, size: int) -> No
 
 @pytest.mark.parametrize(("dtype", "value"), [(np.float32, 1e300), ("S3", b"abcdef"), (np.bool_, 5),
                                               (np.float32, "1.5"), (np.uint32, 1.5), (np.uint8, 256),
-                                              ("U2", "abc"), (np.float64, None)])
+                                              ("U2", "abc"), (np.float64, None), (np.float64, 10**400),
+                                              (np.float32, 1j), (np.float32, np.complex64(1 + 2j))])
 def test_values_that_do_not_fit_their_element_are_refused(dtype: object, value: object) -> None:
     """1e300 was stored as inf in a float32, b"abcdef" as b"abc" in S3, 5 as True, "1.5" as a float."""
     a = make()

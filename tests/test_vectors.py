@@ -86,6 +86,11 @@ def test_reader_rejects_bad_cases_and_escaping_paths(tmp_path: Path) -> None:
         VectorSet.read(tmp_path)
 
 
+def test_a_readme_with_a_lone_surrogate_is_written_escaped(tmp_path: Path) -> None:
+    generate_riscv("sv39", 1, cases=5).write(tmp_path, "a lone surrogate \udc80 is escaped\n")
+    assert (tmp_path / "README.txt").read_text() == "a lone surrogate \\udc80 is escaped\n"
+
+
 def test_an_output_that_cannot_be_written_is_a_one_line_error(tmp_path: Path) -> None:
     """`vectors show > /dev/full` ended in an OSError traceback."""
     import subprocess
@@ -105,6 +110,9 @@ def test_a_failed_write_leaves_the_previous_set(tmp_path: Path, monkeypatch: pyt
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with pytest.raises(VectorsError):
         generate_riscv("sv39", 2, cases=5).write(tmp_path, 5)  # type: ignore[arg-type]
+    with pytest.raises(VectorsError):
+        generate_riscv("sv39", 2, cases=5).write(str(tmp_path) + "\0x", "readme")
+
     def full_disk(doc: object, fh: Any, **kw: object) -> None:
         fh.write('{"schema": "pagetable-vec')
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -270,6 +278,7 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str], rc: int = 2) -> 
     (lambda d: d["memory"].append({"file": "./mem.bin", "base": "0x90000000"}), "image of an earlier"),
     (lambda d: d["memory"][0].update(file=""), "must name a file inside the vector directory"),
     (lambda d: d["memory"][0].update(file="."), "must name a file inside the vector directory"),
+    (lambda d: d["memory"][0].update(file="mem\0.bin"), "is not a file name"),             # a ValueError
     (lambda d: d["registers"].update(sapt="0x0"), "registers: unknown key 'sapt' for mode sv39"),
     (lambda d: d["cases"][0].update(stage=True), r"cases\[0\].stage must be 1 or 2, not True"),
     (lambda d: d["cases"][0].update(Label="x"), r"cases\[0\]: unknown key 'Label'"),

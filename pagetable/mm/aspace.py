@@ -165,7 +165,7 @@ class AddrSpace:
         """InvalidParam (EINVAL) for flags the entry format cannot encode (RISC-V: WRITE without READ), at
         map or protect time rather than at the first fault."""
         try:
-            self.fmt.codec.new_page(0, flags, False)
+            self._pt.check_flags(flags)
         except PagingError as exc:
             raise InvalidParam(str(exc)) from None
 
@@ -230,18 +230,19 @@ class AddrSpace:
         for area, a, b in pieces:                      # every area is checked before any is populated
             if access & ~area.flags:
                 raise BadAddress(f"[{a:#x}, {b:#x}) is {area.flags.short()}, not {MappingFlags(access).short()}")
-        done: list[tuple[Area, int, int, set[int]]] = []
+        if len(pieces) > 1:                            # each backend's populate is all-or-nothing; so is this
+            need = sum(area.backend.frames_needed(a, b - a, access, self._pt) for area, a, b in pieces)
+            free = self.frames.total - self.frames.in_use
+            if need > free:
+                raise OutOfMemory(f"populating [{lo:#x}, {hi:#x}) may need {need} frames; {free} are free")
         for area, a, b in pieces:
-            before = set(self._pt.walk(a, b, placeholders=True).va.tolist()) if len(pieces) > 1 else set()
-            try:
-                area.backend.populate(a, b - a, area.flags, access, self._pt)
-            except PagingError as exc:                 # a backend's populate is all-or-nothing; so is this
-                for d_area, d_a, d_b, had in done:
-                    for va in self._pt.walk(d_a, d_b, placeholders=True).va.tolist():
-                        if va not in had:
-                            d_area.backend.unmap(va, PAGE, self._pt)
-                raise (OutOfMemory if isinstance(exc, NoMemory) else BadState)(str(exc)) from exc
-            done.append((area, a, b, before))
+            with _out_of_memory():
+                try:
+                    area.backend.populate(a, b - a, area.flags, access, self._pt)
+                except PagingError as exc:
+                    if isinstance(exc, NoMemory):
+                        raise
+                    raise BadState(str(exc)) from exc
 
     def check_region_access(self, start: int, size: int, access: MappingFlags) -> bool:
         """True if [start, start + size) is covered by contiguous areas whose flags all include `access`."""

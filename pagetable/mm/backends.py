@@ -51,6 +51,10 @@ class Backend(Protocol):
         """Give `child` this range as a fork would, adjusting `parent` if needed; returns the child's backend."""
         ...
 
+    def frames_needed(self, start: int, size: int, access: MappingFlags, pt: PageTable) -> int:
+        """At most how many frames `populate` of this range for `access` allocates (data and tables)."""
+        ...
+
 
 def _pages(start: int, size: int) -> U64:
     return np.uint64(start) + np.arange(size // PAGE, dtype=np.uint64) * np.uint64(PAGE)
@@ -64,6 +68,12 @@ def _missing(pt: PageTable, start: int, size: int) -> tuple[Mappings, U64]:
         lo, hi = max(va, start), min(va + sz, start + size)
         covered[(lo - start) // PAGE:(hi - start) // PAGE] = True
     return have, _pages(start, size)[~covered]
+
+
+def _new_tables(pt: PageTable, vas: U64) -> int:
+    """At most how many tables mapping pages at `vas` allocates: one per distinct entry above the leaves."""
+    levels = pt.fmt.levels
+    return sum(int(np.unique(vas >> np.uint64(levels[d - 1].index_lsb)).size) for d in range(1, len(levels)))
 
 
 def _copy_frames(pt: PageTable, src: U64, dst: U64) -> None:
@@ -94,6 +104,9 @@ class _Eager(abc.ABC):
 
     def populate(self, start: int, size: int, flags: MappingFlags, access: MappingFlags, pt: PageTable) -> None:
         return  # always mapped: nothing to fault in
+
+    def frames_needed(self, start: int, size: int, access: MappingFlags, pt: PageTable) -> int:
+        return 0
 
     def clone_map(self, start: int, size: int, flags: MappingFlags, parent: PageTable,
                   child: PageTable) -> Backend:
@@ -136,6 +149,10 @@ class Alloc:
 
     def protect(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
         pt.protect_region(start, size, flags, missing_ok=True)
+
+    def frames_needed(self, start: int, size: int, access: MappingFlags, pt: PageTable) -> int:
+        _, missing = _missing(pt, start, size)
+        return int(missing.size) + _new_tables(pt, missing)
 
     def populate(self, start: int, size: int, flags: MappingFlags, access: MappingFlags, pt: PageTable) -> None:
         _, missing = _missing(pt, start, size)
@@ -200,25 +217,37 @@ class Cow:
             if lo < hi:
                 pt.mem.write(pa + lo - va, self.file[lo - self.start:hi - self.start])
 
+    def _work(self, start: int, size: int, access: MappingFlags, pt: PageTable) -> tuple[U64, Mappings, Mappings]:
+        """What populating for `access` does: the pages to fill, the present pages whose copy-on-write a
+        WRITE breaks as sole owner (WRITE back) and as sharer (a private copy)."""
+        have, missing = _missing(pt, start, size)
+        broken = have.select(pt.fmt.codec.is_present_np(have.raw) & ((have.flags & np.uint64(MappingFlags.WRITE)) == 0)
+                             & bool(access & MappingFlags.WRITE))
+        shared = pt.frames.ref_counts(broken.pa) > 1 if len(broken) else np.zeros(0, dtype=bool)
+        return missing, broken.select(~shared), broken.select(shared)
+
+    def frames_needed(self, start: int, size: int, access: MappingFlags, pt: PageTable) -> int:
+        missing, _, copies = self._work(start, size, access, pt)
+        return int(missing.size) + len(copies) + _new_tables(pt, missing)
+
     def populate(self, start: int, size: int, flags: MappingFlags, access: MappingFlags, pt: PageTable) -> None:
         """Fill the missing pages and, for WRITE, break copy-on-write: a sole owner gets WRITE back, a shared
         frame is copied. All-or-nothing: every frame it needs is allocated before anything changes."""
-        have, missing = _missing(pt, start, size)
-        broken = have.select(pt.fmt.codec.is_present_np(have.raw)
-                             & ((have.flags & np.uint64(MappingFlags.WRITE)) == 0)) if access & MappingFlags.WRITE \
-            else have.select(np.zeros(len(have), dtype=bool))
-        shared = pt.frames.ref_counts(broken.pa) > 1 if len(broken) else np.zeros(0, dtype=bool)
-        copies = broken.select(shared)
-        frames = pt.frames.alloc_many(int(missing.size) + len(copies), zero=True)
-        fresh, private = frames[:missing.size], frames[missing.size:]
+        missing, sole, copies = self._work(start, size, access, pt)
+        fresh = pt.frames.alloc_many(int(missing.size), zero=True)
+        try:
+            private = pt.frames.alloc_many(len(copies), zero=False)
+        except BaseException:
+            pt.frames.release_many(fresh)
+            raise
         if missing.size:
             self._fill(pt, missing, fresh)
             try:
                 pt.map_pages(missing, fresh, flags)
             except BaseException:
-                pt.frames.release_many(frames)
+                pt.frames.release_many(np.concatenate([fresh, private]))
                 raise
-        pt.set_leaves(broken.select(~shared), flags)              # sole owner: WRITE back
+        pt.set_leaves(sole, flags)                               # sole owner: WRITE back
         if len(copies):                                          # shared: a private copy
             _copy_frames(pt, copies.pa, private)
             pt.set_leaves(copies, flags, private)

@@ -220,16 +220,16 @@ class VectorSet:
     def write(self, out_dir: str | os.PathLike[str], readme: str) -> None:
         """Write mem*.bin, vectors.json and README.txt into `out_dir` (created if needed). The files are
         written beside it first and renamed into place, so a failure (a full disk) leaves what was there."""
-        if not isinstance(out_dir, str | os.PathLike) or not isinstance(readme, str):
+        if not isinstance(out_dir, str | os.PathLike) or "\0" in os.fspath(out_dir) or not isinstance(readme, str):
             raise VectorsError("write takes a directory path and the README text")
         staging = None
         try:
             os.makedirs(out_dir, exist_ok=True)
             staging = tempfile.mkdtemp(prefix=".pagetable-", dir=out_dir)
             files = self.mem.save(staging)
-            with open(os.path.join(staging, "README.txt"), "w") as fh:
+            with open(os.path.join(staging, "README.txt"), "w", encoding="utf-8", errors="backslashreplace") as fh:
                 fh.write(readme)
-            with open(os.path.join(staging, "vectors.json"), "w") as fh:
+            with open(os.path.join(staging, "vectors.json"), "w", encoding="utf-8") as fh:
                 json.dump(self.to_json(files), fh, indent=1)
                 fh.write("\n")
             for name in [f for f, _ in files] + ["README.txt", "vectors.json"]:   # vectors.json last
@@ -244,7 +244,7 @@ class VectorSet:
     @classmethod
     def read(cls, directory: str | os.PathLike[str]) -> VectorSet:
         """Read and validate a vector set directory."""
-        if not isinstance(directory, str | os.PathLike):
+        if not isinstance(directory, str | os.PathLike) or "\0" in os.fspath(directory):
             raise VectorsError(f"a vector set is a directory path, not {args.describe(directory)}")
         path = os.path.join(directory, "vectors.json")
         try:
@@ -285,6 +285,8 @@ class VectorSet:
                 raise VectorsError(f"{where} needs a 'file'")
             check_keys(m, MEMORY_KEYS, where)
             name = m["file"]
+            if "\0" in name or not name.isprintable():
+                raise VectorsError(f"{where}.file {name!r} is not a file name")
             if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/") or \
                     os.path.normpath(name or ".") == ".":
                 raise VectorsError(f"{where}.file {name!r} must name a file inside the vector directory")
