@@ -78,13 +78,10 @@ class PhysMem:
                                        "copy-on-write, so a read-only file is fine there)")
                 data = spec
             else:
-                data = _zeros(base, args.size(spec, "region size", error=PhysMemError))
-            size = int(data.shape[0])
-            if base % 8 or size % 8 or size == 0:
-                raise PhysMemError(f"region at {base:#x} of {size:#x} bytes: base and size must be "
-                                   "non-zero multiples of 8")
-            if base + size > args.ADDR_LIMIT:
-                raise PhysMemError(f"region at {base:#x} of {size:#x} bytes ends beyond 2**64")
+                asked = args.size(spec, "region size", error=PhysMemError)
+                _check_region(base, asked)                # before anything is allocated
+                data = _zeros(base, asked)
+            _check_region(base, int(data.shape[0]))
             built.append(Region(base, data))
         built.sort(key=lambda r: r.base)
         for a, b in itertools.pairwise(built):
@@ -262,6 +259,13 @@ class PhysMem:
                 raise PhysMemError(f"cannot read memory image {name!r}: {exc.strerror}") from None
             regions.append((base, data))
         return cls(regions)
+
+
+def _check_region(base: int, size: int) -> None:
+    if base % 8 or size % 8 or size == 0:
+        raise PhysMemError(f"region at {base:#x} of {size:#x} bytes: base and size must be non-zero multiples of 8")
+    if base + size > args.ADDR_LIMIT:
+        raise PhysMemError(f"region at {base:#x} of {size:#x} bytes ends beyond 2**64")
 
 
 def _zeros(base: int, size: int) -> npt.NDArray[np.uint8]:

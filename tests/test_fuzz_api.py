@@ -50,6 +50,8 @@ size = st.one_of(st.sampled_from([0, 1, 8, 4096, 8192, 0x10000, 0x20_0000]), st.
 flags = st.one_of(st.sampled_from([F.READ, F.READ | F.WRITE, F.READ | F.WRITE | F.USER, F.EXECUTE, F.USER,
                                    F.READ | F.USER, F(0), F.WRITE, F.DEVICE | F.READ]), st.integers(-1, 130), JUNK)
 boolean = st.one_of(st.booleans(), JUNK)
+region_size = st.one_of(size.filter(lambda v: not isinstance(v, int) or not (1 << 22) < v < (1 << 40)),
+                        st.just(1 << 60))      # RAM of a size a test may really allocate, or far too much
 addrs = st.one_of(st.lists(addr.filter(lambda v: isinstance(v, int)), max_size=6).map(
     lambda v: np.array([x & ((1 << 64) - 1) for x in v], dtype=np.uint64)), JUNK)
 data = st.one_of(st.binary(max_size=64), JUNK)
@@ -109,7 +111,7 @@ CALLS: dict[str, Call] = {
     "PhysMem.write_u64_np": (lambda w, pas, v: w.mem.write_u64_np(pas, v), (addrs, addrs)),
     "PhysMem.contains": (lambda w, pa, n: w.mem.contains(pa, n), (addr, size)),
     "PhysMem.contains_np": (lambda w, pas, n: w.mem.contains_np(pas, n), (addrs, size)),
-    "PhysMem()": (lambda w, b, n: PhysMem([(b, n)]), (addr, size)),
+    "PhysMem()": (lambda w, b, n: PhysMem([(b, n)]), (addr, region_size)),
     # FrameAllocator
     "FrameAllocator.alloc": (lambda w, n, a: w.frames.alloc(n, a), (size, st.one_of(st.none(), size))),
     "FrameAllocator.alloc_many": (lambda w, n: w.frames.alloc_many(n), (size,)),
