@@ -269,7 +269,12 @@ def _check_region(base: int, size: int) -> None:
 
 
 def _zeros(base: int, size: int) -> npt.NDArray[np.uint8]:
-    """`size` zeroed bytes of RAM for the region at `base`; PhysMemError if the machine cannot hold them."""
+    """`size` zeroed bytes of RAM for the region at `base`; PhysMemError if the machine cannot hold them
+    (more than its physical memory is refused before numpy is asked: `PhysMem.load` maps a large image)."""
+    machine = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if size > machine:
+        raise PhysMemError(f"a region of {size:#x} bytes at {base:#x} is more than this machine's "
+                           f"{machine >> 30} GiB of memory (PhysMem.load maps a large image from a file instead)")
     try:
         return np.zeros(size, dtype=np.uint8)
     except (MemoryError, ValueError):

@@ -28,7 +28,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if fuzzing.COUNTS:
         total = sum(fuzzing.COUNTS.values())
         profile = "long" if fuzzing.LONG else "short"
-        terminalreporter.write_line(f"fuzz ({profile} profile): {total:,} cases in "
-                                    f"{time.monotonic() - fuzzing.STARTED:.0f} s")
+        terminalreporter.write_line(f"fuzz ({profile} profile): {total:,} cases (this run took "
+                                    f"{time.monotonic() - fuzzing.STARTED:.0f} s)")
         for name, n in sorted(fuzzing.COUNTS.items()):
             terminalreporter.write_line(f"  {n:>9,}  {name}")
