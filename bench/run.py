@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pagetable.arch.riscv_sv39 import SV39, SV39X4, Hgatp, Satp, Vsatp
-from pagetable.arch.riscv_sv39.walk import RiscvRules, two_stage_walker
+from pagetable.arch.riscv_sv39.walk import RiscvRules, two_stage_rules
 from pagetable.flags import MappingFlags
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
@@ -97,8 +97,8 @@ def main() -> None:
     guest = PhysMem([(gpa0, host.view(PA0, GiB + (8 << 20)))])
     vs = PageTable(SV39, guest, FrameAllocator(guest, gpa0 + GiB, 8 << 20))
     vs.map_region(VA0, gpa0, GiB, RW)
-    nested = two_stage_walker(host, Vsatp.for_table(SV39, vs.root_paddr).encode(),
-                              Hgatp.for_table(SV39X4, g.root_paddr).encode())
+    nested = Walker.nested(host, two_stage_rules(Vsatp.for_table(SV39, vs.root_paddr).encode(),
+                              Hgatp.for_table(SV39X4, g.root_paddr).encode()))
     t_bulk = best(lambda: nested.translate_many(vas, "read", "supervisor"), ns.repeat)
 
     def loop_nested() -> None:

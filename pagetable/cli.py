@@ -79,17 +79,16 @@ NOTES_SHOWN = 20
 
 def _listing(title: str, walker: Walker) -> None:
     """Print one table as the hardware reads it, as ptdump does, with what the walk could not follow."""
-    rules = walker.rules
-    assert rules.fmt is not None
-    leaves = walker.mappings()
-    print(f"{title}: {rules.fmt.name}, root table at {rules.root:#x}")
-    for line in ptdump_lines(leaves):
-        print(line)
-    for problem in leaves.problems[:NOTES_SHOWN]:
-        print(f"note: {problem}")
-    if len(leaves.problems) > NOTES_SHOWN:
-        print(f"note: ... and {len(leaves.problems) - NOTES_SHOWN} more notes like these")
-    print()
+    for k, region in enumerate(walker.rules.regime.regions):
+        leaves = walker.mappings(region=k)
+        print(f"{title}: {region.fmt.name}, root table at {region.root:#x}")
+        for line in ptdump_lines(leaves):
+            print(line)
+        for problem in leaves.problems[:NOTES_SHOWN]:
+            print(f"note: {problem}")
+        if len(leaves.problems) > NOTES_SHOWN:
+            print(f"note: ... and {len(leaves.problems) - NOTES_SHOWN} more notes like these")
+        print()
 
 
 def cmd_show(ns: argparse.Namespace) -> int:
@@ -103,7 +102,7 @@ def cmd_show(ns: argparse.Namespace) -> int:
         _listing("satp", walker)
     else:
         _listing("G-stage (hgatp), guest-physical -> host-physical", walker.stage2)
-        if walker.rules.fmt is not None:
+        if walker.rules.regime.translates:
             _listing("VS-stage (vsatp), guest-virtual -> guest-physical (tables read through the G-stage)", walker)
     outcomes = collections.Counter(c.reason or ("ok" if c.pa is not None else c.fault) for c in vs.cases)
     print(f"{len(vs.cases)} cases: " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())))
@@ -122,16 +121,22 @@ def cmd_check(ns: argparse.Namespace) -> int:
     walked = expected_cases(walker_for(vs), [(c.va, c.access, c.privilege, c.label) for c in vs.cases])
     bad = 0
     for n, (c, w) in enumerate(zip(vs.cases, walked, strict=True)):
-        if c.outcome() != w.outcome():
+        with_syndrome = c.syndrome is not None            # a version 1 file records none
+        if c.outcome(with_syndrome) != w.outcome(with_syndrome):
             bad += 1
             print(f"case {n}: {c.va:#x} {c.access} {c.privilege}: expected (pa, fault, level, stage, gpa, "
-                  f"implicit) = {_show(c.outcome())}, walker says {_show(w.outcome())} ({w.reason})")
+                  f"implicit, syndrome) = {_show(c.outcome(with_syndrome))}, walker says "
+                  f"{_show(w.outcome(with_syndrome))} ({w.reason})")
     print(f"{len(vs.cases) - bad} passed, {bad} failed")
     return 1 if bad else 0
 
 
-def _show(values: tuple[int | str | bool | None, ...]) -> str:
-    return "(" + ", ".join(hex(v) if type(v) is int and v > 9 else str(v) for v in values) + ")"
+def _show(values: tuple[object, ...]) -> str:
+    def one(v: object) -> str:
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} {one(x)}" for k, x in v.items()) + "}"
+        return hex(v) if type(v) is int and v > 9 else str(v)
+    return "(" + ", ".join(one(v) for v in values) + ")"
 
 
 def cmd_explain(ns: argparse.Namespace) -> int:

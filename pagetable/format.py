@@ -13,6 +13,7 @@ it (`arch_level`: RISC-V's i, AArch64's lookup level, x86's 4..1), which is what
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -86,6 +87,15 @@ class EntryCodec(Protocol):
         ...
 
 
+class Extension(enum.Enum):
+    """What the VA bits above a format's width must be: copies of its top bit (RISC-V satp, x86), zero
+    (guest-physical addresses, AArch64 TTBR0) or one (AArch64 TTBR1)."""
+
+    SIGN = "sign"
+    ZERO = "zero"
+    ONES = "ones"
+
+
 @dataclass(frozen=True)
 class Level:
     """One lookup level: which VA bits index it and what a leaf there maps."""
@@ -115,7 +125,7 @@ class PagingFormat:
     va_bits: int
     pa_bits: int
     codec: EntryCodec
-    sign_extended: bool = True       # VAs sign-extend bit va_bits-1 (else they must be < 2**va_bits)
+    extension: Extension = Extension.SIGN   # what the VA bits above va_bits must be
     entry_size: int = 8
 
     # ---------------------------------------------------------------- shape
@@ -161,29 +171,30 @@ class PagingFormat:
     def va_mask(self) -> int:
         return (1 << self.va_bits) - 1
 
+    @property
+    def _high(self) -> int:
+        return ((1 << 64) - 1) ^ self.va_mask
+
     def is_canonical(self, va: int) -> bool:
         """True for a VA this format translates (InvalidArgumentType for a VA that is not an integer)."""
         va = args.integer(va, "virtual address")
-        if not 0 <= va < 1 << 64:
-            return False
-        if not self.sign_extended:
-            return va < 1 << self.va_bits
-        top = va >> (self.va_bits - 1)
-        return top in (0, (1 << (65 - self.va_bits)) - 1)
+        return 0 <= va < 1 << 64 and va & self._high == self.extend(va) & self._high
 
     def canonical_np(self, va: U64) -> Bool:
-        if not self.sign_extended:
-            zero: Bool = (va >> np.uint64(self.va_bits)) == 0
-            return zero
-        top = va >> np.uint64(self.va_bits - 1)
-        ok: Bool = (top == 0) | (top == np.uint64((1 << (65 - self.va_bits)) - 1))
+        if self.extension is Extension.SIGN:
+            top = va >> np.uint64(self.va_bits - 1)
+            ok: Bool = (top == 0) | (top == np.uint64((1 << (65 - self.va_bits)) - 1))
+            return ok
+        want = 0 if self.extension is Extension.ZERO else (1 << (64 - self.va_bits)) - 1
+        ok = (va >> np.uint64(self.va_bits)) == np.uint64(want)
         return ok
 
     def check_va(self, va: int) -> int:
         """`va` as an int, or InvalidAddress if this format cannot translate it."""
         if not self.is_canonical(va):
-            rule = (f"bits 63..{self.va_bits - 1} must all equal bit {self.va_bits - 1}" if self.sign_extended
-                    else f"it must be below 2**{self.va_bits}")
+            rule = {Extension.SIGN: f"bits 63..{self.va_bits - 1} must all equal bit {self.va_bits - 1}",
+                    Extension.ZERO: f"it must be below 2**{self.va_bits}",
+                    Extension.ONES: f"bits 63..{self.va_bits} must all be 1"}[self.extension]
             raise InvalidAddress(f"{int(va):#x} is not a valid {self.name} virtual address ({rule})")
         return int(va)
 
@@ -195,17 +206,19 @@ class PagingFormat:
         return pa
 
     def extend(self, va: int) -> int:
-        """Sign-extend a VA truncated to `va_bits` (identity for zero-extended formats)."""
+        """A VA truncated to `va_bits`, with the bits above as the format requires (`extension`)."""
         va &= self.va_mask
-        if self.sign_extended and va >> (self.va_bits - 1):
-            va |= ((1 << 64) - 1) ^ self.va_mask
+        if self.extension is Extension.ONES or (self.extension is Extension.SIGN and va >> (self.va_bits - 1)):
+            va |= self._high
         return va
 
     def extend_np(self, va: U64) -> U64:
         va = va & np.uint64(self.va_mask)
-        if self.sign_extended:
+        if self.extension is Extension.ONES:
+            return va | np.uint64(self._high)
+        if self.extension is Extension.SIGN:
             neg = (va >> np.uint64(self.va_bits - 1)) != 0
-            va = np.where(neg, va | np.uint64(((1 << 64) - 1) ^ self.va_mask), va)
+            va = np.where(neg, va | np.uint64(self._high), va)
         return va
 
     def index(self, va: int, depth: int) -> int:

@@ -17,7 +17,7 @@ from .physmem import PhysMem
 U64 = npt.NDArray[np.uint64]
 U8 = npt.NDArray[np.uint8]
 _COLUMNS = ("va", "pa", "size", "flags", "depth", "raw", "slot")
-_OPTIONAL = ("perms", "verdict", "verdict_stage")
+_OPTIONAL = ("perms", "verdict", "verdict_stage", "memtype")
 
 
 @dataclass(frozen=True)
@@ -57,13 +57,15 @@ class Mappings:
     verdict: U8 | None = None        # 0 where some access translates, else the `Reason` every access gets
     verdict_stage: U8 | None = None  # where `verdict` is not 0, who decided: 1 stage 1, 2 stage 2 on the
                                      # output address, 3 stage 2 on the implicit write of the entry's update
+    memtype: U8 | None = None        # the `translation.MemoryType` of the leaf's accesses (NONE: no access)
 
     @classmethod
     def empty(cls, fmt: PagingFormat, hardware: bool = False) -> Mappings:
         """No leaves (with the hardware view's columns, empty, when `hardware`)."""
         z = np.zeros(0, dtype=np.uint64)
         u8 = np.zeros(0, dtype=np.uint8) if hardware else None
-        return cls(fmt, z, z, z, z, np.zeros(0, dtype=np.int8), z, z, perms=u8, verdict=u8, verdict_stage=u8)
+        return cls(fmt, z, z, z, z, np.zeros(0, dtype=np.int8), z, z, perms=u8, verdict=u8, verdict_stage=u8,
+                   memtype=u8)
 
     @classmethod
     def concat(cls, fmt: PagingFormat, parts: list[Mappings], problems: list[str] | None = None,

@@ -36,7 +36,7 @@ from .errors import (
     NotMapped,
 )
 from .flags import MappingFlags, PageSize
-from .format import PagingFormat
+from .format import Extension, PagingFormat
 from .frames import FrameAllocator
 from .mappings import Mappings
 from .physmem import PhysMem
@@ -217,7 +217,8 @@ class PageTable:
             raise NotAligned(f"region size {size:#x} must be positive")
         self.fmt.check_va(va)
         self.fmt.check_va(va + size - 1)
-        if self.fmt.sign_extended and (va >> (self.fmt.va_bits - 1)) != ((va + size - 1) >> (self.fmt.va_bits - 1)):
+        top = self.fmt.va_bits - 1
+        if self.fmt.extension is Extension.SIGN and va >> top != (va + size - 1) >> top:
             raise InvalidAddress(f"region [{va:#x}, +{size:#x}) crosses the non-canonical hole")
         return va, size
 

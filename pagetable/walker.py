@@ -1,18 +1,24 @@
 """The hardware walker: translate addresses the way the MMU does, faults included.
 
-The walker owns the loop that every architecture shares — check the VA, fetch the entry of each level from
-physical memory (a fetch outside RAM is the architecture's access/abort fault), let the architecture's
-`WalkRules` judge the entry (fault, next table, or leaf with its output address), and finally check that
-the output address is RAM. It runs on many addresses at once with numpy: `translate_many` is the real
-implementation and `translate` is one lane of it, so there is one code path for every rule.
+The walker owns the loop that every architecture shares — pick the region of the regime that translates
+each VA (`Regime.select_np`; none: non-canonical), fetch the entry of each level from physical memory (a
+fetch outside RAM is the architecture's access/abort fault), let the architecture's `WalkRules` judge the
+entry with the state carried down from the levels above (fault, next table, or leaf with its output
+address, effective permissions and memory type: `Step`), and finally check that the output address is
+RAM. The architecture then computes what the hardware reports (`WalkRules.syndrome`). It runs on many
+addresses at once with numpy: `translate_many` is the real implementation and `translate` is one lane of
+it, so there is one code path for every rule.
 
 Two-stage translation (a hypervisor's guest): give the first-stage walker a `stage2` walker. Then every
 first-stage table fetch is itself translated by stage 2 (as an implicit read, with the rules
 `stage2.rules.implicit()` gives), and so is the final
-guest-physical address (with the original access); a stage-2 fault stops the walk with `stage == 2`, the
+guest-physical address (with the original access and privilege: stage 2's rules decide what the privilege
+means to them; RISC-V's G-stage checks every access as U-mode); a stage-2 fault stops the walk with `stage == 2`, the
 stage-2 level and reason, and the guest-physical address that faulted in `gpa`. Where the first stage's
 hardware would write an entry back (`WalkRules.writes_back`: RISC-V Svadu A/D updates), that entry's
-guest-physical address is also checked by stage 2 as an implicit write, before the final address.
+guest-physical address is also checked by stage 2 as an implicit write, before the final address. The
+effective permissions are both stages' (bitwise and) and the memory type is what the stage-1 rules make of
+both (`WalkRules.combine`).
 
 Translation is side-effect free: where hardware would set A/D bits (RISC-V Svadu) the walker succeeds
 without writing them.
@@ -20,10 +26,9 @@ without writing them.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-import functools
-from dataclasses import dataclass
-from typing import Any, Protocol, Self, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,168 +37,45 @@ from . import args
 from .descent import Descent, PhysicalReader, table_slots
 from .errors import InvalidArgument, InvalidArgumentType
 from .flags import human_size
-from .format import PagingFormat
 from .mappings import Mappings
 from .physmem import PhysMem
+from .translation import (
+    IMPLICIT_ENTRY_UPDATE,
+    IMPLICIT_TABLE_READ,
+    PERMS,
+    Access,
+    FaultKind,
+    MemoryType,
+    Privilege,
+    Reason,
+    Regime,
+    Region,
+    Translation,
+    Translations,
+    WalkRules,
+    _Named,
+    perm_bit,
+)
 
 U64 = npt.NDArray[np.uint64]
 U8 = npt.NDArray[np.uint8]
 Bool = npt.NDArray[np.bool_]
 
-
-class _Named(enum.IntEnum):
-    """An enum whose members are also named by the manuals' synonyms (`SYNONYMS`), case-insensitively."""
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-    @classmethod
-    def parse(cls, value: str | int) -> Self:
-        """The member named `value` (its name or a synonym, any case), or the member itself."""
-        if isinstance(value, cls):
-            return value
-        return cast(Self, args.choice(value, cls.__name__.lower(), _names(cls)))
-
-    @classmethod
-    def _synonyms(cls) -> dict[str, str]:
-        return {}
-
-
-@functools.cache
-def _names(kind: type[_Named]) -> dict[str, _Named]:
-    """Every name (labels and synonyms) of a `_Named` enum's members."""
-    return {m.label: m for m in kind} | {k: kind[v] for k, v in kind._synonyms().items()}
-
-
-class Access(_Named):
-    """The kind of memory access being translated: "read" (also "load", "r"), "write" ("store", "w") or
-    "execute" ("fetch", "instruction", "x")."""
-
-    READ = 0
-    WRITE = 1
-    EXECUTE = 2
-
-    @classmethod
-    def _synonyms(cls) -> dict[str, str]:
-        return {"load": "READ", "r": "READ", "store": "WRITE", "w": "WRITE", "fetch": "EXECUTE",
-                "instruction": "EXECUTE", "x": "EXECUTE"}
-
-
-class Privilege(_Named):
-    """The privilege of the access (RISC-V S/U, x86 CPL 0/3, AArch64 EL1/EL0): "supervisor" (also "s") or
-    "user" ("u")."""
-
-    SUPERVISOR = 0
-    USER = 1
-
-    @classmethod
-    def _synonyms(cls) -> dict[str, str]:
-        return {"s": "SUPERVISOR", "u": "USER"}
-
-
-def perm_bit(access: Access, privilege: Privilege) -> int:
-    """The bit of an effective-permissions mask (`Mappings.perms`) that says `access` at `privilege`
-    translates: bit 3 * privilege + access (supervisor r w x in bits 0-2, user r w x in bits 3-5)."""
-    return 1 << (3 * int(privilege) + int(access))
-
-
-class Reason(enum.IntEnum):
-    """Why a walk stopped (OK for a translation). Each architecture uses a subset."""
-
-    OK = 0
-    NON_CANONICAL = 1          # VA outside the format's canonical range
-    TABLE_OUTSIDE_MEMORY = 2   # an entry fetch hit no RAM
-    INVALID = 3                # entry not valid/present
-    W_WITHOUT_R = 4            # RISC-V R=0 W=1 encoding
-    RESERVED = 5               # reserved bits or encodings set
-    NON_LEAF_AT_LAST_LEVEL = 6
-    PERMISSION = 7
-    MISALIGNED_SUPERPAGE = 8
-    ACCESSED_DIRTY = 9         # A=0, or D=0 on a write, where hardware faults instead of updating
-    PA_OUTSIDE_MEMORY = 10     # the final access hits no RAM
-
-    @property
-    def label(self) -> str:
-        return self.name.lower().replace("_", "-")
-
-
-class FaultKind(enum.Enum):
-    """The class of exception a fault raises, named as the vectors schema writes it."""
-
-    PAGE_FAULT = "page-fault"
-    ACCESS_FAULT = "access-fault"
-    GUEST_PAGE_FAULT = "guest-page-fault"      # a page fault of the hypervisor's G-stage (RISC-V H)
-
-
-class WalkRules(Protocol):
-    """What an architecture contributes to a walk (see arch/*/walk.py)."""
-
-    fmt: PagingFormat | None       # None: translation off (RISC-V Bare), PA = VA
-    root: int
-
-    def step(self, depth: int, pte: U64, va: U64, access: U8, priv: U8) -> tuple[U8, Bool, U64]:
-        """Judge the entries fetched at `depth` for these lanes: (reason, is_leaf, address) where address
-        is the next table for non-leaf lanes and the final PA for leaf lanes; reason != OK stops the walk."""
-        ...
-
-    def fault_kind(self, reason: Reason) -> FaultKind:
-        ...
-
-    def writes_back(self, pte: U64, leaf: Bool, access: U8) -> Bool:
-        """The lanes (whose entries `step` accepted) where hardware updates the entry in memory during
-        the walk, e.g. setting Accessed/Dirty bits."""
-        ...
-
-    def implicit(self) -> WalkRules:
-        """The rules for the implicit accesses another stage's walk makes through this one (a stage-1 table
-        read, or its entry update): for RISC-V, the G-stage without MXR, which affects explicit loads only."""
-        ...
-
-
-@dataclass(frozen=True)
-class Translation:
-    """The outcome of one translation: `pa` when `reason` is OK, else the fault and the level it hit."""
-
-    va: int
-    access: Access
-    privilege: Privilege
-    pa: int | None
-    reason: Reason
-    level: int
-    fault: FaultKind | None
-    pte: int
-    stage: int = 1           # which stage decided (2: the stage-2 walk of a two-stage translation)
-    gpa: int | None = None   # two-stage only: the guest-physical address stage 2 translated last
-    implicit: bool = False   # a stage-2 fault on a stage-1 table access, not on the final address
-
-    @property
-    def ok(self) -> bool:
-        return self.reason == Reason.OK
-
-
-@dataclass(frozen=True)
-class Translations:
-    """Many translations as columns: `pa` is meaningful where `reason == 0`; `pte` is the last entry the
-    walk read (the leaf, or the entry it stopped at; 0 where no entry was read)."""
-
-    va: U64
-    pa: U64
-    reason: U8
-    level: npt.NDArray[np.int8]
-    pte: U64
-    stage: U8                # 1, or 2 where the stage-2 walk decided
-    gpa: U64                 # two-stage: the GPA stage 2 translated last (the PTE address or the final GPA)
-    implicit: Bool           # stage-2 faults on a stage-1 table access (RISC-V's implicit access, AArch64's
-                             # S1PTW, the EPT exit qualification's bit 8 = 0), not on the final address
-
-    @property
-    def ok(self) -> Bool:
-        out: Bool = self.reason == Reason.OK
-        return out
-
-    def __len__(self) -> int:
-        return int(self.va.shape[0])
+__all__ = [
+    "Access",
+    "FaultKind",
+    "MemoryType",
+    "Privilege",
+    "Reason",
+    "Regime",
+    "Region",
+    "Translation",
+    "Translations",
+    "WalkRules",
+    "Walker",
+    "entry_verdicts",
+    "perm_bit",
+]
 
 
 def _lanes(value: int | str | Access | Privilege | npt.ArrayLike, kind: type[_Named], n: int) -> U8:
@@ -212,7 +94,8 @@ def _lanes(value: int | str | Access | Privilege | npt.ArrayLike, kind: type[_Na
 
 def _page_size(walker: Walker) -> int:
     """The smallest page `walker` maps (translation off: one page of everything)."""
-    return walker.rules.fmt.page_size if walker.rules.fmt is not None else args.ADDR_LIMIT
+    regions = walker.rules.regime.regions
+    return min(r.fmt.page_size for r in regions) if regions else args.ADDR_LIMIT
 
 
 _COMBOS = [(p, a) for p in Privilege for a in Access]    # the order of the bits of an effective-permissions mask
@@ -236,24 +119,26 @@ def _summary(why: U8, stage: U8) -> tuple[U8, U8, U8]:
     return bits, verdict, by
 
 
-def entry_verdicts(rules: WalkRules, raw: int) -> list[tuple[int, bool, int, Reason]]:
-    """What the walk rules make of one raw entry at each level of their format: (the manual's level number,
-    whether it is a leaf there, its effective-permissions mask, and the reason every access faults, or OK).
-    No memory is read: the output address is not checked."""
-    fmt = rules.fmt
-    if fmt is None:
+def entry_verdicts(rules: WalkRules, raw: int, region: Region | None = None) -> list[tuple[int, bool, int,
+                                                                                            Reason]]:
+    """What the walk rules make of one raw entry at each level of a region's format (default: the regime's
+    only region): (the manual's level number, whether it is a leaf there, its effective-permissions mask,
+    and the reason every access faults, or OK). No memory is read: the output address is not checked, and
+    the levels above are taken to restrict nothing."""
+    if not rules.regime.translates:
         raise InvalidArgument("translation is off (Bare): there are no entries")
+    region = region or rules.regime.single
     n = len(_COMBOS)
     out = []
-    for depth, lv in enumerate(fmt.levels):
-        why, leaf, _ = rules.step(depth, np.full(n, args.address(raw, "entry"), dtype=np.uint64),
-                                  np.zeros(n, dtype=np.uint64), _COMBO_ACCESS, _COMBO_PRIVILEGE)
-        bits, verdict, _ = _summary(why, np.ones(n, dtype=np.uint8))
-        out.append((lv.arch_level, bool(leaf[0]), int(bits[0]), Reason(int(verdict[0]))))
+    for depth, lv in enumerate(region.fmt.levels):
+        st = rules.step(region, depth, np.full(n, args.address(raw, "entry"), dtype=np.uint64),
+                        np.zeros(n, dtype=np.uint64), _COMBO_ACCESS, _COMBO_PRIVILEGE, np.full(n, PERMS))
+        bits, verdict, _ = _summary(st.reason, np.ones(n, dtype=np.uint8))
+        out.append((lv.arch_level, bool(st.leaf[0]), int(bits[0]), Reason(int(verdict[0]))))
     return out
 
 
-def _record(out: Translations, lanes: npt.NDArray[np.intp], gpas: U64, t2: Translations, implicit: bool) -> None:
+def _record(out: Translations, lanes: npt.NDArray[np.intp], gpas: U64, t2: Translations, implicit: int) -> None:
     """Note stage 2's faults (`t2`, one per lane) in `out`, and the GPA each lane's stage 2 translated."""
     bad = t2.reason != Reason.OK
     hit = lanes[bad]
@@ -271,18 +156,27 @@ def _one(kind: type[_Named], value: object) -> Any:
     return kind(number)
 
 
+_RULES = ("step", "fault_kind", "writes_back", "implicit", "combine", "syndrome")
+
+
 class Walker:
     """Translates virtual addresses through `rules` over the physical memory `mem`."""
 
     def __init__(self, mem: PhysMem, rules: WalkRules, stage2: Walker | None = None) -> None:
         if not isinstance(mem, PhysMem) or not (stage2 is None or isinstance(stage2, Walker)):
             raise InvalidArgumentType("a walker needs a PhysMem (and, for two stages, a stage-2 Walker)")
-        if not all(callable(getattr(rules, m, None)) for m in ("step", "fault_kind", "writes_back", "implicit")):
-            raise InvalidArgumentType(f"{type(rules).__name__} is not a WalkRules (step, fault_kind, ...)")
+        if not all(callable(getattr(rules, m, None)) for m in _RULES) or \
+                not isinstance(getattr(rules, "regime", None), Regime):
+            raise InvalidArgumentType(f"{type(rules).__name__} is not a WalkRules (regime, step, fault_kind, ...)")
         self.mem = mem
         self.rules = rules
         self.stage2 = stage2
         self._implicit = None if stage2 is None else Walker(stage2.mem, stage2.rules.implicit())
+
+    @classmethod
+    def nested(cls, mem: PhysMem, rules: tuple[WalkRules, WalkRules]) -> Walker:
+        """A two-stage walker over one memory: stage-1 rules over stage-2 rules."""
+        return cls(mem, rules[0], stage2=cls(mem, rules[1]))
 
     def fault_kind(self, reason: Reason, stage: int = 1) -> FaultKind:
         """The exception class of a fault that `stage` (1, or 2 for the stage-2 walk) stopped with."""
@@ -290,87 +184,110 @@ class Walker:
             return self.stage2.rules.fault_kind(reason)
         return self.rules.fault_kind(reason)
 
-    def _stage2(self, lanes: npt.NDArray[np.intp], gpas: U64, acc: U8, out: Translations, implicit: bool) -> U64:
+    def _stage2(self, lanes: npt.NDArray[np.intp], gpas: U64, acc: U8, prv: U8, out: Translations,
+                implicit: int) -> Translations:
         """Translate `gpas` (for `lanes`) through stage 2; record its faults in `out` (`implicit`: these are
-        stage-1 table accesses); return the HPAs (meaningful where the lane did not fault)."""
+        stage-1 table reads, IMPLICIT_TABLE_READ, or 0); return stage 2's translations."""
         stage2 = self._implicit if implicit else self.stage2
         assert stage2 is not None
-        t2 = stage2._walk(gpas, acc, np.full(gpas.shape, Privilege.USER, dtype=np.uint8))
+        t2 = stage2._walk(gpas, acc, prv)
         _record(out, lanes, gpas, t2, implicit)
-        return t2.pa
+        return t2
 
-    def _updates(self, accepted: Bool, pte: U64, leaf: Bool, acc: U8, slot: U64) -> tuple[npt.NDArray[np.intp],
-                                                                                       Translations]:
+    def _updates(self, accepted: Bool, pte: U64, leaf: Bool, acc: U8, prv: U8, slot: U64) -> tuple[
+            npt.NDArray[np.intp], Translations]:
         """The lanes whose entry (accepted by `step`) hardware updates during the walk, and stage 2's
         outcome for that update: an implicit write of the entry at `slot` (`WalkRules.writes_back`)."""
         assert self._implicit is not None
         update = np.flatnonzero(accepted & self.rules.writes_back(pte, leaf, acc))
         return update, self._implicit._walk(slot[update], np.full(update.shape, Access.WRITE, dtype=np.uint8),
-                                            np.full(update.shape, Privilege.USER, dtype=np.uint8))
+                                            prv[update])
 
     def translate_many(self, vas: npt.ArrayLike, access: Access | str | npt.ArrayLike = Access.READ,
                        privilege: Privilege | str | npt.ArrayLike = Privilege.SUPERVISOR) -> Translations:
         """Translate every VA (with one access/privilege, or one per lane). VAs are integers (an integer
-        array or a list of ints); floats and negative values are refused, never truncated."""
+        array or a list of ints); floats and negative values are refused, never truncated. The result
+        carries each lane's syndrome (`WalkRules.syndrome`)."""
         va = np.ascontiguousarray(args.u64_array(vas, "virtual addresses").reshape(-1))
         n = va.shape[0]
-        return self._walk(va, _lanes(access, Access, n), _lanes(privilege, Privilege, n))
+        return self._translate(va, _lanes(access, Access, n), _lanes(privilege, Privilege, n))
+
+    def _translate(self, va: U64, acc: U8, prv: U8) -> Translations:
+        """`_walk`, with the syndromes."""
+        t = self._walk(va, acc, prv)
+        return dataclasses.replace(t, syndrome=self.rules.syndrome(
+            t, acc, prv, None if self.stage2 is None else self.stage2.rules))
 
     def _walk(self, va: U64, acc: U8, prv: U8) -> Translations:
-        """`translate_many` on arrays the walker has already checked (or built itself)."""
-        n = va.shape[0]
-        out = Translations(va, np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=np.uint8),
-                           np.zeros(n, dtype=np.int8), np.zeros(n, dtype=np.uint64), np.ones(n, dtype=np.uint8),
-                           np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=bool))
-        reason, level, last_pte, pa = out.reason, out.level, out.pte, out.pa
-        fmt = self.rules.fmt
-        if fmt is None:
-            pa[:] = va
+        """`translate_many` on arrays the walker has already checked (or built itself), without syndromes."""
+        out = Translations.empty(va)
+        regime = self.rules.regime
+        if not regime.translates:
+            out.pa[:] = va
+            out.perms[:] = PERMS
+            out.memtype[:] = MemoryType.DEFAULT
         else:
-            top = fmt.levels[0].arch_level
-            level[:] = top
-            reason[~fmt.canonical_np(va)] = Reason.NON_CANONICAL
-            live = np.flatnonzero(reason == 0)
-            table = np.full(live.shape, self.rules.root, dtype=np.uint64)
-            for depth, lv in enumerate(fmt.levels):
-                if live.size == 0:
-                    break
-                level[live] = lv.arch_level
-                slot = table + fmt.index_np(va[live], depth) * np.uint64(fmt.entry_size)
-                fetch = slot
-                if self.stage2 is not None:           # the table fetch is an implicit stage-2 read
-                    hpa = self._stage2(live, slot, np.full(live.shape, Access.READ, dtype=np.uint8), out,
-                                       True)
-                    fine = reason[live] == Reason.OK
-                    live, slot, fetch = live[fine], slot[fine], hpa[fine]
-                inmem = self.mem.contains_np(fetch, fmt.entry_size)
-                reason[live[~inmem]] = Reason.TABLE_OUTSIDE_MEMORY
-                live, slot, fetch = live[inmem], slot[inmem], fetch[inmem]
-                pte = self.mem.read_u64_np(fetch)
-                last_pte[live] = pte
-                why, leaf, addr = self.rules.step(depth, pte, va[live], acc[live], prv[live])
-                reason[live] = why
-                good = why == Reason.OK
-                if self.stage2 is not None:           # an entry update is an implicit stage-2 write
-                    update, t2 = self._updates(good, pte, leaf, acc[live], slot)
-                    if update.size:
-                        _record(out, live[update], slot[update], t2, implicit=True)
-                        good = reason[live] == Reason.OK
-                done = good & leaf
-                pa[live[done]] = addr[done]
-                cont = good & ~leaf
-                live, table = live[cont], addr[cont]
-            if live.size:
-                raise AssertionError("walk rules let a lane continue past the last level")
+            which = regime.select_np(va)
+            out.level[:] = regime.regions[0].fmt.levels[0].arch_level
+            out.reason[which < 0] = Reason.NON_CANONICAL
+            for k, region in enumerate(regime.regions):
+                lanes = np.flatnonzero(which == k)
+                if not region.enabled:
+                    out.level[lanes] = region.fmt.levels[0].arch_level
+                    out.reason[lanes] = Reason.INVALID
+                elif lanes.size:
+                    self._descend(region, lanes, acc, prv, out)
+        ok = np.flatnonzero(out.reason == Reason.OK)
         if self.stage2 is not None:                   # the final GPA, with the original access
-            lanes = np.flatnonzero(reason == Reason.OK)
-            pa[lanes] = self._stage2(lanes, pa[lanes].copy(), acc[lanes], out, False)
+            t2 = self._stage2(ok, out.pa[ok].copy(), acc[ok], prv[ok], out, 0)
+            out.pa[ok], out.perms[ok] = t2.pa, out.perms[ok] & t2.perms
+            out.memtype[ok] = self.rules.combine(out.memtype[ok], t2.memtype)
         else:
-            outside = (reason == Reason.OK) & ~self.mem.contains_np(pa, 1)
-            reason[outside] = Reason.PA_OUTSIDE_MEMORY
+            out.reason[ok[~self.mem.contains_np(out.pa[ok], 1)]] = Reason.PA_OUTSIDE_MEMORY
+        failed = out.reason != Reason.OK
+        out.perms[failed], out.memtype[failed] = 0, MemoryType.NONE
         return out
 
-    def mappings(self, start: int | None = None, end: int | None = None) -> Mappings:
+    def _descend(self, region: Region, live: npt.NDArray[np.intp], acc: U8, prv: U8, out: Translations) -> None:
+        """Walk `region`'s tables for the lanes `live`, level by level, recording each lane's outcome."""
+        reason, level, last_pte, pa, va = out.reason, out.level, out.pte, out.pa, out.va
+        fmt = region.fmt
+        table = np.full(live.shape, region.root, dtype=np.uint64)
+        carry = np.full(live.shape, PERMS)
+        for depth, lv in enumerate(fmt.levels):
+            if live.size == 0:
+                return
+            level[live] = lv.arch_level
+            slot = table + fmt.index_np(va[live], depth) * np.uint64(fmt.entry_size)
+            fetch = slot
+            if self.stage2 is not None:           # the table fetch is an implicit stage-2 read
+                t2 = self._stage2(live, slot, np.full(live.shape, Access.READ, dtype=np.uint8), prv[live], out,
+                                  IMPLICIT_TABLE_READ)
+                fine = reason[live] == Reason.OK
+                live, slot, fetch, carry = live[fine], slot[fine], t2.pa[fine], carry[fine]
+            inmem = self.mem.contains_np(fetch, fmt.entry_size)
+            reason[live[~inmem]] = Reason.TABLE_OUTSIDE_MEMORY
+            live, slot, fetch, carry = live[inmem], slot[inmem], fetch[inmem], carry[inmem]
+            pte = self.mem.read_u64_np(fetch)
+            last_pte[live] = pte
+            st = self.rules.step(region, depth, pte, va[live], acc[live], prv[live], carry)
+            reason[live] = st.reason
+            good = st.reason == Reason.OK
+            if self.stage2 is not None:           # an entry update is an implicit stage-2 write
+                update, t2 = self._updates(good, pte, st.leaf, acc[live], prv[live], slot)
+                if update.size:
+                    _record(out, live[update], slot[update], t2, IMPLICIT_ENTRY_UPDATE)
+                    good = reason[live] == Reason.OK
+            done = live[good & st.leaf]
+            pa[done] = st.address[good & st.leaf]
+            out.perms[done] = (st.carry[good & st.leaf] & PERMS).astype(np.uint8)
+            out.memtype[done] = st.memtype[good & st.leaf]
+            cont = good & ~st.leaf
+            live, table, carry = live[cont], st.address[cont], st.carry[cont]
+        if live.size:
+            raise AssertionError("walk rules let a lane continue past the last level")
+
+    def mappings(self, start: int | None = None, end: int | None = None, region: int | None = None) -> Mappings:
         """The table as this walker's hardware reads it (the stage-1 table; `stage2.mappings()` lists stage
         2 alone): every leaf the rules accept for at least one access and privilege, and every leaf or
         table entry they reject for every access. Per row:
@@ -381,46 +298,54 @@ class Walker:
           than a stage-2 page is noted);
         - `pa`: the address the walk computes at the leaf's own VA (a Svnapot PTE gives its 4 KiB within its
           64 KiB block, not its encoded PPN); for a rejected entry, the encoded address;
+        - `memtype`: the memory type of the leaf's accesses (both stages'; NONE where no access translates);
         - `verdict`: 0, or the reason every access faults with; `verdict_stage` says who decided: 1 the
           stage-1 walk (or the RAM check of its output), 2 stage 2 on the output address, 3 stage 2 on the
           implicit write of the entry's update.
         Invalid entries (V=0) are not listed and rejected table entries are not followed. Tables are read
         as the walk reads them (through stage 2, as implicit reads, when there is one); a table that cannot
         be read, or is reached twice, is reported in `problems` (`descent`). Entries are judged in chunks of
-        `_CHUNK`, so the working memory beyond the result (about 50 bytes a row) is bounded."""
-        rules, fmt = self.rules, self.rules.fmt
-        if fmt is None:
+        `_CHUNK`, so the working memory beyond the result (about 50 bytes a row) is bounded. A regime with
+        several regions lists the region numbered `region` (default: the only one)."""
+        regime = self.rules.regime
+        if not regime.translates:
             raise InvalidArgument("translation is off (Bare): there is no table to list")
+        if region is None:
+            chosen = regime.single
+        else:
+            chosen = regime.regions[args.integer(region, "region", 0, len(regime.regions))]
+        fmt = chosen.fmt
         reader = PhysicalReader(self.mem, fmt.entry_size) if self._implicit is None else \
             _StageTwoReader(self._implicit, fmt.entry_size)
-        descent = Descent(fmt, rules.root, reader, start, end)
+        descent = Descent(fmt, chosen.root, reader, start, end)
         parts: list[Mappings] = []
         for e in descent:
             pointer = np.zeros(e.raw.shape, dtype=bool)
             target = np.zeros(e.raw.shape, dtype=np.uint64)
             for lo in range(0, e.raw.shape[0], _CHUNK):
                 part = slice(lo, lo + _CHUNK)
-                rows, pointer[part], target[part] = self._judge(e.depth, e.raw[part], e.va[part], e.slot[part],
-                                                                descent.problems)
+                rows, pointer[part], target[part] = self._judge(chosen, e.depth, e.raw[part], e.va[part],
+                                                                e.slot[part], descent.problems)
                 if rows is not None:
                     parts.append(rows)
             descent.descend(pointer, target[pointer])
         return Mappings.concat(fmt, parts, descent.problems, hardware=True)
 
-    def _judge(self, depth: int, raw: U64, va: U64, slot: U64, notes: list[str]) -> tuple[Mappings | None, Bool,
-                                                                                          U64]:
+    def _judge(self, region: Region, depth: int, raw: U64, va: U64, slot: U64, notes: list[str]) -> tuple[
+            Mappings | None, Bool, U64]:
         """`mappings` for some entries of one level: the rows to list, which entries point at tables, and
-        the addresses they point at."""
-        rules, fmt = self.rules, self.rules.fmt
-        assert fmt is not None
+        the addresses they point at. The levels above are taken to restrict nothing (their entries are
+        judged in their own rows)."""
+        fmt = region.fmt
         n, huge, span = raw.shape[0], depth != fmt.depth_count - 1, fmt.levels[depth].span
         acc, prv = np.repeat(_COMBO_ACCESS, n), np.repeat(_COMBO_PRIVILEGE, n)
         pte, lane_va = np.tile(raw, len(_COMBOS)), np.tile(va, len(_COMBOS))
-        why, leaf, addr = rules.step(depth, pte, lane_va, acc, prv)
+        st = self.rules.step(region, depth, pte, lane_va, acc, prv, np.full(pte.shape, PERMS))
+        why, leaf, addr, memtype = st.reason, st.leaf, st.address, st.memtype.copy()
         present = why[:n] != Reason.INVALID                 # V=1: listed whatever later checks say
         stage: U8 = np.ones(why.shape, dtype=np.uint8)
         if self._implicit is not None:              # an entry update must pass stage 2 as an implicit write
-            update, t2 = self._updates(why == Reason.OK, pte, leaf, acc, np.tile(slot, len(_COMBOS)))
+            update, t2 = self._updates(why == Reason.OK, pte, leaf, acc, prv, np.tile(slot, len(_COMBOS)))
             why[update], stage[update] = t2.reason, np.where(t2.reason != Reason.OK, 3, 1)
         final = np.flatnonzero((why == Reason.OK) & leaf)   # the output address, as the access makes it
         if self.stage2 is None:
@@ -431,8 +356,9 @@ class Walker:
                 notes.append(f"the {human_size(span)} leaf at VA {int(va[k]):#x} maps [{int(addr[k]):#x}, "
                              f"{int(addr[k]) + span:#x}), of which only part is RAM")
         else:                                       # stage 2 judges the output address at its first byte
-            t2 = self.stage2._walk(addr[final], acc[final], np.full(final.shape, Privilege.USER, dtype=np.uint8))
+            t2 = self.stage2._walk(addr[final], acc[final], prv[final])
             why[final], stage[final] = t2.reason, np.where(t2.reason != Reason.OK, 2, 1)
+            memtype[final] = self.rules.combine(memtype[final], t2.memtype)
             if span > _page_size(self.stage2):
                 for k in np.unique(final % n).tolist():
                     notes.append(f"the {human_size(span)} leaf at VA {int(va[k]):#x} spans many stage-2 pages: "
@@ -444,26 +370,30 @@ class Walker:
         rows = None
         if np.any(listed):
             r = raw[listed]
+            ok = (why == Reason.OK).reshape(len(_COMBOS), n)
+            mt = np.where(ok, memtype.reshape(len(_COMBOS), n), 0).max(axis=0).astype(np.uint8)
             rows = Mappings(fmt, va[listed], np.where(usable[listed], addr[listed], fmt.codec.paddr_np(r, huge)),
                             np.full(r.shape, span, dtype=np.uint64), fmt.codec.flags_np(r, huge),
                             np.full(r.shape, depth, dtype=np.int8), r, slot[listed], perms=bits[listed],
-                            verdict=verdict[listed], verdict_stage=where[listed])
+                            verdict=verdict[listed], verdict_stage=where[listed], memtype=mt[listed])
         pointer = ~leaf & usable
         return rows, pointer, addr
 
     def translate(self, va: int, access: Access | str = Access.READ,
                   privilege: Privilege | str = Privilege.SUPERVISOR) -> Translation:
-        """Translate one VA; the result names the PA or the exact fault and level."""
+        """Translate one VA; the result names the PA or the exact fault and level, the effective permissions,
+        the memory type and the syndrome."""
         va = args.address(va, "virtual address")
         acc, prv = _one(Access, access), _one(Privilege, privilege)
-        t = self._walk(np.array([va], dtype=np.uint64), np.array([acc], dtype=np.uint8),
-                       np.array([prv], dtype=np.uint8))
+        t = self._translate(np.array([va], dtype=np.uint64), np.array([acc], dtype=np.uint8),
+                            np.array([prv], dtype=np.uint8))
         reason = Reason(int(t.reason[0]))
         stage = int(t.stage[0])
         return Translation(va, acc, prv, int(t.pa[0]) if reason == Reason.OK else None, reason,
                            int(t.level[0]), None if reason == Reason.OK else self.fault_kind(reason, stage),
                            int(t.pte[0]), stage, int(t.gpa[0]) if self.stage2 is not None else None,
-                           bool(t.implicit[0]))
+                           bool(t.implicit[0]), int(t.perms[0]), MemoryType(int(t.memtype[0])),
+                           {k: int(v[0]) for k, v in t.syndrome.items()} if reason != Reason.OK else {})
 
 
 class _StageTwoReader:
@@ -479,7 +409,8 @@ class _StageTwoReader:
     def _reach(self, gpas: U64, size: int) -> tuple[Bool, U64, list[str]]:
         """For `size` bytes at each GPA (within one stage-2 page): whether the walk can read them, their
         host address, and why not for each lane it cannot."""
-        t = self.stage2.translate_many(gpas, Access.READ, Privilege.USER)
+        t = self.stage2._walk(gpas, np.full(gpas.shape, Access.READ, dtype=np.uint8),   # the privilege
+                              np.full(gpas.shape, Privilege.SUPERVISOR, dtype=np.uint8))  # of no access
         inram = self.stage2.mem.contains_np(t.pa, size)
         ok = (t.reason == Reason.OK) & inram
         why = []

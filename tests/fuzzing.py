@@ -109,7 +109,8 @@ def assert_listing_agrees(listed: Walker, walker: Walker, m: Mappings) -> None:
     a leaf only partly RAM, a stage-1 leaf larger than stage 2's pages. Every rejected row faults for every
     access."""
     assert m.perms is not None and m.verdict is not None
-    page = walker.stage2.rules.fmt.page_size if walker.stage2 is not None and walker.stage2.rules.fmt else 1 << 64
+    regions = walker.stage2.rules.regime.regions if walker.stage2 is not None else ()
+    page = regions[0].fmt.page_size if regions else 1 << 64
     for access in Access:
         for privilege in Privilege:
             t = walker.translate_many(m.va, access, privilege)
@@ -127,7 +128,7 @@ def assert_listing_covers(m: Mappings, t: Translations) -> None:
     listed once, so then only the first of its aliases is listed)."""
     if any("shared by" in p or "not walked again" in p for p in m.problems):
         return
-    reached = (t.reason == 0) | (t.reason == Reason.PA_OUTSIDE_MEMORY) | ((t.stage == 2) & ~t.implicit)
+    reached = (t.reason == 0) | (t.reason == Reason.PA_OUTSIDE_MEMORY) | ((t.stage == 2) & (t.implicit == 0))
     if not len(m):
         assert not np.any(reached)
         return

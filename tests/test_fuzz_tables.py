@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pagetable.arch.riscv_sv39 import SV39, SV39X4, SV48, SV48X4, SV57, Hgatp, Satp, Vsatp
-from pagetable.arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules, two_stage_walker
+from pagetable.arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules, two_stage_rules
 from pagetable.format import PagingFormat
 from pagetable.frames import FrameAllocator
 from pagetable.listing import ptdump
@@ -98,8 +98,8 @@ def test_two_stage_tables(mem: PhysMem, vs_frame: int, g_slot: int, options: Hyp
                           vas: list[int]) -> None:
     """Both stages' tables in the same hostile RAM; the VS-stage's are read through the G-stage."""
     vs_root = RAM + vs_frame * 4096
-    walker = two_stage_walker(mem, Vsatp.for_table(SV39, vs_root), Hgatp.for_table(SV39X4, RAM + g_slot * 0x4000),
-                              options)
+    walker = Walker.nested(mem, two_stage_rules(Vsatp.for_table(SV39, vs_root),
+                                                Hgatp.for_table(SV39X4, RAM + g_slot * 0x4000), options))
     count("tables: sv39+sv39x4")
     with bounded(20, 48 << 20):
         m = walker.mappings()

@@ -8,14 +8,14 @@ import errno
 import numpy as np
 import pytest
 
-from pagetable.arch.riscv_sv39 import SV39X4, SV48X4, Hgatp
+from pagetable.arch.riscv_sv39 import SV39X4, SV48X4, Hgatp, faults
 from pagetable.arch.riscv_sv39.walk import RiscvRules
 from pagetable.flags import MappingFlags as F
 from pagetable.format import PagingFormat
 from pagetable.frames import FrameAllocator
 from pagetable.mm import BadAddress, GuestAddrSpace, OutOfRange
 from pagetable.physmem import PhysMem
-from pagetable.walker import FaultKind, Walker
+from pagetable.walker import Walker
 
 BASE, SIZE = 0x10000, 0x10000           # the axaddrspace tests' space
 RW = F.READ | F.WRITE
@@ -130,7 +130,7 @@ def test_memory_accessor() -> None:
 def test_gpa_walker_fault_kind_for_a_hole() -> None:
     g = make()
     h = Walker(g.frames.mem, RiscvRules.gstage(Hgatp.for_table(SV39X4, g.page_table_root)))
-    assert h.translate(BASE, "read").fault == FaultKind.GUEST_PAGE_FAULT
+    assert h.translate(BASE, "read").fault == faults.GUEST_PAGE_FAULT
 
 
 def test_byte_buffers_keep_copy_on_write_clones_apart() -> None:

@@ -21,30 +21,29 @@ from __future__ import annotations
 
 import pytest
 
-from pagetable.arch.riscv_sv39 import PTE
+from pagetable.arch.riscv_sv39 import PTE, faults
 from pagetable.arch.riscv_sv39.entry import PBMT_RESERVED
 from pagetable.arch.riscv_sv39.walk import RiscvOptions, RiscvRules
 from pagetable.physmem import PhysMem
 from pagetable.vectors import generate_riscv
 from pagetable.vectors.qemu_riscv import RAM_BASE, ProbeCase, ProbeResult, plan_layout, run_probes
-from pagetable.walker import FaultKind, Reason, Walker
+from pagetable.walker import Access, Reason, Translations, Walker
 
 from .conftest import require_qemu
 
-# mcause exception codes (privileged spec, "Machine Cause Register", exception code table)
-CAUSE = {("execute", FaultKind.ACCESS_FAULT): 1, ("read", FaultKind.ACCESS_FAULT): 5,
-         ("write", FaultKind.ACCESS_FAULT): 7, ("execute", FaultKind.PAGE_FAULT): 12,
-         ("read", FaultKind.PAGE_FAULT): 13, ("write", FaultKind.PAGE_FAULT): 15}
 AD_BITS = PTE.mask("A", "D")
 COMBOS = [(s, m) for s in (False, True) for m in (False, True)]
 NOTE_18 = "qemu-7.2-notes.md item 18: with Svpbmt/Svnapot on, bits 60:54 and PBMT=3 go unchecked"
 
 
-def _qemu_kind(reason: int, rules: RiscvRules) -> FaultKind:
-    """The exception class QEMU 7.2 raises for a walk that stops with `reason` (docs/qemu.md)."""
-    if reason == Reason.TABLE_OUTSIDE_MEMORY:
-        return FaultKind.PAGE_FAULT          # the spec says access fault; QEMU 7.2 raises a page fault
-    return rules.fault_kind(Reason(reason))
+def _qemu_syndrome(t: Translations, n: int, access: str) -> tuple[int, int]:
+    """The (mcause, mtval) QEMU 7.2 reports for lane `n`: the library's syndrome (a trap into M-mode writes
+    scause's and stval's values there), but for a PTE fetch outside RAM, which QEMU 7.2 reports as a page
+    fault where the spec says access fault (docs/qemu.md)."""
+    cause, tval = int(t.syndrome["scause"][n]), int(t.syndrome["stval"][n])
+    if t.reason[n] == Reason.TABLE_OUTSIDE_MEMORY:
+        cause = faults.cause(faults.PAGE_FAULT, Access.parse(access))
+    return cause, tval
 
 
 def _excluded(reason: int, pte: int, extensions: bool) -> str | None:
@@ -54,13 +53,13 @@ def _excluded(reason: int, pte: int, extensions: bool) -> str | None:
     return None
 
 
-def _mismatch(access: str, expected: tuple[int, int], reason: int, got: ProbeResult, rules: RiscvRules,
-              mem: PhysMem) -> str | None:
-    """None when QEMU's result is the walker's; else what differs."""
-    pa, va = expected
+def _mismatch(access: str, t: Translations, n: int, got: ProbeResult, mem: PhysMem) -> str | None:
+    """None when QEMU's result is lane `n` of the walker's; else what differs."""
+    pa, va, reason = int(t.pa[n]), int(t.va[n]), int(t.reason[n])
     if reason != Reason.OK:
-        want = CAUSE[(access, _qemu_kind(reason, rules))]
-        return None if got.cause == want else f"walker: cause {want} ({Reason(reason).label}), QEMU: {got.cause}"
+        want = _qemu_syndrome(t, n, access)
+        return None if (got.cause, got.tval) == want else \
+            f"walker: cause {want[0]} tval {want[1]:#x} ({Reason(reason).label}), QEMU: {got.cause} tval {got.tval:#x}"
     if got.cause is not None:
         return f"walker: PA {pa:#x}, QEMU: cause {got.cause} (tval {got.tval:#x})"
     if access == "execute":
@@ -100,7 +99,7 @@ def test_walker_agrees_with_qemu(mode: str, seed: int, extensions: bool) -> None
                 excluded += 1
                 continue
             got = results[k * len(vs.cases) + n]
-            diff = _mismatch(c.access, (int(res.pa[n]), c.va), reason, got, rules, mem)
+            diff = _mismatch(c.access, res, n, got, mem)
             compared += 1
             seen.add(Reason(reason))
             if diff:
@@ -124,8 +123,9 @@ def test_vector_file_expectations_match_qemu(mode: str, seed: int) -> None:
     image = vs.mem.regions[0].data.tobytes()
     results = run_probes(image, vs.registers["satp"], [ProbeCase(c.va, c.access, c.privilege) for c in vs.cases])
     rules = RiscvRules(vs.registers["satp"])
+    syndromes = Walker(vs.mem, rules).translate_many(*vs.lanes())
     checked = 0
-    for c, got in zip(vs.cases, results, strict=True):
+    for n, (c, got) in enumerate(zip(vs.cases, results, strict=True)):
         if c.reason == Reason.ACCESSED_DIRTY.label:
             assert got.cause is None        # QEMU sets A/D where Svade hardware faults
             continue
@@ -136,9 +136,8 @@ def test_vector_file_expectations_match_qemu(mode: str, seed: int) -> None:
             else:
                 assert got.value & ~AD_BITS == vs.mem.read_u64(c.pa) & ~AD_BITS, (c, got)
         else:
-            assert c.fault is not None
-            qemu_kind = FaultKind.PAGE_FAULT if c.reason == Reason.TABLE_OUTSIDE_MEMORY.label else FaultKind(c.fault)
-            assert got.cause == CAUSE[(c.access, qemu_kind)], (c, got)
+            assert c.fault is not None and c.syndrome == {k: int(v[n]) for k, v in syndromes.syndrome.items()}
+            assert (got.cause, got.tval) == _qemu_syndrome(syndromes, n, c.access), (c, got)
         checked += 1
     assert checked > 0.9 * len(vs.cases)
-    assert rules.fmt is not None and rules.fmt.name.lower() == mode
+    assert rules.regime.single.fmt.name.lower() == mode

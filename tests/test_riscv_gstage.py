@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from pagetable.arch.riscv_sv39 import faults
 from pagetable.arch.riscv_sv39.entry import GSTAGE, PTE
 from pagetable.arch.riscv_sv39.modes import SV39, SV39X4, SV48X4, SV57X4
 from pagetable.arch.riscv_sv39.regs import Hgatp, Satp, Vsatp
 from pagetable.arch.riscv_sv39.walk import RiscvOptions, RiscvRules
 from pagetable.errors import InvalidAddress
 from pagetable.flags import MappingFlags as F
-from pagetable.format import PagingFormat
+from pagetable.format import Extension, PagingFormat
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
-from pagetable.walker import FaultKind, Reason, Walker
+from pagetable.walker import Reason, Walker
 
 RAM = 0x8000_0000
 U = PTE.mask("U")
@@ -22,7 +23,7 @@ U = PTE.mask("U")
 
 @pytest.mark.parametrize(("fmt", "gpa_bits", "levels"), [(SV39X4, 41, 3), (SV48X4, 50, 4), (SV57X4, 59, 5)])
 def test_x4_formats(fmt: PagingFormat, gpa_bits: int, levels: int) -> None:
-    assert fmt.va_bits == gpa_bits and not fmt.sign_extended and fmt.depth_count == levels
+    assert fmt.va_bits == gpa_bits and fmt.extension is Extension.ZERO and fmt.depth_count == levels
     assert fmt.levels[0].entries == 2048 and fmt.root_size == 16384
     assert all(lv.entries == 512 for lv in fmt.levels[1:])
     assert fmt.is_canonical((1 << gpa_bits) - 1) and not fmt.is_canonical(1 << gpa_bits)
@@ -92,16 +93,16 @@ def test_gstage_walk() -> None:
         ((1 << 40) | 0x21_0000, "write", Reason.PERMISSION, 1),
     ]:
         t = g.translate(gpa, access, "user")
-        assert (t.reason, t.level, t.fault) == (reason, level, FaultKind.GUEST_PAGE_FAULT), gpa
+        assert (t.reason, t.level, t.fault) == (reason, level, faults.GUEST_PAGE_FAULT), gpa
     assert Walker(mem, RiscvRules.gstage(hgatp, RiscvOptions(mxr=True))).translate(0x3010, "read").ok
     # every G-stage access is a U-mode access: a leaf with U=0 faults even for supervisor-level guests
     mem.write_u64(slot, mem.read_u64(slot) & ~U)
     for privilege in ("supervisor", "user"):
         t = g.translate(0x2010, "read", privilege)
-        assert (t.reason, t.fault) == (Reason.PERMISSION, FaultKind.GUEST_PAGE_FAULT)
+        assert (t.reason, t.fault) == (Reason.PERMISSION, faults.GUEST_PAGE_FAULT)
     # ... and SUM does not change that
     assert not Walker(mem, RiscvRules.gstage(hgatp, RiscvOptions(sum=True))).translate(0x2010, "read").ok
     # a G-stage table outside RAM is an access fault, not a guest-page fault
     mem.write_u64(pt.root_paddr + 8 * 5, PTE.build(V=1, PPN=0x100_0000_0000 >> 12))
     t = g.translate(5 << 30, "read")
-    assert (t.reason, t.fault, t.level) == (Reason.TABLE_OUTSIDE_MEMORY, FaultKind.ACCESS_FAULT, 1)
+    assert (t.reason, t.fault, t.level) == (Reason.TABLE_OUTSIDE_MEMORY, faults.ACCESS_FAULT, 1)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pagetable.arch.riscv_sv39 import SV39, SV48, SV57, RiscvCodec, Satp
+from pagetable.arch.riscv_sv39 import SV39, SV48, SV57, RiscvCodec, Satp, faults
 from pagetable.arch.riscv_sv39.walk import RiscvOptions, RiscvRules
 from pagetable.errors import InvalidArgument, InvalidArgumentType
 from pagetable.flags import MappingFlags
@@ -22,7 +22,7 @@ from pagetable.format import PagingFormat
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
-from pagetable.walker import Access, FaultKind, Privilege, Reason, Translation, Walker
+from pagetable.walker import Access, FaultKind, MemoryType, Privilege, Reason, Translation, Walker
 
 V, R, W, X, U, G, A, D = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40, 0x80
 N = 1 << 63
@@ -34,7 +34,7 @@ OUTSIDE = 0x1_0000_0000                # no RAM here
 FR, FW, FX, FU = MappingFlags.READ, MappingFlags.WRITE, MappingFlags.EXECUTE, MappingFlags.USER
 READ, WRITE, EXEC = Access.READ, Access.WRITE, Access.EXECUTE
 S, USR = Privilege.SUPERVISOR, Privilege.USER
-PF, AF = FaultKind.PAGE_FAULT, FaultKind.ACCESS_FAULT
+PF, AF = faults.PAGE_FAULT, faults.ACCESS_FAULT
 
 MODES = [SV39, SV48, SV57]
 MODE_IDS = ["sv39", "sv48", "sv57"]
@@ -103,7 +103,8 @@ def test_a_4k_translation(fmt: PagingFormat) -> None:
     s = Setup(fmt)
     s.pt.map(0x1000, DATA, K4, FR | FW)
     t = s.walker().translate(0x1ABC, "write", "supervisor")
-    assert t == Translation(0x1ABC, WRITE, S, DATA + 0xABC, Reason.OK, 0, None, ppn(DATA) | V | R | W | A | D)
+    assert t == Translation(0x1ABC, WRITE, S, DATA + 0xABC, Reason.OK, 0, None, ppn(DATA) | V | R | W | A | D,
+                            perms=0b000011, memtype=MemoryType.DEFAULT)    # supervisor r and w, nothing else
     upper = (1 << 64) - (1 << (fmt.va_bits - 1))
     s.pt.map(upper, DATA + K4, K4, FR)
     assert_ok(s.walker().translate(upper + 0x10), DATA + K4 + 0x10, 0)
@@ -637,7 +638,7 @@ def test_walk_options_and_register_values_are_checked() -> None:
         RiscvRules((1 << 64) | 0x8000_0000_0008_0000)
     with pytest.raises(InvalidArgumentType):
         RiscvRules("0x8000000000080000")  # type: ignore[arg-type]
-    assert RiscvRules(np.uint64(0x8000_0000_0008_0000)).root == 0x8000_0000  # type: ignore[arg-type]
+    assert RiscvRules(np.uint64(0x8000_0000_0008_0000)).regime.single.root == 0x8000_0000  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentType, match="RiscvOptions"):
         RiscvRules(0, object())  # type: ignore[arg-type]
 
@@ -645,5 +646,5 @@ def test_walk_options_and_register_values_are_checked() -> None:
 def test_hgatp_ppn_1_0_read_as_zero() -> None:
     """The hypervisor extension: for Sv39x4/Sv48x4/Sv57x4 hgatp.PPN[1:0] always read as zero; the walker
     started the G-stage walk at 0x80001000 for PPN 0x80001."""
-    assert RiscvRules.gstage(0x8000_0000_0008_0001).root == 0x8000_0000
-    assert RiscvRules.gstage(0x8000_0000_0008_0003).root == 0x8000_0000
+    assert RiscvRules.gstage(0x8000_0000_0008_0001).regime.single.root == 0x8000_0000
+    assert RiscvRules.gstage(0x8000_0000_0008_0003).regime.single.root == 0x8000_0000

@@ -1,4 +1,4 @@
-"""The vector generator, the pagetable-vectors/1 reader/writer and the command line."""
+"""The vector generator, the pagetable-vectors/2 reader/writer (and version 1 reader) and the command line."""
 
 from __future__ import annotations
 
@@ -290,12 +290,18 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str], rc: int = 2) -> 
     (lambda d: d["cases"][0].update(implicit=1), r"cases\[0\].implicit must be true or false"),
     (lambda d: d["cases"][1].update(level=0), r"cases\[1\]: unknown key 'level' in a case with 'pa'"),
     (lambda d: d["cases"][1].update(implicit=True), "unknown key 'implicit' in a case with 'pa'"),
+    (lambda d: d["cases"][0].pop("syndrome"), r"cases\[0\].syndrome must be an object of register values"),
+    (lambda d: d["cases"][0]["syndrome"].update(SCAUSE="0x1"), r"syndrome: str 'SCAUSE' is not a register"),
+    (lambda d: d["cases"][0]["syndrome"].update(stval=13), r"cases\[0\].syndrome.stval must be a hex string"),
+    (lambda d: d["cases"][1].update(syndrome={}), "unknown key 'syndrome' in a case with 'pa'"),
+    (lambda d: d.update(schema="pagetable-vectors/1"), r"cases\[0\]: unknown key 'syndrome'"),
 ])
 def test_reader_rejects_unknown_keys_and_wrong_types(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                      edit: object, message: str) -> None:
     """Misspelt options, `"stage": true` and the same image at two bases used to be accepted silently."""
     d, doc = _vector_dir(tmp_path)
-    doc["cases"][0] = {"va": "0x1000", "access": "read", "privilege": "user", "fault": "page-fault", "level": 0}
+    doc["cases"][0] = {"va": "0x1000", "access": "read", "privilege": "user", "fault": "page-fault", "level": 0,
+                       "syndrome": {"scause": "0xd", "stval": "0x1000"}}
     doc["cases"][1] = {"va": "0x2000", "access": "read", "privilege": "user", "pa": "0x80001000"}
     edit(doc)  # type: ignore[operator]
     (d / "vectors.json").write_text(json.dumps(doc))
@@ -423,3 +429,23 @@ def test_generate_bounds_the_number_of_cases(tmp_path: Path, capsys: pytest.Capt
                           "--cases", cases])
     assert message in err
     assert not (tmp_path / "v").exists()
+
+
+def test_syndromes_are_recorded_checked_and_version_1_still_reads(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Version 2 records what each fault reports (scause: a load page fault is 13, stval the VA); `check`
+    compares it; a version 1 file (no syndromes) is still read and checked."""
+    d, doc = _vector_dir(tmp_path)
+    fault = next(c for c in doc["cases"] if "fault" in c and c["access"] == "read" and c["fault"] == "page-fault")
+    assert fault["syndrome"] == {"scause": "0xd", "stval": fault["va"]}
+    assert all(("syndrome" in c) == ("fault" in c) for c in doc["cases"])
+    fault["syndrome"]["scause"] = "0xf"
+    (d / "vectors.json").write_text(json.dumps(doc))
+    assert main(["vectors", "check", str(d)]) == 1
+    assert "syndrome) = " in capsys.readouterr().out
+    for c in doc["cases"]:
+        c.pop("syndrome", None)
+    doc["schema"] = "pagetable-vectors/1"
+    (d / "vectors.json").write_text(json.dumps(doc))
+    assert main(["vectors", "check", str(d)]) == 0
+    assert VectorSet.read(d).cases[0].syndrome is None

@@ -29,7 +29,7 @@ from ..arch.riscv_sv39.entry import PBMT_IO, PBMT_NC, PBMT_RESERVED, A, D, G, R,
 from ..arch.riscv_sv39.entry import ppn_field as ppn
 from ..errors import InvalidArgument
 from ..flags import MappingFlags as F
-from ..format import PagingFormat
+from ..format import Extension, PagingFormat
 from ..frames import FrameAllocator
 from ..physmem import PhysMem
 from ..table import PageTable
@@ -166,7 +166,7 @@ def _build(b: _Builder) -> None:
     top = fmt.va_bits - 1
     # the "kernel" part: the upper half of a sign-extended space; bit top-1 of a (zero-extended) G-stage
     # space, whose upper half QEMU 7.2 cannot use (shared/qemu-7.2-notes.md item 11)
-    kbase = fmt.extend(1 << top) if fmt.sign_extended else 1 << (top - 1)
+    kbase = fmt.extend(1 << top) if fmt.extension is Extension.SIGN else 1 << (top - 1)
     ubase = rng.randrange(1, 64) << 30                 # a random 1 GiB slot in the user half
     kwin = kbase + (rng.randrange(0, 8) << 21) + 64 * MiB  # a random 2 MiB window for kernel 4K pages
     leaf_depth = fmt.depth_count - 1
@@ -248,7 +248,7 @@ def _build(b: _Builder) -> None:
     b.table_at(gig, lvl1 - 1)
     b.poke("misaligned-superpage-1G", gig, lvl1 - 1, rw | ppn(RAM_BASE + 2 * MiB))
     b.target("unmapped-1G", kbase + 5 * GiB, GiB)
-    if fmt.sign_extended:
+    if fmt.extension is Extension.SIGN:
         b.target("non-canonical-low", 1 << top, 1 << 20)
         b.target("non-canonical-high", kbase - (1 << 20), 1 << 20)
     else:                                               # guest-physical addresses: zero-extended

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from .. import args
 from ..arch.riscv_sv39 import G_MODES, MODES, Hgatp, Satp, Vsatp
-from ..arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules, two_stage_walker
+from ..arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules, two_stage_rules
 from ..errors import InvalidArgument, PagetableError
 from ..format import PagingFormat
 from ..walker import Reason, Walker
@@ -133,12 +133,12 @@ def walker_for(vs: VectorSet) -> Walker:
         raise VectorsError(str(exc)) from None
     _expect("vsatp", vs.registers["vsatp"], vsatp.format, mode.stage1)
     _expect("hgatp", vs.registers["hgatp"], hgatp.format, mode.gstage)
-    return two_stage_walker(vs.mem, vsatp, hgatp, options)
+    return Walker.nested(vs.mem, two_stage_rules(vsatp, hgatp, options))
 
 
 def expected_cases(walker: Walker, rows: Sequence[tuple[int, str, str, str]]) -> list[Case]:
     """Walk every (va, access, privilege, label) row at once and describe each outcome as a Case: the PA,
-    or the fault kind and level, with stage, GPA and `implicit` in the two-stage modes."""
+    or the fault kind, level and syndrome, with stage, GPA and `implicit` in the two-stage modes."""
     res = walker.translate_many(*lanes((va, a, p) for va, a, p, _ in rows))
     two_stage = walker.stage2 is not None
     out = []
@@ -150,7 +150,8 @@ def expected_cases(walker: Walker, rows: Sequence[tuple[int, str, str, str]]) ->
         else:
             out.append(Case(va, a, p, fault=walker.fault_kind(reason, stage).value, level=int(res.level[n]),
                             stage=stage if two_stage else None, gpa=gpa, implicit=bool(res.implicit[n]),
-                            label=label, reason=reason.label))
+                            label=label, reason=reason.label,
+                            syndrome={k: int(v[n]) for k, v in res.syndrome.items()}))
     return out
 
 

@@ -1,12 +1,13 @@
-"""The `pagetable-vectors/1` file format (documented in docs/vectors.md).
+"""The `pagetable-vectors/2` file format (documented in docs/vectors.md); version 1 files are still read.
 
 A vector set is a directory: one or more raw memory images, `vectors.json` (registers, walker options,
-cases with their expected PA or fault), and a short README.txt. All addresses and register values are hex
-strings, so 64-bit values survive every JSON reader. Reading validates everything and raises
-`VectorsError` with the offending field's path named (`cases[3].stage`), never a traceback from deep
-inside: unknown keys (a misspelt `SUM`), values of the wrong type (`"stage": true`), keys that do not apply
-(`level` on a translation), the same image file at two bases, and files that are not JSON (binary, nested
-100,000 deep, integers of thousands of digits) are all errors.
+cases with their expected PA, or fault and the syndrome the hardware reports for it), and a short
+README.txt. Version 2 added the syndrome; a version 1 file has none, and is checked without it. All
+addresses and register values are hex strings, so 64-bit values survive every JSON reader. Reading
+validates everything and raises `VectorsError` with the offending field's path named (`cases[3].stage`),
+never a traceback from deep inside: unknown keys (a misspelt `SUM`), values of the wrong type
+(`"stage": true`), keys that do not apply (`level` on a translation), the same image file at two bases,
+and files that are not JSON (binary, nested 100,000 deep, integers of thousands of digits) are all errors.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from ..errors import PagetableError
 from ..physmem import PhysMem
 from ..walker import Access, Privilege
 
-SCHEMA = "pagetable-vectors/1"
+SCHEMA = "pagetable-vectors/2"
+SCHEMA_V1 = "pagetable-vectors/1"
 ACCESSES = ("read", "write", "execute")
 PRIVILEGES = ("supervisor", "user")
 FAULTS = ("page-fault", "access-fault", "guest-page-fault")
@@ -39,7 +41,9 @@ _HEX = re.compile(r"0[xX][0-9a-fA-F]+")
 TOP_KEYS = ("schema", "arch", "mode", "memory", "registers", "options", "cases")
 MEMORY_KEYS = ("file", "base")
 COMMON_CASE_KEYS = ("va", "access", "privilege", "stage", "gpa", "label", "reason")
-CASE_KEYS = {"pa": (*COMMON_CASE_KEYS, "pa"), "fault": (*COMMON_CASE_KEYS, "fault", "level", "implicit")}
+CASE_KEYS = {"pa": (*COMMON_CASE_KEYS, "pa"),
+             "fault": (*COMMON_CASE_KEYS, "fault", "level", "implicit", "syndrome")}
+_REGISTER = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 class VectorsError(PagetableError):
@@ -54,7 +58,8 @@ class Case:
     the guest-physical address a translation reached, or the one whose G-stage walk faulted (the final GPA,
     or the address of a VS-stage entry); it is what mtval2/htval report, shifted right by 2, for a
     guest-page fault. `implicit` marks a G-stage fault on a VS-stage table access (htinst/mtinst then hold a
-    pseudoinstruction) rather than on the final address.
+    pseudoinstruction) rather than on the final address. `syndrome` (version 2; None in a version 1 file):
+    what the hardware reports for a fault, register by register (RISC-V: scause, stval, htval, htinst).
     `label` names the feature the case exercises and `reason` the walker's reason; both are informative."""
 
     va: int
@@ -68,10 +73,13 @@ class Case:
     implicit: bool = False
     label: str = ""
     reason: str = ""
+    syndrome: dict[str, int] | None = None
 
-    def outcome(self) -> tuple[int | str | bool | None, ...]:
-        """What the case expects, without its informative fields: (pa, fault, level, stage, gpa, implicit)."""
-        return self.pa, self.fault, self.level, self.stage, self.gpa, self.implicit
+    def outcome(self, syndrome: bool = True) -> tuple[object, ...]:
+        """What the case expects, without its informative fields: (pa, fault, level, stage, gpa, implicit,
+        syndrome), the last None unless `syndrome`."""
+        return (self.pa, self.fault, self.level, self.stage, self.gpa, self.implicit,
+                self.syndrome if syndrome else None)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"va": f"{self.va:#x}", "access": self.access, "privilege": self.privilege}
@@ -86,6 +94,8 @@ class Case:
             out["gpa"] = f"{self.gpa:#x}"
         if self.implicit:
             out["implicit"] = True
+        if self.syndrome is not None:
+            out["syndrome"] = {k: f"{v:#x}" for k, v in self.syndrome.items()}
         if self.reason:
             out["reason"] = self.reason
         if self.label:
@@ -93,13 +103,14 @@ class Case:
         return out
 
     @classmethod
-    def from_json(cls, obj: Any, where: str) -> Case:
+    def from_json(cls, obj: Any, where: str, version: int = 2) -> Case:
         if not isinstance(obj, dict):
             raise VectorsError(f"{where}: a case must be an object")
         if ("pa" in obj) == ("fault" in obj):
             raise VectorsError(f"{where}: a case has exactly one of 'pa' and 'fault'")
         kind = "pa" if "pa" in obj else "fault"
-        check_keys(obj, CASE_KEYS[kind], where, f"in a case with '{kind}'")
+        allowed = CASE_KEYS[kind] if version == 2 else tuple(k for k in CASE_KEYS[kind] if k != "syndrome")
+        check_keys(obj, allowed, where, f"in a case with '{kind}'")
         access = _choice(obj, "access", ACCESSES, where)
         privilege = _choice(obj, "privilege", PRIVILEGES, where)
         va = _hex(obj, "va", where)
@@ -121,8 +132,20 @@ class Case:
         fault = _choice(obj, "fault", FAULTS, where)
         if fault == "guest-page-fault" and stage == 1:
             raise VectorsError(f"{where}: a guest-page fault comes from stage 2, not 1")
+        syndrome = _syndrome(obj, where) if version == 2 else None
         return cls(va, access, privilege, fault=fault, level=level, stage=stage, gpa=gpa, implicit=implicit,
-                   label=label, reason=reason)
+                   label=label, reason=reason, syndrome=syndrome)
+
+
+def _syndrome(obj: Mapping[str, Any], where: str) -> dict[str, int]:
+    """A fault's `syndrome`: an object of register names (lower case) to hex values (version 2: required)."""
+    value = obj.get("syndrome")
+    if not isinstance(value, dict) or not value:
+        raise VectorsError(f"{where}.syndrome must be an object of register values, not {args.describe(value)}")
+    for key in value:
+        if not isinstance(key, str) or not _REGISTER.fullmatch(key):
+            raise VectorsError(f"{where}.syndrome: {args.describe(key)} is not a register name")
+    return {k: _hex(value, k, f"{where}.syndrome") for k in value}
 
 
 def check_keys(obj: Mapping[str, Any], allowed: Sequence[str], where: str, context: str = "") -> None:
@@ -269,8 +292,9 @@ class VectorSet:
         except (ValueError, RecursionError) as exc:     # integers of thousands of digits, deep nesting
             what = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
             raise VectorsError(f"{path}: cannot be read as JSON ({what})") from None
-        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-            raise VectorsError(f"{path}: 'schema' must be {SCHEMA!r}")
+        if not isinstance(doc, dict) or doc.get("schema") not in (SCHEMA, SCHEMA_V1):
+            raise VectorsError(f"{path}: 'schema' must be {SCHEMA!r} (or {SCHEMA_V1!r})")
+        version = 2 if doc["schema"] == SCHEMA else 1
         check_keys(doc, TOP_KEYS, path)
         for key in ("arch", "mode"):
             if not isinstance(doc.get(key), str):
@@ -312,5 +336,5 @@ class VectorSet:
         raw_cases = doc.get("cases")
         if not isinstance(raw_cases, list):
             raise VectorsError(f"{path}: 'cases' must be a list")
-        cases = [Case.from_json(c, f"{path}: cases[{n}]") for n, c in enumerate(raw_cases)]
+        cases = [Case.from_json(c, f"{path}: cases[{n}]", version) for n, c in enumerate(raw_cases)]
         return cls(doc["arch"], doc["mode"], mem, registers, options, cases)

@@ -14,7 +14,7 @@ never an alias. G-stage leaves are always U=1 (every G-stage access counts as a 
 
 from __future__ import annotations
 
-from ...format import Level, PagingFormat
+from ...format import Extension, Level, PagingFormat
 from .entry import GSTAGE, SPEC
 
 _NAMES = {3: ("PGD", "PMD", "PTE"), 4: ("PGD", "PUD", "PMD", "PTE"), 5: ("PGD", "P4D", "PUD", "PMD", "PTE")}
@@ -30,7 +30,7 @@ def _svx4(levels: int) -> PagingFormat:
     root = base.levels[0]
     wide = Level(root.name, root.arch_level, root.index_lsb, root.index_bits + 2, root.leaf)
     return PagingFormat(name=f"{base.name}x4", levels=(wide, *base.levels[1:]), va_bits=base.va_bits + 2,
-                        pa_bits=56, codec=GSTAGE, sign_extended=False)
+                        pa_bits=56, codec=GSTAGE, extension=Extension.ZERO)
 
 
 SV39 = _sv(3)

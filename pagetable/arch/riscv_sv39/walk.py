@@ -14,10 +14,17 @@ Per level i (the generic walker does step 2's fetch and its access fault, and th
 8. PA = PPN[LEVELS-1:i] with VPN[i-1:0] and the page offset from the VA (Svnapot: PPN[3:0] from VPN[0]).
 VAs must be sign-extended from bit 38/47/56, else page fault (reported at the root level).
 
+Effective permissions (`Step.carry`, bits 3 * privilege + access): RISC-V decides them at the leaf alone
+(non-leaf PTEs carry no permissions), from R/W/X/U, SUM and MXR as in step 5, less every access step 7
+faults on (Svade: all of them without A, writes without D), and none where the PTE is malformed. The
+memory type is the PBMT field (Svpbmt): PMA (the platform's attributes: `MemoryType.DEFAULT`), NC or IO.
+
 G-stage (`RiscvRules.gstage(hgatp)`, hypervisor extension "Guest Physical Address Translation"): the same
 steps over Sv39x4/Sv48x4/Sv57x4 with every access checked as a U-mode access (so leaves need U=1; SUM plays no
 part), MXR meaning the HS-level sstatus.MXR (explicit loads only: `implicit()`), guest-physical addresses
-zero-extended (a wider GPA faults), and page faults reported as guest-page faults.
+zero-extended (a wider GPA faults), and page faults reported as guest-page faults. Two stages'
+memory types (Svpbmt with the hypervisor extension): a VS-stage PBMT other than PMA overrides the G-stage's.
+What each fault reports (scause, stval, htval, htinst) is in `faults`.
 """
 
 from __future__ import annotations
@@ -31,9 +38,9 @@ import numpy.typing as npt
 
 from ... import args
 from ...errors import InvalidArgument, InvalidArgumentType
-from ...physmem import PhysMem
-from ...walker import Access, FaultKind, Privilege, Reason, Walker
-from .entry import PBMT_RESERVED, PTE, A, D, R, U, V, W, X
+from ...translation import PERMS, Access, FaultKind, MemoryType, Reason, Regime, Region, Step, Translations
+from . import faults
+from .entry import PBMT_IO, PBMT_NC, PBMT_RESERVED, PTE, A, D, R, U, V, W, X
 from .regs import Hgatp, Satp, Vsatp
 
 U64 = npt.NDArray[np.uint64]
@@ -72,6 +79,10 @@ def _check_options(options: RiscvOptions | HypervisorOptions) -> None:
             args.boolean(value, f.name)
 
 
+_MEMTYPE = np.zeros(4, dtype=np.uint8)          # PBMT -> MemoryType (3 is reserved: the walk faults)
+_MEMTYPE[[0, PBMT_NC, PBMT_IO]] = MemoryType.DEFAULT, MemoryType.RISCV_NC, MemoryType.RISCV_IO
+
+
 def _bit(pte: U64, mask: int) -> Bool:
     out: Bool = (pte & np.uint64(mask)) != 0
     return out
@@ -87,8 +98,10 @@ class RiscvRules:
             raise InvalidArgumentType(f"RISC-V walk options are RiscvOptions, not {type(options).__name__}")
         self.options = options or RiscvOptions()
         self.guest = isinstance(self.atp, Hgatp)
-        self.fmt = self.atp.format
-        self.root = self.atp.root
+        fmt = self.atp.format
+        register = "hgatp" if self.guest else "vsatp" if isinstance(self.atp, Vsatp) else "satp"
+        self.regime = Regime(fmt.name if fmt else "Bare", () if fmt is None else
+                             (Region(register, fmt, self.atp.root),))
 
     @classmethod
     def gstage(cls, hgatp: int | Hgatp, options: RiscvOptions | None = None) -> RiscvRules:
@@ -96,18 +109,29 @@ class RiscvRules:
         return cls(hgatp if isinstance(hgatp, Hgatp) else Hgatp.decode(hgatp), options)
 
     def fault_kind(self, reason: Reason) -> FaultKind:
-        if reason in (Reason.TABLE_OUTSIDE_MEMORY, Reason.PA_OUTSIDE_MEMORY):
-            return FaultKind.ACCESS_FAULT
-        return FaultKind.GUEST_PAGE_FAULT if self.guest else FaultKind.PAGE_FAULT
+        if reason in faults.ACCESS_FAULT_REASONS:
+            return faults.ACCESS_FAULT
+        return faults.GUEST_PAGE_FAULT if self.guest else faults.PAGE_FAULT
 
-    def step(self, depth: int, pte: U64, va: U64, access: U8, priv: U8) -> tuple[U8, Bool, U64]:
-        assert self.fmt is not None
+    def syndrome(self, t: Translations, access: U8, priv: U8, stage2: object | None) -> dict[str, U64]:
+        return faults.syndrome(t, access, self.guest, self.guest or stage2 is not None)
+
+    def combine(self, stage1: U8, stage2: U8) -> U8:
+        """Svpbmt under the hypervisor extension: the VS-stage's PBMT, unless it is PMA, overrides."""
+        out: U8 = np.where(stage1 == MemoryType.DEFAULT, stage2, stage1).astype(np.uint8)
+        return out
+
+    def step(self, region: Region, depth: int, pte: U64, va: U64, access: U8, priv: U8, carry: U64) -> Step:
         opt = self.options
-        i = self.fmt.levels[depth].arch_level
+        i = region.fmt.levels[depth].arch_level
         reason = np.zeros(pte.shape, dtype=np.uint8)
+        broken = np.zeros(pte.shape, dtype=bool)          # faults every access: no effective permissions
 
-        def stop(mask: Bool, why: Reason) -> None:
+        def stop(mask: Bool, why: Reason, every_access: bool = True) -> None:
+            nonlocal broken
             reason[(reason == 0) & mask] = why
+            if every_access:
+                broken |= mask
 
         r, w, x, u = _bit(pte, R), _bit(pte, W), _bit(pte, X), _bit(pte, U)
         leaf = r | x
@@ -125,24 +149,35 @@ class RiscvRules:
         # step 4
         if i == 0:
             stop(~leaf, Reason.NON_LEAF_AT_LAST_LEVEL)
-        # step 5
-        user = np.ones(pte.shape, dtype=bool) if self.guest else priv == Privilege.USER
-        reading, writing, fetching = access == Access.READ, access == Access.WRITE, access == Access.EXECUTE
-        priv_ok = np.where(user, u, ~u | (np.bool_(opt.sum) & ~fetching))
-        kind_ok = (reading & (r | (np.bool_(opt.mxr) & x))) | (writing & w) | (fetching & x)
-        stop(leaf & ~(priv_ok & kind_ok), Reason.PERMISSION)
+        # step 5: the rights of the leaf (perm_bit layout), then this lane's access against them
+        kinds = ((r | (np.bool_(opt.mxr) & x)).astype(np.uint64) | (w.astype(np.uint64) << np.uint64(1))
+                 | (x.astype(np.uint64) << np.uint64(2)))
+        zero = np.uint64(0)
+        if self.guest:                                   # every G-stage access is checked as U-mode
+            perms = np.where(u, kinds | (kinds << np.uint64(3)), zero)
+        else:                                            # S-mode: U pages only with SUM, never executed
+            sup = np.where(u, kinds & np.uint64(3) if opt.sum else zero, kinds)
+            perms = sup | np.where(u, kinds << np.uint64(3), zero)
+        perms &= carry
+        lane_bit = np.uint64(3) * (np.zeros(pte.shape, dtype=np.uint64) if self.guest else priv.astype(np.uint64)) \
+            + access.astype(np.uint64)
+        stop(leaf & ((perms >> lane_bit) & np.uint64(1) == 0), Reason.PERMISSION, every_access=False)
         # step 6
         low = np.uint64((1 << (9 * i)) - 1)
         stop(leaf & ((ppn & low) != 0), Reason.MISALIGNED_SUPERPAGE)
         # step 7
         if opt.ad == "svade":
-            stop(leaf & (~_bit(pte, A) | (writing & ~_bit(pte, D))), Reason.ACCESSED_DIRTY)
+            writing = access == Access.WRITE
+            stop(leaf & (~_bit(pte, A) | (writing & ~_bit(pte, D))), Reason.ACCESSED_DIRTY, every_access=False)
+            perms = np.where(_bit(pte, A), perms, zero) & np.where(_bit(pte, D), PERMS, np.uint64(0b101101))
         # step 8 (and the next table's address for pointers)
         vpn = va >> np.uint64(12)
         keep = low | np.where(napot & leaf, np.uint64(0xF), np.uint64(0))
         out_ppn = (ppn & ~keep) | (vpn & keep)
         pa = np.where(leaf, (out_ppn << np.uint64(12)) | (va & np.uint64(0xFFF)), ppn << np.uint64(12))
-        return reason, leaf, pa
+        carry = np.where(leaf, np.where(broken, zero, perms), carry)
+        memtype = _MEMTYPE[pbmt] if opt.svpbmt else np.full(pte.shape, MemoryType.DEFAULT, dtype=np.uint8)
+        return Step(reason, leaf, pa, carry, memtype)
 
     def writes_back(self, pte: U64, leaf: Bool, access: U8) -> Bool:
         """Svadu (step 7): hardware sets A on a leaf with A=0, and D on a store to a leaf with D=0. Svade
@@ -179,10 +214,10 @@ class HypervisorOptions:
         return dataclasses.asdict(self)
 
 
-def two_stage_walker(mem: PhysMem, vsatp: int | Vsatp, hgatp: int | Hgatp,
-                     options: HypervisorOptions | None = None) -> Walker:
-    """A walker for accesses with V=1 (VS/VU-mode, or HLV/HSV): guest VA → GPA by the VS-stage (vsatp),
-    every VS-stage table fetch and the final GPA → HPA by the G-stage (hgatp).
+def two_stage_rules(vsatp: int | Vsatp, hgatp: int | Hgatp,
+                    options: HypervisorOptions | None = None) -> tuple[RiscvRules, RiscvRules]:
+    """The rules of accesses with V=1 (VS/VU-mode, or HLV/HSV), for `Walker.nested`: guest VA → GPA by the
+    VS-stage (vsatp), every VS-stage table fetch and the final GPA → HPA by the G-stage (hgatp).
 
     Hypervisor extension, "Two-Stage Address Translation" (`options`, default all off and Svade): the VS-stage
     uses vsstatus.SUM (`vs_sum`), and makes X pages readable when vsstatus.MXR or the HS-level sstatus.MXR
@@ -198,4 +233,4 @@ def two_stage_walker(mem: PhysMem, vsatp: int | Vsatp, hgatp: int | Hgatp,
     vs = vsatp if isinstance(vsatp, Vsatp) else Vsatp.decode(vsatp)
     g_options = RiscvOptions(mxr=opt.hs_mxr, ad=opt.ad, svnapot=opt.svnapot, svpbmt=opt.svpbmt)
     vs_options = dataclasses.replace(g_options, sum=opt.vs_sum, mxr=opt.vs_mxr or opt.hs_mxr)
-    return Walker(mem, RiscvRules(vs, vs_options), stage2=Walker(mem, RiscvRules.gstage(hgatp, g_options)))
+    return RiscvRules(vs, vs_options), RiscvRules.gstage(hgatp, g_options)

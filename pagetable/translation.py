@@ -1,0 +1,363 @@
+"""The vocabulary of a walk, below every architecture: accesses, privileges, why a walk stopped, the fault
+kinds architectures register, memory types, translation regimes, and the results.
+
+An architecture (`pagetable/arch/<name>/`) builds on these and nothing above them: its walk rules
+(`WalkRules`) judge the entries of each level for many lanes at once, its fault kinds and syndromes say
+what the hardware reports, and its regime says which roots translate which addresses. The generic walker
+(`pagetable.walker`) runs the loop.
+
+Effective permissions are a 6-bit mask per lane (`perm_bit`): supervisor read/write/execute in bits 0-2,
+user read/write/execute in bits 3-5. The walk carries this mask down the levels (`Step.carry`, starting at
+`ALL_PERMS`); each level may only narrow it (AArch64's APTable/PXNTable/UXNTable, x86's R/W, U/S and XD
+at every level, EPT's R/W/X intersection); the leaf's verdict is decided from it. Bits 8 and up of the
+carry are the architecture's own state carried down the walk (restrictions, so 0 at the root).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from dataclasses import dataclass, field
+from typing import ClassVar, NamedTuple, Protocol, Self, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from . import args
+from .errors import InvalidArgument
+from .format import Extension, PagingFormat
+
+U64 = npt.NDArray[np.uint64]
+U8 = npt.NDArray[np.uint8]
+Bool = npt.NDArray[np.bool_]
+
+
+class _Named(enum.IntEnum):
+    """An enum whose members are also named by the manuals' synonyms (`_synonyms`), case-insensitively."""
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, value: str | int) -> Self:
+        """The member named `value` (its name or a synonym, any case), or the member itself."""
+        if isinstance(value, cls):
+            return value
+        return cast(Self, args.choice(value, cls.__name__.lower(), _names(cls)))
+
+    @classmethod
+    def _synonyms(cls) -> dict[str, str]:
+        return {}
+
+
+@functools.cache
+def _names(kind: type[_Named]) -> dict[str, _Named]:
+    """Every name (labels and synonyms) of a `_Named` enum's members."""
+    return {m.label: m for m in kind} | {k: kind[v] for k, v in kind._synonyms().items()}
+
+
+class Access(_Named):
+    """The kind of memory access being translated: "read" (also "load", "r"), "write" ("store", "w") or
+    "execute" ("fetch", "instruction", "x")."""
+
+    READ = 0
+    WRITE = 1
+    EXECUTE = 2
+
+    @classmethod
+    def _synonyms(cls) -> dict[str, str]:
+        return {"load": "READ", "r": "READ", "store": "WRITE", "w": "WRITE", "fetch": "EXECUTE",
+                "instruction": "EXECUTE", "x": "EXECUTE"}
+
+
+class Privilege(_Named):
+    """The privilege of the access (RISC-V S/U, x86 CPL 0/3, AArch64 EL1/EL0): "supervisor" (also "s") or
+    "user" ("u")."""
+
+    SUPERVISOR = 0
+    USER = 1
+
+    @classmethod
+    def _synonyms(cls) -> dict[str, str]:
+        return {"s": "SUPERVISOR", "u": "USER"}
+
+
+def perm_bit(access: Access, privilege: Privilege) -> int:
+    """The bit of an effective-permissions mask that says `access` at `privilege` translates: bit
+    3 * privilege + access (supervisor r w x in bits 0-2, user r w x in bits 3-5)."""
+    return 1 << (3 * int(privilege) + int(access))
+
+
+IMPLICIT_TABLE_READ, IMPLICIT_ENTRY_UPDATE = 1, 2   # `Translations.implicit`: which implicit access faulted
+ALL_PERMS = 0x3F          # every access at every privilege: the carry a walk starts with
+PERMS = np.uint64(ALL_PERMS)
+
+
+class Reason(enum.IntEnum):
+    """Why a walk stopped (OK for a translation): the architecture-neutral core. Each architecture uses a
+    subset and names the exception each raises with its own `FaultKind`s."""
+
+    OK = 0
+    NON_CANONICAL = 1          # VA outside every region of the regime
+    TABLE_OUTSIDE_MEMORY = 2   # an entry fetch hit no RAM
+    INVALID = 3                # entry not valid/present
+    W_WITHOUT_R = 4            # RISC-V R=0 W=1 encoding
+    RESERVED = 5               # reserved bits or encodings set
+    NON_LEAF_AT_LAST_LEVEL = 6
+    PERMISSION = 7
+    MISALIGNED_SUPERPAGE = 8
+    ACCESSED_DIRTY = 9         # A=0, or D=0 on a write, where hardware faults instead of updating
+    PA_OUTSIDE_MEMORY = 10     # the final access hits no RAM
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    """A class of exception one architecture raises (RISC-V's page fault, AArch64's permission fault, x86's
+    #PF), registered once by that architecture (`register`). `value` is the name vectors.json and the
+    listings use."""
+
+    arch: str
+    value: str
+    description: str = field(compare=False)
+    _registry: ClassVar[dict[tuple[str, str], FaultKind]] = {}
+
+    @classmethod
+    def register(cls, arch: str, value: str, description: str) -> FaultKind:
+        kind = cls(arch, value, description)
+        if cls._registry.setdefault((arch, value), kind) is not kind:
+            raise ValueError(f"fault kind {arch}/{value} is registered twice")
+        return kind
+
+    @classmethod
+    def named(cls, arch: str, value: str) -> FaultKind:
+        """The kind `arch` registered as `value` (InvalidArgument, naming the kinds it has, otherwise)."""
+        known = {v: k for (a, v), k in cls._registry.items() if a == arch}
+        kind: FaultKind = args.choice(value, f"{arch} fault kind", known)
+        return kind
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class MemoryType(enum.IntEnum):
+    """The memory type a translation gives its accesses, named as each architecture's manual names it. A
+    value belongs to one architecture; `DEFAULT` is the platform's attributes for the address (RISC-V PMAs,
+    or translation off); `NONE` is a lane that did not translate."""
+
+    NONE = 0
+    DEFAULT = 1
+    # RISC-V Svpbmt (PBMT=0 is DEFAULT: the PMAs decide)
+    RISCV_NC = 2               # non-cacheable, idempotent, weakly ordered main memory
+    RISCV_IO = 3               # non-cacheable, non-idempotent, strongly ordered I/O
+    # AArch64 MAIR attributes (Normal memory: inner and outer both as named; NORMAL_MIXED otherwise)
+    DEVICE_NGNRNE = 16
+    DEVICE_NGNRE = 17
+    DEVICE_NGRE = 18
+    DEVICE_GRE = 19
+    NORMAL_NC = 20
+    NORMAL_WT = 21
+    NORMAL_WB = 22
+    NORMAL_MIXED = 23
+    # x86 PAT memory types
+    UC = 32
+    WC = 33
+    WT = 34
+    WP = 35
+    WB = 36
+    UC_MINUS = 37
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("riscv_", "").replace("_", "-")
+
+    @property
+    def is_device(self) -> bool:
+        """Strongly ordered, non-idempotent memory: MappingFlags.DEVICE."""
+        return self in (MemoryType.RISCV_IO, MemoryType.DEVICE_NGNRNE, MemoryType.DEVICE_NGNRE,
+                        MemoryType.DEVICE_NGRE, MemoryType.DEVICE_GRE, MemoryType.UC)
+
+    @property
+    def is_uncached(self) -> bool:
+        """Non-cacheable memory that is not Device memory: MappingFlags.UNCACHED."""
+        return self in (MemoryType.RISCV_NC, MemoryType.NORMAL_NC, MemoryType.WC, MemoryType.UC_MINUS)
+
+
+@dataclass(frozen=True)
+class Region:
+    """One root of a translation regime: the register that names it, its format (which says how the bits
+    above its VA width must look: `PagingFormat.extension`) and its root table, and which VAs select it.
+
+    A region with `select_bit` is chosen by that VA bit (1 for a format whose VAs extend with ones, 0
+    otherwise: AArch64's bit 55 between TTBR1 and TTBR0); without one, it is the regime's only region. The
+    top `ignore_top` bits of a VA are not translated (AArch64 TBI: 8). A disabled region (AArch64 EPDn)
+    faults every VA that selects it without a walk."""
+
+    name: str
+    fmt: PagingFormat
+    root: int
+    select_bit: int | None = None
+    ignore_top: int = 0
+    enabled: bool = True
+
+    def selects_np(self, va: U64) -> Bool:
+        if self.select_bit is None:
+            return np.ones(va.shape, dtype=bool)
+        bit = (va >> np.uint64(self.select_bit)) & np.uint64(1)
+        out: Bool = bit == np.uint64(self.fmt.extension is Extension.ONES)
+        return out
+
+    def canonical_np(self, va: U64) -> Bool:
+        """VAs this region translates: selected, and the translated upper bits as its format requires."""
+        if self.ignore_top:                       # the ignored bits read as copies of the next one down
+            keep = 64 - self.ignore_top
+            low = va & np.uint64((1 << keep) - 1)
+            neg = (va >> np.uint64(keep - 1)) & np.uint64(1) != 0
+            va = np.where(neg, low | np.uint64(((1 << 64) - 1) ^ ((1 << keep) - 1)), low)
+        return self.fmt.canonical_np(va) & self.selects_np(va)
+
+
+@dataclass(frozen=True)
+class Regime:
+    """A translation regime: the regions (roots) that translate its VAs, or none when translation is off
+    (RISC-V Bare: PA = VA). RISC-V and x86 have one region; AArch64 EL1&0 has two."""
+
+    name: str
+    regions: tuple[Region, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.regions) > 1 and any(r.select_bit is None for r in self.regions):
+            raise InvalidArgument(f"regime {self.name}: every region of several needs a select bit")
+
+    @property
+    def translates(self) -> bool:
+        return bool(self.regions)
+
+    @property
+    def single(self) -> Region:
+        """The only region (for code that works on one root: a `PageTable`, a one-root listing)."""
+        if len(self.regions) != 1:
+            raise InvalidArgument(f"regime {self.name} has {len(self.regions)} regions, not one")
+        return self.regions[0]
+
+    def select_np(self, va: U64) -> npt.NDArray[np.int8]:
+        """Per VA, the index of the region that translates it, or -1 where no region does (non-canonical)."""
+        out = np.full(va.shape, -1, dtype=np.int8)
+        for k, region in enumerate(self.regions):
+            out[(out < 0) & region.canonical_np(va)] = k
+        return out
+
+
+class Step(NamedTuple):
+    """What an architecture's rules make of the entries one level fetched, per lane: `reason` (not OK stops
+    the walk), whether it is a leaf, the next table's address (non-leaf) or the output address (leaf), the
+    carry after this level (effective permissions in bits 0-5, `perm_bit`) and, at a leaf, the memory
+    type."""
+
+    reason: U8
+    leaf: Bool
+    address: U64
+    carry: U64
+    memtype: U8
+
+
+class WalkRules(Protocol):
+    """What an architecture contributes to a walk (see arch/*/walk.py)."""
+
+    regime: Regime
+
+    def step(self, region: Region, depth: int, pte: U64, va: U64, access: U8, priv: U8, carry: U64) -> Step:
+        """Judge the entries fetched at `depth` of `region` for these lanes."""
+        ...
+
+    def fault_kind(self, reason: Reason) -> FaultKind:
+        ...
+
+    def writes_back(self, pte: U64, leaf: Bool, access: U8) -> Bool:
+        """The lanes (whose entries `step` accepted) where hardware updates the entry in memory during
+        the walk, e.g. setting Accessed/Dirty bits."""
+        ...
+
+    def implicit(self) -> WalkRules:
+        """The rules for the implicit accesses another stage's walk makes through this one (a stage-1 table
+        read, or its entry update): for RISC-V, the G-stage without MXR, which affects explicit loads only."""
+        ...
+
+    def combine(self, stage1: U8, stage2: U8) -> U8:
+        """The memory type of a two-stage translation from each stage's (these are the stage-1 rules)."""
+        ...
+
+    def syndrome(self, t: Translations, access: U8, priv: U8, stage2: WalkRules | None) -> dict[str, U64]:
+        """The numbers the hardware reports for each lane's fault (0 where it translated), by register
+        name; `stage2` is the stage-2 rules of a two-stage walk."""
+        ...
+
+
+@dataclass(frozen=True)
+class Translation:
+    """The outcome of one translation: `pa` when `reason` is OK, else the fault and the level it hit.
+    `perms` is the effective-permissions mask of the whole walk (`perm_bit`; 0 where no leaf was reached),
+    `memtype` the memory type, `syndrome` what the hardware reports for the fault (empty when OK)."""
+
+    va: int
+    access: Access
+    privilege: Privilege
+    pa: int | None
+    reason: Reason
+    level: int
+    fault: FaultKind | None
+    pte: int
+    stage: int = 1           # which stage decided (2: the stage-2 walk of a two-stage translation)
+    gpa: int | None = None   # two-stage only: the guest-physical address stage 2 translated last
+    implicit: bool = False   # a stage-2 fault on a stage-1 table access, not on the final address
+    perms: int = 0
+    memtype: MemoryType = MemoryType.NONE
+    syndrome: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == Reason.OK
+
+    def allows(self, access: Access | str, privilege: Privilege | str) -> bool:
+        """Whether the walk's effective permissions let `access` at `privilege` through."""
+        return bool(self.perms & perm_bit(Access.parse(access), Privilege.parse(privilege)))
+
+
+@dataclass(frozen=True)
+class Translations:
+    """Many translations as columns: `pa` is meaningful where `reason == 0`; `pte` is the last entry the
+    walk read (the leaf, or the entry it stopped at; 0 where no entry was read); `perms`, `memtype` and
+    `syndrome` as in `Translation`."""
+
+    va: U64
+    pa: U64
+    reason: U8
+    level: npt.NDArray[np.int8]
+    pte: U64
+    stage: U8                # 1, or 2 where the stage-2 walk decided
+    gpa: U64                 # two-stage: the GPA stage 2 translated last (the PTE address or the final GPA)
+    implicit: U8             # stage-2 faults on a stage-1 table access (RISC-V's implicit access, AArch64's
+                             # S1PTW, the EPT exit qualification's bit 8 = 0), not on the final address:
+                             # IMPLICIT_TABLE_READ, or IMPLICIT_ENTRY_UPDATE (the write of an A/D update)
+    perms: U8
+    memtype: U8
+    syndrome: dict[str, U64] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, va: U64) -> Translations:
+        n = va.shape[0]
+        return cls(va, np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.int8),
+                   np.zeros(n, dtype=np.uint64), np.ones(n, dtype=np.uint8), np.zeros(n, dtype=np.uint64),
+                   np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.uint8))
+
+    @property
+    def ok(self) -> Bool:
+        out: Bool = self.reason == Reason.OK
+        return out
+
+    def __len__(self) -> int:
+        return int(self.va.shape[0])
