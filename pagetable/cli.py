@@ -27,7 +27,7 @@ from .arch.riscv_sv39.walk import RiscvOptions, RiscvRules
 from .errors import PagetableError
 from .listing import permissions, ptdump_lines
 from .vectors import VECTOR_MODES, VectorSet, generate_riscv, walker_for
-from .vectors.riscv_modes import expected_cases, vector_mode
+from .vectors.riscv.modes import expected_cases, vector_mode
 from .walker import Reason, Walker, entry_verdicts
 
 _NUMBER = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|[0-9_]+)")

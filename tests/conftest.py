@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pagetable.vectors import qemu_riscv
+from pagetable.vectors.riscv import qemu as qemu_riscv
 
 from . import fuzzing
 

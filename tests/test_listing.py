@@ -18,7 +18,7 @@ from pagetable.listing import permissions, ptdump
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
 from pagetable.vectors import VECTOR_MODES, generate_riscv, walker_for
-from pagetable.vectors.riscv_modes import vector_mode
+from pagetable.vectors.riscv.modes import vector_mode
 from pagetable.walker import Access, Privilege, Reason, Walker, perm_bit
 
 from .fuzzing import assert_listing_agrees
@@ -211,7 +211,7 @@ def test_a_stage_2_refusal_of_an_entry_update_is_named_as_such() -> None:
 def test_leaves_whose_output_the_hardware_cannot_reach_fault_in_the_listing() -> None:
     """`vectors show` printed S:rw- for a leaf whose PA is outside RAM (an access fault for every access) and
     S:rwx for a VS leaf whose GPA the G-stage refuses."""
-    from pagetable.vectors.riscv_gen import OUTSIDE_RAM
+    from pagetable.vectors.riscv.gen import OUTSIDE_RAM
     one = walker_for(generate_riscv("sv39", 1)).mappings()
     assert one.verdict is not None
     row = np.flatnonzero(one.pa == OUTSIDE_RAM)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pagetable.vectors import qemu_riscv as q
-from pagetable.vectors.qemu_riscv import ProbeCase, ProbeResult
+from pagetable.vectors.riscv import qemu as q
+from pagetable.vectors.riscv.qemu import ProbeCase, ProbeResult
 from pagetable.vectors.rvasm import AsmError, Assembler
 
 from .conftest import require_qemu

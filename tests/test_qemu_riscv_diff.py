@@ -1,7 +1,7 @@
 """Differential test: our RISC-V walker against QEMU 7.2's, on generated vector sets.
 
 For Sv39, Sv48 and Sv57 a vector set is generated, its image is loaded into qemu-system-riscv64 with a stub
-of our own (pagetable/vectors/qemu_riscv.py) that performs every case's access for real — loads and stores
+of our own (pagetable/vectors/riscv/qemu.py) that performs every case's access for real — loads and stores
 with MPRV from M-mode, instruction fetches by mret into S/U-mode — under each of the four SUM/MXR
 combinations, and records the trap or the value reached. Every case must agree with our walker run in the
 configuration QEMU implements:
@@ -26,7 +26,7 @@ from pagetable.arch.riscv_sv39.entry import PBMT_RESERVED
 from pagetable.arch.riscv_sv39.walk import RiscvOptions, RiscvRules
 from pagetable.physmem import PhysMem
 from pagetable.vectors import generate_riscv
-from pagetable.vectors.qemu_riscv import RAM_BASE, ProbeCase, ProbeResult, plan_layout, run_probes
+from pagetable.vectors.riscv.qemu import RAM_BASE, ProbeCase, ProbeResult, plan_layout, run_probes
 from pagetable.walker import Access, Reason, Translations, Walker
 
 from .conftest import require_qemu

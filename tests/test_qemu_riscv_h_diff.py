@@ -1,7 +1,7 @@
 """Differential test: our two-stage RISC-V walker against QEMU 7.2's (hypervisor extension).
 
 For Sv39x4 and Sv48x4 alone (vsatp Bare) and for Sv39+Sv39x4 and Sv48+Sv48x4, a vector set is generated and
-loaded into `qemu-system-riscv64 -cpu rv64,h=true` with our stub (pagetable/vectors/qemu_riscv.py): loads and
+loaded into `qemu-system-riscv64 -cpu rv64,h=true` with our stub (pagetable/vectors/riscv/qemu.py): loads and
 stores are HLV.D/HSV.D from M-mode as VS- or VU-mode (hstatus.SPVP), fetches are `mret` with MPV=1 into
 VS/VU-mode, under all eight combinations of vsstatus.SUM, vsstatus.MXR and the HS-level sstatus.MXR. QEMU's
 cause, mtval (the VA) and mtval2 (the GPA >> 2 of a guest-page fault) are compared, and for a success the
@@ -46,8 +46,8 @@ from pagetable.arch.riscv_sv39 import PTE, SV39, Hgatp, Satp, Vsatp, faults
 from pagetable.arch.riscv_sv39.walk import U8, U64, Bool, RiscvOptions, RiscvRules
 from pagetable.physmem import PhysMem
 from pagetable.vectors import Case, VectorSet, generate_riscv
-from pagetable.vectors.qemu_riscv import RAM_BASE, ProbeCase, ProbeResult, plan_layout, run_probes
-from pagetable.vectors.riscv_modes import vector_mode
+from pagetable.vectors.riscv.modes import vector_mode
+from pagetable.vectors.riscv.qemu import RAM_BASE, ProbeCase, ProbeResult, plan_layout, run_probes
 from pagetable.walker import Access, Reason, Translations, Walker
 
 from .conftest import require_qemu

@@ -16,7 +16,7 @@ from pagetable.arch.riscv_sv39 import Hgatp, Vsatp
 from pagetable.arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions
 from pagetable.cli import main
 from pagetable.vectors import SCHEMA, VectorsError, VectorSet, generate_riscv
-from pagetable.vectors.riscv_gen import RAM_BASE, RAM_SIZE
+from pagetable.vectors.riscv.gen import RAM_BASE, RAM_SIZE
 
 
 @pytest.mark.parametrize("mode", ["sv39", "sv48", "sv57"])

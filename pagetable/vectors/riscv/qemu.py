@@ -49,7 +49,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from .rvasm import Assembler
+from ..rvasm import Assembler
 
 __all__ = [
     "RAM_BASE",

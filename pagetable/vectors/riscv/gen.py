@@ -23,18 +23,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import args
-from ..arch.riscv_sv39 import PTE
-from ..arch.riscv_sv39.entry import PBMT_IO, PBMT_NC, PBMT_RESERVED, A, D, G, R, U, V, W, X
-from ..arch.riscv_sv39.entry import ppn_field as ppn
-from ..errors import InvalidArgument
-from ..flags import MappingFlags as F
-from ..format import Extension, PagingFormat
-from ..frames import FrameAllocator
-from ..physmem import PhysMem
-from ..table import PageTable
-from .riscv_modes import VECTOR_MODES, Options, VectorMode, expected_cases, vector_mode, walker_for
-from .schema import VectorSet
+from ... import args
+from ...arch.riscv_sv39 import PTE
+from ...arch.riscv_sv39.entry import PBMT_IO, PBMT_NC, PBMT_RESERVED, A, D, G, R, U, V, W, X
+from ...arch.riscv_sv39.entry import ppn_field as ppn
+from ...errors import InvalidArgument
+from ...flags import MappingFlags as F
+from ...format import Extension, PagingFormat
+from ...frames import FrameAllocator
+from ...physmem import PhysMem
+from ...table import PageTable
+from ..schema import VectorSet
+from .modes import VECTOR_MODES, Options, VectorMode, expected_cases, vector_mode, walker_for
 
 RAM_BASE = 0x8000_0000
 RAM_SIZE = 8 << 20

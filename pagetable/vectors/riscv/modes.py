@@ -19,13 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .. import args
-from ..arch.riscv_sv39 import G_MODES, MODES, Hgatp, Satp, Vsatp
-from ..arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules, two_stage_rules
-from ..errors import InvalidArgument, PagetableError
-from ..format import PagingFormat
-from ..walker import Reason, Walker
-from .schema import Case, VectorsError, VectorSet, check_keys, lanes
+from ... import args
+from ...arch.riscv_sv39 import G_MODES, MODES, Hgatp, Satp, Vsatp
+from ...arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules, two_stage_rules
+from ...errors import InvalidArgument, PagetableError
+from ...format import PagingFormat
+from ...walker import Reason, Walker
+from ..schema import Case, VectorsError, VectorSet, check_keys, lanes
 
 Options = RiscvOptions | HypervisorOptions
 
