@@ -29,12 +29,25 @@ U64 = npt.NDArray[np.uint64]
 Bool = npt.NDArray[np.bool_]
 
 
-class EntryCodec(Protocol):
-    """Encode and decode one architecture's table entries (scalar and numpy)."""
+class EntryKind(enum.Enum):
+    """What an entry is, which decides its bit layout on some architectures: x86's PDE with PS=1 has PAT at
+    bit 12 where a 4 KiB PTE has it at bit 7; AArch64's table, block and page descriptors differ."""
 
-    @property
-    def layout(self) -> Layout:
-        """The declared bit layout of an entry."""
+    TABLE = "table"        # points at a next-level table
+    BLOCK = "block"        # a leaf above the last level (superpage, huge page)
+    PAGE = "page"          # a leaf at the last level
+
+
+class EntryCodec(Protocol):
+    """Encode and decode one architecture's table entries (scalar and numpy). A codec is built with the
+    register context its decoding needs (RISC-V: Svpbmt on or off; AArch64: MAIR; x86: IA32_PAT)."""
+
+    def layout_for(self, kind: EntryKind) -> Layout:
+        """The declared bit layout of an entry of `kind`."""
+        ...
+
+    def memory_type_np(self, raw: U64, huge: bool) -> npt.NDArray[np.uint8]:
+        """The `translation.MemoryType` value of each leaf entry, resolved through the codec's registers."""
         ...
 
     @property

@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from . import args
 from .errors import InvalidArgument
+from .flags import MappingFlags
 from .format import Extension, PagingFormat
 
 U64 = npt.NDArray[np.uint64]
@@ -185,6 +186,18 @@ class MemoryType(enum.IntEnum):
     def is_uncached(self) -> bool:
         """Non-cacheable memory that is not Device memory: MappingFlags.UNCACHED."""
         return self in (MemoryType.RISCV_NC, MemoryType.NORMAL_NC, MemoryType.WC, MemoryType.UC_MINUS)
+
+
+_DEVICE = [m for m in MemoryType if m.is_device]
+_UNCACHED = [m for m in MemoryType if m.is_uncached]
+
+
+def memory_type_flags(memtype: U8) -> U64:
+    """The MappingFlags of memory types: DEVICE for Device/IO memory, UNCACHED for the other non-cacheable
+    ones, 0 for cacheable and platform-decided memory."""
+    out: U64 = np.where(np.isin(memtype, _DEVICE), np.uint64(MappingFlags.DEVICE),
+                        np.where(np.isin(memtype, _UNCACHED), np.uint64(MappingFlags.UNCACHED), np.uint64(0)))
+    return out
 
 
 @dataclass(frozen=True)

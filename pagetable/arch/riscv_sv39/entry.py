@@ -29,7 +29,9 @@ import numpy.typing as npt
 from ... import args
 from ...errors import InvalidAddress, InvalidFlags, NotAligned
 from ...flags import MappingFlags
+from ...format import EntryKind
 from ...layout import Field, Layout
+from ...translation import MemoryType, memory_type_flags
 
 U64 = npt.NDArray[np.uint64]
 Bool = npt.NDArray[np.bool_]
@@ -54,6 +56,9 @@ PTE = Layout("RISC-V PTE", 64, [
 ], "RISC-V privileged spec, Sv39 page table entry; Svpbmt; Svnapot")
 
 V, R, W, X, U, G, A, D = (PTE.mask(n) for n in ("V", "R", "W", "X", "U", "G", "A", "D"))
+PBMT_MEMORY_TYPE = np.array([MemoryType.DEFAULT, MemoryType.RISCV_NC, MemoryType.RISCV_IO, MemoryType.NONE],
+                            dtype=np.uint8)
+"""Svpbmt: PBMT -> MemoryType (PMA: the platform's attributes decide; 3 is reserved, so no memory type)."""
 PPN_MASK = PTE.mask("PPN")
 PPN_SHIFT = PTE["PPN"].lsb
 PAGE_SHIFT = 12
@@ -90,9 +95,16 @@ class RiscvCodec:
     global_kernel: bool = False
     gstage: bool = False
 
-    @property
-    def layout(self) -> Layout:
+    def layout_for(self, kind: EntryKind) -> Layout:
+        """One PTE layout for every kind (a pointer is a PTE with R=W=X=0)."""
         return PTE
+
+    def memory_type_np(self, raw: U64, huge: bool) -> npt.NDArray[np.uint8]:
+        """PBMT with Svpbmt (`PBMT_MEMORY_TYPE`); without it the PMAs decide (`MemoryType.DEFAULT`)."""
+        if not self.svpbmt:
+            return np.full(raw.shape, MemoryType.DEFAULT, dtype=np.uint8)
+        out: npt.NDArray[np.uint8] = PBMT_MEMORY_TYPE[PTE.get_np(raw, "PBMT")]
+        return out
 
     @property
     def supported_flags(self) -> MappingFlags:
@@ -163,10 +175,7 @@ class RiscvCodec:
         for bit, flag in ((R, MappingFlags.READ), (W, MappingFlags.WRITE), (X, MappingFlags.EXECUTE),
                           (U, MappingFlags.USER)):
             out |= np.where((raw & np.uint64(bit)) != 0, np.uint64(flag), np.uint64(0))
-        if self.svpbmt:
-            pbmt = PTE.get_np(raw, "PBMT")
-            out |= np.where(pbmt == PBMT_IO, np.uint64(MappingFlags.DEVICE), np.uint64(0))
-            out |= np.where(pbmt == PBMT_NC, np.uint64(MappingFlags.UNCACHED), np.uint64(0))
+        out |= memory_type_flags(self.memory_type_np(raw, huge))
         return np.where(valid, out, np.uint64(0))
 
     def with_paddr_np(self, raw: U64, pa: U64, huge: bool) -> U64:

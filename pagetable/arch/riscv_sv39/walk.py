@@ -40,7 +40,7 @@ from ... import args
 from ...errors import InvalidArgument, InvalidArgumentType
 from ...translation import PERMS, Access, FaultKind, MemoryType, Reason, Regime, Region, Step, Translations
 from . import faults
-from .entry import PBMT_IO, PBMT_NC, PBMT_RESERVED, PTE, A, D, R, U, V, W, X
+from .entry import PBMT_MEMORY_TYPE, PBMT_RESERVED, PTE, A, D, R, U, V, W, X
 from .regs import Hgatp, Satp, Vsatp
 
 U64 = npt.NDArray[np.uint64]
@@ -77,10 +77,6 @@ def _check_options(options: RiscvOptions | HypervisorOptions) -> None:
                 raise InvalidArgument(f"ad must be 'svade' or 'svadu', not {args.describe(value)}")
         else:
             args.boolean(value, f.name)
-
-
-_MEMTYPE = np.zeros(4, dtype=np.uint8)          # PBMT -> MemoryType (3 is reserved: the walk faults)
-_MEMTYPE[[0, PBMT_NC, PBMT_IO]] = MemoryType.DEFAULT, MemoryType.RISCV_NC, MemoryType.RISCV_IO
 
 
 def _bit(pte: U64, mask: int) -> Bool:
@@ -176,7 +172,7 @@ class RiscvRules:
         out_ppn = (ppn & ~keep) | (vpn & keep)
         pa = np.where(leaf, (out_ppn << np.uint64(12)) | (va & np.uint64(0xFFF)), ppn << np.uint64(12))
         carry = np.where(leaf, np.where(broken, zero, perms), carry)
-        memtype = _MEMTYPE[pbmt] if opt.svpbmt else np.full(pte.shape, MemoryType.DEFAULT, dtype=np.uint8)
+        memtype = PBMT_MEMORY_TYPE[pbmt] if opt.svpbmt else np.full(pte.shape, MemoryType.DEFAULT, dtype=np.uint8)
         return Step(reason, leaf, pa, carry, memtype)
 
     def writes_back(self, pte: U64, leaf: Bool, access: U8) -> Bool:

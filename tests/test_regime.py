@@ -1,0 +1,161 @@
+"""The multi-architecture walk contract: regimes with several regions, the effective permissions and memory
+types a walk returns, and the codec's memory types. RISC-V is the only architecture so far, so regions other
+than satp's are built here by hand from Sv39-shaped formats: the walker must pick the region by the select
+bit, check the rest of the VA against that region's format, honour an ignored top byte and a disabled
+region, and list each region on its own."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from pagetable.arch.riscv_sv39 import SV39, SV39X4, Hgatp, RiscvCodec, Satp, Vsatp
+from pagetable.arch.riscv_sv39.entry import PTE
+from pagetable.arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules, two_stage_rules
+from pagetable.errors import InvalidArgument
+from pagetable.flags import MappingFlags as F
+from pagetable.format import EntryKind, Extension
+from pagetable.frames import FrameAllocator
+from pagetable.physmem import PhysMem
+from pagetable.table import PageTable
+from pagetable.translation import ALL_PERMS, MemoryType, Reason, Regime, Region, memory_type_flags, perm_bit
+from pagetable.walker import Access, Privilege, Walker
+
+RAM = 0x8000_0000
+LOW = dataclasses.replace(SV39, name="low half", extension=Extension.ZERO)     # TTBR0-like: upper bits 0
+HIGH = dataclasses.replace(SV39, name="high half", extension=Extension.ONES)   # TTBR1-like: upper bits 1
+
+
+def _two_regions(ignore_top: int = 0, high_enabled: bool = True) -> tuple[Walker, PageTable, PageTable]:
+    mem = PhysMem([(RAM, 4 << 20)])
+    frames = FrameAllocator(mem)
+    lo, hi = PageTable(LOW, mem, frames), PageTable(HIGH, mem, frames)
+    lo.map(0x1000, RAM + 0x10_0000, 0x1000, F.READ | F.WRITE)
+    hi.map((1 << 64) - 0x2000, RAM + 0x20_0000, 0x1000, F.READ | F.EXECUTE)
+    rules = RiscvRules(Satp.for_table(SV39, lo.root_paddr))
+    rules.regime = Regime("two roots", (
+        Region("root0", LOW, lo.root_paddr, select_bit=55, ignore_top=ignore_top),
+        Region("root1", HIGH, hi.root_paddr, select_bit=55, ignore_top=ignore_top, enabled=high_enabled)))
+    return Walker(mem, rules), lo, hi
+
+
+def test_the_select_bit_chooses_the_region_and_its_format_checks_the_rest() -> None:
+    w, _, _ = _two_regions()
+    t = w.translate_many([0x1008, (1 << 64) - 0x2000 + 8, 0x0080_0000_0000_1008, 0xFF00_0000_0000_1008])
+    assert t.reason.tolist() == [Reason.OK, Reason.OK, Reason.NON_CANONICAL, Reason.NON_CANONICAL]
+    assert t.pa[:2].tolist() == [RAM + 0x10_0008, RAM + 0x20_0008]
+    # bit 55 set selects root1, whose format wants every bit above 38 set: 0x0080_... is not canonical
+    assert w.rules.regime.select_np(np.array([0x1000, (1 << 64) - 1], dtype=np.uint64)
+                                    ).tolist() == [0, 1]
+
+
+def test_an_ignored_top_byte_is_not_translated() -> None:
+    w, _, _ = _two_regions(ignore_top=8)
+    t = w.translate_many([0xAB00_0000_0000_1008, 0x12FF_FFFF_FFFF_E008])
+    assert t.reason.tolist() == [Reason.OK, Reason.OK]
+    assert t.pa.tolist() == [RAM + 0x10_0008, RAM + 0x20_0008]
+
+
+def test_a_disabled_region_faults_without_a_walk() -> None:
+    w, _, _ = _two_regions(high_enabled=False)
+    t = w.translate((1 << 64) - 0x2000)
+    assert (t.reason, t.pte, t.level) == (Reason.INVALID, 0, 2)
+    assert w.translate(0x1000).ok
+
+
+def test_each_region_is_listed_on_its_own() -> None:
+    w, _, _ = _two_regions()
+    with pytest.raises(InvalidArgument, match="2 regions, not one"):
+        w.mappings()
+    low, high = w.mappings(region=0), w.mappings(region=1)
+    assert low.va.tolist() == [0x1000] and high.va.tolist() == [(1 << 64) - 0x2000]
+    assert high.perms is not None and high.perms.tolist() == [perm_bit(Access.READ, Privilege.SUPERVISOR) |
+                                                               perm_bit(Access.EXECUTE, Privilege.SUPERVISOR)]
+
+
+def test_a_regime_of_several_regions_needs_select_bits() -> None:
+    with pytest.raises(InvalidArgument, match="needs a select bit"):
+        Regime("bad", (Region("a", LOW, 0), Region("b", HIGH, 0)))
+
+
+# ------------------------------------------------------------------ effective permissions (perm_bit layout)
+def _one_leaf(raw_flags: int, **options: object) -> Walker:
+    mem = PhysMem([(RAM, 1 << 20)])
+    pt = PageTable(SV39, mem, FrameAllocator(mem))
+    pt.map(0x1000, RAM + 0x8_0000, 0x1000, F.READ)
+    mem.write_u64(pt.lookup(0x1000).pa, (RAM + 0x8_0000) >> 12 << 10 | raw_flags)
+    return Walker(mem, RiscvRules(Satp.for_table(SV39, pt.root_paddr), RiscvOptions(**options)))  # type: ignore
+
+
+V, R, W, X, U, A, D = 0x1, 0x2, 0x4, 0x8, 0x10, 0x40, 0x80
+
+
+@pytest.mark.parametrize(("bits", "options", "perms"), [
+    (V | R | W | A | D, {}, 0b000_011),                    # supervisor r w
+    (V | R | W | X | U | A | D, {}, 0b111_000),            # a U page: user r w x, supervisor nothing (no SUM)
+    (V | R | W | X | U | A | D, {"sum": True}, 0b111_011),  # SUM: supervisor r w, never x
+    (V | X | A, {}, 0b000_100),                            # execute-only
+    (V | X | A, {"mxr": True}, 0b000_101),                 # MXR: X pages readable
+    (V | R | W | A, {}, 0b000_001),                        # Svade, D=0: writes fault, so no w
+    (V | R | W | A, {"ad": "svadu"}, 0b000_011),           # Svadu: hardware sets D
+    (V | R | W | D, {}, 0),                                # Svade, A=0: every access faults
+])
+def test_effective_permissions_are_those_of_the_whole_walk(bits: int, options: dict[str, object],
+                                                          perms: int) -> None:
+    w = _one_leaf(bits, **options)
+    for access in Access:
+        for privilege in Privilege:
+            t = w.translate(0x1000, access, privilege)
+            allowed = bool(perms & perm_bit(access, privilege))
+            assert t.ok == allowed, (access, privilege)
+            assert t.perms == (perms if allowed else 0)            # 0 where the access faulted
+    m = w.mappings()
+    assert m.perms is not None and m.perms.tolist() == [perms]
+
+
+def test_bare_translates_everything_with_all_permissions() -> None:
+    mem = PhysMem([(RAM, 1 << 20)])
+    t = Walker(mem, RiscvRules(0)).translate(RAM + 8, "execute", "user")
+    assert (t.pa, t.perms, t.memtype, t.syndrome) == (RAM + 8, ALL_PERMS, MemoryType.DEFAULT, {})
+
+
+# ---------------------------------------------------------------------------------------------- memory types
+def test_the_codec_decodes_memory_types_through_its_context() -> None:
+    raw = np.array([PTE.set(V | R, "PBMT", p) for p in range(4)], dtype=np.uint64)
+    assert RiscvCodec(svpbmt=True).memory_type_np(raw, False).tolist() == [
+        MemoryType.DEFAULT, MemoryType.RISCV_NC, MemoryType.RISCV_IO, MemoryType.NONE]
+    assert RiscvCodec().memory_type_np(raw, False).tolist() == [MemoryType.DEFAULT] * 4
+    assert memory_type_flags(np.array([MemoryType.RISCV_IO, MemoryType.RISCV_NC, MemoryType.DEFAULT],
+                                      dtype=np.uint8)).tolist() == [F.DEVICE, F.UNCACHED, 0]
+    for kind in EntryKind:
+        assert RiscvCodec().layout_for(kind) is PTE
+
+
+def test_memory_types_of_one_and_two_stages() -> None:
+    """Svpbmt: a leaf's PBMT is its memory type; with two stages, a VS-stage PBMT other than PMA overrides
+    the G-stage's (Svpbmt chapter, with the hypervisor extension)."""
+    mem = PhysMem([(RAM, 4 << 20)])                               # host RAM: guest RAM, then G-stage tables
+    g = PageTable(SV39X4.with_codec(RiscvCodec(svpbmt=True, gstage=True)), mem,
+                  FrameAllocator(mem, base=RAM + (3 << 20), size=1 << 20))
+    g.map(0, RAM, 2 << 20, F.READ | F.WRITE | F.EXECUTE)                               # guest RAM at GPA 0
+    g.map(2 << 20, RAM + (2 << 20), 0x1000, F.READ | F.WRITE | F.DEVICE)             # an IO page at 2 MiB
+    guest = PhysMem([(0, 2 << 20)])                                  # the guest's view of its RAM
+    vs = PageTable(SV39.with_codec(RiscvCodec(svpbmt=True)), guest, FrameAllocator(guest, base=1 << 20,
+                                                                                     size=1 << 20))
+    vs.map(0x4000, 2 << 20, 0x1000, F.READ)                          # PMA over the G-stage's IO page
+    vs.map(0x5000, 2 << 20, 0x1000, F.READ | F.UNCACHED)             # NC overrides IO
+    vs.map(0x6000, 0x1000, 0x1000, F.READ | F.DEVICE)                # IO over the G-stage's PMA
+    mem.write(RAM, guest.read(0, 2 << 20))
+    w = Walker.nested(mem, two_stage_rules(Vsatp.for_table(SV39, vs.root_paddr),
+                                           Hgatp.for_table(SV39X4, g.root_paddr), HypervisorOptions(svpbmt=True)))
+    t = w.translate_many([0x4000, 0x5000, 0x6000])
+    assert t.reason.tolist() == [0, 0, 0]
+    assert t.memtype.tolist() == [MemoryType.RISCV_IO, MemoryType.RISCV_NC, MemoryType.RISCV_IO]
+    assert w.translate(0x5000).memtype is MemoryType.RISCV_NC
+    one = Walker(mem, RiscvRules(Hgatp.for_table(SV39X4, g.root_paddr), RiscvOptions(svpbmt=True)))
+    assert one.translate(2 << 20).memtype is MemoryType.RISCV_IO and one.translate(0).memtype is MemoryType.DEFAULT
+    m = w.mappings()
+    assert m.memtype is not None and m.memtype.tolist() == [MemoryType.RISCV_IO, MemoryType.RISCV_NC,
+                                                            MemoryType.RISCV_IO]
