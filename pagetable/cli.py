@@ -6,6 +6,8 @@
   pagetable vectors check DIR         recompute every case with the walker; exit 1 on any disagreement
   pagetable explain --arch riscv VALUE   name every field of a PTE (or --register satp/vsatp/hgatp)
 
+Each architecture's part (modes, generate options, explain) comes from `pagetable.registry`.
+
 Errors in the input (missing files, malformed JSON, bad numbers, values that do not fit a register, tables
 that cannot be walked) print one line and exit with status 2; `check` exits with 1 when a case disagrees.
 Anything else escaping is a bug in pagetable (the fuzz tests in tests/test_fuzz_*.py look for them).
@@ -21,14 +23,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .arch.riscv_sv39 import HGATP, PTE, SATP, SPEC, SV39, Hgatp, Satp
-from .arch.riscv_sv39.entry import pte_paddr
-from .arch.riscv_sv39.walk import RiscvOptions, RiscvRules
+from . import registry
 from .errors import PagetableError
-from .listing import permissions, ptdump_lines
-from .vectors import VECTOR_MODES, VectorSet, generate_riscv, walker_for
-from .vectors.riscv.modes import expected_cases, vector_mode
-from .walker import Reason, Walker, entry_verdicts
+from .listing import ptdump_lines
+from .vectors import SCHEMA, VectorSet, expected_cases
+from .walker import Walker
 
 _NUMBER = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|[0-9_]+)")
 
@@ -49,25 +48,19 @@ def _int(text: str) -> int:
 
 
 def cmd_generate(ns: argparse.Namespace) -> int:
-    options = vector_mode(ns.mode).options(sum=ns.sum, mxr=ns.mxr, hs_mxr=ns.hs_mxr, ad=ns.ad,
-                                           svnapot=ns.svnapot, svpbmt=ns.svpbmt)
-    vs = generate_riscv(ns.mode, ns.seed, ns.cases, options)
+    arch = registry.by_mode(ns.mode)
+    vs = arch.generate(ns)
     faults = sum(c.pa is None for c in vs.cases)
     images = "\n".join(f"{'mem.bin' if n == 0 else f'mem{n}.bin':<12}physical memory image, loaded at {r.base:#x} "
                         f"({r.size} bytes)" for n, r in enumerate(vs.mem.regions))
     registers = ", ".join(f"{k} = {v:#x}" for k, v in vs.registers.items())
-    hyp = ("All accesses are made with V=1: 'supervisor' is VS-mode, 'user' VU-mode. A fault's 'stage' says\n"
-           "which stage decided (2: the G-stage, a guest-page fault or its access fault), and 'gpa' is the\n"
-           "guest-physical address reached or faulting (mtval2/htval hold it shifted right by 2).\n"
-           if "hgatp" in vs.registers else "")
     readme = (f"pagetable test vectors ({vs.arch} {vs.mode}, seed {ns.seed})\n\n{images}\n"
               f"vectors.json registers ({registers}), walker options and "
               f"{len(vs.cases)} cases ({len(vs.cases) - faults} translations, {faults} faults)\n\n"
               "Each case: translate 'va' for 'access' at 'privilege' with the options given; expect 'pa',\n"
-              "or the exception 'fault' raised at page-table level 'level' (the spec's i: 0 = 4 KiB level).\n"
-              f"{hyp}"
+              f"{arch.readme_notes(vs)}"
               "Every u64 of non-table memory holds its own PA << 16, so a load reveals the PA it reached.\n"
-              "Schema: pagetable-vectors/1 (docs/vectors.md in the pagetable project).\n")
+              f"Schema: {SCHEMA} (docs/vectors.md in the pagetable project).\n")
     vs.write(ns.out, readme)
     print(f"wrote {len(vs.cases)} cases for {vs.mode} (seed {ns.seed}) to {ns.out}")
     return 0
@@ -93,7 +86,7 @@ def _listing(title: str, walker: Walker) -> None:
 
 def cmd_show(ns: argparse.Namespace) -> int:
     vs = VectorSet.read(ns.dir)
-    walker = walker_for(vs)
+    walker = registry.walker_for(vs)
     print(f"{vs.arch} {vs.mode}: {', '.join(f'{k} {v:#x}' for k, v in vs.registers.items())}; "
           f"RAM {vs.mem.describe()}")
     print(f"options: {', '.join(f'{k}={v}' for k, v in vs.options.items())}")
@@ -118,7 +111,7 @@ def cmd_show(ns: argparse.Namespace) -> int:
 
 def cmd_check(ns: argparse.Namespace) -> int:
     vs = VectorSet.read(ns.dir)
-    walked = expected_cases(walker_for(vs), [(c.va, c.access, c.privilege, c.label) for c in vs.cases])
+    walked = expected_cases(registry.walker_for(vs), [(c.va, c.access, c.privilege, c.label) for c in vs.cases])
     bad = 0
     for n, (c, w) in enumerate(zip(vs.cases, walked, strict=True)):
         with_syndrome = c.syndrome is not None            # a version 1 file records none
@@ -140,34 +133,13 @@ def _show(values: tuple[object, ...]) -> str:
 
 
 def cmd_explain(ns: argparse.Namespace) -> int:
-    layout = {"pte": PTE, "satp": SATP, "vsatp": SATP, "hgatp": HGATP}[ns.register]
-    print(layout.format(ns.value))
-    if layout is PTE:
-        print(f"  PA {pte_paddr(ns.value):#x}; letters: {SPEC.letters(ns.value, False)}")
-        napot, pbmt = bool(PTE.get(ns.value, "N")), PTE.get(ns.value, "PBMT") != 0
-        options = RiscvOptions(svnapot=napot, svpbmt=pbmt)      # the extensions the entry uses, implemented
-        for level, leaf, bits, verdict in entry_verdicts(RiscvRules(Satp.for_table(SV39, 0), options), ns.value):
-            print(f"  -> at Sv39 level {level}: " + (
-                "invalid (V=0: the hardware reads no other bit)" if verdict == Reason.INVALID else
-                f"page fault ({verdict.label})" if verdict != Reason.OK else
-                f"leaf, {permissions(bits)}" if leaf else "pointer to the next table"))
-        extensions = " and ".join(n for n, on in (("Svnapot", napot), ("Svpbmt", pbmt)) if on) or "no Svnapot or Svpbmt"
-        print(f"     (Svade, SUM=MXR=0, {extensions}; a leaf's PA is not checked against memory)")
-        return 0
-    atp = (Hgatp if layout is HGATP else Satp)
-    try:
-        reg = atp.decode(ns.value)
-    except PagetableError:
-        mode = layout.get(ns.value, "MODE")
-        effect = ("hgatp's fields are WARL: the write is not ignored (unlike satp's); MODE then reads as "
-                  "whatever legal value the hart chooses" if layout is HGATP else
-                  f"a write of this value to {ns.register} has no effect")
-        print(f"  -> MODE {mode} is reserved: {effect}")
-        return 0
-    fmt = reg.format
-    where = "translation off (Bare)" if fmt is None else f"{fmt.name}, root table at PA {reg.root:#x}"
-    low = " (PPN[1:0] read as zero)" if layout is HGATP and fmt is not None and reg.ppn & 3 else ""
-    print(f"  -> {where}{low}; {atp.TAG} {reg.tag}")
+    arch = registry.by_cli_name(ns.arch)
+    register = ns.register or arch.registers[0]
+    if register not in arch.registers:
+        raise PagetableError(f"{arch.cli_name} has no register {register!r} to explain "
+                             f"({', '.join(arch.registers)})")
+    for line in arch.explain(register, ns.value):
+        print(line)
     return 0
 
 
@@ -186,19 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     vec = sub.add_parser("vectors", help="generate, show and check test vectors").add_subparsers(
         dest="action", required=True)
     g = vec.add_parser("generate", help="build a random but deliberate address space and its cases")
-    g.add_argument("--mode", required=True, choices=list(VECTOR_MODES),
-                   help="sv39/sv48/sv57: satp; sv39x4/sv48x4: the G-stage alone (vsatp Bare); "
-                        "sv39+sv39x4/sv48+sv48x4: both stages")
+    g.add_argument("--mode", required=True, choices=[m for a in registry.ARCHITECTURES for m in a.modes],
+                   help="; ".join(f"{m}: {what}" for a in registry.ARCHITECTURES for m, what in a.modes.items()))
     g.add_argument("--seed", type=_int, required=True)
     g.add_argument("--out", required=True, help="output directory (created)")
     g.add_argument("--cases", type=_int, help="number of cases (default: every target x access x privilege)")
-    g.add_argument("--sum", action="store_true", help="walk with SUM=1 (vsstatus.SUM in two-stage modes)")
-    g.add_argument("--mxr", action="store_true", help="walk with MXR=1 (vsstatus.MXR in two-stage modes)")
-    g.add_argument("--hs-mxr", action="store_true", help="hypervisor modes: the HS-level sstatus.MXR=1")
-    g.add_argument("--ad", choices=("svade", "svadu"), default="svade",
-                   help="A/D=0: page fault (Svade, default) or hardware update (Svadu)")
-    g.add_argument("--svnapot", action="store_true", help="implement Svnapot")
-    g.add_argument("--svpbmt", action="store_true", help="implement Svpbmt")
+    for arch in registry.ARCHITECTURES:
+        arch.add_generate_options(g)
     g.set_defaults(func=cmd_generate)
     s = vec.add_parser("show", help="list a vector set's address space and summarise its cases")
     s.add_argument("dir")
@@ -207,10 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     c = vec.add_parser("check", help="recompute every case with the walker")
     c.add_argument("dir")
     c.set_defaults(func=cmd_check)
-    e = sub.add_parser("explain", help="name every field of a raw RISC-V PTE or satp value")
+    e = sub.add_parser("explain", help="name every field of a raw entry or register value")
     e.add_argument("value", type=_int)
-    e.add_argument("--arch", choices=("riscv",), default="riscv")
-    e.add_argument("--register", choices=("pte", "satp", "vsatp", "hgatp"), default="pte")
+    e.add_argument("--arch", choices=[a.cli_name for a in registry.ARCHITECTURES],
+                   default=registry.ARCHITECTURES[0].cli_name)
+    e.add_argument("--register", choices=sorted({r for a in registry.ARCHITECTURES for r in a.registers}),
+                   help="what VALUE is (default: the architecture's page-table entry)")
     e.set_defaults(func=cmd_explain)
     return p
 

@@ -1,1 +1,9 @@
-"""RISC-V test vectors: the vector modes (`modes`), the generator (`gen`) and the QEMU harness (`qemu`)."""
+"""RISC-V test vectors: the vector modes (`modes`), the generator (`gen`), the QEMU harness (`qemu`) and the
+command line's RISC-V part (`tool`), registered as `ARCHITECTURE` (`pagetable.registry`)."""
+
+from ..architecture import Architecture
+from . import tool
+from .modes import walker_for
+
+ARCHITECTURE = Architecture("riscv64", "riscv", tool.MODE_HELP, tool.add_generate_options, tool.generate,
+                            walker_for, tool.REGISTERS, tool.explain, tool.readme_notes)

@@ -33,8 +33,9 @@ from ...format import Extension, PagingFormat
 from ...frames import FrameAllocator
 from ...physmem import PhysMem
 from ...table import PageTable
+from ..expected import expected_cases
 from ..schema import VectorSet
-from .modes import VECTOR_MODES, Options, VectorMode, expected_cases, vector_mode, walker_for
+from .modes import VECTOR_MODES, Options, VectorMode, vector_mode, walker_for
 
 RAM_BASE = 0x8000_0000
 RAM_SIZE = 8 << 20

@@ -15,7 +15,6 @@ VU-mode.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,8 +23,8 @@ from ...arch.riscv_sv39 import G_MODES, MODES, Hgatp, Satp, Vsatp
 from ...arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules, two_stage_rules
 from ...errors import InvalidArgument, PagetableError
 from ...format import PagingFormat
-from ...walker import Reason, Walker
-from ..schema import Case, VectorsError, VectorSet, check_keys, lanes
+from ...walker import Walker
+from ..schema import VectorsError, VectorSet, check_keys
 
 Options = RiscvOptions | HypervisorOptions
 
@@ -136,30 +135,11 @@ def walker_for(vs: VectorSet) -> Walker:
     return Walker.nested(vs.mem, two_stage_rules(vsatp, hgatp, options))
 
 
-def expected_cases(walker: Walker, rows: Sequence[tuple[int, str, str, str]]) -> list[Case]:
-    """Walk every (va, access, privilege, label) row at once and describe each outcome as a Case: the PA,
-    or the fault kind, level and syndrome, with stage, GPA and `implicit` in the two-stage modes."""
-    res = walker.translate_many(*lanes((va, a, p) for va, a, p, _ in rows))
-    two_stage = walker.stage2 is not None
-    out = []
-    for n, (va, a, p, label) in enumerate(rows):
-        reason, stage = Reason(int(res.reason[n])), int(res.stage[n])
-        gpa = int(res.gpa[n]) if two_stage and (reason == Reason.OK or stage == 2) else None
-        if reason == Reason.OK:
-            out.append(Case(va, a, p, pa=int(res.pa[n]), gpa=gpa, label=label, reason=reason.label))
-        else:
-            out.append(Case(va, a, p, fault=walker.fault_kind(reason, stage).value, level=int(res.level[n]),
-                            stage=stage if two_stage else None, gpa=gpa, implicit=bool(res.implicit[n]),
-                            label=label, reason=reason.label,
-                            syndrome={k: int(v[n]) for k, v in res.syndrome.items()}))
-    return out
-
-
 def _expect(reg: str, value: int, got: PagingFormat | None, want: PagingFormat | None) -> None:
     if (got and got.name) != (want and want.name):
         raise VectorsError(f"registers.{reg} {value:#x} selects {got.name if got else 'Bare'}, not "
                            f"{want.name if want else 'Bare'}")
 
 
-__all__ = ["VECTOR_MODES", "Options", "VectorMode", "expected_cases", "options_from_json", "vector_mode",
+__all__ = ["VECTOR_MODES", "Options", "VectorMode", "options_from_json", "vector_mode",
            "walker_for"]
