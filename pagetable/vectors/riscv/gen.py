@@ -161,27 +161,48 @@ class _Builder:
         self.mem.write_u64(slot.pa, 0)
 
 
-def _build(b: _Builder) -> None:
-    fmt, rng = b.fmt, b.rng
-    gstage = b.user_bit != 0
-    top = fmt.va_bits - 1
-    # the "kernel" part: the upper half of a sign-extended space; bit top-1 of a (zero-extended) G-stage
-    # space, whose upper half QEMU 7.2 cannot use (shared/qemu-7.2-notes.md item 11)
-    kbase = fmt.extend(1 << top) if fmt.extension is Extension.SIGN else 1 << (top - 1)
-    ubase = rng.randrange(1, 64) << 30                 # a random 1 GiB slot in the user half
-    kwin = kbase + (rng.randrange(0, 8) << 21) + 64 * MiB  # a random 2 MiB window for kernel 4K pages
-    leaf_depth = fmt.depth_count - 1
+@dataclass(frozen=True)
+class _Places:
+    """Where `_build` puts things: the kernel base, a user 1 GiB slot and a kernel 2 MiB window for 4K pages."""
 
-    # 4 KiB pages, every permission, both halves (a one-page hole follows each group); a G-stage table has
-    # U=0 leaves (a guest-page fault for every access) where a sign-extended one has kernel pages
-    va = ubase
+    kbase: int
+    ubase: int
+    kwin: int
+
+
+def _build(b: _Builder) -> None:
+    """The address space of one mode, phase by phase (the order of the phases fixes the random choices and
+    frame numbers, so it is part of the output: tests/test_vectors_golden.py pins it)."""
+    at = _places(b)
+    _pages_4k(b, at)
+    _raw_leaves(b)
+    _superpages(b, at)
+    _raw_upper_entries(b, at)
+    _address_edges(b, at)
+
+
+def _places(b: _Builder) -> _Places:
+    top = b.fmt.va_bits - 1
+    # the "kernel" part: the upper half of a sign-extended space; bit top-1 of a (zero-extended) G-stage
+    # space, whose upper half QEMU 7.2 cannot use (docs/qemu.md)
+    kbase = b.fmt.extend(1 << top) if b.fmt.extension is Extension.SIGN else 1 << (top - 1)
+    ubase = b.rng.randrange(1, 64) << 30                 # a random 1 GiB slot in the user half
+    kwin = kbase + (b.rng.randrange(0, 8) << 21) + 64 * MiB  # a random 2 MiB window for kernel 4K pages
+    return _Places(kbase, ubase, kwin)
+
+
+def _pages_4k(b: _Builder, at: _Places) -> None:
+    """4 KiB pages, every permission, both halves (a one-page hole follows each group); a G-stage table has
+    U=0 leaves (a guest-page fault for every access) where a sign-extended one has kernel pages."""
+    gstage = b.user_bit != 0
+    va = at.ubase
     for label, flags, n in (("user-rw", F.READ | F.WRITE | F.USER, 3), ("user-ro", F.READ | F.USER, 1),
                             ("user-rx", F.READ | F.EXECUTE | F.USER, 1), ("user-xo", F.EXECUTE | F.USER, 1),
                             ("user-rwx", F.READ | F.WRITE | F.EXECUTE | F.USER, 1)):
         b.map4k(label, va, flags, n)
         va += (n + 1) * 4096
     b.target("unmapped-4k-user", va - 4096)
-    va = kwin
+    va = at.kwin
     kernel = "no-user" if gstage else "kernel"
     for label, flags, n in (("rw", F.READ | F.WRITE, 3), ("ro", F.READ, 1), ("rx", F.READ | F.EXECUTE, 1),
                             ("xo", F.EXECUTE, 1), ("rwx", F.READ | F.WRITE | F.EXECUTE, 1)):
@@ -190,9 +211,12 @@ def _build(b: _Builder) -> None:
             b.clear_bits(va, n, U)
         va += (n + 1) * 4096
     b.target(f"unmapped-4k-{kernel}", va - 4096)
-
-    # raw leaf encodings in free slots of the kernel 4K table
     b.cursor = va
+
+
+def _raw_leaves(b: _Builder) -> None:
+    """Raw leaf encodings in free slots of the kernel 4K table, then a Svnapot 64 KiB page."""
+    rng = b.rng
     rw = V | R | W | A | D | b.user_bit
     b.raw_leaf("global-rw", rw | G)
     b.raw_leaf("rsw-set", rw | PTE.set(0, "RSW", rng.randrange(1, 4)))
@@ -221,14 +245,17 @@ def _build(b: _Builder) -> None:
     b.target("napot-64k", napot_va, 0x10000)
     b.cursor = napot_va + 0x10000
 
-    # superpages: 2 MiB of data, then 1 GiB / 512 GiB / 256 TiB kernel linear maps
+
+def _superpages(b: _Builder, at: _Places) -> None:
+    """2 MiB of data, then 1 GiB / 512 GiB / 256 TiB kernel linear maps."""
+    fmt, kbase, kwin, ubase = b.fmt, at.kbase, at.kwin, at.ubase
     two_m = kwin + 2 * MiB
     b.pt.map(two_m, b.frames.alloc(512, align=2 * MiB, zero=False), 2 * MiB, F.READ | F.WRITE)
     b.target("superpage-2M", two_m, 2 * MiB)
     b.pt.map(ubase + 2 * MiB, b.frames.alloc(512, align=2 * MiB, zero=False), 2 * MiB,
              F.READ | F.WRITE | F.USER)
     b.target("user-superpage-2M", ubase + 2 * MiB, 2 * MiB)
-    for depth in range(leaf_depth - 2, -1, -1):          # 1 GiB and up
+    for depth in range(fmt.depth_count - 3, -1, -1):     # 1 GiB and up
         span = fmt.levels[depth].span
         pa = RAM_BASE if span == GiB else 0
         va_leaf = kbase + 2 * span
@@ -237,9 +264,13 @@ def _build(b: _Builder) -> None:
         b.target(label, va_leaf + (RAM_BASE - pa), RAM_SIZE)
         b.target(label + "-beyond-ram", va_leaf + (BEYOND_RAM - pa), 16 * MiB)
 
-    # raw entries above the last level, in free slots next to existing tables
-    lvl1 = leaf_depth - 1
-    free1 = b.free_slots(kwin, lvl1)
+
+def _raw_upper_entries(b: _Builder, at: _Places) -> None:
+    """Raw entries above the last level, in free slots next to existing tables."""
+    rw = V | R | W | A | D | b.user_bit
+    kbase = at.kbase
+    lvl1 = b.fmt.depth_count - 2
+    free1 = b.free_slots(at.kwin, lvl1)
     b.poke("misaligned-superpage-2M", free1.pop(), lvl1, rw | ppn(RAM_BASE + 2 * MiB + 0x1000))
     b.poke("table-outside-ram", free1.pop(), lvl1, V | ppn(OUTSIDE_RAM))
     for label, bit in (("nonleaf-accessed", A), ("nonleaf-dirty", D), ("nonleaf-user", U)):
@@ -249,9 +280,14 @@ def _build(b: _Builder) -> None:
     b.table_at(gig, lvl1 - 1)
     b.poke("misaligned-superpage-1G", gig, lvl1 - 1, rw | ppn(RAM_BASE + 2 * MiB))
     b.target("unmapped-1G", kbase + 5 * GiB, GiB)
+
+
+def _address_edges(b: _Builder, at: _Places) -> None:
+    """Just outside the translated space: non-canonical VAs, or GPAs too wide for the G-stage."""
+    fmt, top, rng = b.fmt, b.fmt.va_bits - 1, b.rng
     if fmt.extension is Extension.SIGN:
         b.target("non-canonical-low", 1 << top, 1 << 20)
-        b.target("non-canonical-high", kbase - (1 << 20), 1 << 20)
+        b.target("non-canonical-high", at.kbase - (1 << 20), 1 << 20)
     else:                                               # guest-physical addresses: zero-extended
         b.map4k("gpa-upper-half", (1 << top) + (rng.randrange(1, 512) << 12), F.READ | F.WRITE | F.EXECUTE)
         b.target("gpa-too-wide", 1 << fmt.va_bits, 1 << 20)
