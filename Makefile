@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test bench fuzz lint qemu clean
+.PHONY: demo test bench fuzz lint qemu toolchain clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pagetable needs Python 3.11 or newer")'
@@ -29,11 +29,27 @@ qemu:
 	  fi; \
 	fi
 
+# GNU binutils assemble the stubs QEMU runs (pagetable/vectors/riscv/stub.S): installed the same way; without
+# them the QEMU tests skip, except under CI=true where they fail.
+TOOLCHAIN_PACKAGES := binutils-riscv64-linux-gnu binutils-aarch64-linux-gnu binutils-x86-64-linux-gnu
+TOOLCHAIN_TOOLS    := riscv64-linux-gnu-as aarch64-linux-gnu-as x86_64-linux-gnu-as
+
+toolchain:
+	@missing=0; for tool in $(TOOLCHAIN_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TOOLCHAIN_PACKAGES) >/dev/null; \
+	  else \
+	    echo "GNU binutils are missing: install Debian/Ubuntu packages $(TOOLCHAIN_PACKAGES)" \
+	         "(sudo apt-get install $(TOOLCHAIN_PACKAGES)); the QEMU differential tests need them."; \
+	  fi; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check pagetable tests bench
 	$(BIN)/mypy --strict
 
-test: $(STAMP) qemu lint
+test: $(STAMP) qemu toolchain lint
 	$(BIN)/python -m pytest -q
 
 # The long fuzz profile (tests/fuzzing.py): the same fuzz tests as `make test` runs, with many more cases.

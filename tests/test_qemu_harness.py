@@ -1,11 +1,11 @@
-"""Tests of the QEMU RISC-V probe harness and its assembler.
+"""Tests of the QEMU RISC-V probe harness and its stub (pagetable/vectors/riscv/stub.S).
 
 A tiny Sv39 table is built by hand (RISC-V Privileged spec 20211203,
 Section 4.4 "Sv39", 4.3.1 PTE format, 4.3.2 translation algorithm) and QEMU's
 answers are checked exactly against what the spec says (Section 4.3.1 for
 U/SUM/MXR, Table 3.6 for exception codes, Section 3.7 for access faults).
-The tests that need ``qemu-system-riscv64`` skip without it, or fail when
-``CI=true``.
+The tests that need ``qemu-system-riscv64`` or the binutils that assemble the
+stub (``binutils-riscv64-linux-gnu``) skip without them, or fail when ``CI=true``.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from pagetable.vectors import qemu as runner
 from pagetable.vectors.riscv import qemu as q
 from pagetable.vectors.riscv.qemu import ProbeCase, ProbeResult
-from pagetable.vectors.rvasm import AsmError, Assembler
 
-from .conftest import require_qemu
+from .conftest import require_qemu, require_toolchain
 
 # PTE bits (Privileged spec, Sections 4.3.1 and 4.4.1).
 V, R, W, X, U, G, A, D = 1, 2, 4, 8, 16, 32, 64, 128
@@ -212,12 +212,14 @@ def test_find_qemu_none_without_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bad_exit_status_raises(tmp_path: Path) -> None:
+    require_toolchain()
     exe = _fake_qemu(tmp_path, "echo 'boom: bad machine' >&2\nexit 3\n")
     with pytest.raises(q.QemuFailed, match=r"status 3.*boom: bad machine"):
         q.run_probes(b"\0" * 8, 0, [ProbeCase(0, "read", S)], qemu=exe)
 
 
 def test_no_output_raises(tmp_path: Path) -> None:
+    require_toolchain()
     exe = _fake_qemu(tmp_path, "exit 0\n")
     with pytest.raises(q.QemuFailed, match="got 0 bytes, expected 72"):
         q.run_probes(b"\0" * 8, 0, [ProbeCase(0, "read", S)], qemu=exe)
@@ -256,145 +258,62 @@ MIB = 1 << 20
     ],
 )
 def test_plan_layout(image_size: int, n_cases: int, ram_size: int, stub_base: int) -> None:
+    require_toolchain()
     assert q.plan_layout(image_size, n_cases) == q.QemuLayout(ram_size, stub_base)
 
 
 def test_plan_layout_rejects_image_over_fdt() -> None:
+    require_toolchain()
     with pytest.raises(ValueError, match="FDT"):
         q.plan_layout(1024 * MIB, 1)
 
 
-# -- assembler -----------------------------------------------------------------
+# -- the assembled stub --------------------------------------------------------
 
 
-def _words(a: Assembler) -> list[int]:
-    code = a.assemble()
+def _words(code: bytes) -> list[int]:
     return [int.from_bytes(code[i : i + 4], "little") for i in range(0, len(code), 4)]
 
 
-def test_encodings() -> None:
-    """Known encodings (Volume I, Chapter 25 listings)."""
-    a = Assembler()
-    a.add("a0", "a1", "a2")
-    a.sub("t0", "t1", "t2")
-    a.addi("a0", "sp", -2048)
-    a.slli("t0", "t1", 63)
-    a.ld("a0", -8, "sp")
-    a.sd("ra", 2040, "sp")
-    a.lbu("t0", 5, "s3")
-    a.lui("a0", 0x12345000)
-    a.csrw("mtvec", "t0")
-    a.csrr("t0", "mhartid")
-    a.csrrci("a0", "mstatus", 31)
-    a.mret()
-    a.sfence_vma()
-    a.fence()
-    a.ecall()
-    assert _words(a) == [
-        0x00C58533,
-        0x407302B3,
-        0x80010513,
-        0x03F31293,
-        0xFF813503,
-        0x7E113C23,
-        0x0059C283,
-        0x12345537,
-        0x30529073,
-        0xF14022F3,
-        0x300FF573,
-        0x30200073,
-        0x12000073,
-        0x0FF0000F,
-        0x00000073,
-    ]
+def test_stub_is_what_the_harness_expects() -> None:
+    """The code ends at ``state``, 8-byte aligned (the state block's u64s follow it); ``trap`` is 4-byte
+    aligned (mtvec direct mode); every instruction is 4 bytes (no compressed ones: low bits 11); the stub is
+    assembled once per process."""
+    require_toolchain()
+    program = q.stub_program()
+    code = program.code
+    assert len(code) == program.symbols["state"]
+    assert len(code) % 8 == 0
+    assert program.symbols["trap"] % 4 == 0
+    assert 0 < program.symbols["trap"] < len(code)
+    assert all(word & 3 == 3 for word in _words(code))
+    assert q.stub_program() is program
 
 
-def test_hypervisor_encodings() -> None:
-    """HLV.D, HSV.D, HFENCE.GVMA (privileged spec, hypervisor extension instruction listing: funct7
-    0110110 / 0110111 / 0110001, funct3 100 / 100 / 000, opcode SYSTEM) and the H CSR numbers."""
-    a = Assembler()
-    a.hlv_d("a2", "a0")
-    a.hsv_d("a2", "a0")
-    a.hfence_gvma()
-    a.csrr("t0", "mtval2")
-    a.csrw("hgatp", "t0")
-    a.csrw("vsatp", "t0")
-    a.csrs("hstatus", "a4")
-    a.csrs("vsstatus", "a3")
-    assert _words(a) == [0x6C054673, 0x6EC54073, 0x62000073, 0x34B022F3, 0x68029073, 0x28029073, 0x60072073,
-                         0x2006A073]
+def test_stub_is_position_independent() -> None:
+    """Linked elsewhere, the code is the same bytes: every address in it is pc-relative (lla = auipc+addi)."""
+    require_toolchain()
+    elsewhere = q.assemble_stub(0x8765_4000)
+    assert elsewhere.code == q.stub_program().code
+    assert elsewhere.symbols["state"] == 0x8765_4000 + len(elsewhere.code)
 
 
-def test_labels_branches_and_la() -> None:
-    a = Assembler()
-    a.label("top")
-    a.beq("a0", "a1", "end")  # +12
-    a.bgeu("t0", "t1", "top")  # -4
-    a.jal("ra", "end")  # +4
-    a.label("end")
-    a.la("t0", "top")  # auipc t0, 0; addi t0, t0, -12
-    assert _words(a) == [0x00B50663, 0xFE62FEE3, 0x004000EF, 0x00000297, 0xFF428293]
+def test_missing_toolchain_raises_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "")
+    assert q.missing_toolchain() == [f"riscv64-linux-gnu-{tool}" for tool in ("as", "ld", "objcopy", "nm")]
+    with pytest.raises(q.ToolchainUnavailable, match=r"riscv64-linux-gnu-as.*binutils-riscv64-linux-gnu"):
+        q.assemble_stub()
 
 
-def test_branch_out_of_range() -> None:
-    a = Assembler()
-    a.beq("a0", "a1", "far")
-    a.data(bytes(4096))
-    a.label("far")
-    with pytest.raises(AsmError):
-        a.assemble()
+def test_stub_source_needs_the_harness_symbols() -> None:
+    """stub.S assembled without the harness's --defsym values stops with a message saying so."""
+    require_toolchain()
+    with pytest.raises(q.ToolchainFailed, match=r"(?s)needs the harness's --defsym"):
+        runner.assemble(q.stub_source(), "stub.S", prefix=q.TOOLCHAIN_PREFIX, package=q.TOOLCHAIN_PACKAGE,
+                        as_flags=("-march=rv64gc_zicsr_zifencei_h",))
 
 
-def test_unknown_register() -> None:
-    with pytest.raises(AsmError):
-        Assembler().add("a0", "a8", "a1")
-
-
-def _run_li(code: list[int]) -> int:
-    """Interpret the LUI/ADDI/SLLI sequence ``li`` emits; return rd's value."""
-    value = 0
-    for word in code:
-        opcode, funct3 = word & 0x7F, (word >> 12) & 7
-        if opcode == 0x37:
-            value = (word & 0xFFFF_F000) - ((word & 0x8000_0000) << 1)
-        elif opcode == 0x13 and funct3 == 0:
-            value += (word >> 20) - ((word >> 31) << 12)
-        elif opcode == 0x13 and funct3 == 1:
-            value <<= (word >> 20) & 63
-        else:
-            raise AssertionError(f"unexpected instruction {word:#010x}")
-        value &= 2**64 - 1
-    return value
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        0,
-        1,
-        -1,
-        2047,
-        -2048,
-        2048,
-        -2049,
-        0x7FFF_F7FF,
-        0x7FFF_F800,
-        0x7FFF_FFFF,
-        -(2**31),
-        2**31,
-        0x8000_0000,
-        0x1234_5678_9ABC_DEF0,
-        0xFFFF_FFFF_0000_0000,
-        2**63,
-        2**64 - 1,
-        -(2**63),
-        OUTSIDE_RAM,
-        0x5555_5555_5555_5555,
-    ],
-)
-def test_li(value: int) -> None:
-    a = Assembler()
-    a.li("a0", value)
-    words = _words(a)
-    assert len(words) <= 8
-    assert _run_li(words) == value % 2**64
+def test_assembler_error_raises_failed() -> None:
+    require_toolchain()
+    with pytest.raises(q.ToolchainFailed, match=r"(?s)status 1.*bogus"):
+        runner.assemble("\tbogus a0\n", "bad.S", prefix=q.TOOLCHAIN_PREFIX, package=q.TOOLCHAIN_PACKAGE)

@@ -1,11 +1,14 @@
 """Ask QEMU how RISC-V virtual addresses translate.
 
-A tiny bare-metal stub (assembled by :mod:`pagetable.vectors.rvasm`) runs in
-M-mode on ``qemu-system-riscv64 -M virt`` next to a caller-supplied physical
-memory image holding page tables.  For each :class:`ProbeCase` it performs one
-real S- or U-mode access through the MMU and records what the hart did.
+A tiny bare-metal stub (``stub.S`` beside this module, assembled by GNU binutils: ``riscv64-linux-gnu-as``,
+Debian package ``binutils-riscv64-linux-gnu``) runs in M-mode on ``qemu-system-riscv64 -M virt`` next to a
+caller-supplied physical memory image holding page tables.  For each :class:`ProbeCase` it performs one
+real S- or U-mode access through the MMU and records what the hart did.  This module plans the memory
+layout, builds the stub's data, gives QEMU its command line and reads the result; assembling and running
+are :mod:`pagetable.vectors.qemu`'s, which does nothing RISC-V specific.
 
-Architecture followed (RISC-V Privileged spec, version 20211203):
+Architecture followed (RISC-V Privileged spec, version 20211203; the stub's comments cite the sections
+each instruction follows):
 
 * Section 3.1.6.3 "Memory Privilege in mstatus": loads/stores are done from
   M-mode with ``mstatus.MPRV=1`` and ``MPP`` = the probed privilege, so they
@@ -24,98 +27,100 @@ Architecture followed (RISC-V Privileged spec, version 20211203):
   loads and stores are HLV.D/HSV.D from M-mode, translated through
   ``vsatp`` and ``hgatp`` as VS- or VU-mode by ``hstatus.SPVP``; fetches are
   ``mret`` with ``mstatus.MPV=1`` into VS/VU-mode.  Traps report the
-  guest-physical address in ``mtval2``.  QEMU 7.2 needs care here
-  (shared/qemu-7.2-notes.md): hfence.gvma after every hstatus change (item 7),
-  a non-Bare HS ``satp`` so VS-stage faults are page faults (item 10), and
-  the trap handler clears ``mstatus.MPV`` so that its ``mret`` to M-mode does
-  not run M-mode with V=1.
+  guest-physical address in ``mtval2``.  QEMU 7.2 needs care here (docs/qemu.md,
+  "How QEMU is asked"): its TLB for HLV/HSV ignores hstatus.SPVP, so the stub
+  runs hfence.gvma after every hstatus change; with a Bare HS ``satp`` it
+  reports VS-stage faults of HLV/HSV as access faults, so the HS ``satp``
+  should be non-Bare; and its ``mret`` enters V=1 from MPV even when MPP=M,
+  so the trap handler clears ``mstatus.MPV``.
 
 QEMU ``virt`` machine facts relied on (checked against QEMU 7.2): RAM at
 0x8000_0000, 16550 UART at 0x1000_0000 (byte registers, LSR bit 5 = THR
 empty), SiFive test finisher at 0x10_0000 (write 0x5555 to power off with
 exit status 0), the flattened device tree placed 2 MiB-aligned just below
 ``min(RAM end, 3 GiB)``, and the generic loader's ``cpu-num`` setting the
-hart's reset PC to the address it loads the stub at.
+hart's reset PC to the address it loads the stub at.  The device addresses
+are the stub's (``.equ`` in stub.S); the CSR bits it shares with this module
+are :mod:`pagetable.arch.riscv_sv39.csr`'s, passed to the assembler.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-import shutil
 import struct
-import subprocess
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Final
 
-from ..rvasm import Assembler
+from ...arch.riscv_sv39 import csr
+from ...arch.riscv_sv39.csr import CAUSE_ILLEGAL_INSTRUCTION
+from .. import qemu as runner
+from ..qemu import Program, QemuFailed, QemuUnavailable, ToolchainFailed, ToolchainUnavailable, tail
 
 __all__ = [
+    "QEMU_BINARY",
+    "QEMU_PACKAGE",
     "RAM_BASE",
+    "TOOLCHAIN_PACKAGE",
+    "TOOLCHAIN_PREFIX",
     "ProbeCase",
     "ProbeResult",
     "QemuFailed",
     "QemuLayout",
     "QemuUnavailable",
+    "ToolchainFailed",
+    "ToolchainUnavailable",
+    "assemble_stub",
     "build_stub",
     "find_qemu",
+    "missing_toolchain",
     "plan_layout",
+    "qemu_command",
     "run_probes",
+    "stub_program",
+    "stub_source",
 ]
 
 RAM_BASE: Final = 0x8000_0000
 QEMU_BINARY: Final = "qemu-system-riscv64"
+QEMU_PACKAGE: Final = "qemu-system-misc"
+TOOLCHAIN_PREFIX: Final = "riscv64-linux-gnu-"
+TOOLCHAIN_PACKAGE: Final = "binutils-riscv64-linux-gnu"
+
+# The stub has no compressed instructions (.option norvc in stub.S); h: HLV.D, HSV.D, HFENCE.GVMA and the
+# H CSRs.  No linker relaxation: the code is linked at 0 and loaded anywhere, pc-relative throughout.
+_AS_FLAGS: Final = ("-march=rv64gc_zicsr_zifencei_h", "-mno-relax")
+_LD_FLAGS: Final = ("--no-relax",)
 
 _MIB: Final = 1 << 20
 _ALIGN: Final = 2 * _MIB  # granule of the layout (QEMU aligns the FDT to 2 MiB)
 _FDT_SLOT: Final = 2 * _MIB  # room left for QEMU's FDT at the top of RAM
 _FDT_CAP: Final = 3072 * _MIB  # QEMU 7.2 virt: FDT below min(RAM end, 3 GiB)
 
-_UART: Final = 0x1000_0000  # virt: ns16550a, regshift 0
-_UART_LSR: Final = 5  # line status register; bit 5 = THR empty
-_FINISHER: Final = 0x10_0000  # virt: sifive_test
-_FINISHER_PASS: Final = 0x5555
-
-# mstatus bits (Privileged spec, Section 3.1.6; MPV and GVA: hypervisor extension, "Machine Status").
-_MSTATUS_MPP_SHIFT: Final = 11
-_MSTATUS_MPP: Final = 3 << _MSTATUS_MPP_SHIFT
-_MSTATUS_MPRV: Final = 1 << 17
-_MSTATUS_SUM: Final = 1 << 18
-_MSTATUS_MXR: Final = 1 << 19
-_MSTATUS_GVA: Final = 1 << 38
-_MSTATUS_MPV: Final = 1 << 39
-_HSTATUS_SPVP: Final = 1 << 8  # hypervisor extension, "Hypervisor Status Register"
-
-# Exception codes (Privileged spec, Table 3.6).
-CAUSE_ILLEGAL_INSTRUCTION: Final = 2
-
 _PRIVILEGE: Final[dict[str, int]] = {"user": 0, "supervisor": 1}
 _ACCESS: Final[dict[str, int]] = {"read": 0, "write": 1, "execute": 2}
+_VIRT: Final = 4  # added to the access kind of a case with V=1
 
-# Stub state block, addressed through mscratch (offsets in bytes).
-_ST_CAUSE, _ST_EPC, _ST_TVAL, _ST_RESUME = 0, 8, 16, 24
-_ST_CASE, _ST_CASE_END, _ST_RESULT = 32, 40, 48
-_ST_OUT_START, _ST_OUT_END, _ST_SATP = 56, 64, 72
-_ST_TVAL2, _ST_HYP, _ST_HGATP, _ST_VSATP = 80, 88, 96, 104
-_STATE_SIZE: Final = 112
-
-_CASE_SIZE: Final = 40  # va, mstatus bits, access kind (+4: V=1), vsstatus bits, hstatus bits
-_VIRT: Final = 4
-_RESULT_SIZE: Final = 32  # cause (all ones = none), value, tval, tval2
+# The stub's data, u64 fields in the order they follow the code: the state block (addressed through
+# mscratch), the case records, then what the stub sends: the header, one result record per case and the
+# trailer.  The assembler gets each field's offset (ST_CAUSE, CASE_VA, RES_CAUSE, HDR_SATP, ...).
+_STATE: Final = ("CAUSE", "EPC", "TVAL", "RESUME", "CASE", "CASE_END", "RESULT", "OUT_START", "OUT_END",
+                 "SATP", "TVAL2", "HYP", "HGATP", "VSATP")
+_CASE: Final = ("VA", "MSTATUS", "KIND", "VSSTATUS", "HSTATUS")  # va, mstatus bits, access kind, vsstatus/hstatus bits
+_RESULT: Final = ("CAUSE", "VALUE", "TVAL", "TVAL2")  # cause (all ones = none), value, mtval, mtval2
+_HEADER: Final = ("MAGIC", "SATP", "HGATP", "COUNT")  # magic, satp and hgatp read back, number of cases
+_STATE_SIZE: Final = 8 * len(_STATE)
+_CASE_SIZE: Final = 8 * len(_CASE)
+_RESULT_SIZE: Final = 8 * len(_RESULT)
+_HEADER_SIZE: Final = 8 * len(_HEADER)
+_TRAILER_SIZE: Final = 8
 _HEADER_MAGIC: Final = 0x5052_4F42_4553_5632  # "PROBESV2"
 _TRAILER_MAGIC: Final = 0x454E_445F_5052_4F42  # "END_PROB"
-_HEADER_SIZE: Final = 32  # magic, satp and hgatp read back, number of cases
-_TRAILER_SIZE: Final = 8
 _NONE: Final = 2**64 - 1
 
-
-class QemuUnavailable(RuntimeError):
-    """``qemu-system-riscv64`` could not be found."""
-
-
-class QemuFailed(RuntimeError):
-    """QEMU exited badly, timed out, or its output was truncated or malformed."""
+_IMAGE_FILE, _STUB_FILE, _SERIAL_FILE = "image.bin", "stub.bin", "out.bin"
 
 
 @dataclass(frozen=True)
@@ -167,7 +172,12 @@ class QemuLayout:
 
 def find_qemu() -> str | None:
     """Return the path of ``qemu-system-riscv64`` on PATH, or ``None``."""
-    return shutil.which(QEMU_BINARY)
+    return runner.find_qemu(QEMU_BINARY)
+
+
+def missing_toolchain() -> list[str]:
+    """The binutils programs the stub needs that are not on PATH (empty when all are there)."""
+    return runner.missing_tools(TOOLCHAIN_PREFIX)
 
 
 def _round_up(value: int, granule: int) -> int:
@@ -179,228 +189,85 @@ def _round_up(value: int, granule: int) -> int:
 # ---------------------------------------------------------------------------
 
 
-def _stub_code() -> Assembler:
-    """Assemble the stub's code; data follows at label ``state``.
+def _offsets(prefix: str, fields: Sequence[str]) -> dict[str, int]:
+    return {f"{prefix}_{name}": 8 * i for i, name in enumerate(fields)}
 
-    Register use: s0 = state block (from mscratch), s1 = case, s2 = result,
-    a0 = va, a1 = mstatus bits, a2 = value, a3/a4 = vsstatus/hstatus bits,
-    t0-t2 scratch.  The trap handler clobbers only t5/t6, and every path back
-    from an access reloads its state from memory, because an execute probe
-    runs arbitrary code.  The H CSRs are touched only when the state block's
-    hypervisor flag is set (they are illegal instructions without H).
+
+def _defsyms() -> dict[str, int]:
+    """Every number stub.S shares with this module, by the name it uses."""
+    return {
+        **_offsets("ST", _STATE),
+        **_offsets("CASE", _CASE),
+        **_offsets("RES", _RESULT),
+        **_offsets("HDR", _HEADER),
+        "STATE_SIZE": _STATE_SIZE,
+        "CASE_SIZE": _CASE_SIZE,
+        "RESULT_SIZE": _RESULT_SIZE,
+        "ACCESS_READ": _ACCESS["read"],
+        "ACCESS_WRITE": _ACCESS["write"],
+        "VIRT": _VIRT,
+        "NO_TRAP": _NONE - 2**64,  # -1: li loads it sign-extended
+        "MSTATUS_MPP": csr.MSTATUS_MPP,
+        "MSTATUS_MPRV": csr.MSTATUS_MPRV,
+        "MSTATUS_SUM": csr.MSTATUS_SUM,
+        "MSTATUS_MXR": csr.MSTATUS_MXR,
+        "MSTATUS_MPV": csr.MSTATUS_MPV,
+        "MSTATUS_GVA": csr.MSTATUS_GVA,
+        "HSTATUS_SPVP": csr.HSTATUS_SPVP,
+        "CAUSE_ILLEGAL_INSTRUCTION": CAUSE_ILLEGAL_INSTRUCTION,
+    }
+
+
+def stub_source() -> str:
+    """The text of stub.S, read from the package."""
+    return resources.files(__name__.rpartition(".")[0]).joinpath("stub.S").read_text(encoding="utf-8")
+
+
+def assemble_stub(address: int = 0) -> Program:
+    """Assemble stub.S with GNU binutils, linked at ``address`` (uncached: :func:`stub_program` is what the
+    harness loads).  Raises :class:`ToolchainUnavailable`, naming the Debian package
+    ``binutils-riscv64-linux-gnu``, when binutils are missing."""
+    return runner.assemble(stub_source(), "stub.S", prefix=TOOLCHAIN_PREFIX, package=TOOLCHAIN_PACKAGE,
+                           as_flags=_AS_FLAGS, ld_flags=_LD_FLAGS, defsyms=_defsyms(), address=address)
+
+
+@functools.cache
+def stub_program() -> Program:
+    """The stub's code, linked at 0 and assembled once per process (on first use, not at import).
+
+    The code ends at the 8-byte aligned symbol ``state``, where :func:`build_stub` appends the data; the
+    trap handler ``trap`` is 4-byte aligned (mtvec direct mode).  Being position independent, the code runs
+    wherever :func:`plan_layout` puts it.
     """
-    a = Assembler()
-
-    def clear_trap() -> None:
-        """Mark the state block's trap record as "no trap" (cause all-ones)."""
-        a.li("t1", -1)
-        a.sd("t1", _ST_CAUSE, "s0")
-        for offset in (_ST_EPC, _ST_TVAL, _ST_TVAL2):
-            a.sd("zero", offset, "s0")
-
-    def guarded(resume: str, access: Callable[[], None]) -> None:
-        """One access with the mstatus bits in a1 set (MPRV|MPP|SUM|MXR, or MXR for HLV/HSV), cleared
-        right after; a trap resumes at `resume` (where MPRV is already clear)."""
-        a.la("t1", resume)
-        a.sd("t1", _ST_RESUME, "s0")
-        a.csrs("mstatus", "a1")
-        access()
-        a.csrc("mstatus", "a1")
-
-    def load_then_store(name: str, load: Callable[[], None], store: Callable[[], None]) -> None:
-        """A write probe: load (0 if it faults), then store the same value back."""
-        guarded(f"after_{name}", load)
-        a.label(f"after_{name}")
-        a.csrr("s0", "mscratch")
-        clear_trap()  # forget the load's fault, if any
-        guarded("record", store)
-        a.j("record")
-
-    # -- setup (Privileged spec 3.1.7 mtvec, 3.1.8 medeleg/mideleg, 3.7 PMP) --
-    a.la("t0", "trap")
-    a.csrw("mtvec", "t0")
-    a.la("s0", "state")
-    a.csrw("mscratch", "s0")
-    a.csrw("medeleg", "zero")
-    a.csrw("mideleg", "zero")
-    a.csrw("mie", "zero")
-    a.li("t0", -1)  # NAPOT over the whole address space
-    a.csrw("pmpaddr0", "t0")
-    a.li("t0", 0x1F)  # A=NAPOT, X, W, R; L=0
-    a.csrw("pmpcfg0", "t0")
-    a.ld("t0", _ST_SATP, "s0")
-    a.csrw("satp", "t0")
-    a.sfence_vma()
-    a.csrr("t0", "satp")  # read back (WARL: unsupported modes drop)
-    a.ld("t1", _ST_OUT_START, "s0")
-    a.sd("t0", 8, "t1")
-    a.ld("t0", _ST_HYP, "s0")
-    a.beqz("t0", "next_case")
-    a.ld("t0", _ST_HGATP, "s0")
-    a.csrw("hgatp", "t0")
-    a.ld("t0", _ST_VSATP, "s0")
-    a.csrw("vsatp", "t0")
-    a.hfence_gvma()
-    a.csrr("t0", "hgatp")
-    a.sd("t0", 16, "t1")
-
-    # -- per-case loop ---------------------------------------------------------
-    a.label("next_case")
-    a.csrr("s0", "mscratch")
-    a.ld("s1", _ST_CASE, "s0")
-    a.ld("t0", _ST_CASE_END, "s0")
-    a.bgeu("s1", "t0", "output")
-    # Start every case from a clean state: an execute probe returns through
-    # the handler with its SUM/MXR still set.
-    a.li("t1", _MSTATUS_MPP | _MSTATUS_MPRV | _MSTATUS_SUM | _MSTATUS_MXR)
-    a.csrc("mstatus", "t1")
-    a.ld("t0", _ST_HYP, "s0")
-    a.beqz("t0", "clean")
-    a.li("t1", _MSTATUS_SUM | _MSTATUS_MXR)  # same bits in vsstatus
-    a.csrc("vsstatus", "t1")
-    a.li("t1", _HSTATUS_SPVP)
-    a.csrc("hstatus", "t1")
-    a.label("clean")
-    a.sfence_vma()
-    a.ld("a0", 0, "s1")
-    a.ld("a1", 8, "s1")
-    a.ld("t0", 16, "s1")
-    a.ld("a3", 24, "s1")
-    a.ld("a4", 32, "s1")
-    clear_trap()
-    a.li("a2", 0)  # value if the load faults
-    a.andi("t2", "t0", _VIRT)
-    a.beqz("t2", "plain")
-    # V=1: vsstatus and hstatus.SPVP for this case, then flush (QEMU 7.2 keys
-    # its HLV/HSV TLB entries without SPVP: shared notes item 7).
-    a.csrs("vsstatus", "a3")
-    a.csrs("hstatus", "a4")
-    a.hfence_gvma()
-    a.andi("t0", "t0", 3)
-    a.bnez("t0", "virt_not_read")
-    guarded("record", lambda: a.hlv_d("a2", "a0"))
-    a.j("record")
-    a.label("virt_not_read")
-    a.li("t1", 1)
-    a.bne("t0", "t1", "execute")
-    load_then_store("virt_load", lambda: a.hlv_d("a2", "a0"), lambda: a.hsv_d("a2", "a0"))
-
-    a.label("plain")
-    a.bnez("t0", "not_read")
-    # read: one load with MPRV=1 (a1 holds MPRV|MPP|SUM|MXR); clear right after.
-    guarded("record", lambda: a.ld("a2", 0, "a0"))
-    a.j("record")
-
-    a.label("not_read")
-    a.li("t1", 1)
-    a.bne("t0", "t1", "execute")
-    load_then_store("load", lambda: a.ld("a2", 0, "a0"), lambda: a.sd("a2", 0, "a0"))
-
-    # execute: mret to va in S/U, or VS/VU with MPV (a1 holds MPP|SUM|MXR[|MPV], no MPRV).
-    a.label("execute")
-    a.la("t1", "after_execute")
-    a.sd("t1", _ST_RESUME, "s0")
-    a.csrw("mepc", "a0")
-    a.csrs("mstatus", "a1")
-    a.mret()
-    a.label("after_execute")
-    a.csrr("s0", "mscratch")
-    a.ld("s1", _ST_CASE, "s0")
-    a.ld("a2", _ST_EPC, "s0")  # value = mepc
-    # A fetch that succeeded hits the illegal 0x0000 parcel at va itself.
-    a.ld("t0", _ST_CAUSE, "s0")
-    a.li("t1", CAUSE_ILLEGAL_INSTRUCTION)
-    a.bne("t0", "t1", "record")
-    a.ld("t1", 0, "s1")
-    a.bne("a2", "t1", "record")
-    a.li("t1", -1)
-    a.sd("t1", _ST_CAUSE, "s0")
-    a.sd("zero", _ST_TVAL, "s0")
-
-    a.label("record")
-    a.csrr("s0", "mscratch")
-    a.ld("s1", _ST_CASE, "s0")
-    a.ld("s2", _ST_RESULT, "s0")
-    a.ld("t0", _ST_CAUSE, "s0")
-    a.sd("t0", 0, "s2")
-    a.sd("a2", 8, "s2")
-    a.ld("t0", _ST_TVAL, "s0")
-    a.sd("t0", 16, "s2")
-    a.ld("t0", _ST_TVAL2, "s0")
-    a.sd("t0", 24, "s2")
-    a.addi("s1", "s1", _CASE_SIZE)
-    a.sd("s1", _ST_CASE, "s0")
-    a.addi("s2", "s2", _RESULT_SIZE)
-    a.sd("s2", _ST_RESULT, "s0")
-    a.j("next_case")
-
-    # -- output: header, results, trailer, byte by byte to the UART -------------
-    a.label("output")
-    a.ld("s1", _ST_OUT_START, "s0")
-    a.ld("s2", _ST_OUT_END, "s0")
-    a.li("s3", _UART)
-    a.label("send")
-    a.bgeu("s1", "s2", "finish")
-    a.label("wait_thre")
-    a.lbu("t0", _UART_LSR, "s3")
-    a.andi("t0", "t0", 0x20)
-    a.beqz("t0", "wait_thre")
-    a.lbu("t0", 0, "s1")
-    a.sb("t0", 0, "s3")
-    a.addi("s1", "s1", 1)
-    a.j("send")
-    a.label("finish")
-    a.fence()
-    a.li("t0", _FINISHER)
-    a.li("t1", _FINISHER_PASS)
-    a.sw("t1", 0, "t0")
-    a.j("finish")
-
-    # -- trap handler (mtvec direct mode needs 4-byte alignment) ------------------
-    # Entered with MPP = the trapping mode (M for MPRV loads/stores, whose
-    # MPRV is still set; MPV=1 after a trap from VS/VU).  Clears MPRV, MPV
-    # and GVA and sets MPP=M so mret resumes the stub in M-mode, physically
-    # (QEMU 7.2's mret enters V=1 from MPV even when MPP=M).  MPV and GVA are
-    # read-only zero without H, so clearing them there is harmless.  Clobbers
-    # t5/t6 only.
-    a.align(4)
-    a.label("trap")
-    a.csrr("t6", "mscratch")
-    a.li("t5", _MSTATUS_MPRV | _MSTATUS_MPV | _MSTATUS_GVA)
-    a.csrc("mstatus", "t5")
-    a.li("t5", _MSTATUS_MPP)  # MPP = M: mret returns to the stub
-    a.csrs("mstatus", "t5")
-    a.csrr("t5", "mcause")
-    a.sd("t5", _ST_CAUSE, "t6")
-    a.csrr("t5", "mepc")
-    a.sd("t5", _ST_EPC, "t6")
-    a.csrr("t5", "mtval")
-    a.sd("t5", _ST_TVAL, "t6")
-    a.ld("t5", _ST_HYP, "t6")
-    a.beqz("t5", "trap_return")
-    a.csrr("t5", "mtval2")
-    a.sd("t5", _ST_TVAL2, "t6")
-    a.label("trap_return")
-    a.ld("t5", _ST_RESUME, "t6")
-    a.csrw("mepc", "t5")
-    a.mret()
-
-    a.align(8)
-    a.label("state")
-    return a
+    program = assemble_stub()
+    state, trap = program.symbols.get("state"), program.symbols.get("trap")
+    if state is None or trap is None or state != len(program.code) or state % 8 or trap % 4:
+        raise ToolchainFailed(f"the assembled stub is not what the harness expects: {len(program.code)} bytes, "
+                              f"state at {state}, trap at {trap} (state must end the code, 8-byte aligned; "
+                              "trap must be 4-byte aligned)")
+    return program
 
 
-_STUB_CODE: Final = _stub_code()
-_CODE_SIZE: Final = _STUB_CODE.address_of("state")
+def _code_size() -> int:
+    return len(stub_program().code)
 
 
 def _stub_size(n_cases: int) -> int:
-    return _CODE_SIZE + _STATE_SIZE + n_cases * _CASE_SIZE + _HEADER_SIZE + n_cases * _RESULT_SIZE + _TRAILER_SIZE
+    return _code_size() + _STATE_SIZE + n_cases * _CASE_SIZE + _HEADER_SIZE + n_cases * _RESULT_SIZE + _TRAILER_SIZE
 
 
-def _case_record(case: ProbeCase) -> tuple[int, int, int, int, int]:
-    """Return (va, mstatus bits to set, access kind, vsstatus bits, hstatus bits) for one case, validating
-    it."""
+def _pack(fields: Sequence[str], values: Mapping[str, int]) -> bytes:
+    assert set(values) == set(fields)
+    return struct.pack(f"<{len(fields)}Q", *(values[name] for name in fields))
+
+
+def _unpack(fields: Sequence[str], raw: bytes, offset: int) -> dict[str, int]:
+    return dict(zip(fields, struct.unpack_from(f"<{len(fields)}Q", raw, offset), strict=True))
+
+
+def _case_record(case: ProbeCase) -> dict[str, int]:
+    """Return one case's record (va, mstatus bits to set, access kind, vsstatus bits, hstatus bits),
+    validating it."""
     if case.access not in _ACCESS:
         raise ValueError(f"access must be one of {sorted(_ACCESS)}, not {case.access!r}")
     if case.privilege not in _PRIVILEGE:
@@ -409,16 +276,17 @@ def _case_record(case: ProbeCase) -> tuple[int, int, int, int, int]:
         raise ValueError(f"va {case.va:#x} must be an 8-byte aligned u64")
     kind = _ACCESS[case.access]
     fetch = kind == _ACCESS["execute"]
-    bits = _MSTATUS_SUM if case.sum else 0
-    bits |= _MSTATUS_MXR if case.mxr else 0
+    bits = csr.MSTATUS_SUM if case.sum else 0
+    bits |= csr.MSTATUS_MXR if case.mxr else 0
     if not case.virt:
-        bits |= _PRIVILEGE[case.privilege] << _MSTATUS_MPP_SHIFT
-        return case.va, bits | (0 if fetch else _MSTATUS_MPRV), kind, 0, 0
-    vs_bits = (_MSTATUS_SUM if case.vs_sum else 0) | (_MSTATUS_MXR if case.vs_mxr else 0)
+        bits |= _PRIVILEGE[case.privilege] << csr.MSTATUS_MPP_SHIFT
+        bits |= 0 if fetch else csr.MSTATUS_MPRV
+        return {"VA": case.va, "MSTATUS": bits, "KIND": kind, "VSSTATUS": 0, "HSTATUS": 0}
+    vs_bits = (csr.MSTATUS_SUM if case.vs_sum else 0) | (csr.MSTATUS_MXR if case.vs_mxr else 0)
     if fetch:                                   # mret into VS/VU-mode
-        bits |= _PRIVILEGE[case.privilege] << _MSTATUS_MPP_SHIFT | _MSTATUS_MPV
-    spvp = _HSTATUS_SPVP if case.privilege == "supervisor" else 0   # HLV/HSV as VS or VU
-    return case.va, bits, kind | _VIRT, vs_bits, spvp
+        bits |= _PRIVILEGE[case.privilege] << csr.MSTATUS_MPP_SHIFT | csr.MSTATUS_MPV
+    spvp = csr.HSTATUS_SPVP if case.privilege == "supervisor" else 0   # HLV/HSV as VS or VU
+    return {"VA": case.va, "MSTATUS": bits, "KIND": kind | _VIRT, "VSSTATUS": vs_bits, "HSTATUS": spvp}
 
 
 def build_stub(stub_base: int, satp: int, cases: Sequence[ProbeCase], hgatp: int | None = None,
@@ -430,18 +298,23 @@ def build_stub(stub_base: int, satp: int, cases: Sequence[ProbeCase], hgatp: int
             raise ValueError(f"{name} {value:#x} is not a u64")
     if hgatp is None and any(c.virt for c in cases):
         raise ValueError("cases with virt=True need hgatp (and vsatp)")
+    records = [_case_record(case) for case in cases]
     n = len(cases)
-    state = stub_base + _CODE_SIZE
+    code = stub_program().code
+    state = stub_base + len(code)
     case_table = state + _STATE_SIZE
     out_start = case_table + n * _CASE_SIZE
     results = out_start + _HEADER_SIZE
     out_end = results + n * _RESULT_SIZE + _TRAILER_SIZE
-    blob = bytearray(_STUB_CODE.assemble())
-    blob += struct.pack("<14Q", _NONE, 0, 0, 0, case_table, out_start, results, out_start, out_end, satp, 0,
-                        hgatp is not None, hgatp or 0, vsatp)
-    for case in cases:
-        blob += struct.pack("<5Q", *_case_record(case))
-    blob += struct.pack("<4Q", _HEADER_MAGIC, 0, 0, n)
+    blob = bytearray(code)
+    blob += _pack(_STATE, {
+        "CAUSE": _NONE, "EPC": 0, "TVAL": 0, "RESUME": 0, "CASE": case_table, "CASE_END": out_start,
+        "RESULT": results, "OUT_START": out_start, "OUT_END": out_end, "SATP": satp, "TVAL2": 0,
+        "HYP": int(hgatp is not None), "HGATP": hgatp or 0, "VSATP": vsatp,
+    })
+    for record in records:
+        blob += _pack(_CASE, record)
+    blob += _pack(_HEADER, {"MAGIC": _HEADER_MAGIC, "SATP": 0, "HGATP": 0, "COUNT": n})
     blob += bytes(n * _RESULT_SIZE)
     blob += struct.pack("<Q", _TRAILER_MAGIC)
     assert len(blob) == _stub_size(n)
@@ -477,32 +350,28 @@ def plan_layout(image_size: int, n_cases: int) -> QemuLayout:
 # ---------------------------------------------------------------------------
 
 
-def _tail(text: bytes, limit: int = 2000) -> str:
-    return text[-limit:].decode("utf-8", "replace").strip()
-
-
 def _parse_output(raw: bytes, satp: int, hgatp: int | None, n: int, stderr: bytes) -> list[ProbeResult]:
     expected = _HEADER_SIZE + n * _RESULT_SIZE + _TRAILER_SIZE
     if len(raw) != expected:
         raise QemuFailed(
             f"stub output truncated or malformed: got {len(raw)} bytes, expected "
-            f"{expected}; QEMU stderr: {_tail(stderr)!r}"
+            f"{expected}; QEMU stderr: {tail(stderr)!r}"
         )
-    magic, satp_back, hgatp_back, count = struct.unpack_from("<4Q", raw, 0)
+    header = _unpack(_HEADER, raw, 0)
     (trailer,) = struct.unpack_from("<Q", raw, expected - _TRAILER_SIZE)
-    if magic != _HEADER_MAGIC or trailer != _TRAILER_MAGIC or count != n:
+    if header["MAGIC"] != _HEADER_MAGIC or trailer != _TRAILER_MAGIC or header["COUNT"] != n:
         raise QemuFailed("stub output has a bad header or trailer")
-    if satp_back != satp:
+    if header["SATP"] != satp:
         raise QemuFailed(
-            f"the hart did not accept satp={satp:#x} (read back {satp_back:#x}): "
+            f"the hart did not accept satp={satp:#x} (read back {header['SATP']:#x}): "
             "translation mode or ASID width not supported by this -cpu"
         )
-    if hgatp is not None and hgatp_back != hgatp:
-        raise QemuFailed(f"the hart did not accept hgatp={hgatp:#x} (read back {hgatp_back:#x})")
+    if hgatp is not None and header["HGATP"] != hgatp:
+        raise QemuFailed(f"the hart did not accept hgatp={hgatp:#x} (read back {header['HGATP']:#x})")
     results = []
     for i in range(n):
-        cause, value, tval, tval2 = struct.unpack_from("<4Q", raw, _HEADER_SIZE + i * _RESULT_SIZE)
-        results.append(ProbeResult(None if cause == _NONE else cause, value, tval, tval2))
+        r = _unpack(_RESULT, raw, _HEADER_SIZE + i * _RESULT_SIZE)
+        results.append(ProbeResult(None if r["CAUSE"] == _NONE else r["CAUSE"], r["VALUE"], r["TVAL"], r["TVAL2"]))
     return results
 
 
@@ -527,13 +396,13 @@ def qemu_command(qemu: str, layout: QemuLayout, cpu: str, workdir: str) -> list[
         "-cpu",
         cpu,
         "-chardev",
-        f"file,id=c0,path={os.path.join(workdir, 'out.bin')}",
+        f"file,id=c0,path={os.path.join(workdir, _SERIAL_FILE)}",
         "-serial",
         "chardev:c0",
         "-device",
-        f"loader,file={os.path.join(workdir, 'image.bin')},addr={RAM_BASE:#x},force-raw=on",
+        f"loader,file={os.path.join(workdir, _IMAGE_FILE)},addr={RAM_BASE:#x},force-raw=on",
         "-device",
-        f"loader,file={os.path.join(workdir, 'stub.bin')},addr={layout.stub_base:#x},force-raw=on,cpu-num=0",
+        f"loader,file={os.path.join(workdir, _STUB_FILE)},addr={layout.stub_base:#x},force-raw=on,cpu-num=0",
     ]
 
 
@@ -555,43 +424,23 @@ def run_probes(
     ``-cpu`` with ``h=true``), hgatp and ``vsatp`` are written too and cases
     may have ``virt``; the HS ``satp`` should then be non-Bare (QEMU 7.2
     reports VS-stage faults of HLV/HSV as access faults under a Bare satp:
-    shared/qemu-7.2-notes.md item 10).  hgatp/vsatp are not WARL-checked by
-    QEMU 7.2 (item 19): give only modes the CPU implements.  Write probes store back
+    docs/qemu.md).  QEMU 7.2 keeps any MODE written to hgatp, reserved ones
+    included (docs/qemu.md), so the hgatp read-back does not catch an
+    unsupported mode, and vsatp is not read back: give only modes the CPU
+    implements.  Write probes store back
     the value they loaded, so data is unchanged, but QEMU may set A/D bits in
     the image's PTEs as a side effect; later cases see those updates.
 
-    Raises :class:`QemuUnavailable` when no QEMU is found and
-    :class:`QemuFailed` when it exits badly, times out or its output is short.
+    Raises :class:`QemuUnavailable` when no QEMU is found,
+    :class:`ToolchainUnavailable` when binutils are missing, and
+    :class:`QemuFailed` when QEMU exits badly, times out or its output is short.
     """
-    exe = qemu if qemu is not None else find_qemu()
+    exe = runner.find_qemu(QEMU_BINARY if qemu is None else qemu)
     if exe is None:
-        raise QemuUnavailable(f"{QEMU_BINARY} not found on PATH")
+        where = "on PATH" if qemu is None else "or not executable"
+        raise QemuUnavailable(f"{qemu or QEMU_BINARY} not found {where} (Debian package {QEMU_PACKAGE})")
     layout = plan_layout(len(image), len(cases))
     stub = build_stub(layout.stub_base, satp, cases, hgatp, vsatp)
-    with tempfile.TemporaryDirectory(prefix="pagetable-qemu-") as workdir:
-        with open(os.path.join(workdir, "image.bin"), "wb") as f:
-            f.write(image)
-        with open(os.path.join(workdir, "stub.bin"), "wb") as f:
-            f.write(stub)
-        cmd = qemu_command(exe, layout, cpu, workdir)
-        try:
-            proc = subprocess.run(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=timeout,
-                cwd=workdir,
-                check=False,
-            )
-        except FileNotFoundError as exc:
-            raise QemuUnavailable(f"cannot run {exe}: {exc}") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise QemuFailed(f"QEMU timed out after {timeout} s; stderr: {_tail(exc.stderr or b'')!r}") from exc
-        if proc.returncode != 0:
-            raise QemuFailed(f"QEMU exited with status {proc.returncode}; stderr: {_tail(proc.stderr)!r}")
-        try:
-            with open(os.path.join(workdir, "out.bin"), "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
-            raw = b""
-        return _parse_output(raw, satp, hgatp, len(cases), proc.stderr)
+    run = runner.run_qemu(lambda workdir: qemu_command(exe, layout, cpu, workdir),
+                          {_IMAGE_FILE: image, _STUB_FILE: stub}, _SERIAL_FILE, timeout=timeout)
+    return _parse_output(run.serial, satp, hgatp, len(cases), run.stderr)

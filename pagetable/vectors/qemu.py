@@ -1,0 +1,178 @@
+"""Run a bare-metal program in QEMU and read what it wrote to its serial port; build it with GNU binutils.
+
+Architecture independent: an architecture's harness (:mod:`pagetable.vectors.riscv.qemu`) supplies the
+assembly source, the binutils target prefix and flags, the QEMU command line and the meaning of the
+output.  :func:`assemble` assembles and links a source (at address 0, say) and returns the flat binary with its
+symbols; :func:`run_qemu` writes the run's files into a fresh temporary directory, runs QEMU there with a
+timeout and returns the serial output.  Neither is needed at import time, so importing the package needs
+neither QEMU nor binutils.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+__all__ = [
+    "Program",
+    "QemuFailed",
+    "QemuRun",
+    "QemuUnavailable",
+    "ToolchainFailed",
+    "ToolchainUnavailable",
+    "assemble",
+    "find_qemu",
+    "missing_tools",
+    "run_qemu",
+    "tail",
+]
+
+TOOLS = ("as", "ld", "objcopy", "nm")
+_TOOL_TIMEOUT = 60.0
+
+
+class QemuUnavailable(RuntimeError):
+    """The QEMU binary could not be found or run."""
+
+
+class QemuFailed(RuntimeError):
+    """QEMU exited badly, timed out, or its output was truncated or malformed."""
+
+
+class ToolchainUnavailable(RuntimeError):
+    """A GNU binutils program needed to build the stub could not be found or run."""
+
+
+class ToolchainFailed(RuntimeError):
+    """Binutils refused the stub's source, or produced something the harness cannot use."""
+
+
+def find_qemu(binary: str) -> str | None:
+    """Return the path of ``binary`` (a name looked up on PATH, or a path), or ``None``."""
+    return shutil.which(binary)
+
+
+def tail(text: bytes, limit: int = 2000) -> str:
+    """The last ``limit`` bytes of a program's output, decoded for an error message."""
+    return text[-limit:].decode("utf-8", "replace").strip()
+
+
+# ---------------------------------------------------------------------------
+# Building the stub
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Program:
+    """An assembled program: its bytes and every symbol ``nm`` lists, by name (addresses as linked)."""
+
+    code: bytes
+    symbols: Mapping[str, int]
+
+
+def missing_tools(prefix: str) -> list[str]:
+    """The binutils programs (``{prefix}as``, ``ld``, ``objcopy``, ``nm``) not found on PATH."""
+    return [prefix + tool for tool in TOOLS if shutil.which(prefix + tool) is None]
+
+
+def _run_tool(argv: Sequence[str], package: str, cwd: str) -> bytes:
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=_TOOL_TIMEOUT,
+                              cwd=cwd, check=False)
+    except FileNotFoundError as exc:
+        raise ToolchainUnavailable(f"cannot run {argv[0]}: {exc} (Debian package {package})") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise ToolchainFailed(f"{argv[0]} timed out after {_TOOL_TIMEOUT} s") from exc
+    if proc.returncode != 0:
+        raise ToolchainFailed(f"{' '.join(argv)} exited with status {proc.returncode}: "
+                              f"{(proc.stderr + proc.stdout)[:2000].decode('utf-8', 'replace').strip()}")
+    return proc.stdout
+
+
+def _parse_nm(listing: bytes) -> dict[str, int]:
+    symbols: dict[str, int] = {}
+    for line in listing.decode("ascii", "replace").splitlines():
+        fields = line.split()
+        if len(fields) == 3:
+            symbols[fields[2]] = int(fields[0], 16)
+    return symbols
+
+
+def assemble(source: str, name: str, *, prefix: str, package: str, as_flags: Sequence[str] = (),
+             ld_flags: Sequence[str] = (), defsyms: Mapping[str, int] | None = None, address: int = 0) -> Program:
+    """Assemble ``source`` (the text of the file ``name``) with ``{prefix}as``, link it at ``address`` with
+    ``{prefix}ld -Ttext=address`` and return its ``.text`` as a flat binary (``objcopy -O binary``), with
+    the symbols ``nm`` lists.
+
+    ``defsyms`` become ``--defsym NAME=VALUE`` (negative values allowed).  Raises
+    :class:`ToolchainUnavailable`, naming the Debian ``package``, when a program is missing, and
+    :class:`ToolchainFailed` when one fails.
+    """
+    missing = missing_tools(prefix)
+    if missing:
+        raise ToolchainUnavailable(f"{', '.join(missing)} not found on PATH: install the Debian/Ubuntu package "
+                                   f"{package} (sudo apt-get install {package})")
+    defs = [arg for key, value in (defsyms or {}).items() for arg in ("--defsym", f"{key}={value:#x}")]
+    with tempfile.TemporaryDirectory(prefix="pagetable-as-") as workdir:
+        with open(os.path.join(workdir, name), "w", encoding="utf-8") as src:
+            src.write(source)
+
+        def run(tool: str, *args: str) -> bytes:
+            return _run_tool([prefix + tool, *args], package, workdir)
+
+        run("as", *as_flags, *defs, "-o", "program.o", name)
+        run("ld", f"-Ttext={address:#x}", *ld_flags, "-o", "program.elf", "program.o")
+        run("objcopy", "-O", "binary", "-j", ".text", "program.elf", "program.bin")
+        symbols = _parse_nm(run("nm", "program.elf"))
+        with open(os.path.join(workdir, "program.bin"), "rb") as binary:
+            code = binary.read()
+    return Program(code, MappingProxyType(symbols))
+
+
+# ---------------------------------------------------------------------------
+# Running QEMU
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QemuRun:
+    """What a QEMU run left: the bytes its serial port wrote to the file, and its stderr."""
+
+    serial: bytes
+    stderr: bytes
+
+
+def run_qemu(command: Callable[[str], list[str]], files: Mapping[str, bytes], serial: str, *,
+             timeout: float) -> QemuRun:
+    """Write ``files`` (name -> bytes) into a fresh temporary directory, run ``command(directory)`` there
+    with ``timeout`` seconds and return the contents of the file ``serial`` the guest's serial port was
+    connected to (empty if QEMU never created it).
+
+    Raises :class:`QemuUnavailable` when the program cannot be run and :class:`QemuFailed` when it times
+    out or exits with a non-zero status.
+    """
+    with tempfile.TemporaryDirectory(prefix="pagetable-qemu-") as workdir:
+        for name, data in files.items():
+            with open(os.path.join(workdir, name), "wb") as f:
+                f.write(data)
+        argv = command(workdir)
+        try:
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                                  cwd=workdir, check=False)
+        except FileNotFoundError as exc:
+            raise QemuUnavailable(f"cannot run {argv[0]}: {exc}") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise QemuFailed(f"QEMU timed out after {timeout} s; stderr: {tail(exc.stderr or b'')!r}") from exc
+        if proc.returncode != 0:
+            raise QemuFailed(f"QEMU exited with status {proc.returncode}; stderr: {tail(proc.stderr)!r}")
+        try:
+            with open(os.path.join(workdir, serial), "rb") as f:
+                output = f.read()
+        except FileNotFoundError:
+            output = b""
+    return QemuRun(output, proc.stderr)
