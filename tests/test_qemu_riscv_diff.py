@@ -5,13 +5,13 @@ of our own (pagetable/vectors/riscv/qemu.py) that performs every case's access f
 with MPRV from M-mode, instruction fetches by mret into S/U-mode — under each of the four SUM/MXR
 combinations, and records the trap or the value reached. Every case must agree with our walker run in the
 configuration QEMU implements:
-- A/D: QEMU 7.2 updates them in hardware (shared/qemu-7.2-notes.md item 5), so the walker runs with Svadu;
+- A/D: QEMU 7.2 updates them in hardware (docs/qemu.md), so the walker runs with Svadu;
 - Svpbmt/Svnapot: off (QEMU's default, where every reserved encoding faults), and on
   (`-cpu rv64,svpbmt=on,svnapot=on`), where QEMU leaves bits 60:54 and PBMT=3 unchecked (item 18): exactly
   the cases whose walk stops on such an entry are excluded, and counted.
 - a PTE fetch from a physical address with no RAM or device: the spec makes it an access fault (step 2 of
   the translation process, a PMA violation); QEMU 7.2 raises a page fault (its walker turns the failed
-  load into TRANSLATE_FAIL). Observed here, not in shared/qemu-7.2-notes.md; docs/qemu.md lists it. Those
+  load into TRANSLATE_FAIL); docs/qemu.md lists it. Those
   cases are compared against QEMU's page-fault cause, so a QEMU that fixes it makes this test fail.
 The vector file's own expectations (Svade, SUM=MXR=0) must also match QEMU except where only the A/D rule
 differs (item 5).
@@ -33,7 +33,7 @@ from .conftest import require_qemu
 
 AD_BITS = PTE.mask("A", "D")
 COMBOS = [(s, m) for s in (False, True) for m in (False, True)]
-NOTE_18 = "qemu-7.2-notes.md item 18: with Svpbmt/Svnapot on, bits 60:54 and PBMT=3 go unchecked"
+NOTE_18 = "QEMU 7.2 (docs/qemu.md): with Svpbmt/Svnapot on, bits 60:54 and PBMT=3 go unchecked"
 
 
 def _qemu_syndrome(t: Translations, n: int, access: str) -> tuple[int, int]:
@@ -117,7 +117,7 @@ def test_walker_agrees_with_qemu(mode: str, seed: int, extensions: bool) -> None
 @pytest.mark.parametrize("mode,seed", [("sv39", 1), ("sv57", 2)])
 def test_vector_file_expectations_match_qemu(mode: str, seed: int) -> None:
     """The expectations written to vectors.json (default options: Svade, SUM=MXR=0, no Svpbmt/Svnapot)
-    are what QEMU does, except the A/D faults Svade adds (qemu-7.2-notes.md item 5)."""
+    are what QEMU does, except the A/D faults Svade adds (QEMU 7.2 updates A/D in hardware: docs/qemu.md)."""
     require_qemu()
     vs = generate_riscv(mode, seed)
     image = vs.mem.regions[0].data.tobytes()
