@@ -1,8 +1,9 @@
 """Architecture-independent mapping flags, page sizes and address types.
 
-`MappingFlags` has exactly the bits of page_table_multiarch's `MappingFlags` (shared/reference.md §2.1), so
-flag values read from Rust kernels' logs mean the same here. `PageSize` lists every leaf size any supported
-format can map; each `PagingFormat` says which of them it allows at which level.
+`MappingFlags` has exactly the bits of page_table_entry's `MappingFlags` (the page_table_multiarch crates:
+docs/design.md, "Where the Rust crates differ"), so flag values read from Rust kernels' logs mean the same
+here. `PageSize` lists every leaf size any supported format can map; each `PagingFormat` says which of them it
+allows at which level.
 """
 
 from __future__ import annotations
@@ -73,11 +74,6 @@ class PageSize(enum.IntEnum):
     SIZE_4T = 1 << 42
     SIZE_256T = 1 << 48
 
-    @property
-    def is_huge(self) -> bool:
-        """True for any size above the smallest page of its granule (here: above 4 KiB)."""
-        return self > PageSize.SIZE_4K
-
     def label(self) -> str:
         """Human size: "4K", "2M", "1G", "512G", "256T"."""
         return human_size(int(self))
@@ -90,16 +86,6 @@ def human_size(n: int) -> str:
         if n and n % (1 << shift) == 0:
             return f"{n >> shift}{unit}"
     return f"{n}B"
-
-
-def is_aligned(value: int, align: int) -> bool:
-    """True when `value` is a multiple of the power-of-two `align`."""
-    return value & (align - 1) == 0
-
-
-def align_down(value: int, align: int) -> int:
-    """Round down to a multiple of the power-of-two `align`."""
-    return value & ~(align - 1)
 
 
 def align_up(value: int, align: int) -> int:

@@ -4,14 +4,14 @@
 `format.codec`. It offers map/unmap/remap/query/protect for single leaves, vectorised region operations
 (map_region/unmap_region/protect_region), `walk` (every leaf as numpy columns) and `copy_from`.
 
-Where the Rust crate deviates (shared/reference.md §3.6 and §11) this class does not: VAs must be canonical
-and PAs within the format's width (`InvalidAddress`); addresses must be aligned to the page size
-(`NotAligned`, never silently aligned down); a region operation that cuts a huge page splits it into the next
-level's leaves with the same attributes; tables that become empty are freed; a region operation checks
-everything before it writes, and frees any table it allocated if it fails, so it either happens whole or
-not at all; errors are exceptions, never a crash. Arguments are checked (`args`) before anything is read
-or written: a VA, PA or size that is not an integer is `InvalidArgumentType`, flags with bits that are not
-`MappingFlags` are `InvalidArgument`.
+Where the Rust crate deviates (docs/design.md, "Where the Rust crates differ", items 1, 2 and 15) this class
+does not: VAs must be canonical and PAs within the format's width (`InvalidAddress`); addresses must be
+aligned to the page size (`NotAligned`, never silently aligned down); a region operation that cuts a huge page
+splits it into the next level's leaves with the same attributes; tables that become empty are freed; a region
+operation checks everything before it writes, and frees any table it allocated if it fails, so it either
+happens whole or not at all; errors are exceptions, never a crash. Arguments are checked (`args`) before
+anything is read or written: a VA, PA or size that is not an integer is `InvalidArgumentType`, flags with bits
+that are not `MappingFlags` are `InvalidArgument`.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 
 import numpy as np
@@ -13,12 +14,14 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 from pagetable.arch.riscv_sv39 import SV39, SV48, SV57, Satp
 from pagetable.arch.riscv_sv39.walk import RiscvOptions, RiscvRules
 from pagetable.flags import MappingFlags as F
-from pagetable.format import PagingFormat
+from pagetable.flags import PageSize
+from pagetable.format import Level, PagingFormat
 from pagetable.frames import FrameAllocator
-from pagetable.mm.aspace import AddrSpace
+from pagetable.mm.aspace import DEFAULT_RAM_SIZE, RISCV_QEMU_VIRT_RAM_BASE, AddrSpace
 from pagetable.mm.backends import Alloc, Cow, Linear, Shared, SharedPages
 from pagetable.mm.errors import AlreadyExists, BadAddress, InvalidParam, MmError, OutOfMemory, OutOfRange
 from pagetable.physmem import PhysMem
+from pagetable.table import PageTable
 from pagetable.walker import Access, Privilege, Reason, Walker
 
 from .fuzzing import count, fuzz
@@ -26,6 +29,11 @@ from .fuzzing import count, fuzz
 RAM = 0x8000_0000
 BASE, SIZE = 0x1000_0000, 0x1000_0000
 RW, RO, RWX = F.READ | F.WRITE | F.USER, F.READ | F.USER, F.READ | F.WRITE | F.EXECUTE
+G16 = dataclasses.replace(SV39, name="16K-granule", va_bits=47, levels=(
+    Level("PUD", 2, 36, 11, True), Level("PMD", 1, 25, 11, True), Level("PTE", 0, 14, 11, True)))
+"""A format with 16 KiB pages: AArch64's 16K-granule shape (2048-entry tables, 16 KiB / 32 MiB / 64 GiB
+leaves) over the RISC-V entry codec, whose PPN names any 4 KiB-aligned PA. No MMU walks it, but mm and
+uptr reach a format only through the generic PageTable, so every page size they use must be this one."""
 
 
 def space(fmt: PagingFormat = SV39, ram: int = 32 << 20) -> AddrSpace:
@@ -476,3 +484,73 @@ def test_backends_check_their_arguments() -> None:
         Linear("x")  # type: ignore[arg-type]
     with pytest.raises(InvalidParam):
         Alloc(1)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------- page size from the format; RAM where asked
+def test_new_empty_makes_ram_at_the_riscv_virt_base_unless_told_otherwise() -> None:
+    a = AddrSpace.new_empty(SV39, BASE, SIZE)
+    assert (RISCV_QEMU_VIRT_RAM_BASE, DEFAULT_RAM_SIZE) == (0x8000_0000, 64 << 20)
+    assert [(r.base, r.size) for r in a.frames.mem.regions] == [(0x8000_0000, 64 << 20)]
+    assert a.frames.frame_size == 0x1000 and 0x8000_0000 <= a.page_table_root < 0x8400_0000
+    b = AddrSpace.new_empty(SV39, BASE, SIZE, ram_base=0x4000_0000, ram_size=1 << 20)   # another machine's RAM
+    assert [(r.base, r.size) for r in b.frames.mem.regions] == [(0x4000_0000, 1 << 20)]
+    b.map_alloc(BASE, 0x2000, RW, True)
+    b.write(BASE + 0xFF8, b"across a page")
+    assert b.read(BASE + 0xFF8, 13) == b"across a page"
+    assert all(0x4000_0000 <= pa < 0x4010_0000 for pa in [b.page_table_root, *b.page_table.walk().pa.tolist()])
+    for kwargs in ({"ram_base": 0x4000_0800}, {"ram_size": 0x1800}, {"ram_size": 0}, {"ram_base": -1}):
+        with pytest.raises(InvalidParam):
+            AddrSpace.new_empty(SV39, BASE, SIZE, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(InvalidParam, match="not both"):
+        AddrSpace.new_empty(SV39, BASE, SIZE, a.frames, ram_base=0x4000_0000)
+    b.destroy()
+    assert b.frames.in_use == 0
+
+
+def test_a_format_with_16k_pages_gets_16k_pages_everywhere() -> None:
+    """Alignment checks, fault-in, copies, file images, shared pages and free-area search all use the
+    format's page size: with a hard-coded 4 KiB each of these goes wrong."""
+    a = AddrSpace.new_empty(G16, BASE, SIZE, ram_base=0x4000_0000, ram_size=16 << 20)
+    assert a.frames.frame_size == 0x4000 and a.page_table_root % 0x4000 == 0
+    for start, size in ((BASE + 0x1000, 0x4000), (BASE, 0x1000)):             # 4 KiB-aligned is not enough
+        with pytest.raises(InvalidParam, match="0x4000-byte pages"):
+            a.map_alloc(start, size, RW, False)
+        with pytest.raises(InvalidParam, match="0x4000-byte pages"):
+            a.unmap(start, size)
+    with pytest.raises(InvalidParam, match="0x4000-byte pages"):
+        a.map_linear(BASE, 0x4000_1000, 0x4000, RW)
+    a.map_alloc(BASE, 0x8000, RW, False)
+    assert a.frames.in_use == 1                                 # the root
+    assert a.handle_page_fault(BASE + 0x5000, F.WRITE)          # the page [BASE + 0x4000, BASE + 0x8000)
+    pa, _, size = a.page_table.query(BASE + 0x4000)
+    assert size == PageSize.SIZE_16K and a.page_table.query(BASE + 0x7FF8)[0] == pa + 0x3FF8
+    assert a.frames.in_use == 4                                 # two tables and one 16 KiB frame
+    assert a.page_table.walk().va.tolist() == [BASE + 0x4000]
+    a.write(BASE + 0x3FF0, bytes(range(32)))                    # the last 16 bytes of page 0, the first of page 1
+    first = a.page_table.query(BASE)[0]
+    assert a.frames.mem.read(first + 0x3FF0, 16) == bytes(range(16)) and a.frames.mem.read(pa, 16) == bytes(
+        range(16, 32))
+    child = a.try_clone()                                       # Alloc pages are copied whole
+    assert child.read(BASE + 0x3FF0, 32) == bytes(range(32))
+    image = bytes(range(256)) * 80                              # 20 KiB from an unaligned start: 3 pages
+    a.map(BASE + 0x10_0000, 0xC000, RO, False, Cow(BASE + 0x10_0100, image))
+    assert a.read(BASE + 0x10_0100, len(image)) == image
+    a.map_alloc(BASE + 0x30_0000, 0x8000, RW, False)
+    a.populate_area(BASE + 0x30_5000, 0x10)                     # the page holding the range, and only it
+    assert a.page_table.walk(BASE + 0x30_0000, BASE + 0x30_8000).va.tolist() == [BASE + 0x30_4000]
+    pages = SharedPages(a.page_table, 2)
+    a.map(BASE + 0x20_0000, 0x8000, RW, False, Shared(BASE + 0x20_0000, pages))
+    shared = a.page_table.walk(BASE + 0x20_0000, BASE + 0x20_8000)
+    assert shared.pa.tolist() == pages.pas.tolist() and shared.size.tolist() == [0x4000, 0x4000]
+    assert a.find_free_area(BASE + 0x9000, 0x4000, BASE, BASE + SIZE) == BASE + 0xC000   # page-aligned
+    four_k = FrameAllocator(PhysMem([(0x4000_0000, 1 << 20)]))
+    with pytest.raises(InvalidParam, match="0x1000-byte frames"):
+        AddrSpace(G16, BASE, SIZE, four_k)                       # a data page must be one frame
+    with pytest.raises(InvalidParam, match="0x1000-byte frames"):
+        SharedPages(PageTable(G16, four_k.mem, four_k), 1)
+    with pytest.raises(InvalidParam):
+        AddrSpace.new_empty(G16, BASE + 0x1000, SIZE)
+    child.destroy()
+    a.destroy()
+    pages.close()
+    assert a.frames.in_use == 0

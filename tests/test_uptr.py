@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from pagetable.arch.riscv_sv39 import SV39
 from pagetable.flags import MappingFlags as F
+from pagetable.flags import PageSize
 from pagetable.frames import FrameAllocator
 from pagetable.mm import AddrSpace, Cow
 from pagetable.physmem import PhysMem
@@ -32,6 +33,8 @@ from pagetable.uptr import (
     pointer_to,
     user_fault,
 )
+
+from .test_aspace import G16
 
 RAM = 0x8000_0000
 BASE = 0x1000_0000
@@ -310,3 +313,35 @@ def test_values_that_do_not_fit_their_element_are_refused(dtype: object, value: 
     assert a.read(P0, 8) == before
     UserPtr(P0, np.float32).set(a, 1.5)
     assert UserConstPtr(P0, np.float32).get(a) == 1.5
+
+
+def test_user_memory_in_16k_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uptr pages by the address space's format: a region populates the 16 KiB page holding it, a scan
+    takes elements up to a (16 KiB) page, strings cross 16 KiB pages, and a copy checks each 16 KiB page
+    once, as the MMU does."""
+    a = AddrSpace.new_empty(G16, BASE, 0x1000_0000, ram_base=0x4000_0000, ram_size=4 << 20)
+    a.map(BASE, 0x8000, URW, False, Cow())
+    check_region(a, BASE + 0x5000, 0x100, 8, URW)
+    leaves = a.page_table.walk()
+    assert (leaves.va.tolist(), leaves.size.tolist()) == ([BASE + 0x4000], [0x4000])
+    copy_to_user(a, BASE + 0x1FFF, b"\1")                    # element 0 of 8 KiB elements is not zero
+    assert check_null_terminated(a, BASE, 0x2000, URO) == 1
+    assert check_null_terminated(a, BASE + 0x4000, 0x4000, URO) == 0     # one element as large as a page
+    with pytest.raises(UserMemoryError) as e:
+        check_null_terminated(a, BASE, 0x8000, URO)            # an element larger than a page
+    assert code(e) == errno.EINVAL
+    copy_to_user(a, BASE + 0x3FFC, b"abcdefgh\0")
+    assert UserConstPtr(BASE + 0x3FFC, C_CHAR).get_as_str(a) == "abcdefgh"
+    assert copy_from_user(a, BASE + 0x3FF8, 16) == bytes(4) + b"abcdefgh" + bytes(4)
+    queried: list[int] = []
+    query = a.page_table.query
+
+    def counted(va: int) -> tuple[int, F, PageSize]:
+        queried.append(va)
+        return query(va)
+    monkeypatch.setattr(a.page_table, "query", counted)
+    copy_from_user(a, BASE, 0x8000)
+    copy_to_user(a, BASE + 0x10, bytes(0x7FF0))
+    assert queried == [BASE, BASE + 0x4000, BASE + 0x10, BASE + 0x4000]
+    a.destroy()
+    assert a.frames.in_use == 0

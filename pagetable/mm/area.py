@@ -1,4 +1,4 @@
-"""`MemoryArea` and the `MappingBackend` protocol (memory_set, shared/reference.md §4).
+"""`MemoryArea` and the `MappingBackend` protocol (memory_set's, docs/mm.md).
 
 An area is a half-open VA range with flags and a backend that knows how to put it into a page table.
 Backends raise (an `MmError` or a `PagingError`) on failure instead of returning false.

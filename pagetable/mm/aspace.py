@@ -1,7 +1,7 @@
-"""`AddrSpace`: a kernel address space over real tables (ArceOS/Starry axmm, seed docs 003 and 004;
-shared/reference.md §6-7), with lazy allocation, copy-on-write `try_clone` and page-fault handling.
+"""`AddrSpace`: a kernel address space over real tables (the `AddrSpace` of ArceOS's and Starry's axmm), with
+lazy allocation, copy-on-write `try_clone` and page-fault handling, in pages of its format (`fmt.page_size`).
 
-Differences from the Rust crates, each a fix (§11 items 10-13):
+Differences from the Rust crates, each a fix (docs/design.md, "Where the Rust crates differ", items 10-13):
 - `protect` updates both the entries and the areas (ArceOS only changed the entries);
 - `read`/`write` check the areas' permissions and fault lazy pages in (ArceOS ignored both), and `write`
   breaks copy-on-write before it stores;
@@ -22,20 +22,25 @@ from collections.abc import Callable, Iterator
 from typing import Self, TypeVar
 
 from .. import args
-from ..errors import NoMemory, PagetableError, PagingError
+from ..errors import NoMemory, PagetableError, PagingError, PhysMemError
 from ..flags import MappingFlags
 from ..format import PagingFormat
 from ..frames import FrameAllocator
 from ..physmem import PhysMem
 from ..table import PageTable
 from .area import MemoryArea
-from .backends import PAGE, Alloc, Backend, Cow, Linear, Shared
+from .backends import Alloc, Backend, Cow, Linear, Shared
 from .errors import BadAddress, BadState, InvalidParam, MmError, OutOfMemory, OutOfRange
 from .memory_set import MemorySet
 
 Area = MemoryArea[Backend]
 R = TypeVar("R")
 NO_ACCESS = MappingFlags(0)
+RISCV_QEMU_VIRT_RAM_BASE = 0x8000_0000
+"""Where the RISC-V QEMU `virt` machine has RAM: `new_empty`'s default RAM base (other machines and
+architectures put RAM elsewhere; pass `ram_base`)."""
+DEFAULT_RAM_SIZE = 64 << 20
+"""`new_empty`'s default amount of RAM (64 MiB)."""
 
 
 @contextlib.contextmanager
@@ -58,23 +63,46 @@ class AddrSpace:
         if not isinstance(fmt, PagingFormat) or not isinstance(frames, FrameAllocator):
             raise InvalidParam("an address space needs a PagingFormat and a FrameAllocator")
         base, size = args.span(base, size, "address space", error=InvalidParam)
+        if frames.frame_size != fmt.page_size:             # a data page is one frame
+            raise InvalidParam(f"{fmt.name} has {fmt.page_size:#x}-byte pages, but the allocator hands out "
+                               f"{frames.frame_size:#x}-byte frames (FrameAllocator(..., frame_size="
+                               f"{fmt.page_size:#x}))")
         self.fmt = fmt
         self._base, self._size = base, size
         self._pt = PageTable(fmt, frames.mem, frames)
         self._areas: MemorySet[Backend] = MemorySet()
 
     @classmethod
-    def new_empty(cls, fmt: PagingFormat, base: int, size: int, frames: FrameAllocator | None = None) -> Self:
-        """An address space with no areas. Without `frames`, 64 MiB of RAM at 0x8000_0000 is made for it."""
+    def new_empty(cls, fmt: PagingFormat, base: int, size: int, frames: FrameAllocator | None = None, *,
+                  ram_base: int | None = None, ram_size: int | None = None) -> Self:
+        """An address space with no areas, its tables and pages allocated from `frames`. Without `frames`,
+        RAM is made for it: `ram_size` bytes (default `DEFAULT_RAM_SIZE`, 64 MiB) at `ram_base` (default
+        `RISCV_QEMU_VIRT_RAM_BASE`, 0x8000_0000, where the RISC-V QEMU virt machine has RAM), in frames of
+        the format's page size. `base`, `size` and the RAM must be aligned to `fmt.page_size`."""
         base, size = args.span(base, size, "address space", error=InvalidParam)
         if not isinstance(fmt, PagingFormat):
             raise InvalidParam(f"an address space needs a PagingFormat, not {type(fmt).__name__}")
-        if base % PAGE or size % PAGE or size <= 0:
-            raise InvalidParam(f"address space [{base:#x}, +{size:#x}) is not page-aligned")
+        page = fmt.page_size
+        if base % page or size % page or size <= 0:
+            raise InvalidParam(f"address space [{base:#x}, +{size:#x}) is not aligned to {fmt.name}'s "
+                               f"{page:#x}-byte pages")
         if not (fmt.is_canonical(base) and fmt.is_canonical(base + size - 1)):
             raise InvalidParam(f"address space [{base:#x}, +{size:#x}) is not canonical for {fmt.name}")
-        if frames is None:
-            frames = FrameAllocator(PhysMem([(0x8000_0000, 64 << 20)]))
+        if frames is not None:
+            if ram_base is not None or ram_size is not None:
+                raise InvalidParam("new_empty takes frames or ram_base/ram_size, not both: the allocator's "
+                                   "memory is the RAM")
+            return cls(fmt, base, size, frames)
+        ram_base, ram_size = args.span(RISCV_QEMU_VIRT_RAM_BASE if ram_base is None else ram_base,
+                                       DEFAULT_RAM_SIZE if ram_size is None else ram_size, "RAM",
+                                       error=InvalidParam)
+        if ram_base % page or ram_size % page or ram_size <= 0:
+            raise InvalidParam(f"RAM [{ram_base:#x}, +{ram_size:#x}) is not a positive number of {fmt.name}'s "
+                               f"{page:#x}-byte pages at a page-aligned base")
+        try:
+            frames = FrameAllocator(PhysMem([(ram_base, ram_size)]), frame_size=page)
+        except PhysMemError as exc:
+            raise InvalidParam(str(exc)) from None
         return cls(fmt, base, size, frames)
 
     # ------------------------------------------------------------- basics
@@ -119,8 +147,9 @@ class AddrSpace:
         if not self.contains_range(start, size):
             raise OutOfRange(f"[{start:#x}, +{size:#x}) is outside the address space "
                              f"[{self._base:#x}, {self.end:#x})")
-        if start % PAGE or size % PAGE:
-            raise InvalidParam(f"[{start:#x}, +{size:#x}) is not page-aligned")
+        page = self.fmt.page_size
+        if start % page or size % page:
+            raise InvalidParam(f"[{start:#x}, +{size:#x}) is not aligned to {self.fmt.name}'s {page:#x}-byte pages")
         return start, size
 
     # ---------------------------------------------------------- mappings
@@ -137,7 +166,10 @@ class AddrSpace:
         self._pt.uncopy(start, size)
 
     def find_free_area(self, hint: int, size: int, limit_start: int, limit_end: int,
-                       align: int = PAGE) -> int | None:
+                       align: int | None = None) -> int | None:
+        """A free block of `size` bytes in [limit_start, limit_end) (and the space), at or after `hint`
+        when possible, aligned to `align` (default: the format's page size); None if there is none."""
+        align = self.fmt.page_size if align is None else align
         limit_start = args.integer(limit_start, "find_free_area limit start", error=InvalidParam)
         limit_end = args.integer(limit_end, "find_free_area limit end", error=InvalidParam)
         return self._areas.find_free_area(hint, size, max(limit_start, self._base), min(limit_end, self.end),
@@ -173,8 +205,8 @@ class AddrSpace:
         """Map [va, va + size) to [pa, pa + size) (huge pages where both are aligned)."""
         va, size = self._validate(va, size)
         pa = args.address(pa, "physical address", error=InvalidParam)
-        if pa % PAGE:
-            raise InvalidParam(f"PA {pa:#x} is not page-aligned")
+        if pa % self.fmt.page_size:
+            raise InvalidParam(f"PA {pa:#x} is not aligned to {self.fmt.name}'s {self.fmt.page_size:#x}-byte pages")
         self.map(va, size, flags, False, Linear(va - pa))
 
     def map_alloc(self, start: int, size: int, flags: MappingFlags, populate: bool) -> None:
@@ -224,7 +256,8 @@ class AddrSpace:
         without the access → BadAddress; no memory → OutOfMemory."""
         start, size = args.span(start, size, "range", error=InvalidParam)
         access = args.flags(access, "access", error=InvalidParam)
-        lo, hi = start & ~(PAGE - 1), -(-(start + size) // PAGE) * PAGE
+        page = self.fmt.page_size
+        lo, hi = start & ~(page - 1), -(-(start + size) // page) * page
         self._validate(lo, hi - lo)
         pieces = list(self._covering(lo, hi - lo))
         for area, a, b in pieces:                      # every area is checked before any is populated
@@ -267,9 +300,9 @@ class AddrSpace:
         area = self._areas.find(vaddr)
         if area is None or access & ~area.flags:
             return False
-        page = vaddr & ~(PAGE - 1)
+        page = vaddr & ~(self.fmt.page_size - 1)
         try:
-            area.backend.populate(page, PAGE, area.flags, access, self._pt)
+            area.backend.populate(page, self.fmt.page_size, area.flags, access, self._pt)
             _, flags, _ = self._pt.query(page)
         except PagetableError:
             return False

@@ -1,12 +1,14 @@
-"""Mapping backends: how an area's pages get into a `PageTable` (ArceOS axmm, Starry's copy-on-write axmm;
-shared/reference.md §6-7), always through the generic table so the bytes are the architecture's.
+"""Mapping backends: how an area's pages get into a `PageTable` (ArceOS axmm's and Starry's copy-on-write
+axmm's), always through the generic table so the bytes are the architecture's, in pages of the table's
+format (`fmt.page_size`; one data frame per page).
 
 - `Linear(pa_va_offset)`: VA -> VA - offset (signed), mapped eagerly, huge pages where aligned.
 - `Alloc(populate)`: private anonymous memory in zeroed frames, eager or on first touch; a clone copies the
   pages it has.
 - `Cow(start, file)`: private memory (anonymous, or a file image) filled on first touch; a clone shares every
   frame read-only, both sides lose WRITE and the frame's reference count goes up; a write fault on a frame
-  with count 1 restores WRITE, otherwise copies the frame. Counts are 64-bit (no 255 limit, §11 item 13).
+  with count 1 restores WRITE, otherwise copies the frame. Counts are 64-bit (no 255 limit: docs/design.md,
+  "Where the Rust crates differ", item 13).
 - `Shared(start, pages)`: the same frames in every address space that maps them (`SharedPages`).
 
 Data frames come from the table's own allocator (`pt.frames`) and carry one reference per mapping; a backend
@@ -29,7 +31,6 @@ from ..table import PageTable
 from .errors import InvalidParam
 
 U64 = npt.NDArray[np.uint64]
-PAGE = 4096
 
 
 class Backend(Protocol):
@@ -56,18 +57,21 @@ class Backend(Protocol):
         ...
 
 
-def _pages(start: int, size: int) -> U64:
-    return np.uint64(start) + np.arange(size // PAGE, dtype=np.uint64) * np.uint64(PAGE)
+def _pages(pt: PageTable, start: int, size: int) -> U64:
+    """The VA of every page of [start, start + size) (pages of the table's format: `fmt.page_size`)."""
+    page = pt.fmt.page_size
+    return np.uint64(start) + np.arange(size // page, dtype=np.uint64) * np.uint64(page)
 
 
 def _missing(pt: PageTable, start: int, size: int) -> tuple[Mappings, U64]:
     """The leaves in the range (placeholders included), and the VAs of its pages that have none."""
+    page = pt.fmt.page_size
     have = pt.walk(start, start + size, placeholders=True)
-    covered = np.zeros(size // PAGE, dtype=bool)
+    covered = np.zeros(size // page, dtype=bool)
     for va, sz in zip(have.va.tolist(), have.size.tolist(), strict=True):
         lo, hi = max(va, start), min(va + sz, start + size)
-        covered[(lo - start) // PAGE:(hi - start) // PAGE] = True
-    return have, _pages(start, size)[~covered]
+        covered[(lo - start) // page:(hi - start) // page] = True
+    return have, _pages(pt, start, size)[~covered]
 
 
 def _new_tables(pt: PageTable, vas: U64) -> int:
@@ -77,8 +81,8 @@ def _new_tables(pt: PageTable, vas: U64) -> int:
 
 
 def _copy_frames(pt: PageTable, src: U64, dst: U64) -> None:
-    """Copy whole pages src[i] → dst[i] (vectorised)."""
-    words = np.arange(PAGE // 8, dtype=np.uint64) * np.uint64(8)
+    """Copy whole pages (`fmt.page_size` bytes) src[i] → dst[i] (vectorised)."""
+    words = np.arange(pt.fmt.page_size // 8, dtype=np.uint64) * np.uint64(8)
     data = pt.mem.read_u64_np((src[:, None] + words[None, :]).reshape(-1))
     pt.mem.write_u64_np((dst[:, None] + words[None, :]).reshape(-1), data)
 
@@ -207,13 +211,13 @@ class Cow:
             pt.set_leaves(have.select(shared), flags & ~MappingFlags.WRITE)   # still copy-on-write
 
     def _fill(self, pt: PageTable, vas: U64, frames: U64) -> None:
-        """Copy the file bytes that fall in each new page [va, va + PAGE) into its frame; `start` need not
-        be page-aligned, so the first page may begin before the file and take its bytes at an offset."""
+        """Copy the file bytes that fall in each new page [va, va + page size) into its frame; `start` need
+        not be page-aligned, so the first page may begin before the file and take its bytes at an offset."""
         if not self.file:
             return
-        end = self.start + len(self.file)
+        end, page = self.start + len(self.file), pt.fmt.page_size
         for va, pa in zip(vas.tolist(), frames.tolist(), strict=True):
-            lo, hi = max(va, self.start), min(va + PAGE, end)
+            lo, hi = max(va, self.start), min(va + page, end)
             if lo < hi:
                 pt.mem.write(pa + lo - va, self.file[lo - self.start:hi - self.start])
 
@@ -265,10 +269,13 @@ class Cow:
 
 
 class SharedPages:
-    """Zeroed frames shared by every address space that maps them. The handle holds one reference per
-    frame until `close()`; each mapping holds another."""
+    """`count` zeroed pages (frames of the table's page size) shared by every address space that maps them.
+    The handle holds one reference per frame until `close()`; each mapping holds another."""
 
     def __init__(self, pt: PageTable, count: int) -> None:
+        if pt.frames.frame_size != pt.fmt.page_size:
+            raise InvalidParam(f"shared pages are {pt.fmt.page_size:#x}-byte pages of {pt.fmt.name}, but the "
+                               f"table's allocator hands out {pt.frames.frame_size:#x}-byte frames")
         self.frames = pt.frames
         self.pas = pt.frames.alloc_many(count, zero=True)
         self._open = True
@@ -281,7 +288,7 @@ class SharedPages:
 
 @dataclass(frozen=True)
 class Shared(_Eager):
-    """Maps the pages of `pages` from `start` (page i of the mapping = pages.pas[(va - start) / 4K])."""
+    """Maps the pages of `pages` from `start` (the page at `va` is pages.pas[(va - start) / page size])."""
 
     start: int
     pages: SharedPages = field(compare=False)
@@ -291,15 +298,15 @@ class Shared(_Eager):
         if not isinstance(self.pages, SharedPages):
             raise InvalidParam(f"Shared maps SharedPages, not {args.describe(self.pages)}")
 
-    def _range(self, start: int, size: int) -> U64:
-        first = (start - self.start) // PAGE
-        if first < 0 or first + size // PAGE > self.pages.pas.size:
+    def _range(self, start: int, size: int, page: int) -> U64:
+        first = (start - self.start) // page
+        if first < 0 or first + size // page > self.pages.pas.size:
             raise InvalidParam(f"[{start:#x}, +{size:#x}) is outside the shared pages")
-        return self.pages.pas[first:first + size // PAGE]
+        return self.pages.pas[first:first + size // page]
 
     def map(self, start: int, size: int, flags: MappingFlags, pt: PageTable) -> None:
-        pas = self._range(start, size)
-        pt.map_pages(_pages(start, size), pas, flags)
+        pas = self._range(start, size, pt.fmt.page_size)
+        pt.map_pages(_pages(pt, start, size), pas, flags)
         pt.frames.add_ref_many(pas)
 
     def unmap(self, start: int, size: int, pt: PageTable) -> None:

@@ -1,12 +1,13 @@
-"""`GuestAddrSpace`: a guest-physical address space over nested (stage-2) tables — the axaddrspace API
-(seed doc 001, shared/reference.md §5) on top of `AddrSpace`, for any nested format (RISC-V Sv39x4/Sv48x4/
-Sv57x4 now; AArch64 stage 2 and x86 EPT plug in through the same `PagingFormat` interface).
+"""`GuestAddrSpace`: a guest-physical address space over nested (stage-2) tables — axaddrspace's `AddrSpace`
+API on top of `AddrSpace`, for any nested format (RISC-V Sv39x4/Sv48x4/Sv57x4 now; AArch64 stage 2 and x86
+EPT plug in through the same `PagingFormat` interface).
 
-Fixed relative to axaddrspace (§11 items 9 and 11): the G-stage root is the real 16 KiB x4 root, so GPA
-bits never alias; leaves get U=1 (the `GSTAGE` codec); the linear offset is signed; frames are zeroed and a
-repeated fault allocates nothing; `translate_and_get_limit` returns the bytes left in the leaf mapping that
-holds the GPA (host-contiguous for sure), not the whole area's size; `translated_byte_buffer` returns None
-on holes instead of panicking, and checks the end of the range, not its length against the area size.
+Fixed relative to axaddrspace (docs/design.md, "Where the Rust crates differ", items 9 and 11): the G-stage
+root is the real 16 KiB x4 root, so GPA bits never alias; leaves get U=1 (the `GSTAGE` codec); the linear
+offset is signed; frames are zeroed and a repeated fault allocates nothing; `translate_and_get_limit` returns
+the bytes left in the leaf mapping that holds the GPA (host-contiguous for sure), not the whole area's size;
+`translated_byte_buffer` returns None on holes instead of panicking, and checks the end of the range, not its
+length against the area size.
 """
 
 from __future__ import annotations

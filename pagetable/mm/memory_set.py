@@ -1,13 +1,13 @@
 """`MemorySet`: the sorted, non-overlapping set of `MemoryArea`s of an address space (memory_set's
-`MemorySet`, shared/reference.md §4).
+`MemorySet`, docs/mm.md).
 
 Each operation takes the page table `pt` and hands it to the areas' backends, exactly as memory_set does;
 the set itself never touches a page table. Areas are kept in two parallel lists sorted by start (a list of
 starts searched with `bisect`, standing in for memory_set's `BTreeMap<start, MemoryArea>`), so a lookup is
 O(log n) and an operation costs O(log n + k) for the k areas it touches, plus one list splice.
 
-Behaviour is memory_set's except where it is a bug (shared/reference.md §11 item 10) or a crash; every
-difference is listed here and at the method concerned:
+Behaviour is memory_set's except where it is a bug (docs/design.md, "Where the Rust crates differ", item 10)
+or a crash; every difference is listed here and at the method concerned:
 
 1. Errors are exceptions carrying an errno (`pagetable.mm.errors`): memory_set's `InvalidParam`,
    `AlreadyExists` and `BadState` become `InvalidParam` (EINVAL), `AlreadyExists` (EEXIST) and `BadState`

@@ -1,5 +1,5 @@
-"""The "accessing user memory" flag and the page-fault path that consults it (axptr's per-CPU bool,
-shared/reference.md §8, made nesting- and exception-safe as a context variable).
+"""The "accessing user memory" flag and the page-fault path that consults it (axptr's per-CPU bool, made
+nesting- and exception-safe as a context variable: docs/design.md, "Where the Rust crates differ", item 14).
 
 `accessing_user_memory()` is a context manager; `is_accessing_user_memory()` tells the fault path whether a
 fault on a user address may be resolved by the address space (lazy allocation, copy-on-write) or is a kernel

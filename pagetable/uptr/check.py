@@ -1,13 +1,14 @@
-"""Checking and copying user memory through an `AddrSpace`, as a kernel does (axptr `check_region` and
-`check_null_terminated`, shared/reference.md §8, with its bugs fixed, §11 item 14).
+"""Checking and copying user memory through an `AddrSpace`, as a kernel does (axptr's `check_region` and
+`check_null_terminated`, with its bugs fixed: docs/design.md, "Where the Rust crates differ", item 14), in
+pages of the space's format.
 
 - `check_region`: misaligned → EFAULT; not covered by areas granting `access` → EFAULT; then the covering
   pages are populated (lazy allocation, copy-on-write broken for WRITE), errors mapped to their errno.
   A zero-length region is accepted without touching memory, as Linux's `access_ok` does (axptr: EFAULT).
-- `check_null_terminated`: scans page by page, checking each new page before reading it and faulting lazy
-  pages in through `handle_page_fault`; stops at the first zero element; a page without access → EFAULT;
-  more than `limit` elements → `too_long` (ENAMETOOLONG for paths, E2BIG for argv), so a hostile buffer
-  cannot make it run forever.
+- `check_null_terminated`: scans page by page (`fmt.page_size`; an element is at most a page), checking each
+  new page before reading it and faulting lazy pages in through `handle_page_fault`; stops at the first zero
+  element; a page without access → EFAULT; more than `limit` elements → `too_long` (ENAMETOOLONG for paths,
+  E2BIG for argv), so a hostile buffer cannot make it run forever.
 - `copy_from_user` / `copy_to_user`: page by page through the page table, as the MMU checks a user access:
   every page needs an entry with USER and the access's permission; a missing or insufficient entry is a
   page fault that `user_fault` resolves (inside `accessing_user_memory`) or reports, so a kernel-only page
@@ -34,8 +35,7 @@ from ..mm.errors import MmError
 from .access import accessing_user_memory, user_fault
 from .errors import BadArgument, BadPointer, UserMemoryError
 
-PAGE = 4096
-PATH_MAX = 4096
+PATH_MAX = 4096                 # Linux's, counting the NUL (not a page size)
 R = TypeVar("R")
 
 
@@ -104,12 +104,12 @@ def _page_pa(aspace: AddrSpace, va: int, access: MappingFlags) -> int:
     raise _efault(f"{va:#x} is still not accessible after its page fault was handled")
 
 
-def _chunks(start: int, size: int) -> Iterator[tuple[int, int]]:
-    """(va, length) of each page's part of [start, start + size), lazily (a huge range faults at its first
-    bad page, not after listing billions of pages)."""
+def _chunks(start: int, size: int, page: int) -> Iterator[tuple[int, int]]:
+    """(va, length) of each `page`-byte page's part of [start, start + size), lazily (a huge range faults at
+    its first bad page, not after listing billions of pages)."""
     pos, end = start, start + size
     while pos < end:
-        n = min(end, (pos | (PAGE - 1)) + 1) - pos
+        n = min(end, (pos | (page - 1)) + 1) - pos
         yield pos, n
         pos += n
 
@@ -136,7 +136,8 @@ def copy_from_user(aspace: AddrSpace, start: int, size: int, access: MappingFlag
     aspace = _space(aspace)
     start, size, access = _user_range(aspace, start, size, access)
     with accessing_user_memory():
-        return b"".join(aspace.page_table.mem.read(_page_pa(aspace, va, access), n) for va, n in _chunks(start, size))
+        return b"".join(aspace.page_table.mem.read(_page_pa(aspace, va, access), n)
+                        for va, n in _chunks(start, size, aspace.fmt.page_size))
 
 
 def copy_to_user(aspace: AddrSpace, start: int, data: bytes, access: MappingFlags = MappingFlags.WRITE) -> None:
@@ -148,7 +149,7 @@ def copy_to_user(aspace: AddrSpace, start: int, data: bytes, access: MappingFlag
     store = args.flags(access, "access", error=BadArgument) | MappingFlags.WRITE
     start, _, access = _user_range(aspace, start, len(data), store)
     with accessing_user_memory():
-        pages = [(_page_pa(aspace, va, access), n) for va, n in _chunks(start, len(data))]
+        pages = [(_page_pa(aspace, va, access), n) for va, n in _chunks(start, len(data), aspace.fmt.page_size)]
     off = 0
     for pa, n in pages:
         aspace.page_table.mem.write(pa, data[off:off + n])
@@ -162,8 +163,9 @@ def check_null_terminated(aspace: AddrSpace, start: int, elem_size: int, access:
     PATH_MAX does: a terminator not within the first `limit` elements (a 4,096-character path, or longer) is
     `too_long`."""
     aspace = _space(aspace)
+    page = aspace.fmt.page_size
     start = args.address(start, "user pointer", error=BadPointer)
-    elem_size = args.integer(elem_size, "element size", 1, PAGE + 1, error=BadArgument)
+    elem_size = args.integer(elem_size, "element size", 1, page + 1, error=BadArgument)
     limit = args.integer(limit, "limit", 1, error=BadArgument)
     access = args.flags(access, "access", error=BadArgument)
     if elem_size & (elem_size - 1):
@@ -173,9 +175,9 @@ def check_null_terminated(aspace: AddrSpace, start: int, elem_size: int, access:
     count, pos = 0, start
     with accessing_user_memory():
         while True:
-            if pos >= 1 << 64 or not aspace.check_region_access(pos & ~(PAGE - 1), PAGE, access):
+            if pos >= 1 << 64 or not aspace.check_region_access(pos & ~(page - 1), page, access):
                 raise _efault(f"scan ran into {pos:#x}, which is not {MappingFlags(access).short()} user memory")
-            n = ((pos | (PAGE - 1)) + 1) - pos
+            n = ((pos | (page - 1)) + 1) - pos
             chunk = np.frombuffer(aspace.page_table.mem.read(_page_pa(aspace, pos, access), n), dtype=np.uint8)
             zero = np.flatnonzero(~chunk.reshape(-1, elem_size).any(axis=1))
             found = int(zero[0]) if zero.size else n // elem_size

@@ -1,4 +1,4 @@
-"""`UserPtr` and `UserConstPtr`: typed pointers into user memory (axptr, shared/reference.md §8).
+"""`UserPtr` and `UserConstPtr`: typed pointers into user memory (axptr's, docs/uptr.md).
 
 The element type is a numpy dtype (`np.uint32`, a structured dtype, `C_CHAR`), a construct struct, or
 `pointer_to(elem)` for arrays of user pointers (argv/envp: `UserConstPtr(addr, pointer_to(C_CHAR))`). Every
