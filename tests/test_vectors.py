@@ -280,6 +280,7 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str], rc: int = 2) -> 
     (lambda d: d["memory"][0].update(file="."), "must name a file inside the vector directory"),
     (lambda d: d["memory"][0].update(file="mem\0.bin"), "is not a file name"),             # a ValueError
     (lambda d: d["registers"].update(sapt="0x0"), "registers: unknown key 'sapt' for mode sv39"),
+    (lambda d: d["registers"].update({"\n": None}), r"registers: str '\\n' is not a register name"),  # 2 lines
     (lambda d: d["cases"][0].update(stage=True), r"cases\[0\].stage must be 1 or 2, not True"),
     (lambda d: d["cases"][0].update(Label="x"), r"cases\[0\]: unknown key 'Label'"),
     (lambda d: d["cases"][0].update(label=5), r"cases\[0\].label must be printable text"),

@@ -142,10 +142,7 @@ def _syndrome(obj: Mapping[str, Any], where: str) -> dict[str, int]:
     value = obj.get("syndrome")
     if not isinstance(value, dict) or not value:
         raise VectorsError(f"{where}.syndrome must be an object of register values, not {args.describe(value)}")
-    for key in value:
-        if not isinstance(key, str) or not _REGISTER.fullmatch(key):
-            raise VectorsError(f"{where}.syndrome: {args.describe(key)} is not a register name")
-    return {k: _hex(value, k, f"{where}.syndrome") for k in value}
+    return _registers(value, f"{where}.syndrome")
 
 
 def check_keys(obj: Mapping[str, Any], allowed: Sequence[str], where: str, context: str = "") -> None:
@@ -156,10 +153,24 @@ def check_keys(obj: Mapping[str, Any], allowed: Sequence[str], where: str, conte
                                f"(expected {', '.join(allowed)})")
 
 
+def _at(where: str, key: str) -> str:
+    """The path of `key` in `where`: `where.key`, or `where['key']` with the key escaped when it is not a
+    plain name (a key of control characters must not break the one-line error)."""
+    return f"{where}.{key}" if key.isidentifier() and key.isascii() else f"{where}[{key!r}]"
+
+
+def _registers(regs: Mapping[str, Any], where: str) -> dict[str, int]:
+    """`registers` (and a fault's `syndrome`): register names (lower case) to hex values."""
+    for key in regs:
+        if not isinstance(key, str) or not _REGISTER.fullmatch(key):
+            raise VectorsError(f"{where}: {args.describe(key)} is not a register name")
+    return {k: _hex(regs, k, where) for k in regs}
+
+
 def _text(obj: Mapping[str, Any], key: str, where: str) -> str:
     value = obj.get(key, "")
     if not isinstance(value, str) or not value.isprintable():
-        raise VectorsError(f"{where}.{key} must be printable text, not {args.describe(value)}")
+        raise VectorsError(f"{_at(where, key)} must be printable text, not {args.describe(value)}")
     return value
 
 
@@ -197,19 +208,19 @@ def lanes(cases: Iterable[tuple[int, str, str]]) -> tuple[npt.NDArray[np.uint64]
 def _hex(obj: Mapping[str, Any], key: str, where: str) -> int:
     value = obj.get(key)
     if not isinstance(value, str) or not value.lower().startswith("0x"):
-        raise VectorsError(f"{where}.{key} must be a hex string like \"0x80000000\", not {args.describe(value)}")
+        raise VectorsError(f"{_at(where, key)} must be a hex string like \"0x80000000\", not {args.describe(value)}")
     if not _HEX.fullmatch(value):                      # int() would also take "0x_1" and "0x10 \n"
-        raise VectorsError(f"{where}.{key} is not a hex number: {args.describe(value)}")
+        raise VectorsError(f"{_at(where, key)} is not a hex number: {args.describe(value)}")
     out = int(value, 16)
     if not 0 <= out < 1 << 64:
-        raise VectorsError(f"{where}.{key} does not fit in 64 bits")
+        raise VectorsError(f"{_at(where, key)} does not fit in 64 bits")
     return out
 
 
 def _choice(obj: Mapping[str, Any], key: str, allowed: Sequence[str], where: str) -> str:
     value = obj.get(key)
     if not isinstance(value, str) or value not in allowed:
-        raise VectorsError(f"{where}.{key} must be one of {', '.join(allowed)}, not {args.describe(value)}")
+        raise VectorsError(f"{_at(where, key)} must be one of {', '.join(allowed)}, not {args.describe(value)}")
     return value
 
 
@@ -329,7 +340,7 @@ class VectorSet:
         regs = doc.get("registers")
         if not isinstance(regs, dict):
             raise VectorsError(f"{path}: 'registers' must be an object")
-        registers = {k: _hex(regs, k, f"{path}: registers") for k in regs}
+        registers = _registers(regs, f"{path}: registers")
         options = doc.get("options", {})
         if not isinstance(options, dict):
             raise VectorsError(f"{path}: 'options' must be an object")
