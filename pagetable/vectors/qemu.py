@@ -80,18 +80,25 @@ def missing_tools(prefix: str) -> list[str]:
     return [prefix + tool for tool in TOOLS if shutil.which(prefix + tool) is None]
 
 
-def _run_tool(argv: Sequence[str], package: str, cwd: str) -> bytes:
+def _run(argv: Sequence[str], cwd: str, timeout: float, unavailable: type[RuntimeError],
+         failed: type[RuntimeError], name: str, hint: str = "") -> subprocess.CompletedProcess[bytes]:
+    """Run `argv` in `cwd`: `unavailable` when it cannot be started, `failed` when it times out or exits
+    with a non-zero status (with the tail of what it wrote)."""
     try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=_TOOL_TIMEOUT,
-                              cwd=cwd, check=False)
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, cwd=cwd,
+                              check=False)
     except FileNotFoundError as exc:
-        raise ToolchainUnavailable(f"cannot run {argv[0]}: {exc} (Debian package {package})") from exc
+        raise unavailable(f"cannot run {argv[0]}: {exc}{hint}") from exc
     except subprocess.TimeoutExpired as exc:
-        raise ToolchainFailed(f"{argv[0]} timed out after {_TOOL_TIMEOUT} s") from exc
+        raise failed(f"{name} timed out after {timeout} s; stderr: {tail(exc.stderr or b'')!r}") from exc
     if proc.returncode != 0:
-        raise ToolchainFailed(f"{' '.join(argv)} exited with status {proc.returncode}: "
-                              f"{(proc.stderr + proc.stdout)[:2000].decode('utf-8', 'replace').strip()}")
-    return proc.stdout
+        raise failed(f"{name} exited with status {proc.returncode}; output: {tail(proc.stderr + proc.stdout)!r}")
+    return proc
+
+
+def _run_tool(argv: Sequence[str], package: str, cwd: str) -> bytes:
+    return _run(argv, cwd, _TOOL_TIMEOUT, ToolchainUnavailable, ToolchainFailed, " ".join(argv),
+                f" (Debian package {package})").stdout
 
 
 def _parse_nm(listing: bytes) -> dict[str, int]:
@@ -160,16 +167,7 @@ def run_qemu(command: Callable[[str], list[str]], files: Mapping[str, bytes], se
         for name, data in files.items():
             with open(os.path.join(workdir, name), "wb") as f:
                 f.write(data)
-        argv = command(workdir)
-        try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
-                                  cwd=workdir, check=False)
-        except FileNotFoundError as exc:
-            raise QemuUnavailable(f"cannot run {argv[0]}: {exc}") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise QemuFailed(f"QEMU timed out after {timeout} s; stderr: {tail(exc.stderr or b'')!r}") from exc
-        if proc.returncode != 0:
-            raise QemuFailed(f"QEMU exited with status {proc.returncode}; stderr: {tail(proc.stderr)!r}")
+        proc = _run(command(workdir), workdir, timeout, QemuUnavailable, QemuFailed, "QEMU")
         try:
             with open(os.path.join(workdir, serial), "rb") as f:
                 output = f.read()
