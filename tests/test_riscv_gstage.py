@@ -75,7 +75,19 @@ def test_hgatp_and_vsatp_registers() -> None:
     assert v.encode() == Satp.for_table(SV39, RAM + 0x1000, asid=5).encode() and v.format is SV39
 
 
+def gpf(cause: int, gpa: int) -> dict[str, int]:
+    """The syndrome of a guest-page fault of the G-stage alone on an explicit access: the guest VA is the
+    GPA (vsatp Bare), htval = GPA >> 2, htinst 0."""
+    return {"scause": cause, "stval": gpa, "htval": gpa >> 2, "htinst": 0}
+
+
+LOAD_GPF, STORE_GPF = 21, 23
+
+
 def test_gstage_walk() -> None:
+    """Leaves (GSTAGE codec: U=1 forced, A=1, D=1 only with WRITE): 0x2000 RW, 0x3000 X-only, a 2 MiB R at
+    GPA bit 40. A G-stage leaf checks every access as U-mode, so its perms have the same bits for both
+    privileges (perm_bit: supervisor r/w/x in bits 0-2, user in bits 3-5); a fault has perms 0."""
     mem, _, pt = make()
     pt.map(0x2000, RAM + 0x30_0000, 0x1000, F.READ | F.WRITE)
     pt.map(0x3000, RAM + 0x31_0000, 0x1000, F.EXECUTE)
@@ -84,25 +96,31 @@ def test_gstage_walk() -> None:
     hgatp = Hgatp.for_table(SV39X4, pt.root_paddr).encode()
     g = Walker(mem, RiscvRules.gstage(hgatp))
     ok = g.translate(0x2010, "write", "supervisor")
-    assert ok.pa == RAM + 0x30_0010 and ok.level == 0
-    assert g.translate((1 << 40) | 0x21_2345, "read").pa == RAM + 0x41_2345
-    for gpa, access, reason, level in [
-        (0x3010, "read", Reason.PERMISSION, 0),                 # X-only without MXR
-        (0x4000, "read", Reason.INVALID, 0),
-        (1 << 41, "read", Reason.NON_CANONICAL, 2),             # GPA too wide: never aliased
-        ((1 << 40) | 0x21_0000, "write", Reason.PERMISSION, 1),
+    assert (ok.pa, ok.level, ok.perms, ok.syndrome) == (RAM + 0x30_0010, 0, 0b011_011, {})
+    ok = g.translate((1 << 40) | 0x21_2345, "read")
+    assert (ok.pa, ok.level, ok.perms, ok.syndrome) == (RAM + 0x41_2345, 1, 0b001_001, {})
+    for gpa, access, reason, level, cause in [
+        (0x3010, "read", Reason.PERMISSION, 0, LOAD_GPF),       # X-only without MXR
+        (0x4000, "read", Reason.INVALID, 0, LOAD_GPF),
+        (1 << 41, "read", Reason.NON_CANONICAL, 2, LOAD_GPF),   # GPA too wide: never aliased
+        ((1 << 40) | 0x21_0000, "write", Reason.PERMISSION, 1, STORE_GPF),
     ]:
         t = g.translate(gpa, access, "user")
-        assert (t.reason, t.level, t.fault) == (reason, level, faults.GUEST_PAGE_FAULT), gpa
-    assert Walker(mem, RiscvRules.gstage(hgatp, RiscvOptions(mxr=True))).translate(0x3010, "read").ok
+        assert (t.reason, t.level, t.fault, t.pa, t.perms) == (reason, level, faults.GUEST_PAGE_FAULT, None, 0), gpa
+        assert t.syndrome == gpf(cause, gpa), gpa
+    t = Walker(mem, RiscvRules.gstage(hgatp, RiscvOptions(mxr=True))).translate(0x3010, "read")
+    assert (t.pa, t.perms, t.syndrome) == (RAM + 0x31_0010, 0b101_101, {})      # MXR: X pages readable
     # every G-stage access is a U-mode access: a leaf with U=0 faults even for supervisor-level guests
     mem.write_u64(slot, mem.read_u64(slot) & ~U)
     for privilege in ("supervisor", "user"):
         t = g.translate(0x2010, "read", privilege)
-        assert (t.reason, t.fault) == (Reason.PERMISSION, faults.GUEST_PAGE_FAULT)
+        assert (t.reason, t.fault, t.level, t.perms) == (Reason.PERMISSION, faults.GUEST_PAGE_FAULT, 0, 0)
+        assert t.syndrome == gpf(LOAD_GPF, 0x2010)
     # ... and SUM does not change that
-    assert not Walker(mem, RiscvRules.gstage(hgatp, RiscvOptions(sum=True))).translate(0x2010, "read").ok
-    # a G-stage table outside RAM is an access fault, not a guest-page fault
+    t = Walker(mem, RiscvRules.gstage(hgatp, RiscvOptions(sum=True))).translate(0x2010, "read")
+    assert (t.reason, t.perms, t.syndrome) == (Reason.PERMISSION, 0, gpf(LOAD_GPF, 0x2010))
+    # a G-stage table outside RAM is an access fault, not a guest-page fault: no htval, no htinst
     mem.write_u64(pt.root_paddr + 8 * 5, PTE.build(V=1, PPN=0x100_0000_0000 >> 12))
     t = g.translate(5 << 30, "read")
-    assert (t.reason, t.fault, t.level) == (Reason.TABLE_OUTSIDE_MEMORY, faults.ACCESS_FAULT, 1)
+    assert (t.reason, t.fault, t.level, t.perms) == (Reason.TABLE_OUTSIDE_MEMORY, faults.ACCESS_FAULT, 1, 0)
+    assert t.syndrome == {"scause": 5, "stval": 5 << 30, "htval": 0, "htinst": 0}

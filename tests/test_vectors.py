@@ -6,17 +6,25 @@ import errno
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from pagetable.arch.riscv_sv39 import Hgatp, Vsatp
+from pagetable.arch.riscv_sv39 import SV39, SV39X4, Hgatp, Vsatp
+from pagetable.arch.riscv_sv39.entry import pte_paddr
 from pagetable.arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions
 from pagetable.cli import main
+from pagetable.errors import InvalidAddress, NotMapped
+from pagetable.frames import FrameAllocator
+from pagetable.physmem import PhysMem
+from pagetable.table import PageTable
 from pagetable.vectors import SCHEMA, VectorsError, VectorSet, generate_riscv
-from pagetable.vectors.riscv.gen import RAM_BASE, RAM_SIZE
+from pagetable.vectors.riscv.gen import GUEST_BACKING, GUEST_RAM, RAM_BASE, RAM_SIZE
+from pagetable.vectors.riscv.modes import walker_for
+from pagetable.vectors.schema import Case
 
 
 @pytest.mark.parametrize("mode", ["sv39", "sv48", "sv57"])
@@ -175,13 +183,22 @@ def test_hypervisor_modes_registers_and_stages(mode: str, tmp_path: Path) -> Non
     assert hgatp.root % 0x4000 == 0                                    # the 16 KiB G-stage root
     two_stage = "+" in mode
     assert (vsatp.format is not None) == two_stage and (vs.registers["vsatp"] == 0) != two_stage
+    causes = {"access-fault": {"read": 5, "write": 7, "execute": 1}, "page-fault": {"read": 13, "write": 15,
+              "execute": 12}, "guest-page-fault": {"read": 21, "write": 23, "execute": 20}}
     for c in vs.cases:
-        if c.fault == "guest-page-fault":
-            assert c.stage == 2 and c.gpa is not None
+        if c.fault is not None:                                        # stval: the (guest) VA
+            assert c.syndrome is not None and (c.syndrome["scause"], c.syndrome["stval"]) == (
+                causes[c.fault][c.access], c.va), c
+        if c.fault == "guest-page-fault":                              # htval: the GPA >> 2; htinst: the
+            assert c.stage == 2 and c.gpa is not None                  # PTE read/write pseudoinstruction
+            assert c.syndrome is not None and c.syndrome["htval"] == c.gpa >> 2, c
+            assert c.syndrome["htinst"] in ((0x3000, 0x3020) if c.implicit else (0,)), c
+        elif c.fault is not None:
+            assert c.syndrome is not None and (c.syndrome["htval"], c.syndrome["htinst"]) == (0, 0), c
         if c.fault == "page-fault":
             assert two_stage and c.stage == 1 and c.gpa is None
         if c.pa is not None:
-            assert c.gpa is not None and c.stage is None and not c.implicit
+            assert c.gpa is not None and c.stage is None and not c.implicit and c.syndrome is None
             if not two_stage:
                 assert c.gpa == c.va                                   # vsatp Bare: the VA is the GPA
     labels = {c.label for c in vs.cases}
@@ -199,27 +216,92 @@ def test_hypervisor_modes_registers_and_stages(mode: str, tmp_path: Path) -> Non
     assert VectorSet.read(tmp_path).cases == vs.cases
 
 
+def _by_hand(vs: VectorSet) -> Callable[[int], tuple[int, int, int | None]]:
+    """For a two-stage set (sv39+sv39x4): VA -> (GPA of its VS last-level PTE, GPA it maps, HPA or None),
+    found through the software view of both tables (`PageTable`: the codecs, not the walker). The VS root
+    and level-1 tables are in guest RAM (host RAM at GUEST_BACKING); the last-level table is read where the
+    G-stage maps it."""
+    host = vs.mem
+    hgatp, vsatp = Hgatp.decode(vs.registers["hgatp"]), Vsatp.decode(vs.registers["vsatp"])
+    assert hgatp.format is SV39X4 and vsatp.format is SV39
+    g = PageTable(SV39X4, host, FrameAllocator(host), root=hgatp.root)
+    guest = PhysMem([(GUEST_RAM, host.view(GUEST_BACKING, RAM_SIZE))])
+    s1 = PageTable(SV39, guest, FrameAllocator(guest), root=vsatp.root)
+
+    def walk(va: int) -> tuple[int, int, int | None]:
+        pte = pte_paddr(s1.lookup(va, 1).raw) + 8 * ((va >> 12) & 511)
+        try:
+            leaf = host.read_u64(g.query(pte)[0])
+        except NotMapped:
+            return pte, -1, None
+        gpa = pte_paddr(leaf) + (va & 0xFFF)
+        try:
+            return pte, gpa, g.query(gpa)[0]
+        except (NotMapped, InvalidAddress):
+            return pte, gpa, None
+    return walk
+
+
 def test_two_stage_cases_mean_what_they_say() -> None:
-    """Spot checks of the two-stage targets against the spec's rules."""
-    svade = {(c.label, c.access, c.privilege): c for c in generate_riscv("sv39+sv39x4", 9).cases}
-    svadu = {(c.label, c.access, c.privilege): c
-             for c in generate_riscv("sv39+sv39x4", 9, options=HypervisorOptions(ad="svadu")).cases}
-    ro_write = svade["gstage-ro", "write", "supervisor"]
-    assert (ro_write.fault, ro_write.stage, ro_write.reason) == ("guest-page-fault", 2, "permission")
-    assert svade["gstage-ro", "read", "supervisor"].pa is not None
-    assert svade["gstage-xo", "execute", "supervisor"].pa is not None
-    assert svade["gstage-xo", "read", "supervisor"].fault == "guest-page-fault"
-    assert svade["gstage-no-user", "read", "supervisor"].reason == "permission"     # G-stage leaves need U
-    assert svade["gstage-gpa-too-wide", "read", "supervisor"].reason == "non-canonical"
-    assert svade["gstage-upper-half", "write", "supervisor"].pa is not None       # GPA bit 40 is valid
-    hole = svade["vs-table-gstage-hole", "execute", "user"]                       # implicit read of a VS PTE
-    assert (hole.fault, hole.stage) == ("guest-page-fault", 2) and hole.gpa is not None and hole.gpa % 8 == 0
-    assert hole.implicit and not svade["gstage-hole", "read", "supervisor"].implicit
-    assert svade["gstage-ro", "write", "user"].stage == 1                          # VS-stage decides first
-    a_clear = ("vs-table-gstage-ro-a-clear", "read", "supervisor")
-    assert (svade[a_clear].fault, svade[a_clear].stage) == ("page-fault", 1)      # Svade: A=0 faults
-    assert (svadu[a_clear].fault, svadu[a_clear].stage) == ("guest-page-fault", 2)  # Svadu: G-stage write
-    assert svadu["vs-table-gstage-ro", "write", "supervisor"].pa is not None       # A=D=1: nothing written
+    """Spot checks of the two-stage targets against the spec's rules: each case's whole outcome (pa, fault,
+    level, stage, gpa, implicit, syndrome), with the GPAs and HPAs read from the tables by hand. VS leaves
+    of these targets are RWX with A=D=1 and U=0, so VS-mode (supervisor) passes the VS-stage and the G-stage
+    decides; a translation's perms are the VS leaf's (supervisor rwx) and the G-stage leaf's (its R/W/X for
+    both privileges, no W where D=0)."""
+    sets = {ad: generate_riscv("sv39+sv39x4", 9, options=HypervisorOptions(ad=ad)) for ad in ("svade", "svadu")}
+    cases = {ad: {(c.label, c.access, c.privilege): c for c in v.cases} for ad, v in sets.items()}
+    walkers = {ad: walker_for(v) for ad, v in sets.items()}
+    by_hand = _by_hand(sets["svade"])                                  # the images do not depend on options
+    assert sets["svade"].mem.regions[0].data.tobytes() == sets["svadu"].mem.regions[0].data.tobytes()
+
+    def expect(c: Case, outcome: tuple[object, ...], reason: str, perms: int = 0, ad: str = "svade") -> None:
+        assert (c.outcome(), c.reason) == (outcome, reason), (ad, c)
+        assert walkers[ad].translate(c.va, c.access, c.privilege).perms == perms, (ad, c)   # 0 for a fault
+
+    def gpf(c: Case, cause: int, gpa: int, level: int = 0, implicit: int = 0) -> tuple[object, ...]:
+        htinst = {0: 0, 1: 0x3000, 2: 0x3020}[implicit]                  # implicit PTE read, PTE write
+        return (None, "guest-page-fault", level, 2, gpa, bool(implicit),
+                {"scause": cause, "stval": c.va, "htval": gpa >> 2, "htinst": htinst})
+
+    def pf(c: Case, cause: int) -> tuple[object, ...]:
+        return (None, "page-fault", 0, 1, None, False, {"scause": cause, "stval": c.va, "htval": 0, "htinst": 0})
+
+    def ok(c: Case) -> tuple[object, ...]:
+        _, gpa, hpa = by_hand(c.va)
+        return (hpa, None, None, None, gpa, False, None)
+
+    def case(label: str, access: str, privilege: str = "supervisor", ad: str = "svade") -> Case:
+        return cases[ad][label, access, privilege]
+
+    c = case("gstage-ro", "write")                                     # G-stage R|U: a store guest-page fault
+    expect(c, gpf(c, 23, by_hand(c.va)[1]), "permission")
+    c = case("gstage-ro", "read")
+    expect(c, ok(c), "ok", 0b000_001)
+    c = case("gstage-xo", "execute")
+    expect(c, ok(c), "ok", 0b000_100)
+    c = case("gstage-xo", "read")                                      # no MXR: X-only is not readable
+    expect(c, gpf(c, 21, by_hand(c.va)[1]), "permission")
+    c = case("gstage-no-user", "read")                                 # G-stage leaves need U
+    expect(c, gpf(c, 21, by_hand(c.va)[1]), "permission")
+    c = case("gstage-gpa-too-wide", "read")                            # GPA bit 41 set: no alias, a fault at
+    gpa = by_hand(c.va)[1]                                             # the G-stage root (level 2)
+    assert gpa >> 41 == 1
+    expect(c, gpf(c, 21, gpa, level=2), "non-canonical")
+    c = case("gstage-upper-half", "write")                             # GPA bit 40 is valid
+    assert by_hand(c.va)[1] >> 40 == 1
+    expect(c, ok(c), "ok", 0b000_111)
+    c = case("vs-table-gstage-hole", "execute", "user")                # implicit read of a VS PTE
+    expect(c, gpf(c, 20, by_hand(c.va)[0], implicit=1), "invalid")
+    c = case("gstage-hole", "read")                                    # the final GPA: explicit
+    expect(c, gpf(c, 21, by_hand(c.va)[1]), "invalid")
+    c = case("gstage-ro", "write", "user")                             # VS-stage decides first: U=0
+    expect(c, pf(c, 15), "permission")
+    c = case("vs-table-gstage-ro-a-clear", "read")                     # Svade: A=0 faults
+    expect(c, pf(c, 13), "accessed-dirty")
+    c = case("vs-table-gstage-ro-a-clear", "read", ad="svadu")         # Svadu: setting A is a G-stage write
+    expect(c, gpf(c, 21, by_hand(c.va)[0], implicit=2), "permission", ad="svadu")
+    c = case("vs-table-gstage-ro", "write", ad="svadu")                # A=D=1: nothing written
+    expect(c, ok(c), "ok", 0b000_111, ad="svadu")
 
 
 def test_cli_hypervisor_modes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
