@@ -15,6 +15,7 @@ carry are the architecture's own state carried down the walk (restrictions, so 0
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 from dataclasses import dataclass, field
@@ -133,6 +134,16 @@ class FaultKind:
         if cls._registry.setdefault((arch, value), kind) is not kind:
             raise ValueError(f"fault kind {arch}/{value} is registered twice")
         return kind
+
+    @classmethod
+    def registered(cls) -> tuple[tuple[str, str], ...]:
+        """(architecture, name) of every registered kind."""
+        return tuple(cls._registry)
+
+    @classmethod
+    def values(cls, arch: str) -> tuple[str, ...]:
+        """The names of the kinds `arch` registered."""
+        return tuple(v for a, v in cls._registry if a == arch)
 
     @classmethod
     def named(cls, arch: str, value: str) -> FaultKind:
@@ -313,7 +324,7 @@ class WalkRules(Protocol):
 @dataclass(frozen=True)
 class Translation:
     """The outcome of one translation: `pa` when `reason` is OK, else the fault and the level it hit.
-    `perms` is the effective-permissions mask of the whole walk (`perm_bit`; 0 where no leaf was reached),
+    `perms` is the effective-permissions mask of the whole walk (`perm_bit`; 0 where the walk faulted),
     `memtype` the memory type, `syndrome` what the hardware reports for the fault (empty when OK)."""
 
     va: int
@@ -371,6 +382,11 @@ class Translations:
     def ok(self) -> Bool:
         out: Bool = self.reason == Reason.OK
         return out
+
+    def take(self, index: npt.NDArray[np.intp] | Bool) -> Translations:
+        """The lanes `index` selects (an index or a mask array), syndromes included."""
+        cols = {f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self) if f.name != "syndrome"}
+        return Translations(**cols, syndrome={k: v[index] for k, v in self.syndrome.items()})
 
     def __len__(self) -> int:
         return int(self.va.shape[0])

@@ -50,6 +50,7 @@ from .translation import (
     Reason,
     Regime,
     Region,
+    Step,
     Translation,
     Translations,
     WalkRules,
@@ -203,6 +204,30 @@ class Walker:
         return update, self._implicit._walk(slot[update], np.full(update.shape, Access.WRITE, dtype=np.uint8),
                                             prv[update])
 
+    def _check_updates(self, accepted: Bool, st: Step, pte: U64, acc: U8, prv: U8, slot: U64,
+                       live: npt.NDArray[np.intp], out: Translations) -> U64:
+        """Stage 2's verdict on the entry updates hardware makes (`WalkRules.writes_back`) for the entries
+        `step` accepted, each checked once as an implicit write of the entry at `slot`: a lane whose own
+        access needs a refused update faults (recorded in `out`), and the carry returned loses every
+        access whose update stage 2 refuses (RISC-V Svadu: a store that must set D where the G-stage does
+        not let the walk write the VS-stage PTE)."""
+        assert self._implicit is not None
+        needs = [accepted & self.rules.writes_back(pte, st.leaf, np.full(pte.shape, a, dtype=np.uint8))
+                 for a in Access]
+        update = np.flatnonzero(needs[0] | needs[1] | needs[2])
+        carry: U64 = st.carry.copy()
+        if not update.size:
+            return carry
+        t2 = self._implicit._walk(slot[update], np.full(update.shape, Access.WRITE, dtype=np.uint8), prv[update])
+        refused = np.zeros(pte.shape, dtype=bool)
+        refused[update] = t2.reason != Reason.OK
+        for a in Access:
+            bits = np.uint64(perm_bit(a, Privilege.SUPERVISOR) | perm_bit(a, Privilege.USER))
+            carry[needs[a] & refused] &= ~bits
+        own: Bool = np.choose(acc, needs)[update]     # the lane's own access needs the update
+        _record(out, live[update[own]], slot[update[own]], t2.take(own), IMPLICIT_ENTRY_UPDATE)
+        return carry
+
     def translate_many(self, vas: npt.ArrayLike, access: Access | str | npt.ArrayLike = Access.READ,
                        privilege: Privilege | str | npt.ArrayLike = Privilege.SUPERVISOR) -> Translations:
         """Translate every VA (with one access/privilege, or one per lane). VAs are integers (an integer
@@ -273,14 +298,13 @@ class Walker:
             st = self.rules.step(region, depth, pte, va[live], acc[live], prv[live], carry)
             reason[live] = st.reason
             good = st.reason == Reason.OK
+            carry_out = st.carry
             if self.stage2 is not None:           # an entry update is an implicit stage-2 write
-                update, t2 = self._updates(good, pte, st.leaf, acc[live], prv[live], slot)
-                if update.size:
-                    _record(out, live[update], slot[update], t2, IMPLICIT_ENTRY_UPDATE)
-                    good = reason[live] == Reason.OK
+                carry_out = self._check_updates(good, st, pte, acc[live], prv[live], slot, live, out)
+                good = reason[live] == Reason.OK
             done = live[good & st.leaf]
             pa[done] = st.address[good & st.leaf]
-            out.perms[done] = (st.carry[good & st.leaf] & PERMS).astype(np.uint8)
+            out.perms[done] = (carry_out[good & st.leaf] & PERMS).astype(np.uint8)
             out.memtype[done] = st.memtype[good & st.leaf]
             cont = good & ~st.leaf
             live, table, carry = live[cont], st.address[cont], st.carry[cont]

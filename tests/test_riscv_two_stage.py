@@ -4,7 +4,6 @@ through the G-stage; faults name their stage, level and GPA."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from pagetable.arch.riscv_sv39 import PTE, SV39, SV39X4, Hgatp, Vsatp, faults
 from pagetable.arch.riscv_sv39.entry import pte_paddr
@@ -200,9 +199,6 @@ def test_svadu_update_of_a_vs_leaf_is_a_g_stage_write() -> None:
     assert (t.pa, t.perms, t.syndrome) == (data, 0b000_111, {})   # VS RWX (A/D set by hardware) & G RWX
 
 
-@pytest.mark.xfail(strict=True, reason="Walker.translate's perms keep the write bit of a Svadu leaf with D=0 "
-                   "whose D update the G-stage refuses (0b000111); a store there faults, and Walker.mappings "
-                   "gives 0b000101")
 def test_svadu_perms_leave_out_a_refused_update() -> None:
     """A VS leaf RWX (U=0) with A=1, D=0 in a VS table the G-stage maps read-only, under Svadu: a load or
     fetch translates without an update; a store needs D set, an implicit G-stage write of the PTE that the

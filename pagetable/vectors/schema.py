@@ -28,13 +28,12 @@ import numpy.typing as npt
 from .. import args
 from ..errors import PagetableError
 from ..physmem import PhysMem
-from ..walker import Access, Privilege
+from ..walker import Access, FaultKind, Privilege
 
 SCHEMA = "pagetable-vectors/2"
 SCHEMA_V1 = "pagetable-vectors/1"
 ACCESSES = ("read", "write", "execute")
 PRIVILEGES = ("supervisor", "user")
-FAULTS = ("page-fault", "access-fault", "guest-page-fault")
 MAX_JSON = 1 << 30
 """The largest vectors.json read: a million cases (the most `generate` writes) take about 180 MB."""
 _HEX = re.compile(r"0[xX][0-9a-fA-F]+")
@@ -103,7 +102,8 @@ class Case:
         return out
 
     @classmethod
-    def from_json(cls, obj: Any, where: str, version: int = 2) -> Case:
+    def from_json(cls, obj: Any, where: str, version: int = 2, arch: str = "riscv64") -> Case:
+        """A case of a vector set for `arch`, whose fault kinds are the ones that architecture registered."""
         if not isinstance(obj, dict):
             raise VectorsError(f"{where}: a case must be an object")
         if ("pa" in obj) == ("fault" in obj):
@@ -129,7 +129,7 @@ class Case:
         if type(level) is not int or not -8 <= level < 16:
             raise VectorsError(f"{where}.level must be a level number (an integer from -8 to 15), not "
                                f"{args.describe(level)}")
-        fault = _choice(obj, "fault", FAULTS, where)
+        fault = _choice(obj, "fault", FaultKind.values(arch), where)
         if fault == "guest-page-fault" and stage == 1:
             raise VectorsError(f"{where}: a guest-page fault comes from stage 2, not 1")
         syndrome = _syndrome(obj, where) if version == 2 else None
@@ -310,6 +310,9 @@ class VectorSet:
         for key in ("arch", "mode"):
             if not isinstance(doc.get(key), str):
                 raise VectorsError(f"{path}: '{key}' must be a string")
+        known = sorted({arch for arch, _ in FaultKind.registered()})
+        if doc["arch"] not in known:
+            raise VectorsError(f"{path}: arch {args.describe(doc['arch'])} is not supported ({', '.join(known)})")
         memory = doc.get("memory")
         if not isinstance(memory, list) or not memory:
             raise VectorsError(f"{path}: 'memory' must be a non-empty list")
@@ -347,5 +350,5 @@ class VectorSet:
         raw_cases = doc.get("cases")
         if not isinstance(raw_cases, list):
             raise VectorsError(f"{path}: 'cases' must be a list")
-        cases = [Case.from_json(c, f"{path}: cases[{n}]", version) for n, c in enumerate(raw_cases)]
+        cases = [Case.from_json(c, f"{path}: cases[{n}]", version, doc["arch"]) for n, c in enumerate(raw_cases)]
         return cls(doc["arch"], doc["mode"], mem, registers, options, cases)
