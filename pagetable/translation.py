@@ -242,7 +242,8 @@ class Region:
             low = va & np.uint64((1 << keep) - 1)
             neg = (va >> np.uint64(keep - 1)) & np.uint64(1) != 0
             va = np.where(neg, low | np.uint64(((1 << 64) - 1) ^ ((1 << keep) - 1)), low)
-        return self.fmt.canonical_np(va) & self.selects_np(va)
+        ok = self.fmt.canonical_np(va)
+        return ok if self.select_bit is None else ok & self.selects_np(va)
 
 
 @dataclass(frozen=True)

@@ -252,11 +252,16 @@ class Walker:
             out.perms[:] = PERMS
             out.memtype[:] = MemoryType.DEFAULT
         else:
-            which = regime.select_np(va)
             out.level[:] = regime.regions[0].fmt.levels[0].arch_level
-            out.reason[which < 0] = Reason.NON_CANONICAL
-            for k, region in enumerate(regime.regions):
-                lanes = np.flatnonzero(which == k)
+            if len(regime.regions) == 1:
+                canonical = regime.regions[0].canonical_np(va)
+                out.reason[~canonical] = Reason.NON_CANONICAL
+                chosen = [np.flatnonzero(canonical)]
+            else:
+                which = regime.select_np(va)
+                out.reason[which < 0] = Reason.NON_CANONICAL
+                chosen = [np.flatnonzero(which == k) for k in range(len(regime.regions))]
+            for region, lanes in zip(regime.regions, chosen, strict=True):
                 if not region.enabled:
                     out.level[lanes] = region.fmt.levels[0].arch_level
                     out.reason[lanes] = Reason.INVALID
@@ -291,8 +296,9 @@ class Walker:
                 fine = reason[live] == Reason.OK
                 live, slot, fetch, carry = live[fine], slot[fine], t2.pa[fine], carry[fine]
             inmem = self.mem.contains_np(fetch, fmt.entry_size)
-            reason[live[~inmem]] = Reason.TABLE_OUTSIDE_MEMORY
-            live, slot, fetch, carry = live[inmem], slot[inmem], fetch[inmem], carry[inmem]
+            if not inmem.all():
+                reason[live[~inmem]] = Reason.TABLE_OUTSIDE_MEMORY
+                live, slot, fetch, carry = live[inmem], slot[inmem], fetch[inmem], carry[inmem]
             pte = self.mem.read_u64_np(fetch)
             last_pte[live] = pte
             st = self.rules.step(region, depth, pte, va[live], acc[live], prv[live], carry)
@@ -302,12 +308,17 @@ class Walker:
             if self.stage2 is not None:           # an entry update is an implicit stage-2 write
                 carry_out = self._check_updates(good, st, pte, acc[live], prv[live], slot, live, out)
                 good = reason[live] == Reason.OK
-            done = live[good & st.leaf]
-            pa[done] = st.address[good & st.leaf]
-            out.perms[done] = (carry_out[good & st.leaf] & PERMS).astype(np.uint8)
-            out.memtype[done] = st.memtype[good & st.leaf]
+            ends = good & st.leaf
+            if ends.any():
+                done = live[ends]
+                pa[done] = st.address[ends]
+                out.perms[done] = (carry_out[ends] & PERMS).astype(np.uint8)
+                out.memtype[done] = st.memtype[ends]
             cont = good & ~st.leaf
-            live, table, carry = live[cont], st.address[cont], st.carry[cont]
+            if cont.all():
+                table, carry = st.address, st.carry
+            else:
+                live, table, carry = live[cont], st.address[cont], st.carry[cont]
         if live.size:
             raise AssertionError("walk rules let a lane continue past the last level")
 

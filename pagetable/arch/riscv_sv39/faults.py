@@ -48,16 +48,19 @@ def cause(kind: FaultKind, access: Access) -> int:
 def syndrome(t: Translations, access: U8, guest: bool, hypervisor: bool) -> dict[str, U64]:
     """scause and stval per lane (0 where the access translated), and with the hypervisor extension (a
     two-stage walk, or the G-stage alone: `guest`) htval and htinst."""
-    fault = t.reason != Reason.OK
-    pma = np.isin(t.reason, ACCESS_FAULT_REASONS)
-    by_g = fault & ~pma & ((t.stage == 2) | np.bool_(guest))
-    kind = np.where(pma, 0, np.where(by_g, 2, 1))
-    zero = np.uint64(0)
-    out = {"scause": np.where(fault, CAUSES[kind, access], zero),
-           "stval": np.where(fault, t.va, zero)}
+    names = ("scause", "stval", "htval", "htinst") if hypervisor else ("scause", "stval")
+    out = {name: np.zeros(len(t), dtype=np.uint64) for name in names}
+    f = np.flatnonzero(t.reason != Reason.OK)             # the work is per faulting lane
+    reason, stage = t.reason[f], t.stage[f]
+    pma = np.isin(reason, ACCESS_FAULT_REASONS)
+    by_g = ~pma & ((stage == 2) | np.bool_(guest))
+    out["scause"][f] = CAUSES[np.where(pma, 0, np.where(by_g, 2, 1)), access[f]]
+    out["stval"][f] = t.va[f]
     if hypervisor:
-        gpa = np.where(t.stage == 2, t.gpa, t.va)           # the G-stage alone translates the VA itself
-        out["htval"] = np.where(by_g, gpa >> np.uint64(2), zero)
-        pseudo = np.where(t.implicit == IMPLICIT_ENTRY_UPDATE, np.uint64(HTINST_PTE_WRITE), np.uint64(HTINST_PTE_READ))
-        out["htinst"] = np.where(by_g & (t.implicit != 0), pseudo, zero)
+        g = f[by_g]
+        gpa = np.where(t.stage[g] == 2, t.gpa[g], t.va[g])  # the G-stage alone translates the VA itself
+        out["htval"][g] = gpa >> np.uint64(2)
+        implicit = t.implicit[g]
+        out["htinst"][g] = np.where(implicit == IMPLICIT_ENTRY_UPDATE, HTINST_PTE_WRITE,
+                                    np.where(implicit != 0, HTINST_PTE_READ, 0))
     return out

@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from ... import args
 from ...errors import InvalidArgument, InvalidArgumentType
-from ...translation import PERMS, Access, FaultKind, MemoryType, Reason, Regime, Region, Step, Translations
+from ...translation import ALL_PERMS, Access, FaultKind, MemoryType, Reason, Regime, Region, Step, Translations
 from . import faults
 from .entry import PBMT_MEMORY_TYPE, PBMT_RESERVED, PTE, A, D, R, U, V, W, X
 from .regs import Hgatp, Satp, Vsatp
@@ -121,15 +121,12 @@ class RiscvRules:
         opt = self.options
         i = region.fmt.levels[depth].arch_level
         reason = np.zeros(pte.shape, dtype=np.uint8)
-        broken = np.zeros(pte.shape, dtype=bool)          # faults every access: no effective permissions
 
-        def stop(mask: Bool, why: Reason, every_access: bool = True) -> None:
-            nonlocal broken
+        def stop(mask: Bool, why: Reason) -> None:
             reason[(reason == 0) & mask] = why
-            if every_access:
-                broken |= mask
 
         r, w, x, u = _bit(pte, R), _bit(pte, W), _bit(pte, X), _bit(pte, U)
+        a, d = _bit(pte, A), _bit(pte, D)
         leaf = r | x
         ppn = PTE.get_np(pte, "PPN")
         pbmt = PTE.get_np(pte, "PBMT")
@@ -140,38 +137,36 @@ class RiscvRules:
         reserved = _bit(pte, _RESERVED)
         reserved |= (pbmt == PBMT_RESERVED) if opt.svpbmt else (pbmt != 0)
         reserved |= napot if not opt.svnapot else napot & leaf & ((i != 0) | ((ppn & np.uint64(0xF)) != 8))
-        reserved |= ~leaf & (_bit(pte, D | A | U) | napot | (pbmt != 0))
+        reserved |= ~leaf & (d | a | u | napot | (pbmt != 0))
         stop(reserved, Reason.RESERVED)
         # step 4
         if i == 0:
             stop(~leaf, Reason.NON_LEAF_AT_LAST_LEVEL)
-        # step 5: the rights of the leaf (perm_bit layout), then this lane's access against them
-        kinds = ((r | (np.bool_(opt.mxr) & x)).astype(np.uint64) | (w.astype(np.uint64) << np.uint64(1))
-                 | (x.astype(np.uint64) << np.uint64(2)))
-        zero = np.uint64(0)
+        # step 5: the rights of the leaf (perm_bit layout, in bytes), then this lane's access against them
+        one = np.uint8(1)
+        kinds = (r | (np.bool_(opt.mxr) & x)).view(np.uint8) | (w.view(np.uint8) << one) | (x.view(np.uint8) << 2)
         if self.guest:                                   # every G-stage access is checked as U-mode
-            perms = np.where(u, kinds | (kinds << np.uint64(3)), zero)
+            perms = (kinds | (kinds << 3)) * u.view(np.uint8)
         else:                                            # S-mode: U pages only with SUM, never executed
-            sup = np.where(u, kinds & np.uint64(3) if opt.sum else zero, kinds)
-            perms = sup | np.where(u, kinds << np.uint64(3), zero)
-        perms &= carry
-        lane_bit = np.uint64(3) * (np.zeros(pte.shape, dtype=np.uint64) if self.guest else priv.astype(np.uint64)) \
-            + access.astype(np.uint64)
-        stop(leaf & ((perms >> lane_bit) & np.uint64(1) == 0), Reason.PERMISSION, every_access=False)
+            sup = kinds * (~u).view(np.uint8) | ((kinds & 3) * u.view(np.uint8) if opt.sum else 0)
+            perms = sup | ((kinds * u.view(np.uint8)) << 3)
+        perms &= carry.astype(np.uint8)
+        lane_bit = access if self.guest else priv * np.uint8(3) + access
+        stop(leaf & ((perms >> lane_bit) & one == 0), Reason.PERMISSION)
         # step 6
         low = np.uint64((1 << (9 * i)) - 1)
         stop(leaf & ((ppn & low) != 0), Reason.MISALIGNED_SUPERPAGE)
         # step 7
         if opt.ad == "svade":
-            writing = access == Access.WRITE
-            stop(leaf & (~_bit(pte, A) | (writing & ~_bit(pte, D))), Reason.ACCESSED_DIRTY, every_access=False)
-            perms = np.where(_bit(pte, A), perms, zero) & np.where(_bit(pte, D), PERMS, np.uint64(0b101101))
+            stop(leaf & (~a | ((access == Access.WRITE) & ~d)), Reason.ACCESSED_DIRTY)
+            perms &= a.view(np.uint8) * np.uint8(ALL_PERMS) & (np.uint8(0b101101) | d.view(np.uint8) * 0b010010)
         # step 8 (and the next table's address for pointers)
         vpn = va >> np.uint64(12)
         keep = low | np.where(napot & leaf, np.uint64(0xF), np.uint64(0))
         out_ppn = (ppn & ~keep) | (vpn & keep)
         pa = np.where(leaf, (out_ppn << np.uint64(12)) | (va & np.uint64(0xFFF)), ppn << np.uint64(12))
-        carry = np.where(leaf, np.where(broken, zero, perms), carry)
+        # the carry: the leaf's rights (meaningful where the access translates); pointers pass it on
+        carry = np.where(leaf, perms, carry)
         memtype = PBMT_MEMORY_TYPE[pbmt] if opt.svpbmt else np.full(pte.shape, MemoryType.DEFAULT, dtype=np.uint8)
         return Step(reason, leaf, pa, carry, memtype)
 
