@@ -1,5 +1,5 @@
 """GuestAddrSpace (the axaddrspace API) over Sv39x4 G-stage tables: the axaddrspace test cases
-(shared/reference.md §9) as concrete tests, with the deliberate differences noted."""
+(the axaddrspace crate's own tests) as concrete tests, with the deliberate differences noted."""
 
 from __future__ import annotations
 

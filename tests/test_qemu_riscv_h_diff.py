@@ -56,7 +56,7 @@ LOAD_GUEST_PAGE_FAULT = faults.cause(faults.GUEST_PAGE_FAULT, Access.READ)
 GUEST_CAUSES = {faults.cause(faults.GUEST_PAGE_FAULT, a) for a in Access}
 AD_BITS = PTE.mask("A", "D")
 COMBOS = [(s, vm, hm) for s in (False, True) for vm in (False, True) for hm in (False, True)]
-HS_SATP = Satp.for_table(SV39, RAM_BASE).encode()    # never walked (M-mode), but not Bare: notes item 10
+HS_SATP = Satp.for_table(SV39, RAM_BASE).encode()    # never walked (M-mode), but not Bare (docs/qemu.md)
 
 Outcome = tuple[object, ...]        # ("ok", pa) or ("fault", mcause, mtval, mtval2)
 
