@@ -1,5 +1,6 @@
-"""MemorySet: memory_set's own test suite on its mock page table and on a real Sv39 table,
-then the deliberate fixes (docs/design.md, "Where the Rust crates differ", item 10), merging, and random operation sequences (hypothesis).
+"""MemorySet: memory_set's own test suite on its mock page table and on a real Sv39 table, then the
+deliberate fixes (docs/design.md, "Where the Rust crates differ", item 10), merging, and random operation
+sequences (hypothesis).
 
 Every scenario is written in the mock's coordinates (addresses below 0x10000, one mock byte per address) and
 run through a `Harness`:
