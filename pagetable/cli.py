@@ -70,11 +70,12 @@ NOTES_SHOWN = 20
 """A listing prints at most this many of the walk's notes (a corrupt table can have one per table)."""
 
 
-def _listing(title: str, walker: Walker) -> None:
-    """Print one table as the hardware reads it, as ptdump does, with what the walk could not follow."""
+def _listing(what: str, walker: Walker) -> None:
+    """Print each region of a walker's regime as the hardware reads it, as ptdump does, with what the walk
+    could not follow; the title names the region's register (satp, hgatp, TTBR0_EL1, CR3)."""
     for k, region in enumerate(walker.rules.regime.regions):
         leaves = walker.mappings(region=k)
-        print(f"{title}: {region.fmt.name}, root table at {region.root:#x}")
+        print(f"{region.name}{f' ({what})' if what else ''}: {region.fmt.name}, root table at {region.root:#x}")
         for line in ptdump_lines(leaves):
             print(line)
         for problem in leaves.problems[:NOTES_SHOWN]:
@@ -92,11 +93,10 @@ def cmd_show(ns: argparse.Namespace) -> int:
     print(f"options: {', '.join(f'{k}={v}' for k, v in vs.options.items())}")
     print()
     if walker.stage2 is None:
-        _listing("satp", walker)
+        _listing("", walker)
     else:
-        _listing("G-stage (hgatp), guest-physical -> host-physical", walker.stage2)
-        if walker.rules.regime.translates:
-            _listing("VS-stage (vsatp), guest-virtual -> guest-physical (tables read through the G-stage)", walker)
+        _listing("stage 2, guest-physical -> host-physical", walker.stage2)
+        _listing("stage 1, guest-virtual -> guest-physical, its tables read through stage 2", walker)
     outcomes = collections.Counter(c.reason or ("ok" if c.pa is not None else c.fault) for c in vs.cases)
     print(f"{len(vs.cases)} cases: " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())))
     if ns.cases:

@@ -42,8 +42,9 @@ class EntryCodec(Protocol):
     """Encode and decode one architecture's table entries (scalar and numpy). A codec is built with the
     register context its decoding needs (RISC-V: Svpbmt on or off; AArch64: MAIR; x86: IA32_PAT)."""
 
-    def layout_for(self, kind: EntryKind) -> Layout:
-        """The declared bit layout of an entry of `kind`."""
+    def layout_for(self, kind: EntryKind, depth: int) -> Layout:
+        """The declared bit layout of an entry of `kind` at `depth` (x86's 1 GiB and 2 MiB pages, and
+        AArch64's level-1 and level-2 blocks, place their output address differently)."""
         ...
 
     def memory_type_np(self, raw: U64, huge: bool) -> npt.NDArray[np.uint8]:

@@ -218,15 +218,24 @@ class Region:
 
     A region with `select_bit` is chosen by that VA bit (1 for a format whose VAs extend with ones, 0
     otherwise: AArch64's bit 55 between TTBR1 and TTBR0); without one, it is the regime's only region. The
-    top `ignore_top` bits of a VA are not translated (AArch64 TBI: 8). A disabled region (AArch64 EPDn)
-    faults every VA that selects it without a walk."""
+    top `ignore_top` bits of a VA are not translated (AArch64 TBI: 8) for the accesses in `ignore_top_for`
+    (a `perm_bit` mask; AArch64 TBID: data accesses only). Only the accesses in `allowed` may use the region:
+    the others fault without a walk (AArch64 EPDn: none; E0PDn: EL1's only). Such faults, and VAs no region
+    accepts, are reported at `fault_level` (the manual's level number; default the root's)."""
 
     name: str
     fmt: PagingFormat
     root: int
     select_bit: int | None = None
     ignore_top: int = 0
-    enabled: bool = True
+    ignore_top_for: int = ALL_PERMS
+    allowed: int = ALL_PERMS
+    fault_level: int | None = None
+
+    @property
+    def refusal_level(self) -> int:
+        """The level reported for an access the region refuses without a walk."""
+        return self.fmt.levels[0].arch_level if self.fault_level is None else self.fault_level
 
     def selects_np(self, va: U64) -> Bool:
         if self.select_bit is None:
@@ -235,13 +244,19 @@ class Region:
         out: Bool = bit == np.uint64(self.fmt.extension is Extension.ONES)
         return out
 
-    def canonical_np(self, va: U64) -> Bool:
-        """VAs this region translates: selected, and the translated upper bits as its format requires."""
+    def canonical_np(self, va: U64, lane_bit: U8 | None = None) -> Bool:
+        """VAs this region translates: selected, and the translated upper bits as its format requires.
+        `lane_bit` (3 * privilege + access per lane) says which lanes' top bits are ignored; without it,
+        every lane's are, as for an access in `ignore_top_for`."""
         if self.ignore_top:                       # the ignored bits read as copies of the next one down
             keep = 64 - self.ignore_top
             low = va & np.uint64((1 << keep) - 1)
             neg = (va >> np.uint64(keep - 1)) & np.uint64(1) != 0
-            va = np.where(neg, low | np.uint64(((1 << 64) - 1) ^ ((1 << keep) - 1)), low)
+            stripped = np.where(neg, low | np.uint64(((1 << 64) - 1) ^ ((1 << keep) - 1)), low)
+            if lane_bit is None or self.ignore_top_for == ALL_PERMS:
+                va = stripped
+            else:
+                va = np.where((np.uint8(self.ignore_top_for) >> lane_bit) & np.uint8(1) != 0, stripped, va)
         ok = self.fmt.canonical_np(va)
         return ok if self.select_bit is None else ok & self.selects_np(va)
 
@@ -269,11 +284,12 @@ class Regime:
             raise InvalidArgument(f"regime {self.name} has {len(self.regions)} regions, not one")
         return self.regions[0]
 
-    def select_np(self, va: U64) -> npt.NDArray[np.int8]:
-        """Per VA, the index of the region that translates it, or -1 where no region does (non-canonical)."""
+    def select_np(self, va: U64, lane_bit: U8 | None = None) -> npt.NDArray[np.int8]:
+        """Per VA, the index of the region that translates it, or -1 where no region does (non-canonical);
+        `lane_bit` as in `Region.canonical_np`."""
         out = np.full(va.shape, -1, dtype=np.int8)
         for k, region in enumerate(self.regions):
-            out[(out < 0) & region.canonical_np(va)] = k
+            out[(out < 0) & region.canonical_np(va, lane_bit)] = k
         return out
 
 
@@ -314,6 +330,12 @@ class WalkRules(Protocol):
 
     def combine(self, stage1: U8, stage2: U8) -> U8:
         """The memory type of a two-stage translation from each stage's (these are the stage-1 rules)."""
+        ...
+
+    def stage2_privilege(self, priv: U8, carry: U64) -> U8:
+        """The privilege the final address's stage-2 walk is made with, from each lane's privilege and its
+        stage-1 carry after the leaf (these are the stage-1 rules; x86 with EPT mode-based execute control:
+        whether the linear address is a user-mode one, U/S=1 at every level)."""
         ...
 
     def syndrome(self, t: Translations, access: U8, priv: U8, stage2: WalkRules | None) -> dict[str, U64]:

@@ -40,6 +40,7 @@ from .flags import human_size
 from .mappings import Mappings
 from .physmem import PhysMem
 from .translation import (
+    ALL_PERMS,
     IMPLICIT_ENTRY_UPDATE,
     IMPLICIT_TABLE_READ,
     PERMS,
@@ -157,7 +158,7 @@ def _one(kind: type[_Named], value: object) -> Any:
     return kind(number)
 
 
-_RULES = ("step", "fault_kind", "writes_back", "implicit", "combine", "syndrome")
+_RULES = ("step", "fault_kind", "writes_back", "implicit", "combine", "syndrome", "stage2_privilege")
 
 
 class Walker:
@@ -195,36 +196,33 @@ class Walker:
         _record(out, lanes, gpas, t2, implicit)
         return t2
 
-    def _updates(self, accepted: Bool, pte: U64, leaf: Bool, acc: U8, prv: U8, slot: U64) -> tuple[
-            npt.NDArray[np.intp], Translations]:
-        """The lanes whose entry (accepted by `step`) hardware updates during the walk, and stage 2's
-        outcome for that update: an implicit write of the entry at `slot` (`WalkRules.writes_back`)."""
+    def _update_check(self, accepted: Bool, leaf: Bool, pte: U64, acc: U8, prv: U8, slot: U64) -> tuple[
+            list[Bool], npt.NDArray[np.intp], Translations, Bool]:
+        """The entry updates hardware makes (`WalkRules.writes_back`) for the entries `step` accepted: per
+        access kind, the lanes whose entry it would update; the lanes that need some update, stage 2's
+        verdict on each (one implicit write of the entry at `slot`), and which of them need it for their
+        own access."""
         assert self._implicit is not None
-        update = np.flatnonzero(accepted & self.rules.writes_back(pte, leaf, acc))
-        return update, self._implicit._walk(slot[update], np.full(update.shape, Access.WRITE, dtype=np.uint8),
-                                            prv[update])
+        needs = [accepted & self.rules.writes_back(pte, leaf, np.full(pte.shape, a, dtype=np.uint8)) for a in Access]
+        update = np.flatnonzero(needs[0] | needs[1] | needs[2])
+        t2 = self._implicit._walk(slot[update], np.full(update.shape, Access.WRITE, dtype=np.uint8), prv[update])
+        own: Bool = np.choose(acc, needs)[update]
+        return needs, update, t2, own
 
     def _check_updates(self, accepted: Bool, st: Step, pte: U64, acc: U8, prv: U8, slot: U64,
                        live: npt.NDArray[np.intp], out: Translations) -> U64:
-        """Stage 2's verdict on the entry updates hardware makes (`WalkRules.writes_back`) for the entries
-        `step` accepted, each checked once as an implicit write of the entry at `slot`: a lane whose own
-        access needs a refused update faults (recorded in `out`), and the carry returned loses every
-        access whose update stage 2 refuses (RISC-V Svadu: a store that must set D where the G-stage does
-        not let the walk write the VS-stage PTE)."""
-        assert self._implicit is not None
-        needs = [accepted & self.rules.writes_back(pte, st.leaf, np.full(pte.shape, a, dtype=np.uint8))
-                 for a in Access]
-        update = np.flatnonzero(needs[0] | needs[1] | needs[2])
+        """`_update_check` in a walk: a lane whose own access needs a refused update faults (recorded in
+        `out`), and the carry returned loses every access whose update stage 2 refuses (RISC-V Svadu: a
+        store that must set D where the G-stage does not let the walk write the VS-stage PTE)."""
+        needs, update, t2, own = self._update_check(accepted, st.leaf, pte, acc, prv, slot)
         carry: U64 = st.carry.copy()
         if not update.size:
             return carry
-        t2 = self._implicit._walk(slot[update], np.full(update.shape, Access.WRITE, dtype=np.uint8), prv[update])
         refused = np.zeros(pte.shape, dtype=bool)
         refused[update] = t2.reason != Reason.OK
         for a in Access:
             bits = np.uint64(perm_bit(a, Privilege.SUPERVISOR) | perm_bit(a, Privilege.USER))
             carry[needs[a] & refused] &= ~bits
-        own: Bool = np.choose(acc, needs)[update]     # the lane's own access needs the update
         _record(out, live[update[own]], slot[update[own]], t2.take(own), IMPLICIT_ENTRY_UPDATE)
         return carry
 
@@ -246,30 +244,35 @@ class Walker:
     def _walk(self, va: U64, acc: U8, prv: U8) -> Translations:
         """`translate_many` on arrays the walker has already checked (or built itself), without syndromes."""
         out = Translations.empty(va)
+        final = np.full(va.shape, PERMS)              # each lane's carry after its leaf
         regime = self.rules.regime
         if not regime.translates:
             out.pa[:] = va
             out.perms[:] = PERMS
             out.memtype[:] = MemoryType.DEFAULT
         else:
-            out.level[:] = regime.regions[0].fmt.levels[0].arch_level
+            out.level[:] = regime.regions[0].refusal_level
+            lane_bit = prv * np.uint8(3) + acc
             if len(regime.regions) == 1:
-                canonical = regime.regions[0].canonical_np(va)
+                canonical = regime.regions[0].canonical_np(va, lane_bit)
                 out.reason[~canonical] = Reason.NON_CANONICAL
                 chosen = [np.flatnonzero(canonical)]
             else:
-                which = regime.select_np(va)
+                which = regime.select_np(va, lane_bit)
                 out.reason[which < 0] = Reason.NON_CANONICAL
                 chosen = [np.flatnonzero(which == k) for k in range(len(regime.regions))]
             for region, lanes in zip(regime.regions, chosen, strict=True):
-                if not region.enabled:
-                    out.level[lanes] = region.fmt.levels[0].arch_level
-                    out.reason[lanes] = Reason.INVALID
-                elif lanes.size:
-                    self._descend(region, lanes, acc, prv, out)
+                if region.allowed != ALL_PERMS:       # accesses the region refuses without a walk
+                    refused = (np.uint8(region.allowed) >> lane_bit[lanes]) & np.uint8(1) == 0
+                    out.level[lanes[refused]] = region.refusal_level
+                    out.reason[lanes[refused]] = Reason.INVALID
+                    lanes = lanes[~refused]
+                if lanes.size:
+                    self._descend(region, lanes, acc, prv, out, final)
         ok = np.flatnonzero(out.reason == Reason.OK)
         if self.stage2 is not None:                   # the final GPA, with the original access
-            t2 = self._stage2(ok, out.pa[ok].copy(), acc[ok], prv[ok], out, 0)
+            t2 = self._stage2(ok, out.pa[ok].copy(), acc[ok], self.rules.stage2_privilege(prv[ok], final[ok]), out,
+                              0)
             out.pa[ok], out.perms[ok] = t2.pa, out.perms[ok] & t2.perms
             out.memtype[ok] = self.rules.combine(out.memtype[ok], t2.memtype)
         else:
@@ -278,8 +281,10 @@ class Walker:
         out.perms[failed], out.memtype[failed] = 0, MemoryType.NONE
         return out
 
-    def _descend(self, region: Region, live: npt.NDArray[np.intp], acc: U8, prv: U8, out: Translations) -> None:
-        """Walk `region`'s tables for the lanes `live`, level by level, recording each lane's outcome."""
+    def _descend(self, region: Region, live: npt.NDArray[np.intp], acc: U8, prv: U8, out: Translations,
+                 final: U64) -> None:
+        """Walk `region`'s tables for the lanes `live`, level by level, recording each lane's outcome (and
+        its carry after the leaf in `final`)."""
         reason, level, last_pte, pa, va = out.reason, out.level, out.pte, out.pa, out.va
         fmt = region.fmt
         table = np.full(live.shape, region.root, dtype=np.uint64)
@@ -312,7 +317,8 @@ class Walker:
             if ends.any():
                 done = live[ends]
                 pa[done] = st.address[ends]
-                out.perms[done] = (carry_out[ends] & PERMS).astype(np.uint8)
+                final[done] = carry_out[ends]
+                out.perms[done] = (final[done] & PERMS).astype(np.uint8)
                 out.memtype[done] = st.memtype[ends]
             cont = good & ~st.leaf
             if cont.all():
@@ -380,8 +386,10 @@ class Walker:
         present = why[:n] != Reason.INVALID                 # V=1: listed whatever later checks say
         stage: U8 = np.ones(why.shape, dtype=np.uint8)
         if self._implicit is not None:              # an entry update must pass stage 2 as an implicit write
-            update, t2 = self._updates(why == Reason.OK, pte, leaf, acc, prv, np.tile(slot, len(_COMBOS)))
-            why[update], stage[update] = t2.reason, np.where(t2.reason != Reason.OK, 3, 1)
+            _, update, t2, own = self._update_check(why == Reason.OK, leaf, pte, acc, prv,
+                                                    np.tile(slot, len(_COMBOS)))
+            refused = t2.reason[own]
+            why[update[own]], stage[update[own]] = refused, np.where(refused != Reason.OK, 3, 1)
         final = np.flatnonzero((why == Reason.OK) & leaf)   # the output address, as the access makes it
         if self.stage2 is None:
             ram = self.mem.touches_np(addr[final], span)

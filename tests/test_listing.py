@@ -17,8 +17,8 @@ from pagetable.frames import FrameAllocator
 from pagetable.listing import permissions, ptdump
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
-from pagetable.vectors import VECTOR_MODES, generate_riscv, walker_for
-from pagetable.vectors.riscv.modes import vector_mode
+from pagetable.vectors import generate_riscv, walker_for
+from pagetable.vectors.riscv.modes import VECTOR_MODES, vector_mode
 from pagetable.walker import Access, Privilege, Reason, Walker, perm_bit
 
 from .fuzzing import assert_listing_agrees

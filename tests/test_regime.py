@@ -37,7 +37,8 @@ def _two_regions(ignore_top: int = 0, high_enabled: bool = True) -> tuple[Walker
     rules = RiscvRules(Satp.for_table(SV39, lo.root_paddr))
     rules.regime = Regime("two roots", (
         Region("root0", LOW, lo.root_paddr, select_bit=55, ignore_top=ignore_top),
-        Region("root1", HIGH, hi.root_paddr, select_bit=55, ignore_top=ignore_top, enabled=high_enabled)))
+        Region("root1", HIGH, hi.root_paddr, select_bit=55, ignore_top=ignore_top,
+               allowed=ALL_PERMS if high_enabled else 0)))
     return Walker(mem, rules), lo, hi
 
 
@@ -61,8 +62,9 @@ def test_an_ignored_top_byte_is_not_translated() -> None:
 def test_a_disabled_region_faults_without_a_walk() -> None:
     w, _, _ = _two_regions(high_enabled=False)
     t = w.translate((1 << 64) - 0x2000)
-    assert (t.reason, t.pte, t.level) == (Reason.INVALID, 0, 2)
-    assert w.translate(0x1000).ok
+    assert (t.reason, t.pte, t.level, t.syndrome) == (Reason.INVALID, 0, 2, {"scause": 13, "stval": t.va})
+    low = w.translate(0x1008)
+    assert (low.pa, low.perms) == (RAM + 0x10_0008, 0b000_011)
 
 
 def test_each_region_is_listed_on_its_own() -> None:
@@ -130,7 +132,8 @@ def test_the_codec_decodes_memory_types_through_its_context() -> None:
     assert memory_type_flags(np.array([MemoryType.RISCV_IO, MemoryType.RISCV_NC, MemoryType.DEFAULT],
                                       dtype=np.uint8)).tolist() == [F.DEVICE, F.UNCACHED, 0]
     for kind in EntryKind:
-        assert RiscvCodec().layout_for(kind) is PTE
+        for depth in range(3):
+            assert RiscvCodec().layout_for(kind, depth) is PTE
 
 
 def test_memory_types_of_one_and_two_stages() -> None:
@@ -159,3 +162,58 @@ def test_memory_types_of_one_and_two_stages() -> None:
     m = w.mappings()
     assert m.memtype is not None and m.memtype.tolist() == [MemoryType.RISCV_IO, MemoryType.RISCV_NC,
                                                             MemoryType.RISCV_IO]
+    # the flags decode the VS-stage PTEs with the walk's Svpbmt (PMA, NC, IO), whatever codec satp implies
+    assert m.flags.tolist() == [F.READ, F.READ | F.UNCACHED, F.READ | F.DEVICE]
+
+
+def _data_only_tbi_and_e0pd() -> Walker:
+    """TTBR1-like region: TBI for data accesses only (AArch64 TBID) and EL1 accesses only (E0PD), its
+    refusals reported at level 0."""
+    w, lo, hi = _two_regions()
+    data = perm_bit(Access.READ, Privilege.SUPERVISOR) | perm_bit(Access.WRITE, Privilege.SUPERVISOR) | \
+        perm_bit(Access.READ, Privilege.USER) | perm_bit(Access.WRITE, Privilege.USER)
+    supervisor = sum(perm_bit(a, Privilege.SUPERVISOR) for a in Access)
+    w.rules.regime = Regime("tbid", (
+        Region("root0", LOW, lo.root_paddr, select_bit=55, ignore_top=8, ignore_top_for=data),
+        Region("root1", HIGH, hi.root_paddr, select_bit=55, ignore_top=8, ignore_top_for=data,
+               allowed=supervisor, fault_level=0)))
+    return w
+
+
+def test_the_top_byte_can_be_ignored_for_data_accesses_only() -> None:
+    w = _data_only_tbi_and_e0pd()
+    tagged = 0xAB00_0000_0000_1008
+    assert w.translate(tagged, "read").pa == RAM + 0x10_0008
+    fetch = w.translate(tagged, "execute")                  # TBID: a fetch's top byte is translated
+    assert (fetch.reason, fetch.level) == (Reason.NON_CANONICAL, 2)
+
+
+def test_a_region_can_refuse_some_privileges_without_a_walk() -> None:
+    w = _data_only_tbi_and_e0pd()
+    va = (1 << 64) - 0x2000 + 8
+    assert w.translate(va, "execute", "supervisor").pa == RAM + 0x20_0008
+    user = w.translate(va, "read", "user")                  # E0PD: EL0 faults, at the region's fault level
+    assert (user.reason, user.level, user.pte) == (Reason.INVALID, 0, 0)
+
+
+def test_stage_2_is_walked_with_the_privilege_the_stage_1_rules_choose() -> None:
+    """`WalkRules.stage2_privilege` gets each lane's privilege and its carry after the stage-1 leaf."""
+    seen: list[tuple[list[int], list[int]]] = []
+
+    class Recording(RiscvRules):
+        def stage2_privilege(self, priv: np.ndarray, carry: np.ndarray) -> np.ndarray:
+            seen.append((priv.tolist(), carry.tolist()))
+            return priv
+
+    mem = PhysMem([(RAM, 4 << 20)])
+    g = PageTable(SV39X4.with_codec(RiscvCodec(gstage=True)), mem, FrameAllocator(mem, base=RAM + (3 << 20),
+                                                                                   size=1 << 20))
+    g.map(0, RAM, 2 << 20, F.READ | F.WRITE | F.EXECUTE)
+    guest = PhysMem([(0, 2 << 20)])
+    vs = PageTable(SV39, guest, FrameAllocator(guest, base=1 << 20, size=1 << 20))
+    vs.map(0x4000, 0x1000, 0x1000, F.READ | F.USER)
+    mem.write(RAM, guest.read(0, 2 << 20))
+    stage1 = Recording(Vsatp.for_table(SV39, vs.root_paddr))
+    w = Walker(mem, stage1, stage2=Walker(mem, RiscvRules.gstage(Hgatp.for_table(SV39X4, g.root_paddr))))
+    assert w.translate(0x4008, "read", "user").pa == RAM + 0x1008
+    assert seen == [([Privilege.USER], [0b001_000])]        # user read only: the VU page's rights

@@ -311,7 +311,7 @@ def test_cli_hypervisor_modes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     capsys.readouterr()
     assert main(["vectors", "show", str(out), "--cases"]) == 0
     shown = capsys.readouterr().out
-    assert "G-stage (hgatp)" in shown and "VS-stage (vsatp)" in shown and "Sv48x4" in shown
+    assert "hgatp (stage 2, guest-physical -> host-physical): Sv48x4" in shown and "vsatp (stage 1" in shown
     assert "guest-page-fault at level" in shown and "stage 2" in shown
     assert main(["vectors", "check", str(out)]) == 0
     assert ", 0 failed" in capsys.readouterr().out

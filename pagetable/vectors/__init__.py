@@ -6,10 +6,17 @@ package (`riscv`: `generate_riscv` builds a deliberate random address space and 
 asks QEMU for its answer to each case).
 """
 
+from ..walker import Walker
 from .expected import expected_cases
 from .riscv.gen import generate_riscv
-from .riscv.modes import VECTOR_MODES, walker_for
 from .schema import SCHEMA, Case, VectorsError, VectorSet
 
-__all__ = ["SCHEMA", "VECTOR_MODES", "Case", "VectorSet", "VectorsError", "expected_cases", "generate_riscv",
-           "walker_for"]
+
+def walker_for(vs: VectorSet) -> Walker:
+    """The walker that computes a vector set's expected results, by its architecture (`pagetable.registry`,
+    which is built on this package)."""
+    from ..registry import walker_for as by_arch
+    return by_arch(vs)
+
+
+__all__ = ["SCHEMA", "Case", "VectorSet", "VectorsError", "expected_cases", "generate_riscv", "walker_for"]

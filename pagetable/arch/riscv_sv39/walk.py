@@ -40,7 +40,7 @@ from ... import args
 from ...errors import InvalidArgument, InvalidArgumentType
 from ...translation import ALL_PERMS, Access, FaultKind, MemoryType, Reason, Regime, Region, Step, Translations
 from . import faults
-from .entry import PBMT_MEMORY_TYPE, PBMT_RESERVED, PTE, A, D, R, U, V, W, X
+from .entry import PBMT_RESERVED, PTE, A, D, R, RiscvCodec, U, V, W, X
 from .regs import Hgatp, Satp, Vsatp
 
 U64 = npt.NDArray[np.uint64]
@@ -96,6 +96,8 @@ class RiscvRules:
         self.guest = isinstance(self.atp, Hgatp)
         fmt = self.atp.format
         register = "hgatp" if self.guest else "vsatp" if isinstance(self.atp, Vsatp) else "satp"
+        if fmt is not None:               # entries are decoded (flags, memory types) as these options say
+            fmt = fmt.with_codec(RiscvCodec(svpbmt=self.options.svpbmt, gstage=self.guest))
         self.regime = Regime(fmt.name if fmt else "Bare", () if fmt is None else
                              (Region(register, fmt, self.atp.root),))
 
@@ -116,6 +118,10 @@ class RiscvRules:
         """Svpbmt under the hypervisor extension: the VS-stage's PBMT, unless it is PMA, overrides."""
         out: U8 = np.where(stage1 == MemoryType.DEFAULT, stage2, stage1).astype(np.uint8)
         return out
+
+    def stage2_privilege(self, priv: U8, carry: U64) -> U8:
+        """The G-stage checks every access as U-mode whatever the privilege: pass it on unchanged."""
+        return priv
 
     def step(self, region: Region, depth: int, pte: U64, va: U64, access: U8, priv: U8, carry: U64) -> Step:
         opt = self.options
@@ -167,7 +173,7 @@ class RiscvRules:
         pa = np.where(leaf, (out_ppn << np.uint64(12)) | (va & np.uint64(0xFFF)), ppn << np.uint64(12))
         # the carry: the leaf's rights (meaningful where the access translates); pointers pass it on
         carry = np.where(leaf, perms, carry)
-        memtype = PBMT_MEMORY_TYPE[pbmt] if opt.svpbmt else np.full(pte.shape, MemoryType.DEFAULT, dtype=np.uint8)
+        memtype = region.fmt.codec.memory_type_np(pte, i != 0)
         return Step(reason, leaf, pa, carry, memtype)
 
     def writes_back(self, pte: U64, leaf: Bool, access: U8) -> Bool:
