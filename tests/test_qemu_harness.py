@@ -221,7 +221,7 @@ def test_bad_exit_status_raises(tmp_path: Path) -> None:
 def test_no_output_raises(tmp_path: Path) -> None:
     require_toolchain()
     exe = _fake_qemu(tmp_path, "exit 0\n")
-    with pytest.raises(q.QemuFailed, match="got 0 bytes, expected 72"):
+    with pytest.raises(q.QemuFailed, match="got 0 bytes, expected 80"):
         q.run_probes(b"\0" * 8, 0, [ProbeCase(0, "read", S)], qemu=exe)
 
 

@@ -4,7 +4,8 @@ For Sv39x4 and Sv48x4 alone (vsatp Bare) and for Sv39+Sv39x4 and Sv48+Sv48x4, a 
 loaded into `qemu-system-riscv64 -cpu rv64,h=true` with our stub (pagetable/vectors/riscv/qemu.py): loads and
 stores are HLV.D/HSV.D from M-mode as VS- or VU-mode (hstatus.SPVP), fetches are `mret` with MPV=1 into
 VS/VU-mode, under all eight combinations of vsstatus.SUM, vsstatus.MXR and the HS-level sstatus.MXR. QEMU's
-cause, mtval (the VA) and mtval2 (the GPA >> 2 of a guest-page fault) are compared, and for a success the
+cause, mtval (the VA), mtval2 (the GPA >> 2 of a guest-page fault) and mtinst (the pseudoinstruction of a
+guest-page fault on an implicit VS-stage access) are compared, and for a success the
 value loaded (which reveals the host PA: every data word holds PA << 16) or the fetch's mepc.
 
 Every case must agree with the vector file's expectation (the manual: Svade, as vectors.json says; for each
@@ -58,7 +59,7 @@ AD_BITS = PTE.mask("A", "D")
 COMBOS = [(s, vm, hm) for s in (False, True) for vm in (False, True) for hm in (False, True)]
 HS_SATP = Satp.for_table(SV39, RAM_BASE).encode()    # never walked (M-mode), but not Bare (docs/qemu.md)
 
-Outcome = tuple[object, ...]        # ("ok", pa) or ("fault", mcause, mtval, mtval2)
+Outcome = tuple[object, ...]        # ("ok", pa) or ("fault", mcause, mtval, mtval2, mtinst)
 
 
 class _Rules(RiscvRules):
@@ -112,20 +113,21 @@ def _walker(mem: PhysMem, vs: VectorSet, model: Model, combo: tuple[bool, bool, 
 
 
 def _outcome(t: Translations, n: int, access: str, model: Model) -> Outcome:
-    """Lane `n` as QEMU should report it: the library's syndrome (scause, stval, htval, as a trap into
-    M-mode writes them into mcause, mtval and mtval2), with the model's reporting quirks."""
+    """Lane `n` as QEMU should report it: the library's syndrome (scause, stval, htval, htinst, as a trap
+    into M-mode writes them into mcause, mtval, mtval2 and mtinst), with the model's reporting quirks."""
     reason, stage, gpa = Reason(int(t.reason[n])), int(t.stage[n]), int(t.gpa[n])
     if reason == Reason.OK:
         if model.gpa_bit is not None and gpa >> model.gpa_bit & 1:
-            return ("fault", faults.cause(faults.GUEST_PAGE_FAULT, Access.parse(access)), int(t.va[n]), gpa >> 2)
+            return ("fault", faults.cause(faults.GUEST_PAGE_FAULT, Access.parse(access)), int(t.va[n]), gpa >> 2,
+                    0)
         return ("ok", int(t.pa[n]))
-    cause, tval, htval = (int(t.syndrome[k][n]) for k in ("scause", "stval", "htval"))
+    cause, tval, htval, htinst = (int(t.syndrome[k][n]) for k in ("scause", "stval", "htval", "htinst"))
     if model.table_page_fault and reason == Reason.TABLE_OUTSIDE_MEMORY:
         kind = faults.GUEST_PAGE_FAULT if stage == 2 else faults.PAGE_FAULT
         cause, htval = faults.cause(kind, Access.parse(access)), gpa >> 2 if stage == 2 else 0
     if model.implicit_load and cause in GUEST_CAUSES and t.implicit[n]:
         cause = LOAD_GUEST_PAGE_FAULT
-    return ("fault", cause, tval, htval)
+    return ("fault", cause, tval, htval, htinst)
 
 
 def _expectations(mem: PhysMem, vs: VectorSet, model: Model, combo: tuple[bool, bool, bool]) -> list[Outcome]:
@@ -166,11 +168,11 @@ def _observed(got: ProbeResult, case_access: str, va: int, want: Outcome, mem: P
         value = mem.read_u64(pa)
         return None if got.value & ~AD_BITS == value & ~AD_BITS else \
             f"expected PA {pa:#x} holding {value:#x}, QEMU loaded {got.value:#x}"
-    _, cause, tval, tval2 = want
-    if (got.cause, got.tval, got.tval2) == (cause, tval, tval2):
+    _, cause, tval, tval2, tinst = want
+    if (got.cause, got.tval, got.tval2, got.tinst) == (cause, tval, tval2, tinst):
         return None
-    return (f"expected cause {cause} mtval {tval:#x} mtval2 {tval2:#x}, QEMU: {got.cause} {got.tval:#x} "
-            f"{got.tval2:#x}")
+    return (f"expected cause {cause} mtval {tval:#x} mtval2 {tval2:#x} mtinst {tinst:#x}, QEMU: {got.cause} "
+            f"{got.tval:#x} {got.tval2:#x} {got.tinst:#x}")
 
 
 @pytest.mark.parametrize("mode,seed", [("sv39x4", 41), ("sv48x4", 50), ("sv39+sv39x4", 39), ("sv48+sv48x4", 48)])
@@ -228,5 +230,5 @@ def _case_outcome(c: Case) -> Outcome:
     if c.pa is not None:
         return ("ok", c.pa)
     assert c.syndrome is not None
-    return ("fault", c.syndrome["scause"], c.syndrome["stval"], c.syndrome["htval"])
+    return ("fault", c.syndrome["scause"], c.syndrome["stval"], c.syndrome["htval"], c.syndrome["htinst"])
 

@@ -13,7 +13,7 @@ taken into M-mode writes the same values into mcause, mtval, mtval2 and mtinst.
 - htinst: for a guest-page fault on an implicit access of the VS-stage walk, the pseudoinstruction the
   extension defines for it (0x3000: a 64-bit read of a PTE; 0x3020: a 64-bit write, the A/D update of
   Svadu); 0 otherwise, which the spec allows for every explicit access (the library does not model the
-  transformed trapping instruction).
+  transformed trapping instruction). QEMU 7.2 writes the same 0x3000 (tests/test_qemu_riscv_h_diff.py).
 """
 
 from __future__ import annotations

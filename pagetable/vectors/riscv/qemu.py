@@ -107,9 +107,10 @@ _VIRT: Final = 4  # added to the access kind of a case with V=1
 # mscratch), the case records, then what the stub sends: the header, one result record per case and the
 # trailer.  The assembler gets each field's offset (ST_CAUSE, CASE_VA, RES_CAUSE, HDR_SATP, ...).
 _STATE: Final = ("CAUSE", "EPC", "TVAL", "RESUME", "CASE", "CASE_END", "RESULT", "OUT_START", "OUT_END",
-                 "SATP", "TVAL2", "HYP", "HGATP", "VSATP")
+                 "SATP", "TVAL2", "HYP", "HGATP", "VSATP", "TINST")
 _CASE: Final = ("VA", "MSTATUS", "KIND", "VSSTATUS", "HSTATUS")  # va, mstatus bits, access kind, vsstatus/hstatus bits
-_RESULT: Final = ("CAUSE", "VALUE", "TVAL", "TVAL2")  # cause (all ones = none), value, mtval, mtval2
+_RESULT: Final = ("CAUSE", "VALUE", "TVAL", "TVAL2", "TINST")  # cause (all ones = none), value, mtval, mtval2,
+                                                               # mtinst
 _HEADER: Final = ("MAGIC", "SATP", "HGATP", "COUNT")  # magic, satp and hgatp read back, number of cases
 _STATE_SIZE: Final = 8 * len(_STATE)
 _CASE_SIZE: Final = 8 * len(_CASE)
@@ -153,13 +154,15 @@ class ProbeResult:
     code (Privileged spec, Table 3.6).  ``value`` is the u64 loaded at ``va``
     for reads and writes (0 if the load faulted), and mepc for executes.
     ``tval`` is mtval of the trap (0 on success), ``tval2`` mtval2 (the
-    guest-physical address >> 2 of a guest-page fault; 0 without H).
+    guest-physical address >> 2 of a guest-page fault; 0 without H), ``tinst``
+    mtinst (0 without H).
     """
 
     cause: int | None
     value: int
     tval: int
     tval2: int = 0
+    tinst: int = 0
 
 
 @dataclass(frozen=True)
@@ -310,7 +313,7 @@ def build_stub(stub_base: int, satp: int, cases: Sequence[ProbeCase], hgatp: int
     blob += _pack(_STATE, {
         "CAUSE": _NONE, "EPC": 0, "TVAL": 0, "RESUME": 0, "CASE": case_table, "CASE_END": out_start,
         "RESULT": results, "OUT_START": out_start, "OUT_END": out_end, "SATP": satp, "TVAL2": 0,
-        "HYP": int(hgatp is not None), "HGATP": hgatp or 0, "VSATP": vsatp,
+        "HYP": int(hgatp is not None), "HGATP": hgatp or 0, "VSATP": vsatp, "TINST": 0,
     })
     for record in records:
         blob += _pack(_CASE, record)
@@ -371,7 +374,8 @@ def _parse_output(raw: bytes, satp: int, hgatp: int | None, n: int, stderr: byte
     results = []
     for i in range(n):
         r = _unpack(_RESULT, raw, _HEADER_SIZE + i * _RESULT_SIZE)
-        results.append(ProbeResult(None if r["CAUSE"] == _NONE else r["CAUSE"], r["VALUE"], r["TVAL"], r["TVAL2"]))
+        results.append(ProbeResult(None if r["CAUSE"] == _NONE else r["CAUSE"], r["VALUE"], r["TVAL"], r["TVAL2"],
+                                   r["TINST"]))
     return results
 
 

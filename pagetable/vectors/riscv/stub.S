@@ -57,6 +57,7 @@
         sd      zero, ST_EPC(s0)
         sd      zero, ST_TVAL(s0)
         sd      zero, ST_TVAL2(s0)
+        sd      zero, ST_TINST(s0)
         .endm
 
 /* One access with the mstatus bits in a1 set (MPRV|MPP|SUM|MXR for loads/stores, Section 3.1.6.3 "Memory
@@ -210,6 +211,8 @@ record:
         sd      t0, RES_TVAL(s2)
         ld      t0, ST_TVAL2(s0)
         sd      t0, RES_TVAL2(s2)
+        ld      t0, ST_TINST(s0)
+        sd      t0, RES_TINST(s2)
         addi    s1, s1, CASE_SIZE
         sd      s1, ST_CASE(s0)
         addi    s2, s2, RESULT_SIZE
@@ -245,7 +248,7 @@ finish:
  * mret enters V=1 from MPV even when MPP=M: docs/qemu.md).  MPV and GVA are read-only zero without H, so
  * clearing them there is harmless.  Section 3.1.15 "Machine Cause Register (mcause)", 3.1.16 "Machine
  * Trap Value Register (mtval)"; hypervisor extension, "Machine Second Trap Value Register (mtval2)": the
- * guest-physical address >> 2 of a guest-page fault. */
+ * guest-physical address >> 2 of a guest-page fault, and "Machine Trap Instruction Register (mtinst)". */
         .balign 4
 trap:
         csrr    t6, mscratch
@@ -263,6 +266,8 @@ trap:
         beqz    t5, trap_return
         csrr    t5, mtval2
         sd      t5, ST_TVAL2(t6)
+        csrr    t5, mtinst
+        sd      t5, ST_TINST(t6)
 trap_return:
         ld      t5, ST_RESUME(t6)
         csrw    mepc, t5
