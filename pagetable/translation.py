@@ -145,13 +145,6 @@ class FaultKind:
         """The names of the kinds `arch` registered."""
         return tuple(v for a, v in cls._registry if a == arch)
 
-    @classmethod
-    def named(cls, arch: str, value: str) -> FaultKind:
-        """The kind `arch` registered as `value` (InvalidArgument, naming the kinds it has, otherwise)."""
-        known = {v: k for (a, v), k in cls._registry.items() if a == arch}
-        kind: FaultKind = args.choice(value, f"{arch} fault kind", known)
-        return kind
-
     def __str__(self) -> str:
         return self.value
 
