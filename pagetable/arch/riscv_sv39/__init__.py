@@ -1,5 +1,7 @@
-"""RISC-V Sv39/Sv48/Sv57 and the hypervisor G-stage (Sv39x4/Sv48x4/Sv57x4): PTE layout and codecs, modes,
-satp/vsatp/hgatp, and the architectural walk rules."""
+"""Every RISC-V translation mode, despite the package's name (the design's `arch/riscv_sv39/`): Sv39, Sv48,
+Sv57 and the hypervisor G-stage (Sv39x4/Sv48x4/Sv57x4). Modules: `entry` (PTE layout and codecs), `modes`
+(formats), `regs` (satp/vsatp/hgatp), `csr` (status-register bits), `walk` (the architectural walk rules)
+and `faults` (exception codes and the syndrome a trap reports)."""
 
 from . import faults
 from .entry import ARCEOS, GSTAGE, PTE, SPEC, RiscvCodec
