@@ -262,3 +262,20 @@ def test_hs_mxr_never_makes_a_vs_table_readable_through_an_execute_only_gstage_p
     t = _nested(m).translate(0x4000, "read")
     assert (t.reason, t.stage, t.gpa, t.implicit, t.level) == (Reason.PERMISSION, 2, data_gpa, False, 0)
     assert (t.perms, t.syndrome) == (0, gpf(LOAD_GPF, 0x4000, data_gpa))
+
+
+def test_a_vs_table_that_stage_2_maps_outside_ram() -> None:
+    """The G-stage maps the VS-stage root's GPA to a host address with no RAM: the walk's implicit read is an
+    access fault (stage 2, implicit, at the PTE's GPA), and the listing says it cannot read the table. (The
+    long fuzz run took this for a leaf the listing missed: the fuzz helper now knows it is a table access.)"""
+    mem = PhysMem([(HOST, 1 << 20)])
+    g_root = HOST + 0x8000
+    mem.write_u64(g_root + 2 * 8, (0x1_0000_0000 >> 12) << 10 | 0xDF)   # GPA 2 GiB.. -> HPA 4 GiB.., RWXU AD
+    w = Walker.nested(mem, two_stage_rules(Vsatp.for_table(SV39, 0x8000_0000), Hgatp.for_table(SV39X4, g_root)))
+    t = w.translate(0x1000)
+    assert (t.reason, t.stage, t.implicit, t.level, t.gpa) == (Reason.PA_OUTSIDE_MEMORY, 2, True, 2, 0x8000_0000)
+    assert t.syndrome == {"scause": 5, "stval": 0x1000, "htval": 0, "htinst": 0}   # a load access fault
+    m = w.mappings()
+    assert len(m) == 0 and m.problems == ("the level-2 table for VA 0x0 is at GPA 0x80000000, which stage 2 does "
+                                          "not let the walk read (access-fault: pa-outside-memory at stage-2 "
+                                          "level 2): not walked",)
