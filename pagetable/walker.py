@@ -205,6 +205,8 @@ class Walker:
         assert self._implicit is not None
         needs = [accepted & self.rules.writes_back(pte, leaf, np.full(pte.shape, a, dtype=np.uint8)) for a in Access]
         update = np.flatnonzero(needs[0] | needs[1] | needs[2])
+        if not update.size:                           # Svade, or nothing to update: no stage-2 walk
+            return needs, update, Translations.empty(slot[update]), np.zeros(0, dtype=bool)
         t2 = self._implicit._walk(slot[update], np.full(update.shape, Access.WRITE, dtype=np.uint8), prv[update])
         own: Bool = np.choose(acc, needs)[update]
         return needs, update, t2, own
@@ -215,9 +217,10 @@ class Walker:
         `out`), and the carry returned loses every access whose update stage 2 refuses (RISC-V Svadu: a
         store that must set D where the G-stage does not let the walk write the VS-stage PTE)."""
         needs, update, t2, own = self._update_check(accepted, st.leaf, pte, acc, prv, slot)
-        carry: U64 = st.carry.copy()
+        carry: U64 = st.carry
         if not update.size:
             return carry
+        carry = carry.copy()
         refused = np.zeros(pte.shape, dtype=bool)
         refused[update] = t2.reason != Reason.OK
         for a in Access:
