@@ -277,6 +277,15 @@ class Regime:
             raise InvalidArgument(f"regime {self.name} has {len(self.regions)} regions, not one")
         return self.regions[0]
 
+    def partition_np(self, va: U64, lane_bit: U8 | None = None) -> tuple[Bool, list[npt.NDArray[np.intp]]]:
+        """Which VAs some region translates, and per region the lanes it translates (`lane_bit` as in
+        `Region.canonical_np`); a regime of one region needs no selection."""
+        if len(self.regions) == 1:
+            ok = self.regions[0].canonical_np(va, lane_bit)
+            return ok, [np.flatnonzero(ok)]
+        which = self.select_np(va, lane_bit)
+        return which >= 0, [np.flatnonzero(which == k) for k in range(len(self.regions))]
+
     def select_np(self, va: U64, lane_bit: U8 | None = None) -> npt.NDArray[np.int8]:
         """Per VA, the index of the region that translates it, or -1 where no region does (non-canonical);
         `lane_bit` as in `Region.canonical_np`."""

@@ -1,7 +1,7 @@
 """The hardware walker: translate addresses the way the MMU does, faults included.
 
 The walker owns the loop that every architecture shares — pick the region of the regime that translates
-each VA (`Regime.select_np`; none: non-canonical), fetch the entry of each level from physical memory (a
+each VA (`Regime.partition_np`; none: non-canonical), fetch the entry of each level from physical memory (a
 fetch outside RAM is the architecture's access/abort fault), let the architecture's `WalkRules` judge the
 entry with the state carried down from the levels above (fault, next table, or leaf with its output
 address, effective permissions and memory type: `Step`), and finally check that the output address is
@@ -247,7 +247,8 @@ class Walker:
     def _walk(self, va: U64, acc: U8, prv: U8) -> Translations:
         """`translate_many` on arrays the walker has already checked (or built itself), without syndromes."""
         out = Translations.empty(va)
-        final = np.full(va.shape, PERMS)              # each lane's carry after its leaf
+        # each lane's carry after its leaf, for the privilege stage 2 is told (one stage: not needed)
+        final = None if self.stage2 is None else np.full(va.shape, PERMS)
         regime = self.rules.regime
         if not regime.translates:
             out.pa[:] = va
@@ -256,14 +257,8 @@ class Walker:
         else:
             out.level[:] = regime.regions[0].refusal_level
             lane_bit = prv * np.uint8(3) + acc
-            if len(regime.regions) == 1:
-                canonical = regime.regions[0].canonical_np(va, lane_bit)
-                out.reason[~canonical] = Reason.NON_CANONICAL
-                chosen = [np.flatnonzero(canonical)]
-            else:
-                which = regime.select_np(va, lane_bit)
-                out.reason[which < 0] = Reason.NON_CANONICAL
-                chosen = [np.flatnonzero(which == k) for k in range(len(regime.regions))]
+            canonical, chosen = regime.partition_np(va, lane_bit)
+            out.reason[~canonical] = Reason.NON_CANONICAL
             for region, lanes in zip(regime.regions, chosen, strict=True):
                 if region.allowed != ALL_PERMS:       # accesses the region refuses without a walk
                     refused = (np.uint8(region.allowed) >> lane_bit[lanes]) & np.uint8(1) == 0
@@ -273,7 +268,7 @@ class Walker:
                 if lanes.size:
                     self._descend(region, lanes, acc, prv, out, final)
         ok = np.flatnonzero(out.reason == Reason.OK)
-        if self.stage2 is not None:                   # the final GPA, with the original access
+        if final is not None:                         # two stages: the final GPA, with the original access
             t2 = self._stage2(ok, out.pa[ok].copy(), acc[ok], self.rules.stage2_privilege(prv[ok], final[ok]), out,
                               0)
             out.pa[ok], out.perms[ok] = t2.pa, out.perms[ok] & t2.perms
@@ -285,9 +280,9 @@ class Walker:
         return out
 
     def _descend(self, region: Region, live: npt.NDArray[np.intp], acc: U8, prv: U8, out: Translations,
-                 final: U64) -> None:
+                 final: U64 | None) -> None:
         """Walk `region`'s tables for the lanes `live`, level by level, recording each lane's outcome (and
-        its carry after the leaf in `final`)."""
+        its carry after the leaf in `final`, when there is one)."""
         reason, level, last_pte, pa, va = out.reason, out.level, out.pte, out.pa, out.va
         fmt = region.fmt
         table = np.full(live.shape, region.root, dtype=np.uint64)
@@ -320,8 +315,9 @@ class Walker:
             if ends.any():
                 done = live[ends]
                 pa[done] = st.address[ends]
-                final[done] = carry_out[ends]
-                out.perms[done] = (final[done] & PERMS).astype(np.uint8)
+                out.perms[done] = (carry_out[ends] & PERMS).astype(np.uint8)
+                if final is not None:
+                    final[done] = carry_out[ends]
                 out.memtype[done] = st.memtype[ends]
             cont = good & ~st.leaf
             if cont.all():
