@@ -39,12 +39,15 @@ def describe(value: object) -> str:
 def integer(value: object, what: str, lo: int | None = None, hi: int | None = None, *,
             error: Error = None) -> int:
     """`value` as an `int`, which must satisfy lo <= value < hi (either bound may be None)."""
-    try:
-        if isinstance(value, bool | np.bool_ | np.ndarray):
-            raise TypeError
-        v = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise _fail(error, InvalidArgumentType, f"{what} must be an integer, not {describe(value)}") from None
+    if type(value) is int:                  # the common case, without the checks below
+        v = value
+    else:
+        try:
+            if isinstance(value, bool | np.bool_ | np.ndarray):
+                raise TypeError
+            v = operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            raise _fail(error, InvalidArgumentType, f"{what} must be an integer, not {describe(value)}") from None
     if lo is not None and v < lo:
         bound = "is negative" if lo == 0 and v < 0 else f"must be at least {number(lo)}"
         raise _fail(error, InvalidArgument, f"{what} {number(v)} {bound}")

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from . import args
 from .errors import InvalidAddress, NotAligned
 from .flags import MappingFlags, PageSize
+from .lanes import Flag, Small, Word
 from .layout import Layout
 
 U64 = npt.NDArray[np.uint64]
@@ -40,14 +41,16 @@ class EntryKind(enum.Enum):
 
 class EntryCodec(Protocol):
     """Encode and decode one architecture's table entries (scalar and numpy). A codec is built with the
-    register context its decoding needs (RISC-V: Svpbmt on or off; AArch64: MAIR; x86: IA32_PAT)."""
+    register context its decoding needs (RISC-V: Svpbmt on or off; AArch64: MAIR; x86: IA32_PAT). The
+    decoding methods (`memory_type_np`, `is_*_np`, `paddr_np`, `flags_np`) take a column of raw entries or
+    one raw entry as an int (`lanes`), so one entry costs no numpy call."""
 
     def layout_for(self, kind: EntryKind, depth: int) -> Layout:
         """The declared bit layout of an entry of `kind` at `depth` (x86's 1 GiB and 2 MiB pages, and
         AArch64's level-1 and level-2 blocks, place their output address differently)."""
         ...
 
-    def memory_type_np(self, raw: U64, huge: bool) -> npt.NDArray[np.uint8]:
+    def memory_type_np(self, raw: Word, huge: bool) -> Small:
         """The `translation.MemoryType` value of each leaf entry, resolved through the codec's registers."""
         ...
 
@@ -68,23 +71,23 @@ class EntryCodec(Protocol):
         """A non-leaf entry pointing at the next-level table at `pa`."""
         ...
 
-    def is_present_np(self, raw: U64) -> Bool:
+    def is_present_np(self, raw: Word) -> Flag:
         """The architecture's valid/present bit."""
         ...
 
-    def is_leaf_np(self, raw: U64, last: bool) -> Bool:
+    def is_leaf_np(self, raw: Word, last: bool) -> Flag:
         """Present entries that map memory (page at the last level, block/superpage above it)."""
         ...
 
-    def is_table_np(self, raw: U64, last: bool) -> Bool:
+    def is_table_np(self, raw: Word, last: bool) -> Flag:
         """Present entries that point at a next-level table (never at the last level)."""
         ...
 
-    def paddr_np(self, raw: U64, huge: bool) -> U64:
+    def paddr_np(self, raw: Word, huge: bool) -> Word:
         """The output address field (table or leaf base)."""
         ...
 
-    def flags_np(self, raw: U64, huge: bool) -> U64:
+    def flags_np(self, raw: Word, huge: bool) -> Word:
         """The `MappingFlags` value of each leaf entry (0 for non-present ones)."""
         ...
 
@@ -194,13 +197,14 @@ class PagingFormat:
         va = args.integer(va, "virtual address")
         return 0 <= va < 1 << 64 and va & self._high == self.extend(va) & self._high
 
-    def canonical_np(self, va: U64) -> Bool:
+    def canonical_np(self, va: Word) -> Flag:
+        """`is_canonical` for a column of VAs, or unchecked for one (`lanes`)."""
         if self.extension is Extension.SIGN:
-            top = va >> np.uint64(self.va_bits - 1)
-            ok: Bool = (top == 0) | (top == np.uint64((1 << (65 - self.va_bits)) - 1))
+            top = va >> (self.va_bits - 1)
+            ok: Flag = (top == 0) | (top == (1 << (65 - self.va_bits)) - 1)
             return ok
         want = 0 if self.extension is Extension.ZERO else (1 << (64 - self.va_bits)) - 1
-        ok = (va >> np.uint64(self.va_bits)) == np.uint64(want)
+        ok = (va >> self.va_bits) == want
         return ok
 
     def check_va(self, va: int) -> int:

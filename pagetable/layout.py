@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from . import args
 from .errors import InvalidArgument
+from .lanes import Word
 
 U64 = npt.NDArray[np.uint64]
 
@@ -139,6 +140,12 @@ class Layout:
         return raw & ~declared & ((1 << self.width) - 1)
 
     # ------------------------------------------------------------ vectorised
+    def extract(self, raw: Word, name: str) -> Word:
+        """The field per lane, for a column of raws or one (`lanes`); unchecked, for the walk rules' inner
+        loop, which have their raws from memory."""
+        f = self[name]
+        return (raw >> f.lsb) & ((1 << f.width) - 1)
+
     def get_np(self, raw: U64, name: str) -> U64:
         f = self[name]
         if not isinstance(raw, np.ndarray) or raw.dtype != np.uint64:

@@ -14,6 +14,7 @@ region list that overlaps, is misaligned or ends beyond 2**64 is `PhysMemError`.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from collections.abc import Iterable, Sequence
@@ -36,15 +37,15 @@ class Region:
     base: int
     data: npt.NDArray[np.uint8]
 
-    @property
+    @functools.cached_property
     def size(self) -> int:
         return int(self.data.shape[0])
 
-    @property
+    @functools.cached_property
     def end(self) -> int:
         return self.base + self.size
 
-    @property
+    @functools.cached_property
     def words(self) -> U64:
         """The region as little-endian u64 words (a view, so writes go through)."""
         return self.data.view("<u8")
@@ -111,6 +112,18 @@ class PhysMem:
         """True if [pa, pa + size) lies inside one region (`pa` a 64-bit address, `size` ≥ 0)."""
         pa, size = args.address(pa, "pa"), args.size(size, "size")
         return any(r.base <= pa and pa + size <= r.end for r in self.regions)
+
+    def holds(self, pa: int, size: int) -> bool:
+        """`contains` for the walker's own addresses (ints below 2**64, so unchecked): one lane's test."""
+        return any(r.base <= pa and pa + size <= r.end for r in self.regions)
+
+    def fetch_u64(self, pa: int) -> int | None:
+        """The u64 at the walker's own 8-aligned `pa` (unchecked), or None if it is not RAM: one lane's
+        entry fetch."""
+        for r in self.regions:
+            if r.base <= pa <= r.end - 8:
+                return int(r.words.item((pa - r.base) >> 3))
+        return None
 
     def contains_np(self, pas: U64, size: int = 8) -> Bool:
         """Vectorised `contains` for many physical addresses of `size` bytes each."""

@@ -18,16 +18,19 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import ClassVar, NamedTuple, Protocol, Self, cast
 
 import numpy as np
 import numpy.typing as npt
 
-from . import args
+from . import args, lanes
 from .errors import InvalidArgument
 from .flags import MappingFlags
 from .format import Extension, PagingFormat
+from .lanes import Flag, Small, Word
 
 U64 = npt.NDArray[np.uint64]
 U8 = npt.NDArray[np.uint8]
@@ -192,16 +195,15 @@ class MemoryType(enum.IntEnum):
         return self in (MemoryType.RISCV_NC, MemoryType.NORMAL_NC, MemoryType.WC, MemoryType.UC_MINUS)
 
 
-_DEVICE = [m for m in MemoryType if m.is_device]
-_UNCACHED = [m for m in MemoryType if m.is_uncached]
+_TYPE_FLAGS = np.zeros(max(MemoryType) + 1, dtype=np.uint64)     # MappingFlags per MemoryType value
+_TYPE_FLAGS[[m for m in MemoryType if m.is_device]] = MappingFlags.DEVICE.value
+_TYPE_FLAGS[[m for m in MemoryType if m.is_uncached]] = MappingFlags.UNCACHED.value
 
 
-def memory_type_flags(memtype: U8) -> U64:
+def memory_type_flags(memtype: Small) -> Word:
     """The MappingFlags of memory types: DEVICE for Device/IO memory, UNCACHED for the other non-cacheable
     ones, 0 for cacheable and platform-decided memory."""
-    out: U64 = np.where(np.isin(memtype, _DEVICE), np.uint64(MappingFlags.DEVICE),
-                        np.where(np.isin(memtype, _UNCACHED), np.uint64(MappingFlags.UNCACHED), np.uint64(0)))
-    return out
+    return lanes.take(_TYPE_FLAGS, memtype)
 
 
 @dataclass(frozen=True)
@@ -230,28 +232,23 @@ class Region:
         """The level reported for an access the region refuses without a walk."""
         return self.fmt.levels[0].arch_level if self.fault_level is None else self.fault_level
 
-    def selects_np(self, va: U64) -> Bool:
-        if self.select_bit is None:
-            return np.ones(va.shape, dtype=bool)
-        bit = (va >> np.uint64(self.select_bit)) & np.uint64(1)
-        out: Bool = bit == np.uint64(self.fmt.extension is Extension.ONES)
-        return out
-
-    def canonical_np(self, va: U64, lane_bit: U8 | None = None) -> Bool:
+    def canonical_np(self, va: Word, lane_bit: Small | None = None) -> Flag:
         """VAs this region translates: selected, and the translated upper bits as its format requires.
         `lane_bit` (3 * privilege + access per lane) says which lanes' top bits are ignored; without it,
-        every lane's are, as for an access in `ignore_top_for`."""
+        every lane's are, as for an access in `ignore_top_for`. Columns, or one VA (`lanes`)."""
         if self.ignore_top:                       # the ignored bits read as copies of the next one down
             keep = 64 - self.ignore_top
-            low = va & np.uint64((1 << keep) - 1)
-            neg = (va >> np.uint64(keep - 1)) & np.uint64(1) != 0
-            stripped = np.where(neg, low | np.uint64(((1 << 64) - 1) ^ ((1 << keep) - 1)), low)
+            low = va & ((1 << keep) - 1)
+            stripped = lanes.where(lanes.bit(va, 1 << (keep - 1)), low | (((1 << 64) - 1) ^ ((1 << keep) - 1)), low)
             if lane_bit is None or self.ignore_top_for == ALL_PERMS:
                 va = stripped
             else:
-                va = np.where((np.uint8(self.ignore_top_for) >> lane_bit) & np.uint8(1) != 0, stripped, va)
+                va = lanes.where((self.ignore_top_for >> lane_bit) & 1 != 0, stripped, va)
         ok = self.fmt.canonical_np(va)
-        return ok if self.select_bit is None else ok & self.selects_np(va)
+        if self.select_bit is None:
+            return ok
+        out: Flag = ok & ((va >> self.select_bit) & 1 == int(self.fmt.extension is Extension.ONES))
+        return out
 
 
 @dataclass(frozen=True)
@@ -297,30 +294,53 @@ class Regime:
 
 class Step(NamedTuple):
     """What an architecture's rules make of the entries one level fetched, per lane: `reason` (not OK stops
-    the walk), whether it is a leaf, the next table's address (non-leaf) or the output address (leaf), the
-    carry after this level (effective permissions in bits 0-5, `perm_bit`) and, at a leaf, the memory
-    type."""
+    the walk), whether it is a leaf, the VA bits a leaf's output address takes from the VA (`offset`: the
+    (super)page's offset, or a contiguous/NAPOT block's), the carry after this level (effective permissions
+    in bits 0-5, `perm_bit`) and, at a leaf, the memory type. The walker takes the next table's address and
+    the leaf's output address from the entry's address field (`EntryCodec.paddr_np`). Columns for a bulk
+    walk, ints for one lane (`lanes`)."""
+
+    reason: Small
+    leaf: Flag
+    offset: Word
+    carry: Word
+    memtype: Small
+
+
+class StepColumns(NamedTuple):
+    """A `Step` of a bulk walk: every field a column."""
 
     reason: U8
     leaf: Bool
-    address: U64
+    offset: U64
     carry: U64
     memtype: U8
 
+    @classmethod
+    def of(cls, step: Step) -> StepColumns:
+        """`step`, which rules given columns return as columns."""
+        return cast(StepColumns, step)
+
 
 class WalkRules(Protocol):
-    """What an architecture contributes to a walk (see arch/*/walk.py)."""
+    """What an architecture contributes to a walk (see arch/*/walk.py). `step`, `writes_back` and
+    `syndrome` are written once for both a bulk walk (numpy columns) and one lane (Python ints): `lanes`."""
 
     regime: Regime
 
-    def step(self, region: Region, depth: int, pte: U64, va: U64, access: U8, priv: U8, carry: U64) -> Step:
+    def step(self, region: Region, depth: int, pte: Word, access: Small, priv: Small, carry: Word) -> Step:
         """Judge the entries fetched at `depth` of `region` for these lanes."""
+        ...
+
+    def judged_bits(self, region: Region, depth: int) -> int:
+        """The entry bits `step` reads at `depth`: entries equal in them get the same `Step` (a one-lane walk
+        reuses verdicts on that promise; tests/test_walker_lanes.py checks it against `step`)."""
         ...
 
     def fault_kind(self, reason: Reason) -> FaultKind:
         ...
 
-    def writes_back(self, pte: U64, leaf: Bool, access: U8) -> Bool:
+    def writes_back(self, pte: Word, leaf: Flag, access: Small) -> Flag:
         """The lanes (whose entries `step` accepted) where hardware updates the entry in memory during
         the walk, e.g. setting Accessed/Dirty bits."""
         ...
@@ -330,27 +350,63 @@ class WalkRules(Protocol):
         read, or its entry update): for RISC-V, the G-stage without MXR, which affects explicit loads only."""
         ...
 
-    def combine(self, stage1: U8, stage2: U8) -> U8:
+    def combine(self, stage1: Small, stage2: Small) -> Small:
         """The memory type of a two-stage translation from each stage's (these are the stage-1 rules)."""
         ...
 
-    def stage2_privilege(self, priv: U8, carry: U64) -> U8:
+    def stage2_privilege(self, priv: Small, carry: Word) -> Small:
         """The privilege the final address's stage-2 walk is made with, from each lane's privilege and its
         stage-1 carry after the leaf (these are the stage-1 rules; x86 with EPT mode-based execute control:
         whether the linear address is a user-mode one, U/S=1 at every level)."""
         ...
 
-    def syndrome(self, t: Translations, access: U8, priv: U8, stage2: WalkRules | None) -> dict[str, U64]:
-        """The numbers the hardware reports for each lane's fault (0 where it translated), by register
+    def syndrome(self, t: Outcome, access: Small, priv: Small, stage2: WalkRules | None) -> dict[str, Word]:
+        """The numbers the hardware reports for each lane's fault (every lane of `t` faulted), by register
         name; `stage2` is the stage-2 rules of a two-stage walk."""
         ...
 
 
-@dataclass(frozen=True)
-class Translation:
+class Outcome(Protocol):
+    """What a walk found, per lane: `Translations` (columns) or `Lane` (one lane's ints)."""
+
+    @property
+    def va(self) -> Word: ...
+    @property
+    def pa(self) -> Word: ...
+    @property
+    def reason(self) -> Small: ...
+    @property
+    def level(self) -> Small: ...
+    @property
+    def pte(self) -> Word: ...
+    @property
+    def stage(self) -> Small: ...
+    @property
+    def gpa(self) -> Word: ...
+    @property
+    def implicit(self) -> Small: ...
+
+
+class Lane(NamedTuple):
+    """One lane's walk: the columns of `Translations` (which see) as ints."""
+
+    va: int
+    pa: int
+    reason: int
+    level: int
+    pte: int
+    stage: int
+    gpa: int
+    implicit: int
+    perms: int
+    memtype: int
+
+
+class Translation(NamedTuple):
     """The outcome of one translation: `pa` when `reason` is OK, else the fault and the level it hit.
     `perms` is the effective-permissions mask of the whole walk (`perm_bit`; 0 where the walk faulted),
-    `memtype` the memory type, `syndrome` what the hardware reports for the fault (empty when OK)."""
+    `memtype` the memory type, `syndrome` what the hardware reports for the fault (empty when OK).
+    Immutable (a named tuple: a single translation costs microseconds)."""
 
     va: int
     access: Access
@@ -365,7 +421,7 @@ class Translation:
     implicit: bool = False   # a stage-2 fault on a stage-1 table access, not on the final address
     perms: int = 0
     memtype: MemoryType = MemoryType.NONE
-    syndrome: dict[str, int] = field(default_factory=dict)
+    syndrome: Mapping[str, int] = MappingProxyType({})
 
     @property
     def ok(self) -> bool:

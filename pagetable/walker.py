@@ -28,15 +28,17 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 
-from . import args
+from . import args, lanes
 from .descent import Descent, PhysicalReader, table_slots
 from .errors import InvalidArgument, InvalidArgumentType
 from .flags import human_size
+from .format import PagingFormat
+from .lanes import Flag, Word
 from .mappings import Mappings
 from .physmem import PhysMem
 from .translation import (
@@ -46,12 +48,14 @@ from .translation import (
     PERMS,
     Access,
     FaultKind,
+    Lane,
     MemoryType,
     Privilege,
     Reason,
     Regime,
     Region,
     Step,
+    StepColumns,
     Translation,
     Translations,
     WalkRules,
@@ -103,6 +107,9 @@ def _page_size(walker: Walker) -> int:
 _COMBOS = [(p, a) for p in Privilege for a in Access]    # the order of the bits of an effective-permissions mask
 _COMBO_ACCESS = np.array([a for _, a in _COMBOS], dtype=np.uint8)
 _COMBO_PRIVILEGE = np.array([p for p, _ in _COMBOS], dtype=np.uint8)
+_REASONS = tuple(Reason)                               # by value (one lane's results, without enum calls)
+_MEMORY_TYPES = {m.value: m for m in MemoryType}
+_VERDICTS = 1 << 16                                    # verdicts a walker remembers for one-lane walks
 _CHUNK = 1 << 14                                       # entries `Walker.mappings` judges at once
 
 
@@ -133,11 +140,18 @@ def entry_verdicts(rules: WalkRules, raw: int, region: Region | None = None) -> 
     n = len(_COMBOS)
     out = []
     for depth, lv in enumerate(region.fmt.levels):
-        st = rules.step(region, depth, np.full(n, args.address(raw, "entry"), dtype=np.uint64),
-                        np.zeros(n, dtype=np.uint64), _COMBO_ACCESS, _COMBO_PRIVILEGE, np.full(n, PERMS))
+        st = StepColumns.of(rules.step(region, depth, np.full(n, args.address(raw, "entry"), dtype=np.uint64),
+                                       _COMBO_ACCESS, _COMBO_PRIVILEGE, np.full(n, PERMS)))
         bits, verdict, _ = _summary(st.reason, np.ones(n, dtype=np.uint8))
         out.append((lv.arch_level, bool(st.leaf[0]), int(bits[0]), Reason(int(verdict[0]))))
     return out
+
+
+def _address(fmt: PagingFormat, depth: int, pte: Word, leaf: Flag, offset: Word, va: Word) -> Word:
+    """The address an entry at `depth` leads to: the next table's (a pointer), or the output address (a
+    leaf: its address field with the VA's bits in `Step.offset`)."""
+    base = fmt.codec.paddr_np(pte, depth != fmt.depth_count - 1)
+    return lanes.where(leaf, (base & ~offset) | (va & offset), base)
 
 
 def _record(out: Translations, lanes: npt.NDArray[np.intp], gpas: U64, t2: Translations, implicit: int) -> None:
@@ -158,7 +172,7 @@ def _one(kind: type[_Named], value: object) -> Any:
     return kind(number)
 
 
-_RULES = ("step", "fault_kind", "writes_back", "implicit", "combine", "syndrome", "stage2_privilege")
+_RULES = ("step", "judged_bits", "fault_kind", "writes_back", "implicit", "combine", "syndrome", "stage2_privilege")
 
 
 class Walker:
@@ -174,6 +188,12 @@ class Walker:
         self.rules = rules
         self.stage2 = stage2
         self._implicit = None if stage2 is None else Walker(stage2.mem, stage2.rules.implicit())
+        # a one-lane walk's plan per region and level (index shift and mask, entry size, the entry bits the
+        # rules read, whether a leaf there is huge, the level's number), and the verdicts it remembers
+        self._plans = [[(lv.index_lsb, lv.entries - 1, r.fmt.entry_size, rules.judged_bits(r, d),
+                         d != r.fmt.depth_count - 1, lv.arch_level) for d, lv in enumerate(r.fmt.levels)]
+                       for r in rules.regime.regions]
+        self._verdicts: dict[tuple[int, int, int, int, int, int], Step] = {}
 
     @classmethod
     def nested(cls, mem: PhysMem, rules: tuple[WalkRules, WalkRules]) -> Walker:
@@ -203,7 +223,8 @@ class Walker:
         verdict on each (one implicit write of the entry at `slot`), and which of them need it for their
         own access."""
         assert self._implicit is not None
-        needs = [accepted & self.rules.writes_back(pte, leaf, np.full(pte.shape, a, dtype=np.uint8)) for a in Access]
+        needs = [accepted & cast(Bool, self.rules.writes_back(pte, leaf, np.full(pte.shape, a, dtype=np.uint8)))
+                 for a in Access]
         update = np.flatnonzero(needs[0] | needs[1] | needs[2])
         if not update.size:                           # Svade, or nothing to update: no stage-2 walk
             return needs, update, Translations.empty(slot[update]), np.zeros(0, dtype=bool)
@@ -211,7 +232,7 @@ class Walker:
         own: Bool = np.choose(acc, needs)[update]
         return needs, update, t2, own
 
-    def _check_updates(self, accepted: Bool, st: Step, pte: U64, acc: U8, prv: U8, slot: U64,
+    def _check_updates(self, accepted: Bool, st: StepColumns, pte: U64, acc: U8, prv: U8, slot: U64,
                        live: npt.NDArray[np.intp], out: Translations) -> U64:
         """`_update_check` in a walk: a lane whose own access needs a refused update faults (recorded in
         `out`), and the carry returned loses every access whose update stage 2 refuses (RISC-V Svadu: a
@@ -239,10 +260,15 @@ class Walker:
         return self._translate(va, _lanes(access, Access, n), _lanes(privilege, Privilege, n))
 
     def _translate(self, va: U64, acc: U8, prv: U8) -> Translations:
-        """`_walk`, with the syndromes."""
+        """`_walk`, with the syndromes (0 where a lane translated)."""
         t = self._walk(va, acc, prv)
-        return dataclasses.replace(t, syndrome=self.rules.syndrome(
-            t, acc, prv, None if self.stage2 is None else self.stage2.rules))
+        f = np.flatnonzero(t.reason != Reason.OK)
+        syndrome = {}
+        for name, value in self.rules.syndrome(t.take(f), acc[f], prv[f],
+                                               None if self.stage2 is None else self.stage2.rules).items():
+            syndrome[name] = np.zeros(va.shape, dtype=np.uint64)
+            syndrome[name][f] = value
+        return dataclasses.replace(t, syndrome=syndrome)
 
     def _walk(self, va: U64, acc: U8, prv: U8) -> Translations:
         """`translate_many` on arrays the walker has already checked (or built itself), without syndromes."""
@@ -304,7 +330,8 @@ class Walker:
                 live, slot, fetch, carry = live[inmem], slot[inmem], fetch[inmem], carry[inmem]
             pte = self.mem.read_u64_np(fetch)
             last_pte[live] = pte
-            st = self.rules.step(region, depth, pte, va[live], acc[live], prv[live], carry)
+            st = StepColumns.of(self.rules.step(region, depth, pte, acc[live], prv[live], carry))
+            address = cast(U64, _address(fmt, depth, pte, st.leaf, st.offset, va[live]))
             reason[live] = st.reason
             good = st.reason == Reason.OK
             carry_out = st.carry
@@ -314,16 +341,16 @@ class Walker:
             ends = good & st.leaf
             if ends.any():
                 done = live[ends]
-                pa[done] = st.address[ends]
+                pa[done] = address[ends]
                 out.perms[done] = (carry_out[ends] & PERMS).astype(np.uint8)
                 if final is not None:
                     final[done] = carry_out[ends]
                 out.memtype[done] = st.memtype[ends]
             cont = good & ~st.leaf
             if cont.all():
-                table, carry = st.address, st.carry
+                table, carry = address, st.carry
             else:
-                live, table, carry = live[cont], st.address[cont], st.carry[cont]
+                live, table, carry = live[cont], address[cont], st.carry[cont]
         if live.size:
             raise AssertionError("walk rules let a lane continue past the last level")
 
@@ -380,8 +407,9 @@ class Walker:
         n, huge, span = raw.shape[0], depth != fmt.depth_count - 1, fmt.levels[depth].span
         acc, prv = np.repeat(_COMBO_ACCESS, n), np.repeat(_COMBO_PRIVILEGE, n)
         pte, lane_va = np.tile(raw, len(_COMBOS)), np.tile(va, len(_COMBOS))
-        st = self.rules.step(region, depth, pte, lane_va, acc, prv, np.full(pte.shape, PERMS))
-        why, leaf, addr, memtype = st.reason, st.leaf, st.address, st.memtype.copy()
+        st = StepColumns.of(self.rules.step(region, depth, pte, acc, prv, np.full(pte.shape, PERMS)))
+        why, leaf, memtype = st.reason, st.leaf, st.memtype.copy()
+        addr = cast(U64, _address(fmt, depth, pte, leaf, st.offset, lane_va))
         present = why[:n] != Reason.INVALID                 # V=1: listed whatever later checks say
         stage: U8 = np.ones(why.shape, dtype=np.uint8)
         if self._implicit is not None:              # an entry update must pass stage 2 as an implicit write
@@ -427,15 +455,86 @@ class Walker:
         the memory type and the syndrome."""
         va = args.address(va, "virtual address")
         acc, prv = _one(Access, access), _one(Privilege, privilege)
-        t = self._translate(np.array([va], dtype=np.uint64), np.array([acc], dtype=np.uint8),
-                            np.array([prv], dtype=np.uint8))
-        reason = Reason(int(t.reason[0]))
-        stage = int(t.stage[0])
-        return Translation(va, acc, prv, int(t.pa[0]) if reason == Reason.OK else None, reason,
-                           int(t.level[0]), None if reason == Reason.OK else self.fault_kind(reason, stage),
-                           int(t.pte[0]), stage, int(t.gpa[0]) if self.stage2 is not None else None,
-                           bool(t.implicit[0]), int(t.perms[0]), MemoryType(int(t.memtype[0])),
-                           {k: int(v[0]) for k, v in t.syndrome.items()} if reason != Reason.OK else {})
+        t = self._walk_one(va, acc, prv)
+        reason = _REASONS[t.reason]
+        gpa = t.gpa if self.stage2 is not None else None
+        if not reason:
+            return Translation(va, acc, prv, t.pa, reason, t.level, None, t.pte, t.stage, gpa, False, t.perms,
+                               _MEMORY_TYPES[t.memtype])
+        syndrome = self.rules.syndrome(t, acc, prv, None if self.stage2 is None else self.stage2.rules)
+        return Translation(va, acc, prv, None, reason, t.level, self.fault_kind(reason, t.stage), t.pte, t.stage,
+                           gpa, bool(t.implicit), 0, MemoryType.NONE, {k: int(v) for k, v in syndrome.items()})
+
+    def _walk_one(self, va: int, acc: int, prv: int) -> Lane:
+        """`_walk` for one lane, on Python ints (`lanes`): the same rules, the same outcome column for
+        column (tests/test_walker_lanes.py holds the two to each other), in microseconds."""
+        regime, stage2 = self.rules.regime, self.stage2
+        gpa = 0
+        if not regime.translates:
+            pa, level, pte, carry, memtype = va, 0, 0, ALL_PERMS, int(MemoryType.DEFAULT)
+        else:
+            lane_bit = 3 * prv + acc
+            chosen = [k for k, r in enumerate(regime.regions) if r.canonical_np(va, lane_bit)]
+            if not chosen:
+                return Lane(va, 0, Reason.NON_CANONICAL, regime.regions[0].refusal_level, 0, 1, 0, 0, 0, 0)
+            k = chosen[0]                         # the first region that translates the VA, as `select_np`
+            region = regime.regions[k]
+            if not (region.allowed >> lane_bit) & 1:          # an access the region refuses without a walk
+                return Lane(va, 0, Reason.INVALID, region.refusal_level, 0, 1, 0, 0, 0, 0)
+            fmt, table, carry, pte = region.fmt, region.root, ALL_PERMS, 0
+            for depth, (shift, mask, size, judged, huge, level) in enumerate(self._plans[k]):
+                slot = fetch = table + ((va >> shift) & mask) * size
+                if self._implicit is not None:                # the table fetch is an implicit stage-2 read
+                    gpa = slot
+                    t2 = self._implicit._walk_one(slot, Access.READ, prv)
+                    if t2.reason:
+                        return Lane(va, 0, t2.reason, t2.level, t2.pte, 2, gpa, IMPLICIT_TABLE_READ, 0, 0)
+                    fetch = t2.pa
+                raw = self.mem.fetch_u64(fetch)
+                if raw is None:
+                    return Lane(va, 0, Reason.TABLE_OUTSIDE_MEMORY, level, pte, 1, gpa, 0, 0, 0)
+                pte = raw
+                key = (k, depth, pte & judged, acc, prv, carry)        # the rules' verdict, remembered
+                st = self._verdicts.get(key) or self._verdict(key, region, depth, pte)
+                if st.reason:
+                    return Lane(va, 0, int(st.reason), level, pte, 1, gpa, 0, 0, 0)
+                carry = int(st.carry)
+                if self._implicit is not None:                # an entry update is an implicit stage-2 write
+                    needs = [bool(self.rules.writes_back(pte, st.leaf, a)) for a in Access]
+                    if any(needs):
+                        t2 = self._implicit._walk_one(slot, Access.WRITE, prv)
+                        if t2.reason and needs[acc]:
+                            return Lane(va, 0, t2.reason, t2.level, t2.pte, 2, slot, IMPLICIT_ENTRY_UPDATE, 0, 0)
+                        if t2.reason:
+                            for a in Access:
+                                if needs[a]:
+                                    carry &= ~(perm_bit(a, Privilege.SUPERVISOR) | perm_bit(a, Privilege.USER))
+                if st.leaf:
+                    pa, memtype = int(_address(fmt, depth, pte, True, st.offset, va)), int(st.memtype)
+                    break
+                table = int(fmt.codec.paddr_np(pte, huge))
+            else:
+                raise AssertionError("walk rules let a lane continue past the last level")
+        if stage2 is not None:                        # two stages: the final GPA, with the original access
+            t2 = stage2._walk_one(pa, acc, int(self.rules.stage2_privilege(prv, carry)))
+            if t2.reason:
+                return Lane(va, t2.pa, t2.reason, t2.level, t2.pte, 2, pa, 0, 0, 0)
+            return Lane(va, t2.pa, Reason.OK, level, pte, 1, pa, 0, carry & t2.perms & ALL_PERMS,
+                        int(self.rules.combine(memtype, t2.memtype)))
+        if not self.mem.holds(pa, 1):
+            return Lane(va, pa, Reason.PA_OUTSIDE_MEMORY, level, pte, 1, gpa, 0, 0, 0)
+        return Lane(va, pa, Reason.OK, level, pte, 1, gpa, 0, carry & ALL_PERMS, memtype)
+
+
+    def _verdict(self, key: tuple[int, int, int, int, int, int], region: Region, depth: int, pte: int) -> Step:
+        """`rules.step` for one lane, remembered under `key`: (region number, depth, the entry bits the rules
+        read (`WalkRules.judged_bits`), access, privilege, carry). The entries of a table mostly share
+        those bits, so a walk mostly reuses verdicts; the memory is bounded (`_VERDICTS`)."""
+        _, _, _, acc, prv, carry = key
+        if len(self._verdicts) >= _VERDICTS:
+            self._verdicts.clear()
+        st = self._verdicts[key] = self.rules.step(region, depth, pte, acc, prv, carry)
+        return st
 
 
 class _StageTwoReader:

@@ -138,3 +138,18 @@ def assert_listing_covers(m: Mappings, t: Translations) -> None:
     k = np.searchsorted(va, t.va, side="right") - 1
     inside = (k >= 0) & (t.va <= end[np.clip(k, 0, None)])
     assert np.all(inside[reached]), [hex(int(v)) for v in t.va[reached & ~inside][:4]]
+
+
+def assert_lanes_agree(walker: Walker, t: Translations, access: Access, privilege: Privilege) -> None:
+    """Each lane of `t` (= `walker.translate_many(..., access, privilege)`) translated alone
+    (`Walker.translate`, the one-lane walk with its remembered verdicts) gives the same outcome, field by
+    field: the PA where it translates, else the fault, with level, entry, stage, GPA, implicit access,
+    permissions, memory type and syndrome."""
+    for n in range(len(t)):
+        one = walker.translate(int(t.va[n]), access, privilege)
+        lane = (one.reason, one.level, one.pte, one.stage, one.implicit, one.perms, one.memtype)
+        batch = (t.reason[n], t.level[n], t.pte[n], t.stage[n], t.implicit[n] != 0, t.perms[n], t.memtype[n])
+        assert lane == batch, (hex(int(t.va[n])), lane, batch)
+        assert one.pa == (int(t.pa[n]) if t.reason[n] == Reason.OK else None)
+        assert one.gpa == (int(t.gpa[n]) if walker.stage2 is not None else None)
+        assert dict(one.syndrome) == ({k: int(v[n]) for k, v in t.syndrome.items()} if one.reason else {})

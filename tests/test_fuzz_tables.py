@@ -22,7 +22,15 @@ from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
 from pagetable.walker import Access, Privilege, Walker
 
-from .fuzzing import assert_listing_agrees, assert_listing_covers, bounded, count, fuzz, table_entries
+from .fuzzing import (
+    assert_lanes_agree,
+    assert_listing_agrees,
+    assert_listing_covers,
+    bounded,
+    count,
+    fuzz,
+    table_entries,
+)
 
 RAM, FRAMES = 0x8000_0000, 48
 ONE_STAGE = {"sv39": SV39, "sv48": SV48, "sv57": SV57}
@@ -67,10 +75,7 @@ def _check(listed: Walker, walker: Walker, fmt: PagingFormat, root: int, mem: Ph
             for privilege in Privilege:
                 t = walker.translate_many(probes, access, privilege)
                 assert_listing_covers(m, t)
-                for n in range(0, len(t), max(1, len(t) // 4)):       # a lane alone agrees with the batch
-                    one = walker.translate(int(probes[n]), access, privilege)
-                    assert (one.reason, one.pa, one.level, one.stage) == \
-                        (t.reason[n], int(t.pa[n]) if one.pa is not None else None, t.level[n], t.stage[n])
+                assert_lanes_agree(walker, t, access, privilege)
 
 
 @fuzz(short=80, long=5_000)
@@ -106,5 +111,7 @@ def test_two_stage_tables(mem: PhysMem, vs_frame: int, g_slot: int, options: Hyp
         assert_listing_agrees(walker, walker, m)
         assert len(ptdump(m)) <= len(m)
         for access in Access:
-            assert_listing_covers(m, walker.translate_many(np.concatenate([np.array(vas, dtype=np.uint64), m.va]),
-                                                           access, Privilege.SUPERVISOR))
+            for privilege in Privilege:
+                t = walker.translate_many(np.concatenate([np.array(vas, dtype=np.uint64), m.va]), access, privilege)
+                assert_listing_covers(m, t)
+                assert_lanes_agree(walker, t, access, privilege)

@@ -18,6 +18,7 @@ from pagetable.errors import InvalidArgument
 from pagetable.flags import MappingFlags as F
 from pagetable.format import EntryKind, Extension
 from pagetable.frames import FrameAllocator
+from pagetable.lanes import Small, Word
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
 from pagetable.translation import ALL_PERMS, MemoryType, Reason, Regime, Region, memory_type_flags, perm_bit
@@ -201,8 +202,8 @@ def test_stage_2_is_walked_with_the_privilege_the_stage_1_rules_choose() -> None
     seen: list[tuple[list[int], list[int]]] = []
 
     class Recording(RiscvRules):
-        def stage2_privilege(self, priv: np.ndarray, carry: np.ndarray) -> np.ndarray:
-            seen.append((priv.tolist(), carry.tolist()))
+        def stage2_privilege(self, priv: Small, carry: Word) -> Small:
+            seen.append((np.atleast_1d(priv).tolist(), np.atleast_1d(carry).tolist()))
             return priv
 
     mem = PhysMem([(RAM, 4 << 20)])
@@ -216,4 +217,5 @@ def test_stage_2_is_walked_with_the_privilege_the_stage_1_rules_choose() -> None
     stage1 = Recording(Vsatp.for_table(SV39, vs.root_paddr))
     w = Walker(mem, stage1, stage2=Walker(mem, RiscvRules.gstage(Hgatp.for_table(SV39X4, g.root_paddr))))
     assert w.translate(0x4008, "read", "user").pa == RAM + 0x1008
-    assert seen == [([Privilege.USER], [0b001_000])]        # user read only: the VU page's rights
+    assert w.translate_many([0x4008], "read", "user").pa.tolist() == [RAM + 0x1008]
+    assert seen == [([Privilege.USER], [0b001_000])] * 2    # user read only: the VU page's rights

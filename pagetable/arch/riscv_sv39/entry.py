@@ -26,10 +26,11 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from ... import args
+from ... import args, lanes
 from ...errors import InvalidAddress, InvalidFlags, NotAligned
 from ...flags import MappingFlags
 from ...format import EntryKind
+from ...lanes import Flag, Small, Word
 from ...layout import Field, Layout
 from ...translation import MemoryType, memory_type_flags
 
@@ -99,12 +100,11 @@ class RiscvCodec:
         """One PTE layout for every kind (a pointer is a PTE with R=W=X=0)."""
         return PTE
 
-    def memory_type_np(self, raw: U64, huge: bool) -> npt.NDArray[np.uint8]:
+    def memory_type_np(self, raw: Word, huge: bool) -> Small:
         """PBMT with Svpbmt (`PBMT_MEMORY_TYPE`); without it the PMAs decide (`MemoryType.DEFAULT`)."""
         if not self.svpbmt:
-            return np.full(raw.shape, MemoryType.DEFAULT, dtype=np.uint8)
-        out: npt.NDArray[np.uint8] = PBMT_MEMORY_TYPE[PTE.get_np(raw, "PBMT")]
-        return out
+            return lanes.full(raw, MemoryType.DEFAULT, np.uint8)
+        return lanes.take(PBMT_MEMORY_TYPE, PTE.extract(raw, "PBMT"))
 
     @property
     def supported_flags(self) -> MappingFlags:
@@ -152,31 +152,26 @@ class RiscvCodec:
     def new_table(self, pa: int) -> int:
         return V | ppn_field(_page_address(pa))
 
-    def is_present_np(self, raw: U64) -> Bool:
-        out: Bool = (raw & np.uint64(V)) != 0
+    def is_present_np(self, raw: Word) -> Flag:
+        return lanes.bit(raw, V)
+
+    def is_leaf_np(self, raw: Word, last: bool) -> Flag:
+        out: Flag = lanes.bit(raw, V) & lanes.bit(raw, R | X)
         return out
 
-    def is_leaf_np(self, raw: U64, last: bool) -> Bool:
-        out: Bool = self.is_present_np(raw) & ((raw & np.uint64(R | X)) != 0)
+    def is_table_np(self, raw: Word, last: bool) -> Flag:
+        out: Flag = lanes.bit(raw, V) & ((raw & (R | W | X)) == 0) & (not last)
         return out
 
-    def is_table_np(self, raw: U64, last: bool) -> Bool:
-        if last:
-            return np.zeros(raw.shape, dtype=bool)
-        out: Bool = self.is_present_np(raw) & ((raw & np.uint64(R | W | X)) == 0)
-        return out
+    def paddr_np(self, raw: Word, huge: bool) -> Word:
+        return (raw & PPN_MASK) >> PPN_SHIFT << PAGE_SHIFT
 
-    def paddr_np(self, raw: U64, huge: bool) -> U64:
-        return ((raw & np.uint64(PPN_MASK)) >> np.uint64(PPN_SHIFT)) << np.uint64(PAGE_SHIFT)
-
-    def flags_np(self, raw: U64, huge: bool) -> U64:
-        out = np.zeros(raw.shape, dtype=np.uint64)
-        valid = (raw & np.uint64(V)) != 0
+    def flags_np(self, raw: Word, huge: bool) -> Word:
+        out = memory_type_flags(self.memory_type_np(raw, huge))
         for bit, flag in ((R, MappingFlags.READ), (W, MappingFlags.WRITE), (X, MappingFlags.EXECUTE),
                           (U, MappingFlags.USER)):
-            out |= np.where((raw & np.uint64(bit)) != 0, np.uint64(flag), np.uint64(0))
-        out |= memory_type_flags(self.memory_type_np(raw, huge))
-        return np.where(valid, out, np.uint64(0))
+            out |= lanes.u64(lanes.bit(raw, bit)) * flag.value
+        return out * lanes.u64(lanes.bit(raw, V))
 
     def with_paddr_np(self, raw: U64, pa: U64, huge: bool) -> U64:
         return PTE.set_np(raw, "PPN", pa >> np.uint64(PAGE_SHIFT))

@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ...translation import IMPLICIT_ENTRY_UPDATE, Access, FaultKind, Reason, Translations
+from ...lanes import Small, Word, not_, take, u64, where
+from ...translation import IMPLICIT_ENTRY_UPDATE, Access, FaultKind, Outcome, Reason
 
 U64 = npt.NDArray[np.uint64]
 U8 = npt.NDArray[np.uint8]
@@ -33,8 +34,8 @@ GUEST_PAGE_FAULT = FaultKind.register(ARCH, "guest-page-fault",
                                       "instruction/load/store guest-page fault (the G-stage of the H extension)")
 KINDS = (ACCESS_FAULT, PAGE_FAULT, GUEST_PAGE_FAULT)
 
-# exception codes by (kind, access): rows ACCESS_FAULT, PAGE_FAULT, GUEST_PAGE_FAULT; columns read, write, execute
-CAUSES = np.array([[5, 7, 1], [13, 15, 12], [21, 23, 20]], dtype=np.uint64)
+# exception codes at 3 * kind + access: ACCESS_FAULT, PAGE_FAULT, GUEST_PAGE_FAULT, each for read, write, execute
+CAUSES = np.array([5, 7, 1, 13, 15, 12, 21, 23, 20], dtype=np.uint64)
 ACCESS_FAULT_REASONS = (Reason.TABLE_OUTSIDE_MEMORY, Reason.PA_OUTSIDE_MEMORY)
 
 HTINST_PTE_READ, HTINST_PTE_WRITE = 0x3000, 0x3020
@@ -42,25 +43,18 @@ HTINST_PTE_READ, HTINST_PTE_WRITE = 0x3000, 0x3020
 
 def cause(kind: FaultKind, access: Access) -> int:
     """The exception code of a fault of `kind` on `access`."""
-    return int(CAUSES[KINDS.index(kind), int(access)])
+    return int(CAUSES[3 * KINDS.index(kind) + int(access)])
 
 
-def syndrome(t: Translations, access: U8, guest: bool, hypervisor: bool) -> dict[str, U64]:
-    """scause and stval per lane (0 where the access translated), and with the hypervisor extension (a
-    two-stage walk, or the G-stage alone: `guest`) htval and htinst."""
-    names = ("scause", "stval", "htval", "htinst") if hypervisor else ("scause", "stval")
-    out = {name: np.zeros(len(t), dtype=np.uint64) for name in names}
-    f = np.flatnonzero(t.reason != Reason.OK)             # the work is per faulting lane
-    reason, stage = t.reason[f], t.stage[f]
-    pma = np.isin(reason, ACCESS_FAULT_REASONS)
-    by_g = ~pma & ((stage == 2) | np.bool_(guest))
-    out["scause"][f] = CAUSES[np.where(pma, 0, np.where(by_g, 2, 1)), access[f]]
-    out["stval"][f] = t.va[f]
-    if hypervisor:
-        g = f[by_g]
-        gpa = np.where(t.stage[g] == 2, t.gpa[g], t.va[g])  # the G-stage alone translates the VA itself
-        out["htval"][g] = gpa >> np.uint64(2)
-        implicit = t.implicit[g]
-        out["htinst"][g] = np.where(implicit == IMPLICIT_ENTRY_UPDATE, HTINST_PTE_WRITE,
-                                    np.where(implicit != 0, HTINST_PTE_READ, 0))
+def syndrome(t: Outcome, access: Small, guest: bool, hypervisor: bool) -> dict[str, Word]:
+    """scause and stval of each faulting lane, and with the hypervisor extension (a two-stage walk, or the
+    G-stage alone: `guest`) htval and htinst."""
+    pma = (t.reason == Reason.TABLE_OUTSIDE_MEMORY) | (t.reason == Reason.PA_OUTSIDE_MEMORY)
+    by_g = not_(pma) & ((t.stage == 2) | guest)
+    kind = where(pma, 0, where(by_g, 2, 1))
+    out = {"scause": take(CAUSES, kind * 3 + access), "stval": t.va}
+    if hypervisor:                     # the G-stage alone translates the VA itself
+        out["htval"] = (where(t.stage == 2, t.gpa, t.va) >> 2) * u64(by_g)
+        htinst = where(t.implicit == IMPLICIT_ENTRY_UPDATE, HTINST_PTE_WRITE, HTINST_PTE_READ)
+        out["htinst"] = htinst * u64(by_g & (t.implicit != 0))
     return out

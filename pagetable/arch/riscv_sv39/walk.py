@@ -31,16 +31,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from ... import args
 from ...errors import InvalidArgument, InvalidArgumentType
-from ...translation import ALL_PERMS, Access, FaultKind, MemoryType, Reason, Regime, Region, Step, Translations
+from ...lanes import Flag, Small, Word, bit, first, not_, u8, u64, where
+from ...translation import ALL_PERMS, Access, FaultKind, MemoryType, Outcome, Reason, Regime, Region, Step
 from . import faults
-from .entry import PBMT_RESERVED, PTE, A, D, R, RiscvCodec, U, V, W, X
+from .entry import PBMT_RESERVED, PPN_MASK, PTE, A, D, R, RiscvCodec, U, V, W, X
 from .regs import Hgatp, Satp, Vsatp
 
 U64 = npt.NDArray[np.uint64]
@@ -79,9 +80,9 @@ def _check_options(options: RiscvOptions | HypervisorOptions) -> None:
             args.boolean(value, f.name)
 
 
-def _bit(pte: U64, mask: int) -> Bool:
-    out: Bool = (pte & np.uint64(mask)) != 0
-    return out
+def _low_ppn(i: int) -> int:
+    """PPN[i-1:0]: the bits a level-i superpage's PPN must have clear (step 6)."""
+    return (1 << (9 * i)) - 1
 
 
 class RiscvRules:
@@ -111,77 +112,65 @@ class RiscvRules:
             return faults.ACCESS_FAULT
         return faults.GUEST_PAGE_FAULT if self.guest else faults.PAGE_FAULT
 
-    def syndrome(self, t: Translations, access: U8, priv: U8, stage2: object | None) -> dict[str, U64]:
+    def syndrome(self, t: Outcome, access: Small, priv: Small, stage2: object | None) -> dict[str, Word]:
         return faults.syndrome(t, access, self.guest, self.guest or stage2 is not None)
 
-    def combine(self, stage1: U8, stage2: U8) -> U8:
+    def combine(self, stage1: Small, stage2: Small) -> Small:
         """Svpbmt under the hypervisor extension: the VS-stage's PBMT, unless it is PMA, overrides."""
-        out: U8 = np.where(stage1 == MemoryType.DEFAULT, stage2, stage1).astype(np.uint8)
-        return out
+        return cast(Small, where(stage1 == MemoryType.DEFAULT, stage2, stage1))
 
-    def stage2_privilege(self, priv: U8, carry: U64) -> U8:
+    def stage2_privilege(self, priv: Small, carry: Word) -> Small:
         """The G-stage checks every access as U-mode whatever the privilege: pass it on unchanged."""
         return priv
 
-    def step(self, region: Region, depth: int, pte: U64, va: U64, access: U8, priv: U8, carry: U64) -> Step:
+    def step(self, region: Region, depth: int, pte: Word, access: Small, priv: Small, carry: Word) -> Step:
         opt = self.options
         i = region.fmt.levels[depth].arch_level
-        reason = np.zeros(pte.shape, dtype=np.uint8)
-
-        def stop(mask: Bool, why: Reason) -> None:
-            reason[(reason == 0) & mask] = why
-
-        r, w, x, u = _bit(pte, R), _bit(pte, W), _bit(pte, X), _bit(pte, U)
-        a, d = _bit(pte, A), _bit(pte, D)
+        v, r, w, x, u = bit(pte, V), bit(pte, R), bit(pte, W), bit(pte, X), bit(pte, U)
+        a, d, napot = bit(pte, A), bit(pte, D), bit(pte, _N)
         leaf = r | x
-        ppn = PTE.get_np(pte, "PPN")
-        pbmt = PTE.get_np(pte, "PBMT")
-        napot = _bit(pte, _N)
-        # step 3
-        stop(~_bit(pte, V), Reason.INVALID)
-        stop(~r & w, Reason.W_WITHOUT_R)
-        reserved = _bit(pte, _RESERVED)
-        reserved |= (pbmt == PBMT_RESERVED) if opt.svpbmt else (pbmt != 0)
-        reserved |= napot if not opt.svnapot else napot & leaf & ((i != 0) | ((ppn & np.uint64(0xF)) != 8))
-        reserved |= ~leaf & (d | a | u | napot | (pbmt != 0))
-        stop(reserved, Reason.RESERVED)
-        # step 4
-        if i == 0:
-            stop(~leaf, Reason.NON_LEAF_AT_LAST_LEVEL)
+        ppn = PTE.extract(pte, "PPN")
+        pbmt = PTE.extract(pte, "PBMT")
+        # step 3: the reserved bits and encodings
+        reserved = bit(pte, _RESERVED) | ((pbmt == PBMT_RESERVED) if opt.svpbmt else (pbmt != 0))
+        reserved |= napot if not opt.svnapot else napot & leaf & ((i != 0) | ((ppn & 0xF) != 8))
+        reserved |= not_(leaf) & (d | a | u | napot | (pbmt != 0))
         # step 5: the rights of the leaf (perm_bit layout, in bytes), then this lane's access against them
-        one = np.uint8(1)
-        kinds = (r | (np.bool_(opt.mxr) & x)).view(np.uint8) | (w.view(np.uint8) << one) | (x.view(np.uint8) << 2)
+        kinds = u8(r | (opt.mxr & x)) | u8(w) << 1 | u8(x) << 2
         if self.guest:                                   # every G-stage access is checked as U-mode
-            perms = (kinds | (kinds << 3)) * u.view(np.uint8)
+            perms = (kinds | kinds << 3) * u8(u)
         else:                                            # S-mode: U pages only with SUM, never executed
-            sup = kinds * (~u).view(np.uint8) | ((kinds & 3) * u.view(np.uint8) if opt.sum else 0)
-            perms = sup | ((kinds * u.view(np.uint8)) << 3)
-        perms &= carry.astype(np.uint8)
-        lane_bit = access if self.guest else priv * np.uint8(3) + access
-        stop(leaf & ((perms >> lane_bit) & one == 0), Reason.PERMISSION)
-        # step 6
-        low = np.uint64((1 << (9 * i)) - 1)
-        stop(leaf & ((ppn & low) != 0), Reason.MISALIGNED_SUPERPAGE)
-        # step 7
-        if opt.ad == "svade":
-            stop(leaf & (~a | ((access == Access.WRITE) & ~d)), Reason.ACCESSED_DIRTY)
-            perms &= a.view(np.uint8) * np.uint8(ALL_PERMS) & (np.uint8(0b101101) | d.view(np.uint8) * 0b010010)
-        # step 8 (and the next table's address for pointers)
-        vpn = va >> np.uint64(12)
-        keep = low | np.where(napot & leaf, np.uint64(0xF), np.uint64(0))
-        out_ppn = (ppn & ~keep) | (vpn & keep)
-        pa = np.where(leaf, (out_ppn << np.uint64(12)) | (va & np.uint64(0xFFF)), ppn << np.uint64(12))
+            sup = kinds * u8(not_(u)) | ((kinds & 3) * u8(u) if opt.sum else 0)
+            perms = sup | (kinds * u8(u)) << 3
+        perms = perms & carry
+        lane_bit = access if self.guest else priv * 3 + access
+        # step 7: Svade faults where A/D need setting, so the accesses that would need them do not translate
+        svade = opt.ad == "svade"
+        unset = not_(a) | ((access == Access.WRITE) & not_(d))
+        reason = first(pte, (not_(v), Reason.INVALID), (not_(r) & w, Reason.W_WITHOUT_R),
+                       (reserved, Reason.RESERVED), (not_(leaf) & (i == 0), Reason.NON_LEAF_AT_LAST_LEVEL),
+                       (leaf & ((perms >> lane_bit) & 1 == 0), Reason.PERMISSION),
+                       (leaf & ((ppn & _low_ppn(i)) != 0), Reason.MISALIGNED_SUPERPAGE),   # step 6
+                       (leaf & unset & svade, Reason.ACCESSED_DIRTY))
+        if svade:
+            perms = perms & u64(a) * ALL_PERMS & (0b101101 | u64(d) * 0b010010)
+        # step 8: the PA keeps the VA's offset in the (super)page, and VPN[0][3:0] in a Svnapot 64 KiB page
+        offset = region.fmt.levels[depth].span - 1 | u64(napot & leaf) * 0xF000
         # the carry: the leaf's rights (meaningful where the access translates); pointers pass it on
-        carry = np.where(leaf, perms, carry)
-        memtype = region.fmt.codec.memory_type_np(pte, i != 0)
-        return Step(reason, leaf, pa, carry, memtype)
+        return Step(reason, leaf, offset, where(leaf, perms, carry), region.fmt.codec.memory_type_np(pte, i != 0))
 
-    def writes_back(self, pte: U64, leaf: Bool, access: U8) -> Bool:
+    def judged_bits(self, region: Region, depth: int) -> int:
+        """`step` reads every bit but the PPN's, and of the PPN only PPN[i-1:0] (step 6) and PPN[3:0]
+        (Svnapot)."""
+        i = region.fmt.levels[depth].arch_level
+        return (((1 << 64) - 1) & ~PPN_MASK) | (max(_low_ppn(i), 0xF) << PTE["PPN"].lsb)
+
+    def writes_back(self, pte: Word, leaf: Flag, access: Small) -> Flag:
         """Svadu (step 7): hardware sets A on a leaf with A=0, and D on a store to a leaf with D=0. Svade
         faults instead (in `step`), so nothing is written back."""
         if self.options.ad == "svade":
-            return np.zeros(pte.shape, dtype=bool)
-        out: Bool = leaf & (~_bit(pte, A) | ((access == Access.WRITE) & ~_bit(pte, D)))
+            return leaf & False
+        out: Flag = leaf & (not_(bit(pte, A)) | ((access == Access.WRITE) & not_(bit(pte, D))))
         return out
 
     def implicit(self) -> RiscvRules:

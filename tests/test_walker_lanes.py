@@ -1,0 +1,89 @@
+"""The one-lane walk (`Walker.translate`: the rules on Python ints, verdicts remembered by the entry bits the
+rules read) against the bulk walk (`translate_many`: the same rules on numpy columns).
+
+The fuzz suites compare the two lane by lane on hostile tables (tests/fuzzing.py, `assert_lanes_agree`);
+here: the promise the one-lane walk's memory rests on (`WalkRules.judged_bits`: entries equal in those bits
+get the same verdict) checked against `step` itself, and the rules giving the same verdict on ints as on
+columns."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from pagetable.arch.riscv_sv39 import SV39, SV39X4, SV48, SV48X4, SV57, Hgatp, Satp
+from pagetable.arch.riscv_sv39.walk import RiscvOptions, RiscvRules
+from pagetable.flags import MappingFlags as F
+from pagetable.frames import FrameAllocator
+from pagetable.physmem import PhysMem
+from pagetable.table import PageTable
+from pagetable.translation import ALL_PERMS, StepColumns
+from pagetable.walker import Access, Privilege, Walker
+
+from .fuzzing import assert_lanes_agree
+
+OPTIONS = st.builds(RiscvOptions, sum=st.booleans(), mxr=st.booleans(), ad=st.sampled_from(["svade", "svadu"]),
+                    svnapot=st.booleans(), svpbmt=st.booleans())
+RULES = st.one_of(
+    st.builds(lambda fmt, o: RiscvRules(Satp.for_table(fmt, 0x8000_0000), o), st.sampled_from([SV39, SV48, SV57]),
+              OPTIONS),
+    st.builds(lambda fmt, o: RiscvRules.gstage(Hgatp.for_table(fmt, 0x8000_0000), o),
+              st.sampled_from([SV39X4, SV48X4]), OPTIONS))
+# any bits; or an entry without reserved bits 60:54, whose PPN is aligned to some level's superpages (or not),
+# perhaps a Svnapot 64 KiB one (PPN[3:0] = 1000), with N and PBMT values
+ENTRIES = st.integers(0, (1 << 64) - 1) | st.builds(
+    lambda ppn, align, napot, high, low: high | ((ppn << (9 * align) & ((1 << 44) - 1)) | napot) << 10 | low,
+    st.integers(0, (1 << 44) - 1), st.integers(0, 4), st.sampled_from([0, 8]),
+    st.sampled_from([0, 1 << 63, 1 << 61, 2 << 61, 3 << 61, 1 << 63 | 1 << 61]), st.integers(0, 0xFF))
+
+
+RULES_SV39 = RiscvRules(Satp.for_table(SV39, 0x8000_0000))
+NAPOT = RiscvRules(Satp.for_table(SV39, 0x8000_0000), RiscvOptions(svnapot=True))   # 64 KiB pages
+
+
+@settings(max_examples=500, deadline=None)
+@given(RULES, st.integers(0, 4), ENTRIES, st.integers(0, (1 << 64) - 1), st.sampled_from(list(Access)),
+       st.sampled_from(list(Privilege)), st.integers(0, ALL_PERMS))
+@example(RULES_SV39, 1, 0x200 << 10 | 0xCF, 0x1F0 << 10, Access.READ, Privilege.SUPERVISOR, ALL_PERMS)  # step 6
+@example(NAPOT, 2, 1 << 63 | 0x1238 << 10 | 0xCF, 0x7 << 10, Access.READ, Privilege.SUPERVISOR, ALL_PERMS)
+def test_entries_equal_in_the_judged_bits_get_one_verdict(rules: RiscvRules, level: int, pte: int, noise: int,
+                                                          access: Access, privilege: Privilege, carry: int) -> None:
+    region = rules.regime.single
+    depth = level % region.fmt.depth_count
+    judged = rules.judged_bits(region, depth)
+    other = (pte & judged) | (noise & ~judged)                # differs from pte only where the rules don't look
+    one = rules.step(region, depth, pte, access, privilege, carry)
+    assert rules.step(region, depth, other, access, privilege, carry) == one
+    columns = StepColumns.of(rules.step(region, depth, np.array([pte, other], dtype=np.uint64),
+                                        np.full(2, access, dtype=np.uint8), np.full(2, privilege, dtype=np.uint8),
+                                        np.full(2, carry, dtype=np.uint64)))
+    for n in range(2):                                        # the same rules on columns give the same verdict
+        assert tuple(int(c[n]) for c in columns) == tuple(int(v) for v in one)
+
+
+def test_one_lane_reuses_verdicts_and_still_reads_each_entry() -> None:
+    """Two leaves with the same attributes share a remembered verdict, yet each lane gets its own PA; a
+    leaf rewritten between calls is read again."""
+    mem = PhysMem([(0x8000_0000, 4 << 20)])
+    pt = PageTable(SV39, mem, FrameAllocator(mem, 0x8000_0000 + (2 << 20), 2 << 20))
+    pt.map(0x1000, 0x8000_0000, 0x1000, F.READ | F.WRITE)
+    pt.map(0x2000, 0x8000_5000, 0x1000, F.READ | F.WRITE)
+    w = Walker(mem, RiscvRules(Satp.for_table(SV39, pt.root_paddr)))
+    assert w.translate(0x1008).pa == 0x8000_0008
+    assert w.translate(0x2010).pa == 0x8000_5010
+    pt.protect(0x2000, F.READ)
+    assert w.translate(0x2010, "write").fault is not None
+    assert w.translate(0x2010, "read").pa == 0x8000_5010
+    pt.unmap(0x1000)
+    assert w.translate(0x1008).pa is None
+
+
+def test_bare_one_lane_agrees_with_the_batch() -> None:
+    mem = PhysMem([(0x8000_0000, 1 << 20)])
+    w = Walker(mem, RiscvRules(0))
+    vas = np.array([0, 0x8000_0000, 0x8000_0000 + (1 << 20) - 1, 0x8000_0000 + (1 << 20), (1 << 64) - 1],
+                   dtype=np.uint64)
+    for access in Access:
+        for privilege in Privilege:
+            assert_lanes_agree(w, w.translate_many(vas, access, privilege), access, privilege)
