@@ -23,6 +23,7 @@ ADDR_LIMIT = 1 << 64
 """One past the highest 64-bit address: a range may end exactly here, never beyond."""
 
 U64 = npt.NDArray[np.uint64]
+_KNOWN_FLAGS = sum(MappingFlags)
 Error = type[PagetableError] | None
 
 
@@ -119,9 +120,10 @@ def choice(value: object, what: str, names: dict[str, Any], *, error: Error = No
 
 def flags(value: object, what: str = "flags", *, error: Error = None) -> MappingFlags:
     """`MappingFlags` from flags or an integer made of their bits."""
+    if type(value) is MappingFlags:                 # the common case: already flags
+        return value
     bits = integer(value, what, error=error)
-    known = sum(MappingFlags)
-    if bits & ~known:
+    if bits & ~_KNOWN_FLAGS:
         raise _fail(error, InvalidArgument, f"{what} {number(bits)} has bits that are not MappingFlags "
                     f"({', '.join(f.name or '' for f in MappingFlags)})")
     return MappingFlags(bits)

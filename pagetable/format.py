@@ -195,7 +195,7 @@ class PagingFormat:
     def is_canonical(self, va: int) -> bool:
         """True for a VA this format translates (InvalidArgumentType for a VA that is not an integer)."""
         va = args.integer(va, "virtual address")
-        return 0 <= va < 1 << 64 and va & self._high == self.extend(va) & self._high
+        return 0 <= va < 1 << 64 and bool(self.canonical_np(va))
 
     def canonical_np(self, va: Word) -> Flag:
         """`is_canonical` for a column of VAs, or unchecked for one (`lanes`)."""

@@ -18,6 +18,7 @@ to each other (tests/test_walker_lanes.py).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -75,8 +76,12 @@ def first(like: Word, *cases: tuple[Flag, int]) -> Small:
     checks in the manual's order, where the first failing check is the fault."""
     if isinstance(like, np.ndarray):
         out = np.zeros(like.shape, dtype=np.uint8)
-        for flag, value in reversed(cases):
-            out[flag] = value
+        held = [flag for flag, _ in cases if isinstance(flag, np.ndarray) or flag]
+        if not held:
+            return out
+        some = np.flatnonzero(functools.reduce(np.logical_or, held, np.zeros(like.shape, dtype=bool)))
+        for flag, value in reversed(cases):               # only where some case holds (usually few lanes)
+            out[some[flag[some] if isinstance(flag, np.ndarray) else flag]] = value
         return out
     for flag, value in cases:
         if flag:

@@ -91,6 +91,8 @@ class PhysMem:
         if not built:
             raise PhysMemError("physical memory needs at least one region")
         self.regions: tuple[Region, ...] = tuple(built)
+        # per region: its base, the address of its last word, and its words (one lane's fetches)
+        self._spans = tuple((r.base, r.end - 8, r.words) for r in built)
         self._bases = np.array([r.base for r in built], dtype=np.uint64)
         self._sizes = np.array([r.size for r in built], dtype=np.uint64)
 
@@ -115,14 +117,15 @@ class PhysMem:
 
     def holds(self, pa: int, size: int) -> bool:
         """`contains` for the walker's own addresses (ints below 2**64, so unchecked): one lane's test."""
-        return any(r.base <= pa and pa + size <= r.end for r in self.regions)
+        return any(base <= pa and pa + size <= last + 8 for base, last, _ in self._spans)
 
     def fetch_u64(self, pa: int) -> int | None:
         """The u64 at the walker's own 8-aligned `pa` (unchecked), or None if it is not RAM: one lane's
         entry fetch."""
-        for r in self.regions:
-            if r.base <= pa <= r.end - 8:
-                return int(r.words.item((pa - r.base) >> 3))
+        for base, last, words in self._spans:
+            if base <= pa <= last:
+                out: int = words.item((pa - base) >> 3)
+                return out
         return None
 
     def contains_np(self, pas: U64, size: int = 8) -> Bool:
@@ -217,6 +220,19 @@ class PhysMem:
             sel = which == n
             out[sel] = r.words[idx[sel]]
         return out
+
+    def gather_u64_np(self, pas: U64) -> tuple[Bool, U64]:
+        """For a walker's own 8-aligned physical addresses (unchecked): which are RAM, and the u64 at each
+        of those (a fetch that may miss, in one pass for the usual single region)."""
+        if len(self._spans) == 1:
+            base, last, words = self._spans[0]
+            offset = pas - np.uint64(base)                     # wraps above 2**63 below the base: outside
+            inram: Bool = offset <= np.uint64(last - base)
+            if inram.all():
+                return inram, words[(offset >> np.uint64(3)).astype(np.intp)]
+            return inram, words[(offset[inram] >> np.uint64(3)).astype(np.intp)]
+        inram = self.contains_np(pas, 8)
+        return inram, self.read_u64_np(pas[inram])
 
     def write_u64_np(self, pas: U64, values: U64) -> None:
         """Write each value to its 8-aligned physical address (all must be inside RAM)."""

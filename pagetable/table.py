@@ -43,6 +43,7 @@ from .physmem import PhysMem
 
 U64 = npt.NDArray[np.uint64]
 Target = int | U64 | Callable[[int], int]
+_PAGE_SIZES = {s.value: s for s in PageSize}
 
 
 def _u64(x: int) -> U64:
@@ -107,19 +108,26 @@ class PageTable:
         return depth == self.fmt.depth_count - 1
 
     def _is_leaf(self, raw: int, depth: int) -> bool:
-        return bool(self.fmt.codec.is_leaf_np(_u64(raw), self._last(depth))[0])
+        return bool(self.fmt.codec.is_leaf_np(raw, self._last(depth)))
 
     def _is_table(self, raw: int, depth: int) -> bool:
-        return bool(self.fmt.codec.is_table_np(_u64(raw), self._last(depth))[0])
+        return bool(self.fmt.codec.is_table_np(raw, self._last(depth)))
 
     def _paddr(self, raw: int, depth: int) -> int:
-        return int(self.fmt.codec.paddr_np(_u64(raw), not self._last(depth))[0])
+        return int(self.fmt.codec.paddr_np(raw, not self._last(depth)))
 
     def _flags(self, raw: int, depth: int) -> MappingFlags:
-        return MappingFlags(int(self.fmt.codec.flags_np(_u64(raw), not self._last(depth))[0]))
+        return MappingFlags(int(self.fmt.codec.flags_np(raw, not self._last(depth))))
+
+    def _entry(self, pa: int) -> int:
+        """The entry at `pa`, a slot of this table's own (PhysMemError if a table pointer led outside RAM)."""
+        raw = self.mem.fetch_u64(pa)
+        if raw is None:
+            return self.mem.read_u64(pa)                  # raises, naming the address and the RAM
+        return raw
 
     def _size(self, depth: int) -> PageSize:
-        return PageSize(self.fmt.levels[depth].span)
+        return _PAGE_SIZES[self.fmt.levels[depth].span]
 
     def _check_page(self, va: int, pa: int | None, size: int) -> tuple[int, int]:
         """(va, pa) as ints after checking both against the format and the page size (pa None: only va)."""
@@ -143,7 +151,7 @@ class PageTable:
         table = self._root
         for d in range(self.fmt.depth_count):
             pa = table + self.fmt.index(va, d) * self.fmt.entry_size
-            raw = self.mem.read_u64(pa)
+            raw = self._entry(pa)
             if d != depth and self._is_table(raw, d):
                 table = self._paddr(raw, d)
                 continue
@@ -162,7 +170,7 @@ class PageTable:
         depth = self.fmt.depth_for_size(size)
         va, pa = self._check_page(va, pa, size)
         raw = self.fmt.codec.new_page(pa, args.flags(flags), not self._last(depth))
-        self._apply(_u64(va), _u64(raw), np.array([depth], dtype=np.int8))
+        self._apply_one(va, raw, depth)
 
     def unmap(self, va: int) -> tuple[int, MappingFlags, PageSize]:
         """Remove the whole leaf containing `va` (also an empty-flags placeholder); returns its base PA, flags
@@ -468,6 +476,37 @@ class PageTable:
                 sel = depths == d
                 slots[sel] = final[sel] + fmt.index_np(vas[sel], int(d)) * np.uint64(fmt.entry_size)
             self.mem.write_u64_np(slots, raws)
+
+    def _apply_one(self, va: int, raw: int, depth: int) -> None:
+        """`_apply` for one leaf, on ints: the same refusals, checked before anything is allocated or
+        written; the missing tables are allocated together (none is kept if one cannot be)."""
+        table, d = self._root, 0
+        while True:                                   # down the tables that exist
+            slot = table + self.fmt.index(va, d) * self.fmt.entry_size
+            entry = self._entry(slot)
+            level = self.fmt.levels[d].arch_level
+            if d == depth or entry == 0:
+                break
+            if not self._is_table(entry, d):
+                what = "is a huge leaf" if self._is_leaf(entry, d) else "is an invalid entry"
+                raise (MappedToHugePage if self._is_leaf(entry, d) else AlreadyMapped)(
+                    f"cannot map {va:#x}: the level-{level} entry {what} {entry:#x}")
+            table, d = self._paddr(entry, d), d + 1
+        if d == depth and entry != 0:
+            raise AlreadyMapped(f"cannot map {va:#x}: the level-{level} entry holds {entry:#x}")
+        made: list[int] = []
+        try:
+            for below in range(d + 1, depth + 1):
+                made.append(self._alloc_table(below))
+        except NoMemory:
+            for pa in made:
+                self._free_table(pa)
+            raise
+        for new in made:                              # each new table's pointer, then the leaf
+            self.mem.write_u64(slot, self.fmt.codec.new_table(new))
+            d += 1
+            slot = new + self.fmt.index(va, d) * self.fmt.entry_size
+        self.mem.write_u64(slot, raw)
 
     def _resolve_tables(self, vas: U64, depths: npt.NDArray[np.int8]) -> U64:
         """The table that holds each lane's entry at its depth (all tables on the way must exist)."""

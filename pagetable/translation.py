@@ -283,6 +283,13 @@ class Regime:
         which = self.select_np(va, lane_bit)
         return which >= 0, [np.flatnonzero(which == k) for k in range(len(self.regions))]
 
+    def select(self, va: int, lane_bit: int) -> int:
+        """`select_np` for one VA (an int, unchecked)."""
+        for k, region in enumerate(self.regions):
+            if region.canonical_np(va, lane_bit):
+                return k
+        return -1
+
     def select_np(self, va: U64, lane_bit: U8 | None = None) -> npt.NDArray[np.int8]:
         """Per VA, the index of the region that translates it, or -1 where no region does (non-canonical);
         `lane_bit` as in `Region.canonical_np`."""

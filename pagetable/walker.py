@@ -154,6 +154,18 @@ def _address(fmt: PagingFormat, depth: int, pte: Word, leaf: Flag, offset: Word,
     return lanes.where(leaf, (base & ~offset) | (va & offset), base)
 
 
+def _keep(mask: Bool, *columns: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
+    """The lanes of each column that `mask` keeps (the columns themselves when it keeps all)."""
+    if mask.all():
+        return list(columns)
+    return [c[mask] for c in columns]
+
+
+def _leave(out: Translations, lanes: npt.NDArray[np.intp], reason: U8 | int, level: int, pte: U64) -> None:
+    """Record how `lanes` left the walk: their reason, the level they left at and the entry they read last."""
+    out.reason[lanes], out.level[lanes], out.pte[lanes] = reason, level, pte
+
+
 def _record(out: Translations, lanes: npt.NDArray[np.intp], gpas: U64, t2: Translations, implicit: int) -> None:
     """Note stage 2's faults (`t2`, one per lane) in `out`, and the GPA each lane's stage 2 translated."""
     bad = t2.reason != Reason.OK
@@ -166,6 +178,8 @@ def _record(out: Translations, lanes: npt.NDArray[np.intp], gpas: U64, t2: Trans
 
 def _one(kind: type[_Named], value: object) -> Any:
     """One `kind` member from a name, a member or its integer value."""
+    if type(value) is kind:
+        return value
     if isinstance(value, str | enum.Enum):
         return kind.parse(value)  # type: ignore[arg-type]
     number = args.integer(value, kind.__name__.lower(), 0, len(kind))
@@ -233,22 +247,25 @@ class Walker:
         return needs, update, t2, own
 
     def _check_updates(self, accepted: Bool, st: StepColumns, pte: U64, acc: U8, prv: U8, slot: U64,
-                       live: npt.NDArray[np.intp], out: Translations) -> U64:
+                       live: npt.NDArray[np.intp], out: Translations) -> tuple[U64, Bool]:
         """`_update_check` in a walk: a lane whose own access needs a refused update faults (recorded in
-        `out`), and the carry returned loses every access whose update stage 2 refuses (RISC-V Svadu: a
-        store that must set D where the G-stage does not let the walk write the VS-stage PTE)."""
+        `out`; these lanes are returned), and the carry returned loses every access whose update stage 2
+        refuses (RISC-V Svadu: a store that must set D where the G-stage does not let the walk write the
+        VS-stage PTE)."""
         needs, update, t2, own = self._update_check(accepted, st.leaf, pte, acc, prv, slot)
         carry: U64 = st.carry
-        if not update.size:
-            return carry
-        carry = carry.copy()
         refused = np.zeros(pte.shape, dtype=bool)
+        if not update.size:
+            return carry, refused
+        carry = carry.copy()
         refused[update] = t2.reason != Reason.OK
         for a in Access:
             bits = np.uint64(perm_bit(a, Privilege.SUPERVISOR) | perm_bit(a, Privilege.USER))
             carry[needs[a] & refused] &= ~bits
         _record(out, live[update[own]], slot[update[own]], t2.take(own), IMPLICIT_ENTRY_UPDATE)
-        return carry
+        faulted = np.zeros(pte.shape, dtype=bool)
+        faulted[update[own]] = refused[update[own]]
+        return carry, faulted
 
     def translate_many(self, vas: npt.ArrayLike, access: Access | str | npt.ArrayLike = Access.READ,
                        privilege: Privilege | str | npt.ArrayLike = Privilege.SUPERVISOR) -> Translations:
@@ -285,14 +302,14 @@ class Walker:
             lane_bit = prv * np.uint8(3) + acc
             canonical, chosen = regime.partition_np(va, lane_bit)
             out.reason[~canonical] = Reason.NON_CANONICAL
-            for region, lanes in zip(regime.regions, chosen, strict=True):
+            for k, (region, lanes) in enumerate(zip(regime.regions, chosen, strict=True)):
                 if region.allowed != ALL_PERMS:       # accesses the region refuses without a walk
                     refused = (np.uint8(region.allowed) >> lane_bit[lanes]) & np.uint8(1) == 0
                     out.level[lanes[refused]] = region.refusal_level
                     out.reason[lanes[refused]] = Reason.INVALID
                     lanes = lanes[~refused]
                 if lanes.size:
-                    self._descend(region, lanes, acc, prv, out, final)
+                    self._descend(k, lanes, acc, prv, out, final)
         ok = np.flatnonzero(out.reason == Reason.OK)
         if final is not None:                         # two stages: the final GPA, with the original access
             t2 = self._stage2(ok, out.pa[ok].copy(), acc[ok], self.rules.stage2_privilege(prv[ok], final[ok]), out,
@@ -305,54 +322,71 @@ class Walker:
         out.perms[failed], out.memtype[failed] = 0, MemoryType.NONE
         return out
 
-    def _descend(self, region: Region, live: npt.NDArray[np.intp], acc: U8, prv: U8, out: Translations,
+    def _descend(self, k: int, live: npt.NDArray[np.intp], acc: U8, prv: U8, out: Translations,
                  final: U64 | None) -> None:
-        """Walk `region`'s tables for the lanes `live`, level by level, recording each lane's outcome (and
-        its carry after the leaf in `final`, when there is one)."""
-        reason, level, last_pte, pa, va = out.reason, out.level, out.pte, out.pa, out.va
+        """Walk region `k`'s tables for the lanes `live`, level by level. Each lane's state is a column that
+        shrinks as lanes leave the walk; a lane's outcome is written to `out` when it leaves (with its
+        carry after the leaf in `final`, when there is one)."""
+        region = self.rules.regime.regions[k]
         fmt = region.fmt
+        va, acc, prv = out.va[live], acc[live], prv[live]
         table = np.full(live.shape, region.root, dtype=np.uint64)
         carry = np.full(live.shape, PERMS)
+        pte = np.zeros(live.shape, dtype=np.uint64)                  # the last entry each lane read
         for depth, lv in enumerate(fmt.levels):
-            if live.size == 0:
-                return
-            level[live] = lv.arch_level
-            slot = table + fmt.index_np(va[live], depth) * np.uint64(fmt.entry_size)
+            slot = table + fmt.index_np(va, depth) * np.uint64(fmt.entry_size)
             fetch = slot
             if self.stage2 is not None:           # the table fetch is an implicit stage-2 read
-                t2 = self._stage2(live, slot, np.full(live.shape, Access.READ, dtype=np.uint8), prv[live], out,
+                t2 = self._stage2(live, slot, np.full(live.shape, Access.READ, dtype=np.uint8), prv, out,
                                   IMPLICIT_TABLE_READ)
-                fine = reason[live] == Reason.OK
-                live, slot, fetch, carry = live[fine], slot[fine], t2.pa[fine], carry[fine]
-            inmem = self.mem.contains_np(fetch, fmt.entry_size)
-            if not inmem.all():
-                reason[live[~inmem]] = Reason.TABLE_OUTSIDE_MEMORY
-                live, slot, fetch, carry = live[inmem], slot[inmem], fetch[inmem], carry[inmem]
-            pte = self.mem.read_u64_np(fetch)
-            last_pte[live] = pte
-            st = StepColumns.of(self.rules.step(region, depth, pte, acc[live], prv[live], carry))
-            address = cast(U64, _address(fmt, depth, pte, st.leaf, st.offset, va[live]))
-            reason[live] = st.reason
+                fine = t2.reason == Reason.OK
+                live, va, acc, prv, slot, carry, pte = _keep(fine, live, va, acc, prv, slot, carry, pte)
+                fetch = t2.pa[fine]
+            inram, entries = self.mem.gather_u64_np(fetch)
+            if not inram.all():
+                _leave(out, live[~inram], Reason.TABLE_OUTSIDE_MEMORY, lv.arch_level, pte[~inram])
+                live, va, acc, prv, slot, carry = _keep(inram, live, va, acc, prv, slot, carry)
+            pte = entries
+            st = self._step_columns(k, depth, pte, acc, prv, carry)
             good = st.reason == Reason.OK
+            if not good.all():
+                _leave(out, live[~good], st.reason[~good], lv.arch_level, pte[~good])
             carry_out = st.carry
             if self.stage2 is not None:           # an entry update is an implicit stage-2 write
-                carry_out = self._check_updates(good, st, pte, acc[live], prv[live], slot, live, out)
-                good = reason[live] == Reason.OK
+                carry_out, refused = self._check_updates(good, st, pte, acc, prv, slot, live, out)
+                good &= ~refused
+            address = cast(U64, _address(fmt, depth, pte, st.leaf, st.offset, va))
             ends = good & st.leaf
             if ends.any():
                 done = live[ends]
-                pa[done] = address[ends]
+                _leave(out, done, Reason.OK, lv.arch_level, pte[ends])
+                out.pa[done] = address[ends]
                 out.perms[done] = (carry_out[ends] & PERMS).astype(np.uint8)
                 if final is not None:
                     final[done] = carry_out[ends]
                 out.memtype[done] = st.memtype[ends]
             cont = good & ~st.leaf
-            if cont.all():
-                table, carry = address, st.carry
-            else:
-                live, table, carry = live[cont], address[cont], st.carry[cont]
-        if live.size:
-            raise AssertionError("walk rules let a lane continue past the last level")
+            table, carry = address, st.carry
+            live, va, acc, prv, slot, table, carry, pte = _keep(cont, live, va, acc, prv, slot, table, carry, pte)
+            if not live.size:
+                return
+        raise AssertionError("walk rules let a lane continue past the last level")
+
+    def _step_columns(self, k: int, depth: int, pte: U64, acc: U8, prv: U8, carry: U64) -> StepColumns:
+        """`rules.step` on columns; where every lane has the same judged bits (`WalkRules.judged_bits`),
+        access, privilege and carry, as the lanes of a uniformly mapped range have, the rules judge one lane
+        and its verdict is every lane's."""
+        judged = pte & np.uint64(self._plans[k][depth][3])
+        if all(col.size and col.min() == col.max() for col in (judged, acc, prv, carry)):
+            one = self._verdicts.get((k, depth, int(judged[0]), int(acc[0]), int(prv[0]), int(carry[0])))
+            if one is None:
+                one = self._verdict((k, depth, int(judged[0]), int(acc[0]), int(prv[0]), int(carry[0])),
+                                    self.rules.regime.regions[k], depth, int(pte[0]))
+            n = pte.shape
+            return StepColumns(np.broadcast_to(np.uint8(one.reason), n), np.broadcast_to(np.bool_(one.leaf), n),
+                               np.broadcast_to(np.uint64(one.offset), n), np.broadcast_to(np.uint64(one.carry), n),
+                               np.broadcast_to(np.uint8(one.memtype), n))
+        return StepColumns.of(self.rules.step(self.rules.regime.regions[k], depth, pte, acc, prv, carry))
 
     def mappings(self, start: int | None = None, end: int | None = None, region: int | None = None) -> Mappings:
         """The table as this walker's hardware reads it (the stage-1 table; `stage2.mappings()` lists stage
@@ -474,10 +508,9 @@ class Walker:
             pa, level, pte, carry, memtype = va, 0, 0, ALL_PERMS, int(MemoryType.DEFAULT)
         else:
             lane_bit = 3 * prv + acc
-            chosen = [k for k, r in enumerate(regime.regions) if r.canonical_np(va, lane_bit)]
-            if not chosen:
+            k = regime.select(va, lane_bit)
+            if k < 0:
                 return Lane(va, 0, Reason.NON_CANONICAL, regime.regions[0].refusal_level, 0, 1, 0, 0, 0, 0)
-            k = chosen[0]                         # the first region that translates the VA, as `select_np`
             region = regime.regions[k]
             if not (region.allowed >> lane_bit) & 1:          # an access the region refuses without a walk
                 return Lane(va, 0, Reason.INVALID, region.refusal_level, 0, 1, 0, 0, 0, 0)
@@ -497,8 +530,8 @@ class Walker:
                 key = (k, depth, pte & judged, acc, prv, carry)        # the rules' verdict, remembered
                 st = self._verdicts.get(key) or self._verdict(key, region, depth, pte)
                 if st.reason:
-                    return Lane(va, 0, int(st.reason), level, pte, 1, gpa, 0, 0, 0)
-                carry = int(st.carry)
+                    return Lane(va, 0, st.reason, level, pte, 1, gpa, 0, 0, 0)
+                carry = st.carry
                 if self._implicit is not None:                # an entry update is an implicit stage-2 write
                     needs = [bool(self.rules.writes_back(pte, st.leaf, a)) for a in Access]
                     if any(needs):
@@ -510,17 +543,17 @@ class Walker:
                                 if needs[a]:
                                     carry &= ~(perm_bit(a, Privilege.SUPERVISOR) | perm_bit(a, Privilege.USER))
                 if st.leaf:
-                    pa, memtype = int(_address(fmt, depth, pte, True, st.offset, va)), int(st.memtype)
+                    pa, memtype = _address(fmt, depth, pte, True, st.offset, va), st.memtype
                     break
-                table = int(fmt.codec.paddr_np(pte, huge))
+                table = fmt.codec.paddr_np(pte, huge)
             else:
                 raise AssertionError("walk rules let a lane continue past the last level")
         if stage2 is not None:                        # two stages: the final GPA, with the original access
-            t2 = stage2._walk_one(pa, acc, int(self.rules.stage2_privilege(prv, carry)))
+            t2 = stage2._walk_one(pa, acc, self.rules.stage2_privilege(prv, carry))
             if t2.reason:
                 return Lane(va, t2.pa, t2.reason, t2.level, t2.pte, 2, pa, 0, 0, 0)
             return Lane(va, t2.pa, Reason.OK, level, pte, 1, pa, 0, carry & t2.perms & ALL_PERMS,
-                        int(self.rules.combine(memtype, t2.memtype)))
+                        self.rules.combine(memtype, t2.memtype))
         if not self.mem.holds(pa, 1):
             return Lane(va, pa, Reason.PA_OUTSIDE_MEMORY, level, pte, 1, gpa, 0, 0, 0)
         return Lane(va, pa, Reason.OK, level, pte, 1, gpa, 0, carry & ALL_PERMS, memtype)

@@ -20,6 +20,7 @@ Encoding choices (`RiscvCodec`), all documented in docs/riscv.md:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -113,33 +114,7 @@ class RiscvCodec:
 
     def attributes(self, flags: MappingFlags) -> int:
         """The non-address bits of a leaf with `flags`."""
-        flags = args.flags(flags)
-        if not flags:
-            return 0
-        if flags & MappingFlags.WRITE and not flags & MappingFlags.READ:
-            raise InvalidFlags(f"RISC-V cannot encode {flags!r}: W=1 with R=0 is a reserved encoding")
-        if not flags & (MappingFlags.READ | MappingFlags.EXECUTE):
-            raise InvalidFlags(f"RISC-V cannot encode {flags!r} as a leaf: it needs R or X "
-                               "(R=W=X=0 means a pointer to the next level)")
-        bits = V
-        bits |= R if flags & MappingFlags.READ else 0
-        bits |= W if flags & MappingFlags.WRITE else 0
-        bits |= X if flags & MappingFlags.EXECUTE else 0
-        bits |= U if flags & MappingFlags.USER else 0
-        if self.gstage:
-            bits |= U
-        elif self.global_kernel and not flags & MappingFlags.USER:
-            bits |= G
-        if self.ad == "all":
-            bits |= A | D
-        elif self.ad == "preset":
-            bits |= A | (D if flags & MappingFlags.WRITE else 0)
-        if self.svpbmt:
-            if flags & MappingFlags.DEVICE:
-                bits = PTE.set(bits, "PBMT", PBMT_IO)
-            elif flags & MappingFlags.UNCACHED:
-                bits = PTE.set(bits, "PBMT", PBMT_NC)
-        return bits
+        return _attributes(self, args.flags(flags))
 
     def new_page(self, pa: int, flags: MappingFlags, huge: bool) -> int:
         """A leaf mapping the 4 KiB-aligned `pa` (below 2**56) with `flags`."""
@@ -189,6 +164,38 @@ class RiscvCodec:
         flags = "".join(ch if raw & PTE.mask(ch) else "." for ch in "DAGUXWRV")
         return f"{'N' if raw & PTE.mask('N') else '.'} {mt} {f'RSW({rsw})' if rsw else '  ..  '} " + \
             (f"RES({res:02x}) " if res else "") + " ".join(flags)
+
+
+@functools.lru_cache(maxsize=1024)
+def _attributes(codec: RiscvCodec, flags: MappingFlags) -> int:
+    """`RiscvCodec.attributes` of checked flags, remembered (codecs and flag sets are few, and building
+    them is most of the cost of mapping one page)."""
+    if not flags:
+        return 0
+    if flags & MappingFlags.WRITE and not flags & MappingFlags.READ:
+        raise InvalidFlags(f"RISC-V cannot encode {flags!r}: W=1 with R=0 is a reserved encoding")
+    if not flags & (MappingFlags.READ | MappingFlags.EXECUTE):
+        raise InvalidFlags(f"RISC-V cannot encode {flags!r} as a leaf: it needs R or X "
+                           "(R=W=X=0 means a pointer to the next level)")
+    bits = V
+    bits |= R if flags & MappingFlags.READ else 0
+    bits |= W if flags & MappingFlags.WRITE else 0
+    bits |= X if flags & MappingFlags.EXECUTE else 0
+    bits |= U if flags & MappingFlags.USER else 0
+    if codec.gstage:
+        bits |= U
+    elif codec.global_kernel and not flags & MappingFlags.USER:
+        bits |= G
+    if codec.ad == "all":
+        bits |= A | D
+    elif codec.ad == "preset":
+        bits |= A | (D if flags & MappingFlags.WRITE else 0)
+    if codec.svpbmt:
+        if flags & MappingFlags.DEVICE:
+            bits = PTE.set(bits, "PBMT", PBMT_IO)
+        elif flags & MappingFlags.UNCACHED:
+            bits = PTE.set(bits, "PBMT", PBMT_NC)
+    return bits
 
 
 SPEC = RiscvCodec()
