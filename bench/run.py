@@ -1,6 +1,6 @@
 """Benchmarks (run by `make bench`, issue 11): every bulk path beside the raw numpy work it cannot avoid
 (bench/raw.py: plain numpy, checked to give the same answers) and against a plain per-page loop over the
-same API.
+same API; then how the bulk paths grow with the table (bench/growth.py).
 
 Workload (issue 2): Sv39, 1 GiB of VA mapped as 262,144 4 KiB pages; enumerate those leaves; translate
 1,000,000 random VAs in one vectorised call. Issue 5 adds the same translation through two stages: an Sv39
@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import growth
 import numpy as np
 import numpy.typing as npt
 import raw
@@ -254,6 +255,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--loop", type=int, default=8192, help="items the per-page loop runs (0 = all)")
     ap.add_argument("--cases", type=int, default=100_000, help=f"vector cases (at most {MAX_CASES:,})")
+    ap.add_argument("--growth-max", type=int, default=22, help="the growth table's largest size: 2**N pages")
     ns = ap.parse_args()
     started = time.perf_counter()
     mem, pt = mapped()
@@ -262,6 +264,8 @@ def main() -> None:
             bench_unmap(ns), bench_protect(ns), bench_listing(ns), bench_vectors(ns)]
     del mem, pt
     print_rows(rows)
+    print()
+    growth.report(ns.growth_max)
     print(f"\n(bench run: {time.perf_counter() - started:.0f} s)")
 
 
