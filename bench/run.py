@@ -1,7 +1,7 @@
 """Benchmarks (run by `make bench`, issue 11): every bulk path beside the raw numpy work it cannot avoid
 (bench/raw.py: plain numpy, checked to give the same answers) and against a plain per-page loop over the
-same API; then how the bulk paths grow with the table (bench/growth.py) and what memory they take
-(bench/memuse.py).
+same API; then how the bulk paths grow with the table, what memory they take, and a walk of a 16 GiB sparse
+memory image.
 
 Workload (issue 2): Sv39, 1 GiB of VA mapped as 262,144 4 KiB pages; enumerate those leaves; translate
 1,000,000 random VAs in one vectorised call. Issue 5 adds the same translation through two stages: an Sv39
@@ -24,6 +24,7 @@ import memuse
 import numpy as np
 import numpy.typing as npt
 import raw
+import sparse_image
 from workload import (
     PA0,
     PAGES,
@@ -272,6 +273,8 @@ def main() -> None:
     use = memuse.report()
     print()
     memuse.largest(use)
+    print()
+    sparse_image.report()
     print(f"\n(bench run: {time.perf_counter() - started:.0f} s)")
 
 
