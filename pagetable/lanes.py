@@ -39,6 +39,15 @@ def bit(value: Word, mask: int) -> Flag:
     return out
 
 
+def narrow(value: Word, mask: int) -> Small:
+    """The bits of `mask` (below bit 8) of each lane, as uint8: flag tests on a byte cost an eighth of
+    tests on the u64."""
+    if isinstance(value, np.ndarray):
+        out: U8 = (value & mask).astype(np.uint8)
+        return out
+    return value & mask
+
+
 def not_(flag: Flag) -> Flag:
     """Logical negation, per lane."""
     if isinstance(flag, np.ndarray):

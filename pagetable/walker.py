@@ -151,7 +151,7 @@ def _address(fmt: PagingFormat, depth: int, pte: Word, leaf: Flag, offset: Word,
     """The address an entry at `depth` leads to: the next table's (a pointer), or the output address (a
     leaf: its address field with the VA's bits in `Step.offset`)."""
     base = fmt.codec.paddr_np(pte, depth != fmt.depth_count - 1)
-    return lanes.where(leaf, (base & ~offset) | (va & offset), base)
+    return lanes.where(leaf, (base - (base & offset)) | (va & offset), base)      # the offset bits from the VA
 
 
 def _keep(mask: Bool, *columns: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
@@ -316,6 +316,8 @@ class Walker:
                               0)
             out.pa[ok], out.perms[ok] = t2.pa, out.perms[ok] & t2.perms
             out.memtype[ok] = self.rules.combine(out.memtype[ok], t2.memtype)
+        elif ok.size == len(out):                     # the final access must be RAM
+            out.reason[~self.mem.contains_np(out.pa, 1)] = Reason.PA_OUTSIDE_MEMORY
         else:
             out.reason[ok[~self.mem.contains_np(out.pa[ok], 1)]] = Reason.PA_OUTSIDE_MEMORY
         failed = out.reason != Reason.OK
@@ -358,13 +360,14 @@ class Walker:
             address = cast(U64, _address(fmt, depth, pte, st.leaf, st.offset, va))
             ends = good & st.leaf
             if ends.any():
-                done = live[ends]
-                _leave(out, done, Reason.OK, lv.arch_level, pte[ends])
-                out.pa[done] = address[ends]
-                out.perms[done] = (carry_out[ends] & PERMS).astype(np.uint8)
+                pick = slice(None) if ends.all() else ends        # every lane ends here: no selection
+                done = live[pick]
+                _leave(out, done, Reason.OK, lv.arch_level, pte[pick])
+                out.pa[done] = address[pick]
+                out.perms[done] = (carry_out[pick] & PERMS).astype(np.uint8)
                 if final is not None:
-                    final[done] = carry_out[ends]
-                out.memtype[done] = st.memtype[ends]
+                    final[done] = carry_out[pick]
+                out.memtype[done] = st.memtype[pick]
             cont = good & ~st.leaf
             table, carry = address, st.carry
             live, va, acc, prv, slot, table, carry, pte = _keep(cont, live, va, acc, prv, slot, table, carry, pte)

@@ -59,7 +59,7 @@ def test_entries_equal_in_the_judged_bits_get_one_verdict(rules: RiscvRules, lev
                                         np.full(2, access, dtype=np.uint8), np.full(2, privilege, dtype=np.uint8),
                                         np.full(2, carry, dtype=np.uint64)))
     for n in range(2):                                        # the same rules on columns give the same verdict
-        assert tuple(int(c[n]) for c in columns) == tuple(int(v) for v in one)
+        assert tuple(int(np.broadcast_to(c, (2,))[n]) for c in columns) == tuple(int(v) for v in one)
 
 
 def test_one_lane_reuses_verdicts_and_still_reads_each_entry() -> None:

@@ -38,10 +38,10 @@ import numpy.typing as npt
 
 from ... import args
 from ...errors import InvalidArgument, InvalidArgumentType
-from ...lanes import Flag, Small, Word, bit, first, not_, u8, u64, where
+from ...lanes import Flag, Small, Word, bit, first, narrow, not_, u8, u64, where
 from ...translation import ALL_PERMS, Access, FaultKind, MemoryType, Outcome, Reason, Regime, Region, Step
 from . import faults
-from .entry import PBMT_RESERVED, PPN_MASK, PTE, A, D, R, RiscvCodec, U, V, W, X
+from .entry import PBMT_RESERVED, PPN_MASK, PTE, A, D, G, R, RiscvCodec, U, V, W, X
 from .regs import Hgatp, Satp, Vsatp
 
 U64 = npt.NDArray[np.uint64]
@@ -126,8 +126,9 @@ class RiscvRules:
     def step(self, region: Region, depth: int, pte: Word, access: Small, priv: Small, carry: Word) -> Step:
         opt = self.options
         i = region.fmt.levels[depth].arch_level
-        v, r, w, x, u = bit(pte, V), bit(pte, R), bit(pte, W), bit(pte, X), bit(pte, U)
-        a, d, napot = bit(pte, A), bit(pte, D), bit(pte, _N)
+        low = narrow(pte, V | R | W | X | U | G | A | D)          # the flag bits, in a byte
+        v, r, w, x, u = bit(low, V), bit(low, R), bit(low, W), bit(low, X), bit(low, U)
+        a, d, napot = bit(low, A), bit(low, D), bit(pte, _N)
         leaf = r | x
         ppn = PTE.extract(pte, "PPN")
         pbmt = PTE.extract(pte, "PBMT")
@@ -142,20 +143,21 @@ class RiscvRules:
         else:                                            # S-mode: U pages only with SUM, never executed
             sup = kinds * u8(not_(u)) | ((kinds & 3) * u8(u) if opt.sum else 0)
             perms = sup | (kinds * u8(u)) << 3
-        perms = perms & carry
+        perms = perms & narrow(carry, ALL_PERMS)
         lane_bit = access if self.guest else priv * 3 + access
+        # step 6, where a superpage may be misaligned
+        misaligned = leaf & ((ppn & _low_ppn(i)) != 0) if i else False
         # step 7: Svade faults where A/D need setting, so the accesses that would need them do not translate
         svade = opt.ad == "svade"
         unset = not_(a) | ((access == Access.WRITE) & not_(d))
         reason = first(pte, (not_(v), Reason.INVALID), (not_(r) & w, Reason.W_WITHOUT_R),
                        (reserved, Reason.RESERVED), (not_(leaf) & (i == 0), Reason.NON_LEAF_AT_LAST_LEVEL),
                        (leaf & ((perms >> lane_bit) & 1 == 0), Reason.PERMISSION),
-                       (leaf & ((ppn & _low_ppn(i)) != 0), Reason.MISALIGNED_SUPERPAGE),   # step 6
-                       (leaf & unset & svade, Reason.ACCESSED_DIRTY))
+                       (misaligned, Reason.MISALIGNED_SUPERPAGE), (leaf & unset & svade, Reason.ACCESSED_DIRTY))
         if svade:
-            perms = perms & u64(a) * ALL_PERMS & (0b101101 | u64(d) * 0b010010)
+            perms = perms & u8(a) * ALL_PERMS & (0b101101 | u8(d) * 0b010010)
         # step 8: the PA keeps the VA's offset in the (super)page, and VPN[0][3:0] in a Svnapot 64 KiB page
-        offset = region.fmt.levels[depth].span - 1 | u64(napot & leaf) * 0xF000
+        offset = region.fmt.levels[depth].span - 1 | (u64(napot & leaf) * 0xF000 if opt.svnapot else 0)
         # the carry: the leaf's rights (meaningful where the access translates); pointers pass it on
         return Step(reason, leaf, offset, where(leaf, perms, carry), region.fmt.codec.memory_type_np(pte, i != 0))
 
