@@ -24,6 +24,7 @@ import memuse
 import numpy as np
 import numpy.typing as npt
 import raw
+import single
 import sparse_image
 from workload import (
     PA0,
@@ -267,6 +268,8 @@ def main() -> None:
             bench_unmap(ns), bench_protect(ns), bench_listing(ns), bench_vectors(ns)]
     del mem, pt
     print_rows(rows)
+    print()
+    single.report()
     print()
     growth.report(ns.growth_max)
     print()

@@ -142,6 +142,11 @@ class RiscvCodec:
         return (raw & PPN_MASK) >> PPN_SHIFT << PAGE_SHIFT
 
     def flags_np(self, raw: Word, huge: bool) -> Word:
+        if not isinstance(raw, np.ndarray):       # one entry: its flags, remembered by its non-PPN bits
+            return _entry_flags(self, raw & ~PPN_MASK, huge)
+        return self._flags(raw, huge)
+
+    def _flags(self, raw: Word, huge: bool) -> Word:
         out = memory_type_flags(self.memory_type_np(raw, huge))
         for bit, flag in ((R, MappingFlags.READ), (W, MappingFlags.WRITE), (X, MappingFlags.EXECUTE),
                           (U, MappingFlags.USER)):
@@ -196,6 +201,13 @@ def _attributes(codec: RiscvCodec, flags: MappingFlags) -> int:
         elif flags & MappingFlags.UNCACHED:
             bits = PTE.set(bits, "PBMT", PBMT_NC)
     return bits
+
+
+@functools.lru_cache(maxsize=1024)
+def _entry_flags(codec: RiscvCodec, attributes: int, huge: bool) -> int:
+    """`RiscvCodec.flags_np` of one entry, from its bits other than the PPN (which flags do not depend on)."""
+    out: int = codec._flags(attributes, huge)
+    return out
 
 
 SPEC = RiscvCodec()
