@@ -151,6 +151,8 @@ def _address(fmt: PagingFormat, depth: int, pte: Word, leaf: Flag, offset: Word,
     """The address an entry at `depth` leads to: the next table's (a pointer), or the output address (a
     leaf: its address field with the VA's bits in `Step.offset`)."""
     base = fmt.codec.paddr_np(pte, depth != fmt.depth_count - 1)
+    if isinstance(leaf, np.ndarray) and not leaf.any():         # a level of pointers (bulk walks mostly
+        return base                                             # reach few leaves above the last level)
     return lanes.where(leaf, (base - (base & offset)) | (va & offset), base)      # the offset bits from the VA
 
 
