@@ -529,10 +529,10 @@ class PageTable:
             if placeholders:
                 leaf |= ~codec.is_present_np(e.raw)
             if lv.leaf and np.any(leaf):
-                r = e.raw[leaf]
-                parts.append(Mappings(fmt, e.va[leaf], codec.paddr_np(r, not last), np.full(r.shape, lv.span,
-                                      dtype=np.uint64), codec.flags_np(r, not last),
-                                      np.full(r.shape, e.depth, dtype=np.int8), r, e.slot[leaf]))
+                f = e.select(leaf)
+                parts.append(Mappings(fmt, f.va, codec.paddr_np(f.raw, not last), np.full(f.raw.shape, lv.span,
+                                      dtype=np.uint64), codec.flags_np(f.raw, not last),
+                                      np.full(f.raw.shape, e.depth, dtype=np.int8), f.raw, f.slot))
             tab = codec.is_table_np(e.raw, last)
             descent.descend(tab, codec.paddr_np(e.raw[tab], True))
         return Mappings.concat(fmt, parts, descent.problems)
