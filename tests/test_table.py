@@ -593,6 +593,32 @@ def test_map_region_out_of_memory_changes_nothing(fmt: PagingFormat) -> None:
     snap.assert_unchanged()
 
 
+@pytest.mark.parametrize("fmt", MODES, ids=MODE_IDS)
+def test_map_pages_out_of_memory_at_a_lower_level_frees_the_upper_tables(fmt: PagingFormat) -> None:
+    """map_pages plans no room check: the tables of one level are allocated before the next level's fail."""
+    mem, fa, pt = make(fmt, frames=fmt.depth_count)        # the root and all but one of the tables needed
+    snap = Snapshot(mem, fa, pt)
+    with pytest.raises(NoMemory):
+        pt.map_pages(np.array([G1 - K4, G1 + K4], dtype=np.uint64), np.array([RAM, RAM], dtype=np.uint64), R)
+    snap.assert_unchanged()
+
+
+@pytest.mark.parametrize("fmt", MODES, ids=MODE_IDS)
+def test_map_pages_in_any_order_writes_the_same_table(fmt: PagingFormat) -> None:
+    vas = [G1 + 5 * K4, 0x1000, G1 - K4, G1 + K4, 0x3000, UPPER_START[fmt.name]]
+    pas = [RAM + i * K4 for i in range(len(vas))]
+    ordered = sorted(zip(vas, pas, strict=True))
+    mem_a, _, a = make(fmt)
+    a.map_pages(np.array(vas, dtype=np.uint64), np.array(pas, dtype=np.uint64), RW)
+    mem_b, _, b = make(fmt)
+    b.map_pages(np.array([v for v, _ in ordered], dtype=np.uint64), np.array([p for _, p in ordered],
+                dtype=np.uint64), RW)
+    assert leaves(a) == [(v, p, K4, RW) for v, p in ordered]
+    assert np.array_equal(mem_a.regions[0].data, mem_b.regions[0].data)
+    with pytest.raises(AlreadyMapped, match=f"cannot map {G1 - K4:#x}"):     # the lowest VA in the way
+        a.map_pages(np.array([G1 + 7 * K4, G1 - K4], dtype=np.uint64), np.array([RAM, RAM], dtype=np.uint64), R)
+
+
 @pytest.mark.parametrize("missing_ok", [False, True])
 @pytest.mark.parametrize("fmt", MODES, ids=MODE_IDS)
 def test_unmap_region_over_a_hole(fmt: PagingFormat, missing_ok: bool) -> None:
