@@ -345,7 +345,8 @@ def test_alloc_each_makes_the_allocations_that_as_many_alloc_calls_would(history
     got = fa_a.alloc_each(n, count, align)
     assert got.dtype == np.uint64 and got.tolist() == expected
     assert _state(fa_a) == _state(fa_b)
-    assert fa_a.alloc() == fa_b.alloc()            # the next-fit position moved alike
+    if fa_a.in_use < fa_a.total:
+        assert fa_a.alloc() == fa_b.alloc()        # the next-fit position moved alike
     for pa in expected:
         assert mem_a.read(pa, count * FRAME) == bytes(count * FRAME)
 
