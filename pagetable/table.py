@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import args
-from .descent import Descent, PhysicalReader
+from .descent import Descent, Entries, PhysicalReader, read_tables
 from .errors import (
     AlreadyMapped,
     InvalidAddress,
@@ -351,20 +351,19 @@ class PageTable:
         target = leaves.pa if pas is None else args.u64_array(pas, "physical addresses").reshape(-1)
         if target.shape != leaves.pa.shape:
             raise InvalidArgument(f"{target.size} physical addresses for {len(leaves)} leaves")
-        for d in np.unique(leaves.depth):
-            sel = leaves.depth == d
-            huge = not self._last(int(d))
-            self.mem.write_u64_np(leaves.slot[sel], codec.new_page_np(target[sel], flags, huge))
+        for d, lanes in _lanes_of_each(leaves.depth, range(self.fmt.depth_count)):
+            self.mem.write_u64_np(leaves.slot[lanes], codec.new_page_np(target[lanes], flags, not self._last(d)))
 
     def unmap_region(self, va: int, size: int, missing_ok: bool = False) -> Mappings:
         """Remove every leaf in [va, va + size), splitting huge leaves that stick out of the range; returns
         what was removed (placeholders included). A hole raises NotMapped unless `missing_ok`; either way
         nothing is changed before all checks pass. Tables left empty are freed."""
         va, size = self._check_region(va, size)
-        found = self._prepare_range(va, size, missing_ok)
+        parts = self._prepare_range(va, size, missing_ok)
+        found = self._mappings(parts, [])
         if len(found):
             self.mem.write_u64_np(found.slot, np.zeros(len(found), dtype=np.uint64))
-            self._free_empty_many(found)
+            self._free_empty_many(parts)
         return found
 
     def protect_region(self, va: int, size: int, flags: MappingFlags, missing_ok: bool = False) -> None:
@@ -372,21 +371,20 @@ class PageTable:
         Empty-flags placeholders count as leaves, so protecting to no access and back restores them."""
         va, size = self._check_region(va, size)
         flags = self.check_flags(flags)                   # InvalidFlags before anything changes
-        self.set_leaves(self._prepare_range(va, size, missing_ok), flags)   # placeholders included
+        codec = self.fmt.codec
+        for e in self._prepare_range(va, size, missing_ok):   # placeholders included
+            huge = not self._last(e.depth)
+            self.mem.write_u64_np(e.slot, codec.new_page_np(codec.paddr_np(e.raw, huge), flags, huge))
 
-    def _prepare_range(self, va: int, size: int, missing_ok: bool) -> Mappings:
+    def _prepare_range(self, va: int, size: int, missing_ok: bool) -> list[Entries]:
         """Split the leaves that cross either end of the range (after checking for holes), then list the
-        leaves inside it."""
+        leaf entries inside it (placeholders included), a part per level."""
         end = va + size
-        found = self.walk(va, end, placeholders=True)
-        if found.problems:                      # an adopted table whose tables are not a tree here
-            raise NotATree(f"[{va:#x}, {end:#x}): {found.problems[0]}")
-        if not missing_ok:
-            last = np.uint64(end - 1)          # inclusive ends: the range may end at 2**64
-            covered = (np.minimum(found.va + (found.size - np.uint64(1)), last) - np.maximum(found.va, np.uint64(va))
-                       + np.uint64(1))
-            if int(covered.sum(dtype=np.uint64)) != size:
-                raise NotMapped(f"[{va:#x}, {end:#x}) is not wholly mapped")
+        found, problems = self._leaf_entries(va, end, placeholders=True)
+        if problems:                            # an adopted table whose tables are not a tree here
+            raise NotATree(f"[{va:#x}, {end:#x}): {problems[0]}")
+        if not missing_ok and _covered(self.fmt, found, va, end) != size:
+            raise NotMapped(f"[{va:#x}, {end:#x}) is not wholly mapped")
         undo: list[tuple[int, int, int]] = []
         try:
             for edge in (va, end):
@@ -396,7 +394,9 @@ class PageTable:
                 self.mem.write_u64(slot_pa, raw)
                 self._free_table(table)
             raise
-        return self.walk(va, end, placeholders=True)
+        if not undo:                            # nothing split: no leaf crosses an edge
+            return found
+        return self._leaf_entries(va, end, placeholders=True)[0]
 
     def _split_at(self, edge: int, undo: list[tuple[int, int, int]]) -> None:
         """Split huge leaves until `edge` is a leaf boundary (no-op outside canonical space or on holes);
@@ -502,18 +502,38 @@ class PageTable:
             self.mem.write_u64(path[d - 1] + self.fmt.index(va, d - 1) * self.fmt.entry_size, 0)
             self._free_table(table)
 
-    def _free_empty_many(self, cleared: Mappings) -> None:
-        """`_free_empty` for many cleared entries: one check per distinct table, not per entry."""
-        seen: set[tuple[int, int]] = set()
-        order = np.argsort(-cleared.depth.astype(np.int64), kind="stable")
-        for i in order:
-            d = int(cleared.depth[i])
-            key_shift = self.fmt.levels[d - 1].index_lsb if d else 64
-            key = (d, int(cleared.va[i]) >> key_shift if d else 0)
-            if key in seen or d == 0:
-                continue
-            seen.add(key)
-            self._free_empty(int(cleared.va[i]), d)
+    def _free_empty_many(self, cleared: list[Entries]) -> None:
+        """`_free_empty` for many cleared entries (a part per level), a level at a time from the bottom:
+        the tables that held them, and one level up the tables whose pointers to freed tables were just
+        cleared, are each read once, and the empty ones are unhooked and freed together."""
+        fmt = self.fmt
+        freed = np.zeros(0, dtype=np.uint64)        # a VA in each table freed at the level below
+        for depth in range(fmt.depth_count - 1, 0, -1):
+            up = np.uint64(fmt.levels[depth - 1].index_lsb)     # a table at `depth` is a VA >> up
+            emptied = np.concatenate([e.va >> up for e in cleared if e.depth == depth] or [freed[:0]])
+            keys = np.union1d(emptied[_run_starts(emptied)], freed >> up)   # sorted: runs are the tables
+            vas = keys << up
+            if depth == 1 and self._borrowed:       # a borrowed subtree's top table is the other table's
+                vas = vas[~np.isin(fmt.index_np(vas, 0), np.array(sorted(self._borrowed), dtype=np.uint64))]
+            pointer = self._tables_at(vas, depth - 1) + fmt.index_np(vas, depth - 1) * np.uint64(fmt.entry_size)
+            tables = fmt.codec.paddr_np(self.mem.read_u64_np(pointer), True)
+            n = fmt.levels[depth].entries
+            empty = ~read_tables(self.mem, tables, n).reshape(-1, n).any(axis=1)
+            self.mem.write_u64_np(pointer[empty], np.zeros(int(np.count_nonzero(empty)), dtype=np.uint64))
+            self._free_empty_tables(tables[empty])
+            freed = vas[empty]
+
+    def _tables_at(self, vas: U64, depth: int) -> U64:
+        """The table at `depth` on the way to each VA (every table on the way must exist)."""
+        table = np.full(vas.shape, self._root, dtype=np.uint64)
+        for d in range(depth):
+            slot = table + self.fmt.index_np(vas, d) * np.uint64(self.fmt.entry_size)
+            table = self.fmt.codec.paddr_np(self.mem.read_u64_np(slot), True)
+        return table
+
+    def _free_empty_tables(self, tables: U64) -> None:
+        """Free the (all-zero) tables among `tables` that this allocator handed out."""
+        self.frames.free_many(tables[self.frames.is_live_np(tables)])
 
     # --------------------------------------------------------------- walk
     def walk(self, start: int | None = None, end: int | None = None, *, placeholders: bool = False) -> Mappings:
@@ -523,24 +543,37 @@ class PageTable:
         software view (the entry codec's leaf and table tests); `Walker.mappings` is the hardware's. A table
         pointer outside RAM is not followed, and a table reached twice (a loop, a table used at two levels or
         shared by several entries) is walked once; both are reported in the result's `problems`."""
-        fmt, codec = self.fmt, self.fmt.codec
         placeholders = args.boolean(placeholders, "placeholders")
+        return self._mappings(*self._leaf_entries(start, end, placeholders))
+
+    def _leaf_entries(self, start: int | None, end: int | None, placeholders: bool) -> tuple[list[Entries],
+                                                                                           list[str]]:
+        """What `walk` lists, as the descent's entries (a part per level, each sorted by VA), and the
+        descent's problems."""
+        fmt, codec = self.fmt, self.fmt.codec
         descent = Descent(fmt, self._root, PhysicalReader(self.mem, fmt.entry_size), start, end)
-        parts: list[Mappings] = []
+        parts: list[Entries] = []
         for e in descent:
             last = self._last(e.depth)
-            lv = fmt.levels[e.depth]
             leaf = codec.is_leaf_np(e.raw, last)
             if placeholders:
                 leaf |= ~codec.is_present_np(e.raw)
-            if lv.leaf and np.any(leaf):
-                f = e.select(leaf)
-                parts.append(Mappings(fmt, f.va, codec.paddr_np(f.raw, not last), np.full(f.raw.shape, lv.span,
-                                      dtype=np.uint64), codec.flags_np(f.raw, not last),
-                                      np.full(f.raw.shape, e.depth, dtype=np.int8), f.raw, f.slot))
+            if fmt.levels[e.depth].leaf and np.any(leaf):
+                parts.append(e.select(leaf))
             tab = codec.is_table_np(e.raw, last)
             descent.descend(tab, codec.paddr_np(e.raw[tab], True))
-        return Mappings.concat(fmt, parts, descent.problems)
+        return parts, descent.problems
+
+    def _mappings(self, parts: list[Entries], problems: list[str]) -> Mappings:
+        """Leaf entries (`_leaf_entries`) as `walk`'s columns."""
+        fmt, codec = self.fmt, self.fmt.codec
+        rows = []
+        for e in parts:
+            huge, shape = not self._last(e.depth), e.raw.shape
+            rows.append(Mappings(fmt, e.va, codec.paddr_np(e.raw, huge), np.full(shape, fmt.levels[e.depth].span,
+                                 dtype=np.uint64), codec.flags_np(e.raw, huge), np.full(shape, e.depth, dtype=np.int8),
+                                 e.raw, e.slot))
+        return Mappings.concat(fmt, rows, problems)
 
     # --------------------------------------------------- sharing, teardown
     def copy_from(self, other: PageTable, start: int, size: int) -> None:
@@ -594,12 +627,34 @@ class PageTable:
             self._free_table(table)
 
 
-def _runs(keys: U64) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """For sorted `keys`: the index of the first element of each run of equal keys, and each element's run."""
+def _starts(keys: U64) -> npt.NDArray[np.bool_]:
+    """For sorted `keys`: where a run of equal keys starts."""
     starts = np.empty(keys.shape, dtype=bool)
     starts[:1] = True
     np.not_equal(keys[1:], keys[:-1], out=starts[1:])
+    return starts
+
+
+def _run_starts(keys: U64) -> npt.NDArray[np.intp]:
+    """For sorted `keys`: the index of the first element of each run of equal keys."""
+    return np.flatnonzero(_starts(keys))
+
+
+def _runs(keys: U64) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """For sorted `keys`: the index of the first element of each run of equal keys, and each element's run."""
+    starts = _starts(keys)
     return np.flatnonzero(starts), np.cumsum(starts) - 1
+
+
+def _covered(fmt: PagingFormat, leaves: list[Entries], start: int, end: int) -> int:
+    """The bytes of [start, end) that `leaves` (overlapping it; a part per level, sorted) cover: they are
+    disjoint, so only the lowest and the highest can stick out."""
+    parts = [(int(e.va[0]), int(e.va[-1]) + fmt.levels[e.depth].span, e.va.size * fmt.levels[e.depth].span)
+             for e in leaves if e.va.size]
+    if not parts:
+        return 0
+    first, last = min(p[0] for p in parts), max(p[1] for p in parts)
+    return sum(p[2] for p in parts) - max(0, start - first) - max(0, last - end)
 
 
 def _lanes(mask: npt.NDArray[np.bool_]) -> Any:
