@@ -40,6 +40,17 @@ def table_slots(tables: U64, count: int, entry_size: int) -> U64:
     return out
 
 
+def read_tables(mem: PhysMem, tables: U64, count: int) -> U64:
+    """The `count` u64 entries of each table (each wholly inside RAM), row-major. Tables that follow each
+    other in one region, as an allocator hands them out, are read as one view (`PhysMem.words`), so the
+    cost is per run of adjacent tables, not per entry."""
+    size = count * 8
+    region = np.searchsorted(np.array([r.base for r in mem.regions], dtype=np.uint64), tables, side="right")
+    joined = (np.diff(tables) == np.uint64(size)) & (np.diff(region) == 0)    # continues the run before it
+    runs = np.split(tables, np.flatnonzero(~joined) + 1) if tables.size else []
+    return np.concatenate([mem.words(int(run[0]), run.size * count) for run in runs] or [np.zeros(0, np.uint64)])
+
+
 class TableReader(Protocol):
     """How a descent finds and reads tables of `count` entries at addresses `tables`."""
 
@@ -66,7 +77,8 @@ class PhysicalReader:
         return ok, tables[ok], [f"at {int(t):#x}, outside RAM" for t in tables[~ok]]
 
     def read(self, tables: U64, where: U64, slots: U64, count: int) -> tuple[Bool, U64, list[str]]:
-        return np.ones(tables.shape, dtype=bool), self.mem.read_u64_np(slots), []
+        assert self.entry_size == 8, "PhysicalReader reads u64 entries"
+        return np.ones(tables.shape, dtype=bool), read_tables(self.mem, tables, count), []
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,12 @@ class Entries:
     slot: U64          # where each entry is (the address space the tables live in)
     va: U64            # the sign-extended VA of the first byte each entry maps
     raw: U64
+
+    def select(self, mask: Bool) -> Entries:
+        """The entries where `mask` is true (these very entries, nothing copied, where it is true everywhere)."""
+        if mask.all():
+            return self
+        return Entries(self.depth, self.slot[mask], self.va[mask], self.raw[mask])
 
 
 class Descent:
@@ -92,10 +110,11 @@ class Descent:
         self.problems: list[str] = []
         self._seen: dict[int, tuple[int, int]] = {}    # where a table is -> (depth, where its parent is)
         self._pending: Entries | None = None
-        self._parents = np.zeros(0, dtype=np.uint64)   # where the table of each pending entry is
+        self._read_where = np.zeros(0, dtype=np.uint64)   # where each table of the level just read is ...
+        self._kept = np.zeros(0, dtype=bool)              # ... and which of its entries were yielded
         ok, where, why = reader.locate(np.array([root], dtype=np.uint64), fmt.levels[0].entries)
         self._tables = np.array([root], dtype=np.uint64)[ok]
-        self._bases = np.zeros(self._tables.shape, dtype=np.uint64)   # truncated VA of each table's entry 0
+        self._bases = np.zeros(self._tables.shape, dtype=np.uint64)   # VA of each table's entry 0 (extended)
         self._where = where
         if ok[0]:
             self._seen[int(where[0])] = (0, -1)
@@ -117,14 +136,19 @@ class Descent:
                 self._unreadable(depth, base, reason)
             if not ok.all():
                 slots = slots.reshape(-1, lv.entries)[ok].reshape(-1)
-            bases = self._bases[ok]
-            offs = np.arange(lv.entries, dtype=np.uint64)
-            vas = fmt.extend_np((bases[:, None] + (offs[None, :] << np.uint64(lv.index_lsb))).reshape(-1))
-            keep = (raw != 0) & (vas + np.uint64(lv.span - 1) >= np.uint64(self.lo))
+            # an entry's VA is its table's plus its offset; a table below the root lies within one root
+            # entry, so only the root's entries differ in the bits above the VA width
+            offsets = np.arange(lv.entries, dtype=np.uint64) << np.uint64(lv.index_lsb)
+            vas = (self._bases[ok][:, None] + offsets[None, :]).reshape(-1)
+            if depth == 0:
+                vas = fmt.extend_np(vas)
+            keep = raw != 0
+            if self.lo > 0:                             # from the entry holding `lo` on
+                keep &= vas >= np.uint64(self.lo & ~(lv.span - 1))
             if self.hi < args.ADDR_LIMIT:
                 keep &= vas < np.uint64(self.hi)
-            self._parents = np.repeat(self._where[ok], lv.entries)[keep]
-            self._pending = entries = Entries(depth, slots[keep], vas[keep], raw[keep])
+            self._read_where, self._kept = self._where[ok], keep
+            self._pending = entries = Entries(depth, slots, vas, raw).select(keep)
             self._tables = np.zeros(0, dtype=np.uint64)
             yield entries
 
@@ -137,8 +161,9 @@ class Descent:
         if depth == self.fmt.depth_count or not np.any(mask):
             return
         lv = self.fmt.levels[depth]
-        slots, bases = entries.slot[mask], entries.va[mask] & np.uint64(self.fmt.va_mask)
-        parents = self._parents[mask]
+        slots, bases = entries.slot[mask], entries.va[mask]
+        row = np.flatnonzero(self._kept)[mask] // self.fmt.levels[entries.depth].entries
+        parents = self._read_where[row]                  # where the table of each entry is
         distinct, first, inverse, refs = np.unique(tables, return_index=True, return_inverse=True,
                                                    return_counts=True)
         ok, found, why = self.reader.locate(distinct, lv.entries)      # each distinct table once

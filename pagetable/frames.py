@@ -3,8 +3,8 @@
 A bitmap of frames (numpy), single and multi-frame aligned allocations, frees that must name an allocation
 exactly, and per-allocation reference counts for copy-on-write sharing (no 255 limit: 64-bit counts).
 Bookkeeping is per frame in numpy arrays, so many single frames are allocated, shared and released in one
-call (`alloc_many`, `add_ref_many`, `release_many`). `in_use` and `live()` are the accounting tests use to
-prove that no frame leaked.
+call (`alloc_many`, `alloc_each`, `free_many`, `add_ref_many`, `release_many`). `in_use` and `live()` are the
+accounting tests use to prove that no frame leaked.
 
 Every call checks its arguments (`args`) and the allocator's state before it changes anything: a negative
 or non-integer count, an address that is not the head of a live allocation, or a bulk release that would
@@ -109,6 +109,51 @@ class FrameAllocator:
             self.mem.write_u64_np(offs, np.zeros(offs.shape, dtype=np.uint64))
         return pas
 
+    def alloc_each(self, n: int, count: int = 1, align: int | None = None, *,
+                   zero: bool = True) -> npt.NDArray[np.uint64]:
+        """Make `n` allocations of `count` frames each in one call: the ones `n` calls of `alloc(count, align)`
+        would make, in the same order. All-or-nothing: NoMemory leaves every frame as it was."""
+        n = args.integer(n, "allocation count", 0)
+        count = args.integer(count, "frame count", 1)
+        align = self.frame_size if align is None else args.integer(align, "alignment", 1, args.ADDR_LIMIT)
+        if align < self.frame_size or align & (align - 1):
+            raise InvalidArgument(f"alignment {align:#x} must be a power of two ≥ the frame size")
+        if count == 1 and align == self.frame_size:
+            # `alloc` takes the first free frame from `_next` on, wrapping to 0: n calls take these
+            free = np.concatenate((np.flatnonzero(~self._used[self._next:]) + self._next,
+                                   np.flatnonzero(~self._used[:self._next])))
+            if free.size < n:
+                raise NoMemory(f"{n} frames wanted, {free.size} free")
+            heads = free[:n]
+            self._used[heads] = True
+            if n:
+                self._next = int(heads[-1]) + 1
+        else:
+            if n and count > self.total:
+                raise NoMemory(f"{count} contiguous frames wanted, the allocator has {self.total}")
+            found: list[int] = []
+            try:
+                for _ in range(n):                  # each run is found after the previous one is taken
+                    found.append(self._find_run(count, align))
+                    self._used[found[-1]:found[-1] + count] = True
+            except NoMemory:
+                for first in found:
+                    self._used[first:first + count] = False
+                raise
+            heads = np.array(found, dtype=np.intp)
+        self._count[heads] = count
+        self._refs[heads] = 1
+        pas = np.uint64(self.base) + heads.astype(np.uint64) * np.uint64(self.frame_size)
+        if zero:
+            self._zero_runs(heads, count)
+        return pas
+
+    def _zero_runs(self, heads: npt.NDArray[np.intp], count: int) -> None:
+        """Zero the allocations of `count` frames at frame numbers `heads`: one fill per run of adjacent ones."""
+        breaks = np.flatnonzero(np.diff(heads) != count) + 1
+        for run in np.split(heads, breaks) if heads.size else []:
+            self.mem.fill(self.base + int(run[0]) * self.frame_size, run.size * count * self.frame_size)
+
     def _find_one(self) -> int:
         for start in (self._next, 0):
             free = np.flatnonzero(~self._used[start:])
@@ -148,15 +193,25 @@ class FrameAllocator:
             raise PhysMemError(f"{what} of {pa:#x}, which is not the start of a live allocation")
         return i
 
-    def _heads(self, pas: npt.NDArray[np.uint64], what: str) -> npt.NDArray[np.intp]:
-        pas = args.u64_array(pas, f"{what} addresses").reshape(-1)
+    def _live_heads(self, pas: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+        """The frame number of each PA and whether it starts a live allocation."""
         off = pas - np.uint64(self.base)
         idx = (off // np.uint64(self.frame_size)).astype(np.intp)
         ok = (pas >= np.uint64(self.base)) & (off % np.uint64(self.frame_size) == 0) & (idx < self.total)
         ok[ok] &= self._count[idx[ok]] > 0
+        return idx, ok
+
+    def _heads(self, pas: npt.NDArray[np.uint64], what: str) -> npt.NDArray[np.intp]:
+        pas = args.u64_array(pas, f"{what} addresses").reshape(-1)
+        idx, ok = self._live_heads(pas)
         if not np.all(ok):
             raise PhysMemError(f"{what} of {int(pas[~ok][0]):#x}, which is not the start of a live allocation")
         return idx
+
+    def is_live_np(self, pas: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        """For each PA: whether it starts a live allocation (False for any other address, in range or not)."""
+        pas = args.u64_array(pas, "frame addresses")
+        return self._live_heads(pas.reshape(-1))[1].reshape(pas.shape)
 
     def free(self, pa: int) -> None:
         """Free the allocation that starts at `pa` regardless of its reference count."""
@@ -164,6 +219,25 @@ class FrameAllocator:
         self._used[i:i + int(self._count[i])] = False
         self._count[i] = 0
         self._refs[i] = 0
+
+    def free_many(self, pas: npt.NDArray[np.uint64]) -> None:
+        """`free` for many allocations at once. All-or-nothing: if any PA does not start a live allocation,
+        or names one twice, nothing is freed."""
+        heads = self._heads(pas, "free")
+        distinct, times = np.unique(heads, return_counts=True)
+        if np.any(times > 1):
+            raise PhysMemError(f"free of {self.base + int(distinct[times > 1][0]) * self.frame_size:#x} twice: "
+                               "nothing was freed")
+        self._release_frames(heads)
+
+    def _release_frames(self, heads: npt.NDArray[np.intp]) -> None:
+        """Mark the allocations at frame numbers `heads` free."""
+        single = self._count[heads] == 1
+        self._used[heads[single]] = False
+        for i in heads[~single].tolist():            # multi-frame allocations: few
+            self._used[i:i + int(self._count[i])] = False
+        self._count[heads] = 0
+        self._refs[heads] = 0
 
     def add_ref(self, pa: int) -> int:
         """Take one more reference to the allocation at `pa`; returns the new count."""
@@ -194,12 +268,7 @@ class FrameAllocator:
             raise PhysMemError(f"release of {self.base + i * self.frame_size:#x} {int(times[over][0])} times, "
                                f"but it has {int(self._refs[i])} reference(s): nothing was released")
         self._refs[heads] -= times
-        freed = heads[self._refs[heads] == 0]
-        single = self._count[freed] == 1
-        self._used[freed[single]] = False
-        for i in freed[~single].tolist():            # multi-frame allocations: few
-            self._used[i:i + int(self._count[i])] = False
-        self._count[freed] = 0
+        self._release_frames(heads[self._refs[heads] == 0])
 
     def frames_of(self, pa: int) -> int:
         """Number of frames of the live allocation at `pa` (0 if it is not live)."""

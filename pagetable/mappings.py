@@ -70,13 +70,20 @@ class Mappings:
     @classmethod
     def concat(cls, fmt: PagingFormat, parts: list[Mappings], problems: list[str] | None = None,
                hardware: bool = False) -> Mappings:
-        """The parts' leaves sorted by VA; `hardware`: the parts are of the hardware view."""
+        """The parts' leaves sorted by VA; `hardware`: the parts are of the hardware view. The columns of a
+        single part already sorted are kept, not copied."""
         if not parts:
             return dataclasses.replace(cls.empty(fmt, hardware), problems=tuple(problems or ()))
         names = _COLUMNS + tuple(n for n in _OPTIONAL if all(getattr(p, n) is not None for p in parts))
-        cols = {name: np.concatenate([getattr(p, name) for p in parts]) for name in names}
-        order = np.argsort(cols["va"], kind="stable")
-        return cls(fmt, **{k: v[order] for k, v in cols.items()}, problems=tuple(problems or ()))
+        if len(parts) == 1:
+            cols = {name: getattr(parts[0], name) for name in names}
+        else:
+            cols = {name: np.concatenate([getattr(p, name) for p in parts]) for name in names}
+        va = cols["va"]
+        if np.any(va[1:] < va[:-1]):
+            order = np.argsort(va, kind="stable")
+            cols = {k: v[order] for k, v in cols.items()}
+        return cls(fmt, **cols, problems=tuple(problems or ()))
 
     def select(self, mask: npt.NDArray[np.bool_]) -> Mappings:
         """The leaves where `mask` is true."""

@@ -16,14 +16,15 @@ that are not `MappingFlags` are `InvalidArgument`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from . import args
-from .descent import Descent, PhysicalReader
+from .descent import Descent, Entries, PhysicalReader, read_tables
 from .errors import (
     AlreadyMapped,
     InvalidAddress,
@@ -42,12 +43,9 @@ from .mappings import Mappings
 from .physmem import PhysMem
 
 U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
 Target = int | U64 | Callable[[int], int]
 _PAGE_SIZES = {s.value: s for s in PageSize}
-
-
-def _u64(x: int) -> U64:
-    return np.array([x], dtype=np.uint64)
 
 
 @dataclass(frozen=True)
@@ -93,10 +91,28 @@ class PageTable:
     def root_paddr(self) -> int:
         return self._root
 
+    def _table_frames(self, depth: int) -> tuple[int, int]:
+        """How many frames a table at `depth` takes, and their alignment."""
+        size, fs = self.fmt.table_size(depth), self.frames.frame_size
+        return max(1, size // fs), max(size, fs)
+
     def _alloc_table(self, depth: int) -> int:
-        size = self.fmt.table_size(depth)
-        fs = self.frames.frame_size
-        return self.frames.alloc(max(1, size // fs), align=max(size, fs))
+        count, align = self._table_frames(depth)
+        return self.frames.alloc(count, align=align)
+
+    def _alloc_tables(self, wanted: list[tuple[int, int]]) -> U64:
+        """For each (depth, count) in turn, `count` new zeroed tables of that depth, one allocator call each;
+        NoMemory frees the tables already made."""
+        made: list[U64] = []
+        try:
+            for depth, count in wanted:
+                frames, align = self._table_frames(depth)
+                made.append(self.frames.alloc_each(count, frames, align))
+        except NoMemory:
+            for tables in made:
+                self.frames.free_many(tables)      # zeroed and not written to yet
+            raise
+        return np.concatenate(made) if made else np.zeros(0, dtype=np.uint64)
 
     def _free_table(self, pa: int) -> None:
         """Free a table this allocator handed out, zeroing it so no stale entries linger in free memory."""
@@ -296,16 +312,13 @@ class PageTable:
         the largest leaf whose VA and PA are both aligned and that fits is used at each step.
         All-or-nothing: any conflict or lack of memory leaves the table as it was."""
         flags = args.flags(flags)
-        vas, pas, sizes = self.plan_region(va, target, size, allow_huge)
-        depths = np.array([self.fmt.depth_for_size(int(s)) for s in self.fmt.page_sizes()], dtype=np.int8)
-        depth_of = {int(s): d for s, d in zip(self.fmt.page_sizes(), depths, strict=True)}
+        vas, pas, sizes = self.plan_region(va, target, size, allow_huge)     # sorted by VA
         leaf_depth = np.zeros(vas.shape, dtype=np.int8)
         raws = np.zeros(vas.shape, dtype=np.uint64)
-        for s in np.unique(sizes):
-            sel = sizes == s
-            d = depth_of[int(s)]
-            leaf_depth[sel] = d
-            raws[sel] = self.fmt.codec.new_page_np(pas[sel], flags, not self._last(d))
+        for s, lanes in _lanes_of_each(sizes, self.fmt.page_sizes()):
+            d = self.fmt.depth_for_size(s)
+            leaf_depth[lanes] = d
+            raws[lanes] = self.fmt.codec.new_page_np(pas[lanes], flags, not self._last(d))
         self._apply(vas, raws, leaf_depth)
 
     def map_pages(self, vas: U64, pas: U64, flags: MappingFlags) -> None:
@@ -326,6 +339,9 @@ class PageTable:
             self.fmt.check_pa(int(pas[wide][0]))
         if np.any(vas % ps) or np.any(pas % ps):
             raise NotAligned("map_pages needs page-aligned VAs and PAs")
+        if np.any(vas[1:] < vas[:-1]):
+            order = np.argsort(vas, kind="stable")
+            vas, pas = vas[order], pas[order]
         last = self.fmt.depth_count - 1
         self._apply(vas, self.fmt.codec.new_page_np(pas, flags, False), np.full(vas.shape, last, dtype=np.int8))
 
@@ -339,20 +355,19 @@ class PageTable:
         target = leaves.pa if pas is None else args.u64_array(pas, "physical addresses").reshape(-1)
         if target.shape != leaves.pa.shape:
             raise InvalidArgument(f"{target.size} physical addresses for {len(leaves)} leaves")
-        for d in np.unique(leaves.depth):
-            sel = leaves.depth == d
-            huge = not self._last(int(d))
-            self.mem.write_u64_np(leaves.slot[sel], codec.new_page_np(target[sel], flags, huge))
+        for d, lanes in _lanes_of_each(leaves.depth, range(self.fmt.depth_count)):
+            self.mem.write_u64_np(leaves.slot[lanes], codec.new_page_np(target[lanes], flags, not self._last(d)))
 
     def unmap_region(self, va: int, size: int, missing_ok: bool = False) -> Mappings:
         """Remove every leaf in [va, va + size), splitting huge leaves that stick out of the range; returns
         what was removed (placeholders included). A hole raises NotMapped unless `missing_ok`; either way
         nothing is changed before all checks pass. Tables left empty are freed."""
         va, size = self._check_region(va, size)
-        found = self._prepare_range(va, size, missing_ok)
+        parts = self._prepare_range(va, size, missing_ok)
+        found = self._mappings(parts, [])
         if len(found):
             self.mem.write_u64_np(found.slot, np.zeros(len(found), dtype=np.uint64))
-            self._free_empty_many(found)
+            self._free_empty_many(parts)
         return found
 
     def protect_region(self, va: int, size: int, flags: MappingFlags, missing_ok: bool = False) -> None:
@@ -360,21 +375,20 @@ class PageTable:
         Empty-flags placeholders count as leaves, so protecting to no access and back restores them."""
         va, size = self._check_region(va, size)
         flags = self.check_flags(flags)                   # InvalidFlags before anything changes
-        self.set_leaves(self._prepare_range(va, size, missing_ok), flags)   # placeholders included
+        codec = self.fmt.codec
+        for e in self._prepare_range(va, size, missing_ok):   # placeholders included
+            huge = not self._last(e.depth)
+            self.mem.write_u64_np(e.slot, codec.new_page_np(codec.paddr_np(e.raw, huge), flags, huge))
 
-    def _prepare_range(self, va: int, size: int, missing_ok: bool) -> Mappings:
+    def _prepare_range(self, va: int, size: int, missing_ok: bool) -> list[Entries]:
         """Split the leaves that cross either end of the range (after checking for holes), then list the
-        leaves inside it."""
+        leaf entries inside it (placeholders included), a part per level."""
         end = va + size
-        found = self.walk(va, end, placeholders=True)
-        if found.problems:                      # an adopted table whose tables are not a tree here
-            raise NotATree(f"[{va:#x}, {end:#x}): {found.problems[0]}")
-        if not missing_ok:
-            last = np.uint64(end - 1)          # inclusive ends: the range may end at 2**64
-            covered = (np.minimum(found.va + (found.size - np.uint64(1)), last) - np.maximum(found.va, np.uint64(va))
-                       + np.uint64(1))
-            if int(covered.sum(dtype=np.uint64)) != size:
-                raise NotMapped(f"[{va:#x}, {end:#x}) is not wholly mapped")
+        found, problems = self._leaf_entries(va, end, placeholders=True)
+        if problems:                            # an adopted table whose tables are not a tree here
+            raise NotATree(f"[{va:#x}, {end:#x}): {problems[0]}")
+        if not missing_ok and _covered(self.fmt, found, va, end) != size:
+            raise NotMapped(f"[{va:#x}, {end:#x}) is not wholly mapped")
         undo: list[tuple[int, int, int]] = []
         try:
             for edge in (va, end):
@@ -384,7 +398,9 @@ class PageTable:
                 self.mem.write_u64(slot_pa, raw)
                 self._free_table(table)
             raise
-        return self.walk(va, end, placeholders=True)
+        if not undo:                            # nothing split: no leaf crosses an edge
+            return found
+        return self._leaf_entries(va, end, placeholders=True)[0]
 
     def _split_at(self, edge: int, undo: list[tuple[int, int, int]]) -> None:
         """Split huge leaves until `edge` is a leaf boundary (no-op outside canonical space or on holes);
@@ -419,63 +435,51 @@ class PageTable:
 
     # -------------------------------------------------------------- apply
     def _apply(self, vas: U64, raws: U64, depths: npt.NDArray[np.int8]) -> None:
-        """Write leaf `raws` at `vas` (each at its depth), creating the tables on the way. Every slot is
-        checked before anything is written or allocated; if allocation fails the new tables are freed."""
+        """Write leaf `raws` at `vas` (sorted; each at its depth), creating the tables on the way. Level by
+        level, the lanes going deeper are grouped by the entry they go through (a run of the sorted VAs):
+        each such entry is read and checked once, and a missing table below it is planned once. Every slot
+        is checked before anything is allocated or written; if allocation fails the new tables are freed."""
         fmt, codec = self.fmt, self.fmt.codec
-        n = vas.shape[0]
-        table = np.full(n, self._root, dtype=np.uint64)   # existing table holding each lane's entry
-        is_new = np.zeros(n, dtype=bool)                  # ... or that table is yet to be created:
-        new_id = np.full(n, -1, dtype=np.int64)           # its index in `creations`
-        # a table to create: (depth, index of the new parent table or -1, entry index in it / entry PA)
-        creations: list[tuple[int, int, int]] = []
-        for depth in range(int(depths.max()) + 1 if n else 0):
-            here, going = depths == depth, depths > depth
-            idx = fmt.index_np(vas, depth)
-            slot = table + idx * np.uint64(fmt.entry_size)
-            raw = np.zeros(n, dtype=np.uint64)
-            old = ~is_new & (here | going)
-            raw[old] = self.mem.read_u64_np(slot[old])
-            _refuse(here & (raw != 0), AlreadyMapped, vas, raw, fmt.levels[depth].arch_level, "holds")
+        table = np.full(vas.shape, self._root, dtype=np.uint64)   # the existing table of each lane's entry
+        new = np.full(vas.shape, -1, dtype=np.int64)              # ... or the new table's number, if it is new
+        leaves: list[tuple[_Places, U64]] = []                    # per level: where its leaves go, and them
+        pointers: list[_Places] = []     # per level below the root: where its new tables' pointers go
+        wanted: list[tuple[int, int]] = []                        # ... and (depth, how many tables)
+        for depth in range(int(depths.max()) + 1 if vas.size else 0):
+            level = fmt.levels[depth].arch_level
+            here = depths == depth                                # the lanes whose leaf is at this level
+            if np.any(here):
+                mine = _lanes(here)
+                places = _Places(new[mine], table[mine], fmt.index_np(vas[mine], depth), fmt.entry_size)
+                raw = self._entries_at(places)
+                _refuse(raw != 0, AlreadyMapped, vas[mine], raw, level, "holds")
+                leaves.append((places, raws[mine]))
+            going = depths > depth
             if not np.any(going):
                 break
+            on = _lanes(going)
+            heads, entry = _runs(vas[on] >> np.uint64(fmt.levels[depth].index_lsb))
+            va = vas[on][heads]                                   # per entry: its first lane's VA
+            places = _Places(new[on][heads], table[on][heads], fmt.index_np(va, depth), fmt.entry_size)
+            raw = self._entries_at(places)
             last = self._last(depth)
-            tab = going & codec.is_table_np(raw, last)
-            in_way = going & (raw != 0) & ~tab
-            _refuse(in_way & codec.is_leaf_np(raw, last), MappedToHugePage, vas, raw,
-                    fmt.levels[depth].arch_level, "is a huge leaf")
-            _refuse(in_way, AlreadyMapped, vas, raw, fmt.levels[depth].arch_level, "is an invalid entry")
-            need = going & (raw == 0)
-            next_id = np.full(n, -1, dtype=np.int64)
-            if np.any(need):
-                lanes = np.flatnonzero(need)
-                _, first, inverse = np.unique(vas[need] >> np.uint64(fmt.levels[depth].index_lsb),
-                                              return_index=True, return_inverse=True)
-                next_id[lanes] = len(creations) + inverse.reshape(-1)
-                for lane in lanes[first]:
-                    if is_new[lane]:
-                        creations.append((depth + 1, int(new_id[lane]), int(idx[lane])))
-                    else:
-                        creations.append((depth + 1, -1, int(slot[lane])))
-            table = np.where(tab, codec.paddr_np(raw, True), table)
-            is_new, new_id = need, next_id
-        made: list[int] = []
-        try:
-            for depth, _parent, _where in creations:
-                made.append(self._alloc_table(depth))
-        except NoMemory:
-            for pa in made:
-                self._free_table(pa)
-            raise
-        for (_depth, parent, where), pa in zip(creations, made, strict=True):
-            entry_pa = made[parent] + where * fmt.entry_size if parent >= 0 else where
-            self.mem.write_u64(entry_pa, codec.new_table(pa))
-        if n:
-            final = self._resolve_tables(vas, depths)
-            slots = np.empty(n, dtype=np.uint64)
-            for d in np.unique(depths):
-                sel = depths == d
-                slots[sel] = final[sel] + fmt.index_np(vas[sel], int(d)) * np.uint64(fmt.entry_size)
-            self.mem.write_u64_np(slots, raws)
+            tab = codec.is_table_np(raw, last)
+            in_way = (raw != 0) & ~tab
+            _refuse(in_way & codec.is_leaf_np(raw, last), MappedToHugePage, va, raw, level, "is a huge leaf")
+            _refuse(in_way, AlreadyMapped, va, raw, level, "is an invalid entry")
+            need = raw == 0                                       # an empty entry: a new table below it
+            pointers.append(places.select(np.flatnonzero(need)))
+            first = sum(count for _, count in wanted)
+            wanted.append((depth + 1, int(np.count_nonzero(need))))
+            table[on] = np.where(tab, codec.paddr_np(raw, True), 0)[entry]      # the next level's, per lane
+            new[on] = np.where(need, first + np.cumsum(need) - 1, -1)[entry]
+        made = self._alloc_tables(wanted)
+        if made.size:
+            self.mem.write_u64_np(_Places.concat(pointers).resolve(made),
+                                  np.array([codec.new_table(pa) for pa in made.tolist()], dtype=np.uint64))
+        if leaves:
+            self.mem.write_u64_np(_Places.concat([p for p, _ in leaves]).resolve(made),
+                                  leaves[0][1] if len(leaves) == 1 else np.concatenate([r for _, r in leaves]))
 
     def _apply_one(self, va: int, raw: int, depth: int) -> None:
         """`_apply` for one leaf, on ints: the same refusals, checked before anything is allocated or
@@ -508,15 +512,12 @@ class PageTable:
             slot = new + self.fmt.index(va, d) * self.fmt.entry_size
         self.mem.write_u64(slot, raw)
 
-    def _resolve_tables(self, vas: U64, depths: npt.NDArray[np.int8]) -> U64:
-        """The table that holds each lane's entry at its depth (all tables on the way must exist)."""
-        codec = self.fmt.codec
-        table = np.full(vas.shape, self._root, dtype=np.uint64)
-        for depth in range(int(depths.max())):
-            going = depths > depth
-            slot = table[going] + self.fmt.index_np(vas[going], depth) * np.uint64(self.fmt.entry_size)
-            table[going] = codec.paddr_np(self.mem.read_u64_np(slot), True)
-        return table
+    def _entries_at(self, places: _Places) -> U64:
+        """The entries at `places` as they are (0 in a table yet to be made)."""
+        raw = np.zeros(places.into.shape, dtype=np.uint64)
+        old = places.into < 0
+        raw[old] = self.mem.read_u64_np(places.select(old).at)
+        return raw
 
     # ------------------------------------------------------ freeing tables
     def _free_empty(self, va: int, depth: int) -> None:
@@ -536,18 +537,38 @@ class PageTable:
             self.mem.write_u64(path[d - 1] + self.fmt.index(va, d - 1) * self.fmt.entry_size, 0)
             self._free_table(table)
 
-    def _free_empty_many(self, cleared: Mappings) -> None:
-        """`_free_empty` for many cleared entries: one check per distinct table, not per entry."""
-        seen: set[tuple[int, int]] = set()
-        order = np.argsort(-cleared.depth.astype(np.int64), kind="stable")
-        for i in order:
-            d = int(cleared.depth[i])
-            key_shift = self.fmt.levels[d - 1].index_lsb if d else 64
-            key = (d, int(cleared.va[i]) >> key_shift if d else 0)
-            if key in seen or d == 0:
-                continue
-            seen.add(key)
-            self._free_empty(int(cleared.va[i]), d)
+    def _free_empty_many(self, cleared: list[Entries]) -> None:
+        """`_free_empty` for many cleared entries (a part per level), a level at a time from the bottom:
+        the tables that held them, and one level up the tables whose pointers to freed tables were just
+        cleared, are each read once, and the empty ones are unhooked and freed together."""
+        fmt = self.fmt
+        freed = np.zeros(0, dtype=np.uint64)        # a VA in each table freed at the level below
+        for depth in range(fmt.depth_count - 1, 0, -1):
+            up = np.uint64(fmt.levels[depth - 1].index_lsb)     # a table at `depth` is a VA >> up
+            emptied = np.concatenate([e.va >> up for e in cleared if e.depth == depth] or [freed[:0]])
+            keys = np.union1d(emptied[_run_starts(emptied)], freed >> up)   # sorted: runs are the tables
+            vas = keys << up
+            if depth == 1 and self._borrowed:       # a borrowed subtree's top table is the other table's
+                vas = vas[~np.isin(fmt.index_np(vas, 0), np.array(sorted(self._borrowed), dtype=np.uint64))]
+            pointer = self._tables_at(vas, depth - 1) + fmt.index_np(vas, depth - 1) * np.uint64(fmt.entry_size)
+            tables = fmt.codec.paddr_np(self.mem.read_u64_np(pointer), True)
+            n = fmt.levels[depth].entries
+            empty = ~read_tables(self.mem, tables, n).reshape(-1, n).any(axis=1)
+            self.mem.write_u64_np(pointer[empty], np.zeros(int(np.count_nonzero(empty)), dtype=np.uint64))
+            self._free_empty_tables(tables[empty])
+            freed = vas[empty]
+
+    def _tables_at(self, vas: U64, depth: int) -> U64:
+        """The table at `depth` on the way to each VA (every table on the way must exist)."""
+        table = np.full(vas.shape, self._root, dtype=np.uint64)
+        for d in range(depth):
+            slot = table + self.fmt.index_np(vas, d) * np.uint64(self.fmt.entry_size)
+            table = self.fmt.codec.paddr_np(self.mem.read_u64_np(slot), True)
+        return table
+
+    def _free_empty_tables(self, tables: U64) -> None:
+        """Free the (all-zero) tables among `tables` that this allocator handed out."""
+        self.frames.free_many(tables[self.frames.is_live_np(tables)])
 
     # --------------------------------------------------------------- walk
     def walk(self, start: int | None = None, end: int | None = None, *, placeholders: bool = False) -> Mappings:
@@ -557,24 +578,37 @@ class PageTable:
         software view (the entry codec's leaf and table tests); `Walker.mappings` is the hardware's. A table
         pointer outside RAM is not followed, and a table reached twice (a loop, a table used at two levels or
         shared by several entries) is walked once; both are reported in the result's `problems`."""
-        fmt, codec = self.fmt, self.fmt.codec
         placeholders = args.boolean(placeholders, "placeholders")
+        return self._mappings(*self._leaf_entries(start, end, placeholders))
+
+    def _leaf_entries(self, start: int | None, end: int | None, placeholders: bool) -> tuple[list[Entries],
+                                                                                           list[str]]:
+        """What `walk` lists, as the descent's entries (a part per level, each sorted by VA), and the
+        descent's problems."""
+        fmt, codec = self.fmt, self.fmt.codec
         descent = Descent(fmt, self._root, PhysicalReader(self.mem, fmt.entry_size), start, end)
-        parts: list[Mappings] = []
+        parts: list[Entries] = []
         for e in descent:
             last = self._last(e.depth)
-            lv = fmt.levels[e.depth]
             leaf = codec.is_leaf_np(e.raw, last)
             if placeholders:
                 leaf |= ~codec.is_present_np(e.raw)
-            if lv.leaf and np.any(leaf):
-                r = e.raw[leaf]
-                parts.append(Mappings(fmt, e.va[leaf], codec.paddr_np(r, not last), np.full(r.shape, lv.span,
-                                      dtype=np.uint64), codec.flags_np(r, not last),
-                                      np.full(r.shape, e.depth, dtype=np.int8), r, e.slot[leaf]))
+            if fmt.levels[e.depth].leaf and np.any(leaf):
+                parts.append(e.select(leaf))
             tab = codec.is_table_np(e.raw, last)
             descent.descend(tab, codec.paddr_np(e.raw[tab], True))
-        return Mappings.concat(fmt, parts, descent.problems)
+        return parts, descent.problems
+
+    def _mappings(self, parts: list[Entries], problems: list[str]) -> Mappings:
+        """Leaf entries (`_leaf_entries`) as `walk`'s columns."""
+        fmt, codec = self.fmt, self.fmt.codec
+        rows = []
+        for e in parts:
+            huge, shape = not self._last(e.depth), e.raw.shape
+            rows.append(Mappings(fmt, e.va, codec.paddr_np(e.raw, huge), np.full(shape, fmt.levels[e.depth].span,
+                                 dtype=np.uint64), codec.flags_np(e.raw, huge), np.full(shape, e.depth, dtype=np.int8),
+                                 e.raw, e.slot))
+        return Mappings.concat(fmt, rows, problems)
 
     # --------------------------------------------------- sharing, teardown
     def copy_from(self, other: PageTable, start: int, size: int) -> None:
@@ -628,6 +662,82 @@ class PageTable:
             self._free_table(table)
 
 
+def _starts(keys: U64) -> npt.NDArray[np.bool_]:
+    """For sorted `keys`: where a run of equal keys starts."""
+    starts = np.empty(keys.shape, dtype=bool)
+    starts[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=starts[1:])
+    return starts
+
+
+def _run_starts(keys: U64) -> npt.NDArray[np.intp]:
+    """For sorted `keys`: the index of the first element of each run of equal keys."""
+    return np.flatnonzero(_starts(keys))
+
+
+def _runs(keys: U64) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """For sorted `keys`: the index of the first element of each run of equal keys, and each element's run."""
+    starts = _starts(keys)
+    return np.flatnonzero(starts), np.cumsum(starts) - 1
+
+
+def _covered(fmt: PagingFormat, leaves: list[Entries], start: int, end: int) -> int:
+    """The bytes of [start, end) that `leaves` (overlapping it; a part per level, sorted) cover: they are
+    disjoint, so only the lowest and the highest can stick out."""
+    parts = [(int(e.va[0]), int(e.va[-1]) + fmt.levels[e.depth].span, e.va.size * fmt.levels[e.depth].span)
+             for e in leaves if e.va.size]
+    if not parts:
+        return 0
+    first, last = min(p[0] for p in parts), max(p[1] for p in parts)
+    return sum(p[2] for p in parts) - max(0, start - first) - max(0, last - end)
+
+
+def _lanes(mask: npt.NDArray[np.bool_]) -> Any:
+    """An index of the lanes where `mask` is true: `slice(None)`, which copies nothing, if it is everywhere."""
+    return slice(None) if mask.all() else mask
+
+
+def _lanes_of_each(column: npt.NDArray[Any], values: Iterable[int]) -> Iterator[tuple[int, Any]]:
+    """For each of `values` that `column` holds: the value and an index of its lanes (`_lanes`)."""
+    for v in values:
+        lanes = column == v
+        if lanes.any():
+            yield v, _lanes(lanes)
+
+
+@dataclass(frozen=True)
+class _Places:
+    """Entries to write once the new tables exist: entry `index` of new table number `into`, or of the
+    existing table `table` where `into` is -1."""
+
+    into: I64
+    table: U64
+    index: U64
+    entry_size: int
+
+    @property
+    def at(self) -> U64:
+        """The PAs of the entries in existing tables (meaningless where `into` is not -1)."""
+        out: U64 = self.table + self.index * np.uint64(self.entry_size)
+        return out
+
+    def select(self, which: Any) -> _Places:
+        return _Places(self.into[which], self.table[which], self.index[which], self.entry_size)
+
+    @staticmethod
+    def concat(parts: list[_Places]) -> _Places:
+        if len(parts) == 1:
+            return parts[0]
+        return _Places(np.concatenate([p.into for p in parts]), np.concatenate([p.table for p in parts]),
+                       np.concatenate([p.index for p in parts]), parts[0].entry_size)
+
+    def resolve(self, made: U64) -> U64:
+        """The entries' PAs, `made` being the new tables' PAs by number."""
+        table = np.where(self.into >= 0, made.take(self.into, mode="clip"), self.table) if made.size else self.table
+        out: U64 = table + self.index * np.uint64(self.entry_size)
+        return out
+
+
 def _refuse(bad: npt.NDArray[np.bool_], err: type[Exception], vas: U64, raw: U64, level: int, what: str) -> None:
     """Raise `err` for the first lane in `bad`, naming its VA and the entry in the way."""
     if np.any(bad):
@@ -654,12 +764,12 @@ def _linear_pieces(va: int, pa: int, size: int, sizes: list[PageSize]) -> list[t
 
 
 def _plan_linear(va: int, pa: int, pieces: list[tuple[int, int, int]]) -> tuple[U64, U64, U64]:
-    """The leaves of `_linear_pieces`, as arrays of VA, PA and size sorted by VA (no per-page loop)."""
+    """The leaves of `_linear_pieces`, as arrays of VA, PA and size sorted by VA (no per-page loop): the
+    pieces are disjoint, so putting them in order sorts the leaves."""
+    pieces = sorted(pieces)
     vas = np.concatenate([np.uint64(a) + np.arange((b - a) // s, dtype=np.uint64) * np.uint64(s)
                           for a, b, s in pieces])
     sz = np.concatenate([np.full((b - a) // s, s, dtype=np.uint64) for a, b, s in pieces])
-    order = np.argsort(vas, kind="stable")
-    vas, sz = vas[order], sz[order]
     return vas, vas - np.uint64(va) + np.uint64(pa), sz
 
 

@@ -302,10 +302,10 @@ class Regime:
 class Step(NamedTuple):
     """What an architecture's rules make of the entries one level fetched, per lane: `reason` (not OK stops
     the walk), whether it is a leaf, the VA bits a leaf's output address takes from the VA (`offset`: the
-    (super)page's offset, or a contiguous/NAPOT block's; one int for every lane where they agree), the carry after this level (effective permissions
-    in bits 0-5, `perm_bit`) and, at a leaf, the memory type. The walker takes the next table's address and
-    the leaf's output address from the entry's address field (`EntryCodec.paddr_np`). Columns for a bulk
-    walk, ints for one lane (`lanes`)."""
+    (super)page's offset, or a contiguous/NAPOT block's; one int for every lane where they agree), the
+    carry after this level (effective permissions in bits 0-5, `perm_bit`) and, at a leaf, the memory type.
+    The walker takes the next table's address and the leaf's output address from the entry's address field
+    (`EntryCodec.paddr_np`). Columns for a bulk walk, ints for one lane (`lanes`)."""
 
     reason: Small
     leaf: Flag

@@ -313,3 +313,64 @@ def test_misaligned_allocator_base_names_the_base_and_the_frame_size() -> None:
         FrameAllocator("mem")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="not a power of two"):
         FrameAllocator(mem, frame_size=3000)
+
+
+# ------------------------------------------- many allocations and frees in one call (issue 11)
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["alloc", "free"]), st.integers(0, 100)), max_size=20),
+       st.integers(0, 12), st.sampled_from([(1, FRAME), (1, 0x4000), (2, 0x2000), (3, FRAME)]))
+def test_alloc_each_makes_the_allocations_that_as_many_alloc_calls_would(history: list[tuple[str, int]], n: int,
+                                                                         shape: tuple[int, int]) -> None:
+    """The same frames in the same order as n calls of alloc(), from any state of the allocator (the next-fit
+    position included); the allocator ends in the same state; NoMemory changes nothing."""
+    count, align = shape
+    pairs = [make(24) for _ in range(2)]
+    for mem, fa in pairs:
+        mem.fill(BASE, 24 * FRAME, 0x5A)            # dirty: the allocations must be zeroed
+        live: list[int] = []
+        for op, k in history:                       # the same history on both
+            if op == "alloc" and fa.in_use < fa.total:
+                live.append(fa.alloc(zero=False))
+            elif live:
+                fa.free(live.pop(k % len(live)))
+    (mem_a, fa_a), (_, fa_b) = pairs
+    before = _state(fa_a)
+    try:
+        expected = [fa_b.alloc(count, align) for _ in range(n)]
+    except NoMemory:
+        with pytest.raises(NoMemory):
+            fa_a.alloc_each(n, count, align)
+        assert _state(fa_a) == before
+        return
+    got = fa_a.alloc_each(n, count, align)
+    assert got.dtype == np.uint64 and got.tolist() == expected
+    assert _state(fa_a) == _state(fa_b)
+    if fa_a.in_use < fa_a.total:
+        assert fa_a.alloc() == fa_b.alloc()        # the next-fit position moved alike
+    for pa in expected:
+        assert mem_a.read(pa, count * FRAME) == bytes(count * FRAME)
+
+
+def test_free_many_is_all_or_nothing() -> None:
+    _, fa = make()
+    a, b, c = fa.alloc(), fa.alloc(2), fa.alloc()
+    before = _state(fa)
+    for bad, message in (([a, b + FRAME], "not the start of a live allocation"), ([a, c, a], f"free of {a:#x} twice"),
+                         ([a, -FRAME], "is negative")):
+        with pytest.raises((PhysMemError, InvalidArgument), match=message):
+            fa.free_many(np.array(bad, dtype=np.int64))
+        assert _state(fa) == before
+    fa.free_many(np.array([b, a], dtype=np.uint64))
+    assert fa.live() == {c: 1}
+    assert fa.alloc(3) == a                        # a and both frames of b are free again
+    fa.free_many(np.zeros(0, dtype=np.uint64))
+    assert fa.live() == {c: 1, a: 3}
+
+
+def test_is_live_np() -> None:
+    _, fa = make()
+    a, b = fa.alloc(), fa.alloc(2)
+    fa.free(a)
+    pas = np.array([[a, b], [b + FRAME, BASE + 64 * FRAME]], dtype=np.uint64)
+    assert fa.is_live_np(pas).tolist() == [[False, True], [False, False]]
+    assert fa.is_live_np(np.array([0, 1 << 63], dtype=np.uint64)).tolist() == [False, False]

@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -555,6 +555,64 @@ def test_unmap_region_frees_tables_and_a_huge_map_succeeds_after(fmt: PagingForm
     assert fa.in_use == 0
 
 
+_leaf_sets_settings = fuzz(short=40, long=1_000)
+
+
+@st.composite
+def _leaf_sets(draw: st.DrawFn) -> tuple[PagingFormat, list[tuple[int, int]], bool, tuple[int, int]]:
+    fmt = draw(st.sampled_from([SV39, SV48]))
+    slots = draw(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.sampled_from([K4, M2])),
+                          min_size=1, max_size=12, unique_by=lambda t: t[:2]))
+    chosen: dict[int, int] = {}
+    for g, m, size in slots:                        # 4K pages or 2M leaves in four 1G slots of four 2M each
+        base = g * G1 + m * M2
+        if size == M2:
+            chosen[base] = M2
+        else:
+            for k in draw(st.sets(st.sampled_from([0, 1, 5, 510, 511]), min_size=1)):
+                chosen[base + k * K4] = K4
+    edges = sorted({g * G1 + m * M2 // 2 for g in range(4) for m in range(8)} | {4 * G1})
+    lo, hi = sorted(draw(st.lists(st.sampled_from(edges), min_size=2, max_size=2, unique=True)))
+    return fmt, sorted(chosen.items()), draw(st.booleans()), (lo, hi)
+
+
+@_leaf_sets_settings
+@given(_leaf_sets())
+def test_unmap_region_frees_exactly_what_single_unmaps_free(case: tuple[PagingFormat, list[tuple[int, int]], bool,
+                                                                        tuple[int, int]]) -> None:
+    """Two identical setups (with a borrowed upper half, sometimes); one unmaps a range at once, the other
+    every leaf the range covers with unmap (whose bottom-up freeing is the reference): the same bytes and
+    the same live frames after, the borrowed tables untouched."""
+    fmt, chosen, borrow, (lo, hi) = case
+    upper = UPPER_START[fmt.name]
+    twins = []
+    for _ in range(2):
+        mem = PhysMem([(RAM, 4 << 20)])
+        fa = FrameAllocator(mem)
+        kernel = PageTable(fmt, mem, fa)
+        pt = PageTable(fmt, mem, fa)
+        for va, size in chosen:
+            pt.map(va, RAM + (va % G1), size, R)
+            if borrow:
+                kernel.map(upper + va, RAM + (va % G1), size, R)
+        if borrow:
+            pt.copy_from(kernel, upper, (1 << 64) - upper)
+        twins.append((mem, fa, pt))
+    for offset in ((0, upper) if borrow else (0,)):
+        start, end = offset + lo, offset + hi
+        inside = [(va + offset, size) for va, size in chosen if start <= va + offset and va + offset + size <= end]
+        if any(va + offset < end and start < va + offset + size for va, size in chosen
+               if (va + offset, size) not in inside):
+            continue                                 # a leaf sticks out: the bulk call would split it
+        (mem_a, fa_a, a), (mem_b, fa_b, b) = twins
+        removed = a.unmap_region(start, end - start, missing_ok=True)
+        assert list(zip(removed.va.tolist(), removed.size.tolist(), strict=True)) == inside
+        for va, _ in inside:
+            b.unmap(va)
+        assert fa_a.live() == fa_b.live()
+        assert np.array_equal(mem_a.regions[0].data, mem_b.regions[0].data)
+
+
 # --------------------------------------------------------------------------- all-or-nothing
 
 
@@ -591,6 +649,32 @@ def test_map_region_out_of_memory_changes_nothing(fmt: PagingFormat) -> None:
     with pytest.raises(NoMemory):
         pt.map_region(2 * G1, 0x9000_1000, K4, R)
     snap.assert_unchanged()
+
+
+@pytest.mark.parametrize("fmt", MODES, ids=MODE_IDS)
+def test_map_pages_out_of_memory_at_a_lower_level_frees_the_upper_tables(fmt: PagingFormat) -> None:
+    """map_pages plans no room check: the tables of one level are allocated before the next level's fail."""
+    mem, fa, pt = make(fmt, frames=fmt.depth_count)        # the root and all but one of the tables needed
+    snap = Snapshot(mem, fa, pt)
+    with pytest.raises(NoMemory):
+        pt.map_pages(np.array([G1 - K4, G1 + K4], dtype=np.uint64), np.array([RAM, RAM], dtype=np.uint64), R)
+    snap.assert_unchanged()
+
+
+@pytest.mark.parametrize("fmt", MODES, ids=MODE_IDS)
+def test_map_pages_in_any_order_writes_the_same_table(fmt: PagingFormat) -> None:
+    vas = [G1 + 5 * K4, 0x1000, G1 - K4, G1 + K4, 0x3000, UPPER_START[fmt.name]]
+    pas = [RAM + i * K4 for i in range(len(vas))]
+    ordered = sorted(zip(vas, pas, strict=True))
+    mem_a, _, a = make(fmt)
+    a.map_pages(np.array(vas, dtype=np.uint64), np.array(pas, dtype=np.uint64), RW)
+    mem_b, _, b = make(fmt)
+    b.map_pages(np.array([v for v, _ in ordered], dtype=np.uint64), np.array([p for _, p in ordered],
+                dtype=np.uint64), RW)
+    assert leaves(a) == [(v, p, K4, RW) for v, p in ordered]
+    assert np.array_equal(mem_a.regions[0].data, mem_b.regions[0].data)
+    with pytest.raises(AlreadyMapped, match=f"cannot map {G1 - K4:#x}"):     # the lowest VA in the way
+        a.map_pages(np.array([G1 + 7 * K4, G1 - K4], dtype=np.uint64), np.array([RAM, RAM], dtype=np.uint64), R)
 
 
 @pytest.mark.parametrize("missing_ok", [False, True])
