@@ -72,6 +72,7 @@ class PageTable:
         if frames.mem is not mem:
             raise InvalidArgument("the frame allocator must allocate from the page table's memory")
         self.fmt = fmt
+        self._last_depth = fmt.depth_count - 1
         self.mem = mem
         self.frames = frames
         self._borrowed: set[int] = set()
@@ -121,7 +122,7 @@ class PageTable:
             self.frames.free(pa)
 
     def _last(self, depth: int) -> bool:
-        return depth == self.fmt.depth_count - 1
+        return depth == self._last_depth
 
     def _is_leaf(self, raw: int, depth: int) -> bool:
         return bool(self.fmt.codec.is_leaf_np(raw, self._last(depth)))
@@ -164,8 +165,12 @@ class PageTable:
         va = self.fmt.check_va(va)
         if depth is not None:
             depth = args.integer(depth, "depth", 0, self.fmt.depth_count)
+        return self._lookup(va, depth)
+
+    def _lookup(self, va: int, depth: int | None = None) -> Slot:
+        """`lookup` of a checked VA."""
         table = self._root
-        for d in range(self.fmt.depth_count):
+        for d in range(self._last_depth + 1):
             pa = table + self.fmt.index(va, d) * self.fmt.entry_size
             raw = self._entry(pa)
             if d != depth and self._is_table(raw, d):
@@ -175,7 +180,8 @@ class PageTable:
         raise AssertionError("unreachable: the last level has no table entries")
 
     def _leaf(self, va: int) -> Slot:
-        slot = self.lookup(va)
+        """The leaf that maps the checked `va` (NotMapped if none)."""
+        slot = self._lookup(va)
         if not self._is_leaf(slot.raw, slot.depth):
             raise NotMapped(f"{va:#x} is not mapped")
         return slot
