@@ -41,14 +41,14 @@ from workload import (
     leaf_bits,
     mapped,
     raw_mapped,
+    two_stage,
     words_of,
 )
 
 from pagetable import listing
-from pagetable.arch.riscv_sv39 import SV39, SV39X4, Hgatp, Satp, Vsatp
-from pagetable.arch.riscv_sv39.walk import RiscvRules, two_stage_rules
+from pagetable.arch.riscv_sv39 import SV39, Satp
+from pagetable.arch.riscv_sv39.walk import RiscvRules
 from pagetable.flags import MappingFlags
-from pagetable.frames import FrameAllocator
 from pagetable.mappings import Mappings
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
@@ -136,15 +136,8 @@ def bench_translate(ns: argparse.Namespace, mem: PhysMem, pt: PageTable, vas: np
 def bench_two_stage(ns: argparse.Namespace, vas: npt.NDArray[np.uint64]) -> Row:
     """The same through two stages: guest RAM at gpa0, backed by the same host bytes. Raw: 15 dependent
     loads per VA."""
-    gpa0 = 0x1_0000_0000
-    host = PhysMem([(PA0, GiB + (16 << 20))])
-    g = PageTable(SV39X4, host, FrameAllocator(host, PA0 + GiB + (8 << 20), 8 << 20))
-    g.map_region(gpa0, PA0, GiB + (8 << 20), RW | MappingFlags.USER)
-    guest = PhysMem([(gpa0, host.view(PA0, GiB + (8 << 20)))])
-    vs = PageTable(SV39, guest, FrameAllocator(guest, gpa0 + GiB, 8 << 20))
-    vs.map_region(VA0, gpa0, GiB, RW)
-    nested = Walker.nested(host, two_stage_rules(Vsatp.for_table(SV39, vs.root_paddr).encode(),
-                                                 Hgatp.for_table(SV39X4, g.root_paddr).encode()))
+    w = two_stage()
+    host, g, vs, nested = w.host, w.g, w.vs, w.walker
     t_bulk = best(lambda: nested.translate_many(vas, "read", "supervisor"), ns.repeat)
     n_loop = min(ns.loop or N_VAS, N_VAS)
 

@@ -12,14 +12,11 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from workload import PA0, RW, VA0, GiB, fresh, mapped
+from workload import PA0, RW, VA0, GiB, fresh, mapped, two_stage
 
-from pagetable.arch.riscv_sv39 import SV39, SV39X4, Hgatp, Satp, Vsatp
-from pagetable.arch.riscv_sv39.walk import RiscvRules, two_stage_rules
-from pagetable.flags import MappingFlags
-from pagetable.frames import FrameAllocator
+from pagetable.arch.riscv_sv39 import SV39, Satp
+from pagetable.arch.riscv_sv39.walk import RiscvRules
 from pagetable.physmem import PhysMem
-from pagetable.table import PageTable
 from pagetable.walker import Walker
 
 TARGET_US = 5.0
@@ -78,15 +75,8 @@ def report() -> None:
 def _two_stage() -> tuple[Walker, Callable[[int], int]]:
     """An Sv39 guest table over an Sv39x4 G-stage, both 1 GiB of 4 KiB pages (as bench_two_stage), and its
     15 raw loads per VA."""
-    gpa0 = 0x1_0000_0000
-    host = PhysMem([(PA0, GiB + (16 << 20))])
-    g = PageTable(SV39X4, host, FrameAllocator(host, PA0 + GiB + (8 << 20), 8 << 20))
-    g.map_region(gpa0, PA0, GiB + (8 << 20), RW | MappingFlags.USER)
-    guest = PhysMem([(gpa0, host.view(PA0, GiB + (8 << 20)))])
-    vs = PageTable(SV39, guest, FrameAllocator(guest, gpa0 + GiB, 8 << 20))
-    vs.map_region(VA0, gpa0, GiB, RW)
-    nested = Walker.nested(host, two_stage_rules(Vsatp.for_table(SV39, vs.root_paddr),
-                                                 Hgatp.for_table(SV39X4, g.root_paddr)))
+    w = two_stage()
+    host, g, vs = w.host, w.g, w.vs
     fetch = host.fetch_u64
 
     def g_stage(gpa: int) -> int:
@@ -100,4 +90,4 @@ def _two_stage() -> tuple[Walker, Callable[[int], int]]:
         for shift in (30, 21, 12):
             table = (fetch(g_stage(table + ((va >> shift) & 511) * 8)) or 0) >> 10 << 12
         return g_stage(table | (va & 0xFFF))
-    return nested, walk
+    return w.walker, walk

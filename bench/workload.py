@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import raw
 
-from pagetable.arch.riscv_sv39 import SV39
+from pagetable.arch.riscv_sv39 import SV39, SV39X4, Hgatp, Vsatp
+from pagetable.arch.riscv_sv39.walk import two_stage_rules
 from pagetable.flags import MappingFlags
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
+from pagetable.walker import Walker
 
 GiB, MiB = 1 << 30, 1 << 20
 VA0, PA0 = 0x4000_0000, 0x8000_0000
@@ -80,3 +83,29 @@ def raw_mapped() -> PhysMem:
 def adopt(mem: PhysMem) -> PageTable:
     """The library's view of the raw-mapped table in `mem` (an adopted root: its tables are never freed)."""
     return PageTable(SV39, mem, FrameAllocator(mem, TABLES, 8 << 20), root=RAW_ROOT)
+
+
+@dataclass(frozen=True)
+class TwoStage:
+    """Issue 5's two-stage workload: an Sv39 guest table mapping 1 GiB as 4 KiB pages over an Sv39x4
+    G-stage mapping the guest's RAM (at GPA0, the same host bytes) as 4 KiB pages, and its walker."""
+
+    host: PhysMem
+    g: PageTable
+    vs: PageTable
+    walker: Walker
+
+
+GPA0 = 0x1_0000_0000
+
+
+def two_stage() -> TwoStage:
+    host = PhysMem([(PA0, GiB + (16 << 20))])
+    g = PageTable(SV39X4, host, FrameAllocator(host, PA0 + GiB + (8 << 20), 8 << 20))
+    g.map_region(GPA0, PA0, GiB + (8 << 20), RW | MappingFlags.USER)
+    guest = PhysMem([(GPA0, host.view(PA0, GiB + (8 << 20)))])
+    vs = PageTable(SV39, guest, FrameAllocator(guest, GPA0 + GiB, 8 << 20))
+    vs.map_region(VA0, GPA0, GiB, RW)
+    walker = Walker.nested(host, two_stage_rules(Vsatp.for_table(SV39, vs.root_paddr),
+                                                 Hgatp.for_table(SV39X4, g.root_paddr)))
+    return TwoStage(host, g, vs, walker)
