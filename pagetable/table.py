@@ -345,7 +345,7 @@ class PageTable:
             self.fmt.check_pa(int(pas[wide][0]))
         if np.any(vas % ps) or np.any(pas % ps):
             raise NotAligned("map_pages needs page-aligned VAs and PAs")
-        if np.any(vas[1:] < vas[:-1]):
+        if np.any(vas[1:] < vas[:-1]):                   # _apply takes the lanes sorted by VA
             order = np.argsort(vas, kind="stable")
             vas, pas = vas[order], pas[order]
         last = self.fmt.depth_count - 1
@@ -475,10 +475,10 @@ class PageTable:
             _refuse(in_way, AlreadyMapped, va, raw, level, "is an invalid entry")
             need = raw == 0                                       # an empty entry: a new table below it
             pointers.append(places.select(np.flatnonzero(need)))
-            first = sum(count for _, count in wanted)
+            planned = sum(count for _, count in wanted)
             wanted.append((depth + 1, int(np.count_nonzero(need))))
             table[on] = np.where(tab, codec.paddr_np(raw, True), 0)[entry]      # the next level's, per lane
-            new[on] = np.where(need, first + np.cumsum(need) - 1, -1)[entry]
+            new[on] = np.where(need, planned + np.cumsum(need) - 1, -1)[entry]
         made = self._alloc_tables(wanted)
         if made.size:
             self.mem.write_u64_np(_Places.concat(pointers).resolve(made),
@@ -550,10 +550,9 @@ class PageTable:
         fmt = self.fmt
         freed = np.zeros(0, dtype=np.uint64)        # a VA in each table freed at the level below
         for depth in range(fmt.depth_count - 1, 0, -1):
-            up = np.uint64(fmt.levels[depth - 1].index_lsb)     # a table at `depth` is a VA >> up
-            emptied = np.concatenate([e.va >> up for e in cleared if e.depth == depth] or [freed[:0]])
-            keys = np.union1d(emptied[_run_starts(emptied)], freed >> up)   # sorted: runs are the tables
-            vas = keys << up
+            shift = np.uint64(fmt.levels[depth - 1].index_lsb)  # VA >> shift names a table at `depth`
+            held = np.concatenate([e.va >> shift for e in cleared if e.depth == depth] or [freed[:0]])
+            vas = np.union1d(held[_starts(held)], freed >> shift) << shift       # a VA in each table, once
             if depth == 1 and self._borrowed:       # a borrowed subtree's top table is the other table's
                 vas = vas[~np.isin(fmt.index_np(vas, 0), np.array(sorted(self._borrowed), dtype=np.uint64))]
             pointer = self._tables_at(vas, depth - 1) + fmt.index_np(vas, depth - 1) * np.uint64(fmt.entry_size)
@@ -674,11 +673,6 @@ def _starts(keys: U64) -> npt.NDArray[np.bool_]:
     starts[:1] = True
     np.not_equal(keys[1:], keys[:-1], out=starts[1:])
     return starts
-
-
-def _run_starts(keys: U64) -> npt.NDArray[np.intp]:
-    """For sorted `keys`: the index of the first element of each run of equal keys."""
-    return np.flatnonzero(_starts(keys))
 
 
 def _runs(keys: U64) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
