@@ -198,6 +198,11 @@ class PhysMem:
     def _word_index(self, pas: U64) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
         """Region number and word index within it for each 8-aligned PA; raises if any is outside RAM."""
         pas = args.u64_array(pas, "physical addresses")
+        if len(self._spans) == 1 and pas.size:       # one region: an unsigned offset (wrapping below the
+            base, last, _ = self._spans[0]            # base) checked by its largest value, in two passes
+            offset = pas - np.uint64(base)
+            if int(offset.max()) <= last - base and not int(np.bitwise_or.reduce(offset)) & 7:
+                return np.zeros(pas.shape, dtype=np.intp), (offset >> np.uint64(3)).view(np.intp)
         if pas.size and np.any(pas & np.uint64(7)):
             bad = int(pas[(pas & np.uint64(7)) != 0][0])
             raise PhysMemError(f"u64 access at {bad:#x} is not 8-byte aligned")
@@ -243,6 +248,9 @@ class PhysMem:
         except ValueError:
             raise InvalidArgument(f"{given.shape[0] if given.ndim else 1} values for {idx.size} addresses") \
                 from None
+        if len(self.regions) == 1:
+            self.regions[0].words[idx] = values
+            return
         for n, r in enumerate(self.regions):
             sel = which == n
             r.words[idx[sel]] = values[sel]

@@ -86,6 +86,10 @@ def pte_paddr(raw: int) -> int:
     return (raw & PPN_MASK) >> PPN_SHIFT << PAGE_SHIFT
 
 AdPolicy = Literal["preset", "all", "hardware"]
+_FLAGS_OF_VRWXU = np.array([0 if not k & V else sum(f.value for bit, f in ((R, MappingFlags.READ),
+                            (W, MappingFlags.WRITE), (X, MappingFlags.EXECUTE), (U, MappingFlags.USER)) if k & bit)
+                            for k in range((V | R | W | X | U) + 1)], dtype=np.uint64)
+"""The MappingFlags of a PTE's V, R, W, X, U bits (none when V=0)."""
 
 
 @dataclass(frozen=True)
@@ -142,16 +146,11 @@ class RiscvCodec:
         return (raw & PPN_MASK) >> PPN_SHIFT << PAGE_SHIFT
 
     def flags_np(self, raw: Word, huge: bool) -> Word:
-        if not isinstance(raw, np.ndarray):       # one entry: its flags, remembered by its non-PPN bits
-            return _entry_flags(self, raw & ~PPN_MASK, huge)
-        return self._flags(raw, huge)
-
-    def _flags(self, raw: Word, huge: bool) -> Word:
-        out = memory_type_flags(self.memory_type_np(raw, huge))
-        for bit, flag in ((R, MappingFlags.READ), (W, MappingFlags.WRITE), (X, MappingFlags.EXECUTE),
-                          (U, MappingFlags.USER)):
-            out |= lanes.u64(lanes.bit(raw, bit)) * flag.value
-        return out * lanes.u64(lanes.bit(raw, V))
+        """R/W/X/U of valid entries by one lookup of the V, R, W, X, U bits, and the memory type's flags."""
+        out = lanes.take(_FLAGS_OF_VRWXU, raw & (V | R | W | X | U))
+        if self.svpbmt:
+            out = out | memory_type_flags(self.memory_type_np(raw, huge)) * lanes.u64(lanes.bit(raw, V))
+        return out
 
     def with_paddr_np(self, raw: U64, pa: U64, huge: bool) -> U64:
         return PTE.set_np(raw, "PPN", pa >> np.uint64(PAGE_SHIFT))
@@ -201,13 +200,6 @@ def _attributes(codec: RiscvCodec, flags: MappingFlags) -> int:
         elif flags & MappingFlags.UNCACHED:
             bits = PTE.set(bits, "PBMT", PBMT_NC)
     return bits
-
-
-@functools.lru_cache(maxsize=1024)
-def _entry_flags(codec: RiscvCodec, attributes: int, huge: bool) -> int:
-    """`RiscvCodec.flags_np` of one entry, from its bits other than the PPN (which flags do not depend on)."""
-    out: int = codec._flags(attributes, huge)
-    return out
 
 
 SPEC = RiscvCodec()
