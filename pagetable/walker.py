@@ -107,6 +107,7 @@ def _page_size(walker: Walker) -> int:
 _COMBOS = [(p, a) for p in Privilege for a in Access]    # the order of the bits of an effective-permissions mask
 _COMBO_ACCESS = np.array([a for _, a in _COMBOS], dtype=np.uint8)
 _COMBO_PRIVILEGE = np.array([p for p, _ in _COMBOS], dtype=np.uint8)
+_STEP_DTYPES = (np.uint8, np.bool_, np.uint64, np.uint64, np.uint8)   # StepColumns' fields
 _REASONS = tuple(Reason)                               # by value (one lane's results, without enum calls)
 _MEMORY_TYPES = {m.value: m for m in MemoryType}
 _VERDICTS = 1 << 16                                    # verdicts a walker remembers for one-lane walks
@@ -446,7 +447,12 @@ class Walker:
         n, huge, span = raw.shape[0], depth != fmt.depth_count - 1, fmt.levels[depth].span
         acc, prv = np.repeat(_COMBO_ACCESS, n), np.repeat(_COMBO_PRIVILEGE, n)
         pte, lane_va = np.tile(raw, len(_COMBOS)), np.tile(va, len(_COMBOS))
-        st = StepColumns.of(self.rules.step(region, depth, pte, acc, prv, np.full(pte.shape, PERMS)))
+        k = self.rules.regime.regions.index(region)
+        carry = np.full(n, PERMS)
+        parts = [self._step_columns(k, depth, raw, np.full(n, a, dtype=np.uint8), np.full(n, p, dtype=np.uint8),
+                                    carry) for p, a in _COMBOS]      # each access alone: a uniform table is
+        st = StepColumns(*(np.concatenate([np.broadcast_to(np.asarray(part[f], dtype=dtype), (n,))  # judged
+                                           for part in parts]) for f, dtype in enumerate(_STEP_DTYPES)))   # once
         why, leaf, memtype = st.reason, st.leaf, st.memtype.copy()
         addr = cast(U64, _address(fmt, depth, pte, leaf, st.offset, lane_va))
         present = why[:n] != Reason.INVALID                 # V=1: listed whatever later checks say

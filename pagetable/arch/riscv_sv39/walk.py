@@ -162,10 +162,11 @@ class RiscvRules:
         return Step(reason, leaf, offset, where(leaf, perms, carry), region.fmt.codec.memory_type_np(pte, i != 0))
 
     def judged_bits(self, region: Region, depth: int) -> int:
-        """`step` reads every bit but the PPN's, and of the PPN only PPN[i-1:0] (step 6) and PPN[3:0]
-        (Svnapot)."""
+        """`step` reads every bit but the PPN's, and of the PPN only PPN[i-1:0] (step 6) and, with Svnapot,
+        PPN[3:0]."""
         i = region.fmt.levels[depth].arch_level
-        return (((1 << 64) - 1) & ~PPN_MASK) | (max(_low_ppn(i), 0xF) << PTE["PPN"].lsb)
+        napot = 0xF if self.options.svnapot else 0
+        return (((1 << 64) - 1) & ~PPN_MASK) | ((_low_ppn(i) | napot) << PTE["PPN"].lsb)
 
     def writes_back(self, pte: Word, leaf: Flag, access: Small) -> Flag:
         """Svadu (step 7): hardware sets A on a leaf with A=0, and D on a store to a leaf with D=0. Svade
