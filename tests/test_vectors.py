@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import random
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
 from pagetable.vectors import SCHEMA, VectorsError, VectorSet, generate_riscv
-from pagetable.vectors.riscv.gen import GUEST_BACKING, GUEST_RAM, RAM_BASE, RAM_SIZE
+from pagetable.vectors.riscv.gen import GUEST_BACKING, GUEST_RAM, RAM_BASE, RAM_SIZE, _below
 from pagetable.vectors.riscv.modes import walker_for
 from pagetable.vectors.schema import Case
 
@@ -64,6 +65,15 @@ def test_cases_cover_every_rule_and_extend() -> None:
     assert napot and all(pa >> 16 == napot[0][1] >> 16 for _, pa in napot)
     assert all(pa & 0xFFFF == va & 0xFFFF for va, pa in napot)        # Svnapot: PA bits 15:12 from the VA
     assert len(generate_riscv("sv39", 5, cases=1000).cases) == 1000
+
+
+def test_draws_are_random_randrange() -> None:
+    """The generator draws its cases' numbers with _below: the same numbers as Random.randrange from
+    the same stream (the golden digests in test_vectors_golden.py depend on it)."""
+    bounds = [1, 2, 3, 42, 64, 65, 1 << 20, (1 << 27) + 1, 1 << 32, (1 << 40) + 3] * 50
+    ours, theirs = random.Random(11), random.Random(11)
+    assert _below(ours, bounds) == [theirs.randrange(n) for n in bounds]
+    assert ours.getstate() == theirs.getstate()
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -34,3 +34,18 @@ def test_the_same_seed_gives_the_same_bytes(tmp_path: Path, mode: str, ad: str) 
     argv = ["vectors", "generate", "--mode", mode, "--seed", "7", "--out", str(tmp_path)]
     assert main(argv + (["--ad", ad] if ad else [])) == 0
     assert (_digest(tmp_path / "mem.bin"), _digest(tmp_path / "vectors.json")) == GOLDEN[(mode, ad)]
+
+
+GOLDEN_CASES = {  # (mode, --cases): (mem.bin, vectors.json), seed 7: the cases sampled from, or added to,
+    ("sv39", 5): ("0303be7dfca3b894", "6d08c8a07b8d211e"),              # every target x access x privilege
+    ("sv39x4", 20): ("f703ad1620f9a16a", "3607bc25bb7c311a"),
+    ("sv39", 3000): ("0303be7dfca3b894", "bb1e5a0eba299dbd"),
+    ("sv48+sv48x4", 3000): ("53cb47234c16764e", "eb8bdec696d0b230"),
+}
+
+
+@pytest.mark.parametrize(("mode", "cases"), list(GOLDEN_CASES))
+def test_the_same_seed_gives_the_same_cases(tmp_path: Path, mode: str, cases: int) -> None:
+    argv = ["vectors", "generate", "--mode", mode, "--seed", "7", "--cases", str(cases), "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert (_digest(tmp_path / "mem.bin"), _digest(tmp_path / "vectors.json")) == GOLDEN_CASES[(mode, cases)]

@@ -201,8 +201,12 @@ def lanes(cases: Iterable[tuple[int, str, str]]) -> tuple[npt.NDArray[np.uint64]
     """(va, access, privilege) triples as the walker's lane arrays."""
     rows = list(cases)
     return (np.array([va for va, _, _ in rows], dtype=np.uint64),
-            np.array([Access[a.upper()] for _, a, _ in rows], dtype=np.uint8),
-            np.array([Privilege[p.upper()] for _, _, p in rows], dtype=np.uint8))
+            np.array([_ACCESS[a] for _, a, _ in rows], dtype=np.uint8),
+            np.array([_PRIVILEGE[p] for _, _, p in rows], dtype=np.uint8))
+
+
+_ACCESS = {a: int(Access[a.upper()]) for a in ACCESSES}          # a case's names, looked up once
+_PRIVILEGE = {p: int(Privilege[p.upper()]) for p in PRIVILEGES}
 
 
 def _hex(obj: Mapping[str, Any], key: str, where: str) -> int:

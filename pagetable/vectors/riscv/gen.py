@@ -18,7 +18,6 @@ bytes.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +33,7 @@ from ...frames import FrameAllocator
 from ...physmem import PhysMem
 from ...table import PageTable
 from ..expected import expected_cases
-from ..schema import VectorSet
+from ..schema import ACCESSES, PRIVILEGES, VectorSet
 from .modes import VECTOR_MODES, Options, VectorMode, vector_mode, walker_for
 
 RAM_BASE = 0x8000_0000
@@ -293,16 +292,35 @@ def _address_edges(b: _Builder, at: _Places) -> None:
         b.target("gpa-too-wide", 1 << fmt.va_bits, 1 << 20)
 
 
-def _pick(targets: list[Target], count: int | None, rng: random.Random) -> Iterator[tuple[Target, int, str, str]]:
-    combos = [(t, a, p) for t in targets for a in ("read", "write", "execute") for p in ("supervisor", "user")]
+def _below(rng: random.Random, bounds: list[int]) -> list[int]:
+    """`[rng.randrange(n) for n in bounds]`, the same numbers from the same draws: random.Random takes
+    getrandbits(n.bit_length()) until it is below n (`Random._randbelow`), here without the calls around
+    it (they took most of the time of a large vector set)."""
+    getrandbits = rng.getrandbits
+    out = []
+    for n in bounds:
+        k = n.bit_length()
+        r = getrandbits(k)
+        while r >= n:
+            r = getrandbits(k)
+        out.append(r)
+    return out
+
+
+def _pick(targets: list[Target], count: int | None, rng: random.Random) -> list[tuple[Target, int, str, str]]:
+    """The cases (target, va, access, privilege): every target x access x privilege once, or `count` of them
+    sampled, or extended by random ones; the VA a random multiple of 8 in the target."""
+    combos = [(t, a, p) for t in targets for a in ACCESSES for p in PRIVILEGES]
     if count is not None and count < len(combos):
         combos = [combos[i] for i in sorted(rng.sample(range(len(combos)), count))]
     extra = 0 if count is None else max(0, count - len(combos))
-    for _ in range(extra):
-        combos.append((rng.choice(targets), rng.choice(("read", "write", "execute")),
-                       rng.choice(("supervisor", "user"))))
-    for t, a, p in combos:
-        yield t, t.va + rng.randrange(0, t.span, 8), a, p
+    # rng.choice of a target, an access and a privilege for each extra case, then
+    # rng.randrange(0, t.span, 8) for each case: as random.Random draws them (_below)
+    drawn = _below(rng, [len(targets), len(ACCESSES), len(PRIVILEGES)] * extra)
+    combos += [(targets[t], ACCESSES[a], PRIVILEGES[p])
+               for t, a, p in zip(drawn[0::3], drawn[1::3], drawn[2::3], strict=True)]
+    offsets = _below(rng, [(t.span + 7) // 8 for t, _, _ in combos])
+    return [(t, t.va + 8 * k, a, p) for (t, a, p), k in zip(combos, offsets, strict=True)]
 
 
 def _two_stage_targets(vs: _Builder, g: PageTable, host_frames: FrameAllocator) -> None:
@@ -386,7 +404,7 @@ def generate_riscv(mode: str, seed: int, cases: int | None = None, options: Opti
         raise InvalidArgument(f"{mode} takes {vm.options_type.__name__}, not {type(options).__name__}")
     mem, registers, targets = _build_mode(vm, seed)
     rng = random.Random(seed ^ 0x5EED)
-    picked = list(_pick(targets, cases, rng))
+    picked = _pick(targets, cases, rng)
     vs = VectorSet("riscv64", vm.name, mem, registers, {**options.to_json(), "seed": seed}, [])
     vs.cases = expected_cases(walker_for(vs), [(va, a, p, t.label) for t, va, a, p in picked])
     return vs
