@@ -157,6 +157,11 @@ def _address(fmt: PagingFormat, depth: int, pte: Word, leaf: Flag, offset: Word,
     return lanes.where(leaf, (base - (base & offset)) | (va & offset), base)      # the offset bits from the VA
 
 
+def _uniform(column: npt.NDArray[Any]) -> bool:
+    """Whether every lane of a non-empty column holds the same value."""
+    return bool(column.min() == column.max())
+
+
 def _keep(mask: Bool, *columns: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
     """The lanes of each column that `mask` keeps (the columns themselves when it keeps all)."""
     if mask.all():
@@ -164,7 +169,7 @@ def _keep(mask: Bool, *columns: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
     return [c[mask] for c in columns]
 
 
-def _leave(out: Translations, lanes: npt.NDArray[np.intp], reason: U8 | int, level: int, pte: U64) -> None:
+def _leave(out: Translations, lanes: npt.NDArray[np.intp] | slice, reason: U8 | int, level: int, pte: U64) -> None:
     """Record how `lanes` left the walk: their reason, the level they left at and the entry they read last."""
     out.reason[lanes], out.level[lanes], out.pte[lanes] = reason, level, pte
 
@@ -240,7 +245,7 @@ class Walker:
         verdict on each (one implicit write of the entry at `slot`), and which of them need it for their
         own access."""
         assert self._implicit is not None
-        needs = [accepted & cast(Bool, self.rules.writes_back(pte, leaf, np.full(pte.shape, a, dtype=np.uint8)))
+        needs = [accepted & cast(Bool, self.rules.writes_back(pte, leaf, np.broadcast_to(np.uint8(a), pte.shape)))
                  for a in Access]
         update = np.flatnonzero(needs[0] | needs[1] | needs[2])
         if not update.size:                           # Svade, or nothing to update: no stage-2 walk
@@ -334,25 +339,27 @@ class Walker:
         carry after the leaf in `final`, when there is one)."""
         region = self.rules.regime.regions[k]
         fmt = region.fmt
-        va, acc, prv = out.va[live], acc[live], prv[live]
+        every = live.size == len(out)                 # `live` is sorted: every lane, in order, or fewer
+        va, acc, prv = (out.va, acc, prv) if every else (out.va[live], acc[live], prv[live])
         table = np.full(live.shape, region.root, dtype=np.uint64)
         carry = np.full(live.shape, PERMS)
         pte = np.zeros(live.shape, dtype=np.uint64)                  # the last entry each lane read
         for depth, lv in enumerate(fmt.levels):
-            slot = table + fmt.index_np(va, depth) * np.uint64(fmt.entry_size)
+            index = fmt.index_np(va, depth)
+            slot = table + index * np.uint64(fmt.entry_size)
             fetch = slot
             if self.stage2 is not None:           # the table fetch is an implicit stage-2 read
-                t2 = self._stage2(live, slot, np.full(live.shape, Access.READ, dtype=np.uint8), prv, out,
+                t2 = self._stage2(live, slot, np.broadcast_to(np.uint8(Access.READ), live.shape), prv, out,
                                   IMPLICIT_TABLE_READ)
-                fine = t2.reason == Reason.OK
-                live, va, acc, prv, slot, carry, pte = _keep(fine, live, va, acc, prv, slot, carry, pte)
-                fetch = t2.pa[fine]
+                live, va, acc, prv, table, index, slot, carry, pte, fetch = _keep(
+                    t2.reason == Reason.OK, live, va, acc, prv, table, index, slot, carry, pte, t2.pa)
             inram, entries = self.mem.gather_u64_np(fetch)
             if not inram.all():
                 _leave(out, live[~inram], Reason.TABLE_OUTSIDE_MEMORY, lv.arch_level, pte[~inram])
-                live, va, acc, prv, slot, carry = _keep(inram, live, va, acc, prv, slot, carry)
+                live, va, acc, prv, table, index, slot, carry = _keep(inram, live, va, acc, prv, table, index, slot,
+                                                                      carry)
             pte = entries
-            st = self._step_columns(k, depth, pte, acc, prv, carry)
+            st = self._step_columns(k, depth, pte, acc, prv, carry, table, index)
             good = st.reason == Reason.OK
             if not good.all():
                 _leave(out, live[~good], st.reason[~good], lv.arch_level, pte[~good])
@@ -364,7 +371,7 @@ class Walker:
             ends = good & st.leaf
             if ends.any():
                 pick = slice(None) if ends.all() else ends        # every lane ends here: no selection
-                done = live[pick]
+                done = slice(None) if ends.all() and live.size == len(out) else live[pick]
                 _leave(out, done, Reason.OK, lv.arch_level, pte[pick])
                 out.pa[done] = address[pick]
                 out.perms[done] = (carry_out[pick] & PERMS).astype(np.uint8)
@@ -378,21 +385,38 @@ class Walker:
                 return
         raise AssertionError("walk rules let a lane continue past the last level")
 
-    def _step_columns(self, k: int, depth: int, pte: U64, acc: U8, prv: U8, carry: U64) -> StepColumns:
-        """`rules.step` on columns; where every lane has the same judged bits (`WalkRules.judged_bits`),
-        access, privilege and carry, as the lanes of a uniformly mapped range have, the rules judge one lane
-        and its verdict is every lane's."""
-        judged = pte & np.uint64(self._plans[k][depth][3])
-        if all(col.size and col.min() == col.max() for col in (judged, acc, prv, carry)):
-            one = self._verdicts.get((k, depth, int(judged[0]), int(acc[0]), int(prv[0]), int(carry[0])))
-            if one is None:
-                one = self._verdict((k, depth, int(judged[0]), int(acc[0]), int(prv[0]), int(carry[0])),
-                                    self.rules.regime.regions[k], depth, int(pte[0]))
-            n = pte.shape
-            return StepColumns(np.broadcast_to(np.uint8(one.reason), n), np.broadcast_to(np.bool_(one.leaf), n),
-                               np.broadcast_to(np.uint64(one.offset), n), np.broadcast_to(np.uint64(one.carry), n),
-                               np.broadcast_to(np.uint8(one.memtype), n))
-        return StepColumns.of(self.rules.step(self.rules.regime.regions[k], depth, pte, acc, prv, carry))
+    def _step_columns(self, k: int, depth: int, pte: U64, acc: U8, prv: U8, carry: U64,
+                      table: U64 | None = None, index: U64 | None = None) -> StepColumns:
+        """`rules.step` on columns, judging each distinct entry once where that is cheap to see: lanes of one
+        access, privilege and carry whose entries all agree in the judged bits (`WalkRules.judged_bits`: the
+        leaves of a uniformly mapped range) share one verdict, and lanes that all read one `table` (at
+        `index`) take the verdicts of that table's entries (the upper levels of a bulk walk)."""
+        region = self.rules.regime.regions[k]
+        if pte.size and _uniform(acc) and _uniform(prv) and _uniform(carry):
+            a, p, c = int(acc[0]), int(prv[0]), int(carry[0])
+            judged = pte & np.uint64(self._plans[k][depth][3])
+            if _uniform(judged):
+                key = (k, depth, int(judged[0]), a, p, c)
+                one = self._verdicts.get(key) or self._verdict(key, region, depth, int(pte[0]))
+                return StepColumns(*(np.broadcast_to(np.asarray(v, dtype=t), pte.shape)
+                                     for v, t in zip(one, _STEP_DTYPES, strict=True)))
+            entries = region.fmt.levels[depth].entries
+            if table is not None and index is not None and entries * 8 <= pte.size and _uniform(table):
+                slots = np.zeros(entries, dtype=np.uint64)     # the table's entries these lanes read
+                slots[index] = pte
+                used = np.zeros(entries, dtype=bool)
+                used[index] = True
+                st = self.rules.step(region, depth, slots[used], np.full(entries, a, dtype=np.uint8)[used],
+                                     np.full(entries, p, dtype=np.uint8)[used], np.full(entries, c, dtype=np.uint64)[used])
+                fields = [np.broadcast_to(np.asarray(v, dtype=t), (int(used.sum()),))
+                          for v, t in zip(st, _STEP_DTYPES, strict=True)]
+                if all(_uniform(f) for f in fields):        # one verdict for every entry read (pointers, mostly)
+                    return StepColumns(*(np.broadcast_to(f[0], pte.shape) for f in fields))
+                verdicts = [np.zeros(entries, dtype=f.dtype) for f in fields]
+                for v, f in zip(verdicts, fields, strict=True):
+                    v[used] = f
+                return StepColumns(*(v[index] for v in verdicts))
+        return StepColumns.of(self.rules.step(region, depth, pte, acc, prv, carry))
 
     def mappings(self, start: int | None = None, end: int | None = None, region: int | None = None) -> Mappings:
         """The table as this walker's hardware reads it (the stage-1 table; `stage2.mappings()` lists stage
