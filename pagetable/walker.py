@@ -402,20 +402,21 @@ class Walker:
                                      for v, t in zip(one, _STEP_DTYPES, strict=True)))
             entries = region.fmt.levels[depth].entries
             if table is not None and index is not None and entries * 8 <= pte.size and _uniform(table):
-                slots = np.zeros(entries, dtype=np.uint64)     # the table's entries these lanes read
-                slots[index] = pte
-                used = np.zeros(entries, dtype=bool)
+                used = np.zeros(entries, dtype=bool)           # the entries of the table these lanes read
                 used[index] = True
-                st = self.rules.step(region, depth, slots[used], np.full(entries, a, dtype=np.uint8)[used],
-                                     np.full(entries, p, dtype=np.uint8)[used], np.full(entries, c, dtype=np.uint64)[used])
-                fields = [np.broadcast_to(np.asarray(v, dtype=t), (int(used.sum()),))
-                          for v, t in zip(st, _STEP_DTYPES, strict=True)]
+                read = np.zeros(entries, dtype=np.uint64)
+                read[index] = pte
+                n = int(used.sum())
+                st = self.rules.step(region, depth, read[used], np.full(n, a, dtype=np.uint8),
+                                     np.full(n, p, dtype=np.uint8), np.full(n, c, dtype=np.uint64))
+                fields: list[npt.NDArray[Any]] = [np.broadcast_to(np.asarray(v, dtype=t), (n,))
+                                                  for v, t in zip(st, _STEP_DTYPES, strict=True)]
                 if all(_uniform(f) for f in fields):        # one verdict for every entry read (pointers, mostly)
                     return StepColumns(*(np.broadcast_to(f[0], pte.shape) for f in fields))
-                verdicts = [np.zeros(entries, dtype=f.dtype) for f in fields]
-                for v, f in zip(verdicts, fields, strict=True):
-                    v[used] = f
-                return StepColumns(*(v[index] for v in verdicts))
+                by_entry = [np.zeros(entries, dtype=f.dtype) for f in fields]
+                for column, f in zip(by_entry, fields, strict=True):
+                    column[used] = f
+                return StepColumns(*(column[index] for column in by_entry))
         return StepColumns.of(self.rules.step(region, depth, pte, acc, prv, carry))
 
     def mappings(self, start: int | None = None, end: int | None = None, region: int | None = None) -> Mappings:
