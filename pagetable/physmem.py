@@ -117,7 +117,10 @@ class PhysMem:
 
     def holds(self, pa: int, size: int) -> bool:
         """`contains` for the walker's own addresses (ints below 2**64, so unchecked): one lane's test."""
-        return any(base <= pa and pa + size <= last + 8 for base, last, _ in self._spans)
+        for base, last, _ in self._spans:  # noqa: SIM110 (a loop: any() costs a generator per lane)
+            if base <= pa and pa + size <= last + 8:
+                return True
+        return False
 
     def fetch_u64(self, pa: int) -> int | None:
         """The u64 at the walker's own 8-aligned `pa` (unchecked), or None if it is not RAM: one lane's
@@ -127,6 +130,14 @@ class PhysMem:
                 out: int = words.item((pa - base) >> 3)
                 return out
         return None
+
+    def store_u64(self, pa: int, value: int) -> None:
+        """`write_u64` for a table's own 8-aligned entry address and a u64 value (unchecked: one lane)."""
+        for base, last, words in self._spans:
+            if base <= pa <= last:
+                words[(pa - base) >> 3] = value
+                return
+        self.write_u64(pa, value)                        # raises, naming the address
 
     def contains_np(self, pas: U64, size: int = 8) -> Bool:
         """Vectorised `contains` for many physical addresses of `size` bytes each."""

@@ -16,6 +16,7 @@ that are not `MappingFlags` are `InvalidArgument`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,12 @@ U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 Target = int | U64 | Callable[[int], int]
 _PAGE_SIZES = {s.value: s for s in PageSize}
+
+
+@functools.cache
+def _mapping_flags(value: int) -> MappingFlags:
+    """`MappingFlags(value)`, remembered: building a Flag member costs a microsecond, and there are few."""
+    return MappingFlags(value)
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,7 @@ class PageTable:
         return int(self.fmt.codec.paddr_np(raw, not self._last(depth)))
 
     def _flags(self, raw: int, depth: int) -> MappingFlags:
-        return MappingFlags(int(self.fmt.codec.flags_np(raw, not self._last(depth))))
+        return _mapping_flags(int(self.fmt.codec.flags_np(raw, not self._last(depth))))
 
     def _entry(self, pa: int) -> int:
         """The entry at `pa`, a slot of this table's own (PhysMemError if a table pointer led outside RAM)."""
@@ -513,10 +520,10 @@ class PageTable:
                 self._free_table(pa)
             raise
         for new in made:                              # each new table's pointer, then the leaf
-            self.mem.write_u64(slot, self.fmt.codec.new_table(new))
+            self.mem.store_u64(slot, self.fmt.codec.new_table(new))
             d += 1
             slot = new + self.fmt.index(va, d) * self.fmt.entry_size
-        self.mem.write_u64(slot, raw)
+        self.mem.store_u64(slot, raw)
 
     def _entries_at(self, places: _Places) -> U64:
         """The entries at `places` as they are (0 in a table yet to be made)."""

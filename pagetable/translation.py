@@ -285,6 +285,8 @@ class Regime:
 
     def select(self, va: int, lane_bit: int) -> int:
         """`select_np` for one VA (an int, unchecked)."""
+        if len(self.regions) == 1:
+            return 0 if self.regions[0].canonical_np(va, lane_bit) else -1
         for k, region in enumerate(self.regions):
             if region.canonical_np(va, lane_bit):
                 return k

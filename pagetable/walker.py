@@ -154,7 +154,12 @@ def _address(fmt: PagingFormat, depth: int, pte: Word, leaf: Flag, offset: Word,
     base = fmt.codec.paddr_np(pte, depth != fmt.depth_count - 1)
     if isinstance(leaf, np.ndarray) and not leaf.any():         # a level of pointers (bulk walks mostly
         return base                                             # reach few leaves above the last level)
-    return lanes.where(leaf, (base - (base & offset)) | (va & offset), base)      # the offset bits from the VA
+    return lanes.where(leaf, _with_offset(base, offset, va), base)
+
+
+def _with_offset(base: Word, offset: Word, va: Word) -> Word:
+    """A leaf's output address: its address field `base` with the VA's bits in `offset`."""
+    return (base - (base & offset)) | (va & offset)
 
 
 def _uniform(column: npt.NDArray[Any]) -> bool:
@@ -551,37 +556,38 @@ class Walker:
             if not (region.allowed >> lane_bit) & 1:          # an access the region refuses without a walk
                 return Lane(va, 0, Reason.INVALID, region.refusal_level, 0, 1, 0, 0, 0, 0)
             fmt, table, carry, pte = region.fmt, region.root, ALL_PERMS, 0
+            implicit, verdicts, entry, paddr = self._implicit, self._verdicts, self.mem.fetch_u64, fmt.codec.paddr_np
             for depth, (shift, mask, size, judged, huge, level) in enumerate(self._plans[k]):
                 slot = fetch = table + ((va >> shift) & mask) * size
-                if self._implicit is not None:                # the table fetch is an implicit stage-2 read
+                if implicit is not None:                      # the table fetch is an implicit stage-2 read
                     gpa = slot
-                    t2 = self._implicit._walk_one(slot, Access.READ, prv)
+                    t2 = implicit._walk_one(slot, Access.READ, prv)
                     if t2.reason:
                         return Lane(va, 0, t2.reason, t2.level, t2.pte, 2, gpa, IMPLICIT_TABLE_READ, 0, 0)
                     fetch = t2.pa
-                raw = self.mem.fetch_u64(fetch)
+                raw = entry(fetch)
                 if raw is None:
                     return Lane(va, 0, Reason.TABLE_OUTSIDE_MEMORY, level, pte, 1, gpa, 0, 0, 0)
                 pte = raw
                 key = (k, depth, pte & judged, acc, prv, carry)        # the rules' verdict, remembered
-                st = self._verdicts.get(key) or self._verdict(key, region, depth, pte)
+                st = verdicts.get(key) or self._verdict(key, region, depth, pte)
                 if st.reason:
                     return Lane(va, 0, st.reason, level, pte, 1, gpa, 0, 0, 0)
                 carry = st.carry
-                if self._implicit is not None:                # an entry update is an implicit stage-2 write
+                if implicit is not None:                      # an entry update is an implicit stage-2 write
                     needs = [bool(self.rules.writes_back(pte, st.leaf, a)) for a in Access]
                     if any(needs):
-                        t2 = self._implicit._walk_one(slot, Access.WRITE, prv)
+                        t2 = implicit._walk_one(slot, Access.WRITE, prv)
                         if t2.reason and needs[acc]:
                             return Lane(va, 0, t2.reason, t2.level, t2.pte, 2, slot, IMPLICIT_ENTRY_UPDATE, 0, 0)
                         if t2.reason:
                             for a in Access:
                                 if needs[a]:
                                     carry &= ~(perm_bit(a, Privilege.SUPERVISOR) | perm_bit(a, Privilege.USER))
+                table = paddr(pte, huge)
                 if st.leaf:
-                    pa, memtype = _address(fmt, depth, pte, True, st.offset, va), st.memtype
+                    pa, memtype = _with_offset(table, st.offset, va), st.memtype
                     break
-                table = fmt.codec.paddr_np(pte, huge)
             else:
                 raise AssertionError("walk rules let a lane continue past the last level")
         if stage2 is not None:                        # two stages: the final GPA, with the original access

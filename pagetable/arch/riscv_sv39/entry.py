@@ -132,14 +132,15 @@ class RiscvCodec:
         return V | ppn_field(_page_address(pa))
 
     def is_present_np(self, raw: Word) -> Flag:
-        return lanes.bit(raw, V)
+        out: Flag = (raw & V) != 0
+        return out
 
     def is_leaf_np(self, raw: Word, last: bool) -> Flag:
-        out: Flag = lanes.bit(raw, V) & lanes.bit(raw, R | X)
+        out: Flag = ((raw & V) != 0) & ((raw & (R | X)) != 0)
         return out
 
     def is_table_np(self, raw: Word, last: bool) -> Flag:
-        out: Flag = lanes.bit(raw, V) & ((raw & (R | W | X)) == 0) & (not last)
+        out: Flag = ((raw & V) != 0) & ((raw & (R | W | X)) == 0) & (not last)
         return out
 
     def paddr_np(self, raw: Word, huge: bool) -> Word:
