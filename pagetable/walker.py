@@ -474,10 +474,13 @@ class Walker:
         the addresses they point at. The levels above are taken to restrict nothing (their entries are
         judged in their own rows)."""
         fmt = region.fmt
-        n, huge, span = raw.shape[0], depth != fmt.depth_count - 1, fmt.levels[depth].span
+        n, span = raw.shape[0], fmt.levels[depth].span
+        k = self.rules.regime.regions.index(region)
+        uniform = self._judge_uniform(k, depth, raw, va, notes)
+        if uniform is not None:
+            return self._rows(fmt, depth, raw, va, slot, *uniform)
         acc, prv = np.repeat(_COMBO_ACCESS, n), np.repeat(_COMBO_PRIVILEGE, n)
         pte, lane_va = np.tile(raw, len(_COMBOS)), np.tile(va, len(_COMBOS))
-        k = self.rules.regime.regions.index(region)
         carry = np.full(n, PERMS)
         parts = [self._step_columns(k, depth, raw, np.full(n, a, dtype=np.uint8), np.full(n, p, dtype=np.uint8),
                                     carry) for p, a in _COMBOS]      # each access alone: a uniform table is
@@ -494,35 +497,70 @@ class Walker:
             why[update[own]], stage[update[own]] = refused, np.where(refused != Reason.OK, 3, 1)
         final = np.flatnonzero((why == Reason.OK) & leaf)   # the output address, as the access makes it
         if self.stage2 is None:
-            ram = self.mem.touches_np(addr[final], span)
-            why[final[~ram]] = Reason.PA_OUTSIDE_MEMORY
-            whole = self.mem.contains_np(addr[final[ram]], span)
-            for k in np.unique(final[ram][~whole] % n).tolist():
-                notes.append(f"the {human_size(span)} leaf at VA {int(va[k]):#x} maps [{int(addr[k]):#x}, "
-                             f"{int(addr[k]) + span:#x}), of which only part is RAM")
+            why[final[~self._in_ram(addr[final], va[final % n], span, notes)]] = Reason.PA_OUTSIDE_MEMORY
         else:                                       # stage 2 judges the output address at its first byte
             t2 = self.stage2._walk(addr[final], acc[final], prv[final])
             why[final], stage[final] = t2.reason, np.where(t2.reason != Reason.OK, 2, 1)
             memtype[final] = self.rules.combine(memtype[final], t2.memtype)
             if span > _page_size(self.stage2):
-                for k in np.unique(final % n).tolist():
-                    notes.append(f"the {human_size(span)} leaf at VA {int(va[k]):#x} spans many stage-2 pages: "
+                for e in np.unique(final % n).tolist():
+                    notes.append(f"the {human_size(span)} leaf at VA {int(va[e]):#x} spans many stage-2 pages: "
                                  "it is judged at its first byte")
-        leaf, addr = leaf[:n], addr[:n]
         bits, verdict, where = _summary(why, stage)
-        usable = verdict == 0
+        ok = (why == Reason.OK).reshape(len(_COMBOS), n)
+        mt = np.where(ok, memtype.reshape(len(_COMBOS), n), 0).max(axis=0).astype(np.uint8)
+        return self._rows(fmt, depth, raw, va, slot, leaf[:n], addr[:n], present, bits, verdict, where, mt)
+
+    def _judge_uniform(self, k: int, depth: int, raw: U64, va: U64, notes: list[str]) -> tuple[
+            Bool, U64, Bool, U8, U8, U8, U8] | None:
+        """`_judge`'s verdicts where every entry reads the same to the rules (`WalkRules.judged_bits`: a
+        uniformly mapped table) and there is one stage: the six accesses' verdicts are the rules' for one
+        entry, and only the output address and its RAM check are per entry. None where that does not hold."""
+        fmt = self.rules.regime.regions[k].fmt
+        judged = raw & np.uint64(self._plans[k][depth][3])
+        if self.stage2 is not None or not _uniform(judged):
+            return None
+        n, first = raw.shape[0], int(raw[0])
+        steps = [self._verdicts.get(key) or self._verdict(key, self.rules.regime.regions[k], depth, first)
+                 for key in ((k, depth, int(judged[0]), a, p, ALL_PERMS) for p, a in _COMBOS)]
+        if any((s.leaf, s.offset) != (steps[0].leaf, steps[0].offset) for s in steps):
+            return None
+        leaf, why = bool(steps[0].leaf), np.array([s.reason for s in steps], dtype=np.uint8)
+        addr = cast(U64, _address(fmt, depth, raw, np.full(n, leaf), steps[0].offset, va))
+        ram = np.ones(n, dtype=bool)
+        if leaf and np.any(why == Reason.OK):
+            ram = self._in_ram(addr, va, fmt.levels[depth].span, notes)
+        # the verdicts of an entry whose output address is RAM, and of one whose address is not
+        cases = np.stack([why, np.where(why == Reason.OK, Reason.PA_OUTSIDE_MEMORY, why)], axis=1)
+        bits, verdict, where = _summary(cases.reshape(-1), np.ones(cases.size, dtype=np.uint8))
+        memtypes = np.array([max((s.memtype for s in steps if s.reason == Reason.OK), default=0), 0], dtype=np.uint8)
+        pick = (~ram).astype(np.intp)
+        present = np.full(n, why[0] != Reason.INVALID)
+        return np.full(n, leaf), addr, present, bits[pick], verdict[pick], where[pick], memtypes[pick]
+
+    def _in_ram(self, addr: U64, va: U64, span: int, notes: list[str]) -> Bool:
+        """Whether each leaf's output (`span` bytes at `addr`) touches RAM; a leaf only partly RAM is noted."""
+        ram = self.mem.touches_np(addr, span)
+        whole = self.mem.contains_np(addr[ram], span)
+        for e in np.unique(np.flatnonzero(ram)[~whole]).tolist():
+            notes.append(f"the {human_size(span)} leaf at VA {int(va[e]):#x} maps [{int(addr[e]):#x}, "
+                         f"{int(addr[e]) + span:#x}), of which only part is RAM")
+        return ram
+
+    def _rows(self, fmt: PagingFormat, depth: int, raw: U64, va: U64, slot: U64, leaf: Bool, addr: U64,
+              present: Bool, bits: U8, verdict: U8, where: U8, memtype: U8) -> tuple[Mappings | None, Bool, U64]:
+        """`_judge`'s result from the entries' verdicts: the rows to list (leaves, and entries every access
+        faults on), which entries point at tables, and the addresses."""
+        huge, usable = depth != fmt.depth_count - 1, verdict == 0
         listed = (leaf | ~usable) & present
         rows = None
         if np.any(listed):
             r = raw[listed]
-            ok = (why == Reason.OK).reshape(len(_COMBOS), n)
-            mt = np.where(ok, memtype.reshape(len(_COMBOS), n), 0).max(axis=0).astype(np.uint8)
             rows = Mappings(fmt, va[listed], np.where(usable[listed], addr[listed], fmt.codec.paddr_np(r, huge)),
-                            np.full(r.shape, span, dtype=np.uint64), fmt.codec.flags_np(r, huge),
+                            np.full(r.shape, fmt.levels[depth].span, dtype=np.uint64), fmt.codec.flags_np(r, huge),
                             np.full(r.shape, depth, dtype=np.int8), r, slot[listed], perms=bits[listed],
-                            verdict=verdict[listed], verdict_stage=where[listed], memtype=mt[listed])
-        pointer = ~leaf & usable
-        return rows, pointer, addr
+                            verdict=verdict[listed], verdict_stage=where[listed], memtype=memtype[listed])
+        return rows, ~leaf & usable, addr
 
     def translate(self, va: int, access: Access | str = Access.READ,
                   privilege: Privilege | str = Privilege.SUPERVISOR) -> Translation:
