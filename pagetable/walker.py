@@ -34,9 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import args, lanes
-from .descent import Descent, PhysicalReader, table_slots
 from .errors import InvalidArgument, InvalidArgumentType
-from .flags import human_size
 from .format import PagingFormat
 from .lanes import Flag, Word
 from .mappings import Mappings
@@ -79,7 +77,6 @@ __all__ = [
     "Translations",
     "WalkRules",
     "Walker",
-    "entry_verdicts",
     "perm_bit",
 ]
 
@@ -104,48 +101,10 @@ def _page_size(walker: Walker) -> int:
     return min(r.fmt.page_size for r in regions) if regions else args.ADDR_LIMIT
 
 
-_COMBOS = [(p, a) for p in Privilege for a in Access]    # the order of the bits of an effective-permissions mask
-_COMBO_ACCESS = np.array([a for _, a in _COMBOS], dtype=np.uint8)
-_COMBO_PRIVILEGE = np.array([p for p, _ in _COMBOS], dtype=np.uint8)
 _STEP_DTYPES = (np.uint8, np.bool_, np.uint64, np.uint64, np.uint8)   # StepColumns' fields
 _REASONS = tuple(Reason)                               # by value (one lane's results, without enum calls)
 _MEMORY_TYPES = {m.value: m for m in MemoryType}
 _VERDICTS = 1 << 16                                    # verdicts a walker remembers for one-lane walks
-_CHUNK = 1 << 14                                       # entries `Walker.mappings` judges at once
-
-
-def _summary(why: U8, stage: U8) -> tuple[U8, U8, U8]:
-    """Per entry, from the reasons (and deciders) of its `_COMBOS` lanes (combo-major): the effective-
-    permissions mask, the verdict (0 if some access translates; else the reason, one beyond permissions
-    where there is one) and who decided it."""
-    why, stage = why.reshape(len(_COMBOS), -1), stage.reshape(len(_COMBOS), -1)
-    ok = why == Reason.OK
-    bits: U8 = (ok.astype(np.uint8) << np.arange(len(_COMBOS), dtype=np.uint8)[:, None]).sum(axis=0, dtype=np.uint8)
-    pick = np.where(why == Reason.PERMISSION, 255, why).argmin(axis=0)
-    cols = np.arange(why.shape[1])
-    usable = ok.any(axis=0)
-    verdict: U8 = np.where(usable, 0, why[pick, cols]).astype(np.uint8)
-    by: U8 = np.where(usable, 0, stage[pick, cols]).astype(np.uint8)
-    return bits, verdict, by
-
-
-def entry_verdicts(rules: WalkRules, raw: int, region: Region | None = None) -> list[tuple[int, bool, int,
-                                                                                            Reason]]:
-    """What the walk rules make of one raw entry at each level of a region's format (default: the regime's
-    only region): (the manual's level number, whether it is a leaf there, its effective-permissions mask,
-    and the reason every access faults, or OK). No memory is read: the output address is not checked, and
-    the levels above are taken to restrict nothing."""
-    if not rules.regime.translates:
-        raise InvalidArgument("translation is off (Bare): there are no entries")
-    region = region or rules.regime.single
-    n = len(_COMBOS)
-    out = []
-    for depth, lv in enumerate(region.fmt.levels):
-        st = StepColumns.of(rules.step(region, depth, np.full(n, args.address(raw, "entry"), dtype=np.uint64),
-                                       _COMBO_ACCESS, _COMBO_PRIVILEGE, np.full(n, PERMS)))
-        bits, verdict, _ = _summary(st.reason, np.ones(n, dtype=np.uint8))
-        out.append((lv.arch_level, bool(st.leaf[0]), int(bits[0]), Reason(int(verdict[0]))))
-    return out
 
 
 def _address(fmt: PagingFormat, depth: int, pte: Word, leaf: Flag, offset: Word, va: Word) -> Word:
@@ -444,123 +403,9 @@ class Walker:
         be read, or is reached twice, is reported in `problems` (`descent`). Entries are judged in chunks of
         `_CHUNK`, so the working memory beyond the result (about 50 bytes a row) is bounded. A regime with
         several regions lists the region numbered `region` (default: the only one)."""
-        regime = self.rules.regime
-        if not regime.translates:
-            raise InvalidArgument("translation is off (Bare): there is no table to list")
-        if region is None:
-            chosen = regime.single
-        else:
-            chosen = regime.regions[args.integer(region, "region", 0, len(regime.regions))]
-        fmt = chosen.fmt
-        reader = PhysicalReader(self.mem, fmt.entry_size) if self._implicit is None else \
-            _StageTwoReader(self._implicit, fmt.entry_size)
-        descent = Descent(fmt, chosen.root, reader, start, end)
-        parts: list[Mappings] = []
-        for e in descent:
-            pointer = np.zeros(e.raw.shape, dtype=bool)
-            target = np.zeros(e.raw.shape, dtype=np.uint64)
-            for lo in range(0, e.raw.shape[0], _CHUNK):
-                part = slice(lo, lo + _CHUNK)
-                rows, pointer[part], target[part] = self._judge(chosen, e.depth, e.raw[part], e.va[part],
-                                                                e.slot[part], descent.problems)
-                if rows is not None:
-                    parts.append(rows)
-            descent.descend(pointer, target[pointer])
-        return Mappings.concat(fmt, parts, descent.problems, hardware=True)
+        from . import judging  # judging builds on the walker: imported when first listed
 
-    def _judge(self, region: Region, depth: int, raw: U64, va: U64, slot: U64, notes: list[str]) -> tuple[
-            Mappings | None, Bool, U64]:
-        """`mappings` for some entries of one level: the rows to list, which entries point at tables, and
-        the addresses they point at. The levels above are taken to restrict nothing (their entries are
-        judged in their own rows)."""
-        fmt = region.fmt
-        n, span = raw.shape[0], fmt.levels[depth].span
-        k = self.rules.regime.regions.index(region)
-        uniform = self._judge_uniform(k, depth, raw, va, notes)
-        if uniform is not None:
-            return self._rows(fmt, depth, raw, va, slot, *uniform)
-        acc, prv = np.repeat(_COMBO_ACCESS, n), np.repeat(_COMBO_PRIVILEGE, n)
-        pte, lane_va = np.tile(raw, len(_COMBOS)), np.tile(va, len(_COMBOS))
-        carry = np.full(n, PERMS)
-        parts = [self._step_columns(k, depth, raw, np.full(n, a, dtype=np.uint8), np.full(n, p, dtype=np.uint8),
-                                    carry) for p, a in _COMBOS]      # each access alone: a uniform table is
-        st = StepColumns(*(np.concatenate([np.broadcast_to(np.asarray(part[f], dtype=dtype), (n,))  # judged
-                                           for part in parts]) for f, dtype in enumerate(_STEP_DTYPES)))   # once
-        why, leaf, memtype = st.reason, st.leaf, st.memtype.copy()
-        addr = cast(U64, _address(fmt, depth, pte, leaf, st.offset, lane_va))
-        present = why[:n] != Reason.INVALID                 # V=1: listed whatever later checks say
-        stage: U8 = np.ones(why.shape, dtype=np.uint8)
-        if self._implicit is not None:              # an entry update must pass stage 2 as an implicit write
-            _, update, t2, own = self._update_check(why == Reason.OK, leaf, pte, acc, prv,
-                                                    np.tile(slot, len(_COMBOS)))
-            refused = t2.reason[own]
-            why[update[own]], stage[update[own]] = refused, np.where(refused != Reason.OK, 3, 1)
-        final = np.flatnonzero((why == Reason.OK) & leaf)   # the output address, as the access makes it
-        if self.stage2 is None:
-            why[final[~self._in_ram(addr[final], va[final % n], span, notes)]] = Reason.PA_OUTSIDE_MEMORY
-        else:                                       # stage 2 judges the output address at its first byte
-            t2 = self.stage2._walk(addr[final], acc[final], prv[final])
-            why[final], stage[final] = t2.reason, np.where(t2.reason != Reason.OK, 2, 1)
-            memtype[final] = self.rules.combine(memtype[final], t2.memtype)
-            if span > _page_size(self.stage2):
-                for e in np.unique(final % n).tolist():
-                    notes.append(f"the {human_size(span)} leaf at VA {int(va[e]):#x} spans many stage-2 pages: "
-                                 "it is judged at its first byte")
-        bits, verdict, where = _summary(why, stage)
-        ok = (why == Reason.OK).reshape(len(_COMBOS), n)
-        mt = np.where(ok, memtype.reshape(len(_COMBOS), n), 0).max(axis=0).astype(np.uint8)
-        return self._rows(fmt, depth, raw, va, slot, leaf[:n], addr[:n], present, bits, verdict, where, mt)
-
-    def _judge_uniform(self, k: int, depth: int, raw: U64, va: U64, notes: list[str]) -> tuple[
-            Bool, U64, Bool, U8, U8, U8, U8] | None:
-        """`_judge`'s verdicts where every entry reads the same to the rules (`WalkRules.judged_bits`: a
-        uniformly mapped table) and there is one stage: the six accesses' verdicts are the rules' for one
-        entry, and only the output address and its RAM check are per entry. None where that does not hold."""
-        fmt = self.rules.regime.regions[k].fmt
-        judged = raw & np.uint64(self._plans[k][depth][3])
-        if self.stage2 is not None or not _uniform(judged):
-            return None
-        n, first = raw.shape[0], int(raw[0])
-        steps = [self._verdicts.get(key) or self._verdict(key, self.rules.regime.regions[k], depth, first)
-                 for key in ((k, depth, int(judged[0]), a, p, ALL_PERMS) for p, a in _COMBOS)]
-        if any((s.leaf, s.offset) != (steps[0].leaf, steps[0].offset) for s in steps):
-            return None
-        leaf, why = bool(steps[0].leaf), np.array([s.reason for s in steps], dtype=np.uint8)
-        addr = cast(U64, _address(fmt, depth, raw, np.full(n, leaf), steps[0].offset, va))
-        ram = np.ones(n, dtype=bool)
-        if leaf and np.any(why == Reason.OK):
-            ram = self._in_ram(addr, va, fmt.levels[depth].span, notes)
-        # the verdicts of an entry whose output address is RAM, and of one whose address is not
-        cases = np.stack([why, np.where(why == Reason.OK, Reason.PA_OUTSIDE_MEMORY, why)], axis=1)
-        bits, verdict, where = _summary(cases.reshape(-1), np.ones(cases.size, dtype=np.uint8))
-        memtypes = np.array([max((s.memtype for s in steps if s.reason == Reason.OK), default=0), 0], dtype=np.uint8)
-        pick = (~ram).astype(np.intp)
-        present = np.full(n, why[0] != Reason.INVALID)
-        return np.full(n, leaf), addr, present, bits[pick], verdict[pick], where[pick], memtypes[pick]
-
-    def _in_ram(self, addr: U64, va: U64, span: int, notes: list[str]) -> Bool:
-        """Whether each leaf's output (`span` bytes at `addr`) touches RAM; a leaf only partly RAM is noted."""
-        ram = self.mem.touches_np(addr, span)
-        whole = self.mem.contains_np(addr[ram], span)
-        for e in np.unique(np.flatnonzero(ram)[~whole]).tolist():
-            notes.append(f"the {human_size(span)} leaf at VA {int(va[e]):#x} maps [{int(addr[e]):#x}, "
-                         f"{int(addr[e]) + span:#x}), of which only part is RAM")
-        return ram
-
-    def _rows(self, fmt: PagingFormat, depth: int, raw: U64, va: U64, slot: U64, leaf: Bool, addr: U64,
-              present: Bool, bits: U8, verdict: U8, where: U8, memtype: U8) -> tuple[Mappings | None, Bool, U64]:
-        """`_judge`'s result from the entries' verdicts: the rows to list (leaves, and entries every access
-        faults on), which entries point at tables, and the addresses."""
-        huge, usable = depth != fmt.depth_count - 1, verdict == 0
-        listed = (leaf | ~usable) & present
-        rows = None
-        if np.any(listed):
-            r = raw[listed]
-            rows = Mappings(fmt, va[listed], np.where(usable[listed], addr[listed], fmt.codec.paddr_np(r, huge)),
-                            np.full(r.shape, fmt.levels[depth].span, dtype=np.uint64), fmt.codec.flags_np(r, huge),
-                            np.full(r.shape, depth, dtype=np.int8), r, slot[listed], perms=bits[listed],
-                            verdict=verdict[listed], verdict_stage=where[listed], memtype=memtype[listed])
-        return rows, ~leaf & usable, addr
+        return judging.mappings(self, start, end, region)
 
     def translate(self, va: int, access: Access | str = Access.READ,
                   privilege: Privilege | str = Privilege.SUPERVISOR) -> Translation:
@@ -648,41 +493,3 @@ class Walker:
             self._verdicts.clear()
         st = self._verdicts[key] = self.rules.step(region, depth, pte, acc, prv, carry)
         return st
-
-
-class _StageTwoReader:
-    """Stage-1 tables in guest-physical memory, located and read through stage 2 as the walk reads them
-    (implicit reads): a table is where stage 2 maps it, so guest-physical aliases of one host page are one
-    table; a table stage 2 faults on, or maps outside RAM, cannot be read."""
-
-    def __init__(self, stage2: Walker, entry_size: int) -> None:
-        self.stage2 = stage2
-        self.entry_size = entry_size
-        self.page = _page_size(stage2)
-
-    def _reach(self, gpas: U64, size: int) -> tuple[Bool, U64, list[str]]:
-        """For `size` bytes at each GPA (within one stage-2 page): whether the walk can read them, their
-        host address, and why not for each lane it cannot."""
-        t = self.stage2._walk(gpas, np.full(gpas.shape, Access.READ, dtype=np.uint8),   # the privilege
-                              np.full(gpas.shape, Privilege.SUPERVISOR, dtype=np.uint8))  # of no access
-        inram = self.stage2.mem.contains_np(t.pa, size)
-        ok = (t.reason == Reason.OK) & inram
-        why = []
-        for k in np.flatnonzero(~ok).tolist():
-            reason = Reason(int(t.reason[k]))
-            why.append(f"at GPA {int(gpas[k]):#x}, which stage 2 maps to {int(t.pa[k]):#x}, outside RAM"
-                       if reason == Reason.OK else
-                       f"at GPA {int(gpas[k]):#x}, which stage 2 does not let the walk read "
-                       f"({self.stage2.rules.fault_kind(reason).value}: {reason.label} at stage-2 level "
-                       f"{int(t.level[k])})")
-        return ok, t.pa, why
-
-    def locate(self, tables: U64, count: int) -> tuple[Bool, U64, list[str]]:
-        ok, hpa, why = self._reach(tables, min(count * self.entry_size, self.page))
-        return ok, hpa[ok], why
-
-    def read(self, tables: U64, where: U64, slots: U64, count: int) -> tuple[Bool, U64, list[str]]:
-        """Stage-1 tables are no larger than stage 2's pages, so `locate` found all of each table."""
-        assert count * self.entry_size <= self.page, "a stage-1 table larger than a stage-2 page"
-        return np.ones(tables.shape, dtype=bool), self.stage2.mem.read_u64_np(
-            table_slots(where, count, self.entry_size)), []

@@ -10,8 +10,9 @@ from ...arch.riscv_sv39 import HGATP, PTE, SATP, SPEC, SV39, Hgatp, Satp
 from ...arch.riscv_sv39.entry import pte_paddr
 from ...arch.riscv_sv39.walk import RiscvOptions, RiscvRules
 from ...errors import PagetableError
+from ...judging import entry_verdicts
 from ...listing import permissions
-from ...walker import Reason, entry_verdicts
+from ...walker import Reason
 from ..schema import VectorSet
 from .gen import generate_riscv
 from .modes import VECTOR_MODES, vector_mode
