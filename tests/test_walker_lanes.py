@@ -87,3 +87,27 @@ def test_bare_one_lane_agrees_with_the_batch() -> None:
     for access in Access:
         for privilege in Privilege:
             assert_lanes_agree(w, w.translate_many(vas, access, privilege), access, privilege)
+
+
+def test_lanes_that_read_one_table_take_its_entries_verdicts() -> None:
+    """A bulk walk whose lanes all read one table judges that table's entries once (`_step_columns`): with
+    thousands of lanes through tables of mixed entries (pointers, leaves of each level, every kind of
+    fault), every lane still gets what it gets alone."""
+    ram = 0x8000_0000
+    mem = PhysMem([(ram, 64 << 12)])
+    words = mem.regions[0].words
+    rng = np.random.default_rng(11)
+    root, mid, last = 0, 1, 2                               # frames: one table per level
+    kinds = np.array([0, 0x1, 0xCF, 0x4F, 0xC3, 0x05, 0xDF, 0xC7 | (1 << 54), 0xC9, 0x0D], dtype=np.uint64)
+    for frame, target in ((root, mid), (mid, last), (last, 3)):
+        bits = kinds[rng.integers(0, len(kinds), 512)]
+        pointer = (bits & np.uint64(0xE)) == 0              # V=1 with R=W=X=0 points at the next table
+        ppn = np.where(pointer, np.uint64((ram >> 12) + target), rng.integers(0, 1 << 20, 512, dtype=np.uint64))
+        words[frame * 512:(frame + 1) * 512] = (ppn << np.uint64(10)) | bits
+    w = Walker(mem, RiscvRules(Satp.for_table(SV39, ram + root * 4096), RiscvOptions(sum=True)))
+    vas = rng.integers(0, 1 << 38, 6000, dtype=np.uint64)
+    for access in Access:
+        for privilege in Privilege:
+            t = w.translate_many(vas, access, privilege)
+            assert len(np.unique(t.reason)) > 3                 # the table's mix reached the lanes
+            assert_lanes_agree(w, t, access, privilege)
