@@ -18,8 +18,9 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _json_string  # json's own, in C
 from typing import Any
 
 import numpy as np
@@ -209,6 +210,26 @@ _ACCESS = {a: int(Access[a.upper()]) for a in ACCESSES}          # a case's name
 _PRIVILEGE = {p: int(Privilege[p.upper()]) for p in PRIVILEGES}
 
 
+def json_text(value: Any, indent: str = "\n") -> str:
+    """The text of json.dumps(value, indent=1), nested at `indent` (a newline, then a space per level).
+    Strings, integers and objects with string keys, and lists, are encoded here, several times faster
+    (json's encoder is pure Python when it indents: it took 90% of `VectorSet.write`); a list may also
+    be an iterator. json encodes the rest (true, false, null, floats, {}, other keys)."""
+    if isinstance(value, str):
+        return _json_string(value)
+    if type(value) is int:
+        return repr(value)
+    inner = indent + " "
+    if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+        return "{" + inner + ("," + inner).join([f"{_json_string(k)}: "             # most values are strings
+                                                   f"{_json_string(v) if type(v) is str else json_text(v, inner)}"
+                                                   for k, v in value.items()]) + indent + "}"
+    if isinstance(value, list | Iterator):
+        items = [json_text(v, inner) for v in value]
+        return "[" + inner + ("," + inner).join(items) + indent + "]" if items else "[]"
+    return json.dumps(value, indent=1).replace("\n", indent)   # a JSON text has no newline in a string
+
+
 def _hex(obj: Mapping[str, Any], key: str, where: str) -> int:
     value = obj.get(key)
     if not isinstance(value, str) or not value.lower().startswith("0x"):
@@ -245,6 +266,10 @@ class VectorSet:
         return lanes((c.va, c.access, c.privilege) for c in self.cases)
 
     def to_json(self, files: list[tuple[str, int]]) -> dict[str, Any]:
+        """The document vectors.json holds, with the images `files` ((name, base) pairs)."""
+        return self._document(files, [c.to_json() for c in self.cases])
+
+    def _document(self, files: list[tuple[str, int]], cases: Iterable[dict[str, Any]]) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "arch": self.arch,
@@ -252,7 +277,7 @@ class VectorSet:
             "memory": [{"file": f, "base": f"{b:#x}"} for f, b in files],
             "registers": {k: f"{v:#x}" for k, v in self.registers.items()},
             "options": self.options,
-            "cases": [c.to_json() for c in self.cases],
+            "cases": cases,
         }
 
     def write(self, out_dir: str | os.PathLike[str], readme: str) -> None:
@@ -268,7 +293,9 @@ class VectorSet:
             with open(os.path.join(staging, "README.txt"), "w", encoding="utf-8", errors="backslashreplace") as fh:
                 fh.write(readme)
             with open(os.path.join(staging, "vectors.json"), "w", encoding="utf-8") as fh:
-                json.dump(self.to_json(files), fh, indent=1)
+                # each case's dict is made, written as text and dropped (all of them at once would keep
+                # the garbage collector busy)
+                fh.write(json_text(self._document(files, (c.to_json() for c in self.cases))))
                 fh.write("\n")
             for name in [f for f, _ in files] + ["README.txt", "vectors.json"]:   # vectors.json last
                 os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
