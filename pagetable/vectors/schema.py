@@ -197,13 +197,11 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.normpath(a) == os.path.normpath(b)
 
 
-def lanes(cases: Iterable[tuple[int, str, str]]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8],
-                                                         npt.NDArray[np.uint8]]:
-    """(va, access, privilege) triples as the walker's lane arrays."""
-    rows = list(cases)
-    return (np.array([va for va, _, _ in rows], dtype=np.uint64),
-            np.array([_ACCESS[a] for _, a, _ in rows], dtype=np.uint8),
-            np.array([_PRIVILEGE[p] for _, _, p in rows], dtype=np.uint8))
+def lanes(vas: Iterable[int], accesses: Iterable[str], privileges: Iterable[str]) -> tuple[
+        npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """Cases' VAs, accesses and privileges as the walker's lane arrays."""
+    return (np.fromiter(vas, np.uint64), np.fromiter((_ACCESS[a] for a in accesses), np.uint8),
+            np.fromiter((_PRIVILEGE[p] for p in privileges), np.uint8))
 
 
 _ACCESS = {a: int(Access[a.upper()]) for a in ACCESSES}          # a case's names, looked up once
@@ -263,7 +261,7 @@ class VectorSet:
 
     def lanes(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
         """The cases' VAs, accesses and privileges as walker lane arrays."""
-        return lanes((c.va, c.access, c.privilege) for c in self.cases)
+        return lanes((c.va for c in self.cases), (c.access for c in self.cases), (c.privilege for c in self.cases))
 
     def to_json(self, files: list[tuple[str, int]]) -> dict[str, Any]:
         """The document vectors.json holds, with the images `files` ((name, base) pairs)."""

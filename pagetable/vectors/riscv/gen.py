@@ -307,9 +307,9 @@ def _below(rng: random.Random, bounds: list[int]) -> list[int]:
     return out
 
 
-def _pick(targets: list[Target], count: int | None, rng: random.Random) -> list[tuple[Target, int, str, str]]:
-    """The cases (target, va, access, privilege): every target x access x privilege once, or `count` of them
-    sampled, or extended by random ones; the VA a random multiple of 8 in the target."""
+def _pick(targets: list[Target], count: int | None, rng: random.Random) -> list[tuple[int, str, str, str]]:
+    """The cases as (va, access, privilege, label) rows: every target x access x privilege once, or `count`
+    of them sampled, or extended by random ones; the VA a random multiple of 8 in the target."""
     combos = [(t, a, p) for t in targets for a in ACCESSES for p in PRIVILEGES]
     if count is not None and count < len(combos):
         combos = [combos[i] for i in sorted(rng.sample(range(len(combos)), count))]
@@ -317,10 +317,11 @@ def _pick(targets: list[Target], count: int | None, rng: random.Random) -> list[
     # rng.choice of a target, an access and a privilege for each extra case, then
     # rng.randrange(0, t.span, 8) for each case: as random.Random draws them (_below)
     drawn = _below(rng, [len(targets), len(ACCESSES), len(PRIVILEGES)] * extra)
-    combos += [(targets[t], ACCESSES[a], PRIVILEGES[p])
-               for t, a, p in zip(drawn[0::3], drawn[1::3], drawn[2::3], strict=True)]
-    offsets = _below(rng, [(t.span + 7) // 8 for t, _, _ in combos])
-    return [(t, t.va + 8 * k, a, p) for (t, a, p), k in zip(combos, offsets, strict=True)]
+    chosen = [t for t, _, _ in combos] + [targets[k] for k in drawn[0::3]]
+    accesses = [a for _, a, _ in combos] + [ACCESSES[k] for k in drawn[1::3]]
+    privileges = [p for _, _, p in combos] + [PRIVILEGES[k] for k in drawn[2::3]]
+    offsets = _below(rng, [(t.span + 7) // 8 for t in chosen])
+    return [(t.va + 8 * k, a, p, t.label) for t, k, a, p in zip(chosen, offsets, accesses, privileges, strict=True)]
 
 
 def _two_stage_targets(vs: _Builder, g: PageTable, host_frames: FrameAllocator) -> None:
@@ -404,7 +405,6 @@ def generate_riscv(mode: str, seed: int, cases: int | None = None, options: Opti
         raise InvalidArgument(f"{mode} takes {vm.options_type.__name__}, not {type(options).__name__}")
     mem, registers, targets = _build_mode(vm, seed)
     rng = random.Random(seed ^ 0x5EED)
-    picked = _pick(targets, cases, rng)
     vs = VectorSet("riscv64", vm.name, mem, registers, {**options.to_json(), "seed": seed}, [])
-    vs.cases = expected_cases(walker_for(vs), [(va, a, p, t.label) for t, va, a, p in picked])
+    vs.cases = expected_cases(walker_for(vs), _pick(targets, cases, rng))
     return vs
