@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import random
@@ -27,7 +28,7 @@ from pagetable.table import PageTable
 from pagetable.vectors import SCHEMA, VectorsError, VectorSet, generate_riscv, schema
 from pagetable.vectors.riscv.gen import GUEST_BACKING, GUEST_RAM, RAM_BASE, RAM_SIZE, _below
 from pagetable.vectors.riscv.modes import walker_for
-from pagetable.vectors.schema import Case, json_text
+from pagetable.vectors.schema import Case, json_text, write_json
 from pagetable.walker import Access
 
 from .fuzzing import fuzz
@@ -51,13 +52,15 @@ _JSON_VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=4) 
 
 
 @fuzz(300, 3000)
-@given(_JSON_VALUES)
-def test_json_text_is_json_dumps(value: Any) -> None:
-    """write's encoder gives json.dump's text (indent=1) for every value, also nested and as an iterator."""
+@given(_JSON_VALUES, st.dictionaries(st.text(max_size=3), _JSON_VALUES, max_size=4))
+def test_json_text_is_json_dumps(value: Any, doc: dict[str, Any]) -> None:
+    """write's encoder gives json.dump's text (indent=1) for every value, also nested, and for a document
+    with lists given as iterators."""
     assert json_text(value) == json.dumps(value, indent=1)
     assert json_text({"a": [value]}, "\n  ") == json.dumps({"a": [value]}, indent=1).replace("\n", "\n  ")
-    if isinstance(value, list):
-        assert json_text(iter(value)) == json.dumps(value, indent=1)
+    out = io.StringIO()
+    write_json(out, {k: iter(v) if isinstance(v, list) else v for k, v in doc.items()})
+    assert out.getvalue() == json.dumps(doc, indent=1)
 
 
 def test_write_read_round_trip(tmp_path: Path) -> None:
@@ -153,9 +156,10 @@ def test_a_failed_write_leaves_the_previous_set(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(VectorsError):
         generate_riscv("sv39", 2, cases=5).write(str(tmp_path) + "\0x", "readme")
 
-    def full_disk(doc: object) -> str:                     # while vectors.json is open for writing
+    def full_disk(fh: Any, doc: object) -> None:
+        fh.write('{"schema": "pagetable-vec')
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(schema, "json_text", full_disk)
+    monkeypatch.setattr(schema, "write_json", full_disk)
     with pytest.raises(VectorsError, match="No space left on device"):
         generate_riscv("sv39", 2, cases=5).write(tmp_path, "second\n")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _json_string  # json's own, in C
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -210,9 +210,9 @@ _PRIVILEGE = {p: int(Privilege[p.upper()]) for p in PRIVILEGES}
 
 def json_text(value: Any, indent: str = "\n") -> str:
     """The text of json.dumps(value, indent=1), nested at `indent` (a newline, then a space per level).
-    Strings, integers and objects with string keys, and lists, are encoded here, several times faster
-    (json's encoder is pure Python when it indents: it took 90% of `VectorSet.write`); a list may also
-    be an iterator. json encodes the rest (true, false, null, floats, {}, other keys)."""
+    Strings, integers, objects with string keys and lists are encoded here, several times faster (json's
+    encoder is pure Python when it indents: it took 90% of `VectorSet.write`); json encodes the rest
+    (true, false, null, floats, {}, [], other keys)."""
     if isinstance(value, str):
         return _json_string(value)
     if type(value) is int:
@@ -222,10 +222,29 @@ def json_text(value: Any, indent: str = "\n") -> str:
         return "{" + inner + ("," + inner).join([f"{_json_string(k)}: "             # most values are strings
                                                    f"{_json_string(v) if type(v) is str else json_text(v, inner)}"
                                                    for k, v in value.items()]) + indent + "}"
-    if isinstance(value, list | Iterator):
-        items = [json_text(v, inner) for v in value]
-        return "[" + inner + ("," + inner).join(items) + indent + "]" if items else "[]"
+    if isinstance(value, list) and value:
+        return "[" + inner + ("," + inner).join([json_text(v, inner) for v in value]) + indent + "]"
     return json.dumps(value, indent=1).replace("\n", indent)   # a JSON text has no newline in a string
+
+
+def write_json(fh: TextIO, doc: Mapping[str, Any]) -> None:
+    """json.dump(doc, fh, indent=1) for an object `doc` through json_text, a value of `doc` that is an
+    iterator written as a list item by item (a vector set's cases: each case's dict is made, written
+    and dropped, never all at once)."""
+    if not doc:
+        fh.write("{}")
+        return
+    for n, (key, value) in enumerate(doc.items()):
+        fh.write(f"{',' if n else '{'}\n {_json_string(key)}: ")
+        if not isinstance(value, Iterator):
+            fh.write(json_text(value, "\n "))
+            continue
+        empty = True
+        for item in value:
+            fh.write(("[" if empty else ",") + "\n  " + json_text(item, "\n  "))
+            empty = False
+        fh.write("[]" if empty else "\n ]")
+    fh.write("\n}")
 
 
 def _hex(obj: Mapping[str, Any], key: str, where: str) -> int:
@@ -291,9 +310,9 @@ class VectorSet:
             with open(os.path.join(staging, "README.txt"), "w", encoding="utf-8", errors="backslashreplace") as fh:
                 fh.write(readme)
             with open(os.path.join(staging, "vectors.json"), "w", encoding="utf-8") as fh:
-                # each case's dict is made, written as text and dropped (all of them at once would keep
-                # the garbage collector busy)
-                fh.write(json_text(self._document(files, (c.to_json() for c in self.cases))))
+                # each case's dict made, written and dropped (all of them at once kept the garbage
+                # collector busy)
+                write_json(fh, self._document(files, (c.to_json() for c in self.cases)))
                 fh.write("\n")
             for name in [f for f, _ in files] + ["README.txt", "vectors.json"]:   # vectors.json last
                 os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
