@@ -99,6 +99,8 @@ def test_draws_are_random_randrange() -> None:
     ours, theirs = random.Random(11), random.Random(11)
     assert _below(ours, bounds) == [theirs.randrange(n) for n in bounds]
     assert ours.getstate() == theirs.getstate()
+    with pytest.raises(ValueError, match="empty range"):
+        _below(ours, [3, 0])
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -36,7 +36,7 @@ SCHEMA_V1 = "pagetable-vectors/1"
 ACCESSES = ("read", "write", "execute")
 PRIVILEGES = ("supervisor", "user")
 MAX_JSON = 1 << 30
-"""The largest vectors.json read: a million cases (the most `generate` writes) take about 180 MB."""
+"""The largest vectors.json read: a million cases (the most `generate` writes) take about 300 MB."""
 _HEX = re.compile(r"0[xX][0-9a-fA-F]+")
 TOP_KEYS = ("schema", "arch", "mode", "memory", "registers", "options", "cases")
 MEMORY_KEYS = ("file", "base")

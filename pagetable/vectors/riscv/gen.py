@@ -45,8 +45,8 @@ GUEST_BACKING = RAM_BASE + RAM_SIZE    # ... and the host RAM behind it (host RA
 SPECIAL_GPA = 0x4000_0000              # guest pages the G-stage maps one by one for the two-stage targets
 MiB, GiB = 1 << 20, 1 << 30
 MAX_CASES = 1_000_000
-"""The most cases one vector set may have: every case is held in memory (about 1 KB while generating) and
-written to vectors.json (about 180 bytes each), so a million cases take about 30 s and 1 GB."""
+"""The most cases one vector set may have: every case is held in memory (about 0.8 KB) and written to
+vectors.json (250 to 300 bytes each), so a million cases take about 30 s and 0.8 GB (`vectors generate`)."""
 
 __all__ = ["GUEST_BACKING", "GUEST_RAM", "MAX_CASES", "RAM_BASE", "RAM_SIZE", "VECTOR_MODES", "generate_riscv",
            "tag_memory"]
@@ -296,6 +296,8 @@ def _below(rng: random.Random, bounds: list[int]) -> list[int]:
     """`[rng.randrange(n) for n in bounds]`, the same numbers from the same draws: random.Random takes
     getrandbits(n.bit_length()) until it is below n (`Random._randbelow`), here without the calls around
     it (they took most of the time of a large vector set)."""
+    if min(bounds, default=1) < 1:                      # getrandbits(0) is always 0: the loop would not end
+        raise ValueError("empty range for randrange()")
     getrandbits = rng.getrandbits
     out = []
     for n in bounds:
@@ -398,7 +400,7 @@ def generate_riscv(mode: str, seed: int, cases: int | None = None, options: Opti
         cases = args.integer(cases, "the number of cases", 1)
         if cases > MAX_CASES:
             raise InvalidArgument(f"{cases:,} cases are more than a vector set holds ({MAX_CASES:,}: every case is "
-                                  "kept in memory and written to vectors.json, about 180 bytes each); "
+                                  "kept in memory and written to vectors.json, about 300 bytes each); "
                                   "generate several sets with different seeds instead")
     options = options or vm.options_type()
     if not isinstance(options, vm.options_type):
