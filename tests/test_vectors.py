@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import random
@@ -13,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pagetable.arch.riscv_sv39 import SV39, SV39X4, Hgatp, Vsatp
 from pagetable.arch.riscv_sv39.entry import pte_paddr
@@ -22,10 +25,13 @@ from pagetable.errors import InvalidAddress, NotMapped
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
-from pagetable.vectors import SCHEMA, VectorsError, VectorSet, generate_riscv
+from pagetable.vectors import SCHEMA, VectorsError, VectorSet, generate_riscv, schema
 from pagetable.vectors.riscv.gen import GUEST_BACKING, GUEST_RAM, RAM_BASE, RAM_SIZE, _below
 from pagetable.vectors.riscv.modes import walker_for
-from pagetable.vectors.schema import Case
+from pagetable.vectors.schema import Case, json_text, write_json
+from pagetable.walker import Access
+
+from .fuzzing import fuzz
 
 
 @pytest.mark.parametrize("mode", ["sv39", "sv48", "sv57"])
@@ -36,6 +42,25 @@ def test_same_seed_same_bytes(mode: str, tmp_path: Path) -> None:
     assert (tmp_path / "1" / "vectors.json").read_text() == (tmp_path / "2" / "vectors.json").read_text()
     other = generate_riscv(mode, 8)
     assert other.mem.regions[0].data.tobytes() != (tmp_path / "1" / "mem.bin").read_bytes()
+
+
+_SCALARS = (st.text() | st.integers() | st.booleans() | st.none() | st.floats()
+            | st.sampled_from([Access.READ, "caf\u00e9", "\ud800", "a\nb\"c\\", 1 << 63]))
+_JSON_VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+                            | st.dictionaries(st.text(max_size=4) | st.integers() | st.booleans() | st.none(),
+                                              inner, max_size=4), max_leaves=20)
+
+
+@fuzz(300, 3000)
+@given(_JSON_VALUES, st.dictionaries(st.text(max_size=3), _JSON_VALUES, max_size=4))
+def test_json_text_is_json_dumps(value: Any, doc: dict[str, Any]) -> None:
+    """write's encoder gives json.dump's text (indent=1) for every value, also nested, and for a document
+    with lists given as iterators."""
+    assert json_text(value) == json.dumps(value, indent=1)
+    assert json_text({"a": [value]}, "\n  ") == json.dumps({"a": [value]}, indent=1).replace("\n", "\n  ")
+    out = io.StringIO()
+    write_json(out, {k: iter(v) if isinstance(v, list) else v for k, v in doc.items()})
+    assert out.getvalue() == json.dumps(doc, indent=1)
 
 
 def test_write_read_round_trip(tmp_path: Path) -> None:
@@ -74,6 +99,8 @@ def test_draws_are_random_randrange() -> None:
     ours, theirs = random.Random(11), random.Random(11)
     assert _below(ours, bounds) == [theirs.randrange(n) for n in bounds]
     assert ours.getstate() == theirs.getstate()
+    with pytest.raises(ValueError, match="empty range"):
+        _below(ours, [3, 0])
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -131,10 +158,10 @@ def test_a_failed_write_leaves_the_previous_set(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(VectorsError):
         generate_riscv("sv39", 2, cases=5).write(str(tmp_path) + "\0x", "readme")
 
-    def full_disk(doc: object, fh: Any, **kw: object) -> None:
+    def full_disk(fh: Any, doc: object) -> None:
         fh.write('{"schema": "pagetable-vec')
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(json, "dump", full_disk)
+    monkeypatch.setattr(schema, "write_json", full_disk)
     with pytest.raises(VectorsError, match="No space left on device"):
         generate_riscv("sv39", 2, cases=5).write(tmp_path, "second\n")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -11,7 +11,7 @@ from .schema import Case, lanes
 def expected_cases(walker: Walker, rows: Sequence[tuple[int, str, str, str]]) -> list[Case]:
     """Walk every (va, access, privilege, label) row at once and describe each outcome as a Case: the PA,
     or the fault kind, level and syndrome, with stage, GPA and `implicit` in the two-stage modes."""
-    res = walker.translate_many(*lanes((va, a, p) for va, a, p, _ in rows))
+    res = walker.translate_many(*lanes((r[0] for r in rows), (r[1] for r in rows), (r[2] for r in rows)))
     two_stage = walker.stage2 is not None
     # the columns as Python lists (indexing a numpy array per case costs more than the walk); the names of
     # each reason and fault kind looked up once

@@ -18,9 +18,10 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from json.encoder import encode_basestring_ascii as _json_string  # json's own, in C
+from typing import Any, TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +36,7 @@ SCHEMA_V1 = "pagetable-vectors/1"
 ACCESSES = ("read", "write", "execute")
 PRIVILEGES = ("supervisor", "user")
 MAX_JSON = 1 << 30
-"""The largest vectors.json read: a million cases (the most `generate` writes) take about 180 MB."""
+"""The largest vectors.json read: a million cases (the most `generate` writes) take about 300 MB."""
 _HEX = re.compile(r"0[xX][0-9a-fA-F]+")
 TOP_KEYS = ("schema", "arch", "mode", "memory", "registers", "options", "cases")
 MEMORY_KEYS = ("file", "base")
@@ -196,17 +197,54 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.normpath(a) == os.path.normpath(b)
 
 
-def lanes(cases: Iterable[tuple[int, str, str]]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8],
-                                                         npt.NDArray[np.uint8]]:
-    """(va, access, privilege) triples as the walker's lane arrays."""
-    rows = list(cases)
-    return (np.array([va for va, _, _ in rows], dtype=np.uint64),
-            np.array([_ACCESS[a] for _, a, _ in rows], dtype=np.uint8),
-            np.array([_PRIVILEGE[p] for _, _, p in rows], dtype=np.uint8))
+def lanes(vas: Iterable[int], accesses: Iterable[str], privileges: Iterable[str]) -> tuple[
+        npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """Cases' VAs, accesses and privileges as the walker's lane arrays."""
+    return (np.fromiter(vas, np.uint64), np.fromiter((_ACCESS[a] for a in accesses), np.uint8),
+            np.fromiter((_PRIVILEGE[p] for p in privileges), np.uint8))
 
 
 _ACCESS = {a: int(Access[a.upper()]) for a in ACCESSES}          # a case's names, looked up once
 _PRIVILEGE = {p: int(Privilege[p.upper()]) for p in PRIVILEGES}
+
+
+def json_text(value: Any, indent: str = "\n") -> str:
+    """The text of json.dumps(value, indent=1), nested at `indent` (a newline, then a space per level).
+    Strings, integers, objects with string keys and lists are encoded here, several times faster (json's
+    encoder is pure Python when it indents: it took 90% of `VectorSet.write`); json encodes the rest
+    (true, false, null, floats, {}, [], other keys)."""
+    if isinstance(value, str):
+        return _json_string(value)
+    if type(value) is int:
+        return repr(value)
+    inner = indent + " "
+    if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+        return "{" + inner + ("," + inner).join([f"{_json_string(k)}: "             # most values are strings
+                                                   f"{_json_string(v) if type(v) is str else json_text(v, inner)}"
+                                                   for k, v in value.items()]) + indent + "}"
+    if isinstance(value, list) and value:
+        return "[" + inner + ("," + inner).join([json_text(v, inner) for v in value]) + indent + "]"
+    return json.dumps(value, indent=1).replace("\n", indent)   # a JSON text has no newline in a string
+
+
+def write_json(fh: TextIO, doc: Mapping[str, Any]) -> None:
+    """json.dump(doc, fh, indent=1) for an object `doc` through json_text, a value of `doc` that is an
+    iterator written as a list item by item (a vector set's cases: each case's dict is made, written
+    and dropped, never all at once)."""
+    if not doc:
+        fh.write("{}")
+        return
+    for n, (key, value) in enumerate(doc.items()):
+        fh.write(f"{',' if n else '{'}\n {_json_string(key)}: ")
+        if not isinstance(value, Iterator):
+            fh.write(json_text(value, "\n "))
+            continue
+        empty = True
+        for item in value:
+            fh.write(("[" if empty else ",") + "\n  " + json_text(item, "\n  "))
+            empty = False
+        fh.write("[]" if empty else "\n ]")
+    fh.write("\n}")
 
 
 def _hex(obj: Mapping[str, Any], key: str, where: str) -> int:
@@ -242,9 +280,13 @@ class VectorSet:
 
     def lanes(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
         """The cases' VAs, accesses and privileges as walker lane arrays."""
-        return lanes((c.va, c.access, c.privilege) for c in self.cases)
+        return lanes((c.va for c in self.cases), (c.access for c in self.cases), (c.privilege for c in self.cases))
 
     def to_json(self, files: list[tuple[str, int]]) -> dict[str, Any]:
+        """The document vectors.json holds, with the images `files` ((name, base) pairs)."""
+        return self._document(files, [c.to_json() for c in self.cases])
+
+    def _document(self, files: list[tuple[str, int]], cases: Iterable[dict[str, Any]]) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "arch": self.arch,
@@ -252,7 +294,7 @@ class VectorSet:
             "memory": [{"file": f, "base": f"{b:#x}"} for f, b in files],
             "registers": {k: f"{v:#x}" for k, v in self.registers.items()},
             "options": self.options,
-            "cases": [c.to_json() for c in self.cases],
+            "cases": cases,
         }
 
     def write(self, out_dir: str | os.PathLike[str], readme: str) -> None:
@@ -268,7 +310,9 @@ class VectorSet:
             with open(os.path.join(staging, "README.txt"), "w", encoding="utf-8", errors="backslashreplace") as fh:
                 fh.write(readme)
             with open(os.path.join(staging, "vectors.json"), "w", encoding="utf-8") as fh:
-                json.dump(self.to_json(files), fh, indent=1)
+                # each case's dict made, written and dropped (all of them at once kept the garbage
+                # collector busy)
+                write_json(fh, self._document(files, (c.to_json() for c in self.cases)))
                 fh.write("\n")
             for name in [f for f, _ in files] + ["README.txt", "vectors.json"]:   # vectors.json last
                 os.replace(os.path.join(staging, name), os.path.join(out_dir, name))

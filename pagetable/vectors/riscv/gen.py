@@ -45,8 +45,8 @@ GUEST_BACKING = RAM_BASE + RAM_SIZE    # ... and the host RAM behind it (host RA
 SPECIAL_GPA = 0x4000_0000              # guest pages the G-stage maps one by one for the two-stage targets
 MiB, GiB = 1 << 20, 1 << 30
 MAX_CASES = 1_000_000
-"""The most cases one vector set may have: every case is held in memory (about 1 KB while generating) and
-written to vectors.json (about 180 bytes each), so a million cases take about 30 s and 1 GB."""
+"""The most cases one vector set may have: every case is held in memory (about 0.8 KB) and written to
+vectors.json (250 to 300 bytes each), so a million cases take about 30 s and 0.8 GB (`vectors generate`)."""
 
 __all__ = ["GUEST_BACKING", "GUEST_RAM", "MAX_CASES", "RAM_BASE", "RAM_SIZE", "VECTOR_MODES", "generate_riscv",
            "tag_memory"]
@@ -296,6 +296,8 @@ def _below(rng: random.Random, bounds: list[int]) -> list[int]:
     """`[rng.randrange(n) for n in bounds]`, the same numbers from the same draws: random.Random takes
     getrandbits(n.bit_length()) until it is below n (`Random._randbelow`), here without the calls around
     it (they took most of the time of a large vector set)."""
+    if min(bounds, default=1) < 1:                      # getrandbits(0) is always 0: the loop would not end
+        raise ValueError("empty range for randrange()")
     getrandbits = rng.getrandbits
     out = []
     for n in bounds:
@@ -307,9 +309,9 @@ def _below(rng: random.Random, bounds: list[int]) -> list[int]:
     return out
 
 
-def _pick(targets: list[Target], count: int | None, rng: random.Random) -> list[tuple[Target, int, str, str]]:
-    """The cases (target, va, access, privilege): every target x access x privilege once, or `count` of them
-    sampled, or extended by random ones; the VA a random multiple of 8 in the target."""
+def _pick(targets: list[Target], count: int | None, rng: random.Random) -> list[tuple[int, str, str, str]]:
+    """The cases as (va, access, privilege, label) rows: every target x access x privilege once, or `count`
+    of them sampled, or extended by random ones; the VA a random multiple of 8 in the target."""
     combos = [(t, a, p) for t in targets for a in ACCESSES for p in PRIVILEGES]
     if count is not None and count < len(combos):
         combos = [combos[i] for i in sorted(rng.sample(range(len(combos)), count))]
@@ -317,10 +319,11 @@ def _pick(targets: list[Target], count: int | None, rng: random.Random) -> list[
     # rng.choice of a target, an access and a privilege for each extra case, then
     # rng.randrange(0, t.span, 8) for each case: as random.Random draws them (_below)
     drawn = _below(rng, [len(targets), len(ACCESSES), len(PRIVILEGES)] * extra)
-    combos += [(targets[t], ACCESSES[a], PRIVILEGES[p])
-               for t, a, p in zip(drawn[0::3], drawn[1::3], drawn[2::3], strict=True)]
-    offsets = _below(rng, [(t.span + 7) // 8 for t, _, _ in combos])
-    return [(t, t.va + 8 * k, a, p) for (t, a, p), k in zip(combos, offsets, strict=True)]
+    chosen = [t for t, _, _ in combos] + [targets[k] for k in drawn[0::3]]
+    accesses = [a for _, a, _ in combos] + [ACCESSES[k] for k in drawn[1::3]]
+    privileges = [p for _, _, p in combos] + [PRIVILEGES[k] for k in drawn[2::3]]
+    offsets = _below(rng, [(t.span + 7) // 8 for t in chosen])
+    return [(t.va + 8 * k, a, p, t.label) for t, k, a, p in zip(chosen, offsets, accesses, privileges, strict=True)]
 
 
 def _two_stage_targets(vs: _Builder, g: PageTable, host_frames: FrameAllocator) -> None:
@@ -397,14 +400,13 @@ def generate_riscv(mode: str, seed: int, cases: int | None = None, options: Opti
         cases = args.integer(cases, "the number of cases", 1)
         if cases > MAX_CASES:
             raise InvalidArgument(f"{cases:,} cases are more than a vector set holds ({MAX_CASES:,}: every case is "
-                                  "kept in memory and written to vectors.json, about 180 bytes each); "
+                                  "kept in memory and written to vectors.json, about 300 bytes each); "
                                   "generate several sets with different seeds instead")
     options = options or vm.options_type()
     if not isinstance(options, vm.options_type):
         raise InvalidArgument(f"{mode} takes {vm.options_type.__name__}, not {type(options).__name__}")
     mem, registers, targets = _build_mode(vm, seed)
     rng = random.Random(seed ^ 0x5EED)
-    picked = _pick(targets, cases, rng)
     vs = VectorSet("riscv64", vm.name, mem, registers, {**options.to_json(), "seed": seed}, [])
-    vs.cases = expected_cases(walker_for(vs), [(va, a, p, t.label) for t, va, a, p in picked])
+    vs.cases = expected_cases(walker_for(vs), _pick(targets, cases, rng))
     return vs
