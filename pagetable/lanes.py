@@ -7,7 +7,8 @@ scalar of the array's type, so `pte >> 12` stays uint64). A bulk walk passes arr
 single call passes ints and costs microseconds instead of the tens of microseconds numpy spends on each
 operation of a one-element array. The few things operators cannot say the same way for both are here:
 logical negation (`~` on a Python bool is an int), choosing per lane, the first fault that holds, turning
-truth into numbers, and table lookups.
+truth into numbers, narrowing flag bits to a byte (tests on a byte cost an eighth of tests on the u64),
+and table lookups.
 
 A value is a `Word` (entries, addresses, carries: uint64 or int), a `Small` (reasons, accesses,
 privileges, permission masks: uint8 or int) or a `Flag` (bool array or bool). The three are typed `Any`:
