@@ -163,10 +163,12 @@ def _judge_uniform(walker: Walker, k: int, depth: int, raw: U64, va: U64, notes:
     return np.full(n, leaf), addr, present, bits[pick], verdict[pick], where[pick], memtypes[pick]
 
 def _in_ram(walker: Walker, addr: U64, va: U64, span: int, notes: list[str]) -> Bool:
-    """Whether each leaf's output (`span` bytes at `addr`) touches RAM; a leaf only partly RAM is noted."""
+    """Whether each leaf's output (`span` bytes at `addr`) touches RAM; a leaf only partly RAM is noted,
+    once (its lanes of several accesses are one leaf)."""
     ram = walker.mem.touches_np(addr, span)
-    whole = walker.mem.contains_np(addr[ram], span)
-    for e in np.unique(np.flatnonzero(ram)[~whole]).tolist():
+    partly = np.flatnonzero(ram)[~walker.mem.contains_np(addr[ram], span)]
+    _, first = np.unique(va[partly], return_index=True)
+    for e in partly[np.sort(first)].tolist():
         notes.append(f"the {human_size(span)} leaf at VA {int(va[e]):#x} maps [{int(addr[e]):#x}, "
                      f"{int(addr[e]) + span:#x}), of which only part is RAM")
     return ram

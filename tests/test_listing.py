@@ -162,6 +162,18 @@ def test_sv48_listing_of_a_kernel_linear_map() -> None:
                           "part is RAM",)
 
 
+def test_a_leaf_only_partly_ram_is_noted_once_whatever_its_neighbours() -> None:
+    """The note is one per leaf, not one per access that reaches it, whether the leaf's table is judged as a
+    whole (entries alike) or entry by entry (here a read-only neighbour makes the entries differ)."""
+    mem = PhysMem([(RAM, 4 << 20)])
+    pt = PageTable(SV48, mem, FrameAllocator(mem))
+    pt.map_region(0xFFFF_8000_0000_0000, 0, 4 << 30, F.READ | F.WRITE | F.EXECUTE, allow_huge=True)
+    pt.map(0xFFFF_8001_0000_0000, 0x1_0000_0000, 1 << 30, F.READ)
+    m = Walker(mem, RiscvRules(Satp.for_table(SV48, pt.root_paddr))).mappings()
+    assert m.problems == ("the 1G leaf at VA 0xffff800080000000 maps [0x80000000, 0xc0000000), of which only "
+                          "part is RAM",)
+
+
 def test_guest_physical_aliases_of_one_host_table_are_one_table() -> None:
     """The G-stage maps 512 guest pages onto K host frames whose VS entries point at 512 distinct GPAs each:
     the listing used to read every alias as a new table (1.8M rows and 1.2 GB for K=8)."""
