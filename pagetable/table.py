@@ -80,6 +80,8 @@ class PageTable:
             raise InvalidArgument("the frame allocator must allocate from the page table's memory")
         self.fmt = fmt
         self._last_depth = fmt.depth_count - 1
+        # per level, for one-entry descents: the VA's index shift and mask, and whether it is the last level
+        self._levels = [(lv.index_lsb, lv.entries - 1, d == self._last_depth) for d, lv in enumerate(fmt.levels)]
         self.mem = mem
         self.frames = frames
         self._borrowed: set[int] = set()
@@ -176,12 +178,12 @@ class PageTable:
 
     def _lookup(self, va: int, depth: int | None = None) -> Slot:
         """`lookup` of a checked VA."""
-        table = self._root
-        for d in range(self._last_depth + 1):
-            pa = table + self.fmt.index(va, d) * self.fmt.entry_size
+        table, codec = self._root, self.fmt.codec
+        for d, (shift, mask, last) in enumerate(self._levels):
+            pa = table + ((va >> shift) & mask) * self.fmt.entry_size
             raw = self._entry(pa)
-            if d != depth and self._is_table(raw, d):
-                table = self._paddr(raw, d)
+            if d != depth and codec.is_table_np(raw, last):
+                table = codec.paddr_np(raw, True)
                 continue
             return Slot(d, pa, raw, table)
         raise AssertionError("unreachable: the last level has no table entries")
