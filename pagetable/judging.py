@@ -145,8 +145,8 @@ def _judge_uniform(walker: Walker, k: int, depth: int, raw: U64, va: U64, notes:
     if walker.stage2 is not None or not _uniform(judged):
         return None
     n, first = raw.shape[0], int(raw[0])
-    steps = [walker._verdicts.get(key) or walker._verdict(key, walker.rules.regime.regions[k], depth, first)
-             for key in ((k, depth, int(judged[0]), a, p, ALL_PERMS) for p, a in _COMBOS)]
+    steps = [walker._verdict((k, depth, int(judged[0]), a, p, ALL_PERMS), walker.rules.regime.regions[k], depth,
+                             first) for p, a in _COMBOS]
     if any((s.leaf, s.offset) != (steps[0].leaf, steps[0].offset) for s in steps):
         return None
     leaf, why = bool(steps[0].leaf), np.array([s.reason for s in steps], dtype=np.uint8)

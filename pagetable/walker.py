@@ -360,28 +360,35 @@ class Walker:
             a, p, c = int(acc[0]), int(prv[0]), int(carry[0])
             judged = pte & np.uint64(self._plans[k][depth][3])
             if _uniform(judged):
-                key = (k, depth, int(judged[0]), a, p, c)
-                one = self._verdicts.get(key) or self._verdict(key, region, depth, int(pte[0]))
+                one = self._verdict((k, depth, int(judged[0]), a, p, c), region, depth, int(pte[0]))
                 return StepColumns(*(np.broadcast_to(np.asarray(v, dtype=t), pte.shape)
                                      for v, t in zip(one, _STEP_DTYPES, strict=True)))
-            entries = region.fmt.levels[depth].entries
-            if table is not None and index is not None and entries * 8 <= pte.size and _uniform(table):
-                used = np.zeros(entries, dtype=bool)           # the entries of the table these lanes read
-                used[index] = True
-                read = np.zeros(entries, dtype=np.uint64)
-                read[index] = pte
-                n = int(used.sum())
-                st = self.rules.step(region, depth, read[used], np.full(n, a, dtype=np.uint8),
-                                     np.full(n, p, dtype=np.uint8), np.full(n, c, dtype=np.uint64))
-                fields: list[npt.NDArray[Any]] = [np.broadcast_to(np.asarray(v, dtype=t), (n,))
-                                                  for v, t in zip(st, _STEP_DTYPES, strict=True)]
-                if all(_uniform(f) for f in fields):        # one verdict for every entry read (pointers, mostly)
-                    return StepColumns(*(np.broadcast_to(f[0], pte.shape) for f in fields))
-                by_entry = [np.zeros(entries, dtype=f.dtype) for f in fields]
-                for column, f in zip(by_entry, fields, strict=True):
-                    column[used] = f
-                return StepColumns(*(column[index] for column in by_entry))
+            if table is not None and index is not None and _uniform(table) and \
+                    region.fmt.levels[depth].entries * 8 <= pte.size:
+                return self._table_verdicts(region, depth, pte, index, a, p, c)
         return StepColumns.of(self.rules.step(region, depth, pte, acc, prv, carry))
+
+    def _table_verdicts(self, region: Region, depth: int, pte: U64, index: U64, acc: int, prv: int,
+                        carry: int) -> StepColumns:
+        """`_step_columns` for lanes that all read one table at depth `depth`, at `index`: the rules judge
+        each entry read once, and each lane takes its entry's verdict (every lane the same one, where the
+        entries read all get the same)."""
+        entries = region.fmt.levels[depth].entries
+        used = np.zeros(entries, dtype=bool)
+        used[index] = True
+        read = np.zeros(entries, dtype=np.uint64)
+        read[index] = pte
+        n = int(used.sum())
+        st = self.rules.step(region, depth, read[used], np.full(n, acc, dtype=np.uint8),
+                             np.full(n, prv, dtype=np.uint8), np.full(n, carry, dtype=np.uint64))
+        fields: list[npt.NDArray[Any]] = [np.broadcast_to(np.asarray(v, dtype=t), (n,))
+                                          for v, t in zip(st, _STEP_DTYPES, strict=True)]
+        if all(_uniform(f) for f in fields):
+            return StepColumns(*(np.broadcast_to(f[0], pte.shape) for f in fields))
+        by_entry = [np.zeros(entries, dtype=f.dtype) for f in fields]
+        for column, f in zip(by_entry, fields, strict=True):
+            column[used] = f
+        return StepColumns(*(column[index] for column in by_entry))
 
     def mappings(self, start: int | None = None, end: int | None = None, region: int | None = None) -> Mappings:
         """The table as this walker's hardware reads it (the stage-1 table; `stage2.mappings()` lists stage
@@ -487,9 +494,11 @@ class Walker:
     def _verdict(self, key: tuple[int, int, int, int, int, int], region: Region, depth: int, pte: int) -> Step:
         """`rules.step` for one lane, remembered under `key`: (region number, depth, the entry bits the rules
         read (`WalkRules.judged_bits`), access, privilege, carry). The entries of a table mostly share
-        those bits, so a walk mostly reuses verdicts; the memory is bounded (`_VERDICTS`)."""
-        _, _, _, acc, prv, carry = key
-        if len(self._verdicts) >= _VERDICTS:
-            self._verdicts.clear()
-        st = self._verdicts[key] = self.rules.step(region, depth, pte, acc, prv, carry)
+        those bits, so walks mostly reuse verdicts; the memory is bounded (`_VERDICTS`)."""
+        st = self._verdicts.get(key)
+        if st is None:
+            if len(self._verdicts) >= _VERDICTS:
+                self._verdicts.clear()
+            _, _, _, acc, prv, carry = key
+            st = self._verdicts[key] = self.rules.step(region, depth, pte, acc, prv, carry)
         return st
