@@ -3,11 +3,14 @@
 The walker owns the loop that every architecture shares — pick the region of the regime that translates
 each VA (`Regime.partition_np`; none: non-canonical), fetch the entry of each level from physical memory (a
 fetch outside RAM is the architecture's access/abort fault), let the architecture's `WalkRules` judge the
-entry with the state carried down from the levels above (fault, next table, or leaf with its output
-address, effective permissions and memory type: `Step`), and finally check that the output address is
-RAM. The architecture then computes what the hardware reports (`WalkRules.syndrome`). It runs on many
-addresses at once with numpy: `translate_many` is the real implementation and `translate` is one lane of
-it, so there is one code path for every rule.
+entry with the state carried down from the levels above (fault, next table, or leaf with the VA bits its
+output address keeps, effective permissions and memory type: `Step`; addresses come from the entry's
+address field), and finally check that the output address is RAM. The architecture then computes what the
+hardware reports (`WalkRules.syndrome`). The rules are written once (`lanes`): `translate_many` runs them
+on numpy columns of lanes, which shrink as lanes leave the walk, judging each distinct entry once where
+that is cheap to see (`_step_columns`); `translate` runs them on one lane's Python ints (`_walk_one`),
+remembering verdicts by the entry bits the rules read (`WalkRules.judged_bits`). tests/test_walker_lanes.py
+and the fuzz suites hold the two to the same outcome, field by field.
 
 Two-stage translation (a hypervisor's guest): give the first-stage walker a `stage2` walker. Then every
 first-stage table fetch is itself translated by stage 2 (as an implicit read, with the rules
