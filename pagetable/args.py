@@ -150,7 +150,7 @@ def dtype(kind: object, what: str = "element type", *, error: Error = None) -> n
         if kind is None:
             raise TypeError("None")
         dt: np.dtype[Any] = np.dtype(kind)  # type: ignore[call-overload]
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, SyntaxError) as exc:      # numpy parses "i4,(2)f8" strings with ast
         raise _fail(error, InvalidArgumentType, f"{what} {describe(kind)} is not a numpy dtype: {exc}") from None
     if dt.hasobject or dt.itemsize == 0:
         raise _fail(error, InvalidArgument, f"{what} {dt} cannot be laid out in memory (objects, or no bytes)")

@@ -315,6 +315,15 @@ def test_values_that_do_not_fit_their_element_are_refused(dtype: object, value: 
     assert UserConstPtr(P0, np.float32).get(a) == 1.5
 
 
+@pytest.mark.parametrize("kind", [",", ",,", "1)", "(", None, object])
+def test_element_types_numpy_cannot_parse_are_refused(kind: object) -> None:
+    """numpy parses "i4,(2)f8"-like strings with ast.literal_eval, so "," raised a SyntaxError (the long fuzz
+    profile found it)."""
+    with pytest.raises(UserMemoryError) as e:
+        UserConstPtr(P0, kind)
+    assert code(e) == errno.EINVAL
+
+
 def test_user_memory_in_16k_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     """uptr pages by the address space's format: a region populates the 16 KiB page holding it, a scan
     takes elements up to a (16 KiB) page, strings cross 16 KiB pages, and a copy checks each 16 KiB page
