@@ -21,7 +21,7 @@ from .flags import human_size
 from .format import PagingFormat
 from .mappings import Mappings
 from .translation import ALL_PERMS, PERMS, Access, Privilege, Reason, Region, StepColumns, WalkRules
-from .walker import _STEP_DTYPES, Walker, _address, _page_size, _uniform
+from .walker import Walker, _address, _page_size, _uniform
 
 U64 = npt.NDArray[np.uint64]
 U8 = npt.NDArray[np.uint8]
@@ -108,8 +108,8 @@ def _judge(walker: Walker, region: Region, depth: int, raw: U64, va: U64, slot: 
     carry = np.full(n, PERMS)
     parts = [walker._step_columns(k, depth, raw, np.full(n, a, dtype=np.uint8), np.full(n, p, dtype=np.uint8),
                                 carry) for p, a in _COMBOS]      # each access alone: a uniform table is
-    st = StepColumns(*(np.concatenate([np.broadcast_to(np.asarray(part[f], dtype=dtype), (n,))  # judged
-                                       for part in parts]) for f, dtype in enumerate(_STEP_DTYPES)))   # once
+    st = StepColumns(*(np.concatenate(fields) for fields in zip(*(StepColumns.filled(part, (n,))  # judged
+                                                                 for part in parts), strict=True)))  # once
     why, leaf, memtype = st.reason, st.leaf, st.memtype.copy()
     addr = cast(U64, _address(fmt, depth, pte, leaf, st.offset, lane_va))
     present = why[:n] != Reason.INVALID                 # V=1: listed whatever later checks say

@@ -330,6 +330,15 @@ class StepColumns(NamedTuple):
         """`step`, which rules given columns return as columns."""
         return cast(StepColumns, step)
 
+    @classmethod
+    def filled(cls, step: Step | StepColumns, shape: tuple[int, ...]) -> StepColumns:
+        """Columns of `shape` holding `step` in every lane (a verdict of one entry, or one value per field),
+        as read-only broadcasts of each field's dtype."""
+        return cls(*(np.broadcast_to(np.asarray(v, dtype=t), shape) for v, t in zip(step, _STEP_DTYPES, strict=True)))
+
+
+_STEP_DTYPES = (np.uint8, np.bool_, np.uint64, np.uint64, np.uint8)       # StepColumns' fields
+
 
 class WalkRules(Protocol):
     """What an architecture contributes to a walk (see arch/*/walk.py). `step`, `writes_back` and

@@ -104,7 +104,9 @@ def _page_size(walker: Walker) -> int:
     return min(r.fmt.page_size for r in regions) if regions else args.ADDR_LIMIT
 
 
-_STEP_DTYPES = (np.uint8, np.bool_, np.uint64, np.uint64, np.uint8)   # StepColumns' fields
+_EITHER_PRIVILEGE = [perm_bit(a, Privilege.SUPERVISOR) | perm_bit(a, Privilege.USER) for a in Access]
+"""Per access kind, its bits of an effective-permissions mask at both privileges (a refused entry update
+takes the access away from both)."""
 _REASONS = tuple(Reason)                               # by value (one lane's results, without enum calls)
 _MEMORY_TYPES = {m.value: m for m in MemoryType}
 _VERDICTS = 1 << 16                                    # verdicts a walker remembers for one-lane walks
@@ -235,8 +237,7 @@ class Walker:
         carry = carry.copy()
         refused[update] = t2.reason != Reason.OK
         for a in Access:
-            bits = np.uint64(perm_bit(a, Privilege.SUPERVISOR) | perm_bit(a, Privilege.USER))
-            carry[needs[a] & refused] &= ~bits
+            carry[needs[a] & refused] &= np.uint64(((1 << 64) - 1) ^ _EITHER_PRIVILEGE[a])
         _record(out, live[update[own]], slot[update[own]], t2.take(own), IMPLICIT_ENTRY_UPDATE)
         faulted = np.zeros(pte.shape, dtype=bool)
         faulted[update[own]] = refused[update[own]]
@@ -364,8 +365,7 @@ class Walker:
             judged = pte & np.uint64(self._plans[k][depth][3])
             if _uniform(judged):
                 one = self._verdict((k, depth, int(judged[0]), a, p, c), region, depth, int(pte[0]))
-                return StepColumns(*(np.broadcast_to(np.asarray(v, dtype=t), pte.shape)
-                                     for v, t in zip(one, _STEP_DTYPES, strict=True)))
+                return StepColumns.filled(one, pte.shape)
             if table is not None and index is not None and _uniform(table) and \
                     region.fmt.levels[depth].entries * 8 <= pte.size:
                 return self._table_verdicts(region, depth, pte, index, a, p, c)
@@ -384,8 +384,7 @@ class Walker:
         n = int(used.sum())
         st = self.rules.step(region, depth, read[used], np.full(n, acc, dtype=np.uint8),
                              np.full(n, prv, dtype=np.uint8), np.full(n, carry, dtype=np.uint64))
-        fields: list[npt.NDArray[Any]] = [np.broadcast_to(np.asarray(v, dtype=t), (n,))
-                                          for v, t in zip(st, _STEP_DTYPES, strict=True)]
+        fields = [np.asarray(f) for f in StepColumns.filled(st, (n,))]
         if all(_uniform(f) for f in fields):
             return StepColumns(*(np.broadcast_to(f[0], pte.shape) for f in fields))
         by_entry = [np.zeros(entries, dtype=f.dtype) for f in fields]
@@ -476,7 +475,7 @@ class Walker:
                         if t2.reason:
                             for a in Access:
                                 if needs[a]:
-                                    carry &= ~(perm_bit(a, Privilege.SUPERVISOR) | perm_bit(a, Privilege.USER))
+                                    carry &= ~_EITHER_PRIVILEGE[a]
                 table = paddr(pte, huge)
                 if st.leaf:
                     pa, memtype = _with_offset(table, st.offset, va), st.memtype
