@@ -21,7 +21,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import ClassVar, NamedTuple, Protocol, Self, cast
+from typing import ClassVar, NamedTuple, Protocol, Self, TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -384,27 +384,6 @@ class WalkRules(Protocol):
         ...
 
 
-class Outcome(Protocol):
-    """What a walk found, per lane: `Translations` (columns) or `Lane` (one lane's ints)."""
-
-    @property
-    def va(self) -> Word: ...
-    @property
-    def pa(self) -> Word: ...
-    @property
-    def reason(self) -> Small: ...
-    @property
-    def level(self) -> Small: ...
-    @property
-    def pte(self) -> Word: ...
-    @property
-    def stage(self) -> Small: ...
-    @property
-    def gpa(self) -> Word: ...
-    @property
-    def implicit(self) -> Small: ...
-
-
 class Lane(NamedTuple):
     """One lane's walk: the columns of `Translations` (which see) as ints."""
 
@@ -418,6 +397,10 @@ class Lane(NamedTuple):
     implicit: int
     perms: int
     memtype: int
+
+
+Outcome: TypeAlias = "Translations | Lane"
+"""What a walk found, per lane: columns, or one lane's ints (`WalkRules.syndrome` takes either)."""
 
 
 class Translation(NamedTuple):
