@@ -66,6 +66,8 @@ def number(v: int) -> str:
 
 def address(value: object, what: str, *, error: Error = None) -> int:
     """A 64-bit address (or any u64 value): an integer in [0, 2**64)."""
+    if type(value) is int and 0 <= value < ADDR_LIMIT:     # the common case, in one call
+        return value
     return integer(value, what, 0, ADDR_LIMIT, error=error)
 
 

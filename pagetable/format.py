@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -172,12 +173,19 @@ class PagingFormat:
 
     def depth_for_size(self, size: int) -> int:
         """The depth whose leaves have `size` bytes; raises NotAligned for a size the format cannot map."""
+        depth = self._leaf_depths.get(size) if type(size) is int else None    # a float never matches
+        if depth is not None:
+            return depth
         size = args.integer(size, "page size")
-        for depth, lv in enumerate(self.levels):
-            if lv.leaf and lv.span == size:
-                return depth
+        if size in self._leaf_depths:
+            return self._leaf_depths[size]
         sizes = ", ".join(s.label() for s in self.page_sizes())
         raise NotAligned(f"{self.name} has no {size:#x}-byte pages (it maps {sizes})")
+
+    @functools.cached_property
+    def _leaf_depths(self) -> dict[int, int]:
+        """Leaf size -> the depth that maps it."""
+        return {lv.span: depth for depth, lv in enumerate(self.levels) if lv.leaf}
 
     def with_codec(self, codec: EntryCodec) -> PagingFormat:
         """The same mode with another entry encoding (e.g. Svpbmt on, or the ArceOS profile)."""
@@ -199,16 +207,24 @@ class PagingFormat:
 
     def canonical_np(self, va: Word) -> Flag:
         """`is_canonical` for a column of VAs, or unchecked for one (`lanes`)."""
-        if self.extension is Extension.SIGN:
-            top = va >> (self.va_bits - 1)
-            ok: Flag = (top == 0) | (top == (1 << (65 - self.va_bits)) - 1)
-            return ok
-        want = 0 if self.extension is Extension.ZERO else (1 << (64 - self.va_bits)) - 1
-        ok = (va >> self.va_bits) == want
+        shift, low, high = self._tops
+        top = va >> shift
+        ok: Flag = (top == low) | (top == high)
         return ok
+
+    @functools.cached_property
+    def _tops(self) -> tuple[int, int, int]:
+        """The canonical rule as data: a VA is canonical when the bits from `shift` up equal `low` or `high`
+        (SIGN: bits 63..va_bits-1 all 0 or all 1; ZERO: bits 63..va_bits all 0; ONES: all 1)."""
+        if self.extension is Extension.SIGN:
+            return self.va_bits - 1, 0, (1 << (65 - self.va_bits)) - 1
+        want = 0 if self.extension is Extension.ZERO else (1 << (64 - self.va_bits)) - 1
+        return self.va_bits, want, want
 
     def check_va(self, va: int) -> int:
         """`va` as an int, or InvalidAddress if this format cannot translate it."""
+        if type(va) is int and 0 <= va < args.ADDR_LIMIT and self.canonical_np(va):   # the common case
+            return va
         if not self.is_canonical(va):
             rule = {Extension.SIGN: f"bits 63..{self.va_bits - 1} must all equal bit {self.va_bits - 1}",
                     Extension.ZERO: f"it must be below 2**{self.va_bits}",
@@ -218,7 +234,8 @@ class PagingFormat:
 
     def check_pa(self, pa: int) -> int:
         """`pa` as an int, or InvalidAddress if it is negative or wider than the format's PAs."""
-        pa = args.integer(pa, "physical address")
+        if type(pa) is not int:
+            pa = args.integer(pa, "physical address")
         if not 0 <= pa < 1 << self.pa_bits:
             raise InvalidAddress(f"{pa:#x} is wider than {self.name}'s {self.pa_bits}-bit physical addresses")
         return pa

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -55,8 +55,7 @@ def _mapping_flags(value: int) -> MappingFlags:
     return MappingFlags(value)
 
 
-@dataclass(frozen=True)
-class Slot:
+class Slot(NamedTuple):
     """Where a lookup stopped: the entry at `pa` (depth `depth`) holds `raw`."""
 
     depth: int
@@ -82,6 +81,7 @@ class PageTable:
         self._last_depth = fmt.depth_count - 1
         # per level, for one-entry descents: the VA's index shift and mask, and whether it is the last level
         self._levels = [(lv.index_lsb, lv.entries - 1, d == self._last_depth) for d, lv in enumerate(fmt.levels)]
+        self._sizes = {d: _PAGE_SIZES[lv.span] for d, lv in enumerate(fmt.levels) if lv.leaf}   # a leaf's size
         self.mem = mem
         self.frames = frames
         self._borrowed: set[int] = set()
@@ -134,26 +134,19 @@ class PageTable:
         return depth == self._last_depth
 
     def _is_leaf(self, raw: int, depth: int) -> bool:
-        return bool(self.fmt.codec.is_leaf_np(raw, self._last(depth)))
+        return bool(self.fmt.codec.is_leaf_np(raw, depth == self._last_depth))
 
     def _is_table(self, raw: int, depth: int) -> bool:
-        return bool(self.fmt.codec.is_table_np(raw, self._last(depth)))
+        return bool(self.fmt.codec.is_table_np(raw, depth == self._last_depth))
 
     def _paddr(self, raw: int, depth: int) -> int:
-        return int(self.fmt.codec.paddr_np(raw, not self._last(depth)))
+        return int(self.fmt.codec.paddr_np(raw, depth != self._last_depth))
 
     def _flags(self, raw: int, depth: int) -> MappingFlags:
-        return _mapping_flags(int(self.fmt.codec.flags_np(raw, not self._last(depth))))
-
-    def _entry(self, pa: int) -> int:
-        """The entry at `pa`, a slot of this table's own (PhysMemError if a table pointer led outside RAM)."""
-        raw = self.mem.fetch_u64(pa)
-        if raw is None:
-            return self.mem.read_u64(pa)                  # raises, naming the address and the RAM
-        return raw
+        return _mapping_flags(int(self.fmt.codec.flags_np(raw, depth != self._last_depth)))
 
     def _size(self, depth: int) -> PageSize:
-        return _PAGE_SIZES[self.fmt.levels[depth].span]
+        return self._sizes[depth]
 
     def _check_page(self, va: int, pa: int | None, size: int) -> tuple[int, int]:
         """(va, pa) as ints after checking both against the format and the page size (pa None: only va)."""
@@ -163,9 +156,10 @@ class PageTable:
         if pa is None:
             return va, 0
         pa = self.fmt.check_pa(pa)
-        self.fmt.check_pa(pa + size - 1)
         if pa % size:
             raise NotAligned(f"PA {pa:#x} is not aligned to {PageSize(size).label()}")
+        if size > 1 << self.fmt.pa_bits:          # else an aligned page that starts in the PA space ends in it
+            self.fmt.check_pa(pa + size - 1)
         return va, pa
 
     def lookup(self, va: int, depth: int | None = None) -> Slot:
@@ -178,14 +172,16 @@ class PageTable:
 
     def _lookup(self, va: int, depth: int | None = None) -> Slot:
         """`lookup` of a checked VA."""
-        table, codec = self._root, self.fmt.codec
+        table, codec, size, fetch = self._root, self.fmt.codec, self.fmt.entry_size, self.mem.fetch_u64
         for d, (shift, mask, last) in enumerate(self._levels):
-            pa = table + ((va >> shift) & mask) * self.fmt.entry_size
-            raw = self._entry(pa)
-            if d != depth and codec.is_table_np(raw, last):
+            pa = table + ((va >> shift) & mask) * size
+            raw = fetch(pa)
+            if raw is None:                               # a table pointer led outside RAM
+                self.mem.read_u64(pa)                     # raises, naming the address and the RAM
+            if d != depth and not last and codec.is_table_np(raw, last):     # no tables at the last level
                 table = codec.paddr_np(raw, True)
                 continue
-            return Slot(d, pa, raw, table)
+            return Slot._make((d, pa, raw, table))
         raise AssertionError("unreachable: the last level has no table entries")
 
     def _leaf(self, va: int) -> Slot:
@@ -200,7 +196,7 @@ class PageTable:
         """Map one leaf of `size` bytes (a size the format allows) at `va` to `pa`."""
         depth = self.fmt.depth_for_size(size)
         va, pa = self._check_page(va, pa, size)
-        raw = self.fmt.codec.new_page(pa, args.flags(flags), not self._last(depth))
+        raw = self.fmt.codec.new_page(pa, args.flags(flags), depth != self._last_depth)
         self._apply_one(va, raw, depth)
 
     def unmap(self, va: int) -> tuple[int, MappingFlags, PageSize]:
@@ -499,20 +495,15 @@ class PageTable:
     def _apply_one(self, va: int, raw: int, depth: int) -> None:
         """`_apply` for one leaf, on ints: the same refusals, checked before anything is allocated or
         written; the missing tables are allocated together (none is kept if one cannot be)."""
-        table, d = self._root, 0
-        while True:                                   # down the tables that exist
-            slot = table + self.fmt.index(va, d) * self.fmt.entry_size
-            entry = self._entry(slot)
+        d, slot, entry, _ = self._lookup(va, depth)        # down the tables that exist
+        if entry != 0:
             level = self.fmt.levels[d].arch_level
-            if d == depth or entry == 0:
-                break
-            if not self._is_table(entry, d):
-                what = "is a huge leaf" if self._is_leaf(entry, d) else "is an invalid entry"
-                raise (MappedToHugePage if self._is_leaf(entry, d) else AlreadyMapped)(
-                    f"cannot map {va:#x}: the level-{level} entry {what} {entry:#x}")
-            table, d = self._paddr(entry, d), d + 1
-        if d == depth and entry != 0:
-            raise AlreadyMapped(f"cannot map {va:#x}: the level-{level} entry holds {entry:#x}")
+            if d == depth:
+                raise AlreadyMapped(f"cannot map {va:#x}: the level-{level} entry holds {entry:#x}")
+            huge = self._is_leaf(entry, d)
+            raise (MappedToHugePage if huge else AlreadyMapped)(
+                f"cannot map {va:#x}: the level-{level} entry {'is a huge leaf' if huge else 'is an invalid entry'} "
+                f"{entry:#x}")
         made: list[int] = []
         try:
             for below in range(d + 1, depth + 1):

@@ -285,12 +285,23 @@ class Regime:
 
     def select(self, va: int, lane_bit: int) -> int:
         """`select_np` for one VA (an int, unchecked)."""
+        plain = self._plain_format
+        if plain is not None:
+            return 0 if plain.canonical_np(va) else -1
         if len(self.regions) == 1:
             return 0 if self.regions[0].canonical_np(va, lane_bit) else -1
         for k, region in enumerate(self.regions):
             if region.canonical_np(va, lane_bit):
                 return k
         return -1
+
+    @functools.cached_property
+    def _plain_format(self) -> PagingFormat | None:
+        """The format of a regime's only region when that region's canonical rule is its format's (no
+        select bit, no ignored top bits): `select` asks the format directly."""
+        if len(self.regions) == 1 and self.regions[0].select_bit is None and not self.regions[0].ignore_top:
+            return self.regions[0].fmt
+        return None
 
     def select_np(self, va: U64, lane_bit: U8 | None = None) -> npt.NDArray[np.int8]:
         """Per VA, the index of the region that translates it, or -1 where no region does (non-canonical);

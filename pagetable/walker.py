@@ -109,6 +109,12 @@ _EITHER_PRIVILEGE = [perm_bit(a, Privilege.SUPERVISOR) | perm_bit(a, Privilege.U
 takes the access away from both)."""
 _REASONS = tuple(Reason)                               # by value (one lane's results, without enum calls)
 _MEMORY_TYPES = {m.value: m for m in MemoryType}
+_NO_SYNDROME = Translation._field_defaults["syndrome"]
+# For one-lane walks, which take microseconds: in Python 3.11 an enum member by attribute (`Reason.OK`)
+# costs as much as a function call, so the walk takes the members it uses from module constants, and
+# `_named(Kind, fields)` makes a named tuple of its fields without `Kind._make`'s extra Python call.
+_OK, _READ, _WRITE = Reason.OK, Access.READ, Access.WRITE
+_named = tuple.__new__
 _VERDICTS = 1 << 16                                    # verdicts a walker remembers for one-lane walks
 
 
@@ -421,13 +427,14 @@ class Walker:
         """Translate one VA; the result names the PA or the exact fault and level, the effective permissions,
         the memory type and the syndrome."""
         va = args.address(va, "virtual address")
-        acc, prv = _one(Access, access), _one(Privilege, privilege)
+        acc = access if type(access) is Access else _one(Access, access)
+        prv = privilege if type(privilege) is Privilege else _one(Privilege, privilege)
         t = self._walk_one(va, acc, prv)
         reason = _REASONS[t.reason]
         gpa = t.gpa if self.stage2 is not None else None
         if not reason:
-            return Translation(va, acc, prv, t.pa, reason, t.level, None, t.pte, t.stage, gpa, False, t.perms,
-                               _MEMORY_TYPES[t.memtype])
+            return _named(Translation, (va, acc, prv, t.pa, reason, t.level, None, t.pte, t.stage, gpa, False,
+                                        t.perms, _MEMORY_TYPES[t.memtype], _NO_SYNDROME))
         syndrome = self.rules.syndrome(t, acc, prv, None if self.stage2 is None else self.stage2.rules)
         return Translation(va, acc, prv, None, reason, t.level, self.fault_kind(reason, t.stage), t.pte, t.stage,
                            gpa, bool(t.implicit), 0, MemoryType.NONE, {k: int(v) for k, v in syndrome.items()})
@@ -437,7 +444,7 @@ class Walker:
         column (tests/test_walker_lanes.py holds the two to each other), in microseconds."""
         regime, stage2 = self.rules.regime, self.stage2
         gpa = 0
-        if not regime.translates:
+        if not regime.regions:                                # translation off
             pa, level, pte, carry, memtype = va, 0, 0, ALL_PERMS, int(MemoryType.DEFAULT)
         else:
             lane_bit = 3 * prv + acc
@@ -453,7 +460,7 @@ class Walker:
                 slot = fetch = table + ((va >> shift) & mask) * size
                 if implicit is not None:                      # the table fetch is an implicit stage-2 read
                     gpa = slot
-                    t2 = implicit._walk_one(slot, Access.READ, prv)
+                    t2 = implicit._walk_one(slot, _READ, prv)
                     if t2.reason:
                         return Lane(va, 0, t2.reason, t2.level, t2.pte, 2, gpa, IMPLICIT_TABLE_READ, 0, 0)
                     fetch = t2.pa
@@ -469,7 +476,7 @@ class Walker:
                 if implicit is not None:                      # an entry update is an implicit stage-2 write
                     needs = [bool(self.rules.writes_back(pte, st.leaf, a)) for a in Access]
                     if any(needs):
-                        t2 = implicit._walk_one(slot, Access.WRITE, prv)
+                        t2 = implicit._walk_one(slot, _WRITE, prv)
                         if t2.reason and needs[acc]:
                             return Lane(va, 0, t2.reason, t2.level, t2.pte, 2, slot, IMPLICIT_ENTRY_UPDATE, 0, 0)
                         if t2.reason:
@@ -486,12 +493,11 @@ class Walker:
             t2 = stage2._walk_one(pa, acc, self.rules.stage2_privilege(prv, carry))
             if t2.reason:
                 return Lane(va, t2.pa, t2.reason, t2.level, t2.pte, 2, pa, 0, 0, 0)
-            return Lane(va, t2.pa, Reason.OK, level, pte, 1, pa, 0, carry & t2.perms & ALL_PERMS,
-                        self.rules.combine(memtype, t2.memtype))
+            return _named(Lane, (va, t2.pa, _OK, level, pte, 1, pa, 0, carry & t2.perms & ALL_PERMS,
+                                 self.rules.combine(memtype, t2.memtype)))
         if not self.mem.holds(pa, 1):
             return Lane(va, pa, Reason.PA_OUTSIDE_MEMORY, level, pte, 1, gpa, 0, 0, 0)
-        return Lane(va, pa, Reason.OK, level, pte, 1, gpa, 0, carry & ALL_PERMS, memtype)
-
+        return _named(Lane, (va, pa, _OK, level, pte, 1, gpa, 0, carry & ALL_PERMS, memtype))
 
     def _verdict(self, key: tuple[int, int, int, int, int, int], region: Region, depth: int, pte: int) -> Step:
         """`rules.step` for one lane, remembered under `key`: (region number, depth, the entry bits the rules

@@ -64,6 +64,7 @@ PBMT_MEMORY_TYPE = np.array([MemoryType.DEFAULT, MemoryType.RISCV_NC, MemoryType
 PPN_MASK = PTE.mask("PPN")
 PPN_SHIFT = PTE["PPN"].lsb
 PAGE_SHIFT = 12
+_PA_LIMIT = 1 << (PTE["PPN"].width + PAGE_SHIFT)          # the PAs a PPN field can name
 
 
 def ppn_field(pa: int) -> int:
@@ -73,8 +74,9 @@ def ppn_field(pa: int) -> int:
 
 def _page_address(pa: int) -> int:
     """`pa` checked to be what a PPN field can name: 4 KiB aligned, below 2**56 (no silent truncation)."""
-    pa = args.integer(pa, "physical address")
-    if not 0 <= pa < 1 << (PTE["PPN"].width + PAGE_SHIFT):
+    if type(pa) is not int:
+        pa = args.integer(pa, "physical address")
+    if not 0 <= pa < _PA_LIMIT:
         raise InvalidAddress(f"{pa:#x} does not fit a PTE's {PTE['PPN'].width}-bit PPN")
     if pa % (1 << PAGE_SHIFT):
         raise NotAligned(f"PA {pa:#x} is not 4 KiB aligned")
@@ -118,7 +120,17 @@ class RiscvCodec:
 
     def attributes(self, flags: MappingFlags) -> int:
         """The non-address bits of a leaf with `flags`."""
-        return _attributes(self, args.flags(flags))
+        flags = args.flags(flags)
+        bits = self._attributes.get(flags)
+        if bits is None:
+            bits = self._attributes[flags] = _attributes(self, flags)
+        return bits
+
+    @functools.cached_property
+    def _attributes(self) -> dict[MappingFlags, int]:
+        """`attributes` remembered per flag set (flag sets are few, and building their bits is most of the
+        cost of mapping one page)."""
+        return {}
 
     def new_page(self, pa: int, flags: MappingFlags, huge: bool) -> int:
         """A leaf mapping the 4 KiB-aligned `pa` (below 2**56) with `flags`."""
@@ -171,10 +183,8 @@ class RiscvCodec:
             (f"RES({res:02x}) " if res else "") + " ".join(flags)
 
 
-@functools.lru_cache(maxsize=1024)
 def _attributes(codec: RiscvCodec, flags: MappingFlags) -> int:
-    """`RiscvCodec.attributes` of checked flags, remembered (codecs and flag sets are few, and building
-    them is most of the cost of mapping one page)."""
+    """`RiscvCodec.attributes` of checked flags."""
     if not flags:
         return 0
     if flags & MappingFlags.WRITE and not flags & MappingFlags.READ:
