@@ -53,6 +53,7 @@ from pagetable.mappings import Mappings
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
 from pagetable.translation import MemoryType
+from pagetable.vectors import Cases
 from pagetable.vectors.riscv.gen import MAX_CASES, RAM_BASE, RAM_SIZE, generate_riscv
 from pagetable.walker import Walker
 
@@ -226,12 +227,12 @@ def bench_vectors(ns: argparse.Namespace) -> Row:
     index = np.flatnonzero(image != tags)               # the generator's table words
     values = image[index]
     root = (vs.registers["satp"] & ((1 << 44) - 1)) << 12
-    va = np.array([c.va for c in vs.cases], dtype=np.uint64)
+    assert isinstance(vs.cases, Cases)                  # the cases' columns, as generated
+    va, ok = vs.cases.va, vs.cases.outcome.ok
     t_raw = best(lambda: raw.vectors(RAM_BASE, RAM_SIZE, index, values, root, va), ns.repeat)
     words, cols = raw.vectors(RAM_BASE, RAM_SIZE, index, values, root, va)
     assert np.array_equal(words, image)
-    ok = np.array([c.pa is not None for c in vs.cases])
-    assert np.array_equal(cols["pa"][ok], np.array([c.pa for c in vs.cases if c.pa is not None], dtype=np.uint64))
+    assert np.array_equal(cols["pa"][ok], vs.cases.outcome.pa[ok])
     assert cols["ok"][ok].all() and ok.sum() > n // 20
     return Row(f"vectors: sv39, {n:,} cases", n, t_bulk, t_raw)
 

@@ -50,7 +50,7 @@ def _int(text: str) -> int:
 def cmd_generate(ns: argparse.Namespace) -> int:
     arch = registry.by_mode(ns.mode)
     vs = arch.generate(ns)
-    faults = sum(c.pa is None for c in vs.cases)
+    faults = vs.faults()
     images = "\n".join(f"{'mem.bin' if n == 0 else f'mem{n}.bin':<12}physical memory image, loaded at {r.base:#x} "
                         f"({r.size} bytes)" for n, r in enumerate(vs.mem.regions))
     registers = ", ".join(f"{k} = {v:#x}" for k, v in vs.registers.items())
@@ -111,7 +111,7 @@ def cmd_show(ns: argparse.Namespace) -> int:
 
 def cmd_check(ns: argparse.Namespace) -> int:
     vs = VectorSet.read(ns.dir)
-    walked = expected_cases(registry.walker_for(vs), [(c.va, c.access, c.privilege, c.label) for c in vs.cases])
+    walked = expected_cases(registry.walker_for(vs), *vs.lanes())
     bad = 0
     for n, (c, w) in enumerate(zip(vs.cases, walked, strict=True)):
         with_syndrome = c.syndrome is not None            # a version 1 file records none

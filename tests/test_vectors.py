@@ -6,7 +6,6 @@ import errno
 import io
 import json
 import os
-import random
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -26,10 +25,10 @@ from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
 from pagetable.vectors import SCHEMA, VectorsError, VectorSet, generate_riscv, schema
-from pagetable.vectors.riscv.gen import GUEST_BACKING, GUEST_RAM, RAM_BASE, RAM_SIZE, _below
+from pagetable.vectors.riscv.gen import GUEST_BACKING, GUEST_RAM, RAM_BASE, RAM_SIZE, Target, _pick
 from pagetable.vectors.riscv.modes import walker_for
-from pagetable.vectors.schema import Case, json_text, write_json
-from pagetable.walker import Access
+from pagetable.vectors.schema import Case, Cases, json_text, write_json
+from pagetable.walker import Access, Privilege
 
 from .fuzzing import fuzz
 
@@ -92,15 +91,46 @@ def test_cases_cover_every_rule_and_extend() -> None:
     assert len(generate_riscv("sv39", 5, cases=1000).cases) == 1000
 
 
-def test_draws_are_random_randrange() -> None:
-    """The generator draws its cases' numbers with _below: the same numbers as Random.randrange from
-    the same stream (the golden digests in test_vectors_golden.py depend on it)."""
-    bounds = [1, 2, 3, 42, 64, 65, 1 << 20, (1 << 27) + 1, 1 << 32, (1 << 40) + 3] * 50
-    ours, theirs = random.Random(11), random.Random(11)
-    assert _below(ours, bounds) == [theirs.randrange(n) for n in bounds]
-    assert ours.getstate() == theirs.getstate()
-    with pytest.raises(ValueError, match="empty range"):
-        _below(ours, [3, 0])
+def test_pick_draws_every_combo_or_a_sample_or_more() -> None:
+    """_pick's cases, always in target, access, privilege order: every target x access x privilege once, a
+    sample of them without repeats, or all of them and random ones besides; each VA a multiple of 8 inside
+    its target; the same draws from the same seed."""
+    targets = [Target("a", 0x1000, 4096), Target("b", 0xFFFF_FFC0_0000_0000, 1 << 30), Target("c", 0x8, 12)]
+    combos = [(t, a, p) for t in range(3) for a in (Access.READ, Access.WRITE, Access.EXECUTE)
+              for p in (Privilege.SUPERVISOR, Privilege.USER)]
+
+    def picked(count: int | None, seed: int = 3) -> list[tuple[int, int, int, int]]:
+        va, access, privilege, target = _pick(targets, count, np.random.default_rng(seed))
+        for v, t in zip(va.tolist(), target.tolist(), strict=True):
+            assert v % 8 == 0 and targets[t].va <= v < targets[t].va + targets[t].span
+        return list(zip(target.tolist(), access.tolist(), privilege.tolist(), va.tolist(), strict=True))
+
+    assert [c[:3] for c in picked(None)] == combos
+    sample = [c[:3] for c in picked(7)]
+    assert len(sample) == len(set(sample)) == 7 and sample == sorted(sample) and set(sample) <= set(combos)
+    more = [c[:3] for c in picked(500)]
+    assert len(more) == 500 and more == sorted(more) and set(more) == set(combos)
+    assert picked(500) == picked(500) and picked(500, 4) != picked(500)
+
+
+def test_cases_are_a_sequence_of_case() -> None:
+    """A generated set's Cases: indexing (also negative), slices, iteration and equality with a list of
+    the same Case objects; the columns cannot be written."""
+    vs = generate_riscv("sv39+sv39x4", 2, cases=300)
+    cases = vs.cases
+    assert isinstance(cases, Cases)
+    listed = list(cases)
+    assert len(listed) == 300 and listed == cases and cases == listed and cases != listed[:-1]
+    assert cases[-1] == listed[-1] and cases[5] == listed[5] and cases[10:20:3] == listed[10:20:3]
+    assert list(reversed(cases)) == listed[::-1] and cases.index(listed[7]) == 7
+    with pytest.raises(IndexError):
+        cases[300]
+    va, access, privilege = vs.lanes()
+    assert va.tolist() == [c.va for c in listed]
+    assert [Access(a).label for a in access.tolist()] == [c.access for c in listed]
+    assert [Privilege(p).label for p in privilege.tolist()] == [c.privilege for c in listed]
+    with pytest.raises(ValueError, match="read-only"):
+        va[0] = 0
 
 
 @pytest.mark.parametrize(("text", "message"), [

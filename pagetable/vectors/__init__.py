@@ -1,15 +1,15 @@
 """Test vectors for hardware bring-up: memory images, register values and expected translations.
 
 `VectorSet` writes and reads the `pagetable-vectors/2` format (docs/vectors.md) and `expected_cases` computes
-cases with a walker, for every architecture; each architecture's generator and QEMU harness are in its
-package (`riscv`: `generate_riscv` builds a deliberate random address space and its cases, `riscv.qemu`
-asks QEMU for its answer to each case).
+cases with a walker, for every architecture, as `Cases` (columns; each `Case` is built when asked for);
+each architecture's generator and QEMU harness are in its package (`riscv`: `generate_riscv` builds a
+deliberate random address space and its cases, `riscv.qemu` asks QEMU for its answer to each case).
 """
 
 from ..walker import Walker
 from .expected import expected_cases
 from .riscv.gen import generate_riscv
-from .schema import SCHEMA, Case, VectorsError, VectorSet
+from .schema import SCHEMA, Case, Cases, VectorsError, VectorSet
 
 
 def walker_for(vs: VectorSet) -> Walker:
@@ -19,4 +19,4 @@ def walker_for(vs: VectorSet) -> Walker:
     return by_arch(vs)
 
 
-__all__ = ["SCHEMA", "Case", "VectorSet", "VectorsError", "expected_cases", "generate_riscv", "walker_for"]
+__all__ = ["SCHEMA", "Case", "Cases", "VectorSet", "VectorsError", "expected_cases", "generate_riscv", "walker_for"]

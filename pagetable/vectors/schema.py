@@ -12,7 +12,9 @@ and files that are not JSON (binary, nested 100,000 deep, integers of thousands 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import operator
 import os
 import re
 import shutil
@@ -21,15 +23,15 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _json_string  # json's own, in C
-from typing import Any, TextIO
+from typing import Any, TextIO, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from .. import args
-from ..errors import PagetableError
+from ..errors import InvalidArgument, PagetableError
 from ..physmem import PhysMem
-from ..walker import Access, FaultKind, Privilege
+from ..walker import Access, FaultKind, Privilege, Reason, Translations
 
 SCHEMA = "pagetable-vectors/2"
 SCHEMA_V1 = "pagetable-vectors/1"
@@ -44,6 +46,10 @@ COMMON_CASE_KEYS = ("va", "access", "privilege", "stage", "gpa", "label", "reaso
 CASE_KEYS = {"pa": (*COMMON_CASE_KEYS, "pa"),
              "fault": (*COMMON_CASE_KEYS, "fault", "level", "implicit", "syndrome")}
 _REGISTER = re.compile(r"[a-z][a-z0-9_]{0,31}")
+U64 = npt.NDArray[np.uint64]
+U8 = npt.NDArray[np.uint8]
+Lanes = tuple[U64, U8, U8]
+"""Cases' VAs, access codes and privilege codes: the walker's lane arrays (`Walker.translate_many`)."""
 
 
 class VectorsError(PagetableError):
@@ -138,6 +144,113 @@ class Case:
                    label=label, reason=reason, syndrome=syndrome)
 
 
+ACCESS_CODES = {a: int(Access[a.upper()]) for a in ACCESSES}      # a case's names as the walker's codes
+PRIVILEGE_CODES = {p: int(Privilege[p.upper()]) for p in PRIVILEGES}
+_ACCESS_NAMES = {code: a for a, code in ACCESS_CODES.items()}      # and back, looked up once
+_PRIVILEGE_NAMES = {code: p for p, code in PRIVILEGE_CODES.items()}
+_REASON_LABELS = {int(r): r.label for r in Reason}
+_CHUNK = 4096
+"""Cases built at a time when the collection is iterated (the columns of a chunk become Python lists first:
+indexing numpy arrays one element at a time costs more than the whole chunk's lists)."""
+
+
+def _read_only(column: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """A view of `column` that cannot be written through."""
+    view = column.view()
+    view.flags.writeable = False
+    return view
+
+
+@dataclass(frozen=True, eq=False)
+class Cases(Sequence[Case]):
+    """Cases as columns (how a generated vector set holds them: one `Case` object per case took a second per
+    100,000); `cases[n]` and iteration build each `Case` when it is asked for. `access` and `privilege` hold
+    the walker's codes, `label` indexes `labels`, and `outcome` is the walker's answer for every case as
+    `Walker.translate_many` gives it (its `va` column is the cases' VAs). `fault_kinds` names the fault kind
+    of each (reason, stage) the outcome has; `two_stage`: the walk had a G-stage, so the cases have `stage`
+    and `gpa`. The columns are read-only views. Cases equal any sequence of equal `Case`s in the same order
+    (a list read back from vectors.json)."""
+
+    access: U8
+    privilege: U8
+    label: npt.NDArray[np.intp]
+    labels: tuple[str, ...]
+    outcome: Translations
+    fault_kinds: Mapping[tuple[int, int], str]
+    two_stage: bool
+
+    def __post_init__(self) -> None:
+        o = self.outcome
+        if not len(self.access) == len(self.privilege) == len(self.label) == len(o):
+            raise InvalidArgument("the columns of Cases must have one entry per case")
+        for name in ("access", "privilege", "label"):           # frozen: set once, here
+            object.__setattr__(self, name, _read_only(getattr(self, name)))
+        columns = {f.name: _read_only(getattr(o, f.name)) for f in dataclasses.fields(o) if f.name != "syndrome"}
+        object.__setattr__(self, "outcome", Translations(**columns, syndrome={k: _read_only(v) for k, v in
+                                                                              o.syndrome.items()}))
+
+    @property
+    def va(self) -> U64:
+        return self.outcome.va
+
+    def lanes(self) -> Lanes:
+        """The cases' VAs, access codes and privilege codes (the columns themselves)."""
+        return self.va, self.access, self.privilege
+
+    def __len__(self) -> int:
+        return len(self.outcome)
+
+    @overload
+    def __getitem__(self, index: int) -> Case: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Cases: ...
+
+    def __getitem__(self, index: int | slice) -> Case | Cases:
+        if isinstance(index, slice):
+            lanes = np.arange(len(self))[index]
+            return dataclasses.replace(self, access=self.access[lanes], privilege=self.privilege[lanes],
+                                       label=self.label[lanes], outcome=self.outcome.take(lanes))
+        n = operator.index(index)
+        if not -len(self) <= n < len(self):
+            raise IndexError(f"case {n} of {len(self)}")
+        n %= len(self)
+        return self._build(n, n + 1)[0]
+
+    def __iter__(self) -> Iterator[Case]:
+        for start in range(0, len(self), _CHUNK):
+            yield from self._build(start, start + _CHUNK)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    def _build(self, start: int, stop: int) -> list[Case]:
+        """Cases `start` to `stop` (at most): the PA, or the fault kind, level and syndrome, with stage, GPA
+        and `implicit` in the two-stage modes."""
+        part = slice(start, stop)
+        o = self.outcome
+        vas, accesses, privileges = o.va[part].tolist(), self.access[part].tolist(), self.privilege[part].tolist()
+        labels = self.label[part].tolist()
+        reasons, stages, levels = o.reason[part].tolist(), o.stage[part].tolist(), o.level[part].tolist()
+        pas, gpas, implicit = o.pa[part].tolist(), o.gpa[part].tolist(), o.implicit[part].tolist()
+        syndrome = {k: v[part].tolist() for k, v in o.syndrome.items()}
+        out = []
+        for n, reason in enumerate(reasons):
+            va, a, p = vas[n], _ACCESS_NAMES[accesses[n]], _PRIVILEGE_NAMES[privileges[n]]
+            label, stage = self.labels[labels[n]], stages[n]
+            gpa = gpas[n] if self.two_stage and (reason == Reason.OK or stage == 2) else None
+            if reason == Reason.OK:
+                out.append(Case(va, a, p, pa=pas[n], gpa=gpa, label=label, reason=_REASON_LABELS[reason]))
+            else:
+                out.append(Case(va, a, p, fault=self.fault_kinds[reason, stage], level=levels[n],
+                                stage=stage if self.two_stage else None, gpa=gpa, implicit=bool(implicit[n]),
+                                label=label, reason=_REASON_LABELS[reason],
+                                syndrome={k: v[n] for k, v in syndrome.items()}))
+        return out
+
+
 def _syndrome(obj: Mapping[str, Any], where: str) -> dict[str, int]:
     """A fault's `syndrome`: an object of register names (lower case) to hex values (version 2: required)."""
     value = obj.get("syndrome")
@@ -195,17 +308,6 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return os.path.normpath(a) == os.path.normpath(b)
-
-
-def lanes(vas: Iterable[int], accesses: Iterable[str], privileges: Iterable[str]) -> tuple[
-        npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
-    """Cases' VAs, accesses and privileges as the walker's lane arrays."""
-    return (np.fromiter(vas, np.uint64), np.fromiter((_ACCESS[a] for a in accesses), np.uint8),
-            np.fromiter((_PRIVILEGE[p] for p in privileges), np.uint8))
-
-
-_ACCESS = {a: int(Access[a.upper()]) for a in ACCESSES}          # a case's names, looked up once
-_PRIVILEGE = {p: int(Privilege[p.upper()]) for p in PRIVILEGES}
 
 
 def json_text(value: Any, indent: str = "\n") -> str:
@@ -275,12 +377,23 @@ class VectorSet:
     mem: PhysMem
     registers: dict[str, int]
     options: dict[str, Any]
-    cases: list[Case]
+    cases: Sequence[Case]                 # Cases when generated, a list when read
     notes: list[str] = field(default_factory=list)
 
-    def lanes(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
-        """The cases' VAs, accesses and privileges as walker lane arrays."""
-        return lanes((c.va for c in self.cases), (c.access for c in self.cases), (c.privilege for c in self.cases))
+    def lanes(self) -> Lanes:
+        """The cases' VAs, access codes and privilege codes as walker lane arrays (a generated set's own
+        columns)."""
+        if isinstance(self.cases, Cases):
+            return self.cases.lanes()
+        return (np.fromiter((c.va for c in self.cases), np.uint64, len(self.cases)),
+                np.fromiter((ACCESS_CODES[c.access] for c in self.cases), np.uint8, len(self.cases)),
+                np.fromiter((PRIVILEGE_CODES[c.privilege] for c in self.cases), np.uint8, len(self.cases)))
+
+    def faults(self) -> int:
+        """How many cases expect a fault (counted in the columns when the set has them)."""
+        if isinstance(self.cases, Cases):
+            return len(self.cases) - int(np.count_nonzero(self.cases.outcome.ok))
+        return sum(c.pa is None for c in self.cases)
 
     def to_json(self, files: list[tuple[str, int]]) -> dict[str, Any]:
         """The document vectors.json holds, with the images `files` ((name, base) pairs)."""
