@@ -137,11 +137,31 @@ def _uniform(column: npt.NDArray[Any]) -> bool:
     return bool(column.min() == column.max())
 
 
+_RUN = 8
+"""The mean run length of alike lanes from which `_step_columns` judges each run once."""
+
+
+def _run_heads(most: int, *columns: npt.NDArray[Any]) -> npt.NDArray[np.intp] | None:
+    """The first lane of each run of neighbouring lanes equal in every column, if there are at most `most`
+    runs (else None: the lanes are better judged each, and the search stops at the first column that shows
+    it)."""
+    if most < 1:
+        return None
+    new = np.zeros(columns[0].shape, dtype=bool)
+    new[0] = True
+    for column in columns:
+        np.logical_or(new[1:], column[1:] != column[:-1], out=new[1:])
+        if np.count_nonzero(new) > most:
+            return None
+    return np.flatnonzero(new)
+
+
 def _keep(mask: Bool, *columns: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
     """The lanes of each column that `mask` keeps (the columns themselves when it keeps all)."""
     if mask.all():
         return list(columns)
-    return [c[mask] for c in columns]
+    lanes = np.flatnonzero(mask)                  # found once, not once per column
+    return [c.take(lanes) for c in columns]
 
 
 def _leave(out: Translations, lanes: npt.NDArray[np.intp] | slice, reason: U8 | int, level: int, pte: U64) -> None:
@@ -354,7 +374,7 @@ class Walker:
                 out.memtype[done] = st.memtype[pick]
             cont = good & ~st.leaf
             table, carry = address, st.carry
-            live, va, acc, prv, slot, table, carry, pte = _keep(cont, live, va, acc, prv, slot, table, carry, pte)
+            live, va, acc, prv, table, carry, pte = _keep(cont, live, va, acc, prv, table, carry, pte)
             if not live.size:
                 return
         raise AssertionError("walk rules let a lane continue past the last level")
@@ -363,18 +383,26 @@ class Walker:
                       table: U64 | None = None, index: U64 | None = None) -> StepColumns:
         """`rules.step` on columns, judging each distinct entry once where that is cheap to see: lanes of one
         access, privilege and carry whose entries all agree in the judged bits (`WalkRules.judged_bits`: the
-        leaves of a uniformly mapped range) share one verdict, and lanes that all read one `table` (at
-        `index`) take the verdicts of that table's entries (the upper levels of a bulk walk)."""
+        leaves of a uniformly mapped range) share one verdict; lanes that all read one `table` (at `index`)
+        take the verdicts of that table's entries (the upper levels of a bulk walk); and runs of neighbouring
+        lanes alike in all four share their first lane's verdict (sorted or grouped addresses, such as a
+        vector set's cases)."""
         region = self.rules.regime.regions[k]
+        judged = pte & np.uint64(self._plans[k][depth][3])
         if pte.size and _uniform(acc) and _uniform(prv) and _uniform(carry):
             a, p, c = int(acc[0]), int(prv[0]), int(carry[0])
-            judged = pte & np.uint64(self._plans[k][depth][3])
             if _uniform(judged):
                 one = self._verdict((k, depth, int(judged[0]), a, p, c), region, depth, int(pte[0]))
                 return StepColumns.filled(one, pte.shape)
             if table is not None and index is not None and _uniform(table) and \
                     region.fmt.levels[depth].entries * 8 <= pte.size:
                 return self._table_verdicts(region, depth, pte, index, a, p, c)
+        heads = _run_heads(pte.size // _RUN, judged, acc, prv, carry)
+        if heads is not None:
+            st = StepColumns.filled(self.rules.step(region, depth, pte[heads], acc[heads], prv[heads], carry[heads]),
+                                    heads.shape)
+            lengths = np.diff(heads, append=pte.size)
+            return StepColumns(*(np.repeat(f, lengths) for f in st))
         return StepColumns.of(self.rules.step(region, depth, pte, acc, prv, carry))
 
     def _table_verdicts(self, region: Region, depth: int, pte: U64, index: U64, acc: int, prv: int,

@@ -8,10 +8,15 @@ columns."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from pagetable import walker as walker_module
 from pagetable.arch.riscv_sv39 import SV39, SV39X4, SV48, SV48X4, SV57, Hgatp, Satp
 from pagetable.arch.riscv_sv39.walk import RiscvOptions, RiscvRules
 from pagetable.flags import MappingFlags as F
@@ -89,14 +94,12 @@ def test_bare_one_lane_agrees_with_the_batch() -> None:
             assert_lanes_agree(w, w.translate_many(vas, access, privilege), access, privilege)
 
 
-def test_lanes_that_read_one_table_take_its_entries_verdicts() -> None:
-    """A bulk walk whose lanes all read one table judges that table's entries once (`_step_columns`): with
-    thousands of lanes through tables of mixed entries (pointers, leaves of each level, every kind of
-    fault), every lane still gets what it gets alone."""
+def _mixed_tables(rng: np.random.Generator) -> Walker:
+    """Three tables (one per Sv39 level, each the next one's parent) of random mixed entries: pointers,
+    leaves of each level and permission, and entries that fault in every way."""
     ram = 0x8000_0000
     mem = PhysMem([(ram, 64 << 12)])
     words = mem.regions[0].words
-    rng = np.random.default_rng(11)
     root, mid, last = 0, 1, 2                               # frames: one table per level
     kinds = np.array([0, 0x1, 0xCF, 0x4F, 0xC3, 0x05, 0xDF, 0xC7 | (1 << 54), 0xC9, 0x0D], dtype=np.uint64)
     for frame, target in ((root, mid), (mid, last), (last, 3)):
@@ -104,10 +107,48 @@ def test_lanes_that_read_one_table_take_its_entries_verdicts() -> None:
         pointer = (bits & np.uint64(0xE)) == 0              # V=1 with R=W=X=0 points at the next table
         ppn = np.where(pointer, np.uint64((ram >> 12) + target), rng.integers(0, 1 << 20, 512, dtype=np.uint64))
         words[frame * 512:(frame + 1) * 512] = (ppn << np.uint64(10)) | bits
-    w = Walker(mem, RiscvRules(Satp.for_table(SV39, ram + root * 4096), RiscvOptions(sum=True)))
+    return Walker(mem, RiscvRules(Satp.for_table(SV39, ram + root * 4096), RiscvOptions(sum=True)))
+
+
+def test_lanes_that_read_one_table_take_its_entries_verdicts() -> None:
+    """A bulk walk whose lanes all read one table judges that table's entries once (`_step_columns`): with
+    thousands of lanes through tables of mixed entries (pointers, leaves of each level, every kind of
+    fault), every lane still gets what it gets alone."""
+    rng = np.random.default_rng(11)
+    w = _mixed_tables(rng)
     vas = rng.integers(0, 1 << 38, 6000, dtype=np.uint64)
     for access in Access:
         for privilege in Privilege:
             t = w.translate_many(vas, access, privilege)
             assert len(np.unique(t.reason)) > 3                 # the table's mix reached the lanes
             assert_lanes_agree(w, t, access, privilege)
+
+
+def test_runs_of_alike_lanes_take_their_first_lanes_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lanes grouped by access and privilege (as a vector set's cases come: 50 sorted VAs in 4 MiB for each
+    access and privilege in turn, then the next 50) are judged a run of alike lanes at a time (`_step_columns`);
+    through tables of mixed entries every lane still gets what it gets alone, and the runs were really
+    taken. Neighbouring groups differ in the access or in the privilege alone, so a run that ignored either
+    would give some lanes the wrong verdict."""
+    rng = np.random.default_rng(12)
+    w = _mixed_tables(rng)
+    blocks = [(a, p) for p in Privilege for a in (Access if p == Privilege.SUPERVISOR else reversed(Access))]
+    bases = rng.integers(0, 1 << 38, (40, 1, 1), dtype=np.uint64)          # 50 VAs within 4 MiB: a group
+    chunks = bases + np.sort(rng.integers(0, 4 << 20, (40, 1, 50), dtype=np.uint64))   # shares upper entries
+    vas = np.broadcast_to(chunks, (40, len(blocks), 50)).reshape(-1)
+    which = np.broadcast_to(np.arange(len(blocks)).reshape(1, -1, 1), (40, len(blocks), 50)).reshape(-1)
+    access = np.array([a for a, _ in blocks], dtype=np.uint8)[which]
+    privilege = np.array([p for _, p in blocks], dtype=np.uint8)[which]
+    judged_in_runs = []
+    run_heads = walker_module._run_heads
+
+    def spy(most: int, *columns: npt.NDArray[Any]) -> npt.NDArray[np.intp] | None:
+        heads = run_heads(most, *columns)
+        judged_in_runs.append(heads is not None)
+        return heads
+    monkeypatch.setattr(walker_module, "_run_heads", spy)
+    t = w.translate_many(vas, access, privilege)
+    assert any(judged_in_runs)
+    assert len(np.unique(t.reason)) > 3
+    for n, (a, p) in enumerate(blocks):
+        assert_lanes_agree(w, t.take(np.flatnonzero(which == n)), a, p)
