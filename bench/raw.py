@@ -162,19 +162,36 @@ def translate_two_stage(words: U64, base: int, vs_root: int, g_root: int, va: U6
     return g_stage(table | (va & np.uint64(0xFFF))), np.zeros(va.shape, dtype=np.uint8)
 
 
-def vectors(base: int, size: int, index: npt.NDArray[np.intp], values: U64, root: int,
-            va: U64) -> tuple[U64, dict[str, npt.NDArray[np.generic]]]:
-    """What a vector set of an Sv39 table cannot avoid: write its image and its cases' answers.
+def vectors(base: int, size: int, index: npt.NDArray[np.intp], values: U64, root: int, starts: U64, spans: U64,
+            n: int, seed: int) -> tuple[U64, dict[str, npt.NDArray[np.generic]]]:
+    """What a vector set of an Sv39 table cannot avoid: write its image, draw its cases and their answers.
     - the image: `size` bytes of RAM at `base`, every u64 tagged with its PA << 16 (written once), then the
       table scatter: the table words `values` at word `index` (the generator's entries, given);
-    - the translation of the cases (their VAs `va` are given): up to 3 dependent loads each, from `root`,
-      stopping at a leaf (V=1 with R or X: its PA is the leaf's page plus the VA's offset in it) or an
-      invalid entry (V=0); a load outside the image reads nothing. Permissions and the other fault rules
-      are arithmetic on the loaded entries and are not judged here;
-    - the output columns: pa, level (the manual's level where the walk stopped) and ok (a leaf was found).
+    - the cases: `n` draws (numpy, from `seed`) of a target (its VA range `starts`/`spans`, given), an
+      access and a privilege, and a VA that is a random multiple of 8 in the target;
+    - their answers (`vector_walk`), and the syndrome columns a case records: scause (the page-fault code of
+      its access) and stval (its VA) where it faults.
     Returns the image's words and the columns."""
     words = (np.uint64(base) + np.arange(size // 8, dtype=np.uint64) * np.uint64(8)) << np.uint64(16)
     words[index] = values
+    rng = np.random.default_rng(seed)
+    target, access, privilege = rng.integers(0, len(starts), n), rng.integers(0, 3, n), rng.integers(0, 2, n)
+    eighths = (spans // np.uint64(8)).astype(np.int64)                   # the multiples of 8 in each target
+    va = starts[target] + rng.integers(0, eighths[target]).astype(np.uint64) * np.uint64(8)
+    cols = vector_walk(words, base, size, root, va)
+    fault = cols["ok"] == 0
+    cols.update(va=va, access=access, privilege=privilege,
+                scause=np.where(fault, np.array([13, 15, 12], dtype=np.uint64)[access], np.uint64(0)),
+                stval=np.where(fault, va, np.uint64(0)))
+    return words, cols
+
+
+def vector_walk(words: U64, base: int, size: int, root: int, va: U64) -> dict[str, npt.NDArray[np.generic]]:
+    """The translation of vector cases (`vectors`): up to 3 dependent loads each, from `root`, stopping at a
+    leaf (V=1 with R or X: its PA is the leaf's page plus the VA's offset in it) or an invalid entry (V=0);
+    a load outside the image reads nothing. Permissions and the other fault rules are arithmetic on the
+    loaded entries and are not judged here. The columns: pa, level (the manual's level where the walk
+    stopped) and ok (a leaf was found)."""
     n = va.shape[0]
     table = np.full(n, root, dtype=np.uint64)
     pa = np.zeros(n, dtype=np.uint64)
@@ -193,4 +210,4 @@ def vectors(base: int, size: int, index: npt.NDArray[np.intp], values: U64, root
         ok |= leaf
         live = valid & ~leaf
         table = _next(entry)
-    return words, {"pa": pa, "level": level, "ok": ok}
+    return {"pa": pa, "level": level, "ok": ok}

@@ -7,9 +7,10 @@ Workload (issue 2): Sv39, 1 GiB of VA mapped as 262,144 4 KiB pages; enumerate t
 1,000,000 random VAs in one vectorised call. Issue 5 adds the same translation through two stages: an Sv39
 guest table over an Sv39x4 G-stage, both mapping 1 GiB as 4 KiB pages (12 entry fetches per address).
 Issue 11 adds unmap_region and protect_region of the 1 GiB, its hardware listing (Walker.mappings and the
-ptdump runs), and a vector set of `--cases` cases. Each figure is the best of `--repeat` runs. The per-page
-loop is timed on `--loop` items and scaled to the full count (say `--loop 0` to run it whole: about half an
-hour with the two-stage loop). A row is "ok" when the bulk path takes at most 4x its raw work.
+ptdump runs), and a vector set of `--cases` cases. Each figure is the best of `--repeat` runs (more for a
+short one: `workload.MIN_TIMED`). The per-page loop is timed on `--loop` items and scaled to the full count
+(say `--loop 0` to run it whole: about half an hour with the two-stage loop). A row is "ok" when the bulk
+path takes at most 4x its raw work.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
 from pagetable.translation import MemoryType
 from pagetable.vectors import Cases
-from pagetable.vectors.riscv.gen import MAX_CASES, RAM_BASE, RAM_SIZE, generate_riscv
+from pagetable.vectors.riscv.gen import MAX_CASES, RAM_BASE, RAM_SIZE, _build_mode, generate_riscv
+from pagetable.vectors.riscv.modes import vector_mode
 from pagetable.walker import Walker
 
 RAW_FACTOR = 4.0                      # issue 11's target: each bulk path within 4x its raw work
@@ -217,8 +219,9 @@ def bench_listing(ns: argparse.Namespace) -> Row:
 
 def bench_vectors(ns: argparse.Namespace) -> Row:
     """generate_riscv("sv39", seed, cases=N). Raw (raw.vectors): the tagged 8 MiB image with the table words
-    scattered in, the N cases' translations (up to 3 loads each) and their output columns; the image must be
-    the library's byte for byte, and every case the library translates must get the same PA and level."""
+    scattered in, N cases drawn over the generator's targets, their translations (up to 3 loads each) and
+    their output columns (syndromes included); the image must be the library's byte for byte, and on the
+    library's cases, every case the library translates must get the same PA from the raw walk."""
     n = min(ns.cases, MAX_CASES)
     t_bulk = best(lambda: generate_riscv("sv39", 1, cases=n), ns.repeat)
     vs = generate_riscv("sv39", 1, cases=n)
@@ -227,13 +230,17 @@ def bench_vectors(ns: argparse.Namespace) -> Row:
     index = np.flatnonzero(image != tags)               # the generator's table words
     values = image[index]
     root = (vs.registers["satp"] & ((1 << 44) - 1)) << 12
+    targets = _build_mode(vector_mode("sv39"), 1)[2]
+    starts = np.array([t.va for t in targets], dtype=np.uint64)
+    spans = np.array([t.span for t in targets], dtype=np.uint64)
+    t_raw = best(lambda: raw.vectors(RAM_BASE, RAM_SIZE, index, values, root, starts, spans, n, 1), ns.repeat)
+    words, cols = raw.vectors(RAM_BASE, RAM_SIZE, index, values, root, starts, spans, n, 1)
+    assert np.array_equal(words, image) and cols["va"].shape == (n,) and not cols["ok"].all()
     assert isinstance(vs.cases, Cases)                  # the cases' columns, as generated
-    va, ok = vs.cases.va, vs.cases.outcome.ok
-    t_raw = best(lambda: raw.vectors(RAM_BASE, RAM_SIZE, index, values, root, va), ns.repeat)
-    words, cols = raw.vectors(RAM_BASE, RAM_SIZE, index, values, root, va)
-    assert np.array_equal(words, image)
-    assert np.array_equal(cols["pa"][ok], vs.cases.outcome.pa[ok])
-    assert cols["ok"][ok].all() and ok.sum() > n // 20
+    ok = vs.cases.outcome.ok
+    walked = raw.vector_walk(words, RAM_BASE, RAM_SIZE, root, vs.cases.va)
+    assert np.array_equal(walked["pa"][ok], vs.cases.outcome.pa[ok])
+    assert walked["ok"][ok].all() and ok.sum() > n // 20
     return Row(f"vectors: sv39, {n:,} cases", n, t_bulk, t_raw)
 
 

@@ -1,5 +1,5 @@
 """The benchmarks' shared workload (issue 2): Sv39, 1 GiB of VA at VA0 mapped as 262,144 4 KiB pages to PA0,
-with 8 MiB for the tables right after the 1 GiB of data frames; and the timing helpers (best of N)."""
+with 8 MiB for the tables right after the 1 GiB of data frames; and the timing helpers (best of N runs)."""
 
 from __future__ import annotations
 
@@ -28,16 +28,24 @@ RW = MappingFlags.READ | MappingFlags.WRITE
 T = TypeVar("T")
 
 
+MIN_TIMED = 0.3
+"""Seconds of timed runs each figure takes at least: a run of a few milliseconds is repeated until then
+(at most `MAX_RUNS` times), so a short measurement is the best of many runs, not of `repeat` (on a busy
+machine, one slow run in three would decide it). The library's figure and its raw reference get the same
+rule."""
+MAX_RUNS = 100
+
+
 def best(fn: Callable[[], object], repeat: int) -> float:
-    """The shortest of `repeat` runs of `fn`, in seconds."""
+    """The shortest of at least `repeat` runs of `fn` (and `MIN_TIMED` seconds of them), in seconds."""
     return best_after(lambda: None, lambda _: fn(), repeat)
 
 
 def best_after(setup: Callable[[], T], fn: Callable[[T], object], repeat: int) -> float:
-    """The shortest of `repeat` runs of `fn(setup())`, timing `fn` only (`setup` builds what it consumes,
-    e.g. a freshly mapped table for an unmap)."""
-    times = []
-    for _ in range(repeat):
+    """The shortest of at least `repeat` runs of `fn(setup())` (and `MIN_TIMED` seconds of them), timing
+    `fn` only (`setup` builds what it consumes, e.g. a freshly mapped table for an unmap)."""
+    times: list[float] = []
+    while len(times) < repeat or (sum(times) < MIN_TIMED and len(times) < MAX_RUNS):
         state = setup()
         t = time.perf_counter()
         fn(state)

@@ -1,10 +1,11 @@
 """What the hardware makes of every entry of a table: `Walker.mappings`, the hardware listing, and
 `entry_verdicts` for one raw entry.
 
-Each entry is judged by the walk rules for every access and privilege (`_COMBOS`), in chunks of `_CHUNK`
-entries, level by level through `descent` (tables read as the walk reads them: through stage 2 when there
-is one, `_StageTwoReader`); a chunk whose entries all read the same to the rules (`WalkRules.judged_bits`,
-one stage) has its six verdicts judged once.
+Each entry is judged by the walk rules for every access and privilege (`_COMBOS`), level by level through
+`descent` (tables read as the walk reads them: through stage 2 when there is one, `_StageTwoReader`). A
+level whose entries all read the same to the rules (`WalkRules.judged_bits`, one stage: a uniformly mapped
+table) has its six verdicts judged once, for the whole level at once; other levels are judged in chunks of
+`_CHUNK` entries, each entry once per access and privilege (which bounds the working memory).
 """
 
 from __future__ import annotations
@@ -80,11 +81,13 @@ def mappings(walker: Walker, start: int | None = None, end: int | None = None,
         _StageTwoReader(walker._implicit, fmt.entry_size)
     descent = Descent(fmt, chosen.root, reader, start, end)
     parts: list[Mappings] = []
+    k = regime.regions.index(chosen)
     for e in descent:
         pointer = np.zeros(e.raw.shape, dtype=bool)
         target = np.zeros(e.raw.shape, dtype=np.uint64)
-        for lo in range(0, e.raw.shape[0], _CHUNK):
-            part = slice(lo, lo + _CHUNK)
+        chunk = max(e.raw.shape[0], 1) if _alike(walker, k, e.depth, e.raw) else _CHUNK
+        for lo in range(0, e.raw.shape[0], chunk):
+            part = slice(lo, lo + chunk)
             rows, pointer[part], target[part] = _judge(walker, chosen, e.depth, e.raw[part], e.va[part],
                                                             e.slot[part], descent.problems)
             if rows is not None:
@@ -135,18 +138,24 @@ def _judge(walker: Walker, region: Region, depth: int, raw: U64, va: U64, slot: 
     mt = np.where(ok, memtype.reshape(len(_COMBOS), n), 0).max(axis=0).astype(np.uint8)
     return _rows(fmt, depth, raw, va, slot, leaf[:n], addr[:n], present, bits, verdict, where, mt)
 
+def _alike(walker: Walker, k: int, depth: int, raw: U64) -> bool:
+    """Whether entries (of region `k`, at `depth`) all read the same to the rules, in a one-stage walk (with
+    two stages, each entry's addresses are judged through stage 2)."""
+    return walker.stage2 is None and raw.size > 0 and _uniform(raw & np.uint64(walker._plans[k][depth][3]))
+
+
 def _judge_uniform(walker: Walker, k: int, depth: int, raw: U64, va: U64, notes: list[str]) -> tuple[
         Bool, U64, Bool, U8, U8, U8, U8] | None:
     """`_judge`'s verdicts where every entry reads the same to the rules (`WalkRules.judged_bits`: a
     uniformly mapped table) and there is one stage: the six accesses' verdicts are the rules' for one
     entry, and only the output address and its RAM check are per entry. None where that does not hold."""
     fmt = walker.rules.regime.regions[k].fmt
-    judged = raw & np.uint64(walker._plans[k][depth][3])
-    if walker.stage2 is not None or not _uniform(judged):
+    if not _alike(walker, k, depth, raw):
         return None
     n, first = raw.shape[0], int(raw[0])
-    steps = [walker._verdict((k, depth, int(judged[0]), a, p, ALL_PERMS), walker.rules.regime.regions[k], depth,
-                             first) for p, a in _COMBOS]
+    judged = first & walker._plans[k][depth][3]
+    steps = [walker._verdict((k, depth, judged, a, p, ALL_PERMS), walker.rules.regime.regions[k], depth, first)
+             for p, a in _COMBOS]
     if any((s.leaf, s.offset) != (steps[0].leaf, steps[0].offset) for s in steps):
         return None
     leaf, why = bool(steps[0].leaf), np.array([s.reason for s in steps], dtype=np.uint8)
@@ -165,8 +174,11 @@ def _judge_uniform(walker: Walker, k: int, depth: int, raw: U64, va: U64, notes:
 def _in_ram(walker: Walker, addr: U64, va: U64, span: int, notes: list[str]) -> Bool:
     """Whether each leaf's output (`span` bytes at `addr`) touches RAM; a leaf only partly RAM is noted,
     once (its lanes of several accesses are one leaf)."""
+    inside = walker.mem.contains_np(addr, span)
+    if inside.all():                                  # the usual case: every leaf wholly RAM
+        return inside
     ram = walker.mem.touches_np(addr, span)
-    partly = np.flatnonzero(ram)[~walker.mem.contains_np(addr[ram], span)]
+    partly = np.flatnonzero(ram & ~inside)
     _, first = np.unique(va[partly], return_index=True)
     for e in partly[np.sort(first)].tolist():
         notes.append(f"the {human_size(span)} leaf at VA {int(va[e]):#x} maps [{int(addr[e]):#x}, "
@@ -181,11 +193,12 @@ def _rows(fmt: PagingFormat, depth: int, raw: U64, va: U64, slot: U64, leaf: Boo
     listed = (leaf | ~usable) & present
     rows = None
     if np.any(listed):
-        r = raw[listed]
-        rows = Mappings(fmt, va[listed], np.where(usable[listed], addr[listed], fmt.codec.paddr_np(r, huge)),
-                        np.full(r.shape, fmt.levels[depth].span, dtype=np.uint64), fmt.codec.flags_np(r, huge),
-                        np.full(r.shape, depth, dtype=np.int8), r, slot[listed], perms=bits[listed],
-                        verdict=verdict[listed], verdict_stage=where[listed], memtype=memtype[listed])
+        pick = slice(None) if listed.all() else listed          # a table of leaves: every entry, no copies
+        r = raw[pick]
+        pa = addr[pick] if usable.all() else np.where(usable[pick], addr[pick], fmt.codec.paddr_np(r, huge))
+        rows = Mappings(fmt, va[pick], pa, np.full(r.shape, fmt.levels[depth].span, dtype=np.uint64),
+                        fmt.codec.flags_np(r, huge), np.full(r.shape, depth, dtype=np.int8), r, slot[pick],
+                        perms=bits[pick], verdict=verdict[pick], verdict_stage=where[pick], memtype=memtype[pick])
     return rows, ~leaf & usable, addr
 
 

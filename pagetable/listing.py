@@ -34,12 +34,15 @@ def runs(m: Mappings) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """The first and last index of each run `ptdump` merges, as two arrays."""
     if not len(m):
         return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
-    codec = m.fmt.codec
-    attrs = m.raw.copy()
-    for d in np.unique(m.depth):
+    codec, last = m.fmt.codec, len(m.fmt.levels) - 1
+    attrs = m.raw                                     # every bit but the address, per leaf's own layout
+    for d in range(len(m.fmt.levels)):
         sel = m.depth == d
-        attrs[sel] = codec.with_paddr_np(m.raw[sel], np.zeros(int(sel.sum()), dtype=np.uint64),
-                                         d != len(m.fmt.levels) - 1)
+        if sel.all():                                 # one size of leaf (the usual listing): no selection
+            attrs = codec.with_paddr_np(m.raw, np.zeros(m.raw.shape, dtype=np.uint64), d != last)
+        elif sel.any():
+            attrs = attrs.copy() if attrs is m.raw else attrs
+            attrs[sel] = codec.with_paddr_np(m.raw[sel], np.zeros(int(sel.sum()), dtype=np.uint64), d != last)
     end_va, end_pa = m.va + m.size, m.pa + m.size
     joins = ((m.va[1:] == end_va[:-1]) & (m.pa[1:] == end_pa[:-1]) & (m.depth[1:] == m.depth[:-1])
              & (attrs[1:] == attrs[:-1]))

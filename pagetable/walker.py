@@ -122,8 +122,11 @@ def _address(fmt: PagingFormat, depth: int, pte: Word, leaf: Flag, offset: Word,
     """The address an entry at `depth` leads to: the next table's (a pointer), or the output address (a
     leaf: its address field with the VA's bits in `Step.offset`)."""
     base = fmt.codec.paddr_np(pte, depth != fmt.depth_count - 1)
-    if isinstance(leaf, np.ndarray) and not leaf.any():         # a level of pointers (bulk walks mostly
-        return base                                             # reach few leaves above the last level)
+    if isinstance(leaf, np.ndarray):
+        if not leaf.any():                            # a level of pointers (bulk walks mostly reach few
+            return base                               # leaves above the last level)
+        if leaf.all():                                # a level of leaves (a listing's last level)
+            return _with_offset(base, offset, va)
     return lanes.where(leaf, _with_offset(base, offset, va), base)
 
 
@@ -443,9 +446,10 @@ class Walker:
           implicit write of the entry's update.
         Invalid entries (V=0) are not listed and rejected table entries are not followed. Tables are read
         as the walk reads them (through stage 2, as implicit reads, when there is one); a table that cannot
-        be read, or is reached twice, is reported in `problems` (`descent`). Entries are judged in chunks of
-        `_CHUNK`, so the working memory beyond the result (about 50 bytes a row) is bounded. A regime with
-        several regions lists the region numbered `region` (default: the only one)."""
+        be read, or is reached twice, is reported in `problems` (`descent`). Entries that do not all read
+        alike to the rules are judged in chunks, so the working memory beyond the result (about 50 bytes a
+        row) is bounded. A regime with several regions lists the region numbered `region` (default: the only
+        one)."""
         from . import judging  # judging builds on the walker: imported when first listed
 
         return judging.mappings(self, start, end, region)
