@@ -230,7 +230,7 @@ def bench_vectors(ns: argparse.Namespace) -> Row:
     index = np.flatnonzero(image != tags)               # the generator's table words
     values = image[index]
     root = (vs.registers["satp"] & ((1 << 44) - 1)) << 12
-    targets = _build_mode(vector_mode("sv39"), 1)[2]
+    targets = _build_mode(vector_mode("sv39"), 1)[2]     # the generator's own targets (an internal of gen.py)
     starts = np.array([t.va for t in targets], dtype=np.uint64)
     spans = np.array([t.span for t in targets], dtype=np.uint64)
     t_raw = best(lambda: raw.vectors(RAM_BASE, RAM_SIZE, index, values, root, starts, spans, n, 1), ns.repeat)
