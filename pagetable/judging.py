@@ -95,6 +95,7 @@ def mappings(walker: Walker, start: int | None = None, end: int | None = None,
         descent.descend(pointer, target[pointer])
     return Mappings.concat(fmt, parts, descent.problems, hardware=True)
 
+
 def _judge(walker: Walker, region: Region, depth: int, raw: U64, va: U64, slot: U64, notes: list[str]) -> tuple[
         Mappings | None, Bool, U64]:
     """`mappings` for some entries of one level: the rows to list, which entries point at tables, and
@@ -138,6 +139,7 @@ def _judge(walker: Walker, region: Region, depth: int, raw: U64, va: U64, slot: 
     mt = np.where(ok, memtype.reshape(len(_COMBOS), n), 0).max(axis=0).astype(np.uint8)
     return _rows(fmt, depth, raw, va, slot, leaf[:n], addr[:n], present, bits, verdict, where, mt)
 
+
 def _alike(walker: Walker, k: int, depth: int, raw: U64) -> bool:
     """Whether entries (of region `k`, at `depth`) all read the same to the rules, in a one-stage walk (with
     two stages, each entry's addresses are judged through stage 2)."""
@@ -171,6 +173,7 @@ def _judge_uniform(walker: Walker, k: int, depth: int, raw: U64, va: U64, notes:
     present = np.full(n, why[0] != Reason.INVALID)
     return np.full(n, leaf), addr, present, bits[pick], verdict[pick], where[pick], memtypes[pick]
 
+
 def _in_ram(walker: Walker, addr: U64, va: U64, span: int, notes: list[str]) -> Bool:
     """Whether each leaf's output (`span` bytes at `addr`) touches RAM; a leaf only partly RAM is noted,
     once (its lanes of several accesses are one leaf)."""
@@ -184,6 +187,7 @@ def _in_ram(walker: Walker, addr: U64, va: U64, span: int, notes: list[str]) -> 
         notes.append(f"the {human_size(span)} leaf at VA {int(va[e]):#x} maps [{int(addr[e]):#x}, "
                      f"{int(addr[e]) + span:#x}), of which only part is RAM")
     return ram
+
 
 def _rows(fmt: PagingFormat, depth: int, raw: U64, va: U64, slot: U64, leaf: Bool, addr: U64,
           present: Bool, bits: U8, verdict: U8, where: U8, memtype: U8) -> tuple[Mappings | None, Bool, U64]:
