@@ -46,9 +46,11 @@ class EntryCodec(Protocol):
     decoding methods (`memory_type_np`, `is_*_np`, `paddr_np`, `flags_np`) take a column of raw entries or
     one raw entry as an int (`lanes`), so one entry costs no numpy call."""
 
-    def layout_for(self, kind: EntryKind, depth: int) -> Layout:
-        """The declared bit layout of an entry of `kind` at `depth` (x86's 1 GiB and 2 MiB pages, and
-        AArch64's level-1 and level-2 blocks, place their output address differently)."""
+    def layout_for(self, kind: EntryKind, span: int) -> Layout:
+        """The declared bit layout of an entry of `kind` at a level whose entries each cover `span` bytes
+        (`Level.span`: what a block or page there maps). x86's 1 GiB and 2 MiB pages, and AArch64's blocks
+        of each level and granule, place their output address differently; the span names them whatever
+        the number of levels above."""
         ...
 
     def memory_type_np(self, raw: Word, huge: bool) -> Small:

@@ -133,8 +133,8 @@ def test_the_codec_decodes_memory_types_through_its_context() -> None:
     assert memory_type_flags(np.array([MemoryType.RISCV_IO, MemoryType.RISCV_NC, MemoryType.DEFAULT],
                                       dtype=np.uint8)).tolist() == [F.DEVICE, F.UNCACHED, 0]
     for kind in EntryKind:
-        for depth in range(3):
-            assert RiscvCodec().layout_for(kind, depth) is PTE
+        for level in SV39.levels:
+            assert RiscvCodec().layout_for(kind, level.span) is PTE
 
 
 def test_memory_types_of_one_and_two_stages() -> None:

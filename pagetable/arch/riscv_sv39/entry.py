@@ -103,7 +103,7 @@ class RiscvCodec:
     global_kernel: bool = False
     gstage: bool = False
 
-    def layout_for(self, kind: EntryKind, depth: int) -> Layout:
+    def layout_for(self, kind: EntryKind, span: int) -> Layout:
         """One PTE layout for every kind (a pointer is a PTE with R=W=X=0)."""
         return PTE
 

@@ -1,1 +1,8 @@
-"""x86_64 (4- and 5-level paging, EPT): on the roadmap, not implemented yet."""
+"""x86-64 paging. Modules: `entry` (the PML5E/PML4E/PDPTE/PDE/PTE layouts, PAT memory types and the
+codecs) and `modes` (the 4-level and 5-level formats)."""
+
+from .entry import ARCEOS, PDE_2M, PDPTE_1G, PTE_4K, SPEC, TABLE_ENTRY, X86Codec, pat_entries
+from .modes import MODES, PAGING4, PAGING5
+
+__all__ = ["ARCEOS", "MODES", "PAGING4", "PAGING5", "PDE_2M", "PDPTE_1G", "PTE_4K", "SPEC", "TABLE_ENTRY",
+           "X86Codec", "pat_entries"]

@@ -1,0 +1,299 @@
+"""x86-64 paging-structure entries (4-level and 5-level paging).
+
+Intel SDM Vol. 3A, section 4.5 "4-Level Paging and 5-Level Paging", Tables 4-15 to 4-20 (the formats of a
+PML5E, PML4E, PDPTE, PDE and PTE), and section 4.9.2 "Paging and Memory Typing When the PAT is Supported";
+AMD APM Vol. 2, section 5.3 "Long-Mode Page Translation" and 7.8 "Page-Attribute Table Mechanism".
+
+Four layouts cover the five entry kinds, each declared once:
+- `TABLE_ENTRY`: an entry that references the next paging structure — every PML5E and PML4E, and a PDPTE or
+  PDE with PS=0. Bit 7 is PS: it must be 0 here (in a PML5E/PML4E it is reserved: #PF with RSVD).
+- `PDPTE_1G` and `PDE_2M`: an entry with PS=1 that maps a 1 GiB or 2 MiB page (PAT at bit 12; the bits
+  between PAT and the address are reserved).
+- `PTE_4K`: an entry that maps a 4 KiB page (PAT at bit 7, where the others have PS).
+Every layout's address field runs to bit 51; the bits from MAXPHYADDR up to 51 are reserved, which the walk
+rules check (the CPU's MAXPHYADDR is a walk parameter, not an entry property).
+
+Encoding choices (`X86Codec`), documented in docs/x86_64.md:
+- A present page is always readable (x86 paging has no write-only or execute-only page): flags without
+  READ have no encoding (`InvalidFlags`), except empty flags, which give a not-present (P=0) placeholder
+  that keeps the address, as page_table_multiarch does.
+- WRITE → R/W=1, USER → U/S=1, no EXECUTE → XD=1 (which needs EFER.NXE=1: a codec with `nxe=False` refuses
+  non-executable flags, since XD is then a reserved bit).
+- Memory types through the PAT: the entry's PAT, PCD and PWT bits index IA32_PAT (`pat`, default the reset
+  value 0x0007040600070406: WB, WT, UC-, UC, WB, WT, UC-, UC). DEVICE → UC (strong uncacheable), UNCACHED →
+  UC-, neither → WB, each at the lowest PAT index that holds it; decoding gives the memory type of the
+  index, so DEVICE and UNCACHED survive a round trip and WC/WT/WP pages decode to their own memory types.
+- G is set on non-USER leaves with `global_kernel=True`; A and D are left for the hardware to set.
+- A table entry is P|R/W|U/S: permissive, so the leaves decide (the rights are the AND of every level's).
+`ARCEOS` reproduces page_table_multiarch 0.6.1's `X64PTE` bytes exactly: READ implied, DEVICE and UNCACHED
+both PCD|PWT (which the crate decodes as UNCACHED only).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ... import args, lanes
+from ...errors import InvalidAddress, InvalidFlags, NotAligned
+from ...flags import MappingFlags
+from ...format import EntryKind
+from ...lanes import Flag, Small, Word
+from ...layout import Field, Layout
+from ...translation import MemoryType, memory_type_flags
+
+U64 = npt.NDArray[np.uint64]
+
+_COMMON = [
+    Field("P", 0, 1, "present"),
+    Field("R/W", 1, 1, "read/write: writes allowed (supervisor writes with CR0.WP=0 regardless)"),
+    Field("U/S", 2, 1, "user/supervisor: user-mode accesses allowed"),
+    Field("PWT", 3, 1, "page-level write-through (a PAT index bit for a page)"),
+    Field("PCD", 4, 1, "page-level cache disable (a PAT index bit for a page)"),
+    Field("A", 5, 1, "accessed"),
+]
+_XD = Field("XD", 63, 1, "execute-disable (with EFER.NXE=1; reserved otherwise)")
+_PK = Field("PK", 59, 4, "protection key (with CR4.PKE for user pages, CR4.PKS for supervisor pages)")
+
+
+def _address(lsb: int) -> Field:
+    return Field("ADDR", lsb, 52 - lsb, f"physical address bits 51:{lsb} (bits MAXPHYADDR..51 reserved)")
+
+
+TABLE_ENTRY = Layout("x86 PML5E/PML4E/PDPTE/PDE (references a table)", 64, [
+    *_COMMON,
+    Field("PS", 7, 1, "page size: 0 here (reserved in a PML5E or PML4E)"),
+    _address(12),
+    _XD,
+], "Intel SDM Vol. 3A, Tables 4-15 to 4-19 (entries that reference a paging structure)")
+
+PDPTE_1G = Layout("x86 PDPTE (maps a 1-GByte page)", 64, [
+    *_COMMON,
+    Field("D", 6, 1, "dirty"),
+    Field("PS", 7, 1, "page size: 1"),
+    Field("G", 8, 1, "global (with CR4.PGE)"),
+    Field("PAT", 12, 1, "PAT index bit 2"),
+    Field("RSVD", 13, 17, "reserved (must be 0)"),
+    _address(30),
+    _PK,
+    _XD,
+], "Intel SDM Vol. 3A, Table 4-17 (PDPTE that maps a 1-GByte page)")
+
+PDE_2M = Layout("x86 PDE (maps a 2-MByte page)", 64, [
+    *_COMMON,
+    Field("D", 6, 1, "dirty"),
+    Field("PS", 7, 1, "page size: 1"),
+    Field("G", 8, 1, "global (with CR4.PGE)"),
+    Field("PAT", 12, 1, "PAT index bit 2"),
+    Field("RSVD", 13, 8, "reserved (must be 0)"),
+    _address(21),
+    _PK,
+    _XD,
+], "Intel SDM Vol. 3A, Table 4-18 (PDE that maps a 2-MByte page)")
+
+PTE_4K = Layout("x86 PTE (maps a 4-KByte page)", 64, [
+    *_COMMON,
+    Field("D", 6, 1, "dirty"),
+    Field("PAT", 7, 1, "PAT index bit 2"),
+    Field("G", 8, 1, "global (with CR4.PGE)"),
+    _address(12),
+    _PK,
+    _XD,
+], "Intel SDM Vol. 3A, Table 4-20 (PTE that maps a 4-KByte page)")
+
+P, RW, US, PWT, PCD, A = (PTE_4K.mask(n) for n in ("P", "R/W", "U/S", "PWT", "PCD", "A"))
+D, G, XD = PTE_4K.mask("D"), PTE_4K.mask("G"), PTE_4K.mask("XD")
+PS = TABLE_ENTRY.mask("PS")
+PAT_4K, PAT_HUGE = PTE_4K.mask("PAT"), PDE_2M.mask("PAT")
+ADDR = TABLE_ENTRY.mask("ADDR")                        # bits 51:12
+HUGE_ADDR = ADDR & ~PAT_HUGE                           # bits 51:13: a 2M/1G page's (bit 12 is its PAT)
+PAGE_SHIFT = 12
+_PA_LIMIT = 1 << 52
+
+PAT_RESET = 0x0007_0406_0007_0406
+"""IA32_PAT at reset (SDM Vol. 3A, Table 12-12): PA0..PA7 = WB, WT, UC-, UC, WB, WT, UC-, UC."""
+PAT_TYPES = {0: MemoryType.UC, 1: MemoryType.WC, 4: MemoryType.WT, 5: MemoryType.WP, 6: MemoryType.WB,
+             7: MemoryType.UC_MINUS}
+"""An IA32_PAT entry's encoding -> its memory type (2 and 3 are reserved)."""
+
+
+def pat_entries(pat: int) -> tuple[MemoryType, ...]:
+    """The memory types of IA32_PAT's eight entries PA0..PA7 (InvalidFlags for a reserved encoding, which
+    the CPU refuses to load: WRMSR #GP)."""
+    pat = args.address(pat, "IA32_PAT")
+    out = []
+    for k in range(8):
+        code = (pat >> (8 * k)) & 0xFF
+        if code not in PAT_TYPES:
+            raise InvalidFlags(f"IA32_PAT {pat:#018x}: PA{k} = {code:#x} is a reserved memory type")
+        out.append(PAT_TYPES[code])
+    return tuple(out)
+
+
+def _pat_index_bits(index: int, huge: bool) -> int:
+    """An entry's PWT, PCD and PAT bits for PAT index `index` (PAT at bit 12 in a 2M/1G page, 7 in a PTE)."""
+    return (PWT if index & 1 else 0) | (PCD if index & 2 else 0) | ((PAT_HUGE if huge else PAT_4K) if index & 4 else 0)
+
+
+@dataclass(frozen=True)
+class X86Codec:
+    """MappingFlags ⇄ x86-64 paging-entry bits, with the encoding choices in the module docstring, for the
+    IA32_PAT value `pat` and EFER.NXE `nxe`."""
+
+    pat: int = PAT_RESET
+    nxe: bool = True
+    global_kernel: bool = False
+    arceos: bool = False
+
+    def layout_for(self, kind: EntryKind, span: int) -> Layout:
+        """`TABLE_ENTRY` for a table reference; a page's layout by the size it maps (a PDPTE's 1 GiB, a
+        PDE's 2 MiB, a PTE's 4 KiB)."""
+        if kind is EntryKind.TABLE:
+            return TABLE_ENTRY
+        return {1 << 30: PDPTE_1G, 1 << 21: PDE_2M}.get(span, PTE_4K)
+
+    @functools.cached_property
+    def _types(self) -> npt.NDArray[np.uint8]:
+        """The memory type of each PAT index, 0-7."""
+        return np.array(pat_entries(self.pat), dtype=np.uint8)
+
+    def memory_type_np(self, raw: Word, huge: bool) -> Small:
+        """The memory type of each page: IA32_PAT's entry at the index (PAT, PCD, PWT)."""
+        index = ((raw >> 3) & 3) | lanes.u64(lanes.bit(raw, PAT_HUGE if huge else PAT_4K)) << 2
+        return lanes.take(self._types, index)
+
+    def _index_of(self, memtype: MemoryType) -> int:
+        """The lowest PAT index whose entry is `memtype` (InvalidFlags when IA32_PAT has none)."""
+        types = pat_entries(self.pat)
+        if memtype not in types:
+            raise InvalidFlags(f"IA32_PAT {self.pat:#018x} has no {memtype.label} entry")
+        return types.index(memtype)
+
+    @property
+    def supported_flags(self) -> MappingFlags:
+        return MappingFlags.READ | MappingFlags.WRITE | MappingFlags.EXECUTE | MappingFlags.USER | \
+            MappingFlags.DEVICE | MappingFlags.UNCACHED
+
+    def attributes(self, flags: MappingFlags, huge: bool) -> int:
+        """The non-address bits of a page with `flags` (a 2M/1G page when `huge`: PS=1, PAT at bit 12)."""
+        flags = args.flags(flags)
+        key = (flags, huge)
+        bits = self._attributes.get(key)
+        if bits is None:
+            bits = self._attributes[key] = self._encode(flags, huge)
+        return bits
+
+    @functools.cached_property
+    def _attributes(self) -> dict[tuple[MappingFlags, bool], int]:
+        """`attributes` remembered per flag set and size (they are few, and encoding them is most of the cost
+        of mapping one page)."""
+        return {}
+
+    def _encode(self, flags: MappingFlags, huge: bool) -> int:
+        if not flags:
+            return 0
+        if not flags & MappingFlags.READ and not self.arceos:
+            raise InvalidFlags(f"x86 paging cannot encode {flags!r}: a present page is always readable")
+        bits = P | (PS if huge else 0)
+        bits |= RW if flags & MappingFlags.WRITE else 0
+        bits |= US if flags & MappingFlags.USER else 0
+        if not flags & MappingFlags.EXECUTE:
+            if not self.nxe:
+                raise InvalidFlags(f"x86 paging cannot encode {flags!r} with EFER.NXE=0: XD is then reserved")
+            bits |= XD
+        if self.arceos:
+            return bits | (PWT | PCD if flags & (MappingFlags.DEVICE | MappingFlags.UNCACHED) else 0)
+        if self.global_kernel and not flags & MappingFlags.USER:
+            bits |= G
+        memtype = MemoryType.UC if flags & MappingFlags.DEVICE else \
+            MemoryType.UC_MINUS if flags & MappingFlags.UNCACHED else MemoryType.WB
+        return bits | _pat_index_bits(self._index_of(memtype), huge)
+
+    def new_page(self, pa: int, flags: MappingFlags, huge: bool) -> int:
+        """A page mapping `pa` (4 KiB aligned; 2 MiB aligned when `huge`, so bit 12 stays the PAT bit)."""
+        return self.attributes(flags, huge) | _page_address(pa, huge)
+
+    def new_page_np(self, pa: U64, flags: MappingFlags, huge: bool) -> U64:
+        return (pa & np.uint64(HUGE_ADDR if huge else ADDR)) | np.uint64(self.attributes(flags, huge))
+
+    def new_table(self, pa: int) -> int:
+        return P | RW | US | _page_address(pa, False)
+
+    def is_present_np(self, raw: Word) -> Flag:
+        out: Flag = (raw & P) != 0
+        return out
+
+    def is_leaf_np(self, raw: Word, last: bool) -> Flag:
+        out: Flag = ((raw & P) != 0) & (last | ((raw & PS) != 0))
+        return out
+
+    def is_table_np(self, raw: Word, last: bool) -> Flag:
+        out: Flag = ((raw & P) != 0) & ((raw & PS) == 0) & (not last)
+        return out
+
+    def paddr_np(self, raw: Word, huge: bool) -> Word:
+        """The address field: bits 51:12; above the last level, for an entry with PS=1 (a 2M/1G page), bits
+        51:13 (its bit 12 is the PAT bit)."""
+        return raw & self._address_mask(raw, huge)
+
+    def _address_mask(self, raw: Word, huge: bool) -> Word:
+        """The address bits of each entry (`paddr_np`)."""
+        if not huge:
+            return ADDR
+        return ADDR - PAT_HUGE * lanes.u64(lanes.bit(raw, PS))
+
+    def flags_np(self, raw: Word, huge: bool) -> Word:
+        """READ for every present page; WRITE, USER and EXECUTE from R/W, U/S and XD (EXECUTE always with
+        EFER.NXE=0); DEVICE/UNCACHED from the memory type."""
+        present = lanes.u64(lanes.bit(raw, P))
+        out = (MappingFlags.READ.value | lanes.u64(lanes.bit(raw, RW)) * MappingFlags.WRITE.value
+               | lanes.u64(lanes.bit(raw, US)) * MappingFlags.USER.value)
+        if self.nxe:
+            out = out | lanes.u64(lanes.not_(lanes.bit(raw, XD))) * MappingFlags.EXECUTE.value
+        else:
+            out = out | MappingFlags.EXECUTE.value
+        if self.arceos:                              # the crate reads PCD as UNCACHED, nothing else
+            out = out | lanes.u64(lanes.bit(raw, PCD)) * MappingFlags.UNCACHED.value
+        else:
+            out = out | memory_type_flags(self.memory_type_np(raw, huge))
+        return out * present
+
+    def with_paddr_np(self, raw: U64, pa: U64, huge: bool) -> U64:
+        field = np.asarray(self._address_mask(raw, huge), dtype=np.uint64)
+        out: U64 = (raw & ~field) | (pa & field)
+        return out
+
+    def demote(self, raw: int, child_huge: bool) -> int:
+        """A 1G/2M page's attributes as a 2M page (`child_huge`: the same bits) or a 4 KiB PTE (PS cleared,
+        the PAT bit moved from bit 12 to bit 7)."""
+        if child_huge:
+            return raw
+        return (raw & ~(PS | PAT_HUGE)) | (PAT_4K if raw & PAT_HUGE else 0)
+
+    def letters(self, raw: int, huge: bool) -> str:
+        """Linux's x86 ptdump attributes (arch/x86/mm/dump_pagetables.c, printk_prot): USR, RW/ro, PWT, PCD,
+        PSE, PAT, GLB, NX/x."""
+        pat = raw & (PAT_HUGE if huge else PAT_4K)
+        return " ".join(("USR" if raw & US else "   ", "RW" if raw & RW else "ro", "PWT" if raw & PWT else "   ",
+                         "PCD" if raw & PCD else "   ", "PSE" if huge and raw & PS else "   ",
+                         "PAT" if pat else "   ", "GLB" if raw & G else "   ", "NX" if raw & XD else "x "))
+
+
+def _page_address(pa: int, huge: bool) -> int:
+    """`pa` checked to be what an address field can name: below 2**52, 4 KiB aligned (2 MiB for a huge
+    page, whose bit 12 is the PAT bit)."""
+    if type(pa) is not int:
+        pa = args.integer(pa, "physical address")
+    if not 0 <= pa < _PA_LIMIT:
+        raise InvalidAddress(f"{pa:#x} does not fit x86's 52-bit physical address field")
+    align = 1 << (21 if huge else PAGE_SHIFT)
+    if pa % align:
+        raise NotAligned(f"PA {pa:#x} is not {'2 MiB' if huge else '4 KiB'} aligned")
+    return pa
+
+
+SPEC = X86Codec()
+ARCEOS = X86Codec(arceos=True)

@@ -1,0 +1,27 @@
+"""x86-64 4-level and 5-level paging (IA-32e paging; with CR4.LA57, 5-level).
+
+Intel SDM Vol. 3A, section 4.5 "4-Level Paging and 5-Level Paging": 4 KiB pages, 9 bits of the linear
+address per level (PML5 bits 56:48, PML4 47:39, PDPT 38:30, PD 29:21, PT 20:12), 8-byte entries, pages of
+1 GiB (a PDPTE with PS=1), 2 MiB (a PDE with PS=1) and 4 KiB; a PML5E or PML4E never maps a page. Linear
+addresses are canonical: bits 63:47 (63:56 with LA57) all equal. Physical addresses have MAXPHYADDR bits,
+at most 52 (the formats allow 52; a CPU's narrower MAXPHYADDR is a walk parameter). Level numbers are
+the manual's 5..1 (PML5 = 5, PT = 1); level names follow Linux's x86 ptdump (PGD, P4D, PUD, PMD, PTE).
+"""
+
+from __future__ import annotations
+
+from ...format import Level, PagingFormat
+from .entry import SPEC
+
+_NAMES = {4: ("PGD", "PUD", "PMD", "PTE"), 5: ("PGD", "P4D", "PUD", "PMD", "PTE")}
+
+
+def _paging(levels: int) -> PagingFormat:
+    """4- or 5-level paging: the manual's level n indexes bits 12 + 9n - 1 down to 12 + 9(n - 1)."""
+    lv = tuple(Level(_NAMES[levels][levels - n], n, 12 + 9 * (n - 1), 9, n <= 3) for n in range(levels, 0, -1))
+    return PagingFormat(name=f"{levels}-level paging", levels=lv, va_bits=12 + 9 * levels, pa_bits=52, codec=SPEC)
+
+
+PAGING4 = _paging(4)
+PAGING5 = _paging(5)
+MODES: dict[str, PagingFormat] = {"4level": PAGING4, "5level": PAGING5}
