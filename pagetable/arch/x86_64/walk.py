@@ -1,0 +1,166 @@
+"""The x86-64 linear-address translation rules: 4-level and 5-level paging.
+
+Intel SDM Vol. 3A, sections 4.5 (the walk), 4.6 "Access Rights" and 4.7 "Page-Fault Exceptions"; AMD APM
+Vol. 2, sections 5.3 and 5.6. Per level (the generic walker fetches the entry; a VA that is not canonical
+never starts a walk: #GP):
+- P=0 → #PF, not present.
+- A reserved bit set → #PF with RSVD: an address bit at or above MAXPHYADDR (`maxphyaddr`), XD while
+  EFER.NXE=0, PS in a PML5E or PML4E, PS in a PDPTE where the CPU has no 1-GByte pages (`gbpages`), and
+  the bits between PAT and the address of a 1 GiB (29:13) or 2 MiB (20:13) page.
+- PS=1 in a PDPTE or PDE, or any PTE: a page, of 1 GiB, 2 MiB or 4 KiB.
+Access rights are the AND of every level's (SDM 4.6): U/S=0 anywhere makes the address a supervisor-mode
+address (no user access); R/W=0 anywhere takes away user writes, and supervisor writes when CR0.WP=1
+(`wp`); XD=1 anywhere (with EFER.NXE) takes away instruction fetches. At the page, for supervisor accesses
+to a user-mode address (U/S=1 at every level): CR4.SMEP forbids fetches; CR4.SMAP forbids reads and
+writes unless RFLAGS.AC=1 (`ac`). The carry holds these rights (`perm_bit` layout) as the walk goes down;
+the page's verdict is the carry's. The memory type is the page's PAT entry (`X86Codec`; MTRRs are not
+modelled). The hardware sets A in every entry it uses and D in the page on a write (`writes_back`); the
+walk itself writes nothing.
+
+A #PF reports an error code (SDM 4.7): P (bit 0) = 0 for a not-present page, 1 for a protection
+violation or a reserved bit; W/R (1) a write; U/S (2) a user-mode access; RSVD (3); I/D (4) an instruction
+fetch, when CR4.SMEP=1 or EFER.NXE=1; and CR2 = the linear address. A #GP reports no error code for a
+non-canonical address. Protection keys, shadow stacks and implicit supervisor accesses are not modelled
+yet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ... import args
+from ...errors import InvalidArgument, InvalidArgumentType
+from ...lanes import Flag, Small, Word, bit, first, not_, u64, where
+from ...translation import ALL_PERMS, Access, FaultKind, Outcome, Privilege, Reason, Regime, Region, Step, perm_bit
+from .entry import ADDR, PS, RW, US, XD, A, D, P, X86Codec
+from .modes import PAGING4, PAGING5
+
+ARCH = "x86_64"
+PAGE_FAULT = FaultKind.register(ARCH, "page-fault", "#PF: page-fault exception (vector 14)")
+GENERAL_PROTECTION = FaultKind.register(ARCH, "general-protection",
+                                        "#GP: general-protection exception (a non-canonical linear address)")
+NO_MEMORY = FaultKind.register(ARCH, "no-memory", "the walk or the access reached no RAM (platform-defined on x86)")
+
+_SUP, _USER = Privilege.SUPERVISOR, Privilege.USER
+_USER_BITS = sum(perm_bit(a, _USER) for a in Access)
+_WRITES = perm_bit(Access.WRITE, _SUP) | perm_bit(Access.WRITE, _USER)
+_FETCHES = perm_bit(Access.EXECUTE, _SUP) | perm_bit(Access.EXECUTE, _USER)
+_USER_READ = perm_bit(Access.READ, _USER)         # set in the carry iff U/S=1 at every level so far
+_SUP_FETCH = perm_bit(Access.EXECUTE, _SUP)
+_SUP_DATA = perm_bit(Access.READ, _SUP) | perm_bit(Access.WRITE, _SUP)
+_RSVD_HUGE = {3: ((1 << 30) - 1) & ~((1 << 13) - 1), 2: ((1 << 21) - 1) & ~((1 << 13) - 1)}
+"""The reserved bits of a 1 GiB page (level 3: bits 29:13) and a 2 MiB page (level 2: bits 20:13)."""
+
+ERROR_P, ERROR_W, ERROR_U, ERROR_RSVD, ERROR_ID = 1, 2, 4, 8, 16
+
+
+@dataclass(frozen=True)
+class X86Options:
+    """The control-register bits and CPU properties that change a walk: CR0.WP, CR4.SMEP, CR4.SMAP,
+    RFLAGS.AC, EFER.NXE, CR4.LA57 (5-level paging), MAXPHYADDR, and 1-GByte page support."""
+
+    wp: bool = True
+    smep: bool = False
+    smap: bool = False
+    ac: bool = False
+    nxe: bool = True
+    la57: bool = False
+    maxphyaddr: int = 52
+    gbpages: bool = True
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.name != "maxphyaddr":
+                args.boolean(getattr(self, f.name), f.name)
+        args.integer(self.maxphyaddr, "maxphyaddr", 32, 53)
+
+    def to_json(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+class X86Rules:
+    """`WalkRules` for 4-level or 5-level paging (`options.la57`) from a CR3 value, with IA32_PAT `pat`."""
+
+    def __init__(self, cr3: int, options: X86Options | None = None, pat: int | None = None) -> None:
+        if options is not None and not isinstance(options, X86Options):
+            raise InvalidArgumentType(f"x86 walk options are X86Options, not {type(options).__name__}")
+        self.options = options or X86Options()
+        cr3 = args.address(cr3, "CR3")
+        root = cr3 & ADDR & ((1 << self.options.maxphyaddr) - 1)
+        if cr3 & ADDR != root:
+            raise InvalidArgument(f"CR3 {cr3:#x} has address bits at or above MAXPHYADDR "
+                                  f"({self.options.maxphyaddr}): loading it would #GP")
+        codec = X86Codec(nxe=self.options.nxe) if pat is None else X86Codec(pat=pat, nxe=self.options.nxe)
+        fmt = (PAGING5 if self.options.la57 else PAGING4).with_codec(codec)
+        self.regime = Regime(fmt.name, (Region("CR3", fmt, root),))
+        self._reserved = ((1 << 52) - 1) & ~((1 << self.options.maxphyaddr) - 1)   # address bits 51:M
+
+    def step(self, region: Region, depth: int, pte: Word, access: Small, priv: Small, carry: Word) -> Step:
+        o = self.options
+        n = region.fmt.levels[depth].arch_level
+        ps = bit(pte, PS)
+        leaf = (ps & (n in (2, 3))) | (n == 1)
+        # reserved bits (SDM 4.5, the entry-format tables)
+        reserved = bit(pte, self._reserved)
+        if not o.nxe:
+            reserved |= bit(pte, XD)
+        if n >= 4 or (n == 3 and not o.gbpages):
+            reserved |= ps
+        if n in _RSVD_HUGE:
+            reserved |= ps & bit(pte, _RSVD_HUGE[n])
+        # access rights (SDM 4.6): every level narrows the carry
+        rights = carry & where(bit(pte, US), ALL_PERMS, ALL_PERMS & ~_USER_BITS)
+        rights = rights & where(bit(pte, RW), ALL_PERMS, ALL_PERMS & ~(_WRITES if o.wp else _WRITES & _USER_BITS))
+        if o.nxe:
+            rights = rights & where(bit(pte, XD), ALL_PERMS & ~_FETCHES, ALL_PERMS)
+        user_address = leaf & bit(rights, _USER_READ)
+        if o.smep:
+            rights = rights & where(user_address, ALL_PERMS & ~_SUP_FETCH, ALL_PERMS)
+        if o.smap and not o.ac:
+            rights = rights & where(user_address, ALL_PERMS & ~_SUP_DATA, ALL_PERMS)
+        lane_bit = priv * 3 + access
+        reason = first(pte, (not_(bit(pte, P)), Reason.INVALID), (reserved, Reason.RESERVED),
+                       (leaf & ((rights >> lane_bit) & 1 == 0), Reason.PERMISSION))
+        return Step(reason, leaf, region.fmt.levels[depth].span - 1, rights,   # only PDPTEs and PDEs map
+                    region.fmt.codec.memory_type_np(pte, n in (2, 3)))          # large pages (PAT at 12)
+
+    def judged_bits(self, region: Region, depth: int) -> int:
+        """`step` reads every bit but the address field's below MAXPHYADDR, and of those the ones a page at
+        this level keeps as flags or reserved bits: a PTE's from bit 12, a 2 MiB page's bits 20:12 (PAT and
+        reserved), a 1 GiB page's bits 29:12."""
+        n = region.fmt.levels[depth].arch_level
+        low = {3: 30, 2: 21}.get(n, 12)
+        address = ((1 << self.options.maxphyaddr) - 1) & ~((1 << low) - 1)
+        return ((1 << 64) - 1) & ~address
+
+    def writes_back(self, pte: Word, leaf: Flag, access: Small) -> Flag:
+        """The hardware sets A in every entry it uses and D in the page on a write (SDM 4.8)."""
+        out: Flag = not_(bit(pte, A)) | (leaf & (access == Access.WRITE) & not_(bit(pte, D)))
+        return out
+
+    def implicit(self) -> X86Rules:
+        return self
+
+    def fault_kind(self, reason: Reason) -> FaultKind:
+        if reason == Reason.NON_CANONICAL:
+            return GENERAL_PROTECTION
+        if reason in (Reason.TABLE_OUTSIDE_MEMORY, Reason.PA_OUTSIDE_MEMORY):
+            return NO_MEMORY
+        return PAGE_FAULT
+
+    def syndrome(self, t: Outcome, access: Small, priv: Small, stage2: object | None) -> dict[str, Word]:
+        """The #PF error code (P, W/R, U/S, RSVD, I/D) and CR2 of each page fault; 0 for the other faults."""
+        o = self.options
+        pf = (t.reason == Reason.INVALID) | (t.reason == Reason.RESERVED) | (t.reason == Reason.PERMISSION)
+        error = (u64(t.reason != Reason.INVALID) * ERROR_P | u64(access == Access.WRITE) * ERROR_W
+                 | u64(priv == Privilege.USER) * ERROR_U | u64(t.reason == Reason.RESERVED) * ERROR_RSVD)
+        if o.smep or o.nxe:
+            error = error | u64(access == Access.EXECUTE) * ERROR_ID
+        return {"error_code": error * u64(pf), "cr2": t.va * u64(pf)}
+
+    def combine(self, stage1: Small, stage2: Small) -> Small:
+        return stage1
+
+    def stage2_privilege(self, priv: Small, carry: Word) -> Small:
+        return priv
