@@ -22,7 +22,7 @@ from pagetable.arch.x86_64 import (
     X86Codec,
     pat_entries,
 )
-from pagetable.errors import InvalidFlags, NotAligned
+from pagetable.errors import InvalidArgument, InvalidFlags, NotAligned
 from pagetable.flags import MappingFlags as F
 from pagetable.flags import PageSize
 from pagetable.format import EntryKind, PagingFormat
@@ -122,7 +122,7 @@ def test_flags_without_an_encoding_are_refused() -> None:
     with pytest.raises(InvalidFlags, match="NXE"):
         X86Codec(nxe=False).new_page(0, F.READ, False)
     assert X86Codec(nxe=False).new_page(0, F.READ | F.EXECUTE, False) == 0x1
-    with pytest.raises(InvalidFlags, match="reserved memory type"):
+    with pytest.raises(InvalidArgument, match="reserved memory type"):
         X86Codec(pat=_pat(WB, WT, 2, UC, WB, WT, UC_MINUS, UC)).new_page(0, F.READ, False)
     with pytest.raises(InvalidFlags, match="no uc entry"):
         X86Codec(pat=_pat(*[WB] * 8)).new_page(0, F.READ | F.DEVICE, False)

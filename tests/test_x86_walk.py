@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pagetable.arch.x86_64 import PAGING4, PAGING5, X86Codec
+from pagetable.arch.x86_64 import CR0, CR4, EFER, PAGING4, PAGING5, PAT, PKRU, RFLAGS, X86Codec, rules_from_registers
 from pagetable.arch.x86_64.walk import GENERAL_PROTECTION, PAGE_FAULT, X86Options, X86Rules
+from pagetable.errors import InvalidArgument
 from pagetable.flags import MappingFlags as F
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
@@ -186,3 +187,23 @@ def test_entries_equal_in_the_judged_bits_get_one_verdict(rules: X86Rules, depth
 def test_x86_codec_is_the_rules_codec() -> None:
     rules = X86Rules(0, X86Options(nxe=False), pat=0x0007_0406_0007_0406)
     assert rules.regime.regions[0].fmt.codec == X86Codec(nxe=False)
+
+
+def test_the_registers_select_the_rules() -> None:
+    """Linux-like values: CR0 with PG, WP, NE, ET, MP, PE; CR4 with PAE, PGE, OSFXSR, OSXMMEXCPT, SMEP, SMAP;
+    IA32_EFER with SCE, LME, LMA, NXE; CR3 with a PCID in bits 11:0."""
+    rules = rules_from_registers(cr0=0x8005_0033, cr3=0x1234_5000 | 0x7, cr4=0x0030_06A0, efer=0xD01)
+    assert rules.options == X86Options(wp=True, smep=True, smap=True, ac=False, nxe=True, la57=False)
+    assert rules.regime.regions[0].root == 0x1234_5000
+    assert rules_from_registers(0x8001_0001, 0, 0x1020, 0x500, rflags=1 << 18).options.ac
+    assert rules_from_registers(0x8001_0001, 0, 0x1020, 0x500).options.la57
+    with pytest.raises(InvalidArgument, match="not 4-level or 5-level paging"):
+        rules_from_registers(0x0001_0001, 0, 0x20, 0x500)             # CR0.PG=0
+    with pytest.raises(InvalidArgument, match="protection keys"):
+        rules_from_registers(0x8001_0001, 0, 0x40_0020, 0x500)        # CR4.PKE
+    with pytest.raises(InvalidArgument, match="MAXPHYADDR"):
+        rules_from_registers(0x8001_0001, 1 << 45, 0x20, 0x500, maxphyaddr=40)
+    assert "SMAP     = 1" in CR4.format(0x0030_06A0) and "belong to no field" not in CR4.format(0x0030_06A0)
+    assert "PA2      = 7 (111)  UC-" in PAT.format(0x0007_0406_0007_0406)
+    assert CR0.get(0x8005_0033, "WP") == 1 and EFER.get(0xD01, "NXE") == 1 and RFLAGS.get(0x40202, "AC") == 1
+    assert PKRU.get(0b1000, "WD1") == 1 and PKRU.mask("AD15") == 1 << 30

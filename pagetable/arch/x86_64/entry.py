@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ... import args, lanes
-from ...errors import InvalidAddress, InvalidFlags, NotAligned
+from ...errors import InvalidAddress, InvalidArgument, InvalidFlags, NotAligned
 from ...flags import MappingFlags
 from ...format import EntryKind
 from ...lanes import Flag, Small, Word
@@ -121,14 +121,14 @@ PAT_TYPES = {0: MemoryType.UC, 1: MemoryType.WC, 4: MemoryType.WT, 5: MemoryType
 
 
 def pat_entries(pat: int) -> tuple[MemoryType, ...]:
-    """The memory types of IA32_PAT's eight entries PA0..PA7 (InvalidFlags for a reserved encoding, which
+    """The memory types of IA32_PAT's eight entries PA0..PA7 (InvalidArgument for a reserved encoding, which
     the CPU refuses to load: WRMSR #GP)."""
     pat = args.address(pat, "IA32_PAT")
     out = []
     for k in range(8):
         code = (pat >> (8 * k)) & 0xFF
         if code not in PAT_TYPES:
-            raise InvalidFlags(f"IA32_PAT {pat:#018x}: PA{k} = {code:#x} is a reserved memory type")
+            raise InvalidArgument(f"IA32_PAT {pat:#018x}: PA{k} = {code:#x} is a reserved memory type")
         out.append(PAT_TYPES[code])
     return tuple(out)
 
