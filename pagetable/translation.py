@@ -114,6 +114,7 @@ class Reason(enum.IntEnum):
     MISALIGNED_SUPERPAGE = 8
     ACCESSED_DIRTY = 9         # A=0, or D=0 on a write, where hardware faults instead of updating
     PA_OUTSIDE_MEMORY = 10     # the final access hits no RAM
+    PROTECTION_KEY = 11        # the page's protection key forbids the access (x86 PKRU/IA32_PKRS)
 
     @property
     def label(self) -> str:

@@ -146,7 +146,8 @@ def test_5_level_paging_walks_five_levels() -> None:
 
 
 @pytest.mark.parametrize("options", [X86Options(), X86Options(wp=False, smep=True, smap=True),
-                                     X86Options(nxe=False, maxphyaddr=40, gbpages=False)])
+                                     X86Options(nxe=False, maxphyaddr=40, gbpages=False),
+                                     X86Options(pke=True, pks=True, pkru=0x5A5A_1234, pkrs=0x0F0F_A5A5)])
 def test_bulk_and_one_lane_walks_agree_on_mixed_tables(options: X86Options) -> None:
     """Tables of random entries (present or not, every right, PS, reserved bits): each lane of a bulk walk
     gets what it gets alone, field by field."""
@@ -168,7 +169,9 @@ def test_bulk_and_one_lane_walks_agree_on_mixed_tables(options: X86Options) -> N
 
 RULES = st.builds(lambda o, pat: X86Rules(0, o, pat),
                   st.builds(X86Options, wp=st.booleans(), smep=st.booleans(), smap=st.booleans(), ac=st.booleans(),
-                            nxe=st.booleans(), maxphyaddr=st.sampled_from([36, 40, 46, 52]), gbpages=st.booleans()),
+                            nxe=st.booleans(), maxphyaddr=st.sampled_from([36, 40, 46, 52]), gbpages=st.booleans(),
+                            pke=st.booleans(), pks=st.booleans(), pkru=st.integers(0, (1 << 32) - 1),
+                            pkrs=st.integers(0, (1 << 32) - 1)),
                   st.sampled_from([None, 0x0001_0406_0700_0406]))     # the reset PAT, or one with 8 types
 
 
@@ -199,11 +202,40 @@ def test_the_registers_select_the_rules() -> None:
     assert rules_from_registers(0x8001_0001, 0, 0x1020, 0x500).options.la57
     with pytest.raises(InvalidArgument, match="not 4-level or 5-level paging"):
         rules_from_registers(0x0001_0001, 0, 0x20, 0x500)             # CR0.PG=0
-    with pytest.raises(InvalidArgument, match="protection keys"):
-        rules_from_registers(0x8001_0001, 0, 0x40_0020, 0x500)        # CR4.PKE
+    keyed = rules_from_registers(0x8001_0001, 0, 0x140_0020, 0x500, pkru=0b1100, pkrs=1)   # CR4.PKE, CR4.PKS
+    assert (keyed.options.pke, keyed.options.pks, keyed.options.pkru, keyed.options.pkrs) == (True, True, 0b1100, 1)
     with pytest.raises(InvalidArgument, match="MAXPHYADDR"):
         rules_from_registers(0x8001_0001, 1 << 45, 0x20, 0x500, maxphyaddr=40)
     assert "SMAP     = 1" in CR4.format(0x0030_06A0) and "belong to no field" not in CR4.format(0x0030_06A0)
     assert "PA2      = 7 (111)  UC-" in PAT.format(0x0007_0406_0007_0406)
     assert CR0.get(0x8005_0033, "WP") == 1 and EFER.get(0xD01, "NXE") == 1 and RFLAGS.get(0x40202, "AC") == 1
     assert PKRU.get(0b1000, "WD1") == 1 and PKRU.mask("AD15") == 1 << 30
+
+
+def test_protection_keys_forbid_data_accesses_with_the_pk_error_bit() -> None:
+    """PKRU for a user page's key (CR4.PKE), IA32_PKRS for a supervisor page's (CR4.PKS), SDM 4.6.2: AD
+    forbids reads and writes at both privileges, WD writes (supervisor writes only with CR0.WP=1); fetches
+    are never key-checked; the error code has PK (bit 5) whatever the other rights say."""
+    key = 5 << 59
+    s = Space()
+    s.poke(3, set_bits=key)
+    ad, wd = 1 << 10, 1 << 11                         # AD5, WD5
+    assert s.error(R, USER, pke=True, pkru=ad) == (Reason.PROTECTION_KEY, 1, 0b10_0101)
+    assert s.error(R, SUP, pke=True, pkru=ad) == (Reason.PROTECTION_KEY, 1, 0b10_0001)
+    assert s.walk(pke=True, pkru=ad).translate(VA, X, USER).ok
+    assert s.walk(pke=True, pkru=wd).translate(VA, R, USER).ok
+    assert s.error(W, USER, pke=True, pkru=wd) == (Reason.PROTECTION_KEY, 1, 0b10_0111)
+    assert s.error(W, SUP, pke=True, pkru=wd) == (Reason.PROTECTION_KEY, 1, 0b10_0011)
+    assert s.walk(pke=True, pkru=wd, wp=False).translate(VA, W, SUP).ok
+    assert s.walk(pke=False, pkru=ad).translate(VA, R, USER).ok          # CR4.PKE=0: keys ignored
+    assert s.walk(pks=True, pkrs=ad).translate(VA, R, SUP).ok            # PKRS: not for user pages
+    t = s.walk(pke=True, pkru=wd).translate(VA, R, USER)
+    assert t.perms == ALL_PERMS & ~0b010010                               # no writes at either privilege
+    kernel = Space(F.READ | F.WRITE | F.EXECUTE)
+    kernel.poke(3, set_bits=key)
+    assert kernel.error(W, SUP, pks=True, pkrs=wd) == (Reason.PROTECTION_KEY, 1, 0b10_0011)
+    assert kernel.walk(pks=True, pkrs=wd).translate(VA, R, SUP).ok
+    assert kernel.walk(pke=True, pkru=ad).translate(VA, R, SUP).ok       # PKRU: not for supervisor pages
+    readonly = Space(F.READ | F.USER)
+    readonly.poke(3, set_bits=key)                    # both the rights and the key forbid the write
+    assert readonly.error(W, USER, pke=True, pkru=wd) == (Reason.PROTECTION_KEY, 1, 0b10_0111)

@@ -107,20 +107,18 @@ RFLAGS = Layout("RFLAGS", 64, [
 
 
 def rules_from_registers(cr0: int, cr3: int, cr4: int, efer: int, pat: int | None = None, rflags: int = 0,
-                         maxphyaddr: int = 52, gbpages: bool = True) -> X86Rules:
+                         pkru: int = 0, pkrs: int = 0, maxphyaddr: int = 52, gbpages: bool = True) -> X86Rules:
     """The walk rules of a CPU whose registers hold these values, in 4-level or 5-level paging (CR0.PG=1,
     CR4.PAE=1, IA32_EFER.LME=1: IA-32e mode; CR4.LA57 chooses 5 levels). InvalidArgument for registers that
-    select another paging mode (32-bit, PAE) or none, or a reserved IA32_PAT encoding; protection keys
-    (CR4.PKE/PKS) are refused until the walk models them."""
+    select another paging mode (32-bit, PAE) or none, or a reserved IA32_PAT encoding."""
     if not CR0.get(cr0, "PG") or not CR4.get(cr4, "PAE") or not EFER.get(efer, "LME"):
         raise InvalidArgument(f"CR0 {cr0:#x}, CR4 {cr4:#x}, IA32_EFER {efer:#x}: not 4-level or 5-level paging "
                               "(that needs CR0.PG=1, CR4.PAE=1 and IA32_EFER.LME=1)")
-    if CR4.get(cr4, "PKE") or CR4.get(cr4, "PKS"):
-        raise InvalidArgument(f"CR4 {cr4:#x} enables protection keys, which the walk does not model yet")
     if pat is not None:
         pat_entries(pat)                                  # a reserved memory type: WRMSR would #GP
     options = X86Options(wp=bool(CR0.get(cr0, "WP")), smep=bool(CR4.get(cr4, "SMEP")),
                          smap=bool(CR4.get(cr4, "SMAP")), ac=bool(RFLAGS.get(rflags, "AC")),
                          nxe=bool(EFER.get(efer, "NXE")), la57=bool(CR4.get(cr4, "LA57")), maxphyaddr=maxphyaddr,
-                         gbpages=gbpages)
+                         gbpages=gbpages, pke=bool(CR4.get(cr4, "PKE")), pks=bool(CR4.get(cr4, "PKS")), pkru=pkru,
+                         pkrs=pkrs)
     return X86Rules(CR3.get(cr3, "ADDR") << 12, options, pat)

@@ -13,15 +13,19 @@ address (no user access); R/W=0 anywhere takes away user writes, and supervisor 
 (`wp`); XD=1 anywhere (with EFER.NXE) takes away instruction fetches. At the page, for supervisor accesses
 to a user-mode address (U/S=1 at every level): CR4.SMEP forbids fetches; CR4.SMAP forbids reads and
 writes unless RFLAGS.AC=1 (`ac`). The carry holds these rights (`perm_bit` layout) as the walk goes down;
-the page's verdict is the carry's. The memory type is the page's PAT entry (`X86Codec`; MTRRs are not
-modelled). The hardware sets A in every entry it uses and D in the page on a write (`writes_back`); the
-walk itself writes nothing.
+the page's verdict is the carry's. Protection keys (SDM 4.6.2), at the page: with CR4.PKE (`pke`) a
+user-mode address's key i reads PKRU (`pkru`): AD_i=1 forbids every data access, WD_i=1 user writes, and
+supervisor writes when CR0.WP=1; with CR4.PKS (`pks`) a supervisor-mode address's key reads IA32_PKRS
+(`pkrs`) the same way. Fetches are never key-checked. A data access a key forbids is a `PROTECTION_KEY`
+fault (whatever the other rights say), else a forbidden access is a `PERMISSION` fault. The memory type is
+the page's PAT entry (`X86Codec`; MTRRs are not modelled). The hardware sets A in every entry it uses and D
+in the page on a write (`writes_back`); the walk itself writes nothing.
 
 A #PF reports an error code (SDM 4.7): P (bit 0) = 0 for a not-present page, 1 for a protection
 violation or a reserved bit; W/R (1) a write; U/S (2) a user-mode access; RSVD (3); I/D (4) an instruction
-fetch, when CR4.SMEP=1 or EFER.NXE=1; and CR2 = the linear address. A #GP reports no error code for a
-non-canonical address. Protection keys, shadow stacks and implicit supervisor accesses are not modelled
-yet.
+fetch, when CR4.SMEP=1 or EFER.NXE=1; PK (5) a protection-key violation; and CR2 = the linear address. A
+#GP reports no error code for a non-canonical address. Shadow stacks and implicit supervisor accesses are
+not modelled yet.
 """
 
 from __future__ import annotations
@@ -29,11 +33,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from ... import args
 from ...errors import InvalidArgument, InvalidArgumentType
-from ...lanes import Flag, Small, Word, bit, first, not_, u64, where
+from ...lanes import Flag, Small, Word, bit, first, not_, take, u64, where
 from ...translation import ALL_PERMS, Access, FaultKind, Outcome, Privilege, Reason, Regime, Region, Step, perm_bit
-from .entry import ADDR, PS, RW, US, XD, A, D, P, X86Codec
+from .entry import ADDR, PS, PTE_4K, RW, US, XD, A, D, P, X86Codec
 from .modes import PAGING4, PAGING5
 
 ARCH = "x86_64"
@@ -52,13 +59,29 @@ _SUP_DATA = perm_bit(Access.READ, _SUP) | perm_bit(Access.WRITE, _SUP)
 _RSVD_HUGE = {3: ((1 << 30) - 1) & ~((1 << 13) - 1), 2: ((1 << 21) - 1) & ~((1 << 13) - 1)}
 """The reserved bits of a 1 GiB page (level 3: bits 29:13) and a 2 MiB page (level 2: bits 20:13)."""
 
-ERROR_P, ERROR_W, ERROR_U, ERROR_RSVD, ERROR_ID = 1, 2, 4, 8, 16
+_USER_DATA = perm_bit(Access.READ, _USER) | perm_bit(Access.WRITE, _USER)
+_USER_WRITE, _SUP_WRITE = perm_bit(Access.WRITE, _USER), perm_bit(Access.WRITE, _SUP)
+
+ERROR_P, ERROR_W, ERROR_U, ERROR_RSVD, ERROR_ID, ERROR_PK = 1, 2, 4, 8, 16, 32
+
+
+def _key_rights(register: int, access_disable: int, write_disable: int) -> npt.NDArray[np.uint64]:
+    """Per protection key 0-15, the rights (`perm_bit` mask) PKRU or IA32_PKRS `register` leaves: AD_i=1
+    takes away `access_disable`, WD_i=1 `write_disable`."""
+    out = np.full(16, ALL_PERMS, dtype=np.uint64)
+    for i in range(16):
+        if register >> (2 * i) & 1:
+            out[i] &= np.uint64(ALL_PERMS & ~access_disable)
+        if register >> (2 * i + 1) & 1:
+            out[i] &= np.uint64(ALL_PERMS & ~write_disable)
+    return out
 
 
 @dataclass(frozen=True)
 class X86Options:
     """The control-register bits and CPU properties that change a walk: CR0.WP, CR4.SMEP, CR4.SMAP,
-    RFLAGS.AC, EFER.NXE, CR4.LA57 (5-level paging), MAXPHYADDR, and 1-GByte page support."""
+    RFLAGS.AC, EFER.NXE, CR4.LA57 (5-level paging), MAXPHYADDR, 1-GByte page support, and protection keys
+    (CR4.PKE with PKRU, CR4.PKS with IA32_PKRS)."""
 
     wp: bool = True
     smep: bool = False
@@ -68,10 +91,16 @@ class X86Options:
     la57: bool = False
     maxphyaddr: int = 52
     gbpages: bool = True
+    pke: bool = False
+    pks: bool = False
+    pkru: int = 0
+    pkrs: int = 0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            if f.name != "maxphyaddr":
+            if f.name in ("pkru", "pkrs"):
+                args.integer(getattr(self, f.name), f.name.upper(), 0, 1 << 32)
+            elif f.name != "maxphyaddr":
                 args.boolean(getattr(self, f.name), f.name)
         args.integer(self.maxphyaddr, "maxphyaddr", 32, 53)
 
@@ -95,6 +124,9 @@ class X86Rules:
         fmt = (PAGING5 if self.options.la57 else PAGING4).with_codec(codec)
         self.regime = Regime(fmt.name, (Region("CR3", fmt, root),))
         self._reserved = ((1 << 52) - 1) & ~((1 << self.options.maxphyaddr) - 1)   # address bits 51:M
+        o = self.options
+        self._user_keys = _key_rights(o.pkru, _SUP_DATA | _USER_DATA, _USER_WRITE | (_SUP_WRITE if o.wp else 0))
+        self._supervisor_keys = _key_rights(o.pkrs, _SUP_DATA, _SUP_WRITE if o.wp else 0)
 
     def step(self, region: Region, depth: int, pte: Word, access: Small, priv: Small, carry: Word) -> Step:
         o = self.options
@@ -119,9 +151,16 @@ class X86Rules:
             rights = rights & where(user_address, ALL_PERMS & ~_SUP_FETCH, ALL_PERMS)
         if o.smap and not o.ac:
             rights = rights & where(user_address, ALL_PERMS & ~_SUP_DATA, ALL_PERMS)
+        keys = ALL_PERMS                                  # what the page's protection key allows
+        if o.pke:
+            keys = where(user_address, take(self._user_keys, PTE_4K.extract(pte, "PK")), keys)
+        if o.pks:
+            keys = where(leaf & not_(user_address), take(self._supervisor_keys, PTE_4K.extract(pte, "PK")), keys)
         lane_bit = priv * 3 + access
         reason = first(pte, (not_(bit(pte, P)), Reason.INVALID), (reserved, Reason.RESERVED),
+                       (leaf & ((keys >> lane_bit) & 1 == 0), Reason.PROTECTION_KEY),
                        (leaf & ((rights >> lane_bit) & 1 == 0), Reason.PERMISSION))
+        rights = rights & keys
         return Step(reason, leaf, region.fmt.levels[depth].span - 1, rights,   # only PDPTEs and PDEs map
                     region.fmt.codec.memory_type_np(pte, n in (2, 3)))          # large pages (PAT at 12)
 
@@ -152,9 +191,11 @@ class X86Rules:
     def syndrome(self, t: Outcome, access: Small, priv: Small, stage2: object | None) -> dict[str, Word]:
         """The #PF error code (P, W/R, U/S, RSVD, I/D) and CR2 of each page fault; 0 for the other faults."""
         o = self.options
-        pf = (t.reason == Reason.INVALID) | (t.reason == Reason.RESERVED) | (t.reason == Reason.PERMISSION)
+        key = t.reason == Reason.PROTECTION_KEY
+        pf = (t.reason == Reason.INVALID) | (t.reason == Reason.RESERVED) | (t.reason == Reason.PERMISSION) | key
         error = (u64(t.reason != Reason.INVALID) * ERROR_P | u64(access == Access.WRITE) * ERROR_W
-                 | u64(priv == Privilege.USER) * ERROR_U | u64(t.reason == Reason.RESERVED) * ERROR_RSVD)
+                 | u64(priv == Privilege.USER) * ERROR_U | u64(t.reason == Reason.RESERVED) * ERROR_RSVD
+                 | u64(key) * ERROR_PK)
         if o.smep or o.nxe:
             error = error | u64(access == Access.EXECUTE) * ERROR_ID
         return {"error_code": error * u64(pf), "cr2": t.va * u64(pf)}
