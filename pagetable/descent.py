@@ -28,6 +28,7 @@ import numpy.typing as npt
 from . import args
 from .format import PagingFormat
 from .physmem import PhysMem
+from .translation import PERMS
 
 U64 = npt.NDArray[np.uint64]
 Bool = npt.NDArray[np.bool_]
@@ -89,17 +90,19 @@ class Entries:
     slot: U64          # where each entry is (the address space the tables live in)
     va: U64            # the sign-extended VA of the first byte each entry maps
     raw: U64
+    carry: U64         # the state the walk brings to each entry's table (`descend`; the root's: PERMS)
 
     def select(self, mask: Bool) -> Entries:
         """The entries where `mask` is true (these very entries, nothing copied, where it is true everywhere)."""
         if mask.all():
             return self
-        return Entries(self.depth, self.slot[mask], self.va[mask], self.raw[mask])
+        return Entries(self.depth, self.slot[mask], self.va[mask], self.raw[mask], self.carry[mask])
 
 
 class Descent:
     """Iterate over the levels of the tree rooted at `root` (entries overlapping [start, end)); after each
-    level, `descend(mask, tables)` names the entries that point at next-level tables."""
+    level, `descend(mask, tables, carry)` names the entries that point at next-level tables (and the state
+    each brings down: a walk's carry, `WalkRules.step`; the entries of a table get its first reference's)."""
 
     def __init__(self, fmt: PagingFormat, root: int, reader: TableReader, start: int | None = None,
                  end: int | None = None) -> None:
@@ -115,6 +118,7 @@ class Descent:
         ok, where, why = reader.locate(np.array([root], dtype=np.uint64), fmt.levels[0].entries)
         self._tables = np.array([root], dtype=np.uint64)[ok]
         self._bases = np.zeros(self._tables.shape, dtype=np.uint64)   # VA of each table's entry 0 (extended)
+        self._carry = np.full(self._tables.shape, PERMS)              # the state each table's entries get
         self._where = where
         if ok[0]:
             self._seen[int(where[0])] = (0, -1)
@@ -148,13 +152,15 @@ class Descent:
             if self.hi < args.ADDR_LIMIT:
                 keep &= vas < np.uint64(self.hi)
             self._read_where, self._kept = self._where[ok], keep
-            self._pending = entries = Entries(depth, slots, vas, raw).select(keep)
+            carry = np.repeat(self._carry[ok], lv.entries)
+            self._pending = entries = Entries(depth, slots, vas, raw, carry).select(keep)
             self._tables = np.zeros(0, dtype=np.uint64)
             yield entries
 
-    def descend(self, mask: Bool, tables: U64) -> None:
-        """The entries of the level just yielded that point at tables (`mask`), and those tables' addresses
-        (one per true lane). Tables already reached are reported, not read again."""
+    def descend(self, mask: Bool, tables: U64, carry: U64 | None = None) -> None:
+        """The entries of the level just yielded that point at tables (`mask`), those tables' addresses and
+        the state each brings down (one per true lane; default: the state the entry itself got). Tables
+        already reached are reported, not read again."""
         entries, self._pending = self._pending, None
         assert entries is not None, "descend() belongs after a level was yielded"
         depth = entries.depth + 1
@@ -162,6 +168,7 @@ class Descent:
             return
         lv = self.fmt.levels[depth]
         slots, bases = entries.slot[mask], entries.va[mask]
+        carry = entries.carry[mask] if carry is None else carry
         row = np.flatnonzero(self._kept)[mask] // self.fmt.levels[entries.depth].entries
         parents = self._read_where[row]                  # where the table of each entry is
         distinct, first, inverse, refs = np.unique(tables, return_index=True, return_inverse=True,
@@ -174,6 +181,7 @@ class Descent:
         where[ok] = found
         ok, where = ok[inverse.reshape(-1)], where[inverse.reshape(-1)]
         tables, slots, bases, parents, where = tables[ok], slots[ok], bases[ok], parents[ok], where[ok]
+        carry = carry[ok]
         if not tables.size:
             return
         by_place = np.argsort(where, kind="stable")      # references grouped by table, in VA order
@@ -193,7 +201,7 @@ class Descent:
         new = first[~again]
         for w, p in zip(uniq[~again].tolist(), parents[new].tolist(), strict=True):
             self._seen[w] = (depth, p)
-        self._tables, self._bases, self._where = tables[new], bases[new], uniq[~again]
+        self._tables, self._bases, self._where, self._carry = tables[new], bases[new], uniq[~again], carry[new]
 
     def _reached_again(self, where: int, table: int, depth: int, slot: int, base: int, parent: int,
                        count: int) -> None:

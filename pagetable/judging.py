@@ -21,7 +21,7 @@ from .errors import InvalidArgument
 from .flags import human_size
 from .format import PagingFormat
 from .mappings import Mappings
-from .translation import ALL_PERMS, PERMS, Access, Privilege, Reason, Region, StepColumns, WalkRules
+from .translation import PERMS, Access, Privilege, Reason, Region, StepColumns, WalkRules
 from .walker import Walker, _address, _page_size, _uniform
 
 U64 = npt.NDArray[np.uint64]
@@ -85,31 +85,33 @@ def mappings(walker: Walker, start: int | None = None, end: int | None = None,
     for e in descent:
         pointer = np.zeros(e.raw.shape, dtype=bool)
         target = np.zeros(e.raw.shape, dtype=np.uint64)
-        chunk = max(e.raw.shape[0], 1) if _alike(walker, k, e.depth, e.raw) else _CHUNK
+        down = np.zeros(e.raw.shape, dtype=np.uint64)
+        chunk = max(e.raw.shape[0], 1) if _alike(walker, k, e.depth, e.raw, e.carry) else _CHUNK
         for lo in range(0, e.raw.shape[0], chunk):
             part = slice(lo, lo + chunk)
-            rows, pointer[part], target[part] = _judge(walker, chosen, e.depth, e.raw[part], e.va[part],
-                                                            e.slot[part], descent.problems)
+            rows, pointer[part], target[part], down[part] = _judge(walker, chosen, e.depth, e.raw[part], e.va[part],
+                                                                   e.slot[part], e.carry[part], descent.problems)
             if rows is not None:
                 parts.append(rows)
-        descent.descend(pointer, target[pointer])
+        descent.descend(pointer, target[pointer], down[pointer])
     return Mappings.concat(fmt, parts, descent.problems, hardware=True)
 
 
-def _judge(walker: Walker, region: Region, depth: int, raw: U64, va: U64, slot: U64, notes: list[str]) -> tuple[
-        Mappings | None, Bool, U64]:
-    """`mappings` for some entries of one level: the rows to list, which entries point at tables, and
-    the addresses they point at. The levels above are taken to restrict nothing (their entries are
-    judged in their own rows)."""
+def _judge(walker: Walker, region: Region, depth: int, raw: U64, va: U64, slot: U64, carry: U64,
+           notes: list[str]) -> tuple[Mappings | None, Bool, U64, U64]:
+    """`mappings` for some entries of one level, each with the `carry` the walk brings to its table: the
+    rows to list, which entries point at tables, the addresses they point at, and the carry each passes
+    down (what `step` makes of it: the same for every access and privilege, as a table entry's rights do
+    not depend on the access)."""
     fmt = region.fmt
     n, span = raw.shape[0], fmt.levels[depth].span
     k = walker.rules.regime.regions.index(region)
-    uniform = _judge_uniform(walker, k, depth, raw, va, notes)
+    uniform = _judge_uniform(walker, k, depth, raw, va, carry, notes)
     if uniform is not None:
-        return _rows(fmt, depth, raw, va, slot, *uniform)
+        leaf, addr, present, bits, verdict, where, memtype, down = uniform
+        return (*_rows(fmt, depth, raw, va, slot, leaf, addr, present, bits, verdict, where, memtype), down)
     acc, prv = np.repeat(_COMBO_ACCESS, n), np.repeat(_COMBO_PRIVILEGE, n)
     pte, lane_va = np.tile(raw, len(_COMBOS)), np.tile(va, len(_COMBOS))
-    carry = np.full(n, PERMS)
     parts = [walker._step_columns(k, depth, raw, np.full(n, a, dtype=np.uint8), np.full(n, p, dtype=np.uint8),
                                 carry) for p, a in _COMBOS]      # each access alone: a uniform table is
     st = StepColumns(*(np.concatenate(fields) for fields in zip(*(StepColumns.filled(part, (n,))  # judged
@@ -137,26 +139,27 @@ def _judge(walker: Walker, region: Region, depth: int, raw: U64, va: U64, slot: 
     bits, verdict, where = _summary(why, stage)
     ok = (why == Reason.OK).reshape(len(_COMBOS), n)
     mt = np.where(ok, memtype.reshape(len(_COMBOS), n), 0).max(axis=0).astype(np.uint8)
-    return _rows(fmt, depth, raw, va, slot, leaf[:n], addr[:n], present, bits, verdict, where, mt)
+    return (*_rows(fmt, depth, raw, va, slot, leaf[:n], addr[:n], present, bits, verdict, where, mt), st.carry[:n])
 
 
-def _alike(walker: Walker, k: int, depth: int, raw: U64) -> bool:
-    """Whether entries (of region `k`, at `depth`) all read the same to the rules, in a one-stage walk (with
-    two stages, each entry's addresses are judged through stage 2)."""
-    return walker.stage2 is None and raw.size > 0 and _uniform(raw & np.uint64(walker._plans[k][depth][3]))
+def _alike(walker: Walker, k: int, depth: int, raw: U64, carry: U64) -> bool:
+    """Whether entries (of region `k`, at `depth`, each with its `carry`) all read the same to the rules,
+    in a one-stage walk (with two stages, each entry's addresses are judged through stage 2)."""
+    return walker.stage2 is None and raw.size > 0 and _uniform(carry) and \
+        _uniform(raw & np.uint64(walker._plans[k][depth][3]))
 
 
-def _judge_uniform(walker: Walker, k: int, depth: int, raw: U64, va: U64, notes: list[str]) -> tuple[
-        Bool, U64, Bool, U8, U8, U8, U8] | None:
+def _judge_uniform(walker: Walker, k: int, depth: int, raw: U64, va: U64, carry: U64, notes: list[str]) -> tuple[
+        Bool, U64, Bool, U8, U8, U8, U8, U64] | None:
     """`_judge`'s verdicts where every entry reads the same to the rules (`WalkRules.judged_bits`: a
     uniformly mapped table) and there is one stage: the six accesses' verdicts are the rules' for one
     entry, and only the output address and its RAM check are per entry. None where that does not hold."""
     fmt = walker.rules.regime.regions[k].fmt
-    if not _alike(walker, k, depth, raw):
+    if not _alike(walker, k, depth, raw, carry):
         return None
-    n, first = raw.shape[0], int(raw[0])
+    n, first, c = raw.shape[0], int(raw[0]), int(carry[0])
     judged = first & walker._plans[k][depth][3]
-    steps = [walker._verdict((k, depth, judged, a, p, ALL_PERMS), walker.rules.regime.regions[k], depth, first)
+    steps = [walker._verdict((k, depth, judged, a, p, c), walker.rules.regime.regions[k], depth, first)
              for p, a in _COMBOS]
     if any((s.leaf, s.offset) != (steps[0].leaf, steps[0].offset) for s in steps):
         return None
@@ -171,7 +174,8 @@ def _judge_uniform(walker: Walker, k: int, depth: int, raw: U64, va: U64, notes:
     memtypes = np.array([max((s.memtype for s in steps if s.reason == Reason.OK), default=0), 0], dtype=np.uint8)
     pick = (~ram).astype(np.intp)
     present = np.full(n, why[0] != Reason.INVALID)
-    return np.full(n, leaf), addr, present, bits[pick], verdict[pick], where[pick], memtypes[pick]
+    return (np.full(n, leaf), addr, present, bits[pick], verdict[pick], where[pick], memtypes[pick],
+            np.full(n, steps[0].carry, dtype=np.uint64))
 
 
 def _in_ram(walker: Walker, addr: U64, va: U64, span: int, notes: list[str]) -> Bool:

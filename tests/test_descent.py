@@ -43,10 +43,11 @@ def test_read_tables_copies() -> None:
 
 def test_entries_select_copies_nothing_when_every_entry_is_chosen() -> None:
     e = Entries(1, np.arange(4, dtype=np.uint64), np.arange(4, dtype=np.uint64) << np.uint64(21),
-                np.array([1, 0, 3, 0], dtype=np.uint64))
+                np.array([1, 0, 3, 0], dtype=np.uint64), np.array([63, 62, 61, 60], dtype=np.uint64))
     assert e.select(np.ones(4, dtype=bool)) is e
     part = e.select(e.raw != 0)
-    assert (part.depth, part.slot.tolist(), part.va.tolist(), part.raw.tolist()) == (1, [0, 2], [0, 2 << 21], [1, 3])
+    assert (part.depth, part.slot.tolist(), part.va.tolist(), part.raw.tolist(), part.carry.tolist()) == (
+        1, [0, 2], [0, 2 << 21], [1, 3], [63, 61])
 
 
 def test_concat_sorts_parts_and_keeps_a_sorted_single_part() -> None:

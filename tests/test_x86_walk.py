@@ -20,7 +20,7 @@ from pagetable.table import PageTable
 from pagetable.translation import ALL_PERMS, MemoryType, Reason
 from pagetable.walker import Access, Privilege, Walker
 
-from .fuzzing import assert_lanes_agree
+from .fuzzing import assert_lanes_agree, assert_listing_agrees
 
 MiB, GiB = 1 << 20, 1 << 30
 R, W, X = Access.READ, Access.WRITE, Access.EXECUTE
@@ -239,3 +239,15 @@ def test_protection_keys_forbid_data_accesses_with_the_pk_error_bit() -> None:
     readonly = Space(F.READ | F.USER)
     readonly.poke(3, set_bits=key)                    # both the rights and the key forbid the write
     assert readonly.error(W, USER, pke=True, pkru=wd) == (Reason.PROTECTION_KEY, 1, 0b10_0111)
+
+
+def test_the_hardware_listing_combines_rights_across_levels() -> None:
+    """`Walker.mappings` carries each table's rights down the descent (`Descent.descend`), as the walk
+    does: a writable user PTE under a PDE with R/W=0 and a PDPTE with XD=1 is listed read-only and not
+    executable, and every access the listing allows translates."""
+    s = Space()
+    s.poke(2, clear=0b10)
+    s.poke(1, set_bits=1 << 63)
+    m = s.walk().mappings()
+    assert m.perms is not None and m.perms.tolist() == [ALL_PERMS & ~0b110110]
+    assert_listing_agrees(s.walk(), s.walk(), m)
