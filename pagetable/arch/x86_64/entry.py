@@ -70,29 +70,23 @@ TABLE_ENTRY = Layout("x86 PML5E/PML4E/PDPTE/PDE (references a table)", 64, [
     _XD,
 ], "Intel SDM Vol. 3A, Tables 4-15 to 4-19 (entries that reference a paging structure)")
 
-PDPTE_1G = Layout("x86 PDPTE (maps a 1-GByte page)", 64, [
-    *_COMMON,
-    Field("D", 6, 1, "dirty"),
-    Field("PS", 7, 1, "page size: 1"),
-    Field("G", 8, 1, "global (with CR4.PGE)"),
-    Field("PAT", 12, 1, "PAT index bit 2"),
-    Field("RSVD", 13, 17, "reserved (must be 0)"),
-    _address(30),
-    _PK,
-    _XD,
-], "Intel SDM Vol. 3A, Table 4-17 (PDPTE that maps a 1-GByte page)")
+def _large_page(entry: str, size: str, address_lsb: int, table: str) -> Layout:
+    """The entry with PS=1 that maps a page of `size` (PAT at bit 12, reserved bits up to the address)."""
+    return Layout(f"x86 {entry} (maps a {size} page)", 64, [
+        *_COMMON,
+        Field("D", 6, 1, "dirty"),
+        Field("PS", 7, 1, "page size: 1"),
+        Field("G", 8, 1, "global (with CR4.PGE)"),
+        Field("PAT", 12, 1, "PAT index bit 2"),
+        Field("RSVD", 13, address_lsb - 13, "reserved (must be 0)"),
+        _address(address_lsb),
+        _PK,
+        _XD,
+    ], f"Intel SDM Vol. 3A, {table} ({entry} that maps a {size} page)")
 
-PDE_2M = Layout("x86 PDE (maps a 2-MByte page)", 64, [
-    *_COMMON,
-    Field("D", 6, 1, "dirty"),
-    Field("PS", 7, 1, "page size: 1"),
-    Field("G", 8, 1, "global (with CR4.PGE)"),
-    Field("PAT", 12, 1, "PAT index bit 2"),
-    Field("RSVD", 13, 8, "reserved (must be 0)"),
-    _address(21),
-    _PK,
-    _XD,
-], "Intel SDM Vol. 3A, Table 4-18 (PDE that maps a 2-MByte page)")
+
+PDPTE_1G = _large_page("PDPTE", "1-GByte", 30, "Table 4-17")
+PDE_2M = _large_page("PDE", "2-MByte", 21, "Table 4-18")
 
 PTE_4K = Layout("x86 PTE (maps a 4-KByte page)", 64, [
     *_COMMON,
