@@ -67,7 +67,7 @@ def images(draw: st.DrawFn, root: int) -> PhysMem:
 OPTIONS = st.builds(X86Options, wp=st.booleans(), smep=st.booleans(), smap=st.booleans(), ac=st.booleans(),
                     nxe=st.booleans(), maxphyaddr=st.sampled_from([40, 46, 52]), gbpages=st.booleans(),
                     pke=st.booleans(), pks=st.booleans(), pkru=st.integers(0, (1 << 32) - 1),
-                    pkrs=st.integers(0, (1 << 32) - 1))
+                    pkrs=st.integers(0, (1 << 32) - 1), implicit=st.booleans())
 
 
 @fuzz(short=60, long=4_000)

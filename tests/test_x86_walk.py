@@ -95,6 +95,7 @@ def test_smep_and_smap_guard_user_mode_addresses() -> None:
     assert s.error(R, SUP, smap=True) == (Reason.PERMISSION, 1, 0b0001)
     assert s.error(W, SUP, smap=True) == (Reason.PERMISSION, 1, 0b0011)
     assert s.walk(smap=True, ac=True).translate(VA, W, SUP).ok                # RFLAGS.AC=1 lets them through
+    assert s.error(R, SUP, smap=True, ac=True, implicit=True) == (Reason.PERMISSION, 1, 0b0001)  # not implicit
     assert s.walk(smap=True).translate(VA, R, USER).ok
     kernel = Space(F.READ | F.WRITE | F.EXECUTE)     # U/S=0 in the PTE: not a user-mode address
     assert kernel.walk(smep=True, smap=True).translate(VA, X, SUP).ok

@@ -12,7 +12,8 @@ Access rights are the AND of every level's (SDM 4.6): U/S=0 anywhere makes the a
 address (no user access); R/W=0 anywhere takes away user writes, and supervisor writes when CR0.WP=1
 (`wp`); XD=1 anywhere (with EFER.NXE) takes away instruction fetches. At the page, for supervisor accesses
 to a user-mode address (U/S=1 at every level): CR4.SMEP forbids fetches; CR4.SMAP forbids reads and
-writes unless RFLAGS.AC=1 (`ac`). The carry holds these rights (`perm_bit` layout) as the walk goes down;
+writes unless RFLAGS.AC=1 (`ac`), which implicit supervisor accesses ignore (`implicit`). The carry holds
+these rights (`perm_bit` layout) as the walk goes down;
 the page's verdict is the carry's. Protection keys (SDM 4.6.2), at the page: with CR4.PKE (`pke`) a
 user-mode address's key i reads PKRU (`pkru`): AD_i=1 forbids every data access, WD_i=1 user writes, and
 supervisor writes when CR0.WP=1; with CR4.PKS (`pks`) a supervisor-mode address's key reads IA32_PKRS
@@ -24,8 +25,7 @@ in the page on a write (`writes_back`); the walk itself writes nothing.
 A #PF reports an error code (SDM 4.7): P (bit 0) = 0 for a not-present page, 1 for a protection
 violation or a reserved bit; W/R (1) a write; U/S (2) a user-mode access; RSVD (3); I/D (4) an instruction
 fetch, when CR4.SMEP=1 or EFER.NXE=1; PK (5) a protection-key violation; and CR2 = the linear address. A
-#GP reports no error code for a non-canonical address. Shadow stacks and implicit supervisor accesses are
-not modelled yet.
+#GP reports no error code for a non-canonical address. Shadow-stack accesses are not modelled yet.
 """
 
 from __future__ import annotations
@@ -81,7 +81,9 @@ def _key_rights(register: int, access_disable: int, write_disable: int) -> npt.N
 class X86Options:
     """The control-register bits and CPU properties that change a walk: CR0.WP, CR4.SMEP, CR4.SMAP,
     RFLAGS.AC, EFER.NXE, CR4.LA57 (5-level paging), MAXPHYADDR, 1-GByte page support, and protection keys
-    (CR4.PKE with PKRU, CR4.PKS with IA32_PKRS)."""
+    (CR4.PKE with PKRU, CR4.PKS with IA32_PKRS). `implicit`: the walk is of implicit supervisor accesses
+    (the CPU's own accesses to the GDT, IDT, TSS and the like, supervisor accesses whatever the CPL; translate
+    them with the supervisor privilege), which SMAP stops at user-mode addresses whatever RFLAGS.AC says."""
 
     wp: bool = True
     smep: bool = False
@@ -95,6 +97,7 @@ class X86Options:
     pks: bool = False
     pkru: int = 0
     pkrs: int = 0
+    implicit: bool = False                # the accesses are implicit supervisor accesses (SDM 4.6)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -149,7 +152,7 @@ class X86Rules:
         user_address = leaf & bit(rights, _USER_READ)
         if o.smep:
             rights = rights & where(user_address, ALL_PERMS & ~_SUP_FETCH, ALL_PERMS)
-        if o.smap and not o.ac:
+        if o.smap and (o.implicit or not o.ac):          # RFLAGS.AC lets explicit accesses through only
             rights = rights & where(user_address, ALL_PERMS & ~_SUP_DATA, ALL_PERMS)
         keys = ALL_PERMS                                  # what the page's protection key allows
         if o.pke:
