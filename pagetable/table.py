@@ -134,7 +134,9 @@ class PageTable:
         return depth == self._last_depth
 
     def _is_leaf(self, raw: int, depth: int) -> bool:
-        return bool(self.fmt.codec.is_leaf_np(raw, depth == self._last_depth))
+        """A leaf, at a level whose entries may be leaves (an x86 PML4E with PS=1 is not a page: PS is
+        reserved there)."""
+        return depth in self._sizes and bool(self.fmt.codec.is_leaf_np(raw, depth == self._last_depth))
 
     def _is_table(self, raw: int, depth: int) -> bool:
         return bool(self.fmt.codec.is_table_np(raw, depth == self._last_depth))
@@ -204,8 +206,8 @@ class PageTable:
         and size. Tables left empty are freed."""
         va = self.fmt.check_va(va)
         slot = self.lookup(va)
-        if slot.raw == 0 or self._is_table(slot.raw, slot.depth):
-            raise NotMapped(f"{va:#x} is not mapped")
+        if slot.raw == 0 or self._is_table(slot.raw, slot.depth) or slot.depth not in self._sizes:
+            raise NotMapped(f"{va:#x} is not mapped")       # (an entry no page can be at its level)
         self.mem.write_u64(slot.pa, 0)
         self._free_empty(va, slot.depth)
         return self._paddr(slot.raw, slot.depth), self._flags(slot.raw, slot.depth), self._size(slot.depth)

@@ -22,7 +22,7 @@ from pagetable.arch.x86_64 import (
     X86Codec,
     pat_entries,
 )
-from pagetable.errors import InvalidArgument, InvalidFlags, NotAligned
+from pagetable.errors import AlreadyMapped, InvalidArgument, InvalidFlags, NotAligned, NotMapped
 from pagetable.flags import MappingFlags as F
 from pagetable.flags import PageSize
 from pagetable.format import EntryKind, PagingFormat
@@ -196,3 +196,21 @@ def test_letters_follow_linux_x86_ptdump() -> None:
     assert SPEC.letters(raw, True) == "USR RW PWT PCD PSE         NX"
     assert SPEC.letters(X86Codec(global_kernel=True).new_page(0, F.READ | F.EXECUTE, False), False) == \
         "    ro                 GLB x "
+
+
+def test_an_entry_with_ps_where_no_page_can_be_is_not_a_page_to_the_table() -> None:
+    """A PML4E with PS=1 (reserved: no 512 GiB pages) is neither a table nor a page: query, unmap and
+    protect say NotMapped and write nothing; map says AlreadyMapped; walk lists nothing."""
+    mem, pt = _table(PAGING4)
+    pt.map(0x4000_0000, 0x20_0000, 2 * MiB, F.READ)
+    slot = pt.lookup(0x4000_0000, 0)
+    mem.write_u64(slot.pa, slot.raw | 1 << 7)
+    before = mem.regions[0].data.tobytes()
+    for call in (lambda: pt.query(0x4000_0000), lambda: pt.unmap(0x4000_0000),
+                 lambda: pt.protect(0x4000_0000, F.READ | F.WRITE)):
+        with pytest.raises(NotMapped):
+            call()
+    with pytest.raises(AlreadyMapped, match="invalid entry"):
+        pt.map(0x4020_0000, 0x40_0000, 2 * MiB, F.READ)
+    assert len(pt.walk(placeholders=True)) == 0
+    assert mem.regions[0].data.tobytes() == before
