@@ -6,12 +6,16 @@ address per level (PML5 bits 56:48, PML4 47:39, PDPT 38:30, PD 29:21, PT 20:12),
 addresses are canonical: bits 63:47 (63:56 with LA57) all equal. Physical addresses have MAXPHYADDR bits,
 at most 52 (the formats allow 52; a CPU's narrower MAXPHYADDR is a walk parameter). Level numbers are
 the manual's 5..1 (PML5 = 5, PT = 1); level names follow Linux's x86 ptdump (PGD, P4D, PUD, PMD, PTE).
+EPT (`EPT4`, `EPT5`) has the same levels over guest-physical addresses, with its own entries (`ept`).
 """
 
 from __future__ import annotations
 
-from ...format import Level, PagingFormat
+import dataclasses
+
+from ...format import Extension, Level, PagingFormat
 from .entry import SPEC
+from .ept import SPEC as EPT
 
 _NAMES = {4: ("PGD", "PUD", "PMD", "PTE"), 5: ("PGD", "P4D", "PUD", "PMD", "PTE")}
 
@@ -22,6 +26,15 @@ def _paging(levels: int) -> PagingFormat:
     return PagingFormat(name=f"{levels}-level paging", levels=lv, va_bits=12 + 9 * levels, pa_bits=52, codec=SPEC)
 
 
+def _ept(levels: int) -> PagingFormat:
+    """4- or 5-level EPT (SDM Vol. 3C 29.3.2): the same levels, translating 48- or 57-bit guest-physical
+    addresses, which are zero-extended (a wider GPA is an EPT violation, never an alias)."""
+    return dataclasses.replace(_paging(levels), name=f"{levels}-level EPT", codec=EPT, extension=Extension.ZERO)
+
+
 PAGING4 = _paging(4)
 PAGING5 = _paging(5)
+EPT4 = _ept(4)
+EPT5 = _ept(5)
 MODES: dict[str, PagingFormat] = {"4level": PAGING4, "5level": PAGING5}
+EPT_MODES: dict[str, PagingFormat] = {"ept4": EPT4, "ept5": EPT5}
