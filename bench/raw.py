@@ -8,6 +8,8 @@ produce. RISC-V Sv39/Sv39x4 PTEs: V=bit 0, R/W/X/U bits 1-4, A/D bits 6-7, PPN b
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
@@ -137,12 +139,25 @@ def listing(words: U64, base: int, root: int, va0: int, memtype: int) -> tuple[d
     return cols, starts, ends
 
 
-def translate(words: U64, base: int, root: int, va: U64) -> tuple[U64, npt.NDArray[np.uint8]]:
-    """Three dependent loads per VA (Sv39), then the PA and a reason column."""
+SV39_LEVELS = (30, 21, 12)
+X86_LEVELS = (39, 30, 21, 12)                       # 4-level paging: PML4, PDPT, PD, PT
+X86_ADDR = np.uint64(((1 << 52) - 1) & ~0xFFF)
+
+
+def x86_next(entry: U64) -> U64:
+    """The table or page an x86 entry names (its bits 51:12)."""
+    out: U64 = entry & X86_ADDR
+    return out
+
+
+def translate(words: U64, base: int, root: int, va: U64, shifts: tuple[int, ...] = SV39_LEVELS,
+              next_table: Callable[[U64], U64] = _next) -> tuple[U64, npt.NDArray[np.uint8]]:
+    """One dependent load per level per VA (Sv39's three by default; 4-level paging's four with
+    `X86_LEVELS` and `x86_next`), then the PA and a reason column."""
     table = np.full(va.shape, root, dtype=np.uint64)
-    for shift in (30, 21, 12):
+    for shift in shifts:
         entry = _word(words, base, table + ((va >> np.uint64(shift)) & np.uint64(511)) * np.uint64(8))
-        table = _next(entry)
+        table = next_table(entry)
     return table | (va & np.uint64(0xFFF)), np.zeros(va.shape, dtype=np.uint8)
 
 

@@ -7,10 +7,10 @@ Workload (issue 2): Sv39, 1 GiB of VA mapped as 262,144 4 KiB pages; enumerate t
 1,000,000 random VAs in one vectorised call. Issue 5 adds the same translation through two stages: an Sv39
 guest table over an Sv39x4 G-stage, both mapping 1 GiB as 4 KiB pages (12 entry fetches per address).
 Issue 11 adds unmap_region and protect_region of the 1 GiB, its hardware listing (Walker.mappings and the
-ptdump runs), and a vector set of `--cases` cases. Each figure is the best of `--repeat` runs (more for a
-short one: `workload.MIN_TIMED`). The per-page loop is timed on `--loop` items and scaled to the full count
-(say `--loop 0` to run it whole: about half an hour with the two-stage loop). A row is "ok" when the bulk
-path takes at most 4x its raw work.
+ptdump runs), a vector set of `--cases` cases, and (issue 12) the translation on x86-64 4-level paging.
+Each figure is the best of `--repeat` runs (more for a short one: `workload.MIN_TIMED`). The per-page loop
+is timed on `--loop` items and scaled to the full count (say `--loop 0` to run it whole: about half an hour
+with the two-stage loop). A row is "ok" when the bulk path takes at most 4x its raw work.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from workload import (
 from pagetable import listing
 from pagetable.arch.riscv_sv39 import SV39, Satp
 from pagetable.arch.riscv_sv39.walk import RiscvRules
+from pagetable.arch.x86_64 import PAGING4, X86Rules
 from pagetable.flags import MappingFlags
 from pagetable.mappings import Mappings
 from pagetable.physmem import PhysMem
@@ -121,19 +122,28 @@ def bench_walk(ns: argparse.Namespace, mem: PhysMem, pt: PageTable) -> Row:
     return Row("walk: enumerate 262,144 leaves", PAGES, t_bulk, t_raw, loop_time(n_loop, PAGES, loop), n_loop, 0.1)
 
 
-def bench_translate(ns: argparse.Namespace, mem: PhysMem, pt: PageTable, vas: npt.NDArray[np.uint64]) -> Row:
-    """translate 1,000,000 random VAs through the hardware walker. Raw: three dependent loads per VA."""
-    walker = Walker(mem, RiscvRules(Satp.for_table(SV39, pt.root_paddr)))
+def bench_translate(ns: argparse.Namespace, mem: PhysMem, walker: Walker, vas: npt.NDArray[np.uint64], name: str,
+                    shifts: tuple[int, ...] = raw.SV39_LEVELS,
+                    next_table: Callable[[npt.NDArray[np.uint64]], npt.NDArray[np.uint64]] = raw._next) -> Row:
+    """translate 1,000,000 random VAs through the hardware walker. Raw: a dependent load per level per VA."""
+    root = walker.rules.regime.regions[0].root
     t_bulk = best(lambda: walker.translate_many(vas, "read", "supervisor"), ns.repeat)
     n_loop = min(ns.loop or N_VAS, N_VAS)
 
     def loop(n: int) -> None:
         for v in vas[:n].tolist():
             walker.translate(v, "read", "supervisor")
-    t_raw = best(lambda: raw.translate(words_of(mem), PA0, pt.root_paddr, vas), ns.repeat)
-    assert np.array_equal(raw.translate(words_of(mem), PA0, pt.root_paddr, vas)[0],
+    t_raw = best(lambda: raw.translate(words_of(mem), PA0, root, vas, shifts, next_table), ns.repeat)
+    assert np.array_equal(raw.translate(words_of(mem), PA0, root, vas, shifts, next_table)[0],
                           walker.translate_many(vas, "read", "supervisor").pa)
-    return Row("translate 1,000,000 random VAs", N_VAS, t_bulk, t_raw, loop_time(n_loop, N_VAS, loop), n_loop, 0.5)
+    return Row(name, N_VAS, t_bulk, t_raw, loop_time(n_loop, N_VAS, loop), n_loop, 0.5)
+
+
+def bench_translate_x86(ns: argparse.Namespace, vas: npt.NDArray[np.uint64]) -> Row:
+    """The same workload on x86-64 4-level paging (1 GiB of 4 KiB pages; four loads per VA)."""
+    mem, pt = mapped(PAGING4)
+    return bench_translate(ns, mem, Walker(mem, X86Rules(pt.root_paddr)), vas, "x86 4-level: translate 1M VAs",
+                           raw.X86_LEVELS, raw.x86_next)
 
 
 def bench_two_stage(ns: argparse.Namespace, vas: npt.NDArray[np.uint64]) -> Row:
@@ -265,9 +275,11 @@ def main() -> None:
     started = time.perf_counter()
     mem, pt = mapped()
     vas = np.random.default_rng(1).integers(VA0, VA0 + GiB, N_VAS, dtype=np.uint64) & ~np.uint64(7)
-    rows = [bench_map(ns), bench_walk(ns, mem, pt), bench_translate(ns, mem, pt, vas), bench_two_stage(ns, vas),
-            bench_unmap(ns), bench_protect(ns), bench_listing(ns), bench_vectors(ns)]
-    del mem, pt
+    walker = Walker(mem, RiscvRules(Satp.for_table(SV39, pt.root_paddr)))
+    rows = [bench_map(ns), bench_walk(ns, mem, pt),
+            bench_translate(ns, mem, walker, vas, "translate 1,000,000 random VAs"), bench_two_stage(ns, vas),
+            bench_unmap(ns), bench_protect(ns), bench_listing(ns), bench_vectors(ns), bench_translate_x86(ns, vas)]
+    del mem, pt, walker
     print_rows(rows)
     print()
     single.report()

@@ -15,6 +15,7 @@ import raw
 from pagetable.arch.riscv_sv39 import SV39, SV39X4, Hgatp, Vsatp
 from pagetable.arch.riscv_sv39.walk import two_stage_rules
 from pagetable.flags import MappingFlags
+from pagetable.format import PagingFormat
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
@@ -58,16 +59,17 @@ def words_of(mem: PhysMem) -> npt.NDArray[np.uint64]:
     return mem.regions[0].words
 
 
-def fresh() -> tuple[PhysMem, PageTable]:
-    """1 GiB of data frames then 8 MiB of tables (np.zeros: untouched pages cost no RSS), and an empty table."""
+def fresh(fmt: PagingFormat = SV39) -> tuple[PhysMem, PageTable]:
+    """1 GiB of data frames then 8 MiB of tables (np.zeros: untouched pages cost no RSS), and an empty table
+    (Sv39, or another format with 4 KiB pages)."""
     mem = PhysMem([(PA0, GiB + (8 << 20))])
     frames = FrameAllocator(mem, TABLES, 8 << 20)
-    return mem, PageTable(SV39, mem, frames)
+    return mem, PageTable(fmt, mem, frames)
 
 
-def mapped() -> tuple[PhysMem, PageTable]:
+def mapped(fmt: PagingFormat = SV39) -> tuple[PhysMem, PageTable]:
     """`fresh`, with the 1 GiB mapped by the library as 4 KiB pages."""
-    mem, pt = fresh()
+    mem, pt = fresh(fmt)
     pt.map_region(VA0, PA0, GiB, RW)
     return mem, pt
 
