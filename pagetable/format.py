@@ -107,6 +107,27 @@ class EntryCodec(Protocol):
         ...
 
 
+class RememberedLeaves:
+    """A codec's `attributes(flags, huge)`, the non-address bits of a leaf with `flags`, made by its
+    `_encode(flags, huge)` once per flag set and size: they are few, and encoding them is most of the cost
+    of mapping one page. (A mixin for frozen dataclass codecs: the memory is a cached per-codec dict.)"""
+
+    def _encode(self, flags: MappingFlags, huge: bool) -> int:
+        raise NotImplementedError
+
+    def attributes(self, flags: MappingFlags, huge: bool) -> int:
+        """The non-address bits of a leaf with `flags` (a block/superpage when `huge`)."""
+        flags = args.flags(flags)
+        bits = self._attributes.get((flags, huge))
+        if bits is None:
+            bits = self._attributes[flags, huge] = self._encode(flags, huge)
+        return bits
+
+    @functools.cached_property
+    def _attributes(self) -> dict[tuple[MappingFlags, bool], int]:
+        return {}
+
+
 class Extension(enum.Enum):
     """What the VA bits above a format's width must be: copies of its top bit (RISC-V satp, x86), zero
     (guest-physical addresses, AArch64 TTBR0) or one (AArch64 TTBR1)."""

@@ -20,7 +20,6 @@ Encoding choices (`RiscvCodec`), all documented in docs/riscv.md:
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,7 +29,7 @@ import numpy.typing as npt
 from ... import args, lanes
 from ...errors import InvalidAddress, InvalidFlags, NotAligned
 from ...flags import MappingFlags
-from ...format import EntryKind
+from ...format import EntryKind, RememberedLeaves
 from ...lanes import Flag, Small, Word
 from ...layout import Field, Layout
 from ...translation import MemoryType, memory_type_flags
@@ -95,7 +94,7 @@ _FLAGS_OF_VRWXU = np.array([0 if not k & V else sum(f.value for bit, f in ((R, M
 
 
 @dataclass(frozen=True)
-class RiscvCodec:
+class RiscvCodec(RememberedLeaves):
     """MappingFlags ⇄ RISC-V PTE bits, with the encoding choices described in the module docstring."""
 
     svpbmt: bool = False
@@ -118,27 +117,17 @@ class RiscvCodec:
         base = MappingFlags.READ | MappingFlags.WRITE | MappingFlags.EXECUTE | MappingFlags.USER
         return base | MappingFlags.DEVICE | MappingFlags.UNCACHED if self.svpbmt else base
 
-    def attributes(self, flags: MappingFlags) -> int:
-        """The non-address bits of a leaf with `flags`."""
-        flags = args.flags(flags)
-        bits = self._attributes.get(flags)
-        if bits is None:
-            bits = self._attributes[flags] = _attributes(self, flags)
-        return bits
-
-    @functools.cached_property
-    def _attributes(self) -> dict[MappingFlags, int]:
-        """`attributes` remembered per flag set (flag sets are few, and building their bits is most of the
-        cost of mapping one page)."""
-        return {}
+    def _encode(self, flags: MappingFlags, huge: bool) -> int:
+        """The non-address bits of a leaf with `flags` (the same at every level)."""
+        return _leaf_bits(self, flags)
 
     def new_page(self, pa: int, flags: MappingFlags, huge: bool) -> int:
         """A leaf mapping the 4 KiB-aligned `pa` (below 2**56) with `flags`."""
-        return self.attributes(flags) | ppn_field(_page_address(pa))
+        return self.attributes(flags, huge) | ppn_field(_page_address(pa))
 
     def new_page_np(self, pa: U64, flags: MappingFlags, huge: bool) -> U64:
         ppn = ((pa >> np.uint64(PAGE_SHIFT)) << np.uint64(PPN_SHIFT)) & np.uint64(PPN_MASK)
-        return ppn | np.uint64(self.attributes(flags))
+        return ppn | np.uint64(self.attributes(flags, huge))
 
     def new_table(self, pa: int) -> int:
         return V | ppn_field(_page_address(pa))
@@ -183,7 +172,7 @@ class RiscvCodec:
             (f"RES({res:02x}) " if res else "") + " ".join(flags)
 
 
-def _attributes(codec: RiscvCodec, flags: MappingFlags) -> int:
+def _leaf_bits(codec: RiscvCodec, flags: MappingFlags) -> int:
     """`RiscvCodec.attributes` of checked flags."""
     if not flags:
         return 0

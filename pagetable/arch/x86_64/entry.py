@@ -40,7 +40,7 @@ import numpy.typing as npt
 from ... import args, lanes
 from ...errors import InvalidAddress, InvalidArgument, InvalidFlags, NotAligned
 from ...flags import MappingFlags
-from ...format import EntryKind
+from ...format import EntryKind, RememberedLeaves
 from ...lanes import Flag, Small, Word
 from ...layout import Field, Layout
 from ...translation import MemoryType, memory_type_flags
@@ -133,7 +133,7 @@ def _pat_index_bits(index: int, huge: bool) -> int:
 
 
 @dataclass(frozen=True)
-class X86Codec:
+class X86Codec(RememberedLeaves):
     """MappingFlags ⇄ x86-64 paging-entry bits, with the encoding choices in the module docstring, for the
     IA32_PAT value `pat` and EFER.NXE `nxe`."""
 
@@ -171,22 +171,8 @@ class X86Codec:
         return MappingFlags.READ | MappingFlags.WRITE | MappingFlags.EXECUTE | MappingFlags.USER | \
             MappingFlags.DEVICE | MappingFlags.UNCACHED
 
-    def attributes(self, flags: MappingFlags, huge: bool) -> int:
-        """The non-address bits of a page with `flags` (a 2M/1G page when `huge`: PS=1, PAT at bit 12)."""
-        flags = args.flags(flags)
-        key = (flags, huge)
-        bits = self._attributes.get(key)
-        if bits is None:
-            bits = self._attributes[key] = self._encode(flags, huge)
-        return bits
-
-    @functools.cached_property
-    def _attributes(self) -> dict[tuple[MappingFlags, bool], int]:
-        """`attributes` remembered per flag set and size (they are few, and encoding them is most of the cost
-        of mapping one page)."""
-        return {}
-
     def _encode(self, flags: MappingFlags, huge: bool) -> int:
+        """The non-address bits of a page with `flags` (a 2M/1G page when `huge`: PS=1, PAT at bit 12)."""
         if not flags:
             return 0
         if not flags & MappingFlags.READ and not self.arceos:

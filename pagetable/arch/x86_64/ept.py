@@ -31,7 +31,7 @@ import numpy.typing as npt
 from ... import args, lanes
 from ...errors import InvalidAddress, InvalidFlags, NotAligned
 from ...flags import MappingFlags
-from ...format import EntryKind
+from ...format import EntryKind, RememberedLeaves
 from ...lanes import Flag, Small, Word
 from ...layout import Field, Layout
 from ...translation import MemoryType, memory_type_flags
@@ -103,7 +103,7 @@ _CODE_OF = {t: code for code, t in EPT_MEMORY_TYPES.items()}
 
 
 @dataclass(frozen=True)
-class EptCodec:
+class EptCodec(RememberedLeaves):
     """MappingFlags ⇄ EPT entry bits, with the encoding choices in the module docstring, for a CPU with or
     without execute-only pages and mode-based execute control."""
 
@@ -135,21 +135,8 @@ class EptCodec:
             MappingFlags.UNCACHED
         return base | MappingFlags.USER if self.mbec else base
 
-    def attributes(self, flags: MappingFlags, huge: bool) -> int:
-        """The non-address bits of a page with `flags` (bit 7 set when `huge`)."""
-        flags = args.flags(flags)
-        key = (flags, huge)
-        bits = self._attributes.get(key)
-        if bits is None:
-            bits = self._attributes[key] = self._encode(flags, huge)
-        return bits
-
-    @functools.cached_property
-    def _attributes(self) -> dict[tuple[MappingFlags, bool], int]:
-        """`attributes` remembered per flag set and size."""
-        return {}
-
     def _encode(self, flags: MappingFlags, huge: bool) -> int:
+        """The non-address bits of a page with `flags` (bit 7 set when `huge`)."""
         if not flags & (MappingFlags.READ | MappingFlags.WRITE | MappingFlags.EXECUTE):
             return 0
         if flags & MappingFlags.WRITE and not flags & MappingFlags.READ:
