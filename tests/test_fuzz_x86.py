@@ -74,7 +74,7 @@ OPTIONS = st.builds(X86Options, wp=st.booleans(), smep=st.booleans(), smap=st.bo
                     pkrs=st.integers(0, (1 << 32) - 1), implicit=st.booleans())
 
 
-@fuzz(short=30, long=4_000)
+@fuzz(short=30, long=1_500)
 @given(st.integers(0, FRAMES - 1).flatmap(lambda r: st.tuples(st.just(r), images(r))), st.booleans(), OPTIONS, VAS)
 def test_x86_tables(image: tuple[int, PhysMem], la57: bool, options: X86Options, vas: list[int]) -> None:
     root_frame, mem = image
