@@ -59,14 +59,15 @@ _XD = Field("XD", 63, 1, "execute-disable (with EFER.NXE=1; reserved otherwise)"
 _PK = Field("PK", 59, 4, "protection key (with CR4.PKE for user pages, CR4.PKS for supervisor pages)")
 
 
-def _address(lsb: int) -> Field:
+def address_field(lsb: int) -> Field:
+    """The address field of an x86 paging or EPT entry whose address starts at bit `lsb`."""
     return Field("ADDR", lsb, 52 - lsb, f"physical address bits 51:{lsb} (bits MAXPHYADDR..51 reserved)")
 
 
 TABLE_ENTRY = Layout("x86 PML5E/PML4E/PDPTE/PDE (references a table)", 64, [
     *_COMMON,
     Field("PS", 7, 1, "page size: 0 here (reserved in a PML5E or PML4E)"),
-    _address(12),
+    address_field(12),
     _XD,
 ], "Intel SDM Vol. 3A, Tables 4-15 to 4-19 (entries that reference a paging structure)")
 
@@ -79,7 +80,7 @@ def _large_page(entry: str, size: str, address_lsb: int, table: str) -> Layout:
         Field("G", 8, 1, "global (with CR4.PGE)"),
         Field("PAT", 12, 1, "PAT index bit 2"),
         Field("RSVD", 13, address_lsb - 13, "reserved (must be 0)"),
-        _address(address_lsb),
+        address_field(address_lsb),
         _PK,
         _XD,
     ], f"Intel SDM Vol. 3A, {table} ({entry} that maps a {size} page)")
@@ -93,7 +94,7 @@ PTE_4K = Layout("x86 PTE (maps a 4-KByte page)", 64, [
     Field("D", 6, 1, "dirty"),
     Field("PAT", 7, 1, "PAT index bit 2"),
     Field("G", 8, 1, "global (with CR4.PGE)"),
-    _address(12),
+    address_field(12),
     _PK,
     _XD,
 ], "Intel SDM Vol. 3A, Table 4-20 (PTE that maps a 4-KByte page)")
@@ -194,13 +195,13 @@ class X86Codec(RememberedLeaves):
 
     def new_page(self, pa: int, flags: MappingFlags, huge: bool) -> int:
         """A page mapping `pa` (4 KiB aligned; 2 MiB aligned when `huge`, so bit 12 stays the PAT bit)."""
-        return self.attributes(flags, huge) | _page_address(pa, huge)
+        return self.attributes(flags, huge) | page_address(pa, huge)
 
     def new_page_np(self, pa: U64, flags: MappingFlags, huge: bool) -> U64:
         return (pa & np.uint64(HUGE_ADDR if huge else ADDR)) | np.uint64(self.attributes(flags, huge))
 
     def new_table(self, pa: int) -> int:
-        return P | RW | US | _page_address(pa, False)
+        return P | RW | US | page_address(pa, False)
 
     def is_present_np(self, raw: Word) -> Flag:
         out: Flag = (raw & P) != 0
@@ -262,13 +263,13 @@ class X86Codec(RememberedLeaves):
                          "PAT" if pat else "   ", "GLB" if raw & G else "   ", "NX" if raw & XD else "x "))
 
 
-def _page_address(pa: int, huge: bool) -> int:
-    """`pa` checked to be what an address field can name: below 2**52, 4 KiB aligned (2 MiB for a huge
-    page, whose bit 12 is the PAT bit)."""
+def page_address(pa: int, huge: bool) -> int:
+    """`pa` checked to be what an x86 paging or EPT entry's address field can name: below 2**52, 4 KiB
+    aligned (2 MiB for a huge page: bit 12 is its PAT bit, or in EPT a reserved bit)."""
     if type(pa) is not int:
         pa = args.integer(pa, "physical address")
     if not 0 <= pa < _PA_LIMIT:
-        raise InvalidAddress(f"{pa:#x} does not fit x86's 52-bit physical address field")
+        raise InvalidAddress(f"{pa:#x} does not fit an x86 entry's 52-bit physical address field")
     align = 1 << (21 if huge else PAGE_SHIFT)
     if pa % align:
         raise NotAligned(f"PA {pa:#x} is not {'2 MiB' if huge else '4 KiB'} aligned")

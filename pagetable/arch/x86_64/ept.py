@@ -28,13 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ... import args, lanes
-from ...errors import InvalidAddress, InvalidFlags, NotAligned
+from ... import lanes
+from ...errors import InvalidFlags
 from ...flags import MappingFlags
 from ...format import EntryKind, RememberedLeaves
 from ...lanes import Flag, Small, Word
 from ...layout import Field, Layout
 from ...translation import MemoryType, memory_type_flags
+from .entry import address_field, page_address
 
 U64 = npt.NDArray[np.uint64]
 
@@ -52,16 +53,12 @@ reserved (an EPT misconfiguration)."""
 _TYPE_NAMES = {code: t.name for code, t in EPT_MEMORY_TYPES.items()}
 
 
-def _address(lsb: int) -> Field:
-    return Field("ADDR", lsb, 52 - lsb, f"physical address bits 51:{lsb} (bits MAXPHYADDR..51 reserved)")
-
-
 EPT_TABLE = Layout("EPT PML5E/PML4E/PDPTE/PDE (references a table)", 64, [
     *_RIGHTS,
     Field("RSVD", 3, 5, "reserved (must be 0; in a PDPTE/PDE bit 7 is the page size: 0)"),
     _A,
     _XU,
-    _address(12),
+    address_field(12),
 ], "Intel SDM Vol. 3C, Tables 29-1 to 29-5 (EPT entries that reference a paging structure)")
 
 
@@ -77,7 +74,7 @@ def _page(entry: str, size: str, address_lsb: int, table: str) -> Layout:
         Field("D", 9, 1, "dirty (with EPTP bit 6)"),
         _XU,
         *([Field("RSVD", 12, address_lsb - 12, "reserved (must be 0)")] if address_lsb > 12 else []),
-        _address(address_lsb),
+        address_field(address_lsb),
         _SVE,
     ], f"Intel SDM Vol. 3C, {table} (EPT {entry} that maps a {size} page)")
 
@@ -91,7 +88,7 @@ EPTP = Layout("EPTP", 64, [
     Field("WALK", 3, 3, "page-walk length minus 1 (3: 4-level EPT, 4: 5-level EPT)"),
     Field("AD", 6, 1, "enable accessed and dirty flags"),
     Field("SSS", 7, 1, "enforce supervisor shadow-stack access rights"),
-    _address(12),
+    address_field(12),
 ], "Intel SDM Vol. 3C, Table 25-9 (Format of Extended-Page-Table Pointer)")
 
 R, W, X = (EPT_PTE_4K.mask(n) for n in ("R", "W", "X"))
@@ -152,13 +149,13 @@ class EptCodec(RememberedLeaves):
         return bits | _CODE_OF[memtype] << MT_SHIFT | (PS if huge else 0)
 
     def new_page(self, pa: int, flags: MappingFlags, huge: bool) -> int:
-        return self.attributes(flags, huge) | _page_address(pa, huge)
+        return self.attributes(flags, huge) | page_address(pa, huge)
 
     def new_page_np(self, pa: U64, flags: MappingFlags, huge: bool) -> U64:
         return (pa & np.uint64(ADDR)) | np.uint64(self.attributes(flags, huge))
 
     def new_table(self, pa: int) -> int:
-        return R | W | X | (XU if self.mbec else 0) | _page_address(pa, False)
+        return R | W | X | (XU if self.mbec else 0) | page_address(pa, False)
 
     def is_present_np(self, raw: Word) -> Flag:
         out: Flag = (raw & (R | W | X | (XU if self.mbec else 0))) != 0
@@ -199,18 +196,6 @@ class EptCodec(RememberedLeaves):
         return "".join(("r" if raw & R else "-", "w" if raw & W else "-", "x" if raw & X else "-",
                         "u" if raw & XU else "-")) + f" {mt.name if mt else 'RSVD':<2} " + \
             " ".join(("IPAT" if raw & IPAT else "    ", "A" if raw & A else " ", "D" if raw & D else " "))
-
-
-def _page_address(pa: int, huge: bool) -> int:
-    """`pa` checked to be what an EPT address field can name: below 2**52, 4 KiB aligned (2 MiB for a huge
-    page, whose low address bits are reserved)."""
-    if type(pa) is not int:
-        pa = args.integer(pa, "physical address")
-    if not 0 <= pa < 1 << 52:
-        raise InvalidAddress(f"{pa:#x} does not fit EPT's 52-bit physical address field")
-    if pa % (1 << (21 if huge else 12)):
-        raise NotAligned(f"PA {pa:#x} is not {'2 MiB' if huge else '4 KiB'} aligned")
-    return pa
 
 
 SPEC = EptCodec()
