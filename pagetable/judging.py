@@ -86,27 +86,28 @@ def mappings(walker: Walker, start: int | None = None, end: int | None = None,
         pointer = np.zeros(e.raw.shape, dtype=bool)
         target = np.zeros(e.raw.shape, dtype=np.uint64)
         down = np.zeros(e.raw.shape, dtype=np.uint64)
-        chunk = max(e.raw.shape[0], 1) if _alike(walker, k, e.depth, e.raw, e.carry) else _CHUNK
+        alike = _alike(walker, k, e.depth, e.raw, e.carry)
+        chunk = max(e.raw.shape[0], 1) if alike else _CHUNK
         for lo in range(0, e.raw.shape[0], chunk):
             part = slice(lo, lo + chunk)
-            rows, pointer[part], target[part], down[part] = _judge(walker, chosen, e.depth, e.raw[part], e.va[part],
-                                                                   e.slot[part], e.carry[part], descent.problems)
+            rows, pointer[part], target[part], down[part] = _judge(walker, k, e.depth, e.raw[part], e.va[part],
+                                                                   e.slot[part], e.carry[part], alike,
+                                                                   descent.problems)
             if rows is not None:
                 parts.append(rows)
         descent.descend(pointer, target[pointer], down[pointer])
     return Mappings.concat(fmt, parts, descent.problems, hardware=True)
 
 
-def _judge(walker: Walker, region: Region, depth: int, raw: U64, va: U64, slot: U64, carry: U64,
+def _judge(walker: Walker, k: int, depth: int, raw: U64, va: U64, slot: U64, carry: U64, alike: bool,
            notes: list[str]) -> tuple[Mappings | None, Bool, U64, U64]:
-    """`mappings` for some entries of one level, each with the `carry` the walk brings to its table: the
-    rows to list, which entries point at tables, the addresses they point at, and the carry each passes
-    down (what `step` makes of it: the same for every access and privilege, as a table entry's rights do
-    not depend on the access)."""
-    fmt = region.fmt
+    """`mappings` for some entries of one level of region `k`, each with the `carry` the walk brings to its
+    table (`alike`: the whole level is known to read alike): the rows to list, which entries point at
+    tables, the addresses they point at, and the carry each passes down (what `step` makes of it: the same
+    for every access and privilege, as a table entry's rights do not depend on the access)."""
+    fmt = walker.rules.regime.regions[k].fmt
     n, span = raw.shape[0], fmt.levels[depth].span
-    k = walker.rules.regime.regions.index(region)
-    uniform = _judge_uniform(walker, k, depth, raw, va, carry, notes)
+    uniform = _judge_uniform(walker, k, depth, raw, va, carry, alike, notes)
     if uniform is not None:
         leaf, addr, present, bits, verdict, where, memtype, down = uniform
         return (*_rows(fmt, depth, raw, va, slot, leaf, addr, present, bits, verdict, where, memtype), down)
@@ -149,13 +150,14 @@ def _alike(walker: Walker, k: int, depth: int, raw: U64, carry: U64) -> bool:
         _uniform(raw & np.uint64(walker._plans[k][depth][3]))
 
 
-def _judge_uniform(walker: Walker, k: int, depth: int, raw: U64, va: U64, carry: U64, notes: list[str]) -> tuple[
-        Bool, U64, Bool, U8, U8, U8, U8, U64] | None:
+def _judge_uniform(walker: Walker, k: int, depth: int, raw: U64, va: U64, carry: U64, alike: bool,
+                   notes: list[str]) -> tuple[Bool, U64, Bool, U8, U8, U8, U8, U64] | None:
     """`_judge`'s verdicts where every entry reads the same to the rules (`WalkRules.judged_bits`: a
     uniformly mapped table) and there is one stage: the six accesses' verdicts are the rules' for one
-    entry, and only the output address and its RAM check are per entry. None where that does not hold."""
+    entry, and only the output address and its RAM check are per entry. None where that does not hold
+    (`alike`: known to hold; otherwise these entries are tested)."""
     fmt = walker.rules.regime.regions[k].fmt
-    if not _alike(walker, k, depth, raw, carry):
+    if not alike and not _alike(walker, k, depth, raw, carry):
         return None
     n, first, c = raw.shape[0], int(raw[0]), int(carry[0])
     judged = first & walker._plans[k][depth][3]
