@@ -40,7 +40,7 @@ from ... import args
 from ...errors import InvalidArgument, InvalidArgumentType
 from ...lanes import Flag, Small, Word, bit, first, not_, take, u64, where
 from ...translation import ALL_PERMS, Access, FaultKind, Outcome, Privilege, Reason, Regime, Region, Step, perm_bit
-from .entry import ADDR, PS, PTE_4K, RW, US, XD, A, D, P, X86Codec
+from .entry import ADDR, PAT_RESET, PS, PTE_4K, RW, US, XD, A, D, P, X86Codec
 from .modes import PAGING4, PAGING5
 
 ARCH = "x86_64"
@@ -50,17 +50,16 @@ GENERAL_PROTECTION = FaultKind.register(ARCH, "general-protection",
 NO_MEMORY = FaultKind.register(ARCH, "no-memory", "the walk or the access reached no RAM (platform-defined on x86)")
 
 _SUP, _USER = Privilege.SUPERVISOR, Privilege.USER
-_USER_BITS = sum(perm_bit(a, _USER) for a in Access)
-_WRITES = perm_bit(Access.WRITE, _SUP) | perm_bit(Access.WRITE, _USER)
-_FETCHES = perm_bit(Access.EXECUTE, _SUP) | perm_bit(Access.EXECUTE, _USER)
 _USER_READ = perm_bit(Access.READ, _USER)         # set in the carry iff U/S=1 at every level so far
+_SUP_WRITE, _USER_WRITE = perm_bit(Access.WRITE, _SUP), perm_bit(Access.WRITE, _USER)
 _SUP_FETCH = perm_bit(Access.EXECUTE, _SUP)
-_SUP_DATA = perm_bit(Access.READ, _SUP) | perm_bit(Access.WRITE, _SUP)
+_SUP_DATA = perm_bit(Access.READ, _SUP) | _SUP_WRITE
+_USER_DATA = _USER_READ | _USER_WRITE
+_USER_BITS = _USER_DATA | perm_bit(Access.EXECUTE, _USER)
+_WRITES = _SUP_WRITE | _USER_WRITE
+_FETCHES = _SUP_FETCH | perm_bit(Access.EXECUTE, _USER)
 _RSVD_HUGE = {3: ((1 << 30) - 1) & ~((1 << 13) - 1), 2: ((1 << 21) - 1) & ~((1 << 13) - 1)}
 """The reserved bits of a 1 GiB page (level 3: bits 29:13) and a 2 MiB page (level 2: bits 20:13)."""
-
-_USER_DATA = perm_bit(Access.READ, _USER) | perm_bit(Access.WRITE, _USER)
-_USER_WRITE, _SUP_WRITE = perm_bit(Access.WRITE, _USER), perm_bit(Access.WRITE, _SUP)
 
 ERROR_P, ERROR_W, ERROR_U, ERROR_RSVD, ERROR_ID, ERROR_PK = 1, 2, 4, 8, 16, 32
 
@@ -123,7 +122,7 @@ class X86Rules:
         if cr3 & ADDR != root:
             raise InvalidArgument(f"CR3 {cr3:#x} has address bits at or above MAXPHYADDR "
                                   f"({self.options.maxphyaddr}): loading it would #GP")
-        codec = X86Codec(nxe=self.options.nxe) if pat is None else X86Codec(pat=pat, nxe=self.options.nxe)
+        codec = X86Codec(pat=PAT_RESET if pat is None else pat, nxe=self.options.nxe)
         fmt = (PAGING5 if self.options.la57 else PAGING4).with_codec(codec)
         self.regime = Regime(fmt.name, (Region("CR3", fmt, root),))
         self._reserved = ((1 << 52) - 1) & ~((1 << self.options.maxphyaddr) - 1)   # address bits 51:M
