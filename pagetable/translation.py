@@ -380,8 +380,9 @@ class WalkRules(Protocol):
         read, or its entry update): for RISC-V, the G-stage without MXR, which affects explicit loads only."""
         ...
 
-    def combine(self, stage1: Small, stage2: Small) -> Small:
-        """The memory type of a two-stage translation from each stage's (these are the stage-1 rules)."""
+    def combine(self, stage1: Small, stage2: Small, leaf2: Word) -> Small:
+        """The memory type of a two-stage translation from each stage's, and stage 2's leaf entry `leaf2`
+        (these are the stage-2 rules: EPT's ignore-PAT bit is in its leaf)."""
         ...
 
     def stage2_privilege(self, priv: Small, carry: Word) -> Small:
@@ -409,6 +410,7 @@ class Lane(NamedTuple):
     implicit: int
     perms: int
     memtype: int
+    rights: int
 
 
 Outcome: TypeAlias = "Translations | Lane"
@@ -463,6 +465,9 @@ class Translations:
                              # IMPLICIT_TABLE_READ, or IMPLICIT_ENTRY_UPDATE (the write of an A/D update)
     perms: U8
     memtype: U8
+    rights: U8               # the rights of the entries read up to where the walk stopped (`perm_bit`
+                             # layout): `perms` where it translated; where it faulted, what the levels read
+                             # (the faulting one included) allowed, as EPT's exit qualification reports
     syndrome: dict[str, U64] = field(default_factory=dict)
 
     @classmethod
@@ -470,7 +475,8 @@ class Translations:
         n = va.shape[0]
         return cls(va, np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.int8),
                    np.zeros(n, dtype=np.uint64), np.ones(n, dtype=np.uint8), np.zeros(n, dtype=np.uint64),
-                   np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.uint8))
+                   np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.uint8),
+                   np.zeros(n, dtype=np.uint8))
 
     @property
     def ok(self) -> Bool:

@@ -167,9 +167,12 @@ def _keep(mask: Bool, *columns: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
     return [c.take(lanes) for c in columns]
 
 
-def _leave(out: Translations, lanes: npt.NDArray[np.intp] | slice, reason: U8 | int, level: int, pte: U64) -> None:
-    """Record how `lanes` left the walk: their reason, the level they left at and the entry they read last."""
+def _leave(out: Translations, lanes: npt.NDArray[np.intp] | slice, reason: U8 | int, level: int, pte: U64,
+           carry: U64) -> None:
+    """Record how `lanes` left the walk: their reason, the level they left at, the entry they read last and
+    the rights their carry held."""
     out.reason[lanes], out.level[lanes], out.pte[lanes] = reason, level, pte
+    out.rights[lanes] = carry & PERMS
 
 
 def _record(out: Translations, lanes: npt.NDArray[np.intp], gpas: U64, t2: Translations, implicit: int) -> None:
@@ -177,6 +180,7 @@ def _record(out: Translations, lanes: npt.NDArray[np.intp], gpas: U64, t2: Trans
     bad = t2.reason != Reason.OK
     hit = lanes[bad]
     out.reason[hit], out.level[hit], out.pte[hit] = t2.reason[bad], t2.level[bad], t2.pte[bad]
+    out.rights[hit] = t2.rights[bad]
     out.stage[hit] = 2
     out.implicit[hit] = implicit
     out.gpa[lanes] = gpas
@@ -316,11 +320,13 @@ class Walker:
                 if lanes.size:
                     self._descend(k, lanes, acc, prv, out, final)
         ok = np.flatnonzero(out.reason == Reason.OK)
-        if final is not None:                         # two stages: the final GPA, with the original access
+        if final is not None and self.stage2 is not None:     # two stages: the final GPA, with the access
             t2 = self._stage2(ok, out.pa[ok].copy(), acc[ok], self.rules.stage2_privilege(prv[ok], final[ok]), out,
                               0)
             out.pa[ok], out.perms[ok] = t2.pa, out.perms[ok] & t2.perms
-            out.memtype[ok] = self.rules.combine(out.memtype[ok], t2.memtype)
+            out.memtype[ok] = self.stage2.rules.combine(out.memtype[ok], t2.memtype, t2.pte)
+            both = ok[t2.reason == Reason.OK]
+            out.rights[both] = out.perms[both]
         elif ok.size == len(out):                     # the final access must be RAM
             out.reason[~self.mem.contains_np(out.pa, 1)] = Reason.PA_OUTSIDE_MEMORY
         else:
@@ -352,14 +358,14 @@ class Walker:
                     t2.reason == Reason.OK, live, va, acc, prv, table, index, slot, carry, pte, t2.pa)
             inram, entries = self.mem.gather_u64_np(fetch)
             if not inram.all():
-                _leave(out, live[~inram], Reason.TABLE_OUTSIDE_MEMORY, lv.arch_level, pte[~inram])
+                _leave(out, live[~inram], Reason.TABLE_OUTSIDE_MEMORY, lv.arch_level, pte[~inram], carry[~inram])
                 live, va, acc, prv, table, index, slot, carry = _keep(inram, live, va, acc, prv, table, index, slot,
                                                                       carry)
             pte = entries
             st = self._step_columns(k, depth, pte, acc, prv, carry, table, index)
             good = st.reason == Reason.OK
             if not good.all():
-                _leave(out, live[~good], st.reason[~good], lv.arch_level, pte[~good])
+                _leave(out, live[~good], st.reason[~good], lv.arch_level, pte[~good], st.carry[~good])
             carry_out = st.carry
             if self.stage2 is not None:           # an entry update is an implicit stage-2 write
                 carry_out, refused = self._check_updates(good, st, pte, acc, prv, slot, live, out)
@@ -369,9 +375,9 @@ class Walker:
             if ends.any():
                 pick = slice(None) if ends.all() else ends        # every lane ends here: no selection
                 done = slice(None) if ends.all() and live.size == len(out) else live[pick]
-                _leave(out, done, Reason.OK, lv.arch_level, pte[pick])
+                _leave(out, done, Reason.OK, lv.arch_level, pte[pick], carry_out[pick])
                 out.pa[done] = address[pick]
-                out.perms[done] = (carry_out[pick] & PERMS).astype(np.uint8)
+                out.perms[done] = out.rights[done]
                 if final is not None:
                     final[done] = carry_out[pick]
                 out.memtype[done] = st.memtype[pick]
@@ -482,10 +488,10 @@ class Walker:
             lane_bit = 3 * prv + acc
             k = regime.select(va, lane_bit)
             if k < 0:
-                return Lane(va, 0, Reason.NON_CANONICAL, regime.regions[0].refusal_level, 0, 1, 0, 0, 0, 0)
+                return Lane(va, 0, Reason.NON_CANONICAL, regime.regions[0].refusal_level, 0, 1, 0, 0, 0, 0, 0)
             region = regime.regions[k]
             if not (region.allowed >> lane_bit) & 1:          # an access the region refuses without a walk
-                return Lane(va, 0, Reason.INVALID, region.refusal_level, 0, 1, 0, 0, 0, 0)
+                return Lane(va, 0, Reason.INVALID, region.refusal_level, 0, 1, 0, 0, 0, 0, 0)
             fmt, table, carry, pte = region.fmt, region.root, ALL_PERMS, 0
             implicit, verdicts, entry, paddr = self._implicit, self._verdicts, self.mem.fetch_u64, fmt.codec.paddr_np
             for depth, (shift, mask, size, judged, huge, level) in enumerate(self._plans[k]):
@@ -494,23 +500,24 @@ class Walker:
                     gpa = slot
                     t2 = implicit._walk_one(slot, _READ, prv)
                     if t2.reason:
-                        return Lane(va, 0, t2.reason, t2.level, t2.pte, 2, gpa, IMPLICIT_TABLE_READ, 0, 0)
+                        return Lane(va, 0, t2.reason, t2.level, t2.pte, 2, gpa, IMPLICIT_TABLE_READ, 0, 0, t2.rights)
                     fetch = t2.pa
                 raw = entry(fetch)
                 if raw is None:
-                    return Lane(va, 0, Reason.TABLE_OUTSIDE_MEMORY, level, pte, 1, gpa, 0, 0, 0)
+                    return Lane(va, 0, Reason.TABLE_OUTSIDE_MEMORY, level, pte, 1, gpa, 0, 0, 0, carry & ALL_PERMS)
                 pte = raw
                 key = (k, depth, pte & judged, acc, prv, carry)        # the rules' verdict, remembered
                 st = verdicts.get(key) or self._verdict(key, region, depth, pte)
                 if st.reason:
-                    return Lane(va, 0, st.reason, level, pte, 1, gpa, 0, 0, 0)
+                    return Lane(va, 0, st.reason, level, pte, 1, gpa, 0, 0, 0, st.carry & ALL_PERMS)
                 carry = st.carry
                 if implicit is not None:                      # an entry update is an implicit stage-2 write
                     needs = [bool(self.rules.writes_back(pte, st.leaf, a)) for a in Access]
                     if any(needs):
                         t2 = implicit._walk_one(slot, _WRITE, prv)
                         if t2.reason and needs[acc]:
-                            return Lane(va, 0, t2.reason, t2.level, t2.pte, 2, slot, IMPLICIT_ENTRY_UPDATE, 0, 0)
+                            return Lane(va, 0, t2.reason, t2.level, t2.pte, 2, slot, IMPLICIT_ENTRY_UPDATE, 0, 0,
+                                        t2.rights)
                         if t2.reason:
                             for a in Access:
                                 if needs[a]:
@@ -524,12 +531,13 @@ class Walker:
         if stage2 is not None:                        # two stages: the final GPA, with the original access
             t2 = stage2._walk_one(pa, acc, self.rules.stage2_privilege(prv, carry))
             if t2.reason:
-                return Lane(va, t2.pa, t2.reason, t2.level, t2.pte, 2, pa, 0, 0, 0)
-            return _named(Lane, (va, t2.pa, _OK, level, pte, 1, pa, 0, carry & t2.perms & ALL_PERMS,
-                                 self.rules.combine(memtype, t2.memtype)))
+                return Lane(va, t2.pa, t2.reason, t2.level, t2.pte, 2, pa, 0, 0, 0, t2.rights)
+            rights = carry & t2.perms & ALL_PERMS
+            return _named(Lane, (va, t2.pa, _OK, level, pte, 1, pa, 0, rights,
+                                 stage2.rules.combine(memtype, t2.memtype, t2.pte), rights))
         if not self.mem.holds(pa, 1):
-            return Lane(va, pa, Reason.PA_OUTSIDE_MEMORY, level, pte, 1, gpa, 0, 0, 0)
-        return _named(Lane, (va, pa, _OK, level, pte, 1, gpa, 0, carry & ALL_PERMS, memtype))
+            return Lane(va, pa, Reason.PA_OUTSIDE_MEMORY, level, pte, 1, gpa, 0, 0, 0, carry & ALL_PERMS)
+        return _named(Lane, (va, pa, _OK, level, pte, 1, gpa, 0, carry & ALL_PERMS, memtype, carry & ALL_PERMS))
 
     def _verdict(self, key: tuple[int, int, int, int, int, int], region: Region, depth: int, pte: int) -> Step:
         """`rules.step` for one lane, remembered under `key`: (region number, depth, the entry bits the rules

@@ -115,8 +115,9 @@ class RiscvRules:
     def syndrome(self, t: Outcome, access: Small, priv: Small, stage2: object | None) -> dict[str, Word]:
         return faults.syndrome(t, access, self.guest, self.guest or stage2 is not None)
 
-    def combine(self, stage1: Small, stage2: Small) -> Small:
-        """Svpbmt under the hypervisor extension: the VS-stage's PBMT, unless it is PMA, overrides."""
+    def combine(self, stage1: Small, stage2: Small, leaf2: Word) -> Small:
+        """Svpbmt under the hypervisor extension (these are the G-stage's rules): the VS-stage's PBMT, unless
+        it is PMA, overrides the G-stage's."""
         return cast(Small, where(stage1 == MemoryType.DEFAULT, stage2, stage1))
 
     def stage2_privilege(self, priv: Small, carry: Word) -> Small:
