@@ -353,7 +353,7 @@ _STEP_DTYPES = (np.uint8, np.bool_, np.uint64, np.uint64, np.uint8)       # Step
 
 
 class WalkRules(Protocol):
-    """What an architecture contributes to a walk (see arch/*/walk.py). `step`, `writes_back` and
+    """What an architecture contributes to a walk (see arch/*/walk.py). `step`, `written` and
     `syndrome` are written once for both a bulk walk (numpy columns) and one lane (Python ints): `lanes`."""
 
     regime: Regime
@@ -370,9 +370,9 @@ class WalkRules(Protocol):
     def fault_kind(self, reason: Reason) -> FaultKind:
         ...
 
-    def writes_back(self, pte: Word, leaf: Flag, access: Small) -> Flag:
-        """The lanes (whose entries `step` accepted) where hardware updates the entry in memory during
-        the walk, e.g. setting Accessed/Dirty bits."""
+    def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
+        """The entries (which `step` accepted) as hardware leaves them after using them for these accesses:
+        `pte` itself, or with Accessed/Dirty bits set where the hardware updates them during the walk."""
         ...
 
     def implicit(self) -> WalkRules:

@@ -13,6 +13,8 @@ import pytest
 from pagetable.arch.x86_64 import EPT4, EPTP, NPT4, PAGING4, EptCodec, EptOptions, EptRules, NptRules, X86Rules
 from pagetable.arch.x86_64.entry import PCD, PWT, RW, US, A, D
 from pagetable.arch.x86_64.ept import IPAT, MT_SHIFT, XU, R, W, X
+from pagetable.arch.x86_64.ept import A as A_EPT
+from pagetable.arch.x86_64.ept import D as D_EPT
 from pagetable.arch.x86_64.ept_walk import (
     EPT_MISCONFIGURATION,
     EPT_VIOLATION,
@@ -174,9 +176,9 @@ def test_ept_a_d_updates_are_reported_only_when_eptp_enables_them() -> None:
     n = ept()
     raw = n.pt.lookup(GPA).raw
     on, off = EptRules(eptp(n.pt.root_paddr, ad=True)), EptRules(eptp(n.pt.root_paddr))
-    assert on.writes_back(raw, True, Access.READ) and not off.writes_back(raw, True, Access.WRITE)
-    done = raw | 1 << 8
-    assert not on.writes_back(done, True, Access.READ) and on.writes_back(done, True, Access.WRITE)
+    assert on.written(raw, True, Access.READ) == raw | A_EPT and off.written(raw, True, Access.WRITE) == raw
+    assert on.written(raw, False, Access.WRITE) == raw | A_EPT                       # D in pages only
+    assert on.written(raw, True, Access.WRITE) == raw | A_EPT | D_EPT
 
 
 # ---------------------------------------------------------------------------------------------- NPT alone
@@ -378,3 +380,38 @@ def test_guest_address_space_over_nested_tables(fmt: PagingFormat) -> None:
     t = Walker(frames.mem, rules).translate(0x18123, "write")
     assert t.pa == 0x10123
     assert not Walker(frames.mem, rules).translate(0x18123, "execute").ok
+
+
+# ------------------------------------------------------------------------------------------ A/D updates
+
+
+def test_entry_updates_set_accessed_in_every_entry_and_dirty_in_the_page() -> None:
+    n = Nested(NPT4)                                                   # any x86 table: fresh entries, A=D=0
+    g = Guest(n)
+    w = Walker(n.mem, X86Rules(g.pt.root_paddr))
+    slots = [g.pt.lookup(g.VA, depth) for depth in range(4)]
+    reads = w.entry_updates(g.VA, READ)
+    assert [(u.pa, u.old, u.new) for u in reads] == [(s.pa, s.raw, s.raw | A) for s in slots]
+    assert [u.new for u in w.entry_updates(g.VA, WRITE)][-1] == slots[3].raw | A | D
+    assert n.mem.read_u64(slots[3].pa) == slots[3].raw                 # reported, not written
+    w.entry_updates(g.VA, READ, apply=True)
+    assert w.entry_updates(g.VA, READ) == ()
+    assert [(u.pa, u.new) for u in w.entry_updates(g.VA, WRITE)] == [(slots[3].pa, slots[3].raw | A | D)]
+    assert w.entry_updates(0x5000_0000, READ) == ()                    # a fault: none reported
+
+
+def test_entry_updates_of_two_stages_with_ept_a_d() -> None:
+    n = ept()
+    g = Guest(n)
+    g.set_accessed()                                                   # the guest entries need no update
+    w = g.walker(EptRules(eptp(n.pt.root_paddr, ad=True)))
+    updates = w.entry_updates(g.VA, READ)
+    # every EPT entry used gets A; the EPT pages holding guest tables also D (their accesses are writes);
+    # the final GPA's EPT page is read: A only
+    pages = {n.pt.lookup(g.table_gpa(d) & ~0xFFF, 3).pa for d in range(4)}
+    final = n.pt.lookup(GPA, 3).pa
+    got = {u.pa: u.new ^ u.old for u in updates}
+    assert all(got[pa] == A_EPT | D_EPT for pa in pages) and got[final] == A_EPT
+    assert len(updates) == len(got)                                    # one write per entry
+    w.entry_updates(g.VA, WRITE, apply=True)
+    assert w.entry_updates(g.VA, WRITE) == ()

@@ -153,13 +153,12 @@ class EptRules:
     def judged_bits(self, region: Region, depth: int) -> int:
         return judged_bits(region, depth, self.options.maxphyaddr)
 
-    def writes_back(self, pte: Word, leaf: Flag, access: Small) -> Flag:
+    def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
         """With EPTP's A/D enable, A in every entry used and D in the page on a write (29.3.5)."""
         if not self.ad:
-            return False
+            return pte
         write = (access == Access.WRITE) | self.as_writes
-        out: Flag = not_(bit(pte, A)) | (leaf & write & not_(bit(pte, D)))
-        return out
+        return pte | A | where(leaf & write, D, 0)
 
     def implicit(self) -> EptRules:
         """The rules for guest paging-structure accesses: with A/D enabled, each is a write (29.3.3.2)."""

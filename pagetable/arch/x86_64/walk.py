@@ -20,7 +20,7 @@ supervisor writes when CR0.WP=1; with CR4.PKS (`pks`) a supervisor-mode address'
 (`pkrs`) the same way. Fetches are never key-checked. A data access a key forbids is a `PROTECTION_KEY`
 fault (whatever the other rights say), else a forbidden access is a `PERMISSION` fault. The memory type is
 the page's PAT entry (`X86Codec`; MTRRs are not modelled). The hardware sets A in every entry it uses and D
-in the page on a write (`writes_back`); the walk itself writes nothing.
+in the page on a write (`written`); the walk itself writes nothing.
 
 A #PF reports an error code (SDM 4.7): P (bit 0) = 0 for a not-present page, 1 for a protection
 violation or a reserved bit; W/R (1) a write; U/S (2) a user-mode access; RSVD (3); I/D (4) an instruction
@@ -217,10 +217,9 @@ class X86Rules:
     def judged_bits(self, region: Region, depth: int) -> int:
         return judged_bits(region, depth, self.options.maxphyaddr)
 
-    def writes_back(self, pte: Word, leaf: Flag, access: Small) -> Flag:
+    def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
         """The hardware sets A in every entry it uses and D in the page on a write (SDM 4.8)."""
-        out: Flag = not_(bit(pte, A)) | (leaf & (access == Access.WRITE) & not_(bit(pte, D)))
-        return out
+        return pte | A | where(leaf & (access == Access.WRITE), D, 0)
 
     def implicit(self) -> X86Rules:
         return self
