@@ -307,7 +307,7 @@ def test_ept_memory_type_combines_with_the_guest_pat_type() -> None:
 
 def test_mode_based_execute_control_asks_whether_the_linear_address_is_a_user_one() -> None:
     n = ept(mbec=True)
-    n.poke(GPA, 3, XU, X)                                              # the page: user-executable only
+    n.pt.protect(GPA, F.READ | F.WRITE | F.EXECUTE | F.USER)           # the page: user-executable only
     rules = EptRules(eptp(n.pt.root_paddr), EptOptions(mbec=True))
     g = Guest(n)
     supervisor_va = g.VA + 0x1000
