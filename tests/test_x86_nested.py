@@ -415,3 +415,10 @@ def test_entry_updates_of_two_stages_with_ept_a_d() -> None:
     assert len(updates) == len(got)                                    # one write per entry
     w.entry_updates(g.VA, WRITE, apply=True)
     assert w.entry_updates(g.VA, WRITE) == ()
+
+
+def test_a_guest_physical_address_beyond_4_level_ept_is_a_violation() -> None:
+    n = ept()
+    t = ept_walker(n).translate(1 << 48, WRITE)
+    assert (t.reason, t.fault) == (Reason.NON_CANONICAL, EPT_VIOLATION)
+    assert t.syndrome == {"exit_qualification": QUAL_WRITE, "gpa": 1 << 48, "guest_linear": 0}

@@ -175,8 +175,9 @@ class EptRules:
         """What an EPT-induced VM exit reports for each lane: the exit qualification of a violation (module
         docstring), the guest-physical address and the guest-linear address (`linear`: the walk came from
         one; a stage-2 walk alone translates guest-physical addresses with guest paging off)."""
-        violation = (t.reason == Reason.INVALID) | (t.reason == Reason.PERMISSION)
         misconfigured = (t.reason == Reason.RESERVED) | (t.reason == Reason.W_WITHOUT_R)
+        no_memory = (t.reason == Reason.TABLE_OUTSIDE_MEMORY) | (t.reason == Reason.PA_OUTSIDE_MEMORY)
+        violation = not_(misconfigured | no_memory)            # not present, not allowed, or beyond the GPA width
         final, table, update = t.implicit == 0, t.implicit == IMPLICIT_TABLE_READ, t.implicit == IMPLICIT_ENTRY_UPDATE
         read = (final & (access == Access.READ)) | table
         write = (final & (access == Access.WRITE)) | update | (table & self.ad)
