@@ -35,6 +35,7 @@ from ...physmem import PhysMem
 from ...table import PageTable
 from ..expected import expected_cases
 from ..schema import ACCESS_CODES, ACCESSES, PRIVILEGE_CODES, PRIVILEGES, U8, U64, VectorSet
+from ..tagging import fill_tags
 from .modes import VECTOR_MODES, Options, VectorMode, vector_mode, walker_for
 
 RAM_BASE = 0x8000_0000
@@ -65,8 +66,7 @@ class Target:
 
 def tag_memory(mem: PhysMem) -> None:
     """Fill every u64 of RAM with its own physical address shifted left by 16."""
-    for r in mem.regions:                 # shifted into place (computed apart and copied in, it took twice as long)
-        np.left_shift(np.arange(r.base, r.base + r.size, 8, dtype=np.uint64), np.uint64(16), out=r.words)
+    fill_tags(mem, 16)
 
 
 def _clear_leaf_bits(pt: PageTable, va: int, bits: int) -> None:
