@@ -24,6 +24,7 @@ from ..walker import Walker
 from .expected import expected_cases
 from .schema import ACCESS_CODES, ACCESSES, PRIVILEGE_CODES, PRIVILEGES, U8, U64, VectorSet
 
+MiB = 1 << 20
 MAX_CASES = 1_000_000
 """The most cases one vector set may have: every case is held in memory (as columns, about 100 bytes) and
 written to vectors.json (250 to 300 bytes each), so a million cases take about 25 s and 0.25 GB (`vectors
@@ -44,6 +45,23 @@ def clear_leaf_bits(pt: PageTable, va: int, bits: int) -> None:
     leaf without U)."""
     slot = pt.lookup(va)
     pt.mem.write_u64(slot.pa, slot.raw & ~bits)
+
+
+@dataclass(frozen=True)
+class Places:
+    """Where a generator puts things: the kernel base, a user 1 GiB slot and a kernel 2 MiB window for 4K
+    pages."""
+
+    kbase: int
+    ubase: int
+    kwin: int
+
+    @classmethod
+    def draw(cls, rng: random.Random, kbase: int) -> Places:
+        """A random 1 GiB slot below 64 GiB for the user pages, and a random 2 MiB window 64 to 80 MiB above
+        `kbase` for the kernel's 4 KiB pages."""
+        ubase = rng.randrange(1, 64) << 30
+        return cls(kbase, ubase, kbase + (rng.randrange(0, 8) << 21) + 64 * MiB)
 
 
 class TableBuilder:

@@ -298,6 +298,23 @@ def check_keys(obj: Mapping[str, Any], allowed: Sequence[str], where: str, conte
                                f"(expected {', '.join(allowed)})")
 
 
+def check_registers(vs: VectorSet, names: Sequence[str], mode: str) -> None:
+    """VectorsError unless a vector set's `registers` are exactly `names`, the registers mode `mode` reads."""
+    check_keys(vs.registers, names, "registers", f"for mode {mode}")
+    for reg in names:
+        if reg not in vs.registers:
+            raise VectorsError(f"registers.{reg} is missing (mode {mode} needs {', '.join(names)})")
+
+
+def check_one_stage(vs: VectorSet, mode: str) -> None:
+    """VectorsError naming the first case with a two-stage key (`stage`, `gpa`, `implicit`): a one-stage
+    mode's cases have none."""
+    for n, c in enumerate(vs.cases):
+        for key, value in (("stage", c.stage), ("gpa", c.gpa), ("implicit", c.implicit or None)):
+            if value is not None:
+                raise VectorsError(f"cases[{n}].{key} applies to the two-stage modes, not {mode}")
+
+
 def _at(where: str, key: str) -> str:
     """The path of `key` in `where`: `where.key`, or `where['key']` with the key escaped when it is not a
     plain name (a key of control characters must not break the one-line error)."""

@@ -18,7 +18,6 @@ bytes.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from ...arch.riscv_sv39 import PTE
 from ...arch.riscv_sv39.entry import PBMT_IO, PBMT_NC, PBMT_RESERVED, A, D, G, R, U, V, W, X
@@ -29,7 +28,7 @@ from ...format import Extension, PagingFormat
 from ...frames import FrameAllocator
 from ...physmem import PhysMem
 from ...table import PageTable
-from ..generation import MAX_CASES, TableBuilder, Target, checked_request, clear_leaf_bits, vector_set
+from ..generation import MAX_CASES, Places, TableBuilder, Target, checked_request, clear_leaf_bits, vector_set
 from ..schema import VectorSet
 from ..tagging import fill_tags
 from .modes import VECTOR_MODES, Options, VectorMode, vector_mode, walker_for
@@ -68,15 +67,6 @@ class _Builder(TableBuilder):
         return cls(fmt, rng, mem, FrameAllocator(mem), gstage)
 
 
-@dataclass(frozen=True)
-class _Places:
-    """Where `_build` puts things: the kernel base, a user 1 GiB slot and a kernel 2 MiB window for 4K pages."""
-
-    kbase: int
-    ubase: int
-    kwin: int
-
-
 def _build(b: _Builder) -> None:
     """The address space of one mode, phase by phase (the order of the phases fixes the random choices and
     frame numbers, so it is part of the output: tests/test_vectors_golden.py pins it)."""
@@ -88,17 +78,14 @@ def _build(b: _Builder) -> None:
     _address_edges(b, at)
 
 
-def _places(b: _Builder) -> _Places:
+def _places(b: _Builder) -> Places:
     top = b.fmt.va_bits - 1
     # the "kernel" part: the upper half of a sign-extended space; bit top-1 of a (zero-extended) G-stage
     # space, whose upper half QEMU 7.2 cannot use (docs/qemu.md)
-    kbase = b.fmt.extend(1 << top) if b.fmt.extension is Extension.SIGN else 1 << (top - 1)
-    ubase = b.rng.randrange(1, 64) << 30                 # a random 1 GiB slot in the user half
-    kwin = kbase + (b.rng.randrange(0, 8) << 21) + 64 * MiB  # a random 2 MiB window for kernel 4K pages
-    return _Places(kbase, ubase, kwin)
+    return Places.draw(b.rng, b.fmt.extend(1 << top) if b.fmt.extension is Extension.SIGN else 1 << (top - 1))
 
 
-def _pages_4k(b: _Builder, at: _Places) -> None:
+def _pages_4k(b: _Builder, at: Places) -> None:
     """4 KiB pages, every permission, both halves (a one-page hole follows each group); a G-stage table has
     U=0 leaves (a guest-page fault for every access) where a sign-extended one has kernel pages."""
     gstage = b.user_bit != 0
@@ -153,7 +140,7 @@ def _raw_leaves(b: _Builder) -> None:
     b.cursor = napot_va + 0x10000
 
 
-def _superpages(b: _Builder, at: _Places) -> None:
+def _superpages(b: _Builder, at: Places) -> None:
     """2 MiB of data, then 1 GiB / 512 GiB / 256 TiB kernel linear maps."""
     fmt, kbase, kwin, ubase = b.fmt, at.kbase, at.kwin, at.ubase
     two_m = kwin + 2 * MiB
@@ -172,7 +159,7 @@ def _superpages(b: _Builder, at: _Places) -> None:
         b.target(label + "-beyond-ram", va_leaf + (BEYOND_RAM - pa), 16 * MiB)
 
 
-def _raw_upper_entries(b: _Builder, at: _Places) -> None:
+def _raw_upper_entries(b: _Builder, at: Places) -> None:
     """Raw entries above the last level, in free slots next to existing tables."""
     rw = V | R | W | A | D | b.user_bit
     kbase = at.kbase
@@ -189,7 +176,7 @@ def _raw_upper_entries(b: _Builder, at: _Places) -> None:
     b.target("unmapped-1G", kbase + 5 * GiB, GiB)
 
 
-def _address_edges(b: _Builder, at: _Places) -> None:
+def _address_edges(b: _Builder, at: Places) -> None:
     """Just outside the translated space: non-canonical VAs, or GPAs too wide for the G-stage."""
     fmt, top, rng = b.fmt, b.fmt.va_bits - 1, b.rng
     if fmt.extension is Extension.SIGN:
