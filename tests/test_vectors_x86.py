@@ -19,11 +19,12 @@ import pytest
 from pagetable.arch.x86_64 import CR0, CR4, EFER, PAT, RFLAGS
 from pagetable.arch.x86_64.entry import RW
 from pagetable.cli import main
+from pagetable.errors import InvalidArgument
 from pagetable.translation import MemoryType
 from pagetable.vectors import VectorsError, VectorSet
 from pagetable.vectors.schema import Case
 from pagetable.vectors.x86_64 import layout
-from pagetable.vectors.x86_64.gen import PAT_VALUE, Registers, generate_x86
+from pagetable.vectors.x86_64.gen import PAT_VALUE, RegisterChoices, generate_x86
 from pagetable.vectors.x86_64.modes import CpuOptions, walker_for
 
 MODES = ("x86_64-4level", "x86_64-5level")
@@ -155,9 +156,9 @@ def test_registers_options_and_the_harness_conventions(mode: str) -> None:
 
 def test_register_choices_change_the_expectations_not_the_image() -> None:
     base = generate_x86("x86_64-4level", 2)
-    no_nxe = generate_x86("x86_64-4level", 2, choice=Registers(nxe=False))
-    ac = generate_x86("x86_64-4level", 2, choice=Registers(ac=True))
-    no_wp = generate_x86("x86_64-4level", 2, choice=Registers(wp=False))
+    no_nxe = generate_x86("x86_64-4level", 2, choice=RegisterChoices(nxe=False))
+    ac = generate_x86("x86_64-4level", 2, choice=RegisterChoices(ac=True))
+    no_wp = generate_x86("x86_64-4level", 2, choice=RegisterChoices(wp=False))
     for other in (no_nxe, ac, no_wp):
         assert other.mem.regions[0].data.tobytes() == base.mem.regions[0].data.tobytes()
     assert _by(no_nxe)["kernel-ro", "read", "supervisor"].reason == "reserved"    # XD is reserved with NXE=0
@@ -300,6 +301,13 @@ def test_cpu_options_are_checked() -> None:
     assert CpuOptions().to_json() == {"maxphyaddr": 40, "gbpages": True}
     with pytest.raises(VectorsError, match="gbpages must be true or false"):
         CpuOptions.from_json({"gbpages": 1}, "x86_64-4level")
+    with pytest.raises(InvalidArgument, match="maxphyaddr"):
+        CpuOptions(maxphyaddr=31)
+    for width in (39, 52):
+        with pytest.raises(InvalidArgument, match="MAXPHYADDR from 40 to 51"):
+            generate_x86("x86_64-4level", 1, cpu=CpuOptions(maxphyaddr=width))
+    wide = generate_x86("x86_64-4level", 1, cpu=CpuOptions(maxphyaddr=46))
+    assert wide.options["maxphyaddr"] == 46 and {c.reason for c in wide.cases} == X86_REASONS
 
 
 GOLDEN = {  # mode: (mem.bin, vectors.json), seed 7, every target x access x privilege

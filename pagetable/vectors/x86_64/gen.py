@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from ...arch.x86_64 import CR0, CR3, CR4, EFER, PAT, PKRU, PTE_4K, RFLAGS, X86Codec, pat_entries
 from ...arch.x86_64.entry import HUGE_ADDR, PAT_TYPES, PS, RW, US, XD, G, P, page_address, pat_index_bits
+from ...errors import InvalidArgument
 from ...flags import MappingFlags as F
 from ...frames import FrameAllocator
 from ...physmem import PhysMem
@@ -48,11 +49,11 @@ PAT_VALUE = PAT.build(**{f"PA{k}": _CODES[t] for k, t in enumerate((
 """IA32_PAT as Linux programs it (arch/x86/mm/pat/memtype.c): WB, WC, UC-, UC, WB, WP, UC-, WT. The reset value
 has no WC entry; this one has every memory type paging can select but WP twice over none."""
 
-__all__ = ["BEYOND_RAM", "OUTSIDE_RAM", "PAT_VALUE", "Registers", "generate_x86"]
+__all__ = ["BEYOND_RAM", "OUTSIDE_RAM", "PAT_VALUE", "RegisterChoices", "generate_x86"]
 
 
 @dataclass(frozen=True)
-class Registers:
+class RegisterChoices:
     """The register choices of a vector set beyond its mode: RFLAGS.AC, EFER.NXE and CR0.WP."""
 
     ac: bool = False
@@ -60,7 +61,7 @@ class Registers:
     wp: bool = True
 
 
-def registers_for(mode: X86VectorMode, root: int, pkru: int, choice: Registers) -> dict[str, int]:
+def registers_for(mode: X86VectorMode, root: int, pkru: int, choice: RegisterChoices) -> dict[str, int]:
     """The register values that select `mode`'s paging at `root` and configure the walk: CR0.PE/PG (and WP),
     CR4.PAE/PGE/SMEP/SMAP/PKE (and LA57), IA32_EFER.LME/LMA (and NXE), `PAT_VALUE`, `pkru`, RFLAGS bit 1
     (and AC); SDM Vol. 3A 4.1.1 (the paging-mode bits) and 2.5."""
@@ -83,11 +84,8 @@ class _Builder(TableBuilder):
         self.last = fmt.depth_count - 1
         self._free: dict[tuple[int, int], Iterator[int]] = {}
 
-    def level(self, depth: int) -> int:
-        """The manual's level number of `depth` (1: the PT, 4: the PML4, 5: the PML5)."""
-        return self.fmt.levels[depth].arch_level
-
     def depth(self, level: int) -> int:
+        """The depth of the manual's level `level` (1: the PT, 4: the PML4, 5: the PML5)."""
         return self.fmt.depth_count - level
 
     def free(self, va: int, depth: int) -> int:
@@ -214,7 +212,7 @@ def _address_edges(b: _Builder, at: Places) -> None:
     b.target("non-canonical-high", high + (b.rng.randrange(0, STUB_SLOT) << (top - 8)), 1 << 20)
 
 
-def generate_x86(mode: str, seed: int, cases: int | None = None, choice: Registers | None = None,
+def generate_x86(mode: str, seed: int, cases: int | None = None, choice: RegisterChoices | None = None,
                  cpu: CpuOptions | None = None) -> VectorSet:
     """Build the address space for `mode` ("x86_64-4level" or "x86_64-5level") from `seed` and compute every
     case's expected outcome with the walker the registers configure (`choice`: RFLAGS.AC, EFER.NXE,
@@ -223,9 +221,13 @@ def generate_x86(mode: str, seed: int, cases: int | None = None, choice: Registe
     vm = vector_mode(mode)
     seed, cases = checked_request(seed, cases)
     cpu = cpu or CpuOptions()
+    if not isinstance(cpu, CpuOptions) or not OUTSIDE_RAM < 1 << cpu.maxphyaddr < 1 << 52:
+        raise InvalidArgument(f"the generator needs a MAXPHYADDR from {OUTSIDE_RAM.bit_length()} to 51 (its "
+                              "targets outside RAM lie below it, its RSVD targets above it), not "
+                              f"{getattr(cpu, 'maxphyaddr', cpu)!r}")
     b = _Builder(vm, random.Random(seed), cpu)
     pkru = _build(b)
-    registers = registers_for(vm, b.pt.root_paddr, pkru, choice or Registers())
+    registers = registers_for(vm, b.pt.root_paddr, pkru, choice or RegisterChoices())
     return vector_set(ARCH, vm.name, b.mem, registers, cpu.to_json(), b.targets, seed, cases, walker_for,
                       attributes=True)
 

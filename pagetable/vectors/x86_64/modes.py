@@ -71,6 +71,10 @@ class CpuOptions:
     maxphyaddr: int = MAXPHYADDR
     gbpages: bool = True
 
+    def __post_init__(self) -> None:
+        args.integer(self.maxphyaddr, "maxphyaddr", 32, 53)
+        args.boolean(self.gbpages, "gbpages")
+
     def to_json(self) -> dict[str, Any]:
         return {"maxphyaddr": self.maxphyaddr, "gbpages": self.gbpages}
 

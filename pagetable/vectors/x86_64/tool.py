@@ -14,7 +14,7 @@ from ...layout import Layout
 from ...listing import permissions
 from ...walker import Reason
 from ..schema import VectorSet
-from .gen import Registers, generate_x86
+from .gen import RegisterChoices, generate_x86
 from .layout import STUB_SLOT
 from .modes import MAXPHYADDR, VECTOR_MODES
 
@@ -33,7 +33,7 @@ def add_generate_options(g: argparse.ArgumentParser) -> None:
 
 
 def generate(ns: argparse.Namespace) -> VectorSet:
-    return generate_x86(ns.mode, ns.seed, ns.cases, Registers(ac=ns.ac, nxe=not ns.no_nxe, wp=not ns.no_wp))
+    return generate_x86(ns.mode, ns.seed, ns.cases, RegisterChoices(ac=ns.ac, nxe=not ns.no_nxe, wp=not ns.no_wp))
 
 
 def readme_notes(vs: VectorSet) -> str:
@@ -73,6 +73,7 @@ def explain(register: str, value: int) -> list[str]:
 def _entry(value: int) -> list[str]:
     """A paging-structure entry: its layout as a PTE (or, with PS=1, as a 2 MiB page's PDE) and the walk's
     verdict on it at each level of 4-level paging."""
+    value = PTE_4K.check(value)
     lines = [(PDE_2M if value & PS else PTE_4K).format(value)]
     if value & PS:
         lines.append("  (PS=1: a 2 MiB page in a PDE, a 1 GiB page in a PDPTE; in a PTE bit 7 is PAT; "
