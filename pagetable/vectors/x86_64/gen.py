@@ -46,8 +46,8 @@ _CODES = {t: code for code, t in PAT_TYPES.items()}
 PAT_VALUE = PAT.build(**{f"PA{k}": _CODES[t] for k, t in enumerate((
     MemoryType.WB, MemoryType.WC, MemoryType.UC_MINUS, MemoryType.UC,
     MemoryType.WB, MemoryType.WP, MemoryType.UC_MINUS, MemoryType.WT))})
-"""IA32_PAT as Linux programs it (arch/x86/mm/pat/memtype.c): WB, WC, UC-, UC, WB, WP, UC-, WT. The reset value
-has no WC entry; this one has every memory type paging can select but WP twice over none."""
+"""IA32_PAT as Linux programs it (arch/x86/mm/pat/memtype.c): WB, WC, UC-, UC, WB, WP, UC-, WT, so that pages
+can have every memory type the PAT knows (SDM Vol. 3A Table 12-10); the reset value has no WC or WP entry."""
 
 __all__ = ["BEYOND_RAM", "OUTSIDE_RAM", "PAT_VALUE", "RegisterChoices", "generate_x86"]
 
