@@ -47,7 +47,7 @@ PAT_VALUE = PAT.build(**{f"PA{k}": _CODES[t] for k, t in enumerate((
     MemoryType.WB, MemoryType.WC, MemoryType.UC_MINUS, MemoryType.UC,
     MemoryType.WB, MemoryType.WP, MemoryType.UC_MINUS, MemoryType.WT))})
 """IA32_PAT as Linux programs it (arch/x86/mm/pat/memtype.c): WB, WC, UC-, UC, WB, WP, UC-, WT, so that pages
-can have every memory type the PAT knows (SDM Vol. 3A Table 12-10); the reset value has no WC or WP entry."""
+can have every memory type the PAT knows (SDM Vol. 3A 12.12.2); the reset value has no WC or WP entry."""
 
 __all__ = ["BEYOND_RAM", "OUTSIDE_RAM", "PAT_VALUE", "RegisterChoices", "generate_x86"]
 
