@@ -25,6 +25,8 @@ Encoding choices (`X86Codec`), documented in docs/x86_64.md:
   index, so DEVICE and UNCACHED survive a round trip and WC/WT/WP pages decode to their own memory types.
 - G is set on non-USER leaves with `global_kernel=True`; A and D are left for the hardware to set.
 - A table entry is P|R/W|U/S: permissive, so the leaves decide (the rights are the AND of every level's).
+- AMD nested paging (`nested=True`, `NESTED`): every nested access is a user access (APM Vol. 2, 15.25.5),
+  so every entry has U/S=1 and USER is not a flag of its own.
 `ARCEOS` reproduces page_table_multiarch 0.6.1's `X64PTE` bytes exactly: READ implied, DEVICE and UNCACHED
 both PCD|PWT (which the crate decodes as UNCACHED only).
 """
@@ -142,6 +144,7 @@ class X86Codec(RememberedLeaves):
     nxe: bool = True
     global_kernel: bool = False
     arceos: bool = False
+    nested: bool = False                # AMD nested paging's tables: U/S=1 in every entry (`NESTED`)
 
     def layout_for(self, kind: EntryKind, span: int) -> Layout:
         """`TABLE_ENTRY` for a table reference; a page's layout by the size it maps (a PDPTE's 1 GiB, a
@@ -169,8 +172,9 @@ class X86Codec(RememberedLeaves):
 
     @property
     def supported_flags(self) -> MappingFlags:
-        return MappingFlags.READ | MappingFlags.WRITE | MappingFlags.EXECUTE | MappingFlags.USER | \
-            MappingFlags.DEVICE | MappingFlags.UNCACHED
+        flags = MappingFlags.READ | MappingFlags.WRITE | MappingFlags.EXECUTE | MappingFlags.DEVICE | \
+            MappingFlags.UNCACHED
+        return flags if self.nested else flags | MappingFlags.USER
 
     def _encode(self, flags: MappingFlags, huge: bool) -> int:
         """The non-address bits of a page with `flags` (a 2M/1G page when `huge`: PS=1, PAT at bit 12)."""
@@ -180,7 +184,7 @@ class X86Codec(RememberedLeaves):
             raise InvalidFlags(f"x86 paging cannot encode {flags!r}: a present page is always readable")
         bits = P | (PS if huge else 0)
         bits |= RW if flags & MappingFlags.WRITE else 0
-        bits |= US if flags & MappingFlags.USER else 0
+        bits |= US if flags & MappingFlags.USER or self.nested else 0
         if not flags & MappingFlags.EXECUTE:
             if not self.nxe:
                 raise InvalidFlags(f"x86 paging cannot encode {flags!r} with EFER.NXE=0: XD is then reserved")
@@ -231,7 +235,7 @@ class X86Codec(RememberedLeaves):
         EFER.NXE=0); DEVICE/UNCACHED from the memory type."""
         present = lanes.u64(lanes.bit(raw, P))
         out = (MappingFlags.READ.value | lanes.u64(lanes.bit(raw, RW)) * MappingFlags.WRITE.value
-               | lanes.u64(lanes.bit(raw, US)) * MappingFlags.USER.value)
+               | lanes.u64(lanes.bit(raw, US)) * (0 if self.nested else MappingFlags.USER.value))
         if self.nxe:
             out = out | lanes.u64(lanes.not_(lanes.bit(raw, XD))) * MappingFlags.EXECUTE.value
         else:
@@ -278,3 +282,4 @@ def page_address(pa: int, huge: bool) -> int:
 
 SPEC = X86Codec()
 ARCEOS = X86Codec(arceos=True)
+NESTED = X86Codec(nested=True)
