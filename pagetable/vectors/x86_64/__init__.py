@@ -1,0 +1,10 @@
+"""x86-64 test vectors (4-level and 5-level paging): the vector modes (`modes`), the generator (`gen`), the
+physical layout every set shares (`layout`: RAM, the RAM tag, the slot left to a harness) and the command
+line's x86 part (`tool`), registered as `ARCHITECTURE` (`pagetable.registry`)."""
+
+from ..architecture import Architecture
+from . import tool
+from .modes import ARCH, walker_for
+
+ARCHITECTURE = Architecture(ARCH, "x86_64", tool.MODE_HELP, tool.add_generate_options, tool.generate, walker_for,
+                            tool.REGISTERS, tool.explain, tool.readme_notes, attributes=True)
