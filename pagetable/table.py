@@ -616,6 +616,16 @@ class PageTable:
             if changed.any():
                 self.mem.write_u64_np(slot[changed], fitted[changed])
 
+    def widen(self, va: int, depth: int) -> None:
+        """After the entry at `depth` on `va`'s path was written by hand (a raw entry, not through this
+        table), give each table entry above it the rights it needs, widening only (`EntryCodec.
+        pointer_rights`; nothing for formats whose table entries carry none)."""
+        va = self.fmt.check_va(va)
+        slot = self.lookup(va, args.integer(depth, "depth", 0, self.fmt.depth_count))
+        if slot.depth != depth:
+            raise InvalidArgument(f"{va:#x} has no depth-{depth} entry (the walk stops at depth {slot.depth})")
+        self._widen_one(va, slot.raw, depth)
+
     def _widen_one(self, va: int, raw: int, depth: int) -> None:
         """`_refit` after one entry `raw` was written at `depth` for `va` (the others unchanged): each table
         entry above gains what it needs, bottom-up, until one already has it."""
