@@ -208,7 +208,9 @@ class X86Codec(RememberedLeaves):
         return self.attributes(flags, huge) | page_address(pa, huge)
 
     def new_page_np(self, pa: U64, flags: MappingFlags, huge: bool) -> U64:
-        return (pa & np.uint64(HUGE_ADDR if huge else ADDR)) | np.uint64(self.attributes(flags, huge))
+        out: U64 = pa & np.uint64(HUGE_ADDR if huge else ADDR)
+        out |= np.uint64(self.attributes(flags, huge))           # in place: one new column, not two
+        return out
 
     def new_table(self, pa: int) -> int:
         return P | RW | US | page_address(pa, False)
@@ -218,7 +220,10 @@ class X86Codec(RememberedLeaves):
         return out
 
     def is_leaf_np(self, raw: Word, last: bool) -> Flag:
-        out: Flag = ((raw & P) != 0) & (last | ((raw & PS) != 0))
+        present: Flag = (raw & P) != 0
+        if last:                                         # every present PTE maps a page: PS is not read
+            return present
+        out: Flag = present & ((raw & PS) != 0)
         return out
 
     def is_table_np(self, raw: Word, last: bool) -> Flag:
