@@ -507,9 +507,9 @@ class PageTable:
             run_table = np.where(tab, codec.paddr_np(raw, True), 0).astype(np.uint64)
             run_new = np.where(need, planned + np.cumsum(need) - 1, -1).astype(np.int64)
         made = self._alloc_tables(wanted)
-        if made.size:
-            self.mem.write_u64_np(_Places.concat(pointers).resolve(made),
-                                  np.array([codec.new_table(pa) for pa in made.tolist()], dtype=np.uint64))
+        if made.size:                   # one pointer made by the codec, the others its copies with their tables
+            template = np.full(made.shape, codec.new_table(int(made[0])), dtype=np.uint64)
+            self.mem.write_u64_np(_Places.concat(pointers).resolve(made), codec.with_paddr_np(template, made, True))
         if leaves:
             self.mem.write_u64_np(_Places.concat([p for p, _ in leaves]).resolve(made),
                                   leaves[0][1] if len(leaves) == 1 else np.concatenate([r for _, r in leaves]))
