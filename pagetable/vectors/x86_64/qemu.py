@@ -89,6 +89,7 @@ __all__ = [
     "assemble_stub",
     "build_stub",
     "choose_slot",
+    "cpu_features",
     "find_qemu",
     "kvm_usable",
     "missing_toolchain",
@@ -735,3 +736,10 @@ def run_probes(
                           _SERIAL_FILE, timeout=timeout, ok_status=_EXIT_STATUS, explain=_explain_status)
     results, features = _parse_output(run.serial, cr3, cases, run.stderr, cpu, layout, slot)
     return ProbeRun(results, features, slot, bytes(loaded))
+
+
+def cpu_features(*, accel: str = "tcg", cpu: str | None = None, timeout: float = 60.0,
+                 qemu: str | None = None) -> CpuFeatures:
+    """What CPUID says on this ``accel``/``cpu`` (a run without cases on an empty 4-level table), for
+    choosing the cases and the walker's MAXPHYADDR and 1-GByte page support before a run."""
+    return run_probes(bytes(_PAGE), RAM_BASE, [], accel=accel, cpu=cpu, timeout=timeout, qemu=qemu).features
