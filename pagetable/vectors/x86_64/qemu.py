@@ -131,7 +131,7 @@ _EXIT_PORT, _EXIT_VALUE = 0xF4, 0x10
 _EXIT_STATUS: Final = (_EXIT_VALUE << 1) | 1  # isa-debug-exit's exit status for _EXIT_VALUE
 _NONE: Final = 2**64 - 1
 _STATUS_OK, _STATUS_NO_LA57 = 0, 1
-_MSR_EFER: Final = 0xC000_0080               # IA32_EFER (SDM Vol. 4, Table 2-2); stub.S has it too
+_MSR_EFER: Final = 0xC000_0080               # IA32_EFER's MSR address (SDM Vol. 4, Table 2-2)
 
 # CPUID (SDM Vol. 2A, CPUID, Tables 3-8 and 3-17): the feature bits the harness checks and reports.
 CPUID7_EBX = Layout("CPUID.(EAX=07H,ECX=0):EBX", 32, [
@@ -258,7 +258,8 @@ class CpuFeatures:
 
     @classmethod
     def from_cpuid(cls, leaf7_ebx: int, leaf7_ecx: int, ext1_edx: int, ext8_eax: int) -> CpuFeatures:
-        return cls(maxphyaddr=CPUID_EXT8_EAX.get(ext8_eax, "PHYS"), gbpages=bool(CPUID_EXT1_EDX.get(ext1_edx, "PAGE1GB")),
+        return cls(maxphyaddr=CPUID_EXT8_EAX.get(ext8_eax, "PHYS"),
+                   gbpages=bool(CPUID_EXT1_EDX.get(ext1_edx, "PAGE1GB")),
                    la57=bool(CPUID7_ECX.get(leaf7_ecx, "LA57")), smep=bool(CPUID7_EBX.get(leaf7_ebx, "SMEP")),
                    smap=bool(CPUID7_EBX.get(leaf7_ebx, "SMAP")), pku=bool(CPUID7_ECX.get(leaf7_ecx, "PKU")))
 
@@ -323,7 +324,8 @@ _STATE: Final = Record("ST", (
     "BOOT_CR3", "BOOT_CR4", "BOOT_EFER", "STACK_PA", "STACK",
     "GDTR_PA", "GDTR", "GDTR_HI", "IDTR", "IDTR_HI",      # pseudo-descriptors: limit (16) then base
 ))
-_CASE: Final = Record("CASE", ("VA", "CR0", "CR4", "EFER", "RFLAGS", "PKRU", "CS", "SS", "RIP1", "RIP2"))
+_CASE: Final = Record("CASE", ("VA", "CR0", "CR4", "EFER", "RFLAGS", "PKRU", "CS", "SS", "RIP1", "RIP2",
+                               "NEED7_EBX", "NEED7_ECX"))    # the CPUID leaf-7 bits its CR4 needs
 _RESULT: Final = Record("RES", ("VECTOR", "ERROR", "CR2", "RIP", "VALUE"))
 _HEADER: Final = Record("HDR", ("MAGIC", "STATUS", "COUNT", "CR3", "CPUID7_EBX", "CPUID7_ECX", "EXT1_EDX",
                                 "EXT8_EAX"))
@@ -396,7 +398,7 @@ def _stub_defsyms() -> dict[str, int]:
         _STATE, _CASE, _RESULT, _HEADER,
         KERNEL_CS=KERNEL_CS, KERNEL_DS=KERNEL_DS, TSS_SEL=TSS_SEL,
         NO_TRAP=_NONE - 2**64, RFLAGS_CLEAN=_RFLAGS_FIXED,
-        STATUS_NO_LA57=_STATUS_NO_LA57, EXIT_PORT=_EXIT_PORT, EXIT_VALUE=_EXIT_VALUE,
+        STATUS_NO_LA57=_STATUS_NO_LA57, EXIT_PORT=_EXIT_PORT, EXIT_VALUE=_EXIT_VALUE, MSR_EFER=_MSR_EFER,
         **_register_defsyms(),
     )
 
@@ -560,7 +562,10 @@ def _case_record(case: ProbeCase, layout: QemuLayout, slot: int) -> dict[str, in
     r = case.regs
     return {"VA": case.va, "CR0": r.cr0, "CR4": r.cr4, "EFER": r.efer, "RFLAGS": r.rflags, "PKRU": r.pkru,
             "CS": cs, "SS": ss, "RIP1": _snippet(case, first, layout, slot),
-            "RIP2": _snippet(case, "snip_write", layout, slot) if case.access == "write" else 0}
+            "RIP2": _snippet(case, "snip_write", layout, slot) if case.access == "write" else 0,
+            "NEED7_EBX": (CPUID7_EBX.mask("SMEP") if CR4.get(r.cr4, "SMEP") else 0)
+            | (CPUID7_EBX.mask("SMAP") if CR4.get(r.cr4, "SMAP") else 0),
+            "NEED7_ECX": CPUID7_ECX.mask("PKU") if CR4.get(r.cr4, "PKE") else 0}
 
 
 @dataclass(frozen=True)
