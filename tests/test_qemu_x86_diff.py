@@ -13,12 +13,17 @@ the PA its tag names (the RIP reached, for a fetch), a fault by vector, error co
 
 The only differences allowed are named, counted and must occur exactly where predicted, so that a judge
 that changes makes the test fail:
-- TCG (QEMU 7.2): a reserved-bit #PF has error code P=0 where the SDM (4.7, Table 4-24 "P: 0 = a
-  non-present page; 1 = a page-level protection violation" -- an entry with a reserved bit set is present)
-  and hardware set P=1 (`do_fault_rsvd` in target/i386/tcg/sysemu/excp_helper.c builds the code without
+- TCG (QEMU 7.2): a reserved-bit #PF has error code P=0 where the SDM (4.7, the page-fault error code:
+  "P: 0 = the fault was caused by a non-present page" -- an entry with a reserved bit set is present) and
+  hardware set P=1 (`do_fault_rsvd` in target/i386/tcg/sysemu/excp_helper.c builds the code without
   PG_ERROR_P_MASK). docs/qemu.md.
-KVM must agree on every case, with P=1 (docs/qemu.md lists what differs between the two judges: the
-features the host's KVM offers).
+KVM must agree on every case, reserved-bit faults with P=1, with the walker told the host's MAXPHYADDR and
+1-GByte page support (CPUID, through the stub). The project's machines' KVM is PVM (no hardware
+virtualization): it cannot deliver INT3, so fetches the walker lets through are not probed there (counted
+as NO_INT3; faulting fetches are), and it keeps a CPL-3 translation across clearing EFER.NXE, which the
+comparison avoids by running the NXE=0 register sets first and
+`test_clearing_nxe_and_reloading_cr3_forgets_translations` pins down. docs/qemu.md lists every difference
+between the judges.
 """
 
 from __future__ import annotations
@@ -207,7 +212,6 @@ def compare(scene: Scene, accel: str, features: CpuFeatures,
     assert run.features == features
     changed = np.flatnonzero(np.frombuffer(run.image, np.uint64) != np.frombuffer(image, np.uint64))
     assert changed.tolist() == [(cr3 - RAM_BASE) // 8 + run.slot]      # one root entry, nothing else
-    assert run.slot not in {(va >> scene.shift) & 511 for _, va in scene.probes if va >> 56 in (0, 255)}
     failures, reasons = [], Counter[str]()
     for (case, want, reason, name, r), got in zip(expectations, run.results, strict=True):
         reasons[reason.label] += 1

@@ -27,7 +27,8 @@ instruction follows):
   Interrupt 14; 4.7).  An access that succeeds ends in UD2 (#UD at a RIP the harness knows); a fetch that
   succeeds executes the tag's INT3 (#BP, whose gate has DPL 3 so that CPL-3 code may raise it, 6.12.1.1).
 * 3.4.5 "Segment Descriptors" (Figure 3-8) and 5.2.1 (the L bit of a 64-bit code segment); 8.7 "Task
-  Management in 64-bit Mode" (the 64-bit TSS, Figure 8-11: RSP0, the stack of traps from CPL 3).
+  Management in 64-bit Mode" (7.7 in editions before 2023; the 64-bit TSS, Figure 8-11: RSP0, the stack
+  of traps from CPL 3).
 
 The stub's own code, GDT, IDT, TSS and stacks must stay mapped under the case's CR3: the harness writes
 **one root-table entry** -- a PML4E, or a PML5E with CR4.LA57 -- in a slot no probe VA uses

@@ -10,7 +10,7 @@
  * "Operations that Invalidate TLBs and Paging-Structure Caches" (MOV to CR3 with CR4.PGE=0 invalidates every
  * translation); chapter 6 "Interrupt and Exception Handling", 6.14 "Exception and Interrupt Handling in
  * 64-bit Mode" (the IDT gates, the stack frame and IRETQ); 8.7 "Task Management in 64-bit Mode" (RSP0 of
- * the TSS: the stack a CPL-3 access traps onto); 2.8.8 / Vol. 2B WRPKRU; Vol. 2A CPUID.
+ * the TSS: the stack a CPL-3 access traps onto; 7.7 before 2023); Vol. 2, CPUID and WRPKRU.
  *
  * Build: x86_64-linux-gnu-as, ld -Ttext=0, objcopy -O binary.  The harness passes with --defsym every
  * number it shares with the stub (the data layout below, the register bits of
@@ -31,9 +31,10 @@
  * its CS/SS, RIP one of the access snippets below (at its supervisor alias, or at its user alias on the
  * user page), RFLAGS with or without AC -- and returns into it with RAX = the VA and RDX = the value to
  * store.  A load or store that succeeds reaches the snippet's UD2: #UD at that RIP (an exception, not
- * INT n: KVM's instruction emulator cannot deliver INT n in 64-bit mode, and a hypervisor without
- * hardware virtualization, such as PVM, emulates it).  A fetch that succeeds executes the tag's 0xCC byte
- * at the VA: INT3, #BP at RIP = VA + 1 (a DPL-3 gate, as CPL-3 code may raise it).  Every vector enters
+ * INT n: a KVM without hardware virtualization, such as PVM, emulates INT n and INT3, and KVM's
+ * instruction emulator cannot deliver them in protected mode).  A fetch that succeeds executes the tag's
+ * 0xCC byte at the VA: INT3, #BP at RIP = VA + 1 (a DPL-3 gate, as CPL-3 code may raise it; under PVM it
+ * never comes back, docs/qemu.md).  Every vector enters
  * one handler, which records vector, error code, RIP, RDX and CR2 in the state block and resumes the stub
  * at ST_RESUME on its own stack (ST_RSP) at CPL 0, without IRETQ.  The harness tells success from a fault
  * by the vector and RIP.
