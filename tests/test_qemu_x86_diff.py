@@ -43,14 +43,14 @@ from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
 from pagetable.vectors.x86_64 import qemu as q
-from pagetable.vectors.x86_64.layout import IMAGE_SIZE, RAM_BASE, tag
+from pagetable.vectors.x86_64.layout import RAM_BASE, RAM_SIZE, tag
 from pagetable.vectors.x86_64.qemu import CpuFeatures, ProbeCase, ProbeResult, Registers
 from pagetable.walker import Access, Privilege, Reason, Translations, Walker
 
 from .conftest import require_kvm, require_qemu_x86
 
 MiB, GiB = 1 << 20, 1 << 30
-TABLES = RAM_BASE + IMAGE_SIZE - 2 * MiB       # the image's last 2 MiB hold the page tables
+TABLES = RAM_BASE + RAM_SIZE - 2 * MiB         # the image's last 2 MiB hold the page tables
 LARGE_PA = RAM_BASE + 2 * MiB                  # the frame of every 2 MiB page
 AD_BITS = PTE_4K.mask("A", "D")
 P, RW, US, XD = (PTE_4K.mask(n) for n in ("P", "R/W", "U/S", "XD"))
@@ -89,9 +89,9 @@ class Scene:
     gbpages: bool
 
     def __post_init__(self) -> None:
-        self.mem = PhysMem([(RAM_BASE, IMAGE_SIZE)])
+        self.mem = PhysMem([(RAM_BASE, RAM_SIZE)])
         words = self.mem.regions[0].words
-        words[:] = (RAM_BASE + 8 * np.arange(IMAGE_SIZE // 8, dtype=np.uint64)) << np.uint64(8) | np.uint64(0xCC)
+        words[:] = (RAM_BASE + 8 * np.arange(RAM_SIZE // 8, dtype=np.uint64)) << np.uint64(8) | np.uint64(0xCC)
         self.mem.fill(TABLES, 2 * MiB)
         fmt = PAGING5 if self.levels == 5 else PAGING4
         self.pt = PageTable(fmt, self.mem, FrameAllocator(self.mem, TABLES, 2 * MiB))
@@ -190,7 +190,7 @@ def compare(scene: Scene, accel: str, features: CpuFeatures,
     Without `fetch_successes`, fetches the walker lets through are not probed (a judge that cannot deliver
     INT3); they are counted under NO_INT3."""
     cr3 = scene.pt.root_paddr
-    image = scene.mem.read(RAM_BASE, IMAGE_SIZE)
+    image = scene.mem.read(RAM_BASE, RAM_SIZE)
     expectations: list[tuple[ProbeCase, ProbeResult, Reason, str, Registers]] = []
     named = Counter[str]()
     for r in register_sets(features, scene.levels == 5):
@@ -256,7 +256,7 @@ def kvm_delivers_int3() -> bool:
     scene = Scene(4, 40, False)
     va = scene.add("user rwx", USER_RWX)
     try:
-        run = q.run_probes(scene.mem.read(RAM_BASE, IMAGE_SIZE), scene.pt.root_paddr,
+        run = q.run_probes(scene.mem.read(RAM_BASE, RAM_SIZE), scene.pt.root_paddr,
                            [ProbeCase(va, "execute", "supervisor")], accel="kvm", timeout=5)
     except q.QemuFailed as exc:
         assert "KVM internal error" in str(exc), exc
@@ -330,7 +330,7 @@ def test_clearing_nxe_and_reloading_cr3_forgets_translations(accel: str) -> None
     nx0, nx1 = Registers.of(nxe=False), Registers.of()
     cases = [ProbeCase(va, "read", "user", nx1), ProbeCase(va, "read", "user", nx0),
              ProbeCase(fresh, "read", "user", nx0)]
-    run = q.run_probes(scene.mem.read(RAM_BASE, IMAGE_SIZE), scene.pt.root_paddr, cases, accel=accel)
+    run = q.run_probes(scene.mem.read(RAM_BASE, RAM_SIZE), scene.pt.root_paddr, cases, accel=accel)
     rsvd = 0b1101 if accel == "kvm" else 0b1100                  # TCG: P=0 (TCG_RSVD_P0)
     assert run.results[0] == ProbeResult(None, 0, 0, tag(RAM_BASE + 0x1000 * 2 + 0x7F8))
     assert (run.results[2].vector, run.results[2].error_code, run.results[2].cr2) == (14, rsvd, fresh)

@@ -25,7 +25,7 @@ from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
 from pagetable.vectors import qemu as runner
 from pagetable.vectors.x86_64 import qemu as q
-from pagetable.vectors.x86_64.layout import IMAGE_SIZE, RAM_BASE, tag
+from pagetable.vectors.x86_64.layout import RAM_BASE, RAM_SIZE, tag
 from pagetable.vectors.x86_64.qemu import CpuFeatures, ProbeCase, ProbeResult, Registers
 
 from .conftest import require_qemu_x86, require_toolchain_x86
@@ -101,12 +101,12 @@ def test_descriptors_are_the_sdm_encodings() -> None:
 
 def test_plan_layout() -> None:
     require_toolchain_x86()
-    layout = q.plan_layout(IMAGE_SIZE, 100)
+    layout = q.plan_layout(RAM_SIZE, 100)
     assert layout == q.QemuLayout(ram_size=24 * MiB, stub_base=2 * MiB, stub_size=2 * MiB)
     assert q.plan_layout(1, 0).ram_size == RAM_BASE + 2 * MiB
     assert q.plan_layout(3 * MiB, 50_000).stub_size == 8 * MiB          # 136 bytes a case and result
     with pytest.raises(ValueError, match="split the run"):
-        q.plan_layout(IMAGE_SIZE, 200_000)
+        q.plan_layout(RAM_SIZE, 200_000)
 
 
 def test_slot_base_is_canonical() -> None:
@@ -124,13 +124,19 @@ def _root_image(entries: dict[int, int]) -> bytes:
 
 
 def test_slot_choice() -> None:
-    """The highest slot no canonical probe VA uses, preferring an empty entry; non-canonical VAs use none."""
-    image = _root_image({511: 0x1003, 510: 0})
-    assert q.choose_slot(image, RAM_BASE, [0x1000, 0xFFFF_FF80_0000_0000], False) == 510
-    assert q.choose_slot(image, RAM_BASE, [0x1000, 0x0000_8000_0000_0000], False) == 510   # non-canonical
+    """Slot 255 (layout.STUB_SLOT, which vector sets leave empty) when no canonical probe VA uses it, else the
+    highest unused slot with an empty entry, else the highest unused one; non-canonical VAs use none."""
+    assert q.choose_slot(_root_image({}), RAM_BASE, [0x1000, 0xFFFF_FF80_0000_0000], False) == 255
+    in_255 = 255 << 39
+    image = _root_image({511: 0x1003})
+    assert q.choose_slot(image, RAM_BASE, [in_255], False) == 510
+    assert q.choose_slot(image, RAM_BASE, [in_255, 0x0000_8000_0000_0000], False) == 510     # non-canonical
+    assert q.choose_slot(_root_image({255: 0x1003}), RAM_BASE, [0], False) == 511        # 255 is not empty
     full = _root_image(dict.fromkeys(range(512), 0x1003))
-    assert q.choose_slot(full, RAM_BASE, [0], False) == 511           # no empty one: the highest unused
-    assert q.choose_slot(_root_image({}), RAM_BASE, [0xFFFF_0000_0000_0000], True) == 510  # PML5 index 511
+    assert q.choose_slot(full, RAM_BASE, [0], False) == 255           # no empty one: 255 all the same
+    assert q.choose_slot(full, RAM_BASE, [in_255], False) == 511
+    assert q.choose_slot(_root_image({}), RAM_BASE, [255 << 48], True) == 511          # PML5 index 255
+    assert q.choose_slot(_root_image({}), RAM_BASE, [255 << 39], True) == 255          # PML5 index 0
     with pytest.raises(ValueError, match="all 512 root-table slots"):
         q.choose_slot(image, RAM_BASE, [k << 39 for k in range(256)] + [q.slot_base(k, False) for k in range(256, 512)],
                       False)
@@ -143,10 +149,10 @@ def _scene() -> tuple[PhysMem, PageTable]:
     """A 4-level table in the last MiB of an image of tags, mapping (VA -> PA, flags):
     0x4000_0000 -> +0x1000 user RWX, 0x4000_1000 -> +0x2000 supervisor read-only no-exec,
     0x4000_2000 -> +0x3000 user read-only no-exec; the rest unmapped."""
-    mem = PhysMem([(RAM_BASE, IMAGE_SIZE)])
-    mem.regions[0].words[:] = (RAM_BASE + 8 * np.arange(IMAGE_SIZE // 8, dtype=np.uint64)) << np.uint64(8) | \
+    mem = PhysMem([(RAM_BASE, RAM_SIZE)])
+    mem.regions[0].words[:] = (RAM_BASE + 8 * np.arange(RAM_SIZE // 8, dtype=np.uint64)) << np.uint64(8) | \
         np.uint64(0xCC)
-    tables = RAM_BASE + IMAGE_SIZE - MiB
+    tables = RAM_BASE + RAM_SIZE - MiB
     mem.fill(tables, MiB)
     pt = PageTable(PAGING4, mem, FrameAllocator(mem, tables, MiB))
     pt.map(0x4000_0000, RAM_BASE + 0x1000, 4096, F.READ | F.WRITE | F.EXECUTE | F.USER)
@@ -159,7 +165,7 @@ def test_build_stub_maps_the_stub_in_its_slot_only() -> None:
     """The harness's root entry points at tables that map the stub at slot base + PA (supervisor, 2 MiB) and
     the user page at the slot base (U/S=1, read-only); the boot root also maps the stub where it is."""
     require_toolchain_x86()
-    layout = q.plan_layout(IMAGE_SIZE, 3)
+    layout = q.plan_layout(RAM_SIZE, 3)
     cases = [ProbeCase(0x4000_0008, a, p) for a, p in (("read", S), ("write", U), ("execute", U))]
     stub = q.build_stub(layout, RAM_BASE, cases, 300, False)
     assert stub.root_entry & TABLE_ENTRY.mask("P", "R/W", "U/S") == TABLE_ENTRY.mask("P", "R/W", "U/S")
@@ -186,7 +192,7 @@ def test_build_stub_maps_the_stub_in_its_slot_only() -> None:
 def test_invalid_case_rejected(case: ProbeCase) -> None:
     require_toolchain_x86()
     with pytest.raises(ValueError):
-        q.build_stub(q.plan_layout(IMAGE_SIZE, 1), RAM_BASE, [case], 300, False)
+        q.build_stub(q.plan_layout(RAM_SIZE, 1), RAM_BASE, [case], 300, False)
 
 
 def test_run_probes_refuses_bad_cr3(tmp_path: Path) -> None:
@@ -296,8 +302,8 @@ EXPECTED: list[tuple[str, ProbeCase, ProbeResult]] = [
 def tcg_results() -> dict[str, ProbeResult]:
     exe = require_qemu_x86()
     mem, pt = _scene()
-    run = q.run_probes(mem.read(RAM_BASE, IMAGE_SIZE), pt.root_paddr, [c for _, c, _ in EXPECTED], qemu=exe)
-    assert run.slot == 511 and run.features.maxphyaddr == 40
+    run = q.run_probes(mem.read(RAM_BASE, RAM_SIZE), pt.root_paddr, [c for _, c, _ in EXPECTED], qemu=exe)
+    assert run.slot == 255 and run.features.maxphyaddr == 40
     return {name: result for (name, _, _), result in zip(EXPECTED, run.results, strict=True)}
 
 
@@ -323,7 +329,7 @@ def test_missing_cpu_features_fail() -> None:
     """A case that sets CR4.PKE on a CPU without PKU fails the run, naming the bit; so does LA57."""
     exe = require_qemu_x86()
     mem, pt = _scene()
-    image = mem.read(RAM_BASE, IMAGE_SIZE)
+    image = mem.read(RAM_BASE, RAM_SIZE)
     with pytest.raises(q.QemuFailed, match=r"does not implement CR4\.PKE"):
         q.run_probes(image, pt.root_paddr, [ProbeCase(VA0, "read", U, Registers.of(pke=True))], qemu=exe,
                      cpu="max,-pku")
@@ -338,5 +344,5 @@ def test_timeout_raises() -> None:
     mem, pt = _scene()
     mem.write(P1 - 8, bytes([0xEB, 0xFE]))
     with pytest.raises(q.QemuFailed, match="timed out"):
-        q.run_probes(mem.read(RAM_BASE, IMAGE_SIZE), pt.root_paddr, [ProbeCase(VA0 - 8, "execute", S)], qemu=exe,
+        q.run_probes(mem.read(RAM_BASE, RAM_SIZE), pt.root_paddr, [ProbeCase(VA0 - 8, "execute", S)], qemu=exe,
                      timeout=2)

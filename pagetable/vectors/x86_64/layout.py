@@ -2,8 +2,8 @@
 generator and the QEMU harness (:mod:`pagetable.vectors.x86_64.qemu`) share.
 
 * An image is loaded at physical :data:`RAM_BASE` (16 MiB: QEMU's ``-M pc`` has RAM from 0, with the legacy
-  hole at 0xA0000-0xFFFFF; the harness keeps its own code and tables below 16 MiB) and holds at most
-  :data:`IMAGE_SIZE` (8 MiB) of tables and data.
+  hole at 0xA0000-0xFFFFF; the harness keeps its own code and tables below 16 MiB) and holds
+  :data:`RAM_SIZE` (8 MiB) of tables and data.
 * Every 8-byte word that is not a page-table entry holds :func:`tag` of its physical address,
   ``(PA << 8) | 0xCC``: a load reveals the PA it reached, and an instruction fetch from it executes the low
   byte 0xCC, INT3, which traps with #BP at RIP = VA + 1 (Intel SDM Vol. 2A, INT3; Vol. 3A 6.15, Interrupt
@@ -11,17 +11,21 @@ generator and the QEMU harness (:mod:`pagetable.vectors.x86_64.qemu`) share.
   ignores A/D in loaded values (the hardware sets them in the entries it walks) still tells any two PAs
   apart.
 * Probe VAs are 8-byte aligned.
+* Root-table index :data:`STUB_SLOT` (255, the highest slot of the lower half: PML4 index 255, or PML5
+  index 255 with 5-level paging) is left empty by vector sets, so that the harness can map its own code
+  there; the harness takes it whenever no probe VA uses it.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["IMAGE_SIZE", "RAM_BASE", "TAG_BYTE", "tag"]
+__all__ = ["RAM_BASE", "RAM_SIZE", "STUB_SLOT", "TAG_BYTE", "tag"]
 
 RAM_BASE: Final = 0x100_0000
-IMAGE_SIZE: Final = 0x80_0000
+RAM_SIZE: Final = 0x80_0000
 TAG_BYTE: Final = 0xCC
+STUB_SLOT: Final = 255
 
 
 def tag(pa: int) -> int:

@@ -32,10 +32,11 @@ instruction follows):
 
 The stub's own code, GDT, IDT, TSS and stacks must stay mapped under the case's CR3: the harness writes
 **one root-table entry** -- a PML4E, or a PML5E with CR4.LA57 -- in a slot no probe VA uses
-(:func:`choose_slot`: the highest unused slot whose entry is 0, else the highest unused one; ValueError when
-every slot is used), pointing at tables of its own (built with :class:`~pagetable.table.PageTable` in the
-stub's memory below 16 MiB) that map the stub at VA = slot base + PA with supervisor 2 MiB pages, and one
-read-only user page holding the access snippets at the slot's base, for CPL-3 accesses.  No harness entry
+(:func:`choose_slot`: slot 255, which vector sets leave free, else the highest unused slot whose entry is 0,
+else the highest unused one; ValueError when every slot is used), pointing at tables of its own (built
+with :class:`~pagetable.table.PageTable` in the stub's memory below 16 MiB) that map the stub at VA = slot
+base + PA with supervisor 2 MiB pages, and one read-only user page holding the access snippets at the
+slot's base, for CPL-3 accesses.  No harness entry
 sets XD, G or a reserved bit, so every CR0/CR4/EFER a case may choose keeps the stub running.  Everything
 else in the image is left byte for byte as given; the processor sets A/D bits in the entries it walks, so
 compare loaded values without them.  The run's :class:`ProbeRun` has the image as QEMU got it.
@@ -63,7 +64,7 @@ from ...physmem import PhysMem
 from ...table import PageTable
 from .. import qemu as runner
 from ..qemu import Program, QemuFailed, QemuUnavailable, Record, ToolchainFailed, ToolchainUnavailable, round_up, tail
-from .layout import RAM_BASE
+from .layout import RAM_BASE, STUB_SLOT
 
 __all__ = [
     "CPUID7_EBX",
@@ -517,15 +518,16 @@ def slot_base(slot: int, la57: bool) -> int:
 
 def choose_slot(image: bytes, root: int, vas: Sequence[int], la57: bool) -> int:
     """The root-table slot for the harness's entry: one that no canonical VA of ``vas`` indexes (a
-    non-canonical VA never reaches the table), the highest such slot whose entry in ``image`` (whose root
-    table is at physical ``root``) is 0, else the highest such slot.  ValueError when every slot is used."""
+    non-canonical VA never reaches the table) -- :data:`~pagetable.vectors.x86_64.layout.STUB_SLOT` (255,
+    which vector sets leave empty), else the highest such slot whose entry in ``image`` (whose root table is
+    at physical ``root``) is 0, else the highest such slot.  ValueError when every slot is used."""
     used = {(va >> _root_shift(la57)) & 511 for va in vas if _canonical(va, la57)}
-    free = [k for k in range(511, -1, -1) if k not in used]
+    free = [k for k in (STUB_SLOT, *range(511, -1, -1)) if k not in used]
     if not free:
         raise ValueError("the probe VAs use all 512 root-table slots: the harness needs one for its own mapping")
     offset = root - RAM_BASE
-    words = struct.unpack_from("<512Q", image, offset)
-    return next((k for k in free if words[k] == 0), free[0])
+    words: tuple[int, ...] = struct.unpack_from("<512Q", image, offset)
+    return int(next((k for k in free if words[k] == 0), free[0]))
 
 
 def _check_case(case: ProbeCase, la57: bool) -> None:
