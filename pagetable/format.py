@@ -74,6 +74,22 @@ class EntryCodec(Protocol):
         """A non-leaf entry pointing at the next-level table at `pa`."""
         ...
 
+    @property
+    def pointer_rights(self) -> bool:
+        """Whether table entries carry access rights that the walk ANDs with the levels below (x86's R/W,
+        U/S and XD, EPT's R/W/X): then `PageTable` gives each table entry the rights the entries of its
+        table need and no more (`pointer_needs`, `fit_pointer`)."""
+        ...
+
+    def pointer_needs(self, raw: Word) -> Word:
+        """What each entry (page or table entry; 0 if not present) needs from the table entry above it, as
+        grants in the codec's own bits (`fit_pointer` reads them)."""
+        ...
+
+    def fit_pointer(self, pointer: Word, grants: Word) -> Word:
+        """Table entries with exactly the rights `grants` (an OR of `pointer_needs`) ask for."""
+        ...
+
     def is_present_np(self, raw: Word) -> Flag:
         """The architecture's valid/present bit."""
         ...
@@ -126,6 +142,19 @@ class RememberedLeaves:
     @functools.cached_property
     def _attributes(self) -> dict[tuple[MappingFlags, bool], int]:
         return {}
+
+
+class NoPointerRights:
+    """The pointer-rights part of a codec whose table entries carry no access rights (RISC-V: a pointer is
+    V=1 with R=W=X=0; the leaf alone decides)."""
+
+    pointer_rights = False
+
+    def pointer_needs(self, raw: Word) -> Word:
+        return 0
+
+    def fit_pointer(self, pointer: Word, grants: Word) -> Word:
+        return pointer
 
 
 class Extension(enum.Enum):

@@ -130,9 +130,9 @@ def _judge(walker: Walker, k: int, depth: int, raw: U64, va: U64, slot: U64, car
     if walker.stage2 is None:
         why[final[~_in_ram(walker, addr[final], va[final % n], span, notes)]] = Reason.PA_OUTSIDE_MEMORY
     else:                                       # stage 2 judges the output address at its first byte
-        t2 = walker.stage2._walk(addr[final], acc[final], prv[final])
+        t2 = walker.stage2._walk(addr[final], acc[final], walker.rules.stage2_privilege(prv[final], st.carry[final]))
         why[final], stage[final] = t2.reason, np.where(t2.reason != Reason.OK, 2, 1)
-        memtype[final] = walker.rules.combine(memtype[final], t2.memtype)
+        memtype[final] = walker.stage2.rules.combine(memtype[final], t2.memtype, t2.pte)
         if span > _page_size(walker.stage2):
             for e in np.unique(final % n).tolist():
                 notes.append(f"the {human_size(span)} leaf at VA {int(va[e]):#x} spans many stage-2 pages: "

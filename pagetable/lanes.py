@@ -1,6 +1,6 @@
 """Rules written once that run on many lanes (numpy arrays) or on one (Python ints).
 
-An architecture's walk rules (`WalkRules.step`, `writes_back`, `syndrome`) and the entry-codec tests the
+An architecture's walk rules (`WalkRules.step`, `written`, `syndrome`) and the entry-codec tests the
 generic table uses are written with Python's operators: `& | ^ >> << + * == != < >`. Those mean the same
 for uint64/uint8 numpy arrays and for Python ints and bools (numpy 2 treats a Python int operand as a weak
 scalar of the array's type, so `pte >> 12` stays uint64). A bulk walk passes arrays, one per column; a

@@ -44,6 +44,7 @@ from .mappings import Mappings
 from .physmem import PhysMem
 
 U64 = npt.NDArray[np.uint64]
+Bool = npt.NDArray[np.bool_]
 I64 = npt.NDArray[np.int64]
 Target = int | U64 | Callable[[int], int]
 _PAGE_SIZES = {s.value: s for s in PageSize}
@@ -210,6 +211,7 @@ class PageTable:
             raise NotMapped(f"{va:#x} is not mapped")       # (an entry no page can be at its level)
         self.mem.write_u64(slot.pa, 0)
         self._free_empty(va, slot.depth)
+        self._refit(np.array([va], dtype=np.uint64))
         return self._paddr(slot.raw, slot.depth), self._flags(slot.raw, slot.depth), self._size(slot.depth)
 
     def query(self, va: int) -> tuple[int, MappingFlags, PageSize]:
@@ -226,6 +228,7 @@ class PageTable:
         size = self._size(slot.depth)
         _, pa = self._check_page(va & ~(size - 1), pa, size)
         self.mem.write_u64(slot.pa, self.fmt.codec.new_page(pa, args.flags(flags), not self._last(slot.depth)))
+        self._refit(np.array([va], dtype=np.uint64))
         return size
 
     def protect(self, va: int, flags: MappingFlags) -> PageSize:
@@ -234,6 +237,7 @@ class PageTable:
         slot = self._leaf(va)
         pa = self._paddr(slot.raw, slot.depth)
         self.mem.write_u64(slot.pa, self.fmt.codec.new_page(pa, args.flags(flags), not self._last(slot.depth)))
+        self._refit(np.array([va], dtype=np.uint64))
         return self._size(slot.depth)
 
     def check_flags(self, flags: MappingFlags) -> MappingFlags:
@@ -370,6 +374,7 @@ class PageTable:
             raise InvalidArgument(f"{target.size} physical addresses for {len(leaves)} leaves")
         for d, lanes in _lanes_of_each(leaves.depth, range(self.fmt.depth_count)):
             self.mem.write_u64_np(leaves.slot[lanes], codec.new_page_np(target[lanes], flags, not self._last(d)))
+        self._refit(leaves.va)
 
     def unmap_region(self, va: int, size: int, missing_ok: bool = False) -> Mappings:
         """Remove every leaf in [va, va + size), splitting huge leaves that stick out of the range; returns
@@ -381,6 +386,7 @@ class PageTable:
         if len(found):
             self.mem.write_u64_np(found.slot, np.zeros(len(found), dtype=np.uint64))
             self._free_empty_many(parts)
+            self._refit(found.va)
         return found
 
     def protect_region(self, va: int, size: int, flags: MappingFlags, missing_ok: bool = False) -> None:
@@ -389,9 +395,12 @@ class PageTable:
         va, size = self._check_region(va, size)
         flags = self.check_flags(flags)                   # InvalidFlags before anything changes
         codec = self.fmt.codec
-        for e in self._prepare_range(va, size, missing_ok):   # placeholders included
+        parts = self._prepare_range(va, size, missing_ok)
+        for e in parts:                                   # placeholders included
             huge = not self._last(e.depth)
             self.mem.write_u64_np(e.slot, codec.new_page_np(codec.paddr_np(e.raw, huge), flags, huge))
+        if parts:
+            self._refit(np.concatenate([e.va for e in parts]))
 
     def _prepare_range(self, va: int, size: int, missing_ok: bool) -> list[Entries]:
         """Split the leaves that cross either end of the range (after checking for holes), then list the
@@ -422,8 +431,9 @@ class PageTable:
             return
         while True:
             slot = self.lookup(edge)
-            size = self._size(slot.depth)
-            if slot.raw == 0 or self._last(slot.depth) or edge % size == 0:
+            if slot.raw == 0 or self._last(slot.depth) or slot.depth not in self._sizes:   # nothing to split
+                return                                    # (a hole, or a level with no pages: x86's PML4)
+            if edge % self._size(slot.depth) == 0:
                 return
             if self._is_table(slot.raw, slot.depth):
                 return
@@ -493,6 +503,7 @@ class PageTable:
         if leaves:
             self.mem.write_u64_np(_Places.concat([p for p, _ in leaves]).resolve(made),
                                   leaves[0][1] if len(leaves) == 1 else np.concatenate([r for _, r in leaves]))
+        self._refit(vas)
 
     def _apply_one(self, va: int, raw: int, depth: int) -> None:
         """`_apply` for one leaf, on ints: the same refusals, checked before anything is allocated or
@@ -514,11 +525,14 @@ class PageTable:
             for pa in made:
                 self._free_table(pa)
             raise
-        for new in made:                              # each new table's pointer, then the leaf
-            self.mem.store_u64(slot, self.fmt.codec.new_table(new))
+        codec = self.fmt.codec
+        fit = codec.pointer_rights
+        for new in made:                              # each new table's pointer (no rights yet), then the leaf
+            self.mem.store_u64(slot, codec.fit_pointer(codec.new_table(new), 0) if fit else codec.new_table(new))
             d += 1
             slot = new + self.fmt.index(va, d) * self.fmt.entry_size
         self.mem.store_u64(slot, raw)
+        self._widen_one(va, raw, depth)
 
     def _entries_at(self, places: _Places) -> U64:
         """The entries at `places` as they are (0 in a table yet to be made)."""
@@ -557,7 +571,7 @@ class PageTable:
             vas = np.union1d(held[_starts(held)], freed >> shift) << shift       # a VA in each table, once
             if depth == 1 and self._borrowed:       # a borrowed subtree's top table is the other table's
                 vas = vas[~np.isin(fmt.index_np(vas, 0), np.array(sorted(self._borrowed), dtype=np.uint64))]
-            pointer = self._tables_at(vas, depth - 1) + fmt.index_np(vas, depth - 1) * np.uint64(fmt.entry_size)
+            pointer = self._tables_at(vas, depth - 1)[0] + fmt.index_np(vas, depth - 1) * np.uint64(fmt.entry_size)
             tables = fmt.codec.paddr_np(self.mem.read_u64_np(pointer), True)
             n = fmt.levels[depth].entries
             empty = ~read_tables(self.mem, tables, n).reshape(-1, n).any(axis=1)
@@ -565,13 +579,62 @@ class PageTable:
             self._free_empty_tables(tables[empty])
             freed = vas[empty]
 
-    def _tables_at(self, vas: U64, depth: int) -> U64:
-        """The table at `depth` on the way to each VA (every table on the way must exist)."""
+    def _tables_at(self, vas: U64, depth: int) -> tuple[U64, Bool]:
+        """The table at `depth` on the way to each VA, and whether there is one (the entries above are
+        table entries all the way)."""
         table = np.full(vas.shape, self._root, dtype=np.uint64)
+        there = np.ones(vas.shape, dtype=bool)
+        codec = self.fmt.codec
         for d in range(depth):
-            slot = table + self.fmt.index_np(vas, d) * np.uint64(self.fmt.entry_size)
-            table = self.fmt.codec.paddr_np(self.mem.read_u64_np(slot), True)
-        return table
+            raw = self.mem.read_u64_np(table + self.fmt.index_np(vas, d) * np.uint64(self.fmt.entry_size))
+            there &= codec.is_table_np(raw, False)
+            table = np.where(there, codec.paddr_np(raw, True), self._root)
+        return table, there
+
+    # ------------------------------------------------------ table entries' rights
+    def _refit(self, vas: U64) -> None:
+        """Give each table entry above the entries at `vas` the rights the entries of its table need and no
+        more (`EntryCodec.pointer_rights`: x86's R/W, U/S and XD, EPT's R/W/X), bottom-up; a no-op for
+        formats whose table entries carry no rights."""
+        codec, fmt = self.fmt.codec, self.fmt
+        if not codec.pointer_rights or not vas.size:
+            return
+        for depth in range(fmt.depth_count - 2, -1, -1):          # the table entries at `depth`
+            shift = np.uint64(fmt.levels[depth].index_lsb)
+            here = np.unique(vas >> shift) << shift                 # a VA under each of those entries, once
+            tables, there = self._tables_at(here, depth)
+            slot = tables[there] + fmt.index_np(here[there], depth) * np.uint64(fmt.entry_size)
+            raw = self.mem.read_u64_np(slot)
+            tab = codec.is_table_np(raw, False)
+            if not tab.any():
+                continue
+            slot, raw = slot[tab], raw[tab]
+            n = fmt.levels[depth + 1].entries
+            below = read_tables(self.mem, codec.paddr_np(raw, True), n).reshape(-1, n)
+            fitted = codec.fit_pointer(raw, np.bitwise_or.reduce(codec.pointer_needs(below), axis=1))
+            changed = fitted != raw
+            if changed.any():
+                self.mem.write_u64_np(slot[changed], fitted[changed])
+
+    def _widen_one(self, va: int, raw: int, depth: int) -> None:
+        """`_refit` after one entry `raw` was written at `depth` for `va` (the others unchanged): each table
+        entry above gains what it needs, bottom-up, until one already has it."""
+        codec = self.fmt.codec
+        if not codec.pointer_rights or depth == 0:
+            return
+        path, table, size = [], self._root, self.fmt.entry_size
+        for shift, mask, _ in self._levels[:depth]:
+            slot = table + ((va >> shift) & mask) * size
+            path.append(slot)
+            table = codec.paddr_np(self.mem.read_u64(slot), True)
+        child = raw
+        for slot in reversed(path):
+            pointer = self.mem.read_u64(slot)
+            wider = codec.fit_pointer(pointer, codec.pointer_needs(pointer) | codec.pointer_needs(child))
+            if wider == pointer:
+                return
+            self.mem.store_u64(slot, wider)
+            child = wider
 
     def _free_empty_tables(self, tables: U64) -> None:
         """Free the (all-zero) tables among `tables` that this allocator handed out."""

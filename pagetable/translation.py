@@ -353,7 +353,7 @@ _STEP_DTYPES = (np.uint8, np.bool_, np.uint64, np.uint64, np.uint8)       # Step
 
 
 class WalkRules(Protocol):
-    """What an architecture contributes to a walk (see arch/*/walk.py). `step`, `writes_back` and
+    """What an architecture contributes to a walk (see arch/*/walk.py). `step`, `written` and
     `syndrome` are written once for both a bulk walk (numpy columns) and one lane (Python ints): `lanes`."""
 
     regime: Regime
@@ -370,9 +370,9 @@ class WalkRules(Protocol):
     def fault_kind(self, reason: Reason) -> FaultKind:
         ...
 
-    def writes_back(self, pte: Word, leaf: Flag, access: Small) -> Flag:
-        """The lanes (whose entries `step` accepted) where hardware updates the entry in memory during
-        the walk, e.g. setting Accessed/Dirty bits."""
+    def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
+        """The entries (which `step` accepted) as hardware leaves them after using them for these accesses:
+        `pte` itself, or with Accessed/Dirty bits set where the hardware updates them during the walk."""
         ...
 
     def implicit(self) -> WalkRules:
@@ -380,8 +380,9 @@ class WalkRules(Protocol):
         read, or its entry update): for RISC-V, the G-stage without MXR, which affects explicit loads only."""
         ...
 
-    def combine(self, stage1: Small, stage2: Small) -> Small:
-        """The memory type of a two-stage translation from each stage's (these are the stage-1 rules)."""
+    def combine(self, stage1: Small, stage2: Small, leaf2: Word) -> Small:
+        """The memory type of a two-stage translation from each stage's, and stage 2's leaf entry `leaf2`
+        (these are the stage-2 rules: EPT's ignore-PAT bit is in its leaf)."""
         ...
 
     def stage2_privilege(self, priv: Small, carry: Word) -> Small:
@@ -409,6 +410,7 @@ class Lane(NamedTuple):
     implicit: int
     perms: int
     memtype: int
+    rights: int
 
 
 Outcome: TypeAlias = "Translations | Lane"
@@ -463,6 +465,9 @@ class Translations:
                              # IMPLICIT_TABLE_READ, or IMPLICIT_ENTRY_UPDATE (the write of an A/D update)
     perms: U8
     memtype: U8
+    rights: U8               # the rights of the entries read up to where the walk stopped (`perm_bit`
+                             # layout): `perms` where it translated; where it faulted, what the levels read
+                             # (the faulting one included) allowed, as EPT's exit qualification reports
     syndrome: dict[str, U64] = field(default_factory=dict)
 
     @classmethod
@@ -470,7 +475,8 @@ class Translations:
         n = va.shape[0]
         return cls(va, np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.int8),
                    np.zeros(n, dtype=np.uint64), np.ones(n, dtype=np.uint8), np.zeros(n, dtype=np.uint64),
-                   np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.uint8))
+                   np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.uint8),
+                   np.zeros(n, dtype=np.uint8))
 
     @property
     def ok(self) -> Bool:

@@ -18,20 +18,21 @@ first-stage table fetch is itself translated by stage 2 (as an implicit read, wi
 guest-physical address (with the original access and privilege: stage 2's rules decide what the privilege
 means to them; RISC-V's G-stage checks every access as U-mode); a stage-2 fault stops the walk with `stage == 2`, the
 stage-2 level and reason, and the guest-physical address that faulted in `gpa`. Where the first stage's
-hardware would write an entry back (`WalkRules.writes_back`: RISC-V Svadu A/D updates), that entry's
+hardware would write an entry back (`WalkRules.written`: RISC-V Svadu's or x86's A/D updates), that entry's
 guest-physical address is also checked by stage 2 as an implicit write, before the final address. The
 effective permissions are both stages' (bitwise and) and the memory type is what the stage-1 rules make of
 both (`WalkRules.combine`).
 
-Translation is side-effect free: where hardware would set A/D bits (RISC-V Svadu) the walker succeeds
-without writing them.
+Translation is side-effect free: where hardware would set A/D bits (RISC-V Svadu, x86, EPT) the walker
+succeeds without writing them; `Walker.entry_updates` says which entries hardware writes, and how, and
+writes them when asked.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -70,6 +71,7 @@ Bool = npt.NDArray[np.bool_]
 
 __all__ = [
     "Access",
+    "EntryUpdate",
     "FaultKind",
     "MemoryType",
     "Privilege",
@@ -167,9 +169,12 @@ def _keep(mask: Bool, *columns: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
     return [c.take(lanes) for c in columns]
 
 
-def _leave(out: Translations, lanes: npt.NDArray[np.intp] | slice, reason: U8 | int, level: int, pte: U64) -> None:
-    """Record how `lanes` left the walk: their reason, the level they left at and the entry they read last."""
+def _leave(out: Translations, lanes: npt.NDArray[np.intp] | slice, reason: U8 | int, level: int, pte: U64,
+           carry: U64) -> None:
+    """Record how `lanes` left the walk: their reason, the level they left at, the entry they read last and
+    the rights their carry held."""
     out.reason[lanes], out.level[lanes], out.pte[lanes] = reason, level, pte
+    out.rights[lanes] = carry & PERMS
 
 
 def _record(out: Translations, lanes: npt.NDArray[np.intp], gpas: U64, t2: Translations, implicit: int) -> None:
@@ -177,9 +182,18 @@ def _record(out: Translations, lanes: npt.NDArray[np.intp], gpas: U64, t2: Trans
     bad = t2.reason != Reason.OK
     hit = lanes[bad]
     out.reason[hit], out.level[hit], out.pte[hit] = t2.reason[bad], t2.level[bad], t2.pte[bad]
+    out.rights[hit] = t2.rights[bad]
     out.stage[hit] = 2
     out.implicit[hit] = implicit
     out.gpa[lanes] = gpas
+
+
+class EntryUpdate(NamedTuple):
+    """One entry write of the hardware's (`Walker.entry_updates`): where, the entry before and after."""
+
+    pa: int
+    old: int
+    new: int
 
 
 def _one(kind: type[_Named], value: object) -> Any:
@@ -192,7 +206,7 @@ def _one(kind: type[_Named], value: object) -> Any:
     return kind(number)
 
 
-_RULES = ("step", "judged_bits", "fault_kind", "writes_back", "implicit", "combine", "syndrome", "stage2_privilege")
+_RULES = ("step", "judged_bits", "fault_kind", "written", "implicit", "combine", "syndrome", "stage2_privilege")
 
 
 class Walker:
@@ -238,12 +252,12 @@ class Walker:
 
     def _update_check(self, accepted: Bool, leaf: Bool, pte: U64, acc: U8, prv: U8, slot: U64) -> tuple[
             list[Bool], npt.NDArray[np.intp], Translations, Bool]:
-        """The entry updates hardware makes (`WalkRules.writes_back`) for the entries `step` accepted: per
+        """The entry updates hardware makes (`WalkRules.written`) for the entries `step` accepted: per
         access kind, the lanes whose entry it would update; the lanes that need some update, stage 2's
         verdict on each (one implicit write of the entry at `slot`), and which of them need it for their
         own access."""
         assert self._implicit is not None
-        needs = [accepted & cast(Bool, self.rules.writes_back(pte, leaf, np.broadcast_to(np.uint8(a), pte.shape)))
+        needs = [accepted & (self.rules.written(pte, leaf, np.broadcast_to(np.uint8(a), pte.shape)) != pte)
                  for a in Access]
         update = np.flatnonzero(needs[0] | needs[1] | needs[2])
         if not update.size:                           # Svade, or nothing to update: no stage-2 walk
@@ -316,11 +330,13 @@ class Walker:
                 if lanes.size:
                     self._descend(k, lanes, acc, prv, out, final)
         ok = np.flatnonzero(out.reason == Reason.OK)
-        if final is not None:                         # two stages: the final GPA, with the original access
+        if final is not None and self.stage2 is not None:     # two stages: the final GPA, with the access
             t2 = self._stage2(ok, out.pa[ok].copy(), acc[ok], self.rules.stage2_privilege(prv[ok], final[ok]), out,
                               0)
             out.pa[ok], out.perms[ok] = t2.pa, out.perms[ok] & t2.perms
-            out.memtype[ok] = self.rules.combine(out.memtype[ok], t2.memtype)
+            out.memtype[ok] = self.stage2.rules.combine(out.memtype[ok], t2.memtype, t2.pte)
+            both = ok[t2.reason == Reason.OK]
+            out.rights[both] = out.perms[both]
         elif ok.size == len(out):                     # the final access must be RAM
             out.reason[~self.mem.contains_np(out.pa, 1)] = Reason.PA_OUTSIDE_MEMORY
         else:
@@ -352,14 +368,14 @@ class Walker:
                     t2.reason == Reason.OK, live, va, acc, prv, table, index, slot, carry, pte, t2.pa)
             inram, entries = self.mem.gather_u64_np(fetch)
             if not inram.all():
-                _leave(out, live[~inram], Reason.TABLE_OUTSIDE_MEMORY, lv.arch_level, pte[~inram])
+                _leave(out, live[~inram], Reason.TABLE_OUTSIDE_MEMORY, lv.arch_level, pte[~inram], carry[~inram])
                 live, va, acc, prv, table, index, slot, carry = _keep(inram, live, va, acc, prv, table, index, slot,
                                                                       carry)
             pte = entries
             st = self._step_columns(k, depth, pte, acc, prv, carry, table, index)
             good = st.reason == Reason.OK
             if not good.all():
-                _leave(out, live[~good], st.reason[~good], lv.arch_level, pte[~good])
+                _leave(out, live[~good], st.reason[~good], lv.arch_level, pte[~good], st.carry[~good])
             carry_out = st.carry
             if self.stage2 is not None:           # an entry update is an implicit stage-2 write
                 carry_out, refused = self._check_updates(good, st, pte, acc, prv, slot, live, out)
@@ -369,9 +385,9 @@ class Walker:
             if ends.any():
                 pick = slice(None) if ends.all() else ends        # every lane ends here: no selection
                 done = slice(None) if ends.all() and live.size == len(out) else live[pick]
-                _leave(out, done, Reason.OK, lv.arch_level, pte[pick])
+                _leave(out, done, Reason.OK, lv.arch_level, pte[pick], carry_out[pick])
                 out.pa[done] = address[pick]
-                out.perms[done] = (carry_out[pick] & PERMS).astype(np.uint8)
+                out.perms[done] = out.rights[done]
                 if final is not None:
                     final[done] = carry_out[pick]
                 out.memtype[done] = st.memtype[pick]
@@ -434,7 +450,7 @@ class Walker:
         2 alone): every leaf the rules accept for at least one access and privilege, and every leaf or
         table entry they reject for every access. Per row:
         - `perms`: the accesses that translate (`perm_bit`), the whole walk considered: an entry update
-          hardware makes (`WalkRules.writes_back`) must pass stage 2 as an implicit write, and the output
+          hardware makes (`WalkRules.written`) must pass stage 2 as an implicit write, and the output
           address must be RAM (one stage: any byte of the leaf; a leaf only partly RAM is noted in
           `problems`) or pass stage 2 for that access (two stages: at the leaf's first byte; a leaf larger
           than a stage-2 page is noted);
@@ -471,9 +487,11 @@ class Walker:
         return Translation(va, acc, prv, None, reason, t.level, self.fault_kind(reason, t.stage), t.pte, t.stage,
                            gpa, bool(t.implicit), 0, MemoryType.NONE, {k: int(v) for k, v in syndrome.items()})
 
-    def _walk_one(self, va: int, acc: int, prv: int) -> Lane:
+    def _walk_one(self, va: int, acc: int, prv: int, record: list[tuple[int, int, int]] | None = None) -> Lane:
         """`_walk` for one lane, on Python ints (`lanes`): the same rules, the same outcome column for
-        column (tests/test_walker_lanes.py holds the two to each other), in microseconds."""
+        column (tests/test_walker_lanes.py holds the two to each other), in microseconds. `record` collects
+        (PA, entry, entry as hardware updates it) for each entry the walk uses that hardware writes back
+        (`WalkRules.written`), stage 2's included."""
         regime, stage2 = self.rules.regime, self.stage2
         gpa = 0
         if not regime.regions:                                # translation off
@@ -482,35 +500,38 @@ class Walker:
             lane_bit = 3 * prv + acc
             k = regime.select(va, lane_bit)
             if k < 0:
-                return Lane(va, 0, Reason.NON_CANONICAL, regime.regions[0].refusal_level, 0, 1, 0, 0, 0, 0)
+                return Lane(va, 0, Reason.NON_CANONICAL, regime.regions[0].refusal_level, 0, 1, 0, 0, 0, 0, 0)
             region = regime.regions[k]
             if not (region.allowed >> lane_bit) & 1:          # an access the region refuses without a walk
-                return Lane(va, 0, Reason.INVALID, region.refusal_level, 0, 1, 0, 0, 0, 0)
+                return Lane(va, 0, Reason.INVALID, region.refusal_level, 0, 1, 0, 0, 0, 0, 0)
             fmt, table, carry, pte = region.fmt, region.root, ALL_PERMS, 0
             implicit, verdicts, entry, paddr = self._implicit, self._verdicts, self.mem.fetch_u64, fmt.codec.paddr_np
             for depth, (shift, mask, size, judged, huge, level) in enumerate(self._plans[k]):
                 slot = fetch = table + ((va >> shift) & mask) * size
                 if implicit is not None:                      # the table fetch is an implicit stage-2 read
                     gpa = slot
-                    t2 = implicit._walk_one(slot, _READ, prv)
+                    t2 = implicit._walk_one(slot, _READ, prv, record)
                     if t2.reason:
-                        return Lane(va, 0, t2.reason, t2.level, t2.pte, 2, gpa, IMPLICIT_TABLE_READ, 0, 0)
+                        return Lane(va, 0, t2.reason, t2.level, t2.pte, 2, gpa, IMPLICIT_TABLE_READ, 0, 0, t2.rights)
                     fetch = t2.pa
                 raw = entry(fetch)
                 if raw is None:
-                    return Lane(va, 0, Reason.TABLE_OUTSIDE_MEMORY, level, pte, 1, gpa, 0, 0, 0)
+                    return Lane(va, 0, Reason.TABLE_OUTSIDE_MEMORY, level, pte, 1, gpa, 0, 0, 0, carry & ALL_PERMS)
                 pte = raw
                 key = (k, depth, pte & judged, acc, prv, carry)        # the rules' verdict, remembered
                 st = verdicts.get(key) or self._verdict(key, region, depth, pte)
                 if st.reason:
-                    return Lane(va, 0, st.reason, level, pte, 1, gpa, 0, 0, 0)
+                    return Lane(va, 0, st.reason, level, pte, 1, gpa, 0, 0, 0, st.carry & ALL_PERMS)
                 carry = st.carry
+                if record is not None and self.rules.written(pte, st.leaf, acc) != pte:
+                    record.append((fetch, pte, self.rules.written(pte, st.leaf, acc)))
                 if implicit is not None:                      # an entry update is an implicit stage-2 write
-                    needs = [bool(self.rules.writes_back(pte, st.leaf, a)) for a in Access]
+                    needs = [self.rules.written(pte, st.leaf, a) != pte for a in Access]
                     if any(needs):
-                        t2 = implicit._walk_one(slot, _WRITE, prv)
+                        t2 = implicit._walk_one(slot, _WRITE, prv, record)
                         if t2.reason and needs[acc]:
-                            return Lane(va, 0, t2.reason, t2.level, t2.pte, 2, slot, IMPLICIT_ENTRY_UPDATE, 0, 0)
+                            return Lane(va, 0, t2.reason, t2.level, t2.pte, 2, slot, IMPLICIT_ENTRY_UPDATE, 0, 0,
+                                        t2.rights)
                         if t2.reason:
                             for a in Access:
                                 if needs[a]:
@@ -522,14 +543,36 @@ class Walker:
             else:
                 raise AssertionError("walk rules let a lane continue past the last level")
         if stage2 is not None:                        # two stages: the final GPA, with the original access
-            t2 = stage2._walk_one(pa, acc, self.rules.stage2_privilege(prv, carry))
+            t2 = stage2._walk_one(pa, acc, self.rules.stage2_privilege(prv, carry), record)
             if t2.reason:
-                return Lane(va, t2.pa, t2.reason, t2.level, t2.pte, 2, pa, 0, 0, 0)
-            return _named(Lane, (va, t2.pa, _OK, level, pte, 1, pa, 0, carry & t2.perms & ALL_PERMS,
-                                 self.rules.combine(memtype, t2.memtype)))
+                return Lane(va, t2.pa, t2.reason, t2.level, t2.pte, 2, pa, 0, 0, 0, t2.rights)
+            rights = carry & t2.perms & ALL_PERMS
+            return _named(Lane, (va, t2.pa, _OK, level, pte, 1, pa, 0, rights,
+                                 stage2.rules.combine(memtype, t2.memtype, t2.pte), rights))
         if not self.mem.holds(pa, 1):
-            return Lane(va, pa, Reason.PA_OUTSIDE_MEMORY, level, pte, 1, gpa, 0, 0, 0)
-        return _named(Lane, (va, pa, _OK, level, pte, 1, gpa, 0, carry & ALL_PERMS, memtype))
+            return Lane(va, pa, Reason.PA_OUTSIDE_MEMORY, level, pte, 1, gpa, 0, 0, 0, carry & ALL_PERMS)
+        return _named(Lane, (va, pa, _OK, level, pte, 1, gpa, 0, carry & ALL_PERMS, memtype, carry & ALL_PERMS))
+
+    def entry_updates(self, va: int, access: Access | str = Access.READ,
+                      privilege: Privilege | str = Privilege.SUPERVISOR, *, apply: bool = False) -> tuple[
+            EntryUpdate, ...]:
+        """The entry writes hardware makes when it translates this access (`WalkRules.written`: x86's A in
+        every entry used and D in the page on a write, RISC-V Svadu's, EPT's with EPTP's A/D enable), stage
+        2's included: one per entry, in the order the walk first uses them, with the entry before and after.
+        A translation that faults reports none (hardware may set A in the entries above a fault, but need
+        not). The walk itself never writes; with `apply`, the updates are written to physical memory."""
+        va = args.address(va, "virtual address")
+        record: list[tuple[int, int, int]] = []
+        t = self._walk_one(va, _one(Access, access), _one(Privilege, privilege), record)
+        if t.reason:
+            return ()
+        merged: dict[int, EntryUpdate] = {}
+        for pa, old, new in record:                   # an entry used twice (stage 2): one write of both
+            first = merged.get(pa)
+            merged[pa] = EntryUpdate(pa, old, new) if first is None else first._replace(new=first.new | new)
+        for update in merged.values() if apply else ():
+            self.mem.write_u64(update.pa, update.new)
+        return tuple(merged.values())
 
     def _verdict(self, key: tuple[int, int, int, int, int, int], region: Region, depth: int, pte: int) -> Step:
         """`rules.step` for one lane, remembered under `key`: (region number, depth, the entry bits the rules

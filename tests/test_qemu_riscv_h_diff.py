@@ -40,7 +40,6 @@ import dataclasses
 from collections.abc import Callable
 from typing import Literal
 
-import numpy as np
 import pytest
 
 from pagetable.arch.riscv_sv39 import PTE, SV39, Hgatp, Satp, Vsatp, faults
@@ -72,8 +71,8 @@ class _Rules(RiscvRules):
         self.write_back = write_back
         self.implicit_rules = implicit_rules
 
-    def writes_back(self, pte: U64, leaf: Bool, access: U8) -> Bool:
-        return super().writes_back(pte, leaf, access) if self.write_back else np.zeros(pte.shape, dtype=bool)
+    def written(self, pte: U64, leaf: Bool, access: U8) -> U64:
+        return super().written(pte, leaf, access) if self.write_back else pte
 
     def implicit(self) -> RiscvRules:
         return self.implicit_rules or super().implicit()

@@ -648,3 +648,15 @@ def test_hgatp_ppn_1_0_read_as_zero() -> None:
     started the G-stage walk at 0x80001000 for PPN 0x80001."""
     assert RiscvRules.gstage(0x8000_0000_0008_0001).regime.single.root == 0x8000_0000
     assert RiscvRules.gstage(0x8000_0000_0008_0003).regime.single.root == 0x8000_0000
+
+
+def test_entry_updates_are_svadu_leaf_a_d_and_nothing_with_svade() -> None:
+    s = Setup(codec=RiscvCodec(ad="hardware"))                       # leaves with A=D=0
+    s.pt.map(0x4000_0000, RAM + 0x10_0000, 4096, MappingFlags.READ | MappingFlags.WRITE)
+    leaf = s.pt.lookup(0x4000_0000)
+    w = s.walker(ad="svadu")
+    assert [tuple(u) for u in w.entry_updates(0x4000_0008, "read")] == [(leaf.pa, leaf.raw, leaf.raw | A)]
+    assert [u.new for u in w.entry_updates(0x4000_0008, "write")] == [leaf.raw | A | D]
+    assert s.walker(ad="svade").entry_updates(0x4000_0008, "read") == ()   # Svade faults instead
+    w.entry_updates(0x4000_0008, "write", apply=True)
+    assert s.mem.read_u64(leaf.pa) == leaf.raw | A | D and w.entry_updates(0x4000_0008, "write") == ()

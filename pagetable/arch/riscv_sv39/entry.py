@@ -29,7 +29,7 @@ import numpy.typing as npt
 from ... import args, lanes
 from ...errors import InvalidAddress, InvalidFlags, NotAligned
 from ...flags import MappingFlags
-from ...format import EntryKind, RememberedLeaves
+from ...format import EntryKind, NoPointerRights, RememberedLeaves
 from ...lanes import Flag, Small, Word
 from ...layout import Field, Layout
 from ...translation import MemoryType, memory_type_flags
@@ -94,7 +94,7 @@ _FLAGS_OF_VRWXU = np.array([0 if not k & V else sum(f.value for bit, f in ((R, M
 
 
 @dataclass(frozen=True)
-class RiscvCodec(RememberedLeaves):
+class RiscvCodec(RememberedLeaves, NoPointerRights):
     """MappingFlags ⇄ RISC-V PTE bits, with the encoding choices described in the module docstring."""
 
     svpbmt: bool = False

@@ -115,8 +115,9 @@ class RiscvRules:
     def syndrome(self, t: Outcome, access: Small, priv: Small, stage2: object | None) -> dict[str, Word]:
         return faults.syndrome(t, access, self.guest, self.guest or stage2 is not None)
 
-    def combine(self, stage1: Small, stage2: Small) -> Small:
-        """Svpbmt under the hypervisor extension: the VS-stage's PBMT, unless it is PMA, overrides."""
+    def combine(self, stage1: Small, stage2: Small, leaf2: Word) -> Small:
+        """Svpbmt under the hypervisor extension (these are the G-stage's rules): the VS-stage's PBMT, unless
+        it is PMA, overrides the G-stage's."""
         return cast(Small, where(stage1 == MemoryType.DEFAULT, stage2, stage1))
 
     def stage2_privilege(self, priv: Small, carry: Word) -> Small:
@@ -168,13 +169,12 @@ class RiscvRules:
         napot = 0xF if self.options.svnapot else 0
         return (((1 << 64) - 1) & ~PPN_MASK) | ((_low_ppn(i) | napot) << PTE["PPN"].lsb)
 
-    def writes_back(self, pte: Word, leaf: Flag, access: Small) -> Flag:
-        """Svadu (step 7): hardware sets A on a leaf with A=0, and D on a store to a leaf with D=0. Svade
-        faults instead (in `step`), so nothing is written back."""
+    def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
+        """Svadu (step 7): hardware sets A in a leaf, and D too on a store. Svade faults instead (in `step`),
+        so nothing is written back."""
         if self.options.ad == "svade":
-            return leaf & False
-        out: Flag = leaf & (not_(bit(pte, A)) | ((access == Access.WRITE) & not_(bit(pte, D))))
-        return out
+            return pte
+        return pte | where(leaf, A | where(access == Access.WRITE, D, 0), 0)
 
     def implicit(self) -> RiscvRules:
         """The rules for a VS-stage table access through this G-stage: MXR off. The hypervisor extension

@@ -24,7 +24,12 @@ Encoding choices (`X86Codec`), documented in docs/x86_64.md:
   UC-, neither → WB, each at the lowest PAT index that holds it; decoding gives the memory type of the
   index, so DEVICE and UNCACHED survive a round trip and WC/WT/WP pages decode to their own memory types.
 - G is set on non-USER leaves with `global_kernel=True`; A and D are left for the hardware to set.
-- A table entry is P|R/W|U/S: permissive, so the leaves decide (the rights are the AND of every level's).
+- A table entry has the rights the entries of its table need and no more (the walk ANDs every level's):
+  R/W where one of them is writable, U/S where one is user, XD=1 (with EFER.NXE) unless one is
+  executable; `PageTable` keeps them so as pages come and go (`pointer_needs`, `fit_pointer`). The ArceOS
+  profile keeps the crate's P|R/W|U/S tables.
+- AMD nested paging (`nested=True`, `NESTED`): every nested access is a user access (APM Vol. 2, 15.25.5),
+  so every entry has U/S=1 and USER is not a flag of its own.
 `ARCEOS` reproduces page_table_multiarch 0.6.1's `X64PTE` bytes exactly: READ implied, DEVICE and UNCACHED
 both PCD|PWT (which the crate decodes as UNCACHED only).
 """
@@ -104,6 +109,8 @@ D, G, XD = PTE_4K.mask("D"), PTE_4K.mask("G"), PTE_4K.mask("XD")
 PS = TABLE_ENTRY.mask("PS")
 PAT_4K, PAT_HUGE = PTE_4K.mask("PAT"), PDE_2M.mask("PAT")
 ADDR = TABLE_ENTRY.mask("ADDR")                        # bits 51:12
+_RIGHTS = RW | US | XD                                  # what a table entry narrows (SDM 4.6)
+_ALL_BITS = (1 << 64) - 1
 HUGE_ADDR = ADDR & ~PAT_HUGE                           # bits 51:13: a 2M/1G page's (bit 12 is its PAT)
 PAGE_SHIFT = 12
 _PA_LIMIT = 1 << 52
@@ -142,6 +149,7 @@ class X86Codec(RememberedLeaves):
     nxe: bool = True
     global_kernel: bool = False
     arceos: bool = False
+    nested: bool = False                # AMD nested paging's tables: U/S=1 in every entry (`NESTED`)
 
     def layout_for(self, kind: EntryKind, span: int) -> Layout:
         """`TABLE_ENTRY` for a table reference; a page's layout by the size it maps (a PDPTE's 1 GiB, a
@@ -169,8 +177,9 @@ class X86Codec(RememberedLeaves):
 
     @property
     def supported_flags(self) -> MappingFlags:
-        return MappingFlags.READ | MappingFlags.WRITE | MappingFlags.EXECUTE | MappingFlags.USER | \
-            MappingFlags.DEVICE | MappingFlags.UNCACHED
+        flags = MappingFlags.READ | MappingFlags.WRITE | MappingFlags.EXECUTE | MappingFlags.DEVICE | \
+            MappingFlags.UNCACHED
+        return flags if self.nested else flags | MappingFlags.USER
 
     def _encode(self, flags: MappingFlags, huge: bool) -> int:
         """The non-address bits of a page with `flags` (a 2M/1G page when `huge`: PS=1, PAT at bit 12)."""
@@ -180,7 +189,7 @@ class X86Codec(RememberedLeaves):
             raise InvalidFlags(f"x86 paging cannot encode {flags!r}: a present page is always readable")
         bits = P | (PS if huge else 0)
         bits |= RW if flags & MappingFlags.WRITE else 0
-        bits |= US if flags & MappingFlags.USER else 0
+        bits |= US if flags & MappingFlags.USER or self.nested else 0
         if not flags & MappingFlags.EXECUTE:
             if not self.nxe:
                 raise InvalidFlags(f"x86 paging cannot encode {flags!r} with EFER.NXE=0: XD is then reserved")
@@ -202,6 +211,26 @@ class X86Codec(RememberedLeaves):
 
     def new_table(self, pa: int) -> int:
         return P | RW | US | page_address(pa, False)
+
+    @property
+    def pointer_rights(self) -> bool:
+        """R/W, U/S and XD in a table entry narrow the levels below (SDM 4.6); the ArceOS profile keeps the
+        crate's permissive P|R/W|U/S tables."""
+        return not self.arceos
+
+    def pointer_needs(self, raw: Word) -> Word:
+        """R/W and U/S as the entry has them, and XD's position set where it is executable (XD=0)."""
+        present = lanes.u64(lanes.bit(raw, P))
+        grants = (raw & (RW | US)) | lanes.u64(lanes.not_(lanes.bit(raw, XD))) * XD
+        return grants * present
+
+    def fit_pointer(self, pointer: Word, grants: Word) -> Word:
+        """R/W and U/S where some entry below needs them (U/S always in nested paging), XD=1 (with EFER.NXE)
+        unless one is executable."""
+        out = (pointer & (_ALL_BITS ^ _RIGHTS)) | (grants & (RW | US)) | (US if self.nested else 0)
+        if self.nxe:
+            out = out | lanes.u64(lanes.not_(lanes.bit(grants, XD))) * XD
+        return out
 
     def is_present_np(self, raw: Word) -> Flag:
         out: Flag = (raw & P) != 0
@@ -231,7 +260,7 @@ class X86Codec(RememberedLeaves):
         EFER.NXE=0); DEVICE/UNCACHED from the memory type."""
         present = lanes.u64(lanes.bit(raw, P))
         out = (MappingFlags.READ.value | lanes.u64(lanes.bit(raw, RW)) * MappingFlags.WRITE.value
-               | lanes.u64(lanes.bit(raw, US)) * MappingFlags.USER.value)
+               | lanes.u64(lanes.bit(raw, US)) * (0 if self.nested else MappingFlags.USER.value))
         if self.nxe:
             out = out | lanes.u64(lanes.not_(lanes.bit(raw, XD))) * MappingFlags.EXECUTE.value
         else:
@@ -278,3 +307,4 @@ def page_address(pa: int, huge: bool) -> int:
 
 SPEC = X86Codec()
 ARCEOS = X86Codec(arceos=True)
+NESTED = X86Codec(nested=True)

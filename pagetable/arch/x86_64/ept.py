@@ -15,8 +15,8 @@ Encoding choices (`EptCodec`), documented in docs/x86_64.md:
 - With mode-based execute control (`mbec=True`) EXECUTE sets X (supervisor-mode execute) and EXECUTE|USER
   sets the user-mode execute bit instead; without it USER has no EPT meaning and is not encoded.
 - Memory type: DEVICE → UC, UNCACHED → WC, otherwise WB (ignore-PAT clear, so the guest's PAT combines).
-- Empty flags give a not-present entry (R=W=X=0) that keeps the address; table entries are R|W|X (and the
-  user-execute bit with MBEC): the pages decide.
+- Empty flags give a not-present entry (R=W=X=0) that keeps the address; a table entry has the R/W/X
+  (and user-execute) bits some entry of its table has, and R with any of them (`fit_pointer`).
 - A and D are left clear (the CPU sets them when EPTP enables them).
 """
 
@@ -156,6 +156,20 @@ class EptCodec(RememberedLeaves):
 
     def new_table(self, pa: int) -> int:
         return R | W | X | (XU if self.mbec else 0) | page_address(pa, False)
+
+    pointer_rights = True
+
+    def pointer_needs(self, raw: Word) -> Word:
+        """The entry's R, W, X (and the user-execute bit with MBEC)."""
+        return raw & (R | W | X | (XU if self.mbec else 0))
+
+    def fit_pointer(self, pointer: Word, grants: Word) -> Word:
+        """R/W/X (and XU) where an entry below has them, and R with any of them: a table entry with W or
+        X but not R would be an EPT misconfiguration (without execute-only pages), and R adds nothing the
+        pages below do not allow, the rights being the AND of every level's."""
+        rights = grants & (R | W | X | (XU if self.mbec else 0))
+        out = (pointer & (((1 << 64) - 1) ^ (R | W | X | XU))) | rights | lanes.u64(rights != 0) * R
+        return out
 
     def is_present_np(self, raw: Word) -> Flag:
         out: Flag = (raw & (R | W | X | (XU if self.mbec else 0))) != 0

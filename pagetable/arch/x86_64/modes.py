@@ -6,7 +6,8 @@ address per level (PML5 bits 56:48, PML4 47:39, PDPT 38:30, PD 29:21, PT 20:12),
 addresses are canonical: bits 63:47 (63:56 with LA57) all equal. Physical addresses have MAXPHYADDR bits,
 at most 52 (the formats allow 52; a CPU's narrower MAXPHYADDR is a walk parameter). Level numbers are
 the manual's 5..1 (PML5 = 5, PT = 1); level names follow Linux's x86 ptdump (PGD, P4D, PUD, PMD, PTE).
-EPT (`EPT4`, `EPT5`) has the same levels over guest-physical addresses, with its own entries (`ept`).
+EPT (`EPT4`, `EPT5`) has the same levels over guest-physical addresses, with its own entries (`ept`);
+AMD nested paging (`NPT4`, `NPT5`) the same levels and entries over guest-physical addresses.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from ...format import Extension, Level, PagingFormat
-from .entry import SPEC
+from .entry import NESTED, SPEC
 from .ept import SPEC as EPT
 
 _NAMES = {4: ("PGD", "PUD", "PMD", "PTE"), 5: ("PGD", "P4D", "PUD", "PMD", "PTE")}
@@ -32,9 +33,19 @@ def _ept(levels: int) -> PagingFormat:
     return dataclasses.replace(_paging(levels), name=f"{levels}-level EPT", codec=EPT, extension=Extension.ZERO)
 
 
+def _npt(levels: int) -> PagingFormat:
+    """AMD nested paging (APM Vol. 2, 15.25): the host's long-mode paging over zero-extended guest-physical
+    addresses, U/S=1 in every entry."""
+    return dataclasses.replace(_paging(levels), name=f"{levels}-level nested paging", codec=NESTED,
+                               extension=Extension.ZERO)
+
+
 PAGING4 = _paging(4)
 PAGING5 = _paging(5)
 EPT4 = _ept(4)
 EPT5 = _ept(5)
+NPT4 = _npt(4)
+NPT5 = _npt(5)
 MODES: dict[str, PagingFormat] = {"4level": PAGING4, "5level": PAGING5}
 EPT_MODES: dict[str, PagingFormat] = {"ept4": EPT4, "ept5": EPT5}
+NPT_MODES: dict[str, PagingFormat] = {"npt4": NPT4, "npt5": NPT5}

@@ -20,7 +20,7 @@ supervisor writes when CR0.WP=1; with CR4.PKS (`pks`) a supervisor-mode address'
 (`pkrs`) the same way. Fetches are never key-checked. A data access a key forbids is a `PROTECTION_KEY`
 fault (whatever the other rights say), else a forbidden access is a `PERMISSION` fault. The memory type is
 the page's PAT entry (`X86Codec`; MTRRs are not modelled). The hardware sets A in every entry it uses and D
-in the page on a write (`writes_back`); the walk itself writes nothing.
+in the page on a write (`written`); the walk itself writes nothing.
 
 A #PF reports an error code (SDM 4.7): P (bit 0) = 0 for a not-present page, 1 for a protection
 violation or a reserved bit; W/R (1) a write; U/S (2) a user-mode access; RSVD (3); I/D (4) an instruction
@@ -32,15 +32,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Protocol, cast, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from ... import args
 from ...errors import InvalidArgument, InvalidArgumentType
+from ...format import PagingFormat
 from ...lanes import Flag, Small, Word, bit, first, not_, take, u64, where
 from ...translation import ALL_PERMS, Access, FaultKind, Outcome, Privilege, Reason, Regime, Region, Step, perm_bit
-from .entry import ADDR, PAT_RESET, PS, PTE_4K, RW, US, XD, A, D, P, X86Codec
+from .entry import ADDR, PAT_RESET, PS, PTE_4K, RW, SPEC, US, XD, A, D, P, X86Codec
 from .modes import PAGING4, PAGING5
 
 ARCH = "x86_64"
@@ -58,6 +60,8 @@ _USER_DATA = _USER_READ | _USER_WRITE
 _USER_BITS = _USER_DATA | perm_bit(Access.EXECUTE, _USER)
 _WRITES = _SUP_WRITE | _USER_WRITE
 _FETCHES = _SUP_FETCH | perm_bit(Access.EXECUTE, _USER)
+_SUPERVISOR_ADDRESS = 1 << 8                      # carry state: U/S=0 at some level so far (SDM 4.6)
+_CARRIED = ALL_PERMS | _SUPERVISOR_ADDRESS
 _RSVD_HUGE = {3: ((1 << 30) - 1) & ~((1 << 13) - 1), 2: ((1 << 21) - 1) & ~((1 << 13) - 1)}
 """The reserved bits of a 1 GiB page (level 3: bits 29:13) and a 2 MiB page (level 2: bits 20:13)."""
 
@@ -67,13 +71,52 @@ ERROR_P, ERROR_W, ERROR_U, ERROR_RSVD, ERROR_ID, ERROR_PK = 1, 2, 4, 8, 16, 32
 def _key_rights(register: int, access_disable: int, write_disable: int) -> npt.NDArray[np.uint64]:
     """Per protection key 0-15, the rights (`perm_bit` mask) PKRU or IA32_PKRS `register` leaves: AD_i=1
     takes away `access_disable`, WD_i=1 `write_disable`."""
-    out = np.full(16, ALL_PERMS, dtype=np.uint64)
+    out = np.full(16, _CARRIED, dtype=np.uint64)
     for i in range(16):
         if register >> (2 * i) & 1:
-            out[i] &= np.uint64(ALL_PERMS & ~access_disable)
+            out[i] &= np.uint64(_CARRIED & ~access_disable)
         if register >> (2 * i + 1) & 1:
-            out[i] &= np.uint64(ALL_PERMS & ~write_disable)
+            out[i] &= np.uint64(_CARRIED & ~write_disable)
     return out
+
+
+def judged_bits(region: Region, depth: int, maxphyaddr: int) -> int:
+    """The entry bits the x86 and EPT rules read: every bit but the address field's below MAXPHYADDR, and of
+    those the ones a page at this level keeps as flags or reserved bits: a PTE's from bit 12, a 2 MiB page's
+    bits 20:12, a 1 GiB page's bits 29:12."""
+    n = region.fmt.levels[depth].arch_level
+    low = {3: 30, 2: 21}.get(n, 12)
+    address = ((1 << maxphyaddr) - 1) & ~((1 << low) - 1)
+    return ((1 << 64) - 1) & ~address
+
+
+@runtime_checkable
+class NestedRules(Protocol):
+    """The rules of a nested walk under x86 paging (EPT, NPT): what its VM exit reports."""
+
+    def nested_syndrome(self, t: Outcome, access: Small, linear: bool) -> dict[str, Word]:
+        """Per lane, the exit's fields for the faults this walk decided (`t.implicit` says whether the
+        access was the guest's table access, its entry update or the final one; `linear`: the walk came from
+        a guest linear address)."""
+        ...
+
+
+def page_fault(reason: Small) -> Flag:
+    """The reasons x86 paging reports as a page fault (#PF, or a nested page fault)."""
+    out: Flag = (reason == Reason.INVALID) | (reason == Reason.RESERVED) | (reason == Reason.PERMISSION) | \
+        (reason == Reason.PROTECTION_KEY)
+    return out
+
+
+def _error_code(reason: Small, access: Small, priv: Small, o: X86Options) -> Word:
+    """The page-fault error code (SDM 4.7) of each faulting lane: P, W/R, U/S, RSVD, I/D (with CR4.SMEP or
+    EFER.NXE) and PK."""
+    error = (u64(reason != Reason.INVALID) * ERROR_P | u64(access == Access.WRITE) * ERROR_W
+             | u64(priv == Privilege.USER) * ERROR_U | u64(reason == Reason.RESERVED) * ERROR_RSVD
+             | u64(reason == Reason.PROTECTION_KEY) * ERROR_PK)
+    if o.smep or o.nxe:
+        error = error | u64(access == Access.EXECUTE) * ERROR_ID
+    return error
 
 
 @dataclass(frozen=True)
@@ -113,18 +156,22 @@ class X86Options:
 class X86Rules:
     """`WalkRules` for 4-level or 5-level paging (`options.la57`) from a CR3 value, with IA32_PAT `pat`."""
 
-    def __init__(self, cr3: int, options: X86Options | None = None, pat: int | None = None) -> None:
+    def __init__(self, cr3: int, options: X86Options | None = None, pat: int | None = None, *,
+                 fmt: PagingFormat | None = None, codec: X86Codec = SPEC, root_name: str = "CR3") -> None:
+        """`fmt`, `codec`, `root_name`: the tables' format (default by CR4.LA57), the codec whose choices the
+        walk decodes with (its PAT and NXE come from `pat` and `options`) and the register naming the root
+        (nested paging: `NptRules`)."""
         if options is not None and not isinstance(options, X86Options):
             raise InvalidArgumentType(f"x86 walk options are X86Options, not {type(options).__name__}")
         self.options = options or X86Options()
-        cr3 = args.address(cr3, "CR3")
+        cr3 = args.address(cr3, root_name)
         root = cr3 & ADDR & ((1 << self.options.maxphyaddr) - 1)
         if cr3 & ADDR != root:
-            raise InvalidArgument(f"CR3 {cr3:#x} has address bits at or above MAXPHYADDR "
+            raise InvalidArgument(f"{root_name} {cr3:#x} has address bits at or above MAXPHYADDR "
                                   f"({self.options.maxphyaddr}): loading it would #GP")
-        codec = X86Codec(pat=PAT_RESET if pat is None else pat, nxe=self.options.nxe)
-        fmt = (PAGING5 if self.options.la57 else PAGING4).with_codec(codec)
-        self.regime = Regime(fmt.name, (Region("CR3", fmt, root),))
+        codec = dataclasses.replace(codec, pat=PAT_RESET if pat is None else pat, nxe=self.options.nxe)
+        fmt = (fmt or (PAGING5 if self.options.la57 else PAGING4)).with_codec(codec)
+        self.regime = Regime(fmt.name, (Region(root_name, fmt, root),))
         self._reserved = ((1 << 52) - 1) & ~((1 << self.options.maxphyaddr) - 1)   # address bits 51:M
         o = self.options
         self._user_keys = _key_rights(o.pkru, _SUP_DATA | _USER_DATA, _USER_WRITE | (_SUP_WRITE if o.wp else 0))
@@ -143,42 +190,36 @@ class X86Rules:
             reserved |= ps
         if n in _RSVD_HUGE:
             reserved |= ps & bit(pte, _RSVD_HUGE[n])
-        # access rights (SDM 4.6): every level narrows the carry
-        rights = carry & where(bit(pte, US), ALL_PERMS, ALL_PERMS & ~_USER_BITS)
-        rights = rights & where(bit(pte, RW), ALL_PERMS, ALL_PERMS & ~(_WRITES if o.wp else _WRITES & _USER_BITS))
+        # access rights (SDM 4.6): every level narrows the carry; U/S=0 makes a supervisor-mode address
+        us = bit(pte, US)
+        rights = (carry & where(us, _CARRIED, _CARRIED & ~_USER_BITS)) | where(us, 0, _SUPERVISOR_ADDRESS)
+        rights = rights & where(bit(pte, RW), _CARRIED, _CARRIED & ~(_WRITES if o.wp else _WRITES & _USER_BITS))
         if o.nxe:
-            rights = rights & where(bit(pte, XD), ALL_PERMS & ~_FETCHES, ALL_PERMS)
-        user_address = leaf & bit(rights, _USER_READ)
+            rights = rights & where(bit(pte, XD), _CARRIED & ~_FETCHES, _CARRIED)
+        user_address = leaf & not_(bit(rights, _SUPERVISOR_ADDRESS))
         if o.smep:
-            rights = rights & where(user_address, ALL_PERMS & ~_SUP_FETCH, ALL_PERMS)
+            rights = rights & where(user_address, _CARRIED & ~_SUP_FETCH, _CARRIED)
         if o.smap and (o.implicit or not o.ac):          # RFLAGS.AC lets explicit accesses through only
-            rights = rights & where(user_address, ALL_PERMS & ~_SUP_DATA, ALL_PERMS)
-        keys = ALL_PERMS                                  # what the page's protection key allows
+            rights = rights & where(user_address, _CARRIED & ~_SUP_DATA, _CARRIED)
+        keys: Word = _CARRIED                             # what the page's protection key allows
         if o.pke:
             keys = where(user_address, take(self._user_keys, PTE_4K.extract(pte, "PK")), keys)
         if o.pks:
             keys = where(leaf & not_(user_address), take(self._supervisor_keys, PTE_4K.extract(pte, "PK")), keys)
         lane_bit = priv * 3 + access
         reason = first(pte, (not_(bit(pte, P)), Reason.INVALID), (reserved, Reason.RESERVED),
-                       (leaf & ((keys >> lane_bit) & 1 == 0), Reason.PROTECTION_KEY),
+                       (leaf & ((keys >> lane_bit) & 1 == 0) if o.pke or o.pks else False, Reason.PROTECTION_KEY),
                        (leaf & ((rights >> lane_bit) & 1 == 0), Reason.PERMISSION))
         rights = rights & keys
         return Step(reason, leaf, region.fmt.levels[depth].span - 1, rights,   # only PDPTEs and PDEs map
                     region.fmt.codec.memory_type_np(pte, n in (2, 3)))          # large pages (PAT at 12)
 
     def judged_bits(self, region: Region, depth: int) -> int:
-        """`step` reads every bit but the address field's below MAXPHYADDR, and of those the ones a page at
-        this level keeps as flags or reserved bits: a PTE's from bit 12, a 2 MiB page's bits 20:12 (PAT and
-        reserved), a 1 GiB page's bits 29:12."""
-        n = region.fmt.levels[depth].arch_level
-        low = {3: 30, 2: 21}.get(n, 12)
-        address = ((1 << self.options.maxphyaddr) - 1) & ~((1 << low) - 1)
-        return ((1 << 64) - 1) & ~address
+        return judged_bits(region, depth, self.options.maxphyaddr)
 
-    def writes_back(self, pte: Word, leaf: Flag, access: Small) -> Flag:
+    def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
         """The hardware sets A in every entry it uses and D in the page on a write (SDM 4.8)."""
-        out: Flag = not_(bit(pte, A)) | (leaf & (access == Access.WRITE) & not_(bit(pte, D)))
-        return out
+        return pte | A | where(leaf & (access == Access.WRITE), D, 0)
 
     def implicit(self) -> X86Rules:
         return self
@@ -191,19 +232,21 @@ class X86Rules:
         return PAGE_FAULT
 
     def syndrome(self, t: Outcome, access: Small, priv: Small, stage2: object | None) -> dict[str, Word]:
-        """The #PF error code (P, W/R, U/S, RSVD, I/D) and CR2 of each page fault; 0 for the other faults."""
-        o = self.options
-        key = t.reason == Reason.PROTECTION_KEY
-        pf = (t.reason == Reason.INVALID) | (t.reason == Reason.RESERVED) | (t.reason == Reason.PERMISSION) | key
-        error = (u64(t.reason != Reason.INVALID) * ERROR_P | u64(access == Access.WRITE) * ERROR_W
-                 | u64(priv == Privilege.USER) * ERROR_U | u64(t.reason == Reason.RESERVED) * ERROR_RSVD
-                 | u64(key) * ERROR_PK)
-        if o.smep or o.nxe:
-            error = error | u64(access == Access.EXECUTE) * ERROR_ID
-        return {"error_code": error * u64(pf), "cr2": t.va * u64(pf)}
+        """The #PF error code (P, W/R, U/S, RSVD, I/D, PK) and CR2 of each page fault (0 for the other
+        faults); in a two-stage walk, also what the nested walk's rules report for the faults it decided
+        (EPT: `EptRules.nested_syndrome`; NPT: `NptRules.nested_syndrome`), 0 in the lanes stage 1 decided."""
+        pf = page_fault(t.reason) & (t.stage == 1)
+        out = {"error_code": _error_code(t.reason, access, priv, self.options) * u64(pf), "cr2": t.va * u64(pf)}
+        if isinstance(stage2, NestedRules):
+            nested = u64(t.stage == 2)
+            out |= {name: value * nested for name, value in stage2.nested_syndrome(t, access, True).items()}
+        return out
 
-    def combine(self, stage1: Small, stage2: Small) -> Small:
+    def combine(self, stage1: Small, stage2: Small, leaf2: Word) -> Small:
+        """x86 paging is no nested walk (nested paging's rules are `NptRules`): the first stage's type."""
         return stage1
 
     def stage2_privilege(self, priv: Small, carry: Word) -> Small:
-        return priv
+        """Whether each linear address is a user-mode address (U/S=1 at every level: USER) or a
+        supervisor-mode one, as EPT's mode-based execute control distinguishes them (SDM 29.3.3.2)."""
+        return cast(Small, where(bit(carry, _SUPERVISOR_ADDRESS), Privilege.SUPERVISOR, Privilege.USER))
