@@ -248,6 +248,18 @@ def no_deviation(want: ProbeResult, reason: Reason) -> tuple[ProbeResult, str | 
     return want, None
 
 
+def _host_maxphyaddr() -> int | None:
+    """The host's MAXPHYADDR from /proc/cpuinfo ("address sizes : 48 bits physical, ..."), if it says."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("address sizes"):
+                    return int(line.split(":")[1].split()[0])
+    except OSError:
+        pass
+    return None
+
+
 @functools.cache
 def kvm_delivers_int3() -> bool:
     """Whether a fetch that succeeds (INT3 at the VA) comes back under KVM. A KVM without hardware
@@ -287,6 +299,8 @@ def test_walker_agrees_with_qemu_tcg(levels: int) -> None:
 def test_walker_agrees_with_kvm_4level() -> None:
     require_kvm()
     features = q.cpu_features(accel="kvm")
+    host = _host_maxphyaddr()
+    assert host is None or features.maxphyaddr == host      # -cpu host: the host's MAXPHYADDR
     scene = Scene(4, features.maxphyaddr, features.gbpages)
     scene.build()
     int3 = kvm_delivers_int3()

@@ -86,6 +86,7 @@ __all__ = [
     "QemuLayout",
     "QemuUnavailable",
     "Registers",
+    "StubImage",
     "ToolchainFailed",
     "ToolchainUnavailable",
     "assemble_stub",
@@ -572,12 +573,15 @@ def _case_record(case: ProbeCase, layout: QemuLayout, slot: int) -> dict[str, in
 
 
 @dataclass(frozen=True)
-class _Stub:
+class StubImage:
+    """What :func:`build_stub` makes: the bytes of the stub's region, loaded at STUB_BASE, and the root-table
+    entry the image's root needs in the run's slot."""
+
     blob: bytes
     root_entry: int
 
 
-def build_stub(layout: QemuLayout, cr3: int, cases: Sequence[ProbeCase], slot: int, la57: bool) -> _Stub:
+def build_stub(layout: QemuLayout, cr3: int, cases: Sequence[ProbeCase], slot: int, la57: bool) -> StubImage:
     """The stub region's bytes for a run (code, state block, the harness's page tables, IDT, GDT, TSS,
     stacks, cases and output area) and the root-table entry for ``slot``, which the image's root needs."""
     program = stub_program()
@@ -635,7 +639,7 @@ def build_stub(layout: QemuLayout, cr3: int, cases: Sequence[ProbeCase], slot: i
     mem.write(base + m.out, _HEADER.pack({"MAGIC": _HEADER_MAGIC, "STATUS": _STATUS_OK, "COUNT": n, "CR3": 0,
                                           "CPUID7_EBX": 0, "CPUID7_ECX": 0, "EXT1_EDX": 0, "EXT8_EAX": 0}))
     mem.write_u64(base + m.end - _TRAILER_SIZE, _TRAILER_MAGIC)
-    return _Stub(mem.read(base, m.end), root_entry)
+    return StubImage(mem.read(base, m.end), root_entry)
 
 
 # ---------------------------------------------------------------------------
