@@ -108,9 +108,9 @@ QEMU_PACKAGE: Final = "qemu-system-x86"
 TOOLCHAIN_PREFIX: Final = "x86_64-linux-gnu-"
 TOOLCHAIN_PACKAGE: Final = "binutils-x86-64-linux-gnu"
 TCG_CPU: Final = "max,phys-bits=40"
-"""TCG's CPU: every paging feature QEMU 7.2 emulates (LA57, SMEP, SMAP, PKU, 1-GByte pages); MAXPHYADDR 40."""
+"""TCG's CPU: the paging features the harness uses (LA57, SMEP, SMAP, PKU, 1-GByte pages); MAXPHYADDR 40."""
 KVM_CPU: Final = "host,-arch-capabilities"
-"""KVM's CPU: the host's, with its MAXPHYADDR; IA32_ARCH_CAPABILITIES off (QEMU 7.2 warns about it)."""
+"""KVM's CPU: the host's features and MAXPHYADDR, with IA32_ARCH_CAPABILITIES off."""
 
 STUB_BASE: Final = 0x20_0000
 """Where the stub is loaded: 2 MiB, below the image (2 MiB aligned: the harness maps it with 2 MiB pages)."""
@@ -136,7 +136,7 @@ _NONE: Final = 2**64 - 1
 _STATUS_OK, _STATUS_NO_LA57 = 0, 1
 _MSR_EFER: Final = 0xC000_0080               # IA32_EFER's MSR address (SDM Vol. 4, Table 2-2)
 
-# CPUID (SDM Vol. 2A, CPUID, Tables 3-8 and 3-17): the feature bits the harness checks and reports.
+# CPUID (SDM Vol. 2A, CPUID, Table 3-8): the feature bits the harness checks and reports.
 CPUID7_EBX = Layout("CPUID.(EAX=07H,ECX=0):EBX", 32, [
     Field("SMEP", 7, 1, "supervisor-mode execution prevention"),
     Field("SMAP", 20, 1, "supervisor-mode access prevention"),
