@@ -1,10 +1,12 @@
 """The `pagetable` command line: a thin layer over the library.
 
   pagetable vectors generate --mode sv39 --seed 1 --out DIR [--cases N] [walker options]
-                                      (modes: sv39 sv48 sv57 sv39x4 sv48x4 sv39+sv39x4 sv48+sv48x4)
+                                      (modes: sv39 sv48 sv57 sv39x4 sv48x4 sv39+sv39x4 sv48+sv48x4,
+                                       x86_64-4level x86_64-5level)
   pagetable vectors show DIR          list the address space and summarise the cases
   pagetable vectors check DIR         recompute every case with the walker; exit 1 on any disagreement
   pagetable explain --arch riscv VALUE   name every field of a PTE (or --register satp/vsatp/hgatp)
+  pagetable explain --arch x86_64 VALUE  ... of an x86 paging entry (or --register cr0/cr3/cr4/efer/pat/pkru/rflags)
 
 Each architecture's part (modes, generate options, explain) comes from `pagetable.registry`.
 
@@ -25,7 +27,7 @@ from typing import Any
 
 from . import registry
 from .errors import PagetableError
-from .listing import ptdump_lines
+from .listing import permissions, ptdump_lines
 from .vectors import SCHEMA, VectorSet, expected_cases
 from .walker import Walker
 
@@ -49,6 +51,11 @@ def _int(text: str) -> int:
 
 def cmd_generate(ns: argparse.Namespace) -> int:
     arch = registry.by_mode(ns.mode)
+    for other, actions in getattr(ns, "arch_options", {}).items():      # another architecture's options do not apply
+        for action in actions:
+            if other != arch.name and getattr(ns, action.dest) != action.default:
+                raise PagetableError(f"{action.option_strings[0]} is an option of the {other} modes, not of "
+                                     f"{ns.mode}")
     vs = arch.generate(ns)
     faults = vs.faults()
     images = "\n".join(f"{'mem.bin' if n == 0 else f'mem{n}.bin':<12}physical memory image, loaded at {r.base:#x} "
@@ -59,7 +66,6 @@ def cmd_generate(ns: argparse.Namespace) -> int:
               f"{len(vs.cases)} cases ({len(vs.cases) - faults} translations, {faults} faults)\n\n"
               "Each case: translate 'va' for 'access' at 'privilege' with the options given; expect 'pa',\n"
               f"{arch.readme_notes(vs)}"
-              "Every u64 of non-table memory holds its own PA << 16, so a load reveals the PA it reached.\n"
               f"Schema: {SCHEMA} (docs/vectors.md in the pagetable project).\n")
     vs.write(ns.out, readme)
     print(f"wrote {len(vs.cases)} cases for {vs.mode} (seed {ns.seed}) to {ns.out}")
@@ -103,7 +109,8 @@ def cmd_show(ns: argparse.Namespace) -> int:
         for c in vs.cases:
             where = "" if c.stage is None else f" stage {c.stage}"
             gpa = "" if c.gpa is None else f" {'implicit ' if c.implicit else ''}gpa {c.gpa:#x}"
-            result = (f"pa {c.pa:#x}{gpa}" if c.pa is not None else
+            attrs = (f" {permissions(c.perms)}" if c.perms is not None else "") + (f" {c.memtype}" if c.memtype else "")
+            result = (f"pa {c.pa:#x}{gpa}{attrs}" if c.pa is not None else
                       f"{c.fault} at level {c.level}{where} ({c.reason}){gpa}")
             print(f"  {c.va:#018x} {c.access:<7} {c.privilege:<10} -> {result:<44} {c.label}")
     return 0
@@ -111,15 +118,17 @@ def cmd_show(ns: argparse.Namespace) -> int:
 
 def cmd_check(ns: argparse.Namespace) -> int:
     vs = VectorSet.read(ns.dir)
-    walked = expected_cases(registry.walker_for(vs), *vs.lanes())
+    attributes = registry.by_name(vs.arch).attributes    # translations record perms and memtype
+    walked = expected_cases(registry.walker_for(vs), *vs.lanes(), attributes=attributes)
+    fields = "pa, fault, level, stage, gpa, implicit, syndrome" + (", perms, memtype" if attributes else "")
     bad = 0
     for n, (c, w) in enumerate(zip(vs.cases, walked, strict=True)):
         with_syndrome = c.syndrome is not None            # a version 1 file records none
-        if c.outcome(with_syndrome) != w.outcome(with_syndrome):
+        if c.outcome(with_syndrome, attributes) != w.outcome(with_syndrome, attributes):
             bad += 1
-            print(f"case {n}: {c.va:#x} {c.access} {c.privilege}: expected (pa, fault, level, stage, gpa, "
-                  f"implicit, syndrome) = {_show(c.outcome(with_syndrome))}, walker says "
-                  f"{_show(w.outcome(with_syndrome))} ({w.reason})")
+            print(f"case {n}: {c.va:#x} {c.access} {c.privilege}: expected ({fields}) = "
+                  f"{_show(c.outcome(with_syndrome, attributes))}, walker says "
+                  f"{_show(w.outcome(with_syndrome, attributes))} ({w.reason})")
     print(f"{len(vs.cases) - bad} passed, {bad} failed")
     return 1 if bad else 0
 
@@ -163,9 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=_int, required=True)
     g.add_argument("--out", required=True, help="output directory (created)")
     g.add_argument("--cases", type=_int, help="number of cases (default: every target x access x privilege)")
+    arch_options: dict[str, list[argparse.Action]] = {}
     for arch in registry.ARCHITECTURES:
+        known = len(g._actions)
         arch.add_generate_options(g)
-    g.set_defaults(func=cmd_generate)
+        arch_options[arch.name] = g._actions[known:]
+    g.set_defaults(func=cmd_generate, arch_options=arch_options)
     s = vec.add_parser("show", help="list a vector set's address space and summarise its cases")
     s.add_argument("dir")
     s.add_argument("--cases", action="store_true", help="also print every case")

@@ -25,10 +25,14 @@ from hypothesis import strategies as st
 from pagetable.arch.riscv_sv39 import HGATP, PTE, SATP
 from pagetable.cli import main
 from pagetable.vectors import generate_riscv
+from pagetable.vectors.x86_64 import layout as x86_layout
+from pagetable.vectors.x86_64.gen import generate_x86
+from pagetable.vectors.x86_64.tool import LAYOUTS as X86_LAYOUTS
 
 from .fuzzing import JUNK, bounded, count, fuzz, table_entries
 
 MODES = ("sv39", "sv48+sv48x4", "sv39x4")
+X86_MODES = ("x86_64-4level", "x86_64-5level")
 RAM = 0x8000_0000
 IMAGE_LIMIT = 96 << 20        # per example: a few times the 8-16 MiB image, which is memory-mapped
 
@@ -38,7 +42,7 @@ def base(mode: str) -> tuple[Path, dict[str, Any], bytes]:
     """A small vector set of `mode`: its directory, its vectors.json and its image."""
     d = Path(tempfile.mkdtemp(prefix=f"fuzz-{mode.replace('+', '-')}-"))
     atexit.register(shutil.rmtree, d, True)
-    generate_riscv(mode, 5, cases=12).write(d, "")
+    (generate_x86 if mode in X86_MODES else generate_riscv)(mode, 5, cases=12).write(d, "")
     return d, json.loads((d / "vectors.json").read_text()), (d / "mem.bin").read_bytes()
 
 
@@ -94,8 +98,8 @@ def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 @st.composite
-def mutated_documents(draw: st.DrawFn) -> tuple[str, Any]:
-    mode = draw(st.sampled_from(MODES))
+def mutated_documents(draw: st.DrawFn, modes: tuple[str, ...] = MODES) -> tuple[str, Any]:
+    mode = draw(st.sampled_from(modes))
     doc: Any = copy.deepcopy(base(mode)[1])
     for _ in range(draw(st.integers(1, 4))):
         path = draw(st.sampled_from(_paths(doc)))
@@ -148,6 +152,15 @@ def test_vector_documents_with_random_bytes(mode: str, edits: list[tuple[int, st
         show_and_check(d, "random bytes in JSON")
 
 
+@fuzz(short=40, long=4_000)
+@given(mutated_documents(X86_MODES))
+def test_mutated_x86_vector_documents(case: tuple[str, Any]) -> None:
+    mode, doc = case
+    with vector_dir(mode) as d:
+        (d / "vectors.json").write_text(json.dumps(doc))
+        show_and_check(d, "mutated x86 JSON structure")
+
+
 # ------------------------------------------------------------------------------------------- memory images
 @fuzz(short=60, long=5_000)
 @given(st.sampled_from(MODES), st.data())
@@ -166,6 +179,29 @@ def test_corrupted_memory_images(mode: str, data: st.DataObject) -> None:
         (d / "mem.bin").write_bytes(bytes(mem))
         (d / "vectors.json").write_text(json.dumps(doc))
         show_and_check(d, "corrupted image")
+
+
+X86_ENTRIES = st.one_of(                       # x86 entries: into the first tables, anywhere, anything
+    st.tuples(st.integers(0, 127), st.integers(0, 0xFFF), st.integers(0, 0xFFF)).map(
+        lambda t: t[2] << 52 | (x86_layout.RAM_BASE + t[0] * 4096) | t[1]),
+    st.tuples(st.integers(0, (1 << 40) - 1), st.integers(0, 0xFFF)).map(lambda t: t[0] << 12 | t[1]),
+    st.integers(0, (1 << 64) - 1), st.just(0))
+
+
+@fuzz(short=40, long=4_000)
+@given(st.sampled_from(X86_MODES), st.lists(st.tuples(st.integers(0, 96 * 512 - 1), X86_ENTRIES), min_size=1,
+                                            max_size=64))
+def test_corrupted_x86_memory_images(mode: str, words: list[tuple[int, int]]) -> None:
+    """Cycles, self-maps, tables outside RAM and every flag in the x86 tables (the first frames)."""
+    _, doc, image = base(mode)
+    mem = bytearray(image)
+    for index, value in words:
+        mem[index * 8:index * 8 + 8] = value.to_bytes(8, "little")
+    with vector_dir(mode) as d:
+        (d / "mem.bin").unlink()
+        (d / "mem.bin").write_bytes(bytes(mem))
+        (d / "vectors.json").write_text(json.dumps(doc))
+        show_and_check(d, "corrupted x86 image")
 
 
 def test_a_root_table_of_self_pointers_in_every_mode() -> None:
@@ -204,6 +240,18 @@ def test_explain_every_register_and_entry(register: str, value: int, form: str) 
         assert all(f" {f.name} " in shown.getvalue() for f in layout.fields)
 
 
+@fuzz(short=60, long=10_000)
+@given(st.sampled_from(["pte", *X86_LAYOUTS]),
+       st.one_of(st.integers(0, (1 << 64) - 1), st.integers(-(1 << 70), 1 << 70),
+                 st.sampled_from([-1, 1 << 32, 1 << 64, (1 << 64) - 1, 0x0207040600070406])))
+def test_explain_every_x86_register_and_entry(register: str, value: int) -> None:
+    count(f"explain --arch x86_64 --register {register}")
+    with bounded(10, 16 << 20):
+        rc = run(["explain", "--arch", "x86_64", "--register", register, hex(value)], (0, 2))
+    width = 32 if register == "pkru" else 64
+    assert rc == (0 if 0 <= value < 1 << width else 2)
+
+
 @fuzz(short=50, long=5_000)
 @given(st.lists(st.one_of(JUNK.map(str), st.sampled_from(["0x10", "-0x1", "1e3", "", "  7", "0b101", "--", "-"])),
                 min_size=1, max_size=3))
@@ -217,13 +265,20 @@ def test_explain_with_junk_arguments(words: list[str]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- generate
+CASE_COUNTS = st.one_of(st.integers(-5, 300).map(str), st.sampled_from(["-1", "0", "1", "100000000", "0x40", "x", ""]))
+SEEDS = st.one_of(st.integers(-(1 << 70), 1 << 70).map(str), st.sampled_from(["0x10", "-1", "seed"]))
+
+
 @fuzz(short=6, long=300)
-@given(st.sampled_from(["sv39", "sv48", "sv39x4", "sv39+sv39x4"]),
-       st.one_of(st.integers(-5, 300).map(str), st.sampled_from(["-1", "0", "1", "100000000", "0x40", "x", ""])),
-       st.one_of(st.integers(-(1 << 70), 1 << 70).map(str), st.sampled_from(["0x10", "-1", "seed"])),
+@given(st.sampled_from(["sv39", "sv48", "sv39x4", "sv39+sv39x4"]), CASE_COUNTS, SEEDS,
        st.sets(st.sampled_from(["--sum", "--mxr", "--hs-mxr", "--svnapot", "--svpbmt"])))
 def test_generate_with_random_arguments(mode: str, cases: str, seed: str, flags: set[str]) -> None:
     count("vectors generate")
+    generate_then_check(mode, cases, seed, flags)
+
+
+def generate_then_check(mode: str, cases: str, seed: str, flags: set[str]) -> None:
+    """`vectors generate` with these arguments answers or refuses in one line; what it writes checks."""
     d = Path(tempfile.mkdtemp(prefix="fuzz-gen-"))
     try:
         with bounded(60, 256 << 20):
@@ -234,6 +289,15 @@ def test_generate_with_random_arguments(mode: str, cases: str, seed: str, flags:
                 assert exc.code == 2
                 return
         if rc == 0:
+            assert not flags & {"--sum", "--svnapot"} or mode not in X86_MODES   # RISC-V options are refused
             run(["vectors", "check", str(d / "v")], (0,))
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+@fuzz(short=4, long=200)
+@given(st.sampled_from(X86_MODES), CASE_COUNTS, SEEDS,
+       st.sets(st.sampled_from(["--ac", "--no-nxe", "--no-wp", "--sum", "--svnapot"])))
+def test_generate_x86_with_random_arguments(mode: str, cases: str, seed: str, flags: set[str]) -> None:
+    count("vectors generate (x86)")
+    generate_then_check(mode, cases, seed, flags)

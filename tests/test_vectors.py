@@ -25,7 +25,8 @@ from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
 from pagetable.vectors import SCHEMA, VectorsError, VectorSet, generate_riscv, schema
-from pagetable.vectors.riscv.gen import GUEST_BACKING, GUEST_RAM, RAM_BASE, RAM_SIZE, Target, _pick
+from pagetable.vectors.generation import Target, pick
+from pagetable.vectors.riscv.gen import GUEST_BACKING, GUEST_RAM, RAM_BASE, RAM_SIZE
 from pagetable.vectors.riscv.modes import walker_for
 from pagetable.vectors.schema import Case, Cases, json_text, write_json
 from pagetable.walker import Access, Privilege
@@ -92,7 +93,7 @@ def test_cases_cover_every_rule_and_extend() -> None:
 
 
 def test_pick_draws_every_combo_or_a_sample_or_more() -> None:
-    """_pick's cases, always in target, access, privilege order: every target x access x privilege once, a
+    """pick's cases, always in target, access, privilege order: every target x access x privilege once, a
     sample of them without repeats, or all of them and random ones besides; each VA a multiple of 8 inside
     its target; the same draws from the same seed."""
     targets = [Target("a", 0x1000, 4096), Target("b", 0xFFFF_FFC0_0000_0000, 1 << 30), Target("c", 0x8, 12)]
@@ -100,7 +101,7 @@ def test_pick_draws_every_combo_or_a_sample_or_more() -> None:
               for p in (Privilege.SUPERVISOR, Privilege.USER)]
 
     def picked(count: int | None, seed: int = 3) -> list[tuple[int, int, int, int]]:
-        va, access, privilege, target = _pick(targets, count, np.random.default_rng(seed))
+        va, access, privilege, target = pick(targets, count, np.random.default_rng(seed))
         for v, t in zip(va.tolist(), target.tolist(), strict=True):
             assert v % 8 == 0 and targets[t].va <= v < targets[t].va + targets[t].span
         return list(zip(target.tolist(), access.tolist(), privilege.tolist(), va.tolist(), strict=True))

@@ -23,4 +23,5 @@ class Architecture:
     walker_for: Callable[[VectorSet], Walker]             # the walker that computes a set's expectations
     registers: tuple[str, ...]                            # what `explain --register` names (first: default)
     explain: Callable[[str, int], list[str]]              # the lines `explain` prints
-    readme_notes: Callable[[VectorSet], str]              # a vector set's README: levels, faults, syndromes
+    readme_notes: Callable[[VectorSet], str]              # a vector set's README: levels, faults, syndromes, tags
+    attributes: bool = False                              # translations record perms and memtype (x86_64)

@@ -30,7 +30,9 @@ import numpy.typing as npt
 
 from .. import args
 from ..errors import InvalidArgument, PagetableError
+from ..listing import permissions
 from ..physmem import PhysMem
+from ..translation import MemoryType
 from ..walker import Access, FaultKind, Privilege, Reason, Translations
 
 SCHEMA = "pagetable-vectors/2"
@@ -43,7 +45,7 @@ _HEX = re.compile(r"0[xX][0-9a-fA-F]+")
 TOP_KEYS = ("schema", "arch", "mode", "memory", "registers", "options", "cases")
 MEMORY_KEYS = ("file", "base")
 COMMON_CASE_KEYS = ("va", "access", "privilege", "stage", "gpa", "label", "reason")
-CASE_KEYS = {"pa": (*COMMON_CASE_KEYS, "pa"),
+CASE_KEYS = {"pa": (*COMMON_CASE_KEYS, "pa", "perms", "memtype"),
              "fault": (*COMMON_CASE_KEYS, "fault", "level", "implicit", "syndrome")}
 _REGISTER = re.compile(r"[a-z][a-z0-9_]{0,31}")
 U64 = npt.NDArray[np.uint64]
@@ -66,6 +68,8 @@ class Case:
     guest-page fault. `implicit` marks a G-stage fault on a VS-stage table access (htinst/mtinst then hold a
     pseudoinstruction) rather than on the final address. `syndrome` (version 2; None in a version 1 file):
     what the hardware reports for a fault, register by register (RISC-V: scause, stval, htval, htinst).
+    `perms` and `memtype` (translations of the architectures that record them: x86-64): the walk's
+    effective permissions (a `perm_bit` mask, written `S:rw- U:r--`) and the page's memory type (`wb`).
     `label` names the feature the case exercises and `reason` the walker's reason; both are informative."""
 
     va: int
@@ -80,17 +84,24 @@ class Case:
     label: str = ""
     reason: str = ""
     syndrome: dict[str, int] | None = None
+    perms: int | None = None
+    memtype: str | None = None
 
-    def outcome(self, syndrome: bool = True) -> tuple[object, ...]:
+    def outcome(self, syndrome: bool = True, attributes: bool = False) -> tuple[object, ...]:
         """What the case expects, without its informative fields: (pa, fault, level, stage, gpa, implicit,
-        syndrome), the last None unless `syndrome`."""
-        return (self.pa, self.fault, self.level, self.stage, self.gpa, self.implicit,
-                self.syndrome if syndrome else None)
+        syndrome), the last None unless `syndrome`; with `attributes`, (perms, memtype) after them."""
+        out = (self.pa, self.fault, self.level, self.stage, self.gpa, self.implicit,
+               self.syndrome if syndrome else None)
+        return (*out, self.perms, self.memtype) if attributes else out
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"va": f"{self.va:#x}", "access": self.access, "privilege": self.privilege}
         if self.pa is not None:
             out["pa"] = f"{self.pa:#x}"
+            if self.perms is not None:
+                out["perms"] = permissions(self.perms)
+            if self.memtype is not None:
+                out["memtype"] = self.memtype
         else:
             out["fault"] = self.fault
             out["level"] = self.level
@@ -127,8 +138,10 @@ class Case:
         gpa = _hex(obj, "gpa", where) if "gpa" in obj else None
         label, reason = _text(obj, "label", where), _text(obj, "reason", where)
         if kind == "pa":
+            perms = _perms(obj, where) if "perms" in obj else None
+            memtype = _choice(obj, "memtype", MEMORY_TYPES, where) if "memtype" in obj else None
             return cls(va, access, privilege, pa=_hex(obj, "pa", where), stage=stage, gpa=gpa, label=label,
-                       reason=reason)
+                       reason=reason, perms=perms, memtype=memtype)
         implicit = obj.get("implicit", False)
         if not isinstance(implicit, bool):
             raise VectorsError(f"{where}.implicit must be true or false, not {implicit!r}")
@@ -149,6 +162,10 @@ PRIVILEGE_CODES = {p: int(Privilege[p.upper()]) for p in PRIVILEGES}
 _ACCESS_NAMES = {code: a for a, code in ACCESS_CODES.items()}      # and back, looked up once
 _PRIVILEGE_NAMES = {code: p for p, code in PRIVILEGE_CODES.items()}
 _REASON_LABELS = {int(r): r.label for r in Reason}
+_MEMTYPE_LABELS = {int(m): m.label for m in MemoryType}
+MEMORY_TYPES = tuple(m.label for m in MemoryType if m is not MemoryType.NONE)
+"""The memory types a translation's `memtype` names (`MemoryType.label`: `wb`, `uc-`, `default`, ...)."""
+_PERMS = re.compile(r"S:[r-][w-][x-] U:[r-][w-][x-]")
 _CHUNK = 4096
 """Cases built at a time when the collection is iterated (the columns of a chunk become Python lists first:
 indexing numpy arrays one element at a time costs more than the whole chunk's lists)."""
@@ -168,8 +185,8 @@ class Cases(Sequence[Case]):
     the walker's codes, `label` indexes `labels`, and `outcome` is the walker's answer for every case as
     `Walker.translate_many` gives it (its `va` column is the cases' VAs). `fault_kinds` names the fault kind
     of each (reason, stage) the outcome has; `two_stage`: the walk had a G-stage, so the cases have `stage`
-    and `gpa`. The columns are read-only views. Cases equal any sequence of equal `Case`s in the same order
-    (a list read back from vectors.json)."""
+    and `gpa`; `attributes`: translations carry their `perms` and `memtype`. The columns are read-only
+    views. Cases equal any sequence of equal `Case`s in the same order (a list read back from vectors.json)."""
 
     access: U8
     privilege: U8
@@ -178,6 +195,7 @@ class Cases(Sequence[Case]):
     outcome: Translations
     fault_kinds: Mapping[tuple[int, int], str]
     two_stage: bool
+    attributes: bool = False
 
     def __post_init__(self) -> None:
         o = self.outcome
@@ -235,6 +253,8 @@ class Cases(Sequence[Case]):
         labels = self.label[part].tolist()
         reasons, stages, levels = o.reason[part].tolist(), o.stage[part].tolist(), o.level[part].tolist()
         pas, gpas, implicit = o.pa[part].tolist(), o.gpa[part].tolist(), o.implicit[part].tolist()
+        perms = o.perms[part].tolist() if self.attributes else None
+        memtypes = o.memtype[part].tolist() if self.attributes else None
         syndrome = {k: v[part].tolist() for k, v in o.syndrome.items()}
         out = []
         for n, reason in enumerate(reasons):
@@ -242,7 +262,9 @@ class Cases(Sequence[Case]):
             label, stage = self.labels[labels[n]], stages[n]
             gpa = gpas[n] if self.two_stage and (reason == Reason.OK or stage == 2) else None
             if reason == Reason.OK:
-                out.append(Case(va, a, p, pa=pas[n], gpa=gpa, label=label, reason=_REASON_LABELS[reason]))
+                out.append(Case(va, a, p, pa=pas[n], gpa=gpa, label=label, reason=_REASON_LABELS[reason],
+                                perms=None if perms is None else perms[n],
+                                memtype=None if memtypes is None else _MEMTYPE_LABELS[memtypes[n]]))
             else:
                 out.append(Case(va, a, p, fault=self.fault_kinds[reason, stage], level=levels[n],
                                 stage=stage if self.two_stage else None, gpa=gpa, implicit=bool(implicit[n]),
@@ -259,12 +281,38 @@ def _syndrome(obj: Mapping[str, Any], where: str) -> dict[str, int]:
     return _registers(value, f"{where}.syndrome")
 
 
+def _perms(obj: Mapping[str, Any], where: str) -> int:
+    """A translation's `perms`, written as `permissions` writes it (`S:rw- U:r--`), as a `perm_bit` mask."""
+    value = obj.get("perms")
+    if not isinstance(value, str) or not _PERMS.fullmatch(value):
+        raise VectorsError(f"{where}.perms must be permissions like \"S:rw- U:r--\", not {args.describe(value)}")
+    marks = value[2:5] + value[8:11]
+    return sum(1 << n for n, ch in enumerate(marks) if ch != "-")
+
+
 def check_keys(obj: Mapping[str, Any], allowed: Sequence[str], where: str, context: str = "") -> None:
     """VectorsError naming the first key of `obj` that is not in `allowed` (a misspelling is never ignored)."""
     for key in obj:
         if key not in allowed:
             raise VectorsError(f"{where}: unknown key {key!r}{' ' + context if context else ''} "
                                f"(expected {', '.join(allowed)})")
+
+
+def check_registers(vs: VectorSet, names: Sequence[str], mode: str) -> None:
+    """VectorsError unless a vector set's `registers` are exactly `names`, the registers mode `mode` reads."""
+    check_keys(vs.registers, names, "registers", f"for mode {mode}")
+    for reg in names:
+        if reg not in vs.registers:
+            raise VectorsError(f"registers.{reg} is missing (mode {mode} needs {', '.join(names)})")
+
+
+def check_one_stage(vs: VectorSet, mode: str) -> None:
+    """VectorsError naming the first case with a two-stage key (`stage`, `gpa`, `implicit`): a one-stage
+    mode's cases have none."""
+    for n, c in enumerate(vs.cases):
+        for key, value in (("stage", c.stage), ("gpa", c.gpa), ("implicit", c.implicit or None)):
+            if value is not None:
+                raise VectorsError(f"cases[{n}].{key} applies to the two-stage modes, not {mode}")
 
 
 def _at(where: str, key: str) -> str:

@@ -135,7 +135,7 @@ def pat_entries(pat: int) -> tuple[MemoryType, ...]:
     return tuple(out)
 
 
-def _pat_index_bits(index: int, huge: bool) -> int:
+def pat_index_bits(index: int, huge: bool) -> int:
     """An entry's PWT, PCD and PAT bits for PAT index `index` (PAT at bit 12 in a 2M/1G page, 7 in a PTE)."""
     return (PWT if index & 1 else 0) | (PCD if index & 2 else 0) | ((PAT_HUGE if huge else PAT_4K) if index & 4 else 0)
 
@@ -200,7 +200,7 @@ class X86Codec(RememberedLeaves):
             bits |= G
         memtype = MemoryType.UC if flags & MappingFlags.DEVICE else \
             MemoryType.UC_MINUS if flags & MappingFlags.UNCACHED else MemoryType.WB
-        return bits | _pat_index_bits(self._index_of(memtype), huge)
+        return bits | pat_index_bits(self._index_of(memtype), huge)
 
     def new_page(self, pa: int, flags: MappingFlags, huge: bool) -> int:
         """A page mapping `pa` (4 KiB aligned; 2 MiB aligned when `huge`, so bit 12 stays the PAT bit)."""

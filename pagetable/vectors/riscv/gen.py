@@ -18,12 +18,7 @@ bytes.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-
-from ... import args
 from ...arch.riscv_sv39 import PTE
 from ...arch.riscv_sv39.entry import PBMT_IO, PBMT_NC, PBMT_RESERVED, A, D, G, R, U, V, W, X
 from ...arch.riscv_sv39.entry import ppn_field as ppn
@@ -33,8 +28,9 @@ from ...format import Extension, PagingFormat
 from ...frames import FrameAllocator
 from ...physmem import PhysMem
 from ...table import PageTable
-from ..expected import expected_cases
-from ..schema import ACCESS_CODES, ACCESSES, PRIVILEGE_CODES, PRIVILEGES, U8, U64, VectorSet
+from ..generation import MAX_CASES, Places, TableBuilder, Target, checked_request, clear_leaf_bits, vector_set
+from ..schema import VectorSet
+from ..tagging import fill_tags
 from .modes import VECTOR_MODES, Options, VectorMode, vector_mode, walker_for
 
 RAM_BASE = 0x8000_0000
@@ -45,51 +41,23 @@ GUEST_RAM = RAM_BASE                   # two-stage modes: guest RAM's guest-phys
 GUEST_BACKING = RAM_BASE + RAM_SIZE    # ... and the host RAM behind it (host RAM is 16 MiB there)
 SPECIAL_GPA = 0x4000_0000              # guest pages the G-stage maps one by one for the two-stage targets
 MiB, GiB = 1 << 20, 1 << 30
-MAX_CASES = 1_000_000
-"""The most cases one vector set may have: every case is held in memory (as columns, about 100 bytes) and
-written to vectors.json (250 to 300 bytes each), so a million cases take about 25 s and 0.25 GB (`vectors
-generate`; writing the JSON takes nearly all of the time)."""
-
 __all__ = ["GUEST_BACKING", "GUEST_RAM", "MAX_CASES", "RAM_BASE", "RAM_SIZE", "VECTOR_MODES", "generate_riscv",
            "tag_memory"]
 
 
-@dataclass(frozen=True)
-class Target:
-    """A VA range whose cases exercise one feature."""
-
-    label: str
-    va: int
-    span: int
-
-
 def tag_memory(mem: PhysMem) -> None:
     """Fill every u64 of RAM with its own physical address shifted left by 16."""
-    for r in mem.regions:                 # shifted into place (computed apart and copied in, it took twice as long)
-        np.left_shift(np.arange(r.base, r.base + r.size, 8, dtype=np.uint64), np.uint64(16), out=r.words)
+    fill_tags(mem, 16)
 
 
-def _clear_leaf_bits(pt: PageTable, va: int, bits: int) -> None:
-    """Clear `bits` in the entry that decides `va` (for encodings the codec never writes, e.g. a G-stage
-    leaf without U)."""
-    slot = pt.lookup(va)
-    pt.mem.write_u64(slot.pa, slot.raw & ~bits)
-
-
-class _Builder:
+class _Builder(TableBuilder):
     """Builds one table (in `mem`, with frames from `frames`) and records its targets. `gstage`: a G-stage
     table, whose leaves need U=1 (raw entries get it too)."""
 
     def __init__(self, fmt: PagingFormat, rng: random.Random, mem: PhysMem, frames: FrameAllocator,
                  gstage: bool = False) -> None:
-        self.fmt = fmt
-        self.rng = rng
-        self.mem = mem
-        self.frames = frames
-        self.pt = PageTable(fmt, mem, frames)
-        self.targets: list[Target] = []
+        super().__init__(fmt, rng, mem, frames, V, ppn)
         self.user_bit = U if gstage else 0
-        self.cursor = 0                                  # next free VA for raw leaves (see raw_leaf)
 
     @classmethod
     def on_ram(cls, fmt: PagingFormat, rng: random.Random, gstage: bool = False) -> _Builder:
@@ -97,78 +65,6 @@ class _Builder:
         mem = PhysMem([(RAM_BASE, RAM_SIZE)])
         tag_memory(mem)
         return cls(fmt, rng, mem, FrameAllocator(mem), gstage)
-
-    def target(self, label: str, va: int, span: int = 4096) -> None:
-        self.targets.append(Target(label, va, span))
-
-    def frame(self) -> int:
-        return self.frames.alloc(zero=False)
-
-    def map4k(self, label: str, va: int, flags: F, count: int = 1) -> None:
-        for k in range(count):
-            self.pt.map(va + k * 4096, self.frame(), 4096, flags)
-        self.target(label, va, count * 4096)
-
-    def clear_bits(self, va: int, count: int, bits: int) -> None:
-        """Clear `bits` in the leaves of `count` 4 KiB pages from `va`."""
-        for k in range(count):
-            _clear_leaf_bits(self.pt, va + k * 4096, bits)
-
-    def poke(self, label: str | None, va: int, depth: int, raw: int) -> None:
-        """Write a raw entry into the (existing, empty) slot for `va` at `depth`; `label` names the target
-        it makes (None: no target)."""
-        slot = self.pt.lookup(va)
-        if slot.depth != depth or slot.raw != 0:
-            raise AssertionError(f"generator bug: no empty depth-{depth} slot for {va:#x} ({slot})")
-        self.mem.write_u64(slot.pa, raw)
-        if label is not None:
-            self.target(label, va, self.fmt.levels[depth].span if depth < self.fmt.depth_count - 1 else 4096)
-
-    def raw_leaf(self, label: str, bits: int, pa: int | None = None) -> None:
-        """A raw last-level entry at the cursor (a free slot of an existing table), then skip a slot."""
-        self.poke(label, self.cursor, self.fmt.depth_count - 1, bits | ppn(self.frame() if pa is None else pa))
-        self.cursor += 2 * 4096
-
-    def free_slots(self, va: int, depth: int) -> list[int]:
-        """The VAs of the empty depth-`depth` slots in the table that holds `va`'s entry, shuffled."""
-        slot = self.pt.lookup(va, depth)
-        assert slot.depth == depth
-        span = self.fmt.levels[depth].span
-        base = va & ~(span * self.fmt.levels[depth].entries - 1)
-        raws = self.mem.words(slot.table, self.fmt.levels[depth].entries)
-        out = [base + int(k) * span for k in np.flatnonzero(raws == 0)]
-        self.rng.shuffle(out)
-        return out
-
-    def pointer_to_table(self, va: int, depth: int, table: int, entries: dict[int, tuple[str, int]],
-                         bits: int = 0, seen_at: tuple[PhysMem, int] | None = None) -> None:
-        """A depth-`depth` pointer (with extra `bits`) at `va` to the next-level table at `table`, whose
-        entries `entries` gives (index → (label, raw)), each a target. `seen_at`: the memory and address
-        where the table's bytes are written when `table` is not an address of `self.mem` (a guest table
-        page written through the host)."""
-        mem, at = seen_at or (self.mem, table)
-        self.poke(None, va, depth, V | bits | ppn(table))
-        span = self.fmt.levels[depth + 1].span
-        for index, (label, raw) in entries.items():
-            mem.write_u64(at + 8 * index, raw)
-            self.target(label, va + index * span, 4096)
-
-    def table_at(self, va: int, depth: int) -> None:
-        """Make sure the table holding `va`'s depth-`depth` entry exists (map and unmap a page below)."""
-        size = self.fmt.levels[depth].span
-        probe = va & ~(size - 1)
-        self.pt.map(probe, 0, size, F.READ)
-        slot = self.pt.lookup(probe)
-        self.mem.write_u64(slot.pa, 0)
-
-
-@dataclass(frozen=True)
-class _Places:
-    """Where `_build` puts things: the kernel base, a user 1 GiB slot and a kernel 2 MiB window for 4K pages."""
-
-    kbase: int
-    ubase: int
-    kwin: int
 
 
 def _build(b: _Builder) -> None:
@@ -182,17 +78,14 @@ def _build(b: _Builder) -> None:
     _address_edges(b, at)
 
 
-def _places(b: _Builder) -> _Places:
+def _places(b: _Builder) -> Places:
     top = b.fmt.va_bits - 1
     # the "kernel" part: the upper half of a sign-extended space; bit top-1 of a (zero-extended) G-stage
     # space, whose upper half QEMU 7.2 cannot use (docs/qemu.md)
-    kbase = b.fmt.extend(1 << top) if b.fmt.extension is Extension.SIGN else 1 << (top - 1)
-    ubase = b.rng.randrange(1, 64) << 30                 # a random 1 GiB slot in the user half
-    kwin = kbase + (b.rng.randrange(0, 8) << 21) + 64 * MiB  # a random 2 MiB window for kernel 4K pages
-    return _Places(kbase, ubase, kwin)
+    return Places.draw(b.rng, b.fmt.extend(1 << top) if b.fmt.extension is Extension.SIGN else 1 << (top - 1))
 
 
-def _pages_4k(b: _Builder, at: _Places) -> None:
+def _pages_4k(b: _Builder, at: Places) -> None:
     """4 KiB pages, every permission, both halves (a one-page hole follows each group); a G-stage table has
     U=0 leaves (a guest-page fault for every access) where a sign-extended one has kernel pages."""
     gstage = b.user_bit != 0
@@ -247,7 +140,7 @@ def _raw_leaves(b: _Builder) -> None:
     b.cursor = napot_va + 0x10000
 
 
-def _superpages(b: _Builder, at: _Places) -> None:
+def _superpages(b: _Builder, at: Places) -> None:
     """2 MiB of data, then 1 GiB / 512 GiB / 256 TiB kernel linear maps."""
     fmt, kbase, kwin, ubase = b.fmt, at.kbase, at.kwin, at.ubase
     two_m = kwin + 2 * MiB
@@ -266,7 +159,7 @@ def _superpages(b: _Builder, at: _Places) -> None:
         b.target(label + "-beyond-ram", va_leaf + (BEYOND_RAM - pa), 16 * MiB)
 
 
-def _raw_upper_entries(b: _Builder, at: _Places) -> None:
+def _raw_upper_entries(b: _Builder, at: Places) -> None:
     """Raw entries above the last level, in free slots next to existing tables."""
     rw = V | R | W | A | D | b.user_bit
     kbase = at.kbase
@@ -283,7 +176,7 @@ def _raw_upper_entries(b: _Builder, at: _Places) -> None:
     b.target("unmapped-1G", kbase + 5 * GiB, GiB)
 
 
-def _address_edges(b: _Builder, at: _Places) -> None:
+def _address_edges(b: _Builder, at: Places) -> None:
     """Just outside the translated space: non-canonical VAs, or GPAs too wide for the G-stage."""
     fmt, top, rng = b.fmt, b.fmt.va_bits - 1, b.rng
     if fmt.extension is Extension.SIGN:
@@ -292,29 +185,6 @@ def _address_edges(b: _Builder, at: _Places) -> None:
     else:                                               # guest-physical addresses: zero-extended
         b.map4k("gpa-upper-half", (1 << top) + (rng.randrange(1, 512) << 12), F.READ | F.WRITE | F.EXECUTE)
         b.target("gpa-too-wide", 1 << fmt.va_bits, 1 << 20)
-
-
-def _pick(targets: list[Target], count: int | None, rng: np.random.Generator) -> tuple[
-        U64, U8, U8, npt.NDArray[np.intp]]:
-    """The cases as columns (VA, access code, privilege code, index of the target): every target x access x
-    privilege once, or a sample of `count` of them, or every one and random ones besides; in target, access,
-    privilege order, and the VA a random multiple of 8 in the target."""
-    per_target = len(ACCESSES) * len(PRIVILEGES)
-    combos = len(targets) * per_target       # combo k: target k // per_target, then access, then privilege
-    if count is not None and count < combos:
-        picked = rng.choice(combos, count, replace=False)
-    else:                                    # every combo, and a random target, access and privilege per extra
-        extra = 0 if count is None else count - combos
-        picked = np.concatenate((np.arange(combos), rng.integers(0, combos, extra)))
-    # sorted: a target's cases are together in vectors.json, and the walk judges runs of alike lanes faster
-    # (a third less time for 100,000 cases than in the order drawn)
-    target, rest = np.divmod(np.sort(picked), per_target)
-    access, privilege = np.divmod(rest, len(PRIVILEGES))
-    starts = np.array([t.va for t in targets], dtype=np.uint64)
-    eighths = np.array([(t.span + 7) // 8 for t in targets], dtype=np.int64)   # the multiples of 8 in each
-    va = starts[target] + rng.integers(0, eighths[target]).astype(np.uint64) * np.uint64(8)
-    return (va, np.array([ACCESS_CODES[a] for a in ACCESSES], dtype=np.uint8)[access],
-            np.array([PRIVILEGE_CODES[p] for p in PRIVILEGES], dtype=np.uint8)[privilege], target)
 
 
 def _two_stage_targets(vs: _Builder, g: PageTable, host_frames: FrameAllocator) -> None:
@@ -327,7 +197,7 @@ def _two_stage_targets(vs: _Builder, g: PageTable, host_frames: FrameAllocator) 
         """A guest page the G-stage maps to a fresh host frame with `flags` (and bits `clear` cleared)."""
         gpa, hpa = next(pages), host_frames.alloc(zero=False)
         g.map(gpa, hpa, 4096, flags)
-        _clear_leaf_bits(g, gpa, clear)
+        clear_leaf_bits(g, gpa, clear)
         return gpa, hpa
 
     rwx = V | R | W | X | A | D                          # VS leaves without U: VS-mode reaches the G-stage
@@ -386,18 +256,9 @@ def generate_riscv(mode: str, seed: int, cases: int | None = None, options: Opti
     walker under `options` (RiscvOptions, or HypervisorOptions for the hypervisor modes). `cases=None`
     gives each target x access x privilege once; a number samples (or extends) that list."""
     vm = vector_mode(mode)
-    seed = args.integer(seed, "seed", 0)                # random.Random(-n) is random.Random(n): no aliases
-    if cases is not None:
-        cases = args.integer(cases, "the number of cases", 1)
-        if cases > MAX_CASES:
-            raise InvalidArgument(f"{cases:,} cases are more than a vector set holds ({MAX_CASES:,}: every case is "
-                                  "kept in memory and written to vectors.json, about 300 bytes each); "
-                                  "generate several sets with different seeds instead")
+    seed, cases = checked_request(seed, cases)
     options = options or vm.options_type()
     if not isinstance(options, vm.options_type):
         raise InvalidArgument(f"{mode} takes {vm.options_type.__name__}, not {type(options).__name__}")
     mem, registers, targets = _build_mode(vm, seed)
-    vs = VectorSet("riscv64", vm.name, mem, registers, {**options.to_json(), "seed": seed}, [])
-    va, access, privilege, target = _pick(targets, cases, np.random.default_rng(seed))
-    vs.cases = expected_cases(walker_for(vs), va, access, privilege, target, tuple(t.label for t in targets))
-    return vs
+    return vector_set("riscv64", vm.name, mem, registers, options.to_json(), targets, seed, cases, walker_for)

@@ -24,7 +24,7 @@ from ...arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules,
 from ...errors import InvalidArgument, PagetableError
 from ...format import PagingFormat
 from ...walker import Walker
-from ..schema import VectorsError, VectorSet, check_keys
+from ..schema import VectorsError, VectorSet, check_keys, check_one_stage, check_registers
 
 Options = RiscvOptions | HypervisorOptions
 
@@ -112,15 +112,9 @@ def walker_for(vs: VectorSet) -> Walker:
         raise VectorsError(f"arch {vs.arch!r} mode {vs.mode!r} is not supported "
                            f"(riscv64: {', '.join(VECTOR_MODES)})")
     mode = VECTOR_MODES[vs.mode]
-    check_keys(vs.registers, mode.registers, "registers", f"for mode {mode.name}")
-    for reg in mode.registers:
-        if reg not in vs.registers:
-            raise VectorsError(f"registers.{reg} is missing (mode {mode.name} needs {', '.join(mode.registers)})")
+    check_registers(vs, mode.registers, mode.name)
     if mode.gstage is None:                            # the hypervisor-only keys of a case
-        for n, c in enumerate(vs.cases):
-            for key, value in (("stage", c.stage), ("gpa", c.gpa), ("implicit", c.implicit or None)):
-                if value is not None:
-                    raise VectorsError(f"cases[{n}].{key} applies to the hypervisor modes, not {mode.name}")
+        check_one_stage(vs, mode.name)
     options = options_from_json(mode, vs.options)
     try:
         if isinstance(options, RiscvOptions):

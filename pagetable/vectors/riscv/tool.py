@@ -46,7 +46,8 @@ def readme_notes(vs: VectorSet) -> str:
            if "hgatp" in vs.registers else "")
     return ("or the exception 'fault' raised at page-table level 'level' (the spec's i: 0 = 4 KiB level),\n"
             "with the 'syndrome' the trap reports (scause/stval, and htval/htinst with the H extension;\n"
-            "mcause/mtval/mtval2/mtinst when the trap goes to M-mode).\n" + hyp)
+            "mcause/mtval/mtval2/mtinst when the trap goes to M-mode).\n" + hyp +
+            "Every u64 of non-table memory holds its own PA << 16, so a load reveals the PA it reached.\n")
 
 
 def explain(register: str, value: int) -> list[str]:

@@ -1,2 +1,11 @@
-"""x86-64 vectors: the image conventions (`layout`) and the QEMU probe harness (`qemu`, with `stub.S` and
-`boot.S`)."""
+"""x86-64 test vectors (4-level and 5-level paging): the vector modes (`modes`), the generator (`gen`), the
+physical layout every set shares (`layout`: RAM, the RAM tag, the slot left to a harness), the command
+line's x86 part (`tool`), registered as `ARCHITECTURE` (`pagetable.registry`), and the QEMU probe harness
+(`qemu`, with `stub.S` and `boot.S`)."""
+
+from ..architecture import Architecture
+from . import tool
+from .modes import ARCH, walker_for
+
+ARCHITECTURE = Architecture(ARCH, "x86_64", tool.MODE_HELP, tool.add_generate_options, tool.generate, walker_for,
+                            tool.REGISTERS, tool.explain, tool.readme_notes, attributes=True)

@@ -1,33 +1,31 @@
-"""Where x86-64 vector images live, and what their data words hold: the conventions every x86 vector
-generator and the QEMU harness (:mod:`pagetable.vectors.x86_64.qemu`) share.
+"""The physical layout every x86-64 vector set shares, and the QEMU harness relies on (docs/vectors.md):
 
-* An image is loaded at physical :data:`RAM_BASE` (16 MiB: QEMU's ``-M pc`` has RAM from 0, with the legacy
-  hole at 0xA0000-0xFFFFF; the harness keeps its own code and tables below 16 MiB) and holds
-  :data:`RAM_SIZE` (8 MiB) of tables and data.
-* Every 8-byte word that is not a page-table entry holds :func:`tag` of its physical address,
-  ``(PA << 8) | 0xCC``: a load reveals the PA it reached, and an instruction fetch from it executes the low
-  byte 0xCC, INT3, which traps with #BP at RIP = VA + 1 (Intel SDM Vol. 2A, INT3; Vol. 3A 6.15, Interrupt
-  3). The tag's bits 5 and 6 (A and D in a paging entry) are the same in every tag, so a comparison that
-  ignores A/D in loaded values (the hardware sets them in the entries it walks) still tells any two PAs
-  apart.
-* Probe VAs are 8-byte aligned.
-* Root-table index :data:`STUB_SLOT` (255, the highest slot of the lower half: PML4 index 255, or PML5
-  index 255 with 5-level paging) is left empty by vector sets, so that the harness can map its own code
-  there; the harness takes it whenever no probe VA uses it.
+- RAM: `RAM_SIZE` (8 MiB) at physical `RAM_BASE` (16 MiB), the memory image `mem.bin`;
+- every u64 of RAM that is not a page table holds `tag(pa)` = (PA << 8) | 0xCC: a load reveals the PA it
+  reached, an instruction fetch executes INT3 (opcode 0xCC) at once;
+- PML4 index `STUB_SLOT` (255, the highest slot of the user half; with 5-level paging also PML5 index 255)
+  is never used by a case VA, so a harness can map its own code and data there.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from ...physmem import PhysMem
+from ..tagging import fill_tags
 
-__all__ = ["RAM_BASE", "RAM_SIZE", "STUB_SLOT", "TAG_BYTE", "tag"]
-
-RAM_BASE: Final = 0x100_0000
-RAM_SIZE: Final = 0x80_0000
-TAG_BYTE: Final = 0xCC
-STUB_SLOT: Final = 255
+RAM_BASE = 0x100_0000
+RAM_SIZE = 8 << 20
+STUB_SLOT = 255
+_TAG_SHIFT, _INT3 = 8, 0xCC
 
 
 def tag(pa: int) -> int:
-    """The u64 a data word at physical address ``pa`` holds: ``(pa << 8) | 0xCC`` (64-bit wrap-around)."""
-    return ((pa << 8) | TAG_BYTE) & (2**64 - 1)
+    """The tag RAM holds at physical address `pa` (8-byte aligned): (PA << 8) | 0xCC."""
+    return (pa << _TAG_SHIFT) | _INT3
+
+
+def tag_memory(mem: PhysMem) -> None:
+    """Fill every u64 of `mem` with `tag` of its own physical address."""
+    fill_tags(mem, _TAG_SHIFT, _INT3)
+
+
+__all__ = ["RAM_BASE", "RAM_SIZE", "STUB_SLOT", "tag", "tag_memory"]

@@ -1,0 +1,233 @@
+"""Generate x86-64 test vectors: a deliberate random address space, its memory image and expected walks.
+
+The image is `layout.RAM_SIZE` (8 MiB) of RAM at `layout.RAM_BASE` (16 MiB); every u64 of RAM that is not a
+page table holds `layout.tag(PA)` = (PA << 8) | 0xCC, so a load reveals the PA it reached and a fetch
+executes INT3. No case VA has PML4 index `layout.STUB_SLOT` (255; with 5-level paging, PML5 index 255 too):
+a harness maps its own code there. The address space follows Intel SDM Vol. 3A chapter 4 rule by rule:
+- 4 KiB pages with every permission x86 paging has (read-only, read/write, each executable or XD) at user
+  and supervisor (U/S), the supervisor ones global (G, with CR4.PGE); every target is probed at CPL 3 and
+  at CPL 0, so supervisor accesses to user pages meet SMEP and SMAP (4.6);
+- 2 MiB pages (user and supervisor) and 1 GiB pages mapping PA 0 like a kernel linear map, with cases
+  inside RAM and beyond it;
+- every #PF cause of 4.7: not present at each level; R/W=0 (CR0.WP); U/S=0 at each level, also in an upper
+  level over a user page; XD (EFER.NXE), also in an upper level; RSVD: address bits at or above
+  MAXPHYADDR at each level, PS in a PML4E (and PML5E), bits 20:13 of a 2 MiB page and 29:13 of a 1 GiB
+  page (and every XD while EFER.NXE=0, `--no-nxe`); protection keys (4.6.2): pages with keys whose PKRU
+  bits deny access, deny writes, or allow;
+- non-canonical addresses (#GP), a table and a page outside RAM, and every IA32_PAT entry's memory type
+  (4.9.2) through PWT/PCD/PAT, at 4 KiB and 2 MiB.
+The image does not depend on the register choices (`--ac`, `--no-nxe`, `--no-wp`); the expected results
+do. The same seed gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ...arch.x86_64 import CR0, CR3, CR4, EFER, PAT, PKRU, PTE_4K, RFLAGS, X86Codec, pat_entries
+from ...arch.x86_64.entry import HUGE_ADDR, PAT_TYPES, PS, RW, US, XD, G, P, page_address, pat_index_bits
+from ...errors import InvalidArgument
+from ...flags import MappingFlags as F
+from ...frames import FrameAllocator
+from ...physmem import PhysMem
+from ...translation import MemoryType
+from ..generation import Places, TableBuilder, checked_request, vector_set
+from ..schema import VectorSet
+from .layout import RAM_BASE, RAM_SIZE, STUB_SLOT, tag_memory
+from .modes import ARCH, CpuOptions, X86VectorMode, vector_mode, walker_for
+
+MiB, GiB = 1 << 20, 1 << 30
+OUTSIDE_RAM = 0x80_0000_0000           # 512 GiB: below a 40-bit MAXPHYADDR, no RAM in the image
+BEYOND_RAM = RAM_BASE + RAM_SIZE + 8 * MiB   # inside the 1 GiB pages (which map PA 0), above RAM
+TABLE = P | RW | US                    # a table reference that restricts nothing: the leaves decide
+_CODES = {t: code for code, t in PAT_TYPES.items()}
+PAT_VALUE = PAT.build(**{f"PA{k}": _CODES[t] for k, t in enumerate((
+    MemoryType.WB, MemoryType.WC, MemoryType.UC_MINUS, MemoryType.UC,
+    MemoryType.WB, MemoryType.WP, MemoryType.UC_MINUS, MemoryType.WT))})
+"""IA32_PAT as Linux programs it (arch/x86/mm/pat/memtype.c): WB, WC, UC-, UC, WB, WP, UC-, WT, so that pages
+can have every memory type the PAT knows (SDM Vol. 3A 12.12.2); the reset value has no WC or WP entry."""
+
+__all__ = ["BEYOND_RAM", "OUTSIDE_RAM", "PAT_VALUE", "RegisterChoices", "generate_x86"]
+
+
+@dataclass(frozen=True)
+class RegisterChoices:
+    """The register choices of a vector set beyond its mode: RFLAGS.AC, EFER.NXE and CR0.WP."""
+
+    ac: bool = False
+    nxe: bool = True
+    wp: bool = True
+
+
+def registers_for(mode: X86VectorMode, root: int, pkru: int, choice: RegisterChoices) -> dict[str, int]:
+    """The register values that select `mode`'s paging at `root` and configure the walk: CR0.PE/PG (and WP),
+    CR4.PAE/PGE/SMEP/SMAP/PKE (and LA57), IA32_EFER.LME/LMA (and NXE), `PAT_VALUE`, `pkru`, RFLAGS bit 1
+    (and AC); SDM Vol. 3A 4.1.1 (the paging-mode bits) and 2.5."""
+    return {"cr0": CR0.build(PE=1, PG=1, WP=int(choice.wp)), "cr3": CR3.build(ADDR=root >> 12),
+            "cr4": CR4.build(PAE=1, PGE=1, SMEP=1, SMAP=1, PKE=1, LA57=int(mode.la57)),
+            "efer": EFER.build(LME=1, LMA=1, NXE=int(choice.nxe)), "pat": PAT_VALUE, "pkru": pkru,
+            "rflags": RFLAGS.build(FIXED1=1, AC=int(choice.ac))}
+
+
+class _Builder(TableBuilder):
+    """A 4- or 5-level table over fresh tagged RAM, with the free slots of each level handed out in turn
+    (never in the harness's slot)."""
+
+    def __init__(self, mode: X86VectorMode, rng: random.Random, cpu: CpuOptions) -> None:
+        mem = PhysMem([(RAM_BASE, RAM_SIZE)])
+        tag_memory(mem)
+        fmt = mode.stage1.with_codec(X86Codec(pat=PAT_VALUE, global_kernel=True))
+        super().__init__(fmt, rng, mem, FrameAllocator(mem), TABLE, lambda pa: page_address(pa, False))
+        self.cpu = cpu
+        self.last = fmt.depth_count - 1
+        self._free: dict[tuple[int, int], Iterator[int]] = {}
+
+    def depth(self, level: int) -> int:
+        """The depth of the manual's level `level` (1: the PT, 4: the PML4, 5: the PML5)."""
+        return self.fmt.depth_count - level
+
+    def free(self, va: int, depth: int) -> int:
+        """An empty depth-`depth` slot of the table on `va`'s path (its VA), never in the harness's slot."""
+        key = (self.pt.lookup(va, depth).table, depth)
+        if key not in self._free:
+            slots = (self.fmt.extend(v) for v in self.free_slots(va, depth))      # the root's upper half too
+            self._free[key] = iter([v for v in slots if not reserved(v)])
+        return next(self._free[key])
+
+    def chain(self, label: str, va: int, depth: int, pointer: int, leaf: int) -> None:
+        """A depth-`depth` entry `pointer` (its address filled in) at the empty slot `va`, over fresh tables
+        down to the page `leaf` (its address filled in) at `va`, a target."""
+        table = self.frames.alloc()
+        self.poke(None, va, depth, pointer | table)
+        for _ in range(depth + 1, self.last):
+            below = self.frames.alloc()
+            self.mem.write_u64(table, TABLE | below)
+            table = below
+        self.mem.write_u64(table, leaf | self.frame())
+        self.target(label, va)
+
+
+def reserved(va: int) -> bool:
+    """Whether `va` is in a slot left to a harness: PML4 index 255 (bits 47:39) or PML5 index 255 (bits 56:48;
+    never set in a canonical 4-level address), whatever the mode."""
+    return (va >> 39) & 511 == STUB_SLOT or (va >> 48) & 511 == STUB_SLOT
+
+
+def _build(b: _Builder) -> int:
+    """The address space, phase by phase (the order fixes the random choices and frame numbers, so it is
+    part of the output: tests/test_vectors_x86.py pins it); returns PKRU."""
+    at = Places.draw(b.rng, b.fmt.extend(1 << (b.fmt.va_bits - 1)))      # the upper half's first address
+    _pages_4k(b, at)
+    _superpages(b, at)
+    pkru = _raw_leaves(b)
+    _raw_upper_entries(b, at)
+    _upper_rights(b, at)
+    _address_edges(b, at)
+    return pkru
+
+
+def _pages_4k(b: _Builder, at: Places) -> None:
+    """4 KiB pages with each permission, user and supervisor (global), a not-present PTE after each group."""
+    for base, user, prefix in ((at.ubase, F.USER, "user"), (at.kwin, F(0), "kernel")):
+        va = base
+        for label, flags, n in (("rw", F.READ | F.WRITE, 3), ("ro", F.READ, 1), ("rx", F.READ | F.EXECUTE, 1),
+                                ("rwx", F.READ | F.WRITE | F.EXECUTE, 1)):
+            b.map4k(f"{prefix}-{label}", va, flags | user, n)
+            va += (n + 1) * 4096
+        b.target(f"unmapped-4k-{prefix}", va - 4096)
+        b.cursor = va
+
+
+def _superpages(b: _Builder, at: Places) -> None:
+    """2 MiB pages (supervisor data, user code and data) and 1 GiB pages mapping PA 0 (supervisor code and
+    data, user data), with the 1 GiB pages' cases in RAM and beyond it."""
+    b.pt.map(at.kwin + 2 * MiB, b.frames.alloc(512, align=2 * MiB, zero=False), 2 * MiB, F.READ | F.WRITE)
+    b.target("superpage-2M", at.kwin + 2 * MiB, 2 * MiB)
+    b.pt.map(at.ubase + 2 * MiB, b.frames.alloc(512, align=2 * MiB, zero=False), 2 * MiB,
+             F.READ | F.WRITE | F.EXECUTE | F.USER)
+    b.target("user-superpage-2M", at.ubase + 2 * MiB, 2 * MiB)
+    for label, va, flags in (("superpage-1G", at.kbase + 2 * GiB, F.READ | F.WRITE | F.EXECUTE),
+                             ("user-superpage-1G", at.ubase + 2 * GiB, F.READ | F.WRITE | F.USER)):
+        b.pt.map(va, 0, GiB, flags)
+        b.target(label, va + RAM_BASE, RAM_SIZE)
+        b.target(label + "-beyond-ram", va + BEYOND_RAM, 16 * MiB)
+
+
+def _raw_leaves(b: _Builder) -> int:
+    """Raw PTEs in free slots of the supervisor 4K table: every PAT index, protection keys (a key PKRU
+    denies access, one it denies writes, one it allows: returns that PKRU), reserved address bits, a
+    not-present PTE with other bits set, and a page outside RAM."""
+    rng = b.rng
+    for k, memtype in enumerate(pat_entries(PAT_VALUE)):
+        b.raw_leaf(f"pat{k}-{memtype.label}", P | RW | XD | G | pat_index_bits(k, False))
+    denied, read_only, allowed = rng.sample(range(1, 16), 3)
+    for label, key in (("pkey-access-disabled", denied), ("pkey-write-disabled", read_only),
+                       ("pkey-allowed", allowed)):
+        b.raw_leaf(label, P | RW | US | PTE_4K.set(0, "PK", key))
+    b.raw_leaf("rsvd-maxphyaddr-L1", P | RW | XD | 1 << rng.randrange(b.cpu.maxphyaddr, 52))
+    b.raw_leaf("not-present-L1-bits", RW | US | XD | G)
+    b.raw_leaf("leaf-outside-ram", P | RW | XD, OUTSIDE_RAM)
+    return PKRU.build(**{f"AD{denied}": 1, f"WD{read_only}": 1})
+
+
+def _raw_upper_entries(b: _Builder, at: Places) -> None:
+    """Raw entries above the PTEs: a 2 MiB page at a PAT index with the PAT bit (12), 2 MiB and 1 GiB pages
+    with a reserved bit, a table outside RAM, not-present entries at each level, PS in the PML4E (and
+    PML5E), an address bit at or above MAXPHYADDR at each level."""
+    rng, pd, pdpt = b.rng, b.depth(2), b.depth(3)
+    block = b.pt.lookup(at.kwin + 2 * MiB).raw & HUGE_ADDR           # the 2 MiB page's frames
+    k = rng.randrange(4, 8)
+    b.poke(f"superpage-2M-pat{k}-{pat_entries(PAT_VALUE)[k].label}", b.free(at.kwin, pd), pd,
+           P | RW | PS | XD | G | pat_index_bits(k, True) | block)
+    b.poke("rsvd-2M-bits", b.free(at.kwin, pd), pd, P | RW | PS | XD | 1 << rng.randrange(13, 21) | block)
+    b.poke("rsvd-1G-bits", b.free(at.kbase, pdpt), pdpt, P | RW | PS | 1 << rng.randrange(13, 30))
+    b.poke("table-outside-ram", b.free(at.kwin, pd), pd, TABLE | OUTSIDE_RAM)
+    for level in range(2, b.fmt.depth_count + 1):
+        d = b.depth(level)
+        b.poke(f"unmapped-L{level}", b.free(at.ubase, d), d, 0)
+        b.poke(f"rsvd-maxphyaddr-L{level}", b.free(at.ubase, d), d,
+               TABLE | 1 << rng.randrange(b.cpu.maxphyaddr, 52) | b.frame())
+        if level >= 4:
+            b.poke(f"rsvd-ps-L{level}", b.free(at.ubase, d), d, TABLE | PS | b.frame())
+
+
+def _upper_rights(b: _Builder, at: Places) -> None:
+    """At each level above the PTEs, over a user read/write/executable page: U/S=0 (a supervisor-mode
+    address: no user access, and no SMEP/SMAP), R/W=0 (no writes) and XD=1 (no fetches)."""
+    leaf = P | RW | US
+    for level in range(2, b.fmt.depth_count + 1):
+        d = b.depth(level)
+        for label, pointer in (("us0", TABLE & ~US), ("rw0", TABLE & ~RW), ("xd", TABLE | XD)):
+            b.chain(f"upper-{label}-L{level}", b.free(at.ubase, d), d, pointer, leaf)
+
+
+def _address_edges(b: _Builder, at: Places) -> None:
+    """Non-canonical addresses (#GP, SDM 4.5): bit 47 (56) set with the bits above clear, and the bits above
+    set with it clear, at a random slot below the harness's."""
+    top = b.fmt.va_bits - 1
+    b.target("non-canonical-low", (1 << top) + (b.rng.randrange(0, STUB_SLOT) << (top - 8)), 1 << 20)
+    high = ((1 << 64) - 1) & ~((1 << (top + 1)) - 1)
+    b.target("non-canonical-high", high + (b.rng.randrange(0, STUB_SLOT) << (top - 8)), 1 << 20)
+
+
+def generate_x86(mode: str, seed: int, cases: int | None = None, choice: RegisterChoices | None = None,
+                 cpu: CpuOptions | None = None) -> VectorSet:
+    """Build the address space for `mode` ("x86_64-4level" or "x86_64-5level") from `seed` and compute every
+    case's expected outcome with the walker the registers configure (`choice`: RFLAGS.AC, EFER.NXE,
+    CR0.WP; `cpu`: MAXPHYADDR and 1-GByte pages, default 40 and yes). `cases=None` gives each target x
+    access x privilege once; a number samples (or extends) that list."""
+    vm = vector_mode(mode)
+    seed, cases = checked_request(seed, cases)
+    cpu = cpu or CpuOptions()
+    if not isinstance(cpu, CpuOptions) or not OUTSIDE_RAM < 1 << cpu.maxphyaddr < 1 << 52:
+        raise InvalidArgument(f"the generator needs a MAXPHYADDR from {OUTSIDE_RAM.bit_length()} to 51 (its "
+                              "targets outside RAM lie below it, its RSVD targets above it), not "
+                              f"{getattr(cpu, 'maxphyaddr', cpu)!r}")
+    b = _Builder(vm, random.Random(seed), cpu)
+    pkru = _build(b)
+    registers = registers_for(vm, b.pt.root_paddr, pkru, choice or RegisterChoices())
+    return vector_set(ARCH, vm.name, b.mem, registers, cpu.to_json(), b.targets, seed, cases, walker_for,
+                      attributes=True)
+

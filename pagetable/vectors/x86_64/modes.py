@@ -1,0 +1,120 @@
+"""The x86-64 vector modes: which tables a vector set has, the registers that select them and configure the
+walk, the CPU properties recorded as options, and the walker that computes the expected results
+(docs/vectors.md).
+
+  x86_64-4level    4-level paging (IA-32e, CR4.LA57=0): registers cr0, cr3, cr4, efer, pat, pkru, rflags
+  x86_64-5level    5-level paging (CR4.LA57=1): the same registers
+
+Options: `maxphyaddr` (the CPU's physical-address width, CPUID.80000008H:EAX[7:0]; 40 as QEMU's default
+CPUs) and `gbpages` (1-GByte pages, CPUID.80000001H:EDX[26]), with the informative `seed`. Everything else
+that changes a walk (CR0.WP, CR4.SMEP/SMAP/PKE, EFER.NXE, RFLAGS.AC, PKRU, IA32_PAT) is read from the
+registers, as the CPU reads it (`rules_from_registers`; Intel SDM Vol. 3A 4.1.3, 4.6).
+
+A mode is a record of its stages (`X86VectorMode`): the linear-address paging format, and a nested stage
+(NPT or EPT) for the two-stage modes, whose registers follow the stage-1 ones; only one-stage modes exist
+yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ... import args
+from ...arch.x86_64 import CR4, PAGING4, PAGING5, rules_from_registers
+from ...errors import PagetableError
+from ...format import PagingFormat
+from ...walker import Walker
+from ..schema import VectorsError, VectorSet, check_keys, check_one_stage, check_registers
+
+ARCH = "x86_64"
+PAGING_REGISTERS = ("cr0", "cr3", "cr4", "efer", "pat", "pkru", "rflags")
+MAXPHYADDR = 40
+"""The physical-address width of QEMU's default x86-64 CPUs (qemu64), which the generator records."""
+
+
+@dataclass(frozen=True)
+class X86VectorMode:
+    """A vector mode: the paging format of linear addresses (`stage1`), and the nested stage's format with
+    the registers that select it (`stage2`, `stage2_registers`; None and () in the one-stage modes)."""
+
+    name: str
+    stage1: PagingFormat
+    stage2: PagingFormat | None = None
+    stage2_registers: tuple[str, ...] = ()
+
+    @property
+    def registers(self) -> tuple[str, ...]:
+        return PAGING_REGISTERS + self.stage2_registers
+
+    @property
+    def la57(self) -> bool:
+        return self.stage1.depth_count == 5
+
+
+VECTOR_MODES: dict[str, X86VectorMode] = {
+    "x86_64-4level": X86VectorMode("x86_64-4level", PAGING4),
+    "x86_64-5level": X86VectorMode("x86_64-5level", PAGING5),
+}
+
+
+def vector_mode(name: str) -> X86VectorMode:
+    """The vector mode called `name` (InvalidArgument, listing the modes, for anything else)."""
+    mode: X86VectorMode = args.choice(name, "x86-64 vector mode", VECTOR_MODES)
+    return mode
+
+
+@dataclass(frozen=True)
+class CpuOptions:
+    """The CPU properties a vector set assumes that no register holds (its `options`)."""
+
+    maxphyaddr: int = MAXPHYADDR
+    gbpages: bool = True
+
+    def __post_init__(self) -> None:
+        args.integer(self.maxphyaddr, "maxphyaddr", 32, 53)
+        args.boolean(self.gbpages, "gbpages")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"maxphyaddr": self.maxphyaddr, "gbpages": self.gbpages}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any], mode: str) -> CpuOptions:
+        """A vector set's `options`: `maxphyaddr` (32 to 52), `gbpages` and the informative `seed`."""
+        check_keys(doc, ["maxphyaddr", "gbpages", "seed"], "options", f"for mode {mode}")
+        for key, kind in (("maxphyaddr", int), ("gbpages", bool), ("seed", int)):
+            if key in doc and type(doc[key]) is not kind:
+                raise VectorsError(f"options.{key} must be {'an integer' if kind is int else 'true or false'}, "
+                                   f"not {args.describe(doc[key])}")
+        maxphyaddr = doc.get("maxphyaddr", MAXPHYADDR)
+        if not 32 <= maxphyaddr <= 52:
+            raise VectorsError(f"options.maxphyaddr must be from 32 to 52, not {maxphyaddr}")
+        return cls(maxphyaddr, doc.get("gbpages", True))
+
+
+def walker_for(vs: VectorSet) -> Walker:
+    """The walker that computes a vector set's expected results from its registers, after checking that
+    they select its mode's paging (CR4.LA57) and a mode the walker has (no CR4.PKS: IA32_PKRS is not
+    recorded)."""
+    if vs.arch != ARCH or vs.mode not in VECTOR_MODES:
+        raise VectorsError(f"arch {vs.arch!r} mode {vs.mode!r} is not supported ({ARCH}: {', '.join(VECTOR_MODES)})")
+    mode = VECTOR_MODES[vs.mode]
+    check_registers(vs, mode.registers, mode.name)
+    check_one_stage(vs, mode.name)
+    cpu = CpuOptions.from_json(vs.options, mode.name)
+    r = vs.registers
+    if bool(CR4.get(r["cr4"], "LA57")) != mode.la57:
+        raise VectorsError(f"registers.cr4 {r['cr4']:#x} has LA57={int(not mode.la57)}: "
+                           f"{'4' if mode.la57 else '5'}-level paging, not {mode.name}")
+    if r["cr4"] & CR4.mask("PKS"):
+        raise VectorsError(f"registers.cr4 {r['cr4']:#x} has PKS=1: x86 vector sets record no IA32_PKRS")
+    try:
+        rules = rules_from_registers(r["cr0"], r["cr3"], r["cr4"], r["efer"], r["pat"], r["rflags"], r["pkru"],
+                                     maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages)
+    except PagetableError as exc:
+        raise VectorsError(f"registers: {exc}") from None
+    return Walker(vs.mem, rules)
+
+
+__all__ = ["ARCH", "MAXPHYADDR", "PAGING_REGISTERS", "VECTOR_MODES", "CpuOptions", "X86VectorMode", "vector_mode",
+           "walker_for"]

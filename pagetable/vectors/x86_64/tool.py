@@ -1,0 +1,89 @@
+"""x86-64's part of the command line: the `vectors generate` options (register choices), the vector set's
+README notes and `explain` for a paging-structure entry or a paging register (Intel SDM Vol. 3A 4.5, the
+entry-format tables 4-15 to 4-20; 2.5 for CR0/CR4; 4.6.2 for PKRU; 12.12.2 for IA32_PAT)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ...arch.x86_64 import CR0, CR3, CR4, EFER, PAT, PDE_2M, PKRU, PTE_4K, RFLAGS, TABLE_ENTRY, X86Options, X86Rules
+from ...arch.x86_64.entry import PS, pat_entries
+from ...errors import PagetableError
+from ...judging import entry_verdicts
+from ...layout import Layout
+from ...listing import permissions
+from ...walker import Reason
+from ..schema import VectorSet
+from .gen import RegisterChoices, generate_x86
+from .layout import STUB_SLOT
+from .modes import MAXPHYADDR, VECTOR_MODES
+
+REGISTERS = ("pte", "cr0", "cr3", "cr4", "efer", "pat", "pkru", "rflags")
+LAYOUTS: dict[str, Layout] = {"cr0": CR0, "cr3": CR3, "cr4": CR4, "efer": EFER, "pat": PAT, "pkru": PKRU,
+                              "rflags": RFLAGS}
+MODE_HELP = {name: f"x86-64 {m.stage1.name} (CR3)" for name, m in VECTOR_MODES.items()}
+_ENTRY_NAMES = {5: "PML5E", 4: "PML4E", 3: "PDPTE", 2: "PDE", 1: "PTE"}
+
+
+def add_generate_options(g: argparse.ArgumentParser) -> None:
+    g.add_argument("--ac", action="store_true",
+                   help="x86: RFLAGS.AC=1 (SMAP then lets explicit supervisor data accesses to user pages through)")
+    g.add_argument("--no-nxe", action="store_true", help="x86: IA32_EFER.NXE=0 (every XD=1 is then a reserved bit)")
+    g.add_argument("--no-wp", action="store_true", help="x86: CR0.WP=0 (supervisor writes ignore R/W=0)")
+
+
+def generate(ns: argparse.Namespace) -> VectorSet:
+    return generate_x86(ns.mode, ns.seed, ns.cases, RegisterChoices(ac=ns.ac, nxe=not ns.no_nxe, wp=not ns.no_wp))
+
+
+def readme_notes(vs: VectorSet) -> str:
+    """What an x86-64 vector set's README says about levels, fault kinds, syndromes, tags and the free slot."""
+    return ("perms (the walk's effective permissions: S = CPL 0, U = CPL 3) and memtype (from IA32_PAT),\n"
+            "or the exception 'fault' (page-fault = #PF, general-protection = #GP for a non-canonical\n"
+            "address, no-memory where a table or the page lies outside RAM) at paging level 'level' (the\n"
+            "SDM's: 1 = PT, 2 = PD, 3 = PDPT, 4 = PML4, 5 = PML5), with the 'syndrome' error_code (#PF's:\n"
+            "P, W/R, U/S, RSVD, I/D, PK) and cr2 (the linear address; both 0 for #GP and no-memory).\n"
+            "Every u64 of non-table memory holds (PA << 8) | 0xCC: a load reveals the PA it reached, a fetch\n"
+            f"executes INT3. No case uses PML4 index {STUB_SLOT} (nor, with 5-level paging, PML5 index "
+            f"{STUB_SLOT}):\na harness may map its code there.\n")
+
+
+def explain(register: str, value: int) -> list[str]:
+    """Every field of `value` as `register` holds it, and what paging makes of it."""
+    if register == "pte":
+        return _entry(value)
+    layout = LAYOUTS[register]
+    lines = [layout.format(value)]
+    if layout is CR3:
+        lines.append(f"  -> the PML4 table (PML5 with CR4.LA57=1) at PA {CR3.get(value, 'ADDR') << 12:#x}")
+    elif layout is PAT:
+        try:
+            types = pat_entries(value)
+        except PagetableError as exc:
+            lines.append(f"  -> {exc}: loading it would #GP")
+        else:
+            lines.append("  -> PAT index (PAT, PCD, PWT) 0-7: " + ", ".join(t.label for t in types))
+    elif layout is PKRU:
+        for kind, what in (("AD", "access disabled"), ("WD", "write disabled")):
+            keys = [str(k) for k in range(16) if PKRU.get(value, f"{kind}{k}")]
+            lines.append(f"  -> keys {what}: {', '.join(keys) or 'none'}")
+    return lines
+
+
+def _entry(value: int) -> list[str]:
+    """A paging-structure entry: its layout as a PTE (or, with PS=1, as a 2 MiB page's PDE) and the walk's
+    verdict on it at each level of 4-level paging."""
+    value = PTE_4K.check(value)
+    lines = [(PDE_2M if value & PS else PTE_4K).format(value)]
+    if value & PS:
+        lines.append("  (PS=1: a 2 MiB page in a PDE, a 1 GiB page in a PDPTE; in a PTE bit 7 is PAT; "
+                     f"{TABLE_ENTRY.name} has PS=0)")
+    rules = X86Rules(0, X86Options(maxphyaddr=MAXPHYADDR))
+    for level, leaf, bits, verdict in entry_verdicts(rules, value):
+        lines.append(f"  -> as a {_ENTRY_NAMES[level]}: " + (
+            "not present (P=0: the hardware reads no other bit)" if verdict == Reason.INVALID else
+            f"page fault ({verdict.label})" if verdict != Reason.OK else
+            f"page, {permissions(bits)}" if leaf else "reference to the next table"))
+    lines.append(f"     (CR0.WP=1, EFER.NXE=1, no SMEP/SMAP/PKE, MAXPHYADDR {MAXPHYADDR}; the address is not "
+                 "checked against memory)")
+    return lines
