@@ -3,12 +3,15 @@ every bulk path is measured beside it in the same run).
 
 Each function gets the same memory (one uint64 array per RAM region, as `PhysMem` holds it) and does only
 what the operation must: scatter or gather the entries it touches and write the output columns it must
-produce. RISC-V Sv39/Sv39x4 PTEs: V=bit 0, R/W/X/U bits 1-4, A/D bits 6-7, PPN bits 53:10.
+produce. Two formats (`RawFormat`): RISC-V Sv39/Sv39x4 PTEs (V=bit 0, R/W/X/U bits 1-4, A/D bits 6-7, PPN
+bits 53:10; `SV39`) and x86-64 4-level paging (P=bit 0, R/W 1, U/S 2, address bits 51:12, XD 63; `X86`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -29,118 +32,11 @@ def _next(entry: U64) -> U64:
     return out
 
 
-def map_4k(words: U64, base: int, root: int, va0: int, pa0: int, pages: int, leaf_tables: int,
-           attrs: int) -> None:
-    """Map `pages` 4 KiB pages at `va0` -> `pa0` (Sv39; `va0` 1 GiB-aligned, `pages` a multiple of 512): each
-    leaf entry scattered to its slot (table of its 2 MiB block, index of its 4 KiB page) in leaf tables at
-    `leaf_tables`, a pointer per leaf table in the level-1 tables after them (one per GiB), a root pointer
-    per level-1 table."""
-    assert va0 % (1 << 30) == 0 and pages % 512 == 0, "map_4k maps whole 2 MiB blocks from a 1 GiB boundary"
-    n_tables = pages // 512
-    pmd = leaf_tables + n_tables * 4096
-    va = np.uint64(va0) + np.arange(pages, dtype=np.uint64) * np.uint64(4096)
-    table = np.uint64(leaf_tables) + ((va - np.uint64(va0)) >> np.uint64(21)) * np.uint64(4096)
-    slot = table + ((va >> TWELVE) & np.uint64(511)) * np.uint64(8)
-    leaf = ((np.uint64(pa0) + (va - np.uint64(va0))) >> TWELVE << TEN) | np.uint64(attrs)
-    words[((slot - np.uint64(base)) >> np.uint64(3)).astype(np.intp)] = leaf
-    tables = np.uint64(leaf_tables) + np.arange(n_tables, dtype=np.uint64) * np.uint64(4096)
-    words[(pmd - base) // 8:(pmd - base) // 8 + n_tables] = (tables >> TWELVE << TEN) | np.uint64(1)
-    for g in range(-(-n_tables // 512)):
-        words[(root - base) // 8 + ((va0 >> 30) + g) % 512] = ((pmd + g * 4096) >> 12) << 10 | 1
+def _sv39_entry(pa: U64) -> U64:
+    out: U64 = pa >> TWELVE << TEN
+    return out
 
 
-def _leaf_slots(words: U64, base: int, root: int, va0: int, gigs: int) -> tuple[U64, U64, U64]:
-    """Follow the root entries of the `gigs` GiB from `va0` (1 GiB-aligned) to their level-1 tables and read
-    their 512 pointers each: the level-1 tables' addresses, the indices of the present pointers (512 per
-    GiB), and the slots of every entry of the leaf tables they point at (512 per table, in VA order). Reads
-    the root entries and the pointers, writes the slot column."""
-    index = ((va0 >> 30) + np.arange(gigs, dtype=np.uint64)) % np.uint64(512)
-    pmds = _next(_word(words, base, np.uint64(root) + index * np.uint64(8)))
-    pointers = _word(words, base, (pmds[:, None] + np.arange(512, dtype=np.uint64)[None, :] * np.uint64(8)).reshape(-1))
-    used = np.flatnonzero(pointers & np.uint64(1)).astype(np.uint64)
-    tables = _next(pointers[used.astype(np.intp)])
-    slot: U64 = (tables[:, None] + np.arange(512, dtype=np.uint64)[None, :] * np.uint64(8)).reshape(-1)
-    return pmds, used, slot
-
-
-def _columns(words: U64, base: int, va0: int, used: U64, slot: U64) -> dict[str, U64]:
-    """Gather the entries at `slot` (the leaf tables of the level-1 pointers `used`) and write the walk's
-    columns (va, pa, size, flags, depth, raw, slot) for the present ones."""
-    raw = _word(words, base, slot)
-    present = (raw & np.uint64(1)) != 0
-    raw, slot = raw[present], slot[present]
-    block = np.uint64(va0 & ~((1 << 30) - 1)) + (used << np.uint64(21))
-    va = (np.repeat(block, 512)[present] + ((slot & np.uint64(0xFFF)) >> np.uint64(3) << TWELVE))
-    return {"va": va, "pa": _next(raw), "size": np.full(raw.shape, 4096, dtype=np.uint64),
-            "flags": (raw >> np.uint64(1)) & np.uint64(0xF), "depth": np.full(raw.shape, 2, dtype=np.int8),
-            "raw": raw, "slot": slot}
-
-
-def walk_leaves(words: U64, base: int, root: int, va0: int, gigs: int = 1) -> dict[str, U64]:
-    """Follow the root entries of the `gigs` GiB from `va0` to their level-1 tables, gather every leaf table
-    they point at, and write the columns a walk returns (va, pa, size, flags, depth, raw, slot) for the
-    present entries."""
-    _, used, slot = _leaf_slots(words, base, root, va0, gigs)
-    return _columns(words, base, va0, used, slot)
-
-
-def unmap_4k(words: U64, base: int, root: int, va0: int) -> dict[str, U64]:
-    """Unmap the 1 GiB block of 4 KiB leaves at `va0` (Sv39): gather the leaves into the walk's columns (the
-    library returns what it removed), then scatter zeros into their slots, clear the 512 level-1 pointers
-    and the root pointer (the library clears both when the tables empty; the memory then ends as the
-    library leaves it). No table is freed and nothing else is written."""
-    pmds, used, slot = _leaf_slots(words, base, root, va0, 1)
-    cols = _columns(words, base, va0, used, slot)
-    words[((cols["slot"] - np.uint64(base)) >> np.uint64(3)).astype(np.intp)] = 0
-    pmd = int(pmds[0])
-    words[(pmd - base) // 8:(pmd - base) // 8 + 512] = 0
-    words[(root - base) // 8 + (va0 >> 30) % 512] = 0
-    return cols
-
-
-def protect_4k(words: U64, base: int, root: int, va0: int, attrs: int) -> None:
-    """Give the 1 GiB block of 4 KiB leaves at `va0` new attribute bits `attrs` (Sv39): find the leaf slots
-    (`_leaf_slots`), gather the entries, keep each present one's PPN with the new bits, scatter them back."""
-    _, _, slot = _leaf_slots(words, base, root, va0, 1)
-    index = ((slot - np.uint64(base)) >> np.uint64(3)).astype(np.intp)
-    raw = words[index]
-    present = (raw & np.uint64(1)) != 0
-    words[index[present]] = (raw[present] & PPN_MASK) | np.uint64(attrs)
-
-
-# Effective permissions (bit 3 * privilege + access: supervisor r w x in bits 0-2, user in bits 3-5) of a
-# valid leaf with A and D set, indexed by its R W X U bits (PTE bits 1-4), with SUM=0 and MXR=0: the
-# supervisor gets R/W/X of a page without U, the user of a page with U. (W without R is reserved: such a
-# leaf faults for every access, so it gets no permissions.)
-PERMS_OF_RWXU = np.array([0 if (f & 3) == 2 else (f & 7) << (3 if f & 8 else 0) for f in range(16)], dtype=np.uint8)
-
-
-def listing(words: U64, base: int, root: int, va0: int, memtype: int) -> tuple[dict[str, npt.NDArray[np.generic]],
-                                                                                npt.NDArray[np.intp],
-                                                                                npt.NDArray[np.intp]]:
-    """The hardware listing of the 1 GiB block of 4 KiB leaves at `va0` and its ptdump runs: the walk's
-    columns (`walk_leaves`), the hardware view's four u8 columns (perms from the leaf bits by the table
-    `PERMS_OF_RWXU`, which holds for this table's leaves: A and D set; verdict 0 and verdict_stage 0, as
-    every leaf translates some access; memtype `memtype` everywhere, no PBMT), then the runs: a leaf joins
-    the previous one when VA and PA both continue it (np.diff) and its attribute bits (all but the PPN) and
-    perms are equal; the run starts are np.flatnonzero of the breaks."""
-    leaves = walk_leaves(words, base, root, va0)
-    raw = leaves["raw"]
-    n = raw.shape[0]
-    perms = PERMS_OF_RWXU[((raw >> np.uint64(1)) & np.uint64(0xF)).astype(np.intp)]
-    cols: dict[str, npt.NDArray[np.generic]] = {
-        **leaves, "perms": perms, "verdict": np.zeros(n, dtype=np.uint8),
-        "verdict_stage": np.zeros(n, dtype=np.uint8), "memtype": np.full(n, memtype, dtype=np.uint8)}
-    size = np.uint64(4096)
-    joins = ((np.diff(leaves["va"]) == size) & (np.diff(leaves["pa"]) == size)
-             & ((raw[1:] & ~PPN_MASK) == (raw[:-1] & ~PPN_MASK)) & (perms[1:] == perms[:-1]))
-    starts = np.concatenate(([0], np.flatnonzero(~joins) + 1)).astype(np.intp)
-    ends = np.concatenate((starts[1:] - 1, [n - 1])).astype(np.intp)
-    return cols, starts, ends
-
-
-SV39_LEVELS = (30, 21, 12)
-X86_LEVELS = (39, 30, 21, 12)                       # 4-level paging: PML4, PDPT, PD, PT
 X86_ADDR = np.uint64(((1 << 52) - 1) & ~0xFFF)
 
 
@@ -150,14 +46,224 @@ def x86_next(entry: U64) -> U64:
     return out
 
 
-def translate(words: U64, base: int, root: int, va: U64, shifts: tuple[int, ...] = SV39_LEVELS,
-              next_table: Callable[[U64], U64] = _next) -> tuple[U64, npt.NDArray[np.uint8]]:
-    """One dependent load per level per VA (Sv39's three by default; 4-level paging's four with
-    `X86_LEVELS` and `x86_next`), then the PA and a reason column."""
+def _x86_entry(pa: U64) -> U64:
+    return pa
+
+
+# Effective permissions (bit 3 * privilege + access: supervisor r w x in bits 0-2, user in bits 3-5) of a
+# valid leaf with A and D set, indexed by its R W X U bits (PTE bits 1-4), with SUM=0 and MXR=0: the
+# supervisor gets R/W/X of a page without U, the user of a page with U. (W without R is reserved: such a
+# leaf faults for every access, so it gets no permissions.)
+PERMS_OF_RWXU = np.array([0 if (f & 3) == 2 else (f & 7) << (3 if f & 8 else 0) for f in range(16)], dtype=np.uint8)
+
+
+def _sv39_perms(raw: U64) -> npt.NDArray[np.uint8]:
+    out: npt.NDArray[np.uint8] = PERMS_OF_RWXU[((raw >> np.uint64(1)) & np.uint64(0xF)).astype(np.intp)]
+    return out
+
+
+def _sv39_flags(raw: U64) -> U64:
+    out: U64 = (raw >> np.uint64(1)) & np.uint64(0xF)
+    return out
+
+
+# x86 (CR0.WP=1, EFER.NXE=1, no SMEP/SMAP/keys), under table entries that grant everything (P|R/W|U/S): a
+# present page's rights by its R/W, U/S and XD bits, packed as bits 0-2 (`_x86_rights`). Reads always;
+# writes with R/W; fetches without XD; all of them for the user only with U/S, and for the supervisor
+# always. The walk's flags: READ, WRITE (R/W), EXECUTE (no XD), USER (U/S), memory type WB (PAT index 0).
+PERMS_OF_X86 = np.array([(1 | (f & 1) << 1 | (0 if f & 4 else 4)) * (9 if f & 2 else 1) for f in range(8)],
+                        dtype=np.uint8)
+FLAGS_OF_X86 = np.array([1 | (f & 1) << 1 | (0 if f & 4 else 4) | (f & 2) << 2 for f in range(8)], dtype=np.uint64)
+
+
+def _x86_rights(raw: U64) -> npt.NDArray[np.intp]:
+    """R/W and U/S (bits 1-2) as bits 0-1, XD (bit 63) as bit 2."""
+    out: npt.NDArray[np.intp] = (((raw >> np.uint64(1)) & np.uint64(3)) | (raw >> np.uint64(61) & np.uint64(4))
+                                 ).astype(np.intp)
+    return out
+
+
+def _x86_perms(raw: U64) -> npt.NDArray[np.uint8]:
+    out: npt.NDArray[np.uint8] = PERMS_OF_X86[_x86_rights(raw)]
+    return out
+
+
+def _x86_flags(raw: U64) -> U64:
+    out: U64 = FLAGS_OF_X86[_x86_rights(raw)]
+    return out
+
+
+@dataclass(frozen=True)
+class RawFormat:
+    """What the raw work knows of a format with 4 KiB tables of 512 u64 entries: each level's VA index shift
+    (root first), where an entry keeps its address (`next_table`: the address an entry names, `entry_of`:
+    a page-aligned address's bits in an entry, `addr_bits`: those bits), a table pointer's other bits, and a
+    4 KiB leaf's `flags` column (the walk's) and effective permissions (the listing's), both from its raw
+    bits. Bit 0 is the present bit in both formats."""
+
+    shifts: tuple[int, ...]
+    next_table: Callable[[U64], U64]
+    entry_of: Callable[[U64], U64]
+    addr_bits: np.uint64
+    pointer: int
+    flags: Callable[[U64], U64]
+    perms: Callable[[U64], npt.NDArray[np.uint8]]
+
+    @property
+    def leaf_depth(self) -> int:
+        return len(self.shifts) - 1
+
+
+SV39 = RawFormat((30, 21, 12), _next, _sv39_entry, PPN_MASK, 1, _sv39_flags, _sv39_perms)
+X86 = RawFormat((39, 30, 21, 12), x86_next, _x86_entry, X86_ADDR, 0x7, _x86_flags, _x86_perms)
+
+
+def _scalar(fn: Callable[[U64], U64], value: int) -> int:
+    return int(fn(np.array([value], dtype=np.uint64))[0])
+
+
+def _gig_table(words: U64, base: int, root: int, va0: int, f: RawFormat, free: int | None = None) -> int:
+    """The table of the 1 GiB entries that cover `va0` (whose entries point at the tables of 2 MiB entries):
+    the root in Sv39; below the root, one table per level above it (x86: the PML4 entry's PDPT). Given
+    `free`, the tables on the way are new, at `free` onwards, and the entries pointing at them are written."""
+    table = root
+    for shift in f.shifts[:-3]:
+        slot = table + ((va0 >> shift) & 511) * 8
+        if free is None:
+            table = _scalar(f.next_table, int(words[(slot - base) // 8]))
+        else:
+            words[(slot - base) // 8] = _scalar(f.entry_of, free) | f.pointer
+            table, free = free, free + 4096
+    return table
+
+
+def map_4k(words: U64, base: int, root: int, va0: int, pa0: int, pages: int, leaf_tables: int,
+           attrs: int, f: RawFormat = SV39) -> None:
+    """Map `pages` 4 KiB pages at `va0` -> `pa0` (`va0` 1 GiB-aligned, `pages` a multiple of 512, within one
+    root entry in x86): each leaf entry scattered to its slot (table of its 2 MiB block, index of its 4 KiB
+    page) in leaf tables at `leaf_tables`, a pointer per leaf table in the tables of 2 MiB entries after them
+    (one per GiB), then (x86) the PDPT after those, a pointer per GiB in the root (Sv39) or the PDPT, and
+    the PML4 entry pointing at the PDPT."""
+    assert va0 % (1 << 30) == 0 and pages % 512 == 0, "map_4k maps whole 2 MiB blocks from a 1 GiB boundary"
+    n_tables = pages // 512
+    pmd = leaf_tables + n_tables * 4096
+    va = np.uint64(va0) + np.arange(pages, dtype=np.uint64) * np.uint64(4096)
+    table = np.uint64(leaf_tables) + ((va - np.uint64(va0)) >> np.uint64(21)) * np.uint64(4096)
+    slot = table + ((va >> TWELVE) & np.uint64(511)) * np.uint64(8)
+    leaf = f.entry_of(np.uint64(pa0) + (va - np.uint64(va0))) | np.uint64(attrs)
+    words[((slot - np.uint64(base)) >> np.uint64(3)).astype(np.intp)] = leaf
+    tables = np.uint64(leaf_tables) + np.arange(n_tables, dtype=np.uint64) * np.uint64(4096)
+    words[(pmd - base) // 8:(pmd - base) // 8 + n_tables] = f.entry_of(tables) | np.uint64(f.pointer)
+    gigs = -(-n_tables // 512)
+    top = _gig_table(words, base, root, va0, f, free=pmd + gigs * 4096)
+    for g in range(gigs):
+        words[(top - base) // 8 + ((va0 >> 30) + g) % 512] = _scalar(f.entry_of, pmd + g * 4096) | f.pointer
+
+
+def _leaf_slots(words: U64, base: int, root: int, va0: int, gigs: int, f: RawFormat) -> tuple[U64, U64, U64]:
+    """Follow the 1 GiB entries of the `gigs` GiB from `va0` (1 GiB-aligned: in the root, or in x86 the
+    PDPT its PML4 entry names) to their tables of 2 MiB entries and read their 512 pointers each: those
+    tables' addresses, the indices of the present pointers (512 per GiB), and the slots of every entry of
+    the leaf tables they point at (512 per table, in VA order). Reads the entries on the way and the
+    pointers, writes the slot column."""
+    index = ((va0 >> 30) + np.arange(gigs, dtype=np.uint64)) % np.uint64(512)
+    top = _gig_table(words, base, root, va0, f)
+    pmds = f.next_table(_word(words, base, np.uint64(top) + index * np.uint64(8)))
+    pointers = _word(words, base, (pmds[:, None] + np.arange(512, dtype=np.uint64)[None, :] * np.uint64(8)).reshape(-1))
+    used = np.flatnonzero(pointers & np.uint64(1)).astype(np.uint64)
+    tables = f.next_table(pointers[used.astype(np.intp)])
+    slot: U64 = (tables[:, None] + np.arange(512, dtype=np.uint64)[None, :] * np.uint64(8)).reshape(-1)
+    return pmds, used, slot
+
+
+def _columns(words: U64, base: int, va0: int, used: U64, slot: U64, f: RawFormat) -> dict[str, U64]:
+    """Gather the entries at `slot` (the leaf tables of the 2 MiB-entry pointers `used`) and write the walk's
+    columns (va, pa, size, flags, depth, raw, slot) for the present ones."""
+    raw = _word(words, base, slot)
+    present = (raw & np.uint64(1)) != 0
+    raw, slot = raw[present], slot[present]
+    block = np.uint64(va0 & ~((1 << 30) - 1)) + (used << np.uint64(21))
+    va = (np.repeat(block, 512)[present] + ((slot & np.uint64(0xFFF)) >> np.uint64(3) << TWELVE))
+    return {"va": va, "pa": f.next_table(raw), "size": np.full(raw.shape, 4096, dtype=np.uint64),
+            "flags": f.flags(raw), "depth": np.full(raw.shape, f.leaf_depth, dtype=np.int8), "raw": raw, "slot": slot}
+
+
+def walk_leaves(words: U64, base: int, root: int, va0: int, gigs: int = 1, f: RawFormat = SV39) -> dict[str, U64]:
+    """Follow the 1 GiB entries of the `gigs` GiB from `va0` to their tables of 2 MiB entries, gather every
+    leaf table they point at, and write the columns a walk returns (va, pa, size, flags, depth, raw, slot)
+    for the present entries."""
+    _, used, slot = _leaf_slots(words, base, root, va0, gigs, f)
+    return _columns(words, base, va0, used, slot, f)
+
+
+def unmap_4k(words: U64, base: int, root: int, va0: int, f: RawFormat = SV39) -> dict[str, U64]:
+    """Unmap the 1 GiB block of 4 KiB leaves at `va0`: gather the leaves into the walk's columns (the library
+    returns what it removed), then scatter zeros into their slots, clear the 512 pointers to them, the 1 GiB
+    entry and (x86) the PML4 entry above it (the library clears each when the tables below empty; the
+    memory then ends as the library leaves it). No table is freed and nothing else is written."""
+    pmds, used, slot = _leaf_slots(words, base, root, va0, 1, f)
+    cols = _columns(words, base, va0, used, slot, f)
+    words[((cols["slot"] - np.uint64(base)) >> np.uint64(3)).astype(np.intp)] = 0
+    pmd = int(pmds[0])
+    words[(pmd - base) // 8:(pmd - base) // 8 + 512] = 0
+    words[(_gig_table(words, base, root, va0, f) - base) // 8 + (va0 >> 30) % 512] = 0
+    table = root
+    for shift in f.shifts[:-3]:                       # x86: the PML4 entry of the emptied PDPT
+        slot_pa = table + ((va0 >> shift) & 511) * 8
+        table = _scalar(f.next_table, int(words[(slot_pa - base) // 8]))
+        words[(slot_pa - base) // 8] = 0
+    return cols
+
+
+def protect_4k(words: U64, base: int, root: int, va0: int, attrs: int, f: RawFormat = SV39) -> None:
+    """Give the 1 GiB block of 4 KiB leaves at `va0` new attribute bits `attrs`: find the leaf slots
+    (`_leaf_slots`), gather the entries, keep each present one's address bits with the new bits, scatter
+    them back."""
+    _, _, slot = _leaf_slots(words, base, root, va0, 1, f)
+    index = ((slot - np.uint64(base)) >> np.uint64(3)).astype(np.intp)
+    raw = words[index]
+    present = (raw & np.uint64(1)) != 0
+    words[index[present]] = (raw[present] & f.addr_bits) | np.uint64(attrs)
+
+
+Columns = dict[str, npt.NDArray[np.generic]]
+
+
+def hardware_columns(words: U64, base: int, root: int, va0: int, memtype: int, f: RawFormat = SV39) -> Columns:
+    """The hardware listing of the 1 GiB block of 4 KiB leaves at `va0`: the walk's columns (`walk_leaves`)
+    and the hardware view's four u8 columns: perms from the leaf bits by `f.perms`, which holds for this
+    table's leaves (Sv39's with A and D set, x86's under table entries that grant everything); verdict 0 and
+    verdict_stage 0, as every leaf translates some access; memtype `memtype` everywhere (no PBMT, or x86's
+    PAT index 0)."""
+    leaves = walk_leaves(words, base, root, va0, 1, f)
+    n = leaves["raw"].shape[0]
+    return {**leaves, "perms": f.perms(leaves["raw"]), "verdict": np.zeros(n, dtype=np.uint8),
+            "verdict_stage": np.zeros(n, dtype=np.uint8), "memtype": np.full(n, memtype, dtype=np.uint8)}
+
+
+def listing(words: U64, base: int, root: int, va0: int, memtype: int,
+            f: RawFormat = SV39) -> tuple[Columns, npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """`hardware_columns` and their ptdump runs: a leaf joins the previous one when VA and PA both continue
+    it (np.diff) and its attribute bits (all but the address) and perms are equal; the run starts are
+    np.flatnonzero of the breaks."""
+    cols = hardware_columns(words, base, root, va0, memtype, f)
+    raw, perms = cast(U64, cols["raw"]), cols["perms"]
+    size = np.uint64(4096)
+    attrs = raw & ~f.addr_bits
+    joins = ((np.diff(cols["va"]) == size) & (np.diff(cols["pa"]) == size)
+             & (attrs[1:] == attrs[:-1]) & (perms[1:] == perms[:-1]))
+    starts = np.concatenate(([0], np.flatnonzero(~joins) + 1)).astype(np.intp)
+    ends = np.concatenate((starts[1:] - 1, [raw.shape[0] - 1])).astype(np.intp)
+    return cols, starts, ends
+
+
+def translate(words: U64, base: int, root: int, va: U64, f: RawFormat = SV39) -> tuple[U64, npt.NDArray[np.uint8]]:
+    """One dependent load per level per VA (Sv39's three by default; 4-level paging's four with `X86`),
+    then the PA and a reason column."""
     table = np.full(va.shape, root, dtype=np.uint64)
-    for shift in shifts:
+    for shift in f.shifts:
         entry = _word(words, base, table + ((va >> np.uint64(shift)) & np.uint64(511)) * np.uint64(8))
-        table = next_table(entry)
+        table = f.next_table(entry)
     return table | (va & np.uint64(0xFFF)), np.zeros(va.shape, dtype=np.uint8)
 
 

@@ -7,10 +7,15 @@ Workload (issue 2): Sv39, 1 GiB of VA mapped as 262,144 4 KiB pages; enumerate t
 1,000,000 random VAs in one vectorised call. Issue 5 adds the same translation through two stages: an Sv39
 guest table over an Sv39x4 G-stage, both mapping 1 GiB as 4 KiB pages (12 entry fetches per address).
 Issue 11 adds unmap_region and protect_region of the 1 GiB, its hardware listing (Walker.mappings and the
-ptdump runs), a vector set of `--cases` cases, and (issue 12) the translation on x86-64 4-level paging.
+ptdump runs) and a vector set of `--cases` cases; issue 12 the same 1 GiB rows on x86-64 4-level paging
+(map_region, walk, translate, unmap_region, protect_region, the listing: the same functions, given the
+format, beside the same raw work, given its `raw.RawFormat`), and volatility3 side by side on peers.md's
+W-4K-scatter image (bench/volatility.py: volatility3 in its own venv, `VOL3_PYTHON`, set up by `make bench`).
 Each figure is the best of `--repeat` runs (more for a short one: `workload.MIN_TIMED`). The per-page loop
 is timed on `--loop` items and scaled to the full count (say `--loop 0` to run it whole: about half an hour
-with the two-stage loop). A row is "ok" when the bulk path takes at most 4x its raw work.
+with the two-stage loop). A row is "ok" when the bulk path takes at most 4x its raw work. The process keeps
+the memory it frees for reuse (`workload.keep_freed_memory`; `--glibc-defaults` does not), so that a figure
+is the work and not the page faults of a heap that glibc happened to trim between runs.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy.typing as npt
 import raw
 import single
 import sparse_image
+import volatility
 from workload import (
     PA0,
     PAGES,
@@ -39,22 +45,23 @@ from workload import (
     best,
     best_after,
     fresh,
+    keep_freed_memory,
     leaf_bits,
+    leaf_memtype,
     mapped,
+    raw_format,
     raw_mapped,
+    rules,
     two_stage,
     words_of,
 )
 
 from pagetable import listing
-from pagetable.arch.riscv_sv39 import SV39, Satp
-from pagetable.arch.riscv_sv39.walk import RiscvRules
-from pagetable.arch.x86_64 import PAGING4, X86Rules
+from pagetable.arch.riscv_sv39 import SV39
+from pagetable.arch.x86_64 import PAGING4
 from pagetable.flags import MappingFlags
+from pagetable.format import PagingFormat
 from pagetable.mappings import Mappings
-from pagetable.physmem import PhysMem
-from pagetable.table import PageTable
-from pagetable.translation import MemoryType
 from pagetable.vectors import Cases
 from pagetable.vectors.riscv.gen import MAX_CASES, RAM_BASE, RAM_SIZE, _build_mode, generate_riscv
 from pagetable.vectors.riscv.modes import vector_mode
@@ -89,61 +96,63 @@ def same_columns(m: Mappings, cols: dict[str, npt.NDArray[np.generic]], names: t
     return all(np.array_equal(getattr(m, k), cols[k]) for k in names)
 
 
-def bench_map(ns: argparse.Namespace) -> Row:
-    """map_region: 262,144 4K leaves. Raw: the leaves, 512 pointers and a root pointer scattered into tables
-    at the top of the same memory."""
-    t_bulk = best_after(fresh, lambda s: s[1].map_region(VA0, PA0, GiB, RW), ns.repeat)
+def label(fmt: PagingFormat, name: str) -> str:
+    """A row's name: the Sv39 rows by their operation, the other formats' with the format first."""
+    return name if fmt is SV39 else f"x86 4-level: {name}"
+
+
+def bench_map(ns: argparse.Namespace, fmt: PagingFormat) -> Row:
+    """map_region: 262,144 4K leaves. Raw: the leaves, 512 pointers and the pointers above them scattered into
+    tables at the top of the same memory."""
+    t_bulk = best_after(lambda: fresh(fmt), lambda s: s[1].map_region(VA0, PA0, GiB, RW), ns.repeat)
     n_loop = ns.loop or PAGES
-    _, pt = fresh()
+    _, pt = fresh(fmt)
 
     def loop(n: int) -> None:
         for i in range(n):
             pt.map(VA0 + i * 4096, PA0 + i * 4096, 4096, RW)
-    attrs = leaf_bits(RW)
-    t_raw = best_after(fresh, lambda s: raw.map_4k(words_of(s[0]), PA0, RAW_ROOT, VA0, PA0, PAGES, RAW_LEAF_TABLES,
-                                                   attrs), ns.repeat)
-    return Row("map_region 1 GiB as 4K pages", PAGES, t_bulk, t_raw, loop_time(n_loop, PAGES, loop), n_loop, 0.1)
+    attrs, f = leaf_bits(RW, fmt), raw_format(fmt)
+    t_raw = best_after(lambda: fresh(fmt), lambda s: raw.map_4k(words_of(s[0]), PA0, RAW_ROOT, VA0, PA0, PAGES,
+                                                                RAW_LEAF_TABLES, attrs, f), ns.repeat)
+    return Row(label(fmt, "map_region 1 GiB as 4K pages"), PAGES, t_bulk, t_raw, loop_time(n_loop, PAGES, loop),
+               n_loop, 0.1)
 
 
-def bench_walk(ns: argparse.Namespace, mem: PhysMem, pt: PageTable) -> Row:
+def bench_walk(ns: argparse.Namespace, fmt: PagingFormat) -> Row:
     """walk: enumerate the 262,144 leaves. Raw: gather the leaf entries of the raw-mapped table and write the
     columns; the library's walk of that same table must give the same columns."""
+    _, pt = mapped(fmt)
     t_bulk = best(pt.walk, ns.repeat)
     n_loop = ns.loop or PAGES
 
     def loop(n: int) -> None:
         for i in range(n):
             pt.query(VA0 + i * 4096)
-    raw_mem = raw_mapped()
-    t_raw = best(lambda: raw.walk_leaves(words_of(raw_mem), PA0, RAW_ROOT, VA0), ns.repeat)
-    cols = raw.walk_leaves(words_of(raw_mem), PA0, RAW_ROOT, VA0)
-    assert same_columns(adopt(raw_mem).walk(), dict(cols), ("va", "pa", "size", "depth", "raw", "slot"))
-    assert same_columns(pt.walk(), dict(cols), ("va", "pa", "size", "raw"))   # the library's map: same leaves
-    return Row("walk: enumerate 262,144 leaves", PAGES, t_bulk, t_raw, loop_time(n_loop, PAGES, loop), n_loop, 0.1)
+    raw_mem, f = raw_mapped(fmt), raw_format(fmt)
+    t_raw = best(lambda: raw.walk_leaves(words_of(raw_mem), PA0, RAW_ROOT, VA0, 1, f), ns.repeat)
+    cols = raw.walk_leaves(words_of(raw_mem), PA0, RAW_ROOT, VA0, 1, f)
+    assert same_columns(adopt(raw_mem, fmt).walk(), dict(cols), ("va", "pa", "size", "flags", "depth", "raw", "slot"))
+    assert same_columns(pt.walk(), dict(cols), ("va", "pa", "size", "flags", "raw"))   # the library's map: same leaves
+    return Row(label(fmt, "walk: enumerate 262,144 leaves"), PAGES, t_bulk, t_raw, loop_time(n_loop, PAGES, loop),
+               n_loop, 0.1)
 
 
-def bench_translate(ns: argparse.Namespace, mem: PhysMem, walker: Walker, vas: npt.NDArray[np.uint64], name: str,
-                    shifts: tuple[int, ...] = raw.SV39_LEVELS,
-                    next_table: Callable[[npt.NDArray[np.uint64]], npt.NDArray[np.uint64]] = raw._next) -> Row:
-    """translate 1,000,000 random VAs through the hardware walker. Raw: a dependent load per level per VA."""
-    root = walker.rules.regime.regions[0].root
+def bench_translate(ns: argparse.Namespace, fmt: PagingFormat, vas: npt.NDArray[np.uint64]) -> Row:
+    """translate 1,000,000 random VAs through the hardware walker. Raw: a dependent load per level per VA (3
+    in Sv39, 4 in x86-64 4-level paging)."""
+    mem, pt = mapped(fmt)
+    walker, f = Walker(mem, rules(fmt, pt.root_paddr)), raw_format(fmt)
     t_bulk = best(lambda: walker.translate_many(vas, "read", "supervisor"), ns.repeat)
     n_loop = min(ns.loop or N_VAS, N_VAS)
 
     def loop(n: int) -> None:
         for v in vas[:n].tolist():
             walker.translate(v, "read", "supervisor")
-    t_raw = best(lambda: raw.translate(words_of(mem), PA0, root, vas, shifts, next_table), ns.repeat)
-    assert np.array_equal(raw.translate(words_of(mem), PA0, root, vas, shifts, next_table)[0],
+    t_raw = best(lambda: raw.translate(words_of(mem), PA0, pt.root_paddr, vas, f), ns.repeat)
+    assert np.array_equal(raw.translate(words_of(mem), PA0, pt.root_paddr, vas, f)[0],
                           walker.translate_many(vas, "read", "supervisor").pa)
+    name = "translate 1,000,000 random VAs" if fmt is SV39 else label(fmt, "translate 1M VAs")
     return Row(name, N_VAS, t_bulk, t_raw, loop_time(n_loop, N_VAS, loop), n_loop, 0.5)
-
-
-def bench_translate_x86(ns: argparse.Namespace, vas: npt.NDArray[np.uint64]) -> Row:
-    """The same workload on x86-64 4-level paging (1 GiB of 4 KiB pages; four loads per VA)."""
-    mem, pt = mapped(PAGING4)
-    return bench_translate(ns, mem, Walker(mem, X86Rules(pt.root_paddr)), vas, "x86 4-level: translate 1M VAs",
-                           raw.X86_LEVELS, raw.x86_next)
 
 
 def bench_two_stage(ns: argparse.Namespace, vas: npt.NDArray[np.uint64]) -> Row:
@@ -164,67 +173,74 @@ def bench_two_stage(ns: argparse.Namespace, vas: npt.NDArray[np.uint64]) -> Row:
                2.0)
 
 
-def bench_unmap(ns: argparse.Namespace) -> Row:
-    """unmap_region of the 1 GiB (it returns the 262,144 removed leaves and frees the 513 tables below the
-    root). Raw: gather the leaves into columns, scatter zeros into their slots, clear the 512 level-1 pointers
-    and the root pointer; the library's unmap of the raw-mapped table must return the same columns and leave
+def bench_unmap(ns: argparse.Namespace, fmt: PagingFormat) -> Row:
+    """unmap_region of the 1 GiB (it returns the 262,144 removed leaves and frees the tables below the root).
+    Raw: gather the leaves into columns, scatter zeros into their slots, clear the 512 pointers to them and
+    the pointers above; the library's unmap of the raw-mapped table must return the same columns and leave
     the same memory."""
-    t_bulk = best_after(mapped, lambda s: s[1].unmap_region(VA0, GiB), ns.repeat)
+    t_bulk = best_after(lambda: mapped(fmt), lambda s: s[1].unmap_region(VA0, GiB), ns.repeat)
     n_loop = ns.loop or PAGES
-    _, pt = mapped()
+    _, pt = mapped(fmt)
 
     def loop(n: int) -> None:
         for i in range(n):
             pt.unmap(VA0 + i * 4096)
-    t_raw = best_after(raw_mapped, lambda m: raw.unmap_4k(words_of(m), PA0, RAW_ROOT, VA0), ns.repeat)
-    lib_mem, raw_mem = raw_mapped(), raw_mapped()
-    removed = adopt(lib_mem).unmap_region(VA0, GiB)
-    cols = raw.unmap_4k(words_of(raw_mem), PA0, RAW_ROOT, VA0)
-    assert same_columns(removed, dict(cols), ("va", "pa", "size", "depth", "raw", "slot"))
+    f = raw_format(fmt)
+    t_raw = best_after(lambda: raw_mapped(fmt), lambda m: raw.unmap_4k(words_of(m), PA0, RAW_ROOT, VA0, f), ns.repeat)
+    lib_mem, raw_mem = raw_mapped(fmt), raw_mapped(fmt)
+    removed = adopt(lib_mem, fmt).unmap_region(VA0, GiB)
+    cols = raw.unmap_4k(words_of(raw_mem), PA0, RAW_ROOT, VA0, f)
+    assert same_columns(removed, dict(cols), ("va", "pa", "size", "flags", "depth", "raw", "slot"))
     assert np.array_equal(words_of(lib_mem), words_of(raw_mem))
-    _, own = mapped()
-    assert same_columns(own.unmap_region(VA0, GiB), dict(cols), ("va", "pa", "size", "raw"))
+    _, own = mapped(fmt)
+    assert same_columns(own.unmap_region(VA0, GiB), dict(cols), ("va", "pa", "size", "flags", "raw"))
     assert len(own.walk()) == 0 and own.frames.in_use == 1          # only the root is left
-    return Row("unmap_region 1 GiB of 4K pages", PAGES, t_bulk, t_raw, loop_time(n_loop, PAGES, loop), n_loop)
+    return Row(label(fmt, "unmap_region 1 GiB of 4K pages"), PAGES, t_bulk, t_raw, loop_time(n_loop, PAGES, loop),
+               n_loop)
 
 
-def bench_protect(ns: argparse.Namespace) -> Row:
+def bench_protect(ns: argparse.Namespace, fmt: PagingFormat) -> Row:
     """protect_region of the 1 GiB to read-only. Raw: gather the 262,144 leaves, rewrite their attribute bits,
     scatter them back; the library's protect of the raw-mapped table must leave the same memory."""
     ro = MappingFlags.READ
-    t_bulk = best_after(mapped, lambda s: s[1].protect_region(VA0, GiB, ro), ns.repeat)
+    t_bulk = best_after(lambda: mapped(fmt), lambda s: s[1].protect_region(VA0, GiB, ro), ns.repeat)
     n_loop = ns.loop or PAGES
-    _, pt = mapped()
+    _, pt = mapped(fmt)
 
     def loop(n: int) -> None:
         for i in range(n):
             pt.protect(VA0 + i * 4096, ro)
-    attrs = leaf_bits(ro)
-    t_raw = best_after(raw_mapped, lambda m: raw.protect_4k(words_of(m), PA0, RAW_ROOT, VA0, attrs), ns.repeat)
-    lib_mem, raw_mem = raw_mapped(), raw_mapped()
-    adopt(lib_mem).protect_region(VA0, GiB, ro)
-    raw.protect_4k(words_of(raw_mem), PA0, RAW_ROOT, VA0, attrs)
+    attrs, f = leaf_bits(ro, fmt), raw_format(fmt)
+    t_raw = best_after(lambda: raw_mapped(fmt), lambda m: raw.protect_4k(words_of(m), PA0, RAW_ROOT, VA0, attrs, f),
+                       ns.repeat)
+    lib_mem, raw_mem = raw_mapped(fmt), raw_mapped(fmt)
+    adopt(lib_mem, fmt).protect_region(VA0, GiB, ro)
+    raw.protect_4k(words_of(raw_mem), PA0, RAW_ROOT, VA0, attrs, f)
     assert np.array_equal(words_of(lib_mem), words_of(raw_mem))
-    return Row("protect_region 1 GiB of 4K pages", PAGES, t_bulk, t_raw, loop_time(n_loop, PAGES, loop), n_loop)
+    return Row(label(fmt, "protect_region 1 GiB of 4K pages"), PAGES, t_bulk, t_raw, loop_time(n_loop, PAGES, loop),
+               n_loop)
 
 
-def bench_listing(ns: argparse.Namespace) -> Row:
+HARDWARE_COLUMNS = ("va", "pa", "size", "flags", "depth", "raw", "slot", "perms", "verdict", "verdict_stage",
+                    "memtype")
+
+
+def bench_listing(ns: argparse.Namespace, fmt: PagingFormat) -> Row:
     """The hardware listing of the 1 GiB: Walker.mappings (every leaf judged for every access and privilege)
     then listing.runs (ptdump's merging of contiguous leaves). Raw: gather the leaves, write the columns and
     merge the runs with np.diff/np.flatnonzero; the library's listing of the raw-mapped table must give the
     same columns and runs."""
-    raw_mem = raw_mapped()
-    walker = Walker(raw_mem, RiscvRules(Satp.for_table(SV39, RAW_ROOT)))
-    memtype = int(MemoryType.DEFAULT)
+    raw_mem, f = raw_mapped(fmt), raw_format(fmt)
+    walker = Walker(raw_mem, rules(fmt, RAW_ROOT))
+    memtype = leaf_memtype(fmt)
     t_bulk = best(lambda: listing.runs(walker.mappings()), ns.repeat)
-    t_raw = best(lambda: raw.listing(words_of(raw_mem), PA0, RAW_ROOT, VA0, memtype), ns.repeat)
+    t_raw = best(lambda: raw.listing(words_of(raw_mem), PA0, RAW_ROOT, VA0, memtype, f), ns.repeat)
     m = walker.mappings()
     starts, ends = listing.runs(m)
-    cols, raw_starts, raw_ends = raw.listing(words_of(raw_mem), PA0, RAW_ROOT, VA0, memtype)
-    assert same_columns(m, cols, ("va", "pa", "size", "depth", "raw", "slot", "perms", "verdict", "verdict_stage",
-                                  "memtype"))
+    cols, raw_starts, raw_ends = raw.listing(words_of(raw_mem), PA0, RAW_ROOT, VA0, memtype, f)
+    assert same_columns(m, cols, HARDWARE_COLUMNS)
     assert np.array_equal(starts, raw_starts) and np.array_equal(ends, raw_ends)
-    return Row("listing: mappings + ptdump runs", PAGES, t_bulk, t_raw)
+    return Row(label(fmt, "listing: mappings + ptdump runs"), PAGES, t_bulk, t_raw)
 
 
 def bench_vectors(ns: argparse.Namespace) -> Row:
@@ -255,13 +271,13 @@ def bench_vectors(ns: argparse.Namespace) -> Row:
 
 
 def print_rows(rows: list[Row]) -> None:
-    print(f"{'benchmark':<34} {'items':>9} {'bulk':>9} {'raw numpy':>10} {'x raw':>6} {'<=4x raw':>8} "
+    print(f"{'benchmark':<46} {'items':>9} {'bulk':>9} {'raw numpy':>10} {'x raw':>6} {'<=4x raw':>8} "
           f"{'issue 2':>11} {'per-page loop':>14} {'ratio':>6}")
     for r in rows:
         target = "" if r.target is None else f"<{r.target}s {'ok' if r.bulk < r.target else 'SLOW'}"
         loop = "" if r.loop is None else f"{r.loop:>13.2f}s {r.loop / r.bulk:>5.0f}x"
         note = "" if r.loop is None or r.looped == r.items else f"  (loop timed on {r.looped:,}, scaled)"
-        print(f"{r.name:<34} {r.items:>9,} {r.bulk:>8.3f}s {r.raw:>9.4f}s {r.bulk / r.raw:>5.1f}x "
+        print(f"{r.name:<46} {r.items:>9,} {r.bulk:>8.3f}s {r.raw:>9.4f}s {r.bulk / r.raw:>5.1f}x "
               f"{'ok' if r.bulk <= RAW_FACTOR * r.raw else 'SLOW':>8} {target:>11} {loop:>21}{note}")
 
 
@@ -271,16 +287,21 @@ def main() -> None:
     ap.add_argument("--loop", type=int, default=8192, help="items the per-page loop runs (0 = all)")
     ap.add_argument("--cases", type=int, default=100_000, help=f"vector cases (at most {MAX_CASES:,})")
     ap.add_argument("--growth-max", type=int, default=22, help="the growth table's largest size: 2**N pages")
+    ap.add_argument("--glibc-defaults", action="store_true",
+                    help="time with glibc malloc's defaults (freed memory given back and faulted in again)")
     ns = ap.parse_args()
     started = time.perf_counter()
-    mem, pt = mapped()
+    kept = not ns.glibc_defaults and keep_freed_memory()
+    print("allocator: " + ("freed memory kept for reuse (workload.keep_freed_memory)" if kept else
+                           "glibc malloc's defaults (figures include re-faulting trimmed heap pages)"))
     vas = np.random.default_rng(1).integers(VA0, VA0 + GiB, N_VAS, dtype=np.uint64) & ~np.uint64(7)
-    walker = Walker(mem, RiscvRules(Satp.for_table(SV39, pt.root_paddr)))
-    rows = [bench_map(ns), bench_walk(ns, mem, pt),
-            bench_translate(ns, mem, walker, vas, "translate 1,000,000 random VAs"), bench_two_stage(ns, vas),
-            bench_unmap(ns), bench_protect(ns), bench_listing(ns), bench_vectors(ns), bench_translate_x86(ns, vas)]
-    del mem, pt, walker
+    rows = [bench_map(ns, SV39), bench_walk(ns, SV39), bench_translate(ns, SV39, vas), bench_two_stage(ns, vas),
+            bench_unmap(ns, SV39), bench_protect(ns, SV39), bench_listing(ns, SV39), bench_vectors(ns)]
+    rows += [bench(ns, PAGING4) for bench in (bench_map, bench_walk)] + [bench_translate(ns, PAGING4, vas)]
+    rows += [bench(ns, PAGING4) for bench in (bench_unmap, bench_protect, bench_listing)]
     print_rows(rows)
+    print()
+    volatility.report(ns.repeat)
     print()
     single.report()
     print()

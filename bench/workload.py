@@ -1,8 +1,11 @@
 """The benchmarks' shared workload (issue 2): Sv39, 1 GiB of VA at VA0 mapped as 262,144 4 KiB pages to PA0,
-with 8 MiB for the tables right after the 1 GiB of data frames; and the timing helpers (best of N runs)."""
+with 8 MiB for the tables right after the 1 GiB of data frames (the same on x86-64 4-level paging, issue 12:
+every builder takes the format); and the timing helpers (best of N runs)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,13 +15,15 @@ import numpy as np
 import numpy.typing as npt
 import raw
 
-from pagetable.arch.riscv_sv39 import SV39, SV39X4, Hgatp, Vsatp
-from pagetable.arch.riscv_sv39.walk import two_stage_rules
+from pagetable.arch.riscv_sv39 import SV39, SV39X4, Hgatp, Satp, Vsatp
+from pagetable.arch.riscv_sv39.walk import RiscvRules, two_stage_rules
+from pagetable.arch.x86_64 import PAGING4, X86Rules
 from pagetable.flags import MappingFlags
 from pagetable.format import PagingFormat
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
+from pagetable.translation import MemoryType, WalkRules
 from pagetable.walker import Walker
 
 GiB, MiB = 1 << 30, 1 << 20
@@ -35,6 +40,24 @@ MIN_TIMED = 0.3
 machine, one slow run in three would decide it). The library's figure and its raw reference get the same
 rule."""
 MAX_RUNS = 100
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc keep what it frees for the next allocation: columns up to 32 MiB come from the
+    heap (M_MMAP_THRESHOLD) and the heap is not trimmed (M_TRIM_THRESHOLD), for the bench's whole process.
+    On this project's VM a page fault costs about 8 us, so a fresh 2 MiB column costs ~1.3 ms before any
+    work; with glibc's defaults whether a run's temporaries land on pages the heap kept or on pages it gave
+    back and must fault in again depends on what ran before and how much the call held at its peak, and the
+    best of many runs measures that luck as much as the work (a raw function was seen at 3 ms in one run
+    and 17 ms in the next). With memory kept, each figure is the work, library and raw alike; every output
+    column is still written in full. False where the C library has no mallopt (not glibc)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
 
 
 def best(fn: Callable[[], object], repeat: int) -> float:
@@ -74,25 +97,44 @@ def mapped(fmt: PagingFormat = SV39) -> tuple[PhysMem, PageTable]:
     return mem, pt
 
 
-def leaf_bits(flags: MappingFlags) -> int:
-    """The attribute bits (PPN 0) of a 4 KiB leaf with `flags`, as the library's codec writes them."""
-    return int(fresh()[1].fmt.codec.new_page(0, flags, False))
+FORMATS = (SV39, PAGING4)
+"""The formats of the 1 GiB rows: each has its raw work (`raw_format`) and its walk rules (`rules`)."""
+
+
+def raw_format(fmt: PagingFormat) -> raw.RawFormat:
+    """What bench/raw.py knows of `fmt` (Sv39 or x86-64 4-level paging)."""
+    return {SV39.name: raw.SV39, PAGING4.name: raw.X86}[fmt.name]
+
+
+def rules(fmt: PagingFormat, root: int) -> WalkRules:
+    """The hardware's walk rules for a table of `fmt` at `root` (satp, or CR3 with the default options)."""
+    return RiscvRules(Satp.for_table(SV39, root)) if fmt is SV39 else X86Rules(root)
+
+
+def leaf_memtype(fmt: PagingFormat) -> int:
+    """The memory type of the workload's leaves: the PMAs' (no PBMT), or x86's PAT index 0 (WB)."""
+    return int(MemoryType.DEFAULT if fmt is SV39 else MemoryType.WB)
+
+
+def leaf_bits(flags: MappingFlags, fmt: PagingFormat = SV39) -> int:
+    """The attribute bits (address 0) of a 4 KiB leaf with `flags`, as the library's codec writes them."""
+    return int(fresh(fmt)[1].fmt.codec.new_page(0, flags, False))
 
 
 RAW_ROOT, RAW_LEAF_TABLES = TABLES, TABLES + 4096
 
 
-def raw_mapped() -> PhysMem:
+def raw_mapped(fmt: PagingFormat = SV39) -> PhysMem:
     """The same 1 GiB mapping written by raw.map_4k (no library code): root at TABLES, then the 512 leaf
-    tables, then the level-1 table."""
-    mem, _ = fresh()
-    raw.map_4k(words_of(mem), PA0, RAW_ROOT, VA0, PA0, PAGES, RAW_LEAF_TABLES, leaf_bits(RW))
+    tables, then the table of 2 MiB entries (and x86's PDPT)."""
+    mem, _ = fresh(fmt)
+    raw.map_4k(words_of(mem), PA0, RAW_ROOT, VA0, PA0, PAGES, RAW_LEAF_TABLES, leaf_bits(RW, fmt), raw_format(fmt))
     return mem
 
 
-def adopt(mem: PhysMem) -> PageTable:
+def adopt(mem: PhysMem, fmt: PagingFormat = SV39) -> PageTable:
     """The library's view of the raw-mapped table in `mem` (an adopted root: its tables are never freed)."""
-    return PageTable(SV39, mem, FrameAllocator(mem, TABLES, 8 << 20), root=RAW_ROOT)
+    return PageTable(fmt, mem, FrameAllocator(mem, TABLES, 8 << 20), root=RAW_ROOT)
 
 
 @dataclass(frozen=True)

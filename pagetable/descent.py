@@ -90,7 +90,8 @@ class Entries:
     slot: U64          # where each entry is (the address space the tables live in)
     va: U64            # the sign-extended VA of the first byte each entry maps
     raw: U64
-    carry: U64         # the state the walk brings to each entry's table (`descend`; the root's: PERMS)
+    carry: U64         # the state the walk brings to each entry's table (`descend`; the root's: PERMS); a
+                       # read-only broadcast view where it is one value
 
     def select(self, mask: Bool) -> Entries:
         """The entries where `mask` is true (these very entries, nothing copied, where it is true everywhere)."""
@@ -152,7 +153,9 @@ class Descent:
             if self.hi < args.ADDR_LIMIT:
                 keep &= vas < np.uint64(self.hi)
             self._read_where, self._kept = self._where[ok], keep
-            carry = np.repeat(self._carry[ok], lv.entries)
+            carry = self._carry[ok]                     # each table's, for its entries (a read-only view
+            carry = np.broadcast_to(carry[:1], (raw.size,)) if carry.size and (carry == carry[0]).all() \
+                else np.repeat(carry, lv.entries)       # where every table brings the same: a walk's usual)
             self._pending = entries = Entries(depth, slots, vas, raw, carry).select(keep)
             self._tables = np.zeros(0, dtype=np.uint64)
             yield entries

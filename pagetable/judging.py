@@ -10,7 +10,7 @@ table) has its six verdicts judged once, for the whole level at once; other leve
 
 from __future__ import annotations
 
-from typing import cast
+from typing import TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -83,20 +83,32 @@ def mappings(walker: Walker, start: int | None = None, end: int | None = None,
     parts: list[Mappings] = []
     k = regime.regions.index(chosen)
     for e in descent:
-        pointer = np.zeros(e.raw.shape, dtype=bool)
-        target = np.zeros(e.raw.shape, dtype=np.uint64)
-        down = np.zeros(e.raw.shape, dtype=np.uint64)
         alike = _alike(walker, k, e.depth, e.raw, e.carry)
         chunk = max(e.raw.shape[0], 1) if alike else _CHUNK
+        pointers: list[Bool] = []              # per chunk: which entries point at tables, their tables and the
+        targets: list[U64] = []                # carry each brings down (only the pointers' are kept: a level
+        downs: list[U64] = []                  # of leaves keeps nothing)
         for lo in range(0, e.raw.shape[0], chunk):
             part = slice(lo, lo + chunk)
-            rows, pointer[part], target[part], down[part] = _judge(walker, k, e.depth, e.raw[part], e.va[part],
-                                                                   e.slot[part], e.carry[part], alike,
-                                                                   descent.problems)
+            rows, pointer, target, down = _judge(walker, k, e.depth, e.raw[part], e.va[part], e.slot[part],
+                                                 e.carry[part], alike, descent.problems)
             if rows is not None:
                 parts.append(rows)
-        descent.descend(pointer, target[pointer], down[pointer])
+            pointers.append(pointer)
+            targets.append(target[pointer])
+            downs.append(down[pointer])
+        descent.descend(_joined(pointers, np.bool_), _joined(targets, np.uint64), _joined(downs, np.uint64))
     return Mappings.concat(fmt, parts, descent.problems, hardware=True)
+
+
+A = TypeVar("A", bound=np.generic)
+
+
+def _joined(chunks: list[npt.NDArray[A]], dtype: type[A]) -> npt.NDArray[A]:
+    """The chunks' columns end to end (the one chunk itself, uncopied)."""
+    if len(chunks) == 1:
+        return chunks[0]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
 
 
 def _judge(walker: Walker, k: int, depth: int, raw: U64, va: U64, slot: U64, carry: U64, alike: bool,
@@ -110,7 +122,7 @@ def _judge(walker: Walker, k: int, depth: int, raw: U64, va: U64, slot: U64, car
     uniform = _judge_uniform(walker, k, depth, raw, va, carry, alike, notes)
     if uniform is not None:
         leaf, addr, present, bits, verdict, where, memtype, down = uniform
-        return (*_rows(fmt, depth, raw, va, slot, leaf, addr, present, bits, verdict, where, memtype), down)
+        return (*_rows(fmt, depth, raw, va, slot, leaf, addr, present, bits, verdict, where, memtype, True), down)
     acc, prv = np.repeat(_COMBO_ACCESS, n), np.repeat(_COMBO_PRIVILEGE, n)
     pte, lane_va = np.tile(raw, len(_COMBOS)), np.tile(va, len(_COMBOS))
     parts = [walker._step_columns(k, depth, raw, np.full(n, a, dtype=np.uint8), np.full(n, p, dtype=np.uint8),
@@ -166,18 +178,32 @@ def _judge_uniform(walker: Walker, k: int, depth: int, raw: U64, va: U64, carry:
     if any((s.leaf, s.offset) != (steps[0].leaf, steps[0].offset) for s in steps):
         return None
     leaf, why = bool(steps[0].leaf), np.array([s.reason for s in steps], dtype=np.uint8)
-    addr = cast(U64, _address(fmt, depth, raw, np.full(n, leaf), steps[0].offset, va))
-    ram = np.ones(n, dtype=bool)
+    offset, span = steps[0].offset, fmt.levels[depth].span
+    if leaf and offset < span:          # each entry's VA is span-aligned: its offset bits are 0, so the output
+        addr = cast(U64, fmt.codec.paddr_np(raw, depth != fmt.depth_count - 1))      # address is the field's
+        keep = np.uint64(~offset & (1 << 64) - 1)                                    # above the offset
+        if addr.base is None and addr is not raw:     # a column of its own (as decoders make): cleared in place
+            np.bitwise_and(addr, keep, out=addr)
+        else:
+            addr = addr & keep
+    else:
+        addr = cast(U64, _address(fmt, depth, raw, np.full(n, leaf), offset, va))
+    ram: Bool | None = None                             # None: every output address is RAM
     if leaf and np.any(why == Reason.OK):
-        ram = _in_ram(walker, addr, va, fmt.levels[depth].span, notes)
+        ram = _in_ram(walker, addr, va, span, notes)
+        ram = None if ram.all() else ram
     # the verdicts of an entry whose output address is RAM, and of one whose address is not
     cases = np.stack([why, np.where(why == Reason.OK, Reason.PA_OUTSIDE_MEMORY, why)], axis=1)
     bits, verdict, where = _summary(cases.reshape(-1), np.ones(cases.size, dtype=np.uint8))
     memtypes = np.array([max((s.memtype for s in steps if s.reason == Reason.OK), default=0), 0], dtype=np.uint8)
-    pick = (~ram).astype(np.intp)
+    if ram is None:                                     # one case for every entry: the columns are filled
+        bits, verdict, where, memtype = (np.full(n, c[0]) for c in (bits, verdict, where, memtypes))
+    else:
+        pick = (~ram).astype(np.intp)
+        bits, verdict, where, memtype = bits[pick], verdict[pick], where[pick], memtypes[pick]
     present = np.full(n, why[0] != Reason.INVALID)
-    return (np.full(n, leaf), addr, present, bits[pick], verdict[pick], where[pick], memtypes[pick],
-            np.full(n, steps[0].carry, dtype=np.uint64))
+    down = np.broadcast_to(np.array(steps[0].carry, dtype=np.uint64), (n,))   # the same for every entry
+    return np.full(n, leaf), addr, present, bits, verdict, where, memtype, down
 
 
 def _in_ram(walker: Walker, addr: U64, va: U64, span: int, notes: list[str]) -> Bool:
@@ -196,9 +222,11 @@ def _in_ram(walker: Walker, addr: U64, va: U64, span: int, notes: list[str]) -> 
 
 
 def _rows(fmt: PagingFormat, depth: int, raw: U64, va: U64, slot: U64, leaf: Bool, addr: U64,
-          present: Bool, bits: U8, verdict: U8, where: U8, memtype: U8) -> tuple[Mappings | None, Bool, U64]:
+          present: Bool, bits: U8, verdict: U8, where: U8, memtype: U8,
+          alike: bool = False) -> tuple[Mappings | None, Bool, U64]:
     """`_judge`'s result from the entries' verdicts: the rows to list (leaves, and entries every access
-    faults on), which entries point at tables, and the addresses."""
+    faults on), which entries point at tables, and the addresses. `alike`: the entries are equal in every
+    bit the rules judge (`WalkRules.judged_bits`: all but the address's), so their flags are one entry's."""
     huge, usable = depth != fmt.depth_count - 1, verdict == 0
     listed = (leaf | ~usable) & present
     rows = None
@@ -206,8 +234,10 @@ def _rows(fmt: PagingFormat, depth: int, raw: U64, va: U64, slot: U64, leaf: Boo
         pick = slice(None) if listed.all() else listed          # a table of leaves: every entry, no copies
         r = raw[pick]
         pa = addr[pick] if usable.all() else np.where(usable[pick], addr[pick], fmt.codec.paddr_np(r, huge))
+        flags = np.full(r.shape, fmt.codec.flags_np(int(r[0]), huge), dtype=np.uint64) if alike else \
+            fmt.codec.flags_np(r, huge)
         rows = Mappings(fmt, va[pick], pa, np.full(r.shape, fmt.levels[depth].span, dtype=np.uint64),
-                        fmt.codec.flags_np(r, huge), np.full(r.shape, depth, dtype=np.int8), r, slot[pick],
+                        flags, np.full(r.shape, depth, dtype=np.int8), r, slot[pick],
                         perms=bits[pick], verdict=verdict[pick], verdict_stage=where[pick], memtype=memtype[pick])
     return rows, ~leaf & usable, addr
 

@@ -143,10 +143,14 @@ class PhysMem:
         """Vectorised `contains` for many physical addresses of `size` bytes each."""
         pas = args.u64_array(pas, "physical addresses")
         size = args.size(size, "size")
+        if pas.size:                # all in one region (two reductions, no temporary column)
+            lo, hi = int(pas.min()), int(pas.max())
+            if any(r.base <= lo and hi <= r.end - size for r in self.regions):
+                return np.ones(pas.shape, dtype=bool)
         out = np.zeros(pas.shape, dtype=bool)
         for r in self.regions:
-            if size <= r.size:      # offsets are computed only where pa >= base, so nothing wraps
-                out |= (pas >= np.uint64(r.base)) & (pas - np.uint64(r.base) <= np.uint64(r.size - size))
+            if size <= r.size:      # below the base, pa - base wraps round to more than any region's size
+                out |= pas - np.uint64(r.base) <= np.uint64(r.size - size)
         return out
 
     def touches_np(self, pas: U64, size: int) -> Bool:
@@ -213,7 +217,8 @@ class PhysMem:
             base, last, _ = self._spans[0]            # base) checked by its largest value, in two passes
             offset = pas - np.uint64(base)
             if int(offset.max()) <= last - base and not int(np.bitwise_or.reduce(offset)) & 7:
-                return np.zeros(pas.shape, dtype=np.intp), (offset >> np.uint64(3)).view(np.intp)
+                offset >>= np.uint64(3)                      # in place: the offsets are this call's own
+                return np.zeros(pas.shape, dtype=np.intp), offset.view(np.intp)
         if pas.size and np.any(pas & np.uint64(7)):
             bad = int(pas[(pas & np.uint64(7)) != 0][0])
             raise PhysMemError(f"u64 access at {bad:#x} is not 8-byte aligned")

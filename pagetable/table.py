@@ -330,9 +330,15 @@ class PageTable:
         All-or-nothing: any conflict or lack of memory leaves the table as it was."""
         flags = args.flags(flags)
         vas, pas, sizes = self.plan_region(va, target, size, allow_huge)     # sorted by VA
+        kinds = list(_lanes_of_each(sizes, self.fmt.page_sizes()))
+        if len(kinds) == 1:                                # one leaf size: the columns are made whole
+            d = self.fmt.depth_for_size(kinds[0][0])
+            self._apply(vas, self.fmt.codec.new_page_np(pas, flags, not self._last(d)),
+                        np.full(vas.shape, d, dtype=np.int8))
+            return
         leaf_depth = np.zeros(vas.shape, dtype=np.int8)
         raws = np.zeros(vas.shape, dtype=np.uint64)
-        for s, lanes in _lanes_of_each(sizes, self.fmt.page_sizes()):
+        for s, lanes in kinds:
             d = self.fmt.depth_for_size(s)
             leaf_depth[lanes] = d
             raws[lanes] = self.fmt.codec.new_page_np(pas[lanes], flags, not self._last(d))
@@ -460,30 +466,43 @@ class PageTable:
     def _apply(self, vas: U64, raws: U64, depths: npt.NDArray[np.int8]) -> None:
         """Write leaf `raws` at `vas` (sorted; each at its depth), creating the tables on the way. Level by
         level, the lanes going deeper are grouped by the entry they go through (a run of the sorted VAs):
-        each such entry is read and checked once, and a missing table below it is planned once. Every slot
-        is checked before anything is allocated or written; if allocation fails the new tables are freed."""
+        each such entry is read and checked once, and a missing table below it is planned once. What a level
+        knows of its lanes is kept per run (the first lane of each, and its table: an existing one, or the
+        number of a new one), not per lane: only the leaves' slots are a column. Every slot is checked
+        before anything is allocated or written; if allocation fails the new tables are freed."""
         fmt, codec = self.fmt, self.fmt.codec
-        table = np.full(vas.shape, self._root, dtype=np.uint64)   # the existing table of each lane's entry
-        new = np.full(vas.shape, -1, dtype=np.int64)              # ... or the new table's number, if it is new
-        leaves: list[tuple[_Places, U64]] = []                    # per level: where its leaves go, and them
+        n = vas.shape[0]
+        counts = np.bincount(depths, minlength=fmt.depth_count) if n else np.zeros(fmt.depth_count, dtype=np.intp)
+        heads = np.zeros(1, dtype=np.intp)               # the runs of the lanes that reach this level: the
+        run_table = np.array([self._root], dtype=np.uint64)   # first lane of each, its existing table ...
+        run_new = np.array([-1], dtype=np.int64)              # ... or the new table's number, if it is new
+        leaves: list[tuple[_Places, U64]] = []           # per level: where its leaves go, and them
         pointers: list[_Places] = []     # per level below the root: where its new tables' pointers go
-        wanted: list[tuple[int, int]] = []                        # ... and (depth, how many tables)
-        for depth in range(int(depths.max()) + 1 if vas.size else 0):
-            level = fmt.levels[depth].arch_level
-            here = depths == depth                                # the lanes whose leaf is at this level
-            if np.any(here):
-                mine = _lanes(here)
-                places = _Places(new[mine], table[mine], fmt.index_np(vas[mine], depth), fmt.entry_size)
-                raw = self._entries_at(places)
-                _refuse(raw != 0, AlreadyMapped, vas[mine], raw, level, "holds")
+        wanted: list[tuple[int, int]] = []               # ... and (depth, how many tables)
+        above = 0                                        # lanes whose leaf is above this level
+        for depth in range(fmt.depth_count):
+            level, here = fmt.levels[depth].arch_level, int(counts[depth])
+            if here:                                     # the lanes whose leaf is at this level
+                if here == n:                            # all of them: each run's lanes are its table's
+                    places = _Places(run_new, run_table, fmt.index_np(vas, depth), fmt.entry_size,
+                                     np.diff(heads, append=n))
+                    mine: Any = slice(None)
+                else:
+                    mine = np.flatnonzero(depths == depth)
+                    run = np.searchsorted(heads, mine, side="right") - 1
+                    places = _Places(run_new[run], run_table[run], fmt.index_np(vas[mine], depth), fmt.entry_size)
+                held, raw = self._held(places)
+                _refuse(raw != 0, AlreadyMapped, vas[mine][held], raw, level, "holds")
                 leaves.append((places, raws[mine]))
-            going = depths > depth
-            if not np.any(going):
+            above += here
+            if above == n:
                 break
-            on = _lanes(going)
-            heads, entry = _runs(vas[on] >> np.uint64(fmt.levels[depth].index_lsb))
-            va = vas[on][heads]                                   # per entry: its first lane's VA
-            places = _Places(new[on][heads], table[on][heads], fmt.index_np(va, depth), fmt.entry_size)
+            on: Any = slice(None) if above == 0 else np.flatnonzero(depths > depth)
+            first = np.flatnonzero(_starts(vas[on] >> np.uint64(fmt.levels[depth].index_lsb)))
+            entry_heads = first if above == 0 else on[first]      # per entry: its first lane
+            va = vas[entry_heads]
+            parent = np.searchsorted(heads, entry_heads, side="right") - 1
+            places = _Places(run_new[parent], run_table[parent], fmt.index_np(va, depth), fmt.entry_size)
             raw = self._entries_at(places)
             last = self._last(depth)
             tab = codec.is_table_np(raw, last)
@@ -494,12 +513,13 @@ class PageTable:
             pointers.append(places.select(np.flatnonzero(need)))
             planned = sum(count for _, count in wanted)
             wanted.append((depth + 1, int(np.count_nonzero(need))))
-            table[on] = np.where(tab, codec.paddr_np(raw, True), 0)[entry]      # the next level's, per lane
-            new[on] = np.where(need, planned + np.cumsum(need) - 1, -1)[entry]
+            heads = entry_heads                                   # the next level's runs
+            run_table = np.where(tab, codec.paddr_np(raw, True), 0).astype(np.uint64)
+            run_new = np.where(need, planned + np.cumsum(need) - 1, -1).astype(np.int64)
         made = self._alloc_tables(wanted)
-        if made.size:
-            self.mem.write_u64_np(_Places.concat(pointers).resolve(made),
-                                  np.array([codec.new_table(pa) for pa in made.tolist()], dtype=np.uint64))
+        if made.size:                   # one pointer made by the codec, the others its copies with their tables
+            template = np.full(made.shape, codec.new_table(int(made[0])), dtype=np.uint64)
+            self.mem.write_u64_np(_Places.concat(pointers).resolve(made), codec.with_paddr_np(template, made, True))
         if leaves:
             self.mem.write_u64_np(_Places.concat([p for p, _ in leaves]).resolve(made),
                                   leaves[0][1] if len(leaves) == 1 else np.concatenate([r for _, r in leaves]))
@@ -536,10 +556,19 @@ class PageTable:
 
     def _entries_at(self, places: _Places) -> U64:
         """The entries at `places` as they are (0 in a table yet to be made)."""
+        places = places.each()
         raw = np.zeros(places.into.shape, dtype=np.uint64)
         old = places.into < 0
         raw[old] = self.mem.read_u64_np(places.select(old).at)
         return raw
+
+    def _held(self, places: _Places) -> tuple[npt.NDArray[np.intp], U64]:
+        """The places in existing tables (a table yet to be made holds nothing), and the entries there."""
+        if places.lengths is not None and not np.any(places.into < 0):
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.uint64)
+        places = places.each()
+        old = np.flatnonzero(places.into < 0)
+        return old, self.mem.read_u64_np(places.select(old).at)
 
     # ------------------------------------------------------ freeing tables
     def _free_empty(self, va: int, depth: int) -> None:
@@ -615,6 +644,16 @@ class PageTable:
             changed = fitted != raw
             if changed.any():
                 self.mem.write_u64_np(slot[changed], fitted[changed])
+
+    def widen(self, va: int, depth: int) -> None:
+        """After the entry at `depth` on `va`'s path was written by hand (a raw entry, not through this
+        table), give each table entry above it the rights it needs, widening only (`EntryCodec.
+        pointer_rights`; nothing for formats whose table entries carry none)."""
+        va = self.fmt.check_va(va)
+        slot = self.lookup(va, args.integer(depth, "depth", 0, self.fmt.depth_count))
+        if slot.depth != depth:
+            raise InvalidArgument(f"{va:#x} has no depth-{depth} entry (the walk stops at depth {slot.depth})")
+        self._widen_one(va, slot.raw, depth)
 
     def _widen_one(self, va: int, raw: int, depth: int) -> None:
         """`_refit` after one entry `raw` was written at `depth` for `va` (the others unchanged): each table
@@ -740,12 +779,6 @@ def _starts(keys: U64) -> npt.NDArray[np.bool_]:
     return starts
 
 
-def _runs(keys: U64) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """For sorted `keys`: the index of the first element of each run of equal keys, and each element's run."""
-    starts = _starts(keys)
-    return np.flatnonzero(starts), np.cumsum(starts) - 1
-
-
 def _covered(fmt: PagingFormat, leaves: list[Entries], start: int, end: int) -> int:
     """The bytes of [start, end) that `leaves` (overlapping it; a part per level, sorted) cover: they are
     disjoint, so only the lowest and the highest can stick out."""
@@ -773,33 +806,46 @@ def _lanes_of_each(column: npt.NDArray[Any], values: Iterable[int]) -> Iterator[
 @dataclass(frozen=True)
 class _Places:
     """Entries to write once the new tables exist: entry `index` of new table number `into`, or of the
-    existing table `table` where `into` is -1."""
+    existing table `table` where `into` is -1. With `lengths`, `into` and `table` are per run of
+    neighbouring places (`lengths[k]` of them in run k), not per place."""
 
     into: I64
     table: U64
     index: U64
     entry_size: int
+    lengths: npt.NDArray[np.intp] | None = None
+
+    def each(self) -> _Places:
+        """The same places with `into` and `table` per place."""
+        if self.lengths is None:
+            return self
+        return _Places(np.repeat(self.into, self.lengths), np.repeat(self.table, self.lengths), self.index,
+                       self.entry_size)
 
     @property
     def at(self) -> U64:
         """The PAs of the entries in existing tables (meaningless where `into` is not -1)."""
-        out: U64 = self.table + self.index * np.uint64(self.entry_size)
+        p = self.each()
+        out: U64 = p.table + p.index * np.uint64(self.entry_size)
         return out
 
     def select(self, which: Any) -> _Places:
-        return _Places(self.into[which], self.table[which], self.index[which], self.entry_size)
+        p = self.each()
+        return _Places(p.into[which], p.table[which], p.index[which], self.entry_size)
 
     @staticmethod
     def concat(parts: list[_Places]) -> _Places:
         if len(parts) == 1:
             return parts[0]
+        parts = [p.each() for p in parts]
         return _Places(np.concatenate([p.into for p in parts]), np.concatenate([p.table for p in parts]),
                        np.concatenate([p.index for p in parts]), parts[0].entry_size)
 
     def resolve(self, made: U64) -> U64:
-        """The entries' PAs, `made` being the new tables' PAs by number."""
+        """The entries' PAs, `made` being the new tables' PAs by number (per run, then per place)."""
         table = np.where(self.into >= 0, made.take(self.into, mode="clip"), self.table) if made.size else self.table
-        out: U64 = table + self.index * np.uint64(self.entry_size)
+        out: U64 = self.index * np.uint64(self.entry_size)
+        out += table if self.lengths is None else np.repeat(table, self.lengths)
         return out
 
 
@@ -832,10 +878,14 @@ def _plan_linear(va: int, pa: int, pieces: list[tuple[int, int, int]]) -> tuple[
     """The leaves of `_linear_pieces`, as arrays of VA, PA and size sorted by VA (no per-page loop): the
     pieces are disjoint, so putting them in order sorts the leaves."""
     pieces = sorted(pieces)
-    vas = np.concatenate([np.uint64(a) + np.arange((b - a) // s, dtype=np.uint64) * np.uint64(s)
-                          for a, b, s in pieces])
+    parts = [np.arange((b - a) // s, dtype=np.uint64) for a, b, s in pieces]
+    for (a, _, s), part in zip(pieces, parts, strict=True):      # in place: no temporary column per piece
+        part *= np.uint64(s)
+        part += np.uint64(a)
+    vas = parts[0] if len(parts) == 1 else np.concatenate(parts)
     sz = np.concatenate([np.full((b - a) // s, s, dtype=np.uint64) for a, b, s in pieces])
-    return vas, vas - np.uint64(va) + np.uint64(pa), sz
+    pas = vas + np.uint64((pa - va) % (1 << 64))                   # modulo 2**64: pa may be below va
+    return vas, pas, sz
 
 
 def _plan_pages(va: int, pas: U64, sizes: list[PageSize], page: int) -> tuple[U64, U64, U64]:

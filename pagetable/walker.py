@@ -66,6 +66,7 @@ from .translation import (
 )
 
 U64 = npt.NDArray[np.uint64]
+_ALL_ONES = (1 << 64) - 1
 U8 = npt.NDArray[np.uint8]
 Bool = npt.NDArray[np.bool_]
 
@@ -133,7 +134,12 @@ def _address(fmt: PagingFormat, depth: int, pte: Word, leaf: Flag, offset: Word,
 
 
 def _with_offset(base: Word, offset: Word, va: Word) -> Word:
-    """A leaf's output address: its address field `base` with the VA's bits in `offset`."""
+    """A leaf's output address: its address field `base` with the VA's bits in `offset` (for a column with
+    one offset, built in the column it returns: one temporary, not three)."""
+    if isinstance(base, np.ndarray) and not isinstance(offset, np.ndarray):
+        out: U64 = base & np.uint64(~offset & _ALL_ONES)
+        out |= va & offset
+        return out
     return (base - (base & offset)) | (va & offset)
 
 

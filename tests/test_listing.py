@@ -11,8 +11,10 @@ import pytest
 
 from pagetable.arch.riscv_sv39 import PTE, SV39, SV39X4, SV48, Hgatp, Satp, Vsatp
 from pagetable.arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules, two_stage_rules
+from pagetable.arch.x86_64 import PAGING4, X86Rules
 from pagetable.cli import main
 from pagetable.flags import MappingFlags as F
+from pagetable.format import PagingFormat
 from pagetable.frames import FrameAllocator
 from pagetable.listing import permissions, ptdump
 from pagetable.physmem import PhysMem
@@ -233,3 +235,32 @@ def test_leaves_whose_output_the_hardware_cannot_reach_fault_in_the_listing() ->
     wide = np.flatnonzero(two.pa >= np.uint64(1 << 41))
     assert wide.size == 1 and two.verdict_stage[wide[0]] == 2 and two.verdict[wide[0]] == Reason.NON_CANONICAL
     assert ptdump(two.select(two.pa >= np.uint64(1 << 41)))[0].endswith("! faults: stage 2: non-canonical")
+
+
+@pytest.mark.parametrize("fmt", [SV39, PAGING4], ids=["sv39", "x86-4level"])
+def test_a_uniform_level_lists_the_flags_of_each_entry(fmt: PagingFormat) -> None:
+    """The listing decodes one entry's flags for a level whose entries are equal in the bits the rules judge
+    (every bit but the address's): the rows' flags are each entry's own, for 4K and 2M leaves of several
+    kinds, and entries equal in those bits decode to equal flags whatever their addresses."""
+    mem = PhysMem([(0x8000_0000, 64 << 20)])
+    pt = PageTable(fmt, mem, FrameAllocator(mem, 0x8000_0000 + (48 << 20), 16 << 20))
+    kinds = [F.READ | F.WRITE, F.READ | F.EXECUTE | F.USER, F.READ | F.DEVICE, F.READ | F.WRITE | F.UNCACHED]
+    for k, flags in enumerate(kinds):
+        if fmt is SV39 and flags & (F.DEVICE | F.UNCACHED):
+            flags &= ~(F.DEVICE | F.UNCACHED)                   # no Svpbmt in the default codec
+        pt.map_region(0x4000_0000 + k * (8 << 20), 0x8000_0000 + k * (8 << 20), 4 << 20, flags)        # 4K
+        pt.map_region(0x4000_0000 + k * (8 << 20) + (4 << 20), 0x8000_0000 + k * (8 << 20) + (4 << 20),
+                      4 << 20, flags, allow_huge=True)                                                  # 2M
+    rules = RiscvRules(Satp.for_table(SV39, pt.root_paddr)) if fmt is SV39 else X86Rules(pt.root_paddr)
+    m = Walker(mem, rules).mappings()
+    assert len(m) == 4 * (1024 + 2)
+    last = fmt.depth_count - 1
+    for d in np.unique(m.depth).tolist():
+        sel = m.depth == d
+        assert np.array_equal(m.flags[sel], fmt.codec.flags_np(m.raw[sel], d != last))
+        assert np.array_equal(m.flags[sel], pt.walk().flags[sel])
+        judged = rules.judged_bits(rules.regime.single, d)
+        rng = np.random.default_rng(d)
+        raws, noise = (np.frombuffer(rng.bytes(8 * 2048), dtype=np.uint64) for _ in range(2))
+        other = (raws & np.uint64(judged)) | (noise & ~np.uint64(judged))
+        assert np.array_equal(fmt.codec.flags_np(raws, d != last), fmt.codec.flags_np(other, d != last))

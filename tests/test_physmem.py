@@ -424,3 +424,13 @@ def test_load_refuses_directories_and_bad_bases(tmp_path: Path) -> None:
         PhysMem.load([(tmp_path / "mem.bin", 1 << 64)])
     with pytest.raises(PhysMemError, match="ends beyond 2\\*\\*64"):
         PhysMem.load([(tmp_path / "mem.bin", (1 << 64) - 4096 + 8)])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from([0, 8, 0xFF8, 0x1000, BASE - 8, BASE, BASE + 0x1000, BASE + SIZE - 8, BASE + SIZE,
+                                 HI_BASE, HI_BASE + 0x1FF8, HI_BASE + 0x2000, 2**64 - 8]), min_size=1, max_size=6),
+       st.sampled_from([1, 8, 0x1000]))
+def test_contains_np_of_a_column_agrees_with_contains(pas: list[int], size: int) -> None:
+    """A column wholly inside one region, or spread over several and outside them: each lane as `contains`."""
+    mem = PhysMem([(0, 0x1000), (BASE, SIZE), (HI_BASE, 0x2000)])
+    assert mem.contains_np(np.array(pas, dtype=np.uint64), size).tolist() == [mem.contains(p, size) for p in pas]

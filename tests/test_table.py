@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from pagetable.arch.riscv_sv39 import SV39, SV48, SV57
+from pagetable.arch.x86_64 import EPT4, PAGING4, PAGING5
 from pagetable.errors import (
     AlreadyMapped,
     InvalidAddress,
@@ -1200,3 +1201,33 @@ def test_an_unreadable_table_is_one_note_however_many_entries_point_at_it() -> N
     mem.words(pmd, 512)[:] = _ptr(0x1_0000_0000)          # 512 pointers at one table outside RAM
     w = pt.walk()
     assert len(w.problems) == 1 and "(512 entries point at it)" in w.problems[0]
+
+
+@pytest.mark.parametrize("fmt", [*MODES, PAGING4], ids=[*MODE_IDS, "4level"])
+def test_a_region_over_new_and_existing_leaf_tables_refuses_a_taken_slot_by_its_va(fmt: PagingFormat) -> None:
+    """map_region's leaves are placed per run of the entry above them: a run into a table made by this call
+    holds nothing, a run into an existing table is read. A taken slot in the existing table is refused by
+    its own VA, and nothing changes; the same region around it then maps, also with huge leaves mixed in."""
+    mem, fa, pt = make(fmt)
+    pt.map(0x4020_3000, 0x9000_0000, K4, R)                  # the second 2 MiB block's table exists
+    snap = Snapshot(mem, fa, pt)
+    with pytest.raises(AlreadyMapped, match="0x40203000"):
+        pt.map_region(0x4000_0000, 0x9100_0000, 4 * M2, RW)   # 4K pages: new table, existing table, new ...
+    snap.assert_unchanged()
+    pt.map_region(0x4000_0000, 0x9100_0000, M2 + 0x3000, RW)
+    pt.map_region(0x4020_4000, 0x9120_4000, 3 * M2 - 0x4000, RW, allow_huge=True)   # 4K, then 2M leaves
+    m = pt.walk()
+    assert m.total_size() == 4 * M2
+    assert sorted(set(m.size.tolist())) == [K4, M2]
+    assert int(m.pa[m.va == 0x4020_3000][0]) == 0x9000_0000
+    ok = m.va != 0x4020_3000
+    assert np.array_equal(m.pa[ok] - m.va[ok], np.full(int(ok.sum()), 0x9100_0000 - 0x4000_0000, dtype=np.uint64))
+
+
+@pytest.mark.parametrize("fmt", [*MODES, PAGING4, PAGING5, EPT4], ids=[*MODE_IDS, "4level", "5level", "ept4"])
+def test_pointers_to_new_tables_are_the_codecs_own(fmt: PagingFormat) -> None:
+    """_apply writes one pointer by `new_table` and the others as its copy with another table's address
+    (`with_paddr_np`): the same entries `new_table` makes for each."""
+    pas = np.array([0x1000, 0x2000, 0x8000_0000, 0x3_FFFF_F000, 0xF_FFFF_F000], dtype=np.uint64)
+    template = np.full(pas.shape, fmt.codec.new_table(int(pas[0])), dtype=np.uint64)
+    assert fmt.codec.with_paddr_np(template, pas, True).tolist() == [fmt.codec.new_table(p) for p in pas.tolist()]

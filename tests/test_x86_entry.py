@@ -30,7 +30,7 @@ from pagetable.frames import FrameAllocator
 from pagetable.layout import Layout
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
-from pagetable.translation import MemoryType
+from pagetable.translation import MemoryType, memory_type_flags
 
 GiB, MiB = 1 << 30, 1 << 20
 UC, WC, WT, WP, WB, UC_MINUS = 0, 1, 4, 5, 6, 7              # IA32_PAT's memory-type encodings
@@ -214,3 +214,29 @@ def test_an_entry_with_ps_where_no_page_can_be_is_not_a_page_to_the_table() -> N
         pt.map(0x4020_0000, 0x40_0000, 2 * MiB, F.READ)
     assert len(pt.walk(placeholders=True)) == 0
     assert mem.regions[0].data.tobytes() == before
+
+
+@pytest.mark.parametrize("codec", [SPEC, ARCEOS, X86Codec(nxe=False), X86Codec(pat=0x0001_0405_0600_0701)],
+                         ids=["spec", "arceos", "no-nxe", "wc-wt-wp-pat"])
+@pytest.mark.parametrize("huge", [False, True])
+def test_flags_and_memory_types_of_any_raw_entry_follow_the_fields(codec: X86Codec, huge: bool) -> None:
+    """flags_np and memory_type_np (one table lookup each) against the fields read one by one from the
+    layout, for every combination of the bits they depend on, on a column and on ints."""
+    layout = PDE_2M if huge else PTE_4K
+    rng = np.random.default_rng(7)
+    raws = rng.integers(0, 1 << 63, 4096, dtype=np.uint64) | rng.integers(0, 2, 4096, dtype=np.uint64) << np.uint64(63)
+    types = pat_entries(codec.pat)
+    for raw, got_flags, got_type in zip(raws.tolist(), codec.flags_np(raws, huge).tolist(),
+                                        codec.memory_type_np(raws, huge).tolist(), strict=True):
+        index = layout.extract(raw, "PWT") | layout.extract(raw, "PCD") << 1 | layout.extract(raw, "PAT") << 2
+        assert got_type == codec.memory_type_np(raw, huge) == types[index]
+        want = F(0)
+        if layout.extract(raw, "P"):
+            want = F.READ | (F.WRITE if layout.extract(raw, "R/W") else F(0)) | \
+                (F.USER if layout.extract(raw, "U/S") else F(0))
+            want |= F.EXECUTE if not codec.nxe or not layout.extract(raw, "XD") else F(0)
+            if codec.arceos:
+                want |= F.UNCACHED if layout.extract(raw, "PCD") else F(0)
+            else:
+                want |= F(memory_type_flags(int(types[index])))
+        assert got_flags == codec.flags_np(raw, huge) == want

@@ -98,12 +98,14 @@ class TableBuilder:
             clear_leaf_bits(self.pt, va + k * 4096, bits)
 
     def poke(self, label: str | None, va: int, depth: int, raw: int) -> None:
-        """Write a raw entry into the (existing, empty) slot for `va` at `depth`; `label` names the target
-        it makes (None: no target)."""
+        """Write a raw entry into the (existing, empty) slot for `va` at `depth`, widening the table entries
+        above it to what it needs (x86: `PageTable.widen`); `label` names the target it makes (None: no
+        target)."""
         slot = self.pt.lookup(va)
         if slot.depth != depth or slot.raw != 0:
             raise AssertionError(f"generator bug: no empty depth-{depth} slot for {va:#x} ({slot})")
         self.mem.write_u64(slot.pa, raw)
+        self.pt.widen(va, depth)                         # the table entries above let it through
         if label is not None:
             self.target(label, va, self.fmt.levels[depth].span if depth < self.fmt.depth_count - 1 else 4096)
 

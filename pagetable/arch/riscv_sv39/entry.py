@@ -126,8 +126,11 @@ class RiscvCodec(RememberedLeaves, NoPointerRights):
         return self.attributes(flags, huge) | ppn_field(_page_address(pa))
 
     def new_page_np(self, pa: U64, flags: MappingFlags, huge: bool) -> U64:
-        ppn = ((pa >> np.uint64(PAGE_SHIFT)) << np.uint64(PPN_SHIFT)) & np.uint64(PPN_MASK)
-        return ppn | np.uint64(self.attributes(flags, huge))
+        out: U64 = pa >> np.uint64(PAGE_SHIFT)             # in place from here: one new column, not four
+        out <<= np.uint64(PPN_SHIFT)
+        out &= np.uint64(PPN_MASK)
+        out |= np.uint64(self.attributes(flags, huge))
+        return out
 
     def new_table(self, pa: int) -> int:
         return V | ppn_field(_page_address(pa))

@@ -135,6 +135,17 @@ def pat_entries(pat: int) -> tuple[MemoryType, ...]:
     return tuple(out)
 
 
+def _pat_index(raw: Word, huge: bool) -> Word:
+    """An entry's PAT index: PAT·4 + PCD·2 + PWT (PAT at bit 12 in a 2M/1G page, bit 7 in a PTE)."""
+    return ((raw >> 3) & 3) | ((raw >> (10 if huge else 5)) & 4)
+
+
+def _flag_bits(raw: Word, huge: bool) -> Word:
+    """The bits an entry's MappingFlags depend on, packed into 7: P, R/W, U/S, PWT, PCD (bits 4:0, in place),
+    PAT (bit 5) and XD (bit 6)."""
+    return (raw & 0x1F) | ((raw >> (7 if huge else 2)) & 0x20) | ((raw >> 57) & 0x40)
+
+
 def pat_index_bits(index: int, huge: bool) -> int:
     """An entry's PWT, PCD and PAT bits for PAT index `index` (PAT at bit 12 in a 2M/1G page, 7 in a PTE)."""
     return (PWT if index & 1 else 0) | (PCD if index & 2 else 0) | ((PAT_HUGE if huge else PAT_4K) if index & 4 else 0)
@@ -165,8 +176,7 @@ class X86Codec(RememberedLeaves):
 
     def memory_type_np(self, raw: Word, huge: bool) -> Small:
         """The memory type of each page: IA32_PAT's entry at the index (PAT, PCD, PWT)."""
-        index = ((raw >> 3) & 3) | lanes.u64(lanes.bit(raw, PAT_HUGE if huge else PAT_4K)) << 2
-        return lanes.take(self._types, index)
+        return lanes.take(self._types, _pat_index(raw, huge))
 
     def _index_of(self, memtype: MemoryType) -> int:
         """The lowest PAT index whose entry is `memtype` (InvalidFlags when IA32_PAT has none)."""
@@ -207,7 +217,9 @@ class X86Codec(RememberedLeaves):
         return self.attributes(flags, huge) | page_address(pa, huge)
 
     def new_page_np(self, pa: U64, flags: MappingFlags, huge: bool) -> U64:
-        return (pa & np.uint64(HUGE_ADDR if huge else ADDR)) | np.uint64(self.attributes(flags, huge))
+        out: U64 = pa & np.uint64(HUGE_ADDR if huge else ADDR)
+        out |= np.uint64(self.attributes(flags, huge))           # in place: one new column, not two
+        return out
 
     def new_table(self, pa: int) -> int:
         return P | RW | US | page_address(pa, False)
@@ -237,7 +249,10 @@ class X86Codec(RememberedLeaves):
         return out
 
     def is_leaf_np(self, raw: Word, last: bool) -> Flag:
-        out: Flag = ((raw & P) != 0) & (last | ((raw & PS) != 0))
+        present: Flag = (raw & P) != 0
+        if last:                                         # every present PTE maps a page: PS is not read
+            return present
+        out: Flag = present & ((raw & PS) != 0)
         return out
 
     def is_table_np(self, raw: Word, last: bool) -> Flag:
@@ -253,23 +268,32 @@ class X86Codec(RememberedLeaves):
         """The address bits of each entry (`paddr_np`)."""
         if not huge:
             return ADDR
-        return ADDR - PAT_HUGE * lanes.u64(lanes.bit(raw, PS))
+        return ADDR ^ ((raw & PS) << 5)                  # PS=1 (bit 7): not bit 12, the PAT bit
 
     def flags_np(self, raw: Word, huge: bool) -> Word:
         """READ for every present page; WRITE, USER and EXECUTE from R/W, U/S and XD (EXECUTE always with
-        EFER.NXE=0); DEVICE/UNCACHED from the memory type."""
-        present = lanes.u64(lanes.bit(raw, P))
-        out = (MappingFlags.READ.value | lanes.u64(lanes.bit(raw, RW)) * MappingFlags.WRITE.value
-               | lanes.u64(lanes.bit(raw, US)) * (0 if self.nested else MappingFlags.USER.value))
-        if self.nxe:
-            out = out | lanes.u64(lanes.not_(lanes.bit(raw, XD))) * MappingFlags.EXECUTE.value
-        else:
-            out = out | MappingFlags.EXECUTE.value
-        if self.arceos:                              # the crate reads PCD as UNCACHED, nothing else
-            out = out | lanes.u64(lanes.bit(raw, PCD)) * MappingFlags.UNCACHED.value
-        else:
-            out = out | memory_type_flags(self.memory_type_np(raw, huge))
-        return out * present
+        EFER.NXE=0); DEVICE/UNCACHED from the memory type: one lookup of the bits that decide them
+        (`_flag_bits`) in the table of their 128 values (`_flag_tables`)."""
+        return lanes.take(self._flag_tables[huge], _flag_bits(raw, huge))
+
+    @functools.cached_property
+    def _flag_tables(self) -> tuple[U64, U64]:
+        """For a PTE and for a 2M/1G page, the MappingFlags of each value of `_flag_bits` (P, R/W, U/S, PWT
+        and PCD in bits 4:0, PAT in bit 5, XD in bit 6)."""
+        tables = np.zeros((2, 128), dtype=np.uint64)
+        for index in range(128):
+            if not index & P:
+                continue
+            out = MappingFlags.READ | (MappingFlags.WRITE if index & RW else 0) | \
+                (MappingFlags.USER if index & US and not self.nested else 0)
+            if not self.nxe or not index & 0x40:
+                out |= MappingFlags.EXECUTE
+            if self.arceos:                          # the crate reads PCD as UNCACHED, nothing else
+                out |= MappingFlags.UNCACHED if index & PCD else 0
+            else:
+                out |= memory_type_flags(int(self._types[(index >> 3) & 3 | (index & 0x20) >> 3]))
+            tables[:, index] = out                   # the same bits, wherever the page keeps its PAT bit
+        return tables[0], tables[1]
 
     def with_paddr_np(self, raw: U64, pa: U64, huge: bool) -> U64:
         field = np.asarray(self._address_mask(raw, huge), dtype=np.uint64)

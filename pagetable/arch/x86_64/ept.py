@@ -152,7 +152,9 @@ class EptCodec(RememberedLeaves):
         return self.attributes(flags, huge) | page_address(pa, huge)
 
     def new_page_np(self, pa: U64, flags: MappingFlags, huge: bool) -> U64:
-        return (pa & np.uint64(ADDR)) | np.uint64(self.attributes(flags, huge))
+        out: U64 = pa & np.uint64(ADDR)
+        out |= np.uint64(self.attributes(flags, huge))           # in place: one new column, not two
+        return out
 
     def new_table(self, pa: int) -> int:
         return R | W | X | (XU if self.mbec else 0) | page_address(pa, False)

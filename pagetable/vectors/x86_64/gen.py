@@ -25,30 +25,26 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
-from ...arch.x86_64 import CR0, CR3, CR4, EFER, PAT, PKRU, PTE_4K, RFLAGS, X86Codec, pat_entries
-from ...arch.x86_64.entry import HUGE_ADDR, PAT_TYPES, PS, RW, US, XD, G, P, page_address, pat_index_bits
+from ...arch.x86_64 import CR0, CR3, CR4, EFER, NESTED, PKRU, PTE_4K, RFLAGS, X86Codec, pat_entries
+from ...arch.x86_64.entry import HUGE_ADDR, PS, RW, US, XD, G, P, page_address, pat_index_bits
 from ...errors import InvalidArgument
 from ...flags import MappingFlags as F
+from ...format import Extension, PagingFormat
 from ...frames import FrameAllocator
 from ...physmem import PhysMem
-from ...translation import MemoryType
-from ..generation import Places, TableBuilder, checked_request, vector_set
+from ..generation import Places, TableBuilder, Target, checked_request, vector_set
 from ..schema import VectorSet
+from . import nested
 from .layout import RAM_BASE, RAM_SIZE, STUB_SLOT, tag_memory
-from .modes import ARCH, CpuOptions, X86VectorMode, vector_mode, walker_for
+from .modes import ARCH, PAT_VALUE, CpuOptions, X86VectorMode, vector_mode, walker_for
 
 MiB, GiB = 1 << 20, 1 << 30
+GUEST_BACKING = RAM_BASE + RAM_SIZE    # two-stage modes: the host RAM behind guest RAM (guest-physical RAM_BASE)
 OUTSIDE_RAM = 0x80_0000_0000           # 512 GiB: below a 40-bit MAXPHYADDR, no RAM in the image
 BEYOND_RAM = RAM_BASE + RAM_SIZE + 8 * MiB   # inside the 1 GiB pages (which map PA 0), above RAM
 TABLE = P | RW | US                    # a table reference that restricts nothing: the leaves decide
-_CODES = {t: code for code, t in PAT_TYPES.items()}
-PAT_VALUE = PAT.build(**{f"PA{k}": _CODES[t] for k, t in enumerate((
-    MemoryType.WB, MemoryType.WC, MemoryType.UC_MINUS, MemoryType.UC,
-    MemoryType.WB, MemoryType.WP, MemoryType.UC_MINUS, MemoryType.WT))})
-"""IA32_PAT as Linux programs it (arch/x86/mm/pat/memtype.c): WB, WC, UC-, UC, WB, WP, UC-, WT, so that pages
-can have every memory type the PAT knows (SDM Vol. 3A 12.12.2); the reset value has no WC or WP entry."""
-
 __all__ = ["BEYOND_RAM", "OUTSIDE_RAM", "PAT_VALUE", "RegisterChoices", "generate_x86"]
 
 
@@ -71,15 +67,24 @@ def registers_for(mode: X86VectorMode, root: int, pkru: int, choice: RegisterCho
             "rflags": RFLAGS.build(FIXED1=1, AC=int(choice.ac))}
 
 
-class _Builder(TableBuilder):
-    """A 4- or 5-level table over fresh tagged RAM, with the free slots of each level handed out in turn
-    (never in the harness's slot)."""
+def tagged_ram(size: int = RAM_SIZE) -> PhysMem:
+    """`size` bytes of RAM at RAM_BASE, every u64 holding its tag."""
+    mem = PhysMem([(RAM_BASE, size)])
+    tag_memory(mem)
+    return mem
 
-    def __init__(self, mode: X86VectorMode, rng: random.Random, cpu: CpuOptions) -> None:
-        mem = PhysMem([(RAM_BASE, RAM_SIZE)])
-        tag_memory(mem)
-        fmt = mode.stage1.with_codec(X86Codec(pat=PAT_VALUE, global_kernel=True))
-        super().__init__(fmt, rng, mem, FrameAllocator(mem), TABLE, lambda pa: page_address(pa, False))
+
+class _Builder(TableBuilder):
+    """A 4- or 5-level table (or nested paging's, `fmt`) in `mem` (default: fresh tagged RAM), with the free
+    slots of each level handed out in turn (never in the harness's slot)."""
+
+    def __init__(self, fmt: PagingFormat, rng: random.Random, cpu: CpuOptions, mem: PhysMem | None = None,
+                 frames: FrameAllocator | None = None) -> None:
+        mem = mem or tagged_ram()
+        nest = fmt.codec == NESTED
+        codec = X86Codec(pat=PAT_VALUE, global_kernel=not nest, nested=nest)
+        super().__init__(fmt.with_codec(codec), rng, mem, frames or FrameAllocator(mem), TABLE,
+                         lambda pa: page_address(pa, False))
         self.cpu = cpu
         self.last = fmt.depth_count - 1
         self._free: dict[tuple[int, int], Iterator[int]] = {}
@@ -205,8 +210,12 @@ def _upper_rights(b: _Builder, at: Places) -> None:
 
 def _address_edges(b: _Builder, at: Places) -> None:
     """Non-canonical addresses (#GP, SDM 4.5): bit 47 (56) set with the bits above clear, and the bits above
-    set with it clear, at a random slot below the harness's."""
+    set with it clear, at a random slot below the harness's; for nested paging's zero-extended guest-physical
+    addresses, one too wide for its tables."""
     top = b.fmt.va_bits - 1
+    if b.fmt.extension is Extension.ZERO:
+        b.target("gpa-too-wide", (1 << (top + 1)) + (b.rng.randrange(1, 512) << 12), 1 << 20)
+        return
     b.target("non-canonical-low", (1 << top) + (b.rng.randrange(0, STUB_SLOT) << (top - 8)), 1 << 20)
     high = ((1 << 64) - 1) & ~((1 << (top + 1)) - 1)
     b.target("non-canonical-high", high + (b.rng.randrange(0, STUB_SLOT) << (top - 8)), 1 << 20)
@@ -214,10 +223,10 @@ def _address_edges(b: _Builder, at: Places) -> None:
 
 def generate_x86(mode: str, seed: int, cases: int | None = None, choice: RegisterChoices | None = None,
                  cpu: CpuOptions | None = None) -> VectorSet:
-    """Build the address space for `mode` ("x86_64-4level" or "x86_64-5level") from `seed` and compute every
-    case's expected outcome with the walker the registers configure (`choice`: RFLAGS.AC, EFER.NXE,
-    CR0.WP; `cpu`: MAXPHYADDR and 1-GByte pages, default 40 and yes). `cases=None` gives each target x
-    access x privilege once; a number samples (or extends) that list."""
+    """Build the address space for `mode` (a key of `modes.VECTOR_MODES`) from `seed` and compute every
+    case's expected outcome with the walker the registers configure (`choice`: RFLAGS.AC, EFER.NXE, CR0.WP of
+    the linear-address paging; `cpu`: MAXPHYADDR and 1-GByte pages, default 40 and yes). `cases=None` gives
+    each target x access x privilege once; a number samples (or extends) that list."""
     vm = vector_mode(mode)
     seed, cases = checked_request(seed, cases)
     cpu = cpu or CpuOptions()
@@ -225,9 +234,47 @@ def generate_x86(mode: str, seed: int, cases: int | None = None, choice: Registe
         raise InvalidArgument(f"the generator needs a MAXPHYADDR from {OUTSIDE_RAM.bit_length()} to 51 (its "
                               "targets outside RAM lie below it, its RSVD targets above it), not "
                               f"{getattr(cpu, 'maxphyaddr', cpu)!r}")
-    b = _Builder(vm, random.Random(seed), cpu)
-    pkru = _build(b)
-    registers = registers_for(vm, b.pt.root_paddr, pkru, choice or RegisterChoices())
-    return vector_set(ARCH, vm.name, b.mem, registers, cpu.to_json(), b.targets, seed, cases, walker_for,
+    if vm.stage1 is None and choice not in (None, RegisterChoices()):
+        raise InvalidArgument(f"{mode} has no linear-address paging: --ac, --no-nxe and --no-wp do not apply")
+    rng = random.Random(seed)
+    if vm.stage2 is None:
+        assert vm.stage1 is not None
+        b = _Builder(vm.stage1, rng, cpu)
+        mem, targets = b.mem, b.targets
+        registers = registers_for(vm, b.pt.root_paddr, _build(b), choice or RegisterChoices())
+    else:
+        mem, registers, targets = _nested_mode(vm, rng, cpu, choice or RegisterChoices())
+    return vector_set(ARCH, vm.name, mem, registers, cpu.to_json(), targets, seed, cases, walker_for,
                       attributes=True)
 
+
+def _nested_builder(vm: X86VectorMode, rng: random.Random, cpu: CpuOptions, mem: PhysMem,
+                    frames: FrameAllocator | None = None) -> TableBuilder:
+    """A builder of the mode's nested tables: EPT's, or nested paging's (the linear-address builder over
+    `NPT4`, whose every entry is U/S=1)."""
+    assert vm.stage2 is not None
+    return nested.EptBuilder(rng, cpu, mem, frames) if vm.ept else _Builder(vm.stage2, rng, cpu, mem, frames)
+
+
+def _nested_mode(vm: X86VectorMode, rng: random.Random, cpu: CpuOptions, choice: RegisterChoices) -> tuple[
+        PhysMem, dict[str, int], list[Target]]:
+    """A mode with a nested stage: the memory image, the registers and the targets. The nested walk alone
+    gets the targets of its own rules (case VAs are guest-physical); a two-stage mode gets a guest whose
+    RAM (guest-physical RAM_BASE, RAM_SIZE bytes) the nested tables map to the second half of 16 MiB of host
+    RAM, the linear-address targets in it, and the nested targets (`nested.targets`)."""
+    if vm.stage1 is None:
+        n = _nested_builder(vm, rng, cpu, tagged_ram())
+        if isinstance(n, nested.EptBuilder):
+            nested.build_alone(n)
+        else:
+            _build(cast(_Builder, n))
+        return n.mem, nested.registers(vm, n.pt.root_paddr, rng), n.targets
+    host = tagged_ram(2 * RAM_SIZE)
+    n = _nested_builder(vm, rng, cpu, host, FrameAllocator(host, RAM_BASE, RAM_SIZE))
+    n.pt.map_region(RAM_BASE, GUEST_BACKING, RAM_SIZE, F.READ | F.WRITE | F.EXECUTE, allow_huge=True)
+    guest = PhysMem([(RAM_BASE, host.view(GUEST_BACKING, RAM_SIZE))])    # the same bytes, at their GPAs
+    g = _Builder(vm.stage1, rng, cpu, guest)
+    pkru = _build(g)
+    nested.targets(g, n, vm.ept)
+    return host, registers_for(vm, g.pt.root_paddr, pkru, choice) | nested.registers(vm, n.pt.root_paddr, rng), \
+        g.targets

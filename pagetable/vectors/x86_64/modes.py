@@ -2,17 +2,24 @@
 walk, the CPU properties recorded as options, and the walker that computes the expected results
 (docs/vectors.md).
 
-  x86_64-4level    4-level paging (IA-32e, CR4.LA57=0): registers cr0, cr3, cr4, efer, pat, pkru, rflags
-  x86_64-5level    5-level paging (CR4.LA57=1): the same registers
+  x86_64-4level       4-level paging (IA-32e, CR4.LA57=0): registers cr0, cr3, cr4, efer, pat, pkru, rflags
+  x86_64-5level       5-level paging (CR4.LA57=1): the same registers
+  x86_64-npt          AMD nested paging alone (guest paging off: case VAs are guest-physical): ncr3,
+                      host_pat (the host's IA32_PAT, which nested entries index)
+  x86_64-4level+npt   a 4-level guest over nested paging: the guest's registers (pat is its gPAT), ncr3,
+                      host_pat
+  x86_64-ept4         4-level EPT alone (case VAs are guest-physical): eptp
+  x86_64-4level+ept4  a 4-level guest over 4-level EPT: the guest's registers and eptp
 
 Options: `maxphyaddr` (the CPU's physical-address width, CPUID.80000008H:EAX[7:0]; 40 as QEMU's default
 CPUs) and `gbpages` (1-GByte pages, CPUID.80000001H:EDX[26]), with the informative `seed`. Everything else
 that changes a walk (CR0.WP, CR4.SMEP/SMAP/PKE, EFER.NXE, RFLAGS.AC, PKRU, IA32_PAT) is read from the
 registers, as the CPU reads it (`rules_from_registers`; Intel SDM Vol. 3A 4.1.3, 4.6).
 
-A mode is a record of its stages (`X86VectorMode`): the linear-address paging format, and a nested stage
-(NPT or EPT) for the two-stage modes, whose registers follow the stage-1 ones; only one-stage modes exist
-yet.
+A mode is a record of its stages (`X86VectorMode`): the linear-address paging format (none in the nested
+modes alone), and a nested stage (NPT or EPT) whose registers follow the stage-1 ones. The nested walk runs
+with the host's CR0.WP=1 and EFER.NXE=1 (NPT), and the CPU has execute-only EPT pages and no mode-based
+execute control (EPT); MAXPHYADDR and 1-GByte pages (`options`) are the same for both stages.
 """
 
 from __future__ import annotations
@@ -21,14 +28,36 @@ from dataclasses import dataclass
 from typing import Any
 
 from ... import args
-from ...arch.x86_64 import CR4, PAGING4, PAGING5, rules_from_registers
+from ...arch.x86_64 import (
+    CR4,
+    EPT4,
+    EPTP,
+    NPT4,
+    PAGING4,
+    PAGING5,
+    PAT,
+    EptOptions,
+    EptRules,
+    NptRules,
+    X86Options,
+    rules_from_registers,
+)
+from ...arch.x86_64.entry import PAT_TYPES
 from ...errors import PagetableError
 from ...format import PagingFormat
+from ...translation import MemoryType, WalkRules
 from ...walker import Walker
 from ..schema import VectorsError, VectorSet, check_keys, check_one_stage, check_registers
 
 ARCH = "x86_64"
 PAGING_REGISTERS = ("cr0", "cr3", "cr4", "efer", "pat", "pkru", "rflags")
+_CODES = {t: code for code, t in PAT_TYPES.items()}
+PAT_VALUE = PAT.build(**{f"PA{k}": _CODES[t] for k, t in enumerate((
+    MemoryType.WB, MemoryType.WC, MemoryType.UC_MINUS, MemoryType.UC,
+    MemoryType.WB, MemoryType.WP, MemoryType.UC_MINUS, MemoryType.WT))})
+"""IA32_PAT as Linux programs it (arch/x86/mm/pat/memtype.c): WB, WC, UC-, UC, WB, WP, UC-, WT, so that pages
+can have every memory type the PAT knows (SDM Vol. 3A 12.12.2); the reset value has no WC or WP entry."""
+
 MAXPHYADDR = 40
 """The physical-address width of QEMU's default x86-64 CPUs (qemu64), which the generator records."""
 
@@ -39,22 +68,31 @@ class X86VectorMode:
     the registers that select it (`stage2`, `stage2_registers`; None and () in the one-stage modes)."""
 
     name: str
-    stage1: PagingFormat
+    stage1: PagingFormat | None
     stage2: PagingFormat | None = None
     stage2_registers: tuple[str, ...] = ()
 
     @property
     def registers(self) -> tuple[str, ...]:
-        return PAGING_REGISTERS + self.stage2_registers
+        return (PAGING_REGISTERS if self.stage1 is not None else ()) + self.stage2_registers
 
     @property
     def la57(self) -> bool:
-        return self.stage1.depth_count == 5
+        return self.stage1 is not None and self.stage1.depth_count == 5
+
+    @property
+    def ept(self) -> bool:
+        """Whether the nested stage is EPT (else AMD nested paging, when there is one)."""
+        return self.stage2 is EPT4
 
 
 VECTOR_MODES: dict[str, X86VectorMode] = {
     "x86_64-4level": X86VectorMode("x86_64-4level", PAGING4),
     "x86_64-5level": X86VectorMode("x86_64-5level", PAGING5),
+    "x86_64-npt": X86VectorMode("x86_64-npt", None, NPT4, ("ncr3", "host_pat")),
+    "x86_64-4level+npt": X86VectorMode("x86_64-4level+npt", PAGING4, NPT4, ("ncr3", "host_pat")),
+    "x86_64-ept4": X86VectorMode("x86_64-ept4", None, EPT4, ("eptp",)),
+    "x86_64-4level+ept4": X86VectorMode("x86_64-4level+ept4", PAGING4, EPT4, ("eptp",)),
 }
 
 
@@ -94,27 +132,43 @@ class CpuOptions:
 
 def walker_for(vs: VectorSet) -> Walker:
     """The walker that computes a vector set's expected results from its registers, after checking that
-    they select its mode's paging (CR4.LA57) and a mode the walker has (no CR4.PKS: IA32_PKRS is not
-    recorded)."""
+    they select its mode's paging (CR4.LA57; EPTP's walk length) and a mode the walker has (no CR4.PKS:
+    IA32_PKRS is not recorded)."""
     if vs.arch != ARCH or vs.mode not in VECTOR_MODES:
         raise VectorsError(f"arch {vs.arch!r} mode {vs.mode!r} is not supported ({ARCH}: {', '.join(VECTOR_MODES)})")
     mode = VECTOR_MODES[vs.mode]
     check_registers(vs, mode.registers, mode.name)
-    check_one_stage(vs, mode.name)
+    if mode.stage2 is None:
+        check_one_stage(vs, mode.name)
     cpu = CpuOptions.from_json(vs.options, mode.name)
     r = vs.registers
-    if bool(CR4.get(r["cr4"], "LA57")) != mode.la57:
-        raise VectorsError(f"registers.cr4 {r['cr4']:#x} has LA57={int(not mode.la57)}: "
-                           f"{'4' if mode.la57 else '5'}-level paging, not {mode.name}")
-    if r["cr4"] & CR4.mask("PKS"):
-        raise VectorsError(f"registers.cr4 {r['cr4']:#x} has PKS=1: x86 vector sets record no IA32_PKRS")
     try:
+        nested = None if mode.stage2 is None else Walker(vs.mem, nested_rules(mode, r, cpu))
+        if mode.stage1 is None:
+            assert nested is not None
+            return nested
+        if bool(CR4.get(r["cr4"], "LA57")) != mode.la57:
+            raise VectorsError(f"registers.cr4 {r['cr4']:#x} has LA57={int(not mode.la57)}: "
+                               f"{'4' if mode.la57 else '5'}-level paging, not {mode.name}")
+        if r["cr4"] & CR4.mask("PKS"):
+            raise VectorsError(f"registers.cr4 {r['cr4']:#x} has PKS=1: x86 vector sets record no IA32_PKRS")
         rules = rules_from_registers(r["cr0"], r["cr3"], r["cr4"], r["efer"], r["pat"], r["rflags"], r["pkru"],
                                      maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages)
     except PagetableError as exc:
         raise VectorsError(f"registers: {exc}") from None
-    return Walker(vs.mem, rules)
+    return Walker(vs.mem, rules, stage2=nested)
 
 
-__all__ = ["ARCH", "MAXPHYADDR", "PAGING_REGISTERS", "VECTOR_MODES", "CpuOptions", "X86VectorMode", "vector_mode",
-           "walker_for"]
+def nested_rules(mode: X86VectorMode, r: dict[str, int], cpu: CpuOptions) -> WalkRules:
+    """The nested walk's rules from its registers: EPT from EPTP (4-level), nested paging from nCR3 and
+    the host's IA32_PAT, with the host's CR0.WP=1 and EFER.NXE=1."""
+    if mode.ept:
+        if EPTP.get(r["eptp"], "WALK") != 3:
+            raise VectorsError(f"registers.eptp {r['eptp']:#x} does not select 4-level EPT (page-walk length "
+                               f"{EPTP.get(r['eptp'], 'WALK') + 1})")
+        return EptRules(r["eptp"], EptOptions(maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages))
+    return NptRules(r["ncr3"], X86Options(maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages), pat=r["host_pat"])
+
+
+__all__ = ["ARCH", "MAXPHYADDR", "PAGING_REGISTERS", "PAT_VALUE", "VECTOR_MODES", "CpuOptions", "X86VectorMode",
+           "nested_rules", "vector_mode", "walker_for"]

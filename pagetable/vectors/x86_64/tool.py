@@ -6,7 +6,21 @@ from __future__ import annotations
 
 import argparse
 
-from ...arch.x86_64 import CR0, CR3, CR4, EFER, PAT, PDE_2M, PKRU, PTE_4K, RFLAGS, TABLE_ENTRY, X86Options, X86Rules
+from ...arch.x86_64 import (
+    CR0,
+    CR3,
+    CR4,
+    EFER,
+    EPTP,
+    PAT,
+    PDE_2M,
+    PKRU,
+    PTE_4K,
+    RFLAGS,
+    TABLE_ENTRY,
+    X86Options,
+    X86Rules,
+)
 from ...arch.x86_64.entry import PS, pat_entries
 from ...errors import PagetableError
 from ...judging import entry_verdicts
@@ -18,10 +32,11 @@ from .gen import RegisterChoices, generate_x86
 from .layout import STUB_SLOT
 from .modes import MAXPHYADDR, VECTOR_MODES
 
-REGISTERS = ("pte", "cr0", "cr3", "cr4", "efer", "pat", "pkru", "rflags")
+REGISTERS = ("pte", "cr0", "cr3", "cr4", "efer", "pat", "pkru", "rflags", "eptp", "ncr3", "host_pat")
 LAYOUTS: dict[str, Layout] = {"cr0": CR0, "cr3": CR3, "cr4": CR4, "efer": EFER, "pat": PAT, "pkru": PKRU,
-                              "rflags": RFLAGS}
-MODE_HELP = {name: f"x86-64 {m.stage1.name} (CR3)" for name, m in VECTOR_MODES.items()}
+                              "rflags": RFLAGS, "eptp": EPTP, "ncr3": CR3, "host_pat": PAT}
+MODE_HELP = {name: " over ".join(f"{fmt.name} ({reg})" for fmt, reg in ((m.stage1, "CR3"), (m.stage2, ", ".join(
+    m.stage2_registers))) if fmt is not None) for name, m in VECTOR_MODES.items()}
 _ENTRY_NAMES = {5: "PML5E", 4: "PML4E", 3: "PDPTE", 2: "PDE", 1: "PTE"}
 
 
@@ -38,7 +53,16 @@ def generate(ns: argparse.Namespace) -> VectorSet:
 
 def readme_notes(vs: VectorSet) -> str:
     """What an x86-64 vector set's README says about levels, fault kinds, syndromes, tags and the free slot."""
-    return ("perms (the walk's effective permissions: S = CPL 0, U = CPL 3) and memtype (from IA32_PAT),\n"
+    nested = ""
+    mode = VECTOR_MODES.get(vs.mode)
+    if mode is not None and mode.stage2 is not None:
+        nested = ("The nested walk's faults have stage 2 and the guest-physical address 'gpa' (implicit: a guest\n"
+                  "paging-structure access), with the syndrome " + (
+                      "exit_qualification (an EPT violation's; 0 for a misconfiguration), gpa and\n"
+                      "guest_linear (ept-violation, ept-misconfiguration).\n" if mode.ept else
+                      "exitinfo1 (the error code | bit 32 final address / bit 33 guest\n"
+                      "table walk) and exitinfo2 (the GPA) of #VMEXIT(NPF) (nested-page-fault).\n"))
+    return nested + ("perms (the walk's effective permissions: S = CPL 0, U = CPL 3) and memtype (from IA32_PAT),\n"
             "or the exception 'fault' (page-fault = #PF, general-protection = #GP for a non-canonical\n"
             "address, no-memory where a table or the page lies outside RAM) at paging level 'level' (the\n"
             "SDM's: 1 = PT, 2 = PD, 3 = PDPT, 4 = PML4, 5 = PML5), with the 'syndrome' error_code (#PF's:\n"
