@@ -42,7 +42,9 @@ from pagetable.flags import MappingFlags as F
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
+from pagetable.vectors import generate_x86
 from pagetable.vectors.x86_64 import qemu as q
+from pagetable.vectors.x86_64.gen import BEYOND_RAM, OUTSIDE_RAM
 from pagetable.vectors.x86_64.layout import RAM_BASE, RAM_SIZE, tag
 from pagetable.vectors.x86_64.qemu import CpuFeatures, ProbeCase, ProbeResult, Registers
 from pagetable.walker import Access, Privilege, Reason, Translations, Walker
@@ -353,3 +355,60 @@ def test_clearing_nxe_and_reloading_cr3_forgets_translations(accel: str) -> None
         assert run.results[1] == stale, NXE_STALE               # the named deviation: a fix fails here
     else:
         assert (run.results[1].vector, run.results[1].error_code, run.results[1].cr2) == (14, rsvd, va)
+
+
+NO_RAM = ("QEMU -M pc: a physical address with no RAM or device reads as 0 and drops writes, so a page there "
+          "translates (a load reads 0) and a table there holds not-present entries; the walker's outcome is "
+          "platform-defined (no-memory)")
+FETCH_NO_RAM = "a fetch from a page with no RAM runs the zeros QEMU reads there and never comes back: not probed"
+
+
+@pytest.mark.parametrize("mode,seed", [("x86_64-4level", 1), ("x86_64-5level", 2), ("x86_64-4level", 3)])
+def test_vector_sets_match_qemu(mode: str, seed: int) -> None:
+    """The x86 vector sets (`generate_x86`: every #PF cause at each level, SMEP/SMAP, protection keys, #GP,
+    tables and pages outside RAM) under TCG, with the set's own registers (`Registers` refuses any the stub
+    cannot run). Every case's recorded expectation is the walker's on the set's memory, and QEMU does what
+    the walker does on that memory with QEMU's platform filled in: no RAM reads as 0 (NO_RAM, named and
+    counted; fetches from such pages are not probed, FETCH_NO_RAM), and reserved-bit faults have P=0."""
+    require_qemu_x86()
+    vs = generate_x86(mode, seed)
+    r = vs.registers
+    regs = Registers(cr0=r["cr0"], cr4=r["cr4"], efer=r["efer"], rflags=r["rflags"], pkru=r["pkru"])
+    rules = regs.rules(r["cr3"], int(vs.options["maxphyaddr"]), bool(vs.options["gbpages"]))
+    acc = [Access.parse(c.access) for c in vs.cases]
+    prv = [Privilege.parse(c.privilege) for c in vs.cases]
+    vas = [c.va for c in vs.cases]
+    own = Walker(vs.mem, rules).translate_many(vas, acc, prv)
+    for n, c in enumerate(vs.cases):                     # the set's expectations are the walker's
+        assert (c.reason, c.pa) == (Reason(int(own.reason[n])).label, None if c.pa is None else int(own.pa[n])), c
+    # QEMU's platform: the image, and zeros where the generator put tables and pages outside RAM
+    platform = PhysMem([(RAM_BASE, RAM_SIZE), (BEYOND_RAM, 16 * MiB), (OUTSIDE_RAM, 2 * MiB)])
+    platform.write(RAM_BASE, vs.mem.read(RAM_BASE, RAM_SIZE))
+    t = Walker(platform, rules).translate_many(vas, acc, prv)
+    probed = [n for n, c in enumerate(vs.cases)
+              if not (c.reason == Reason.PA_OUTSIDE_MEMORY.label and c.access == "execute")]
+    run = q.run_probes(vs.mem.read(RAM_BASE, RAM_SIZE), r["cr3"],
+                       [ProbeCase(vas[n], vs.cases[n].access, vs.cases[n].privilege, regs) for n in probed])
+    assert (run.features.maxphyaddr, run.features.gbpages) == (vs.options["maxphyaddr"], vs.options["gbpages"])
+    named, failures = Counter[str](), []
+    named[FETCH_NO_RAM] = len(vs.cases) - len(probed)
+    for n, got in zip(probed, run.results, strict=True):
+        c = vs.cases[n]
+        if c.fault == "no-memory":
+            named[NO_RAM] += 1
+        reason = Reason(int(t.reason[n]))
+        want, why = tcg_deviation(expected(t, n, c.access, rules.fault_kind), reason)
+        if why:
+            named[why] += 1
+        if want.vector is None and c.access != "execute":
+            same = got.vector is None and got.value & ~AD_BITS == platform.read_u64(int(t.pa[n])) & ~AD_BITS
+        else:
+            same = (got.vector, got.error_code, got.cr2, got.value if want.vector is None else 0) == \
+                   (want.vector, want.error_code, want.cr2, want.value)
+        if not same:
+            failures.append(f"{c.va:#x} {c.access} {c.privilege} [{c.label}, {c.reason}]: want {want}, QEMU {got}")
+    assert not failures, f"{len(failures)} of {len(probed)} cases disagree:\n" + "\n".join(failures[:40])
+    reasons = Counter(c.reason for c in vs.cases)
+    assert named[NO_RAM] == reasons["table-outside-memory"] + reasons["pa-outside-memory"] - named[FETCH_NO_RAM] > 0
+    assert named[TCG_RSVD_P0] == Counter(Reason(int(x)).label for x in t.reason)["reserved"] > 0
+    assert len(probed) > 250

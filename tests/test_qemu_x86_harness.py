@@ -60,17 +60,18 @@ def test_registers_are_real_register_values() -> None:
     r = Registers.of(la57=True, wp=False, nxe=False, smep=True, smap=True, pke=True, ac=True, pkru=0xC)
     assert (r.cr0, r.cr4, r.efer, r.rflags, r.pkru) == (0x8000_0033, 0x70_1020, 0x500, 0x4_0002, 0xC)
     assert r.la57 and CR4.get(r.cr4, "SMAP") and not CR0.get(r.cr0, "WP")
+    assert Registers(cr0=0x8001_0001, cr4=0x70_00A0).cr4 == Registers.of(smep=True, smap=True, pke=True, pge=True).cr4
     rules = r.rules(0x123_4000, 40, False)
     o = rules.options
     assert (o.wp, o.nxe, o.smep, o.smap, o.ac, o.pke, o.pkru, o.la57, o.maxphyaddr, o.gbpages) == \
         (False, False, True, True, True, True, 0xC, True, 40, False)
 
 
-@pytest.mark.parametrize(("field", "value"), [("cr0", 0x8001_0021), ("cr0", 0x8001_003B), ("cr4", 0x20 | 1 << 7),
+@pytest.mark.parametrize(("field", "value"), [("cr0", 0x0001_0033), ("cr0", 0x8001_003B), ("cr4", 0x20 | 1 << 17),
                                               ("cr4", 0), ("efer", 0x901), ("rflags", 0x202), ("pkru", 1 << 32)])
 def test_registers_the_stub_cannot_run_are_refused(field: str, value: int) -> None:
-    """CR0.NE missing or TS set, CR4.PGE (the CR3 reload would not flush global pages) or PAE missing,
-    IA32_EFER.SCE, RFLAGS.IF (no interrupt handlers), a PKRU wider than 32 bits."""
+    """CR0.PG missing or TS set, CR4.PCIDE or PAE missing, IA32_EFER.SCE without LMA, RFLAGS.IF (no interrupt
+    handlers), a PKRU wider than 32 bits."""
     with pytest.raises(ValueError):
         Registers(**{field: value})
 

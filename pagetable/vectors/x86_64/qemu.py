@@ -20,8 +20,9 @@ instruction follows):
   "Initializing IA-32e Mode" (CR4.PAE and CR4.LA57 with paging off, CR3, IA32_EFER.LME, CR0.PG).
 * Chapter 4 "Paging": the case's CR3 (4.5, Tables 4-12/4-13), CR0.WP, CR4.SMEP/SMAP/PKE, IA32_EFER.NXE,
   RFLAGS.AC and PKRU (4.6, 4.6.2) are real register values, built and checked with the layouts of
-  :mod:`pagetable.arch.x86_64.regs` (:class:`Registers`); every case reloads CR3, which with CR4.PGE=0
-  invalidates every TLB entry and paging-structure cache (4.10.4.1).
+  :mod:`pagetable.arch.x86_64.regs` (:class:`Registers`); every case writes CR4 first with PGE clear and
+  then reloads CR3, which invalidates every TLB entry, global ones included, and every paging-structure
+  cache (4.10.4.1).
 * Chapter 6 "Interrupt and Exception Handling": 64-bit IDT gates (6.14.1, Figure 6-8), the stack frame
   (6.14.2), IRETQ into CPL 3 and back by an exception (6.14.3); the #PF error code and CR2 (6.15,
   Interrupt 14; 4.7).  An access that succeeds ends in UD2 (#UD at a RIP the harness knows); a fetch that
@@ -156,11 +157,12 @@ CPUID_EXT8_EAX = Layout("CPUID.80000008H:EAX", 32, [
 ], "Intel SDM Vol. 2A, CPUID, Table 3-8")
 
 # The registers a case may choose, and the rest of each, fixed (the stub needs protected mode, IA-32e mode
-# and interrupts off; CR4.PGE=0 so that the CR3 reload of every case flushes the TLB).
-_CR0_FIXED: Final = CR0.mask("PE", "MP", "ET", "NE", "PG")
-_CR0_FREE: Final = CR0.mask("WP")
+# and interrupts off).
+_CR0_FIXED: Final = CR0.mask("PE", "PG")
+_CR0_FREE: Final = CR0.mask("WP", "MP", "ET", "NE")
+_CR0_DEFAULT: Final = _CR0_FIXED | CR0.mask("MP", "ET", "NE")
 _CR4_FIXED: Final = CR4.mask("PAE")
-_CR4_FREE: Final = CR4.mask("LA57", "SMEP", "SMAP", "PKE")
+_CR4_FREE: Final = CR4.mask("LA57", "SMEP", "SMAP", "PKE", "PGE")
 _EFER_FIXED: Final = EFER.mask("LME", "LMA")
 _EFER_FREE: Final = EFER.mask("NXE")
 _RFLAGS_FIXED: Final = RFLAGS.mask("FIXED1")
@@ -170,12 +172,14 @@ _RFLAGS_FREE: Final = RFLAGS.mask("AC")
 @dataclass(frozen=True)
 class Registers:
     """The register values a probe runs with: CR0, CR4, IA32_EFER, RFLAGS and PKRU, as the processor holds
-    them (layouts :data:`~pagetable.arch.x86_64.CR0` and the rest).  A case may choose CR0.WP, CR4.LA57/
-    SMEP/SMAP/PKE, IA32_EFER.NXE, RFLAGS.AC and PKRU; the other bits are fixed: CR0 = PE|MP|ET|NE|PG,
-    CR4.PAE, IA32_EFER.LME|LMA, RFLAGS bit 1.  :meth:`of` builds them from the choices; :meth:`rules` gives
-    the walk rules the same values select (:func:`~pagetable.arch.x86_64.rules_from_registers`)."""
+    them (layouts :data:`~pagetable.arch.x86_64.CR0` and the rest).  A case may choose CR0.WP (and MP, ET,
+    NE, which paging ignores), CR4.LA57/SMEP/SMAP/PKE/PGE, IA32_EFER.NXE, RFLAGS.AC and PKRU; the other bits
+    are fixed: CR0.PE|PG, CR4.PAE, IA32_EFER.LME|LMA, RFLAGS bit 1.  :meth:`of` builds them from the choices
+    (CR0 = PE|MP|ET|NE|PG plus WP); :meth:`rules` gives the walk rules the same values select
+    (:func:`~pagetable.arch.x86_64.rules_from_registers`).  IA32_PAT is not among them: memory types are
+    not observable by a probe."""
 
-    cr0: int = _CR0_FIXED | _CR0_FREE
+    cr0: int = _CR0_DEFAULT | CR0.mask("WP")
     cr4: int = _CR4_FIXED
     efer: int = _EFER_FIXED | _EFER_FREE
     rflags: int = _RFLAGS_FIXED
@@ -194,12 +198,13 @@ class Registers:
 
     @classmethod
     def of(cls, *, la57: bool = False, wp: bool = True, nxe: bool = True, smep: bool = False, smap: bool = False,
-           pke: bool = False, ac: bool = False, pkru: int = 0) -> Registers:
-        """The registers with these choices (CR4.LA57, CR0.WP, IA32_EFER.NXE, CR4.SMEP/SMAP/PKE, RFLAGS.AC)."""
+           pke: bool = False, ac: bool = False, pkru: int = 0, pge: bool = False) -> Registers:
+        """The registers with these choices (CR4.LA57, CR0.WP, IA32_EFER.NXE, CR4.SMEP/SMAP/PKE/PGE,
+        RFLAGS.AC)."""
         def bits(layout: Layout, **chosen: bool) -> int:
             return layout.mask(*(name for name, on in chosen.items() if on)) if any(chosen.values()) else 0
-        return cls(cr0=_CR0_FIXED | bits(CR0, WP=wp), cr4=_CR4_FIXED | bits(CR4, LA57=la57, SMEP=smep, SMAP=smap,
-                                                                                 PKE=pke),
+        return cls(cr0=_CR0_DEFAULT | bits(CR0, WP=wp), cr4=_CR4_FIXED | bits(CR4, LA57=la57, SMEP=smep, SMAP=smap,
+                                                                                   PKE=pke, PGE=pge),
                    efer=_EFER_FIXED | bits(EFER, NXE=nxe), rflags=_RFLAGS_FIXED | bits(RFLAGS, AC=ac), pkru=pkru)
 
     @property
@@ -392,7 +397,8 @@ def _pseudo_descriptor(base: int, limit: int) -> tuple[int, int]:
 def _register_defsyms() -> dict[str, int]:
     """The register bits both stubs use, from the layouts of pagetable/arch/x86_64/regs.py."""
     return {"CR0_PE": CR0.mask("PE"), "CR0_PG": CR0.mask("PG"), "CR0_CD": CR0.mask("CD"), "CR0_NW": CR0.mask("NW"),
-            "CR4_LA57": CR4.mask("LA57"), "CR4_PKE": CR4.mask("PKE"), "CPUID7_ECX_LA57": CPUID7_ECX.mask("LA57")}
+            "CR4_LA57": CR4.mask("LA57"), "CR4_PKE": CR4.mask("PKE"), "CR4_PGE": CR4.mask("PGE"),
+            "CPUID7_ECX_LA57": CPUID7_ECX.mask("LA57")}
 
 
 def _stub_defsyms() -> dict[str, int]:

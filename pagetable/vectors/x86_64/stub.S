@@ -209,9 +209,10 @@ next_case:
         and     HDR_CPUID7_ECX(%rdi), %rcx
         cmp     %rax, %rcx
         jne     record
-        /* The case's registers: IA32_EFER (NXE), CR0 (WP), CR4 (SMEP, SMAP, PKE), PKRU (with CR4.PKE:
-         * WRPKRU is #UD without it), then CR3, which with CR4.PGE=0 flushes every translation (SDM
-         * 4.10.4.1): nothing a previous case cached survives. */
+        /* The case's registers: IA32_EFER (NXE), CR0 (WP), CR4 (SMEP, SMAP, PKE, PGE) -- written first with
+         * PGE clear, which invalidates every translation, global ones too -- PKRU (with CR4.PKE: WRPKRU is
+         * #UD without it), then CR3, which flushes the rest (SDM 4.10.4.1): nothing a previous case cached
+         * survives. */
         mov     CASE_EFER(%r12), %rax
         mov     %rax, %rdx
         shr     $32, %rdx
@@ -219,6 +220,9 @@ next_case:
         wrmsr
         mov     CASE_CR0(%r12), %rax
         mov     %rax, %cr0
+        mov     CASE_CR4(%r12), %rax
+        and     $~CR4_PGE, %rax
+        mov     %rax, %cr4
         mov     CASE_CR4(%r12), %rax
         mov     %rax, %cr4
         test    $CR4_PKE, %eax
