@@ -93,6 +93,17 @@ def _x86_flags(raw: U64) -> U64:
     return out
 
 
+def _x86_fit(children: U64) -> U64:
+    """The bits of the table entry above each row of 512 x86 entries: P, R/W and U/S where some present
+    entry has them, XD unless some present entry is executable (as the library keeps table entries: no
+    more permissive than their pages need)."""
+    present = (children & np.uint64(1)) != 0
+    grants = np.where(present, (children & np.uint64(0x6)) | (~children & np.uint64(1 << 63)), np.uint64(0))
+    needs = np.bitwise_or.reduce(grants, axis=1)
+    out: U64 = np.uint64(1) | (needs & np.uint64(0x6)) | (~needs & np.uint64(1 << 63))
+    return out
+
+
 @dataclass(frozen=True)
 class RawFormat:
     """What the raw work knows of a format with 4 KiB tables of 512 u64 entries: each level's VA index shift
@@ -108,6 +119,7 @@ class RawFormat:
     pointer: int
     flags: Callable[[U64], U64]
     perms: Callable[[U64], npt.NDArray[np.uint8]]
+    fit: Callable[[U64], U64] | None = None      # x86: a table entry's bits from its table's entries
 
     @property
     def leaf_depth(self) -> int:
@@ -115,7 +127,7 @@ class RawFormat:
 
 
 SV39 = RawFormat((30, 21, 12), _next, _sv39_entry, PPN_MASK, 1, _sv39_flags, _sv39_perms)
-X86 = RawFormat((39, 30, 21, 12), x86_next, _x86_entry, X86_ADDR, 0x7, _x86_flags, _x86_perms)
+X86 = RawFormat((39, 30, 21, 12), x86_next, _x86_entry, X86_ADDR, 0x7, _x86_flags, _x86_perms, _x86_fit)
 
 
 def _scalar(fn: Callable[[U64], U64], value: int) -> int:
@@ -219,11 +231,29 @@ def protect_4k(words: U64, base: int, root: int, va0: int, attrs: int, f: RawFor
     """Give the 1 GiB block of 4 KiB leaves at `va0` new attribute bits `attrs`: find the leaf slots
     (`_leaf_slots`), gather the entries, keep each present one's address bits with the new bits, scatter
     them back."""
-    _, _, slot = _leaf_slots(words, base, root, va0, 1, f)
+    pmds, used, slot = _leaf_slots(words, base, root, va0, 1, f)
     index = ((slot - np.uint64(base)) >> np.uint64(3)).astype(np.intp)
     raw = words[index]
     present = (raw & np.uint64(1)) != 0
     words[index[present]] = (raw[present] & f.addr_bits) | np.uint64(attrs)
+    if f.fit is not None:                             # x86: the table entries above take the pages' rights
+        pointers = (int(pmds[0]) - base) // 8 + used.astype(np.intp)
+        words[pointers] = (words[pointers] & f.addr_bits) | f.fit(words[index].reshape(-1, 512))
+        _fit_path(words, base, root, va0, f)
+
+
+def _fit_path(words: U64, base: int, root: int, va0: int, f: RawFormat) -> None:
+    """Refit the table entries on `va0`'s path above its 2 MiB entries, bottom-up: each from its table's 512
+    entries (`f.fit`)."""
+    assert f.fit is not None
+    slots, table = [], root
+    for shift in f.shifts[:-2]:                       # the entries above the tables of 2 MiB entries
+        slot = (table - base) // 8 + ((va0 >> shift) & 511)
+        slots.append(slot)
+        table = _scalar(f.next_table, int(words[slot]))
+    for slot in reversed(slots):
+        below = (_scalar(f.next_table, int(words[slot])) - base) // 8
+        words[slot] = (words[slot] & f.addr_bits) | f.fit(words[below:below + 512].reshape(1, 512))[0]
 
 
 Columns = dict[str, npt.NDArray[np.generic]]
@@ -232,7 +262,7 @@ Columns = dict[str, npt.NDArray[np.generic]]
 def hardware_columns(words: U64, base: int, root: int, va0: int, memtype: int, f: RawFormat = SV39) -> Columns:
     """The hardware listing of the 1 GiB block of 4 KiB leaves at `va0`: the walk's columns (`walk_leaves`)
     and the hardware view's four u8 columns: perms from the leaf bits by `f.perms`, which holds for this
-    table's leaves (Sv39's with A and D set, x86's under table entries that grant everything); verdict 0 and
+    table's leaves (Sv39's with A and D set, x86's under table entries that grant what their pages need); verdict 0 and
     verdict_stage 0, as every leaf translates some access; memtype `memtype` everywhere (no PBMT, or x86's
     PAT index 0)."""
     leaves = walk_leaves(words, base, root, va0, 1, f)

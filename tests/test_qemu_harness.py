@@ -27,7 +27,7 @@ V, R, W, X, U, G, A, D = 1, 2, 4, 8, 16, 32, 64, 128
 
 RAM_BASE = q.RAM_BASE
 ROOT, L1, L0 = RAM_BASE, RAM_BASE + 0x1000, RAM_BASE + 0x2000
-IMAGE_SIZE = 4 << 20
+RAM_SIZE = 4 << 20
 BASE_VA = 0x4000_0000  # root[1] -> L1; L1[0] -> L0; L0[i] maps BASE_VA + i*4K
 OUTSIDE_RAM = 0x100_0000_0000
 LOOP_FRAME = RAM_BASE + 0xC000  # holds "jal zero, 0": executing it never traps
@@ -68,7 +68,7 @@ LEAVES: dict[int, tuple[int, int]] = {
 
 def build_image() -> bytes:
     """Root/L1/L0 tables at RAM_BASE, then 4 KiB frames tagged PA << 16."""
-    words = array("Q", (tag(RAM_BASE + 8 * i) for i in range(IMAGE_SIZE // 8)))
+    words = array("Q", (tag(RAM_BASE + 8 * i) for i in range(RAM_SIZE // 8)))
     for i in range(3 * 512):  # the three table pages
         words[i] = 0
 

@@ -1,6 +1,7 @@
 """x86-64 test vectors (4-level and 5-level paging): the vector modes (`modes`), the generator (`gen`), the
-physical layout every set shares (`layout`: RAM, the RAM tag, the slot left to a harness) and the command
-line's x86 part (`tool`), registered as `ARCHITECTURE` (`pagetable.registry`)."""
+physical layout every set shares (`layout`: RAM, the RAM tag, the slot left to a harness), the command
+line's x86 part (`tool`), registered as `ARCHITECTURE` (`pagetable.registry`), and the QEMU probe harness
+(`qemu`, with `stub.S` and `boot.S`)."""
 
 from ..architecture import Architecture
 from . import tool
