@@ -19,18 +19,22 @@ demo: $(STAMP)
 
 # QEMU is the independent judge of the walker: install it from Debian when we are root, otherwise say what
 # to install. Without it the QEMU tests skip, except under CI=true where they fail.
+QEMU_PACKAGES := qemu-system-misc qemu-system-x86
+QEMU_TOOLS    := qemu-system-riscv64 qemu-system-x86_64
+
 qemu:
-	@if ! command -v qemu-system-riscv64 >/dev/null 2>&1; then \
+	@missing=0; for tool in $(QEMU_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing=1; done; \
+	if [ $$missing = 1 ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-misc >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(QEMU_PACKAGES) >/dev/null; \
 	  else \
-	    echo "qemu-system-riscv64 is missing: install Debian/Ubuntu package qemu-system-misc" \
-	         "(sudo apt-get install qemu-system-misc); the QEMU differential tests need it."; \
+	    echo "QEMU is missing (the tests need $(QEMU_TOOLS)): install Debian/Ubuntu packages $(QEMU_PACKAGES)" \
+	         "(sudo apt-get install $(QEMU_PACKAGES)); the QEMU differential tests need them."; \
 	  fi; \
 	fi
 
-# GNU binutils assemble the stubs QEMU runs (pagetable/vectors/riscv/stub.S): installed the same way; without
-# them the QEMU tests skip, except under CI=true where they fail.
+# GNU binutils assemble the stubs QEMU runs (pagetable/vectors/riscv/stub.S, pagetable/vectors/x86_64/stub.S and
+# boot.S): installed the same way; without them the QEMU tests skip, except under CI=true where they fail.
 TOOLCHAIN_PACKAGES := binutils-riscv64-linux-gnu binutils-aarch64-linux-gnu binutils-x86-64-linux-gnu
 TOOLCHAIN_TOOLS    := riscv64-linux-gnu-as aarch64-linux-gnu-as x86_64-linux-gnu-as
 

@@ -49,15 +49,14 @@ from __future__ import annotations
 import functools
 import os
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Final
 
 from ...arch.riscv_sv39 import csr
 from ...arch.riscv_sv39.csr import CAUSE_ILLEGAL_INSTRUCTION
 from .. import qemu as runner
-from ..qemu import Program, QemuFailed, QemuUnavailable, ToolchainFailed, ToolchainUnavailable, tail
+from ..qemu import Program, QemuFailed, QemuUnavailable, Record, ToolchainFailed, ToolchainUnavailable, round_up, tail
 
 __all__ = [
     "QEMU_BINARY",
@@ -106,16 +105,18 @@ _VIRT: Final = 4  # added to the access kind of a case with V=1
 # The stub's data, u64 fields in the order they follow the code: the state block (addressed through
 # mscratch), the case records, then what the stub sends: the header, one result record per case and the
 # trailer.  The assembler gets each field's offset (ST_CAUSE, CASE_VA, RES_CAUSE, HDR_SATP, ...).
-_STATE: Final = ("CAUSE", "EPC", "TVAL", "RESUME", "CASE", "CASE_END", "RESULT", "OUT_START", "OUT_END",
-                 "SATP", "TVAL2", "HYP", "HGATP", "VSATP", "TINST")
-_CASE: Final = ("VA", "MSTATUS", "KIND", "VSSTATUS", "HSTATUS")  # va, mstatus bits, access kind, vsstatus/hstatus bits
-_RESULT: Final = ("CAUSE", "VALUE", "TVAL", "TVAL2", "TINST")  # cause (all ones = none), value, mtval, mtval2,
-                                                               # mtinst
-_HEADER: Final = ("MAGIC", "SATP", "HGATP", "COUNT")  # magic, satp and hgatp read back, number of cases
-_STATE_SIZE: Final = 8 * len(_STATE)
-_CASE_SIZE: Final = 8 * len(_CASE)
-_RESULT_SIZE: Final = 8 * len(_RESULT)
-_HEADER_SIZE: Final = 8 * len(_HEADER)
+_STATE: Final = Record("ST", ("CAUSE", "EPC", "TVAL", "RESUME", "CASE", "CASE_END", "RESULT", "OUT_START",
+                               "OUT_END", "SATP", "TVAL2", "HYP", "HGATP", "VSATP", "TINST"))
+# va, mstatus bits, access kind, vsstatus/hstatus bits
+_CASE: Final = Record("CASE", ("VA", "MSTATUS", "KIND", "VSSTATUS", "HSTATUS"))
+# cause (all ones = none), value, mtval, mtval2, mtinst
+_RESULT: Final = Record("RES", ("CAUSE", "VALUE", "TVAL", "TVAL2", "TINST"))
+# magic, satp and hgatp read back, number of cases
+_HEADER: Final = Record("HDR", ("MAGIC", "SATP", "HGATP", "COUNT"))
+_STATE_SIZE: Final = _STATE.size
+_CASE_SIZE: Final = _CASE.size
+_RESULT_SIZE: Final = _RESULT.size
+_HEADER_SIZE: Final = _HEADER.size
 _TRAILER_SIZE: Final = 8
 _HEADER_MAGIC: Final = 0x5052_4F42_4553_5632  # "PROBESV2"
 _TRAILER_MAGIC: Final = 0x454E_445F_5052_4F42  # "END_PROB"
@@ -183,47 +184,35 @@ def missing_toolchain() -> list[str]:
     return runner.missing_tools(TOOLCHAIN_PREFIX)
 
 
-def _round_up(value: int, granule: int) -> int:
-    return -(-value // granule) * granule
-
-
 # ---------------------------------------------------------------------------
 # The stub
 # ---------------------------------------------------------------------------
 
 
-def _offsets(prefix: str, fields: Sequence[str]) -> dict[str, int]:
-    return {f"{prefix}_{name}": 8 * i for i, name in enumerate(fields)}
-
-
 def _defsyms() -> dict[str, int]:
     """Every number stub.S shares with this module, by the name it uses."""
-    return {
-        **_offsets("ST", _STATE),
-        **_offsets("CASE", _CASE),
-        **_offsets("RES", _RESULT),
-        **_offsets("HDR", _HEADER),
-        "STATE_SIZE": _STATE_SIZE,
-        "CASE_SIZE": _CASE_SIZE,
-        "RESULT_SIZE": _RESULT_SIZE,
-        "ACCESS_READ": _ACCESS["read"],
-        "ACCESS_WRITE": _ACCESS["write"],
-        "VIRT": _VIRT,
-        "NO_TRAP": _NONE - 2**64,  # -1: li loads it sign-extended
-        "MSTATUS_MPP": csr.MSTATUS_MPP,
-        "MSTATUS_MPRV": csr.MSTATUS_MPRV,
-        "MSTATUS_SUM": csr.MSTATUS_SUM,
-        "MSTATUS_MXR": csr.MSTATUS_MXR,
-        "MSTATUS_MPV": csr.MSTATUS_MPV,
-        "MSTATUS_GVA": csr.MSTATUS_GVA,
-        "HSTATUS_SPVP": csr.HSTATUS_SPVP,
-        "CAUSE_ILLEGAL_INSTRUCTION": CAUSE_ILLEGAL_INSTRUCTION,
-    }
+    return runner.defsyms(
+        _STATE, _CASE, _RESULT, _HEADER,
+        STATE_SIZE=_STATE_SIZE,              # CASE_SIZE is the case record's own
+        RESULT_SIZE=_RESULT_SIZE,
+        ACCESS_READ=_ACCESS["read"],
+        ACCESS_WRITE=_ACCESS["write"],
+        VIRT=_VIRT,
+        NO_TRAP=_NONE - 2**64,  # -1: li loads it sign-extended
+        MSTATUS_MPP=csr.MSTATUS_MPP,
+        MSTATUS_MPRV=csr.MSTATUS_MPRV,
+        MSTATUS_SUM=csr.MSTATUS_SUM,
+        MSTATUS_MXR=csr.MSTATUS_MXR,
+        MSTATUS_MPV=csr.MSTATUS_MPV,
+        MSTATUS_GVA=csr.MSTATUS_GVA,
+        HSTATUS_SPVP=csr.HSTATUS_SPVP,
+        CAUSE_ILLEGAL_INSTRUCTION=CAUSE_ILLEGAL_INSTRUCTION,
+    )
 
 
 def stub_source() -> str:
     """The text of stub.S, read from the package."""
-    return resources.files(__name__.rpartition(".")[0]).joinpath("stub.S").read_text(encoding="utf-8")
+    return runner.package_text(__name__, "stub.S")
 
 
 def assemble_stub(address: int = 0) -> Program:
@@ -257,15 +246,6 @@ def _code_size() -> int:
 
 def _stub_size(n_cases: int) -> int:
     return _code_size() + _STATE_SIZE + n_cases * _CASE_SIZE + _HEADER_SIZE + n_cases * _RESULT_SIZE + _TRAILER_SIZE
-
-
-def _pack(fields: Sequence[str], values: Mapping[str, int]) -> bytes:
-    assert set(values) == set(fields)
-    return struct.pack(f"<{len(fields)}Q", *(values[name] for name in fields))
-
-
-def _unpack(fields: Sequence[str], raw: bytes, offset: int) -> dict[str, int]:
-    return dict(zip(fields, struct.unpack_from(f"<{len(fields)}Q", raw, offset), strict=True))
 
 
 def _case_record(case: ProbeCase) -> dict[str, int]:
@@ -310,14 +290,14 @@ def build_stub(stub_base: int, satp: int, cases: Sequence[ProbeCase], hgatp: int
     results = out_start + _HEADER_SIZE
     out_end = results + n * _RESULT_SIZE + _TRAILER_SIZE
     blob = bytearray(code)
-    blob += _pack(_STATE, {
+    blob += _STATE.pack({
         "CAUSE": _NONE, "EPC": 0, "TVAL": 0, "RESUME": 0, "CASE": case_table, "CASE_END": out_start,
         "RESULT": results, "OUT_START": out_start, "OUT_END": out_end, "SATP": satp, "TVAL2": 0,
         "HYP": int(hgatp is not None), "HGATP": hgatp or 0, "VSATP": vsatp, "TINST": 0,
     })
     for record in records:
-        blob += _pack(_CASE, record)
-    blob += _pack(_HEADER, {"MAGIC": _HEADER_MAGIC, "SATP": 0, "HGATP": 0, "COUNT": n})
+        blob += _CASE.pack(record)
+    blob += _HEADER.pack({"MAGIC": _HEADER_MAGIC, "SATP": 0, "HGATP": 0, "COUNT": n})
     blob += bytes(n * _RESULT_SIZE)
     blob += struct.pack("<Q", _TRAILER_MAGIC)
     assert len(blob) == _stub_size(n)
@@ -335,8 +315,8 @@ def plan_layout(image_size: int, n_cases: int) -> QemuLayout:
     """
     if image_size < 0 or n_cases < 0:
         raise ValueError("image_size and n_cases must be non-negative")
-    image_end = RAM_BASE + _round_up(max(image_size, 1), _ALIGN)
-    stub_len = _round_up(_stub_size(n_cases), _ALIGN)
+    image_end = RAM_BASE + round_up(max(image_size, 1), _ALIGN)
+    stub_len = round_up(_stub_size(n_cases), _ALIGN)
     stub_base = image_end
     if stub_base + stub_len + _FDT_SLOT <= _FDT_CAP:
         ram_end = stub_base + stub_len + _FDT_SLOT
@@ -360,7 +340,7 @@ def _parse_output(raw: bytes, satp: int, hgatp: int | None, n: int, stderr: byte
             f"stub output truncated or malformed: got {len(raw)} bytes, expected "
             f"{expected}; QEMU stderr: {tail(stderr)!r}"
         )
-    header = _unpack(_HEADER, raw, 0)
+    header = _HEADER.unpack(raw, 0)
     (trailer,) = struct.unpack_from("<Q", raw, expected - _TRAILER_SIZE)
     if header["MAGIC"] != _HEADER_MAGIC or trailer != _TRAILER_MAGIC or header["COUNT"] != n:
         raise QemuFailed("stub output has a bad header or trailer")
@@ -373,7 +353,7 @@ def _parse_output(raw: bytes, satp: int, hgatp: int | None, n: int, stderr: byte
         raise QemuFailed(f"the hart did not accept hgatp={hgatp:#x} (read back {header['HGATP']:#x})")
     results = []
     for i in range(n):
-        r = _unpack(_RESULT, raw, _HEADER_SIZE + i * _RESULT_SIZE)
+        r = _RESULT.unpack(raw, _HEADER_SIZE + i * _RESULT_SIZE)
         results.append(ProbeResult(None if r["CAUSE"] == _NONE else r["CAUSE"], r["VALUE"], r["TVAL"], r["TVAL2"],
                                    r["TINST"]))
     return results
@@ -439,10 +419,7 @@ def run_probes(
     :class:`ToolchainUnavailable` when binutils are missing, and
     :class:`QemuFailed` when QEMU exits badly, times out or its output is short.
     """
-    exe = runner.find_qemu(QEMU_BINARY if qemu is None else qemu)
-    if exe is None:
-        where = "on PATH" if qemu is None else "or not executable"
-        raise QemuUnavailable(f"{qemu or QEMU_BINARY} not found {where} (Debian package {QEMU_PACKAGE})")
+    exe = runner.require_qemu(QEMU_BINARY, QEMU_PACKAGE, qemu)
     layout = plan_layout(len(image), len(cases))
     stub = build_stub(layout.stub_base, satp, cases, hgatp, vsatp)
     run = runner.run_qemu(lambda workdir: qemu_command(exe, layout, cpu, workdir),
