@@ -164,6 +164,7 @@ def expected(t: Translations, n: int, access: str) -> NptProbeResult:
     if reason == Reason.OK:
         return NptProbeResult(None, 0, 0, int(t.va[n]) if access == "execute" else tag(int(t.pa[n])))
     if int(t.stage[n]) == 2:
+        assert NptRules(RAM_BASE).fault_kind(reason) == NESTED_PAGE_FAULT, reason.label
         return NptProbeResult(svm.EXIT_NPF, int(t.syndrome["exitinfo1"][n]), int(t.syndrome["exitinfo2"][n]), 0)
     kind = X86Rules(0).fault_kind(reason)
     if kind == GENERAL_PROTECTION:

@@ -392,7 +392,7 @@ def _host_root(image: bytes, gpa: int, ncr3: int, maxphyaddr: int) -> int:
     mem = PhysMem([(RAM_BASE, round_up(len(image), 8))])
     mem.write(RAM_BASE, image)
     t = Walker(mem, NptRules(ncr3, X86Options(maxphyaddr=maxphyaddr))).translate(gpa, "write", "user")
-    if not t.ok or not RAM_BASE <= t.pa < RAM_BASE + len(image):
+    if t.pa is None or not RAM_BASE <= t.pa <= RAM_BASE + len(image) - _PAGE:
         raise ValueError(f"the guest's root table at GPA {gpa:#x} is not mapped writable into the image")
     return t.pa
 
