@@ -34,33 +34,28 @@
         .end
         .endif
 
+        /* The result record is filled in order, from the VMCB's adjacent exit fields. */
+        .if RES_EXIT_CODE | (RES_EXITINFO1 - 8) | (RES_EXITINFO2 - 16) | (RES_RIP - 24) | (RES_VALUE - 32)
+        .error "svm.S fills a result record with EXITCODE, EXITINFO1, EXITINFO2, RIP and RDX in this order"
+        .endif
+        .if (VMCB_EXITINFO1 - VMCB_EXITCODE - 8) | (VMCB_EXITINFO2 - VMCB_EXITCODE - 16)
+        .error "svm.S copies EXITCODE, EXITINFO1 and EXITINFO2 as three adjacent u64s of the VMCB"
+        .endif
+
         .equ COM1, 0x3f8                /* QEMU pc: 16550A transmit holding register */
-        .equ COM1_LSR, 0x3fd            /* line status register; bit 5: THR empty */
-        .equ LSR_THRE, 0x20
 
         .text
         .globl _start
 
-/* Send the bytes [\from, \to) to COM1 (clobbers AL, DX). */
-        .macro send from, to
-.Lsend\@:
-        cmp     \to, \from
-        jae     .Lsent\@
-        mov     $COM1_LSR, %dx
-.Lwait\@:
-        in      %dx, %al
-        test    $LSR_THRE, %al
-        jz      .Lwait\@
-        mov     (\from), %al
+/* Send the bytes [\from, \from + \count) to COM1 and end the run through isa-debug-exit (QEMU exits with
+ * status (EXIT_VALUE << 1) | 1).  No wait for THR empty: QEMU's 16550 hands each byte written to THR to
+ * its file chardev at once (serial_xmit in hw/char/serial.c), so the register is empty again before the
+ * next OUTSB. */
+        .macro report from, count
+        mov     \from, %esi
+        mov     \count, %ecx
         mov     $COM1, %dx
-        out     %al, %dx
-        inc     \from
-        jmp     .Lsend\@
-.Lsent\@:
-        .endm
-
-/* isa-debug-exit: QEMU exits with status (EXIT_VALUE << 1) | 1. */
-        .macro finish
+        rep outsb
 .Lfinish\@:
         mov     $EXIT_VALUE, %al
         out     %al, $EXIT_PORT
@@ -92,9 +87,7 @@ _start:
         jnz     1f
 no_svm:
         movl    $STATUS_NO_SVM, HDR_STATUS(%edi)
-        lea     HDR_SIZE(%edi), %ecx
-        send    %edi, %ecx
-        finish
+        report  %edi, $HDR_SIZE
 1:
         /* Long mode (APM Vol. 2 14.6.1): CR4.PAE, CR3, EFER.LME (with NXE, and SVME: 15.4), CR0.PG. */
         mov     $CR4_PAE, %eax
@@ -118,6 +111,7 @@ no_svm:
 /* -- 64-bit mode, CPL 0 ------------------------------------------------------------------------------ */
         .code64
 long64:
+        cld                                     /* string instructions count up */
         lea     state(%rip), %rbx
         mov     $KERNEL_DS, %eax
         mov     %eax, %ss
@@ -143,18 +137,16 @@ next_case:
         call    run_guest
 
 record:
-        mov     ST_RESULT(%rbx), %r14
-        mov     VMCB_EXITCODE(%r13), %rax
-        mov     %rax, RES_EXIT_CODE(%r14)
-        mov     VMCB_EXITINFO1(%r13), %rax
-        mov     %rax, RES_EXITINFO1(%r14)
-        mov     VMCB_EXITINFO2(%r13), %rax
-        mov     %rax, RES_EXITINFO2(%r14)
+        mov     ST_RESULT(%rbx), %rdi
+        lea     VMCB_EXITCODE(%r13), %rsi       /* EXITCODE, EXITINFO1, EXITINFO2: adjacent (Table B-1) */
+        mov     $3, %ecx
+        rep movsq
         mov     VMCB_RIP(%r13), %rax
-        mov     %rax, RES_RIP(%r14)
-        mov     %rdx, RES_VALUE(%r14)
+        stosq                                   /* RES_RIP */
+        mov     %rdx, %rax
+        stosq                                   /* RES_VALUE */
+        mov     %rdi, ST_RESULT(%rbx)
         addq    $CASE_SIZE, ST_CASE(%rbx)
-        addq    $RES_SIZE, ST_RESULT(%rbx)
         jmp     next_case
 
 /* One VMRUN (15.5) of case r12 at guest RIP rcx, with RDX passed through; returns with RBX = the state
@@ -184,10 +176,9 @@ run_guest:
         ret
 
 output:
-        mov     ST_OUT_START(%rbx), %rsi
         mov     ST_OUT_END(%rbx), %rcx
-        send    %rsi, %rcx
-        finish
+        sub     ST_OUT_START(%rbx), %rcx
+        report  ST_OUT_START(%rbx), %ecx
 
 /* -- the guest page: the access snippets, which the harness maps in the guest's tables (a user page) and
  * in the nested tables -------------------------------------------------------------------------------- */

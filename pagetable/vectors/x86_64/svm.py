@@ -101,7 +101,6 @@ _MSR_VM_HSAVE_PA: Final = 0xC001_0117         # APM Vol. 2 15.30.4
 _ASID: Final = 1                              # any but 0 (15.5.1: ASID 0 is the host's)
 _TLB_FLUSH_ALL: Final = 1                     # TLB_CONTROL: flush every ASID's entries on VMRUN (15.16.1)
 _PRIVILEGE: Final = {"supervisor": 0, "user": 3}
-_ACCESSES: Final = ("read", "write", "execute")
 
 # #VMEXIT codes (APM Vol. 2, Appendix C, Table C-1).
 EXIT_EXCP_BASE: Final = 0x40                  # + vector: an intercepted exception
@@ -325,12 +324,13 @@ def svm_program() -> Program:
     program = runner.assemble(runner.package_text(__name__, "svm.S"), "svm.S", prefix=x86.TOOLCHAIN_PREFIX,
                               package=x86.TOOLCHAIN_PACKAGE, as_flags=("--64",), defsyms=_defsyms())
     sym = program.symbols
-    need = ("state", "guest_page", "guest_page_end", *_SNIPPETS)
-    if (any(name not in sym for name in need) or sym["state"] != len(program.code) or sym["state"] % 8
-            or sym["guest_page"] % _PAGE or sym["guest_page_end"] != sym["guest_page"] + _PAGE
-            or not all(sym["guest_page"] <= sym[s] < sym["guest_page_end"] for s in _SNIPPETS)):
+    names = ("state", "guest_page", "guest_page_end", *_SNIPPETS)
+    where = {name: sym.get(name, -1) for name in names}
+    page = range(where["guest_page"], where["guest_page_end"])
+    if (where["state"] != len(program.code) or where["state"] % 8 or where["guest_page"] % _PAGE
+            or len(page) != _PAGE or any(where[name] not in page for name in _SNIPPETS)):
         raise ToolchainFailed(f"the assembled SVM stub is not what the harness expects: {len(program.code)} "
-                              f"bytes, symbols {({k: sym.get(k) for k in need})}")
+                              f"bytes, symbols {where}")
     return program
 
 
@@ -417,12 +417,8 @@ def _case_record(case: NptProbeCase, guest_slot: int) -> dict[str, int]:
 
 
 def _check_case(case: NptProbeCase) -> None:
-    if case.access not in _ACCESSES:
-        raise ValueError(f"access must be one of {list(_ACCESSES)}, not {case.access!r}")
-    if case.privilege not in _PRIVILEGE:
-        raise ValueError(f"privilege must be one of {sorted(_PRIVILEGE)}, not {case.privilege!r}")
-    if type(case.va) is not int or not 0 <= case.va < 2**64 or case.va % 8:
-        raise ValueError(f"va {case.va!r} must be an 8-byte aligned u64")
+    """ValueError for a case the stub cannot run: the one-stage harness's checks of VA, access, privilege."""
+    x86._check_case(x86.ProbeCase(case.va, case.access, case.privilege), False)
 
 
 def build_svm_stub(layout: x86.QemuLayout, guest_cr3: int, ncr3: int, cases: Sequence[NptProbeCase],
