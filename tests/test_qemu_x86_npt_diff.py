@@ -1,18 +1,19 @@
-"""Differential test: the library's two-stage walk (4-level guest paging over AMD nested paging, `NPT4`)
-against QEMU 7.2's TCG, which runs the guest under SVM with nested paging (pagetable/vectors/x86_64/svm.py).
+"""Differential test: the library's two-stage walk (4-level and 5-level guest paging over AMD nested paging,
+`NPT4`) against QEMU 7.2's TCG, which runs the guest under SVM with nested paging
+(pagetable/vectors/x86_64/svm.py), once per guest paging mode.
 
-Guest tables (`PAGING4`) and nested tables (`NPT4`) are built with `PageTable` in one image at RAM_BASE
-(every data word holds its tag, pagetable/vectors/x86_64/layout.py; the guest tables' GPAs are their
-host-physical addresses, each in a 4 KiB nested page of its own).  Each configuration has its own guest
-PML4 slot and its own final GPA (in a nested PDPT slot of its own, so that nested pokes at any level touch
-nothing else), and raw entries are poked to make (AMD APM Vol. 2 15.25; Intel SDM Vol. 3A 4.7 for the guest
-#PF):
+Guest tables (`PAGING4`, or `PAGING5` with guest CR4.LA57) and nested tables (`NPT4`) are built with
+`PageTable` in one image at RAM_BASE (every data word holds its tag, pagetable/vectors/x86_64/layout.py;
+the guest tables' GPAs are their host-physical addresses, each in a 4 KiB nested page of its own). Each
+configuration has its own guest root slot and its own final GPA (in a nested PDPT slot of its own, so that
+nested pokes at any level below the root touch nothing else), and raw entries are poked to make (AMD APM
+Vol. 2 15.25; Intel SDM Vol. 3A 4.7 for the guest #PF):
 - guest #PFs: not present at each level, a write to a read-only page, a user access to a supervisor page,
   a fetch from an XD page, a reserved bit;
 - nested page faults on the final GPA: not present at each level, a read-only nested page written, U/S=0
   in a nested entry, an XD nested page fetched, a reserved bit (MAXPHYADDR, bit 51) in a nested entry;
-- nested page faults on guest table accesses: the nested page holding the guest PDPT, PD or PT not
-  present, read-only (a fault even for a read: a guest table access is a user write, 15.25.5), U/S=0;
+- nested page faults on guest table accesses: the nested page holding the guest (PML4,) PDPT, PD or PT
+  not present, read-only (a fault even for a read: a guest table access is a user write, 15.25.5), U/S=0;
 - successes through 4 KiB and 2 MiB pages of either stage.
 Every configuration is probed with loads, stores and fetches at guest CPL 0 and 3 and compared with
 `translate_many` on the same memory: a success by the PA its tag names (the VA reached, for a fetch), a
@@ -21,8 +22,8 @@ guest #PF by #VMEXIT 0x4E with EXITINFO1 = `error_code` and EXITINFO2 = `cr2`, a
 
 The only differences allowed are named, counted and must occur exactly where predicted:
 - TCG_RSVD_P0: a reserved-bit fault has P=0 in its error code (guest #PF and nested EXITINFO1 alike),
-  where the SDM (4.7) and the APM (8.4.2: "P ... 1 = the fault was caused by a page-protection violation"
-  -- a reserved bit is found in a present entry) set P=1: `do_fault_rsvd` in
+  where the SDM (4.7, Table 4-24) and the APM (8.4.2, the page-fault error code: P=0 only for a
+  not-present page, and an entry with a reserved bit set is present) set P=1: `do_fault_rsvd` in
   target/i386/tcg/sysemu/excp_helper.c builds the code without PG_ERROR_P_MASK, in the nested walk too
   (it is the same `mmu_translate`).  docs/qemu.md.
 """
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from pagetable.arch.x86_64 import NPT4, PAGING4, PTE_4K, NptRules, X86Rules
+from pagetable.arch.x86_64 import NPT4, PAGING4, PAGING5, PTE_4K, NptRules, X86Rules
 from pagetable.arch.x86_64.npt import EXITINFO1_FINAL, EXITINFO1_TABLE, NESTED_PAGE_FAULT
 from pagetable.arch.x86_64.walk import ERROR_P, ERROR_RSVD, GENERAL_PROTECTION, PAGE_FAULT, X86Options
 from pagetable.flags import MappingFlags as F
@@ -61,13 +62,20 @@ ACCESSES = [(a, p) for a in ("read", "write", "execute") for p in ("supervisor",
 TCG_RSVD_P0 = "QEMU 7.2 TCG: a reserved-bit fault has P=0 (do_fault_rsvd, target/i386/tcg/sysemu/excp_helper.c)"
 EXIT_GP = svm.EXIT_EXCP_BASE + 13
 
+# The outcomes the configurations make (the walker's, which QEMU must match): 5-level paging has one more
+# guest level to be not present, and one more guest table (the PML4) whose nested page is poked.
+OUTCOMES = {4: Counter({"ok": 68, "NPF final": 52, "#PF": 48, "NPF table": 42, "#GP": 6}),
+            5: Counter({"ok": 68, "NPF final": 52, "#PF": 54, "NPF table": 54, "#GP": 6})}
+
 Poke = tuple[int, int, int]                      # (depth, bits to set, bits to clear)
 
 
 @dataclass
 class Scene:
-    """The image, its guest and nested tables, and the probe VAs by configuration name."""
+    """The image, its guest tables (`levels`: 4-level paging, or 5-level with CR4.LA57) and nested tables
+    (`NPT4`), and the probe VAs by configuration name."""
 
+    levels: int
     mem: PhysMem = field(init=False)
     probes: list[tuple[str, int]] = field(default_factory=list)
     gpas: list[int] = field(default_factory=list)
@@ -78,7 +86,9 @@ class Scene:
         words[:] = (RAM_BASE + 8 * np.arange(IMAGE_SIZE // 8, dtype=np.uint64)) << np.uint64(8) | np.uint64(0xCC)
         self.mem.fill(GUEST_TABLES, 4 * MiB)
         self.nested = PageTable(NPT4, self.mem, FrameAllocator(self.mem, NESTED_TABLES, 2 * MiB))
-        self.guest = PageTable(PAGING4, self.mem, FrameAllocator(self.mem, GUEST_TABLES, 2 * MiB))
+        fmt = PAGING5 if self.levels == 5 else PAGING4
+        self.guest = PageTable(fmt, self.mem, FrameAllocator(self.mem, GUEST_TABLES, 2 * MiB))
+        self.shift = 12 + 9 * (self.levels - 1)       # a guest root entry's span
         for k in range(GUEST_FRAMES):
             self.nested.map(GUEST_TABLES + k * 4096, GUEST_TABLES + k * 4096, 4096, RWX)
         self.slot = 0
@@ -91,12 +101,12 @@ class Scene:
     def add(self, name: str, guest: F = USER_RWX, nested: F = RWX, *, guest_pokes: tuple[Poke, ...] = (),
             nested_pokes: tuple[Poke, ...] = (), table_pokes: tuple[Poke, ...] = (), guest_large: bool = False,
             nested_large: bool = False) -> None:
-        """A configuration in the next guest PML4 slot: a guest page (4 KiB, or 2 MiB) with `guest` flags
+        """A configuration in the next guest root slot: a guest page (4 KiB, or 2 MiB) with `guest` flags
         at a GPA of its own, which a nested page (4 KiB, or 2 MiB) with `nested` flags maps; pokes in the
         guest entries on the VA's path, in the nested entries on the GPA's path, and (`table_pokes`, by
         guest depth) in the nested PTE of the page that holds the guest entry at that depth."""
         self.slot += 1
-        va = self.slot << 39 | 0x4020_3000
+        va = self.slot << self.shift | 0x4020_3000
         gpa = self.slot * GiB | 0x20_3000
         hpa = RAM_BASE + 0x1000 * self.slot
         if nested_large:
@@ -117,19 +127,20 @@ class Scene:
         self.gpas.append(gpa)
 
     def build(self) -> None:
+        pte, pde, pdpte = self.levels - 1, self.levels - 2, self.levels - 3        # guest depths
         self.add("user page over a nested page")
         self.add("supervisor page over a nested page", RWX)
         self.add("guest 2 MiB page over a nested 4 KiB page", guest_large=True)
         self.add("guest 4 KiB page over a nested 2 MiB page", nested_large=True)
         self.add("guest 2 MiB page over a nested 2 MiB page", guest_large=True, nested_large=True)
         # guest #PF
-        for depth in range(4):
+        for depth in range(self.levels):
             self.add(f"guest P=0 at depth {depth}", guest_pokes=((depth, 0, P),))
         self.add("guest read-only page", F.READ | F.EXECUTE | F.USER)
-        self.add("guest R/W=0 in the PDE", guest_pokes=((2, 0, RW),))
-        self.add("guest U/S=0 in the PDPTE", guest_pokes=((1, 0, US),))
+        self.add("guest R/W=0 in the PDE", guest_pokes=((pde, 0, RW),))
+        self.add("guest U/S=0 in the PDPTE", guest_pokes=((pdpte, 0, US),))
         self.add("guest XD page", F.READ | F.WRITE | F.USER)
-        self.add("guest reserved bit MAXPHYADDR in the PTE", guest_pokes=((3, 1 << MAXPHYADDR, 0),))
+        self.add("guest reserved bit MAXPHYADDR in the PTE", guest_pokes=((pte, 1 << MAXPHYADDR, 0),))
         # nested faults on the final GPA
         for depth in range(1, 4):             # the nested PML4E of every GPA here is shared
             self.add(f"nested P=0 at depth {depth}", nested_pokes=((depth, 0, P),))
@@ -143,18 +154,19 @@ class Scene:
         self.add("nested reserved bit 51 in the PDE", nested_pokes=((2, 1 << 51, 0),))
         self.add("nested read-only 2 MiB page", nested=F.READ | F.EXECUTE, nested_large=True)
         # nested faults on the guest's table accesses
-        for depth, name in ((1, "PDPT"), (2, "PD"), (3, "PT")):
+        # the guest tables below the root (which every probe shares), by depth
+        for depth, name in enumerate(["PML4", "PDPT", "PD", "PT"][5 - self.levels:], start=1):
             self.add(f"nested page of the guest {name} not present", table_pokes=((depth, 0, P),))
             self.add(f"nested page of the guest {name} read-only", table_pokes=((depth, 0, RW),))
-        self.add("nested page of the guest PT supervisor", table_pokes=((3, 0, US),))
-        self.add("nested page of the guest PD with XD", table_pokes=((2, XD, 0),))
-        self.probes.append(("empty guest PML4 slot", (self.slot + 3) << 39))
-        self.probes.append(("non-canonical", 0x0000_8000_0000_0000))
+        self.add("nested page of the guest PT supervisor", table_pokes=((pte, 0, US),))
+        self.add("nested page of the guest PD with XD", table_pokes=((pde, XD, 0),))
+        self.probes.append(("empty guest root slot", (self.slot + 3) << self.shift))
+        self.probes.append(("non-canonical", 1 << (47 if self.levels == 4 else 56)))
 
     def walker(self) -> Walker:
-        options = X86Options(maxphyaddr=MAXPHYADDR)
-        return Walker(self.mem, X86Rules(self.guest.root_paddr, options),
-                      stage2=Walker(self.mem, NptRules(self.nested.root_paddr, options)))
+        guest = X86Options(maxphyaddr=MAXPHYADDR, la57=self.levels == 5)
+        return Walker(self.mem, X86Rules(self.guest.root_paddr, guest),
+                      stage2=Walker(self.mem, NptRules(self.nested.root_paddr, X86Options(maxphyaddr=MAXPHYADDR))))
 
 
 def expected(t: Translations, n: int, access: str) -> NptProbeResult:
@@ -188,15 +200,16 @@ def comparable(r: NptProbeResult, access: str) -> NptProbeResult:
     return NptProbeResult(r.exit_code, r.exitinfo1, r.exitinfo2, 0)
 
 
-@pytest.fixture(scope="module")
-def npt_run() -> tuple[Scene, list[tuple[str, NptProbeCase]], list[NptProbeResult]]:
+@pytest.fixture(scope="module", params=[4, 5], ids=["4-level", "5-level"])
+def npt_run(request: pytest.FixtureRequest) -> tuple[Scene, list[tuple[str, NptProbeCase]], list[NptProbeResult]]:
+    """One QEMU run per guest paging mode (4-level, 5-level) over 4-level nested tables."""
     require_qemu_x86()
-    scene = Scene()
+    scene = Scene(request.param)
     scene.build()
     chunk = [(name, NptProbeCase(va, a, p)) for name, va in scene.probes for a, p in ACCESSES]
     image = scene.mem.read(RAM_BASE, IMAGE_SIZE)
     run = svm.run_npt_probes(image, scene.guest.root_paddr, scene.nested.root_paddr, [c for _, c in chunk],
-                             maxphyaddr=MAXPHYADDR, gpas=scene.gpas)
+                             maxphyaddr=MAXPHYADDR, gpas=scene.gpas, la57=scene.levels == 5)
     assert run.features.maxphyaddr == MAXPHYADDR
     # The harness wrote its two root entries, in slots no probe uses, and nothing else.
     given = np.frombuffer(image, dtype=np.uint64)
@@ -226,7 +239,7 @@ def test_two_stage_walks_agree_with_qemu_tcg_under_svm(
     assert not mismatches, f"{len(mismatches)} of {len(chunk)} differ:\n" + "\n".join(mismatches[:40])
     # Every kind of outcome, as many as the configurations make, and the named deviation exactly where
     # predicted: the three reserved-bit configurations (guest PTE, nested PTE, nested PDE) at every access.
-    assert kinds == Counter({"ok": 68, "NPF final": 52, "#PF": 48, "NPF table": 42, "#GP": 6}), kinds
+    assert kinds == OUTCOMES[scene.levels], kinds
     rsvd = sum(1 for n in range(len(chunk)) if Reason(int(t.reason[n])) == Reason.RESERVED)
     assert named == Counter({TCG_RSVD_P0: rsvd}) and rsvd == 3 * len(ACCESSES)
 

@@ -141,24 +141,25 @@ def test_the_stub_maps_its_guest_page_through_both_stages_and_itself_identity() 
     vmcb = stub.blob.find(svm.pack_vmcb(svm.guest_state(RAM_BASE, RAM_BASE + 0x1000)))
     assert vmcb > 0 and vmcb % 4096 == 0
     records = svm._CASE.unpack(stub.blob, stub.blob.find(struct.pack("<Q", 0x8) + struct.pack(
-        "<Q", svm._snippet_va("snip_read", gslot))))
-    assert records["RIP2"] == svm._snippet_va("snip_write", gslot) and records["CPL"] == 3
+        "<Q", svm._snippet_va("snip_read", x86.slot_base(gslot, False)))))
+    assert records["RIP2"] == svm._snippet_va("snip_write", x86.slot_base(gslot, False)) and records["CPL"] == 3
     assert records["CS"] >> 16 == 0xAFB and records["SS"] & 0xFFFF == x86.USER_DS | 3
 
 
 def test_result_records_are_read_as_successes_or_exits() -> None:
     require_toolchain_x86()
-    done = svm._snippet_va("read_done", 7)
+    base = x86.slot_base(7, False)
+    done = svm._snippet_va("read_done", base)
 
     def rec(code: int, rip: int, info1: int = 0, info2: int = 0, value: int = 0) -> dict[str, int]:
         return {"EXIT_CODE": code, "EXITINFO1": info1, "EXITINFO2": info2, "RIP": rip, "VALUE": value}
 
     read, fetch = NptProbeCase(0x4000, "read"), NptProbeCase(0x4000, "execute")
-    assert svm._result(read, rec(svm.EXIT_VMMCALL, done, value=0xAB), 7) == NptProbeResult(None, 0, 0, 0xAB)
-    assert svm._result(read, rec(svm.EXIT_VMMCALL, done + 3), 7).exit_code == svm.EXIT_VMMCALL
-    assert svm._result(fetch, rec(svm.EXIT_INTN, 0x4000), 7) == NptProbeResult(None, 0, 0, 0x4000)
-    assert svm._result(fetch, rec(svm.EXIT_EXCP_BASE + 3, 0x4001), 7).exit_code is None
-    assert svm._result(fetch, rec(svm.EXIT_NPF, 0x4000, 0x1_0000_0015, 0x9000), 7) == NptProbeResult(
+    assert svm._result(read, rec(svm.EXIT_VMMCALL, done, value=0xAB), base) == NptProbeResult(None, 0, 0, 0xAB)
+    assert svm._result(read, rec(svm.EXIT_VMMCALL, done + 3), base).exit_code == svm.EXIT_VMMCALL
+    assert svm._result(fetch, rec(svm.EXIT_INTN, 0x4000), base) == NptProbeResult(None, 0, 0, 0x4000)
+    assert svm._result(fetch, rec(svm.EXIT_EXCP_BASE + 3, 0x4001), base).exit_code is None
+    assert svm._result(fetch, rec(svm.EXIT_NPF, 0x4000, 0x1_0000_0015, 0x9000), base) == NptProbeResult(
         svm.EXIT_NPF, 0x1_0000_0015, 0x9000, 0x4000, 0x4000)
 
 

@@ -51,7 +51,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from ...arch.x86_64 import CR0, CR4, EFER, NPT4, PAGING4, NptRules, X86Options
+from ...arch.x86_64 import CR0, CR4, EFER, NPT4, PAGING4, PAGING5, NptRules, X86Options
 from ...flags import MappingFlags
 from ...frames import FrameAllocator
 from ...layout import Field, Layout
@@ -220,17 +220,18 @@ def pack_vmcb(values: Mapping[str, int | bytes]) -> bytes:
     return bytes(out)
 
 
-def guest_state(guest_cr3: int, ncr3: int) -> dict[str, int | bytes]:
+def guest_state(guest_cr3: int, ncr3: int, la57: bool = False) -> dict[str, int | bytes]:
     """The VMCB fields every probe shares: the intercepts, ASID, TLB control, nested paging with ``ncr3``,
-    and the guest in 64-bit mode at CPL 0 with ``guest_cr3`` (the stub writes RIP, RAX, CS, SS, CPL and
-    RFLAGS per probe)."""
+    and the guest in 64-bit mode at CPL 0 with ``guest_cr3`` and 4-level paging, or 5-level with ``la57``
+    (the stub writes RIP, RAX, CS, SS, CPL and RFLAGS per probe)."""
     return {
         "INTERCEPT_EXCEPTIONS": _INTERCEPT_ALL_EXCEPTIONS, "INTERCEPT_MISC": _INTERCEPT_MISC,
         "ASID": _ASID, "TLB_CONTROL": _TLB_FLUSH_ALL, "NP_CONTROL": 1, "N_CR3": ncr3,
         "ES": _segment(0, 0), "DS": _segment(0, 0),
         "CS": _segment(_GUEST_KERNEL_CS, x86.segment_descriptor(_CODE, 0, long=True)),
         "SS": _segment(_GUEST_KERNEL_SS, x86.segment_descriptor(_DATA, 0, big=True)),
-        "CPL": 0, "EFER": GUEST_EFER, "CR0": GUEST_CR0, "CR3": guest_cr3, "CR4": GUEST_CR4,
+        "CPL": 0, "EFER": GUEST_EFER, "CR0": GUEST_CR0, "CR3": guest_cr3,
+        "CR4": GUEST_CR4 | (CR4.mask("LA57") if la57 else 0),
         "DR6": _DR6, "DR7": _DR7, "RFLAGS": _GUEST_RFLAGS, "G_PAT": _PAT,
     }
 
@@ -404,15 +405,16 @@ class _SvmStub:
     nested_entry: int
 
 
-def _snippet_va(name: str, guest_slot: int) -> int:
+def _snippet_va(name: str, guest_base: int) -> int:
+    """The guest VA of snippet ``name`` on the guest page, which the harness maps at ``guest_base``."""
     sym = svm_program().symbols
-    return (x86.slot_base(guest_slot, False) + sym[name] - sym["guest_page"]) & _NONE
+    return (guest_base + sym[name] - sym["guest_page"]) & _NONE
 
 
-def _case_record(case: NptProbeCase, guest_slot: int) -> dict[str, int]:
+def _case_record(case: NptProbeCase, guest_base: int) -> dict[str, int]:
     first = "snip_fetch" if case.access == "execute" else "snip_read"
-    return {"VA": case.va, "RIP1": _snippet_va(first, guest_slot),
-            "RIP2": _snippet_va("snip_write", guest_slot) if case.access == "write" else 0,
+    return {"VA": case.va, "RIP1": _snippet_va(first, guest_base),
+            "RIP2": _snippet_va("snip_write", guest_base) if case.access == "write" else 0,
             **_privilege_state(case.privilege)}
 
 
@@ -422,10 +424,10 @@ def _check_case(case: NptProbeCase) -> None:
 
 
 def build_svm_stub(layout: x86.QemuLayout, guest_cr3: int, ncr3: int, cases: Sequence[NptProbeCase],
-                   guest_slot: int, nested_slot: int) -> _SvmStub:
+                   guest_slot: int, nested_slot: int, la57: bool = False) -> _SvmStub:
     """The stub region's bytes (code, state block, the host's, the harness's guest and nested tables, VMCB,
     host save area, GDT, stack, cases, output area) and the guest and nested root entries the image's roots
-    need in ``guest_slot`` and ``nested_slot``."""
+    need in ``guest_slot`` and ``nested_slot`` (the guest's root a PML5 with ``la57``)."""
     program = svm_program()
     code, sym = program.code, program.symbols
     for case in cases:
@@ -448,14 +450,15 @@ def build_svm_stub(layout: x86.QemuLayout, guest_cr3: int, ncr3: int, cases: Seq
     nested.map_region(alias + base, base, size, rwx)
     # The guest tables, built at their GPAs and copied to their PAs: the guest page at the slot's base.
     guest_mem = PhysMem([(alias + base + m.guest_tables, _TABLE_FRAMES * _PAGE)])
-    guest = PageTable(PAGING4, guest_mem, frames(m.guest_tables, guest_mem, alias))
-    guest.map(x86.slot_base(guest_slot, False), alias + base + sym["guest_page"], _PAGE,
+    guest = PageTable(PAGING5 if la57 else PAGING4, guest_mem, frames(m.guest_tables, guest_mem, alias))
+    guest_base = x86.slot_base(guest_slot, la57)
+    guest.map(guest_base, alias + base + sym["guest_page"], _PAGE,
               MappingFlags.READ | MappingFlags.EXECUTE | MappingFlags.USER)
     mem.write(base + m.guest_tables, guest_mem.read(alias + base + m.guest_tables, _TABLE_FRAMES * _PAGE))
     guest_entry = guest_mem.read_u64(guest.root_paddr + 8 * guest_slot)
     nested_entry = mem.read_u64(nested.root_paddr + 8 * nested_slot)
 
-    mem.write(base + m.vmcb, pack_vmcb(guest_state(guest_cr3, ncr3)))
+    mem.write(base + m.vmcb, pack_vmcb(guest_state(guest_cr3, ncr3, la57)))
     for selector in (x86.KERNEL_CS, x86.KERNEL_DS):
         mem.write_u64(base + m.gdt + selector, x86._GDT[selector])
     gdtr, gdtr_hi = x86._pseudo_descriptor(base + m.gdt, x86.KERNEL_DS + 8 - 1)
@@ -465,14 +468,14 @@ def build_svm_stub(layout: x86.QemuLayout, guest_cr3: int, ncr3: int, cases: Seq
         "CASE_END": base + m.out, "RESULT": base + m.out + _HEADER.size, "OUT_START": base + m.out,
         "OUT_END": base + m.end, "OUT_PA": base + m.out, "STACK": base + m.stack_top, "GDTR": gdtr,
         "GDTR_HI": gdtr_hi}))
-    mem.write(base + m.cases, b"".join(_CASE.pack(_case_record(case, guest_slot)) for case in cases))
+    mem.write(base + m.cases, b"".join(_CASE.pack(_case_record(case, guest_base)) for case in cases))
     mem.write(base + m.out, _HEADER.pack({"MAGIC": _HEADER_MAGIC, "STATUS": _STATUS_OK, "COUNT": n,
                                           "EXT1_ECX": 0, "EXT1_EDX": 0, "EXT8_EAX": 0, "EXTA_EDX": 0}))
     mem.write_u64(base + m.end - _TRAILER_SIZE, _TRAILER_MAGIC)
     return _SvmStub(mem.read(base, m.end), guest_entry, nested_entry)
 
 
-def _result(case: NptProbeCase, r: Mapping[str, int], guest_slot: int) -> NptProbeResult:
+def _result(case: NptProbeCase, r: Mapping[str, int], guest_base: int) -> NptProbeResult:
     """A result record as an :class:`NptProbeResult`: success when a load or store reached its VMMCALL, or a
     fetch executed the INT3 at the VA (exit INTn at the VA, or #BP just after it)."""
     code, rip = r["EXIT_CODE"], r["RIP"]
@@ -480,13 +483,13 @@ def _result(case: NptProbeCase, r: Mapping[str, int], guest_slot: int) -> NptPro
         if (code, rip) in ((EXIT_INTN, case.va), (EXIT_BP, case.va + 1)):
             return NptProbeResult(None, 0, 0, case.va)
         return NptProbeResult(code, r["EXITINFO1"], r["EXITINFO2"], rip, rip)
-    done = _snippet_va("write_done" if case.access == "write" else "read_done", guest_slot)
+    done = _snippet_va("write_done" if case.access == "write" else "read_done", guest_base)
     if code == EXIT_VMMCALL and rip == done:
         return NptProbeResult(None, 0, 0, r["VALUE"])
     return NptProbeResult(code, r["EXITINFO1"], r["EXITINFO2"], r["VALUE"], rip)
 
 
-def _parse(raw: bytes, cases: Sequence[NptProbeCase], stderr: bytes, guest_slot: int
+def _parse(raw: bytes, cases: Sequence[NptProbeCase], stderr: bytes, guest_base: int
            ) -> tuple[list[NptProbeResult], NptFeatures]:
     if len(raw) < _HEADER.size:
         raise QemuFailed(f"SVM stub output truncated: {len(raw)} bytes; QEMU stderr: {runner.tail(stderr)!r}")
@@ -507,18 +510,19 @@ def _parse(raw: bytes, cases: Sequence[NptProbeCase], stderr: bytes, guest_slot:
         if r["EXIT_CODE"] in (EXIT_INVALID, _NO_EXIT, EXIT_SHUTDOWN):
             raise QemuFailed(f"VMRUN did not run the guest as the harness set it up: exit code "
                              f"{r['EXIT_CODE']:#x} (EXITINFO1 {r['EXITINFO1']:#x})")
-    return [_result(case, r, guest_slot) for case, r in zip(cases, records, strict=True)], features
+    return [_result(case, r, guest_base) for case, r in zip(cases, records, strict=True)], features
 
 
 def run_npt_probes(image: bytes, guest_cr3: int, ncr3: int, cases: Sequence[NptProbeCase], *,
-                   maxphyaddr: int = 40, gpas: Sequence[int] = (), cpu: str | None = None,
+                   maxphyaddr: int = 40, gpas: Sequence[int] = (), la57: bool = False, cpu: str | None = None,
                    timeout: float = 60.0, qemu: str | None = None) -> NptProbeRun:
     """Run every case as a guest access under nested paging in QEMU's TCG and return the results in order.
 
     ``image`` is placed at RAM_BASE and holds the nested tables (root at host-physical ``ncr3``) and,
     at the GPAs they map, the guest's (root at guest-physical ``guest_cr3``, PWT/PCD clear).  The guest runs
-    with CR0 = PE|MP|ET|NE|WP|PG, CR4.PAE, EFER = LME|LMA|NXE|SVME; the host (whose mode the nested walk
-    uses) with 4-level paging and EFER.NXE.  ``maxphyaddr`` is the CPU's (``-cpu max,phys-bits=40`` by
+    with CR0 = PE|MP|ET|NE|WP|PG, CR4.PAE (and CR4.LA57, 5-level paging, with ``la57``: the guest's VAs
+    are then canonical at bit 56), EFER = LME|LMA|NXE|SVME; the host (whose mode the nested walk uses) with
+    4-level paging and EFER.NXE.  ``maxphyaddr`` is the CPU's (``-cpu max,phys-bits=40`` by
     default), ``gpas`` GPAs the probes use that the harness must not take a nested slot from.  An empty
     ``cases`` runs CPUID only.
 
@@ -535,11 +539,11 @@ def run_npt_probes(image: bytes, guest_cr3: int, ncr3: int, cases: Sequence[NptP
         raise ValueError(f"guest CR3 {guest_cr3:#x} must be the root's GPA alone (no PWT, PCD)")
     if cases:
         guest_root = _host_root(image, guest_cr3, ncr3, maxphyaddr)
-        guest_slot = x86.choose_slot(image, guest_root, [c.va for c in cases], False)
+        guest_slot = x86.choose_slot(image, guest_root, [c.va for c in cases], la57)
         nested_slot = choose_nested_slot(image, ncr3, maxphyaddr, [*gpas, guest_cr3])
     else:
         guest_root, guest_slot, nested_slot = ncr3, 0, 0
-    stub = build_svm_stub(layout, guest_cr3, ncr3, cases, guest_slot, nested_slot)
+    stub = build_svm_stub(layout, guest_cr3, ncr3, cases, guest_slot, nested_slot, la57)
     loaded = bytearray(image)
     if cases:
         struct.pack_into("<Q", loaded, guest_root - RAM_BASE + 8 * guest_slot, stub.guest_entry)
@@ -549,7 +553,7 @@ def run_npt_probes(image: bytes, guest_cr3: int, ncr3: int, cases: Sequence[NptP
                            x86._ROM_FILE: x86.rom_program().code},
                           x86._SERIAL_FILE, timeout=timeout, ok_status=x86._EXIT_STATUS,
                           explain=x86._explain_status)
-    results, features = _parse(run.serial, cases, run.stderr, guest_slot)
+    results, features = _parse(run.serial, cases, run.stderr, x86.slot_base(guest_slot, la57))
     if not (features.svm and features.npt):
         raise QemuFailed(f"-cpu {cpu} has no SVM with nested paging (CPUID Fn8000_0001_ECX[SVM] = "
                          f"{int(features.svm)}, Fn8000_000A_EDX[NP] = {int(features.npt)})")
