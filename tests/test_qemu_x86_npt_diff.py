@@ -11,10 +11,11 @@ Vol. 2 15.25; Intel SDM Vol. 3A 4.7 for the guest #PF):
 - guest #PFs: not present at each level, a write to a read-only page, a user access to a supervisor page,
   a fetch from an XD page, a reserved bit;
 - nested page faults on the final GPA: not present at each level, a read-only nested page written, U/S=0
-  in a nested entry, an XD nested page fetched, a reserved bit (MAXPHYADDR, bit 51) in a nested entry;
+  in a nested entry, an XD nested page fetched, a reserved bit in a nested entry (MAXPHYADDR, bit 51; bit
+  13 of a 1 GiB page, bit 20 of a 2 MiB page);
 - nested page faults on guest table accesses: the nested page holding the guest (PML4,) PDPT, PD or PT
   not present, read-only (a fault even for a read: a guest table access is a user write, 15.25.5), U/S=0;
-- successes through 4 KiB and 2 MiB pages of either stage.
+- successes through 4 KiB, 2 MiB and 1 GiB pages of either stage.
 Every configuration is probed with loads, stores and fetches at guest CPL 0 and 3 and compared with
 `translate_many` on the same memory: a success by the PA its tag names (the VA reached, for a fetch), a
 guest #PF by #VMEXIT 0x4E with EXITINFO1 = `error_code` and EXITINFO2 = `cr2`, a nested fault by #VMEXIT
@@ -64,8 +65,8 @@ EXIT_GP = svm.EXIT_EXCP_BASE + 13
 
 # The outcomes the configurations make (the walker's, which QEMU must match): 5-level paging has one more
 # guest level to be not present, and one more guest table (the PML4) whose nested page is poked.
-OUTCOMES = {4: Counter({"ok": 68, "NPF final": 52, "#PF": 48, "NPF table": 42, "#GP": 6}),
-            5: Counter({"ok": 68, "NPF final": 52, "#PF": 54, "NPF table": 54, "#GP": 6})}
+OUTCOMES = {4: Counter({"ok": 90, "NPF final": 66, "#PF": 48, "NPF table": 42, "#GP": 6}),
+            5: Counter({"ok": 90, "NPF final": 66, "#PF": 54, "NPF table": 54, "#GP": 6})}
 
 Poke = tuple[int, int, int]                      # (depth, bits to set, bits to clear)
 
@@ -99,25 +100,19 @@ class Scene:
             self.mem.write_u64(slot.pa, (slot.raw | set_bits) & ~clear)
 
     def add(self, name: str, guest: F = USER_RWX, nested: F = RWX, *, guest_pokes: tuple[Poke, ...] = (),
-            nested_pokes: tuple[Poke, ...] = (), table_pokes: tuple[Poke, ...] = (), guest_large: bool = False,
-            nested_large: bool = False) -> None:
-        """A configuration in the next guest root slot: a guest page (4 KiB, or 2 MiB) with `guest` flags
-        at a GPA of its own, which a nested page (4 KiB, or 2 MiB) with `nested` flags maps; pokes in the
-        guest entries on the VA's path, in the nested entries on the GPA's path, and (`table_pokes`, by
-        guest depth) in the nested PTE of the page that holds the guest entry at that depth."""
+            nested_pokes: tuple[Poke, ...] = (), table_pokes: tuple[Poke, ...] = (), guest_size: int = 4096,
+            nested_size: int = 4096) -> None:
+        """A configuration in the next guest root slot: a guest page of `guest_size` with `guest` flags at a
+        GPA of its own, which a nested page of `nested_size` with `nested` flags maps (a 1 GiB one to
+        host-physical 0, so that the GPA's offset in it is in the image); pokes in the guest entries on the
+        VA's path, in the nested entries on the GPA's path, and (`table_pokes`, by guest depth) in the nested
+        PTE of the page that holds the guest entry at that depth."""
         self.slot += 1
         va = self.slot << self.shift | 0x4020_3000
-        gpa = self.slot * GiB | 0x20_3000
-        hpa = RAM_BASE + 0x1000 * self.slot
-        if nested_large:
-            self.nested.map(gpa & ~(2 * MiB - 1), LARGE_PA, 2 * MiB, nested)
-            hpa = LARGE_PA + (gpa & (2 * MiB - 1))
-        else:
-            self.nested.map(gpa, hpa, 4096, nested)
-        if guest_large:
-            self.guest.map(va & ~(2 * MiB - 1), gpa & ~(2 * MiB - 1), 2 * MiB, guest)
-        else:
-            self.guest.map(va, gpa, 4096, guest)
+        gpa = self.slot * GiB | (0x20_3000 if nested_size < GiB else LARGE_PA + 0x3000)
+        frame = {4096: RAM_BASE + 0x1000 * self.slot, 2 * MiB: LARGE_PA, GiB: 0}[nested_size]
+        self.nested.map(gpa & -nested_size, frame, nested_size, nested)
+        self.guest.map(va & -guest_size, gpa & -guest_size, guest_size, guest)
         self._poke(self.guest, va, guest_pokes)
         self._poke(self.nested, gpa, nested_pokes)
         for depth, set_bits, clear in table_pokes:
@@ -130,9 +125,12 @@ class Scene:
         pte, pde, pdpte = self.levels - 1, self.levels - 2, self.levels - 3        # guest depths
         self.add("user page over a nested page")
         self.add("supervisor page over a nested page", RWX)
-        self.add("guest 2 MiB page over a nested 4 KiB page", guest_large=True)
-        self.add("guest 4 KiB page over a nested 2 MiB page", nested_large=True)
-        self.add("guest 2 MiB page over a nested 2 MiB page", guest_large=True, nested_large=True)
+        self.add("guest 2 MiB page over a nested 4 KiB page", guest_size=2 * MiB)
+        self.add("guest 1 GiB page over a nested 4 KiB page", guest_size=GiB)
+        self.add("guest 4 KiB page over a nested 2 MiB page", nested_size=2 * MiB)
+        self.add("guest 2 MiB page over a nested 2 MiB page", guest_size=2 * MiB, nested_size=2 * MiB)
+        self.add("guest 4 KiB page over a nested 1 GiB page", nested_size=GiB)
+        self.add("guest 2 MiB page over a nested 1 GiB page", guest_size=2 * MiB, nested_size=GiB)
         # guest #PF
         for depth in range(self.levels):
             self.add(f"guest P=0 at depth {depth}", guest_pokes=((depth, 0, P),))
@@ -152,7 +150,10 @@ class Scene:
         self.add("nested XD in the PDE", nested_pokes=((2, XD, 0),))
         self.add("nested reserved bit MAXPHYADDR in the PTE", nested_pokes=((3, 1 << MAXPHYADDR, 0),))
         self.add("nested reserved bit 51 in the PDE", nested_pokes=((2, 1 << 51, 0),))
-        self.add("nested read-only 2 MiB page", nested=F.READ | F.EXECUTE, nested_large=True)
+        self.add("nested read-only 2 MiB page", nested=F.READ | F.EXECUTE, nested_size=2 * MiB)
+        self.add("nested read-only 1 GiB page", nested=F.READ | F.EXECUTE, nested_size=GiB)
+        self.add("nested 1 GiB page with bit 13 (reserved)", nested_size=GiB, nested_pokes=((1, 1 << 13, 0),))
+        self.add("nested 2 MiB page with bit 20 (reserved)", nested_size=2 * MiB, nested_pokes=((2, 1 << 20, 0),))
         # nested faults on the guest's table accesses
         # the guest tables below the root (which every probe shares), by depth
         for depth, name in enumerate(["PML4", "PDPT", "PD", "PT"][5 - self.levels:], start=1):
@@ -238,10 +239,11 @@ def test_two_stage_walks_agree_with_qemu_tcg_under_svm(
                               f"QEMU {got} ({reason.label})")
     assert not mismatches, f"{len(mismatches)} of {len(chunk)} differ:\n" + "\n".join(mismatches[:40])
     # Every kind of outcome, as many as the configurations make, and the named deviation exactly where
-    # predicted: the three reserved-bit configurations (guest PTE, nested PTE, nested PDE) at every access.
+    # predicted: the five reserved-bit configurations (guest PTE; nested PTE, PDE, 1 GiB and 2 MiB pages) at
+    # every access.
     assert kinds == OUTCOMES[scene.levels], kinds
     rsvd = sum(1 for n in range(len(chunk)) if Reason(int(t.reason[n])) == Reason.RESERVED)
-    assert named == Counter({TCG_RSVD_P0: rsvd}) and rsvd == 3 * len(ACCESSES)
+    assert named == Counter({TCG_RSVD_P0: rsvd}) and rsvd == 5 * len(ACCESSES)
 
 
 def _kind(r: NptProbeResult) -> str:
