@@ -200,3 +200,15 @@ def test_tcg_has_svm_with_nested_paging_and_a_cpu_without_svm_is_refused() -> No
     with pytest.raises(QemuFailed, match="no SVM"):
         svm.npt_features(cpu="max,svm=off")
 
+
+
+def test_guest_modes_are_real_register_values() -> None:
+    """The guest's CR0/CR4 for each GuestMode (15.5.1 loads them from the VMCB as they are) and the walk
+    options the test gives the library for the same guest."""
+    assert (svm.GuestMode().cr0, svm.GuestMode().cr4) == (0x8001_0033, 0x20)
+    assert (svm.GuestMode(wp=False).cr0, svm.GuestMode(la57=True).cr4) == (0x8000_0033, 0x1020)
+    o = svm.GuestMode(la57=True, wp=False).options(40)
+    assert (o.la57, o.wp, o.nxe, o.maxphyaddr) == (True, False, True, 40)
+    vmcb = svm.pack_vmcb(svm.guest_state(0x5000, RAM_BASE, svm.GuestMode(la57=True, wp=False)))
+    assert struct.unpack_from("<QQ", vmcb, 0x550) == (0x5000, 0x8000_0033)          # CR3, CR0
+    assert struct.unpack_from("<Q", vmcb, 0x548)[0] == 0x1020                       # CR4: PAE, LA57

@@ -3,7 +3,8 @@
 A bare-metal host (``svm.S``, assembled by GNU binutils like the one-stage harness's stubs; the reset ROM
 ``boot.S`` of :mod:`pagetable.vectors.x86_64.qemu` starts it at :data:`STUB_BASE`) enables SVM and, for each
 :class:`NptProbeCase`, runs a guest in 64-bit mode with nested paging on -- guest CR3 and nCR3 the case
-image's tables, built with :class:`~pagetable.table.PageTable` (``PAGING4`` and ``NPT4``) -- into a snippet
+image's tables, built with :class:`~pagetable.table.PageTable` (``PAGING4`` or ``PAGING5`` under ``NPT4``;
+:class:`GuestMode`: the guest's CR4.LA57 and CR0.WP) -- into a snippet
 that performs one access at the guest VA (an 8-byte load, a store of what a load read, or a fetch: a jump to
 the VA) at guest CPL 0 or 3.  It records the #VMEXIT: exit code, EXITINFO1, EXITINFO2, the guest RIP and
 what the load read (:class:`NptProbeResult`).  Results come back over COM1, the run ends through
@@ -72,8 +73,12 @@ __all__ = [
     "EXIT_PF",
     "EXIT_SHUTDOWN",
     "EXIT_VMMCALL",
+    "GUEST_CR0",
+    "GUEST_CR4",
+    "GUEST_EFER",
     "STUB_BASE",
     "VMCB_FIELDS",
+    "GuestMode",
     "NptFeatures",
     "NptProbeCase",
     "NptProbeResult",
@@ -178,8 +183,8 @@ _INTERCEPT_ALL_EXCEPTIONS: Final = 0xFFFF_FFFF
 # (15.5.1: VMRUN refuses a guest EFER without it).
 _HOST_CR0: Final = CR0.mask("PG", "WP")
 _HOST_EFER: Final = EFER.mask("LME", "NXE", "SVME")
-GUEST_CR0: Final = CR0.mask("PE", "MP", "ET", "NE", "WP", "PG")
-GUEST_CR4: Final = CR4.mask("PAE")
+GUEST_CR0: Final = CR0.mask("PE", "MP", "ET", "NE", "PG")        # and WP, as GuestMode says
+GUEST_CR4: Final = CR4.mask("PAE")                                 # and LA57, as GuestMode says
 GUEST_EFER: Final = EFER.mask("LME", "LMA", "NXE", "SVME")
 _GUEST_RFLAGS: Final = 0x2                    # bit 1 reads as 1; IF=0: no interrupt reaches the guest
 _DR6, _DR7 = 0xFFFF_0FF0, 0x400               # their reset values
@@ -220,18 +225,40 @@ def pack_vmcb(values: Mapping[str, int | bytes]) -> bytes:
     return bytes(out)
 
 
-def guest_state(guest_cr3: int, ncr3: int, la57: bool = False) -> dict[str, int | bytes]:
+@dataclass(frozen=True)
+class GuestMode:
+    """The guest's paging controls a run may choose: CR4.LA57 (5-level paging; the guest's tables are
+    ``PAGING5``) and CR0.WP; the rest of the guest's CR0, CR4 and EFER is fixed (:data:`GUEST_CR0`,
+    :data:`GUEST_CR4`, :data:`GUEST_EFER`: 64-bit mode with EFER.NXE)."""
+
+    la57: bool = False
+    wp: bool = True
+
+    @property
+    def cr0(self) -> int:
+        return GUEST_CR0 | (CR0.mask("WP") if self.wp else 0)
+
+    @property
+    def cr4(self) -> int:
+        return GUEST_CR4 | (CR4.mask("LA57") if self.la57 else 0)
+
+    def options(self, maxphyaddr: int) -> X86Options:
+        """The library's walk options for this guest on a CPU with ``maxphyaddr``."""
+        return X86Options(wp=self.wp, nxe=True, la57=self.la57, maxphyaddr=maxphyaddr)
+
+
+def guest_state(guest_cr3: int, ncr3: int, guest: GuestMode | None = None) -> dict[str, int | bytes]:
     """The VMCB fields every probe shares: the intercepts, ASID, TLB control, nested paging with ``ncr3``,
-    and the guest in 64-bit mode at CPL 0 with ``guest_cr3`` and 4-level paging, or 5-level with ``la57``
-    (the stub writes RIP, RAX, CS, SS, CPL and RFLAGS per probe)."""
+    and the guest in 64-bit mode at CPL 0 with ``guest_cr3`` and the paging controls of ``guest`` (default
+    4-level paging with CR0.WP) (the stub writes RIP, RAX, CS, SS, CPL and RFLAGS per probe)."""
+    mode = guest or GuestMode()
     return {
         "INTERCEPT_EXCEPTIONS": _INTERCEPT_ALL_EXCEPTIONS, "INTERCEPT_MISC": _INTERCEPT_MISC,
         "ASID": _ASID, "TLB_CONTROL": _TLB_FLUSH_ALL, "NP_CONTROL": 1, "N_CR3": ncr3,
         "ES": _segment(0, 0), "DS": _segment(0, 0),
         "CS": _segment(_GUEST_KERNEL_CS, x86.segment_descriptor(_CODE, 0, long=True)),
         "SS": _segment(_GUEST_KERNEL_SS, x86.segment_descriptor(_DATA, 0, big=True)),
-        "CPL": 0, "EFER": GUEST_EFER, "CR0": GUEST_CR0, "CR3": guest_cr3,
-        "CR4": GUEST_CR4 | (CR4.mask("LA57") if la57 else 0),
+        "CPL": 0, "EFER": GUEST_EFER, "CR0": mode.cr0, "CR3": guest_cr3, "CR4": mode.cr4,
         "DR6": _DR6, "DR7": _DR7, "RFLAGS": _GUEST_RFLAGS, "G_PAT": _PAT,
     }
 
@@ -424,10 +451,11 @@ def _check_case(case: NptProbeCase) -> None:
 
 
 def build_svm_stub(layout: x86.QemuLayout, guest_cr3: int, ncr3: int, cases: Sequence[NptProbeCase],
-                   guest_slot: int, nested_slot: int, la57: bool = False) -> _SvmStub:
+                   guest_slot: int, nested_slot: int, guest_mode: GuestMode | None = None) -> _SvmStub:
     """The stub region's bytes (code, state block, the host's, the harness's guest and nested tables, VMCB,
     host save area, GDT, stack, cases, output area) and the guest and nested root entries the image's roots
-    need in ``guest_slot`` and ``nested_slot`` (the guest's root a PML5 with ``la57``)."""
+    need in ``guest_slot`` and ``nested_slot`` (the guest's root a PML5 with ``guest_mode.la57``)."""
+    mode = guest_mode or GuestMode()
     program = svm_program()
     code, sym = program.code, program.symbols
     for case in cases:
@@ -450,15 +478,15 @@ def build_svm_stub(layout: x86.QemuLayout, guest_cr3: int, ncr3: int, cases: Seq
     nested.map_region(alias + base, base, size, rwx)
     # The guest tables, built at their GPAs and copied to their PAs: the guest page at the slot's base.
     guest_mem = PhysMem([(alias + base + m.guest_tables, _TABLE_FRAMES * _PAGE)])
-    guest = PageTable(PAGING5 if la57 else PAGING4, guest_mem, frames(m.guest_tables, guest_mem, alias))
-    guest_base = x86.slot_base(guest_slot, la57)
+    guest = PageTable(PAGING5 if mode.la57 else PAGING4, guest_mem, frames(m.guest_tables, guest_mem, alias))
+    guest_base = x86.slot_base(guest_slot, mode.la57)
     guest.map(guest_base, alias + base + sym["guest_page"], _PAGE,
               MappingFlags.READ | MappingFlags.EXECUTE | MappingFlags.USER)
     mem.write(base + m.guest_tables, guest_mem.read(alias + base + m.guest_tables, _TABLE_FRAMES * _PAGE))
     guest_entry = guest_mem.read_u64(guest.root_paddr + 8 * guest_slot)
     nested_entry = mem.read_u64(nested.root_paddr + 8 * nested_slot)
 
-    mem.write(base + m.vmcb, pack_vmcb(guest_state(guest_cr3, ncr3, la57)))
+    mem.write(base + m.vmcb, pack_vmcb(guest_state(guest_cr3, ncr3, mode)))
     for selector in (x86.KERNEL_CS, x86.KERNEL_DS):
         mem.write_u64(base + m.gdt + selector, x86._GDT[selector])
     gdtr, gdtr_hi = x86._pseudo_descriptor(base + m.gdt, x86.KERNEL_DS + 8 - 1)
@@ -514,14 +542,15 @@ def _parse(raw: bytes, cases: Sequence[NptProbeCase], stderr: bytes, guest_base:
 
 
 def run_npt_probes(image: bytes, guest_cr3: int, ncr3: int, cases: Sequence[NptProbeCase], *,
-                   maxphyaddr: int = 40, gpas: Sequence[int] = (), la57: bool = False, cpu: str | None = None,
+                   maxphyaddr: int = 40, gpas: Sequence[int] = (), guest: GuestMode | None = None,
+                   cpu: str | None = None,
                    timeout: float = 60.0, qemu: str | None = None) -> NptProbeRun:
     """Run every case as a guest access under nested paging in QEMU's TCG and return the results in order.
 
     ``image`` is placed at RAM_BASE and holds the nested tables (root at host-physical ``ncr3``) and,
     at the GPAs they map, the guest's (root at guest-physical ``guest_cr3``, PWT/PCD clear).  The guest runs
-    with CR0 = PE|MP|ET|NE|WP|PG, CR4.PAE (and CR4.LA57, 5-level paging, with ``la57``: the guest's VAs
-    are then canonical at bit 56), EFER = LME|LMA|NXE|SVME; the host (whose mode the nested walk uses) with
+    with CR0 = PE|MP|ET|NE|PG, CR4.PAE, EFER = LME|LMA|NXE|SVME and ``guest``'s CR0.WP and CR4.LA57
+    (:class:`GuestMode`; default WP=1, 4-level paging); the host (whose mode the nested walk uses) with
     4-level paging and EFER.NXE.  ``maxphyaddr`` is the CPU's (``-cpu max,phys-bits=40`` by
     default), ``gpas`` GPAs the probes use that the harness must not take a nested slot from.  An empty
     ``cases`` runs CPUID only.
@@ -532,6 +561,7 @@ def run_npt_probes(image: bytes, guest_cr3: int, ncr3: int, cases: Sequence[NptP
     """
     exe = runner.require_qemu(x86.QEMU_BINARY, x86.QEMU_PACKAGE, qemu)
     cpu = cpu if cpu is not None else x86.TCG_CPU
+    mode = guest or GuestMode()
     layout = _plan(len(image), len(cases))
     if not RAM_BASE <= ncr3 <= RAM_BASE + len(image) - _PAGE or ncr3 % _PAGE:
         raise ValueError(f"nCR3 {ncr3:#x} is not a table inside the image at {RAM_BASE:#x}")
@@ -539,11 +569,11 @@ def run_npt_probes(image: bytes, guest_cr3: int, ncr3: int, cases: Sequence[NptP
         raise ValueError(f"guest CR3 {guest_cr3:#x} must be the root's GPA alone (no PWT, PCD)")
     if cases:
         guest_root = _host_root(image, guest_cr3, ncr3, maxphyaddr)
-        guest_slot = x86.choose_slot(image, guest_root, [c.va for c in cases], la57)
+        guest_slot = x86.choose_slot(image, guest_root, [c.va for c in cases], mode.la57)
         nested_slot = choose_nested_slot(image, ncr3, maxphyaddr, [*gpas, guest_cr3])
     else:
         guest_root, guest_slot, nested_slot = ncr3, 0, 0
-    stub = build_svm_stub(layout, guest_cr3, ncr3, cases, guest_slot, nested_slot, la57)
+    stub = build_svm_stub(layout, guest_cr3, ncr3, cases, guest_slot, nested_slot, mode)
     loaded = bytearray(image)
     if cases:
         struct.pack_into("<Q", loaded, guest_root - RAM_BASE + 8 * guest_slot, stub.guest_entry)
@@ -553,7 +583,7 @@ def run_npt_probes(image: bytes, guest_cr3: int, ncr3: int, cases: Sequence[NptP
                            x86._ROM_FILE: x86.rom_program().code},
                           x86._SERIAL_FILE, timeout=timeout, ok_status=x86._EXIT_STATUS,
                           explain=x86._explain_status)
-    results, features = _parse(run.serial, cases, run.stderr, x86.slot_base(guest_slot, la57))
+    results, features = _parse(run.serial, cases, run.stderr, x86.slot_base(guest_slot, mode.la57))
     if not (features.svm and features.npt):
         raise QemuFailed(f"-cpu {cpu} has no SVM with nested paging (CPUID Fn8000_0001_ECX[SVM] = "
                          f"{int(features.svm)}, Fn8000_000A_EDX[NP] = {int(features.npt)})")
