@@ -1,6 +1,7 @@
 """Differential test: the library's two-stage walk (4-level and 5-level guest paging over AMD nested paging,
 `NPT4`) against QEMU 7.2's TCG, which runs the guest under SVM with nested paging
-(pagetable/vectors/x86_64/svm.py), once per guest mode: 4-level, 5-level, and 4-level with guest CR0.WP=0.
+(pagetable/vectors/x86_64/svm.py), four times: 4-level, 5-level, 4-level with guest CR0.WP=0, and 4-level
+with the host's EFER.NXE=0 (which the nested walk follows: XD is then a reserved bit of nested entries).
 
 Guest tables (`PAGING4`, or `PAGING5` with guest CR4.LA57) and nested tables (`NPT4`) are built with
 `PageTable` in one image at RAM_BASE (every data word holds its tag, pagetable/vectors/x86_64/layout.py;
@@ -67,9 +68,16 @@ EXIT_GP = svm.EXIT_EXCP_BASE + 13
 # guest level to be not present, and one more guest table (the PML4) whose nested page is poked.
 # With CR0.WP=0 supervisor writes to read-only guest pages succeed, unless the nested page is read-only:
 # nested accesses are user accesses, which WP does not concern.
-OUTCOMES = {GuestMode(): Counter({"ok": 94, "NPF final": 66, "#PF": 50, "NPF table": 42, "#GP": 6}),
-            GuestMode(la57=True): Counter({"ok": 94, "NPF final": 66, "#PF": 56, "NPF table": 54, "#GP": 6}),
-            GuestMode(wp=False): Counter({"ok": 96, "NPF final": 67, "#PF": 47, "NPF table": 42, "#GP": 6})}
+# With the host's EFER.NXE=0, XD is a reserved bit of nested entries (the nested walk has the host's paging
+# controls): the nested XD page, the nested XD PDE and the nested page of a guest PD with XD fault at every
+# access.
+OUTCOMES = {(GuestMode(), True): Counter({"ok": 94, "NPF final": 66, "#PF": 50, "NPF table": 42, "#GP": 6}),
+            (GuestMode(la57=True), True): Counter({"ok": 94, "NPF final": 66, "#PF": 56, "NPF table": 54,
+                                                   "#GP": 6}),
+            (GuestMode(wp=False), True): Counter({"ok": 96, "NPF final": 67, "#PF": 47, "NPF table": 42,
+                                                  "#GP": 6}),
+            (GuestMode(), False): Counter({"ok": 80, "NPF final": 74, "#PF": 50, "NPF table": 48, "#GP": 6})}
+RESERVED = {(GuestMode(), False): 8 * len(ACCESSES)}          # else 5 configurations' worth
 
 Poke = tuple[int, int, int]                      # (depth, bits to set, bits to clear)
 
@@ -80,6 +88,7 @@ class Scene:
     (`NPT4`), and the probe VAs by configuration name."""
 
     mode: GuestMode
+    host_nxe: bool = True                        # the host's EFER.NXE, which the nested walk follows
     mem: PhysMem = field(init=False)
     probes: list[tuple[str, int]] = field(default_factory=list)
     gpas: list[int] = field(default_factory=list)
@@ -172,7 +181,8 @@ class Scene:
 
     def walker(self) -> Walker:
         return Walker(self.mem, X86Rules(self.guest.root_paddr, self.mode.options(MAXPHYADDR)),
-                      stage2=Walker(self.mem, NptRules(self.nested.root_paddr, X86Options(maxphyaddr=MAXPHYADDR))))
+                      stage2=Walker(self.mem, NptRules(self.nested.root_paddr,
+                                                       X86Options(maxphyaddr=MAXPHYADDR, nxe=self.host_nxe))))
 
 
 def expected(t: Translations, n: int, access: str) -> NptProbeResult:
@@ -206,17 +216,19 @@ def comparable(r: NptProbeResult, access: str) -> NptProbeResult:
     return NptProbeResult(r.exit_code, r.exitinfo1, r.exitinfo2, 0)
 
 
-@pytest.fixture(scope="module", params=list(OUTCOMES), ids=["4-level", "5-level", "4-level, CR0.WP=0"])
+@pytest.fixture(scope="module", params=list(OUTCOMES),
+                ids=["4-level", "5-level", "4-level, CR0.WP=0", "4-level, host EFER.NXE=0"])
 def npt_run(request: pytest.FixtureRequest) -> tuple[Scene, list[tuple[str, NptProbeCase]], list[NptProbeResult]]:
     """One QEMU run per guest paging mode (4-level, 5-level, 4-level with CR0.WP=0) over 4-level nested
     tables."""
     require_qemu_x86()
-    scene = Scene(request.param)
+    scene = Scene(*request.param)
     scene.build()
     chunk = [(name, NptProbeCase(va, a, p)) for name, va in scene.probes for a, p in ACCESSES]
     image = scene.mem.read(RAM_BASE, IMAGE_SIZE)
     run = svm.run_npt_probes(image, scene.guest.root_paddr, scene.nested.root_paddr, [c for _, c in chunk],
-                             maxphyaddr=MAXPHYADDR, gpas=scene.gpas, guest=scene.mode)
+                             maxphyaddr=MAXPHYADDR, gpas=scene.gpas, guest=scene.mode,
+                             host_nxe=scene.host_nxe)
     assert run.features.maxphyaddr == MAXPHYADDR
     # The harness wrote its two root entries, in slots no probe uses, and nothing else.
     given = np.frombuffer(image, dtype=np.uint64)
@@ -245,11 +257,12 @@ def test_two_stage_walks_agree_with_qemu_tcg_under_svm(
                               f"QEMU {got} ({reason.label})")
     assert not mismatches, f"{len(mismatches)} of {len(chunk)} differ:\n" + "\n".join(mismatches[:40])
     # Every kind of outcome, as many as the configurations make, and the named deviation exactly where
-    # predicted: the five reserved-bit configurations (guest PTE; nested PTE, PDE, 1 GiB and 2 MiB pages) at
-    # every access.
-    assert kinds == OUTCOMES[scene.mode], kinds
+    # predicted: the five reserved-bit configurations (guest PTE; nested PTE, PDE, 1 GiB and 2 MiB pages),
+    # and with the host's NXE=0 the three with a nested XD, at every access.
+    assert kinds == OUTCOMES[scene.mode, scene.host_nxe], kinds
     rsvd = sum(1 for n in range(len(chunk)) if Reason(int(t.reason[n])) == Reason.RESERVED)
-    assert named == Counter({TCG_RSVD_P0: rsvd}) and rsvd == 5 * len(ACCESSES)
+    assert named == Counter({TCG_RSVD_P0: rsvd})
+    assert rsvd == RESERVED.get((scene.mode, scene.host_nxe), 5 * len(ACCESSES))
 
 
 def _kind(r: NptProbeResult) -> str:

@@ -89,13 +89,14 @@ no_svm:
         movl    $STATUS_NO_SVM, HDR_STATUS(%edi)
         report  %edi, $HDR_SIZE
 1:
-        /* Long mode (APM Vol. 2 14.6.1): CR4.PAE, CR3, EFER.LME (with NXE, and SVME: 15.4), CR0.PG. */
+        /* Long mode (APM Vol. 2 14.6.1): CR4.PAE, CR3, EFER.LME (with SVME, 15.4, and the run's NXE, which
+         * the nested walk follows), CR0.PG. */
         mov     $CR4_PAE, %eax
         mov     %eax, %cr4
         mov     ST_HOST_CR3(%esi), %eax
         mov     %eax, %cr3
         mov     $MSR_EFER, %ecx
-        mov     $HOST_EFER, %eax
+        mov     ST_HOST_EFER(%esi), %eax
         xor     %edx, %edx
         wrmsr
         lgdt    ST_GDTR(%esi)

@@ -182,7 +182,7 @@ _INTERCEPT_ALL_EXCEPTIONS: Final = 0xFFFF_FFFF
 # The host's and the guest's control registers: long mode, paging, CR0.WP, EFER.NXE; EFER.SVME in both
 # (15.5.1: VMRUN refuses a guest EFER without it).
 _HOST_CR0: Final = CR0.mask("PG", "WP")
-_HOST_EFER: Final = EFER.mask("LME", "NXE", "SVME")
+_HOST_EFER: Final = EFER.mask("LME", "SVME")            # and NXE, unless a run asks for host_nxe=False
 GUEST_CR0: Final = CR0.mask("PE", "MP", "ET", "NE", "PG")        # and WP, as GuestMode says
 GUEST_CR4: Final = CR4.mask("PAE")                                 # and LA57, as GuestMode says
 GUEST_EFER: Final = EFER.mask("LME", "LMA", "NXE", "SVME")
@@ -322,8 +322,8 @@ class NptProbeRun:
     image: bytes
 
 
-_STATE: Final = Record("ST", ("HOST_CR3", "VMCB", "HSAVE", "CASE", "CASE_END", "RESULT", "OUT_START", "OUT_END",
-                              "OUT_PA", "STACK", "GDTR", "GDTR_HI"))
+_STATE: Final = Record("ST", ("HOST_CR3", "HOST_EFER", "VMCB", "HSAVE", "CASE", "CASE_END", "RESULT",
+                              "OUT_START", "OUT_END", "OUT_PA", "STACK", "GDTR", "GDTR_HI"))
 _CASE: Final = Record("CASE", ("VA", "RIP1", "RIP2", "CS", "SS", "CPL"))
 _RESULT: Final = Record("RES", ("EXIT_CODE", "EXITINFO1", "EXITINFO2", "RIP", "VALUE"))
 _HEADER: Final = Record("HDR", ("MAGIC", "STATUS", "COUNT", "EXT1_ECX", "EXT1_EDX", "EXT8_EAX", "EXTA_EDX"))
@@ -341,7 +341,7 @@ def _defsyms() -> dict[str, int]:
         KERNEL_CS=x86.KERNEL_CS, KERNEL_DS=x86.KERNEL_DS, NO_EXIT=_NO_EXIT - 2**64, GUEST_RFLAGS=_GUEST_RFLAGS,
         STATUS_NO_SVM=_STATUS_NO_SVM, EXIT_PORT=x86._EXIT_PORT, EXIT_VALUE=x86._EXIT_VALUE,
         MSR_EFER=x86._MSR_EFER, MSR_VM_HSAVE_PA=_MSR_VM_HSAVE_PA, CR4_PAE=CR4.mask("PAE"), HOST_CR0=_HOST_CR0,
-        HOST_EFER=_HOST_EFER, CPUID_SVM=CPUID_EXT1_ECX.mask("SVM"), CPUID_NP=CPUID_EXTA_EDX.mask("NP"),
+        CPUID_SVM=CPUID_EXT1_ECX.mask("SVM"), CPUID_NP=CPUID_EXTA_EDX.mask("NP"),
     )
 
 
@@ -451,10 +451,12 @@ def _check_case(case: NptProbeCase) -> None:
 
 
 def build_svm_stub(layout: x86.QemuLayout, guest_cr3: int, ncr3: int, cases: Sequence[NptProbeCase],
-                   guest_slot: int, nested_slot: int, guest_mode: GuestMode | None = None) -> _SvmStub:
+                   guest_slot: int, nested_slot: int, guest_mode: GuestMode | None = None,
+                   host_nxe: bool = True) -> _SvmStub:
     """The stub region's bytes (code, state block, the host's, the harness's guest and nested tables, VMCB,
     host save area, GDT, stack, cases, output area) and the guest and nested root entries the image's roots
-    need in ``guest_slot`` and ``nested_slot`` (the guest's root a PML5 with ``guest_mode.la57``)."""
+    need in ``guest_slot`` and ``nested_slot`` (the guest's root a PML5 with ``guest_mode.la57``); the host
+    runs with EFER.NXE as ``host_nxe`` says, which the nested walk follows."""
     mode = guest_mode or GuestMode()
     program = svm_program()
     code, sym = program.code, program.symbols
@@ -492,7 +494,8 @@ def build_svm_stub(layout: x86.QemuLayout, guest_cr3: int, ncr3: int, cases: Seq
     gdtr, gdtr_hi = x86._pseudo_descriptor(base + m.gdt, x86.KERNEL_DS + 8 - 1)
     n = len(cases)
     mem.write(base + m.state, _STATE.pack({
-        "HOST_CR3": host.root_paddr, "VMCB": base + m.vmcb, "HSAVE": base + m.hsave, "CASE": base + m.cases,
+        "HOST_CR3": host.root_paddr, "HOST_EFER": _HOST_EFER | (EFER.mask("NXE") if host_nxe else 0),
+        "VMCB": base + m.vmcb, "HSAVE": base + m.hsave, "CASE": base + m.cases,
         "CASE_END": base + m.out, "RESULT": base + m.out + _HEADER.size, "OUT_START": base + m.out,
         "OUT_END": base + m.end, "OUT_PA": base + m.out, "STACK": base + m.stack_top, "GDTR": gdtr,
         "GDTR_HI": gdtr_hi}))
@@ -543,7 +546,7 @@ def _parse(raw: bytes, cases: Sequence[NptProbeCase], stderr: bytes, guest_base:
 
 def run_npt_probes(image: bytes, guest_cr3: int, ncr3: int, cases: Sequence[NptProbeCase], *,
                    maxphyaddr: int = 40, gpas: Sequence[int] = (), guest: GuestMode | None = None,
-                   cpu: str | None = None,
+                   host_nxe: bool = True, cpu: str | None = None,
                    timeout: float = 60.0, qemu: str | None = None) -> NptProbeRun:
     """Run every case as a guest access under nested paging in QEMU's TCG and return the results in order.
 
@@ -551,9 +554,9 @@ def run_npt_probes(image: bytes, guest_cr3: int, ncr3: int, cases: Sequence[NptP
     at the GPAs they map, the guest's (root at guest-physical ``guest_cr3``, PWT/PCD clear).  The guest runs
     with CR0 = PE|MP|ET|NE|PG, CR4.PAE, EFER = LME|LMA|NXE|SVME and ``guest``'s CR0.WP and CR4.LA57
     (:class:`GuestMode`; default WP=1, 4-level paging); the host (whose mode the nested walk uses) with
-    4-level paging and EFER.NXE.  ``maxphyaddr`` is the CPU's (``-cpu max,phys-bits=40`` by
-    default), ``gpas`` GPAs the probes use that the harness must not take a nested slot from.  An empty
-    ``cases`` runs CPUID only.
+    4-level paging and EFER.NXE = ``host_nxe`` (without it XD is a reserved bit of nested entries).
+    ``maxphyaddr`` is the CPU's (``-cpu max,phys-bits=40`` by default), ``gpas`` GPAs the probes use that the
+    harness must not take a nested slot from.  An empty ``cases`` runs CPUID only.
 
     Raises QemuUnavailable/ToolchainUnavailable as :func:`~pagetable.vectors.x86_64.qemu.run_probes`,
     QemuFailed when QEMU exits badly, the CPU has no SVM or nested paging, or VMRUN refuses the VMCB, and
@@ -573,7 +576,7 @@ def run_npt_probes(image: bytes, guest_cr3: int, ncr3: int, cases: Sequence[NptP
         nested_slot = choose_nested_slot(image, ncr3, maxphyaddr, [*gpas, guest_cr3])
     else:
         guest_root, guest_slot, nested_slot = ncr3, 0, 0
-    stub = build_svm_stub(layout, guest_cr3, ncr3, cases, guest_slot, nested_slot, mode)
+    stub = build_svm_stub(layout, guest_cr3, ncr3, cases, guest_slot, nested_slot, mode, host_nxe)
     loaded = bytearray(image)
     if cases:
         struct.pack_into("<Q", loaded, guest_root - RAM_BASE + 8 * guest_slot, stub.guest_entry)
