@@ -4,44 +4,44 @@ A bare-metal host (``svm.S``, assembled by GNU binutils like the one-stage harne
 ``boot.S`` of :mod:`pagetable.vectors.x86_64.qemu` starts it at :data:`STUB_BASE`) enables SVM and, for each
 :class:`NptProbeCase`, runs a guest in 64-bit mode with nested paging on -- guest CR3 and nCR3 the case
 image's tables, built with :class:`~pagetable.table.PageTable` (``PAGING4`` or ``PAGING5`` under ``NPT4``;
-:class:`GuestMode`: the guest's CR4.LA57 and CR0.WP) -- into a snippet
-that performs one access at the guest VA (an 8-byte load, a store of what a load read, or a fetch: a jump to
-the VA) at guest CPL 0 or 3.  It records the #VMEXIT: exit code, EXITINFO1, EXITINFO2, the guest RIP and
-what the load read (:class:`NptProbeResult`).  Results come back over COM1, the run ends through
-isa-debug-exit, both as in the one-stage harness, whose command line, ROM, descriptors and records this
-module reuses.
+:class:`GuestMode`: the guest's CR4.LA57 and CR0.WP; the host's EFER.NXE, which the nested walk follows, is
+``host_nxe``) -- into a snippet that performs one access at the guest VA (an 8-byte load, a store of what a
+load read, or a fetch: a jump to the VA) at guest CPL 0 or 3.  It records the #VMEXIT: exit code, EXITINFO1,
+EXITINFO2, the guest RIP and what the load read (:class:`NptProbeResult`).  Results come back over COM1, the
+run ends through isa-debug-exit, both as in the one-stage harness, whose command line, ROM, descriptors and
+records this module reuses.
 
 AMD64 Architecture Programmer's Manual Vol. 2 (Pub. 24593), chapter 15 "Secure Virtual Machine":
 
 * 15.4 "Enabling SVM": EFER.SVME (CPUID Fn8000_0001_ECX[SVM] = bit 2); 15.30.4 VM_HSAVE_PA.
-* 15.5 "VMRUN Instruction", 15.5.1 "Basic Operation": the VMCB (Appendix B, Tables B-1 and B-2: the
-  control area at 0, the state-save area at 0x400; :data:`VMCB_FIELDS`), its consistency checks (guest
-  EFER.SVME=1, the VMRUN intercept set, ASID != 0, ...); the segment attributes (descriptor bits 47:40 and
-  55:52, :func:`segment_attributes`); 15.5.2 and 15.6: what #VMEXIT saves and restores.
+* 15.5 "VMRUN Instruction", 15.5.1 "Basic Operation": the VMCB (Appendix B, Tables B-1 and B-2: the control
+  area at 0, the state-save area at 0x400; :data:`VMCB_FIELDS`), its consistency checks (guest EFER.SVME=1,
+  the VMRUN intercept set, ASID != 0, ...); the segment attributes (descriptor bits 47:40 and 55:52,
+  :func:`segment_attributes`); 15.5.2 and 15.6: what #VMEXIT saves and restores.
 * 15.9-15.12 intercepts: every exception (15.12: EXITINFO1 = the error code; 15.12.15 #PF: EXITINFO2 = the
   faulting linear address, and CR2 is not written), INTn, VMMCALL, shutdown; VMRUN must be intercepted.
-* 15.25 "Nested Paging": NP_ENABLE (VMCB 0x090 bit 0), N_CR3 (0x0B0); the nested walk uses the host's
-  paging mode (long mode, EFER.NXE, here no LA57); 15.25.5 every nested access is a user access and guest
-  table accesses are writes; 15.25.6 #VMEXIT(NPF), exit code 0x400, EXITINFO1 = the page-fault error code
-  with bit 32 (final guest-physical address) or bit 33 (guest page-table access), EXITINFO2 = the GPA.
+* 15.25 "Nested Paging": NP_ENABLE (VMCB 0x090 bit 0), N_CR3 (0x0B0); the nested walk uses the host's paging
+  mode (long mode, EFER.NXE as ``host_nxe`` says, no LA57 here); 15.25.5 every nested access is a user access
+  and guest table accesses are writes; 15.25.6 #VMEXIT(NPF), exit code 0x400, EXITINFO1 = the page-fault error
+  code with bit 32 (final guest-physical address) or bit 33 (guest page-table access), EXITINFO2 = the GPA.
   CPUID Fn8000_000A_EDX[NP] = bit 0.
 
-The harness's own mappings, in slots no probe uses, so everything else in the image stays byte for byte
-as given (the processor sets A/D bits in the entries it walks):
+The harness's own mappings, in slots no probe uses, so everything else in the image stays byte for byte as
+given (the processor sets A/D bits in the entries it walks):
 
-* **one guest root entry** (a PML4E of the guest's table, slot :func:`~pagetable.vectors.x86_64.qemu.
-  choose_slot` picks from the probe VAs) pointing at guest tables of its own that map the guest page -- the
-  snippets, one read-only user page -- at the slot's base;
-* **one nested root entry** (an nCR3 PML4E; :func:`choose_nested_slot`: the highest slot below
-  2^MAXPHYADDR whose entry is 0 and that holds no GPA the caller says the probes use) pointing at nested
-  tables of its own that map the GPAs of the stub region at slot base + PA (2 MiB user pages, writable:
-  the guest walk sets A/D in the harness's guest tables) to the stub region.
+* **one guest root entry** (a PML4E of the guest's table, a PML5E with CR4.LA57; the slot
+  :func:`~pagetable.vectors.x86_64.qemu.choose_slot` picks from the probe VAs) pointing at guest tables of its
+  own that map the guest page -- the snippets, one read-only user page -- at the slot's base;
+* **one nested root entry** (an nCR3 PML4E; :func:`choose_nested_slot`: the highest slot below 2^MAXPHYADDR
+  whose entry is 0 and that holds no GPA the caller says the probes use) pointing at nested tables of its own
+  that map the GPAs of the stub region at slot base + PA (2 MiB user pages, writable: the guest walk sets A/D
+  in the harness's guest tables) to the stub region.
 
 Both sets of tables live in the stub's memory below 16 MiB; the host runs identity-mapped with tables of its
-own.  QEMU 7.2 facts this relies on (target/i386/tcg/sysemu/svm_helper.c, excp_helper.c, seg_helper.c):
-INT3 in the guest is checked against the INTn intercept (exit 0x75 at RIP = the INT3), not the #BP
-exception intercept the APM describes (raise_interrupt2 with is_int=1), so a successful fetch is either
-exit; the guest CPL is SS.DPL (cpu_x86_load_seg_cache), set equal to the VMCB's CPL field here.
+own.  QEMU 7.2 facts this relies on (target/i386/tcg/sysemu/svm_helper.c, target/i386/tcg/excp_helper.c,
+target/i386/cpu.h): INT3 in the guest is checked against the INTn intercept (exit 0x75 at RIP = the INT3), not
+the #BP exception intercept the APM describes (raise_interrupt2 with is_int=1), so a successful fetch is
+either exit; the guest CPL is SS.DPL (cpu_x86_load_seg_cache), set equal to the VMCB's CPL field here.
 """
 
 from __future__ import annotations
