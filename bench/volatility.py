@@ -33,7 +33,7 @@ import numpy.typing as npt
 import raw
 from workload import RW, GiB, best, keep_freed_memory
 
-from pagetable.arch.x86_64 import PAGING4, X86Rules
+from pagetable.arch.x86_64 import ARCEOS, PAGING4, X86Rules
 from pagetable.flags import MappingFlags
 from pagetable.frames import FrameAllocator
 from pagetable.mappings import Mappings
@@ -66,7 +66,9 @@ def frames() -> U64:
 def build_image(path: str) -> U64:
     """Write the W-4K-scatter image to `path` with the library; returns the frames in VA order."""
     mem = PhysMem([(0, IMAGE_SIZE)])
-    pt = PageTable(PAGING4, mem, FrameAllocator(mem, 0, TABLE_BYTES))
+    # the workload's table entries are P|RW|US whatever the pages need, as page_table_multiarch writes them:
+    # the ArceOS profile's tables (its leaves for these flags are the manual profile's bytes)
+    pt = PageTable(PAGING4.with_codec(ARCEOS), mem, FrameAllocator(mem, 0, TABLE_BYTES))
     pas = frames()
     pt.map_pages(np.arange(PAGES, dtype=np.uint64) * np.uint64(4096), pas, RW | MappingFlags.USER)
     words = mem.words(0, TABLE_BYTES // 8)

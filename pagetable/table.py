@@ -211,7 +211,7 @@ class PageTable:
             raise NotMapped(f"{va:#x} is not mapped")       # (an entry no page can be at its level)
         self.mem.write_u64(slot.pa, 0)
         self._free_empty(va, slot.depth)
-        self._refit(np.array([va], dtype=np.uint64))
+        self._refit_one(va)
         return self._paddr(slot.raw, slot.depth), self._flags(slot.raw, slot.depth), self._size(slot.depth)
 
     def query(self, va: int) -> tuple[int, MappingFlags, PageSize]:
@@ -227,8 +227,9 @@ class PageTable:
         slot = self._leaf(va)
         size = self._size(slot.depth)
         _, pa = self._check_page(va & ~(size - 1), pa, size)
-        self.mem.write_u64(slot.pa, self.fmt.codec.new_page(pa, args.flags(flags), not self._last(slot.depth)))
-        self._refit(np.array([va], dtype=np.uint64))
+        raw = self.fmt.codec.new_page(pa, args.flags(flags), not self._last(slot.depth))
+        self.mem.write_u64(slot.pa, raw)
+        self._rewritten(va, slot.raw, raw, slot.depth)
         return size
 
     def protect(self, va: int, flags: MappingFlags) -> PageSize:
@@ -236,8 +237,9 @@ class PageTable:
         va = self.fmt.check_va(va)
         slot = self._leaf(va)
         pa = self._paddr(slot.raw, slot.depth)
-        self.mem.write_u64(slot.pa, self.fmt.codec.new_page(pa, args.flags(flags), not self._last(slot.depth)))
-        self._refit(np.array([va], dtype=np.uint64))
+        raw = self.fmt.codec.new_page(pa, args.flags(flags), not self._last(slot.depth))
+        self.mem.write_u64(slot.pa, raw)
+        self._rewritten(va, slot.raw, raw, slot.depth)
         return self._size(slot.depth)
 
     def check_flags(self, flags: MappingFlags) -> MappingFlags:
@@ -628,9 +630,10 @@ class PageTable:
         codec, fmt = self.fmt.codec, self.fmt
         if not codec.pointer_rights or not vas.size:
             return
+        here = vas
         for depth in range(fmt.depth_count - 2, -1, -1):          # the table entries at `depth`
             shift = np.uint64(fmt.levels[depth].index_lsb)
-            here = np.unique(vas >> shift) << shift                 # a VA under each of those entries, once
+            here = _distinct(here >> shift) << shift                # a VA under each of those entries, once
             tables, there = self._tables_at(here, depth)
             slot = tables[there] + fmt.index_np(here[there], depth) * np.uint64(fmt.entry_size)
             raw = self.mem.read_u64_np(slot)
@@ -644,6 +647,37 @@ class PageTable:
             changed = fitted != raw
             if changed.any():
                 self.mem.write_u64_np(slot[changed], fitted[changed])
+
+    def _rewritten(self, va: int, old: int, new: int, depth: int) -> None:
+        """The table entries above one entry rewritten from `old` to `new`: widened when `new` needs all
+        `old` did (no table read), else refitted (`_refit_one`)."""
+        codec = self.fmt.codec
+        if codec.pointer_rights:
+            if codec.pointer_needs(old) & ~codec.pointer_needs(new):
+                self._refit_one(va)
+            else:
+                self._widen_one(va, new, depth)
+
+    def _refit_one(self, va: int) -> None:
+        """`_refit` for one VA's path, on ints and one table read per level, stopping where a table entry
+        keeps its rights (the ones above then do too)."""
+        codec = self.fmt.codec
+        if not codec.pointer_rights:
+            return
+        path, table, size = [], self._root, self.fmt.entry_size
+        for d, (shift, mask, _) in enumerate(self._levels[:-1]):
+            slot = table + ((va >> shift) & mask) * size
+            raw = self.mem.fetch_u64(slot)
+            if raw is None or not codec.is_table_np(raw, False):
+                break
+            path.append((slot, raw, d))
+            table = codec.paddr_np(raw, True)
+        for slot, raw, d in reversed(path):
+            below = self.mem.words(codec.paddr_np(raw, True), self.fmt.levels[d + 1].entries)
+            fitted = codec.fit_pointer(raw, int(np.bitwise_or.reduce(codec.pointer_needs(below))))
+            if fitted == raw:
+                return
+            self.mem.store_u64(slot, fitted)
 
     def widen(self, va: int, depth: int) -> None:
         """After the entry at `depth` on `va`'s path was written by hand (a raw entry, not through this
@@ -793,6 +827,14 @@ def _covered(fmt: PagingFormat, leaves: list[Entries], start: int, end: int) -> 
 def _lanes(mask: npt.NDArray[np.bool_]) -> Any:
     """An index of the lanes where `mask` is true: `slice(None)`, which copies nothing, if it is everywhere."""
     return slice(None) if mask.all() else mask
+
+
+def _distinct(values: U64) -> U64:
+    """The distinct values, sorted (the VAs of a bulk operation mostly come sorted: then by their runs, without
+    np.unique's hashing)."""
+    if values.size > 1 and bool(np.all(values[1:] >= values[:-1])):
+        return values[np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))]
+    return np.unique(values)
 
 
 def _lanes_of_each(column: npt.NDArray[Any], values: Iterable[int]) -> Iterator[tuple[int, Any]]:

@@ -46,7 +46,7 @@ from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
 from pagetable.vectors.x86_64 import svm
-from pagetable.vectors.x86_64.layout import IMAGE_SIZE, RAM_BASE, tag
+from pagetable.vectors.x86_64.layout import RAM_BASE, RAM_SIZE, tag, tag_memory
 from pagetable.vectors.x86_64.svm import GuestMode, NptProbeCase, NptProbeResult
 from pagetable.walker import Access, Privilege, Reason, Translations, Walker
 
@@ -95,9 +95,8 @@ class Scene:
 
     def __post_init__(self) -> None:
         self.levels = 5 if self.mode.la57 else 4
-        self.mem = PhysMem([(RAM_BASE, IMAGE_SIZE)])
-        words = self.mem.regions[0].words
-        words[:] = (RAM_BASE + 8 * np.arange(IMAGE_SIZE // 8, dtype=np.uint64)) << np.uint64(8) | np.uint64(0xCC)
+        self.mem = PhysMem([(RAM_BASE, RAM_SIZE)])
+        tag_memory(self.mem)
         self.mem.fill(GUEST_TABLES, 4 * MiB)
         self.nested = PageTable(NPT4, self.mem, FrameAllocator(self.mem, NESTED_TABLES, 2 * MiB))
         fmt = PAGING5 if self.levels == 5 else PAGING4
@@ -225,7 +224,7 @@ def npt_run(request: pytest.FixtureRequest) -> tuple[Scene, list[tuple[str, NptP
     scene = Scene(*request.param)
     scene.build()
     chunk = [(name, NptProbeCase(va, a, p)) for name, va in scene.probes for a, p in ACCESSES]
-    image = scene.mem.read(RAM_BASE, IMAGE_SIZE)
+    image = scene.mem.read(RAM_BASE, RAM_SIZE)
     run = svm.run_npt_probes(image, scene.guest.root_paddr, scene.nested.root_paddr, [c for _, c in chunk],
                              maxphyaddr=MAXPHYADDR, gpas=scene.gpas, guest=scene.mode,
                              host_nxe=scene.host_nxe)

@@ -232,9 +232,7 @@ class X86Codec(RememberedLeaves):
 
     def pointer_needs(self, raw: Word) -> Word:
         """R/W and U/S as the entry has them, and XD's position set where it is executable (XD=0)."""
-        present = lanes.u64(lanes.bit(raw, P))
-        grants = (raw & (RW | US)) | lanes.u64(lanes.not_(lanes.bit(raw, XD))) * XD
-        return grants * present
+        return ((raw & (RW | US)) | (~raw & XD)) * (raw & P)          # P is bit 0: 0 or 1
 
     def fit_pointer(self, pointer: Word, grants: Word) -> Word:
         """R/W and U/S where some entry below needs them (U/S always in nested paging), XD=1 (with EFER.NXE)
