@@ -418,9 +418,15 @@ def _rom_defsyms() -> dict[str, int]:
             "DESC_DATA": _GDT[KERNEL_DS], "DESC_CODE32": _GDT[BOOT_CS], **_register_defsyms()}
 
 
+def stub_source(name: str) -> str:
+    """The text of the harness's assembly file `name` (boot.S, stub.S, svm.S) after the macros they share
+    (macros.S)."""
+    return runner.package_text(__name__, "macros.S") + runner.package_text(__name__, name)
+
+
 def _assemble(name: str, defsyms: dict[str, int], address: int) -> Program:
-    return runner.assemble(runner.package_text(__name__, name), name, prefix=TOOLCHAIN_PREFIX,
-                           package=TOOLCHAIN_PACKAGE, as_flags=("--64",), defsyms=defsyms, address=address)
+    return runner.assemble(stub_source(name), name, prefix=TOOLCHAIN_PREFIX, package=TOOLCHAIN_PACKAGE,
+                           as_flags=("--64",), defsyms=defsyms, address=address)
 
 
 def assemble_stub(address: int = 0) -> Program:

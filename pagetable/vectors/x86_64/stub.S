@@ -72,15 +72,6 @@
 .Lsent\@:
         .endm
 
-/* End the run: isa-debug-exit makes QEMU exit with status (EXIT_VALUE << 1) | 1. */
-        .macro finish
-.Lfinish\@:
-        mov     $EXIT_VALUE, %al
-        out     %al, $EXIT_PORT
-        hlt
-        jmp     .Lfinish\@
-        .endm
-
 /* -- 32-bit protected mode: CPUID, then IA-32e mode (SDM 10.8.5) -------------------------------------- */
         .code32
 _start:
@@ -111,26 +102,9 @@ _start:
         send    %edi, %ecx
         finish
 1:
-        /* SDM 10.8.5: CR4.PAE (and LA57) with paging off, CR3, IA32_EFER.LME, then CR0.PG: IA-32e mode,
-         * in compatibility mode.  The boot tables identity-map the stub, as the code that enables paging
-         * must be. */
-        mov     %eax, %cr4
-        mov     ST_BOOT_CR3(%esi), %eax
-        mov     %eax, %cr3
-        mov     $MSR_EFER, %ecx
-        mov     ST_BOOT_EFER(%esi), %eax
-        xor     %edx, %edx
-        wrmsr
-        lgdt    ST_GDTR_PA(%esi)                /* the harness's GDT, by its physical address */
-        mov     %cr0, %eax
-        or      $CR0_PG, %eax
-        mov     %eax, %cr0
-        /* A far return into the 64-bit code segment (CS.L=1): 64-bit mode. */
-        mov     ST_STACK_PA(%esi), %esp
-        push    $KERNEL_CS
-        lea     (long64 - _start)(%ebp), %eax
-        push    %eax
-        lret
+        /* IA-32e mode (macros.S): the boot tables identity-map the stub, as the code that enables
+         * paging must be; the harness's GDT by its physical address. */
+        enter_long_mode %eax, ST_BOOT_CR3, ST_BOOT_EFER, ST_GDTR_PA, ST_STACK_PA, $CR0_PG
 
 /* -- 64-bit mode ------------------------------------------------------------------------------------- */
         .code64

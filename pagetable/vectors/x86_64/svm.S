@@ -56,11 +56,7 @@
         mov     \count, %ecx
         mov     $COM1, %dx
         rep outsb
-.Lfinish\@:
-        mov     $EXIT_VALUE, %al
-        out     %al, $EXIT_PORT
-        hlt
-        jmp     .Lfinish\@
+        finish
         .endm
 
 /* -- 32-bit protected mode: CPUID, then long mode -------------------------------------------------- */
@@ -89,25 +85,8 @@ no_svm:
         movl    $STATUS_NO_SVM, HDR_STATUS(%edi)
         report  %edi, $HDR_SIZE
 1:
-        /* Long mode (APM Vol. 2 14.6.1): CR4.PAE, CR3, EFER.LME (with SVME, 15.4, and the run's NXE, which
-         * the nested walk follows), CR0.PG. */
-        mov     $CR4_PAE, %eax
-        mov     %eax, %cr4
-        mov     ST_HOST_CR3(%esi), %eax
-        mov     %eax, %cr3
-        mov     $MSR_EFER, %ecx
-        mov     ST_HOST_EFER(%esi), %eax
-        xor     %edx, %edx
-        wrmsr
-        lgdt    ST_GDTR(%esi)
-        mov     %cr0, %eax
-        or      $HOST_CR0, %eax
-        mov     %eax, %cr0
-        mov     ST_STACK(%esi), %esp
-        push    $KERNEL_CS
-        lea     (long64 - _start)(%ebp), %eax
-        push    %eax
-        lret
+        /* Long mode (macros.S; EFER with SVME, 15.4, and the run's NXE, which the nested walk follows). */
+        enter_long_mode $CR4_PAE, ST_HOST_CR3, ST_HOST_EFER, ST_GDTR, ST_STACK, $HOST_CR0
 
 /* -- 64-bit mode, CPL 0 ------------------------------------------------------------------------------ */
         .code64

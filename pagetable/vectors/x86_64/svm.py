@@ -349,7 +349,7 @@ def _defsyms() -> dict[str, int]:
 def svm_program() -> Program:
     """The SVM host stub, linked at 0, assembled once per process; its code ends at the 8-byte aligned
     symbol ``state`` and its guest page (the snippets) is 4 KiB aligned."""
-    program = runner.assemble(runner.package_text(__name__, "svm.S"), "svm.S", prefix=x86.TOOLCHAIN_PREFIX,
+    program = runner.assemble(x86.stub_source("svm.S"), "svm.S", prefix=x86.TOOLCHAIN_PREFIX,
                               package=x86.TOOLCHAIN_PACKAGE, as_flags=("--64",), defsyms=_defsyms())
     sym = program.symbols
     names = ("state", "guest_page", "guest_page_end", *_SNIPPETS)

@@ -1,0 +1,35 @@
+/* The macros the x86-64 harness's assembly files share (prepended to each by `qemu.stub_source`). */
+
+/* End the run: isa-debug-exit makes QEMU exit with status (EXIT_VALUE << 1) | 1. */
+        .macro finish
+.Lfinish\@:
+        mov     $EXIT_VALUE, %al
+        out     %al, $EXIT_PORT
+        hlt
+        jmp     .Lfinish\@
+        .endm
+
+/* The step into IA-32e mode.  From 32-bit protected mode with paging off, %esi holding the state block's physical
+ * address and %ebp the code's (Intel SDM Vol. 3A 10.8.5, AMD APM Vol. 2 14.6.1): CR4 with PAE (and LA57)
+ * while paging is off, CR3, IA32_EFER.LME (and the run's NXE, SVME), the GDT, CR0.PG -- now in
+ * compatibility mode -- then a far return into the 64-bit code segment KERNEL_CS at `long64`.  The macro's
+ * arguments name where each value comes from: `cr4` an operand, the others fields of the state block. */
+        .macro enter_long_mode cr4, cr3, efer, gdtr, stack, cr0_bits
+        mov     \cr4, %eax
+        mov     %eax, %cr4
+        mov     \cr3(%esi), %eax
+        mov     %eax, %cr3
+        mov     $MSR_EFER, %ecx
+        mov     \efer(%esi), %eax
+        xor     %edx, %edx
+        wrmsr
+        lgdt    \gdtr(%esi)
+        mov     %cr0, %eax
+        or      \cr0_bits, %eax
+        mov     %eax, %cr0
+        mov     \stack(%esi), %esp
+        push    $KERNEL_CS
+        lea     (long64 - _start)(%ebp), %eax
+        push    %eax
+        lret
+        .endm
