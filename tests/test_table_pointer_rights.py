@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pagetable.arch.x86_64 import ARCEOS, EPT4, PAGING4, EptCodec
 from pagetable.arch.x86_64.entry import RW, US, XD, P
 from pagetable.arch.x86_64.walk import X86Options, X86Rules
-from pagetable.errors import NotMapped, PagetableError
+from pagetable.errors import InvalidArgument, NotMapped, PagetableError
 from pagetable.flags import MappingFlags as F
 from pagetable.format import PagingFormat
 from pagetable.frames import FrameAllocator
@@ -136,3 +136,15 @@ def test_protect_region_over_a_hole_at_a_level_without_pages() -> None:
     assert len(pt.walk()) == 0
     with pytest.raises(NotMapped):
         pt.protect_region(0x1000, 0x1000, F.READ)
+
+
+def test_widen_after_a_raw_entry_and_its_refusals() -> None:
+    pt = table()
+    pt.map(0x1000, 0x10_0000, 4096, F.READ)                            # table entries P|XD
+    leaf = pt.lookup(0x2000)                                           # an empty slot of the same PT
+    pt.frames.mem.write_u64(leaf.pa, P | RW | US | 0x10_1000)          # a raw user, writable, executable page
+    assert pointers(pt, 0x1000) == [P | XD] * 3
+    pt.widen(0x2000, 3)
+    assert pointers(pt, 0x1000) == [P | RW | US] * 3
+    with pytest.raises(InvalidArgument, match="no depth-3 entry"):
+        pt.widen(0x40_0000_0000, 3)                                    # no table there: the walk stops at 0
