@@ -1,8 +1,9 @@
 """x86-64 paging. Modules: `entry` (the PML5E/PML4E/PDPTE/PDE/PTE layouts, PAT memory types and the
 codecs), `ept` (Intel EPT's entries, EPTP and codec), `modes` (the 4-level and 5-level formats, EPT's and
 nested paging's), `walk` (the walk rules: #PF with its error code, #GP), `ept_walk` (EPT violations and
-misconfigurations), `npt` (AMD nested paging: #VMEXIT(NPF)), `memtype` (two memory types combined) and
-`regs` (CR0, CR3, CR4, IA32_EFER, IA32_PAT, PKRU, RFLAGS, and the walk rules their values select)."""
+misconfigurations), `npt` (AMD nested paging: #VMEXIT(NPF)), `memtype` (two memory types combined),
+`cpuid` (the feature bits paging depends on) and `regs` (CR0, CR3, CR4, IA32_EFER, IA32_PAT, PKRU, RFLAGS,
+and the walk rules their values select)."""
 
 from .entry import ARCEOS, NESTED, PDE_2M, PDPTE_1G, PTE_4K, SPEC, TABLE_ENTRY, X86Codec, pat_entries
 from .ept import EPT_PDE_2M, EPT_PDPTE_1G, EPT_PTE_4K, EPT_TABLE, EPTP, EptCodec

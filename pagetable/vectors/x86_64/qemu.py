@@ -58,9 +58,10 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ...arch.x86_64 import CR0, CR3, CR4, EFER, PAGING4, PAGING5, PKRU, RFLAGS, X86Rules, rules_from_registers
+from ...arch.x86_64.cpuid import CPUID7_EBX, CPUID7_ECX, CPUID_EXT1_EDX, CPUID_EXT8_EAX
 from ...flags import MappingFlags
 from ...frames import FrameAllocator
-from ...layout import Field, Layout
+from ...layout import Layout
 from ...physmem import PhysMem
 from ...table import PageTable
 from .. import qemu as runner
@@ -136,25 +137,6 @@ _EXIT_STATUS: Final = (_EXIT_VALUE << 1) | 1  # isa-debug-exit's exit status for
 _NONE: Final = 2**64 - 1
 _STATUS_OK, _STATUS_NO_LA57 = 0, 1
 _MSR_EFER: Final = 0xC000_0080               # IA32_EFER's MSR address (SDM Vol. 4, Table 2-2)
-
-# CPUID (SDM Vol. 2A, CPUID, Table 3-8): the feature bits the harness checks and reports.
-CPUID7_EBX = Layout("CPUID.(EAX=07H,ECX=0):EBX", 32, [
-    Field("SMEP", 7, 1, "supervisor-mode execution prevention"),
-    Field("SMAP", 20, 1, "supervisor-mode access prevention"),
-], "Intel SDM Vol. 2A, CPUID, Table 3-8")
-CPUID7_ECX = Layout("CPUID.(EAX=07H,ECX=0):ECX", 32, [
-    Field("PKU", 3, 1, "protection keys for user-mode pages"),
-    Field("LA57", 16, 1, "5-level paging"),
-], "Intel SDM Vol. 2A, CPUID, Table 3-8")
-CPUID_EXT1_EDX = Layout("CPUID.80000001H:EDX", 32, [
-    Field("NX", 20, 1, "execute disable (IA32_EFER.NXE)"),
-    Field("PAGE1GB", 26, 1, "1-GByte pages"),
-    Field("LM", 29, 1, "Intel 64 architecture (IA-32e mode)"),
-], "Intel SDM Vol. 2A, CPUID, Table 3-8")
-CPUID_EXT8_EAX = Layout("CPUID.80000008H:EAX", 32, [
-    Field("PHYS", 0, 8, "physical-address width (MAXPHYADDR)"),
-    Field("LINEAR", 8, 8, "linear-address width"),
-], "Intel SDM Vol. 2A, CPUID, Table 3-8")
 
 # The registers a case may choose, and the rest of each, fixed (the stub needs protected mode, IA-32e mode
 # and interrupts off).

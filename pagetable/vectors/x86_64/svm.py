@@ -53,9 +53,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from ...arch.x86_64 import CR0, CR4, EFER, NPT4, PAGING4, PAGING5, NptRules, X86Options
+from ...arch.x86_64.cpuid import CPUID_EXT1_ECX, CPUID_EXT8_EAX, CPUID_EXTA_EDX
 from ...flags import MappingFlags
 from ...frames import FrameAllocator
-from ...layout import Field, Layout
 from ...physmem import PhysMem
 from ...table import PageTable
 from ...walker import Walker
@@ -118,15 +118,6 @@ EXIT_VMMCALL: Final = 0x81
 EXIT_NPF: Final = 0x400
 EXIT_INVALID: Final = _NONE                   # VMEXIT_INVALID (-1): the VMCB failed a consistency check
 _NO_EXIT: Final = _NONE - 1                   # what the stub writes before VMRUN: no #VMEXIT came back
-
-# CPUID (APM Vol. 3, Appendix E): the SVM feature bits.
-CPUID_EXT1_ECX = Layout("CPUID Fn8000_0001_ECX", 32, [
-    Field("SVM", 2, 1, "secure virtual machine"),
-], "AMD APM Vol. 3, Appendix E.4.2")
-CPUID_EXTA_EDX = Layout("CPUID Fn8000_000A_EDX", 32, [
-    Field("NP", 0, 1, "nested paging"),
-], "AMD APM Vol. 3, Appendix E.4.10")
-
 
 @dataclass(frozen=True)
 class VmcbField:
@@ -527,7 +518,7 @@ def _parse(raw: bytes, cases: Sequence[NptProbeCase], stderr: bytes, guest_base:
     header = _HEADER.unpack(raw, 0)
     if header["MAGIC"] != _HEADER_MAGIC or header["COUNT"] != len(cases):
         raise QemuFailed("SVM stub output has a bad header")
-    features = NptFeatures(maxphyaddr=x86.CPUID_EXT8_EAX.get(header["EXT8_EAX"], "PHYS"),
+    features = NptFeatures(maxphyaddr=CPUID_EXT8_EAX.get(header["EXT8_EAX"], "PHYS"),
                            svm=bool(CPUID_EXT1_ECX.get(header["EXT1_ECX"], "SVM")),
                            npt=bool(CPUID_EXTA_EDX.get(header["EXTA_EDX"], "NP")))
     if header["STATUS"] == _STATUS_NO_SVM:
