@@ -39,11 +39,13 @@ from pagetable.arch.aarch64 import (
     pa_range,
     stage1_start_level,
     stage2_start_level,
+    table_base,
     table_levels,
     tg0_granule,
     tg1_granule,
     with_output_address,
 )
+from pagetable.arch.aarch64.explain import explain_ttbr
 from pagetable.errors import InvalidArgument
 from pagetable.format import EntryKind
 from pagetable.layout import Layout
@@ -357,3 +359,19 @@ def test_explain_descriptor_decodes_at_a_granule_and_level() -> None:
     assert page[-1] == "  -> page of 0x10000 bytes at PA 0xf123456780000"
     reserved = explain_descriptor(0x3 | 1 << 49, K4, 3)                        # bit 49: RES0 without DS=1
     assert reserved[0].endswith("bits 49 are set but belong to no field (reserved: zero)")
+
+
+def test_ttbr_table_base_in_the_48_and_52_bit_forms() -> None:
+    """D24.2.209: BADDR[47:1]; for a 52-bit BADDR, A[51:48] in register bits 5:2 and bit 1 RES0."""
+    ttbr = 0x0001_0000_4000_0000 | 0b1010 << 2 | 1                # ASID 1, CnP, bits 5:2 = 0b1010
+    assert table_base(ttbr) == 0x4000_0028
+    assert table_base(ttbr, wide=True) == 0xA_0000_4000_0000
+    assert explain("ttbr0_el1", ttbr)[1] == "  -> initial lookup table at PA 0x40000028, ASID 0x1"
+    assert explain_ttbr(TTBR0_EL1, ttbr, wide=True)[1] == ("  -> initial lookup table at PA 0xa000040000000 "
+                                                            "(52-bit BADDR), ASID 0x1")
+
+
+def test_vtcr_with_too_many_concatenated_tables_faults() -> None:
+    vtcr = VTCR_EL2.build(T0SZ=20, SL0=0, TG0=0, PS=5)              # 44-bit IPA from level 2: 2**14 tables
+    assert explain("vtcr_el2", vtcr)[1].endswith("with 16384 concatenated tables (more than 16: SL0 and T0SZ "
+                                                 "disagree, a level 0 Translation fault)")

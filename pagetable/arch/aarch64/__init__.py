@@ -8,7 +8,7 @@ What exists:
   type at a level (`descriptor_kind`, Table D8-48).
 - `regs`: TTBR0/1_EL1, TTBR0/1_EL2, VTTBR_EL2, TCR_EL1, TCR_EL2 (E2H=0), VTCR_EL2, MAIR_EL1/EL2 (with
   `mair_attr` decoding an Attr byte to a `MemoryType`), SCTLR_EL1/EL2, HCR_EL2, ID_AA64MMFR0_EL1; the
-  TG0/TG1 granule, PARange/IPS/PS, start-level decodings; Linux's MAIR_EL1 value as `LINUX_MAIR_EL1`.
+  TG0/TG1 granule, PARange/IPS/PS, start-level and table-base decodings; Linux's MAIR_EL1 value as `LINUX_MAIR_EL1`.
 - `explain`: every field of a register or descriptor named, and what translation makes of it.
 
 What does not exist yet: an `EntryCodec` (MappingFlags to descriptors), the walk rules (permissions,
@@ -56,6 +56,7 @@ from .regs import (
     pa_range,
     stage1_start_level,
     stage2_start_level,
+    table_base,
     tg0_granule,
     tg1_granule,
 )
@@ -65,6 +66,6 @@ __all__ = [
     "TCR_EL1", "TCR_EL2", "TTBR0_EL1", "TTBR0_EL2", "TTBR1_EL1", "TTBR1_EL2", "VTCR_EL2", "VTTBR_EL2", "Granule",
     "MairAttr", "OAForm", "Stage", "block_levels", "check_form", "descriptor_kind", "descriptor_layout",
     "explain", "explain_descriptor", "mair_attr", "mair_attrs", "output_address", "output_shift", "pa_bits",
-    "pa_range", "stage1_start_level", "stage2_start_level", "table_levels", "tg0_granule", "tg1_granule",
+    "pa_range", "stage1_start_level", "stage2_start_level", "table_base", "table_levels", "tg0_granule", "tg1_granule",
     "with_output_address",
 ]

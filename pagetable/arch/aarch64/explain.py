@@ -45,11 +45,10 @@ from .regs import (
     pa_range,
     stage1_start_level,
     stage2_start_level,
+    table_base,
     tg0_granule,
     tg1_granule,
 )
-
-_BADDR_MASK = 0x0000_FFFF_FFFF_FFFE
 
 
 def _pa_line(what: str, code: int) -> str:
@@ -74,11 +73,13 @@ def _region(layout: Layout, value: int, n: str, decode: Callable[[int], Granule]
     return f"  -> {base}: {granule.label} granule, {va_bits}-bit region{note}, {start}"
 
 
-def explain_ttbr(layout: Layout, value: int) -> list[str]:
-    """A TTBR0/TTBR1_ELx or VTTBR_EL2 value: its fields and the table base address it holds (48-bit form)."""
+def explain_ttbr(layout: Layout, value: int, wide: bool = False) -> list[str]:
+    """A TTBR0/TTBR1_ELx or VTTBR_EL2 value: its fields and the table base address it holds (`wide`: BADDR
+    as a 52-bit address, with bits 51:48 in register bits 5:2; `regs.table_base`)."""
     tag = "VMID" if layout is VTTBR_EL2 else "ASID"
-    return [layout.format(value),
-            f"  -> initial lookup table at PA {value & _BADDR_MASK:#x}, {tag} {layout.get(value, tag):#x}"]
+    form = " (52-bit BADDR)" if wide else ""
+    return [layout.format(value), f"  -> initial lookup table at PA {table_base(value, wide):#x}{form}, "
+                                  f"{tag} {layout.get(value, tag):#x}"]
 
 
 def explain_tcr_el1(value: int) -> list[str]:
@@ -113,7 +114,9 @@ def explain_vtcr_el2(value: int) -> list[str]:
         top = output_shift(granule, level - 1)          # the IA bits the initial level's one table resolves
         concat = 1 << (ipa - top) if ipa > top else 1
         lines.append(f"  -> stage 2: {granule.label} granule, {ipa}-bit IPA, walk starts at level {level}"
-                     + (f" with {concat} concatenated tables" if concat > 1 else ""))
+                     + (f" with {concat} concatenated tables" if concat > 1 else "")
+                     + (" (more than 16: SL0 and T0SZ disagree, a level 0 Translation fault)" if concat > 16
+                        else ""))
     lines.append(_pa_line("physical address size (PS)", VTCR_EL2.get(value, "PS")))
     return lines
 

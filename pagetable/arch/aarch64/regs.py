@@ -287,6 +287,16 @@ ID_AA64MMFR0_EL1 = Layout("ID_AA64MMFR0_EL1", 64, [
 
 
 # --------------------------------------------------------------------------------------- decodings
+def table_base(ttbr: int, wide: bool = False) -> int:
+    """The initial lookup table's address in a TTBR or VTTBR_EL2 value (D24.2.209, BADDR). `wide`: BADDR
+    holds a 52-bit address (TCR_ELx.IPS/PS of 52 bits, or DS=1), whose bits 51:48 are register bits 5:2
+    (bit 1 RES0; the table at least 64-byte aligned); otherwise the address is register bits 47:1."""
+    ttbr = TTBR0_EL1.check(ttbr)
+    if wide:
+        return (ttbr & 0x0000_FFFF_FFFF_FFC0) | ((ttbr >> 2) & 0xF) << 48
+    return ttbr & 0x0000_FFFF_FFFF_FFFE
+
+
 def pa_bits(code: int) -> int:
     """A PARange, IPS or PS encoding's physical address width (InvalidArgument for a reserved one)."""
     if code not in PA_BITS:
