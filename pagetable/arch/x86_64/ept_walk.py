@@ -54,7 +54,7 @@ from ...translation import (
 from .ept import EPTP, IPAT, MT_SHIFT, PS, XU, A, D, EptCodec, R, W, X
 from .memtype import combined_type
 from .modes import EPT4, EPT5
-from .walk import ARCH, NO_MEMORY, judged_bits
+from .walk import ARCH, NO_MEMORY, judged_bits, no_memory
 
 EPT_VIOLATION = FaultKind.register(ARCH, "ept-violation", "EPT violation (VM exit reason 48)")
 EPT_MISCONFIGURATION = FaultKind.register(ARCH, "ept-misconfiguration", "EPT misconfiguration (VM exit reason 49)")
@@ -167,7 +167,7 @@ class EptRules:
     def fault_kind(self, reason: Reason) -> FaultKind:
         if reason in (Reason.RESERVED, Reason.W_WITHOUT_R):
             return EPT_MISCONFIGURATION
-        if reason == Reason.TABLE_OUTSIDE_MEMORY or reason == Reason.PA_OUTSIDE_MEMORY:
+        if no_memory(reason):
             return NO_MEMORY
         return EPT_VIOLATION
 
@@ -176,8 +176,7 @@ class EptRules:
         docstring), the guest-physical address and the guest-linear address (`linear`: the walk came from
         one; a stage-2 walk alone translates guest-physical addresses with guest paging off)."""
         misconfigured = (t.reason == Reason.RESERVED) | (t.reason == Reason.W_WITHOUT_R)
-        no_memory = (t.reason == Reason.TABLE_OUTSIDE_MEMORY) | (t.reason == Reason.PA_OUTSIDE_MEMORY)
-        violation = not_(misconfigured | no_memory)            # not present, not allowed, or beyond the GPA width
+        violation = not_(misconfigured | no_memory(t.reason))    # not present, not allowed, or too wide a GPA
         final, table, update = t.implicit == 0, t.implicit == IMPLICIT_TABLE_READ, t.implicit == IMPLICIT_ENTRY_UPDATE
         read = (final & (access == Access.READ)) | table
         write = (final & (access == Access.WRITE)) | update | (table & self.ad)

@@ -21,12 +21,12 @@ as UC. That is not checked against the APM's own table (docs/x86_64.md says so).
 from __future__ import annotations
 
 from ...errors import InvalidArgument
-from ...lanes import Flag, Small, Word, u64, where
+from ...lanes import Flag, Small, Word, not_, u64, where
 from ...translation import Access, FaultKind, MemoryType, Outcome, Privilege, Reason, Region, Step
 from .entry import NESTED
 from .memtype import combined_type
 from .modes import NPT4, NPT5
-from .walk import ARCH, NO_MEMORY, X86Options, X86Rules, _error_code
+from .walk import ARCH, NO_MEMORY, X86Options, X86Rules, _error_code, no_memory
 
 NESTED_PAGE_FAULT = FaultKind.register(ARCH, "nested-page-fault", "#VMEXIT(NPF): nested page fault (exit code 0x400)")
 EXITINFO1_FINAL, EXITINFO1_TABLE = 1 << 32, 1 << 33
@@ -61,7 +61,7 @@ class NptRules(X86Rules):
         return self if self.as_writes else NptRules(self.ncr3, self.options, self.pat, as_writes=True)
 
     def fault_kind(self, reason: Reason) -> FaultKind:
-        if reason in (Reason.TABLE_OUTSIDE_MEMORY, Reason.PA_OUTSIDE_MEMORY):
+        if no_memory(reason):
             return NO_MEMORY
         return NESTED_PAGE_FAULT
 
@@ -69,7 +69,7 @@ class NptRules(X86Rules):
         """EXITINFO1 and EXITINFO2 of each nested page fault (module docstring); 0 for the other faults."""
         final = t.implicit == 0
         seen = where(final, access, Access.WRITE)              # a guest table access is a user write
-        npf = u64(t.reason != Reason.TABLE_OUTSIDE_MEMORY) * u64(t.reason != Reason.PA_OUTSIDE_MEMORY)
+        npf = u64(not_(no_memory(t.reason)))
         reason = where(t.reason == Reason.NON_CANONICAL, Reason.INVALID, t.reason)   # a GPA beyond the tables
         error = _error_code(reason, seen, Privilege.USER, self.options)
         info1 = error | u64(final) * EXITINFO1_FINAL | u64(t.implicit != 0) * EXITINFO1_TABLE

@@ -101,6 +101,12 @@ class NestedRules(Protocol):
         ...
 
 
+def no_memory(reason: Small) -> Flag:
+    """The reasons of a walk or an access that reached no RAM (`NO_MEMORY`: platform-defined on x86)."""
+    out: Flag = (reason == Reason.TABLE_OUTSIDE_MEMORY) | (reason == Reason.PA_OUTSIDE_MEMORY)
+    return out
+
+
 def page_fault(reason: Small) -> Flag:
     """The reasons x86 paging reports as a page fault (#PF, or a nested page fault)."""
     out: Flag = (reason == Reason.INVALID) | (reason == Reason.RESERVED) | (reason == Reason.PERMISSION) | \
@@ -227,7 +233,7 @@ class X86Rules:
     def fault_kind(self, reason: Reason) -> FaultKind:
         if reason == Reason.NON_CANONICAL:
             return GENERAL_PROTECTION
-        if reason in (Reason.TABLE_OUTSIDE_MEMORY, Reason.PA_OUTSIDE_MEMORY):
+        if no_memory(reason):
             return NO_MEMORY
         return PAGE_FAULT
 
