@@ -115,6 +115,7 @@ class Reason(enum.IntEnum):
     ACCESSED_DIRTY = 9         # A=0, or D=0 on a write, where hardware faults instead of updating
     PA_OUTSIDE_MEMORY = 10     # the final access hits no RAM
     PROTECTION_KEY = 11        # the page's protection key forbids the access (x86 PKRU/IA32_PKRS)
+    ADDRESS_SIZE = 12          # an output or table address wider than the configured output size (AArch64)
 
     @property
     def label(self) -> str:
@@ -217,7 +218,9 @@ class Region:
     top `ignore_top` bits of a VA are not translated (AArch64 TBI: 8) for the accesses in `ignore_top_for`
     (a `perm_bit` mask; AArch64 TBID: data accesses only). Only the accesses in `allowed` may use the region:
     the others fault without a walk (AArch64 EPDn: none; E0PDn: EL1's only). Such faults, and VAs no region
-    accepts, are reported at `fault_level` (the manual's level number; default the root's)."""
+    accepts, are reported at `fault_level` (the manual's level number; default the root's), with the
+    reason `refused_with` (AArch64: a Translation fault for EPDn/E0PDn, an Address size fault for a TTBR whose
+    table base is wider than the output size)."""
 
     name: str
     fmt: PagingFormat
@@ -227,6 +230,7 @@ class Region:
     ignore_top_for: int = ALL_PERMS
     allowed: int = ALL_PERMS
     fault_level: int | None = None
+    refused_with: Reason = Reason.INVALID
 
     @property
     def refusal_level(self) -> int:

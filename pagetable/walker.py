@@ -331,7 +331,7 @@ class Walker:
                 if region.allowed != ALL_PERMS:       # accesses the region refuses without a walk
                     refused = (np.uint8(region.allowed) >> lane_bit[lanes]) & np.uint8(1) == 0
                     out.level[lanes[refused]] = region.refusal_level
-                    out.reason[lanes[refused]] = Reason.INVALID
+                    out.reason[lanes[refused]] = region.refused_with
                     lanes = lanes[~refused]
                 if lanes.size:
                     self._descend(k, lanes, acc, prv, out, final)
@@ -509,7 +509,7 @@ class Walker:
                 return Lane(va, 0, Reason.NON_CANONICAL, regime.regions[0].refusal_level, 0, 1, 0, 0, 0, 0, 0)
             region = regime.regions[k]
             if not (region.allowed >> lane_bit) & 1:          # an access the region refuses without a walk
-                return Lane(va, 0, Reason.INVALID, region.refusal_level, 0, 1, 0, 0, 0, 0, 0)
+                return Lane(va, 0, region.refused_with, region.refusal_level, 0, 1, 0, 0, 0, 0, 0)
             fmt, table, carry, pte = region.fmt, region.root, ALL_PERMS, 0
             implicit, verdicts, entry, paddr = self._implicit, self._verdicts, self.mem.fetch_u64, fmt.codec.paddr_np
             for depth, (shift, mask, size, judged, huge, level) in enumerate(self._plans[k]):
