@@ -739,7 +739,7 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
     # -- stage 1 slots: the EL1&0 regions and the EL2 regions access cases need
     lower = [c for c in cases if c.method == "access" and c.el < 2]
     el2 = [c for c in cases if c.el == 2 and SCTLR_EL2.get(c.regs.sctlr_el2, "M")]
-    used: dict[tuple[int, bool], set[int]] = {}
+    used: dict[int, set[int]] = {}   # by root table PA (TTBR0 and TTBR1 may share one)
     el1_choice: dict[Registers, _Region] = {}
     regions_of: dict[Registers, list[_Region]] = {}
 
@@ -761,14 +761,14 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
         if c.el < 2:
             for region in ([el1_choice[c.regs]] if c.regs in el1_choice else el1_regions(c.regs)):
                 if region.upper == _el1_region_of(c.va):
-                    used.setdefault((region.root, region.upper), set()).add(region.geometry.slot(c.va))
+                    used.setdefault(region.root, set()).add(region.geometry.slot(c.va))
         else:
             try:
                 r2 = _el2_region(image, c.regs)
             except ValueError:
                 continue
             if not c.va >> r2.geometry.bits:
-                used.setdefault((r2.root, False), set()).add(r2.geometry.slot(c.va))
+                used.setdefault(r2.root, set()).add(r2.geometry.slot(c.va))
 
     # -- stage 2: the IPAs of the stub (two-stage access cases)
     s2_alias: dict[Registers, int] = {}
@@ -805,8 +805,8 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
     el1_va: dict[Registers, int] = {}
     for regs, region in el1_choice.items():
         g = region.geometry
-        slot = choose_slot(image, region.root, g, used.get((region.root, region.upper), set()))
-        used.setdefault((region.root, region.upper), set()).add(slot)
+        slot = choose_slot(image, region.root, g, used.get(region.root, set()))
+        used.setdefault(region.root, set()).add(slot)
         va = _slot_base(g, slot, region.upper)
         delta = s2_alias.get(regs, 0)
         template = _page_template(g, AP=0b11, AttrIndx=0)
@@ -824,8 +824,8 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
         top = round_up(m.state + _STATE.size, g.granule.size)
         if top > 1 << g.slot_shift:
             raise ValueError(f"an EL2 root slot of {1 << g.slot_shift:#x} bytes cannot hold the stub's {top:#x}")
-        slot = choose_slot(image, region.root, g, used.get((region.root, False), set()))
-        used.setdefault((region.root, False), set()).add(slot)
+        slot = choose_slot(image, region.root, g, used.get(region.root, set()))
+        used.setdefault(region.root, set()).add(slot)
         base = _slot_base(g, slot, False)
         code_t = _page_template(g, AP=0b11, AttrIndx=0)
         data_t = _page_template(g, AP=0b01, AttrIndx=0, UXN=1)
