@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -26,11 +27,9 @@ from pagetable.arch.aarch64 import (
     TCR_EL2,
     VTCR_EL2,
     Granule,
-    OAForm,
     Stage,
     descriptor_layout,
     output_shift,
-    stage1_start_level,
     with_output_address,
 )
 from pagetable.format import EntryKind
@@ -148,7 +147,8 @@ def test_registers_defaults_are_real_values() -> None:
 ])
 def test_registers_the_stub_cannot_run_are_refused(name: str, value: int) -> None:
     with pytest.raises(ValueError, match=name.upper() if name != "pan" else "pan"):
-        Registers(**{name: value})
+        kwargs: dict[str, object] = {name: value}
+        Registers(**kwargs)  # type: ignore[arg-type]
 
 
 def test_cases_are_checked() -> None:
@@ -220,3 +220,211 @@ def test_cpu_max_features() -> None:
     assert f.pa_bits == 52
     assert (f.field("TGran4"), f.field("TGran16"), f.field("TGran64")) == (1, 2, 0)
     assert f.field("HAFDBS") == 2 and f.field("PAN") >= 2 and f.field("XNX") == 1
+
+
+# One QEMU boot runs every case below (tests read their results by name): a 4K/48-bit EL1&0 stage 1 in
+# TTBR0_EL1 (TTBR1_EL1's root empty: the harness's slot goes there), a 64K and a 16K one, an EL2 regime
+# (TTBR0_EL2, SCTLR_EL2.M=1) and a two-stage EL1&0 translation (4K stage 2, 40-bit IPA, start level 1).
+DFSC_TRANSLATION, DFSC_ACCESS_FLAG, DFSC_PERMISSION = 0b000100, 0b001000, 0b001100   # | level (D24.2.47.5)
+EC_IABT_LOWER, EC_IABT_SAME, EC_DABT_LOWER, EC_DABT_SAME = 0x20, 0x21, 0x24, 0x25
+VA64 = 0x0000_1234_5678_0000
+VA16 = 0x0000_1234_5678_4000
+IPA = 0x6000_0000                      # stage 2 maps it to PA2
+PA2 = RAM_BASE + 0x20_0000
+IPA_HOLE = 0x5000_0000                 # no stage 2 mapping: a level 2 translation fault
+
+
+@pytest.fixture(scope="module")
+def scene() -> tuple[dict[str, ProbeCase], dict[str, ProbeResult], q.ProbeRun]:
+    require_qemu_aarch64()
+    mem = image()
+    t = Tables(mem, Stage.STAGE1, Granule.K4, 0, bits=48)
+    t.map(VA, PA, AP=0b01)                                   # EL1 and EL0 read/write
+    t.map(VA + 0x1000, PA + 0x1000, AP=0b10)                 # EL1 read-only, no EL0 access
+    t.map(VA + 0x2000, PA + 0x2000, AP=0b00, AF=0)           # access flag clear
+    t.map(VA + 0x3000, PA + 0x3000, AP=0b11, UXN=1)          # read-only at both, EL0 execute-never
+    t.map(VA + 0x4000, PA + 0x4000, AP=0b11)                 # read-only at both, executable
+    empty = t.alloc()
+    el1 = Registers(tcr_el1=tcr(), ttbr0_el1=t.root, ttbr1_el1=empty)
+
+    t64 = Tables(mem, Stage.STAGE1, Granule.K64, 1, bits=48, at=t.next)
+    t64.map(VA64, RAM_BASE + 0x10_0000, AP=0b01)
+    r64 = Registers(tcr_el1=tcr(Granule.K64), ttbr0_el1=t64.root, ttbr1_el1=t64.root)
+    t16 = Tables(mem, Stage.STAGE1, Granule.K16, 0, bits=48, at=t64.next)
+    t16.map(VA16, RAM_BASE + 0x20_4000, AP=0b01)
+    r16 = Registers(tcr_el1=tcr(Granule.K16), ttbr0_el1=t16.root, ttbr1_el1=t16.root)
+
+    te = Tables(mem, Stage.STAGE1, Granule.K4, 0, bits=48, at=t16.next)
+    te.map(VA, PA, AP=0b01)                                  # EL2: AP[1] is RES1, read/write
+    te.map(VA + 0x1000, PA + 0x1000, AP=0b11)                # read-only
+    el2 = Registers(ttbr0_el2=te.root, sctlr_el2=Registers().sctlr_el2 | SCTLR_EL2.mask("M"))
+
+    s2 = Tables(mem, Stage.STAGE2, Granule.K4, 1, bits=40, at=te.next)
+    for off in range(0, IMAGE_SIZE, 2 * MiB):
+        s2.map(RAM_BASE + off, RAM_BASE + off, level=2)      # the image's IPAs = PAs, 2 MiB blocks
+    s2.map(IPA, PA2)
+    s2.map(IPA + 0x1000, PA2 + 0x1000, S2AP=0b01)           # stage 2 read-only
+    ts = Tables(mem, Stage.STAGE1, Granule.K4, 0, bits=48, at=s2.next)
+    ts.map(VA, IPA, AP=0b01)
+    ts.map(VA + 0x1000, IPA + 0x1000, AP=0b01)
+    ts.map(VA + 0x2000, IPA_HOLE, AP=0b01)
+    two = Registers(tcr_el1=tcr(), ttbr0_el1=ts.root, ttbr1_el1=ts.root, hcr_el2=HCR_EL2.mask("RW", "VM"),
+                    vttbr_el2=s2.root)
+
+    def at(va: int, access: str = "read", regs: Registers = el1, el: int = 1) -> ProbeCase:
+        return ProbeCase(va, access, el=el, method="at", regs=regs)
+
+    def acc(va: int, access: str = "read", regs: Registers = el1, el: int = 1) -> ProbeCase:
+        return ProbeCase(va, access, el=el, method="access", regs=regs)
+
+    cases = {
+        "at_ok": at(VA + 0x18), "at_el0": at(VA + 0x18, el=0),
+        "at_l0": at(1 << 39), "at_l1": at(1 << 30), "at_l2": at(VA ^ 1 << 21), "at_l3": at(VA + 0x7000),
+        "at_af": at(VA + 0x2000), "at_ro_write": at(VA + 0x1000, "write"), "at_el0_none": at(VA + 0x1000, el=0),
+        "at_pan": at(VA, regs=dataclasses.replace(el1, pan=True)),
+        "load": acc(VA + 0x28), "load_el0": acc(VA + 0x30, el=0), "store": acc(VA + 0x38, "write"),
+        "load_after_store": acc(VA + 0x38),
+        "af": acc(VA + 0x2000), "ro_write": acc(VA + 0x1008, "write"), "el0_none": acc(VA + 0x1000, el=0),
+        "pan": acc(VA + 0x40, regs=dataclasses.replace(el1, pan=True)), "l3": acc(VA + 0x7000),
+        "uxn_el0": acc(VA + 0x3000, "execute", el=0), "fetch_el0": acc(VA + 0x4008, "execute", el=0),
+        "fetch_el1": acc(VA + 0x4010, "execute"), "pxn_el0_writable": acc(VA + 0x18, "execute"),
+        "at64": at(VA64 + 0x18, regs=r64), "load64": acc(VA64 + 0x18, el=0, regs=r64),
+        "at16": at(VA16 + 0x20, regs=r16), "load16": acc(VA16 + 0x20, regs=r16),
+        "at_s1e2r": at(VA + 0x48, regs=el2, el=2), "at_s1e2w_ro": at(VA + 0x1000, "write", regs=el2, el=2),
+        "at_s1e2_off": at(VA + 0x48, regs=Registers(ttbr0_el2=te.root), el=2),
+        "load_el2": acc(VA + 0x50, regs=el2, el=2), "ro_write_el2": acc(VA + 0x1010, "write", regs=el2, el=2),
+        "at_s12": at(VA + 0x58, regs=two), "at_s12_el0": at(VA + 0x58, regs=two, el=0),
+        "at_s12_hole": at(VA + 0x2000, regs=two), "at_s12_ro": at(VA + 0x1000, "write", regs=two),
+        "load_s12": acc(VA + 0x60, regs=two), "s2_hole": acc(VA + 0x2068, regs=two),
+        "s2_ro_el0": acc(VA + 0x1070, "write", regs=two, el=0),
+    }
+    run = q.run_probes(mem.read(RAM_BASE, IMAGE_SIZE), list(cases.values()), timeout=30)
+    return cases, dict(zip(cases, run.results, strict=True)), run
+
+
+Scene = tuple[dict[str, ProbeCase], dict[str, ProbeResult], q.ProbeRun]
+
+
+def test_at_s1e1r_gives_the_pa(scene: Scene) -> None:
+    """PAR_EL1 with F=0 (D24.2.118): PA[47:12], ATTR (bits 63:56) MAIR Attr0 = 0xFF, SH (bits 8:7) Inner."""
+    _, r, _ = scene
+    for name in ("at_ok", "at_el0"):
+        assert r[name].ok and r[name].pa == page_of(PA), name
+        assert r[name].par >> 56 == 0xFF and (r[name].par >> 7) & 3 == 3      # type: ignore[operator]
+
+
+@pytest.mark.parametrize(("name", "level"), [("at_l0", 0), ("at_l1", 1), ("at_l2", 2), ("at_l3", 3)])
+def test_at_translation_fault_names_the_level(scene: Scene, name: str, level: int) -> None:
+    """PAR_EL1.F=1 and FST = 0b0001LL, a Translation fault at level LL."""
+    _, r, _ = scene
+    assert not r[name].ok and r[name].fsc == DFSC_TRANSLATION | level
+
+
+def test_at_access_flag_and_permission_faults(scene: Scene) -> None:
+    _, r, _ = scene
+    assert r["at_af"].fsc == DFSC_ACCESS_FLAG | 3
+    assert r["at_ro_write"].fsc == DFSC_PERMISSION | 3          # AT S1E1W of an EL1 read-only page
+    assert r["at_el0_none"].fsc == DFSC_PERMISSION | 3          # AT S1E0R, AP = 0b10: no EL0 access
+    assert r["at_pan"].fsc == DFSC_PERMISSION | 3               # AT S1E1RP of an EL0-accessible page
+
+
+def test_real_loads_return_the_tag(scene: Scene) -> None:
+    _, r, _ = scene
+    assert r["load"].ok and r["load"].value == tag(PA + 0x28)
+    assert r["load_el0"].ok and r["load_el0"].value == tag(PA + 0x30)
+    assert r["store"].ok and r["store"].value == tag(PA + 0x38)    # the write probe's load
+    assert r["load_after_store"].value == tag(PA + 0x38)            # it stored back what it read
+
+
+def test_data_aborts_at_el1(scene: Scene) -> None:
+    """ESR_EL1 of a Data Abort from the same EL (EC 0x25), WnR (bit 6) for the write, DFSC; FAR_EL1 = VA."""
+    c, r, _ = scene
+    for name, dfsc, wnr in (("af", DFSC_ACCESS_FLAG | 3, 0), ("ro_write", DFSC_PERMISSION | 3, 1),
+                            ("pan", DFSC_PERMISSION | 3, 0), ("l3", DFSC_TRANSLATION | 3, 0)):
+        res = r[name]
+        assert (res.el, res.ec, res.fsc, (res.esr >> 6) & 1, res.far) == (1, EC_DABT_SAME, dfsc, wnr, c[name].va), name
+    el0 = r["el0_none"]                             # from EL0: EC 0x24, a lower EL
+    assert (el0.el, el0.ec, el0.fsc, el0.far) == (1, EC_DABT_LOWER, DFSC_PERMISSION | 3, VA + 0x1000)
+
+
+def test_fetches(scene: Scene) -> None:
+    """A UXN page fetched at EL0: an Instruction Abort from a lower EL (EC 0x20), IFSC permission fault
+    level 3, FAR_EL1 = ELR_EL1 = VA.  An EL0-writable page fetched at EL1 faults as well (implicit PXN:
+    D8.4.x, "EL1 cannot execute pages EL0 can write").  A read-only executable page runs the tag's BRK."""
+    c, r, _ = scene
+    u = r["uxn_el0"]
+    assert (u.el, u.ec, u.fsc, u.far, u.elr) == (1, EC_IABT_LOWER, DFSC_PERMISSION | 3, VA + 0x3000, VA + 0x3000)
+    p = r["pxn_el0_writable"]
+    assert (p.el, p.ec, p.fsc) == (1, EC_IABT_SAME, DFSC_PERMISSION | 3)
+    for name in ("fetch_el0", "fetch_el1"):
+        assert r[name].ok and r[name].value == c[name].va
+
+
+def test_64k_and_16k_granules(scene: Scene) -> None:
+    _, r, _ = scene
+    assert r["at64"].pa == RAM_BASE + 0x10_0000 and r["load64"].value == tag(RAM_BASE + 0x10_0018)
+    assert r["at16"].pa == RAM_BASE + 0x20_4000 and r["load16"].value == tag(RAM_BASE + 0x20_4020)
+
+
+def test_el2_regime(scene: Scene) -> None:
+    """AT S1E2R with SCTLR_EL2.M=1 translates through TTBR0_EL2; with M=0 it is flat (PA = VA); an EL2 store
+    to a read-only page is a Data Abort taken to EL2 (EC 0x25)."""
+    _, r, run = scene
+    assert r["at_s1e2r"].ok and r["at_s1e2r"].pa == page_of(PA)
+    assert r["at_s1e2w_ro"].fsc == DFSC_PERMISSION | 3
+    assert r["at_s1e2_off"].pa == page_of(VA)
+    assert r["load_el2"].ok and r["load_el2"].value == tag(PA + 0x50)
+    w = r["ro_write_el2"]
+    assert (w.el, w.ec, w.fsc, (w.esr >> 6) & 1, w.far) == (2, EC_DABT_SAME, DFSC_PERMISSION | 3, 1, VA + 0x1010)
+    # TTBR1_EL1's 4K root (shared by the PAN cases), the 64K and 16K roots, TTBR0_EL2, the two-stage case's
+    # stage 1 root and its stage 2 root
+    assert len(run.slots) == 6
+
+
+def test_two_stage(scene: Scene) -> None:
+    """AT S12E1R/S12E0R give the PA of both stages; a stage 2 fault is PAR.S=1 (bit 9) for AT, and for a
+    real access a Data Abort taken to EL2 (EC 0x24) with HPFAR_EL2.FIPA = the IPA's page and FAR_EL2 = VA."""
+    c, r, _ = scene
+    assert r["at_s12"].pa == PA2 and r["at_s12_el0"].pa == PA2
+    hole = r["at_s12_hole"]
+    assert hole.fsc == DFSC_TRANSLATION | 2 and hole.par is not None and hole.par >> 9 & 1
+    assert r["at_s12_ro"].fsc == DFSC_PERMISSION | 3
+    assert r["load_s12"].value == tag(PA2 + 0x60)
+    h = r["s2_hole"]
+    assert (h.el, h.ec, h.fsc, h.far, h.fault_ipa) == (2, EC_DABT_LOWER, DFSC_TRANSLATION | 2, c["s2_hole"].va,
+                                                        IPA_HOLE)
+    w = r["s2_ro_el0"]
+    assert (w.el, w.ec, w.fsc, (w.esr >> 6) & 1, w.fault_ipa) == (2, EC_DABT_LOWER, DFSC_PERMISSION | 3, 1,
+                                                                  IPA + 0x1000)
+
+
+def test_image_changes_only_in_the_harness_slots(scene: Scene) -> None:
+    _, _, run = scene
+    mem = PhysMem([(RAM_BASE, IMAGE_SIZE)])
+    mem.write(RAM_BASE, run.image)
+    for root, slot, entry in run.slots:
+        assert mem.read_u64(root + 8 * slot) == entry and entry & 3 == 3
+    assert any(slot == 511 for _, slot, _ in run.slots)          # the last slot of TTBR1_EL1's 4K root
+
+
+def test_a_thousand_cases_are_fast() -> None:
+    require_qemu_aarch64()
+    mem = image()
+    t = Tables(mem, Stage.STAGE1, Granule.K4, 0, bits=48)
+    for k in range(16):
+        t.map(VA + k * 0x1000, PA + k * 0x1000, AP=0b01)
+    regs = Registers(tcr_el1=tcr(), ttbr0_el1=t.root, ttbr1_el1=t.root)
+    cases = [ProbeCase(VA + (k % 32) * 0x800 + 8 * (k % 7), ("read", "write", "execute")[k % 3] if k % 2 else "read",
+                       el=k % 2, method="access" if k % 2 else "at", regs=regs) for k in range(1000)]
+    start = time.monotonic()
+    run = q.run_probes(mem.read(RAM_BASE, IMAGE_SIZE), cases, timeout=60)
+    elapsed = time.monotonic() - start
+    assert elapsed < 5, f"1000 cases took {elapsed:.1f} s"
+    at_ok = [res for case, res in zip(cases, run.results, strict=True) if case.method == "at" and case.va < VA + 0x10000]
+    assert at_ok and all(res.ok for res in at_ok)
+
+
+def test_a_hung_run_times_out() -> None:
+    require_qemu_aarch64()
+    with pytest.raises(q.QemuFailed, match="timed out"):
+        q.run_probes(bytes(4096), [ProbeCase(0, "read")] * 10, timeout=0.01)

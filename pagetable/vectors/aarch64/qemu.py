@@ -428,14 +428,14 @@ def stub_program() -> Program:
 
     The code ends at the 64 KiB aligned symbol ``state``, where the data goes; ``probe_page`` (the EL1
     vectors and the snippets) is 64 KiB aligned and fits in 4 KiB; ``vectors_el2`` is 2 KiB aligned and
-    ``at_table`` has an 8-byte entry per :data:`AT_OPS`."""
+    ``at_table`` has a 16-byte entry per :data:`AT_OPS`."""
     program = assemble_stub()
     sym = program.symbols
     need = ("state", "probe_page", "probe_page_end", "vectors_el2", "at_table", "at_table_end", *_SNIPPETS)
     if (any(name not in sym for name in need) or sym["state"] != len(program.code) or sym["state"] % _K64
             or sym["probe_page"] % _K64 or sym["probe_page_end"] - sym["probe_page"] > 4096
             or sym["vectors_el2"] % 0x800 or sym["el1_vectors"] != sym["probe_page"]
-            or sym["at_table_end"] - sym["at_table"] != 8 * len(AT_OPS)):
+            or sym["at_table_end"] - sym["at_table"] != 16 * len(AT_OPS)):
         raise ToolchainFailed(f"the assembled stub is not what the harness expects: {len(program.code)} bytes, "
                               f"symbols {({k: sym.get(k) for k in need})}")
     return program
@@ -803,16 +803,19 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
 
     # -- the EL1&0 probe page mappings
     el1_va: dict[Registers, int] = {}
+    shared: dict[tuple[_Region, int], int] = {}      # cases with the same region and stage 2 share a mapping
     for regs, region in el1_choice.items():
         g = region.geometry
-        slot = choose_slot(image, region.root, g, used.get(region.root, set()))
-        used.setdefault(region.root, set()).add(slot)
-        va = _slot_base(g, slot, region.upper)
         delta = s2_alias.get(regs, 0)
-        template = _page_template(g, AP=0b11, AttrIndx=0)
-        entry = plan.tables.tree(g, [(va, probe + delta, template)], _shifted(delta))
-        plan.write(region.root, slot, entry)
-        el1_va[regs] = va
+        if (region, delta) not in shared:
+            slot = choose_slot(image, region.root, g, used.get(region.root, set()))
+            used.setdefault(region.root, set()).add(slot)
+            va = _slot_base(g, slot, region.upper)
+            template = _page_template(g, AP=0b11, AttrIndx=0)
+            entry = plan.tables.tree(g, [(va, probe + delta, template)], _shifted(delta))
+            plan.write(region.root, slot, entry)
+            shared[region, delta] = va
+        el1_va[regs] = shared[region, delta]
 
     # -- the EL2 mappings: code read-only and executable, the state block read/write and execute-never
     el2_delta: dict[Registers, int] = {}
@@ -837,7 +840,7 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
     # -- stage 2 trees over the stub's region so far (code, state, stage 1 tables)
     s1_end = round_up(plan.tables.next, _K64)
     done: set[tuple[int, int]] = set()
-    for regs, root2, slot2, g2 in s2_trees:
+    for _regs, root2, slot2, g2 in s2_trees:
         if (root2, slot2) in done:
             continue
         done.add((root2, slot2))
@@ -962,11 +965,9 @@ def _parse_output(raw: bytes, cases: Sequence[ProbeCase], records: list[dict[str
                for i, (case, rec) in enumerate(zip(cases, records, strict=True))]
     # An AT S1E2R/W run from the alias (SCTLR_EL2.M=1) completes with BRK #DONE_IMM: its PAR is the result.
     for i, (case, result) in enumerate(zip(cases, results, strict=True)):
-        if case.method == "at" and result.par is None:
-            if result.el is not None:
-                raise QemuFailed(f"case {i}: AT S1E2 from the stub's EL2 alias took an exception (ESR_EL{result.el} "
-                                 f"{result.esr:#x}, ELR {result.elr:#x}): the EL2 regime does not keep the stub "
-                                 "mapped")
+        if case.method == "at" and result.par is None and result.el is not None:
+            raise QemuFailed(f"case {i}: AT S1E2 from the stub's EL2 alias took an exception (ESR_EL{result.el} "
+                             f"{result.esr:#x}, ELR {result.elr:#x}): the EL2 regime does not keep the stub mapped")
     return results, features
 
 

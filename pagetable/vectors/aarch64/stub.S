@@ -143,7 +143,7 @@ next_case:
         /* 2. AT from EL2 (C5.5): x0 = the VA; PAR_EL1 after ISB (D8.14). */
         ldr     x1, [x22, #CASE_AT]
         adr     x2, at_table
-        add     x2, x2, x1, lsl #3
+        add     x2, x2, x1, lsl #4
         ldr     x0, [x22, #CASE_VA]
         blr     x2
         isb
@@ -345,33 +345,29 @@ el2_back:                                       /* at the PA, EL2 MMU off: back 
         ldp     x29, x30, [sp], #96
         ret
 
-/* -- AT from EL2 (C5.5), one 8-byte entry per operation, in the order of qemu.py's AT_OPS --------------- */
-        .balign 8
+/* -- AT from EL2 (C5.5), one 16-byte entry per operation, in the order of qemu.py's AT_OPS --------------- */
+        .balign 16
 at_table:
         at      s1e1r, x0
         ret
+        .balign 16
         at      s1e1w, x0
         ret
+        .balign 16
+        msr     pan, #1                         /* S1E1RP/WP check PSTATE.PAN (C5.5.x): set it for them */
         at      s1e1rp, x0
+        msr     pan, #0
         ret
+        msr     pan, #1
         at      s1e1wp, x0
+        msr     pan, #0
         ret
-        at      s1e0r, x0
+        .irp    op, s1e0r, s1e0w, s12e1r, s12e1w, s12e0r, s12e0w, s1e2r, s1e2w
+        .balign 16
+        at      \op, x0
         ret
-        at      s1e0w, x0
-        ret
-        at      s12e1r, x0
-        ret
-        at      s12e1w, x0
-        ret
-        at      s12e0r, x0
-        ret
-        at      s12e0w, x0
-        ret
-        at      s1e2r, x0
-        ret
-        at      s1e2w, x0
-        ret
+        .endr
+        .balign 16
 at_table_end:
 
         .ltorg
