@@ -199,6 +199,13 @@ def test_missing_qemu_is_unavailable(tmp_path: Path) -> None:
         q.run_probes(bytes(4096), [], qemu=str(fake))
 
 
+def test_harness_maps_itself_as_normal_memory() -> None:
+    """The harness's own pages use the first MAIR Attr that is Normal memory."""
+    assert q._normal_attr(0x0000_0004_0044_FFFF) == 0
+    assert q._normal_attr(0x0000_0000_0044_0004) == 1
+    assert q._normal_attr(0x0) == 0
+
+
 def test_result_helpers() -> None:
     r = ProbeResult(par=0x4100_5000 | 0xFF << 56)
     assert r.ok and r.pa == 0x4100_5000
@@ -215,15 +222,19 @@ PA = RAM_BASE + 0x4_5000
 
 
 def test_cpu_max_features() -> None:
-    """ID_AA64MMFR0_EL1 of -cpu max (QEMU 7.2): 52-bit PAs (FEAT_LPA), all three granules with 52-bit
-    support (TGran4 0b0001, TGran16 0b0010: FEAT_LPA2), hardware AF and dirty state (HAFDBS 0b0010),
-    FEAT_PAN3 (PAN 0b0011), FEAT_XNX."""
+    """The ID registers of -cpu max (QEMU 7.2): ID_AA64MMFR0_EL1 52-bit PAs (PARange 0b0110, FEAT_LPA), all
+    three granules at stage 1 with 52-bit support for 4K and 16K (TGran4 0b0001, TGran16 0b0010: FEAT_LPA2)
+    and at stage 2 (TGran4_2 and TGran16_2 0b0011, TGran64_2 0b0010); ID_AA64MMFR1_EL1 hardware AF and dirty
+    state (HAFDBS 0b0010), FEAT_PAN2 (PAN 0b0010; QEMU 7.2 has no FEAT_PAN3), FEAT_XNX; ID_AA64MMFR2_EL1
+    VARange 0b0001 (FEAT_LVA)."""
     require_qemu_aarch64()
     f = q.cpu_features()
     assert f.current_el == 2
     assert f.pa_bits == 52
     assert (f.field("TGran4"), f.field("TGran16"), f.field("TGran64")) == (1, 2, 0)
+    assert (f.field("TGran4_2"), f.field("TGran16_2"), f.field("TGran64_2")) == (3, 3, 2)   # stage 2, LPA2
     assert f.field("HAFDBS") == 2 and f.field("PAN") >= 2 and f.field("XNX") == 1
+    assert f.field("VARange") == 1                                  # FEAT_LVA: 52-bit VAs with 64K
 
 
 # One QEMU boot runs every case below (tests read their results by name): a 4K/48-bit EL1&0 stage 1 in

@@ -71,6 +71,7 @@ from ...arch.aarch64 import (
     OAForm,
     Stage,
     descriptor_layout,
+    mair_attrs,
     output_address,
     output_shift,
     pa_bits,
@@ -660,6 +661,15 @@ class _Plan:
             self.slots.append((root, slot, entry))
 
 
+def _normal_attr(mair: int) -> int:
+    """The first AttrIndx whose MAIR_ELx Attr is Normal memory (the harness maps its code and data with it:
+    the Arm ARM makes a fetch from Device memory a Permission fault, though QEMU 7.2 runs it); 0 if none."""
+    for n, attr in enumerate(mair_attrs(mair)):
+        if attr.memory_type is not None and attr.memory_type.name.startswith("NORMAL"):
+            return n
+    return 0
+
+
 def _shifted(delta: int) -> Callable[[int], int]:
     """PA -> the address a harness descriptor holds: the PA plus ``delta`` (the stub's IPA under stage 2)."""
     return lambda pa: pa + delta
@@ -803,19 +813,19 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
 
     # -- the EL1&0 probe page mappings
     el1_va: dict[Registers, int] = {}
-    shared: dict[tuple[_Region, int], int] = {}      # cases with the same region and stage 2 share a mapping
+    shared: dict[tuple[_Region, int, int], int] = {}    # cases with the same region, stage 2, attributes share
     for regs, region in el1_choice.items():
         g = region.geometry
-        delta = s2_alias.get(regs, 0)
-        if (region, delta) not in shared:
+        delta, attr = s2_alias.get(regs, 0), _normal_attr(regs.mair_el1)
+        if (region, delta, attr) not in shared:
             slot = choose_slot(image, region.root, g, used.get(region.root, set()))
             used.setdefault(region.root, set()).add(slot)
             va = _slot_base(g, slot, region.upper)
-            template = _page_template(g, AP=0b11, AttrIndx=0)
+            template = _page_template(g, AP=0b11, AttrIndx=attr)
             entry = plan.tables.tree(g, [(va, probe + delta, template)], _shifted(delta))
             plan.write(region.root, slot, entry)
-            shared[region, delta] = va
-        el1_va[regs] = shared[region, delta]
+            shared[region, delta, attr] = va
+        el1_va[regs] = shared[region, delta, attr]
 
     # -- the EL2 mappings: code read-only and executable, the state block read/write and execute-never
     el2_delta: dict[Registers, int] = {}
@@ -830,8 +840,9 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
         slot = choose_slot(image, region.root, g, used.get(region.root, set()))
         used.setdefault(region.root, set()).add(slot)
         base = _slot_base(g, slot, False)
-        code_t = _page_template(g, AP=0b11, AttrIndx=0)
-        data_t = _page_template(g, AP=0b01, AttrIndx=0, UXN=1)
+        attr = _normal_attr(c.regs.mair_el2)
+        code_t = _page_template(g, AP=0b11, AttrIndx=attr)
+        data_t = _page_template(g, AP=0b01, AttrIndx=attr, UXN=1)
         pages = [(base + off, STUB_BASE + off, code_t if off < m.state else data_t)
                  for off in range(0, top, g.granule.size)]
         plan.write(region.root, slot, plan.tables.tree(g, pages, lambda pa: pa))
