@@ -202,7 +202,7 @@ def test_missing_qemu_is_unavailable(tmp_path: Path) -> None:
 def test_harness_maps_itself_as_normal_memory() -> None:
     """The harness's own pages use the first MAIR Attr that is Normal memory."""
     assert q._normal_attr(0x0000_0004_0044_FFFF) == 0
-    assert q._normal_attr(0x0000_0000_0044_0004) == 1
+    assert q._normal_attr(0x0000_0000_0044_0004) == 2        # Attr0 Device-nGnRE, Attr1 Device-nGnRnE
     assert q._normal_attr(0x0) == 0
 
 
