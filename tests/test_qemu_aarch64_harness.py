@@ -496,3 +496,15 @@ def test_other_layouts_keep_the_stub_mapped() -> None:
     slots = {(root, slot) for root, slot, _ in run.slots}
     assert (t.root, 510) in slots and (tl.root, 14) in slots and (te.root, 63) in slots
     assert any(root == ts.root and slot == 511 for root, slot in slots)     # found through stage 2
+
+
+def test_a_qemu_crash_is_qemu_failed() -> None:
+    """QEMU 7.2 aborts on an Access flag fault at a level -1 block (notes item 15: 4K, DS=1, 52-bit VAs;
+    the block itself is accepted, item 14): the run ends in QemuFailed with QEMU's assertion message."""
+    require_qemu_aarch64()
+    mem = image()
+    tl = Tables(mem, Stage.STAGE1, Granule.K4, -1, bits=52, form=OAForm.LPA2)
+    mem.write_u64(tl.root, 0x1)                       # valid, bit 1 = 0: a block at level -1, AF=0
+    regs = Registers(tcr_el1=tcr(bits=52, DS=1, IPS=6), ttbr0_el1=tl.root, ttbr1_el1=tl.root)
+    with pytest.raises(q.QemuFailed, match="arm_fi_to_lfsc"):
+        q.run_probes(mem.read(RAM_BASE, IMAGE_SIZE), [ProbeCase(0x1000, "read", regs=regs)], timeout=30)
