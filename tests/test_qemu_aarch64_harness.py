@@ -259,6 +259,8 @@ def scene() -> tuple[dict[str, ProbeCase], dict[str, ProbeResult], q.ProbeRun]:
     t.map(VA + 0x2000, PA + 0x2000, AP=0b00, AF=0)           # access flag clear
     t.map(VA + 0x3000, PA + 0x3000, AP=0b11, UXN=1)          # read-only at both, EL0 execute-never
     t.map(VA + 0x4000, PA + 0x4000, AP=0b11)                 # read-only at both, executable
+    t.map(VA + 0x5000, PA + 0x5000, AP=0b00, AF=0)           # for hardware AF update (TCR_EL1.HA)
+    t.map(VA + 0x6000, PA + 0x6000, AP=0b10, DBM=1)          # read-only, dirty bit modifier (TCR_EL1.HD)
     empty = t.alloc()
     el1 = Registers(tcr_el1=tcr(), ttbr0_el1=t.root, ttbr1_el1=empty)
 
@@ -286,6 +288,8 @@ def scene() -> tuple[dict[str, ProbeCase], dict[str, ProbeResult], q.ProbeRun]:
     two = Registers(tcr_el1=tcr(), ttbr0_el1=ts.root, ttbr1_el1=ts.root, hcr_el2=HCR_EL2.mask("RW", "VM"),
                     vttbr_el2=s2.root)
 
+    hw = dataclasses.replace(el1, tcr_el1=tcr(HA=1, HD=1))
+
     def at(va: int, access: str = "read", regs: Registers = el1, el: int = 1) -> ProbeCase:
         return ProbeCase(va, access, el=el, method="at", regs=regs)
 
@@ -312,6 +316,8 @@ def scene() -> tuple[dict[str, ProbeCase], dict[str, ProbeResult], q.ProbeRun]:
         "at_s12_hole": at(VA + 0x2000, regs=two), "at_s12_ro": at(VA + 0x1000, "write", regs=two),
         "load_s12": acc(VA + 0x60, regs=two), "s2_hole": acc(VA + 0x2068, regs=two),
         "s2_ro_el0": acc(VA + 0x1070, "write", regs=two, el=0),
+        "no_ha": acc(VA + 0x5000), "no_hd": acc(VA + 0x6000, "write"),
+        "ha": acc(VA + 0x5008, regs=hw), "hd": acc(VA + 0x6008, "write", regs=hw),
     }
     run = q.run_probes(mem.read(RAM_BASE, IMAGE_SIZE), list(cases.values()), timeout=30)
     return cases, dict(zip(cases, run.results, strict=True)), run
@@ -411,6 +417,17 @@ def test_two_stage(scene: Scene) -> None:
     w = r["s2_ro_el0"]
     assert (w.el, w.ec, w.fsc, (w.esr >> 6) & 1, w.fault_ipa) == (2, EC_DABT_LOWER, DFSC_PERMISSION | 3, 1,
                                                                   IPA + 0x1000)
+
+
+def test_hardware_access_flag_and_dirty_state(scene: Scene) -> None:
+    """FEAT_HAFDBS (D8.4.x): with TCR_EL1.HA=1 an access to an AF=0 page sets AF instead of faulting; with
+    HD=1 a write to a read-only page with DBM=1 makes it writable instead of faulting.  Without them, an
+    Access flag fault and a Permission fault."""
+    _, r, _ = scene
+    assert (r["no_ha"].el, r["no_ha"].fsc) == (1, DFSC_ACCESS_FLAG | 3)
+    assert (r["no_hd"].el, r["no_hd"].fsc) == (1, DFSC_PERMISSION | 3)
+    assert r["ha"].ok and r["ha"].value == tag(PA + 0x5008)
+    assert r["hd"].ok and r["hd"].value == tag(PA + 0x6008)
 
 
 def test_image_changes_only_in_the_harness_slots(scene: Scene) -> None:
