@@ -525,3 +525,13 @@ def test_a_qemu_crash_is_qemu_failed() -> None:
     regs = Registers(tcr_el1=tcr(bits=52, DS=1, IPS=6), ttbr0_el1=tl.root, ttbr1_el1=tl.root)
     with pytest.raises(q.QemuFailed, match="arm_fi_to_lfsc"):
         q.run_probes(mem.read(RAM_BASE, IMAGE_SIZE), [ProbeCase(0x1000, "read", regs=regs)], timeout=30)
+
+
+def test_two_stage_access_needs_a_valid_vtcr() -> None:
+    require_qemu_aarch64()
+    mem = image()
+    t = Tables(mem, Stage.STAGE1, Granule.K4, 0, bits=48)
+    regs = Registers(tcr_el1=tcr(), ttbr0_el1=t.root, ttbr1_el1=t.root, hcr_el2=HCR_EL2.mask("RW", "VM"),
+                     vtcr_el2=VTCR_EL2.build(T0SZ=24, TG0=3))               # TG0 0b11 is reserved
+    with pytest.raises(ValueError, match="valid VTCR_EL2"):
+        q.run_probes(mem.read(RAM_BASE, IMAGE_SIZE), [ProbeCase(VA, "read", method="access", regs=regs)])

@@ -37,6 +37,9 @@ then hold those IPAs.  Everything else in the image is left byte for byte; :attr
 image as QEMU got it.  Exceptions taken to EL1 go to the probe page's EL1 vectors and on to EL2 (HVC); stage
 2 faults go to EL2 directly.
 
+Not supported yet: HCR_EL2.E2H/TGE (the EL2&0 regime; Registers refuses them), EL1/EL0 accesses with
+SCTLR_EL1.M=0, stage 1 root tables outside the image for access cases, big-endian walks.
+
 Results come back over the PL011 UART (0x0900_0000) as binary records (:class:`~pagetable.vectors.qemu.Record`),
 the run ends with PSCI SYSTEM_OFF (SMC, virt's PSCI conduit with virtualization=on), and a stub that
 crashes or hangs ends in :class:`QemuFailed` by the timeout.  ``ID_AA64MMFR0/1/2_EL1`` are returned
@@ -786,7 +789,10 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
     s2_avoid: dict[int, set[int]] = {}
     for c in lower:
         if c.regs.two_stage:
-            g2 = _stage2(c.regs.vtcr_el2)
+            try:
+                g2 = _stage2(c.regs.vtcr_el2)
+            except InvalidArgument as exc:
+                raise ValueError(f"a two-stage access case needs a valid VTCR_EL2: {exc}") from None
             for ttbr in (c.regs.ttbr0_el1, c.regs.ttbr1_el1):
                 s2_avoid.setdefault(table_base(c.regs.vttbr_el2, g2.form is not OAForm.OA48), set()).add(
                     g2.slot(table_base(ttbr)))
@@ -795,10 +801,7 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
     for c in lower:
         if not c.regs.two_stage or c.regs in s2_alias:
             continue
-        try:
-            g2 = _stage2(c.regs.vtcr_el2)
-        except InvalidArgument as exc:
-            raise ValueError(f"a two-stage access case needs a valid VTCR_EL2: {exc}") from None
+        g2 = _stage2(c.regs.vtcr_el2)
         root2 = table_base(c.regs.vttbr_el2, g2.form is not OAForm.OA48)
         if _image_word(image, root2) is None:
             raise ValueError(f"VTTBR_EL2's root table {root2:#x} is not inside the image: the harness writes its "
