@@ -762,6 +762,11 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
         return regions_of[regs]
 
     for c in lower:
+        if c.regs.two_stage:
+            try:
+                _stage2(c.regs.vtcr_el2)
+            except InvalidArgument as exc:
+                raise ValueError(f"a two-stage access case needs a valid VTCR_EL2: {exc}") from None
         if c.regs not in el1_choice:
             regions = [r for r in el1_regions(c.regs)
                        if not (c.el == 0 and TCR_EL1.get(c.regs.tcr_el1, "E0PD1" if r.upper else "E0PD0"))]
@@ -789,10 +794,7 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
     s2_avoid: dict[int, set[int]] = {}
     for c in lower:
         if c.regs.two_stage:
-            try:
-                g2 = _stage2(c.regs.vtcr_el2)
-            except InvalidArgument as exc:
-                raise ValueError(f"a two-stage access case needs a valid VTCR_EL2: {exc}") from None
+            g2 = _stage2(c.regs.vtcr_el2)
             for ttbr in (c.regs.ttbr0_el1, c.regs.ttbr1_el1):
                 s2_avoid.setdefault(table_base(c.regs.vttbr_el2, g2.form is not OAForm.OA48), set()).add(
                     g2.slot(table_base(ttbr)))
