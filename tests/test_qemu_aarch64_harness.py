@@ -144,7 +144,7 @@ def test_registers_defaults_are_real_values() -> None:
     ("sctlr_el2", Registers().sctlr_el2 | SCTLR_EL2.mask("EE")),
     ("hcr_el2", 0),                                                   # RW=0: EL1 would be AArch32
     ("hcr_el2", HCR_EL2.mask("RW", "TGE")),                           # EL0 exceptions to EL2
-    ("hcr_el2", HCR_EL2.mask("RW", "E2H")),                           # the EL2&0 regime
+    ("hcr_el2", HCR_EL2.mask("RW", "E2H", "TGE")),                    # EL0 in the EL2&0 regime
     ("hcr_el2", HCR_EL2.mask("RW") | 1 << 3),                         # FMO: routing
     ("tcr_el1", 1 << 64),
     ("pan", 1),
@@ -535,3 +535,34 @@ def test_two_stage_access_needs_a_valid_vtcr() -> None:
                      vtcr_el2=VTCR_EL2.build(T0SZ=24, TG0=3))               # TG0 0b11 is reserved
     with pytest.raises(ValueError, match="valid VTCR_EL2"):
         q.run_probes(mem.read(RAM_BASE, IMAGE_SIZE), [ProbeCase(VA, "read", method="access", regs=regs)])
+
+
+def test_el2_host_regime_with_e2h() -> None:
+    """HCR_EL2.E2H=1 (FEAT_VHE): the EL2&0 regime, TCR_EL2 in TCR_EL1's layout, SCTLR_EL2 in SCTLR_EL1's; the
+    harness's slot goes in TTBR1_EL2's root.  Two privilege levels: PXN forbids EL2 fetches, AP[2] EL2
+    writes.  EL1&0 cases run with E2H=1 too (the stub then reads ESR_EL1 as ESR_EL12)."""
+    require_qemu_aarch64()
+    mem = image()
+    t = Tables(mem, Stage.STAGE1, Granule.K4, 0, bits=48)
+    t.map(VA, PA, AP=0b00)                               # EL2 read/write, no EL0 access
+    t.map(VA + 0x1000, PA + 0x1000, AP=0b01)
+    t.map(VA + 0x2000, PA + 0x2000, AP=0b10, PXN=1)      # EL2 read-only, privileged execute-never
+    upper = t.alloc()
+    vhe = Registers(hcr_el2=HCR_EL2.mask("RW", "E2H"), tcr_el2=tcr(), ttbr0_el2=t.root, ttbr1_el2=upper,
+                    sctlr_el2=Registers().sctlr_el1)
+    el1 = Registers(tcr_el1=tcr(), ttbr0_el1=t.root, ttbr1_el1=t.root, hcr_el2=HCR_EL2.mask("RW", "E2H"))
+    cases = [ProbeCase(VA + 8, "read", el=2, regs=vhe), ProbeCase(VA + 0x2000, "write", el=2, regs=vhe),
+             ProbeCase(VA + 0x10, "write", el=2, method="access", regs=vhe),
+             ProbeCase(VA + 0x2000, "execute", el=2, method="access", regs=vhe),
+             ProbeCase(VA + 0x2008, "write", el=2, method="access", regs=vhe),
+             ProbeCase(VA + 0x18, "read", el=0, method="access", regs=el1),
+             ProbeCase(VA + 0x1018, "read", el=0, method="access", regs=el1)]
+    run = q.run_probes(mem.read(RAM_BASE, IMAGE_SIZE), cases, timeout=30)
+    r = run.results
+    assert r[0].pa == page_of(PA) and r[1].fsc == DFSC_PERMISSION | 3
+    assert r[2].ok and r[2].value == tag(PA + 0x10)
+    assert (r[3].el, r[3].ec, r[3].fsc) == (2, EC_IABT_SAME, DFSC_PERMISSION | 3)
+    assert (r[4].el, r[4].ec, r[4].fsc, r[4].far) == (2, EC_DABT_SAME, DFSC_PERMISSION | 3, VA + 0x2008)
+    assert (r[5].el, r[5].ec, r[5].fsc, r[5].far) == (1, EC_DABT_LOWER, DFSC_PERMISSION | 3, VA + 0x18)
+    assert r[6].ok and r[6].value == tag(PA + 0x1018)
+    assert (upper, 511) in {(root, slot) for root, slot, _ in run.slots}

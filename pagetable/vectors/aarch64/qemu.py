@@ -37,7 +37,7 @@ then hold those IPAs.  Everything else in the image is left byte for byte; :attr
 image as QEMU got it.  Exceptions taken to EL1 go to the probe page's EL1 vectors and on to EL2 (HVC); stage
 2 faults go to EL2 directly.
 
-Not supported yet: HCR_EL2.E2H/TGE (the EL2&0 regime; Registers refuses them), EL1/EL0 accesses with
+Not supported yet: HCR_EL2.TGE (EL0 in the EL2&0 regime; Registers refuses it), EL1/EL0 accesses with
 SCTLR_EL1.M=0, stage 1 root tables outside the image for access cases, big-endian walks.
 
 Results come back over the PL011 UART (0x0900_0000) as binary records (:class:`~pagetable.vectors.qemu.Record`),
@@ -164,7 +164,7 @@ _SCTLR_EL2_FREE: Final = SCTLR_EL2.mask("M", "A", "C", "SA", "I", "WXN") | _SCTL
 _SCTLR_EL2_OFF: Final = _SCTLR_EL2_RES1 | SCTLR_EL2.mask("C", "I")
 """The stub's own SCTLR_EL2: MMU off (M=0), little-endian."""
 _HCR_FIXED: Final = HCR_EL2.mask("RW")
-_HCR_FREE: Final = HCR_EL2.mask("VM", "PTW", "CD", "ID", "FWB")
+_HCR_FREE: Final = HCR_EL2.mask("VM", "PTW", "CD", "ID", "FWB", "E2H")
 _CPTR_EL2_RES1: Final = 0x33FF                # CPTR_EL2 (E2H=0): RES1 bits 13:12, 9:0; TFP=0
 
 
@@ -189,11 +189,14 @@ class Registers:
 
     * SCTLR_EL1: M, A, C, SA, SA0, I, WXN, SPAN, EPAN and the v8.0 RES1 bits 11, 20, 22, 28, 29, nothing else
       (in particular EE=E0E=0: little-endian data and walks, as the stub's records are);
-    * SCTLR_EL2 (E2H=0): M, A, C, SA, I, WXN and the RES1 bits; EE=0.  It is written only for EL2 regime
-      cases with M=1 (AT S1E2R/W, EL2 accesses); every other case runs with the stub's own SCTLR_EL2
-      (MMU off);
-    * HCR_EL2: RW=1 (EL1 is AArch64), plus any of VM (stage 2), PTW, CD, ID, FWB; E2H and TGE (the EL2&0
-      regime) are not supported yet, and routing or trap bits would take the stub's exceptions elsewhere;
+    * SCTLR_EL2: with E2H=0, M, A, C, SA, I, WXN and the RES1 bits; with E2H=1 (SCTLR_EL1's layout) what
+      SCTLR_EL1 may hold and the E2H=0 RES1 bits (so the default stays valid); EE=0 either way.  It is
+      written only for EL2 regime cases with M=1 (AT S1E2R/W, EL2 accesses); every other case runs with the
+      stub's own SCTLR_EL2 (MMU off);
+    * HCR_EL2: RW=1 (EL1 is AArch64), plus any of VM (stage 2), PTW, CD, ID, FWB and E2H (FEAT_VHE: the EL2
+      regime becomes the EL2&0 regime, TCR_EL2 takes TCR_EL1's layout and TTBR1_EL2 is used); TGE (EL0 in
+      the EL2&0 regime) is not supported yet, and routing or trap bits would take the stub's exceptions
+      elsewhere;
     * ``pan``: PSTATE.PAN for EL1 cases (AT S1E1RP/WP, or the ERET's SPSR_EL2.PAN).
     """
 
@@ -218,15 +221,21 @@ class Registers:
                      "ttbr0_el2", "ttbr1_el2", "mair_el2"):
             _u64(name.upper(), getattr(self, name))
         for name, layout, value, fixed, free in (
+                ("HCR_EL2", HCR_EL2, self.hcr_el2, _HCR_FIXED, _HCR_FREE),
                 ("SCTLR_EL1", SCTLR_EL1, self.sctlr_el1, 0, _SCTLR_EL1_FREE),
-                ("SCTLR_EL2", SCTLR_EL2, self.sctlr_el2, 0, _SCTLR_EL2_FREE),
-                ("HCR_EL2", HCR_EL2, self.hcr_el2, _HCR_FIXED, _HCR_FREE)):
+                ("SCTLR_EL2", SCTLR_EL1 if self.e2h else SCTLR_EL2, self.sctlr_el2, 0,
+                 _SCTLR_EL1_FREE | _SCTLR_EL2_RES1 if self.e2h else _SCTLR_EL2_FREE)):
             if type(value) is not int or value & ~free != fixed:
                 extra = " and the v8.0 RES1 bits" if layout is not HCR_EL2 else ""
                 raise ValueError(f"{name} {value!r} is not one the probe stub runs with: it must be {fixed:#x} "
                                  f"plus any of {_names(layout, free)}{extra}")
         if type(self.pan) is not bool:
             raise ValueError(f"pan must be a bool, not {self.pan!r}")
+
+    @property
+    def e2h(self) -> bool:
+        """HCR_EL2.E2H: the EL2 regime is the EL2&0 regime (TCR_EL2 in TCR_EL1's layout, TTBR1_EL2 used)."""
+        return type(self.hcr_el2) is int and bool(HCR_EL2.get(self.hcr_el2 & _NONE, "E2H"))
 
     @property
     def two_stage(self) -> bool:
@@ -409,6 +418,7 @@ def _defsyms() -> dict[str, int]:
         NO_TRAP=-1, MODE_FLAT=_MODE_FLAT, MODE_MMU=_MODE_MMU, PHASE_ACCESS=_PHASE_ACCESS,
         PHASE_ENTER=_PHASE_ENTER, PHASE_EXIT=_PHASE_EXIT, HVC_EL1_VECTOR=_HVC_EL1_VECTOR,
         HVC_TRANSITION=_HVC_TRANSITION, DONE_IMM=DONE_IMM, SCTLR_EL2_OFF=_SCTLR_EL2_OFF, HCR_EL2_BASE=_HCR_FIXED,
+        HCR_E2H_BIT=HCR_EL2["E2H"].lsb,
         CPTR_EL2_BASE=_CPTR_EL2_RES1,
     )
 
@@ -718,16 +728,34 @@ def _el1_regions(image: bytes, regs: Registers) -> list[_Region]:
     return out
 
 
-def _el2_region(image: bytes, regs: Registers) -> _Region:
-    try:
-        g = _stage1(TCR_EL2, regs.tcr_el2, "0", tg0_granule, "PS")
-    except InvalidArgument as exc:
-        raise ValueError(f"an EL2 case with SCTLR_EL2.M=1 needs a valid TCR_EL2: {exc}") from None
-    root = table_base(regs.ttbr0_el2, g.form is not OAForm.OA48)
-    if _image_word(image, root) is None:
-        raise ValueError(f"TTBR0_EL2's root table {root:#x} is not inside the image at {RAM_BASE:#x}: the harness "
-                         "writes its entry there")
-    return _Region(root, g, False)
+def _el2_regions(image: bytes, regs: Registers) -> list[_Region]:
+    """The EL2 regions of ``regs`` the harness could use: TTBR0_EL2's (HCR_EL2.E2H=0), or TTBR1_EL2's and
+    TTBR0_EL2's, TCR_EL2 in TCR_EL1's layout (E2H=1, D24.2.195).  ValueError when there is none."""
+    if not regs.e2h:
+        try:
+            g = _stage1(TCR_EL2, regs.tcr_el2, "0", tg0_granule, "PS")
+        except InvalidArgument as exc:
+            raise ValueError(f"an EL2 case with SCTLR_EL2.M=1 needs a valid TCR_EL2: {exc}") from None
+        root = table_base(regs.ttbr0_el2, g.form is not OAForm.OA48)
+        if _image_word(image, root) is None:
+            raise ValueError(f"TTBR0_EL2's root table {root:#x} is not inside the image at {RAM_BASE:#x}: the "
+                             "harness writes its entry there")
+        return [_Region(root, g, False)]
+    out = []
+    for n, upper, ttbr, tg in (("1", True, regs.ttbr1_el2, tg1_granule), ("0", False, regs.ttbr0_el2, tg0_granule)):
+        if TCR_EL1.get(regs.tcr_el2, f"EPD{n}"):
+            continue
+        try:
+            g = _stage1(TCR_EL1, regs.tcr_el2, n, tg, "IPS")
+        except InvalidArgument:
+            continue
+        root = table_base(ttbr, g.form is not OAForm.OA48)
+        if _image_word(image, root) is not None:
+            out.append(_Region(root, g, upper))
+    if not out:
+        raise ValueError("an EL2 case with HCR_EL2.E2H=1 and SCTLR_EL2.M=1 needs a TTBR0_EL2 or TTBR1_EL2 root "
+                         "table inside the image in a region with valid TCR_EL2 fields, for the harness's entry")
+    return out
 
 
 def _el1_region_of(va: int) -> bool:
@@ -782,11 +810,12 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
                     used.setdefault(region.root, set()).add(region.geometry.slot(c.va))
         else:
             try:
-                r2 = _el2_region(image, c.regs)
+                el2_regions = _el2_regions(image, c.regs)
             except ValueError:
                 continue
-            if not c.va >> r2.geometry.bits:
-                used.setdefault(r2.root, set()).add(r2.geometry.slot(c.va))
+            for region in el2_regions:
+                if region.upper == (c.regs.e2h and _el1_region_of(c.va)):
+                    used.setdefault(region.root, set()).add(region.geometry.slot(c.va))
 
     # -- stage 2: the IPAs of the stub (two-stage access cases)
     s2_alias: dict[Registers, int] = {}
@@ -837,17 +866,21 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
     for c in el2:
         if c.regs in el2_delta:
             continue
-        region = _el2_region(image, c.regs)
+        region = _el2_regions(image, c.regs)[0]
         g = region.geometry
         top = round_up(m.state + _STATE.size, g.granule.size)
         if top > 1 << g.slot_shift:
             raise ValueError(f"an EL2 root slot of {1 << g.slot_shift:#x} bytes cannot hold the stub's {top:#x}")
         slot = choose_slot(image, region.root, g, used.get(region.root, set()))
         used.setdefault(region.root, set()).add(slot)
-        base = _slot_base(g, slot, False)
+        base = _slot_base(g, slot, region.upper)
         attr = _normal_attr(c.regs.mair_el2)
-        code_t = _page_template(g, AP=0b11, AttrIndx=attr)
-        data_t = _page_template(g, AP=0b01, AttrIndx=attr, UXN=1)
+        if c.regs.e2h:      # two privilege levels: EL2 only, PXN for the data (D8.4.x)
+            code_t = _page_template(g, AP=0b10, AttrIndx=attr, UXN=1)
+            data_t = _page_template(g, AP=0b00, AttrIndx=attr, UXN=1, PXN=1)
+        else:               # one privilege level: AP[1] RES1, UXN is XN
+            code_t = _page_template(g, AP=0b11, AttrIndx=attr)
+            data_t = _page_template(g, AP=0b01, AttrIndx=attr, UXN=1)
         pages = [(base + off, STUB_BASE + off, code_t if off < m.state else data_t)
                  for off in range(0, top, g.granule.size)]
         plan.write(region.root, slot, plan.tables.tree(g, pages, lambda pa: pa))

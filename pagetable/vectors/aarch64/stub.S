@@ -24,8 +24,8 @@
  * Every number shared with the harness comes as --defsym (record offsets, register bits).
  *
  * How a case runs (x22 = case record, x23 = result record, x20 = the state block's PA throughout):
- *   1. the case's EL1 and stage 2 registers, HCR_EL2 (RW set), TCR_EL2, TTBR0/1_EL2, MAIR_EL2 and
- *      VBAR_EL1 are written with the EL2 MMU off; ISB; TLBI ALLE1 and ALLE2, DSB ISH, ISB: no translation
+ *   1. the case's EL1 and stage 2 registers, TCR_EL2, TTBR0/1_EL2, MAIR_EL2, VBAR_EL1 and last HCR_EL2
+ *      (RW set; E2H as the case says) are written with the EL2 MMU off; ISB; TLBI ALLE1 and ALLE2, DSB ISH, ISB: no translation
  *      of an earlier case survives.
  *   2. AT: one of the AT instructions (CASE_AT indexes at_table), ISB, PAR_EL1 read.  AT S1E2R/W with
  *      SCTLR_EL2.M=1 instead runs as an access (mode 2 below) of the snippet snip_at_s1e2r/w.
@@ -105,9 +105,12 @@ next_case:
         b.hs    output
         ldr     x23, [x20, #ST_RESULT]
         bl      clear_trap
-        /* 1. The case's registers, EL2 MMU off (SCTLR_EL2 stays SCTLR_EL2_OFF until a mode-2 access). */
-        ldr     x0, [x22, #CASE_HCR_EL2]
+        /* 1. The case's registers, EL2 MMU off (SCTLR_EL2 stays SCTLR_EL2_OFF until a mode-2 access).
+         * HCR_EL2 with E2H=0 while the EL1 registers are written (with E2H=1, D24.1.x, MSR TCR_EL1 at EL2
+         * would write TCR_EL2), the case's HCR_EL2 last. */
+        ldr     x0, =HCR_EL2_BASE
         msr     hcr_el2, x0
+        isb
         ldr     x0, [x22, #CASE_SCTLR_EL1]
         msr     sctlr_el1, x0
         ldr     x0, [x22, #CASE_TCR_EL1]
@@ -132,6 +135,9 @@ next_case:
         msr     ttbr1_el2, x0
         ldr     x0, [x22, #CASE_MAIR_EL2]
         msr     mair_el2, x0
+        isb
+        ldr     x0, [x22, #CASE_HCR_EL2]
+        msr     hcr_el2, x0
         isb
         tlbi    alle1                           /* D8.16: every EL1&0 translation, every VMID */
         tlbi    alle2
@@ -301,12 +307,22 @@ el2_common:
         str     x11, [x9, #ST_HPFAR]
         mrs     x11, elr_el2
         str     x11, [x9, #ST_ELR2]
+        mrs     x11, hcr_el2                    /* with E2H=1 the EL1 registers are the _EL12 names */
+        tbnz    x11, #HCR_E2H_BIT, 1f
         mrs     x11, esr_el1
         str     x11, [x9, #ST_ESR1]
         mrs     x11, far_el1
         str     x11, [x9, #ST_FAR1]
         mrs     x11, elr_el1
         str     x11, [x9, #ST_ELR1]
+        b       2f
+1:      mrs     x11, esr_el12
+        str     x11, [x9, #ST_ESR1]
+        mrs     x11, far_el12
+        str     x11, [x9, #ST_FAR1]
+        mrs     x11, elr_el12
+        str     x11, [x9, #ST_ELR1]
+2:
         str     x1, [x9, #ST_VALUE]
         mrs     x11, par_el1                    /* the AT snippets' result (mode 2) */
         str     x11, [x9, #ST_PAR]
