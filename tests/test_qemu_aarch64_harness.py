@@ -144,7 +144,7 @@ def test_registers_defaults_are_real_values() -> None:
     ("sctlr_el2", Registers().sctlr_el2 | SCTLR_EL2.mask("EE")),
     ("hcr_el2", 0),                                                   # RW=0: EL1 would be AArch32
     ("hcr_el2", HCR_EL2.mask("RW", "TGE")),                           # EL0 exceptions to EL2
-    ("hcr_el2", HCR_EL2.mask("RW", "E2H", "TGE")),                    # EL0 in the EL2&0 regime
+    ("hcr_el2", HCR_EL2.mask("RW", "TGE")),                           # TGE without E2H
     ("hcr_el2", HCR_EL2.mask("RW") | 1 << 3),                         # FMO: routing
     ("tcr_el1", 1 << 64),
     ("pan", 1),
@@ -566,3 +566,33 @@ def test_el2_host_regime_with_e2h() -> None:
     assert (r[5].el, r[5].ec, r[5].fsc, r[5].far) == (1, EC_DABT_LOWER, DFSC_PERMISSION | 3, VA + 0x18)
     assert r[6].ok and r[6].value == tag(PA + 0x1018)
     assert (upper, 511) in {(root, slot) for root, slot, _ in run.slots}
+
+
+def test_el0_in_the_el2_host_regime_with_tge() -> None:
+    """HCR_EL2.{E2H, TGE} = {1, 1}: EL0 runs in the EL2&0 regime and its exceptions go to EL2 (EC 0x24 and
+    0x20, from a lower EL, in ESR_EL2); AT S1E0R/W translate in that regime too (run from the stub's alias:
+    with SCTLR_EL2.M=0 they would be flat)."""
+    require_qemu_aarch64()
+    mem = image()
+    t = Tables(mem, Stage.STAGE1, Granule.K4, 0, bits=48)
+    t.map(VA, PA, AP=0b00)                               # EL2 only
+    t.map(VA + 0x1000, PA + 0x1000, AP=0b01)             # EL0 read/write
+    t.map(VA + 0x2000, PA + 0x2000, AP=0b11, UXN=1)
+    t.map(VA + 0x3000, PA + 0x3000, AP=0b11)
+    host = Registers(hcr_el2=HCR_EL2.mask("RW", "E2H", "TGE"), tcr_el2=tcr(), ttbr0_el2=t.root,
+                     ttbr1_el2=t.alloc(), sctlr_el2=Registers().sctlr_el1)
+    cases = [ProbeCase(VA + 8, "read", el=0, regs=host), ProbeCase(VA + 0x1008, "write", el=0, regs=host),
+             ProbeCase(VA + 0x10, "read", el=0, method="access", regs=host),
+             ProbeCase(VA + 0x1010, "write", el=0, method="access", regs=host),
+             ProbeCase(VA + 0x2000, "execute", el=0, method="access", regs=host),
+             ProbeCase(VA + 0x3008, "execute", el=0, method="access", regs=host),
+             ProbeCase(VA + 0x18, "read", el=2, method="access", regs=host)]
+    r = q.run_probes(mem.read(RAM_BASE, IMAGE_SIZE), cases, timeout=30).results
+    assert r[0].fsc == DFSC_PERMISSION | 3 and r[1].pa == page_of(PA + 0x1000)
+    assert (r[2].el, r[2].ec, r[2].fsc, r[2].far) == (2, EC_DABT_LOWER, DFSC_PERMISSION | 3, VA + 0x10)
+    assert r[3].ok and r[3].value == tag(PA + 0x1010)
+    assert (r[4].el, r[4].ec, r[4].fsc, r[4].elr) == (2, EC_IABT_LOWER, DFSC_PERMISSION | 3, VA + 0x2000)
+    assert r[5].ok and r[5].value == VA + 0x3008
+    assert r[6].ok and r[6].value == tag(PA + 0x18)
+    with pytest.raises(ValueError, match="EL1 is not used"):
+        q.run_probes(mem.read(RAM_BASE, IMAGE_SIZE), [ProbeCase(VA, "read", el=1, regs=host)])

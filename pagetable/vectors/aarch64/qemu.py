@@ -37,7 +37,7 @@ then hold those IPAs.  Everything else in the image is left byte for byte; :attr
 image as QEMU got it.  Exceptions taken to EL1 go to the probe page's EL1 vectors and on to EL2 (HVC); stage
 2 faults go to EL2 directly.
 
-Not supported yet: HCR_EL2.TGE (EL0 in the EL2&0 regime; Registers refuses it), EL1/EL0 accesses with
+Not supported yet: HCR_EL2.TGE without E2H (Registers refuses it), EL1/EL0 accesses with
 SCTLR_EL1.M=0, stage 1 root tables outside the image for access cases, big-endian walks.
 
 Results come back over the PL011 UART (0x0900_0000) as binary records (:class:`~pagetable.vectors.qemu.Record`),
@@ -164,7 +164,7 @@ _SCTLR_EL2_FREE: Final = SCTLR_EL2.mask("M", "A", "C", "SA", "I", "WXN") | _SCTL
 _SCTLR_EL2_OFF: Final = _SCTLR_EL2_RES1 | SCTLR_EL2.mask("C", "I")
 """The stub's own SCTLR_EL2: MMU off (M=0), little-endian."""
 _HCR_FIXED: Final = HCR_EL2.mask("RW")
-_HCR_FREE: Final = HCR_EL2.mask("VM", "PTW", "CD", "ID", "FWB", "E2H")
+_HCR_FREE: Final = HCR_EL2.mask("VM", "PTW", "CD", "ID", "FWB", "E2H", "TGE")
 _CPTR_EL2_RES1: Final = 0x33FF                # CPTR_EL2 (E2H=0): RES1 bits 13:12, 9:0; TFP=0
 
 
@@ -194,9 +194,9 @@ class Registers:
       written only for EL2 regime cases with M=1 (AT S1E2R/W, EL2 accesses); every other case runs with the
       stub's own SCTLR_EL2 (MMU off);
     * HCR_EL2: RW=1 (EL1 is AArch64), plus any of VM (stage 2), PTW, CD, ID, FWB and E2H (FEAT_VHE: the EL2
-      regime becomes the EL2&0 regime, TCR_EL2 takes TCR_EL1's layout and TTBR1_EL2 is used); TGE (EL0 in
-      the EL2&0 regime) is not supported yet, and routing or trap bits would take the stub's exceptions
-      elsewhere;
+      regime becomes the EL2&0 regime, TCR_EL2 takes TCR_EL1's layout and TTBR1_EL2 is used), and TGE with
+      E2H (EL0 in the EL2&0 regime; EL1 is then unused); routing or trap bits would take the stub's
+      exceptions elsewhere;
     * ``pan``: PSTATE.PAN for EL1 cases (AT S1E1RP/WP, or the ERET's SPSR_EL2.PAN).
     """
 
@@ -231,11 +231,19 @@ class Registers:
                                  f"plus any of {_names(layout, free)}{extra}")
         if type(self.pan) is not bool:
             raise ValueError(f"pan must be a bool, not {self.pan!r}")
+        if self.tge and not self.e2h:
+            raise ValueError("HCR_EL2.TGE without E2H is not supported: the probe stub runs EL0 under TGE only in "
+                             "the EL2&0 regime (E2H=1)")
 
     @property
     def e2h(self) -> bool:
         """HCR_EL2.E2H: the EL2 regime is the EL2&0 regime (TCR_EL2 in TCR_EL1's layout, TTBR1_EL2 used)."""
         return type(self.hcr_el2) is int and bool(HCR_EL2.get(self.hcr_el2 & _NONE, "E2H"))
+
+    @property
+    def tge(self) -> bool:
+        """HCR_EL2.TGE: with E2H, EL0 runs in the EL2&0 regime and its exceptions go to EL2."""
+        return type(self.hcr_el2) is int and bool(HCR_EL2.get(self.hcr_el2 & _NONE, "TGE"))
 
     @property
     def two_stage(self) -> bool:
@@ -262,9 +270,20 @@ def at_op(case: ProbeCase) -> str:
     rw = "w" if case.access == "write" else "r"
     if case.el == 2:
         return f"s1e2{rw}"
+    if case.regs.tge:                   # {E2H, TGE} = {1, 1}: AT S1E0R/W translate in the EL2&0 regime
+        return f"s1e0{rw}"
     if case.regs.two_stage:
         return f"s12e{case.el}{rw}"
     return f"s1e1{rw}p" if case.regs.pan else f"s1e{case.el}{rw}"
+
+
+def _sctlr_m(value: int) -> bool:
+    return bool(value & 1)
+
+
+def _in_el2_regime(case: ProbeCase) -> bool:
+    """The case translates in the EL2 (or EL2&0) regime: EL2, or EL0 with HCR_EL2.{E2H, TGE} = {1, 1}."""
+    return case.el == 2 or case.regs.tge
 
 
 def _check_case(case: ProbeCase) -> None:
@@ -288,7 +307,12 @@ def _check_case(case: ProbeCase) -> None:
     if r.pan and case.method == "at" and r.two_stage:
         raise ValueError("AT S12E1R/W has no PAN form (FEAT_PAN2 adds only S1E1RP/WP): no AT for PAN with "
                          "HCR_EL2.VM=1")
-    if case.method == "access" and case.el < 2 and not SCTLR_EL1.get(r.sctlr_el1, "M"):
+    if r.tge and case.el == 1:
+        raise ValueError("with HCR_EL2.{E2H, TGE} = {1, 1} EL1 is not used: give EL0 or EL2 cases")
+    if case.method == "access" and r.tge and not _sctlr_m(r.sctlr_el2):
+        raise ValueError("an EL0 access with HCR_EL2.TGE=1 needs SCTLR_EL2.M=1: the stub's probe page is mapped "
+                         "through the case's EL2&0 regime")
+    if case.method == "access" and case.el < 2 and not r.tge and not SCTLR_EL1.get(r.sctlr_el1, "M"):
         raise ValueError("an EL1/EL0 access needs SCTLR_EL1.M=1: the stub's probe page is mapped through the "
                          "case's stage 1")
 
@@ -395,9 +419,9 @@ def missing_toolchain() -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- the stub
-_STATE: Final = Record("ST", ("PHASE", "MODE", "SP", "TARGET", "STATE_PA", "VBAR_PA", "STACK", "CASE", "CASE_END",
-                               "RESULT", "OUT_START", "OUT_END", "VECTOR", "PAR", "ESR2", "FAR2", "HPFAR", "ELR2",
-                               "ESR1", "FAR1", "ELR1", "VALUE"))
+_STATE: Final = Record("ST", ("PHASE", "MODE", "SP", "TARGET", "SPSR", "STATE_PA", "VBAR_PA", "STACK", "CASE",
+                               "CASE_END", "RESULT", "OUT_START", "OUT_END", "VECTOR", "PAR", "ESR2", "FAR2", "HPFAR",
+                               "ELR2", "ESR1", "FAR1", "ELR1", "VALUE"))
 _CASE: Final = Record("CASE", ("OP", "AT", "MODE", "SPSR", "VA", "TARGET", "TARGET2", "DELTA", "HCR_EL2",
                                "SCTLR_EL1", "TCR_EL1", "TTBR0_EL1", "TTBR1_EL1", "MAIR_EL1", "VBAR_EL1", "VTCR_EL2",
                                "VTTBR_EL2", "SCTLR_EL2", "TCR_EL2", "TTBR0_EL2", "TTBR1_EL2", "MAIR_EL2"))
@@ -407,8 +431,10 @@ _TRAILER_SIZE: Final = 8
 _HEADER_MAGIC: Final = 0x3436_4141_424F_5250  # "PROBAA64"
 _TRAILER_MAGIC: Final = 0x454E_445F_5052_4F42  # "END_PROB"
 _IMAGE_FILE, _STUB_FILE, _SERIAL_FILE = "image.bin", "stub.bin", "out.bin"
-_SNIPPETS: Final = ("snip_read", "read_done", "snip_write", "write_done", "snip_fetch", "snip_at_s1e2r",
-                    "at_s1e2r_done", "snip_at_s1e2w", "at_s1e2w_done", "el1_vectors")
+_AT_SNIPPETS: Final = ("s1e2r", "s1e2w", "s1e0r", "s1e0w")
+"""The AT operations the stub can also run from its alias in the EL2 (EL2&0) regime with SCTLR_EL2.M=1."""
+_SNIPPETS: Final = ("snip_read", "read_done", "snip_write", "write_done", "snip_fetch", "el1_vectors",
+                    *(f"{kind}_{op}" for op in _AT_SNIPPETS for kind in ("snip_at", "at_done")))
 
 
 def _defsyms() -> dict[str, int]:
@@ -778,8 +804,8 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
         return STUB_BASE + sym[name]
 
     # -- stage 1 slots: the EL1&0 regions and the EL2 regions access cases need
-    lower = [c for c in cases if c.method == "access" and c.el < 2]
-    el2 = [c for c in cases if c.el == 2 and SCTLR_EL2.get(c.regs.sctlr_el2, "M")]
+    lower = [c for c in cases if c.method == "access" and not _in_el2_regime(c)]
+    el2 = [c for c in cases if _sctlr_m(c.regs.sctlr_el2) and _in_el2_regime(c)]
     used: dict[int, set[int]] = {}   # by root table PA (TTBR0 and TTBR1 may share one)
     el1_choice: dict[Registers, _Region] = {}
     regions_of: dict[Registers, list[_Region]] = {}
@@ -804,7 +830,7 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
                                  "the harness's entry")
             el1_choice[c.regs] = regions[0]
     for c in cases:
-        if c.el < 2:
+        if not _in_el2_regime(c):
             for region in ([el1_choice[c.regs]] if c.regs in el1_choice else el1_regions(c.regs)):
                 if region.upper == _el1_region_of(c.va):
                     used.setdefault(region.root, set()).add(region.geometry.slot(c.va))
@@ -875,8 +901,8 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
         used.setdefault(region.root, set()).add(slot)
         base = _slot_base(g, slot, region.upper)
         attr = _normal_attr(c.regs.mair_el2)
-        if c.regs.e2h:      # two privilege levels: EL2 only, PXN for the data (D8.4.x)
-            code_t = _page_template(g, AP=0b10, AttrIndx=attr, UXN=1)
+        if c.regs.e2h:      # two privilege levels: code read-only for EL2 and EL0 (TGE), data EL2 only, PXN
+            code_t = _page_template(g, AP=0b11, AttrIndx=attr)
             data_t = _page_template(g, AP=0b00, AttrIndx=attr, UXN=1, PXN=1)
         else:               # one privilege level: AP[1] RES1, UXN is XN
             code_t = _page_template(g, AP=0b11, AttrIndx=attr)
@@ -908,9 +934,9 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
                "VTTBR_EL2": r.vttbr_el2, "SCTLR_EL2": r.sctlr_el2, "TCR_EL2": r.tcr_el2, "TTBR0_EL2": r.ttbr0_el2,
                "TTBR1_EL2": r.ttbr1_el2, "MAIR_EL2": r.mair_el2}
         first, second = _snippets(c)
-        if c.method == "at" and not (c.el == 2 and r in el2_delta):
+        if c.method == "at" and not (_in_el2_regime(c) and r in el2_delta):
             rec["AT"] = AT_OPS.index(at_op(c))
-        elif c.el < 2:
+        elif not _in_el2_regime(c):
             va = el1_va[r]
             rec.update(OP=1, MODE=_MODE_LOWER, VBAR_EL1=va,
                        SPSR=(_SPSR_EL1H if c.el == 1 else _SPSR_EL0T) | _SPSR_DAIF | (_SPSR_PAN if r.pan else 0),
@@ -918,7 +944,9 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
                        TARGET2=va + sym[second] - sym["probe_page"] if second else 0)
         elif r in el2_delta:
             delta = el2_delta[r]
-            rec.update(OP=1, MODE=_MODE_MMU, DELTA=delta, SPSR=_SPSR_EL2H | _SPSR_DAIF,
+            el0 = c.el == 0 and c.method == "access"              # EL0 with {E2H, TGE} = {1, 1}: ERET to it
+            spsr = (_SPSR_EL0T if el0 else _SPSR_EL2H) | _SPSR_DAIF
+            rec.update(OP=1, MODE=_MODE_MMU, DELTA=delta, SPSR=spsr,
                        TARGET=(snippet_pa(first) + delta) & _NONE,
                        TARGET2=(snippet_pa(second) + delta) & _NONE if second else 0)
         else:
@@ -933,7 +961,7 @@ def _plan(image: bytes, cases: Sequence[ProbeCase]) -> tuple[_Plan, list[dict[st
     if end > _STUB_LIMIT:
         raise ValueError(f"{n} cases do not fit in the stub's region below {_STUB_LIMIT:#x}: split the run")
     mem.write(STUB_BASE + m.state, _STATE.pack({
-        "PHASE": 0, "MODE": 0, "SP": 0, "TARGET": 0, "STATE_PA": STUB_BASE + m.state,
+        "PHASE": 0, "MODE": 0, "SP": 0, "TARGET": 0, "SPSR": 0, "STATE_PA": STUB_BASE + m.state,
         "VBAR_PA": STUB_BASE + sym["vectors_el2"], "STACK": STUB_BASE + m.stack_top, "CASE": cases_off,
         "CASE_END": out, "RESULT": out + _HEADER.size, "OUT_START": out, "OUT_END": end, "VECTOR": _NONE,
         "PAR": 0, "ESR2": 0, "FAR2": 0, "HPFAR": 0, "ELR2": 0, "ESR1": 0, "FAR1": 0, "ELR1": 0, "VALUE": 0}))
@@ -969,8 +997,8 @@ def qemu_command(qemu: str, ram_size: int, workdir: str) -> list[str]:
 def _done_address(case: ProbeCase, rec: dict[str, int]) -> int:
     """The address of the BRK #DONE_IMM that ends ``case``'s (last) snippet when it completes."""
     name = _snippets(case)[1] or _snippets(case)[0]
-    done = {"snip_read": "read_done", "snip_write": "write_done", "snip_at_s1e2r": "at_s1e2r_done",
-            "snip_at_s1e2w": "at_s1e2w_done"}[name]
+    done = {"snip_read": "read_done", "snip_write": "write_done",
+            **{f"snip_at_{op}": f"at_done_{op}" for op in _AT_SNIPPETS}}[name]
     target = rec["TARGET2"] or rec["TARGET"]
     return (target + _sym(done) - _sym(name)) & _NONE
 

@@ -28,7 +28,8 @@
  *      (RW set; E2H as the case says) are written with the EL2 MMU off; ISB; TLBI ALLE1 and ALLE2, DSB ISH, ISB: no translation
  *      of an earlier case survives.
  *   2. AT: one of the AT instructions (CASE_AT indexes at_table), ISB, PAR_EL1 read.  AT S1E2R/W with
- *      SCTLR_EL2.M=1 instead runs as an access (mode 2 below) of the snippet snip_at_s1e2r/w.
+ *      SCTLR_EL2.M=1 (and S1E0R/W with HCR_EL2.{E2H,TGE} = {1,1}: the EL2&0 regime) instead runs as an
+ *      access (mode 2 below) of the snippet snip_at_<op>.
  *   3. An access: x0 = the VA, x1 = the value to store, then by CASE_MODE
  *        0 (lower): ERET to EL1h or EL0t (CASE_SPSR, DAIF masked, PAN as the case says) at the snippet's VA
  *           in the probe page, which the harness maps in the case's EL1&0 regime (one root-table slot);
@@ -38,7 +39,8 @@
  *        1 (flat): at EL2 with its MMU off, a branch to the snippet's PA;
  *        2 (mmu): at EL2 with the case's SCTLR_EL2 (M=1): VBAR_EL2 and TPIDR_EL2 move to their aliases,
  *           SCTLR_EL2 is written, ISB, HVC: whatever the next fetch does (HVC, a fault of the unmapped PA,
- *           a tag's BRK) lands at the alias vectors, which branch to the snippet's alias; the outcome of
+ *           a tag's BRK) lands at the alias vectors, which branch to the snippet's alias (or, for EL0 with
+ *           HCR_EL2.{E2H,TGE} = {1,1}, ERET to it: EL0 in the EL2&0 regime); the outcome of
  *           the access comes back there, and the way out is the mirror image (VBAR_EL2 and TPIDR_EL2 back
  *           to their PAs, SCTLR_EL2.M=0, ISB, HVC).
  *      A snippet that completes ends in BRK #DONE_IMM; a fetch that reaches tagged RAM executes the tag's
@@ -264,6 +266,8 @@ run_guest:
         mov     x9, #PHASE_ENTER
         str     x9, [x20, #ST_PHASE]
         str     x2, [x20, #ST_TARGET]
+        ldr     x9, [x22, #CASE_SPSR]
+        str     x9, [x20, #ST_SPSR]
         ldr     x10, [x22, #CASE_DELTA]
         adr     x9, vectors_el2
         add     x9, x9, x10
@@ -347,7 +351,13 @@ el2_enter:                                      /* at the alias, EL2 MMU on: on 
         mov     x11, #PHASE_ACCESS
         str     x11, [x9, #ST_PHASE]
         ldr     x2, [x9, #ST_TARGET]
-        br      x2
+        ldr     x11, [x9, #ST_SPSR]
+        tst     x11, #0xf                       /* SPSR.M[3:0] = 0b0000: EL0t, HCR_EL2.{E2H,TGE} = {1,1} */
+        b.ne    1f
+        msr     spsr_el2, x11                   /* EL0 in the EL2&0 regime: ERET from the alias */
+        msr     elr_el2, x2
+        eret
+1:      br      x2
 
 el2_back:                                       /* at the PA, EL2 MMU off: back to run_guest's caller */
         mrs     x20, tpidr_el2
@@ -408,16 +418,13 @@ write_done:
         brk     #DONE_IMM
 snip_fetch:
         br      x0
-snip_at_s1e2r:
-        at      s1e2r, x0
+        .irp    op, s1e2r, s1e2w, s1e0r, s1e0w  /* AT from the alias: EL2 (and EL2&0) regime with M=1 */
+snip_at_\op:
+        at      \op, x0
         isb
-at_s1e2r_done:
+at_done_\op:
         brk     #DONE_IMM
-snip_at_s1e2w:
-        at      s1e2w, x0
-        isb
-at_s1e2w_done:
-        brk     #DONE_IMM
+        .endr
 probe_page_end:
 
 /* The data follows, 64 KiB aligned (qemu.py places it); nothing may come after this label in the code. */
