@@ -11,11 +11,14 @@
   at once, which the harness recognises (ESR_ELx.EC = 0x3C, ISS = 0xA64, ELR = the VA);
 - reserved root-table slots, which vector sets must leave empty and no case VA or IPA may use: for stage 1
   the harness takes, per root table its access cases use, the highest slot of the TTBR1 region no case VA
-  indexes (else the TTBR0 region's; TTBR0_EL2's for the EL2 regime) -- `STUB_SLOT` = "the last one" is
+  indexes (else the TTBR0 region's; TTBR0_EL2's for the EL2 regime, TTBR1_EL2's then TTBR0_EL2's for the
+  EL2&0 regime) -- `STUB_SLOT` = "the last one" is
   the convention; for stage 2 the highest entry of VTTBR_EL2's (concatenated) root table that is 0 and
   lies below the stage 1 IPS (`S2_STUB_SLOT` = "the last one").  ``qemu.choose_slot`` documents the
   choice exactly.  AT-method cases need no slot (the stub runs them at EL2 with its MMU off), except
-  AT S1E2R/W with SCTLR_EL2.M=1.
+  AT S1E2R/W with SCTLR_EL2.M=1 (and AT S1E0R/W with HCR_EL2.{E2H,TGE} = {1,1});
+- EL2 regime cases with SCTLR_EL2.M=1 must leave the stub's PAs [`STUB_BASE`, `RAM_BASE`) unmapped as VAs
+  (or map them to the stub): the stub turns its EL2 MMU on while executing there.
 """
 
 from __future__ import annotations

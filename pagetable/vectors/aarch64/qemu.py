@@ -17,7 +17,8 @@ Debian package ``binutils-aarch64-linux-gnu``) runs on ``qemu-system-aarch64 -M 
   the stub runs it from its alias in the case's EL2 regime (below).
 * ``method="access"`` -- a real 8-byte LDR, an STR, or a branch to the VA, at the case's EL with its MMU
   on: EL1 and EL0 through an ERET from EL2 (D1.10, C6.2.91) into a "probe page" the harness maps in the
-  case's EL1&0 regime; EL2 at the stub's alias in the case's EL2 regime.  The result is the value loaded
+  case's EL1&0 regime; EL2 -- and EL0 with HCR_EL2.{E2H,TGE} = {1,1} -- at the stub's alias in the case's
+  EL2 (EL2&0) regime.  The result is the value loaded
   (or the PC reached), or the exception: which EL took it, ESR_ELx (D24.2.47/48; ISS of Data and
   Instruction Aborts, D24.2.47.5 and .6), FAR_ELx, ELR_ELx, and HPFAR_EL2 (D24.2.64) for stage 2 faults.
   A write is two accesses: a load, then the store of what it read (0 when the load faulted), so data is
