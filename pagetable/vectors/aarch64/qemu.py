@@ -25,18 +25,18 @@ Debian package ``binutils-aarch64-linux-gnu``) runs on ``qemu-system-aarch64 -M 
   unchanged; its result is the store's.  The processor may update AF and dirty state in the image's
   descriptors (TCR_ELx.HA/HD): later cases see those updates.
 
-Keeping the stub mapped (like :func:`pagetable.vectors.x86_64.qemu.choose_slot`): for access cases, and
-AT S1E2 with SCTLR_EL2.M=1, the harness writes **one root-table entry** per root table those cases use, in
-a slot no case VA indexes (:func:`choose_slot`), pointing at translation tables of its own in the stub's
+Keeping the stub mapped (like :func:`pagetable.vectors.x86_64.qemu.choose_slot`): for access cases, and AT
+S1E2 with SCTLR_EL2.M=1, the harness writes **one root-table entry** per root table those cases use, in a
+slot no case VA indexes (:func:`choose_slot`), pointing at translation tables of its own in the stub's
 memory: in the EL1&0 regime (TTBR1's root if it can, else TTBR0's) they map the probe page -- the EL1
-vectors (VBAR_EL1), which only execute HVC, and the access snippets; read-only and executable at EL1 and
-EL0 -- at the slot's first VA; in the EL2 regime (TTBR0_EL2) they map the stub's code (read-only,
-executable) and state block (read/write, execute-never) at VA = slot base + (PA - STUB_BASE).  For two-stage
-access cases the harness also writes one stage 2 root entry (VTTBR_EL2's root, :func:`choose_s2_slot`)
-mapping its IPAs (slot base + (PA - STUB_BASE)) of the stub's region to the stub, and its stage 1 tables
-then hold those IPAs.  Everything else in the image is left byte for byte; :attr:`ProbeRun.image` is the
-image as QEMU got it.  Exceptions taken to EL1 go to the probe page's EL1 vectors and on to EL2 (HVC); stage
-2 faults go to EL2 directly.
+vectors (VBAR_EL1), which only execute HVC, and the access snippets; read-only and executable at EL1 and EL0
+-- at the slot's first VA; in the EL2 regime (TTBR0_EL2; with HCR_EL2.E2H=1 TTBR1_EL2 if it can) they map
+the stub's code (read-only, executable) and state block (read/write, execute-never) at VA = slot base + (PA
+- STUB_BASE).  For two-stage access cases the harness also writes one stage 2 root entry (VTTBR_EL2's root,
+:func:`choose_s2_slot`) mapping its IPAs (slot base + (PA - STUB_BASE)) of the stub's region to the stub,
+and its stage 1 tables then hold those IPAs.  Everything else in the image is left byte for byte;
+:attr:`ProbeRun.image` is the image as QEMU got it.  Exceptions taken to EL1 go to the probe page's EL1
+vectors and on to EL2 (HVC); stage 2 faults go to EL2 directly.
 
 Not supported yet: HCR_EL2.TGE without E2H (Registers refuses it), EL1/EL0 accesses with
 SCTLR_EL1.M=0, stage 1 root tables outside the image for access cases, big-endian walks.
@@ -97,6 +97,9 @@ from .layout import RAM_BASE, STUB_BASE, TAG_BRK_IMM, VIRT_RAM_BASE
 __all__ = [
     "ACCESSES",
     "AT_OPS",
+    "CPU",
+    "DONE_IMM",
+    "MACHINE",
     "METHODS",
     "QEMU_BINARY",
     "QEMU_PACKAGE",
@@ -117,6 +120,7 @@ __all__ = [
     "at_op",
     "choose_s2_slot",
     "choose_slot",
+    "cpu_features",
     "find_qemu",
     "missing_toolchain",
     "qemu_command",
