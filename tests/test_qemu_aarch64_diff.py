@@ -37,9 +37,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from pagetable.arch.aarch64 import HCR_EL2, SCTLR_EL1, TCR_EL1, VTCR_EL2, Granule, OAForm, el1_rules, stage1_format
+from pagetable.arch.aarch64 import (
+    HCR_EL2,
+    SCTLR_EL1,
+    SCTLR_EL2,
+    TCR_EL1,
+    TCR_EL2,
+    VTCR_EL2,
+    A64Codec,
+    Granule,
+    OAForm,
+    OutputAddress,
+    el1_rules,
+    el2_rules,
+    stage1_format,
+)
 from pagetable.arch.aarch64.codec import (
     AF,
+    AP_EL0,
     AP_TABLE_NO_EL0,
     AP_TABLE_NO_WRITE,
     PXN,
@@ -237,7 +252,7 @@ def _registers(s: Scene, c: Config, ips: int) -> Registers:
 
 def _expect(w: Walker, vas: list[int], access: str, el: int) -> list[tuple[Translation, int]]:
     """The walker's translation of each VA, and the PA it computed (also where that PA is not RAM); the
-    one-lane and the bulk walk must agree."""
+    one-lane and the bulk walk must agree. EL0 is the user privilege, EL1 and EL2 the supervisor one."""
     privilege = "user" if el == 0 else "supervisor"
     many = w.translate_many(np.array(vas, dtype=np.uint64), access, privilege)
     out = []
@@ -283,20 +298,21 @@ def _compare_access(t: Translation, got: ProbeResult, image: bytes, access: str)
 
 
 def _run(scene: Scene, configs: list[Config], walker: Callable[[Config, int], Walker],
-         regs: Callable[[Config, int], Registers], ips_of: Callable[[Config], int]) -> tuple[list[str], Counter[str],
-                                                                                               Counter[Reason]]:
+         regs: Callable[[Config, int], Registers], ips_of: Callable[[Config], int],
+         els: tuple[int, ...] = (1, 0)) -> tuple[list[str], Counter[str], Counter[Reason]]:
     """Probe every case under every config by AT and by real accesses; returns the disagreements not named,
     the named deviations seen, and the walker reasons compared."""
     probes: list[tuple[Config, Case, str, int, str]] = []
     expected: dict[tuple[Config, int, str, int], tuple[Translation, int]] = {}
+    accesses = [(a, el) for el in els for a in ("read", "execute", "write")] if els == (2,) else ACCESSES
     for c in configs:
         w = walker(c, ips_of(c))
-        for access, el in ACCESSES:
+        for access, el in accesses:
             vas = [case.va for case in scene.cases]
             expected |= {(c, va, access, el): e for va, e in zip(vas, _expect(w, vas, access, el), strict=True)}
     for c in configs:
         for case in scene.cases:
-            for access, el in ACCESSES:
+            for access, el in accesses:
                 # an external abort on the walk is taken as an exception, not reported in PAR_EL1 (C5.5)
                 walk_abort = expected[c, case.va, access, el][0].reason == Reason.TABLE_OUTSIDE_MEMORY
                 if access != "execute" and not (c.pan and el == 0) and not walk_abort:
@@ -340,6 +356,55 @@ def test_stage1_agrees_with_qemu(name: str) -> None:
     assert set(named) <= {BLOCK_LEVEL, DEVICE_FETCH, HIGH_OA}
     assert {Reason.OK, Reason.INVALID, Reason.RESERVED, Reason.ADDRESS_SIZE, Reason.ACCESSED_DIRTY,
             Reason.PERMISSION, Reason.NON_CANONICAL} <= set(seen), f"reasons never compared: {seen}"
+
+
+# ------------------------------------------------------------------------------------------ the EL2 regime
+def _el2_scene(granule: Granule, bits: int) -> Scene:
+    """TTBR0_EL2 tables (HCR_EL2.E2H=0: one range, no EL0; AP[1] RES1, XN for UXN): pages of each
+    permission, invalid entries at each level, AF=0, XNTable and APTable[1], a block at each block level and
+    out-of-range VAs. (Scene's TTBR1 tables go unused.)"""
+    s = Scene(granule, bits, bits)
+    el2 = stage1_format(granule, bits, codec=A64Codec(OutputAddress(granule), el2=True))
+    s.fmt0, s.pt0 = el2, PageTable(el2, s.mem, FrameAllocator(s.mem, S2_TABLES, IMAGE - (S2_TABLES - RAM_BASE)))
+    s.own[0] = next(d for d, lv in enumerate(el2.levels) if lv.entries >= 64)
+    rw, rx, ro, rwx = F.READ | F.WRITE, F.READ | F.EXECUTE, F.READ, F.READ | F.WRITE | F.EXECUTE
+    for flags in (rw, rx, ro, rwx):
+        s.add(0, flags)
+    levels = s.levels(0)
+    for lv in levels:
+        s.add(0, rw, pokes=((lv, 0, VALID),))
+    s.add(0, rw, pokes=((3, 0, AF),))
+    s.add(0, rwx, pokes=((3, 0, AP_EL0),))                    # AP[1] is RES1 here: ignored
+    for bits_ in (AP_TABLE_NO_WRITE, UXN_TABLE, PXN_TABLE, AP_TABLE_NO_EL0):   # PXNTable and APTable[0]: RES0
+        s.add(0, rwx, pokes=((levels[0], bits_, 0),))
+    for lv in levels[:-1]:
+        if el2.levels[el2.depth_count - 4 + lv].leaf:
+            s.add(0, rwx, level=lv)
+    s.raw_case(1 << bits)
+    s.raw_case(1 << 55)
+    return s
+
+
+@pytest.mark.parametrize(("granule", "bits"), [(Granule.K4, 48), (Granule.K64, 42)])
+def test_el2_regime_agrees_with_qemu(granule: Granule, bits: int) -> None:
+    require_qemu_aarch64()
+    s = _el2_scene(granule, bits)
+    tg0 = {Granule.K4: 0, Granule.K64: 1, Granule.K16: 2}[granule]
+    sctlr = Registers().sctlr_el2 | SCTLR_EL2.mask("M")
+
+    def regs(c: Config, ips: int) -> Registers:
+        tcr = TCR_EL2.build(T0SZ=64 - bits, TG0=tg0, PS=ips, IRGN0=1, ORGN0=1, SH0=3, RES1_23=1, RES1_31=1)
+        return Registers(sctlr_el2=sctlr | (SCTLR_EL2.mask("WXN") if c.wxn else 0), tcr_el2=tcr,
+                         ttbr0_el2=s.pt0.root_paddr, mair_el2=LINUX_MAIR_EL1)
+
+    def walker(c: Config, ips: int) -> Walker:
+        r = regs(c, ips)
+        return Walker(s.mem, el2_rules(r.tcr_el2, r.ttbr0_el2, r.mair_el2, r.sctlr_el2, pa_range=PA_RANGE))
+    configs = [Config("default"), Config("wxn", wxn=True)]
+    failures, named, seen = _run(s, configs, walker, regs, lambda c: 5, els=(2,))
+    assert not failures, f"{len(failures)} disagreements:\n" + "\n".join(failures[:40])
+    assert not named
+    assert {Reason.OK, Reason.INVALID, Reason.ACCESSED_DIRTY, Reason.PERMISSION, Reason.NON_CANONICAL} <= set(seen)
 
 
 # ------------------------------------------------------------------------------------------ two stages
