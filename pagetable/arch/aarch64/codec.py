@@ -11,7 +11,8 @@ field is placed by the granule and the OA form (`OutputAddress`).
 Stage 1 encoding choices (`A64Codec`, documented in docs/aarch64.md):
 - EL1 can read every valid page, so a non-USER page needs READ; EL0 may have no access, read, read/write
   or execute only: USER|EXECUTE without READ is AP[2:1]=0b10 (EL1 read-only, EL0 none) with UXN=0, an
-  EL0 execute-only page. Write-only pages have no encoding (InvalidFlags), as neither EL has one.
+  EL0 execute-only page. Write-only pages have no encoding (InvalidFlags), as neither EL has one; nor has a
+  USER page without READ or EXECUTE (it would be an EL1 read-only page, and lose USER).
 - AP[2:1]: USER read/write 0b01, USER read-only 0b11, USER execute-only 0b10, kernel read/write 0b00,
   kernel read-only 0b10. USER pages have PXN=1 (EL1 never executes them) and UXN unless EXECUTE; kernel
   pages have UXN=1 and PXN unless EXECUTE. In a one-privilege regime (EL2, `el2=True`) AP[1] is RES1
@@ -261,6 +262,9 @@ class A64Codec(RememberedLeaves, _Descriptors):
         if not read and not user:
             raise InvalidFlags(f"VMSAv8-64 stage 1 cannot encode {flags!r}: a valid page is always readable "
                                "at EL1 (only EL0 pages may be execute-only)")
+        if user and not read and not execute:
+            raise InvalidFlags(f"VMSAv8-64 stage 1 cannot encode {flags!r}: a USER page EL0 can neither read nor "
+                               "execute is an EL1 read-only page (AP[2:1]=0b10, UXN=1), which decodes without USER")
         bits = VALID | (0 if huge else TYPE) | AF | (self._index(flags) << 2)
         if user:
             bits |= NG | PXN | (0 if execute else UXN)
