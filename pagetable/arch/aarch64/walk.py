@@ -23,7 +23,7 @@ Per lookup level, in the manual's order (the first that holds is the fault):
 5. at a leaf, the access not permitted → Permission fault (`PERMISSION`).
 
 Stage 1 permissions (`perm_bit` layout: EL1 or EL2 in the supervisor bits, EL0 in the user bits): the table
-attributes narrow every lookup below them unless HPDn (APTable[0] no EL0 access, APTable[1] no writes,
+attributes narrow every lookup below them unless HPDn (APTable[0] no EL0 data access, APTable[1] no writes,
 PXNTable no privileged and UXNTable no unprivileged execution; in EL2 APTable[1] and XNTable only); at the
 leaf AP[2:1] (Table D8-60: 0b00 EL1 read/write, 0b01 both read/write, 0b10 EL1 read-only, 0b11 both
 read-only; in EL2 AP[2] alone, and EL0 has no access at all), PXN and UXN (XN in EL2). Then, as
@@ -115,7 +115,7 @@ _SUP, _USER = Privilege.SUPERVISOR, Privilege.USER
 _PR, _PW, _PX = (perm_bit(a, _SUP) for a in Access)
 _UR, _UW, _UX = (perm_bit(a, _USER) for a in Access)
 _READS, _WRITES, _FETCHES = _PR | _UR, _PW | _UW, _PX | _UX
-_USER_BITS = _UR | _UW | _UX
+_USER_DATA = _UR | _UW
 _ALL = ALL_PERMS
 _ONES = (1 << 64) - 1
 _DEVICE = (MemoryType.DEVICE_NGNRNE, MemoryType.DEVICE_NGNRE, MemoryType.DEVICE_NGRE, MemoryType.DEVICE_GRE)
@@ -245,7 +245,7 @@ class A64Rules:
         if not self.two_ranges:                       # EL2: APTable[1] and XNTable (bit 60) only
             return carry & where(bit(pte, AP_TABLE_NO_WRITE), _ALL & ~_WRITES, _ALL) & \
                 where(bit(pte, UXN_TABLE), _ALL & ~_FETCHES, _ALL)
-        keep = where(bit(pte, AP_TABLE_NO_EL0), _ALL & ~_USER_BITS, _ALL) & \
+        keep = where(bit(pte, AP_TABLE_NO_EL0), _ALL & ~_USER_DATA, _ALL) & \
             where(bit(pte, AP_TABLE_NO_WRITE), _ALL & ~_WRITES, _ALL) & \
             where(bit(pte, PXN_TABLE), _ALL & ~_PX, _ALL) & where(bit(pte, UXN_TABLE), _ALL & ~_UX, _ALL)
         return carry & keep
