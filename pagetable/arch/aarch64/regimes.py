@@ -5,7 +5,8 @@ Arm ARM DDI 0487 M.a.a: D8.1.2 and D8.2 (translation regimes, TTBR selection by 
 initial lookup level, TBI/TBID, EPDn, E0PDn, HPDn), D8.2.2 / D24.2.194 (the effective output size: the
 smaller of TCR_ELx.IPS/PS and the implemented PA size; 52 bits only with the 52-bit descriptor forms),
 D24.2.209 (TTBRn BADDR, with BADDR[51:48] in bits 5:2 for a 52-bit output size), D24.2.224 (VTCR_EL2),
-and the pseudocode `AArch64.S1TxSZFaults`, `AArch64.S2InvalidSL` and `AArch64.S2InconsistentSL`.
+and the pseudocode `AArch64.S1TxSZFaults`, `AArch64.S2TxSZFaults`, `AArch64.S2InvalidSL` and
+`AArch64.S2InconsistentSL`.
 
 Register values that make every walk CONSTRAINED UNPREDICTABLE or fault (a TnSZ out of range, a reserved
 granule encoding, an invalid or inconsistent stage 2 starting level, DS=1 without FEAT_LPA2) are refused
@@ -217,6 +218,11 @@ def stage2_rules(vtcr_el2: int, vttbr_el2: int, *, hcr_el2: int = 0, pa_range: i
     _check_sl(granule, start, ds, pa_range)
     oa_bits = _output_bits(get(vtcr, "PS"), form, pa_range)
     ia_bits = 64 - get(vtcr, "T0SZ")
+    widest = min(form.oa_bits, pa_range)              # AArch64.S2MinTxSZ: the IPA is at most the PA size
+    if ia_bits > widest:
+        raise InvalidArgument(f"VTCR_EL2.T0SZ={64 - ia_bits}: a {ia_bits}-bit IPA space is wider than the "
+                              f"{widest} bits stage 2 translates here (AArch64.S2TxSZFaults: T0SZ at least "
+                              f"{64 - widest}; every stage 2 access would fault)")
     options = S2Options(fwb=bool(HCR_EL2.get(hcr, "FWB")), ptw=bool(HCR_EL2.get(hcr, "PTW")),
                         ha=bool(get(vtcr, "HA")), hd=bool(get(vtcr, "HD")), xnx=args.boolean(xnx, "xnx"))
     fmt = stage2_format(granule, ia_bits, start, form, codec=S2Codec(OutputAddress(granule, form),
