@@ -309,8 +309,8 @@ def test_stage1_flags_round_trip(codec_huge: tuple[A64Codec, bool], bits: int) -
     try:
         raw = codec.new_page(0, flags, huge)
     except InvalidFlags:
-        assert flags & W and not flags & R or not flags & R and not (flags & U and flags & X and not codec.el2) or \
-            flags & U and not codec.el2 and not flags & (R | X)
+        assert (flags & W and not flags & R) or (not flags & R and not (flags & U and flags & X and not codec.el2)) or \
+            (flags & U and not codec.el2 and not flags & (R | X))
         return
     assert codec.flags_np(raw, huge) == _normal(flags, codec.el2)
     column = codec.flags_np(np.array([raw, 0], dtype=np.uint64), huge)

@@ -12,14 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pagetable.arch.aarch64 import HCR_EL2, SCTLR_EL1, SCTLR_EL2, TCR_EL1, TCR_EL2, VTCR_EL2, Granule, OAForm
+from pagetable.arch.aarch64 import TCR_EL1, TCR_EL2, VTCR_EL2, Granule, OAForm
 from pagetable.arch.aarch64.codec import OutputAddress, S2Codec
 from pagetable.arch.aarch64.modes import stage1_format, stage2_format
 from pagetable.arch.aarch64.regimes import el1_rules, el2_rules, stage2_rules
 from pagetable.arch.aarch64.walk import A64Options, A64Rules, S2Rules
 from pagetable.errors import InvalidArgument
 from pagetable.flags import MappingFlags as F
-from pagetable.format import PagingFormat
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
@@ -105,7 +104,7 @@ class Space:
 
     def poke(self, half: int, depth: int, set_bits: int = 0, clear: int = 0) -> None:
         pa, raw = self.entry(half, depth)
-        self.mem.write_u64(pa, (raw | set_bits) & ~clear)
+        self.mem.write_u64(pa, (raw & ~clear) | set_bits)
 
     def tcr(self, **fields: int) -> int:
         tsz = 64 - self.va_bits
@@ -309,8 +308,8 @@ def test_access_flag_on_blocks_and_dirty_state() -> None:
     s.pt[0].map(0x4000_0000, 0, 1 << 30, F.READ | F.WRITE)                  # a level 1 block (1 GB)
     s.pt[0].map(0x8020_0000, RAM, 1 << 21, F.READ)                          # a level 2 block
     for va, depth, level in ((0x4000_0000, 1, 1), (0x8020_0000, 2, 2)):
-        slot = s.pt[0].lookup(va, depth)
-        s.mem.write_u64(slot.pa, slot.raw & ~(1 << 10))
+        block = s.pt[0].lookup(va, depth)
+        s.mem.write_u64(block.pa, block.raw & ~(1 << 10))
         assert fault(walk(s.walker(), va + 8)) == (Reason.ACCESSED_DIRTY, level,
                                                    esr(DABT_SAME, fsc(ACCESS_FLAG, level)))
         assert walk(s.walker(HA=1), va + 8).ok
@@ -466,7 +465,7 @@ def test_el2_regime() -> None:
 
     def poke(depth: int, set_bits: int = 0, clear: int = 0) -> None:
         slot = pt.lookup(va, depth)
-        mem.write_u64(slot.pa, (slot.raw | set_bits) & ~clear)
+        mem.write_u64(slot.pa, (slot.raw & ~clear) | set_bits)
 
     poke(3, clear=1 << 6)                                    # AP[1]=0: no difference
     assert all(walk(Walker(mem, el2_rules(tcr, pt.root_paddr)), va, a).ok for a in (R, W, X))
@@ -541,7 +540,7 @@ class Stage2:
 
     def poke(self, depth: int, set_bits: int = 0, clear: int = 0, ipa: int | None = None) -> None:
         slot = self.pt.lookup(self.ipa if ipa is None else ipa, depth)
-        self.mem.write_u64(slot.pa, (slot.raw | set_bits) & ~clear)
+        self.mem.write_u64(slot.pa, (slot.raw & ~clear) | set_bits)
 
 
 def s2fault(t: Translation) -> tuple[Reason, int, int, int]:
@@ -673,3 +672,234 @@ def test_stage2_t0sz_below_the_minimum_is_refused(t0sz: int, ds: int, pa_range: 
     with pytest.raises(InvalidArgument):
         stage2_rules(vtcr, RAM, pa_range=pa_range)
     assert stage2_rules(VTCR_EL2.build(T0SZ=24, SL0=1, TG0=0, PS=2), RAM, pa_range=40)
+
+
+# ------------------------------------------------------------------------------------- two stages
+class Nested:
+    """Stage 1 (`Space`, 4KB, 48-bit VA, its tables and pages at IPAs in RAM) over a stage 2 table (4KB,
+    40-bit IPA from level 1) mapping RAM to itself with 2 MB blocks; stage 2's own tables live at 0."""
+
+    def __init__(self, flags: F = F.READ | F.WRITE, s2flags: F = F.READ | F.WRITE | F.EXECUTE) -> None:
+        self.s1 = Space(flags=flags)
+        self.mem = self.s1.mem
+        self.s2 = PageTable(stage2_format(K4, 40, 1), self.mem, FrameAllocator(self.mem, 0, MiB))
+        self.s2.map_region(RAM, RAM, 64 * MiB, s2flags, allow_huge=True)
+        self.vtcr = VTCR_EL2.build(T0SZ=24, SL0=1, TG0=0, PS=5, RES1_31=1)
+
+    def protect(self, ipa: int, flags: F) -> None:
+        """Give the stage 2 page holding `ipa` its own flags (splitting its block)."""
+        self.s2.protect_region(ipa & ~0xFFF, 0x1000, flags)
+
+    def poke2(self, ipa: int, set_bits: int = 0, clear: int = 0) -> None:
+        self.protect(ipa, F.READ | F.WRITE | F.EXECUTE)
+        slot = self.s2.lookup(ipa, 2)
+        self.mem.write_u64(slot.pa, (slot.raw & ~clear) | set_bits)
+
+    def walker(self, hcr: int = 0, **tcr: int | bool) -> Walker:
+        s1 = self.s1.rules(**tcr)  # type: ignore[arg-type]
+        return Walker(self.mem, s1, stage2=Walker(self.mem, stage2_rules(self.vtcr, self.s2.root_paddr, hcr_el2=hcr)))
+
+
+def test_two_stages_translate() -> None:
+    n = Nested()
+    w = n.walker()
+    t = walk(w, n.s1.lo + 0x20, W)
+    assert (t.ok, t.pa, t.gpa, t.memtype) == (True, n.s1.pa[0] + 0x20, n.s1.pa[0] + 0x20, MemoryType.NORMAL_WB)
+    assert walk(w, n.s1.hi, R).pa == n.s1.pa[1]
+
+
+@pytest.mark.parametrize("depth", range(4))
+def test_stage2_faults_on_stage1_table_reads(depth: int) -> None:
+    """A stage 2 fault on a stage 1 descriptor read: ESR S1PTW=1, WnR=0 (a read, whatever the access), the
+    stage 2 fault's kind and level, HPFAR_EL2 the descriptor's IPA, FAR_EL2 the VA; taken to EL2."""
+    n = Nested()
+    slot, _ = n.s1.entry(0, depth)                    # the IPA of the stage 1 descriptor read at `depth`
+    hpfar = (slot >> 12) << 4
+    n.poke2(slot, clear=1)
+    for access, privilege, ec in ((R, EL1, DABT_LOWER), (W, EL1, DABT_LOWER), (X, EL0, IABT_LOWER)):
+        t = walk(n.walker(), n.s1.lo + 8, access, privilege)
+        assert (t.reason, t.level, t.stage, t.implicit, t.gpa) == (Reason.INVALID, 3, 2, True, slot)
+        assert t.syndrome == {"esr": esr(ec, fsc(TRANSLATION, 3), s1ptw=True), "far": n.s1.lo + 8,
+                              "hpfar": hpfar, "el": 2}
+    n.poke2(slot, set_bits=1, clear=1 << 6)           # S2AP[0]=0: stage 2 does not let the walk read
+    t = walk(n.walker(), n.s1.lo, W)
+    assert (t.reason, t.level, t.stage) == (Reason.PERMISSION, 3, 2)
+    assert t.syndrome["esr"] == esr(DABT_LOWER, fsc(PERMISSION, 3), s1ptw=True)
+    assert walk(n.walker(), n.s1.hi).ok                  # TTBR1's tables are elsewhere
+    n.poke2(slot, set_bits=1 << 6 | 1 << 41)             # an OA above a 40-bit PS at stage 2: Address size
+    n.vtcr = VTCR_EL2.build(T0SZ=24, SL0=1, TG0=0, PS=2, RES1_31=1)
+    t = walk(n.walker(), n.s1.lo)
+    assert (t.reason, t.level, t.stage, t.gpa) == (Reason.ADDRESS_SIZE, 3, 2, slot)
+    assert t.syndrome["esr"] == esr(DABT_LOWER, fsc(ADDRESS_SIZE, 3), s1ptw=True)
+
+
+def test_stage2_fault_on_the_final_ipa() -> None:
+    n = Nested()
+    ipa = n.s1.pa[0] + 0x30
+    n.protect(ipa, F.READ)
+    t = walk(n.walker(), n.s1.lo + 0x30, W)
+    assert (t.reason, t.level, t.stage, t.implicit, t.gpa) == (Reason.PERMISSION, 3, 2, False, ipa)
+    assert t.syndrome == {"esr": esr(DABT_LOWER, fsc(PERMISSION, 3), wnr=True), "far": n.s1.lo + 0x30,
+                          "hpfar": (ipa >> 12) << 4, "el": 2}
+    assert walk(n.walker(), n.s1.lo + 0x30, R).pa == ipa
+    t = walk(n.walker(), n.s1.lo, X)                     # stage 1 decides first (PXN): a stage 1 fault
+    assert (t.reason, t.stage, t.syndrome["el"], t.syndrome["hpfar"]) == (Reason.PERMISSION, 1, 1, 0)
+
+
+def test_stage1_af_update_is_a_stage2_write() -> None:
+    """With TCR_EL1.HA the stage 1 leaf's AF is written by the walk: a write through stage 2 (S1PTW=1,
+    WnR=1), which faults where stage 2 maps that table read-only."""
+    n = Nested()
+    n.s1.poke(0, 3, clear=1 << 10)
+    leaf, _ = n.s1.entry(0, 3)
+    assert walk(n.walker(HA=1), n.s1.lo).ok
+    n.protect(leaf, F.READ)
+    t = walk(n.walker(HA=1), n.s1.lo)
+    assert (t.reason, t.stage, t.implicit, t.gpa) == (Reason.PERMISSION, 2, True, leaf)
+    assert t.syndrome["esr"] == esr(DABT_LOWER, fsc(PERMISSION, 3), wnr=True, s1ptw=True)
+    assert t.syndrome["hpfar"] == (leaf >> 12) << 4
+    assert fault(walk(n.walker(), n.s1.lo)) == (Reason.ACCESSED_DIRTY, 3, esr(DABT_SAME, fsc(ACCESS_FLAG, 3)))
+
+
+def test_hcr_ptw_faults_walks_into_stage2_device_memory() -> None:
+    """HCR_EL2.PTW: a stage 1 table in memory stage 2 maps as Device is a stage 2 Permission fault on the
+    table read (S1PTW=1); without PTW it is read."""
+    n = Nested()
+    slot, _ = n.s1.entry(0, 2)
+    n.protect(slot, F.READ | F.WRITE | F.DEVICE)
+    assert walk(n.walker(), n.s1.lo).ok
+    t = walk(n.walker(hcr=1 << 2), n.s1.lo)
+    assert (t.reason, t.level, t.stage, t.implicit, t.gpa) == (Reason.PERMISSION, 3, 2, True, slot)
+    assert t.syndrome["esr"] == esr(DABT_LOWER, fsc(PERMISSION, 3), s1ptw=True)
+    # the final access to stage 2 Device memory is not a table walk: PTW does not apply
+    n.protect(n.s1.pa[1], F.READ | F.WRITE | F.DEVICE)
+    t = walk(n.walker(hcr=1 << 2), n.s1.hi)
+    assert t.ok and t.memtype == MemoryType.DEVICE_NGNRE
+
+
+@pytest.mark.parametrize(("s1flags", "s2memattr", "fwb", "want"), [
+    (F.READ, 0b1111, False, MemoryType.NORMAL_WB),
+    (F.READ, 0b0001, False, MemoryType.DEVICE_NGNRE),            # stage 2 Device wins
+    (F.READ | F.DEVICE, 0b1111, False, MemoryType.DEVICE_NGNRE),  # stage 1 Device wins
+    (F.READ | F.DEVICE, 0b0000, False, MemoryType.DEVICE_NGNRNE), # the stricter Device type
+    (F.READ | F.UNCACHED, 0b1111, False, MemoryType.NORMAL_NC),
+    (F.READ, 0b0101, False, MemoryType.NORMAL_NC),
+    (F.READ, 0b1010, False, MemoryType.NORMAL_WT),               # WB and WT: WT
+    (F.READ | F.UNCACHED, 0b1010, False, MemoryType.NORMAL_NC),
+    (F.READ, 0b0110, True, MemoryType.NORMAL_WB),                # FWB: 0b110 forces Write-Back ...
+    (F.READ | F.DEVICE, 0b0110, True, MemoryType.NORMAL_WB),     # ... even over stage 1 Device
+    (F.READ | F.UNCACHED, 0b0110, True, MemoryType.NORMAL_WB),
+    (F.READ | F.UNCACHED, 0b0111, True, MemoryType.NORMAL_NC),   # 0b111: stage 1's type
+    (F.READ | F.DEVICE, 0b0111, True, MemoryType.DEVICE_NGNRE),
+    (F.READ, 0b0101, True, MemoryType.NORMAL_NC),                # 0b101: NC unless stage 1 Device
+    (F.READ | F.DEVICE, 0b0101, True, MemoryType.DEVICE_NGNRE),
+    (F.READ, 0b0001, True, MemoryType.DEVICE_NGNRE),             # MemAttr[2]=0: Device, as with FWB=0
+    (F.READ | F.DEVICE, 0b0000, True, MemoryType.DEVICE_NGNRNE),
+])
+def test_two_stage_memory_types(s1flags: F, s2memattr: int, fwb: bool, want: MemoryType) -> None:
+    """`S2CombineS1MemAttrs` (FWB=0) and FEAT_S2FWB's combination (D8.6.6)."""
+    n = Nested(flags=s1flags)
+    n.poke2(n.s1.pa[0], set_bits=s2memattr << 2, clear=0xF << 2)
+    t = walk(n.walker(hcr=1 << 46 if fwb else 0), n.s1.lo)
+    assert t.ok and t.memtype == want
+
+
+# -------------------------------------------------------- one verdict per judged bits; scalar = columns
+def _s1_rules(granule: Granule, form: OAForm, va_bits: int, el2: bool, hpd: bool, options: int) -> A64Rules:
+    s = _RULE_SPACES[granule, form, va_bits]
+    tcr = s.tcr(HPD0=int(hpd), HPD1=int(hpd), HA=options & 1, HD=options & 1 & (options >> 1), IPS=options >> 2 & 7)
+    sctlr = 1 | 1 << 2 | (1 << 19 if options & 32 else 0) | (1 << 57 if options & 64 else 0)
+    wide = 52 if form is not OA48 else 48
+    if el2:
+        return el2_rules(tcr, s.ttbr(0), sctlr_el2=sctlr & ~(1 << 57), hcr_el2=E2H, ttbr1_el2=s.ttbr(1),
+                         pan=bool(options & 128), pa_range=wide)
+    return el1_rules(tcr, s.ttbr(0), s.ttbr(1), sctlr_el1=sctlr, pan=bool(options & 128), pa_range=wide)
+
+
+_RULE_SPACES = {(g, f, b): Space(g, f, b) for g, f, b in CONFIGS}
+
+
+@st.composite
+def any_rules(draw: st.DrawFn) -> A64Rules | S2Rules:
+    kind = draw(st.sampled_from(["s1", "el2", "s2"]))
+    if kind == "s2":
+        granule = draw(st.sampled_from([K4, K16, K64]))
+        sl0 = {K4: 1, K16: 1, K64: 1}[granule]
+        t0sz = {K4: 24, K16: 28, K64: 24}[granule]
+        vtcr = VTCR_EL2.build(T0SZ=t0sz, SL0=sl0, TG0=TG0[granule], PS=draw(st.sampled_from([2, 5])),
+                              HA=(ha := draw(st.integers(0, 1))), HD=ha & draw(st.integers(0, 1)))
+        return stage2_rules(vtcr, RAM, hcr_el2=draw(st.sampled_from([0, 1 << 2, 1 << 46])), xnx=draw(st.booleans()))
+    config = draw(st.sampled_from(CONFIGS))
+    options = draw(st.integers(0, 255))
+    if config[1] is not OA48 and (options >> 2 & 7) not in (5, 6):
+        options = options & ~(7 << 2) | 6 << 2
+    elif config[1] is OA48 and (options >> 2 & 7) > 5:
+        options = options & ~(7 << 2) | 5 << 2
+    return _s1_rules(*config, kind == "el2", draw(st.booleans()), options)
+
+
+# any bits; or a descriptor of the right shape (valid, table/page bit, AF) with random attributes
+DESCRIPTORS = st.integers(0, (1 << 64) - 1) | st.builds(
+    lambda raw, low: (raw & ~0x7FF) | low, st.integers(0, (1 << 64) - 1),
+    st.sampled_from([0x403, 0x401, 0x003, 0x443, 0x4C3, 0x483, 0x413, 0x7FF, 0x4C7, 0x7C3]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(any_rules(), st.integers(0, 4), DESCRIPTORS, st.integers(0, (1 << 64) - 1), st.sampled_from(list(Access)),
+       st.sampled_from(list(Privilege)), st.integers(0, ALL_PERMS))
+def test_entries_equal_in_the_judged_bits_get_one_verdict(rules: A64Rules | S2Rules, level: int, pte: int,
+                                                          noise: int, access: Access, privilege: Privilege,
+                                                          carry: int) -> None:
+    """`judged_bits`: descriptors equal in those bits get the same `step` (the one-lane walk's memory rests on
+    it); and `step` on ints agrees with `step` on columns."""
+    k = level % len(rules.regime.regions)
+    region = rules.regime.regions[k]
+    depth = level % region.fmt.depth_count
+    judged = rules.judged_bits(region, depth)
+    other = (pte & judged) | (noise & ~judged)
+    one = rules.step(region, depth, pte, access, privilege, carry)
+    assert rules.step(region, depth, other, access, privilege, carry) == one
+    columns = StepColumns.of(rules.step(region, depth, np.array([pte, other], dtype=np.uint64),
+                                        np.full(2, access, dtype=np.uint8), np.full(2, privilege, dtype=np.uint8),
+                                        np.full(2, carry, dtype=np.uint64)))
+    for n in range(2):
+        assert tuple(int(np.broadcast_to(c, (2,))[n]) for c in columns) == tuple(int(v) for v in one)
+    assert rules.written(pte, one.leaf, access) == int(rules.written(np.array([pte], dtype=np.uint64),
+                                                                     np.array([bool(one.leaf)]),
+                                                                     np.array([access], dtype=np.uint8))[0])
+
+
+# ------------------------------------------------------------------------------- mappings, both halves
+def test_mappings_list_both_halves_of_el1_and_0() -> None:
+    s = Space(flags=F.READ | F.WRITE, hi_flags=F.READ | F.EXECUTE)
+    s.pt[0].map(0x4000_0000, RAM, 1 << 30, F.READ | F.WRITE | F.USER)          # a 1 GB block (user)
+    s.pt[1].map(0xFFFF_FFFF_FFE0_0000, RAM + (2 << 20), 1 << 21, F.READ)        # a 2 MB block at the top
+    s.pt[1].map(s.hi + 0x1000, RAM + 0x9000, 0x1000, F.READ)
+    s.poke(1, 3, clear=1)                                                     # an invalid page: not listed
+    s.pt[0].map(0x1000, RAM, 0x1000, F.READ)
+    slot = s.pt[0].lookup(0x1000, 3)
+    s.mem.write_u64(slot.pa, slot.raw & ~(1 << 10))                           # AF=0: rejected for every access
+    w = s.walker()
+    lo, hi = w.mappings(region=0), w.mappings(region=1)
+    assert lo.verdict is not None and lo.perms is not None and hi.perms is not None and hi.memtype is not None
+    assert [int(v) for v in lo.va] == [0x1000, 0x4000_0000, s.lo]
+    assert [int(v) for v in lo.size] == [0x1000, 1 << 30, 0x1000]
+    assert [int(p) for p in lo.pa] == [RAM, RAM, s.pa[0]]
+    assert list(lo.verdict) == [Reason.ACCESSED_DIRTY, 0, 0]
+    assert [int(p) for p in lo.perms] == [0, 0b011011, 0b000011]
+    assert [int(v) for v in hi.va] == [s.hi + 0x1000, 0xFFFF_FFFF_FFE0_0000]
+    assert [int(p) for p in hi.pa] == [RAM + 0x9000, RAM + (2 << 20)]
+    assert [int(p) for p in hi.perms] == [0b000001, 0b000001]
+    assert all(int(m) == MemoryType.NORMAL_WB for m in hi.memtype)
+    s.poke(1, 3, set_bits=1)
+    hi = s.walker().mappings(region=1)
+    assert hi.perms is not None and hi.verdict is not None
+    assert [int(v) for v in hi.va] == [s.hi, s.hi + 0x1000, 0xFFFF_FFFF_FFE0_0000]
+    assert [int(p) for p in hi.perms] == [0b000101, 0b000001, 0b000001]
+    for m, half in ((lo, 0), (hi, 1)):
+        assert m.verdict is not None
+        for va, pa, verdict in zip(m.va, m.pa, m.verdict, strict=True):
+            t = walk(s.walker(), int(va))
+            assert (t.pa if t.ok else t.reason) == (verdict if verdict else int(pa)), (half, hex(int(va)))
+    with pytest.raises(InvalidArgument):
+        w.mappings()                                                          # two regions: name one
