@@ -11,7 +11,8 @@ and the pseudocode `AArch64.S1TxSZFaults`, `AArch64.S2TxSZFaults`, `AArch64.S2In
 Register values that make every walk CONSTRAINED UNPREDICTABLE or fault (a TnSZ out of range, a reserved
 granule encoding, an invalid or inconsistent stage 2 starting level, DS=1 without FEAT_LPA2) are refused
 with InvalidArgument naming the field. Table base bits below the initial table's size are RES0 and read as
-0 (one of the behaviours the manual permits). `pa_range` is the implemented PA size (PAMax,
+0 (one of the behaviours the manual permits); BADDR holds a 52-bit address (A[51:48] in bits 5:2, the table
+64-byte aligned) with DS=1, or with FEAT_LPA's 64KB form and a 52-bit IPS/PS. `pa_range` is the implemented PA size (PAMax,
 ID_AA64MMFR0_EL1.PARange), default 48 bits; 52-bit descriptor forms need 52. With SCTLR_ELx.M=0 stage 1 is
 off (a regime without regions: PA = VA).
 """
@@ -95,10 +96,22 @@ def _check_tsz(half: Half, form: OAForm, pa_range: int, ttst: bool) -> None:
                               "CONSTRAINED UNPREDICTABLE)")
 
 
-def _region(half: Half, codec: A64Codec, form: OAForm, oa_bits: int, two_ranges: bool) -> Region:
+def _wide_baddr(form: OAForm, ps: int) -> bool:
+    """Whether a TTBR's or VTTBR_EL2's BADDR holds a 52-bit address (D24.2.209, `AArch64.S1TTBaseAddress`):
+    with DS=1 (FEAT_LPA2's form) whatever the output size, or with FEAT_LPA's 64KB form and a 52-bit
+    IPS/PS."""
+    return form is OAForm.LPA2 or (form is OAForm.LPA and pa_bits(ps) >= 52)
+
+
+def _table_root(ttbr: int, root_size: int, wide: bool) -> int:
+    """The initial table's address in a TTBR value: bits below the table's size are RES0 (read as 0), and a
+    52-bit BADDR's table is at least 64-byte aligned (its bits 5:2 are A[51:48])."""
+    return table_base(ttbr, wide=wide) & ~(max(root_size, 64 if wide else 1) - 1)
+
+
+def _region(half: Half, codec: A64Codec, form: OAForm, oa_bits: int, two_ranges: bool, wide: bool) -> Region:
     fmt = stage1_format(half.granule, 64 - half.tsz, form, upper=half.upper, codec=codec)
-    root = table_base(half.ttbr, wide=oa_bits == 52)
-    root &= ~(max(fmt.root_size, 64) - 1)                          # RES0 bits below the table's size
+    root = _table_root(half.ttbr, fmt.root_size, wide)
     allowed, refused = ALL_PERMS, Reason.INVALID
     if half.epd:
         allowed = 0
@@ -124,7 +137,7 @@ def stage1_rules(halves: list[Half], regime: str, *, el: int, ips: int, ds: bool
         _check_tsz(half, form, pa_range, ttst)
         oa_bits = _output_bits(ips, form, pa_range)
         codec = A64Codec(OutputAddress(half.granule, form), mair, el2=not two_ranges, cacheable=cacheable)
-        regions.append(_region(half, codec, form, oa_bits, len(halves) == 2))
+        regions.append(_region(half, codec, form, oa_bits, len(halves) == 2, _wide_baddr(form, ips)))
         outputs[half.name], hpd[half.name] = oa_bits, half.hpd
     return A64Rules(Regime(regime, tuple(regions)), el=el, two_ranges=two_ranges, outputs=outputs, hpd=hpd,
                     options=options)
@@ -227,7 +240,7 @@ def stage2_rules(vtcr_el2: int, vttbr_el2: int, *, hcr_el2: int = 0, pa_range: i
                         ha=bool(get(vtcr, "HA")), hd=bool(get(vtcr, "HD")), xnx=args.boolean(xnx, "xnx"))
     fmt = stage2_format(granule, ia_bits, start, form, codec=S2Codec(OutputAddress(granule, form),
                                                                     fwb=options.fwb, xnx=options.xnx))
-    root = table_base(args.address(vttbr_el2, "VTTBR_EL2"), wide=oa_bits == 52) & ~(max(fmt.root_size, 64) - 1)
+    root = _table_root(args.address(vttbr_el2, "VTTBR_EL2"), fmt.root_size, _wide_baddr(form, get(vtcr, "PS")))
     too_wide = bool(root >> oa_bits)
     region = Region("VTTBR_EL2", fmt, root, allowed=0 if too_wide else ALL_PERMS, fault_level=0,
                     refused_with=Reason.ADDRESS_SIZE)
