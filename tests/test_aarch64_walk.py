@@ -903,3 +903,39 @@ def test_mappings_list_both_halves_of_el1_and_0() -> None:
             assert (t.pa if t.ok else t.reason) == (verdict if verdict else int(pa)), (half, hex(int(va)))
     with pytest.raises(InvalidArgument):
         w.mappings()                                                          # two regions: name one
+
+
+# ------------------------------------------------------------------------------------ TTBR BADDR
+def test_ttbr_baddr_48_bit_format_keeps_bits_below_64() -> None:
+    """D24.2.209: with a 48-bit BADDR, bits A[(x-1):0] are zero for x = log2(table size); a 16-byte initial
+    table (16KB granule, 48-bit VA: level 0 has 2 entries) may sit at any 16-byte boundary. (Only the
+    52-bit BADDR format needs 64-byte alignment.)"""
+    mem = PhysMem([(RAM, 64 * MiB)])
+    frames = FrameAllocator(mem, RAM + 32 * MiB, 32 * MiB, frame_size=K16.size)
+    fmt, fmt1 = stage1_format(K16, 48), stage1_format(K16, 48, upper=True)
+    assert fmt.root_size == 16
+    base = frames.alloc(1)
+    pt = PageTable(fmt, mem, frames, root=base + 0x30)
+    pt.map(0x8000_0000_4000, RAM + 0x4000, K16.size, F.READ)
+    other = PageTable(fmt1, mem, frames)
+    w = Walker(mem, el1_rules(TCR_EL1.build(T0SZ=16, T1SZ=16, TG0=2, TG1=1, IPS=5), base + 0x30, other.root_paddr))
+    assert walk(w, 0x8000_0000_4010).pa == RAM + 0x4010
+    s2 = PageTable(stage2_format(K4, 31, 1), mem, FrameAllocator(mem, RAM + 48 * MiB, 16 * MiB), root=base + 0x50)
+    s2.map(0x4000_0000, RAM, 1 << 30, F.READ)
+    w2 = Walker(mem, stage2_rules(VTCR_EL2.build(T0SZ=33, SL0=1, TG0=0, PS=5), base + 0x50))
+    assert walk(w2, 0x4000_0123).pa == RAM + 0x123
+
+
+def test_ttbr_baddr_is_52_bit_with_ds_whatever_ips() -> None:
+    """D24.2.209: BADDR represents a 52-bit address when IPS is 52 bits *or* DS=1 (`AArch64.S1TTBaseAddress`):
+    with DS=1 and a 48-bit IPS, register bits 5:2 are A[51:48], so a nonzero A[48] is an Address size fault
+    at level 0; likewise VTTBR_EL2 with VTCR_EL2.DS=1."""
+    s = Space(K4, LPA2, 52)
+    assert walk(s.walker(IPS=5), s.lo).ok
+    bad = s.ttbr(0) | 1 << 2
+    assert fault(walk(s.walker(IPS=5, ttbr0=bad), s.lo)) == (Reason.ADDRESS_SIZE, 0,
+                                                              esr(DABT_SAME, fsc(ADDRESS_SIZE, 0)))
+    vtcr = VTCR_EL2.build(T0SZ=24, SL0=1, TG0=0, PS=5, DS=1)
+    rules = stage2_rules(vtcr, RAM | 1 << 2, pa_range=52)
+    assert s2fault(walk(Walker(s.mem, rules), 0x1000)) == (Reason.ADDRESS_SIZE, 0,
+                                                           esr(DABT_LOWER, fsc(ADDRESS_SIZE, 0)), 0x10)
