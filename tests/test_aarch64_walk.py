@@ -38,6 +38,7 @@ TG1 = {K16: 1, K4: 2, K64: 3}
 CONFIGS = [(K4, OA48, 48), (K4, OA48, 39), (K16, OA48, 48), (K16, OA48, 47), (K64, OA48, 48), (K64, LPA, 52),
            (K4, LPA2, 52), (K16, LPA2, 52)]
 IDS = [f"{g.label}-{f.name}-{b}" for g, f, b in CONFIGS]
+FORMS = [(K4, OA48), (K16, OA48), (K64, OA48), (K64, LPA), (K4, LPA2), (K16, LPA2)]
 
 # ESR_ELx (D24.2.40): EC in bits 31:26, IL bit 25; Data/Instruction Abort ISS: S1PTW bit 7, WnR bit 6,
 # DFSC/IFSC bits 5:0 (0b0000LL address size, 0b0001LL translation, 0b0010LL access flag, 0b0011LL
@@ -823,12 +824,13 @@ _RULE_SPACES = {(g, f, b): Space(g, f, b) for g, f, b in CONFIGS}
 def any_rules(draw: st.DrawFn) -> A64Rules | S2Rules:
     kind = draw(st.sampled_from(["s1", "el2", "s2"]))
     if kind == "s2":
-        granule = draw(st.sampled_from([K4, K16, K64]))
-        sl0 = {K4: 1, K16: 1, K64: 1}[granule]
+        granule, form = draw(st.sampled_from(FORMS))
         t0sz = {K4: 24, K16: 28, K64: 24}[granule]
-        vtcr = VTCR_EL2.build(T0SZ=t0sz, SL0=sl0, TG0=TG0[granule], PS=draw(st.sampled_from([2, 5])),
-                              HA=(ha := draw(st.integers(0, 1))), HD=ha & draw(st.integers(0, 1)))
-        return stage2_rules(vtcr, RAM, hcr_el2=draw(st.sampled_from([0, 1 << 2, 1 << 46])), xnx=draw(st.booleans()))
+        vtcr = VTCR_EL2.build(T0SZ=t0sz, SL0=1, TG0=TG0[granule], PS=draw(st.sampled_from([2, 5, 6])),
+                              HA=(ha := draw(st.integers(0, 1))), HD=ha & draw(st.integers(0, 1)),
+                              DS=int(form is LPA2))
+        return stage2_rules(vtcr, RAM, hcr_el2=draw(st.sampled_from([0, 1 << 2, 1 << 46])), xnx=draw(st.booleans()),
+                            pa_range=48 if form is OA48 else 52)
     config = draw(st.sampled_from(CONFIGS))
     options = draw(st.integers(0, 255))
     if config[1] is not OA48 and (options >> 2 & 7) not in (5, 6):
