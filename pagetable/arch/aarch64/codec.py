@@ -251,7 +251,7 @@ class A64Codec(RememberedLeaves, _Descriptors):
 
     def _encode(self, flags: MappingFlags, huge: bool) -> int:
         if self.arceos:
-            return _arceos_bits(flags, huge)
+            return _arceos_bits(flags, huge, self.el2)
         if not flags:
             return 0
         read, write, execute = (bool(flags & f) for f in (MappingFlags.READ, MappingFlags.WRITE,
@@ -303,7 +303,7 @@ class A64Codec(RememberedLeaves, _Descriptors):
         """A valid descriptor's flags: in a two-privilege regime, EL0's view where EL0 has some access (USER
         with its read, write and execute), else EL1's; in EL2 the one privilege's."""
         if self.arceos:
-            return _arceos_flags(ap, pxn, uxn, index)
+            return _arceos_flags(ap, pxn, uxn, index, self.el2)
         write = 0 if ap & 2 else MappingFlags.WRITE.value
         if self.el2:
             out = MappingFlags.READ.value | write | (0 if uxn else MappingFlags.EXECUTE.value)
@@ -339,9 +339,10 @@ def _flag_bits(raw: Word) -> Word:
     return (raw & 1) | ((raw >> 1) & 0xE) | ((raw >> 2) & 0x30) | ((raw >> 47) & 0xC0)
 
 
-def _arceos_bits(flags: MappingFlags, huge: bool) -> int:
+def _arceos_bits(flags: MappingFlags, huge: bool, el2: bool = False) -> int:
     """page_table_multiarch 0.6.1's `A64PTE::new_page` attribute bits (its `DescriptorAttr::from(flags)`, then
-    AF, and bit 1 unless huge), with its MAIR indices: Device 0 (SH=0), Normal 1 and Normal NC 2 (SH=0b11)."""
+    AF, and bit 1 unless huge), with its MAIR indices: Device 0 (SH=0), Normal 1 and Normal NC 2 (SH=0b11).
+    `el2`: the crate's `arm-el2` feature (USER ignored, no AP[1], no PXN, UXN as XN unless EXECUTE)."""
     bits = AF | (0 if huge else TYPE)
     if not flags:
         return bits
@@ -351,18 +352,23 @@ def _arceos_bits(flags: MappingFlags, huge: bool) -> int:
         bits |= (2 if flags & MappingFlags.UNCACHED else 1) << 2 | SH_INNER
     bits |= VALID if flags & MappingFlags.READ else 0
     bits |= 0 if flags & MappingFlags.WRITE else AP_RO
-    if flags & MappingFlags.USER:
+    if el2:
+        bits |= 0 if flags & MappingFlags.EXECUTE else UXN
+    elif flags & MappingFlags.USER:
         bits |= AP_EL0 | PXN | (0 if flags & MappingFlags.EXECUTE else UXN)
     else:
         bits |= UXN | (0 if flags & MappingFlags.EXECUTE else PXN)
     return bits
 
 
-def _arceos_flags(ap: int, pxn: bool, uxn: bool, index: int) -> int:
+def _arceos_flags(ap: int, pxn: bool, uxn: bool, index: int, el2: bool = False) -> int:
     """The crate's `From<DescriptorAttr> for MappingFlags`: READ always; WRITE unless AP[2]; with AP[1], USER
-    and EXECUTE unless UXN, else EXECUTE unless PXN; AttrIndx 0 DEVICE, 2 UNCACHED."""
+    and EXECUTE unless UXN, else EXECUTE unless PXN (`arm-el2`: EXECUTE unless UXN); AttrIndx 0 DEVICE, 2
+    UNCACHED."""
     out = MappingFlags.READ.value | (0 if ap & 2 else MappingFlags.WRITE.value)
-    if ap & 1:
+    if el2:
+        out |= 0 if uxn else MappingFlags.EXECUTE.value
+    elif ap & 1:
         out |= MappingFlags.USER.value | (0 if uxn else MappingFlags.EXECUTE.value)
     else:
         out |= 0 if pxn else MappingFlags.EXECUTE.value
