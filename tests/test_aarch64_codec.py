@@ -357,3 +357,13 @@ def test_addresses_round_trip_scalar_and_numpy(form: tuple[Granule, OAForm], sta
     assert int(codec.paddr_np(moved[0], False)) == 0 and int(moved[0]) & ~address.field == other & ~address.field
     assert int(moved[1]) == codec.new_page(int(pas[2]), flags, False)
     assert int(codec.paddr_np(np.uint64(other), False)) == codec.paddr_np(other, False)
+
+
+def test_arceos_arm_el2_feature() -> None:
+    """reference.md §2.3, feature `arm-el2`: USER ignored, only UXN (XN) when EXECUTE is absent."""
+    el2 = A64Codec(mair=ARCEOS_MAIR, arceos=True, el2=True)
+    assert el2.new_page(0x4020_3000, R | W, False) == 0x0040_0000_4020_3707
+    assert el2.new_page(0x4020_3000, R | W | X, False) == 0x0000_0000_4020_3707
+    assert el2.new_page(0x4020_3000, R | X, False) == 0x0000_0000_4020_3787
+    assert el2.flags_np(0x0040_0000_0000_0707, False) == R | W
+    assert el2.flags_np(0x0000_0000_0000_0747, False) == R | W | X       # AP[1] means nothing at EL2
