@@ -941,3 +941,33 @@ def test_ttbr_baddr_is_52_bit_with_ds_whatever_ips() -> None:
     rules = stage2_rules(vtcr, RAM | 1 << 2, pa_range=52)
     assert s2fault(walk(Walker(s.mem, rules), 0x1000)) == (Reason.ADDRESS_SIZE, 0,
                                                            esr(DABT_LOWER, fsc(ADDRESS_SIZE, 0)), 0x10)
+
+
+@pytest.mark.parametrize(("granule", "form", "va_bits"), CONFIGS, ids=IDS)
+def test_bulk_walks_agree_with_one_lane_walks(granule: Granule, form: OAForm, va_bits: int) -> None:
+    """Many lanes at once (sorted runs, one table's entries, both halves, mixed accesses and privileges)
+    against the one-lane walk, for a table with pages, a block, an invalid entry and an AF=0 page."""
+    s = Space(granule, form, va_bits, flags=USER_RW)
+    g = granule.size
+    for k in range(1, 6):
+        s.pt[0].map(s.lo + k * g, s.pa[0] + k * g, g, [F.READ, USER_RW | F.EXECUTE, F.READ | F.EXECUTE,
+                                                         F.READ | F.USER, F.EXECUTE | F.USER][k - 1])
+    s.mem.write_u64(s.pt[0].lookup(s.lo + 2 * g).pa, 0)
+    slot = s.pt[0].lookup(s.lo + 3 * g)
+    s.mem.write_u64(slot.pa, slot.raw & ~(1 << 10))
+    rng = np.random.default_rng(7)
+    vas = np.concatenate([s.lo + np.arange(0, 8 * g, 0x800, dtype=np.uint64),
+                          s.hi + np.arange(0, 2 * g, 0x800, dtype=np.uint64),
+                          rng.integers(0, 1 << 63, 16, dtype=np.uint64),
+                          np.full(4, s.hi ^ 1 << 40, dtype=np.uint64)])
+    for walker in (s.walker(), s.walker(HA=1, HD=1), s.walker(pan=True, sctlr=1 | 1 << 19)):
+        for access in (R, W, X):
+            for privilege in (EL1, EL0):
+                assert_lanes_agree(walker, walker.translate_many(vas, access, privilege), access, privilege)
+        acc = rng.integers(0, 3, vas.size).astype(np.uint8)
+        prv = rng.integers(0, 2, vas.size).astype(np.uint8)
+        t = walker.translate_many(vas, acc, prv)
+        for n in range(vas.size):
+            one = walker.translate(int(vas[n]), Access(int(acc[n])), Privilege(int(prv[n])))
+            assert (one.reason, one.level, one.pa) == (t.reason[n], t.level[n], int(t.pa[n]) if one.ok else None)
+            assert dict(one.syndrome) == ({k: int(v[n]) for k, v in t.syndrome.items()} if one.reason else {})

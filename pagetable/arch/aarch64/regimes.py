@@ -12,9 +12,9 @@ Register values that make every walk CONSTRAINED UNPREDICTABLE or fault (a TnSZ 
 granule encoding, an invalid or inconsistent stage 2 starting level, DS=1 without FEAT_LPA2) are refused
 with InvalidArgument naming the field. Table base bits below the initial table's size are RES0 and read as
 0 (one of the behaviours the manual permits); BADDR holds a 52-bit address (A[51:48] in bits 5:2, the table
-64-byte aligned) with DS=1, or with FEAT_LPA's 64KB form and a 52-bit IPS/PS. `pa_range` is the implemented PA size (PAMax,
-ID_AA64MMFR0_EL1.PARange), default 48 bits; 52-bit descriptor forms need 52. With SCTLR_ELx.M=0 stage 1 is
-off (a regime without regions: PA = VA).
+64-byte aligned) with DS=1, or with FEAT_LPA's 64KB form and a 52-bit IPS/PS. `pa_range` is the
+implemented PA size (PAMax, ID_AA64MMFR0_EL1.PARange), default 48 bits; 52-bit descriptor forms need 52.
+With SCTLR_ELx.M=0 stage 1 is off (a regime without regions: PA = VA).
 """
 
 from __future__ import annotations
