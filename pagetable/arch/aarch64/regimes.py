@@ -177,7 +177,8 @@ def _options(tcr: int, tcr_layout: Layout, sctlr: int, sctlr_layout: Layout, pan
     """PSTATE.PAN, SCTLR_ELx.EPAN and WXN, TCR_ELx.HA and HD."""
     epan = bool(sctlr_layout.get(sctlr, "EPAN")) if "EPAN" in {f.name for f in sctlr_layout.fields} else False
     return A64Options(pan=args.boolean(pan, "PSTATE.PAN"), epan=epan, wxn=bool(sctlr_layout.get(sctlr, "WXN")),
-                      ha=bool(tcr_layout.get(tcr, "HA")), hd=bool(tcr_layout.get(tcr, "HD")))
+                      ha=bool(tcr_layout.get(tcr, "HA")),
+                      hd=bool(tcr_layout.get(tcr, "HA") and tcr_layout.get(tcr, "HD")))   # HD needs HA
 
 
 def el2_rules(tcr_el2: int, ttbr0_el2: int, mair_el2: int = LINUX_MAIR_EL1, sctlr_el2: int = 1, *,
@@ -237,7 +238,8 @@ def stage2_rules(vtcr_el2: int, vttbr_el2: int, *, hcr_el2: int = 0, pa_range: i
                               f"{widest} bits stage 2 translates here (AArch64.S2TxSZFaults: T0SZ at least "
                               f"{64 - widest}; every stage 2 access would fault)")
     options = S2Options(fwb=bool(HCR_EL2.get(hcr, "FWB")), ptw=bool(HCR_EL2.get(hcr, "PTW")),
-                        ha=bool(get(vtcr, "HA")), hd=bool(get(vtcr, "HD")), xnx=args.boolean(xnx, "xnx"))
+                        ha=bool(get(vtcr, "HA")), hd=bool(get(vtcr, "HA") and get(vtcr, "HD")),  # HD needs HA
+                        xnx=args.boolean(xnx, "xnx"))
     fmt = stage2_format(granule, ia_bits, start, form, codec=S2Codec(OutputAddress(granule, form),
                                                                     fwb=options.fwb, xnx=options.xnx))
     root = _table_root(args.address(vttbr_el2, "VTTBR_EL2"), fmt.root_size, _wide_baddr(form, get(vtcr, "PS")))
