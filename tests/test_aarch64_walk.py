@@ -971,3 +971,17 @@ def test_bulk_walks_agree_with_one_lane_walks(granule: Granule, form: OAForm, va
             one = walker.translate(int(vas[n]), Access(int(acc[n])), Privilege(int(prv[n])))
             assert (one.reason, one.level, one.pa) == (t.reason[n], t.level[n], int(t.pa[n]) if one.ok else None)
             assert dict(one.syndrome) == ({k: int(v[n]) for k, v in t.syndrome.items()} if one.reason else {})
+
+
+def test_hd_without_ha_is_no_dirty_management() -> None:
+    """TCR_EL1.HD / VTCR_EL2.HD: 'hardware management of dirty state enabled, only if the HA bit is also set
+    to 1' (D24.2.194, D24.2.224): HD=1 with HA=0 is a valid register value, HD taken as 0."""
+    s = Space()
+    s.poke(0, 3, set_bits=1 << 7 | 1 << 51)                               # AP[2]=1, DBM=1
+    w = s.walker(HA=0, HD=1)
+    assert fault(walk(w, s.lo, W)) == (Reason.PERMISSION, 3, esr(DABT_SAME, fsc(PERMISSION, 3), wnr=True))
+    s.poke(0, 3, clear=1 << 10)
+    assert walk(w, s.lo).reason == Reason.ACCESSED_DIRTY
+    s2 = Stage2(flags=F.READ)
+    s2.poke(len(s2.fmt.levels) - 1, set_bits=1 << 51)
+    assert walk(s2.walker(HA=0, HD=1), s2.ipa, W).reason == Reason.PERMISSION
