@@ -69,11 +69,8 @@ class Half:
 
 def _form(granule: Granule, ds: bool, pa_range: int) -> OAForm:
     """The descriptors' OA form: FEAT_LPA2's with DS=1 (4KB, 16KB), FEAT_LPA's with the 64KB granule on a PE
-    with 52-bit PAs, else 48-bit."""
-    if ds:
-        if granule is Granule.K64:
-            raise InvalidArgument("DS=1 applies to the 4KB and 16KB granules only (the 64KB granule's 52-bit form "
-                                  "is FEAT_LPA's)")
+    with 52-bit PAs, else 48-bit. DS is RES0 for a 64KB granule (D24.2.194): it changes nothing there."""
+    if ds and granule is not Granule.K64:
         if pa_range < 52:
             raise InvalidArgument(f"DS=1 needs FEAT_LPA2 (52-bit PAs); this PE has {pa_range}-bit PAs")
         return OAForm.LPA2
