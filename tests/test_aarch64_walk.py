@@ -985,3 +985,18 @@ def test_hd_without_ha_is_no_dirty_management() -> None:
     s2 = Stage2(flags=F.READ)
     s2.poke(len(s2.fmt.levels) - 1, set_bits=1 << 51)
     assert walk(s2.walker(HA=0, HD=1), s2.ipa, W).reason == Reason.PERMISSION
+
+
+def test_ds_is_res0_for_a_64kb_granule() -> None:
+    """TCR_EL1.DS 'is RES0 for a 64KB translation granule' (D24.2.194): with TG0=4KB and TG1=64KB, DS=1 gives
+    TTBR0's region FEAT_LPA2's form and leaves TTBR1's 64KB region as it is (FEAT_LPA's form on a 52-bit PE)."""
+    lo = Space(K4, LPA2, 52)
+    hi = Space(K64, LPA, 52)
+    tcr = TCR_EL1.build(T0SZ=12, T1SZ=12, TG0=TG0[K4], TG1=TG1[K64], IPS=6, DS=1)
+    mem = PhysMem([(0, MiB), (RAM, 64 * MiB)])
+    mem.write(RAM, lo.mem.read(RAM, 64 * MiB))
+    w = Walker(mem, el1_rules(tcr, lo.ttbr(0), hi.ttbr(1), pa_range=52))
+    assert [r.fmt.name for r in w.rules.regime.regions] == [lo.fmt.name, hi.fmt1.name]
+    assert walk(w, lo.lo).pa == lo.pa[0]
+    vtcr = VTCR_EL2.build(T0SZ=24, SL0=1, TG0=TG0[K64], PS=5, DS=1)
+    assert stage2_rules(vtcr, RAM, pa_range=52).regime.single.fmt.levels[0].arch_level == 2
