@@ -1000,3 +1000,18 @@ def test_ds_is_res0_for_a_64kb_granule() -> None:
     assert walk(w, lo.lo).pa == lo.pa[0]
     vtcr = VTCR_EL2.build(T0SZ=24, SL0=1, TG0=TG0[K64], PS=5, DS=1)
     assert stage2_rules(vtcr, RAM, pa_range=52).regime.single.fmt.levels[0].arch_level == 2
+
+
+def test_walks_and_accesses_outside_memory_are_external_aborts() -> None:
+    """A descriptor read or the final access reaching no memory: a synchronous External abort, on the walk
+    (0b0101LL, level -1: 0b010011) or not (0b010000)."""
+    for granule, form, va_bits in ((K4, OA48, 48), (K4, LPA2, 52), (K64, OA48, 48)):
+        s = Space(granule, form, va_bits)
+        top = s.levels[0]
+        code = 0b010011 if top == -1 else 0b010100 | top
+        w = s.walker(ttbr0=0x2000_0000)                                   # no RAM there
+        assert fault(walk(w, s.lo)) == (Reason.TABLE_OUTSIDE_MEMORY, top, esr(DABT_SAME, code))
+        assert walk(w, s.lo).fault is not None and walk(w, s.lo).fault.value == "external-abort"
+        s.poke(0, len(s.levels) - 1, clear=0x3FFF_FFFF << granule.value)
+        s.poke(0, len(s.levels) - 1, set_bits=0x2000_0000)
+        assert fault(walk(s.walker(), s.lo, W)) == (Reason.PA_OUTSIDE_MEMORY, 3, esr(DABT_SAME, 0b010000, wnr=True))
