@@ -199,7 +199,7 @@ def test_va_out_of_range_for_tnsz_in_both_halves(granule: Granule, form: OAForm,
     assert fault(walk(tbid, s.lo | 0xA5 << 56, X)) == (Reason.NON_CANONICAL, 0, esr(IABT_SAME, fsc(TRANSLATION, 0)))
 
 
-@pytest.mark.parametrize(("granule", "form", "va_bits"), CONFIGS[:3], ids=IDS[:3])
+@pytest.mark.parametrize(("granule", "form", "va_bits"), CONFIGS, ids=IDS)
 def test_epd_and_e0pd(granule: Granule, form: OAForm, va_bits: int) -> None:
     """EPDn: no walk through TTBRn, a level 0 Translation fault for every access; E0PDn (FEAT_E0PD): the same
     for EL0 accesses only."""
@@ -1011,7 +1011,33 @@ def test_walks_and_accesses_outside_memory_are_external_aborts() -> None:
         code = 0b010011 if top == -1 else 0b010100 | top
         w = s.walker(ttbr0=0x2000_0000)                                   # no RAM there
         assert fault(walk(w, s.lo)) == (Reason.TABLE_OUTSIDE_MEMORY, top, esr(DABT_SAME, code))
-        assert walk(w, s.lo).fault is not None and walk(w, s.lo).fault.value == "external-abort"
+        kind = walk(w, s.lo).fault
+        assert kind is not None and kind.value == "external-abort"
         s.poke(0, len(s.levels) - 1, clear=0x3FFF_FFFF << granule.value)
         s.poke(0, len(s.levels) - 1, set_bits=0x2000_0000)
         assert fault(walk(s.walker(), s.lo, W)) == (Reason.PA_OUTSIDE_MEMORY, 3, esr(DABT_SAME, 0b010000, wnr=True))
+
+
+@pytest.mark.parametrize(("granule", "form", "va_bits"), CONFIGS, ids=IDS)
+def test_faults_at_every_block_level(granule: Granule, form: OAForm, va_bits: int) -> None:
+    """At each level with blocks: a block translates; AF=0 is an Access flag fault, an EL0 access to a kernel
+    block a Permission fault, an OA above IPS an Address size fault, all at the block's level."""
+    s = Space(granule, form, va_bits)
+    for depth, lv in enumerate(s.fmt.levels):
+        if not lv.leaf or lv.arch_level == 3:
+            continue
+        level, va = lv.arch_level, lv.span * 5
+        s.pt[0].map(va, 0, lv.span, F.READ | F.WRITE)
+        assert s.pt[0].lookup(va).depth == depth
+        assert walk(s.walker(), va + 0x28, W).pa == 0x28
+        perm = fsc(PERMISSION, level)
+        assert fault(walk(s.walker(), va, R, EL0)) == (Reason.PERMISSION, level, esr(DABT_LOWER, perm))
+        assert fault(walk(s.walker(), va, X)) == (Reason.PERMISSION, level, esr(IABT_SAME, perm))
+        slot = s.pt[0].lookup(va)
+        s.mem.write_u64(slot.pa, slot.raw & ~(1 << 10))
+        assert fault(walk(s.walker(), va, W)) == (Reason.ACCESSED_DIRTY, level,
+                                                  esr(DABT_SAME, fsc(ACCESS_FLAG, level), wnr=True))
+        s.mem.write_u64(slot.pa, slot.raw | 1 << 44)
+        assert fault(walk(s.walker(IPS=2), va)) == (Reason.ADDRESS_SIZE, level,
+                                                    esr(DABT_SAME, fsc(ADDRESS_SIZE, level)))
+        s.mem.write_u64(slot.pa, slot.raw)
