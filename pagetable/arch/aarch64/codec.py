@@ -50,7 +50,7 @@ from ...format import EntryKind, NoPointerRights, RememberedLeaves
 from ...lanes import Flag, Small, Word
 from ...layout import Layout
 from ...translation import MemoryType, memory_type_flags
-from .descriptors import Granule, OAForm, Stage, block_levels, check_form, descriptor_layout
+from .descriptors import Granule, OAForm, Stage, block_levels, check_form, descriptor_layout, output_shift
 from .regs import LINUX_MAIR_EL1, mair_attrs
 
 U64 = npt.NDArray[np.uint64]
@@ -102,6 +102,12 @@ class OutputAddress:
         """Every descriptor bit of the address field."""
         high = {OAForm.OA48: 0, OAForm.LPA: 0xF << 12, OAForm.LPA2: 3 << 8}[self.form]
         return self._low | high
+
+    @functools.cached_property
+    def block_field(self) -> int:
+        """A block's address field: `field` less the bits below the smallest block (level 2: 2MB, 32MB or
+        512MB), which every block holds as RES0 or as nT (bit 16, FEAT_BBML1) (Figure D8-14)."""
+        return self.field & ~(self._low & ((1 << output_shift(self.granule, 2)) - 1))
 
     @property
     def oa_bits(self) -> int:
@@ -164,11 +170,23 @@ class _Descriptors(NoPointerRights):
         return out
 
     def paddr_np(self, raw: Word, huge: bool) -> Word:
-        return self.address.paddr(raw)
+        """The NLTA of a table or the OA of a leaf; a block's without its RES0 and nT bits below the smallest
+        block (`OutputAddress.block_field`)."""
+        if not huge:
+            return self.address.paddr(raw)
+        return self.address.paddr(raw & lanes.where(lanes.bit(raw, TYPE), _ALL, self._block_keep))
 
     def with_paddr_np(self, raw: U64, pa: U64, huge: bool) -> U64:
-        out: U64 = (raw & np.uint64(_ALL ^ self.address.field)) | self.address.encode(pa)
+        field = self.address.field
+        keep = np.uint64(_ALL ^ field)
+        if huge:                                      # a block keeps its nT and RES0 bits
+            keep = lanes.where(lanes.bit(raw, TYPE), keep, _ALL ^ self.address.block_field)
+        out: U64 = (raw & keep) | self.address.encode(pa)
         return out
+
+    @functools.cached_property
+    def _block_keep(self) -> int:
+        return _ALL ^ (self.address.field ^ self.address.block_field)
 
     def _page(self, attributes: int, pa: int, huge: bool) -> int:
         """A leaf of `attributes` at `pa` (aligned to the granule; the table checks the block's alignment)."""
