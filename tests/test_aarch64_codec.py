@@ -367,3 +367,19 @@ def test_arceos_arm_el2_feature() -> None:
     assert el2.new_page(0x4020_3000, R | X, False) == 0x0000_0000_4020_3787
     assert el2.flags_np(0x0040_0000_0000_0707, False) == R | W
     assert el2.flags_np(0x0000_0000_0000_0747, False) == R | W | X       # AP[1] means nothing at EL2
+
+
+@pytest.mark.parametrize(("granule", "form", "level", "size", "pa", "field"), BLOCKS)
+def test_block_nt_and_res0_bits_are_not_address_bits(granule: Granule, form: OAForm, level: int, size: int,
+                                                     pa: int, field: int) -> None:
+    """A block's OA starts at its size (Figure D8-14): bit 16 is nT (FEAT_BBML1) and the bits between the
+    granule and the block size are RES0, so `paddr_np` of a block ignores them (a table's NLTA and a page's
+    OA keep every bit from the granule up), and `with_paddr_np` keeps nT."""
+    for codec in (A64Codec(OutputAddress(granule, form)), S2Codec(OutputAddress(granule, form))):
+        block = codec.new_page(pa, R | W, True) | 1 << 16
+        assert codec.paddr_np(block, True) == pa
+        assert int(codec.paddr_np(np.array([block], dtype=np.uint64), True)[0]) == pa
+        moved = codec.with_paddr_np(np.array([block], dtype=np.uint64), np.array([0], dtype=np.uint64), True)
+        assert int(moved[0]) == (block & ~codec.address.field) | 1 << 16
+        assert codec.paddr_np(codec.new_table(pa | granule.size), True) == pa | granule.size
+        assert codec.paddr_np(codec.new_page(pa | granule.size, R, False), False) == pa | granule.size
