@@ -822,7 +822,13 @@ _RULE_SPACES = {(g, f, b): Space(g, f, b) for g, f, b in CONFIGS}
 
 @st.composite
 def any_rules(draw: st.DrawFn) -> A64Rules | S2Rules:
-    kind = draw(st.sampled_from(["s1", "el2", "s2"]))
+    kind = draw(st.sampled_from(["s1", "el2", "s2", "el2-only"]))
+    if kind == "el2-only":                               # E2H=0: one range, one privilege
+        granule = draw(st.sampled_from([K4, K16, K64]))
+        ha = draw(st.integers(0, 1))
+        tcr = TCR_EL2.build(T0SZ=16, TG0=TG0[granule], PS=draw(st.sampled_from([2, 5])), HA=ha,
+                            HD=draw(st.integers(0, 1)) & ha, HPD=draw(st.integers(0, 1)), RES1_23=1, RES1_31=1)
+        return el2_rules(tcr, RAM, sctlr_el2=1 | draw(st.sampled_from([0, 1 << 19])))
     if kind == "s2":
         granule, form = draw(st.sampled_from(FORMS))
         t0sz = {K4: 24, K16: 28, K64: 24}[granule]
