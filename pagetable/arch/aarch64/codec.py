@@ -11,7 +11,8 @@ field is placed by the granule and the OA form (`OutputAddress`).
 Stage 1 encoding choices (`A64Codec`, documented in docs/aarch64.md):
 - EL1 can read every valid page, so a non-USER page needs READ; EL0 may have no access, read, read/write
   or execute only: USER|EXECUTE without READ is AP[2:1]=0b10 (EL1 read-only, EL0 none) with UXN=0, an
-  EL0 execute-only page. Write-only pages have no encoding (InvalidFlags), as neither EL has one.
+  EL0 execute-only page. Write-only pages have no encoding (InvalidFlags), as neither EL has one; nor has a
+  USER page without READ or EXECUTE (it would be an EL1 read-only page, and lose USER).
 - AP[2:1]: USER read/write 0b01, USER read-only 0b11, USER execute-only 0b10, kernel read/write 0b00,
   kernel read-only 0b10. USER pages have PXN=1 (EL1 never executes them) and UXN unless EXECUTE; kernel
   pages have UXN=1 and PXN unless EXECUTE. In a one-privilege regime (EL2, `el2=True`) AP[1] is RES1
@@ -49,7 +50,7 @@ from ...format import EntryKind, NoPointerRights, RememberedLeaves
 from ...lanes import Flag, Small, Word
 from ...layout import Layout
 from ...translation import MemoryType, memory_type_flags
-from .descriptors import Granule, OAForm, Stage, block_levels, check_form, descriptor_layout
+from .descriptors import Granule, OAForm, Stage, block_levels, check_form, descriptor_layout, output_shift
 from .regs import LINUX_MAIR_EL1, mair_attrs
 
 U64 = npt.NDArray[np.uint64]
@@ -101,6 +102,12 @@ class OutputAddress:
         """Every descriptor bit of the address field."""
         high = {OAForm.OA48: 0, OAForm.LPA: 0xF << 12, OAForm.LPA2: 3 << 8}[self.form]
         return self._low | high
+
+    @functools.cached_property
+    def block_field(self) -> int:
+        """A block's address field: `field` less the bits below the smallest block (level 2: 2MB, 32MB or
+        512MB), which every block holds as RES0 or as nT (bit 16, FEAT_BBML1) (Figure D8-14)."""
+        return self.field & ~(self._low & ((1 << output_shift(self.granule, 2)) - 1))
 
     @property
     def oa_bits(self) -> int:
@@ -163,11 +170,23 @@ class _Descriptors(NoPointerRights):
         return out
 
     def paddr_np(self, raw: Word, huge: bool) -> Word:
-        return self.address.paddr(raw)
+        """The NLTA of a table or the OA of a leaf; a block's without its RES0 and nT bits below the smallest
+        block (`OutputAddress.block_field`)."""
+        if not huge:
+            return self.address.paddr(raw)
+        return self.address.paddr(raw & lanes.where(lanes.bit(raw, TYPE), _ALL, self._block_keep))
 
     def with_paddr_np(self, raw: U64, pa: U64, huge: bool) -> U64:
-        out: U64 = (raw & np.uint64(_ALL ^ self.address.field)) | self.address.encode(pa)
+        field = self.address.field
+        keep = np.uint64(_ALL ^ field)
+        if huge:                                      # a block keeps its nT and RES0 bits
+            keep = lanes.where(lanes.bit(raw, TYPE), keep, _ALL ^ self.address.block_field)
+        out: U64 = (raw & keep) | self.address.encode(pa)
         return out
+
+    @functools.cached_property
+    def _block_keep(self) -> int:
+        return _ALL ^ (self.address.field ^ self.address.block_field)
 
     def _page(self, attributes: int, pa: int, huge: bool) -> int:
         """A leaf of `attributes` at `pa` (aligned to the granule; the table checks the block's alignment)."""
@@ -250,7 +269,7 @@ class A64Codec(RememberedLeaves, _Descriptors):
 
     def _encode(self, flags: MappingFlags, huge: bool) -> int:
         if self.arceos:
-            return _arceos_bits(flags, huge)
+            return _arceos_bits(flags, huge, self.el2)
         if not flags:
             return 0
         read, write, execute = (bool(flags & f) for f in (MappingFlags.READ, MappingFlags.WRITE,
@@ -261,13 +280,17 @@ class A64Codec(RememberedLeaves, _Descriptors):
         if not read and not user:
             raise InvalidFlags(f"VMSAv8-64 stage 1 cannot encode {flags!r}: a valid page is always readable "
                                "at EL1 (only EL0 pages may be execute-only)")
+        if user and not read and not execute:
+            raise InvalidFlags(f"VMSAv8-64 stage 1 cannot encode {flags!r}: a USER page EL0 can neither read nor "
+                               "execute is an EL1 read-only page (AP[2:1]=0b10, UXN=1), which decodes without USER")
         bits = VALID | (0 if huge else TYPE) | AF | (self._index(flags) << 2)
         if user:
             bits |= NG | PXN | (0 if execute else UXN)
             bits |= (AP_EL0 | (0 if write else AP_RO)) if read else AP_RO
-        else:
-            bits |= (0 if write else AP_RO) | (0 if execute else UXN)
-            bits |= AP_EL0 if self.el2 else (PXN if not execute else 0)
+        elif self.el2:                                # one privilege: AP[1] RES1, UXN is XN
+            bits |= AP_EL0 | (0 if write else AP_RO) | (0 if execute else UXN)
+        else:                                         # EL0 never executes a kernel page
+            bits |= (0 if write else AP_RO) | UXN | (0 if execute else PXN)
         if self.address.form is not OAForm.LPA2 and not flags & MappingFlags.DEVICE:
             bits |= SH_INNER
         return bits
@@ -298,7 +321,7 @@ class A64Codec(RememberedLeaves, _Descriptors):
         """A valid descriptor's flags: in a two-privilege regime, EL0's view where EL0 has some access (USER
         with its read, write and execute), else EL1's; in EL2 the one privilege's."""
         if self.arceos:
-            return _arceos_flags(ap, pxn, uxn, index)
+            return _arceos_flags(ap, pxn, uxn, index, self.el2)
         write = 0 if ap & 2 else MappingFlags.WRITE.value
         if self.el2:
             out = MappingFlags.READ.value | write | (0 if uxn else MappingFlags.EXECUTE.value)
@@ -334,9 +357,10 @@ def _flag_bits(raw: Word) -> Word:
     return (raw & 1) | ((raw >> 1) & 0xE) | ((raw >> 2) & 0x30) | ((raw >> 47) & 0xC0)
 
 
-def _arceos_bits(flags: MappingFlags, huge: bool) -> int:
+def _arceos_bits(flags: MappingFlags, huge: bool, el2: bool = False) -> int:
     """page_table_multiarch 0.6.1's `A64PTE::new_page` attribute bits (its `DescriptorAttr::from(flags)`, then
-    AF, and bit 1 unless huge), with its MAIR indices: Device 0 (SH=0), Normal 1 and Normal NC 2 (SH=0b11)."""
+    AF, and bit 1 unless huge), with its MAIR indices: Device 0 (SH=0), Normal 1 and Normal NC 2 (SH=0b11).
+    `el2`: the crate's `arm-el2` feature (USER ignored, no AP[1], no PXN, UXN as XN unless EXECUTE)."""
     bits = AF | (0 if huge else TYPE)
     if not flags:
         return bits
@@ -346,18 +370,23 @@ def _arceos_bits(flags: MappingFlags, huge: bool) -> int:
         bits |= (2 if flags & MappingFlags.UNCACHED else 1) << 2 | SH_INNER
     bits |= VALID if flags & MappingFlags.READ else 0
     bits |= 0 if flags & MappingFlags.WRITE else AP_RO
-    if flags & MappingFlags.USER:
+    if el2:
+        bits |= 0 if flags & MappingFlags.EXECUTE else UXN
+    elif flags & MappingFlags.USER:
         bits |= AP_EL0 | PXN | (0 if flags & MappingFlags.EXECUTE else UXN)
     else:
         bits |= UXN | (0 if flags & MappingFlags.EXECUTE else PXN)
     return bits
 
 
-def _arceos_flags(ap: int, pxn: bool, uxn: bool, index: int) -> int:
+def _arceos_flags(ap: int, pxn: bool, uxn: bool, index: int, el2: bool = False) -> int:
     """The crate's `From<DescriptorAttr> for MappingFlags`: READ always; WRITE unless AP[2]; with AP[1], USER
-    and EXECUTE unless UXN, else EXECUTE unless PXN; AttrIndx 0 DEVICE, 2 UNCACHED."""
+    and EXECUTE unless UXN, else EXECUTE unless PXN (`arm-el2`: EXECUTE unless UXN); AttrIndx 0 DEVICE, 2
+    UNCACHED."""
     out = MappingFlags.READ.value | (0 if ap & 2 else MappingFlags.WRITE.value)
-    if ap & 1:
+    if el2:
+        out |= 0 if uxn else MappingFlags.EXECUTE.value
+    elif ap & 1:
         out |= MappingFlags.USER.value | (0 if uxn else MappingFlags.EXECUTE.value)
     else:
         out |= 0 if pxn else MappingFlags.EXECUTE.value

@@ -5,14 +5,16 @@ Arm ARM DDI 0487 M.a.a: D8.1.2 and D8.2 (translation regimes, TTBR selection by 
 initial lookup level, TBI/TBID, EPDn, E0PDn, HPDn), D8.2.2 / D24.2.194 (the effective output size: the
 smaller of TCR_ELx.IPS/PS and the implemented PA size; 52 bits only with the 52-bit descriptor forms),
 D24.2.209 (TTBRn BADDR, with BADDR[51:48] in bits 5:2 for a 52-bit output size), D24.2.224 (VTCR_EL2),
-and the pseudocode `AArch64.S1TxSZFaults`, `AArch64.S2InvalidSL` and `AArch64.S2InconsistentSL`.
+and the pseudocode `AArch64.S1TxSZFaults`, `AArch64.S2TxSZFaults`, `AArch64.S2InvalidSL` and
+`AArch64.S2InconsistentSL`.
 
 Register values that make every walk CONSTRAINED UNPREDICTABLE or fault (a TnSZ out of range, a reserved
 granule encoding, an invalid or inconsistent stage 2 starting level, DS=1 without FEAT_LPA2) are refused
 with InvalidArgument naming the field. Table base bits below the initial table's size are RES0 and read as
-0 (one of the behaviours the manual permits). `pa_range` is the implemented PA size (PAMax,
-ID_AA64MMFR0_EL1.PARange), default 48 bits; 52-bit descriptor forms need 52. With SCTLR_ELx.M=0 stage 1 is
-off (a regime without regions: PA = VA).
+0 (one of the behaviours the manual permits); BADDR holds a 52-bit address (A[51:48] in bits 5:2, the table
+64-byte aligned) with DS=1, or with FEAT_LPA's 64KB form and a 52-bit IPS/PS. `pa_range` is the
+implemented PA size (PAMax, ID_AA64MMFR0_EL1.PARange), default 48 bits; 52-bit descriptor forms need 52.
+With SCTLR_ELx.M=0 stage 1 is off (a regime without regions: PA = VA).
 """
 
 from __future__ import annotations
@@ -67,11 +69,8 @@ class Half:
 
 def _form(granule: Granule, ds: bool, pa_range: int) -> OAForm:
     """The descriptors' OA form: FEAT_LPA2's with DS=1 (4KB, 16KB), FEAT_LPA's with the 64KB granule on a PE
-    with 52-bit PAs, else 48-bit."""
-    if ds:
-        if granule is Granule.K64:
-            raise InvalidArgument("DS=1 applies to the 4KB and 16KB granules only (the 64KB granule's 52-bit form "
-                                  "is FEAT_LPA's)")
+    with 52-bit PAs, else 48-bit. DS is RES0 for a 64KB granule (D24.2.194): it changes nothing there."""
+    if ds and granule is not Granule.K64:
         if pa_range < 52:
             raise InvalidArgument(f"DS=1 needs FEAT_LPA2 (52-bit PAs); this PE has {pa_range}-bit PAs")
         return OAForm.LPA2
@@ -94,15 +93,22 @@ def _check_tsz(half: Half, form: OAForm, pa_range: int, ttst: bool) -> None:
                               "CONSTRAINED UNPREDICTABLE)")
 
 
-def _base(ttbr: int, size: int, wide: bool) -> int:
-    """A TTBR's initial table address: BADDR (52 bits wide with a 52-bit output size, whose table is at least
-    64-byte aligned), its RES0 bits below the table's size read as 0."""
-    return table_base(ttbr, wide=wide) & ~(max(size, 64 if wide else 8) - 1)
+def _wide_baddr(form: OAForm, ps: int) -> bool:
+    """Whether a TTBR's or VTTBR_EL2's BADDR holds a 52-bit address (D24.2.209, `AArch64.S1TTBaseAddress`):
+    with DS=1 (FEAT_LPA2's form) whatever the output size, or with FEAT_LPA's 64KB form and a 52-bit
+    IPS/PS."""
+    return form is OAForm.LPA2 or (form is OAForm.LPA and pa_bits(ps) >= 52)
 
 
-def _region(half: Half, codec: A64Codec, form: OAForm, oa_bits: int, two_ranges: bool) -> Region:
+def _table_root(ttbr: int, root_size: int, wide: bool) -> int:
+    """The initial table's address in a TTBR value: bits below the table's size are RES0 (read as 0), and a
+    52-bit BADDR's table is at least 64-byte aligned (its bits 5:2 are A[51:48])."""
+    return table_base(ttbr, wide=wide) & ~(max(root_size, 64 if wide else 1) - 1)
+
+
+def _region(half: Half, codec: A64Codec, form: OAForm, oa_bits: int, two_ranges: bool, wide: bool) -> Region:
     fmt = stage1_format(half.granule, 64 - half.tsz, form, upper=half.upper, codec=codec)
-    root = _base(half.ttbr, fmt.root_size, oa_bits == 52)
+    root = _table_root(half.ttbr, fmt.root_size, wide)
     allowed, refused = ALL_PERMS, Reason.INVALID
     if half.epd:
         allowed = 0
@@ -128,7 +134,7 @@ def stage1_rules(halves: list[Half], regime: str, *, el: int, ips: int, ds: bool
         _check_tsz(half, form, pa_range, ttst)
         oa_bits = _output_bits(ips, form, pa_range)
         codec = A64Codec(OutputAddress(half.granule, form), mair, el2=not two_ranges, cacheable=cacheable)
-        regions.append(_region(half, codec, form, oa_bits, len(halves) == 2))
+        regions.append(_region(half, codec, form, oa_bits, len(halves) == 2, _wide_baddr(form, ips)))
         outputs[half.name], hpd[half.name] = oa_bits, half.hpd
     return A64Rules(Regime(regime, tuple(regions)), el=el, two_ranges=two_ranges, outputs=outputs, hpd=hpd,
                     options=options)
@@ -168,7 +174,8 @@ def _options(tcr: int, tcr_layout: Layout, sctlr: int, sctlr_layout: Layout, pan
     """PSTATE.PAN, SCTLR_ELx.EPAN and WXN, TCR_ELx.HA and HD."""
     epan = bool(sctlr_layout.get(sctlr, "EPAN")) if "EPAN" in {f.name for f in sctlr_layout.fields} else False
     return A64Options(pan=args.boolean(pan, "PSTATE.PAN"), epan=epan, wxn=bool(sctlr_layout.get(sctlr, "WXN")),
-                      ha=bool(tcr_layout.get(tcr, "HA")), hd=bool(tcr_layout.get(tcr, "HD")))
+                      ha=bool(tcr_layout.get(tcr, "HA")),
+                      hd=bool(tcr_layout.get(tcr, "HA") and tcr_layout.get(tcr, "HD")))   # HD needs HA
 
 
 def el2_rules(tcr_el2: int, ttbr0_el2: int, mair_el2: int = LINUX_MAIR_EL1, sctlr_el2: int = 1, *,
@@ -222,11 +229,17 @@ def stage2_rules(vtcr_el2: int, vttbr_el2: int, *, hcr_el2: int = 0, pa_range: i
     _check_sl(granule, start, ds, pa_range)
     oa_bits = _output_bits(get(vtcr, "PS"), form, pa_range)
     ia_bits = 64 - get(vtcr, "T0SZ")
+    widest = min(form.oa_bits, pa_range)              # AArch64.S2MinTxSZ: the IPA is at most the PA size
+    if ia_bits > widest:
+        raise InvalidArgument(f"VTCR_EL2.T0SZ={64 - ia_bits}: a {ia_bits}-bit IPA space is wider than the "
+                              f"{widest} bits stage 2 translates here (AArch64.S2TxSZFaults: T0SZ at least "
+                              f"{64 - widest}; every stage 2 access would fault)")
     options = S2Options(fwb=bool(HCR_EL2.get(hcr, "FWB")), ptw=bool(HCR_EL2.get(hcr, "PTW")),
-                        ha=bool(get(vtcr, "HA")), hd=bool(get(vtcr, "HD")), xnx=args.boolean(xnx, "xnx"))
+                        ha=bool(get(vtcr, "HA")), hd=bool(get(vtcr, "HA") and get(vtcr, "HD")),  # HD needs HA
+                        xnx=args.boolean(xnx, "xnx"))
     fmt = stage2_format(granule, ia_bits, start, form, codec=S2Codec(OutputAddress(granule, form),
                                                                     fwb=options.fwb, xnx=options.xnx))
-    root = _base(args.address(vttbr_el2, "VTTBR_EL2"), fmt.root_size, oa_bits == 52)
+    root = _table_root(args.address(vttbr_el2, "VTTBR_EL2"), fmt.root_size, _wide_baddr(form, get(vtcr, "PS")))
     too_wide = bool(root >> oa_bits)
     region = Region("VTTBR_EL2", fmt, root, allowed=0 if too_wide else ALL_PERMS, fault_level=0,
                     refused_with=Reason.ADDRESS_SIZE)

@@ -48,7 +48,7 @@ clears AP[2] (stage 1) or sets S2AP[1] (stage 2). Table descriptors' AF (FEAT_HA
 
 What a fault reports (`syndrome`): `esr` (EC: 0x24/0x25 Data Abort from a lower / the same EL, 0x20/0x21
 Instruction Abort; IL=1; ISS with the DFSC/IFSC of the fault kind and level, WnR (the instruction's access,
-for a stage 2 fault on a stage 1 table walk too), S1PTW; ISV=0 — the
+for a stage 2 fault on a stage 1 table read too; 1 for one on a descriptor's hardware update), S1PTW; ISV=0 — the
 instruction syndrome of a stage 2 Data Abort is the instruction's, not the tables'), `far` (the VA),
 `hpfar` (HPFAR_EL2 of a stage 2 fault: FIPA = IPA[51:12] in bits 43:4) and `el`, the Exception level that
 takes it (the regime's for stage 1, EL2 for stage 2).
@@ -69,6 +69,7 @@ from ...errors import InvalidArgument
 from ...lanes import Flag, Small, Word, bit, first, not_, take, u64, where
 from ...translation import (
     ALL_PERMS,
+    IMPLICIT_ENTRY_UPDATE,
     Access,
     FaultKind,
     MemoryType,
@@ -115,7 +116,7 @@ _SUP, _USER = Privilege.SUPERVISOR, Privilege.USER
 _PR, _PW, _PX = (perm_bit(a, _SUP) for a in Access)
 _UR, _UW, _UX = (perm_bit(a, _USER) for a in Access)
 _READS, _WRITES, _FETCHES = _PR | _UR, _PW | _UW, _PX | _UX
-_USER_BITS = _UR | _UW | _UX
+_USER_DATA = _UR | _UW
 _ALL = ALL_PERMS
 _ONES = (1 << 64) - 1
 _DEVICE = (MemoryType.DEVICE_NGNRNE, MemoryType.DEVICE_NGNRE, MemoryType.DEVICE_NGRE, MemoryType.DEVICE_GRE)
@@ -245,7 +246,7 @@ class A64Rules:
         if not self.two_ranges:                       # EL2: APTable[1] and XNTable (bit 60) only
             return carry & where(bit(pte, AP_TABLE_NO_WRITE), _ALL & ~_WRITES, _ALL) & \
                 where(bit(pte, UXN_TABLE), _ALL & ~_FETCHES, _ALL)
-        keep = where(bit(pte, AP_TABLE_NO_EL0), _ALL & ~(_UR | _UW), _ALL) & \
+        keep = where(bit(pte, AP_TABLE_NO_EL0), _ALL & ~_USER_DATA, _ALL) & \
             where(bit(pte, AP_TABLE_NO_WRITE), _ALL & ~_WRITES, _ALL) & \
             where(bit(pte, PXN_TABLE), _ALL & ~_PX, _ALL) & where(bit(pte, UXN_TABLE), _ALL & ~_UX, _ALL)
         return carry & keep
@@ -311,7 +312,9 @@ class A64Rules:
         s2 = t.stage == 2
         s1ptw = s2 & (t.implicit != 0)
         fetch = access == Access.EXECUTE
-        write = u64(access == Access.WRITE)           # the instruction's access, S1PTW or not (D24.2.47)
+        # the instruction's access, S1PTW or not (as QEMU reports it), and 1 for a stage 2 fault on the
+        # hardware update of a stage 1 descriptor (a write)
+        write = u64((access == Access.WRITE) | (s1ptw & (t.implicit == IMPLICIT_ENTRY_UPDATE)))
         target = where(s2, 2, self.el)
         lower = where(priv == Privilege.USER, 0, self.el) < target
         ec = where(fetch, where(lower, EC_IABT_LOWER, EC_IABT_SAME), where(lower, EC_DABT_LOWER, EC_DABT_SAME))
