@@ -86,16 +86,18 @@ def machine(fmt: PagingFormat) -> tuple[PhysMem, FrameAllocator, PageTable]:
 
 
 # ------------------------------------------------------------------------- registers
-def tcr_el1(fmt: PagingFormat) -> int:
-    """TCR_EL1 for a table of `fmt` in its half (TTBR0's, or TTBR1's for an upper format), the other half
-    off (EPDn=1, same size and granule): TnSZ = 64 - VA bits, TGn, IPS 48 or 52 bits, DS=1 for LPA2."""
-    address = cast(A64Codec, fmt.codec).address
-    tsz = 64 - fmt.va_bits
-    tg0 = {g: c for c, g in TG0_GRANULE.items()}[address.granule]
-    tg1 = {g: c for c, g in TG1_GRANULE.items()}[address.granule]
-    upper = fmt.extension is Extension.ONES
-    return TCR_EL1.build(T0SZ=tsz, T1SZ=tsz, TG0=tg0, TG1=tg1, IPS=6 if wide(fmt) else 5,
-                         DS=int(address.form is OAForm.LPA2), EPD0=int(upper), EPD1=int(not upper))
+def tcr_el1(*halves: PagingFormat) -> int:
+    """TCR_EL1 for tables of `halves` (a TTBR0 format, a TTBR1 format, or one of each), a missing half off
+    (EPDn=1, with the other's size and granule): TnSZ = 64 - VA bits, TGn, IPS 48 or 52 bits, DS=1 for LPA2."""
+    lower = next((f for f in halves if f.extension is not Extension.ONES), None)
+    upper = next((f for f in halves if f.extension is Extension.ONES), None)
+    low, high = lower or upper, upper or lower
+    assert low is not None and high is not None
+    form = cast(A64Codec, low.codec).address.form
+    tg0 = {g: c for c, g in TG0_GRANULE.items()}[cast(A64Codec, low.codec).address.granule]
+    tg1 = {g: c for c, g in TG1_GRANULE.items()}[cast(A64Codec, high.codec).address.granule]
+    return TCR_EL1.build(T0SZ=64 - low.va_bits, T1SZ=64 - high.va_bits, TG0=tg0, TG1=tg1, IPS=6 if wide(low) else 5,
+                         DS=int(form is OAForm.LPA2), EPD0=int(lower is None), EPD1=int(upper is None))
 
 
 def vtcr_el2(fmt: PagingFormat) -> int:
@@ -156,7 +158,8 @@ def assert_hardware_agrees(pt: PageTable, vas: list[int]) -> None:
             if allowed:
                 assert int(t.pa[n]) == pa, (hex(va), hex(int(t.pa[n])), hex(pa))
                 assert int(t.perms[n]) == (want & ALL_PERMS if ram else 0)
-        one = walker.translate(va, "read", "supervisor")
+        a, p = next((a, p) for a in Access for p in Privilege if want & perm_bit(a, p))
+        one = walker.translate(va, a, p)                # the one-lane walk too
         assert (one.pa, one.reason) == ((pa, Reason.OK) if pt.mem.contains(pa, 1) else
                                         (None, Reason.PA_OUTSIDE_MEMORY))
 
