@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from pagetable.arch.aarch64 import Granule
+from pagetable.arch.aarch64.config import tcr_el1, vtcr_el2
 from pagetable.arch.aarch64.modes import (
     S1_4K_39,
     S1_4K_48,
@@ -34,8 +35,6 @@ from pagetable.table import PageTable
 from pagetable.translation import Reason
 from pagetable.uptr import UserConstPtr, UserMemoryError, UserPtr, copy_from_user
 from pagetable.walker import Walker
-
-from .test_aarch64_table import tcr_el1, vtcr_el2
 
 RAM = 0x4000_0000                         # QEMU virt's RAM base on arm64
 USER = 0x40_0000

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pagetable.arch.aarch64 import TCR_EL1, VTCR_EL2, Granule, OAForm
+from pagetable.arch.aarch64 import Granule, OAForm
 from pagetable.arch.aarch64.codec import A64Codec, S2Codec
+from pagetable.arch.aarch64.config import tcr_el1, vtcr_el2
 from pagetable.arch.aarch64.modes import (
     S1_4K_39,
     S1_4K_48,
@@ -31,8 +32,7 @@ from pagetable.arch.aarch64.modes import (
     stage2_format,
 )
 from pagetable.arch.aarch64.regimes import el1_rules, stage2_rules
-from pagetable.arch.aarch64.regs import TG0_GRANULE, TG1_GRANULE
-from pagetable.errors import AlreadyMapped, MappedToHugePage, NotMapped
+from pagetable.errors import AlreadyMapped, InvalidArgument, MappedToHugePage, NotMapped
 from pagetable.flags import MappingFlags
 from pagetable.format import Extension, PagingFormat
 from pagetable.frames import FrameAllocator
@@ -86,30 +86,6 @@ def machine(fmt: PagingFormat) -> tuple[PhysMem, FrameAllocator, PageTable]:
 
 
 # ------------------------------------------------------------------------- registers
-def tcr_el1(*halves: PagingFormat) -> int:
-    """TCR_EL1 for tables of `halves` (a TTBR0 format, a TTBR1 format, or one of each), a missing half off
-    (EPDn=1, with the other's size and granule): TnSZ = 64 - VA bits, TGn, IPS 48 or 52 bits, DS=1 for LPA2."""
-    lower = next((f for f in halves if f.extension is not Extension.ONES), None)
-    upper = next((f for f in halves if f.extension is Extension.ONES), None)
-    low, high = lower or upper, upper or lower
-    assert low is not None and high is not None
-    form = cast(A64Codec, low.codec).address.form
-    tg0 = {g: c for c, g in TG0_GRANULE.items()}[cast(A64Codec, low.codec).address.granule]
-    tg1 = {g: c for c, g in TG1_GRANULE.items()}[cast(A64Codec, high.codec).address.granule]
-    return TCR_EL1.build(T0SZ=64 - low.va_bits, T1SZ=64 - high.va_bits, TG0=tg0, TG1=tg1, IPS=6 if wide(low) else 5,
-                         DS=int(form is OAForm.LPA2), EPD0=int(lower is None), EPD1=int(upper is None))
-
-
-def vtcr_el2(fmt: PagingFormat) -> int:
-    """VTCR_EL2 for a stage 2 table of `fmt`: T0SZ, SL0 (and SL2) for its initial level, TG0, PS."""
-    address = cast(S2Codec, fmt.codec).address
-    start = fmt.levels[0].arch_level
-    sl0 = {2: 0, 1: 1, 0: 2, 3: 3, -1: 0}[start] if address.granule is Granule.K4 else 3 - start
-    tg0 = {g: c for c, g in TG0_GRANULE.items()}[address.granule]
-    return VTCR_EL2.build(T0SZ=64 - fmt.va_bits, SL0=sl0, SL2=int(start == -1), TG0=tg0, PS=6 if wide(fmt) else 5,
-                          DS=int(address.form is OAForm.LPA2))
-
-
 def hardware(pt: PageTable) -> Walker:
     """The walker the registers make of `pt`: EL1&0 stage 1 with TTBRn_EL1 = its root, or stage 2 with
     VTTBR_EL2 = its root."""
@@ -316,3 +292,20 @@ def test_random_operations_keep_query_and_the_walker_in_agreement(case: tuple[st
     big = sizes[1]                                       # a map of the largest block aligns down to it
     pt.unmap_region(lowest(fmt), -(-(SPOTS + 2) * unit // big) * big, missing_ok=True)
     assert frames.in_use == max(1, fmt.root_size // page)
+
+
+def test_register_values_for_formats() -> None:
+    """`config.tcr_el1`/`vtcr_el2` give the values `regimes` reads back as the same formats, and refuse
+    what no register value selects."""
+    both = el1_rules(tcr_el1(S1_4K_39, FORMATS["4k48-ttbr1"]), 0x1000, 0x2000)
+    assert [(r.fmt.va_bits, r.fmt.extension, r.root) for r in both.regime.regions] == \
+        [(39, Extension.ZERO, 0x1000), (48, Extension.ONES, 0x2000)]
+    for name in ("s2-4k40", "s2-64k42"):
+        fmt = FORMATS[name]
+        assert stage2_rules(vtcr_el2(fmt), 0).regime.single.fmt.levels == fmt.levels
+    with pytest.raises(InvalidArgument):
+        tcr_el1(S1_4K_48, S1_4K_39)                      # two TTBR0 formats
+    with pytest.raises(InvalidArgument):
+        tcr_el1(S1_4K_52, FORMATS["4k48-ttbr1"])         # DS differs
+    with pytest.raises(InvalidArgument):
+        vtcr_el2(S1_4K_48)                               # not stage 2
