@@ -133,7 +133,8 @@ def test_user_pointers_on_an_aarch64_user_space(name: str) -> None:
     user.write(USER + page, b"read-only\0")
     user.protect(USER + page, page, F.READ | F.USER)
     p = UserConstPtr(USER + page - 8, np.uint64)                  # straddles the lazy page and the read-only one
-    assert p.get_as_slice(user, 2).tolist() == [0, int.from_bytes(b"read-onl", "little")]
+    got = p.get_as_slice(user, 2)
+    assert isinstance(got, np.ndarray) and got.tolist() == [0, int.from_bytes(b"read-onl", "little")]
     UserPtr(USER + 16, np.uint32).set(user, 0xDEADBEEF)
     assert copy_from_user(user, USER + 16, 4) == (0xDEADBEEF).to_bytes(4, "little")
     assert cpu(kernel, user).translate(USER + 16, "read", "user").ok          # faulted in, as the CPU sees it
@@ -183,7 +184,7 @@ def test_a_guest_space_over_stage_2_and_the_two_stage_walk(fmt: PagingFormat) ->
     t = w.translate(0x2010, "write")
     assert t.ok and t.pa == g.translate(LAZY + 0x1000 % page + 0x10)
     g.write_buffer(LAZY + 0x1000 % page + 0x10, b"guest")
-    assert host.read(t.pa, 5) == b"guest"
+    assert t.pa is not None and host.read(t.pa, 5) == b"guest"
     g.protect(LAZY, page, F.READ)
     t = w.translate(0x2010, "write")
     assert (t.reason, t.stage, t.syndrome["esr"] & 0x3F) == (Reason.PERMISSION, 2, FSC_PERMISSION | 3)

@@ -10,8 +10,6 @@ dirty updates off. Arm ARM DDI 0487 M.a.a, D24.2.194 (TCR_EL1) and D24.2.224 (VT
 
 from __future__ import annotations
 
-from typing import cast
-
 from ...errors import InvalidArgument
 from ...format import Extension, PagingFormat
 from .codec import A64Codec, S2Codec
@@ -27,7 +25,7 @@ def _address(fmt: PagingFormat, stage2: bool) -> tuple[Granule, OAForm]:
     codec = fmt.codec
     if not isinstance(codec, S2Codec if stage2 else A64Codec):
         raise InvalidArgument(f"{fmt.name} is not a VMSAv8-64 stage {2 if stage2 else 1} format")
-    address = cast(A64Codec | S2Codec, codec).address
+    address = codec.address
     return address.granule, address.form
 
 
