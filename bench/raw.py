@@ -3,8 +3,11 @@ every bulk path is measured beside it in the same run).
 
 Each function gets the same memory (one uint64 array per RAM region, as `PhysMem` holds it) and does only
 what the operation must: scatter or gather the entries it touches and write the output columns it must
-produce. Two formats (`RawFormat`): RISC-V Sv39/Sv39x4 PTEs (V=bit 0, R/W/X/U bits 1-4, A/D bits 6-7, PPN
-bits 53:10; `SV39`) and x86-64 4-level paging (P=bit 0, R/W 1, U/S 2, address bits 51:12, XD 63; `X86`).
+produce. The formats (`RawFormat`): RISC-V Sv39/Sv39x4 PTEs (V=bit 0, R/W/X/U bits 1-4, A/D bits 6-7, PPN
+bits 53:10; `SV39`, `SV39X4`), x86-64 4-level paging (P=bit 0, R/W 1, U/S 2, address bits 51:12, XD 63;
+`X86`) and VMSAv8-64 descriptors (valid bit 0, table/page bit 1, AP[2:1] bits 7:6, address bits 47:12 or
+47:16, PXN 53, UXN 54; stage 1 `A64_4K`, `A64_64K`, stage 2 `A64_S2_4K`, `A64_S2_64K`), each with its levels'
+index shifts and widths (512-entry tables, a 1024-entry concatenated stage 2 root, 8192-entry 64 KiB tables).
 """
 
 from __future__ import annotations
