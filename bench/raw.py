@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -71,14 +71,18 @@ def _x86_rights(raw: U64) -> npt.NDArray[np.intp]:
     return out
 
 
-def _x86_perms(raw: U64) -> npt.NDArray[np.uint8]:
-    out: npt.NDArray[np.uint8] = PERMS_OF_X86[_x86_rights(raw)]
-    return out
+G = TypeVar("G", bound=np.generic)
 
 
-def _x86_flags(raw: U64) -> U64:
-    out: U64 = FLAGS_OF_X86[_x86_rights(raw)]
-    return out
+def _looked_up(table: npt.NDArray[G], rights: Callable[[U64], npt.NDArray[np.intp]]) -> Callable[[U64], npt.NDArray[G]]:
+    """A column of `table`'s values, one per entry, at the index `rights` packs from its bits."""
+    def column(raw: U64) -> npt.NDArray[G]:
+        out: npt.NDArray[G] = table[rights(raw)]
+        return out
+    return column
+
+
+_x86_perms, _x86_flags = _looked_up(PERMS_OF_X86, _x86_rights), _looked_up(FLAGS_OF_X86, _x86_rights)
 
 
 def _x86_fit(children: U64) -> U64:
@@ -126,14 +130,7 @@ def _a64_rights(raw: U64) -> npt.NDArray[np.intp]:
     return out
 
 
-def _a64_perms(raw: U64) -> npt.NDArray[np.uint8]:
-    out: npt.NDArray[np.uint8] = PERMS_OF_A64[_a64_rights(raw)]
-    return out
-
-
-def _a64_flags(raw: U64) -> U64:
-    out: U64 = FLAGS_OF_A64[_a64_rights(raw)]
-    return out
+_a64_perms, _a64_flags = _looked_up(PERMS_OF_A64, _a64_rights), _looked_up(FLAGS_OF_A64, _a64_rights)
 
 
 @dataclass(frozen=True)

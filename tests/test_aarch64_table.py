@@ -16,21 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pagetable.arch.aarch64 import Granule, OAForm
+from pagetable.arch.aarch64 import Granule, OAForm, modes
 from pagetable.arch.aarch64.codec import A64Codec, S2Codec
 from pagetable.arch.aarch64.config import tcr_el1, vtcr_el2
-from pagetable.arch.aarch64.modes import (
-    S1_4K_39,
-    S1_4K_48,
-    S1_4K_52,
-    S1_16K_47,
-    S1_64K_48,
-    S1_64K_52,
-    S2_4K_40,
-    concatenated,
-    stage1_format,
-    stage2_format,
-)
 from pagetable.arch.aarch64.regimes import el1_rules, stage2_rules
 from pagetable.errors import AlreadyMapped, InvalidArgument, MappedToHugePage, NotMapped
 from pagetable.flags import MappingFlags
@@ -51,10 +39,11 @@ DATA_SIZE = 1 << 20
 TB = 1 << 40
 
 FORMATS: dict[str, PagingFormat] = {
-    "4k48": S1_4K_48, "4k39": S1_4K_39, "16k47": S1_16K_47, "64k48": S1_64K_48, "64k52-lpa": S1_64K_52,
-    "4k52-lpa2": S1_4K_52, "4k48-ttbr1": stage1_format(Granule.K4, 48, upper=True),
-    "64k52-ttbr1": stage1_format(Granule.K64, 52, OAForm.LPA, upper=True),
-    "s2-4k40": S2_4K_40, "s2-64k42": stage2_format(Granule.K64, 42, 2),
+    "4k48": modes.S1_4K_48, "4k39": modes.S1_4K_39, "16k47": modes.S1_16K_47, "64k48": modes.S1_64K_48,
+    "64k52-lpa": modes.S1_64K_52,
+    "4k52-lpa2": modes.S1_4K_52, "4k48-ttbr1": modes.stage1_format(Granule.K4, 48, upper=True),
+    "64k52-ttbr1": modes.stage1_format(Granule.K64, 52, OAForm.LPA, upper=True),
+    "s2-4k40": modes.S2_4K_40, "s2-64k42": modes.stage2_format(Granule.K64, 42, 2),
 }
 IDS = list(FORMATS)
 BLOCKS = {                                       # every block size the granule (and OA form) allows
@@ -185,7 +174,7 @@ def test_wide_addresses_and_concatenated_roots(name: str) -> None:
     _, _, pt = machine(fmt)
     page, base = fmt.page_size, lowest(fmt)
     if stage2(fmt):
-        assert concatenated(fmt, Granule.K4) == 2 and fmt.root_size == 8192
+        assert modes.concatenated(fmt, Granule.K4) == 2 and fmt.root_size == 8192
         pt.map(1 << 39, RAM, page, RW)
         assert pt.lookup(1 << 39).depth == 2 and pt.lookup(1 << 39, 0).pa == pt.root_paddr + 512 * 8
         assert_hardware_agrees(pt, [1 << 39, (1 << 39) - page])
@@ -297,15 +286,15 @@ def test_random_operations_keep_query_and_the_walker_in_agreement(case: tuple[st
 def test_register_values_for_formats() -> None:
     """`config.tcr_el1`/`vtcr_el2` give the values `regimes` reads back as the same formats, and refuse
     what no register value selects."""
-    both = el1_rules(tcr_el1(S1_4K_39, FORMATS["4k48-ttbr1"]), 0x1000, 0x2000)
+    both = el1_rules(tcr_el1(modes.S1_4K_39, FORMATS["4k48-ttbr1"]), 0x1000, 0x2000)
     assert [(r.fmt.va_bits, r.fmt.extension, r.root) for r in both.regime.regions] == \
         [(39, Extension.ZERO, 0x1000), (48, Extension.ONES, 0x2000)]
     for name in ("s2-4k40", "s2-64k42"):
         fmt = FORMATS[name]
         assert stage2_rules(vtcr_el2(fmt), 0).regime.single.fmt.levels == fmt.levels
     with pytest.raises(InvalidArgument):
-        tcr_el1(S1_4K_48, S1_4K_39)                      # two TTBR0 formats
+        tcr_el1(modes.S1_4K_48, modes.S1_4K_39)          # two TTBR0 formats
     with pytest.raises(InvalidArgument):
-        tcr_el1(S1_4K_52, FORMATS["4k48-ttbr1"])         # DS differs
+        tcr_el1(modes.S1_4K_52, FORMATS["4k48-ttbr1"])   # DS differs
     with pytest.raises(InvalidArgument):
-        vtcr_el2(S1_4K_48)                               # not stage 2
+        vtcr_el2(modes.S1_4K_48)                         # not stage 2
