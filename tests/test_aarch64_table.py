@@ -20,7 +20,7 @@ from pagetable.arch.aarch64 import Granule, OAForm, modes
 from pagetable.arch.aarch64.codec import A64Codec, S2Codec
 from pagetable.arch.aarch64.config import tcr_el1, vtcr_el2
 from pagetable.arch.aarch64.regimes import el1_rules, stage2_rules
-from pagetable.errors import AlreadyMapped, InvalidArgument, MappedToHugePage, NotMapped
+from pagetable.errors import AlreadyMapped, InvalidArgument, MappedToHugePage, NoMemory, NotMapped
 from pagetable.flags import MappingFlags
 from pagetable.format import Extension, PagingFormat
 from pagetable.frames import FrameAllocator
@@ -298,3 +298,16 @@ def test_register_values_for_formats() -> None:
         tcr_el1(modes.S1_4K_52, FORMATS["4k48-ttbr1"])   # DS differs
     with pytest.raises(InvalidArgument):
         vtcr_el2(modes.S1_4K_48)                         # not stage 2
+
+
+def test_tables_larger_than_a_frame_are_counted_in_frames() -> None:
+    """64 KiB tables from a 4 KiB-frame allocator take 16 frames each: a map that needs more frames than are
+    free fails before it is planned, and changes nothing."""
+    mem = PhysMem([(RAM, 1 << 20)])
+    frames = FrameAllocator(mem, RAM, 64 * 4096)                         # 64 frames: the root takes one
+    pt = PageTable(modes.S1_64K_48, mem, frames)
+    with pytest.raises(NoMemory, match="needs at least 80 frames"):       # a level 2 and four level 3 tables
+        pt.map_region(0, RAM, 4 << 29, RW)
+    assert frames.in_use == 1
+    pt.map_region(0, RAM, 1 << 29, RW)                                    # two tables: 32 frames
+    assert frames.in_use == 33 and len(pt.walk()) == 8192
