@@ -19,8 +19,8 @@ demo: $(STAMP)
 
 # QEMU is the independent judge of the walker: install it from Debian when we are root, otherwise say what
 # to install. Without it the QEMU tests skip, except under CI=true where they fail.
-QEMU_PACKAGES := qemu-system-misc qemu-system-x86
-QEMU_TOOLS    := qemu-system-riscv64 qemu-system-x86_64
+QEMU_PACKAGES := qemu-system-misc qemu-system-x86 qemu-system-arm
+QEMU_TOOLS    := qemu-system-riscv64 qemu-system-x86_64 qemu-system-aarch64
 
 qemu:
 	@missing=0; for tool in $(QEMU_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing=1; done; \
@@ -34,7 +34,7 @@ qemu:
 	fi
 
 # GNU binutils assemble the stubs QEMU runs (pagetable/vectors/riscv/stub.S, pagetable/vectors/x86_64/stub.S and
-# boot.S): installed the same way; without them the QEMU tests skip, except under CI=true where they fail.
+# boot.S, pagetable/vectors/aarch64/stub.S): installed the same way; without them the QEMU tests skip, except under CI=true where they fail.
 TOOLCHAIN_PACKAGES := binutils-riscv64-linux-gnu binutils-aarch64-linux-gnu binutils-x86-64-linux-gnu
 TOOLCHAIN_TOOLS    := riscv64-linux-gnu-as aarch64-linux-gnu-as x86_64-linux-gnu-as
 

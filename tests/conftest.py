@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from pagetable.vectors.aarch64 import qemu as qemu_aarch64
 from pagetable.vectors.riscv import qemu as qemu_riscv
 from pagetable.vectors.x86_64 import qemu as qemu_x86
 
@@ -67,6 +68,21 @@ def require_kvm() -> str:
     path = require_qemu_x86()
     if not qemu_x86.kvm_usable():
         pytest.skip("/dev/kvm is missing or not usable by this user")
+    return path
+
+
+def require_toolchain_aarch64() -> None:
+    """The GNU binutils that assemble the AArch64 stub; skip without them, or fail when CI=true."""
+    _require(_toolchain_missing(qemu_aarch64.missing_toolchain(), qemu_aarch64.TOOLCHAIN_PACKAGE))
+
+
+def require_qemu_aarch64() -> str:
+    """qemu-system-aarch64's path, with the binutils that assemble its stub; skip without either, or fail
+    when CI=true."""
+    path = qemu_aarch64.find_qemu()
+    _require(_qemu_missing(path, qemu_aarch64.QEMU_BINARY, qemu_aarch64.QEMU_PACKAGE,
+                           _toolchain_missing(qemu_aarch64.missing_toolchain(), qemu_aarch64.TOOLCHAIN_PACKAGE)))
+    assert path is not None
     return path
 
 

@@ -94,10 +94,15 @@ def _check_tsz(half: Half, form: OAForm, pa_range: int, ttst: bool) -> None:
                               "CONSTRAINED UNPREDICTABLE)")
 
 
+def _base(ttbr: int, size: int, wide: bool) -> int:
+    """A TTBR's initial table address: BADDR (52 bits wide with a 52-bit output size, whose table is at least
+    64-byte aligned), its RES0 bits below the table's size read as 0."""
+    return table_base(ttbr, wide=wide) & ~(max(size, 64 if wide else 8) - 1)
+
+
 def _region(half: Half, codec: A64Codec, form: OAForm, oa_bits: int, two_ranges: bool) -> Region:
     fmt = stage1_format(half.granule, 64 - half.tsz, form, upper=half.upper, codec=codec)
-    root = table_base(half.ttbr, wide=oa_bits == 52)
-    root &= ~(max(fmt.root_size, 64) - 1)                          # RES0 bits below the table's size
+    root = _base(half.ttbr, fmt.root_size, oa_bits == 52)
     allowed, refused = ALL_PERMS, Reason.INVALID
     if half.epd:
         allowed = 0
@@ -221,7 +226,7 @@ def stage2_rules(vtcr_el2: int, vttbr_el2: int, *, hcr_el2: int = 0, pa_range: i
                         ha=bool(get(vtcr, "HA")), hd=bool(get(vtcr, "HD")), xnx=args.boolean(xnx, "xnx"))
     fmt = stage2_format(granule, ia_bits, start, form, codec=S2Codec(OutputAddress(granule, form),
                                                                     fwb=options.fwb, xnx=options.xnx))
-    root = table_base(args.address(vttbr_el2, "VTTBR_EL2"), wide=oa_bits == 52) & ~(max(fmt.root_size, 64) - 1)
+    root = _base(args.address(vttbr_el2, "VTTBR_EL2"), fmt.root_size, oa_bits == 52)
     too_wide = bool(root >> oa_bits)
     region = Region("VTTBR_EL2", fmt, root, allowed=0 if too_wide else ALL_PERMS, fault_level=0,
                     refused_with=Reason.ADDRESS_SIZE)

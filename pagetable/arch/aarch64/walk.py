@@ -23,7 +23,7 @@ Per lookup level, in the manual's order (the first that holds is the fault):
 5. at a leaf, the access not permitted → Permission fault (`PERMISSION`).
 
 Stage 1 permissions (`perm_bit` layout: EL1 or EL2 in the supervisor bits, EL0 in the user bits): the table
-attributes narrow every lookup below them unless HPDn (APTable[0] no EL0 access, APTable[1] no writes,
+attributes narrow every lookup below them unless HPDn (APTable[0] no EL0 data access, APTable[1] no writes,
 PXNTable no privileged and UXNTable no unprivileged execution; in EL2 APTable[1] and XNTable only); at the
 leaf AP[2:1] (Table D8-60: 0b00 EL1 read/write, 0b01 both read/write, 0b10 EL1 read-only, 0b11 both
 read-only; in EL2 AP[2] alone, and EL0 has no access at all), PXN and UXN (XN in EL2). Then, as
@@ -47,7 +47,8 @@ Hardware updates (`written`): with HA the leaf's AF is set on first use; with HD
 clears AP[2] (stage 1) or sets S2AP[1] (stage 2). Table descriptors' AF (FEAT_HAFT) is not modelled.
 
 What a fault reports (`syndrome`): `esr` (EC: 0x24/0x25 Data Abort from a lower / the same EL, 0x20/0x21
-Instruction Abort; IL=1; ISS with the DFSC/IFSC of the fault kind and level, WnR, S1PTW; ISV=0 — the
+Instruction Abort; IL=1; ISS with the DFSC/IFSC of the fault kind and level, WnR (the instruction's access,
+for a stage 2 fault on a stage 1 table walk too), S1PTW; ISV=0 — the
 instruction syndrome of a stage 2 Data Abort is the instruction's, not the tables'), `far` (the VA),
 `hpfar` (HPFAR_EL2 of a stage 2 fault: FIPA = IPA[51:12] in bits 43:4) and `el`, the Exception level that
 takes it (the regime's for stage 1, EL2 for stage 2).
@@ -68,7 +69,6 @@ from ...errors import InvalidArgument
 from ...lanes import Flag, Small, Word, bit, first, not_, take, u64, where
 from ...translation import (
     ALL_PERMS,
-    IMPLICIT_ENTRY_UPDATE,
     Access,
     FaultKind,
     MemoryType,
@@ -245,7 +245,7 @@ class A64Rules:
         if not self.two_ranges:                       # EL2: APTable[1] and XNTable (bit 60) only
             return carry & where(bit(pte, AP_TABLE_NO_WRITE), _ALL & ~_WRITES, _ALL) & \
                 where(bit(pte, UXN_TABLE), _ALL & ~_FETCHES, _ALL)
-        keep = where(bit(pte, AP_TABLE_NO_EL0), _ALL & ~_USER_BITS, _ALL) & \
+        keep = where(bit(pte, AP_TABLE_NO_EL0), _ALL & ~(_UR | _UW), _ALL) & \
             where(bit(pte, AP_TABLE_NO_WRITE), _ALL & ~_WRITES, _ALL) & \
             where(bit(pte, PXN_TABLE), _ALL & ~_PX, _ALL) & where(bit(pte, UXN_TABLE), _ALL & ~_UX, _ALL)
         return carry & keep
@@ -311,7 +311,7 @@ class A64Rules:
         s2 = t.stage == 2
         s1ptw = s2 & (t.implicit != 0)
         fetch = access == Access.EXECUTE
-        write = where(s1ptw, u64(t.implicit == IMPLICIT_ENTRY_UPDATE), u64(access == Access.WRITE))
+        write = u64(access == Access.WRITE)           # the instruction's access, S1PTW or not (D24.2.47)
         target = where(s2, 2, self.el)
         lower = where(priv == Privilege.USER, 0, self.el) < target
         ec = where(fetch, where(lower, EC_IABT_LOWER, EC_IABT_SAME), where(lower, EC_DABT_LOWER, EC_DABT_SAME))
