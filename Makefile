@@ -59,7 +59,8 @@ test: $(STAMP) qemu toolchain lint
 # The long fuzz profile (tests/fuzzing.py): the same fuzz tests as `make test` runs, with many more cases.
 fuzz: $(STAMP)
 	PAGETABLE_FUZZ=long $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz_cli.py \
-	    tests/test_fuzz_tables.py tests/test_fuzz_x86.py tests/test_fuzz_api.py tests/test_aspace.py tests/test_table.py
+	    tests/test_fuzz_tables.py tests/test_fuzz_x86.py tests/test_fuzz_api.py tests/test_aspace.py tests/test_table.py \
+	    tests/test_aarch64_table.py
 
 # volatility3 (the side-by-side row, bench/volatility.py) lives in a bench-only venv of its own: the project
 # never imports it (bench/vol3_mapping.py runs in that venv, in a subprocess), so it is neither a runtime

@@ -3,15 +3,18 @@ every bulk path is measured beside it in the same run).
 
 Each function gets the same memory (one uint64 array per RAM region, as `PhysMem` holds it) and does only
 what the operation must: scatter or gather the entries it touches and write the output columns it must
-produce. Two formats (`RawFormat`): RISC-V Sv39/Sv39x4 PTEs (V=bit 0, R/W/X/U bits 1-4, A/D bits 6-7, PPN
-bits 53:10; `SV39`) and x86-64 4-level paging (P=bit 0, R/W 1, U/S 2, address bits 51:12, XD 63; `X86`).
+produce. The formats (`RawFormat`): RISC-V Sv39/Sv39x4 PTEs (V=bit 0, R/W/X/U bits 1-4, A/D bits 6-7, PPN
+bits 53:10; `SV39`, `SV39X4`), x86-64 4-level paging (P=bit 0, R/W 1, U/S 2, address bits 51:12, XD 63;
+`X86`) and VMSAv8-64 descriptors (valid bit 0, table/page bit 1, AP[2:1] bits 7:6, address bits 47:12 or
+47:16, PXN 53, UXN 54; stage 1 `A64_4K`, `A64_64K`, stage 2 `A64_S2_4K`, `A64_S2_64K`), each with its levels'
+index shifts and widths (512-entry tables, a 1024-entry concatenated stage 2 root, 8192-entry 64 KiB tables).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -32,22 +35,7 @@ def _next(entry: U64) -> U64:
     return out
 
 
-def _sv39_entry(pa: U64) -> U64:
-    out: U64 = pa >> TWELVE << TEN
-    return out
-
-
 X86_ADDR = np.uint64(((1 << 52) - 1) & ~0xFFF)
-
-
-def x86_next(entry: U64) -> U64:
-    """The table or page an x86 entry names (its bits 51:12)."""
-    out: U64 = entry & X86_ADDR
-    return out
-
-
-def _x86_entry(pa: U64) -> U64:
-    return pa
 
 
 # Effective permissions (bit 3 * privilege + access: supervisor r w x in bits 0-2, user in bits 3-5) of a
@@ -83,14 +71,18 @@ def _x86_rights(raw: U64) -> npt.NDArray[np.intp]:
     return out
 
 
-def _x86_perms(raw: U64) -> npt.NDArray[np.uint8]:
-    out: npt.NDArray[np.uint8] = PERMS_OF_X86[_x86_rights(raw)]
-    return out
+G = TypeVar("G", bound=np.generic)
 
 
-def _x86_flags(raw: U64) -> U64:
-    out: U64 = FLAGS_OF_X86[_x86_rights(raw)]
-    return out
+def _looked_up(table: npt.NDArray[G], rights: Callable[[U64], npt.NDArray[np.intp]]) -> Callable[[U64], npt.NDArray[G]]:
+    """A column of `table`'s values, one per entry, at the index `rights` packs from its bits."""
+    def column(raw: U64) -> npt.NDArray[G]:
+        out: npt.NDArray[G] = table[rights(raw)]
+        return out
+    return column
+
+
+_x86_perms, _x86_flags = _looked_up(PERMS_OF_X86, _x86_rights), _looked_up(FLAGS_OF_X86, _x86_rights)
 
 
 def _x86_fit(children: U64) -> U64:
@@ -104,18 +96,56 @@ def _x86_fit(children: U64) -> U64:
     return out
 
 
+# AArch64 stage 1 (EL1&0, Linux's MAIR: AttrIndx 0 Normal WB), under table descriptors without table
+# attributes: a valid leaf's rights by AP[2:1] (bits 7:6), PXN (53) and UXN (54), packed as bits 0-3
+# (`_a64_rights`). EL1 always reads; writes unless AP[2]; executes unless PXN, and never where EL0 can
+# write. EL0 reads with AP[1], writes with AP[1] and not AP[2], executes unless UXN. The walk's flags (as the
+# codec decodes them): where EL0 has some access, USER with EL0's R/W/X; else EL1's R/W/X.
+def _a64_bits(f: int) -> tuple[bool, bool, bool, bool]:
+    """(AP[1], AP[2], PXN, UXN) of a packed `_a64_rights` value."""
+    return bool(f & 1), bool(f & 2), bool(f & 4), bool(f & 8)
+
+
+def _a64_perms_of(f: int) -> int:
+    el0, ro, pxn, uxn = _a64_bits(f)
+    user = (1 if el0 else 0) | (2 if el0 and not ro else 0) | (0 if uxn else 4)
+    return 1 | (0 if ro else 2) | (0 if pxn or user & 2 else 4) | user << 3
+
+
+def _a64_flags_of(f: int) -> int:
+    el0, ro, pxn, uxn = _a64_bits(f)
+    if el0 or not uxn:
+        return 8 | (0 if uxn else 4) | ((1 | (0 if ro else 2)) if el0 else 0)
+    return 1 | (0 if ro else 2) | (0 if pxn else 4)
+
+
+PERMS_OF_A64 = np.array([_a64_perms_of(f) for f in range(16)], dtype=np.uint8)
+FLAGS_OF_A64 = np.array([_a64_flags_of(f) for f in range(16)], dtype=np.uint64)
+
+
+def _a64_rights(raw: U64) -> npt.NDArray[np.intp]:
+    """AP[2:1] (bits 7:6) as bits 0-1, PXN and UXN (bits 54:53) as bits 2-3."""
+    out: npt.NDArray[np.intp] = (((raw >> np.uint64(6)) & np.uint64(3)) | ((raw >> np.uint64(51)) & np.uint64(0xC))
+                                 ).astype(np.intp)
+    return out
+
+
+_a64_perms, _a64_flags = _looked_up(PERMS_OF_A64, _a64_rights), _looked_up(FLAGS_OF_A64, _a64_rights)
+
+
 @dataclass(frozen=True)
 class RawFormat:
-    """What the raw work knows of a format with 4 KiB tables of 512 u64 entries: each level's VA index shift
-    (root first), where an entry keeps its address (`next_table`: the address an entry names, `entry_of`:
-    a page-aligned address's bits in an entry, `addr_bits`: those bits), a table pointer's other bits, and a
-    4 KiB leaf's `flags` column (the walk's) and effective permissions (the listing's), both from its raw
-    bits. Bit 0 is the present bit in both formats."""
+    """What the raw work knows of a format of u64 entries: each level's VA index shift and width (root
+    first; the last shift is the page's), where an entry keeps its address (`addr_bits`, the address being
+    those bits shifted up by `up`: Sv39's PPN sits 2 bits lower than the address), a table pointer's other
+    bits, and a leaf's `flags` column (the walk's) and effective permissions (the listing's), both from its
+    raw bits. Bit 0 is the present bit in every format. A table at a level has 2**width entries and is
+    aligned to its size."""
 
     shifts: tuple[int, ...]
-    next_table: Callable[[U64], U64]
-    entry_of: Callable[[U64], U64]
+    widths: tuple[int, ...]
     addr_bits: np.uint64
+    up: int
     pointer: int
     flags: Callable[[U64], U64]
     perms: Callable[[U64], npt.NDArray[np.uint8]]
@@ -125,9 +155,45 @@ class RawFormat:
     def leaf_depth(self) -> int:
         return len(self.shifts) - 1
 
+    def entries(self, depth: int) -> int:
+        return 1 << self.widths[depth]
 
-SV39 = RawFormat((30, 21, 12), _next, _sv39_entry, PPN_MASK, 1, _sv39_flags, _sv39_perms)
-X86 = RawFormat((39, 30, 21, 12), x86_next, _x86_entry, X86_ADDR, 0x7, _x86_flags, _x86_perms, _x86_fit)
+    def table_size(self, depth: int) -> int:
+        return 8 << self.widths[depth]
+
+    def index(self, va: U64, depth: int) -> U64:
+        """The entry index of each VA at `depth`."""
+        out: U64 = (va >> np.uint64(self.shifts[depth])) & np.uint64(self.entries(depth) - 1)
+        return out
+
+    def index_of(self, va: int, depth: int) -> int:
+        """`index` of one VA."""
+        return (va >> self.shifts[depth]) & (self.entries(depth) - 1)
+
+    def next_table(self, entry: U64) -> U64:
+        """The table or page each entry names."""
+        out: U64 = (entry & self.addr_bits) << np.uint64(self.up)
+        return out
+
+    def entry_of(self, pa: U64) -> U64:
+        """A page-aligned address's bits in an entry."""
+        out: U64 = pa >> np.uint64(self.up)
+        return out
+
+
+SV39 = RawFormat((30, 21, 12), (9, 9, 9), PPN_MASK, 2, 1, _sv39_flags, _sv39_perms)
+SV39X4 = RawFormat((30, 21, 12), (11, 9, 9), PPN_MASK, 2, 1, _sv39_flags, _sv39_perms)
+X86 = RawFormat((39, 30, 21, 12), (9, 9, 9, 9), X86_ADDR, 0, 0x7, _x86_flags, _x86_perms, _x86_fit)
+A64_4K = RawFormat((39, 30, 21, 12), (9, 9, 9, 9), np.uint64(((1 << 48) - 1) & ~0xFFF), 0, 0x3, _a64_flags,
+                   _a64_perms)
+"""VMSAv8-64 stage 1, 4KB granule, 48-bit VA (levels 0-3); table descriptors bits 1:0 = 0b11."""
+A64_64K = RawFormat((42, 29, 16), (6, 13, 13), np.uint64(((1 << 48) - 1) & ~0xFFFF), 0, 0x3, _a64_flags,
+                    _a64_perms)
+"""The 64KB granule, 48-bit VA (levels 1-3: a 64-entry root, 8192-entry tables)."""
+A64_S2_4K = RawFormat((30, 21, 12), (10, 9, 9), A64_4K.addr_bits, 0, 0x3, _a64_flags, _a64_perms)
+"""Stage 2, 4KB granule, 40-bit IPA: two concatenated level 1 tables (a 1024-entry root)."""
+A64_S2_64K = RawFormat((29, 16), (13, 13), A64_64K.addr_bits, 0, 0x3, _a64_flags, _a64_perms)
+"""Stage 2, 64KB granule, 42-bit IPA: levels 2-3."""
 
 
 def _scalar(fn: Callable[[U64], U64], value: int) -> int:
@@ -135,102 +201,116 @@ def _scalar(fn: Callable[[U64], U64], value: int) -> int:
 
 
 def _gig_table(words: U64, base: int, root: int, va0: int, f: RawFormat, free: int | None = None) -> int:
-    """The table of the 1 GiB entries that cover `va0` (whose entries point at the tables of 2 MiB entries):
-    the root in Sv39; below the root, one table per level above it (x86: the PML4 entry's PDPT). Given
-    `free`, the tables on the way are new, at `free` onwards, and the entries pointing at them are written."""
+    """The table of the entries that cover `va0` and point at the tables above its leaf tables (Sv39's
+    1 GiB entries, in the root; x86's, in the PDPT the PML4 entry names; the 64KB granule's 4 TB entries, in
+    the root): the table at depth leaf - 2, reached through the levels above it. Given `free`, the tables on
+    the way are new, at `free` onwards, and the entries pointing at them are written."""
     table = root
-    for shift in f.shifts[:-3]:
-        slot = table + ((va0 >> shift) & 511) * 8
+    for depth in range(f.leaf_depth - 2):
+        slot = table + f.index_of(va0, depth) * 8
         if free is None:
             table = _scalar(f.next_table, int(words[(slot - base) // 8]))
         else:
             words[(slot - base) // 8] = _scalar(f.entry_of, free) | f.pointer
-            table, free = free, free + 4096
+            table, free = free, free + f.table_size(depth + 1)
     return table
 
 
 def map_4k(words: U64, base: int, root: int, va0: int, pa0: int, pages: int, leaf_tables: int,
            attrs: int, f: RawFormat = SV39) -> None:
-    """Map `pages` 4 KiB pages at `va0` -> `pa0` (`va0` 1 GiB-aligned, `pages` a multiple of 512, within one
-    root entry in x86): each leaf entry scattered to its slot (table of its 2 MiB block, index of its 4 KiB
-    page) in leaf tables at `leaf_tables`, a pointer per leaf table in the tables of 2 MiB entries after them
-    (one per GiB), then (x86) the PDPT after those, a pointer per GiB in the root (Sv39) or the PDPT, and
-    the PML4 entry pointing at the PDPT."""
-    assert va0 % (1 << 30) == 0 and pages % 512 == 0, "map_4k maps whole 2 MiB blocks from a 1 GiB boundary"
-    n_tables = pages // 512
-    pmd = leaf_tables + n_tables * 4096
-    va = np.uint64(va0) + np.arange(pages, dtype=np.uint64) * np.uint64(4096)
-    table = np.uint64(leaf_tables) + ((va - np.uint64(va0)) >> np.uint64(21)) * np.uint64(4096)
-    slot = table + ((va >> TWELVE) & np.uint64(511)) * np.uint64(8)
-    leaf = f.entry_of(np.uint64(pa0) + (va - np.uint64(va0))) | np.uint64(attrs)
-    words[((slot - np.uint64(base)) >> np.uint64(3)).astype(np.intp)] = leaf
-    tables = np.uint64(leaf_tables) + np.arange(n_tables, dtype=np.uint64) * np.uint64(4096)
-    words[(pmd - base) // 8:(pmd - base) // 8 + n_tables] = f.entry_of(tables) | np.uint64(f.pointer)
-    gigs = -(-n_tables // 512)
-    top = _gig_table(words, base, root, va0, f, free=pmd + gigs * 4096)
+    """Map `pages` pages of the format at `va0` -> `pa0` (`va0` aligned to a leaf table's span, `pages` a
+    multiple of a leaf table's entries, within one entry of the table above the tables of leaf-table
+    pointers in x86): each leaf entry scattered to its slot (leaf table of its span, index of its page) in
+    leaf tables at `leaf_tables`, a pointer per leaf table in the tables of leaf-table pointers after them
+    (Sv39's and x86's tables of 2 MiB entries), then (x86) the PDPT after those, a pointer per such table in
+    the root (Sv39) or the PDPT, and the PML4 entry pointing at the PDPT."""
+    leaf, pmd_depth = f.leaf_depth, f.leaf_depth - 1
+    span, per = 1 << f.shifts[pmd_depth], f.entries(leaf)            # a leaf table's VA span and entries
+    assert va0 % span == 0 and pages % per == 0, "map_4k maps whole leaf tables from a leaf table's boundary"
+    n_tables, size = pages // per, f.table_size(leaf)
+    first = f.index_of(va0, pmd_depth)                   # the first leaf-table pointer's index
+    pmd = leaf_tables + n_tables * size
+    va = np.uint64(va0) + np.arange(pages, dtype=np.uint64) * np.uint64(1 << f.shifts[leaf])
+    table = np.uint64(leaf_tables) + ((va - np.uint64(va0)) >> np.uint64(f.shifts[pmd_depth])) * np.uint64(size)
+    slot = table + f.index(va, leaf) * np.uint64(8)
+    entry = f.entry_of(np.uint64(pa0) + (va - np.uint64(va0))) | np.uint64(attrs)
+    words[((slot - np.uint64(base)) >> np.uint64(3)).astype(np.intp)] = entry
+    tables = np.uint64(leaf_tables) + np.arange(n_tables, dtype=np.uint64) * np.uint64(size)
+    at = (pmd - base) // 8 + first
+    words[at:at + n_tables] = f.entry_of(tables) | np.uint64(f.pointer)
+    gigs, pmd_size = -(-(first + n_tables) // f.entries(pmd_depth)), f.table_size(pmd_depth)
+    top = _gig_table(words, base, root, va0, f, free=pmd + gigs * pmd_size)
+    top_index = f.index_of(va0, leaf - 2)
     for g in range(gigs):
-        words[(top - base) // 8 + ((va0 >> 30) + g) % 512] = _scalar(f.entry_of, pmd + g * 4096) | f.pointer
+        words[(top - base) // 8 + (top_index + g) % f.entries(leaf - 2)] = \
+            _scalar(f.entry_of, pmd + g * pmd_size) | f.pointer
 
 
 def _leaf_slots(words: U64, base: int, root: int, va0: int, gigs: int, f: RawFormat) -> tuple[U64, U64, U64]:
-    """Follow the 1 GiB entries of the `gigs` GiB from `va0` (1 GiB-aligned: in the root, or in x86 the
-    PDPT its PML4 entry names) to their tables of 2 MiB entries and read their 512 pointers each: those
-    tables' addresses, the indices of the present pointers (512 per GiB), and the slots of every entry of
-    the leaf tables they point at (512 per table, in VA order). Reads the entries on the way and the
-    pointers, writes the slot column."""
-    index = ((va0 >> 30) + np.arange(gigs, dtype=np.uint64)) % np.uint64(512)
+    """Follow the `gigs` entries from `va0`'s in the table above the tables of leaf-table pointers (Sv39's
+    and x86's 1 GiB entries; `va0` aligned to their span, or inside the first) to those tables and read all
+    their pointers: the tables' addresses, the indices of the present pointers (across the `gigs` tables),
+    and the slots of every entry of the leaf tables they point at (in VA order). Reads the entries on the
+    way and the pointers, writes the slot column."""
+    leaf = f.leaf_depth
+    per, n = f.entries(leaf - 1), f.entries(leaf)
+    index = (np.arange(gigs, dtype=np.uint64) + np.uint64(f.index_of(va0, leaf - 2))) % np.uint64(f.entries(leaf - 2))
     top = _gig_table(words, base, root, va0, f)
     pmds = f.next_table(_word(words, base, np.uint64(top) + index * np.uint64(8)))
-    pointers = _word(words, base, (pmds[:, None] + np.arange(512, dtype=np.uint64)[None, :] * np.uint64(8)).reshape(-1))
+    pointers = _word(words, base, (pmds[:, None] + np.arange(per, dtype=np.uint64)[None, :] * np.uint64(8)).reshape(-1))
     used = np.flatnonzero(pointers & np.uint64(1)).astype(np.uint64)
     tables = f.next_table(pointers[used.astype(np.intp)])
-    slot: U64 = (tables[:, None] + np.arange(512, dtype=np.uint64)[None, :] * np.uint64(8)).reshape(-1)
+    slot: U64 = (tables[:, None] + np.arange(n, dtype=np.uint64)[None, :] * np.uint64(8)).reshape(-1)
     return pmds, used, slot
 
 
 def _columns(words: U64, base: int, va0: int, used: U64, slot: U64, f: RawFormat) -> dict[str, U64]:
-    """Gather the entries at `slot` (the leaf tables of the 2 MiB-entry pointers `used`) and write the walk's
+    """Gather the entries at `slot` (the leaf tables of the leaf-table pointers `used`) and write the walk's
     columns (va, pa, size, flags, depth, raw, slot) for the present ones."""
+    leaf = f.leaf_depth
     raw = _word(words, base, slot)
     present = (raw & np.uint64(1)) != 0
     raw, slot = raw[present], slot[present]
-    block = np.uint64(va0 & ~((1 << 30) - 1)) + (used << np.uint64(21))
-    va = (np.repeat(block, 512)[present] + ((slot & np.uint64(0xFFF)) >> np.uint64(3) << TWELVE))
-    return {"va": va, "pa": f.next_table(raw), "size": np.full(raw.shape, 4096, dtype=np.uint64),
-            "flags": f.flags(raw), "depth": np.full(raw.shape, f.leaf_depth, dtype=np.int8), "raw": raw, "slot": slot}
+    page, top_span = 1 << f.shifts[leaf], 1 << f.shifts[leaf - 2]
+    block = np.uint64(va0 & ~(top_span - 1)) + (used << np.uint64(f.shifts[leaf - 1]))
+    va = (np.repeat(block, f.entries(leaf))[present]
+          + ((slot & np.uint64(f.table_size(leaf) - 1)) >> np.uint64(3) << np.uint64(f.shifts[leaf])))
+    return {"va": va, "pa": f.next_table(raw), "size": np.full(raw.shape, page, dtype=np.uint64),
+            "flags": f.flags(raw), "depth": np.full(raw.shape, leaf, dtype=np.int8), "raw": raw, "slot": slot}
 
 
 def walk_leaves(words: U64, base: int, root: int, va0: int, gigs: int = 1, f: RawFormat = SV39) -> dict[str, U64]:
-    """Follow the 1 GiB entries of the `gigs` GiB from `va0` to their tables of 2 MiB entries, gather every
-    leaf table they point at, and write the columns a walk returns (va, pa, size, flags, depth, raw, slot)
-    for the present entries."""
+    """Follow the `gigs` entries from `va0`'s above the tables of leaf-table pointers (`_leaf_slots`), gather
+    every leaf table they point at, and write the columns a walk returns (va, pa, size, flags, depth, raw,
+    slot) for the present entries."""
     _, used, slot = _leaf_slots(words, base, root, va0, gigs, f)
     return _columns(words, base, va0, used, slot, f)
 
 
 def unmap_4k(words: U64, base: int, root: int, va0: int, f: RawFormat = SV39) -> dict[str, U64]:
-    """Unmap the 1 GiB block of 4 KiB leaves at `va0`: gather the leaves into the walk's columns (the library
-    returns what it removed), then scatter zeros into their slots, clear the 512 pointers to them, the 1 GiB
-    entry and (x86) the PML4 entry above it (the library clears each when the tables below empty; the
-    memory then ends as the library leaves it). No table is freed and nothing else is written."""
+    """Unmap the leaves under `va0`'s table of leaf-table pointers: gather them into the walk's columns (the
+    library returns what it removed), then scatter zeros into their slots, clear the pointers to their
+    tables, the entry pointing at that table and (x86, AArch64 4KB) the entries above it (the library clears
+    each when the tables below empty; the memory then ends as the library leaves it). No table is freed and
+    nothing else is written."""
     pmds, used, slot = _leaf_slots(words, base, root, va0, 1, f)
     cols = _columns(words, base, va0, used, slot, f)
     words[((cols["slot"] - np.uint64(base)) >> np.uint64(3)).astype(np.intp)] = 0
-    pmd = int(pmds[0])
-    words[(pmd - base) // 8:(pmd - base) // 8 + 512] = 0
-    words[(_gig_table(words, base, root, va0, f) - base) // 8 + (va0 >> 30) % 512] = 0
+    words[(int(pmds[0]) - base) // 8 + used.astype(np.intp)] = 0
+    top = f.leaf_depth - 2
+    words[(_gig_table(words, base, root, va0, f) - base) // 8 + f.index_of(va0, top)] = 0
     table = root
-    for shift in f.shifts[:-3]:                       # x86: the PML4 entry of the emptied PDPT
-        slot_pa = table + ((va0 >> shift) & 511) * 8
+    for depth in range(top):                          # x86, AArch64 4KB: the entries above the emptied table
+        slot_pa = table + f.index_of(va0, depth) * 8
         table = _scalar(f.next_table, int(words[(slot_pa - base) // 8]))
         words[(slot_pa - base) // 8] = 0
     return cols
 
 
 def protect_4k(words: U64, base: int, root: int, va0: int, attrs: int, f: RawFormat = SV39) -> None:
-    """Give the 1 GiB block of 4 KiB leaves at `va0` new attribute bits `attrs`: find the leaf slots
-    (`_leaf_slots`), gather the entries, keep each present one's address bits with the new bits, scatter
-    them back."""
+    """Give the leaves under `va0`'s table of leaf-table pointers new attribute bits `attrs`: find the leaf
+    slots (`_leaf_slots`), gather the entries, keep each present one's address bits with the new bits,
+    scatter them back."""
     pmds, used, slot = _leaf_slots(words, base, root, va0, 1, f)
     index = ((slot - np.uint64(base)) >> np.uint64(3)).astype(np.intp)
     raw = words[index]
@@ -238,33 +318,34 @@ def protect_4k(words: U64, base: int, root: int, va0: int, attrs: int, f: RawFor
     words[index[present]] = (raw[present] & f.addr_bits) | np.uint64(attrs)
     if f.fit is not None:                             # x86: the table entries above take the pages' rights
         pointers = (int(pmds[0]) - base) // 8 + used.astype(np.intp)
-        words[pointers] = (words[pointers] & f.addr_bits) | f.fit(words[index].reshape(-1, 512))
+        words[pointers] = (words[pointers] & f.addr_bits) | f.fit(words[index].reshape(-1, f.entries(f.leaf_depth)))
         _fit_path(words, base, root, va0, f)
 
 
 def _fit_path(words: U64, base: int, root: int, va0: int, f: RawFormat) -> None:
-    """Refit the table entries on `va0`'s path above its 2 MiB entries, bottom-up: each from its table's 512
-    entries (`f.fit`)."""
+    """Refit the table entries on `va0`'s path above its leaf-table pointers, bottom-up: each from its
+    table's entries (`f.fit`)."""
     assert f.fit is not None
     slots, table = [], root
-    for shift in f.shifts[:-2]:                       # the entries above the tables of 2 MiB entries
-        slot = (table - base) // 8 + ((va0 >> shift) & 511)
-        slots.append(slot)
+    for depth in range(f.leaf_depth - 1):             # the entries above the tables of leaf-table pointers
+        slot = (table - base) // 8 + f.index_of(va0, depth)
+        slots.append((slot, depth + 1))
         table = _scalar(f.next_table, int(words[slot]))
-    for slot in reversed(slots):
-        below = (_scalar(f.next_table, int(words[slot])) - base) // 8
-        words[slot] = (words[slot] & f.addr_bits) | f.fit(words[below:below + 512].reshape(1, 512))[0]
+    for slot, below_depth in reversed(slots):
+        below, n = (_scalar(f.next_table, int(words[slot])) - base) // 8, f.entries(below_depth)
+        words[slot] = (words[slot] & f.addr_bits) | f.fit(words[below:below + n].reshape(1, n))[0]
 
 
 Columns = dict[str, npt.NDArray[np.generic]]
 
 
 def hardware_columns(words: U64, base: int, root: int, va0: int, memtype: int, f: RawFormat = SV39) -> Columns:
-    """The hardware listing of the 1 GiB block of 4 KiB leaves at `va0`: the walk's columns (`walk_leaves`)
-    and the hardware view's four u8 columns: perms from the leaf bits by `f.perms`, which holds for this
-    table's leaves (Sv39's with A and D set, x86's under table entries that grant what their pages need); verdict 0 and
-    verdict_stage 0, as every leaf translates some access; memtype `memtype` everywhere (no PBMT, or x86's
-    PAT index 0)."""
+    """The hardware listing of the leaves under `va0`'s table of leaf-table pointers: the walk's columns
+    (`walk_leaves`) and the hardware view's four u8 columns: perms from the leaf bits by `f.perms`, which
+    holds for this table's leaves (Sv39's with A and D set, x86's under table entries that grant what their
+    pages need, AArch64's with AF set under table descriptors without table attributes); verdict 0 and
+    verdict_stage 0, as every leaf translates some access; memtype `memtype` everywhere (no PBMT, x86's PAT
+    index 0, or AArch64's AttrIndx 0)."""
     leaves = walk_leaves(words, base, root, va0, 1, f)
     n = leaves["raw"].shape[0]
     return {**leaves, "perms": f.perms(leaves["raw"]), "verdict": np.zeros(n, dtype=np.uint8),
@@ -278,7 +359,7 @@ def listing(words: U64, base: int, root: int, va0: int, memtype: int,
     np.flatnonzero of the breaks."""
     cols = hardware_columns(words, base, root, va0, memtype, f)
     raw, perms = cast(U64, cols["raw"]), cols["perms"]
-    size = np.uint64(4096)
+    size = np.uint64(1 << f.shifts[-1])
     attrs = raw & ~f.addr_bits
     joins = ((np.diff(cols["va"]) == size) & (np.diff(cols["pa"]) == size)
              & (attrs[1:] == attrs[:-1]) & (perms[1:] == perms[:-1]))
@@ -287,30 +368,30 @@ def listing(words: U64, base: int, root: int, va0: int, memtype: int,
     return cols, starts, ends
 
 
+def _loads(words: U64, base: int, root: int, va: U64, f: RawFormat, load: Callable[[U64], U64]) -> U64:
+    """One dependent load per level per VA, each entry address through `load` (the identity, or stage 2),
+    then the PA: the leaf's page with the VA's offset in it."""
+    table = np.full(va.shape, root, dtype=np.uint64)
+    for depth in range(len(f.shifts)):
+        table = f.next_table(_word(words, base, load(table + f.index(va, depth) * np.uint64(8))))
+    out: U64 = table | (va & np.uint64((1 << f.shifts[-1]) - 1))
+    return out
+
+
 def translate(words: U64, base: int, root: int, va: U64, f: RawFormat = SV39) -> tuple[U64, npt.NDArray[np.uint8]]:
     """One dependent load per level per VA (Sv39's three by default; 4-level paging's four with `X86`),
     then the PA and a reason column."""
-    table = np.full(va.shape, root, dtype=np.uint64)
-    for shift in f.shifts:
-        entry = _word(words, base, table + ((va >> np.uint64(shift)) & np.uint64(511)) * np.uint64(8))
-        table = f.next_table(entry)
-    return table | (va & np.uint64(0xFFF)), np.zeros(va.shape, dtype=np.uint8)
+    return _loads(words, base, root, va, f, lambda pa: pa), np.zeros(va.shape, dtype=np.uint8)
 
 
-def translate_two_stage(words: U64, base: int, vs_root: int, g_root: int, va: U64) -> tuple[U64,
-                                                                                             npt.NDArray[np.uint8]]:
-    """Sv39 over Sv39x4: each of the three VS-stage entry addresses and the final GPA through three G-stage
-    loads (the root index is 11 bits), then the VS-stage entry itself: 15 dependent loads per VA."""
-    def g_stage(gpa: U64) -> U64:
-        table = np.full(gpa.shape, g_root, dtype=np.uint64)
-        for shift, bits in ((30, 2047), (21, 511), (12, 511)):
-            table = _next(_word(words, base, table + ((gpa >> np.uint64(shift)) & np.uint64(bits)) * np.uint64(8)))
-        return table | (gpa & np.uint64(0xFFF))
-    table = np.full(va.shape, vs_root, dtype=np.uint64)
-    for shift in (30, 21, 12):
-        entry = _word(words, base, g_stage(table + ((va >> np.uint64(shift)) & np.uint64(511)) * np.uint64(8)))
-        table = _next(entry)
-    return g_stage(table | (va & np.uint64(0xFFF))), np.zeros(va.shape, dtype=np.uint8)
+def translate_two_stage(words: U64, base: int, vs_root: int, g_root: int, va: U64, f1: RawFormat = SV39,
+                        f2: RawFormat = SV39X4) -> tuple[U64, npt.NDArray[np.uint8]]:
+    """A stage 1 table (`f1`, Sv39 by default) over a stage 2 one (`f2`, Sv39x4): each stage 1 entry address
+    and the final IPA through stage 2's loads, then the stage 1 entry itself (Sv39 over Sv39x4: 15 dependent
+    loads per VA)."""
+    def stage2(gpa: U64) -> U64:
+        return _loads(words, base, g_root, gpa, f2, lambda pa: pa)
+    return stage2(_loads(words, base, vs_root, va, f1, stage2)), np.zeros(va.shape, dtype=np.uint8)
 
 
 def vectors(base: int, size: int, index: npt.NDArray[np.intp], values: U64, root: int, starts: U64, spans: U64,

@@ -9,7 +9,9 @@ guest table over an Sv39x4 G-stage, both mapping 1 GiB as 4 KiB pages (12 entry 
 Issue 11 adds unmap_region and protect_region of the 1 GiB, its hardware listing (Walker.mappings and the
 ptdump runs) and a vector set of `--cases` cases; issue 12 the same 1 GiB rows on x86-64 4-level paging
 (map_region, walk, translate, unmap_region, protect_region, the listing: the same functions, given the
-format, beside the same raw work, given its `raw.RawFormat`), and volatility3 side by side on peers.md's
+format, beside the same raw work, given its `raw.RawFormat`), issue 13 on AArch64 with the 4KB and the 64KB
+granule (48-bit VAs, TTBR0_EL1; the 1 GiB as 262,144 or 16,384 pages), with their two-stage rows over
+stage 2 (40-bit IPAs, or 42 with 64KB pages), and volatility3 side by side on peers.md's
 W-4K-scatter image (bench/volatility.py: volatility3 in its own venv, `VOL3_PYTHON`, set up by `make bench`).
 Each figure is the best of `--repeat` runs (more for a short one: `workload.MIN_TIMED`). The per-page loop
 is timed on `--loop` items and scaled to the full count (say `--loop 0` to run it whole: about half an hour
@@ -34,11 +36,12 @@ import single
 import sparse_image
 import volatility
 from workload import (
+    A64_4K,
+    A64_64K,
     PA0,
-    PAGES,
-    RAW_LEAF_TABLES,
     RAW_ROOT,
     RW,
+    STAGE2,
     VA0,
     GiB,
     adopt,
@@ -49,7 +52,9 @@ from workload import (
     leaf_bits,
     leaf_memtype,
     mapped,
+    pages,
     raw_format,
+    raw_leaf_tables,
     raw_mapped,
     rules,
     two_stage,
@@ -59,7 +64,7 @@ from workload import (
 from pagetable import listing
 from pagetable.arch.riscv_sv39 import SV39
 from pagetable.arch.x86_64 import PAGING4
-from pagetable.flags import MappingFlags
+from pagetable.flags import MappingFlags, human_size
 from pagetable.format import PagingFormat
 from pagetable.mappings import Mappings
 from pagetable.vectors import Cases
@@ -96,26 +101,35 @@ def same_columns(m: Mappings, cols: dict[str, npt.NDArray[np.generic]], names: t
     return all(np.array_equal(getattr(m, k), cols[k]) for k in names)
 
 
+LABELS = {SV39: "", PAGING4: "x86 4-level: ", A64_4K: "AArch64 4K: ", A64_64K: "AArch64 64K: "}
+
+
 def label(fmt: PagingFormat, name: str) -> str:
     """A row's name: the Sv39 rows by their operation, the other formats' with the format first."""
-    return name if fmt is SV39 else f"x86 4-level: {name}"
+    return LABELS[fmt] + name
+
+
+def page_label(fmt: PagingFormat) -> str:
+    """The format's pages, as the rows name them: "4K", "64K"."""
+    return human_size(fmt.page_size)
 
 
 def bench_map(ns: argparse.Namespace, fmt: PagingFormat) -> Row:
-    """map_region: 262,144 4K leaves. Raw: the leaves, 512 pointers and the pointers above them scattered into
-    tables at the top of the same memory."""
+    """map_region: 262,144 4K leaves (16,384 64K ones). Raw: the leaves, a pointer per leaf table and the
+    pointers above them scattered into tables at the top of the same memory."""
     t_bulk = best_after(lambda: fresh(fmt), lambda s: s[1].map_region(VA0, PA0, GiB, RW), ns.repeat)
-    n_loop = ns.loop or PAGES
+    n, page = pages(fmt), fmt.page_size
+    n_loop = min(ns.loop or n, n)
     _, pt = fresh(fmt)
 
-    def loop(n: int) -> None:
-        for i in range(n):
-            pt.map(VA0 + i * 4096, PA0 + i * 4096, 4096, RW)
-    attrs, f = leaf_bits(RW, fmt), raw_format(fmt)
-    t_raw = best_after(lambda: fresh(fmt), lambda s: raw.map_4k(words_of(s[0]), PA0, RAW_ROOT, VA0, PA0, PAGES,
-                                                                RAW_LEAF_TABLES, attrs, f), ns.repeat)
-    return Row(label(fmt, "map_region 1 GiB as 4K pages"), PAGES, t_bulk, t_raw, loop_time(n_loop, PAGES, loop),
-               n_loop, 0.1)
+    def loop(k: int) -> None:
+        for i in range(k):
+            pt.map(VA0 + i * page, PA0 + i * page, page, RW)
+    attrs, f, leaf_tables = leaf_bits(RW, fmt), raw_format(fmt), raw_leaf_tables(fmt)
+    t_raw = best_after(lambda: fresh(fmt), lambda s: raw.map_4k(words_of(s[0]), PA0, RAW_ROOT, VA0, PA0, n,
+                                                                leaf_tables, attrs, f), ns.repeat)
+    return Row(label(fmt, f"map_region 1 GiB as {page_label(fmt)} pages"), n, t_bulk, t_raw,
+               loop_time(n_loop, n, loop), n_loop, 0.1)
 
 
 def bench_walk(ns: argparse.Namespace, fmt: PagingFormat) -> Row:
@@ -123,23 +137,24 @@ def bench_walk(ns: argparse.Namespace, fmt: PagingFormat) -> Row:
     columns; the library's walk of that same table must give the same columns."""
     _, pt = mapped(fmt)
     t_bulk = best(pt.walk, ns.repeat)
-    n_loop = ns.loop or PAGES
+    n, page = pages(fmt), fmt.page_size
+    n_loop = min(ns.loop or n, n)
 
-    def loop(n: int) -> None:
-        for i in range(n):
-            pt.query(VA0 + i * 4096)
+    def loop(k: int) -> None:
+        for i in range(k):
+            pt.query(VA0 + i * page)
     raw_mem, f = raw_mapped(fmt), raw_format(fmt)
     t_raw = best(lambda: raw.walk_leaves(words_of(raw_mem), PA0, RAW_ROOT, VA0, 1, f), ns.repeat)
     cols = raw.walk_leaves(words_of(raw_mem), PA0, RAW_ROOT, VA0, 1, f)
     assert same_columns(adopt(raw_mem, fmt).walk(), dict(cols), ("va", "pa", "size", "flags", "depth", "raw", "slot"))
     assert same_columns(pt.walk(), dict(cols), ("va", "pa", "size", "flags", "raw"))   # the library's map: same leaves
-    return Row(label(fmt, "walk: enumerate 262,144 leaves"), PAGES, t_bulk, t_raw, loop_time(n_loop, PAGES, loop),
+    return Row(label(fmt, f"walk: enumerate {n:,} leaves"), n, t_bulk, t_raw, loop_time(n_loop, n, loop),
                n_loop, 0.1)
 
 
 def bench_translate(ns: argparse.Namespace, fmt: PagingFormat, vas: npt.NDArray[np.uint64]) -> Row:
     """translate 1,000,000 random VAs through the hardware walker. Raw: a dependent load per level per VA (3
-    in Sv39, 4 in x86-64 4-level paging)."""
+    in Sv39 and AArch64 64K, 4 in x86-64 4-level paging and AArch64 4K)."""
     mem, pt = mapped(fmt)
     walker, f = Walker(mem, rules(fmt, pt.root_paddr)), raw_format(fmt)
     t_bulk = best(lambda: walker.translate_many(vas, "read", "supervisor"), ns.repeat)
@@ -155,10 +170,13 @@ def bench_translate(ns: argparse.Namespace, fmt: PagingFormat, vas: npt.NDArray[
     return Row(name, N_VAS, t_bulk, t_raw, loop_time(n_loop, N_VAS, loop), n_loop, 0.5)
 
 
-def bench_two_stage(ns: argparse.Namespace, vas: npt.NDArray[np.uint64]) -> Row:
-    """The same through two stages: guest RAM at gpa0, backed by the same host bytes. Raw: 15 dependent
-    loads per VA."""
-    w = two_stage()
+def bench_two_stage(ns: argparse.Namespace, vas: npt.NDArray[np.uint64], fmt: PagingFormat = SV39) -> Row:
+    """The same through two stages: guest RAM at gpa0, backed by the same host bytes. Raw: each stage 1 entry
+    address through stage 2's loads, then the entry, then the final address through stage 2: 15 dependent
+    loads per VA for Sv39 over Sv39x4 (3 x 4 + 3), 19 for AArch64 4K over 40-bit IPAs (4 x 4 + 3), 11 for
+    AArch64 64K over 42-bit IPAs (3 x 3 + 2)."""
+    w = two_stage(fmt)
+    f1, f2 = raw_format(fmt), raw_format(STAGE2[fmt])
     host, g, vs, nested = w.host, w.g, w.vs, w.walker
     t_bulk = best(lambda: nested.translate_many(vas, "read", "supervisor"), ns.repeat)
     n_loop = min(ns.loop or N_VAS, N_VAS)
@@ -166,25 +184,27 @@ def bench_two_stage(ns: argparse.Namespace, vas: npt.NDArray[np.uint64]) -> Row:
     def loop(n: int) -> None:
         for v in vas[:n].tolist():
             nested.translate(v, "read", "supervisor")
-    t_raw = best(lambda: raw.translate_two_stage(words_of(host), PA0, vs.root_paddr, g.root_paddr, vas), ns.repeat)
-    assert np.array_equal(raw.translate_two_stage(words_of(host), PA0, vs.root_paddr, g.root_paddr, vas)[0],
+    t_raw = best(lambda: raw.translate_two_stage(words_of(host), PA0, vs.root_paddr, g.root_paddr, vas, f1, f2),
+                 ns.repeat)
+    assert np.array_equal(raw.translate_two_stage(words_of(host), PA0, vs.root_paddr, g.root_paddr, vas, f1, f2)[0],
                           nested.translate_many(vas, "read", "supervisor").pa)
-    return Row("two-stage translate 1,000,000 VAs", N_VAS, t_bulk, t_raw, loop_time(n_loop, N_VAS, loop), n_loop,
-               2.0)
+    name = "two-stage translate 1,000,000 VAs" if fmt is SV39 else label(fmt, "two-stage translate 1M VAs")
+    return Row(name, N_VAS, t_bulk, t_raw, loop_time(n_loop, N_VAS, loop), n_loop, 2.0)
 
 
 def bench_unmap(ns: argparse.Namespace, fmt: PagingFormat) -> Row:
     """unmap_region of the 1 GiB (it returns the 262,144 removed leaves and frees the tables below the root).
-    Raw: gather the leaves into columns, scatter zeros into their slots, clear the 512 pointers to them and
-    the pointers above; the library's unmap of the raw-mapped table must return the same columns and leave
-    the same memory."""
+    Raw: gather the leaves into columns, scatter zeros into their slots, clear the pointers to their tables
+    and the pointers above; the library's unmap of the raw-mapped table must return the same columns and
+    leave the same memory."""
     t_bulk = best_after(lambda: mapped(fmt), lambda s: s[1].unmap_region(VA0, GiB), ns.repeat)
-    n_loop = ns.loop or PAGES
+    n, page = pages(fmt), fmt.page_size
+    n_loop = min(ns.loop or n, n)
     _, pt = mapped(fmt)
 
-    def loop(n: int) -> None:
-        for i in range(n):
-            pt.unmap(VA0 + i * 4096)
+    def loop(k: int) -> None:
+        for i in range(k):
+            pt.unmap(VA0 + i * page)
     f = raw_format(fmt)
     t_raw = best_after(lambda: raw_mapped(fmt), lambda m: raw.unmap_4k(words_of(m), PA0, RAW_ROOT, VA0, f), ns.repeat)
     lib_mem, raw_mem = raw_mapped(fmt), raw_mapped(fmt)
@@ -195,8 +215,8 @@ def bench_unmap(ns: argparse.Namespace, fmt: PagingFormat) -> Row:
     _, own = mapped(fmt)
     assert same_columns(own.unmap_region(VA0, GiB), dict(cols), ("va", "pa", "size", "flags", "raw"))
     assert len(own.walk()) == 0 and own.frames.in_use == 1          # only the root is left
-    return Row(label(fmt, "unmap_region 1 GiB of 4K pages"), PAGES, t_bulk, t_raw, loop_time(n_loop, PAGES, loop),
-               n_loop)
+    return Row(label(fmt, f"unmap_region 1 GiB of {page_label(fmt)} pages"), n, t_bulk, t_raw,
+               loop_time(n_loop, n, loop), n_loop)
 
 
 def bench_protect(ns: argparse.Namespace, fmt: PagingFormat) -> Row:
@@ -204,12 +224,13 @@ def bench_protect(ns: argparse.Namespace, fmt: PagingFormat) -> Row:
     scatter them back; the library's protect of the raw-mapped table must leave the same memory."""
     ro = MappingFlags.READ
     t_bulk = best_after(lambda: mapped(fmt), lambda s: s[1].protect_region(VA0, GiB, ro), ns.repeat)
-    n_loop = ns.loop or PAGES
+    n, page = pages(fmt), fmt.page_size
+    n_loop = min(ns.loop or n, n)
     _, pt = mapped(fmt)
 
-    def loop(n: int) -> None:
-        for i in range(n):
-            pt.protect(VA0 + i * 4096, ro)
+    def loop(k: int) -> None:
+        for i in range(k):
+            pt.protect(VA0 + i * page, ro)
     attrs, f = leaf_bits(ro, fmt), raw_format(fmt)
     t_raw = best_after(lambda: raw_mapped(fmt), lambda m: raw.protect_4k(words_of(m), PA0, RAW_ROOT, VA0, attrs, f),
                        ns.repeat)
@@ -217,8 +238,8 @@ def bench_protect(ns: argparse.Namespace, fmt: PagingFormat) -> Row:
     adopt(lib_mem, fmt).protect_region(VA0, GiB, ro)
     raw.protect_4k(words_of(raw_mem), PA0, RAW_ROOT, VA0, attrs, f)
     assert np.array_equal(words_of(lib_mem), words_of(raw_mem))
-    return Row(label(fmt, "protect_region 1 GiB of 4K pages"), PAGES, t_bulk, t_raw, loop_time(n_loop, PAGES, loop),
-               n_loop)
+    return Row(label(fmt, f"protect_region 1 GiB of {page_label(fmt)} pages"), n, t_bulk, t_raw,
+               loop_time(n_loop, n, loop), n_loop)
 
 
 HARDWARE_COLUMNS = ("va", "pa", "size", "flags", "depth", "raw", "slot", "perms", "verdict", "verdict_stage",
@@ -233,14 +254,14 @@ def bench_listing(ns: argparse.Namespace, fmt: PagingFormat) -> Row:
     raw_mem, f = raw_mapped(fmt), raw_format(fmt)
     walker = Walker(raw_mem, rules(fmt, RAW_ROOT))
     memtype = leaf_memtype(fmt)
-    t_bulk = best(lambda: listing.runs(walker.mappings()), ns.repeat)
+    t_bulk = best(lambda: listing.runs(walker.mappings(region=0)), ns.repeat)     # AArch64: TTBR0_EL1's
     t_raw = best(lambda: raw.listing(words_of(raw_mem), PA0, RAW_ROOT, VA0, memtype, f), ns.repeat)
-    m = walker.mappings()
+    m = walker.mappings(region=0)
     starts, ends = listing.runs(m)
     cols, raw_starts, raw_ends = raw.listing(words_of(raw_mem), PA0, RAW_ROOT, VA0, memtype, f)
     assert same_columns(m, cols, HARDWARE_COLUMNS)
     assert np.array_equal(starts, raw_starts) and np.array_equal(ends, raw_ends)
-    return Row(label(fmt, "listing: mappings + ptdump runs"), PAGES, t_bulk, t_raw)
+    return Row(label(fmt, "listing: mappings + ptdump runs"), pages(fmt), t_bulk, t_raw)
 
 
 def bench_vectors(ns: argparse.Namespace) -> Row:
@@ -297,8 +318,10 @@ def main() -> None:
     vas = np.random.default_rng(1).integers(VA0, VA0 + GiB, N_VAS, dtype=np.uint64) & ~np.uint64(7)
     rows = [bench_map(ns, SV39), bench_walk(ns, SV39), bench_translate(ns, SV39, vas), bench_two_stage(ns, vas),
             bench_unmap(ns, SV39), bench_protect(ns, SV39), bench_listing(ns, SV39), bench_vectors(ns)]
-    rows += [bench(ns, PAGING4) for bench in (bench_map, bench_walk)] + [bench_translate(ns, PAGING4, vas)]
-    rows += [bench(ns, PAGING4) for bench in (bench_unmap, bench_protect, bench_listing)]
+    for fmt in (PAGING4, A64_4K, A64_64K):                # the same rows on the other formats
+        rows += [bench_map(ns, fmt), bench_walk(ns, fmt), bench_translate(ns, fmt, vas)]
+        rows += [bench_two_stage(ns, vas, fmt)] if fmt in STAGE2 else []
+        rows += [bench(ns, fmt) for bench in (bench_unmap, bench_protect, bench_listing)]
     print_rows(rows)
     print()
     volatility.report(ns.repeat)

@@ -1,5 +1,6 @@
 """Single calls (issue 11: under 5 us each): `Walker.translate` of one VA (one stage, and two), `PageTable.query`
-and `PageTable.map` of one 4 KiB page, in microseconds per call over distinct addresses of the 1 GiB/4K table.
+and `PageTable.map` of one 4 KiB page, in microseconds per call over distinct addresses of the 1 GiB/4K table;
+`Walker.translate` on AArch64 too (4KB and 64KB granules, one stage and over stage 2: issue 13).
 
 Beside each, the raw Python work one call cannot avoid, measured in the same run: the same number of
 dependent entry loads (`PhysMem.fetch_u64`, plain ints, no checks, no rules) through the same table. On a
@@ -12,10 +13,11 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from workload import PA0, RW, VA0, GiB, fresh, mapped, two_stage
+import raw
+from workload import A64_4K, A64_64K, PA0, RW, STAGE2, VA0, GiB, fresh, mapped, raw_format, rules, two_stage
 
-from pagetable.arch.riscv_sv39 import SV39, Satp
-from pagetable.arch.riscv_sv39.walk import RiscvRules
+from pagetable.arch.riscv_sv39 import SV39
+from pagetable.format import PagingFormat
 from pagetable.physmem import PhysMem
 from pagetable.walker import Walker
 
@@ -34,25 +36,37 @@ def per_call(fn: Callable[[int], object], values: list[int], repeat: int = 3) ->
     return min(times) / len(values) * 1e6
 
 
-def raw_loads(mem: PhysMem, root: int, shifts: tuple[int, ...]) -> Callable[[int], int]:
-    """The loads one walk makes, on ints: for each level, the entry at table + index, then its PPN's table."""
-    fetch = mem.fetch_u64
+def raw_loads(mem: PhysMem, root: int, f: raw.RawFormat = raw.SV39,
+              through: Callable[[int], int] | None = None) -> Callable[[int], int]:
+    """The loads one walk makes, on ints: for each level, the entry at table + index, then the table its
+    address bits name (`f`); then the page with the VA's offset. With `through` (a second stage's loads),
+    each entry address and the final address go through it first."""
+    fetch, addr, up = mem.fetch_u64, int(f.addr_bits), f.up
+    plan = [(shift, f.entries(d) - 1) for d, shift in enumerate(f.shifts)]
+    offset = (1 << f.shifts[-1]) - 1
 
     def walk(va: int) -> int:
         table = root
-        for shift in shifts:
-            table = (fetch(table + ((va >> shift) & 511) * 8) or 0) >> 10 << 12
-        return table | (va & 0xFFF)
-    return walk
+        for shift, mask in plan:
+            table = ((fetch(table + ((va >> shift) & mask) * 8) or 0) & addr) << up
+        return table | (va & offset)
+
+    def nested(va: int) -> int:
+        assert through is not None
+        table = root
+        for shift, mask in plan:
+            table = ((fetch(through(table + ((va >> shift) & mask) * 8)) or 0) & addr) << up
+        return through(table | (va & offset))
+    return walk if through is None else nested
 
 
 def report() -> None:
-    mem, pt = mapped()
     rng = np.random.default_rng(2)
     pages = (VA0 + rng.permutation(GiB >> 12)[:CALLS] * 4096).tolist()        # distinct pages, random order
     vas = [p + int(off) for p, off in zip(pages, rng.integers(0, 512, CALLS) * 8, strict=True)]
-    walker = Walker(mem, RiscvRules(Satp.for_table(SV39, pt.root_paddr)))
-    one = raw_loads(mem, pt.root_paddr, (30, 21, 12))
+    mem, pt = mapped()
+    walker = Walker(mem, rules(SV39, pt.root_paddr))
+    one = raw_loads(mem, pt.root_paddr)
     assert all(walker.translate(v).pa == one(v) for v in vas[:1000])
     rows = [("translate (Sv39)", per_call(walker.translate, vas), per_call(one, vas), 3),
             ("query (Sv39)", per_call(pt.query, pages), per_call(one, pages), 3)]
@@ -63,31 +77,29 @@ def report() -> None:
     def map_one(va: int) -> None:
         empty.map(va, pas[next(order)], 4096, RW)
     rows.append(("map one 4K page (Sv39)", per_call(map_one, pages, 1), per_call(one, pages), 3))
-    nested, host_one = _two_stage()
-    rows.append(("translate (Sv39 over Sv39x4)", per_call(nested.translate, vas), per_call(host_one, vas), 15))
+    nested, host_one, loads = _two_stage(SV39)
+    rows.append(("translate (Sv39 over Sv39x4)", per_call(nested.translate, vas), per_call(host_one, vas), loads))
+    for fmt, name in ((A64_4K, "AArch64 4K"), (A64_64K, "AArch64 64K")):
+        mem, pt = mapped(fmt)
+        walker = Walker(mem, rules(fmt, pt.root_paddr))
+        one = raw_loads(mem, pt.root_paddr, raw_format(fmt))
+        assert all(walker.translate(v).pa == one(v) for v in vas[:1000])
+        rows.append((f"translate ({name})", per_call(walker.translate, vas), per_call(one, vas), len(fmt.levels)))
+        nested, host_one, loads = _two_stage(fmt)
+        rows.append((f"translate ({name}, two stages)", per_call(nested.translate, vas), per_call(host_one, vas),
+                     loads))
     print(f"single calls, us per call over {CALLS:,} distinct addresses (target < {TARGET_US:g} us)")
-    print(f"{'call':<30} {'library':>9} {'raw loads':>10} {'loads':>6} {'x raw':>6} {'target':>7}")
+    print(f"{'call':<36} {'library':>9} {'raw loads':>10} {'loads':>6} {'x raw':>6} {'target':>7}")
     for name, lib, floor, loads in rows:
-        print(f"{name:<30} {lib:>8.1f}u {floor:>9.1f}u {loads:>6} {lib / floor:>5.1f}x "
+        print(f"{name:<36} {lib:>8.1f}u {floor:>9.1f}u {loads:>6} {lib / floor:>5.1f}x "
               f"{'ok' if lib < TARGET_US else 'SLOW':>7}")
 
 
-def _two_stage() -> tuple[Walker, Callable[[int], int]]:
-    """An Sv39 guest table over an Sv39x4 G-stage, both 1 GiB of 4 KiB pages (as bench_two_stage), and its
-    15 raw loads per VA."""
-    w = two_stage()
-    host, g, vs = w.host, w.g, w.vs
-    fetch = host.fetch_u64
-
-    def g_stage(gpa: int) -> int:
-        table = g.root_paddr
-        for shift, bits in ((30, 2047), (21, 511), (12, 511)):
-            table = (fetch(table + ((gpa >> shift) & bits) * 8) or 0) >> 10 << 12
-        return table | (gpa & 0xFFF)
-
-    def walk(va: int) -> int:
-        table = vs.root_paddr
-        for shift in (30, 21, 12):
-            table = (fetch(g_stage(table + ((va >> shift) & 511) * 8)) or 0) >> 10 << 12
-        return g_stage(table | (va & 0xFFF))
-    return w.walker, walk
+def _two_stage(fmt: PagingFormat) -> tuple[Walker, Callable[[int], int], int]:
+    """A guest table of `fmt` over its stage 2 (`workload.STAGE2`), both 1 GiB of their pages (as
+    bench_two_stage), its raw loads per VA and how many they are."""
+    w = two_stage(fmt)
+    f1, f2 = raw_format(fmt), raw_format(STAGE2[fmt])
+    walk = raw_loads(w.host, w.vs.root_paddr, f1, raw_loads(w.host, w.g.root_paddr, f2))
+    assert all(w.walker.translate(v).pa == walk(v) for v in range(VA0, VA0 + GiB, GiB // 1000))
+    return w.walker, walk, len(f1.shifts) * (len(f2.shifts) + 1) + len(f2.shifts)

@@ -1,6 +1,7 @@
 """The benchmarks' shared workload (issue 2): Sv39, 1 GiB of VA at VA0 mapped as 262,144 4 KiB pages to PA0,
-with 8 MiB for the tables right after the 1 GiB of data frames (the same on x86-64 4-level paging, issue 12:
-every builder takes the format); and the timing helpers (best of N runs)."""
+with 8 MiB for the tables right after the 1 GiB of data frames (the same on x86-64 4-level paging, issue 12,
+and on AArch64 with the 4KB and the 64KB granule, issue 13, in pages of the format: every builder takes the
+format); and the timing helpers (best of N runs)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ import numpy as np
 import numpy.typing as npt
 import raw
 
+from pagetable.arch.aarch64 import SCTLR_EL1, Granule
+from pagetable.arch.aarch64.config import tcr_el1, vtcr_el2
+from pagetable.arch.aarch64.modes import S1_4K_48, S1_64K_48, S2_4K_40, stage2_format
+from pagetable.arch.aarch64.regimes import el1_rules, stage2_rules
 from pagetable.arch.riscv_sv39 import SV39, SV39X4, Hgatp, Satp, Vsatp
 from pagetable.arch.riscv_sv39.walk import RiscvRules, two_stage_rules
 from pagetable.arch.x86_64 import PAGING4, X86Rules
@@ -28,7 +33,7 @@ from pagetable.walker import Walker
 
 GiB, MiB = 1 << 30, 1 << 20
 VA0, PA0 = 0x4000_0000, 0x8000_0000
-PAGES = GiB // 4096
+PAGES = GiB // 4096                  # the 4 KiB formats' leaves (`pages`)
 TABLES = PA0 + GiB                   # where the tables go: 8 MiB after the 1 GiB of data frames
 RW = MappingFlags.READ | MappingFlags.WRITE
 T = TypeVar("T")
@@ -84,51 +89,77 @@ def words_of(mem: PhysMem) -> npt.NDArray[np.uint64]:
 
 def fresh(fmt: PagingFormat = SV39) -> tuple[PhysMem, PageTable]:
     """1 GiB of data frames then 8 MiB of tables (np.zeros: untouched pages cost no RSS), and an empty table
-    (Sv39, or another format with 4 KiB pages)."""
+    of `fmt` (its tables from 4 KiB frames: a 64 KiB table takes 16 of them)."""
     mem = PhysMem([(PA0, GiB + (8 << 20))])
     frames = FrameAllocator(mem, TABLES, 8 << 20)
     return mem, PageTable(fmt, mem, frames)
 
 
+def pages(fmt: PagingFormat = SV39) -> int:
+    """The workload's leaves in `fmt`: 1 GiB of its pages."""
+    return GiB // fmt.page_size
+
+
 def mapped(fmt: PagingFormat = SV39) -> tuple[PhysMem, PageTable]:
-    """`fresh`, with the 1 GiB mapped by the library as 4 KiB pages."""
+    """`fresh`, with the 1 GiB mapped by the library as pages of the format."""
     mem, pt = fresh(fmt)
     pt.map_region(VA0, PA0, GiB, RW)
     return mem, pt
 
 
-FORMATS = (SV39, PAGING4)
+A64_4K, A64_64K = S1_4K_48, S1_64K_48
+FORMATS = (SV39, PAGING4, A64_4K, A64_64K)
 """The formats of the 1 GiB rows: each has its raw work (`raw_format`) and its walk rules (`rules`)."""
+STAGE2 = {SV39: SV39X4, A64_4K: S2_4K_40, A64_64K: stage2_format(Granule.K64, 42, 2)}
+"""The stage 2 format under each format's two-stage rows (Sv39x4; 40-bit IPAs, 42 with the 64KB granule)."""
+_RAW = {SV39: raw.SV39, PAGING4: raw.X86, A64_4K: raw.A64_4K, A64_64K: raw.A64_64K, SV39X4: raw.SV39X4,
+        STAGE2[A64_4K]: raw.A64_S2_4K, STAGE2[A64_64K]: raw.A64_S2_64K}
 
 
 def raw_format(fmt: PagingFormat) -> raw.RawFormat:
-    """What bench/raw.py knows of `fmt` (Sv39 or x86-64 4-level paging)."""
-    return {SV39.name: raw.SV39, PAGING4.name: raw.X86}[fmt.name]
+    """What bench/raw.py knows of `fmt` (one of `FORMATS`, or a stage 2 format of `STAGE2`)."""
+    return _RAW[fmt]
+
+
+SCTLR_MMU_ON = SCTLR_EL1.build(M=1, C=1, I=1)
+"""SCTLR_EL1 with the MMU and the caches on (with C=0, Normal memory would be Non-cacheable)."""
 
 
 def rules(fmt: PagingFormat, root: int) -> WalkRules:
-    """The hardware's walk rules for a table of `fmt` at `root` (satp, or CR3 with the default options)."""
-    return RiscvRules(Satp.for_table(SV39, root)) if fmt is SV39 else X86Rules(root)
+    """The hardware's walk rules for a table of `fmt` at `root`: satp, CR3 with the default options, or
+    the EL1&0 regime with TTBR0_EL1 = root (TTBR1_EL1's walks off)."""
+    if fmt is SV39:
+        return RiscvRules(Satp.for_table(SV39, root))
+    if fmt is PAGING4:
+        return X86Rules(root)
+    return el1_rules(tcr_el1(fmt), root, 0, sctlr_el1=SCTLR_MMU_ON)
 
 
 def leaf_memtype(fmt: PagingFormat) -> int:
-    """The memory type of the workload's leaves: the PMAs' (no PBMT), or x86's PAT index 0 (WB)."""
-    return int(MemoryType.DEFAULT if fmt is SV39 else MemoryType.WB)
+    """The memory type of the workload's leaves: the PMAs' (no PBMT), x86's PAT index 0 (WB), or AArch64's
+    AttrIndx 0 (Linux's MAIR: Normal Write-Back)."""
+    return int({SV39: MemoryType.DEFAULT, PAGING4: MemoryType.WB}.get(fmt, MemoryType.NORMAL_WB))
 
 
 def leaf_bits(flags: MappingFlags, fmt: PagingFormat = SV39) -> int:
-    """The attribute bits (address 0) of a 4 KiB leaf with `flags`, as the library's codec writes them."""
+    """The attribute bits (address 0) of a smallest leaf with `flags`, as the library's codec writes them."""
     return int(fresh(fmt)[1].fmt.codec.new_page(0, flags, False))
 
 
-RAW_ROOT, RAW_LEAF_TABLES = TABLES, TABLES + 4096
+RAW_ROOT = TABLES
+
+
+def raw_leaf_tables(fmt: PagingFormat = SV39) -> int:
+    """Where raw.map_4k puts the leaf tables: after the root, at the first multiple of a leaf table's size."""
+    return TABLES + max(fmt.root_size, fmt.table_size(fmt.depth_count - 1))
 
 
 def raw_mapped(fmt: PagingFormat = SV39) -> PhysMem:
-    """The same 1 GiB mapping written by raw.map_4k (no library code): root at TABLES, then the 512 leaf
-    tables, then the table of 2 MiB entries (and x86's PDPT)."""
+    """The same 1 GiB mapping written by raw.map_4k (no library code): root at TABLES, then the leaf tables,
+    then the tables of their pointers (and x86's PDPT, AArch64 4KB's level 1 table)."""
     mem, _ = fresh(fmt)
-    raw.map_4k(words_of(mem), PA0, RAW_ROOT, VA0, PA0, PAGES, RAW_LEAF_TABLES, leaf_bits(RW, fmt), raw_format(fmt))
+    raw.map_4k(words_of(mem), PA0, RAW_ROOT, VA0, PA0, pages(fmt), raw_leaf_tables(fmt), leaf_bits(RW, fmt),
+               raw_format(fmt))
     return mem
 
 
@@ -139,8 +170,9 @@ def adopt(mem: PhysMem, fmt: PagingFormat = SV39) -> PageTable:
 
 @dataclass(frozen=True)
 class TwoStage:
-    """Issue 5's two-stage workload: an Sv39 guest table mapping 1 GiB as 4 KiB pages over an Sv39x4
-    G-stage mapping the guest's RAM (at GPA0, the same host bytes) as 4 KiB pages, and its walker."""
+    """Issue 5's two-stage workload: a guest table (Sv39, or an AArch64 stage 1 format) mapping 1 GiB as its
+    pages over a stage 2 table (`STAGE2`) mapping the guest's RAM (at GPA0, the same host bytes) as its
+    pages, and its walker."""
 
     host: PhysMem
     g: PageTable
@@ -151,13 +183,18 @@ class TwoStage:
 GPA0 = 0x1_0000_0000
 
 
-def two_stage() -> TwoStage:
+def two_stage(fmt: PagingFormat = SV39) -> TwoStage:
     host = PhysMem([(PA0, GiB + (16 << 20))])
-    g = PageTable(SV39X4, host, FrameAllocator(host, PA0 + GiB + (8 << 20), 8 << 20))
-    g.map_region(GPA0, PA0, GiB + (8 << 20), RW | MappingFlags.USER)
+    s2 = STAGE2[fmt]
+    g = PageTable(s2, host, FrameAllocator(host, PA0 + GiB + (8 << 20), 8 << 20))
+    g.map_region(GPA0, PA0, GiB + (8 << 20), RW | (MappingFlags.USER if fmt is SV39 else MappingFlags(0)))
     guest = PhysMem([(GPA0, host.view(PA0, GiB + (8 << 20)))])
-    vs = PageTable(SV39, guest, FrameAllocator(guest, GPA0 + GiB, 8 << 20))
+    vs = PageTable(fmt, guest, FrameAllocator(guest, GPA0 + GiB, 8 << 20))
     vs.map_region(VA0, GPA0, GiB, RW)
-    walker = Walker.nested(host, two_stage_rules(Vsatp.for_table(SV39, vs.root_paddr),
-                                                 Hgatp.for_table(SV39X4, g.root_paddr)))
-    return TwoStage(host, g, vs, walker)
+    both: tuple[WalkRules, WalkRules]
+    if fmt is SV39:
+        both = two_stage_rules(Vsatp.for_table(SV39, vs.root_paddr), Hgatp.for_table(SV39X4, g.root_paddr))
+    else:
+        both = (el1_rules(tcr_el1(fmt), vs.root_paddr, 0, sctlr_el1=SCTLR_MMU_ON),
+                stage2_rules(vtcr_el2(s2), g.root_paddr))
+    return TwoStage(host, g, vs, Walker.nested(host, both))

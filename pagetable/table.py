@@ -299,7 +299,8 @@ class PageTable:
 
     def _check_room(self, va: int, size: int, pieces: list[tuple[int, int, int]]) -> None:
         """NoMemory before a plan is built when it cannot fit: the part of the region under empty root entries
-        needs more new tables than the allocator has free frames, or the region needs more entries at some
+        needs more frames for new tables (a table larger than a frame takes several: 64 KiB tables from 4 KiB
+        frames) than the allocator has free, or the region needs more entries at some
         level than tables filling all of RAM could hold (a 16 GiB map of 4 KiB pages on 1 MiB of RAM would
         otherwise build its whole plan first)."""
         span0 = self.fmt.levels[0].span
@@ -311,10 +312,11 @@ class PageTable:
             for a, b, s in pieces:
                 part = max(0, min(b, lo + span0) - max(a, lo))
                 for d in range(1, self.fmt.depth_for_size(s) + 1):   # a table per `entries` at each level
-                    need += -(-(part // self.fmt.levels[d].span) // self.fmt.levels[d].entries)
+                    tables = -(-(part // self.fmt.levels[d].span) // self.fmt.levels[d].entries)
+                    need += tables * self._table_frames(d)[0]
         free = self.frames.total - self.frames.in_use
         if need > free:
-            raise NoMemory(f"mapping [{va:#x}, +{size:#x}) needs at least {need} new tables; "
+            raise NoMemory(f"mapping [{va:#x}, +{size:#x}) needs at least {need} frames for new tables; "
                            f"{free} frames are free")
         ram = sum(r.size for r in self.mem.regions)   # wherever the tables are, they are in RAM
         for d in range(1, self.fmt.depth_count):

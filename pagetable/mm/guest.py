@@ -1,6 +1,6 @@
 """`GuestAddrSpace`: a guest-physical address space over nested (stage-2) tables — axaddrspace's `AddrSpace`
-API on top of `AddrSpace`, for any nested format (RISC-V Sv39x4/Sv48x4/Sv57x4 now; AArch64 stage 2 and x86
-EPT plug in through the same `PagingFormat` interface).
+API on top of `AddrSpace`, for any nested format (RISC-V Sv39x4/Sv48x4/Sv57x4, AArch64 stage 2 with any
+granule; x86 EPT plugs in through the same `PagingFormat` interface).
 
 Fixed relative to axaddrspace (docs/design.md, "Where the Rust crates differ", items 9 and 11): the G-stage
 root is the real 16 KiB x4 root, so GPA bits never alias; leaves get U=1 (the `GSTAGE` codec); the linear

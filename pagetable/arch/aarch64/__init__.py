@@ -11,12 +11,14 @@ Modules (Arm Architecture Reference Manual for A-profile architecture, DDI 0487 
   `stage2_format`).
 - `walk`: the stage 1 and stage 2 walk rules (`A64Rules`, `S2Rules`), fault kinds and syndromes.
 - `regimes`: the rules register values select (`el1_rules`, `el2_rules`, `stage2_rules`).
+- `config`: the register values that select given formats (`tcr_el1`, `vtcr_el2`).
 - `contiguous`: the Contiguous hint.
 - `explain`: every field of a register or descriptor named, and what translation makes of it.
 See docs/aarch64.md.
 """
 
 from .codec import ARCEOS, SPEC, STAGE2, A64Codec, OutputAddress, S2Codec
+from .config import tcr_el1, vtcr_el2
 from .descriptors import (
     INVALID,
     Granule,
@@ -115,7 +117,9 @@ __all__ = [
     "stage2_start_level",
     "table_base",
     "table_levels",
+    "tcr_el1",
     "tg0_granule",
     "tg1_granule",
+    "vtcr_el2",
     "with_output_address",
 ]
