@@ -35,8 +35,8 @@ def _levels(granule: Granule, ia_bits: int, start: int, form: OAForm) -> tuple[L
     return tuple(out)
 
 
-def _name(stage: Stage, granule: Granule, ia_bits: int, form: OAForm) -> str:
-    what = "VA" if stage is Stage.STAGE1 else "IPA"
+def _name(stage: Stage, granule: Granule, ia_bits: int, form: OAForm, upper: bool = False) -> str:
+    what = "upper-range VA" if upper else "VA" if stage is Stage.STAGE1 else "IPA"
     wide = "" if form is OAForm.OA48 else f", {form.name}"
     return f"VMSAv8-64 stage {int(stage)} {granule.label} granule, {ia_bits}-bit {what}{wide}"
 
@@ -57,7 +57,7 @@ def stage1_format(granule: Granule, ia_bits: int, form: OAForm = OAForm.OA48, *,
         raise InvalidArgument(f"a {ia_bits}-bit region would start at level {start}, which the {granule.label} "
                               f"granule with {form.value} does not have")
     codec = codec or A64Codec(OutputAddress(granule, form))
-    return PagingFormat(_name(Stage.STAGE1, granule, ia_bits, form), _levels(granule, ia_bits, start, form),
+    return PagingFormat(_name(Stage.STAGE1, granule, ia_bits, form, upper), _levels(granule, ia_bits, start, form),
                         ia_bits, form.oa_bits, codec, Extension.ONES if upper else Extension.ZERO)
 
 
