@@ -266,8 +266,11 @@ class A64Codec(RememberedLeaves, _Descriptors):
             bits |= NG | PXN | (0 if execute else UXN)
             bits |= (AP_EL0 | (0 if write else AP_RO)) if read else AP_RO
         else:
-            bits |= (0 if write else AP_RO) | (0 if execute else UXN)
-            bits |= AP_EL0 if self.el2 else (PXN if not execute else 0)
+            bits |= 0 if write else AP_RO
+            if self.el2:                                 # one privilege: AP[1] RES1, UXN is XN
+                bits |= AP_EL0 | (0 if execute else UXN)
+            else:                                        # EL0 never executes a kernel page
+                bits |= UXN | (0 if execute else PXN)
         if self.address.form is not OAForm.LPA2 and not flags & MappingFlags.DEVICE:
             bits |= SH_INNER
         return bits
