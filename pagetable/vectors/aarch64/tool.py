@@ -49,14 +49,18 @@ def readme_notes(vs: VectorSet) -> str:
 
 
 def explain(register: str, value: int) -> list[str]:
-    """Every field of `value` as `register` holds it, and what translation makes of it; a descriptor at
-    each lookup level of a 4KB granule walk (48-bit OA; a stage 1 leaf's memory type by Linux's MAIR)."""
+    """Every field of `value` as `register` holds it, and what translation makes of it; a descriptor's fields
+    as a level 2 block's (bits 1:0 = 0b01) or a page's, then what a 4KB granule walk makes of it at each
+    level (48-bit OA; a stage 1 leaf's memory type by Linux's MAIR)."""
     if register not in ("descriptor", "s2_descriptor"):
         return explain_register(register, value)
     stage = Stage.STAGE2 if register == "s2_descriptor" else Stage.STAGE1
-    lines = []
-    for level in (*table_levels(Granule.K4), 3):
-        lines.append(f"as a level {level} descriptor (4KB granule, stage {int(stage)}):")
-        lines += explain_descriptor(value, Granule.K4, level, stage,
-                                    mair=LINUX_MAIR_EL1 if stage is Stage.STAGE1 else None)
+    mair = LINUX_MAIR_EL1 if stage is Stage.STAGE1 else None
+    first = 2 if value & 3 == 1 else 3                    # every field, as a block (bits 1:0 = 0b01) or page
+    lines = explain_descriptor(value, Granule.K4, first, stage, mair=mair)
+    for level in (lv for lv in (*table_levels(Granule.K4), 3) if lv != first):
+        lines += [f"  at level {level}:{line[4:]}" for line in explain_descriptor(value, Granule.K4, level, stage,
+                                                                                  mair=mair)[1:]]
+    lines.append(f"     (stage {int(stage)}, 4KB granule, 48-bit OA" + (", Linux's MAIR_EL1" if mair else "") +
+                 "; the address is not checked against memory or an output size)")
     return lines
