@@ -23,6 +23,8 @@ from pagetable.vectors.aarch64.gen import RAM_BASE, RAM_SIZE, generate_aarch64, 
 from pagetable.vectors.aarch64.modes import VECTOR_MODES, walker_for
 from pagetable.vectors.aarch64.tool import REGISTERS
 
+from .vectorsets import assert_edit_refused
+
 MODES = tuple(VECTOR_MODES)
 _T, _AS, _AF, _P, _EA = "translation", "address-size", "access-flag", "permission", "external-abort"
 
@@ -195,14 +197,7 @@ def test_cli_generate_show_check_and_a_flipped_bit(mode: str, tmp_path: Path,
 ])
 def test_bad_vector_sets_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                              edit: Callable[[dict[str, Any]], object], message: str) -> None:
-    generate_aarch64("aarch64-4k-48", 1, cases=20).write(tmp_path, "x\n")
-    doc = json.loads((tmp_path / "vectors.json").read_text())
-    edit(doc)
-    (tmp_path / "vectors.json").write_text(json.dumps(doc))
-    for command in ("check", "show"):
-        assert main(["vectors", command, str(tmp_path)]) == 2
-        err = capsys.readouterr().err
-        assert message in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert_edit_refused(generate_aarch64("aarch64-4k-48", 1, cases=20), tmp_path, capsys, edit, message)
 
 
 def test_a_stage_2_set_with_stage_2_off_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,6 +27,8 @@ from pagetable.vectors.x86_64 import layout
 from pagetable.vectors.x86_64.gen import PAT_VALUE, RegisterChoices, generate_x86
 from pagetable.vectors.x86_64.modes import CpuOptions, walker_for
 
+from .vectorsets import assert_edit_refused
+
 MODES = ("x86_64-4level", "x86_64-5level")
 LEVELS = {"x86_64-4level": 4, "x86_64-5level": 5}
 X86_REASONS = {"ok", "non-canonical", "table-outside-memory", "invalid", "reserved", "permission",
@@ -235,14 +237,7 @@ def test_perms_and_memtype_round_trip_and_are_checked(tmp_path: Path) -> None:
 ])
 def test_bad_vector_sets_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                              edit: Callable[[dict[str, Any]], object], message: str) -> None:
-    generate_x86("x86_64-4level", 1, cases=20).write(tmp_path, "x\n")
-    doc = json.loads((tmp_path / "vectors.json").read_text())
-    edit(doc)
-    (tmp_path / "vectors.json").write_text(json.dumps(doc))
-    for command in ("check", "show"):
-        assert main(["vectors", command, str(tmp_path)]) == 2
-        err = capsys.readouterr().err
-        assert message in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert_edit_refused(generate_x86("x86_64-4level", 1, cases=20), tmp_path, capsys, edit, message)
 
 
 @pytest.mark.parametrize(("argv", "message"), [

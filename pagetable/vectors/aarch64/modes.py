@@ -28,21 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ... import args
-from ...arch.aarch64 import (
-    HCR_EL2,
-    LINUX_MAIR_EL1,
-    SCTLR_EL1,
-    SCTLR_EL2,
-    TCR_EL1,
-    TCR_EL2,
-    TTBR0_EL1,
-    VTCR_EL2,
-    Granule,
-    OAForm,
-)
+from ...arch.aarch64 import Granule, OAForm, regs
 from ...arch.aarch64.modes import stage1_format, stage2_format
 from ...arch.aarch64.regimes import el1_rules, el2_rules, stage2_rules
-from ...arch.aarch64.regs import PA_BITS, TG0_GRANULE, TG1_GRANULE
 from ...errors import PagetableError
 from ...format import PagingFormat
 from ...translation import WalkRules
@@ -56,7 +44,7 @@ STAGE2_REGISTERS = ("vttbr_el2", "vtcr_el2", "hcr_el2")
 S2_IPA_BITS, S2_START, S2_PS_BITS = 40, 1, 40
 """Stage 2 of the stage 2 modes: a 40-bit IPA space (VTCR_EL2.T0SZ=24) from level 1 (SL0=0b01: two
 concatenated level 1 tables), output size 40 bits (PS=0b010)."""
-_PA_CODES = {bits: code for code, bits in PA_BITS.items()}
+_PA_CODES = {bits: code for code, bits in regs.PA_BITS.items()}
 
 
 @dataclass(frozen=True)
@@ -129,29 +117,29 @@ def registers_for(mode: A64VectorMode, roots: tuple[int, ...], s2_root: int | No
     walks = {"IRGN0": 1, "ORGN0": 1, "SH0": 3}
     if mode.regime == "el1":
         out["ttbr0_el1"], out["ttbr1_el1"] = (_ttbr(r, mode) for r in roots)
-        out["tcr_el1"] = TCR_EL1.build(T0SZ=tsz, T1SZ=tsz, TG0=_code(TG0_GRANULE, mode.granule),
-                                       TG1=_code(TG1_GRANULE, mode.granule), IPS=ips, DS=ds, IRGN1=1, ORGN1=1,
-                                       SH1=3, **walks)
-        out["mair_el1"], out["sctlr_el1"] = LINUX_MAIR_EL1, SCTLR_EL1.build(M=1, C=1, I=1)
+        out["tcr_el1"] = regs.TCR_EL1.build(T0SZ=tsz, T1SZ=tsz, TG0=_code(regs.TG0_GRANULE, mode.granule),
+                                            TG1=_code(regs.TG1_GRANULE, mode.granule), IPS=ips, DS=ds, IRGN1=1,
+                                            ORGN1=1, SH1=3, **walks)
+        out["mair_el1"], out["sctlr_el1"] = regs.LINUX_MAIR_EL1, regs.SCTLR_EL1.build(M=1, C=1, I=1)
     elif mode.regime == "el2":
         out["ttbr0_el2"] = _ttbr(roots[0], mode)
-        out["tcr_el2"] = TCR_EL2.build(T0SZ=tsz, TG0=_code(TG0_GRANULE, mode.granule), PS=ips, DS=ds, RES1_23=1,
-                                       RES1_31=1, **walks)
-        out["mair_el2"], out["sctlr_el2"] = LINUX_MAIR_EL1, SCTLR_EL2.build(M=1, C=1, I=1)
+        out["tcr_el2"] = regs.TCR_EL2.build(T0SZ=tsz, TG0=_code(regs.TG0_GRANULE, mode.granule), PS=ips, DS=ds,
+                                            RES1_23=1, RES1_31=1, **walks)
+        out["mair_el2"], out["sctlr_el2"] = regs.LINUX_MAIR_EL1, regs.SCTLR_EL2.build(M=1, C=1, I=1)
     if mode.stage2:
         assert s2_root is not None
         out["vttbr_el2"] = s2_root | 1 << 48                      # VMID 1
-        out["vtcr_el2"] = VTCR_EL2.build(T0SZ=64 - S2_IPA_BITS, SL0=1, TG0=0, PS=_PA_CODES[S2_PS_BITS],
-                                         RES1_31=1, **walks)
-        out["hcr_el2"] = HCR_EL2.build(VM=1, RW=1)
+        out["vtcr_el2"] = regs.VTCR_EL2.build(T0SZ=64 - S2_IPA_BITS, SL0=1, TG0=0, PS=_PA_CODES[S2_PS_BITS],
+                                              RES1_31=1, **walks)
+        out["hcr_el2"] = regs.HCR_EL2.build(VM=1, RW=1)
     return out
 
 
 def _ttbr(root: int, mode: A64VectorMode) -> int:
     """A TTBR of `root` (ASID 0); a 52-bit output size holds BADDR[51:48] in bits 5:2 (D24.2.209)."""
     if mode.ips_bits == 52:
-        return TTBR0_EL1.check((root & 0xFFFF_FFFF_FFC0) | (root >> 48) << 2)
-    return TTBR0_EL1.check(root)
+        return regs.TTBR0_EL1.check((root & 0xFFFF_FFFF_FFC0) | (root >> 48) << 2)
+    return regs.TTBR0_EL1.check(root)
 
 
 def options_from_json(doc: dict[str, Any], mode: A64VectorMode) -> int:
@@ -161,7 +149,7 @@ def options_from_json(doc: dict[str, Any], mode: A64VectorMode) -> int:
         if key in doc and type(doc[key]) is not int:
             raise VectorsError(f"options.{key} must be an integer, not {args.describe(doc[key])}")
     pa_range: int = doc.get("pa_range", mode.pa_range)
-    if pa_range not in PA_BITS.values() or not 32 <= pa_range <= 52:
+    if pa_range not in regs.PA_BITS.values() or not 32 <= pa_range <= 52:
         raise VectorsError(f"options.pa_range must be a PARange size (32, 36, 40, 42, 44, 48 or 52), not {pa_range}")
     return pa_range
 
@@ -181,7 +169,7 @@ def walker_for(vs: VectorSet) -> Walker:
         s2 = None
         if mode.stage2:
             s2 = stage2_rules(r["vtcr_el2"], r["vttbr_el2"], hcr_el2=r["hcr_el2"], pa_range=pa_range)
-            if not HCR_EL2.get(r["hcr_el2"], "VM"):
+            if not regs.HCR_EL2.get(r["hcr_el2"], "VM"):
                 raise VectorsError(f"registers.hcr_el2 {r['hcr_el2']:#x} has VM=0: stage 2 is off, not {mode.name}")
             _expect("vtcr_el2", r["vtcr_el2"], s2, (mode.stage2_format,))
             if mode.regime is None:
