@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from ...arch.aarch64 import Granule, Stage, explain_descriptor
+from ...arch.aarch64 import Granule, OAForm, Stage, explain_descriptor
 from ...arch.aarch64 import explain as explain_register
 from ...arch.aarch64.descriptors import table_levels
 from ...arch.aarch64.regs import LINUX_MAIR_EL1
@@ -18,9 +18,9 @@ from .modes import VECTOR_MODES
 REGISTERS = ("descriptor", "s2_descriptor", "tcr_el1", "ttbr0_el1", "ttbr1_el1", "mair_el1", "sctlr_el1", "tcr_el2",
              "ttbr0_el2", "mair_el2", "sctlr_el2", "vtcr_el2", "vttbr_el2", "hcr_el2", "id_aa64mmfr0_el1")
 MODE_HELP = {name: " over ".join(what for what in (
-    {"el1": "EL1&0 stage 1 (TTBR0_EL1, TTBR1_EL1)", "el2": "EL2 stage 1 (TTBR0_EL2)", None: ""}[m.regime],
-    "stage 2 (VTTBR_EL2)" if m.stage2 else "") if what) + f", {m.granule.label} granule"
-             for name, m in VECTOR_MODES.items()}
+    "" if m.regime is None else f"{'EL1&0 (TTBR0_EL1, TTBR1_EL1)' if m.regime == 'el1' else 'EL2 (TTBR0_EL2)'} "
+    f"{m.granule.label} {m.va_bits}-bit VAs" + ("" if m.form is OAForm.OA48 else f" {m.form.name}"),
+    "stage 2 (VTTBR_EL2) 4KB 40-bit IPAs" if m.stage2 else "") if what) for name, m in VECTOR_MODES.items()}
 
 
 def add_generate_options(g: argparse.ArgumentParser) -> None:
