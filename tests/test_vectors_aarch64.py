@@ -160,7 +160,9 @@ def test_cli_generate_show_check_and_a_flipped_bit(mode: str, tmp_path: Path,
     out = tmp_path / "v"
     assert main(["vectors", "generate", "--mode", mode, "--seed", "4", "--cases", "400", "--out", str(out)]) == 0
     assert f"cases for {mode} (seed 4)" in capsys.readouterr().out
-    assert "0xD4200000" in (out / "README.txt").read_text()
+    readme = (out / "README.txt").read_text()
+    assert "0xD4200000" in readme and "last entry of a root table" in readme
+    assert ("no EL0" in readme) == ("el2" in mode) and ("S1PTW=1" in readme) == ("+s2" in mode)
     assert main(["vectors", "show", str(out), "--cases"]) == 0
     shown = capsys.readouterr().out
     assert ("VTTBR_EL2" if "s2" in mode else "TTBR0_EL") in shown

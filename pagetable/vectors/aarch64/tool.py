@@ -33,16 +33,22 @@ def generate(ns: argparse.Namespace) -> VectorSet:
 
 def readme_notes(vs: VectorSet) -> str:
     """What an AArch64 vector set's README says about levels, fault kinds, syndromes, tags and the free slot."""
-    two = "hcr_el2" in vs.registers and "vtcr_el2" in vs.registers
-    stage2 = ("A fault's 'stage' is 2 where stage 2 decided, with 'gpa' the IPA (and 'implicit' for a stage 1\n"
-              "table read: ESR S1PTW=1); translations list the IPA as 'gpa'.\n" if two and (
-                  "tcr_el1" in vs.registers) else "")
+    regs = vs.registers
+    extra = ""
+    if "vtcr_el2" in regs and "tcr_el1" in regs:
+        extra = ("A fault's 'stage' is 2 where stage 2 decided, with 'gpa' the IPA (and 'implicit' for a stage 1\n"
+                 "table read: ESR S1PTW=1); translations list the IPA as 'gpa'.\n")
+    elif "vtcr_el2" in regs:
+        extra = ("Stage 2 alone: 'va' is an IPA, accessed from EL1 ('supervisor') or EL0 ('user'); a fault's\n"
+                 "syndrome is esr (S1PTW=0) and hpfar.\n")
+    elif "tcr_el2" in regs:
+        extra = "The EL2 regime has no EL0: every 'user' case faults.\n"
     return ("perms (the walk's effective permissions: S = EL1 (EL2 in the EL2 regime), U = EL0) and memtype\n"
             "(from MAIR_ELx, combined with stage 2's MemAttr), or the 'fault' (translation, address-size,\n"
             "access-flag, permission, external-abort: a table or the page outside RAM, platform-defined) at\n"
             "lookup level 'level' (the manual's: 3 = the page level, 0 or -1 the first), with the 'syndrome'\n"
             "esr (EC, IL, WnR, S1PTW, DFSC/IFSC), far (the VA), hpfar (stage 2 faults: IPA[51:12] in bits\n"
-            "43:4) and el (the Exception level taking it).\n" + stage2 +
+            "43:4) and el (the Exception level taking it).\n" + extra +
             f"RAM is at {RAM_BASE:#x}. Every u64 of non-table memory holds (PA << 32) | 0xD4200000: a load\n"
             "reveals the PA it reached, a fetch executes BRK #0. No case uses the last entry of a root table\n"
             "(TTBR0, TTBR1, TTBR0_EL2, VTTBR_EL2): a harness may map its code there.\n")
