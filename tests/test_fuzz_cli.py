@@ -159,10 +159,14 @@ def test_vector_documents_with_random_bytes(mode: str, edits: list[tuple[int, st
 @fuzz(short=40, long=4_000)
 @given(mutated_documents(X86_MODES))
 def test_mutated_x86_vector_documents(case: tuple[str, Any]) -> None:
-    mode, doc = case
+    _check_document(*case, "mutated x86 JSON structure")
+
+
+def _check_document(mode: str, doc: Any, entry: str) -> None:
+    """`show` and `check` of `mode`'s small set with vectors.json replaced by `doc`."""
     with vector_dir(mode) as d:
         (d / "vectors.json").write_text(json.dumps(doc))
-        show_and_check(d, "mutated x86 JSON structure")
+        show_and_check(d, entry)
 
 
 # ------------------------------------------------------------------------------------------- memory images
@@ -185,11 +189,18 @@ def test_corrupted_memory_images(mode: str, data: st.DataObject) -> None:
         show_and_check(d, "corrupted image")
 
 
-X86_ENTRIES = st.one_of(                       # x86 entries: into the first tables, anywhere, anything
-    st.tuples(st.integers(0, 127), st.integers(0, 0xFFF), st.integers(0, 0xFFF)).map(
-        lambda t: t[2] << 52 | (x86_layout.RAM_BASE + t[0] * 4096) | t[1]),
-    st.tuples(st.integers(0, (1 << 40) - 1), st.integers(0, 0xFFF)).map(lambda t: t[0] << 12 | t[1]),
-    st.integers(0, (1 << 64) - 1), st.just(0))
+def _entries(ram: int, frames: int) -> st.SearchStrategy[int]:
+    """Entries into the first `frames` 4 KiB frames of RAM at `ram` (the first tables; any low and high
+    attribute bits), anywhere, anything."""
+    return st.one_of(
+        st.tuples(st.integers(0, frames - 1), st.integers(0, 0xFFF), st.integers(0, 0xFFF)).map(
+            lambda t: t[2] << 52 | (ram + t[0] * 4096) | t[1]),
+        st.tuples(st.integers(0, (1 << 40) - 1), st.integers(0, 0xFFF)).map(lambda t: t[0] << 12 | t[1]),
+        st.integers(0, (1 << 64) - 1), st.just(0))
+
+
+X86_ENTRIES = _entries(x86_layout.RAM_BASE, 128)     # x86 entries
+A64_ENTRIES = _entries(a64_gen.RAM_BASE, 256)        # VMSAv8-64 descriptors of any type
 
 
 @fuzz(short=40, long=4_000)
@@ -197,6 +208,11 @@ X86_ENTRIES = st.one_of(                       # x86 entries: into the first tab
                                             max_size=64))
 def test_corrupted_x86_memory_images(mode: str, words: list[tuple[int, int]]) -> None:
     """Cycles, self-maps, tables outside RAM and every flag in the x86 tables (the first frames)."""
+    _check_corrupted(mode, words, "corrupted x86 image")
+
+
+def _check_corrupted(mode: str, words: list[tuple[int, int]], entry: str) -> None:
+    """`show` and `check` of `mode`'s small set with the image's u64 at each index of `words` replaced."""
     _, doc, image = base(mode)
     mem = bytearray(image)
     for index, value in words:
@@ -205,23 +221,13 @@ def test_corrupted_x86_memory_images(mode: str, words: list[tuple[int, int]]) ->
         (d / "mem.bin").unlink()
         (d / "mem.bin").write_bytes(bytes(mem))
         (d / "vectors.json").write_text(json.dumps(doc))
-        show_and_check(d, "corrupted x86 image")
+        show_and_check(d, entry)
 
 
 @fuzz(short=20, long=3_000)
 @given(mutated_documents(A64_MODES))
 def test_mutated_aarch64_vector_documents(case: tuple[str, Any]) -> None:
-    mode, doc = case
-    with vector_dir(mode) as d:
-        (d / "vectors.json").write_text(json.dumps(doc))
-        show_and_check(d, "mutated AArch64 JSON structure")
-
-
-A64_ENTRIES = st.one_of(                       # descriptors: into the first tables (any type, attributes), anything
-    st.tuples(st.integers(0, 255), st.integers(0, 0xFFF), st.integers(0, 0xFFF)).map(
-        lambda t: t[2] << 52 | (a64_gen.RAM_BASE + t[0] * 4096) | t[1]),
-    st.tuples(st.integers(0, (1 << 40) - 1), st.integers(0, 0xFFF)).map(lambda t: t[0] << 12 | t[1]),
-    st.integers(0, (1 << 64) - 1), st.just(0))
+    _check_document(*case, "mutated AArch64 JSON structure")
 
 
 @fuzz(short=20, long=3_000)
@@ -229,15 +235,7 @@ A64_ENTRIES = st.one_of(                       # descriptors: into the first tab
                                             max_size=64))
 def test_corrupted_aarch64_memory_images(mode: str, words: list[tuple[int, int]]) -> None:
     """Cycles, blocks and tables anywhere, every attribute bit in the AArch64 tables (the first frames)."""
-    _, doc, image = base(mode)
-    mem = bytearray(image)
-    for index, value in words:
-        mem[index * 8:index * 8 + 8] = value.to_bytes(8, "little")
-    with vector_dir(mode) as d:
-        (d / "mem.bin").unlink()
-        (d / "mem.bin").write_bytes(bytes(mem))
-        (d / "vectors.json").write_text(json.dumps(doc))
-        show_and_check(d, "corrupted AArch64 image")
+    _check_corrupted(mode, words, "corrupted AArch64 image")
 
 
 def test_a_root_table_of_self_pointers_in_every_mode() -> None:
