@@ -83,10 +83,13 @@ def test_no_case_uses_the_harness_slot_and_ram_is_tagged(mode: str) -> None:
     vs = _sets(mode)[1]
     walker = walker_for(vs)
     regions = walker.rules.regime.regions
+    s2 = walker.stage2.rules.regime.regions[0].fmt if walker.stage2 is not None else None
     for c in vs.cases:
         for region in regions:
             if region.canonical_np(c.va):                     # the region the VA selects, in range
                 assert not reserved_slot(region.fmt, c.va), (c.label, hex(c.va))
+        if s2 is not None and c.gpa is not None and c.gpa < 1 << s2.va_bits:
+            assert not reserved_slot(s2, c.gpa), (c.label, hex(c.gpa))
     pages = [c.pa & ~7 for c in vs.cases if c.pa is not None and c.label.endswith(("-rw", "-ro"))]
     assert pages
     for pa in pages:
