@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,3 +26,13 @@ def assert_edit_refused(vs: VectorSet, tmp_path: Path, capsys: pytest.CaptureFix
         assert main(["vectors", command, str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+def assert_100k_cases_fast(make: Callable[[int], VectorSet]) -> None:
+    """`make(cases)` builds and walks 100,000 cases well within a second or two (the columns are never a
+    list), after a small set for the imports and caches."""
+    make(1000)
+    start = time.perf_counter()
+    vs = make(100_000)
+    assert time.perf_counter() - start < 2.0
+    assert len(vs.cases) == 100_000
