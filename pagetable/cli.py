@@ -2,11 +2,12 @@
 
   pagetable vectors generate --mode sv39 --seed 1 --out DIR [--cases N] [walker options]
                                       (modes: sv39 sv48 sv57 sv39x4 sv48x4 sv39+sv39x4 sv48+sv48x4,
-                                       x86_64-4level x86_64-5level)
+                                       x86_64-4level x86_64-5level ..., aarch64-4k-48 ...)
   pagetable vectors show DIR          list the address space and summarise the cases
   pagetable vectors check DIR         recompute every case with the walker; exit 1 on any disagreement
   pagetable explain --arch riscv VALUE   name every field of a PTE (or --register satp/vsatp/hgatp)
   pagetable explain --arch x86_64 VALUE  ... of an x86 paging entry (or --register cr0/cr3/cr4/efer/pat/pkru/rflags)
+  pagetable explain --arch aarch64 VALUE ... of a VMSAv8-64 descriptor (or --register tcr_el1/ttbr0_el1/vtcr_el2/...)
 
 Each architecture's part (modes, generate options, explain) comes from `pagetable.registry`.
 

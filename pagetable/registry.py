@@ -1,9 +1,10 @@
 """The architectures the command line and the vector tools know, in one registry.
 
 Each architecture contributes one `Architecture` (its vector package builds it: `pagetable.vectors.riscv`,
-`pagetable.vectors.x86_64`), so adding an architecture adds a package and an entry in `ARCHITECTURES`,
-never a branch in the command line: `vectors generate --mode M` goes to the architecture that has mode M,
-`vectors show/check` to the one a vector set's `arch` names, `explain --arch A` to A.
+`pagetable.vectors.x86_64`, `pagetable.vectors.aarch64`), so adding an architecture adds a package and an
+entry in `ARCHITECTURES`, never a branch in the command line: `vectors generate --mode M` goes to the
+architecture that has mode M, `vectors show/check` to the one a vector set's `arch` names, `explain --arch A`
+to A.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ __all__ = ["ARCHITECTURES", "Architecture", "by_cli_name", "by_mode", "by_name",
 
 
 def _architectures() -> tuple[Architecture, ...]:
-    from .vectors import riscv, x86_64  # the architectures' packages build on this module
-    return (riscv.ARCHITECTURE, x86_64.ARCHITECTURE)
+    from .vectors import aarch64, riscv, x86_64  # the architectures' packages build on this module
+    return (riscv.ARCHITECTURE, x86_64.ARCHITECTURE, aarch64.ARCHITECTURE)
 
 
 ARCHITECTURES: tuple[Architecture, ...] = _architectures()

@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 
 from pagetable.arch.riscv_sv39 import HGATP, PTE, SATP
 from pagetable.cli import main
-from pagetable.vectors import generate_riscv
+from pagetable.vectors import generate_aarch64, generate_riscv
+from pagetable.vectors.aarch64 import gen as a64_gen
+from pagetable.vectors.aarch64.tool import REGISTERS as A64_REGISTERS
 from pagetable.vectors.x86_64 import layout as x86_layout
 from pagetable.vectors.x86_64.gen import generate_x86
 from pagetable.vectors.x86_64.tool import LAYOUTS as X86_LAYOUTS
@@ -33,6 +35,7 @@ from .fuzzing import JUNK, bounded, count, fuzz, table_entries
 
 MODES = ("sv39", "sv48+sv48x4", "sv39x4")
 X86_MODES = ("x86_64-4level", "x86_64-5level")
+A64_MODES = ("aarch64-4k-48", "aarch64-64k-52", "aarch64-4k-48+s2-4k-40")
 RAM = 0x8000_0000
 IMAGE_LIMIT = 96 << 20        # per example: a few times the 8-16 MiB image, which is memory-mapped
 
@@ -42,7 +45,8 @@ def base(mode: str) -> tuple[Path, dict[str, Any], bytes]:
     """A small vector set of `mode`: its directory, its vectors.json and its image."""
     d = Path(tempfile.mkdtemp(prefix=f"fuzz-{mode.replace('+', '-')}-"))
     atexit.register(shutil.rmtree, d, True)
-    (generate_x86 if mode in X86_MODES else generate_riscv)(mode, 5, cases=12).write(d, "")
+    generate = generate_x86 if mode in X86_MODES else generate_aarch64 if mode in A64_MODES else generate_riscv
+    generate(mode, 5, cases=12).write(d, "")
     return d, json.loads((d / "vectors.json").read_text()), (d / "mem.bin").read_bytes()
 
 
@@ -155,10 +159,14 @@ def test_vector_documents_with_random_bytes(mode: str, edits: list[tuple[int, st
 @fuzz(short=40, long=4_000)
 @given(mutated_documents(X86_MODES))
 def test_mutated_x86_vector_documents(case: tuple[str, Any]) -> None:
-    mode, doc = case
+    _check_document(*case, "mutated x86 JSON structure")
+
+
+def _check_document(mode: str, doc: Any, entry: str) -> None:
+    """`show` and `check` of `mode`'s small set with vectors.json replaced by `doc`."""
     with vector_dir(mode) as d:
         (d / "vectors.json").write_text(json.dumps(doc))
-        show_and_check(d, "mutated x86 JSON structure")
+        show_and_check(d, entry)
 
 
 # ------------------------------------------------------------------------------------------- memory images
@@ -181,11 +189,18 @@ def test_corrupted_memory_images(mode: str, data: st.DataObject) -> None:
         show_and_check(d, "corrupted image")
 
 
-X86_ENTRIES = st.one_of(                       # x86 entries: into the first tables, anywhere, anything
-    st.tuples(st.integers(0, 127), st.integers(0, 0xFFF), st.integers(0, 0xFFF)).map(
-        lambda t: t[2] << 52 | (x86_layout.RAM_BASE + t[0] * 4096) | t[1]),
-    st.tuples(st.integers(0, (1 << 40) - 1), st.integers(0, 0xFFF)).map(lambda t: t[0] << 12 | t[1]),
-    st.integers(0, (1 << 64) - 1), st.just(0))
+def _entries(ram: int, frames: int) -> st.SearchStrategy[int]:
+    """Entries into the first `frames` 4 KiB frames of RAM at `ram` (the first tables; any low and high
+    attribute bits), anywhere, anything."""
+    return st.one_of(
+        st.tuples(st.integers(0, frames - 1), st.integers(0, 0xFFF), st.integers(0, 0xFFF)).map(
+            lambda t: t[2] << 52 | (ram + t[0] * 4096) | t[1]),
+        st.tuples(st.integers(0, (1 << 40) - 1), st.integers(0, 0xFFF)).map(lambda t: t[0] << 12 | t[1]),
+        st.integers(0, (1 << 64) - 1), st.just(0))
+
+
+X86_ENTRIES = _entries(x86_layout.RAM_BASE, 128)     # x86 entries
+A64_ENTRIES = _entries(a64_gen.RAM_BASE, 256)        # VMSAv8-64 descriptors of any type
 
 
 @fuzz(short=40, long=4_000)
@@ -193,6 +208,11 @@ X86_ENTRIES = st.one_of(                       # x86 entries: into the first tab
                                             max_size=64))
 def test_corrupted_x86_memory_images(mode: str, words: list[tuple[int, int]]) -> None:
     """Cycles, self-maps, tables outside RAM and every flag in the x86 tables (the first frames)."""
+    _check_corrupted(mode, words, "corrupted x86 image")
+
+
+def _check_corrupted(mode: str, words: list[tuple[int, int]], entry: str) -> None:
+    """`show` and `check` of `mode`'s small set with the image's u64 at each index of `words` replaced."""
     _, doc, image = base(mode)
     mem = bytearray(image)
     for index, value in words:
@@ -201,7 +221,21 @@ def test_corrupted_x86_memory_images(mode: str, words: list[tuple[int, int]]) ->
         (d / "mem.bin").unlink()
         (d / "mem.bin").write_bytes(bytes(mem))
         (d / "vectors.json").write_text(json.dumps(doc))
-        show_and_check(d, "corrupted x86 image")
+        show_and_check(d, entry)
+
+
+@fuzz(short=20, long=3_000)
+@given(mutated_documents(A64_MODES))
+def test_mutated_aarch64_vector_documents(case: tuple[str, Any]) -> None:
+    _check_document(*case, "mutated AArch64 JSON structure")
+
+
+@fuzz(short=20, long=3_000)
+@given(st.sampled_from(A64_MODES), st.lists(st.tuples(st.integers(0, 96 * 512 - 1), A64_ENTRIES), min_size=1,
+                                            max_size=64))
+def test_corrupted_aarch64_memory_images(mode: str, words: list[tuple[int, int]]) -> None:
+    """Cycles, blocks and tables anywhere, every attribute bit in the AArch64 tables (the first frames)."""
+    _check_corrupted(mode, words, "corrupted AArch64 image")
 
 
 def test_a_root_table_of_self_pointers_in_every_mode() -> None:
@@ -250,6 +284,17 @@ def test_explain_every_x86_register_and_entry(register: str, value: int) -> None
         rc = run(["explain", "--arch", "x86_64", "--register", register, hex(value)], (0, 2))
     width = 32 if register == "pkru" else 64
     assert rc == (0 if 0 <= value < 1 << width else 2)
+
+
+@fuzz(short=60, long=10_000)
+@given(st.sampled_from(A64_REGISTERS),
+       st.one_of(st.integers(0, (1 << 64) - 1), st.integers(-(1 << 70), 1 << 70),
+                 st.sampled_from([-1, 1 << 64, (1 << 64) - 1, 0xFF << 56 | 3, 0x40000000000701, 3 << 14 | 3 << 30])))
+def test_explain_every_aarch64_register_and_descriptor(register: str, value: int) -> None:
+    count(f"explain --arch aarch64 --register {register}")
+    with bounded(10, 16 << 20):
+        rc = run(["explain", "--arch", "aarch64", "--register", register, hex(value)], (0, 2))
+    assert rc == (0 if 0 <= value < 1 << 64 else 2)
 
 
 @fuzz(short=50, long=5_000)

@@ -4,10 +4,12 @@
 cases with a walker, for every architecture, as `Cases` (columns; each `Case` is built when asked for);
 each architecture's generator and QEMU harness are in its package (`riscv`: `generate_riscv` builds a
 deliberate random address space and its cases, `riscv.qemu` asks QEMU for its answer to each case;
-`x86_64`: `generate_x86` for 4- and 5-level paging, `x86_64.layout` the conventions its harness shares).
+`x86_64`: `generate_x86` for 4- and 5-level paging, `x86_64.layout` the conventions its harness shares;
+`aarch64`: `generate_aarch64` for VMSAv8-64 stage 1 and stage 2).
 """
 
 from ..walker import Walker
+from .aarch64.gen import generate_aarch64
 from .expected import expected_cases
 from .riscv.gen import generate_riscv
 from .schema import SCHEMA, Case, Cases, VectorsError, VectorSet
@@ -21,5 +23,5 @@ def walker_for(vs: VectorSet) -> Walker:
     return by_arch(vs)
 
 
-__all__ = ["SCHEMA", "Case", "Cases", "VectorSet", "VectorsError", "expected_cases", "generate_riscv", "generate_x86",
-           "walker_for"]
+__all__ = ["SCHEMA", "Case", "Cases", "VectorSet", "VectorsError", "expected_cases", "generate_aarch64",
+           "generate_riscv", "generate_x86", "walker_for"]

@@ -6,7 +6,7 @@ free slots), the checks on `seed` and `--cases`, and the drawing of the cases fr
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,9 +65,9 @@ class Places:
 
 
 class TableBuilder:
-    """Builds one table (in `mem`, with frames from `frames`) and records its targets. `table_bits`: the
-    bits of an entry that references a table (besides its address); `address`: a PA as an entry's address
-    field (checked)."""
+    """Builds one table (in `mem`, with frames from `frames`, each one page of the format) and records its
+    targets. `table_bits`: the bits of an entry that references a table (besides its address); `address`:
+    a PA as an entry's address field (checked). The free slots handed out (`free`) are never `reserved`."""
 
     def __init__(self, fmt: PagingFormat, rng: random.Random, mem: PhysMem, frames: FrameAllocator,
                  table_bits: int, address: Callable[[int], int]) -> None:
@@ -80,22 +80,25 @@ class TableBuilder:
         self.table_bits = table_bits
         self.address = address
         self.cursor = 0                                  # next free VA for raw leaves (see raw_leaf)
+        self.page = fmt.page_size
+        self._free: dict[tuple[int, int], Iterator[int]] = {}
 
-    def target(self, label: str, va: int, span: int = 4096) -> None:
-        self.targets.append(Target(label, va, span))
+    def target(self, label: str, va: int, span: int | None = None) -> None:
+        self.targets.append(Target(label, va, self.page if span is None else span))
 
     def frame(self) -> int:
         return self.frames.alloc(zero=False)
 
     def map4k(self, label: str, va: int, flags: F, count: int = 1) -> None:
+        """`count` pages of the format's smallest size (4 KiB but on AArch64's 16KB and 64KB granules)."""
         for k in range(count):
-            self.pt.map(va + k * 4096, self.frame(), 4096, flags)
-        self.target(label, va, count * 4096)
+            self.pt.map(va + k * self.page, self.frame(), self.page, flags)
+        self.target(label, va, count * self.page)
 
     def clear_bits(self, va: int, count: int, bits: int) -> None:
-        """Clear `bits` in the leaves of `count` 4 KiB pages from `va`."""
+        """Clear `bits` in the leaves of `count` pages from `va`."""
         for k in range(count):
-            clear_leaf_bits(self.pt, va + k * 4096, bits)
+            clear_leaf_bits(self.pt, va + k * self.page, bits)
 
     def poke(self, label: str | None, va: int, depth: int, raw: int) -> None:
         """Write a raw entry into the (existing, empty) slot for `va` at `depth`, widening the table entries
@@ -107,12 +110,12 @@ class TableBuilder:
         self.mem.write_u64(slot.pa, raw)
         self.pt.widen(va, depth)                         # the table entries above let it through
         if label is not None:
-            self.target(label, va, self.fmt.levels[depth].span if depth < self.fmt.depth_count - 1 else 4096)
+            self.target(label, va, self.fmt.levels[depth].span if depth < self.fmt.depth_count - 1 else self.page)
 
     def raw_leaf(self, label: str, bits: int, pa: int | None = None) -> None:
         """A raw last-level entry at the cursor (a free slot of an existing table), then skip a slot."""
         self.poke(label, self.cursor, self.fmt.depth_count - 1, bits | self.address(self.frame() if pa is None else pa))
-        self.cursor += 2 * 4096
+        self.cursor += 2 * self.page
 
     def free_slots(self, va: int, depth: int) -> list[int]:
         """The VAs of the empty depth-`depth` slots in the table that holds `va`'s entry, shuffled."""
@@ -125,6 +128,31 @@ class TableBuilder:
         self.rng.shuffle(out)
         return out
 
+    def reserved(self, va: int) -> bool:
+        """Whether `va` is in a slot left to a harness (none here; each architecture's builder says)."""
+        return False
+
+    def free(self, va: int, depth: int) -> int:
+        """An empty depth-`depth` slot of the table on `va`'s path (its VA), never a `reserved` one; the
+        slots of each table handed out in turn, in an order the seed shuffles."""
+        key = (self.pt.lookup(va, depth).table, depth)
+        if key not in self._free:
+            slots = (self.fmt.extend(v) for v in self.free_slots(va, depth))      # the root's upper half too
+            self._free[key] = iter([v for v in slots if not self.reserved(v)])
+        return next(self._free[key])
+
+    def chain(self, label: str, va: int, depth: int, pointer: int, leaf: int) -> None:
+        """A depth-`depth` table entry `pointer` (its address filled in) at the empty slot `va`, over fresh
+        tables (entries `table_bits`) down to the page `leaf` (its address filled in) at `va`, a target."""
+        table = self.frames.alloc()
+        self.poke(None, va, depth, pointer | self.address(table))
+        for _ in range(depth + 1, self.fmt.depth_count - 1):
+            below = self.frames.alloc()
+            self.mem.write_u64(table, self.table_bits | self.address(below))
+            table = below
+        self.mem.write_u64(table, leaf | self.address(self.frame()))
+        self.target(label, va)
+
     def pointer_to_table(self, va: int, depth: int, table: int, entries: dict[int, tuple[str, int]],
                          bits: int = 0, seen_at: tuple[PhysMem, int] | None = None) -> None:
         """A depth-`depth` pointer (with extra `bits`) at `va` to the next-level table at `table`, whose
@@ -136,7 +164,7 @@ class TableBuilder:
         span = self.fmt.levels[depth + 1].span
         for index, (label, raw) in entries.items():
             mem.write_u64(at + 8 * index, raw)
-            self.target(label, va + index * span, 4096)
+            self.target(label, va + index * span)
 
     def table_at(self, va: int, depth: int) -> None:
         """Make sure the table holding `va`'s depth-`depth` entry exists (map and unmap a page below)."""

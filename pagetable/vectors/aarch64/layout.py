@@ -25,12 +25,15 @@ from __future__ import annotations
 
 from typing import Final
 
+from ...format import PagingFormat
 from ...physmem import PhysMem
 from ..tagging import fill_tags
 
 VIRT_RAM_BASE: Final = 0x4000_0000
 STUB_BASE: Final = 0x4020_0000
 RAM_BASE: Final = 0x4100_0000
+RAM_SIZE: Final = 8 << 20
+"""The RAM of a vector set's image (stage 1 alone; two-stage sets add the host RAM behind it)."""
 STUB_SLOT: Final = -1
 """The stage 1 root-table slot vector sets leave to the harness: the last one (index -1) of the TTBR1
 region (TTBR0_EL2 for the EL2 regime), else the highest one no case uses."""
@@ -55,10 +58,16 @@ def tag(pa: int) -> int:
     return (pa << _TAG_SHIFT) | TAG_LOW
 
 
+def reserved_slot(fmt: PagingFormat, va: int) -> bool:
+    """Whether `va` selects the last entry of its root table (`STUB_SLOT`, `S2_STUB_SLOT`: the harness's,
+    never a case VA or IPA)."""
+    return fmt.index(va, 0) == fmt.levels[0].entries - 1
+
+
 def tag_memory(mem: PhysMem) -> None:
     """Fill every u64 of `mem` with `tag` of its own physical address."""
     fill_tags(mem, _TAG_SHIFT, TAG_LOW)
 
 
-__all__ = ["RAM_BASE", "S2_STUB_SLOT", "STUB_BASE", "STUB_SLOT", "TAG_BRK_IMM", "TAG_LOW", "VIRT_RAM_BASE", "brk",
-           "tag", "tag_memory"]
+__all__ = ["RAM_BASE", "RAM_SIZE", "S2_STUB_SLOT", "STUB_BASE", "STUB_SLOT", "TAG_BRK_IMM", "TAG_LOW", "VIRT_RAM_BASE",
+           "brk", "reserved_slot", "tag", "tag_memory"]

@@ -23,7 +23,6 @@ do. The same seed gives the same bytes.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -86,32 +85,13 @@ class _Builder(TableBuilder):
         super().__init__(fmt.with_codec(codec), rng, mem, frames or FrameAllocator(mem), TABLE,
                          lambda pa: page_address(pa, False))
         self.cpu = cpu
-        self.last = fmt.depth_count - 1
-        self._free: dict[tuple[int, int], Iterator[int]] = {}
 
     def depth(self, level: int) -> int:
         """The depth of the manual's level `level` (1: the PT, 4: the PML4, 5: the PML5)."""
         return self.fmt.depth_count - level
 
-    def free(self, va: int, depth: int) -> int:
-        """An empty depth-`depth` slot of the table on `va`'s path (its VA), never in the harness's slot."""
-        key = (self.pt.lookup(va, depth).table, depth)
-        if key not in self._free:
-            slots = (self.fmt.extend(v) for v in self.free_slots(va, depth))      # the root's upper half too
-            self._free[key] = iter([v for v in slots if not reserved(v)])
-        return next(self._free[key])
-
-    def chain(self, label: str, va: int, depth: int, pointer: int, leaf: int) -> None:
-        """A depth-`depth` entry `pointer` (its address filled in) at the empty slot `va`, over fresh tables
-        down to the page `leaf` (its address filled in) at `va`, a target."""
-        table = self.frames.alloc()
-        self.poke(None, va, depth, pointer | table)
-        for _ in range(depth + 1, self.last):
-            below = self.frames.alloc()
-            self.mem.write_u64(table, TABLE | below)
-            table = below
-        self.mem.write_u64(table, leaf | self.frame())
-        self.target(label, va)
+    def reserved(self, va: int) -> bool:
+        return reserved(va)
 
 
 def reserved(va: int) -> bool:

@@ -1,0 +1,201 @@
+"""The AArch64 vector modes: which translation a vector set has, the System register values that select
+and configure it, the PE property recorded as an option, and the walker that computes the expected results
+from those registers (docs/vectors.md).
+
+  aarch64-4k-48           EL1&0 stage 1, 4KB granule, 48-bit VAs in both halves (TTBR0 user, TTBR1 kernel)
+  aarch64-4k-39           ... 39-bit VAs (the walk starts at level 1)
+  aarch64-16k-47          ... 16KB granule, 47-bit VAs
+  aarch64-64k-48          ... 64KB granule, 48-bit VAs
+  aarch64-64k-52          ... 64KB granule, 52-bit VAs and OAs (FEAT_LPA, FEAT_LVA; OA[51:48] in bits 15:12)
+  aarch64-4k-52-lpa2      ... 4KB granule, 52-bit VAs and OAs (FEAT_LPA2, TCR_EL1.DS=1: a level -1)
+  aarch64-el2-4k-48       the EL2 regime (HCR_EL2.E2H=0: TTBR0_EL2 alone, no EL0), 4KB, 48-bit VAs
+  aarch64-s2-4k-40        stage 2 alone (case VAs are IPAs): 4KB granule, 40-bit IPAs from level 1 with
+                          two concatenated level 1 tables
+  aarch64-4k-48+s2-4k-40  both stages: the EL1&0 4KB 48-bit stage 1 (its tables in IPA space) over that
+                          stage 2
+
+Registers (hex in vectors.json, as a harness loads them): EL1&0 `ttbr0_el1`, `ttbr1_el1`, `tcr_el1`,
+`mair_el1`, `sctlr_el1`; EL2 `ttbr0_el2`, `tcr_el2`, `mair_el2`, `sctlr_el2`; stage 2 `vttbr_el2`,
+`vtcr_el2`, `hcr_el2`. Option: `pa_range`, the implemented PA size (ID_AA64MMFR0_EL1.PARange: 48, or 52 in
+the 52-bit modes), with the informative `seed`. The walker is rebuilt from the registers by
+`regimes.el1_rules`, `el2_rules` and `stage2_rules`, so `vectors check` tests their decoding too; a value that
+selects another granule, size or form than the mode's is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ... import args
+from ...arch.aarch64 import Granule, OAForm, regs
+from ...arch.aarch64.modes import stage1_format, stage2_format
+from ...arch.aarch64.regimes import el1_rules, el2_rules, stage2_rules
+from ...errors import PagetableError
+from ...format import PagingFormat
+from ...translation import WalkRules
+from ...walker import Walker
+from ..schema import VectorsError, VectorSet, check_keys, check_one_stage, check_registers
+
+ARCH = "aarch64"
+EL1_REGISTERS = ("ttbr0_el1", "ttbr1_el1", "tcr_el1", "mair_el1", "sctlr_el1")
+EL2_REGISTERS = ("ttbr0_el2", "tcr_el2", "mair_el2", "sctlr_el2")
+STAGE2_REGISTERS = ("vttbr_el2", "vtcr_el2", "hcr_el2")
+S2_IPA_BITS, S2_START, S2_PS_BITS = 40, 1, 40
+"""Stage 2 of the stage 2 modes: a 40-bit IPA space (VTCR_EL2.T0SZ=24) from level 1 (SL0=0b01: two
+concatenated level 1 tables), output size 40 bits (PS=0b010)."""
+_PA_CODES = {bits: code for code, bits in regs.PA_BITS.items()}
+
+
+@dataclass(frozen=True)
+class A64VectorMode:
+    """A vector mode: the stage 1 regime (`regime` "el1" or "el2", None in the stage 2 mode alone) with its
+    granule, VA size and OA form, the output size its TCR gives (`ips_bits`, below the form's so that
+    Address size faults exist, except in the 52-bit modes), and whether stage 2 applies (`stage2`)."""
+
+    name: str
+    regime: str | None
+    granule: Granule = Granule.K4
+    va_bits: int = 48
+    form: OAForm = OAForm.OA48
+    ips_bits: int = 40
+    stage2: bool = False
+
+    @property
+    def registers(self) -> tuple[str, ...]:
+        stage1 = {"el1": EL1_REGISTERS, "el2": EL2_REGISTERS, None: ()}[self.regime]
+        return stage1 + (STAGE2_REGISTERS if self.stage2 else ())
+
+    @property
+    def pa_range(self) -> int:
+        """The implemented PA size the mode assumes: 52 bits for the 52-bit forms, else 48."""
+        return self.form.oa_bits
+
+    def stage1_formats(self) -> tuple[PagingFormat, ...]:
+        """The stage 1 formats: TTBR0's and (EL1&0) TTBR1's."""
+        if self.regime is None:
+            return ()
+        halves = (False, True) if self.regime == "el1" else (False,)
+        return tuple(stage1_format(self.granule, self.va_bits, self.form, upper=u) for u in halves)
+
+    @property
+    def stage2_format(self) -> PagingFormat | None:
+        return stage2_format(Granule.K4, S2_IPA_BITS, S2_START) if self.stage2 else None
+
+
+VECTOR_MODES: dict[str, A64VectorMode] = {m.name: m for m in (
+    A64VectorMode("aarch64-4k-48", "el1"),
+    A64VectorMode("aarch64-4k-39", "el1", va_bits=39),
+    A64VectorMode("aarch64-16k-47", "el1", Granule.K16, 47),
+    A64VectorMode("aarch64-64k-48", "el1", Granule.K64, 48),
+    A64VectorMode("aarch64-64k-52", "el1", Granule.K64, 52, OAForm.LPA, 52),
+    A64VectorMode("aarch64-4k-52-lpa2", "el1", Granule.K4, 52, OAForm.LPA2, 52),
+    A64VectorMode("aarch64-el2-4k-48", "el2"),
+    A64VectorMode("aarch64-s2-4k-40", None, stage2=True),
+    A64VectorMode("aarch64-4k-48+s2-4k-40", "el1", stage2=True),
+)}
+
+
+def vector_mode(name: str) -> A64VectorMode:
+    """The vector mode called `name` (InvalidArgument, listing the modes, for anything else)."""
+    mode: A64VectorMode = args.choice(name, "AArch64 vector mode", VECTOR_MODES)
+    return mode
+
+
+def _code(table: dict[int, Granule], granule: Granule) -> int:
+    return next(code for code, g in table.items() if g is granule)
+
+
+def registers_for(mode: A64VectorMode, roots: tuple[int, ...], s2_root: int | None) -> dict[str, int]:
+    """The register values selecting `mode`'s tables at `roots` (TTBR0's, TTBR1's) and `s2_root`: TnSZ, the
+    granules, IPS/PS, DS in the LPA2 mode, Inner Shareable Write-Back walks, EPD0=EPD1=0 and TBI=0 (every
+    VA bit translated), HA=HD=0 (AF=0 faults); SCTLR_ELx M, C, I with WXN=0; Linux's MAIR; HCR_EL2.VM and
+    RW for stage 2 (D24.2.194, D24.2.195, D24.2.224, D24.2.62)."""
+    out: dict[str, int] = {}
+    tsz, ips = 64 - mode.va_bits, _PA_CODES[mode.ips_bits]
+    ds = int(mode.form is OAForm.LPA2)
+    walks = {"IRGN0": 1, "ORGN0": 1, "SH0": 3}
+    if mode.regime == "el1":
+        out["ttbr0_el1"], out["ttbr1_el1"] = (_ttbr(r, mode) for r in roots)
+        out["tcr_el1"] = regs.TCR_EL1.build(T0SZ=tsz, T1SZ=tsz, TG0=_code(regs.TG0_GRANULE, mode.granule),
+                                            TG1=_code(regs.TG1_GRANULE, mode.granule), IPS=ips, DS=ds, IRGN1=1,
+                                            ORGN1=1, SH1=3, **walks)
+        out["mair_el1"], out["sctlr_el1"] = regs.LINUX_MAIR_EL1, regs.SCTLR_EL1.build(M=1, C=1, I=1)
+    elif mode.regime == "el2":
+        out["ttbr0_el2"] = _ttbr(roots[0], mode)
+        out["tcr_el2"] = regs.TCR_EL2.build(T0SZ=tsz, TG0=_code(regs.TG0_GRANULE, mode.granule), PS=ips, DS=ds,
+                                            RES1_23=1, RES1_31=1, **walks)
+        out["mair_el2"], out["sctlr_el2"] = regs.LINUX_MAIR_EL1, regs.SCTLR_EL2.build(M=1, C=1, I=1)
+    if mode.stage2:
+        assert s2_root is not None
+        out["vttbr_el2"] = s2_root | 1 << 48                      # VMID 1
+        out["vtcr_el2"] = regs.VTCR_EL2.build(T0SZ=64 - S2_IPA_BITS, SL0=1, TG0=0, PS=_PA_CODES[S2_PS_BITS],
+                                              RES1_31=1, **walks)
+        out["hcr_el2"] = regs.HCR_EL2.build(VM=1, RW=1)
+    return out
+
+
+def _ttbr(root: int, mode: A64VectorMode) -> int:
+    """A TTBR of `root` (ASID 0); a 52-bit output size holds BADDR[51:48] in bits 5:2 (D24.2.209)."""
+    if mode.ips_bits == 52:
+        return regs.TTBR0_EL1.check((root & 0xFFFF_FFFF_FFC0) | (root >> 48) << 2)
+    return regs.TTBR0_EL1.check(root)
+
+
+def options_from_json(doc: dict[str, Any], mode: A64VectorMode) -> int:
+    """A vector set's `options`: `pa_range` (32 to 52: the implemented PA size) and the informative `seed`."""
+    check_keys(doc, ["pa_range", "seed"], "options", f"for mode {mode.name}")
+    for key in ("pa_range", "seed"):
+        if key in doc and type(doc[key]) is not int:
+            raise VectorsError(f"options.{key} must be an integer, not {args.describe(doc[key])}")
+    pa_range: int = doc.get("pa_range", mode.pa_range)
+    if pa_range not in regs.PA_BITS.values() or not 32 <= pa_range <= 52:
+        raise VectorsError(f"options.pa_range must be a PARange size (32, 36, 40, 42, 44, 48 or 52), not {pa_range}")
+    return pa_range
+
+
+def walker_for(vs: VectorSet) -> Walker:
+    """The walker that computes a vector set's expected results from its registers (`regimes`), after
+    checking that they select the mode's translation (granule, size, OA form; stage 1 on)."""
+    if vs.arch != ARCH or vs.mode not in VECTOR_MODES:
+        raise VectorsError(f"arch {vs.arch!r} mode {vs.mode!r} is not supported ({ARCH}: {', '.join(VECTOR_MODES)})")
+    mode = VECTOR_MODES[vs.mode]
+    check_registers(vs, mode.registers, mode.name)
+    if not mode.stage2 or mode.regime is None:
+        check_one_stage(vs, mode.name)
+    pa_range = options_from_json(vs.options, mode)
+    r = vs.registers
+    try:
+        s2 = None
+        if mode.stage2:
+            s2 = stage2_rules(r["vtcr_el2"], r["vttbr_el2"], hcr_el2=r["hcr_el2"], pa_range=pa_range)
+            if not regs.HCR_EL2.get(r["hcr_el2"], "VM"):
+                raise VectorsError(f"registers.hcr_el2 {r['hcr_el2']:#x} has VM=0: stage 2 is off, not {mode.name}")
+            _expect("vtcr_el2", r["vtcr_el2"], s2, (mode.stage2_format,))
+            if mode.regime is None:
+                return Walker(vs.mem, s2)
+        if mode.regime == "el1":
+            rules: WalkRules = el1_rules(r["tcr_el1"], r["ttbr0_el1"], r["ttbr1_el1"], r["mair_el1"],
+                                         r["sctlr_el1"], hcr_el2=r.get("hcr_el2", 0), pa_range=pa_range)
+            _expect("tcr_el1", r["tcr_el1"], rules, mode.stage1_formats())
+        else:
+            rules = el2_rules(r["tcr_el2"], r["ttbr0_el2"], r["mair_el2"], r["sctlr_el2"], pa_range=pa_range)
+            _expect("tcr_el2", r["tcr_el2"], rules, mode.stage1_formats())
+    except VectorsError:
+        raise
+    except PagetableError as exc:
+        raise VectorsError(f"registers: {exc}") from None
+    return Walker(vs.mem, rules, stage2=None if s2 is None else Walker(vs.mem, s2))
+
+
+def _expect(reg: str, value: int, rules: WalkRules, want: tuple[PagingFormat | None, ...]) -> None:
+    """VectorsError unless the regions `rules` has are `want`'s formats (by name, one per region)."""
+    got = tuple(r.fmt.name for r in rules.regime.regions)
+    names = tuple(f.name for f in want if f is not None)
+    if got != names:
+        what = "; ".join(got) if got else "translation off"
+        raise VectorsError(f"registers.{reg} {value:#x} selects {what}, not {'; '.join(names)}")
+
+
+__all__ = ["ARCH", "EL1_REGISTERS", "EL2_REGISTERS", "STAGE2_REGISTERS", "VECTOR_MODES", "A64VectorMode",
+           "options_from_json", "registers_for", "vector_mode", "walker_for"]
