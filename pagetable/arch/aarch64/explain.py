@@ -3,8 +3,7 @@
 levels, a MAIR's eight memory types, a TTBR's table base, a descriptor decoded as a table, block or page at
 a given granule and level (Arm ARM DDI 0487 M.a.a, D8.3 and D24.2; see `descriptors` and `regs`).
 
-A library function only: the command line's `explain` (`pagetable.vectors.*.tool`) needs an AArch64
-`Architecture`, which does not exist yet.
+The command line's `pagetable explain --arch aarch64` (`pagetable.vectors.aarch64.tool`) prints these lines.
 """
 
 from __future__ import annotations
