@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Protocol, cast
 
 import pytest
 
@@ -23,43 +24,51 @@ def _require(missing: list[str]) -> None:
         pytest.skip(message)
 
 
-def _toolchain_missing(tools: list[str], package: str) -> list[str]:
-    return [f"{', '.join(tools)} not found (Debian package {package})"] if tools else []
+class _Harness(Protocol):
+    """What a QEMU harness module (pagetable.vectors.*.qemu) says about its tools."""
+
+    QEMU_BINARY: str
+    QEMU_PACKAGE: str
+    TOOLCHAIN_PACKAGE: str
+
+    def find_qemu(self) -> str | None: ...
+
+    def missing_toolchain(self) -> list[str]: ...
 
 
-def _qemu_missing(path: str | None, binary: str, package: str, toolchain: list[str]) -> list[str]:
-    return ([f"{binary} not found (Debian package {package})"] if path is None else []) + toolchain
+def _toolchain_missing(harness: _Harness) -> list[str]:
+    tools = harness.missing_toolchain()
+    return [f"{', '.join(tools)} not found (Debian package {harness.TOOLCHAIN_PACKAGE})"] if tools else []
 
 
-def require_toolchain() -> None:
-    """The GNU binutils that assemble the RISC-V QEMU stub; the test skips without them, or fails when
-    CI=true."""
-    _require(_toolchain_missing(qemu_riscv.missing_toolchain(), qemu_riscv.TOOLCHAIN_PACKAGE))
-
-
-def require_qemu() -> str:
-    """qemu-system-riscv64's path, with the binutils that assemble its stub; the test skips without either,
+def _require_qemu(harness: _Harness) -> str:
+    """The harness's QEMU binary, with the binutils that assemble its stubs: the test skips without either,
     or fails when CI=true."""
-    path = qemu_riscv.find_qemu()
-    _require(_qemu_missing(path, qemu_riscv.QEMU_BINARY, qemu_riscv.QEMU_PACKAGE,
-                           _toolchain_missing(qemu_riscv.missing_toolchain(), qemu_riscv.TOOLCHAIN_PACKAGE)))
+    path = harness.find_qemu()
+    _require(([f"{harness.QEMU_BINARY} not found (Debian package {harness.QEMU_PACKAGE})"] if path is None else [])
+             + _toolchain_missing(harness))
     assert path is not None  # else _require skipped or failed the test
     return path
 
 
+def require_toolchain() -> None:
+    """The GNU binutils that assemble the RISC-V QEMU stub (skip without them, or fail when CI=true)."""
+    _require(_toolchain_missing(cast(_Harness, qemu_riscv)))
+
+
+def require_qemu() -> str:
+    """qemu-system-riscv64's path, with the binutils that assemble its stub (`_require_qemu`)."""
+    return _require_qemu(cast(_Harness, qemu_riscv))
+
+
 def require_toolchain_x86() -> None:
-    """The GNU binutils that assemble the x86 stubs; skip without them, or fail when CI=true."""
-    _require(_toolchain_missing(qemu_x86.missing_toolchain(), qemu_x86.TOOLCHAIN_PACKAGE))
+    """The GNU binutils that assemble the x86 stubs (skip without them, or fail when CI=true)."""
+    _require(_toolchain_missing(cast(_Harness, qemu_x86)))
 
 
 def require_qemu_x86() -> str:
-    """qemu-system-x86_64's path, with the binutils that assemble its stubs; skip without either, or fail
-    when CI=true."""
-    path = qemu_x86.find_qemu()
-    _require(_qemu_missing(path, qemu_x86.QEMU_BINARY, qemu_x86.QEMU_PACKAGE,
-                           _toolchain_missing(qemu_x86.missing_toolchain(), qemu_x86.TOOLCHAIN_PACKAGE)))
-    assert path is not None
-    return path
+    """qemu-system-x86_64's path, with the binutils that assemble its stubs (`_require_qemu`)."""
+    return _require_qemu(cast(_Harness, qemu_x86))
 
 
 def require_kvm() -> str:
@@ -72,18 +81,14 @@ def require_kvm() -> str:
 
 
 def require_toolchain_aarch64() -> None:
-    """The GNU binutils that assemble the AArch64 stub; skip without them, or fail when CI=true."""
-    _require(_toolchain_missing(qemu_aarch64.missing_toolchain(), qemu_aarch64.TOOLCHAIN_PACKAGE))
+    """The GNU binutils that assemble the AArch64 stub (skip without them, or fail when CI=true)."""
+    _require(_toolchain_missing(cast(_Harness, qemu_aarch64)))
 
 
 def require_qemu_aarch64() -> str:
-    """qemu-system-aarch64's path, with the binutils that assemble its stub; skip without either, or fail
-    when CI=true."""
-    path = qemu_aarch64.find_qemu()
-    _require(_qemu_missing(path, qemu_aarch64.QEMU_BINARY, qemu_aarch64.QEMU_PACKAGE,
-                           _toolchain_missing(qemu_aarch64.missing_toolchain(), qemu_aarch64.TOOLCHAIN_PACKAGE)))
-    assert path is not None
-    return path
+    """qemu-system-aarch64's path, with the binutils that assemble its stub (`_require_qemu`)."""
+    return _require_qemu(cast(_Harness, qemu_aarch64))
+
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -711,8 +711,8 @@ def test_two_stages_translate() -> None:
 
 @pytest.mark.parametrize("depth", range(4))
 def test_stage2_faults_on_stage1_table_reads(depth: int) -> None:
-    """A stage 2 fault on a stage 1 descriptor read: ESR S1PTW=1, WnR the instruction's access (as QEMU 7.2
-    reports it: tests/test_qemu_aarch64_diff.py), the
+    """A stage 2 fault on a stage 1 descriptor read: ESR S1PTW=1, WnR the instruction's access (the
+    pseudocode's fault.write), the
     stage 2 fault's kind and level, HPFAR_EL2 the descriptor's IPA, FAR_EL2 the VA; taken to EL2."""
     n = Nested()
     slot, _ = n.s1.entry(0, depth)                    # the IPA of the stage 1 descriptor read at `depth`
@@ -749,8 +749,9 @@ def test_stage2_fault_on_the_final_ipa() -> None:
 
 
 def test_stage1_af_update_is_a_stage2_write() -> None:
-    """With TCR_EL1.HA the stage 1 leaf's AF is written by the walk: a write through stage 2 (S1PTW=1,
-    WnR=1), which faults where stage 2 maps that table read-only."""
+    """With TCR_EL1.HA the stage 1 leaf's AF is written by the walk: a write through stage 2 (S1PTW=1), which
+    faults where stage 2 maps that table read-only; WnR is the instruction's (a read: 0), as the pseudocode's
+    fault.write is."""
     n = Nested()
     n.s1.poke(0, 3, clear=1 << 10)
     leaf, _ = n.s1.entry(0, 3)
@@ -758,7 +759,7 @@ def test_stage1_af_update_is_a_stage2_write() -> None:
     n.protect(leaf, F.READ)
     t = walk(n.walker(HA=1), n.s1.lo)
     assert (t.reason, t.stage, t.implicit, t.gpa) == (Reason.PERMISSION, 2, True, leaf)
-    assert t.syndrome["esr"] == esr(DABT_LOWER, fsc(PERMISSION, 3), wnr=True, s1ptw=True)
+    assert t.syndrome["esr"] == esr(DABT_LOWER, fsc(PERMISSION, 3), s1ptw=True)
     assert t.syndrome["hpfar"] == (leaf >> 12) << 4
     assert fault(walk(n.walker(), n.s1.lo)) == (Reason.ACCESSED_DIRTY, 3, esr(DABT_SAME, fsc(ACCESS_FLAG, 3)))
 

@@ -493,9 +493,9 @@ def _vector_registers(vs: VectorSet) -> Registers:
     return dataclasses.replace(Registers(), **cast(dict[str, Any], chosen))
 
 
-S1PTW_LEVEL = ("QEMU 7.2 (like Linux KVM's AT emulation, arch/arm64/kvm/at.c) reports a stage 2 fault on a stage 1 "
-               "table read with the stage 1 lookup level; the walker reports the stage 2 walk's level (the "
-               "pseudocode's stage 2 fault record): an open question, docs/qemu.md")
+S1PTW_LEVEL = ("QEMU 7.2 reports a stage 2 fault on a stage 1 table read with the stage 1 lookup level; the "
+               "manual (ESR_EL2.DFSC, D24.2.46; AArch64.S1Walk returns the stage 2 fault record) gives the stage 2 "
+               "walk's level, as the walker does")
 NO_RAM = ("QEMU virt has PCIe MMIO at 512 GiB, where the sets put their 'outside RAM' tables and pages: a page there "
           "reads without a fault, a table there is refused (an Address size fault at its level); the walker's "
           "outcome for an address with no RAM is platform-defined (external-abort)")

@@ -144,8 +144,9 @@ class OutputAddress:
         return 3 - (span.bit_length() - 1 - self.granule.value) // self.granule.stride
 
 
-class _Descriptors(NoPointerRights):
-    """What the stage 1 and stage 2 codecs share: descriptor kinds (Table D8-48), the address field."""
+class _Descriptors(RememberedLeaves, NoPointerRights):
+    """What the stage 1 and stage 2 codecs share: descriptor kinds (Table D8-48), the address field, leaves
+    from their remembered attributes, and SH."""
 
     stage: Stage
     address: OutputAddress
@@ -188,9 +189,19 @@ class _Descriptors(NoPointerRights):
     def _block_keep(self) -> int:
         return _ALL ^ (self.address.field ^ self.address.block_field)
 
-    def _page(self, attributes: int, pa: int, huge: bool) -> int:
-        """A leaf of `attributes` at `pa` (aligned to the granule; the table checks the block's alignment)."""
-        return attributes | self._field(pa)
+    def new_page(self, pa: int, flags: MappingFlags, huge: bool) -> int:
+        """A leaf mapping `pa` (aligned to the granule; the table checks the block's alignment)."""
+        return self.attributes(flags, huge) | self._field(pa)
+
+    def new_page_np(self, pa: U64, flags: MappingFlags, huge: bool) -> U64:
+        out: U64 = self.address.encode(pa)
+        out |= np.uint64(self.attributes(flags, huge))
+        return out
+
+    def _shareability(self, flags: MappingFlags) -> int:
+        """SH=0b11 (Inner Shareable) for Normal memory; none for Device memory, nor with FEAT_LPA2's form,
+        whose bits 9:8 are OA[51:50]."""
+        return SH_INNER if self.address.form is not OAForm.LPA2 and not flags & MappingFlags.DEVICE else 0
 
     def new_table(self, pa: int) -> int:
         return VALID | TYPE | self._field(pa)
@@ -221,7 +232,7 @@ def _device_index(types: tuple[MemoryType | None, ...]) -> int | None:
 
 
 @dataclass(frozen=True)
-class A64Codec(RememberedLeaves, _Descriptors):
+class A64Codec(_Descriptors):
     """MappingFlags ⇄ stage 1 descriptors (module docstring), for MAIR value `mair`, a granule and OA form
     (`address`), and a two-privilege regime (EL1&0, EL2&0) or a one-privilege one (`el2`: EL2)."""
 
@@ -291,17 +302,7 @@ class A64Codec(RememberedLeaves, _Descriptors):
             bits |= AP_EL0 | (0 if write else AP_RO) | (0 if execute else UXN)
         else:                                         # EL0 never executes a kernel page
             bits |= (0 if write else AP_RO) | UXN | (0 if execute else PXN)
-        if self.address.form is not OAForm.LPA2 and not flags & MappingFlags.DEVICE:
-            bits |= SH_INNER
-        return bits
-
-    def new_page(self, pa: int, flags: MappingFlags, huge: bool) -> int:
-        return self._page(self.attributes(flags, huge), pa, huge)
-
-    def new_page_np(self, pa: U64, flags: MappingFlags, huge: bool) -> U64:
-        out: U64 = self.address.encode(pa)
-        out |= np.uint64(self.attributes(flags, huge))
-        return out
+        return bits | self._shareability(flags)
 
     def flags_np(self, raw: Word, huge: bool) -> Word:
         """The flags of valid descriptors by one lookup of the bits that decide them (`_flag_bits`)."""
@@ -416,7 +417,7 @@ def s2_memattr_type(memattr: int, fwb: bool) -> MemoryType | None:
 
 
 @dataclass(frozen=True)
-class S2Codec(RememberedLeaves, _Descriptors):
+class S2Codec(_Descriptors):
     """MappingFlags ⇄ stage 2 descriptors (module docstring), for HCR_EL2.FWB `fwb` and FEAT_XNX `xnx`."""
 
     address: OutputAddress = OutputAddress()
@@ -446,17 +447,7 @@ class S2Codec(RememberedLeaves, _Descriptors):
         bits = VALID | (0 if huge else TYPE) | AF | memattr << 2
         bits |= (S2AP_R if flags & MappingFlags.READ else 0) | (S2AP_W if flags & MappingFlags.WRITE else 0)
         bits |= 0 if flags & MappingFlags.EXECUTE else 2 << XN_SHIFT
-        if self.address.form is not OAForm.LPA2 and not flags & MappingFlags.DEVICE:
-            bits |= SH_INNER
-        return bits
-
-    def new_page(self, pa: int, flags: MappingFlags, huge: bool) -> int:
-        return self._page(self.attributes(flags, huge), pa, huge)
-
-    def new_page_np(self, pa: U64, flags: MappingFlags, huge: bool) -> U64:
-        out: U64 = self.address.encode(pa)
-        out |= np.uint64(self.attributes(flags, huge))
-        return out
+        return bits | self._shareability(flags)
 
     def flags_np(self, raw: Word, huge: bool) -> Word:
         """READ and WRITE from S2AP, EXECUTE where some privilege may execute (XN[1:0] other than 0b10;

@@ -47,8 +47,9 @@ Hardware updates (`written`): with HA the leaf's AF is set on first use; with HD
 clears AP[2] (stage 1) or sets S2AP[1] (stage 2). Table descriptors' AF (FEAT_HAFT) is not modelled.
 
 What a fault reports (`syndrome`): `esr` (EC: 0x24/0x25 Data Abort from a lower / the same EL, 0x20/0x21
-Instruction Abort; IL=1; ISS with the DFSC/IFSC of the fault kind and level, WnR (the instruction's access,
-for a stage 2 fault on a stage 1 table read too; 1 for one on a descriptor's hardware update), S1PTW; ISV=0 — the
+Instruction Abort; IL=1; ISS with the DFSC/IFSC of the fault kind and level (for S1PTW=1 the level of the
+stage 2 walk: D24.2.46, "the level refers the level of the stage2 translation that is translating a stage 1
+translation walk"), WnR (the instruction's access, S1PTW or not: the pseudocode's fault.write), S1PTW; ISV=0 — the
 instruction syndrome of a stage 2 Data Abort is the instruction's, not the tables'), `far` (the VA),
 `hpfar` (HPFAR_EL2 of a stage 2 fault: FIPA = IPA[51:12] in bits 43:4) and `el`, the Exception level that
 takes it (the regime's for stage 1, EL2 for stage 2).
@@ -59,7 +60,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -69,7 +70,6 @@ from ...errors import InvalidArgument
 from ...lanes import Flag, Small, Word, bit, first, not_, take, u64, where
 from ...translation import (
     ALL_PERMS,
-    IMPLICIT_ENTRY_UPDATE,
     Access,
     FaultKind,
     MemoryType,
@@ -164,8 +164,24 @@ def _judged(codec: A64Codec | S2Codec, oa_bits: int) -> int:
     return ((1 << 64) - 1) ^ int(codec.address.encode(((1 << oa_bits) - 1) & ~(g - 1)))
 
 
+class _Switches:
+    """What the option sets share: every field a bool, HD only with HA (D8.5), and their JSON form."""
+
+    ha: bool
+    hd: bool
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(cast(Any, self)):
+            args.boolean(getattr(self, f.name), f.name)
+        if self.hd and not self.ha:
+            raise InvalidArgument("HD=1 with HA=0: hardware dirty state management needs HA (D8.5)")
+
+    def to_json(self) -> dict[str, object]:
+        return dataclasses.asdict(cast(Any, self))
+
+
 @dataclass(frozen=True)
-class A64Options:
+class A64Options(_Switches):
     """The PSTATE and SCTLR/TCR bits that change a stage 1 walk beyond the formats: PSTATE.PAN (for the
     accesses PAN applies to: EL1 loads and stores other than LDTR/STTR), SCTLR_ELx.EPAN (FEAT_PAN3),
     SCTLR_ELx.WXN, TCR_ELx.HA and HD (FEAT_HAFDBS). SCTLR_ELx.C is the codec's (`A64Codec.cacheable`)."""
@@ -175,15 +191,6 @@ class A64Options:
     wxn: bool = False
     ha: bool = False
     hd: bool = False
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            args.boolean(getattr(self, f.name), f.name)
-        if self.hd and not self.ha:
-            raise InvalidArgument("HD=1 with HA=0: hardware dirty state management needs HA (D8.5)")
-
-    def to_json(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -312,9 +319,7 @@ class A64Rules:
         s2 = t.stage == 2
         s1ptw = s2 & (t.implicit != 0)
         fetch = access == Access.EXECUTE
-        # the instruction's access, S1PTW or not (as QEMU reports it), and 1 for a stage 2 fault on the
-        # hardware update of a stage 1 descriptor (a write)
-        write = u64((access == Access.WRITE) | (s1ptw & (t.implicit == IMPLICIT_ENTRY_UPDATE)))
+        write = u64(access == Access.WRITE)           # the instruction's, S1PTW or not (`NoFault`: fault.write)
         target = where(s2, 2, self.el)
         lower = where(priv == Privilege.USER, 0, self.el) < target
         ec = where(fetch, where(lower, EC_IABT_LOWER, EC_IABT_SAME), where(lower, EC_DABT_LOWER, EC_DABT_SAME))
@@ -325,7 +330,7 @@ class A64Rules:
 
 
 @dataclass(frozen=True)
-class S2Options:
+class S2Options(_Switches):
     """The HCR_EL2 and VTCR_EL2 bits that change a stage 2 walk: HCR_EL2.FWB (FEAT_S2FWB) and PTW,
     VTCR_EL2.HA and HD (FEAT_HAFDBS), and whether the PE implements FEAT_XNX (stage 2 XN[0])."""
 
@@ -334,15 +339,6 @@ class S2Options:
     ha: bool = False
     hd: bool = False
     xnx: bool = True
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            args.boolean(getattr(self, f.name), f.name)
-        if self.hd and not self.ha:
-            raise InvalidArgument("VTCR_EL2.HD=1 with HA=0: hardware dirty state management needs HA (D8.5)")
-
-    def to_json(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
 
 
 _XN_RIGHTS = {True: (_FETCHES, _UX, 0, _PX), False: (_FETCHES, _FETCHES, 0, 0)}
