@@ -310,7 +310,7 @@ def _run(scene: Scene, configs: list[Config], walker: Callable[[Config, int], Wa
     the named deviations seen, and the walker reasons compared."""
     probes: list[tuple[Config, Case, str, int, str]] = []
     expected: dict[tuple[Config, int, str, int], tuple[Translation, int]] = {}
-    accesses = [(a, el) for el in els for a in ("read", "execute", "write")] if els == (2,) else ACCESSES
+    accesses = [(a, el) for a in ("read", "execute", "write") for el in els] if els != (1, 0) else ACCESSES
     for c in configs:
         w = walker(c, ips_of(c))
         for access, el in accesses:
@@ -411,6 +411,31 @@ def test_el2_regime_agrees_with_qemu(granule: Granule, bits: int) -> None:
     assert not failures, f"{len(failures)} disagreements:\n" + "\n".join(failures[:40])
     assert not named
     assert {Reason.OK, Reason.INVALID, Reason.ACCESSED_DIRTY, Reason.PERMISSION, Reason.NON_CANONICAL} <= set(seen)
+
+
+def test_el2_host_regime_agrees_with_qemu() -> None:
+    """The EL2&0 regime (HCR_EL2.E2H=1, FEAT_VHE; TGE=1 so that EL0 runs in it): TCR_EL2 in TCR_EL1's layout,
+    TTBR0_EL2 and TTBR1_EL2, the same cases as the EL1&0 4KB/48 scene, probed at EL2 and EL0."""
+    require_qemu_aarch64()
+    s = SCENES["4k-48"]()
+    hcr = Registers().hcr_el2 | HCR_EL2.mask("E2H", "TGE")
+    sctlr = SCTLR                                     # SCTLR_EL2 in SCTLR_EL1's layout: M, C, I, RES1
+
+    def regs(c: Config, ips: int) -> Registers:
+        return Registers(sctlr_el2=sctlr | (SCTLR_EL1.mask("WXN") if c.wxn else 0), tcr_el2=s.tcr(ips=ips),
+                         ttbr0_el2=s.pt0.root_paddr, ttbr1_el2=s.pt1.root_paddr, mair_el2=LINUX_MAIR_EL1,
+                         hcr_el2=hcr)
+
+    def walker(c: Config, ips: int) -> Walker:
+        r = regs(c, ips)
+        return Walker(s.mem, el2_rules(r.tcr_el2, r.ttbr0_el2, r.mair_el2, r.sctlr_el2, hcr_el2=hcr,
+                                       ttbr1_el2=r.ttbr1_el2, pa_range=PA_RANGE))
+    configs = [Config("default"), Config("ips40", ips=2), Config("wxn", wxn=True)]
+    failures, named, seen = _run(s, configs, walker, regs, lambda c: c.ips, els=(2, 0))
+    assert not failures, f"{len(failures)} disagreements:\n" + "\n".join(failures[:40])
+    assert set(named) <= {BLOCK_LEVEL, DEVICE_FETCH} and named[DEVICE_FETCH] > 0
+    assert {Reason.OK, Reason.INVALID, Reason.ADDRESS_SIZE, Reason.ACCESSED_DIRTY, Reason.PERMISSION,
+            Reason.NON_CANONICAL} <= set(seen)
 
 
 # ------------------------------------------------------------------------------------------ two stages
