@@ -57,7 +57,7 @@ from ...physmem import PhysMem
 from ..generation import Places, TableBuilder, Target, checked_request, vector_set
 from ..schema import VectorSet
 from .layout import RAM_BASE, RAM_SIZE, reserved_slot, tag, tag_memory
-from .modes import ARCH, S2_PS_BITS, A64VectorMode, registers_for, vector_mode, walker_for
+from .modes import ARCH, A64VectorMode, registers_for, vector_mode, walker_for
 
 GUEST_BACKING = RAM_BASE + RAM_SIZE    # two stages: the host RAM behind guest RAM (IPA RAM_BASE)
 
@@ -279,14 +279,14 @@ def _two_stage_targets(g: _Builder, n: _Builder) -> None:
 def _stage2_builder(mode: A64VectorMode, rng: random.Random, mem: PhysMem, frames: FrameAllocator) -> _Builder:
     fmt = mode.stage2_format
     assert fmt is not None
-    return _Builder(fmt, rng, mem, frames, "s2", S2_PS_BITS)
+    return _Builder(fmt, rng, mem, frames, "s2", mode.s2_ps_bits)
 
 
 def _build_mode(mode: A64VectorMode, rng: random.Random) -> tuple[PhysMem, dict[str, int], list[Target]]:
     """Build `mode`'s tables: the (host) memory image, the registers and the targets."""
     if mode.regime is None:                              # stage 2 alone: case VAs are IPAs
         mem = tagged_ram()
-        s2 = _stage2_builder(mode, rng, mem, FrameAllocator(mem))
+        s2 = _stage2_builder(mode, rng, mem, FrameAllocator(mem, frame_size=mode.s2_granule.size))
         base = rng.randrange(1, 64) << 30
         _build_region(s2, base, False)
         _out_of_range(s2, base)
@@ -294,7 +294,7 @@ def _build_mode(mode: A64VectorMode, rng: random.Random) -> tuple[PhysMem, dict[
     n: _Builder | None = None
     if mode.stage2:
         host = tagged_ram(2 * RAM_SIZE)
-        n = _stage2_builder(mode, rng, host, FrameAllocator(host, RAM_BASE, RAM_SIZE))
+        n = _stage2_builder(mode, rng, host, FrameAllocator(host, RAM_BASE, RAM_SIZE, mode.s2_granule.size))
         n.pt.map_region(RAM_BASE, GUEST_BACKING, RAM_SIZE, R | W | X, allow_huge=True)
         mem = PhysMem([(RAM_BASE, host.view(GUEST_BACKING, RAM_SIZE))])      # guest RAM at its IPAs
     else:
