@@ -19,13 +19,14 @@ in the EL2 regime's one range:
   and a block), Permission faults (AP, PXN, UXN; APTable, PXNTable and UXNTable — in EL2 APTable[1] and
   XNTable — over fresh tables from each table level), and External aborts (a table and a page outside RAM;
   in the 52-bit modes, above 2**48, which only the 52-bit forms can hold).
-Stage 2 (`aarch64-s2-4k-40`, case VAs are IPAs): S2AP none/read-only/write-only/read-write, XN[1:0] (each
-value, FEAT_XNX), AF=0, Device and Non-cacheable MemAttr, blocks, and the same Translation, Address size and
-External abort targets. Two stages (`aarch64-4k-48+s2-4k-40`): the stage 1 address space in guest RAM (IPA
-`RAM_BASE`, backed by host `GUEST_BACKING`), plus stage 1 leaves whose IPA stage 2 maps read-only,
-write-only, without access, not executable, with AF=0 or not at all, and stage 1 tables in IPA pages stage 2
-leaves unmapped (at each table level), maps with S2AP none, write-only, AF=0 or read-only: stage 2 faults of
-the table reads (S1PTW=1).
+Stage 2 (`aarch64-s2-4k-40`, `aarch64-s2-64k-42`, `aarch64-s2-16k-40`, case VAs are IPAs; tables and
+frames one stage 2 granule each): S2AP none/read-only/write-only/read-write, XN[1:0] (each value,
+FEAT_XNX), AF=0, Device and Non-cacheable MemAttr, blocks, and the same Translation, Address size and
+External abort targets. Two stages (`aarch64-4k-48+s2-4k-40`, `aarch64-64k-48+s2-64k-42`,
+`aarch64-16k-47+s2-16k-40`): the stage 1 address space in guest RAM (IPA `RAM_BASE`, backed by host
+`GUEST_BACKING`), plus stage 1 leaves whose IPA stage 2 maps read-only, write-only, without access, not
+executable, with AF=0 or not at all, and stage 1 tables in IPA pages stage 2 leaves unmapped (at each table
+level), maps with S2AP none, write-only, AF=0 or read-only: stage 2 faults of the table reads (S1PTW=1).
 The same seed gives the same bytes.
 """
 
