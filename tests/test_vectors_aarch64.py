@@ -249,6 +249,28 @@ def test_a_stage_2_set_with_stage_2_off_is_refused(tmp_path: Path, capsys: pytes
     assert "VM=0: stage 2 is off" in capsys.readouterr().err
 
 
+def _vtcr(**fields: int) -> Callable[[dict[str, Any]], object]:
+    """An edit of a vector set's VTCR_EL2: `fields` replaced."""
+    def edit(d: dict[str, Any]) -> None:
+        value = int(d["registers"]["vtcr_el2"], 16)
+        for name, v in fields.items():
+            value = (value & ~VTCR_EL2.mask(name)) | VTCR_EL2.build(**{name: v})
+        d["registers"]["vtcr_el2"] = hex(value)
+    return edit
+
+
+@pytest.mark.parametrize(("mode", "edit", "message"), [
+    ("aarch64-s2-16k-40", _vtcr(TG0=0), "selects VMSAv8-64 stage 2 4KB granule, 40-bit IPA from level 1, not"),
+    ("aarch64-s2-64k-42", _vtcr(SL0=0), "T0SZ and SL0 are inconsistent"),             # level 3: 2**10 tables
+    ("aarch64-s2-64k-42", _vtcr(T0SZ=24), "64KB granule, 40-bit IPA from level 2, not"),
+    ("aarch64-16k-47+s2-16k-40", _vtcr(SL0=2), "16KB granule, 40-bit IPA from level 1, not"),
+])
+def test_stage_2_registers_of_another_geometry_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           mode: str, edit: Callable[[dict[str, Any]], object],
+                                                           message: str) -> None:
+    assert_edit_refused(generate_aarch64(mode, 1, cases=20), tmp_path, capsys, edit, message)
+
+
 @pytest.mark.parametrize("register", REGISTERS)
 def test_cli_explain_every_register(register: str, capsys: pytest.CaptureFixture[str]) -> None:
     vs = _sets("aarch64-4k-48+s2-4k-40")[1]

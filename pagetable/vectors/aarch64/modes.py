@@ -24,7 +24,7 @@ Registers (hex in vectors.json, as a harness loads them): EL1&0 `ttbr0_el1`, `tt
 `vtcr_el2`, `hcr_el2`. Option: `pa_range`, the implemented PA size (ID_AA64MMFR0_EL1.PARange: 48, or 52 in
 the 52-bit modes), with the informative `seed`. The walker is rebuilt from the registers by
 `regimes.el1_rules`, `el2_rules` and `stage2_rules`, so `vectors check` tests their decoding too; a value that
-selects another granule, size or form than the mode's is refused.
+selects another granule, size, initial level or form than the mode's is refused.
 """
 
 from __future__ import annotations
@@ -219,12 +219,17 @@ def walker_for(vs: VectorSet) -> Walker:
 
 
 def _expect(reg: str, value: int, rules: WalkRules, want: tuple[PagingFormat | None, ...]) -> None:
-    """VectorsError unless the regions `rules` has are `want`'s formats (by name, one per region)."""
-    got = tuple(r.fmt.name for r in rules.regime.regions)
-    names = tuple(f.name for f in want if f is not None)
+    """VectorsError unless the regions `rules` has are `want`'s formats (by name and initial lookup level, one
+    per region: a stage 2 format's name does not say its level)."""
+    got = tuple(_described(r.fmt) for r in rules.regime.regions)
+    names = tuple(_described(f) for f in want if f is not None)
     if got != names:
         what = "; ".join(got) if got else "translation off"
         raise VectorsError(f"registers.{reg} {value:#x} selects {what}, not {'; '.join(names)}")
+
+
+def _described(fmt: PagingFormat) -> str:
+    return f"{fmt.name} from level {fmt.levels[0].arch_level}"
 
 
 __all__ = ["ARCH", "EL1_REGISTERS", "EL2_REGISTERS", "STAGE2_REGISTERS", "VECTOR_MODES", "A64VectorMode",
