@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pagetable.arch.aarch64 import SCTLR_EL1, TCR_EL1
+from pagetable.arch.aarch64 import SCTLR_EL1, TCR_EL1, VTCR_EL2
 from pagetable.arch.aarch64.codec import AP_RO, S2AP_W
+from pagetable.arch.aarch64.modes import concatenated
 from pagetable.arch.aarch64.walk import ESR_S1PTW, ESR_WNR
 from pagetable.cli import main
 from pagetable.vectors import VectorSet
@@ -49,6 +50,15 @@ COVERAGE = {  # mode: every (fault kind, level, stage, implicit) its full set ha
     | _levels(_T, (1, 2, 3), 2) | _levels(_T, (1, 3), 2, True) | _levels(_P, (3,), 2) | _levels(_P, (3,), 2, True)
     | _levels(_AF, (3,), 2) | _levels(_AF, (3,), 2, True),
 }
+_S2_FROM_L2 = _levels(_T, (0, 2, 3)) | _levels(_AF, (2, 3)) | _levels(_AS, (2, 3)) | _levels(_EA, (2, 3)) \
+    | _levels(_P, (3,))                                       # stage 2 from level 2: no level 1
+_TWO_STAGES_S2_FROM_L2 = _COMMON | _levels(_AS, (1, 2, 3)) | _levels(_P, (2, 3)) | _levels(_T, (2, 3), 2) \
+    | _levels(_T, (2, 3), 2, True) | _levels(_P, (3,), 2) | _levels(_P, (3,), 2, True) | _levels(_AF, (3,), 2) \
+    | _levels(_AF, (3,), 2, True)
+COVERAGE |= {"aarch64-s2-64k-42": _S2_FROM_L2, "aarch64-s2-16k-40": _S2_FROM_L2,
+             "aarch64-64k-48+s2-64k-42": _TWO_STAGES_S2_FROM_L2, "aarch64-16k-47+s2-16k-40": _TWO_STAGES_S2_FROM_L2}
+TWO_STAGE_MODES = ("aarch64-4k-48+s2-4k-40", "aarch64-64k-48+s2-64k-42", "aarch64-16k-47+s2-16k-40")
+STAGE2_MODES = ("aarch64-s2-4k-40", "aarch64-s2-64k-42", "aarch64-s2-16k-40")
 
 
 def _sets(mode: str) -> dict[int, VectorSet]:
@@ -120,9 +130,11 @@ def test_the_outcomes_are_the_manuals() -> None:
     assert by["ttbr0-top-byte", "read", "user"].level == 0
 
 
-def test_two_stage_sets_fault_at_stage_2_on_table_reads_s1ptw() -> None:
-    by = _by(_sets("aarch64-4k-48+s2-4k-40")[1])
-    for label in ("ttbr1-table-s2-hole-L0", "ttbr1-table-s2-none", "ttbr1-table-s2-wo", "ttbr1-table-s2-af0"):
+@pytest.mark.parametrize("mode", TWO_STAGE_MODES)
+def test_two_stage_sets_fault_at_stage_2_on_table_reads_s1ptw(mode: str) -> None:
+    by = _by(_sets(mode)[1])
+    top = VECTOR_MODES[mode].stage1_formats()[-1].levels[0].arch_level
+    for label in (f"ttbr1-table-s2-hole-L{top}", "ttbr1-table-s2-none", "ttbr1-table-s2-wo", "ttbr1-table-s2-af0"):
         c = by[label, "read", "supervisor"]
         assert (c.stage, c.implicit) == (2, True) and c.syndrome["esr"] & ESR_S1PTW, label
         assert c.syndrome["hpfar"] == (c.gpa >> 12) << 4 and c.syndrome["el"] == 2
@@ -136,14 +148,36 @@ def test_two_stage_sets_fault_at_stage_2_on_table_reads_s1ptw() -> None:
     assert ok.gpa is not None and ok.pa == ok.gpa + RAM_SIZE                 # guest RAM is host RAM + 8 MiB
 
 
-def test_stage_2_alone_has_every_s2ap_and_xn() -> None:
-    by = _by(_sets("aarch64-s2-4k-40")[1])
+@pytest.mark.parametrize("mode", STAGE2_MODES)
+def test_stage_2_alone_has_every_s2ap_and_xn(mode: str) -> None:
+    by = _by(_sets(mode)[1])
     for label, allowed in (("s2-none", ""), ("s2-ro", "r"), ("s2-wo", "w"), ("s2-rw", "rw")):
         got = "".join(a[0] for a in ("read", "write") if by[label, a, "user"].fault is None)
         assert got == allowed, label
     assert [by["s2-xn-el1", "execute", p].fault for p in ("supervisor", "user")] == ["permission", None]
     assert [by["s2-xn-el0", "execute", p].fault for p in ("supervisor", "user")] == [None, "permission"]
     assert by["s2-out-of-range", "read", "user"].fault == "translation"
+
+
+@pytest.mark.parametrize(("mode", "tg0", "sl0", "t0sz", "ps", "tables"), [
+    ("aarch64-s2-4k-40", 0, 1, 24, 2, 2), ("aarch64-s2-64k-42", 1, 1, 22, 3, 1),
+    ("aarch64-s2-16k-40", 2, 1, 24, 2, 16),
+    ("aarch64-4k-48+s2-4k-40", 0, 1, 24, 2, 2), ("aarch64-64k-48+s2-64k-42", 1, 1, 22, 3, 1),
+    ("aarch64-16k-47+s2-16k-40", 2, 1, 24, 2, 16)])
+def test_stage_2_granule_size_and_start_level_are_the_modes(mode: str, tg0: int, sl0: int, t0sz: int, ps: int,
+                                                            tables: int) -> None:
+    """VTCR_EL2.TG0, SL0 (level 1 for 4KB, level 2 for 16KB and 64KB: D24.2.224), T0SZ and PS (40 bits, 42
+    for a 42-bit IPA space: `modes.S2_PS_BITS`); the initial tables concatenated (D8.2.4); the VTTBR_EL2
+    root aligned to their size."""
+    vs = _sets(mode)[1]
+    vtcr = vs.registers["vtcr_el2"]
+    assert tuple(VTCR_EL2.get(vtcr, f) for f in ("TG0", "SL0", "T0SZ", "PS")) == (tg0, sl0, t0sz, ps)
+    walker = walker_for(vs)
+    stage2 = walker if walker.stage2 is None else walker.stage2
+    region = stage2.rules.regime.regions[0]
+    granule = VECTOR_MODES[mode].s2_granule
+    assert concatenated(region.fmt, granule) == tables and region.root % (tables * granule.size) == 0
+    assert region.fmt.levels[0].arch_level == VECTOR_MODES[mode].s2_start
 
 
 @pytest.mark.parametrize("mode", ["aarch64-4k-48", "aarch64-4k-52-lpa2"])
@@ -215,6 +249,28 @@ def test_a_stage_2_set_with_stage_2_off_is_refused(tmp_path: Path, capsys: pytes
     assert "VM=0: stage 2 is off" in capsys.readouterr().err
 
 
+def _vtcr(**fields: int) -> Callable[[dict[str, Any]], object]:
+    """An edit of a vector set's VTCR_EL2: `fields` replaced."""
+    def edit(d: dict[str, Any]) -> None:
+        value = int(d["registers"]["vtcr_el2"], 16)
+        for name, v in fields.items():
+            value = (value & ~VTCR_EL2.mask(name)) | VTCR_EL2.build(**{name: v})
+        d["registers"]["vtcr_el2"] = hex(value)
+    return edit
+
+
+@pytest.mark.parametrize(("mode", "edit", "message"), [
+    ("aarch64-s2-16k-40", _vtcr(TG0=0), "selects VMSAv8-64 stage 2 4KB granule, 40-bit IPA from level 1, not"),
+    ("aarch64-s2-64k-42", _vtcr(SL0=0), "T0SZ and SL0 are inconsistent"),             # level 3: 2**10 tables
+    ("aarch64-s2-64k-42", _vtcr(T0SZ=24), "64KB granule, 40-bit IPA from level 2, not"),
+    ("aarch64-16k-47+s2-16k-40", _vtcr(SL0=2), "16KB granule, 40-bit IPA from level 1, not"),
+])
+def test_stage_2_registers_of_another_geometry_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           mode: str, edit: Callable[[dict[str, Any]], object],
+                                                           message: str) -> None:
+    assert_edit_refused(generate_aarch64(mode, 1, cases=20), tmp_path, capsys, edit, message)
+
+
 @pytest.mark.parametrize("register", REGISTERS)
 def test_cli_explain_every_register(register: str, capsys: pytest.CaptureFixture[str]) -> None:
     vs = _sets("aarch64-4k-48+s2-4k-40")[1]
@@ -269,6 +325,10 @@ GOLDEN = {  # mode: (mem.bin, vectors.json), seed 7, every target x access x pri
     "aarch64-el2-4k-48": ("8ad60a8ecb478db8", "6b19e4f643268927"),
     "aarch64-s2-4k-40": ("52db1cc9528df238", "36719da3ea3ab121"),
     "aarch64-4k-48+s2-4k-40": ("d21c4303744b4d3a", "36aac1178053375f"),
+    "aarch64-s2-64k-42": ("93aff309c299ff71", "e281af446be5e8b5"),
+    "aarch64-s2-16k-40": ("4024896246392656", "fd16772b078e657f"),
+    "aarch64-64k-48+s2-64k-42": ("15a0451827032ae2", "cdaf56dd77453895"),
+    "aarch64-16k-47+s2-16k-40": ("053f22008059a5f8", "7b01e50238acedd7"),
 }
 
 

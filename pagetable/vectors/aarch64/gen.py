@@ -19,13 +19,14 @@ in the EL2 regime's one range:
   and a block), Permission faults (AP, PXN, UXN; APTable, PXNTable and UXNTable — in EL2 APTable[1] and
   XNTable — over fresh tables from each table level), and External aborts (a table and a page outside RAM;
   in the 52-bit modes, above 2**48, which only the 52-bit forms can hold).
-Stage 2 (`aarch64-s2-4k-40`, case VAs are IPAs): S2AP none/read-only/write-only/read-write, XN[1:0] (each
-value, FEAT_XNX), AF=0, Device and Non-cacheable MemAttr, blocks, and the same Translation, Address size and
-External abort targets. Two stages (`aarch64-4k-48+s2-4k-40`): the stage 1 address space in guest RAM (IPA
-`RAM_BASE`, backed by host `GUEST_BACKING`), plus stage 1 leaves whose IPA stage 2 maps read-only,
-write-only, without access, not executable, with AF=0 or not at all, and stage 1 tables in IPA pages stage 2
-leaves unmapped (at each table level), maps with S2AP none, write-only, AF=0 or read-only: stage 2 faults of
-the table reads (S1PTW=1).
+Stage 2 (`aarch64-s2-4k-40`, `aarch64-s2-64k-42`, `aarch64-s2-16k-40`, case VAs are IPAs; tables and
+frames one stage 2 granule each): S2AP none/read-only/write-only/read-write, XN[1:0] (each value,
+FEAT_XNX), AF=0, Device and Non-cacheable MemAttr, blocks, and the same Translation, Address size and
+External abort targets. Two stages (`aarch64-4k-48+s2-4k-40`, `aarch64-64k-48+s2-64k-42`,
+`aarch64-16k-47+s2-16k-40`): the stage 1 address space in guest RAM (IPA `RAM_BASE`, backed by host
+`GUEST_BACKING`), plus stage 1 leaves whose IPA stage 2 maps read-only, write-only, without access, not
+executable, with AF=0 or not at all, and stage 1 tables in IPA pages stage 2 leaves unmapped (at each table
+level), maps with S2AP none, write-only, AF=0 or read-only: stage 2 faults of the table reads (S1PTW=1).
 The same seed gives the same bytes.
 """
 
@@ -57,7 +58,7 @@ from ...physmem import PhysMem
 from ..generation import Places, TableBuilder, Target, checked_request, vector_set
 from ..schema import VectorSet
 from .layout import RAM_BASE, RAM_SIZE, reserved_slot, tag, tag_memory
-from .modes import ARCH, S2_PS_BITS, A64VectorMode, registers_for, vector_mode, walker_for
+from .modes import ARCH, A64VectorMode, registers_for, vector_mode, walker_for
 
 GUEST_BACKING = RAM_BASE + RAM_SIZE    # two stages: the host RAM behind guest RAM (IPA RAM_BASE)
 
@@ -279,14 +280,14 @@ def _two_stage_targets(g: _Builder, n: _Builder) -> None:
 def _stage2_builder(mode: A64VectorMode, rng: random.Random, mem: PhysMem, frames: FrameAllocator) -> _Builder:
     fmt = mode.stage2_format
     assert fmt is not None
-    return _Builder(fmt, rng, mem, frames, "s2", S2_PS_BITS)
+    return _Builder(fmt, rng, mem, frames, "s2", mode.s2_ps_bits)
 
 
 def _build_mode(mode: A64VectorMode, rng: random.Random) -> tuple[PhysMem, dict[str, int], list[Target]]:
     """Build `mode`'s tables: the (host) memory image, the registers and the targets."""
     if mode.regime is None:                              # stage 2 alone: case VAs are IPAs
         mem = tagged_ram()
-        s2 = _stage2_builder(mode, rng, mem, FrameAllocator(mem))
+        s2 = _stage2_builder(mode, rng, mem, FrameAllocator(mem, frame_size=mode.s2_granule.size))
         base = rng.randrange(1, 64) << 30
         _build_region(s2, base, False)
         _out_of_range(s2, base)
@@ -294,7 +295,7 @@ def _build_mode(mode: A64VectorMode, rng: random.Random) -> tuple[PhysMem, dict[
     n: _Builder | None = None
     if mode.stage2:
         host = tagged_ram(2 * RAM_SIZE)
-        n = _stage2_builder(mode, rng, host, FrameAllocator(host, RAM_BASE, RAM_SIZE))
+        n = _stage2_builder(mode, rng, host, FrameAllocator(host, RAM_BASE, RAM_SIZE, mode.s2_granule.size))
         n.pt.map_region(RAM_BASE, GUEST_BACKING, RAM_SIZE, R | W | X, allow_huge=True)
         mem = PhysMem([(RAM_BASE, host.view(GUEST_BACKING, RAM_SIZE))])      # guest RAM at its IPAs
     else:

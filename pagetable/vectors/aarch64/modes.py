@@ -11,15 +11,20 @@ from those registers (docs/vectors.md).
   aarch64-el2-4k-48       the EL2 regime (HCR_EL2.E2H=0: TTBR0_EL2 alone, no EL0), 4KB, 48-bit VAs
   aarch64-s2-4k-40        stage 2 alone (case VAs are IPAs): 4KB granule, 40-bit IPAs from level 1 with
                           two concatenated level 1 tables
+  aarch64-s2-64k-42       stage 2 alone: 64KB granule, 42-bit IPAs from level 2 (one table of 8192 entries)
+  aarch64-s2-16k-40       stage 2 alone: 16KB granule, 40-bit IPAs from level 2 with 16 concatenated level 2
+                          tables
   aarch64-4k-48+s2-4k-40  both stages: the EL1&0 4KB 48-bit stage 1 (its tables in IPA space) over that
                           stage 2
+  aarch64-64k-48+s2-64k-42  both stages: the EL1&0 64KB 48-bit stage 1 over the 64KB 42-bit stage 2
+  aarch64-16k-47+s2-16k-40  both stages: the EL1&0 16KB 47-bit stage 1 over the 16KB 40-bit stage 2
 
 Registers (hex in vectors.json, as a harness loads them): EL1&0 `ttbr0_el1`, `ttbr1_el1`, `tcr_el1`,
 `mair_el1`, `sctlr_el1`; EL2 `ttbr0_el2`, `tcr_el2`, `mair_el2`, `sctlr_el2`; stage 2 `vttbr_el2`,
 `vtcr_el2`, `hcr_el2`. Option: `pa_range`, the implemented PA size (ID_AA64MMFR0_EL1.PARange: 48, or 52 in
 the 52-bit modes), with the informative `seed`. The walker is rebuilt from the registers by
 `regimes.el1_rules`, `el2_rules` and `stage2_rules`, so `vectors check` tests their decoding too; a value that
-selects another granule, size or form than the mode's is refused.
+selects another granule, size, initial level or form than the mode's is refused.
 """
 
 from __future__ import annotations
@@ -42,8 +47,12 @@ EL1_REGISTERS = ("ttbr0_el1", "ttbr1_el1", "tcr_el1", "mair_el1", "sctlr_el1")
 EL2_REGISTERS = ("ttbr0_el2", "tcr_el2", "mair_el2", "sctlr_el2")
 STAGE2_REGISTERS = ("vttbr_el2", "vtcr_el2", "hcr_el2")
 S2_IPA_BITS, S2_START, S2_PS_BITS = 40, 1, 40
-"""Stage 2 of the stage 2 modes: a 40-bit IPA space (VTCR_EL2.T0SZ=24) from level 1 (SL0=0b01: two
-concatenated level 1 tables), output size 40 bits (PS=0b010)."""
+"""Stage 2 of the 4KB stage 2 modes (the defaults of `A64VectorMode`): a 40-bit IPA space
+(VTCR_EL2.T0SZ=24) from level 1 (SL0=0b01: two concatenated level 1 tables), output size 40 bits
+(PS=0b010). The 42-bit IPA modes have a 42-bit output size (PS=0b011): the manual bounds the IPA size by
+the PA size alone (AArch64.S2TxSZFaults, S2MinTxSZ: PAMax), but QEMU 7.2 faults every stage 2 access
+whose IPA space is wider than PS (check_s2_mmu_setup's "inputsize > outputsize", CONSTRAINED UNPREDICTABLE
+in its reading; later QEMU drops it), so no mode relies on either."""
 _PA_CODES = {bits: code for code, bits in regs.PA_BITS.items()}
 
 
@@ -51,7 +60,9 @@ _PA_CODES = {bits: code for code, bits in regs.PA_BITS.items()}
 class A64VectorMode:
     """A vector mode: the stage 1 regime (`regime` "el1" or "el2", None in the stage 2 mode alone) with its
     granule, VA size and OA form, the output size its TCR gives (`ips_bits`, below the form's so that
-    Address size faults exist, except in the 52-bit modes), and whether stage 2 applies (`stage2`)."""
+    Address size faults exist, except in the 52-bit modes), whether stage 2 applies (`stage2`), and stage 2's
+    granule, IPA size, initial lookup level and output size (`s2_granule`, `s2_ipa_bits`, `s2_start`,
+    `s2_ps_bits`: VTCR_EL2.TG0, T0SZ, SL0 and PS)."""
 
     name: str
     regime: str | None
@@ -60,6 +71,10 @@ class A64VectorMode:
     form: OAForm = OAForm.OA48
     ips_bits: int = 40
     stage2: bool = False
+    s2_granule: Granule = Granule.K4
+    s2_ipa_bits: int = S2_IPA_BITS
+    s2_start: int = S2_START
+    s2_ps_bits: int = S2_PS_BITS
 
     @property
     def registers(self) -> tuple[str, ...]:
@@ -80,7 +95,7 @@ class A64VectorMode:
 
     @property
     def stage2_format(self) -> PagingFormat | None:
-        return stage2_format(Granule.K4, S2_IPA_BITS, S2_START) if self.stage2 else None
+        return stage2_format(self.s2_granule, self.s2_ipa_bits, self.s2_start) if self.stage2 else None
 
 
 VECTOR_MODES: dict[str, A64VectorMode] = {m.name: m for m in (
@@ -92,7 +107,14 @@ VECTOR_MODES: dict[str, A64VectorMode] = {m.name: m for m in (
     A64VectorMode("aarch64-4k-52-lpa2", "el1", Granule.K4, 52, OAForm.LPA2, 52),
     A64VectorMode("aarch64-el2-4k-48", "el2"),
     A64VectorMode("aarch64-s2-4k-40", None, stage2=True),
+    A64VectorMode("aarch64-s2-64k-42", None, stage2=True, s2_granule=Granule.K64, s2_ipa_bits=42, s2_start=2,
+                  s2_ps_bits=42),
+    A64VectorMode("aarch64-s2-16k-40", None, stage2=True, s2_granule=Granule.K16, s2_ipa_bits=40, s2_start=2),
     A64VectorMode("aarch64-4k-48+s2-4k-40", "el1", stage2=True),
+    A64VectorMode("aarch64-64k-48+s2-64k-42", "el1", Granule.K64, 48, stage2=True, s2_granule=Granule.K64,
+                  s2_ipa_bits=42, s2_start=2, s2_ps_bits=42),
+    A64VectorMode("aarch64-16k-47+s2-16k-40", "el1", Granule.K16, 47, stage2=True, s2_granule=Granule.K16,
+                  s2_ipa_bits=40, s2_start=2),
 )}
 
 
@@ -129,10 +151,18 @@ def registers_for(mode: A64VectorMode, roots: tuple[int, ...], s2_root: int | No
     if mode.stage2:
         assert s2_root is not None
         out["vttbr_el2"] = s2_root | 1 << 48                      # VMID 1
-        out["vtcr_el2"] = regs.VTCR_EL2.build(T0SZ=64 - S2_IPA_BITS, SL0=1, TG0=0, PS=_PA_CODES[S2_PS_BITS],
-                                              RES1_31=1, **walks)
+        out["vtcr_el2"] = regs.VTCR_EL2.build(T0SZ=64 - mode.s2_ipa_bits, SL0=_sl0(mode.s2_granule, mode.s2_start),
+                                              TG0=_code(regs.TG0_GRANULE, mode.s2_granule),
+                                              PS=_PA_CODES[mode.s2_ps_bits], RES1_31=1, **walks)
         out["hcr_el2"] = regs.HCR_EL2.build(VM=1, RW=1)
     return out
+
+
+def _sl0(granule: Granule, start: int) -> int:
+    """VTCR_EL2.SL0 for a stage 2 walk from level `start` (0 to 3; the inverse of `regs.stage2_start_level`)."""
+    sl0 = {2: 0, 1: 1, 0: 2, 3: 3}[start] if granule is Granule.K4 else 3 - start
+    assert regs.stage2_start_level(granule, sl0) == start
+    return sl0
 
 
 def _ttbr(root: int, mode: A64VectorMode) -> int:
@@ -189,12 +219,17 @@ def walker_for(vs: VectorSet) -> Walker:
 
 
 def _expect(reg: str, value: int, rules: WalkRules, want: tuple[PagingFormat | None, ...]) -> None:
-    """VectorsError unless the regions `rules` has are `want`'s formats (by name, one per region)."""
-    got = tuple(r.fmt.name for r in rules.regime.regions)
-    names = tuple(f.name for f in want if f is not None)
+    """VectorsError unless the regions `rules` has are `want`'s formats (by name and initial lookup level, one
+    per region: a stage 2 format's name does not say its level)."""
+    got = tuple(_described(r.fmt) for r in rules.regime.regions)
+    names = tuple(_described(f) for f in want if f is not None)
     if got != names:
         what = "; ".join(got) if got else "translation off"
         raise VectorsError(f"registers.{reg} {value:#x} selects {what}, not {'; '.join(names)}")
+
+
+def _described(fmt: PagingFormat) -> str:
+    return f"{fmt.name} from level {fmt.levels[0].arch_level}"
 
 
 __all__ = ["ARCH", "EL1_REGISTERS", "EL2_REGISTERS", "STAGE2_REGISTERS", "VECTOR_MODES", "A64VectorMode",

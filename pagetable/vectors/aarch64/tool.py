@@ -20,7 +20,8 @@ REGISTERS = ("descriptor", "s2_descriptor", "tcr_el1", "ttbr0_el1", "ttbr1_el1",
 MODE_HELP = {name: " over ".join(what for what in (
     "" if m.regime is None else f"{'EL1&0 (TTBR0_EL1, TTBR1_EL1)' if m.regime == 'el1' else 'EL2 (TTBR0_EL2)'} "
     f"{m.granule.label} {m.va_bits}-bit VAs" + ("" if m.form is OAForm.OA48 else f" {m.form.name}"),
-    "stage 2 (VTTBR_EL2) 4KB 40-bit IPAs" if m.stage2 else "") if what) for name, m in VECTOR_MODES.items()}
+    f"stage 2 (VTTBR_EL2) {m.s2_granule.label} {m.s2_ipa_bits}-bit IPAs from level {m.s2_start}" if m.stage2
+    else "") if what) for name, m in VECTOR_MODES.items()}
 
 
 def add_generate_options(g: argparse.ArgumentParser) -> None:
