@@ -259,10 +259,14 @@ class Region:
 @dataclass(frozen=True)
 class Regime:
     """A translation regime: the regions (roots) that translate its VAs, or none when translation is off
-    (RISC-V Bare: PA = VA). RISC-V and x86 have one region; AArch64 EL1&0 has two."""
+    (RISC-V Bare: PA = VA). RISC-V and x86 have one region; AArch64 EL1&0 has two. With translation off,
+    `flat_bits` (if set) is the width of the addresses that pass: a wider one stops with `flat_refusal` at
+    level 0 (AArch64 with stage 1 disabled: an Address size fault for a VA at or above the PA size)."""
 
     name: str
     regions: tuple[Region, ...]
+    flat_bits: int | None = None
+    flat_refusal: Reason = Reason.ADDRESS_SIZE
 
     def __post_init__(self) -> None:
         if len(self.regions) > 1 and any(r.select_bit is None for r in self.regions):

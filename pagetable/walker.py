@@ -322,6 +322,8 @@ class Walker:
             out.pa[:] = va
             out.perms[:] = PERMS
             out.memtype[:] = MemoryType.DEFAULT
+            if regime.flat_bits is not None:            # a flat address wider than the regime's
+                out.reason[(va >> np.uint64(regime.flat_bits)) != 0] = regime.flat_refusal
         else:
             out.level[:] = regime.regions[0].refusal_level
             lane_bit = prv * np.uint8(3) + acc
@@ -501,6 +503,8 @@ class Walker:
         regime, stage2 = self.rules.regime, self.stage2
         gpa = 0
         if not regime.regions:                                # translation off
+            if regime.flat_bits is not None and va >> regime.flat_bits:
+                return Lane(va, 0, regime.flat_refusal, 0, 0, 1, 0, 0, 0, 0, 0)
             pa, level, pte, carry, memtype = va, 0, 0, ALL_PERMS, int(MemoryType.DEFAULT)
         else:
             lane_bit = 3 * prv + acc

@@ -1049,3 +1049,15 @@ def test_faults_at_every_block_level(granule: Granule, form: OAForm, va_bits: in
         assert fault(walk(s.walker(IPS=2), va)) == (Reason.ADDRESS_SIZE, level,
                                                     esr(DABT_SAME, fsc(ADDRESS_SIZE, level)))
         s.mem.write_u64(slot.pa, slot.raw)
+
+
+def test_stage1_off_is_flat_up_to_the_pa_size() -> None:
+    """SCTLR_EL1.M=0: PA = VA, and a VA at or above the implemented PA size is an Address size fault at
+    level 0 (D8.2.11), reported as a Data or Instruction Abort like any stage 1 fault."""
+    mem = PhysMem([(0x4000_0000, 1 << 16)])
+    w = Walker(mem, el1_rules(0, 0, 0, sctlr_el1=0, pa_range=40))
+    assert w.translate(0x4000_0010).pa == 0x4000_0010
+    t = w.translate(1 << 40, "execute")
+    assert (t.reason, t.level, t.syndrome["esr"] & 0x3F, t.syndrome["esr"] >> 26) == (Reason.ADDRESS_SIZE, 0, 0, 0x21)
+    many = w.translate_many([0x4000_0010, 1 << 40, (1 << 40) - 8])
+    assert many.reason.tolist() == [Reason.OK, Reason.ADDRESS_SIZE, Reason.PA_OUTSIDE_MEMORY]

@@ -140,9 +140,11 @@ def stage1_rules(halves: list[Half], regime: str, *, el: int, ips: int, ds: bool
                     options=options)
 
 
-def _off(regime: str, el: int, two_ranges: bool) -> A64Rules:
-    """Stage 1 disabled (SCTLR_ELx.M=0, or HCR_EL2.TGE for EL1&0): PA = VA."""
-    return A64Rules(Regime(regime, ()), el=el, two_ranges=two_ranges, outputs={})
+def _off(regime: str, el: int, two_ranges: bool, pa_range: int) -> A64Rules:
+    """Stage 1 disabled (SCTLR_ELx.M=0, or HCR_EL2.TGE/DC for EL1&0): PA = VA, and a VA at or above the PA
+    size is an Address size fault at level 0 (D8.2.11, "The effect of disabling stage 1 translation")."""
+    return A64Rules(Regime(regime, (), flat_bits=args.integer(pa_range, "PA size", 32, 53)), el=el,
+                    two_ranges=two_ranges, outputs={})
 
 
 def el1_rules(tcr_el1: int, ttbr0_el1: int, ttbr1_el1: int, mair_el1: int = LINUX_MAIR_EL1,
@@ -153,7 +155,7 @@ def el1_rules(tcr_el1: int, ttbr0_el1: int, ttbr1_el1: int, mair_el1: int = LINU
     tcr, sctlr = TCR_EL1.check(tcr_el1), SCTLR_EL1.check(sctlr_el1)
     hcr = HCR_EL2.check(hcr_el2)
     if not SCTLR_EL1.get(sctlr, "M") or HCR_EL2.get(hcr, "TGE") or HCR_EL2.get(hcr, "DC"):
-        return _off("EL1&0 (stage 1 off)", 1, True)
+        return _off("EL1&0 (stage 1 off)", 1, True, pa_range)
     halves = [_half(tcr, "0", "TTBR0_EL1", ttbr0_el1, upper=False),
               _half(tcr, "1", "TTBR1_EL1", ttbr1_el1, upper=True)]
     return stage1_rules(halves, "EL1&0", el=1, ips=TCR_EL1.get(tcr, "IPS"), ds=bool(TCR_EL1.get(tcr, "DS")),
@@ -186,7 +188,7 @@ def el2_rules(tcr_el2: int, ttbr0_el2: int, mair_el2: int = LINUX_MAIR_EL1, sctl
     hcr, sctlr = HCR_EL2.check(hcr_el2), SCTLR_EL2.check(sctlr_el2)
     vhe = bool(HCR_EL2.get(hcr, "E2H"))
     if not SCTLR_EL2.get(sctlr, "M"):
-        return _off("EL2&0 (stage 1 off)" if vhe else "EL2 (stage 1 off)", 2, vhe)
+        return _off("EL2&0 (stage 1 off)" if vhe else "EL2 (stage 1 off)", 2, vhe, pa_range)
     if vhe:
         tcr = TCR_EL1.check(tcr_el2)
         halves = [_half(tcr, "0", "TTBR0_EL2", ttbr0_el2, upper=False),
