@@ -20,7 +20,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from .qemu import QemuFailed, QemuUnavailable, tail
@@ -109,6 +109,17 @@ class Qmp:
                 raise QemuFailed(f"QMP {command} failed: {error.get('class', '?')}: {error.get('desc', error)}")
             # an event ({"event": ...}): not the reply
 
+    def hmp(self, command_line: str) -> str:
+        """The output of a human monitor command (``human-monitor-command``), such as ``info registers``."""
+        return str(self.execute("human-monitor-command", {"command-line": command_line}))
+
+    def poll(self, ready: Callable[[], bool], what: str) -> None:
+        """Call ``ready()`` until it is true, or :class:`QemuFailed` at the deadline (``what`` says what was
+        awaited)."""
+        while not ready():
+            self._remaining(f"waiting for {what}")
+            time.sleep(_POLL)
+
     def close(self) -> None:
         self.sock.close()
 
@@ -158,15 +169,16 @@ def run_qmp(command: Callable[[str], list[str]], files: Mapping[str, bytes],
 
 
 def dump_guest_memory(command: Callable[[str], list[str]], files: Mapping[str, bytes], core: str | os.PathLike[str],
-                      *, timeout: float = 60.0, extra: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> None:
+                      *, timeout: float = 60.0, prepare: Callable[[Qmp], None] | None = None) -> None:
     """Run QEMU on ``command(directory)`` (``files`` written there first; add ``-S`` to keep the CPUs
-    stopped), run the QMP commands ``extra`` (name, arguments), then ``dump-guest-memory`` of all guest RAM
-    without paging as an ELF core to ``core``, and quit (:func:`run_qmp`)."""
+    stopped), call ``prepare(qmp)`` if given (to let a guest run until it is ready, then ``stop`` it, say),
+    then ``dump-guest-memory`` of all guest RAM without paging as an ELF core to ``core``, and quit
+    (:func:`run_qmp`)."""
     target = os.path.abspath(os.fspath(core))
 
     def session(qmp: Qmp, _workdir: str) -> None:
-        for name, arguments in extra:
-            qmp.execute(name, arguments)
+        if prepare is not None:
+            prepare(qmp)
         qmp.execute("dump-guest-memory", {"paging": False, "protocol": f"file:{target}", "format": "elf"})
 
     run_qmp(command, files, session, timeout=timeout)
