@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pagetable.arch.x86_64.walk import X86Rules
 from pagetable.dump import Image, ImageError, open_image, qemu_cpu_states
 from pagetable.dump.notes import QEMU_CPU_STATE
 from pagetable.physmem import PhysMem
 from pagetable.vectors.qemu import QemuFailed, QemuUnavailable
 from pagetable.vectors.qmp import Qmp, dump_guest_memory, run_qmp
 from pagetable.vectors.tagging import fill_tags
+from pagetable.walker import Walker
 
 from .conftest import require_qemu, require_qemu_aarch64, require_qemu_x86
 
@@ -100,16 +102,33 @@ def test_aarch64_virt(tmp_path: Path) -> None:
     assert _pids(image, 32) == [1, 2]
 
 
-def _x86_rom() -> bytes:
-    """A 64 KiB BIOS: at the reset vector (ROM offset 0xfff0) a jump to 0xff80, which sets CR3 = 0x1000 and
-    CR4 = PAE in real mode and halts with interrupts off."""
+ROM_CODE = 0xFF80
+# real mode: CR3 = 0x1000 and CR4 = PAE, then hlt
+SET_CR3_CR4 = bytes.fromhex("66b800100000" "0f22d8"        # mov eax, 0x1000; mov cr3, eax
+                            "66b820000000" "0f22e0")       # mov eax, 0x20;   mov cr4, eax
+# and on to IA-32e mode (compatibility mode, CS still the reset one): EFER.LME, then CR0 = PG | ET | PE
+TO_LONG_MODE = bytes.fromhex("66b9800000c0" "0f32"         # mov ecx, IA32_EFER; rdmsr
+                             "660d00010000" "0f30"         # or eax, LME; wrmsr
+                             "66b811000080" "0f22c0")      # mov eax, 0x8000_0011; mov cr0, eax
+HALT = bytes.fromhex("f4" "ebfd")                          # hlt; jmp back to the hlt
+
+
+def _x86_rom(code: bytes) -> bytes:
+    """A 64 KiB BIOS: at the reset vector (ROM offset 0xfff0) a jump to `code` at ROM_CODE."""
     rom = bytearray(b"\xf4" * 0x10000)
-    code = bytes.fromhex("66b800100000" "0f22d8"       # mov eax, 0x1000; mov cr3, eax
-                         "66b820000000" "0f22e0"       # mov eax, 0x20;   mov cr4, eax
-                         "f4" "ebfd")                  # hlt; jmp back to the hlt
-    rom[0xff80:0xff80 + len(code)] = code
-    rom[0xfff0:0xfff2] = bytes([0xEB, (0xff80 - 0xfff2) & 0xFF])
+    rom[ROM_CODE:ROM_CODE + len(code)] = code
+    rom[0xfff0:0xfff2] = bytes([0xEB, (ROM_CODE - 0xfff2) & 0xFF])
     return bytes(rom)
+
+
+def _x86_tables() -> bytes:
+    """4-level tables at 0x1000 (PML4), 0x2000 (PDPT), 0x3000 (PD) mapping the 2 MiB below 4 GiB (the ROM)
+    to itself, so fetching goes on once CR0.PG is set."""
+    tables = np.zeros(3 * 512, dtype="<u8")
+    tables[0] = 0x2000 | 3
+    tables[512 + 3] = 0x3000 | 3
+    tables[1024 + 511] = 0xFFE0_0000 | 0x83              # P | RW | PS
+    return tables.tobytes()
 
 
 X86_ARGV = ["-M", f"pc,max-ram-below-4g={X86_LOW // MIB}M", "-accel", "tcg"]
@@ -140,30 +159,49 @@ def test_x86_pc_stopped(tmp_path: Path) -> None:
         assert state.segments["cs"].base == 0xFFFF_0000 and state.rflags == 2
 
 
-def test_x86_pc_registers_from_a_rom(tmp_path: Path) -> None:
+@pytest.mark.parametrize("long_mode", [False, True], ids=["real-mode", "ia32e-mode"])
+def test_x86_pc_registers_from_a_rom(tmp_path: Path, long_mode: bool) -> None:
     qemu = require_qemu_x86()
     pa = 0x10_0000
-    rom = _x86_rom()
+    code = SET_CR3_CR4 + (TO_LONG_MODE if long_mode else b"") + HALT
+    rom = _x86_rom(code)
+    cr0 = 0x8000_0011 if long_mode else 0x6000_0010
 
     def ready(qmp: Qmp) -> bool:
-        found = re.search(r"CR3=([0-9a-f]+) CR4=([0-9a-f]+)", qmp.hmp("info registers"))
-        return found is not None and (int(found[1], 16), int(found[2], 16)) == (0x1000, 0x20)
+        found = re.search(r"CR0=([0-9a-f]+) CR2=[0-9a-f]+ CR3=([0-9a-f]+) CR4=([0-9a-f]+)", qmp.hmp("info registers"))
+        return found is not None and tuple(int(x, 16) for x in found.groups()) == (cr0, 0x1000, 0x20)
 
     def prepare(qmp: Qmp) -> None:
-        qmp.poll(lambda: ready(qmp), "the ROM to set CR3 and CR4")
+        qmp.poll(lambda: ready(qmp), "the ROM to set the control registers")
         qmp.execute("stop")
 
-    image = _dump(tmp_path, [qemu, *X86_ARGV, "-bios", "rom.bin"], pa, {"rom.bin": rom}, prepare)
+    files = {"rom.bin": rom, "tables.bin": _x86_tables()}
+    argv = [qemu, *X86_ARGV, "-bios", "rom.bin", "-device", "loader,file=tables.bin,addr=0x1000,force-raw=on"]
+    image = _dump(tmp_path, argv, pa, files, prepare)
     # QEMU maps the ROM's last 128 KiB (here all 64) below 1 MiB as well, and dumps it there
     ranges = _x86_ranges(len(rom))
     assert _ranges(image) == [ranges[0], (ranges[1][0], ranges[2][1])]
     assert image.mem.read(FOUR_G - len(rom), len(rom)) == rom
     assert image.mem.read(0x10_0000 - len(rom), len(rom)) == rom
-    _check(image, "EM_386", pa, _ranges(image))
+    tables = np.frombuffer(_x86_tables(), dtype="<u8").copy()
+    if long_mode:       # the fetch after CR0.PG set the entries' Accessed bits (not Dirty: nothing was written)
+        tables[[0, 512 + 3, 1024 + 511]] |= 0x20
+    assert image.mem.read(0x1000, 3 * 4096) == tables.tobytes()
+    # the first CPU's EFER.LMA picks the ELF machine (and the prstatus layout: x86_64's, 336 bytes, or i386's)
+    _check(image, "EM_X86_64" if long_mode else "EM_386", pa, _ranges(image))
+    prstatus = [desc for _, kind, desc in image.notes if kind == "NT_PRSTATUS"]
+    assert [len(d) for d in prstatus] == [336 if long_mode else 144] * SMP
+    assert _pids(image, 32 if long_mode else 24) == [1, 2]
     boot, other = qemu_cpu_states(image.notes)     # the boot CPU ran the ROM; the other awaits its SIPI
-    assert boot.control_registers() == {"cr0": 0x6000_0010, "cr2": 0, "cr3": 0x1000, "cr4": 0x20}
-    assert boot.rip in (0xFF80 + 18, 0xFF80 + 19)                     # after the hlt, or its jmp
+    assert boot.control_registers() == {"cr0": cr0, "cr2": 0, "cr3": 0x1000, "cr4": 0x20}
+    assert boot.rip == ROM_CODE + len(code) - 2                        # after the hlt
     assert other.control_registers() == {"cr0": 0x6000_0010, "cr2": 0, "cr3": 0, "cr4": 0}
+    if long_mode:      # the core's own registers walk the core's own tables
+        rip = struct.unpack_from("<Q", prstatus[0], 112 + 16 * 8)[0]      # x86_64 user_regs_struct.rip
+        assert rip == boot.rip
+        walker = Walker(image.mem, X86Rules(boot.cr[3]))
+        va = boot.segments["cs"].base + boot.rip
+        assert walker.translate(va, "execute").pa == va == 0xFFFF_0000 + boot.rip
 
 
 # ------------------------------------------------------------------------------------------ helper errors
