@@ -229,6 +229,15 @@ def test_timeout_never_hangs(tmp_path: Path) -> None:
         run_qmp(lambda d: argv, {}, lambda qmp, d: None, timeout=0.5)
 
 
+def test_socket_path_too_long(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    monkeypatch.setenv("TMPDIR", str(deep))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    with pytest.raises(QemuFailed, match="set TMPDIR to a shorter directory"):
+        run_qmp(lambda d: [sys.executable, "-c", "pass"], {}, lambda qmp, d: None, timeout=5)
+
+
 def test_tags_are_their_addresses() -> None:
     words = np.frombuffer(_tagged(0x8010_0000), dtype="<u8")
     assert words[0] == 0x8010_0000 and words[-1] == 0x8010_0000 + TAGGED - 8

@@ -30,6 +30,7 @@ __all__ = ["Qmp", "dump_guest_memory", "run_qmp"]
 _SOCKET: Final = "qmp.sock"
 _STDERR: Final = "qemu.stderr"
 _POLL: Final = 0.02
+_SUN_PATH: Final = 108           # sizeof(sockaddr_un.sun_path) on Linux
 
 
 class Qmp:
@@ -67,6 +68,9 @@ class Qmp:
             except (FileNotFoundError, ConnectionRefusedError):
                 sock.close()
                 time.sleep(_POLL)
+            except OSError as exc:
+                sock.close()
+                raise self._failed(f"cannot connect to {path}: {exc}") from None
 
     def _receive(self) -> dict[str, Any]:
         """The next JSON object QEMU sends (one per line)."""
@@ -135,6 +139,9 @@ def run_qmp(command: Callable[[str], list[str]], files: Mapping[str, bytes],
             with open(os.path.join(workdir, name), "wb") as f:
                 f.write(data)
         sock_path = os.path.join(workdir, _SOCKET)
+        if len(os.fsencode(sock_path)) >= _SUN_PATH:
+            raise QemuFailed(f"the QMP socket path {sock_path!r} is longer than a Unix socket address allows "
+                             f"({_SUN_PATH - 1} bytes): set TMPDIR to a shorter directory")
         argv = [*command(workdir), "-qmp", f"unix:{sock_path},server=on,wait=off"]
         err_path = os.path.join(workdir, _STDERR)
 
