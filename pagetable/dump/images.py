@@ -4,8 +4,8 @@ regions are the image's, memory-mapped, and written back out.
 Formats:
 - ELF cores as QEMU's `dump-guest-memory` and kdump (/proc/vmcore) write them (System V ABI gABI, "Program
   Header"): every PT_LOAD segment with file contents is RAM at its `p_paddr` (QEMU's cores set `p_vaddr` to
-  0 or a guest VA; `p_paddr` is the physical address); PT_NOTE segments are kept as raw notes. Read with
-  pyelftools.
+  the same address without paging, to a guest VA with it; `p_paddr` is the physical address); PT_NOTE
+  segments are kept as raw notes. Read with pyelftools, which ignores e_ehsize (QEMU 7.2 writes 8 there).
 - LiME (https://github.com/504ensicsLabs/LiME, doc/README.md "LiME Memory Range Header Version 1"): a sequence
   of ranges, each a 32-byte header (magic 0x4C694D45, version 1, start address, inclusive end address, 8
   reserved bytes) followed by the range's bytes.
@@ -302,8 +302,8 @@ def write_lime(path: str | os.PathLike[str], mem: PhysMem) -> None:
 def write_elf_core(path: str | os.PathLike[str], mem: PhysMem, machine: str,
                    notes: Sequence[tuple[str, int, bytes]] = ()) -> None:
     """`mem` as a 64-bit little-endian ELF core for `machine` (`ELF_MACHINES`): a PT_NOTE segment with
-    `notes` (name, type, descriptor), if any, then one PT_LOAD per region with `p_paddr` its base (and
-    `p_vaddr` 0, as QEMU's `dump-guest-memory` without paging writes), its data page-aligned in the file."""
+    `notes` (name, type, descriptor), if any, then one PT_LOAD per region with `p_paddr` and `p_vaddr` its
+    base (as QEMU's `dump-guest-memory` without paging writes), its data page-aligned in the file."""
     if machine not in ELF_MACHINES:
         raise ImageError(f"no ELF machine {machine!r} ({', '.join(ELF_MACHINES)})")
     regions = _regions(mem)
@@ -317,7 +317,7 @@ def write_elf_core(path: str | os.PathLike[str], mem: PhysMem, machine: str,
         offset += len(note)
     for base, data in regions:
         offset = -(-offset // 4096) * 4096
-        headers.append(dict(p_type=PT_LOAD, p_flags=_PF_RWX, p_offset=offset, p_vaddr=0, p_paddr=base,
+        headers.append(dict(p_type=PT_LOAD, p_flags=_PF_RWX, p_offset=offset, p_vaddr=base, p_paddr=base,
                             p_filesz=len(data), p_memsz=len(data), p_align=4096))
         placed.append((offset, data))
         offset += len(data)
