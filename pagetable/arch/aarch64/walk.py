@@ -180,6 +180,17 @@ class _Switches:
         return dataclasses.asdict(cast(Any, self))
 
 
+def _updated(pte: Word, leaf: Flag, access: Small, o: _Switches, clear: int, dirty: int) -> Word:
+    """The hardware's update of leaves it uses (D8.5): AF set with HA; with HD, a write to a DBM=1 leaf makes
+    it writable (`clear`/`dirty`: the bits that say so, AP[2] at stage 1, S2AP[1] at stage 2)."""
+    if not o.ha:
+        return pte
+    out = where(leaf, pte | AF, pte)
+    if o.hd:
+        out = where(leaf & (access == Access.WRITE) & bit(pte, DBM), (out & (_ONES ^ clear)) | dirty, out)
+    return out
+
+
 @dataclass(frozen=True)
 class A64Options(_Switches):
     """The PSTATE and SCTLR/TCR bits that change a stage 1 walk beyond the formats: PSTATE.PAN (for the
@@ -293,13 +304,7 @@ class A64Rules:
 
     def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
         """With HA the leaf's AF is set; with HD a write to a DBM=1 leaf clears AP[2] (D8.5)."""
-        o = self.options
-        if not o.ha:
-            return pte
-        out = where(leaf, pte | AF, pte)
-        if o.hd:
-            out = where(leaf & (access == Access.WRITE) & bit(pte, DBM), out & (_ONES ^ AP_RO), out)
-        return out
+        return _updated(pte, leaf, access, self.options, AP_RO, 0)
 
     def implicit(self) -> A64Rules:
         return self
@@ -391,13 +396,7 @@ class S2Rules:
 
     def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
         """With VTCR_EL2.HA the leaf's AF is set; with HD a write to a DBM=1 leaf sets S2AP[1] (D8.5)."""
-        o = self.options
-        if not o.ha:
-            return pte
-        out = where(leaf, pte | AF, pte)
-        if o.hd:
-            out = where(leaf & (access == Access.WRITE) & bit(pte, DBM), out | S2AP_W, out)
-        return out
+        return _updated(pte, leaf, access, self.options, 0, S2AP_W)
 
     def implicit(self) -> S2Rules:
         return S2Rules(self.regime.single, self.oa_bits, self.options, table_walk=True) if self.options.ptw \
