@@ -58,5 +58,5 @@ def pa_bits_in(pa_bits: int | None, default: int, allowed: Collection[int], what
     bits = default if pa_bits is None else pa_bits
     if type(bits) is not int or bits not in allowed:
         shown = ", ".join(map(str, sorted(allowed))) if len(allowed) < 10 else f"{min(allowed)} to {max(allowed)}"
-        raise InvalidArgument(f"PA width {bits} bits: {what} ({shown})")
+        raise InvalidArgument(f"PA width {bits} bits: not {what} ({shown})")
     return bits

@@ -144,7 +144,7 @@ def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | Non
         raise InvalidArgument("give satp (one stage) or vsatp and hgatp (two stages), not both")
     check_register_names(regs, REGISTER_NAMES, ("hgatp",) if two else ("satp",),
                          "RISC-V two-stage translation" if two else "RISC-V translation")
-    pa_bits_in(pa_bits, PA_BITS, range(32, PA_BITS + 1), "a RISC-V PA width is 32 to 56 bits")
+    pa_bits_in(pa_bits, PA_BITS, range(32, PA_BITS + 1), "a RISC-V PA width")
     options: Options = HypervisorOptions() if two else RiscvOptions()
     return _walker(mem, {"vsatp": 0, **regs} if two else regs, options)[0]
 

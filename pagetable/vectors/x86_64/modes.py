@@ -178,7 +178,7 @@ def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | Non
     pkrs, rflags optional), with MAXPHYADDR `pa_bits` (32 to 52; default 52) and 1-GByte pages. CR4.LA57
     selects 5-level paging; registers that select no 64-bit paging mode are an error naming them."""
     check_register_names(regs, REGISTER_NAMES, REGISTER_NAMES[:4], "x86-64 paging")
-    bits = pa_bits_in(pa_bits, PA_BITS, range(32, 53), "MAXPHYADDR is 32 to 52 bits")
+    bits = pa_bits_in(pa_bits, PA_BITS, range(32, 53), "a MAXPHYADDR")
     try:
         return Walker(mem, paging_rules(regs, CpuOptions(maxphyaddr=bits)))
     except PagetableError as exc:
