@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import io
+import itertools
 import json
 import re
 import sys
@@ -212,12 +213,21 @@ def _va_file(path: str) -> list[int]:
     """The VAs of a `--va-file`: one number a line; blank lines and `#` comments are skipped."""
     try:
         with open(path, encoding="utf-8", errors="strict") as f:
-            lines = f.read().splitlines()
+            text = f.read()
     except OSError as exc:
         raise PagetableError(f"--va-file {path}: cannot read it: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise PagetableError(f"--va-file {path}: not a text file (one VA a line)") from None
+    if text.isascii() and "#" not in text and "_" not in text and "+" not in text and "-" not in text:
+        try:                                    # the usual file: plain numbers (int() takes only ASCII here)
+            fast = [int(word, 0) for word in text.split()]
+        except ValueError:
+            pass                                # say which line is wrong, below
+        else:
+            if not fast or max(fast) < 1 << 64:
+                return fast
     vas = []
+    lines = text.splitlines()
     for n, line in enumerate(lines, 1):
         text = line.split("#", 1)[0].strip()
         if text:
@@ -248,8 +258,9 @@ def cmd_translate(ns: argparse.Namespace) -> int:
         raise PagetableError(f"{images[0]} is an ELF core of {image.machine}, not {arch.cli_name}")
     walker = arch.walker_from_registers(image.mem, regs, ns.pa_bits)
     answers = translate_vas(walker, np.array(vas, dtype=np.uint64), ns.access, ns.privilege)
-    for line in (_json_lines if ns.json else _text_lines)(answers, walker.stage2 is not None):
-        print(line)
+    lines = (_json_lines if ns.json else _text_lines)(answers, walker.stage2 is not None)
+    while chunk := list(itertools.islice(lines, 4096)):      # written a few thousand lines at a time
+        sys.stdout.write("\n".join(chunk) + "\n")
     return 0
 
 
@@ -257,8 +268,12 @@ _ELF_MACHINE_NAMES = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64", "riscv64":
 """The e_machine (as pyelftools names it) of each architecture's ELF cores."""
 
 
-def _rows(a: Answers) -> Iterator[tuple[int, int | None, str | None, int, int, int, str, dict[str, int], int]]:
-    """Per address: VA, PA (None: a fault), fault kind, level, stage, perms, memtype label, syndrome, GPA."""
+_PERMISSIONS = [permissions(bits) for bits in range(64)]   # every effective-permissions mask, formatted
+
+
+def _rows(a: Answers) -> Iterator[tuple[int, int | None, str, str, int, int, str, str, dict[str, int], int]]:
+    """Per address: VA, PA (None: a fault), fault kind or '', reason label, level, stage, permissions, memtype
+    label ('' for a fault), syndrome, GPA."""
     t = a.t
     labels = {m.value: m.label for m in MemoryType}
     reasons = [r.label for r in Reason]
@@ -266,34 +281,35 @@ def _rows(a: Answers) -> Iterator[tuple[int, int | None, str | None, int, int, i
     for n, (va, pa, reason, level, stage, perms, memtype, gpa) in enumerate(zip(
             t.va.tolist(), t.pa.tolist(), t.reason.tolist(), t.level.tolist(), t.stage.tolist(), t.perms.tolist(),
             t.memtype.tolist(), t.gpa.tolist(), strict=True)):
-        if reason == Reason.OK:
-            yield va, pa, None, level, stage, perms, labels[memtype], {}, gpa
+        if reason == 0:
+            yield va, pa, "", "ok", level, stage, _PERMISSIONS[perms], labels[memtype], {}, gpa
         else:
-            yield (va, None, f"{a.kinds[reason, stage]} ({reasons[reason]})", level, stage, 0, "",
+            yield (va, None, a.kinds[reason, stage], reasons[reason], level, stage, "", "",
                    {k: v[n] for k, v in syndrome.items()}, gpa)
 
 
 def _text_lines(a: Answers, two_stage: bool) -> Iterator[str]:
-    for va, pa, fault, level, stage, perms, memtype, syndrome, gpa in _rows(a):
+    for va, pa, fault, reason, level, stage, perms, memtype, syndrome, gpa in _rows(a):
         via = f" gpa {gpa:#x}" if two_stage else ""
         if pa is not None:
-            yield f"{va:#018x} -> {pa:#x}{via}  {permissions(perms)}  {memtype}  (level {level})"
+            yield f"{va:#018x} -> {pa:#x}{via}  {perms}  {memtype}  (level {level})"
         else:
-            regs = " ".join(f"{k}={v:#x}" for k, v in syndrome.items())
-            yield f"{va:#018x} -> {fault} at level {level} stage {stage}{via}  {regs}".rstrip()
+            regs = "".join(f" {k}={v:#x}" for k, v in syndrome.items())
+            yield f"{va:#018x} -> {fault} ({reason}) at level {level} stage {stage}{via}{regs}"
 
 
 def _json_lines(a: Answers, two_stage: bool) -> Iterator[str]:
-    for va, pa, fault, level, stage, perms, memtype, syndrome, gpa in _rows(a):
-        kind, _, reason = (fault or "").partition(" (")
-        doc: dict[str, object] = {
-            "va": f"{va:#x}", "pa": None if pa is None else f"{pa:#x}", "fault": kind or None,
-            "reason": reason.rstrip(")") if fault else "ok", "level": level, "stage": stage,
-            "perms": None if pa is None else permissions(perms), "memtype": None if pa is None else memtype,
-            "syndrome": {k: f"{v:#x}" for k, v in syndrome.items()}}
-        if two_stage:
-            doc["gpa"] = f"{gpa:#x}"
-        yield json.dumps(doc)
+    """One JSON object a line, written out directly (every string is an ASCII name or a hex number: nothing
+    to escape)."""
+    for va, pa, fault, reason, level, stage, perms, memtype, syndrome, gpa in _rows(a):
+        tail = f', "gpa": "{gpa:#x}"}}' if two_stage else "}"
+        if pa is not None:
+            yield (f'{{"va": "{va:#x}", "pa": "{pa:#x}", "fault": null, "reason": "ok", "level": {level}, '
+                   f'"stage": {stage}, "perms": "{perms}", "memtype": "{memtype}", "syndrome": {{}}{tail}')
+        else:
+            regs = ", ".join(f'"{k}": "{v:#x}"' for k, v in syndrome.items())
+            yield (f'{{"va": "{va:#x}", "pa": null, "fault": "{fault}", "reason": "{reason}", "level": {level}, '
+                   f'"stage": {stage}, "perms": null, "memtype": null, "syndrome": {{{regs}}}{tail}')
 
 
 class _Parser(argparse.ArgumentParser):
