@@ -9,10 +9,18 @@
   pagetable explain --arch x86_64 VALUE  ... of an x86 paging entry (or --register cr0/cr3/cr4/efer/pat/pkru/rflags)
   pagetable explain --arch aarch64 VALUE ... of a VMSAv8-64 descriptor (or --register tcr_el1/ttbr0_el1/vtcr_el2/...)
 
-Each architecture's part (modes, generate options, explain) comes from `pagetable.registry`.
+  pagetable translate IMAGE... --arch ARCH (--reg NAME=VALUE ... | --regs FILE.json) [--pa-bits N]
+            [--access read|write|execute|any] [--privilege user|supervisor] [--json] (VA... | --va-file FILE)
+                                      translate VAs through the tables of a memory image (docs/dump.md)
 
-Errors in the input (missing files, malformed JSON, bad numbers, values that do not fit a register, tables
-that cannot be walked) print one line and exit with status 2; `check` exits with 1 when a case disagrees.
+Each architecture's part (modes, generate options, explain, the walker from named registers) comes from
+`pagetable.registry`.
+
+Exit status: 0 on success (for `translate`, a fault is an answer too); 1 when `vectors check` finds a case
+that disagrees; 2 for errors in the input (missing files, malformed JSON, bad numbers, values that do not fit
+a register, tables that cannot be walked; for `translate` also an unknown or truncated image, unknown or
+missing registers, register values selecting a reserved mode, a bad VA or `--va-file` line), printed as one
+line.
 Anything else escaping is a bug in pagetable (the fuzz tests in tests/test_fuzz_*.py look for them).
 """
 
