@@ -384,9 +384,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns, extra = parser.parse_known_args(argv)
     if extra:                                   # translate's VAs after its options: positionals, in order
-        if ns.command != "translate" or any(x.startswith("-") and not _NUMBER.fullmatch(x) for x in extra):
+        cut = extra.index("--") if "--" in extra else len(extra)     # after "--", anything is a VA
+        if ns.command != "translate":
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        ns.items = [*ns.items, *extra]
+        bad = [x for x in extra[:cut] if x.startswith("-") and not _NUMBER.fullmatch(x)]
+        if bad:
+            print(f"pagetable: error: unrecognized option {bad[0][:40]!r} (a VA that starts with '-' goes after "
+                  "'--')", file=sys.stderr)
+            return 2
+        ns.items = [*ns.items, *extra[:cut], *extra[cut + 1:]]
     for stream in (sys.stdout, sys.stderr):             # text a terminal cannot encode is escaped, not fatal
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
