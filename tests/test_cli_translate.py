@@ -228,3 +228,28 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
     assert "ttbr1_el1 is missing" in error(capsys, [*a64, "--reg=tcr_el1=0", "--reg=ttbr0_el1=0", "0x1"])
     assert "not both" in error(capsys, [*a64, "--reg=tcr_el1=0", "--reg=tcr_el2=0", "0x1"])
     assert "PA width 56 bits" in error(capsys, [*a64, "--reg=tcr_el2=0", "--reg=ttbr0_el2=0", "--pa-bits=56", "0x1"])
+
+
+def _modes_from_registers() -> list[str]:
+    """Every vector mode whose registers `walker_from_registers` takes (not x86's nested ones: ncr3, eptp)."""
+    return [m for a in registry.ARCHITECTURES for m in a.modes
+            if not any(n in m for n in ("npt", "ept"))]
+
+
+@pytest.mark.parametrize("mode", _modes_from_registers())
+def test_walker_from_registers_agrees_with_the_vector_walker(mode: str) -> None:
+    """The registry's walker from named registers and `walker_for` (the same decoding) agree on every case
+    of every mode, two-stage ones included."""
+    arch = registry.by_mode(mode)
+    vs = {"riscv64": generate_riscv, "x86_64": generate_x86, "aarch64": generate_aarch64}[arch.name](mode, 2, 64)
+    assert arch.walker_from_registers is not None and set(vs.registers) <= set(arch.register_names)
+    bits = vs.options.get("maxphyaddr", vs.options.get("pa_range"))
+    if bits is None and "52" in mode:
+        bits = 52
+    ours, theirs = arch.walker_from_registers(vs.mem, dict(vs.registers), bits), registry.walker_for(vs)
+    va, acc, prv = vs.lanes()[:3]
+    a, b = ours.translate_many(va, acc, prv), theirs.translate_many(va, acc, prv)
+    for column in ("pa", "reason", "level", "stage", "gpa", "perms", "memtype"):
+        assert (getattr(a, column) == getattr(b, column)).all(), column
+    assert a.syndrome.keys() == b.syndrome.keys()
+    assert all((a.syndrome[k] == b.syndrome[k]).all() for k in a.syndrome)
