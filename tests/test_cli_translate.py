@@ -241,7 +241,9 @@ def test_walker_from_registers_agrees_with_the_vector_walker(mode: str) -> None:
     """The registry's walker from named registers and `walker_for` (the same decoding) agree on every case
     of every mode, two-stage ones included."""
     arch = registry.by_mode(mode)
-    vs = {"riscv64": generate_riscv, "x86_64": generate_x86, "aarch64": generate_aarch64}[arch.name](mode, 2, 64)
+    generators: dict[str, Callable[..., VectorSet]] = {"riscv64": generate_riscv, "x86_64": generate_x86,
+                                                       "aarch64": generate_aarch64}
+    vs = generators[arch.name](mode, 2, 64)
     assert arch.walker_from_registers is not None and set(vs.registers) <= set(arch.register_names)
     bits = vs.options.get("maxphyaddr", vs.options.get("pa_range"))
     if bits is None and "52" in mode:
