@@ -257,7 +257,8 @@ def cmd_translate(ns: argparse.Namespace) -> int:
     if not images:
         raise PagetableError("no memory image given (IMAGE... before the VAs)")
     if (ns.reg is None) == (ns.regs is None):
-        raise PagetableError("give the translation registers with --reg NAME=VALUE ... or --regs FILE.json")
+        raise PagetableError("give the translation registers with --reg NAME=VALUE ... or --regs FILE.json" +
+                             ("" if ns.reg is None else ", not both"))
     regs = _register_values(ns)
     assert arch.walker_from_registers is not None
     image = open_images(images)
