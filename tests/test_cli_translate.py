@@ -259,3 +259,15 @@ def test_walker_from_registers_agrees_with_the_vector_walker(mode: str) -> None:
         assert (getattr(a, column) == getattr(b, column)).all(), column
     assert a.syndrome.keys() == b.syndrome.keys()
     assert all((a.syndrome[k] == b.syndrome[k]).all() for k in a.syndrome)
+
+
+def test_a_compressed_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A gzip-compressed ELF core translates as the ELF core does (decompressed once into the cache)."""
+    import gzip
+    monkeypatch.setenv("PAGETABLE_CACHE", str(tmp_path / "cache"))
+    vs = vector_set("sv39+sv39x4")
+    elf = image(vs, "elf", tmp_path)[0]
+    (tmp_path / "core.elf.gz").write_bytes(gzip.compress(Path(elf).read_bytes(), compresslevel=1))
+    vas = list(map(hex, case_vas(vs)))
+    assert run(capsys, command(vs, [str(tmp_path / "core.elf.gz")], *vas)) == run(capsys, command(vs, [elf], *vas))
