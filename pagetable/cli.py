@@ -9,10 +9,18 @@
   pagetable explain --arch x86_64 VALUE  ... of an x86 paging entry (or --register cr0/cr3/cr4/efer/pat/pkru/rflags)
   pagetable explain --arch aarch64 VALUE ... of a VMSAv8-64 descriptor (or --register tcr_el1/ttbr0_el1/vtcr_el2/...)
 
-Each architecture's part (modes, generate options, explain) comes from `pagetable.registry`.
+  pagetable translate IMAGE... --arch ARCH (--reg NAME=VALUE ... | --regs FILE.json) [--pa-bits N]
+            [--access read|write|execute|any] [--privilege user|supervisor] [--json] (VA... | --va-file FILE)
+                                      translate VAs through the tables of a memory image (docs/dump.md)
 
-Errors in the input (missing files, malformed JSON, bad numbers, values that do not fit a register, tables
-that cannot be walked) print one line and exit with status 2; `check` exits with 1 when a case disagrees.
+Each architecture's part (modes, generate options, explain, the walker from named registers) comes from
+`pagetable.registry`.
+
+Exit status: 0 on success (for `translate`, a fault is an answer too); 1 when `vectors check` finds a case
+that disagrees; 2 for errors in the input (missing files, malformed JSON, bad numbers, values that do not fit
+a register, tables that cannot be walked; for `translate` also an unknown or truncated image, unknown or
+missing registers, register values selecting a reserved mode, a bad VA or `--va-file` line), printed as one
+line.
 Anything else escaping is a bug in pagetable (the fuzz tests in tests/test_fuzz_*.py look for them).
 """
 
@@ -21,16 +29,22 @@ from __future__ import annotations
 import argparse
 import collections
 import io
+import itertools
+import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 from . import registry
+from .dump.images import open_images
+from .dump.translate import ANY, Answers, translate_vas
 from .errors import PagetableError
 from .listing import permissions, ptdump_lines
 from .vectors import SCHEMA, VectorSet, expected_cases
-from .walker import Walker
+from .walker import MemoryType, Reason, Walker
 
 _NUMBER = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|[0-9_]+)")
 
@@ -153,6 +167,160 @@ def cmd_explain(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _register_values(ns: argparse.Namespace) -> dict[str, int]:
+    """The registers of `--reg NAME=VALUE ...` or `--regs FILE.json` (an object of names to numbers, or to
+    strings holding numbers), names lower-cased."""
+    pairs: list[tuple[str, object, str]] = []
+    if ns.regs is not None:
+        try:
+            with open(ns.regs, encoding="utf-8") as f:
+                doc = json.load(f)
+        except OSError as exc:
+            raise PagetableError(f"--regs {ns.regs}: cannot read it: {exc.strerror or exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise PagetableError(f"--regs {ns.regs}: not JSON: {str(exc)[:200]}") from None
+        if not isinstance(doc, dict):
+            raise PagetableError(f"--regs {ns.regs}: must hold an object of register names to values")
+        pairs = [(str(k), v, f"--regs {ns.regs}: {str(k)[:40]}") for k, v in doc.items()]
+    for item in ns.reg or ():
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise PagetableError(f"--reg {item[:60]!r}: give NAME=VALUE (satp=0x8000000000080001, cr3=0x1000, ...)")
+        pairs.append((name, value, f"--reg {name.strip()[:40]}"))
+    regs: dict[str, int] = {}
+    for name, value, where in pairs:
+        if type(value) is int:
+            number = value
+        elif isinstance(value, str):
+            try:
+                number = _int(value)
+            except argparse.ArgumentTypeError as exc:
+                raise PagetableError(f"{where}: {exc}") from None
+        else:
+            raise PagetableError(f"{where}: the value must be a number or a string holding one")
+        if not 0 <= number < 1 << 64:
+            raise PagetableError(f"{where}: {number:#x} does not fit a 64-bit register")
+        key = name.strip().lower()
+        if key in regs:
+            raise PagetableError(f"{where}: register {key} is given twice")
+        regs[key] = number
+    return regs
+
+
+def _address(text: str, where: str) -> int:
+    try:
+        va = _int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise PagetableError(f"{where}: bad VA: {exc}") from None
+    if not 0 <= va < 1 << 64:
+        raise PagetableError(f"{where}: bad VA: {va:#x} is not a 64-bit address")
+    return va
+
+
+def _va_file(path: str) -> list[int]:
+    """The VAs of a `--va-file`: one number a line; blank lines and `#` comments are skipped."""
+    try:
+        with open(path, encoding="utf-8", errors="strict") as f:
+            text = f.read()
+    except OSError as exc:
+        raise PagetableError(f"--va-file {path}: cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise PagetableError(f"--va-file {path}: not a text file (one VA a line)") from None
+    if text.isascii() and "#" not in text and "_" not in text and "+" not in text and "-" not in text:
+        try:                                    # the usual file: plain numbers (int() takes only ASCII here)
+            fast = [int(word, 0) for word in text.split()]
+        except ValueError:
+            pass                                # say which line is wrong, below
+        else:
+            if not fast or max(fast) < 1 << 64:
+                return fast
+    vas = []
+    lines = text.splitlines()
+    for n, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if text:
+            vas.append(_address(text, f"--va-file {path} line {n}"))
+    return vas
+
+
+def cmd_translate(ns: argparse.Namespace) -> int:
+    arch = registry.by_cli_name(ns.arch)
+    items: list[str] = ns.items
+    if ns.va_file is not None:
+        images, vas = items, _va_file(ns.va_file)
+    else:
+        k = next((n for n, x in enumerate(items) if _NUMBER.fullmatch(x.strip())), len(items))
+        images = items[:k]                              # the images, up to the first number: the VAs
+        if k == len(items):
+            raise PagetableError("no VA to translate: give VAs after the images, or --va-file FILE")
+        vas = [_address(v, f"VA {n}") for n, v in enumerate(items[k:], 1)]
+    if not images:
+        raise PagetableError("no memory image given (IMAGE... before the VAs)")
+    if (ns.reg is None) == (ns.regs is None):
+        raise PagetableError("give the translation registers with --reg NAME=VALUE ... or --regs FILE.json" +
+                             ("" if ns.reg is None else ", not both"))
+    regs = _register_values(ns)
+    assert arch.walker_from_registers is not None
+    image = open_images(images)
+    machine = _ELF_MACHINE_NAMES.get(arch.name)
+    if image.machine in _ELF_MACHINE_NAMES.values() and image.machine != machine:
+        raise PagetableError(f"{images[0]} is an ELF core of {image.machine}, not {arch.cli_name}")
+    walker = arch.walker_from_registers(image.mem, regs, ns.pa_bits)
+    answers = translate_vas(walker, np.array(vas, dtype=np.uint64), ns.access, ns.privilege)
+    lines = (_json_lines if ns.json else _text_lines)(answers, walker.stage2 is not None)
+    while chunk := list(itertools.islice(lines, 4096)):      # written a few thousand lines at a time
+        sys.stdout.write("\n".join(chunk) + "\n")
+    return 0
+
+
+_ELF_MACHINE_NAMES = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64", "riscv64": "EM_RISCV"}
+"""The e_machine (as pyelftools names it) of each architecture's ELF cores."""
+
+
+_PERMISSIONS = [permissions(bits) for bits in range(64)]   # every effective-permissions mask, formatted
+
+
+def _rows(a: Answers) -> Iterator[tuple[int, int | None, str, str, int, int, str, str, dict[str, int], int]]:
+    """Per address: VA, PA (None: a fault), fault kind or '', reason label, level, stage, permissions, memtype
+    label ('' for a fault), syndrome, GPA."""
+    t = a.t
+    labels = {m.value: m.label for m in MemoryType}
+    reasons = [r.label for r in Reason]
+    syndrome = {k: v.tolist() for k, v in t.syndrome.items()}
+    for n, (va, pa, reason, level, stage, perms, memtype, gpa) in enumerate(zip(
+            t.va.tolist(), t.pa.tolist(), t.reason.tolist(), t.level.tolist(), t.stage.tolist(), t.perms.tolist(),
+            t.memtype.tolist(), t.gpa.tolist(), strict=True)):
+        if reason == 0:
+            yield va, pa, "", "ok", level, stage, _PERMISSIONS[perms], labels[memtype], {}, gpa
+        else:
+            yield (va, None, a.kinds[reason, stage], reasons[reason], level, stage, "", "",
+                   {k: v[n] for k, v in syndrome.items()}, gpa)
+
+
+def _text_lines(a: Answers, two_stage: bool) -> Iterator[str]:
+    for va, pa, fault, reason, level, stage, perms, memtype, syndrome, gpa in _rows(a):
+        via = f" gpa {gpa:#x}" if two_stage else ""
+        if pa is not None:
+            yield f"{va:#018x} -> {pa:#x}{via}  {perms}  {memtype}  (level {level})"
+        else:
+            regs = "".join(f" {k}={v:#x}" for k, v in syndrome.items())
+            yield f"{va:#018x} -> {fault} ({reason}) at level {level} stage {stage}{via}{regs}"
+
+
+def _json_lines(a: Answers, two_stage: bool) -> Iterator[str]:
+    """One JSON object a line, written out directly (every string is an ASCII name or a hex number: nothing
+    to escape)."""
+    for va, pa, fault, reason, level, stage, perms, memtype, syndrome, gpa in _rows(a):
+        tail = f', "gpa": "{gpa:#x}"}}' if two_stage else "}"
+        if pa is not None:
+            yield (f'{{"va": "{va:#x}", "pa": "{pa:#x}", "fault": null, "reason": "ok", "level": {level}, '
+                   f'"stage": {stage}, "perms": "{perms}", "memtype": "{memtype}", "syndrome": {{}}{tail}')
+        else:
+            regs = ", ".join(f'"{k}": "{v:#x}"' for k, v in syndrome.items())
+            yield (f'{{"va": "{va:#x}", "pa": null, "fault": "{fault}", "reason": "{reason}", "level": {level}, '
+                   f'"stage": {stage}, "perms": null, "memtype": null, "syndrome": {{{regs}}}{tail}')
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with values like -0x1 taken as (negative) numbers, not as unknown options, so that the
     command can say what is wrong with them."""
@@ -193,11 +361,39 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--register", choices=sorted({r for a in registry.ARCHITECTURES for r in a.registers}),
                    help="what VALUE is (default: the architecture's page-table entry)")
     e.set_defaults(func=cmd_explain)
+    t = sub.add_parser("translate", help="translate VAs through the page tables of a memory image")
+    t.add_argument("items", nargs="+", metavar="IMAGE... VA...",
+                   help="the memory image (an ELF core or LiME file, or raw FILE@BASE files), then the VAs")
+    t.add_argument("--arch", required=True, choices=[a.cli_name for a in registry.ARCHITECTURES])
+    t.add_argument("--reg", action="append", metavar="NAME=VALUE",
+                   help="a translation register, as the architecture names it, lower case (repeat): " + "; ".join(
+                       f"{a.cli_name}: {', '.join(a.register_names)}" for a in registry.ARCHITECTURES))
+    t.add_argument("--regs", metavar="FILE.json", help="the registers as a JSON object of names to values")
+    t.add_argument("--pa-bits", type=_int, help="the PA width the CPU implements (MAXPHYADDR, PARange): " + ", ".join(
+        f"{a.cli_name} {a.default_pa_bits}" for a in registry.ARCHITECTURES) + " by default")
+    t.add_argument("--access", choices=("read", "write", "execute", ANY), default="read",
+                   help="the access to translate for (any: the PA if any access translates, as a debugger "
+                        "reads memory; the permissions say which)")
+    t.add_argument("--privilege", choices=("user", "supervisor"), default="supervisor")
+    t.add_argument("--json", action="store_true", help="one JSON object a line")
+    t.add_argument("--va-file", metavar="FILE", help="the VAs, one a line (then every argument is an image)")
+    t.set_defaults(func=cmd_translate)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    ns, extra = parser.parse_known_args(argv)
+    if extra:                                   # translate's VAs after its options: positionals, in order
+        cut = extra.index("--") if "--" in extra else len(extra)     # after "--", anything is a VA
+        if ns.command != "translate":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        bad = [x for x in extra[:cut] if x.startswith("-") and not _NUMBER.fullmatch(x)]
+        if bad:
+            print(f"pagetable: error: unrecognized option {bad[0][:40]!r} (a VA that starts with '-' goes after "
+                  "'--')", file=sys.stderr)
+            return 2
+        ns.items = [*ns.items, *extra[:cut], *extra[cut + 1:]]
     for stream in (sys.stdout, sys.stderr):             # text a terminal cannot encode is escaped, not fatal
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")

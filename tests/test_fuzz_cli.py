@@ -22,9 +22,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pagetable import registry
 from pagetable.arch.riscv_sv39 import HGATP, PTE, SATP
 from pagetable.cli import main
-from pagetable.vectors import generate_aarch64, generate_riscv
+from pagetable.vectors import VectorSet, generate_aarch64, generate_riscv
 from pagetable.vectors.aarch64 import gen as a64_gen
 from pagetable.vectors.aarch64.tool import REGISTERS as A64_REGISTERS
 from pagetable.vectors.x86_64 import layout as x86_layout
@@ -346,3 +347,41 @@ def generate_then_check(mode: str, cases: str, seed: str, flags: set[str]) -> No
 def test_generate_x86_with_random_arguments(mode: str, cases: str, seed: str, flags: set[str]) -> None:
     count("vectors generate (x86)")
     generate_then_check(mode, cases, seed, flags)
+
+
+# ------------------------------------------------------------------------------------------------ translate
+_CLI_ARCH = {"riscv64": "riscv", "x86_64": "x86_64", "aarch64": "aarch64"}
+
+
+@fuzz(short=30, long=3_000)
+@given(st.sampled_from(MODES + X86_MODES + A64_MODES), st.data())
+def test_translate_with_mutated_registers_images_and_vas(mode: str, data: st.DataObject) -> None:
+    """`translate` over a vector set's image, its tables corrupted, with registers changed, dropped, added
+    or misnamed, and VAs of every size (and not numbers)."""
+    d, doc, image = base(mode)
+    ram = VectorSet.read(d).mem.regions[0].base
+    arch = registry.by_name(doc["arch"])
+    regs = {k: int(v, 16) for k, v in doc["registers"].items()}
+    for _ in range(data.draw(st.integers(0, 3))):
+        name = data.draw(st.sampled_from([*arch.register_names, "bogus", *regs]))
+        if data.draw(st.booleans()) and name in regs:
+            del regs[name]
+        else:
+            regs[name] = data.draw(st.one_of(st.integers(0, (1 << 64) - 1), st.sampled_from([0, 1, 1 << 63])))
+    mem = bytearray(image)
+    for index, value in data.draw(st.lists(st.tuples(st.integers(0, 96 * 512 - 1), st.integers(0, (1 << 64) - 1)),
+                                           max_size=16)):
+        mem[index * 8:index * 8 + 8] = value.to_bytes(8, "little")
+    vas = data.draw(st.lists(st.one_of(st.integers(0, (1 << 64) - 1).map(hex), st.integers(-5, 1 << 65).map(str),
+                                       st.text("0x123abcz_-", min_size=1, max_size=6)), min_size=1, max_size=8))
+    extra = data.draw(st.sampled_from([[], ["--json"], ["--access", "any", "--privilege", "user"],
+                                       ["--access", "write", "--pa-bits", "40"], ["--pa-bits", "9999"]]))
+    with vector_dir(mode) as t:
+        (t / "mem.bin").unlink()
+        (t / "mem.bin").write_bytes(bytes(mem))
+        count("translate")
+        with bounded(30, IMAGE_LIMIT):
+            run(["translate", f"{t / 'mem.bin'}@{ram:#x}", "--arch", _CLI_ARCH[arch.name],
+                 *(f"--reg={k}={v:#x}" for k, v in regs.items()), *extra, "--", *vas] if regs else
+                ["translate", f"{t / 'mem.bin'}@{ram:#x}", "--arch", _CLI_ARCH[arch.name], "--regs",
+                 str(d / "none.json"), *vas], codes=(0, 2))

@@ -36,10 +36,12 @@ from ... import args
 from ...arch.aarch64 import Granule, OAForm, regs
 from ...arch.aarch64.modes import stage1_format, stage2_format
 from ...arch.aarch64.regimes import el1_rules, el2_rules, stage2_rules
-from ...errors import PagetableError
+from ...errors import InvalidArgument, PagetableError
 from ...format import PagingFormat
+from ...physmem import PhysMem
 from ...translation import WalkRules
 from ...walker import Walker
+from ..architecture import check_register_names, pa_bits_in
 from ..schema import VectorsError, VectorSet, check_keys, check_one_stage, check_registers
 
 ARCH = "aarch64"
@@ -196,26 +198,85 @@ def walker_for(vs: VectorSet) -> Walker:
     pa_range = options_from_json(vs.options, mode)
     r = vs.registers
     try:
-        s2 = None
-        if mode.stage2:
-            s2 = stage2_rules(r["vtcr_el2"], r["vttbr_el2"], hcr_el2=r["hcr_el2"], pa_range=pa_range)
-            if not regs.HCR_EL2.get(r["hcr_el2"], "VM"):
-                raise VectorsError(f"registers.hcr_el2 {r['hcr_el2']:#x} has VM=0: stage 2 is off, not {mode.name}")
+        if mode.stage2 and not regs.HCR_EL2.get(r["hcr_el2"], "VM"):
+            raise VectorsError(f"registers.hcr_el2 {r['hcr_el2']:#x} has VM=0: stage 2 is off, not {mode.name}")
+        rules, s2 = regime_rules(r, mode.regime, mode.stage2, pa_range)
+        if s2 is not None:
             _expect("vtcr_el2", r["vtcr_el2"], s2, (mode.stage2_format,))
-            if mode.regime is None:
-                return Walker(vs.mem, s2)
-        if mode.regime == "el1":
-            rules: WalkRules = el1_rules(r["tcr_el1"], r["ttbr0_el1"], r["ttbr1_el1"], r["mair_el1"],
-                                         r["sctlr_el1"], hcr_el2=r.get("hcr_el2", 0), pa_range=pa_range)
-            _expect("tcr_el1", r["tcr_el1"], rules, mode.stage1_formats())
-        else:
-            rules = el2_rules(r["tcr_el2"], r["ttbr0_el2"], r["mair_el2"], r["sctlr_el2"], pa_range=pa_range)
-            _expect("tcr_el2", r["tcr_el2"], rules, mode.stage1_formats())
+        if rules is not None:
+            reg = "tcr_el1" if mode.regime == "el1" else "tcr_el2"
+            _expect(reg, r[reg], rules, mode.stage1_formats())
     except VectorsError:
         raise
     except PagetableError as exc:
         raise VectorsError(f"registers: {exc}") from None
-    return Walker(vs.mem, rules, stage2=None if s2 is None else Walker(vs.mem, s2))
+    return _walker(vs.mem, rules, s2)
+
+
+def regime_rules(r: dict[str, int], regime: str | None, stage2: bool,
+                 pa_range: int) -> tuple[WalkRules | None, WalkRules | None]:
+    """The stage 1 rules of `regime` ("el1", "el2" or None: none) and, with `stage2`, stage 2's, from the
+    registers named in `r` (`EL1_REGISTERS`, `EL2_REGIME_REGISTERS`, `STAGE2_REGISTERS`; MAIR defaults to
+    Linux's, SCTLR to M=1, HCR_EL2 and TTBR1_EL2 to 0)."""
+    hcr = r.get("hcr_el2", 0)
+    s2 = (stage2_rules(r["vtcr_el2"], r["vttbr_el2"], hcr_el2=hcr, pa_range=pa_range) if stage2 else None)
+    rules: WalkRules | None = None
+    if regime == "el1":
+        rules = el1_rules(r["tcr_el1"], r["ttbr0_el1"], r["ttbr1_el1"], r.get("mair_el1", regs.LINUX_MAIR_EL1),
+                          r.get("sctlr_el1", 1), hcr_el2=hcr, pa_range=pa_range)
+    elif regime == "el2":
+        rules = el2_rules(r["tcr_el2"], r["ttbr0_el2"], r.get("mair_el2", regs.LINUX_MAIR_EL1), r.get("sctlr_el2", 1),
+                          hcr_el2=hcr, ttbr1_el2=r.get("ttbr1_el2", 0), pa_range=pa_range)
+    return rules, s2
+
+
+def _walker(mem: PhysMem, rules: WalkRules | None, s2: WalkRules | None) -> Walker:
+    if rules is None:
+        assert s2 is not None
+        return Walker(mem, s2)
+    return Walker(mem, rules, stage2=None if s2 is None else Walker(mem, s2))
+
+
+EL2_REGIME_REGISTERS = ("tcr_el2", "ttbr0_el2", "ttbr1_el2", "mair_el2", "sctlr_el2")
+REGISTER_NAMES = EL1_REGISTERS + STAGE2_REGISTERS + EL2_REGIME_REGISTERS
+PA_BITS = 48
+"""The PA size (ID_AA64MMFR0_EL1.PARange) when none is given: 48 bits, without FEAT_LPA."""
+
+
+def walker_from_registers(mem: PhysMem, r: dict[str, int], pa_bits: int | None = None) -> Walker:
+    """The walker of a PE whose system registers hold `r`: the EL1&0 regime (tcr_el1, ttbr0_el1, ttbr1_el1;
+    mair_el1, sctlr_el1 optional), over stage 2 when vtcr_el2 and vttbr_el2 are given (hcr_el2 optional:
+    VM=1 when absent; with VM=0 stage 2 is off), stage 2 alone (vtcr_el2, vttbr_el2, hcr_el2), or the EL2
+    regime (tcr_el2, ttbr0_el2; ttbr1_el2 with HCR_EL2.E2H=1, mair_el2, sctlr_el2, hcr_el2). MAIR defaults
+    to Linux's value, SCTLR to M=1. `pa_bits`: PARange's size (32, 36, 40, 42, 44, 48 or 52; default 48)."""
+    el1 = [n for n in EL1_REGISTERS if n in r]
+    el2 = [n for n in EL2_REGIME_REGISTERS if n in r]
+    s2 = "vtcr_el2" in r or "vttbr_el2" in r
+    if el1 and el2:
+        raise InvalidArgument(f"{el1[0]} and {el2[0]}: give the EL1&0 regime's registers or the EL2 regime's, "
+                              "not both")
+    if el2 and s2:
+        raise InvalidArgument(f"{'vtcr_el2' if 'vtcr_el2' in r else 'vttbr_el2'}: stage 2 translates the EL1&0 "
+                              "regime, not the EL2 regime")
+    regime = "el2" if el2 else "el1" if el1 or not s2 else None
+    required = {"el1": ("tcr_el1", "ttbr0_el1", "ttbr1_el1"), "el2": ("tcr_el2", "ttbr0_el2"), None: ()}[regime]
+    what = {"el1": "the EL1&0 regime", "el2": "the EL2 regime", None: "stage 2"}[regime]
+    check_register_names(r, REGISTER_NAMES, required + (("vtcr_el2", "vttbr_el2") if s2 else ()),
+                         what + (" over stage 2" if s2 and regime else ""))
+    pa_range = pa_bits_in(pa_bits, PA_BITS, [b for b in regs.PA_BITS.values() if b <= 52],
+                          "a PARange size")
+    if s2:
+        r = {"hcr_el2": regs.HCR_EL2.mask("VM"), **r}
+        if not regs.HCR_EL2.get(r["hcr_el2"], "VM"):
+            if regime is None:
+                raise InvalidArgument(f"hcr_el2 {r['hcr_el2']:#x} has VM=0: stage 2 is off, and no stage 1 "
+                                      "registers are given")
+            s2 = False
+    try:
+        rules, s2_rules = regime_rules(r, regime, s2, pa_range)
+    except PagetableError as exc:
+        raise InvalidArgument(f"registers: {exc}") from None
+    return _walker(mem, rules, s2_rules)
 
 
 def _expect(reg: str, value: int, rules: WalkRules, want: tuple[PagingFormat | None, ...]) -> None:
@@ -232,5 +293,6 @@ def _described(fmt: PagingFormat) -> str:
     return f"{fmt.name} from level {fmt.levels[0].arch_level}"
 
 
-__all__ = ["ARCH", "EL1_REGISTERS", "EL2_REGISTERS", "STAGE2_REGISTERS", "VECTOR_MODES", "A64VectorMode",
-           "options_from_json", "registers_for", "vector_mode", "walker_for"]
+__all__ = ["ARCH", "EL1_REGISTERS", "EL2_REGIME_REGISTERS", "EL2_REGISTERS", "PA_BITS", "REGISTER_NAMES",
+           "STAGE2_REGISTERS", "VECTOR_MODES", "A64VectorMode", "options_from_json", "regime_rules", "registers_for",
+           "vector_mode", "walker_for", "walker_from_registers"]

@@ -23,7 +23,9 @@ from ...arch.riscv_sv39 import G_MODES, MODES, Hgatp, Satp, Vsatp
 from ...arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules, two_stage_rules
 from ...errors import InvalidArgument, PagetableError
 from ...format import PagingFormat
+from ...physmem import PhysMem
 from ...walker import Walker
+from ..architecture import check_register_names, pa_bits_in, register_error
 from ..schema import VectorsError, VectorSet, check_keys, check_one_stage, check_registers
 
 Options = RiscvOptions | HypervisorOptions
@@ -117,16 +119,49 @@ def walker_for(vs: VectorSet) -> Walker:
         check_one_stage(vs, mode.name)
     options = options_from_json(mode, vs.options)
     try:
-        if isinstance(options, RiscvOptions):
-            satp = Satp.decode(vs.registers["satp"])
-            _expect("satp", vs.registers["satp"], satp.format, mode.stage1)
-            return Walker(vs.mem, RiscvRules(satp, options))
-        vsatp, hgatp = Vsatp.decode(vs.registers["vsatp"]), Hgatp.decode(vs.registers["hgatp"])
+        walker, decoded = _walker(vs.mem, vs.registers, options)
     except PagetableError as exc:
         raise VectorsError(str(exc)) from None
-    _expect("vsatp", vs.registers["vsatp"], vsatp.format, mode.stage1)
-    _expect("hgatp", vs.registers["hgatp"], hgatp.format, mode.gstage)
-    return Walker.nested(vs.mem, two_stage_rules(vsatp, hgatp, options))
+    for reg, want in (("satp", mode.stage1), ("vsatp", mode.stage1), ("hgatp", mode.gstage)):
+        if reg in decoded:
+            _expect(reg, vs.registers[reg], decoded[reg].format, want)
+    return walker
+
+
+REGISTER_NAMES = ("satp", "vsatp", "hgatp")
+PA_BITS = 56
+"""The PA width of Sv39, Sv48 and Sv57 (a PTE's 44-bit PPN): a narrower hart's PMAs make the addresses beyond
+its width inaccessible, which an image without RAM there says already (the walker checks no width)."""
+
+
+def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | None = None) -> Walker:
+    """The walker of a hart whose CSRs hold `regs`: `satp` (one stage, as S-mode translates), or `hgatp` with
+    `vsatp` (default 0, Bare: the G-stage alone) for a V=1 access (two stages). The mode follows from each
+    register's MODE; a reserved MODE is an error naming the register. Status bits are all 0 (Svade, no
+    Svnapot or Svpbmt)."""
+    two = "hgatp" in regs or "vsatp" in regs
+    if two and "satp" in regs:
+        raise InvalidArgument("give satp (one stage) or vsatp and hgatp (two stages), not both")
+    check_register_names(regs, REGISTER_NAMES, ("hgatp",) if two else ("satp",),
+                         "RISC-V two-stage translation" if two else "RISC-V translation")
+    pa_bits_in(pa_bits, PA_BITS, range(32, PA_BITS + 1), "a RISC-V PA width")
+    options: Options = HypervisorOptions() if two else RiscvOptions()
+    return _walker(mem, {"vsatp": 0, **regs} if two else regs, options)[0]
+
+
+def _walker(mem: PhysMem, regs: dict[str, int], options: Options) -> tuple[Walker, dict[str, Any]]:
+    """The walker `regs` select (satp with `RiscvOptions`; vsatp and hgatp with `HypervisorOptions`) and
+    the decoded registers."""
+    decoded: dict[str, Any] = {}
+    for name, kind in (("satp", Satp), ("vsatp", Vsatp), ("hgatp", Hgatp)):
+        if name in regs:
+            try:
+                decoded[name] = kind.decode(regs[name])
+            except PagetableError as exc:
+                raise register_error(name, exc) from None
+    if isinstance(options, RiscvOptions):
+        return Walker(mem, RiscvRules(decoded["satp"], options)), decoded
+    return Walker.nested(mem, two_stage_rules(decoded["vsatp"], decoded["hgatp"], options)), decoded
 
 
 def _expect(reg: str, value: int, got: PagingFormat | None, want: PagingFormat | None) -> None:
@@ -135,5 +170,5 @@ def _expect(reg: str, value: int, got: PagingFormat | None, want: PagingFormat |
                            f"{want.name if want else 'Bare'}")
 
 
-__all__ = ["VECTOR_MODES", "Options", "VectorMode", "options_from_json", "vector_mode",
-           "walker_for"]
+__all__ = ["PA_BITS", "REGISTER_NAMES", "VECTOR_MODES", "Options", "VectorMode", "options_from_json",
+           "vector_mode", "walker_for", "walker_from_registers"]

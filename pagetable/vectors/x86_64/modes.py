@@ -43,10 +43,12 @@ from ...arch.x86_64 import (
     rules_from_registers,
 )
 from ...arch.x86_64.entry import PAT_TYPES
-from ...errors import PagetableError
+from ...errors import InvalidArgument, PagetableError
 from ...format import PagingFormat
+from ...physmem import PhysMem
 from ...translation import MemoryType, WalkRules
 from ...walker import Walker
+from ..architecture import check_register_names, pa_bits_in
 from ..schema import VectorsError, VectorSet, check_keys, check_one_stage, check_registers
 
 ARCH = "x86_64"
@@ -152,11 +154,35 @@ def walker_for(vs: VectorSet) -> Walker:
                                f"{'4' if mode.la57 else '5'}-level paging, not {mode.name}")
         if r["cr4"] & CR4.mask("PKS"):
             raise VectorsError(f"registers.cr4 {r['cr4']:#x} has PKS=1: x86 vector sets record no IA32_PKRS")
-        rules = rules_from_registers(r["cr0"], r["cr3"], r["cr4"], r["efer"], r["pat"], r["rflags"], r["pkru"],
-                                     maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages)
+        rules = paging_rules(r, cpu)
     except PagetableError as exc:
         raise VectorsError(f"registers: {exc}") from None
     return Walker(vs.mem, rules, stage2=nested)
+
+
+def paging_rules(r: dict[str, int], cpu: CpuOptions) -> WalkRules:
+    """4-level or 5-level paging's rules from the registers named in `r` (`PAGING_REGISTERS`: cr0, cr3,
+    cr4, efer; pat, rflags, pkru and pkrs optional: IA32_PAT's power-up value, 0, 0, 0)."""
+    return rules_from_registers(r["cr0"], r["cr3"], r["cr4"], r["efer"], r.get("pat"),
+                                r.get("rflags", 0), r.get("pkru", 0), r.get("pkrs", 0),
+                                maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages)
+
+
+REGISTER_NAMES = ("cr0", "cr3", "cr4", "efer", "pat", "pkru", "pkrs", "rflags")
+PA_BITS = 52
+"""MAXPHYADDR when none is given: the architectural maximum (SDM Vol. 3A 4.1.4)."""
+
+
+def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | None = None) -> Walker:
+    """The walker of a CPU in IA-32e paging whose registers hold `regs` (cr0, cr3, cr4, efer; pat, pkru,
+    pkrs, rflags optional), with MAXPHYADDR `pa_bits` (32 to 52; default 52) and 1-GByte pages. CR4.LA57
+    selects 5-level paging; registers that select no 64-bit paging mode are an error naming them."""
+    check_register_names(regs, REGISTER_NAMES, REGISTER_NAMES[:4], "x86-64 paging")
+    bits = pa_bits_in(pa_bits, PA_BITS, range(32, 53), "a MAXPHYADDR")
+    try:
+        return Walker(mem, paging_rules(regs, CpuOptions(maxphyaddr=bits)))
+    except PagetableError as exc:
+        raise InvalidArgument(f"registers: {exc}") from None
 
 
 def nested_rules(mode: X86VectorMode, r: dict[str, int], cpu: CpuOptions) -> WalkRules:
@@ -170,5 +196,6 @@ def nested_rules(mode: X86VectorMode, r: dict[str, int], cpu: CpuOptions) -> Wal
     return NptRules(r["ncr3"], X86Options(maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages), pat=r["host_pat"])
 
 
-__all__ = ["ARCH", "MAXPHYADDR", "PAGING_REGISTERS", "PAT_VALUE", "VECTOR_MODES", "CpuOptions", "X86VectorMode",
-           "nested_rules", "vector_mode", "walker_for"]
+__all__ = ["ARCH", "MAXPHYADDR", "PAGING_REGISTERS", "PAT_VALUE", "PA_BITS", "REGISTER_NAMES",
+           "VECTOR_MODES", "CpuOptions", "X86VectorMode", "nested_rules", "paging_rules", "vector_mode", "walker_for",
+           "walker_from_registers"]
