@@ -567,6 +567,7 @@ def test_vector_sets_match_qemu(mode: str, seed: int) -> None:
     regs = _vector_registers(vs)
     stage1 = SCTLR_EL1.get(regs.sctlr_el1, "M") or "sctlr_el2" in vs.registers
     el2 = "sctlr_el2" in vs.registers
+    image = vs.mem.read(RAM_BASE, vs.mem.regions[0].size)
     probes: list[tuple[int, Translation, int, str]] = []           # case, expectation, PA, method
     for n, c in enumerate(vs.cases):
         el = 2 if el2 else 0 if c.privilege == "user" else 1
@@ -576,7 +577,7 @@ def test_vector_sets_match_qemu(mode: str, seed: int) -> None:
         assert (c.reason, c.pa) == (t.reason.label, None if c.pa is None else (t.pa if t.ok else pa)), c
         if t.reason == Reason.RESERVED and t.level == -1:
             continue                                          # LEVEL_MINUS_1_BLOCK
-        if c.access == "execute" and t.ok and not _tagged(vs.mem.read(RAM_BASE, vs.mem.regions[0].size), pa):
+        if c.access == "execute" and t.ok and not _tagged(image, pa):
             continue                                          # a fetch there would run whatever is there
         if c.access != "execute" and t.reason != Reason.TABLE_OUTSIDE_MEMORY:
             probes.append((n, t, pa, "at"))
@@ -585,7 +586,7 @@ def test_vector_sets_match_qemu(mode: str, seed: int) -> None:
     cases = [ProbeCase(vs.cases[n].va, vs.cases[n].access, 2 if el2 else 0 if vs.cases[n].privilege == "user"
                        else 1, method, regs) for n, _, _, method in probes]
     order = sorted(range(len(cases)), key=lambda k: cases[k].access == "write")   # writes last (ACCESSES)
-    run = q.run_probes(vs.mem.read(RAM_BASE, vs.mem.regions[0].size), [cases[k] for k in order],
+    run = q.run_probes(image, [cases[k] for k in order],
                        qemu=require_qemu_aarch64(), timeout=300)
     results: dict[int, ProbeResult] = dict(zip(order, run.results, strict=True))
     failures, predicted, differed = [], Counter[str](), Counter[str]()

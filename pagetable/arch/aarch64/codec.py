@@ -51,7 +51,7 @@ from ...lanes import Flag, Small, Word
 from ...layout import Layout
 from ...translation import MemoryType, memory_type_flags
 from .descriptors import Granule, OAForm, Stage, block_levels, check_form, descriptor_layout, output_shift
-from .regs import LINUX_MAIR_EL1, mair_attrs
+from .regs import DEVICE_TYPES, LINUX_MAIR_EL1, mair_attrs
 
 U64 = npt.NDArray[np.uint64]
 
@@ -220,7 +220,6 @@ class _Descriptors(RememberedLeaves, NoPointerRights):
         return block_levels(self.address.granule, self.address.form)
 
 
-_DEVICE_TYPES = (MemoryType.DEVICE_NGNRNE, MemoryType.DEVICE_NGNRE, MemoryType.DEVICE_NGRE, MemoryType.DEVICE_GRE)
 
 
 def _device_index(types: tuple[MemoryType | None, ...]) -> int | None:
@@ -254,7 +253,7 @@ class A64Codec(_Descriptors):
         (`cacheable`), Normal memory as Non-cacheable."""
         types = [MemoryType.NORMAL_MIXED if t is None else t for t in self._types]
         if not self.cacheable:
-            types = [t if t in _DEVICE_TYPES else MemoryType.NORMAL_NC for t in types]
+            types = [t if t in DEVICE_TYPES else MemoryType.NORMAL_NC for t in types]
         return np.array(types, dtype=np.uint8)
 
     def memory_type_np(self, raw: Word, huge: bool) -> Small:
@@ -405,11 +404,11 @@ def s2_memattr_type(memattr: int, fwb: bool) -> MemoryType | None:
     is Device (MemAttr[1:0]), 0b110 forces Normal WB, 0b101 Normal NC, 0b111 keeps stage 1's type."""
     if fwb:
         if not memattr & 4:
-            return _DEVICE_TYPES[memattr & 3]
+            return DEVICE_TYPES[memattr & 3]
         return {6: MemoryType.NORMAL_WB, 5: MemoryType.NORMAL_NC}.get(memattr & 7)
     outer, inner = memattr >> 2, memattr & 3
     if outer == 0:
-        return _DEVICE_TYPES[inner]
+        return DEVICE_TYPES[inner]
     if inner == 0:
         return None                                   # 0bxx00 with xx != 00: reserved
     a, b = _S2_CACHE[outer], _S2_CACHE[inner]

@@ -163,7 +163,8 @@ Attr1 = 0xff (MT_NORMAL_TAGGED, which the kernel rewrites to 0xf0, Tagged Normal
 Attr2 = 0x44 (MT_NORMAL_NC: Normal Inner/Outer Non-cacheable), Attr3 = 0x00 (MT_DEVICE_nGnRnE),
 Attr4 = 0x04 (MT_DEVICE_nGnRE); Attr5-7 are 0 (unused, Device-nGnRnE)."""
 
-_DEVICE = (MemoryType.DEVICE_NGNRNE, MemoryType.DEVICE_NGNRE, MemoryType.DEVICE_NGRE, MemoryType.DEVICE_GRE)
+DEVICE_TYPES = (MemoryType.DEVICE_NGNRNE, MemoryType.DEVICE_NGNRE, MemoryType.DEVICE_NGRE, MemoryType.DEVICE_GRE)
+"""The Device memory types in the order of MAIR's dd field and of stage 2 MemAttr[1:0]."""
 _DEVICE_NAMES = ("Device-nGnRnE", "Device-nGnRE", "Device-nGRE", "Device-GRE")
 
 
@@ -204,9 +205,9 @@ def mair_attr(code: int) -> MairAttr:
     if outer == 0:
         dd, low = inner >> 2, inner & 3
         if low == 0:
-            return MairAttr(code, _DEVICE[dd], _DEVICE_NAMES[dd])
+            return MairAttr(code, DEVICE_TYPES[dd], _DEVICE_NAMES[dd])
         if low == 1:
-            return MairAttr(code, _DEVICE[dd], f"{_DEVICE_NAMES[dd]} with XS=0", "FEAT_XS")
+            return MairAttr(code, DEVICE_TYPES[dd], f"{_DEVICE_NAMES[dd]} with XS=0", "FEAT_XS")
         return MairAttr(code, None, "UNPREDICTABLE (0b0000dd1x)")
     if inner == 0:
         special = {0x40: (MemoryType.NORMAL_NC, "Normal Inner/Outer Non-cacheable with XS=0", "FEAT_XS"),

@@ -102,6 +102,7 @@ from .codec import (
     S2Codec,
     s2_memattr_type,
 )
+from .regs import DEVICE_TYPES
 
 ARCH = "aarch64"
 TRANSLATION = FaultKind.register(ARCH, "translation", "Translation fault")
@@ -119,9 +120,8 @@ _READS, _WRITES, _FETCHES = _PR | _UR, _PW | _UW, _PX | _UX
 _USER_DATA = _UR | _UW
 _ALL = ALL_PERMS
 _ONES = (1 << 64) - 1
-_DEVICE = (MemoryType.DEVICE_NGNRNE, MemoryType.DEVICE_NGNRE, MemoryType.DEVICE_NGRE, MemoryType.DEVICE_GRE)
 _IS_DEVICE = np.zeros(max(MemoryType) + 1, dtype=np.uint64)
-_IS_DEVICE[list(_DEVICE)] = 1
+_IS_DEVICE[list(DEVICE_TYPES)] = 1
 
 # Fault status codes (ESR_ELx.ISS DFSC/IFSC, PAR_EL1.FST; D24, "ISS encoding for an exception from a Data
 # Abort"): the kind's code with the level in bits 1:0; level -1 (FEAT_LPA2) has codes of its own.
@@ -178,6 +178,28 @@ class _Switches:
 
     def to_json(self) -> dict[str, object]:
         return dataclasses.asdict(cast(Any, self))
+
+
+def _is_leaf(pte: Word, level: int) -> Flag:
+    """Descriptors that map memory by bits 1:0 (Table D8-48): a page at level 3 (0b11), a block above it
+    (0b01; valid or not, which `_step` checks first)."""
+    return bit(pte, TYPE) if level == 3 else not_(bit(pte, TYPE))
+
+
+def _step(region: Region, depth: int, pte: Word, leaf: Flag, blocks: frozenset[int], oa_bits: int, ha: bool,
+          rights: Word, memtype: Small, lane_bit: Small) -> Step:
+    """A lookup's verdict at either stage, the faults in the manual's order (module docstring): invalid;
+    0b01 at level 3 or a block where the granule has none; an address at or above the output size; AF=0
+    without HA; the access not in `rights`."""
+    level = region.fmt.levels[depth].arch_level
+    address = cast(A64Codec | S2Codec, region.fmt.codec).address
+    bad_type = not_(leaf) if level == 3 else (False if level in blocks else leaf)
+    too_wide = (address.paddr(pte) >> oa_bits) != 0 if oa_bits < address.oa_bits else False
+    reason = first(pte, (not_(bit(pte, VALID)), Reason.INVALID), (bad_type, Reason.RESERVED),
+                   (too_wide, Reason.ADDRESS_SIZE),
+                   (leaf & not_(bit(pte, AF)) if not ha else False, Reason.ACCESSED_DIRTY),
+                   (leaf & ((rights >> lane_bit) & 1 == 0), Reason.PERMISSION))
+    return Step(reason, leaf, region.fmt.levels[depth].span - 1, rights, memtype)
 
 
 def _updated(pte: Word, leaf: Flag, access: Small, o: _Switches, clear: int, dirty: int) -> Word:
@@ -238,24 +260,16 @@ class A64Rules:
         p = self._regions[region.name]
         codec = cast(A64Codec, region.fmt.codec)
         level = region.fmt.levels[depth].arch_level
-        last = level == 3
-        typ = bit(pte, TYPE)
-        leaf = typ if last else not_(typ)
-        bad_type = not_(typ) if last else (False if level in p.blocks else leaf)
-        too_wide = (codec.address.paddr(pte) >> p.oa_bits) != 0 if p.oa_bits < codec.address.oa_bits else False
-        memtype = codec.memory_type_np(pte, not last)
-        if last:
+        leaf = _is_leaf(pte, level)
+        memtype = codec.memory_type_np(pte, level != 3)
+        if level == 3:
             rights = self._leaf_rights(pte, carry, memtype)
         elif level in p.blocks:
             rights = where(leaf, self._leaf_rights(pte, carry, memtype), self._table_rights(pte, carry, p.hpd))
         else:
             rights = self._table_rights(pte, carry, p.hpd)
-        lane_bit = priv * 3 + access
-        reason = first(pte, (not_(bit(pte, VALID)), Reason.INVALID), (bad_type, Reason.RESERVED),
-                       (too_wide, Reason.ADDRESS_SIZE),
-                       (leaf & not_(bit(pte, AF)) if not self.options.ha else False, Reason.ACCESSED_DIRTY),
-                       (leaf & ((rights >> lane_bit) & 1 == 0), Reason.PERMISSION))
-        return Step(reason, leaf, region.fmt.levels[depth].span - 1, rights, memtype)
+        return _step(region, depth, pte, leaf, p.blocks, p.oa_bits, self.options.ha, rights, memtype,
+                     priv * 3 + access)
 
     def _table_rights(self, pte: Word, carry: Word, hpd: bool) -> Word:
         """The carry a table descriptor passes down: narrowed by its table attributes unless HPDn."""
@@ -370,13 +384,8 @@ class S2Rules:
     def step(self, region: Region, depth: int, pte: Word, access: Small, priv: Small, carry: Word) -> Step:
         codec = cast(S2Codec, region.fmt.codec)
         level = region.fmt.levels[depth].arch_level
-        last = level == 3
-        typ = bit(pte, TYPE)
-        leaf = typ if last else not_(typ)
-        bad_type = not_(typ) if last else (False if level in self._blocks else leaf)
-        too_wide = (codec.address.paddr(pte) >> self.oa_bits) != 0 if self.oa_bits < codec.address.oa_bits \
-            else False
-        memtype = codec.memory_type_np(pte, not last)
+        leaf = _is_leaf(pte, level)
+        memtype = codec.memory_type_np(pte, level != 3)
         own = where(bit(pte, S2AP_R), _READS, 0) | where(bit(pte, S2AP_W), _WRITES, 0) | \
             take(self._xn, (pte >> XN_SHIFT) & 3)
         if self.options.hd:
@@ -384,12 +393,8 @@ class S2Rules:
         if self._table_walk and self.options.ptw:     # HCR_EL2.PTW: a table read from Device memory
             own = own & where(take(_IS_DEVICE, memtype) != 0, 0, _ALL)
         rights = where(leaf, carry & own, carry)
-        lane_bit = priv * 3 + access
-        reason = first(pte, (not_(bit(pte, VALID)), Reason.INVALID), (bad_type, Reason.RESERVED),
-                       (too_wide, Reason.ADDRESS_SIZE),
-                       (leaf & not_(bit(pte, AF)) if not self.options.ha else False, Reason.ACCESSED_DIRTY),
-                       (leaf & ((rights >> lane_bit) & 1 == 0), Reason.PERMISSION))
-        return Step(reason, leaf, region.fmt.levels[depth].span - 1, rights, memtype)
+        return _step(region, depth, pte, leaf, self._blocks, self.oa_bits, self.options.ha, rights, memtype,
+                     priv * 3 + access)
 
     def judged_bits(self, region: Region, depth: int) -> int:
         return self._judged
@@ -426,7 +431,7 @@ class S2Rules:
                     out[a, m] = a
                 elif m & 7 == 0b101:                             # NC, unless stage 1 is Device
                     out[a, m] = a if _is_device(a) else MemoryType.NORMAL_NC
-                elif s2 in _DEVICE:
+                elif s2 in DEVICE_TYPES:
                     out[a, m] = _more_restrictive(a, s2)
                 else:                                            # 0b110: forced Write-Back
                     out[a, m] = s2
@@ -455,7 +460,7 @@ _NORMAL_ORDER = {MemoryType.NORMAL_NC: 0, MemoryType.NORMAL_WT: 1, MemoryType.NO
 
 
 def _is_device(value: int) -> bool:
-    return value in _DEVICE
+    return value in DEVICE_TYPES
 
 
 def _more_restrictive(a: int, b: int) -> int:
