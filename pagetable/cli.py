@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from . import registry
-from .dump.images import open_images
+from .dump.target import Target, open_target
 from .dump.translate import ANY, Answers, translate_vas
 from .errors import PagetableError
 from .listing import permissions, ptdump_lines
@@ -243,8 +243,36 @@ def _va_file(path: str) -> list[int]:
     return vas
 
 
+def _target(ns: argparse.Namespace, images: Sequence[str]) -> Target:
+    """The image, registers and walker of a dump command's common arguments (`_add_target_arguments`);
+    what had to be assumed is said on stderr."""
+    if ns.reg is not None and ns.regs is not None:
+        raise PagetableError("give the translation registers with --reg NAME=VALUE ... or --regs FILE.json, not both")
+    if ns.cpu is None and ns.reg is None and ns.regs is None:
+        raise PagetableError("give the translation registers with --reg NAME=VALUE ... or --regs FILE.json (or "
+                             "--cpu N, for a core that records them)")
+    target = open_target(images, registry.by_cli_name(ns.arch), _register_values(ns), ns.pa_bits, ns.cpu)
+    for line in target.assumed:
+        print(f"pagetable: note: assumed {line}", file=sys.stderr)
+    return target
+
+
+def _add_target_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments every dump command takes after its images: the architecture, the registers (or the
+    CPU whose recorded registers to use) and the PA width."""
+    p.add_argument("--arch", required=True, choices=[a.cli_name for a in registry.ARCHITECTURES])
+    p.add_argument("--reg", action="append", metavar="NAME=VALUE",
+                   help="a translation register, as the architecture names it, lower case (repeat): " + "; ".join(
+                       f"{a.cli_name}: {', '.join(a.register_names)}" for a in registry.ARCHITECTURES))
+    p.add_argument("--regs", metavar="FILE.json", help="the registers as a JSON object of names to values")
+    p.add_argument("--cpu", type=_int, metavar="N",
+                   help="take the registers CPU N had from the image's notes (x86 QEMU cores record CR0-CR4); "
+                        "--reg adds to them or overrides them")
+    p.add_argument("--pa-bits", type=_int, help="the PA width the CPU implements (MAXPHYADDR, PARange): " + ", ".join(
+        f"{a.cli_name} {a.default_pa_bits}" for a in registry.ARCHITECTURES) + " by default")
+
+
 def cmd_translate(ns: argparse.Namespace) -> int:
-    arch = registry.by_cli_name(ns.arch)
     items: list[str] = ns.items
     if ns.va_file is not None:
         images, vas = items, _va_file(ns.va_file)
@@ -256,25 +284,12 @@ def cmd_translate(ns: argparse.Namespace) -> int:
         vas = [_address(v, f"VA {n}") for n, v in enumerate(items[k:], 1)]
     if not images:
         raise PagetableError("no memory image given (IMAGE... before the VAs)")
-    if (ns.reg is None) == (ns.regs is None):
-        raise PagetableError("give the translation registers with --reg NAME=VALUE ... or --regs FILE.json" +
-                             ("" if ns.reg is None else ", not both"))
-    regs = _register_values(ns)
-    assert arch.walker_from_registers is not None
-    image = open_images(images)
-    machine = _ELF_MACHINE_NAMES.get(arch.name)
-    if image.machine in _ELF_MACHINE_NAMES.values() and image.machine != machine:
-        raise PagetableError(f"{images[0]} is an ELF core of {image.machine}, not {arch.cli_name}")
-    walker = arch.walker_from_registers(image.mem, regs, ns.pa_bits)
+    walker = _target(ns, images).walker
     answers = translate_vas(walker, np.array(vas, dtype=np.uint64), ns.access, ns.privilege)
     lines = (_json_lines if ns.json else _text_lines)(answers, walker.stage2 is not None)
     while chunk := list(itertools.islice(lines, 4096)):      # written a few thousand lines at a time
         sys.stdout.write("\n".join(chunk) + "\n")
     return 0
-
-
-_ELF_MACHINE_NAMES = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64", "riscv64": "EM_RISCV"}
-"""The e_machine (as pyelftools names it) of each architecture's ELF cores."""
 
 
 _PERMISSIONS = [permissions(bits) for bits in range(64)]   # every effective-permissions mask, formatted
@@ -364,13 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("translate", help="translate VAs through the page tables of a memory image")
     t.add_argument("items", nargs="+", metavar="IMAGE... VA...",
                    help="the memory image (an ELF core or LiME file, or raw FILE@BASE files), then the VAs")
-    t.add_argument("--arch", required=True, choices=[a.cli_name for a in registry.ARCHITECTURES])
-    t.add_argument("--reg", action="append", metavar="NAME=VALUE",
-                   help="a translation register, as the architecture names it, lower case (repeat): " + "; ".join(
-                       f"{a.cli_name}: {', '.join(a.register_names)}" for a in registry.ARCHITECTURES))
-    t.add_argument("--regs", metavar="FILE.json", help="the registers as a JSON object of names to values")
-    t.add_argument("--pa-bits", type=_int, help="the PA width the CPU implements (MAXPHYADDR, PARange): " + ", ".join(
-        f"{a.cli_name} {a.default_pa_bits}" for a in registry.ARCHITECTURES) + " by default")
+    _add_target_arguments(t)
     t.add_argument("--access", choices=("read", "write", "execute", ANY), default="read",
                    help="the access to translate for (any: the PA if any access translates, as a debugger "
                         "reads memory; the permissions say which)")

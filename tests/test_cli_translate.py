@@ -196,6 +196,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
     (tmp_path / "vas.txt").write_text("0x1000\n\n# fine\n0x2000  # fine too\n0xzz\n")
     (tmp_path / "regs.json").write_text("{satp: 1}")
     (tmp_path / "empty.json").write_text("{}")
+    (tmp_path / "x86").mkdir()
+    x86_core = image(vector_set("x86_64-4level"), "elf", tmp_path / "x86")[0]
     cases = {
         "not an ELF core or a LiME image": ["translate", str(tmp_path / "junk.bin"), "--arch", "riscv", *satp, "0x1"],
         "truncated": ["translate", str(tmp_path / "short.elf"), "--arch", "riscv", *satp, "0x1"],
@@ -221,6 +223,11 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
         "--va-file": [*base, *satp, "--va-file", str(tmp_path / "none.txt")],
         "PA width 60 bits": [*base, *satp, "--pa-bits", "60", "0x1"],
         "ELF core of EM_RISCV, not x86_64": ["translate", elf, "--arch", "x86_64", "--reg", "cr0=0", "0x1"],
+        "--cpu: riscv cores record no translation registers": [*base, "--cpu", "0", "0x1"],
+        "--cpu: a raw image records no CPU state": ["translate", f"{tmp_path / 'junk.bin'}@0", "--arch", "x86_64",
+                                                    "--cpu", "0", "0x1"],
+        "--cpu: the core has no QEMU CPU-state notes": ["translate", x86_core, "--arch", "x86_64",
+                                                        "--cpu", "0", "0x1"],
     }
     for expected, argv in cases.items():
         assert expected in error(capsys, argv), argv

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from pagetable.arch.x86_64.walk import X86Rules
+from pagetable.cli import main
 from pagetable.dump import Image, ImageError, open_image, qemu_cpu_states
 from pagetable.dump.notes import QEMU_CPU_STATE
 from pagetable.physmem import PhysMem
@@ -160,7 +161,7 @@ def test_x86_pc_stopped(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("long_mode", [False, True], ids=["real-mode", "ia32e-mode"])
-def test_x86_pc_registers_from_a_rom(tmp_path: Path, long_mode: bool) -> None:
+def test_x86_pc_registers_from_a_rom(tmp_path: Path, long_mode: bool, capsys: pytest.CaptureFixture[str]) -> None:
     qemu = require_qemu_x86()
     pa = 0x10_0000
     code = SET_CR3_CR4 + (TO_LONG_MODE if long_mode else b"") + HALT
@@ -202,6 +203,29 @@ def test_x86_pc_registers_from_a_rom(tmp_path: Path, long_mode: bool) -> None:
         walker = Walker(image.mem, X86Rules(boot.cr[3]))
         va = boot.segments["cs"].base + boot.rip
         assert walker.translate(va, "execute").pa == va == 0xFFFF_0000 + boot.rip
+    _translate_with_cpu(tmp_path / "core.elf", long_mode, boot.segments["cs"].base + boot.rip, capsys)
+
+
+def _translate_with_cpu(core: Path, long_mode: bool, va: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """`translate --cpu N` takes CPU N's registers from the core (assuming Linux's EFER, and saying so)."""
+    argv = ["translate", str(core), "--arch", "x86_64", "--cpu", "0", "--access", "execute", hex(va)]
+    if not long_mode:
+        assert main(argv) == 2
+        assert "the core is EM_386" in capsys.readouterr().err
+        return
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith(f"{va:#018x} -> {va:#x}  ")
+    assert out.err == "pagetable: note: assumed efer=0xd01 (SCE, LME, LMA, NXE: the core records no EFER; give " \
+                      "--reg efer=... if NXE was clear)\n"
+    assert main([*argv[:-1], "--reg", "efer=0x500", hex(va)]) == 0          # given: nothing assumed
+    assert capsys.readouterr().err == ""
+    assert main(["translate", str(core), "--arch", "x86_64", "--cpu", "1", hex(va)]) == 2
+    assert "CR0.PG" in capsys.readouterr().err           # the other CPU has paging off
+    assert main(["translate", str(core), "--arch", "x86_64", "--cpu", "2", hex(va)]) == 2
+    assert capsys.readouterr().err == "pagetable: error: --cpu 2: the core records CPUs 0 to 1\n"
+    assert main(["translate", str(core), "--arch", "riscv", "--cpu", "0", hex(va)]) == 2
+    assert "ELF core of EM_X86_64, not riscv" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------ helper errors
