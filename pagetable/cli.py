@@ -29,22 +29,22 @@ from __future__ import annotations
 import argparse
 import collections
 import io
-import itertools
 import json
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import registry
 from .dump.target import Target, open_target
-from .dump.translate import ANY, Answers, translate_vas
+from .dump.translate import ANY, json_lines, text_lines, translate_vas, va_column
 from .errors import PagetableError
 from .listing import permissions, ptdump_lines
 from .vectors import SCHEMA, VectorSet, expected_cases
-from .walker import MemoryType, Reason, Walker
+from .walker import Walker
 
 _NUMBER = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|[0-9_]+)")
 
@@ -217,30 +217,35 @@ def _address(text: str, where: str) -> int:
     return va
 
 
-def _va_file(path: str) -> list[int]:
+def _va_file(path: str) -> npt.NDArray[np.uint64]:
     """The VAs of a `--va-file`: one number a line; blank lines and `#` comments are skipped."""
     try:
-        with open(path, encoding="utf-8", errors="strict") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as exc:
         raise PagetableError(f"--va-file {path}: cannot read it: {exc.strerror or exc}") from None
+    fast = va_column(data)                      # the usual file: hex numbers, read with numpy
+    if fast is not None:
+        return fast
+    try:
+        text = data.decode("utf-8", errors="strict")
     except UnicodeDecodeError:
         raise PagetableError(f"--va-file {path}: not a text file (one VA a line)") from None
     if text.isascii() and "#" not in text and "_" not in text and "+" not in text and "-" not in text:
-        try:                                    # the usual file: plain numbers (int() takes only ASCII here)
-            fast = [int(word, 0) for word in text.split()]
+        try:                                    # plain numbers (int() takes only ASCII here)
+            plain = [int(word, 0) for word in text.split()]
         except ValueError:
             pass                                # say which line is wrong, below
         else:
-            if not fast or max(fast) < 1 << 64:
-                return fast
+            if not plain or max(plain) < 1 << 64:
+                return np.array(plain, dtype=np.uint64)
     vas = []
     lines = text.splitlines()
     for n, line in enumerate(lines, 1):
         text = line.split("#", 1)[0].strip()
         if text:
             vas.append(_address(text, f"--va-file {path} line {n}"))
-    return vas
+    return np.array(vas, dtype=np.uint64)
 
 
 def _target(ns: argparse.Namespace, images: Sequence[str]) -> Target:
@@ -281,59 +286,14 @@ def cmd_translate(ns: argparse.Namespace) -> int:
         images = items[:k]                              # the images, up to the first number: the VAs
         if k == len(items):
             raise PagetableError("no VA to translate: give VAs after the images, or --va-file FILE")
-        vas = [_address(v, f"VA {n}") for n, v in enumerate(items[k:], 1)]
+        vas = np.array([_address(v, f"VA {n}") for n, v in enumerate(items[k:], 1)], dtype=np.uint64)
     if not images:
         raise PagetableError("no memory image given (IMAGE... before the VAs)")
     walker = _target(ns, images).walker
-    answers = translate_vas(walker, np.array(vas, dtype=np.uint64), ns.access, ns.privilege)
-    lines = (_json_lines if ns.json else _text_lines)(answers, walker.stage2 is not None)
-    while chunk := list(itertools.islice(lines, 4096)):      # written a few thousand lines at a time
-        sys.stdout.write("\n".join(chunk) + "\n")
+    answers = translate_vas(walker, vas, ns.access, ns.privilege)
+    for chunk in (json_lines if ns.json else text_lines)(answers, walker.stage2 is not None):
+        sys.stdout.write(chunk)
     return 0
-
-
-_PERMISSIONS = [permissions(bits) for bits in range(64)]   # every effective-permissions mask, formatted
-
-
-def _rows(a: Answers) -> Iterator[tuple[int, int | None, str, str, int, int, str, str, dict[str, int], int]]:
-    """Per address: VA, PA (None: a fault), fault kind or '', reason label, level, stage, permissions, memtype
-    label ('' for a fault), syndrome, GPA."""
-    t = a.t
-    labels = {m.value: m.label for m in MemoryType}
-    reasons = [r.label for r in Reason]
-    syndrome = {k: v.tolist() for k, v in t.syndrome.items()}
-    for n, (va, pa, reason, level, stage, perms, memtype, gpa) in enumerate(zip(
-            t.va.tolist(), t.pa.tolist(), t.reason.tolist(), t.level.tolist(), t.stage.tolist(), t.perms.tolist(),
-            t.memtype.tolist(), t.gpa.tolist(), strict=True)):
-        if reason == 0:
-            yield va, pa, "", "ok", level, stage, _PERMISSIONS[perms], labels[memtype], {}, gpa
-        else:
-            yield (va, None, a.kinds[reason, stage], reasons[reason], level, stage, "", "",
-                   {k: v[n] for k, v in syndrome.items()}, gpa)
-
-
-def _text_lines(a: Answers, two_stage: bool) -> Iterator[str]:
-    for va, pa, fault, reason, level, stage, perms, memtype, syndrome, gpa in _rows(a):
-        via = f" gpa {gpa:#x}" if two_stage else ""
-        if pa is not None:
-            yield f"{va:#018x} -> {pa:#x}{via}  {perms}  {memtype}  (level {level})"
-        else:
-            regs = "".join(f" {k}={v:#x}" for k, v in syndrome.items())
-            yield f"{va:#018x} -> {fault} ({reason}) at level {level} stage {stage}{via}{regs}"
-
-
-def _json_lines(a: Answers, two_stage: bool) -> Iterator[str]:
-    """One JSON object a line, written out directly (every string is an ASCII name or a hex number: nothing
-    to escape)."""
-    for va, pa, fault, reason, level, stage, perms, memtype, syndrome, gpa in _rows(a):
-        tail = f', "gpa": "{gpa:#x}"}}' if two_stage else "}"
-        if pa is not None:
-            yield (f'{{"va": "{va:#x}", "pa": "{pa:#x}", "fault": null, "reason": "ok", "level": {level}, '
-                   f'"stage": {stage}, "perms": "{perms}", "memtype": "{memtype}", "syndrome": {{}}{tail}')
-        else:
-            regs = ", ".join(f'"{k}": "{v:#x}"' for k, v in syndrome.items())
-            yield (f'{{"va": "{va:#x}", "pa": null, "fault": "{fault}", "reason": "{reason}", "level": {level}, '
-                   f'"stage": {stage}, "perms": null, "memtype": null, "syndrome": {{{regs}}}{tail}')
 
 
 class _Parser(argparse.ArgumentParser):
