@@ -23,23 +23,40 @@ The registers are a Linux x86-64 CPU's (`REGISTERS`): CR0 PE|MP|ET|NE|WP|AM|PG, 
 OSXMMEXCPT|FSGSBASE|OSXSAVE|SMEP|SMAP, IA32_EFER SCE|LME|LMA|NXE. `expected` gives the leaves the layout
 defines (computed from it, not read back), and `raw_leaves` the raw numpy work of listing them: every table
 page read and its present entries gathered, with no library code.
+
+The rows (`report`, run by bench/run.py, issue 14's Speed): `Walker.mappings` of the whole image beside
+`raw_leaves`; each command of `COMMANDS` run end to end through `pagetable.cli.main` in this process (argument
+parsing, opening the image, the walk, every output line written to /dev/null), beside the raw numpy work of
+its answer; and volatility3's `mapping()` of the same image (bench/volatility.py: its own venv,
+`VOL3_PYTHON`). Every figure is checked first: the library's leaves against the layout and the raw gather,
+each command's output against the layout, volatility3's runs against the library's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import sys
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import raw
+import volatility
+from workload import best
 
-from pagetable.arch.x86_64 import CR0, CR3, CR4, EFER, PAGING4, X86Codec
+from pagetable.arch.x86_64 import CR0, CR3, CR4, EFER, PAGING4, X86Codec, rules_from_registers
+from pagetable.cli import main
 from pagetable.flags import MappingFlags
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
+from pagetable.walker import Walker
 
 U64 = npt.NDArray[np.uint64]
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -181,3 +198,144 @@ def raw_leaves(words: U64, root: int) -> Leaves:
     canonical: U64 = va | (va >> np.uint64(47) & np.uint64(1)) * np.uint64(0xFFFF_0000_0000_0000)   # bit 47 up
     return Leaves(canonical[order], np.concatenate([o.pa for o in out])[order],
                   np.concatenate([o.size for o in out])[order])
+
+
+N_VAS = 100_000
+IMAGE, VA_FILE = "{image}", "{va-file}"
+"""In a command's arguments: the image with its --arch and --reg arguments (`cli_arguments`); the file of
+`N_VAS` random direct-map VAs."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the rows run on: the image (memory-mapped), its walker, the VAs of the VA file and the leaves
+    the layout defines."""
+
+    path: str
+    mem: PhysMem
+    walker: Walker
+    vas: U64
+    va_file: str
+    leaves: Leaves
+
+    @property
+    def words(self) -> U64:
+        out: U64 = self.mem.regions[0].words
+        return out
+
+
+def raw_translate(w: Workload) -> object:
+    """The raw work of translating the VAs: four dependent loads per VA (bench/raw.py)."""
+    return raw.translate(w.words, 0, TABLES, w.vas, raw.X86)
+
+
+def raw_walk(w: Workload) -> object:
+    return raw_leaves(w.words, TABLES)
+
+
+def translated(w: Workload, out: list[str]) -> None:
+    """`translate`'s lines give each VA its direct-map PA, supervisor read-write, write-back, at level 1."""
+    assert len(out) == N_VAS
+    words = [line.split() for line in out]
+    assert [int(x[0], 16) for x in words] == w.vas.tolist()
+    assert [int(x[2], 16) for x in words] == (w.vas - np.uint64(PAGE_OFFSET)).tolist()
+    assert {" ".join(x[3:]) for x in words} == {"S:rw- U:--- wb (level 1)"}
+
+
+@dataclass(frozen=True)
+class Command:
+    """A `pagetable` command line run end to end (`IMAGE` and `VA_FILE` stand for the image's arguments and
+    the VA file), the raw work beside it, its items (the count the row shows), issue 14's target in seconds,
+    and the check of its output lines."""
+
+    name: str
+    argv: tuple[str, ...]
+    items: int
+    raw: Callable[[Workload], object]
+    target: float
+    check: Callable[[Workload, list[str]], None] | None = None
+
+
+COMMANDS = (
+    Command(f"pagetable translate {N_VAS:,} VAs", ("translate", IMAGE, "--va-file", VA_FILE), N_VAS,
+            raw_translate, 0.2, translated),
+)
+"""The command rows: one line each."""
+
+
+def arguments(c: Command, w: Workload) -> list[str]:
+    out: list[str] = []
+    for a in c.argv:
+        out += cli_arguments(w.path) if a == IMAGE else [w.va_file] if a == VA_FILE else [a]
+    return out
+
+
+def run_command(argv: list[str], out: io.TextIOBase) -> None:
+    """`pagetable ARGV` in this process, its output to `out`; exit status 0 expected."""
+    with contextlib.redirect_stdout(out):
+        rc = main(argv)
+    assert rc == 0, f"pagetable {' '.join(argv)}: exit status {rc}"
+
+
+def merged(va: U64, pa: U64, size: U64) -> tuple[U64, U64, U64]:
+    """Leaves merged where both VA and PA continue (volatility3's `mapping` merges so): VA, PA, length."""
+    cut = np.flatnonzero((va[1:] != va[:-1] + size[:-1]) | (pa[1:] != pa[:-1] + size[:-1])) + 1
+    starts = np.concatenate(([0], cut))
+    ends = np.concatenate((cut, [va.shape[0]]))
+    length: U64 = (va[ends - 1] + size[ends - 1]) - va[starts]
+    return va[starts], pa[starts], length
+
+
+def print_row(name: str, items: int, t: float, t_raw: float | None, target: float | None) -> None:
+    ratio = "" if t_raw is None else f"{t_raw:>9.4f}s {t / t_raw:>5.1f}x"
+    goal = "" if target is None else f"<{target:g}s {'ok' if t < target else 'SLOW'}"
+    print(f"{name:<52} {items:>10,} {t:>8.3f}s {ratio:>17} {goal:>10}")
+
+
+def report(repeat: int) -> None:
+    print(f"issue 14: a 4 GiB Linux-like x86-64 image (direct map of all RAM as 4 KiB pages, kernel text, vmalloc, "
+          f"user; {cache_dir()}), load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    path = image()
+    mem = PhysMem.load([(path, 0)])
+    regs = REGISTERS
+    walker = Walker(mem, rules_from_registers(regs["cr0"], regs["cr3"], regs["cr4"], regs["efer"]))
+    vas = np.uint64(PAGE_OFFSET) + np.random.default_rng(1).integers(0, RAM, N_VAS, dtype=np.uint64)
+    with tempfile.TemporaryDirectory(prefix="pagetable-linux-") as tmp:
+        va_file = os.path.join(tmp, "vas.txt")
+        Path(va_file).write_text("".join(f"{v:#x}\n" for v in vas.tolist()))
+        w = Workload(path, mem, walker, vas, va_file, expected())
+        m, r = walker.mappings(), raw_leaves(w.words, TABLES)
+        for k in ("va", "pa", "size"):
+            assert np.array_equal(getattr(m, k), getattr(w.leaves, k)) and np.array_equal(getattr(r, k),
+                                                                                          getattr(w.leaves, k))
+        assert not m.verdict.any() and not m.problems                           # type: ignore[union-attr]
+        print(f"{'':<52} {'items':>10} {'time':>9} {'raw numpy':>10} {'x raw':>6} {'target':>10}")
+        print_row("Walker.mappings() of the whole image", len(m), best(walker.mappings, repeat),
+                  best(lambda: raw_walk(w), repeat), 1.0)
+        del m
+        for c in COMMANDS:
+            argv = arguments(c, w)
+            if c.check is not None:
+                text = io.StringIO()
+                run_command(argv, text)
+                c.check(w, text.getvalue().splitlines())
+            with open(os.devnull, "w") as null:
+                t = best(lambda: run_command(argv, null), repeat)                  # noqa: B023
+            print_row(c.name, c.items, t, best(lambda: c.raw(w), repeat), c.target)   # noqa: B023
+    python = volatility.vol3_python()
+    if python is None:
+        print(f"volatility3 is not installed, so there is no side-by-side figure: {volatility.INSTALL}")
+        return
+    t_lib = best(walker.mappings, repeat)
+    v = volatility.run_vol3(python, path, 1, TABLES, 0, 1 << 48)
+    high = (v.va >> np.uint64(47)) * np.uint64(0xFFFF_0000_0000_0000)             # volatility3's VAs: 48 bits
+    lib = merged(w.leaves.va, w.leaves.pa, w.leaves.size)
+    assert all(np.array_equal(a, b) for a, b in zip(lib, (v.va | high, v.pa, v.length), strict=True)), \
+        "volatility3 and pagetable map VAs differently"
+    print_row(f"volatility3 {v.version} Intel32e.mapping(0, 2**48), 1 run", v.va.shape[0], v.best, None, None)
+    print(f"pagetable's Walker.mappings is {v.best / t_lib:,.0f}x faster than volatility3 on the same image "
+          f"({v.va.shape[0]:,} runs of VA and PA alike, the same as pagetable's)")
+
+
+if __name__ == "__main__":
+    report(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
