@@ -88,8 +88,11 @@ def named(codes: npt.NDArray[np.integer], name: Callable[[int], str],
     for k, w in enumerate(words):
         table[k, width - len(w):] = np.frombuffer(w, dtype=np.uint8)
         lengths[k] = len(w)
+    every = where is None or bool(np.all(where))
+    if every and len(words) == 1:                                 # one text for all: a constant
+        return Column(table[:1], lengths[:1])
     index = np.searchsorted(distinct, c)
-    if where is not None and not np.all(where):
+    if not every:
         index[~np.asarray(where, dtype=bool).reshape(-1)] = len(words)
     elif len({len(w) for w in words}) == 1:                       # one length: said once (`lines` is faster)
         return Column(table[index], lengths[:1])
@@ -106,23 +109,44 @@ def only(where: npt.NDArray[np.bool_], column: Column) -> Column:
 
 def lines(columns: Sequence[Column], lanes: int) -> str:
     """Every lane's pieces joined in order, each lane's line ended by a newline: `lanes` lines ("" for
-    none). The pieces are laid side by side in one (lanes, total width) array with a mask of the bytes each
-    lane writes, and the masked bytes taken in order."""
+    none). The pieces are laid side by side in one (lanes, total width) array — the constants once, in a
+    row copied to every lane — with a mask of the bytes each lane writes (only where some piece's length
+    varies by lane), and the masked bytes taken in order."""
     used = [c for c in columns if c.chars.shape[1] and c.lengths.any()]     # pieces no lane writes: dropped
     width = sum(c.chars.shape[1] for c in used) + 1
-    out = np.empty((lanes, width), dtype=np.uint8)
-    keep = np.empty((lanes, width), dtype=bool)
+    row, row_keep = np.empty(width, dtype=np.uint8), np.ones(width, dtype=bool)
+    each: list[tuple[int, Column]] = []               # the pieces with text of their own in each lane
+    varied: list[tuple[int, Column]] = []             # the pieces whose length differs from lane to lane
     at = 0
     for c in used:
         w = c.chars.shape[1]
-        out[:, at:at + w] = c.chars
-        if c.lengths.shape[0] == 1 and int(c.lengths[0]) == w:
-            keep[:, at:at + w] = True
+        if c.chars.shape[0] == 1:
+            row[at:at + w] = c.chars[0]
         else:
-            keep[:, at:at + w] = np.arange(w) >= (w - c.lengths)[:, None]
+            each.append((at, c))
+        if c.lengths.shape[0] == 1:
+            row_keep[at:at + w - int(c.lengths[0])] = False
+        else:
+            varied.append((at, c))
         at += w
-    out[:, at], keep[:, at] = ord("\n"), True
-    return out[keep].tobytes().decode("ascii")
+    row[at] = ord("\n")
+    out = np.empty((lanes, width), dtype=np.uint8)
+    out[:] = row
+    for at, c in each:
+        out[:, at:at + c.chars.shape[1]] = c.chars
+    if not varied:
+        return _ascii(out if row_keep.all() else out[:, row_keep])
+    keep = np.empty((lanes, width), dtype=bool)
+    keep[:] = row_keep
+    for at, c in varied:
+        w = c.chars.shape[1]
+        keep[:, at:at + w] = np.arange(w) >= (w - c.lengths)[:, None]
+    return _ascii(out[keep])
+
+
+def _ascii(chars: U8) -> str:
+    """The text of ASCII bytes, decoded from the array's own memory (not copied to a bytes first)."""
+    return str(memoryview(np.ascontiguousarray(chars)), "ascii")
 
 
 __all__ = ["Column", "hexadecimal", "lines", "named", "only", "text"]

@@ -133,18 +133,13 @@ def json_lines(a: Answers, two_stage: bool) -> Iterator[str]:
         yield output.lines(columns, len(t))
 
 
-_HEX_VALUE = np.full(256, 255, dtype=np.uint8)   # each byte's value as a hex digit; 255: not a digit
-_HEX_VALUE[np.frombuffer(b"0123456789", dtype=np.uint8)] = np.arange(10)
-_HEX_VALUE[np.frombuffer(b"abcdef", dtype=np.uint8)] = np.arange(10, 16)
-_HEX_VALUE[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16)
-
-
 def va_column(data: bytes) -> U64 | None:
     """The numbers of a VA file in the usual form, read with numpy: every word (split at ASCII spaces, tabs,
     newlines, CR, VT, FF) "0x" (or "0X") and 1 to 16 hex digits. None when any word is not (decimal, octal,
     binary, `_` separators, comments, more digits, other bytes): the caller then reads the file line by line
-    and says which line is wrong. Words of one length, evenly spaced (a file of zero-padded addresses) are
-    read in place, others gathered."""
+    and says which line is wrong. Each byte's value as a hex digit is computed once over the whole file (with
+    arithmetic, not a lookup); words of one length, evenly spaced (a file of zero-padded addresses), are read
+    in place, others gathered."""
     b = np.frombuffer(data, dtype=np.uint8)
     space = np.ones(b.shape[0] + 2, dtype=bool)
     space[1:-1] = (b == 32) | ((b - np.uint8(9)) < 5)            # " ", or "\t\n\v\f\r"
@@ -156,18 +151,26 @@ def va_column(data: bytes) -> U64 | None:
     if lengths.min() < 3 or lengths.max() > 18 or (b[starts] != ord("0")).any() or \
             ((b[starts + 1] | 0x20) != ord("x")).any():
         return None
+    digit = ((b - np.uint8(ord("0"))) < 10) | (((b | np.uint8(0x20)) - np.uint8(ord("a"))) < 6)
+    value = (b & np.uint8(0xF)) + np.uint8(9) * (b >> np.uint8(6))  # "0"-"9": 0-9; "a"-"f", "A"-"F": 10-15
     digits = int(lengths[0]) - 2
     if (lengths == digits + 2).all() and (starts.size == 1 or (np.diff(starts) == starts[1] - starts[0]).all()):
         stride = int(starts[1] - starts[0]) if starts.size > 1 else 0
-        words = np.lib.stride_tricks.as_strided(b[int(starts[0]):], (starts.size, digits + 2), (stride, 1))
+        first = int(starts[0]) + 2
+
+        def words(a: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+            return np.lib.stride_tricks.as_strided(a[first:], (starts.size, digits), (stride, a.itemsize))
+        if not words(digit).all():
+            return None
         nibbles = np.zeros((starts.size, 16), dtype=np.uint8)
-        nibbles[:, 16 - digits:] = _HEX_VALUE[words[:, 2:]]
+        nibbles[:, 16 - digits:] = words(value)
     else:
         at = ends[:, None] + np.arange(-16, 0)         # the 16 bytes before each word's end
-        nibbles = _HEX_VALUE[b[np.maximum(at, 0)]]
-        nibbles[at < (starts + 2)[:, None]] = 0        # before the word's digits: leading zeros
-    if (nibbles == 255).any():
-        return None
+        lead = at < (starts + 2)[:, None]              # before the word's digits: leading zeros
+        if not (digit[np.maximum(at, 0)] | lead).all():
+            return None
+        nibbles = value[np.maximum(at, 0)]
+        nibbles[lead] = 0
     pairs = (nibbles[:, 0::2] << 4 | nibbles[:, 1::2])[:, ::-1]    # the bytes, least significant first
     out: U64 = np.ascontiguousarray(pairs).view("<u8").reshape(-1).astype(np.uint64)
     return out
