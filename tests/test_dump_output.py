@@ -6,12 +6,16 @@ and two stages, faults with syndromes, chunk boundaries) equal to lines formatte
 from __future__ import annotations
 
 import json
+import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pagetable.cli import main
+from pagetable.cli import _va_file, main
 from pagetable.dump import translate
 from pagetable.dump.output import hexadecimal, lines, named, only, text
 from pagetable.dump.translate import va_column
@@ -72,6 +76,28 @@ def test_va_column_reads_hex_words_as_int_does() -> None:
     for bad in (b"12", b"0x", b"0x1 0xg", b"0x1 # c", b"0x1_0", b"0o7", b"0x" + b"1" * 17, b"0x1\xc3\xa9",
                 b"-0x1", b"0x1\x1c0x2"):
         assert va_column(bad) is None, bad
+
+
+WORDS = st.one_of(st.integers(0, (1 << 64) - 1).map(hex), st.integers(0, 1 << 70).map(str),
+                  st.text("0xX19afAF_g#-+ ", min_size=1, max_size=20), st.sampled_from(["0x", "0X0", "0x" + "f" * 17]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(WORDS, st.sampled_from([" ", "\n", "\t", "\r\n", "\x1c", "\u00e9"])), max_size=12))
+def test_va_column_is_int_or_declines(words: list[tuple[str, str]]) -> None:
+    """Random words: numpy reads exactly the files whose words (split at ASCII whitespace) are all "0x" and
+    1 to 16 hex digits, as int() does; the command's reading (`_va_file`, which falls back to reading the
+    file line by line) gives the same numbers."""
+    text = "".join(w + sep for w, sep in words)
+    split = [w for w in re.split("[ \t\n\r\v\f]+", text) if w]
+    usual = all(re.fullmatch("0[xX][0-9a-fA-F]{1,16}", w) for w in split)
+    got = va_column(text.encode())
+    assert (got is not None) == usual
+    if got is not None:
+        assert got.tolist() == [int(w, 16) for w in split]
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / "vas").write_text(text)
+            assert _va_file(str(Path(d) / "vas")).tolist() == got.tolist()
 
 
 def reference(t: Translation, two_stage: bool) -> tuple[str, dict[str, object]]:
