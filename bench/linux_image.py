@@ -74,6 +74,9 @@ A_D = np.uint64(0x60)                               # accessed (bit 5) and dirty
 RW, XD = np.uint64(0x2), np.uint64(1 << 63)
 VERSION = 3                                         # of the layout: a cached image of another is rebuilt
 
+LEAVES = RAM // 4096 + TEXT // (2 * MiB) + (RODATA + DATA) // 4096 + VMALLOC_PAGES + sum(n for _, n, _ in USER)
+"""The image's leaves: 1,055,815."""
+
 R, W, X, U = MappingFlags.READ, MappingFlags.WRITE, MappingFlags.EXECUTE, MappingFlags.USER
 USER_FLAGS = {"text": R | X | U, "data": R | W | U, "stack": R | W | U}
 REGISTERS = {
@@ -266,7 +269,8 @@ COMMANDS = (
     Command(f"pagetable translate {N_VAS:,} VAs", ("translate", IMAGE, "--va-file", VA_FILE), N_VAS,
             raw_translate, 0.2, translated),
 )
-"""The command rows: one line each."""
+"""The command rows, one line each; a command that lists the tables is a line like
+`Command("pagetable walk --format ptdump", ("walk", IMAGE, "--format", "ptdump"), LEAVES, raw_walk, 1.0)`."""
 
 
 def arguments(c: Command, w: Workload) -> list[str]:
@@ -317,6 +321,7 @@ def report(repeat: int) -> None:
         va_file = os.path.join(tmp, "vas.txt")
         Path(va_file).write_text("".join(f"{v:#x}\n" for v in vas.tolist()))
         w = Workload(path, mem, walker, vas, va_file, expected())
+        assert len(w.leaves.va) == LEAVES
         m, r = walker.mappings(), raw_leaves(w.words, TABLES)
         for k in ("va", "pa", "size"):
             assert np.array_equal(getattr(m, k), getattr(w.leaves, k)) and np.array_equal(getattr(r, k),
