@@ -46,6 +46,8 @@ def test_hexadecimal_is_pythons_hex() -> None:
     assert lines([hexadecimal(same)], 3) == "0x10\n0x20\n0xff\n"
     with pytest.raises(ValueError, match="17 hex digits"):
         hexadecimal(same, 17)
+    with pytest.raises(ValueError, match="0xff has more than 1 hex digits"):
+        hexadecimal(same, 1)
 
 
 def test_named_only_and_lines_join_the_pieces_of_each_lane() -> None:

@@ -46,7 +46,8 @@ def text(s: str) -> Column:
 def hexadecimal(values: npt.NDArray[np.unsignedinteger], digits: int | None = None) -> Column:
     """Each value as Python's `f"{v:#x}"` writes it ("0x" and its digits, no leading zeros: 0 is "0x0"),
     or, given `digits` (1 to 16), zero-padded to that many digits (`f"{v:#0{digits + 2}x}"`: 16 digits is
-    `f"{v:#018x}"`, which every u64 fits). Lower-case digits."""
+    `f"{v:#018x}"`, which every u64 fits; ValueError for a value with more digits). Lower-case digits, from
+    a table of each byte's two."""
     v = np.asarray(values, dtype=np.uint64).reshape(-1)
     lanes = v.shape[0]
     pairs = np.empty((lanes, 9), dtype=np.uint16)                   # "0x", then 2 digits per byte
@@ -56,17 +57,24 @@ def hexadecimal(values: npt.NDArray[np.unsignedinteger], digits: int | None = No
     if digits is not None:
         if not 1 <= digits <= 16:
             raise ValueError(f"{digits} hex digits: a u64 has 1 to 16")
-        if digits < 16:
-            chars = chars[:, 16 - digits:]
-            chars[:, 0], chars[:, 1] = ord("0"), ord("x")
-        return Column(chars, np.array([2 + digits], dtype=np.intp))
+        if digits < 16 and lanes and int(v.max()) >> 4 * digits:
+            raise ValueError(f"{int(v.max()):#x} has more than {digits} hex digits")
+        return _last_digits(chars, digits)
     significant = 1 + np.searchsorted(_POWERS, v, side="right")      # digits without leading zeros
     if lanes and significant.min() == significant.max():           # one length: said once (`lines` is faster)
-        return hexadecimal(v, int(significant[0]))
+        return _last_digits(chars, int(significant[0]))
     lane = np.arange(lanes)
     chars[lane, 16 - significant] = ord("0")
     chars[lane, 17 - significant] = ord("x")
     return Column(chars, (significant + 2).astype(np.intp))
+
+
+def _last_digits(chars: U8, digits: int) -> Column:
+    """The last `digits` of each lane's 16 hex digits (`chars`: "0x" and 16 digits a lane), after "0x"."""
+    if digits < 16:
+        chars = chars[:, 16 - digits:]
+        chars[:, 0], chars[:, 1] = ord("0"), ord("x")      # over the digits left out
+    return Column(chars, np.array([2 + digits], dtype=np.intp))
 
 
 def named(codes: npt.NDArray[np.integer], name: Callable[[int], str],
@@ -146,7 +154,7 @@ def lines(columns: Sequence[Column], lanes: int) -> str:
 
 def _ascii(chars: U8) -> str:
     """The text of ASCII bytes, decoded from the array's own memory (not copied to a bytes first)."""
-    return str(memoryview(np.ascontiguousarray(chars)), "ascii")
+    return str(np.ascontiguousarray(chars).data, "ascii")
 
 
 __all__ = ["Column", "hexadecimal", "lines", "named", "only", "text"]
