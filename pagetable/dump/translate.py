@@ -137,9 +137,9 @@ def va_column(data: bytes) -> U64 | None:
     """The numbers of a VA file in the usual form, read with numpy: every word (split at ASCII spaces, tabs,
     newlines, CR, VT, FF) "0x" (or "0X") and 1 to 16 hex digits. None when any word is not (decimal, octal,
     binary, `_` separators, comments, more digits, other bytes): the caller then reads the file line by line
-    and says which line is wrong. Each byte's value as a hex digit is computed once over the whole file (with
-    arithmetic, not a lookup); words of one length, evenly spaced (a file of zero-padded addresses), are read
-    in place, others gathered."""
+    and says which line is wrong. The digits of each word are copied into a row of 16, right-aligned after
+    "0" padding (words of one length, evenly spaced, as in a file of zero-padded addresses, in one strided
+    copy; others gathered), and their values computed with arithmetic, not a lookup."""
     b = np.frombuffer(data, dtype=np.uint8)
     space = np.ones(b.shape[0] + 2, dtype=bool)
     space[1:-1] = (b == 32) | ((b - np.uint8(9)) < 5)            # " ", or "\t\n\v\f\r"
@@ -151,26 +151,21 @@ def va_column(data: bytes) -> U64 | None:
     if lengths.min() < 3 or lengths.max() > 18 or (b[starts] != ord("0")).any() or \
             ((b[starts + 1] | 0x20) != ord("x")).any():
         return None
-    digit = ((b - np.uint8(ord("0"))) < 10) | (((b | np.uint8(0x20)) - np.uint8(ord("a"))) < 6)
-    value = (b & np.uint8(0xF)) + np.uint8(9) * (b >> np.uint8(6))  # "0"-"9": 0-9; "a"-"f", "A"-"F": 10-15
     digits = int(lengths[0]) - 2
+    chars = np.full((starts.size, 16), ord("0"), dtype=np.uint8)
     if (lengths == digits + 2).all() and (starts.size == 1 or (np.diff(starts) == starts[1] - starts[0]).all()):
         stride = int(starts[1] - starts[0]) if starts.size > 1 else 0
-        first = int(starts[0]) + 2
-
-        def words(a: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
-            return np.lib.stride_tricks.as_strided(a[first:], (starts.size, digits), (stride, a.itemsize))
-        if not words(digit).all():
-            return None
-        nibbles = np.zeros((starts.size, 16), dtype=np.uint8)
-        nibbles[:, 16 - digits:] = words(value)
+        chars[:, 16 - digits:] = np.lib.stride_tricks.as_strided(b[int(starts[0]) + 2:], (starts.size, digits),
+                                                                 (stride, 1))
     else:
         at = ends[:, None] + np.arange(-16, 0)         # the 16 bytes before each word's end
-        lead = at < (starts + 2)[:, None]              # before the word's digits: leading zeros
-        if not (digit[np.maximum(at, 0)] | lead).all():
-            return None
-        nibbles = value[np.maximum(at, 0)]
-        nibbles[lead] = 0
+        lead = at < (starts + 2)[:, None]              # before the word's digits
+        chars[~lead] = b[at[~lead]]
+    decimal = (chars - np.uint8(ord("0"))) < 10
+    letter = ((chars | np.uint8(0x20)) - np.uint8(ord("a"))) < 6     # "a"-"f" or "A"-"F"
+    if not (decimal | letter).all():
+        return None
+    nibbles = (chars & np.uint8(0xF)) + np.uint8(9) * (chars >> np.uint8(6))     # "a"-"f", "A"-"F": 10-15
     pairs = (nibbles[:, 0::2] << 4 | nibbles[:, 1::2])[:, ::-1]    # the bytes, least significant first
     out: U64 = np.ascontiguousarray(pairs).view("<u8").reshape(-1).astype(np.uint64)
     return out
