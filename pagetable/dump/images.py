@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import zstandard
 
-from .. import args
+from .. import args, progress
 from ..errors import PagetableError
 from ..physmem import PhysMem
 
@@ -134,13 +134,14 @@ def _decompressed(path: str) -> str:
     partial = target.with_suffix(target.suffix + ".partial")
     what = "zstd" if zstd else opener[0] if opener else ""
     try:
-        with open(partial, "wb") as out:
+        with open(partial, "wb") as out, open(path, "rb") as raw, \
+                progress.reading(raw, os.path.getsize(path), f"decompressing {Path(path).name}") as src:
             if zstd:
-                with open(path, "rb") as src, zstandard.ZstdDecompressor().stream_reader(src) as reader:
+                with zstandard.ZstdDecompressor().stream_reader(src) as reader:
                     shutil.copyfileobj(reader, out, _CHUNK)
             else:
                 assert opener is not None
-                with opener[1](path, "rb") as reader:
+                with opener[1](src, "rb") as reader:
                     shutil.copyfileobj(reader, out, _CHUNK)
         os.replace(partial, target)
     except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
