@@ -1,0 +1,245 @@
+"""QEMU 7.2's monitor listings (pagetable.dump.qemu_monitor): `info mem` (x86 4/5-level, RISC-V Sv39/48/57) and
+`info tlb` (x86) for small hand-built tables, with the expected lines written by hand from
+target/i386/monitor.c and target/riscv/monitor.c; and the cross-check against QEMU itself.
+
+The cross-check boots QEMU with a generated vector set's tables in RAM and its translation registers loaded
+(x86: the probe stub of pagetable/vectors/x86_64/qemu.py, run for one case and left halted under the
+tables' CR3, the isa-debug-exit device left out; RISC-V: a few instructions that write satp, set
+mstatus.MPRV with MPP=S and wait), stops it, asks the monitor (`info mem`, `info tlb`, `gva2gpa VA`) and
+dumps guest memory to an ELF core. Then (a) the listings made from the core are the monitor's text, line for
+line; (b) `pagetable translate CORE --access any --privilege supervisor` agrees with `gva2gpa` for every
+case VA of the set and unmapped ones, but for the differences named in DEVIATIONS, each counted and required
+exactly where the library's own answer predicts it:
+- QEMU's debug walk (x86_cpu_get_phys_page_attrs_debug, target/i386/helper.c) reads P and PS only: a leaf
+  with a reserved bit gives its PA (bits 12-51) where the walker faults;
+- neither architecture's debug walk checks that the final PA is RAM;
+- RISC-V (get_physical_address with MMU_DATA_LOAD, target/riscv/cpu_helper.c) asks for an S-mode *load*:
+  a page readable only by `execute` or `write`-only... translates for `any` but not for gva2gpa.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pagetable import registry
+from pagetable.arch.x86_64 import rules_from_registers
+from pagetable.cli import main
+from pagetable.dump.target import open_target
+from pagetable.dump.qemu_monitor import RISCV_HEADER, info_mem_lines, info_tlb_lines
+from pagetable.errors import PagetableError
+from pagetable.physmem import PhysMem
+from pagetable.vectors import VectorSet, generate_aarch64, generate_riscv, generate_x86
+from pagetable.vectors import qemu as runner
+from pagetable.vectors.qmp import Qmp, run_qmp
+from pagetable.vectors.riscv import qemu as rq
+from pagetable.vectors.x86_64 import qemu as xq
+from pagetable.vectors.x86_64.layout import RAM_BASE as X86_RAM
+from pagetable.walker import Walker
+
+from .conftest import require_qemu, require_qemu_x86
+
+KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
+
+
+# ------------------------------------------------------------------------------------------ hand-built tables
+class Tables:
+    """Tables written entry by entry into RAM at `base` (one 4 KiB table per `table(n)`)."""
+
+    def __init__(self, base: int, count: int) -> None:
+        self.base = base
+        self.mem = PhysMem([(base, count * 4 * KIB)])
+
+    def table(self, n: int) -> int:
+        return self.base + n * 4 * KIB
+
+    def set(self, table: int, index: int, value: int) -> None:
+        self.mem.write_u64(self.table(table) + 8 * index, value)
+
+
+def x86_walker(t: Tables, la57: bool = False) -> Walker:
+    cr4 = 0x20 | (1 << 12 if la57 else 0)
+    return Walker(t.mem, rules_from_registers(0x8000_0011, t.table(0), cr4, 0xD00, maxphyaddr=40, gbpages=True))
+
+
+P, RW, US, PWT, PCD, A, D, PS, G, NX = 1, 2, 4, 8, 0x10, 0x20, 0x40, 0x80, 0x100, 1 << 63
+
+
+def x86_4level() -> Tables:
+    """PML4 0 -> PDPT 1: slot 0 -> PD 2 (2 MiB pages at 0 and 2 MiB, then a PT 3 of 4 KiB pages), slot 1 a 1 GiB
+    page; PML4 511 (kernel half, supervisor) -> PDPT 4 with a 1 GiB page at its last slot; and a PML4E that
+    points at a table outside the image."""
+    t = Tables(0x10_0000, 5)
+    t.set(0, 0, t.table(1) | P | RW | US)
+    t.set(1, 0, t.table(2) | P | RW | US)
+    t.set(1, 1, 0x4000_0000 | P | RW | US | PS | A | D | (1 << 12))     # bit 12: the 1 GiB page's PAT
+    t.set(2, 0, 0x20_0000 | P | RW | US | PS | G)
+    t.set(2, 1, 0x40_0000 | P | RW | US | PS | PCD | PWT)                # the next PA, same U/W: one range
+    t.set(2, 2, t.table(3) | P | US)                                    # R/W=0 above the PTs
+    t.set(3, 0, 0x8000_0000 | P | RW | US | PS)                         # a PTE's bit 7 is PAT, not PS
+    t.set(3, 1, 0x8000_2000 | P | RW | NX)                              # U/S=0: a supervisor page
+    t.set(3, 3, 0x8000_3000 | P | US | (1 << 51) | (1 << 45))           # reserved bit 51; bit 45 >= MAXPHYADDR
+    t.set(0, 511, t.table(4) | P | RW)
+    t.set(4, 511, 0xC000_0000 | P | RW | PS | NX)
+    t.set(0, 5, 0x7_0000_0000 | P)                                       # a PDPT outside the image
+    return t
+
+
+def test_x86_4level_info_tlb_by_hand() -> None:
+    problems: list[str] = []
+    assert list(info_tlb_lines(x86_walker(x86_4level()), problems=problems)) == [
+        "0000000000000000: 0000000000200000 -GP----UW",
+        "0000000000200000: 0000000000400000 --P--CTUW",
+        "0000000000400000: 0000000080000000 -------UW",
+        "0000000000401000: 0000000080002000 X-------W",
+        "0000000000403000: 0000200080003000 -------U-",          # bits 12-49 of the entry: 45 kept, 51 not
+        "0000000040000000: 0000000040000000 --PDA--UW",          # PAT (bit 12) is not in the 1 GiB frame
+        "ffffffffc0000000: 00000000c0000000 X-P-----W",
+    ]
+    assert problems == ["the level-3 table at 0x700000000 (VA 0x28000000000) is outside the image: read as "
+                        "zeros, as QEMU reads unassigned memory"]
+
+
+def test_x86_4level_info_mem_by_hand() -> None:
+    assert list(info_mem_lines(x86_walker(x86_4level()))) == [
+        "0000000000000000-0000000000400000 0000000000400000 urw",   # two 2 MiB pages merge: same U and W
+        "0000000000400000-0000000000401000 0000000000001000 ur-",   # the PD entry's R/W=0 is ANDed in
+        "0000000000401000-0000000000402000 0000000000001000 -r-",
+        "0000000000403000-0000000000404000 0000000000001000 ur-",   # reserved bits: listed all the same
+        "0000000040000000-0000000080000000 0000000040000000 urw",
+        # the last range ends at 2**48, which mem_print prints unextended
+        "ffffffffc0000000-0001000000000000 0000000040000000 -rw",
+    ]
+
+
+def test_x86_range_selects_lines_merged_over_the_whole_space() -> None:
+    w = x86_walker(x86_4level())
+    assert list(info_mem_lines(w, 0x30_0000, 0x40_1000)) == [
+        "0000000000000000-0000000000400000 0000000000400000 urw",
+        "0000000000400000-0000000000401000 0000000000001000 ur-"]
+    assert list(info_tlb_lines(w, 0x40_1000, 0x40_3001)) == [
+        "0000000000401000: 0000000080002000 X-------W", "0000000000403000: 0000200080003000 -------U-"]
+
+
+def test_x86_size_of_half_the_space_prints_sign_extended() -> None:
+    """mem_print passes the size through addr_canonical too: the whole lower half (256 PML4Es sharing one PDPT
+    of 1 GiB pages) is one range of 2**47 bytes, printed sign-extended; `info tlb` lists the shared PDPT's
+    pages under each of the 256 entries."""
+    t = Tables(0x10_0000, 2)
+    for i in range(256):
+        t.set(0, i, t.table(1) | P | RW)
+    for i in range(512):
+        t.set(1, i, (i << 30) | P | RW | PS)
+    assert list(info_mem_lines(x86_walker(t))) == ["0000000000000000-ffff800000000000 ffff800000000000 -rw"]
+    tlb = list(info_tlb_lines(x86_walker(t)))
+    assert len(tlb) == 256 * 512
+    assert tlb[512] == "0000008000000000: 0000000000000000 --P-----W"
+
+
+def test_x86_5level_by_hand() -> None:
+    """LA57: VAs sign-extended from bit 56; `info tlb` walks as 4-level paging does below the PML5.
+    `info mem` (mem_info_la57) tests the PDPTE's and PDE's P the wrong way round: the present 2 MiB page
+    under PDPTE 0 is a hole; PDPTE 1, not present with U/S, R/W and PS, is a "1 GiB page"; PDPTE 2, not
+    present, is followed as a pointer, and its non-present PDE 3 too, to a "PT" whose entries are not present
+    (prot 0): nothing more."""
+    t = Tables(0x10_0000, 5)
+    t.set(0, 511, t.table(1) | P | RW | US)
+    t.set(1, 511, t.table(2) | P | RW | US)
+    t.set(2, 0, t.table(3) | P | RW | US)
+    t.set(3, 0, 0x20_0000 | P | RW | US | PS)
+    t.set(2, 1, US | RW | PS)
+    t.set(2, 2, RW | US | t.table(4))
+    t.set(4, 3, RW | t.table(4))
+    w = x86_walker(t, la57=True)
+    assert list(info_tlb_lines(w)) == ["ffffff8000000000: 0000000000200000 --P----UW"]
+    assert list(info_mem_lines(w)) == ["ffffff8040000000-ffffff8080000000 0000000040000000 urw"]
+
+
+def sv_walker(t: Tables, levels: int) -> Walker:
+    arch = registry.by_name("riscv64")
+    assert arch.walker_from_registers is not None
+    return arch.walker_from_registers(t.mem, {"satp": (levels + 5) << 60 | t.table(0) >> 12}, None)
+
+
+V, R, W, X, U, G_, A_, D_ = 1, 2, 4, 8, 16, 32, 64, 128
+
+
+def pte(pa: int, bits: int) -> int:
+    return (pa >> 12) << 10 | bits
+
+
+def test_sv39_info_mem_by_hand() -> None:
+    t = Tables(0x8000_0000, 3)
+    t.set(0, 0, pte(t.table(1), V))
+    t.set(1, 0, pte(t.table(2), V))
+    t.set(2, 0, pte(0x8010_0000, V | R | W | A_ | D_))
+    t.set(2, 1, pte(0x8010_1000, V | R | W | A_ | D_))              # contiguous VA and PA, same bits: one line
+    t.set(2, 2, pte(0x8010_3000, V | R | W | A_ | D_))              # PA jumps: a new line
+    t.set(2, 3, pte(0x8010_4000, V | W))                            # W without R: listed, as QEMU does
+    t.set(1, 1, pte(0x8020_0000, V | R | X | G_ | A_))               # a 2 MiB page
+    t.set(1, 2, pte(0x8040_0000, V | R | X | G_ | A_))               # next PA, same table: continues the line
+    t.set(1, 3, pte(0x8060_1000, V | R | U | A_))                    # misaligned superpage: listed as is
+    t.set(0, 1, pte(0x4000_0000, V | R | (3 << 51) | (1 << 61)))     # reserved bits 51-52 ... and PBMT bit 61
+    t.set(0, 256, pte(0x8000_0000, V | R | W | X | G_ | A_ | D_))    # kernel half: sign-extended VA
+    t.set(0, 257, pte(0x4000_0000, V | R | W | X | G_ | A_ | D_))
+    lines = list(info_mem_lines(sv_walker(t, 3)))
+    assert lines == [
+        *RISCV_HEADER,
+        "0000000000000000 0000000080100000 0000000000002000 rw---ad",
+        "0000000000002000 0000000080103000 0000000000001000 rw---ad",
+        "0000000000003000 0000000080104000 0000000000001000 -w-----",
+        "0000000000200000 0000000080200000 0000000000400000 r-x-ga-",
+        "0000000000600000 0000000080601000 0000000000200000 r--u-a-",
+        # (pte >> 10) << 12: bits 51-52 land in PA bits 53-54, PBMT bit 61 in PA bit 63
+        "0000000040000000 8060000040000000 0000000040000000 r------",
+        "ffffffc000000000 0000000080000000 0000000040000000 rwx-gad",
+        "ffffffc040000000 0000000040000000 0000000040000000 rwx-gad",
+    ]
+
+
+def test_sv48_a_leaf_that_starts_a_table_starts_a_line() -> None:
+    """walk_pte's last_start is per table: the 4 KiB page right after a table's last 2 MiB... here a 1 GiB
+    page at PDPT entry 0's end and a 2 MiB page starting the next PD are VA- and PA-contiguous with equal
+    bits, and still two lines; the empty satp root lists only the header."""
+    t = Tables(0x8000_0000, 3)
+    t.set(0, 0, pte(t.table(1), V))
+    t.set(1, 0, pte(0x4000_0000, V | R | W))
+    t.set(1, 1, pte(t.table(2), V))
+    t.set(2, 0, pte(0x8000_0000, V | R | W))
+    t.set(2, 1, pte(0x8020_0000, V | R | W))
+    assert list(info_mem_lines(sv_walker(t, 4))) == [
+        *RISCV_HEADER,
+        "0000000000000000 0000000040000000 0000000040000000 rw-----",
+        "0000000040000000 0000000080000000 0000000000400000 rw-----",
+    ]
+    assert list(info_mem_lines(sv_walker(Tables(0x8000_0000, 1), 4))) == list(RISCV_HEADER)
+
+
+def test_other_walkers_are_refused() -> None:
+    vs = generate_aarch64("aarch64-4k-48", 3, None)
+    arch = registry.by_name(vs.arch)
+    assert arch.walker_from_registers is not None
+    walker = arch.walker_from_registers(vs.mem, dict(vs.registers), None)
+    with pytest.raises(PagetableError, match="QEMU's monitor has 'info mem' for x86"):
+        list(info_mem_lines(walker))
+    t = Tables(0x8000_0000, 1)
+    with pytest.raises(PagetableError, match="'info tlb' for x86 only, not for Sv39"):
+        list(info_tlb_lines(sv_walker(t, 3)))
+
+
+def test_self_reference_is_bounded() -> None:
+    """A PML4 whose every entry points at itself is, to the monitor, 512 PDPTs, 512**2 PDs, 512**3 PTs: refused
+    with one message before the PDs are read."""
+    t = Tables(0x10_0000, 1)
+    for i in range(512):
+        t.set(0, i, t.table(0) | P | RW)
+    with pytest.raises(PagetableError, match="the level-2 tables number 262144 when every reference is followed"):
+        list(info_tlb_lines(x86_walker(t)))
