@@ -243,3 +243,157 @@ def test_self_reference_is_bounded() -> None:
         t.set(0, i, t.table(0) | P | RW)
     with pytest.raises(PagetableError, match="the level-2 tables number 262144 when every reference is followed"):
         list(info_tlb_lines(x86_walker(t)))
+
+
+# ------------------------------------------------------------------------------------------ against QEMU
+@dataclass(frozen=True)
+class Monitor:
+    """What the stopped QEMU said, and the core it dumped."""
+
+    info_mem: list[str]
+    info_tlb: list[str]
+    gva2gpa: dict[int, int | None]
+    core: Path
+
+
+def _lines(text: str) -> list[str]:
+    return text.replace("\r\n", "\n").splitlines()
+
+
+_GPA = re.compile(r"gpa: (0x[0-9a-f]+)")
+
+
+def _ask(qmp: Qmp, vas: list[int], core: Path, tlb: bool) -> Monitor:
+    """`info mem` (and `info tlb`), `gva2gpa` of each VA, then the core, from a stopped QEMU."""
+    qmp.execute("stop")
+    answers: dict[int, int | None] = {}
+    for va in vas:
+        reply = qmp.hmp(f"gva2gpa {va:#x}").strip()
+        found = _GPA.fullmatch(reply)
+        assert found is not None or reply == "Unmapped", reply
+        answers[va] = None if found is None else int(found.group(1), 16)
+    mem = _lines(qmp.hmp("info mem"))
+    tlbs = _lines(qmp.hmp("info tlb")) if tlb else []
+    qmp.execute("dump-guest-memory", {"paging": False, "protocol": f"file:{core}", "format": "elf"})
+    return Monitor(mem, tlbs, answers, core)
+
+
+
+
+def sample_vas(vs: VectorSet) -> list[int]:
+    """Every case VA of the set, page-aligned ones' neighbours 8 bytes on, and unmapped ones: the top of
+    each half and a non-canonical VA."""
+    vas = {c.va for c in vs.cases}
+    return sorted(vas | {(va + 8) & (2**64 - 1) for va in vas} | {0x1000, 0x7FFF_FFFF_F000, 0xFFFF_FFFF_FFFF_F000,
+                                                                  0x8000_0000_0000_0000})
+
+
+PRESENT_PAGE = "present.bin"
+
+
+@functools.cache
+def x86_monitor(mode: str, workdir: Path) -> tuple[VectorSet, dict[str, int], Monitor]:
+    """The x86 set's image at RAM_BASE under the probe stub (one read of the first case VA), halted with CR3
+    the set's and CR4/EFER xq.Registers' (IA32_EFER.NXE on)."""
+    qemu = require_qemu_x86()
+    vs = generate_x86(mode, 3, None)
+    la57 = mode == "x86_64-5level"
+    (region,) = vs.mem.regions
+    assert region.base == X86_RAM
+    image = bytes(region.data)
+    cr3 = vs.registers["cr3"]
+    regs = xq.Registers.of(la57=la57)
+    case = xq.ProbeCase(vs.cases[0].va & ~7, "read", "supervisor", regs)
+    layout = xq.plan_layout(len(image), 1)
+    vas = sample_vas(vs)
+    slot = xq.choose_slot(image, cr3 & ~0xFFF, vas, la57)
+    stub = xq.build_stub(layout, cr3, [case], slot, la57)
+    loaded = bytearray(image)
+    loaded[cr3 - X86_RAM + 8 * slot:cr3 - X86_RAM + 8 * slot + 8] = stub.root_entry.to_bytes(8, "little")
+
+    def command(d: str) -> list[str]:
+        argv = xq.qemu_command(qemu, layout, "tcg", xq.TCG_CPU, d)
+        k = next(n for n, a in enumerate(argv) if a.startswith("isa-debug-exit"))
+        argv = argv[:k - 1] + argv[k + 1:]        # no exit device: the stub's last HLT keeps it there
+        # mem_info_la57 follows every non-present PDPTE and PDE: a zero one to a table at PA 0, each of
+        # whose non-present entries is a table at PA 0 again -- 512**3 reads per PML4E, minutes of them.
+        # With every entry of the page at PA 0 present, those tables are holes to it, and the walk is quick.
+        return [*argv, "-device", f"loader,file={d}/{PRESENT_PAGE},addr=0,force-raw=on"] if la57 else argv
+
+    found: list[Monitor] = []
+
+    def halted(qmp: Qmp) -> bool:
+        text = qmp.hmp("info registers")
+        return "HLT=1" in text and re.search(rf"\bCR3=0*{cr3:x}\b", text) is not None
+
+    def session(qmp: Qmp, _d: str) -> None:
+        qmp.poll(lambda: halted(qmp), "the stub to halt under the set's CR3")
+        found.append(_ask(qmp, vas, workdir / f"{mode}.elf", tlb=True))
+
+    files = {xq._IMAGE_FILE: bytes(loaded), xq._STUB_FILE: stub.blob, xq._ROM_FILE: xq.rom_program().code,
+             PRESENT_PAGE: np.ones(512, dtype="<u8").tobytes()}
+    run_qmp(command, files, session, timeout=60)
+    return vs, {"cr0": regs.cr0, "cr3": cr3, "cr4": regs.cr4, "efer": regs.efer}, found[0]
+
+
+# RISC-V: PMP entry 0 over all memory (S-mode accesses need one, Privileged spec 3.7), satp, then
+# mstatus.MPRV with MPP=S, so that QEMU's debug translation (riscv_cpu_get_phys_page_debug: the hart's
+# mmu_idx, a load) is an S-mode load's; then WFI for ever, in M-mode.
+RISCV_PROGRAM = """
+        .option norvc
+        .text
+        .globl _start
+_start:
+        li      t0, -1
+        csrw    pmpaddr0, t0
+        li      t0, 0x1f
+        csrw    pmpcfg0, t0
+        lla     t0, values
+        ld      t1, 0(t0)
+        csrw    satp, t1
+        sfence.vma
+        ld      t1, 8(t0)
+        csrs    mstatus, t1
+1:      wfi
+        j       1b
+        .balign 8
+values:
+        .dword  SATP
+        .dword  MSTATUS
+"""
+MSTATUS_MPRV_MPP_S = (1 << 17) | (1 << 11)
+
+
+@functools.cache
+def riscv_monitor(mode: str, workdir: Path) -> tuple[VectorSet, dict[str, int], Monitor]:
+    """The RISC-V set's image at RAM_BASE, the program after it, halted in WFI with the set's satp."""
+    qemu = require_qemu()
+    vs = generate_riscv(mode, 3, None)
+    (region,) = vs.mem.regions
+    assert region.base == rq.RAM_BASE
+    satp = vs.registers["satp"]
+    at = rq.RAM_BASE + region.size
+    program = runner.assemble(RISCV_PROGRAM, "program.S", prefix=rq.TOOLCHAIN_PREFIX, package=rq.TOOLCHAIN_PACKAGE,
+                              as_flags=("-march=rv64gc_zicsr_zifencei",),
+                              defsyms={"SATP": satp, "MSTATUS": MSTATUS_MPRV_MPP_S}, address=at)
+
+    def command(d: str) -> list[str]:
+        return [qemu, "-M", "virt", "-bios", "none", "-display", "none", "-nodefaults", "-m",
+                f"{(region.size + 2 * MIB) // MIB}M", "-smp", "1", "-cpu", "rv64",
+                "-device", f"loader,file={d}/image.bin,addr={rq.RAM_BASE:#x},force-raw=on",
+                "-device", f"loader,file={d}/program.bin,addr={at:#x},force-raw=on,cpu-num=0"]
+
+    found: list[Monitor] = []
+    vas = sample_vas(vs)
+
+    def ready(qmp: Qmp) -> bool:
+        regs = dict(line.split() for line in _lines(qmp.hmp("info registers")) if len(line.split()) == 2)
+        return int(regs.get("mstatus", "0"), 16) & MSTATUS_MPRV_MPP_S == MSTATUS_MPRV_MPP_S and \
+            int(regs.get("satp", "0"), 16) == satp
+
+    def session(qmp: Qmp, _d: str) -> None:
+        qmp.poll(lambda: ready(qmp), "the hart to load satp and mstatus")
+        found.append(_ask(qmp, vas, workdir / f"{mode}.elf", tlb=False))
+
+    run_qmp(command, {"image.bin": bytes(region.data), "program.bin": program.code}, session, timeout=60)
+    return vs, {"satp": satp}, found[0]
