@@ -123,8 +123,8 @@ def _walk(mem: PhysMem, fmt: PagingFormat, root: int, leaf: Callable[[int, U64],
                                  "refers to itself, or one shared by many entries)")
         inside = mem.contains_np(tables, count * fmt.entry_size)
         if problems is not None:
-            problems.extend(f"the level-{lv.arch_level} table at {int(t):#x} (VA {int(b):#x}) is outside the "
-                            "image: read as zeros, as QEMU reads unassigned memory"
+            problems.extend(f"the level-{lv.arch_level} table at {int(t):#x} (VA {_extend(int(b), fmt.va_bits):#x}) "
+                            "is outside the image: read as zeros, as QEMU reads unassigned memory"
                             for t, b in zip(tables[~inside].tolist(), bases[~inside].tolist(), strict=True))
         tables, bases, above, numbers = tables[inside], bases[inside], above[inside], numbers[inside]
         raw = read_tables(mem, tables, count)
