@@ -3,18 +3,13 @@
 target/i386/monitor.c and target/riscv/monitor.c; and the cross-check against QEMU itself.
 
 The cross-check boots QEMU with a generated vector set's tables in RAM and its translation registers loaded
-(x86: the probe stub of pagetable/vectors/x86_64/qemu.py, run for one case and left halted under the
-tables' CR3, the isa-debug-exit device left out; RISC-V: a few instructions that write satp, set
-mstatus.MPRV with MPP=S and wait), stops it, asks the monitor (`info mem`, `info tlb`, `gva2gpa VA`) and
-dumps guest memory to an ELF core. Then (a) the listings made from the core are the monitor's text, line for
-line; (b) `pagetable translate CORE --access any --privilege supervisor` agrees with `gva2gpa` for every
-case VA of the set and unmapped ones, but for the differences named in DEVIATIONS, each counted and required
-exactly where the library's own answer predicts it:
-- QEMU's debug walk (x86_cpu_get_phys_page_attrs_debug, target/i386/helper.c) reads P and PS only: a leaf
-  with a reserved bit gives its PA (bits 12-51) where the walker faults;
-- neither architecture's debug walk checks that the final PA is RAM;
-- RISC-V (get_physical_address with MMU_DATA_LOAD, target/riscv/cpu_helper.c) asks for an S-mode *load*:
-  a page readable only by `execute` or `write`-only... translates for `any` but not for gva2gpa.
+(x86: the probe stub of pagetable/vectors/x86_64/qemu.py, run for one case and left halted under the set's
+CR3, without the isa-debug-exit device; RISC-V: a few instructions that write satp, set mstatus.MPRV with
+MPP=S and wait), stops it, asks the monitor (`info mem`, `info tlb`, `gva2gpa VA`) and dumps guest memory to
+an ELF core. Then (a) the listings made from the core are the monitor's text, line for line; (b) `pagetable
+translate CORE --access any --privilege supervisor` agrees with `gva2gpa` for every case VA of the set (and
+8 bytes on, and a few unmapped VAs), but for the differences named below (NO_RAM_CHECK, X86_RESERVED,
+RISCV_SUM, RISCV_LOAD), each required exactly where the library's own answers predict it and counted.
 """
 
 from __future__ import annotations
@@ -285,8 +280,8 @@ def _ask(qmp: Qmp, vas: list[int], core: Path, tlb: bool) -> Monitor:
 
 
 def sample_vas(vs: VectorSet) -> list[int]:
-    """Every case VA of the set, page-aligned ones' neighbours 8 bytes on, and unmapped ones: the top of
-    each half and a non-canonical VA."""
+    """Every case VA of the set and the VA 8 bytes on, and VAs no set maps: the top page of each half, a
+    non-canonical VA and page 1."""
     vas = {c.va for c in vs.cases}
     return sorted(vas | {(va + 8) & (2**64 - 1) for va in vas} | {0x1000, 0x7FFF_FFFF_F000, 0xFFFF_FFFF_FFFF_F000,
                                                                   0x8000_0000_0000_0000})

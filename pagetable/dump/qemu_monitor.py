@@ -23,7 +23,9 @@ x86 (both commands):
 - 5-level `info mem` (`mem_info_la57`) tests P of the PDPTE and the PDE the wrong way round: a present PDPTE
   or PDE is a hole, a non-present one is followed (its PS bit makes a "page" of its U/S and R/W bits, else
   its address bits are a table: a zero entry's is the page at PA 0) and the pages under it have P clear in
-  their AND, so a range prints only where non-present entries carry U/S or R/W. Followed as written.
+  their AND, so a range prints only where non-present entries carry U/S or R/W. Followed as written, but
+  for the subtrees whose AND is already zero, which cannot make a range and are not read (QEMU reads them:
+  512**3 entries per present PML4E when the page at PA 0 is zero).
 RISC-V (`info mem`):
 - Two header lines, then `%016lx %016lx %016lx rwxugad` lines: VA (sign-extended), PA, size.
 - Every entry with V set is followed: R|W|X non-zero is a leaf (at any level, with any alignment, W without R
