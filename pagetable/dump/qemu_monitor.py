@@ -84,6 +84,12 @@ _X86_TLB_FLAGS: Final = ((_NX, "X"), (_G, "G"), (_PS, "P"), (_D, "D"), (_A, "A")
 _V, _R, _W, _X = 1, 2, 4, 8
 _RISCV_ATTRS: Final = ((_R, "r"), (_W, "w"), (_X, "x"), (16, "u"), (32, "g"), (64, "a"), (128, "d"))
 _RISCV_PPN_SHIFT: Final = 10
+_RISCV_ATTR_TEXT: Final = np.array([[ord(c if n & bit else "-") for bit, c in _RISCV_ATTRS] for n in range(256)],
+                                   dtype=np.uint8)
+"""print_pte's seven attribute characters (ASCII) for each value of a PTE's low 8 bits."""
+_TLB_FLAG_TEXT: Final = np.array([[ord(c if n >> k & 1 else "-") for k, (_, c) in enumerate(_X86_TLB_FLAGS)]
+                                  for n in range(1 << len(_X86_TLB_FLAGS))], dtype=np.uint8)
+"""print_pte's nine flag characters (ASCII) for each combination of the bits (bit k: the k-th flag set)."""
 
 
 _X86: Final = (PAGING4.name, PAGING5.name)
@@ -165,9 +171,21 @@ def _extend(va: int, bits: int) -> int:
     return va | (_ALL ^ ((1 << bits) - 1)) if va >> (bits - 1) & 1 else va & _ALL
 
 
-def _overlaps(start: int | None, end: int | None, lo: int, hi: int) -> bool:
-    """Whether the printed range [lo, hi) meets [start, end) (no bound: everything)."""
-    return (start is None or hi > start) and (end is None or lo < end)
+def _extend_np(va: U64, bits: int) -> U64:
+    """`_extend` of a column."""
+    out: U64 = np.where((va >> np.uint64(bits - 1)) & np.uint64(1) != 0, va | np.uint64(_ALL ^ ((1 << bits) - 1)), va)
+    return out
+
+
+def _overlaps_np(start: int | None, end: int | None, lo: U64, hi: U64) -> Bool:
+    """Which printed ranges [lo, hi) meet [start, end) (no bound: every one). `hi` may have wrapped to 0 at
+    the top of the space."""
+    keep = np.ones(lo.shape, dtype=bool)
+    if start is not None:
+        keep &= (hi > np.uint64(start)) | (hi <= lo)
+    if end is not None:
+        keep &= lo < np.uint64(end)
+    return keep
 
 
 def _x86_leaves(walker: Walker, fmt: PagingFormat, root: int, problems: list[str] | None,
@@ -205,17 +223,46 @@ def info_tlb_lines(walker: Walker, start: int | None = None, end: int | None = N
     if fmt.name not in _X86:
         raise PagetableError(f"QEMU's monitor has 'info tlb' for x86 only, not for {fmt.name}")
     leaves = _x86_leaves(walker, fmt, root, problems)
-    bits = fmt.va_bits
-    shifts = [lv.index_lsb for lv in fmt.levels]
-    for va, raw, depth in zip(leaves.va.tolist(), leaves.raw.tolist(), leaves.depth.tolist(), strict=True):
-        shift = shifts[depth]
-        if not _overlaps(start, end, _extend(va, bits), _extend(va, bits) + (1 << shift)):
-            continue
-        if shift == 12:
-            raw &= ~_PS                                   # a PTE's bit 7 is PAT: print_pte gets pte & ~PG_PSE_MASK
-        frame = _X86_ADDRESS & ~((1 << shift) - 1)
-        flags = "".join(c if raw & bit else "-" for bit, c in _X86_TLB_FLAGS)
-        yield f"{_extend(va, bits):016x}: {raw & frame:016x} {flags}"
+    shift = np.array([lv.index_lsb for lv in fmt.levels], dtype=np.uint64)[leaves.depth]
+    va = _extend_np(leaves.va, fmt.va_bits)
+    keep = _overlaps_np(start, end, va, va + (np.uint64(1) << shift))
+    raw, shift, va = leaves.raw[keep], shift[keep], va[keep]
+    raw = np.where(shift == 12, raw & np.uint64(_ALL ^ _PS), raw)   # a PTE's bit 7 is PAT: pte & ~PG_PSE_MASK
+    pa = raw & (np.uint64(_X86_ADDRESS) & ~((np.uint64(1) << shift) - np.uint64(1)))
+    index = np.zeros(raw.shape, dtype=np.intp)
+    for k, (bit, _) in enumerate(_X86_TLB_FLAGS):
+        index |= ((raw & np.uint64(bit)) != 0).astype(np.intp) << k
+    flags = _TLB_FLAG_TEXT[index]
+    yield from _lines(va.size, lambda k: [_hex16(va[k]), _text(": ", flags[k].shape[0]), _hex16(pa[k]),
+                                          _text(" ", flags[k].shape[0]), flags[k]])
+
+
+_HEX: Final = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_CHUNK: Final = 1 << 16                                  # lines formatted at a time
+
+
+def _hex16(col: U64) -> npt.NDArray[np.uint8]:
+    """`%016llx` of each value: a row of 16 ASCII digits each."""
+    octets = col.astype(">u8").view(np.uint8).reshape(-1, 8)
+    digits: npt.NDArray[np.uint8] = _HEX[np.stack([octets >> 4, octets & 15], axis=2).reshape(-1, 16)]
+    return digits
+
+
+def _text(text: str, n: int) -> npt.NDArray[np.uint8]:
+    """`text` as a row of ASCII, repeated for `n` lines."""
+    return np.broadcast_to(np.frombuffer(text.encode("ascii"), dtype=np.uint8), (n, len(text)))
+
+
+def _lines(n: int, row: Callable[[slice], list[npt.NDArray[np.uint8]]]) -> Iterator[str]:
+    """`n` fixed-width lines, `row(chunk)` giving each field's characters (one row per line) for a chunk of
+    them: vectorised formatting, since Python's per-line formatting costs microseconds a line."""
+    for at in range(0, n, _CHUNK):
+        fields = row(slice(at, min(at + _CHUNK, n)))
+        block = np.concatenate([*fields, _text("\n", fields[0].shape[0])], axis=1)
+        width = block.shape[1]
+        text = block.tobytes().decode("ascii")
+        for k in range(0, len(text), width):
+            yield text[k:k + width - 1]
 
 
 def _runs(new: Bool) -> tuple[Ints, Ints]:
@@ -240,11 +287,19 @@ def _x86_info_mem(walker: Walker, fmt: PagingFormat, root: int, start: int | Non
     new = np.ones(va.shape, dtype=bool)
     new[1:] = (prot[1:] != prot[:-1]) | (va[1:] != ends[:-1])
     first, last = _runs(new)
-    bits = fmt.va_bits
-    for lo, hi, p in zip(va[first].tolist(), ends[last].tolist(), prot[first].tolist(), strict=True):
-        if _overlaps(start, end, _extend(lo, bits), _extend(hi, bits)):
-            yield (f"{_extend(lo, bits):016x}-{_extend(hi, bits):016x} {_extend(hi - lo, bits):016x} "
-                   f"{'u' if p & _US else '-'}r{'w' if p & _RW else '-'}")
+    lo, hi, prot = va[first], ends[last], prot[first]
+    keep = _overlaps_np(start, end, _extend_np(lo, fmt.va_bits), _extend_np(lo, fmt.va_bits) + (hi - lo))
+    lo, hi, prot = lo[keep], hi[keep], prot[keep]
+    cols = [_extend_np(c, fmt.va_bits) for c in (lo, hi, hi - lo)]
+    urw = np.stack([np.where(prot & np.uint64(_US) != 0, ord("u"), ord("-")), np.full(prot.shape, ord("r")),
+                    np.where(prot & np.uint64(_RW) != 0, ord("w"), ord("-"))], axis=1).astype(np.uint8)
+
+    def row(k: slice) -> list[npt.NDArray[np.uint8]]:
+        n = urw[k].shape[0]
+        return [_hex16(cols[0][k]), _text("-", n), _hex16(cols[1][k]), _text(" ", n), _hex16(cols[2][k]),
+                _text(" ", n), urw[k]]
+
+    yield from _lines(urw.shape[0], row)
 
 
 def _riscv_info_mem(walker: Walker, fmt: PagingFormat, root: int, start: int | None, end: int | None,
@@ -276,12 +331,16 @@ def _riscv_info_mem(walker: Walker, fmt: PagingFormat, root: int, start: int | N
                | (leaves.table[1:] != leaves.table[:-1]))
     first, last = _runs(new)
     span = pa[last] + sizes[last] - pa[first]            # print_pte's size: last_paddr + last_size - pbase
-    bits = fmt.va_bits
-    for v, p, size, a in zip(va[first].tolist(), pa[first].tolist(), span.tolist(), attr[first].tolist(),
-                              strict=True):
-        lo = _extend(v, bits)
-        if size and _overlaps(start, end, lo, lo + size):  # print_pte skips a size of 0
-            yield f"{lo:016x} {p:016x} {size:016x} " + "".join(c if a & bit else "-" for bit, c in _RISCV_ATTRS)
+    lo = _extend_np(va[first], fmt.va_bits)
+    keep = (span != 0) & _overlaps_np(start, end, lo, lo + span)      # print_pte skips a size of 0
+    lo, pa, span = lo[keep], pa[first][keep], span[keep]
+    text = _RISCV_ATTR_TEXT[attr[first][keep].astype(np.intp)]
+
+    def row(k: slice) -> list[npt.NDArray[np.uint8]]:
+        gap = _text(" ", text[k].shape[0])
+        return [_hex16(lo[k]), gap, _hex16(pa[k]), gap, _hex16(span[k]), gap, text[k]]
+
+    yield from _lines(text.shape[0], row)
 
 
 def info_mem_lines(walker: Walker, start: int | None = None, end: int | None = None,
