@@ -189,7 +189,7 @@ def test_sv39_info_mem_by_hand() -> None:
     t.set(1, 1, pte(0x8020_0000, V | R | X | G_ | A_))               # a 2 MiB page
     t.set(1, 2, pte(0x8040_0000, V | R | X | G_ | A_))               # next PA, same table: continues the line
     t.set(1, 3, pte(0x8060_1000, V | R | U | A_))                    # misaligned superpage: listed as is
-    t.set(0, 1, pte(0x4000_0000, V | R | (3 << 51) | (1 << 61)))     # reserved bits 51-52 ... and PBMT bit 61
+    t.set(0, 1, pte(0x4000_0000, V | R | (1 << 54) | (1 << 61)))     # reserved bit 54, PBMT bit 61
     t.set(0, 256, pte(0x8000_0000, V | R | W | X | G_ | A_ | D_))    # kernel half: sign-extended VA
     t.set(0, 257, pte(0x4000_0000, V | R | W | X | G_ | A_ | D_))
     lines = list(info_mem_lines(sv_walker(t, 3)))
@@ -200,17 +200,17 @@ def test_sv39_info_mem_by_hand() -> None:
         "0000000000003000 0000000080104000 0000000000001000 -w-----",
         "0000000000200000 0000000080200000 0000000000400000 r-x-ga-",
         "0000000000600000 0000000080601000 0000000000200000 r--u-a-",
-        # (pte >> 10) << 12: bits 51-52 land in PA bits 53-54, PBMT bit 61 in PA bit 63
-        "0000000040000000 8060000040000000 0000000040000000 r------",
+        # (pte >> 10) << 12: bit 54 lands in PA bit 56, PBMT's bit 61 in PA bit 63
+        "0000000040000000 8100000040000000 0000000040000000 r------",
         "ffffffc000000000 0000000080000000 0000000040000000 rwx-gad",
         "ffffffc040000000 0000000040000000 0000000040000000 rwx-gad",
     ]
 
 
 def test_sv48_a_leaf_that_starts_a_table_starts_a_line() -> None:
-    """walk_pte's last_start is per table: the 4 KiB page right after a table's last 2 MiB... here a 1 GiB
-    page at PDPT entry 0's end and a 2 MiB page starting the next PD are VA- and PA-contiguous with equal
-    bits, and still two lines; the empty satp root lists only the header."""
+    """walk_pte's last_start is per table: a 1 GiB page (level-2 entry 0) and the 2 MiB page that starts the
+    table of entry 1 are VA- and PA-contiguous with equal bits, and still two lines; the next 2 MiB page, in
+    the same table, continues the second. An empty root lists only the header."""
     t = Tables(0x8000_0000, 3)
     t.set(0, 0, pte(t.table(1), V))
     t.set(1, 0, pte(0x4000_0000, V | R | W))
