@@ -31,7 +31,7 @@ import pytest
 from pagetable import registry
 from pagetable.arch.x86_64 import rules_from_registers
 from pagetable.cli import main
-from pagetable.dump.qemu_monitor import RISCV_HEADER, info_mem_lines, info_tlb_lines
+from pagetable.dump.qemu_monitor import RISCV_BARE, RISCV_HEADER, info_mem_lines, info_tlb_lines
 from pagetable.dump.target import open_target
 from pagetable.dump.translate import ANY, translate_vas
 from pagetable.errors import PagetableError
@@ -223,6 +223,19 @@ def test_sv48_a_leaf_that_starts_a_table_starts_a_line() -> None:
         "0000000040000000 0000000080000000 0000000000400000 rw-----",
     ]
     assert list(info_mem_lines(sv_walker(Tables(0x8000_0000, 1), 4))) == list(RISCV_HEADER)
+
+
+def bare_walker() -> Walker:
+    arch = registry.by_name("riscv64")
+    assert arch.walker_from_registers is not None
+    return arch.walker_from_registers(Tables(0x8000_0000, 1).mem, {"satp": 0}, None)
+
+
+def test_riscv_bare_is_no_translation() -> None:
+    bare = bare_walker()
+    assert list(info_mem_lines(bare)) == [RISCV_BARE]
+    with pytest.raises(PagetableError, match="'info tlb' for x86 only, not for no translation"):
+        list(info_tlb_lines(bare))
 
 
 def test_other_walkers_are_refused() -> None:
@@ -584,3 +597,12 @@ def test_translate_agrees_with_gva2gpa(mode: str, monitor: Callable[[str], Boot]
     assert Counter(found.values()) == DEVIATIONS[mode]
     agreeing = [va for va in mon.gva2gpa if va not in found]
     assert sum(mon.gva2gpa[va] is not None for va in agreeing) > len(agreeing) // 4     # not only "Unmapped"
+
+
+def test_riscv_bare_is_what_qemu_says(tmp_path: Path) -> None:
+    """At reset satp is 0 (Bare): QEMU's `info mem` says what the listing says."""
+    qemu = require_qemu()
+    said: list[list[str]] = []
+    run_qmp(lambda d: [qemu, "-M", "virt", "-bios", "none", "-S", "-display", "none", "-nodefaults"], {},
+            lambda qmp, d: said.append(_lines(qmp.hmp("info mem"))), timeout=30)
+    assert said == [list(info_mem_lines(bare_walker()))]

@@ -53,6 +53,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..arch.riscv_sv39.modes import SV39, SV48, SV57
+from ..arch.riscv_sv39.walk import RiscvRules
 from ..arch.x86_64.modes import PAGING4, PAGING5
 from ..descent import read_tables
 from ..errors import PagetableError
@@ -60,7 +61,7 @@ from ..format import PagingFormat
 from ..physmem import PhysMem
 from ..walker import Walker
 
-__all__ = ["ENTRY_LIMIT", "RISCV_HEADER", "info_mem_lines", "info_tlb_lines"]
+__all__ = ["ENTRY_LIMIT", "RISCV_BARE", "RISCV_HEADER", "info_mem_lines", "info_tlb_lines"]
 
 U64 = npt.NDArray[np.uint64]
 Bool = npt.NDArray[np.bool_]
@@ -72,6 +73,9 @@ ENTRY_LIMIT: Final = 1 << 24
 RISCV_HEADER: Final = ("vaddr            paddr            size             attr",
                        "---------------- ---------------- ---------------- -------")
 """target/riscv/monitor.c's PTE_HEADER_FIELDS and PTE_HEADER_DELIMITER (RV64)."""
+
+RISCV_BARE: Final = "No translation or protection"
+"""hmp_info_mem's answer for satp.MODE = Bare."""
 
 _ALL: Final = (1 << 64) - 1
 # x86 entry bits (Intel SDM Vol. 3A, Tables 4-15 to 4-20) as QEMU's target/i386/cpu.h names them
@@ -348,7 +352,10 @@ def info_mem_lines(walker: Walker, start: int | None = None, end: int | None = N
     """QEMU 7.2's `info mem` for the walker's tables: x86 4- and 5-level paging (`mem_info_la48`,
     `mem_info_la57`, `mem_print`) or RISC-V Sv39/48/57 (`mem_info_svxx`, `walk_pte`, the header first); with
     `start`/`end`, the lines whose range meets [start, end), merged as over the whole space. Tables outside
-    the image are reported in `problems` (module docstring)."""
+    the image are reported in `problems` (module docstring). A RISC-V walker with satp.MODE = Bare gets
+    QEMU's one line for it (RISCV_BARE)."""
+    if isinstance(walker.rules, RiscvRules) and not walker.rules.regime.translates and walker.stage2 is None:
+        return iter([RISCV_BARE])
     fmt, root = _single_stage(walker)
     if fmt.name in _X86:
         return _x86_info_mem(walker, fmt, root, start, end, problems)
