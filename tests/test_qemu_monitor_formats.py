@@ -293,6 +293,17 @@ def _ask(qmp: Qmp, vas: list[int], core: Path, tlb: bool) -> Monitor:
     return Monitor(mem, tlbs, answers, core)
 
 
+def _boot(command: Callable[[str], list[str]], files: dict[str, bytes], ready: Callable[[Qmp], bool], what: str,
+          vas: list[int], core: Path, tlb: bool) -> Monitor:
+    """Run QEMU on `command` until `ready`, then stop it and `_ask`."""
+    found: list[Monitor] = []
+
+    def session(qmp: Qmp, _d: str) -> None:
+        qmp.poll(lambda: ready(qmp), what)
+        found.append(_ask(qmp, vas, core, tlb))
+
+    run_qmp(command, files, session, timeout=60)
+    return found[0]
 
 
 def sample_vas(vs: VectorSet) -> list[int]:
@@ -334,20 +345,14 @@ def x86_monitor(mode: str, workdir: Path) -> tuple[VectorSet, dict[str, int], Mo
         # With every entry of the page at PA 0 present, those tables are holes to it, and the walk is quick.
         return [*argv, "-device", f"loader,file={d}/{PRESENT_PAGE},addr=0,force-raw=on"] if la57 else argv
 
-    found: list[Monitor] = []
-
     def halted(qmp: Qmp) -> bool:
         text = qmp.hmp("info registers")
         return "HLT=1" in text and re.search(rf"\bCR3=0*{cr3:x}\b", text) is not None
 
-    def session(qmp: Qmp, _d: str) -> None:
-        qmp.poll(lambda: halted(qmp), "the stub to halt under the set's CR3")
-        found.append(_ask(qmp, vas, workdir / f"{mode}.elf", tlb=True))
-
     files = {xq._IMAGE_FILE: bytes(loaded), xq._STUB_FILE: stub.blob, xq._ROM_FILE: xq.rom_program().code,
              PRESENT_PAGE: np.ones(512, dtype="<u8").tobytes()}
-    run_qmp(command, files, session, timeout=60)
-    return vs, {"cr0": regs.cr0, "cr3": cr3, "cr4": regs.cr4, "efer": regs.efer}, found[0]
+    mon = _boot(command, files, halted, "the stub to halt under the set's CR3", vas, workdir / f"{mode}.elf", True)
+    return vs, {"cr0": regs.cr0, "cr3": cr3, "cr4": regs.cr4, "efer": regs.efer}, mon
 
 
 # RISC-V: PMP entry 0 over all memory (S-mode accesses need one, Privileged spec 3.7), satp, then
@@ -396,20 +401,15 @@ def riscv_monitor(mode: str, workdir: Path) -> tuple[VectorSet, dict[str, int], 
                 "-device", f"loader,file={d}/image.bin,addr={rq.RAM_BASE:#x},force-raw=on",
                 "-device", f"loader,file={d}/program.bin,addr={at:#x},force-raw=on,cpu-num=0"]
 
-    found: list[Monitor] = []
-    vas = sample_vas(vs)
-
     def ready(qmp: Qmp) -> bool:
         regs = dict(line.split() for line in _lines(qmp.hmp("info registers")) if len(line.split()) == 2)
         return int(regs.get("mstatus", "0"), 16) & MSTATUS_MPRV_MPP_S == MSTATUS_MPRV_MPP_S and \
             int(regs.get("satp", "0"), 16) == satp
 
-    def session(qmp: Qmp, _d: str) -> None:
-        qmp.poll(lambda: ready(qmp), "the hart to load satp and mstatus")
-        found.append(_ask(qmp, vas, workdir / f"{mode}.elf", tlb=False))
-
-    run_qmp(command, {"image.bin": bytes(region.data), "program.bin": program.code}, session, timeout=60)
-    return vs, {"satp": satp}, found[0]
+    files = {"image.bin": bytes(region.data), "program.bin": program.code}
+    mon = _boot(command, files, ready, "the hart to load satp and mstatus", sample_vas(vs), workdir / f"{mode}.elf",
+                False)
+    return vs, {"satp": satp}, mon
 
 
 # AArch64 at EL1 (-M virt without EL2 and EL3 resets there): MAIR, TCR, TTBR0, TTBR1, then SCTLR_EL1 with
@@ -462,19 +462,13 @@ def aarch64_monitor(mode: str, workdir: Path) -> tuple[VectorSet, dict[str, int]
                 "-device", f"loader,file={d}/image.bin,addr={region.base:#x},force-raw=on",
                 "-device", f"loader,file={d}/program.bin,addr={at:#x},force-raw=on,cpu-num=0"]
 
-    found: list[Monitor] = []
-    vas = sample_vas(vs)
-
     def ready(qmp: Qmp) -> bool:            # the PC at an exception vector: SCTLR_EL1 was written
-        found = re.search(r"PC=([0-9a-f]{16})", qmp.hmp("info registers"))
-        return found is not None and int(found.group(1), 16) < 0x800
+        pc = re.search(r"PC=([0-9a-f]{16})", qmp.hmp("info registers"))
+        return pc is not None and int(pc.group(1), 16) < 0x800
 
-    def session(qmp: Qmp, _d: str) -> None:
-        qmp.poll(lambda: ready(qmp), "the PE to turn its MMU on")
-        found.append(_ask(qmp, vas, workdir / f"{mode}.elf", tlb=False))
-
-    run_qmp(command, {"image.bin": bytes(region.data), "program.bin": program}, session, timeout=60)
-    return vs, regs, found[0]
+    files = {"image.bin": bytes(region.data), "program.bin": program}
+    mon = _boot(command, files, ready, "the PE to turn its MMU on", sample_vas(vs), workdir / f"{mode}.elf", False)
+    return vs, regs, mon
 
 
 MODES = ["x86_64-4level", "x86_64-5level", "sv39", "sv48", "sv57"]
