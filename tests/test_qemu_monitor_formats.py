@@ -279,7 +279,10 @@ _GPA = re.compile(r"gpa: (0x[0-9a-f]+)")
 
 
 def _ask(qmp: Qmp, vas: list[int], core: Path, tlb: bool) -> Monitor:
-    """`info mem` (and `info tlb`), `gva2gpa` of each VA, then the core, from a stopped QEMU."""
+    """`info mem` (and `info tlb`), `gva2gpa` of each VA, then the core, from a stopped QEMU (7.2: the
+    formats and the differences counted are its)."""
+    version = qmp.execute("query-version")["qemu"]
+    assert (version["major"], version["minor"]) == (7, 2), f"QEMU {version}: the listings follow QEMU 7.2's monitor"
     qmp.execute("stop")
     answers: dict[int, int | None] = {}
     for va in vas:
