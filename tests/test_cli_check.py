@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pagetable import registry
 from pagetable.arch.riscv_sv39 import (
     SV39,
     Satp,
@@ -188,3 +189,62 @@ def test_check_is_within_twice_the_listing_on_a_262144_leaf_table() -> None:
     assert [(f.rule, f.count) for f in found] == [("wx", 1 << 18)]
     assert best(lambda: check(w)) < 2 * best(w.mappings) + 0.01
     assert np.uint64(len(w.mappings())) == 1 << 18
+
+
+def test_riscv_leaves_and_tables_outside_ram_and_a_table_at_two_levels() -> None:
+    """Without Svpbmt (PBMT=0) the PMAs decide the memory type, so a leaf outside the image is an error, not
+    MMIO; a table pointer outside RAM and a PMD reused as a PTE table are reported where they are."""
+    mem = PhysMem([(0x8000_0000, 64 * K4)])
+    pt = PageTable(SV39, mem, FrameAllocator(mem))
+    pt.map(0x1000, 0x1000_0000, K4, F.READ | F.WRITE)
+    pt.map(0x4000_0000, 0x8000_0000, K4, F.READ)
+    pt.map(0x8000_0000, 0x8000_1000, K4, F.READ)
+    mem.write_u64(pt.root_paddr + 8 * 3, 0x2000_0000 >> 12 << 10 | 1)      # root entry 3 -> no RAM
+    pmd, pmd2 = pt.lookup(0x4000_0000, 1).table, pt.lookup(0x8000_0000, 1).table
+    mem.write_u64(pmd2 + 8 * 9, pmd >> 12 << 10 | 1)                       # PMD2 entry 9 -> the PMD, as a PTE table
+    leaf = pt.lookup(0x1000, 2)
+    lines = [finding_line(f) for f in check(Walker(mem, RiscvRules(Satp.for_table(SV39, pt.root_paddr))))]
+    assert lines == [
+        f"error outside-memory satp 0x1000-0x2000 level 0 entry {leaf.pa:#x}={leaf.raw:#018x}: maps no RAM of the "
+        "image ([0x10000000, 0x10001000), DEFAULT)",
+        f"warning table-at-two-levels satp 0x81200000-0x81400000 level 0 entry {pmd2 + 72:#x}: 1 entry makes table "
+        f"{pmd:#x} a level-0 table; first used at level 1: not walked again (0x200000 bytes of VA not listed)",
+        f"error table-outside-memory satp 0xc0000000-0x100000000 level 1 entry {pt.root_paddr + 24:#x}: the "
+        "level-1 table 0x20000000 is at 0x20000000, outside RAM: not walked (0x40000000 bytes of VA)",
+    ]
+
+
+def test_aliases_past_the_descents_bound_are_a_warning() -> None:
+    """Every entry of every level points at one next table (descent's bound test): the sharing findings
+    are warnings that say how much VA is not listed; the listed 4 KiB leaves (U, W, X) are one W+X run."""
+    mem = PhysMem([(RAM, 4 * K4)])
+    words = mem.regions[0].words
+    for t in range(3):
+        words[t * 512:(t + 1) * 512] = np.uint64(RAM + (t + 1) * K4 | 0x7)
+    words[3 * 512:] = np.uint64(RAM | 0x7)
+    got = [(f.severity, f.rule, f.start, f.end, f.count) for f in check(Walker(mem, X86Rules(RAM)))]
+    assert got == [                             # by VA, then severity, rule and end
+        ("warning", "shared-table", 0, 5 << 30, 5 * 512),              # the PT, under 5 PDs' 512 entries
+        ("warning", "shared-table", 0, 137 << 39, 137 * 512),          # the PD, under 137 PDPTs
+        ("warning", "shared-table", 0, 1 << 64, 512),                  # the PDPT, under every root entry
+        ("warning", "wx", 0, 5 << 21, 5 * 512),
+    ]
+    shared = check(Walker(mem, X86Rules(RAM)))[2]
+    assert shared.message == ("the level-3 table 0x1001000 is shared by 512 entries (512 references); 375 of them "
+                              "(0xbb8000000000 bytes of VA) are past the alias bound, not listed")
+
+
+def test_a_region_the_regime_refuses_has_unreachable_mappings_only() -> None:
+    """TCR_EL1.EPD1 = 1: TTBR1_EL1 walks are refused (Arm ARM D8.2.11), so its mappings are unreachable and
+    nothing else is said of them (no W+X, no user page in the kernel half)."""
+    vs = vector_set("aarch64-4k-48")
+    regs = dict(vs.registers)
+    regs["tcr_el1"] |= 1 << 23
+    arch = registry.by_name(vs.arch)
+    assert arch.walker_from_registers is not None
+    found = check(arch.walker_from_registers(vs.mem, regs, vs.options.get("maxphyaddr")))
+    upper = [f for f in found if f.region == "ttbr1_el1" and f.rule not in ("rejected-entry", "table-outside-memory",
+                                                                           "shared-table")]
+    assert upper and {f.rule for f in upper} == {"unreachable"}
+    assert all(f.message.endswith("(the region refuses every access)") for f in upper)
+    assert {f.rule for f in check(walker(vs)) if f.region == "ttbr1_el1"} >= {"user-kernel-half", "wx"}

@@ -102,17 +102,26 @@ def _rows_findings(walker: Walker, k: int, m: Mappings) -> Iterator[Finding]:
     assert m.perms is not None and m.verdict is not None
     region = walker.rules.regime.regions[k]
     name, u = region.name.lower(), _Units.runs(m)
-    usable = u.verdict == 0
+    _, first = walker.rules.regime.partition_np(u.va)
+    _, last = walker.rules.regime.partition_np(u.end - np.uint64(1))
+    reached = np.zeros(u.va.shape, dtype=bool)
+    if region.allowed:                                  # a canonical range is an interval: both ends tell
+        reached[np.intersect1d(first[k], last[k])] = True
+    why = "the region refuses every access" if not region.allowed else "not canonical"
+    mapped = (u.verdict == 0) | (u.verdict == Reason.PA_OUTSIDE_MEMORY)      # leaves the entries let through
+    yield from _merged(m, u, mapped & ~reached, np.zeros(u.va.shape, dtype=np.uint64), "unreachable",
+                       name, lambda r: f"mapped, but the regime never translates these VAs ({why})")
+    usable = (u.verdict == 0) & reached                 # what an access can use
     wx = usable & ((u.perms & _WRITE) != 0) & ((u.perms & _EXECUTE) != 0)
     yield from _merged(m, u, wx, u.perms, "wx", name, lambda r: f"writable and executable ({permissions(r.perms)})")
     user = usable & ((u.perms & _USER) != 0) & ((u.va >> np.uint64(63)) != 0)
     yield from _merged(m, u, user, u.perms, "user-kernel-half", name,
                        lambda r: f"user-accessible in the kernel half ({permissions(r.perms)})")
-    entry = ~usable & (u.verdict != Reason.PA_OUTSIDE_MEMORY)
+    entry = (u.verdict != 0) & (u.verdict != Reason.PA_OUTSIDE_MEMORY)
     yield from _merged(m, u, entry, u.verdict.astype(np.uint64) << np.uint64(8) | u.depth.astype(np.uint64),
                        "rejected-entry", name,
                        lambda r: f"the hardware rejects the entry: {Reason(r.verdict).label} (every access faults)")
-    outside = u.verdict == Reason.PA_OUTSIDE_MEMORY
+    outside = (u.verdict == Reason.PA_OUTSIDE_MEMORY) & reached
     if outside.any():                                   # judged per row: their memory types are not listed
         rows = np.flatnonzero(np.repeat(outside, u.last - u.first + 1))     # the units cover every row
         memtype = _leaf_memtypes(walker, k, m, rows).astype(np.uint64)
@@ -122,14 +131,6 @@ def _rows_findings(walker: Walker, k: int, m: Mappings) -> Iterator[Finding]:
                               (2, "mmio", "maps no RAM of the image, as device memory (MMIO, presumably)"),
                               (3, "mmio-normal", "maps no RAM of the image (MMIO?) as normal cacheable memory")):
             yield from _merged(m, v, kind == n, memtype, rule, name, _outside_message(what, memtype))
-    _, first = walker.rules.regime.partition_np(u.va)
-    _, last = walker.rules.regime.partition_np(u.end - np.uint64(1))
-    reached = np.zeros(u.va.shape, dtype=bool)
-    if region.allowed:                                  # a canonical range is an interval: both ends tell
-        reached[np.intersect1d(first[k], last[k])] = True
-    why = "the region refuses every access" if not region.allowed else "not canonical"
-    yield from _merged(m, u, usable & ~reached, np.zeros(u.va.shape, dtype=np.uint64), "unreachable", name,
-                       lambda r: f"mapped, but the regime never translates these VAs ({why})")
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,8 @@ def _event_finding(region: str, e: TableEvent) -> Finding:
         message = f"the level-{e.level} table {e.table:#x} is {e.reason}: not walked ({n * e.span:#x} bytes of VA)"
     else:
         what = "a loop: on its own path" if e.kind == "loop" else f"first used at level {e.first_level}"
-        message = (f"{n} entries make table {e.table:#x} a level-{e.level} table; {what}: not walked again "
+        message = (f"{n} entr{'y makes' if n == 1 else 'ies make'} table {e.table:#x} a level-{e.level} table; "
+                   f"{what}: not walked again "
                    f"({n * e.span:#x} bytes of VA not listed)")
     return Finding(severity, rule, region, start, end, e.level, slot, None, message, n)
 
