@@ -85,13 +85,18 @@ class Finding:
 
 
 def check(target: Target | Walker) -> list[Finding]:
-    """The findings of every region of the target's (or walker's) stage-1 regime, sorted by VA."""
+    """The findings of every region of the target's (or walker's) regime, sorted by VA; with two stages,
+    the stage-1 regions (as the whole walk reads them) and then stage 2's own table (its VAs are the guest's
+    physical addresses)."""
     walker = target.walker if isinstance(target, Target) else target
     found: list[Finding] = []
-    for k, region in enumerate(walker.rules.regime.regions):
-        m = walker.mappings(region=k)
-        found.extend(_rows_findings(walker, k, m))
-        found.extend(_event_finding(region.name.lower(), e) for e in m.events)
+    for w in (walker, walker.stage2) if walker.stage2 is not None else (walker,):
+        if not w.rules.regime.translates:           # Bare: no table to check
+            continue
+        for k, region in enumerate(w.rules.regime.regions):
+            m = w.mappings(region=k)
+            found.extend(_rows_findings(w, k, m))
+            found.extend(_event_finding(region.name.lower(), e) for e in m.events)
     rank = {s: n for n, s in enumerate(SEVERITIES)}
     return sorted(found, key=lambda f: (f.start, rank[f.severity], f.rule, f.end))
 
