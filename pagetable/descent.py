@@ -248,9 +248,11 @@ class Descent:
         distinct, inverse = np.unique(tables, return_inverse=True)
         inverse = inverse.reshape(-1)
         ok, found, why = self.reader.locate(distinct, lv.entries)      # each distinct table once
-        if not ok.all():
-            for k, reason in zip(np.flatnonzero(~ok).tolist(), why, strict=True):
-                refs = inverse == k
+        if not ok.all():                                 # the references of each unreadable table, in VA order
+            bad, order = np.flatnonzero(~ok), np.argsort(inverse, kind="stable")
+            lo, hi = (np.searchsorted(inverse[order], bad, side=side).tolist() for side in ("left", "right"))
+            for k, a, b, reason in zip(bad.tolist(), lo, hi, why, strict=True):
+                refs = order[a:b]
                 self._unreadable(depth, int(distinct[k]), slots[refs], bases[refs], span, reason)
         where = np.zeros(distinct.shape, dtype=np.uint64)
         where[ok] = found
