@@ -345,6 +345,27 @@ class _Parser(argparse.ArgumentParser):
         self._negative_number_matcher = re.compile(r"^-\.?\d")
 
 
+def cmd_check_image(ns: argparse.Namespace) -> int:
+    """`pagetable check`: the findings (`dump.check`), one a line, and a summary; 1 if one is an error."""
+    from .dump.check import check, finding_json, finding_line, summary_line
+
+    findings = check(_target(ns, ns.images))
+    lines = [finding_json(f) if ns.json else finding_line(f) for f in findings]
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    if not ns.json:
+        print(summary_line(findings))
+    return 1 if any(f.severity == "error" for f in findings) else 0
+
+
+def _add_check_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    c = sub.add_parser("check", help="find suspicious or broken mappings in the page tables of a memory image")
+    c.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="the memory image (an ELF core or LiME file, or raw FILE@BASE files)")
+    _add_target_arguments(c)
+    c.add_argument("--json", action="store_true", help="one JSON object a line, no summary")
+    c.set_defaults(func=cmd_check_image)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pagetable", description="Page tables exactly as MMU hardware walks them.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -387,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="one JSON object a line")
     t.add_argument("--va-file", metavar="FILE", help="the VAs, one a line (then every argument is an image)")
     t.set_defaults(func=cmd_translate)
+    _add_check_parser(sub)
     return p
 
 
