@@ -5,7 +5,6 @@ their VAs, for every architecture), output formats, exit status, and the time ag
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -172,22 +171,16 @@ def test_aarch64_user_mappings_in_the_ttbr1_region_are_errors(tmp_path: Path,
     assert [finding_line(f) for f in check(walker(vs))] == lines[:-1]
 
 
-def test_check_is_within_twice_the_listing_on_a_262144_leaf_table() -> None:
+def test_a_262144_leaf_wx_direct_map_is_one_finding() -> None:
+    """Findings merge over runs: 1 GiB of W+X 4 KiB pages is one finding counting every page (how fast
+    `check` is beside the listing is measured by bench/run.py)."""
     mem = PhysMem([(RAM, 1024 * K4 + (1 << 30))])
     pt = PageTable(PAGING4, mem, FrameAllocator(mem, RAM + (1 << 30)))
     pt.map_region(0xFFFF_8880_0000_0000, RAM, 1 << 30, F.READ | F.WRITE | F.EXECUTE)
     w = Walker(mem, X86Rules(pt.root_paddr, X86Options()))
-
-    def best(fn: object) -> float:
-        times = []
-        for _ in range(5):
-            t = time.perf_counter()
-            fn()  # type: ignore[operator]
-            times.append(time.perf_counter() - t)
-        return min(times)
     found: list[Finding] = check(w)
-    assert [(f.rule, f.count) for f in found] == [("wx", 1 << 18)]
-    assert best(lambda: check(w)) < 2 * best(w.mappings) + 0.01
+    assert [(f.rule, f.count, f.start, f.end) for f in found] == [
+        ("wx", 1 << 18, 0xFFFF_8880_0000_0000, 0xFFFF_8880_4000_0000)]
     assert np.uint64(len(w.mappings())) == 1 << 18
 
 
