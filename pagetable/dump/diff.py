@@ -167,7 +167,9 @@ def diff_spaces(a: Space, b: Space, by_entry: bool = False) -> Iterator[Change]:
     r, n = rows[1:], rows[:-1]
 
     def continues(c: _Cover) -> npt.NDArray[np.bool_]:
-        return ~c.mapped[r] | ((c.key[r] == c.key[n]) & (c.size[r] == c.size[n]) & (c.pa[r] == c.pa[n] + length[n]))
+        same: npt.NDArray[np.bool_] = (c.key[r] == c.key[n]) & (c.size[r] == c.size[n]) & \
+            (c.pa[r] == c.pa[n] + length[n])
+        return ~c.mapped[r] | same
 
     joins = (lo[r] == hi[n] + np.uint64(1)) & (kind[r] == kind[n]) & continues(ca) & continues(cb)
     starts = np.concatenate(([0], np.flatnonzero(~joins) + 1))
