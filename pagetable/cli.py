@@ -40,6 +40,7 @@ import numpy as np
 
 from . import registry
 from .dump.diff import Summary, diff_spaces
+from .dump.plot import output_format, plot_space
 from .dump.space import TOP, Space, address_space
 from .dump.target import Target, open_target
 from .dump.translate import ANY, Answers, translate_vas
@@ -414,6 +415,27 @@ def _add_diff_parser(sub: Any) -> None:
     d.set_defaults(func=cmd_diff)
 
 
+def cmd_plot(ns: argparse.Namespace) -> int:
+    output_format(ns.out)                               # an unknown suffix is refused before the walk
+    start, end = _va_range(ns.range)
+    target = _target(ns, ns.images)
+    space = address_space(target.walker, start, end)
+    _spaces_noted("", space)
+    regions = ", ".join(f"{r.name} {r.root:#x} ({r.fmt.name})" for r in target.walker.rules.regime.regions)
+    plot_space(space, ns.out, f"{' '.join(ns.images)[:100]}: {regions}", start, end)
+    return 0
+
+
+def _add_plot_parser(sub: Any) -> None:
+    p = sub.add_parser("plot", help="draw the address space of a memory image's tables (PNG, SVG, PDF)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="the memory image (an ELF core or LiME file, or raw "
+                                                              "FILE@BASE files)")
+    _add_target_arguments(p)
+    p.add_argument("--out", required=True, metavar="FILE", help="the picture: map.png, map.svg or map.pdf")
+    p.add_argument("--range", metavar="START-END", help="draw the VAs [START, END) only (multiples of 4 KiB)")
+    p.set_defaults(func=cmd_plot)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with values like -0x1 taken as (negative) numbers, not as unknown options, so that the
     command can say what is wrong with them."""
@@ -466,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--va-file", metavar="FILE", help="the VAs, one a line (then every argument is an image)")
     t.set_defaults(func=cmd_translate)
     _add_diff_parser(sub)
+    _add_plot_parser(sub)
     return p
 
 
