@@ -420,9 +420,9 @@ def cmd_plot(ns: argparse.Namespace) -> int:
     start, end = _va_range(ns.range)
     target = _target(ns, ns.images)
     space = address_space(target.walker, start, end)
-    _spaces_noted("", space)
     regions = ", ".join(f"{r.name} {r.root:#x} ({r.fmt.name})" for r in target.walker.rules.regime.regions)
     plot_space(space, ns.out, f"{' '.join(ns.images)[:100]}: {regions}", start, end)
+    _spaces_noted("", space)
     return 0
 
 
