@@ -133,6 +133,32 @@ def _cover(s: Space, lo: U64) -> _Cover:
     return _Cover(mapped, pa, np.where(mapped, key, 0), np.where(mapped, s.size[idx], 0))
 
 
+def _runs(s: Space) -> Space:
+    """`s` with the leaves that continue one another (contiguous in VA and PA, the same page size and
+    attributes) merged: what `diff_spaces` would merge anyway, so a direct map of a million 4 KiB pages is
+    compared as one range."""
+    if len(s) < 2:
+        return s
+    f, n = slice(1, None), slice(None, -1)
+    same = ((s.first[f] == s.last[n] + np.uint64(1)) & (s.size[f] == s.size[n]) & (s.perms[f] == s.perms[n])
+            & (s.memtype[f] == s.memtype[n]) & (s.verdict[f] == s.verdict[n])
+            & (s.verdict_stage[f] == s.verdict_stage[n]))
+    joins = same & ((s.verdict[f] != 0) | (s.pa[f] == s.pa[n] + (s.first[f] - s.first[n])))
+    if not joins.any():
+        return s
+    starts = np.concatenate(([0], np.flatnonzero(~joins) + 1))
+    ends = np.concatenate((starts[1:] - 1, [len(s) - 1]))
+    return Space(s.first[starts], s.last[ends], s.pa[starts], s.size[starts], s.perms[starts], s.memtype[starts],
+                 s.verdict[starts], s.verdict_stage[starts], s.spans, s.problems)
+
+
+def _bounds(s: Space) -> U64:
+    """Where `s`'s leaves start and where they end (the byte after each; none for a leaf ending at the top of
+    the space), in order: the leaves are sorted and do not overlap, so starts and ends alternate."""
+    both = np.stack([s.first, s.last + np.uint64(1)], axis=1).reshape(-1)
+    return both[:-1] if len(s) and int(s.last[-1]) == TOP else both
+
+
 def _side(c: _Cover, k: int) -> Side:
     key = int(c.key[k])
     return Side(int(c.pa[k]), int(c.size[k]), key & 0xFF, key >> 8 & 0xFF, key >> 16 & 0xFF, key >> 24 & 0xFF)
@@ -150,10 +176,12 @@ def _fields(a: Side, b: Side) -> tuple[str, ...]:
 def diff_spaces(a: Space, b: Space, by_entry: bool = False) -> Iterator[Change]:
     """The runs where `a` and `b` translate differently, in VA order; with `by_entry`, a different page
     size (the same translation by other entries) is a change too."""
-    ends = [s.last[s.last < np.uint64(TOP)] + np.uint64(1) for s in (a, b)]
-    lo = np.unique(np.concatenate([a.first, b.first, *ends]))
+    a, b = _runs(a), _runs(b)
+    lo = np.concatenate([_bounds(a), _bounds(b)])
+    lo.sort(kind="stable")                             # two sorted runs: timsort merges them in one pass
     if not lo.shape[0]:
         return
+    lo = lo[np.concatenate(([True], lo[1:] != lo[:-1]))]
     hi = np.concatenate((lo[1:] - np.uint64(1), np.array([TOP], dtype=np.uint64)))
     ca, cb = _cover(a, lo), _cover(b, lo)
     same = (ca.key == cb.key) & (ca.pa == cb.pa)
