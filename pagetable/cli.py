@@ -12,13 +12,18 @@
   pagetable translate IMAGE... --arch ARCH (--reg NAME=VALUE ... | --regs FILE.json) [--pa-bits N]
             [--access read|write|execute|any] [--privilege user|supervisor] [--json] (VA... | --va-file FILE)
                                       translate VAs through the tables of a memory image (docs/dump.md)
+  pagetable diff IMAGE... --arch ARCH (--reg ... | --regs FILE.json | --cpu N) [--image2 IMAGE...]
+            [--other-reg NAME=VALUE ... | --other-regs FILE.json] [--other-cpu N] [--range S-E] [--by-entry] [--json]
+                                      compare two address spaces as the hardware sees them (docs/dump-diff.md)
+  pagetable plot IMAGE... --arch ARCH (--reg ... | --regs FILE.json | --cpu N) --out map.png|svg|pdf [--range S-E]
+                                      draw an address space (docs/dump-plot.md)
 
 Each architecture's part (modes, generate options, explain, the walker from named registers) comes from
 `pagetable.registry`.
 
 Exit status: 0 on success (for `translate`, a fault is an answer too); 1 when `vectors check` finds a case
-that disagrees; 2 for errors in the input (missing files, malformed JSON, bad numbers, values that do not fit
-a register, tables that cannot be walked; for `translate` also an unknown or truncated image, unknown or
+that disagrees, or `diff` a difference; 2 for errors in the input (missing files, malformed JSON, bad
+numbers, values that do not fit a register, tables that cannot be walked; for `translate` also an unknown or truncated image, unknown or
 missing registers, register values selecting a reserved mode, a bad VA or `--va-file` line), printed as one
 line.
 Anything else escaping is a bug in pagetable (the fuzz tests in tests/test_fuzz_*.py look for them).
