@@ -23,9 +23,9 @@ Each architecture's part (modes, generate options, explain, the walker from name
 
 Exit status: 0 on success (for `translate`, a fault is an answer too); 1 when `vectors check` finds a case
 that disagrees, or `diff` a difference; 2 for errors in the input (missing files, malformed JSON, bad
-numbers, values that do not fit a register, tables that cannot be walked; for `translate` also an unknown or truncated image, unknown or
-missing registers, register values selecting a reserved mode, a bad VA or `--va-file` line), printed as one
-line.
+numbers, values that do not fit a register, tables that cannot be walked; for the dump commands also an
+unknown or truncated image, unknown or missing registers, register values selecting a reserved mode, a bad
+VA or `--va-file` line, a bad `--range`), printed as one line.
 Anything else escaping is a bug in pagetable (the fuzz tests in tests/test_fuzz_*.py look for them).
 """
 
