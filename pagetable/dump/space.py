@@ -9,9 +9,12 @@ memory type, and for an entry every access faults on (a rejected entry), the rea
 first and *last* byte (inclusive), so that a leaf ending at the top of the 64-bit space needs no 65th bit.
 
 The VA ranges each region translates (`RegionSpan`) follow from its format's width and extension: a format
-whose upper bits copy the top bit (RISC-V Sv39/48/57, x86 4-/5-level paging: the canonical lower and upper
-halves, by Linux's use the user and the kernel half) has two spans; AArch64's TTBR0 (zero-extended) and
-TTBR1 (one-extended) have one each (Arm ARM D8.1.6, "VA ranges").
+whose upper bits copy the top bit has two spans, the lower and upper halves (by Linux's use the user and the
+kernel half): RISC-V Sv39/48/57, whose VA bits 63 down to the width must equal its top bit (RISC-V
+privileged spec, "Sv39: Page-Based 39-bit Virtual-Memory System" and its Sv48/Sv57 successors), and x86
+4-/5-level paging's canonical addresses (Intel SDM Vol. 1 §3.3.7.1). AArch64's TTBR0_EL1 range (upper bits
+zero) and TTBR1_EL1 range (upper bits one) have one each, as TCR_EL1.T0SZ and T1SZ size them (Arm ARM,
+chapter D8, the VMSAv8-64 translation regimes' VA ranges).
 """
 
 from __future__ import annotations
