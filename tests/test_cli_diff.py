@@ -19,6 +19,7 @@ from pagetable import MappingFlags as F
 from pagetable.arch.x86_64 import PAGING4
 from pagetable.cli import main
 from pagetable.dump import write_elf_core
+from pagetable.dump.notes import GPRS, QEMU_CPU_STATE, SEGMENTS
 from pagetable.dump.space import address_space
 from pagetable.vectors import generate_aarch64, generate_x86
 from pagetable.walker import Access, Privilege, Reason, Walker
@@ -127,10 +128,19 @@ def test_same_tables_no_difference(tmp_path: Path, capsys: pytest.CaptureFixture
         '"changed_bytes": "0x0"}}']
 
 
+def _qemu_note(cr3: int) -> tuple[str, int, bytes]:
+    """A "QEMU" note (QEMUCPUState version 1) of a CPU in IA-32e paging with CR3 = `cr3`."""
+    segment = {"selector": 0, "limit": 0, "flags": 0, "pad": 0, "base": 0}
+    state = {"version": 1, "size": QEMU_CPU_STATE.sizeof(), **dict.fromkeys(GPRS, 0), "rip": 0, "rflags": 2,
+             **{name: segment for name in SEGMENTS}, "cr": [0x80010001, 0, 0, cr3, 0x20]}
+    return "QEMU", 0, QEMU_CPU_STATE.build(state)
+
+
 def test_pti_like_pair_of_roots_in_one_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Linux's page-table isolation: the kernel PGD maps the user pages and the kernel; the user PGD the user
     pages, the entry trampoline and the first 4 KiB of the kernel's text. One image, two CR3 values: that 4 KiB
-    translates alike (a 2 MiB page in one, a 4 KiB page in the other), a change only by entry."""
+    translates alike (a 2 MiB page in one, a 4 KiB page in the other), a change only by entry. The same from
+    the core's two CPUs' recorded registers (--cpu 0 --other-cpu 1)."""
     mem = PhysMem([(0, 64 << 20)])
     frames = FrameAllocator(mem)
     user = [(0x40_0000, 0x30_0000, 0x2000, RX | F.USER, False),
@@ -139,7 +149,7 @@ def test_pti_like_pair_of_roots_in_one_image(tmp_path: Path, capsys: pytest.Capt
     _, kernel_root = build([*user, trampoline, (DIRECT, 0, 32 << 20, RW, True),
                             (0xFFFF_FFFF_8100_0000, 0x100_0000, 4 << 20, RX, True)], mem, frames)
     _, user_root = build([*user, trampoline, (0xFFFF_FFFF_8100_0000, 0x100_0000, 0x1000, RX, False)], mem, frames)
-    write_elf_core(tmp_path / "pti.elf", mem, "x86_64")
+    write_elf_core(tmp_path / "pti.elf", mem, "x86_64", [_qemu_note(kernel_root), _qemu_note(user_root)])
     argv = [str(tmp_path / "pti.elf"), *X86, "--reg", f"cr3={kernel_root:#x}", "--other-reg", f"cr3={user_root:#x}"]
     removed = ["- 0xffff888000000000-0xffff888002000000        32M  pa 0x0 2M pages S:rw- U:--- wb",
                "- 0xffffffff81001000-0xffffffff81400000      4092K  pa 0x1001000 2M pages S:r-x U:--- wb"]
@@ -148,6 +158,11 @@ def test_pti_like_pair_of_roots_in_one_image(tmp_path: Path, capsys: pytest.Capt
         removed[0], "~ 0xffffffff81000000-0xffffffff81001000         4K  pa 0x1000000 2M pages S:r-x U:--- wb  ->  "
                     "pa 0x1000000 4K pages S:r-x U:--- wb  (page size)",
         removed[1], "0 added (0K), 2 removed (36860K), 1 changed (4K)"]
+    assert main(["diff", str(tmp_path / "pti.elf"), "--arch", "x86_64", "--cpu", "0", "--other-cpu", "1"]) == 1
+    out = capsys.readouterr()
+    assert out.out.splitlines() == [*removed, "0 added (0K), 2 removed (36860K), 0 changed (0K)"]
+    assert out.err.splitlines() == [f"pagetable: note: {side}assumed efer=0xd01 (SCE, LME, LMA, NXE: the core "
+                                    "records no EFER; give --reg efer=... if NXE was clear)" for side in ("", "b: ")]
 
 
 def _states(w: Walker, vas: np.ndarray) -> list[np.ndarray]:
