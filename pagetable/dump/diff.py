@@ -119,10 +119,11 @@ class _Cover:
 
 
 def _cover(s: Space, lo: U64) -> _Cover:
-    idx = np.searchsorted(s.first, lo, side="right").astype(np.intp) - 1
+    """Which leaf of `s` covers each range starting at `lo` (the ranges end before the next leaf boundary)."""
     if not len(s):
         none = np.zeros(lo.shape, dtype=np.uint64)
         return _Cover(np.zeros(lo.shape, dtype=np.bool_), none, none, none)
+    idx = np.searchsorted(s.first, lo, side="right").astype(np.intp) - 1
     mapped = idx >= 0
     idx = np.maximum(idx, 0)
     mapped &= s.last[idx] >= lo
@@ -195,9 +196,9 @@ def diff_spaces(a: Space, b: Space, by_entry: bool = False) -> Iterator[Change]:
     r, n = rows[1:], rows[:-1]
 
     def continues(c: _Cover) -> npt.NDArray[np.bool_]:
-        same: npt.NDArray[np.bool_] = (c.key[r] == c.key[n]) & (c.size[r] == c.size[n]) & \
+        alike: npt.NDArray[np.bool_] = (c.key[r] == c.key[n]) & (c.size[r] == c.size[n]) & \
             (c.pa[r] == c.pa[n] + length[n])
-        return ~c.mapped[r] | same
+        return ~c.mapped[r] | alike
 
     joins = (lo[r] == hi[n] + np.uint64(1)) & (kind[r] == kind[n]) & continues(ca) & continues(cb)
     starts = np.concatenate(([0], np.flatnonzero(~joins) + 1))
