@@ -146,7 +146,7 @@ def _draw_row(ax: Axes, x: npt.NDArray[np.float64], width: npt.NDArray[np.float6
                       ha="right")
     else:
         ax.set_xticks([])
-        ax.text(scale / 2, 0.5, "nothing mapped", ha="center", va="center", fontsize=8, color="#666666")
+        ax.text(float(width.sum()) / 2, 0.5, "nothing mapped", ha="center", va="center", fontsize=8, color="#666666")
     ax.set_xlim(0, scale)
     ax.set_ylim(0, 1.25)
     ax.set_yticks([])
