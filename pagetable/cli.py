@@ -425,7 +425,8 @@ def cmd_plot(ns: argparse.Namespace) -> int:
     start, end = _va_range(ns.range)
     target = _target(ns, ns.images)
     space = address_space(target.walker, start, end)
-    regions = ", ".join(f"{r.name} {r.root:#x} ({r.fmt.name})" for r in target.walker.rules.regime.regions)
+    stages = [w.rules.regime.regions for w in (target.walker, target.walker.stage2) if w is not None]
+    regions = "\nthrough stage 2: ".join(", ".join(f"{r.name} {r.root:#x} ({r.fmt.name})" for r in rs) for rs in stages)
     plot_space(space, ns.out, f"{' '.join(ns.images)[:100]}: {regions}", start, end)
     _spaces_noted("", space)
     return 0
