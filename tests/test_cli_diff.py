@@ -246,3 +246,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
     }
     for expected, argv in cases.items():
         assert expected in error(capsys, argv), argv
+
+
+def test_the_top_page_of_the_address_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A page ending at 2**64: its end printed as 0 (modulo 2**64, as ptdump prints it), in JSON in full."""
+    mem = PhysMem([(0, 64 << 20)])
+    frames = FrameAllocator(mem)
+    _, a = build([(0xFFFF_FFFF_FFFF_E000, 0x10_0000, 0x1000, RW, False)], mem, frames)
+    _, b = build([(0xFFFF_FFFF_FFFF_E000, 0x10_0000, 0x2000, RW, False)], mem, frames)
+    write_elf_core(tmp_path / "top.elf", mem, "x86_64")
+    argv = [str(tmp_path / "top.elf"), *X86, "--reg", f"cr3={a:#x}", "--other-reg", f"cr3={b:#x}"]
+    assert diff(capsys, argv, 1) == [
+        "+ 0xfffffffffffff000-0x0000000000000000         4K  pa 0x101000 4K pages S:rw- U:--- wb",
+        "1 added (4K), 0 removed (0K), 0 changed (0K)"]
+    assert json.loads(diff(capsys, [*argv, "--json"], 1)[0])["end"] == "0x10000000000000000"
+    assert diff(capsys, [*argv, "--range", "0xfffffffffffff000-0x10000000000000000"], 1)[0].startswith("+ ")
+    assert diff(capsys, [*argv, "--range", "0xffffffffffffe000-0xfffffffffffff000"], 0) == ["no differences"]
