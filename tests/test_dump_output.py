@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from pagetable.cli import _va_file, main
 from pagetable.dump import translate
-from pagetable.dump.output import hexadecimal, lines, named, only, text
+from pagetable.dump.output import fixed, hexadecimal, lines, named, only, text
 from pagetable.dump.translate import va_column
 from pagetable.listing import permissions
 from pagetable.translation import Translation
@@ -39,11 +39,15 @@ def test_hexadecimal_is_pythons_hex() -> None:
     got = lines([hexadecimal(v)], len(v)).splitlines()
     assert got == [f"{x:#x}" for x in v.tolist()]
     assert lines([hexadecimal(v, 16)], len(v)).splitlines() == [f"{x:#018x}" for x in v.tolist()]
+    assert lines([hexadecimal(v, prefix=False)], len(v)).splitlines() == [f"{x:x}" for x in v.tolist()]
+    assert lines([hexadecimal(v, 16, prefix=False)], len(v)).splitlines() == [f"{x:016x}" for x in v.tolist()]
     small = v[v < 1 << 20]
     assert lines([hexadecimal(small, 5)], len(small)).splitlines() == [f"{x:#07x}" for x in small.tolist()]
     same = np.array([0x10, 0x20, 0xFF], dtype=np.uint64)        # one width: said once
     assert hexadecimal(same).lengths.tolist() == [4]
     assert lines([hexadecimal(same)], 3) == "0x10\n0x20\n0xff\n"
+    assert lines([hexadecimal(same, prefix=False), fixed(np.frombuffer(b"abc", dtype=np.uint8).reshape(3, 1))],
+                 3) == "10a\n20b\nffc\n"
     with pytest.raises(ValueError, match="17 hex digits"):
         hexadecimal(same, 17)
     with pytest.raises(ValueError, match="0xff has more than 1 hex digits"):

@@ -2,8 +2,9 @@
 not formatted lane by lane in Python (a million f-strings take seconds; these columns take milliseconds).
 
 A line is a sequence of `Column`s, each holding one piece of text per lane: a constant (`text`), a number in
-hex as Python's `f"{v:#x}"` or `f"{v:#018x}"` writes it (`hexadecimal`), or a name chosen per lane from a few
-distinct values (`named`: permissions, memory types, fault kinds, small decimals). A piece can be left out
+hex as Python's `f"{v:#x}"` or `f"{v:#018x}"` (or C's `%016llx`) writes it (`hexadecimal`), a name chosen per
+lane from a few distinct values (`named`: permissions, memory types, fault kinds, small decimals), or rows
+of bytes made elsewhere (`fixed`). A piece can be left out
 of some lanes (`only`: its text is empty there), so lanes whose lines have different shapes (a translation
 and a fault) are written by one list of columns, each lane keeping the pieces of its own shape. `lines`
 joins the pieces of every lane and ends each line with a newline: the bytes are exactly what the per-lane
@@ -43,11 +44,12 @@ def text(s: str) -> Column:
     return Column(data, np.array([len(s)], dtype=np.intp))
 
 
-def hexadecimal(values: npt.NDArray[np.unsignedinteger], digits: int | None = None) -> Column:
+def hexadecimal(values: npt.NDArray[np.unsignedinteger], digits: int | None = None, prefix: bool = True) -> Column:
     """Each value as Python's `f"{v:#x}"` writes it ("0x" and its digits, no leading zeros: 0 is "0x0"),
     or, given `digits` (1 to 16), zero-padded to that many digits (`f"{v:#0{digits + 2}x}"`: 16 digits is
-    `f"{v:#018x}"`, which every u64 fits; ValueError for a value with more digits). Lower-case digits, from
-    a table of each byte's two."""
+    `f"{v:#018x}"`, which every u64 fits; ValueError for a value with more digits); without `prefix`, the
+    digits alone (`f"{v:x}"`, `f"{v:0{digits}x}"`: C's `%016llx` with 16). Lower-case digits, from a table
+    of each byte's two."""
     v = np.asarray(values, dtype=np.uint64).reshape(-1)
     lanes = v.shape[0]
     pairs = np.empty((lanes, 9), dtype=np.uint16)                   # "0x", then 2 digits per byte
@@ -59,22 +61,32 @@ def hexadecimal(values: npt.NDArray[np.unsignedinteger], digits: int | None = No
             raise ValueError(f"{digits} hex digits: a u64 has 1 to 16")
         if digits < 16 and lanes and int(v.max()) >> 4 * digits:
             raise ValueError(f"{int(v.max()):#x} has more than {digits} hex digits")
-        return _last_digits(chars, digits)
+        return _last_digits(chars, digits, prefix)
     significant = 1 + np.searchsorted(_POWERS, v, side="right")      # digits without leading zeros
     if lanes and significant.min() == significant.max():           # one length: said once (`lines` is faster)
-        return _last_digits(chars, int(significant[0]))
+        return _last_digits(chars, int(significant[0]), prefix)
+    if not prefix:
+        return Column(chars, significant.astype(np.intp))
     lane = np.arange(lanes)
     chars[lane, 16 - significant] = ord("0")
     chars[lane, 17 - significant] = ord("x")
     return Column(chars, (significant + 2).astype(np.intp))
 
 
-def _last_digits(chars: U8, digits: int) -> Column:
-    """The last `digits` of each lane's 16 hex digits (`chars`: "0x" and 16 digits a lane), after "0x"."""
+def _last_digits(chars: U8, digits: int, prefix: bool) -> Column:
+    """The last `digits` of each lane's 16 hex digits (`chars`: "0x" and 16 digits a lane), after "0x" when
+    `prefix`."""
+    if not prefix:
+        return Column(chars[:, 18 - digits:], np.array([digits], dtype=np.intp))
     if digits < 16:
         chars = chars[:, 16 - digits:]
         chars[:, 0], chars[:, 1] = ord("0"), ord("x")      # over the digits left out
     return Column(chars, np.array([2 + digits], dtype=np.intp))
+
+
+def fixed(chars: U8) -> Column:
+    """A row of ASCII bytes per lane (or one row for all), every byte of it written."""
+    return Column(chars, np.array([chars.shape[1]], dtype=np.intp))
 
 
 def named(codes: npt.NDArray[np.integer], name: Callable[[int], str],
@@ -157,4 +169,4 @@ def _ascii(chars: U8) -> str:
     return str(np.ascontiguousarray(chars).data, "ascii")
 
 
-__all__ = ["Column", "hexadecimal", "lines", "named", "only", "text"]
+__all__ = ["Column", "fixed", "hexadecimal", "lines", "named", "only", "text"]

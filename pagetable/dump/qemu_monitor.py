@@ -60,6 +60,7 @@ from ..errors import PagetableError
 from ..format import PagingFormat
 from ..physmem import PhysMem
 from ..walker import Walker
+from .output import Column, fixed, hexadecimal, lines, text
 
 __all__ = ["ENTRY_LIMIT", "RISCV_BARE", "RISCV_HEADER", "info_mem_lines", "info_tlb_lines"]
 
@@ -237,36 +238,23 @@ def info_tlb_lines(walker: Walker, start: int | None = None, end: int | None = N
     for k, (bit, _) in enumerate(_X86_TLB_FLAGS):
         index |= ((raw & np.uint64(bit)) != 0).astype(np.intp) << k
     flags = _TLB_FLAG_TEXT[index]
-    yield from _lines(va.size, lambda k: [_hex16(va[k]), _text(": ", flags[k].shape[0]), _hex16(pa[k]),
-                                          _text(" ", flags[k].shape[0]), flags[k]])
+    yield from _lines(va.size, lambda k: [_hex16(va[k]), text(": "), _hex16(pa[k]), text(" "), fixed(flags[k])])
 
 
-_HEX: Final = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _CHUNK: Final = 1 << 16                                  # lines formatted at a time
 
 
-def _hex16(col: U64) -> npt.NDArray[np.uint8]:
-    """`%016llx` of each value: a row of 16 ASCII digits each."""
-    octets = col.astype(">u8").view(np.uint8).reshape(-1, 8)
-    digits: npt.NDArray[np.uint8] = _HEX[np.stack([octets >> 4, octets & 15], axis=2).reshape(-1, 16)]
-    return digits
+def _hex16(col: U64) -> Column:
+    """`%016llx` of each value."""
+    return hexadecimal(col, 16, prefix=False)
 
 
-def _text(text: str, n: int) -> npt.NDArray[np.uint8]:
-    """`text` as a row of ASCII, repeated for `n` lines."""
-    return np.broadcast_to(np.frombuffer(text.encode("ascii"), dtype=np.uint8), (n, len(text)))
-
-
-def _lines(n: int, row: Callable[[slice], list[npt.NDArray[np.uint8]]]) -> Iterator[str]:
-    """`n` fixed-width lines, `row(chunk)` giving each field's characters (one row per line) for a chunk of
-    them: vectorised formatting, since Python's per-line formatting costs microseconds a line."""
+def _lines(n: int, row: Callable[[slice], list[Column]]) -> Iterator[str]:
+    """`n` lines, `row(chunk)` giving each field's text for a chunk of them: vectorised formatting
+    (`dump.output`), since Python's per-line formatting costs microseconds a line."""
     for at in range(0, n, _CHUNK):
-        fields = row(slice(at, min(at + _CHUNK, n)))
-        block = np.concatenate([*fields, _text("\n", fields[0].shape[0])], axis=1)
-        width = block.shape[1]
-        text = block.tobytes().decode("ascii")
-        for k in range(0, len(text), width):
-            yield text[k:k + width - 1]
+        k = slice(at, min(at + _CHUNK, n))
+        yield from lines(row(k), k.stop - k.start).split("\n")[:-1]
 
 
 def _runs(new: Bool) -> tuple[Ints, Ints]:
@@ -298,10 +286,9 @@ def _x86_info_mem(walker: Walker, fmt: PagingFormat, root: int, start: int | Non
     urw = np.stack([np.where(prot & np.uint64(_US) != 0, ord("u"), ord("-")), np.full(prot.shape, ord("r")),
                     np.where(prot & np.uint64(_RW) != 0, ord("w"), ord("-"))], axis=1).astype(np.uint8)
 
-    def row(k: slice) -> list[npt.NDArray[np.uint8]]:
-        n = urw[k].shape[0]
-        return [_hex16(cols[0][k]), _text("-", n), _hex16(cols[1][k]), _text(" ", n), _hex16(cols[2][k]),
-                _text(" ", n), urw[k]]
+    def row(k: slice) -> list[Column]:
+        return [_hex16(cols[0][k]), text("-"), _hex16(cols[1][k]), text(" "), _hex16(cols[2][k]), text(" "),
+                fixed(urw[k])]
 
     yield from _lines(urw.shape[0], row)
 
@@ -338,13 +325,12 @@ def _riscv_info_mem(walker: Walker, fmt: PagingFormat, root: int, start: int | N
     lo = _extend_np(va[first], fmt.va_bits)
     keep = (span != 0) & _overlaps_np(start, end, lo, lo + span)      # print_pte skips a size of 0
     lo, pa, span = lo[keep], pa[first][keep], span[keep]
-    text = _RISCV_ATTR_TEXT[attr[first][keep].astype(np.intp)]
+    attrs = _RISCV_ATTR_TEXT[attr[first][keep].astype(np.intp)]
 
-    def row(k: slice) -> list[npt.NDArray[np.uint8]]:
-        gap = _text(" ", text[k].shape[0])
-        return [_hex16(lo[k]), gap, _hex16(pa[k]), gap, _hex16(span[k]), gap, text[k]]
+    def row(k: slice) -> list[Column]:
+        return [_hex16(lo[k]), text(" "), _hex16(pa[k]), text(" "), _hex16(span[k]), text(" "), fixed(attrs[k])]
 
-    yield from _lines(text.shape[0], row)
+    yield from _lines(attrs.shape[0], row)
 
 
 def info_mem_lines(walker: Walker, start: int | None = None, end: int | None = None,
