@@ -1,0 +1,407 @@
+"""Finding page-table roots in a memory image whose translation registers are unknown (`find_roots`), as
+volatility3's DTB scanners do, but judged by the library's own walk rules.
+
+Every frame of RAM aligned as a root table must be (4 KiB on x86-64 and RISC-V; the translation granule on
+AArch64: Arm ARM D8.2, the TTBR's BADDR) is read as the root table of each paging mode tried (`shapes`):
+the mode the given registers select (x86 CR4.LA57, RISC-V satp.MODE, AArch64 TCR_EL1's granule and size),
+or, for a register not given, every mode Linux uses (`DEFAULT_REGISTERS`). The image is read in chunks of
+frames from its memory map (`CHUNK_BYTES` at a time), never whole, and each chunk is judged with numpy.
+
+A frame's score (0 to 1) is a weighted mean of (`WEIGHTS`):
+- form: the fraction of its present entries (the codec's valid bit: x86 P, RISC-V V, AArch64 bit 0) that
+  the walk rules accept at the root level (`WalkRules.step`: no reserved bit or encoding, which covers
+  x86's PS at the PML4 and PML5 (Intel SDM Vol. 3A Table 4-15), RISC-V's A, D and U of a non-leaf PTE
+  (privileged spec 12.3.2, step 3) and AArch64's block descriptor at level 0 (Arm ARM D8.3.1)) and whose
+  next-level table (or a leaf's output) lies in the image's RAM. A frame below `MIN_FORM` is no candidate;
+- next level: the same fraction for the tables its table entries point at, read one level down, for up to
+  `SAMPLES` of them evenly spread over the root (an empty table counts 0; a root of leaves alone scores
+  `NO_TABLES`);
+- shared: x86-64 and RISC-V only, whose one root maps both halves: the fraction of its entries in the
+  upper (kernel) half of the root that another candidate holds too, at the same index (Linux copies the
+  kernel half into every process's PGD: pgd_alloc, arch/x86/mm/pgtable.c; arch/riscv/mm/pgtable.c).
+  AArch64's kernel half has a table of its own (TTBR1_EL1), so the term is left out there;
+- sparse: 1 for at most half the entries present, falling to 0 for a full table (a Linux root is never full;
+  random data that passes the rest has every other entry "present").
+
+Candidates are ranked by score, then by present entries (more first), then by address. On x86-64 a
+candidate at an 8 KiB boundary with another 4 KiB above it is noted as a PTI pair (the kernel PGD and the
+user PGD Linux's page-table isolation places 4 KiB above it: arch/x86/mm/pti.c, kernel_to_user_pgdp).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from ..arch.aarch64.regs import TTBR1_EL1
+from ..arch.riscv_sv39.regs import SATP
+from ..arch.x86_64.regs import CR3, CR4
+from ..descent import read_tables
+from ..errors import PagetableError
+from ..physmem import PhysMem
+from ..translation import PERMS, Access, Privilege, Reason, Region, StepColumns
+from ..vectors.architecture import Architecture
+from ..walker import Walker
+from .target import LINUX_EFER
+
+__all__ = ["CHUNK_BYTES", "DEFAULT_REGISTERS", "ROOT_REGISTERS", "Candidate", "Shape", "auto_root", "find_roots",
+           "shapes", "with_root"]
+
+U64 = npt.NDArray[np.uint64]
+Bool = npt.NDArray[np.bool_]
+
+CHUNK_BYTES: Final = 64 << 20
+"""The bytes of the image judged at once (a bound on the scan's working memory, a few times this)."""
+MIN_FORM: Final = 0.5
+SAMPLES: Final = 4
+NO_TABLES: Final = 0.5
+WEIGHTS: Final = {"form": 0.25, "below": 0.25, "unreferenced": 0.25, "shared": 0.15, "sparse": 0.1}
+
+_TCR_4K: Final = 16 | 16 << 16 | 2 << 30 | 5 << 32             # T0SZ=T1SZ=16, TG0=4KB, TG1=4KB, IPS=48 bits
+DEFAULT_REGISTERS: Final[Mapping[str, tuple[dict[str, int], ...]]] = {
+    # CR0.PG|WP|PE, CR4.PAE (and LA57), Linux's EFER: 4-level and 5-level paging
+    "x86_64": tuple({"cr0": 0x8001_0001, "cr4": 0x20 | la57, "efer": LINUX_EFER} for la57 in (0, CR4.mask("LA57"))),
+    "riscv64": tuple({"satp": mode << SATP["MODE"].lsb} for mode in (8, 9, 10)),        # Sv39, Sv48, Sv57
+    # Linux's arm64 configurations: 4 KiB and 64 KiB granules with 48-bit VAs, 16 KiB with 47-bit VAs
+    "aarch64": ({"tcr_el1": _TCR_4K},
+                {"tcr_el1": 16 | 1 << 14 | 16 << 16 | 3 << 30 | 5 << 32},
+                {"tcr_el1": 17 | 2 << 14 | 17 << 16 | 1 << 30 | 5 << 32}),
+}
+"""Per architecture, the registers (other than the root's) of each mode tried where none is given."""
+
+ROOT_REGISTERS: Final[Mapping[str, tuple[str, ...]]] = {
+    "x86_64": ("cr3",), "riscv64": ("satp",), "aarch64": ("ttbr1_el1", "ttbr0_el1")}
+"""The registers holding a root's address, the kernel's first (AArch64: TTBR1_EL1 translates the upper,
+kernel, half; Linux's TTBR0_EL1 holds the running process's tables, or an empty table between them)."""
+
+_ADDRESS_FIELDS: Final = {"cr3": CR3.mask("ADDR"), "satp": SATP.mask("PPN"),
+                          "ttbr0_el1": TTBR1_EL1.mask("BADDR"), "ttbr1_el1": TTBR1_EL1.mask("BADDR")}
+_ACCEPTED: Final = np.array([Reason.OK, Reason.PERMISSION, Reason.ACCESSED_DIRTY, Reason.PROTECTION_KEY],
+                            dtype=np.uint8)      # verdicts of a well-formed entry that this access may not use
+
+
+def with_root(name: str, value: int, pa: int) -> int:
+    """Register `name`'s `value` with its root address field (x86 CR3.ADDR, RISC-V satp.PPN, AArch64
+    TTBRn_EL1.BADDR) holding `pa`, the other fields kept."""
+    encoded = pa >> 12 if name == "satp" else pa
+    return value & ~_ADDRESS_FIELDS[name] | encoded
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One paging mode to scan for: its registers (every one but the roots, which are 0), the walker they
+    make, and the region whose root tables are looked for (AArch64: TTBR1_EL1's; both have one shape)."""
+
+    registers: dict[str, int]
+    walker: Walker
+    region: Region
+
+    @property
+    def name(self) -> str:
+        return self.region.fmt.name
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A frame that reads as a root table of `shape`, with its score and the evidence for it."""
+
+    pa: int
+    shape: Shape
+    score: float
+    entries: int                # the root table's entries
+    present: int
+    well_formed: int            # present entries the rules accept, pointing at RAM
+    tables: int                 # next-level tables sampled
+    tables_score: float         # their mean well-formed fraction
+    kernel: int = 0             # well-formed entries in the upper (kernel) half (x86-64, RISC-V)
+    shared: int = 0             # of those, held by another candidate too
+    sharers: int = 0            # the most candidates holding one of them (this one included)
+    pti_user: int | None = None  # x86-64: the user PGD 4 KiB above, a PTI pair
+    registers: dict[str, int] = field(default_factory=dict)   # the shape's registers with this root
+
+    def describe(self) -> str:
+        """The candidate as one line of `pagetable find-roots`."""
+        half = ""
+        if self.shape.region.select_bit is None:
+            half = f"; kernel half {self.kernel}, " + (
+                f"{self.shared} shared by up to {self.sharers} candidates" if self.shared else "none shared")
+        pti = f"  PTI pair: user PGD {self.pti_user:#x}" if self.pti_user is not None else ""
+        return (f"{self.pa:#x}  score {self.score:.2f}  {self.shape.name}  present {self.present} of {self.entries} "
+                f"(well-formed {self.well_formed}{half})  below {self.tables_score:.2f} over {self.tables} "
+                f"tables{pti}")
+
+    def as_json(self) -> dict[str, object]:
+        return {"pa": f"{self.pa:#x}", "score": round(self.score, 4), "mode": self.shape.name,
+                "entries": self.entries, "present": self.present, "well_formed": self.well_formed,
+                "kernel_half": self.kernel if self.shape.region.select_bit is None else None,
+                "shared": self.shared, "sharers": self.sharers, "next_tables": self.tables,
+                "next_score": round(self.tables_score, 4),
+                "pti_user": None if self.pti_user is None else f"{self.pti_user:#x}",
+                "registers": {k: f"{v:#x}" for k, v in self.registers.items()}}
+
+
+def shapes(mem: PhysMem, arch: Architecture, registers: Mapping[str, int], pa_bits: int | None) -> list[Shape]:
+    """The modes to scan for: each of `DEFAULT_REGISTERS`, with the given `registers` over it (a given
+    register fixes the mode: every default that differs only in registers given is one shape). A root
+    register among `registers` is an error (the scan finds it)."""
+    if arch.name not in ROOT_REGISTERS or arch.walker_from_registers is None:
+        raise PagetableError(f"find-roots does not support {arch.cli_name}")
+    roots = ROOT_REGISTERS[arch.name]
+    known = set(arch.register_names)
+    for name in registers:
+        if name in roots and name != "satp":
+            raise PagetableError(f"register {name} holds the root the scan finds: give the other registers only")
+        if name not in known:
+            raise PagetableError(f"unknown register {name!r} for {arch.cli_name} (registers: "
+                                 f"{', '.join(arch.register_names)})")
+    out: list[Shape] = []
+    seen: set[tuple[tuple[str, int], ...]] = set()
+    for default in DEFAULT_REGISTERS[arch.name]:
+        regs = {**{r: 0 for r in roots}, **default, **registers}
+        if "satp" in registers:
+            regs["satp"] = with_root("satp", registers["satp"], 0)
+        key = tuple(sorted(regs.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        walker = arch.walker_from_registers(mem, dict(regs), pa_bits)
+        regions = walker.rules.regime.regions
+        if not regions:
+            raise PagetableError("the registers turn translation off: there is no root to find")
+        out.append(Shape(regs, walker, regions[-1]))     # AArch64: TTBR1_EL1's (the kernel's); else the one
+    return out
+
+
+@dataclass
+class _Found:
+    """One shape's candidates as the scan finds them: addresses, root entries, and the root-level verdicts."""
+
+    pa: list[U64] = field(default_factory=list)
+    rows: list[U64] = field(default_factory=list)
+    good: list[Bool] = field(default_factory=list)
+    table: list[Bool] = field(default_factory=list)
+
+
+def _judge(shape: Shape, depth: int, raw: U64) -> tuple[Bool, Bool, Bool]:
+    """For entries at `depth`: which are present (the codec's valid bit), which of those are well formed (the
+    rules accept them for a supervisor read, whatever the permissions say, and their next table, or a leaf's
+    first byte, is RAM), and which of those point at a table."""
+    fmt, mem = shape.region.fmt, shape.walker.mem
+    n = raw.shape[0]
+    present = np.asarray(fmt.codec.is_present_np(raw), dtype=bool)
+    if n == 0:
+        return present, present, present
+    st = StepColumns.filled(shape.walker.rules.step(
+        shape.region, depth, raw, np.full(n, Access.READ, dtype=np.uint8),
+        np.full(n, Privilege.SUPERVISOR, dtype=np.uint8), np.full(n, PERMS)), (n,))
+    leaf = np.asarray(st.leaf, dtype=bool)
+    addr = np.asarray(fmt.codec.paddr_np(raw, depth != fmt.depth_count - 1), dtype=np.uint64)
+    ok = present & np.isin(st.reason, _ACCEPTED)
+    last = depth + 1 == fmt.depth_count
+    inram = mem.contains_np(addr, 8 if last else fmt.table_size(depth + 1))
+    inram = np.where(leaf, mem.contains_np(addr, 8), inram)
+    good = ok & inram
+    return present, good, good & ~leaf
+
+
+def _frames(mem: PhysMem, align: int) -> Iterator[tuple[int, int]]:
+    """Each RAM region's aligned frames: (base of the first, number of frames)."""
+    for r in mem.regions:
+        first = -(-r.base // align) * align
+        count = (r.base + r.size - first) // align
+        if count > 0:
+            yield first, count
+
+
+def _scan(shape: Shape, progress: bool) -> _Found:
+    """Every aligned frame of RAM read as `shape`'s root table, a chunk at a time: the frames whose present
+    entries are at least `MIN_FORM` well formed."""
+    from tqdm import tqdm
+
+    fmt, mem = shape.region.fmt, shape.walker.mem
+    align, entries = fmt.page_size, fmt.levels[0].entries
+    found = _Found()
+    per_chunk = max(1, CHUNK_BYTES // align)
+    total = sum(count for _, count in _frames(mem, align))
+    with tqdm(total=total, unit="frame", unit_scale=True, disable=None if progress else True,
+              desc=f"find-roots {fmt.name}", leave=False) as bar:
+        for first, count in _frames(mem, align):
+            for start in range(0, count, per_chunk):
+                k = min(per_chunk, count - start)
+                base = first + start * align
+                block = mem.words(base, k * align // 8).reshape(k, align // 8)[:, :entries]
+                present = np.asarray(fmt.codec.is_present_np(block), dtype=bool)
+                live = np.flatnonzero(present.any(axis=1))
+                if live.size:
+                    _keep(shape, found, block[live], base + live.astype(np.uint64) * np.uint64(align))
+                bar.update(k)
+    return found
+
+
+def _keep(shape: Shape, found: _Found, rows: U64, pas: U64) -> None:
+    """Judge the root entries `rows` (frames at `pas`) and keep the frames well formed enough: first by the
+    address test alone (cheap: random data fails it at once), then by the walk rules."""
+    fmt, mem = shape.region.fmt, shape.walker.mem
+    present = np.asarray(fmt.codec.is_present_np(rows), dtype=bool)
+    addr = np.asarray(fmt.codec.paddr_np(rows.reshape(-1), fmt.depth_count > 1), dtype=np.uint64)
+    near = present & mem.contains_np(addr, 8).reshape(rows.shape)
+    counts = present.sum(axis=1)
+    maybe = np.flatnonzero(near.sum(axis=1) >= MIN_FORM * counts)
+    if not maybe.size:
+        return
+    rows, pas, counts = rows[maybe], pas[maybe], counts[maybe]
+    _, good, table = (c.reshape(rows.shape) for c in _judge(shape, 0, rows.reshape(-1)))
+    keep = good.sum(axis=1) >= MIN_FORM * counts
+    found.pa.append(pas[keep])
+    found.rows.append(rows[keep].copy())
+    found.good.append(good[keep])
+    found.table.append(table[keep])
+
+
+def _samples(table: Bool, most: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Up to `most` table entries per row, evenly spread: (row, entry index) of each."""
+    count = table.sum(axis=1, keepdims=True)
+    rank = np.cumsum(table, axis=1) - 1
+    step = np.maximum(count // most, 1)
+    pick = table & (rank % step == 0) & (rank // step < most)
+    rows, index = np.nonzero(pick)
+    return rows, index
+
+
+def _below(shape: Shape, rows: U64, table: Bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Per root: the tables sampled below it (`SAMPLES` of its table entries, then one table entry of each
+    table reached, down to the last level) and the mean, over the levels reached, of their mean well-formed
+    fraction (an empty table counts 0)."""
+    fmt = shape.region.fmt
+    n = np.zeros(rows.shape[0], dtype=np.int64)
+    levels = np.zeros(rows.shape[0], dtype=np.int64)
+    total = np.zeros(rows.shape[0], dtype=np.float64)
+    owner_of, cur = np.arange(rows.shape[0]), rows        # each row's root, and the rows (root tables first)
+    row, index = _samples(table, SAMPLES)
+    for depth in range(1, fmt.depth_count):
+        if not row.size:
+            break
+        owner = owner_of[row]
+        entries = fmt.levels[depth].entries
+        pointers = np.asarray(fmt.codec.paddr_np(cur[row, index], True), dtype=np.uint64)
+        cur = read_tables(shape.walker.mem, pointers, entries).reshape(-1, entries)
+        present, good, table = (c.reshape(cur.shape) for c in _judge(shape, depth, cur.reshape(-1)))
+        fraction = good.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+        sampled = np.bincount(owner, minlength=n.size)
+        n += sampled
+        levels += sampled > 0
+        total += np.bincount(owner, weights=fraction, minlength=n.size) / np.maximum(sampled, 1)
+        owner_of = owner
+        row, index = _samples(table, 1)
+    return n, total / np.maximum(levels, 1)
+
+
+def _sharing(rows: U64, good: Bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Per root: its well-formed upper-half entries, how many of them another root holds at the same index,
+    and the most roots holding one of them."""
+    half = rows.shape[1] // 2
+    roots, index = np.nonzero(good[:, half:])
+    index = index + half
+    kernel = np.bincount(roots, minlength=rows.shape[0]).astype(np.int64)
+    shared = np.zeros(rows.shape[0], dtype=np.int64)
+    sharers = np.zeros(rows.shape[0], dtype=np.int64)
+    if roots.size:
+        keys = np.stack([index.astype(np.uint64), rows[roots, index]], axis=1)
+        _, inverse, holders = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+        held = holders[inverse.reshape(-1)]
+        np.add.at(shared, roots, held > 1)
+        np.maximum.at(sharers, roots, held)
+    return kernel, shared, sharers
+
+
+def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> list[Candidate]:
+    """`found`'s frames scored (the module's description) as `Candidate`s."""
+    if not found.pa:
+        return []
+    pas, rows = np.concatenate(found.pa), np.concatenate(found.rows)
+    good, table = np.concatenate(found.good), np.concatenate(found.table)
+    if not pas.size:
+        return []
+    fmt = shape.region.fmt
+    entries = rows.shape[1]
+    valid = np.asarray(fmt.codec.is_present_np(rows), dtype=bool)
+    present = valid.sum(axis=1)
+    formed = good.sum(axis=1)
+    tables, next_score = _below(shape, rows, table)
+    next_score = np.where(table.any(axis=1), next_score, NO_TABLES)
+    sparse = np.clip(2 * (entries - present) / entries, 0, 1)
+    one_root = shape.region.select_bit is None
+    weights = dict(WEIGHTS) if one_root else {k: v for k, v in WEIGHTS.items() if k != "shared"}
+    total = sum(weights.values())
+    owner, index = np.nonzero(valid)
+    targets = np.asarray(fmt.codec.paddr_np(rows[owner, index], True), dtype=np.uint64)
+    targets = np.unique(targets[targets != pas[owner]])          # a root's entry pointing at itself is no parent
+    referenced = np.isin(pas, targets)
+    score = (weights["form"] * formed / present + weights["below"] * next_score + weights["sparse"] * sparse +
+             weights["unreferenced"] * ~referenced)
+    kernel = shared = sharers = np.zeros(pas.shape, dtype=np.int64)
+    if one_root:
+        kernel, shared, sharers = _sharing(rows, good)
+        score = score + weights["shared"] * np.where(kernel > 0, shared / np.maximum(kernel, 1), 0)
+    score = score / total
+    at = {int(pa): n for n, pa in enumerate(pas.tolist())}
+    pti = shape.registers.get("cr4") is not None
+    out = []
+    for n, pa in enumerate(pas.tolist()):
+        user = pa + 4096 if pti and pa % 8192 == 0 and pa + 4096 in at else None
+        regs = {**shape.registers, **{r: with_root(r, shape.registers[r], pa) for r in root_names}}
+        out.append(Candidate(pa, shape, float(score[n]), entries, int(present[n]), int(formed[n]), int(tables[n]),
+                             float(next_score[n]), int(kernel[n]), int(shared[n]), int(sharers[n]), user, regs))
+    return out
+
+
+def find_roots(mem: PhysMem, arch: Architecture, registers: Mapping[str, int] | None = None,
+               pa_bits: int | None = None, top: int | None = None, progress: bool = False) -> list[Candidate]:
+    """The root-table candidates of `mem` for `arch`, best first (at most `top`), over the modes `shapes`
+    makes of `registers` (the registers other than the roots: x86 cr0, cr4, efer; RISC-V satp's MODE;
+    AArch64 tcr_el1). Each candidate's `registers` are its shape's with every root register
+    (`ROOT_REGISTERS`) holding it. `progress`: show the scan's progress on a terminal (tqdm, on stderr)."""
+    if top is not None and top < 1:
+        raise PagetableError(f"--top {top}: give at least 1")
+    found: list[Candidate] = []
+    for shape in shapes(mem, arch, registers or {}, pa_bits):
+        found += _candidates(shape, _scan(shape, progress), ROOT_REGISTERS[arch.name])
+    found.sort(key=lambda c: (-c.score, -c.present, c.pa))
+    return found[:top] if top is not None else found
+
+
+def auto_root(mem: PhysMem, arch: Architecture, registers: Mapping[str, int], pa_bits: int | None = None,
+              progress: bool = False) -> tuple[dict[str, int], list[str]]:
+    """`registers` with the root registers they lack (`ROOT_REGISTERS`; RISC-V's satp: its PPN) taken
+    from the best candidates (`find_roots` over the other registers), and one line per register filled
+    in, saying why. The roots are filled in `ROOT_REGISTERS` order, each from the best candidate of the
+    best one's mode that no given root register holds: on AArch64, TTBR1_EL1 (the kernel's) gets the best,
+    TTBR0_EL1 (when not given) the next. PagetableError when the image holds too few candidates."""
+    names = ROOT_REGISTERS[arch.name]
+    fill = [n for n in names if n not in registers or n == "satp"]
+    if not fill:
+        raise PagetableError(f"--root auto: {' and '.join(names)} given, so there is no root to find")
+    given = {n: registers[n] for n in names if n in registers and n not in fill}
+    ranked = find_roots(mem, arch, {k: v for k, v in registers.items() if k not in given}, pa_bits,
+                        progress=progress)
+    if not ranked:
+        raise PagetableError(f"--root auto: the image holds no {arch.cli_name} page-table root candidate")
+    best = ranked[0]
+    taken = {v & _ADDRESS_FIELDS[n] for n, v in given.items()}
+    picks = [best, *(c for c in ranked[1:] if c.shape is best.shape and c.pa != best.pa)]
+    picks = [c for c in picks if c.pa not in taken][:len(fill)]
+    if len(picks) < len(fill):
+        raise PagetableError(f"--root auto: {len(picks)} root candidate(s) for {', '.join(fill)}; give "
+                             f"{fill[-1]} with --reg")
+    regs = {**best.shape.registers, **given}
+    notes = [f"{k}={v:#x} (--root auto: the mode of the best root candidate, {best.shape.name})"
+             for k, v in best.shape.registers.items() if k not in registers and k not in names]
+    for name, c in zip(fill, picks, strict=True):
+        regs[name] = c.registers[name]
+        notes.append(f"{name}={regs[name]:#x} (--root auto: root candidate {ranked.index(c) + 1} of {len(ranked)}, "
+                     f"score {c.score:.2f})")
+    return regs, notes
