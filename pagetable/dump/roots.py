@@ -48,8 +48,8 @@ from ..vectors.architecture import Architecture
 from ..walker import Walker
 from .target import LINUX_EFER
 
-__all__ = ["CHUNK_BYTES", "DEFAULT_REGISTERS", "ROOT_REGISTERS", "Candidate", "Shape", "auto_root", "find_roots",
-           "shapes", "with_root"]
+__all__ = ["CHUNK_BYTES", "DEFAULT_REGISTERS", "ROOT_REGISTERS", "SCAN_REGISTERS", "Candidate", "Shape", "auto_root",
+           "find_roots", "shapes", "with_root"]
 
 U64 = npt.NDArray[np.uint64]
 Bool = npt.NDArray[np.bool_]
@@ -77,6 +77,12 @@ ROOT_REGISTERS: Final[Mapping[str, tuple[str, ...]]] = {
     "x86_64": ("cr3",), "riscv64": ("satp",), "aarch64": ("ttbr1_el1", "ttbr0_el1")}
 """The registers holding a root's address, the kernel's first (AArch64: TTBR1_EL1 translates the upper,
 kernel, half; Linux's TTBR0_EL1 holds the running process's tables, or an empty table between them)."""
+
+SCAN_REGISTERS: Final[Mapping[str, tuple[str, ...]]] = {
+    "x86_64": ("cr0", "cr4", "efer", "pat", "pkru", "pkrs", "rflags"), "riscv64": ("satp",),
+    "aarch64": ("tcr_el1", "mair_el1", "sctlr_el1")}
+"""The registers a scan takes (besides the roots): those of one-stage translation (RISC-V's satp for its
+MODE; AArch64's EL1&0 regime: not stage 2, not EL2)."""
 
 _ADDRESS_FIELDS: Final = {"cr3": CR3.mask("ADDR"), "satp": SATP.mask("PPN"),
                           "ttbr0_el1": TTBR1_EL1.mask("BADDR"), "ttbr1_el1": TTBR1_EL1.mask("BADDR")}
@@ -151,13 +157,12 @@ def shapes(mem: PhysMem, arch: Architecture, registers: Mapping[str, int], pa_bi
     if arch.name not in ROOT_REGISTERS or arch.walker_from_registers is None:
         raise PagetableError(f"find-roots does not support {arch.cli_name}")
     roots = ROOT_REGISTERS[arch.name]
-    known = set(arch.register_names)
     for name in registers:
         if name in roots and name != "satp":
             raise PagetableError(f"register {name} holds the root the scan finds: give the other registers only")
-        if name not in known:
-            raise PagetableError(f"unknown register {name!r} for {arch.cli_name} (registers: "
-                                 f"{', '.join(arch.register_names)})")
+        if name not in SCAN_REGISTERS[arch.name]:
+            raise PagetableError(f"register {name[:40]!r}: find-roots looks for one-stage roots "
+                                 f"({arch.cli_name}: give {', '.join(SCAN_REGISTERS[arch.name])})")
     out: list[Shape] = []
     seen: set[tuple[tuple[str, int], ...]] = set()
     for default in DEFAULT_REGISTERS[arch.name]:
@@ -318,6 +323,21 @@ def _sharing(rows: U64, good: Bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[
     return kernel, shared, sharers
 
 
+def _pti_pairs(pas: U64, rows: U64, good: Bool) -> set[int]:
+    """The candidates at an 8 KiB boundary whose next frame is a candidate too, holding at least one of their
+    upper-half entries (x86 PTI: the user PGD maps the kernel's entry code, arch/x86/mm/pti.c)."""
+    order = np.argsort(pas)
+    kernel = pas % np.uint64(8192) == 0
+    at = np.searchsorted(pas[order], pas + np.uint64(4096))
+    at = np.minimum(at, pas.size - 1)
+    user = order[at]
+    paired = kernel & (pas[user] == pas + np.uint64(4096))
+    k, u = np.flatnonzero(paired), user[paired]
+    half = rows.shape[1] // 2
+    same = (rows[k, half:] == rows[u, half:]) & good[k, half:] & good[u, half:]
+    return set(pas[k[same.any(axis=1)]].tolist())
+
+
 def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> list[Candidate]:
     """`found`'s frames scored (the module's description) as `Candidate`s."""
     if not found.pa:
@@ -328,8 +348,7 @@ def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> lis
         return []
     fmt = shape.region.fmt
     entries = rows.shape[1]
-    valid = np.asarray(fmt.codec.is_present_np(rows), dtype=bool)
-    present = valid.sum(axis=1)
+    present = np.asarray(fmt.codec.is_present_np(rows), dtype=bool).sum(axis=1)
     formed = good.sum(axis=1)
     tables, next_score = _below(shape, rows, table)
     next_score = np.where(table.any(axis=1), next_score, NO_TABLES)
@@ -337,7 +356,7 @@ def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> lis
     one_root = shape.region.select_bit is None
     weights = dict(WEIGHTS) if one_root else {k: v for k, v in WEIGHTS.items() if k != "shared"}
     total = sum(weights.values())
-    owner, index = np.nonzero(valid)
+    owner, index = np.nonzero(table)
     targets = np.asarray(fmt.codec.paddr_np(rows[owner, index], True), dtype=np.uint64)
     targets = np.unique(targets[targets != pas[owner]])          # a root's entry pointing at itself is no parent
     referenced = np.isin(pas, targets)
@@ -348,11 +367,10 @@ def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> lis
         kernel, shared, sharers = _sharing(rows, good)
         score = score + weights["shared"] * np.where(kernel > 0, shared / np.maximum(kernel, 1), 0)
     score = score / total
-    at = {int(pa): n for n, pa in enumerate(pas.tolist())}
-    pti = shape.registers.get("cr4") is not None
+    pti = _pti_pairs(pas, rows, good) if "cr4" in shape.registers else set()
     out = []
     for n, pa in enumerate(pas.tolist()):
-        user = pa + 4096 if pti and pa % 8192 == 0 and pa + 4096 in at else None
+        user = pa + 4096 if pa in pti else None
         regs = {**shape.registers, **{r: with_root(r, shape.registers[r], pa) for r in root_names}}
         out.append(Candidate(pa, shape, float(score[n]), entries, int(present[n]), int(formed[n]), int(tables[n]),
                              float(next_score[n]), int(kernel[n]), int(shared[n]), int(sharers[n]), user, regs))
