@@ -359,7 +359,7 @@ def cmd_find_roots(ns: argparse.Namespace) -> int:
     if ns.reg is not None and ns.regs is not None:
         raise PagetableError("give the registers with --reg NAME=VALUE ... or --regs FILE.json, not both")
     arch = registry.by_cli_name(ns.arch)
-    ranked = find_roots(open_arch_images(ns.images, arch).mem, arch, _register_values(ns), ns.pa_bits, ns.top,
+    ranked = find_roots(open_arch_images(ns.images, arch), arch, _register_values(ns), ns.pa_bits, ns.top,
                         progress=True)
     for c in ranked:
         print(json.dumps(c.as_json()) if ns.json else c.describe())

@@ -30,6 +30,8 @@ user PGD Linux's page-table isolation places 4 KiB above it: arch/x86/mm/pti.c, 
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -42,10 +44,12 @@ from ..arch.riscv_sv39.regs import SATP
 from ..arch.x86_64.regs import CR3, CR4
 from ..descent import read_tables
 from ..errors import PagetableError
+from ..format import EntryCodec
 from ..physmem import PhysMem
 from ..translation import PERMS, Access, Privilege, Reason, Region, StepColumns
 from ..vectors.architecture import Architecture
 from ..walker import Walker
+from .images import Image, ImageError
 from .target import LINUX_EFER
 
 __all__ = ["CHUNK_BYTES", "DEFAULT_REGISTERS", "ROOT_REGISTERS", "SCAN_REGISTERS", "Candidate", "Shape", "auto_root",
@@ -57,6 +61,7 @@ Bool = npt.NDArray[np.bool_]
 CHUNK_BYTES: Final = 64 << 20
 """The bytes of the image judged at once (a bound on the scan's working memory, a few times this)."""
 MIN_FORM: Final = 0.5
+_SIEVE: Final = 16           # the scan tests every 16th entry of a frame first: random data fails there
 SAMPLES: Final = 4
 NO_TABLES: Final = 0.5
 WEIGHTS: Final = {"form": 0.25, "below": 0.25, "unreferenced": 0.25, "shared": 0.15, "sparse": 0.1}
@@ -213,56 +218,124 @@ def _judge(shape: Shape, depth: int, raw: U64) -> tuple[Bool, Bool, Bool]:
     return present, good, good & ~leaf
 
 
-def _frames(mem: PhysMem, align: int) -> Iterator[tuple[int, int]]:
-    """Each RAM region's aligned frames: (base of the first, number of frames)."""
-    for r in mem.regions:
-        first = -(-r.base // align) * align
-        count = (r.base + r.size - first) // align
-        if count > 0:
-            yield first, count
+def _file_data(fd: int, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """The ranges of [start, end) of file `fd` that may hold data: all of it, less the holes of a sparse
+    file (lseek SEEK_DATA/SEEK_HOLE, where the system has them), which read as zeros."""
+    if not hasattr(os, "SEEK_DATA"):
+        yield start, end
+        return
+    pos = start
+    while pos < end:
+        try:
+            begin = os.lseek(fd, pos, os.SEEK_DATA)
+            stop = os.lseek(fd, begin, os.SEEK_HOLE)
+        except OSError as exc:                   # ENXIO: holes to the end; EINVAL: no hole support
+            if exc.errno != errno.ENXIO:
+                yield pos, end
+            return
+        if begin >= end:
+            return
+        yield begin, min(stop, end)
+        pos = stop
 
 
-def _scan(shape: Shape, progress: bool) -> _Found:
-    """Every aligned frame of RAM read as `shape`'s root table, a chunk at a time: the frames whose present
-    entries are at least `MIN_FORM` well formed."""
+def _chunks(source: Image | PhysMem, align: int) -> Iterator[tuple[int, U64]]:
+    """The `align`-aligned frames of RAM, up to `CHUNK_BYTES` of them at a time, as (PA of the first, their
+    words, one row a frame). An image's segments are read from their files into one buffer, skipping the
+    holes of sparse files (zero frames, no candidates); a `PhysMem` is read through its views."""
+    per_chunk = max(1, CHUNK_BYTES // align) * align
+    if isinstance(source, PhysMem):
+        for r in source.regions:
+            first, end = -(-r.base // align) * align, (r.base + r.size) // align * align
+            for pa in range(first, end, per_chunk):
+                yield pa, source.words(pa, min(per_chunk, end - pa) // 8).reshape(-1, align // 8)
+        return
+    buffer = np.empty(per_chunk, dtype=np.uint8)
+    for seg in source.segments:
+        first, end = -(-seg.base // align) * align, (seg.base + seg.size) // align * align
+        with open(seg.path, "rb", buffering=0) as f:
+            for start, stop in _file_data(f.fileno(), seg.offset + first - seg.base, seg.offset + end - seg.base):
+                lo = (start - seg.offset + seg.base) // align * align          # whole frames around the data
+                hi = -(-(stop - seg.offset + seg.base) // align) * align
+                for pa in range(max(lo, first), min(hi, end), per_chunk):
+                    n = min(per_chunk, min(hi, end) - pa)
+                    f.seek(seg.offset + pa - seg.base)
+                    if f.readinto(buffer.data[:n]) != n:
+                        raise ImageError(f"{seg.path}: truncated while reading it (it changed since it was opened?)")
+                    yield pa, buffer[:n].view("<u8").reshape(-1, align // 8)
+
+
+def _valid_bit(shape: Shape) -> int | None:
+    """The one bit the codec's `is_present_np` reads (x86 P, RISC-V V, AArch64 descriptor bit 0), found by
+    asking it, or None for a codec whose presence is not one bit."""
+    probes = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))
+    bits = np.flatnonzero(np.asarray(shape.region.fmt.codec.is_present_np(probes), dtype=bool))
+    return int(bits[0]) if bits.size == 1 else None
+
+
+def _scan(group: list[Shape], source: Image | PhysMem, progress: bool) -> list[_Found]:
+    """Every aligned frame of RAM read as the root table of each of `group` (shapes of one table alignment),
+    a chunk at a time, read once for all of them: per shape, the frames whose present entries are at least
+    `MIN_FORM` well formed."""
     from tqdm import tqdm
 
-    fmt, mem = shape.region.fmt, shape.walker.mem
-    align, entries = fmt.page_size, fmt.levels[0].entries
-    found = _Found()
-    per_chunk = max(1, CHUNK_BYTES // align)
-    total = sum(count for _, count in _frames(mem, align))
+    align, mem = group[0].region.fmt.page_size, group[0].walker.mem
+    found = [_Found() for _ in group]
+    valid = [_valid_bit(shape) for shape in group]
+    total = sum((r.base + r.size) // align - -(-r.base // align) for r in mem.regions)
     with tqdm(total=total, unit="frame", unit_scale=True, disable=None if progress else True,
-              desc=f"find-roots {fmt.name}", leave=False) as bar:
-        for first, count in _frames(mem, align):
-            for start in range(0, count, per_chunk):
-                k = min(per_chunk, count - start)
-                base = first + start * align
-                block = mem.words(base, k * align // 8).reshape(k, align // 8)[:, :entries]
-                present = np.asarray(fmt.codec.is_present_np(block), dtype=bool)
-                live = np.flatnonzero(present.any(axis=1))
+              desc="find-roots", leave=False) as bar:
+        for base, frames in _chunks(source, align):
+            sifted: dict[tuple[EntryCodec, int], tuple[U64, npt.NDArray[np.intp]]] = {}
+            for shape, bit, out in zip(group, valid, found, strict=True):
+                fmt = shape.region.fmt
+                key = (fmt.codec, fmt.levels[0].entries)     # shapes alike in both sift alike (4- and 5-level)
+                if key not in sifted:
+                    sifted[key] = _sift(shape, frames[:, :fmt.levels[0].entries], bit)
+                rows, live = sifted[key]
                 if live.size:
-                    _keep(shape, found, block[live], base + live.astype(np.uint64) * np.uint64(align))
-                bar.update(k)
+                    _keep(shape, out, rows, np.uint64(base) + live.astype(np.uint64) * np.uint64(align))
+            bar.update(min(frames.shape[0], total - bar.n))
     return found
 
 
-def _keep(shape: Shape, found: _Found, rows: U64, pas: U64) -> None:
-    """Judge the root entries `rows` (frames at `pas`) and keep the frames well formed enough: first by the
-    address test alone (cheap: random data fails it at once), then by the walk rules."""
-    fmt, mem = shape.region.fmt, shape.walker.mem
+def _near(shape: Shape, rows: U64) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Per row of entries: how many are present, and how many of those hold an address in RAM."""
+    fmt = shape.region.fmt
     present = np.asarray(fmt.codec.is_present_np(rows), dtype=bool)
     addr = np.asarray(fmt.codec.paddr_np(rows.reshape(-1), fmt.depth_count > 1), dtype=np.uint64)
-    near = present & mem.contains_np(addr, 8).reshape(rows.shape)
-    counts = present.sum(axis=1)
-    maybe = np.flatnonzero(near.sum(axis=1) >= MIN_FORM * counts)
-    if not maybe.size:
-        return
-    rows, pas, counts = rows[maybe], pas[maybe], counts[maybe]
-    _, good, table = (c.reshape(rows.shape) for c in _judge(shape, 0, rows.reshape(-1)))
-    keep = good.sum(axis=1) >= MIN_FORM * counts
+    near = present & shape.walker.mem.contains_np(addr, 8).reshape(rows.shape)
+    return near.sum(axis=1), present.sum(axis=1)
+
+
+def _sift(shape: Shape, block: U64, bit: int | None) -> tuple[U64, npt.NDArray[np.intp]]:
+    """The frames of `block` (one row a frame) that may be root tables: with a valid entry (`bit`: the
+    codec's valid bit, tested on all the entries' OR at once), and whose present entries at least `MIN_FORM`
+    hold addresses in RAM, tested on every `_SIEVE`th entry first (random data fails there), then on every
+    one. Their rows (a copy) and numbers."""
+    if bit is None:
+        any_valid = np.asarray(shape.region.fmt.codec.is_present_np(block), dtype=bool).any(axis=1)
+    else:
+        any_valid = np.bitwise_or.reduce(block, axis=1) & np.uint64(1 << bit) != 0
+    live = np.flatnonzero(any_valid)
+    if live.size:
+        near, present = _near(shape, block[live, ::_SIEVE])
+        live = live[near >= MIN_FORM * present]
+    rows = block[live]
+    if live.size:
+        near, present = _near(shape, rows)
+        maybe = near >= MIN_FORM * present
+        rows, live = rows[maybe], live[maybe]
+    return rows, live
+
+
+def _keep(shape: Shape, found: _Found, rows: U64, pas: U64) -> None:
+    """Judge the root entries `rows` (`_sift`'s, of the frames at `pas`) by the walk rules, and keep the
+    frames whose present entries are at least `MIN_FORM` well formed."""
+    present, good, table = (c.reshape(rows.shape) for c in _judge(shape, 0, rows.reshape(-1)))
+    keep = good.sum(axis=1) >= MIN_FORM * present.sum(axis=1)
     found.pa.append(pas[keep])
-    found.rows.append(rows[keep].copy())
+    found.rows.append(rows[keep])
     found.good.append(good[keep])
     found.table.append(table[keep])
 
@@ -377,22 +450,27 @@ def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> lis
     return out
 
 
-def find_roots(mem: PhysMem, arch: Architecture, registers: Mapping[str, int] | None = None,
+def find_roots(source: Image | PhysMem, arch: Architecture, registers: Mapping[str, int] | None = None,
                pa_bits: int | None = None, top: int | None = None, progress: bool = False) -> list[Candidate]:
-    """The root-table candidates of `mem` for `arch`, best first (at most `top`), over the modes `shapes`
+    """The root-table candidates in the RAM of `source` (an image, whose files are read in chunks, or a
+    `PhysMem`) for `arch`, best first (at most `top`), over the modes `shapes`
     makes of `registers` (the registers other than the roots: x86 cr0, cr4, efer; RISC-V satp's MODE;
     AArch64 tcr_el1). Each candidate's `registers` are its shape's with every root register
     (`ROOT_REGISTERS`) holding it. `progress`: show the scan's progress on a terminal (tqdm, on stderr)."""
     if top is not None and top < 1:
         raise PagetableError(f"--top {top}: give at least 1")
     found: list[Candidate] = []
-    for shape in shapes(mem, arch, registers or {}, pa_bits):
-        found += _candidates(shape, _scan(shape, progress), ROOT_REGISTERS[arch.name])
+    mem = source if isinstance(source, PhysMem) else source.mem
+    tried = shapes(mem, arch, registers or {}, pa_bits)
+    for align in sorted({shape.region.fmt.page_size for shape in tried}):
+        group = [shape for shape in tried if shape.region.fmt.page_size == align]
+        for shape, frames in zip(group, _scan(group, source, progress), strict=True):
+            found += _candidates(shape, frames, ROOT_REGISTERS[arch.name])
     found.sort(key=lambda c: (-c.score, -c.present, c.pa))
     return found[:top] if top is not None else found
 
 
-def auto_root(mem: PhysMem, arch: Architecture, registers: Mapping[str, int], pa_bits: int | None = None,
+def auto_root(source: Image | PhysMem, arch: Architecture, registers: Mapping[str, int], pa_bits: int | None = None,
               progress: bool = False) -> tuple[dict[str, int], list[str]]:
     """`registers` with the root registers they lack (`ROOT_REGISTERS`; RISC-V's satp: its PPN) taken
     from the best candidates (`find_roots` over the other registers), and one line per register filled
@@ -404,7 +482,7 @@ def auto_root(mem: PhysMem, arch: Architecture, registers: Mapping[str, int], pa
     if not fill:
         raise PagetableError(f"--root auto: {' and '.join(names)} given, so there is no root to find")
     given = {n: registers[n] for n in names if n in registers and n not in fill}
-    ranked = find_roots(mem, arch, {k: v for k, v in registers.items() if k not in given}, pa_bits,
+    ranked = find_roots(source, arch, {k: v for k, v in registers.items() if k not in given}, pa_bits,
                         progress=progress)
     if not ranked:
         raise PagetableError(f"--root auto: the image holds no {arch.cli_name} page-table root candidate")

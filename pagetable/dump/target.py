@@ -98,7 +98,7 @@ def open_target(images: Sequence[str], arch: Architecture, registers: Mapping[st
         if root != "auto":
             raise PagetableError(f"--root {root[:40]!r}: the only choice is 'auto'")
         regs = {k: v for k, v in regs.items() if k in registers or k not in ROOT_REGISTERS.get(arch.name, ())}
-        regs, found = auto_root(image.mem, arch, regs, pa_bits, progress)
+        regs, found = auto_root(image, arch, regs, pa_bits, progress)
         assumed += found
     walker = arch.walker_from_registers(image.mem, regs, pa_bits)
     return Target(image, arch, regs, pa_bits, walker, tuple(assumed))
