@@ -250,7 +250,8 @@ def _chunks(source: Image | PhysMem, align: int) -> Iterator[tuple[int, U64]]:
             for pa in range(first, end, per_chunk):
                 yield pa, source.words(pa, min(per_chunk, end - pa) // 8).reshape(-1, align // 8)
         return
-    buffer = np.empty(per_chunk, dtype=np.uint8)
+    largest = max((-(-seg.size // align) * align for seg in source.segments), default=align)
+    buffer = np.empty(min(per_chunk, largest), dtype=np.uint8)        # no bigger than the image needs
     for seg in source.segments:
         first, end = -(-seg.base // align) * align, (seg.base + seg.size) // align * align
         with open(seg.path, "rb", buffering=0) as f:
