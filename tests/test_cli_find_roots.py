@@ -237,3 +237,23 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert err.startswith("pagetable: ")
         if line is not None:
             assert err.strip() == line, argv
+
+
+def test_pti_pair() -> None:
+    """An 8 KiB-aligned kernel PGD with a user PGD 4 KiB above it holding the user entries and one kernel
+    entry (Linux's PTI) is noted as a pair; other neighbours are not."""
+    s = linux_like("x86_64")
+    base = s.mem.regions[0].base
+    mem = PhysMem([(base, s.mem.regions[0].data.copy())])
+    kernel_pgd, user_pgd = base + MiB, base + MiB + 4096          # frames the tables never reached
+    assert not mem.words(kernel_pgd, 1024).any()
+    process = mem.words(s.processes[0], 512)
+    mem.words(kernel_pgd, 512)[:] = process
+    mem.words(user_pgd, 512)[:256] = process[:256]
+    mem.words(user_pgd, 512)[511] = process[511]                  # the kernel text's PML4E: entry code
+    found = find_roots(mem, registry.by_cli_name("x86_64"), s.registers)
+    noted = {c.pa: c.pti_user for c in found if c.pti_user is not None}
+    assert noted == {kernel_pgd: user_pgd}
+    line = next(c.describe() for c in found if c.pa == kernel_pgd)
+    assert line == f"{kernel_pgd:#x}  score 1.00  4-level paging  present 5 of 512 (well-formed 5; kernel half 3, 3 " \
+        f"shared by up to 8 candidates)  below 1.00 over 12 tables  PTI pair: user PGD {user_pgd:#x}"

@@ -4,28 +4,36 @@ volatility3's DTB scanners do, but judged by the library's own walk rules.
 Every frame of RAM aligned as a root table must be (4 KiB on x86-64 and RISC-V; the translation granule on
 AArch64: Arm ARM D8.2, the TTBR's BADDR) is read as the root table of each paging mode tried (`shapes`):
 the mode the given registers select (x86 CR4.LA57, RISC-V satp.MODE, AArch64 TCR_EL1's granule and size),
-or, for a register not given, every mode Linux uses (`DEFAULT_REGISTERS`). The image is read in chunks of
-frames from its memory map (`CHUNK_BYTES` at a time), never whole, and each chunk is judged with numpy.
+or, where they are not given, every mode Linux uses (`DEFAULT_REGISTERS`). The image is read from its files
+`CHUNK_BYTES` at a time, once for all the modes of one alignment, skipping the holes of sparse files, and
+each chunk is judged with numpy: the frames with a valid entry, then (`_sift`) those whose present entries
+mostly hold addresses in RAM (tested on every 16th entry first: random data fails there), then the walk
+rules on what is left.
 
 A frame's score (0 to 1) is a weighted mean of (`WEIGHTS`):
 - form: the fraction of its present entries (the codec's valid bit: x86 P, RISC-V V, AArch64 bit 0) that
-  the walk rules accept at the root level (`WalkRules.step`: no reserved bit or encoding, which covers
-  x86's PS at the PML4 and PML5 (Intel SDM Vol. 3A Table 4-15), RISC-V's A, D and U of a non-leaf PTE
-  (privileged spec 12.3.2, step 3) and AArch64's block descriptor at level 0 (Arm ARM D8.3.1)) and whose
-  next-level table (or a leaf's output) lies in the image's RAM. A frame below `MIN_FORM` is no candidate;
-- next level: the same fraction for the tables its table entries point at, read one level down, for up to
-  `SAMPLES` of them evenly spread over the root (an empty table counts 0; a root of leaves alone scores
-  `NO_TABLES`);
-- shared: x86-64 and RISC-V only, whose one root maps both halves: the fraction of its entries in the
-  upper (kernel) half of the root that another candidate holds too, at the same index (Linux copies the
-  kernel half into every process's PGD: pgd_alloc, arch/x86/mm/pgtable.c; arch/riscv/mm/pgtable.c).
+  the walk rules accept at the root level (`WalkRules.step`, for a supervisor read, whatever the permissions
+  say: no reserved bit or encoding, which covers x86's PS at the PML4 and PML5 (Intel SDM Vol. 3A Table
+  4-15), RISC-V's A, D and U of a non-leaf PTE (privileged spec 12.3.2, step 3) and AArch64's block
+  descriptor at level 0 (Arm ARM D8.3.1)) and whose next-level table (or a leaf's first byte) lies in the
+  image's RAM. A frame below `MIN_FORM` is no candidate;
+- below: the same fraction for the tables under it, sampled: `SAMPLES` of its table entries, evenly spread,
+  then one table entry of each table reached, down to the last level; the mean over the levels reached
+  (an empty table counts 0; a root of leaves alone scores `NO_TABLES`). A lower-level table read as a root
+  reaches the data pages one level too early, which rarely read as tables;
+- unreferenced: 1 unless a table entry of another candidate points at the frame (a Linux root is in no
+  table: it is only ever in the register);
+- shared: x86-64 and RISC-V only, whose one root maps both halves: the fraction of its well-formed entries
+  in the upper (kernel) half that another candidate holds too, at the same index (Linux copies the kernel
+  half into every process's PGD: pgd_alloc in arch/x86/mm/pgtable.c, arch/riscv/include/asm/pgalloc.h).
   AArch64's kernel half has a table of its own (TTBR1_EL1), so the term is left out there;
-- sparse: 1 for at most half the entries present, falling to 0 for a full table (a Linux root is never full;
-  random data that passes the rest has every other entry "present").
+- sparse: 1 for at most half the entries present, falling to 0 for a full table (a Linux root is never
+  full).
 
 Candidates are ranked by score, then by present entries (more first), then by address. On x86-64 a
-candidate at an 8 KiB boundary with another 4 KiB above it is noted as a PTI pair (the kernel PGD and the
-user PGD Linux's page-table isolation places 4 KiB above it: arch/x86/mm/pti.c, kernel_to_user_pgdp).
+candidate at an 8 KiB boundary whose next frame is a candidate holding one of its upper-half entries is
+noted as a PTI pair (the kernel PGD and the user PGD 4 KiB above it: arch/x86/mm/pti.c,
+kernel_to_user_pgdp).
 """
 
 from __future__ import annotations
