@@ -19,6 +19,7 @@ import pytest
 from pagetable import registry
 from pagetable.cli import main
 from pagetable.dump import write_elf_core, write_lime
+from pagetable.dump.notes import GPRS, QEMU_CPU_STATE, SEGMENTS
 from pagetable.dump.roots import find_roots
 from pagetable.flags import MappingFlags
 from pagetable.frames import FrameAllocator
@@ -257,3 +258,23 @@ def test_pti_pair() -> None:
     line = next(c.describe() for c in found if c.pa == kernel_pgd)
     assert line == f"{kernel_pgd:#x}  score 1.00  4-level paging  present 5 of 512 (well-formed 5; kernel half 3, 3 " \
         f"shared by up to 8 candidates)  below 1.00 over 12 tables  PTI pair: user PGD {user_pgd:#x}"
+
+
+def test_root_auto_over_a_cpus_registers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With `--cpu N`, the root the core records (here a stale CR3) gives way to the scan's; CR0 and CR4 are
+    the core's, EFER assumed as for `--cpu` alone."""
+    s = linux_like("x86_64")
+    zero = {"selector": 0, "limit": 0, "flags": 0, "pad": 0, "base": 0}
+    state = QEMU_CPU_STATE.build({"version": 1, "size": QEMU_CPU_STATE.sizeof(), **{r: 0 for r in GPRS},
+                                  "rip": 0, "rflags": 2, **{g: zero for g in SEGMENTS},
+                                  "cr": [0x8001_0001, 0, 0, 0x7000, 0x20]})
+    write_elf_core(tmp_path / "core.elf", s.mem, "x86_64", notes=[("QEMU", 0, state)])
+    base = ["translate", str(tmp_path / "core.elf"), "--arch", "x86_64", "0xffffffff81001000"]
+    lines, err = run(capsys, [*base, "--cpu", "0", "--root", "auto"])
+    assert lines == ["0xffffffff81001000 -> 0x1201000  S:r-x U:---  wb  (level 1)"]
+    assert err.splitlines() == [
+        "pagetable: note: assumed efer=0xd01 (SCE, LME, LMA, NXE: the core records no EFER; give --reg efer=... "
+        "if NXE was clear)",
+        f"pagetable: note: assumed cr3={s.processes[0]:#x} (--root auto: root candidate 1 of 45, score 1.00)"]
+    stale, _ = run(capsys, [*base, "--cpu", "0"])                 # the recorded CR3 is no RAM
+    assert stale == ["0xffffffff81001000 -> no-memory (table-outside-memory) at level 4 stage 1 error_code=0x0 cr2=0x0"]
