@@ -47,7 +47,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from ..arch.aarch64.regs import TTBR1_EL1
+from ..arch.aarch64.regs import TTBR0_EL1, TTBR1_EL1
 from ..arch.riscv_sv39.regs import SATP
 from ..arch.x86_64.regs import CR3, CR4
 from ..descent import read_tables
@@ -74,15 +74,14 @@ SAMPLES: Final = 4
 NO_TABLES: Final = 0.5
 WEIGHTS: Final = {"form": 0.25, "below": 0.25, "unreferenced": 0.25, "shared": 0.15, "sparse": 0.1}
 
-_TCR_4K: Final = 16 | 16 << 16 | 2 << 30 | 5 << 32             # T0SZ=T1SZ=16, TG0=4KB, TG1=4KB, IPS=48 bits
 DEFAULT_REGISTERS: Final[Mapping[str, tuple[dict[str, int], ...]]] = {
     # CR0.PG|WP|PE, CR4.PAE (and LA57), Linux's EFER: 4-level and 5-level paging
     "x86_64": tuple({"cr0": 0x8001_0001, "cr4": 0x20 | la57, "efer": LINUX_EFER} for la57 in (0, CR4.mask("LA57"))),
     "riscv64": tuple({"satp": mode << SATP["MODE"].lsb} for mode in (8, 9, 10)),        # Sv39, Sv48, Sv57
-    # Linux's arm64 configurations: 4 KiB and 64 KiB granules with 48-bit VAs, 16 KiB with 47-bit VAs
-    "aarch64": ({"tcr_el1": _TCR_4K},
-                {"tcr_el1": 16 | 1 << 14 | 16 << 16 | 3 << 30 | 5 << 32},
-                {"tcr_el1": 17 | 2 << 14 | 17 << 16 | 1 << 30 | 5 << 32}),
+    # Linux's arm64 configurations (TCR_EL1 T0SZ, TG0, T1SZ, TG1; IPS 48 bits): 4 KiB and 64 KiB granules with
+    # 48-bit VAs, 16 KiB with 47-bit VAs
+    "aarch64": tuple({"tcr_el1": tsz | tg0 << 14 | tsz << 16 | tg1 << 30 | 5 << 32}
+                     for tsz, tg0, tg1 in ((16, 0, 2), (16, 1, 3), (17, 2, 1))),
 }
 """Per architecture, the registers (other than the root's) of each mode tried where none is given."""
 
@@ -98,7 +97,7 @@ SCAN_REGISTERS: Final[Mapping[str, tuple[str, ...]]] = {
 MODE; AArch64's EL1&0 regime: not stage 2, not EL2)."""
 
 _ADDRESS_FIELDS: Final = {"cr3": CR3.mask("ADDR"), "satp": SATP.mask("PPN"),
-                          "ttbr0_el1": TTBR1_EL1.mask("BADDR"), "ttbr1_el1": TTBR1_EL1.mask("BADDR")}
+                          "ttbr0_el1": TTBR0_EL1.mask("BADDR"), "ttbr1_el1": TTBR1_EL1.mask("BADDR")}
 _ACCEPTED: Final = np.array([Reason.OK, Reason.PERMISSION, Reason.ACCESSED_DIRTY, Reason.PROTECTION_KEY],
                             dtype=np.uint8)      # verdicts of a well-formed entry that this access may not use
 
@@ -134,8 +133,8 @@ class Candidate:
     entries: int                # the root table's entries
     present: int
     well_formed: int            # present entries the rules accept, pointing at RAM
-    tables: int                 # next-level tables sampled
-    tables_score: float         # their mean well-formed fraction
+    below_tables: int           # tables sampled below it
+    below: float                # their well-formed fraction (the mean over the levels reached)
     kernel: int = 0             # well-formed entries in the upper (kernel) half (x86-64, RISC-V)
     shared: int = 0             # of those, held by another candidate too
     sharers: int = 0            # the most candidates holding one of them (this one included)
@@ -150,15 +149,18 @@ class Candidate:
                 f"{self.shared} shared by up to {self.sharers} candidates" if self.shared else "none shared")
         pti = f"  PTI pair: user PGD {self.pti_user:#x}" if self.pti_user is not None else ""
         return (f"{self.pa:#x}  score {self.score:.2f}  {self.shape.name}  present {self.present} of {self.entries} "
-                f"(well-formed {self.well_formed}{half})  below {self.tables_score:.2f} over {self.tables} "
+                f"(well-formed {self.well_formed}{half})  below {self.below:.2f} over {self.below_tables} "
                 f"tables{pti}")
 
     def as_json(self) -> dict[str, object]:
+        """The candidate as one JSON object of `pagetable find-roots --json` (the halves' counts null on
+        AArch64, whose root tables map one half each)."""
+        one_root = self.shape.region.select_bit is None
         return {"pa": f"{self.pa:#x}", "score": round(self.score, 4), "mode": self.shape.name,
                 "entries": self.entries, "present": self.present, "well_formed": self.well_formed,
-                "kernel_half": self.kernel if self.shape.region.select_bit is None else None,
-                "shared": self.shared, "sharers": self.sharers, "next_tables": self.tables,
-                "next_score": round(self.tables_score, 4),
+                **{k: v if one_root else None for k, v in (("kernel_half", self.kernel), ("shared", self.shared),
+                                                            ("sharers", self.sharers))},
+                "below_tables": self.below_tables, "below": round(self.below, 4),
                 "pti_user": None if self.pti_user is None else f"{self.pti_user:#x}",
                 "registers": {k: f"{v:#x}" for k, v in self.registers.items()}}
 
@@ -432,8 +434,8 @@ def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> lis
     entries = rows.shape[1]
     present = np.asarray(fmt.codec.is_present_np(rows), dtype=bool).sum(axis=1)
     formed = good.sum(axis=1)
-    tables, next_score = _below(shape, rows, table)
-    next_score = np.where(table.any(axis=1), next_score, NO_TABLES)
+    tables, below = _below(shape, rows, table)
+    below = np.where(table.any(axis=1), below, NO_TABLES)
     sparse = np.clip(2 * (entries - present) / entries, 0, 1)
     one_root = shape.region.select_bit is None
     weights = dict(WEIGHTS) if one_root else {k: v for k, v in WEIGHTS.items() if k != "shared"}
@@ -442,7 +444,7 @@ def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> lis
     targets = np.asarray(fmt.codec.paddr_np(rows[owner, index], True), dtype=np.uint64)
     targets = np.unique(targets[targets != pas[owner]])          # a root's entry pointing at itself is no parent
     referenced = np.isin(pas, targets)
-    score = (weights["form"] * formed / present + weights["below"] * next_score + weights["sparse"] * sparse +
+    score = (weights["form"] * formed / present + weights["below"] * below + weights["sparse"] * sparse +
              weights["unreferenced"] * ~referenced)
     kernel = shared = sharers = np.zeros(pas.shape, dtype=np.int64)
     if one_root:
@@ -455,7 +457,7 @@ def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> lis
         user = pa + 4096 if pa in pti else None
         regs = {**shape.registers, **{r: with_root(r, shape.registers[r], pa) for r in root_names}}
         out.append(Candidate(pa, shape, float(score[n]), entries, int(present[n]), int(formed[n]), int(tables[n]),
-                             float(next_score[n]), int(kernel[n]), int(shared[n]), int(sharers[n]), user, regs))
+                             float(below[n]), int(kernel[n]), int(shared[n]), int(sharers[n]), user, regs))
     return out
 
 
