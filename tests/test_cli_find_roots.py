@@ -281,3 +281,27 @@ def test_root_auto_over_a_cpus_registers(tmp_path: Path, capsys: pytest.CaptureF
         f"pagetable: note: assumed cr3={s.processes[0]:#x} (--root auto: root candidate 1 of 45, score 1.00)"]
     stale, _ = run(capsys, [*base, "--cpu", "0"])                 # the recorded CR3 is no RAM
     assert stale == ["0xffffffff81001000 -> no-memory (table-outside-memory) at level 4 stage 1 error_code=0x0 cr2=0x0"]
+
+
+def test_direct_map_of_small_pages() -> None:
+    """A direct map of 4 KiB pages points at every frame, the roots too: they lose the `unreferenced` term
+    (0.25) but, sharing the kernel half, still rank first, above the direct map's 32 page tables."""
+    base, size = 0x100_0000, 64 * MiB
+    mem = PhysMem([(base, size)])
+    regs = {"cr0": 0x8001_0001, "cr4": 0x20, "efer": 0xD01}
+    a = registry.by_cli_name("x86_64")
+    assert a.walker_from_registers is not None
+    fmt = a.walker_from_registers(mem, {**regs, "cr3": 0}, None).rules.regime.single.fmt
+    frames = FrameAllocator(mem, base, 2 * MiB)
+    kernel = PageTable(fmt, mem, frames)
+    kernel.map_region(0xFFFF_8880_0000_0000, base, size, RW, allow_huge=False)
+    roots = [kernel.root_paddr]
+    for p in range(4):
+        user = PageTable(fmt, mem, frames)
+        user.map_region(0x40_0000, base + 4 * MiB + p * MiB, MiB, RW | MappingFlags.USER)
+        mem.words(user.root_paddr, 512)[256:] = mem.words(kernel.root_paddr, 512)[256:]
+        roots.append(user.root_paddr)
+    found = find_roots(mem, a, regs)
+    assert {c.pa for c in found[:5]} == set(roots)
+    assert [round(c.score, 4) for c in found[:5]] == [0.75] * 5
+    assert found[5].score < 0.75

@@ -71,6 +71,7 @@ CHUNK_BYTES: Final = 64 << 20
 MIN_FORM: Final = 0.5
 _SIEVE: Final = 16           # the scan tests every 16th entry of a frame first: random data fails there
 SAMPLES: Final = 4
+_BATCH: Final = 4096         # candidates whose tables below are sampled at once (a bound on the memory)
 NO_TABLES: Final = 0.5
 WEIGHTS: Final = {"form": 0.25, "below": 0.25, "unreferenced": 0.25, "shared": 0.15, "sparse": 0.1}
 
@@ -434,7 +435,8 @@ def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> lis
     entries = rows.shape[1]
     present = np.asarray(fmt.codec.is_present_np(rows), dtype=bool).sum(axis=1)
     formed = good.sum(axis=1)
-    tables, below = _below(shape, rows, table)
+    parts = [_below(shape, rows[k:k + _BATCH], table[k:k + _BATCH]) for k in range(0, len(rows), _BATCH)]
+    tables, below = (np.concatenate(column) for column in zip(*parts, strict=True))
     below = np.where(table.any(axis=1), below, NO_TABLES)
     sparse = np.clip(2 * (entries - present) / entries, 0, 1)
     one_root = shape.region.select_bit is None
