@@ -253,7 +253,7 @@ def _target(ns: argparse.Namespace, images: Sequence[str]) -> Target:
         raise PagetableError("give the translation registers with --reg NAME=VALUE ... or --regs FILE.json (or "
                              "--cpu N, for a core that records them, or --root auto)")
     target = open_target(images, registry.by_cli_name(ns.arch), _register_values(ns), ns.pa_bits, ns.cpu,
-                         ns.root, progress=True)
+                         ns.root)
     for line in target.assumed:
         print(f"pagetable: note: assumed {line}", file=sys.stderr)
     return target
@@ -359,8 +359,7 @@ def cmd_find_roots(ns: argparse.Namespace) -> int:
     if ns.reg is not None and ns.regs is not None:
         raise PagetableError("give the registers with --reg NAME=VALUE ... or --regs FILE.json, not both")
     arch = registry.by_cli_name(ns.arch)
-    ranked = find_roots(open_arch_images(ns.images, arch), arch, _register_values(ns), ns.pa_bits, ns.top,
-                        progress=True)
+    ranked = find_roots(open_arch_images(ns.images, arch), arch, _register_values(ns), ns.pa_bits, ns.top)
     for c in ranked:
         print(json.dumps(c.as_json()) if ns.json else c.describe())
     if not ranked:

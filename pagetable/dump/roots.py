@@ -47,6 +47,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from .. import progress
 from ..arch.aarch64.regs import TTBR0_EL1, TTBR1_EL1
 from ..arch.riscv_sv39.regs import SATP
 from ..arch.x86_64.regs import CR3, CR4
@@ -285,18 +286,15 @@ def _valid_bit(shape: Shape) -> int | None:
     return int(bits[0]) if bits.size == 1 else None
 
 
-def _scan(group: list[Shape], source: Image | PhysMem, progress: bool) -> list[_Found]:
+def _scan(group: list[Shape], source: Image | PhysMem) -> list[_Found]:
     """Every aligned frame of RAM read as the root table of each of `group` (shapes of one table alignment),
     a chunk at a time, read once for all of them: per shape, the frames whose present entries are at least
     `MIN_FORM` well formed."""
-    from tqdm import tqdm
-
     align, mem = group[0].region.fmt.page_size, group[0].walker.mem
     found = [_Found() for _ in group]
     valid = [_valid_bit(shape) for shape in group]
     total = sum((r.base + r.size) // align - -(-r.base // align) for r in mem.regions)
-    with tqdm(total=total, unit="frame", unit_scale=True, disable=None if progress else True,
-              desc="find-roots", leave=False) as bar:
+    with progress.bar(total, "find-roots", unit="frame") as bar:
         for base, frames in _chunks(source, align):
             sifted: dict[tuple[EntryCodec, int], tuple[U64, npt.NDArray[np.intp]]] = {}
             for shape, bit, out in zip(group, valid, found, strict=True):
@@ -464,12 +462,12 @@ def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> lis
 
 
 def find_roots(source: Image | PhysMem, arch: Architecture, registers: Mapping[str, int] | None = None,
-               pa_bits: int | None = None, top: int | None = None, progress: bool = False) -> list[Candidate]:
+               pa_bits: int | None = None, top: int | None = None) -> list[Candidate]:
     """The root-table candidates in the RAM of `source` (an image, whose files are read in chunks, or a
     `PhysMem`) for `arch`, best first (at most `top`), over the modes `shapes`
     makes of `registers` (the registers other than the roots: x86 cr0, cr4, efer; RISC-V satp's MODE;
     AArch64 tcr_el1). Each candidate's `registers` are its shape's with every root register
-    (`ROOT_REGISTERS`) holding it. `progress`: show the scan's progress on a terminal (tqdm, on stderr)."""
+    (`ROOT_REGISTERS`) holding it. The scan's progress shows on a terminal (`pagetable.progress`)."""
     if top is not None and top < 1:
         raise PagetableError(f"--top {top}: give at least 1")
     found: list[Candidate] = []
@@ -477,14 +475,14 @@ def find_roots(source: Image | PhysMem, arch: Architecture, registers: Mapping[s
     tried = shapes(mem, arch, registers or {}, pa_bits)
     for align in sorted({shape.region.fmt.page_size for shape in tried}):
         group = [shape for shape in tried if shape.region.fmt.page_size == align]
-        for shape, frames in zip(group, _scan(group, source, progress), strict=True):
+        for shape, frames in zip(group, _scan(group, source), strict=True):
             found += _candidates(shape, frames, ROOT_REGISTERS[arch.name])
     found.sort(key=lambda c: (-c.score, -c.present, c.pa))
     return found[:top] if top is not None else found
 
 
-def auto_root(source: Image | PhysMem, arch: Architecture, registers: Mapping[str, int], pa_bits: int | None = None,
-              progress: bool = False) -> tuple[dict[str, int], list[str]]:
+def auto_root(source: Image | PhysMem, arch: Architecture, registers: Mapping[str, int],
+              pa_bits: int | None = None) -> tuple[dict[str, int], list[str]]:
     """`registers` with the root registers they lack (`ROOT_REGISTERS`; RISC-V's satp: its PPN) taken
     from the best candidates (`find_roots` over the other registers), and one line per register filled
     in, saying why. The roots are filled in `ROOT_REGISTERS` order, each from the best candidate of the
@@ -495,8 +493,7 @@ def auto_root(source: Image | PhysMem, arch: Architecture, registers: Mapping[st
     if not fill:
         raise PagetableError(f"--root auto: {' and '.join(names)} given, so there is no root to find")
     given = {n: registers[n] for n in names if n in registers and n not in fill}
-    ranked = find_roots(source, arch, {k: v for k, v in registers.items() if k not in given}, pa_bits,
-                        progress=progress)
+    ranked = find_roots(source, arch, {k: v for k, v in registers.items() if k not in given}, pa_bits)
     if not ranked:
         raise PagetableError(f"--root auto: the image holds no {arch.cli_name} page-table root candidate")
     best = ranked[0]

@@ -76,13 +76,11 @@ def open_arch_images(images: Sequence[str], arch: Architecture) -> Image:
 
 
 def open_target(images: Sequence[str], arch: Architecture, registers: Mapping[str, int],
-                pa_bits: int | None = None, cpu: int | None = None, root: str | None = None,
-                progress: bool = False) -> Target:
+                pa_bits: int | None = None, cpu: int | None = None, root: str | None = None) -> Target:
     """Open `images` (`open_images`) and build the walker of `arch` from `registers` (with `cpu`, over the
     registers the image records for that CPU). `root="auto"`: the root registers not in `registers` come
-    from a scan of the image (`roots.auto_root`, with its progress shown when `progress`), not from the
-    CPU's. PagetableError for an image of another architecture, unknown or missing registers, values that
-    select a reserved mode, or no root found."""
+    from a scan of the image (`roots.auto_root`), not from the CPU's. PagetableError for an image of another
+    architecture, unknown or missing registers, values that select a reserved mode, or no root found."""
     if arch.walker_from_registers is None:
         raise PagetableError(f"{arch.cli_name} has no walker from registers")
     image = open_arch_images(images, arch)
@@ -98,7 +96,7 @@ def open_target(images: Sequence[str], arch: Architecture, registers: Mapping[st
         if root != "auto":
             raise PagetableError(f"--root {root[:40]!r}: the only choice is 'auto'")
         regs = {k: v for k, v in regs.items() if k in registers or k not in ROOT_REGISTERS.get(arch.name, ())}
-        regs, found = auto_root(image, arch, regs, pa_bits, progress)
+        regs, found = auto_root(image, arch, regs, pa_bits)
         assumed += found
     walker = arch.walker_from_registers(image.mem, regs, pa_bits)
     return Target(image, arch, regs, pa_bits, walker, tuple(assumed))
