@@ -7,8 +7,10 @@ true registers do; bad input is refused with one line."""
 from __future__ import annotations
 
 import functools
+import io
 import json
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,3 +307,18 @@ def test_direct_map_of_small_pages() -> None:
     assert {c.pa for c in found[:5]} == set(roots)
     assert [round(c.score, 4) for c in found[:5]] == [0.75] * 5
     assert found[5].score < 0.75
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan shows a bar of frames on a terminal's stderr (and nothing when piped: the tests above)."""
+    s = linux_like("riscv", 2)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    find_roots(s.mem, registry.by_cli_name("riscv"), s.registers)
+    shown = terminal.getvalue()
+    assert shown.startswith("\rfind-roots:   0%|") and " 0/4096 [" in shown, shown        # 16 MiB of frames
