@@ -13,10 +13,10 @@ rules on what is left.
 A frame's score (0 to 1) is a weighted mean of (`WEIGHTS`):
 - form: the fraction of its present entries (the codec's valid bit: x86 P, RISC-V V, AArch64 bit 0) that
   the walk rules accept at the root level (`WalkRules.step`, for a supervisor read, whatever the permissions
-  say: no reserved bit or encoding, which covers x86's PS at the PML4 and PML5 (Intel SDM Vol. 3A Table
-  4-15), RISC-V's A, D and U of a non-leaf PTE (privileged spec 12.3.2, step 3) and AArch64's block
-  descriptor at level 0 (Arm ARM D8.3.1)) and whose next-level table (or a leaf's first byte) lies in the
-  image's RAM. A frame below `MIN_FORM` is no candidate;
+  say: no reserved bit or encoding, which covers x86's PS in a PML5E or PML4E (Intel SDM Vol. 3A 4.5),
+  RISC-V's A, D and U of a non-leaf PTE (privileged spec, "Virtual Address Translation Process", step 3)
+  and AArch64's block descriptor at level 0 (Arm ARM D8.3)) and whose next-level table (or a leaf's first
+  byte) lies in the image's RAM. A frame below `MIN_FORM` is no candidate;
 - below: the same fraction for the tables under it, sampled: `SAMPLES` of its table entries, evenly spread,
   then one table entry of each table reached, down to the last level; the mean over the levels reached
   (an empty table counts 0; a root of leaves alone scores `NO_TABLES`). A lower-level table read as a root
