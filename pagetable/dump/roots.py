@@ -1,8 +1,10 @@
 """Finding page-table roots in a memory image whose translation registers are unknown (`find_roots`), as
 volatility3's DTB scanners do, but judged by the library's own walk rules.
 
-Every frame of RAM aligned as a root table must be (4 KiB on x86-64 and RISC-V; the translation granule on
-AArch64: Arm ARM D8.2, the TTBR's BADDR) is read as the root table of each paging mode tried (`shapes`):
+Every frame of RAM aligned as a root table must be (its size: 4 KiB on x86-64 and RISC-V; on AArch64 the
+TTBR's BADDR is aligned to the initial table's size, Arm ARM D24.2.209: a granule, or 512 bytes for the 64
+entries of a 64 KiB-granule, 48-bit root, which Linux allocates from a slab, pgd_cache in
+arch/arm64/mm/pgd.c) is read as the root table of each paging mode tried (`shapes`):
 the mode the given registers select (x86 CR4.LA57, RISC-V satp.MODE, AArch64 TCR_EL1's granule and size),
 or, where they are not given, every mode Linux uses (`DEFAULT_REGISTERS`). The image is read from its files
 `CHUNK_BYTES` at a time, once for all the modes of one alignment, skipping the holes of sparse files, and
@@ -290,7 +292,7 @@ def _scan(group: list[Shape], source: Image | PhysMem) -> list[_Found]:
     """Every aligned frame of RAM read as the root table of each of `group` (shapes of one table alignment),
     a chunk at a time, read once for all of them: per shape, the frames whose present entries are at least
     `MIN_FORM` well formed."""
-    align, mem = group[0].region.fmt.page_size, group[0].walker.mem
+    align, mem = group[0].region.fmt.root_size, group[0].walker.mem
     found = [_Found() for _ in group]
     valid = [_valid_bit(shape) for shape in group]
     total = sum((r.base + r.size) // align - -(-r.base // align) for r in mem.regions)
@@ -473,8 +475,8 @@ def find_roots(source: Image | PhysMem, arch: Architecture, registers: Mapping[s
     found: list[Candidate] = []
     mem = source if isinstance(source, PhysMem) else source.mem
     tried = shapes(mem, arch, registers or {}, pa_bits)
-    for align in sorted({shape.region.fmt.page_size for shape in tried}):
-        group = [shape for shape in tried if shape.region.fmt.page_size == align]
+    for align in sorted({shape.region.fmt.root_size for shape in tried}):
+        group = [shape for shape in tried if shape.region.fmt.root_size == align]
         for shape, frames in zip(group, _scan(group, source), strict=True):
             found += _candidates(shape, frames, ROOT_REGISTERS[arch.name])
     found.sort(key=lambda c: (-c.score, -c.present, c.pa))
