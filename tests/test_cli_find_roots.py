@@ -130,6 +130,16 @@ def test_linux_like_x86_mode_without_cr4() -> None:
     assert {c.shape.name for c in found[:6]} == {"4-level paging"}
 
 
+def test_linux_like_aarch64_granule_without_tcr() -> None:
+    """With TCR_EL1 not given, each granule is tried: 4 KiB tables also read well as 64 KiB and 16 KiB ones
+    (their first entries), and the ties go to the 4 KiB reading, tried first."""
+    s = linux_like("aarch64")
+    found = find_roots(s.mem, registry.by_cli_name("aarch64"), {})
+    assert [(c.pa, c.shape.name) for c in found[:6]] == \
+        [(pa, "VMSAv8-64 stage 1 4KB granule, 48-bit upper-range VA") for pa in sorted((s.kernel, *s.processes))]
+    assert found[6].shape.name == "VMSAv8-64 stage 1 64KB granule, 48-bit upper-range VA"
+
+
 def test_find_roots_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     s = linux_like("x86_64")
     write_lime(tmp_path / "mem.lime", s.mem)

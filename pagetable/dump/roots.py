@@ -32,7 +32,9 @@ A frame's score (0 to 1) is a weighted mean of (`WEIGHTS`):
 - sparse: 1 for at most half the entries present, falling to 0 for a full table (a Linux root is never
   full).
 
-Candidates are ranked by score, then by present entries (more first), then by address. On x86-64 a
+Candidates are ranked by score, then by the order of the modes tried (`DEFAULT_REGISTERS`: the more common
+first, as a table of one mode can read as well as one of another), then by present entries (more first),
+then by address. On x86-64 a
 candidate at an 8 KiB boundary whose next frame is a candidate holding one of its upper-half entries is
 noted as a PTI pair (the kernel PGD and the user PGD 4 KiB above it: arch/x86/mm/pti.c,
 kernel_to_user_pgdp).
@@ -479,7 +481,8 @@ def find_roots(source: Image | PhysMem, arch: Architecture, registers: Mapping[s
         group = [shape for shape in tried if shape.region.fmt.root_size == align]
         for shape, frames in zip(group, _scan(group, source), strict=True):
             found += _candidates(shape, frames, ROOT_REGISTERS[arch.name])
-    found.sort(key=lambda c: (-c.score, -c.present, c.pa))
+    order = {id(shape): n for n, shape in enumerate(tried)}        # ties: the more common mode first
+    found.sort(key=lambda c: (-c.score, order[id(c.shape)], -c.present, c.pa))
     return found[:top] if top is not None else found
 
 
