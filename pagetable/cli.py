@@ -542,8 +542,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         print("pagetable: error: out of memory (the input asks for more than this machine has)", file=sys.stderr)
         return 1
-    except OSError as exc:                          # writing the output failed (stdout on a full disk)
-        print(f"pagetable: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:          # writing the output failed (stdout on a full disk), or a file named in it
+        what = f"{exc.filename}: " if exc.filename else "cannot write the output: "
+        print(f"pagetable: error: {what}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
