@@ -12,6 +12,8 @@
   pagetable translate IMAGE... --arch ARCH (--reg NAME=VALUE ... | --regs FILE.json) [--pa-bits N]
             [--access read|write|execute|any] [--privilege user|supervisor] [--json] (VA... | --va-file FILE)
                                       translate VAs through the tables of a memory image (docs/dump.md)
+  pagetable walk IMAGE... --arch ARCH (--reg ... | --regs F | --cpu N) [--format ptdump|json|csv]
+            [--range START-END] [--stage 1|2]   list every mapping of the tables (docs/dump-walk.md)
 
 Each architecture's part (modes, generate options, explain, the walker from named registers) comes from
 `pagetable.registry`.
@@ -41,6 +43,7 @@ import numpy as np
 from . import registry
 from .dump.target import Target, open_target
 from .dump.translate import ANY, Answers, translate_vas
+from .dump.walk import FORMATS
 from .errors import PagetableError
 from .listing import permissions, ptdump_lines
 from .vectors import SCHEMA, VectorSet, expected_cases
@@ -286,10 +289,54 @@ def cmd_translate(ns: argparse.Namespace) -> int:
         raise PagetableError("no memory image given (IMAGE... before the VAs)")
     walker = _target(ns, images).walker
     answers = translate_vas(walker, np.array(vas, dtype=np.uint64), ns.access, ns.privilege)
-    lines = (_json_lines if ns.json else _text_lines)(answers, walker.stage2 is not None)
-    while chunk := list(itertools.islice(lines, 4096)):      # written a few thousand lines at a time
-        sys.stdout.write("\n".join(chunk) + "\n")
+    _write_lines((_json_lines if ns.json else _text_lines)(answers, walker.stage2 is not None))
     return 0
+
+
+def _write_lines(lines: Iterator[str]) -> None:
+    """Write `lines` to stdout, a few thousand at a time."""
+    while chunk := list(itertools.islice(lines, 4096)):
+        sys.stdout.write("\n".join(chunk) + "\n")
+
+
+def _walk_range(text: str) -> tuple[int, int]:
+    """`--range START-END` (END exclusive) or `START+SIZE`, numbers as `_int` reads them."""
+    for sep in "-+":
+        first, found, second = text.partition(sep)
+        if found and first.strip():
+            try:
+                start, other = _int(first), _int(second)
+            except argparse.ArgumentTypeError as exc:
+                raise PagetableError(f"--range {text[:60]!r}: {exc}") from None
+            end = start + other if sep == "+" else other
+            if not 0 <= start < end <= 1 << 64:
+                raise PagetableError(f"--range {text[:60]!r}: give 0 <= START < END <= 2**64")
+            return start, end
+    raise PagetableError(f"--range {text[:60]!r}: give START-END (END exclusive) or START+SIZE")
+
+
+def cmd_walk(ns: argparse.Namespace) -> int:
+    walker = _target(ns, ns.images).walker
+    if ns.stage == 2:
+        if walker.stage2 is None:
+            raise PagetableError("--stage 2: the registers select one stage of translation")
+        walker = walker.stage2
+    start, end = (None, None) if ns.range is None else _walk_range(ns.range)
+    _write_lines(FORMATS[ns.format](walker, start, end))
+    return 0
+
+
+def _add_walk_parser(sub: Any) -> None:
+    w = sub.add_parser("walk", help="list every mapping of the page tables of a memory image")
+    w.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="the memory image (an ELF core or LiME file, or raw FILE@BASE files)")
+    _add_target_arguments(w)
+    w.add_argument("--format", choices=list(FORMATS), default="ptdump",
+                   help="ptdump: Linux's debugfs page-table dump; json, csv: one row per leaf (docs/dump-walk.md)")
+    w.add_argument("--range", metavar="START-END|START+SIZE", help="only the VAs in [START, END)")
+    w.add_argument("--stage", type=_int, choices=(1, 2), default=1,
+                   help="of a two-stage walker: 1 the guest's view (VA to final PA), 2 stage 2 alone")
+    w.set_defaults(func=cmd_walk)
 
 
 _PERMISSIONS = [permissions(bits) for bits in range(64)]   # every effective-permissions mask, formatted
@@ -387,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="one JSON object a line")
     t.add_argument("--va-file", metavar="FILE", help="the VAs, one a line (then every argument is an image)")
     t.set_defaults(func=cmd_translate)
+    _add_walk_parser(sub)
     return p
 
 
