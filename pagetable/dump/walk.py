@@ -354,39 +354,101 @@ null for a rejected entry), the memory type (null: none), the raw entry, the rea
 stage 2 on the entry's update)."""
 
 
-def _columns(m: Mappings, quote: Callable[[str], str], null: str) -> list[list[object]]:
-    """The rows' fields in `FIELDS` order, as lists: strings already quoted, numbers as ints."""
+U8 = npt.NDArray[np.uint8]
+Column = Callable[[slice], U8]
+"""One field of the rows of a slice, as a byte matrix (a row per row, NUL bytes where the text is shorter)."""
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_NIBBLES = np.arange(60, -4, -4, dtype=np.uint64)
+_CHUNK = 1 << 15                                     # rows formatted at once (a few MB of bytes)
+
+
+def _hex(values: U64) -> Column:
+    """Each value in hex, without leading zeros."""
+    def column(part: slice) -> U8:
+        digits = ((values[part, None] >> _NIBBLES) & np.uint64(15)).astype(np.uint8)
+        text = _HEX[digits]
+        first = np.minimum((digits != 0).argmax(axis=1), 15)     # the first significant digit (zero: "0")
+        first[~digits.any(axis=1)] = 15
+        text[np.arange(16) < first[:, None]] = 0
+        return text
+    return column
+
+
+def _decimal(values: U64) -> Column:
+    """Each value in decimal (a listing has few distinct sizes: each is formatted once)."""
+    distinct, index = np.unique(values, return_inverse=True)
+    return _choice(index.reshape(-1).astype(np.intp), [str(v) for v in distinct.tolist()])
+
+
+def _choice(index: npt.NDArray[np.intp], texts: list[str]) -> Column:
+    """The text `texts[index]` of each row."""
+    width = max(1, *(len(t) for t in texts))
+    table = np.zeros((len(texts), width), dtype=np.uint8)
+    for k, t in enumerate(texts):
+        table[k, :len(t)] = np.frombuffer(t.encode(), dtype=np.uint8)
+    return lambda part: table[index[part]]
+
+
+def _lines(n: int, parts: list[str | Column]) -> Iterator[str]:
+    """Rows of `parts` (literal text and columns) as lines, formatted with numpy a chunk of rows at a time:
+    the fields' byte matrices side by side, their NUL padding dropped (no per-row Python)."""
+    for lo in range(0, n, _CHUNK):
+        part = slice(lo, min(n, lo + _CHUNK))
+        rows = part.stop - part.start
+        blocks = [np.frombuffer(p.encode(), dtype=np.uint8) if isinstance(p, str) else p(part)
+                  for p in [*parts, "\n"]]
+        out = np.empty((rows, sum(b.shape[-1] for b in blocks)), dtype=np.uint8)
+        at = 0
+        for b in blocks:
+            out[:, at:at + b.shape[-1]] = b
+            at += b.shape[-1]
+        flat = out.reshape(-1)
+        yield from flat[flat != 0].tobytes().decode("ascii").splitlines()
+
+
+def _fields(m: Mappings, null: str, quote: Callable[[str], str]) -> dict[str, Column]:
+    """The columns of `FIELDS` but the region's name (null for a null field, strings passed by `quote`)."""
     assert m.perms is not None and m.verdict is not None and m.memtype is not None and m.verdict_stage is not None
     usable = m.verdict == 0
-    perms = np.array([quote(permissions(b)) for b in range(64)], dtype=object)
-    labels = np.full(256, null, dtype=object)        # by MemoryType value (NONE: null)
-    labels[[t.value for t in MemoryType if t]] = [quote(t.label) for t in MemoryType if t]
-    reasons = np.array([null] + [quote(r.label) for r in Reason if r], dtype=object)
-    stages = np.array([null, "1", "2", "3"], dtype=object)
-    return [m.va.tolist(), (m.va + m.size).tolist(), m.pa.tolist(), m.size.tolist(), m.level.tolist(),
-            np.where(usable, perms[m.perms & 63], null).tolist(), labels[m.memtype].tolist(), m.raw.tolist(),
-            reasons[m.verdict].tolist(), stages[np.where(usable, 0, m.verdict_stage)].tolist()]
+    memtypes = [null] * 256                          # by MemoryType value (NONE: null)
+    for t in MemoryType:
+        if t:
+            memtypes[t.value] = quote(t.label)
+    return {
+        "va": _hex(m.va), "end": _hex(m.va + m.size), "pa": _hex(m.pa), "size": _decimal(m.size),
+        "level": _choice(m.depth.astype(np.intp), [str(lv.arch_level) for lv in m.fmt.levels]),
+        "perms": _choice(np.where(usable, m.perms & 63, 64).astype(np.intp),
+                         [quote(permissions(b)) for b in range(64)] + [null]),
+        "memtype": _choice(m.memtype.astype(np.intp), memtypes), "raw": _hex(m.raw),
+        "fault": _choice(m.verdict.astype(np.intp), [null] + [quote(r.label) for r in Reason if r]),
+        "fault_stage": _choice(np.where(usable, 0, m.verdict_stage).astype(np.intp), [null, "1", "2", "3"])}
 
 
 def json_lines(walker: Walker, start: int | None = None, end: int | None = None) -> Iterator[str]:
     """One JSON object a line per row of every region (`FIELDS`; addresses and the raw entry as "0x.."
-    strings); the walk's problems in-band, as `{"note": "..."}` lines after their region's rows."""
+    strings, the size and level as numbers); the walk's problems in-band, as `{"note": "..."}` lines after
+    their region's rows."""
+    hexes = {"va", "end", "pa", "raw"}
     for region, m in walk_regions(walker, start, end):
-        template = ('{"region": "' + region.name + '", "va": "0x%x", "end": "0x%x", "pa": "0x%x", "size": %d, '
-                    '"level": %d, "perms": %s, "memtype": %s, "raw": "0x%x", "fault": %s, "fault_stage": %s}')
-        yield from map(template.__mod__, zip(*_columns(m, lambda s: f'"{s}"', "null"), strict=True))
+        parts: list[str | Column] = [f'{{"region": {json.dumps(region.name)}']
+        for name, column in _fields(m, "null", lambda t: f'"{t}"').items():
+            parts += [f', "{name}": "0x', column, '"'] if name in hexes else [f', "{name}": ', column]
+        yield from _lines(len(m), [*parts, "}"])
         for problem in m.problems:
             yield json.dumps({"note": problem})
 
 
 def csv_lines(walker: Walker, start: int | None = None, end: int | None = None, *,
               note: Note = note_stderr) -> Iterator[str]:
-    """A header line of `FIELDS`, then one row a line per row of every region (empty for null); the walk's
-    problems go to `note`."""
+    """A header line of `FIELDS`, then one row a line per row of every region (addresses as 0x..; empty for
+    null; no field needs quoting); the walk's problems go to `note`."""
     yield ",".join(FIELDS)
+    hexes = {"va", "end", "pa", "raw"}
     for region, m in walk_regions(walker, start, end):
-        template = region.name + ",0x%x,0x%x,0x%x,%d,%d,%s,%s,0x%x,%s,%s"
-        yield from map(template.__mod__, zip(*_columns(m, str, ""), strict=True))
+        parts: list[str | Column] = [region.name]
+        for name, column in _fields(m, "", str).items():
+            parts += [",0x", column] if name in hexes else [",", column]
+        yield from _lines(len(m), parts)
         for problem in m.problems:
             note(problem)
 
