@@ -17,6 +17,7 @@ from pagetable.listing import permissions
 from pagetable.mappings import Mappings
 from pagetable.physmem import PhysMem
 from pagetable.translation import MemoryType, Reason
+
 from .test_cli_translate import MODES, image, pa_bits, registers, vector_set, walker
 
 MiB = 1 << 20
@@ -113,12 +114,13 @@ RISCV_TABLES = {
     0x8000_3000 + 40: _pte(0x8001_2000, 0xC5),           # L0[5]: D A W V, W without R
 }
 RISCV_ARGS = ["--arch", "riscv", "--reg", f"satp={8 << 60 | 0x8_0001:#x}"]
-RISCV_PTDUMP = """\
-0x0000000000001000-0x0000000000003000    0x0000000080010000         8K PTE .   ..     ..   D A . U . W R V
-0x0000000000003000-0x0000000000004000    0x0000000080011000         4K PTE .   ..   RSW(1) . A . . X . R V
-0x0000000000005000-0x0000000000006000    0x0000000080012000         4K PTE .   ..     ..   D A . . . W . V  ! faults: w-without-r
-0xffffffffc0000000-0x0000000000000000    0x0000000080000000         1G PUD .   ..     ..   D A G . . W R V
-""".splitlines()
+RISCV_PTDUMP = [
+    "0x0000000000001000-0x0000000000003000    0x0000000080010000         8K PTE .   ..     ..   D A . U . W R V",
+    "0x0000000000003000-0x0000000000004000    0x0000000080011000         4K PTE .   ..   RSW(1) . A . . X . R V",
+    "0x0000000000005000-0x0000000000006000    0x0000000080012000         4K PTE .   ..     ..   D A . . . W . V"
+    "  ! faults: w-without-r",
+    "0xffffffffc0000000-0x0000000000000000    0x0000000080000000         1G PUD .   ..     ..   D A G . . W R V",
+]
 RISCV_NOTE = "the 1G leaf at VA 0xffffffffc0000000 maps [0x80000000, 0xc0000000), of which only part is RAM"
 
 
@@ -186,7 +188,8 @@ def expected_rows(m: Mappings, region: str) -> list[dict[str, object]]:
     for i in range(len(m)):
         ok = m.verdict[i] == 0
         memtype = MemoryType(int(m.memtype[i]))
-        rows.append({"region": region, "va": f"{int(m.va[i]):#x}", "end": f"{(int(m.va[i]) + int(m.size[i])) % (1 << 64):#x}",
+        end = (int(m.va[i]) + int(m.size[i])) % (1 << 64)
+        rows.append({"region": region, "va": f"{int(m.va[i]):#x}", "end": f"{end:#x}",
                      "pa": f"{int(m.pa[i]):#x}", "size": int(m.size[i]), "level": int(m.level[i]),
                      "perms": permissions(int(m.perms[i])) if ok else None,
                      "memtype": memtype.label if memtype else None, "raw": f"{int(m.raw[i]):#x}",
@@ -197,8 +200,8 @@ def expected_rows(m: Mappings, region: str) -> list[dict[str, object]]:
 
 def all_rows(mode: str, stage: int = 1) -> tuple[list[dict[str, object]], list[str], list[dict[str, object]]]:
     """Every region's rows, the walk's notes, and the json lines: each region's rows, then its notes."""
-    w = walker(vector_set(mode))
-    w = w if stage == 1 else w.stage2
+    one = walker(vector_set(mode))
+    w = one if stage == 1 else one.stage2
     assert w is not None
     rows: list[dict[str, object]] = []
     notes: list[str] = []
@@ -269,3 +272,14 @@ def test_bad_image_and_registers(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["walk", raw_image(tmp_path, 0, X86_TABLES), "--arch", "x86_64"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pagetable: error: give the translation registers") and err.count("\n") == 1
+
+
+def test_a_range_without_mappings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    x86 = ["walk", raw_image(tmp_path, 0, X86_TABLES), *X86_ARGS, "--range", "0x600000-0x800000"]
+    assert run(capsys, x86)[0] == [
+        "---[ User Space ]---",
+        "0x0000000000600000-0x0000000000800000           2M                               pmd"]
+    assert run(capsys, [*x86, "--format", "json"]) == ([], [])
+    assert run(capsys, [*x86, "--format", "csv"])[0] == ["region,va,end,pa,size,level,perms,memtype,raw,fault,fault_stage"]
+    riscv = ["walk", raw_image(tmp_path, 0x8000_0000, RISCV_TABLES), *RISCV_ARGS, "--range", "0x6000-0x7000"]
+    assert run(capsys, riscv) == ([], [])

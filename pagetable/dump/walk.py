@@ -253,7 +253,9 @@ def _runs(m: Mappings, index: U64, prot: U64) -> tuple[npt.NDArray[np.intp], npt
     for column in (m.perms, m.verdict, m.verdict_stage):
         if column is not None:
             joins &= column[1:] == column[:-1]
-    starts = np.concatenate(([0], np.flatnonzero(~joins) + 1)).astype(np.intp) if len(m) else np.zeros(0, np.intp)
+    if not len(m):
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    starts = np.concatenate(([0], np.flatnonzero(~joins) + 1)).astype(np.intp)
     return starts, np.concatenate((starts[1:] - 1, [len(m) - 1])).astype(np.intp)
 
 
@@ -382,7 +384,7 @@ def _decimal(values: U64) -> Column:
 
 def _choice(index: npt.NDArray[np.intp], texts: list[str]) -> Column:
     """The text `texts[index]` of each row."""
-    width = max(1, *(len(t) for t in texts))
+    width = max([1, *(len(t) for t in texts)])
     table = np.zeros((len(texts), width), dtype=np.uint8)
     for k, t in enumerate(texts):
         table[k, :len(t)] = np.frombuffer(t.encode(), dtype=np.uint8)
