@@ -280,6 +280,7 @@ def test_a_range_without_mappings(tmp_path: Path, capsys: pytest.CaptureFixture[
         "---[ User Space ]---",
         "0x0000000000600000-0x0000000000800000           2M                               pmd"]
     assert run(capsys, [*x86, "--format", "json"]) == ([], [])
-    assert run(capsys, [*x86, "--format", "csv"])[0] == ["region,va,end,pa,size,level,perms,memtype,raw,fault,fault_stage"]
+    assert run(capsys, [*x86, "--format", "csv"])[0] == [
+        "region,va,end,pa,size,level,perms,memtype,raw,fault,fault_stage"]
     riscv = ["walk", raw_image(tmp_path, 0x8000_0000, RISCV_TABLES), *RISCV_ARGS, "--range", "0x6000-0x7000"]
     assert run(capsys, riscv) == ([], [])
