@@ -17,6 +17,7 @@ from pagetable.listing import permissions
 from pagetable.mappings import Mappings
 from pagetable.physmem import PhysMem
 from pagetable.translation import MemoryType, Reason
+from pagetable.vectors import generate_aarch64
 
 from .test_cli_translate import MODES, image, pa_bits, registers, vector_set, walker
 
@@ -284,3 +285,18 @@ def test_a_range_without_mappings(tmp_path: Path, capsys: pytest.CaptureFixture[
         "region,va,end,pa,size,level,perms,memtype,raw,fault,fault_stage"]
     riscv = ["walk", raw_image(tmp_path, 0x8000_0000, RISCV_TABLES), *RISCV_ARGS, "--range", "0x6000-0x7000"]
     assert run(capsys, riscv) == ([], [])
+
+
+def test_ptdump_of_a_stage_2_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """RISC-V's G-stage table has Linux's riscv ptdump (its rows are `--stage 2`'s json rows); AArch64's stage
+    2 descriptors have no Linux ptdump: refused, pointing at json and csv."""
+    vs = vector_set("sv39+sv39x4")
+    argv = ["walk", *image(vs, "raw", tmp_path), "--arch", "riscv", *registers(vs), "--stage", "2"]
+    lines = run(capsys, argv)[0]
+    rows, _, _ = all_rows("sv39+sv39x4", stage=2)
+    assert lines and all(line.startswith("0x") for line in lines)
+    assert lines[0].startswith(f"0x{int(str(rows[0]['va']), 16):016x}-")
+    a64 = generate_aarch64("aarch64-4k-48+s2-4k-40", 3, None)
+    assert main(["walk", *image(a64, "lime", tmp_path), "--arch", "aarch64", *registers(a64), "--stage", "2"]) == 2
+    assert capsys.readouterr().err == ("pagetable: error: ptdump: Linux has no page-table dump of VMSAv8-64 stage 2 "
+                                       "4KB granule, 40-bit IPA tables (use --format json or csv)\n")

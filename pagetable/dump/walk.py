@@ -245,11 +245,13 @@ def _markers(region: Region, regions: int) -> dict[int, str]:
     return {0: region.name} if regions > 1 else {}
 
 
-def _runs(m: Mappings, index: U64, prot: U64) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+def _runs(m: Mappings, index: U64, prot: U64, cuts: list[int]) -> tuple[npt.NDArray[np.intp],
+                                                                         npt.NDArray[np.intp]]:
     """The first and last row of each run note_page() merges: contiguous in VA, one level, equal `prot`,
-    equal effective permissions and verdict."""
+    equal effective permissions and verdict, and no marker (`cuts`) at a row's start."""
     ends = index + m.size
-    joins = (index[1:] == ends[:-1]) & (m.depth[1:] == m.depth[:-1]) & (prot[1:] == prot[:-1])
+    joins = (index[1:] == ends[:-1]) & (m.depth[1:] == m.depth[:-1]) & (prot[1:] == prot[:-1]) & \
+        ~np.isin(index[1:], np.array(cuts, dtype=np.uint64))
     for column in (m.perms, m.verdict, m.verdict_stage):
         if column is not None:
             joins &= column[1:] == column[:-1]
@@ -287,11 +289,9 @@ def _region_ptdump(region: Region, m: Mappings, regions: int, start: int | None,
     n = len(fmt.levels)
     base = 5 - n                                      # the Linux level of the root: the levels below are kept
     index = _index(fmt, m.va)
-    firsts, lasts = _runs(m, index, _prot(fmt, m, style.prot))
     marks = _markers(region, regions)
-    cuts = sorted(marks)
-    if cuts and len(m):                               # a row at a marker starts a run (markers are
-        firsts, lasts = _split(firsts, lasts, index, cuts)          # root-aligned: no row crosses one)
+    cuts = sorted(marks)                              # root-aligned: no row crosses a marker
+    firsts, lasts = _runs(m, index, _prot(fmt, m, style.prot), cuts)
     run_start = index[firsts].tolist()
     run_end = (index[lasts] + m.size[lasts]).tolist()
     depth = m.depth[firsts].tolist()
@@ -324,16 +324,6 @@ def _region_ptdump(region: Region, m: Mappings, regions: int, start: int | None,
         sva, eva = _va(fmt, s), _va(fmt, e)
         head = f"0x{sva:016x}-0x{eva:016x}   "
         yield style.line(m, a, base + d, head, linux_size(eva - sva, units), style.names[base + d])
-
-
-def _split(firsts: npt.NDArray[np.intp], lasts: npt.NDArray[np.intp], index: U64,
-           cuts: list[int]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """Runs cut where a row starts at a marker."""
-    at = np.flatnonzero(np.isin(index, np.array(cuts, dtype=np.uint64)))
-    if not at.size:
-        return firsts, lasts
-    firsts = np.union1d(firsts, at).astype(np.intp)
-    return firsts, np.concatenate((firsts[1:] - 1, [lasts[-1]])).astype(np.intp)
 
 
 def ptdump_lines(walker: Walker, start: int | None = None, end: int | None = None, *,
