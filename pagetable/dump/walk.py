@@ -115,6 +115,7 @@ class _Style:
     names: tuple[str, ...]
     prot: int                                          # 0: every bit but the address field
     holes: bool
+    units: str                                         # of the size: from bytes (B...) or KiB (K...)
     line: Callable[[Mappings, int, int, str, str, str], str]   # rows, row, Linux level, head, size, name
 
 
@@ -200,8 +201,8 @@ def _riscv_line(m: Mappings, i: int, level: int, head: str, size: str, name: str
     return f"{head} 0x{int(m.pa[i]):016x} {size} {name}{''.join(' ' + c for c in cols)}{fault_note(m, i)}"
 
 
-_X86 = _Style(("pgd", "p4d", "pud", "pmd", "pte"), 0, True, _x86_line)
-_RISCV = _Style(("PGD", "P4D", "PUD", "PMD", "PTE"), (0b111 << 61) | 0x3FF, False, _riscv_line)
+_X86 = _Style(("pgd", "p4d", "pud", "pmd", "pte"), 0, True, "BKMGTPE", _x86_line)
+_RISCV = _Style(("PGD", "P4D", "PUD", "PMD", "PTE"), (0b111 << 61) | 0x3FF, False, "KMGTPE", _riscv_line)
 _ARM64_PROT = (1 | 1 << 6 | 1 << 7 | 1 << 53 | 3 << 8 | 1 << 10 | 1 << 11 | 1 << 52 | 1 << 1 | 1 << 54 | 1 << 50
                | 7 << 2)
 """The bits of arm64 ptdump.c's pte_bits[] masks: valid, AP[1] (USR), AP[2] (RDONLY), PXN, SH, AF, nG, Contiguous,
@@ -219,7 +220,7 @@ def _style(fmt: PagingFormat) -> _Style:
     if isinstance(codec, A64Codec):
         n = len(fmt.levels)
         return _Style(("PGD", "P4D", "PUD" if n > 3 else "PGD", "PMD" if n > 2 else "PGD", "PTE"), _ARM64_PROT,
-                      True, _arm64_line)
+                      True, "KMGTPE", _arm64_line)
     raise PagetableError(f"ptdump: Linux has no page-table dump of {fmt.name} tables (use --format json or csv)")
 
 
@@ -315,7 +316,6 @@ def _region_ptdump(region: Region, m: Mappings, regions: int, start: int | None,
                     pieces.extend((s, e, d, -1) for s, e, d in _holes(max(a, u), min(b, v), spans))
         pieces.sort()
     shown = -1                                        # the last marker printed (none yet)
-    units = "BKMGTPE" if style is _X86 else "KMGTPE"
     for s, e, d, a in pieces:
         k = bisect.bisect_right(cuts, s) - 1          # the marker this run is after: it and those crossed
         if k > shown:
@@ -323,7 +323,7 @@ def _region_ptdump(region: Region, m: Mappings, regions: int, start: int | None,
             shown = k
         sva, eva = _va(fmt, s), _va(fmt, e)
         head = f"0x{sva:016x}-0x{eva:016x}   "
-        yield style.line(m, a, base + d, head, linux_size(eva - sva, units), style.names[base + d])
+        yield style.line(m, a, base + d, head, linux_size(eva - sva, style.units), style.names[base + d])
 
 
 def ptdump_lines(walker: Walker, start: int | None = None, end: int | None = None, *,
