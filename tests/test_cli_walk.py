@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from pagetable import registry
 from pagetable.cli import main
+from pagetable.dump.walk import FORMATS, ptdump_lines
 from pagetable.listing import permissions
 from pagetable.mappings import Mappings
 from pagetable.physmem import PhysMem
@@ -300,3 +302,17 @@ def test_ptdump_of_a_stage_2_table(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["walk", *image(a64, "lime", tmp_path), "--arch", "aarch64", *registers(a64), "--stage", "2"]) == 2
     assert capsys.readouterr().err == ("pagetable: error: ptdump: Linux has no page-table dump of VMSAv8-64 stage 2 "
                                        "4KB granule, 40-bit IPA tables (use --format json or csv)\n")
+
+
+def test_library_formats_and_notes() -> None:
+    """`pagetable.dump.walk.FORMATS` as a library: the same lines, the notes to a callback of one's own."""
+    mem = PhysMem([(0x8000_0000, 4 * MiB)])
+    for pa, value in RISCV_TABLES.items():
+        mem.write_u64(pa, value)
+    arch = registry.by_cli_name("riscv")
+    assert arch.walker_from_registers is not None
+    w = arch.walker_from_registers(mem, {"satp": 8 << 60 | 0x8_0001}, None)
+    notes: list[str] = []
+    assert list(ptdump_lines(w, note=notes.append)) == RISCV_PTDUMP and notes == [RISCV_NOTE]
+    assert list(FORMATS) == ["ptdump", "json", "csv"]
+    assert len(list(FORMATS["json"](w, 0x1000, 0x3000))) == 2
