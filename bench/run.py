@@ -13,6 +13,8 @@ format, beside the same raw work, given its `raw.RawFormat`), issue 13 on AArch6
 granule (48-bit VAs, TTBR0_EL1; the 1 GiB as 262,144 or 16,384 pages), with their two-stage rows over
 stage 2 (40-bit IPAs, or 42 with 64KB pages), and volatility3 side by side on peers.md's
 W-4K-scatter image (bench/volatility.py: volatility3 in its own venv, `VOL3_PYTHON`, set up by `make bench`).
+Issue 14 adds a 4 GiB Linux-like x86-64 image (bench/linux_image.py): Walker.mappings of its million PTEs, the
+dump commands end to end, and volatility3's mapping() of the same image. `--only` runs some of the parts.
 Each figure is the best of `--repeat` runs (more for a short one: `workload.MIN_TIMED`). The per-page loop
 is timed on `--loop` items and scaled to the full count (say `--loop 0` to run it whole: about half an hour
 with the two-stage loop). A row is "ok" when the bulk path takes at most 4x its raw work. The process keeps
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import growth
+import linux_image
 import memuse
 import numpy as np
 import numpy.typing as npt
@@ -310,32 +313,51 @@ def main() -> None:
     ap.add_argument("--growth-max", type=int, default=22, help="the growth table's largest size: 2**N pages")
     ap.add_argument("--glibc-defaults", action="store_true",
                     help="time with glibc malloc's defaults (freed memory given back and faulted in again)")
+    ap.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS, metavar="SECTION",
+                    help=f"run only these parts of the bench, in its order ({', '.join(SECTIONS)}; default all)")
     ns = ap.parse_args()
     started = time.perf_counter()
     kept = not ns.glibc_defaults and keep_freed_memory()
     print("allocator: " + ("freed memory kept for reuse (workload.keep_freed_memory)" if kept else
                            "glibc malloc's defaults (figures include re-faulting trimmed heap pages)"))
-    vas = np.random.default_rng(1).integers(VA0, VA0 + GiB, N_VAS, dtype=np.uint64) & ~np.uint64(7)
-    rows = [bench_map(ns, SV39), bench_walk(ns, SV39), bench_translate(ns, SV39, vas), bench_two_stage(ns, vas),
-            bench_unmap(ns, SV39), bench_protect(ns, SV39), bench_listing(ns, SV39), bench_vectors(ns)]
-    for fmt in (PAGING4, A64_4K, A64_64K):                # the same rows on the other formats
-        rows += [bench_map(ns, fmt), bench_walk(ns, fmt), bench_translate(ns, fmt, vas)]
-        rows += [bench_two_stage(ns, vas, fmt)] if fmt in STAGE2 else []
-        rows += [bench(ns, fmt) for bench in (bench_unmap, bench_protect, bench_listing)]
-    print_rows(rows)
-    print()
-    volatility.report(ns.repeat)
-    print()
-    single.report()
-    print()
-    growth.report(ns.growth_max)
-    print()
-    use = memuse.report()
-    print()
-    memuse.largest(use)
-    print()
-    sparse_image.report()
-    print(f"\n(bench run: {time.perf_counter() - started:.0f} s)")
+    for section in SECTIONS:
+        if section in ns.only:
+            run_section(section, ns)
+            print()
+    print(f"(bench run: {time.perf_counter() - started:.0f} s)")
+
+
+SECTIONS = ("rows", "volatility", "single", "growth", "memuse", "sparse", "linux")
+"""The bench's parts, in the order it runs them (`--only`): the 1 GiB rows of every format, volatility3 side
+by side, the single-item calls, growth, memory use, the 16 GiB sparse image, issue 14's 4 GiB Linux-like
+image (bench/linux_image.py)."""
+
+
+def run_section(section: str, ns: argparse.Namespace) -> None:
+    if section == "rows":
+        vas = np.random.default_rng(1).integers(VA0, VA0 + GiB, N_VAS, dtype=np.uint64) & ~np.uint64(7)
+        rows = [bench_map(ns, SV39), bench_walk(ns, SV39), bench_translate(ns, SV39, vas),
+                bench_two_stage(ns, vas), bench_unmap(ns, SV39), bench_protect(ns, SV39), bench_listing(ns, SV39),
+                bench_vectors(ns)]
+        for fmt in (PAGING4, A64_4K, A64_64K):                # the same rows on the other formats
+            rows += [bench_map(ns, fmt), bench_walk(ns, fmt), bench_translate(ns, fmt, vas)]
+            rows += [bench_two_stage(ns, vas, fmt)] if fmt in STAGE2 else []
+            rows += [bench(ns, fmt) for bench in (bench_unmap, bench_protect, bench_listing)]
+        print_rows(rows)
+    elif section == "volatility":
+        volatility.report(ns.repeat)
+    elif section == "single":
+        single.report()
+    elif section == "growth":
+        growth.report(ns.growth_max)
+    elif section == "memuse":
+        use = memuse.report()
+        print()
+        memuse.largest(use)
+    elif section == "sparse":
+        sparse_image.report()
+    else:
+        linux_image.report(ns.repeat)
 
 
 if __name__ == "__main__":

@@ -103,14 +103,18 @@ def vol3_python() -> str | None:
     return python if found.returncode == 0 else None
 
 
-def run_vol3(python: str, image: str, repeat: int) -> Vol3:
+def run_vol3(python: str, image: str, repeat: int, cr3: int = 0, start: int = 0, length: int = GiB) -> Vol3:
+    """volatility3's `mapping(start, length)` of `image` with the PML4 at `cr3` (bench/vol3_mapping.py), best
+    of `repeat` runs; its runs are written next to `image`."""
     out = image + ".vol3"
-    done = subprocess.run([python, str(Path(__file__).with_name("vol3_mapping.py")), image, out, str(repeat)],
+    where = [hex(cr3), hex(start), hex(length)]
+    done = subprocess.run([python, str(Path(__file__).with_name("vol3_mapping.py")), image, out, str(repeat), *where],
                           capture_output=True, text=True, check=False, timeout=1200)
     if done.returncode != 0:
         raise RuntimeError(f"volatility3 failed:\n{done.stderr}")
     report = json.loads(done.stdout.strip().splitlines()[-1])
     runs = np.fromfile(out, dtype=np.uint64).reshape(-1, 3)
+    os.remove(out)
     return Vol3(min(report["times"]), report["version"], runs[:, 0].copy(), runs[:, 1].copy(), runs[:, 2].copy())
 
 

@@ -14,15 +14,20 @@
                                       translate VAs through the tables of a memory image (docs/dump.md)
   pagetable walk IMAGE... --arch ARCH (--reg ... | --regs F | --cpu N) [--format ptdump|json|csv]
             [--range START-END] [--stage 1|2]   list every mapping of the tables (docs/dump-walk.md)
+  pagetable diff IMAGE... --arch ARCH (--reg ... | --regs FILE.json | --cpu N) [--image2 IMAGE...]
+            [--other-reg NAME=VALUE ... | --other-regs FILE.json] [--other-cpu N] [--range S-E] [--by-entry] [--json]
+                                      compare two address spaces as the hardware sees them (docs/dump-diff.md)
+  pagetable plot IMAGE... --arch ARCH (--reg ... | --regs FILE.json | --cpu N) --out map.png|svg|pdf [--range S-E]
+                                      draw an address space (docs/dump-plot.md)
 
 Each architecture's part (modes, generate options, explain, the walker from named registers) comes from
 `pagetable.registry`.
 
 Exit status: 0 on success (for `translate`, a fault is an answer too); 1 when `vectors check` finds a case
-that disagrees; 2 for errors in the input (missing files, malformed JSON, bad numbers, values that do not fit
-a register, tables that cannot be walked; for `translate` also an unknown or truncated image, unknown or
-missing registers, register values selecting a reserved mode, a bad VA or `--va-file` line), printed as one
-line.
+that disagrees, or `diff` a difference; 2 for errors in the input (missing files, malformed JSON, bad
+numbers, values that do not fit a register, tables that cannot be walked; for the dump commands also an
+unknown or truncated image, unknown or missing registers, register values selecting a reserved mode, a bad
+VA or `--va-file` line, a bad `--range`), printed as one line.
 Anything else escaping is a bug in pagetable (the fuzz tests in tests/test_fuzz_*.py look for them).
 """
 
@@ -35,19 +40,23 @@ import itertools
 import json
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import registry
+from .dump.diff import Summary, diff_spaces
+from .dump.plot import output_format, plot_space
+from .dump.space import TOP, Space, address_space
 from .dump.target import Target, open_target
-from .dump.translate import ANY, Answers, translate_vas
+from .dump.translate import ANY, json_lines, text_lines, translate_vas, va_column
 from .dump.walk import FORMATS
 from .errors import PagetableError
 from .listing import permissions, ptdump_lines
 from .vectors import SCHEMA, VectorSet, expected_cases
-from .walker import MemoryType, Reason, Walker
+from .walker import Walker
 
 _NUMBER = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|[0-9_]+)")
 
@@ -170,26 +179,28 @@ def cmd_explain(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _register_values(ns: argparse.Namespace) -> dict[str, int]:
+def _register_values(ns: argparse.Namespace, prefix: str = "") -> dict[str, int]:
     """The registers of `--reg NAME=VALUE ...` or `--regs FILE.json` (an object of names to numbers, or to
-    strings holding numbers), names lower-cased."""
+    strings holding numbers), names lower-cased; with `prefix` "other_", of `--other-reg`/`--other-regs`."""
+    regs_file, items = getattr(ns, f"{prefix}regs"), getattr(ns, f"{prefix}reg")
+    opt = f"--{prefix.replace('_', '-')}"
     pairs: list[tuple[str, object, str]] = []
-    if ns.regs is not None:
+    if regs_file is not None:
         try:
-            with open(ns.regs, encoding="utf-8") as f:
+            with open(regs_file, encoding="utf-8") as f:
                 doc = json.load(f)
         except OSError as exc:
-            raise PagetableError(f"--regs {ns.regs}: cannot read it: {exc.strerror or exc}") from None
+            raise PagetableError(f"{opt}regs {regs_file}: cannot read it: {exc.strerror or exc}") from None
         except (ValueError, RecursionError) as exc:
-            raise PagetableError(f"--regs {ns.regs}: not JSON: {str(exc)[:200]}") from None
+            raise PagetableError(f"{opt}regs {regs_file}: not JSON: {str(exc)[:200]}") from None
         if not isinstance(doc, dict):
-            raise PagetableError(f"--regs {ns.regs}: must hold an object of register names to values")
-        pairs = [(str(k), v, f"--regs {ns.regs}: {str(k)[:40]}") for k, v in doc.items()]
-    for item in ns.reg or ():
+            raise PagetableError(f"{opt}regs {regs_file}: must hold an object of register names to values")
+        pairs = [(str(k), v, f"{opt}regs {regs_file}: {str(k)[:40]}") for k, v in doc.items()]
+    for item in items or ():
         name, eq, value = item.partition("=")
         if not eq or not name.strip():
-            raise PagetableError(f"--reg {item[:60]!r}: give NAME=VALUE (satp=0x8000000000080001, cr3=0x1000, ...)")
-        pairs.append((name, value, f"--reg {name.strip()[:40]}"))
+            raise PagetableError(f"{opt}reg {item[:60]!r}: give NAME=VALUE (satp=0x8000000000080001, cr3=0x1000, ...)")
+        pairs.append((name, value, f"{opt}reg {name.strip()[:40]}"))
     regs: dict[str, int] = {}
     for name, value, where in pairs:
         if type(value) is int:
@@ -220,30 +231,35 @@ def _address(text: str, where: str) -> int:
     return va
 
 
-def _va_file(path: str) -> list[int]:
+def _va_file(path: str) -> npt.NDArray[np.uint64]:
     """The VAs of a `--va-file`: one number a line; blank lines and `#` comments are skipped."""
     try:
-        with open(path, encoding="utf-8", errors="strict") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as exc:
         raise PagetableError(f"--va-file {path}: cannot read it: {exc.strerror or exc}") from None
+    fast = va_column(data)                      # the usual file: hex numbers, read with numpy
+    if fast is not None:
+        return fast
+    try:
+        text = data.decode("utf-8", errors="strict")
     except UnicodeDecodeError:
         raise PagetableError(f"--va-file {path}: not a text file (one VA a line)") from None
     if text.isascii() and "#" not in text and "_" not in text and "+" not in text and "-" not in text:
-        try:                                    # the usual file: plain numbers (int() takes only ASCII here)
-            fast = [int(word, 0) for word in text.split()]
+        try:                                    # plain numbers (int() takes only ASCII here)
+            plain = [int(word, 0) for word in text.split()]
         except ValueError:
             pass                                # say which line is wrong, below
         else:
-            if not fast or max(fast) < 1 << 64:
-                return fast
+            if not plain or max(plain) < 1 << 64:
+                return np.array(plain, dtype=np.uint64)
     vas = []
     lines = text.splitlines()
     for n, line in enumerate(lines, 1):
         text = line.split("#", 1)[0].strip()
         if text:
             vas.append(_address(text, f"--va-file {path} line {n}"))
-    return vas
+    return np.array(vas, dtype=np.uint64)
 
 
 def _target(ns: argparse.Namespace, images: Sequence[str]) -> Target:
@@ -284,35 +300,33 @@ def cmd_translate(ns: argparse.Namespace) -> int:
         images = items[:k]                              # the images, up to the first number: the VAs
         if k == len(items):
             raise PagetableError("no VA to translate: give VAs after the images, or --va-file FILE")
-        vas = [_address(v, f"VA {n}") for n, v in enumerate(items[k:], 1)]
+        vas = np.array([_address(v, f"VA {n}") for n, v in enumerate(items[k:], 1)], dtype=np.uint64)
     if not images:
         raise PagetableError("no memory image given (IMAGE... before the VAs)")
     walker = _target(ns, images).walker
-    answers = translate_vas(walker, np.array(vas, dtype=np.uint64), ns.access, ns.privilege)
-    _write_lines((_json_lines if ns.json else _text_lines)(answers, walker.stage2 is not None))
+    answers = translate_vas(walker, vas, ns.access, ns.privilege)
+    for chunk in (json_lines if ns.json else text_lines)(answers, walker.stage2 is not None):
+        sys.stdout.write(chunk)
     return 0
 
 
-def _write_lines(lines: Iterator[str]) -> None:
-    """Write `lines` to stdout, a few thousand at a time."""
-    while chunk := list(itertools.islice(lines, 4096)):
-        sys.stdout.write("\n".join(chunk) + "\n")
-
-
-def _walk_range(text: str) -> tuple[int, int]:
-    """`--range START-END` (END exclusive) or `START+SIZE`, numbers as `_int` reads them."""
-    for sep in "-+":
-        first, found, second = text.partition(sep)
-        if found and first.strip():
-            try:
-                start, other = _int(first), _int(second)
-            except argparse.ArgumentTypeError as exc:
-                raise PagetableError(f"--range {text[:60]!r}: {exc}") from None
-            end = start + other if sep == "+" else other
-            if not 0 <= start < end <= 1 << 64:
-                raise PagetableError(f"--range {text[:60]!r}: give 0 <= START < END <= 2**64")
-            return start, end
-    raise PagetableError(f"--range {text[:60]!r}: give START-END (END exclusive) or START+SIZE")
+def _va_range(text: str | None) -> tuple[int, int]:
+    """`--range START-END` (or `START+SIZE`): the VAs [START, END), both multiples of 4 KiB (every
+    architecture's smallest page); the whole 64-bit space when not given."""
+    if text is None:
+        return 0, TOP + 1
+    sep = "+" if "+" in text else "-"
+    first, dash, second = text.partition(sep)
+    try:
+        start, other = _int(first), _int(second)
+    except argparse.ArgumentTypeError as exc:
+        raise PagetableError(f"--range {text[:80]!r}: give START-END (0xffff800000000000-0xffff900000000000): "
+                             f"{exc}") from None
+    end = start + other if sep == "+" else other
+    if not dash or not 0 <= start < end <= TOP + 1 or (start | end) & 0xFFF:
+        raise PagetableError(f"--range {text[:80]!r}: give START-END with START < END <= 2**64, both multiples "
+                             "of 4 KiB")
+    return start, end
 
 
 def cmd_walk(ns: argparse.Namespace) -> int:
@@ -321,66 +335,103 @@ def cmd_walk(ns: argparse.Namespace) -> int:
         if walker.stage2 is None:
             raise PagetableError("--stage 2: the registers select one stage of translation")
         walker = walker.stage2
-    start, end = (None, None) if ns.range is None else _walk_range(ns.range)
-    _write_lines(FORMATS[ns.format](walker, start, end))
+    start, end = _va_range(ns.range)
+    lines = FORMATS[ns.format](walker, start, end)
+    while chunk := list(itertools.islice(lines, 4096)):      # written a few thousand lines at a time
+        sys.stdout.write("\n".join(chunk) + "\n")
     return 0
 
 
-def _add_walk_parser(sub: Any) -> None:
+def _add_walk_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     w = sub.add_parser("walk", help="list every mapping of the page tables of a memory image")
     w.add_argument("images", nargs="+", metavar="IMAGE",
                    help="the memory image (an ELF core or LiME file, or raw FILE@BASE files)")
     _add_target_arguments(w)
     w.add_argument("--format", choices=list(FORMATS), default="ptdump",
                    help="ptdump: Linux's debugfs page-table dump; json, csv: one row per leaf (docs/dump-walk.md)")
-    w.add_argument("--range", metavar="START-END|START+SIZE", help="only the VAs in [START, END)")
+    w.add_argument("--range", metavar="START-END|START+SIZE", help="only the VAs in [START, END), multiples of 4 KiB")
     w.add_argument("--stage", type=_int, choices=(1, 2), default=1,
                    help="of a two-stage walker: 1 the guest's view (VA to final PA), 2 stage 2 alone")
     w.set_defaults(func=cmd_walk)
 
 
-_PERMISSIONS = [permissions(bits) for bits in range(64)]   # every effective-permissions mask, formatted
+def _spaces_noted(label: str, space: Space) -> None:
+    """Say on stderr what a walk of `space` could not follow (at most NOTES_SHOWN lines)."""
+    for problem in space.problems[:NOTES_SHOWN]:
+        print(f"pagetable: note: {label}{problem}", file=sys.stderr)
+    if len(space.problems) > NOTES_SHOWN:
+        print(f"pagetable: note: {label}... and {len(space.problems) - NOTES_SHOWN} more notes like these",
+              file=sys.stderr)
 
 
-def _rows(a: Answers) -> Iterator[tuple[int, int | None, str, str, int, int, str, str, dict[str, int], int]]:
-    """Per address: VA, PA (None: a fault), fault kind or '', reason label, level, stage, permissions, memtype
-    label ('' for a fault), syndrome, GPA."""
-    t = a.t
-    labels = {m.value: m.label for m in MemoryType}
-    reasons = [r.label for r in Reason]
-    syndrome = {k: v.tolist() for k, v in t.syndrome.items()}
-    for n, (va, pa, reason, level, stage, perms, memtype, gpa) in enumerate(zip(
-            t.va.tolist(), t.pa.tolist(), t.reason.tolist(), t.level.tolist(), t.stage.tolist(), t.perms.tolist(),
-            t.memtype.tolist(), t.gpa.tolist(), strict=True)):
-        if reason == 0:
-            yield va, pa, "", "ok", level, stage, _PERMISSIONS[perms], labels[memtype], {}, gpa
-        else:
-            yield (va, None, a.kinds[reason, stage], reasons[reason], level, stage, "", "",
-                   {k: v[n] for k, v in syndrome.items()}, gpa)
+def cmd_diff(ns: argparse.Namespace) -> int:
+    if ns.image2 is None and ns.other_reg is None and ns.other_regs is None and ns.other_cpu is None:
+        raise PagetableError("nothing to compare: give the second image (--image2 IMAGE...) or the second "
+                             "register set (--other-reg NAME=VALUE ..., --other-regs FILE.json, --other-cpu N)")
+    if ns.other_reg is not None and ns.other_regs is not None:
+        raise PagetableError("give the second register set with --other-reg NAME=VALUE ... or --other-regs "
+                             "FILE.json, not both")
+    start, end = _va_range(ns.range)
+    a = _target(ns, ns.images)
+    if ns.other_regs is None and ns.other_cpu is None:     # the first set, with --other-reg's changes
+        registers = {**a.registers, **_register_values(ns, "other_")}
+    else:
+        registers = _register_values(ns, "other_")
+    b = open_target(ns.image2 or ns.images, a.arch, registers, ns.pa_bits, ns.other_cpu)
+    for line in b.assumed:
+        print(f"pagetable: note: b: assumed {line}", file=sys.stderr)
+    spaces = address_space(a.walker, start, end), address_space(b.walker, start, end)
+    for label, space in zip(("a: ", "b: "), spaces, strict=True):
+        _spaces_noted(label, space)
+    changes = list(diff_spaces(*spaces, by_entry=ns.by_entry))
+    lines = (c.json() if ns.json else c.text() for c in changes)
+    while chunk := list(itertools.islice(lines, 4096)):      # written a few thousand lines at a time
+        sys.stdout.write("\n".join(chunk) + "\n")
+    summary = Summary.of(changes)
+    print(summary.json() if ns.json else summary.text())
+    return 1 if changes else 0
 
 
-def _text_lines(a: Answers, two_stage: bool) -> Iterator[str]:
-    for va, pa, fault, reason, level, stage, perms, memtype, syndrome, gpa in _rows(a):
-        via = f" gpa {gpa:#x}" if two_stage else ""
-        if pa is not None:
-            yield f"{va:#018x} -> {pa:#x}{via}  {perms}  {memtype}  (level {level})"
-        else:
-            regs = "".join(f" {k}={v:#x}" for k, v in syndrome.items())
-            yield f"{va:#018x} -> {fault} ({reason}) at level {level} stage {stage}{via}{regs}"
+def _add_diff_parser(sub: Any) -> None:
+    d = sub.add_parser("diff", help="compare two address spaces: two images, or one image with two register "
+                                    "sets")
+    d.add_argument("images", nargs="+", metavar="IMAGE", help="the first memory image (address space a)")
+    _add_target_arguments(d)
+    d.add_argument("--image2", nargs="+", metavar="IMAGE",
+                   help="the second memory image (address space b; default: the first), walked with the same "
+                        "registers unless --other-* says otherwise")
+    d.add_argument("--other-reg", action="append", metavar="NAME=VALUE",
+                   help="a register of address space b that differs from a's (repeat): cr3=..., ttbr0_el1=...")
+    d.add_argument("--other-regs", metavar="FILE.json", help="address space b's registers, all of them, as JSON")
+    d.add_argument("--other-cpu", type=_int, metavar="N", help="address space b takes CPU N's recorded registers "
+                                                               "(of --image2's core)")
+    d.add_argument("--range", metavar="START-END", help="compare the VAs [START, END) only (multiples of 4 KiB)")
+    d.add_argument("--by-entry", action="store_true",
+                   help="a different page size is a change too (default: only the translation counts)")
+    d.add_argument("--json", action="store_true", help="one JSON object a line, the summary last")
+    d.set_defaults(func=cmd_diff)
 
 
-def _json_lines(a: Answers, two_stage: bool) -> Iterator[str]:
-    """One JSON object a line, written out directly (every string is an ASCII name or a hex number: nothing
-    to escape)."""
-    for va, pa, fault, reason, level, stage, perms, memtype, syndrome, gpa in _rows(a):
-        tail = f', "gpa": "{gpa:#x}"}}' if two_stage else "}"
-        if pa is not None:
-            yield (f'{{"va": "{va:#x}", "pa": "{pa:#x}", "fault": null, "reason": "ok", "level": {level}, '
-                   f'"stage": {stage}, "perms": "{perms}", "memtype": "{memtype}", "syndrome": {{}}{tail}')
-        else:
-            regs = ", ".join(f'"{k}": "{v:#x}"' for k, v in syndrome.items())
-            yield (f'{{"va": "{va:#x}", "pa": null, "fault": "{fault}", "reason": "{reason}", "level": {level}, '
-                   f'"stage": {stage}, "perms": null, "memtype": null, "syndrome": {{{regs}}}{tail}')
+def cmd_plot(ns: argparse.Namespace) -> int:
+    output_format(ns.out)                               # an unknown suffix is refused before the walk
+    start, end = _va_range(ns.range)
+    target = _target(ns, ns.images)
+    space = address_space(target.walker, start, end)
+    stages = [w.rules.regime.regions for w in (target.walker, target.walker.stage2) if w is not None]
+    regions = "\nthrough stage 2: ".join(", ".join(f"{r.name} {r.root:#x} ({r.fmt.name})" for r in rs) for rs in stages)
+    plot_space(space, ns.out, f"{' '.join(ns.images)[:100]}: {regions}", start, end)
+    _spaces_noted("", space)
+    return 0
+
+
+def _add_plot_parser(sub: Any) -> None:
+    p = sub.add_parser("plot", help="draw the address space of a memory image's tables (PNG, SVG, PDF)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="the memory image (an ELF core or LiME file, or raw "
+                                                              "FILE@BASE files)")
+    _add_target_arguments(p)
+    p.add_argument("--out", required=True, metavar="FILE", help="the picture: map.png, map.svg or map.pdf")
+    p.add_argument("--range", metavar="START-END", help="draw the VAs [START, END) only (multiples of 4 KiB)")
+    p.set_defaults(func=cmd_plot)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -390,6 +441,27 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *a: Any, **k: Any) -> None:
         super().__init__(*a, **k)
         self._negative_number_matcher = re.compile(r"^-\.?\d")
+
+
+def cmd_check_image(ns: argparse.Namespace) -> int:
+    """`pagetable check`: the findings (`dump.check`), one a line, and a summary; 1 if one is an error."""
+    from .dump.check import check, finding_json, finding_line, summary_line
+
+    findings = check(_target(ns, ns.images))
+    lines = [finding_json(f) if ns.json else finding_line(f) for f in findings]
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    if not ns.json:
+        print(summary_line(findings))
+    return 1 if any(f.severity == "error" for f in findings) else 0
+
+
+def _add_check_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    c = sub.add_parser("check", help="find suspicious or broken mappings in the page tables of a memory image")
+    c.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="the memory image (an ELF core or LiME file, or raw FILE@BASE files)")
+    _add_target_arguments(c)
+    c.add_argument("--json", action="store_true", help="one JSON object a line, no summary")
+    c.set_defaults(func=cmd_check_image)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -435,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--va-file", metavar="FILE", help="the VAs, one a line (then every argument is an image)")
     t.set_defaults(func=cmd_translate)
     _add_walk_parser(sub)
+    _add_check_parser(sub)
+    _add_diff_parser(sub)
+    _add_plot_parser(sub)
     return p
 
 

@@ -98,7 +98,7 @@ def mappings(walker: Walker, start: int | None = None, end: int | None = None,
             targets.append(target[pointer])
             downs.append(down[pointer])
         descent.descend(_joined(pointers, np.bool_), _joined(targets, np.uint64), _joined(downs, np.uint64))
-    return Mappings.concat(fmt, parts, descent.problems, hardware=True)
+    return Mappings.concat(fmt, parts, descent.problems, hardware=True, events=descent.events)
 
 
 A = TypeVar("A", bound=np.generic)

@@ -22,11 +22,11 @@ from .walker import Access, Privilege, Reason, perm_bit
 
 
 def linux_size(n: int, units: str = "KMGTPE") -> str:
-    """Linux ptdump's `%9lu%c` size of `n` bytes (`n` taken modulo 2**64, as an unsigned long): in KiB
-    divided by 1024 while the low ten bits are clear, up to the last unit (arm64 and riscv ptdump.c);
-    with `units` "BKMGTPE", counted from bytes (x86 dump_pagetables.c)."""
-    value, unit = (n % (1 << 64)) >> (0 if units[0] == "B" else 10), 0
-    while not value & 1023 and unit < len(units) - 1:
+    """Linux ptdump's `%9lu%c` size of `n` bytes: in KiB divided by 1024 while the low ten bits are clear,
+    up to the last unit (arm64 and riscv ptdump.c); with `units` "BKMGTPE", counted from bytes (x86
+    dump_pagetables.c). (Linux would print 0 of the last unit for 0: here it is "0K".)"""
+    value, unit = n >> (0 if units[0] == "B" else 10), 0
+    while value and not value & 1023 and unit < len(units) - 1:
         value >>= 10
         unit += 1
     return f"{value:9d}{units[unit]}"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from .descent import TableEvent
 from .flags import MappingFlags, PageSize
 from .format import PagingFormat
 from .physmem import PhysMem
@@ -52,6 +53,7 @@ class Mappings:
     raw: U64
     slot: U64          # address of each entry (physical; guest-physical for a two-stage stage-1 table)
     problems: tuple[str, ...] = ()   # what the walk could not follow (e.g. a table pointer outside RAM)
+    events: tuple[TableEvent, ...] = ()   # the same, structured (`descent.TableEvent`; `Walker.mappings`)
     # the hardware view only (`Walker.mappings`; None from `PageTable.walk`):
     perms: U8 | None = None          # effective permissions: bit 3 * privilege + access (`walker.perm_bit`)
     verdict: U8 | None = None        # 0 where some access translates, else the `Reason` every access gets
@@ -69,11 +71,12 @@ class Mappings:
 
     @classmethod
     def concat(cls, fmt: PagingFormat, parts: list[Mappings], problems: list[str] | None = None,
-               hardware: bool = False) -> Mappings:
-        """The parts' leaves sorted by VA; `hardware`: the parts are of the hardware view. The columns of a
-        single part already sorted are kept, not copied."""
+               hardware: bool = False, events: list[TableEvent] | None = None) -> Mappings:
+        """The parts' leaves sorted by VA, with the descent's `problems` and `events`; `hardware`: the parts
+        are of the hardware view. The columns of a single part already sorted are kept, not copied."""
+        notes, table_events = tuple(problems or ()), tuple(events or ())
         if not parts:
-            return dataclasses.replace(cls.empty(fmt, hardware), problems=tuple(problems or ()))
+            return dataclasses.replace(cls.empty(fmt, hardware), problems=notes, events=table_events)
         names = _COLUMNS + tuple(n for n in _OPTIONAL if all(getattr(p, n) is not None for p in parts))
         if len(parts) == 1:
             cols = {name: getattr(parts[0], name) for name in names}
@@ -83,12 +86,12 @@ class Mappings:
         if np.any(va[1:] < va[:-1]):
             order = np.argsort(va, kind="stable")
             cols = {k: v[order] for k, v in cols.items()}
-        return cls(fmt, **cols, problems=tuple(problems or ()))
+        return cls(fmt, **cols, problems=notes, events=table_events)
 
     def select(self, mask: npt.NDArray[np.bool_]) -> Mappings:
         """The leaves where `mask` is true."""
         picked = {n: getattr(self, n)[mask] for n in _COLUMNS + _OPTIONAL if getattr(self, n) is not None}
-        return Mappings(self.fmt, **picked, problems=self.problems)
+        return Mappings(self.fmt, **picked, problems=self.problems, events=self.events)
 
     def __len__(self) -> int:
         return int(self.va.shape[0])

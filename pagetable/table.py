@@ -721,8 +721,9 @@ class PageTable:
         columns sorted by VA. Vectorised level by level, so the cost is per table, not per entry. With
         `placeholders`, non-present non-zero entries at leaf-capable levels are listed too. This is the
         software view (the entry codec's leaf and table tests); `Walker.mappings` is the hardware's. A table
-        pointer outside RAM is not followed, and a table reached twice (a loop, a table used at two levels or
-        shared by several entries) is walked once; both are reported in the result's `problems`."""
+        pointer outside RAM is not followed, a loop or a table used at two levels is walked once, and a table
+        shared by several entries is listed under each (within `descent.ALIAS_FLOOR`); all are reported in the
+        result's `problems`."""
         placeholders = args.boolean(placeholders, "placeholders")
         return self._mappings(*self._leaf_entries(start, end, placeholders))
 

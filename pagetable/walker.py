@@ -470,7 +470,8 @@ class Walker:
           implicit write of the entry's update.
         Invalid entries (V=0) are not listed and rejected table entries are not followed. Tables are read
         as the walk reads them (through stage 2, as implicit reads, when there is one); a table that cannot
-        be read, or is reached twice, is reported in `problems` (`descent`). Entries that do not all read
+        be read, is reached again (a loop, another level) or is shared is reported in `problems` and `events`
+        (`descent`; a shared table is listed under each of its entries). Entries that do not all read
         alike to the rules are judged in chunks, so the working memory beyond the result (about 50 bytes a
         row) is bounded. A regime with several regions lists the region numbered `region` (default: the only
         one)."""

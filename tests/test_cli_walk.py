@@ -255,11 +255,16 @@ def test_json_range_is_the_rows_in_range(tmp_path: Path, capsys: pytest.CaptureF
 
 
 # --- bad input ------------------------------------------------------------------------------------------------
+_ORDER = "give START-END with START < END <= 2**64, both multiples of 4 KiB"
+_SHAPE = "give START-END (0xffff800000000000-0xffff900000000000): not a number"
+
+
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--range", "0x5000-0x3000"], "--range '0x5000-0x3000': give 0 <= START < END <= 2**64"),
-    (["--range", "0x1000"], "--range '0x1000': give START-END (END exclusive) or START+SIZE"),
-    (["--range", "1-zz"], "--range '1-zz': not a number: 'zz'"),
-    (["--range", "0x1+0x10000000000000000"], "--range '0x1+0x10000000000000000': give 0 <= START < END <= 2**64"),
+    (["--range", "0x5000-0x3000"], f"--range '0x5000-0x3000': {_ORDER}"),
+    (["--range", "0x1000-0x1800"], f"--range '0x1000-0x1800': {_ORDER}"),
+    (["--range", "0x1000"], f"--range '0x1000': {_SHAPE}: ''"),
+    (["--range", "1-zz"], f"--range '1-zz': {_SHAPE}: 'zz'"),
+    (["--range", "0x1000+0x10000000000000000"], f"--range '0x1000+0x10000000000000000': {_ORDER}"),
     (["--stage", "2"], "--stage 2: the registers select one stage of translation"),
 ])
 def test_bad_input(extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

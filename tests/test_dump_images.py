@@ -126,3 +126,40 @@ def test_bad_images_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(ImageError, match="no ELF machine"):
         write_elf_core(tmp_path / "x.elf", _mem(), "mips")
     assert issubclass(ImageError, Exception) and not issubclass(ImageError, PhysMemError)
+
+
+class _Terminal:
+    """A stderr that says it is a terminal, keeping what is written."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+
+    def write(self, s: str) -> int:
+        self.text.append(s)
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "piped"])
+def test_decompressing_shows_progress_on_a_terminal_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str], terminal: bool) -> None:
+    monkeypatch.setenv("PAGETABLE_CACHE", str(tmp_path / "cache"))
+    core = tmp_path / "core.elf"
+    write_elf_core(core, _mem(), "x86_64")
+    packed = tmp_path / "core.elf.gz"
+    packed.write_bytes(gzip.compress(core.read_bytes()))
+    stderr = _Terminal()
+    if terminal:
+        monkeypatch.setattr("sys.stderr", stderr)
+    _same(open_image(packed).mem, _mem())
+    shown = "".join(stderr.text)
+    if terminal:        # a bar of the compressed bytes read, cleared when done
+        assert shown.startswith("\rdecompressing core.elf.gz:   0%") and "/11.4k [" in shown and shown.endswith("\r")
+    else:
+        assert shown == ""
+    assert capsys.readouterr() == ("", "")

@@ -28,6 +28,7 @@ import itertools
 import lzma
 import os
 import shutil
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import zstandard
 
-from .. import args
+from .. import args, progress
 from ..errors import PagetableError
 from ..physmem import PhysMem
 
@@ -134,16 +135,17 @@ def _decompressed(path: str) -> str:
     partial = target.with_suffix(target.suffix + ".partial")
     what = "zstd" if zstd else opener[0] if opener else ""
     try:
-        with open(partial, "wb") as out:
+        with open(partial, "wb") as out, open(path, "rb") as raw, \
+                progress.reading(raw, os.path.getsize(path), f"decompressing {Path(path).name}") as src:
             if zstd:
-                with open(path, "rb") as src, zstandard.ZstdDecompressor().stream_reader(src) as reader:
+                with zstandard.ZstdDecompressor().stream_reader(src) as reader:
                     shutil.copyfileobj(reader, out, _CHUNK)
             else:
                 assert opener is not None
-                with opener[1](path, "rb") as reader:
+                with opener[1](src, "rb") as reader:
                     shutil.copyfileobj(reader, out, _CHUNK)
         os.replace(partial, target)
-    except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError) as exc:
         partial.unlink(missing_ok=True)
         raise ImageError(f"{path}: cannot decompress ({what}): {exc}") from None
     return str(target)
@@ -180,8 +182,29 @@ def _mapped(segments: Sequence[Segment], what: str) -> PhysMem:
     return PhysMem(regions)
 
 
+_NOTE_HEADER = cs.Struct("namesz" / cs.Int32ul, "descsz" / cs.Int32ul, "type" / cs.Int32ul)
+
+
+def _check_notes(path: str, f: BinaryIO, offset: int, length: int, size: int) -> None:
+    """ImageError unless the PT_NOTE segment at `offset` lies in the file and each of its notes (a header,
+    then name and descriptor, each padded to 4 bytes: System V gABI, "Note Section") fits in it."""
+    if offset + length > size:
+        raise ImageError(f"{path}: truncated: the note segment needs bytes up to {offset + length:#x}, the file has "
+                         f"{size:#x}")
+    f.seek(offset)
+    data = f.read(length)
+    at = 0
+    while at + _NOTE_HEADER.sizeof() <= len(data):
+        h = _NOTE_HEADER.parse(data[at:at + _NOTE_HEADER.sizeof()])
+        at += _NOTE_HEADER.sizeof() + (h.namesz + 3) // 4 * 4 + (h.descsz + 3) // 4 * 4
+        if at > len(data):
+            raise ImageError(f"{path}: malformed ELF file: a note of {h.namesz}+{h.descsz} bytes runs past the end "
+                             f"of its segment ({length:#x} bytes)")
+
+
 def _read_elf(path: str, size: int) -> Image:
     from elftools.common.exceptions import ELFError
+    from elftools.construct import ConstructError as ElfConstructError
     from elftools.elf.elffile import ELFFile
     from elftools.elf.segments import NoteSegment
     try:
@@ -200,10 +223,9 @@ def _read_elf(path: str, size: int) -> Image:
                                          f"{h.p_offset + h.p_filesz:#x}, the file has {size:#x}")
                     segments.append(Segment(h.p_paddr, h.p_filesz, path, h.p_offset))
                 elif isinstance(seg, NoteSegment):
+                    _check_notes(path, f, h.p_offset, h.p_filesz, size)
                     notes += [(str(n["n_name"]), str(n["n_type"]), bytes(n["n_descdata"])) for n in seg.iter_notes()]
-    except ELFError as exc:
-        raise ImageError(f"{path}: malformed ELF file: {exc}") from None
-    except (cs.ConstructError, ValueError, KeyError, OSError) as exc:
+    except (ELFError, ElfConstructError, cs.ConstructError, ValueError, KeyError, OSError) as exc:
         raise ImageError(f"{path}: malformed ELF file: {exc}") from None
     return Image("elf-core", tuple(segments), _mapped(segments, path), tuple(notes), machine)
 
@@ -240,7 +262,10 @@ def _split_raw(spec: str) -> tuple[str, int] | None:
         value = int(base, 0)
     except ValueError:
         raise ImageError(f"{spec!r}: the base after '@' must be a number (0x... for hex), not {base!r}") from None
-    return name, args.address(value, f"base of {name!r}")
+    try:
+        return name, args.address(value, f"base of {name!r}")
+    except PagetableError as exc:
+        raise ImageError(str(exc)) from None
 
 
 def open_images(specs: Sequence[str | os.PathLike[str]]) -> Image:

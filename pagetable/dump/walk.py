@@ -21,6 +21,7 @@ the entries every access faults on); what the walk could not follow (`Mappings.p
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import json
 import sys
@@ -29,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from tqdm import tqdm
 
+from .. import progress
 from ..arch.aarch64.codec import A64Codec
 from ..arch.riscv_sv39.entry import RiscvCodec
 from ..arch.x86_64.entry import X86Codec
@@ -40,6 +41,7 @@ from ..listing import fault_note, linux_size, permissions
 from ..mappings import Mappings
 from ..translation import Access, MemoryType, Privilege, Reason, Region, perm_bit
 from ..walker import Walker
+from .output import Column, chunked_lines, hexadecimal, named, text
 
 __all__ = ["FORMATS", "WalkFormat", "csv_lines", "json_lines", "note_stderr", "ptdump_lines", "walk_regions"]
 
@@ -50,19 +52,19 @@ WalkFormat = Callable[[Walker, int | None, int | None], Iterator[str]]
 _ALL = (1 << 64) - 1
 
 
-def note_stderr(text: str) -> None:
+def note_stderr(message: str) -> None:
     """Say what a walk could not follow, on stderr."""
-    print(f"pagetable: note: {text}", file=sys.stderr)
+    print(f"pagetable: note: {message}", file=sys.stderr)
 
 
 def walk_regions(walker: Walker, start: int | None = None, end: int | None = None) -> Iterator[tuple[Region,
                                                                                                     Mappings]]:
     """Each region of the walker's regime with its rows (`Walker.mappings` limited to [start, end)), with
-    a progress bar per region on a terminal (tqdm, on stderr; nothing when stderr is not a terminal)."""
+    a progress bar per region on a terminal (`progress.bar`: nothing when stderr is not a terminal)."""
     regions = walker.rules.regime.regions
     if not regions:
         raise PagetableError("translation is off (Bare): there is no table to walk")
-    with tqdm(total=len(regions), desc="walk", unit="region", file=sys.stderr, disable=None, leave=False) as bar:
+    with progress.bar(len(regions), "walk", unit="region") as bar:
         for k, region in enumerate(regions):
             bar.set_postfix_str(region.name)
             rows = walker.mappings(start, end, region=k)
@@ -323,7 +325,7 @@ def _region_ptdump(region: Region, m: Mappings, regions: int, start: int | None,
             shown = k
         sva, eva = _va(fmt, s), _va(fmt, e)
         head = f"0x{sva:016x}-0x{eva:016x}   "
-        yield style.line(m, a, base + d, head, linux_size(eva - sva, style.units), style.names[base + d])
+        yield style.line(m, a, base + d, head, linux_size((eva - sva) % (1 << 64), style.units), style.names[base + d])
 
 
 def ptdump_lines(walker: Walker, start: int | None = None, end: int | None = None, *,
@@ -346,86 +348,50 @@ null for a rejected entry), the memory type (null: none), the raw entry, the rea
 stage 2 on the entry's update)."""
 
 
-U8 = npt.NDArray[np.uint8]
-Column = Callable[[slice], U8]
-"""One field of the rows of a slice, as a byte matrix (a row per row, NUL bytes where the text is shorter)."""
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_NIBBLES = np.arange(60, -4, -4, dtype=np.uint64)
-_CHUNK = 1 << 15                                     # rows formatted at once (a few MB of bytes)
-
-
-def _hex(values: U64) -> Column:
-    """Each value in hex, without leading zeros."""
-    def column(part: slice) -> U8:
-        digits = ((values[part, None] >> _NIBBLES) & np.uint64(15)).astype(np.uint8)
-        text = _HEX[digits]
-        first = np.minimum((digits != 0).argmax(axis=1), 15)     # the first significant digit (zero: "0")
-        first[~digits.any(axis=1)] = 15
-        text[np.arange(16) < first[:, None]] = 0
-        return text
-    return column
-
-
-def _decimal(values: U64) -> Column:
-    """Each value in decimal (a listing has few distinct sizes: each is formatted once)."""
-    distinct, index = np.unique(values, return_inverse=True)
-    return _choice(index.reshape(-1).astype(np.intp), [str(v) for v in distinct.tolist()])
-
-
-def _choice(index: npt.NDArray[np.intp], texts: list[str]) -> Column:
-    """The text `texts[index]` of each row."""
-    width = max([1, *(len(t) for t in texts)])
-    table = np.zeros((len(texts), width), dtype=np.uint8)
-    for k, t in enumerate(texts):
-        table[k, :len(t)] = np.frombuffer(t.encode(), dtype=np.uint8)
-    return lambda part: table[index[part]]
-
-
-def _lines(n: int, parts: list[str | Column]) -> Iterator[str]:
-    """Rows of `parts` (literal text and columns) as lines, formatted with numpy a chunk of rows at a time:
-    the fields' byte matrices side by side, their NUL padding dropped (no per-row Python)."""
-    for lo in range(0, n, _CHUNK):
-        part = slice(lo, min(n, lo + _CHUNK))
-        rows = part.stop - part.start
-        blocks = [np.frombuffer(p.encode(), dtype=np.uint8) if isinstance(p, str) else p(part)
-                  for p in [*parts, "\n"]]
-        out = np.empty((rows, sum(b.shape[-1] for b in blocks)), dtype=np.uint8)
-        at = 0
-        for b in blocks:
-            out[:, at:at + b.shape[-1]] = b
-            at += b.shape[-1]
-        flat = out.reshape(-1)
-        yield from flat[flat != 0].tobytes().decode("ascii").splitlines()
-
-
-def _fields(m: Mappings, null: str, quote: Callable[[str], str]) -> dict[str, Column]:
-    """The columns of `FIELDS` but the region's name (null for a null field, strings passed by `quote`)."""
+def _fields(m: Mappings, null: str, quote: Callable[[str], str]) -> Callable[[slice], dict[str, Column]]:
+    """The columns of `FIELDS` but the region's name, for a slice of the rows (`dump.output`: null for a
+    null field, strings passed through `quote`)."""
     assert m.perms is not None and m.verdict is not None and m.memtype is not None and m.verdict_stage is not None
-    usable = m.verdict == 0
-    memtypes = [null] * 256                          # by MemoryType value (NONE: null)
-    for t in MemoryType:
-        if t:
-            memtypes[t.value] = quote(t.label)
-    return {
-        "va": _hex(m.va), "end": _hex(m.va + m.size), "pa": _hex(m.pa), "size": _decimal(m.size),
-        "level": _choice(m.depth.astype(np.intp), [str(lv.arch_level) for lv in m.fmt.levels]),
-        "perms": _choice(np.where(usable, m.perms & 63, 64).astype(np.intp),
-                         [quote(permissions(b)) for b in range(64)] + [null]),
-        "memtype": _choice(m.memtype.astype(np.intp), memtypes), "raw": _hex(m.raw),
-        "fault": _choice(m.verdict.astype(np.intp), [null] + [quote(r.label) for r in Reason if r]),
-        "fault_stage": _choice(np.where(usable, 0, m.verdict_stage).astype(np.intp), [null, "1", "2", "3"])}
+    perms, verdict, memtype, stage = m.perms, m.verdict, m.memtype, m.verdict_stage
+    end, level = m.va + m.size, m.level
+    reasons = {r.value: quote(r.label) for r in Reason if r}
+    memtypes = {t.value: quote(t.label) for t in MemoryType if t}
+
+    def columns(k: slice) -> dict[str, Column]:
+        usable = verdict[k] == 0
+        return {
+            "va": hexadecimal(m.va[k]), "end": hexadecimal(end[k]), "pa": hexadecimal(m.pa[k]),
+            "size": named(m.size[k], str), "level": named(level[k], str),
+            "perms": named(np.where(usable, perms[k], 64), lambda b: quote(permissions(b)) if b < 64 else null),
+            "memtype": named(memtype[k], lambda t: memtypes.get(t, null)), "raw": hexadecimal(m.raw[k]),
+            "fault": named(verdict[k], lambda r: reasons.get(r, null)),
+            "fault_stage": named(np.where(usable, 0, stage[k]), lambda s: str(s) if s else null)}
+    return columns
+
+
+def _json_row(region: str, fields: Callable[[slice], dict[str, Column]], k: slice) -> list[Column]:
+    """The pieces of the json objects of rows `k` of `region` (addresses as strings, the rest as is)."""
+    parts = [text(f'{{"region": {json.dumps(region)}')]
+    for field, column in fields(k).items():
+        parts += [text(f', "{field}": "'), column, text('"')] if field in _HEXES else [text(f', "{field}": '), column]
+    return [*parts, text("}")]
+
+
+def _csv_row(region: str, fields: Callable[[slice], dict[str, Column]], k: slice) -> list[Column]:
+    """The pieces of the csv rows `k` of `region`."""
+    return [text(region), *(piece for column in fields(k).values() for piece in (text(","), column))]
+
+
+_HEXES = {"va", "end", "pa", "raw"}
 
 
 def json_lines(walker: Walker, start: int | None = None, end: int | None = None) -> Iterator[str]:
     """One JSON object a line per row of every region (`FIELDS`; addresses and the raw entry as "0x.."
     strings, the size and level as numbers); the walk's problems in-band, as `{"note": "..."}` lines after
     their region's rows."""
-    hexes = {"va", "end", "pa", "raw"}
     for region, m in walk_regions(walker, start, end):
-        parts: list[str | Column] = [f'{{"region": {json.dumps(region.name)}']
-        for name, column in _fields(m, "null", lambda t: f'"{t}"').items():
-            parts += [f', "{name}": "0x', column, '"'] if name in hexes else [f', "{name}": ', column]
-        yield from _lines(len(m), [*parts, "}"])
+        yield from chunked_lines(len(m), functools.partial(_json_row, region.name,
+                                                           _fields(m, "null", lambda t: f'"{t}"')))
         for problem in m.problems:
             yield json.dumps({"note": problem})
 
@@ -435,12 +401,8 @@ def csv_lines(walker: Walker, start: int | None = None, end: int | None = None, 
     """A header line of `FIELDS`, then one row a line per row of every region (addresses as 0x..; empty for
     null; no field needs quoting); the walk's problems go to `note`."""
     yield ",".join(FIELDS)
-    hexes = {"va", "end", "pa", "raw"}
     for region, m in walk_regions(walker, start, end):
-        parts: list[str | Column] = [region.name]
-        for name, column in _fields(m, "", str).items():
-            parts += [",0x", column] if name in hexes else [",", column]
-        yield from _lines(len(m), parts)
+        yield from chunked_lines(len(m), functools.partial(_csv_row, region.name, _fields(m, "", str)))
         for problem in m.problems:
             note(problem)
 

@@ -145,7 +145,7 @@ def walker_for(vs: VectorSet) -> Walker:
     cpu = CpuOptions.from_json(vs.options, mode.name)
     r = vs.registers
     try:
-        nested = None if mode.stage2 is None else Walker(vs.mem, nested_rules(mode, r, cpu))
+        nested = None if mode.stage2 is None else Walker(vs.mem, nested_rules(r, cpu))
         if mode.stage1 is None:
             assert nested is not None
             return nested
@@ -168,7 +168,9 @@ def paging_rules(r: dict[str, int], cpu: CpuOptions) -> WalkRules:
                                 maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages)
 
 
-REGISTER_NAMES = ("cr0", "cr3", "cr4", "efer", "pat", "pkru", "pkrs", "rflags")
+GUEST_REGISTERS = ("cr0", "cr3", "cr4", "efer", "pat", "pkru", "pkrs", "rflags")
+NESTED_REGISTERS = ("ncr3", "host_pat", "eptp")
+REGISTER_NAMES = GUEST_REGISTERS + NESTED_REGISTERS
 PA_BITS = 52
 """MAXPHYADDR when none is given: the architectural maximum (SDM Vol. 3A 4.1.4)."""
 
@@ -176,24 +178,47 @@ PA_BITS = 52
 def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | None = None) -> Walker:
     """The walker of a CPU in IA-32e paging whose registers hold `regs` (cr0, cr3, cr4, efer; pat, pkru,
     pkrs, rflags optional), with MAXPHYADDR `pa_bits` (32 to 52; default 52) and 1-GByte pages. CR4.LA57
-    selects 5-level paging; registers that select no 64-bit paging mode are an error naming them."""
-    check_register_names(regs, REGISTER_NAMES, REGISTER_NAMES[:4], "x86-64 paging")
+    selects 5-level paging; registers that select no 64-bit paging mode are an error naming them.
+
+    With `ncr3` (AMD nested paging; `host_pat` optional, IA32_PAT's power-up value) or `eptp` (Intel EPT,
+    4-level), the guest's walk goes through the nested tables (AMD APM Vol. 2 §15.25, SDM Vol. 3C §29.3);
+    without any guest register the nested tables alone translate guest-physical addresses."""
+    check_register_names(regs, REGISTER_NAMES, (), "x86-64 paging")
     bits = pa_bits_in(pa_bits, PA_BITS, range(32, 53), "a MAXPHYADDR")
+    cpu = CpuOptions(maxphyaddr=bits)
+    nested_names = [n for n in ("ncr3", "eptp") if n in regs]
+    if len(nested_names) > 1:
+        raise InvalidArgument("registers ncr3 and eptp: give one nested-paging root, not both")
+    if "host_pat" in regs and "ncr3" not in regs:
+        raise InvalidArgument("register host_pat belongs to nested paging: give ncr3 with it")
+    guest = nested_names == [] or any(n in regs for n in GUEST_REGISTERS)
+    if guest:
+        check_register_names(regs, REGISTER_NAMES, GUEST_REGISTERS[:4], "x86-64 paging")
     try:
-        return Walker(mem, paging_rules(regs, CpuOptions(maxphyaddr=bits)))
+        nested = None
+        if nested_names:
+            nested = Walker(mem, nested_rules(regs, cpu))
+        if not guest:
+            assert nested is not None
+            return nested
+        return Walker(mem, paging_rules(regs, cpu), stage2=nested)
     except PagetableError as exc:
         raise InvalidArgument(f"registers: {exc}") from None
 
 
-def nested_rules(mode: X86VectorMode, r: dict[str, int], cpu: CpuOptions) -> WalkRules:
-    """The nested walk's rules from its registers: EPT from EPTP (4-level), nested paging from nCR3 and
-    the host's IA32_PAT, with the host's CR0.WP=1 and EFER.NXE=1."""
-    if mode.ept:
-        if EPTP.get(r["eptp"], "WALK") != 3:
-            raise VectorsError(f"registers.eptp {r['eptp']:#x} does not select 4-level EPT (page-walk length "
-                               f"{EPTP.get(r['eptp'], 'WALK') + 1})")
-        return EptRules(r["eptp"], EptOptions(maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages))
-    return NptRules(r["ncr3"], X86Options(maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages), pat=r["host_pat"])
+def nested_rules(r: dict[str, int], cpu: CpuOptions) -> WalkRules:
+    """The nested walk's rules from `eptp` (4-level EPT), or from `ncr3` and `host_pat` (default: IA32_PAT at
+    power-up), with the host's CR0.WP=1 and EFER.NXE=1."""
+    if "eptp" in r:
+        return _ept_rules(r["eptp"], cpu)
+    return NptRules(r["ncr3"], X86Options(maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages), pat=r.get("host_pat"))
+
+
+def _ept_rules(eptp: int, cpu: CpuOptions) -> WalkRules:
+    if EPTP.get(eptp, "WALK") != 3:
+        raise InvalidArgument(f"eptp {eptp:#x} does not select 4-level EPT (page-walk length "
+                              f"{EPTP.get(eptp, 'WALK') + 1})")
+    return EptRules(eptp, EptOptions(maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages))
 
 
 __all__ = ["ARCH", "MAXPHYADDR", "PAGING_REGISTERS", "PAT_VALUE", "PA_BITS", "REGISTER_NAMES",
