@@ -40,7 +40,7 @@ import itertools
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -329,6 +329,13 @@ def _va_range(text: str | None) -> tuple[int, int]:
     return start, end
 
 
+def _write_lines(lines: Iterable[str]) -> None:
+    """Write `lines` to stdout, a few thousand at a time."""
+    each = iter(lines)
+    while chunk := list(itertools.islice(each, 4096)):
+        sys.stdout.write("\n".join(chunk) + "\n")
+
+
 def cmd_walk(ns: argparse.Namespace) -> int:
     walker = _target(ns, ns.images).walker
     if ns.stage == 2:
@@ -336,9 +343,7 @@ def cmd_walk(ns: argparse.Namespace) -> int:
             raise PagetableError("--stage 2: the registers select one stage of translation")
         walker = walker.stage2
     start, end = _va_range(ns.range)
-    lines = FORMATS[ns.format](walker, start, end)
-    while chunk := list(itertools.islice(lines, 4096)):      # written a few thousand lines at a time
-        sys.stdout.write("\n".join(chunk) + "\n")
+    _write_lines(FORMATS[ns.format](walker, start, end))
     return 0
 
 
@@ -384,9 +389,7 @@ def cmd_diff(ns: argparse.Namespace) -> int:
     for label, space in zip(("a: ", "b: "), spaces, strict=True):
         _spaces_noted(label, space)
     changes = list(diff_spaces(*spaces, by_entry=ns.by_entry))
-    lines = (c.json() if ns.json else c.text() for c in changes)
-    while chunk := list(itertools.islice(lines, 4096)):      # written a few thousand lines at a time
-        sys.stdout.write("\n".join(chunk) + "\n")
+    _write_lines(c.json() if ns.json else c.text() for c in changes)
     summary = Summary.of(changes)
     print(summary.json() if ns.json else summary.text())
     return 1 if changes else 0
