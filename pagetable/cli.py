@@ -49,8 +49,9 @@ import numpy.typing as npt
 from . import registry
 from .dump.diff import Summary, diff_spaces
 from .dump.plot import output_format, plot_space
+from .dump.roots import find_roots
 from .dump.space import TOP, Space, address_space
-from .dump.target import Target, open_target
+from .dump.target import Target, open_arch_images, open_target
 from .dump.translate import ANY, json_lines, text_lines, translate_vas, va_column
 from .dump.walk import FORMATS
 from .errors import PagetableError
@@ -267,10 +268,11 @@ def _target(ns: argparse.Namespace, images: Sequence[str]) -> Target:
     what had to be assumed is said on stderr."""
     if ns.reg is not None and ns.regs is not None:
         raise PagetableError("give the translation registers with --reg NAME=VALUE ... or --regs FILE.json, not both")
-    if ns.cpu is None and ns.reg is None and ns.regs is None:
+    if ns.cpu is None and ns.reg is None and ns.regs is None and ns.root is None:
         raise PagetableError("give the translation registers with --reg NAME=VALUE ... or --regs FILE.json (or "
-                             "--cpu N, for a core that records them)")
-    target = open_target(images, registry.by_cli_name(ns.arch), _register_values(ns), ns.pa_bits, ns.cpu)
+                             "--cpu N, for a core that records them, or --root auto)")
+    target = open_target(images, registry.by_cli_name(ns.arch), _register_values(ns), ns.pa_bits, ns.cpu,
+                         ns.root)
     for line in target.assumed:
         print(f"pagetable: note: assumed {line}", file=sys.stderr)
     return target
@@ -278,15 +280,23 @@ def _target(ns: argparse.Namespace, images: Sequence[str]) -> Target:
 
 def _add_target_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments every dump command takes after its images: the architecture, the registers (or the
-    CPU whose recorded registers to use) and the PA width."""
+    CPU whose recorded registers to use, or a scan for the roots) and the PA width."""
+    _add_register_arguments(p)
+    p.add_argument("--cpu", type=_int, metavar="N",
+                   help="take the registers CPU N had from the image's notes (x86 QEMU cores record CR0-CR4); "
+                        "--reg adds to them or overrides them")
+    p.add_argument("--root", choices=("auto",),
+                   help="auto: take the root registers not given (x86 cr3, riscv satp's PPN, aarch64 ttbr1_el1 "
+                        "then ttbr0_el1) from the best candidates of a scan of the image (see find-roots)")
+
+
+def _add_register_arguments(p: argparse.ArgumentParser) -> None:
+    """The architecture, the registers by name and the PA width (`_add_target_arguments`, find-roots)."""
     p.add_argument("--arch", required=True, choices=[a.cli_name for a in registry.ARCHITECTURES])
     p.add_argument("--reg", action="append", metavar="NAME=VALUE",
                    help="a translation register, as the architecture names it, lower case (repeat): " + "; ".join(
                        f"{a.cli_name}: {', '.join(a.register_names)}" for a in registry.ARCHITECTURES))
     p.add_argument("--regs", metavar="FILE.json", help="the registers as a JSON object of names to values")
-    p.add_argument("--cpu", type=_int, metavar="N",
-                   help="take the registers CPU N had from the image's notes (x86 QEMU cores record CR0-CR4); "
-                        "--reg adds to them or overrides them")
     p.add_argument("--pa-bits", type=_int, help="the PA width the CPU implements (MAXPHYADDR, PARange): " + ", ".join(
         f"{a.cli_name} {a.default_pa_bits}" for a in registry.ARCHITECTURES) + " by default")
 
@@ -467,6 +477,28 @@ def _add_check_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     c.set_defaults(func=cmd_check_image)
 
 
+def cmd_find_roots(ns: argparse.Namespace) -> int:
+    if ns.reg is not None and ns.regs is not None:
+        raise PagetableError("give the registers with --reg NAME=VALUE ... or --regs FILE.json, not both")
+    arch = registry.by_cli_name(ns.arch)
+    ranked = find_roots(open_arch_images(ns.images, arch), arch, _register_values(ns), ns.pa_bits, ns.top)
+    for c in ranked:
+        print(json.dumps(c.as_json()) if ns.json else c.describe())
+    if not ranked:
+        print(f"pagetable: note: no {arch.cli_name} page-table root candidate in the image", file=sys.stderr)
+    return 0 if ranked else 1
+
+
+def _add_find_roots_parser(sub: Any) -> None:
+    f = sub.add_parser("find-roots", help="scan a memory image for page-table roots and rank them")
+    f.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="the memory image (an ELF core or LiME file, or raw FILE@BASE files)")
+    _add_register_arguments(f)
+    f.add_argument("--top", type=_int, default=10, metavar="K", help="print the K best candidates (default 10)")
+    f.add_argument("--json", action="store_true", help="one JSON object a line")
+    f.set_defaults(func=cmd_find_roots)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pagetable", description="Page tables exactly as MMU hardware walks them.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -513,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_parser(sub)
     _add_diff_parser(sub)
     _add_plot_parser(sub)
+    _add_find_roots_parser(sub)
     return p
 
 

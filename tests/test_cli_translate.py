@@ -276,3 +276,35 @@ def test_a_compressed_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     (tmp_path / "core.elf.gz").write_bytes(gzip.compress(Path(elf).read_bytes(), compresslevel=1))
     vas = list(map(hex, case_vas(vs)))
     assert run(capsys, command(vs, [str(tmp_path / "core.elf.gz")], *vas)) == run(capsys, command(vs, [elf], *vas))
+
+
+_GENERATORS: dict[str, Callable[..., VectorSet]] = {"riscv64": generate_riscv, "x86_64": generate_x86,
+                                                    "aarch64": generate_aarch64}
+
+
+@pytest.mark.parametrize("mode", [m for a in registry.ARCHITECTURES for m in a.modes])
+def test_every_mode_written_as_an_image_translates_as_its_vectors_expect(
+        mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every vector mode's memory written out (as an ELF core, or LiME for every other mode) and translated by
+    the command, with the set's registers, gives each case's expected PA or fault kind and level."""
+    arch = registry.by_mode(mode)
+    vs = _GENERATORS[arch.name](mode, 4, 96)
+    modes = list(arch.modes)
+    images = image(vs, ("elf", "lime")[modes.index(mode) % 2], tmp_path)
+    bits = vs.options.get("maxphyaddr", vs.options.get("pa_range", 52 if "52" in mode else None))
+    argv = ["translate", *images, "--arch", arch.cli_name, *registers(vs),
+            *([] if bits is None else ["--pa-bits", str(bits)]), "--json"]
+    groups: dict[tuple[str, str], list[int]] = {}
+    for n, c in enumerate(vs.cases):
+        groups.setdefault((c.access, c.privilege), []).append(n)
+    checked = 0
+    for (access, privilege), cases in groups.items():
+        lines = run(capsys, [*argv, "--access", access, "--privilege", privilege,
+                             "--", *(hex(vs.cases[n].va) for n in cases)])
+        for n, line in zip(cases, lines, strict=True):
+            c, doc = vs.cases[n], json.loads(line)
+            assert (doc["pa"], doc["fault"]) == (None if c.pa is None else f"{c.pa:#x}", c.fault), (mode, c)
+            if c.fault is not None:             # a translation's case records no level
+                assert (doc["level"], doc["stage"]) == (c.level, c.stage or 1), (mode, c)   # one stage: none recorded
+            checked += 1
+    assert checked == len(vs.cases) and any(c.fault for c in vs.cases) and any(c.pa is not None for c in vs.cases)

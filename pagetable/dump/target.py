@@ -18,7 +18,7 @@ from ..walker import Walker
 from .images import Image, open_images
 from .notes import qemu_cpu_states
 
-__all__ = ["ELF_MACHINE_NAMES", "LINUX_EFER", "Target", "cpu_registers", "open_target"]
+__all__ = ["ELF_MACHINE_NAMES", "LINUX_EFER", "Target", "cpu_registers", "open_arch_images", "open_target"]
 
 ELF_MACHINE_NAMES: Final = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64", "riscv64": "EM_RISCV"}
 """The e_machine (as pyelftools names it) of each architecture's 64-bit ELF cores."""
@@ -66,22 +66,37 @@ def cpu_registers(image: Image, arch: Architecture, cpu: int) -> tuple[dict[str,
                   "if NXE was clear)"]
 
 
-def open_target(images: Sequence[str], arch: Architecture, registers: Mapping[str, int],
-                pa_bits: int | None = None, cpu: int | None = None) -> Target:
-    """Open `images` (`open_images`) and build the walker of `arch` from `registers` (with `cpu`, over the
-    registers the image records for that CPU). PagetableError for an image of another architecture,
-    unknown or missing registers, or values that select a reserved mode."""
-    if arch.walker_from_registers is None:
-        raise PagetableError(f"{arch.cli_name} has no walker from registers")
+def open_arch_images(images: Sequence[str], arch: Architecture) -> Image:
+    """`open_images`, refusing an ELF core of another architecture than `arch`."""
     image = open_images(images)
     machine = ELF_MACHINE_NAMES.get(arch.name)
     if image.machine in ELF_MACHINE_NAMES.values() and image.machine != machine:
         raise PagetableError(f"{images[0]} is an ELF core of {image.machine}, not {arch.cli_name}")
+    return image
+
+
+def open_target(images: Sequence[str], arch: Architecture, registers: Mapping[str, int],
+                pa_bits: int | None = None, cpu: int | None = None, root: str | None = None) -> Target:
+    """Open `images` (`open_images`) and build the walker of `arch` from `registers` (with `cpu`, over the
+    registers the image records for that CPU). `root="auto"`: the root registers not in `registers` come
+    from a scan of the image (`roots.auto_root`), not from the CPU's. PagetableError for an image of another
+    architecture, unknown or missing registers, values that select a reserved mode, or no root found."""
+    if arch.walker_from_registers is None:
+        raise PagetableError(f"{arch.cli_name} has no walker from registers")
+    image = open_arch_images(images, arch)
     regs: dict[str, int] = {}
     assumed: list[str] = []
     if cpu is not None:
         regs, assumed = cpu_registers(image, arch, cpu)
         assumed = [a for a in assumed if a.split("=", 1)[0] not in registers]
     regs.update(registers)
+    if root is not None:
+        from .roots import ROOT_REGISTERS, auto_root  # imported here: roots builds on this module
+
+        if root != "auto":
+            raise PagetableError(f"--root {root[:40]!r}: the only choice is 'auto'")
+        regs = {k: v for k, v in regs.items() if k in registers or k not in ROOT_REGISTERS.get(arch.name, ())}
+        regs, found = auto_root(image, arch, regs, pa_bits)
+        assumed += found
     walker = arch.walker_from_registers(image.mem, regs, pa_bits)
     return Target(image, arch, regs, pa_bits, walker, tuple(assumed))

@@ -1,0 +1,518 @@
+"""Finding page-table roots in a memory image whose translation registers are unknown (`find_roots`), as
+volatility3's DTB scanners do, but judged by the library's own walk rules.
+
+Every frame of RAM aligned as a root table must be (its size: 4 KiB on x86-64 and RISC-V; on AArch64 the
+TTBR's BADDR is aligned to the initial table's size, Arm ARM D24.2.209: a granule, or 512 bytes for the 64
+entries of a 64 KiB-granule, 48-bit root, which Linux allocates from a slab, pgd_cache in
+arch/arm64/mm/pgd.c) is read as the root table of each paging mode tried (`shapes`):
+the mode the given registers select (x86 CR4.LA57, RISC-V satp.MODE, AArch64 TCR_EL1's granule and size),
+or, where they are not given, every mode Linux uses (`DEFAULT_REGISTERS`). The image is read from its files
+`CHUNK_BYTES` at a time, once for all the modes of one alignment, skipping the holes of sparse files, and
+each chunk is judged with numpy: the frames with a valid entry, then (`_sift`) those whose present entries
+mostly hold addresses in RAM (tested on every 16th entry first: random data fails there), then the walk
+rules on what is left.
+
+A frame's score (0 to 1) is a weighted mean of (`WEIGHTS`):
+- form: the fraction of its present entries (the codec's valid bit: x86 P, RISC-V V, AArch64 bit 0) that
+  the walk rules accept at the root level (`WalkRules.step`, for a supervisor read, whatever the permissions
+  say: no reserved bit or encoding, which covers x86's PS in a PML5E or PML4E (Intel SDM Vol. 3A 4.5),
+  RISC-V's A, D and U of a non-leaf PTE (privileged spec, "Virtual Address Translation Process", step 3)
+  and AArch64's block descriptor at level 0 (Arm ARM D8.3)) and whose next-level table (or a leaf's first
+  byte) lies in the image's RAM. A frame below `MIN_FORM` is no candidate;
+- below: the same fraction for the tables under it, sampled: `SAMPLES` of its table entries, evenly spread,
+  then one table entry of each table reached, down to the last level; the mean over the levels reached
+  (an empty table counts 0; a root of leaves alone scores `NO_TABLES`). A lower-level table read as a root
+  reaches the data pages one level too early, which rarely read as tables;
+- unreferenced: 1 unless a table entry of another candidate points at the frame (a Linux root is in no
+  table: it is only ever in the register);
+- shared: x86-64 and RISC-V only, whose one root maps both halves: the fraction of its well-formed entries
+  in the upper (kernel) half that another candidate holds too, at the same index (Linux copies the kernel
+  half into every process's PGD: pgd_alloc in arch/x86/mm/pgtable.c, arch/riscv/include/asm/pgalloc.h).
+  AArch64's kernel half has a table of its own (TTBR1_EL1), so the term is left out there;
+- sparse: 1 for at most half the entries present, falling to 0 for a full table (a Linux root is never
+  full).
+
+Candidates are ranked by score, then by the order of the modes tried (`DEFAULT_REGISTERS`: the more common
+first, as a table of one mode can read as well as one of another), then by present entries (more first),
+then by address. On x86-64 a
+candidate at an 8 KiB boundary whose next frame is a candidate holding one of its upper-half entries is
+noted as a PTI pair (the kernel PGD and the user PGD 4 KiB above it: arch/x86/mm/pti.c,
+kernel_to_user_pgdp).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from .. import progress
+from ..arch.aarch64.regs import TTBR0_EL1, TTBR1_EL1
+from ..arch.riscv_sv39.regs import SATP
+from ..arch.x86_64.regs import CR3, CR4
+from ..descent import read_tables
+from ..errors import PagetableError
+from ..format import EntryCodec
+from ..physmem import PhysMem
+from ..translation import PERMS, Access, Privilege, Reason, Region, StepColumns
+from ..vectors.architecture import Architecture
+from ..walker import Walker
+from .images import Image, ImageError
+from .target import LINUX_EFER
+
+__all__ = ["CHUNK_BYTES", "DEFAULT_REGISTERS", "ROOT_REGISTERS", "SCAN_REGISTERS", "Candidate", "Shape", "auto_root",
+           "find_roots", "shapes", "with_root"]
+
+U64 = npt.NDArray[np.uint64]
+Bool = npt.NDArray[np.bool_]
+
+CHUNK_BYTES: Final = 64 << 20
+"""The bytes of the image judged at once (a bound on the scan's working memory, a few times this)."""
+MIN_FORM: Final = 0.5
+_SIEVE: Final = 16           # the scan tests every 16th entry of a frame first: random data fails there
+SAMPLES: Final = 4
+_BATCH: Final = 4096         # candidates whose tables below are sampled at once (a bound on the memory)
+NO_TABLES: Final = 0.5
+WEIGHTS: Final = {"form": 0.25, "below": 0.25, "unreferenced": 0.25, "shared": 0.15, "sparse": 0.1}
+
+DEFAULT_REGISTERS: Final[Mapping[str, tuple[dict[str, int], ...]]] = {
+    # CR0.PG|WP|PE, CR4.PAE (and LA57), Linux's EFER: 4-level and 5-level paging
+    "x86_64": tuple({"cr0": 0x8001_0001, "cr4": 0x20 | la57, "efer": LINUX_EFER} for la57 in (0, CR4.mask("LA57"))),
+    "riscv64": tuple({"satp": mode << SATP["MODE"].lsb} for mode in (8, 9, 10)),        # Sv39, Sv48, Sv57
+    # Linux's arm64 configurations (TCR_EL1 T0SZ, TG0, T1SZ, TG1; IPS 48 bits): 4 KiB and 64 KiB granules with
+    # 48-bit VAs, 16 KiB with 47-bit VAs
+    "aarch64": tuple({"tcr_el1": tsz | tg0 << 14 | tsz << 16 | tg1 << 30 | 5 << 32}
+                     for tsz, tg0, tg1 in ((16, 0, 2), (16, 1, 3), (17, 2, 1))),
+}
+"""Per architecture, the registers (other than the root's) of each mode tried where none is given."""
+
+ROOT_REGISTERS: Final[Mapping[str, tuple[str, ...]]] = {
+    "x86_64": ("cr3",), "riscv64": ("satp",), "aarch64": ("ttbr1_el1", "ttbr0_el1")}
+"""The registers holding a root's address, the kernel's first (AArch64: TTBR1_EL1 translates the upper,
+kernel, half; Linux's TTBR0_EL1 holds the running process's tables, or an empty table between them)."""
+
+SCAN_REGISTERS: Final[Mapping[str, tuple[str, ...]]] = {
+    "x86_64": ("cr0", "cr4", "efer", "pat", "pkru", "pkrs", "rflags"), "riscv64": ("satp",),
+    "aarch64": ("tcr_el1", "mair_el1", "sctlr_el1")}
+"""The registers a scan takes (besides the roots): those of one-stage translation (RISC-V's satp for its
+MODE; AArch64's EL1&0 regime: not stage 2, not EL2)."""
+
+_ADDRESS_FIELDS: Final = {"cr3": CR3.mask("ADDR"), "satp": SATP.mask("PPN"),
+                          "ttbr0_el1": TTBR0_EL1.mask("BADDR"), "ttbr1_el1": TTBR1_EL1.mask("BADDR")}
+_ACCEPTED: Final = np.array([Reason.OK, Reason.PERMISSION, Reason.ACCESSED_DIRTY, Reason.PROTECTION_KEY],
+                            dtype=np.uint8)      # verdicts of a well-formed entry that this access may not use
+
+
+def with_root(name: str, value: int, pa: int) -> int:
+    """Register `name`'s `value` with its root address field (x86 CR3.ADDR, RISC-V satp.PPN, AArch64
+    TTBRn_EL1.BADDR) holding `pa`, the other fields kept."""
+    encoded = pa >> 12 if name == "satp" else pa
+    return value & ~_ADDRESS_FIELDS[name] | encoded
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One paging mode to scan for: its registers (every one but the roots, which are 0), the walker they
+    make, and the region whose root tables are looked for (AArch64: TTBR1_EL1's; both have one shape)."""
+
+    registers: dict[str, int]
+    walker: Walker
+    region: Region
+
+    @property
+    def name(self) -> str:
+        return self.region.fmt.name
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A frame that reads as a root table of `shape`, with its score and the evidence for it."""
+
+    pa: int
+    shape: Shape
+    score: float
+    entries: int                # the root table's entries
+    present: int
+    well_formed: int            # present entries the rules accept, pointing at RAM
+    below_tables: int           # tables sampled below it
+    below: float                # their well-formed fraction (the mean over the levels reached)
+    kernel: int = 0             # well-formed entries in the upper (kernel) half (x86-64, RISC-V)
+    shared: int = 0             # of those, held by another candidate too
+    sharers: int = 0            # the most candidates holding one of them (this one included)
+    pti_user: int | None = None  # x86-64: the user PGD 4 KiB above, a PTI pair
+    registers: dict[str, int] = field(default_factory=dict)   # the shape's registers with this root
+
+    def describe(self) -> str:
+        """The candidate as one line of `pagetable find-roots`."""
+        half = ""
+        if self.shape.region.select_bit is None:
+            half = f"; kernel half {self.kernel}, " + (
+                f"{self.shared} shared by up to {self.sharers} candidates" if self.shared else "none shared")
+        pti = f"  PTI pair: user PGD {self.pti_user:#x}" if self.pti_user is not None else ""
+        return (f"{self.pa:#x}  score {self.score:.2f}  {self.shape.name}  present {self.present} of {self.entries} "
+                f"(well-formed {self.well_formed}{half})  below {self.below:.2f} over {self.below_tables} "
+                f"tables{pti}")
+
+    def as_json(self) -> dict[str, object]:
+        """The candidate as one JSON object of `pagetable find-roots --json` (the halves' counts null on
+        AArch64, whose root tables map one half each)."""
+        one_root = self.shape.region.select_bit is None
+        return {"pa": f"{self.pa:#x}", "score": round(self.score, 4), "mode": self.shape.name,
+                "entries": self.entries, "present": self.present, "well_formed": self.well_formed,
+                **{k: v if one_root else None for k, v in (("kernel_half", self.kernel), ("shared", self.shared),
+                                                            ("sharers", self.sharers))},
+                "below_tables": self.below_tables, "below": round(self.below, 4),
+                "pti_user": None if self.pti_user is None else f"{self.pti_user:#x}",
+                "registers": {k: f"{v:#x}" for k, v in self.registers.items()}}
+
+
+def shapes(mem: PhysMem, arch: Architecture, registers: Mapping[str, int], pa_bits: int | None) -> list[Shape]:
+    """The modes to scan for: each of `DEFAULT_REGISTERS`, with the given `registers` over it (a given
+    register fixes the mode: every default that differs only in registers given is one shape). A root
+    register among `registers` is an error (the scan finds it)."""
+    if arch.name not in ROOT_REGISTERS or arch.walker_from_registers is None:
+        raise PagetableError(f"find-roots does not support {arch.cli_name}")
+    roots = ROOT_REGISTERS[arch.name]
+    for name in registers:
+        if name in roots and name != "satp":
+            raise PagetableError(f"register {name} holds the root the scan finds: give the other registers only")
+        if name not in SCAN_REGISTERS[arch.name]:
+            raise PagetableError(f"register {name[:40]!r}: find-roots looks for one-stage roots "
+                                 f"({arch.cli_name}: give {', '.join(SCAN_REGISTERS[arch.name])})")
+    out: list[Shape] = []
+    seen: set[tuple[tuple[str, int], ...]] = set()
+    for default in DEFAULT_REGISTERS[arch.name]:
+        regs = {**{r: 0 for r in roots}, **default, **registers}
+        if "satp" in registers:
+            regs["satp"] = with_root("satp", registers["satp"], 0)
+        key = tuple(sorted(regs.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        walker = arch.walker_from_registers(mem, dict(regs), pa_bits)
+        regions = walker.rules.regime.regions
+        if not regions:
+            raise PagetableError("the registers turn translation off: there is no root to find")
+        out.append(Shape(regs, walker, regions[-1]))     # AArch64: TTBR1_EL1's (the kernel's); else the one
+    return out
+
+
+@dataclass
+class _Found:
+    """One shape's candidates as the scan finds them: addresses, root entries, and the root-level verdicts."""
+
+    pa: list[U64] = field(default_factory=list)
+    rows: list[U64] = field(default_factory=list)
+    good: list[Bool] = field(default_factory=list)
+    table: list[Bool] = field(default_factory=list)
+
+
+def _judge(shape: Shape, depth: int, raw: U64) -> tuple[Bool, Bool, Bool]:
+    """For entries at `depth`: which are present (the codec's valid bit), which of those are well formed (the
+    rules accept them for a supervisor read, whatever the permissions say, and their next table, or a leaf's
+    first byte, is RAM), and which of those point at a table."""
+    fmt, mem = shape.region.fmt, shape.walker.mem
+    n = raw.shape[0]
+    present = np.asarray(fmt.codec.is_present_np(raw), dtype=bool)
+    if n == 0:
+        return present, present, present
+    st = StepColumns.filled(shape.walker.rules.step(
+        shape.region, depth, raw, np.full(n, Access.READ, dtype=np.uint8),
+        np.full(n, Privilege.SUPERVISOR, dtype=np.uint8), np.full(n, PERMS)), (n,))
+    leaf = np.asarray(st.leaf, dtype=bool)
+    addr = np.asarray(fmt.codec.paddr_np(raw, depth != fmt.depth_count - 1), dtype=np.uint64)
+    ok = present & np.isin(st.reason, _ACCEPTED)
+    last = depth + 1 == fmt.depth_count
+    inram = mem.contains_np(addr, 8 if last else fmt.table_size(depth + 1))
+    inram = np.where(leaf, mem.contains_np(addr, 8), inram)
+    good = ok & inram
+    return present, good, good & ~leaf
+
+
+def _file_data(fd: int, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """The ranges of [start, end) of file `fd` that may hold data: all of it, less the holes of a sparse
+    file (lseek SEEK_DATA/SEEK_HOLE, where the system has them), which read as zeros."""
+    if not hasattr(os, "SEEK_DATA"):
+        yield start, end
+        return
+    pos = start
+    while pos < end:
+        try:
+            begin = os.lseek(fd, pos, os.SEEK_DATA)
+            stop = os.lseek(fd, begin, os.SEEK_HOLE)
+        except OSError as exc:                   # ENXIO: holes to the end; EINVAL: no hole support
+            if exc.errno != errno.ENXIO:
+                yield pos, end
+            return
+        if begin >= end:
+            return
+        yield begin, min(stop, end)
+        pos = stop
+
+
+def _chunks(source: Image | PhysMem, align: int) -> Iterator[tuple[int, U64]]:
+    """The `align`-aligned frames of RAM, up to `CHUNK_BYTES` of them at a time, as (PA of the first, their
+    words, one row a frame). An image's segments are read from their files into one buffer, skipping the
+    holes of sparse files (zero frames, no candidates); a `PhysMem` is read through its views."""
+    per_chunk = max(1, CHUNK_BYTES // align) * align
+    if isinstance(source, PhysMem):
+        for r in source.regions:
+            first, end = -(-r.base // align) * align, (r.base + r.size) // align * align
+            for pa in range(first, end, per_chunk):
+                yield pa, source.words(pa, min(per_chunk, end - pa) // 8).reshape(-1, align // 8)
+        return
+    largest = max((-(-seg.size // align) * align for seg in source.segments), default=align)
+    buffer = np.empty(min(per_chunk, largest), dtype=np.uint8)        # no bigger than the image needs
+    for seg in source.segments:
+        first, end = -(-seg.base // align) * align, (seg.base + seg.size) // align * align
+        with open(seg.path, "rb", buffering=0) as f:
+            for start, stop in _file_data(f.fileno(), seg.offset + first - seg.base, seg.offset + end - seg.base):
+                lo = (start - seg.offset + seg.base) // align * align          # whole frames around the data
+                hi = -(-(stop - seg.offset + seg.base) // align) * align
+                for pa in range(max(lo, first), min(hi, end), per_chunk):
+                    n = min(per_chunk, min(hi, end) - pa)
+                    f.seek(seg.offset + pa - seg.base)
+                    if f.readinto(buffer.data[:n]) != n:
+                        raise ImageError(f"{seg.path}: truncated while reading it (it changed since it was opened?)")
+                    yield pa, buffer[:n].view("<u8").reshape(-1, align // 8)
+
+
+def _valid_bit(shape: Shape) -> int | None:
+    """The one bit the codec's `is_present_np` reads (x86 P, RISC-V V, AArch64 descriptor bit 0), found by
+    asking it, or None for a codec whose presence is not one bit."""
+    probes = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))
+    bits = np.flatnonzero(np.asarray(shape.region.fmt.codec.is_present_np(probes), dtype=bool))
+    return int(bits[0]) if bits.size == 1 else None
+
+
+def _scan(group: list[Shape], source: Image | PhysMem) -> list[_Found]:
+    """Every aligned frame of RAM read as the root table of each of `group` (shapes of one table alignment),
+    a chunk at a time, read once for all of them: per shape, the frames whose present entries are at least
+    `MIN_FORM` well formed."""
+    align, mem = group[0].region.fmt.root_size, group[0].walker.mem
+    found = [_Found() for _ in group]
+    valid = [_valid_bit(shape) for shape in group]
+    total = sum((r.base + r.size) // align - -(-r.base // align) for r in mem.regions)
+    with progress.bar(total, "find-roots", unit="frame") as bar:
+        for base, frames in _chunks(source, align):
+            sifted: dict[tuple[EntryCodec, int], tuple[U64, npt.NDArray[np.intp]]] = {}
+            for shape, bit, out in zip(group, valid, found, strict=True):
+                fmt = shape.region.fmt
+                key = (fmt.codec, fmt.levels[0].entries)     # shapes alike in both sift alike (4- and 5-level)
+                if key not in sifted:
+                    sifted[key] = _sift(shape, frames[:, :fmt.levels[0].entries], bit)
+                rows, live = sifted[key]
+                if live.size:
+                    _keep(shape, out, rows, np.uint64(base) + live.astype(np.uint64) * np.uint64(align))
+            bar.update(min(frames.shape[0], total - bar.n))
+    return found
+
+
+def _near(shape: Shape, rows: U64) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Per row of entries: how many are present, and how many of those hold an address in RAM."""
+    fmt = shape.region.fmt
+    present = np.asarray(fmt.codec.is_present_np(rows), dtype=bool)
+    addr = np.asarray(fmt.codec.paddr_np(rows.reshape(-1), fmt.depth_count > 1), dtype=np.uint64)
+    near = present & shape.walker.mem.contains_np(addr, 8).reshape(rows.shape)
+    return near.sum(axis=1), present.sum(axis=1)
+
+
+def _sift(shape: Shape, block: U64, bit: int | None) -> tuple[U64, npt.NDArray[np.intp]]:
+    """The frames of `block` (one row a frame) that may be root tables: with a valid entry (`bit`: the
+    codec's valid bit, tested on all the entries' OR at once), and whose present entries at least `MIN_FORM`
+    hold addresses in RAM, tested on every `_SIEVE`th entry first (random data fails there), then on every
+    one. Their rows (a copy) and numbers."""
+    if bit is None:
+        any_valid = np.asarray(shape.region.fmt.codec.is_present_np(block), dtype=bool).any(axis=1)
+    else:
+        any_valid = np.bitwise_or.reduce(block, axis=1) & np.uint64(1 << bit) != 0
+    live = np.flatnonzero(any_valid)
+    if live.size:
+        near, present = _near(shape, block[live, ::_SIEVE])
+        live = live[near >= MIN_FORM * present]
+    rows = block[live]
+    if live.size:
+        near, present = _near(shape, rows)
+        maybe = near >= MIN_FORM * present
+        rows, live = rows[maybe], live[maybe]
+    return rows, live
+
+
+def _keep(shape: Shape, found: _Found, rows: U64, pas: U64) -> None:
+    """Judge the root entries `rows` (`_sift`'s, of the frames at `pas`) by the walk rules, and keep the
+    frames whose present entries are at least `MIN_FORM` well formed."""
+    present, good, table = (c.reshape(rows.shape) for c in _judge(shape, 0, rows.reshape(-1)))
+    keep = good.sum(axis=1) >= MIN_FORM * present.sum(axis=1)
+    found.pa.append(pas[keep])
+    found.rows.append(rows[keep])
+    found.good.append(good[keep])
+    found.table.append(table[keep])
+
+
+def _samples(table: Bool, most: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Up to `most` table entries per row, evenly spread: (row, entry index) of each."""
+    count = table.sum(axis=1, keepdims=True)
+    rank = np.cumsum(table, axis=1) - 1
+    step = np.maximum(count // most, 1)
+    pick = table & (rank % step == 0) & (rank // step < most)
+    rows, index = np.nonzero(pick)
+    return rows, index
+
+
+def _below(shape: Shape, rows: U64, table: Bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Per root: the tables sampled below it (`SAMPLES` of its table entries, then one table entry of each
+    table reached, down to the last level) and the mean, over the levels reached, of their mean well-formed
+    fraction (an empty table counts 0)."""
+    fmt = shape.region.fmt
+    n = np.zeros(rows.shape[0], dtype=np.int64)
+    levels = np.zeros(rows.shape[0], dtype=np.int64)
+    total = np.zeros(rows.shape[0], dtype=np.float64)
+    owner_of, cur = np.arange(rows.shape[0]), rows        # each row's root, and the rows (root tables first)
+    row, index = _samples(table, SAMPLES)
+    for depth in range(1, fmt.depth_count):
+        if not row.size:
+            break
+        owner = owner_of[row]
+        entries = fmt.levels[depth].entries
+        pointers = np.asarray(fmt.codec.paddr_np(cur[row, index], True), dtype=np.uint64)
+        cur = read_tables(shape.walker.mem, pointers, entries).reshape(-1, entries)
+        present, good, table = (c.reshape(cur.shape) for c in _judge(shape, depth, cur.reshape(-1)))
+        fraction = good.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+        sampled = np.bincount(owner, minlength=n.size)
+        n += sampled
+        levels += sampled > 0
+        total += np.bincount(owner, weights=fraction, minlength=n.size) / np.maximum(sampled, 1)
+        owner_of = owner
+        row, index = _samples(table, 1)
+    return n, total / np.maximum(levels, 1)
+
+
+def _sharing(rows: U64, good: Bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Per root: its well-formed upper-half entries, how many of them another root holds at the same index,
+    and the most roots holding one of them."""
+    half = rows.shape[1] // 2
+    roots, index = np.nonzero(good[:, half:])
+    index = index + half
+    kernel = np.bincount(roots, minlength=rows.shape[0]).astype(np.int64)
+    shared = np.zeros(rows.shape[0], dtype=np.int64)
+    sharers = np.zeros(rows.shape[0], dtype=np.int64)
+    if roots.size:
+        keys = np.stack([index.astype(np.uint64), rows[roots, index]], axis=1)
+        _, inverse, holders = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+        held = holders[inverse.reshape(-1)]
+        np.add.at(shared, roots, held > 1)
+        np.maximum.at(sharers, roots, held)
+    return kernel, shared, sharers
+
+
+def _pti_pairs(pas: U64, rows: U64, good: Bool) -> set[int]:
+    """The candidates at an 8 KiB boundary whose next frame is a candidate too, holding at least one of their
+    upper-half entries (x86 PTI: the user PGD maps the kernel's entry code, arch/x86/mm/pti.c)."""
+    order = np.argsort(pas)
+    kernel = pas % np.uint64(8192) == 0
+    at = np.searchsorted(pas[order], pas + np.uint64(4096))
+    at = np.minimum(at, pas.size - 1)
+    user = order[at]
+    paired = kernel & (pas[user] == pas + np.uint64(4096))
+    k, u = np.flatnonzero(paired), user[paired]
+    half = rows.shape[1] // 2
+    same = (rows[k, half:] == rows[u, half:]) & good[k, half:] & good[u, half:]
+    return set(pas[k[same.any(axis=1)]].tolist())
+
+
+def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> list[Candidate]:
+    """`found`'s frames scored (the module's description) as `Candidate`s."""
+    if not found.pa:
+        return []
+    pas, rows = np.concatenate(found.pa), np.concatenate(found.rows)
+    good, table = np.concatenate(found.good), np.concatenate(found.table)
+    if not pas.size:
+        return []
+    fmt = shape.region.fmt
+    entries = rows.shape[1]
+    present = np.asarray(fmt.codec.is_present_np(rows), dtype=bool).sum(axis=1)
+    formed = good.sum(axis=1)
+    parts = [_below(shape, rows[k:k + _BATCH], table[k:k + _BATCH]) for k in range(0, len(rows), _BATCH)]
+    tables, below = (np.concatenate(column) for column in zip(*parts, strict=True))
+    below = np.where(table.any(axis=1), below, NO_TABLES)
+    sparse = np.clip(2 * (entries - present) / entries, 0, 1)
+    one_root = shape.region.select_bit is None
+    weights = dict(WEIGHTS) if one_root else {k: v for k, v in WEIGHTS.items() if k != "shared"}
+    total = sum(weights.values())
+    owner, index = np.nonzero(table)
+    targets = np.asarray(fmt.codec.paddr_np(rows[owner, index], True), dtype=np.uint64)
+    targets = np.unique(targets[targets != pas[owner]])          # a root's entry pointing at itself is no parent
+    referenced = np.isin(pas, targets)
+    score = (weights["form"] * formed / present + weights["below"] * below + weights["sparse"] * sparse +
+             weights["unreferenced"] * ~referenced)
+    kernel = shared = sharers = np.zeros(pas.shape, dtype=np.int64)
+    if one_root:
+        kernel, shared, sharers = _sharing(rows, good)
+        score = score + weights["shared"] * np.where(kernel > 0, shared / np.maximum(kernel, 1), 0)
+    score = score / total
+    pti = _pti_pairs(pas, rows, good) if "cr4" in shape.registers else set()
+    out = []
+    for n, pa in enumerate(pas.tolist()):
+        user = pa + 4096 if pa in pti else None
+        regs = {**shape.registers, **{r: with_root(r, shape.registers[r], pa) for r in root_names}}
+        out.append(Candidate(pa, shape, float(score[n]), entries, int(present[n]), int(formed[n]), int(tables[n]),
+                             float(below[n]), int(kernel[n]), int(shared[n]), int(sharers[n]), user, regs))
+    return out
+
+
+def find_roots(source: Image | PhysMem, arch: Architecture, registers: Mapping[str, int] | None = None,
+               pa_bits: int | None = None, top: int | None = None) -> list[Candidate]:
+    """The root-table candidates in the RAM of `source` (an image, whose files are read in chunks, or a
+    `PhysMem`) for `arch`, best first (at most `top`), over the modes `shapes`
+    makes of `registers` (the registers other than the roots: x86 cr0, cr4, efer; RISC-V satp's MODE;
+    AArch64 tcr_el1). Each candidate's `registers` are its shape's with every root register
+    (`ROOT_REGISTERS`) holding it. The scan's progress shows on a terminal (`pagetable.progress`)."""
+    if top is not None and top < 1:
+        raise PagetableError(f"--top {top}: give at least 1")
+    found: list[Candidate] = []
+    mem = source if isinstance(source, PhysMem) else source.mem
+    tried = shapes(mem, arch, registers or {}, pa_bits)
+    for align in sorted({shape.region.fmt.root_size for shape in tried}):
+        group = [shape for shape in tried if shape.region.fmt.root_size == align]
+        for shape, frames in zip(group, _scan(group, source), strict=True):
+            found += _candidates(shape, frames, ROOT_REGISTERS[arch.name])
+    order = {id(shape): n for n, shape in enumerate(tried)}        # ties: the more common mode first
+    found.sort(key=lambda c: (-c.score, order[id(c.shape)], -c.present, c.pa))
+    return found[:top] if top is not None else found
+
+
+def auto_root(source: Image | PhysMem, arch: Architecture, registers: Mapping[str, int],
+              pa_bits: int | None = None) -> tuple[dict[str, int], list[str]]:
+    """`registers` with the root registers they lack (`ROOT_REGISTERS`; RISC-V's satp: its PPN) taken
+    from the best candidates (`find_roots` over the other registers), and one line per register filled
+    in, saying why. The roots are filled in `ROOT_REGISTERS` order, each from the best candidate of the
+    best one's mode that no given root register holds: on AArch64, TTBR1_EL1 (the kernel's) gets the best,
+    TTBR0_EL1 (when not given) the next. PagetableError when the image holds too few candidates."""
+    names = ROOT_REGISTERS[arch.name]
+    fill = [n for n in names if n not in registers or n == "satp"]
+    if not fill:
+        raise PagetableError(f"--root auto: {' and '.join(names)} given, so there is no root to find")
+    given = {n: registers[n] for n in names if n in registers and n not in fill}
+    ranked = find_roots(source, arch, {k: v for k, v in registers.items() if k not in given}, pa_bits)
+    if not ranked:
+        raise PagetableError(f"--root auto: the image holds no {arch.cli_name} page-table root candidate")
+    best = ranked[0]
+    taken = {v & _ADDRESS_FIELDS[n] for n, v in given.items()}
+    picks = [best, *(c for c in ranked[1:] if c.shape is best.shape and c.pa != best.pa)]
+    picks = [c for c in picks if c.pa not in taken][:len(fill)]
+    if len(picks) < len(fill):
+        raise PagetableError(f"--root auto: {len(picks)} root candidate(s) for {', '.join(fill)}; give "
+                             f"{fill[-1]} with --reg")
+    regs = {**best.shape.registers, **given}
+    notes = [f"{k}={v:#x} (--root auto: the mode of the best root candidate, {best.shape.name})"
+             for k, v in best.shape.registers.items() if k not in registers and k not in names]
+    for name, c in zip(fill, picks, strict=True):
+        regs[name] = c.registers[name]
+        notes.append(f"{name}={regs[name]:#x} (--root auto: root candidate {ranked.index(c) + 1} of {len(ranked)}, "
+                     f"score {c.score:.2f})")
+    return regs, notes
