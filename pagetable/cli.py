@@ -363,7 +363,8 @@ def _add_walk_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="the memory image (an ELF core or LiME file, or raw FILE@BASE files)")
     _add_target_arguments(w)
     w.add_argument("--format", choices=list(FORMATS), default="ptdump",
-                   help="ptdump: Linux's debugfs page-table dump; json, csv: one row per leaf (docs/dump-walk.md)")
+                   help="ptdump: Linux's debugfs page-table dump; json, csv: one row per leaf (docs/dump-walk.md); "
+                        "qemu-info-mem, qemu-info-tlb: QEMU 7.2's monitor output (docs/dump-qemu-formats.md)")
     w.add_argument("--range", metavar="START-END|START+SIZE", help="only the VAs in [START, END), multiples of 4 KiB")
     w.add_argument("--stage", type=_int, choices=(1, 2), default=1,
                    help="of a two-stage walker: 1 the guest's view (VA to final PA), 2 stage 2 alone")

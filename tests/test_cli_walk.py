@@ -319,5 +319,26 @@ def test_library_formats_and_notes() -> None:
     w = arch.walker_from_registers(mem, {"satp": 8 << 60 | 0x8_0001}, None)
     notes: list[str] = []
     assert list(ptdump_lines(w, note=notes.append)) == RISCV_PTDUMP and notes == [RISCV_NOTE]
-    assert list(FORMATS) == ["ptdump", "json", "csv"]
+    assert list(FORMATS) == ["ptdump", "json", "csv", "qemu-info-mem", "qemu-info-tlb"]
     assert len(list(FORMATS["json"](w, 0x1000, 0x3000))) == 2
+
+
+@pytest.mark.parametrize("mode", ["x86_64-4level", "sv39"])
+def test_qemu_formats_are_the_monitor_formats(mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--format qemu-info-mem` / `qemu-info-tlb` print `qemu_monitor`'s lines (checked against QEMU's own
+    monitor in tests/test_qemu_monitor_formats.py) for the image's tables; `--range` keeps the lines that
+    meet it; an architecture the monitor has no such command for is refused in one line."""
+    from pagetable.dump.qemu_monitor import info_mem_lines, info_tlb_lines
+    vs = vector_set(mode)
+    argv = ["walk", *image(vs, "elf", tmp_path), "--arch", registry.by_name(vs.arch).cli_name, *registers(vs),
+            *pa_bits(vs)]
+    formats = {"qemu-info-mem": info_mem_lines} | ({"qemu-info-tlb": info_tlb_lines} if "x86" in mode else {})
+    for name, lines in formats.items():
+        out, _ = run(capsys, [*argv, "--format", name])
+        assert out == list(lines(walker(vs))) and len(out) > 10
+        top = 0x8000_0000_0000 if "x86" in mode else 0x40_0000_0000
+        low, _ = run(capsys, [*argv, "--format", name, "--range", f"0-{top:#x}"])
+        assert low == list(lines(walker(vs), 0, top)) and 0 < len(low) < len(out)
+    if "x86" not in mode:
+        assert main([*argv, "--format", "qemu-info-tlb"]) == 2
+        assert capsys.readouterr().err == "pagetable: error: QEMU's monitor has 'info tlb' for x86 only, not for Sv39\n"

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from pagetable import registry
 from pagetable.cli import main
+from pagetable.dump.walk import FORMATS
 from pagetable.vectors import VectorSet
 
 from .fuzzing import bounded, count, fuzz
@@ -39,7 +40,7 @@ def well_formed(fmt: str, lines: list[str]) -> None:
 
 
 @fuzz(short=24, long=2_000)
-@given(st.sampled_from(MODES + X86_MODES + A64_MODES), st.sampled_from(["ptdump", "json", "csv"]), RANGES,
+@given(st.sampled_from(MODES + X86_MODES + A64_MODES), st.sampled_from(sorted(FORMATS)), RANGES,
        st.sampled_from([None, "1", "2"]), st.data())
 def test_walk_of_mutated_images_and_registers(mode: str, fmt: str, span: str | None, stage: str | None,
                                               data: st.DataObject) -> None:

@@ -183,12 +183,12 @@ def _extend_np(va: U64, bits: int) -> U64:
 
 
 def _overlaps_np(start: int | None, end: int | None, lo: U64, hi: U64) -> Bool:
-    """Which printed ranges [lo, hi) meet [start, end) (no bound: every one). `hi` may have wrapped to 0 at
-    the top of the space."""
+    """Which printed ranges [lo, hi) meet [start, end) (no bound, or an end of 2**64: every one). `hi` may
+    have wrapped to 0 at the top of the space."""
     keep = np.ones(lo.shape, dtype=bool)
     if start is not None:
         keep &= (hi > np.uint64(start)) | (hi <= lo)
-    if end is not None:
+    if end is not None and end < 1 << 64:
         keep &= lo < np.uint64(end)
     return keep
 

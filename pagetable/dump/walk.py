@@ -16,6 +16,8 @@ the entries every access faults on); what the walk could not follow (`Mappings.p
   access faults on shows its own bits and ends with `  ! faults: <reason>` (`listing.fault_note`).
 - `json`: one object a line per row of `Walker.mappings` (leaf, or rejected entry).
 - `csv`: a header line, then the same fields, one row a line.
+- `qemu-info-mem`, `qemu-info-tlb`: QEMU 7.2's monitor commands, byte for byte (`qemu_monitor`: x86 and
+  RISC-V `info mem`, x86 `info tlb`), which walk the tables as the monitor does, not as the hardware does.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from ..mappings import Mappings
 from ..translation import Access, MemoryType, Privilege, Reason, Region, perm_bit
 from ..walker import Walker
 from .output import Column, chunked_lines, hexadecimal, named, text
+from .qemu_monitor import info_mem_lines, info_tlb_lines
 
 __all__ = ["FORMATS", "WalkFormat", "csv_lines", "json_lines", "note_stderr", "ptdump_lines", "walk_regions"]
 
@@ -407,5 +410,16 @@ def csv_lines(walker: Walker, start: int | None = None, end: int | None = None, 
             note(problem)
 
 
-FORMATS: dict[str, WalkFormat] = {"ptdump": ptdump_lines, "json": json_lines, "csv": csv_lines}
+def _noted(lines: Callable[[Walker, int | None, int | None, list[str]], Iterator[str]]) -> WalkFormat:
+    """A QEMU monitor format (`qemu_monitor`), its problems said on stderr after its lines."""
+    def walk(walker: Walker, start: int | None = None, end: int | None = None) -> Iterator[str]:
+        problems: list[str] = []
+        yield from lines(walker, start, end, problems)
+        for problem in problems:
+            note_stderr(problem)
+    return walk
+
+
+FORMATS: dict[str, WalkFormat] = {"ptdump": ptdump_lines, "json": json_lines, "csv": csv_lines,
+                                  "qemu-info-mem": _noted(info_mem_lines), "qemu-info-tlb": _noted(info_tlb_lines)}
 """The `pagetable walk --format` choices."""
