@@ -16,13 +16,11 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pagetable import registry
 from pagetable.cli import main
 from pagetable.dump.walk import FORMATS
-from pagetable.vectors import VectorSet
 
 from .fuzzing import bounded, count, fuzz
-from .test_fuzz_cli import _CLI_ARCH, A64_MODES, IMAGE_LIMIT, MODES, X86_MODES, base, vector_dir
+from .test_fuzz_cli import _CLI_ARCH, A64_MODES, IMAGE_LIMIT, MODES, X86_MODES, mutated, vector_dir
 
 RANGES = st.one_of(st.none(), st.tuples(st.integers(0, (1 << 64) - 1), st.integers(0, (1 << 64) - 1)).map(
     lambda t: f"{t[0]:#x}-{t[1]:#x}"), st.integers(0, 1 << 48).map(lambda s: f"{s:#x}+0x200000"),
@@ -44,20 +42,7 @@ def well_formed(fmt: str, lines: list[str]) -> None:
        st.sampled_from([None, "1", "2"]), st.data())
 def test_walk_of_mutated_images_and_registers(mode: str, fmt: str, span: str | None, stage: str | None,
                                               data: st.DataObject) -> None:
-    d, doc, image = base(mode)
-    ram = VectorSet.read(d).mem.regions[0].base
-    arch = registry.by_name(doc["arch"])
-    regs = {k: int(v, 16) for k, v in doc["registers"].items()}
-    for _ in range(data.draw(st.integers(0, 2))):
-        name = data.draw(st.sampled_from([*arch.register_names, "bogus", *regs]))
-        if data.draw(st.booleans()) and name in regs:
-            del regs[name]
-        else:
-            regs[name] = data.draw(st.one_of(st.integers(0, (1 << 64) - 1), st.sampled_from([0, 1, 1 << 63])))
-    mem = bytearray(image)
-    for index, value in data.draw(st.lists(st.tuples(st.integers(0, 96 * 512 - 1), st.integers(0, (1 << 64) - 1)),
-                                           max_size=16)):
-        mem[index * 8:index * 8 + 8] = value.to_bytes(8, "little")
+    _, arch, ram, regs, mem = mutated(mode, data, 2)
     argv = ["walk", "--arch", _CLI_ARCH[arch.name], *(f"--reg={k}={v:#x}" for k, v in regs.items()),
             "--format", fmt, *([f"--range={span}"] if span is not None else []),
             *(["--stage", stage] if stage is not None else [])]
