@@ -9,25 +9,29 @@
   pagetable explain --arch x86_64 VALUE  ... of an x86 paging entry (or --register cr0/cr3/cr4/efer/pat/pkru/rflags)
   pagetable explain --arch aarch64 VALUE ... of a VMSAv8-64 descriptor (or --register tcr_el1/ttbr0_el1/vtcr_el2/...)
 
-  pagetable translate IMAGE... --arch ARCH (--reg NAME=VALUE ... | --regs FILE.json) [--pa-bits N]
-            [--access read|write|execute|any] [--privilege user|supervisor] [--json] (VA... | --va-file FILE)
-                                      translate VAs through the tables of a memory image (docs/dump.md)
-  pagetable walk IMAGE... --arch ARCH (--reg ... | --regs F | --cpu N) [--format ptdump|json|csv]
-            [--range START-END] [--stage 1|2]   list every mapping of the tables (docs/dump-walk.md)
-  pagetable diff IMAGE... --arch ARCH (--reg ... | --regs FILE.json | --cpu N) [--image2 IMAGE...]
-            [--other-reg NAME=VALUE ... | --other-regs FILE.json] [--other-cpu N] [--range S-E] [--by-entry] [--json]
+  The dump commands (docs/dump.md) take IMAGE... (an ELF core, a LiME file or raw FILE@BASE files) and
+  REGS: --arch riscv|x86_64|aarch64 (--reg NAME=VALUE ... | --regs FILE.json | --cpu N) [--root auto] [--pa-bits N]
+  pagetable translate IMAGE... REGS [--access read|write|execute|any] [--privilege user|supervisor] [--json]
+            (VA... | --va-file FILE)  translate VAs through the tables of a memory image
+  pagetable walk IMAGE... REGS [--format ptdump|json|csv|qemu-info-mem|qemu-info-tlb] [--range START-END]
+            [--stage 1|2]             list every mapping of the tables (docs/dump-walk.md)
+  pagetable check IMAGE... REGS [--json]   findings about the tables; exit 1 on an error (docs/dump-check.md)
+  pagetable diff IMAGE... REGS [--image2 IMAGE...] [--other-reg NAME=VALUE ... | --other-regs FILE.json]
+            [--other-cpu N] [--range S-E] [--by-entry] [--json]
                                       compare two address spaces as the hardware sees them (docs/dump-diff.md)
-  pagetable plot IMAGE... --arch ARCH (--reg ... | --regs FILE.json | --cpu N) --out map.png|svg|pdf [--range S-E]
-                                      draw an address space (docs/dump-plot.md)
+  pagetable plot IMAGE... REGS --out map.png|svg|pdf [--range S-E]   draw an address space (docs/dump-plot.md)
+  pagetable find-roots IMAGE... --arch ARCH [--reg ...] [--top K] [--json]
+                                      scan an image for page-table roots (docs/dump-find-roots.md)
 
 Each architecture's part (modes, generate options, explain, the walker from named registers) comes from
 `pagetable.registry`.
 
 Exit status: 0 on success (for `translate`, a fault is an answer too); 1 when `vectors check` finds a case
-that disagrees, or `diff` a difference; 2 for errors in the input (missing files, malformed JSON, bad
-numbers, values that do not fit a register, tables that cannot be walked; for the dump commands also an
-unknown or truncated image, unknown or missing registers, register values selecting a reserved mode, a bad
-VA or `--va-file` line, a bad `--range`), printed as one line.
+that disagrees, `check` an error-level finding, `diff` a difference or `find-roots` no candidate; 2 for
+errors in the input (missing files, malformed JSON, bad numbers, values that do not fit a register, tables
+that cannot be walked; for the dump commands also an unknown or truncated image, unknown or missing
+registers, register values selecting a reserved mode, a bad VA or `--va-file` line, a bad `--range`),
+printed as one line.
 Anything else escaping is a bug in pagetable (the fuzz tests in tests/test_fuzz_*.py look for them).
 """
 
