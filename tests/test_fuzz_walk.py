@@ -12,11 +12,13 @@ import contextlib
 import csv
 import io
 import json
+import re
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pagetable.cli import main
+from pagetable.dump.qemu_monitor import RISCV_BARE, RISCV_HEADER
 from pagetable.dump.walk import FORMATS
 
 from .fuzzing import bounded, count, fuzz
@@ -33,6 +35,8 @@ def well_formed(fmt: str, lines: list[str]) -> None:
     elif fmt == "csv":
         rows = list(csv.reader(io.StringIO("\n".join(lines))))
         assert rows[0][0] == "region" and all(len(r) == len(rows[0]) for r in rows)
+    elif fmt.startswith("qemu-"):       # QEMU's monitor: hex without 0x, and RISC-V's header or Bare line
+        assert all(re.match(r"[0-9a-f]{16}[-: ]", line) or line in (*RISCV_HEADER, RISCV_BARE) for line in lines)
     else:
         assert all(line.startswith(("0x", "---[ ")) for line in lines)
 
