@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pagetable.cli import _va_file, main
+from pagetable.cli import main
+from pagetable.cli.dump import _va_file
 from pagetable.dump import translate
 from pagetable.dump.output import fixed, hexadecimal, lines, named, only, text
 from pagetable.dump.translate import va_column

@@ -1,0 +1,145 @@
+"""The vector and explain commands: `pagetable vectors generate|show|check` (docs/vectors.md) and
+`pagetable explain`."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+
+from .. import registry
+from ..errors import PagetableError
+from ..listing import permissions, ptdump_lines
+from ..vectors import SCHEMA, VectorSet, expected_cases
+from ..walker import Walker
+from .common import NOTES_SHOWN, Parser, number
+
+
+def cmd_generate(ns: argparse.Namespace) -> int:
+    arch = registry.by_mode(ns.mode)
+    for other, actions in getattr(ns, "arch_options", {}).items():      # another architecture's options do not apply
+        for action in actions:
+            if other != arch.name and getattr(ns, action.dest) != action.default:
+                raise PagetableError(f"{action.option_strings[0]} is an option of the {other} modes, not of "
+                                     f"{ns.mode}")
+    vs = arch.generate(ns)
+    faults = vs.faults()
+    images = "\n".join(f"{'mem.bin' if n == 0 else f'mem{n}.bin':<12}physical memory image, loaded at {r.base:#x} "
+                        f"({r.size} bytes)" for n, r in enumerate(vs.mem.regions))
+    registers = ", ".join(f"{k} = {v:#x}" for k, v in vs.registers.items())
+    readme = (f"pagetable test vectors ({vs.arch} {vs.mode}, seed {ns.seed})\n\n{images}\n"
+              f"vectors.json registers ({registers}), walker options and "
+              f"{len(vs.cases)} cases ({len(vs.cases) - faults} translations, {faults} faults)\n\n"
+              "Each case: translate 'va' for 'access' at 'privilege' with the options given; expect 'pa',\n"
+              f"{arch.readme_notes(vs)}"
+              f"Schema: {SCHEMA} (docs/vectors.md in the pagetable project).\n")
+    vs.write(ns.out, readme)
+    print(f"wrote {len(vs.cases)} cases for {vs.mode} (seed {ns.seed}) to {ns.out}")
+    return 0
+
+
+def _listing(what: str, walker: Walker) -> None:
+    """Print each region of a walker's regime as the hardware reads it, as ptdump does, with what the walk
+    could not follow; the title names the region's register (satp, hgatp, TTBR0_EL1, CR3)."""
+    for k, region in enumerate(walker.rules.regime.regions):
+        leaves = walker.mappings(region=k)
+        print(f"{region.name}{f' ({what})' if what else ''}: {region.fmt.name}, root table at {region.root:#x}")
+        for line in ptdump_lines(leaves):
+            print(line)
+        for problem in leaves.problems[:NOTES_SHOWN]:
+            print(f"note: {problem}")
+        if len(leaves.problems) > NOTES_SHOWN:
+            print(f"note: ... and {len(leaves.problems) - NOTES_SHOWN} more notes like these")
+        print()
+
+
+def cmd_show(ns: argparse.Namespace) -> int:
+    vs = VectorSet.read(ns.dir)
+    walker = registry.walker_for(vs)
+    print(f"{vs.arch} {vs.mode}: {', '.join(f'{k} {v:#x}' for k, v in vs.registers.items())}; "
+          f"RAM {vs.mem.describe()}")
+    print(f"options: {', '.join(f'{k}={v}' for k, v in vs.options.items())}")
+    print()
+    if walker.stage2 is None:
+        _listing("", walker)
+    else:
+        _listing("stage 2, guest-physical -> host-physical", walker.stage2)
+        _listing("stage 1, guest-virtual -> guest-physical, its tables read through stage 2", walker)
+    outcomes = collections.Counter(c.reason or ("ok" if c.pa is not None else c.fault) for c in vs.cases)
+    print(f"{len(vs.cases)} cases: " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())))
+    if ns.cases:
+        for c in vs.cases:
+            where = "" if c.stage is None else f" stage {c.stage}"
+            gpa = "" if c.gpa is None else f" {'implicit ' if c.implicit else ''}gpa {c.gpa:#x}"
+            attrs = (f" {permissions(c.perms)}" if c.perms is not None else "") + (f" {c.memtype}" if c.memtype else "")
+            result = (f"pa {c.pa:#x}{gpa}{attrs}" if c.pa is not None else
+                      f"{c.fault} at level {c.level}{where} ({c.reason}){gpa}")
+            print(f"  {c.va:#018x} {c.access:<7} {c.privilege:<10} -> {result:<44} {c.label}")
+    return 0
+
+
+def cmd_check(ns: argparse.Namespace) -> int:
+    vs = VectorSet.read(ns.dir)
+    attributes = registry.by_name(vs.arch).attributes    # translations record perms and memtype
+    walked = expected_cases(registry.walker_for(vs), *vs.lanes(), attributes=attributes)
+    fields = "pa, fault, level, stage, gpa, implicit, syndrome" + (", perms, memtype" if attributes else "")
+    bad = 0
+    for n, (c, w) in enumerate(zip(vs.cases, walked, strict=True)):
+        with_syndrome = c.syndrome is not None            # a version 1 file records none
+        if c.outcome(with_syndrome, attributes) != w.outcome(with_syndrome, attributes):
+            bad += 1
+            print(f"case {n}: {c.va:#x} {c.access} {c.privilege}: expected ({fields}) = "
+                  f"{_show(c.outcome(with_syndrome, attributes))}, walker says "
+                  f"{_show(w.outcome(with_syndrome, attributes))} ({w.reason})")
+    print(f"{len(vs.cases) - bad} passed, {bad} failed")
+    return 1 if bad else 0
+
+
+def _show(values: tuple[object, ...]) -> str:
+    def one(v: object) -> str:
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} {one(x)}" for k, x in v.items()) + "}"
+        return hex(v) if type(v) is int and v > 9 else str(v)
+    return "(" + ", ".join(one(v) for v in values) + ")"
+
+
+def cmd_explain(ns: argparse.Namespace) -> int:
+    arch = registry.by_cli_name(ns.arch)
+    register = ns.register or arch.registers[0]
+    if register not in arch.registers:
+        raise PagetableError(f"{arch.cli_name} has no register {register!r} to explain "
+                             f"({', '.join(arch.registers)})")
+    for line in arch.explain(register, ns.value):
+        print(line)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
+    """`vectors generate|show|check` and `explain`."""
+    vec = sub.add_parser("vectors", help="generate, show and check test vectors").add_subparsers(
+        dest="action", required=True)
+    g = vec.add_parser("generate", help="build a random but deliberate address space and its cases")
+    g.add_argument("--mode", required=True, choices=[m for a in registry.ARCHITECTURES for m in a.modes],
+                   help="; ".join(f"{m}: {what}" for a in registry.ARCHITECTURES for m, what in a.modes.items()))
+    g.add_argument("--seed", type=number, required=True)
+    g.add_argument("--out", required=True, help="output directory (created)")
+    g.add_argument("--cases", type=number, help="number of cases (default: every target x access x privilege)")
+    arch_options: dict[str, list[argparse.Action]] = {}
+    for arch in registry.ARCHITECTURES:
+        known = len(g._actions)
+        arch.add_generate_options(g)
+        arch_options[arch.name] = g._actions[known:]
+    g.set_defaults(func=cmd_generate, arch_options=arch_options)
+    s = vec.add_parser("show", help="list a vector set's address space and summarise its cases")
+    s.add_argument("dir")
+    s.add_argument("--cases", action="store_true", help="also print every case")
+    s.set_defaults(func=cmd_show)
+    c = vec.add_parser("check", help="recompute every case with the walker")
+    c.add_argument("dir")
+    c.set_defaults(func=cmd_check)
+    e = sub.add_parser("explain", help="name every field of a raw entry or register value")
+    e.add_argument("value", type=number)
+    e.add_argument("--arch", choices=[a.cli_name for a in registry.ARCHITECTURES],
+                   default=registry.ARCHITECTURES[0].cli_name)
+    e.add_argument("--register", choices=sorted({r for a in registry.ARCHITECTURES for r in a.registers}),
+                   help="what VALUE is (default: the architecture's page-table entry)")
+    e.set_defaults(func=cmd_explain)
