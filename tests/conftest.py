@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Protocol, cast
 
 import pytest
 
+from pagetable.vectors import linux
 from pagetable.vectors.aarch64 import qemu as qemu_aarch64
 from pagetable.vectors.riscv import qemu as qemu_riscv
 from pagetable.vectors.x86_64 import qemu as qemu_x86
@@ -89,6 +91,25 @@ def require_qemu_aarch64() -> str:
     """qemu-system-aarch64's path, with the binutils that assemble its stub (`_require_qemu`)."""
     return _require_qemu(cast(_Harness, qemu_aarch64))
 
+
+def require_qemu_x86_binary() -> str:
+    """qemu-system-x86_64's path alone (a kernel needs no stub assembled): skip without it, or fail when
+    CI=true."""
+    path = qemu_x86.find_qemu()
+    _require([] if path is not None else
+             [f"{qemu_x86.QEMU_BINARY} not found (Debian package {qemu_x86.QEMU_PACKAGE})"])
+    assert path is not None  # else _require skipped or failed the test
+    return path
+
+
+def require_linux_kernel() -> Path:
+    """Debian's kernel (pagetable.vectors.linux.fetch_kernel: cached, or fetched with apt-get download):
+    skip with what to install when it cannot be had, or fail when CI=true."""
+    try:
+        return linux.fetch_kernel()
+    except linux.KernelUnavailable as exc:
+        _require([f"the Linux kernel {linux.KERNEL_PACKAGE} is unavailable: {exc}"])
+        raise AssertionError("unreachable: _require skipped or failed the test") from exc
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
