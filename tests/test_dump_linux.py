@@ -7,6 +7,8 @@ and `check` and `find-roots` on a healthy kernel's tables. docs/dump-linux.md sa
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from pagetable.dump import open_image, open_target
 from pagetable.dump.check import check
 from pagetable.dump.qemu_monitor import info_mem_lines, info_tlb_lines
 from pagetable.dump.roots import find_roots
+from pagetable.vectors import linux as linux_module
 from pagetable.vectors.linux import Monitor, boot_and_dump, monitor_registers
 
 from .conftest import require_linux_kernel, require_qemu_x86_binary
@@ -131,3 +134,55 @@ def test_find_roots_ranks_cr3_behind_early_top_pgt(linux: Booted) -> None:
     # head_64.S's early_top_pgt, the root of the early boot, left in the kernel's .data; CR3 comes second
     assert found[:2] == [(0x2A1_4000, "4-level paging"), (cr3, "4-level paging")]
     assert image.mem.read(0x2A1_4000 + 511 * 8, 8) == image.mem.read(cr3 + 511 * 8, 8)
+
+
+# ------------------------------------------------------------------------------- fetching the kernel
+def _deb(tmp_path: Path, package: str, files: dict[str, bytes]) -> Path:
+    """A .deb of `package` holding `files` (paths under /), built with dpkg-deb -b."""
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb not found (Debian package dpkg)")
+    tree = tmp_path / "tree"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(f"Package: {package}\nVersion: 1.0\nArchitecture: all\n"
+                                             "Maintainer: test <test@example.org>\nDescription: test\n")
+    for name, data in files.items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_bytes(data)
+    deb = tmp_path / "cache" / f"{package}_1.0_all.deb"
+    deb.parent.mkdir(exist_ok=True)
+    subprocess.run(["dpkg-deb", "-b", "-Zgzip", str(tree), str(deb)], check=True, capture_output=True)
+    return deb
+
+
+def test_fetch_extracts_a_cached_deb_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = "linux-image-9.9-test"
+    deb = _deb(tmp_path, package, {"boot/vmlinuz-9.9-test": b"kernel", "boot/config-9.9-test": b"config"})
+    monkeypatch.setattr(linux_module, "APT_ARCHIVES", tmp_path / "none")
+    vmlinuz = linux_module.fetch_kernel(package, deb.parent)
+    assert vmlinuz == deb.parent / "vmlinuz-9.9-test" and vmlinuz.read_bytes() == b"kernel"
+    assert sorted(p.name for p in deb.parent.iterdir()) == [deb.name, vmlinuz.name]    # nothing else left
+    deb.unlink()
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert linux_module.fetch_kernel(package, deb.parent) == vmlinuz                          # reused
+
+
+def test_fetch_refuses_a_deb_without_the_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deb = _deb(tmp_path, "linux-image-9.9-test", {"boot/config-9.9-test": b"config"})
+    monkeypatch.setattr(linux_module, "APT_ARCHIVES", tmp_path / "none")
+    with pytest.raises(linux_module.KernelUnavailable, match=r"_1\.0_all\.deb has no /boot/vmlinuz-9\.9-test$"):
+        linux_module.fetch_kernel("linux-image-9.9-test", deb.parent)
+
+
+def test_fetch_without_apt_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(linux_module, "APT_ARCHIVES", tmp_path / "none")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("PAGETABLE_CACHE", str(tmp_path))
+    message = f"{linux_module.KERNEL_PACKAGE} is not cached and apt-get is missing: it needs apt-get and dpkg-deb " \
+              f"(Debian) with a reachable mirror, or {linux_module.KERNEL_PACKAGE}'s .deb put into {tmp_path}/linux " \
+              "(`make kernel` fetches it)"
+    with pytest.raises(linux_module.KernelUnavailable) as caught:
+        linux_module.fetch_kernel()
+    assert str(caught.value) == message
+    assert linux_module.main() == 1
+    assert capsys.readouterr() == ("", f"the Linux kernel for tests/test_dump_linux.py is unavailable: {message}\n")

@@ -69,7 +69,8 @@ def _run(argv: Sequence[str], cwd: Path) -> None:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise KernelUnavailable(f"{argv[0]} failed: {exc}") from None
     if done.returncode != 0:
-        raise KernelUnavailable(f"{' '.join(argv)} exited with status {done.returncode}: {tail(done.stderr, 500)}")
+        why = "; ".join(tail(done.stderr, 500).splitlines())
+        raise KernelUnavailable(f"{' '.join(argv)} exited with status {done.returncode}: {why}")
 
 
 def fetch_kernel(package: str = KERNEL_PACKAGE, cache: Path | None = None) -> Path:
@@ -83,8 +84,8 @@ def fetch_kernel(package: str = KERNEL_PACKAGE, cache: Path | None = None) -> Pa
         return vmlinuz
     cache.mkdir(parents=True, exist_ok=True)
     debs = sorted(cache.glob(f"{package}_*.deb")) or sorted(APT_ARCHIVES.glob(f"{package}_*.deb"))
-    hint = f"install the Debian package's tools (apt-get, dpkg-deb) and network access, or put {package}'s .deb " \
-           f"into {cache} (`make kernel` fetches it)"
+    hint = f"it needs apt-get and dpkg-deb (Debian) with a reachable mirror, or {package}'s .deb put into {cache} " \
+           "(`make kernel` fetches it)"
     if not debs:
         if shutil.which("apt-get") is None:
             raise KernelUnavailable(f"{package} is not cached and apt-get is missing: {hint}")
