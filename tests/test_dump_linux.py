@@ -116,11 +116,11 @@ def test_check_finds_boot_time_wx_and_mmio(linux: Booted, capsys: pytest.Capture
                                  monitor_registers(linux.monitor.registers)))
     assert {(f.severity, f.rule) for f in findings} == {("warning", "wx"), ("info", "mmio")}
     # W+X: the kernel image, still writable before mark_readonly() (the panic comes first); not its
-    # [0xffffffff832a4000, 0xffffffff832ad000) and [0xffffffff832b1000, 0xffffffff832b2000): read-only pages
+    # [0xffffffff832a4000, 0xffffffff832ad000), already NX, and [0xffffffff832b1000, 0xffffffff832b2000), read-only
     assert [(f.start, f.end) for f in findings if f.rule == "wx"] == \
         [(TEXT, 0xFFFF_FFFF_832A_4000), (0xFFFF_FFFF_832A_D000, 0xFFFF_FFFF_832B_1000),
          (0xFFFF_FFFF_832B_2000, 0xFFFF_FFFF_83A0_0000)]
-    # MMIO: the HPET twice in vmalloc space (ioremap) and the IO-APIC in the fixmap
+    # MMIO: the HPET twice in vmalloc space (ioremap), the IO-APIC and local APIC pages in the fixmap
     assert [(f.start, f.end) for f in findings if f.rule == "mmio"] == \
         [(0xFFFF_C900_0000_B000, 0xFFFF_C900_0000_C000), (0xFFFF_C900_0002_D000, 0xFFFF_C900_0002_E000),
          (0xFFFF_FFFF_FF5F_C000, 0xFFFF_FFFF_FF5F_E000)]
