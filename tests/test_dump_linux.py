@@ -21,9 +21,9 @@ from pagetable.dump.check import check
 from pagetable.dump.qemu_monitor import info_mem_lines, info_tlb_lines
 from pagetable.dump.roots import find_roots
 from pagetable.vectors import linux as linux_module
-from pagetable.vectors.linux import Monitor, boot_and_dump, monitor_registers
+from pagetable.vectors.linux import ARM64_PACKAGE, ARM64_URL, Monitor, boot_and_dump, boot_and_dump_arm64
 
-from .conftest import require_linux_kernel, require_qemu_x86_binary
+from .conftest import require_linux_kernel, require_qemu_aarch64_binary, require_qemu_x86_binary
 
 TEXT = 0xFFFF_FFFF_8100_0000           # nokaslr: the kernel's link address (__START_KERNEL_map + 16 MiB)
 DIRECT_MAP = 0xFFFF_8880_0000_0000     # page_offset_base without KASLR (Documentation/x86/x86_64/mm.rst)
@@ -43,7 +43,7 @@ class Booted:
 
     @property
     def vas(self) -> list[int]:
-        """The VAs asked of gva2gpa: CPU 0's RIP and RSP, then SAMPLE."""
+        """The VAs asked of gva2gpa: CPU 0's PC and SP, then the sample."""
         return list(self.monitor.gva2gpa)
 
 
@@ -63,7 +63,7 @@ def _translate(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[str, str
 
 def test_registers_and_panic(linux: Booted) -> None:
     assert "Kernel panic - not syncing: VFS: Unable to mount root fs" in linux.monitor.serial
-    regs = monitor_registers(linux.monitor.registers)
+    regs = linux.monitor.registers
     assert regs["efer"] == 0xD01                           # SCE | LME | LMA | NXE: what translate assumes
     assert regs["cr0"] & 0x8001_0001 == 0x8001_0001        # PG, WP, PE
     assert regs["cr4"] & 0x20 and not regs["cr4"] & 0x1000  # PAE, not LA57: 4-level paging
@@ -75,31 +75,42 @@ def test_translate_cpu_and_registers_agree_with_gva2gpa(linux: Booted, capsys: p
     out, err = _translate(capsys, str(linux.core), "--arch", "x86_64", "--cpu", "0", "--access", "any", *vas)
     assert err == "pagetable: note: assumed efer=0xd01 (SCE, LME, LMA, NXE: the core records no EFER; give " \
                   "--reg efer=... if NXE was clear)\n"
-    regs = [a for name, value in monitor_registers(linux.monitor.registers).items()
-            for a in ("--reg", f"{name}={value:#x}")]
-    assert _translate(capsys, str(linux.core), "--arch", "x86_64", *regs, "--access", "any", *vas) \
+    assert _translate(capsys, str(linux.core), "--arch", "x86_64", *_registers(linux), "--access", "any", *vas) \
         == (out, "")                                       # the monitor's registers: the same answers
+    assert _outside_memory(linux, out, r"page-fault \(invalid\) at level [1-4] stage 1 error_code=0x0 cr2={va:#x}|"
+                           r"general-protection \(non-canonical\) .*") \
+        == [(0xFFFF_FFFF_FF5F_C000, 0xFEC0_0000)]          # the IO-APIC's fixmap page
+
+
+def _registers(booted: Booted) -> list[str]:
+    return [a for name, value in booted.monitor.registers.items() for a in ("--reg", f"{name}={value:#x}")]
+
+
+def _outside_memory(booted: Booted, out: str, fault: str) -> list[tuple[int, int]]:
+    """Check translate's `out` (a line per VA of `booted.vas`) against gva2gpa: the same PA, or a fault
+    matching `fault` (formatted with the VA) where QEMU says "Unmapped", or a `pa-outside-memory` fault
+    (x86 no-memory, AArch64 external-abort) where QEMU translates to a PA outside the image's RAM:
+    gva2gpa does not check that the PA is RAM (docs/dump-qemu-formats.md). Returns those (VA, PA)."""
+    print(out)
     lines = out.splitlines()
-    assert len(lines) == len(vas)
-    image = open_image(linux.core)
+    assert len(lines) == len(booted.vas)
+    image = open_image(booted.core)
     outside = []
-    for va, line in zip(linux.vas, lines, strict=True):
-        pa = linux.monitor.gva2gpa[va]
+    for va, line in zip(booted.vas, lines, strict=True):
+        pa = booted.monitor.gva2gpa[va]
         if pa is None:
-            assert re.fullmatch(rf"{va:#018x} -> page-fault \(invalid\) at level [1-4] stage 1 error_code=0x0 "
-                                rf"cr2={va:#x}|{va:#018x} -> general-protection \(non-canonical\) .*", line), line
-        elif " -> no-memory (pa-outside-memory) " in line:
-            # gva2gpa does not check that the PA is RAM (docs/dump-qemu-formats.md): device memory
+            assert re.fullmatch(f"{va:#018x} -> (?:{fault.format(va=va)})", line), line
+        elif re.fullmatch(rf"{va:#018x} -> (no-memory|external-abort) \(pa-outside-memory\) .*", line):
             assert not image.mem.contains(pa)
             outside.append((va, pa))
         else:
             assert line.startswith(f"{va:#018x} -> {pa:#x}  S:"), line
-    assert outside == [(0xFFFF_FFFF_FF5F_C000, 0xFEC0_0000)]          # the IO-APIC's fixmap page
-    print(out)
+    return outside
 
 
 def test_info_mem_and_info_tlb_agree_with_the_monitor(linux: Booted) -> None:
-    target = open_target([str(linux.core)], registry.by_cli_name("x86_64"), monitor_registers(linux.monitor.registers))
+    target = open_target([str(linux.core)], registry.by_cli_name("x86_64"), linux.monitor.registers)
+    assert linux.monitor.info_mem is not None and linux.monitor.info_tlb is not None
     assert list(info_mem_lines(target.walker)) == linux.monitor.info_mem
     assert list(info_tlb_lines(target.walker)) == linux.monitor.info_tlb
     # about 110 and 4640 lines, a few more or less from run to run (what the boot had allocated by then)
@@ -113,7 +124,7 @@ def test_check_finds_boot_time_wx_and_mmio(linux: Booted, capsys: pytest.Capture
     print(out)
     assert out.splitlines()[-1] == "check: 6 findings: 0 errors, 3 warnings, 3 infos"
     findings = check(open_target([str(linux.core)], registry.by_cli_name("x86_64"),
-                                 monitor_registers(linux.monitor.registers)))
+                                 linux.monitor.registers))
     assert {(f.severity, f.rule) for f in findings} == {("warning", "wx"), ("info", "mmio")}
     # W+X: the kernel image, still writable before mark_readonly() (the panic comes first); not its
     # [0xffffffff832a4000, 0xffffffff832ad000), already NX, and [0xffffffff832b1000, 0xffffffff832b2000), read-only
@@ -128,12 +139,69 @@ def test_check_finds_boot_time_wx_and_mmio(linux: Booted, capsys: pytest.Capture
 
 def test_find_roots_ranks_cr3_behind_early_top_pgt(linux: Booted) -> None:
     image = open_image(linux.core)
-    cr3 = monitor_registers(linux.monitor.registers)["cr3"]
+    cr3 = linux.monitor.registers["cr3"]
     found = [(c.pa, c.shape.name) for c in find_roots(image, registry.by_cli_name("x86_64"), top=3)]
     # first: a table whose one entry (511) is init_top_pgt's entry 511 (level3_kernel_pgt), arch/x86/kernel/
     # head_64.S's early_top_pgt, the root of the early boot, left in the kernel's .data; CR3 comes second
     assert found[:2] == [(0x2A1_4000, "4-level paging"), (cr3, "4-level paging")]
     assert image.mem.read(0x2A1_4000 + 511 * 8, 8) == image.mem.read(cr3 + 511 * 8, 8)
+
+
+# ------------------------------------------------------------------------------- arm64
+ARM64_TEXT = 0xFFFF_8000_0801_0000     # nokaslr: KIMAGE_VADDR (0xffff800008000000), text 64 KiB on
+LINEAR = 0xFFFF_0000_0000_0000         # PAGE_OFFSET for 48-bit VAs (Documentation/arm64/memory.rst)
+ARM64_SAMPLE = [0xFFFF_8000_0800_0000, ARM64_TEXT, LINEAR, LINEAR + 0x123_4000,
+                LINEAR + 0x1FFF_F000, LINEAR + 0x2000_0000,          # the linear map's last page, the one after
+                0xFFFF_FC00_0000_0000,                               # vmemmap
+                0xFFFF_8000_09AB_0000,                               # an ioremap (the GIC distributor)
+                0, 0xFFFF_FFFF_0000, 0x1_0000_0000_0000, 0xFFFF_7FFF_0000_0000]
+
+
+@pytest.fixture(scope="module")
+def arm64(tmp_path_factory: pytest.TempPathFactory) -> Booted:
+    qemu = require_qemu_aarch64_binary()
+    kernel = require_linux_kernel(ARM64_PACKAGE, ARM64_URL)
+    core = tmp_path_factory.mktemp("arm64") / "core.elf"
+    return Booted(core, boot_and_dump_arm64(qemu, kernel, core, ARM64_SAMPLE, timeout=90))
+
+
+def test_arm64_registers(arm64: Booted) -> None:
+    assert "Kernel panic - not syncing: VFS: Unable to mount root fs" in arm64.monitor.serial
+    regs = arm64.monitor.registers
+    assert regs["sctlr_el1"] & 1                               # M: the MMU on
+    tcr = regs["tcr_el1"]
+    assert (tcr & 0x3F, (tcr >> 16) & 0x3F) == (16, 16)        # T0SZ, T1SZ: 48-bit VAs
+    assert ((tcr >> 14) & 3, (tcr >> 30) & 3) == (0, 2)        # TG0, TG1: 4 KiB granules
+    assert regs["ttbr1_el1"] & 1                               # CnP (the kernel's TTBR1: swapper_pg_dir)
+
+
+def test_arm64_translate_agrees_with_gva2gpa(arm64: Booted, capsys: pytest.CaptureFixture[str]) -> None:
+    out, err = _translate(capsys, str(arm64.core), "--arch", "aarch64", *_registers(arm64), "--access", "any",
+                          *(f"{va:#x}" for va in arm64.vas))
+    assert err == ""
+    # the GIC distributor's ioremap: device memory, which gva2gpa translates and the walker does not
+    fault = r"translation \((invalid|non-canonical)\) at level [0-3] stage 1 esr=0x9600000[4-7] " \
+            r"far={va:#x} hpfar=0x0 el=0x1"
+    assert _outside_memory(arm64, out, fault) == [(0xFFFF_8000_09AB_0000, 0x800_0000)]
+
+
+def test_arm64_check_finds_only_mmio(arm64: Booted, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(arm64.core), "--arch", "aarch64", *_registers(arm64)]) == 0
+    out = capsys.readouterr().out
+    print(out)
+    # arm64 maps its image with the segments' own permissions from the start (arch/arm64/mm/mmu.c
+    # map_kernel): no W+X even before mark_rodata_ro(); the infos are the devices' ioremaps and PCI ECAM
+    assert out.splitlines()[-1] == "check: 8 findings: 0 errors, 0 warnings, 8 infos"
+    assert {line.split()[1] for line in out.splitlines()[:-1]} == {"mmio"}
+
+
+def test_arm64_find_roots_lists_ttbr1(arm64: Booted) -> None:
+    ttbr1 = arm64.monitor.registers["ttbr1_el1"] & ~1
+    found = find_roots(open_image(arm64.core), registry.by_cli_name("aarch64"),
+                       {"tcr_el1": arm64.monitor.registers["tcr_el1"]})
+    # among the candidates, but not first: tables of one entry (the early page tables Linux leaves behind)
+    # outrank swapper_pg_dir's four (docs/dump-linux.md)
+    assert ttbr1 in [c.pa for c in found[1:]]
 
 
 # ------------------------------------------------------------------------------- fetching the kernel
@@ -184,5 +252,17 @@ def test_fetch_without_apt_says_what_to_install(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(linux_module.KernelUnavailable) as caught:
         linux_module.fetch_kernel()
     assert str(caught.value) == message
+    monkeypatch.setattr(linux_module, "ARM64_URL", f"file://{tmp_path}/none/{linux_module.ARM64_PACKAGE}.deb")
     assert linux_module.main() == 1
-    assert capsys.readouterr() == ("", f"the Linux kernel for tests/test_dump_linux.py is unavailable: {message}\n")
+    prefix = "the Linux kernel for tests/test_dump_linux.py is unavailable: "
+    assert capsys.readouterr() == ("", f"{prefix}{message}\n{prefix}cannot download file://{tmp_path}/none/"
+                                       f"{linux_module.ARM64_PACKAGE}.deb: <urlopen error [Errno 2] No such file or "
+                                       f"directory: '{tmp_path}/none/{linux_module.ARM64_PACKAGE}.deb'>\n")
+
+
+def test_fetch_downloads_from_a_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deb = _deb(tmp_path, "linux-image-9.9-test", {"boot/vmlinuz-9.9-test": b"kernel"})
+    monkeypatch.setattr(linux_module, "APT_ARCHIVES", tmp_path / "none")
+    cache = tmp_path / "elsewhere"
+    vmlinuz = linux_module.fetch_kernel("linux-image-9.9-test", cache, url=f"file://{deb}")
+    assert vmlinuz.read_bytes() == b"kernel" and sorted(p.name for p in cache.iterdir()) == [deb.name, vmlinuz.name]
