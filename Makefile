@@ -49,7 +49,7 @@ toolchain:
 	  fi; \
 	fi
 
-# Debian's Linux kernel that tests/test_dump_linux.py boots in QEMU: `apt-get download` of its package into
+# Debian's Linux kernels that tests/test_dump_linux.py boots in QEMU: `apt-get download` of the x86-64 package (the arm64 one from deb.debian.org) into
 # build/linux (or $$PAGETABLE_CACHE/linux), never installed, and its vmlinuz extracted there (pagetable/vectors/linux.py;
 # apt's own cache is used first). Without it the test skips, saying what to install, except under CI=true where it fails.
 kernel: $(STAMP)

@@ -148,9 +148,10 @@ def test_find_roots_ranks_cr3_behind_early_top_pgt(linux: Booted) -> None:
 
 
 # ------------------------------------------------------------------------------- arm64
-ARM64_TEXT = 0xFFFF_8000_0801_0000     # nokaslr: KIMAGE_VADDR (0xffff800008000000), text 64 KiB on
+ARM64_TEXT = 0xFFFF_8000_0801_0000     # nokaslr: the image at KIMAGE_VADDR (0xffff800008000000), text 64 KiB on
 LINEAR = 0xFFFF_0000_0000_0000         # PAGE_OFFSET for 48-bit VAs (Documentation/arm64/memory.rst)
-ARM64_SAMPLE = [0xFFFF_8000_0800_0000, ARM64_TEXT, LINEAR, LINEAR + 0x123_4000,
+ARM64_SAMPLE = [0xFFFF_8000_0800_0000,                               # VMALLOC_START's first page (not the image's)
+                ARM64_TEXT, LINEAR, LINEAR + 0x123_4000,
                 LINEAR + 0x1FFF_F000, LINEAR + 0x2000_0000,          # the linear map's last page, the one after
                 0xFFFF_FC00_0000_0000,                               # vmemmap
                 0xFFFF_8000_09AB_0000,                               # an ioremap (the GIC distributor)

@@ -1,9 +1,12 @@
-"""A real Linux kernel's page tables: Debian's x86-64 cloud kernel, booted in QEMU until it panics, dumped.
+"""A real Linux kernel's page tables: Debian's x86-64 and arm64 cloud kernels, booted in QEMU until they
+panic, dumped.
 
 :func:`fetch_kernel` finds or fetches the kernel: the Debian package (``KERNEL_PACKAGE``) is taken from a
 cache directory, from apt's own cache (/var/cache/apt/archives) or with ``apt-get download`` into the cache
 (never installed), and its ``/boot/vmlinuz-*`` extracted there with ``dpkg-deb -x``; later runs reuse it.
-``python -m pagetable.vectors.linux`` does the same (the Makefile's ``kernel`` target).
+The arm64 package (``ARM64_PACKAGE``) is downloaded from ``ARM64_URL`` instead: apt knows another
+architecture's packages only after ``dpkg --add-architecture``. ``python -m pagetable.vectors.linux``
+fetches both (the Makefile's ``kernel`` target).
 
 :func:`boot_and_dump` boots it with ``-kernel`` and neither initrd nor root device, on ``-M pc -smp 2``
 under TCG: the kernel sets up its page tables, fails to mount a root file system and panics with paging on
@@ -11,12 +14,13 @@ under TCG: the kernel sets up its page tables, fails to mount a root file system
 to mount root fs ...")``). The serial console is watched for "Kernel panic"; then, over QMP, the VM is
 stopped, the human monitor asked ``info registers``, ``info mem``, ``info tlb`` and ``gva2gpa VA`` (QEMU 7.2
 target/i386/monitor.c and monitor/misc.c, on the monitor's current CPU, CPU 0) for CPU 0's RIP and RSP and
-the caller's VAs, and all
-guest RAM written as an ELF core by ``dump-guest-memory`` (:mod:`pagetable.vectors.qmp`).
+the caller's VAs, and all guest RAM written as an ELF core by ``dump-guest-memory``
+(:mod:`pagetable.vectors.qmp`).
 
 The panic comes from ``kernel_init_freeable`` -> ``prepare_namespace``, before ``kernel_init`` calls
-``mark_readonly`` (init/main.c): the kernel image is still mapped writable and executable, as it is during
-all of boot, and CONFIG_DEBUG_WX has not run yet.
+``mark_readonly`` (init/main.c): on x86 the kernel image is still mapped writable and executable, as it is
+during all of boot, and CONFIG_DEBUG_WX has not run yet (arm64 maps it with its segments' permissions from
+the start).
 """
 
 from __future__ import annotations
