@@ -9,23 +9,29 @@
   pagetable explain --arch x86_64 VALUE  ... of an x86 paging entry (or --register cr0/cr3/cr4/efer/pat/pkru/rflags)
   pagetable explain --arch aarch64 VALUE ... of a VMSAv8-64 descriptor (or --register tcr_el1/ttbr0_el1/vtcr_el2/...)
 
-  pagetable translate IMAGE... --arch ARCH (--reg NAME=VALUE ... | --regs FILE.json) [--pa-bits N]
-            [--access read|write|execute|any] [--privilege user|supervisor] [--json] (VA... | --va-file FILE)
-                                      translate VAs through the tables of a memory image (docs/dump.md)
-  pagetable diff IMAGE... --arch ARCH (--reg ... | --regs FILE.json | --cpu N) [--image2 IMAGE...]
-            [--other-reg NAME=VALUE ... | --other-regs FILE.json] [--other-cpu N] [--range S-E] [--by-entry] [--json]
+  The dump commands (docs/dump.md) take IMAGE... (an ELF core, a LiME file or raw FILE@BASE files) and
+  REGS: --arch riscv|x86_64|aarch64 (--reg NAME=VALUE ... | --regs FILE.json | --cpu N) [--root auto] [--pa-bits N]
+  pagetable translate IMAGE... REGS [--access read|write|execute|any] [--privilege user|supervisor] [--json]
+            (VA... | --va-file FILE)  translate VAs through the tables of a memory image
+  pagetable walk IMAGE... REGS [--format ptdump|json|csv|qemu-info-mem|qemu-info-tlb] [--range START-END]
+            [--stage 1|2]             list every mapping of the tables (docs/dump-walk.md)
+  pagetable check IMAGE... REGS [--json]   findings about the tables; exit 1 on an error (docs/dump-check.md)
+  pagetable diff IMAGE... REGS [--image2 IMAGE...] [--other-reg NAME=VALUE ... | --other-regs FILE.json]
+            [--other-cpu N] [--range S-E] [--by-entry] [--json]
                                       compare two address spaces as the hardware sees them (docs/dump-diff.md)
-  pagetable plot IMAGE... --arch ARCH (--reg ... | --regs FILE.json | --cpu N) --out map.png|svg|pdf [--range S-E]
-                                      draw an address space (docs/dump-plot.md)
+  pagetable plot IMAGE... REGS --out map.png|svg|pdf [--range S-E]   draw an address space (docs/dump-plot.md)
+  pagetable find-roots IMAGE... --arch ARCH [--reg ...] [--top K] [--json]
+                                      scan an image for page-table roots (docs/dump-find-roots.md)
 
 Each architecture's part (modes, generate options, explain, the walker from named registers) comes from
 `pagetable.registry`.
 
 Exit status: 0 on success (for `translate`, a fault is an answer too); 1 when `vectors check` finds a case
-that disagrees, or `diff` a difference; 2 for errors in the input (missing files, malformed JSON, bad
-numbers, values that do not fit a register, tables that cannot be walked; for the dump commands also an
-unknown or truncated image, unknown or missing registers, register values selecting a reserved mode, a bad
-VA or `--va-file` line, a bad `--range`), printed as one line.
+that disagrees, `check` an error-level finding, `diff` a difference or `find-roots` no candidate; 2 for
+errors in the input (missing files, malformed JSON, bad numbers, values that do not fit a register, tables
+that cannot be walked; for the dump commands also an unknown or truncated image, unknown or missing
+registers, register values selecting a reserved mode, a bad VA or `--va-file` line, a bad `--range`),
+printed as one line.
 Anything else escaping is a bug in pagetable (the fuzz tests in tests/test_fuzz_*.py look for them).
 """
 
@@ -38,7 +44,7 @@ import itertools
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,6 +57,7 @@ from .dump.roots import find_roots
 from .dump.space import TOP, Space, address_space
 from .dump.target import Target, open_arch_images, open_target
 from .dump.translate import ANY, json_lines, text_lines, translate_vas, va_column
+from .dump.walk import FORMATS
 from .errors import PagetableError
 from .listing import permissions, ptdump_lines
 from .vectors import SCHEMA, VectorSet, expected_cases
@@ -318,20 +325,54 @@ def cmd_translate(ns: argparse.Namespace) -> int:
 
 
 def _va_range(text: str | None) -> tuple[int, int]:
-    """`--range START-END`: the VAs [START, END), both multiples of 4 KiB (every architecture's smallest
-    page); the whole 64-bit space when not given."""
+    """`--range START-END` (or `START+SIZE`): the VAs [START, END), both multiples of 4 KiB (every
+    architecture's smallest page); the whole 64-bit space when not given."""
     if text is None:
         return 0, TOP + 1
-    first, dash, second = text.partition("-")
+    sep = "+" if "+" in text else "-"
+    first, dash, second = text.partition(sep)
     try:
-        start, end = _int(first), _int(second)
+        start, other = _int(first), _int(second)
     except argparse.ArgumentTypeError as exc:
         raise PagetableError(f"--range {text[:80]!r}: give START-END (0xffff800000000000-0xffff900000000000): "
                              f"{exc}") from None
+    end = start + other if sep == "+" else other
     if not dash or not 0 <= start < end <= TOP + 1 or (start | end) & 0xFFF:
         raise PagetableError(f"--range {text[:80]!r}: give START-END with START < END <= 2**64, both multiples "
                              "of 4 KiB")
     return start, end
+
+
+def _write_lines(lines: Iterable[str]) -> None:
+    """Write `lines` to stdout, a few thousand at a time."""
+    each = iter(lines)
+    while chunk := list(itertools.islice(each, 4096)):
+        sys.stdout.write("\n".join(chunk) + "\n")
+
+
+def cmd_walk(ns: argparse.Namespace) -> int:
+    walker = _target(ns, ns.images).walker
+    if ns.stage == 2:
+        if walker.stage2 is None:
+            raise PagetableError("--stage 2: the registers select one stage of translation")
+        walker = walker.stage2
+    start, end = _va_range(ns.range)
+    _write_lines(FORMATS[ns.format](walker, start, end))
+    return 0
+
+
+def _add_walk_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    w = sub.add_parser("walk", help="list every mapping of the page tables of a memory image")
+    w.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="the memory image (an ELF core or LiME file, or raw FILE@BASE files)")
+    _add_target_arguments(w)
+    w.add_argument("--format", choices=list(FORMATS), default="ptdump",
+                   help="ptdump: Linux's debugfs page-table dump; json, csv: one row per leaf (docs/dump-walk.md); "
+                        "qemu-info-mem, qemu-info-tlb: QEMU 7.2's monitor output (docs/dump-qemu-formats.md)")
+    w.add_argument("--range", metavar="START-END|START+SIZE", help="only the VAs in [START, END), multiples of 4 KiB")
+    w.add_argument("--stage", type=_int, choices=(1, 2), default=1,
+                   help="of a two-stage walker: 1 the guest's view (VA to final PA), 2 stage 2 alone")
+    w.set_defaults(func=cmd_walk)
 
 
 def _spaces_noted(label: str, space: Space) -> None:
@@ -363,9 +404,7 @@ def cmd_diff(ns: argparse.Namespace) -> int:
     for label, space in zip(("a: ", "b: "), spaces, strict=True):
         _spaces_noted(label, space)
     changes = list(diff_spaces(*spaces, by_entry=ns.by_entry))
-    lines = (c.json() if ns.json else c.text() for c in changes)
-    while chunk := list(itertools.islice(lines, 4096)):      # written a few thousand lines at a time
-        sys.stdout.write("\n".join(chunk) + "\n")
+    _write_lines(c.json() if ns.json else c.text() for c in changes)
     summary = Summary.of(changes)
     print(summary.json() if ns.json else summary.text())
     return 1 if changes else 0
@@ -507,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="one JSON object a line")
     t.add_argument("--va-file", metavar="FILE", help="the VAs, one a line (then every argument is an image)")
     t.set_defaults(func=cmd_translate)
+    _add_walk_parser(sub)
     _add_check_parser(sub)
     _add_diff_parser(sub)
     _add_plot_parser(sub)
@@ -542,8 +582,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         print("pagetable: error: out of memory (the input asks for more than this machine has)", file=sys.stderr)
         return 1
-    except OSError as exc:                          # writing the output failed (stdout on a full disk)
-        print(f"pagetable: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:          # writing the output failed (stdout on a full disk), or a file named in it
+        what = f"{exc.filename}: " if exc.filename else "cannot write the output: "
+        print(f"pagetable: error: {what}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

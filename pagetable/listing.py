@@ -21,13 +21,15 @@ from .mappings import Mappings
 from .walker import Access, Privilege, Reason, perm_bit
 
 
-def _size(n: int) -> str:
-    """Linux's `%9lu%c` size with units K M G T P E (divide by 1024 while exact)."""
-    value, unit = n >> 10, 0
-    while value and value % 1024 == 0 and unit < 5:
+def linux_size(n: int, units: str = "KMGTPE") -> str:
+    """Linux ptdump's `%9lu%c` size of `n` bytes: in KiB divided by 1024 while the low ten bits are clear,
+    up to the last unit (arm64 and riscv ptdump.c); with `units` "BKMGTPE", counted from bytes (x86
+    dump_pagetables.c). (Linux would print 0 of the last unit for 0: here it is "0K".)"""
+    value, unit = n >> (0 if units[0] == "B" else 10), 0
+    while value and not value & 1023 and unit < len(units) - 1:
         value >>= 10
         unit += 1
-    return f"{value:9d}{'KMGTPE'[unit]}"
+    return f"{value:9d}{units[unit]}"
 
 
 def runs(m: Mappings) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
@@ -61,6 +63,16 @@ def permissions(bits: int) -> str:
                     for p in Privilege)
 
 
+def fault_note(m: Mappings, i: int) -> str:
+    """`  ! faults: <reason>` for row `i` of a hardware listing whose entry every access faults on (saying
+    where stage 2 decided), else ""."""
+    if m.verdict is None or not m.verdict[i]:
+        return ""
+    by = 1 if m.verdict_stage is None else int(m.verdict_stage[i])
+    where = {2: "stage 2: ", 3: "stage 2 refuses the entry's update: "}.get(by, "")
+    return f"  ! faults: {where}{Reason(int(m.verdict[i])).label}"
+
+
 def ptdump(m: Mappings) -> list[str]:
     """The listing lines for every leaf in `m` (with the hardware's verdict when `m` has one)."""
     return list(ptdump_lines(m))
@@ -75,12 +87,10 @@ def ptdump_lines(m: Mappings) -> Iterator[str]:
         depth = int(m.depth[a])
         last = depth == len(m.fmt.levels) - 1
         line = (f"0x{start:016x}-0x{end & (1 << 64) - 1:016x}   0x{int(m.pa[a]):016x} "
-                f"{_size(end - start)} {m.fmt.levels[depth].name} "
+                f"{linux_size(end - start)} {m.fmt.levels[depth].name} "
                 f"{m.fmt.codec.letters(int(m.raw[a]), not last)}")
         if m.verdict is not None and m.verdict[a]:
-            by = 1 if m.verdict_stage is None else int(m.verdict_stage[a])
-            where = {2: "stage 2: ", 3: "stage 2 refuses the entry's update: "}.get(by, "")
-            line += f"  ! faults: {where}{Reason(int(m.verdict[a])).label}"
+            line += fault_note(m, a)
         elif m.perms is not None:
             line += f"  {permissions(int(m.perms[a]))}"
         yield line

@@ -163,3 +163,17 @@ def test_decompressing_shows_progress_on_a_terminal_only(tmp_path: Path, monkeyp
     else:
         assert shown == ""
     assert capsys.readouterr() == ("", "")
+
+
+def test_a_one_tib_sparse_raw_image_maps_without_memory(tmp_path: Path) -> None:
+    """A sparse 1 TiB raw file maps (MAP_NORESERVE: no swap is reserved for it) and reads as zeros, but
+    for the bytes written into it, without touching the rest."""
+    big = tmp_path / "big.raw"
+    with open(big, "wb") as f:
+        f.truncate(1 << 40)
+        f.seek((1 << 39) + 0x1000)
+        f.write((0x1234).to_bytes(8, "little"))
+    image = open_images([f"{big}@0x1_0000_0000"])
+    assert [(r.base, r.size) for r in image.mem.regions] == [(1 << 32, 1 << 40)]
+    assert image.mem.read_u64((1 << 32) + (1 << 39) + 0x1000) == 0x1234
+    assert image.mem.read_u64((1 << 32) + (1 << 40) - 8) == 0

@@ -353,16 +353,16 @@ def test_generate_x86_with_random_arguments(mode: str, cases: str, seed: str, fl
 _CLI_ARCH = {"riscv64": "riscv", "x86_64": "x86_64", "aarch64": "aarch64"}
 
 
-@fuzz(short=30, long=3_000)
-@given(st.sampled_from(MODES + X86_MODES + A64_MODES), st.data())
-def test_translate_with_mutated_registers_images_and_vas(mode: str, data: st.DataObject) -> None:
-    """`translate` over a vector set's image, its tables corrupted, with registers changed, dropped, added
-    or misnamed, and VAs of every size (and not numbers)."""
+def mutated(mode: str, data: st.DataObject, changes: int) -> tuple[Path, registry.Architecture, int, dict[str, int],
+                                                                     bytearray]:
+    """A vector set of `mode` made hostile for the dump commands: its directory, architecture, RAM base, its
+    registers with up to `changes` changed, dropped, added or misnamed, and its image with up to 16 words of
+    the tables overwritten."""
     d, doc, image = base(mode)
     ram = VectorSet.read(d).mem.regions[0].base
     arch = registry.by_name(doc["arch"])
     regs = {k: int(v, 16) for k, v in doc["registers"].items()}
-    for _ in range(data.draw(st.integers(0, 3))):
+    for _ in range(data.draw(st.integers(0, changes))):
         name = data.draw(st.sampled_from([*arch.register_names, "bogus", *regs]))
         if data.draw(st.booleans()) and name in regs:
             del regs[name]
@@ -372,6 +372,15 @@ def test_translate_with_mutated_registers_images_and_vas(mode: str, data: st.Dat
     for index, value in data.draw(st.lists(st.tuples(st.integers(0, 96 * 512 - 1), st.integers(0, (1 << 64) - 1)),
                                            max_size=16)):
         mem[index * 8:index * 8 + 8] = value.to_bytes(8, "little")
+    return d, arch, ram, regs, mem
+
+
+@fuzz(short=30, long=3_000)
+@given(st.sampled_from(MODES + X86_MODES + A64_MODES), st.data())
+def test_translate_with_mutated_registers_images_and_vas(mode: str, data: st.DataObject) -> None:
+    """`translate` over a vector set's image, its tables corrupted, with registers changed, dropped, added
+    or misnamed, and VAs of every size (and not numbers)."""
+    d, arch, ram, regs, mem = mutated(mode, data, 3)
     vas = data.draw(st.lists(st.one_of(st.integers(0, (1 << 64) - 1).map(hex), st.integers(-5, 1 << 65).map(str),
                                        st.text("0x123abcz_-", min_size=1, max_size=6)), min_size=1, max_size=8))
     extra = data.draw(st.sampled_from([[], ["--json"], ["--access", "any", "--privilege", "user"],

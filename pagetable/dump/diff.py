@@ -25,7 +25,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from ..listing import _size, permissions
+from ..listing import linux_size, permissions
 from ..translation import MemoryType, Reason
 from .space import TOP, Space
 
@@ -60,7 +60,7 @@ class Side:
 
     def text(self) -> str:
         """`pa 0x80000000 4K pages S:rw- U:--- wb`, or `! faults: REASON (4K entries)`."""
-        size = _size(self.page_size).strip()
+        size = linux_size(self.page_size).strip()
         if self.fault is not None:
             return f"! faults: {self.fault} ({size} entries)"
         return f"pa {self.pa:#x} {size} pages {permissions(self.perms)} {MemoryType(self.memtype).label}"
@@ -92,7 +92,7 @@ class Change:
 
     def text(self) -> str:
         """`+ 0xSTART-0xEND  SIZE  SIDE`, with `SIDE_A  ->  SIDE_B  (fields)` for a change."""
-        head = f"{MARKS[self.kind]} 0x{self.first:016x}-0x{self.last + 1 & TOP:016x} {_size(self.size)}  "
+        head = f"{MARKS[self.kind]} 0x{self.first:016x}-0x{self.last + 1 & TOP:016x} {linux_size(self.size)}  "
         if self.a is None or self.b is None:
             side = self.a or self.b
             assert side is not None
@@ -231,7 +231,7 @@ class Summary:
         """`1 added (4K), 0 removed (0K), 2 changed (2M)`, or `no differences`."""
         if not any(self.count.values()):
             return "no differences"
-        return ", ".join(f"{self.count[k]} {k} ({_size(self.size[k]).strip()})" for k in MARKS)
+        return ", ".join(f"{self.count[k]} {k} ({linux_size(self.size[k]).strip()})" for k in MARKS)
 
     def json(self) -> str:
         return ('{"summary": {' + ", ".join(f'"{k}": {self.count[k]}, "{k}_bytes": "{self.size[k]:#x}"'

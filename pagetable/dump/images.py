@@ -26,8 +26,10 @@ import gzip
 import hashlib
 import itertools
 import lzma
+import mmap
 import os
 import shutil
+import sys
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -162,6 +164,25 @@ def _check_file(path: str) -> int:
     return size
 
 
+_MAP_NORESERVE: Final = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform == "linux" else 0)
+"""Linux's MAP_NORESERVE (mman-common.h; Python 3.11's mmap module does not name it): no swap is reserved for
+a private mapping, so a sparse multi-TiB image maps under the kernel's heuristic overcommit."""
+
+
+def _map_file(path: str, offset: int, size: int) -> U8:
+    """`size` bytes of `path` from `offset`, mapped copy-on-write (MAP_PRIVATE, MAP_NORESERVE) as a uint8
+    array: reading costs only the pages touched, and writes stay in this process."""
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY          # mmap offsets are granule multiples
+    try:
+        with open(path, "rb") as f:
+            m = mmap.mmap(f.fileno(), size + offset - start, flags=mmap.MAP_PRIVATE | _MAP_NORESERVE,
+                          prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=start)
+    except (OSError, ValueError, OverflowError) as exc:
+        raise ImageError(f"{path}: cannot map {size:#x} bytes at offset {offset:#x}: "
+                         f"{getattr(exc, 'strerror', None) or exc}") from None
+    return np.frombuffer(m, dtype=np.uint8, count=size, offset=offset - start)
+
+
 def _mapped(segments: Sequence[Segment], what: str) -> PhysMem:
     """The segments as memory-mapped RAM (copy-on-write), refused where they overlap or are not 8-byte
     multiples."""
@@ -176,7 +197,7 @@ def _mapped(segments: Sequence[Segment], what: str) -> PhysMem:
             raise ImageError(f"{what}: the range at {s.base:#x} of {s.size:#x} bytes is not 8-byte aligned")
         if s.base + s.size > args.ADDR_LIMIT:
             raise ImageError(f"{what}: the range at {s.base:#x} of {s.size:#x} bytes ends beyond 2**64")
-        regions.append((s.base, np.memmap(s.path, dtype=np.uint8, mode="c", offset=s.offset, shape=(s.size,))))
+        regions.append((s.base, _map_file(s.path, s.offset, s.size)))
     if not regions:
         raise ImageError(f"{what}: no RAM in the image")
     return PhysMem(regions)

@@ -13,7 +13,7 @@ f-strings would print. Everything written is ASCII.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,9 +164,21 @@ def lines(columns: Sequence[Column], lanes: int) -> str:
     return _ascii(out[keep])
 
 
+CHUNK = 1 << 16
+"""Lines `chunked_lines` formats at a time."""
+
+
+def chunked_lines(n: int, row: Callable[[slice], Sequence[Column]]) -> Iterator[str]:
+    """`n` lines (without their newlines), `row(chunk)` giving the columns of a slice of them: formatted
+    `CHUNK` at a time, so that the text of a few million lines is never held at once."""
+    for at in range(0, n, CHUNK):
+        k = slice(at, min(at + CHUNK, n))
+        yield from lines(row(k), k.stop - k.start).split("\n")[:-1]
+
+
 def _ascii(chars: U8) -> str:
     """The text of ASCII bytes, decoded from the array's own memory (not copied to a bytes first)."""
     return str(np.ascontiguousarray(chars).data, "ascii")
 
 
-__all__ = ["Column", "fixed", "hexadecimal", "lines", "named", "only", "text"]
+__all__ = ["CHUNK", "Column", "chunked_lines", "fixed", "hexadecimal", "lines", "named", "only", "text"]

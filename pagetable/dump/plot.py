@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import PagetableError
-from ..listing import _size, permissions
+from ..listing import linux_size, permissions
 from ..translation import MemoryType
 from .space import RegionSpan, Space
 
@@ -152,7 +152,7 @@ def _draw_row(ax: Axes, x: npt.NDArray[np.float64], width: npt.NDArray[np.float6
     ax.set_yticks([])
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    ax.set_title(f"{span.label}: {span.first:#x}-{span.last + 1:#x} ({_size(span.last + 1 - span.first).strip()})",
+    ax.set_title(f"{span.label}: {span.first:#x}-{span.last + 1:#x} ({linux_size(span.last + 1 - span.first).strip()})",
                  fontsize=8, loc="left")
 
 

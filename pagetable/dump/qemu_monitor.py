@@ -60,7 +60,7 @@ from ..errors import PagetableError
 from ..format import PagingFormat
 from ..physmem import PhysMem
 from ..walker import Walker
-from .output import Column, fixed, hexadecimal, lines, text
+from .output import Column, chunked_lines, fixed, hexadecimal, text
 
 __all__ = ["ENTRY_LIMIT", "RISCV_BARE", "RISCV_HEADER", "info_mem_lines", "info_tlb_lines"]
 
@@ -183,12 +183,12 @@ def _extend_np(va: U64, bits: int) -> U64:
 
 
 def _overlaps_np(start: int | None, end: int | None, lo: U64, hi: U64) -> Bool:
-    """Which printed ranges [lo, hi) meet [start, end) (no bound: every one). `hi` may have wrapped to 0 at
-    the top of the space."""
+    """Which printed ranges [lo, hi) meet [start, end) (no bound, or an end of 2**64: every one). `hi` may
+    have wrapped to 0 at the top of the space."""
     keep = np.ones(lo.shape, dtype=bool)
     if start is not None:
         keep &= (hi > np.uint64(start)) | (hi <= lo)
-    if end is not None:
+    if end is not None and end < 1 << 64:
         keep &= lo < np.uint64(end)
     return keep
 
@@ -238,23 +238,12 @@ def info_tlb_lines(walker: Walker, start: int | None = None, end: int | None = N
     for k, (bit, _) in enumerate(_X86_TLB_FLAGS):
         index |= ((raw & np.uint64(bit)) != 0).astype(np.intp) << k
     flags = _TLB_FLAG_TEXT[index]
-    yield from _lines(va.size, lambda k: [_hex16(va[k]), text(": "), _hex16(pa[k]), text(" "), fixed(flags[k])])
-
-
-_CHUNK: Final = 1 << 16                                  # lines formatted at a time
+    yield from chunked_lines(va.size, lambda k: [_hex16(va[k]), text(": "), _hex16(pa[k]), text(" "), fixed(flags[k])])
 
 
 def _hex16(col: U64) -> Column:
     """`%016llx` of each value."""
     return hexadecimal(col, 16, prefix=False)
-
-
-def _lines(n: int, row: Callable[[slice], list[Column]]) -> Iterator[str]:
-    """`n` lines, `row(chunk)` giving each field's text for a chunk of them: vectorised formatting
-    (`dump.output`), since Python's per-line formatting costs microseconds a line."""
-    for at in range(0, n, _CHUNK):
-        k = slice(at, min(at + _CHUNK, n))
-        yield from lines(row(k), k.stop - k.start).split("\n")[:-1]
 
 
 def _runs(new: Bool) -> tuple[Ints, Ints]:
@@ -290,7 +279,7 @@ def _x86_info_mem(walker: Walker, fmt: PagingFormat, root: int, start: int | Non
         return [_hex16(cols[0][k]), text("-"), _hex16(cols[1][k]), text(" "), _hex16(cols[2][k]), text(" "),
                 fixed(urw[k])]
 
-    yield from _lines(urw.shape[0], row)
+    yield from chunked_lines(urw.shape[0], row)
 
 
 def _riscv_info_mem(walker: Walker, fmt: PagingFormat, root: int, start: int | None, end: int | None,
@@ -330,7 +319,7 @@ def _riscv_info_mem(walker: Walker, fmt: PagingFormat, root: int, start: int | N
     def row(k: slice) -> list[Column]:
         return [_hex16(lo[k]), text(" "), _hex16(pa[k]), text(" "), _hex16(span[k]), text(" "), fixed(attrs[k])]
 
-    yield from _lines(attrs.shape[0], row)
+    yield from chunked_lines(attrs.shape[0], row)
 
 
 def info_mem_lines(walker: Walker, start: int | None = None, end: int | None = None,
