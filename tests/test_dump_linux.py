@@ -108,11 +108,14 @@ def _outside_memory(booted: Booted, out: str, fault: str) -> list[tuple[int, int
     return outside
 
 
-def test_info_mem_and_info_tlb_agree_with_the_monitor(linux: Booted) -> None:
+def test_info_mem_and_info_tlb_agree_with_the_monitor(linux: Booted, capsys: pytest.CaptureFixture[str]) -> None:
     target = open_target([str(linux.core)], registry.by_cli_name("x86_64"), linux.monitor.registers)
     assert linux.monitor.info_mem is not None and linux.monitor.info_tlb is not None
     assert list(info_mem_lines(target.walker)) == linux.monitor.info_mem
     assert list(info_tlb_lines(target.walker)) == linux.monitor.info_tlb
+    for fmt, expected in (("qemu-info-mem", linux.monitor.info_mem), ("qemu-info-tlb", linux.monitor.info_tlb)):
+        assert main(["walk", str(linux.core), "--arch", "x86_64", *_registers(linux), "--format", fmt]) == 0
+        assert capsys.readouterr() == ("".join(f"{line}\n" for line in expected), "")
     # about 110 and 4640 lines, a few more or less from run to run (what the boot had allocated by then)
     assert linux.monitor.info_mem[0] == "ffff888000000000-ffff888000098000 0000000000098000 -rw"
     assert len(linux.monitor.info_mem) > 100 and len(linux.monitor.info_tlb) > 4000
@@ -135,6 +138,41 @@ def test_check_finds_boot_time_wx_and_mmio(linux: Booted, capsys: pytest.Capture
     assert [(f.start, f.end) for f in findings if f.rule == "mmio"] == \
         [(0xFFFF_C900_0000_B000, 0xFFFF_C900_0000_C000), (0xFFFF_C900_0002_D000, 0xFFFF_C900_0002_E000),
          (0xFFFF_FFFF_FF5F_C000, 0xFFFF_FFFF_FF5F_E000)]
+
+
+def _ptdump(booted: Booted, arch: str, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    assert main(["walk", str(booted.core), "--arch", arch, *_registers(booted)]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    return out.splitlines()
+
+
+def _device_runs(booted: Booted, arch: str, lines: list[str]) -> None:
+    """The ptdump runs marked `! faults: pa-outside-memory` (device memory, outside the image's RAM) are
+    check's `mmio` findings, range for range."""
+    marked = [tuple(int(x, 16) for x in line.split()[0].split("-")) for line in lines
+              if line.endswith("! faults: pa-outside-memory")]
+    target = open_target([str(booted.core)], registry.by_cli_name(arch), booted.monitor.registers)
+    assert marked == [(f.start, f.end) for f in check(target) if f.rule == "mmio"]
+
+
+def test_walk_ptdump(linux: Booted, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = _ptdump(linux, "x86_64", capsys)
+    assert lines[:3] == ["---[ User Space ]---",
+                         "0x0000000000000000-0xffff800000000000    16777088T                               p4d",
+                         "---[ Kernel Space ]---"]
+    # the kernel image, as check's W+X findings and info mem say (only the markers the registers fix)
+    start = lines.index("0xffffffff80000000-0xffffffff81000000          16M                               pmd")
+    assert lines[start + 1:start + 9] == [
+        "0xffffffff81000000-0xffffffff83200000          34M     RW         PSE     GLB x  pmd",
+        "0xffffffff83200000-0xffffffff832a4000         656K     RW                 GLB x  pte",
+        "0xffffffff832a4000-0xffffffff832ad000          36K     RW                 GLB NX pte",
+        "0xffffffff832ad000-0xffffffff832b1000          16K     RW                 GLB x  pte",
+        "0xffffffff832b1000-0xffffffff832b2000           4K     ro                 GLB x  pte",
+        "0xffffffff832b2000-0xffffffff83400000        1336K     RW                 GLB x  pte",
+        "0xffffffff83400000-0xffffffff83a00000           6M     RW         PSE     GLB x  pmd",
+        "0xffffffff83a00000-0xffffffffc0000000         966M                               pmd"]
+    _device_runs(linux, "x86_64", lines)
 
 
 def test_find_roots_ranks_cr3_behind_early_top_pgt(linux: Booted) -> None:
@@ -194,6 +232,18 @@ def test_arm64_check_finds_only_mmio(arm64: Booted, capsys: pytest.CaptureFixtur
     # map_kernel): no W+X even before mark_rodata_ro(); the infos are the devices' ioremaps and PCI ECAM
     assert out.splitlines()[-1] == "check: 8 findings: 0 errors, 0 warnings, 8 infos"
     assert {line.split()[1] for line in out.splitlines()[:-1]} == {"mmio"}
+
+
+def test_arm64_walk_ptdump(arm64: Booted, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = _ptdump(arm64, "aarch64", capsys)
+    # TTBR0: reserved_pg_dir, empty; an empty top-level entry is Linux's P4D (pgd_none() is 0 with the P4D
+    # folded, include/asm-generic/pgtable-nop4d.h, so mm/pagewalk.c reports the hole at depth 1)
+    assert lines[:3] == ["---[ TTBR0_EL1 ]---", "0x0000000000000000-0x0001000000000000         256T P4D",
+                         "---[ TTBR1_EL1 ]---"]
+    # the image's text: read-only and executable from the start (contiguous 4 KiB pages, then 2 MiB blocks)
+    assert "0xffff800008010000-0xffff800008200000        1984K PTE       ro x  SHD AF    CON     UXN    MEM/NORMAL" \
+        in lines
+    _device_runs(arm64, "aarch64", lines)
 
 
 def test_arm64_find_roots_lists_ttbr1(arm64: Booted) -> None:
