@@ -1,8 +1,10 @@
-"""A real kernel: Debian's Linux 6.1 cloud kernel booted in QEMU (TCG) until it panics for want of a root file
-system, stopped and dumped (pagetable.vectors.linux.boot_and_dump, once for the module); the dump commands
-on its ELF core against what QEMU's monitor said about the same stopped CPU 0: the registers (CR0, CR3,
-CR4, EFER of `info registers`), `gva2gpa` for a sample of VAs, `info mem` and `info tlb` line for line;
-and `check` and `find-roots` on a healthy kernel's tables. docs/dump-linux.md says what they found."""
+"""Real kernels: Debian's Linux 6.1 cloud kernels (x86-64 on -M pc, arm64 on -M virt) booted in QEMU (TCG)
+until they panic for want of a root file system, stopped and dumped (pagetable.vectors.linux, one boot per
+architecture for the module); the dump commands on each ELF core against what QEMU said about the same
+stopped CPU 0: the registers (x86 CR0, CR3, CR4, EFER of `info registers`; arm64 TTBR0/1_EL1, TCR_EL1,
+MAIR_EL1, SCTLR_EL1 through the gdbstub), `gva2gpa` for a sample of VAs, and (x86) `info mem` and `info tlb`
+line for line; `check`, `walk` and `find-roots` on a healthy kernel's tables. Then fetching the kernel, on
+.debs built here. docs/dump-linux.md says what they found."""
 
 from __future__ import annotations
 
