@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Protocol, cast
 
 import pytest
 
+from pagetable.vectors import linux
 from pagetable.vectors.aarch64 import qemu as qemu_aarch64
 from pagetable.vectors.riscv import qemu as qemu_riscv
 from pagetable.vectors.x86_64 import qemu as qemu_x86
@@ -89,6 +91,34 @@ def require_qemu_aarch64() -> str:
     """qemu-system-aarch64's path, with the binutils that assemble its stub (`_require_qemu`)."""
     return _require_qemu(cast(_Harness, qemu_aarch64))
 
+
+def _require_qemu_binary(harness: _Harness) -> str:
+    """The harness's QEMU binary alone (a kernel needs no stub assembled): skip without it, or fail when
+    CI=true."""
+    path = harness.find_qemu()
+    _require([] if path is not None else [f"{harness.QEMU_BINARY} not found (Debian package {harness.QEMU_PACKAGE})"])
+    assert path is not None  # else _require skipped or failed the test
+    return path
+
+
+def require_qemu_x86_binary() -> str:
+    """qemu-system-x86_64's path (`_require_qemu_binary`)."""
+    return _require_qemu_binary(cast(_Harness, qemu_x86))
+
+
+def require_qemu_aarch64_binary() -> str:
+    """qemu-system-aarch64's path (`_require_qemu_binary`)."""
+    return _require_qemu_binary(cast(_Harness, qemu_aarch64))
+
+
+def require_linux_kernel(package: str = linux.KERNEL_PACKAGE, url: str | None = None) -> Path:
+    """Debian's kernel `package` (pagetable.vectors.linux.fetch_kernel: cached, or fetched with apt-get
+    download or from `url`): skip with what to install when it cannot be had, or fail when CI=true."""
+    try:
+        return linux.fetch_kernel(package, url=url)
+    except linux.KernelUnavailable as exc:
+        _require([f"the Linux kernel {package} is unavailable: {exc}"])
+        raise AssertionError("unreachable: _require skipped or failed the test") from exc
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
