@@ -217,6 +217,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
         "unrecognized option '-zz'": [*base, *satp, "0x1", "-zz"],
         "--regs": [*base, "--regs", str(tmp_path / "regs.json"), "0x1"],
         "VA 2: bad VA: not a number: 'zz'": [*base, *satp, "0x1", "zz"],
+        "VA 1: bad VA: not a number: '0xzz'": [*base, *satp, "0xzz", "0x1"],
+        "VA 1: bad VA: not a number: 'ffffffc004200000' (hexadecimal needs 0x)": [*base, *satp, "ffffffc004200000"],
+        "with --va-file the VAs come from the file: '0x1' is not an image": [
+            *base, *satp, "--va-file", str(tmp_path / "vas.txt"), "0x1"],
         "VA 1: bad VA: -0x1 is not a 64-bit address": [*base, *satp, "-1"],
         "no VA to translate": [*base, *satp],
         f"--va-file {tmp_path / 'vas.txt'} line 5: bad VA": [*base, *satp, "--va-file", str(tmp_path / "vas.txt")],

@@ -228,6 +228,8 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Captu
     with pytest.raises(SystemExit) as exc:
         main(["explain", "notanumber"])
     assert exc.value.code == 2
+    assert capsys.readouterr().err == ("pagetable: error: explain: argument value: not a number: 'notanumber' "
+                                       "(pagetable explain --help lists the options)\n")
 
 
 def test_cli_explain(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,7 @@ import itertools
 import re
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 NUMBER = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|[0-9_]+)")
 
@@ -41,8 +41,14 @@ def write_lines(lines: Iterable[str]) -> None:
 
 class Parser(argparse.ArgumentParser):
     """argparse with values like -0x1 taken as (negative) numbers, not as unknown options, so that the
-    command can say what is wrong with them."""
+    command can say what is wrong with them; a usage error is one line, as every other error is."""
 
     def __init__(self, *a: Any, **k: Any) -> None:
         super().__init__(*a, **k)
         self._negative_number_matcher = re.compile(r"^-\.?\d")
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("pagetable").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"pagetable: error: {where}{message} (pagetable {command + ' ' if command else ''}--help "
+                     "lists the options)\n")

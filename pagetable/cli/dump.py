@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -70,7 +72,8 @@ def _address(text: str, where: str) -> int:
     try:
         va = number(text)
     except argparse.ArgumentTypeError as exc:
-        raise PagetableError(f"{where}: bad VA: {exc}") from None
+        hint = " (hexadecimal needs 0x)" if re.fullmatch(r"[0-9a-fA-F_]+", text.strip()) else ""
+        raise PagetableError(f"{where}: bad VA: {exc}{hint}") from None
     if not 0 <= va < 1 << 64:
         raise PagetableError(f"{where}: bad VA: {va:#x} is not a 64-bit address")
     return va
@@ -147,11 +150,15 @@ def _add_register_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_translate(ns: argparse.Namespace) -> int:
     items: list[str] = ns.items
+    # the images come first: files, or raw FILE@BASE; the first argument that is neither starts the VAs
+    k = next((n for n, x in enumerate(items) if n and (("@" not in x and not os.path.exists(x)) or
+                                                       NUMBER.fullmatch(x.strip()))), len(items))
+    images = items[:k]
     if ns.va_file is not None:
-        images, vas = items, _va_file(ns.va_file)
+        if k < len(items):
+            raise PagetableError(f"with --va-file the VAs come from the file: {items[k][:40]!r} is not an image")
+        vas = _va_file(ns.va_file)
     else:
-        k = next((n for n, x in enumerate(items) if NUMBER.fullmatch(x.strip())), len(items))
-        images = items[:k]                              # the images, up to the first number: the VAs
         if k == len(items):
             raise PagetableError("no VA to translate: give VAs after the images, or --va-file FILE")
         vas = np.array([_address(v, f"VA {n}") for n, v in enumerate(items[k:], 1)], dtype=np.uint64)
