@@ -140,7 +140,8 @@ def _judge(walker: Walker, k: int, depth: int, raw: U64, va: U64, slot: U64, car
         why[update[own]], stage[update[own]] = refused, np.where(refused != Reason.OK, 3, 1)
     final = np.flatnonzero((why == Reason.OK) & leaf)   # the output address, as the access makes it
     if walker.stage2 is None:
-        why[final[~_in_ram(walker, addr[final], va[final % n], span, notes)]] = Reason.PA_OUTSIDE_MEMORY
+        if walker.ram_only:
+            why[final[~_in_ram(walker, addr[final], va[final % n], span, notes)]] = Reason.PA_OUTSIDE_MEMORY
     else:                                       # stage 2 judges the output address at its first byte
         t2 = walker.stage2._walk(addr[final], acc[final], walker.rules.stage2_privilege(prv[final], st.carry[final]))
         why[final], stage[final] = t2.reason, np.where(t2.reason != Reason.OK, 2, 1)
@@ -189,7 +190,7 @@ def _judge_uniform(walker: Walker, k: int, depth: int, raw: U64, va: U64, carry:
     else:
         addr = cast(U64, _address(fmt, depth, raw, np.full(n, leaf), offset, va))
     ram: Bool | None = None                             # None: every output address is RAM
-    if leaf and np.any(why == Reason.OK):
+    if leaf and walker.ram_only and np.any(why == Reason.OK):
         ram = _in_ram(walker, addr, va, span, notes)
         ram = None if ram.all() else ram
     # the verdicts of an entry whose output address is RAM, and of one whose address is not

@@ -218,7 +218,7 @@ _RULES = ("step", "judged_bits", "fault_kind", "written", "implicit", "combine",
 class Walker:
     """Translates virtual addresses through `rules` over the physical memory `mem`."""
 
-    def __init__(self, mem: PhysMem, rules: WalkRules, stage2: Walker | None = None) -> None:
+    def __init__(self, mem: PhysMem, rules: WalkRules, stage2: Walker | None = None, *, ram_only: bool = True) -> None:
         if not isinstance(mem, PhysMem) or not (stage2 is None or isinstance(stage2, Walker)):
             raise InvalidArgumentType("a walker needs a PhysMem (and, for two stages, a stage-2 Walker)")
         if not all(callable(getattr(rules, m, None)) for m in _RULES) or \
@@ -227,13 +227,23 @@ class Walker:
         self.mem = mem
         self.rules = rules
         self.stage2 = stage2
-        self._implicit = None if stage2 is None else Walker(stage2.mem, stage2.rules.implicit())
+        # the final access must hit RAM of `mem` (a machine `mem` models whole); False: any output address is
+        # a target (a memory image, which holds the RAM it captured and none of the devices)
+        self.ram_only = ram_only
+        self._implicit = None if stage2 is None else Walker(stage2.mem, stage2.rules.implicit())  # tables: RAM
         # a one-lane walk's plan per region and level (index shift and mask, entry size, the entry bits the
         # rules read, whether a leaf there is huge, the level's number), and the verdicts it remembers
         self._plans = [[(lv.index_lsb, lv.entries - 1, r.fmt.entry_size, rules.judged_bits(r, d),
                          d != r.fmt.depth_count - 1, lv.arch_level) for d, lv in enumerate(r.fmt.levels)]
                        for r in rules.regime.regions]
         self._verdicts: dict[tuple[int, int, int, int, int, int], Step] = {}
+
+    def beyond_ram(self) -> Walker:
+        """This walker (and its stage 2) with any output address a valid target, RAM or not, as the
+        hardware sees it: for a memory image, whose holes are devices or memory it did not capture. Tables
+        must still be read from RAM (a walk into a hole faults)."""
+        stage2 = None if self.stage2 is None else self.stage2.beyond_ram()
+        return Walker(self.mem, self.rules, stage2, ram_only=False)
 
     @classmethod
     def nested(cls, mem: PhysMem, rules: tuple[WalkRules, WalkRules]) -> Walker:
@@ -345,6 +355,8 @@ class Walker:
             out.memtype[ok] = self.stage2.rules.combine(out.memtype[ok], t2.memtype, t2.pte)
             both = ok[t2.reason == Reason.OK]
             out.rights[both] = out.perms[both]
+        elif not self.ram_only:                       # any output address is a target
+            pass
         elif ok.size == len(out):                     # the final access must be RAM
             out.reason[~self.mem.contains_np(out.pa, 1)] = Reason.PA_OUTSIDE_MEMORY
         else:
@@ -560,7 +572,7 @@ class Walker:
             rights = carry & t2.perms & ALL_PERMS
             return _named(Lane, (va, t2.pa, _OK, level, pte, 1, pa, 0, rights,
                                  stage2.rules.combine(memtype, t2.memtype, t2.pte), rights))
-        if not self.mem.holds(pa, 1):
+        if self.ram_only and not self.mem.holds(pa, 1):
             return Lane(va, pa, Reason.PA_OUTSIDE_MEMORY, level, pte, 1, gpa, 0, 0, 0, carry & ALL_PERMS)
         return _named(Lane, (va, pa, _OK, level, pte, 1, gpa, 0, carry & ALL_PERMS, memtype, carry & ALL_PERMS))
 

@@ -42,9 +42,11 @@ def pa_bits(vs: VectorSet) -> list[str]:
 
 
 def walker(vs: VectorSet) -> Walker:
+    """The walker the dump commands make of `vs`'s registers: any output address a target (an image's holes
+    are devices), where `vs`'s own walker faults on a PA without RAM."""
     arch = registry.by_name(vs.arch)
     assert arch.walker_from_registers is not None
-    return arch.walker_from_registers(vs.mem, dict(vs.registers), vs.options.get("maxphyaddr"))
+    return arch.walker_from_registers(vs.mem, dict(vs.registers), vs.options.get("maxphyaddr")).beyond_ram()
 
 
 def image(vs: VectorSet, kind: str, d: Path) -> list[str]:
@@ -307,8 +309,11 @@ def test_every_mode_written_as_an_image_translates_as_its_vectors_expect(
                              "--", *(hex(vs.cases[n].va) for n in cases)])
         for n, line in zip(cases, lines, strict=True):
             c, doc = vs.cases[n], json.loads(line)
+            checked += 1
+            if c.reason == "pa-outside-memory":     # a hole of the image: a device, to the dump commands
+                assert doc["fault"] is None and doc["pa"] is not None, (mode, c)
+                continue
             assert (doc["pa"], doc["fault"]) == (None if c.pa is None else f"{c.pa:#x}", c.fault), (mode, c)
             if c.fault is not None:             # a translation's case records no level
                 assert (doc["level"], doc["stage"]) == (c.level, c.stage or 1), (mode, c)   # one stage: none recorded
-            checked += 1
     assert checked == len(vs.cases) and any(c.fault for c in vs.cases) and any(c.pa is not None for c in vs.cases)

@@ -110,6 +110,7 @@ def _pte(pa: int, bits: int) -> int:
 RISCV_TABLES = {
     0x8000_1000: _pte(0x8000_2000, 0x1),                 # root[0] -> L1
     0x8000_1000 + 511 * 8: _pte(0x8000_0000, 0xE7),      # root[511]: 1G leaf D A G W R V (RAM: only 4 MiB)
+    0x8000_1000 + 2 * 8: _pte(0x1000_0000, 0x1),         # root[2] -> a table outside RAM
     0x8000_2000: _pte(0x8000_3000, 0x1),                 # L1[0] -> L0
     0x8000_3000 + 8: _pte(0x8001_0000, 0xD7),            # L0[1], L0[2]: D A U W R V, one run (PAs apart)
     0x8000_3000 + 16: _pte(0x8002_0000, 0xD7),
@@ -124,7 +125,7 @@ RISCV_PTDUMP = [
     "  ! faults: w-without-r",
     "0xffffffffc0000000-0x0000000000000000    0x0000000080000000         1G PUD .   ..     ..   D A G . . W R V",
 ]
-RISCV_NOTE = "the 1G leaf at VA 0xffffffffc0000000 maps [0x80000000, 0xc0000000), of which only part is RAM"
+RISCV_NOTE = "the level-1 table for VA 0x80000000 is at 0x10000000, outside RAM: not walked"
 
 
 def test_riscv_ptdump_is_linux_ptdump(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -318,7 +319,9 @@ def test_library_formats_and_notes() -> None:
     assert arch.walker_from_registers is not None
     w = arch.walker_from_registers(mem, {"satp": 8 << 60 | 0x8_0001}, None)
     notes: list[str] = []
-    assert list(ptdump_lines(w, note=notes.append)) == RISCV_PTDUMP and notes == [RISCV_NOTE]
+    assert list(ptdump_lines(w, note=notes.append)) == RISCV_PTDUMP        # a walker whose accesses must be RAM
+    assert notes == ["the 1G leaf at VA 0xffffffffc0000000 maps [0x80000000, 0xc0000000), of which only part is RAM",
+                     RISCV_NOTE]
     assert list(FORMATS) == ["ptdump", "json", "csv", "qemu-info-mem", "qemu-info-tlb"]
     assert len(list(FORMATS["json"](w, 0x1000, 0x3000))) == 2
 

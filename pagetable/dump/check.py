@@ -47,7 +47,7 @@ Bool = npt.NDArray[np.bool_]
 
 SEVERITIES: Final = ("error", "warning", "info")
 RULES: Final = {
-    "wx": "warning", "user-kernel-half": "error", "rejected-entry": "error", "outside-memory": "error",
+    "wx": "warning", "user-kernel-half": "error", "rejected-entry": "error", "outside-memory": "warning",
     "table-outside-memory": "error", "mmio": "info", "mmio-normal": "warning", "shared-table": "info",
     "table-at-two-levels": "warning", "table-loop": "error", "unreachable": "warning",
 }
@@ -126,16 +126,31 @@ def _rows_findings(walker: Walker, k: int, m: Mappings) -> Iterator[Finding]:
     yield from _merged(m, u, entry, u.verdict.astype(np.uint64) << np.uint64(8) | u.depth.astype(np.uint64),
                        "rejected-entry", name,
                        lambda r: f"the hardware rejects the entry: {Reason(r.verdict).label} (every access faults)")
-    outside = (u.verdict == Reason.PA_OUTSIDE_MEMORY) & reached
-    if outside.any():                                   # judged per row: their memory types are not listed
-        rows = np.flatnonzero(np.repeat(outside, u.last - u.first + 1))     # the units cover every row
-        memtype = _leaf_memtypes(walker, k, m, rows).astype(np.uint64)
+    rows = _outside_rows(walker, m, u, reached)
+    if rows.size:                                       # judged per row
+        assert m.memtype is not None
+        memtype = (_leaf_memtypes(walker, k, m, rows) if walker.ram_only else m.memtype[rows]).astype(np.uint64)
         kind = np.where(np.isin(memtype, _CACHEABLE), 3, np.where(np.isin(memtype, _DEVICE), 2, 1))
         v = _Units.rows(m, rows)
         for n, rule, what in ((1, "outside-memory", "maps no RAM of the image"),
                               (2, "mmio", "maps no RAM of the image, as device memory (MMIO, presumably)"),
                               (3, "mmio-normal", "maps no RAM of the image (MMIO?) as normal cacheable memory")):
             yield from _merged(m, v, kind == n, memtype, rule, name, _outside_message(what, memtype))
+
+
+def _outside_rows(walker: Walker, m: Mappings, u: _Units, reached: Bool) -> npt.NDArray[np.intp]:
+    """The rows of reachable leaves that map no RAM of the image: refused for it (a walker whose final
+    access must be RAM), or translated to a hole (`Walker.beyond_ram`, as the dump commands walk)."""
+    unit_rows = u.last - u.first + 1                     # the units cover every row
+    refused = np.flatnonzero(np.repeat((u.verdict == Reason.PA_OUTSIDE_MEMORY) & reached, unit_rows))
+    if walker.ram_only:
+        return refused
+    rows = np.flatnonzero(np.repeat((u.verdict == 0) & reached, unit_rows))
+    hole = np.zeros(rows.shape, dtype=bool)
+    for size in np.unique(m.size[rows]).tolist():       # a few page sizes
+        pick = m.size[rows] == size
+        hole[pick] = ~walker.mem.touches_np(m.pa[rows[pick]], int(size))
+    return np.union1d(refused, rows[hole]).astype(np.intp)
 
 
 @dataclass(frozen=True)

@@ -98,5 +98,5 @@ def open_target(images: Sequence[str], arch: Architecture, registers: Mapping[st
         regs = {k: v for k, v in regs.items() if k in registers or k not in ROOT_REGISTERS.get(arch.name, ())}
         regs, found = auto_root(image, arch, regs, pa_bits)
         assumed += found
-    walker = arch.walker_from_registers(image.mem, regs, pa_bits)
+    walker = arch.walker_from_registers(image.mem, regs, pa_bits).beyond_ram()   # the image's holes: devices
     return Target(image, arch, regs, pa_bits, walker, tuple(assumed))
