@@ -152,3 +152,42 @@ def test_runs_of_alike_lanes_take_their_first_lanes_verdict(monkeypatch: pytest.
     assert len(np.unique(t.reason)) > 3
     for n, (a, p) in enumerate(blocks):
         assert_lanes_agree(w, t.take(np.flatnonzero(which == n)), a, p)
+
+
+@pytest.mark.parametrize("two_stage", [False, True], ids=["one stage", "two stages"])
+def test_beyond_ram_translates_to_holes_but_reads_tables_from_ram(two_stage: bool) -> None:
+    """A walker's final access must hit RAM (`pa-outside-memory` otherwise); `beyond_ram()` takes any output
+    address as a target, in the bulk walk, the one-lane walk and the listing alike, while a table in a hole
+    still faults."""
+    mem = PhysMem([(0x8000_0000, 1 << 20)])
+    pt = PageTable(SV39, mem, FrameAllocator(mem))
+    pt.map(0x1000, 0x1000_0000, 4096, F.READ | F.WRITE)            # a device page, outside RAM
+    pt.map(0x2000, 0x8008_0000, 4096, F.READ)                      # RAM
+    root = mem.read_u64(pt.root_paddr)
+    mem.write_u64(pt.root_paddr + 8, 0x0400_0001)                   # root[1] -> a table at 0x1000_0000: a hole
+    s1 = RiscvRules(Satp.for_table(SV39, pt.root_paddr))
+    if two_stage:                                                   # stage 2: the identity over RAM and the device
+        g = PageTable(SV39X4, mem, FrameAllocator(mem, 0x8004_0000))
+        g.map_region(0x8000_0000, 0x8000_0000, 1 << 20, F.READ | F.WRITE | F.EXECUTE | F.USER)
+        g.map(0x1000_0000, 0x1000_0000, 4096, F.READ | F.WRITE | F.USER)
+        ram_only = Walker(mem, s1, stage2=Walker(mem, RiscvRules.gstage(Hgatp.for_table(SV39X4, g.root_paddr))))
+    else:
+        ram_only = Walker(mem, s1)
+    assert root and ram_only.ram_only
+    anywhere = ram_only.beyond_ram()
+    assert not anywhere.ram_only and (anywhere.stage2 is None or not anywhere.stage2.ram_only)
+    vas = np.array([0x1000, 0x2000, 0x4000_0000], dtype=np.uint64)
+    for w, device in ((ram_only, "pa-outside-memory"), (anywhere, "ok")):
+        bulk = w.translate_many(vas, "read", "supervisor")
+        one = [w.translate(int(va), "read", "supervisor") for va in vas]
+        # a table in a hole: no RAM to read (through stage 2: its implicit read hits no RAM)
+        assert [t.reason.label for t in one] == [device, "ok", "pa-outside-memory" if two_stage else
+                                                 "table-outside-memory"]
+        assert one[2].stage == (2 if two_stage else 1)
+        assert bulk.reason.tolist() == [int(t.reason) for t in one]
+        if device == "ok":
+            assert int(bulk.pa[0]) == one[0].pa == 0x1000_0000
+        listed = w.mappings()
+        assert listed.verdict is not None
+        assert {int(va): int(v) for va, v in zip(listed.va, listed.verdict, strict=True)}[0x1000] == \
+            int(one[0].reason)
