@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pagetable import registry
+from pagetable.arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions
 from pagetable.cli import main
 from pagetable.dump import write_elf_core, write_lime
 from pagetable.listing import permissions
@@ -207,7 +208,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
         "unknown register 'cr3'": [*base, *satp, "--reg", "cr3=0", "0x1"],
         "register hgatp is missing": [*base, "--reg", "vsatp=0", "0x1"],
         "register satp is missing": [*base, "--regs", str(tmp_path / "empty.json"), "0x1"],
-        "unknown register 'sstatus'": [*base, "--reg=sstatus=0", "0x1"],
+        "vsstatus belongs to two-stage translation": [*base, *satp, "--reg=vsstatus=0", "0x1"],
         "satp 0x2000000000000000: MODE 2": [*base, "--reg", "satp=0x2000000000000000", "0x1"],
         "hgatp 0x3000000000000000": [*base, "--reg", "hgatp=0x3000000000000000", "0x1"],
         "--reg satp: not a number": [*base, "--reg", "satp=0xgg", "0x1"],
@@ -317,3 +318,33 @@ def test_every_mode_written_as_an_image_translates_as_its_vectors_expect(
             if c.fault is not None:             # a translation's case records no level
                 assert (doc["level"], doc["stage"]) == (c.level, c.stage or 1), (mode, c)   # one stage: none recorded
     assert checked == len(vs.cases) and any(c.fault for c in vs.cases) and any(c.pa is not None for c in vs.cases)
+
+
+@pytest.mark.parametrize(("mode", "options", "status"), [
+    ("sv39", RiscvOptions(sum=True, mxr=True, ad="svadu", svpbmt=True),
+     {"sstatus": 3 << 18, "menvcfg": 3 << 61}),
+    ("sv39", RiscvOptions(mxr=True), {"sstatus": 1 << 19}),
+    ("sv39+sv39x4", HypervisorOptions(vs_sum=True, vs_mxr=True, hs_mxr=True, ad="svadu", svpbmt=True),
+     {"vsstatus": 3 << 18, "sstatus": 1 << 19, "menvcfg": 3 << 61}),
+], ids=["sum-mxr-svadu-svpbmt", "mxr", "two-stage"])
+def test_riscv_status_registers_select_the_walk_options(mode: str, options: Any, status: dict[str, int],
+                                                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """sstatus (SUM, MXR), vsstatus (SUM, MXR) and menvcfg (PBMTE: Svpbmt, ADUE: Svadu) as registers give
+    the walk the vector set's options: every case translates as the set expects (the defaults would not)."""
+    vs = generate_riscv(mode, 5, 200, options)
+    images = image(vs, "elf", tmp_path)
+    regs = [*registers(vs), *(a for k, v in status.items() for a in ("--reg", f"{k}={v:#x}"))]
+    differ = 0
+    for given in (regs, registers(vs)):
+        for access, privilege in {(c.access, c.privilege) for c in vs.cases}:
+            cases = [c for c in vs.cases if (c.access, c.privilege) == (access, privilege)]
+            lines = run(capsys, ["translate", *images, "--arch", "riscv", *given, "--json", "--access", access,
+                                 "--privilege", privilege, "--", *(hex(c.va) for c in cases)])
+            for c, line in zip(cases, lines, strict=True):
+                doc = json.loads(line)
+                same = (doc["pa"], doc["fault"]) == (None if c.pa is None else f"{c.pa:#x}", c.fault)
+                if given is regs:
+                    assert same or c.reason == "pa-outside-memory", (c, doc)
+                else:
+                    differ += not same and c.reason != "pa-outside-memory"
+    assert differ > 0                                   # the options matter to these sets

@@ -128,25 +128,42 @@ def walker_for(vs: VectorSet) -> Walker:
     return walker
 
 
-REGISTER_NAMES = ("satp", "vsatp", "hgatp")
+REGISTER_NAMES = ("satp", "vsatp", "hgatp", "sstatus", "vsstatus", "menvcfg")
 PA_BITS = 56
 """The PA width of Sv39, Sv48 and Sv57 (a PTE's 44-bit PPN): a narrower hart's PMAs make the addresses beyond
 its width inaccessible, which an image without RAM there says already (the walker checks no width)."""
 
 
+SSTATUS_SUM, SSTATUS_MXR = 1 << 18, 1 << 19
+"""sstatus (and vsstatus) bits 18 and 19 (privileged spec, "Supervisor Status (sstatus) Register")."""
+MENVCFG_ADUE, MENVCFG_PBMTE = 1 << 61, 1 << 62
+"""menvcfg.ADUE (Svadu: hardware A/D updates) and menvcfg.PBMTE (Svpbmt) (privileged spec, "Machine
+Environment Configuration (menvcfg) Register")."""
+STATUS_REGISTERS = ("sstatus", "vsstatus", "menvcfg")
+
+
 def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | None = None) -> Walker:
     """The walker of a hart whose CSRs hold `regs`: `satp` (one stage, as S-mode translates), or `hgatp` with
     `vsatp` (default 0, Bare: the G-stage alone) for a V=1 access (two stages). The mode follows from each
-    register's MODE; a reserved MODE is an error naming the register. Status bits are all 0 (Svade, no
-    Svnapot or Svpbmt)."""
+    register's MODE; a reserved MODE is an error naming the register. The status registers are optional
+    (default 0): `sstatus` SUM and MXR (with two stages the HS-level MXR), `vsstatus` SUM and MXR (two
+    stages), `menvcfg` PBMTE (Svpbmt) and ADUE (Svadu; else Svade) for every stage. Svnapot is off."""
     two = "hgatp" in regs or "vsatp" in regs
     if two and "satp" in regs:
         raise InvalidArgument("give satp (one stage) or vsatp and hgatp (two stages), not both")
+    if not two and "vsstatus" in regs:
+        raise InvalidArgument("vsstatus belongs to two-stage translation (vsatp and hgatp), not to satp")
     check_register_names(regs, REGISTER_NAMES, ("hgatp",) if two else ("satp",),
                          "RISC-V two-stage translation" if two else "RISC-V translation")
     pa_bits_in(pa_bits, PA_BITS, range(32, PA_BITS + 1), "a RISC-V PA width")
-    options: Options = HypervisorOptions() if two else RiscvOptions()
-    return _walker(mem, {"vsatp": 0, **regs} if two else regs, options)[0]
+    status, vsstatus, envcfg = (regs.get(name, 0) for name in STATUS_REGISTERS)
+    extensions: dict[str, Any] = {"ad": "svadu" if envcfg & MENVCFG_ADUE else "svade",
+                                  "svpbmt": bool(envcfg & MENVCFG_PBMTE)}
+    options: Options = (HypervisorOptions(vs_sum=bool(vsstatus & SSTATUS_SUM), vs_mxr=bool(vsstatus & SSTATUS_MXR),
+                                          hs_mxr=bool(status & SSTATUS_MXR), **extensions) if two else
+                        RiscvOptions(sum=bool(status & SSTATUS_SUM), mxr=bool(status & SSTATUS_MXR), **extensions))
+    tables = {k: v for k, v in regs.items() if k not in STATUS_REGISTERS}
+    return _walker(mem, {"vsatp": 0, **tables} if two else tables, options)[0]
 
 
 def _walker(mem: PhysMem, regs: dict[str, int], options: Options) -> tuple[Walker, dict[str, Any]]:
