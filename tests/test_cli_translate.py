@@ -172,6 +172,18 @@ def test_ten_thousand_vas_from_a_file(tmp_path: Path, capsys: pytest.CaptureFixt
         check_json(json.loads(lines[k]), w, int(vas[k]), "read", "supervisor")
 
 
+def test_registers_from_a_vector_sets_own_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--regs vectors.json` takes a vector set's registers, and its PA width unless --pa-bits says one."""
+    vs = vector_set("x86_64-4level")
+    vs.write(tmp_path / "set", "")
+    images, vas = image(vs, "elf", tmp_path), case_vas(vs)
+    given = run(capsys, ["translate", *images, "--arch", "x86_64", *registers(vs), *pa_bits(vs), *map(hex, vas)])
+    assert run(capsys, ["translate", *images, "--arch", "x86_64", "--regs", str(tmp_path / "set" / "vectors.json"),
+                        *map(hex, vas)]) == given
+    assert run(capsys, ["translate", *images, "--arch", "x86_64", "--regs", str(tmp_path / "set" / "vectors.json"),
+                        "--pa-bits", "52", *map(hex, vas)]) != given      # MAXPHYADDR 52: other reserved bits
+
+
 def test_registers_from_a_json_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     vs = vector_set("aarch64-4k-48")
     (tmp_path / "regs.json").write_text(json.dumps({k.upper(): hex(v) for k, v in vs.registers.items()}))

@@ -28,7 +28,8 @@ from .common import NOTES_SHOWN, NUMBER, Parser, number, write_lines
 
 def _register_values(ns: argparse.Namespace, prefix: str = "") -> dict[str, int]:
     """The registers of `--reg NAME=VALUE ...` or `--regs FILE.json` (an object of names to numbers, or to
-    strings holding numbers), names lower-cased; with `prefix` "other_", of `--other-reg`/`--other-regs`."""
+    strings holding numbers; or a vector set's vectors.json: its registers, and its PA width when `--pa-bits`
+    is not given), names lower-cased; with `prefix` "other_", of `--other-reg`/`--other-regs`."""
     regs_file, items = getattr(ns, f"{prefix}regs"), getattr(ns, f"{prefix}reg")
     opt = f"--{prefix.replace('_', '-')}"
     pairs: list[tuple[str, object, str]] = []
@@ -40,6 +41,13 @@ def _register_values(ns: argparse.Namespace, prefix: str = "") -> dict[str, int]
             raise PagetableError(f"{opt}regs {regs_file}: cannot read it: {exc.strerror or exc}") from None
         except (ValueError, RecursionError) as exc:
             raise PagetableError(f"{opt}regs {regs_file}: not JSON: {str(exc)[:200]}") from None
+        if isinstance(doc, dict) and str(doc.get("schema", "")).startswith("pagetable-vectors/") and \
+                isinstance(doc.get("registers"), dict):     # a vector set's vectors.json: its registers
+            options = doc.get("options")
+            width = options.get("maxphyaddr", options.get("pa_range")) if isinstance(options, dict) else None
+            if getattr(ns, "pa_bits", 0) is None and type(width) is int:    # and the PA width it assumes
+                ns.pa_bits = width
+            doc = doc["registers"]
         if not isinstance(doc, dict):
             raise PagetableError(f"{opt}regs {regs_file}: must hold an object of register names to values")
         pairs = [(str(k), v, f"{opt}regs {regs_file}: {str(k)[:40]}") for k, v in doc.items()]
