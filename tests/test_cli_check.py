@@ -55,15 +55,15 @@ X86_LINES = [
     "info shared-table cr3 0x400000-0xa00000 level 1 entry {pd2:#x} x2: the level-1 table {ptab:#x} is shared by 2 "
     "entries (2 references), listed under each",
     "info mmio cr3 0x401000-0x402000 level 1 entry {pte1:#x}=0x80000000fee0001b: maps no RAM of the image, as "
-    "device memory (MMIO, presumably) ([0xfee00000, 0xfee01000), UC)",
+    "device memory (MMIO, presumably) ([0xfee00000, 0xfee01000), uc)",
     "warning mmio-normal cr3 0x402000-0x403000 level 1 entry {pte2:#x}=0x80000000fee01003: maps no RAM of the "
-    "image (MMIO?) as normal cacheable memory ([0xfee01000, 0xfee02000), WB)",
+    "image (MMIO?) as normal cacheable memory ([0xfee01000, 0xfee02000), wb)",
     "error rejected-entry cr3 0x403000-0x404000 level 1 entry {pte3:#x}={raw3:#018x}: the hardware rejects the "
     "entry: reserved (every access faults)",
     "info mmio cr3 0x801000-0x802000 level 1 entry {pte1:#x}=0x80000000fee0001b: maps no RAM of the image, as "
-    "device memory (MMIO, presumably) ([0xfee00000, 0xfee01000), UC)",
+    "device memory (MMIO, presumably) ([0xfee00000, 0xfee01000), uc)",
     "warning mmio-normal cr3 0x802000-0x803000 level 1 entry {pte2:#x}=0x80000000fee01003: maps no RAM of the "
-    "image (MMIO?) as normal cacheable memory ([0xfee01000, 0xfee02000), WB)",
+    "image (MMIO?) as normal cacheable memory ([0xfee01000, 0xfee02000), wb)",
     "error rejected-entry cr3 0x803000-0x804000 level 1 entry {pte3:#x}={raw3:#018x}: the hardware rejects the "
     "entry: reserved (every access faults)",
     "warning wx cr3 0xffff888000000000-0xffff888000200000 level 1 entry {dm:#x}=0x0000000001000003 x512: "
@@ -199,7 +199,7 @@ def test_riscv_leaves_and_tables_outside_ram_and_a_table_at_two_levels() -> None
     lines = [finding_line(f) for f in check(Walker(mem, RiscvRules(Satp.for_table(SV39, pt.root_paddr))))]
     assert lines == [
         f"warning outside-memory satp 0x1000-0x2000 level 0 entry {leaf.pa:#x}={leaf.raw:#018x}: maps no RAM of the "
-        "image ([0x10000000, 0x10001000), DEFAULT)",
+        "image ([0x10000000, 0x10001000), default)",
         f"warning table-at-two-levels satp 0x81200000-0x81400000 level 0 entry {pmd2 + 72:#x}: 1 entry makes table "
         f"{pmd:#x} a level-0 table; first used at level 1: not walked again (0x200000 bytes of VA not listed)",
         f"error table-outside-memory satp 0xc0000000-0x100000000 level 1 entry {pt.root_paddr + 24:#x}: the "

@@ -350,9 +350,10 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
                    help="the memory image (an ELF core or LiME file, or raw FILE@BASE files), then the VAs")
     _add_target_arguments(t)
     t.add_argument("--access", choices=("read", "write", "execute", ANY), default="read",
-                   help="the access to translate for (any: the PA if any access translates, as a debugger "
-                        "reads memory; the permissions say which)")
-    t.add_argument("--privilege", choices=("user", "supervisor"), default="supervisor")
+                   help="the access to translate for (default read; any: the PA if any access translates, as a "
+                        "debugger reads memory; the permissions say which)")
+    t.add_argument("--privilege", choices=("user", "supervisor"), default="supervisor",
+                   help="the privilege of the access (default supervisor)")
     t.add_argument("--json", action="store_true", help="one JSON object a line")
     t.add_argument("--va-file", metavar="FILE", help="the VAs, one a line (then every argument is an image)")
     t.set_defaults(func=cmd_translate)

@@ -190,7 +190,7 @@ class _Units:
 
 def _outside_message(what: str, types: U64) -> Callable[[_Run], str]:
     """The message of a run of leaves outside RAM: `what`, the PA range and the memory type."""
-    labels = {t.value: t.name for t in MemoryType}
+    labels = {t.value: t.label for t in MemoryType}
     return lambda r: f"{what} ([{r.pa:#x}, {r.pa_end:#x}), {labels[int(types[r.unit])]})"
 
 
