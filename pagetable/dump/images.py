@@ -133,8 +133,14 @@ def _decompressed(path: str) -> str:
     target = cache_path(path)
     if target.is_file():
         return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(target.suffix + ".partial")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        open(partial, "wb").close()
+    except OSError as exc:
+        raise ImageError(f"{path}: compressed, and the cache directory {target.parent} (PAGETABLE_CACHE, else "
+                         f"~/.cache/pagetable) cannot take its decompressed copy: {exc.strerror or exc}; set "
+                         "PAGETABLE_CACHE to a writable directory") from None
     what = "zstd" if zstd else opener[0] if opener else ""
     try:
         with open(partial, "wb") as out, open(path, "rb") as raw, \
