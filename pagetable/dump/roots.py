@@ -66,8 +66,8 @@ from ..walker import Walker
 from .images import Image, ImageError
 from .target import LINUX_EFER
 
-__all__ = ["CHUNK_BYTES", "DEFAULT_REGISTERS", "ROOT_REGISTERS", "SCAN_REGISTERS", "Candidate", "Shape", "auto_root",
-           "find_roots", "shapes", "with_root"]
+__all__ = ["CHUNK_BYTES", "DEFAULT_REGISTERS", "RES0_UNDECLARED", "ROOT_REGISTERS", "SCAN_REGISTERS", "TIE",
+           "Candidate", "Shape", "auto_root", "find_roots", "shapes", "with_root"]
 
 U64 = npt.NDArray[np.uint64]
 Bool = npt.NDArray[np.bool_]
@@ -104,6 +104,11 @@ SCAN_REGISTERS: Final[Mapping[str, tuple[str, ...]]] = {
 """The registers a scan takes (besides the roots): those of one-stage translation (RISC-V's satp for its
 MODE; AArch64's EL1&0 regime: not stage 2, not EL2)."""
 
+RES0_UNDECLARED: Final = frozenset({"aarch64"})
+"""The architectures whose descriptor layouts declare every bit but the RES0 ones (AArch64's name its
+IGNORED and software bits, Arm ARM D8.3); x86's leave the Ignored bits undeclared, which Linux sets
+(_PAGE_DIRTY in _KERNPG_TABLE, arch/x86/include/asm/pgtable_types.h), and RISC-V's declare all 64."""
+
 _ADDRESS_FIELDS: Final = {"cr3": CR3.mask("ADDR"), "satp": SATP.mask("PPN"),
                           "ttbr0_el1": TTBR0_EL1.mask("BADDR"), "ttbr1_el1": TTBR1_EL1.mask("BADDR")}
 _ACCEPTED: Final = np.array([Reason.OK, Reason.PERMISSION, Reason.ACCESSED_DIRTY, Reason.PROTECTION_KEY],
@@ -122,11 +127,13 @@ def with_root(name: str, value: int, pa: int) -> int:
 @dataclass(frozen=True)
 class Shape:
     """One paging mode to scan for: its registers (every one but the roots, which are 0), the walker they
-    make, and the region whose root tables are looked for (AArch64: TTBR1_EL1's; both have one shape)."""
+    make, the region whose root tables are looked for (AArch64: TTBR1_EL1's; both have one shape), and
+    whether a descriptor bit its layouts leave undeclared is RES0 (`RES0_UNDECLARED`)."""
 
     registers: dict[str, int]
     walker: Walker
     region: Region
+    undeclared_res0: bool = False
 
     @property
     def name(self) -> str:
@@ -228,7 +235,8 @@ def shapes(mem: PhysMem, arch: Architecture, registers: Mapping[str, int], pa_bi
         regions = walker.rules.regime.regions
         if not regions:
             raise PagetableError("the registers turn translation off: there is no root to find")
-        out.append(Shape(regs, walker, regions[-1]))     # AArch64: TTBR1_EL1's (the kernel's); else the one
+        # AArch64: TTBR1_EL1's region (the kernel's); else the one
+        out.append(Shape(regs, walker, regions[-1], arch.name in RES0_UNDECLARED))
     return out
 
 
@@ -270,10 +278,10 @@ def _global_bit(fmt: PagingFormat, depth: int) -> int:
 
 def _judge(shape: Shape, depth: int, raw: U64) -> tuple[Bool, Bool, Bool, Bool]:
     """For entries at `depth`: which are present (the codec's valid bit), which of those are well formed (the
-    rules accept them for a supervisor read, whatever the permissions say, no bit is set that the layout of
-    their kind leaves undeclared (`_undeclared`), and their next table, or a leaf's first byte, is RAM),
-    which of those point at a table, and which of those are user leaves (EL0/U accessible as the rules
-    read them, or not global: `_global_bit`)."""
+    rules accept them for a supervisor read, whatever the permissions say, no RES0 bit is set (where the
+    shape's layouts leave only RES0 bits undeclared: `_undeclared`), and their next table, or a leaf's
+    first byte, is RAM), which of those point at a table, and which of those are user leaves (EL0/U
+    accessible as the rules read them, or not global: `_global_bit`)."""
     fmt, mem = shape.region.fmt, shape.walker.mem
     n = raw.shape[0]
     present = np.asarray(fmt.codec.is_present_np(raw), dtype=bool)
@@ -284,9 +292,10 @@ def _judge(shape: Shape, depth: int, raw: U64) -> tuple[Bool, Bool, Bool, Bool]:
         np.full(n, Privilege.SUPERVISOR, dtype=np.uint8), np.full(n, PERMS)), (n,))
     leaf = np.asarray(st.leaf, dtype=bool)
     addr = np.asarray(fmt.codec.paddr_np(raw, depth != fmt.depth_count - 1), dtype=np.uint64)
-    table_res0, leaf_res0 = _undeclared(fmt, depth)
-    res0 = np.where(leaf, np.uint64(leaf_res0), np.uint64(table_res0))
-    ok = present & np.isin(st.reason, _ACCEPTED) & (raw & res0 == 0)
+    ok = present & np.isin(st.reason, _ACCEPTED)
+    if shape.undeclared_res0:
+        table_res0, leaf_res0 = _undeclared(fmt, depth)
+        ok &= raw & np.where(leaf, np.uint64(leaf_res0), np.uint64(table_res0)) == 0
     last = depth + 1 == fmt.depth_count
     inram = mem.contains_np(addr, 8 if last else fmt.table_size(depth + 1))
     inram = np.where(leaf, mem.contains_np(addr, 8), inram)
