@@ -380,3 +380,28 @@ def test_aarch64_vector_set_roots_and_ttbrs(seed: int, tmp_path: Path, capsys: p
             f"{found[1].score:.2f})",
             f"pagetable: note: assumed ttbr0_el1={ttbr0:#x} (--root auto: root candidate 1 of {len(ranked)}, score "
             f"{found[0].score:.2f})"]
+
+
+def test_linux_like_aarch64_ttbrs_and_ties(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With neither TTBR given, the kernel's table (kernel leaves) goes to TTBR1_EL1 and a process's (user
+    leaves) to TTBR0_EL1; the five processes' tables tie, which `--root auto` says."""
+    s = linux_like("aarch64")
+    found = find_roots(s.mem, registry.by_cli_name("aarch64"), s.registers)
+    kernel = next(c for c in found if c.pa == s.kernel)
+    assert kernel.describe() == (f"{s.kernel:#x}  score 1.00  VMSAv8-64 stage 1 4KB granule, 48-bit upper-range VA  "
+                                 "present 2 of 512 (well-formed 2; leaves below: 0 user, 32 kernel)  below 1.00 over "
+                                 "6 tables")
+    assert {c.mode for c in found if c.pa in s.processes} == {"VMSAv8-64 stage 1 4KB granule, 48-bit VA"}
+    write_elf_core(tmp_path / "core.elf", s.mem, "aarch64")
+    vas = [f"{va:#x}" for va in (*s.kernel_vas, *s.user_vas)]
+    base = ["translate", str(tmp_path / "core.elf"), "--arch", "aarch64", *vas, *regs_args(s.registers)]
+    want, _ = run(capsys, [*base, *regs_args({"ttbr0_el1": s.processes[0], "ttbr1_el1": s.kernel})])
+    got, err = run(capsys, [*base, "--root", "auto"])
+    assert got == want
+    first, second = s.processes[:2]
+    n = len(found)
+    assert err.splitlines() == [
+        f"pagetable: note: assumed ttbr1_el1={s.kernel:#x} (--root auto: root candidate 1 of {n}, score 1.00)",
+        f"pagetable: note: assumed ttbr0_el1={first:#x} (--root auto: root candidate 2 of {n}, score 1.00)",
+        f"pagetable: note: assumed ttbr0_el1 holds {first:#x}, not {second:#x}, near-tied (--root auto: they score "
+        "1.00 and 1.00; give ttbr0_el1 with --reg)"]

@@ -17,8 +17,12 @@ A frame's score (0 to 1) is a weighted mean of (`WEIGHTS`):
   the walk rules accept at the root level (`WalkRules.step`, for a supervisor read, whatever the permissions
   say: no reserved bit or encoding, which covers x86's PS in a PML5E or PML4E (Intel SDM Vol. 3A 4.5),
   RISC-V's A, D and U of a non-leaf PTE (privileged spec, "Virtual Address Translation Process", step 3)
-  and AArch64's block descriptor at level 0 (Arm ARM D8.3)) and whose next-level table (or a leaf's first
-  byte) lies in the image's RAM. A frame below `MIN_FORM` is no candidate;
+  and AArch64's block descriptor at level 0 (Arm ARM D8.3)), that on AArch64 set no bit the descriptor's
+  layout leaves undeclared, which are RES0 (`RES0_UNDECLARED`: with a 64 KiB granule and the 48-bit OA
+  form NLTA and OA start at bit 16 and bits 15:12 are RES0, D8.3.1, so a 4 KiB table's entries, pointing
+  at 4 KiB frames, do not read as a 64 KiB table's, nor its 512-byte slices as 64-entry roots), and whose
+  next-level table (or a leaf's first byte) lies in the image's RAM. A frame below `MIN_FORM` is no
+  candidate;
 - below: the same fraction for the tables under it, sampled: `SAMPLES` of its table entries, evenly spread,
   then one table entry of each table reached, down to the last level; the mean over the levels reached
   (an empty table counts 0; a root of leaves alone scores `NO_TABLES`). A lower-level table read as a root
@@ -31,6 +35,13 @@ A frame's score (0 to 1) is a weighted mean of (`WEIGHTS`):
   AArch64's kernel half has a table of its own (TTBR1_EL1), so the term is left out there;
 - sparse: 1 for at most half the entries present, falling to 0 for a full table (a Linux root is never
   full).
+
+AArch64's root tables do not say which TTBR points at them, so each candidate is labelled with the region
+its leaves look like (`Candidate.region`): of the well-formed leaves in the tables sampled below it, the
+user pages (EL0-accessible, AP[1]=1 as the walk rules read it, or not global, nG=1: Linux's user pages are
+both, its kernel pages neither, arch/arm64/include/asm/pgtable-prot.h) and the others; more user pages
+make it a TTBR0_EL1 (lower range) table, else a TTBR1_EL1 (upper range) one. The score does not depend
+on the label.
 
 Candidates are ranked by score, then by the order of the modes tried (`DEFAULT_REGISTERS`: the more common
 first, as a table of one mode can read as well as one of another), then by present entries (more first),
