@@ -591,8 +591,7 @@ def auto_root(source: Image | PhysMem, arch: Architecture, registers: Mapping[st
     one whose leaves are mostly kernel pages) and that no given root register holds, or, where none does,
     the best one left. A doubt is said when another mode's best candidate scores within `TIE` of the best,
     when a register's runner-up of the same kind does, or when the leaves do not say which TTBR a pick
-    belongs to. PagetableError when the image
-    holds too few candidates."""
+    belongs to. PagetableError when the image holds too few candidates."""
     names = ROOT_REGISTERS[arch.name]
     fill = [n for n in names if n not in registers or n == "satp"]
     if not fill:
