@@ -22,7 +22,7 @@ from pagetable import registry
 from pagetable.cli import main
 from pagetable.dump import write_elf_core, write_lime
 from pagetable.dump.notes import GPRS, QEMU_CPU_STATE, SEGMENTS
-from pagetable.dump.roots import find_roots
+from pagetable.dump.roots import auto_root, find_roots
 from pagetable.flags import MappingFlags
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
@@ -405,3 +405,25 @@ def test_linux_like_aarch64_ttbrs_and_ties(tmp_path: Path, capsys: pytest.Captur
         f"pagetable: note: assumed ttbr0_el1={first:#x} (--root auto: root candidate 2 of {n}, score 1.00)",
         f"pagetable: note: assumed ttbr0_el1 holds {first:#x}, not {second:#x}, near-tied (--root auto: they score "
         "1.00 and 1.00; give ttbr0_el1 with --reg)"]
+
+
+def test_aarch64_root_auto_says_its_doubts() -> None:
+    """A 4 KiB-granule kernel table chain whose tables all sit at 64 KiB boundaries reads as well with a 64
+    KiB (and a 16 KiB) granule: the RES0 rule cannot tell them apart, so `--root auto` takes the 4 KiB
+    reading and says the near-tie; its one leaf is a kernel page (AP[1]=0, global), so the root goes to
+    TTBR1_EL1, and TTBR0_EL1 gets a lower-level table with no leaf below it, which is said too."""
+    mem = PhysMem([(0x4000_0000, 1 * MiB)])
+    for table, entry in ((0x4000_0000, 0x4001_0003), (0x4001_0000, 0x4002_0003), (0x4002_0000, 0x4003_0003),
+                         (0x4003_0000, 0x4004_0703)):          # tables, then a page: AF, SH inner, AP=0b00, nG=0
+        mem.words(table, 1)[0] = entry
+    regs, notes = auto_root(mem, registry.by_cli_name("aarch64"), {})
+    four = "VMSAv8-64 stage 1 4KB granule, 48-bit upper-range VA"
+    assert (regs["ttbr1_el1"], regs["ttbr0_el1"]) == (0x4000_0000, 0x4001_0000)
+    assert notes == [
+        f"tcr_el1=0x580100010 (--root auto: the mode of the best root candidate, {four})",
+        "ttbr1_el1=0x40000000 (--root auto: root candidate 1 of 12, score 1.00)",
+        "ttbr0_el1=0x40010000 (--root auto: root candidate 6 of 12, score 0.61)",
+        f"{four}, not VMSAv8-64 stage 1 64KB granule, 48-bit upper-range VA, near-tied (--root auto: their best "
+        "candidates score 1.00 and 1.00; give tcr_el1 with --reg)",
+        "ttbr0_el1 holds 0x40010000 without evidence (--root auto: the leaves below it, 0 user and 0 kernel, do not "
+        "say it is ttbr0_el1's table; give ttbr0_el1 with --reg)"]

@@ -125,7 +125,8 @@ _ADDRESS_FIELDS: Final = {"cr3": CR3.mask("ADDR"), "satp": SATP.mask("PPN"),
 _ACCEPTED: Final = np.array([Reason.OK, Reason.PERMISSION, Reason.ACCESSED_DIRTY, Reason.PROTECTION_KEY],
                             dtype=np.uint8)      # verdicts of a well-formed entry that this access may not use
 _ALL_ONES: Final = (1 << 64) - 1
-_USER_PERMS: Final = np.uint64(sum(perm_bit(a, Privilege.USER) for a in Access))
+# a user leaf's: EL0 data access (AArch64 AP[1]); not execute, which EL0 has wherever UXN is clear
+_USER_PERMS: Final = np.uint64(perm_bit(Access.READ, Privilege.USER) | perm_bit(Access.WRITE, Privilege.USER))
 
 
 def with_root(name: str, value: int, pa: int) -> int:
@@ -291,8 +292,8 @@ def _judge(shape: Shape, depth: int, raw: U64) -> tuple[Bool, Bool, Bool, Bool]:
     """For entries at `depth`: which are present (the codec's valid bit), which of those are well formed (the
     rules accept them for a supervisor read, whatever the permissions say, no RES0 bit is set (where the
     shape's layouts leave only RES0 bits undeclared: `_undeclared`), and their next table, or a leaf's
-    first byte, is RAM), which of those point at a table, and which of those are user leaves (EL0/U
-    accessible as the rules read them, or not global: `_global_bit`)."""
+    first byte, is RAM), which of those point at a table, and which of those are user leaves (readable or
+    writable at EL0/U as the rules read them, or not global: `_global_bit`)."""
     fmt, mem = shape.region.fmt, shape.walker.mem
     n = raw.shape[0]
     present = np.asarray(fmt.codec.is_present_np(raw), dtype=bool)
@@ -607,13 +608,13 @@ def auto_root(source: Image | PhysMem, arch: Architecture, registers: Mapping[st
         raise PagetableError(f"--root auto: {len(left)} root candidate(s) for {', '.join(fill)}; give "
                              f"{fill[-1]} with --reg")
     regs = {**best.shape.registers, **given}
-    notes = [f"{k}={v:#x} (--root auto: the mode of the best root candidate, {best.shape.name})"
+    notes = [f"{k}={v:#x} (--root auto: the mode of the best root candidate, {best.mode})"
              for k, v in best.shape.registers.items() if k not in registers and k not in names]
     doubts = []
     rival = next((c for c in ranked if c.shape is not best.shape), None)
     if rival is not None and best.score - rival.score < TIE:
         mode = ", ".join(k for k, v in best.shape.registers.items() if rival.shape.registers.get(k) != v)
-        doubts.append(f"{best.shape.name}, not {rival.shape.name}, near-tied (--root auto: their best candidates "
+        doubts.append(f"{best.mode}, not {rival.mode}, near-tied (--root auto: their best candidates "
                       f"score {best.score:.2f} and {rival.score:.2f}; give {mode} with --reg)")
     for name in fill:
         kind = [c for c in left if _for_register(c, name)]
