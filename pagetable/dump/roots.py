@@ -38,7 +38,7 @@ A frame's score (0 to 1) is a weighted mean of (`WEIGHTS`):
 
 AArch64's root tables do not say which TTBR points at them, so each candidate is labelled with the region
 its leaves look like (`Candidate.region`): of the well-formed leaves in the tables sampled below it, the
-user pages (EL0-accessible, AP[1]=1 as the walk rules read it, or not global, nG=1: Linux's user pages are
+user pages (EL0 data access, AP[1]=1 as the walk rules read it, or not global, nG=1: Linux's user pages are
 both, its kernel pages neither, arch/arm64/include/asm/pgtable-prot.h) and the others; more user pages
 make it a TTBR0_EL1 (lower range) table, else a TTBR1_EL1 (upper range) one. The score does not depend
 on the label.
@@ -176,7 +176,7 @@ class Candidate:
     def region(self) -> Region:
         """The region the candidate looks like the root of: the shape's one region (x86-64, RISC-V), or on
         AArch64 TTBR0_EL1's (the lower, user, range) where more of the leaves sampled below it are user pages
-        (EL0-accessible, AP[1]=1, or not global, nG=1: Linux's user pages are both, its kernel pages
+        (EL0 data access, AP[1]=1, or not global, nG=1: Linux's user pages are both, its kernel pages
         neither, arch/arm64/include/asm/pgtable-prot.h) than not, else TTBR1_EL1's (the upper, kernel,
         range; the guess too when the leaves say nothing: `region_known`)."""
         regions = self.shape.walker.rules.regime.regions
