@@ -22,7 +22,7 @@ from pagetable import registry
 from pagetable.cli import main
 from pagetable.dump import write_elf_core, write_lime
 from pagetable.dump.notes import GPRS, QEMU_CPU_STATE, SEGMENTS
-from pagetable.dump.roots import find_roots
+from pagetable.dump.roots import auto_root, find_roots
 from pagetable.flags import MappingFlags
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
@@ -153,6 +153,7 @@ def test_find_roots_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert [json.loads(d) for d in docs] == [
         {"pa": first, "score": 1.0, "mode": "4-level paging", "entries": 512, "present": 5, "well_formed": 5,
          "kernel_half": 3, "shared": 3, "sharers": 6, "below_tables": 12, "below": 1.0, "pti_user": None,
+         "user_leaves": None, "kernel_leaves": None,
          "registers": {"cr3": first, "cr0": "0x80010001", "cr4": "0x20", "efer": "0xd01"}}]
     docs, _ = run(capsys, ["find-roots", str(tmp_path / "mem.lime"), "--arch", "aarch64", "--top", "1", "--json"])
     assert json.loads(docs[0])["kernel_half"] is None
@@ -172,9 +173,15 @@ def test_linux_like_translate_root_auto(arch: str, tmp_path: Path, capsys: pytes
     got, err = run(capsys, [*base, "--root", "auto", *regs_args({**s.registers, **given})])
     assert got == want
     assert len([x for x in got if " -> 0x" in x]) == len(vas)
-    note, = err.splitlines()
     name = ROOT[arch]
+    note, *tie = err.splitlines()
     assert note.startswith(f"pagetable: note: assumed {name}=0x") and "(--root auto: root candidate" in note
+    if arch != "aarch64":          # the processes' roots tie (the TTBR0 one is given on AArch64): it is said
+        first, second = s.processes[:2]
+        assert tie == [f"pagetable: note: assumed {name} holds {first:#x}, not {second:#x}, near-tied (--root auto: "
+                       f"they score 1.00 and 1.00; give {name} with --reg)"]
+    else:
+        assert tie == []
 
 
 # ------------------------------------------------------------------------------------ vector sets
@@ -290,7 +297,9 @@ def test_root_auto_over_a_cpus_registers(tmp_path: Path, capsys: pytest.CaptureF
     assert err.splitlines() == [
         "pagetable: note: assumed efer=0xd01 (SCE, LME, LMA, NXE: the core records no EFER; give --reg efer=... "
         "if NXE was clear)",
-        f"pagetable: note: assumed cr3={s.processes[0]:#x} (--root auto: root candidate 1 of 45, score 1.00)"]
+        f"pagetable: note: assumed cr3={s.processes[0]:#x} (--root auto: root candidate 1 of 45, score 1.00)",
+        f"pagetable: note: assumed cr3 holds {s.processes[0]:#x}, not {s.processes[1]:#x}, near-tied (--root auto: "
+        "they score 1.00 and 1.00; give cr3 with --reg)"]
     stale, _ = run(capsys, [*base, "--cpu", "0"])                 # the recorded CR3 is no RAM
     assert stale == ["0xffffffff81001000 -> no-memory (table-outside-memory) at level 4 stage 1 error_code=0x0 cr2=0x0"]
 
@@ -332,3 +341,89 @@ def test_progress_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     find_roots(s.mem, registry.by_cli_name("riscv"), s.registers)
     shown = terminal.getvalue()
     assert shown.startswith("\rfind-roots:   0%|") and " 0/4096 [" in shown, shown        # 16 MiB of frames
+
+
+# ------------------------------------------------------------------------------------ AArch64: granule, TTBRs
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_aarch64_vector_set_roots_and_ttbrs(seed: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An aarch64-4k-48 set: with TCR_EL1 not given, no 64 KiB- or 16 KiB-granule reading of its 4 KiB
+    tables (their entries' bits 15:12, RES0 in a 64 KiB descriptor, are set) ranks above the true roots;
+    each true root ranks first for its own TTBR, told apart by its leaves (the TTBR0 table's user pages,
+    the TTBR1 table's kernel ones), and `--root auto` answers every case as the true registers do, with and
+    without TCR_EL1 given (MAIR_EL1 and SCTLR_EL1 given: the memory types), and with no doubt to note."""
+    vs = generate_aarch64("aarch64-4k-48", seed, None)
+    a = registry.by_cli_name("aarch64")
+    found = find_roots(vs.mem, a, {})
+    ttbr0, ttbr1 = vs.registers["ttbr0_el1"], vs.registers["ttbr1_el1"]
+    assert [c.pa for c in found[:2]] == [ttbr0, ttbr1]
+    assert [c.mode for c in found[:2]] == ["VMSAv8-64 stage 1 4KB granule, 48-bit VA",
+                                           "VMSAv8-64 stage 1 4KB granule, 48-bit upper-range VA"]
+    assert found[0].user_leaves > found[0].kernel_leaves and found[1].kernel_leaves > found[1].user_leaves
+    assert all(c.score < found[1].score for c in found[2:])
+    write_elf_core(tmp_path / "core.elf", vs.mem, vs.arch)
+    vas = [f"{c.va:#x}" for c in vs.cases][:200]
+    base = ["translate", str(tmp_path / "core.elf"), "--arch", "aarch64", *vas, "--access", "any"]
+    want, _ = run(capsys, [*base, *regs_args(dict(vs.registers))])
+    assert len([x for x in want if " -> 0x" in x]) > 20
+    memory = {k: vs.registers[k] for k in ("mair_el1", "sctlr_el1")}      # the memory types: no root's business
+    for given in (memory, {**memory, "tcr_el1": vs.registers["tcr_el1"]}):
+        got, err = run(capsys, [*base, "--root", "auto", *regs_args(given)])
+        if "tcr_el1" in given:
+            assert got == want
+        else:     # Linux's TCR_EL1.IPS (48 bits) assumed, not the set's 40: its address-size cases read RAM's end
+            differ = [(w, g) for w, g in zip(want, got, strict=True) if w != g]
+            assert differ and all(" -> address-size (address-size) at level" in w and
+                                  re.search(r" -> \S+ \((pa|table)-outside-memory\) at level", g) for w, g in differ)
+        ranked = find_roots(vs.mem, a, given)
+        assert err.splitlines()[-2:] == [
+            f"pagetable: note: assumed ttbr1_el1={ttbr1:#x} (--root auto: root candidate 2 of {len(ranked)}, score "
+            f"{found[1].score:.2f})",
+            f"pagetable: note: assumed ttbr0_el1={ttbr0:#x} (--root auto: root candidate 1 of {len(ranked)}, score "
+            f"{found[0].score:.2f})"]
+
+
+def test_linux_like_aarch64_ttbrs_and_ties(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With neither TTBR given, the kernel's table (kernel leaves) goes to TTBR1_EL1 and a process's (user
+    leaves) to TTBR0_EL1; the five processes' tables tie, which `--root auto` says."""
+    s = linux_like("aarch64")
+    found = find_roots(s.mem, registry.by_cli_name("aarch64"), s.registers)
+    kernel = next(c for c in found if c.pa == s.kernel)
+    assert kernel.describe() == (f"{s.kernel:#x}  score 1.00  VMSAv8-64 stage 1 4KB granule, 48-bit upper-range VA  "
+                                 "present 2 of 512 (well-formed 2; leaves below: 0 user, 32 kernel)  below 1.00 over "
+                                 "6 tables")
+    assert {c.mode for c in found if c.pa in s.processes} == {"VMSAv8-64 stage 1 4KB granule, 48-bit VA"}
+    write_elf_core(tmp_path / "core.elf", s.mem, "aarch64")
+    vas = [f"{va:#x}" for va in (*s.kernel_vas, *s.user_vas)]
+    base = ["translate", str(tmp_path / "core.elf"), "--arch", "aarch64", *vas, *regs_args(s.registers)]
+    want, _ = run(capsys, [*base, *regs_args({"ttbr0_el1": s.processes[0], "ttbr1_el1": s.kernel})])
+    got, err = run(capsys, [*base, "--root", "auto"])
+    assert got == want
+    first, second = s.processes[:2]
+    n = len(found)
+    assert err.splitlines() == [
+        f"pagetable: note: assumed ttbr1_el1={s.kernel:#x} (--root auto: root candidate 1 of {n}, score 1.00)",
+        f"pagetable: note: assumed ttbr0_el1={first:#x} (--root auto: root candidate 2 of {n}, score 1.00)",
+        f"pagetable: note: assumed ttbr0_el1 holds {first:#x}, not {second:#x}, near-tied (--root auto: they score "
+        "1.00 and 1.00; give ttbr0_el1 with --reg)"]
+
+
+def test_aarch64_root_auto_says_its_doubts() -> None:
+    """A 4 KiB-granule kernel table chain whose tables all sit at 64 KiB boundaries reads as well with a 64
+    KiB (and a 16 KiB) granule: the RES0 rule cannot tell them apart, so `--root auto` takes the 4 KiB
+    reading and says the near-tie; its one leaf is a kernel page (AP[1]=0, global), so the root goes to
+    TTBR1_EL1, and TTBR0_EL1 gets a lower-level table with no leaf below it, which is said too."""
+    mem = PhysMem([(0x4000_0000, 1 * MiB)])
+    for table, entry in ((0x4000_0000, 0x4001_0003), (0x4001_0000, 0x4002_0003), (0x4002_0000, 0x4003_0003),
+                         (0x4003_0000, 0x4004_0703)):          # tables, then a page: AF, SH inner, AP=0b00, nG=0
+        mem.words(table, 1)[0] = entry
+    regs, notes = auto_root(mem, registry.by_cli_name("aarch64"), {})
+    four = "VMSAv8-64 stage 1 4KB granule, 48-bit upper-range VA"
+    assert (regs["ttbr1_el1"], regs["ttbr0_el1"]) == (0x4000_0000, 0x4001_0000)
+    assert notes == [
+        f"tcr_el1=0x580100010 (--root auto: the mode of the best root candidate, {four})",
+        "ttbr1_el1=0x40000000 (--root auto: root candidate 1 of 12, score 1.00)",
+        "ttbr0_el1=0x40010000 (--root auto: root candidate 6 of 12, score 0.61)",
+        f"{four}, not VMSAv8-64 stage 1 64KB granule, 48-bit upper-range VA, near-tied (--root auto: their best "
+        "candidates score 1.00 and 1.00; give tcr_el1 with --reg)",
+        "ttbr0_el1 holds 0x40010000 without evidence (--root auto: the leaves below it, 0 user and 0 kernel, do not "
+        "say it is ttbr0_el1's table; give ttbr0_el1 with --reg)"]

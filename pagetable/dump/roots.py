@@ -17,8 +17,12 @@ A frame's score (0 to 1) is a weighted mean of (`WEIGHTS`):
   the walk rules accept at the root level (`WalkRules.step`, for a supervisor read, whatever the permissions
   say: no reserved bit or encoding, which covers x86's PS in a PML5E or PML4E (Intel SDM Vol. 3A 4.5),
   RISC-V's A, D and U of a non-leaf PTE (privileged spec, "Virtual Address Translation Process", step 3)
-  and AArch64's block descriptor at level 0 (Arm ARM D8.3)) and whose next-level table (or a leaf's first
-  byte) lies in the image's RAM. A frame below `MIN_FORM` is no candidate;
+  and AArch64's block descriptor at level 0 (Arm ARM D8.3)), that on AArch64 set no bit the descriptor's
+  layout leaves undeclared, which are RES0 (`RES0_UNDECLARED`: with a 64 KiB granule and the 48-bit OA
+  form NLTA and OA start at bit 16 and bits 15:12 are RES0, D8.3.1, so a 4 KiB table's entries, pointing
+  at 4 KiB frames, do not read as a 64 KiB table's, nor its 512-byte slices as 64-entry roots), and whose
+  next-level table (or a leaf's first byte) lies in the image's RAM. A frame below `MIN_FORM` is no
+  candidate;
 - below: the same fraction for the tables under it, sampled: `SAMPLES` of its table entries, evenly spread,
   then one table entry of each table reached, down to the last level; the mean over the levels reached
   (an empty table counts 0; a root of leaves alone scores `NO_TABLES`). A lower-level table read as a root
@@ -32,6 +36,13 @@ A frame's score (0 to 1) is a weighted mean of (`WEIGHTS`):
 - sparse: 1 for at most half the entries present, falling to 0 for a full table (a Linux root is never
   full).
 
+AArch64's root tables do not say which TTBR points at them, so each candidate is labelled with the region
+its leaves look like (`Candidate.region`): of the well-formed leaves in the tables sampled below it, the
+user pages (EL0 data access, AP[1]=1 as the walk rules read it, or not global, nG=1: Linux's user pages are
+both, its kernel pages neither, arch/arm64/include/asm/pgtable-prot.h) and the others; more user pages
+make it a TTBR0_EL1 (lower range) table, else a TTBR1_EL1 (upper range) one. The score does not depend
+on the label.
+
 Candidates are ranked by score, then by the order of the modes tried (`DEFAULT_REGISTERS`: the more common
 first, as a table of one mode can read as well as one of another), then by present entries (more first),
 then by address. On x86-64 a
@@ -43,6 +54,7 @@ kernel_to_user_pgdp).
 from __future__ import annotations
 
 import errno
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -56,17 +68,17 @@ from ..arch.aarch64.regs import TTBR0_EL1, TTBR1_EL1
 from ..arch.riscv_sv39.regs import SATP
 from ..arch.x86_64.regs import CR3, CR4
 from ..descent import read_tables
-from ..errors import PagetableError
-from ..format import EntryCodec
+from ..errors import InvalidArgument, PagetableError
+from ..format import EntryCodec, EntryKind, PagingFormat
 from ..physmem import PhysMem
-from ..translation import PERMS, Access, Privilege, Reason, Region, StepColumns
+from ..translation import PERMS, Access, Privilege, Reason, Region, StepColumns, perm_bit
 from ..vectors.architecture import Architecture
 from ..walker import Walker
 from .images import Image, ImageError
 from .target import LINUX_EFER
 
-__all__ = ["CHUNK_BYTES", "DEFAULT_REGISTERS", "ROOT_REGISTERS", "SCAN_REGISTERS", "Candidate", "Shape", "auto_root",
-           "find_roots", "shapes", "with_root"]
+__all__ = ["CHUNK_BYTES", "DEFAULT_REGISTERS", "RES0_UNDECLARED", "ROOT_REGISTERS", "SCAN_REGISTERS", "TIE",
+           "Candidate", "Shape", "auto_root", "find_roots", "shapes", "with_root"]
 
 U64 = npt.NDArray[np.uint64]
 Bool = npt.NDArray[np.bool_]
@@ -78,6 +90,7 @@ _SIEVE: Final = 16           # the scan tests every 16th entry of a frame first:
 SAMPLES: Final = 4
 _BATCH: Final = 4096         # candidates whose tables below are sampled at once (a bound on the memory)
 NO_TABLES: Final = 0.5
+TIE: Final = 0.02          # `auto_root` says a pick is uncertain when another scores within this of it
 WEIGHTS: Final = {"form": 0.25, "below": 0.25, "unreferenced": 0.25, "shared": 0.15, "sparse": 0.1}
 
 DEFAULT_REGISTERS: Final[Mapping[str, tuple[dict[str, int], ...]]] = {
@@ -102,10 +115,18 @@ SCAN_REGISTERS: Final[Mapping[str, tuple[str, ...]]] = {
 """The registers a scan takes (besides the roots): those of one-stage translation (RISC-V's satp for its
 MODE; AArch64's EL1&0 regime: not stage 2, not EL2)."""
 
+RES0_UNDECLARED: Final = frozenset({"aarch64"})
+"""The architectures whose descriptor layouts declare every bit but the RES0 ones (AArch64's name its
+IGNORED and software bits, Arm ARM D8.3); x86's leave the Ignored bits undeclared, which Linux sets
+(_PAGE_DIRTY in _KERNPG_TABLE, arch/x86/include/asm/pgtable_types.h), and RISC-V's declare all 64."""
+
 _ADDRESS_FIELDS: Final = {"cr3": CR3.mask("ADDR"), "satp": SATP.mask("PPN"),
                           "ttbr0_el1": TTBR0_EL1.mask("BADDR"), "ttbr1_el1": TTBR1_EL1.mask("BADDR")}
 _ACCEPTED: Final = np.array([Reason.OK, Reason.PERMISSION, Reason.ACCESSED_DIRTY, Reason.PROTECTION_KEY],
                             dtype=np.uint8)      # verdicts of a well-formed entry that this access may not use
+_ALL_ONES: Final = (1 << 64) - 1
+# a user leaf's: EL0 data access (AArch64 AP[1]); not execute, which EL0 has wherever UXN is clear
+_USER_PERMS: Final = np.uint64(perm_bit(Access.READ, Privilege.USER) | perm_bit(Access.WRITE, Privilege.USER))
 
 
 def with_root(name: str, value: int, pa: int) -> int:
@@ -118,11 +139,13 @@ def with_root(name: str, value: int, pa: int) -> int:
 @dataclass(frozen=True)
 class Shape:
     """One paging mode to scan for: its registers (every one but the roots, which are 0), the walker they
-    make, and the region whose root tables are looked for (AArch64: TTBR1_EL1's; both have one shape)."""
+    make, the region whose root tables are looked for (AArch64: TTBR1_EL1's; both have one shape), and
+    whether a descriptor bit its layouts leave undeclared is RES0 (`RES0_UNDECLARED`)."""
 
     registers: dict[str, int]
     walker: Walker
     region: Region
+    undeclared_res0: bool = False
 
     @property
     def name(self) -> str:
@@ -146,6 +169,28 @@ class Candidate:
     sharers: int = 0            # the most candidates holding one of them (this one included)
     pti_user: int | None = None  # x86-64: the user PGD 4 KiB above, a PTI pair
     registers: dict[str, int] = field(default_factory=dict)   # the shape's registers with this root
+    user_leaves: int = 0        # well-formed leaves sampled below it that are user pages (`_judge`)
+    kernel_leaves: int = 0      # and those that are not
+
+    @property
+    def region(self) -> Region:
+        """The region the candidate looks like the root of: the shape's one region (x86-64, RISC-V), or on
+        AArch64 TTBR0_EL1's (the lower, user, range) where more of the leaves sampled below it are user pages
+        (EL0 data access, AP[1]=1, or not global, nG=1: Linux's user pages are both, its kernel pages
+        neither, arch/arm64/include/asm/pgtable-prot.h) than not, else TTBR1_EL1's (the upper, kernel,
+        range; the guess too when the leaves say nothing: `region_known`)."""
+        regions = self.shape.walker.rules.regime.regions
+        return regions[0] if self.user_leaves > self.kernel_leaves else regions[-1]
+
+    @property
+    def region_known(self) -> bool:
+        """Whether the leaves below decide `region` (always, for a shape of one region)."""
+        return self.shape.region.select_bit is None or self.user_leaves != self.kernel_leaves
+
+    @property
+    def mode(self) -> str:
+        """The candidate's paging mode as the format of its `region` names it."""
+        return self.region.fmt.name
 
     def describe(self) -> str:
         """The candidate as one line of `pagetable find-roots`."""
@@ -153,8 +198,10 @@ class Candidate:
         if self.shape.region.select_bit is None:
             half = f"; kernel half {self.kernel}, " + (
                 f"{self.shared} shared by up to {self.sharers} candidates" if self.shared else "none shared")
+        else:
+            half = f"; leaves below: {self.user_leaves} user, {self.kernel_leaves} kernel"
         pti = f"  PTI pair: user PGD {self.pti_user:#x}" if self.pti_user is not None else ""
-        return (f"{self.pa:#x}  score {self.score:.2f}  {self.shape.name}  present {self.present} of {self.entries} "
+        return (f"{self.pa:#x}  score {self.score:.2f}  {self.mode}  present {self.present} of {self.entries} "
                 f"(well-formed {self.well_formed}{half})  below {self.below:.2f} over {self.below_tables} "
                 f"tables{pti}")
 
@@ -162,12 +209,14 @@ class Candidate:
         """The candidate as one JSON object of `pagetable find-roots --json` (the halves' counts null on
         AArch64, whose root tables map one half each)."""
         one_root = self.shape.region.select_bit is None
-        return {"pa": f"{self.pa:#x}", "score": round(self.score, 4), "mode": self.shape.name,
+        return {"pa": f"{self.pa:#x}", "score": round(self.score, 4), "mode": self.mode,
                 "entries": self.entries, "present": self.present, "well_formed": self.well_formed,
                 **{k: v if one_root else None for k, v in (("kernel_half", self.kernel), ("shared", self.shared),
                                                             ("sharers", self.sharers))},
                 "below_tables": self.below_tables, "below": round(self.below, 4),
                 "pti_user": None if self.pti_user is None else f"{self.pti_user:#x}",
+                **{k: None if one_root else v for k, v in (("user_leaves", self.user_leaves),
+                                                            ("kernel_leaves", self.kernel_leaves))},
                 "registers": {k: f"{v:#x}" for k, v in self.registers.items()}}
 
 
@@ -198,7 +247,8 @@ def shapes(mem: PhysMem, arch: Architecture, registers: Mapping[str, int], pa_bi
         regions = walker.rules.regime.regions
         if not regions:
             raise PagetableError("the registers turn translation off: there is no root to find")
-        out.append(Shape(regs, walker, regions[-1]))     # AArch64: TTBR1_EL1's (the kernel's); else the one
+        # AArch64: TTBR1_EL1's region (the kernel's); else the one
+        out.append(Shape(regs, walker, regions[-1], arch.name in RES0_UNDECLARED))
     return out
 
 
@@ -212,26 +262,59 @@ class _Found:
     table: list[Bool] = field(default_factory=list)
 
 
-def _judge(shape: Shape, depth: int, raw: U64) -> tuple[Bool, Bool, Bool]:
+@functools.cache
+def _undeclared(fmt: PagingFormat, depth: int) -> tuple[int, int]:
+    """The bits no field of the format's layout declares (RES0 as the format's own encoder writes them) in
+    a table descriptor and in a leaf at `depth`: e.g. an AArch64 64 KiB-granule descriptor's bits 15:12
+    with the 48-bit OA form, where NLTA and OA start at bit 16 (Arm ARM D8.3.1, Figures D8-12 to D8-16).
+    0 for a kind the level does not have (the walk rules refuse it)."""
+    level = fmt.levels[depth]
+    out = []
+    for kind in (EntryKind.TABLE, EntryKind.PAGE if depth + 1 == fmt.depth_count else EntryKind.BLOCK):
+        try:
+            out.append(fmt.codec.layout_for(kind, level.span).unknown_bits(_ALL_ONES))
+        except InvalidArgument:
+            out.append(0)
+    return out[0], out[1]
+
+
+def _global_bit(fmt: PagingFormat, depth: int) -> int:
+    """The leaf's not-global bit at `depth` (AArch64 nG, D8.4.3: Linux sets it in every user page,
+    PTE_NG in arch/arm64/include/asm/pgtable-prot.h), or 0 for a format without one."""
+    kind = EntryKind.PAGE if depth + 1 == fmt.depth_count else EntryKind.BLOCK
+    try:
+        return fmt.codec.layout_for(kind, fmt.levels[depth].span).mask("nG")
+    except (InvalidArgument, KeyError):
+        return 0
+
+
+def _judge(shape: Shape, depth: int, raw: U64) -> tuple[Bool, Bool, Bool, Bool]:
     """For entries at `depth`: which are present (the codec's valid bit), which of those are well formed (the
-    rules accept them for a supervisor read, whatever the permissions say, and their next table, or a leaf's
-    first byte, is RAM), and which of those point at a table."""
+    rules accept them for a supervisor read, whatever the permissions say, no RES0 bit is set (where the
+    shape's layouts leave only RES0 bits undeclared: `_undeclared`), and their next table, or a leaf's
+    first byte, is RAM), which of those point at a table, and which of those are user leaves (readable or
+    writable at EL0/U as the rules read them, or not global: `_global_bit`)."""
     fmt, mem = shape.region.fmt, shape.walker.mem
     n = raw.shape[0]
     present = np.asarray(fmt.codec.is_present_np(raw), dtype=bool)
     if n == 0:
-        return present, present, present
+        return present, present, present, present
     st = StepColumns.filled(shape.walker.rules.step(
         shape.region, depth, raw, np.full(n, Access.READ, dtype=np.uint8),
         np.full(n, Privilege.SUPERVISOR, dtype=np.uint8), np.full(n, PERMS)), (n,))
     leaf = np.asarray(st.leaf, dtype=bool)
     addr = np.asarray(fmt.codec.paddr_np(raw, depth != fmt.depth_count - 1), dtype=np.uint64)
     ok = present & np.isin(st.reason, _ACCEPTED)
+    if shape.undeclared_res0:
+        table_res0, leaf_res0 = _undeclared(fmt, depth)
+        ok &= raw & np.where(leaf, np.uint64(leaf_res0), np.uint64(table_res0)) == 0
     last = depth + 1 == fmt.depth_count
     inram = mem.contains_np(addr, 8 if last else fmt.table_size(depth + 1))
     inram = np.where(leaf, mem.contains_np(addr, 8), inram)
     good = ok & inram
-    return present, good, good & ~leaf
+    user = good & leaf & ((np.asarray(st.carry, dtype=np.uint64) & _USER_PERMS != 0) |
+                          (raw & np.uint64(_global_bit(fmt, depth)) != 0))
+    return present, good, good & ~leaf, user
 
 
 def _file_data(fd: int, start: int, end: int) -> Iterator[tuple[int, int]]:
@@ -346,7 +429,7 @@ def _sift(shape: Shape, block: U64, bit: int | None) -> tuple[U64, npt.NDArray[n
 def _keep(shape: Shape, found: _Found, rows: U64, pas: U64) -> None:
     """Judge the root entries `rows` (`_sift`'s, of the frames at `pas`) by the walk rules, and keep the
     frames whose present entries are at least `MIN_FORM` well formed."""
-    present, good, table = (c.reshape(rows.shape) for c in _judge(shape, 0, rows.reshape(-1)))
+    present, good, table, _ = (c.reshape(rows.shape) for c in _judge(shape, 0, rows.reshape(-1)))
     keep = good.sum(axis=1) >= MIN_FORM * present.sum(axis=1)
     found.pa.append(pas[keep])
     found.rows.append(rows[keep])
@@ -364,14 +447,18 @@ def _samples(table: Bool, most: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[
     return rows, index
 
 
-def _below(shape: Shape, rows: U64, table: Bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+def _below(shape: Shape, rows: U64, table: Bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64],
+                                                         npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Per root: the tables sampled below it (`SAMPLES` of its table entries, then one table entry of each
-    table reached, down to the last level) and the mean, over the levels reached, of their mean well-formed
-    fraction (an empty table counts 0)."""
+    table reached, down to the last level), the mean, over the levels reached, of their mean well-formed
+    fraction (an empty table counts 0), and the well-formed leaves in those tables that are user leaves
+    (`_judge`) and that are not."""
     fmt = shape.region.fmt
     n = np.zeros(rows.shape[0], dtype=np.int64)
     levels = np.zeros(rows.shape[0], dtype=np.int64)
     total = np.zeros(rows.shape[0], dtype=np.float64)
+    users = np.zeros(rows.shape[0], dtype=np.int64)
+    kernels = np.zeros(rows.shape[0], dtype=np.int64)
     owner_of, cur = np.arange(rows.shape[0]), rows        # each row's root, and the rows (root tables first)
     row, index = _samples(table, SAMPLES)
     for depth in range(1, fmt.depth_count):
@@ -381,15 +468,17 @@ def _below(shape: Shape, rows: U64, table: Bool) -> tuple[npt.NDArray[np.int64],
         entries = fmt.levels[depth].entries
         pointers = np.asarray(fmt.codec.paddr_np(cur[row, index], True), dtype=np.uint64)
         cur = read_tables(shape.walker.mem, pointers, entries).reshape(-1, entries)
-        present, good, table = (c.reshape(cur.shape) for c in _judge(shape, depth, cur.reshape(-1)))
+        present, good, table, user = (c.reshape(cur.shape) for c in _judge(shape, depth, cur.reshape(-1)))
         fraction = good.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
         sampled = np.bincount(owner, minlength=n.size)
         n += sampled
         levels += sampled > 0
         total += np.bincount(owner, weights=fraction, minlength=n.size) / np.maximum(sampled, 1)
+        users += np.bincount(owner, weights=user.sum(axis=1), minlength=n.size).astype(np.int64)
+        kernels += np.bincount(owner, weights=(good & ~table & ~user).sum(axis=1), minlength=n.size).astype(np.int64)
         owner_of = owner
         row, index = _samples(table, 1)
-    return n, total / np.maximum(levels, 1)
+    return n, total / np.maximum(levels, 1), users, kernels
 
 
 def _sharing(rows: U64, good: Bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -438,7 +527,7 @@ def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> lis
     present = np.asarray(fmt.codec.is_present_np(rows), dtype=bool).sum(axis=1)
     formed = good.sum(axis=1)
     parts = [_below(shape, rows[k:k + _BATCH], table[k:k + _BATCH]) for k in range(0, len(rows), _BATCH)]
-    tables, below = (np.concatenate(column) for column in zip(*parts, strict=True))
+    tables, below, users, kernels = (np.concatenate(column) for column in zip(*parts, strict=True))
     below = np.where(table.any(axis=1), below, NO_TABLES)
     sparse = np.clip(2 * (entries - present) / entries, 0, 1)
     one_root = shape.region.select_bit is None
@@ -461,7 +550,8 @@ def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> lis
         user = pa + 4096 if pa in pti else None
         regs = {**shape.registers, **{r: with_root(r, shape.registers[r], pa) for r in root_names}}
         out.append(Candidate(pa, shape, float(score[n]), entries, int(present[n]), int(formed[n]), int(tables[n]),
-                             float(below[n]), int(kernel[n]), int(shared[n]), int(sharers[n]), user, regs))
+                             float(below[n]), int(kernel[n]), int(shared[n]), int(sharers[n]), user, regs,
+                             int(users[n]), int(kernels[n])))
     return out
 
 
@@ -486,13 +576,23 @@ def find_roots(source: Image | PhysMem, arch: Architecture, registers: Mapping[s
     return found[:top] if top is not None else found
 
 
+def _for_register(c: Candidate, name: str) -> bool:
+    """Whether `c` looks like the root that register `name` holds: its `region`'s (AArch64 TTBR0_EL1 or
+    TTBR1_EL1), or the one region's (x86 CR3, RISC-V satp)."""
+    return c.shape.region.select_bit is None or c.region.name.lower() == name
+
+
 def auto_root(source: Image | PhysMem, arch: Architecture, registers: Mapping[str, int],
               pa_bits: int | None = None) -> tuple[dict[str, int], list[str]]:
     """`registers` with the root registers they lack (`ROOT_REGISTERS`; RISC-V's satp: its PPN) taken
     from the best candidates (`find_roots` over the other registers), and one line per register filled
-    in, saying why. The roots are filled in `ROOT_REGISTERS` order, each from the best candidate of the
-    best one's mode that no given root register holds: on AArch64, TTBR1_EL1 (the kernel's) gets the best,
-    TTBR0_EL1 (when not given) the next. PagetableError when the image holds too few candidates."""
+    in, saying why, then one per doubt (each, like the others, says what was assumed). The mode is the best
+    candidate's; each root register gets the best candidate of that mode that looks like its root
+    (`Candidate.region`: on AArch64, TTBR0_EL1 the one whose leaves are mostly user pages, TTBR1_EL1 the
+    one whose leaves are mostly kernel pages) and that no given root register holds, or, where none does,
+    the best one left. A doubt is said when another mode's best candidate scores within `TIE` of the best,
+    when a register's runner-up of the same kind does, or when the leaves do not say which TTBR a pick
+    belongs to. PagetableError when the image holds too few candidates."""
     names = ROOT_REGISTERS[arch.name]
     fill = [n for n in names if n not in registers or n == "satp"]
     if not fill:
@@ -503,16 +603,32 @@ def auto_root(source: Image | PhysMem, arch: Architecture, registers: Mapping[st
         raise PagetableError(f"--root auto: the image holds no {arch.cli_name} page-table root candidate")
     best = ranked[0]
     taken = {v & _ADDRESS_FIELDS[n] for n, v in given.items()}
-    picks = [best, *(c for c in ranked[1:] if c.shape is best.shape and c.pa != best.pa)]
-    picks = [c for c in picks if c.pa not in taken][:len(fill)]
-    if len(picks) < len(fill):
-        raise PagetableError(f"--root auto: {len(picks)} root candidate(s) for {', '.join(fill)}; give "
+    left = [c for c in ranked if c.shape is best.shape and c.pa not in taken]
+    if len(left) < len(fill):
+        raise PagetableError(f"--root auto: {len(left)} root candidate(s) for {', '.join(fill)}; give "
                              f"{fill[-1]} with --reg")
     regs = {**best.shape.registers, **given}
-    notes = [f"{k}={v:#x} (--root auto: the mode of the best root candidate, {best.shape.name})"
+    notes = [f"{k}={v:#x} (--root auto: the mode of the best root candidate, {best.mode})"
              for k, v in best.shape.registers.items() if k not in registers and k not in names]
-    for name, c in zip(fill, picks, strict=True):
-        regs[name] = c.registers[name]
-        notes.append(f"{name}={regs[name]:#x} (--root auto: root candidate {ranked.index(c) + 1} of {len(ranked)}, "
-                     f"score {c.score:.2f})")
-    return regs, notes
+    doubts = []
+    rival = next((c for c in ranked if c.shape is not best.shape), None)
+    if rival is not None and best.score - rival.score < TIE:
+        mode = ", ".join(k for k, v in best.shape.registers.items() if rival.shape.registers.get(k) != v)
+        doubts.append(f"{best.mode}, not {rival.mode}, near-tied (--root auto: their best candidates "
+                      f"score {best.score:.2f} and {rival.score:.2f}; give {mode} with --reg)")
+    for name in fill:
+        kind = [c for c in left if _for_register(c, name)]
+        pick = (kind or left)[0]
+        left.remove(pick)
+        regs[name] = pick.registers[name]
+        notes.append(f"{name}={regs[name]:#x} (--root auto: root candidate {ranked.index(pick) + 1} of "
+                     f"{len(ranked)}, score {pick.score:.2f})")
+        if not kind or not pick.region_known:
+            doubts.append(f"{name} holds {pick.pa:#x} without evidence (--root auto: the leaves below it, "
+                          f"{pick.user_leaves} user and {pick.kernel_leaves} kernel, do not say it is {name}'s "
+                          f"table; give {name} with --reg)")
+        runner = kind[1] if len(kind) > 1 else None
+        if runner is not None and pick.score - runner.score < TIE:
+            doubts.append(f"{name} holds {pick.pa:#x}, not {runner.pa:#x}, near-tied (--root auto: they score "
+                          f"{pick.score:.2f} and {runner.score:.2f}; give {name} with --reg)")
+    return regs, notes + doubts
