@@ -104,11 +104,17 @@ def test_bad_images_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     junk.write_bytes(b"not an image" * 10)
     bad_gzip = tmp_path / "bad.gz"
     bad_gzip.write_bytes(b"\x1f\x8b" + bytes(30))
+    header_only = tmp_path / "header.elf"
+    header_only.write_bytes(core.read_bytes()[:64])
     cases = {truncated: "truncated", short_lime: "truncated", junk: "not an ELF core or a LiME image",
+             header_only: "truncated ELF file: a header or table runs past its end of 0x40 bytes",
              tmp_path / "missing.elf": "missing", tmp_path: "a directory", bad_gzip: "cannot decompress"}
     for path, message in cases.items():
         with pytest.raises(ImageError, match=message):
             open_image(path)
+    monkeypatch.setenv("PAGETABLE_CACHE", "/proc/none")
+    with pytest.raises(ImageError, match=r"cannot take its decompressed copy: .*set PAGETABLE_CACHE"):
+        open_image(bad_gzip)
     with pytest.raises(ImageError, match="must be a number"):
         open_images([f"{junk}@zz"])
     with pytest.raises(ImageError, match="cannot be mixed"):

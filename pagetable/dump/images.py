@@ -28,6 +28,7 @@ import itertools
 import lzma
 import mmap
 import os
+import re
 import shutil
 import sys
 import zlib
@@ -253,7 +254,9 @@ def _read_elf(path: str, size: int) -> Image:
                     _check_notes(path, f, h.p_offset, h.p_filesz, size)
                     notes += [(str(n["n_name"]), str(n["n_type"]), bytes(n["n_descdata"])) for n in seg.iter_notes()]
     except (ELFError, ElfConstructError, cs.ConstructError, ValueError, KeyError, OSError) as exc:
-        raise ImageError(f"{path}: malformed ELF file: {exc}") from None
+        short = re.search(r"expected \d+, found \d+", str(exc))       # a structure cut off by the end of file
+        raise ImageError(f"{path}: truncated ELF file: a header or table runs past its end of {size:#x} bytes"
+                         if short else f"{path}: malformed ELF file: {exc}") from None
     return Image("elf-core", tuple(segments), _mapped(segments, path), tuple(notes), machine)
 
 
