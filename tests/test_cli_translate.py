@@ -182,6 +182,11 @@ def test_registers_from_a_vector_sets_own_file(tmp_path: Path, capsys: pytest.Ca
                         *map(hex, vas)]) == given
     assert run(capsys, ["translate", *images, "--arch", "x86_64", "--regs", str(tmp_path / "set" / "vectors.json"),
                         "--pa-bits", "52", *map(hex, vas)]) != given      # MAXPHYADDR 52: other reserved bits
+    moved = {**vs.registers, "cr4": vs.registers["cr4"] & ~(1 << 20)}   # CR4.SMEP clear: --reg overrides the file
+    explicit = [a for k, v in moved.items() for a in ("--reg", f"{k}={v:#x}")]
+    assert run(capsys, ["translate", *images, "--arch", "x86_64", "--regs", str(tmp_path / "set" / "vectors.json"),
+                        "--reg", f"cr4={moved['cr4']:#x}", *map(hex, vas)]) == run(
+        capsys, ["translate", *images, "--arch", "x86_64", *explicit, *pa_bits(vs), *map(hex, vas)])
 
 
 def test_registers_from_a_json_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -227,7 +232,6 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
         "does not fit a 64-bit register": [*base, "--reg", "satp=0x1_0000_0000_0000_0000", "0x1"],
         "give NAME=VALUE": [*base, "--reg", "satp", "0x1"],
         "register satp is given twice": [*base, *satp, "--reg", "SATP=0", "0x1"],
-        "or --regs FILE.json, not both": [*base, *satp, "--regs", str(tmp_path / "empty.json"), "0x1"],
         "give the translation registers": [*base, "0x1"],
         "unrecognized option '-zz'": [*base, *satp, "0x1", "-zz"],
         "--regs": [*base, "--regs", str(tmp_path / "regs.json"), "0x1"],

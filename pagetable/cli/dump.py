@@ -29,7 +29,8 @@ from .common import NOTES_SHOWN, NUMBER, Parser, number, write_lines
 def _register_values(ns: argparse.Namespace, prefix: str = "") -> dict[str, int]:
     """The registers of `--reg NAME=VALUE ...` or `--regs FILE.json` (an object of names to numbers, or to
     strings holding numbers; or a vector set's vectors.json: its registers, and its PA width when `--pa-bits`
-    is not given), names lower-cased; with `prefix` "other_", of `--other-reg`/`--other-regs`."""
+    is not given), a `--reg` overriding the file's value, names lower-cased; with `prefix` "other_", of
+    `--other-reg`/`--other-regs`."""
     regs_file, items = getattr(ns, f"{prefix}regs"), getattr(ns, f"{prefix}reg")
     opt = f"--{prefix.replace('_', '-')}"
     pairs: list[tuple[str, object, str]] = []
@@ -57,6 +58,7 @@ def _register_values(ns: argparse.Namespace, prefix: str = "") -> dict[str, int]
             raise PagetableError(f"{opt}reg {item[:60]!r}: give NAME=VALUE (satp=0x8000000000080001, cr3=0x1000, ...)")
         pairs.append((name, value, f"{opt}reg {name.strip()[:40]}"))
     regs: dict[str, int] = {}
+    from_file: set[str] = set()                     # a --reg after --regs overrides the file's value
     for name, value, where in pairs:
         if type(value) is int:
             given = value
@@ -70,8 +72,11 @@ def _register_values(ns: argparse.Namespace, prefix: str = "") -> dict[str, int]
         if not 0 <= given < 1 << 64:
             raise PagetableError(f"{where}: {given:#x} does not fit a 64-bit register")
         key = name.strip().lower()
-        if key in regs:
+        if key in regs and (key not in from_file or where.startswith(f"{opt}regs ")):
             raise PagetableError(f"{where}: register {key} is given twice")
+        from_file.discard(key)
+        if where.startswith(f"{opt}regs "):
+            from_file.add(key)
         regs[key] = given
     return regs
 
@@ -121,8 +126,6 @@ def _va_file(path: str) -> npt.NDArray[np.uint64]:
 def _target(ns: argparse.Namespace, images: Sequence[str]) -> Target:
     """The image, registers and walker of a dump command's common arguments (`_add_target_arguments`);
     what had to be assumed is said on stderr."""
-    if ns.reg is not None and ns.regs is not None:
-        raise PagetableError("give the translation registers with --reg NAME=VALUE ... or --regs FILE.json, not both")
     if ns.cpu is None and ns.reg is None and ns.regs is None and ns.root is None:
         raise PagetableError("give the translation registers with --reg NAME=VALUE ... or --regs FILE.json (or "
                              "--cpu N, for a core that records them, or --root auto)")
