@@ -241,7 +241,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
         "--range '0x2000-0x1000': give START-END with START < END": [*base, "--image2", a, "--range", "0x2000-0x1000"],
         "--range '0x1001-0x2000': give START-END with START < END": [*base, "--image2", a, "--range", "0x1001-0x2000"],
         "--range 'x-0x2000': give START-END": [*base, "--image2", a, "--range", "x-0x2000"],
-        "--cpu: the core has no QEMU CPU-state notes": [*base, "--other-cpu", "0"],
+        "the second address space: --other-cpu: the core has no QEMU CPU-state notes": [*base, "--other-cpu", "0"],
         "not 4-level or 5-level paging": [*base, "--other-reg", "cr4=0"],
     }
     for expected, argv in cases.items():

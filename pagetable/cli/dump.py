@@ -248,7 +248,11 @@ def cmd_diff(ns: argparse.Namespace) -> int:
         registers = {**a.registers, **_register_values(ns, "other_")}
     else:
         registers = _register_values(ns, "other_")
-    b = open_target(ns.image2 or ns.images, a.arch, registers, ns.pa_bits, ns.other_cpu)
+    try:
+        b = open_target(ns.image2 or ns.images, a.arch, registers, ns.pa_bits, ns.other_cpu)
+    except PagetableError as exc:           # say which side's options are wrong
+        text = str(exc)
+        raise PagetableError(f"the second address space: {text.replace('--cpu', '--other-cpu', 1)}") from None
     for line in b.assumed:
         print(f"pagetable: note: b: assumed {line}", file=sys.stderr)
     spaces = address_space(a.walker, start, end), address_space(b.walker, start, end)
