@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import errno
 import io
 import json
@@ -602,3 +603,29 @@ def test_syndromes_are_recorded_checked_and_version_1_still_reads(tmp_path: Path
     (d / "vectors.json").write_text(json.dumps(doc))
     assert main(["vectors", "check", str(d)]) == 0
     assert VectorSet.read(d).cases[0].syndrome is None
+
+
+def test_show_coverage_counts_every_case(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`vectors show --coverage`: per stage, the cases by outcome and level; its fault counts are the set's
+    own (each fault case records its reason, level and stage), its translations add up, and the levels
+    without a translation or a fault are named."""
+    vs = generate_riscv("sv39", 1)
+    vs.write(tmp_path, "")
+    assert main(["vectors", "show", str(tmp_path), "--coverage"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    table = out[out.index("coverage: 252 cases walked again") + 1:]
+    assert table[0] == "  stage 1 (Sv39), cases ending at level:      2      1      0"
+    rows = {line[:38].strip(): [0 if x == "-" else int(x) for x in line[38:].split()] for line in table[1:]
+            if line.startswith("    ")}
+    faults = collections.Counter((c.reason, c.level) for c in vs.cases if c.fault is not None)
+    for reason, counts in rows.items():
+        if reason != "ok (translation)":
+            assert counts == [faults[reason, level] for level in (2, 1, 0)], reason
+    assert sum(rows["ok (translation)"]) == sum(c.pa is not None for c in vs.cases)
+    assert sum(map(sum, rows.values())) == len(vs.cases)
+    gaps = [f"a translation at stage 1 level {lv}" for lv, n in zip((2, 1, 0), rows["ok (translation)"], strict=True)
+            if not n]
+    gaps += [f"a fault at stage 1 level {lv}" for k, lv in enumerate((2, 1, 0))
+             if not any(counts[k] for reason, counts in rows.items() if reason != "ok (translation)")]
+    assert table[-1] == (f"  no case reaches: {'; '.join(gaps)}" if gaps else
+                         "  every level has a translation (where a leaf may be) and a fault")

@@ -10,6 +10,7 @@ from .. import registry
 from ..errors import PagetableError
 from ..listing import permissions, ptdump_lines
 from ..vectors import SCHEMA, VectorSet, expected_cases
+from ..vectors.coverage import coverage_lines
 from ..walker import Walker
 from .common import NOTES_SHOWN, Parser, number
 
@@ -66,6 +67,9 @@ def cmd_show(ns: argparse.Namespace) -> int:
         _listing("stage 1, guest-virtual -> guest-physical, its tables read through stage 2", walker)
     outcomes = collections.Counter(c.reason or ("ok" if c.pa is not None else c.fault) for c in vs.cases)
     print(f"{len(vs.cases)} cases: " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())))
+    if ns.coverage:
+        for line in coverage_lines(walker, vs):
+            print(line)
     if ns.cases:
         for c in vs.cases:
             where = "" if c.stage is None else f" stage {c.stage}"
@@ -132,6 +136,8 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     s = vec.add_parser("show", help="list a vector set's address space and summarise its cases")
     s.add_argument("dir")
     s.add_argument("--cases", action="store_true", help="also print every case")
+    s.add_argument("--coverage", action="store_true",
+                   help="also count the cases by outcome, level and stage, and say which levels no case reaches")
     s.set_defaults(func=cmd_show)
     c = vec.add_parser("check", help="recompute every case with the walker")
     c.add_argument("dir")
