@@ -272,11 +272,14 @@ class PhysMem:
             r.words[idx[sel]] = values[sel]
 
     # ------------------------------------------------------------- raw images
+    def file_names(self, stem: str = "mem") -> list[str]:
+        """The file `save` writes each region to: `<stem>.bin`, or `<stem>-N.bin` for several."""
+        return [f"{stem}.bin"] if len(self.regions) == 1 else [f"{stem}-{n}.bin" for n in range(len(self.regions))]
+
     def save(self, directory: str | os.PathLike[str], stem: str = "mem") -> list[tuple[str, int]]:
         """Write each region to `directory/<stem>.bin` (or `<stem>-N.bin` for several); returns (file, base)."""
         out: list[tuple[str, int]] = []
-        for n, r in enumerate(self.regions):
-            name = f"{stem}.bin" if len(self.regions) == 1 else f"{stem}-{n}.bin"
+        for name, r in zip(self.file_names(stem), self.regions, strict=True):
             path = os.path.join(directory, name)
             try:
                 r.data.tofile(path)

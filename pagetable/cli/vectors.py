@@ -24,8 +24,8 @@ def cmd_generate(ns: argparse.Namespace) -> int:
                                      f"{ns.mode}")
     vs = arch.generate(ns)
     faults = vs.faults()
-    images = "\n".join(f"{'mem.bin' if n == 0 else f'mem{n}.bin':<12}physical memory image, loaded at {r.base:#x} "
-                        f"({r.size} bytes)" for n, r in enumerate(vs.mem.regions))
+    images = "\n".join(f"{name:<12}physical memory image, loaded at {r.base:#x} ({r.size} bytes)"
+                        for name, r in zip(vs.mem.file_names(), vs.mem.regions, strict=True))
     registers = ", ".join(f"{k} = {v:#x}" for k, v in vs.registers.items())
     readme = (f"pagetable test vectors ({vs.arch} {vs.mode}, seed {ns.seed})\n\n{images}\n"
               f"vectors.json registers ({registers}), walker options and "
