@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pagetable import registry
 from pagetable.arch.riscv_sv39 import SV39, SV39X4, Hgatp, Vsatp
 from pagetable.arch.riscv_sv39.entry import pte_paddr
 from pagetable.arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions
@@ -629,3 +630,29 @@ def test_show_coverage_counts_every_case(tmp_path: Path, capsys: pytest.CaptureF
              if not any(counts[k] for reason, counts in rows.items() if reason != "ok (translation)")]
     assert table[-1] == (f"  no case reaches: {'; '.join(gaps)}" if gaps else
                          "  every level has a translation (where a leaf may be) and a fault")
+
+
+@pytest.mark.parametrize(("mode", "options", "writes"), [
+    ("x86_64-4level", [], True), ("sv39", ["--ad", "svadu"], True), ("sv39", [], False)],
+    ids=["x86-a-d", "riscv-svadu", "riscv-svade"])
+def test_hardware_updates_image(mode: str, options: list[str], writes: bool, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`generate --hardware-updates` writes mem-after.bin: the image after the cases ran in order. It
+    differs from mem.bin only in entries, by bits set (A/D), the cases translate on it as on mem.bin, and
+    running them again writes nothing more. Svade hardware writes nothing."""
+    from pagetable.vectors.updates import after_accesses
+    assert main(["vectors", "generate", "--mode", mode, "--seed", "3", "--out", str(tmp_path), "--hardware-updates",
+                 *options]) == 0
+    capsys.readouterr()
+    vs = VectorSet.read(tmp_path)
+    before = np.fromfile(tmp_path / "mem.bin", dtype="<u8")
+    after = np.fromfile(tmp_path / "mem-after.bin", dtype="<u8")
+    changed = np.flatnonzero(before != after)
+    assert (changed.size > 0) == writes
+    assert np.all(after[changed] & before[changed] == before[changed])          # bits set, none cleared
+    again = VectorSet(vs.arch, vs.mode, PhysMem([(vs.mem.regions[0].base, after.view(np.uint8).copy())]),
+                      vs.registers, vs.options, vs.cases)
+    walker = registry.walker_for(again)
+    t = walker.translate_many(*again.lanes())
+    assert t.pa[t.reason == 0].tolist() == [c.pa for c in vs.cases if c.pa is not None]
+    assert after_accesses(again, walker)[1] == 0                                 # nothing left to write

@@ -11,6 +11,7 @@ from ..errors import PagetableError
 from ..listing import permissions, ptdump_lines
 from ..vectors import SCHEMA, VectorSet, expected_cases
 from ..vectors.coverage import coverage_lines
+from ..vectors.updates import after_accesses
 from ..walker import Walker
 from .common import NOTES_SHOWN, Parser, number
 
@@ -33,7 +34,14 @@ def cmd_generate(ns: argparse.Namespace) -> int:
               "Each case: translate 'va' for 'access' at 'privilege' with the options given; expect 'pa',\n"
               f"{arch.readme_notes(vs)}"
               f"Schema: {SCHEMA} (docs/vectors.md in the pagetable project).\n")
+    if ns.hardware_updates:
+        after, writes = after_accesses(vs, registry.walker_for(vs))
+        names = ", ".join(after.file_names("mem-after"))
+        readme += (f"\n{names}: the memory after the cases ran in order, with the {writes} entry writes the hardware "
+                   "makes (A/D bits; docs/vectors.md)\n")
     vs.write(ns.out, readme)
+    if ns.hardware_updates:
+        after.save(ns.out, "mem-after")
     print(f"wrote {len(vs.cases)} cases for {vs.mode} (seed {ns.seed}) to {ns.out}")
     return 0
 
@@ -127,6 +135,9 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     g.add_argument("--seed", type=number, required=True)
     g.add_argument("--out", required=True, help="output directory (created)")
     g.add_argument("--cases", type=number, help="number of cases (default: every target x access x privilege)")
+    g.add_argument("--hardware-updates", action="store_true",
+                   help="also write mem-after.bin: the memory after the cases ran in order, with the entry writes "
+                        "(A/D bits) the hardware makes")
     arch_options: dict[str, list[argparse.Action]] = {}
     for arch in registry.ARCHITECTURES:
         known = len(g._actions)
