@@ -174,7 +174,8 @@ def _observed(got: ProbeResult, case_access: str, va: int, want: Outcome, mem: P
             f"{got.tval:#x} {got.tval2:#x} {got.tinst:#x}")
 
 
-@pytest.mark.parametrize("mode,seed", [("sv39x4", 41), ("sv48x4", 50), ("sv39+sv39x4", 39), ("sv48+sv48x4", 48)])
+@pytest.mark.parametrize("mode,seed", [("sv39x4", 41), ("sv48x4", 50), ("sv57x4", 52), ("sv39+sv39x4", 39),
+                                       ("sv48+sv48x4", 48), ("sv57+sv57x4", 57)])
 def test_two_stage_walker_agrees_with_qemu(mode: str, seed: int) -> None:
     require_qemu()
     vs = generate_riscv(mode, seed)
@@ -185,7 +186,7 @@ def test_two_stage_walker_agrees_with_qemu(mode: str, seed: int) -> None:
                          cpu="rv64,h=true")
     mem = PhysMem([(RAM_BASE, plan_layout(len(image), len(probes)).ram_size)])
     mem.write(RAM_BASE, image)
-    bit = 40 if mode.endswith("sv39x4") else 49
+    bit = {"sv39x4": 40, "sv48x4": 49, "sv57x4": 58}[mode.split("+")[-1]]
     excluded: collections.Counter[str] = collections.Counter()
     failures: list[str] = []
     compared = 0
@@ -217,7 +218,8 @@ def test_two_stage_walker_agrees_with_qemu(mode: str, seed: int) -> None:
                                 f"{where}{diff}")
     assert not failures, f"{len(failures)} cases disagree:\n" + "\n".join(failures[:40])
     assert compared > 0.8 * len(probes), (compared, excluded)
-    assert excluded[f"item 11 (GPA bit {bit} always faults)"] > 0
+    if bit < 58:        # Sv57x4's cases reach no GPA with bit 58 set: the item cannot show there
+        assert excluded[f"item 11 (GPA bit {bit} always faults)"] > 0
     if "+" in mode:
         assert excluded["item 12 (vsstatus.SUM ignored by HLV/HSV)"] > 0
         assert excluded["observed: implicit G-stage faults reported as loads (21)"] > 0

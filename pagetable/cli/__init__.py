@@ -1,7 +1,7 @@
 """The `pagetable` command line: a thin layer over the library.
 
   pagetable vectors generate --mode sv39 --seed 1 --out DIR [--cases N] [walker options]
-                                      (modes: sv39 sv48 sv57 sv39x4 sv48x4 sv39+sv39x4 sv48+sv48x4,
+                                      (modes: sv39 sv48 sv57 sv39x4 sv48x4 sv57x4 sv39+sv39x4 sv48+sv48x4 sv57+sv57x4,
                                        x86_64-4level x86_64-5level ..., aarch64-4k-48 ...)
   pagetable vectors show DIR          list the address space and summarise the cases
   pagetable vectors check DIR         recompute every case with the walker; exit 1 on any disagreement

@@ -252,9 +252,10 @@ def _build_mode(mode: VectorMode, seed: int) -> tuple[PhysMem, dict[str, int], l
 
 def generate_riscv(mode: str, seed: int, cases: int | None = None, options: Options | None = None) -> VectorSet:
     """Build the address space for `mode` (a key of VECTOR_MODES: "sv39", "sv48", "sv57", "sv39x4",
-    "sv48x4", "sv39+sv39x4", "sv48+sv48x4") from `seed` and compute every case's expected outcome with the
-    walker under `options` (RiscvOptions, or HypervisorOptions for the hypervisor modes). `cases=None`
-    gives each target x access x privilege once; a number samples (or extends) that list."""
+    "sv48x4", "sv57x4", "sv39+sv39x4", "sv48+sv48x4", "sv57+sv57x4") from `seed` and compute every case's
+    expected outcome with the walker under `options` (RiscvOptions, or HypervisorOptions for the hypervisor
+    modes). `cases=None` gives each target x access x privilege once; a number samples (or extends) that
+    list."""
     vm = vector_mode(mode)
     seed, cases = checked_request(seed, cases)
     options = options or vm.options_type()

@@ -2,10 +2,10 @@
 apply, and the walker that computes the expected results (docs/vectors.md).
 
   sv39, sv48, sv57            one stage: `satp`; options sum, mxr (sstatus), ad, svnapot, svpbmt
-  sv39x4, sv48x4              the G-stage alone: `hgatp`, with `vsatp` = 0 (Bare), so a case's VA is a
+  sv39x4, sv48x4, sv57x4      the G-stage alone: `hgatp`, with `vsatp` = 0 (Bare), so a case's VA is a
                               guest-physical address; options hs_mxr (sstatus.MXR), ad, svnapot, svpbmt
-  sv39+sv39x4, sv48+sv48x4    both stages (hypervisor extension, "Two-Stage Address Translation"):
-                              `vsatp` and `hgatp`; options vs_sum, vs_mxr (vsstatus), hs_mxr, ad, svnapot,
+  sv39+sv39x4, sv48+sv48x4,   both stages (hypervisor extension, "Two-Stage Address Translation"):
+  sv57+sv57x4                 `vsatp` and `hgatp`; options vs_sum, vs_mxr (vsstatus), hs_mxr, ad, svnapot,
                               svpbmt
 
 In the hypervisor modes every case is an access with V=1: privilege "supervisor" is VS-mode and "user" is
@@ -77,8 +77,10 @@ VECTOR_MODES: dict[str, VectorMode] = {
     **{name: VectorMode(name, fmt, None) for name, fmt in MODES.items()},
     "sv39x4": VectorMode("sv39x4", None, G_MODES["sv39x4"]),
     "sv48x4": VectorMode("sv48x4", None, G_MODES["sv48x4"]),
+    "sv57x4": VectorMode("sv57x4", None, G_MODES["sv57x4"]),
     "sv39+sv39x4": VectorMode("sv39+sv39x4", MODES["sv39"], G_MODES["sv39x4"]),
     "sv48+sv48x4": VectorMode("sv48+sv48x4", MODES["sv48"], G_MODES["sv48x4"]),
+    "sv57+sv57x4": VectorMode("sv57+sv57x4", MODES["sv57"], G_MODES["sv57x4"]),
 }
 
 
