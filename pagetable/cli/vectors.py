@@ -10,6 +10,8 @@ from .. import registry
 from ..errors import PagetableError
 from ..listing import permissions, ptdump_lines
 from ..vectors import SCHEMA, VectorSet, expected_cases
+from ..vectors.qemu import QemuUnavailable, ToolchainUnavailable
+from ..vectors.verify import QEMU_MODES, check_images, show, verify_qemu, verify_walker
 from ..walker import Walker
 from .common import NOTES_SHOWN, Parser, number
 
@@ -88,18 +90,30 @@ def cmd_check(ns: argparse.Namespace) -> int:
         if c.outcome(with_syndrome, attributes) != w.outcome(with_syndrome, attributes):
             bad += 1
             print(f"case {n}: {c.va:#x} {c.access} {c.privilege}: expected ({fields}) = "
-                  f"{_show(c.outcome(with_syndrome, attributes))}, walker says "
-                  f"{_show(w.outcome(with_syndrome, attributes))} ({w.reason})")
+                  f"{show(c.outcome(with_syndrome, attributes))}, walker says "
+                  f"{show(w.outcome(with_syndrome, attributes))} ({w.reason})")
     print(f"{len(vs.cases) - bad} passed, {bad} failed")
     return 1 if bad else 0
 
 
-def _show(values: tuple[object, ...]) -> str:
-    def one(v: object) -> str:
-        if isinstance(v, dict):
-            return "{" + ", ".join(f"{k} {one(x)}" for k, x in v.items()) + "}"
-        return hex(v) if type(v) is int and v > 9 else str(v)
-    return "(" + ", ".join(one(v) for v in values) + ")"
+def cmd_verify(ns: argparse.Namespace) -> int:
+    """`vectors verify DIR [--qemu] [--shown N]`: the images against their SHA-256, every case against the
+    walker or (with --qemu) QEMU; exit 1 on a disagreement that is not a named deviation, or a changed image."""
+    vs = VectorSet.read(ns.dir)
+    if ns.qemu:
+        if vs.arch != "riscv64" or vs.mode not in QEMU_MODES or vs.options.get("svpbmt") or vs.options.get("svnapot"):
+            raise PagetableError(f"--qemu runs RISC-V {', '.join(QEMU_MODES)} sets without Svpbmt/Svnapot, "
+                                 f"not {vs.arch} {vs.mode}")
+        try:
+            report = verify_qemu(vs)
+        except (QemuUnavailable, ToolchainUnavailable) as exc:
+            raise PagetableError(f"--qemu: {exc}") from None
+    else:
+        report = verify_walker(vs, registry.walker_for(vs), registry.by_name(vs.arch).attributes)
+    report.images = check_images(ns.dir, vs.digests)
+    for line in report.lines(ns.shown):
+        print(line)
+    return 1 if report.failed else 0
 
 
 def cmd_explain(ns: argparse.Namespace) -> int:
@@ -136,6 +150,11 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     c = vec.add_parser("check", help="recompute every case with the walker")
     c.add_argument("dir")
     c.set_defaults(func=cmd_check)
+    v = vec.add_parser("verify", help="check a vector set's images and every case, on the walker or QEMU")
+    v.add_argument("dir")
+    v.add_argument("--qemu", action="store_true", help="run every case on QEMU (RISC-V sv39/sv48/sv57)")
+    v.add_argument("--shown", type=number, default=20, help="disagreements shown in detail (default 20)")
+    v.set_defaults(func=cmd_verify)
     e = sub.add_parser("explain", help="name every field of a raw entry or register value")
     e.add_argument("value", type=number)
     e.add_argument("--arch", choices=[a.cli_name for a in registry.ARCHITECTURES],

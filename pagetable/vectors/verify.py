@@ -1,0 +1,164 @@
+"""`pagetable vectors verify`: check a vector set against the walker, its images against their recorded
+digests, and (RISC-V Sv39/Sv48/Sv57) every case against QEMU 7.2's MMU (docs/vectors.md, "Verifying a
+vector set").
+
+Without QEMU, every case is walked again on the set's own image (`expected_cases`) and compared field by
+field, as `vectors check` does; the report counts agreements and disagreements by the expected outcome
+(`ok` or the fault kind) and shows the first disagreements. A bit flipped in a table entry a case walks
+through changes that case; one flipped where no case looks (a data word) changes none, so the image's
+SHA-256 (recorded in `memory[].sha256` when the set was written) is checked too.
+
+With QEMU, each case's access is performed for real by the RISC-V harness (pagetable/vectors/riscv/qemu.py:
+loads and stores with MPRV from M-mode, fetches by mret) and its trap or value compared with the case. QEMU
+7.2's known deviations from the RISC-V privileged spec are named and counted, not failures:
+- it updates A and D in hardware (Svadu behaviour), so a case that expects the Svade page fault on A=0 or
+  D=0 (`accessed-dirty`) succeeds there;
+- a PTE fetch from an address with no RAM is a page fault where the spec (the translation process, step 2:
+  a PMA violation) makes it an access fault (its walker turns the failed load into TRANSLATE_FAIL).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..arch.riscv_sv39 import PTE, faults
+from ..walker import Access, Reason, Walker
+from .expected import expected_cases
+from .schema import Case, VectorSet
+
+AD_BITS = PTE.mask("A", "D")
+QEMU_MODES = ("sv39", "sv48", "sv57")
+"""The modes `--qemu` runs: RISC-V single-stage with the generator's default options (the harness runs
+the hart as QEMU's `-cpu rv64`, without Svpbmt and Svnapot)."""
+QEMU_AD = "QEMU 7.2 updates A/D in hardware where Svade faults (docs/qemu.md)"
+QEMU_TABLE_OUTSIDE = ("QEMU 7.2 raises a page fault for a PTE fetch outside RAM, where the spec says access "
+                      "fault (docs/qemu.md)")
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file, as lowercase hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def outcome_kind(case: Case) -> str:
+    """What a case expects, for counting: `ok` or its fault kind."""
+    return "ok" if case.pa is not None else str(case.fault)
+
+
+@dataclass
+class Report:
+    """What `verify` found: per expected outcome, the cases that agree and disagree; `details` the
+    disagreeing cases (index, one line each), `deviations` QEMU's named deviations by name, `images` each
+    image file with `matches`, `differs` or `not recorded` (its SHA-256 against vectors.json)."""
+
+    judge: str
+    agree: collections.Counter[str] = field(default_factory=collections.Counter)
+    disagree: collections.Counter[str] = field(default_factory=collections.Counter)
+    details: list[tuple[int, str]] = field(default_factory=list)
+    deviations: collections.Counter[str] = field(default_factory=collections.Counter)
+    images: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """A disagreement that is not a named deviation, or an image that differs from its digest."""
+        return bool(self.details) or any(state == "differs" for _, state in self.images)
+
+    def lines(self, shown: int) -> list[str]:
+        """The report as printed: images, counts by outcome, named deviations, the first `shown`
+        disagreements, and a last line `N agree, M disagree`."""
+        out = [f"image {name}: {state}" for name, state in self.images]
+        for kind in sorted(set(self.agree) | set(self.disagree)):
+            out.append(f"{self.judge} {kind}: {self.agree[kind]} agree, {self.disagree[kind]} disagree")
+        out += [f"named deviation ({n} cases): {name}" for name, n in sorted(self.deviations.items())]
+        out += [f"case {n}: {text}" for n, text in self.details[:shown]]
+        if len(self.details) > shown:
+            out.append(f"... and {len(self.details) - shown} more disagreements")
+        out.append(f"{sum(self.agree.values())} agree, {sum(self.disagree.values())} disagree"
+                   + (f", {sum(self.deviations.values())} named deviations" if self.deviations else ""))
+        return out
+
+
+def check_images(directory: str | os.PathLike[str], images: Sequence[tuple[str, str | None]]) -> list[tuple[str, str]]:
+    """Each (file, recorded SHA-256 or None) of a vector set with `matches`, `differs` or `not recorded`."""
+    return [(name, "not recorded" if digest is None else
+             "matches" if file_digest(os.path.join(directory, name)) == digest else
+             "differs from the sha256 in vectors.json") for name, digest in images]
+
+
+def show(values: tuple[object, ...]) -> str:
+    """An outcome tuple as `vectors check` prints it (integers above 9 in hex)."""
+    def one(v: object) -> str:
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} {one(x)}" for k, x in v.items()) + "}"
+        return hex(v) if type(v) is int and v > 9 else str(v)
+    return "(" + ", ".join(one(v) for v in values) + ")"
+
+
+def verify_walker(vs: VectorSet, walker: Walker, attributes: bool) -> Report:
+    """Walk every case again on the set's image and compare (pa, fault, level, stage, gpa, implicit,
+    syndrome, and with `attributes` perms and memtype)."""
+    report = Report("walker")
+    walked = expected_cases(walker, *vs.lanes(), attributes=attributes)
+    for n, (c, w) in enumerate(zip(vs.cases, walked, strict=True)):
+        with_syndrome = c.syndrome is not None              # a version 1 file records none
+        want, got = c.outcome(with_syndrome, attributes), w.outcome(with_syndrome, attributes)
+        if want == got:
+            report.agree[outcome_kind(c)] += 1
+            continue
+        report.disagree[outcome_kind(c)] += 1
+        report.details.append((n, f"{c.va:#x} {c.access} {c.privilege}: expected {show(want)}, walker says "
+                                  f"{show(got)} ({w.reason})"))
+    return report
+
+
+def qemu_mismatch(vs: VectorSet, n: int, cause: int | None, tval: int, value: int) -> tuple[str | None, str | None]:
+    """Compare case `n` with what QEMU's hart did (mcause or None, mtval, the value loaded or mepc):
+    (a disagreement or None, the named deviation that explains a difference or None)."""
+    c = vs.cases[n]
+    if c.reason == Reason.ACCESSED_DIRTY.label and cause is None:
+        return None, QEMU_AD
+    if c.pa is not None:
+        if cause is not None:
+            return f"expected pa {c.pa:#x}, QEMU: cause {cause} tval {tval:#x}", None
+        if c.access == "execute":
+            return (None if value == c.va else f"expected pa {c.pa:#x}, QEMU's fetch reached mepc {value:#x}"), None
+        # QEMU sets A/D in the PTEs it walks; a data word (PA << 16) never has bits 7:6 set
+        held = vs.mem.read_u64(c.pa)
+        return (None if value & ~AD_BITS == held & ~AD_BITS else
+                f"expected pa {c.pa:#x} holding {held:#x}, QEMU loaded {value:#x}"), None
+    assert c.syndrome is not None
+    want, deviation = (c.syndrome["scause"], c.syndrome["stval"]), None
+    if c.reason == Reason.TABLE_OUTSIDE_MEMORY.label:
+        want, deviation = (faults.cause(faults.PAGE_FAULT, Access.parse(c.access)), want[1]), QEMU_TABLE_OUTSIDE
+    if (cause, tval) == want:
+        return None, deviation
+    shown = "success" if cause is None else f"cause {cause} tval {tval:#x}"
+    return f"expected {c.fault} (cause {want[0]} tval {want[1]:#x}), QEMU: {shown}", None
+
+
+def verify_qemu(vs: VectorSet) -> Report:
+    """Run every case of a RISC-V Sv39/48/57 set on qemu-system-riscv64 and compare. Raises the harness's
+    QemuUnavailable/ToolchainUnavailable when QEMU or binutils are missing."""
+    from .riscv.qemu import ProbeCase, run_probes     # the harness pulls in the assembler's plumbing
+
+    report = Report("qemu")
+    image = vs.mem.regions[0].data.tobytes()
+    results = run_probes(image, vs.registers["satp"], [ProbeCase(c.va, c.access, c.privilege) for c in vs.cases])
+    for n, (c, got) in enumerate(zip(vs.cases, results, strict=True)):
+        diff, deviation = qemu_mismatch(vs, n, got.cause, got.tval, got.value)
+        if diff is not None:
+            report.disagree[outcome_kind(c)] += 1
+            report.details.append((n, f"{c.va:#x} {c.access} {c.privilege}: {diff}"))
+            continue
+        report.agree[outcome_kind(c)] += 1
+        if deviation is not None:
+            report.deviations[deviation] += 1
+    return report
