@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import errno
-import io
 import hashlib
+import io
 import json
 import os
 import re

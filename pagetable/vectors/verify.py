@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 from ..arch.riscv_sv39 import PTE, faults
 from ..walker import Access, Reason, Walker
 from .expected import expected_cases
+from .riscv.qemu import ProbeCase, run_probes
 from .schema import Case, VectorSet
 
 AD_BITS = PTE.mask("A", "D")
 QEMU_MODES = ("sv39", "sv48", "sv57")
 """The modes `--qemu` runs: RISC-V single-stage with the generator's default options (the harness runs
 the hart as QEMU's `-cpu rv64`, without Svpbmt and Svnapot)."""
+DIFFERS = "differs from the sha256 in vectors.json"
 QEMU_AD = "QEMU 7.2 updates A/D in hardware where Svade faults (docs/qemu.md)"
 QEMU_TABLE_OUTSIDE = ("QEMU 7.2 raises a page fault for a PTE fetch outside RAM, where the spec says access "
                       "fault (docs/qemu.md)")
@@ -57,7 +59,7 @@ def outcome_kind(case: Case) -> str:
 class Report:
     """What `verify` found: per expected outcome, the cases that agree and disagree; `details` the
     disagreeing cases (index, one line each), `deviations` QEMU's named deviations by name, `images` each
-    image file with `matches`, `differs` or `not recorded` (its SHA-256 against vectors.json)."""
+    image file with `matches`, DIFFERS or `not recorded` (its SHA-256 against vectors.json)."""
 
     judge: str
     agree: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -69,7 +71,7 @@ class Report:
     @property
     def failed(self) -> bool:
         """A disagreement that is not a named deviation, or an image that differs from its digest."""
-        return bool(self.details) or any(state == "differs" for _, state in self.images)
+        return bool(self.details) or any(state == DIFFERS for _, state in self.images)
 
     def lines(self, shown: int) -> list[str]:
         """The report as printed: images, counts by outcome, named deviations, the first `shown`
@@ -87,10 +89,10 @@ class Report:
 
 
 def check_images(directory: str | os.PathLike[str], images: Sequence[tuple[str, str | None]]) -> list[tuple[str, str]]:
-    """Each (file, recorded SHA-256 or None) of a vector set with `matches`, `differs` or `not recorded`."""
+    """Each (file, recorded SHA-256 or None) of a vector set with `matches`, DIFFERS or `not recorded`."""
     return [(name, "not recorded" if digest is None else
              "matches" if file_digest(os.path.join(directory, name)) == digest else
-             "differs from the sha256 in vectors.json") for name, digest in images]
+             DIFFERS) for name, digest in images]
 
 
 def show(values: tuple[object, ...]) -> str:
@@ -147,8 +149,6 @@ def qemu_mismatch(vs: VectorSet, n: int, cause: int | None, tval: int, value: in
 def verify_qemu(vs: VectorSet) -> Report:
     """Run every case of a RISC-V Sv39/48/57 set on qemu-system-riscv64 and compare. Raises the harness's
     QemuUnavailable/ToolchainUnavailable when QEMU or binutils are missing."""
-    from .riscv.qemu import ProbeCase, run_probes     # the harness pulls in the assembler's plumbing
-
     report = Report("qemu")
     image = vs.mem.regions[0].data.tobytes()
     results = run_probes(image, vs.registers["satp"], [ProbeCase(c.va, c.access, c.privilege) for c in vs.cases])
