@@ -483,7 +483,7 @@ class VectorSet:
             with open(os.path.join(staging, "vectors.json"), "w", encoding="utf-8") as fh:
                 # each case's dict made, written and dropped (all of them at once kept the garbage
                 # collector busy)
-                digests = [hashlib.sha256(memoryview(r.data)).hexdigest() for r in self.mem.regions]   # as save wrote them
+                digests = [hashlib.sha256(r.data.data).hexdigest() for r in self.mem.regions]   # the bytes saved
                 write_json(fh, self._document(files, (c.to_json() for c in self.cases), digests))
                 fh.write("\n")
             for name in [f for f, _ in files] + ["README.txt", "vectors.json"]:   # vectors.json last
