@@ -75,6 +75,19 @@ def test_a_flipped_bit_in_a_root_entry_is_caught(clean: Path, tmp_path: Path,
         assert (va >> 30) & 0x1FF == 9 and "walker says (None, page-fault, 2," in line, line
 
 
+def test_json_report(clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = _copy(clean, tmp_path)
+    _flip(d / "mem.bin", ROOT_ENTRY_9, 0)
+    status, lines = _verify(capsys, str(d), "--json", "--shown", "1")
+    doc = json.loads(lines[0])
+    assert status == 1 and len(lines) == 1
+    assert {k: v for k, v in doc.items() if k != "disagreements"} == {
+        "judge": "walker", "images": [{"file": "mem.bin", "sha256": "differs from the sha256 in vectors.json"}],
+        "agree": {"access-fault": 10, "ok": 19, "page-fault": 181}, "disagree": {"ok": 11, "page-fault": 31},
+        "deviations": {}, "failed": True}
+    assert [x["case"] for x in doc["disagreements"]] == [0]
+
+
 def test_a_flipped_data_bit_changes_no_case_but_the_digest(clean: Path, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     d = _copy(clean, tmp_path)

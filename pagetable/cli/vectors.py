@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 
 from .. import registry
 from ..errors import PagetableError
@@ -97,7 +98,7 @@ def cmd_check(ns: argparse.Namespace) -> int:
 
 
 def cmd_verify(ns: argparse.Namespace) -> int:
-    """`vectors verify DIR [--qemu] [--shown N]`: the images against their SHA-256, every case against the
+    """`vectors verify DIR [--qemu] [--json] [--shown N]`: the images against their SHA-256, every case against the
     walker or (with --qemu) QEMU; exit 1 on a disagreement that is not a named deviation, or a changed image."""
     vs = VectorSet.read(ns.dir)
     if ns.qemu:
@@ -111,8 +112,11 @@ def cmd_verify(ns: argparse.Namespace) -> int:
     else:
         report = verify_walker(vs, registry.walker_for(vs), registry.by_name(vs.arch).attributes)
     report.images = check_images(ns.dir, vs.digests)
-    for line in report.lines(ns.shown):
-        print(line)
+    if ns.json:
+        print(json.dumps(report.to_json(ns.shown)))
+    else:
+        for line in report.lines(ns.shown):
+            print(line)
     return 1 if report.failed else 0
 
 
@@ -154,6 +158,7 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     v.add_argument("dir")
     v.add_argument("--qemu", action="store_true", help="run every case on QEMU (RISC-V sv39/sv48/sv57)")
     v.add_argument("--shown", type=number, default=20, help="disagreements shown in detail (default 20)")
+    v.add_argument("--json", action="store_true", help="print the report as one JSON object")
     v.set_defaults(func=cmd_verify)
     e = sub.add_parser("explain", help="name every field of a raw entry or register value")
     e.add_argument("value", type=number)

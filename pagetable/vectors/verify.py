@@ -73,6 +73,15 @@ class Report:
         """A disagreement that is not a named deviation, or an image that differs from its digest."""
         return bool(self.details) or any(state == DIFFERS for _, state in self.images)
 
+    def to_json(self, shown: int) -> dict[str, object]:
+        """The report as one JSON object (`--json`): images, counts by outcome, named deviations and the
+        first `shown` disagreements."""
+        return {"judge": self.judge, "images": [{"file": f, "sha256": state} for f, state in self.images],
+                "agree": dict(sorted(self.agree.items())), "disagree": dict(sorted(self.disagree.items())),
+                "deviations": dict(sorted(self.deviations.items())),
+                "disagreements": [{"case": n, "detail": text} for n, text in self.details[:shown]],
+                "failed": self.failed}
+
     def lines(self, shown: int) -> list[str]:
         """The report as printed: images, counts by outcome, named deviations, the first `shown`
         disagreements, and a last line `N agree, M disagree`."""
