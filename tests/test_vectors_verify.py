@@ -1,10 +1,12 @@
 """`pagetable vectors verify`: exact reports and exit status on a clean Sv39 set, one with a bit flipped in a
 root entry that cases walk through, one with a bit flipped in a data word no case reads (only the image's
-SHA-256 shows it), a hand-edited vectors.json, a file without digests; and with --qemu, the set run on
-qemu-system-riscv64 with QEMU 7.2's deviations counted where tests/test_qemu_riscv_diff.py predicts them."""
+SHA-256 shows it), a hand-edited vectors.json, a file without digests; and with --qemu, the Sv39 set run on
+qemu-system-riscv64 and an x86_64-4level set on qemu-system-x86_64 (TCG), with QEMU 7.2's deviations counted
+as tests/test_qemu_riscv_diff.py and test_qemu_x86_diff.py count them."""
 
 from __future__ import annotations
 
+import collections
 import json
 from pathlib import Path
 
@@ -12,8 +14,9 @@ import pytest
 
 from pagetable.cli import main
 from pagetable.vectors import VectorSet
+from pagetable.vectors.x86_64.deviations import FETCH_NO_RAM, NO_RAM, TCG_RSVD_P0
 
-from .conftest import require_qemu
+from .conftest import require_qemu, require_qemu_x86
 
 ROOT_ENTRY_9 = 9 * 8            # mem.bin offset of the Sv39 root table's entry 9 (satp's PPN is the image base)
 DATA_WORD = 0x7F_FFF8           # the image's last word: its own tag, in a page no case translates to
@@ -164,8 +167,27 @@ def test_qemu_missing_is_one_line(clean: Path, tmp_path: Path, monkeypatch: pyte
     assert "Debian package" in lines[0]
 
 
-def test_qemu_on_a_mode_it_does_not_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_qemu_x86_agrees_but_for_its_named_deviations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """tests/test_qemu_x86_diff.py's test_vector_sets_match_qemu counts for this set: NO_RAM = the cases
+    outside RAM (13) less the unprobed fetch, TCG_RSVD_P0 = every reserved-bit fault."""
+    require_qemu_x86()
     assert main(["vectors", "generate", "--mode", "x86_64-4level", "--seed", "1", "--out", str(tmp_path)]) == 0
+    assert _verify(capsys, str(tmp_path), "--qemu") == (0, [
+        "image mem.bin: matches",
+        "qemu general-protection: 12 agree, 0 disagree",
+        "qemu no-memory: 12 agree, 0 disagree",
+        "qemu ok: 71 agree, 0 disagree",
+        "qemu page-fault: 216 agree, 0 disagree",
+        f"named deviation (12 cases): {NO_RAM}",
+        f"named deviation (42 cases): {TCG_RSVD_P0}",
+        f"named deviation (1 cases): {FETCH_NO_RAM}",
+        "311 agree, 0 disagree, 55 named deviations"])
+    reasons = collections.Counter(c.reason for c in VectorSet.read(tmp_path).cases)
+    assert reasons["reserved"] == 42 and reasons["table-outside-memory"] + reasons["pa-outside-memory"] == 13
+
+
+def test_qemu_on_a_mode_it_does_not_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["vectors", "generate", "--mode", "aarch64-4k-48", "--seed", "1", "--out", str(tmp_path)]) == 0
     assert _verify(capsys, str(tmp_path), "--qemu") == (2, [
-        "pagetable: error: --qemu runs RISC-V sv39, sv48, sv57 sets without Svpbmt/Svnapot, not x86_64 "
-        "x86_64-4level"])
+        "pagetable: error: --qemu runs sv39, sv48, sv57, x86_64-4level, x86_64-5level sets (RISC-V without "
+        "Svpbmt/Svnapot), not aarch64 aarch64-4k-48"])

@@ -12,7 +12,7 @@ from ..errors import PagetableError
 from ..listing import permissions, ptdump_lines
 from ..vectors import SCHEMA, VectorSet, expected_cases
 from ..vectors.qemu import QemuUnavailable, ToolchainUnavailable
-from ..vectors.verify import QEMU_MODES, check_images, show, verify_qemu, verify_walker
+from ..vectors.verify import QEMU_MODES, check_images, show, verify_qemu, verify_qemu_x86, verify_walker
 from ..walker import Walker
 from .common import NOTES_SHOWN, Parser, number
 
@@ -102,11 +102,11 @@ def cmd_verify(ns: argparse.Namespace) -> int:
     walker or (with --qemu) QEMU; exit 1 on a disagreement that is not a named deviation, or a changed image."""
     vs = VectorSet.read(ns.dir)
     if ns.qemu:
-        if vs.arch != "riscv64" or vs.mode not in QEMU_MODES or vs.options.get("svpbmt") or vs.options.get("svnapot"):
-            raise PagetableError(f"--qemu runs RISC-V {', '.join(QEMU_MODES)} sets without Svpbmt/Svnapot, "
+        if vs.mode not in QEMU_MODES or vs.options.get("svpbmt") or vs.options.get("svnapot"):
+            raise PagetableError(f"--qemu runs {', '.join(QEMU_MODES)} sets (RISC-V without Svpbmt/Svnapot), "
                                  f"not {vs.arch} {vs.mode}")
         try:
-            report = verify_qemu(vs)
+            report = verify_qemu(vs) if vs.arch == "riscv64" else verify_qemu_x86(vs, registry.walker_for(vs))
         except (QemuUnavailable, ToolchainUnavailable) as exc:
             raise PagetableError(f"--qemu: {exc}") from None
     else:

@@ -26,15 +26,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..arch.riscv_sv39 import PTE, faults
+from ..errors import PagetableError
 from ..walker import Access, Reason, Walker
 from .expected import expected_cases
 from .riscv.qemu import ProbeCase, run_probes
 from .schema import Case, VectorSet
+from .x86_64 import deviations as x86
+from .x86_64 import qemu as x86_qemu
+from .x86_64.layout import RAM_BASE as X86_RAM_BASE
+from .x86_64.layout import RAM_SIZE as X86_RAM_SIZE
 
 AD_BITS = PTE.mask("A", "D")
-QEMU_MODES = ("sv39", "sv48", "sv57")
-"""The modes `--qemu` runs: RISC-V single-stage with the generator's default options (the harness runs
-the hart as QEMU's `-cpu rv64`, without Svpbmt and Svnapot)."""
+QEMU_MODES = ("sv39", "sv48", "sv57", "x86_64-4level", "x86_64-5level")
+"""The modes `--qemu` runs: RISC-V single-stage without Svpbmt and Svnapot (the harness runs the hart as
+QEMU's `-cpu rv64`), and x86-64 4- and 5-level paging (TCG)."""
 DIFFERS = "differs from the sha256 in vectors.json"
 QEMU_AD = "QEMU 7.2 updates A/D in hardware where Svade faults (docs/qemu.md)"
 QEMU_TABLE_OUTSIDE = ("QEMU 7.2 raises a page fault for a PTE fetch outside RAM, where the spec says access "
@@ -170,4 +175,47 @@ def verify_qemu(vs: VectorSet) -> Report:
         report.agree[outcome_kind(c)] += 1
         if deviation is not None:
             report.deviations[deviation] += 1
+    return report
+
+
+def verify_qemu_x86(vs: VectorSet, walker: Walker) -> Report:
+    """Run every case of an x86-64 4/5-level set on qemu-system-x86_64 (TCG) with the set's registers. A
+    case agrees when its recorded outcome is the walker's on the set's image and QEMU does what the walker
+    predicts on QEMU's platform (no RAM reads as 0: NO_RAM; a reserved-bit #PF with P=0: TCG_RSVD_P0);
+    fetches from pages with no RAM are not probed (FETCH_NO_RAM): they count as that deviation alone."""
+    report = verify_walker(vs, walker, attributes=True)
+    report.judge = "qemu"
+    wrong = {n for n, _ in report.details}
+    r = vs.registers
+    try:
+        regs = x86_qemu.Registers(cr0=r["cr0"], cr4=r["cr4"], efer=r["efer"], rflags=r["rflags"], pkru=r["pkru"])
+    except ValueError as exc:
+        raise PagetableError(f"--qemu: the probe stub cannot run these registers: {exc}") from None
+    rules = regs.rules(r["cr3"], int(vs.options["maxphyaddr"]), bool(vs.options["gbpages"]))
+    image = vs.mem.read(X86_RAM_BASE, X86_RAM_SIZE)
+    mem = x86.platform(image)
+    t = Walker(mem, rules).translate_many(*vs.lanes())
+    probed = [n for n, c in enumerate(vs.cases) if n not in wrong
+              and not (c.reason == Reason.PA_OUTSIDE_MEMORY.label and c.access == "execute")]
+    run = x86_qemu.run_probes(image, r["cr3"], [x86_qemu.ProbeCase(vs.cases[n].va, vs.cases[n].access,
+                                                                  vs.cases[n].privilege, regs) for n in probed])
+    report.agree.clear()
+    unprobed = len(vs.cases) - len(wrong) - len(probed)
+    if unprobed:
+        report.deviations[x86.FETCH_NO_RAM] = unprobed
+    for n, got in zip(probed, run.results, strict=True):
+        c, reason = vs.cases[n], Reason(int(t.reason[n]))
+        want = x86.expected(t, n, c.access, rules.fault_kind)
+        why = None
+        if want is not None:
+            want, why = x86.tcg_deviation(want, reason)
+        if want is None or not x86.agrees(want, got, c.access, mem, int(t.pa[n])):
+            report.disagree[outcome_kind(c)] += 1
+            report.details.append((n, f"{c.va:#x} {c.access} {c.privilege}: walker on QEMU's platform "
+                                      f"{reason.label} {want}, QEMU {got}"))
+            continue
+        report.agree[outcome_kind(c)] += 1
+        for name in ([x86.NO_RAM] if c.fault == "no-memory" else []) + ([why] if why else []):
+            report.deviations[name] += 1
+    report.details.sort()
     return report
