@@ -11,7 +11,7 @@ from .. import registry
 from ..errors import PagetableError
 from ..listing import permissions, ptdump_lines
 from ..vectors import SCHEMA, VectorSet, expected_cases
-from ..vectors.qemu import QemuUnavailable, ToolchainUnavailable
+from ..vectors.qemu import QemuFailed, QemuUnavailable, ToolchainFailed, ToolchainUnavailable
 from ..vectors.verify import QEMU_MODES, check_images, show, verify_qemu, verify_qemu_x86, verify_walker
 from ..walker import Walker
 from .common import NOTES_SHOWN, Parser, number
@@ -107,7 +107,7 @@ def cmd_verify(ns: argparse.Namespace) -> int:
                                  f"not {vs.arch} {vs.mode}")
         try:
             report = verify_qemu(vs) if vs.arch == "riscv64" else verify_qemu_x86(vs, registry.walker_for(vs))
-        except (QemuUnavailable, ToolchainUnavailable) as exc:
+        except (QemuUnavailable, ToolchainUnavailable, QemuFailed, ToolchainFailed, ValueError) as exc:
             raise PagetableError(f"--qemu: {exc}") from None
     else:
         report = verify_walker(vs, registry.walker_for(vs), registry.by_name(vs.arch).attributes)

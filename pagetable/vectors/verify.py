@@ -29,6 +29,7 @@ from ..arch.riscv_sv39 import PTE, faults
 from ..errors import PagetableError
 from ..walker import Access, Reason, Walker
 from .expected import expected_cases
+from .riscv.qemu import RAM_BASE as RISCV_RAM_BASE
 from .riscv.qemu import ProbeCase, run_probes
 from .schema import Case, VectorSet
 from .x86_64 import deviations as x86
@@ -163,6 +164,8 @@ def qemu_mismatch(vs: VectorSet, n: int, cause: int | None, tval: int, value: in
 def verify_qemu(vs: VectorSet) -> Report:
     """Run every case of a RISC-V Sv39/48/57 set on qemu-system-riscv64 and compare. Raises the harness's
     QemuUnavailable/ToolchainUnavailable when QEMU or binutils are missing."""
+    if len(vs.mem.regions) != 1 or vs.mem.regions[0].base != RISCV_RAM_BASE:
+        raise PagetableError(f"--qemu loads one image at {RISCV_RAM_BASE:#x}, QEMU's RAM, not {vs.mem.describe()}")
     report = Report("qemu")
     image = vs.mem.regions[0].data.tobytes()
     results = run_probes(image, vs.registers["satp"], [ProbeCase(c.va, c.access, c.privilege) for c in vs.cases])
@@ -187,6 +190,9 @@ def verify_qemu_x86(vs: VectorSet, walker: Walker) -> Report:
     report.judge = "qemu"
     wrong = {n for n, _ in report.details}
     r = vs.registers
+    missing = [k for k in ("cr0", "cr3", "cr4", "efer", "rflags", "pkru") if k not in r]
+    if missing:
+        raise PagetableError(f"--qemu needs the registers {', '.join(missing)}")
     try:
         regs = x86_qemu.Registers(cr0=r["cr0"], cr4=r["cr4"], efer=r["efer"], rflags=r["rflags"], pkru=r["pkru"])
     except ValueError as exc:
