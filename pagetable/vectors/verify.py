@@ -1,6 +1,6 @@
 """`pagetable vectors verify`: check a vector set against the walker, its images against their recorded
-digests, and (RISC-V Sv39/Sv48/Sv57) every case against QEMU 7.2's MMU (docs/vectors.md, "Verifying a
-vector set").
+digests, and (RISC-V Sv39/Sv48/Sv57, x86-64 4- and 5-level paging) every case against QEMU 7.2's MMU
+(docs/vectors.md, "Verifying a vector set").
 
 Without QEMU, every case is walked again on the set's own image (`expected_cases`) and compared field by
 field, as `vectors check` does; the report counts agreements and disagreements by the expected outcome
@@ -8,13 +8,11 @@ field, as `vectors check` does; the report counts agreements and disagreements b
 through changes that case; one flipped where no case looks (a data word) changes none, so the image's
 SHA-256 (recorded in `memory[].sha256` when the set was written) is checked too.
 
-With QEMU, each case's access is performed for real by the RISC-V harness (pagetable/vectors/riscv/qemu.py:
-loads and stores with MPRV from M-mode, fetches by mret) and its trap or value compared with the case. QEMU
-7.2's known deviations from the RISC-V privileged spec are named and counted, not failures:
-- it updates A and D in hardware (Svadu behaviour), so a case that expects the Svade page fault on A=0 or
-  D=0 (`accessed-dirty`) succeeds there;
-- a PTE fetch from an address with no RAM is a page fault where the spec (the translation process, step 2:
-  a PMA violation) makes it an access fault (its walker turns the failed load into TRANSLATE_FAIL).
+With QEMU, each case's access is performed for real by the harnesses (pagetable/vectors/riscv/qemu.py:
+loads and stores with MPRV from M-mode, fetches by mret; pagetable/vectors/x86_64/qemu.py: accesses at CPL
+0 and 3 under the set's registers, on TCG) and its trap or value compared; QEMU 7.2's known deviations from
+the manuals are named and counted, not failures (pagetable/vectors/riscv/deviations.py,
+pagetable/vectors/x86_64/deviations.py).
 """
 
 from __future__ import annotations
@@ -25,10 +23,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..arch.riscv_sv39 import PTE, faults
+from ..arch.riscv_sv39 import PTE
 from ..errors import PagetableError
-from ..walker import Access, Reason, Walker
+from ..walker import Reason, Walker
 from .expected import expected_cases
+from .riscv.deviations import QEMU_AD, qemu_cause
 from .riscv.qemu import RAM_BASE as RISCV_RAM_BASE
 from .riscv.qemu import ProbeCase, run_probes
 from .schema import Case, VectorSet
@@ -41,10 +40,8 @@ AD_BITS = PTE.mask("A", "D")
 QEMU_MODES = ("sv39", "sv48", "sv57", "x86_64-4level", "x86_64-5level")
 """The modes `--qemu` runs: RISC-V single-stage without Svpbmt and Svnapot (the harness runs the hart as
 QEMU's `-cpu rv64`), and x86-64 4- and 5-level paging (TCG)."""
+_REASONS = {r.label: r for r in Reason}          # a case's (informative) reason, by its label
 DIFFERS = "differs from the sha256 in vectors.json"
-QEMU_AD = "QEMU 7.2 updates A/D in hardware where Svade faults (docs/qemu.md)"
-QEMU_TABLE_OUTSIDE = ("QEMU 7.2 raises a page fault for a PTE fetch outside RAM, where the spec says access "
-                      "fault (docs/qemu.md)")
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
@@ -152,9 +149,8 @@ def qemu_mismatch(vs: VectorSet, n: int, cause: int | None, tval: int, value: in
         return (None if value & ~AD_BITS == held & ~AD_BITS else
                 f"expected pa {c.pa:#x} holding {held:#x}, QEMU loaded {value:#x}"), None
     assert c.syndrome is not None
-    want, deviation = (c.syndrome["scause"], c.syndrome["stval"]), None
-    if c.reason == Reason.TABLE_OUTSIDE_MEMORY.label:
-        want, deviation = (faults.cause(faults.PAGE_FAULT, Access.parse(c.access)), want[1]), QEMU_TABLE_OUTSIDE
+    qemu, deviation = qemu_cause(_REASONS.get(c.reason, Reason.OK), c.access, c.syndrome["scause"])
+    want = (qemu, c.syndrome["stval"])
     if (cause, tval) == want:
         return None, deviation
     shown = "success" if cause is None else f"cause {cause} tval {tval:#x}"
@@ -168,7 +164,9 @@ def verify_qemu(vs: VectorSet) -> Report:
         raise PagetableError(f"--qemu loads one image at {RISCV_RAM_BASE:#x}, QEMU's RAM, not {vs.mem.describe()}")
     report = Report("qemu")
     image = vs.mem.regions[0].data.tobytes()
-    results = run_probes(image, vs.registers["satp"], [ProbeCase(c.va, c.access, c.privilege) for c in vs.cases])
+    sum_, mxr = bool(vs.options.get("sum")), bool(vs.options.get("mxr"))      # mstatus as the set assumes
+    results = run_probes(image, vs.registers["satp"], [ProbeCase(c.va, c.access, c.privilege, sum_, mxr)
+                                                       for c in vs.cases])
     for n, (c, got) in enumerate(zip(vs.cases, results, strict=True)):
         diff, deviation = qemu_mismatch(vs, n, got.cause, got.tval, got.value)
         if diff is not None:
