@@ -12,7 +12,15 @@ from ..errors import PagetableError
 from ..listing import permissions, ptdump_lines
 from ..vectors import SCHEMA, VectorSet, expected_cases
 from ..vectors.qemu import QemuFailed, QemuUnavailable, ToolchainFailed, ToolchainUnavailable
-from ..vectors.verify import QEMU_MODES, check_images, show, verify_qemu, verify_qemu_x86, verify_walker
+from ..vectors.verify import (
+    QEMU_MODES,
+    check_images,
+    show,
+    verify_qemu,
+    verify_qemu_aarch64,
+    verify_qemu_x86,
+    verify_walker,
+)
 from ..walker import Walker
 from .common import NOTES_SHOWN, Parser, number
 
@@ -106,7 +114,9 @@ def cmd_verify(ns: argparse.Namespace) -> int:
             raise PagetableError(f"--qemu runs {', '.join(QEMU_MODES)} sets (RISC-V without Svpbmt/Svnapot), "
                                  f"not {vs.arch} {vs.mode}")
         try:
-            report = verify_qemu(vs) if vs.arch == "riscv64" else verify_qemu_x86(vs, registry.walker_for(vs))
+            walker = registry.walker_for(vs)
+            report = verify_qemu(vs) if vs.arch == "riscv64" else verify_qemu_x86(vs, walker) \
+                if vs.arch == "x86_64" else verify_qemu_aarch64(vs, walker)
         except (QemuUnavailable, ToolchainUnavailable, QemuFailed, ToolchainFailed, ValueError) as exc:
             raise PagetableError(f"--qemu: {exc}") from None
     else:

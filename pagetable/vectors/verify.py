@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from ..arch.riscv_sv39 import PTE
 from ..errors import PagetableError
 from ..walker import Reason, Walker
+from .aarch64 import deviations as a64
+from .aarch64.modes import VECTOR_MODES as AARCH64_MODES
 from .expected import expected_cases
 from .riscv.deviations import QEMU_AD, qemu_cause
 from .riscv.qemu import RAM_BASE as RISCV_RAM_BASE
@@ -37,9 +39,9 @@ from .x86_64.layout import RAM_BASE as X86_RAM_BASE
 from .x86_64.layout import RAM_SIZE as X86_RAM_SIZE
 
 AD_BITS = PTE.mask("A", "D")
-QEMU_MODES = ("sv39", "sv48", "sv57", "x86_64-4level", "x86_64-5level")
+QEMU_MODES = ("sv39", "sv48", "sv57", "x86_64-4level", "x86_64-5level", *AARCH64_MODES)
 """The modes `--qemu` runs: RISC-V single-stage without Svpbmt and Svnapot (the harness runs the hart as
-QEMU's `-cpu rv64`), and x86-64 4- and 5-level paging (TCG)."""
+QEMU's `-cpu rv64`), x86-64 4- and 5-level paging (TCG), and every AArch64 mode."""
 _REASONS = {r.label: r for r in Reason}          # a case's (informative) reason, by its label
 DIFFERS = "differs from the sha256 in vectors.json"
 
@@ -221,5 +223,31 @@ def verify_qemu_x86(vs: VectorSet, walker: Walker) -> Report:
         report.agree[outcome_kind(c)] += 1
         for name in ([x86.NO_RAM] if c.fault == "no-memory" else []) + ([why] if why else []):
             report.deviations[name] += 1
+    report.details.sort()
+    return report
+
+
+def verify_qemu_aarch64(vs: VectorSet, walker: Walker) -> Report:
+    """Run every case of an AArch64 set on qemu-system-aarch64 (pagetable/vectors/aarch64/deviations.py:
+    AT and, with stage 1 on, a real access). A case agrees when its recorded outcome is the walker's and
+    none of its probes differs from the walker outside a named deviation; a named deviation predicted where
+    QEMU then agreed with the manual is a disagreement too (QEMU changed)."""
+    report = verify_walker(vs, walker, attributes=True)
+    report.judge = "qemu"
+    wrong = {n for n, _ in report.details}
+    run = a64.run_vector_set(vs)
+    failed = dict(run.failures) | {n: f"QEMU did not show the predicted deviation: {why}" for n, why in run.unseen}
+    report.agree.clear()
+    for n in sorted({n for n, _ in run.probes} - wrong):
+        c = vs.cases[n]
+        if n in failed:
+            report.disagree[outcome_kind(c)] += 1
+            report.details.append((n, f"{c.va:#x} {c.access} {c.privilege}: {failed[n]}"))
+        else:
+            report.agree[outcome_kind(c)] += 1
+    report.deviations.update({k: v for k, v in run.differed.items() if v})
+    report.deviations.update(run.skipped)
+    if run.platform:
+        report.deviations[a64.NO_RAM] = run.platform
     report.details.sort()
     return report

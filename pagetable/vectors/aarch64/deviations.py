@@ -116,13 +116,14 @@ class SetRun:
     differs) outside the named deviations; `predicted` and `differed` count each named deviation where it
     was predicted and where QEMU then differed (equal when QEMU does what is known of it); `platform` the
     real accesses to addresses with no RAM that differed (NO_RAM) of `outside` such accesses; `skipped`
-    cases not sent, by why."""
+    cases not sent, by why; `unseen` (case index, deviation) where a predicted deviation did not occur."""
 
     probes: list[tuple[int, str]] = field(default_factory=list)
     failures: list[tuple[int, str]] = field(default_factory=list)
     predicted: Counter[str] = field(default_factory=Counter)
     differed: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
+    unseen: list[tuple[int, str]] = field(default_factory=list)
     platform: int = 0
     outside: int = 0
 
@@ -175,6 +176,8 @@ def run_vector_set(vs: VectorSet, qemu: str | None = None, timeout: float = 300)
         elif why is not None:
             out.predicted[why] += 1
             out.differed[why] += diff is not None
+            if diff is None:
+                out.unseen.append((n, why))
         elif diff is not None:
             out.failures.append((n, f"{c.va:#x} {c.access} {c.privilege} {method} [{c.label}]: {diff}"))
     return out
