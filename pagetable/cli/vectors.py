@@ -1,4 +1,4 @@
-"""The vector and explain commands: `pagetable vectors generate|show|check` (docs/vectors.md) and
+"""The vector and explain commands: `pagetable vectors generate|show|check|verify` (docs/vectors.md) and
 `pagetable explain`."""
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def cmd_explain(ns: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
-    """`vectors generate|show|check` and `explain`."""
+    """`vectors generate|show|check|verify` and `explain`."""
     vec = sub.add_parser("vectors", help="generate, show and check test vectors").add_subparsers(
         dest="action", required=True)
     g = vec.add_parser("generate", help="build a random but deliberate address space and its cases")
