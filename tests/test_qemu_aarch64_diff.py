@@ -30,11 +30,9 @@ that PA (AT does not access it).
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -79,11 +77,21 @@ from pagetable.table import PageTable
 from pagetable.translation import Translation
 from pagetable.vectors import generate_aarch64
 from pagetable.vectors.aarch64 import qemu as q
-from pagetable.vectors.aarch64.layout import RAM_BASE, tag, tag_memory
+from pagetable.vectors.aarch64.deviations import (
+    BLOCK_LEVEL,
+    DEVICE_FETCH,
+    NO_RAM,
+    compare_access,
+    compare_at,
+    expect,
+    run_vector_set,
+    vector_registers,
+)
+from pagetable.vectors.aarch64.layout import RAM_BASE, tag_memory
 from pagetable.vectors.aarch64.modes import walker_for
-from pagetable.vectors.aarch64.qemu import ProbeCase, ProbeResult, Registers
-from pagetable.vectors.schema import VectorSet
-from pagetable.walker import Access, Reason, Walker
+from pagetable.vectors.aarch64.qemu import ProbeCase, Registers
+from pagetable.vectors.verify import verify_walker
+from pagetable.walker import Reason, Walker
 
 from .conftest import require_qemu_aarch64
 
@@ -95,8 +103,6 @@ S2_TABLES = TABLES + S1_TABLES                # stage 2 tables: the image's last
 PA_RANGE = 52                                 # -cpu max: ID_AA64MMFR0_EL1.PARange = 52 bits
 SCTLR = q.Registers().sctlr_el1               # M, C, I and the RES1 bits
 KERNEL = 0xFFFF_0000_0000_0000
-BLOCK_LEVEL = "QEMU 7.2 accepts a block at a level without blocks (notes 1, 14)"
-DEVICE_FETCH = "QEMU 7.2 executes from Device memory (note 20)"
 HIGH_OA = "QEMU 7.2 drops OA bits above a 48-bit output size (note 16)"
 ACCESSES = [("read", 1), ("read", 0), ("execute", 1), ("execute", 0), ("write", 1), ("write", 0)]
 """Writes last: the harness's store writes back what its load read, 0 where the load faulted (a write-only
@@ -255,54 +261,6 @@ def _registers(s: Scene, c: Config, ips: int) -> Registers:
                      mair_el1=LINUX_MAIR_EL1, pan=c.pan)
 
 
-def _expect(w: Walker, vas: list[int], access: str, el: int) -> list[tuple[Translation, int]]:
-    """The walker's translation of each VA, and the PA it computed (also where that PA is not RAM); the
-    one-lane and the bulk walk must agree. EL0 is the user privilege, EL1 and EL2 the supervisor one."""
-    privilege = "user" if el == 0 else "supervisor"
-    many = w.translate_many(np.array(vas, dtype=np.uint64), access, privilege)
-    out = []
-    for k, va in enumerate(vas):
-        t = w.translate(va, access, privilege)
-        assert int(many.reason[k]) == t.reason and int(many.level[k]) == t.level, f"{va:#x}: lanes disagree"
-        out.append((t, int(many.pa[k])))
-    return out
-
-
-def _compare_at(t: Translation, pa: int, got: ProbeResult, stage2_alone: bool = False) -> str | None:
-    """A disagreement between the walker and AT's PAR_EL1, or None (`stage2_alone`: `t` is a stage 2
-    walker's, whose faults AT S12E1R/W reports as stage 2's)."""
-    if t.ok or (t.reason == Reason.PA_OUTSIDE_MEMORY and t.stage == 1):
-        if not got.ok:
-            return f"walker translates, AT faults (PAR {got.par:#x})"
-        want = pa & ~0xFFF
-        return None if got.pa == want else f"PA {got.pa:#x}, walker {want:#x}"
-    if got.ok:
-        return f"walker faults ({t.reason.label} level {t.level}), AT gives PA {got.pa:#x}"
-    fsc = t.syndrome["esr"] & 0x3F
-    s2, ptw = bool(got.par is not None and got.par >> 9 & 1), bool(got.par is not None and got.par >> 8 & 1)
-    expected = (fsc, t.stage == 2 or stage2_alone, bool(t.syndrome["esr"] >> 7 & 1))
-    return None if (got.fsc, s2, ptw) == expected else f"FST/S/PTW {(got.fsc, s2, ptw)}, walker {expected}"
-
-
-def _compare_access(t: Translation, got: ProbeResult, image: bytes, access: str) -> str | None:
-    if t.ok:
-        if not got.ok:
-            return f"walker translates, QEMU faults (EL{got.el} ESR {got.esr:#x})"
-        assert t.pa is not None
-        if access == "write":                             # the store completed (its load may not have)
-            return None
-        want = t.va if access == "execute" else int.from_bytes(image[t.pa - RAM_BASE:t.pa - RAM_BASE + 8], "little")
-        return None if got.value == want else f"value {got.value:#x}, walker {want:#x}"
-    if got.ok:
-        return f"walker faults ({t.reason.label} level {t.level}), QEMU succeeds"
-    esr = t.syndrome["esr"]
-    mask = 0xFE00_00FF                                   # EC, IL, ISS[7:0]: DFSC/IFSC, WnR, S1PTW
-    expected = (t.syndrome["el"], esr & mask, t.va, t.syndrome["hpfar"] if t.stage == 2 else 0)
-    have = (got.el or 0, got.esr & mask, got.far, got.hpfar if t.stage == 2 else 0)
-    return None if expected == have else f"(EL, ESR, FAR, HPFAR) {[hex(v) for v in have]}, walker " \
-        f"{[hex(v) for v in expected]}"
-
-
 def _run(scene: Scene, configs: list[Config], walker: Callable[[Config, int], Walker],
          regs: Callable[[Config, int], Registers], ips_of: Callable[[Config], int],
          els: tuple[int, ...] = (1, 0)) -> tuple[list[str], Counter[str], Counter[Reason]]:
@@ -315,7 +273,7 @@ def _run(scene: Scene, configs: list[Config], walker: Callable[[Config, int], Wa
         w = walker(c, ips_of(c))
         for access, el in accesses:
             vas = [case.va for case in scene.cases]
-            expected |= {(c, va, access, el): e for va, e in zip(vas, _expect(w, vas, access, el), strict=True)}
+            expected |= {(c, va, access, el): e for va, e in zip(vas, expect(w, vas, access, el), strict=True)}
     for c in configs:
         for case in scene.cases:
             for access, el in accesses:
@@ -333,7 +291,7 @@ def _run(scene: Scene, configs: list[Config], walker: Callable[[Config, int], Wa
     seen: Counter[Reason] = Counter()
     for (c, case, access, el, method), got in zip(probes, run.results, strict=True):
         t, pa = expected[c, case.va, access, el]
-        diff = _compare_at(t, pa, got) if method == "at" else _compare_access(t, got, image, access)
+        diff = compare_at(t, pa, got) if method == "at" else compare_access(t, got, image, access)
         seen[t.reason] += 1
         if diff is None:
             continue
@@ -506,49 +464,6 @@ def test_the_walker_sees_stage2_faults_on_table_reads() -> None:
 
 
 # ------------------------------------------------------------------------------------ generated vector sets
-LEVEL_MINUS_1_BLOCK = ("QEMU 7.2 accepts a level -1 block and aborts on a fault there (note 15): "
-                       "such cases are not sent")
-
-
-def _vector_registers(vs: VectorSet) -> Registers:
-    """The harness's registers from a vector set's (stage 2 alone: stage 1 off)."""
-    chosen = {k: v for k, v in vs.registers.items() if k in {f.name for f in dataclasses.fields(Registers)}}
-    if "sctlr_el1" not in chosen and "sctlr_el2" not in chosen:
-        chosen["sctlr_el1"] = Registers().sctlr_el1 & ~SCTLR_EL1.mask("M")
-    return dataclasses.replace(Registers(), **cast(dict[str, Any], chosen))
-
-
-S1PTW_LEVEL = ("QEMU 7.2 reports a stage 2 fault on a stage 1 table read with the stage 1 lookup level; the "
-               "manual (ESR_EL2.DFSC, D24.2.46; AArch64.S1Walk returns the stage 2 fault record) gives the stage 2 "
-               "walk's level, as the walker does")
-NO_RAM = ("QEMU virt has PCIe MMIO at 512 GiB, where the sets put their 'outside RAM' tables and pages: a page there "
-          "reads without a fault, a table there is refused (an Address size fault at its level); the walker's "
-          "outcome for an address with no RAM is platform-defined (external-abort)")
-
-
-def _predicted(t: Translation, normal: Translation) -> str | None:
-    """The named QEMU difference a generated case shows, if any (`normal`: the same case with every MAIR
-    attribute Normal memory)."""
-    if t.reason == Reason.RESERVED and t.level < 3:
-        return BLOCK_LEVEL
-    if t.reason == Reason.PERMISSION and t.access == Access.EXECUTE and normal.ok:
-        return DEVICE_FETCH
-    return None
-
-
-def _level_only(t: Translation, got: ProbeResult) -> bool:
-    """Whether QEMU's fault differs from a stage 2 fault on a stage 1 table read in the level bits alone."""
-    have = got.fsc if got.par is not None else got.esr & 0xFF
-    want = t.syndrome["esr"] & (0x3F if got.par is not None else 0xFF)
-    return have & ~3 == want & ~3 and have != want
-
-
-def _tagged(image: bytes, pa: int) -> bool:
-    """Whether the word at `pa` is RAM holding its tag (a fetch there executes BRK #0xA64 and comes back)."""
-    offset = pa - RAM_BASE
-    return 0 <= offset < len(image) - 8 and int.from_bytes(image[offset:offset + 8], "little") == tag(pa)
-
-
 @pytest.mark.parametrize(("mode", "seed"), [("aarch64-4k-48", 1), ("aarch64-4k-39", 2), ("aarch64-16k-47", 3),
                                             ("aarch64-64k-48", 4), ("aarch64-64k-52", 5),
                                             ("aarch64-4k-52-lpa2", 6), ("aarch64-el2-4k-48", 7),
@@ -561,56 +476,12 @@ def test_vector_sets_match_qemu(mode: str, seed: int) -> None:
     recorded outcomes are the walker's."""
     require_qemu_aarch64()
     vs = generate_aarch64(mode, seed)
-    w = walker_for(vs)
-    all_normal: dict[str, int] = {k: 0xFFFF_FFFF_FFFF_FFFF for k in ("mair_el1", "mair_el2") if k in vs.registers}
-    normal = walker_for(dataclasses.replace(vs, registers={**vs.registers, **all_normal}))
-    regs = _vector_registers(vs)
-    stage1 = SCTLR_EL1.get(regs.sctlr_el1, "M") or "sctlr_el2" in vs.registers
-    el2 = "sctlr_el2" in vs.registers
-    image = vs.mem.read(RAM_BASE, vs.mem.regions[0].size)
-    probes: list[tuple[int, Translation, int, str]] = []           # case, expectation, PA, method
-    for n, c in enumerate(vs.cases):
-        el = 2 if el2 else 0 if c.privilege == "user" else 1
-        if el2 and c.privilege == "user":
-            continue                                          # no EL0 in the EL2 regime: the walker's fiction
-        t, pa = _expect(w, [c.va], c.access, el)[0]
-        assert (c.reason, c.pa) == (t.reason.label, None if c.pa is None else (t.pa if t.ok else pa)), c
-        if t.reason == Reason.RESERVED and t.level == -1:
-            continue                                          # LEVEL_MINUS_1_BLOCK
-        if c.access == "execute" and t.ok and not _tagged(image, pa):
-            continue                                          # a fetch there would run whatever is there
-        if c.access != "execute" and t.reason != Reason.TABLE_OUTSIDE_MEMORY:
-            probes.append((n, t, pa, "at"))
-        if stage1:
-            probes.append((n, t, pa, "access"))
-    cases = [ProbeCase(vs.cases[n].va, vs.cases[n].access, 2 if el2 else 0 if vs.cases[n].privilege == "user"
-                       else 1, method, regs) for n, _, _, method in probes]
-    order = sorted(range(len(cases)), key=lambda k: cases[k].access == "write")   # writes last (ACCESSES)
-    run = q.run_probes(image, [cases[k] for k in order],
-                       qemu=require_qemu_aarch64(), timeout=300)
-    results: dict[int, ProbeResult] = dict(zip(order, run.results, strict=True))
-    failures, predicted, differed = [], Counter[str](), Counter[str]()
-    platform = 0
-    for k, (n, t, pa, method) in enumerate(probes):
-        c, got = vs.cases[n], results[k]
-        diff = _compare_at(t, pa, got, not stage1) if method == "at" else \
-            _compare_access(t, got, run.image, c.access)
-        el = 0 if c.privilege == "user" else 1
-        why = _predicted(t, normal.translate(c.va, c.access, "user" if el == 0 else "supervisor")) \
-            if method == "access" or c.access != "execute" else None
-        if t.reason in (Reason.TABLE_OUTSIDE_MEMORY, Reason.PA_OUTSIDE_MEMORY) and method == "access":
-            platform += diff is not None                      # NO_RAM: allowed, counted
-        elif diff is not None and t.implicit and _level_only(t, got):
-            predicted[S1PTW_LEVEL] += 1
-            differed[S1PTW_LEVEL] += 1
-        elif why is not None:
-            predicted[why] += 1
-            differed[why] += diff is not None
-        elif diff is not None:
-            failures.append(f"{c.va:#x} {c.access} {c.privilege} {method} [{c.label}]: {diff}")
-    assert not failures, f"{len(failures)} of {len(probes)} probes disagree:\n" + "\n".join(failures[:40])
-    assert predicted == differed, f"named deviations predicted {dict(predicted)}, seen {dict(differed)}"
-    outside = sum(t.reason in (Reason.TABLE_OUTSIDE_MEMORY, Reason.PA_OUTSIDE_MEMORY) for _, t, _, m in probes
-                  if m == "access")
-    assert platform <= outside and (platform > 0) == (outside > 0 and stage1 and "+s2" not in mode), NO_RAM
-    assert len(probes) >= 100
+    assert verify_walker(vs, walker_for(vs), attributes=True).details == []     # the recorded outcomes
+    run = run_vector_set(vs, qemu=require_qemu_aarch64())
+    failures = [text for _, text in run.failures]
+    assert not failures, f"{len(failures)} of {len(run.probes)} probes disagree:\n" + "\n".join(failures[:40])
+    assert run.predicted == run.differed, f"named deviations predicted {dict(run.predicted)}, seen {dict(run.differed)}"
+    stage1 = SCTLR_EL1.get(vector_registers(vs).sctlr_el1, "M") or "sctlr_el2" in vs.registers
+    assert run.platform <= run.outside and (run.platform > 0) == (run.outside > 0 and stage1 and "+s2" not in mode), \
+        NO_RAM
+    assert len(run.probes) >= 100

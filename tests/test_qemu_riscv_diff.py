@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import pytest
 
-from pagetable.arch.riscv_sv39 import PTE, faults
+from pagetable.arch.riscv_sv39 import PTE
 from pagetable.arch.riscv_sv39.entry import PBMT_RESERVED
 from pagetable.arch.riscv_sv39.walk import RiscvOptions, RiscvRules
 from pagetable.physmem import PhysMem
 from pagetable.vectors import generate_riscv
+from pagetable.vectors.riscv.deviations import qemu_cause
 from pagetable.vectors.riscv.qemu import RAM_BASE, ProbeCase, ProbeResult, plan_layout, run_probes
-from pagetable.walker import Access, Reason, Translations, Walker
+from pagetable.walker import Reason, Translations, Walker
 
 from .conftest import require_qemu
 
@@ -40,10 +41,8 @@ def _qemu_syndrome(t: Translations, n: int, access: str) -> tuple[int, int]:
     """The (mcause, mtval) QEMU 7.2 reports for lane `n`: the library's syndrome (a trap into M-mode writes
     scause's and stval's values there), but for a PTE fetch outside RAM, which QEMU 7.2 reports as a page
     fault where the spec says access fault (docs/qemu.md)."""
-    cause, tval = int(t.syndrome["scause"][n]), int(t.syndrome["stval"][n])
-    if t.reason[n] == Reason.TABLE_OUTSIDE_MEMORY:
-        cause = faults.cause(faults.PAGE_FAULT, Access.parse(access))
-    return cause, tval
+    cause, _ = qemu_cause(Reason(int(t.reason[n])), access, int(t.syndrome["scause"][n]))
+    return cause, int(t.syndrome["stval"][n])
 
 
 def _excluded(reason: int, pte: int, extensions: bool) -> str | None:

@@ -37,17 +37,17 @@ import numpy as np
 import pytest
 
 from pagetable.arch.x86_64 import CR0, CR4, EFER, PAGING4, PAGING5, PKRU, PTE_4K, RFLAGS, TABLE_ENTRY
-from pagetable.arch.x86_64.walk import ERROR_P, ERROR_RSVD, GENERAL_PROTECTION, PAGE_FAULT
 from pagetable.flags import MappingFlags as F
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
 from pagetable.vectors import generate_x86
 from pagetable.vectors.x86_64 import qemu as q
+from pagetable.vectors.x86_64.deviations import FETCH_NO_RAM, NO_RAM, TCG_RSVD_P0, expected, tcg_deviation
 from pagetable.vectors.x86_64.gen import BEYOND_RAM, OUTSIDE_RAM
 from pagetable.vectors.x86_64.layout import RAM_BASE, RAM_SIZE, tag
 from pagetable.vectors.x86_64.qemu import CpuFeatures, ProbeCase, ProbeResult, Registers
-from pagetable.walker import Access, Privilege, Reason, Translations, Walker
+from pagetable.walker import Access, Privilege, Reason, Walker
 
 from .conftest import require_kvm, require_qemu_x86
 
@@ -61,7 +61,6 @@ KEY = 5
 USER_RWX = F.READ | F.WRITE | F.EXECUTE | F.USER
 ACCESSES = [(a, p) for a in ("read", "write", "execute") for p in ("supervisor", "user")]
 NO_INT3 = "this KVM cannot deliver INT3 in 64-bit mode (it emulates it): successful fetches not probed"
-TCG_RSVD_P0 = "QEMU 7.2 TCG: a reserved-bit #PF has P=0 (do_fault_rsvd, target/i386/tcg/sysemu/excp_helper.c)"
 
 
 def pkru(**bits: int) -> int:
@@ -170,20 +169,6 @@ class Outcome:
     named: Counter[str]
 
 
-def expected(t: Translations, n: int, access: str, rules_fault: Callable[[Reason], object]) -> ProbeResult:
-    """What the SDM says the processor reports for lane `n`: the vector with the error code and CR2, or
-    success (value = the tag of the PA; the VA for a fetch)."""
-    reason = Reason(int(t.reason[n]))
-    if reason == Reason.OK:
-        pa = int(t.pa[n])
-        return ProbeResult(None, 0, 0, int(t.va[n]) if access == "execute" else tag(pa))
-    kind = rules_fault(reason)
-    if kind == GENERAL_PROTECTION:
-        return ProbeResult(13, 0, 0, 0)
-    assert kind == PAGE_FAULT, f"{reason.label}: the test maps no page outside RAM"
-    return ProbeResult(14, int(t.syndrome["error_code"][n]), int(t.syndrome["cr2"][n]), 0)
-
-
 def compare(scene: Scene, accel: str, features: CpuFeatures,
             deviation: Callable[[ProbeResult, Reason], tuple[ProbeResult, str | None]],
             fetch_successes: bool = True) -> Outcome:
@@ -206,7 +191,9 @@ def compare(scene: Scene, accel: str, features: CpuFeatures,
             if not fetch_successes and case.access == "execute" and reason == Reason.OK:
                 named[NO_INT3] += 1
                 continue
-            want, why = deviation(expected(t, n, case.access, rules.fault_kind), reason)
+            sdm = expected(t, n, case.access, rules.fault_kind)
+            assert sdm is not None, f"{reason.label}: the test maps no page outside RAM"
+            want, why = deviation(sdm, reason)
             if why:
                 named[why] += 1
             expectations.append((case, want, reason, name, r))
@@ -236,14 +223,6 @@ def _describe(r: Registers) -> str:
     on = {"WP": CR0.get(r.cr0, "WP"), "NXE": EFER.get(r.efer, "NXE"), "SMEP": CR4.get(r.cr4, "SMEP"),
           "SMAP": CR4.get(r.cr4, "SMAP"), "PKE": CR4.get(r.cr4, "PKE"), "AC": RFLAGS.get(r.rflags, "AC")}
     return " ".join([name for name, bit in on.items() if bit] + ([f"PKRU={r.pkru:#x}"] if r.pkru else []))
-
-
-def tcg_deviation(want: ProbeResult, reason: Reason) -> tuple[ProbeResult, str | None]:
-    """QEMU 7.2 TCG's one known departure: P=0 in the error code of a reserved-bit #PF."""
-    if reason == Reason.RESERVED:
-        assert want.error_code & (ERROR_P | ERROR_RSVD) == ERROR_P | ERROR_RSVD
-        return ProbeResult(want.vector, want.error_code & ~ERROR_P, want.cr2, want.value), TCG_RSVD_P0
-    return want, None
 
 
 def no_deviation(want: ProbeResult, reason: Reason) -> tuple[ProbeResult, str | None]:
@@ -357,12 +336,6 @@ def test_clearing_nxe_and_reloading_cr3_forgets_translations(accel: str) -> None
         assert (run.results[1].vector, run.results[1].error_code, run.results[1].cr2) == (14, rsvd, va)
 
 
-NO_RAM = ("QEMU -M pc: a physical address with no RAM or device reads as 0 and drops writes, so a page there "
-          "translates (a load reads 0) and a table there holds not-present entries; the walker's outcome is "
-          "platform-defined (no-memory)")
-FETCH_NO_RAM = "a fetch from a page with no RAM runs the zeros QEMU reads there and never comes back: not probed"
-
-
 @pytest.mark.parametrize("mode,seed", [("x86_64-4level", 1), ("x86_64-5level", 2), ("x86_64-4level", 3)])
 def test_vector_sets_match_qemu(mode: str, seed: int) -> None:
     """The x86 vector sets (`generate_x86`: every #PF cause at each level, SMEP/SMAP, protection keys, #GP,
@@ -397,7 +370,9 @@ def test_vector_sets_match_qemu(mode: str, seed: int) -> None:
         if c.fault == "no-memory":
             named[NO_RAM] += 1
         reason = Reason(int(t.reason[n]))
-        want, why = tcg_deviation(expected(t, n, c.access, rules.fault_kind), reason)
+        sdm = expected(t, n, c.access, rules.fault_kind)
+        assert sdm is not None, c            # QEMU's platform has memory wherever the generator points
+        want, why = tcg_deviation(sdm, reason)
         if why:
             named[why] += 1
         if want.vector is None and c.access != "execute":

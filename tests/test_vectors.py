@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import hashlib
 import io
 import json
 import os
@@ -70,7 +71,8 @@ def test_write_read_round_trip(tmp_path: Path) -> None:
     vs.write(tmp_path, "x\n")
     doc = json.loads((tmp_path / "vectors.json").read_text())
     assert doc["schema"] == SCHEMA and doc["arch"] == "riscv64" and doc["mode"] == "sv48"
-    assert doc["memory"] == [{"file": "mem.bin", "base": "0x80000000"}]
+    assert doc["memory"] == [{"file": "mem.bin", "base": "0x80000000",
+                              "sha256": hashlib.sha256((tmp_path / "mem.bin").read_bytes()).hexdigest()}]
     assert doc["options"] == {"sum": True, "mxr": False, "ad": "svadu", "svnapot": False, "svpbmt": False,
                               "seed": 3}
     assert doc["registers"]["satp"].startswith("0x9")                 # MODE 9 = Sv48

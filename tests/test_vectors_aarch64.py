@@ -316,19 +316,19 @@ def test_bad_arguments_exit_2_without_a_traceback(tmp_path: Path, capsys: pytest
 
 
 GOLDEN = {  # mode: (mem.bin, vectors.json), seed 7, every target x access x privilege
-    "aarch64-4k-48": ("7df53aec1b2a3b77", "c3fa0c575bb1cadc"),
-    "aarch64-4k-39": ("5e2ae4b10d0cea6a", "040831bfb16c334f"),
-    "aarch64-16k-47": ("3673b205a875a4ce", "3aad74d76c628c54"),
-    "aarch64-64k-48": ("e711f3a070ef05b0", "a9a855e64435bbac"),
-    "aarch64-64k-52": ("8d20f4cb1f6fed7e", "c2c13b2ee1b892a3"),
-    "aarch64-4k-52-lpa2": ("bc0790fddf5f0585", "354eb2e1f346c7cf"),
-    "aarch64-el2-4k-48": ("8ad60a8ecb478db8", "6b19e4f643268927"),
-    "aarch64-s2-4k-40": ("52db1cc9528df238", "36719da3ea3ab121"),
-    "aarch64-4k-48+s2-4k-40": ("d21c4303744b4d3a", "36aac1178053375f"),
-    "aarch64-s2-64k-42": ("93aff309c299ff71", "e281af446be5e8b5"),
-    "aarch64-s2-16k-40": ("4024896246392656", "fd16772b078e657f"),
-    "aarch64-64k-48+s2-64k-42": ("15a0451827032ae2", "cdaf56dd77453895"),
-    "aarch64-16k-47+s2-16k-40": ("053f22008059a5f8", "7b01e50238acedd7"),
+    "aarch64-4k-48": ("7df53aec1b2a3b77", "035a83e846ff6c21"),
+    "aarch64-4k-39": ("5e2ae4b10d0cea6a", "b6f55f19fa8ceba1"),
+    "aarch64-16k-47": ("3673b205a875a4ce", "df96b51e8a85a111"),
+    "aarch64-64k-48": ("e711f3a070ef05b0", "bd07373d7a3c56d8"),
+    "aarch64-64k-52": ("8d20f4cb1f6fed7e", "55601d8281819783"),
+    "aarch64-4k-52-lpa2": ("bc0790fddf5f0585", "62a30a9f9966db37"),
+    "aarch64-el2-4k-48": ("8ad60a8ecb478db8", "fac64f3f166193a5"),
+    "aarch64-s2-4k-40": ("52db1cc9528df238", "9cd3cf26c82afa28"),
+    "aarch64-4k-48+s2-4k-40": ("d21c4303744b4d3a", "c0a152927f89e4ed"),
+    "aarch64-s2-64k-42": ("93aff309c299ff71", "1c9bb8faebd7fb98"),
+    "aarch64-s2-16k-40": ("4024896246392656", "d0a9c7b4662d28bc"),
+    "aarch64-64k-48+s2-64k-42": ("15a0451827032ae2", "d9783586fffb31c8"),
+    "aarch64-16k-47+s2-16k-40": ("053f22008059a5f8", "cb1f05b9bc1fbee7"),
 }
 
 

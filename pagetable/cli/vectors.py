@@ -1,17 +1,28 @@
-"""The vector and explain commands: `pagetable vectors generate|show|check` (docs/vectors.md) and
+"""The vector and explain commands: `pagetable vectors generate|show|check|verify` (docs/vectors.md) and
 `pagetable explain`."""
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 
 from .. import registry
 from ..errors import PagetableError
 from ..listing import permissions, ptdump_lines
 from ..vectors import SCHEMA, VectorSet, expected_cases
 from ..vectors.coverage import coverage_lines
+from ..vectors.qemu import QemuFailed, QemuUnavailable, ToolchainFailed, ToolchainUnavailable
 from ..vectors.updates import after_accesses
+from ..vectors.verify import (
+    QEMU_MODES,
+    check_images,
+    show,
+    verify_qemu,
+    verify_qemu_aarch64,
+    verify_qemu_x86,
+    verify_walker,
+)
 from ..walker import Walker
 from .common import NOTES_SHOWN, Parser, number
 
@@ -100,18 +111,35 @@ def cmd_check(ns: argparse.Namespace) -> int:
         if c.outcome(with_syndrome, attributes) != w.outcome(with_syndrome, attributes):
             bad += 1
             print(f"case {n}: {c.va:#x} {c.access} {c.privilege}: expected ({fields}) = "
-                  f"{_show(c.outcome(with_syndrome, attributes))}, walker says "
-                  f"{_show(w.outcome(with_syndrome, attributes))} ({w.reason})")
+                  f"{show(c.outcome(with_syndrome, attributes))}, walker says "
+                  f"{show(w.outcome(with_syndrome, attributes))} ({w.reason})")
     print(f"{len(vs.cases) - bad} passed, {bad} failed")
     return 1 if bad else 0
 
 
-def _show(values: tuple[object, ...]) -> str:
-    def one(v: object) -> str:
-        if isinstance(v, dict):
-            return "{" + ", ".join(f"{k} {one(x)}" for k, x in v.items()) + "}"
-        return hex(v) if type(v) is int and v > 9 else str(v)
-    return "(" + ", ".join(one(v) for v in values) + ")"
+def cmd_verify(ns: argparse.Namespace) -> int:
+    """`vectors verify DIR [--qemu] [--json] [--shown N]`: the images against their SHA-256, every case against the
+    walker or (with --qemu) QEMU; exit 1 on a disagreement that is not a named deviation, or a changed image."""
+    vs = VectorSet.read(ns.dir)
+    if ns.qemu:
+        if vs.mode not in QEMU_MODES or vs.options.get("svpbmt") or vs.options.get("svnapot"):
+            raise PagetableError(f"--qemu runs {', '.join(QEMU_MODES)} sets (RISC-V without Svpbmt/Svnapot), "
+                                 f"not {vs.arch} {vs.mode}")
+        try:
+            walker = registry.walker_for(vs)
+            report = verify_qemu(vs) if vs.arch == "riscv64" else verify_qemu_x86(vs, walker) \
+                if vs.arch == "x86_64" else verify_qemu_aarch64(vs, walker)
+        except (QemuUnavailable, ToolchainUnavailable, QemuFailed, ToolchainFailed, ValueError) as exc:
+            raise PagetableError(f"--qemu: {exc}") from None
+    else:
+        report = verify_walker(vs, registry.walker_for(vs), registry.by_name(vs.arch).attributes)
+    report.images = check_images(ns.dir, vs.digests)
+    if ns.json:
+        print(json.dumps(report.to_json(ns.shown)))
+    else:
+        for line in report.lines(ns.shown):
+            print(line)
+    return 1 if report.failed else 0
 
 
 def cmd_explain(ns: argparse.Namespace) -> int:
@@ -126,7 +154,7 @@ def cmd_explain(ns: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
-    """`vectors generate|show|check` and `explain`."""
+    """`vectors generate|show|check|verify` and `explain`."""
     vec = sub.add_parser("vectors", help="generate, show and check test vectors").add_subparsers(
         dest="action", required=True)
     g = vec.add_parser("generate", help="build a random but deliberate address space and its cases")
@@ -153,6 +181,12 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     c = vec.add_parser("check", help="recompute every case with the walker")
     c.add_argument("dir")
     c.set_defaults(func=cmd_check)
+    v = vec.add_parser("verify", help="check a vector set's images and every case, on the walker or QEMU")
+    v.add_argument("dir")
+    v.add_argument("--qemu", action="store_true", help="run every case on QEMU (RISC-V sv39/sv48/sv57)")
+    v.add_argument("--shown", type=number, default=20, help="disagreements shown in detail (default 20)")
+    v.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    v.set_defaults(func=cmd_verify)
     e = sub.add_parser("explain", help="name every field of a raw entry or register value")
     e.add_argument("value", type=number)
     e.add_argument("--arch", choices=[a.cli_name for a in registry.ARCHITECTURES],

@@ -13,6 +13,7 @@ and files that are not JSON (binary, nested 100,000 deep, integers of thousands 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import operator
 import os
@@ -43,7 +44,8 @@ MAX_JSON = 1 << 30
 """The largest vectors.json read: a million cases (the most `generate` writes) take about 300 MB."""
 _HEX = re.compile(r"0[xX][0-9a-fA-F]+")
 TOP_KEYS = ("schema", "arch", "mode", "memory", "registers", "options", "cases")
-MEMORY_KEYS = ("file", "base")
+MEMORY_KEYS = ("file", "base", "sha256")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 COMMON_CASE_KEYS = ("va", "access", "privilege", "stage", "gpa", "label", "reason")
 CASE_KEYS = {"pa": (*COMMON_CASE_KEYS, "pa", "perms", "memtype"),
              "fault": (*COMMON_CASE_KEYS, "fault", "level", "implicit", "syndrome")}
@@ -427,6 +429,9 @@ class VectorSet:
     options: dict[str, Any]
     cases: Sequence[Case]                 # Cases when generated, a list when read
     notes: list[str] = field(default_factory=list)
+    digests: list[tuple[str, str | None]] = field(default_factory=list)
+    """When read: each image file and the SHA-256 vectors.json records for it (None in a file written
+    before `memory[].sha256` was added)."""
 
     def lanes(self) -> Lanes:
         """The cases' VAs, access codes and privilege codes as walker lane arrays (a generated set's own
@@ -447,12 +452,17 @@ class VectorSet:
         """The document vectors.json holds, with the images `files` ((name, base) pairs)."""
         return self._document(files, [c.to_json() for c in self.cases])
 
-    def _document(self, files: list[tuple[str, int]], cases: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    def _document(self, files: list[tuple[str, int]], cases: Iterable[dict[str, Any]],
+                  digests: Sequence[str] | None = None) -> dict[str, Any]:
+        """The document, each image's entry with its SHA-256 when `digests` gives them (as `write` does)."""
+        memory = [{"file": f, "base": f"{b:#x}"} for f, b in files]
+        for entry, digest in zip(memory, digests or (), strict=digests is not None):
+            entry["sha256"] = digest
         return {
             "schema": SCHEMA,
             "arch": self.arch,
             "mode": self.mode,
-            "memory": [{"file": f, "base": f"{b:#x}"} for f, b in files],
+            "memory": memory,
             "registers": {k: f"{v:#x}" for k, v in self.registers.items()},
             "options": self.options,
             "cases": cases,
@@ -473,7 +483,8 @@ class VectorSet:
             with open(os.path.join(staging, "vectors.json"), "w", encoding="utf-8") as fh:
                 # each case's dict made, written and dropped (all of them at once kept the garbage
                 # collector busy)
-                write_json(fh, self._document(files, (c.to_json() for c in self.cases)))
+                digests = [hashlib.sha256(r.data.data).hexdigest() for r in self.mem.regions]   # the bytes saved
+                write_json(fh, self._document(files, (c.to_json() for c in self.cases), digests))
                 fh.write("\n")
             for name in [f for f, _ in files] + ["README.txt", "vectors.json"]:   # vectors.json last
                 os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
@@ -526,6 +537,7 @@ class VectorSet:
         if not isinstance(memory, list) or not memory:
             raise VectorsError(f"{path}: 'memory' must be a non-empty list")
         images: list[tuple[str, int]] = []
+        digests: list[tuple[str, str | None]] = []
         for n, m in enumerate(memory):
             where = f"{path}: memory[{n}]"
             if not isinstance(m, dict) or not isinstance(m.get("file"), str):
@@ -545,6 +557,10 @@ class VectorSet:
                 if _same_file(other, image):
                     raise VectorsError(f"{where}.file {name!r} is the image of an earlier memory entry")
             images.append((image, _hex(m, "base", where)))
+            digest = m.get("sha256")
+            if digest is not None and not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
+                raise VectorsError(f"{where}.sha256 must be 64 lowercase hex digits, not {args.describe(digest)}")
+            digests.append((name, digest))
         try:
             mem = PhysMem.load(images)
         except PagetableError as exc:
@@ -560,4 +576,4 @@ class VectorSet:
         if not isinstance(raw_cases, list):
             raise VectorsError(f"{path}: 'cases' must be a list")
         cases = [Case.from_json(c, f"{path}: cases[{n}]", version, doc["arch"]) for n, c in enumerate(raw_cases)]
-        return cls(doc["arch"], doc["mode"], mem, registers, options, cases)
+        return cls(doc["arch"], doc["mode"], mem, registers, options, cases, digests=digests)

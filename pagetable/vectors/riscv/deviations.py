@@ -1,0 +1,25 @@
+"""What QEMU 7.2's RISC-V hart reports where it departs from the privileged spec, named (docs/qemu.md).
+Shared by `pagetable vectors verify --qemu` and the differential tests (tests/test_qemu_riscv_diff.py).
+
+- A and D: QEMU 7.2 updates them in hardware (Svadu behaviour), so an access the spec's Svade faults on
+  (A=0, or D=0 on a store) succeeds there.
+- A PTE fetch from an address with no RAM or device: the spec makes it an access fault (the translation
+  process, step 2: a PMA violation); QEMU 7.2 raises a page fault (its walker, get_physical_address in
+  target/riscv/cpu_helper.c, turns the failed load into TRANSLATE_FAIL)."""
+
+from __future__ import annotations
+
+from ...arch.riscv_sv39 import faults
+from ...walker import Access, Reason
+
+QEMU_AD = "QEMU 7.2 updates A/D in hardware where Svade faults (docs/qemu.md)"
+QEMU_TABLE_OUTSIDE = ("QEMU 7.2 raises a page fault for a PTE fetch outside RAM, where the spec says access "
+                      "fault (docs/qemu.md)")
+
+
+def qemu_cause(reason: Reason, access: str, cause: int) -> tuple[int, str | None]:
+    """The mcause QEMU 7.2 reports for a fault whose walk stopped for `reason`, where the spec reports
+    `cause`, with the deviation that makes them differ (None when they do not)."""
+    if reason == Reason.TABLE_OUTSIDE_MEMORY:
+        return faults.cause(faults.PAGE_FAULT, Access.parse(access)), QEMU_TABLE_OUTSIDE
+    return cause, None

@@ -1,0 +1,253 @@
+"""`pagetable vectors verify`: check a vector set against the walker, its images against their recorded
+digests, and (RISC-V Sv39/Sv48/Sv57, x86-64 4- and 5-level paging) every case against QEMU 7.2's MMU
+(docs/vectors.md, "Verifying a vector set").
+
+Without QEMU, every case is walked again on the set's own image (`expected_cases`) and compared field by
+field, as `vectors check` does; the report counts agreements and disagreements by the expected outcome
+(`ok` or the fault kind) and shows the first disagreements. A bit flipped in a table entry a case walks
+through changes that case; one flipped where no case looks (a data word) changes none, so the image's
+SHA-256 (recorded in `memory[].sha256` when the set was written) is checked too.
+
+With QEMU, each case's access is performed for real by the harnesses (pagetable/vectors/riscv/qemu.py:
+loads and stores with MPRV from M-mode, fetches by mret; pagetable/vectors/x86_64/qemu.py: accesses at CPL
+0 and 3 under the set's registers, on TCG) and its trap or value compared; QEMU 7.2's known deviations from
+the manuals are named and counted, not failures (pagetable/vectors/riscv/deviations.py,
+pagetable/vectors/x86_64/deviations.py).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..arch.riscv_sv39 import PTE
+from ..errors import PagetableError
+from ..walker import Reason, Walker
+from .aarch64 import deviations as a64
+from .aarch64.modes import VECTOR_MODES as AARCH64_MODES
+from .expected import expected_cases
+from .riscv.deviations import QEMU_AD, qemu_cause
+from .riscv.qemu import RAM_BASE as RISCV_RAM_BASE
+from .riscv.qemu import ProbeCase, run_probes
+from .schema import Case, VectorSet
+from .x86_64 import deviations as x86
+from .x86_64 import qemu as x86_qemu
+from .x86_64.layout import RAM_BASE as X86_RAM_BASE
+from .x86_64.layout import RAM_SIZE as X86_RAM_SIZE
+
+AD_BITS = PTE.mask("A", "D")
+QEMU_MODES = ("sv39", "sv48", "sv57", "x86_64-4level", "x86_64-5level", *AARCH64_MODES)
+"""The modes `--qemu` runs: RISC-V single-stage without Svpbmt and Svnapot (the harness runs the hart as
+QEMU's `-cpu rv64`), x86-64 4- and 5-level paging (TCG), and every AArch64 mode."""
+_REASONS = {r.label: r for r in Reason}          # a case's (informative) reason, by its label
+DIFFERS = "differs from the sha256 in vectors.json"
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file, as lowercase hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def outcome_kind(case: Case) -> str:
+    """What a case expects, for counting: `ok` or its fault kind."""
+    return "ok" if case.pa is not None else str(case.fault)
+
+
+@dataclass
+class Report:
+    """What `verify` found: per expected outcome, the cases that agree and disagree; `details` the
+    disagreeing cases (index, one line each), `deviations` QEMU's named deviations by name, `images` each
+    image file with `matches`, DIFFERS or `not recorded` (its SHA-256 against vectors.json)."""
+
+    judge: str
+    agree: collections.Counter[str] = field(default_factory=collections.Counter)
+    disagree: collections.Counter[str] = field(default_factory=collections.Counter)
+    details: list[tuple[int, str]] = field(default_factory=list)
+    deviations: collections.Counter[str] = field(default_factory=collections.Counter)
+    images: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """A disagreement that is not a named deviation, or an image that differs from its digest."""
+        return bool(self.details) or any(state == DIFFERS for _, state in self.images)
+
+    def to_json(self, shown: int) -> dict[str, object]:
+        """The report as one JSON object (`--json`): images, counts by outcome, named deviations and the
+        first `shown` disagreements."""
+        return {"judge": self.judge, "images": [{"file": f, "sha256": state} for f, state in self.images],
+                "agree": dict(sorted(self.agree.items())), "disagree": dict(sorted(self.disagree.items())),
+                "deviations": dict(sorted(self.deviations.items())),
+                "disagreements": [{"case": n, "detail": text} for n, text in self.details[:shown]],
+                "failed": self.failed}
+
+    def lines(self, shown: int) -> list[str]:
+        """The report as printed: images, counts by outcome, named deviations, the first `shown`
+        disagreements, and a last line `N agree, M disagree`."""
+        out = [f"image {name}: {state}" for name, state in self.images]
+        for kind in sorted(set(self.agree) | set(self.disagree)):
+            out.append(f"{self.judge} {kind}: {self.agree[kind]} agree, {self.disagree[kind]} disagree")
+        out += [f"named deviation ({n} cases): {name}" for name, n in sorted(self.deviations.items())]
+        out += [f"case {n}: {text}" for n, text in self.details[:shown]]
+        if len(self.details) > shown:
+            out.append(f"... and {len(self.details) - shown} more disagreements")
+        out.append(f"{sum(self.agree.values())} agree, {sum(self.disagree.values())} disagree"
+                   + (f", {sum(self.deviations.values())} named deviations" if self.deviations else ""))
+        return out
+
+
+def check_images(directory: str | os.PathLike[str], images: Sequence[tuple[str, str | None]]) -> list[tuple[str, str]]:
+    """Each (file, recorded SHA-256 or None) of a vector set with `matches`, DIFFERS or `not recorded`."""
+    return [(name, "not recorded" if digest is None else
+             "matches" if file_digest(os.path.join(directory, name)) == digest else
+             DIFFERS) for name, digest in images]
+
+
+def show(values: tuple[object, ...]) -> str:
+    """An outcome tuple as `vectors check` prints it (integers above 9 in hex)."""
+    def one(v: object) -> str:
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} {one(x)}" for k, x in v.items()) + "}"
+        return hex(v) if type(v) is int and v > 9 else str(v)
+    return "(" + ", ".join(one(v) for v in values) + ")"
+
+
+def verify_walker(vs: VectorSet, walker: Walker, attributes: bool) -> Report:
+    """Walk every case again on the set's image and compare (pa, fault, level, stage, gpa, implicit,
+    syndrome, and with `attributes` perms and memtype)."""
+    report = Report("walker")
+    walked = expected_cases(walker, *vs.lanes(), attributes=attributes)
+    for n, (c, w) in enumerate(zip(vs.cases, walked, strict=True)):
+        with_syndrome = c.syndrome is not None              # a version 1 file records none
+        want, got = c.outcome(with_syndrome, attributes), w.outcome(with_syndrome, attributes)
+        if want == got:
+            report.agree[outcome_kind(c)] += 1
+            continue
+        report.disagree[outcome_kind(c)] += 1
+        report.details.append((n, f"{c.va:#x} {c.access} {c.privilege}: expected {show(want)}, walker says "
+                                  f"{show(got)} ({w.reason})"))
+    return report
+
+
+def qemu_mismatch(vs: VectorSet, n: int, cause: int | None, tval: int, value: int) -> tuple[str | None, str | None]:
+    """Compare case `n` with what QEMU's hart did (mcause or None, mtval, the value loaded or mepc):
+    (a disagreement or None, the named deviation that explains a difference or None)."""
+    c = vs.cases[n]
+    if c.reason == Reason.ACCESSED_DIRTY.label and cause is None:
+        return None, QEMU_AD
+    if c.pa is not None:
+        if cause is not None:
+            return f"expected pa {c.pa:#x}, QEMU: cause {cause} tval {tval:#x}", None
+        if c.access == "execute":
+            return (None if value == c.va else f"expected pa {c.pa:#x}, QEMU's fetch reached mepc {value:#x}"), None
+        # QEMU sets A/D in the PTEs it walks; a data word (PA << 16) never has bits 7:6 set
+        held = vs.mem.read_u64(c.pa)
+        return (None if value & ~AD_BITS == held & ~AD_BITS else
+                f"expected pa {c.pa:#x} holding {held:#x}, QEMU loaded {value:#x}"), None
+    assert c.syndrome is not None
+    qemu, deviation = qemu_cause(_REASONS.get(c.reason, Reason.OK), c.access, c.syndrome["scause"])
+    want = (qemu, c.syndrome["stval"])
+    if (cause, tval) == want:
+        return None, deviation
+    shown = "success" if cause is None else f"cause {cause} tval {tval:#x}"
+    return f"expected {c.fault} (cause {want[0]} tval {want[1]:#x}), QEMU: {shown}", None
+
+
+def verify_qemu(vs: VectorSet) -> Report:
+    """Run every case of a RISC-V Sv39/48/57 set on qemu-system-riscv64 and compare. Raises the harness's
+    QemuUnavailable/ToolchainUnavailable when QEMU or binutils are missing."""
+    if len(vs.mem.regions) != 1 or vs.mem.regions[0].base != RISCV_RAM_BASE:
+        raise PagetableError(f"--qemu loads one image at {RISCV_RAM_BASE:#x}, QEMU's RAM, not {vs.mem.describe()}")
+    report = Report("qemu")
+    image = vs.mem.regions[0].data.tobytes()
+    sum_, mxr = bool(vs.options.get("sum")), bool(vs.options.get("mxr"))      # mstatus as the set assumes
+    results = run_probes(image, vs.registers["satp"], [ProbeCase(c.va, c.access, c.privilege, sum_, mxr)
+                                                       for c in vs.cases])
+    for n, (c, got) in enumerate(zip(vs.cases, results, strict=True)):
+        diff, deviation = qemu_mismatch(vs, n, got.cause, got.tval, got.value)
+        if diff is not None:
+            report.disagree[outcome_kind(c)] += 1
+            report.details.append((n, f"{c.va:#x} {c.access} {c.privilege}: {diff}"))
+            continue
+        report.agree[outcome_kind(c)] += 1
+        if deviation is not None:
+            report.deviations[deviation] += 1
+    return report
+
+
+def verify_qemu_x86(vs: VectorSet, walker: Walker) -> Report:
+    """Run every case of an x86-64 4/5-level set on qemu-system-x86_64 (TCG) with the set's registers. A
+    case agrees when its recorded outcome is the walker's on the set's image and QEMU does what the walker
+    predicts on QEMU's platform (no RAM reads as 0: NO_RAM; a reserved-bit #PF with P=0: TCG_RSVD_P0);
+    fetches from pages with no RAM are not probed (FETCH_NO_RAM): they count as that deviation alone."""
+    report = verify_walker(vs, walker, attributes=True)
+    report.judge = "qemu"
+    wrong = {n for n, _ in report.details}
+    r = vs.registers
+    missing = [k for k in ("cr0", "cr3", "cr4", "efer", "rflags", "pkru") if k not in r]
+    if missing:
+        raise PagetableError(f"--qemu needs the registers {', '.join(missing)}")
+    try:
+        regs = x86_qemu.Registers(cr0=r["cr0"], cr4=r["cr4"], efer=r["efer"], rflags=r["rflags"], pkru=r["pkru"])
+    except ValueError as exc:
+        raise PagetableError(f"--qemu: the probe stub cannot run these registers: {exc}") from None
+    rules = regs.rules(r["cr3"], int(vs.options["maxphyaddr"]), bool(vs.options["gbpages"]))
+    image = vs.mem.read(X86_RAM_BASE, X86_RAM_SIZE)
+    mem = x86.platform(image)
+    t = Walker(mem, rules).translate_many(*vs.lanes())
+    probed = [n for n, c in enumerate(vs.cases) if n not in wrong
+              and not (c.reason == Reason.PA_OUTSIDE_MEMORY.label and c.access == "execute")]
+    run = x86_qemu.run_probes(image, r["cr3"], [x86_qemu.ProbeCase(vs.cases[n].va, vs.cases[n].access,
+                                                                  vs.cases[n].privilege, regs) for n in probed])
+    report.agree.clear()
+    unprobed = len(vs.cases) - len(wrong) - len(probed)
+    if unprobed:
+        report.deviations[x86.FETCH_NO_RAM] = unprobed
+    for n, got in zip(probed, run.results, strict=True):
+        c, reason = vs.cases[n], Reason(int(t.reason[n]))
+        want = x86.expected(t, n, c.access, rules.fault_kind)
+        why = None
+        if want is not None:
+            want, why = x86.tcg_deviation(want, reason)
+        if want is None or not x86.agrees(want, got, c.access, mem, int(t.pa[n])):
+            report.disagree[outcome_kind(c)] += 1
+            report.details.append((n, f"{c.va:#x} {c.access} {c.privilege}: walker on QEMU's platform "
+                                      f"{reason.label} {want}, QEMU {got}"))
+            continue
+        report.agree[outcome_kind(c)] += 1
+        for name in ([x86.NO_RAM] if c.fault == "no-memory" else []) + ([why] if why else []):
+            report.deviations[name] += 1
+    report.details.sort()
+    return report
+
+
+def verify_qemu_aarch64(vs: VectorSet, walker: Walker) -> Report:
+    """Run every case of an AArch64 set on qemu-system-aarch64 (pagetable/vectors/aarch64/deviations.py:
+    AT and, with stage 1 on, a real access). A case agrees when its recorded outcome is the walker's and
+    none of its probes differs from the walker outside a named deviation; a named deviation predicted where
+    QEMU then agreed with the manual is a disagreement too (QEMU changed)."""
+    report = verify_walker(vs, walker, attributes=True)
+    report.judge = "qemu"
+    wrong = {n for n, _ in report.details}
+    run = a64.run_vector_set(vs)
+    failed = dict(run.failures) | {n: f"QEMU did not show the predicted deviation: {why}" for n, why in run.unseen}
+    report.agree.clear()
+    for n in sorted({n for n, _ in run.probes} - wrong):
+        c = vs.cases[n]
+        if n in failed:
+            report.disagree[outcome_kind(c)] += 1
+            report.details.append((n, f"{c.va:#x} {c.access} {c.privilege}: {failed[n]}"))
+        else:
+            report.agree[outcome_kind(c)] += 1
+    report.deviations.update({k: v for k, v in run.differed.items() if v})
+    report.deviations.update(run.skipped)
+    if run.platform:
+        report.deviations[a64.NO_RAM] = run.platform
+    report.details.sort()
+    return report

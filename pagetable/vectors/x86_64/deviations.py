@@ -1,0 +1,66 @@
+"""What QEMU 7.2 (TCG, `-M pc`) reports for an x86-64 access, predicted from the walker: the SDM's answer
+(Intel SDM Vol. 3A 4.7, the page-fault error code; Table 6-1, the vectors) turned into what QEMU is known
+to do, with each departure named (docs/qemu.md). Shared by `pagetable vectors verify --qemu` and the
+differential tests (tests/test_qemu_x86_diff.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ...arch.x86_64 import PTE_4K
+from ...arch.x86_64.walk import ERROR_P, ERROR_RSVD, GENERAL_PROTECTION, PAGE_FAULT
+from ...physmem import PhysMem
+from ...walker import Reason, Translations
+from .gen import BEYOND_RAM, OUTSIDE_RAM
+from .layout import RAM_BASE, RAM_SIZE, tag
+from .qemu import ProbeResult
+
+MiB = 1 << 20
+TCG_RSVD_P0 = "QEMU 7.2 TCG: a reserved-bit #PF has P=0 (do_fault_rsvd, target/i386/tcg/sysemu/excp_helper.c)"
+NO_RAM = ("QEMU -M pc: a physical address with no RAM or device reads as 0 and drops writes, so a page there "
+          "translates (a load reads 0) and a table there holds not-present entries; the walker's outcome is "
+          "platform-defined (no-memory)")
+FETCH_NO_RAM = "a fetch from a page with no RAM runs the zeros QEMU reads there and never comes back: not probed"
+
+
+def expected(t: Translations, n: int, access: str, rules_fault: Callable[[Reason], object]) -> ProbeResult | None:
+    """What the SDM says the processor reports for lane `n`: the vector with the error code and CR2, or
+    success (value = the tag of the PA; the VA for a fetch); None for a walk whose outcome is
+    platform-defined (a table or page outside memory), which no probe can predict."""
+    reason = Reason(int(t.reason[n]))
+    if reason == Reason.OK:
+        pa = int(t.pa[n])
+        return ProbeResult(None, 0, 0, int(t.va[n]) if access == "execute" else tag(pa))
+    kind = rules_fault(reason)
+    if kind == GENERAL_PROTECTION:
+        return ProbeResult(13, 0, 0, 0)
+    if kind != PAGE_FAULT:
+        return None
+    return ProbeResult(14, int(t.syndrome["error_code"][n]), int(t.syndrome["cr2"][n]), 0)
+
+
+def tcg_deviation(want: ProbeResult, reason: Reason) -> tuple[ProbeResult, str | None]:
+    """QEMU 7.2 TCG's one known departure from the SDM: P=0 in the error code of a reserved-bit #PF (the
+    SDM: an entry with a reserved bit set is present, so P=1)."""
+    if reason == Reason.RESERVED and want.error_code & (ERROR_P | ERROR_RSVD) == ERROR_P | ERROR_RSVD:
+        return ProbeResult(want.vector, want.error_code & ~ERROR_P, want.cr2, want.value), TCG_RSVD_P0
+    return want, None
+
+
+def platform(image: bytes) -> PhysMem:
+    """The memory QEMU's `-M pc` machine shows a vector set's tables: the image at RAM_BASE, and zeros
+    where the generator put tables and pages outside RAM (BEYOND_RAM, OUTSIDE_RAM)."""
+    mem = PhysMem([(RAM_BASE, RAM_SIZE), (BEYOND_RAM, 16 * MiB), (OUTSIDE_RAM, 2 * MiB)])
+    mem.write(RAM_BASE, image[:RAM_SIZE])
+    return mem
+
+
+def agrees(want: ProbeResult, got: ProbeResult, access: str, mem: PhysMem, pa: int) -> bool:
+    """Whether QEMU's result is the prediction: a load or store by the word at `pa` in `mem` (A/D bits
+    aside: QEMU sets them in the tables it walks, and two tags, (PA << 8) | 0xCC, never differ only
+    there), else by vector, error code, CR2 and, for a fetch that succeeds, the RIP reached."""
+    if want.vector is None and access != "execute":
+        ad = PTE_4K.mask("A", "D")
+        return got.vector is None and got.value & ~ad == mem.read_u64(pa) & ~ad
+    return (got.vector, got.error_code, got.cr2, got.value if want.vector is None else 0) == \
+        (want.vector, want.error_code, want.cr2, want.value)
