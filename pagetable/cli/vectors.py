@@ -9,7 +9,7 @@ import collections
 from .. import registry
 from ..errors import PagetableError
 from ..listing import permissions, ptdump_lines
-from ..vectors import SCHEMA, VectorSet, expected_cases
+from ..vectors import SCHEMA, VectorSet, expected_cases, writers
 from ..walker import Walker
 from .common import NOTES_SHOWN, Parser, number
 
@@ -32,7 +32,8 @@ def cmd_generate(ns: argparse.Namespace) -> int:
               "Each case: translate 'va' for 'access' at 'privilege' with the options given; expect 'pa',\n"
               f"{arch.readme_notes(vs)}"
               f"Schema: {SCHEMA} (docs/vectors.md in the pagetable project).\n")
-    vs.write(ns.out, readme)
+    formats = writers.parse_formats(ns.formats)
+    writers.write_formats(vs, registry.walker_for(vs), ns.out, formats, readme, ns.hex_width, ns.hex_offset)
     print(f"wrote {len(vs.cases)} cases for {vs.mode} (seed {ns.seed}) to {ns.out}")
     return 0
 
@@ -123,6 +124,13 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     g.add_argument("--seed", type=number, required=True)
     g.add_argument("--out", required=True, help="output directory (created)")
     g.add_argument("--cases", type=number, help="number of cases (default: every target x access x privilege)")
+    g.add_argument("--formats", default=",".join(writers.DEFAULT_FORMATS),
+                   help=f"all, or a comma list of {','.join(writers.FORMATS)} (default: "
+                        f"{','.join(writers.DEFAULT_FORMATS)}; docs/vectors.md, Output formats)")
+    g.add_argument("--hex-width", type=int, choices=writers.HEX_WIDTHS, default=64,
+                   help="bits per mem.hex word (default 64)")
+    g.add_argument("--hex-offset", type=number, default=0,
+                   help="physical address of mem.hex word address 0 (default 0)")
     arch_options: dict[str, list[argparse.Action]] = {}
     for arch in registry.ARCHITECTURES:
         known = len(g._actions)

@@ -13,6 +13,7 @@ addresses, which do not move with the host image: they are not labelled and not 
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from ..dump.images import _EHDR, _PHDR, ELF_MACHINES, PT_LOAD
 from ..format import PagingFormat
 from ..physmem import PhysMem
 from ..walker import Walker
-from .schema import VectorSet, VectorsError
+from .schema import VectorsError, VectorSet
 
 U64 = npt.NDArray[np.uint64]
 FORMATS = ("bin", "hex", "S", "h", "elf", "json")
@@ -36,6 +37,8 @@ HEX_WIDTHS = (8, 32, 64)
 DATA_DIRECTIVE = {"riscv64": ".dword", "x86_64": ".quad", "aarch64": ".quad"}
 """The 8-byte data directive of each architecture's GNU as (riscv as spells it `.dword`)."""
 _PER_LINE = 8
+_HEX_DIGITS = np.frombuffer("".join(f"{n:02x}" for n in range(256)).encode(), np.uint8).reshape(256, 2)
+"""The two lower-case hex digits of each byte value, as ASCII codes."""
 
 
 @dataclass(frozen=True)
@@ -147,18 +150,23 @@ def write_hex(path: str | os.PathLike[str], mem: PhysMem, width: int = 64, offse
     if width not in HEX_WIDTHS:
         raise VectorsError(f"a $readmemh word is 8, 32 or 64 bits, not {width}")
     step = width // 8
-    dtype = {8: np.uint8, 32: np.dtype("<u4"), 64: np.dtype("<u8")}[width]
-    lines = []
+    parts = []
     for r in mem.regions:
         if (r.base - offset) % step or r.size % step or r.base < offset:
             raise VectorsError(f"the region at {r.base:#x} ({r.size} bytes) is not whole {width}-bit words "
                                f"from offset {offset:#x}")
-        words = r.data.view(dtype).tolist()
-        lines.append(f"@{(r.base - offset) // step:x}")
-        digits = f"0{width // 4}x"
-        for n in range(0, len(words), _PER_LINE):
-            lines.append(" ".join(format(w, digits) for w in words[n:n + _PER_LINE]))
-    _text(path, "\n".join(lines) + "\n")
+        parts.append(f"@{(r.base - offset) // step:x}\n".encode())
+        if r.size:
+            # a word's digits: its bytes from the most significant (the last, little-endian) down
+            digits = _HEX_DIGITS[r.data.reshape(-1, step)[:, ::-1]].reshape(-1, 2 * step)
+            sep = np.full((len(digits), 1), ord(" "), dtype=np.uint8)
+            sep[_PER_LINE - 1::_PER_LINE] = sep[-1] = ord("\n")
+            parts.append(np.hstack([digits, sep]).tobytes())
+    try:
+        with open(path, "wb") as fh:
+            fh.writelines(parts)
+    except OSError as exc:
+        raise VectorsError(f"cannot write {os.fspath(path)!r}: {exc.strerror}") from None
 
 
 def write_asm(path: str | os.PathLike[str], vs: VectorSet, walker: Walker) -> None:
@@ -190,7 +198,7 @@ def write_asm(path: str | os.PathLike[str], vs: VectorSet, walker: Walker) -> No
                 text[(at - base) // 8] = expr
         cuts = sorted({0, len(words), *labels})
         zeros = 0
-        for a, b in zip(cuts, cuts[1:], strict=False):
+        for a, b in itertools.pairwise(cuts):
             if a in labels:
                 if zeros:
                     out.append(f".zero {zeros}")
