@@ -8,11 +8,13 @@ import dataclasses
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 
 from pagetable import registry
 from pagetable.cli import main
@@ -22,7 +24,8 @@ from pagetable.walker import Walker
 
 from .conftest import _require
 
-MODES = {"sv39": generate_riscv, "sv39+sv39x4": generate_riscv, "x86_64-4level": generate_x86,
+MODES: dict[str, Callable[[str, int, None], VectorSet]] = {
+    "sv39": generate_riscv, "sv39+sv39x4": generate_riscv, "x86_64-4level": generate_x86,
          "aarch64-4k-48": generate_aarch64}
 PREFIX = {"riscv64": "riscv64-linux-gnu-", "x86_64": "x86_64-linux-gnu-", "aarch64": "aarch64-linux-gnu-"}
 DELTA = 1 << 30
@@ -55,7 +58,7 @@ def _images(vs: VectorSet) -> list[tuple[int, bytes]]:
 
 
 def test_tables_found(written: tuple[VectorSet, Walker, Path]) -> None:
-    vs, walker, _ = written
+    walker = written[1]
     found = writers.tables(walker)[0]
     roots = {root for _, _, root in writers.physical_regions(walker)}
     assert roots and roots <= {t.pa for t in found}
@@ -89,6 +92,7 @@ def test_elf_round_trip(written: tuple[VectorSet, Walker, Path]) -> None:
         assert sections == _images(vs)
         assert [(p["p_paddr"], p.data()) for p in elf.iter_segments()] == _images(vs)
         symtab = elf.get_section_by_name(".symtab")
+        assert isinstance(symtab, SymbolTableSection)
         symbols = {s.name: (s["st_value"], s["st_size"]) for s in symtab.iter_symbols() if s.name}
     expected = {t.name: (t.pa, t.size) for t in writers.tables(walker)[0]}
     expected |= {f"pt_reg_{k}": (v, 0) for k, v in vs.registers.items()}
@@ -118,6 +122,7 @@ def _assemble(vs: VectorSet, source: Path, delta: int, tmp: Path) -> tuple[list[
         out.append(binary.read_bytes())
     with open(exe, "rb") as fh:
         symtab = ELFFile(fh).get_section_by_name(".symtab")
+        assert isinstance(symtab, SymbolTableSection)
         symbols = {s.name: s["st_value"] for s in symtab.iter_symbols() if s.name.startswith("pt_")}
     return out, symbols
 
@@ -178,5 +183,6 @@ def test_cli_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     capsys.readouterr()
     assert main(["vectors", "generate", "--mode", "sv39", "--seed", "1", "--out", str(out), "--formats",
                  "bin,pdf"]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "pagetable: error: --formats: unknown format 'pdf' (expected all, or a comma list of bin, hex, S, h, elf, json)")
+    assert capsys.readouterr().err.strip().splitlines()[-1] == ("pagetable: error: --formats: unknown format "
+                                                               "'pdf' (expected all, or a comma list of bin, hex, "
+                                                               "S, h, elf, json)")
