@@ -179,7 +179,10 @@ def test_cli_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["vectors", "generate", "--mode", "sv39", "--seed", "1", "--out", str(out), "--cases", "4",
                  "--formats", "hex,elf", "--hex-width", "32", "--hex-offset", "0x80000000"]) == 0
     assert sorted(os.listdir(out)) == ["README.txt", "mem.elf", "mem.hex"]
-    assert (out / "mem.hex").read_text().splitlines()[0] == "@0"
+    assert (out / "mem.hex").read_text().splitlines()[:4] == ["@0"] + ["00000000 " * 7 + "00000000"] * 2 + [
+        "00000000 00000000 20000801 00000000 00000000 00000000 00000000 00000000"]   # root entry 9 -> 0x80002000
+    assert (out / "README.txt").read_text().splitlines()[-1] == (
+        "The same image and registers as mem.hex, mem.elf (--formats hex,elf; docs/vectors.md, Output formats).")
     capsys.readouterr()
     assert main(["vectors", "generate", "--mode", "sv39", "--seed", "1", "--out", str(out), "--formats",
                  "bin,pdf"]) == 2

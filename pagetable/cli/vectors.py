@@ -21,6 +21,7 @@ def cmd_generate(ns: argparse.Namespace) -> int:
             if other != arch.name and getattr(ns, action.dest) != action.default:
                 raise PagetableError(f"{action.option_strings[0]} is an option of the {other} modes, not of "
                                      f"{ns.mode}")
+    formats = writers.parse_formats(ns.formats)
     vs = arch.generate(ns)
     faults = vs.faults()
     images = "\n".join(f"{'mem.bin' if n == 0 else f'mem{n}.bin':<12}physical memory image, loaded at {r.base:#x} "
@@ -32,7 +33,10 @@ def cmd_generate(ns: argparse.Namespace) -> int:
               "Each case: translate 'va' for 'access' at 'privilege' with the options given; expect 'pa',\n"
               f"{arch.readme_notes(vs)}"
               f"Schema: {SCHEMA} (docs/vectors.md in the pagetable project).\n")
-    formats = writers.parse_formats(ns.formats)
+    others = [writers.FILES[f] for f in formats if f in writers.FILES]
+    if others:
+        readme += (f"\nThe same image and registers as {', '.join(others)} (--formats {ns.formats}; docs/vectors.md, "
+                   f"Output formats).\n")
     writers.write_formats(vs, registry.walker_for(vs), ns.out, formats, readme, ns.hex_width, ns.hex_offset)
     print(f"wrote {len(vs.cases)} cases for {vs.mode} (seed {ns.seed}) to {ns.out}")
     return 0

@@ -33,6 +33,8 @@ U64 = npt.NDArray[np.uint64]
 FORMATS = ("bin", "hex", "S", "h", "elf", "json")
 DEFAULT_FORMATS = ("bin", "json")
 """What `vectors generate` writes without `--formats`: mem*.bin, vectors.json and README.txt."""
+FILES = {"hex": "mem.hex", "S": "tables.S", "h": "tables.h", "elf": "mem.elf"}
+"""The file each format beyond bin and json writes."""
 HEX_WIDTHS = (8, 32, 64)
 DATA_DIRECTIVE = {"riscv64": ".dword", "x86_64": ".quad", "aarch64": ".quad"}
 """The 8-byte data directive of each architecture's GNU as (riscv as spells it `.dword`)."""
@@ -358,7 +360,6 @@ def write_formats(vs: VectorSet, walker: Walker, out_dir: str, formats: Sequence
         _text(os.path.join(out_dir, "README.txt"), readme)
     writers = {"hex": lambda p: write_hex(p, vs.mem, hex_width, hex_offset), "S": lambda p: write_asm(p, vs, walker),
                "h": lambda p: write_header(p, vs, walker), "elf": lambda p: write_elf(p, vs, walker)}
-    files = {"hex": "mem.hex", "S": "tables.S", "h": "tables.h", "elf": "mem.elf"}
     for f in formats:
         if f in writers:
-            writers[f](os.path.join(out_dir, files[f]))
+            writers[f](os.path.join(out_dir, FILES[f]))
