@@ -144,19 +144,27 @@ def _regions(mem: PhysMem) -> list[tuple[int, U64]]:
     return out
 
 
+def check_hex(mem: PhysMem, width: int, offset: int) -> int:
+    """The bytes per `$readmemh` word of `width` bits; VectorsError unless every region of `mem` is whole
+    words at and above `offset`."""
+    if width not in HEX_WIDTHS:
+        raise VectorsError(f"a $readmemh word is 8, 32 or 64 bits, not {width}")
+    step = width // 8
+    for r in mem.regions:
+        if (r.base - offset) % step or r.size % step or r.base < offset:
+            raise VectorsError(f"mem.hex: the region at {r.base:#x} ({r.size} bytes) is not whole {width}-bit "
+                               f"words from offset {offset:#x}")
+    return step
+
+
 def write_hex(path: str | os.PathLike[str], mem: PhysMem, width: int = 64, offset: int = 0) -> None:
     """`mem` for Verilog `$readmemh` (IEEE 1364-2005 17.2.9): hex words of `width` bits (8, 32 or 64), each
     the little-endian value of its `width // 8` bytes, whitespace separated (8 to a line), each region
     starting with an `@ADDR` line, ADDR the hex word address `(base - offset) / (width / 8)`; so the holes
     between regions are not written. Every word of every region is written, zeros too."""
-    if width not in HEX_WIDTHS:
-        raise VectorsError(f"a $readmemh word is 8, 32 or 64 bits, not {width}")
-    step = width // 8
+    step = check_hex(mem, width, offset)
     parts = []
     for r in mem.regions:
-        if (r.base - offset) % step or r.size % step or r.base < offset:
-            raise VectorsError(f"the region at {r.base:#x} ({r.size} bytes) is not whole {width}-bit words "
-                               f"from offset {offset:#x}")
         parts.append(f"@{(r.base - offset) // step:x}\n".encode())
         if r.size:
             # a word's digits: its bytes from the most significant (the last, little-endian) down
@@ -347,7 +355,10 @@ def parse_formats(text: str) -> tuple[str, ...]:
 def write_formats(vs: VectorSet, walker: Walker, out_dir: str, formats: Sequence[str], readme: str,
                   hex_width: int = 64, hex_offset: int = 0) -> None:
     """Write the chosen `formats` of `vs` into `out_dir`: bin and json through `VectorSet.write` (with
-    README.txt; bin alone: the images and README.txt), then mem.hex, tables.S, tables.h and mem.elf."""
+    README.txt; bin alone: the images and README.txt), then mem.hex, tables.S, tables.h and mem.elf. The
+    mem.hex options are checked before anything is written."""
+    if "hex" in formats:
+        check_hex(vs.mem, hex_width, hex_offset)
     if "json" in formats:
         vs.write(out_dir, readme)
     else:
