@@ -10,7 +10,7 @@ import json
 from .. import registry
 from ..errors import PagetableError
 from ..listing import permissions, ptdump_lines
-from ..vectors import SCHEMA, VectorSet, expected_cases
+from ..vectors import SCHEMA, VectorSet, expected_cases, writers
 from ..vectors.coverage import coverage_lines
 from ..vectors.qemu import QemuFailed, QemuUnavailable, ToolchainFailed, ToolchainUnavailable
 from ..vectors.updates import after_accesses
@@ -34,6 +34,7 @@ def cmd_generate(ns: argparse.Namespace) -> int:
             if other != arch.name and getattr(ns, action.dest) != action.default:
                 raise PagetableError(f"{action.option_strings[0]} is an option of the {other} modes, not of "
                                      f"{ns.mode}")
+    formats = writers.parse_formats(ns.formats)
     vs = arch.generate(ns)
     faults = vs.faults()
     images = "\n".join(f"{name:<12}physical memory image, loaded at {r.base:#x} ({r.size} bytes)"
@@ -50,7 +51,11 @@ def cmd_generate(ns: argparse.Namespace) -> int:
         names = ", ".join(after.file_names("mem-after"))
         readme += (f"\n{names}: the memory after the cases ran in order, with the {writes} entry writes the hardware "
                    "makes (A/D bits; docs/vectors.md)\n")
-    vs.write(ns.out, readme)
+    others = [writers.FILES[f] for f in formats if f in writers.FILES]
+    if others:
+        readme += (f"\nThe same image and registers as {', '.join(others)} (--formats {ns.formats}; docs/vectors.md, "
+                   f"Output formats).\n")
+    writers.write_formats(vs, registry.walker_for(vs), ns.out, formats, readme, ns.hex_width, ns.hex_offset)
     if ns.hardware_updates:
         after.save(ns.out, "mem-after")
     print(f"wrote {len(vs.cases)} cases for {vs.mode} (seed {ns.seed}) to {ns.out}")
@@ -166,6 +171,13 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     g.add_argument("--hardware-updates", action="store_true",
                    help="also write mem-after.bin: the memory after the cases ran in order, with the entry writes "
                         "(A/D bits) the hardware makes")
+    g.add_argument("--formats", default=",".join(writers.DEFAULT_FORMATS),
+                   help=f"all, or a comma list of {','.join(writers.FORMATS)} (default: "
+                        f"{','.join(writers.DEFAULT_FORMATS)}; docs/vectors.md, Output formats)")
+    g.add_argument("--hex-width", type=int, choices=writers.HEX_WIDTHS, default=64,
+                   help="bits per mem.hex word (default 64)")
+    g.add_argument("--hex-offset", type=number, default=0,
+                   help="physical address of mem.hex word address 0 (default 0)")
     arch_options: dict[str, list[argparse.Action]] = {}
     for arch in registry.ARCHITECTURES:
         known = len(g._actions)
