@@ -98,8 +98,8 @@ def test_x86_range(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "---[ Kernel Space ]---", X86_PTDUMP[16], X86_PTDUMP[17], X86_PTDUMP[18]]
     rows = run(capsys, ["walk", img, *X86_ARGS, "--range", "0x1000-0x3000", "--format", "csv"])[0]
     assert rows == ["region,va,end,pa,size,level,perms,memtype,raw,fault,fault_stage",
-                    "CR3,0x1000,0x2000,0x5000,4096,1,S:r-x U:r-x,wb,0x5005,,",
-                    "CR3,0x2000,0x3000,0x6000,4096,1,S:rw- U:rw-,wb,0x8000000000006007,,"]
+                    "cr3,0x1000,0x2000,0x5000,4096,1,S:r-x U:r-x,wb,0x5005,,",
+                    "cr3,0x2000,0x3000,0x6000,4096,1,S:rw- U:rw-,wb,0x8000000000006007,,"]
 
 
 # --- riscv: Sv39, RAM at 0x8000_0000, root at 0x8000_1000 ------------------------------------------------
@@ -212,9 +212,9 @@ def all_rows(mode: str, stage: int = 1) -> tuple[list[dict[str, object]], list[s
     lines: list[dict[str, object]] = []
     for k, region in enumerate(w.rules.regime.regions):
         m = w.mappings(region=k)
-        rows += expected_rows(m, region.name)
+        rows += expected_rows(m, region.name.lower())
         notes += m.problems
-        lines += expected_rows(m, region.name) + [{"note": n} for n in m.problems]
+        lines += expected_rows(m, region.name.lower()) + [{"note": n} for n in m.problems]
     return rows, notes, lines
 
 

@@ -393,7 +393,7 @@ def json_lines(walker: Walker, start: int | None = None, end: int | None = None)
     strings, the size and level as numbers); the walk's problems in-band, as `{"note": "..."}` lines after
     their region's rows."""
     for region, m in walk_regions(walker, start, end):
-        yield from chunked_lines(len(m), functools.partial(_json_row, region.name,
+        yield from chunked_lines(len(m), functools.partial(_json_row, region.name.lower(),
                                                            _fields(m, "null", lambda t: f'"{t}"')))
         for problem in m.problems:
             yield json.dumps({"note": problem})
@@ -405,7 +405,7 @@ def csv_lines(walker: Walker, start: int | None = None, end: int | None = None, 
     null; no field needs quoting); the walk's problems go to `note`."""
     yield ",".join(FIELDS)
     for region, m in walk_regions(walker, start, end):
-        yield from chunked_lines(len(m), functools.partial(_csv_row, region.name, _fields(m, "", str)))
+        yield from chunked_lines(len(m), functools.partial(_csv_row, region.name.lower(), _fields(m, "", str)))
         for problem in m.problems:
             note(problem)
 
