@@ -743,20 +743,29 @@ class _Region:
     upper: bool
 
 
-def _el1_regions(image: bytes, regs: Registers) -> list[_Region]:
-    """The EL1&0 regions of ``regs`` the harness could use, TTBR1's first."""
+def _two_range_regions(tcr: int, ttbr1: int, ttbr0: int, root_of: Callable[[int, _Geometry], int | None]
+                       ) -> list[_Region]:
+    """The regions of a regime with two VA ranges (EL1&0, or EL2&0 with its TCR_EL2 in TCR_EL1's layout) the
+    harness could use, TTBR1's first: those TCR does not disable, whose fields are valid, and whose root
+    table `root_of` finds inside the image."""
     out = []
-    for n, upper, ttbr, tg in (("1", True, regs.ttbr1_el1, tg1_granule), ("0", False, regs.ttbr0_el1, tg0_granule)):
-        if TCR_EL1.get(regs.tcr_el1, f"EPD{n}"):
+    for n, upper, ttbr, tg in (("1", True, ttbr1, tg1_granule), ("0", False, ttbr0, tg0_granule)):
+        if TCR_EL1.get(tcr, f"EPD{n}"):
             continue
         try:
-            g = _stage1(TCR_EL1, regs.tcr_el1, n, tg, "IPS")
+            g = _stage1(TCR_EL1, tcr, n, tg, "IPS")
         except InvalidArgument:
             continue
-        root = _root(image, regs, ttbr, g)
+        root = root_of(ttbr, g)
         if root is not None:
             out.append(_Region(root, g, upper))
     return out
+
+
+def _el1_regions(image: bytes, regs: Registers) -> list[_Region]:
+    """The EL1&0 regions of ``regs`` the harness could use, TTBR1's first."""
+    return _two_range_regions(regs.tcr_el1, regs.ttbr1_el1, regs.ttbr0_el1,
+                              lambda ttbr, g: _root(image, regs, ttbr, g))
 
 
 def _el2_regions(image: bytes, regs: Registers) -> list[_Region]:
@@ -772,17 +781,11 @@ def _el2_regions(image: bytes, regs: Registers) -> list[_Region]:
             raise ValueError(f"TTBR0_EL2's root table {root:#x} is not inside the image at {RAM_BASE:#x}: the "
                              "harness writes its entry there")
         return [_Region(root, g, False)]
-    out = []
-    for n, upper, ttbr, tg in (("1", True, regs.ttbr1_el2, tg1_granule), ("0", False, regs.ttbr0_el2, tg0_granule)):
-        if TCR_EL1.get(regs.tcr_el2, f"EPD{n}"):
-            continue
-        try:
-            g = _stage1(TCR_EL1, regs.tcr_el2, n, tg, "IPS")
-        except InvalidArgument:
-            continue
+    def in_image(ttbr: int, g: _Geometry) -> int | None:        # EL2&0 has no stage 2
         root = table_base(ttbr, g.form is not OAForm.OA48)
-        if _image_word(image, root) is not None:
-            out.append(_Region(root, g, upper))
+        return root if _image_word(image, root) is not None else None
+
+    out = _two_range_regions(regs.tcr_el2, regs.ttbr1_el2, regs.ttbr0_el2, in_image)
     if not out:
         raise ValueError("an EL2 case with HCR_EL2.E2H=1 and SCTLR_EL2.M=1 needs a TTBR0_EL2 or TTBR1_EL2 root "
                          "table inside the image in a region with valid TCR_EL2 fields, for the harness's entry")
