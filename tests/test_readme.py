@@ -11,13 +11,15 @@ import io
 import os
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
 
 from pagetable.cli import main
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
 
 
@@ -41,6 +43,7 @@ def test_the_python_examples_print_what_they_say() -> None:
 
 def test_the_command_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copytree(ROOT / "docs" / "specs", tmp_path / "docs" / "specs")      # the specs the examples build
     monkeypatch.chdir(tmp_path)
     commands = [line.split("#", 1)[0].strip() for body in _blocks("sh") for line in body.splitlines()
                 if line.startswith("pagetable ")]

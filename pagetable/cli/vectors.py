@@ -1,4 +1,5 @@
-"""The vector and explain commands: `pagetable vectors generate|show|check|verify` (docs/vectors.md) and
+"""The vector and explain commands: `pagetable vectors generate|build|show|check|verify`
+(docs/vectors.md, docs/vectors-spec.md) and
 `pagetable explain`."""
 
 from __future__ import annotations
@@ -6,13 +7,16 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 
 from .. import registry
 from ..errors import PagetableError
 from ..listing import permissions, ptdump_lines
 from ..vectors import SCHEMA, VectorSet, expected_cases, writers
+from ..vectors.build import build, fault_depths, fault_kinds
 from ..vectors.coverage import coverage_lines
 from ..vectors.qemu import QemuFailed, QemuUnavailable, ToolchainFailed, ToolchainUnavailable
+from ..vectors.spec import read_spec
 from ..vectors.updates import after_accesses
 from ..vectors.verify import (
     QEMU_MODES,
@@ -36,11 +40,40 @@ def cmd_generate(ns: argparse.Namespace) -> int:
                                      f"{ns.mode}")
     formats = writers.parse_formats(ns.formats)
     vs = arch.generate(ns)
+    _write(vs, arch, ns, formats, f"seed {ns.seed}")
+    print(f"wrote {len(vs.cases)} cases for {vs.mode} (seed {ns.seed}) to {ns.out}")
+    return 0
+
+
+def cmd_build(ns: argparse.Namespace) -> int:
+    """`vectors build SPEC.toml --out DIR`: the vector set of a described address space (docs/vectors-spec.md)."""
+    formats = writers.parse_formats(ns.formats)
+    spec = read_spec(ns.spec)
+    vs = build(spec)
+    arch = registry.by_name(vs.arch)
+    _write(vs, arch, ns, formats, f"built from {os.path.basename(spec.path)}, seed {spec.seed}")
+    print(f"wrote {len(vs.cases)} cases for {vs.mode} (spec {spec.path}) to {ns.out}")
+    return 0
+
+
+def cmd_faults(ns: argparse.Namespace) -> int:
+    """`vectors faults --mode M`: the fault kinds a spec may name in each table of the mode, with their levels."""
+    for stage, fmt, kinds in fault_kinds(ns.mode):
+        print(f"{fmt.name} (stage {stage}):")
+        for kind, rule in kinds.items():
+            levels = ", ".join(str(fmt.levels[d].arch_level) for d in fault_depths(fmt, rule)) or "no entry"
+            print(f"  {kind:<24} levels {levels:<14} {rule.doc}")
+    return 0
+
+
+def _write(vs: VectorSet, arch: registry.Architecture, ns: argparse.Namespace, formats: tuple[str, ...],
+           made: str) -> None:
+    """Write a vector set in `formats` (with mem-after.bin when ns.hardware_updates) and its README."""
     faults = vs.faults()
     images = "\n".join(f"{name:<12}physical memory image, loaded at {r.base:#x} ({r.size} bytes)"
                         for name, r in zip(vs.mem.file_names(), vs.mem.regions, strict=True))
     registers = ", ".join(f"{k} = {v:#x}" for k, v in vs.registers.items())
-    readme = (f"pagetable test vectors ({vs.arch} {vs.mode}, seed {ns.seed})\n\n{images}\n"
+    readme = (f"pagetable test vectors ({vs.arch} {vs.mode}, {made})\n\n{images}\n"
               f"vectors.json registers ({registers}), walker options and "
               f"{len(vs.cases)} cases ({len(vs.cases) - faults} translations, {faults} faults)\n\n"
               "Each case: translate 'va' for 'access' at 'privilege' with the options given; expect 'pa',\n"
@@ -58,8 +91,6 @@ def cmd_generate(ns: argparse.Namespace) -> int:
     writers.write_formats(vs, registry.walker_for(vs), ns.out, formats, readme, ns.hex_width, ns.hex_offset)
     if ns.hardware_updates:
         after.save(ns.out, "mem-after")
-    print(f"wrote {len(vs.cases)} cases for {vs.mode} (seed {ns.seed}) to {ns.out}")
-    return 0
 
 
 def _listing(what: str, walker: Walker) -> None:
@@ -158,8 +189,22 @@ def cmd_explain(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    """The output options `generate` and `build` share."""
+    p.add_argument("--hardware-updates", action="store_true",
+                   help="also write mem-after.bin: the memory after the cases ran in order, with the entry writes "
+                        "(A/D bits) the hardware makes")
+    p.add_argument("--formats", default=",".join(writers.DEFAULT_FORMATS),
+                   help=f"all, or a comma list of {','.join(writers.FORMATS)} (default: "
+                        f"{','.join(writers.DEFAULT_FORMATS)}; docs/vectors.md, Output formats)")
+    p.add_argument("--hex-width", type=int, choices=writers.HEX_WIDTHS, default=64,
+                   help="bits per mem.hex word (default 64)")
+    p.add_argument("--hex-offset", type=number, default=0,
+                   help="physical address of mem.hex word address 0 (default 0)")
+
+
 def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
-    """`vectors generate|show|check|verify` and `explain`."""
+    """`vectors generate|build|faults|show|check|verify` and `explain`."""
     vec = sub.add_parser("vectors", help="generate, show and check test vectors").add_subparsers(
         dest="action", required=True)
     g = vec.add_parser("generate", help="build a random but deliberate address space and its cases")
@@ -168,22 +213,21 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     g.add_argument("--seed", type=number, required=True)
     g.add_argument("--out", required=True, help="output directory (created)")
     g.add_argument("--cases", type=number, help="number of cases (default: every target x access x privilege)")
-    g.add_argument("--hardware-updates", action="store_true",
-                   help="also write mem-after.bin: the memory after the cases ran in order, with the entry writes "
-                        "(A/D bits) the hardware makes")
-    g.add_argument("--formats", default=",".join(writers.DEFAULT_FORMATS),
-                   help=f"all, or a comma list of {','.join(writers.FORMATS)} (default: "
-                        f"{','.join(writers.DEFAULT_FORMATS)}; docs/vectors.md, Output formats)")
-    g.add_argument("--hex-width", type=int, choices=writers.HEX_WIDTHS, default=64,
-                   help="bits per mem.hex word (default 64)")
-    g.add_argument("--hex-offset", type=number, default=0,
-                   help="physical address of mem.hex word address 0 (default 0)")
+    _add_output_options(g)
     arch_options: dict[str, list[argparse.Action]] = {}
     for arch in registry.ARCHITECTURES:
         known = len(g._actions)
         arch.add_generate_options(g)
         arch_options[arch.name] = g._actions[known:]
     g.set_defaults(func=cmd_generate, arch_options=arch_options)
+    b = vec.add_parser("build", help="build the address space a spec file describes, and its cases")
+    b.add_argument("spec", help="the spec (TOML; docs/vectors-spec.md)")
+    b.add_argument("--out", required=True, help="output directory (created)")
+    _add_output_options(b)
+    b.set_defaults(func=cmd_build)
+    f = vec.add_parser("faults", help="list the fault kinds a spec may name for a mode, and their levels")
+    f.add_argument("--mode", required=True, choices=[m for a in registry.ARCHITECTURES for m in a.modes])
+    f.set_defaults(func=cmd_faults)
     s = vec.add_parser("show", help="list a vector set's address space and summarise its cases")
     s.add_argument("dir")
     s.add_argument("--cases", action="store_true", help="also print every case")

@@ -7,11 +7,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgument, PagetableError
 from ..physmem import PhysMem
 from ..walker import Walker
 from .schema import VectorSet
+
+if TYPE_CHECKING:
+    from .build import SpecArch
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Architecture:
     walker_from_registers: Callable[[PhysMem, dict[str, int], int | None], Walker] | None = None
     register_names: tuple[str, ...] = ()
     default_pa_bits: int = 52
+    spec: SpecArch | None = None                          # `vectors build`'s part (None: not yet)
 
 
 def check_register_names(regs: Mapping[str, int], known: Collection[str], required: Collection[str],

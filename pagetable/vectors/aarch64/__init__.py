@@ -5,10 +5,10 @@ harness (`layout`: RAM, the RAM tag, the root-table slots left to the harness), 
 (`pagetable.registry`)."""
 
 from ..architecture import Architecture
-from . import modes, tool
+from . import modes, spec, tool
 from .modes import ARCH, walker_for
 
 ARCHITECTURE = Architecture(ARCH, "aarch64", tool.MODE_HELP, tool.add_generate_options, tool.generate, walker_for,
                             tool.REGISTERS, tool.explain, tool.readme_notes, attributes=True,
                             walker_from_registers=modes.walker_from_registers,
-                            register_names=modes.REGISTER_NAMES, default_pa_bits=modes.PA_BITS)
+                            register_names=modes.REGISTER_NAMES, default_pa_bits=modes.PA_BITS, spec=spec.SPEC_ARCH)

@@ -45,7 +45,7 @@ def expect(w: Walker, vas: list[int], access: str, el: int) -> list[tuple[Transl
 def compare_at(t: Translation, pa: int, got: ProbeResult, stage2_alone: bool = False) -> str | None:
     """A disagreement between the walker and AT's PAR_EL1, or None (`stage2_alone`: `t` is a stage 2
     walker's, whose faults AT S12E1R/W reports as stage 2's)."""
-    if t.ok or (t.reason == Reason.PA_OUTSIDE_MEMORY and t.stage == 1):
+    if t.ok or (t.reason == Reason.PA_OUTSIDE_MEMORY and not t.implicit):    # AT translates; only the access aborts
         if not got.ok:
             return f"walker translates, AT faults (PAR {got.par:#x})"
         want = pa & ~0xFFF
@@ -104,6 +104,12 @@ def level_only(t: Translation, got: ProbeResult) -> bool:
     return have & ~3 == want & ~3 and have != want
 
 
+def _table_without_ram(t: Translation) -> bool:
+    """A walk that read a table where there is no RAM (directly, or at the host PA stage 2 gave the table's
+    IPA): what the platform answers there is its own (NO_RAM), for AT as for an access."""
+    return t.reason == Reason.TABLE_OUTSIDE_MEMORY or (t.reason == Reason.PA_OUTSIDE_MEMORY and t.implicit)
+
+
 def tagged(image: bytes, pa: int) -> bool:
     """Whether the word at `pa` is RAM holding its tag (a fetch there executes BRK #0xA64 and comes back)."""
     offset = pa - RAM_BASE
@@ -151,7 +157,7 @@ def run_vector_set(vs: VectorSet, qemu: str | None = None, timeout: float = 300)
         if c.access == "execute" and t.ok and not tagged(image, pa):
             out.skipped[NOT_RUN] += 1                            # a fetch there would run whatever is there
             continue
-        if c.access != "execute" and t.reason != Reason.TABLE_OUTSIDE_MEMORY:
+        if c.access != "execute" and not _table_without_ram(t):
             probes.append((n, t, pa, "at"))
         if stage1:
             probes.append((n, t, pa, "access"))
@@ -167,7 +173,7 @@ def run_vector_set(vs: VectorSet, qemu: str | None = None, timeout: float = 300)
         el = 0 if c.privilege == "user" else 1
         why = predicted(t, normal.translate(c.va, c.access, "user" if el == 0 else "supervisor")) \
             if method == "access" or c.access != "execute" else None
-        if t.reason in (Reason.TABLE_OUTSIDE_MEMORY, Reason.PA_OUTSIDE_MEMORY) and method == "access":
+        if (_table_without_ram(t) or t.reason == Reason.PA_OUTSIDE_MEMORY) and method == "access":
             out.outside += 1
             out.platform += diff is not None                  # NO_RAM: allowed, counted
         elif diff is not None and t.implicit and level_only(t, got):

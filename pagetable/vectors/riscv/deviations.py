@@ -5,7 +5,9 @@ Shared by `pagetable vectors verify --qemu` and the differential tests (tests/te
   (A=0, or D=0 on a store) succeeds there.
 - A PTE fetch from an address with no RAM or device: the spec makes it an access fault (the translation
   process, step 2: a PMA violation); QEMU 7.2 raises a page fault (its walker, get_physical_address in
-  target/riscv/cpu_helper.c, turns the failed load into TRANSLATE_FAIL)."""
+  target/riscv/cpu_helper.c, turns the failed load into TRANSLATE_FAIL).
+- Devices: QEMU's virt machine has its devices below RAM; an access that translates to a PA there reaches
+  the device, which answers as it will (a store to the UART prints), so such cases are not run."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from ...arch.riscv_sv39 import faults
 from ...walker import Access, Reason
 
 QEMU_AD = "QEMU 7.2 updates A/D in hardware where Svade faults (docs/qemu.md)"
+QEMU_DEVICE = ("not run on QEMU: the PA is in QEMU virt's device space (below RAM at 0x8000_0000), where a "
+               "device (the UART, the PLIC, ...) answers; the image has no RAM there (an access fault)")
+DEVICE_SPACE_END = 0x8000_0000
 QEMU_TABLE_OUTSIDE = ("QEMU 7.2 raises a page fault for a PTE fetch outside RAM, where the spec says access "
                       "fault (docs/qemu.md)")
 

@@ -63,13 +63,13 @@ class VectorMode:
                              "use hs_mxr")
         return HypervisorOptions(vs_sum=sum, vs_mxr=mxr, hs_mxr=hs_mxr, ad=ad, svnapot=svnapot, svpbmt=svpbmt)
 
-    def registers_for(self, stage1_root: int | None, gstage_root: int | None) -> dict[str, int]:
-        """The register values selecting this mode's tables at these roots."""
+    def registers_for(self, stage1_root: int | None, gstage_root: int | None, asid: int = 0) -> dict[str, int]:
+        """The register values selecting this mode's tables at these roots (`asid`: satp's or vsatp's ASID)."""
         if self.gstage is None:
             assert self.stage1 is not None and stage1_root is not None
-            return {"satp": Satp.for_table(self.stage1, stage1_root).encode()}
+            return {"satp": Satp.for_table(self.stage1, stage1_root, asid).encode()}
         assert gstage_root is not None
-        vsatp = 0 if self.stage1 is None else Vsatp.for_table(self.stage1, stage1_root or 0).encode()
+        vsatp = 0 if self.stage1 is None else Vsatp.for_table(self.stage1, stage1_root or 0, asid).encode()
         return {"vsatp": vsatp, "hgatp": Hgatp.for_table(self.gstage, gstage_root).encode()}
 
 

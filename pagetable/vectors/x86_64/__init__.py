@@ -4,10 +4,10 @@ line's x86 part (`tool`), registered as `ARCHITECTURE` (`pagetable.registry`), a
 (`qemu`, with `stub.S` and `boot.S`)."""
 
 from ..architecture import Architecture
-from . import modes, tool
+from . import modes, spec, tool
 from .modes import ARCH, walker_for
 
 ARCHITECTURE = Architecture(ARCH, "x86_64", tool.MODE_HELP, tool.add_generate_options, tool.generate, walker_for,
                             tool.REGISTERS, tool.explain, tool.readme_notes, attributes=True,
                             walker_from_registers=modes.walker_from_registers,
-                            register_names=modes.REGISTER_NAMES, default_pa_bits=modes.PA_BITS)
+                            register_names=modes.REGISTER_NAMES, default_pa_bits=modes.PA_BITS, spec=spec.SPEC_ARCH)

@@ -5,12 +5,16 @@ differential tests (tests/test_qemu_x86_diff.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+
+import numpy as np
 
 from ...arch.x86_64 import PTE_4K
+from ...arch.x86_64.entry import ADDR
 from ...arch.x86_64.walk import ERROR_P, ERROR_RSVD, GENERAL_PROTECTION, PAGE_FAULT
 from ...physmem import PhysMem
-from ...walker import Reason, Translations
+from ...walker import Reason, Translations, Walker
+from ..schema import Lanes
 from .gen import BEYOND_RAM, OUTSIDE_RAM
 from .layout import RAM_BASE, RAM_SIZE, tag
 from .qemu import ProbeResult
@@ -47,12 +51,32 @@ def tcg_deviation(want: ProbeResult, reason: Reason) -> tuple[ProbeResult, str |
     return want, None
 
 
-def platform(image: bytes) -> PhysMem:
+def platform(image: bytes, outside: Iterable[int] = ()) -> PhysMem:
     """The memory QEMU's `-M pc` machine shows a vector set's tables: the image at RAM_BASE, and zeros
-    where the generator put tables and pages outside RAM (BEYOND_RAM, OUTSIDE_RAM)."""
-    mem = PhysMem([(RAM_BASE, RAM_SIZE), (BEYOND_RAM, 16 * MiB), (OUTSIDE_RAM, 2 * MiB)])
+    where the generator put tables and pages outside RAM (BEYOND_RAM, OUTSIDE_RAM) and in each 4 KiB page
+    of `outside` (the pages and tables a set's cases reach where the image has no RAM: `outside_pages`)."""
+    regions = [(RAM_BASE, RAM_SIZE), (BEYOND_RAM, 16 * MiB), (OUTSIDE_RAM, 2 * MiB)]
+    fixed = len(regions)
+    for page in sorted({pa & ~0xFFF for pa in outside}):
+        if any(b <= page < b + n for b, n in regions[:fixed]):
+            continue
+        if len(regions) > fixed and sum(regions[-1]) == page:       # runs of pages, one region each
+            regions[-1] = (regions[-1][0], regions[-1][1] + 0x1000)
+        else:
+            regions.append((page, 0x1000))
+    mem = PhysMem(regions)
     mem.write(RAM_BASE, image[:RAM_SIZE])
     return mem
+
+
+def outside_pages(walker: Walker, lanes: Lanes) -> list[int]:
+    """The PAs outside `walker`'s memory that the cases reach: each translation's PA (the walk beyond RAM)
+    and each table a walk found outside RAM."""
+    beyond = walker.beyond_ram().translate_many(*lanes)
+    ok = beyond.reason == Reason.OK
+    pages = beyond.pa[ok][~walker.mem.contains_np(beyond.pa[ok])]
+    tables = beyond.pte[beyond.reason == Reason.TABLE_OUTSIDE_MEMORY] & np.uint64(ADDR)
+    return [int(pa) for pa in np.unique(np.concatenate((pages, tables)))]
 
 
 def agrees(want: ProbeResult, got: ProbeResult, access: str, mem: PhysMem, pa: int) -> bool:

@@ -1,0 +1,503 @@
+"""`pagetable vectors build SPEC.toml`: the vector set of a described address space (docs/vectors-spec.md).
+
+Each architecture gives a `SpecArch`: the scaffold of a mode (the memory image, tagged as `vectors generate`
+tags it, the table builders of each stage, the registers once the tables are built), the named faults its
+manual defines (`FaultRule`), and where a leaf's global bit and memory-type field are. This module does
+the rest for every architecture:
+
+- the mappings, through `PageTable` (the largest page that fits, or a forced size), with the global bit
+  and memory type set as asked; explicit PAs are reserved before any table is allocated, so no table lands
+  on them;
+- the faults: tables made down to the fault's level, the faulty entry written into its empty slot;
+- the cases: explicit accesses, and generated ones (both sides of every page boundary of every mapping,
+  every access at every fault, N random ones per mapping), walked by the set's own walker;
+- a check of the result against the spec, so a spec never builds a set that says something else than it
+  asked: each mapping must translate its first VA to its PA (with its memory type), and each fault's VA must
+  fault for the reason its kind names. A spec the address space cannot hold (an overlap, no room, a level the
+  format lacks, a fault the walker reads otherwise) is a `SpecError` naming the file, line and key.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import PagetableError
+from ..flags import MappingFlags as F
+from ..format import PagingFormat
+from ..frames import FrameAllocator
+from ..physmem import PhysMem
+from ..translation import MemoryType
+from ..walker import Reason, Walker
+from .architecture import Architecture
+from .expected import expected_cases
+from .generation import MAX_CASES, TableBuilder
+from .schema import ACCESS_CODES, ACCESSES, PRIVILEGE_CODES, PRIVILEGES, VectorSet
+from .spec import FaultSpec, MapSpec, Place, Spec, SpecError
+
+MEMTYPES = {m.label: m for m in MemoryType if m not in (MemoryType.NONE, MemoryType.NORMAL_MIXED)}
+"""The memory types a mapping may ask for, by label (`wb`, `uc-minus`, `device-ngnre`, `nc`, `io`, ...)."""
+
+
+class Where(enum.Enum):
+    """Which levels a fault kind's entry may sit at, and its default (the manual's level numbers)."""
+
+    ANY = "any level"                       # default: the last level
+    LAST = "the last level"
+    LEAF = "a level with leaves"            # default: the last level
+    SUPERPAGE = "a level with leaves above the last"   # default: the lowest such
+    TABLE = "a level above the last"        # default: the one just above the last
+    NO_BLOCKS = "the last level, or a level without blocks"   # default: the last level
+    NONE = "no entry (the address alone)"
+
+
+@dataclass
+class FaultSite:
+    """What a fault rule builds with: the builder of the stage, the entry's depth, the RNG, a PA with no RAM."""
+
+    b: TableBuilder
+    depth: int
+    rng: random.Random
+    outside: int
+
+    @property
+    def fmt(self) -> PagingFormat:
+        return self.b.fmt
+
+    @property
+    def last(self) -> bool:
+        return self.depth == self.fmt.depth_count - 1
+
+    @property
+    def span(self) -> int:
+        return self.fmt.levels[self.depth].span
+
+    def block_pa(self) -> int:
+        """A PA for a leaf at this level: fresh frames up to 2 MiB, else the aligned region holding RAM."""
+        span = self.span
+        if span <= 2 << 20:
+            try:
+                return self.b.frames.alloc(span // self.b.frames.frame_size, align=span, zero=False)
+            except PagetableError:
+                pass
+        return self.b.mem.regions[0].base & ~(span - 1)
+
+    def outside_pa(self) -> int:
+        """A PA with no RAM for a leaf at this level: the first one at or above `outside` it can map."""
+        span = self.fmt.page_size if self.last else self.span
+        return -(-self.outside // span) * span
+
+    def leaf(self, flags: F = F.READ | F.WRITE, pa: int | None = None) -> int:
+        """A well-formed leaf at this level with `flags` (the kind then spoils it)."""
+        return self.fmt.codec.new_page(self.block_pa() if pa is None else pa, flags, not self.last)
+
+    def table(self) -> int:
+        """A well-formed table entry pointing at a fresh (empty) table."""
+        return self.b.table_bits | self.b.address(self.b.frames.alloc())
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    """A named deliberate fault: `entry` makes the faulty entry at a site; the walk of the fault's VA with
+    `access` at `privilege` must stop with one of `reasons`."""
+
+    doc: str
+    reasons: frozenset[Reason]
+    entry: Callable[[FaultSite], int] | None
+    where: Where
+    access: str = "read"
+    privilege: str = "supervisor"
+    levels: tuple[int, ...] = ()          # the manual's levels it may sit at, of those `where` gives (): all)
+
+
+def _generic_rules() -> dict[str, FaultRule]:
+    """The faults every architecture has, made with the codec alone."""
+    return {
+        "invalid": FaultRule("an empty (invalid, not present) entry at the level", frozenset({Reason.INVALID}),
+                             lambda s: 0, Where.ANY),
+        "table-outside-ram": FaultRule("a table entry whose table address has no RAM",
+                                       frozenset({Reason.TABLE_OUTSIDE_MEMORY}),
+                                       lambda s: s.b.table_bits | s.b.address(s.outside), Where.TABLE),
+        "leaf-outside-ram": FaultRule("a leaf whose output address has no RAM (an access fault)",
+                                      frozenset({Reason.PA_OUTSIDE_MEMORY}), lambda s: s.leaf(pa=s.outside_pa()),
+                                      Where.LEAF),
+        "non-canonical": FaultRule("an address no region of the regime translates (non-canonical, out of range)",
+                                   frozenset({Reason.NON_CANONICAL}), None, Where.NONE),
+    }
+
+
+GENERIC_RULES = _generic_rules()
+
+
+@dataclass
+class Scaffold:
+    """A mode's empty address space: the image, the stage 1 builders (one per region of the regime; none
+    when the mode translates with stage 2 alone), the stage 2 builder, and the registers once built."""
+
+    mem: PhysMem
+    stage1: list[TableBuilder]
+    stage2: TableBuilder | None
+    registers: Callable[[], dict[str, int]]
+    options: dict[str, Any]
+    outside: int
+    stage1_outside: int | None = None     # two stages: a guest-physical address stage 2 does not map
+
+
+@dataclass(frozen=True)
+class SpecArch:
+    """One architecture's part of `vectors build`."""
+
+    scaffold: Callable[[Spec, Callable[[FrameAllocator, int], None]], Scaffold]   # (spec, reserve(frames, stage))
+    has_stage1: Callable[[str], bool]                                              # the mode translates VAs first
+    rules: Callable[[TableBuilder], Mapping[str, FaultRule]]
+    global_field: Callable[[TableBuilder], tuple[int, int]]      # (mask, value when global) of a leaf
+    memtype_field: Callable[[TableBuilder, bool], tuple[int, tuple[int, ...]]]   # (mask, candidate values)
+
+
+@dataclass
+class _Cases:
+    va: list[np.ndarray] = field(default_factory=list)
+    access: list[np.ndarray] = field(default_factory=list)
+    privilege: list[np.ndarray] = field(default_factory=list)
+    label: list[np.ndarray] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+
+    def add(self, vas: np.ndarray, label: str, accesses: tuple[str, ...] = ACCESSES,
+            privileges: tuple[str, ...] = PRIVILEGES) -> None:
+        """Every VA of `vas` with each access at each privilege."""
+        combos = [(ACCESS_CODES[a], PRIVILEGE_CODES[p]) for a in accesses for p in privileges]
+        n = len(vas)
+        self.va.append(np.repeat(vas.astype(np.uint64), len(combos)))
+        self.access.append(np.tile(np.array([a for a, _ in combos], dtype=np.uint8), n))
+        self.privilege.append(np.tile(np.array([p for _, p in combos], dtype=np.uint8), n))
+        self._label(label, n * len(combos))
+
+    def add_random(self, vas: np.ndarray, label: str, rng: np.random.Generator) -> None:
+        n = len(vas)
+        self.va.append(vas.astype(np.uint64))
+        self.access.append(np.array([ACCESS_CODES[a] for a in ACCESSES], dtype=np.uint8)[rng.integers(0, 3, n)])
+        self.privilege.append(np.array([PRIVILEGE_CODES[p] for p in PRIVILEGES], dtype=np.uint8)[rng.integers(0, 2, n)])
+        self._label(label, n)
+
+    def _label(self, label: str, n: int) -> None:
+        if label not in self.labels:
+            self.labels.append(label)
+        self.label.append(np.full(n, self.labels.index(label), dtype=np.intp))
+
+    @property
+    def count(self) -> int:
+        return sum(len(v) for v in self.va)
+
+
+def _architecture(mode: str) -> Architecture:
+    """The architecture whose vector modes include `mode`, if `vectors build` describes its address spaces."""
+    from .. import registry  # the registry imports every architecture, and they import this module
+    arch = registry.by_mode(mode)
+    if arch.spec is None:
+        raise PagetableError(f"vectors build does not describe {arch.name} address spaces yet")
+    return arch
+
+
+def build(spec: Spec) -> VectorSet:
+    """The vector set `spec` describes, in the architecture whose mode it names."""
+    try:
+        arch = _architecture(spec.mode)
+    except PagetableError as exc:
+        raise spec.place("mode").error(str(exc)) from None
+    return build_spec(spec, arch)
+
+
+def fault_kinds(mode: str) -> list[tuple[int, PagingFormat, dict[str, FaultRule]]]:
+    """The fault kinds of each table of `mode` (stage, format, kind → rule), as a spec may name them."""
+    arch = _architecture(mode)
+    assert isinstance(arch.spec, SpecArch)
+    sc = arch.spec.scaffold(Spec("<faults>", mode, 0, 0, {}, {}, None, [], [], []), lambda frames, stage: None)
+    tables = [(1, b) for b in sc.stage1] + ([(2, sc.stage2)] if sc.stage2 is not None else [])
+    return [(stage, b.fmt, {**GENERIC_RULES, **arch.spec.rules(b)}) for stage, b in tables]
+
+
+def build_spec(spec: Spec, arch: Architecture) -> VectorSet:
+    """The vector set `spec` describes, in `arch` (SpecError for what the address space cannot hold)."""
+    arch_spec = arch.spec
+    assert isinstance(arch_spec, SpecArch)
+    case_stage = 1 if arch_spec.has_stage1(spec.mode) else 2
+    reserved_pas = [(m.pa, m.size, m.stage or case_stage) for m in spec.maps if m.pa is not None]
+
+    def reserve(frames: FrameAllocator, stage: int) -> None:
+        """Keep the explicit PAs of `stage`'s mappings out of `frames`' hands, so no table lands on them; a
+        mapping that would leave less than a quarter of the frames (a linear map over RAM, as a kernel's
+        direct map) is not kept free: tables then sit inside it, as they do in a kernel."""
+        lo, fs = frames.base, frames.frame_size
+        hi = lo + frames.total * fs
+        for pa, size, s in reserved_pas:
+            wanted = [f for f in range(max(lo, pa & ~(fs - 1)), min(hi, pa + size), fs)
+                      if s == stage and not frames.ref_count(f)]
+            if frames.total - frames.in_use - len(wanted) >= frames.total // 4:
+                for frame in wanted:
+                    frames.reserve(frame)
+
+    try:
+        sc = arch_spec.scaffold(spec, reserve)
+    except PagetableError as exc:
+        raise _options_error(spec, exc) from None
+    rng = random.Random(spec.seed)
+    built: list[tuple[MapSpec, TableBuilder, int]] = []
+    for m in spec.maps:
+        b = _builder(sc, m.stage, m.va, m.place)
+        built.append((m, b, _map(b, m, arch_spec)))
+    faults: list[tuple[FaultSpec, TableBuilder, FaultRule]] = []
+    for f in spec.faults:
+        b = _builder(sc, f.stage, f.va, f.place, strict=f.kind != "non-canonical")
+        rules = {**GENERIC_RULES, **arch_spec.rules(b)}
+        if f.kind not in rules:
+            raise f.place.error(f"unknown fault kind {f.kind!r} for this stage (kinds: {', '.join(sorted(rules))})")
+        rule = rules[f.kind]
+        _fault(b, f, rule, FaultSite(b, 0, rng, sc.outside if b is sc.stage2 or sc.stage1_outside is None
+                                      else sc.stage1_outside))
+        faults.append((f, b, rule))
+    registers = {**sc.registers(), **spec.registers}
+    vs = VectorSet(arch.name, spec.mode, sc.mem, registers, {**sc.options, "seed": spec.seed}, [])
+    try:
+        walker = arch.walker_for(vs)
+    except PagetableError as exc:
+        raise spec.place("registers" if spec.registers else "options").error(str(exc)) from None
+    _check(walker, sc, built, faults)
+    cases = _cases(spec, sc, built, faults)
+    vs.cases = expected_cases(walker, np.concatenate(cases.va), np.concatenate(cases.access),
+                              np.concatenate(cases.privilege), np.concatenate(cases.label), tuple(cases.labels),
+                              arch.attributes)
+    return vs
+
+
+def _options_error(spec: Spec, exc: PagetableError) -> SpecError:
+    """A scaffold's error, at the key of `options` (or the top-level key) it names."""
+    text = str(exc)
+    key, _, rest = text.partition(": ")
+    if key.startswith("options"):
+        text = rest
+    named = [k for k in spec.options if f"'{k}'" in text or f"options.{k} " in str(exc)]
+    where = f"options.{named[0]}" if named else key if key in ("memory", "asid") else "options"
+    return spec.place(where).error(text[len(key) + 2:] if where == key else text)
+
+
+def _builder(sc: Scaffold, stage: int | None, va: int, place: Place, strict: bool = True) -> TableBuilder:
+    """The builder of `stage` (default: the stage case VAs translate with first) whose format takes `va` (not
+    `strict`: the first one, for an address no format takes)."""
+    if stage == 2 or not sc.stage1:
+        if sc.stage2 is None:
+            raise place.error("this mode has no stage 2")
+        if stage == 1:
+            raise place.error("this mode translates with stage 2 alone: leave `stage` out or give 2")
+        candidates = [sc.stage2]
+    else:
+        candidates = sc.stage1
+    if not strict:
+        return candidates[0]
+    for b in candidates:
+        try:
+            b.fmt.check_va(va)
+        except PagetableError:
+            continue
+        if b.reserved(va):
+            raise place.error(f"{va:#x} is in the root-table slot the QEMU harness keeps for itself "
+                              "(docs/vectors.md)")
+        return b
+    names = " or ".join(f"{b.fmt.name}" for b in candidates)
+    raise place.error(f"{va:#x} is not an address {names} translates")
+
+
+def _map(b: TableBuilder, m: MapSpec, arch_spec: SpecArch) -> int:
+    """Map `m` in `b`'s table; returns its first PA."""
+    fmt = b.fmt
+    flags = m.perms | (F.USER if m.user else F(0))
+    if m.user and not fmt.codec.supported_flags & F.USER:
+        raise m.place.error(f"{fmt.name} in this regime has no unprivileged (user) accesses: leave `user` out")
+    wanted = None
+    if m.memtype is not None:
+        if m.memtype in ("device", "uncached"):
+            flags |= F.DEVICE if m.memtype == "device" else F.UNCACHED
+        elif m.memtype not in MEMTYPES:
+            raise m.place.error(f"unknown memory type {m.memtype!r} (device, uncached, or one of "
+                                f"{', '.join(MEMTYPES)})")
+        else:
+            wanted = MEMTYPES[m.memtype]
+    sizes = fmt.page_sizes()
+    if m.page and m.page not in sizes:
+        raise m.place.error(f"page size {m.page:#x} is not one {fmt.name} has ({', '.join(hex(s) for s in sizes)})")
+    unit = m.page or fmt.page_size
+    if m.va % unit or m.size % unit or (m.pa is not None and m.pa % unit):
+        raise m.place.error(f"va, pa and size must be multiples of the page size {unit:#x}")
+    pa = m.pa
+    try:
+        if pa is None:
+            align = m.page or max(s for s in sizes if s <= m.size and m.va % s == 0)
+            pa = b.frames.alloc(m.size // b.frames.frame_size, align=min(align, 2 << 20), zero=False)
+        if m.page and m.page != fmt.page_size:
+            for k in range(0, m.size, m.page):
+                b.pt.map(m.va + k, pa + k, m.page, flags)
+        else:
+            b.pt.map_region(m.va, pa, m.size, flags, allow_huge=not m.page)
+    except PagetableError as exc:
+        raise m.place.error(str(exc)) from None
+    _set_fields(b, m, arch_spec, wanted)
+    return pa
+
+
+def _set_fields(b: TableBuilder, m: MapSpec, arch_spec: SpecArch, wanted: MemoryType | None) -> None:
+    """Set the global bit as `m` asks, and the memory-type field to the value that decodes as `wanted`."""
+    leaves = b.pt.walk(m.va, m.va + m.size - 1)
+    raw = leaves.raw.copy()
+    mask, on = arch_spec.global_field(b)
+    if mask:
+        raw = (raw & ~np.uint64(mask)) | np.uint64(on if m.global_ else mask ^ on)
+    elif m.global_:
+        raise m.place.error(f"{b.fmt.name} entries have no global bit")
+    if wanted is not None:
+        last = b.fmt.depth_count - 1
+        for huge in (False, True):
+            lanes = (leaves.depth != last) if huge else (leaves.depth == last)
+            if not lanes.any():
+                continue
+            field_mask, candidates = arch_spec.memtype_field(b, huge)
+            for value in candidates:
+                trial = (int(raw[lanes][0]) & ~field_mask) | value
+                if int(b.fmt.codec.memory_type_np(trial, huge)) == wanted:
+                    raw[lanes] = (raw[lanes] & ~np.uint64(field_mask)) | np.uint64(value)
+                    break
+            else:
+                raise m.place.error(f"no encoding of {b.fmt.name} gives memory type {wanted.label} with these "
+                                    "registers (for AArch64: MAIR; x86: IA32_PAT)")
+    b.mem.write_u64_np(leaves.slot, raw)
+
+
+def fault_depths(fmt: PagingFormat, rule: FaultRule) -> list[int]:
+    """The depths of `fmt` where `rule`'s entry may sit (root first)."""
+    last = fmt.depth_count - 1
+    allowed = {Where.ANY: range(last + 1), Where.LAST: [last], Where.TABLE: range(last),
+               Where.LEAF: [d for d in range(last + 1) if fmt.levels[d].leaf or d == last],
+               Where.SUPERPAGE: [d for d in range(last) if fmt.levels[d].leaf],
+               Where.NO_BLOCKS: [d for d in range(last + 1) if not fmt.levels[d].leaf or d == last],
+               Where.NONE: []}[rule.where]
+    return [d for d in allowed if not rule.levels or fmt.levels[d].arch_level in rule.levels]
+
+
+def _level_depth(fmt: PagingFormat, level: int | None, rule: FaultRule, place: Place) -> int:
+    """The depth of the manual's `level` (None: the rule's default, the lowest level it may sit at)."""
+    levels = [lv.arch_level for lv in fmt.levels]
+    allowed = fault_depths(fmt, rule)
+    if not allowed:
+        raise place.error(f"{fmt.name} has no {rule.where.value} for this fault")
+    if level is None:
+        return max(allowed)
+    if level not in levels:
+        raise place.error(f"{fmt.name} has no level {level} (levels {', '.join(map(str, levels))})")
+    depth = levels.index(level)
+    if depth not in allowed:
+        raise place.error(f"this fault goes at {rule.where.value} (levels "
+                          f"{', '.join(str(levels[d]) for d in allowed)}), not level {level}")
+    return depth
+
+
+def _fault(b: TableBuilder, f: FaultSpec, rule: FaultRule, site: FaultSite) -> None:
+    """Write `f`'s faulty entry: tables down to its level, the entry in its (empty) slot."""
+    if rule.where is Where.NONE:
+        if f.level is not None:
+            raise f.place.error("this fault has no entry, so no level")
+        return
+    depth = _level_depth(b.fmt, f.level, rule, f.place)
+    site.depth = depth
+    fmt = b.fmt
+    slot = b.pt.lookup(f.va, depth)
+    while slot.depth < depth:                       # make the tables on the way
+        if slot.raw != 0:
+            raise f.place.error(f"{f.va:#x} is already mapped at level {fmt.levels[slot.depth].arch_level}")
+        table = b.frames.alloc()
+        b.mem.write_u64(slot.pa, b.table_bits | b.address(table))
+        slot = b.pt.lookup(f.va, depth)
+    if slot.raw != 0:
+        raise f.place.error(f"the level-{fmt.levels[depth].arch_level} entry for {f.va:#x} is already used "
+                            "(by a mapping or another fault)")
+    assert rule.entry is not None
+    try:
+        raw = rule.entry(site)
+    except PagetableError as exc:
+        raise f.place.error(str(exc)) from None
+    b.mem.write_u64(slot.pa, raw)
+    if raw and depth:
+        b.pt.widen(f.va, depth)                     # x86: the table entries above let it through
+
+
+def _check(walker: Walker, sc: Scaffold, built: list[tuple[MapSpec, TableBuilder, int]],
+           faults: list[tuple[FaultSpec, TableBuilder, FaultRule]]) -> None:
+    """Each mapping translates its first VA to its PA; each fault's VA faults as its kind says."""
+    def walker_of(b: TableBuilder) -> Walker:
+        return walker.stage2 if b is sc.stage2 and sc.stage1 and walker.stage2 is not None else walker
+
+    for m, b, pa in built:
+        access = next((a for a, bit in (("read", F.READ), ("execute", F.EXECUTE), ("write", F.WRITE))
+                       if m.perms & bit), None)
+        if access is None:
+            continue
+        t = walker_of(b).translate(m.va, access, "user" if m.user else "supervisor")
+        two_stage_s1 = b is not sc.stage2 and sc.stage2 is not None
+        if two_stage_s1 and not t.ok and t.stage == 2:
+            continue                                # stage 1 did its part; stage 2 refuses the GPA, as asked
+        if t.reason == Reason.PA_OUTSIDE_MEMORY:
+            continue                                # it maps a PA the image has no RAM at: an access fault
+        got = t.gpa if two_stage_s1 else t.pa
+        if not t.ok or got != pa:
+            what = f"{t.reason.label} at level {t.level}" if not t.ok else f"PA {got:#x}"
+            raise m.place.error(f"the walker's {access} of {m.va:#x} gives {what}, not PA {pa:#x}: a later fault "
+                                "or mapping changed it, or the options forbid it")
+    for f, b, rule in faults:
+        t = walker_of(b).translate(f.va, rule.access, rule.privilege)
+        reasons = rule.reasons
+        if Reason.TABLE_OUTSIDE_MEMORY in reasons and b is not sc.stage2 and sc.stage2 is not None:
+            reasons |= {Reason.PA_OUTSIDE_MEMORY}   # two stages: the table's GPA leads stage 2 to no RAM
+        if t.reason not in reasons:
+            stage = f"stage {t.stage} " if sc.stage1 and sc.stage2 is not None else ""
+            raise f.place.error(f"the walker's {rule.access} of {f.va:#x} gives {stage}{t.reason.label} "
+                                f"(level {t.level}), not {' or '.join(r.label for r in reasons)}: "
+                                f"{rule.doc} needs other options here")
+
+
+def _cases(spec: Spec, sc: Scaffold, built: list[tuple[MapSpec, TableBuilder, int]],
+           faults: list[tuple[FaultSpec, TableBuilder, FaultRule]]) -> _Cases:
+    """The cases: explicit accesses, then page boundaries, faults and random ones, as the spec asks."""
+    out = _Cases()
+    case_space = [m for m in built if m[1] is not sc.stage2 or not sc.stage1]
+    for a in spec.accesses:
+        out.add(np.array([a.va], dtype=np.uint64), a.label or f"access-{a.va:#x}", a.accesses, a.privileges)
+    if spec.boundaries:
+        for m, b, _ in case_space:
+            leaves = b.pt.walk(m.va, m.va + m.size - 1)
+            outside = [v for v in (m.va - 8, m.va + m.size) if 0 <= v < 1 << 64]   # just past each end
+            edges = np.unique(np.concatenate((leaves.va, leaves.va + leaves.size - np.uint64(8),
+                                              np.array(outside, dtype=np.uint64))))
+            out.add(edges, (m.label or f"map-{m.va:#x}") + "-boundary")
+            if out.count > MAX_CASES:
+                raise m.place.error(f"its page boundaries make more than {MAX_CASES:,} cases: map it with larger "
+                                    "pages, or set generate.boundaries = false and list accesses")
+    if spec.fault_cases:
+        for f, b, _ in faults:
+            if b is not sc.stage2 or not sc.stage1:
+                out.add(np.array([f.va], dtype=np.uint64), f.label or f.kind)
+    if spec.random:
+        rng = np.random.default_rng(spec.seed)
+        for m, _, _ in case_space:
+            vas = np.uint64(m.va) + rng.integers(0, m.size // 8, spec.random).astype(np.uint64) * np.uint64(8)
+            out.add_random(vas, (m.label or f"map-{m.va:#x}") + "-random", rng)
+    if not out.count:
+        raise spec.place("access").error("the spec makes no cases: add [[access]] sections, mappings or faults")
+    if out.count > MAX_CASES:
+        raise spec.place("generate").error(f"{out.count:,} cases are more than a vector set holds ({MAX_CASES:,})")
+    return out
+
+
+__all__ = ["GENERIC_RULES", "MEMTYPES", "FaultRule", "FaultSite", "Scaffold", "SpecArch", "Where", "build",
+           "build_spec", "fault_depths", "fault_kinds"]

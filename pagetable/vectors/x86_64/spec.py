@@ -1,0 +1,151 @@
+"""x86-64's part of `pagetable vectors build` (docs/vectors-spec.md): the scaffold of every vector mode and
+the deliberate faults of Intel SDM Vol. 3A 4.7 (#PF causes: not present, RSVD) and Vol. 3C 29.3.3 (EPT
+misconfigurations).
+
+One stage: the tables and data in RAM (default `layout.RAM_SIZE` at `layout.RAM_BASE`, the QEMU harness's;
+`[[memory]]` may name others; frames come from the first region); PML4 index 255 (and PML5 index 255) is
+the harness's and no spec address may use it. The registers are those of `vectors generate` (CR0.WP, CR4
+SMEP/SMAP/PKE/PGE, EFER.NXE, Linux's IA32_PAT, PKRU 0), which `[registers]` may override (e.g. `pkru`, `efer`).
+The nested stage alone: the same, case VAs being guest-physical. Two stages: host RAM twice the size; the
+nested tables map guest RAM (GPA `RAM_BASE`) to its second half, and the 1 GiB at GPA `OUTSIDE_GPA` (4 GiB)
+to host PAs with no RAM.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+
+from ...arch.x86_64 import EPT4, PTE_4K
+from ...arch.x86_64.entry import PAT_4K, PAT_HUGE, PCD, PS, PWT, XD, G, P, pat_index_bits
+from ...arch.x86_64.ept import IPAT, MT_SHIFT, R, W, X
+from ...errors import InvalidArgument
+from ...flags import MappingFlags as F
+from ...frames import FrameAllocator
+from ...physmem import PhysMem
+from ...translation import Reason
+from ..build import FaultRule, FaultSite, Scaffold, SpecArch, Where
+from ..generation import TableBuilder
+from ..spec import Spec
+from . import nested
+from .gen import GUEST_BACKING, OUTSIDE_RAM, RegisterChoices, _Builder, registers_for, tagged_ram
+from .layout import RAM_BASE, RAM_SIZE, tag_memory
+from .modes import CpuOptions, vector_mode
+
+OUTSIDE_GPA = 1 << 32
+"""Two stages: the first GPA of the 1 GiB window the nested tables map to host PAs without RAM."""
+_MT = 7 << MT_SHIFT
+_RESERVED, _INVALID = frozenset({Reason.RESERVED}), frozenset({Reason.INVALID})
+
+
+def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaffold:
+    vm = vector_mode(spec.mode)
+    cpu = CpuOptions.from_json(spec.options, vm.name)
+    if spec.asid:
+        raise InvalidArgument("asid: x86-64 tags TLB entries with a PCID only with CR4.PCIDE=1; give cr3 and cr4 in "
+                              "[registers] instead")
+    rng = random.Random(spec.seed)
+
+    def stage2_builder(mem: PhysMem, frames: FrameAllocator) -> TableBuilder:
+        assert vm.stage2 is not None
+        return nested.EptBuilder(rng, cpu, mem, frames) if vm.ept else _Builder(vm.stage2, rng, cpu, mem, frames)
+
+    if vm.stage2 is None or vm.stage1 is None:
+        mem = PhysMem(spec.memory or [(RAM_BASE, RAM_SIZE)])
+        tag_memory(mem)
+        frames = FrameAllocator(mem)
+        reserve(frames, 1 if vm.stage1 else 2)
+        if vm.stage1 is not None:
+            b: TableBuilder = _Builder(vm.stage1, rng, cpu, mem, frames)
+            return Scaffold(mem, [b], None, lambda: registers_for(vm, b.pt.root_paddr, 0, RegisterChoices()),
+                            cpu.to_json(), OUTSIDE_RAM)
+        n = stage2_builder(mem, frames)
+        return Scaffold(mem, [], n, lambda: nested.registers(vm, n.pt.root_paddr, rng), cpu.to_json(), OUTSIDE_RAM)
+    if spec.memory is not None:
+        raise InvalidArgument(f"memory: the two-stage modes have a fixed layout (host RAM {2 * RAM_SIZE >> 20} MiB at "
+                              f"{RAM_BASE:#x}, guest RAM {RAM_SIZE >> 20} MiB at GPA {RAM_BASE:#x}); "
+                              "leave [[memory]] out")
+    host = tagged_ram(2 * RAM_SIZE)
+    host_frames = FrameAllocator(host, RAM_BASE, RAM_SIZE)
+    reserve(host_frames, 2)
+    n2 = stage2_builder(host, host_frames)
+    n2.pt.map_region(RAM_BASE, GUEST_BACKING, RAM_SIZE, F.READ | F.WRITE | F.EXECUTE, allow_huge=True)
+    n2.pt.map_region(OUTSIDE_GPA, OUTSIDE_RAM, 1 << 30, F.READ | F.WRITE | F.EXECUTE, allow_huge=True)
+    guest = PhysMem([(RAM_BASE, host.view(GUEST_BACKING, RAM_SIZE))])     # the same bytes, at their GPAs
+    guest_frames = FrameAllocator(guest)
+    reserve(guest_frames, 1)
+    g = _Builder(vm.stage1, rng, cpu, guest, guest_frames)
+    return Scaffold(host, [g], n2, lambda: registers_for(vm, g.pt.root_paddr, 0, RegisterChoices())
+                    | nested.registers(vm, n2.pt.root_paddr, rng), cpu.to_json(), OUTSIDE_RAM, OUTSIDE_GPA)
+
+
+def _wide_bit(s: FaultSite) -> int:
+    """An address bit at or above MAXPHYADDR (below bit 52): reserved in every entry."""
+    return 1 << s.rng.randrange(s.b.cpu.maxphyaddr, 52)    # type: ignore[attr-defined]
+
+
+def _entry(s: FaultSite, flags: F = F.READ | F.WRITE) -> int:
+    """A leaf at the last level, a table entry above."""
+    return s.leaf(flags) if s.last else s.table()
+
+
+def _paging_rules() -> dict[str, FaultRule]:
+    """4- and 5-level paging's (and AMD nested paging's) named faults (SDM Vol. 3A 4.7)."""
+    return {
+        "not-present-bits": FaultRule("an entry with P=0 and its other bits set", _INVALID,
+                                      lambda s: _entry(s) & ~P, Where.ANY),
+        "reserved-bit": FaultRule("an entry with an address bit at or above MAXPHYADDR (RSVD)", _RESERVED,
+                                  lambda s: _entry(s) | _wide_bit(s), Where.ANY),
+        "reserved-ps": FaultRule("a PML4E or PML5E with PS=1 (RSVD)", _RESERVED, lambda s: s.table() | PS,
+                                 Where.TABLE, levels=(4, 5)),
+        "reserved-huge-bits": FaultRule("a 2 MiB or 1 GiB page with a bit of its address field below its alignment "
+                                        "set (bits 20:13, 29:13; RSVD)", _RESERVED,
+                                        lambda s: s.leaf() | 1 << s.rng.randrange(13, s.span.bit_length() - 1),
+                                        Where.SUPERPAGE),
+        "xd-without-nxe": FaultRule("a leaf with XD=1 while EFER.NXE=0 (RSVD; give efer in [registers])", _RESERVED,
+                                    lambda s: s.leaf() | XD, Where.LEAF),
+        "protection-key": FaultRule("a user leaf with protection key 1 (give pkru with AD1 or WD1 in [registers])",
+                                    frozenset({Reason.PROTECTION_KEY}),
+                                    lambda s: s.leaf(F.READ | F.WRITE | F.USER) | PTE_4K.set(0, "PK", 1), Where.LAST,
+                                    "write", "user"),
+    }
+
+
+def _ept_rules() -> dict[str, FaultRule]:
+    """EPT's named faults (SDM Vol. 3C 29.3.3: misconfigurations and not-present entries)."""
+    return {
+        "not-present-bits": FaultRule("an entry with R=W=X=0 and other bits set", _INVALID,
+                                      lambda s: _entry(s) & ~(R | W | X), Where.ANY),
+        "misconfig-w-without-r": FaultRule("an entry with W=1 and R=0 (an EPT misconfiguration)",
+                                           frozenset({Reason.W_WITHOUT_R}), lambda s: (_entry(s) & ~R) | W, Where.ANY),
+        "misconfig-memtype": FaultRule("a leaf with memory type 2, 3 or 7 (an EPT misconfiguration)", _RESERVED,
+                                       lambda s: (s.leaf() & ~_MT) | s.rng.choice((2, 3, 7)) << MT_SHIFT, Where.LEAF),
+        "reserved-bit": FaultRule("an entry with an address bit at or above MAXPHYADDR (a misconfiguration)",
+                                  _RESERVED, lambda s: _entry(s) | _wide_bit(s), Where.ANY),
+        "reserved-ps": FaultRule("a PML4E with bit 7 set (a misconfiguration)", _RESERVED, lambda s: s.table() | PS,
+                                 Where.TABLE, levels=(4, 5)),
+    }
+
+
+PAGING_RULES, EPT_RULES = _paging_rules(), _ept_rules()
+
+
+def rules(b: TableBuilder) -> Mapping[str, FaultRule]:
+    return EPT_RULES if isinstance(b, nested.EptBuilder) else PAGING_RULES
+
+
+def _global_field(b: TableBuilder) -> tuple[int, int]:
+    return (0, 0) if b.fmt.name == EPT4.name else (G, G)
+
+
+def _memtype_field(b: TableBuilder, huge: bool) -> tuple[int, tuple[int, ...]]:
+    """The PAT index bits (PWT, PCD, PAT) of a page, or EPT's memory type and IPAT."""
+    if isinstance(b, nested.EptBuilder):
+        return _MT | IPAT, tuple(k << MT_SHIFT | ipat for ipat in (0, IPAT) for k in (0, 1, 4, 5, 6))
+    return PWT | PCD | (PAT_HUGE if huge else PAT_4K), tuple(pat_index_bits(k, huge) for k in range(8))
+
+
+SPEC_ARCH = SpecArch(scaffold, lambda mode: vector_mode(mode).stage1 is not None, rules, _global_field,
+                     _memtype_field)
+
+__all__ = ["OUTSIDE_GPA", "SPEC_ARCH", "rules", "scaffold"]
