@@ -14,15 +14,7 @@ from ..vectors import SCHEMA, VectorSet, expected_cases, writers
 from ..vectors.coverage import coverage_lines
 from ..vectors.qemu import QemuFailed, QemuUnavailable, ToolchainFailed, ToolchainUnavailable
 from ..vectors.updates import after_accesses
-from ..vectors.verify import (
-    QEMU_MODES,
-    check_images,
-    show,
-    verify_qemu,
-    verify_qemu_aarch64,
-    verify_qemu_x86,
-    verify_walker,
-)
+from ..vectors.verify import check_images, qemu_refusal, show, verify_qemu_set, verify_walker
 from ..walker import Walker
 from .common import NOTES_SHOWN, Parser, number
 
@@ -127,13 +119,11 @@ def cmd_verify(ns: argparse.Namespace) -> int:
     walker or (with --qemu) QEMU; exit 1 on a disagreement that is not a named deviation, or a changed image."""
     vs = VectorSet.read(ns.dir)
     if ns.qemu:
-        if vs.mode not in QEMU_MODES or vs.options.get("svpbmt") or vs.options.get("svnapot"):
-            raise PagetableError(f"--qemu runs {', '.join(QEMU_MODES)} sets (RISC-V without Svpbmt/Svnapot), "
-                                 f"not {vs.arch} {vs.mode}")
+        refusal = qemu_refusal(vs)
+        if refusal is not None:
+            raise PagetableError(refusal)
         try:
-            walker = registry.walker_for(vs)
-            report = verify_qemu(vs) if vs.arch == "riscv64" else verify_qemu_x86(vs, walker) \
-                if vs.arch == "x86_64" else verify_qemu_aarch64(vs, walker)
+            report = verify_qemu_set(vs, registry.walker_for(vs))
         except (QemuUnavailable, ToolchainUnavailable, QemuFailed, ToolchainFailed, ValueError) as exc:
             raise PagetableError(f"--qemu: {exc}") from None
     else:

@@ -48,10 +48,12 @@ def tcg_deviation(want: ProbeResult, reason: Reason) -> tuple[ProbeResult, str |
 
 
 def platform(image: bytes) -> PhysMem:
-    """The memory QEMU's `-M pc` machine shows a vector set's tables: the image at RAM_BASE, and zeros
-    where the generator put tables and pages outside RAM (BEYOND_RAM, OUTSIDE_RAM)."""
-    mem = PhysMem([(RAM_BASE, RAM_SIZE), (BEYOND_RAM, 16 * MiB), (OUTSIDE_RAM, 2 * MiB)])
-    mem.write(RAM_BASE, image[:RAM_SIZE])
+    """The memory QEMU's `-M pc` machine shows a vector set's tables: the image at RAM_BASE (RAM_SIZE, or all
+    of a larger image: the nested modes' host RAM), and zeros where the generator put tables and pages
+    outside RAM (BEYOND_RAM, OUTSIDE_RAM)."""
+    size = max(RAM_SIZE, len(image))
+    mem = PhysMem([(RAM_BASE, size), (BEYOND_RAM, 16 * MiB), (OUTSIDE_RAM, 2 * MiB)])
+    mem.write(RAM_BASE, image[:size])
     return mem
 
 

@@ -26,19 +26,22 @@ from .svm import GuestMode, NptProbeResult
 EXIT_GP = svm.EXIT_EXCP_BASE + 13
 
 
-def expected(t: Translations, n: int, access: str) -> NptProbeResult:
+def expected(t: Translations, n: int, access: str) -> NptProbeResult | None:
     """What the APM says lane `n` ends in: success (the tag of the PA; the VA for a fetch), or the #VMEXIT
-    with its EXITINFO1 and EXITINFO2 (a nested page fault, or the guest's intercepted #PF or #GP)."""
+    with its EXITINFO1 and EXITINFO2 (a nested page fault, or the guest's intercepted #PF or #GP); None for
+    a walk whose outcome is platform-defined (a table or page outside memory), which no probe can predict."""
     reason = Reason(int(t.reason[n]))
     if reason == Reason.OK:
         return NptProbeResult(None, 0, 0, int(t.va[n]) if access == "execute" else tag(int(t.pa[n])))
     if int(t.stage[n]) == 2:
-        assert NptRules(RAM_BASE).fault_kind(reason) == NESTED_PAGE_FAULT, reason.label
+        if NptRules(RAM_BASE).fault_kind(reason) != NESTED_PAGE_FAULT:
+            return None
         return NptProbeResult(svm.EXIT_NPF, int(t.syndrome["exitinfo1"][n]), int(t.syndrome["exitinfo2"][n]), 0)
     kind = X86Rules(0).fault_kind(reason)
     if kind == GENERAL_PROTECTION:
         return NptProbeResult(EXIT_GP, 0, 0, 0)
-    assert kind == PAGE_FAULT, reason.label
+    if kind != PAGE_FAULT:
+        return None
     return NptProbeResult(svm.EXIT_PF, int(t.syndrome["error_code"][n]), int(t.syndrome["cr2"][n]), 0)
 
 
