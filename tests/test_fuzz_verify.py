@@ -23,7 +23,7 @@ from pagetable.vectors.riscv import qemu as qemu_riscv
 from .fuzzing import bounded, count, fuzz, table_entries
 from .test_fuzz_cli import A64_ENTRIES, A64_MODES, IMAGE_LIMIT, MODES, RAM, X86_ENTRIES, X86_MODES, base, vector_dir
 
-_LAST = re.compile(r"\d+ agree, \d+ disagree")
+_LAST = re.compile(r"\d+ agree, \d+ disagree(, \d+ named deviations)?")
 _CASE_KEYS = ("pa", "fault", "level", "va", "access", "privilege", "syndrome", "perms", "memtype", "stage")
 
 

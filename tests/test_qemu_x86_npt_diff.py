@@ -217,7 +217,7 @@ def test_two_stage_walks_agree_with_qemu_tcg_under_svm(
     mismatches = []
     for n, ((name, case), got) in enumerate(zip(chunk, results, strict=True)):
         reason = Reason(int(t.reason[n]))
-        apm = expected(t, n, case.access)
+        apm = expected(t, n, case.access, scene.mem)
         assert apm is not None, reason.label            # every scene's table and page is in RAM
         want, why = tcg_deviation(apm, reason)
         if why is not None:
@@ -281,7 +281,7 @@ def test_generated_npt_vector_sets_agree_with_qemu(seed: int) -> None:
                               [Privilege.parse(c.privilege) for c in cases])
     kinds, mismatches = Counter[str](), []
     for n, (case, got) in enumerate(zip(cases, run.results, strict=True)):
-        apm = expected(t, n, case.access)
+        apm = expected(t, n, case.access, vs.mem)
         assert apm is not None, Reason(int(t.reason[n])).label
         want, _ = tcg_deviation(apm, Reason(int(t.reason[n])))
         kinds[_kind(want)] += 1

@@ -103,6 +103,21 @@ def test_npt_agrees_but_for_its_named_deviations(sets: dict[str, Path], capsys: 
     assert reasons["reserved"] == 42 and reasons["protection-key"] == 6 and len(vs.cases) == 327 + 39
 
 
+def test_npt_load_of_a_word_that_is_no_tag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Guest CR0.WP=0 (which the harness's guest runs) and RFLAGS.AC=1 (which it does not: those cases are
+    not probed); the load through a 1 GiB guest page reaches a word of the image that is not its address's
+    tag (case 72: the word the walker and QEMU read, 0, is compared, not a tag)."""
+    require_qemu_x86()
+    assert main(["vectors", "generate", "--mode", "x86_64-4level+npt", "--seed", "4", "--no-wp", "--ac",
+                 "--out", str(tmp_path)]) == 0
+    status, lines = verify(capsys, str(tmp_path), "--qemu")
+    assert (status, lines[-1]) == (0, "352 agree, 0 disagree, 56 named deviations"), lines
+    vs = VectorSet.read(tmp_path)
+    c = vs.cases[72]
+    assert (c.label, c.access, c.pa) == ("superpage-1G", "read", 0x18370C0) and vs.mem.read_u64(c.pa) == 0
+    assert vs.registers["cr0"] & 1 << 16 == 0 and vs.registers["rflags"] & 1 << 18
+
+
 @pytest.mark.parametrize("mode", list(SETS))
 def test_an_edited_pa_fails_with_that_case_shown(mode: str, sets: dict[str, Path], tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:

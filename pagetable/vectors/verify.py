@@ -292,7 +292,7 @@ def verify_qemu_npt(vs: VectorSet, walker: Walker) -> Report:
             continue
         if c.reason == Reason.PA_OUTSIDE_MEMORY.label and c.access == "execute":
             report.deviations[x86.FETCH_NO_RAM] += 1
-        elif npt.expected(harness, n, c.access) != npt.expected(as_set, n, c.access):
+        elif npt.expected(harness, n, c.access, mem) != npt.expected(as_set, n, c.access, mem):
             report.deviations[NOT_PROBED_GUEST] += 1
         else:
             probed.append(n)
@@ -302,7 +302,7 @@ def verify_qemu_npt(vs: VectorSet, walker: Walker) -> Report:
     report.agree.clear()
     for n, got in zip(probed, run.results, strict=True):
         c, reason = vs.cases[n], Reason(int(harness.reason[n]))
-        apm = npt.expected(harness, n, c.access)
+        apm = npt.expected(harness, n, c.access, mem)
         want, why = (None, None) if apm is None else npt.tcg_deviation(apm, reason)
         agrees = want is not None and npt.comparable(got, c.access) == npt.comparable(want, c.access)
         _count(report, n, c, None if agrees else f"walker on QEMU's platform {reason.label} {want}, QEMU {got}",

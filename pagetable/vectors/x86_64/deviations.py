@@ -50,9 +50,10 @@ def tcg_deviation(want: ProbeResult, reason: Reason) -> tuple[ProbeResult, str |
 def platform(image: bytes) -> PhysMem:
     """The memory QEMU's `-M pc` machine shows a vector set's tables: the image at RAM_BASE (RAM_SIZE, or all
     of a larger image: the nested modes' host RAM), and zeros where the generator put tables and pages
-    outside RAM (BEYOND_RAM, OUTSIDE_RAM)."""
+    outside RAM (BEYOND_RAM, OUTSIDE_RAM) and the image does not reach."""
     size = max(RAM_SIZE, len(image))
-    mem = PhysMem([(RAM_BASE, size), (BEYOND_RAM, 16 * MiB), (OUTSIDE_RAM, 2 * MiB)])
+    mem = PhysMem([(RAM_BASE, size), *((base, n) for base, n in ((BEYOND_RAM, 16 * MiB), (OUTSIDE_RAM, 2 * MiB))
+                                       if base >= RAM_BASE + size)])
     mem.write(RAM_BASE, image[:size])
     return mem
 

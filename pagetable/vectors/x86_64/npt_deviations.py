@@ -19,20 +19,21 @@ from ...translation import WalkRules
 from ...walker import Reason, Translations, Walker
 from . import svm
 from .deviations import tcg_deviation as one_stage_deviation
-from .layout import RAM_BASE, tag
+from .layout import RAM_BASE
 from .qemu import ProbeResult
 from .svm import GuestMode, NptProbeResult
 
 EXIT_GP = svm.EXIT_EXCP_BASE + 13
 
 
-def expected(t: Translations, n: int, access: str) -> NptProbeResult | None:
-    """What the APM says lane `n` ends in: success (the tag of the PA; the VA for a fetch), or the #VMEXIT
-    with its EXITINFO1 and EXITINFO2 (a nested page fault, or the guest's intercepted #PF or #GP); None for
-    a walk whose outcome is platform-defined (a table or page outside memory), which no probe can predict."""
+def expected(t: Translations, n: int, access: str, mem: PhysMem) -> NptProbeResult | None:
+    """What the APM says lane `n` ends in: success (the word at the PA in `mem`, which a load reads; the VA
+    for a fetch), or the #VMEXIT with its EXITINFO1 and EXITINFO2 (a nested page fault, or the guest's
+    intercepted #PF or #GP); None for a walk whose outcome is platform-defined (a table or page outside
+    memory), which no probe can predict."""
     reason = Reason(int(t.reason[n]))
     if reason == Reason.OK:
-        return NptProbeResult(None, 0, 0, int(t.va[n]) if access == "execute" else tag(int(t.pa[n])))
+        return NptProbeResult(None, 0, 0, int(t.va[n]) if access == "execute" else mem.read_u64(int(t.pa[n])))
     if int(t.stage[n]) == 2:
         if NptRules(RAM_BASE).fault_kind(reason) != NESTED_PAGE_FAULT:
             return None
@@ -56,7 +57,7 @@ def tcg_deviation(want: NptProbeResult, reason: Reason) -> tuple[NptProbeResult,
 
 def comparable(r: NptProbeResult, access: str) -> NptProbeResult:
     """A result as compared: A/D cleared in a loaded value (QEMU sets them in the tables it walks, and two
-    tags never differ only there); a failed access's value and RIP dropped."""
+    tags, (PA << 8) | 0xCC, never differ only there); a failed access's value and RIP dropped."""
     if r.exit_code is None:
         value = r.value if access == "execute" else r.value & ~(PTE_4K.mask("A", "D"))
         return NptProbeResult(None, 0, 0, value)
