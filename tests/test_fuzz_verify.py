@@ -81,6 +81,7 @@ def test_verify_of_corrupted_sets(mode: str, data: st.DataObject) -> None:
         (t / "vectors.json").write_text(json.dumps(doc))
         count("vectors verify")
         rc = _verify(["vectors", "verify", str(t), *extra])
-    if mem == image and doc == original:     # QEMU's deviations are named: the clean set agrees there too
+    # as text: a level mutated to true is == 1; QEMU's deviations are named, so a clean set agrees there too
+    if mem == image and json.dumps(doc) == json.dumps(original):
         assert rc == (2 if extra == ["--qemu"] and (qemu_riscv.find_qemu() is None or qemu_riscv.missing_toolchain())
                       else 0)

@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from pagetable.arch.x86_64 import NPT4, PAGING4, PAGING5, PTE_4K, NptRules, X86Rules
+from pagetable import registry
+from pagetable.arch.x86_64 import CR4, NPT4, PAGING4, PAGING5, PTE_4K, NptRules, X86Rules
 from pagetable.arch.x86_64.npt import EXITINFO1_FINAL, EXITINFO1_TABLE
 from pagetable.arch.x86_64.walk import ERROR_P, ERROR_RSVD, X86Options
 from pagetable.flags import MappingFlags as F
@@ -49,7 +50,7 @@ from pagetable.table import PageTable
 from pagetable.vectors.x86_64 import svm
 from pagetable.vectors.x86_64.deviations import TCG_RSVD_P0
 from pagetable.vectors.x86_64.layout import RAM_BASE, RAM_SIZE, tag_memory
-from pagetable.vectors.x86_64.npt_deviations import EXIT_GP, comparable, expected, harness_walker, tcg_deviation
+from pagetable.vectors.x86_64.npt_deviations import EXIT_GP, comparable, expected, guest_mode, tcg_deviation
 from pagetable.vectors.x86_64.svm import GuestMode, NptProbeCase, NptProbeResult
 from pagetable.walker import Access, Privilege, Reason, Walker
 
@@ -262,9 +263,9 @@ def test_nested_faults_on_guest_tables_are_user_writes_even_for_reads(
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_generated_npt_vector_sets_agree_with_qemu(seed: int) -> None:
-    """Every case of a generated `x86_64-4level+npt` set, run as a guest access under SVM. The harness's
-    guest runs without SMEP, SMAP and protection keys (the set's CR4 has them): the walker is configured as
-    the harness's guest is, with the set's nested registers, and both stages' outcomes are compared."""
+    """Every case of a generated `x86_64-4level+npt` set, run as a guest access under SVM with the set's
+    guest registers (CR0.WP, CR4.SMEP/SMAP/PKE, EFER.NXE, RFLAGS.AC, PKRU: `guest_mode`) and nested
+    registers, and compared with the set's own walker: both stages' outcomes, protection keys included."""
     from pagetable.vectors.x86_64.gen import generate_x86
 
     require_qemu_x86()
@@ -272,13 +273,10 @@ def test_generated_npt_vector_sets_agree_with_qemu(seed: int) -> None:
     (region,) = vs.mem.regions
     assert region.base == RAM_BASE
     r = vs.registers
-    guest_cr3 = r["cr3"] & ~0xFFF
-    cases = [NptProbeCase(c.va, c.access, c.privilege) for c in vs.cases if c.reason != "non-canonical"]
-    run = svm.run_npt_probes(region.data.tobytes(), guest_cr3, r["ncr3"] & ~0xFFF, cases, maxphyaddr=MAXPHYADDR)
-    walker = harness_walker(vs.mem, guest_cr3, GuestMode(), NptRules(r["ncr3"], X86Options(maxphyaddr=MAXPHYADDR)),
-                            MAXPHYADDR)
-    t = walker.translate_many([c.va for c in cases], [Access.parse(c.access) for c in cases],
-                              [Privilege.parse(c.privilege) for c in cases])
+    cases = [NptProbeCase(c.va, c.access, c.privilege) for c in vs.cases]
+    run = svm.run_npt_probes(region.data.tobytes(), r["cr3"] & ~0xFFF, r["ncr3"] & ~0xFFF, cases,
+                             maxphyaddr=MAXPHYADDR, guest=guest_mode(r))
+    t = registry.walker_for(vs).translate_many(*vs.lanes())
     kinds, mismatches = Counter[str](), []
     for n, (case, got) in enumerate(zip(cases, run.results, strict=True)):
         apm = expected(t, n, case.access, vs.mem)
@@ -289,4 +287,7 @@ def test_generated_npt_vector_sets_agree_with_qemu(seed: int) -> None:
             mismatches.append(f"{case.access} {case.privilege} at {case.va:#x}: walker {want}, QEMU {got} "
                               f"({Reason(int(t.reason[n])).label})")
     assert not mismatches, f"{len(mismatches)} of {len(cases)} differ:\n" + "\n".join(mismatches[:40])
-    assert {"ok", "#PF", "NPF final", "NPF table"} <= set(kinds), kinds
+    assert {"ok", "#PF", "NPF final", "NPF table", "#GP"} <= set(kinds), kinds
+    reasons = Counter(c.reason for c in vs.cases)
+    assert reasons["protection-key"] > 0 and r["cr4"] & CR4.mask("SMEP", "SMAP", "PKE") == CR4.mask("SMEP", "SMAP",
+                                                                                                     "PKE")

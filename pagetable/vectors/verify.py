@@ -61,8 +61,6 @@ QEMU_LACKS = {
                    "CR0.PG) and reaches only 4 GiB of the set's guest-physical addresses"),
 }
 """The modes `--qemu` refuses, with what QEMU's machine lacks to run them."""
-NOT_PROBED_GUEST = ("the SVM harness's guest runs with CR4 = PAE (no SMEP, SMAP or protection keys), EFER.NXE=1 "
-                    "and RFLAGS.AC=0, which change this case's outcome from the set's registers: not probed")
 _REASONS = {r.label: r for r in Reason}          # a case's (informative) reason, by its label
 DIFFERS = "differs from the sha256 in vectors.json"
 
@@ -265,14 +263,14 @@ def verify_qemu_riscv_h(vs: VectorSet, walker: Walker) -> Report:
 
 def verify_qemu_npt(vs: VectorSet, walker: Walker) -> Report:
     """Run every case of an `x86_64-4level+npt` set on qemu-system-x86_64 (TCG) as a guest access under SVM
-    with nested paging (pagetable/vectors/x86_64/svm.py, with the set's nCR3 and guest CR3, CR0.WP and
-    CR4.LA57). A case agrees when its recorded outcome is the walker's on the set's image and QEMU ends it as
-    the walker of the harness's guest predicts on QEMU's `-M pc` platform (npt_deviations.py: the #VMEXIT,
-    EXITINFO1/EXITINFO2; TCG_RSVD_P0; an address with no RAM reads as 0: NO_RAM). Not probed, counted by
-    why: a fetch from a page with no RAM (FETCH_NO_RAM), and a case whose outcome the harness guest's fixed
-    registers change (NOT_PROBED_GUEST). The harness's nested root entry goes in an empty nCR3 slot, where a
-    case's GPA meets a not-present entry as the set expects (one level lower: the same EXITINFO1 and
-    EXITINFO2), unless it is one of the stub's GPAs: then QEMU translates it and the case disagrees."""
+    with nested paging (pagetable/vectors/x86_64/svm.py, with the set's nCR3, and its guest CR3, CR0.WP,
+    CR4.LA57/SMEP/SMAP/PKE, EFER.NXE, RFLAGS.AC and PKRU). A case agrees when its recorded outcome is the
+    walker's on the set's image and QEMU ends it as the walker predicts on QEMU's `-M pc` platform
+    (npt_deviations.py: the #VMEXIT with EXITINFO1/EXITINFO2; TCG_RSVD_P0; an address with no RAM reads as 0:
+    NO_RAM); a fetch from a page with no RAM is not probed (FETCH_NO_RAM). The harness's nested root entry
+    goes in an empty nCR3 slot, where a case's GPA meets a not-present entry as the set expects (one level
+    lower: the same EXITINFO1 and EXITINFO2), unless it is one of the stub's GPAs: then QEMU translates it
+    and the case disagrees."""
     report = verify_walker(vs, walker, attributes=True)
     report.judge = "qemu"
     wrong = {n for n, _ in report.details}
@@ -280,29 +278,19 @@ def verify_qemu_npt(vs: VectorSet, walker: Walker) -> Report:
     r = vs.registers
     cpu = CpuOptions.from_json(vs.options, vs.mode)
     mem = x86.platform(image)
-    mode = npt.guest_mode(r["cr0"], r["cr4"])
-    nested = nested_rules(r, cpu)
-    guest_cr3 = CR3.get(r["cr3"], "ADDR") << 12
-    lanes = vs.lanes()
-    harness = npt.harness_walker(mem, guest_cr3, mode, nested, cpu.maxphyaddr).translate_many(*lanes)
-    as_set = Walker(mem, paging_rules(r, cpu), stage2=Walker(mem, nested)).translate_many(*lanes)
-    probed: list[int] = []
-    for n, c in enumerate(vs.cases):
-        if n in wrong:
-            continue
-        if c.reason == Reason.PA_OUTSIDE_MEMORY.label and c.access == "execute":
-            report.deviations[x86.FETCH_NO_RAM] += 1
-        elif npt.expected(harness, n, c.access, mem) != npt.expected(as_set, n, c.access, mem):
-            report.deviations[NOT_PROBED_GUEST] += 1
-        else:
-            probed.append(n)
-    run = svm.run_npt_probes(image, guest_cr3, CR3.get(r["ncr3"], "ADDR") << 12,
+    t = Walker(mem, paging_rules(r, cpu), stage2=Walker(mem, nested_rules(r, cpu))).translate_many(*vs.lanes())
+    probed = [n for n, c in enumerate(vs.cases) if n not in wrong
+              and not (c.reason == Reason.PA_OUTSIDE_MEMORY.label and c.access == "execute")]
+    unprobed = len(vs.cases) - len(wrong) - len(probed)
+    run = svm.run_npt_probes(image, CR3.get(r["cr3"], "ADDR") << 12, CR3.get(r["ncr3"], "ADDR") << 12,
                              [svm.NptProbeCase(vs.cases[n].va, vs.cases[n].access, vs.cases[n].privilege)
-                              for n in probed], maxphyaddr=cpu.maxphyaddr, guest=mode)
+                              for n in probed], maxphyaddr=cpu.maxphyaddr, guest=npt.guest_mode(r))
     report.agree.clear()
+    if unprobed:
+        report.deviations[x86.FETCH_NO_RAM] = unprobed
     for n, got in zip(probed, run.results, strict=True):
-        c, reason = vs.cases[n], Reason(int(harness.reason[n]))
-        apm = npt.expected(harness, n, c.access, mem)
+        c, reason = vs.cases[n], Reason(int(t.reason[n]))
+        apm = npt.expected(t, n, c.access, mem)
         want, why = (None, None) if apm is None else npt.tcg_deviation(apm, reason)
         agrees = want is not None and npt.comparable(got, c.access) == npt.comparable(want, c.access)
         _count(report, n, c, None if agrees else f"walker on QEMU's platform {reason.label} {want}, QEMU {got}",

@@ -11,12 +11,11 @@ walk runs too), where the APM (8.4.2) and the SDM (Vol. 3A 4.7) set P=1: the ent
 
 from __future__ import annotations
 
-from ...arch.x86_64 import CR0, CR4, PTE_4K, NptRules, X86Rules
+from ...arch.x86_64 import CR0, CR4, EFER, PTE_4K, RFLAGS, NptRules, X86Rules
 from ...arch.x86_64.npt import NESTED_PAGE_FAULT
 from ...arch.x86_64.walk import GENERAL_PROTECTION, PAGE_FAULT
 from ...physmem import PhysMem
-from ...translation import WalkRules
-from ...walker import Reason, Translations, Walker
+from ...walker import Reason, Translations
 from . import svm
 from .deviations import tcg_deviation as one_stage_deviation
 from .layout import RAM_BASE
@@ -64,13 +63,12 @@ def comparable(r: NptProbeResult, access: str) -> NptProbeResult:
     return NptProbeResult(r.exit_code, r.exitinfo1, r.exitinfo2, 0)
 
 
-def guest_mode(cr0: int, cr4: int) -> GuestMode:
-    """The harness's guest nearest a set's guest CR0 and CR4: their CR0.WP and CR4.LA57 (the rest of the
-    harness guest's registers is fixed: svm.GUEST_CR0, GUEST_CR4, GUEST_EFER, RFLAGS 0x2, PKRU 0)."""
-    return GuestMode(la57=bool(CR4.get(cr4, "LA57")), wp=bool(CR0.get(cr0, "WP")))
-
-
-def harness_walker(mem: PhysMem, guest_cr3: int, mode: GuestMode, nested: WalkRules, maxphyaddr: int) -> Walker:
-    """The walker that predicts the harness's guest (`mode`, root at guest-physical `guest_cr3`, MAXPHYADDR
-    `maxphyaddr`) over the nested rules `nested`, both walks in `mem`."""
-    return Walker(mem, X86Rules(guest_cr3, mode.options(maxphyaddr)), stage2=Walker(mem, nested))
+def guest_mode(registers: dict[str, int]) -> GuestMode:
+    """The harness's guest for a set's guest registers: CR4.LA57, CR0.WP, CR4.SMEP/SMAP/PKE, EFER.NXE,
+    RFLAGS.AC and PKRU as they are (the rest of the harness guest's registers is fixed: svm.GUEST_CR0,
+    GUEST_CR4, GUEST_EFER; IA32_PAT, which no probe observes, is the reset one)."""
+    r = registers
+    return GuestMode(la57=bool(CR4.get(r["cr4"], "LA57")), wp=bool(CR0.get(r["cr0"], "WP")),
+                     smep=bool(CR4.get(r["cr4"], "SMEP")), smap=bool(CR4.get(r["cr4"], "SMAP")),
+                     pke=bool(CR4.get(r["cr4"], "PKE")), nxe=bool(EFER.get(r["efer"], "NXE")),
+                     ac=bool(RFLAGS.get(r.get("rflags", 0), "AC")), pkru=r.get("pkru", 0))
