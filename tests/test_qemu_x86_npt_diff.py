@@ -22,7 +22,8 @@ Every configuration is probed with loads, stores and fetches at guest CPL 0 and 
 guest #PF by #VMEXIT 0x4E with EXITINFO1 = `error_code` and EXITINFO2 = `cr2`, a nested fault by #VMEXIT
 0x400 with EXITINFO1/EXITINFO2 = `exitinfo1`/`exitinfo2`.
 
-The only differences allowed are named, counted and must occur exactly where predicted:
+The only differences allowed are named, counted and must occur exactly where predicted (the predictions are
+the library's, pagetable/vectors/x86_64/npt_deviations.py, which `vectors verify --qemu` uses too):
 - TCG_RSVD_P0: a reserved-bit fault has P=0 in its error code (guest #PF and nested EXITINFO1 alike),
   where the SDM (4.7, Table 4-24) and the APM (8.4.2, the page-fault error code: P=0 only for a
   not-present page, and an entry with a reserved bit set is present) set P=1: `do_fault_rsvd` in
@@ -38,17 +39,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from pagetable.arch.x86_64 import NPT4, PAGING4, PAGING5, PTE_4K, NptRules, X86Rules
-from pagetable.arch.x86_64.npt import EXITINFO1_FINAL, EXITINFO1_TABLE, NESTED_PAGE_FAULT
-from pagetable.arch.x86_64.walk import ERROR_P, ERROR_RSVD, GENERAL_PROTECTION, PAGE_FAULT, X86Options
+from pagetable import registry
+from pagetable.arch.x86_64 import CR4, NPT4, PAGING4, PAGING5, PTE_4K, NptRules, X86Rules
+from pagetable.arch.x86_64.npt import EXITINFO1_FINAL, EXITINFO1_TABLE
+from pagetable.arch.x86_64.walk import ERROR_P, ERROR_RSVD, X86Options
 from pagetable.flags import MappingFlags as F
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
 from pagetable.vectors.x86_64 import svm
-from pagetable.vectors.x86_64.layout import RAM_BASE, RAM_SIZE, tag, tag_memory
+from pagetable.vectors.x86_64.deviations import TCG_RSVD_P0
+from pagetable.vectors.x86_64.layout import RAM_BASE, RAM_SIZE, tag_memory
+from pagetable.vectors.x86_64.npt_deviations import EXIT_GP, comparable, expected, guest_mode, tcg_deviation
 from pagetable.vectors.x86_64.svm import GuestMode, NptProbeCase, NptProbeResult
-from pagetable.walker import Access, Privilege, Reason, Translations, Walker
+from pagetable.walker import Access, Privilege, Reason, Walker
 
 from .conftest import require_qemu_x86
 
@@ -61,8 +65,6 @@ GUEST_FRAMES = 192                               # guest table frames the nested
 P, RW, US, XD = (PTE_4K.mask(n) for n in ("P", "R/W", "U/S", "XD"))
 RWX, USER_RWX = F.READ | F.WRITE | F.EXECUTE, F.READ | F.WRITE | F.EXECUTE | F.USER
 ACCESSES = [(a, p) for a in ("read", "write", "execute") for p in ("supervisor", "user")]
-TCG_RSVD_P0 = "QEMU 7.2 TCG: a reserved-bit fault has P=0 (do_fault_rsvd, target/i386/tcg/sysemu/excp_helper.c)"
-EXIT_GP = svm.EXIT_EXCP_BASE + 13
 
 # The outcomes the configurations make (the walker's, which QEMU must match): 5-level paging has one more
 # guest level to be not present, and one more guest table (the PML4) whose nested page is poked.
@@ -184,37 +186,6 @@ class Scene:
                                                        X86Options(maxphyaddr=MAXPHYADDR, nxe=self.host_nxe))))
 
 
-def expected(t: Translations, n: int, access: str) -> NptProbeResult:
-    """What the APM says lane `n` ends in: success (the tag of the PA; the VA for a fetch), or the #VMEXIT
-    with its EXITINFO1 and EXITINFO2."""
-    reason = Reason(int(t.reason[n]))
-    if reason == Reason.OK:
-        return NptProbeResult(None, 0, 0, int(t.va[n]) if access == "execute" else tag(int(t.pa[n])))
-    if int(t.stage[n]) == 2:
-        assert NptRules(RAM_BASE).fault_kind(reason) == NESTED_PAGE_FAULT, reason.label
-        return NptProbeResult(svm.EXIT_NPF, int(t.syndrome["exitinfo1"][n]), int(t.syndrome["exitinfo2"][n]), 0)
-    kind = X86Rules(0).fault_kind(reason)
-    if kind == GENERAL_PROTECTION:
-        return NptProbeResult(EXIT_GP, 0, 0, 0)
-    assert kind == PAGE_FAULT, reason.label
-    return NptProbeResult(svm.EXIT_PF, int(t.syndrome["error_code"][n]), int(t.syndrome["cr2"][n]), 0)
-
-
-def deviation(want: NptProbeResult, reason: Reason) -> tuple[NptProbeResult, str | None]:
-    """The QEMU 7.2 TCG answer for what the APM says: P=0 in a reserved-bit fault's error code."""
-    if reason == Reason.RESERVED and want.exit_code in (svm.EXIT_PF, svm.EXIT_NPF):
-        return NptProbeResult(want.exit_code, want.exitinfo1 & ~ERROR_P, want.exitinfo2, 0), TCG_RSVD_P0
-    return want, None
-
-
-def comparable(r: NptProbeResult, access: str) -> NptProbeResult:
-    """A result as compared: A/D cleared in a loaded value; a failed access's value and RIP dropped."""
-    if r.exit_code is None:
-        value = r.value if access == "execute" else r.value & ~(PTE_4K.mask("A", "D"))
-        return NptProbeResult(None, 0, 0, value)
-    return NptProbeResult(r.exit_code, r.exitinfo1, r.exitinfo2, 0)
-
-
 @pytest.fixture(scope="module", params=list(OUTCOMES),
                 ids=["4-level", "5-level", "4-level, CR0.WP=0", "4-level, host EFER.NXE=0"])
 def npt_run(request: pytest.FixtureRequest) -> tuple[Scene, list[tuple[str, NptProbeCase]], list[NptProbeResult]]:
@@ -247,7 +218,9 @@ def test_two_stage_walks_agree_with_qemu_tcg_under_svm(
     mismatches = []
     for n, ((name, case), got) in enumerate(zip(chunk, results, strict=True)):
         reason = Reason(int(t.reason[n]))
-        want, why = deviation(expected(t, n, case.access), reason)
+        apm = expected(t, n, case.access, scene.mem)
+        assert apm is not None, reason.label            # every scene's table and page is in RAM
+        want, why = tcg_deviation(apm, reason)
         if why is not None:
             named[why] += 1
         kinds[_kind(want)] += 1
@@ -290,9 +263,9 @@ def test_nested_faults_on_guest_tables_are_user_writes_even_for_reads(
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_generated_npt_vector_sets_agree_with_qemu(seed: int) -> None:
-    """Every case of a generated `x86_64-4level+npt` set, run as a guest access under SVM. The harness's
-    guest runs without SMEP, SMAP and protection keys (the set's CR4 has them): the walker is configured as
-    the harness's guest is, with the set's nested registers, and both stages' outcomes are compared."""
+    """Every case of a generated `x86_64-4level+npt` set, run as a guest access under SVM with the set's
+    guest registers (CR0.WP, CR4.SMEP/SMAP/PKE, EFER.NXE, RFLAGS.AC, PKRU: `guest_mode`) and nested
+    registers, and compared with the set's own walker: both stages' outcomes, protection keys included."""
     from pagetable.vectors.x86_64.gen import generate_x86
 
     require_qemu_x86()
@@ -300,19 +273,21 @@ def test_generated_npt_vector_sets_agree_with_qemu(seed: int) -> None:
     (region,) = vs.mem.regions
     assert region.base == RAM_BASE
     r = vs.registers
-    guest_cr3 = r["cr3"] & ~0xFFF
-    cases = [NptProbeCase(c.va, c.access, c.privilege) for c in vs.cases if c.reason != "non-canonical"]
-    run = svm.run_npt_probes(region.data.tobytes(), guest_cr3, r["ncr3"] & ~0xFFF, cases, maxphyaddr=MAXPHYADDR)
-    walker = Walker(vs.mem, X86Rules(guest_cr3, X86Options(maxphyaddr=MAXPHYADDR), pat=r["pat"]),
-                    stage2=Walker(vs.mem, NptRules(r["ncr3"], X86Options(maxphyaddr=MAXPHYADDR), pat=r["host_pat"])))
-    t = walker.translate_many([c.va for c in cases], [Access.parse(c.access) for c in cases],
-                              [Privilege.parse(c.privilege) for c in cases])
+    cases = [NptProbeCase(c.va, c.access, c.privilege) for c in vs.cases]
+    run = svm.run_npt_probes(region.data.tobytes(), r["cr3"] & ~0xFFF, r["ncr3"] & ~0xFFF, cases,
+                             maxphyaddr=MAXPHYADDR, guest=guest_mode(r))
+    t = registry.walker_for(vs).translate_many(*vs.lanes())
     kinds, mismatches = Counter[str](), []
     for n, (case, got) in enumerate(zip(cases, run.results, strict=True)):
-        want, _ = deviation(expected(t, n, case.access), Reason(int(t.reason[n])))
+        apm = expected(t, n, case.access, vs.mem)
+        assert apm is not None, Reason(int(t.reason[n])).label
+        want, _ = tcg_deviation(apm, Reason(int(t.reason[n])))
         kinds[_kind(want)] += 1
         if comparable(got, case.access) != comparable(want, case.access):
             mismatches.append(f"{case.access} {case.privilege} at {case.va:#x}: walker {want}, QEMU {got} "
                               f"({Reason(int(t.reason[n])).label})")
     assert not mismatches, f"{len(mismatches)} of {len(cases)} differ:\n" + "\n".join(mismatches[:40])
-    assert {"ok", "#PF", "NPF final", "NPF table"} <= set(kinds), kinds
+    assert {"ok", "#PF", "NPF final", "NPF table", "#GP"} <= set(kinds), kinds
+    reasons = Counter(c.reason for c in vs.cases)
+    assert reasons["protection-key"] > 0 and r["cr4"] & CR4.mask("SMEP", "SMAP", "PKE") == CR4.mask("SMEP", "SMAP",
+                                                                                                     "PKE")

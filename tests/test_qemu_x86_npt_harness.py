@@ -132,6 +132,11 @@ def test_the_stub_maps_its_guest_page_through_both_stages_and_itself_identity() 
     assert (t.ok, t.pa, t.gpa) == (True, base + sym["snip_fetch"], (nslot << 39) + base + sym["snip_fetch"])
     assert w.translate(snippet, "read", "supervisor").ok
     assert w.translate(snippet, "write", "supervisor").fault == PAGE_FAULT
+    # CPL 0 runs the snippets on the page after, a supervisor alias (SMEP forbids CPL 0 fetches from user pages)
+    alias = svm._snippet_va("snip_fetch", x86.slot_base(gslot, False), "supervisor")
+    t = w.translate(alias, "execute", "supervisor")
+    assert alias == snippet + 4096 and (t.ok, t.pa) == (True, base + sym["snip_fetch"])
+    assert w.translate(alias, "read", "user").fault == PAGE_FAULT
     state = Walker(mem, NptRules(nested.root_paddr)).translate((nslot << 39) + base + 0x3000, "write", "user")
     assert state.ok and state.pa == base + 0x3000
     host_cr3 = mem.read_u64(base + sym["state"])                              # ST_HOST_CR3, the first field
@@ -141,15 +146,15 @@ def test_the_stub_maps_its_guest_page_through_both_stages_and_itself_identity() 
     vmcb = stub.blob.find(svm.pack_vmcb(svm.guest_state(RAM_BASE, RAM_BASE + 0x1000)))
     assert vmcb > 0 and vmcb % 4096 == 0
     records = svm._CASE.unpack(stub.blob, stub.blob.find(struct.pack("<Q", 0x8) + struct.pack(
-        "<Q", svm._snippet_va("snip_read", x86.slot_base(gslot, False)))))
-    assert records["RIP2"] == svm._snippet_va("snip_write", x86.slot_base(gslot, False)) and records["CPL"] == 3
+        "<Q", svm._snippet_va("snip_read", x86.slot_base(gslot, False), "user"))))
+    assert records["RIP2"] == svm._snippet_va("snip_write", x86.slot_base(gslot, False), "user") and records["CPL"] == 3
     assert records["CS"] >> 16 == 0xAFB and records["SS"] & 0xFFFF == x86.USER_DS | 3
 
 
 def test_result_records_are_read_as_successes_or_exits() -> None:
     require_toolchain_x86()
     base = x86.slot_base(7, False)
-    done = svm._snippet_va("read_done", base)
+    done = svm._snippet_va("read_done", base, "supervisor")
 
     def rec(code: int, rip: int, info1: int = 0, info2: int = 0, value: int = 0) -> dict[str, int]:
         return {"EXIT_CODE": code, "EXITINFO1": info1, "EXITINFO2": info2, "RIP": rip, "VALUE": value}
@@ -205,7 +210,11 @@ def test_tcg_has_svm_with_nested_paging_and_a_cpu_without_svm_is_refused() -> No
 def test_guest_modes_are_real_register_values() -> None:
     """The guest's CR0/CR4 for each GuestMode (15.5.1 loads them from the VMCB as they are) and the walk
     options the test gives the library for the same guest."""
-    assert (svm.GuestMode().cr0, svm.GuestMode().cr4) == (0x8001_0033, 0x20)
+    assert (svm.GuestMode().cr0, svm.GuestMode().cr4, svm.GuestMode().efer) == (0x8001_0033, 0x20, 0x1D00)
+    chosen = svm.GuestMode(smep=True, smap=True, pke=True, nxe=False, ac=True, pkru=0x420)
+    assert (chosen.cr4, chosen.efer, chosen.rflags) == (0x70_0020, 0x1500, 0x4_0002)      # SMEP|SMAP|PKE; no NXE
+    o = chosen.options(40)
+    assert (o.smep, o.smap, o.pke, o.pkru, o.nxe, o.ac) == (True, True, True, 0x420, False, True)
     assert (svm.GuestMode(wp=False).cr0, svm.GuestMode(la57=True).cr4) == (0x8000_0033, 0x1020)
     o = svm.GuestMode(la57=True, wp=False).options(40)
     assert (o.la57, o.wp, o.nxe, o.maxphyaddr) == (True, False, True, 40)

@@ -2,7 +2,8 @@
 root entry that cases walk through, one with a bit flipped in a data word no case reads (only the image's
 SHA-256 shows it), a hand-edited vectors.json, a file without digests; and with --qemu, the Sv39 set run on
 qemu-system-riscv64, an x86_64-4level set on qemu-system-x86_64 (TCG) and an aarch64-4k-48 set on
-qemu-system-aarch64, with QEMU 7.2's deviations counted as the differential tests count them."""
+qemu-system-aarch64, with QEMU 7.2's deviations counted as the differential tests count them (the two-stage
+modes: tests/test_vectors_verify_nested.py)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _copy(src: Path, dst: Path) -> Path:
+def copy_set(src: Path, dst: Path) -> Path:
     for name in ("mem.bin", "vectors.json"):
         (dst / name).write_bytes((src / name).read_bytes())
     return dst
@@ -48,7 +49,7 @@ def _flip(path: Path, offset: int, bit: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def _verify(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str]]:
+def verify(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str]]:
     capsys.readouterr()
     status = main(["vectors", "verify", *argv])
     out = capsys.readouterr()
@@ -56,15 +57,15 @@ def _verify(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[s
 
 
 def test_a_clean_set_verifies(clean: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _verify(capsys, str(clean)) == (0, CLEAN)
+    assert verify(capsys, str(clean)) == (0, CLEAN)
 
 
 def test_a_flipped_bit_in_a_root_entry_is_caught(clean: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    d = _copy(clean, tmp_path)
+    d = copy_set(clean, tmp_path)
     assert VectorSet.read(d).mem.read_u64(0x8000_0000 + ROOT_ENTRY_9) == 0x2000_0801    # V=1, a pointer
     _flip(d / "mem.bin", ROOT_ENTRY_9, 0)                                             # V=0
-    status, lines = _verify(capsys, str(d), "--shown", "2")
+    status, lines = verify(capsys, str(d), "--shown", "2")
     assert status == 1
     assert lines[0] == "image mem.bin: differs from the sha256 in vectors.json"
     assert lines[1:4] == ["walker access-fault: 10 agree, 0 disagree",
@@ -81,9 +82,9 @@ def test_a_flipped_bit_in_a_root_entry_is_caught(clean: Path, tmp_path: Path,
 
 
 def test_json_report(clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    d = _copy(clean, tmp_path)
+    d = copy_set(clean, tmp_path)
     _flip(d / "mem.bin", ROOT_ENTRY_9, 0)
-    status, lines = _verify(capsys, str(d), "--json", "--shown", "1")
+    status, lines = verify(capsys, str(d), "--json", "--shown", "1")
     doc = json.loads(lines[0])
     assert status == 1 and len(lines) == 1
     assert {k: v for k, v in doc.items() if k != "disagreements"} == {
@@ -95,20 +96,27 @@ def test_json_report(clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_a_flipped_data_bit_changes_no_case_but_the_digest(clean: Path, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    d = _copy(clean, tmp_path)
+    d = copy_set(clean, tmp_path)
     _flip(d / "mem.bin", DATA_WORD + 3, 5)
-    assert _verify(capsys, str(d)) == (1, ["image mem.bin: differs from the sha256 in vectors.json", *CLEAN[1:]])
+    assert verify(capsys, str(d)) == (1, ["image mem.bin: differs from the sha256 in vectors.json", *CLEAN[1:]])
 
 
-def test_a_hand_edited_case_is_caught(clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    d = _copy(clean, tmp_path)
+def edit_first_pa(d: Path) -> tuple[int, dict[str, str], int]:
+    """Add 0x1000 to the expected pa of the first translation in `d`'s vectors.json: (its index, the case as
+    now written, the pa it had)."""
     doc = json.loads((d / "vectors.json").read_text())
     n = next(k for k, c in enumerate(doc["cases"]) if "pa" in c)
     case = doc["cases"][n]
     pa = int(case["pa"], 16)
     case["pa"] = f"{pa + 0x1000:#x}"
     (d / "vectors.json").write_text(json.dumps(doc))
-    status, lines = _verify(capsys, str(d))
+    return n, case, pa
+
+
+def test_a_hand_edited_case_is_caught(clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = copy_set(clean, tmp_path)
+    n, case, pa = edit_first_pa(d)
+    status, lines = verify(capsys, str(d))
     assert status == 1
     assert lines[2] == "walker ok: 29 agree, 1 disagree"
     assert lines[4:] == [f"case {n}: {case['va']} {case['access']} {case['privilege']}: expected ({pa + 0x1000:#x}, "
@@ -118,14 +126,14 @@ def test_a_hand_edited_case_is_caught(clean: Path, tmp_path: Path, capsys: pytes
 
 def test_a_set_without_digests_is_read_and_says_so(clean: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    d = _copy(clean, tmp_path)
+    d = copy_set(clean, tmp_path)
     doc = json.loads((d / "vectors.json").read_text())
     del doc["memory"][0]["sha256"]
     (d / "vectors.json").write_text(json.dumps(doc))
-    assert _verify(capsys, str(d)) == (0, ["image mem.bin: not recorded", *CLEAN[1:]])
+    assert verify(capsys, str(d)) == (0, ["image mem.bin: not recorded", *CLEAN[1:]])
     doc["memory"][0]["sha256"] = "ABC"
     (d / "vectors.json").write_text(json.dumps(doc))
-    status, lines = _verify(capsys, str(d))
+    status, lines = verify(capsys, str(d))
     assert status == 2 and lines == [f"pagetable: error: {d / 'vectors.json'}: memory[0].sha256 must be 64 "
                                      "lowercase hex digits, not str 'ABC'"]
 
@@ -145,7 +153,7 @@ def test_qemu_agrees_but_for_its_named_deviations(clean: Path, capsys: pytest.Ca
     """The counts tests/test_qemu_riscv_diff.py's test_vector_file_expectations_match_qemu implies for this
     set: 3 Svade A/D faults QEMU does not raise, 6 PTE fetches outside RAM it reports as page faults."""
     require_qemu()
-    assert _verify(capsys, str(clean), "--qemu") == (0, QEMU_CLEAN)
+    assert verify(capsys, str(clean), "--qemu") == (0, QEMU_CLEAN)
 
 
 def test_qemu_with_a_flipped_data_bit_in_a_page_cases_read(clean: Path, tmp_path: Path,
@@ -153,17 +161,17 @@ def test_qemu_with_a_flipped_data_bit_in_a_page_cases_read(clean: Path, tmp_path
     """QEMU loads the word from the same (changed) image the expectation is read from, so the cases agree:
     the image's digest is what reports the change."""
     require_qemu()
-    d = _copy(clean, tmp_path)
+    d = copy_set(clean, tmp_path)
     pa = next(c.pa for c in VectorSet.read(d).cases if c.pa is not None and c.access == "read")
     _flip(d / "mem.bin", pa - 0x8000_0000 + 2, 0)                                         # bit 16: not A/D
-    assert _verify(capsys, str(d), "--qemu") == (1, ["image mem.bin: differs from the sha256 in vectors.json",
+    assert verify(capsys, str(d), "--qemu") == (1, ["image mem.bin: differs from the sha256 in vectors.json",
                                                      *QEMU_CLEAN[1:]])
 
 
 def test_qemu_missing_is_one_line(clean: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    status, lines = _verify(capsys, str(clean), "--qemu")
+    status, lines = verify(capsys, str(clean), "--qemu")
     assert status == 2 and len(lines) == 1 and lines[0].startswith("pagetable: error: --qemu: qemu-system-riscv64 "
                                                                    "not found"), lines
     assert "Debian package" in lines[0]
@@ -174,7 +182,7 @@ def test_qemu_x86_agrees_but_for_its_named_deviations(tmp_path: Path, capsys: py
     outside RAM (13) less the unprobed fetch, TCG_RSVD_P0 = every reserved-bit fault."""
     require_qemu_x86()
     assert main(["vectors", "generate", "--mode", "x86_64-4level", "--seed", "1", "--out", str(tmp_path)]) == 0
-    assert _verify(capsys, str(tmp_path), "--qemu") == (0, [
+    assert verify(capsys, str(tmp_path), "--qemu") == (0, [
         "image mem.bin: matches",
         "qemu general-protection: 12 agree, 0 disagree",
         "qemu no-memory: 12 agree, 0 disagree",
@@ -195,7 +203,7 @@ def test_qemu_aarch64_agrees_but_for_its_named_deviations(tmp_path: Path,
     the set puts its 'outside RAM' addresses."""
     require_qemu_aarch64()
     assert main(["vectors", "generate", "--mode", "aarch64-4k-48", "--seed", "1", "--out", str(tmp_path)]) == 0
-    assert _verify(capsys, str(tmp_path), "--qemu") == (0, [
+    assert verify(capsys, str(tmp_path), "--qemu") == (0, [
         "image mem.bin: matches",
         "qemu access-flag: 24 agree, 0 disagree",
         "qemu address-size: 60 agree, 0 disagree",
@@ -209,9 +217,12 @@ def test_qemu_aarch64_agrees_but_for_its_named_deviations(tmp_path: Path,
         "468 agree, 0 disagree, 39 named deviations"])
 
 
-def test_qemu_on_a_mode_it_does_not_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["vectors", "generate", "--mode", "sv39x4", "--seed", "1", "--out", str(tmp_path)]) == 0
-    status, lines = _verify(capsys, str(tmp_path), "--qemu")
-    assert status == 2 and len(lines) == 1 and lines[0].startswith("pagetable: error: --qemu runs sv39, sv48, sv57, "
-                                                                   "x86_64-4level, x86_64-5level, aarch64-")
-    assert lines[0].endswith(" sets (RISC-V without Svpbmt/Svnapot), not riscv64 sv39x4")
+def test_qemu_on_a_set_it_does_not_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Svpbmt: the harness's hart is QEMU's `-cpu rv64`, without it (the modes QEMU lacks something for are
+    tests/test_vectors_verify_nested.py's)."""
+    assert main(["vectors", "generate", "--mode", "sv39", "--svpbmt", "--seed", "1", "--out", str(tmp_path)]) == 0
+    status, lines = verify(capsys, str(tmp_path), "--qemu")
+    assert status == 2 and len(lines) == 1 and lines[0].startswith(
+        "pagetable: error: --qemu runs sv39, sv48, sv57, sv39x4, sv48x4, sv57x4, sv39+sv39x4, sv48+sv48x4, "
+        "sv57+sv57x4, x86_64-4level, x86_64-5level, x86_64-4level+npt, aarch64-"), lines
+    assert lines[0].endswith(" sets (RISC-V without Svpbmt/Svnapot), not riscv64 sv39")

@@ -18,15 +18,7 @@ from ..vectors.coverage import coverage_lines
 from ..vectors.qemu import QemuFailed, QemuUnavailable, ToolchainFailed, ToolchainUnavailable
 from ..vectors.spec import read_spec
 from ..vectors.updates import after_accesses
-from ..vectors.verify import (
-    QEMU_MODES,
-    check_images,
-    show,
-    verify_qemu,
-    verify_qemu_aarch64,
-    verify_qemu_x86,
-    verify_walker,
-)
+from ..vectors.verify import check_images, qemu_refusal, show, verify_qemu_set, verify_walker
 from ..walker import Walker
 from .common import NOTES_SHOWN, Parser, number
 
@@ -158,13 +150,11 @@ def cmd_verify(ns: argparse.Namespace) -> int:
     walker or (with --qemu) QEMU; exit 1 on a disagreement that is not a named deviation, or a changed image."""
     vs = VectorSet.read(ns.dir)
     if ns.qemu:
-        if vs.mode not in QEMU_MODES or vs.options.get("svpbmt") or vs.options.get("svnapot"):
-            raise PagetableError(f"--qemu runs {', '.join(QEMU_MODES)} sets (RISC-V without Svpbmt/Svnapot), "
-                                 f"not {vs.arch} {vs.mode}")
+        refusal = qemu_refusal(vs)
+        if refusal is not None:
+            raise PagetableError(refusal)
         try:
-            walker = registry.walker_for(vs)
-            report = verify_qemu(vs) if vs.arch == "riscv64" else verify_qemu_x86(vs, walker) \
-                if vs.arch == "x86_64" else verify_qemu_aarch64(vs, walker)
+            report = verify_qemu_set(vs, registry.walker_for(vs))
         except (QemuUnavailable, ToolchainUnavailable, QemuFailed, ToolchainFailed, ValueError) as exc:
             raise PagetableError(f"--qemu: {exc}") from None
     else:
@@ -239,7 +229,8 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> None:
     c.set_defaults(func=cmd_check)
     v = vec.add_parser("verify", help="check a vector set's images and every case, on the walker or QEMU")
     v.add_argument("dir")
-    v.add_argument("--qemu", action="store_true", help="run every case on QEMU (RISC-V sv39/sv48/sv57)")
+    v.add_argument("--qemu", action="store_true", help="run every case on QEMU 7.2 (every RISC-V and AArch64 "
+                   "mode, x86_64-4level, -5level, -4level+npt; docs/vectors.md)")
     v.add_argument("--shown", type=number, default=20, help="disagreements shown in detail (default 20)")
     v.add_argument("--json", action="store_true", help="print the report as one JSON object")
     v.set_defaults(func=cmd_verify)

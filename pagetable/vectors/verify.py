@@ -1,6 +1,7 @@
 """`pagetable vectors verify`: check a vector set against the walker, its images against their recorded
-digests, and (RISC-V Sv39/Sv48/Sv57, x86-64 4- and 5-level paging) every case against QEMU 7.2's MMU
-(docs/vectors.md, "Verifying a vector set").
+digests, and (every RISC-V mode without Svpbmt/Svnapot, x86-64 4- and 5-level paging and a 4-level guest
+over AMD nested paging, every AArch64 mode) every case against QEMU 7.2's MMU (docs/vectors.md, "Verifying
+a vector set").
 
 Without QEMU, every case is walked again on the set's own image (`expected_cases`) and compared field by
 field, as `vectors check` does; the report counts agreements and disagreements by the expected outcome
@@ -9,10 +10,14 @@ through changes that case; one flipped where no case looks (a data word) changes
 SHA-256 (recorded in `memory[].sha256` when the set was written) is checked too.
 
 With QEMU, each case's access is performed for real by the harnesses (pagetable/vectors/riscv/qemu.py:
-loads and stores with MPRV from M-mode, fetches by mret; pagetable/vectors/x86_64/qemu.py: accesses at CPL
-0 and 3 under the set's registers, on TCG) and its trap or value compared; QEMU 7.2's known deviations from
-the manuals are named and counted, not failures (pagetable/vectors/riscv/deviations.py,
-pagetable/vectors/x86_64/deviations.py).
+loads and stores with MPRV from M-mode, fetches by mret, and in the two-stage modes HLV/HSV and mret with
+MPV=1 on `-cpu rv64,h=true`; pagetable/vectors/x86_64/qemu.py: accesses at CPL 0 and 3 under the set's
+registers, on TCG; pagetable/vectors/x86_64/svm.py: guest accesses under SVM with nested paging;
+pagetable/vectors/aarch64/deviations.py: AT and real accesses) and its trap or value compared; QEMU 7.2's
+known deviations from the manuals are named and counted, not failures, and only where predicted
+(pagetable/vectors/riscv/deviations.py, riscv/hypervisor_deviations.py, x86_64/deviations.py,
+x86_64/npt_deviations.py, aarch64/deviations.py). `qemu_refusal` names what QEMU lacks for the modes it
+cannot run: EPT (TCG has no VMX) and nested paging alone (a guest with paging off reaches 4 GiB).
 """
 
 from __future__ import annotations
@@ -25,25 +30,39 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..arch.riscv_sv39 import PTE, faults
+from ..arch.x86_64 import CR3
 from ..errors import PagetableError
 from ..walker import Access, Reason, Walker
 from .aarch64 import deviations as a64
 from .aarch64.modes import VECTOR_MODES as AARCH64_MODES
 from .expected import expected_cases
+from .riscv import hypervisor_deviations as rvh
 from .riscv.deviations import DEVICE_SPACE_END, QEMU_AD, QEMU_DEVICE, qemu_cause
+from .riscv.modes import VECTOR_MODES as RISCV_MODES
 from .riscv.modes import walker_for as riscv_walker_for
 from .riscv.qemu import RAM_BASE as RISCV_RAM_BASE
 from .riscv.qemu import ProbeCase, run_probes
 from .schema import Case, VectorSet
 from .x86_64 import deviations as x86
+from .x86_64 import npt_deviations as npt
 from .x86_64 import qemu as x86_qemu
+from .x86_64 import svm
 from .x86_64.layout import RAM_BASE as X86_RAM_BASE
 from .x86_64.layout import RAM_SIZE as X86_RAM_SIZE
+from .x86_64.modes import CpuOptions, nested_rules, paging_rules
 
 AD_BITS = PTE.mask("A", "D")
-QEMU_MODES = ("sv39", "sv48", "sv57", "x86_64-4level", "x86_64-5level", *AARCH64_MODES)
-"""The modes `--qemu` runs: RISC-V single-stage without Svpbmt and Svnapot (the harness runs the hart as
-QEMU's `-cpu rv64`), x86-64 4- and 5-level paging (TCG), and every AArch64 mode."""
+QEMU_MODES = (*RISCV_MODES, "x86_64-4level", "x86_64-5level", "x86_64-4level+npt", *AARCH64_MODES)
+"""The modes `--qemu` runs: every RISC-V mode without Svpbmt and Svnapot (the harness runs the hart as
+QEMU's `-cpu rv64`, with `h=true` for the two-stage modes), x86-64 4- and 5-level paging and a 4-level
+guest over AMD nested paging (TCG), and every AArch64 mode."""
+QEMU_LACKS = {
+    "x86_64-ept4": "EPT needs VMX (Intel VT-x), which QEMU 7.2's TCG does not emulate (it has SVM only)",
+    "x86_64-4level+ept4": "EPT needs VMX (Intel VT-x), which QEMU 7.2's TCG does not emulate (it has SVM only)",
+    "x86_64-npt": ("nested paging alone needs a guest with paging off, which runs in 32-bit mode (long mode needs "
+                   "CR0.PG) and reaches only 4 GiB of the set's guest-physical addresses"),
+}
+"""The modes `--qemu` refuses, with what QEMU's machine lacks to run them."""
 _REASONS = {r.label: r for r in Reason}          # a case's (informative) reason, by its label
 DIFFERS = "differs from the sha256 in vectors.json"
 
@@ -137,6 +156,22 @@ def verify_walker(vs: VectorSet, walker: Walker, attributes: bool) -> Report:
     return report
 
 
+def _count(report: Report, n: int, c: Case, disagreement: str | None, deviations: Sequence[str] = ()) -> None:
+    """Count case `n` under its expected outcome: as agreeing, with the named deviations that explain it,
+    or (with a `disagreement`) as disagreeing, with that shown."""
+    if disagreement is not None:
+        report.disagree[outcome_kind(c)] += 1
+        report.details.append((n, f"{c.va:#x} {c.access} {c.privilege}: {disagreement}"))
+        return
+    report.agree[outcome_kind(c)] += 1
+    report.deviations.update(deviations)
+
+
+def _x86_names(c: Case, why: str | None) -> list[str]:
+    """The named deviations of an x86 case QEMU agreed on: NO_RAM for a `no-memory` case, and TCG's `why`."""
+    return ([x86.NO_RAM] if c.fault == "no-memory" else []) + ([why] if why else [])
+
+
 def qemu_mismatch(vs: VectorSet, n: int, cause: int | None, tval: int, value: int,
                   updated_cause: dict[int, int | None] | None = None) -> tuple[str | None, str | None]:
     """Compare case `n` with what QEMU's hart did (mcause or None, mtval, the value loaded or mepc):
@@ -182,10 +217,8 @@ def svadu_causes(vs: VectorSet) -> dict[int, int | None]:
 def verify_qemu(vs: VectorSet) -> Report:
     """Run every case of a RISC-V Sv39/48/57 set on qemu-system-riscv64 and compare. Raises the harness's
     QemuUnavailable/ToolchainUnavailable when QEMU or binutils are missing."""
-    if len(vs.mem.regions) != 1 or vs.mem.regions[0].base != RISCV_RAM_BASE:
-        raise PagetableError(f"--qemu loads one image at {RISCV_RAM_BASE:#x}, QEMU's RAM, not {vs.mem.describe()}")
+    image = _one_image(vs, RISCV_RAM_BASE)
     report = Report("qemu")
-    image = vs.mem.regions[0].data.tobytes()
     sum_, mxr = bool(vs.options.get("sum")), bool(vs.options.get("mxr"))      # mstatus as the set assumes
     reached = riscv_walker_for(vs).beyond_ram().translate_many(*vs.lanes())
     device = (reached.reason == Reason.OK) & (reached.pa < DEVICE_SPACE_END)
@@ -196,15 +229,99 @@ def verify_qemu(vs: VectorSet) -> Report:
                                                                  vs.cases[n].privilege, sum_, mxr) for n in probed])
     updated = svadu_causes(vs)
     for n, got in zip(probed, results, strict=True):
-        c = vs.cases[n]
         diff, deviation = qemu_mismatch(vs, n, got.cause, got.tval, got.value, updated)
-        if diff is not None:
-            report.disagree[outcome_kind(c)] += 1
-            report.details.append((n, f"{c.va:#x} {c.access} {c.privilege}: {diff}"))
+        _count(report, n, vs.cases[n], diff, [deviation] if deviation is not None else [])
+    return report
+
+
+def qemu_refusal(vs: VectorSet) -> str | None:
+    """Why `--qemu` cannot run a vector set, in one line (None when it can)."""
+    if vs.mode in QEMU_LACKS:
+        return f"--qemu cannot run {vs.arch} {vs.mode}: {QEMU_LACKS[vs.mode]}"
+    if vs.mode not in QEMU_MODES or vs.options.get("svpbmt") or vs.options.get("svnapot"):
+        return f"--qemu runs {', '.join(QEMU_MODES)} sets (RISC-V without Svpbmt/Svnapot), not {vs.arch} {vs.mode}"
+    return None
+
+
+def verify_qemu_set(vs: VectorSet, walker: Walker) -> Report:
+    """Run a vector set of a mode `--qemu` runs (`qemu_refusal` says None) on its architecture's QEMU, with
+    the walker that computes its expectations."""
+    if vs.arch == "riscv64":
+        return verify_qemu_riscv_h(vs, walker) if "hgatp" in vs.registers else verify_qemu(vs)
+    if vs.arch == "x86_64":
+        return verify_qemu_npt(vs, walker) if "ncr3" in vs.registers else verify_qemu_x86(vs, walker)
+    return verify_qemu_aarch64(vs, walker)
+
+
+def _one_image(vs: VectorSet, base: int) -> bytes:
+    """The set's image, which the harness loads at `base` (its machine's RAM)."""
+    if len(vs.mem.regions) != 1 or vs.mem.regions[0].base != base:
+        raise PagetableError(f"--qemu loads one image at {base:#x}, QEMU's RAM, not {vs.mem.describe()}")
+    return vs.mem.regions[0].data.tobytes()
+
+
+def verify_qemu_riscv_h(vs: VectorSet, walker: Walker) -> Report:
+    """Run every case of a RISC-V two-stage set (G-stage alone, or VS-stage over G-stage) on
+    qemu-system-riscv64 `-cpu rv64,h=true` with V=1 (pagetable/vectors/riscv/hypervisor_deviations.py:
+    HLV.D/HSV.D, or mret with MPV=1, under the set's vsstatus.SUM/MXR and sstatus.MXR). A case agrees when
+    its recorded outcome is the walker's and QEMU does what the steps from the spec to QEMU 7.2 predict; the
+    steps that change a case are its named deviations."""
+    report = verify_walker(vs, walker, attributes=False)
+    report.judge = "qemu"
+    wrong = {n for n, _ in report.details}
+    image = _one_image(vs, RISCV_RAM_BASE)
+    status = rvh.Status.of(vs)
+    results = run_probes(image, rvh.HS_SATP, rvh.probe_cases(vs.cases, status), hgatp=vs.registers["hgatp"],
+                         vsatp=vs.registers["vsatp"], cpu=rvh.CPU)
+    mem = rvh.platform(image, len(vs.cases))
+    predicted = rvh.predict(mem, vs, status)
+    report.agree.clear()
+    for n, (c, got) in enumerate(zip(vs.cases, results, strict=True)):
+        if n in wrong:
             continue
-        report.agree[outcome_kind(c)] += 1
-        if deviation is not None:
-            report.deviations[deviation] += 1
+        names = predicted.names[n]
+        diff = rvh.observed(got, c.access, c.va, predicted.qemu[n], mem)
+        _count(report, n, c, None if diff is None else diff + (f" (predicted by: {'; '.join(names)})" if names else ""),
+               names)
+    report.details.sort()
+    return report
+
+
+def verify_qemu_npt(vs: VectorSet, walker: Walker) -> Report:
+    """Run every case of an `x86_64-4level+npt` set on qemu-system-x86_64 (TCG) as a guest access under SVM
+    with nested paging (pagetable/vectors/x86_64/svm.py, with the set's nCR3, and its guest CR3, CR0.WP,
+    CR4.LA57/SMEP/SMAP/PKE, EFER.NXE, RFLAGS.AC and PKRU). A case agrees when its recorded outcome is the
+    walker's on the set's image and QEMU ends it as the walker predicts on QEMU's `-M pc` platform
+    (npt_deviations.py: the #VMEXIT with EXITINFO1/EXITINFO2; TCG_RSVD_P0; an address with no RAM reads as 0:
+    NO_RAM); a fetch from a page with no RAM is not probed (FETCH_NO_RAM). The harness's nested root entry
+    goes in an empty nCR3 slot, where a case's GPA meets a not-present entry as the set expects (one level
+    lower: the same EXITINFO1 and EXITINFO2), unless it is one of the stub's GPAs: then QEMU translates it
+    and the case disagrees."""
+    report = verify_walker(vs, walker, attributes=True)
+    report.judge = "qemu"
+    wrong = {n for n, _ in report.details}
+    image = _one_image(vs, X86_RAM_BASE)
+    r = vs.registers
+    cpu = CpuOptions.from_json(vs.options, vs.mode)
+    mem = x86.platform(image)
+    t = Walker(mem, paging_rules(r, cpu), stage2=Walker(mem, nested_rules(r, cpu))).translate_many(*vs.lanes())
+    probed = [n for n, c in enumerate(vs.cases) if n not in wrong
+              and not (c.reason == Reason.PA_OUTSIDE_MEMORY.label and c.access == "execute")]
+    unprobed = len(vs.cases) - len(wrong) - len(probed)
+    run = svm.run_npt_probes(image, CR3.get(r["cr3"], "ADDR") << 12, CR3.get(r["ncr3"], "ADDR") << 12,
+                             [svm.NptProbeCase(vs.cases[n].va, vs.cases[n].access, vs.cases[n].privilege)
+                              for n in probed], maxphyaddr=cpu.maxphyaddr, guest=npt.guest_mode(r))
+    report.agree.clear()
+    if unprobed:
+        report.deviations[x86.FETCH_NO_RAM] = unprobed
+    for n, got in zip(probed, run.results, strict=True):
+        c, reason = vs.cases[n], Reason(int(t.reason[n]))
+        apm = npt.expected(t, n, c.access, mem)
+        want, why = (None, None) if apm is None else npt.tcg_deviation(apm, reason)
+        agrees = want is not None and npt.comparable(got, c.access) == npt.comparable(want, c.access)
+        _count(report, n, c, None if agrees else f"walker on QEMU's platform {reason.label} {want}, QEMU {got}",
+               _x86_names(c, why))
+    report.details.sort()
     return report
 
 
@@ -242,14 +359,9 @@ def verify_qemu_x86(vs: VectorSet, walker: Walker) -> Report:
         why = None
         if want is not None:
             want, why = x86.tcg_deviation(want, reason)
-        if want is None or not x86.agrees(want, got, c.access, mem, int(t.pa[n])):
-            report.disagree[outcome_kind(c)] += 1
-            report.details.append((n, f"{c.va:#x} {c.access} {c.privilege}: walker on QEMU's platform "
-                                      f"{reason.label} {want}, QEMU {got}"))
-            continue
-        report.agree[outcome_kind(c)] += 1
-        for name in ([x86.NO_RAM] if c.fault == "no-memory" else []) + ([why] if why else []):
-            report.deviations[name] += 1
+        agrees = want is not None and x86.agrees(want, got, c.access, mem, int(t.pa[n]))
+        _count(report, n, c, None if agrees else f"walker on QEMU's platform {reason.label} {want}, QEMU {got}",
+               _x86_names(c, why))
     report.details.sort()
     return report
 

@@ -52,10 +52,13 @@ def tcg_deviation(want: ProbeResult, reason: Reason) -> tuple[ProbeResult, str |
 
 
 def platform(image: bytes, outside: Iterable[int] = ()) -> PhysMem:
-    """The memory QEMU's `-M pc` machine shows a vector set's tables: the image at RAM_BASE, and zeros
-    where the generator put tables and pages outside RAM (BEYOND_RAM, OUTSIDE_RAM) and in each 4 KiB page
-    of `outside` (the pages and tables a set's cases reach where the image has no RAM: `outside_pages`)."""
-    regions = [(RAM_BASE, RAM_SIZE), (BEYOND_RAM, 16 * MiB), (OUTSIDE_RAM, 2 * MiB)]
+    """The memory QEMU's `-M pc` machine shows a vector set's tables: the image at RAM_BASE (RAM_SIZE, or all
+    of a larger image: the nested modes' host RAM), and zeros where the generator put tables and pages
+    outside RAM (BEYOND_RAM, OUTSIDE_RAM) and the image does not reach, and in each 4 KiB page of `outside`
+    (the pages and tables a set's cases reach where the image has no RAM: `outside_pages`)."""
+    size = max(RAM_SIZE, len(image))
+    regions = [(RAM_BASE, size), *((base, n) for base, n in ((BEYOND_RAM, 16 * MiB), (OUTSIDE_RAM, 2 * MiB))
+                                   if base >= RAM_BASE + size)]
     fixed = len(regions)
     for page in sorted({pa & ~0xFFF for pa in outside}):
         if any(b <= page < b + n for b, n in regions[:fixed]):
@@ -65,7 +68,7 @@ def platform(image: bytes, outside: Iterable[int] = ()) -> PhysMem:
         else:
             regions.append((page, 0x1000))
     mem = PhysMem(regions)
-    mem.write(RAM_BASE, image[:RAM_SIZE])
+    mem.write(RAM_BASE, image[:size])
     return mem
 
 

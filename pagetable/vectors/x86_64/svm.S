@@ -19,7 +19,8 @@
  * physical base.  The host runs identity-mapped (VA = PA) under its own tables at ST_HOST_CR3, at CPL 0.
  *
  * A probe: the host writes the case's guest RIP (a snippet on the guest page, which the harness's guest
- * and nested tables map), RAX = the guest VA, CS/SS/CPL (CPL 0 or 3) and RFLAGS into the VMCB and executes
+ * tables map as a user page and, for CPL 0, as a supervisor one, and the nested tables map), RAX = the
+ * guest VA, CS/SS/CPL (CPL 0 or 3) and RFLAGS (the run's AC) into the VMCB and executes
  * VMRUN with RDX = the value to store (the guest's RDX is the host's: VMRUN does not load it).  Every
  * exception, INTn, VMMCALL and shutdown are intercepted, so the guest never delivers an event itself: a
  * load or store that succeeds reaches the snippet's VMMCALL (exit 0x81, RDX = what the load read); a
@@ -102,6 +103,23 @@ long64:
         mov     ST_HSAVE(%rbx), %rax
         xor     %edx, %edx
         wrmsr
+        /* The guest's PKRU: VMRUN neither loads nor saves it (it is not in the VMCB, Appendix B), so the
+         * guest runs with the host's.  WRPKRU needs CR4.PKE (Intel SDM Vol. 2, WRPKRU; the register keeps its
+         * value with PKE clear): set for it alone, so that the host's walk and the nested one (which has
+         * the host's paging controls, 15.25) run without protection keys.  PKRU is 0 from reset. */
+        mov     ST_GUEST_PKRU(%rbx), %esi
+        test    %esi, %esi
+        jz      next_case
+        mov     %cr4, %rax
+        or      $CR4_PKE, %rax
+        mov     %rax, %cr4
+        mov     %esi, %eax
+        xor     %ecx, %ecx
+        xor     %edx, %edx
+        wrpkru
+        mov     %cr4, %rax
+        and     $~CR4_PKE, %rax
+        mov     %rax, %cr4
 
 next_case:
         lea     state(%rip), %rbx
@@ -142,7 +160,8 @@ run_guest:
         mov     %eax, VMCB_SS(%r13)
         mov     CASE_CPL(%r12), %eax
         mov     %al, VMCB_CPL(%r13)
-        movq    $GUEST_RFLAGS, VMCB_RFLAGS(%r13)
+        mov     ST_GUEST_RFLAGS(%rbx), %rax      /* RFLAGS: bit 1, and AC as the run says */
+        mov     %rax, VMCB_RFLAGS(%r13)
         movq    $0, VMCB_RSP(%r13)
         movq    $NO_EXIT, VMCB_EXITCODE(%r13)
         movq    $0, VMCB_EXITINFO1(%r13)

@@ -4,12 +4,12 @@ A bare-metal host (``svm.S``, assembled by GNU binutils like the one-stage harne
 ``boot.S`` of :mod:`pagetable.vectors.x86_64.qemu` starts it at :data:`STUB_BASE`) enables SVM and, for each
 :class:`NptProbeCase`, runs a guest in 64-bit mode with nested paging on -- guest CR3 and nCR3 the case
 image's tables, built with :class:`~pagetable.table.PageTable` (``PAGING4`` or ``PAGING5`` under ``NPT4``;
-:class:`GuestMode`: the guest's CR4.LA57 and CR0.WP; the host's EFER.NXE, which the nested walk follows, is
-``host_nxe``) -- into a snippet that performs one access at the guest VA (an 8-byte load, a store of what a
-load read, or a fetch: a jump to the VA) at guest CPL 0 or 3.  It records the #VMEXIT: exit code, EXITINFO1,
-EXITINFO2, the guest RIP and what the load read (:class:`NptProbeResult`).  Results come back over COM1, the
-run ends through isa-debug-exit, both as in the one-stage harness, whose command line, ROM, descriptors and
-records this module reuses.
+:class:`GuestMode`: the guest's CR4.LA57, CR0.WP, CR4.SMEP/SMAP/PKE with PKRU, EFER.NXE and RFLAGS.AC; the
+host's EFER.NXE, which the nested walk follows, is ``host_nxe``) -- into a snippet that performs one access at
+the guest VA (an 8-byte load, a store of what a load read, or a fetch: a jump to the VA) at guest CPL 0 or 3.
+It records the #VMEXIT: exit code, EXITINFO1, EXITINFO2, the guest RIP and what the load read
+(:class:`NptProbeResult`).  Results come back over COM1, the run ends through isa-debug-exit, both as in the
+one-stage harness, whose command line, ROM, descriptors and records this module reuses.
 
 AMD64 Architecture Programmer's Manual Vol. 2 (Pub. 24593), chapter 15 "Secure Virtual Machine":
 
@@ -31,7 +31,8 @@ given (the processor sets A/D bits in the entries it walks):
 
 * **one guest root entry** (a PML4E of the guest's table, a PML5E with CR4.LA57; the slot
   :func:`~pagetable.vectors.x86_64.qemu.choose_slot` picks from the probe VAs) pointing at guest tables of its
-  own that map the guest page -- the snippets, one read-only user page -- at the slot's base;
+  own that map the guest page -- the snippets, read-only -- at the slot's base as a user page (CPL 3 runs
+  there) and after it as a supervisor page (CPL 0 runs there: SMEP forbids it a user page);
 * **one nested root entry** (an nCR3 PML4E; :func:`choose_nested_slot`: the highest slot below 2^MAXPHYADDR
   whose entry is 0 and that holds no GPA the caller says the probes use) pointing at nested tables of its own
   that map the GPAs of the stub region at slot base + PA (2 MiB user pages, writable: the guest walk sets A/D
@@ -52,7 +53,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from ...arch.x86_64 import CR0, CR4, EFER, NPT4, PAGING4, PAGING5, NptRules, X86Options
+from ...arch.x86_64 import CR0, CR4, EFER, NPT4, PAGING4, PAGING5, RFLAGS, NptRules, X86Options
 from ...arch.x86_64.cpuid import CPUID_EXT1_ECX, CPUID_EXT8_EAX, CPUID_EXTA_EDX
 from ...flags import MappingFlags
 from ...frames import FrameAllocator
@@ -175,9 +176,9 @@ _INTERCEPT_ALL_EXCEPTIONS: Final = 0xFFFF_FFFF
 _HOST_CR0: Final = CR0.mask("PG", "WP")
 _HOST_EFER: Final = EFER.mask("LME", "SVME")            # and NXE, unless a run asks for host_nxe=False
 GUEST_CR0: Final = CR0.mask("PE", "MP", "ET", "NE", "PG")        # and WP, as GuestMode says
-GUEST_CR4: Final = CR4.mask("PAE")                                 # and LA57, as GuestMode says
-GUEST_EFER: Final = EFER.mask("LME", "LMA", "NXE", "SVME")
-_GUEST_RFLAGS: Final = 0x2                    # bit 1 reads as 1; IF=0: no interrupt reaches the guest
+GUEST_CR4: Final = CR4.mask("PAE")                   # and LA57, SMEP, SMAP, PKE, as GuestMode says
+GUEST_EFER: Final = EFER.mask("LME", "LMA", "SVME")                # and NXE, as GuestMode says
+_GUEST_RFLAGS: Final = 0x2                    # bit 1 reads as 1; IF=0: no interrupt reaches the guest; and AC
 _DR6, _DR7 = 0xFFFF_0FF0, 0x400               # their reset values
 _PAT: Final = 0x0007_0406_0007_0406           # the reset IA32_PAT
 
@@ -219,11 +220,22 @@ def pack_vmcb(values: Mapping[str, int | bytes]) -> bytes:
 @dataclass(frozen=True)
 class GuestMode:
     """The guest's paging controls a run may choose: CR4.LA57 (5-level paging; the guest's tables are
-    ``PAGING5``) and CR0.WP; the rest of the guest's CR0, CR4 and EFER is fixed (:data:`GUEST_CR0`,
-    :data:`GUEST_CR4`, :data:`GUEST_EFER`: 64-bit mode with EFER.NXE)."""
+    ``PAGING5``), CR0.WP, CR4.SMEP, CR4.SMAP, CR4.PKE with PKRU, EFER.NXE and RFLAGS.AC; the rest of the
+    guest's CR0, CR4, EFER and RFLAGS is fixed (:data:`GUEST_CR0`, :data:`GUEST_CR4`, :data:`GUEST_EFER`:
+    64-bit mode)."""
 
     la57: bool = False
     wp: bool = True
+    smep: bool = False
+    smap: bool = False
+    pke: bool = False
+    nxe: bool = True
+    ac: bool = False
+    pkru: int = 0
+
+    def __post_init__(self) -> None:
+        if type(self.pkru) is not int or not 0 <= self.pkru < 1 << 32:
+            raise ValueError(f"PKRU {self.pkru!r} is not a 32-bit value")
 
     @property
     def cr0(self) -> int:
@@ -231,17 +243,29 @@ class GuestMode:
 
     @property
     def cr4(self) -> int:
-        return GUEST_CR4 | (CR4.mask("LA57") if self.la57 else 0)
+        chosen = [name for name, on in (("LA57", self.la57), ("SMEP", self.smep), ("SMAP", self.smap),
+                                        ("PKE", self.pke)) if on]
+        return GUEST_CR4 | (CR4.mask(*chosen) if chosen else 0)
+
+    @property
+    def efer(self) -> int:
+        return GUEST_EFER | (EFER.mask("NXE") if self.nxe else 0)
+
+    @property
+    def rflags(self) -> int:
+        return _GUEST_RFLAGS | (RFLAGS.mask("AC") if self.ac else 0)
 
     def options(self, maxphyaddr: int) -> X86Options:
         """The library's walk options for this guest on a CPU with ``maxphyaddr``."""
-        return X86Options(wp=self.wp, nxe=True, la57=self.la57, maxphyaddr=maxphyaddr)
+        return X86Options(wp=self.wp, smep=self.smep, smap=self.smap, ac=self.ac, nxe=self.nxe, la57=self.la57,
+                          maxphyaddr=maxphyaddr, pke=self.pke, pkru=self.pkru)
 
 
 def guest_state(guest_cr3: int, ncr3: int, guest: GuestMode | None = None) -> dict[str, int | bytes]:
     """The VMCB fields every probe shares: the intercepts, ASID, TLB control, nested paging with ``ncr3``,
     and the guest in 64-bit mode at CPL 0 with ``guest_cr3`` and the paging controls of ``guest`` (default
-    4-level paging with CR0.WP) (the stub writes RIP, RAX, CS, SS, CPL and RFLAGS per probe)."""
+    4-level paging with CR0.WP and EFER.NXE) (the stub writes RIP, RAX, CS, SS, CPL and RFLAGS per probe, and
+    PKRU, which the VMCB does not hold, once)."""
     mode = guest or GuestMode()
     return {
         "INTERCEPT_EXCEPTIONS": _INTERCEPT_ALL_EXCEPTIONS, "INTERCEPT_MISC": _INTERCEPT_MISC,
@@ -249,8 +273,8 @@ def guest_state(guest_cr3: int, ncr3: int, guest: GuestMode | None = None) -> di
         "ES": _segment(0, 0), "DS": _segment(0, 0),
         "CS": _segment(_GUEST_KERNEL_CS, x86.segment_descriptor(_CODE, 0, long=True)),
         "SS": _segment(_GUEST_KERNEL_SS, x86.segment_descriptor(_DATA, 0, big=True)),
-        "CPL": 0, "EFER": GUEST_EFER, "CR0": mode.cr0, "CR3": guest_cr3, "CR4": mode.cr4,
-        "DR6": _DR6, "DR7": _DR7, "RFLAGS": _GUEST_RFLAGS, "G_PAT": _PAT,
+        "CPL": 0, "EFER": mode.efer, "CR0": mode.cr0, "CR3": guest_cr3, "CR4": mode.cr4,
+        "DR6": _DR6, "DR7": _DR7, "RFLAGS": mode.rflags, "G_PAT": _PAT,
     }
 
 
@@ -314,7 +338,8 @@ class NptProbeRun:
 
 
 _STATE: Final = Record("ST", ("HOST_CR3", "HOST_EFER", "VMCB", "HSAVE", "CASE", "CASE_END", "RESULT",
-                              "OUT_START", "OUT_END", "OUT_PA", "STACK", "GDTR", "GDTR_HI"))
+                              "OUT_START", "OUT_END", "OUT_PA", "STACK", "GDTR", "GDTR_HI", "GUEST_RFLAGS",
+                              "GUEST_PKRU"))
 _CASE: Final = Record("CASE", ("VA", "RIP1", "RIP2", "CS", "SS", "CPL"))
 _RESULT: Final = Record("RES", ("EXIT_CODE", "EXITINFO1", "EXITINFO2", "RIP", "VALUE"))
 _HEADER: Final = Record("HDR", ("MAGIC", "STATUS", "COUNT", "EXT1_ECX", "EXT1_EDX", "EXT8_EAX", "EXTA_EDX"))
@@ -329,9 +354,10 @@ def _defsyms() -> dict[str, int]:
     return runner.defsyms(
         _STATE, _CASE, _RESULT, _HEADER,
         **{f"VMCB_{name}": f.offset for name, f in VMCB_FIELDS.items()},
-        KERNEL_CS=x86.KERNEL_CS, KERNEL_DS=x86.KERNEL_DS, NO_EXIT=_NO_EXIT - 2**64, GUEST_RFLAGS=_GUEST_RFLAGS,
+        KERNEL_CS=x86.KERNEL_CS, KERNEL_DS=x86.KERNEL_DS, NO_EXIT=_NO_EXIT - 2**64,
         STATUS_NO_SVM=_STATUS_NO_SVM, EXIT_PORT=x86._EXIT_PORT, EXIT_VALUE=x86._EXIT_VALUE,
-        MSR_EFER=x86._MSR_EFER, MSR_VM_HSAVE_PA=_MSR_VM_HSAVE_PA, CR4_PAE=CR4.mask("PAE"), HOST_CR0=_HOST_CR0,
+        MSR_EFER=x86._MSR_EFER, MSR_VM_HSAVE_PA=_MSR_VM_HSAVE_PA, CR4_PAE=CR4.mask("PAE"), CR4_PKE=CR4.mask("PKE"),
+        HOST_CR0=_HOST_CR0,
         CPUID_SVM=CPUID_EXT1_ECX.mask("SVM"), CPUID_NP=CPUID_EXTA_EDX.mask("NP"),
     )
 
@@ -423,16 +449,19 @@ class _SvmStub:
     nested_entry: int
 
 
-def _snippet_va(name: str, guest_base: int) -> int:
-    """The guest VA of snippet ``name`` on the guest page, which the harness maps at ``guest_base``."""
+def _snippet_va(name: str, guest_base: int, privilege: str) -> int:
+    """The guest VA of snippet ``name`` for a probe at ``privilege``: on the guest page, which the harness maps
+    at ``guest_base`` as a user page (CPL 3) and in the next page as a supervisor one (CPL 0: under SMEP the
+    guest cannot run on a user page)."""
     sym = svm_program().symbols
-    return (guest_base + sym[name] - sym["guest_page"]) & _NONE
+    alias = guest_base + (_PAGE if privilege == "supervisor" else 0)
+    return (alias + sym[name] - sym["guest_page"]) & _NONE
 
 
 def _case_record(case: NptProbeCase, guest_base: int) -> dict[str, int]:
     first = "snip_fetch" if case.access == "execute" else "snip_read"
-    return {"VA": case.va, "RIP1": _snippet_va(first, guest_base),
-            "RIP2": _snippet_va("snip_write", guest_base) if case.access == "write" else 0,
+    return {"VA": case.va, "RIP1": _snippet_va(first, guest_base, case.privilege),
+            "RIP2": _snippet_va("snip_write", guest_base, case.privilege) if case.access == "write" else 0,
             **_privilege_state(case.privilege)}
 
 
@@ -475,6 +504,7 @@ def build_svm_stub(layout: x86.QemuLayout, guest_cr3: int, ncr3: int, cases: Seq
     guest_base = x86.slot_base(guest_slot, mode.la57)
     guest.map(guest_base, alias + base + sym["guest_page"], _PAGE,
               MappingFlags.READ | MappingFlags.EXECUTE | MappingFlags.USER)
+    guest.map(guest_base + _PAGE, alias + base + sym["guest_page"], _PAGE, MappingFlags.READ | MappingFlags.EXECUTE)
     mem.write(base + m.guest_tables, guest_mem.read(alias + base + m.guest_tables, _TABLE_FRAMES * _PAGE))
     guest_entry = guest_mem.read_u64(guest.root_paddr + 8 * guest_slot)
     nested_entry = mem.read_u64(nested.root_paddr + 8 * nested_slot)
@@ -489,7 +519,7 @@ def build_svm_stub(layout: x86.QemuLayout, guest_cr3: int, ncr3: int, cases: Seq
         "VMCB": base + m.vmcb, "HSAVE": base + m.hsave, "CASE": base + m.cases,
         "CASE_END": base + m.out, "RESULT": base + m.out + _HEADER.size, "OUT_START": base + m.out,
         "OUT_END": base + m.end, "OUT_PA": base + m.out, "STACK": base + m.stack_top, "GDTR": gdtr,
-        "GDTR_HI": gdtr_hi}))
+        "GDTR_HI": gdtr_hi, "GUEST_RFLAGS": mode.rflags, "GUEST_PKRU": mode.pkru}))
     mem.write(base + m.cases, b"".join(_CASE.pack(_case_record(case, guest_base)) for case in cases))
     mem.write(base + m.out, _HEADER.pack({"MAGIC": _HEADER_MAGIC, "STATUS": _STATUS_OK, "COUNT": n,
                                           "EXT1_ECX": 0, "EXT1_EDX": 0, "EXT8_EAX": 0, "EXTA_EDX": 0}))
@@ -505,7 +535,7 @@ def _result(case: NptProbeCase, r: Mapping[str, int], guest_base: int) -> NptPro
         if (code, rip) in ((EXIT_INTN, case.va), (EXIT_BP, case.va + 1)):
             return NptProbeResult(None, 0, 0, case.va)
         return NptProbeResult(code, r["EXITINFO1"], r["EXITINFO2"], rip, rip)
-    done = _snippet_va("write_done" if case.access == "write" else "read_done", guest_base)
+    done = _snippet_va("write_done" if case.access == "write" else "read_done", guest_base, case.privilege)
     if code == EXIT_VMMCALL and rip == done:
         return NptProbeResult(None, 0, 0, r["VALUE"])
     return NptProbeResult(code, r["EXITINFO1"], r["EXITINFO2"], r["VALUE"], rip)
@@ -543,8 +573,9 @@ def run_npt_probes(image: bytes, guest_cr3: int, ncr3: int, cases: Sequence[NptP
 
     ``image`` is placed at RAM_BASE and holds the nested tables (root at host-physical ``ncr3``) and,
     at the GPAs they map, the guest's (root at guest-physical ``guest_cr3``, PWT/PCD clear).  The guest runs
-    with CR0 = PE|MP|ET|NE|PG, CR4.PAE, EFER = LME|LMA|NXE|SVME and ``guest``'s CR0.WP and CR4.LA57
-    (:class:`GuestMode`; default WP=1, 4-level paging); the host (whose mode the nested walk uses) with
+    with CR0 = PE|MP|ET|NE|PG, CR4.PAE, EFER = LME|LMA|SVME, RFLAGS 0x2 and ``guest``'s CR0.WP, CR4.LA57,
+    SMEP, SMAP, PKE, EFER.NXE, RFLAGS.AC and PKRU (:class:`GuestMode`; default WP=1 and NXE=1, 4-level
+    paging); the host (whose mode the nested walk uses) with
     4-level paging and EFER.NXE = ``host_nxe`` (without it XD is a reserved bit of nested entries).
     ``maxphyaddr`` is the CPU's (``-cpu max,phys-bits=40`` by default), ``gpas`` GPAs the probes use that the
     harness must not take a nested slot from.  An empty ``cases`` runs CPUID only.
