@@ -40,6 +40,8 @@ from .generation import MAX_CASES, TableBuilder
 from .schema import ACCESS_CODES, ACCESSES, PRIVILEGE_CODES, PRIVILEGES, VectorSet
 from .spec import FaultSpec, MapSpec, Place, Spec, SpecError
 
+MAX_FORCED = 1 << 16
+"""The most pages a mapping of a forced size above the smallest has (each is mapped on its own)."""
 MEMTYPES = {m.label: m for m in MemoryType if m not in (MemoryType.NONE, MemoryType.NORMAL_MIXED)}
 """The memory types a mapping may ask for, by label (`wb`, `uc-minus`, `device-ngnre`, `nc`, `io`, ...)."""
 
@@ -338,6 +340,9 @@ def _map(b: TableBuilder, m: MapSpec, arch_spec: SpecArch) -> int:
             align = m.page or max(s for s in sizes if s <= m.size and m.va % s == 0)
             pa = b.frames.alloc(m.size // b.frames.frame_size, align=min(align, 2 << 20), zero=False)
         if m.page and m.page != fmt.page_size:
+            if m.size // m.page > MAX_FORCED:
+                raise m.place.error(f"{m.size // m.page:,} pages of {m.page:#x} are more than a spec maps at a forced "
+                                    f"size ({MAX_FORCED:,}): give page = \"largest\", or a smaller range")
             for k in range(0, m.size, m.page):
                 b.pt.map(m.va + k, pa + k, m.page, flags)
         else:
@@ -412,13 +417,19 @@ def _fault(b: TableBuilder, f: FaultSpec, rule: FaultRule, site: FaultSite) -> N
     depth = _level_depth(b.fmt, f.level, rule, f.place)
     site.depth = depth
     fmt = b.fmt
-    slot = b.pt.lookup(f.va, depth)
-    while slot.depth < depth:                       # make the tables on the way
-        if slot.raw != 0:
-            raise f.place.error(f"{f.va:#x} is already mapped at level {fmt.levels[slot.depth].arch_level}")
-        table = b.frames.alloc()
-        b.mem.write_u64(slot.pa, b.table_bits | b.address(table))
+    try:
         slot = b.pt.lookup(f.va, depth)
+        while slot.depth < depth:                   # make the tables on the way
+            if slot.raw != 0:
+                raise f.place.error(f"{f.va:#x} is already mapped at level {fmt.levels[slot.depth].arch_level}")
+            table = b.frames.alloc()
+            b.mem.write_u64(slot.pa, b.table_bits | b.address(table))
+            slot = b.pt.lookup(f.va, depth)
+    except SpecError:
+        raise
+    except PagetableError as exc:                   # an earlier fault's entry on the way (a table outside RAM)
+        raise f.place.error(f"cannot reach the level-{fmt.levels[depth].arch_level} entry of {f.va:#x}: {exc}") \
+            from None
     if slot.raw != 0:
         raise f.place.error(f"the level-{fmt.levels[depth].arch_level} entry for {f.va:#x} is already used "
                             "(by a mapping or another fault)")
