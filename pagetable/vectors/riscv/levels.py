@@ -47,7 +47,7 @@ def superpages(b: Builder) -> None:
 
 
 def malformed_superpages(b: Builder) -> None:
-    """Misaligned superpages at every superpage level (PPN[i-1:0] the seed's nonzero value); at levels the
+    """Misaligned superpages at every superpage level (PPN[i-1:0] the seed's nonzero value); at a level the
     seed draws (one per kind), superpages with A clear, with D clear, execute-only, with W but not R, and
     with N set."""
     rng, rw, u = b.rng, b.rw, b.user_bit
