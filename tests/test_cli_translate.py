@@ -327,7 +327,9 @@ def test_every_mode_written_as_an_image_translates_as_its_vectors_expect(
         for n, line in zip(cases, lines, strict=True):
             c, doc = vs.cases[n], json.loads(line)
             checked += 1
-            if c.reason == "pa-outside-memory":     # a hole of the image: a device, to the dump commands
+            # the final access in a hole of the image: a device, to the dump commands (a VS-stage PTE there,
+            # an implicit access, cannot be read: it faults as the vectors expect)
+            if c.reason == "pa-outside-memory" and not c.implicit:
                 assert doc["fault"] is None and doc["pa"] is not None, (mode, c)
                 continue
             assert (doc["pa"], doc["fault"]) == (None if c.pa is None else f"{c.pa:#x}", c.fault), (mode, c)

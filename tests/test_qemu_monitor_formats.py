@@ -488,8 +488,8 @@ def monitor(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Boot]:
 
 # per mode: lines of `info mem` (RISC-V: with the header) and `info tlb`, and the tables outside RAM the
 # sets' entries point at (read as zeros by QEMU and by the listings alike)
-SIZES = {"x86_64-4level": (39, 43, 4), "x86_64-5level": (1, 46, 2), "sv39": (51, 0, 1), "sv48": (52, 0, 1),
-         "sv57": (53, 0, 1)}
+SIZES = {"x86_64-4level": (39, 43, 4), "x86_64-5level": (1, 46, 2), "sv39": (61, 0, 2), "sv48": (64, 0, 3),
+         "sv57": (68, 0, 3)}
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -531,9 +531,9 @@ AARCH64_L0_BLOCK = ("AArch64: QEMU 7.2 takes a block descriptor at level 0 of th
 # (a PA outside the image's RAM agrees: the dump commands translate to it, as gva2gpa does)
 DEVIATIONS = {"x86_64-4level": {X86_RESERVED: 36},
               "x86_64-5level": {X86_RESERVED: 36},
-              "sv39": {RISCV_SUM: 60, RISCV_LOAD: 12},
-              "sv48": {RISCV_SUM: 60, RISCV_LOAD: 12},
-              "sv57": {RISCV_SUM: 60, RISCV_LOAD: 12},
+              "sv39": {RISCV_SUM: 72, RISCV_LOAD: 24},
+              "sv48": {RISCV_SUM: 72, RISCV_LOAD: 36},
+              "sv57": {RISCV_SUM: 84, RISCV_LOAD: 36},
               "aarch64-4k-48": {AARCH64_AF: 47, AARCH64_L0_BLOCK: 24}}
 
 

@@ -46,8 +46,12 @@ def _qemu_syndrome(t: Translations, n: int, access: str) -> tuple[int, int]:
 
 
 def _excluded(reason: int, pte: int, extensions: bool) -> str | None:
+    """NOTE_18 where QEMU 7.2 lets the entry through: bits 60:54 on any PTE, PBMT=3 on a leaf (its walker,
+    get_physical_address in target/riscv/cpu_helper.c, checks neither with Svpbmt or Svnapot on, but still
+    faults a non-leaf PTE with any PBMT or N bit: `pte & (PTE_D | PTE_A | PTE_U | PTE_ATTR)`)."""
+    leaf = (pte & PTE.mask("R", "X")) != 0
     if extensions and reason == Reason.RESERVED and (
-            PTE.get(pte, "Reserved") or PTE.get(pte, "PBMT") == PBMT_RESERVED):
+            PTE.get(pte, "Reserved") or (leaf and PTE.get(pte, "PBMT") == PBMT_RESERVED)):
         return NOTE_18
     return None
 
@@ -86,7 +90,7 @@ def test_walker_agrees_with_qemu(mode: str, seed: int, extensions: bool) -> None
     mem = PhysMem([(RAM_BASE, plan_layout(len(image), len(probes)).ram_size)])
     mem.write(RAM_BASE, image)
     vas, acc, prv = vs.lanes()
-    compared, excluded, seen = 0, 0, set()
+    compared, excluded, seen, excluded_labels = 0, 0, set(), set()
     failures = []
     for k, (s, m) in enumerate(COMBOS):
         options = RiscvOptions(sum=s, mxr=m, ad="svadu", svnapot=extensions, svpbmt=extensions)
@@ -96,6 +100,7 @@ def test_walker_agrees_with_qemu(mode: str, seed: int, extensions: bool) -> None
             reason, pte = int(res.reason[n]), int(res.pte[n])
             if _excluded(reason, pte, extensions):
                 excluded += 1
+                excluded_labels.add(c.label)
                 continue
             got = results[k * len(vs.cases) + n]
             diff = _mismatch(c.access, res, n, got, mem)
@@ -109,8 +114,11 @@ def test_walker_agrees_with_qemu(mode: str, seed: int, extensions: bool) -> None
                                       Reason.PROTECTION_KEY,      # x86's protection keys: not RISC-V
                                       Reason.ADDRESS_SIZE}        # AArch64's output-size check
     assert seen == expected_reasons, f"reasons never compared: {expected_reasons - seen}"
-    if extensions:
-        assert 0 < excluded <= 2 * 6 * len(COMBOS), f"{excluded} cases excluded ({NOTE_18})"
+    if extensions:         # exactly every case of the targets built on bits 60:54 or on a PBMT=3 leaf
+        unchecked = {c.label for c in vs.cases if c.label in ("reserved-bit", "pbmt-reserved")
+                     or c.label.startswith("nonleaf-reserved-bit-")}
+        assert excluded_labels == unchecked and len(unchecked) >= 3, (excluded_labels, NOTE_18)
+        assert excluded == 6 * len(COMBOS) * len(unchecked), f"{excluded} cases excluded ({NOTE_18})"
     else:
         assert excluded == 0
 

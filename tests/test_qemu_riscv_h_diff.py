@@ -25,6 +25,7 @@ import pytest
 
 from pagetable.vectors import generate_riscv
 from pagetable.vectors.riscv import hypervisor_deviations as h
+from pagetable.vectors.riscv.deviations import QEMU_IMPLICIT_TABLE_OUTSIDE, QEMU_VS_PTE_OUTSIDE
 from pagetable.vectors.riscv.modes import vector_mode
 from pagetable.vectors.riscv.qemu import run_probes
 
@@ -69,4 +70,5 @@ def test_two_stage_walker_agrees_with_qemu(mode: str, seed: int) -> None:
         assert excluded[h.SUM_FORCED] > 0
         assert excluded[h.IMPLICIT_LOAD] > 0
         assert excluded[h.NO_GSTAGE_AD_CHECK] > 0
+        assert excluded[QEMU_VS_PTE_OUTSIDE] > 0 and excluded[QEMU_IMPLICIT_TABLE_OUTSIDE] > 0
     assert set(excluded) <= {name for name, _ in h.steps(h.gstage(vs))}

@@ -28,3 +28,14 @@ def qemu_cause(reason: Reason, access: str, cause: int) -> tuple[int, str | None
     if reason == Reason.TABLE_OUTSIDE_MEMORY:
         return faults.cause(faults.PAGE_FAULT, Access.parse(access)), QEMU_TABLE_OUTSIDE
     return cause, None
+
+QEMU_VS_PTE_OUTSIDE = (
+    "QEMU 7.2 raises a VS-stage page fault (mtval2 = mtinst = 0) for a VS-stage PTE whose guest page the G-stage "
+    "maps to a host address with no memory, where the spec says access fault: get_physical_address "
+    "(target/riscv/cpu_helper.c) translates the PTE's address through the G-stage, then turns the failed "
+    "address_space_ldq of the VS-stage walk into TRANSLATE_FAIL (docs/qemu.md)")
+QEMU_IMPLICIT_TABLE_OUTSIDE = (
+    "QEMU 7.2 reports a G-stage table fetch with no memory during the implicit access to a VS-stage PTE as a "
+    "guest-page fault with the PTE read's pseudoinstruction in mtinst (0x3000), like every implicit guest-page "
+    "fault: the nested get_physical_address returns TRANSLATE_G_STAGE_FAIL, which sets "
+    "two_stage_indirect_lookup (docs/qemu.md)")

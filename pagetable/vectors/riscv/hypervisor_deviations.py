@@ -23,8 +23,11 @@ is counted under those steps' names, and QEMU must then do exactly what they pre
 - a G-stage fault on a VS-stage table access is always a load guest-page fault (21), whatever the
   original access (the spec, 8.6.4: the original access type, 20/21/23);
 - a table fetch from a physical address with no memory is a page fault (a guest-page fault in the
-  G-stage; a VS-stage page fault for a VS-stage table whose host PA has no RAM), not an access fault (the
-  one-stage deviation QEMU_TABLE_OUTSIDE).
+  G-stage), not an access fault (the one-stage deviation QEMU_TABLE_OUTSIDE);
+- when that G-stage table fetch is for an implicit access (a VS-stage PTE's guest page), mtinst holds
+  0x3000, as for every implicit guest-page fault (QEMU_IMPLICIT_TABLE_OUTSIDE);
+- a VS-stage PTE whose guest page the G-stage maps to no host memory is a VS-stage page fault (mtval2 =
+  mtinst = 0), not an access fault (QEMU_VS_PTE_OUTSIDE).
 
 QEMU 7.2 misbehaviours the harness avoids rather than predicts: its HLV/HSV TLB ignores hstatus.SPVP (the
 stub runs hfence.gvma after every hstatus write), MPRV with MPV (the stub uses HLV/HSV), and VS-stage faults
@@ -42,7 +45,7 @@ from ...arch.riscv_sv39.walk import U8, U64, Bool, RiscvOptions, RiscvRules
 from ...physmem import PhysMem
 from ...walker import Access, Reason, Translations, Walker
 from ..schema import Case, VectorSet
-from .deviations import QEMU_AD, QEMU_TABLE_OUTSIDE
+from .deviations import QEMU_AD, QEMU_IMPLICIT_TABLE_OUTSIDE, QEMU_TABLE_OUTSIDE, QEMU_VS_PTE_OUTSIDE
 from .qemu import RAM_BASE, ProbeCase, ProbeResult, plan_layout
 
 CPU = "rv64,h=true"
@@ -118,6 +121,8 @@ class Model:
     gpa_bit: int | None = None
     implicit_load: bool = False
     table_page_fault: bool = False
+    implicit_table_htinst: bool = False
+    vs_pte_page_fault: bool = False
 
 
 def steps(gstage: str) -> list[tuple[str, Callable[[Model], Model]]]:
@@ -128,7 +133,9 @@ def steps(gstage: str) -> list[tuple[str, Callable[[Model], Model]]]:
     return [(QEMU_AD, step(ad="svadu")), (SUM_FORCED, step(force_sum=True)), (MXR_SWAPPED, step(swap_mxr=True)),
             (IMPLICIT_MXR, step(implicit_mxr=True)), (NO_GSTAGE_AD_CHECK, step(no_write_back=True)),
             (gpa_bit_deviation(GPA_BIT[gstage]), step(gpa_bit=GPA_BIT[gstage])),
-            (IMPLICIT_LOAD, step(implicit_load=True)), (QEMU_TABLE_OUTSIDE, step(table_page_fault=True))]
+            (IMPLICIT_LOAD, step(implicit_load=True)), (QEMU_TABLE_OUTSIDE, step(table_page_fault=True)),
+            (QEMU_IMPLICIT_TABLE_OUTSIDE, step(implicit_table_htinst=True)),
+            (QEMU_VS_PTE_OUTSIDE, step(vs_pte_page_fault=True))]
 
 
 def walker(mem: PhysMem, registers: dict[str, int], model: Model, status: Status, data: bool) -> Walker:
@@ -164,8 +171,9 @@ def outcome(t: Translations, n: int, access: str, model: Model) -> Outcome:
     if model.table_page_fault and reason == Reason.TABLE_OUTSIDE_MEMORY:
         kind = faults.GUEST_PAGE_FAULT if stage == 2 else faults.PAGE_FAULT
         cause, htval = faults.cause(kind, Access.parse(access)), gpa >> 2 if stage == 2 else 0
-    elif model.table_page_fault and reason == Reason.PA_OUTSIDE_MEMORY and t.implicit[n]:
-        # a VS-stage table whose host PA has no RAM: the VS-stage walk's failed load, a (VS-stage) page fault
+        if model.implicit_table_htinst and stage == 2 and t.implicit[n]:
+            htinst = faults.HTINST_PTE_READ
+    if model.vs_pte_page_fault and reason == Reason.PA_OUTSIDE_MEMORY and stage == 2 and t.implicit[n]:
         cause, htval, htinst = faults.cause(faults.PAGE_FAULT, Access.parse(access)), 0, 0
     if model.implicit_load and cause in GUEST_CAUSES and t.implicit[n]:
         cause = LOAD_GUEST_PAGE_FAULT

@@ -25,7 +25,7 @@ from ...translation import Reason
 from ..build import FaultRule, FaultSite, Scaffold, SpecArch, Where
 from ..generation import TableBuilder
 from ..spec import Spec
-from .gen import GUEST_BACKING, GUEST_RAM, OUTSIDE_RAM, RAM_BASE, RAM_SIZE, _Builder, tag_memory
+from .builder import GUEST_BACKING, GUEST_RAM, OUTSIDE_RAM, RAM_BASE, RAM_SIZE, tag_memory
 from .modes import options_from_json, vector_mode
 
 OUTSIDE_GPA = 1 << 32
@@ -40,6 +40,11 @@ def _codec_with_svpbmt(fmt: PagingFormat, svpbmt: bool) -> PagingFormat:
     return fmt.with_codec(dataclasses.replace(fmt.codec, svpbmt=svpbmt))  # type: ignore[type-var]
 
 
+def _table(fmt: PagingFormat, rng: random.Random, mem: PhysMem, frames: FrameAllocator) -> TableBuilder:
+    """A table of `fmt` (its codec gives a G-stage's leaves U=1) with its root in `frames`."""
+    return TableBuilder(fmt, rng, mem, frames, V, ppn)
+
+
 def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaffold:
     vm = vector_mode(spec.mode)
     options = options_from_json(vm, spec.options)
@@ -52,7 +57,7 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
         tag_memory(mem)
         frames = FrameAllocator(mem)
         reserve(frames, 1 if vm.stage1 else 2)
-        b = _Builder(_codec_with_svpbmt(fmt, svpbmt), rng, mem, frames, gstage=vm.stage1 is None)
+        b = _table(_codec_with_svpbmt(fmt, svpbmt), rng, mem, frames)
         if vm.stage1 is not None:
             return Scaffold(mem, [b], None, lambda: vm.registers_for(b.pt.root_paddr, None, spec.asid),
                             options.to_json(), OUTSIDE_RAM)
@@ -65,13 +70,13 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
     tag_memory(host)
     host_frames = FrameAllocator(host, RAM_BASE, RAM_SIZE)
     reserve(host_frames, 2)
-    g = _Builder(_codec_with_svpbmt(vm.gstage, svpbmt), rng, host, host_frames, gstage=True)
+    g = _table(_codec_with_svpbmt(vm.gstage, svpbmt), rng, host, host_frames)
     g.pt.map_region(GUEST_RAM, GUEST_BACKING, RAM_SIZE, F.READ | F.WRITE | F.EXECUTE | F.USER, allow_huge=True)
     g.pt.map_region(OUTSIDE_GPA, OUTSIDE_RAM, 1 << 30, F.READ | F.WRITE | F.EXECUTE | F.USER, allow_huge=True)
     guest = PhysMem([(GUEST_RAM, host.view(GUEST_BACKING, RAM_SIZE))])     # the same bytes, at their GPAs
     guest_frames = FrameAllocator(guest)
     reserve(guest_frames, 1)
-    s1 = _Builder(_codec_with_svpbmt(vm.stage1, svpbmt), rng, guest, guest_frames)
+    s1 = _table(_codec_with_svpbmt(vm.stage1, svpbmt), rng, guest, guest_frames)
     return Scaffold(host, [s1], g, lambda: vm.registers_for(s1.pt.root_paddr, g.pt.root_paddr, spec.asid),
                     options.to_json(), OUTSIDE_RAM, OUTSIDE_GPA)
 

@@ -1,0 +1,117 @@
+"""The RISC-V generator's table builder and memory plan: where RAM is, the tagged data block where every
+superpage's cases land, and the seed's choices of levels and places (privileged spec, "Sv39", "Sv48",
+"Sv57"; hypervisor extension, "Guest Physical Address Translation" for the G-stage's U=1 leaves)."""
+
+from __future__ import annotations
+
+import random
+
+from ...arch.riscv_sv39.entry import A, D, R, U, V, W
+from ...arch.riscv_sv39.entry import ppn_field as ppn
+from ...flags import human_size
+from ...format import Extension, PagingFormat
+from ...frames import FrameAllocator
+from ...physmem import PhysMem
+from ..generation import Places, TableBuilder
+from ..tagging import fill_tags
+
+RAM_BASE = 0x8000_0000
+RAM_SIZE = 8 << 20
+OUTSIDE_RAM = 0x100_0000_0000          # no RAM and no device here on QEMU's virt machine
+BEYOND_RAM = 0x9000_0000               # above RAM (and QEMU's), inside the 1 GiB superpage, no device
+GUEST_RAM = RAM_BASE                   # two-stage modes: guest RAM's guest-physical base ...
+GUEST_BACKING = RAM_BASE + RAM_SIZE    # ... and the host RAM behind it (host RAM is 16 MiB there)
+MiB, GiB = 1 << 20, 1 << 30
+DATA_SIZE = 2 * MiB                    # the data block: tags only, 2 MiB aligned
+
+
+def tag_memory(mem: PhysMem) -> None:
+    """Fill every u64 of RAM with its own physical address shifted left by 16."""
+    fill_tags(mem, 16)
+
+
+def aligned_below(pa: int, span: int) -> int:
+    """The base of the naturally aligned `span` that holds `pa` (what a superpage of that span maps)."""
+    return pa & ~(span - 1)
+
+
+class Builder(TableBuilder):
+    """Builds one table (in `mem`, with frames from `frames`) and records its targets. `gstage`: a G-stage
+    table, whose leaves need U=1 (raw entries get it too) and whose upper half of guest-physical addresses is
+    never handed out (QEMU 7.2 cannot use it: docs/qemu.md). `data`: a 2 MiB block of tags, the PA every
+    superpage's cases reach, so that a load reads a tag and a fetch meets an illegal instruction."""
+
+    def __init__(self, fmt: PagingFormat, rng: random.Random, mem: PhysMem, frames: FrameAllocator,
+                 gstage: bool = False) -> None:
+        super().__init__(fmt, rng, mem, frames, V, ppn)
+        self.gstage = gstage
+        self.user_bit = U if gstage else 0
+        self.data = frames.alloc(DATA_SIZE // 4096, align=DATA_SIZE, zero=False)
+        top = fmt.va_bits - 1
+        # the "kernel" part: the upper half of a sign-extended space; bit top-1 of a (zero-extended) G-stage
+        # space, whose upper half QEMU 7.2 cannot use (docs/qemu.md)
+        self.at = Places.draw(rng, fmt.extend(1 << top) if fmt.extension is Extension.SIGN else 1 << (top - 1))
+        root = fmt.levels[0]
+        first = (self.at.kwin >> root.index_lsb) % root.entries + 1       # the kernel slots above the 4K pages'
+        slots = rng.sample(range(first, root.entries // 2 if self.gstage else root.entries), rng.randint(1, 3))
+        self.anchors = [self.at.kwin] + [fmt.extend(k * root.span) for k in slots]
+        """Where the kernel-side groups go: the kernel 4 KiB pages' path and one to three other subtrees of
+        the root the seed draws (each group's entries in one of them), with tables down to 2 MiB."""
+
+    @classmethod
+    def on_ram(cls, fmt: PagingFormat, rng: random.Random, gstage: bool = False) -> Builder:
+        """A builder over a fresh tagged 8 MiB RAM at RAM_BASE."""
+        mem = PhysMem([(RAM_BASE, RAM_SIZE)])
+        tag_memory(mem)
+        return cls(fmt, rng, mem, FrameAllocator(mem), gstage)
+
+    @property
+    def rw(self) -> int:
+        """A well-formed read/write leaf's bits (A and D set; U in a G-stage table)."""
+        return V | R | W | A | D | self.user_bit
+
+    @property
+    def last(self) -> int:
+        """The depth of the 4 KiB level."""
+        return self.fmt.depth_count - 1
+
+    def span(self, depth: int) -> int:
+        return self.fmt.levels[depth].span
+
+    def size(self, depth: int) -> str:
+        """The span of an entry at `depth` as labels name it: 4K, 2M, 1G, 512G, 256T."""
+        return human_size(self.span(depth))
+
+    def reserved(self, va: int) -> bool:
+        """G-stage: the upper half of guest-physical addresses (bit va_bits-1 set) is not handed out."""
+        return self.gstage and bool(va >> (self.fmt.va_bits - 1) & 1)
+
+    def add_anchors(self) -> None:
+        """Make the tables of every anchor but the first down to the 2 MiB level."""
+        for va in self.anchors[1:]:
+            self.table_at(va, self.last - 1)
+
+    def slot(self, depth: int, user: bool = False) -> int:
+        """A free depth-`depth` slot (its VA) of the table on the user 4 KiB pages' path (`user`), or on an
+        anchor's the seed picks."""
+        return self.free(self.at.ubase if user else self.rng.choice(self.anchors), depth)
+
+    def level(self) -> int:
+        """The depth (above 4 KiB) one kind of malformed entry goes to, drawn by the seed: one level a kind,
+        so that no table is mostly malformed (a root finder, like the hardware's users, expects a root to be
+        mostly well formed: pagetable.dump.roots, MIN_FORM)."""
+        return self.rng.choice(range(self.last))
+
+    def landing(self, va: int, depth: int) -> tuple[int, int]:
+        """For a depth-`depth` leaf at `va` over the aligned span holding the data block: the leaf's PA
+        and the VA of the data block through it (where its cases go)."""
+        pa = aligned_below(self.data, self.span(depth))
+        return pa, va + self.data - pa
+
+    def land(self, label: str, va: int, depth: int) -> None:
+        """The target of a leaf made by `landing`: the data block (or the whole leaf, if smaller)."""
+        self.target(label, self.landing(va, depth)[1], min(DATA_SIZE, self.span(depth)))
+
+
+__all__ = ["BEYOND_RAM", "DATA_SIZE", "GUEST_BACKING", "GUEST_RAM", "OUTSIDE_RAM", "RAM_BASE", "RAM_SIZE",
+           "Builder", "GiB", "MiB", "aligned_below", "tag_memory"]

@@ -1,0 +1,162 @@
+"""What a generated RISC-V vector set covers, mode by mode and seed by seed: an invalid entry at every level
+(the root included), a misaligned superpage at every superpage level, executable and user superpages at
+every superpage level, reserved encodings on non-leaf entries and on superpages, every reserved Svnapot
+PPN[3:0] the seed picks, A/D-clear, execute-only and W-without-R superpages, the two-stage access faults, the
+G-stage fault on the VS root table and the G-stage superpages; and that the seed draws the structure (two
+seeds give different labels, levels or counts), while one seed gives the same bytes."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+
+from pagetable.flags import human_size
+from pagetable.format import PagingFormat
+from pagetable.vectors import Case, VectorSet, generate_riscv
+from pagetable.vectors.riscv.modes import VECTOR_MODES, vector_mode
+
+MODES = list(VECTOR_MODES)
+SEEDS = (1, 2, 3)
+
+
+def _format(mode: str) -> PagingFormat:
+    """The format the set's own targets are built in: the VS-stage, or the G-stage alone."""
+    fmt = VECTOR_MODES[mode].stage1 or VECTOR_MODES[mode].gstage
+    assert fmt is not None
+    return fmt
+
+
+def _levels(fmt: PagingFormat) -> dict[str, int]:
+    """Size label → the manual's level number, for every level (4K last)."""
+    return {human_size(lv.span): lv.arch_level for lv in fmt.levels}
+
+
+def _by_label(vs: VectorSet) -> dict[str, list[Case]]:
+    out: dict[str, list[Case]] = collections.defaultdict(list)
+    for c in vs.cases:
+        out[c.label].append(c)
+    return out
+
+
+def _faults(cases: list[Case]) -> set[tuple[str, int | None]]:
+    return {(c.reason, c.level) for c in cases if c.fault is not None}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("mode", MODES)
+def test_every_level_has_an_invalid_entry_and_every_superpage_level_the_rest(mode: str, seed: int) -> None:
+    vs = generate_riscv(mode, seed)
+    by = _by_label(vs)
+    levels = _levels(_format(mode))
+    for size, i in levels.items():
+        assert _faults(by[f"invalid-v0-{size}"]) == {("invalid", i)}, size
+        if i == 0:
+            continue
+        assert ("misaligned-superpage", i) in _faults(by[f"misaligned-superpage-{size}"]), size
+        assert _faults(by[f"unmapped-{size}"]) == {("invalid", i)}, size
+        executable = [label for label in by if label.startswith(f"superpage-{size}-")
+                      and label.split("-")[-1] in ("rx", "xo", "rwx")]
+        user = [label for label in by if label.startswith(f"user-superpage-{size}-")]
+        assert len(executable) == len(user) == 1, (size, executable, user)
+        # a fetch from the executable superpage translates, to a tag (PA << 16: an illegal instruction)
+        fetch = next(c for c in by[executable[0]] if c.access == "execute" and c.privilege == "supervisor")
+        assert fetch.pa is not None and vs.mem.read_u64(fetch.pa & ~7) == (fetch.pa & ~7) << 16, fetch
+        assert any(c.pa is not None for c in by[user[0]] if c.privilege == "user"), user[0]
+        for c in by[executable[0]] + by[user[0]]:
+            assert c.fault is None or c.level == i or c.stage == 2, c
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("mode", MODES)
+def test_reserved_encodings_on_pointers_superpages_and_napot(mode: str, seed: int) -> None:
+    vm = vector_mode(mode)
+    vs = generate_riscv(mode, seed, options=vm.options(svnapot=True, svpbmt=True))
+    by = _by_label(vs)
+    levels = _levels(_format(mode))
+    pointer_kinds = ("nonleaf-accessed", "nonleaf-dirty", "nonleaf-user", "nonleaf-reserved-bit", "nonleaf-pbmt",
+                     "nonleaf-napot")
+    for kind in pointer_kinds:
+        found = [label for label in by if label.startswith(kind + "-")]
+        assert found, kind
+        for label in found:
+            i = levels[label.rsplit("-", 1)[1]]
+            assert i > 0 and _faults(by[label]) == {("reserved", i)}, label
+    napot_super = [label for label in by if label.startswith("napot-superpage-")]
+    assert napot_super
+    for label in napot_super:
+        i = levels[label.rsplit("-", 1)[1]]
+        assert i > 0 and _faults(by[label]) == {("reserved", i)}, label
+    bad = [label for label in by if label.startswith("napot-ppn-")]
+    assert 1 <= len(bad) <= 3 and "napot-ppn-1000" not in bad
+    for label in bad:
+        assert _faults(by[label]) == {("reserved", 0)}, label
+    assert {(c.pa is not None) for c in by["napot-64k"] if c.privilege == "supervisor" and c.access == "read"} \
+        == {True}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("mode", MODES)
+def test_malformed_superpages(mode: str, seed: int) -> None:
+    vs = generate_riscv(mode, seed)
+    by = _by_label(vs)
+    levels = _levels(_format(mode))
+    for kind, reason in (("accessed-clear", "accessed-dirty"), ("dirty-clear", "accessed-dirty"),
+                         ("w-without-r", "w-without-r"), ("xo-superpage", "permission")):
+        found = [label for label in by if label.startswith(kind + "-")]
+        assert found, kind
+        for label in found:
+            i = levels[label.rsplit("-", 1)[1]]
+            assert i > 0 and (reason, i) in _faults(by[label]), label
+    for label in (label for label in by if label.startswith("xo-superpage-")):
+        if VECTOR_MODES[mode].gstage is None:
+            assert any(c.pa is not None for c in by[label] if c.access == "execute"), label
+
+
+@pytest.mark.parametrize("mode", ["sv39+sv39x4", "sv48+sv48x4", "sv57+sv57x4"])
+def test_two_stage_access_faults_root_and_gstage_superpages(mode: str) -> None:
+    vm = vector_mode(mode)
+    vs = generate_riscv(mode, 5, options=vm.options(ad="svadu"))
+    by = _by_label(vs)
+    for label in ("gstage-leaf-outside-ram", "vs-table-host-outside-ram"):
+        faults = {(c.fault, c.stage, c.implicit) for c in by[label] if c.privilege == "supervisor"}
+        assert faults == {("access-fault", 2, label.startswith("vs-table"))}, label
+    assert {(c.fault, c.reason, c.stage) for c in by["gstage-table-outside-ram"] if c.privilege == "supervisor"} \
+        == {("access-fault", "table-outside-memory", 2)}
+    root = vs.registers["vsatp"] & ((1 << 44) - 1)
+    for label in ("vs-root-gstage-ro-a-clear", "vs-root-gstage-ro-d-clear"):
+        stores = [c for c in by[label] if c.access == "write" and c.privilege == "supervisor"]
+        assert stores and all(c.fault == "guest-page-fault" and c.implicit and c.gpa is not None
+                              and c.gpa >> 12 == root and c.syndrome is not None
+                              and c.syndrome["htinst"] == 0x3020 for c in stores), stores
+    g = VECTOR_MODES[mode].gstage
+    assert g is not None
+    sizes = [human_size(lv.span) for lv in g.levels[:-2]]          # 1 GiB and up
+    assert sizes == {"sv39+sv39x4": ["1G"], "sv48+sv48x4": ["512G", "1G"],
+                     "sv57+sv57x4": ["256T", "512G", "1G"]}[mode]
+    for size, lv in zip(sizes, g.levels, strict=False):
+        ok = [c.pa for c in by[f"gstage-superpage-{size}"] if c.pa is not None]
+        assert ok and all(0x8000_0000 <= pa < 0x8080_0000 for pa in ok), size       # host RAM, not guest RAM
+        beyond = {(c.fault, c.reason, c.level, c.stage) for c in by[f"gstage-superpage-{size}-beyond-ram"]
+                  if c.privilege == "supervisor"}
+        assert beyond == {("access-fault", "pa-outside-memory", lv.arch_level, 2)}, size
+
+
+def _fault_counts(vs: VectorSet) -> collections.Counter[tuple[str, int | None]]:
+    return collections.Counter((c.reason, c.level) for c in vs.cases if c.fault is not None)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_seeds_draw_the_structure_and_one_seed_gives_the_same_bytes(mode: str) -> None:
+    """Six seeds: six different sets of labels and six different counts of faults by reason and level, and
+    the groups in a different order; seed 1 again: the same image, registers and cases."""
+    sets = [generate_riscv(mode, seed) for seed in range(1, 7)]
+    assert len({frozenset(c.label for c in vs.cases) for vs in sets}) == 6
+    assert len({frozenset(_fault_counts(vs).items()) for vs in sets}) == 6
+    order = [list(dict.fromkeys(c.label for c in vs.cases)) for vs in sets[:2]]
+    common = set(order[0]) & set(order[1])
+    assert [x for x in order[0] if x in common] != [x for x in order[1] if x in common]
+    again = generate_riscv(mode, 1)
+    assert again.cases == sets[0].cases and again.registers == sets[0].registers
+    assert all(np.array_equal(a.data, b.data) for a, b in zip(again.mem.regions, sets[0].mem.regions, strict=True))
