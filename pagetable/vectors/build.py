@@ -60,9 +60,11 @@ class Where(enum.Enum):
 
 @dataclass
 class FaultSite:
-    """What a fault rule builds with: the builder of the stage, the entry's depth, the RNG, a PA with no RAM."""
+    """What a fault rule builds with: the builder of the stage, the fault's VA and the entry's depth, the RNG,
+    a PA with no RAM."""
 
     b: TableBuilder
+    va: int
     depth: int
     rng: random.Random
     outside: int
@@ -101,6 +103,21 @@ class FaultSite:
     def table(self) -> int:
         """A well-formed table entry pointing at a fresh (empty) table."""
         return self.b.table_bits | self.b.address(self.b.frames.alloc())
+
+    def over_page(self, pointer: int, flags: F) -> int:
+        """The table entry `pointer` (its bits; the address filled in) over fresh tables down to a page with
+        `flags` at this VA: a fault the table entry's own rights make (x86 U/S, R/W, XD; AArch64 APTable,
+        UXNTable, PXNTable; EPT R/W/X)."""
+        fmt, b = self.fmt, self.b
+        top = table = b.frames.alloc()
+        for d in range(self.depth + 1, fmt.depth_count):
+            slot = table + fmt.index(self.va, d) * fmt.entry_size
+            if d == fmt.depth_count - 1:
+                b.mem.write_u64(slot, fmt.codec.new_page(b.frames.alloc(zero=False), flags, False))
+            else:
+                table = b.frames.alloc()
+                b.mem.write_u64(slot, b.table_bits | b.address(table))
+        return pointer | b.address(top)
 
 
 @dataclass(frozen=True)
@@ -259,7 +276,7 @@ def build_spec(spec: Spec, arch: Architecture) -> VectorSet:
         if f.kind not in rules:
             raise f.place.error(f"unknown fault kind {f.kind!r} for this stage (kinds: {', '.join(sorted(rules))})")
         rule = rules[f.kind]
-        _fault(b, f, rule, FaultSite(b, 0, rng, sc.outside if b is sc.stage2 or sc.stage1_outside is None
+        _fault(b, f, rule, FaultSite(b, f.va, 0, rng, sc.outside if b is sc.stage2 or sc.stage1_outside is None
                                       else sc.stage1_outside))
         faults.append((f, b, rule))
     registers = {**sc.registers(), **spec.registers}

@@ -15,7 +15,19 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 
-from ...arch.aarch64.codec import AF, ATTRINDX, MEMATTR, NG, TYPE, VALID, S2Codec
+from ...arch.aarch64.codec import (
+    AF,
+    AP_TABLE_NO_EL0,
+    AP_TABLE_NO_WRITE,
+    ATTRINDX,
+    MEMATTR,
+    NG,
+    PXN_TABLE,
+    TYPE,
+    UXN_TABLE,
+    VALID,
+    S2Codec,
+)
 from ...errors import InvalidArgument
 from ...flags import MappingFlags as F
 from ...frames import FrameAllocator
@@ -89,9 +101,37 @@ def _reserved_block(s: FaultSite) -> int:
     return s.leaf() & ~TYPE if s.last else VALID | AF | s.b.address(s.b.frames.alloc())
 
 
+def _hierarchical(b: TableBuilder) -> dict[str, FaultRule]:
+    """Stage 1's hierarchical attributes (D8.4.2): a table descriptor's APTable, UXNTable and PXNTable over a
+    page that would allow the access (the EL2 regime: APTable[1] and XNTable alone)."""
+    codec = b.fmt.codec
+    if isinstance(codec, S2Codec):
+        return {}
+    perm = frozenset({Reason.PERMISSION})
+    rwx = F.READ | F.WRITE | F.EXECUTE
+    user_rw, user_x = F.READ | F.WRITE | F.USER, F.READ | F.EXECUTE | F.USER
+
+    def over(bits: int, flags: F) -> Callable[[FaultSite], int]:
+        return lambda s: s.over_page(VALID | TYPE | bits, flags)
+
+    if getattr(codec, "el2", False):
+        return {"aptable-read-only": FaultRule("APTable[1]=1 over a writable page (a write faults)", perm,
+                                               over(AP_TABLE_NO_WRITE, F.READ | F.WRITE), Where.TABLE, "write"),
+                "xntable": FaultRule("XNTable=1 over an executable page (a fetch faults)", perm,
+                                     over(UXN_TABLE, F.READ | F.EXECUTE), Where.TABLE, "execute")}
+    return {"aptable-no-el0": FaultRule("APTable=0b01 over an EL0 page (an EL0 access faults)", perm,
+                                        over(AP_TABLE_NO_EL0, user_rw), Where.TABLE, "read", "user"),
+            "aptable-read-only": FaultRule("APTable=0b10 over a writable page (a write faults)", perm,
+                                           over(AP_TABLE_NO_WRITE, user_rw), Where.TABLE, "write", "user"),
+            "uxntable": FaultRule("UXNTable=1 over an EL0-executable page (an EL0 fetch faults)", perm,
+                                  over(UXN_TABLE, user_x), Where.TABLE, "execute", "user"),
+            "pxntable": FaultRule("PXNTable=1 over an EL1-executable page (an EL1 fetch faults)", perm,
+                                  over(PXN_TABLE, rwx), Where.TABLE, "execute")}
+
+
 def rules(b: TableBuilder) -> Mapping[str, FaultRule]:
     """The named faults of a stage 1 or stage 2 table."""
-    return {
+    return {**_hierarchical(b),
         "invalid-bits": FaultRule("a descriptor with bit 0 (valid) clear and its other bits set",
                                   frozenset({Reason.INVALID}), lambda s: (s.leaf() if s.last else s.table()) & ~VALID,
                                   Where.ANY),

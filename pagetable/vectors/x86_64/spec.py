@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable, Mapping
 
 from ...arch.x86_64 import EPT4, PTE_4K
-from ...arch.x86_64.entry import PAT_4K, PAT_HUGE, PCD, PS, PWT, XD, G, P, pat_index_bits
+from ...arch.x86_64.entry import PAT_4K, PAT_HUGE, PCD, PS, PWT, RW, US, XD, G, P, pat_index_bits
 from ...arch.x86_64.ept import IPAT, MT_SHIFT, R, W, X
 from ...errors import InvalidArgument
 from ...flags import MappingFlags as F
@@ -28,7 +28,7 @@ from ..build import FaultRule, FaultSite, Scaffold, SpecArch, Where
 from ..generation import TableBuilder
 from ..spec import Spec
 from . import nested
-from .gen import GUEST_BACKING, OUTSIDE_RAM, RegisterChoices, _Builder, registers_for, tagged_ram
+from .gen import GUEST_BACKING, OUTSIDE_RAM, TABLE, RegisterChoices, _Builder, registers_for, tagged_ram
 from .layout import RAM_BASE, RAM_SIZE, tag_memory
 from .modes import CpuOptions, vector_mode
 
@@ -36,6 +36,9 @@ OUTSIDE_GPA = 1 << 32
 """Two stages: the first GPA of the 1 GiB window the nested tables map to host PAs without RAM."""
 _MT = 7 << MT_SHIFT
 _RESERVED, _INVALID = frozenset({Reason.RESERVED}), frozenset({Reason.INVALID})
+_PERMISSION = frozenset({Reason.PERMISSION})
+_RWX = F.READ | F.WRITE | F.EXECUTE
+_USER_RWX = _RWX | F.USER
 
 
 def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaffold:
@@ -104,6 +107,13 @@ def _paging_rules() -> dict[str, FaultRule]:
                                         Where.SUPERPAGE),
         "xd-without-nxe": FaultRule("a leaf with XD=1 while EFER.NXE=0 (RSVD; give efer in [registers])", _RESERVED,
                                     lambda s: s.leaf() | XD, Where.LEAF),
+        "table-supervisor": FaultRule("a table entry with U/S=0 over a user page (a user access faults)", _PERMISSION,
+                                      lambda s: s.over_page(TABLE & ~US, _USER_RWX), Where.TABLE, "read", "user"),
+        "table-read-only": FaultRule("a table entry with R/W=0 over a writable page (a write faults, CR0.WP=1)",
+                                     _PERMISSION, lambda s: s.over_page(TABLE & ~RW, _USER_RWX), Where.TABLE,
+                                     "write", "user"),
+        "table-xd": FaultRule("a table entry with XD=1 over an executable page (a fetch faults)", _PERMISSION,
+                              lambda s: s.over_page(TABLE | XD, _USER_RWX), Where.TABLE, "execute", "user"),
         "protection-key": FaultRule("a user leaf with protection key 1 (give pkru with AD1 or WD1 in [registers])",
                                     frozenset({Reason.PROTECTION_KEY}),
                                     lambda s: s.leaf(F.READ | F.WRITE | F.USER) | PTE_4K.set(0, "PK", 1), Where.LAST,
@@ -124,6 +134,11 @@ def _ept_rules() -> dict[str, FaultRule]:
                                   _RESERVED, lambda s: _entry(s) | _wide_bit(s), Where.ANY),
         "reserved-ps": FaultRule("a PML4E with bit 7 set (a misconfiguration)", _RESERVED, lambda s: s.table() | PS,
                                  Where.TABLE, levels=(4, 5)),
+        "table-no-write": FaultRule("a table entry with W=0 over a read/write/execute page (a write is a violation)",
+                                    _PERMISSION, lambda s: s.over_page(R | X, _RWX), Where.TABLE, "write"),
+        "table-no-execute": FaultRule("a table entry with X=0 over a read/write/execute page (a fetch is a "
+                                      "violation)", _PERMISSION, lambda s: s.over_page(R | W, _RWX), Where.TABLE,
+                                      "execute"),
     }
 
 
