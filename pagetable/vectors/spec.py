@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import PagetableError
 from ..flags import MappingFlags as F
+from .generation import MAX_CASES
 from .schema import ACCESSES, PRIVILEGES
 
 MAX_SPEC = 1 << 24
@@ -272,7 +273,7 @@ def parse_spec(doc: dict[str, Any], path: str = "<spec>", lines: dict[str, int] 
     return Spec(path, mode, seed, asid, options, registers, memory, maps, faults, accesses,
                 _boolean(gen.get("boundaries", True), gen.place("boundaries")),
                 _boolean(gen.get("faults", True), gen.place("faults")),
-                _small(gen.get("random", 0), gen.place("random"), 0, 10_000), lines)
+                _small(gen.get("random", 0), gen.place("random"), 0, MAX_CASES), lines)
 
 
 def _stage(r: _Reader) -> int | None:
