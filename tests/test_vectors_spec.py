@@ -85,7 +85,7 @@ def _walker(vs: VectorSet) -> Walker:
      ":4: access[0].access: 'load' is not one of read, write, execute (or \"all\")"),
     ("mode = \"sv39\"\n\n[[fault]]\nkind = \"dirty-clear\"\nva = 0x1000\nlevel = 9\n",
      ":6: fault[0].level: must be an integer from -1 to 5, not 9"),
-    ("mode = \"sv39\"\n[generate]\nrandom = -1\n", ":3: generate.random: must be an integer from 0 to 10000, not -1"),
+    ("mode = \"sv39\"\n[generate]\nrandom = -1\n", ":3: generate.random: must be an integer from 0 to 1000000, not -1"),
 ])
 def test_a_malformed_spec_names_file_line_and_key(text: str, expected: str, tmp_path: Path) -> None:
     message = _error(text, tmp_path)
