@@ -280,3 +280,16 @@ def test_verify_qemu_of_a_built_riscv_example(tmp_path: Path, capsys: pytest.Cap
     assert lines[-1].endswith(" agree, 0 disagree, 7 named deviations")
     assert any(line.startswith("named deviation (6 cases): not run on QEMU: the PA is in QEMU virt's device space")
                for line in lines)
+
+
+def test_overlapping_explicit_pas_hold_no_table(tmp_path: Path) -> None:
+    """Two mappings sharing PAs: their union is kept free of tables (the root and the tables below sit
+    elsewhere); a linear map over most of RAM is not kept free (the tables then sit inside it)."""
+    text = ("mode = \"sv39\"\n[[map]]\nva = 0x1000_0000\npa = 0x8000_0000\nsize = \"64K\"\nperms = \"r\"\n"
+            "[[map]]\nva = 0x2000_0000\npa = 0x8000_8000\nsize = \"64K\"\nperms = \"r\"\n")
+    vs = _build(text, tmp_path)
+    tables = {int(t) for t in _walker(vs).mappings().slot} | {(vs.registers["satp"] & (1 << 44) - 1) << 12}
+    assert tables and not any(0x8000_0000 <= t < 0x8001_8000 for t in tables)
+    linear = _build("mode = \"sv39\"\n[[map]]\nva = 0xffff_ffc0_0000_0000\npa = 0x8000_0000\nsize = \"8M\"\n"
+                    "perms = \"rw\"\n", tmp_path, "linear.toml")
+    assert (linear.registers["satp"] & (1 << 44) - 1) << 12 == 0x8000_0000

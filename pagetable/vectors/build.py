@@ -38,7 +38,7 @@ from .architecture import Architecture
 from .expected import expected_cases
 from .generation import MAX_CASES, TableBuilder
 from .schema import ACCESS_CODES, ACCESSES, PRIVILEGE_CODES, PRIVILEGES, VectorSet
-from .spec import FaultSpec, MapSpec, Place, Spec, SpecError
+from .spec import FaultSpec, MapSpec, Place, Spec, SpecError, parse_spec
 
 MAX_FORCED = 1 << 16
 """The most pages a mapping of a forced size above the smallest has (each is mapped on its own)."""
@@ -235,7 +235,7 @@ def fault_kinds(mode: str) -> list[tuple[int, PagingFormat, dict[str, FaultRule]
     """The fault kinds of each table of `mode` (stage, format, kind → rule), as a spec may name them."""
     arch = _architecture(mode)
     assert isinstance(arch.spec, SpecArch)
-    sc = arch.spec.scaffold(Spec("<faults>", mode, 0, 0, {}, {}, None, [], [], []), lambda frames, stage: None)
+    sc = arch.spec.scaffold(parse_spec({"mode": mode}), lambda frames, stage: None)
     tables = [(1, b) for b in sc.stage1] + ([(2, sc.stage2)] if sc.stage2 is not None else [])
     return [(stage, b.fmt, {**GENERIC_RULES, **arch.spec.rules(b)}) for stage, b in tables]
 
@@ -245,20 +245,19 @@ def build_spec(spec: Spec, arch: Architecture) -> VectorSet:
     arch_spec = arch.spec
     assert isinstance(arch_spec, SpecArch)
     case_stage = 1 if arch_spec.has_stage1(spec.mode) else 2
-    reserved_pas = [(m.pa, m.size, m.stage or case_stage) for m in spec.maps if m.pa is not None]
+    explicit = _merged([(m.stage or case_stage, m.pa, m.pa + m.size) for m in spec.maps if m.pa is not None])
 
     def reserve(frames: FrameAllocator, stage: int) -> None:
-        """Keep the explicit PAs of `stage`'s mappings out of `frames`' hands, so no table lands on them; a
-        mapping that would leave less than a quarter of the frames (a linear map over RAM, as a kernel's
-        direct map) is not kept free: tables then sit inside it, as they do in a kernel."""
+        """Keep the explicit PAs of `stage`'s mappings out of a fresh allocator's hands, so no table lands on
+        them; a range that would leave less than a quarter of the frames (a linear map over RAM, as a
+        kernel's direct map) is not kept free: tables then sit inside it, as they do in a kernel."""
         lo, fs = frames.base, frames.frame_size
         hi = lo + frames.total * fs
-        for pa, size, s in reserved_pas:
-            wanted = [f for f in range(max(lo, pa & ~(fs - 1)), min(hi, pa + size), fs)
-                      if s == stage and not frames.ref_count(f)]
-            if frames.total - frames.in_use - len(wanted) >= frames.total // 4:
-                for frame in wanted:
-                    frames.reserve(frame)
+        for s, start, end in explicit:
+            first, last = max(lo, start & ~(fs - 1)), min(hi, end)
+            count = -(-(last - first) // fs)
+            if s == stage and count > 0 and frames.total - frames.in_use - count >= frames.total // 4:
+                frames.reserve(first, count)
 
     try:
         sc = arch_spec.scaffold(spec, reserve)
@@ -291,6 +290,17 @@ def build_spec(spec: Spec, arch: Architecture) -> VectorSet:
                               np.concatenate(cases.privilege), np.concatenate(cases.label), tuple(cases.labels),
                               arch.attributes)
     return vs
+
+
+def _merged(ranges: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """(stage, start, end) ranges with the overlapping and touching ones of a stage merged."""
+    out: list[tuple[int, int, int]] = []
+    for stage, start, end in sorted(ranges):
+        if out and out[-1][0] == stage and start <= out[-1][2]:
+            out[-1] = (stage, out[-1][1], max(end, out[-1][2]))
+        else:
+            out.append((stage, start, end))
+    return out
 
 
 def _options_error(spec: Spec, exc: PagetableError) -> SpecError:
