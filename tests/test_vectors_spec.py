@@ -209,7 +209,8 @@ def test_the_documented_examples_build_and_verify(path: Path, tmp_path: Path,
     assert main(["vectors", "build", str(path), "--out", str(out), "--formats", "all"]) == 0
     assert main(["vectors", "verify", str(out)]) == 0
     assert "0 disagree" in capsys.readouterr().out
-    assert f"built from {path.name}" in (out / "README.txt").read_text()
+    assert f"built from {path.name} (copied as spec.toml)" in (out / "README.txt").read_text()
+    assert (out / "spec.toml").read_bytes() == path.read_bytes()
 
 
 @pytest.mark.parametrize("mode", ALL_MODES)

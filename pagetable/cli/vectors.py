@@ -43,7 +43,8 @@ def cmd_build(ns: argparse.Namespace) -> int:
     spec = read_spec(ns.spec)
     vs = build(spec)
     arch = registry.by_name(vs.arch)
-    _write(vs, arch, ns, formats, f"built from {os.path.basename(spec.path)}, seed {spec.seed}")
+    _write(vs, arch, ns, formats, f"built from {os.path.basename(spec.path)} (copied as spec.toml), seed {spec.seed}")
+    writers.copy_spec(spec.path, ns.out)
     print(f"wrote {len(vs.cases)} cases for {vs.mode} (spec {spec.path}) to {ns.out}")
     return 0
 

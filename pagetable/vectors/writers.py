@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -350,6 +351,16 @@ def parse_formats(text: str) -> tuple[str, ...]:
             raise VectorsError(f"--formats: unknown format {f!r} (expected all, or a comma list of "
                                f"{', '.join(FORMATS)})")
     return chosen
+
+
+def copy_spec(path: str, out_dir: str) -> None:
+    """A copy of the spec a set was built from, as `spec.toml` in its directory: the set says how it was made."""
+    try:
+        shutil.copyfile(path, os.path.join(out_dir, "spec.toml"))
+    except shutil.SameFileError:                # the spec is already there
+        pass
+    except OSError as exc:
+        raise VectorsError(f"cannot write vectors to {out_dir!r}: {exc.strerror}") from None
 
 
 def write_formats(vs: VectorSet, walker: Walker, out_dir: str, formats: Sequence[str], readme: str,
