@@ -8,7 +8,8 @@ a harness maps its own code there. The address space follows Intel SDM Vol. 3A c
   and supervisor (U/S), the supervisor ones global (G, with CR4.PGE); every target is probed at CPL 3 and
   at CPL 0, so supervisor accesses to user pages meet SMEP and SMAP (4.6);
 - a user and a supervisor 2 MiB page, and a user and a supervisor 1 GiB page mapping PA 0 like a kernel
-  linear map (cases inside RAM and beyond it), each read/write or read-only, executable or XD;
+  linear map (cases inside RAM and beyond it), of each size one in each half of the address space, each
+  read/write or read-only, executable or XD;
 - every #PF cause of 4.7: not present at each level (the root's in both halves of the address space), and
   with other bits set; R/W=0 (CR0.WP); U/S=0 at each level, also in an upper level over a user page; XD
   (EFER.NXE), also in an upper level; RSVD: address bits at or above MAXPHYADDR at each level, PS in a
@@ -164,17 +165,19 @@ def _pages_4k(b: _Builder, at: Places) -> None:
 
 
 def _superpages(b: _Builder, anchors: tuple[int, int]) -> int:
-    """A user and a supervisor page of each size, in the order, halves (`anchors`), rights (read/write or
-    read-only, executable or XD) and PAT indices the seed draws: 2 MiB pages of fresh frames and 1 GiB
-    pages mapping PA 0 like a kernel linear map, whose cases lie in RAM and beyond it. Returns the first
-    2 MiB page's frames."""
+    """A user and a supervisor page of each size, one in each half of the address space (`anchors`), with
+    the order, halves, rights (read/write or read-only, executable or XD) and PAT indices the seed draws:
+    2 MiB pages of fresh frames and 1 GiB pages mapping PA 0 like a kernel linear map, whose cases lie in
+    RAM (over the first 2 MiB page's frames: every word a tag, never a table) and beyond it. Returns the
+    first 2 MiB page's frames."""
     rng, frames = b.rng, []
     for size, name in ((2 * MiB, "2M"), (GiB, "1G")):
-        owners = [F.USER, F(0)]
+        owners, halves = [F.USER, F(0)], list(anchors)
         rng.shuffle(owners)
-        for user in owners:
+        rng.shuffle(halves)
+        for user, anchor in zip(owners, halves, strict=True):
             flags = F.READ | user | rng.choice((F(0), F.WRITE)) | rng.choice((F(0), F.EXECUTE))
-            va = b.free(rng.choice(anchors), b.depth(2 if size == 2 * MiB else 3))
+            va = b.free(anchor, b.depth(2 if size == 2 * MiB else 3))
             pa = b.frames.alloc(512, align=2 * MiB, zero=False) if size == 2 * MiB else 0
             b.pt.map(va, pa, size, flags)
             b.draw_memtype(va, True)
@@ -182,8 +185,8 @@ def _superpages(b: _Builder, anchors: tuple[int, int]) -> int:
             if size == 2 * MiB:
                 frames.append(pa)
                 b.target(label, va, size)
-            else:
-                b.target(label, va + RAM_BASE, RAM_SIZE)
+            else:                            # in RAM: over the first 2 MiB page, which holds no table
+                b.target(label, va + frames[0], 2 * MiB)
                 b.target(label + "-beyond-ram", va + BEYOND_RAM, 16 * MiB)
     return frames[0]
 
