@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from pagetable.arch.aarch64 import SCTLR_EL1, TCR_EL1, VTCR_EL2
-from pagetable.arch.aarch64.codec import AP_RO, S2AP_W
+from pagetable.arch.aarch64.codec import AP_RO, CONTIGUOUS, CONTIGUOUS_ENTRIES, S2AP_W
 from pagetable.arch.aarch64.modes import concatenated
 from pagetable.arch.aarch64.walk import ESR_S1PTW, ESR_WNR
 from pagetable.cli import main
@@ -37,26 +38,51 @@ def _levels(kind: str, levels: range | tuple[int, ...], stage: int = 1, implicit
 
 
 _COMMON = _levels(_T, range(0, 4)) | _levels(_AF, (2, 3))
-COVERAGE = {  # mode: every (fault kind, level, stage, implicit) its full set has
-    "aarch64-4k-48": _COMMON | _levels(_AS, range(0, 4)) | _levels(_EA, (1, 3)) | _levels(_P, (1, 2, 3)),
-    "aarch64-4k-39": _COMMON | _levels(_AS, (1, 2, 3)) | _levels(_EA, (1, 3)) | _levels(_P, (1, 2, 3)),
-    "aarch64-16k-47": _COMMON | _levels(_AS, (1, 2, 3)) | _levels(_EA, (2, 3)) | _levels(_P, (2, 3)),
-    "aarch64-64k-48": _COMMON | _levels(_AS, (1, 2, 3)) | _levels(_EA, (2, 3)) | _levels(_P, (2, 3)),
-    "aarch64-64k-52": _COMMON | _levels(_EA, (1, 2, 3)) | _levels(_P, (1, 2, 3)),      # 52-bit IPS: no AS
-    "aarch64-4k-52-lpa2": _COMMON | _levels(_T, (-1,)) | _levels(_EA, (0, 1, 3)) | _levels(_P, range(0, 4)),
-    "aarch64-el2-4k-48": _COMMON | _levels(_AS, range(0, 4)) | _levels(_EA, (1, 3)) | _levels(_P, (1, 2, 3)),
-    "aarch64-s2-4k-40": _COMMON | _levels(_AS, (1, 2, 3)) | _levels(_EA, (1, 3)) | _levels(_P, (3,)),
-    "aarch64-4k-48+s2-4k-40": _COMMON | _levels(_AS, range(0, 4)) | _levels(_P, (1, 2, 3))
+COVERAGE = {  # mode: every (fault kind, level, stage, implicit) its full set has, but what `_drawn` adds
+    "aarch64-4k-48": _COMMON | _levels(_AF, (1,)) | _levels(_AS, range(0, 4)) | _levels(_P, (1, 2, 3)),
+    "aarch64-4k-39": _COMMON | _levels(_AF, (1,)) | _levels(_AS, (1, 2, 3)) | _levels(_P, (1, 2, 3)),
+    "aarch64-16k-47": _COMMON | _levels(_AS, (1, 2, 3)) | _levels(_P, (2, 3)),
+    "aarch64-64k-48": _COMMON | _levels(_AS, (1, 2, 3)) | _levels(_P, (2, 3)),
+    # 52-bit IPS: no Address size faults, and an External abort at a page above 2**48
+    "aarch64-64k-52": _COMMON | _levels(_AF, (1,)) | _levels(_P, (1, 2, 3)) | _levels(_EA, (3,)),
+    "aarch64-4k-52-lpa2": _COMMON | _levels(_AF, (0, 1)) | _levels(_T, (-1,)) | _levels(_P, range(0, 4))
+    | _levels(_EA, (3,)),
+    "aarch64-el2-4k-48": _COMMON | _levels(_AF, (1,)) | _levels(_AS, range(0, 4)) | _levels(_P, (1, 2, 3)),
+    "aarch64-s2-4k-40": _COMMON | _levels(_AF, (1,)) | _levels(_AS, (1, 2, 3)) | _levels(_P, (3,)),
+    "aarch64-4k-48+s2-4k-40": _COMMON | _levels(_AF, (1,)) | _levels(_AS, range(0, 4)) | _levels(_P, (1, 2, 3))
     | _levels(_T, (1, 2, 3), 2) | _levels(_T, (1, 3), 2, True) | _levels(_P, (3,), 2) | _levels(_P, (3,), 2, True)
     | _levels(_AF, (3,), 2) | _levels(_AF, (3,), 2, True),
 }
-_S2_FROM_L2 = _levels(_T, (0, 2, 3)) | _levels(_AF, (2, 3)) | _levels(_AS, (2, 3)) | _levels(_EA, (2, 3)) \
-    | _levels(_P, (3,))                                       # stage 2 from level 2: no level 1
+_S2_FROM_L2 = _levels(_T, (0, 2, 3)) | _levels(_AF, (2, 3)) | _levels(_AS, (2, 3)) | _levels(_P, (3,))
 _TWO_STAGES_S2_FROM_L2 = _COMMON | _levels(_AS, (1, 2, 3)) | _levels(_P, (2, 3)) | _levels(_T, (2, 3), 2) \
     | _levels(_T, (2, 3), 2, True) | _levels(_P, (3,), 2) | _levels(_P, (3,), 2, True) | _levels(_AF, (3,), 2) \
     | _levels(_AF, (3,), 2, True)
 COVERAGE |= {"aarch64-s2-64k-42": _S2_FROM_L2, "aarch64-s2-16k-40": _S2_FROM_L2,
              "aarch64-64k-48+s2-64k-42": _TWO_STAGES_S2_FROM_L2, "aarch64-16k-47+s2-16k-40": _TWO_STAGES_S2_FROM_L2}
+_PLACED = re.compile(r"^(?:ttbr[01]|el2|s2)-(table-outside-ram|table-above-48-bits|leaf-outside-ram|block)-L(-?\d)"
+                     r"(?:-([a-z]+))?(-beyond-ram)?$")
+
+
+def _drawn(mode: str, labels: set[str]) -> set[tuple[str, int, int, bool]]:
+    """The faults the seed placed, from the labels that name their level: an External abort at the level
+    after a table outside RAM (or above 2**48), at a page or block outside RAM and at a block's part beyond
+    RAM (one stage: with stage 2, these IPAs fault at stage 2); stage 2 alone, a Permission fault at a block
+    without every right."""
+    out = set()
+    for label in labels:
+        m = _PLACED.match(label)
+        if m is None:
+            continue
+        kind, level, rights, beyond = m[1], int(m[2]), m[3], m[4]
+        if "+s2" not in mode and kind.startswith("table-"):
+            out.add((_EA, level + 1, 1, False))
+        elif "+s2" not in mode and (kind == "leaf-outside-ram" or beyond):
+            out.add((_EA, level, 1, False))
+        elif kind == "block" and mode in STAGE2_MODES and rights != "rwx":
+            out.add((_P, level, 1, False))
+    return out
+
+
 TWO_STAGE_MODES = ("aarch64-4k-48+s2-4k-40", "aarch64-64k-48+s2-64k-42", "aarch64-16k-47+s2-16k-40")
 STAGE2_MODES = ("aarch64-s2-4k-40", "aarch64-s2-64k-42", "aarch64-s2-16k-40")
 
@@ -84,7 +110,7 @@ def test_the_layout_conventions_are_fixed() -> None:
 def test_each_mode_covers_its_fault_kinds_and_levels(mode: str) -> None:
     for vs in _sets(mode).values():
         seen = {(c.fault, c.level, c.stage or 1, bool(c.implicit)) for c in vs.cases if c.fault is not None}
-        assert seen == COVERAGE[mode]
+        assert seen == COVERAGE[mode] | _drawn(mode, {c.label for c in vs.cases})
         assert any(c.fault is None for c in vs.cases) and all(c.perms is not None for c in vs.cases if c.pa)
 
 
@@ -100,7 +126,8 @@ def test_no_case_uses_the_harness_slot_and_ram_is_tagged(mode: str) -> None:
                 assert not reserved_slot(region.fmt, c.va), (c.label, hex(c.va))
         if s2 is not None and c.gpa is not None and c.gpa < 1 << s2.va_bits:
             assert not reserved_slot(s2, c.gpa), (c.label, hex(c.gpa))
-    pages = [c.pa & ~7 for c in vs.cases if c.pa is not None and c.label.endswith(("-rw", "-ro"))]
+    pages = [c.pa & ~7 for c in vs.cases if c.pa is not None and c.label.endswith(("-rw", "-ro"))
+             and "block" not in c.label]                   # a large block maps the tables in RAM too
     assert pages
     for pa in pages:
         assert vs.mem.read_u64(pa) == tag(pa)
@@ -316,19 +343,19 @@ def test_bad_arguments_exit_2_without_a_traceback(tmp_path: Path, capsys: pytest
 
 
 GOLDEN = {  # mode: (mem.bin, vectors.json), seed 7, every target x access x privilege
-    "aarch64-4k-48": ("7df53aec1b2a3b77", "035a83e846ff6c21"),
-    "aarch64-4k-39": ("5e2ae4b10d0cea6a", "b6f55f19fa8ceba1"),
-    "aarch64-16k-47": ("3673b205a875a4ce", "df96b51e8a85a111"),
-    "aarch64-64k-48": ("e711f3a070ef05b0", "bd07373d7a3c56d8"),
-    "aarch64-64k-52": ("8d20f4cb1f6fed7e", "55601d8281819783"),
-    "aarch64-4k-52-lpa2": ("bc0790fddf5f0585", "62a30a9f9966db37"),
-    "aarch64-el2-4k-48": ("8ad60a8ecb478db8", "fac64f3f166193a5"),
-    "aarch64-s2-4k-40": ("52db1cc9528df238", "9cd3cf26c82afa28"),
-    "aarch64-4k-48+s2-4k-40": ("d21c4303744b4d3a", "c0a152927f89e4ed"),
-    "aarch64-s2-64k-42": ("93aff309c299ff71", "1c9bb8faebd7fb98"),
-    "aarch64-s2-16k-40": ("4024896246392656", "d0a9c7b4662d28bc"),
-    "aarch64-64k-48+s2-64k-42": ("15a0451827032ae2", "d9783586fffb31c8"),
-    "aarch64-16k-47+s2-16k-40": ("053f22008059a5f8", "cb1f05b9bc1fbee7"),
+    "aarch64-4k-48": ("bc68dc5734d7f5ad", "d59741a62991f702"),
+    "aarch64-4k-39": ("4010731a9c7e9567", "9d8f82f14c6e3148"),
+    "aarch64-16k-47": ("55255f62c842851b", "887e1b8708e858d7"),
+    "aarch64-64k-48": ("145a0ae18d61efa4", "854032a9aedbe5a3"),
+    "aarch64-64k-52": ("144fa2efeb093a0c", "f845692dad489992"),
+    "aarch64-4k-52-lpa2": ("57813877c7a7179a", "60d05238e04e6430"),
+    "aarch64-el2-4k-48": ("266141d9639e99c2", "1912fee8d75cf2c5"),
+    "aarch64-s2-4k-40": ("3a1e6bfc2223906f", "f6dcabc89810bfdc"),
+    "aarch64-4k-48+s2-4k-40": ("9fac908f8f5a5fde", "b7776a3e25af86d3"),
+    "aarch64-s2-64k-42": ("9bea4fb0db46e088", "6fa6ce824af673fd"),
+    "aarch64-s2-16k-40": ("e92cde958fc0a4ac", "5c383005e9566f6b"),
+    "aarch64-64k-48+s2-64k-42": ("59bd7052a5cb8db9", "b0e76a0c85d7e91c"),
+    "aarch64-16k-47+s2-16k-40": ("f5d82e1cc11df904", "389491be3c35351d"),
 }
 
 
@@ -344,3 +371,22 @@ def test_golden_digests(tmp_path: Path, mode: str, capsys: pytest.CaptureFixture
 def test_timing_and_counts() -> None:
     """A 100,000-case two-stage set is built and walked well within a second or two (columns, not a list)."""
     assert_100k_cases_fast(lambda n: generate_aarch64("aarch64-4k-48+s2-4k-40", 1, cases=n))
+
+
+@pytest.mark.parametrize("mode", ["aarch64-4k-48", "aarch64-16k-47", "aarch64-64k-48", "aarch64-s2-4k-40"])
+def test_contiguous_runs_qualify_and_translate_page_by_page(mode: str) -> None:
+    """Each region's run of Contiguous pages (D8.7.1): the set's size of entries, every one with the bit,
+    aligned in input and output, EL1 reads translating each page to its own frame; writes fault (read-only)."""
+    vs = _sets(mode)[1]
+    walker = walker_for(vs)
+    runs = [c for c in vs.cases if "-contiguous-" in c.label]
+    assert {c.label.split("-")[0] for c in runs} == ({"s2"} if "s2" in mode else {"ttbr0", "ttbr1"})
+    granule = VECTOR_MODES[mode].s2_granule if "s2" in mode else VECTOR_MODES[mode].granule
+    size = CONTIGUOUS_ENTRIES[granule, 3] * granule.size
+    for c in runs:
+        t = walker.translate(c.va, c.access, c.privilege)
+        if c.access == "write":
+            assert c.fault == "permission" and c.level == 3, c
+        elif c.access == "read" and c.privilege == "supervisor":                 # EL1 reads EL0's too
+            assert t.pte is not None and t.pte & CONTIGUOUS and c.pa is not None and c.level is None, c
+            assert (c.va - c.pa) % size == 0 and t.level == 3, c

@@ -52,17 +52,21 @@ def test_the_layout_conventions_are_fixed() -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_same_seed_same_bytes_other_seed_other_structure(mode: str, tmp_path: Path) -> None:
+def test_same_seed_same_bytes_other_seed_other_bytes(mode: str, tmp_path: Path) -> None:
+    """The same seed gives the same files; other seeds other bytes and keys (tests/test_vectors_structure.py:
+    other structure)."""
     for n in (1, 2):
         generate_x86(mode, 7).write(tmp_path / str(n), "readme\n")
     assert (tmp_path / "1" / "mem.bin").read_bytes() == (tmp_path / "2" / "mem.bin").read_bytes()
     assert (tmp_path / "1" / "vectors.json").read_text() == (tmp_path / "2" / "vectors.json").read_text()
-    seven, eight = generate_x86(mode, 7), generate_x86(mode, 8)
-    assert seven.mem.regions[0].data.tobytes() != eight.mem.regions[0].data.tobytes()
-    places = {s: {c.label: c.va >> 21 for c in vs.cases} for s, vs in (("7", seven), ("8", eight))}
-    moved = [label for label in places["7"] if places["7"][label] != places["8"][label]]
-    assert len(moved) > len(places["7"]) // 2                  # the targets are elsewhere, not only the VAs
+    assert generate_x86(mode, 7).mem.regions[0].data.tobytes() != generate_x86(mode, 8).mem.regions[0].data.tobytes()
     assert len({generate_x86(mode, s, cases=1).registers["pkru"] for s in range(7, 12)}) > 1   # keys are drawn
+
+
+def _level_in(labels: set[str], prefix: str) -> int:
+    """The level in the one label `prefix`-L<n> of a set (the seed draws n)."""
+    (label,) = [x for x in labels if x.startswith(prefix + "-L")]
+    return int(label.removeprefix(prefix + "-L"))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -73,19 +77,56 @@ def test_every_reason_appears_at_every_level_it_can(mode: str, seed: int) -> Non
     for c in vs.cases:
         seen[c.reason].add(c.level)
     top = LEVELS[mode]
+    labels = {c.label for c in vs.cases}
     assert set(seen) == X86_REASONS
     assert seen["invalid"] == set(range(1, top + 1))           # not present at each level
     assert seen["reserved"] == set(range(1, top + 1))          # RSVD at each level
     assert seen["permission"] >= {1, 2, 3}                     # at 4 KiB, 2 MiB and 1 GiB pages
     assert seen["non-canonical"] == {top}
-    assert seen["pa-outside-memory"] == {1, 3}
-    assert seen["table-outside-memory"] == {1}
-    assert seen["protection-key"] == {1}
-    labels = {c.label for c in vs.cases}
+    assert seen["pa-outside-memory"] == {3, _level_in(labels, "leaf-outside-ram")}   # and the 1 GiB pages' part
+    assert seen["table-outside-memory"] == {_level_in(labels, "table-outside-ram") - 1}
+    assert seen["protection-key"] == {1, 2}
     for level in range(2, top + 1):
-        assert {f"upper-us0-L{level}", f"upper-rw0-L{level}", f"upper-xd-L{level}", f"unmapped-L{level}",
+        assert {f"upper-us0-L{level}", f"upper-rw0-L{level}", f"upper-xd-L{level}",
                 f"rsvd-maxphyaddr-L{level}"} <= labels
+    assert {f"unmapped-L{n}" for n in range(2, top)} | {f"unmapped-L{top}-low", f"unmapped-L{top}-high"} <= labels
     assert {f"rsvd-ps-L{n}" for n in range(4, top + 1)} <= labels
+    by = _by(vs)
+    for half, sign in (("low", 0), ("high", 1)):                # the root's not-present entries, both halves
+        c = by[f"unmapped-L{top}-{half}", "read", "supervisor"]
+        assert (c.level, c.reason, c.va >> 63) == (top, "invalid", sign)
+
+
+def _superpage_outcome(label: str, access: str, privilege: str) -> int | None:
+    """The #PF error code (None: the access succeeds) of a 2 MiB or 1 GiB page whose label names its owner
+    and rights (superpage-<size>-<user|kernel>-<rw|ro|rwx|rx>), with CR0.WP=1, SMEP, SMAP (RFLAGS.AC=0)
+    and EFER.NXE=1 (SDM Vol. 3A 4.6.1)."""
+    _, _, owner, rights = label.split("-")[:4]
+    user_page, user = owner == "user", privilege == "user"
+    denied = (user and not user_page) or (not user and user_page) or \
+        (access == "write" and "w" not in rights) or (access == "execute" and "x" not in rights)
+    if not denied:
+        return None
+    return 1 | (2 if access == "write" else 0) | (4 if user else 0) | (16 if access == "execute" else 0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("seed", [3, 4])
+def test_the_superpages_rights_are_the_sdms(mode: str, seed: int) -> None:
+    """Each 2 MiB and 1 GiB page, with the owner and rights the seed drew, at every access and privilege;
+    the two of each size in the two halves of the address space."""
+    vs = generate_x86(mode, seed)
+    pages = [c for c in vs.cases if c.label.startswith(("superpage-2M-user", "superpage-2M-kernel",
+                                                        "superpage-1G-user", "superpage-1G-kernel"))
+             and not c.label.endswith("beyond-ram")]
+    assert len({c.label for c in pages}) == 4 and len(pages) == 24
+    for size in ("2M", "1G"):                                  # of each size, one page in each half
+        assert {c.va >> 63 for c in pages if f"-{size}-" in c.label} == {0, 1}
+    for c in pages:
+        want = _superpage_outcome(c.label, c.access, c.privilege)
+        got = None if c.pa is not None else c.syndrome["error_code"] if c.syndrome else -1
+        assert got == want, c
+        assert c.level == (None if want is None else 2 if "-2M-" in c.label else 3), c
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -94,6 +135,7 @@ def test_the_outcomes_are_the_sdms(mode: str) -> None:
     and CR2 = the linear address; #GP with no error code; the memory type of each PAT entry."""
     vs = generate_x86(mode, 3)
     by = _by(vs)
+    labels = {c.label for c in vs.cases}
 
     def fault(label: str, access: str, privilege: str) -> tuple[str | None, int | None, int]:
         c = by[label, access, privilege]
@@ -104,8 +146,6 @@ def test_the_outcomes_are_the_sdms(mode: str) -> None:
     assert fault("user-ro", "write", "user") == (pf, 1, 0x7)                  # R/W=0
     assert fault("kernel-ro", "write", "supervisor") == (pf, 1, 0x3)          # CR0.WP=1
     assert fault("kernel-rw", "read", "user") == (pf, 1, 0x5)                 # U/S=0
-    assert fault("superpage-2M", "read", "user") == (pf, 2, 0x5)
-    assert fault("superpage-1G", "write", "user") == (pf, 3, 0x7)
     assert fault("kernel-rw", "execute", "supervisor") == (pf, 1, 0x11)       # XD with NXE
     assert fault("user-rx", "execute", "supervisor") == (pf, 1, 0x11)         # SMEP
     assert fault("user-rw", "read", "supervisor") == (pf, 1, 0x1)             # SMAP, RFLAGS.AC=0
@@ -114,16 +154,20 @@ def test_the_outcomes_are_the_sdms(mode: str) -> None:
     assert fault("upper-xd-L2", "execute", "user") == (pf, 1, 0x15)
     assert fault("pkey-access-disabled", "read", "user") == (pf, 1, 0x25)     # PKRU.AD
     assert fault("pkey-write-disabled", "write", "user") == (pf, 1, 0x27)     # PKRU.WD
+    assert fault("pkey-write-disabled-2M", "write", "user") == (pf, 2, 0x27)  # a key on a 2 MiB page
     assert fault("unmapped-L2", "write", "user") == (pf, 2, 0x6)              # P=0
     assert fault("rsvd-maxphyaddr-L1", "read", "supervisor") == (pf, 1, 0x9)
     assert fault("rsvd-2M-bits", "read", "user") == (pf, 2, 0xD)
     assert fault("rsvd-1G-bits", "execute", "supervisor") == (pf, 3, 0x19)
     assert fault("rsvd-ps-L4", "read", "supervisor") == (pf, 4, 0x9)                  # PS in a PML4E
     assert fault("non-canonical-low", "read", "user") == ("general-protection", LEVELS[mode], 0)
-    assert fault("table-outside-ram", "read", "supervisor") == ("no-memory", 1, 0)
+    (table,) = [x for x in labels if x.startswith("table-outside-ram-L")]
+    assert fault(table, "read", "supervisor") == ("no-memory", int(table[-1]) - 1, 0)
+    (bits,) = [x for x in labels if x.startswith("not-present-bits-L")]
+    assert fault(bits, "write", "user") == (pf, int(bits[-1]), 0x6)           # P=0: the other bits ignored
     for ok in (("user-rw", "write", "user"), ("user-rx", "execute", "user"), ("kernel-rx", "execute", "supervisor"),
                ("pkey-access-disabled", "execute", "user"), ("pkey-allowed", "write", "user"),
-               ("upper-us0-L3", "write", "supervisor"), ("superpage-1G", "execute", "supervisor")):
+               ("upper-us0-L3", "write", "supervisor")):
         assert by[ok].pa is not None and by[ok].fault is None, ok
     types = {c.label: c.memtype for c in vs.cases if c.label.startswith("pat") and c.pa is not None}
     assert types == {f"pat{k}-{t.label}": t.label for k, t in enumerate(
@@ -301,8 +345,8 @@ def test_cpu_options_are_checked() -> None:
 
 
 GOLDEN = {  # mode: (mem.bin, vectors.json), seed 7, every target x access x privilege
-    "x86_64-4level": ("32650091426f78f3", "fd146e5cabc8a687"),
-    "x86_64-5level": ("ff8aa462d151c000", "a65cb0e68c2495b9"),
+    "x86_64-4level": ("9d8b83e01bc6d762", "e955d11c68a290e0"),
+    "x86_64-5level": ("4fd1021339e3d220", "5bdff73c7aef79b5"),
 }
 
 

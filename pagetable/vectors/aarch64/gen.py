@@ -9,24 +9,32 @@ in the EL2 regime's one range:
 - pages of every AP[2:1]/PXN/UXN combination the codec writes (EL0 read/write, read-only, read/execute,
   execute-only, read/write/execute; EL1 read/write, read-only, read/execute, read/write/execute), a Device
   page (fetches fault) and a Normal Non-cacheable one, probed at EL1 and EL0 with reads, writes and fetches;
-  an EL0-writable page with PXN=0 (never executable at EL1);
-- blocks at every level that has them, mapping an aligned region around RAM when they are larger than a
-  few MiB (cases in RAM and beyond it);
+  an EL0-writable page with PXN=0 (never executable at EL1); a page at every AttrIndx of MAIR_EL1 (D8.6.1);
+  a run of Contiguous pages (D8.7.1), read-only;
+- at every level that has blocks: a block, one with AF=0 and one at or above the output size, mapping an
+  aligned region around RAM when they are larger than a few MiB (cases in RAM and beyond it); a read-only
+  block with DBM=1 (TCR_ELx.HD=0: writes fault, D8.5);
 - every fault kind the rules give: Translation faults (invalid at each level, an invalid descriptor with
   other bits set, bits 1:0 = 0b01 at level 3 and at each level without blocks, VAs out of range of TnSZ in
   both halves and with a non-zero top byte while TBI=0), Address size faults (a table and a leaf address,
   and a block's, at or above the output size TCR_ELx.IPS/PS of 40 bits), Access flag faults (AF=0 in a page
   and a block), Permission faults (AP, PXN, UXN; APTable, PXNTable and UXNTable — in EL2 APTable[1] and
-  XNTable — over fresh tables from each table level), and External aborts (a table and a page outside RAM;
-  in the 52-bit modes, above 2**48, which only the 52-bit forms can hold).
+  XNTable — over fresh tables from each table level), and External aborts (a table and a page or block
+  outside RAM; in the 52-bit modes, above 2**48, which only the 52-bit forms can hold).
+The seed chooses the structure, not only the addresses: the order and sizes of the page groups and each
+rights page's AttrIndx (one of MAIR's Normal ones), each block's rights, the DBM block's level, the
+levels of the table outside RAM (and above 2**48) and of the page or block outside RAM, the Contiguous run's
+rights and output, and the order of the hierarchical attributes; labels name what it chose
+(`ttbr1-block-L1-rx`, `ttbr0-table-outside-ram-L0`), so two seeds cover different things.
 Stage 2 (`aarch64-s2-4k-40`, `aarch64-s2-64k-42`, `aarch64-s2-16k-40`, case VAs are IPAs; tables and
 frames one stage 2 granule each): S2AP none/read-only/write-only/read-write, XN[1:0] (each value,
-FEAT_XNX), AF=0, Device and Non-cacheable MemAttr, blocks, and the same Translation, Address size and
-External abort targets. Two stages (`aarch64-4k-48+s2-4k-40`, `aarch64-64k-48+s2-64k-42`,
-`aarch64-16k-47+s2-16k-40`): the stage 1 address space in guest RAM (IPA `RAM_BASE`, backed by host
-`GUEST_BACKING`), plus stage 1 leaves whose IPA stage 2 maps read-only, write-only, without access, not
-executable, with AF=0 or not at all, and stage 1 tables in IPA pages stage 2 leaves unmapped (at each table
-level), maps with S2AP none, write-only, AF=0 or read-only: stage 2 faults of the table reads (S1PTW=1).
+FEAT_XNX), AF=0, Device and Non-cacheable MemAttr, blocks of drawn S2AP/XN, a Contiguous run, and the same
+Translation, Address size and External abort targets. Two stages (`aarch64-4k-48+s2-4k-40`,
+`aarch64-64k-48+s2-64k-42`, `aarch64-16k-47+s2-16k-40`): the stage 1 address space in guest RAM (IPA
+`RAM_BASE`, backed by host `GUEST_BACKING`), plus stage 1 leaves whose IPA stage 2 maps read-only,
+write-only, without access, not executable, with AF=0 or not at all, and stage 1 tables in IPA pages stage 2
+leaves unmapped (at each table level), maps with S2AP none, write-only, AF=0 or read-only: stage 2 faults of
+the table reads (S1PTW=1).
 The same seed gives the same bytes.
 """
 
@@ -35,10 +43,14 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
+from ...arch.aarch64 import contiguous
 from ...arch.aarch64.codec import (
     AF,
     AP_TABLE_NO_EL0,
     AP_TABLE_NO_WRITE,
+    ATTRINDX,
+    CONTIGUOUS_ENTRIES,
+    DBM,
     PXN,
     PXN_TABLE,
     S2AP,
@@ -50,7 +62,7 @@ from ...arch.aarch64.codec import (
     OutputAddress,
     S2Codec,
 )
-from ...arch.aarch64.regs import LINUX_MAIR_EL1
+from ...arch.aarch64.regs import LINUX_MAIR_EL1, mair_attrs
 from ...flags import MappingFlags as F
 from ...format import PagingFormat
 from ...frames import FrameAllocator
@@ -109,14 +121,6 @@ class _Builder(TableBuilder):
     def level(self, depth: int) -> int:
         return self.fmt.levels[depth].arch_level
 
-    def pages(self, va: int, groups: tuple[tuple[str, F, int], ...]) -> int:
-        """Groups of pages from `va` (an unmapped page after the last); returns the VA after them."""
-        for name, flags, n in groups:
-            self.map4k(self.label(name), va, flags, n)
-            va += (n + 1) * self.page
-        self.target(self.label("invalid-L3"), va - self.page)
-        return va
-
     def high_bit(self) -> int:
         """An address bit at or above the output size, below the form's width (an Address size fault)."""
         return 1 << self.rng.randrange(self.oa_bits, self.form_bits)
@@ -128,20 +132,49 @@ def _stage1_builder(fmt: PagingFormat, mode: A64VectorMode, rng: random.Random, 
     return _Builder(fmt.with_codec(codec), rng, mem, frames, prefix, mode.ips_bits)
 
 
-_USER_PAGES = (("user-rw", R | W | U, 3), ("user-ro", R | U, 1), ("user-rx", R | X | U, 1), ("user-xo", X | U, 1),
-               ("user-rwx", R | W | X | U, 1))
-_KERNEL_PAGES = (("rw", R | W, 3), ("ro", R, 1), ("rx", R | X, 1), ("rwx", R | W | X, 1),
-                 ("device", R | W | X | F.DEVICE, 1), ("nc", R | W | F.UNCACHED, 1))
-_S2_PAGES = (("rw", R | W, 3), ("ro", R, 1), ("wo", W, 1), ("rx", R | X, 1), ("xo", X, 1), ("rwx", R | W | X, 1),
-             ("device", R | W | X | F.DEVICE, 1), ("nc", R | W | F.UNCACHED, 1))
+_USER_PAGES = (("user-rw", R | W | U), ("user-ro", R | U), ("user-rx", R | X | U), ("user-xo", X | U),
+               ("user-rwx", R | W | X | U))
+_KERNEL_PAGES = (("rw", R | W), ("ro", R), ("rx", R | X), ("rwx", R | W | X))
+_S2_PAGES = (("rw", R | W), ("ro", R), ("wo", W), ("rx", R | X), ("xo", X), ("rwx", R | W | X))
+_TYPED_PAGES = (("device", R | W | X | F.DEVICE), ("nc", R | W | F.UNCACHED))
+"""Every AP[2:1]/PXN/UXN (stage 2: S2AP/XN) combination the codecs write, by region, and the pages named
+by their memory type."""
+_ATTR_SHIFT = (ATTRINDX & -ATTRINDX).bit_length() - 1
+_NORMAL_ATTRS = tuple(k for k, a in enumerate(mair_attrs(LINUX_MAIR_EL1))
+                      if a.memory_type is not None and not a.memory_type.is_device)
+"""The AttrIndx values whose MAIR attribute is Normal memory (the rights pages draw from them: a Device
+type would forbid their fetches)."""
+
+
+def _rights(b: _Builder, user: bool) -> tuple[tuple[str, F], ...]:
+    """The page rights a region's leaves may have."""
+    return _S2_PAGES if b.stage2 else _USER_PAGES if user else _KERNEL_PAGES
+
+
+def _draw_attr(b: _Builder, va: int) -> None:
+    """Give the stage 1 leaf that maps `va` an AttrIndx of Normal memory the seed draws (D8.6.1)."""
+    slot = b.pt.lookup(va)
+    b.mem.write_u64(slot.pa, (slot.raw & ~ATTRINDX) | b.rng.choice(_NORMAL_ATTRS) << _ATTR_SHIFT)
 
 
 def _build_region(b: _Builder, base: int, user: bool) -> None:
     """One region's address space at `base` (module docstring), phase by phase: the order fixes the random
-    choices and frame numbers, so it is part of the output."""
-    groups = _S2_PAGES if b.stage2 else _USER_PAGES if user else _KERNEL_PAGES
-    b.cursor = b.pages(base, groups)
+    choices and frame numbers, so it is part of the output. The seed draws the order and sizes of the page
+    groups and each page's AttrIndx (Normal memory) as well as what `_blocks`, `_upper_entries` and
+    `_hierarchical` say."""
+    groups = [(name, flags, True) for name, flags in _rights(b, user)] + [(n, f, False) for n, f in _TYPED_PAGES]
+    b.rng.shuffle(groups)
+    va = base
+    for name, flags, drawn in groups:
+        n = b.rng.randint(1, 3)
+        b.map4k(b.label(name), va, flags, n)
+        for k in range(n if drawn and not b.stage2 else 0):
+            _draw_attr(b, va + k * b.page)
+        va += (n + 1) * b.page
+    b.target(b.label("invalid-L3"), va - b.page)
+    b.cursor = va
     _raw_leaves(b, R | W | U if user else R | W)
+    _contiguous_run(b, user)
     if user:
         b.raw_leaf(b.label("user-rw-pxn0"), b.bits(R | W | U) & ~PXN)     # EL0-writable: never EL1-executable
     if b.stage2:
@@ -149,7 +182,7 @@ def _build_region(b: _Builder, base: int, user: bool) -> None:
         for name, xn in (("xn-el1", 1), ("xn", 2), ("xn-el0", 3)):
             b.raw_leaf(b.label(name), rwx | xn << XN_SHIFT)
         b.raw_leaf(b.label("none"), rwx & ~S2AP)
-    _blocks(b, base, R | W | U if user else R | W | X)
+    _blocks(b, base, user)
     _upper_entries(b, base)
     if not b.stage2:
         _hierarchical(b, base)
@@ -157,52 +190,88 @@ def _build_region(b: _Builder, base: int, user: bool) -> None:
 
 def _raw_leaves(b: _Builder, flags: F) -> None:
     """Raw page descriptors at the cursor: AF=0, bits 1:0 = 0b01, invalid with other bits, an address
-    at or above the output size, a page outside RAM (and, in the 52-bit forms, above 2**48)."""
+    at or above the output size, (stage 1) every AttrIndx, (in the 52-bit forms) a page above 2**48."""
     rw = b.bits(flags)
     b.raw_leaf(b.label("af0-L3"), rw & ~AF)
     b.raw_leaf(b.label("reserved-L3"), rw & ~TYPE)
     b.raw_leaf(b.label("invalid-bits-L3"), rw & ~VALID)
     if b.oa_bits < b.form_bits:
         b.raw_leaf(b.label("addr-size-L3"), rw, b.frame() | b.high_bit())
-    b.raw_leaf(b.label("leaf-outside-ram"), rw, OUTSIDE_RAM)
+    if not b.stage2:
+        for k, attr in enumerate(mair_attrs(LINUX_MAIR_EL1)):
+            assert attr.memory_type is not None
+            b.raw_leaf(b.label(f"attr{k}-{attr.memory_type.label}"), (rw & ~ATTRINDX) | k << _ATTR_SHIFT)
     if b.form_bits > 48:
         b.raw_leaf(b.label("leaf-above-48-bits"), rw, (1 << b.rng.randrange(48, 52)) | b.frame())
 
 
-def _blocks(b: _Builder, anchor: int, flags: F) -> None:
-    """A block at every level with blocks, in a free slot on `anchor`'s path: up to 2 MiB from fresh
-    frames, larger ones over the aligned region that holds RAM (cases in RAM, and beyond it); at the
-    lowest block level also one with AF=0 and, below the form's width, one at or above the output size."""
+def _contiguous_run(b: _Builder, user: bool) -> None:
+    """At the cursor (aligned up), one aligned set of level 3 pages with the Contiguous bit (D8.7.1: 16,
+    128 or 32 entries by granule), read-only (executable or not, as the seed draws) over an aligned range of
+    RAM the seed draws (tables in it included: nothing writes through it)."""
+    run = CONTIGUOUS_ENTRIES[b.codec.address.granule, 3]
+    size = run * b.page
+    name, flags = b.rng.choice((("user-ro", R | U), ("user-rx", R | X | U)) if user else (("ro", R), ("rx", R | X)))
+    va, out = -(-b.cursor // size) * size, RAM_BASE + b.rng.randrange(RAM_SIZE // size) * size
+    for k in range(run):
+        b.pt.map(va + k * b.page, out + k * b.page, b.page, flags)
+    assert contiguous.mark(b.pt, va, size) == run
+    b.target(b.label(f"contiguous-{name}-run"), va, size)
+    b.cursor = va + size + b.page
+
+
+def _block_at(b: _Builder, va: int, depth: int, flags: F, label: str, pa: int | None = None) -> int:
+    """A block of `flags` at the empty slot `va` of `depth`, a target: up to 2 MiB from fresh frames (or
+    from `pa`), larger ones over the aligned region that holds RAM (cases in RAM, and beyond it). Returns
+    its output address."""
+    size = b.fmt.levels[depth].span
+    if pa is None:
+        pa = b.frames.alloc(size // b.frames.frame_size, align=size, zero=False) if size <= 2 * MiB else \
+            RAM_BASE & ~(size - 1)
+    b.pt.map(va, pa, size, flags)
+    if size <= 2 * MiB:
+        b.target(label, va, size)
+    else:
+        b.target(label, va + RAM_BASE - pa, RAM_SIZE)
+        if pa + size > RAM_BASE + RAM_SIZE:
+            beyond = RAM_BASE + RAM_SIZE - pa
+            b.target(label + "-beyond-ram", va + beyond, min(16 * MiB, size - beyond))
+    return pa
+
+
+def _blocks(b: _Builder, anchor: int, user: bool) -> None:
+    """At every level with blocks, in free slots on `anchor`'s path: a block of rights the seed draws
+    (stage 1: AttrIndx too), one with AF=0 and, below the form's width, one at or above the output size;
+    at one block level the seed draws (stage 1), a read-only block with DBM=1 (TCR_ELx.HD=0: DBM is
+    ignored, so writes fault; D8.5.3), over the same output as that level's block."""
     last = b.fmt.depth_count - 1
-    for depth in range(last - 1, -1, -1):
-        if not b.fmt.levels[depth].leaf:
-            continue
-        size, level = b.fmt.levels[depth].span, b.level(depth)
+    depths = [d for d in range(last - 1, -1, -1) if b.fmt.levels[d].leaf]
+    outputs = {}
+    for depth in depths:
+        level = b.level(depth)
+        name, flags = b.rng.choice(_rights(b, user))
         va = b.free(anchor, depth)
-        if size <= 2 * MiB:
-            pa = b.frames.alloc(size // b.frames.frame_size, align=size, zero=False)
-            b.pt.map(va, pa, size, flags)
-            b.target(b.label(f"block-L{level}"), va, size)
-        else:
-            pa = RAM_BASE & ~(size - 1)
-            b.pt.map(va, pa, size, flags)
-            b.target(b.label(f"block-L{level}"), va + RAM_BASE - pa, RAM_SIZE)
-            if pa + size > RAM_BASE + RAM_SIZE:
-                b.target(b.label(f"block-L{level}-beyond-ram"), va + RAM_BASE + RAM_SIZE - pa,
-                         min(16 * MiB, pa + size - RAM_BASE - RAM_SIZE))
-        if depth == last - 1:
-            block = b.bits(flags, huge=True) | b.address(pa)
-            b.poke(b.label(f"af0-block-L{level}"), b.free(anchor, depth), depth, block & ~AF)
-            if b.oa_bits < b.form_bits:
-                b.poke(b.label(f"addr-size-block-L{level}"), b.free(anchor, depth), depth,
-                       block | b.address(b.high_bit()))
+        outputs[depth] = pa = _block_at(b, va, depth, flags, b.label(f"block-L{level}-{name}"))
+        if not b.stage2:
+            _draw_attr(b, va)
+        block = b.bits(flags, huge=True) | b.address(pa)
+        b.poke(b.label(f"af0-block-L{level}"), b.free(anchor, depth), depth, block & ~AF)
+        if b.oa_bits < b.form_bits:
+            b.poke(b.label(f"addr-size-block-L{level}"), b.free(anchor, depth), depth, block | b.address(b.high_bit()))
+    if not b.stage2 and depths:
+        depth = b.rng.choice(depths)
+        va = b.free(anchor, depth)
+        _block_at(b, va, depth, R | U if user else R, b.label(f"dbm-ro-block-L{b.level(depth)}"), outputs[depth])
+        slot = b.pt.lookup(va)
+        b.mem.write_u64(slot.pa, slot.raw | DBM)
 
 
 def _upper_entries(b: _Builder, anchor: int) -> None:
     """At each table level on `anchor`'s path: an invalid entry, a block where the level has none
     (bits 1:0 = 0b01), a table address at or above the output size; a table outside RAM (and above 2**48
-    in the 52-bit forms) one level above the pages."""
-    last = b.fmt.depth_count - 1
+    in the 52-bit forms) at a table level the seed draws, and a page or block outside RAM at a level the
+    seed draws (a block: its cases in the first 2 MiB)."""
+    rng, last = b.rng, b.fmt.depth_count - 1
     for depth in range(last):
         level = b.level(depth)
         b.poke(b.label(f"invalid-L{level}"), b.free(anchor, depth), depth, 0)
@@ -211,26 +280,37 @@ def _upper_entries(b: _Builder, anchor: int) -> None:
         if b.oa_bits < b.form_bits:
             b.poke(b.label(f"addr-size-table-L{level}"), b.free(anchor, depth), depth,
                    VALID | TYPE | b.address(b.frame() | b.high_bit()))
-    b.poke(b.label("table-outside-ram"), b.free(anchor, last - 1), last - 1, VALID | TYPE | OUTSIDE_RAM)
+    depth = rng.randrange(last)
+    b.poke(b.label(f"table-outside-ram-L{b.level(depth)}"), b.free(anchor, depth), depth, VALID | TYPE | OUTSIDE_RAM)
     if b.form_bits > 48:
-        b.poke(b.label("table-above-48-bits"), b.free(anchor, last - 1), last - 1,
-               VALID | TYPE | b.address(1 << b.rng.randrange(48, 52)))
+        depth = rng.randrange(last)
+        b.poke(b.label(f"table-above-48-bits-L{b.level(depth)}"), b.free(anchor, depth), depth,
+               VALID | TYPE | b.address(1 << rng.randrange(48, 52)))
+    leaf = rng.choice([d for d in range(last + 1) if b.fmt.levels[d].leaf and OUTSIDE_RAM % b.fmt.levels[d].span == 0])
+    label, rwx = b.label(f"leaf-outside-ram-L{b.level(leaf)}"), b.bits(R | W | X, huge=leaf < last)
+    if leaf == last:                         # at the cursor: later raw leaves (two stages) go there
+        b.raw_leaf(label, rwx, OUTSIDE_RAM)
+    else:
+        va = b.free(anchor, leaf)
+        b.poke(None, va, leaf, rwx | b.address(OUTSIDE_RAM))
+        b.target(label, va, 2 * MiB)
 
 
 def _hierarchical(b: _Builder, anchor: int) -> None:
-    """From each table level, a table descriptor with one hierarchical attribute over fresh tables down to
-    one page: APTable=0b01 (no EL0), 0b10 (no writes), UXNTable over an EL0 read/write/execute page,
-    PXNTable over an EL1 read/write/execute one; in EL2 APTable[1] and XNTable over a read/write/execute
-    page."""
-    kinds: tuple[tuple[str, int, int], ...]
+    """From each table level, in an order the seed draws, a table descriptor with one hierarchical
+    attribute over fresh tables down to one page: APTable=0b01 (no EL0), 0b10 (no writes), UXNTable over an
+    EL0 read/write/execute page, PXNTable over an EL1 read/write/execute one; in EL2 APTable[1] and XNTable
+    over a read/write/execute page."""
+    kinds: list[tuple[str, int, int]]
     if b.el2:
         rwx = b.bits(R | W | X)
-        kinds = (("aptable-ro", AP_TABLE_NO_WRITE, rwx), ("xntable", UXN_TABLE, rwx))
+        kinds = [("aptable-ro", AP_TABLE_NO_WRITE, rwx), ("xntable", UXN_TABLE, rwx)]
     else:
         user, kernel = b.bits(R | W | X | U), b.bits(R | W | X)
-        kinds = (("aptable-no-el0", AP_TABLE_NO_EL0, user), ("aptable-ro", AP_TABLE_NO_WRITE, user),
-                 ("uxntable", UXN_TABLE, user), ("pxntable", PXN_TABLE, kernel))
+        kinds = [("aptable-no-el0", AP_TABLE_NO_EL0, user), ("aptable-ro", AP_TABLE_NO_WRITE, user),
+                 ("uxntable", UXN_TABLE, user), ("pxntable", PXN_TABLE, kernel)]
     for depth in range(b.fmt.depth_count - 1):
+        b.rng.shuffle(kinds)
         for name, attr, leaf in kinds:
             b.chain(b.label(f"{name}-L{b.level(depth)}"), b.free(anchor, depth), depth, VALID | TYPE | attr, leaf)
 

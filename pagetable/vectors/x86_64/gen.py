@@ -7,15 +7,23 @@ a harness maps its own code there. The address space follows Intel SDM Vol. 3A c
 - 4 KiB pages with every permission x86 paging has (read-only, read/write, each executable or XD) at user
   and supervisor (U/S), the supervisor ones global (G, with CR4.PGE); every target is probed at CPL 3 and
   at CPL 0, so supervisor accesses to user pages meet SMEP and SMAP (4.6);
-- 2 MiB pages (user and supervisor) and 1 GiB pages mapping PA 0 like a kernel linear map, with cases
-  inside RAM and beyond it;
-- every #PF cause of 4.7: not present at each level; R/W=0 (CR0.WP); U/S=0 at each level, also in an upper
-  level over a user page; XD (EFER.NXE), also in an upper level; RSVD: address bits at or above
-  MAXPHYADDR at each level, PS in a PML4E (and PML5E), bits 20:13 of a 2 MiB page and 29:13 of a 1 GiB
-  page (and every XD while EFER.NXE=0, `--no-nxe`); protection keys (4.6.2): pages with keys whose PKRU
-  bits deny access, deny writes, or allow;
+- a user and a supervisor 2 MiB page, and a user and a supervisor 1 GiB page mapping PA 0 like a kernel
+  linear map (cases inside RAM and beyond it), of each size one in each half of the address space, each
+  read/write or read-only, executable or XD;
+- every #PF cause of 4.7: not present at each level (the root's in both halves of the address space), and
+  with other bits set; R/W=0 (CR0.WP); U/S=0 at each level, also in an upper level over a user page; XD
+  (EFER.NXE), also in an upper level; RSVD: address bits at or above MAXPHYADDR at each level, PS in a
+  PML4E (and PML5E), bits 20:13 of a 2 MiB page and 29:13 of a 1 GiB page (and every XD while EFER.NXE=0,
+  `--no-nxe`); protection keys (4.6.2): pages with keys whose PKRU bits deny access, deny writes, or allow,
+  and a 2 MiB page with a denying key;
 - non-canonical addresses (#GP), a table and a page outside RAM, and every IA32_PAT entry's memory type
   (4.9.2) through PWT/PCD/PAT, at 4 KiB and 2 MiB.
+The seed chooses the structure, not only the addresses: the order and sizes of the 4 KiB groups and each
+page's PAT index; the owner order, rights, half and PAT index of the 2 MiB and 1 GiB pages; the half (user
+or kernel) of every upper-level target; the level of the table outside RAM (PML5E/PML4E/PDPTE/PDE), of the
+page outside RAM (PTE, 2 MiB or 1 GiB page) and of the not-present entry with other bits (any level); the
+protection keys and the 2 MiB page's key; the reserved bits set. Labels name what the seed chose
+(`superpage-2M-user-rwx`, `table-outside-ram-L3`), so two seeds cover different things.
 The image does not depend on the register choices (`--ac`, `--no-nxe`, `--no-wp`); the expected results
 do. The same seed gives the same bytes.
 """
@@ -27,7 +35,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from ...arch.x86_64 import CR0, CR3, CR4, EFER, NESTED, PKRU, PTE_4K, RFLAGS, X86Codec, pat_entries
-from ...arch.x86_64.entry import HUGE_ADDR, PS, RW, US, XD, G, P, page_address, pat_index_bits
+from ...arch.x86_64.entry import PS, RW, US, XD, G, P, page_address, pat_index_bits
 from ...errors import InvalidArgument
 from ...flags import MappingFlags as F
 from ...format import Extension, PagingFormat
@@ -85,6 +93,7 @@ class _Builder(TableBuilder):
         super().__init__(fmt.with_codec(codec), rng, mem, frames or FrameAllocator(mem), TABLE,
                          lambda pa: page_address(pa, False))
         self.cpu = cpu
+        self._spare_roots: list[int] = []
 
     def depth(self, level: int) -> int:
         """The depth of the manual's level `level` (1: the PT, 4: the PML4, 5: the PML5)."""
@@ -93,6 +102,23 @@ class _Builder(TableBuilder):
     def reserved(self, va: int) -> bool:
         return reserved(va)
 
+    def free_root(self, high: bool) -> int:
+        """An empty root slot (its VA) in the upper (`high`: index 256 and up) or lower half of the root
+        table, in the seed's order (`free`)."""
+        half = 1 << (self.fmt.va_bits - 1)
+        for k, va in enumerate(self._spare_roots):
+            if bool(va & half) == high:
+                return self._spare_roots.pop(k)
+        while bool((va := self.free(0, 0)) & half) != high:
+            self._spare_roots.append(va)
+        return va
+
+    def draw_memtype(self, va: int, huge: bool) -> None:
+        """Give the page that maps `va` a PAT index the seed draws (PWT, PCD and PAT; SDM Vol. 3A 4.9.2)."""
+        slot = self.pt.lookup(va)
+        cleared = slot.raw & ~pat_index_bits(7, huge)
+        self.mem.write_u64(slot.pa, cleared | pat_index_bits(self.rng.randrange(8), huge))
+
 
 def reserved(va: int) -> bool:
     """Whether `va` is in a slot left to a harness: PML4 index 255 (bits 47:39) or PML5 index 255 (bits 56:48;
@@ -100,92 +126,142 @@ def reserved(va: int) -> bool:
     return (va >> 39) & 511 == STUB_SLOT or (va >> 48) & 511 == STUB_SLOT
 
 
+def _rights(flags: F) -> str:
+    """A page's rights as a label: rw, ro, rwx or rx."""
+    return ("rw" if flags & F.WRITE else "ro" if not flags & F.EXECUTE else "r") + ("x" if flags & F.EXECUTE else "")
+
+
 def _build(b: _Builder) -> int:
     """The address space, phase by phase (the order fixes the random choices and frame numbers, so it is
-    part of the output: tests/test_vectors_x86.py pins it); returns PKRU."""
+    part of the output: tests/test_vectors_x86.py pins it); returns PKRU. `anchors`: a user-half and a
+    kernel-half VA whose paths have a table at every level, between which the seed places each target."""
     at = Places.draw(b.rng, b.fmt.extend(1 << (b.fmt.va_bits - 1)))      # the upper half's first address
     _pages_4k(b, at)
-    _superpages(b, at)
-    pkru = _raw_leaves(b)
-    _raw_upper_entries(b, at)
-    _upper_rights(b, at)
+    anchors = (at.ubase, at.kwin)
+    block = _superpages(b, anchors)
+    pkru = _raw_leaves(b, block)
+    _raw_upper_entries(b, anchors, block)
+    _upper_rights(b, anchors)
     _address_edges(b, at)
     return pkru
 
 
 def _pages_4k(b: _Builder, at: Places) -> None:
-    """4 KiB pages with each permission, user and supervisor (global), a not-present PTE after each group."""
+    """4 KiB pages with each permission, user and supervisor (global), a not-present PTE after each half's
+    groups; the seed draws each group's size (1 to 3 pages), the groups' order and each page's PAT index."""
     for base, user, prefix in ((at.ubase, F.USER, "user"), (at.kwin, F(0), "kernel")):
         va = base
-        for label, flags, n in (("rw", F.READ | F.WRITE, 3), ("ro", F.READ, 1), ("rx", F.READ | F.EXECUTE, 1),
-                                ("rwx", F.READ | F.WRITE | F.EXECUTE, 1)):
+        groups = [("rw", F.READ | F.WRITE), ("ro", F.READ), ("rx", F.READ | F.EXECUTE),
+                  ("rwx", F.READ | F.WRITE | F.EXECUTE)]
+        b.rng.shuffle(groups)
+        for label, flags in groups:
+            n = b.rng.randint(1, 3)
             b.map4k(f"{prefix}-{label}", va, flags | user, n)
+            for k in range(n):
+                b.draw_memtype(va + k * 4096, False)
             va += (n + 1) * 4096
         b.target(f"unmapped-4k-{prefix}", va - 4096)
         b.cursor = va
 
 
-def _superpages(b: _Builder, at: Places) -> None:
-    """2 MiB pages (supervisor data, user code and data) and 1 GiB pages mapping PA 0 (supervisor code and
-    data, user data), with the 1 GiB pages' cases in RAM and beyond it."""
-    b.pt.map(at.kwin + 2 * MiB, b.frames.alloc(512, align=2 * MiB, zero=False), 2 * MiB, F.READ | F.WRITE)
-    b.target("superpage-2M", at.kwin + 2 * MiB, 2 * MiB)
-    b.pt.map(at.ubase + 2 * MiB, b.frames.alloc(512, align=2 * MiB, zero=False), 2 * MiB,
-             F.READ | F.WRITE | F.EXECUTE | F.USER)
-    b.target("user-superpage-2M", at.ubase + 2 * MiB, 2 * MiB)
-    for label, va, flags in (("superpage-1G", at.kbase + 2 * GiB, F.READ | F.WRITE | F.EXECUTE),
-                             ("user-superpage-1G", at.ubase + 2 * GiB, F.READ | F.WRITE | F.USER)):
-        b.pt.map(va, 0, GiB, flags)
-        b.target(label, va + RAM_BASE, RAM_SIZE)
-        b.target(label + "-beyond-ram", va + BEYOND_RAM, 16 * MiB)
+def _superpages(b: _Builder, anchors: tuple[int, int]) -> int:
+    """A user and a supervisor page of each size, one in each half of the address space (`anchors`), with
+    the order, halves, rights (read/write or read-only, executable or XD) and PAT indices the seed draws:
+    2 MiB pages of fresh frames and 1 GiB pages mapping PA 0 like a kernel linear map, whose cases lie in
+    RAM (over the first 2 MiB page's frames: every word a tag, never a table) and beyond it. Returns the
+    first 2 MiB page's frames."""
+    rng, frames = b.rng, []
+    for size, name in ((2 * MiB, "2M"), (GiB, "1G")):
+        owners, halves = [F.USER, F(0)], list(anchors)
+        rng.shuffle(owners)
+        rng.shuffle(halves)
+        for user, anchor in zip(owners, halves, strict=True):
+            flags = F.READ | user | rng.choice((F(0), F.WRITE)) | rng.choice((F(0), F.EXECUTE))
+            va = b.free(anchor, b.depth(2 if size == 2 * MiB else 3))
+            pa = b.frames.alloc(512, align=2 * MiB, zero=False) if size == 2 * MiB else 0
+            b.pt.map(va, pa, size, flags)
+            b.draw_memtype(va, True)
+            label = f"superpage-{name}-{'user' if user else 'kernel'}-{_rights(flags)}"
+            if size == 2 * MiB:
+                frames.append(pa)
+                b.target(label, va, size)
+            else:                            # in RAM: over the first 2 MiB page, which holds no table
+                b.target(label, va + frames[0], 2 * MiB)
+                b.target(label + "-beyond-ram", va + BEYOND_RAM, 16 * MiB)
+    return frames[0]
 
 
-def _raw_leaves(b: _Builder) -> int:
+def _raw_leaves(b: _Builder, block: int) -> int:
     """Raw PTEs in free slots of the supervisor 4K table: every PAT index, protection keys (a key PKRU
-    denies access, one it denies writes, one it allows: returns that PKRU), reserved address bits, a
-    not-present PTE with other bits set, and a page outside RAM."""
+    denies access, one it denies writes, one it allows: returns that PKRU; one of the two denied also on
+    a 2 MiB page of `block`), reserved address bits, and a page outside RAM at a leaf level the seed draws."""
     rng = b.rng
     for k, memtype in enumerate(pat_entries(PAT_VALUE)):
         b.raw_leaf(f"pat{k}-{memtype.label}", P | RW | XD | G | pat_index_bits(k, False))
     denied, read_only, allowed = rng.sample(range(1, 16), 3)
-    for label, key in (("pkey-access-disabled", denied), ("pkey-write-disabled", read_only),
-                       ("pkey-allowed", allowed)):
+    keys = (("pkey-access-disabled", denied), ("pkey-write-disabled", read_only), ("pkey-allowed", allowed))
+    for label, key in keys:
         b.raw_leaf(label, P | RW | US | PTE_4K.set(0, "PK", key))
+    label, key = rng.choice(keys[:2])
+    pd = b.depth(2)
+    b.poke(f"{label}-2M", b.free(b.cursor, pd), pd, P | RW | US | PS | PTE_4K.set(0, "PK", key) | block)
     b.raw_leaf("rsvd-maxphyaddr-L1", P | RW | XD | 1 << rng.randrange(b.cpu.maxphyaddr, 52))
-    b.raw_leaf("not-present-L1-bits", RW | US | XD | G)
-    b.raw_leaf("leaf-outside-ram", P | RW | XD, OUTSIDE_RAM)
+    level = rng.randint(1, 3)
+    if level == 1:
+        b.raw_leaf("leaf-outside-ram-L1", P | RW | XD, OUTSIDE_RAM)
+    else:                                    # a 2 MiB or 1 GiB page there: its cases in the first 2 MiB
+        d = b.depth(level)
+        va = b.free(b.cursor, d)
+        b.poke(None, va, d, P | RW | XD | PS | OUTSIDE_RAM)
+        b.target(f"leaf-outside-ram-L{level}", va, 2 * MiB)
     return PKRU.build(**{f"AD{denied}": 1, f"WD{read_only}": 1})
 
 
-def _raw_upper_entries(b: _Builder, at: Places) -> None:
-    """Raw entries above the PTEs: a 2 MiB page at a PAT index with the PAT bit (12), 2 MiB and 1 GiB pages
-    with a reserved bit, a table outside RAM, not-present entries at each level, PS in the PML4E (and
-    PML5E), an address bit at or above MAXPHYADDR at each level."""
-    rng, pd, pdpt = b.rng, b.depth(2), b.depth(3)
-    block = b.pt.lookup(at.kwin + 2 * MiB).raw & HUGE_ADDR           # the 2 MiB page's frames
+def _raw_upper_entries(b: _Builder, anchors: tuple[int, int], block: int) -> None:
+    """Raw entries above the PTEs, each in a half the seed draws: a 2 MiB page of `block` at a PAT index
+    with the PAT bit (12), 2 MiB and 1 GiB pages with a reserved bit, a table outside RAM and a not-present
+    entry with other bits set (each at a level the seed draws), not-present entries at each level (the
+    root's in both halves), PS in the PML4E (and PML5E), an address bit at or above MAXPHYADDR at each
+    level."""
+    rng, pd, pdpt, top = b.rng, b.depth(2), b.depth(3), b.fmt.depth_count
+
+    def slot(depth: int) -> int:
+        return b.free(rng.choice(anchors), depth)
+
     k = rng.randrange(4, 8)
-    b.poke(f"superpage-2M-pat{k}-{pat_entries(PAT_VALUE)[k].label}", b.free(at.kwin, pd), pd,
+    b.poke(f"superpage-2M-pat{k}-{pat_entries(PAT_VALUE)[k].label}", slot(pd), pd,
            P | RW | PS | XD | G | pat_index_bits(k, True) | block)
-    b.poke("rsvd-2M-bits", b.free(at.kwin, pd), pd, P | RW | PS | XD | 1 << rng.randrange(13, 21) | block)
-    b.poke("rsvd-1G-bits", b.free(at.kbase, pdpt), pdpt, P | RW | PS | 1 << rng.randrange(13, 30))
-    b.poke("table-outside-ram", b.free(at.kwin, pd), pd, TABLE | OUTSIDE_RAM)
-    for level in range(2, b.fmt.depth_count + 1):
+    b.poke("rsvd-2M-bits", slot(pd), pd, P | RW | PS | XD | 1 << rng.randrange(13, 21) | block)
+    b.poke("rsvd-1G-bits", slot(pdpt), pdpt, P | RW | PS | 1 << rng.randrange(13, 30))
+    level = rng.randint(2, top)
+    b.poke(f"table-outside-ram-L{level}", slot(b.depth(level)), b.depth(level), TABLE | OUTSIDE_RAM)
+    level = rng.randint(1, top)
+    if level == 1:                           # at the cursor: later raw leaves (two-stage modes) go there
+        b.raw_leaf("not-present-bits-L1", RW | US | XD | G)
+    else:
+        b.poke(f"not-present-bits-L{level}", slot(b.depth(level)), b.depth(level), RW | US | XD | PS | b.frame())
+    for half in ("low", "high"):
+        b.poke(f"unmapped-L{top}-{half}", b.free_root(half == "high"), 0, 0)
+    for level in range(2, top + 1):
         d = b.depth(level)
-        b.poke(f"unmapped-L{level}", b.free(at.ubase, d), d, 0)
-        b.poke(f"rsvd-maxphyaddr-L{level}", b.free(at.ubase, d), d,
-               TABLE | 1 << rng.randrange(b.cpu.maxphyaddr, 52) | b.frame())
+        if level < top:
+            b.poke(f"unmapped-L{level}", slot(d), d, 0)
+        b.poke(f"rsvd-maxphyaddr-L{level}", slot(d), d, TABLE | 1 << rng.randrange(b.cpu.maxphyaddr, 52) | b.frame())
         if level >= 4:
-            b.poke(f"rsvd-ps-L{level}", b.free(at.ubase, d), d, TABLE | PS | b.frame())
+            b.poke(f"rsvd-ps-L{level}", slot(d), d, TABLE | PS | b.frame())
 
 
-def _upper_rights(b: _Builder, at: Places) -> None:
-    """At each level above the PTEs, over a user read/write/executable page: U/S=0 (a supervisor-mode
-    address: no user access, and no SMEP/SMAP), R/W=0 (no writes) and XD=1 (no fetches)."""
+def _upper_rights(b: _Builder, anchors: tuple[int, int]) -> None:
+    """At each level above the PTEs, over a user read/write/executable page, in a half and an order the
+    seed draws: U/S=0 (a supervisor-mode address: no user access, and no SMEP/SMAP), R/W=0 (no writes) and
+    XD=1 (no fetches)."""
     leaf = P | RW | US
     for level in range(2, b.fmt.depth_count + 1):
         d = b.depth(level)
-        for label, pointer in (("us0", TABLE & ~US), ("rw0", TABLE & ~RW), ("xd", TABLE | XD)):
-            b.chain(f"upper-{label}-L{level}", b.free(at.ubase, d), d, pointer, leaf)
+        kinds = [("us0", TABLE & ~US), ("rw0", TABLE & ~RW), ("xd", TABLE | XD)]
+        b.rng.shuffle(kinds)
+        for label, pointer in kinds:
+            b.chain(f"upper-{label}-L{level}", b.free(b.rng.choice(anchors), d), d, pointer, leaf)
 
 
 def _address_edges(b: _Builder, at: Places) -> None:
