@@ -79,8 +79,8 @@ MiB, GiB = 1 << 20, 1 << 30
 OUTSIDE_RAM = 0x80_0000_0000           # 2**39: below every output size here, no RAM in the image
 SPECIAL_IPA = 0x8000_0000              # two stages: IPA pages stage 2 maps one by one
 R, W, X, U = F.READ, F.WRITE, F.EXECUTE, F.USER
-__all__ = ["GUEST_BACKING", "OUTSIDE_RAM", "RAM_BASE", "RAM_SIZE", "generate_aarch64", "reserved_slot", "tag",
-           "tag_memory"]
+__all__ = ["GUEST_BACKING", "OUTSIDE_RAM", "RAM_BASE", "RAM_SIZE", "Builder", "generate_aarch64", "reserved_slot",
+           "stage1_builder", "stage2_builder", "tag", "tag_memory", "tagged_ram"]
 
 
 def tagged_ram(size: int = RAM_SIZE) -> PhysMem:
@@ -90,7 +90,7 @@ def tagged_ram(size: int = RAM_SIZE) -> PhysMem:
     return mem
 
 
-class _Builder(TableBuilder):
+class Builder(TableBuilder):
     """One stage 1 region's (or stage 2's) tables, its targets labelled `prefix`-..., with the output size
     `oa_bits` its registers give. Frames are one granule each."""
 
@@ -126,10 +126,10 @@ class _Builder(TableBuilder):
         return 1 << self.rng.randrange(self.oa_bits, self.form_bits)
 
 
-def _stage1_builder(fmt: PagingFormat, mode: A64VectorMode, rng: random.Random, mem: PhysMem,
-                    frames: FrameAllocator, prefix: str) -> _Builder:
+def stage1_builder(fmt: PagingFormat, mode: A64VectorMode, rng: random.Random, mem: PhysMem,
+                    frames: FrameAllocator, prefix: str) -> Builder:
     codec = A64Codec(OutputAddress(mode.granule, mode.form), LINUX_MAIR_EL1, el2=mode.regime == "el2")
-    return _Builder(fmt.with_codec(codec), rng, mem, frames, prefix, mode.ips_bits)
+    return Builder(fmt.with_codec(codec), rng, mem, frames, prefix, mode.ips_bits)
 
 
 _USER_PAGES = (("user-rw", R | W | U), ("user-ro", R | U), ("user-rx", R | X | U), ("user-xo", X | U),
@@ -146,18 +146,18 @@ _NORMAL_ATTRS = tuple(k for k, a in enumerate(mair_attrs(LINUX_MAIR_EL1))
 type would forbid their fetches)."""
 
 
-def _rights(b: _Builder, user: bool) -> tuple[tuple[str, F], ...]:
+def _rights(b: Builder, user: bool) -> tuple[tuple[str, F], ...]:
     """The page rights a region's leaves may have."""
     return _S2_PAGES if b.stage2 else _USER_PAGES if user else _KERNEL_PAGES
 
 
-def _draw_attr(b: _Builder, va: int) -> None:
+def _draw_attr(b: Builder, va: int) -> None:
     """Give the stage 1 leaf that maps `va` an AttrIndx of Normal memory the seed draws (D8.6.1)."""
     slot = b.pt.lookup(va)
     b.mem.write_u64(slot.pa, (slot.raw & ~ATTRINDX) | b.rng.choice(_NORMAL_ATTRS) << _ATTR_SHIFT)
 
 
-def _build_region(b: _Builder, base: int, user: bool) -> None:
+def _build_region(b: Builder, base: int, user: bool) -> None:
     """One region's address space at `base` (module docstring), phase by phase: the order fixes the random
     choices and frame numbers, so it is part of the output. The seed draws the order and sizes of the page
     groups and each page's AttrIndx (Normal memory) as well as what `_blocks`, `_upper_entries` and
@@ -188,7 +188,7 @@ def _build_region(b: _Builder, base: int, user: bool) -> None:
         _hierarchical(b, base)
 
 
-def _raw_leaves(b: _Builder, flags: F) -> None:
+def _raw_leaves(b: Builder, flags: F) -> None:
     """Raw page descriptors at the cursor: AF=0, bits 1:0 = 0b01, invalid with other bits, an address
     at or above the output size, (stage 1) every AttrIndx, (in the 52-bit forms) a page above 2**48."""
     rw = b.bits(flags)
@@ -205,7 +205,7 @@ def _raw_leaves(b: _Builder, flags: F) -> None:
         b.raw_leaf(b.label("leaf-above-48-bits"), rw, (1 << b.rng.randrange(48, 52)) | b.frame())
 
 
-def _contiguous_run(b: _Builder, user: bool) -> None:
+def _contiguous_run(b: Builder, user: bool) -> None:
     """At the cursor (aligned up), one aligned set of level 3 pages with the Contiguous bit (D8.7.1: 16,
     128 or 32 entries by granule), read-only (executable or not, as the seed draws) over an aligned range of
     RAM the seed draws (tables in it included: nothing writes through it)."""
@@ -220,7 +220,7 @@ def _contiguous_run(b: _Builder, user: bool) -> None:
     b.cursor = va + size + b.page
 
 
-def _block_at(b: _Builder, va: int, depth: int, flags: F, label: str, pa: int | None = None) -> int:
+def _block_at(b: Builder, va: int, depth: int, flags: F, label: str, pa: int | None = None) -> int:
     """A block of `flags` at the empty slot `va` of `depth`, a target: up to 2 MiB from fresh frames (or
     from `pa`), larger ones over the aligned region that holds RAM (cases in RAM, and beyond it). Returns
     its output address."""
@@ -239,7 +239,7 @@ def _block_at(b: _Builder, va: int, depth: int, flags: F, label: str, pa: int | 
     return pa
 
 
-def _blocks(b: _Builder, anchor: int, user: bool) -> None:
+def _blocks(b: Builder, anchor: int, user: bool) -> None:
     """At every level with blocks, in free slots on `anchor`'s path: a block of rights the seed draws
     (stage 1: AttrIndx too), one with AF=0 and, below the form's width, one at or above the output size;
     at one block level the seed draws (stage 1), a read-only block with DBM=1 (TCR_ELx.HD=0: DBM is
@@ -266,7 +266,7 @@ def _blocks(b: _Builder, anchor: int, user: bool) -> None:
         b.mem.write_u64(slot.pa, slot.raw | DBM)
 
 
-def _upper_entries(b: _Builder, anchor: int) -> None:
+def _upper_entries(b: Builder, anchor: int) -> None:
     """At each table level on `anchor`'s path: an invalid entry, a block where the level has none
     (bits 1:0 = 0b01), a table address at or above the output size; a table outside RAM (and above 2**48
     in the 52-bit forms) at a table level the seed draws, and a page or block outside RAM at a level the
@@ -296,7 +296,7 @@ def _upper_entries(b: _Builder, anchor: int) -> None:
         b.target(label, va, 2 * MiB)
 
 
-def _hierarchical(b: _Builder, anchor: int) -> None:
+def _hierarchical(b: Builder, anchor: int) -> None:
     """From each table level, in an order the seed draws, a table descriptor with one hierarchical
     attribute over fresh tables down to one page: APTable=0b01 (no EL0), 0b10 (no writes), UXNTable over an
     EL0 read/write/execute page, PXNTable over an EL1 read/write/execute one; in EL2 APTable[1] and XNTable
@@ -315,7 +315,7 @@ def _hierarchical(b: _Builder, anchor: int) -> None:
             b.chain(b.label(f"{name}-L{b.level(depth)}"), b.free(anchor, depth), depth, VALID | TYPE | attr, leaf)
 
 
-def _out_of_range(b: _Builder, inside: int) -> None:
+def _out_of_range(b: Builder, inside: int) -> None:
     """VAs no region translates: above the region's size (TTBR0's, EL2's, an IPA beyond stage 2's), below
     TTBR1's, and (stage 1, TBI=0) `inside` with its top byte changed, bit 55 kept."""
     rng, bits = b.rng, b.fmt.va_bits
@@ -327,7 +327,7 @@ def _out_of_range(b: _Builder, inside: int) -> None:
         b.target(b.label("top-byte"), (inside & ((1 << 56) - 1)) | top << 56, b.page)
 
 
-def _two_stage_targets(g: _Builder, n: _Builder) -> None:
+def _two_stage_targets(g: Builder, n: Builder) -> None:
     """Where stage 2 decides a two-stage walk (module docstring): stage 1 EL1 pages (in `g`'s free page
     slots) at IPAs stage 2 (`n`) maps specially, and stage 1 tables in such IPA pages (S1PTW)."""
     rng = g.rng
@@ -357,25 +357,25 @@ def _two_stage_targets(g: _Builder, n: _Builder) -> None:
                            {0: (g.label(name), leaf | g.address(g.frame()))}, seen_at=(n.mem, hpa))
 
 
-def _stage2_builder(mode: A64VectorMode, rng: random.Random, mem: PhysMem, frames: FrameAllocator) -> _Builder:
+def stage2_builder(mode: A64VectorMode, rng: random.Random, mem: PhysMem, frames: FrameAllocator) -> Builder:
     fmt = mode.stage2_format
     assert fmt is not None
-    return _Builder(fmt, rng, mem, frames, "s2", mode.s2_ps_bits)
+    return Builder(fmt, rng, mem, frames, "s2", mode.s2_ps_bits)
 
 
 def _build_mode(mode: A64VectorMode, rng: random.Random) -> tuple[PhysMem, dict[str, int], list[Target]]:
     """Build `mode`'s tables: the (host) memory image, the registers and the targets."""
     if mode.regime is None:                              # stage 2 alone: case VAs are IPAs
         mem = tagged_ram()
-        s2 = _stage2_builder(mode, rng, mem, FrameAllocator(mem, frame_size=mode.s2_granule.size))
+        s2 = stage2_builder(mode, rng, mem, FrameAllocator(mem, frame_size=mode.s2_granule.size))
         base = rng.randrange(1, 64) << 30
         _build_region(s2, base, False)
         _out_of_range(s2, base)
         return mem, registers_for(mode, (), s2.pt.root_paddr), s2.targets
-    n: _Builder | None = None
+    n: Builder | None = None
     if mode.stage2:
         host = tagged_ram(2 * RAM_SIZE)
-        n = _stage2_builder(mode, rng, host, FrameAllocator(host, RAM_BASE, RAM_SIZE, mode.s2_granule.size))
+        n = stage2_builder(mode, rng, host, FrameAllocator(host, RAM_BASE, RAM_SIZE, mode.s2_granule.size))
         n.pt.map_region(RAM_BASE, GUEST_BACKING, RAM_SIZE, R | W | X, allow_huge=True)
         mem = PhysMem([(RAM_BASE, host.view(GUEST_BACKING, RAM_SIZE))])      # guest RAM at its IPAs
     else:
@@ -386,7 +386,7 @@ def _build_mode(mode: A64VectorMode, rng: random.Random) -> tuple[PhysMem, dict[
     builders = []
     for fmt, (prefix, base, user) in zip(formats, (("ttbr0", at.ubase, True), ("ttbr1", at.kwin, False))
                                          if len(formats) == 2 else (("el2", at.ubase, False),), strict=True):
-        b = _stage1_builder(fmt, mode, rng, mem, frames, prefix)
+        b = stage1_builder(fmt, mode, rng, mem, frames, prefix)
         _build_region(b, base, user)
         _out_of_range(b, base)
         builders.append(b)

@@ -36,7 +36,7 @@ from ...translation import Reason
 from ..build import FaultRule, FaultSite, Scaffold, SpecArch, Where
 from ..generation import TableBuilder
 from ..spec import Spec
-from .gen import GUEST_BACKING, OUTSIDE_RAM, _Builder, _stage1_builder, _stage2_builder, tagged_ram
+from .gen import GUEST_BACKING, OUTSIDE_RAM, Builder, stage1_builder, stage2_builder, tagged_ram
 from .layout import RAM_BASE, RAM_SIZE, tag_memory
 from .modes import options_from_json, registers_for, vector_mode
 
@@ -51,7 +51,7 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
     if spec.asid and vm.regime != "el1":
         raise InvalidArgument(f"asid: {vm.name} has no ASID (only the EL1&0 regime's TTBRs hold one)")
     rng = random.Random(spec.seed)
-    s2: _Builder | None = None
+    s2: Builder | None = None
     if vm.stage2 and vm.regime is not None:
         if spec.memory is not None:
             raise InvalidArgument(f"memory: the two-stage modes have a fixed layout (host RAM {2 * RAM_SIZE >> 20} MiB "
@@ -60,7 +60,7 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
         host = tagged_ram(2 * RAM_SIZE)
         host_frames = FrameAllocator(host, RAM_BASE, RAM_SIZE, vm.s2_granule.size)
         reserve(host_frames, 2)
-        s2 = _stage2_builder(vm, rng, host, host_frames)
+        s2 = stage2_builder(vm, rng, host, host_frames)
         s2.pt.map_region(RAM_BASE, GUEST_BACKING, RAM_SIZE, F.READ | F.WRITE | F.EXECUTE, allow_huge=True)
         s2.pt.map_region(OUTSIDE_IPA, OUTSIDE_RAM, 1 << 30, F.READ | F.WRITE | F.EXECUTE, allow_huge=True)
         mem = PhysMem([(RAM_BASE, host.view(GUEST_BACKING, RAM_SIZE))])      # guest RAM at its IPAs
@@ -70,11 +70,11 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
     if vm.regime is None:                                 # stage 2 alone
         frames = FrameAllocator(mem, frame_size=vm.s2_granule.size)
         reserve(frames, 2)
-        alone = _stage2_builder(vm, rng, mem, frames)
+        alone = stage2_builder(vm, rng, mem, frames)
         return Scaffold(mem, [], alone, lambda: registers_for(vm, (), alone.pt.root_paddr), options, OUTSIDE_RAM)
     frames = FrameAllocator(mem, frame_size=vm.granule.size)
     reserve(frames, 1)
-    builders = [_stage1_builder(fmt, vm, rng, mem, frames, prefix)
+    builders = [stage1_builder(fmt, vm, rng, mem, frames, prefix)
                 for fmt, prefix in zip(vm.stage1_formats(), ("ttbr0", "ttbr1"), strict=False)]
 
     def registers() -> dict[str, int]:
@@ -90,7 +90,7 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
 def _high_bit(s: FaultSite) -> int:
     """An output address bit at or above the output size (TCR IPS/PS, VTCR PS), below the form's width."""
     b = s.b
-    assert isinstance(b, _Builder)
+    assert isinstance(b, Builder)
     if b.oa_bits >= b.form_bits:
         raise InvalidArgument(f"the output size is the form's whole {b.form_bits} bits: no address-size fault here")
     return 1 << s.rng.randrange(b.oa_bits, b.form_bits)

@@ -52,7 +52,8 @@ GUEST_BACKING = RAM_BASE + RAM_SIZE    # two-stage modes: the host RAM behind gu
 OUTSIDE_RAM = 0x80_0000_0000           # 512 GiB: below a 40-bit MAXPHYADDR, no RAM in the image
 BEYOND_RAM = RAM_BASE + RAM_SIZE + 8 * MiB   # inside the 1 GiB pages (which map PA 0), above RAM
 TABLE = P | RW | US                    # a table reference that restricts nothing: the leaves decide
-__all__ = ["BEYOND_RAM", "OUTSIDE_RAM", "PAT_VALUE", "RegisterChoices", "generate_x86"]
+__all__ = ["BEYOND_RAM", "GUEST_BACKING", "OUTSIDE_RAM", "PAT_VALUE", "TABLE", "Builder", "RegisterChoices",
+           "generate_x86", "registers_for", "tagged_ram"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def tagged_ram(size: int = RAM_SIZE) -> PhysMem:
     return mem
 
 
-class _Builder(TableBuilder):
+class Builder(TableBuilder):
     """A 4- or 5-level table (or nested paging's, `fmt`) in `mem` (default: fresh tagged RAM), with the free
     slots of each level handed out in turn (never in the harness's slot)."""
 
@@ -131,7 +132,7 @@ def _rights(flags: F) -> str:
     return ("rw" if flags & F.WRITE else "ro" if not flags & F.EXECUTE else "r") + ("x" if flags & F.EXECUTE else "")
 
 
-def _build(b: _Builder) -> int:
+def _build(b: Builder) -> int:
     """The address space, phase by phase (the order fixes the random choices and frame numbers, so it is
     part of the output: tests/test_vectors_x86.py pins it); returns PKRU. `anchors`: a user-half and a
     kernel-half VA whose paths have a table at every level, between which the seed places each target."""
@@ -146,7 +147,7 @@ def _build(b: _Builder) -> int:
     return pkru
 
 
-def _pages_4k(b: _Builder, at: Places) -> None:
+def _pages_4k(b: Builder, at: Places) -> None:
     """4 KiB pages with each permission, user and supervisor (global), a not-present PTE after each half's
     groups; the seed draws each group's size (1 to 3 pages), the groups' order and each page's PAT index."""
     for base, user, prefix in ((at.ubase, F.USER, "user"), (at.kwin, F(0), "kernel")):
@@ -164,7 +165,7 @@ def _pages_4k(b: _Builder, at: Places) -> None:
         b.cursor = va
 
 
-def _superpages(b: _Builder, anchors: tuple[int, int]) -> int:
+def _superpages(b: Builder, anchors: tuple[int, int]) -> int:
     """A user and a supervisor page of each size, one in each half of the address space (`anchors`), with
     the order, halves, rights (read/write or read-only, executable or XD) and PAT indices the seed draws:
     2 MiB pages of fresh frames and 1 GiB pages mapping PA 0 like a kernel linear map, whose cases lie in
@@ -191,7 +192,7 @@ def _superpages(b: _Builder, anchors: tuple[int, int]) -> int:
     return frames[0]
 
 
-def _raw_leaves(b: _Builder, block: int) -> int:
+def _raw_leaves(b: Builder, block: int) -> int:
     """Raw PTEs in free slots of the supervisor 4K table: every PAT index, protection keys (a key PKRU
     denies access, one it denies writes, one it allows: returns that PKRU; one of the two denied also on
     a 2 MiB page of `block`), reserved address bits, and a page outside RAM at a leaf level the seed draws."""
@@ -217,7 +218,7 @@ def _raw_leaves(b: _Builder, block: int) -> int:
     return PKRU.build(**{f"AD{denied}": 1, f"WD{read_only}": 1})
 
 
-def _raw_upper_entries(b: _Builder, anchors: tuple[int, int], block: int) -> None:
+def _raw_upper_entries(b: Builder, anchors: tuple[int, int], block: int) -> None:
     """Raw entries above the PTEs, each in a half the seed draws: a 2 MiB page of `block` at a PAT index
     with the PAT bit (12), 2 MiB and 1 GiB pages with a reserved bit, a table outside RAM and a not-present
     entry with other bits set (each at a level the seed draws), not-present entries at each level (the
@@ -251,7 +252,7 @@ def _raw_upper_entries(b: _Builder, anchors: tuple[int, int], block: int) -> Non
             b.poke(f"rsvd-ps-L{level}", slot(d), d, TABLE | PS | b.frame())
 
 
-def _upper_rights(b: _Builder, anchors: tuple[int, int]) -> None:
+def _upper_rights(b: Builder, anchors: tuple[int, int]) -> None:
     """At each level above the PTEs, over a user read/write/executable page, in a half and an order the
     seed draws: U/S=0 (a supervisor-mode address: no user access, and no SMEP/SMAP), R/W=0 (no writes) and
     XD=1 (no fetches)."""
@@ -264,7 +265,7 @@ def _upper_rights(b: _Builder, anchors: tuple[int, int]) -> None:
             b.chain(f"upper-{label}-L{level}", b.free(b.rng.choice(anchors), d), d, pointer, leaf)
 
 
-def _address_edges(b: _Builder, at: Places) -> None:
+def _address_edges(b: Builder, at: Places) -> None:
     """Non-canonical addresses (#GP, SDM 4.5): bit 47 (56) set with the bits above clear, and the bits above
     set with it clear, at a random slot below the harness's; for nested paging's zero-extended guest-physical
     addresses, one too wide for its tables."""
@@ -295,7 +296,7 @@ def generate_x86(mode: str, seed: int, cases: int | None = None, choice: Registe
     rng = random.Random(seed)
     if vm.stage2 is None:
         assert vm.stage1 is not None
-        b = _Builder(vm.stage1, rng, cpu)
+        b = Builder(vm.stage1, rng, cpu)
         mem, targets = b.mem, b.targets
         registers = registers_for(vm, b.pt.root_paddr, _build(b), choice or RegisterChoices())
     else:
@@ -309,7 +310,7 @@ def _nested_builder(vm: X86VectorMode, rng: random.Random, cpu: CpuOptions, mem:
     """A builder of the mode's nested tables: EPT's, or nested paging's (the linear-address builder over
     `NPT4`, whose every entry is U/S=1)."""
     assert vm.stage2 is not None
-    return nested.EptBuilder(rng, cpu, mem, frames) if vm.ept else _Builder(vm.stage2, rng, cpu, mem, frames)
+    return nested.EptBuilder(rng, cpu, mem, frames) if vm.ept else Builder(vm.stage2, rng, cpu, mem, frames)
 
 
 def _nested_mode(vm: X86VectorMode, rng: random.Random, cpu: CpuOptions, choice: RegisterChoices) -> tuple[
@@ -323,13 +324,13 @@ def _nested_mode(vm: X86VectorMode, rng: random.Random, cpu: CpuOptions, choice:
         if isinstance(n, nested.EptBuilder):
             nested.build_alone(n)
         else:
-            _build(cast(_Builder, n))
+            _build(cast(Builder, n))
         return n.mem, nested.registers(vm, n.pt.root_paddr, rng), n.targets
     host = tagged_ram(2 * RAM_SIZE)
     n = _nested_builder(vm, rng, cpu, host, FrameAllocator(host, RAM_BASE, RAM_SIZE))
     n.pt.map_region(RAM_BASE, GUEST_BACKING, RAM_SIZE, F.READ | F.WRITE | F.EXECUTE, allow_huge=True)
     guest = PhysMem([(RAM_BASE, host.view(GUEST_BACKING, RAM_SIZE))])    # the same bytes, at their GPAs
-    g = _Builder(vm.stage1, rng, cpu, guest)
+    g = Builder(vm.stage1, rng, cpu, guest)
     pkru = _build(g)
     nested.targets(g, n, vm.ept)
     return host, registers_for(vm, g.pt.root_paddr, pkru, choice) | nested.registers(vm, n.pt.root_paddr, rng), \

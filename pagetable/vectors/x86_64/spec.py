@@ -28,7 +28,7 @@ from ..build import FaultRule, FaultSite, Scaffold, SpecArch, Where
 from ..generation import TableBuilder
 from ..spec import Spec
 from . import nested
-from .gen import GUEST_BACKING, OUTSIDE_RAM, TABLE, RegisterChoices, _Builder, registers_for, tagged_ram
+from .gen import GUEST_BACKING, OUTSIDE_RAM, TABLE, Builder, RegisterChoices, registers_for, tagged_ram
 from .layout import RAM_BASE, RAM_SIZE, tag_memory
 from .modes import CpuOptions, vector_mode
 
@@ -51,7 +51,7 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
 
     def stage2_builder(mem: PhysMem, frames: FrameAllocator) -> TableBuilder:
         assert vm.stage2 is not None
-        return nested.EptBuilder(rng, cpu, mem, frames) if vm.ept else _Builder(vm.stage2, rng, cpu, mem, frames)
+        return nested.EptBuilder(rng, cpu, mem, frames) if vm.ept else Builder(vm.stage2, rng, cpu, mem, frames)
 
     if vm.stage2 is None or vm.stage1 is None:
         mem = PhysMem(spec.memory or [(RAM_BASE, RAM_SIZE)])
@@ -59,7 +59,7 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
         frames = FrameAllocator(mem)
         reserve(frames, 1 if vm.stage1 else 2)
         if vm.stage1 is not None:
-            b: TableBuilder = _Builder(vm.stage1, rng, cpu, mem, frames)
+            b: TableBuilder = Builder(vm.stage1, rng, cpu, mem, frames)
             return Scaffold(mem, [b], None, lambda: registers_for(vm, b.pt.root_paddr, 0, RegisterChoices()),
                             cpu.to_json(), OUTSIDE_RAM)
         n = stage2_builder(mem, frames)
@@ -77,7 +77,7 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
     guest = PhysMem([(RAM_BASE, host.view(GUEST_BACKING, RAM_SIZE))])     # the same bytes, at their GPAs
     guest_frames = FrameAllocator(guest)
     reserve(guest_frames, 1)
-    g = _Builder(vm.stage1, rng, cpu, guest, guest_frames)
+    g = Builder(vm.stage1, rng, cpu, guest, guest_frames)
     return Scaffold(host, [g], n2, lambda: registers_for(vm, g.pt.root_paddr, 0, RegisterChoices())
                     | nested.registers(vm, n2.pt.root_paddr, rng), cpu.to_json(), OUTSIDE_RAM, OUTSIDE_GPA)
 
