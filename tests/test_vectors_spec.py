@@ -16,6 +16,7 @@ from pagetable.arch.x86_64.entry import PS, RW, US, XD, P, pat_index_bits
 from pagetable.arch.x86_64.entry import G as X86_G
 from pagetable.cli import main
 from pagetable.vectors import VectorSet
+from pagetable.vectors.aarch64.deviations import DEVICE as A64_DEVICE
 from pagetable.vectors.build import GENERIC_RULES, SpecArch, build, fault_depths
 from pagetable.vectors.riscv.deviations import QEMU_DEVICE
 from pagetable.vectors.spec import SpecError, parse_spec, read_spec
@@ -71,7 +72,8 @@ def _walker(vs: VectorSet) -> Walker:
     ("mode = \"sv39\"\nsed = 1\n", ":2: sed: unknown key (the keys here: mode, seed, asid, options, registers, memory, "
                                    "map, fault, access, generate)"),
     ("mode = \"sv39\"\n[[map]]\nva = 0x1000\nsize = \"4K\"\nperm = \"r\"\n",
-     ":5: map[0].perm: unknown key (the keys here: va, pa, size, perms, user, global, memtype, page, stage, label)"),
+     ":5: map[0].perm: unknown key (the keys here: va, pa, size, perms, user, global, memtype, page, accessed, dirty, "
+     "stage, label)"),
     ("mode = \"sv39\"\n[[map]]\nva = \"0x1000\"\nsize = \"4K\"\nperms = \"r\"\n",
      ":3: map[0].va: an address is an integer from 0 to 2**64 - 1 (0x8000_0000 in TOML), not '0x1000'"),
     ("mode = \"sv39\"\n[[map]]\nva = 0x1000\nsize = \"4Q\"\nperms = \"r\"\n",
@@ -93,30 +95,31 @@ def test_a_malformed_spec_names_file_line_and_key(text: str, expected: str, tmp_
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("mode = \"sv40\"\n[[access]]\nva = 0\n", ":1: mode: vector mode must be one of sv39, "),
+    ("mode = \"sv40\"\n[[access]]\nva = 0\n", ":1: mode: unknown mode 'sv40' (modes: sv39, sv48, "),
     ("mode = \"sv39\"\n[options]\nSUM = true\n",
      ":3: options.SUM: unknown key 'SUM' for mode sv39 (expected sum, mxr, ad, svnapot, svpbmt, seed)"),
     ("mode = \"sv39\"\n[[fault]]\nkind = \"dirty\"\nva = 0x1000\n",
-     ":2: fault[0]: unknown fault kind 'dirty' for this stage (kinds: accessed-clear, dirty-clear, "),
+     ":3: fault[0].kind: unknown fault kind 'dirty' for Sv39 (kinds: accessed-clear, dirty-clear, "),
     ("mode = \"sv39\"\n[[fault]]\nkind = \"misaligned-superpage\"\nva = 0x1000\nlevel = 0\n",
-     ":2: fault[0]: this fault goes at a level with leaves above the last (levels 2, 1), not level 0"),
+     ":5: fault[0].level: this fault goes at a level with leaves above the last (levels 2, 1), not level 0"),
     ("mode = \"sv39\"\n[[fault]]\nkind = \"invalid\"\nva = 0x1000\nlevel = 3\n",
-     ":2: fault[0]: Sv39 has no level 3 (levels 2, 1, 0)"),
+     ":5: fault[0].level: Sv39 has no level 3 (levels 2, 1, 0)"),
     ("mode = \"sv39\"\n[[map]]\nva = 0x1000\nsize = \"8K\"\nperms = \"rw\"\n[[fault]]\nkind = \"w-without-r\"\n"
-     "va = 0x2000\n", ":6: fault[0]: the level-0 entry for 0x2000 is already used (by a mapping or another fault)"),
+     "va = 0x2000\n", ":6: fault[0]: the level-0 entry for 0x2000 is already used by map[0] (line 2)"),
     ("mode = \"sv39\"\n[[map]]\nva = 0x1000\nsize = \"8K\"\nperms = \"rw\"\n[[map]]\nva = 0x2000\nsize = \"4K\"\n"
      "perms = \"r\"\n", ":6: map[1]: "),
     ("mode = \"sv39\"\n[options]\nad = \"svadu\"\n[[fault]]\nkind = \"dirty-clear\"\nva = 0x1000\n",
-     ":4: fault[0]: the walker's write of 0x1000 gives ok (level 0), not accessed-dirty: a writable leaf with D=0 "
-     "(a page fault on a write under Svade) needs other options here"),
+     ":4: fault[0]: the walker's write of 0x1000 gives ok (level 0), not accessed-dirty: the hardware sets A/D (AF) "
+     "here (ad = \"svadu\"; TCR_ELx.HA/HD): the kind needs ad = \"svade\" (RISC-V) or HA=0"),
     ("mode = \"sv39\"\n[[map]]\nva = 0x1000\nsize = \"4K\"\nperms = \"rw\"\nmemtype = \"nc\"\n",
-     ":2: map[0]: no encoding of Sv39 gives memory type nc with these registers"),
+     ":6: map[0].memtype: no encoding of Sv39 gives memory type nc here (PBMT: nc and io need svpbmt = true in "
+     "[options])"),
     ("mode = \"sv39\"\n[[map]]\nva = 0x1000\nsize = \"4K\"\nperms = \"rw\"\nmemtype = \"fast\"\n",
-     ":2: map[0]: unknown memory type 'fast' (device, uncached, or one of default, nc, io, "),
+     ":6: map[0].memtype: unknown memory type 'fast' (device, uncached, or one of default, nc, io)"),
     ("mode = \"sv39\"\n[[map]]\nva = 0x1000\nsize = \"4K\"\nperms = \"rw\"\npage = \"2M\"\n",
-     ":2: map[0]: va, pa and size must be multiples of the page size 0x200000"),
+     ":3: map[0].va: 0x1000 is not a multiple of the page size 0x200000"),
     ("mode = \"sv39\"\n[[map]]\nva = 0x1000\nsize = \"4K\"\nperms = \"rw\"\npage = \"8K\"\n",
-     ":2: map[0]: page size 0x2000 is not one Sv39 has (0x1000, 0x200000, 0x40000000)"),
+     ":6: map[0].page: 0x2000 is not a page size Sv39 has (0x1000, 0x200000, 0x40000000)"),
     ("mode = \"sv39\"\n[[map]]\nva = 0x1000\nsize = \"4K\"\nperms = \"rw\"\nstage = 2\n",
      ":2: map[0]: this mode has no stage 2"),
     ("mode = \"sv39\"\n[[map]]\nva = 0x40_0000_0000\nsize = \"4K\"\nperms = \"rw\"\n",
@@ -124,12 +127,14 @@ def test_a_malformed_spec_names_file_line_and_key(text: str, expected: str, tmp_
     ("mode = \"x86_64-4level\"\n[[map]]\nva = 0x7f80_0000_0000\nsize = \"4K\"\nperms = \"rw\"\n",
      ":2: map[0]: 0x7f8000000000 is in the root-table slot the QEMU harness keeps for itself"),
     ("mode = \"aarch64-el2-4k-48\"\n[[map]]\nva = 0x1000\nsize = \"4K\"\nperms = \"rw\"\nuser = true\n",
-     ":2: map[0]: VMSAv8-64 stage 1 4KB granule, 48-bit VA in this regime has no unprivileged (user) accesses"),
+     ":6: map[0].user: VMSAv8-64 stage 1 4KB granule, 48-bit VA in this regime has no unprivileged (user) accesses: "
+     "leave it out"),
     ("mode = \"x86_64-4level\"\nasid = 3\n[[access]]\nva = 0\n",
      ":2: asid: x86-64 tags TLB entries with a PCID only with CR4.PCIDE=1"),
     ("mode = \"sv39\"\n", ": access: the spec makes no cases"),
     ("mode = \"sv39\"\n[[map]]\nva = 0x4000_0000\nsize = \"1G\"\nperms = \"rw\"\npage = \"4K\"\n",
-     ":2: map[0]: "),
+     ":4: map[0].size: 0x40000000 bytes of fresh frames are more than RAM has free (0x7ff000 of [0x80000000, "
+     "0x80800000)): give pa, or more [[memory]]"),
 ])
 def test_a_spec_the_address_space_cannot_hold_names_the_item(text: str, expected: str, tmp_path: Path) -> None:
     message = _error(text, tmp_path)
@@ -270,6 +275,31 @@ def test_modes_qemu_lacks_are_refused() -> None:
         assert qemu_refusal(vs) == f"--qemu cannot run x86_64 {mode}: {QEMU_LACKS[mode]}"
 
 
+@pytest.mark.parametrize("path", sorted(DOCS.glob("*.toml")), ids=lambda p: p.stem)
+def test_the_documented_examples_agree_with_qemu(path: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    vs = build(read_spec(str(path)))
+    REQUIRE[vs.arch]()
+    assert qemu_refusal(vs) is None
+    report = verify_qemu_set(vs, _walker(vs))
+    assert not report.failed and not report.disagree, report.lines(5)
+
+
+def test_a_stage_2_fault_on_the_stage_1_root(tmp_path: Path) -> None:
+    """The register overrides put the VS-stage root (RISC-V vsatp) in a guest page the G-stage maps
+    execute-only, and TTBR0_EL1's root at an IPA stage 2 does not map: every case faults at stage 2 on the
+    implicit read of the root, whatever its VA (AArch64: TTBR0's half only)."""
+    riscv = build(read_spec(str(DOCS / "riscv-sv39-gstage-root.toml")))
+    assert {(c.fault, c.stage, c.implicit, (c.gpa or 0) & ~0xFFF, c.reason) for c in riscv.cases} == \
+        {("guest-page-fault", 2, True, 0x2_0000_0000, "permission")}                  # a root PTE's GPA
+    assert {c.syndrome["htinst"] for c in riscv.cases if c.syndrome} == {0x3000}    # the PTE read
+    a64 = build(read_spec(str(DOCS / "aarch64-s2-root.toml")))
+    ttbr0 = [c for c in a64.cases if c.label == "ttbr0-any-va"]
+    assert {(c.fault, c.stage, c.implicit, c.gpa) for c in ttbr0} == {("translation", 2, True, 0x2_0000_0000)}
+    assert all(c.syndrome and c.syndrome["esr"] >> 7 & 1 for c in ttbr0)               # ESR_EL2.S1PTW
+    assert any(c.pa is not None for c in a64.cases if c.va >> 48 == 0xFFFF)
+
+
 def test_verify_qemu_of_a_built_riscv_example(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The documented Sv39 example on QEMU: its UART page is not run (a device answers there)."""
     require_qemu()
@@ -294,3 +324,53 @@ def test_overlapping_explicit_pas_hold_no_table(tmp_path: Path) -> None:
     linear = _build("mode = \"sv39\"\n[[map]]\nva = 0xffff_ffc0_0000_0000\npa = 0x8000_0000\nsize = \"8M\"\n"
                     "perms = \"rw\"\n", tmp_path, "linear.toml")
     assert (linear.registers["satp"] & (1 << 44) - 1) << 12 == 0x8000_0000
+
+
+def test_accessed_and_dirty_leaves_for_hardware_updates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`accessed = false` / `dirty = false` clear the leaves' A/D (RISC-V A, D; x86 A, D; AArch64 AF, and
+    writable-clean: DBM=1 with AP[2]=1): under Svadu the cases succeed and `--hardware-updates` records the
+    writes that set them; under Svade they fault."""
+    text = ("mode = \"sv39\"\n[options]\nad = \"svadu\"\n[[map]]\nva = 0x1000\nsize = \"8K\"\nperms = \"rw\"\n"
+            "accessed = false\ndirty = false\n[[access]]\nva = 0x1000\naccess = \"write\"\nprivilege = \"supervisor\"\n"
+            "[generate]\nboundaries = false\n")
+    path = tmp_path / "ad.toml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    assert main(["vectors", "build", str(path), "--out", str(out), "--hardware-updates"]) == 0
+    vs = VectorSet.read(out)
+    pte = _walker(vs).translate(0x1000, "read").pte
+    assert pte & (A | D) == 0 and vs.cases[0].pa is not None
+    after = (out / "mem-after.bin").read_bytes()
+    slot = int(_walker(vs).mappings().slot[0]) - 0x8000_0000
+    assert int.from_bytes(after[slot:slot + 8], "little") == pte | A | D
+    assert "with the 1 entry writes the hardware makes" in (out / "README.txt").read_text()
+    svade = _build(text.replace("svadu", "svade"), tmp_path, "svade.toml")
+    assert [c.reason for c in svade.cases] == ["accessed-dirty"]
+    x86 = _build("mode = \"x86_64-4level\"\n[[map]]\nva = 0x1000\nsize = \"4K\"\nperms = \"rw\"\naccessed = true\n"
+                 "dirty = true\n", tmp_path, "x86.toml")
+    assert _walker(x86).translate(0x1000, "read").pte & (1 << 5 | 1 << 6) == 1 << 5 | 1 << 6
+    a64 = _build("mode = \"aarch64-4k-48\"\n[[map]]\nva = 0x1000\nsize = \"4K\"\nperms = \"rw\"\ndirty = false\n"
+                 "[[map]]\nva = 0x3000\nsize = \"4K\"\nperms = \"rw\"\naccessed = false\n", tmp_path, "a64.toml")
+    w = _walker(a64)
+    clean, old = w.translate(0x1000, "read"), w.translate(0x3000, "read")
+    assert clean.ok and clean.pte & (1 << 51 | 1 << 7) == 1 << 51 | 1 << 7          # DBM, AP[2]
+    assert w.translate(0x1000, "write").reason.label == "permission" and old.reason.label == "accessed-dirty"
+
+
+def test_a_set_written_over_another_replaces_its_files(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["vectors", "generate", "--mode", "sv48+sv48x4", "--seed", "1", "--out", str(out), "--formats", "all",
+                 "--hardware-updates"]) == 0
+    (out / "notes.txt").write_text("mine")
+    assert main(["vectors", "build", str(DOCS / "riscv-sv39.toml"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.txt", "mem.bin", "notes.txt", "spec.toml", "vectors.json"]
+
+
+def test_an_aarch64_device_mapping_is_not_run_on_qemu(tmp_path: Path) -> None:
+    """QEMU virt's PL011 at PA 0x900_0000: its real accesses are not run (a store would print into the
+    harness's output), AT is, and agrees."""
+    require_qemu_aarch64()
+    vs = _build("mode = \"aarch64-4k-48\"\n[[map]]\nva = 0xffff_8000_1000_0000\npa = 0x900_0000\nsize = \"4K\"\n"
+                "perms = \"rw\"\nmemtype = \"device-ngnre\"\n", tmp_path)
+    report = verify_qemu_set(vs, _walker(vs))
+    assert not report.failed and report.deviations[A64_DEVICE] == 4, report.lines(5)

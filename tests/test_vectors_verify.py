@@ -222,7 +222,6 @@ def test_qemu_on_a_set_it_does_not_run(tmp_path: Path, capsys: pytest.CaptureFix
     tests/test_vectors_verify_nested.py's)."""
     assert main(["vectors", "generate", "--mode", "sv39", "--svpbmt", "--seed", "1", "--out", str(tmp_path)]) == 0
     status, lines = verify(capsys, str(tmp_path), "--qemu")
-    assert status == 2 and len(lines) == 1 and lines[0].startswith(
-        "pagetable: error: --qemu runs sv39, sv48, sv57, sv39x4, sv48x4, sv57x4, sv39+sv39x4, sv48+sv48x4, "
-        "sv57+sv57x4, x86_64-4level, x86_64-5level, x86_64-4level+npt, aarch64-"), lines
-    assert lines[0].endswith(" sets (RISC-V without Svpbmt/Svnapot), not riscv64 sv39")
+    assert (status, lines) == (2, ["pagetable: error: --qemu cannot run this sv39 set: it assumes Svpbmt or "
+                                   "Svnapot, which the harness's QEMU hart (-cpu rv64) is not run with; build or "
+                                   "generate it without them"])

@@ -44,7 +44,7 @@ def cmd_build(ns: argparse.Namespace) -> int:
     vs = build(spec)
     arch = registry.by_name(vs.arch)
     _write(vs, arch, ns, formats, f"built from {os.path.basename(spec.path)} (copied as spec.toml), seed {spec.seed}")
-    writers.copy_spec(spec.path, ns.out)
+    writers.write_spec(spec.text, ns.out)
     print(f"wrote {len(vs.cases)} cases for {vs.mode} (spec {spec.path}) to {ns.out}")
     return 0
 
@@ -75,8 +75,8 @@ def _write(vs: VectorSet, arch: registry.Architecture, ns: argparse.Namespace, f
     if ns.hardware_updates:
         after, writes = after_accesses(vs, registry.walker_for(vs))
         names = ", ".join(after.file_names("mem-after"))
-        readme += (f"\n{names}: the memory after the cases ran in order, with the {writes} entry writes the hardware "
-                   "makes (A/D bits; docs/vectors.md)\n")
+        made = f"with the {writes} entry writes the hardware makes" if writes else "(the hardware writes no entry)"
+        readme += f"\n{names}: the memory after the cases ran in order, {made} (A/D bits; docs/vectors.md)\n"
     others = [writers.FILES[f] for f in formats if f in writers.FILES]
     if others:
         readme += (f"\nThe same image and registers as {', '.join(others)} (--formats {ns.formats}; docs/vectors.md, "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import random
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,15 +38,13 @@ from ..walker import Reason, Walker
 from .architecture import Architecture
 from .expected import expected_cases
 from .generation import MAX_CASES, TableBuilder
-from .schema import ACCESS_CODES, ACCESSES, PRIVILEGE_CODES, PRIVILEGES, VectorSet
+from .schema import ACCESS_CODES, ACCESSES, PRIVILEGE_CODES, PRIVILEGES, U64, VectorSet
 from .spec import FaultSpec, MapSpec, Place, Spec, SpecError, parse_spec
 
+OWN_STAGE2 = ("the build maps it itself: guest RAM, or the window without RAM at 4 GiB (docs/vectors-spec.md, "
+              "Layouts)")
 MAX_FORCED = 1 << 16
 """The most pages a mapping of a forced size above the smallest has (each is mapped on its own)."""
-MEMTYPES = {m.label: m for m in MemoryType if m not in (MemoryType.NONE, MemoryType.NORMAL_MIXED)}
-"""The memory types a mapping may ask for, by label (`wb`, `uc-minus`, `device-ngnre`, `nc`, `io`, ...)."""
-
-
 class Where(enum.Enum):
     """Which levels a fault kind's entry may sit at, and its default (the manual's level numbers)."""
 
@@ -68,6 +67,7 @@ class FaultSite:
     depth: int
     rng: random.Random
     outside: int
+    widen_as: int | None = None       # the entry the tables above must let through (`over_page`), if not `raw`
 
     @property
     def fmt(self) -> PagingFormat:
@@ -117,6 +117,7 @@ class FaultSite:
             else:
                 table = b.frames.alloc()
                 b.mem.write_u64(slot, b.table_bits | b.address(table))
+        self.widen_as = b.table_bits | b.address(top)       # the rights the page below needs, not the entry's
         return pointer | b.address(top)
 
 
@@ -132,6 +133,13 @@ class FaultRule:
     access: str = "read"
     privilege: str = "supervisor"
     levels: tuple[int, ...] = ()          # the manual's levels it may sit at, of those `where` gives (): all)
+
+
+def set_bits(raw: U64, mask: int, on: bool | None) -> U64:
+    """`raw` with the bits of `mask` set (`on`), cleared (False) or as they are (None)."""
+    if on is None:
+        return raw
+    return raw | np.uint64(mask) if on else raw & ~np.uint64(mask)
 
 
 def _generic_rules() -> dict[str, FaultRule]:
@@ -176,6 +184,10 @@ class SpecArch:
     rules: Callable[[TableBuilder], Mapping[str, FaultRule]]
     global_field: Callable[[TableBuilder], tuple[int, int]]      # (mask, value when global) of a leaf
     memtype_field: Callable[[TableBuilder, bool], tuple[int, tuple[int, ...]]]   # (mask, candidate values)
+    memtypes: tuple[MemoryType, ...]                              # the memory types a mapping may name
+    memtype_hint: str                                             # what decides them (for errors)
+    # leaves (raw, a column) with their accessed / dirty state set as asked (None: as encoded)
+    accessed_dirty: Callable[[TableBuilder, U64, bool | None, bool | None], U64]
 
 
 @dataclass
@@ -227,7 +239,10 @@ def build(spec: Spec) -> VectorSet:
     try:
         arch = _architecture(spec.mode)
     except PagetableError as exc:
-        raise spec.place("mode").error(str(exc)) from None
+        from .. import registry
+        modes = [m for a in registry.ARCHITECTURES for m in a.modes]
+        text = str(exc) if spec.mode.lower() in modes else f"unknown mode {spec.mode!r} (modes: {', '.join(modes)})"
+        raise spec.place("mode").error(text) from None
     return build_spec(spec, arch)
 
 
@@ -245,18 +260,24 @@ def build_spec(spec: Spec, arch: Architecture) -> VectorSet:
     arch_spec = arch.spec
     assert isinstance(arch_spec, SpecArch)
     case_stage = 1 if arch_spec.has_stage1(spec.mode) else 2
-    explicit = _merged([(m.stage or case_stage, m.pa, m.pa + m.size) for m in spec.maps if m.pa is not None])
+    explicit = [(m.stage or case_stage, m.pa, m.pa + m.size) for m in spec.maps if m.pa is not None]
 
     def reserve(frames: FrameAllocator, stage: int) -> None:
         """Keep the explicit PAs of `stage`'s mappings out of a fresh allocator's hands, so no table lands on
-        them; a range that would leave less than a quarter of the frames (a linear map over RAM, as a
-        kernel's direct map) is not kept free: tables then sit inside it, as they do in a kernel."""
+        them; a mapping whose range would leave less than a quarter of the frames (a linear map over RAM, as
+        a kernel's direct map) is not kept free: tables then sit inside it, as they do in a kernel."""
         lo, fs = frames.base, frames.frame_size
         hi = lo + frames.total * fs
-        for s, start, end in explicit:
-            first, last = max(lo, start & ~(fs - 1)), min(hi, end)
-            count = -(-(last - first) // fs)
-            if s == stage and count > 0 and frames.total - frames.in_use - count >= frames.total // 4:
+
+        def clipped(start: int, end: int) -> tuple[int, int]:
+            first = max(lo, start & ~(fs - 1))
+            return first, max(0, -(-(min(hi, end) - first) // fs))
+
+        kept = [(s, start, end) for s, start, end in explicit
+                if s == stage and clipped(start, end)[1] <= frames.total - frames.total // 4]
+        for _, start, end in _merged(kept):
+            first, count = clipped(start, end)
+            if count and frames.total - frames.in_use - count >= frames.total // 4:
                 frames.reserve(first, count)
 
     try:
@@ -267,23 +288,27 @@ def build_spec(spec: Spec, arch: Architecture) -> VectorSet:
     built: list[tuple[MapSpec, TableBuilder, int]] = []
     for m in spec.maps:
         b = _builder(sc, m.stage, m.va, m.place)
-        built.append((m, b, _map(b, m, arch_spec)))
+        own = OWN_STAGE2 if b is sc.stage2 and sc.stage1 else ""
+        built.append((m, b, _map(b, m, arch_spec, [(e, eb) for e, eb, _ in built], own)))
     faults: list[tuple[FaultSpec, TableBuilder, FaultRule]] = []
+    written: dict[tuple[int, int], str] = {}
     for f in spec.faults:
         b = _builder(sc, f.stage, f.va, f.place, strict=f.kind != "non-canonical")
         rules = {**GENERIC_RULES, **arch_spec.rules(b)}
         if f.kind not in rules:
-            raise f.place.error(f"unknown fault kind {f.kind!r} for this stage (kinds: {', '.join(sorted(rules))})")
+            raise f.place.sub("kind").error(f"unknown fault kind {f.kind!r} for {b.fmt.name} (kinds: "
+                                            f"{', '.join(sorted(rules))}; `pagetable vectors faults --mode "
+                                            f"{spec.mode}` lists their levels)")
         rule = rules[f.kind]
         _fault(b, f, rule, FaultSite(b, f.va, 0, rng, sc.outside if b is sc.stage2 or sc.stage1_outside is None
-                                      else sc.stage1_outside))
+                                      else sc.stage1_outside), [(m, mb) for m, mb, _ in built], written)
         faults.append((f, b, rule))
     registers = {**sc.registers(), **spec.registers}
     vs = VectorSet(arch.name, spec.mode, sc.mem, registers, {**sc.options, "seed": spec.seed}, [])
     try:
         walker = arch.walker_for(vs)
     except PagetableError as exc:
-        raise spec.place("registers" if spec.registers else "options").error(str(exc)) from None
+        raise _options_error(spec, exc, "registers" if spec.registers else "options") from None
     _check(walker, sc, built, faults)
     cases = _cases(spec, sc, built, faults)
     vs.cases = expected_cases(walker, np.concatenate(cases.va), np.concatenate(cases.access),
@@ -303,15 +328,19 @@ def _merged(ranges: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
     return out
 
 
-def _options_error(spec: Spec, exc: PagetableError) -> SpecError:
-    """A scaffold's error, at the key of `options` (or the top-level key) it names."""
+def _options_error(spec: Spec, exc: PagetableError, table: str = "options") -> SpecError:
+    """An error of the scaffold or of the set's registers, at the key it names: `options.K`, `registers.K`,
+    `memory` or `asid` (else `table`), without the key's name repeated in front of the message."""
     text = str(exc)
-    key, _, rest = text.partition(": ")
-    if key.startswith("options"):
-        text = rest
-    named = [k for k in spec.options if f"'{k}'" in text or f"options.{k} " in str(exc)]
-    where = f"options.{named[0]}" if named else key if key in ("memory", "asid") else "options"
-    return spec.place(where).error(text[len(key) + 2:] if where == key else text)
+    for prefix in ("options: ", "registers: ", "memory: ", "asid: "):
+        if text.startswith(prefix):
+            text, table = text[len(prefix):], prefix[:-2]
+    for key in (*spec.options, *spec.registers):
+        quoted = f"'{key}'" in text or f"options.{key} " in text or f"registers.{key} " in text
+        if quoted or text.startswith(f"{key} ") or text.startswith(f"{key}:"):
+            where = f"options.{key}" if key in spec.options else f"registers.{key}"
+            return spec.place(where).error(re.sub(rf"^(options|registers)\.{re.escape(key)}:? ", "", text))
+    return spec.place(table).error(text)
 
 
 def _builder(sc: Scaffold, stage: int | None, va: int, place: Place, strict: bool = True) -> TableBuilder:
@@ -340,42 +369,65 @@ def _builder(sc: Scaffold, stage: int | None, va: int, place: Place, strict: boo
     raise place.error(f"{va:#x} is not an address {names} translates")
 
 
-def _map(b: TableBuilder, m: MapSpec, arch_spec: SpecArch) -> int:
-    """Map `m` in `b`'s table; returns its first PA."""
+def _flags_text(text: str) -> str:
+    """A codec's message with its MappingFlags shown as a spec writes them (`perms = "rw"`, user)."""
+    def letters(m: re.Match[str]) -> str:
+        names = m.group(1).split("|")
+        perms = "".join(ch for ch, name in (("r", "READ"), ("w", "WRITE"), ("x", "EXECUTE")) if name in names)
+        return f'perms = "{perms}"' + (" with user = true" if "USER" in names else "")
+    return re.sub(r"<MappingFlags\.([A-Z|]+): \d+>", letters, text)
+
+
+def _map(b: TableBuilder, m: MapSpec, arch_spec: SpecArch, earlier: list[tuple[MapSpec, TableBuilder]],
+         own: str = "") -> int:
+    """Map `m` in `b`'s table (`earlier`: the mappings made before it; `own`: what the build itself maps
+    there, for a conflict's message); returns its first PA."""
     fmt = b.fmt
     flags = m.perms | (F.USER if m.user else F(0))
     if m.user and not fmt.codec.supported_flags & F.USER:
-        raise m.place.error(f"{fmt.name} in this regime has no unprivileged (user) accesses: leave `user` out")
+        raise m.place.sub("user").error(f"{fmt.name} in this regime has no unprivileged (user) accesses: leave it out")
     wanted = None
     if m.memtype is not None:
+        names = {t.label: t for t in arch_spec.memtypes}
         if m.memtype in ("device", "uncached"):
             flags |= F.DEVICE if m.memtype == "device" else F.UNCACHED
-        elif m.memtype not in MEMTYPES:
-            raise m.place.error(f"unknown memory type {m.memtype!r} (device, uncached, or one of "
-                                f"{', '.join(MEMTYPES)})")
+        elif m.memtype not in names:
+            raise m.place.sub("memtype").error(f"unknown memory type {m.memtype!r} (device, uncached, or one of "
+                                               f"{', '.join(names)})")
         else:
-            wanted = MEMTYPES[m.memtype]
+            wanted = names[m.memtype]
     sizes = fmt.page_sizes()
     if m.page and m.page not in sizes:
-        raise m.place.error(f"page size {m.page:#x} is not one {fmt.name} has ({', '.join(hex(s) for s in sizes)})")
+        raise m.place.sub("page").error(f"{m.page:#x} is not a page size {fmt.name} has "
+                                        f"({', '.join(hex(s) for s in sizes)})")
     unit = m.page or fmt.page_size
-    if m.va % unit or m.size % unit or (m.pa is not None and m.pa % unit):
-        raise m.place.error(f"va, pa and size must be multiples of the page size {unit:#x}")
+    for key, value in (("va", m.va), ("pa", m.pa), ("size", m.size)):
+        if value is not None and value % unit:
+            raise m.place.sub(key).error(f"{value:#x} is not a multiple of the page size {unit:#x}")
     pa = m.pa
-    try:
-        if pa is None:
-            align = m.page or max(s for s in sizes if s <= m.size and m.va % s == 0)
+    if m.page and m.page != fmt.page_size and m.size // m.page > MAX_FORCED:
+        raise m.place.sub("page").error(f"{m.size // m.page:,} pages of {m.page:#x} are more than a spec maps at a "
+                                        f"forced size ({MAX_FORCED:,}): give page = \"largest\", or a smaller range")
+    if pa is None:
+        align = m.page or max(s for s in sizes if s <= m.size and m.va % s == 0)
+        try:
             pa = b.frames.alloc(m.size // b.frames.frame_size, align=min(align, 2 << 20), zero=False)
+        except PagetableError:
+            free = (b.frames.total - b.frames.in_use) * b.frames.frame_size
+            raise m.place.sub("size").error(f"{m.size:#x} bytes of fresh frames are more than RAM has free "
+                                            f"({free:#x} of {b.mem.describe()}): give pa, or more [[memory]]") from None
+    try:
         if m.page and m.page != fmt.page_size:
-            if m.size // m.page > MAX_FORCED:
-                raise m.place.error(f"{m.size // m.page:,} pages of {m.page:#x} are more than a spec maps at a forced "
-                                    f"size ({MAX_FORCED:,}): give page = \"largest\", or a smaller range")
             for k in range(0, m.size, m.page):
                 b.pt.map(m.va + k, pa + k, m.page, flags)
         else:
             b.pt.map_region(m.va, pa, m.size, flags, allow_huge=not m.page)
     except PagetableError as exc:
-        raise m.place.error(str(exc)) from None
+        other = next((f"{e.place.key} (line {e.place.line}) maps it" for e, eb in earlier
+                      if eb is b and e.va < m.va + m.size and m.va < e.va + e.size), None)
+        if other is None and own:
+            other = own
+        raise m.place.error(_flags_text(str(exc)) + (f": {other}" if other else "")) from None
     _set_fields(b, m, arch_spec, wanted)
     return pa
 
@@ -402,8 +454,10 @@ def _set_fields(b: TableBuilder, m: MapSpec, arch_spec: SpecArch, wanted: Memory
                     raw[lanes] = (raw[lanes] & ~np.uint64(field_mask)) | np.uint64(value)
                     break
             else:
-                raise m.place.error(f"no encoding of {b.fmt.name} gives memory type {wanted.label} with these "
-                                    "registers (for AArch64: MAIR; x86: IA32_PAT)")
+                raise m.place.sub("memtype").error(f"no encoding of {b.fmt.name} gives memory type {wanted.label} "
+                                                   f"here ({arch_spec.memtype_hint})")
+    if m.accessed is not None or m.dirty is not None:
+        raw = arch_spec.accessed_dirty(b, raw, m.accessed, m.dirty)
     b.mem.write_u64_np(leaves.slot, raw)
 
 
@@ -423,51 +477,82 @@ def _level_depth(fmt: PagingFormat, level: int | None, rule: FaultRule, place: P
     levels = [lv.arch_level for lv in fmt.levels]
     allowed = fault_depths(fmt, rule)
     if not allowed:
-        raise place.error(f"{fmt.name} has no {rule.where.value} for this fault")
+        raise place.sub("kind").error(f"{fmt.name} has no {rule.where.value} for this fault")
     if level is None:
         return max(allowed)
     if level not in levels:
-        raise place.error(f"{fmt.name} has no level {level} (levels {', '.join(map(str, levels))})")
+        raise place.sub("level").error(f"{fmt.name} has no level {level} (levels {', '.join(map(str, levels))})")
     depth = levels.index(level)
     if depth not in allowed:
-        raise place.error(f"this fault goes at {rule.where.value} (levels "
-                          f"{', '.join(str(levels[d]) for d in allowed)}), not level {level}")
+        raise place.sub("level").error(f"this fault goes at {rule.where.value} (levels "
+                                       f"{', '.join(str(levels[d]) for d in allowed)}), not level {level}")
     return depth
 
 
-def _fault(b: TableBuilder, f: FaultSpec, rule: FaultRule, site: FaultSite) -> None:
-    """Write `f`'s faulty entry: tables down to its level, the entry in its (empty) slot."""
+def _user(va: int, span: int, b: TableBuilder, maps: list[tuple[MapSpec, TableBuilder]],
+          faults: dict[tuple[int, int], str], slot: int | None = None) -> str:
+    """Which earlier mapping or fault of `b` covers [va, va + span) (or wrote `slot`), for a message."""
+    if slot is not None and (id(b), slot) in faults:
+        return faults[(id(b), slot)]
+    for m, mb in maps:
+        if mb is b and m.va < va + span and va < m.va + m.size:
+            return f"{m.place.key} (line {m.place.line})"
+    return next((what for (owner, _), what in faults.items() if owner == id(b)), "an earlier item")
+
+
+def _fault(b: TableBuilder, f: FaultSpec, rule: FaultRule, site: FaultSite,
+           maps: list[tuple[MapSpec, TableBuilder]], faults: dict[tuple[int, int], str]) -> None:
+    """Write `f`'s faulty entry: tables down to its level, the entry in its (empty) slot, which `faults`
+    records (slot → the fault, for the messages of later ones; `maps`: the mappings, made before)."""
     if rule.where is Where.NONE:
         if f.level is not None:
-            raise f.place.error("this fault has no entry, so no level")
+            raise f.place.sub("level").error("this fault has no entry, so no level")
         return
     depth = _level_depth(b.fmt, f.level, rule, f.place)
     site.depth = depth
     fmt = b.fmt
+    span = fmt.levels[depth].span
+    base = f.va & ~(span - 1)
     try:
         slot = b.pt.lookup(f.va, depth)
         while slot.depth < depth:                   # make the tables on the way
             if slot.raw != 0:
-                raise f.place.error(f"{f.va:#x} is already mapped at level {fmt.levels[slot.depth].arch_level}")
+                raise f.place.error(f"{f.va:#x} is already mapped at level {fmt.levels[slot.depth].arch_level} "
+                                    f"(by {_user(base, span, b, maps, faults)})")
             table = b.frames.alloc()
             b.mem.write_u64(slot.pa, b.table_bits | b.address(table))
             slot = b.pt.lookup(f.va, depth)
     except SpecError:
         raise
     except PagetableError as exc:                   # an earlier fault's entry on the way (a table outside RAM)
-        raise f.place.error(f"cannot reach the level-{fmt.levels[depth].arch_level} entry of {f.va:#x}: {exc}") \
-            from None
-    if slot.raw != 0:
-        raise f.place.error(f"the level-{fmt.levels[depth].arch_level} entry for {f.va:#x} is already used "
-                            "(by a mapping or another fault)")
+        raise f.place.error(f"cannot reach the level-{fmt.levels[depth].arch_level} entry of {f.va:#x} (through "
+                            f"{_user(base, span, b, maps, faults)}): {exc}") from None
+    if slot.raw != 0 or (id(b), slot.pa) in faults:
+        raise f.place.error(f"the level-{fmt.levels[depth].arch_level} entry for {f.va:#x} is already used by "
+                            f"{_user(base, span, b, maps, faults, slot.pa)}")
     assert rule.entry is not None
     try:
         raw = rule.entry(site)
     except PagetableError as exc:
         raise f.place.error(str(exc)) from None
+    if depth and (raw or site.widen_as is not None):  # x86: the table entries above let the fault through
+        b.mem.write_u64(slot.pa, raw if site.widen_as is None else site.widen_as)
+        b.pt.widen(f.va, depth)
     b.mem.write_u64(slot.pa, raw)
-    if raw and depth:
-        b.pt.widen(f.va, depth)                     # x86: the table entries above let it through
+    faults[(id(b), slot.pa)] = f"{f.place.key} (line {f.place.line})"
+
+
+_WHY = {
+    Reason.RESERVED: ("an entry these registers and options read as reserved: an address at or above the output "
+                      "size (x86 MAXPHYADDR, AArch64 IPS), a 1 GiB page without gbpages, XD with EFER.NXE=0, "
+                      "PBMT or N without svpbmt or svnapot"),
+    Reason.PERMISSION: "the permissions on its path forbid that access (perms, user; SUM, MXR, SMEP, SMAP, WP, PAN)",
+    Reason.ACCESSED_DIRTY: "A/D (AF) clear where the hardware faults instead of setting them",
+    Reason.INVALID: "an entry on its path is not valid (a later fault?)",
+    Reason.ADDRESS_SIZE: "an address at or above the output size (TCR_ELx.IPS/PS, VTCR_EL2.PS)",
+    Reason.TABLE_OUTSIDE_MEMORY: "a table on its path is outside RAM (a later fault?)",
+}
+"""Why a mapping or a fault is not what it asked, by the reason the walk stopped (for the build's errors)."""
 
 
 def _check(walker: Walker, sc: Scaffold, built: list[tuple[MapSpec, TableBuilder, int]],
@@ -487,11 +572,13 @@ def _check(walker: Walker, sc: Scaffold, built: list[tuple[MapSpec, TableBuilder
             continue                                # stage 1 did its part; stage 2 refuses the GPA, as asked
         if t.reason == Reason.PA_OUTSIDE_MEMORY:
             continue                                # it maps a PA the image has no RAM at: an access fault
+        if t.reason == Reason.ACCESSED_DIRTY and False in (m.accessed, m.dirty):
+            continue                                # A/D clear as asked, where the hardware faults on them
         got = t.gpa if two_stage_s1 else t.pa
         if not t.ok or got != pa:
             what = f"{t.reason.label} at level {t.level}" if not t.ok else f"PA {got:#x}"
-            raise m.place.error(f"the walker's {access} of {m.va:#x} gives {what}, not PA {pa:#x}: a later fault "
-                                "or mapping changed it, or the options forbid it")
+            why = _WHY.get(t.reason, "a later fault or mapping changed its path")
+            raise m.place.error(f"the walker's {access} of {m.va:#x} gives {what}, not PA {pa:#x}: {why}")
     for f, b, rule in faults:
         t = walker_of(b).translate(f.va, rule.access, rule.privilege)
         reasons = rule.reasons
@@ -499,9 +586,15 @@ def _check(walker: Walker, sc: Scaffold, built: list[tuple[MapSpec, TableBuilder
             reasons |= {Reason.PA_OUTSIDE_MEMORY}   # two stages: the table's GPA leads stage 2 to no RAM
         if t.reason not in reasons:
             stage = f"stage {t.stage} " if sc.stage1 and sc.stage2 is not None else ""
+            if Reason.NON_CANONICAL in reasons:
+                why = "an address the regime translates: give one no region of it translates"
+            elif Reason.ACCESSED_DIRTY in reasons and t.ok:
+                why = ("the hardware sets A/D (AF) here (ad = \"svadu\"; TCR_ELx.HA/HD): the kind needs ad = "
+                       "\"svade\" (RISC-V) or HA=0")
+            else:
+                why = f"{rule.doc} is read otherwise here ({_WHY.get(t.reason, 'another entry on its path decides')})"
             raise f.place.error(f"the walker's {rule.access} of {f.va:#x} gives {stage}{t.reason.label} "
-                                f"(level {t.level}), not {' or '.join(r.label for r in reasons)}: "
-                                f"{rule.doc} needs other options here")
+                                f"(level {t.level}), not {' or '.join(r.label for r in reasons)}: {why}")
 
 
 def _cases(spec: Spec, sc: Scaffold, built: list[tuple[MapSpec, TableBuilder, int]],
@@ -537,5 +630,5 @@ def _cases(spec: Spec, sc: Scaffold, built: list[tuple[MapSpec, TableBuilder, in
     return out
 
 
-__all__ = ["GENERIC_RULES", "MEMTYPES", "FaultRule", "FaultSite", "Scaffold", "SpecArch", "Where", "build",
-           "build_spec", "fault_depths", "fault_kinds"]
+__all__ = ["GENERIC_RULES", "FaultRule", "FaultSite", "Scaffold", "SpecArch", "Where", "build", "build_spec",
+           "fault_depths", "fault_kinds", "set_bits"]

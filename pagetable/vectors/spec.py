@@ -12,8 +12,10 @@ the spec is built, with the same kind of message (`pagetable.vectors.build`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
+from collections.abc import Mapping
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +30,7 @@ MAX_SPEC = 1 << 24
 _SIZE = re.compile(r"(?i)\s*(\d+)\s*([KMGTP]?)(?:i?B)?\s*")
 _UNITS = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40, "P": 50}
 TOP_KEYS = ("mode", "seed", "asid", "options", "registers", "memory", "map", "fault", "access", "generate")
-MAP_KEYS = ("va", "pa", "size", "perms", "user", "global", "memtype", "page", "stage", "label")
+MAP_KEYS = ("va", "pa", "size", "perms", "user", "global", "memtype", "page", "accessed", "dirty", "stage", "label")
 FAULT_KEYS = ("kind", "va", "level", "stage", "label")
 ACCESS_KEYS = ("va", "access", "privilege", "label")
 MEMORY_KEYS = ("base", "size")
@@ -46,17 +48,24 @@ class Place:
     path: str
     key: str
     line: int
+    lines: Mapping[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def error(self, message: str) -> SpecError:
         where = f"{self.path}:{self.line}" if self.line else self.path
         return SpecError(f"{where}: {self.key}: {message}")
+
+    def sub(self, key: str) -> Place:
+        """The place of `key` inside this one (`map[2]` → `map[2].va`)."""
+        full = f"{self.key}.{key}" if self.key else key
+        return Place(self.path, full, _line_of(self.lines, full), self.lines)
 
 
 @dataclass(frozen=True)
 class MapSpec:
     """One mapping: [va, va + size) to pa (None: fresh frames) with `perms` (READ/WRITE/EXECUTE), user and
     global, `memtype` (a memory type label, None: the mode's default), `page` (0: the largest page that fits
-    at each step, else that page size), in `stage` 1 or 2."""
+    at each step, else that page size), in `stage` 1 or 2; `accessed` and `dirty` (None: as the
+    architecture's encoding leaves them) set or clear the leaves' A/D state."""
 
     place: Place
     va: int
@@ -69,6 +78,8 @@ class MapSpec:
     page: int
     stage: int | None
     label: str
+    accessed: bool | None = None
+    dirty: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -113,9 +124,10 @@ class Spec:
     fault_cases: bool = True
     random: int = 0
     lines: dict[str, int] = field(default_factory=dict, repr=False)
+    text: bytes = field(default=b"", repr=False)            # the file as read (a vector set keeps a copy)
 
     def place(self, key: str) -> Place:
-        return Place(self.path, key, _line_of(self.lines, key))
+        return Place(self.path, key, _line_of(self.lines, key), self.lines)
 
 
 def size_value(value: object, place: Place) -> int:
@@ -161,6 +173,8 @@ def _choices(value: object, place: Place, names: tuple[str, ...]) -> tuple[str, 
     if not isinstance(items, (list, tuple)) or not items:
         raise place.error(f"must be \"all\", one of {', '.join(names)}, or a list of them, not {value!r}")
     for item in items:
+        if item == "all" and value != "all":
+            raise place.error("\"all\" stands alone (= \"all\"), not in a list")
         if item not in names:
             raise place.error(f"{item!r} is not one of {', '.join(names)} (or \"all\")")
     return tuple(dict.fromkeys(items))
@@ -192,7 +206,7 @@ class _Reader:
 
     def place(self, key: str) -> Place:
         full = f"{self.prefix}.{key}" if self.prefix and key else self.prefix or key
-        return Place(self.path, full, _line_of(self.lines, full))
+        return Place(self.path, full, _line_of(self.lines, full), self.lines)
 
     def get(self, key: str, default: object = None) -> Any:
         return self.doc.get(key, default)
@@ -232,7 +246,7 @@ def read_spec(path: str) -> Spec:
         raise SpecError(f"{where}: TOML syntax: {message[:m.start()].strip() if m else message}") from None
     except RecursionError:
         raise SpecError(f"{path}: TOML nested too deeply") from None
-    return parse_spec(doc, path, key_lines(text))
+    return dataclasses.replace(parse_spec(doc, path, key_lines(text)), text=data)
 
 
 def parse_spec(doc: dict[str, Any], path: str = "<spec>", lines: dict[str, int] | None = None) -> Spec:
@@ -245,12 +259,19 @@ def parse_spec(doc: dict[str, Any], path: str = "<spec>", lines: dict[str, int] 
     options = dict(_Reader(path, lines, "options", top.get("options", {}), tuple(top.get("options", {}) or ())).doc)
     regs = _Reader(path, lines, "registers", top.get("registers", {}), tuple(top.get("registers", {}) or ()))
     registers = {k: _address(v, regs.place(k)) for k, v in regs.doc.items()}
-    memory = None
+    memory: list[tuple[int, int]] | None = None
     if "memory" in doc:
         memory = []
         for k, m in enumerate(_tables(top, "memory")):
             r = _Reader(path, lines, f"memory[{k}]", m, MEMORY_KEYS)
-            memory.append((_address(r.need("base"), r.place("base")), size_value(r.need("size"), r.place("size"))))
+            base, size = _address(r.need("base"), r.place("base")), size_value(r.need("size"), r.place("size"))
+            for key, value in (("base", base), ("size", size)):
+                if value % 4096:
+                    raise r.place(key).error(f"{value:#x} is not a multiple of 4 KiB (a page)")
+            for j, (b, n) in enumerate(memory):
+                if base < b + n and b < base + size:
+                    raise r.place("base").error(f"[{base:#x}, +{size:#x}) overlaps memory[{j}] [{b:#x}, +{n:#x})")
+            memory.append((base, size))
         if not memory:
             raise top.place("memory").error("names no region ([[memory]] with base and size)")
     maps = [_map(path, lines, k, m) for k, m in enumerate(_tables(top, "map"))]
@@ -281,6 +302,21 @@ def _stage(r: _Reader) -> int | None:
     return None if stage is None else _small(stage, r.place("stage"), 1, 2)
 
 
+def _page(value: object, place: Place) -> int:
+    """A mapping's page policy: 0 for "largest", else the forced page size."""
+    if value == "largest":
+        return 0
+    try:
+        return size_value(value, place)
+    except SpecError:
+        raise place.error(f"is \"largest\" or a page size such as \"4K\", \"2M\", \"1G\", not {value!r}") from None
+
+
+def _optional_bool(r: _Reader, key: str) -> bool | None:
+    value = r.get(key)
+    return None if value is None else _boolean(value, r.place(key))
+
+
 def _map(path: str, lines: dict[str, int], k: int, doc: object) -> MapSpec:
     r = _Reader(path, lines, f"map[{k}]", doc, MAP_KEYS)
     pa = r.get("pa")
@@ -291,8 +327,9 @@ def _map(path: str, lines: dict[str, int], k: int, doc: object) -> MapSpec:
                    size_value(r.need("size"), r.place("size")), _perms(r.need("perms"), r.place("perms")),
                    _boolean(r.get("user", False), r.place("user")), _boolean(r.get("global", False), r.place("global")),
                    None if memtype is None else _string(memtype, r.place("memtype")),
-                   0 if page == "largest" else size_value(page, r.place("page")), _stage(r),
-                   _string(r.get("label", ""), r.place("label")))
+                   _page(page, r.place("page")), _stage(r),
+                   _string(r.get("label", ""), r.place("label")), _optional_bool(r, "accessed"),
+                   _optional_bool(r, "dirty"))
 
 
 _HEADER = re.compile(r"\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
@@ -312,6 +349,7 @@ def key_lines(text: str) -> dict[str, int]:
             if m.group(1) == "[[":
                 counts[name] = counts.get(name, -1) + 1
                 table = f"{name}[{counts[name]}]"
+                out.setdefault(name, n)
             else:
                 table = name
             out.setdefault(table, n)
@@ -321,12 +359,13 @@ def key_lines(text: str) -> dict[str, int]:
     return out
 
 
-def _line_of(lines: dict[str, int], key: str) -> int:
+def _line_of(lines: Mapping[str, int], key: str) -> int:
     """The line of `key`, else of the nearest enclosing table that has one (0: none)."""
     while key:
         if key in lines:
             return lines[key]
-        key = key.rpartition(".")[0]
+        parent = key.rpartition(".")[0]
+        key = parent if parent or not key.endswith("]") else key.rpartition("[")[0]   # map[1] → map (inline)
     return 0
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -353,12 +353,34 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return chosen
 
 
-def copy_spec(path: str, out_dir: str) -> None:
-    """A copy of the spec a set was built from, as `spec.toml` in its directory: the set says how it was made."""
+_OUTPUT = re.compile(r"mem(-after)?(-\d+)?\.bin|vectors\.json|README\.txt|spec\.toml|" +
+                     "|".join(re.escape(name) for name in FILES.values()))
+"""The names of the files a vector set's directory holds (its images, mem-after images, the formats)."""
+
+
+def remove_outputs(out_dir: str) -> None:
+    """Remove the files an earlier vector set left in `out_dir` (nothing else), so that a set written there
+    is never mixed with another's images or formats."""
     try:
-        shutil.copyfile(path, os.path.join(out_dir, "spec.toml"))
-    except shutil.SameFileError:                # the spec is already there
-        pass
+        names = os.listdir(out_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise VectorsError(f"cannot write vectors to {out_dir!r}: {exc.strerror}") from None
+    for name in names:
+        if _OUTPUT.fullmatch(name) and os.path.isfile(os.path.join(out_dir, name)):
+            try:
+                os.remove(os.path.join(out_dir, name))
+            except OSError as exc:
+                raise VectorsError(f"cannot replace {name!r} in {out_dir!r}: {exc.strerror}") from None
+
+
+def write_spec(text: bytes, out_dir: str) -> None:
+    """The spec a set was built from (its bytes), as `spec.toml` in its directory: the set says how it was
+    made."""
+    try:
+        with open(os.path.join(out_dir, "spec.toml"), "wb") as fh:
+            fh.write(text)
     except OSError as exc:
         raise VectorsError(f"cannot write vectors to {out_dir!r}: {exc.strerror}") from None
 
@@ -370,6 +392,7 @@ def write_formats(vs: VectorSet, walker: Walker, out_dir: str, formats: Sequence
     mem.hex options are checked before anything is written."""
     if "hex" in formats:
         check_hex(vs.mem, hex_width, hex_offset)
+    remove_outputs(out_dir)
     if "json" in formats:
         vs.write(out_dir, readme)
     else:

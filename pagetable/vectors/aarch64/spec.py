@@ -15,14 +15,19 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 
+import numpy as np
+
 from ...arch.aarch64.codec import (
     AF,
+    AP,
     AP_TABLE_NO_EL0,
     AP_TABLE_NO_WRITE,
     ATTRINDX,
+    DBM,
     MEMATTR,
     NG,
     PXN_TABLE,
+    S2AP_W,
     TYPE,
     UXN_TABLE,
     VALID,
@@ -32,9 +37,10 @@ from ...errors import InvalidArgument
 from ...flags import MappingFlags as F
 from ...frames import FrameAllocator
 from ...physmem import PhysMem
-from ...translation import Reason
-from ..build import FaultRule, FaultSite, Scaffold, SpecArch, Where
+from ...translation import MemoryType, Reason
+from ..build import FaultRule, FaultSite, Scaffold, SpecArch, Where, set_bits
 from ..generation import TableBuilder
+from ..schema import U64
 from ..spec import Spec
 from .gen import GUEST_BACKING, OUTSIDE_RAM, Builder, stage1_builder, stage2_builder, tagged_ram
 from .layout import RAM_BASE, RAM_SIZE, tag_memory
@@ -160,7 +166,26 @@ def _memtype_field(b: TableBuilder, huge: bool) -> tuple[int, tuple[int, ...]]:
     return ATTRINDX, tuple(k << 2 for k in range(8))
 
 
+def _accessed_dirty(b: TableBuilder, raw: U64, accessed: bool | None, dirty: bool | None) -> U64:
+    """AF (D8.5.1), and the dirty state of writable leaves (D8.5.3, FEAT_HAFDBS): dirty = false makes them
+    writable-clean, DBM=1 with AP[2]=1 (stage 2: S2AP[1]=0), so the first write faults, or with TCR_ELx.HD
+    (VTCR_EL2.HD) makes the hardware mark them dirty; dirty = true leaves them as encoded (writable)."""
+    out = set_bits(raw, AF, accessed)
+    if dirty is not False:
+        return out
+    if isinstance(b.fmt.codec, S2Codec):
+        writable = (out & np.uint64(S2AP_W)) != 0
+        return np.where(writable, (out & ~np.uint64(S2AP_W)) | np.uint64(DBM), out)
+    ap2 = 1 << (AP.bit_length() - 1)                   # AP[2]: read-only
+    writable = (out & np.uint64(ap2)) == 0
+    return np.where(writable, out | np.uint64(ap2 | DBM), out)
+
+
 SPEC_ARCH = SpecArch(scaffold, lambda mode: vector_mode(mode).regime is not None, rules, _global_field,
-                     _memtype_field)
+                     _memtype_field, (MemoryType.NORMAL_WB, MemoryType.NORMAL_WT, MemoryType.NORMAL_NC,
+                                      MemoryType.DEVICE_NGNRNE, MemoryType.DEVICE_NGNRE, MemoryType.DEVICE_NGRE,
+                                      MemoryType.DEVICE_GRE),
+                     "through the MAIR_ELx attribute AttrIndx selects: mair_el1 / mair_el2; stage 2: MemAttr",
+                     _accessed_dirty)
 
 __all__ = ["OUTSIDE_IPA", "SPEC_ARCH", "rules", "scaffold"]

@@ -21,9 +21,10 @@ from ...flags import MappingFlags as F
 from ...format import PagingFormat
 from ...frames import FrameAllocator
 from ...physmem import PhysMem
-from ...translation import Reason
-from ..build import FaultRule, FaultSite, Scaffold, SpecArch, Where
+from ...translation import MemoryType, Reason
+from ..build import FaultRule, FaultSite, Scaffold, SpecArch, Where, set_bits
 from ..generation import TableBuilder
+from ..schema import U64
 from ..spec import Spec
 from .builder import GUEST_BACKING, GUEST_RAM, OUTSIDE_RAM, RAM_BASE, RAM_SIZE, tag_memory
 from .modes import options_from_json, vector_mode
@@ -143,7 +144,14 @@ def _memtype_field(b: TableBuilder, huge: bool) -> tuple[int, tuple[int, ...]]:
     return _PBMT, tuple(PTE.set(0, "PBMT", k) for k in (0, PBMT_NC, PBMT_IO))
 
 
+def _accessed_dirty(b: TableBuilder, raw: U64, accessed: bool | None, dirty: bool | None) -> U64:
+    """A and D of RISC-V leaves (with Svadu, `ad = "svadu"`, the hardware sets them; with Svade an access
+    faults on them)."""
+    return set_bits(set_bits(raw, A, accessed), D, dirty)
+
+
 SPEC_ARCH = SpecArch(scaffold, lambda mode: vector_mode(mode).stage1 is not None, rules, _global_field,
-                     _memtype_field)
+                     _memtype_field, (MemoryType.DEFAULT, MemoryType.RISCV_NC, MemoryType.RISCV_IO),
+                     "PBMT: nc and io need svpbmt = true in [options]", _accessed_dirty)
 
 __all__ = ["OUTSIDE_GPA", "SPEC_ARCH", "rules", "scaffold"]

@@ -14,7 +14,7 @@ from ...arch.x86_64.entry import ADDR
 from ...arch.x86_64.walk import ERROR_P, ERROR_RSVD, GENERAL_PROTECTION, PAGE_FAULT
 from ...physmem import PhysMem
 from ...walker import Reason, Translations, Walker
-from ..schema import Lanes
+from ..schema import Case, Lanes
 from .gen import BEYOND_RAM, OUTSIDE_RAM
 from .layout import RAM_BASE, RAM_SIZE, tag
 from .qemu import ProbeResult
@@ -25,6 +25,19 @@ NO_RAM = ("QEMU -M pc: a physical address with no RAM or device reads as 0 and d
           "translates (a load reads 0) and a table there holds not-present entries; the walker's outcome is "
           "platform-defined (no-memory)")
 FETCH_NO_RAM = "a fetch from a page with no RAM runs the zeros QEMU reads there and never comes back: not probed"
+FETCH_NO_TAG = ("a fetch from a word that is not its own tag (a page table a mapping covers, say) runs whatever "
+                "is there: not probed")
+
+
+def unprobed(mem: PhysMem, c: Case) -> str | None:
+    """Why an x86 harness cannot run case `c` of a set over `mem` (None: it can): a fetch from no RAM
+    (FETCH_NO_RAM), or from a word whose INT3 tag is not there (FETCH_NO_TAG)."""
+    if c.access != "execute":
+        return None
+    if c.reason == Reason.PA_OUTSIDE_MEMORY.label:
+        return FETCH_NO_RAM
+    word = None if c.pa is None else c.pa & ~7
+    return FETCH_NO_TAG if word is not None and mem.contains(word, 8) and mem.read_u64(word) != tag(word) else None
 
 
 def expected(t: Translations, n: int, access: str, rules_fault: Callable[[Reason], object]) -> ProbeResult | None:

@@ -87,10 +87,10 @@ class Builder(TableBuilder):
     slots of each level handed out in turn (never in the harness's slot)."""
 
     def __init__(self, fmt: PagingFormat, rng: random.Random, cpu: CpuOptions, mem: PhysMem | None = None,
-                 frames: FrameAllocator | None = None) -> None:
+                 frames: FrameAllocator | None = None, pat: int = PAT_VALUE, nxe: bool = True) -> None:
         mem = mem or tagged_ram()
         nest = fmt.codec == NESTED
-        codec = X86Codec(pat=PAT_VALUE, global_kernel=not nest, nested=nest)
+        codec = X86Codec(pat=pat, nxe=nxe, global_kernel=not nest, nested=nest)
         super().__init__(fmt.with_codec(codec), rng, mem, frames or FrameAllocator(mem), TABLE,
                          lambda pa: page_address(pa, False))
         self.cpu = cpu

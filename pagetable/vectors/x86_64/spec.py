@@ -5,7 +5,8 @@ misconfigurations).
 One stage: the tables and data in RAM (default `layout.RAM_SIZE` at `layout.RAM_BASE`, the QEMU harness's;
 `[[memory]]` may name others; frames come from the first region); PML4 index 255 (and PML5 index 255) is
 the harness's and no spec address may use it. The registers are those of `vectors generate` (CR0.WP, CR4
-SMEP/SMAP/PKE/PGE, EFER.NXE, Linux's IA32_PAT, PKRU 0), which `[registers]` may override (e.g. `pkru`, `efer`).
+SMEP/SMAP/PKE/PGE, EFER.NXE, Linux's IA32_PAT, PKRU 0), which `[registers]` may override (e.g. `pkru`, `efer`):
+the tables are then written for the overrides (no XD with EFER.NXE=0; memory types through the given PAT).
 The nested stage alone: the same, case VAs being guest-physical. Two stages: host RAM twice the size; the
 nested tables map guest RAM (GPA `RAM_BASE`) to its second half, and the 1 GiB at GPA `OUTSIDE_GPA` (4 GiB)
 to host PAs with no RAM.
@@ -16,19 +17,22 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 
-from ...arch.x86_64 import EPT4, PTE_4K
-from ...arch.x86_64.entry import PAT_4K, PAT_HUGE, PCD, PS, PWT, RW, US, XD, G, P, pat_index_bits
+from ...arch.x86_64 import CR0, EFER, EPT4, PTE_4K, RFLAGS
+from ...arch.x86_64.entry import PAT_4K, PAT_HUGE, PCD, PS, PWT, RW, US, XD, A, D, G, P, pat_index_bits
 from ...arch.x86_64.ept import IPAT, MT_SHIFT, R, W, X
+from ...arch.x86_64.ept import A as EPT_A
+from ...arch.x86_64.ept import D as EPT_D
 from ...errors import InvalidArgument
 from ...flags import MappingFlags as F
 from ...frames import FrameAllocator
 from ...physmem import PhysMem
-from ...translation import Reason
-from ..build import FaultRule, FaultSite, Scaffold, SpecArch, Where
+from ...translation import MemoryType, Reason
+from ..build import FaultRule, FaultSite, Scaffold, SpecArch, Where, set_bits
 from ..generation import TableBuilder
+from ..schema import U64
 from ..spec import Spec
 from . import nested
-from .gen import GUEST_BACKING, OUTSIDE_RAM, TABLE, Builder, RegisterChoices, registers_for, tagged_ram
+from .gen import GUEST_BACKING, OUTSIDE_RAM, PAT_VALUE, TABLE, Builder, RegisterChoices, registers_for, tagged_ram
 from .layout import RAM_BASE, RAM_SIZE, tag_memory
 from .modes import CpuOptions, vector_mode
 
@@ -48,10 +52,16 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
         raise InvalidArgument("asid: x86-64 tags TLB entries with a PCID only with CR4.PCIDE=1; give cr3 and cr4 in "
                               "[registers] instead")
     rng = random.Random(spec.seed)
+    regs = spec.registers
+    choice = RegisterChoices(ac=bool(RFLAGS.get(regs.get("rflags", RFLAGS.build(FIXED1=1)), "AC")),
+                             nxe=bool(EFER.get(regs.get("efer", EFER.mask("NXE")), "NXE")),
+                             wp=bool(CR0.get(regs.get("cr0", CR0.mask("WP")), "WP")))
+    pat, host_pat = regs.get("pat", PAT_VALUE), regs.get("host_pat", PAT_VALUE)   # the codecs' memory types
 
     def stage2_builder(mem: PhysMem, frames: FrameAllocator) -> TableBuilder:
         assert vm.stage2 is not None
-        return nested.EptBuilder(rng, cpu, mem, frames) if vm.ept else Builder(vm.stage2, rng, cpu, mem, frames)
+        return nested.EptBuilder(rng, cpu, mem, frames) if vm.ept else Builder(vm.stage2, rng, cpu, mem, frames,
+                                                                                    host_pat)
 
     if vm.stage2 is None or vm.stage1 is None:
         mem = PhysMem(spec.memory or [(RAM_BASE, RAM_SIZE)])
@@ -59,8 +69,8 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
         frames = FrameAllocator(mem)
         reserve(frames, 1 if vm.stage1 else 2)
         if vm.stage1 is not None:
-            b: TableBuilder = Builder(vm.stage1, rng, cpu, mem, frames)
-            return Scaffold(mem, [b], None, lambda: registers_for(vm, b.pt.root_paddr, 0, RegisterChoices()),
+            b: TableBuilder = Builder(vm.stage1, rng, cpu, mem, frames, pat, choice.nxe)
+            return Scaffold(mem, [b], None, lambda: registers_for(vm, b.pt.root_paddr, 0, choice),
                             cpu.to_json(), OUTSIDE_RAM)
         n = stage2_builder(mem, frames)
         return Scaffold(mem, [], n, lambda: nested.registers(vm, n.pt.root_paddr, rng), cpu.to_json(), OUTSIDE_RAM)
@@ -77,8 +87,8 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
     guest = PhysMem([(RAM_BASE, host.view(GUEST_BACKING, RAM_SIZE))])     # the same bytes, at their GPAs
     guest_frames = FrameAllocator(guest)
     reserve(guest_frames, 1)
-    g = Builder(vm.stage1, rng, cpu, guest, guest_frames)
-    return Scaffold(host, [g], n2, lambda: registers_for(vm, g.pt.root_paddr, 0, RegisterChoices())
+    g = Builder(vm.stage1, rng, cpu, guest, guest_frames, pat, choice.nxe)
+    return Scaffold(host, [g], n2, lambda: registers_for(vm, g.pt.root_paddr, 0, choice)
                     | nested.registers(vm, n2.pt.root_paddr, rng), cpu.to_json(), OUTSIDE_RAM, OUTSIDE_GPA)
 
 
@@ -116,7 +126,7 @@ def _paging_rules() -> dict[str, FaultRule]:
                               lambda s: s.over_page(TABLE | XD, _USER_RWX), Where.TABLE, "execute", "user"),
         "protection-key": FaultRule("a user leaf with protection key 1 (give pkru with AD1 or WD1 in [registers])",
                                     frozenset({Reason.PROTECTION_KEY}),
-                                    lambda s: s.leaf(F.READ | F.WRITE | F.USER) | PTE_4K.set(0, "PK", 1), Where.LAST,
+                                    lambda s: s.leaf(F.READ | F.WRITE | F.USER) | PTE_4K.set(0, "PK", 1), Where.LEAF,
                                     "write", "user"),
     }
 
@@ -160,7 +170,17 @@ def _memtype_field(b: TableBuilder, huge: bool) -> tuple[int, tuple[int, ...]]:
     return PWT | PCD | (PAT_HUGE if huge else PAT_4K), tuple(pat_index_bits(k, huge) for k in range(8))
 
 
+def _accessed_dirty(b: TableBuilder, raw: U64, accessed: bool | None, dirty: bool | None) -> U64:
+    """A and D of paging-structure leaves (SDM Vol. 3A 4.8), or of EPT leaves (bits 8 and 9, with EPTP's A/D
+    enable: Vol. 3C 29.3.5)."""
+    a, d = (EPT_A, EPT_D) if isinstance(b, nested.EptBuilder) else (A, D)
+    return set_bits(set_bits(raw, a, accessed), d, dirty)
+
+
 SPEC_ARCH = SpecArch(scaffold, lambda mode: vector_mode(mode).stage1 is not None, rules, _global_field,
-                     _memtype_field)
+                     _memtype_field, (MemoryType.WB, MemoryType.WT, MemoryType.WC, MemoryType.WP, MemoryType.UC,
+                                      MemoryType.UC_MINUS),
+                     "through the IA32_PAT entry PWT/PCD/PAT select: the pat register; EPT: its memory type",
+                     _accessed_dirty)
 
 __all__ = ["OUTSIDE_GPA", "SPEC_ARCH", "rules", "scaffold"]
