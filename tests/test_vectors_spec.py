@@ -374,3 +374,15 @@ def test_an_aarch64_device_mapping_is_not_run_on_qemu(tmp_path: Path) -> None:
                 "perms = \"rw\"\nmemtype = \"device-ngnre\"\n", tmp_path)
     report = verify_qemu_set(vs, _walker(vs))
     assert not report.failed and report.deviations[A64_DEVICE] == 4, report.lines(5)
+
+
+def test_an_external_abort_after_stage_2_is_taken_to_el1(tmp_path: Path) -> None:
+    """AArch64, two stages: a stage 1 page whose IPA stage 2 maps to a PA without memory (the 4 GiB window).
+    The access's External abort is no stage 2 fault: EL1 takes it (HCR_EL2.TEA=0), ESR_EL1 EC 0x25 (a Data
+    Abort from the same EL), DFSC 0b010000, no S1PTW and no HPFAR."""
+    vs = _build("mode = \"aarch64-4k-48+s2-4k-40\"\n[[map]]\nva = 0x1000\npa = 0x1_0000_0000\nsize = \"4K\"\n"
+                "perms = \"rw\"\n[[access]]\nva = 0x1000\naccess = \"read\"\nprivilege = \"supervisor\"\n"
+                "[generate]\nboundaries = false\n", tmp_path)
+    c = vs.cases[0]
+    assert (c.fault, c.stage, c.implicit) == ("external-abort", 2, False)
+    assert c.syndrome == {"esr": 0x25 << 26 | 1 << 25 | 0b010000, "far": 0x1000, "hpfar": 0, "el": 1}

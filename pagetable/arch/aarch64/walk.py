@@ -52,7 +52,8 @@ stage 2 walk: D24.2.46, "the level refers the level of the stage2 translation th
 translation walk"), WnR (the instruction's access, S1PTW or not: the pseudocode's fault.write), S1PTW; ISV=0 — the
 instruction syndrome of a stage 2 Data Abort is the instruction's, not the tables'), `far` (the VA),
 `hpfar` (HPFAR_EL2 of a stage 2 fault: FIPA = IPA[51:12] in bits 43:4) and `el`, the Exception level that
-takes it (the regime's for stage 1, EL2 for stage 2).
+takes it (the regime's for stage 1, EL2 for stage 2; an External abort on the final access, where stage 2
+translated it to a PA without memory, is not a stage 2 fault: the regime's EL, with HCR_EL2.TEA=0).
 """
 
 from __future__ import annotations
@@ -335,7 +336,9 @@ class A64Rules:
 
     def syndrome(self, t: Outcome, access: Small, priv: Small, stage2: object | None) -> dict[str, Word]:
         """ESR_ELx, FAR_ELx, HPFAR_EL2 and the Exception level that takes each fault (module docstring)."""
-        s2 = t.stage == 2
+        # an External abort on the final access, after stage 2 translated it, is no stage 2 fault: it is taken
+        # to EL1 (HCR_EL2.TEA=0, which the model assumes; D17.2.40) as DFSC 0b010000, without S1PTW or HPFAR
+        s2 = (t.stage == 2) & not_((t.reason == Reason.PA_OUTSIDE_MEMORY) & (t.implicit == 0))
         s1ptw = s2 & (t.implicit != 0)
         fetch = access == Access.EXECUTE
         write = u64(access == Access.WRITE)           # the instruction's, S1PTW or not (`NoFault`: fault.write)
