@@ -101,7 +101,7 @@ def _faults(b: TableBuilder, slots: Slots, kind: str, rule: FaultRule, sc: Scaff
             registers: bool) -> list[dict[str, Any]]:
     """Fault `kind` at every level it may sit at in `b`'s table (non-canonical once, in the first table)."""
     if (kind in EXCLUDED and not (kind == "protection-key" and registers)) or \
-            (kind == "address-size" and _full_width(b)):
+            (kind == "address-size" and _full_width(b)) or (rule.needs and not sc.options.get(rule.needs)):
         return []
     fmt = b.fmt
     stage = {} if sc.stage1 else {"stage": 2}
@@ -130,7 +130,7 @@ def _stage2_faults(doc: dict[str, Any], s1: Slots, s2: TableBuilder, spec_arch: 
     slots = Slots(s2, (lo, max(ram + (8 << 20), (1 << 32) + (1 << 30))), 1 << output_bits, first=0)
     for kind, rule in {**GENERIC_RULES, **spec_arch.rules(s2)}.items():
         depths = fault_depths(s2.fmt, rule)
-        if kind in EXCLUDED or not depths or (kind == "address-size" and _full_width(s2)):
+        if kind in EXCLUDED or not depths or (kind == "address-size" and _full_width(s2)) or rule.needs:
             continue
         if not max(depths) and len(slots.roots) <= 1:
             continue                             # the last root slot below the limit is the harness's (x86 NPT)

@@ -133,6 +133,7 @@ class FaultRule:
     access: str = "read"
     privilege: str = "supervisor"
     levels: tuple[int, ...] = ()          # the manual's levels it may sit at, of those `where` gives (): all)
+    needs: str = ""                       # the walker option (extension) whose rule the kind tests, if any
 
 
 def set_bits(raw: U64, mask: int, on: bool | None) -> U64:
@@ -300,6 +301,9 @@ def build_spec(spec: Spec, arch: Architecture) -> VectorSet:
                                             f"{', '.join(sorted(rules))}; `pagetable vectors faults --mode "
                                             f"{spec.mode}` lists their levels)")
         rule = rules[f.kind]
+        if rule.needs and not sc.options.get(rule.needs):
+            raise f.place.sub("kind").error(f"{f.kind} tests a rule of the {rule.needs} extension: set {rule.needs} = "
+                                            "true in [options] (without it the bits are reserved anyway)")
         _fault(b, f, rule, FaultSite(b, f.va, 0, rng, sc.outside if b is sc.stage2 or sc.stage1_outside is None
                                       else sc.stage1_outside), [(m, mb) for m, mb, _ in built], written)
         faults.append((f, b, rule))

@@ -308,7 +308,7 @@ def verify_qemu_npt(vs: VectorSet, walker: Walker) -> Report:
     cpu = CpuOptions.from_json(vs.options, vs.mode)
     mem = x86.platform(image)
     t = Walker(mem, paging_rules(r, cpu), stage2=Walker(mem, nested_rules(r, cpu))).translate_many(*vs.lanes())
-    probed = _x86_probed(vs, wrong, report)
+    probed = _x86_probed(vs, walker, wrong, report)
     run = svm.run_npt_probes(image, CR3.get(r["cr3"], "ADDR") << 12, CR3.get(r["ncr3"], "ADDR") << 12,
                              [svm.NptProbeCase(vs.cases[n].va, vs.cases[n].access, vs.cases[n].privilege)
                               for n in probed], maxphyaddr=cpu.maxphyaddr, guest=npt.guest_mode(r))
@@ -324,12 +324,13 @@ def verify_qemu_npt(vs: VectorSet, walker: Walker) -> Report:
     return report
 
 
-def _x86_probed(vs: VectorSet, wrong: set[int], report: Report) -> list[int]:
-    """The cases an x86 harness probes: all but those the walker disagrees with already and the fetches it
-    cannot run (`x86.unprobed`: counted in `report` under their deviation)."""
+def _x86_probed(vs: VectorSet, walker: Walker, wrong: set[int], report: Report) -> list[int]:
+    """The cases an x86 harness probes: all but those the walker disagrees with already and those it cannot
+    run (`x86.unprobed`: counted in `report` under their deviation)."""
     probed = []
+    reached = walker.beyond_ram().translate_many(*vs.lanes())
     for n, c in enumerate(vs.cases):
-        why = x86.unprobed(vs.mem, c)
+        why = x86.unprobed(vs.mem, c, int(reached.pa[n]) if reached.reason[n] == Reason.OK else None)
         if why is not None and n not in wrong:
             report.deviations[why] += 1
         elif n not in wrong:
@@ -358,7 +359,7 @@ def verify_qemu_x86(vs: VectorSet, walker: Walker) -> Report:
     image = vs.mem.read(X86_RAM_BASE, X86_RAM_SIZE)
     mem = x86.platform(image, x86.outside_pages(Walker(vs.mem, rules), vs.lanes()))
     t = Walker(mem, rules).translate_many(*vs.lanes())
-    probed = _x86_probed(vs, wrong, report)
+    probed = _x86_probed(vs, walker, wrong, report)
     run = x86_qemu.run_probes(image, r["cr3"], [x86_qemu.ProbeCase(vs.cases[n].va, vs.cases[n].access,
                                                                   vs.cases[n].privilege, regs) for n in probed])
     report.agree.clear()

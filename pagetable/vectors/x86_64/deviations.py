@@ -25,13 +25,21 @@ NO_RAM = ("QEMU -M pc: a physical address with no RAM or device reads as 0 and d
           "translates (a load reads 0) and a table there holds not-present entries; the walker's outcome is "
           "platform-defined (no-memory)")
 FETCH_NO_RAM = "a fetch from a page with no RAM runs the zeros QEMU reads there and never comes back: not probed"
+DEVICE_SPACE = ((0xA_0000, 0x10_0000), (0xFEC0_0000, 0x1_0000_0000))
+"""`-M pc`'s device and ROM windows below 4 GiB: the legacy VGA and BIOS area, and the IOAPIC, LAPIC, HPET and
+BIOS flash (QEMU hw/i386/pc.c)."""
+DEVICE = ("not run on QEMU: the PA is in -M pc's device space (the legacy VGA/BIOS area, the IOAPIC, LAPIC or BIOS "
+          "flash), where a device or ROM answers; the image has no RAM there")
 FETCH_NO_TAG = ("a fetch from a word that is not its own tag (a page table a mapping covers, say) runs whatever "
                 "is there: not probed")
 
 
-def unprobed(mem: PhysMem, c: Case) -> str | None:
-    """Why an x86 harness cannot run case `c` of a set over `mem` (None: it can): a fetch from no RAM
-    (FETCH_NO_RAM), or from a word whose INT3 tag is not there (FETCH_NO_TAG)."""
+def unprobed(mem: PhysMem, c: Case, reached: int | None) -> str | None:
+    """Why an x86 harness cannot run case `c` of a set over `mem` (None: it can), `reached` the PA its access
+    reaches, RAM or not (None: the walk faults first): an access to `-M pc`'s device space (DEVICE), a
+    fetch from no RAM (FETCH_NO_RAM), or from a word whose INT3 tag is not there (FETCH_NO_TAG)."""
+    if reached is not None and not mem.contains(reached, 8) and any(lo <= reached < hi for lo, hi in DEVICE_SPACE):
+        return DEVICE
     if c.access != "execute":
         return None
     if c.reason == Reason.PA_OUTSIDE_MEMORY.label:
