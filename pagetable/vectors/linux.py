@@ -209,7 +209,7 @@ def _boot_and_dump(argv: list[str], core: Path, vas: Sequence[int], ask: _Ask, t
 _MACHINE: Final = ["-accel", "tcg", "-m", "512M", "-smp", "2", "-nodefaults", "-display", "none"]
 
 
-def boot_and_dump(qemu: str, kernel: Path, core: Path, vas: Sequence[int], *, timeout: float = 60.0) -> Monitor:
+def boot_and_dump(qemu: str, kernel: Path, core: Path, vas: Sequence[int], *, timeout: float = 180.0) -> Monitor:
     """Boot the x86-64 ``kernel`` in ``qemu`` (qemu-system-x86_64 -M pc) until it panics, stop it, ask the
     monitor (``info registers``: CR0, CR3, CR4, EFER, RIP, RSP; ``info mem``, ``info tlb``; ``gva2gpa``
     for RIP, RSP and ``vas``) and dump its RAM to ``core`` (module docstring), all within ``timeout``
@@ -232,7 +232,7 @@ _GDB_SOCKET: Final = "gdb.sock"
 
 
 def boot_and_dump_arm64(qemu: str, kernel: Path, core: Path, vas: Sequence[int], *,
-                        timeout: float = 60.0) -> Monitor:
+                        timeout: float = 180.0) -> Monitor:
     """As :func:`boot_and_dump` for the arm64 ``kernel`` in ``qemu`` (qemu-system-aarch64 -M virt -cpu
     max,pauth-impdef=on: QEMU's own pointer-authentication hash, far faster under TCG than the
     architected QARMA): CPU 0's ``ARM64_SYSTEM_REGISTERS``, PC and SP come from the gdbstub
