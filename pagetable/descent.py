@@ -56,15 +56,18 @@ def table_slots(tables: U64, count: int, entry_size: int) -> U64:
     return out
 
 
-def read_tables(mem: PhysMem, tables: U64, count: int) -> U64:
-    """The `count` u64 entries of each table (each wholly inside RAM), row-major. Tables that follow each
-    other in one region, as an allocator hands them out, are read as one view (`PhysMem.words`), so the
-    cost is per run of adjacent tables, not per entry."""
-    size = count * 8
+def read_tables(mem: PhysMem, tables: U64, count: int, entry_size: int = 8) -> U64:
+    """The `count` entries of `entry_size` bytes of each table (each wholly inside RAM), row-major, as a u64
+    column. Tables that follow each other in one region, as an allocator hands them out, are read as one view
+    (`EntryMemory.words`), so the cost is per run of adjacent tables, not per entry."""
+    size = count * entry_size
+    words = mem.entries(entry_size).words
     region = np.searchsorted(np.array([r.base for r in mem.regions], dtype=np.uint64), tables, side="right")
     joined = (np.diff(tables) == np.uint64(size)) & (np.diff(region) == 0)    # continues the run before it
     runs = np.split(tables, np.flatnonzero(~joined) + 1) if tables.size else []
-    return np.concatenate([mem.words(int(run[0]), run.size * count) for run in runs] or [np.zeros(0, np.uint64)])
+    out: U64 = np.concatenate([words(int(run[0]), run.size * count) for run in runs] or [np.zeros(0, np.uint64)],
+                              dtype=np.uint64)
+    return out
 
 
 class TableReader(Protocol):
@@ -93,8 +96,7 @@ class PhysicalReader:
         return ok, tables[ok], [f"at {int(t):#x}, outside RAM" for t in tables[~ok]]
 
     def read(self, tables: U64, where: U64, slots: U64, count: int) -> tuple[Bool, U64, list[str]]:
-        assert self.entry_size == 8, "PhysicalReader reads u64 entries"
-        return np.ones(tables.shape, dtype=bool), read_tables(self.mem, tables, count), []
+        return np.ones(tables.shape, dtype=bool), read_tables(self.mem, tables, count, self.entry_size), []
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ class PageSize(enum.IntEnum):
     SIZE_16K = 1 << 14
     SIZE_64K = 1 << 16
     SIZE_2M = 1 << 21
+    SIZE_4M = 1 << 22          # RISC-V Sv32 megapages, x86 32-bit paging's 4 MiB pages
     SIZE_32M = 1 << 25
     SIZE_512M = 1 << 29
     SIZE_1G = 1 << 30

@@ -277,5 +277,5 @@ class _StageTwoReader:
     def read(self, tables: U64, where: U64, slots: U64, count: int) -> tuple[Bool, U64, list[str]]:
         """Stage-1 tables are no larger than stage 2's pages, so `locate` found all of each table."""
         assert count * self.entry_size <= self.page, "a stage-1 table larger than a stage-2 page"
-        return np.ones(tables.shape, dtype=bool), self.stage2.mem.read_u64_np(
+        return np.ones(tables.shape, dtype=bool), self.stage2.mem.entries(self.entry_size).read_np(
             table_slots(where, count, self.entry_size)), []

@@ -17,8 +17,9 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +50,29 @@ class Region:
     def words(self) -> U64:
         """The region as little-endian u64 words (a view, so writes go through)."""
         return self.data.view("<u8")
+
+    @functools.cached_property
+    def words32(self) -> npt.NDArray[np.uint32]:
+        """The region as little-endian u32 words (a view, so writes go through)."""
+        return self.data.view("<u4")
+
+
+@dataclass(frozen=True)
+class EntryMemory:
+    """Access to a PhysMem by page-table entries of one width (`size`: 8 or 4 bytes, `PagingFormat.entry_size`),
+    so that table code reads and writes entries the same way whatever their width. Values are Python ints
+    and u64 columns either way (a 4-byte entry read is zero-extended; a write must fit). For 8-byte entries
+    the methods are PhysMem's own u64 ones; for 4-byte entries, their 32-bit twins over the same checks."""
+
+    size: int
+    read: Callable[[int], int]                       # an aligned entry (checked)
+    write: Callable[[int, int], None]
+    fetch: Callable[[int], int | None]               # one lane's entry fetch: None outside RAM (unchecked)
+    store: Callable[[int, int], None]                # one lane's entry store (unchecked address)
+    words: Callable[[int, int], npt.NDArray[Any]]    # a writable view of `count` entries (a whole table)
+    read_np: Callable[[U64], U64]
+    gather_np: Callable[[U64], tuple[Bool, U64]]     # which are RAM, and the entries at those (unchecked)
+    write_np: Callable[[U64, U64], None]
 
 
 class PhysMem:
@@ -270,6 +294,91 @@ class PhysMem:
         for n, r in enumerate(self.regions):
             sel = which == n
             r.words[idx[sel]] = values[sel]
+
+    # ------------------------------------------------------- entries by width
+    def entries(self, size: int) -> EntryMemory:
+        """Access by page-table entries of `size` bytes (8 or 4: `PagingFormat.entry_size`)."""
+        if size == 8:
+            return EntryMemory(8, self.read_u64, self.write_u64, self.fetch_u64, self.store_u64, self.words,
+                               self.read_u64_np, self.gather_u64_np, self.write_u64_np)
+        if size == 4:
+            return EntryMemory(4, self.read_u32, self.write_u32, self.fetch_u32, self.write_u32, self.words32,
+                               self.read_u32_np, self.gather_u32_np, self.write_u32_np)
+        raise InvalidArgument(f"page-table entries are 4 or 8 bytes, not {size!r}")
+
+    def read_u32(self, pa: int) -> int:
+        """The little-endian u32 at the 4-aligned `pa`."""
+        r, off, _ = self._locate(self._aligned(pa, 4), 4)
+        return int(r.words32[off // 4])
+
+    def write_u32(self, pa: int, value: int) -> None:
+        """Store a 32-bit `value` at the 4-aligned `pa`."""
+        value = args.integer(value, "u32 value", 0, 1 << 32)
+        r, off, _ = self._locate(self._aligned(pa, 4), 4)
+        r.words32[off // 4] = value
+
+    def fetch_u32(self, pa: int) -> int | None:
+        """The u32 at the 4-aligned `pa`, or None if it is not RAM: one lane's fetch of a 4-byte entry."""
+        for r in self.regions:
+            if r.base <= pa <= r.end - 4:
+                out: int = r.words32.item((pa - r.base) >> 2)
+                return out
+        return None
+
+    def words32(self, pa: int, count: int) -> npt.NDArray[np.uint32]:
+        """A writable u32 view of `count` words at the 4-aligned `pa` (a table of 4-byte entries)."""
+        count = args.integer(count, "word count", 0, args.ADDR_LIMIT >> 2)
+        r, off, _ = self._locate(self._aligned(pa, 4), count * 4)
+        return r.words32[off // 4: off // 4 + count]
+
+    def _aligned(self, pa: int, size: int) -> int:
+        pa = args.address(pa, "pa")
+        if pa % size:
+            raise PhysMemError(f"{8 * size}-bit access at {pa:#x} is not {size}-byte aligned")
+        return pa
+
+    def _index32(self, pas: U64) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """Region number and u32 index within it for each 4-aligned PA; raises if any is outside RAM."""
+        pas = args.u64_array(pas, "physical addresses")
+        if pas.size and np.any(pas & np.uint64(3)):
+            bad = int(pas[(pas & np.uint64(3)) != 0][0])
+            raise PhysMemError(f"32-bit access at {bad:#x} is not 4-byte aligned")
+        which = np.searchsorted(self._bases, pas, side="right").astype(np.intp) - 1
+        clipped = np.clip(which, 0, None)
+        ok = (which >= 0) & (pas - self._bases[clipped] <= self._sizes[clipped] - np.uint64(4))
+        if not np.all(ok):
+            bad = int(pas[~ok][0])
+            raise PhysMemError(f"32-bit access at {bad:#x} is not inside RAM ({self.describe()})")
+        return which, ((pas - self._bases[clipped]) >> np.uint64(2)).astype(np.intp)
+
+    def read_u32_np(self, pas: U64) -> U64:
+        """The u32 at each 4-aligned physical address (all inside RAM), as a u64 column."""
+        which, idx = self._index32(pas)
+        out = np.zeros(idx.shape, dtype=np.uint64)
+        for n, r in enumerate(self.regions):
+            sel = which == n
+            out[sel] = r.words32[idx[sel]]
+        return out
+
+    def gather_u32_np(self, pas: U64) -> tuple[Bool, U64]:
+        """`gather_u64_np` for 4-byte entries: which addresses are RAM, and the u32 at each of those."""
+        inram = self.contains_np(pas, 4)
+        return inram, self.read_u32_np(pas[inram])
+
+    def write_u32_np(self, pas: U64, values: U64) -> None:
+        """Write each value (all below 2**32) to its 4-aligned physical address (all inside RAM)."""
+        which, idx = self._index32(pas)
+        given = args.u64_array(values, "u32 values")
+        if given.size and int(given.max()) >> 32:
+            raise InvalidArgument(f"value {int(given.max()):#x} does not fit a 32-bit entry")
+        try:
+            values = np.broadcast_to(given, idx.shape)
+        except ValueError:
+            raise InvalidArgument(f"{given.shape[0] if given.ndim else 1} values for {idx.size} addresses") \
+                from None
+        for n, r in enumerate(self.regions):
+            sel = which == n
+            r.words32[idx[sel]] = values[sel]
 
     # ------------------------------------------------------------- raw images
     def file_names(self, stem: str = "mem") -> list[str]:

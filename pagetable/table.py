@@ -84,6 +84,7 @@ class PageTable:
         self._levels = [(lv.index_lsb, lv.entries - 1, d == self._last_depth) for d, lv in enumerate(fmt.levels)]
         self._sizes = {d: _PAGE_SIZES[lv.span] for d, lv in enumerate(fmt.levels) if lv.leaf}   # a leaf's size
         self.mem = mem
+        self.entries = mem.entries(fmt.entry_size)       # the tables' entries, of the format's width
         self.frames = frames
         self._borrowed: set[int] = set()
         if root is None:
@@ -175,12 +176,12 @@ class PageTable:
 
     def _lookup(self, va: int, depth: int | None = None) -> Slot:
         """`lookup` of a checked VA."""
-        table, codec, size, fetch = self._root, self.fmt.codec, self.fmt.entry_size, self.mem.fetch_u64
+        table, codec, size, fetch = self._root, self.fmt.codec, self.fmt.entry_size, self.entries.fetch
         for d, (shift, mask, last) in enumerate(self._levels):
             pa = table + ((va >> shift) & mask) * size
             raw = fetch(pa)
             if raw is None:                               # a table pointer led outside RAM
-                self.mem.read_u64(pa)                     # raises, naming the address and the RAM
+                self.entries.read(pa)                     # raises, naming the address and the RAM
             if d != depth and not last and codec.is_table_np(raw, last):     # no tables at the last level
                 table = codec.paddr_np(raw, True)
                 continue
@@ -209,7 +210,7 @@ class PageTable:
         slot = self.lookup(va)
         if slot.raw == 0 or self._is_table(slot.raw, slot.depth) or slot.depth not in self._sizes:
             raise NotMapped(f"{va:#x} is not mapped")       # (an entry no page can be at its level)
-        self.mem.write_u64(slot.pa, 0)
+        self.entries.write(slot.pa, 0)
         self._free_empty(va, slot.depth)
         self._refit_one(va)
         return self._paddr(slot.raw, slot.depth), self._flags(slot.raw, slot.depth), self._size(slot.depth)
@@ -228,7 +229,7 @@ class PageTable:
         size = self._size(slot.depth)
         _, pa = self._check_page(va & ~(size - 1), pa, size)
         raw = self.fmt.codec.new_page(pa, args.flags(flags), not self._last(slot.depth))
-        self.mem.write_u64(slot.pa, raw)
+        self.entries.write(slot.pa, raw)
         self._rewritten(va, slot.raw, raw, slot.depth)
         return size
 
@@ -238,7 +239,7 @@ class PageTable:
         slot = self._leaf(va)
         pa = self._paddr(slot.raw, slot.depth)
         raw = self.fmt.codec.new_page(pa, args.flags(flags), not self._last(slot.depth))
-        self.mem.write_u64(slot.pa, raw)
+        self.entries.write(slot.pa, raw)
         self._rewritten(va, slot.raw, raw, slot.depth)
         return self._size(slot.depth)
 
@@ -305,7 +306,7 @@ class PageTable:
         otherwise build its whole plan first)."""
         span0 = self.fmt.levels[0].span
         first, last = self.fmt.index(va, 0), self.fmt.index(va + size - 1, 0)
-        roots = self.mem.words(self._root + first * self.fmt.entry_size, last - first + 1)
+        roots = self.entries.words(self._root + first * self.fmt.entry_size, last - first + 1)
         need = 0
         for k in np.flatnonzero(roots == 0).tolist():     # no table below it yet: every table is new
             lo = (va & ~(span0 - 1)) + k * span0
@@ -383,7 +384,7 @@ class PageTable:
         if target.shape != leaves.pa.shape:
             raise InvalidArgument(f"{target.size} physical addresses for {len(leaves)} leaves")
         for d, lanes in _lanes_of_each(leaves.depth, range(self.fmt.depth_count)):
-            self.mem.write_u64_np(leaves.slot[lanes], codec.new_page_np(target[lanes], flags, not self._last(d)))
+            self.entries.write_np(leaves.slot[lanes], codec.new_page_np(target[lanes], flags, not self._last(d)))
         self._refit(leaves.va)
 
     def unmap_region(self, va: int, size: int, missing_ok: bool = False) -> Mappings:
@@ -394,7 +395,7 @@ class PageTable:
         parts = self._prepare_range(va, size, missing_ok)
         found = self._mappings(parts, [])
         if len(found):
-            self.mem.write_u64_np(found.slot, np.zeros(len(found), dtype=np.uint64))
+            self.entries.write_np(found.slot, np.zeros(len(found), dtype=np.uint64))
             self._free_empty_many(parts)
             self._refit(found.va)
         return found
@@ -408,7 +409,7 @@ class PageTable:
         parts = self._prepare_range(va, size, missing_ok)
         for e in parts:                                   # placeholders included
             huge = not self._last(e.depth)
-            self.mem.write_u64_np(e.slot, codec.new_page_np(codec.paddr_np(e.raw, huge), flags, huge))
+            self.entries.write_np(e.slot, codec.new_page_np(codec.paddr_np(e.raw, huge), flags, huge))
         if parts:
             self._refit(np.concatenate([e.va for e in parts]))
 
@@ -427,7 +428,7 @@ class PageTable:
                 self._split_at(edge, undo)
         except NoMemory:
             for slot_pa, raw, table in reversed(undo):
-                self.mem.write_u64(slot_pa, raw)
+                self.entries.write(slot_pa, raw)
                 self._free_table(table)
             raise
         if not undo:                            # nothing split: no leaf crosses an edge
@@ -462,8 +463,8 @@ class PageTable:
         pas = np.uint64(base) + np.arange(n, dtype=np.uint64) * np.uint64(child_size)
         children = codec.with_paddr_np(np.full(n, template, dtype=np.uint64), pas, child_huge)
         table = self._alloc_table(child_depth)
-        self.mem.words(table, n)[:] = children
-        self.mem.write_u64(slot.pa, codec.new_table(table))
+        self.entries.words(table, n)[:] = children
+        self.entries.write(slot.pa, codec.new_table(table))
         return table
 
     # -------------------------------------------------------------- apply
@@ -523,9 +524,9 @@ class PageTable:
         made = self._alloc_tables(wanted)
         if made.size:                   # one pointer made by the codec, the others its copies with their tables
             template = np.full(made.shape, codec.new_table(int(made[0])), dtype=np.uint64)
-            self.mem.write_u64_np(_Places.concat(pointers).resolve(made), codec.with_paddr_np(template, made, True))
+            self.entries.write_np(_Places.concat(pointers).resolve(made), codec.with_paddr_np(template, made, True))
         if leaves:
-            self.mem.write_u64_np(_Places.concat([p for p, _ in leaves]).resolve(made),
+            self.entries.write_np(_Places.concat([p for p, _ in leaves]).resolve(made),
                                   leaves[0][1] if len(leaves) == 1 else np.concatenate([r for _, r in leaves]))
         self._refit(vas)
 
@@ -552,10 +553,10 @@ class PageTable:
         codec = self.fmt.codec
         fit = codec.pointer_rights
         for new in made:                              # each new table's pointer (no rights yet), then the leaf
-            self.mem.store_u64(slot, codec.fit_pointer(codec.new_table(new), 0) if fit else codec.new_table(new))
+            self.entries.store(slot, codec.fit_pointer(codec.new_table(new), 0) if fit else codec.new_table(new))
             d += 1
             slot = new + self.fmt.index(va, d) * self.fmt.entry_size
-        self.mem.store_u64(slot, raw)
+        self.entries.store(slot, raw)
         self._widen_one(va, raw, depth)
 
     def _entries_at(self, places: _Places) -> U64:
@@ -563,7 +564,7 @@ class PageTable:
         places = places.each()
         raw = np.zeros(places.into.shape, dtype=np.uint64)
         old = places.into < 0
-        raw[old] = self.mem.read_u64_np(places.select(old).at)
+        raw[old] = self.entries.read_np(places.select(old).at)
         return raw
 
     def _held(self, places: _Places) -> tuple[npt.NDArray[np.intp], U64]:
@@ -572,14 +573,14 @@ class PageTable:
             return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.uint64)
         places = places.each()
         old = np.flatnonzero(places.into < 0)
-        return old, self.mem.read_u64_np(places.select(old).at)
+        return old, self.entries.read_np(places.select(old).at)
 
     # ------------------------------------------------------ freeing tables
     def _free_empty(self, va: int, depth: int) -> None:
         """Free the tables above a just-cleared entry at `depth` that became empty, bottom-up."""
         path = [self._root]
         for d in range(depth):
-            raw = self.mem.read_u64(path[-1] + self.fmt.index(va, d) * self.fmt.entry_size)
+            raw = self.entries.read(path[-1] + self.fmt.index(va, d) * self.fmt.entry_size)
             if not self._is_table(raw, d):
                 return                      # already freed along with a sibling's path
             path.append(self._paddr(raw, d))
@@ -587,9 +588,9 @@ class PageTable:
             if d == 1 and self.fmt.index(va, 0) in self._borrowed:
                 return
             table = path[d]
-            if np.any(self.mem.words(table, self.fmt.levels[d].entries)):
+            if np.any(self.entries.words(table, self.fmt.levels[d].entries)):
                 return
-            self.mem.write_u64(path[d - 1] + self.fmt.index(va, d - 1) * self.fmt.entry_size, 0)
+            self.entries.write(path[d - 1] + self.fmt.index(va, d - 1) * self.fmt.entry_size, 0)
             self._free_table(table)
 
     def _free_empty_many(self, cleared: list[Entries]) -> None:
@@ -605,10 +606,10 @@ class PageTable:
             if depth == 1 and self._borrowed:       # a borrowed subtree's top table is the other table's
                 vas = vas[~np.isin(fmt.index_np(vas, 0), np.array(sorted(self._borrowed), dtype=np.uint64))]
             pointer = self._tables_at(vas, depth - 1)[0] + fmt.index_np(vas, depth - 1) * np.uint64(fmt.entry_size)
-            tables = fmt.codec.paddr_np(self.mem.read_u64_np(pointer), True)
+            tables = fmt.codec.paddr_np(self.entries.read_np(pointer), True)
             n = fmt.levels[depth].entries
-            empty = ~read_tables(self.mem, tables, n).reshape(-1, n).any(axis=1)
-            self.mem.write_u64_np(pointer[empty], np.zeros(int(np.count_nonzero(empty)), dtype=np.uint64))
+            empty = ~read_tables(self.mem, tables, n, self.fmt.entry_size).reshape(-1, n).any(axis=1)
+            self.entries.write_np(pointer[empty], np.zeros(int(np.count_nonzero(empty)), dtype=np.uint64))
             self._free_empty_tables(tables[empty])
             freed = vas[empty]
 
@@ -619,7 +620,7 @@ class PageTable:
         there = np.ones(vas.shape, dtype=bool)
         codec = self.fmt.codec
         for d in range(depth):
-            raw = self.mem.read_u64_np(table + self.fmt.index_np(vas, d) * np.uint64(self.fmt.entry_size))
+            raw = self.entries.read_np(table + self.fmt.index_np(vas, d) * np.uint64(self.fmt.entry_size))
             there &= codec.is_table_np(raw, False)
             table = np.where(there, codec.paddr_np(raw, True), self._root)
         return table, there
@@ -638,17 +639,17 @@ class PageTable:
             here = _distinct(here >> shift) << shift                # a VA under each of those entries, once
             tables, there = self._tables_at(here, depth)
             slot = tables[there] + fmt.index_np(here[there], depth) * np.uint64(fmt.entry_size)
-            raw = self.mem.read_u64_np(slot)
+            raw = self.entries.read_np(slot)
             tab = codec.is_table_np(raw, False)
             if not tab.any():
                 continue
             slot, raw = slot[tab], raw[tab]
             n = fmt.levels[depth + 1].entries
-            below = read_tables(self.mem, codec.paddr_np(raw, True), n).reshape(-1, n)
+            below = read_tables(self.mem, codec.paddr_np(raw, True), n, self.fmt.entry_size).reshape(-1, n)
             fitted = codec.fit_pointer(raw, np.bitwise_or.reduce(codec.pointer_needs(below), axis=1))
             changed = fitted != raw
             if changed.any():
-                self.mem.write_u64_np(slot[changed], fitted[changed])
+                self.entries.write_np(slot[changed], fitted[changed])
 
     def _rewritten(self, va: int, old: int, new: int, depth: int) -> None:
         """The table entries above one entry rewritten from `old` to `new`: widened when `new` needs all
@@ -669,17 +670,17 @@ class PageTable:
         path, table, size = [], self._root, self.fmt.entry_size
         for d, (shift, mask, _) in enumerate(self._levels[:-1]):
             slot = table + ((va >> shift) & mask) * size
-            raw = self.mem.fetch_u64(slot)
+            raw = self.entries.fetch(slot)
             if raw is None or not codec.is_table_np(raw, False):
                 break
             path.append((slot, raw, d))
             table = codec.paddr_np(raw, True)
         for slot, raw, d in reversed(path):
-            below = self.mem.words(codec.paddr_np(raw, True), self.fmt.levels[d + 1].entries)
+            below = self.entries.words(codec.paddr_np(raw, True), self.fmt.levels[d + 1].entries)
             fitted = codec.fit_pointer(raw, int(np.bitwise_or.reduce(codec.pointer_needs(below))))
             if fitted == raw:
                 return
-            self.mem.store_u64(slot, fitted)
+            self.entries.store(slot, fitted)
 
     def widen(self, va: int, depth: int) -> None:
         """After the entry at `depth` on `va`'s path was written by hand (a raw entry, not through this
@@ -701,14 +702,14 @@ class PageTable:
         for shift, mask, _ in self._levels[:depth]:
             slot = table + ((va >> shift) & mask) * size
             path.append(slot)
-            table = codec.paddr_np(self.mem.read_u64(slot), True)
+            table = codec.paddr_np(self.entries.read(slot), True)
         child = raw
         for slot in reversed(path):
-            pointer = self.mem.read_u64(slot)
+            pointer = self.entries.read(slot)
             wider = codec.fit_pointer(pointer, codec.pointer_needs(pointer) | codec.pointer_needs(child))
             if wider == pointer:
                 return
-            self.mem.store_u64(slot, wider)
+            self.entries.store(slot, wider)
             child = wider
 
     def _free_empty_tables(self, tables: U64) -> None:
@@ -770,11 +771,11 @@ class PageTable:
         first, last = self.fmt.index(start, 0), self.fmt.index(start + size - 1, 0)
         es = self.fmt.entry_size
         for i in range(first, last + 1):
-            mine = self.mem.read_u64(self._root + i * es)
+            mine = self.entries.read(self._root + i * es)
             if mine and i not in self._borrowed:
                 raise AlreadyMapped(f"root entry {i} is in use in this table")
         for i in range(first, last + 1):
-            self.mem.write_u64(self._root + i * es, other.mem.read_u64(other._root + i * es))
+            self.entries.write(self._root + i * es, other.entries.read(other._root + i * es))
             self._borrowed.add(i)
 
     def uncopy(self, start: int, size: int) -> None:
@@ -787,7 +788,7 @@ class PageTable:
         self.fmt.check_va(start + size - 1)
         for i in range(self.fmt.index(start, 0), self.fmt.index(start + size - 1, 0) + 1):
             if i in self._borrowed:
-                self.mem.write_u64(self._root + i * self.fmt.entry_size, 0)
+                self.entries.write(self._root + i * self.fmt.entry_size, 0)
                 self._borrowed.discard(i)
 
     def destroy(self) -> None:

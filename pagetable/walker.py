@@ -237,6 +237,7 @@ class Walker:
                          d != r.fmt.depth_count - 1, lv.arch_level) for d, lv in enumerate(r.fmt.levels)]
                        for r in rules.regime.regions]
         self._verdicts: dict[tuple[int, int, int, int, int, int], Step] = {}
+        self._entries = [mem.entries(r.fmt.entry_size) for r in rules.regime.regions]   # each region's width
 
     def beyond_ram(self) -> Walker:
         """This walker (and its stage 2) with any output address a valid target, RAM or not, as the
@@ -386,7 +387,7 @@ class Walker:
                                   IMPLICIT_TABLE_READ)
                 live, va, acc, prv, table, index, slot, carry, pte, fetch = _keep(
                     t2.reason == Reason.OK, live, va, acc, prv, table, index, slot, carry, pte, t2.pa)
-            inram, entries = self.mem.gather_u64_np(fetch)
+            inram, entries = self._entries[k].gather_np(fetch)
             if not inram.all():
                 _leave(out, live[~inram], Reason.TABLE_OUTSIDE_MEMORY, lv.arch_level, pte[~inram], carry[~inram])
                 live, va, acc, prv, table, index, slot, carry = _keep(inram, live, va, acc, prv, table, index, slot,
@@ -508,7 +509,7 @@ class Walker:
         return Translation(va, acc, prv, None, reason, t.level, self.fault_kind(reason, t.stage), t.pte, t.stage,
                            gpa, bool(t.implicit), 0, MemoryType.NONE, {k: int(v) for k, v in syndrome.items()})
 
-    def _walk_one(self, va: int, acc: int, prv: int, record: list[tuple[int, int, int]] | None = None) -> Lane:
+    def _walk_one(self, va: int, acc: int, prv: int, record: list[tuple[int, int, int, int]] | None = None) -> Lane:
         """`_walk` for one lane, on Python ints (`lanes`): the same rules, the same outcome column for
         column (tests/test_walker_lanes.py holds the two to each other), in microseconds. `record` collects
         (PA, entry, entry as hardware updates it) for each entry the walk uses that hardware writes back
@@ -528,7 +529,8 @@ class Walker:
             if not (region.allowed >> lane_bit) & 1:          # an access the region refuses without a walk
                 return Lane(va, 0, region.refused_with, region.refusal_level, 0, 1, 0, 0, 0, 0, 0)
             fmt, table, carry, pte = region.fmt, region.root, ALL_PERMS, 0
-            implicit, verdicts, entry, paddr = self._implicit, self._verdicts, self.mem.fetch_u64, fmt.codec.paddr_np
+            implicit, verdicts, paddr = self._implicit, self._verdicts, fmt.codec.paddr_np
+            entry = self._entries[k].fetch
             for depth, (shift, mask, size, judged, huge, level) in enumerate(self._plans[k]):
                 slot = fetch = table + ((va >> shift) & mask) * size
                 if implicit is not None:                      # the table fetch is an implicit stage-2 read
@@ -547,7 +549,7 @@ class Walker:
                     return Lane(va, 0, st.reason, level, pte, 1, gpa, 0, 0, 0, st.carry & ALL_PERMS)
                 carry = st.carry
                 if record is not None and self.rules.written(pte, st.leaf, acc) != pte:
-                    record.append((fetch, pte, self.rules.written(pte, st.leaf, acc)))
+                    record.append((fetch, pte, self.rules.written(pte, st.leaf, acc), size))
                 if implicit is not None:                      # an entry update is an implicit stage-2 write
                     needs = [self.rules.written(pte, st.leaf, a) != pte for a in Access]
                     if any(needs):
@@ -585,16 +587,18 @@ class Walker:
         A translation that faults reports none (hardware may set A in the entries above a fault, but need
         not). The walk itself never writes; with `apply`, the updates are written to physical memory."""
         va = args.address(va, "virtual address")
-        record: list[tuple[int, int, int]] = []
+        record: list[tuple[int, int, int, int]] = []
         t = self._walk_one(va, _one(Access, access), _one(Privilege, privilege), record)
         if t.reason:
             return ()
         merged: dict[int, EntryUpdate] = {}
-        for pa, old, new in record:                   # an entry used twice (stage 2): one write of both
+        sizes: dict[int, int] = {}                    # each entry's width (`PagingFormat.entry_size`)
+        for pa, old, new, size in record:             # an entry used twice (stage 2): one write of both
             first = merged.get(pa)
             merged[pa] = EntryUpdate(pa, old, new) if first is None else first._replace(new=first.new | new)
+            sizes[pa] = size
         for update in merged.values() if apply else ():
-            self.mem.write_u64(update.pa, update.new)
+            self.mem.entries(sizes[update.pa]).write(update.pa, update.new)
         return tuple(merged.values())
 
     def _verdict(self, key: tuple[int, int, int, int, int, int], region: Region, depth: int, pte: int) -> Step:
