@@ -65,6 +65,7 @@ LEAVES: dict[int, tuple[int, int]] = {
     5: (RAM_BASE + 0x7000, V | X | A | D),  # execute-only
     6: (RAM_BASE + 0x8000, V | R | W),  # A=D=0
     7: (L0, V | R | A | D),  # the L0 table itself
+    8: (RAM_BASE + 0x9000 + (2 << 32), V | R | A | D),  # PA bit 33 set: beyond RAM
 }
 
 
@@ -130,11 +131,15 @@ EXPECTED: list[tuple[str, ProbeCase, ProbeResult]] = [
     ("s_write_megapage", ProbeCase(MEGA_VA + 0x3F_FFFC, "write", S), ok(tag(MEGA_FRAME + 0x3F_FFFC))),
     ("s_exec_megapage", ProbeCase(MEGA_VA + 0x20_0000, "execute", S), ok(MEGA_VA + 0x20_0000)),
     ("s_read_misaligned_megapage", ProbeCase(MISALIGNED_VA + 8, "read", S), fault(13, 0, MISALIGNED_VA + 8)),
-    # QEMU 7.2 drops PA bits 33:32 of a leaf's translation: the megapage at PA 0x1_8040_0000 reads the
-    # RAM at 0x8040_0000 (the spec: no memory there, an access fault, cause 5).  A pointer's PA keeps
-    # them: the walk reads no memory at 0x1_8000_1000 and QEMU 7.2 reports that as a page fault (as on
-    # RV64, docs/qemu.md; the spec: an access fault).
+    # QEMU 7.2 drops PA bits 33:32 of a leaf's translation: the megapage at PA 0x1_8040_0000 reaches the
+    # RAM at 0x8040_0000, the 4 KiB page at 0x2_8000_9000 the RAM at 0x8000_9000 (the spec: no memory
+    # there, access faults 5, 7, 1).  A pointer's PA keeps them: the walk reads no memory at
+    # 0x1_8000_1000 and QEMU 7.2 reports that as a page fault (as on RV64, docs/qemu.md; the spec: an
+    # access fault).
     ("s_read_pa_bit32_page", ProbeCase(HIGH_VA + 0x12_3454, "read", S), ok(tag(MEGA_FRAME + 0x12_3454))),
+    ("s_write_pa_bit32_page", ProbeCase(HIGH_VA + 0x3F_FFFC, "write", S), ok(tag(MEGA_FRAME + 0x3F_FFFC))),
+    ("s_exec_pa_bit32_page", ProbeCase(HIGH_VA + 0x20_0000, "execute", S), ok(HIGH_VA + 0x20_0000)),
+    ("s_read_pa_bit33_4k_page", ProbeCase(va(8, 0x10), "read", S), ok(tag(RAM_BASE + 0x9010))),
     ("s_read_pa_bit32_table", ProbeCase(HIGH_TABLE_VA + 8, "read", S), fault(13, 0, HIGH_TABLE_VA + 8)),
     ("s_read_unmapped", ProbeCase(UNMAPPED_VA, "read", S), fault(13, 0, UNMAPPED_VA)),
     ("s_exec_unmapped", ProbeCase(UNMAPPED_VA, "execute", S), fault(12, UNMAPPED_VA, UNMAPPED_VA)),
