@@ -256,7 +256,6 @@ def test_command_line_is_riscv32(tmp_path: Path) -> None:
     ],
 )
 def test_invalid_case_rejected(case: ProbeCase) -> None:
-    require_toolchain()
     with pytest.raises(ValueError):
         rv.build_stub(0x8040_0000, 0, [case], xlen=32)
 
@@ -271,7 +270,6 @@ def test_4_byte_aligned_va_accepted() -> None:
 
 @pytest.mark.parametrize(("satp", "hgatp"), [(2**32, None), (SATP, 0)])
 def test_invalid_satp_or_hgatp_rejected(satp: int, hgatp: int | None) -> None:
-    require_toolchain()
     with pytest.raises(ValueError, match=r"u32|need RV64"):
         rv.build_stub(0x8040_0000, satp, [], hgatp, xlen=32)
 
@@ -280,7 +278,7 @@ def test_plan_layout_keeps_the_stub_below_4_gib() -> None:
     """An RV32 stub runs with 32-bit M-mode addresses: one that would end past 4 GiB is refused."""
     require_toolchain()
     assert rv.plan_layout(IMAGE_SIZE, 10, xlen=32) == rv.QemuLayout(12 << 20, RAM_BASE + IMAGE_SIZE)
-    with pytest.raises(ValueError, match=r"below 2\*\*32"):
+    with pytest.raises(ValueError, match=r"would end at 0x.*beyond the 2\*\*32 bytes"):
         rv.plan_layout(1, 14_000_000, xlen=32)
 
 

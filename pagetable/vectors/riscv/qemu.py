@@ -133,12 +133,12 @@ _TRAILER_SIZE: Final = 8
 _HEADER_MAGIC: Final = 0x5052_4F42_4553_5632  # "PROBESV2"
 _TRAILER_MAGIC: Final = 0x454E_445F_5052_4F42  # "END_PROB"
 
+_IMAGE_FILE, _STUB_FILE, _SERIAL_FILE = "image.bin", "stub.bin", "out.bin"
+
 
 def _no_trap(xlen: int) -> int:
     """The cause field of a result without a trap: XLEN ones (the RV32 stub writes the low word only)."""
     return (1 << xlen) - 1
-
-_IMAGE_FILE, _STUB_FILE, _SERIAL_FILE = "image.bin", "stub.bin", "out.bin"
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ def _check_xlen(xlen: int) -> None:
 
 def _defsyms(xlen: int) -> dict[str, int]:
     """Every number stub.S shares with this module, by the name it uses (the H bits on RV64 only)."""
-    hypervisor = {"MSTATUS_MPV": csr.MSTATUS_MPV, "MSTATUS_GVA": csr.MSTATUS_GVA,
+    hypervisor = {"VIRT": _VIRT, "MSTATUS_MPV": csr.MSTATUS_MPV, "MSTATUS_GVA": csr.MSTATUS_GVA,
                   "HSTATUS_SPVP": csr.HSTATUS_SPVP} if xlen == 64 else {}
     return runner.defsyms(
         _STATE, _CASE, _RESULT, _HEADER,
@@ -222,7 +222,6 @@ def _defsyms(xlen: int) -> dict[str, int]:
         RESULT_SIZE=_RESULT_SIZE,
         ACCESS_READ=_ACCESS["read"],
         ACCESS_WRITE=_ACCESS["write"],
-        VIRT=_VIRT,
         NO_TRAP=-1,  # li loads it sign-extended: XLEN ones
         MSTATUS_MPP=csr.MSTATUS_MPP,
         MSTATUS_MPRV=csr.MSTATUS_MPRV,
@@ -356,7 +355,8 @@ def plan_layout(image_size: int, n_cases: int, xlen: int = 64) -> QemuLayout:
         stub_base = max(stub_base, _FDT_CAP)
         ram_end = stub_base + stub_len
     if stub_base + stub_len > 2**xlen:
-        raise ValueError(f"image of {image_size:#x} bytes leaves the stub no room below 2**{xlen}")
+        raise ValueError(f"the stub for {n_cases} cases would end at {stub_base + stub_len:#x}, beyond the "
+                         f"2**{xlen} bytes an RV{xlen} hart addresses in M-mode")
     return QemuLayout(ram_size=ram_end - RAM_BASE, stub_base=stub_base)
 
 
