@@ -20,7 +20,7 @@ demo: $(STAMP)
 # QEMU is the independent judge of the walker: install it from Debian when we are root, otherwise say what
 # to install. Without it the QEMU tests skip, except under CI=true where they fail.
 QEMU_PACKAGES := qemu-system-misc qemu-system-x86 qemu-system-arm
-QEMU_TOOLS    := qemu-system-riscv64 qemu-system-x86_64 qemu-system-aarch64
+QEMU_TOOLS    := qemu-system-riscv64 qemu-system-riscv32 qemu-system-x86_64 qemu-system-aarch64
 
 qemu:
 	@missing=0; for tool in $(QEMU_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing=1; done; \

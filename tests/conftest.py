@@ -12,6 +12,7 @@ import pytest
 from pagetable.vectors import linux
 from pagetable.vectors.aarch64 import qemu as qemu_aarch64
 from pagetable.vectors.riscv import qemu as qemu_riscv
+from pagetable.vectors.riscv import qemu32 as qemu_riscv32
 from pagetable.vectors.x86_64 import qemu as qemu_x86
 
 from . import fuzzing
@@ -61,6 +62,11 @@ def require_toolchain() -> None:
 def require_qemu() -> str:
     """qemu-system-riscv64's path, with the binutils that assemble its stub (`_require_qemu`)."""
     return _require_qemu(cast(_Harness, qemu_riscv))
+
+
+def require_qemu_riscv32() -> str:
+    """qemu-system-riscv32's path, with the binutils that assemble its stub (`_require_qemu`)."""
+    return _require_qemu(cast(_Harness, qemu_riscv32))
 
 
 def require_toolchain_x86() -> None:

@@ -3,7 +3,9 @@
 A tiny bare-metal stub (``stub.S`` beside this module, assembled by GNU binutils: ``riscv64-linux-gnu-as``,
 Debian package ``binutils-riscv64-linux-gnu``) runs in M-mode on ``qemu-system-riscv64 -M virt`` next to a
 caller-supplied physical memory image holding page tables.  For each :class:`ProbeCase` it performs one
-real S- or U-mode access through the MMU and records what the hart did.  This module plans the memory
+real S- or U-mode access through the MMU and records what the hart did.  The same stub, assembled with
+XLEN=32, runs on ``qemu-system-riscv32`` (``xlen=32``: :mod:`pagetable.vectors.riscv.qemu32`, the Sv32
+harness), with the same records (RV32 uses the low word of each u64 field).  This module plans the memory
 layout, builds the stub's data, gives QEMU its command line and reads the result; assembling and running
 are :mod:`pagetable.vectors.qemu`'s, which does nothing RISC-V specific.
 
@@ -60,10 +62,12 @@ from ..qemu import Program, QemuFailed, QemuUnavailable, Record, ToolchainFailed
 
 __all__ = [
     "QEMU_BINARY",
+    "QEMU_BINARY_RV32",
     "QEMU_PACKAGE",
     "RAM_BASE",
     "TOOLCHAIN_PACKAGE",
     "TOOLCHAIN_PREFIX",
+    "XLENS",
     "ProbeCase",
     "ProbeResult",
     "QemuFailed",
@@ -84,14 +88,22 @@ __all__ = [
 
 RAM_BASE: Final = 0x8000_0000
 QEMU_BINARY: Final = "qemu-system-riscv64"
+QEMU_BINARY_RV32: Final = "qemu-system-riscv32"
 QEMU_PACKAGE: Final = "qemu-system-misc"
 TOOLCHAIN_PREFIX: Final = "riscv64-linux-gnu-"
 TOOLCHAIN_PACKAGE: Final = "binutils-riscv64-linux-gnu"
 
+XLENS: Final = (64, 32)
+_QEMU_BINARIES: Final = {64: QEMU_BINARY, 32: QEMU_BINARY_RV32}
+
 # The stub has no compressed instructions (.option norvc in stub.S); h: HLV.D, HSV.D, HFENCE.GVMA and the
-# H CSRs.  No linker relaxation: the code is linked at 0 and loaded anywhere, pc-relative throughout.
-_AS_FLAGS: Final = ("-march=rv64gc_zicsr_zifencei_h", "-mno-relax")
-_LD_FLAGS: Final = ("--no-relax",)
+# H CSRs, which the RV32 stub leaves out.  No linker relaxation: the code is linked at 0 and loaded anywhere,
+# pc-relative throughout.  The RV64 binutils assemble and link RV32 with the ilp32 ABI and elf32lriscv.
+_AS_FLAGS: Final[dict[int, tuple[str, ...]]] = {
+    64: ("-march=rv64gc_zicsr_zifencei_h", "-mno-relax"),
+    32: ("-march=rv32gc_zicsr_zifencei", "-mabi=ilp32", "-mno-relax"),
+}
+_LD_FLAGS: Final[dict[int, tuple[str, ...]]] = {64: ("--no-relax",), 32: ("--no-relax", "-m", "elf32lriscv")}
 
 _MIB: Final = 1 << 20
 _ALIGN: Final = 2 * _MIB  # granule of the layout (QEMU aligns the FDT to 2 MiB)
@@ -120,21 +132,25 @@ _HEADER_SIZE: Final = _HEADER.size
 _TRAILER_SIZE: Final = 8
 _HEADER_MAGIC: Final = 0x5052_4F42_4553_5632  # "PROBESV2"
 _TRAILER_MAGIC: Final = 0x454E_445F_5052_4F42  # "END_PROB"
-_NONE: Final = 2**64 - 1
 
 _IMAGE_FILE, _STUB_FILE, _SERIAL_FILE = "image.bin", "stub.bin", "out.bin"
+
+
+def _no_trap(xlen: int) -> int:
+    """The cause field of a result without a trap: XLEN ones (the RV32 stub writes the low word only)."""
+    return (1 << xlen) - 1
 
 
 @dataclass(frozen=True)
 class ProbeCase:
     """One access to probe.
 
-    ``va`` is an 8-byte aligned virtual address; ``access`` is ``"read"``,
+    ``va`` is an XLEN-aligned virtual address (8 bytes on RV64, 4 on RV32); ``access`` is ``"read"``,
     ``"write"`` or ``"execute"``; ``privilege`` is ``"supervisor"`` or
     ``"user"``; ``sum``/``mxr`` are the mstatus.SUM/MXR bits in force
     (Privileged spec, Section 3.1.6.3).  ``virt``: an access with V=1 (VS- or
     VU-mode by ``privilege``) through vsatp and hgatp, with vsstatus.SUM/MXR
-    = ``vs_sum``/``vs_mxr`` (``mxr`` is then the HS-level MXR).
+    = ``vs_sum``/``vs_mxr`` (``mxr`` is then the HS-level MXR); RV64 only.
     """
 
     va: int
@@ -152,8 +168,9 @@ class ProbeResult:
     """What the hart did for one :class:`ProbeCase`.
 
     ``cause`` is ``None`` when the access succeeded, else the mcause exception
-    code (Privileged spec, Table 3.6).  ``value`` is the u64 loaded at ``va``
-    for reads and writes (0 if the load faulted), and mepc for executes.
+    code (Privileged spec, Table 3.6).  ``value`` is the u64 (RV32: the u32)
+    loaded at ``va`` for reads and writes (0 if the load faulted), and mepc
+    for executes.
     ``tval`` is mtval of the trap (0 on success), ``tval2`` mtval2 (the
     guest-physical address >> 2 of a guest-page fault; 0 without H), ``tinst``
     mtinst (0 without H).
@@ -189,24 +206,29 @@ def missing_toolchain() -> list[str]:
 # ---------------------------------------------------------------------------
 
 
-def _defsyms() -> dict[str, int]:
-    """Every number stub.S shares with this module, by the name it uses."""
+def _check_xlen(xlen: int) -> None:
+    if xlen not in XLENS:
+        raise ValueError(f"xlen must be one of {XLENS}, not {xlen!r}")
+
+
+def _defsyms(xlen: int) -> dict[str, int]:
+    """Every number stub.S shares with this module, by the name it uses (the H bits on RV64 only)."""
+    hypervisor = {"VIRT": _VIRT, "MSTATUS_MPV": csr.MSTATUS_MPV, "MSTATUS_GVA": csr.MSTATUS_GVA,
+                  "HSTATUS_SPVP": csr.HSTATUS_SPVP} if xlen == 64 else {}
     return runner.defsyms(
         _STATE, _CASE, _RESULT, _HEADER,
+        XLEN=xlen,
         STATE_SIZE=_STATE_SIZE,              # CASE_SIZE is the case record's own
         RESULT_SIZE=_RESULT_SIZE,
         ACCESS_READ=_ACCESS["read"],
         ACCESS_WRITE=_ACCESS["write"],
-        VIRT=_VIRT,
-        NO_TRAP=_NONE - 2**64,  # -1: li loads it sign-extended
+        NO_TRAP=-1,  # li loads it sign-extended: XLEN ones
         MSTATUS_MPP=csr.MSTATUS_MPP,
         MSTATUS_MPRV=csr.MSTATUS_MPRV,
         MSTATUS_SUM=csr.MSTATUS_SUM,
         MSTATUS_MXR=csr.MSTATUS_MXR,
-        MSTATUS_MPV=csr.MSTATUS_MPV,
-        MSTATUS_GVA=csr.MSTATUS_GVA,
-        HSTATUS_SPVP=csr.HSTATUS_SPVP,
         CAUSE_ILLEGAL_INSTRUCTION=CAUSE_ILLEGAL_INSTRUCTION,
+        **hypervisor,
     )
 
 
@@ -215,23 +237,26 @@ def stub_source() -> str:
     return runner.package_text(__name__, "stub.S")
 
 
-def assemble_stub(address: int = 0) -> Program:
-    """Assemble stub.S with GNU binutils, linked at ``address`` (uncached: :func:`stub_program` is what the
-    harness loads).  Raises :class:`ToolchainUnavailable`, naming the Debian package
-    ``binutils-riscv64-linux-gnu``, when binutils are missing."""
+def assemble_stub(address: int = 0, xlen: int = 64) -> Program:
+    """Assemble stub.S for ``xlen`` (64 or 32) with GNU binutils, linked at ``address`` (uncached:
+    :func:`stub_program` is what the harness loads).  Raises :class:`ToolchainUnavailable`, naming the
+    Debian package ``binutils-riscv64-linux-gnu``, when binutils are missing."""
+    _check_xlen(xlen)
     return runner.assemble(stub_source(), "stub.S", prefix=TOOLCHAIN_PREFIX, package=TOOLCHAIN_PACKAGE,
-                           as_flags=_AS_FLAGS, ld_flags=_LD_FLAGS, defsyms=_defsyms(), address=address)
+                           as_flags=_AS_FLAGS[xlen], ld_flags=_LD_FLAGS[xlen], defsyms=_defsyms(xlen),
+                           address=address)
 
 
 @functools.cache
-def stub_program() -> Program:
-    """The stub's code, linked at 0 and assembled once per process (on first use, not at import).
+def stub_program(xlen: int = 64) -> Program:
+    """The stub's code for ``xlen``, linked at 0 and assembled once per process and XLEN (on first use, not
+    at import).
 
     The code ends at the 8-byte aligned symbol ``state``, where :func:`build_stub` appends the data; the
     trap handler ``trap`` is 4-byte aligned (mtvec direct mode).  Being position independent, the code runs
     wherever :func:`plan_layout` puts it.
     """
-    program = assemble_stub()
+    program = assemble_stub(xlen=xlen)
     state, trap = program.symbols.get("state"), program.symbols.get("trap")
     if state is None or trap is None or state != len(program.code) or state % 8 or trap % 4:
         raise ToolchainFailed(f"the assembled stub is not what the harness expects: {len(program.code)} bytes, "
@@ -240,23 +265,22 @@ def stub_program() -> Program:
     return program
 
 
-def _code_size() -> int:
-    return len(stub_program().code)
+def _stub_size(n_cases: int, xlen: int) -> int:
+    return (len(stub_program(xlen).code) + _STATE_SIZE + n_cases * _CASE_SIZE + _HEADER_SIZE
+            + n_cases * _RESULT_SIZE + _TRAILER_SIZE)
 
 
-def _stub_size(n_cases: int) -> int:
-    return _code_size() + _STATE_SIZE + n_cases * _CASE_SIZE + _HEADER_SIZE + n_cases * _RESULT_SIZE + _TRAILER_SIZE
-
-
-def _case_record(case: ProbeCase) -> dict[str, int]:
+def _case_record(case: ProbeCase, xlen: int) -> dict[str, int]:
     """Return one case's record (va, mstatus bits to set, access kind, vsstatus bits, hstatus bits),
-    validating it."""
+    validating it for ``xlen``: an XLEN-aligned va of XLEN bits, V=1 on RV64 only."""
     if case.access not in _ACCESS:
         raise ValueError(f"access must be one of {sorted(_ACCESS)}, not {case.access!r}")
     if case.privilege not in _PRIVILEGE:
         raise ValueError(f"privilege must be one of {sorted(_PRIVILEGE)}, not {case.privilege!r}")
-    if not 0 <= case.va < 2**64 or case.va % 8:
-        raise ValueError(f"va {case.va:#x} must be an 8-byte aligned u64")
+    if not 0 <= case.va < 2**xlen or case.va % (xlen // 8):
+        raise ValueError(f"va {case.va:#x} must be a {xlen // 8}-byte aligned u{xlen}")
+    if case.virt and xlen != 64:
+        raise ValueError("cases with virt=True need RV64 (the RV32 stub has no hypervisor code)")
     kind = _ACCESS[case.access]
     fetch = kind == _ACCESS["execute"]
     bits = csr.MSTATUS_SUM if case.sum else 0
@@ -273,17 +297,20 @@ def _case_record(case: ProbeCase) -> dict[str, int]:
 
 
 def build_stub(stub_base: int, satp: int, cases: Sequence[ProbeCase], hgatp: int | None = None,
-               vsatp: int = 0) -> bytes:
+               vsatp: int = 0, *, xlen: int = 64) -> bytes:
     """Return the stub image (code, state block, cases, output area) for ``stub_base``; ``hgatp`` (with
-    ``vsatp``) turns on the hypervisor set-up, which cases with ``virt`` need."""
+    ``vsatp``) turns on the hypervisor set-up, which cases with ``virt`` need (RV64 only)."""
+    _check_xlen(xlen)
     for name, value in (("satp", satp), ("hgatp", hgatp or 0), ("vsatp", vsatp)):
-        if not 0 <= value < 2**64:
-            raise ValueError(f"{name} {value:#x} is not a u64")
+        if not 0 <= value < 2**xlen:
+            raise ValueError(f"{name} {value:#x} is not a u{xlen}")
+    if xlen != 64 and (hgatp is not None or vsatp):
+        raise ValueError("hgatp and vsatp need RV64 (the RV32 stub has no hypervisor code)")
     if hgatp is None and any(c.virt for c in cases):
         raise ValueError("cases with virt=True need hgatp (and vsatp)")
-    records = [_case_record(case) for case in cases]
+    records = [_case_record(case, xlen) for case in cases]
     n = len(cases)
-    code = stub_program().code
+    code = stub_program(xlen).code
     state = stub_base + len(code)
     case_table = state + _STATE_SIZE
     out_start = case_table + n * _CASE_SIZE
@@ -291,7 +318,7 @@ def build_stub(stub_base: int, satp: int, cases: Sequence[ProbeCase], hgatp: int
     out_end = results + n * _RESULT_SIZE + _TRAILER_SIZE
     blob = bytearray(code)
     blob += _STATE.pack({
-        "CAUSE": _NONE, "EPC": 0, "TVAL": 0, "RESUME": 0, "CASE": case_table, "CASE_END": out_start,
+        "CAUSE": _no_trap(xlen), "EPC": 0, "TVAL": 0, "RESUME": 0, "CASE": case_table, "CASE_END": out_start,
         "RESULT": results, "OUT_START": out_start, "OUT_END": out_end, "SATP": satp, "TVAL2": 0,
         "HYP": int(hgatp is not None), "HGATP": hgatp or 0, "VSATP": vsatp, "TINST": 0,
     })
@@ -300,23 +327,25 @@ def build_stub(stub_base: int, satp: int, cases: Sequence[ProbeCase], hgatp: int
     blob += _HEADER.pack({"MAGIC": _HEADER_MAGIC, "SATP": 0, "HGATP": 0, "COUNT": n})
     blob += bytes(n * _RESULT_SIZE)
     blob += struct.pack("<Q", _TRAILER_MAGIC)
-    assert len(blob) == _stub_size(n)
+    assert len(blob) == _stub_size(n, xlen)
     return bytes(blob)
 
 
-def plan_layout(image_size: int, n_cases: int) -> QemuLayout:
+def plan_layout(image_size: int, n_cases: int, xlen: int = 64) -> QemuLayout:
     """Choose RAM size and stub address for an image and a number of cases.
 
     The image is rounded up to 2 MiB and the stub region follows it, also
     rounded to 2 MiB.  QEMU 7.2 ``virt`` loads its FDT 2 MiB-aligned below
     ``min(RAM end, 3 GiB)``: with RAM ending at or below 3 GiB that is the top
     2 MiB, left spare here; past 3 GiB it is [3 GiB - 2 MiB, 3 GiB), which the
-    stub then skips over (an image reaching into it is rejected).
+    stub then skips over (an image reaching into it is rejected).  An RV32 stub,
+    running in M-mode with 32-bit addresses, must end below 4 GiB.
     """
+    _check_xlen(xlen)
     if image_size < 0 or n_cases < 0:
         raise ValueError("image_size and n_cases must be non-negative")
     image_end = RAM_BASE + round_up(max(image_size, 1), _ALIGN)
-    stub_len = round_up(_stub_size(n_cases), _ALIGN)
+    stub_len = round_up(_stub_size(n_cases, xlen), _ALIGN)
     stub_base = image_end
     if stub_base + stub_len + _FDT_SLOT <= _FDT_CAP:
         ram_end = stub_base + stub_len + _FDT_SLOT
@@ -325,6 +354,9 @@ def plan_layout(image_size: int, n_cases: int) -> QemuLayout:
             raise ValueError(f"image of {image_size:#x} bytes reaches QEMU's FDT at {_FDT_CAP - _FDT_SLOT:#x}")
         stub_base = max(stub_base, _FDT_CAP)
         ram_end = stub_base + stub_len
+    if stub_base + stub_len > 2**xlen:
+        raise ValueError(f"the stub for {n_cases} cases would end at {stub_base + stub_len:#x}, beyond the "
+                         f"2**{xlen} bytes an RV{xlen} hart addresses in M-mode")
     return QemuLayout(ram_size=ram_end - RAM_BASE, stub_base=stub_base)
 
 
@@ -333,7 +365,7 @@ def plan_layout(image_size: int, n_cases: int) -> QemuLayout:
 # ---------------------------------------------------------------------------
 
 
-def _parse_output(raw: bytes, satp: int, hgatp: int | None, n: int, stderr: bytes) -> list[ProbeResult]:
+def _parse_output(raw: bytes, satp: int, hgatp: int | None, n: int, stderr: bytes, xlen: int) -> list[ProbeResult]:
     expected = _HEADER_SIZE + n * _RESULT_SIZE + _TRAILER_SIZE
     if len(raw) != expected:
         raise QemuFailed(
@@ -354,8 +386,8 @@ def _parse_output(raw: bytes, satp: int, hgatp: int | None, n: int, stderr: byte
     results = []
     for i in range(n):
         r = _RESULT.unpack(raw, _HEADER_SIZE + i * _RESULT_SIZE)
-        results.append(ProbeResult(None if r["CAUSE"] == _NONE else r["CAUSE"], r["VALUE"], r["TVAL"], r["TVAL2"],
-                                   r["TINST"]))
+        cause = None if r["CAUSE"] == _no_trap(xlen) else r["CAUSE"]
+        results.append(ProbeResult(cause, r["VALUE"], r["TVAL"], r["TVAL2"], r["TINST"]))
     return results
 
 
@@ -397,11 +429,16 @@ def run_probes(
     *,
     hgatp: int | None = None,
     vsatp: int = 0,
-    cpu: str = "rv64",
+    cpu: str | None = None,
     timeout: float = 120.0,
     qemu: str | None = None,
+    xlen: int = 64,
 ) -> list[ProbeResult]:
     """Run every case through QEMU's MMU and return one result per case, in order.
+
+    ``xlen`` 64 runs :data:`QEMU_BINARY` (``-cpu rv64`` unless ``cpu`` says
+    otherwise), 32 :data:`QEMU_BINARY_RV32` (``-cpu rv32``; no hypervisor
+    cases): :func:`pagetable.vectors.riscv.qemu32.run_probes_rv32`.
 
     ``image`` is placed at :data:`RAM_BASE`; ``satp`` is written as is
     (MODE/ASID/PPN, Privileged spec Section 4.1.11).  With ``hgatp`` (on a
@@ -419,9 +456,11 @@ def run_probes(
     :class:`ToolchainUnavailable` when binutils are missing, and
     :class:`QemuFailed` when QEMU exits badly, times out or its output is short.
     """
-    exe = runner.require_qemu(QEMU_BINARY, QEMU_PACKAGE, qemu)
-    layout = plan_layout(len(image), len(cases))
-    stub = build_stub(layout.stub_base, satp, cases, hgatp, vsatp)
-    run = runner.run_qemu(lambda workdir: qemu_command(exe, layout, cpu, workdir),
+    _check_xlen(xlen)
+    exe = runner.require_qemu(_QEMU_BINARIES[xlen], QEMU_PACKAGE, qemu)
+    layout = plan_layout(len(image), len(cases), xlen)
+    stub = build_stub(layout.stub_base, satp, cases, hgatp, vsatp, xlen=xlen)
+    hart = cpu or f"rv{xlen}"
+    run = runner.run_qemu(lambda workdir: qemu_command(exe, layout, hart, workdir),
                           {_IMAGE_FILE: image, _STUB_FILE: stub}, _SERIAL_FILE, timeout=timeout)
-    return _parse_output(run.serial, satp, hgatp, len(cases), run.stderr)
+    return _parse_output(run.serial, satp, hgatp, len(cases), run.stderr, xlen)
