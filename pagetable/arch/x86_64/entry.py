@@ -11,7 +11,9 @@ Four layouts cover the five entry kinds, each declared once:
   between PAT and the address are reserved).
 - `PTE_4K`: an entry that maps a 4 KiB page (PAT at bit 7, where the others have PS).
 Every layout's address field runs to bit 51; the bits from MAXPHYADDR up to 51 are reserved, which the walk
-rules check (the CPU's MAXPHYADDR is a walk parameter, not an entry property).
+rules check (the CPU's MAXPHYADDR is a walk parameter, not an entry property). The builders
+(`table_layout`, `large_page_layout`, `pte_layout`, `page_fields`, `COMMON_FIELDS`) also declare PAE
+paging's entries (`pae`) and the fields 32-bit paging's share (`paging32`).
 
 Encoding choices (`X86Codec`), documented in docs/x86_64.md:
 - A present page is always readable (x86 paging has no write-only or execute-only page): flags without
@@ -52,14 +54,16 @@ from ...translation import MemoryType, memory_type_flags
 
 U64 = npt.NDArray[np.uint64]
 
-_COMMON = [
+COMMON_FIELDS = (
     Field("P", 0, 1, "present"),
     Field("R/W", 1, 1, "read/write: writes allowed (supervisor writes with CR0.WP=0 regardless)"),
     Field("U/S", 2, 1, "user/supervisor: user-mode accesses allowed"),
     Field("PWT", 3, 1, "page-level write-through (a PAT index bit for a page)"),
     Field("PCD", 4, 1, "page-level cache disable (a PAT index bit for a page)"),
     Field("A", 5, 1, "accessed"),
-]
+)
+"""Bits 5:0, the same in every x86 paging entry that references a table or maps a page (32-bit, PAE,
+4-level and 5-level paging)."""
 _XD = Field("XD", 63, 1, "execute-disable (with EFER.NXE=1; reserved otherwise)")
 _PK = Field("PK", 59, 4, "protection key (with CR4.PKE for user pages, CR4.PKS for supervisor pages)")
 
@@ -69,40 +73,47 @@ def address_field(lsb: int) -> Field:
     return Field("ADDR", lsb, 52 - lsb, f"physical address bits 51:{lsb} (bits MAXPHYADDR..51 reserved)")
 
 
-TABLE_ENTRY = Layout("x86 PML5E/PML4E/PDPTE/PDE (references a table)", 64, [
-    *_COMMON,
-    Field("PS", 7, 1, "page size: 0 here (reserved in a PML5E or PML4E)"),
-    address_field(12),
-    _XD,
-], "Intel SDM Vol. 3A, Tables 4-15 to 4-19 (entries that reference a paging structure)")
+def page_fields(large: bool) -> list[Field]:
+    """The fields of an entry that maps a page between A and the address: D, G and PAT — at bit 12 in an
+    entry with PS=1 (`large`: a 4M/2M/1G page), at bit 7 in a PTE (where the others have PS)."""
+    dirty, global_ = Field("D", 6, 1, "dirty"), Field("G", 8, 1, "global (with CR4.PGE)")
+    if large:
+        return [dirty, Field("PS", 7, 1, "page size: 1"), global_, Field("PAT", 12, 1, "PAT index bit 2")]
+    return [dirty, Field("PAT", 7, 1, "PAT index bit 2"), global_]
 
-def _large_page(entry: str, size: str, address_lsb: int, table: str) -> Layout:
-    """The entry with PS=1 that maps a page of `size` (PAT at bit 12, reserved bits up to the address)."""
+
+def table_layout(entries: str, ps: str, high: list[Field], source: str) -> Layout:
+    """A 64-bit entry that references the next paging structure: PS (bit 7, documented by `ps`) is 0, the
+    address runs from bit 12, `high` declares bits 62:52, XD is bit 63."""
+    return Layout(f"x86 {entries} (references a table)", 64, [*COMMON_FIELDS, Field("PS", 7, 1, ps),
+                                                             address_field(12), *high, _XD], source)
+
+
+def large_page_layout(entry: str, size: str, address_lsb: int, high: list[Field], table: str) -> Layout:
+    """The 64-bit entry with PS=1 that maps a page of `size` (PAT at bit 12, reserved bits up to the address
+    at `address_lsb`; `high` declares bits 62:52)."""
     return Layout(f"x86 {entry} (maps a {size} page)", 64, [
-        *_COMMON,
-        Field("D", 6, 1, "dirty"),
-        Field("PS", 7, 1, "page size: 1"),
-        Field("G", 8, 1, "global (with CR4.PGE)"),
-        Field("PAT", 12, 1, "PAT index bit 2"),
+        *COMMON_FIELDS,
+        *page_fields(True),
         Field("RSVD", 13, address_lsb - 13, "reserved (must be 0)"),
         address_field(address_lsb),
-        _PK,
+        *high,
         _XD,
     ], f"Intel SDM Vol. 3A, {table} ({entry} that maps a {size} page)")
 
 
-PDPTE_1G = _large_page("PDPTE", "1-GByte", 30, "Table 4-17")
-PDE_2M = _large_page("PDE", "2-MByte", 21, "Table 4-18")
+def pte_layout(entry: str, high: list[Field], table: str) -> Layout:
+    """The 64-bit PTE that maps a 4 KiB page (PAT at bit 7; `high` declares bits 62:52)."""
+    return Layout(f"x86 {entry} (maps a 4-KByte page)", 64, [*COMMON_FIELDS, *page_fields(False), address_field(12),
+                                                             *high, _XD],
+                  f"Intel SDM Vol. 3A, {table} ({entry} that maps a 4-KByte page)")
 
-PTE_4K = Layout("x86 PTE (maps a 4-KByte page)", 64, [
-    *_COMMON,
-    Field("D", 6, 1, "dirty"),
-    Field("PAT", 7, 1, "PAT index bit 2"),
-    Field("G", 8, 1, "global (with CR4.PGE)"),
-    address_field(12),
-    _PK,
-    _XD,
-], "Intel SDM Vol. 3A, Table 4-20 (PTE that maps a 4-KByte page)")
+
+TABLE_ENTRY = table_layout("PML5E/PML4E/PDPTE/PDE", "page size: 0 here (reserved in a PML5E or PML4E)", [],
+                           "Intel SDM Vol. 3A, Tables 4-15 to 4-19 (entries that reference a paging structure)")
+PDPTE_1G = large_page_layout("PDPTE", "1-GByte", 30, [_PK], "Table 4-17")
+PDE_2M = large_page_layout("PDE", "2-MByte", 21, [_PK], "Table 4-18")
+PTE_4K = pte_layout("PTE", [_PK], "Table 4-20")
 
 P, RW, US, PWT, PCD, A = (PTE_4K.mask(n) for n in ("P", "R/W", "U/S", "PWT", "PCD", "A"))
 D, G, XD = PTE_4K.mask("D"), PTE_4K.mask("G"), PTE_4K.mask("XD")
