@@ -5,8 +5,8 @@ and `faults` (exception codes and the syndrome a trap reports)."""
 
 from . import faults
 from .entry import ARCEOS, GSTAGE, PTE, SPEC, RiscvCodec
-from .modes import G_MODES, MODES, SV39, SV39X4, SV48, SV48X4, SV57, SV57X4
-from .regs import HGATP, SATP, Hgatp, Satp, Vsatp
+from .modes import G_MODES, MODES, RV32_MODES, SV32, SV39, SV39X4, SV48, SV48X4, SV57, SV57X4
+from .regs import HGATP, SATP, SATP32, Hgatp, Satp, Satp32, Vsatp
 
 __all__ = [
            "ARCEOS",
@@ -15,8 +15,11 @@ __all__ = [
            "HGATP",
            "MODES",
            "PTE",
+           "RV32_MODES",
            "SATP",
+           "SATP32",
            "SPEC",
+           "SV32",
            "SV39",
            "SV39X4",
            "SV48",
@@ -26,6 +29,7 @@ __all__ = [
            "Hgatp",
            "RiscvCodec",
            "Satp",
+           "Satp32",
            "Vsatp",
            "faults",
 ]

@@ -33,6 +33,13 @@ def _svx4(levels: int) -> PagingFormat:
                         pa_bits=56, codec=GSTAGE, extension=Extension.ZERO)
 
 
+SV32 = PagingFormat(name="Sv32", levels=(Level("PGD", 1, 22, 10, True), Level("PTE", 0, 12, 10, True)), va_bits=32,
+                    pa_bits=34, codec=SPEC, extension=Extension.ZERO, entry_size=4)
+"""Sv32 (privileged spec, "Sv32: Page-Based 32-bit Virtual-Memory Systems"): 4-byte PTEs with the same low
+bits (V R W X U G A D, RSW) and a 22-bit PPN at bits 31:10 (PPN[1] 12 bits, PPN[0] 10 bits: 34-bit PAs), two
+levels of 10-bit VPNs, 4 MiB megapages, 32-bit VAs (none above). The 64-bit PTE codec and rules serve it:
+its fields above bit 31 (the reserved bits, PBMT, N) do not exist in a 4-byte PTE, and a PA below 2**34
+gives a PPN field below 2**32."""
 SV39 = _sv(3)
 SV48 = _sv(4)
 SV57 = _sv(5)
@@ -42,3 +49,4 @@ SV57X4 = _svx4(5)
 G_MODES: dict[str, PagingFormat] = {"sv39x4": SV39X4, "sv48x4": SV48X4, "sv57x4": SV57X4}
 
 MODES: dict[str, PagingFormat] = {"sv39": SV39, "sv48": SV48, "sv57": SV57}
+RV32_MODES: dict[str, PagingFormat] = {"sv32": SV32}

@@ -2,7 +2,8 @@
 Translation and Protection (satp) Register", RV64: MODE[63:60], ASID[59:44], PPN[43:0]; vsatp has the same
 layout, hypervisor extension "Virtual Supervisor Address Translation and Protection Register") and `hgatp`
 (hypervisor extension, "Hypervisor Guest Address Translation and Protection Register", RV64: MODE[63:60],
-VMID[57:44], PPN[43:0]; the root is 16 KiB aligned, so PPN[1:0] are zero)."""
+VMID[57:44], PPN[43:0]; the root is 16 KiB aligned, so PPN[1:0] are zero); and RV32's satp (`Satp32`:
+MODE[31], ASID[30:22], PPN[21:0])."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from ... import args
 from ...errors import InvalidAddress, InvalidArgument
 from ...format import PagingFormat
 from ...layout import Field, Layout
-from .modes import SV39, SV39X4, SV48, SV48X4, SV57, SV57X4
+from .modes import SV32, SV39, SV39X4, SV48, SV48X4, SV57, SV57X4
 
 MODE_BARE, MODE_SV39, MODE_SV48, MODE_SV57 = 0, 8, 9, 10
+MODE_SV32 = 1
 
 SATP = Layout("satp", 64, [
     Field("PPN", 0, 44, "physical page number of the root page table"),
@@ -24,6 +26,12 @@ SATP = Layout("satp", 64, [
           {MODE_BARE: "Bare", MODE_SV39: "Sv39", MODE_SV48: "Sv48", MODE_SV57: "Sv57",
            11: "Sv64 (reserved for future use)"}),
 ], "RISC-V privileged spec, satp register (RV64)")
+
+SATP32 = Layout("satp (RV32)", 32, [
+    Field("PPN", 0, 22, "physical page number of the root page table"),
+    Field("ASID", 22, 9, "address-space identifier"),
+    Field("MODE", 31, 1, "translation mode", {MODE_BARE: "Bare", MODE_SV32: "Sv32"}),
+], "RISC-V privileged spec, satp register (RV32)")
 
 HGATP = Layout("hgatp", 64, [
     Field("PPN", 0, 44, "physical page number of the 16 KiB G-stage root table"),
@@ -99,6 +107,14 @@ class Satp(_Atp):
     def for_table(cls, fmt: PagingFormat, root: int, asid: int = 0) -> Self:
         """The value that selects `fmt` with its root table at `root`."""
         return cls._for_table(fmt, root, asid)
+
+
+@dataclass(frozen=True)
+class Satp32(Satp):
+    """A decoded RV32 satp value (MODE bit 31: Bare or Sv32; a 9-bit ASID; a 22-bit PPN)."""
+
+    LAYOUT: ClassVar[Layout] = SATP32
+    FORMATS: ClassVar[dict[int, PagingFormat]] = {MODE_SV32: SV32}
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,8 @@ class RiscvRules:
         self.options = options or RiscvOptions()
         self.guest = isinstance(self.atp, Hgatp)
         fmt = self.atp.format
+        if fmt is not None and fmt.entry_size == 4 and (self.options.svpbmt or self.options.svnapot):
+            raise InvalidArgument(f"{fmt.name} PTEs have no PBMT or N field: Svpbmt and Svnapot are RV64 extensions")
         register = "hgatp" if self.guest else "vsatp" if isinstance(self.atp, Vsatp) else "satp"
         if fmt is not None:               # entries are decoded (flags, memory types) as these options say
             fmt = fmt.with_codec(RiscvCodec(svpbmt=self.options.svpbmt, gstage=self.guest))
