@@ -45,6 +45,8 @@ OWN_STAGE2 = ("the build maps it itself: guest RAM, or the window without RAM at
               "Layouts)")
 MAX_FORCED = 1 << 16
 """The most pages a mapping of a forced size above the smallest has (each is mapped on its own)."""
+
+
 class Where(enum.Enum):
     """Which levels a fault kind's entry may sit at, and its default (the manual's level numbers)."""
 
@@ -113,10 +115,10 @@ class FaultSite:
         for d in range(self.depth + 1, fmt.depth_count):
             slot = table + fmt.index(self.va, d) * fmt.entry_size
             if d == fmt.depth_count - 1:
-                b.mem.write_u64(slot, fmt.codec.new_page(b.frames.alloc(zero=False), flags, False))
+                b.pt.entries.write(slot, fmt.codec.new_page(b.frames.alloc(zero=False), flags, False))
             else:
                 table = b.frames.alloc()
-                b.mem.write_u64(slot, b.table_bits | b.address(table))
+                b.pt.entries.write(slot, b.table_bits | b.address(table))
         self.widen_as = b.table_bits | b.address(top)       # the rights the page below needs, not the entry's
         return pointer | b.address(top)
 
@@ -173,7 +175,23 @@ class Scaffold:
     registers: Callable[[], dict[str, int]]
     options: dict[str, Any]
     outside: int
-    stage1_outside: int | None = None     # two stages: a guest-physical address stage 2 does not map
+    stage1_outside: int | None = None     # two stages: a guest-physical address stage 2 leads to no RAM
+
+    @property
+    def two_stage(self) -> bool:
+        return bool(self.stage1) and self.stage2 is not None
+
+    def nested(self, b: TableBuilder) -> bool:
+        """Whether `b` is the stage 2 of a two-stage mode: its VAs are GPAs cases reach through stage 1 alone."""
+        return self.two_stage and b is self.stage2
+
+    def guest(self, b: TableBuilder) -> bool:
+        """Whether `b` is a stage 1 table of a two-stage mode (its PAs are guest-physical)."""
+        return self.two_stage and b is not self.stage2
+
+    def outside_for(self, b: TableBuilder) -> int:
+        """An address with no RAM behind it, as `b`'s entries name addresses."""
+        return self.stage1_outside if self.guest(b) and self.stage1_outside is not None else self.outside
 
 
 @dataclass(frozen=True)
@@ -229,6 +247,9 @@ class _Cases:
 def _architecture(mode: str) -> Architecture:
     """The architecture whose vector modes include `mode`, if `vectors build` describes its address spaces."""
     from .. import registry  # the registry imports every architecture, and they import this module
+    modes = [m for a in registry.ARCHITECTURES for m in a.modes]
+    if mode.lower() not in modes:
+        raise PagetableError(f"unknown mode {mode!r} (modes: {', '.join(modes)})")
     arch = registry.by_mode(mode)
     if arch.spec is None:
         raise PagetableError(f"vectors build does not describe {arch.name} address spaces yet")
@@ -240,10 +261,7 @@ def build(spec: Spec) -> VectorSet:
     try:
         arch = _architecture(spec.mode)
     except PagetableError as exc:
-        from .. import registry
-        modes = [m for a in registry.ARCHITECTURES for m in a.modes]
-        text = str(exc) if spec.mode.lower() in modes else f"unknown mode {spec.mode!r} (modes: {', '.join(modes)})"
-        raise spec.place("mode").error(text) from None
+        raise spec.place("mode").error(str(exc)) from None
     return build_spec(spec, arch)
 
 
@@ -289,7 +307,7 @@ def build_spec(spec: Spec, arch: Architecture) -> VectorSet:
     built: list[tuple[MapSpec, TableBuilder, int]] = []
     for m in spec.maps:
         b = _builder(sc, m.stage, m.va, m.place)
-        own = OWN_STAGE2 if b is sc.stage2 and sc.stage1 else ""
+        own = OWN_STAGE2 if sc.nested(b) else ""
         built.append((m, b, _map(b, m, arch_spec, [(e, eb) for e, eb, _ in built], own)))
     faults: list[tuple[FaultSpec, TableBuilder, FaultRule]] = []
     written: dict[tuple[int, int], str] = {}
@@ -304,8 +322,7 @@ def build_spec(spec: Spec, arch: Architecture) -> VectorSet:
         if rule.needs and not sc.options.get(rule.needs):
             raise f.place.sub("kind").error(f"{f.kind} tests a rule of the {rule.needs} extension: set {rule.needs} = "
                                             "true in [options] (without it the bits are reserved anyway)")
-        _fault(b, f, rule, FaultSite(b, f.va, 0, rng, sc.outside if b is sc.stage2 or sc.stage1_outside is None
-                                      else sc.stage1_outside), [(m, mb) for m, mb, _ in built], written)
+        _fault(b, f, rule, FaultSite(b, f.va, 0, rng, sc.outside_for(b)), [(m, mb) for m, mb, _ in built], written)
         faults.append((f, b, rule))
     registers = {**sc.registers(), **spec.registers}
     vs = VectorSet(arch.name, spec.mode, sc.mem, registers, {**sc.options, "seed": spec.seed}, [])
@@ -462,7 +479,7 @@ def _set_fields(b: TableBuilder, m: MapSpec, arch_spec: SpecArch, wanted: Memory
                                                    f"here ({arch_spec.memtype_hint})")
     if m.accessed is not None or m.dirty is not None:
         raw = arch_spec.accessed_dirty(b, raw, m.accessed, m.dirty)
-    b.mem.write_u64_np(leaves.slot, raw)
+    b.pt.entries.write_np(leaves.slot, raw)
 
 
 def fault_depths(fmt: PagingFormat, rule: FaultRule) -> list[int]:
@@ -524,7 +541,7 @@ def _fault(b: TableBuilder, f: FaultSpec, rule: FaultRule, site: FaultSite,
                 raise f.place.error(f"{f.va:#x} is already mapped at level {fmt.levels[slot.depth].arch_level} "
                                     f"(by {_user(base, span, b, maps, faults)})")
             table = b.frames.alloc()
-            b.mem.write_u64(slot.pa, b.table_bits | b.address(table))
+            b.pt.entries.write(slot.pa, b.table_bits | b.address(table))
             slot = b.pt.lookup(f.va, depth)
     except SpecError:
         raise
@@ -540,9 +557,9 @@ def _fault(b: TableBuilder, f: FaultSpec, rule: FaultRule, site: FaultSite,
     except PagetableError as exc:
         raise f.place.error(str(exc)) from None
     if depth and (raw or site.widen_as is not None):  # x86: the table entries above let the fault through
-        b.mem.write_u64(slot.pa, raw if site.widen_as is None else site.widen_as)
+        b.pt.entries.write(slot.pa, raw if site.widen_as is None else site.widen_as)
         b.pt.widen(f.va, depth)
-    b.mem.write_u64(slot.pa, raw)
+    b.pt.entries.write(slot.pa, raw)
     faults[(id(b), slot.pa)] = f"{f.place.key} (line {f.place.line})"
 
 
@@ -563,7 +580,7 @@ def _check(walker: Walker, sc: Scaffold, built: list[tuple[MapSpec, TableBuilder
            faults: list[tuple[FaultSpec, TableBuilder, FaultRule]]) -> None:
     """Each mapping translates its first VA to its PA; each fault's VA faults as its kind says."""
     def walker_of(b: TableBuilder) -> Walker:
-        return walker.stage2 if b is sc.stage2 and sc.stage1 and walker.stage2 is not None else walker
+        return walker.stage2 if sc.nested(b) and walker.stage2 is not None else walker
 
     for m, b, pa in built:
         access = next((a for a, bit in (("read", F.READ), ("execute", F.EXECUTE), ("write", F.WRITE))
@@ -571,14 +588,13 @@ def _check(walker: Walker, sc: Scaffold, built: list[tuple[MapSpec, TableBuilder
         if access is None:
             continue
         t = walker_of(b).translate(m.va, access, "user" if m.user else "supervisor")
-        two_stage_s1 = b is not sc.stage2 and sc.stage2 is not None
-        if two_stage_s1 and not t.ok and t.stage == 2:
+        if sc.guest(b) and not t.ok and t.stage == 2:
             continue                                # stage 1 did its part; stage 2 refuses the GPA, as asked
         if t.reason == Reason.PA_OUTSIDE_MEMORY:
             continue                                # it maps a PA the image has no RAM at: an access fault
         if t.reason == Reason.ACCESSED_DIRTY and False in (m.accessed, m.dirty):
             continue                                # A/D clear as asked, where the hardware faults on them
-        got = t.gpa if two_stage_s1 else t.pa
+        got = t.gpa if sc.guest(b) else t.pa
         if not t.ok or got != pa:
             what = f"{t.reason.label} at level {t.level}" if not t.ok else f"PA {got:#x}"
             why = _WHY.get(t.reason, "a later fault or mapping changed its path")
@@ -586,10 +602,10 @@ def _check(walker: Walker, sc: Scaffold, built: list[tuple[MapSpec, TableBuilder
     for f, b, rule in faults:
         t = walker_of(b).translate(f.va, rule.access, rule.privilege)
         reasons = rule.reasons
-        if Reason.TABLE_OUTSIDE_MEMORY in reasons and b is not sc.stage2 and sc.stage2 is not None:
+        if Reason.TABLE_OUTSIDE_MEMORY in reasons and sc.guest(b):
             reasons |= {Reason.PA_OUTSIDE_MEMORY}   # two stages: the table's GPA leads stage 2 to no RAM
         if t.reason not in reasons:
-            stage = f"stage {t.stage} " if sc.stage1 and sc.stage2 is not None else ""
+            stage = f"stage {t.stage} " if sc.two_stage else ""
             if Reason.NON_CANONICAL in reasons:
                 why = "an address the regime translates: give one no region of it translates"
             elif Reason.ACCESSED_DIRTY in reasons and t.ok:
@@ -605,7 +621,7 @@ def _cases(spec: Spec, sc: Scaffold, built: list[tuple[MapSpec, TableBuilder, in
            faults: list[tuple[FaultSpec, TableBuilder, FaultRule]]) -> _Cases:
     """The cases: explicit accesses, then page boundaries, faults and random ones, as the spec asks."""
     out = _Cases()
-    case_space = [m for m in built if m[1] is not sc.stage2 or not sc.stage1]
+    case_space = [m for m in built if not sc.nested(m[1])]
     for a in spec.accesses:
         out.add(np.array([a.va], dtype=np.uint64), a.label or f"access-{a.va:#x}", a.accesses, a.privileges)
     if spec.boundaries:
@@ -620,7 +636,7 @@ def _cases(spec: Spec, sc: Scaffold, built: list[tuple[MapSpec, TableBuilder, in
                                     "pages, or set generate.boundaries = false and list accesses")
     if spec.fault_cases:
         for f, b, _ in faults:
-            if b is not sc.stage2 or not sc.stage1:
+            if not sc.nested(b):
                 out.add(np.array([f.va], dtype=np.uint64), f.label or f.kind)
     if spec.random:
         rng = np.random.default_rng(spec.seed)

@@ -214,13 +214,14 @@ def svadu_causes(vs: VectorSet) -> dict[int, int | None]:
             for k, n in enumerate(lanes)}
 
 
-def verify_qemu(vs: VectorSet) -> Report:
-    """Run every case of a RISC-V Sv39/48/57 set on qemu-system-riscv64 and compare. Raises the harness's
-    QemuUnavailable/ToolchainUnavailable when QEMU or binutils are missing."""
+def verify_qemu(vs: VectorSet, walker: Walker) -> Report:
+    """Run every case of a RISC-V Sv39/48/57 set on qemu-system-riscv64 and compare (`walker`: the set's,
+    which also says where each access lands). Raises the harness's QemuUnavailable/ToolchainUnavailable when
+    QEMU or binutils are missing."""
     image = _one_image(vs, RISCV_RAM_BASE)
     report = Report("qemu")
     sum_, mxr = bool(vs.options.get("sum")), bool(vs.options.get("mxr"))      # mstatus as the set assumes
-    reached = riscv_walker_for(vs).beyond_ram().translate_many(*vs.lanes())
+    reached = walker.beyond_ram().translate_many(*vs.lanes())
     device = (reached.reason == Reason.OK) & (reached.pa < DEVICE_SPACE_END)
     if device.any():
         report.deviations[QEMU_DEVICE] = int(device.sum())
@@ -250,7 +251,7 @@ def verify_qemu_set(vs: VectorSet, walker: Walker) -> Report:
     """Run a vector set of a mode `--qemu` runs (`qemu_refusal` says None) on its architecture's QEMU, with
     the walker that computes its expectations."""
     if vs.arch == "riscv64":
-        return verify_qemu_riscv_h(vs, walker) if "hgatp" in vs.registers else verify_qemu(vs)
+        return verify_qemu_riscv_h(vs, walker) if "hgatp" in vs.registers else verify_qemu(vs, walker)
     if vs.arch == "x86_64":
         return verify_qemu_npt(vs, walker) if "ncr3" in vs.registers else verify_qemu_x86(vs, walker)
     return verify_qemu_aarch64(vs, walker)
