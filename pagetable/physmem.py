@@ -56,6 +56,10 @@ class Region:
         """The region as little-endian u32 words (a view, so writes go through)."""
         return self.data.view("<u4")
 
+    def words_of(self, size: int) -> npt.NDArray[Any]:
+        """The region as little-endian words of `size` bytes: `words` (8) or `words32` (4)."""
+        return self.words if size == 8 else self.words32
+
 
 @dataclass(frozen=True)
 class EntryMemory:
@@ -234,37 +238,61 @@ class PhysMem:
             self.write(pa, value.to_bytes(8, "little"))
 
     # ---------------------------------------------------------- vectorised IO
-    def _word_index(self, pas: U64) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-        """Region number and word index within it for each 8-aligned PA; raises if any is outside RAM."""
+    def _word_index(self, pas: U64, size: int = 8) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """Region number and index of the `size`-byte word (8, or 4) within it for each `size`-aligned PA;
+        raises if any is outside RAM."""
         pas = args.u64_array(pas, "physical addresses")
-        if len(self._spans) == 1 and pas.size:       # one region: an unsigned offset (wrapping below the
-            base, last, _ = self._spans[0]            # base) checked by its largest value, in two passes
-            offset = pas - np.uint64(base)
-            if int(offset.max()) <= last - base and not int(np.bitwise_or.reduce(offset)) & 7:
-                offset >>= np.uint64(3)                      # in place: the offsets are this call's own
+        shift, kind = np.uint64(size.bit_length() - 1), "u64" if size == 8 else f"{8 * size}-bit"
+        if len(self.regions) == 1 and pas.size:      # one region: an unsigned offset (wrapping below the
+            r = self.regions[0]                       # base) checked by its largest value, in two passes
+            offset = pas - np.uint64(r.base)
+            if int(offset.max()) <= r.size - size and not int(np.bitwise_or.reduce(offset)) & (size - 1):
+                offset >>= shift                             # in place: the offsets are this call's own
                 return np.zeros(pas.shape, dtype=np.intp), offset.view(np.intp)
-        if pas.size and np.any(pas & np.uint64(7)):
-            bad = int(pas[(pas & np.uint64(7)) != 0][0])
-            raise PhysMemError(f"u64 access at {bad:#x} is not 8-byte aligned")
+        if pas.size and np.any(pas & np.uint64(size - 1)):
+            bad = int(pas[(pas & np.uint64(size - 1)) != 0][0])
+            raise PhysMemError(f"{kind} access at {bad:#x} is not {size}-byte aligned")
         which = np.searchsorted(self._bases, pas, side="right").astype(np.intp) - 1
         clipped = np.clip(which, 0, None)
-        ok = (which >= 0) & (pas - self._bases[clipped] <= self._sizes[clipped] - np.uint64(8))
+        ok = (which >= 0) & (pas - self._bases[clipped] <= self._sizes[clipped] - np.uint64(size))
         if not np.all(ok):
             bad = int(pas[~ok][0])
-            raise PhysMemError(f"u64 access at {bad:#x} is not inside RAM ({self.describe()})")
-        idx = ((pas - self._bases[which]) >> np.uint64(3)).astype(np.intp)
+            raise PhysMemError(f"{kind} access at {bad:#x} is not inside RAM ({self.describe()})")
+        idx = ((pas - self._bases[which]) >> shift).astype(np.intp)
         return which, idx
 
-    def read_u64_np(self, pas: U64) -> U64:
-        """Read the u64 at each 8-aligned physical address (all must be inside RAM)."""
-        which, idx = self._word_index(pas)
+    def _read_np(self, pas: U64, size: int) -> U64:
+        """The `size`-byte word (8, or 4) at each `size`-aligned physical address (all inside RAM), as u64s."""
+        which, idx = self._word_index(pas, size)
         if len(self.regions) == 1:
-            return self.regions[0].words[idx]
+            return self.regions[0].words_of(size)[idx].astype(np.uint64, copy=False)
         out = np.empty(idx.shape, dtype=np.uint64)
         for n, r in enumerate(self.regions):
             sel = which == n
-            out[sel] = r.words[idx[sel]]
+            out[sel] = r.words_of(size)[idx[sel]]
         return out
+
+    def _write_np(self, pas: U64, values: U64, size: int) -> None:
+        """Write each value (below 2**(8 * size)) to its `size`-aligned physical address (all inside RAM)."""
+        which, idx = self._word_index(pas, size)
+        given = args.u64_array(values, "u64 values" if size == 8 else "u32 values")
+        if size == 4 and given.size and int(given.max()) >> 32:
+            raise InvalidArgument(f"value {int(given.max()):#x} does not fit a 32-bit entry")
+        try:
+            values = np.broadcast_to(given, idx.shape)
+        except ValueError:
+            raise InvalidArgument(f"{given.shape[0] if given.ndim else 1} values for {idx.size} addresses") \
+                from None
+        if len(self.regions) == 1:
+            self.regions[0].words_of(size)[idx] = values
+            return
+        for n, r in enumerate(self.regions):
+            sel = which == n
+            r.words_of(size)[idx[sel]] = values[sel]
+
+    def read_u64_np(self, pas: U64) -> U64:
+        """Read the u64 at each 8-aligned physical address (all must be inside RAM)."""
+        return self._read_np(pas, 8)
 
     def gather_u64_np(self, pas: U64) -> tuple[Bool, U64]:
         """For a walker's own 8-aligned physical addresses (unchecked): which are RAM, and the u64 at each
@@ -281,19 +309,7 @@ class PhysMem:
 
     def write_u64_np(self, pas: U64, values: U64) -> None:
         """Write each value to its 8-aligned physical address (all must be inside RAM)."""
-        which, idx = self._word_index(pas)
-        given = args.u64_array(values, "u64 values")
-        try:
-            values = np.broadcast_to(given, idx.shape)
-        except ValueError:
-            raise InvalidArgument(f"{given.shape[0] if given.ndim else 1} values for {idx.size} addresses") \
-                from None
-        if len(self.regions) == 1:
-            self.regions[0].words[idx] = values
-            return
-        for n, r in enumerate(self.regions):
-            sel = which == n
-            r.words[idx[sel]] = values[sel]
+        self._write_np(pas, values, 8)
 
     # ------------------------------------------------------- entries by width
     def entries(self, size: int) -> EntryMemory:
@@ -337,28 +353,9 @@ class PhysMem:
             raise PhysMemError(f"{8 * size}-bit access at {pa:#x} is not {size}-byte aligned")
         return pa
 
-    def _index32(self, pas: U64) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-        """Region number and u32 index within it for each 4-aligned PA; raises if any is outside RAM."""
-        pas = args.u64_array(pas, "physical addresses")
-        if pas.size and np.any(pas & np.uint64(3)):
-            bad = int(pas[(pas & np.uint64(3)) != 0][0])
-            raise PhysMemError(f"32-bit access at {bad:#x} is not 4-byte aligned")
-        which = np.searchsorted(self._bases, pas, side="right").astype(np.intp) - 1
-        clipped = np.clip(which, 0, None)
-        ok = (which >= 0) & (pas - self._bases[clipped] <= self._sizes[clipped] - np.uint64(4))
-        if not np.all(ok):
-            bad = int(pas[~ok][0])
-            raise PhysMemError(f"32-bit access at {bad:#x} is not inside RAM ({self.describe()})")
-        return which, ((pas - self._bases[clipped]) >> np.uint64(2)).astype(np.intp)
-
     def read_u32_np(self, pas: U64) -> U64:
         """The u32 at each 4-aligned physical address (all inside RAM), as a u64 column."""
-        which, idx = self._index32(pas)
-        out = np.zeros(idx.shape, dtype=np.uint64)
-        for n, r in enumerate(self.regions):
-            sel = which == n
-            out[sel] = r.words32[idx[sel]]
-        return out
+        return self._read_np(pas, 4)
 
     def gather_u32_np(self, pas: U64) -> tuple[Bool, U64]:
         """`gather_u64_np` for 4-byte entries: which addresses are RAM, and the u32 at each of those."""
@@ -367,18 +364,7 @@ class PhysMem:
 
     def write_u32_np(self, pas: U64, values: U64) -> None:
         """Write each value (all below 2**32) to its 4-aligned physical address (all inside RAM)."""
-        which, idx = self._index32(pas)
-        given = args.u64_array(values, "u32 values")
-        if given.size and int(given.max()) >> 32:
-            raise InvalidArgument(f"value {int(given.max()):#x} does not fit a 32-bit entry")
-        try:
-            values = np.broadcast_to(given, idx.shape)
-        except ValueError:
-            raise InvalidArgument(f"{given.shape[0] if given.ndim else 1} values for {idx.size} addresses") \
-                from None
-        for n, r in enumerate(self.regions):
-            sel = which == n
-            r.words32[idx[sel]] = values[sel]
+        self._write_np(pas, values, 4)
 
     # ------------------------------------------------------------- raw images
     def file_names(self, stem: str = "mem") -> list[str]:
