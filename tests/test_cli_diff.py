@@ -242,7 +242,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
         "--range '0x1001-0x2000': give START-END with START < END": [*base, "--image2", a, "--range", "0x1001-0x2000"],
         "--range 'x-0x2000': give START-END": [*base, "--image2", a, "--range", "x-0x2000"],
         "the second address space: --other-cpu: the core has no QEMU CPU-state notes": [*base, "--other-cpu", "0"],
-        "not 4-level or 5-level paging": [*base, "--other-reg", "cr4=0"],
+        "IA32_EFER.LME=1 needs CR4.PAE=1": [*base, "--other-reg", "cr4=0"],
     }
     for expected, argv in cases.items():
         assert expected in error(capsys, argv), argv

@@ -260,7 +260,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
     assert "eptp 0x6 does not select 4-level EPT" in error(capsys, [*x86, "--reg=eptp=6", "0x1"])
     assert "register cr4 is missing" in error(capsys, [*x86, "--reg=ncr3=0", "--reg=cr3=0", "--reg=cr0=0", "0x1"])
     assert "cr3 is missing" in error(capsys, [*x86, "--reg", "cr0=0", "0x1"])
-    assert "not 4-level or 5-level paging" in error(capsys, [*x86, *(f"--reg={r}=0" for r in ("cr0", "cr3", "cr4",
+    assert "paging is off (CR0.PG=0)" in error(capsys, [*x86, *(f"--reg={r}=0" for r in ("cr0", "cr3", "cr4",
                                                                                              "efer")), "0x1"])
     a64 = ["translate", f"{tmp_path / 'junk.bin'}@0", "--arch", "aarch64"]
     assert "ttbr1_el1 is missing" in error(capsys, [*a64, "--reg=tcr_el1=0", "--reg=ttbr0_el1=0", "0x1"])

@@ -266,7 +266,7 @@ def test_perms_and_memtype_round_trip_and_are_checked(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda d: d["registers"].update(cr4="0x7010a0"), "LA57=1: 5-level paging, not x86_64-4level"),
     (lambda d: d["registers"].update(cr4="0x17000a0"), "PKS=1"),
-    (lambda d: d["registers"].update(cr0="0x10001"), "not 4-level or 5-level paging"),
+    (lambda d: d["registers"].update(cr0="0x10001"), "paging is off (CR0.PG=0)"),
     (lambda d: d["registers"].update(pat="0x2"), "reserved memory type"),
     (lambda d: d["registers"].pop("pkru"), "registers.pkru is missing"),
     (lambda d: d["registers"].update(satp="0x0"), "unknown key 'satp'"),

@@ -201,7 +201,7 @@ def test_the_registers_select_the_rules() -> None:
     assert rules.regime.regions[0].root == 0x1234_5000
     assert rules_from_registers(0x8001_0001, 0, 0x1020, 0x500, rflags=1 << 18).options.ac
     assert rules_from_registers(0x8001_0001, 0, 0x1020, 0x500).options.la57
-    with pytest.raises(InvalidArgument, match="not 4-level or 5-level paging"):
+    with pytest.raises(InvalidArgument, match=r"paging is off \(CR0.PG=0\)"):
         rules_from_registers(0x0001_0001, 0, 0x20, 0x500)             # CR0.PG=0
     keyed = rules_from_registers(0x8001_0001, 0, 0x140_0020, 0x500, pkru=0b1100, pkrs=1)   # CR4.PKE, CR4.PKS
     assert (keyed.options.pke, keyed.options.pks, keyed.options.pkru, keyed.options.pkrs) == (True, True, 0b1100, 1)

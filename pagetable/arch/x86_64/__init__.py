@@ -9,11 +9,25 @@ and the walk rules their values select)."""
 from .entry import ARCEOS, NESTED, PDE_2M, PDPTE_1G, PTE_4K, SPEC, TABLE_ENTRY, X86Codec, pat_entries
 from .ept import EPT_PDE_2M, EPT_PDPTE_1G, EPT_PTE_4K, EPT_TABLE, EPTP, EptCodec
 from .ept_walk import EptOptions, EptRules
-from .modes import EPT4, EPT5, EPT_MODES, MODES, NPT4, NPT5, NPT_MODES, PAGING4, PAGING5
+from .modes import (
+    EPT4,
+    EPT5,
+    EPT_MODES,
+    MODES,
+    NPT4,
+    NPT5,
+    NPT_MODES,
+    PAGING4,
+    PAGING5,
+    PAGING32,
+    PAGING32_PSE,
+    PAGING32_PSE36,
+    paging32,
+)
 from .npt import NptRules
 from .pae import CR3_PAE, PAE, PAE_PDE_2M, PAE_PTE, PAE_TABLE, PDPT, PDPTE, PaeCodec, PdpteCodec, pdpte_reserved
 from .paging32 import CR3_32, PDE_4M, PDE_TABLE32, PTE32, SPEC32, X86Codec32
-from .regs import CR0, CR3, CR4, EFER, PAT, PKRU, RFLAGS, rules_from_registers
+from .regs import CR0, CR3, CR4, EFER, PAT, PKRU, RFLAGS, paging_mode, rules_from_registers
 from .walk import X86Options, X86Rules
 
 __all__ = [
@@ -43,6 +57,9 @@ __all__ = [
     "PAE_TABLE",
     "PAGING4",
     "PAGING5",
+    "PAGING32",
+    "PAGING32_PSE",
+    "PAGING32_PSE36",
     "PAT",
     "PDE_2M",
     "PDE_4M",
@@ -67,6 +84,8 @@ __all__ = [
     "X86Codec32",
     "X86Options",
     "X86Rules",
+    "paging32",
+    "paging_mode",
     "pat_entries",
     "pdpte_reserved",
     "rules_from_registers",

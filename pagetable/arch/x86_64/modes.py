@@ -8,6 +8,10 @@ at most 52 (the formats allow 52; a CPU's narrower MAXPHYADDR is a walk paramete
 the manual's 5..1 (PML5 = 5, PT = 1); level names follow Linux's x86 ptdump (PGD, P4D, PUD, PMD, PTE).
 EPT (`EPT4`, `EPT5`) has the same levels over guest-physical addresses, with its own entries (`ept`);
 AMD nested paging (`NPT4`, `NPT5`) the same levels and entries over guest-physical addresses.
+
+32-bit paging (SDM 4.3; `PAGING32`, `PAGING32_PSE`, `PAGING32_PSE36`): two levels of 10 bits over 32-bit
+linear addresses (none above: zero-extended), 4-byte entries (`paging32`); the PDE maps a 4 MiB page only
+with CR4.PSE=1, whose PA has 40 bits with PSE-36 (32 without; every other PA has 32 bits).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import dataclasses
 from ...format import Extension, Level, PagingFormat
 from .entry import NESTED, SPEC
 from .ept import SPEC as EPT
+from .paging32 import X86Codec32
 
 _NAMES = {4: ("PGD", "PUD", "PMD", "PTE"), 5: ("PGD", "P4D", "PUD", "PMD", "PTE")}
 
@@ -40,6 +45,26 @@ def _npt(levels: int) -> PagingFormat:
                                extension=Extension.ZERO)
 
 
+def _paging32(pse: bool, pse36: bool) -> PagingFormat:
+    """32-bit paging (SDM 4.3): the PD (level 2) indexes linear-address bits 31:22 and maps 4 MiB pages with
+    CR4.PSE=1 (`pse`), of 40-bit PAs with PSE-36 (`pse36`: the codec's MAXPHYADDR 40, else 32); the PT (level
+    1) bits 21:12."""
+    name = "32-bit paging" + (" (PSE-36)" if pse36 else " (CR4.PSE=1)" if pse else "")
+    lv = (Level("PGD", 2, 22, 10, pse), Level("PTE", 1, 12, 10, True))
+    return PagingFormat(name=name, levels=lv, va_bits=32, pa_bits=40 if pse36 else 32,
+                        codec=X86Codec32(pse=pse, maxphyaddr=40 if pse36 else 32), extension=Extension.ZERO,
+                        entry_size=4)
+
+
+def paging32(pse: bool, pse36: bool) -> PagingFormat:
+    """The 32-bit paging format of CR4.PSE `pse` on a CPU with (`pse36`) or without PSE-36: PSE-36 widens
+    only 4 MiB pages, so without CR4.PSE it changes nothing."""
+    return PAGING32_PSE36 if pse and pse36 else PAGING32_PSE if pse else PAGING32
+
+
+PAGING32 = _paging32(False, False)
+PAGING32_PSE = _paging32(True, False)
+PAGING32_PSE36 = _paging32(True, True)
 PAGING4 = _paging(4)
 PAGING5 = _paging(5)
 EPT4 = _ept(4)

@@ -69,6 +69,7 @@ ADDR = PTE32.mask("ADDR")                               # bits 31:12: a table's 
 ADDR_4M = PDE_4M.mask("ADDR")                           # bits 31:22
 ADDR_HI = PDE_4M.mask("ADDR_HI")                        # bits 20:13: PA bits 39:32
 _HI_SHIFT = 32 - PDE_4M["ADDR_HI"].lsb                  # PA bit 32 is PDE bit 13
+_WORD = (1 << 32) - 1
 _LOW_ONLY = ADDR ^ ADDR_4M                              # bits 21:12: address bits in a PTE, not in a 4M PDE
 
 
@@ -176,10 +177,12 @@ class X86Codec32(RememberedLeaves):
     """R/W and U/S in a PDE narrow its page table's pages (SDM 4.6), as in 4-level paging."""
 
     def pointer_needs(self, raw: Word) -> Word:
-        return self._x86.pointer_needs(raw)
+        """R/W and U/S as the entry has them (0 if not present); there is no XD to ask for."""
+        return (raw & (RW | US)) * (raw & P)                           # P is bit 0: 0 or 1
 
     def fit_pointer(self, pointer: Word, grants: Word) -> Word:
-        return self._x86.fit_pointer(pointer, grants)
+        """R/W and U/S where some entry below needs them, the other bits of the 4-byte PDE kept."""
+        return (pointer & (_WORD ^ (RW | US))) | (grants & (RW | US))
 
     def is_present_np(self, raw: Word) -> Flag:
         return self._x86.is_present_np(raw)

@@ -1,13 +1,16 @@
-"""The x86-64 linear-address translation rules: 4-level and 5-level paging.
+"""The x86 linear-address translation rules: 32-bit paging, 4-level and 5-level paging.
 
-Intel SDM Vol. 3A, sections 4.5 (the walk), 4.6 "Access Rights" and 4.7 "Page-Fault Exceptions"; AMD APM
-Vol. 2, sections 5.3 and 5.6. Per level (the generic walker fetches the entry; a VA that is not canonical
-never starts a walk: #GP):
+Intel SDM Vol. 3A, sections 4.3 (32-bit paging), 4.5 (4-level and 5-level paging), 4.6 "Access Rights" and
+4.7 "Page-Fault Exceptions"; AMD APM Vol. 2, sections 5.3 and 5.6. Per level (the generic walker fetches the
+entry; a VA that is not canonical, or in 32-bit paging not below 2**32, never starts a walk: #GP):
 - P=0 → #PF, not present.
 - A reserved bit set → #PF with RSVD: an address bit at or above MAXPHYADDR (`maxphyaddr`), XD while
   EFER.NXE=0, PS in a PML5E or PML4E, PS in a PDPTE where the CPU has no 1-GByte pages (`gbpages`), and
-  the bits between PAT and the address of a 1 GiB (29:13) or 2 MiB (20:13) page.
-- PS=1 in a PDPTE or PDE, or any PTE: a page, of 1 GiB, 2 MiB or 4 KiB.
+  the bits between PAT and the address of a 1 GiB (29:13) or 2 MiB (20:13) page. In 32-bit paging only a
+  4 MiB page has reserved bits: bit 21 and PA bits 39:M in PDE bits 20:(M-19) (M = min(MAXPHYADDR, 40) with
+  PSE-36, 32 without: all of 20:13); no entry has an XD bit.
+- PS=1 in a PDPTE or PDE (32-bit paging: a PDE with CR4.PSE=1, else PS is ignored), or any PTE: a page, of
+  1 GiB, 2 MiB, 4 MiB or 4 KiB.
 Access rights are the AND of every level's (SDM 4.6): U/S=0 anywhere makes the address a supervisor-mode
 address (no user access); R/W=0 anywhere takes away user writes, and supervisor writes when CR0.WP=1
 (`wp`); XD=1 anywhere (with EFER.NXE) takes away instruction fetches. At the page, for supervisor accesses
@@ -24,8 +27,8 @@ in the page on a write (`written`); the walk itself writes nothing.
 
 A #PF reports an error code (SDM 4.7): P (bit 0) = 0 for a not-present page, 1 for a protection
 violation or a reserved bit; W/R (1) a write; U/S (2) a user-mode access; RSVD (3); I/D (4) an instruction
-fetch, when CR4.SMEP=1 or EFER.NXE=1; PK (5) a protection-key violation; and CR2 = the linear address. A
-#GP reports no error code for a non-canonical address. Shadow-stack accesses are not modelled yet.
+fetch, when CR4.SMEP=1 or EFER.NXE=1 (outside 32-bit paging); PK (5) a protection-key violation; and CR2 =
+the linear address. A #GP reports no error code for a non-canonical address. Shadow-stack accesses are not modelled yet.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ from ...format import PagingFormat
 from ...lanes import Flag, Small, Word, bit, first, not_, take, u64, where
 from ...translation import ALL_PERMS, Access, FaultKind, Outcome, Privilege, Reason, Regime, Region, Step, perm_bit
 from .entry import ADDR, PAT_RESET, PS, PTE_4K, RW, SPEC, US, XD, A, D, P, X86Codec
-from .modes import PAGING4, PAGING5
+from .modes import PAGING4, PAGING5, paging32
+from .paging32 import CR3_32, PDE_4M, SPEC32, X86Codec32
 
 ARCH = "x86_64"
 PAGE_FAULT = FaultKind.register(ARCH, "page-fault", "#PF: page-fault exception (vector 14)")
@@ -80,12 +84,12 @@ def _key_rights(register: int, access_disable: int, write_disable: int) -> npt.N
     return out
 
 
-def judged_bits(region: Region, depth: int, maxphyaddr: int) -> int:
+def judged_bits(region: Region, depth: int, maxphyaddr: int, low: int | None = None) -> int:
     """The entry bits the x86 and EPT rules read: every bit but the address field's below MAXPHYADDR, and of
     those the ones a page at this level keeps as flags or reserved bits: a PTE's from bit 12, a 2 MiB page's
-    bits 20:12, a 1 GiB page's bits 29:12."""
+    bits 20:12, a 1 GiB page's bits 29:12 (or from `low`: a 4 MiB page's bits 21:12 in 32-bit paging)."""
     n = region.fmt.levels[depth].arch_level
-    low = {3: 30, 2: 21}.get(n, 12)
+    low = {3: 30, 2: 21}.get(n, 12) if low is None else low
     address = ((1 << maxphyaddr) - 1) & ~((1 << low) - 1)
     return ((1 << 64) - 1) & ~address
 
@@ -115,23 +119,31 @@ def page_fault(reason: Small) -> Flag:
 
 
 def _error_code(reason: Small, access: Small, priv: Small, o: X86Options) -> Word:
-    """The page-fault error code (SDM 4.7) of each faulting lane: P, W/R, U/S, RSVD, I/D (with CR4.SMEP or
-    EFER.NXE) and PK."""
+    """The page-fault error code (SDM 4.7) of each faulting lane: P, W/R, U/S, RSVD, I/D (with CR4.SMEP, or
+    EFER.NXE outside 32-bit paging) and PK."""
     error = (u64(reason != Reason.INVALID) * ERROR_P | u64(access == Access.WRITE) * ERROR_W
              | u64(priv == Privilege.USER) * ERROR_U | u64(reason == Reason.RESERVED) * ERROR_RSVD
              | u64(reason == Reason.PROTECTION_KEY) * ERROR_PK)
-    if o.smep or o.nxe:
+    if o.smep or o.xd:
         error = error | u64(access == Access.EXECUTE) * ERROR_ID
     return error
 
 
+PAGING_MODES = ("32-bit", "ia32e")
+"""`X86Options.paging`: 32-bit paging (CR0.PG=1, CR4.PAE=0; SDM 4.3) or IA-32e paging, 4-level or
+5-level by CR4.LA57 (SDM 4.5)."""
+
+
 @dataclass(frozen=True)
 class X86Options:
-    """The control-register bits and CPU properties that change a walk: CR0.WP, CR4.SMEP, CR4.SMAP,
-    RFLAGS.AC, EFER.NXE, CR4.LA57 (5-level paging), MAXPHYADDR, 1-GByte page support, and protection keys
-    (CR4.PKE with PKRU, CR4.PKS with IA32_PKRS). `implicit`: the walk is of implicit supervisor accesses
-    (the CPU's own accesses to the GDT, IDT, TSS and the like, supervisor accesses whatever the CPL; translate
-    them with the supervisor privilege), which SMAP stops at user-mode addresses whatever RFLAGS.AC says."""
+    """The control-register bits and CPU properties that change a walk: the paging mode (`paging`,
+    `PAGING_MODES`), CR0.WP, CR4.SMEP, CR4.SMAP, RFLAGS.AC, EFER.NXE, CR4.LA57 (5-level paging), CR4.PSE (4 MiB
+    pages in 32-bit paging), MAXPHYADDR, PSE-36 and 1-GByte page support, and protection keys (CR4.PKE with
+    PKRU, CR4.PKS with IA32_PKRS). `implicit`: the walk is of implicit supervisor accesses (the CPU's own
+    accesses to the GDT, IDT, TSS and the like, supervisor accesses whatever the CPL; translate them with the
+    supervisor privilege), which SMAP stops at user-mode addresses whatever RFLAGS.AC says. 32-bit paging has
+    no XD bit (EFER.NXE changes nothing there: `xd`), no 5-level paging and no protection keys (IA-32e mode
+    only: refused); CR4.PSE only matters to it (refused with IA-32e paging, which ignores it)."""
 
     wp: bool = True
     smep: bool = False
@@ -146,61 +158,111 @@ class X86Options:
     pkru: int = 0
     pkrs: int = 0
     implicit: bool = False                # the accesses are implicit supervisor accesses (SDM 4.6)
+    paging: str = "ia32e"
+    pse: bool = False
+    pse36: bool = True
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             if f.name in ("pkru", "pkrs"):
                 args.integer(getattr(self, f.name), f.name.upper(), 0, 1 << 32)
+            elif f.name == "paging":
+                args.choice(self.paging, "paging mode", {m: m for m in PAGING_MODES})
             elif f.name != "maxphyaddr":
                 args.boolean(getattr(self, f.name), f.name)
         args.integer(self.maxphyaddr, "maxphyaddr", 32, 53)
+        if self.paging == "ia32e" and self.pse:
+            raise InvalidArgument("CR4.PSE selects 4 MiB pages in 32-bit paging only: IA-32e paging ignores it")
+        if self.paging != "ia32e" and (self.la57 or self.pke or self.pks):
+            raise InvalidArgument(f"{self.paging} paging has no 5-level paging or protection keys (CR4.LA57, "
+                                  "CR4.PKE and CR4.PKS need IA-32e mode)")
+
+    @property
+    def xd(self) -> bool:
+        """Whether entries have an XD bit: EFER.NXE=1 outside 32-bit paging (SDM 4.1.1, Table 4-1)."""
+        return self.nxe and self.paging != "32-bit"
 
     def to_json(self) -> dict[str, object]:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True)
+class _LevelChecks:
+    """What the rules check at one level (the manual's number) of one paging mode: the reserved bits of
+    every entry (`always`) and of one with PS=1 (`large`), whether PS is reserved there and whether PS=1
+    maps a page there; `address_lsb`, where a page's address starts there (`judged_bits`)."""
+
+    always: int
+    large: int
+    ps_reserved: bool
+    ps_maps: bool
+    address_lsb: int
+
+
+def _checks(o: X86Options) -> dict[int, _LevelChecks]:
+    """Per level, the checks of the entry-format tables of `o`'s paging mode (SDM Tables 4-4 to 4-6 for
+    32-bit paging, 4-15 to 4-20 for IA-32e paging)."""
+    if o.paging == "32-bit":
+        m = min(o.maxphyaddr, 40) if o.pse36 else 32          # a 4 MiB page's PA width (SDM 4.3)
+        large = PDE_4M.mask("RSVD") | (PDE_4M.mask("ADDR_HI") & ~(((1 << (m - 32)) - 1) << PDE_4M["ADDR_HI"].lsb))
+        return {2: _LevelChecks(0, large if o.pse else 0, False, o.pse, 22), 1: _LevelChecks(0, 0, False, False, 12)}
+    always = (((1 << 52) - 1) & ~((1 << o.maxphyaddr) - 1)) | (0 if o.xd else XD)   # address bits 51:M; XD
+    return {n: _LevelChecks(always, _RSVD_HUGE.get(n, 0), n >= 4 or (n == 3 and not o.gbpages), n in (2, 3),
+                            {3: 30, 2: 21}.get(n, 12)) for n in range(1, 6)}
+
+
 class X86Rules:
-    """`WalkRules` for 4-level or 5-level paging (`options.la57`) from a CR3 value, with IA32_PAT `pat`."""
+    """`WalkRules` for 32-bit paging or 4-level or 5-level paging (`options.paging`, `options.la57`) from a
+    CR3 value, with IA32_PAT `pat`."""
 
     def __init__(self, cr3: int, options: X86Options | None = None, pat: int | None = None, *,
-                 fmt: PagingFormat | None = None, codec: X86Codec = SPEC, root_name: str = "CR3") -> None:
-        """`fmt`, `codec`, `root_name`: the tables' format (default by CR4.LA57), the codec whose choices the
-        walk decodes with (its PAT and NXE come from `pat` and `options`) and the register naming the root
-        (nested paging: `NptRules`)."""
+                 fmt: PagingFormat | None = None, codec: X86Codec | X86Codec32 | None = None,
+                 root_name: str = "CR3") -> None:
+        """`fmt`, `codec`, `root_name`: the tables' format (default by the paging mode, CR4.LA57 and CR4.PSE),
+        the codec whose choices the walk decodes with (its PAT, NXE, PSE and MAXPHYADDR come from `pat` and
+        `options`) and the register naming the root (nested paging: `NptRules`)."""
         if options is not None and not isinstance(options, X86Options):
             raise InvalidArgumentType(f"x86 walk options are X86Options, not {type(options).__name__}")
-        self.options = options or X86Options()
+        self.options = o = options or X86Options()
         cr3 = args.address(cr3, root_name)
-        root = cr3 & ADDR & ((1 << self.options.maxphyaddr) - 1)
-        if cr3 & ADDR != root:
-            raise InvalidArgument(f"{root_name} {cr3:#x} has address bits at or above MAXPHYADDR "
-                                  f"({self.options.maxphyaddr}): loading it would #GP")
-        codec = dataclasses.replace(codec, pat=PAT_RESET if pat is None else pat, nxe=self.options.nxe)
-        fmt = (fmt or (PAGING5 if self.options.la57 else PAGING4)).with_codec(codec)
+        pat = PAT_RESET if pat is None else pat
+        base = codec or (SPEC32 if o.paging == "32-bit" else SPEC)
+        if isinstance(base, X86Codec32) != (o.paging == "32-bit"):
+            raise InvalidArgumentType(f"{o.paging} paging's entries have no {type(base).__name__}")
+        if isinstance(base, X86Codec32):
+            cr3 = args.integer(cr3, f"{root_name} (32-bit paging)", 0, 1 << 32)
+            root = CR3_32.get(cr3, "ADDR") << CR3_32["ADDR"].lsb
+            base = dataclasses.replace(base, pat=pat, pse=o.pse, maxphyaddr=o.maxphyaddr if o.pse36 else 32)
+            fmt = (fmt or paging32(o.pse, o.pse36)).with_codec(base)
+        else:
+            root = cr3 & ADDR & ((1 << o.maxphyaddr) - 1)
+            if cr3 & ADDR != root:
+                raise InvalidArgument(f"{root_name} {cr3:#x} has address bits at or above MAXPHYADDR "
+                                      f"({o.maxphyaddr}): loading it would #GP")
+            base = dataclasses.replace(base, pat=pat, nxe=o.nxe)
+            fmt = (fmt or (PAGING5 if o.la57 else PAGING4)).with_codec(base)
         self.regime = Regime(fmt.name, (Region(root_name, fmt, root),))
-        self._reserved = ((1 << 52) - 1) & ~((1 << self.options.maxphyaddr) - 1)   # address bits 51:M
-        o = self.options
+        self._checks = _checks(o)
         self._user_keys = _key_rights(o.pkru, _SUP_DATA | _USER_DATA, _USER_WRITE | (_SUP_WRITE if o.wp else 0))
         self._supervisor_keys = _key_rights(o.pkrs, _SUP_DATA, _SUP_WRITE if o.wp else 0)
 
     def step(self, region: Region, depth: int, pte: Word, access: Small, priv: Small, carry: Word) -> Step:
         o = self.options
         n = region.fmt.levels[depth].arch_level
+        c = self._checks[n]
         ps = bit(pte, PS)
-        leaf = (ps & (n in (2, 3))) | (n == 1)
-        # reserved bits (SDM 4.5, the entry-format tables)
-        reserved = bit(pte, self._reserved)
-        if not o.nxe:
-            reserved |= bit(pte, XD)
-        if n >= 4 or (n == 3 and not o.gbpages):
+        leaf = (ps & c.ps_maps) | (n == 1)
+        # reserved bits (the entry-format tables: SDM 4.3, 4.5)
+        reserved = bit(pte, c.always)
+        if c.ps_reserved:
             reserved |= ps
-        if n in _RSVD_HUGE:
-            reserved |= ps & bit(pte, _RSVD_HUGE[n])
+        if c.large:
+            reserved |= ps & bit(pte, c.large)
         # access rights (SDM 4.6): every level narrows the carry; U/S=0 makes a supervisor-mode address
         us = bit(pte, US)
         rights = (carry & where(us, _CARRIED, _CARRIED & ~_USER_BITS)) | where(us, 0, _SUPERVISOR_ADDRESS)
         rights = rights & where(bit(pte, RW), _CARRIED, _CARRIED & ~(_WRITES if o.wp else _WRITES & _USER_BITS))
-        if o.nxe:
+        if o.xd:
             rights = rights & where(bit(pte, XD), _CARRIED & ~_FETCHES, _CARRIED)
         user_address = leaf & not_(bit(rights, _SUPERVISOR_ADDRESS))
         if o.smep:
@@ -221,7 +283,8 @@ class X86Rules:
                     region.fmt.codec.memory_type_np(pte, n in (2, 3)))          # large pages (PAT at 12)
 
     def judged_bits(self, region: Region, depth: int) -> int:
-        return judged_bits(region, depth, self.options.maxphyaddr)
+        return judged_bits(region, depth, self.options.maxphyaddr, self._checks[region.fmt.levels[depth].arch_level]
+                           .address_lsb)
 
     def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
         """The hardware sets A in every entry it uses and D in the page on a write (SDM 4.8)."""
