@@ -4,7 +4,9 @@ A format (page_table_multiarch's `PagingMetaData`, generalised) says how many le
 bits index each level (9 for 4K granules, 11 for an Sv39x4 root, 13 for 64K granules), which levels may
 hold leaves and of what size, how wide VAs and PAs may be, and which rule makes a VA canonical. The entry
 codec (page_table_multiarch's `GenericPTE`, vectorised) turns `MappingFlags` and PAs into raw entries and
-back. The generic `PageTable` and the walker loop know an architecture only through these two objects.
+back; a level whose entries have another format (x86 PAE's PDPTEs) names its own codec (`PagingFormat.codecs`
+gives each depth's). The generic `PageTable` and the walker loop know an architecture only through these
+objects.
 
 Levels are stored root first; `depth` 0 is the root. Each `Level` also carries the manual's own number for
 it (`arch_level`: RISC-V's i, AArch64's lookup level, x86's 4..1), which is what users see.
@@ -175,6 +177,8 @@ class Level:
     index_lsb: int          # VA bit where this level's index starts
     index_bits: int         # width of the index (9, or wider at a concatenated/x4 root)
     leaf: bool              # whether a leaf (page/superpage/block) may sit here
+    codec: EntryCodec | None = None     # this level's own entry codec, where its entries are not the
+                                        # format's (x86 PAE's PDPTEs: no rights, never a page); None: the format's
 
     @property
     def span(self) -> int:
@@ -239,8 +243,19 @@ class PagingFormat:
         """Leaf size -> the depth that maps it."""
         return {lv.span: depth for depth, lv in enumerate(self.levels) if lv.leaf}
 
+    @functools.cached_property
+    def codecs(self) -> tuple[EntryCodec, ...]:
+        """The entry codec of each depth: the level's own (`Level.codec`) or else the format's `codec`."""
+        return tuple(lv.codec or self.codec for lv in self.levels)
+
+    @functools.cached_property
+    def pointer_rights(self) -> bool:
+        """Whether the table entries of some level carry access rights (`EntryCodec.pointer_rights`)."""
+        return any(c.pointer_rights for c in self.codecs[:-1])
+
     def with_codec(self, codec: EntryCodec) -> PagingFormat:
-        """The same mode with another entry encoding (e.g. Svpbmt on, or the ArceOS profile)."""
+        """The same mode with another entry encoding (e.g. Svpbmt on, or the ArceOS profile); levels with a
+        codec of their own keep it."""
         return dataclasses.replace(self, codec=codec)
 
     # ------------------------------------------------------------ addresses

@@ -181,7 +181,7 @@ def _judge_uniform(walker: Walker, k: int, depth: int, raw: U64, va: U64, carry:
     leaf, why = bool(steps[0].leaf), np.array([s.reason for s in steps], dtype=np.uint8)
     offset, span = steps[0].offset, fmt.levels[depth].span
     if leaf and offset < span:          # each entry's VA is span-aligned: its offset bits are 0, so the output
-        addr = cast(U64, fmt.codec.paddr_np(raw, depth != fmt.depth_count - 1))      # address is the field's
+        addr = cast(U64, fmt.codecs[depth].paddr_np(raw, depth != fmt.depth_count - 1))  # address is the field's
         keep = np.uint64(~offset & (1 << 64) - 1)                                    # above the offset
         if addr.base is None and addr is not raw:     # a column of its own (as decoders make): cleared in place
             np.bitwise_and(addr, keep, out=addr)
@@ -234,9 +234,9 @@ def _rows(fmt: PagingFormat, depth: int, raw: U64, va: U64, slot: U64, leaf: Boo
     if np.any(listed):
         pick = slice(None) if listed.all() else listed          # a table of leaves: every entry, no copies
         r = raw[pick]
-        pa = addr[pick] if usable.all() else np.where(usable[pick], addr[pick], fmt.codec.paddr_np(r, huge))
-        flags = np.full(r.shape, fmt.codec.flags_np(int(r[0]), huge), dtype=np.uint64) if alike else \
-            fmt.codec.flags_np(r, huge)
+        codec = fmt.codecs[depth]
+        pa = addr[pick] if usable.all() else np.where(usable[pick], addr[pick], codec.paddr_np(r, huge))
+        flags = np.full(r.shape, codec.flags_np(int(r[0]), huge), dtype=np.uint64) if alike else codec.flags_np(r, huge)
         rows = Mappings(fmt, va[pick], pa, np.full(r.shape, fmt.levels[depth].span, dtype=np.uint64),
                         flags, np.full(r.shape, depth, dtype=np.int8), r, slot[pick],
                         perms=bits[pick], verdict=verdict[pick], verdict_stage=where[pick], memtype=memtype[pick])

@@ -36,9 +36,9 @@ def runs(m: Mappings) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """The first and last index of each run `ptdump` merges, as two arrays."""
     if not len(m):
         return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
-    codec, last = m.fmt.codec, len(m.fmt.levels) - 1
+    codecs, last = m.fmt.codecs, len(m.fmt.levels) - 1
     attrs = m.raw                                     # every bit but the address, per leaf's own layout
-    for d in range(len(m.fmt.levels)):
+    for d, codec in enumerate(codecs):
         sel = m.depth == d
         if sel.all():                                 # one size of leaf (the usual listing): no selection
             attrs = codec.with_paddr_np(m.raw, np.zeros(m.raw.shape, dtype=np.uint64), d != last)
@@ -88,7 +88,7 @@ def ptdump_lines(m: Mappings) -> Iterator[str]:
         last = depth == len(m.fmt.levels) - 1
         line = (f"0x{start:016x}-0x{end & (1 << 64) - 1:016x}   0x{int(m.pa[a]):016x} "
                 f"{linux_size(end - start)} {m.fmt.levels[depth].name} "
-                f"{m.fmt.codec.letters(int(m.raw[a]), not last)}")
+                f"{m.fmt.codecs[depth].letters(int(m.raw[a]), not last)}")
         if m.verdict is not None and m.verdict[a]:
             line += fault_note(m, a)
         elif m.perms is not None:

@@ -1,8 +1,9 @@
 """The generic page table: page_table_multiarch's `PageTable64` operations, done correctly.
 
 `PageTable(format, mem, frames)` owns a tree of tables in `mem` (a `PhysMem`) whose entries are encoded by
-`format.codec`. It offers map/unmap/remap/query/protect for single leaves, vectorised region operations
-(map_region/unmap_region/protect_region), `walk` (every leaf as numpy columns) and `copy_from`.
+the format's codecs (`format.codecs`: one per level). It offers map/unmap/remap/query/protect for single
+leaves, vectorised region operations (map_region/unmap_region/protect_region), `walk` (every leaf as numpy
+columns) and `copy_from`.
 
 Where the Rust crate deviates (docs/design.md, "Where the Rust crates differ", items 1, 2 and 15) this class
 does not: VAs must be canonical and PAs within the format's width (`InvalidAddress`); addresses must be
@@ -83,6 +84,7 @@ class PageTable:
         # per level, for one-entry descents: the VA's index shift and mask, and whether it is the last level
         self._levels = [(lv.index_lsb, lv.entries - 1, d == self._last_depth) for d, lv in enumerate(fmt.levels)]
         self._sizes = {d: _PAGE_SIZES[lv.span] for d, lv in enumerate(fmt.levels) if lv.leaf}   # a leaf's size
+        self._codecs = fmt.codecs                        # each depth's entry codec
         self.mem = mem
         self.entries = mem.entries(fmt.entry_size)       # the tables' entries, of the format's width
         self.frames = frames
@@ -138,16 +140,16 @@ class PageTable:
     def _is_leaf(self, raw: int, depth: int) -> bool:
         """A leaf, at a level whose entries may be leaves (an x86 PML4E with PS=1 is not a page: PS is
         reserved there)."""
-        return depth in self._sizes and bool(self.fmt.codec.is_leaf_np(raw, depth == self._last_depth))
+        return depth in self._sizes and bool(self._codecs[depth].is_leaf_np(raw, depth == self._last_depth))
 
     def _is_table(self, raw: int, depth: int) -> bool:
-        return bool(self.fmt.codec.is_table_np(raw, depth == self._last_depth))
+        return bool(self._codecs[depth].is_table_np(raw, depth == self._last_depth))
 
     def _paddr(self, raw: int, depth: int) -> int:
-        return int(self.fmt.codec.paddr_np(raw, depth != self._last_depth))
+        return int(self._codecs[depth].paddr_np(raw, depth != self._last_depth))
 
     def _flags(self, raw: int, depth: int) -> MappingFlags:
-        return _mapping_flags(int(self.fmt.codec.flags_np(raw, depth != self._last_depth)))
+        return _mapping_flags(int(self._codecs[depth].flags_np(raw, depth != self._last_depth)))
 
     def _size(self, depth: int) -> PageSize:
         return self._sizes[depth]
@@ -176,14 +178,14 @@ class PageTable:
 
     def _lookup(self, va: int, depth: int | None = None) -> Slot:
         """`lookup` of a checked VA."""
-        table, codec, size, fetch = self._root, self.fmt.codec, self.fmt.entry_size, self.entries.fetch
+        table, codecs, size, fetch = self._root, self._codecs, self.fmt.entry_size, self.entries.fetch
         for d, (shift, mask, last) in enumerate(self._levels):
             pa = table + ((va >> shift) & mask) * size
             raw = fetch(pa)
             if raw is None:                               # a table pointer led outside RAM
                 self.entries.read(pa)                     # raises, naming the address and the RAM
-            if d != depth and not last and codec.is_table_np(raw, last):     # no tables at the last level
-                table = codec.paddr_np(raw, True)
+            if d != depth and not last and codecs[d].is_table_np(raw, last):     # no tables at the last level
+                table = codecs[d].paddr_np(raw, True)
                 continue
             return Slot._make((d, pa, raw, table))
         raise AssertionError("unreachable: the last level has no table entries")
@@ -200,7 +202,7 @@ class PageTable:
         """Map one leaf of `size` bytes (a size the format allows) at `va` to `pa`."""
         depth = self.fmt.depth_for_size(size)
         va, pa = self._check_page(va, pa, size)
-        raw = self.fmt.codec.new_page(pa, args.flags(flags), depth != self._last_depth)
+        raw = self._codecs[depth].new_page(pa, args.flags(flags), depth != self._last_depth)
         self._apply_one(va, raw, depth)
 
     def unmap(self, va: int) -> tuple[int, MappingFlags, PageSize]:
@@ -228,7 +230,7 @@ class PageTable:
         slot = self._leaf(va)
         size = self._size(slot.depth)
         _, pa = self._check_page(va & ~(size - 1), pa, size)
-        raw = self.fmt.codec.new_page(pa, args.flags(flags), not self._last(slot.depth))
+        raw = self._codecs[slot.depth].new_page(pa, args.flags(flags), not self._last(slot.depth))
         self.entries.write(slot.pa, raw)
         self._rewritten(va, slot.raw, raw, slot.depth)
         return size
@@ -238,7 +240,7 @@ class PageTable:
         va = self.fmt.check_va(va)
         slot = self._leaf(va)
         pa = self._paddr(slot.raw, slot.depth)
-        raw = self.fmt.codec.new_page(pa, args.flags(flags), not self._last(slot.depth))
+        raw = self._codecs[slot.depth].new_page(pa, args.flags(flags), not self._last(slot.depth))
         self.entries.write(slot.pa, raw)
         self._rewritten(va, slot.raw, raw, slot.depth)
         return self._size(slot.depth)
@@ -247,7 +249,7 @@ class PageTable:
         """`flags` as MappingFlags, or InvalidFlags if the entry format cannot encode them (RISC-V: WRITE
         without READ)."""
         flags = args.flags(flags)
-        self.fmt.codec.new_page(0, flags, False)
+        self._codecs[self._last_depth].new_page(0, flags, False)
         return flags
 
     # ------------------------------------------------------------ regions
@@ -338,7 +340,7 @@ class PageTable:
         kinds = list(_lanes_of_each(sizes, self.fmt.page_sizes()))
         if len(kinds) == 1:                                # one leaf size: the columns are made whole
             d = self.fmt.depth_for_size(kinds[0][0])
-            self._apply(vas, self.fmt.codec.new_page_np(pas, flags, not self._last(d)),
+            self._apply(vas, self._codecs[d].new_page_np(pas, flags, not self._last(d)),
                         np.full(vas.shape, d, dtype=np.int8))
             return
         leaf_depth = np.zeros(vas.shape, dtype=np.int8)
@@ -346,7 +348,7 @@ class PageTable:
         for s, lanes in kinds:
             d = self.fmt.depth_for_size(s)
             leaf_depth[lanes] = d
-            raws[lanes] = self.fmt.codec.new_page_np(pas[lanes], flags, not self._last(d))
+            raws[lanes] = self._codecs[d].new_page_np(pas[lanes], flags, not self._last(d))
         self._apply(vas, raws, leaf_depth)
 
     def map_pages(self, vas: U64, pas: U64, flags: MappingFlags) -> None:
@@ -371,7 +373,7 @@ class PageTable:
             order = np.argsort(vas, kind="stable")
             vas, pas = vas[order], pas[order]
         last = self.fmt.depth_count - 1
-        self._apply(vas, self.fmt.codec.new_page_np(pas, flags, False), np.full(vas.shape, last, dtype=np.int8))
+        self._apply(vas, self._codecs[last].new_page_np(pas, flags, False), np.full(vas.shape, last, dtype=np.int8))
 
     def set_leaves(self, leaves: Mappings, flags: MappingFlags, pas: U64 | None = None) -> None:
         """Rewrite the given leaves (as `walk` returned them, placeholders included) with `flags`, and with
@@ -379,12 +381,12 @@ class PageTable:
         if not isinstance(leaves, Mappings) or leaves.fmt != self.fmt:
             raise InvalidArgumentType("set_leaves takes Mappings of this table's format (from walk())")
         flags = args.flags(flags)
-        codec = self.fmt.codec
         target = leaves.pa if pas is None else args.u64_array(pas, "physical addresses").reshape(-1)
         if target.shape != leaves.pa.shape:
             raise InvalidArgument(f"{target.size} physical addresses for {len(leaves)} leaves")
         for d, lanes in _lanes_of_each(leaves.depth, range(self.fmt.depth_count)):
-            self.entries.write_np(leaves.slot[lanes], codec.new_page_np(target[lanes], flags, not self._last(d)))
+            leaf = self._codecs[d].new_page_np(target[lanes], flags, not self._last(d))
+            self.entries.write_np(leaves.slot[lanes], leaf)
         self._refit(leaves.va)
 
     def unmap_region(self, va: int, size: int, missing_ok: bool = False) -> Mappings:
@@ -405,10 +407,9 @@ class PageTable:
         Empty-flags placeholders count as leaves, so protecting to no access and back restores them."""
         va, size = self._check_region(va, size)
         flags = self.check_flags(flags)                   # InvalidFlags before anything changes
-        codec = self.fmt.codec
         parts = self._prepare_range(va, size, missing_ok)
         for e in parts:                                   # placeholders included
-            huge = not self._last(e.depth)
+            huge, codec = not self._last(e.depth), self._codecs[e.depth]
             self.entries.write_np(e.slot, codec.new_page_np(codec.paddr_np(e.raw, huge), flags, huge))
         if parts:
             self._refit(np.concatenate([e.va for e in parts]))
@@ -454,14 +455,14 @@ class PageTable:
         """Replace a huge leaf (or placeholder) by a table of next-level leaves that map the same memory;
         returns the new table's PA."""
         child_depth = slot.depth + 1
-        codec = self.fmt.codec
+        codec, child_codec = self._codecs[slot.depth], self._codecs[child_depth]
         child_huge = not self._last(child_depth)
         template = codec.demote(slot.raw, child_huge)
         n = self.fmt.levels[child_depth].entries
         child_size = self.fmt.levels[child_depth].span
         base = self._paddr(slot.raw, slot.depth)
         pas = np.uint64(base) + np.arange(n, dtype=np.uint64) * np.uint64(child_size)
-        children = codec.with_paddr_np(np.full(n, template, dtype=np.uint64), pas, child_huge)
+        children = child_codec.with_paddr_np(np.full(n, template, dtype=np.uint64), pas, child_huge)
         table = self._alloc_table(child_depth)
         self.entries.words(table, n)[:] = children
         self.entries.write(slot.pa, codec.new_table(table))
@@ -475,7 +476,7 @@ class PageTable:
         knows of its lanes is kept per run (the first lane of each, and its table: an existing one, or the
         number of a new one), not per lane: only the leaves' slots are a column. Every slot is checked
         before anything is allocated or written; if allocation fails the new tables are freed."""
-        fmt, codec = self.fmt, self.fmt.codec
+        fmt = self.fmt
         n = vas.shape[0]
         counts = np.bincount(depths, minlength=fmt.depth_count) if n else np.zeros(fmt.depth_count, dtype=np.intp)
         heads = np.zeros(1, dtype=np.intp)               # the runs of the lanes that reach this level: the
@@ -509,7 +510,7 @@ class PageTable:
             parent = np.searchsorted(heads, entry_heads, side="right") - 1
             places = _Places(run_new[parent], run_table[parent], fmt.index_np(va, depth), fmt.entry_size)
             raw = self._entries_at(places)
-            last = self._last(depth)
+            last, codec = self._last(depth), self._codecs[depth]
             tab = codec.is_table_np(raw, last)
             in_way = (raw != 0) & ~tab
             _refuse(in_way & codec.is_leaf_np(raw, last), MappedToHugePage, va, raw, level, "is a huge leaf")
@@ -522,13 +523,23 @@ class PageTable:
             run_table = np.where(tab, codec.paddr_np(raw, True), 0).astype(np.uint64)
             run_new = np.where(need, planned + np.cumsum(need) - 1, -1).astype(np.int64)
         made = self._alloc_tables(wanted)
-        if made.size:                   # one pointer made by the codec, the others its copies with their tables
-            template = np.full(made.shape, codec.new_table(int(made[0])), dtype=np.uint64)
-            self.entries.write_np(_Places.concat(pointers).resolve(made), codec.with_paddr_np(template, made, True))
+        if made.size:
+            self.entries.write_np(_Places.concat(pointers).resolve(made), self._pointers(made, wanted))
         if leaves:
             self.entries.write_np(_Places.concat([p for p, _ in leaves]).resolve(made),
                                   leaves[0][1] if len(leaves) == 1 else np.concatenate([r for _, r in leaves]))
         self._refit(vas)
+
+    def _pointers(self, made: U64, wanted: list[tuple[int, int]]) -> U64:
+        """The table entries pointing at the tables `made` for `wanted` (`_alloc_tables`' (depth, count)):
+        per level, one made by that level's codec and the others its copies with their tables."""
+        out = []
+        for (depth, count), tables in zip(wanted, np.split(made, np.cumsum([c for _, c in wanted])[:-1]), strict=True):
+            if count:
+                codec = self._codecs[depth - 1]                   # the pointers sit one level up
+                template = np.full(count, codec.new_table(int(tables[0])), dtype=np.uint64)
+                out.append(codec.with_paddr_np(template, tables, True))
+        return out[0] if len(out) == 1 else np.concatenate(out)
 
     def _apply_one(self, va: int, raw: int, depth: int) -> None:
         """`_apply` for one leaf, on ints: the same refusals, checked before anything is allocated or
@@ -550,10 +561,10 @@ class PageTable:
             for pa in made:
                 self._free_table(pa)
             raise
-        codec = self.fmt.codec
-        fit = codec.pointer_rights
         for new in made:                              # each new table's pointer (no rights yet), then the leaf
-            self.entries.store(slot, codec.fit_pointer(codec.new_table(new), 0) if fit else codec.new_table(new))
+            codec = self._codecs[d]
+            self.entries.store(slot, codec.fit_pointer(codec.new_table(new), 0) if codec.pointer_rights
+                               else codec.new_table(new))
             d += 1
             slot = new + self.fmt.index(va, d) * self.fmt.entry_size
         self.entries.store(slot, raw)
@@ -606,7 +617,7 @@ class PageTable:
             if depth == 1 and self._borrowed:       # a borrowed subtree's top table is the other table's
                 vas = vas[~np.isin(fmt.index_np(vas, 0), np.array(sorted(self._borrowed), dtype=np.uint64))]
             pointer = self._tables_at(vas, depth - 1)[0] + fmt.index_np(vas, depth - 1) * np.uint64(fmt.entry_size)
-            tables = fmt.codec.paddr_np(self.entries.read_np(pointer), True)
+            tables = self._codecs[depth - 1].paddr_np(self.entries.read_np(pointer), True)
             n = fmt.levels[depth].entries
             empty = ~read_tables(self.mem, tables, n, self.fmt.entry_size).reshape(-1, n).any(axis=1)
             self.entries.write_np(pointer[empty], np.zeros(int(np.count_nonzero(empty)), dtype=np.uint64))
@@ -618,8 +629,8 @@ class PageTable:
         table entries all the way)."""
         table = np.full(vas.shape, self._root, dtype=np.uint64)
         there = np.ones(vas.shape, dtype=bool)
-        codec = self.fmt.codec
         for d in range(depth):
+            codec = self._codecs[d]
             raw = self.entries.read_np(table + self.fmt.index_np(vas, d) * np.uint64(self.fmt.entry_size))
             there &= codec.is_table_np(raw, False)
             table = np.where(there, codec.paddr_np(raw, True), self._root)
@@ -630,8 +641,8 @@ class PageTable:
         """Give each table entry above the entries at `vas` the rights the entries of its table need and no
         more (`EntryCodec.pointer_rights`: x86's R/W, U/S and XD, EPT's R/W/X), bottom-up; a no-op for
         formats whose table entries carry no rights."""
-        codec, fmt = self.fmt.codec, self.fmt
-        if not codec.pointer_rights or not vas.size:
+        fmt = self.fmt
+        if not fmt.pointer_rights or not vas.size:
             return
         here = vas
         for depth in range(fmt.depth_count - 2, -1, -1):          # the table entries at `depth`
@@ -640,13 +651,14 @@ class PageTable:
             tables, there = self._tables_at(here, depth)
             slot = tables[there] + fmt.index_np(here[there], depth) * np.uint64(fmt.entry_size)
             raw = self.entries.read_np(slot)
+            codec = self._codecs[depth]
             tab = codec.is_table_np(raw, False)
-            if not tab.any():
+            if not tab.any() or not codec.pointer_rights:
                 continue
             slot, raw = slot[tab], raw[tab]
             n = fmt.levels[depth + 1].entries
             below = read_tables(self.mem, codec.paddr_np(raw, True), n, self.fmt.entry_size).reshape(-1, n)
-            fitted = codec.fit_pointer(raw, np.bitwise_or.reduce(codec.pointer_needs(below), axis=1))
+            fitted = codec.fit_pointer(raw, np.bitwise_or.reduce(self._codecs[depth + 1].pointer_needs(below), axis=1))
             changed = fitted != raw
             if changed.any():
                 self.entries.write_np(slot[changed], fitted[changed])
@@ -654,8 +666,8 @@ class PageTable:
     def _rewritten(self, va: int, old: int, new: int, depth: int) -> None:
         """The table entries above one entry rewritten from `old` to `new`: widened when `new` needs all
         `old` did (no table read), else refitted (`_refit_one`)."""
-        codec = self.fmt.codec
-        if codec.pointer_rights:
+        codec = self._codecs[depth]
+        if self.fmt.pointer_rights:
             if codec.pointer_needs(old) & ~codec.pointer_needs(new):
                 self._refit_one(va)
             else:
@@ -664,20 +676,19 @@ class PageTable:
     def _refit_one(self, va: int) -> None:
         """`_refit` for one VA's path, on ints and one table read per level, stopping where a table entry
         keeps its rights (the ones above then do too)."""
-        codec = self.fmt.codec
-        if not codec.pointer_rights:
+        if not self.fmt.pointer_rights:
             return
-        path, table, size = [], self._root, self.fmt.entry_size
+        path, table, size, codecs = [], self._root, self.fmt.entry_size, self._codecs
         for d, (shift, mask, _) in enumerate(self._levels[:-1]):
             slot = table + ((va >> shift) & mask) * size
             raw = self.entries.fetch(slot)
-            if raw is None or not codec.is_table_np(raw, False):
+            if raw is None or not codecs[d].is_table_np(raw, False):
                 break
             path.append((slot, raw, d))
-            table = codec.paddr_np(raw, True)
+            table = codecs[d].paddr_np(raw, True)
         for slot, raw, d in reversed(path):
-            below = self.entries.words(codec.paddr_np(raw, True), self.fmt.levels[d + 1].entries)
-            fitted = codec.fit_pointer(raw, int(np.bitwise_or.reduce(codec.pointer_needs(below))))
+            below = self.entries.words(codecs[d].paddr_np(raw, True), self.fmt.levels[d + 1].entries)
+            fitted = codecs[d].fit_pointer(raw, int(np.bitwise_or.reduce(codecs[d + 1].pointer_needs(below))))
             if fitted == raw:
                 return
             self.entries.store(slot, fitted)
@@ -695,18 +706,18 @@ class PageTable:
     def _widen_one(self, va: int, raw: int, depth: int) -> None:
         """`_refit` after one entry `raw` was written at `depth` for `va` (the others unchanged): each table
         entry above gains what it needs, bottom-up, until one already has it."""
-        codec = self.fmt.codec
-        if not codec.pointer_rights or depth == 0:
+        if not self.fmt.pointer_rights or depth == 0:
             return
-        path, table, size = [], self._root, self.fmt.entry_size
-        for shift, mask, _ in self._levels[:depth]:
+        path, table, size, codecs = [], self._root, self.fmt.entry_size, self._codecs
+        for d, (shift, mask, _) in enumerate(self._levels[:depth]):
             slot = table + ((va >> shift) & mask) * size
             path.append(slot)
-            table = codec.paddr_np(self.entries.read(slot), True)
+            table = codecs[d].paddr_np(self.entries.read(slot), True)
         child = raw
-        for slot in reversed(path):
-            pointer = self.entries.read(slot)
-            wider = codec.fit_pointer(pointer, codec.pointer_needs(pointer) | codec.pointer_needs(child))
+        for d in range(depth - 1, -1, -1):
+            slot, pointer = path[d], self.entries.read(path[d])
+            needs = codecs[d].pointer_needs(pointer) | codecs[d + 1].pointer_needs(child)
+            wider = codecs[d].fit_pointer(pointer, needs)
             if wider == pointer:
                 return
             self.entries.store(slot, wider)
@@ -732,11 +743,11 @@ class PageTable:
                                                                                            list[str]]:
         """What `walk` lists, as the descent's entries (a part per level, each sorted by VA), and the
         descent's problems."""
-        fmt, codec = self.fmt, self.fmt.codec
+        fmt = self.fmt
         descent = Descent(fmt, self._root, PhysicalReader(self.mem, fmt.entry_size), start, end)
         parts: list[Entries] = []
         for e in descent:
-            last = self._last(e.depth)
+            last, codec = self._last(e.depth), self._codecs[e.depth]
             leaf = codec.is_leaf_np(e.raw, last)
             if placeholders:
                 leaf |= ~codec.is_present_np(e.raw)
@@ -748,10 +759,10 @@ class PageTable:
 
     def _mappings(self, parts: list[Entries], problems: list[str]) -> Mappings:
         """Leaf entries (`_leaf_entries`) as `walk`'s columns."""
-        fmt, codec = self.fmt, self.fmt.codec
+        fmt = self.fmt
         rows = []
         for e in parts:
-            huge, shape = not self._last(e.depth), e.raw.shape
+            huge, shape, codec = not self._last(e.depth), e.raw.shape, self._codecs[e.depth]
             rows.append(Mappings(fmt, e.va, codec.paddr_np(e.raw, huge), np.full(shape, fmt.levels[e.depth].span,
                                  dtype=np.uint64), codec.flags_np(e.raw, huge), np.full(shape, e.depth, dtype=np.int8),
                                  e.raw, e.slot))
@@ -794,10 +805,11 @@ class PageTable:
     def destroy(self) -> None:
         """Free every table this table owns (not leaf frames, not borrowed subtrees), each once: the tables
         are found by the same bounded descent as `walk`, so an adopted table with loops is no trap."""
-        fmt, codec = self.fmt, self.fmt.codec
+        fmt = self.fmt
         found = {self._root}
         descent = Descent(fmt, self._root, PhysicalReader(self.mem, fmt.entry_size))
         for e in descent:
+            codec = self._codecs[e.depth]
             tab = codec.is_table_np(e.raw, self._last(e.depth))
             if e.depth == 0 and self._borrowed:
                 index = (e.slot - np.uint64(self._root)) // np.uint64(fmt.entry_size)

@@ -124,7 +124,7 @@ _VERDICTS = 1 << 16                                    # verdicts a walker remem
 def _address(fmt: PagingFormat, depth: int, pte: Word, leaf: Flag, offset: Word, va: Word) -> Word:
     """The address an entry at `depth` leads to: the next table's (a pointer), or the output address (a
     leaf: its address field with the VA's bits in `Step.offset`)."""
-    base = fmt.codec.paddr_np(pte, depth != fmt.depth_count - 1)
+    base = fmt.codecs[depth].paddr_np(pte, depth != fmt.depth_count - 1)
     if isinstance(leaf, np.ndarray):
         if not leaf.any():                            # a level of pointers (bulk walks mostly reach few
             return base                               # leaves above the last level)
@@ -232,9 +232,11 @@ class Walker:
         self.ram_only = ram_only
         self._implicit = None if stage2 is None else Walker(stage2.mem, stage2.rules.implicit())  # tables: RAM
         # a one-lane walk's plan per region and level (index shift and mask, entry size, the entry bits the
-        # rules read, whether a leaf there is huge, the level's number), and the verdicts it remembers
+        # rules read, whether a leaf there is huge, the level's number, its codec's address decoder), and the
+        # verdicts it remembers
         self._plans = [[(lv.index_lsb, lv.entries - 1, r.fmt.entry_size, rules.judged_bits(r, d),
-                         d != r.fmt.depth_count - 1, lv.arch_level) for d, lv in enumerate(r.fmt.levels)]
+                         d != r.fmt.depth_count - 1, lv.arch_level, r.fmt.codecs[d].paddr_np)
+                        for d, lv in enumerate(r.fmt.levels)]
                        for r in rules.regime.regions]
         self._verdicts: dict[tuple[int, int, int, int, int, int], Step] = {}
         self._entries = [mem.entries(r.fmt.entry_size) for r in rules.regime.regions]   # each region's width
@@ -528,10 +530,10 @@ class Walker:
             region = regime.regions[k]
             if not (region.allowed >> lane_bit) & 1:          # an access the region refuses without a walk
                 return Lane(va, 0, region.refused_with, region.refusal_level, 0, 1, 0, 0, 0, 0, 0)
-            fmt, table, carry, pte = region.fmt, region.root, ALL_PERMS, 0
-            implicit, verdicts, paddr = self._implicit, self._verdicts, fmt.codec.paddr_np
+            table, carry, pte = region.root, ALL_PERMS, 0
+            implicit, verdicts = self._implicit, self._verdicts
             entry = self._entries[k].fetch
-            for depth, (shift, mask, size, judged, huge, level) in enumerate(self._plans[k]):
+            for depth, (shift, mask, size, judged, huge, level, paddr) in enumerate(self._plans[k]):
                 slot = fetch = table + ((va >> shift) & mask) * size
                 if implicit is not None:                      # the table fetch is an implicit stage-2 read
                     gpa = slot

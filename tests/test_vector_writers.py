@@ -132,13 +132,13 @@ def _moved(vs: VectorSet, walker: Walker) -> tuple[list[bytes], int]:
     own address field), and how many entries moved."""
     mem = PhysMem([(r.base, r.data.copy()) for r in vs.mem.regions])
     moved = 0
-    for fmt, slots, raws, huge in writers.tables(walker)[1]:
+    for codec, slots, raws, huge in writers.tables(walker)[1]:
         for is_huge in (False, True):
             sel = huge == is_huge
             raw, slot = raws[sel], slots[sel]
-            pa = fmt.codec.paddr_np(raw, is_huge)
+            pa = codec.paddr_np(raw, is_huge)
             inside = vs.mem.contains_np(pa, 1)
-            mem.write_u64_np(slot[inside], fmt.codec.with_paddr_np(raw[inside], pa[inside] + np.uint64(DELTA), is_huge))
+            mem.write_u64_np(slot[inside], codec.with_paddr_np(raw[inside], pa[inside] + np.uint64(DELTA), is_huge))
             moved += int(np.count_nonzero(inside))
     return [r.data.tobytes() for r in mem.regions], moved
 

@@ -272,7 +272,7 @@ def _undeclared(fmt: PagingFormat, depth: int) -> tuple[int, int]:
     out = []
     for kind in (EntryKind.TABLE, EntryKind.PAGE if depth + 1 == fmt.depth_count else EntryKind.BLOCK):
         try:
-            out.append(fmt.codec.layout_for(kind, level.span).unknown_bits(_ALL_ONES))
+            out.append(fmt.codecs[depth].layout_for(kind, level.span).unknown_bits(_ALL_ONES))
         except InvalidArgument:
             out.append(0)
     return out[0], out[1]
@@ -283,7 +283,7 @@ def _global_bit(fmt: PagingFormat, depth: int) -> int:
     PTE_NG in arch/arm64/include/asm/pgtable-prot.h), or 0 for a format without one."""
     kind = EntryKind.PAGE if depth + 1 == fmt.depth_count else EntryKind.BLOCK
     try:
-        return fmt.codec.layout_for(kind, fmt.levels[depth].span).mask("nG")
+        return fmt.codecs[depth].layout_for(kind, fmt.levels[depth].span).mask("nG")
     except (InvalidArgument, KeyError):
         return 0
 
@@ -296,14 +296,14 @@ def _judge(shape: Shape, depth: int, raw: U64) -> tuple[Bool, Bool, Bool, Bool]:
     writable at EL0/U as the rules read them, or not global: `_global_bit`)."""
     fmt, mem = shape.region.fmt, shape.walker.mem
     n = raw.shape[0]
-    present = np.asarray(fmt.codec.is_present_np(raw), dtype=bool)
+    present = np.asarray(fmt.codecs[depth].is_present_np(raw), dtype=bool)
     if n == 0:
         return present, present, present, present
     st = StepColumns.filled(shape.walker.rules.step(
         shape.region, depth, raw, np.full(n, Access.READ, dtype=np.uint8),
         np.full(n, Privilege.SUPERVISOR, dtype=np.uint8), np.full(n, PERMS)), (n,))
     leaf = np.asarray(st.leaf, dtype=bool)
-    addr = np.asarray(fmt.codec.paddr_np(raw, depth != fmt.depth_count - 1), dtype=np.uint64)
+    addr = np.asarray(fmt.codecs[depth].paddr_np(raw, depth != fmt.depth_count - 1), dtype=np.uint64)
     ok = present & np.isin(st.reason, _ACCEPTED)
     if shape.undeclared_res0:
         table_res0, leaf_res0 = _undeclared(fmt, depth)
@@ -369,7 +369,7 @@ def _valid_bit(shape: Shape) -> int | None:
     """The one bit the codec's `is_present_np` reads (x86 P, RISC-V V, AArch64 descriptor bit 0), found by
     asking it, or None for a codec whose presence is not one bit."""
     probes = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))
-    bits = np.flatnonzero(np.asarray(shape.region.fmt.codec.is_present_np(probes), dtype=bool))
+    bits = np.flatnonzero(np.asarray(shape.region.fmt.codecs[0].is_present_np(probes), dtype=bool))
     return int(bits[0]) if bits.size == 1 else None
 
 
@@ -386,7 +386,7 @@ def _scan(group: list[Shape], source: Image | PhysMem) -> list[_Found]:
             sifted: dict[tuple[EntryCodec, int], tuple[U64, npt.NDArray[np.intp]]] = {}
             for shape, bit, out in zip(group, valid, found, strict=True):
                 fmt = shape.region.fmt
-                key = (fmt.codec, fmt.levels[0].entries)     # shapes alike in both sift alike (4- and 5-level)
+                key = (fmt.codecs[0], fmt.levels[0].entries)     # shapes alike in both sift alike (4- and 5-level)
                 if key not in sifted:
                     sifted[key] = _sift(shape, frames[:, :fmt.levels[0].entries], bit)
                 rows, live = sifted[key]
@@ -399,8 +399,8 @@ def _scan(group: list[Shape], source: Image | PhysMem) -> list[_Found]:
 def _near(shape: Shape, rows: U64) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Per row of entries: how many are present, and how many of those hold an address in RAM."""
     fmt = shape.region.fmt
-    present = np.asarray(fmt.codec.is_present_np(rows), dtype=bool)
-    addr = np.asarray(fmt.codec.paddr_np(rows.reshape(-1), fmt.depth_count > 1), dtype=np.uint64)
+    present = np.asarray(fmt.codecs[0].is_present_np(rows), dtype=bool)
+    addr = np.asarray(fmt.codecs[0].paddr_np(rows.reshape(-1), fmt.depth_count > 1), dtype=np.uint64)
     near = present & shape.walker.mem.contains_np(addr, 8).reshape(rows.shape)
     return near.sum(axis=1), present.sum(axis=1)
 
@@ -411,7 +411,7 @@ def _sift(shape: Shape, block: U64, bit: int | None) -> tuple[U64, npt.NDArray[n
     hold addresses in RAM, tested on every `_SIEVE`th entry first (random data fails there), then on every
     one. Their rows (a copy) and numbers."""
     if bit is None:
-        any_valid = np.asarray(shape.region.fmt.codec.is_present_np(block), dtype=bool).any(axis=1)
+        any_valid = np.asarray(shape.region.fmt.codecs[0].is_present_np(block), dtype=bool).any(axis=1)
     else:
         any_valid = np.bitwise_or.reduce(block, axis=1) & np.uint64(1 << bit) != 0
     live = np.flatnonzero(any_valid)
@@ -466,7 +466,7 @@ def _below(shape: Shape, rows: U64, table: Bool) -> tuple[npt.NDArray[np.int64],
             break
         owner = owner_of[row]
         entries = fmt.levels[depth].entries
-        pointers = np.asarray(fmt.codec.paddr_np(cur[row, index], True), dtype=np.uint64)
+        pointers = np.asarray(fmt.codecs[depth - 1].paddr_np(cur[row, index], True), dtype=np.uint64)
         cur = read_tables(shape.walker.mem, pointers, entries).reshape(-1, entries)
         present, good, table, user = (c.reshape(cur.shape) for c in _judge(shape, depth, cur.reshape(-1)))
         fraction = good.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
@@ -524,7 +524,7 @@ def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> lis
         return []
     fmt = shape.region.fmt
     entries = rows.shape[1]
-    present = np.asarray(fmt.codec.is_present_np(rows), dtype=bool).sum(axis=1)
+    present = np.asarray(fmt.codecs[0].is_present_np(rows), dtype=bool).sum(axis=1)
     formed = good.sum(axis=1)
     parts = [_below(shape, rows[k:k + _BATCH], table[k:k + _BATCH]) for k in range(0, len(rows), _BATCH)]
     tables, below, users, kernels = (np.concatenate(column) for column in zip(*parts, strict=True))
@@ -534,7 +534,7 @@ def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> lis
     weights = dict(WEIGHTS) if one_root else {k: v for k, v in WEIGHTS.items() if k != "shared"}
     total = sum(weights.values())
     owner, index = np.nonzero(table)
-    targets = np.asarray(fmt.codec.paddr_np(rows[owner, index], True), dtype=np.uint64)
+    targets = np.asarray(fmt.codecs[0].paddr_np(rows[owner, index], True), dtype=np.uint64)
     targets = np.unique(targets[targets != pas[owner]])          # a root's entry pointing at itself is no parent
     referenced = np.isin(pas, targets)
     score = (weights["form"] * formed / present + weights["below"] * below + weights["sparse"] * sparse +

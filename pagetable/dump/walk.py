@@ -237,7 +237,7 @@ def _prot(fmt: PagingFormat, m: Mappings, mask: int) -> U64:
     last = len(fmt.levels) - 1
     for d in np.unique(m.depth).tolist():
         sel = m.depth == d
-        prot[sel] = fmt.codec.with_paddr_np(m.raw[sel], np.zeros(int(sel.sum()), dtype=np.uint64), d != last)
+        prot[sel] = fmt.codecs[d].with_paddr_np(m.raw[sel], np.zeros(int(sel.sum()), dtype=np.uint64), d != last)
     return prot
 
 

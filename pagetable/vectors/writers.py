@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from ..descent import Descent, PhysicalReader
 from ..dump.images import _EHDR, _PHDR, ELF_MACHINES, PT_LOAD
-from ..format import PagingFormat
+from ..format import EntryCodec, PagingFormat
 from ..physmem import PhysMem
 from ..walker import Walker
 from .schema import VectorsError, VectorSet
@@ -71,33 +71,32 @@ def physical_regions(walker: Walker) -> list[tuple[str, PagingFormat, int]]:
     return [(r.name, r.fmt, r.root) for r in physical.rules.regime.regions]
 
 
-def tables(walker: Walker) -> tuple[list[Table], list[tuple[PagingFormat, U64, U64, U64]]]:
+def tables(walker: Walker) -> tuple[list[Table], list[tuple[EntryCodec, U64, U64, U64]]]:
     """The tables of `physical_regions` inside RAM (each once, at the level it is first reached), and per
-    level of each tree its entries' (format, slot, raw, huge): table pointers and leaves, for relocation."""
+    level of each tree its entries' (codec, slot, raw, huge): table pointers and leaves, for relocation."""
     mem = walker.mem
     found: dict[int, Table] = {}
-    entries: list[tuple[PagingFormat, U64, U64, U64]] = []
+    entries: list[tuple[EntryCodec, U64, U64, U64]] = []
     for name, fmt, root in physical_regions(walker):
-        codec, levels = fmt.codec, fmt.levels
+        levels = fmt.levels
         descent = Descent(fmt, root, PhysicalReader(mem, fmt.entry_size))
         level_tables = np.array([root], dtype=np.uint64)
         for e in descent:
             size = levels[e.depth].entries * fmt.entry_size
             for pa in level_tables[mem.contains_np(level_tables, size)].tolist():
                 found.setdefault(pa, Table(pa, size, levels[e.depth].arch_level, name))
-            last = e.depth == len(levels) - 1
+            last, codec = e.depth == len(levels) - 1, fmt.codecs[e.depth]
             tab = codec.is_table_np(e.raw, last)
             leaf = codec.is_leaf_np(e.raw, last) & levels[e.depth].leaf
-            entries.append((fmt, e.slot[tab | leaf], e.raw[tab | leaf], tab[tab | leaf] | (not last)))
+            entries.append((codec, e.slot[tab | leaf], e.raw[tab | leaf], tab[tab | leaf] | (not last)))
             level_tables = codec.paddr_np(e.raw[tab], True)
             descent.descend(tab, level_tables)
     return sorted(found.values(), key=lambda t: t.pa), entries
 
 
-def _field_shift(fmt: PagingFormat, huge: bool) -> tuple[int, int] | None:
+def _field_shift(codec: EntryCodec, huge: bool) -> tuple[int, int] | None:
     """(s, t) with `with_paddr_np(0, pa) == (pa >> s) << t` for an entry (huge: a table pointer or a
     superpage/block), from the lowest PA bit the field holds; None if the codec's field is empty."""
-    codec = fmt.codec
     zero = np.zeros(1, dtype=np.uint64)
     for s in range(12, 52):
         word = int(codec.with_paddr_np(zero, np.array([1 << s], dtype=np.uint64), huge)[0])
@@ -113,16 +112,16 @@ def relocations(walker: Walker, regions: Sequence[tuple[int, int]]) -> dict[int,
     copy of the PA (a 52-bit-PA format that splits it) stay numbers."""
     out: dict[int, str] = {}
     _, levels = tables(walker)
-    for fmt, slots, raws, huge in levels:
+    for codec, slots, raws, huge in levels:
         for is_huge in (False, True):
             sel = huge == is_huge
-            shift = _field_shift(fmt, is_huge)
+            shift = _field_shift(codec, is_huge)
             if shift is None or not sel.any():
                 continue
             s, t = shift
             raw, slot = raws[sel], slots[sel]
-            pa = fmt.codec.paddr_np(raw, is_huge)
-            attrs = fmt.codec.with_paddr_np(raw, np.zeros_like(raw), is_huge)
+            pa = codec.paddr_np(raw, is_huge)
+            attrs = codec.with_paddr_np(raw, np.zeros_like(raw), is_huge)
             exact = (attrs | ((pa >> np.uint64(s)) << np.uint64(t))) == raw
             for k, (base, size) in enumerate(regions):
                 inside = exact & (pa >= np.uint64(base)) & (pa < np.uint64(base + size))
