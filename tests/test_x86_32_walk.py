@@ -216,7 +216,7 @@ def test_options_and_codec() -> None:
         X86Options(paging="32-bit", pke=True)
     with pytest.raises(InvalidArgument, match="5-level paging"):
         X86Options(paging="32-bit", la57=True)
-    with pytest.raises(InvalidArgument, match="IA-32e paging ignores it"):
+    with pytest.raises(InvalidArgument, match="PAE and IA-32e paging ignore it"):
         X86Options(pse=True)
     with pytest.raises(InvalidArgument, match="paging mode"):
         X86Options(paging="16-bit")

@@ -22,10 +22,23 @@ from .modes import (
     PAGING32,
     PAGING32_PSE,
     PAGING32_PSE36,
+    PAGING_PAE,
     paging32,
 )
 from .npt import NptRules
-from .pae import CR3_PAE, PAE, PAE_PDE_2M, PAE_PTE, PAE_TABLE, PDPT, PDPTE, PaeCodec, PdpteCodec, pdpte_reserved
+from .pae import (
+    CR3_PAE,
+    PAE,
+    PAE_PDE_2M,
+    PAE_PTE,
+    PAE_TABLE,
+    PDPT,
+    PDPTE,
+    PaeCodec,
+    PdpteCodec,
+    load_pdptes,
+    pdpte_reserved,
+)
 from .paging32 import CR3_32, PDE_4M, PDE_TABLE32, PTE32, SPEC32, X86Codec32
 from .regs import CR0, CR3, CR4, EFER, PAT, PKRU, RFLAGS, paging_mode, rules_from_registers
 from .walk import X86Options, X86Rules
@@ -60,6 +73,7 @@ __all__ = [
     "PAGING32",
     "PAGING32_PSE",
     "PAGING32_PSE36",
+    "PAGING_PAE",
     "PAT",
     "PDE_2M",
     "PDE_4M",
@@ -84,6 +98,7 @@ __all__ = [
     "X86Codec32",
     "X86Options",
     "X86Rules",
+    "load_pdptes",
     "paging32",
     "paging_mode",
     "pat_entries",

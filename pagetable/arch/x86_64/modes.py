@@ -11,7 +11,10 @@ AMD nested paging (`NPT4`, `NPT5`) the same levels and entries over guest-physic
 
 32-bit paging (SDM 4.3; `PAGING32`, `PAGING32_PSE`, `PAGING32_PSE36`): two levels of 10 bits over 32-bit
 linear addresses (none above: zero-extended), 4-byte entries (`paging32`); the PDE maps a 4 MiB page only
-with CR4.PSE=1, whose PA has 40 bits with PSE-36 (32 without; every other PA has 32 bits).
+with CR4.PSE=1, whose PA has 40 bits with PSE-36 (32 without; every other PA has 32 bits). PAE paging
+(SDM 4.4; `PAGING_PAE`): a 4-entry PDPT (level 3: bits 31:30, 32 bytes, `pae.PDPT`'s entries: no rights,
+never a page), then a PD (2: bits 29:21, 2 MiB pages) and a PT (1: bits 20:12) of 8-byte entries (`pae.PAE`),
+over the same 32-bit linear addresses; PAs up to 52 bits (MAXPHYADDR).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import dataclasses
 from ...format import Extension, Level, PagingFormat
 from .entry import NESTED, SPEC
 from .ept import SPEC as EPT
+from .pae import PAE, PDPT
 from .paging32 import X86Codec32
 
 _NAMES = {4: ("PGD", "PUD", "PMD", "PTE"), 5: ("PGD", "P4D", "PUD", "PMD", "PTE")}
@@ -65,6 +69,9 @@ def paging32(pse: bool, pse36: bool) -> PagingFormat:
 PAGING32 = _paging32(False, False)
 PAGING32_PSE = _paging32(True, False)
 PAGING32_PSE36 = _paging32(True, True)
+PAGING_PAE = PagingFormat(name="PAE paging", levels=(Level("PGD", 3, 30, 2, False, PDPT), Level("PMD", 2, 21, 9, True),
+                                                     Level("PTE", 1, 12, 9, True)),
+                          va_bits=32, pa_bits=52, codec=PAE, extension=Extension.ZERO)
 PAGING4 = _paging(4)
 PAGING5 = _paging(5)
 EPT4 = _ept(4)

@@ -27,6 +27,7 @@ from ...flags import MappingFlags
 from ...format import EntryKind, NoPointerRights
 from ...lanes import Flag, Small, Word
 from ...layout import Field, Layout
+from ...physmem import PhysMem
 from ...translation import MemoryType
 from .entry import TABLE_ENTRY, X86Codec, address_field, large_page_layout, page_address, pte_layout, table_layout
 
@@ -55,6 +56,15 @@ PAE_PTE = pte_layout("PAE PTE", _HIGH, "Table 4-11")
 P = PDPTE.mask("P")
 ADDR = PDPTE.mask("ADDR")
 _RESERVED = PDPTE.mask("RSVD_2_1", "RSVD_8_5", "RSVD_63_52")
+
+
+def load_pdptes(mem: PhysMem, cr3: int) -> tuple[int, int, int, int]:
+    """The four PDPTEs a MOV to CR3 (`cr3`, `CR3_PAE`) loads into the PDPTE registers (SDM 4.4.1): the 32
+    bytes at CR3 bits 31:5 (PhysMemError where that is no RAM)."""
+    cr3 = args.integer(cr3, "CR3 (PAE paging)", 0, 1 << 32)
+    pdpt = CR3_PAE.get(cr3, "ADDR") << CR3_PAE["ADDR"].lsb
+    e = mem.entries(8)
+    return e.read(pdpt), e.read(pdpt + 8), e.read(pdpt + 16), e.read(pdpt + 24)
 
 
 def pdpte_reserved(raw: Word, maxphyaddr: int) -> Word:

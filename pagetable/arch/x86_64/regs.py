@@ -8,6 +8,8 @@ IA32_EFER (0xC0000080); AMD APM Vol. 2, section 3.1.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ...errors import InvalidArgument
 from ...layout import Field, Layout
 from .entry import PAT_TYPES, pat_entries
@@ -108,9 +110,9 @@ RFLAGS = Layout("RFLAGS", 64, [
 
 def paging_mode(cr0: int, cr4: int, efer: int) -> str:
     """The paging mode (`walk.PAGING_MODES`) CR0.PG, CR4.PAE and IA32_EFER.LME select (SDM 4.1.1, Table 4-1):
-    32-bit paging with CR4.PAE=0, IA-32e paging (4-level or 5-level by CR4.LA57) with CR4.PAE=1 and LME=1;
-    InvalidArgument for paging off, for LME=1 without CR4.PAE (setting CR0.PG would #GP) and for PAE paging
-    (CR4.PAE=1, LME=0), which needs the PDPTE registers."""
+    32-bit paging with CR4.PAE=0, PAE paging with CR4.PAE=1 and LME=0, IA-32e paging (4-level or 5-level
+    by CR4.LA57) with CR4.PAE=1 and LME=1; InvalidArgument for paging off and for LME=1 without CR4.PAE
+    (setting CR0.PG would #GP)."""
     if not CR0.get(cr0, "PG"):
         raise InvalidArgument(f"CR0 {cr0:#x}: paging is off (CR0.PG=0)")
     if not CR4.get(cr4, "PAE"):
@@ -118,21 +120,19 @@ def paging_mode(cr0: int, cr4: int, efer: int) -> str:
             raise InvalidArgument(f"CR4 {cr4:#x}, IA32_EFER {efer:#x}: IA32_EFER.LME=1 needs CR4.PAE=1 (setting "
                                   "CR0.PG would #GP)")
         return "32-bit"
-    if not EFER.get(efer, "LME"):
-        raise InvalidArgument(f"CR4 {cr4:#x}, IA32_EFER {efer:#x}: PAE paging (CR4.PAE=1, IA32_EFER.LME=0) is not "
-                              "modelled by these rules")
-    return "ia32e"
+    return "ia32e" if EFER.get(efer, "LME") else "pae"
 
 
 def rules_from_registers(cr0: int, cr3: int, cr4: int, efer: int, pat: int | None = None, rflags: int = 0,
                          pkru: int = 0, pkrs: int = 0, maxphyaddr: int = 52, gbpages: bool = True,
-                         pse36: bool = True) -> X86Rules:
+                         pse36: bool = True, pdptes: Sequence[int] | None = None) -> X86Rules:
     """The walk rules of a CPU whose registers hold these values, in the paging mode they select
     (`paging_mode`): 32-bit paging (CR4.PSE for 4 MiB pages, `pse36` whether the CPU has PSE-36; CR3 as
-    `CR3_32`), or 4-level or 5-level paging (IA-32e mode; CR4.LA57 chooses 5 levels). CR4.PSE is ignored
-    outside 32-bit paging, and CR4.LA57, CR4.PKE and CR4.PKS in it (protection keys need IA-32e mode).
-    InvalidArgument for registers that select no paging mode the rules model, or a reserved IA32_PAT
-    encoding."""
+    `CR3_32`), PAE paging (CR3 as `CR3_PAE`; `pdptes`: the PDPTE registers, `pae.load_pdptes`), or
+    4-level or 5-level paging (IA-32e mode; CR4.LA57 chooses 5 levels). CR4.PSE is ignored outside 32-bit
+    paging, and CR4.LA57, CR4.PKE and CR4.PKS outside IA-32e mode (protection keys need it). InvalidArgument
+    for registers that select no paging mode, PDPTEs whose load would #GP (or none for PAE paging), or a
+    reserved IA32_PAT encoding."""
     paging = paging_mode(cr0, cr4, efer)
     if pat is not None:
         pat_entries(pat)                                  # a reserved memory type: WRMSR would #GP
@@ -142,5 +142,6 @@ def rules_from_registers(cr0: int, cr3: int, cr4: int, efer: int, pat: int | Non
                          nxe=bool(EFER.get(efer, "NXE")), la57=ia32e and bool(CR4.get(cr4, "LA57")),
                          maxphyaddr=maxphyaddr, gbpages=gbpages, pke=ia32e and bool(CR4.get(cr4, "PKE")),
                          pks=ia32e and bool(CR4.get(cr4, "PKS")), pkru=pkru, pkrs=pkrs, paging=paging,
-                         pse=not ia32e and bool(CR4.get(cr4, "PSE")), pse36=pse36)
-    return X86Rules(CR3.get(cr3, "ADDR") << 12 if ia32e else cr3, options, pat)     # 32-bit: CR3_32 by the rules
+                         pse=paging == "32-bit" and bool(CR4.get(cr4, "PSE")), pse36=pse36)
+    return X86Rules(CR3.get(cr3, "ADDR") << 12 if ia32e else cr3, options, pat,    # CR3_32, CR3_PAE: the rules'
+                    pdptes=pdptes if paging == "pae" else None)

@@ -34,6 +34,7 @@ the linear address. A #GP reports no error code for a non-canonical address. Sha
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast, runtime_checkable
 
@@ -46,7 +47,8 @@ from ...format import PagingFormat
 from ...lanes import Flag, Small, Word, bit, first, not_, take, u64, where
 from ...translation import ALL_PERMS, Access, FaultKind, Outcome, Privilege, Reason, Regime, Region, Step, perm_bit
 from .entry import ADDR, PAT_RESET, PS, PTE_4K, RW, SPEC, US, XD, A, D, P, X86Codec
-from .modes import PAGING4, PAGING5, paging32
+from .modes import PAGING4, PAGING5, PAGING_PAE, paging32
+from .pae import CR3_PAE, PAE, PaeCodec, pdpte_reserved
 from .paging32 import CR3_32, PDE_4M, SPEC32, X86Codec32
 
 ARCH = "x86_64"
@@ -129,9 +131,9 @@ def _error_code(reason: Small, access: Small, priv: Small, o: X86Options) -> Wor
     return error
 
 
-PAGING_MODES = ("32-bit", "ia32e")
-"""`X86Options.paging`: 32-bit paging (CR0.PG=1, CR4.PAE=0; SDM 4.3) or IA-32e paging, 4-level or
-5-level by CR4.LA57 (SDM 4.5)."""
+PAGING_MODES = ("32-bit", "pae", "ia32e")
+"""`X86Options.paging`: 32-bit paging (CR0.PG=1, CR4.PAE=0; SDM 4.3), PAE paging (CR4.PAE=1,
+IA32_EFER.LME=0; SDM 4.4) or IA-32e paging, 4-level or 5-level by CR4.LA57 (SDM 4.5)."""
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,9 @@ class X86Options:
     PKRU, CR4.PKS with IA32_PKRS). `implicit`: the walk is of implicit supervisor accesses (the CPU's own
     accesses to the GDT, IDT, TSS and the like, supervisor accesses whatever the CPL; translate them with the
     supervisor privilege), which SMAP stops at user-mode addresses whatever RFLAGS.AC says. 32-bit paging has
-    no XD bit (EFER.NXE changes nothing there: `xd`), no 5-level paging and no protection keys (IA-32e mode
-    only: refused); CR4.PSE only matters to it (refused with IA-32e paging, which ignores it)."""
+    no XD bit (EFER.NXE changes nothing there: `xd`); neither it nor PAE paging has 5-level paging or
+    protection keys (IA-32e mode only: refused); CR4.PSE only matters to 32-bit paging (refused with the
+    others, which ignore it)."""
 
     wp: bool = True
     smep: bool = False
@@ -171,8 +174,9 @@ class X86Options:
             elif f.name != "maxphyaddr":
                 args.boolean(getattr(self, f.name), f.name)
         args.integer(self.maxphyaddr, "maxphyaddr", 32, 53)
-        if self.paging == "ia32e" and self.pse:
-            raise InvalidArgument("CR4.PSE selects 4 MiB pages in 32-bit paging only: IA-32e paging ignores it")
+        if self.paging != "32-bit" and self.pse:
+            raise InvalidArgument("CR4.PSE selects 4 MiB pages in 32-bit paging only: PAE and IA-32e paging ignore "
+                                  "it")
         if self.paging != "ia32e" and (self.la57 or self.pke or self.pks):
             raise InvalidArgument(f"{self.paging} paging has no 5-level paging or protection keys (CR4.LA57, "
                                   "CR4.PKE and CR4.PKS need IA-32e mode)")
@@ -190,57 +194,95 @@ class X86Options:
 class _LevelChecks:
     """What the rules check at one level (the manual's number) of one paging mode: the reserved bits of
     every entry (`always`) and of one with PS=1 (`large`), whether PS is reserved there and whether PS=1
-    maps a page there; `address_lsb`, where a page's address starts there (`judged_bits`)."""
+    maps a page there; `address_lsb`, where a page's address starts there (`judged_bits`); `rights`, whether
+    its entries have R/W, U/S and XD (a PAE PDPTE has none)."""
 
     always: int
     large: int
     ps_reserved: bool
     ps_maps: bool
     address_lsb: int
+    rights: bool = True
 
 
 def _checks(o: X86Options) -> dict[int, _LevelChecks]:
     """Per level, the checks of the entry-format tables of `o`'s paging mode (SDM Tables 4-4 to 4-6 for
-    32-bit paging, 4-15 to 4-20 for IA-32e paging)."""
+    32-bit paging, 4-8 to 4-11 for PAE paging, 4-15 to 4-20 for IA-32e paging). A PAE PDPTE's reserved bits
+    are checked when CR3 is loaded (`X86Rules`), not by the walk."""
     if o.paging == "32-bit":
         m = min(o.maxphyaddr, 40) if o.pse36 else 32          # a 4 MiB page's PA width (SDM 4.3)
         large = PDE_4M.mask("RSVD") | (PDE_4M.mask("ADDR_HI") & ~(((1 << (m - 32)) - 1) << PDE_4M["ADDR_HI"].lsb))
         return {2: _LevelChecks(0, large if o.pse else 0, False, o.pse, 22), 1: _LevelChecks(0, 0, False, False, 12)}
-    always = (((1 << 52) - 1) & ~((1 << o.maxphyaddr) - 1)) | (0 if o.xd else XD)   # address bits 51:M; XD
+    top = 63 if o.paging == "pae" else 52                    # PAE: bits 62:52 are reserved too
+    always = (((1 << top) - 1) & ~((1 << o.maxphyaddr) - 1)) | (0 if o.xd else XD)  # address bits 51:M; XD
+    if o.paging == "pae":
+        return {3: _LevelChecks(0, 0, False, False, 12, rights=False), 2: _LevelChecks(always, _RSVD_HUGE[2], False,
+                                                                                      True, 21),
+                1: _LevelChecks(always, 0, False, False, 12)}
     return {n: _LevelChecks(always, _RSVD_HUGE.get(n, 0), n >= 4 or (n == 3 and not o.gbpages), n in (2, 3),
                             {3: 30, 2: 21}.get(n, 12)) for n in range(1, 6)}
 
 
+def _loaded(pdptes: Sequence[int], cr3: int, maxphyaddr: int) -> tuple[int, ...]:
+    """The PDPTE registers a MOV to CR3 loads with `pdptes`: InvalidArgument where it would #GP (a present
+    PDPTE with a reserved bit set: SDM 4.4.1)."""
+    if isinstance(pdptes, str | bytes) or len(pdptes) != 4:
+        raise InvalidArgument(f"pdptes: give the four PDPTEs PDPTE0-3, not {args.describe(pdptes)}")
+    out = tuple(args.address(v, f"PDPTE{k}") for k, v in enumerate(pdptes))
+    for k, raw in enumerate(out):
+        bad = int(pdpte_reserved(raw, maxphyaddr))
+        if bad:
+            raise InvalidArgument(f"MOV to CR3 {cr3:#x} would #GP: PDPTE{k} {raw:#018x} is present with reserved "
+                                  f"bits {bad:#x} set (SDM 4.4.1: bits 2:1, 8:5 and {maxphyaddr}..63)")
+    return out
+
+
 class X86Rules:
-    """`WalkRules` for 32-bit paging or 4-level or 5-level paging (`options.paging`, `options.la57`) from a
-    CR3 value, with IA32_PAT `pat`."""
+    """`WalkRules` for 32-bit, PAE, 4-level or 5-level paging (`options.paging`, `options.la57`) from a CR3
+    value, with IA32_PAT `pat`.
+
+    PAE paging (SDM 4.4.1) translates through the PDPTE registers, which a MOV to CR3 loads from the PDPT:
+    the rules are built with those four values (`pdptes`, e.g. `pae.load_pdptes(mem, cr3)`), and refuse
+    (InvalidArgument) a present one with a reserved bit set, which makes that MOV #GP, where a walk never
+    gets to start. The walk reads the PDPT from memory like the other levels: it must still hold the values
+    loaded (software that changes it reloads CR3: build the rules again). A PDPTE with P=0 is a #PF at level
+    3; the PDPTEs carry no rights."""
 
     def __init__(self, cr3: int, options: X86Options | None = None, pat: int | None = None, *,
                  fmt: PagingFormat | None = None, codec: X86Codec | X86Codec32 | None = None,
-                 root_name: str = "CR3") -> None:
+                 root_name: str = "CR3", pdptes: Sequence[int] | None = None) -> None:
         """`fmt`, `codec`, `root_name`: the tables' format (default by the paging mode, CR4.LA57 and CR4.PSE),
         the codec whose choices the walk decodes with (its PAT, NXE, PSE and MAXPHYADDR come from `pat` and
-        `options`) and the register naming the root (nested paging: `NptRules`)."""
+        `options`) and the register naming the root (nested paging: `NptRules`); `pdptes`: PAE paging's
+        PDPTE registers (PDPTE0-3), required there and nowhere else."""
         if options is not None and not isinstance(options, X86Options):
             raise InvalidArgumentType(f"x86 walk options are X86Options, not {type(options).__name__}")
         self.options = o = options or X86Options()
         cr3 = args.address(cr3, root_name)
         pat = PAT_RESET if pat is None else pat
-        base = codec or (SPEC32 if o.paging == "32-bit" else SPEC)
-        if isinstance(base, X86Codec32) != (o.paging == "32-bit"):
+        defaults: dict[str, X86Codec | X86Codec32] = {"32-bit": SPEC32, "pae": PAE, "ia32e": SPEC}
+        base = codec or defaults[o.paging]
+        if isinstance(base, X86Codec32) != (o.paging == "32-bit") or isinstance(base, PaeCodec) != (o.paging == "pae"):
             raise InvalidArgumentType(f"{o.paging} paging's entries have no {type(base).__name__}")
+        if (pdptes is None) == (o.paging == "pae"):
+            raise InvalidArgument("PAE paging's rules need the PDPTE registers (pdptes: the four PDPTEs the MOV to "
+                                  "CR3 loaded), and no other mode has them")
+        self.pdptes = None if pdptes is None else _loaded(pdptes, cr3, o.maxphyaddr)
         if isinstance(base, X86Codec32):
             cr3 = args.integer(cr3, f"{root_name} (32-bit paging)", 0, 1 << 32)
             root = CR3_32.get(cr3, "ADDR") << CR3_32["ADDR"].lsb
             base = dataclasses.replace(base, pat=pat, pse=o.pse, maxphyaddr=o.maxphyaddr if o.pse36 else 32)
             fmt = (fmt or paging32(o.pse, o.pse36)).with_codec(base)
+        elif isinstance(base, PaeCodec):
+            cr3 = args.integer(cr3, f"{root_name} (PAE paging)", 0, 1 << 32)
+            root = CR3_PAE.get(cr3, "ADDR") << CR3_PAE["ADDR"].lsb
+            fmt = (fmt or PAGING_PAE).with_codec(dataclasses.replace(base, pat=pat, nxe=o.nxe))
         else:
             root = cr3 & ADDR & ((1 << o.maxphyaddr) - 1)
             if cr3 & ADDR != root:
                 raise InvalidArgument(f"{root_name} {cr3:#x} has address bits at or above MAXPHYADDR "
                                       f"({o.maxphyaddr}): loading it would #GP")
-            base = dataclasses.replace(base, pat=pat, nxe=o.nxe)
-            fmt = (fmt or (PAGING5 if o.la57 else PAGING4)).with_codec(base)
+            fmt = (fmt or (PAGING5 if o.la57 else PAGING4)).with_codec(dataclasses.replace(base, pat=pat, nxe=o.nxe))
         self.regime = Regime(fmt.name, (Region(root_name, fmt, root),))
         self._checks = _checks(o)
         self._user_keys = _key_rights(o.pkru, _SUP_DATA | _USER_DATA, _USER_WRITE | (_SUP_WRITE if o.wp else 0))
@@ -259,11 +301,13 @@ class X86Rules:
         if c.large:
             reserved |= ps & bit(pte, c.large)
         # access rights (SDM 4.6): every level narrows the carry; U/S=0 makes a supervisor-mode address
-        us = bit(pte, US)
-        rights = (carry & where(us, _CARRIED, _CARRIED & ~_USER_BITS)) | where(us, 0, _SUPERVISOR_ADDRESS)
-        rights = rights & where(bit(pte, RW), _CARRIED, _CARRIED & ~(_WRITES if o.wp else _WRITES & _USER_BITS))
-        if o.xd:
-            rights = rights & where(bit(pte, XD), _CARRIED & ~_FETCHES, _CARRIED)
+        rights = carry                                    # a PAE PDPTE has none: the levels below decide
+        if c.rights:
+            us = bit(pte, US)
+            rights = (carry & where(us, _CARRIED, _CARRIED & ~_USER_BITS)) | where(us, 0, _SUPERVISOR_ADDRESS)
+            rights = rights & where(bit(pte, RW), _CARRIED, _CARRIED & ~(_WRITES if o.wp else _WRITES & _USER_BITS))
+            if o.xd:
+                rights = rights & where(bit(pte, XD), _CARRIED & ~_FETCHES, _CARRIED)
         user_address = leaf & not_(bit(rights, _SUPERVISOR_ADDRESS))
         if o.smep:
             rights = rights & where(user_address, _CARRIED & ~_SUP_FETCH, _CARRIED)
