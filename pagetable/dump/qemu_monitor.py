@@ -1,11 +1,13 @@
-"""QEMU 7.2's monitor listings of a guest's page tables, byte for byte: `info mem` (x86 4- and 5-level paging,
-RISC-V Sv39/48/57) and `info tlb` (x86), as `pagetable walk --format qemu-info-mem|qemu-info-tlb` prints them.
+"""QEMU 7.2's monitor listings of a guest's page tables, byte for byte: `info mem` (x86 32-bit, PAE, 4- and
+5-level paging, RISC-V Sv39/48/57) and `info tlb` (x86), as `pagetable walk --format qemu-info-mem|qemu-info-tlb`
+prints them.
 
 The format's point is to match the monitor, so it walks as QEMU's monitor walks (QEMU 7.2,
-target/i386/monitor.c: `tlb_info_la48`/`tlb_info_la57`/`print_pte`, `mem_info_la48`/`mem_info_la57`/
-`mem_print`; target/riscv/monitor.c: `mem_info_svxx`/`walk_pte`/`print_pte`), not as the hardware does, and
-never reads `Walker.mappings`. Where the monitor differs from the architecture it is followed, and the
-differences are these (docs/dump-qemu-formats.md):
+target/i386/monitor.c: `tlb_info_32`/`tlb_info_pae32`/`tlb_info_la48`/`tlb_info_la57`/`print_pte`,
+`mem_info_32`/`mem_info_pae32`/`mem_info_la48`/`mem_info_la57`/`mem_print`; target/riscv/monitor.c:
+`mem_info_svxx`/`walk_pte`/`print_pte`), not as the hardware does, and never reads `Walker.mappings`.
+Where the monitor differs from the architecture it is followed, and the differences are these
+(docs/dump-qemu-formats.md):
 
 x86 (both commands):
 - Only P and PS are read. No entry is checked for reserved bits (an address bit at or above MAXPHYADDR, PS
@@ -20,6 +22,16 @@ x86 (both commands):
   sign-extension, so a size of 2**47 or more prints sign-extended and 4-level paging's last end prints as
   0001000000000000) of equal protection, the AND of U/S and R/W down the walk; 'r' is always printed, XD and
   the PA are not shown, and CR0.WP, SMEP/SMAP and protection keys play no part.
+- 32-bit paging (`tlb_info_32`, `mem_info_32`): 4-byte entries; a PDE with PS is a 4 MiB page only with
+  CR4.PSE (the format's), else a table. `info tlb` masks a 4 MiB page's PDE with ~(2**21 - 1): bit 21
+  (reserved) shows as an address bit and PSE-36's PA bits 39:32 (PDE bits 20:13) are not shown; a PTE is
+  masked with ~0xfff. The VA is never sign-extended (QEMU extends from bit 47), so the last end prints as
+  0000000100000000.
+- PAE paging (`tlb_info_pae32`, `mem_info_pae32`): the PDPT at CR3 bits 31:5, read from memory (not the
+  PDPTE registers); a present PDPTE is a table whatever its bits. `info tlb` masks a 2 MiB page with
+  ~(2**20 - 1) and a PTE with ~0xfff in 64 bits: bit 20 (reserved) and bits 63:52 -- XD included -- show as
+  address bits. `info mem`'s AND leaves the PDPTE out (it has no U/S or R/W): a 2 MiB page's protection is
+  its own, a PTE's is ANDed with its PDE's.
 - 5-level `info mem` (`mem_info_la57`) tests P of the PDPTE and the PDE the wrong way round: a present PDPTE
   or PDE is a hole, a non-present one is followed (its PS bit makes a "page" of its U/S and R/W bits, else
   its address bits are a table: a zero entry's is the page at PA 0) and the pages under it have P clear in
@@ -54,7 +66,7 @@ import numpy.typing as npt
 
 from ..arch.riscv_sv39.modes import SV39, SV48, SV57
 from ..arch.riscv_sv39.walk import RiscvRules
-from ..arch.x86_64.modes import PAGING4, PAGING5
+from ..arch.x86_64.modes import PAGING4, PAGING5, PAGING32, PAGING32_PSE, PAGING32_PSE36, PAGING_PAE
 from ..descent import read_tables
 from ..errors import PagetableError
 from ..format import PagingFormat
@@ -97,7 +109,12 @@ _TLB_FLAG_TEXT: Final = np.array([[ord(c if n >> k & 1 else "-") for k, (_, c) i
 """print_pte's nine flag characters (ASCII) for each combination of the bits (bit k: the k-th flag set)."""
 
 
-_X86: Final = (PAGING4.name, PAGING5.name)
+_X86_32: Final = (PAGING32.name, PAGING32_PSE.name, PAGING32_PSE36.name)
+_X86: Final = (PAGING4.name, PAGING5.name, PAGING_PAE.name, *_X86_32)
+_TLB_MASKS: Final = {PAGING_PAE.name: (_ALL, _ALL ^ ((1 << 20) - 1), _ALL ^ 0xFFF),
+                     **{name: ((1 << 32) - (1 << 21), (1 << 32) - (1 << 12)) for name in _X86_32}}
+"""Per depth, the mask print_pte applies to the leaf of tlb_info_pae32 and tlb_info_32 (the others mask the
+address bits 12-49 above the page's offset)."""
 _RISCV: Final = (SV39.name, SV48.name, SV57.name)
 
 
@@ -116,10 +133,10 @@ class _Leaves:
 
 def _walk(mem: PhysMem, fmt: PagingFormat, root: int, leaf: Callable[[int, U64], Bool],
           follow: Callable[[int, U64, U64], Bool], address: Callable[[U64], U64],
-          problems: list[str] | None) -> _Leaves:
+          problems: list[str] | None, anded: int = 0) -> _Leaves:
     """Every leaf under `root`, QEMU's way: per level, every entry of every table reached (each reference
     read anew), `leaf(depth, raw)` listed, `follow(depth, raw, above)` (`above`: the AND of the entries over
-    each) followed to `address(raw)`."""
+    each from depth `anded` down) followed to `address(raw)`."""
     tables = np.array([root], dtype=np.uint64)
     bases = np.zeros(1, dtype=np.uint64)
     above = np.full(1, _ALL, dtype=np.uint64)
@@ -140,7 +157,7 @@ def _walk(mem: PhysMem, fmt: PagingFormat, root: int, leaf: Callable[[int, U64],
                             "is outside the image: read as zeros, as QEMU reads unassigned memory"
                             for t, b in zip(tables[~inside].tolist(), bases[~inside].tolist(), strict=True))
         tables, bases, above, numbers = tables[inside], bases[inside], above[inside], numbers[inside]
-        raw = read_tables(mem, tables, count)
+        raw = read_tables(mem, tables, count, fmt.entry_size)
         offsets = np.arange(count, dtype=np.uint64) << np.uint64(lv.index_lsb)
         va = (bases[:, None] + offsets[None, :]).reshape(-1)
         carry = np.repeat(above, count)
@@ -150,7 +167,7 @@ def _walk(mem: PhysMem, fmt: PagingFormat, root: int, leaf: Callable[[int, U64],
                     number[is_leaf]))
         down = follow(depth, raw, carry) & ~is_leaf if depth + 1 < fmt.depth_count else np.zeros(raw.shape, dtype=bool)
         tables, bases = address(raw[down]), va[down]
-        above = carry[down] & raw[down]
+        above = carry[down] & raw[down] if depth >= anded else carry[down]
         numbers = np.arange(serial, serial + tables.size, dtype=np.intp)
         serial += tables.size
     cols = [np.concatenate(c) for c in zip(*out, strict=True)]
@@ -166,9 +183,15 @@ def _single_stage(walker: Walker) -> tuple[PagingFormat, int]:
     regions = walker.rules.regime.regions
     if len(regions) != 1 or regions[0].fmt.name not in _X86 + _RISCV:
         names = ", ".join(r.fmt.name for r in regions) or "no translation"
-        raise PagetableError(f"QEMU's monitor has 'info mem' for x86 4/5-level paging and RISC-V Sv39/48/57 and "
-                             f"'info tlb' for x86 only, not for {names}")
+        raise PagetableError(f"QEMU's monitor has 'info mem' for x86 32-bit, PAE and 4/5-level paging and RISC-V "
+                             f"Sv39/48/57 and 'info tlb' for x86 only, not for {names}")
     return regions[0].fmt, regions[0].root
+
+
+def _canonical_bits(fmt: PagingFormat) -> int:
+    """The bit QEMU's addr_canonical extends from, less one: 57 with CR4.LA57, else 48 (so 32-bit and PAE
+    paging's addresses pass unchanged)."""
+    return 57 if fmt.name == PAGING5.name else 48
 
 
 def _extend(va: int, bits: int) -> int:
@@ -196,7 +219,8 @@ def _overlaps_np(start: int | None, end: int | None, lo: U64, hi: U64) -> Bool:
 def _x86_leaves(walker: Walker, fmt: PagingFormat, root: int, problems: list[str] | None,
                 inverted: bool = False) -> _Leaves:
     """target/i386/monitor.c's walk: the PML5E (LA57) and PML4E always point at tables, a PDPTE or PDE with PS is
-    a page; with `inverted`, mem_info_la57's walk, whose PDPTE and PDE tests of P are the wrong way round."""
+    a page (32-bit paging: a PDE with CR4.PSE; PAE paging: a PDE only, the PDPTE is a table); with `inverted`,
+    mem_info_la57's walk, whose PDPTE and PDE tests of P are the wrong way round."""
     top = fmt.depth_count - 1
 
     def present(depth: int, raw: U64) -> Bool:
@@ -213,27 +237,33 @@ def _x86_leaves(walker: Walker, fmt: PagingFormat, root: int, problems: list[str
         if depth == top:
             return present(depth, raw)
         huge = present(depth, raw) & ((raw & np.uint64(_PS)) != 0)
-        return huge if depth >= top - 2 else np.zeros(raw.shape, dtype=bool)
+        return huge if fmt.levels[depth].leaf else np.zeros(raw.shape, dtype=bool)
 
-    return _walk(walker.mem, fmt, root & _X86_ADDRESS, leaf, follow, lambda raw: raw & np.uint64(_X86_ADDRESS),
-                 problems)
+    pae = fmt.name == PAGING_PAE.name
+    legacy = pae or fmt.name in _X86_32                 # CR3 & ~0x1f, & ~0xfff: the region's root as it is
+    return _walk(walker.mem, fmt, root if legacy else root & _X86_ADDRESS, leaf, follow,
+                 lambda raw: raw & np.uint64(_X86_ADDRESS), problems, anded=1 if pae else 0)
 
 
 def info_tlb_lines(walker: Walker, start: int | None = None, end: int | None = None,
                    problems: list[str] | None = None) -> Iterator[str]:
-    """QEMU 7.2's x86 `info tlb` for the walker's tables (`tlb_info_la48`/`tlb_info_la57`, `print_pte`): one
-    line per present leaf, in VA order; with `start`/`end`, the leaves whose page meets [start, end). Tables
-    outside the image are reported in `problems` (module docstring)."""
+    """QEMU 7.2's x86 `info tlb` for the walker's tables (`tlb_info_32`/`tlb_info_pae32`/`tlb_info_la48`/
+    `tlb_info_la57`, `print_pte`): one line per present leaf, in VA order; with `start`/`end`, the leaves
+    whose page meets [start, end). Tables outside the image are reported in `problems` (module docstring)."""
     fmt, root = _single_stage(walker)
     if fmt.name not in _X86:
         raise PagetableError(f"QEMU's monitor has 'info tlb' for x86 only, not for {fmt.name}")
     leaves = _x86_leaves(walker, fmt, root, problems)
     shift = np.array([lv.index_lsb for lv in fmt.levels], dtype=np.uint64)[leaves.depth]
-    va = _extend_np(leaves.va, fmt.va_bits)
+    va = _extend_np(leaves.va, _canonical_bits(fmt))
     keep = _overlaps_np(start, end, va, va + (np.uint64(1) << shift))
-    raw, shift, va = leaves.raw[keep], shift[keep], va[keep]
+    raw, shift, va, depth = leaves.raw[keep], shift[keep], va[keep], leaves.depth[keep]
     raw = np.where(shift == 12, raw & np.uint64(_ALL ^ _PS), raw)   # a PTE's bit 7 is PAT: pte & ~PG_PSE_MASK
-    pa = raw & (np.uint64(_X86_ADDRESS) & ~((np.uint64(1) << shift) - np.uint64(1)))
+    masks = _TLB_MASKS.get(fmt.name)
+    if masks is None:
+        pa = raw & (np.uint64(_X86_ADDRESS) & ~((np.uint64(1) << shift) - np.uint64(1)))
+    else:
+        pa = raw & np.array(masks, dtype=np.uint64)[depth]
     index = np.zeros(raw.shape, dtype=np.intp)
     for k, (bit, _) in enumerate(_X86_TLB_FLAGS):
         index |= ((raw & np.uint64(bit)) != 0).astype(np.intp) << k
@@ -269,9 +299,10 @@ def _x86_info_mem(walker: Walker, fmt: PagingFormat, root: int, start: int | Non
     new[1:] = (prot[1:] != prot[:-1]) | (va[1:] != ends[:-1])
     first, last = _runs(new)
     lo, hi, prot = va[first], ends[last], prot[first]
-    keep = _overlaps_np(start, end, _extend_np(lo, fmt.va_bits), _extend_np(lo, fmt.va_bits) + (hi - lo))
+    bits = _canonical_bits(fmt)
+    keep = _overlaps_np(start, end, _extend_np(lo, bits), _extend_np(lo, bits) + (hi - lo))
     lo, hi, prot = lo[keep], hi[keep], prot[keep]
-    cols = [_extend_np(c, fmt.va_bits) for c in (lo, hi, hi - lo)]
+    cols = [_extend_np(c, bits) for c in (lo, hi, hi - lo)]
     urw = np.stack([np.where(prot & np.uint64(_US) != 0, ord("u"), ord("-")), np.full(prot.shape, ord("r")),
                     np.where(prot & np.uint64(_RW) != 0, ord("w"), ord("-"))], axis=1).astype(np.uint8)
 
@@ -324,11 +355,11 @@ def _riscv_info_mem(walker: Walker, fmt: PagingFormat, root: int, start: int | N
 
 def info_mem_lines(walker: Walker, start: int | None = None, end: int | None = None,
                    problems: list[str] | None = None) -> Iterator[str]:
-    """QEMU 7.2's `info mem` for the walker's tables: x86 4- and 5-level paging (`mem_info_la48`,
-    `mem_info_la57`, `mem_print`) or RISC-V Sv39/48/57 (`mem_info_svxx`, `walk_pte`, the header first); with
-    `start`/`end`, the lines whose range meets [start, end), merged as over the whole space. Tables outside
-    the image are reported in `problems` (module docstring). A RISC-V walker with satp.MODE = Bare gets
-    QEMU's one line for it (RISCV_BARE)."""
+    """QEMU 7.2's `info mem` for the walker's tables: x86 32-bit, PAE, 4- and 5-level paging (`mem_info_32`,
+    `mem_info_pae32`, `mem_info_la48`, `mem_info_la57`, `mem_print`) or RISC-V Sv39/48/57 (`mem_info_svxx`,
+    `walk_pte`, the header first); with `start`/`end`, the lines whose range meets [start, end), merged as
+    over the whole space. Tables outside the image are reported in `problems` (module docstring). A RISC-V
+    walker with satp.MODE = Bare gets QEMU's one line for it (RISCV_BARE)."""
     if isinstance(walker.rules, RiscvRules) and not walker.rules.regime.translates and walker.stage2 is None:
         return iter([RISCV_BARE])
     fmt, root = _single_stage(walker)

@@ -37,6 +37,7 @@ from .. import progress
 from ..arch.aarch64.codec import A64Codec
 from ..arch.riscv_sv39.entry import RiscvCodec
 from ..arch.x86_64.entry import X86Codec
+from ..arch.x86_64.paging32 import X86Codec32
 from ..errors import PagetableError
 from ..format import Extension, PagingFormat
 from ..listing import fault_note, linux_size, permissions
@@ -218,7 +219,7 @@ def _style(fmt: PagingFormat) -> _Style:
     """The ptdump of `fmt`'s architecture. arm64's level names follow CONFIG_PGTABLE_LEVELS (the format's
     levels): folded levels take the name PGD; riscv64 kernels have five levels, folded at run time."""
     codec = fmt.codec
-    if isinstance(codec, X86Codec):
+    if isinstance(codec, X86Codec | X86Codec32):
         return _X86
     if isinstance(codec, RiscvCodec):
         return _RISCV
@@ -244,10 +245,13 @@ def _prot(fmt: PagingFormat, m: Mappings, mask: int) -> U64:
 def _markers(region: Region, regions: int) -> dict[int, str]:
     """The address markers that are architectural, by index of the region's space: x86's User Space and
     Kernel Space (the canonical halves: dump_pagetables.c's markers at 0 and 1 << 63); for a regime of
-    several regions (AArch64 TTBR0/TTBR1), the region's register at its start. Linux's other markers
-    (vmalloc, modules, fixmap, linear map, ...) are where one kernel build put them: not knowable here."""
+    several regions (AArch64 TTBR0/TTBR1), the region's register at its start; a 32-bit x86 kernel's (32-bit
+    and PAE paging) User Space at 0. Linux's other markers (vmalloc, modules, fixmap, linear map, a 32-bit
+    kernel's Kernel Mapping at PAGE_OFFSET, ...) are where one kernel build put them: not knowable here."""
     if isinstance(region.fmt.codec, X86Codec) and region.fmt.extension is Extension.SIGN:
         return {0: "User Space", 1 << (region.fmt.va_bits - 1): "Kernel Space"}
+    if _word_bits(region.fmt) == 32:
+        return {0: "User Space"}
     return {0: region.name} if regions > 1 else {}
 
 
@@ -288,10 +292,18 @@ def _holes(a: int, b: int, spans: list[int]) -> Iterator[tuple[int, int, int]]:
         yield run
 
 
+def _word_bits(fmt: PagingFormat) -> int:
+    """The width of the kernel's unsigned long, in which ptdump prints addresses and sizes (`%0*lx`, width
+    sizeof(unsigned long) * 2): 32 for x86 32-bit and PAE paging, whose kernels are 32-bit, else 64."""
+    return 32 if isinstance(fmt.codec, X86Codec | X86Codec32) and fmt.va_bits == 32 else 64
+
+
 def _region_ptdump(region: Region, m: Mappings, regions: int, start: int | None, end: int | None) -> Iterator[str]:
     """The ptdump lines of one region."""
     fmt = region.fmt
     style = _style(fmt)
+    word = _word_bits(fmt)
+    digits, wrap = word // 4, (1 << word) - 1          # the end of the space wraps to 0, as an unsigned long
     n = len(fmt.levels)
     base = 5 - n                                      # the Linux level of the root: the levels below are kept
     index = _index(fmt, m.va)
@@ -326,9 +338,9 @@ def _region_ptdump(region: Region, m: Mappings, regions: int, start: int | None,
         if k > shown:
             yield from (f"---[ {marks[cuts[j]]} ]---" for j in range(k if shown < 0 else shown + 1, k + 1))
             shown = k
-        sva, eva = _va(fmt, s), _va(fmt, e)
-        head = f"0x{sva:016x}-0x{eva:016x}   "
-        yield style.line(m, a, base + d, head, linux_size((eva - sva) % (1 << 64), style.units), style.names[base + d])
+        sva, eva = _va(fmt, s) & wrap, _va(fmt, e) & wrap
+        head = f"0x{sva:0{digits}x}-0x{eva:0{digits}x}   "
+        yield style.line(m, a, base + d, head, linux_size((eva - sva) & wrap, style.units), style.names[base + d])
 
 
 def ptdump_lines(walker: Walker, start: int | None = None, end: int | None = None, *,

@@ -1,14 +1,16 @@
 """x86-64 paging. Modules: `entry` (the PML5E/PML4E/PDPTE/PDE/PTE layouts, PAT memory types and the
-codecs), `ept` (Intel EPT's entries, EPTP and codec), `modes` (the 4-level and 5-level formats, EPT's and
-nested paging's), `paging32` (32-bit paging's CR3, entries and codec), `pae` (PAE paging's CR3, PDPTE,
+codecs), `ept` (Intel EPT's entries, EPTP and codec), `modes` (the 32-bit, PAE, 4-level and 5-level formats, EPT's
+and nested paging's), `paging32` (32-bit paging's CR3, entries and codec), `pae` (PAE paging's CR3, PDPTE,
 entries and codecs), `walk` (the walk rules: #PF with its error code, #GP), `ept_walk` (EPT violations and
 misconfigurations), `npt` (AMD nested paging: #VMEXIT(NPF)), `memtype` (two memory types combined),
-`cpuid` (the feature bits paging depends on) and `regs` (CR0, CR3, CR4, IA32_EFER, IA32_PAT, PKRU, RFLAGS,
-and the walk rules their values select)."""
+`explain` (32-bit and PAE entries, field by field and level by level), `cpuid` (the feature bits paging
+depends on) and `regs` (CR0, CR3, CR4, IA32_EFER, IA32_PAT, PKRU, RFLAGS, and the walk rules their values
+select)."""
 
 from .entry import ARCEOS, NESTED, PDE_2M, PDPTE_1G, PTE_4K, SPEC, TABLE_ENTRY, X86Codec, pat_entries
 from .ept import EPT_PDE_2M, EPT_PDPTE_1G, EPT_PTE_4K, EPT_TABLE, EPTP, EptCodec
 from .ept_walk import EptOptions, EptRules
+from .explain import explain_entry32, explain_pae
 from .modes import (
     EPT4,
     EPT5,
@@ -98,6 +100,8 @@ __all__ = [
     "X86Codec32",
     "X86Options",
     "X86Rules",
+    "explain_entry32",
+    "explain_pae",
     "load_pdptes",
     "paging32",
     "paging_mode",
