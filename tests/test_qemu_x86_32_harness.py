@@ -577,3 +577,40 @@ def test_missing_cpu_features_fail() -> None:
     with pytest.raises(q.QemuFailed, match=r"does not implement PAE paging"):
         q.run_probes_32(bytes(image_pae().data), PDPT, [ProbeCase32(VA0, "read", U, PAE_DEFAULT)], paging="pae",
                         qemu=exe, cpu="qemu32,-pae")
+
+
+A, D = 1 << 5, 1 << 6                        # accessed and dirty (SDM 4.8)
+
+
+def test_accessed_and_dirty_flags_32bit() -> None:
+    """The processor sets A in each PDE and PTE it uses and D in the PTE (or 4 MiB PDE) a write maps (SDM
+    4.8): read back through supervisor pages mapping the page directory (PTE 4) and the page table (PTE 5)."""
+    exe = require_qemu_x86_32()
+    img = image_32()
+    img.put(PT32, 4, PD32 | P, 4)
+    img.put(PT32, 5, PT32 | P, 4)
+    cases = [ProbeCase32(VA0, "write", U), ProbeCase32(VA_4M, "write", S),
+             ProbeCase32(0x4000_4000 + 4 * 256, "read", S), ProbeCase32(0x4000_4000 + 4 * 258, "read", S),
+             ProbeCase32(0x4000_5000, "read", S)]
+    run = q.run_probes_32(bytes(img.data), PD32, cases, paging="32", qemu=exe)
+    pde256, pde258, pde259 = PT32 | P | RW | US | A, BIG | P | RW | US | PS | A | D, 1 << 13 | P | RW | US | PS
+    pte0, pte1 = PAGE1 | P | RW | US | A | D, PAGE2 | P
+    assert [r.value for r in run.results] == [tag(P1), tag(BIG + 0x5008), pde256, pde258 | pde259 << 32,
+                                             pte0 | pte1 << 32]
+
+
+def test_accessed_flags_pae() -> None:
+    """PAE: A in the PDE and PTE used, D in the PTE written (4.8); a PDPTE has no A flag (its bit 5 is
+    reserved, Table 4-8: the processor loads PDPTEs into registers at MOV to CR3 and does not write them).
+    QEMU 7.2 **sets bit 5 of the PDPTE** it walks (``mmu_translate`` sets PG_ACCESSED_MASK in the PAE PDPTE
+    as in a 4-level PDPTE; docs/qemu.md)."""
+    exe = require_qemu_x86_32()
+    img = image_pae()
+    for index, table in ((4, PDPT), (5, PD_PAE), (6, PT_PAE)):
+        img.put(PT_PAE, index, table | P, 8)
+    cases = [ProbeCase32(va, access, privilege, PAE_DEFAULT) for va, access, privilege in
+             ((VA0, "write", U), (0x4000_4008, "read", S), (0x4000_5000, "read", S), (0x4000_6000, "read", S))]
+    run = q.run_probes_32(bytes(img.data), PDPT, cases, paging="pae", qemu=exe)
+    pdpte_sdm = PD_PAE | P
+    assert [r.value for r in run.results] == [tag(P1), pdpte_sdm | A, PT_PAE | P | RW | US | A,
+                                             PAGE1 | P | RW | US | A | D]
