@@ -10,7 +10,9 @@ IA32_EFER, RFLAGS and PKRU, and records the exception vector, the error code and
 value loaded or the RIP reached.  Results come back over COM1; the isa-debug-exit device ends the run.  The
 caller's image is loaded at :data:`~pagetable.vectors.x86_64.layout.RAM_BASE` (16 MiB) with the tag
 convention of :mod:`pagetable.vectors.x86_64.layout`.  Assembling and running are
-:mod:`pagetable.vectors.qemu`'s, which does nothing x86 specific.
+:mod:`pagetable.vectors.qemu`'s, which does nothing x86 specific; 32-bit and PAE paging are
+:mod:`pagetable.vectors.x86_64.qemu32`'s, which shares this module's ROM, records, output checks and
+command line.
 
 Architecture followed (Intel SDM Vol. 3A, Order No. 253668; the stubs' comments cite the sections each
 instruction follows):
@@ -325,7 +327,8 @@ _TRAILER_SIZE: Final = 8
 _HEADER_MAGIC: Final = 0x3436_5842_4F52_5058  # "XPROBX64"
 _TRAILER_MAGIC: Final = 0x454E_445F_5052_4F42  # "END_PROB"
 
-_IMAGE_FILE, _STUB_FILE, _ROM_FILE, _SERIAL_FILE, HIGH_FILE = "image.bin", "stub.bin", "rom.bin", "out.bin", "high.bin"
+_IMAGE_FILE, _STUB_FILE, _ROM_FILE, _SERIAL_FILE = "image.bin", "stub.bin", "rom.bin", "out.bin"
+_HIGH_FILE: Final = "high.bin"               # RAM at HIGH_BASE (qemu_command's high_size)
 HIGH_BASE: Final = 1 << 32
 """Where RAM above 4 GiB starts on QEMU's ``pc`` machine (``qemu_command``'s ``high_size``)."""
 _SNIPPETS: Final = ("snip_read", "read_done", "snip_write", "write_done", "snip_fetch")
@@ -722,15 +725,15 @@ def read_results(raw: bytes, header_size: int, cases: Sequence[Access], done: Se
 
 def qemu_command(qemu: str, layout: QemuLayout, accel: str, cpu: str, workdir: str, high_size: int = 0) -> list[str]:
     """Return the QEMU command line for a run whose files are in ``workdir``; with ``high_size`` (a multiple
-    of 1 MiB), that much RAM more at 4 GiB (``max-ram-below-4g`` keeps the rest below), loaded with the file
-    ``HIGH_FILE``."""
+    of 1 MiB), that much RAM more at :data:`HIGH_BASE` (``max-ram-below-4g`` keeps the rest below), loaded
+    with the run's file ``high.bin``."""
     path = functools.partial(os.path.join, workdir)
-    high = ["-device", f"loader,file={path(HIGH_FILE)},addr={HIGH_BASE:#x},force-raw=on"] if high_size else []
+    high = ["-device", f"loader,file={path(_HIGH_FILE)},addr={HIGH_BASE:#x},force-raw=on"] if high_size else []
     machine = f"pc,max-ram-below-4g={layout.ram_size // _MIB}M" if high_size else "pc"
     return [
         qemu, "-M", machine, "-accel", accel, "-cpu", cpu, "-m", f"{(layout.ram_size + high_size) // _MIB}M",
-        "-smp", "1",
-        "-nodefaults", "-display", "none", "-vga", "none", "-monitor", "none", "-parallel", "none", "-no-reboot",
+        "-smp", "1", "-nodefaults", "-display", "none", "-vga", "none", "-monitor", "none", "-parallel", "none",
+        "-no-reboot",
         "-bios", path(_ROM_FILE),
         "-chardev", f"file,id=c0,path={path(_SERIAL_FILE)}", "-serial", "chardev:c0",
         "-device", f"isa-debug-exit,iobase={_EXIT_PORT:#x},iosize=0x4",

@@ -1,4 +1,4 @@
-"""Ask QEMU how x86 linear addresses translate under 32-bit paging and PAE paging, under TCG.
+"""Ask QEMU how x86 linear addresses translate under 32-bit paging and PAE paging.
 
 The protected-mode face of :mod:`pagetable.vectors.x86_64.qemu`: the same reset ROM (``boot.S``, which
 takes the processor to 32-bit protected mode), the same runner, result records, output checks and
@@ -44,8 +44,10 @@ PSE-36, PAE, PGE, NX, SMEP, SMAP and MAXPHYADDR 40, which is PSE-36's widest (M 
 40: all eight of PDE bits 20:13 are address bits) and PAE's reserved-bit boundary.  QEMU 7.2's
 ``qemu32`` model has neither NX nor SMEP/SMAP and no CPUID leaf 0x80000008 (MAXPHYADDR 36);
 ``qemu-system-i386`` walks the same code (target/i386/tcg/sysemu/excp_helper.c, ``mmu_translate``, whose
-non-long-mode paths do not depend on the binary).  Where QEMU 7.2 departs from the SDM here: docs/qemu.md,
-"x86 32-bit and PAE paging".
+non-long-mode paths do not depend on the binary).  ``accel="kvm"`` runs the same stub under KVM on the
+64-bit harness's KVM CPU; this project's machines' KVM (PVM, without hardware virtualization) raises #GP at
+the MOV to CR0 that enables paging outside IA-32e mode, a triple fault, so TCG is the judge here.  Where
+QEMU 7.2 departs from the SDM here: docs/qemu.md, "x86 32-bit and PAE paging".
 """
 
 from __future__ import annotations
@@ -546,7 +548,7 @@ def run_probes_32(
     high_size = round_up(len(high), 2 * _MIB)
     files = {x86._IMAGE_FILE: bytes(loaded), x86._STUB_FILE: stub.blob, x86._ROM_FILE: x86.rom_program().code}
     if high:
-        files[x86.HIGH_FILE] = high
+        files[x86._HIGH_FILE] = high
     run = runner.run_qemu(lambda workdir: x86.qemu_command(exe, layout, accel, cpu, workdir, high_size), files,
                           x86._SERIAL_FILE, timeout=timeout, ok_status=x86._EXIT_STATUS, explain=x86._explain_status)
     load_cr3 = _va(slot, paging, STUB_BASE + stub32_program().symbols["load_cr3"])
