@@ -308,6 +308,7 @@ VA_4M = 0x4080_5008                          # PDE 258: the 4 MiB page at BIG
 VA_PSE36 = 0x40C0_1008                       # PDE 259: a 4 MiB page at 4 GiB (PA bit 32 in PDE bit 13)
 VA_RSVD21 = 0x4100_0008                      # PDE 260: the 4 MiB page at BIG with bit 21 set
 VA_PSE36_BIT36 = 0x4140_0008                 # PDE 261: a 4 MiB page at 2**36 (PDE bit 17)
+VA_PDE_RO, VA_PDE_S = 0x4180_0008, 0x41C0_0008   # PDEs 262, 263: the page table again, R/W=0 or U/S=0
 
 
 def image_32() -> Image:
@@ -319,6 +320,8 @@ def image_32() -> Image:
     img.put(PD32, 259, 1 << 13 | P | RW | US | PS, 4)
     img.put(PD32, 260, BIG | 1 << 21 | P | RW | US | PS, 4)
     img.put(PD32, 261, 1 << 17 | P | RW | US | PS, 4)
+    img.put(PD32, 262, PT32 | P | US, 4)
+    img.put(PD32, 263, PT32 | P | RW, 4)
     img.table(BIG)
     img.put(BIG, 5, BIG_PT_PAGE | P | RW | US, 4)
     return img
@@ -348,6 +351,13 @@ EXPECTED_32: list[tuple[str, ProbeCase32, ProbeResult]] = [
      ProbeResult(None, 0, 0, tag(P1))),
     ("s_read_pte_not_present", ProbeCase32(VA_NP, "read", S), ProbeResult(14, 0x00, VA_NP, 0)),
     ("u_write_pde_not_present", ProbeCase32(0x4040_0000, "write", U), ProbeResult(14, 0x06, 0x4040_0000, 0)),
+    # the rights of the PDE and the PTE combine (4.6): a read-only or supervisor PDE over a user RW page
+    ("u_read_pde_readonly", ProbeCase32(VA_PDE_RO, "read", U), ProbeResult(None, 0, 0, tag(P1))),
+    ("u_write_pde_readonly", ProbeCase32(VA_PDE_RO, "write", U), ProbeResult(14, 0x07, VA_PDE_RO, tag(P1))),
+    ("s_write_pde_readonly_no_wp", ProbeCase32(VA_PDE_RO, "write", S, Registers32.of(wp=False)),
+     ProbeResult(None, 0, 0, tag(P1))),
+    ("u_read_pde_supervisor", ProbeCase32(VA_PDE_S, "read", U), ProbeResult(14, 0x05, VA_PDE_S, 0)),
+    ("s_read_4k_pge", ProbeCase32(VA0, "read", S, Registers32.of(pge=True)), ProbeResult(None, 0, 0, tag(P1))),
     # I/D is set for a fetch with SMEP, or with PAE and NXE (4.7): not for 32-bit paging with NXE alone
     ("s_fetch_not_present_nxe", ProbeCase32(VA_NP, "execute", S, Registers32.of(nxe=True)),
      ProbeResult(14, 0x00, VA_NP, VA_NP, VA_NP)),
@@ -439,7 +449,7 @@ def image_pae() -> Image:
     """PDPTE 1 -> the page directory (PDPTEs 0, 2, 3 not present); PDE k maps 0x4000_0000 + k * 2 MiB:
     0 the page table, 1 a 2 MiB page at BIG2, 2 the page table with bit 52 set (reserved in PAE), 3 not
     present, 4 a 2 MiB page at 4 GiB, 5 the 2 MiB page at BIG2 with bit 13 set (reserved), 6 the page table
-    with PA bit 40 (= MAXPHYADDR) set."""
+    with PA bit 40 (= MAXPHYADDR) set, 7 the page table with XD."""
     img = Image()
     img.table(PDPT)
     img.table(PD_PAE)
@@ -447,7 +457,7 @@ def image_pae() -> Image:
     img.put(PDPT, 1, PD_PAE | P, 8)
     table = PT_PAE | P | RW | US
     for index, entry in enumerate((table, BIG2 | P | RW | US | PS, table | 1 << 52, 0, HIGH | P | RW | US | PS,
-                                   BIG2 | 1 << 13 | P | RW | US | PS, table | 1 << 40)):
+                                   BIG2 | 1 << 13 | P | RW | US | PS, table | 1 << 40, table | XD)):
         img.put(PD_PAE, index, entry, 8)
     # a second PDPT, 32 bytes on: PDPTE 1 with a reserved bit, which each test writes
     img.data[PDPT + 32 - RAM_BASE:PDPT + 64 - RAM_BASE] = bytes(32)
@@ -472,6 +482,13 @@ EXPECTED_PAE: list[tuple[str, ProbeCase32, ProbeResult]] = [
     ("s_fetch_user_smep", ProbeCase32(VA0, "execute", S, pae(smep=True)), ProbeResult(14, 0x11, VA0, VA0, VA0)),
     ("s_read_user_smap", ProbeCase32(VA0, "read", S, pae(smap=True)), ProbeResult(14, 0x01, VA0, 0)),
     ("s_read_2m", ProbeCase32(0x4020_1008, "read", S, PAE_DEFAULT), ProbeResult(None, 0, 0, tag(BIG2 + 0x1008))),
+    # PAE's PS needs no CR4.PSE (4.4: CR4.PSE is ignored)
+    ("s_read_2m_pse_off", ProbeCase32(0x4020_1008, "read", S, pae(pse=False)),
+     ProbeResult(None, 0, 0, tag(BIG2 + 0x1008))),
+    # XD in a PDE covers the pages of its table (4.6)
+    ("s_read_pde_xd", ProbeCase32(0x40E0_0008, "read", S, PAE_DEFAULT), ProbeResult(None, 0, 0, tag(P1))),
+    ("u_fetch_pde_xd", ProbeCase32(0x40E0_0008, "execute", U, PAE_DEFAULT),
+     ProbeResult(14, 0x15, 0x40E0_0008, 0x40E0_0008, 0x40E0_0008)),
     ("u_fetch_2m", ProbeCase32(0x4020_1008, "execute", U, PAE_DEFAULT), ProbeResult(None, 0, 0, 0x4020_1008)),
     ("s_read_2m_above_4g", ProbeCase32(0x4080_2008, "read", S, PAE_DEFAULT),
      ProbeResult(None, 0, 0, tag(HIGH + 0x2008))),
