@@ -42,9 +42,10 @@ references a page table means the same with CR4.PSE=0 and 1).
 CPU (:data:`TCG_CPU`): ``-cpu max,phys-bits=40`` on ``qemu-system-x86_64``, the 64-bit harness's: PSE,
 PSE-36, PAE, PGE, NX, SMEP, SMAP and MAXPHYADDR 40, which is PSE-36's widest (M = min(MAXPHYADDR, 40) =
 40: all eight of PDE bits 20:13 are address bits) and PAE's reserved-bit boundary.  QEMU 7.2's
-``qemu32`` model has neither NX nor SMEP/SMAP and no CPUID leaf 0x80000008 (MAXPHYADDR 36);
-``qemu-system-i386`` walks the same code (target/i386/tcg/sysemu/excp_helper.c, ``mmu_translate``, whose
-non-long-mode paths do not depend on the binary).  ``accel="kvm"`` runs the same stub under KVM on the
+``qemu32`` model has neither PSE-36, NX nor SMEP/SMAP and no CPUID leaf 0x80000008 (MAXPHYADDR 36);
+``qemu-system-i386`` walks with the same code (target/i386/tcg/sysemu/excp_helper.c, ``mmu_translate``)
+but its CPUs have no long mode, so their MAXPHYADDR is 36 and not configurable ("phys-bits is not
+user-configurable in 32 bit"): PSE-36 would reach PA bit 35 only.  ``accel="kvm"`` runs the same stub under KVM on the
 64-bit harness's KVM CPU; this project's machines' KVM (PVM, without hardware virtualization) raises #GP at
 the MOV to CR0 that enables paging outside IA-32e mode, a triple fault, so TCG is the judge here.  Where
 QEMU 7.2 departs from the SDM here: docs/qemu.md, "x86 32-bit and PAE paging".
