@@ -14,6 +14,7 @@ from pagetable.vectors.aarch64 import qemu as qemu_aarch64
 from pagetable.vectors.riscv import qemu as qemu_riscv
 from pagetable.vectors.riscv import qemu32 as qemu_riscv32
 from pagetable.vectors.x86_64 import qemu as qemu_x86
+from pagetable.vectors.x86_64 import qemu32 as qemu_x86_32
 
 from . import fuzzing
 
@@ -77,6 +78,11 @@ def require_toolchain_x86() -> None:
 def require_qemu_x86() -> str:
     """qemu-system-x86_64's path, with the binutils that assemble its stubs (`_require_qemu`)."""
     return _require_qemu(cast(_Harness, qemu_x86))
+
+
+def require_qemu_x86_32() -> str:
+    """qemu-system-x86_64's path, with the binutils that assemble the 32-bit stub (`_require_qemu`)."""
+    return _require_qemu(cast(_Harness, qemu_x86_32))
 
 
 def require_kvm() -> str:

@@ -1,4 +1,28 @@
-/* The macros the x86-64 harness's assembly files share (prepended to each by `qemu.stub_source`). */
+/* The macros the x86 harness's assembly files share (prepended to each by `qemu.stub_source`). */
+
+/* QEMU "pc" machine: COM1 (16550A) and the isa-debug-exit device the harness adds. */
+        .equ COM1, 0x3f8                /* transmit holding register */
+        .equ COM1_LSR, 0x3fd            /* line status register */
+        .equ LSR_THRE, 0x20             /* LSR bit 5: THR empty */
+
+/* Send the bytes [\from, \to) to COM1, waiting for THR empty before each (clobbers AL, DX).  Macros use
+ * labels of their own (\@): a numeric label in one would capture a caller's 1f. */
+        .macro send from, to
+.Lsend\@:
+        cmp     \to, \from
+        jae     .Lsent\@
+        mov     $COM1_LSR, %dx
+.Lwait\@:
+        in      %dx, %al
+        test    $LSR_THRE, %al
+        jz      .Lwait\@
+        mov     (\from), %al
+        mov     $COM1, %dx
+        out     %al, %dx
+        inc     \from
+        jmp     .Lsend\@
+.Lsent\@:
+        .endm
 
 /* End the run: isa-debug-exit makes QEMU exit with status (EXIT_VALUE << 1) | 1. */
         .macro finish

@@ -10,7 +10,9 @@ IA32_EFER, RFLAGS and PKRU, and records the exception vector, the error code and
 value loaded or the RIP reached.  Results come back over COM1; the isa-debug-exit device ends the run.  The
 caller's image is loaded at :data:`~pagetable.vectors.x86_64.layout.RAM_BASE` (16 MiB) with the tag
 convention of :mod:`pagetable.vectors.x86_64.layout`.  Assembling and running are
-:mod:`pagetable.vectors.qemu`'s, which does nothing x86 specific.
+:mod:`pagetable.vectors.qemu`'s, which does nothing x86 specific; 32-bit and PAE paging are
+:mod:`pagetable.vectors.x86_64.qemu32`'s, which shares this module's ROM, records, output checks and
+command line.
 
 Architecture followed (Intel SDM Vol. 3A, Order No. 253668; the stubs' comments cite the sections each
 instruction follows):
@@ -55,7 +57,7 @@ import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from ...arch.x86_64 import CR0, CR3, CR4, EFER, PAGING4, PAGING5, PKRU, RFLAGS, X86Rules, rules_from_registers
 from ...arch.x86_64.cpuid import CPUID7_EBX, CPUID7_ECX, CPUID_EXT1_EDX, CPUID_EXT8_EAX
@@ -168,13 +170,9 @@ class Registers:
     pkru: int = 0
 
     def __post_init__(self) -> None:
-        for name, layout, value, fixed, free in (("CR0", CR0, self.cr0, _CR0_FIXED, _CR0_FREE),
-                                                 ("CR4", CR4, self.cr4, _CR4_FIXED, _CR4_FREE),
-                                                 ("IA32_EFER", EFER, self.efer, _EFER_FIXED, _EFER_FREE),
-                                                 ("RFLAGS", RFLAGS, self.rflags, _RFLAGS_FIXED, _RFLAGS_FREE)):
-            if type(value) is not int or value & ~free != fixed:
-                raise ValueError(f"{name} {value!r} is not one the probe stub runs with: it must be "
-                                 f"{fixed:#x} plus any of {_names(layout, free)}")
+        check_registers((("CR0", CR0, self.cr0, _CR0_FIXED, _CR0_FREE), ("CR4", CR4, self.cr4, _CR4_FIXED, _CR4_FREE),
+                         ("IA32_EFER", EFER, self.efer, _EFER_FIXED, _EFER_FREE),
+                         ("RFLAGS", RFLAGS, self.rflags, _RFLAGS_FIXED, _RFLAGS_FREE)))
         if type(self.pkru) is not int or not 0 <= self.pkru < 1 << PKRU.width:
             raise ValueError(f"PKRU {self.pkru!r} is not a 32-bit value")
 
@@ -200,8 +198,14 @@ class Registers:
                                     maxphyaddr=maxphyaddr, gbpages=gbpages)
 
 
-def _names(layout: Layout, mask: int) -> str:
-    return ", ".join(f.name for f in layout.fields if f.mask & mask)
+def check_registers(registers: Sequence[tuple[str, Layout, int, int, int]]) -> None:
+    """ValueError unless each (name, layout, value, fixed, free) has exactly the ``fixed`` bits and any of the
+    ``free`` ones: the register values a probe stub can run with."""
+    for name, layout, value, fixed, free in registers:
+        if type(value) is not int or value & ~free != fixed:
+            names = ", ".join(f.name for f in layout.fields if f.mask & free)
+            raise ValueError(f"{name} {value!r} is not one the probe stub runs with: it must be {fixed:#x} plus "
+                             f"any of {names}")
 
 
 @dataclass(frozen=True)
@@ -324,6 +328,9 @@ _HEADER_MAGIC: Final = 0x3436_5842_4F52_5058  # "XPROBX64"
 _TRAILER_MAGIC: Final = 0x454E_445F_5052_4F42  # "END_PROB"
 
 _IMAGE_FILE, _STUB_FILE, _ROM_FILE, _SERIAL_FILE = "image.bin", "stub.bin", "rom.bin", "out.bin"
+_HIGH_FILE: Final = "high.bin"               # RAM at HIGH_BASE (qemu_command's high_size)
+HIGH_BASE: Final = 1 << 32
+"""Where RAM above 4 GiB starts on QEMU's ``pc`` machine (``qemu_command``'s ``high_size``)."""
 _SNIPPETS: Final = ("snip_read", "read_done", "snip_write", "write_done", "snip_fetch")
 
 
@@ -468,17 +475,20 @@ class _StubMap:
     end: int
 
     @classmethod
-    def of(cls, code_size: int, n_cases: int) -> _StubMap:
+    def of(cls, code_size: int, n_cases: int, state_record: Record = _STATE, case_record: Record = _CASE,
+           header_record: Record = _HEADER) -> _StubMap:
+        """The offsets for a stub of ``code_size`` bytes and ``n_cases`` cases, with these records (the 32-bit
+        stub's are its own; the result record and trailer are the same)."""
         state = code_size
-        tables = round_up(state + _STATE.size, _PAGE)
+        tables = round_up(state + state_record.size, _PAGE)
         idt = tables + _TABLE_FRAMES * _PAGE
         gdt = idt + _PAGE
         tss = gdt + 0x100
         rsp0_top = gdt + _PAGE + _STACK
         stack_top = rsp0_top + _STACK
         cases = stack_top
-        out = cases + n_cases * _CASE.size
-        end = out + _HEADER.size + n_cases * _RESULT.size + _TRAILER_SIZE
+        out = cases + n_cases * case_record.size
+        end = out + header_record.size + n_cases * _RESULT.size + _TRAILER_SIZE
         return cls(state, tables, idt, gdt, tss, rsp0_top, stack_top, cases, out, end)
 
 
@@ -517,12 +527,19 @@ def choose_slot(image: bytes, root: int, vas: Sequence[int], la57: bool) -> int:
     which vector sets leave empty), else the highest such slot whose entry in ``image`` (whose root table is
     at physical ``root``) is 0, else the highest such slot.  ValueError when every slot is used."""
     used = {(va >> _root_shift(la57)) & 511 for va in vas if _canonical(va, la57)}
-    free = [k for k in (STUB_SLOT, *range(511, -1, -1)) if k not in used]
+    return pick_slot(struct.unpack_from("<512Q", image, root - RAM_BASE), used, (STUB_SLOT,), "root-table")
+
+
+def pick_slot(entries: Sequence[int], used: set[int], preferred: Sequence[int], what: str) -> int:
+    """The slot of ``entries`` (a root table's, one per slot) for a harness's own entry, among those not in
+    ``used``: the first whose entry is 0, in the order ``preferred`` then from the highest slot down, else
+    the first in that order.  ValueError when every slot is used."""
+    order: list[int] = [*preferred, *range(len(entries) - 1, -1, -1)]
+    free = [k for k in order if k not in used]
     if not free:
-        raise ValueError("the probe VAs use all 512 root-table slots: the harness needs one for its own mapping")
-    offset = root - RAM_BASE
-    words: tuple[int, ...] = struct.unpack_from("<512Q", image, offset)
-    return int(next((k for k in free if words[k] == 0), free[0]))
+        raise ValueError(f"the probe VAs use all {len(entries)} {what} slots: the harness needs one for its own "
+                         "mapping")
+    return next((k for k in free if entries[k] == 0), free[0])
 
 
 def _check_case(case: ProbeCase, la57: bool) -> None:
@@ -658,46 +675,71 @@ def _parse_output(raw: bytes, cr3: int, cases: Sequence[ProbeCase], stderr: byte
                                       header["EXT8_EAX"])
     if header["STATUS"] == _STATUS_NO_LA57:
         raise QemuFailed(f"-cpu {cpu} does not implement 5-level paging (CPUID.(EAX=07H,ECX=0):ECX.LA57 = 0)")
-    n = len(cases)
-    expected = _HEADER.size + n * _RESULT.size + _TRAILER_SIZE
+    results = read_results(raw, _HEADER.size, cases, [_done(case, layout, slot) for case in cases], stderr)
+    if header["CR3"] != cr3:
+        raise QemuFailed(f"the processor did not keep CR3 {cr3:#x} (read back {header['CR3']:#x})")
+    missing = sorted({name for case in cases for name in features.missing(case.regs)})
+    if missing:
+        raise QemuFailed(f"-cpu {cpu} does not implement {', '.join(missing)}, which cases set")
+    return results, features
+
+
+class Access(Protocol):
+    """What :func:`read_results` needs of a case: its VA and access."""
+
+    @property
+    def va(self) -> int: ...
+
+    @property
+    def access(self) -> str: ...
+
+
+def read_results(raw: bytes, header_size: int, cases: Sequence[Access], done: Sequence[int],
+                 stderr: bytes) -> list[ProbeResult]:
+    """The stub's result records after its header of ``header_size`` bytes (their number and the trailer
+    checked), one :class:`ProbeResult` per case: a fetch that reached the tag's INT3 at its VA (#BP at VA
+    + 1) and a load or store that reached its UD2 (#UD at ``done[i]``, the case's RIP of it) succeeded;
+    anything else is the exception the stub recorded."""
+    expected = header_size + len(cases) * _RESULT.size + _TRAILER_SIZE
     if len(raw) != expected:
         raise QemuFailed(f"stub output truncated or malformed: got {len(raw)} bytes, expected {expected}; "
                          f"QEMU stderr: {tail(stderr)!r}")
     (trailer,) = struct.unpack_from("<Q", raw, expected - _TRAILER_SIZE)
     if trailer != _TRAILER_MAGIC:
         raise QemuFailed("stub output has a bad trailer")
-    if header["CR3"] != cr3:
-        raise QemuFailed(f"the processor did not keep CR3 {cr3:#x} (read back {header['CR3']:#x})")
-    missing = sorted({name for case in cases for name in features.missing(case.regs)})
-    if missing:
-        raise QemuFailed(f"-cpu {cpu} does not implement {', '.join(missing)}, which cases set")
     results = []
     for i, case in enumerate(cases):
-        r = _RESULT.unpack(raw, _HEADER.size + i * _RESULT.size)
+        r = _RESULT.unpack(raw, header_size + i * _RESULT.size)
         vector, value, rip = r["VECTOR"], r["VALUE"], r["RIP"]
         if case.access == "execute":
             if vector == BP_VECTOR and rip == case.va + 1:        # INT3 at the VA: the fetch succeeded
                 results.append(ProbeResult(None, 0, r["CR2"], case.va))
                 continue
             value = rip
-        elif vector == UD_VECTOR and rip == _done(case, layout, slot):   # the UD2 after the access
+        elif vector == UD_VECTOR and rip == done[i]:               # the UD2 after the access
             results.append(ProbeResult(None, 0, r["CR2"], value))
             continue
         results.append(ProbeResult(vector, r["ERROR"], r["CR2"], value, rip))
-    return results, features
+    return results
 
 
-def qemu_command(qemu: str, layout: QemuLayout, accel: str, cpu: str, workdir: str) -> list[str]:
-    """Return the QEMU command line for a run whose files are in ``workdir``."""
+def qemu_command(qemu: str, layout: QemuLayout, accel: str, cpu: str, workdir: str, high_size: int = 0) -> list[str]:
+    """Return the QEMU command line for a run whose files are in ``workdir``; with ``high_size`` (a multiple
+    of 1 MiB), that much RAM more at :data:`HIGH_BASE` (``max-ram-below-4g`` keeps the rest below), loaded
+    with the run's file ``high.bin``."""
     path = functools.partial(os.path.join, workdir)
+    high = ["-device", f"loader,file={path(_HIGH_FILE)},addr={HIGH_BASE:#x},force-raw=on"] if high_size else []
+    machine = f"pc,max-ram-below-4g={layout.ram_size // _MIB}M" if high_size else "pc"
     return [
-        qemu, "-M", "pc", "-accel", accel, "-cpu", cpu, "-m", f"{layout.ram_size // _MIB}M", "-smp", "1",
-        "-nodefaults", "-display", "none", "-vga", "none", "-monitor", "none", "-parallel", "none", "-no-reboot",
+        qemu, "-M", machine, "-accel", accel, "-cpu", cpu, "-m", f"{(layout.ram_size + high_size) // _MIB}M",
+        "-smp", "1", "-nodefaults", "-display", "none", "-vga", "none", "-monitor", "none", "-parallel", "none",
+        "-no-reboot",
         "-bios", path(_ROM_FILE),
         "-chardev", f"file,id=c0,path={path(_SERIAL_FILE)}", "-serial", "chardev:c0",
         "-device", f"isa-debug-exit,iobase={_EXIT_PORT:#x},iosize=0x4",
         "-device", f"loader,file={path(_IMAGE_FILE)},addr={RAM_BASE:#x},force-raw=on",
         "-device", f"loader,file={path(_STUB_FILE)},addr={layout.stub_base:#x},force-raw=on",
+        *high,
     ]
 
 

@@ -45,32 +45,8 @@
         .end
         .endif
 
-/* QEMU "pc" machine: COM1 (16550A) and the isa-debug-exit device the harness adds. */
-        .equ COM1, 0x3f8                /* transmit holding register */
-        .equ COM1_LSR, 0x3fd            /* line status register */
-        .equ LSR_THRE, 0x20             /* LSR bit 5: THR empty */
-
         .text
         .globl _start
-
-/* Send the bytes [\from, \to) to COM1, waiting for THR empty before each (clobbers AL, DX).  Macros use
- * labels of their own (\@): a numeric label in one would capture a caller's 1f. */
-        .macro send from, to
-.Lsend\@:
-        cmp     \to, \from
-        jae     .Lsent\@
-        mov     $COM1_LSR, %dx
-.Lwait\@:
-        in      %dx, %al
-        test    $LSR_THRE, %al
-        jz      .Lwait\@
-        mov     (\from), %al
-        mov     $COM1, %dx
-        out     %al, %dx
-        inc     \from
-        jmp     .Lsend\@
-.Lsent\@:
-        .endm
 
 /* -- 32-bit protected mode: CPUID, then IA-32e mode (SDM 10.8.5) -------------------------------------- */
         .code32

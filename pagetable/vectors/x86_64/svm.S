@@ -43,8 +43,6 @@
         .error "svm.S copies EXITCODE, EXITINFO1 and EXITINFO2 as three adjacent u64s of the VMCB"
         .endif
 
-        .equ COM1, 0x3f8                /* QEMU pc: 16550A transmit holding register */
-
         .text
         .globl _start
 
