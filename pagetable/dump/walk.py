@@ -39,7 +39,7 @@ from ..arch.riscv_sv39.entry import RiscvCodec
 from ..arch.x86_64.entry import X86Codec
 from ..errors import PagetableError
 from ..format import Extension, PagingFormat
-from ..listing import fault_note, linux_size, permissions
+from ..listing import address_digits, fault_note, linux_size, permissions
 from ..mappings import Mappings
 from ..translation import Access, MemoryType, Privilege, Reason, Region, perm_bit
 from ..walker import Walker
@@ -191,7 +191,8 @@ def _arm64_line(m: Mappings, i: int, level: int, head: str, size: str, name: str
 
 def _riscv_line(m: Mappings, i: int, level: int, head: str, size: str, name: str) -> str:
     """riscv ptdump.c's dump_addr() and dump_prot(): the start PA, then ` %s` for N, MT(NC/IO/??), RSW(n),
-    D A G U X W R V, each letter or `.`."""
+    D A G U X W R V, each letter or `.`; for 4-byte PTEs (Sv32, whose PTE has no N or PBMT: RV32 Linux has
+    no such columns, they are CONFIG_64BIT's) from RSW(n) on."""
     raw = int(m.raw[i])
     perms = _perms(m, i)
     if perms is None:
@@ -199,11 +200,13 @@ def _riscv_line(m: Mappings, i: int, level: int, head: str, size: str, name: str
     else:
         u, r, w, x = _effective(perms)
     mt, rsw = raw >> 61 & 3, raw >> 8 & 3
-    cols = ("N" if raw >> 63 else ".", f"MT({('NC', 'IO', '??')[mt - 1]})" if mt else "  ..  ",
+    rv64 = ("N" if raw >> 63 else ".", f"MT({('NC', 'IO', '??')[mt - 1]})" if mt else "  ..  ")
+    cols = (*(rv64 if m.fmt.entry_size == 8 else ()),
             f"RSW({rsw})" if rsw else "  ..  ", "D" if raw & 0x80 else ".", "A" if raw & 0x40 else ".",
             "G" if raw & 0x20 else ".", "U" if u else ".", "X" if x else ".", "W" if w else ".",
             "R" if r else ".", "V" if raw & 1 else ".")
-    return f"{head} 0x{int(m.pa[i]):016x} {size} {name}{''.join(' ' + c for c in cols)}{fault_note(m, i)}"
+    pa = f"0x{int(m.pa[i]):0{address_digits(m.fmt)}x}"
+    return f"{head} {pa} {size} {name}{''.join(' ' + c for c in cols)}{fault_note(m, i)}"
 
 
 _X86 = _Style(("pgd", "p4d", "pud", "pmd", "pte"), 0, True, "BKMGTPE", _x86_line)
@@ -327,7 +330,8 @@ def _region_ptdump(region: Region, m: Mappings, regions: int, start: int | None,
             yield from (f"---[ {marks[cuts[j]]} ]---" for j in range(k if shown < 0 else shown + 1, k + 1))
             shown = k
         sva, eva = _va(fmt, s), _va(fmt, e)
-        head = f"0x{sva:016x}-0x{eva:016x}   "
+        digits = address_digits(fmt)                  # an unsigned long: the end of a 32-bit space is 0
+        head = f"0x{sva:0{digits}x}-0x{eva & (1 << 4 * digits) - 1:0{digits}x}   "
         yield style.line(m, a, base + d, head, linux_size((eva - sva) % (1 << 64), style.units), style.names[base + d])
 
 

@@ -4,23 +4,26 @@ layout and codecs), `modes` (formats), `regs` (satp/vsatp/hgatp), `csr` (status-
 architectural walk rules) and `faults` (exception codes and the syndrome a trap reports)."""
 
 from . import faults
-from .entry import ARCEOS, GSTAGE, PTE, SPEC, RiscvCodec
+from .entry import ARCEOS, GSTAGE, GSTAGE32, PTE, PTE32, SPEC, SPEC32, RiscvCodec
 from .modes import G_MODES, MODES, RV32_G_MODES, RV32_MODES, SV32, SV32X4, SV39, SV39X4, SV48, SV48X4, SV57, SV57X4
 from .regs import HGATP, HGATP32, SATP, SATP32, Hgatp, Hgatp32, Satp, Satp32, Vsatp, Vsatp32
 
 __all__ = [
            "ARCEOS",
            "GSTAGE",
+           "GSTAGE32",
            "G_MODES",
            "HGATP",
            "HGATP32",
            "MODES",
            "PTE",
+           "PTE32",
            "RV32_G_MODES",
            "RV32_MODES",
            "SATP",
            "SATP32",
            "SPEC",
+           "SPEC32",
            "SV32",
            "SV32X4",
            "SV39",

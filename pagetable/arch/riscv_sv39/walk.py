@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from ... import args
 from ...errors import InvalidArgument, InvalidArgumentType
-from ...format import Level
+from ...format import EntryKind, Level
 from ...lanes import Flag, Small, Word, bit, first, narrow, not_, u8, u64, where
 from ...translation import ALL_PERMS, Access, FaultKind, MemoryType, Outcome, Reason, Regime, Region, Step
 from . import faults
@@ -103,7 +103,8 @@ class RiscvRules:
             raise InvalidArgument(f"{fmt.name} PTEs have no PBMT or N field: Svpbmt and Svnapot are RV64 extensions")
         register = "hgatp" if self.guest else "vsatp" if isinstance(self.atp, Vsatp) else "satp"
         if fmt is not None:               # entries are decoded (flags, memory types) as these options say
-            fmt = fmt.with_codec(RiscvCodec(svpbmt=self.options.svpbmt, gstage=self.guest))
+            fmt = fmt.with_codec(RiscvCodec(svpbmt=self.options.svpbmt, gstage=self.guest,
+                                            pte=fmt.codec.layout_for(EntryKind.PAGE, fmt.page_size)))
         self.regime = Regime(fmt.name if fmt else "Bare", () if fmt is None else
                              (Region(register, fmt, self.atp.root),))
 
