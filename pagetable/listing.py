@@ -3,7 +3,8 @@
 `ptdump` prints leaves the way Linux's riscv ptdump (`/sys/kernel/debug/kernel_page_tables`) does: one line
 per run of leaves at the same level with the same attribute bits, contiguous in VA *and* PA (Linux only
 requires VA contiguity; requiring PA contiguity keeps the printed start PA meaningful for the whole run):
-`0xVSTART-0xVEND   0xPSTART      SIZE LEVEL attribute letters`.
+`0xVSTART-0xVEND   0xPSTART      SIZE LEVEL attribute letters`, the addresses of 16 hex digits, or of 8 for a
+32-bit VA space (RV32 Linux's ADDR_FORMAT, "0x%08lx": `address_digits`).
 
 A hardware listing (`Walker.mappings`) adds what the walk makes of each run: the effective permissions
 (`S:rwx U:r-x`, for the supervisor and the user) and, for entries the hardware rejects for every access,
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
+from .format import PagingFormat
 from .mappings import Mappings
 from .walker import Access, Privilege, Reason, perm_bit
 
@@ -30,6 +32,13 @@ def linux_size(n: int, units: str = "KMGTPE") -> str:
         value >>= 10
         unit += 1
     return f"{value:9d}{units[unit]}"
+
+
+def address_digits(fmt: PagingFormat) -> int:
+    """The hex digits of Linux ptdump's addresses for `fmt`: 8 where VAs have 32 bits (arch/riscv/mm/ptdump.c's
+    ADDR_FORMAT "0x%08lx" without CONFIG_64BIT, an unsigned long's width: the end of the space prints as 0),
+    else 16 ("0x%016lx"). A PA wider than that prints with its own digits."""
+    return 8 if fmt.va_bits <= 32 else 16
 
 
 def runs(m: Mappings) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
@@ -86,7 +95,8 @@ def ptdump_lines(m: Mappings) -> Iterator[str]:
         start, end = int(m.va[a]), int(m.va[b]) + int(m.size[b])
         depth = int(m.depth[a])
         last = depth == len(m.fmt.levels) - 1
-        line = (f"0x{start:016x}-0x{end & (1 << 64) - 1:016x}   0x{int(m.pa[a]):016x} "
+        digits = address_digits(m.fmt)
+        line = (f"0x{start:0{digits}x}-0x{end & (1 << 4 * digits) - 1:0{digits}x}   0x{int(m.pa[a]):0{digits}x} "
                 f"{linux_size(end - start)} {m.fmt.levels[depth].name} "
                 f"{m.fmt.codecs[depth].letters(int(m.raw[a]), not last)}")
         if m.verdict is not None and m.verdict[a]:

@@ -19,7 +19,7 @@ __all__ = ["ARCHITECTURES", "Architecture", "by_cli_name", "by_mode", "by_name",
 
 def _architectures() -> tuple[Architecture, ...]:
     from .vectors import aarch64, riscv, x86_64  # the architectures' packages build on this module
-    return (riscv.ARCHITECTURE, x86_64.ARCHITECTURE, aarch64.ARCHITECTURE)
+    return (riscv.ARCHITECTURE, x86_64.ARCHITECTURE, aarch64.ARCHITECTURE, riscv.ARCHITECTURE32)
 
 
 ARCHITECTURES: tuple[Architecture, ...] = _architectures()

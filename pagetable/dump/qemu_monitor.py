@@ -1,6 +1,6 @@
 """QEMU 7.2's monitor listings of a guest's page tables, byte for byte: `info mem` (x86 32-bit, PAE, 4- and
-5-level paging, RISC-V Sv39/48/57) and `info tlb` (x86), as `pagetable walk --format qemu-info-mem|qemu-info-tlb`
-prints them.
+5-level paging, RISC-V Sv32/39/48/57) and `info tlb` (x86), as `pagetable walk --format
+qemu-info-mem|qemu-info-tlb` prints them.
 
 The format's point is to match the monitor, so it walks as QEMU's monitor walks (QEMU 7.2,
 target/i386/monitor.c: `tlb_info_32`/`tlb_info_pae32`/`tlb_info_la48`/`tlb_info_la57`/`print_pte`,
@@ -39,7 +39,10 @@ x86 (both commands):
   for the subtrees whose AND is already zero, which cannot make a range and are not read (QEMU reads them:
   512**3 entries per present PML4E when the page at PA 0 is zero).
 RISC-V (`info mem`):
-- Two header lines, then `%016lx %016lx %016lx rwxugad` lines: VA (sign-extended), PA, size.
+- Two header lines, then `%016lx %016lx %016lx rwxugad` lines: VA (sign-extended), PA, size. Sv32 (RV32's
+  qemu-system-riscv32, whose target_ulong has 32 bits): its own header (`RISCV32_HEADER`) and
+  `%08x %016llx %08x rwxugad` lines (TARGET_FMT_lx, TARGET_FMT_plx, TARGET_FMT_lx), the VA not extended,
+  the size a 32-bit target_ulong: a run of 4 GiB has size 0 and, as any size of 0, is not printed.
 - Every entry with V set is followed: R|W|X non-zero is a leaf (at any level, with any alignment, W without R
   included), else a pointer (at the last level: ignored). Nothing is checked: reserved bits, PBMT and N,
   misaligned superpages, A/D.
@@ -64,7 +67,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from ..arch.riscv_sv39.modes import SV39, SV48, SV57
+from ..arch.riscv_sv39.modes import SV32, SV39, SV48, SV57
 from ..arch.riscv_sv39.walk import RiscvRules
 from ..arch.x86_64.modes import PAGING4, PAGING5, PAGING32, PAGING32_PSE, PAGING32_PSE36, PAGING_PAE
 from ..descent import read_tables
@@ -74,7 +77,7 @@ from ..physmem import PhysMem
 from ..walker import Walker
 from .output import Column, chunked_lines, fixed, hexadecimal, text
 
-__all__ = ["ENTRY_LIMIT", "RISCV_BARE", "RISCV_HEADER", "info_mem_lines", "info_tlb_lines"]
+__all__ = ["ENTRY_LIMIT", "RISCV32_HEADER", "RISCV_BARE", "RISCV_HEADER", "info_mem_lines", "info_tlb_lines"]
 
 U64 = npt.NDArray[np.uint64]
 Bool = npt.NDArray[np.bool_]
@@ -86,6 +89,9 @@ ENTRY_LIMIT: Final = 1 << 24
 RISCV_HEADER: Final = ("vaddr            paddr            size             attr",
                        "---------------- ---------------- ---------------- -------")
 """target/riscv/monitor.c's PTE_HEADER_FIELDS and PTE_HEADER_DELIMITER (RV64)."""
+RISCV32_HEADER: Final = ("vaddr    paddr            size     attr",
+                         "-------- ---------------- -------- -------")
+"""The same without TARGET_RISCV64 (qemu-system-riscv32: Sv32)."""
 
 RISCV_BARE: Final = "No translation or protection"
 """hmp_info_mem's answer for satp.MODE = Bare."""
@@ -115,7 +121,7 @@ _TLB_MASKS: Final = {PAGING_PAE.name: (_ALL, _ALL ^ ((1 << 20) - 1), _ALL ^ 0xFF
                      **{name: ((1 << 32) - (1 << 21), (1 << 32) - (1 << 12)) for name in _X86_32}}
 """Per depth, the mask print_pte applies to the leaf of tlb_info_pae32 and tlb_info_32 (the others mask the
 address bits 12-49 above the page's offset)."""
-_RISCV: Final = (SV39.name, SV48.name, SV57.name)
+_RISCV: Final = (SV32.name, SV39.name, SV48.name, SV57.name)
 
 
 @dataclass(frozen=True)
@@ -184,7 +190,7 @@ def _single_stage(walker: Walker) -> tuple[PagingFormat, int]:
     if len(regions) != 1 or regions[0].fmt.name not in _X86 + _RISCV:
         names = ", ".join(r.fmt.name for r in regions) or "no translation"
         raise PagetableError(f"QEMU's monitor has 'info mem' for x86 32-bit, PAE and 4/5-level paging and RISC-V "
-                             f"Sv39/48/57 and 'info tlb' for x86 only, not for {names}")
+                             f"Sv32/39/48/57 and 'info tlb' for x86 only, not for {names}")
     return regions[0].fmt, regions[0].root
 
 
@@ -276,6 +282,11 @@ def _hex16(col: U64) -> Column:
     return hexadecimal(col, 16, prefix=False)
 
 
+def _hex8(col: U64) -> Column:
+    """`%08x` of each value (below 2**32)."""
+    return hexadecimal(col, 8, prefix=False)
+
+
 def _runs(new: Bool) -> tuple[Ints, Ints]:
     """The first and last index of each run, where `new` marks the elements that start one."""
     first = np.flatnonzero(new)
@@ -330,7 +341,8 @@ def _riscv_info_mem(walker: Walker, fmt: PagingFormat, root: int, start: int | N
         return out
 
     leaves = _walk(walker.mem, fmt, root, leaf, valid, address, problems)
-    yield from RISCV_HEADER
+    rv32 = fmt.name == SV32.name                         # qemu-system-riscv32: 32-bit target_ulong
+    yield from RISCV32_HEADER if rv32 else RISCV_HEADER
     if not leaves.va.size:
         return
     sizes = np.array([1 << lv.index_lsb for lv in fmt.levels], dtype=np.uint64)[leaves.depth]
@@ -342,13 +354,17 @@ def _riscv_info_mem(walker: Walker, fmt: PagingFormat, root: int, start: int | N
                | (leaves.table[1:] != leaves.table[:-1]))
     first, last = _runs(new)
     span = pa[last] + sizes[last] - pa[first]            # print_pte's size: last_paddr + last_size - pbase
-    lo = _extend_np(va[first], fmt.va_bits)
+    if rv32:
+        span &= np.uint64(0xFFFF_FFFF)                   # ... in a 32-bit target_ulong
+    lo = va[first] if rv32 else _extend_np(va[first], fmt.va_bits)   # addr_canonical: RV64 only
     keep = (span != 0) & _overlaps_np(start, end, lo, lo + span)      # print_pte skips a size of 0
     lo, pa, span = lo[keep], pa[first][keep], span[keep]
     attrs = _RISCV_ATTR_TEXT[attr[first][keep].astype(np.intp)]
 
+    word = _hex8 if rv32 else _hex16                     # TARGET_FMT_lx
+
     def row(k: slice) -> list[Column]:
-        return [_hex16(lo[k]), text(" "), _hex16(pa[k]), text(" "), _hex16(span[k]), text(" "), fixed(attrs[k])]
+        return [word(lo[k]), text(" "), _hex16(pa[k]), text(" "), word(span[k]), text(" "), fixed(attrs[k])]
 
     yield from chunked_lines(attrs.shape[0], row)
 
@@ -356,7 +372,7 @@ def _riscv_info_mem(walker: Walker, fmt: PagingFormat, root: int, start: int | N
 def info_mem_lines(walker: Walker, start: int | None = None, end: int | None = None,
                    problems: list[str] | None = None) -> Iterator[str]:
     """QEMU 7.2's `info mem` for the walker's tables: x86 32-bit, PAE, 4- and 5-level paging (`mem_info_32`,
-    `mem_info_pae32`, `mem_info_la48`, `mem_info_la57`, `mem_print`) or RISC-V Sv39/48/57 (`mem_info_svxx`,
+    `mem_info_pae32`, `mem_info_la48`, `mem_info_la57`, `mem_print`) or RISC-V Sv32/39/48/57 (`mem_info_svxx`,
     `walk_pte`, the header first); with `start`/`end`, the lines whose range meets [start, end), merged as
     over the whole space. Tables outside the image are reported in `problems` (module docstring). A RISC-V
     walker with satp.MODE = Bare gets QEMU's one line for it (RISCV_BARE)."""

@@ -20,8 +20,10 @@ from .notes import qemu_cpu_states
 
 __all__ = ["ELF_MACHINE_NAMES", "LINUX_EFER", "Target", "cpu_registers", "open_arch_images", "open_target"]
 
-ELF_MACHINE_NAMES: Final = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64", "riscv64": "EM_RISCV"}
-"""The e_machine (as pyelftools names it) of each architecture's 64-bit ELF cores."""
+ELF_MACHINE_NAMES: Final = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64", "riscv64": "EM_RISCV",
+                            "riscv32": "EM_RISCV"}
+"""The e_machine (as pyelftools names it) of each architecture's ELF cores (64-bit ones; RV32's, EM_RISCV
+too: the ELF class tells RV32 from RV64, the machine does not)."""
 
 LINUX_EFER: Final = 0xD01
 """IA32_EFER as 64-bit Linux runs (SCE, LME, LMA, NXE): assumed for a core in IA-32e mode, whose notes

@@ -40,7 +40,7 @@ from ..arch.x86_64.entry import X86Codec
 from ..arch.x86_64.paging32 import X86Codec32
 from ..errors import PagetableError
 from ..format import Extension, PagingFormat
-from ..listing import fault_note, linux_size, permissions
+from ..listing import address_digits, fault_note, linux_size, permissions
 from ..mappings import Mappings
 from ..translation import Access, MemoryType, Privilege, Reason, Region, perm_bit
 from ..walker import Walker
@@ -192,7 +192,8 @@ def _arm64_line(m: Mappings, i: int, level: int, head: str, size: str, name: str
 
 def _riscv_line(m: Mappings, i: int, level: int, head: str, size: str, name: str) -> str:
     """riscv ptdump.c's dump_addr() and dump_prot(): the start PA, then ` %s` for N, MT(NC/IO/??), RSW(n),
-    D A G U X W R V, each letter or `.`."""
+    D A G U X W R V, each letter or `.`; for 4-byte PTEs (Sv32, whose PTE has no N or PBMT: RV32 Linux has
+    no such columns, they are CONFIG_64BIT's) from RSW(n) on."""
     raw = int(m.raw[i])
     perms = _perms(m, i)
     if perms is None:
@@ -200,11 +201,13 @@ def _riscv_line(m: Mappings, i: int, level: int, head: str, size: str, name: str
     else:
         u, r, w, x = _effective(perms)
     mt, rsw = raw >> 61 & 3, raw >> 8 & 3
-    cols = ("N" if raw >> 63 else ".", f"MT({('NC', 'IO', '??')[mt - 1]})" if mt else "  ..  ",
+    rv64 = ("N" if raw >> 63 else ".", f"MT({('NC', 'IO', '??')[mt - 1]})" if mt else "  ..  ")
+    cols = (*(rv64 if m.fmt.entry_size == 8 else ()),
             f"RSW({rsw})" if rsw else "  ..  ", "D" if raw & 0x80 else ".", "A" if raw & 0x40 else ".",
             "G" if raw & 0x20 else ".", "U" if u else ".", "X" if x else ".", "W" if w else ".",
             "R" if r else ".", "V" if raw & 1 else ".")
-    return f"{head} 0x{int(m.pa[i]):016x} {size} {name}{''.join(' ' + c for c in cols)}{fault_note(m, i)}"
+    pa = f"0x{int(m.pa[i]):0{address_digits(m.fmt)}x}"
+    return f"{head} {pa} {size} {name}{''.join(' ' + c for c in cols)}{fault_note(m, i)}"
 
 
 _X86 = _Style(("pgd", "p4d", "pud", "pmd", "pte"), 0, True, "BKMGTPE", _x86_line)
@@ -250,7 +253,7 @@ def _markers(region: Region, regions: int) -> dict[int, str]:
     kernel's Kernel Mapping at PAGE_OFFSET, ...) are where one kernel build put them: not knowable here."""
     if isinstance(region.fmt.codec, X86Codec) and region.fmt.extension is Extension.SIGN:
         return {0: "User Space", 1 << (region.fmt.va_bits - 1): "Kernel Space"}
-    if _word_bits(region.fmt) == 32:
+    if isinstance(region.fmt.codec, X86Codec | X86Codec32) and address_digits(region.fmt) == 8:
         return {0: "User Space"}
     return {0: region.name} if regions > 1 else {}
 
@@ -292,18 +295,12 @@ def _holes(a: int, b: int, spans: list[int]) -> Iterator[tuple[int, int, int]]:
         yield run
 
 
-def _word_bits(fmt: PagingFormat) -> int:
-    """The width of the kernel's unsigned long, in which ptdump prints addresses and sizes (`%0*lx`, width
-    sizeof(unsigned long) * 2): 32 for x86 32-bit and PAE paging, whose kernels are 32-bit, else 64."""
-    return 32 if isinstance(fmt.codec, X86Codec | X86Codec32) and fmt.va_bits == 32 else 64
-
-
 def _region_ptdump(region: Region, m: Mappings, regions: int, start: int | None, end: int | None) -> Iterator[str]:
     """The ptdump lines of one region."""
     fmt = region.fmt
     style = _style(fmt)
-    word = _word_bits(fmt)
-    digits, wrap = word // 4, (1 << word) - 1          # the end of the space wraps to 0, as an unsigned long
+    digits = address_digits(fmt)                      # an unsigned long's: 8 digits where VAs have 32 bits
+    wrap = (1 << 4 * digits) - 1                      # the end of the space wraps to 0, as an unsigned long
     n = len(fmt.levels)
     base = 5 - n                                      # the Linux level of the root: the levels below are kept
     index = _index(fmt, m.va)

@@ -1,8 +1,10 @@
-"""RISC-V Sv39/Sv48/Sv57 page-table entries.
+"""RISC-V page-table entries: the 64-bit PTE of Sv39/Sv48/Sv57 and the 32-bit PTE of Sv32.
 
-The PTE layout of the RISC-V privileged architecture, "Supervisor-Level ISA", sections "Sv39: Page-Based
+The PTE layouts of the RISC-V privileged architecture, "Supervisor-Level ISA", sections "Sv39: Page-Based
 39-bit Virtual-Memory System" (Figure "Sv39 page table entry"), "Svnapot" and "Svpbmt". Sv48 and Sv57 use the
-same 64-bit PTE; they only add levels.
+same 64-bit PTE; they only add levels. "Sv32: Page-Based 32-bit Virtual-Memory Systems" (Figure "Sv32 page
+table entry") has the same low ten bits and a 22-bit PPN, split as PPN[1] (31:20) and PPN[0] (19:10), and
+nothing above (`PTE32`; the `SV32`/`SV32X4` codecs, `pte=PTE32`, list and explain their entries by it).
 
 Encoding choices (`RiscvCodec`), all documented in docs/riscv.md:
 - DEVICE → PBMT=IO and UNCACHED → PBMT=NC when Svpbmt is enabled (DEVICE wins); without Svpbmt both are
@@ -27,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ... import args, lanes
-from ...errors import InvalidAddress, InvalidFlags, NotAligned
+from ...errors import InvalidAddress, InvalidArgument, InvalidFlags, NotAligned
 from ...flags import MappingFlags
 from ...format import EntryKind, NoPointerRights, RememberedLeaves
 from ...lanes import Flag, Small, Word
@@ -56,6 +58,13 @@ PTE = Layout("RISC-V PTE", 64, [
     Field("N", 63, 1, "Svnapot naturally aligned power-of-2 page"),
 ], "RISC-V privileged spec, Sv39 page table entry; Svpbmt; Svnapot")
 
+PTE32 = Layout("RISC-V Sv32 PTE", 32, [*(f for f in PTE.fields if f.msb < PTE["PPN"].lsb),
+                                      Field("PPN[0]", 10, 10, "physical page number, bits 9:0 (PA bits 21:12)"),
+                                      Field("PPN[1]", 20, 12, "physical page number, bits 21:10 (PA bits 33:22)")],
+               "RISC-V privileged spec, Sv32 page table entry")
+"""The Sv32 PTE: V R W X U G A D and RSW as `PTE` declares them, PPN[0] and PPN[1] (the PPN field of `PTE`,
+which the codec and the walk rules compute with, is their concatenation, bit for bit)."""
+
 V, R, W, X, U, G, A, D = (PTE.mask(n) for n in ("V", "R", "W", "X", "U", "G", "A", "D"))
 PBMT_MEMORY_TYPE = np.array([MemoryType.DEFAULT, MemoryType.RISCV_NC, MemoryType.RISCV_IO, MemoryType.NONE],
                             dtype=np.uint8)
@@ -63,7 +72,6 @@ PBMT_MEMORY_TYPE = np.array([MemoryType.DEFAULT, MemoryType.RISCV_NC, MemoryType
 PPN_MASK = PTE.mask("PPN")
 PPN_SHIFT = PTE["PPN"].lsb
 PAGE_SHIFT = 12
-_PA_LIMIT = 1 << (PTE["PPN"].width + PAGE_SHIFT)          # the PAs a PPN field can name
 
 
 def ppn_field(pa: int) -> int:
@@ -71,12 +79,23 @@ def ppn_field(pa: int) -> int:
     return (pa >> PAGE_SHIFT) << PPN_SHIFT & PPN_MASK
 
 
-def _page_address(pa: int) -> int:
-    """`pa` checked to be what a PPN field can name: 4 KiB aligned, below 2**56 (no silent truncation)."""
+def _has(layout: Layout, name: str) -> bool:
+    """Whether `layout` declares a field called `name` (Sv32's PTE has no N, PBMT or reserved bits)."""
+    return any(f.name == name for f in layout.fields)
+
+
+def _ppn_bits(layout: Layout) -> int:
+    """The width of a PTE layout's PPN: 44 bits (Sv39's PTE), 22 (Sv32's PPN[1] and PPN[0])."""
+    return sum(f.width for f in layout.fields if f.name.startswith("PPN"))
+
+
+def _page_address(pa: int, layout: Layout) -> int:
+    """`pa` checked to be what a PPN field of `layout` can name: 4 KiB aligned, below 2**56 (Sv32: 2**34);
+    no silent truncation."""
     if type(pa) is not int:
         pa = args.integer(pa, "physical address")
-    if not 0 <= pa < _PA_LIMIT:
-        raise InvalidAddress(f"{pa:#x} does not fit a PTE's {PTE['PPN'].width}-bit PPN")
+    if not 0 <= pa < 1 << (_ppn_bits(layout) + PAGE_SHIFT):
+        raise InvalidAddress(f"{pa:#x} does not fit a PTE's {_ppn_bits(layout)}-bit PPN")
     if pa % (1 << PAGE_SHIFT):
         raise NotAligned(f"PA {pa:#x} is not 4 KiB aligned")
     return pa
@@ -101,10 +120,15 @@ class RiscvCodec(RememberedLeaves, NoPointerRights):
     ad: AdPolicy = "preset"
     global_kernel: bool = False
     gstage: bool = False
+    pte: Layout = PTE                 # the entries' declared layout: PTE, or PTE32 for Sv32 and Sv32x4
+
+    def __post_init__(self) -> None:
+        if self.svpbmt and not _has(self.pte, "PBMT"):
+            raise InvalidArgument(f"{self.pte.name}s have no PBMT field: Svpbmt is an RV64 extension")
 
     def layout_for(self, kind: EntryKind, span: int) -> Layout:
-        """One PTE layout for every kind (a pointer is a PTE with R=W=X=0)."""
-        return PTE
+        """One PTE layout for every kind (a pointer is a PTE with R=W=X=0): `pte`."""
+        return self.pte
 
     def memory_type_np(self, raw: Word, huge: bool) -> Small:
         """PBMT with Svpbmt (`PBMT_MEMORY_TYPE`); without it the PMAs decide (`MemoryType.DEFAULT`)."""
@@ -123,7 +147,7 @@ class RiscvCodec(RememberedLeaves, NoPointerRights):
 
     def new_page(self, pa: int, flags: MappingFlags, huge: bool) -> int:
         """A leaf mapping the 4 KiB-aligned `pa` (below 2**56) with `flags`."""
-        return self.attributes(flags, huge) | ppn_field(_page_address(pa))
+        return self.attributes(flags, huge) | ppn_field(_page_address(pa, self.pte))
 
     def new_page_np(self, pa: U64, flags: MappingFlags, huge: bool) -> U64:
         out: U64 = pa >> np.uint64(PAGE_SHIFT)             # in place from here: one new column, not four
@@ -133,7 +157,7 @@ class RiscvCodec(RememberedLeaves, NoPointerRights):
         return out
 
     def new_table(self, pa: int) -> int:
-        return V | ppn_field(_page_address(pa))
+        return V | ppn_field(_page_address(pa, self.pte))
 
     def is_present_np(self, raw: Word) -> Flag:
         out: Flag = (raw & V) != 0
@@ -164,15 +188,18 @@ class RiscvCodec(RememberedLeaves, NoPointerRights):
         return raw  # the same PTE bits mean the same thing at every level
 
     def letters(self, raw: int, huge: bool) -> str:
-        """Linux riscv ptdump order: N, memory type, RSW, then D A G U X W R V (letter or '.'); before the
-        letters, the reserved bits 60:54 as `RES(xx)` when any is set (Linux's ptdump does not show them)."""
-        pbmt = PTE.get(raw, "PBMT")
-        mt = ("  ..  ", "MT(NC)", "MT(IO)", "MT(??)")[pbmt]
+        """Linux riscv ptdump order (arch/riscv/mm/ptdump.c, pte_bits[]): N, memory type, RSW, then D A G U
+        X W R V (letter or '.'); before the letters, the reserved bits 60:54 as `RES(xx)` when any is set
+        (Linux's ptdump does not show them). An Sv32 PTE has no N, PBMT or reserved bits, and RV32 Linux
+        prints no N or MT column (they are CONFIG_64BIT's): RSW, then the letters."""
         rsw = PTE.get(raw, "RSW")
+        flags = " ".join(ch if raw & PTE.mask(ch) else "." for ch in "DAGUXWRV")
+        soft = f"RSW({rsw})" if rsw else "  ..  "
+        if not _has(self.pte, "N"):
+            return f"{soft} {flags}"
+        mt = ("  ..  ", "MT(NC)", "MT(IO)", "MT(??)")[PTE.get(raw, "PBMT")]
         res = PTE.get(raw, "Reserved")
-        flags = "".join(ch if raw & PTE.mask(ch) else "." for ch in "DAGUXWRV")
-        return f"{'N' if raw & PTE.mask('N') else '.'} {mt} {f'RSW({rsw})' if rsw else '  ..  '} " + \
-            (f"RES({res:02x}) " if res else "") + " ".join(flags)
+        return f"{'N' if raw & PTE.mask('N') else '.'} {mt} {soft} " + (f"RES({res:02x}) " if res else "") + flags
 
 
 def _leaf_bits(codec: RiscvCodec, flags: MappingFlags) -> int:
@@ -208,3 +235,5 @@ def _leaf_bits(codec: RiscvCodec, flags: MappingFlags) -> int:
 SPEC = RiscvCodec()
 ARCEOS = RiscvCodec(ad="all")
 GSTAGE = RiscvCodec(gstage=True)
+SPEC32 = RiscvCodec(pte=PTE32)
+GSTAGE32 = RiscvCodec(gstage=True, pte=PTE32)

@@ -2,8 +2,10 @@
 Translation and Protection (satp) Register", RV64: MODE[63:60], ASID[59:44], PPN[43:0]; vsatp has the same
 layout, hypervisor extension "Virtual Supervisor Address Translation and Protection Register") and `hgatp`
 (hypervisor extension, "Hypervisor Guest Address Translation and Protection Register", RV64: MODE[63:60],
-VMID[57:44], PPN[43:0]; the root is 16 KiB aligned, so PPN[1:0] are zero); and RV32's satp (`Satp32`:
-MODE[31], ASID[30:22], PPN[21:0])."""
+VMID[57:44], PPN[43:0]; the root is 16 KiB aligned, so PPN[1:0] are zero); and RV32's satp and vsatp
+(`Satp32`, `Vsatp32`: MODE[31], ASID[30:22], PPN[21:0]) and hgatp (`Hgatp32`: MODE[31], bits 30:29 zero,
+VMID[28:22], PPN[21:0]). `xlen` (the layout's width) tells the two apart where it matters: htinst's
+pseudoinstructions name a 32- or 64-bit PTE access (`faults`), and the two stages of a walk are one XLEN."""
 
 from __future__ import annotations
 
@@ -14,10 +16,10 @@ from ... import args
 from ...errors import InvalidAddress, InvalidArgument
 from ...format import PagingFormat
 from ...layout import Field, Layout
-from .modes import SV32, SV39, SV39X4, SV48, SV48X4, SV57, SV57X4
+from .modes import SV32, SV32X4, SV39, SV39X4, SV48, SV48X4, SV57, SV57X4
 
 MODE_BARE, MODE_SV39, MODE_SV48, MODE_SV57 = 0, 8, 9, 10
-MODE_SV32 = 1
+MODE_SV32 = 1                     # RV32 satp.MODE Sv32, and hgatp.MODE Sv32x4
 
 SATP = Layout("satp", 64, [
     Field("PPN", 0, 44, "physical page number of the root page table"),
@@ -40,6 +42,12 @@ HGATP = Layout("hgatp", 64, [
           {MODE_BARE: "Bare", MODE_SV39: "Sv39x4", MODE_SV48: "Sv48x4", MODE_SV57: "Sv57x4"}),
 ], "RISC-V privileged spec, hypervisor extension, hgatp register (RV64)")
 
+HGATP32 = Layout("hgatp (RV32)", 32, [
+    Field("PPN", 0, 22, "physical page number of the 16 KiB G-stage root table"),
+    Field("VMID", 22, 7, "virtual-machine identifier"),
+    Field("MODE", 31, 1, "G-stage translation mode", {MODE_BARE: "Bare", MODE_SV32: "Sv32x4"}),
+], "RISC-V privileged spec, hypervisor extension, hgatp register (RV32)")
+
 
 @dataclass(frozen=True)
 class _Atp:
@@ -57,6 +65,11 @@ class _Atp:
     def root(self) -> int:
         """Physical address of the root page table."""
         return self.ppn << 12
+
+    @property
+    def xlen(self) -> int:
+        """The register's width: 64 on RV64, 32 on RV32."""
+        return self.LAYOUT.width
 
     @property
     def format(self) -> PagingFormat | None:
@@ -123,6 +136,11 @@ class Vsatp(Satp):
 
 
 @dataclass(frozen=True)
+class Vsatp32(Satp32, Vsatp):
+    """A decoded RV32 vsatp value: RV32 satp's layout and modes."""
+
+
+@dataclass(frozen=True)
 class Hgatp(_Atp):
     """A decoded hgatp value (`tag` is the VMID); selects the G-stage format."""
 
@@ -144,3 +162,12 @@ class Hgatp(_Atp):
     def for_table(cls, fmt: PagingFormat, root: int, vmid: int = 0) -> Self:
         """The value that selects the G-stage `fmt` with its 16 KiB root at `root`."""
         return cls._for_table(fmt, root, vmid)
+
+
+@dataclass(frozen=True)
+class Hgatp32(Hgatp):
+    """A decoded RV32 hgatp value (MODE bit 31: Bare or Sv32x4; a 7-bit VMID; a 22-bit PPN whose bits 1:0
+    read as zero, as for every x4 mode)."""
+
+    LAYOUT: ClassVar[Layout] = HGATP32
+    FORMATS: ClassVar[dict[int, PagingFormat]] = {MODE_SV32: SV32X4}

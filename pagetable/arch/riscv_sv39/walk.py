@@ -9,7 +9,7 @@ Per level i (the generic walker does step 2's fetch and its access fault, and th
 4. R=X=0: pointer to the next level; at i=0 → page fault.
 5. Leaf: R/W/X/U against the access, privilege, SUM and MXR → page fault. S-mode never executes U pages;
    S-mode reads/writes U pages only with SUM; MXR makes X pages readable.
-6. i>0 and PPN[i-1:0] ≠ 0 → misaligned superpage, page fault.
+6. i>0 and PPN[i-1:0] ≠ 0 → misaligned superpage, page fault (PPN[0] is 10 bits in Sv32, 9 elsewhere).
 7. A=0, or D=0 on a store: Svade → page fault; Svadu → hardware sets them (the walker only reports success).
 8. PA = PPN[LEVELS-1:i] with VPN[i-1:0] and the page offset from the VA (Svnapot: PPN[3:0] from VPN[0]).
 VAs must be sign-extended from bit 38/47/56, else page fault (reported at the root level).
@@ -20,10 +20,11 @@ faults on (Svade: all of them without A, writes without D), and none where the P
 memory type is the PBMT field (Svpbmt): PMA (the platform's attributes: `MemoryType.DEFAULT`), NC or IO.
 
 G-stage (`RiscvRules.gstage(hgatp)`, hypervisor extension "Guest Physical Address Translation"): the same
-steps over Sv39x4/Sv48x4/Sv57x4 with every access checked as a U-mode access (so leaves need U=1; SUM plays no
-part), MXR meaning the HS-level sstatus.MXR (explicit loads only: `implicit()`), guest-physical addresses
-zero-extended (a wider GPA faults), and page faults reported as guest-page faults. Two stages'
-memory types (Svpbmt with the hypervisor extension): a VS-stage PBMT other than PMA overrides the G-stage's.
+steps over Sv39x4/Sv48x4/Sv57x4 (RV32: Sv32x4, selected by an `Hgatp32`) with every access checked as a
+U-mode access (so leaves need U=1; SUM plays no part), MXR meaning the HS-level sstatus.MXR (explicit loads
+only: `implicit()`), guest-physical addresses zero-extended (a wider GPA faults), and page faults reported
+as guest-page faults. Two stages' memory types (Svpbmt with the hypervisor extension): a VS-stage PBMT other
+than PMA overrides the G-stage's.
 What each fault reports (scause, stval, htval, htinst) is in `faults`.
 """
 
@@ -38,6 +39,7 @@ import numpy.typing as npt
 
 from ... import args
 from ...errors import InvalidArgument, InvalidArgumentType
+from ...format import EntryKind, Level
 from ...lanes import Flag, Small, Word, bit, first, narrow, not_, u8, u64, where
 from ...translation import ALL_PERMS, Access, FaultKind, MemoryType, Outcome, Reason, Regime, Region, Step
 from . import faults
@@ -80,9 +82,10 @@ def _check_options(options: RiscvOptions | HypervisorOptions) -> None:
             args.boolean(value, f.name)
 
 
-def _low_ppn(i: int) -> int:
-    """PPN[i-1:0]: the bits a level-i superpage's PPN must have clear (step 6)."""
-    return (1 << (9 * i)) - 1
+def _low_ppn(level: Level) -> int:
+    """PPN[i-1:0]: the bits a level-i superpage's PPN must have clear (step 6): those naming 4 KiB pages
+    within its span (9 bits a level in Sv39/Sv48/Sv57, 10 in Sv32: a 4 MiB megapage needs PPN[0] = 0)."""
+    return (level.span >> 12) - 1
 
 
 class RiscvRules:
@@ -100,7 +103,8 @@ class RiscvRules:
             raise InvalidArgument(f"{fmt.name} PTEs have no PBMT or N field: Svpbmt and Svnapot are RV64 extensions")
         register = "hgatp" if self.guest else "vsatp" if isinstance(self.atp, Vsatp) else "satp"
         if fmt is not None:               # entries are decoded (flags, memory types) as these options say
-            fmt = fmt.with_codec(RiscvCodec(svpbmt=self.options.svpbmt, gstage=self.guest))
+            fmt = fmt.with_codec(RiscvCodec(svpbmt=self.options.svpbmt, gstage=self.guest,
+                                            pte=fmt.codec.layout_for(EntryKind.PAGE, fmt.page_size)))
         self.regime = Regime(fmt.name if fmt else "Bare", () if fmt is None else
                              (Region(register, fmt, self.atp.root),))
 
@@ -115,7 +119,7 @@ class RiscvRules:
         return faults.GUEST_PAGE_FAULT if self.guest else faults.PAGE_FAULT
 
     def syndrome(self, t: Outcome, access: Small, priv: Small, stage2: object | None) -> dict[str, Word]:
-        return faults.syndrome(t, access, self.guest, self.guest or stage2 is not None)
+        return faults.syndrome(t, access, self.guest, self.guest or stage2 is not None, self.atp.xlen)
 
     def combine(self, stage1: Small, stage2: Small, leaf2: Word) -> Small:
         """Svpbmt under the hypervisor extension (these are the G-stage's rules): the VS-stage's PBMT, unless
@@ -128,7 +132,8 @@ class RiscvRules:
 
     def step(self, region: Region, depth: int, pte: Word, access: Small, priv: Small, carry: Word) -> Step:
         opt = self.options
-        i = region.fmt.levels[depth].arch_level
+        level = region.fmt.levels[depth]
+        i = level.arch_level
         low = narrow(pte, V | R | W | X | U | G | A | D)          # the flag bits, in a byte
         v, r, w, x, u = bit(low, V), bit(low, R), bit(low, W), bit(low, X), bit(low, U)
         a, d, napot = bit(low, A), bit(low, D), bit(pte, _N)
@@ -149,7 +154,7 @@ class RiscvRules:
         perms = perms & narrow(carry, ALL_PERMS)
         lane_bit = access if self.guest else priv * 3 + access
         # step 6, where a superpage may be misaligned
-        misaligned = leaf & ((ppn & _low_ppn(i)) != 0) if i else False
+        misaligned = leaf & ((ppn & _low_ppn(level)) != 0) if i else False
         # step 7: Svade faults where A/D need setting, so the accesses that would need them do not translate
         svade = opt.ad == "svade"
         unset = not_(a) | ((access == Access.WRITE) & not_(d))
@@ -160,16 +165,15 @@ class RiscvRules:
         if svade:
             perms = perms & u8(a) * ALL_PERMS & (0b101101 | u8(d) * 0b010010)
         # step 8: the PA keeps the VA's offset in the (super)page, and VPN[0][3:0] in a Svnapot 64 KiB page
-        offset = region.fmt.levels[depth].span - 1 | (u64(napot & leaf) * 0xF000 if opt.svnapot else 0)
+        offset = level.span - 1 | (u64(napot & leaf) * 0xF000 if opt.svnapot else 0)
         # the carry: the leaf's rights (meaningful where the access translates); pointers pass it on
         return Step(reason, leaf, offset, where(leaf, perms, carry), region.fmt.codec.memory_type_np(pte, i != 0))
 
     def judged_bits(self, region: Region, depth: int) -> int:
         """`step` reads every bit but the PPN's, and of the PPN only PPN[i-1:0] (step 6) and, with Svnapot,
         PPN[3:0]."""
-        i = region.fmt.levels[depth].arch_level
         napot = 0xF if self.options.svnapot else 0
-        return (((1 << 64) - 1) & ~PPN_MASK) | ((_low_ppn(i) | napot) << PTE["PPN"].lsb)
+        return (((1 << 64) - 1) & ~PPN_MASK) | ((_low_ppn(region.fmt.levels[depth]) | napot) << PTE["PPN"].lsb)
 
     def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
         """Svadu (step 7): hardware sets A in a leaf, and D too on a store. Svade faults instead (in `step`),
@@ -217,11 +221,16 @@ def two_stage_rules(vsatp: int | Vsatp, hgatp: int | Hgatp,
     leaf whose A/D bits hardware sets is checked as a write (the spec: "permissions and the need to set A
     and/or D bits at the G-stage level are checked as though for an implicit load or store, not for the
     original access type"); a G-stage fault is a guest-page fault reported with `stage == 2` and the
-    faulting GPA, for the original access type."""
+    faulting GPA, for the original access type. An int register value is decoded as RV64's; for RV32 give
+    `Vsatp32` and `Hgatp32` values."""
     if options is not None and not isinstance(options, HypervisorOptions):
         raise InvalidArgumentType(f"two-stage walk options are HypervisorOptions, not {type(options).__name__}")
     opt = options or HypervisorOptions()
     vs = vsatp if isinstance(vsatp, Vsatp) else Vsatp.decode(vsatp)
+    g = hgatp if isinstance(hgatp, Hgatp) else Hgatp.decode(hgatp)
+    if vs.xlen != g.xlen:
+        raise InvalidArgument(f"an RV{vs.xlen} vsatp with an RV{g.xlen} hgatp: both stages are one hart's XLEN "
+                              "(give Vsatp32 and Hgatp32 for RV32)")
     g_options = RiscvOptions(mxr=opt.hs_mxr, ad=opt.ad, svnapot=opt.svnapot, svpbmt=opt.svpbmt)
     vs_options = dataclasses.replace(g_options, sum=opt.vs_sum, mxr=opt.vs_mxr or opt.hs_mxr)
-    return RiscvRules(vs, vs_options), RiscvRules.gstage(hgatp, g_options)
+    return RiscvRules(vs, vs_options), RiscvRules.gstage(g, g_options)

@@ -3,9 +3,10 @@ vsatp, G-stage through hgatp; RISC-V Privileged spec 20211203, chapter 8), predi
 each departure from the spec a named step (docs/qemu.md). Shared by `pagetable vectors verify --qemu` and
 the differential test (tests/test_qemu_riscv_h_diff.py).
 
-The harness (pagetable/vectors/riscv/qemu.py) probes loads and stores by HLV.D/HSV.D from M-mode as VS- or
-VU-mode (hstatus.SPVP) and fetches by `mret` with MPV=1; a trap into M-mode writes the syndrome the spec
-gives for HS-mode (scause, stval, htval, htinst) into mcause, mtval, mtval2 and mtinst. The steps, applied
+The harness (pagetable/vectors/riscv/qemu.py) probes loads and stores by HLV.D/HSV.D (RV32, qemu32:
+HLV.W/HSV.W) from M-mode as VS- or VU-mode (hstatus.SPVP) and fetches by `mret` with MPV=1; a trap into
+M-mode writes the syndrome the spec gives for HS-mode (scause, stval, htval, htinst) into mcause, mtval,
+mtval2 and mtinst. The steps, applied
 in this order, each turn the previous expectation into QEMU's (`predict`); a case that some of them change
 is counted under those steps' names, and QEMU must then do exactly what they predict:
 
@@ -19,13 +20,16 @@ is counted under those steps' names, and QEMU must then do exactly what they pre
   that let sstatus.MXR through to them would disagree with QEMU where vsstatus.MXR = 0 and sstatus.MXR = 1;
 - setting A/D in a VS-stage PTE is not checked by the G-stage as an implicit store (8.5.1);
 - a guest-physical address with bit 40 (Sv39x4), 49 (Sv48x4) or 58 (Sv57x4) set always faults (also one
-  whose host-physical address has no RAM: QEMU faults before it gets there);
+  whose host-physical address has no RAM: QEMU faults before it gets there); on RV32 (Sv32x4) the G-stage
+  instead walks the GPA's low 32 bits (a VS-stage table or page at a GPA with bits 33:32 set is found where
+  those bits are clear), while mtval2 reports the whole GPA, and drops bits 33:32 of the final PA (a G-stage
+  leaf's output), as it does for an Sv32 leaf's;
 - a G-stage fault on a VS-stage table access is always a load guest-page fault (21), whatever the
   original access (the spec, 8.6.4: the original access type, 20/21/23);
 - a table fetch from a physical address with no memory is a page fault (a guest-page fault in the
   G-stage), not an access fault (the one-stage deviation QEMU_TABLE_OUTSIDE);
 - when that G-stage table fetch is for an implicit access (a VS-stage PTE's guest page), mtinst holds
-  0x3000, as for every implicit guest-page fault (QEMU_IMPLICIT_TABLE_OUTSIDE);
+  0x3000 (RV32: 0x2000), as for every implicit guest-page fault (QEMU_IMPLICIT_TABLE_OUTSIDE);
 - a VS-stage PTE whose guest page the G-stage maps to no host memory is a VS-stage page fault (mtval2 =
   mtinst = 0), not an access fault (QEMU_VS_PTE_OUTSIDE).
 
@@ -40,7 +44,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from ...arch.riscv_sv39 import PTE, SV39, Hgatp, Satp, Vsatp, faults
+from ...arch.riscv_sv39 import PTE, SV32, SV32X4, SV39, Hgatp, Hgatp32, Satp, Satp32, Vsatp, Vsatp32, faults
 from ...arch.riscv_sv39.walk import U8, U64, Bool, RiscvOptions, RiscvRules
 from ...physmem import PhysMem
 from ...walker import Access, Reason, Translations, Walker
@@ -52,6 +56,8 @@ CPU = "rv64,h=true"
 """QEMU's hart for the two-stage modes: RV64GC with the hypervisor extension."""
 HS_SATP = Satp.for_table(SV39, RAM_BASE).encode()
 """The HS-level satp: never walked (the stub runs in M-mode), but not Bare (module docstring)."""
+HS_SATP32 = Satp32.for_table(SV32, RAM_BASE).encode()
+"""`HS_SATP` for an RV32 hart (qemu32.CPU_H, "rv32,h=true")."""
 SUM_FORCED = "QEMU 7.2 ignores vsstatus.SUM for HLV/HSV (SUM forced) (docs/qemu.md)"
 MXR_SWAPPED = ("QEMU 7.2 swaps the MXR bits: VS-stage sstatus.MXR only, G-stage vsstatus.MXR only "
                "(docs/qemu.md)")
@@ -62,6 +68,9 @@ IMPLICIT_LOAD = ("QEMU 7.2 reports a G-stage fault on a VS-stage table access as
                  "(21), whatever the access (docs/qemu.md)")
 GPA_BIT = {"Sv39x4": 40, "Sv48x4": 49, "Sv57x4": 58}
 """The guest-physical address bit, by G-stage format, that makes QEMU 7.2 fault (`gpa_bit_deviation`)."""
+PA_TRUNCATED = ("QEMU 7.2 (RV32) drops bits 33:32 of a G-stage leaf's PA, as of an Sv32 leaf's (docs/qemu.md)")
+GPA_TRUNCATED = ("QEMU 7.2 (RV32) walks the Sv32x4 G-stage on GPA bits 31:0 only, dropping bits 33:32, and reports "
+                 "the whole GPA in mtval2 (docs/qemu.md)")
 
 LOAD_GUEST_PAGE_FAULT = faults.cause(faults.GUEST_PAGE_FAULT, Access.READ)
 GUEST_CAUSES = {faults.cause(faults.GUEST_PAGE_FAULT, a) for a in Access}
@@ -93,13 +102,21 @@ class Status:
 
 class _Rules(RiscvRules):
     """RiscvRules with QEMU 7.2's hypervisor deviations switched in: a VS-stage A/D update not checked by the
-    G-stage (`write_back=False`), and given rules for the G-stage's implicit accesses."""
+    G-stage (`write_back=False`), given rules for the G-stage's implicit accesses, and an Sv32x4 G-stage
+    walked on the GPA's low 32 bits (`gpa32`: its root indexed by GPA bits 31:22 alone, the GPA itself, and
+    so mtval2, left whole)."""
 
     def __init__(self, atp: Hgatp | Vsatp, options: RiscvOptions, write_back: bool = True,
-                 implicit_rules: RiscvRules | None = None) -> None:
+                 implicit_rules: RiscvRules | None = None, gpa32: bool = False) -> None:
         super().__init__(atp, options)
         self.write_back = write_back
         self.implicit_rules = implicit_rules
+        if gpa32:
+            (region,) = self.regime.regions
+            root, *rest = region.fmt.levels
+            fmt = dataclasses.replace(region.fmt, levels=(dataclasses.replace(root, index_bits=root.index_bits - 2),
+                                                          *rest))
+            self.regime = dataclasses.replace(self.regime, regions=(dataclasses.replace(region, fmt=fmt),))
 
     def written(self, pte: U64, leaf: Bool, access: U8) -> U64:
         return super().written(pte, leaf, access) if self.write_back else pte
@@ -119,6 +136,8 @@ class Model:
     implicit_mxr: bool = False
     no_write_back: bool = False
     gpa_bit: int | None = None
+    gpa32: bool = False
+    pa32: bool = False
     implicit_load: bool = False
     table_page_fault: bool = False
     implicit_table_htinst: bool = False
@@ -126,45 +145,59 @@ class Model:
 
 
 def steps(gstage: str) -> list[tuple[str, Callable[[Model], Model]]]:
-    """QEMU 7.2's departures for a G-stage format (`Sv39x4`, ...), in order: each its name and the change it
+    """QEMU 7.2's departures for a G-stage format (`Sv32x4`, `Sv39x4`, ...), in order: each its name and the change it
     makes to a Model."""
     def step(**changes: object) -> Callable[[Model], Model]:
         return lambda m: dataclasses.replace(m, **changes)  # type: ignore[arg-type]
+    rv32 = gstage == SV32X4.name
+    gpa = [(GPA_TRUNCATED, step(gpa32=True)), (PA_TRUNCATED, step(pa32=True))] if rv32 else \
+        [(gpa_bit_deviation(GPA_BIT[gstage]), step(gpa_bit=GPA_BIT[gstage]))]
     return [(QEMU_AD, step(ad="svadu")), (SUM_FORCED, step(force_sum=True)), (MXR_SWAPPED, step(swap_mxr=True)),
-            (IMPLICIT_MXR, step(implicit_mxr=True)), (NO_GSTAGE_AD_CHECK, step(no_write_back=True)),
-            (gpa_bit_deviation(GPA_BIT[gstage]), step(gpa_bit=GPA_BIT[gstage])),
+            (IMPLICIT_MXR, step(implicit_mxr=True)), (NO_GSTAGE_AD_CHECK, step(no_write_back=True)), *gpa,
             (IMPLICIT_LOAD, step(implicit_load=True)), (QEMU_TABLE_OUTSIDE, step(table_page_fault=True)),
             (QEMU_IMPLICIT_TABLE_OUTSIDE, step(implicit_table_htinst=True)),
             (QEMU_VS_PTE_OUTSIDE, step(vs_pte_page_fault=True))]
 
 
-def walker(mem: PhysMem, registers: dict[str, int], model: Model, status: Status, data: bool) -> Walker:
-    """The two-stage walker (vsatp over hgatp, in `registers`) that predicts an access under `status` by
-    `model`: for a load or store with `data`, else for a fetch."""
+def registers(vs: VectorSet) -> tuple[Vsatp, Hgatp]:
+    """A two-stage set's vsatp and hgatp, decoded as RV32's (`Vsatp32`, `Hgatp32`) in the RV32 modes (those
+    over Sv32x4: `sv32x4`, `sv32+sv32x4`), else as RV64's."""
+    if vs.mode.startswith("sv32"):
+        return Vsatp32.decode(vs.registers["vsatp"]), Hgatp32.decode(vs.registers["hgatp"])
+    return Vsatp.decode(vs.registers["vsatp"]), Hgatp.decode(vs.registers["hgatp"])
+
+
+def walker(mem: PhysMem, atps: tuple[Vsatp, Hgatp], model: Model, status: Status, data: bool) -> Walker:
+    """The two-stage walker (vsatp over hgatp: `atps`) that predicts an access under `status` by `model`: for
+    a load or store with `data`, else for a fetch."""
     vs_sum = status.vs_sum or (data and model.force_sum)
     vs_stage_mxr, g_stage_mxr = status.vs_mxr or status.hs_mxr, status.hs_mxr
     if model.swap_mxr:
         vs_stage_mxr, g_stage_mxr = status.hs_mxr, status.vs_mxr
-    hgatp = Hgatp.decode(registers["hgatp"])
+    vsatp, hgatp = atps
     # the implicit accesses' rules start from the spec's G-stage (sstatus.MXR), whatever the swap did to the
     # explicit ones, so that a walker applying MXR to them is caught, not excused by the swap
-    implicit = RiscvRules.gstage(hgatp, RiscvOptions(mxr=status.hs_mxr, ad=model.ad)).implicit()
+    implicit_options = RiscvRules.gstage(hgatp, RiscvOptions(mxr=status.hs_mxr, ad=model.ad)).implicit().options
     if model.implicit_mxr:
-        implicit = RiscvRules(hgatp, dataclasses.replace(implicit.options,
-                                                         mxr=implicit.options.mxr or status.vs_mxr))
-    g = Walker(mem, _Rules(hgatp, RiscvOptions(mxr=g_stage_mxr, ad=model.ad), implicit_rules=implicit))
-    stage1 = _Rules(Vsatp.decode(registers["vsatp"]), RiscvOptions(sum=vs_sum, mxr=vs_stage_mxr, ad=model.ad),
+        implicit_options = dataclasses.replace(implicit_options, mxr=implicit_options.mxr or status.vs_mxr)
+    implicit = _Rules(hgatp, implicit_options, gpa32=model.gpa32)
+    g = Walker(mem, _Rules(hgatp, RiscvOptions(mxr=g_stage_mxr, ad=model.ad), implicit_rules=implicit,
+                           gpa32=model.gpa32))
+    stage1 = _Rules(vsatp, RiscvOptions(sum=vs_sum, mxr=vs_stage_mxr, ad=model.ad),
                     write_back=not model.no_write_back)
     return Walker(mem, stage1, stage2=g)
 
 
-def outcome(t: Translations, n: int, access: str, model: Model) -> Outcome:
+def outcome(t: Translations, n: int, access: str, model: Model, mem: PhysMem, xlen: int = 64) -> Outcome:
     """Lane `n` as QEMU should report it: the walker's syndrome (scause, stval, htval, htinst, as a trap
-    into M-mode writes them into mcause, mtval, mtval2 and mtinst), with the model's reporting quirks."""
+    into M-mode writes them into mcause, mtval, mtval2 and mtinst), with the model's reporting quirks (the
+    pseudoinstructions those of an RV`xlen` hart; `mem` the machine's, for a final PA QEMU truncates)."""
     reason, stage, gpa = Reason(int(t.reason[n])), int(t.stage[n]), int(t.gpa[n])
     final = reason == Reason.OK or (reason == Reason.PA_OUTSIDE_MEMORY and not t.implicit[n])   # the final GPA
     if final and model.gpa_bit is not None and gpa >> model.gpa_bit & 1:
         return ("fault", faults.cause(faults.GUEST_PAGE_FAULT, Access.parse(access)), int(t.va[n]), gpa >> 2, 0)
+    if model.pa32 and final and int(t.pa[n]) >> 32 and mem.contains(int(t.pa[n]) & 0xFFFF_FFFF):
+        return ("ok", int(t.pa[n]) & 0xFFFF_FFFF)
     if reason == Reason.OK:
         return ("ok", int(t.pa[n]))
     cause, tval, htval, htinst = (int(t.syndrome[k][n]) for k in ("scause", "stval", "htval", "htinst"))
@@ -172,7 +205,7 @@ def outcome(t: Translations, n: int, access: str, model: Model) -> Outcome:
         kind = faults.GUEST_PAGE_FAULT if stage == 2 else faults.PAGE_FAULT
         cause, htval = faults.cause(kind, Access.parse(access)), gpa >> 2 if stage == 2 else 0
         if model.implicit_table_htinst and stage == 2 and t.implicit[n]:
-            htinst = faults.HTINST_PTE_READ
+            htinst = faults.HTINST_PTE[xlen][0]
     if model.vs_pte_page_fault and reason == Reason.PA_OUTSIDE_MEMORY and stage == 2 and t.implicit[n]:
         cause, htval, htinst = faults.cause(faults.PAGE_FAULT, Access.parse(access)), 0, 0
     if model.implicit_load and cause in GUEST_CAUSES and t.implicit[n]:
@@ -183,8 +216,10 @@ def outcome(t: Translations, n: int, access: str, model: Model) -> Outcome:
 def expectations(mem: PhysMem, vs: VectorSet, model: Model, status: Status) -> list[Outcome]:
     """Every case of `vs` as `model` predicts it under `status`."""
     lanes = vs.lanes()
-    runs = {data: (walker(mem, vs.registers, model, status, data).translate_many(*lanes)) for data in (False, True)}
-    return [outcome(runs[c.access != "execute"], n, c.access, model) for n, c in enumerate(vs.cases)]
+    atps = registers(vs)
+    runs = {data: (walker(mem, atps, model, status, data).translate_many(*lanes)) for data in (False, True)}
+    return [outcome(runs[c.access != "execute"], n, c.access, model, mem, atps[1].xlen)
+            for n, c in enumerate(vs.cases)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,15 +250,15 @@ def predict(mem: PhysMem, vs: VectorSet, status: Status) -> Prediction:
 
 def gstage(vs: VectorSet) -> str:
     """The name of a two-stage set's G-stage format (hgatp.MODE: `Sv39x4`, `Sv48x4`, `Sv57x4`)."""
-    fmt = Hgatp.decode(vs.registers["hgatp"]).format
+    fmt = registers(vs)[1].format
     assert fmt is not None, "a two-stage set's hgatp is never Bare"
     return fmt.name
 
 
-def platform(image: bytes, n_probes: int) -> PhysMem:
-    """The memory QEMU's `virt` machine gives a run of `n_probes` over `image`: RAM from RAM_BASE, the image
-    at its start (the stub's region after it, which no case's tables reach)."""
-    mem = PhysMem([(RAM_BASE, plan_layout(len(image), n_probes).ram_size)])
+def platform(image: bytes, n_probes: int, xlen: int = 64) -> PhysMem:
+    """The memory QEMU's `virt` machine gives a run of `n_probes` over `image` on an RV`xlen` hart: RAM from
+    RAM_BASE, the image at its start (the stub's region after it, which no case's tables reach)."""
+    mem = PhysMem([(RAM_BASE, plan_layout(len(image), n_probes, xlen).ram_size)])
     mem.write(RAM_BASE, image)
     return mem
 
@@ -242,16 +277,17 @@ def case_outcome(c: Case) -> Outcome:
     return ("fault", c.syndrome["scause"], c.syndrome["stval"], c.syndrome["htval"], c.syndrome["htinst"])
 
 
-def observed(got: ProbeResult, access: str, va: int, want: Outcome, mem: PhysMem) -> str | None:
-    """None when QEMU did what `want` says (a load by the word at the PA in `mem`, A/D bits aside: QEMU sets
-    them in the PTEs it walks, and a tag, PA << 16, never has bits 7:6 set); else what differs."""
+def observed(got: ProbeResult, access: str, va: int, want: Outcome, mem: PhysMem, xlen: int = 64) -> str | None:
+    """None when QEMU did what `want` says (a load by the XLEN-bit word at the PA in `mem`, bits 7:6 of both
+    aside: QEMU sets A/D in the PTEs it walks, and a tag, PA << 16 or RV32's `qemu32.tag`, names its PA
+    without them); else what differs."""
     if want[0] == "ok":
         pa = int(want[1])  # type: ignore[call-overload]
         if got.cause is not None:
             return f"expected PA {pa:#x}, QEMU: cause {got.cause} (mtval2 {got.tval2:#x})"
         if access == "execute":
             return None if got.value == va else f"fetch reached mepc {got.value:#x}"
-        value = mem.read_u64(pa)
+        value = mem.entries(xlen // 8).read(pa)
         return None if got.value & ~AD_BITS == value & ~AD_BITS else \
             f"expected PA {pa:#x} holding {value:#x}, QEMU loaded {got.value:#x}"
     _, cause, tval, tval2, tinst = want

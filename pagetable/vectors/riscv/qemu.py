@@ -25,10 +25,11 @@ each instruction follows):
   entry matches.  (QEMU 7.2 goes further: with no PMP entry, MRET to S/U mode
   is itself an illegal instruction.)
 * Section 4.1.11 "satp" and 4.2.1 "SFENCE.VMA".
-* Hypervisor extension (a case with ``virt=True``, on ``-cpu rv64,h=true``):
-  loads and stores are HLV.D/HSV.D from M-mode, translated through
-  ``vsatp`` and ``hgatp`` as VS- or VU-mode by ``hstatus.SPVP``; fetches are
-  ``mret`` with ``mstatus.MPV=1`` into VS/VU-mode.  Traps report the
+* Hypervisor extension (a case with ``virt=True``, on ``-cpu rv64,h=true`` or
+  ``rv32,h=true``): loads and stores are HLV.D/HSV.D (RV32: HLV.W/HSV.W)
+  from M-mode, translated through ``vsatp`` and ``hgatp`` as VS- or VU-mode
+  by ``hstatus.SPVP``; fetches are ``mret`` with ``mstatus.MPV=1`` (RV32:
+  ``mstatush.MPV``) into VS/VU-mode.  Traps report the
   guest-physical address in ``mtval2``.  QEMU 7.2 needs care here (docs/qemu.md,
   "How QEMU is asked"): its TLB for HLV/HSV ignores hstatus.SPVP, so the stub
   runs hfence.gvma after every hstatus change; with a Bare HS ``satp`` it
@@ -96,12 +97,12 @@ TOOLCHAIN_PACKAGE: Final = "binutils-riscv64-linux-gnu"
 XLENS: Final = (64, 32)
 _QEMU_BINARIES: Final = {64: QEMU_BINARY, 32: QEMU_BINARY_RV32}
 
-# The stub has no compressed instructions (.option norvc in stub.S); h: HLV.D, HSV.D, HFENCE.GVMA and the
-# H CSRs, which the RV32 stub leaves out.  No linker relaxation: the code is linked at 0 and loaded anywhere,
+# The stub has no compressed instructions (.option norvc in stub.S); h: HLV/HSV, HFENCE.GVMA and the H CSRs.
+# No linker relaxation: the code is linked at 0 and loaded anywhere,
 # pc-relative throughout.  The RV64 binutils assemble and link RV32 with the ilp32 ABI and elf32lriscv.
 _AS_FLAGS: Final[dict[int, tuple[str, ...]]] = {
     64: ("-march=rv64gc_zicsr_zifencei_h", "-mno-relax"),
-    32: ("-march=rv32gc_zicsr_zifencei", "-mabi=ilp32", "-mno-relax"),
+    32: ("-march=rv32gc_zicsr_zifencei_h", "-mabi=ilp32", "-mno-relax"),
 }
 _LD_FLAGS: Final[dict[int, tuple[str, ...]]] = {64: ("--no-relax",), 32: ("--no-relax", "-m", "elf32lriscv")}
 
@@ -150,7 +151,7 @@ class ProbeCase:
     ``"user"``; ``sum``/``mxr`` are the mstatus.SUM/MXR bits in force
     (Privileged spec, Section 3.1.6.3).  ``virt``: an access with V=1 (VS- or
     VU-mode by ``privilege``) through vsatp and hgatp, with vsstatus.SUM/MXR
-    = ``vs_sum``/``vs_mxr`` (``mxr`` is then the HS-level MXR); RV64 only.
+    = ``vs_sum``/``vs_mxr`` (``mxr`` is then the HS-level MXR).
     """
 
     va: int
@@ -212,9 +213,10 @@ def _check_xlen(xlen: int) -> None:
 
 
 def _defsyms(xlen: int) -> dict[str, int]:
-    """Every number stub.S shares with this module, by the name it uses (the H bits on RV64 only)."""
-    hypervisor = {"VIRT": _VIRT, "MSTATUS_MPV": csr.MSTATUS_MPV, "MSTATUS_GVA": csr.MSTATUS_GVA,
-                  "HSTATUS_SPVP": csr.HSTATUS_SPVP} if xlen == 64 else {}
+    """Every number stub.S shares with this module, by the name it uses (MPV and GVA as RV64's mstatus bits,
+    on RV32 as mstatush's)."""
+    virt = {"MSTATUS_MPV": csr.MSTATUS_MPV, "MSTATUS_GVA": csr.MSTATUS_GVA} if xlen == 64 else \
+        {"MSTATUSH_MPV": csr.MSTATUS_MPV >> csr.MSTATUSH_SHIFT, "MSTATUSH_GVA": csr.MSTATUS_GVA >> csr.MSTATUSH_SHIFT}
     return runner.defsyms(
         _STATE, _CASE, _RESULT, _HEADER,
         XLEN=xlen,
@@ -228,7 +230,9 @@ def _defsyms(xlen: int) -> dict[str, int]:
         MSTATUS_SUM=csr.MSTATUS_SUM,
         MSTATUS_MXR=csr.MSTATUS_MXR,
         CAUSE_ILLEGAL_INSTRUCTION=CAUSE_ILLEGAL_INSTRUCTION,
-        **hypervisor,
+        VIRT=_VIRT,
+        HSTATUS_SPVP=csr.HSTATUS_SPVP,
+        **virt,
     )
 
 
@@ -272,15 +276,14 @@ def _stub_size(n_cases: int, xlen: int) -> int:
 
 def _case_record(case: ProbeCase, xlen: int) -> dict[str, int]:
     """Return one case's record (va, mstatus bits to set, access kind, vsstatus bits, hstatus bits),
-    validating it for ``xlen``: an XLEN-aligned va of XLEN bits, V=1 on RV64 only."""
+    validating it for ``xlen``: an XLEN-aligned va of XLEN bits.  The mstatus bits are RV64's: the RV32
+    stub sets their high word (MPV) in mstatush."""
     if case.access not in _ACCESS:
         raise ValueError(f"access must be one of {sorted(_ACCESS)}, not {case.access!r}")
     if case.privilege not in _PRIVILEGE:
         raise ValueError(f"privilege must be one of {sorted(_PRIVILEGE)}, not {case.privilege!r}")
     if not 0 <= case.va < 2**xlen or case.va % (xlen // 8):
         raise ValueError(f"va {case.va:#x} must be a {xlen // 8}-byte aligned u{xlen}")
-    if case.virt and xlen != 64:
-        raise ValueError("cases with virt=True need RV64 (the RV32 stub has no hypervisor code)")
     kind = _ACCESS[case.access]
     fetch = kind == _ACCESS["execute"]
     bits = csr.MSTATUS_SUM if case.sum else 0
@@ -299,13 +302,11 @@ def _case_record(case: ProbeCase, xlen: int) -> dict[str, int]:
 def build_stub(stub_base: int, satp: int, cases: Sequence[ProbeCase], hgatp: int | None = None,
                vsatp: int = 0, *, xlen: int = 64) -> bytes:
     """Return the stub image (code, state block, cases, output area) for ``stub_base``; ``hgatp`` (with
-    ``vsatp``) turns on the hypervisor set-up, which cases with ``virt`` need (RV64 only)."""
+    ``vsatp``) turns on the hypervisor set-up, which cases with ``virt`` need."""
     _check_xlen(xlen)
     for name, value in (("satp", satp), ("hgatp", hgatp or 0), ("vsatp", vsatp)):
         if not 0 <= value < 2**xlen:
             raise ValueError(f"{name} {value:#x} is not a u{xlen}")
-    if xlen != 64 and (hgatp is not None or vsatp):
-        raise ValueError("hgatp and vsatp need RV64 (the RV32 stub has no hypervisor code)")
     if hgatp is None and any(c.virt for c in cases):
         raise ValueError("cases with virt=True need hgatp (and vsatp)")
     records = [_case_record(case, xlen) for case in cases]
@@ -437,8 +438,8 @@ def run_probes(
     """Run every case through QEMU's MMU and return one result per case, in order.
 
     ``xlen`` 64 runs :data:`QEMU_BINARY` (``-cpu rv64`` unless ``cpu`` says
-    otherwise), 32 :data:`QEMU_BINARY_RV32` (``-cpu rv32``; no hypervisor
-    cases): :func:`pagetable.vectors.riscv.qemu32.run_probes_rv32`.
+    otherwise), 32 :data:`QEMU_BINARY_RV32` (``-cpu rv32``):
+    :func:`pagetable.vectors.riscv.qemu32.run_probes_rv32`.
 
     ``image`` is placed at :data:`RAM_BASE`; ``satp`` is written as is
     (MODE/ASID/PPN, Privileged spec Section 4.1.11).  With ``hgatp`` (on a

@@ -7,8 +7,11 @@ run on ``qemu-system-riscv32 -M virt -cpu rv32`` (Debian package ``qemu-system-m
 :data:`RAM_BASE` = 0x8000_0000.  Loads and stores are ``lw``/``sw`` from M-mode with ``mstatus.MPRV=1`` and
 ``MPP`` = the probed privilege (Privileged spec, version 20211203, Section 3.1.6.3), fetches are ``mret``
 into S/U-mode (Section 3.3.2); PMP entry 0 is a NAPOT region over the whole 34-bit physical address space
-(Section 3.7.1: pmpaddr0 all ones holds PA[33:2]).  There is no hypervisor code: a case with ``virt`` is
-refused.
+(Section 3.7.1: pmpaddr0 all ones holds PA[33:2]).  With ``hgatp`` (on :data:`CPU_H`, ``-cpu
+rv32,h=true``), cases with ``virt`` are two-stage accesses: HLV.W/HSV.W from M-mode as VS/VU-mode, fetches
+by ``mret`` with ``mstatush.MPV=1``, through the RV32 ``vsatp`` (satp's layout) and ``hgatp`` (hypervisor
+extension, "hgatp": MODE bit 31, 1 = Sv32x4; VMID 28:22; PPN 21:0), mtval2 = the GPA >> 2 of a guest-page
+fault.
 
 ``satp`` is written as is: Section 4.1.11, RV32 layout MODE (bit 31; 1 = Sv32), ASID (30:22), PPN (21:0);
 the harness checks the value read back.  Section 4.3 "Sv32": 4-byte PTEs, a two-level walk from
@@ -52,6 +55,7 @@ from .qemu import (
 
 __all__ = [
     "CPU",
+    "CPU_H",
     "QEMU_BINARY",
     "QEMU_PACKAGE",
     "RAM_BASE",
@@ -74,6 +78,8 @@ __all__ = [
 XLEN: Final = 32
 QEMU_BINARY: Final = rv.QEMU_BINARY_RV32
 CPU: Final = "rv32"
+CPU_H: Final = "rv32,h=true"
+"""The RV32 hart with the hypervisor extension, for two-stage probes."""
 TAG_OPCODE: Final = 0b1101011  # a reserved major opcode (inst[1:0] = 11: a 32-bit instruction)
 _TAG_SHIFT: Final = 7  # the opcode's width
 
@@ -88,14 +94,19 @@ def find_qemu() -> str | None:
     return runner.find_qemu(QEMU_BINARY)
 
 
-def run_probes_rv32(image: bytes, satp: int, cases: Sequence[ProbeCase], *, cpu: str = CPU,
-                    timeout: float = 120.0, qemu: str | None = None) -> list[ProbeResult]:
+def run_probes_rv32(image: bytes, satp: int, cases: Sequence[ProbeCase], *, hgatp: int | None = None,
+                    vsatp: int = 0, cpu: str | None = None, timeout: float = 120.0,
+                    qemu: str | None = None) -> list[ProbeResult]:
     """Run every case through QEMU's RV32 MMU and return one result per case, in order.
 
-    ``image`` is placed at :data:`RAM_BASE`, ``satp`` (a u32) written as is.  QEMU may set A/D bits in the
-    image's PTEs; later cases see those updates.  Raises :class:`QemuUnavailable` (naming the Debian package
+    ``image`` is placed at :data:`RAM_BASE`, ``satp`` (a u32) written as is; with ``hgatp`` (and ``vsatp``,
+    u32s), on :data:`CPU_H` unless ``cpu`` says otherwise, cases may have ``virt`` (the HS ``satp`` should
+    then be non-Bare, as on RV64: :func:`pagetable.vectors.riscv.qemu.run_probes`).  QEMU may set A/D bits
+    in the image's PTEs; later cases see those updates.  Raises :class:`QemuUnavailable` (naming the Debian package
     ``qemu-system-misc``) when no ``qemu-system-riscv32`` is found, :class:`ToolchainUnavailable` when
     binutils are missing, :class:`QemuFailed` when QEMU exits badly, times out, its output is short or the
     hart did not keep ``satp``, and :class:`ValueError` for a case or ``satp`` RV32 cannot take.
     """
-    return rv.run_probes(image, satp, cases, cpu=cpu, timeout=timeout, qemu=qemu, xlen=XLEN)
+    hart = cpu or (CPU if hgatp is None else CPU_H)
+    return rv.run_probes(image, satp, cases, hgatp=hgatp, vsatp=vsatp, cpu=hart, timeout=timeout, qemu=qemu,
+                         xlen=XLEN)

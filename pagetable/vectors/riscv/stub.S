@@ -1,12 +1,12 @@
 /*
  * The QEMU probe stub: a bare-metal RV64 or RV32 program (XLEN, from the harness) that performs one real
- * S/U (or, on RV64, VS/VU) access per case through the MMU and records what the hart did.
+ * S/U (or VS/VU) access per case through the MMU and records what the hart did.
  * pagetable/vectors/riscv/qemu.py assembles it with GNU binutils and appends its data (docs/qemu.md
  * describes the whole harness).
  *
- * RISC-V Privileged spec, version 20211203, and its hypervisor extension (Chapter 8, used on RV64 only).
+ * RISC-V Privileged spec, version 20211203, and its hypervisor extension (Chapter 8).
  *
- * Build: riscv64-linux-gnu-as -march=rv64gc_zicsr_zifencei_h (RV32: -march=rv32gc_zicsr_zifencei
+ * Build: riscv64-linux-gnu-as -march=rv64gc_zicsr_zifencei_h (RV32: -march=rv32gc_zicsr_zifencei_h
  * -mabi=ilp32) -mno-relax, ld -Ttext=0 --no-relax (RV32: -m elf32lriscv), objcopy -O binary.  The harness
  * passes with --defsym every number it shares with the stub (XLEN, the data layout below, the
  * mstatus/hstatus bits of pagetable/arch/riscv_sv39/csr.py), so each is declared once.
@@ -27,8 +27,9 @@
  * bits, a2 = value, a3/a4 = vsstatus/hstatus bits, t0-t2 scratch.  The trap handler clobbers only t5/t6,
  * and every path back from an access reloads its state from memory, because an execute probe runs
  * arbitrary code.  The H CSRs and instructions are used only when the state block's ST_HYP flag is set:
- * without the hypervisor extension they are illegal instructions.  RV32 has no hypervisor code at all
- * (its MPV and GVA are in mstatush, and HLV.D/HSV.D are RV64 instructions): the harness refuses V=1 cases.
+ * without the hypervisor extension they are illegal instructions.  On RV32 the V=1 loads and stores are
+ * HLV.W/HSV.W (HLV.D/HSV.D are RV64 instructions), and MPV and GVA are in mstatush (bits 7 and 6: bits 39
+ * and 38 of RV64's mstatus), set from the high word of a case's CASE_MSTATUS.
  */
 
         .ifndef ST_CAUSE
@@ -39,7 +40,8 @@
         .error "the stub tests a read as access kind 0"
         .endif
 
-/* An XLEN-wide load or store of a field's low XLEN bits: ld/sd on RV64, lw/sw on RV32. */
+/* An XLEN-wide load or store of a field's low XLEN bits: ld/sd on RV64, lw/sw on RV32; and the XLEN-wide
+ * hypervisor load and store (HLV_X, HSV_X). */
         .if XLEN == 64
         .macro REG_L reg, addr:vararg
         ld      \reg, \addr
@@ -47,12 +49,24 @@
         .macro REG_S reg, addr:vararg
         sd      \reg, \addr
         .endm
+        .macro HLV_X reg, addr:vararg
+        hlv.d   \reg, \addr
+        .endm
+        .macro HSV_X reg, addr:vararg
+        hsv.d   \reg, \addr
+        .endm
         .elseif XLEN == 32
         .macro REG_L reg, addr:vararg
         lw      \reg, \addr
         .endm
         .macro REG_S reg, addr:vararg
         sw      \reg, \addr
+        .endm
+        .macro HLV_X reg, addr:vararg
+        hlv.w   \reg, \addr
+        .endm
+        .macro HSV_X reg, addr:vararg
+        hsv.w   \reg, \addr
         .endm
         .else
         .error "XLEN must be 32 or 64"
@@ -123,7 +137,6 @@ _start:
         csrr    t0, satp
         REG_L   t1, ST_OUT_START(s0)
         REG_S   t0, HDR_SATP(t1)
-        .if XLEN == 64
         REG_L   t0, ST_HYP(s0)
         beqz    t0, next_case
         /* Hypervisor extension, "Hypervisor Guest Address Translation and Protection Register (hgatp)" and
@@ -136,7 +149,6 @@ _start:
         hfence.gvma
         csrr    t0, hgatp
         REG_S   t0, HDR_HGATP(t1)
-        .endif
 
 /* -- per-case loop ----------------------------------------------------------------------------------- */
 next_case:
@@ -148,7 +160,6 @@ next_case:
          * SUM/MXR still set. */
         li      t1, MSTATUS_MPP | MSTATUS_MPRV | MSTATUS_SUM | MSTATUS_MXR
         csrc    mstatus, t1
-        .if XLEN == 64
         REG_L   t0, ST_HYP(s0)
         beqz    t0, clean
         li      t1, MSTATUS_SUM | MSTATUS_MXR   /* vsstatus has sstatus's layout */
@@ -156,40 +167,37 @@ next_case:
         li      t1, HSTATUS_SPVP
         csrc    hstatus, t1
 clean:
-        .endif
         sfence.vma
         REG_L   a0, CASE_VA(s1)
         REG_L   a1, CASE_MSTATUS(s1)
         REG_L   t0, CASE_KIND(s1)
         clear_trap
         li      a2, 0                   /* the value if the load faults */
-        .if XLEN == 64
         REG_L   a3, CASE_VSSTATUS(s1)
         REG_L   a4, CASE_HSTATUS(s1)
         andi    t2, t0, VIRT
         beqz    t2, plain
 
-        /* V=1 (hypervisor extension, "Hypervisor Virtual-Machine Load and Store Instructions"): HLV.D/HSV.D
-         * from M-mode access as VS- or VU-mode by hstatus.SPVP, through vsatp and hgatp.  vsstatus and
+        /* V=1 (hypervisor extension, "Hypervisor Virtual-Machine Load and Store Instructions"): HLV/HSV
+         * (.D on RV64, .W on RV32) from M-mode access as VS- or VU-mode by hstatus.SPVP, through vsatp and hgatp.  vsstatus and
          * hstatus.SPVP for this case, then a flush: QEMU 7.2's TLB for HLV/HSV ignores SPVP (docs/qemu.md). */
         csrs    vsstatus, a3
         csrs    hstatus, a4
         hfence.gvma
         andi    t0, t0, VIRT - 1        /* the access kind */
         bnez    t0, virt_not_read
-        guarded record, hlv.d a2, (a0)
+        guarded record, HLV_X a2, (a0)
         j       record
 virt_not_read:
         li      t1, ACCESS_WRITE
         bne     t0, t1, execute
         /* A write probe: load (0 if it faults), then store the same value back. */
-        guarded after_virt_load, hlv.d a2, (a0)
+        guarded after_virt_load, HLV_X a2, (a0)
 after_virt_load:
         csrr    s0, mscratch
         clear_trap                      /* forget the load's fault, if any */
-        guarded record, hsv.d a2, (a0)
+        guarded record, HSV_X a2, (a0)
         j       record
-        .endif
 
 plain:
         bnez    t0, not_read
@@ -214,6 +222,10 @@ execute:
         REG_S   t1, ST_RESUME(s0)
         csrw    mepc, a0
         csrs    mstatus, a1
+        .if XLEN == 32
+        lw      t1, CASE_MSTATUS + 4(s1)  /* mstatush: MPV for VS/VU-mode */
+        csrs    mstatush, t1
+        .endif
         mret
 after_execute:
         csrr    s0, mscratch
@@ -274,7 +286,7 @@ finish:
 /* -- trap handler (mtvec direct mode needs 4-byte alignment) -----------------------------------------
  * Section 3.1.6.1 "Privilege and Global Interrupt-Enable Stack in mstatus register": entered with MPP =
  * the trapping mode (M for MPRV loads/stores, whose MPRV is still set; MPV=1 after a trap from VS/VU).
- * Clears MPRV (RV64: and MPV and GVA) and sets MPP=M so that mret resumes the stub in M-mode, physically
+ * Clears MPRV, MPV and GVA (RV32: in mstatush) and sets MPP=M so that mret resumes the stub in M-mode, physically
  * (QEMU 7.2's mret enters V=1 from MPV even when MPP=M: docs/qemu.md).  MPV and GVA are read-only zero
  * without H, so clearing them there is harmless.  Section 3.1.15 "Machine Cause Register (mcause)", 3.1.16 "Machine
  * Trap Value Register (mtval)"; hypervisor extension, "Machine Second Trap Value Register (mtval2)": the
@@ -285,6 +297,8 @@ trap:
         .if XLEN == 64
         li      t5, MSTATUS_MPRV | MSTATUS_MPV | MSTATUS_GVA
         .else
+        li      t5, MSTATUSH_MPV | MSTATUSH_GVA
+        csrc    mstatush, t5
         li      t5, MSTATUS_MPRV
         .endif
         csrc    mstatus, t5
@@ -296,7 +310,6 @@ trap:
         REG_S   t5, ST_EPC(t6)
         csrr    t5, mtval
         REG_S   t5, ST_TVAL(t6)
-        .if XLEN == 64
         REG_L   t5, ST_HYP(t6)
         beqz    t5, trap_return
         csrr    t5, mtval2
@@ -304,7 +317,6 @@ trap:
         csrr    t5, mtinst
         REG_S   t5, ST_TINST(t6)
 trap_return:
-        .endif
         REG_L   t5, ST_RESUME(t6)
         csrw    mepc, t5
         mret

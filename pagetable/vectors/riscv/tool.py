@@ -1,16 +1,20 @@
 """RISC-V's part of the command line: the `vectors generate` options, the vector set's README notes and
 `explain` for a PTE, satp, vsatp or hgatp value (privileged spec, "Sv39" PTE layout and "satp"; hypervisor
-extension "hgatp")."""
+extension "hgatp"), of an RV64 hart (`explain`) or an RV32 one (`explain32`: the "Sv32" PTE layout and the
+RV32 satp, vsatp and hgatp)."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
-from ...arch.riscv_sv39 import HGATP, PTE, SATP, SPEC, SV39, Hgatp, Satp
-from ...arch.riscv_sv39.entry import pte_paddr
+from ...arch.riscv_sv39 import PTE, PTE32, SPEC, SPEC32, SV32, SV39, Hgatp, Hgatp32, Satp, Satp32, Vsatp, Vsatp32
+from ...arch.riscv_sv39.entry import RiscvCodec, pte_paddr
 from ...arch.riscv_sv39.walk import RiscvOptions, RiscvRules
 from ...errors import PagetableError
+from ...format import PagingFormat
 from ...judging import entry_verdicts
+from ...layout import Layout
 from ...listing import permissions
 from ...walker import Reason
 from ..schema import VectorSet
@@ -50,31 +54,66 @@ def readme_notes(vs: VectorSet) -> str:
             "Every u64 of non-table memory holds its own PA << 16, so a load reveals the PA it reached.\n")
 
 
+@dataclass(frozen=True)
+class _Hart:
+    """What `explain` reads a value as on one XLEN: the PTE layout and its codec, the one-stage mode whose
+    levels judge a PTE, and the address-translation registers."""
+
+    pte: Layout
+    codec: RiscvCodec
+    mode: PagingFormat
+    registers: dict[str, type[Satp | Hgatp]]
+
+
+_RV64 = _Hart(PTE, SPEC, SV39, {"satp": Satp, "vsatp": Vsatp, "hgatp": Hgatp})
+_RV32 = _Hart(PTE32, SPEC32, SV32, {"satp": Satp32, "vsatp": Vsatp32, "hgatp": Hgatp32})
+
+
 def explain(register: str, value: int) -> list[str]:
-    layout = {"pte": PTE, "satp": SATP, "vsatp": SATP, "hgatp": HGATP}[register]
+    """Every field of `value` as an RV64 hart's `register` holds it, and what translation makes of it."""
+    return _explain(_RV64, register, value)
+
+
+def explain32(register: str, value: int) -> list[str]:
+    """`explain` on an RV32 hart: an Sv32 PTE (judged at Sv32's two levels), the RV32 satp, vsatp, hgatp."""
+    return _explain(_RV32, register, value)
+
+
+def _explain(hart: _Hart, register: str, value: int) -> list[str]:
+    if register == "pte":
+        return _pte(hart, value)
+    atp = hart.registers[register]
+    layout = atp.LAYOUT
     lines = [layout.format(value)]
-    if layout is PTE:
-        lines.append(f"  PA {pte_paddr(value):#x}; letters: {SPEC.letters(value, False)}")
-        napot, pbmt = bool(PTE.get(value, "N")), PTE.get(value, "PBMT") != 0
-        options = RiscvOptions(svnapot=napot, svpbmt=pbmt)      # the extensions the entry uses, implemented
-        for level, leaf, bits, verdict in entry_verdicts(RiscvRules(Satp.for_table(SV39, 0), options), value):
-            lines.append(f"  -> at Sv39 level {level}: " + (
-                "invalid (V=0: the hardware reads no other bit)" if verdict == Reason.INVALID else
-                f"page fault ({verdict.label})" if verdict != Reason.OK else
-                f"leaf, {permissions(bits)}" if leaf else "pointer to the next table"))
-        extensions = " and ".join(n for n, on in (("Svnapot", napot), ("Svpbmt", pbmt)) if on) or "no Svnapot or Svpbmt"
-        lines.append(f"     (Svade, SUM=MXR=0, {extensions}; a leaf's PA is not checked against memory)")
-        return lines
-    atp = (Hgatp if layout is HGATP else Satp)
+    g_stage = issubclass(atp, Hgatp)
     try:
         reg = atp.decode(value)
     except PagetableError:
         mode = layout.get(value, "MODE")
         effect = ("hgatp's fields are WARL: the write is not ignored (unlike satp's); MODE then reads as "
-                  "whatever legal value the hart chooses" if layout is HGATP else
+                  "whatever legal value the hart chooses" if g_stage else
                   f"a write of this value to {register} has no effect")
         return [*lines, f"  -> MODE {mode} is reserved: {effect}"]
     fmt = reg.format
     where = "translation off (Bare)" if fmt is None else f"{fmt.name}, root table at PA {reg.root:#x}"
-    low = " (PPN[1:0] read as zero)" if layout is HGATP and fmt is not None and reg.ppn & 3 else ""
+    low = " (PPN[1:0] read as zero)" if g_stage and fmt is not None and reg.ppn & 3 else ""
     return [*lines, f"  -> {where}{low}; {atp.TAG} {reg.tag}"]
+
+
+def _pte(hart: _Hart, value: int) -> list[str]:
+    """A PTE's fields, PA and ptdump letters, and the walk's verdict on it at each level of `hart.mode`, with
+    the extensions its N and PBMT bits need (an RV64 PTE's; Sv32's has neither)."""
+    lines = [hart.pte.format(value)]
+    lines.append(f"  PA {pte_paddr(value):#x}; letters: {hart.codec.letters(value, False)}")
+    napot, pbmt = bool(PTE.get(value, "N")), PTE.get(value, "PBMT") != 0
+    options = RiscvOptions(svnapot=napot, svpbmt=pbmt)          # the extensions the entry uses, implemented
+    rules = RiscvRules(hart.registers["satp"].for_table(hart.mode, 0), options)
+    for level, leaf, bits, verdict in entry_verdicts(rules, value):
+        lines.append(f"  -> at {hart.mode.name} level {level}: " + (
+            "invalid (V=0: the hardware reads no other bit)" if verdict == Reason.INVALID else
+            f"page fault ({verdict.label})" if verdict != Reason.OK else
+            f"leaf, {permissions(bits)}" if leaf else "pointer to the next table"))
+    extensions = ("Svnapot", napot), ("Svpbmt", pbmt)
+    used = " and ".join(n for n, on in extensions if on) or "no Svnapot or Svpbmt" if hart is _RV64 else ""
+    lines.append(f"     (Svade, SUM=MXR=0{', ' + used if used else ''}; a leaf's PA is not checked against memory)")
+    return lines
