@@ -52,7 +52,8 @@ from .x86_64.layout import RAM_SIZE as X86_RAM_SIZE
 from .x86_64.modes import CpuOptions, nested_rules, paging_rules
 
 AD_BITS = PTE.mask("A", "D")
-QEMU_MODES = (*RISCV_MODES, "x86_64-4level", "x86_64-5level", "x86_64-4level+npt", *AARCH64_MODES)
+QEMU_MODES = (*(m for m, vm in RISCV_MODES.items() if vm.xlen == 64), "x86_64-4level", "x86_64-5level",
+              "x86_64-4level+npt", *AARCH64_MODES)
 """The modes `--qemu` runs: every RISC-V mode without Svpbmt and Svnapot (the harness runs the hart as
 QEMU's `-cpu rv64`, with `h=true` for the two-stage modes), x86-64 4- and 5-level paging and a 4-level
 guest over AMD nested paging (TCG), and every AArch64 mode."""
