@@ -10,7 +10,7 @@ from typing import Any
 
 from pagetable import registry
 from pagetable.flags import MappingFlags as F
-from pagetable.vectors.build import GENERIC_RULES, FaultRule, Scaffold, SpecArch, fault_depths
+from pagetable.vectors.build import GENERIC_RULES, FaultRule, Scaffold, SpecArch, address_limit, fault_depths
 from pagetable.vectors.generation import TableBuilder
 from pagetable.vectors.spec import parse_spec
 
@@ -105,8 +105,9 @@ def _faults(b: TableBuilder, slots: Slots, kind: str, rule: FaultRule, sc: Scaff
         return []
     fmt = b.fmt
     stage = {} if sc.stage1 else {"stage": 2}
-    if kind == "non-canonical":
-        return [{"kind": kind, "va": _non_canonical(b), **stage}] if first else []
+    if kind == "non-canonical":                  # (Sv32 has none: every 32-bit VA is translated)
+        va = _non_canonical(b)
+        return [{"kind": kind, "va": va, **stage}] if first and va < address_limit(fmt) else []
     depths = fault_depths(fmt, rule)
     if kind == "leaf-outside-ram" and sc.stage1 and sc.stage2 is not None:
         depths = [d for d in depths if fmt.levels[d].span <= 1 << 30]     # the window without RAM is 1 GiB

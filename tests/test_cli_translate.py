@@ -366,3 +366,17 @@ def test_riscv_status_registers_select_the_walk_options(mode: str, options: Any,
                 else:
                     differ += not same and c.reason != "pa-outside-memory"
     assert differ > 0                                   # the options matter to these sets
+
+
+def test_an_rv32_satp_selects_sv32() -> None:
+    """A u32 satp with bit 31 set is RV32's (MODE Sv32): as RV64's it would be Bare with nonzero fields,
+    which the privileged spec leaves UNSPECIFIED; every other value is RV64's."""
+    from pagetable.vectors.riscv.modes import rv32_satp
+    assert rv32_satp(0x8008_0000) and rv32_satp(0xFFFF_FFFF)
+    assert not rv32_satp(0x7FFF_FFFF) and not rv32_satp(0) and not rv32_satp(0x8000_0000_0008_0000)
+    vs = generate_riscv("sv32", 1, 16)
+    arch = registry.by_mode("sv32")
+    assert arch.walker_from_registers is not None
+    walker = arch.walker_from_registers(vs.mem, {"satp": 0x8008_0000}, None)
+    assert [r.fmt.name for r in walker.rules.regime.regions] == ["Sv32"]
+    assert walker.rules.regime.regions[0].root == 0x8000_0000           # PPN[21:0] << 12

@@ -1,6 +1,6 @@
 """Every output format of `pagetable.vectors.writers` read back byte for byte as mem.bin: the .S assembled
 and linked by GNU binutils at two addresses, the .h compiled by gcc, the .hex parsed here, the .elf read by
-pyelftools; one mode per architecture and a two-stage one."""
+pyelftools; one mode per architecture, a two-stage one and Sv32 (4-byte entries: 32-bit words, 34-bit PAs)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from pagetable.walker import Walker
 from .conftest import _require
 
 MODES: dict[str, Callable[[str, int, None], VectorSet]] = {
-    "sv39": generate_riscv, "sv39+sv39x4": generate_riscv, "x86_64-4level": generate_x86,
+    "sv39": generate_riscv, "sv39+sv39x4": generate_riscv, "sv32": generate_riscv, "x86_64-4level": generate_x86,
          "aarch64-4k-48": generate_aarch64}
 PREFIX = {"riscv64": "riscv64-linux-gnu-", "x86_64": "x86_64-linux-gnu-", "aarch64": "aarch64-linux-gnu-"}
 DELTA = 1 << 30
@@ -138,7 +138,8 @@ def _moved(vs: VectorSet, walker: Walker) -> tuple[list[bytes], int]:
             raw, slot = raws[sel], slots[sel]
             pa = codec.paddr_np(raw, is_huge)
             inside = vs.mem.contains_np(pa, 1)
-            mem.write_u64_np(slot[inside], codec.with_paddr_np(raw[inside], pa[inside] + np.uint64(DELTA), is_huge))
+            mem.entries(writers.entry_size(walker)).write_np(slot[inside], codec.with_paddr_np(raw[inside], pa[inside] +
+                                                                                           np.uint64(DELTA), is_huge))
             moved += int(np.count_nonzero(inside))
     return [r.data.tobytes() for r in mem.regions], moved
 
@@ -163,7 +164,7 @@ def test_header_compiled(written: tuple[VectorSet, Walker, Path], tmp_path: Path
     n = len(vs.mem.regions)
     program = tmp_path / "dump.c"
     program.write_text("#include <stdio.h>\n#include \"tables.h\"\nint main(void) {\n" + "".join(
-        f" fwrite(pt_mem{k}, 8, PT_MEM{k}_WORDS, stdout);\n" for k in range(n)) +
+        f" fwrite(pt_mem{k}, sizeof pt_mem{k}[0], PT_MEM{k}_WORDS, stdout);\n" for k in range(n)) +
         " printf(\"%llx %llx\", (unsigned long long)PT_MEM0_BASE, (unsigned long long)" +
         f"{writers.tables(walker)[0][0].name.upper()});\n return 0;\n}}\n")
     exe = tmp_path / "dump"
@@ -172,6 +173,27 @@ def test_header_compiled(written: tuple[VectorSet, Walker, Path], tmp_path: Path
     images = b"".join(data for _, data in _images(vs))
     assert got[:len(images)] == images
     assert got[len(images):].decode() == f"{vs.mem.regions[0].base:x} {writers.tables(walker)[0][0].pa:x}"
+
+
+def test_sv32_words_are_its_4_byte_entries(tmp_path: Path) -> None:
+    """Sv32's .S and .h write 4-byte words, one a PTE (riscv as `.word`, `uint32_t`): the root's first
+    pointer is `V | ((pt_mem0_base + OFF) >> 12) << 10` at its index; a PTE above 4 GiB stays a number."""
+    vs, walker = _small("sv32")
+    out = tmp_path
+    writers.write_formats(vs, walker, str(out), ("S", "h"), "test\n")
+    root = writers.tables(walker)[0][0]
+    assert writers.entry_size(walker) == 4 and root.size == 4096 and root.name == f"pt_satp_l1_{root.pa:x}"
+    raws = vs.mem.words32(root.pa, 1024)
+    index = next(int(k) for k in np.flatnonzero(raws) if raws[k] & 0xF == 1)      # a pointer: V alone
+    table = (int(raws[index]) >> 10) << 12
+    text = (out / "tables.S").read_text()
+    assert ".dword" not in text and f"0x1 | (((pt_mem0_base + {table - 0x8000_0000:#x}) >> 12) << 10)" in text
+    header = (out / "tables.h").read_text()
+    assert "static const uint32_t pt_mem0[PT_MEM0_WORDS]" in header
+    assert "#define PT_MEM0_WORDS 2097152" in header              # 8 MiB of u32
+    assert f"[{(root.pa - 0x8000_0000) // 4 + index}] = {int(raws[index]):#x}u" in header
+    high = [int(w) for w in raws if int(w) & 1 and (int(w) >> 10) << 12 >= 1 << 32]
+    assert high and all(f"{w:#x}" in text for w in high)          # 34-bit PAs: outside the image, numbers
 
 
 def test_cli_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

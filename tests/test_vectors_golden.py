@@ -24,6 +24,8 @@ GOLDEN = {  # (mode, options): (mem.bin, vectors.json)
     ("sv39", "svadu"): ("5c157aa20571b960", "dce18286958d2995"),
     ("sv48", ""): ("88733d159719649d", "57cf2145f2ec0b00"),
     ("sv57", ""): ("c26ce21eab7f1a76", "36ded1d69af3f137"),
+    ("sv32", ""): ("03d29766fa29a045", "ce6b169eb8555e3c"),         # RV32: 4-byte PTEs, u32 tags
+    ("sv32", "svadu"): ("03d29766fa29a045", "6c1a0ae34d0959e1"),
     ("sv39x4", ""): ("6408f7dc1020d402", "ad2c7347090c4968"),
     ("sv48x4", "svadu"): ("0bf5e4da43e2d8a3", "3b7f8469af5a40e0"),
     ("sv39+sv39x4", ""): ("0eed7618cabbb15a", "0256ca5fcb9c78db"),
@@ -47,6 +49,7 @@ GOLDEN_CASES = {  # (mode, --cases): (mem.bin, vectors.json), seed 7: the cases 
     ("sv39", 5): ("5c157aa20571b960", "0041a807f65f45be"),              # every target x access x privilege
     ("sv39x4", 20): ("6408f7dc1020d402", "0f575f4b13cfb965"),
     ("sv39", 3000): ("5c157aa20571b960", "93277a524cfc0d81"),
+    ("sv32", 3000): ("03d29766fa29a045", "2c5af3d20ca6367e"),
     ("sv48+sv48x4", 3000): ("88eccf160573d615", "f016e5d86b606bb9"),
 }
 

@@ -2,8 +2,9 @@
 (the root included), a misaligned superpage at every superpage level, executable and user superpages at
 every superpage level, reserved encodings on non-leaf entries and on superpages, every reserved Svnapot
 PPN[3:0] the seed picks, A/D-clear, execute-only and W-without-R superpages, the two-stage access faults, the
-G-stage fault on the VS root table and the G-stage superpages; and that the seed draws the structure (two
-seeds give different labels, levels or counts), while one seed gives the same bytes."""
+G-stage fault on the VS root table and the G-stage superpages; Sv32's leaves above 4 GiB and the encodings
+its 4-byte PTEs cannot hold left out; and that the seed draws the structure (two seeds give different
+labels, levels or counts), while one seed gives the same bytes."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import pytest
 
 from pagetable.flags import human_size
 from pagetable.format import PagingFormat
-from pagetable.vectors import Case, VectorSet, generate_riscv
+from pagetable.vectors import Case, VectorsError, VectorSet, generate_riscv
+from pagetable.vectors.riscv import qemu32
 from pagetable.vectors.riscv.modes import VECTOR_MODES, vector_mode
 
 MODES = list(VECTOR_MODES)
+RV64_MODES = [mode for mode in MODES if VECTOR_MODES[mode].xlen == 64]
 SEEDS = (1, 2, 3)
 
 
@@ -40,6 +43,13 @@ def _by_label(vs: VectorSet) -> dict[str, list[Case]]:
     return out
 
 
+def _tagged(vs: VectorSet, pa: int) -> bool:
+    """Whether the word at `pa` is its tag: PA << 16 in a u64, or on RV32 the harness's u32 tag."""
+    if VECTOR_MODES[vs.mode].xlen == 32:
+        return vs.mem.read_u32(pa & ~3) == qemu32.tag(pa & ~3)
+    return vs.mem.read_u64(pa & ~7) == (pa & ~7) << 16
+
+
 def _faults(cases: list[Case]) -> set[tuple[str, int | None]]:
     return {(c.reason, c.level) for c in cases if c.fault is not None}
 
@@ -60,16 +70,16 @@ def test_every_level_has_an_invalid_entry_and_every_superpage_level_the_rest(mod
                       and label.split("-")[-1] in ("rx", "xo", "rwx")]
         user = [label for label in by if label.startswith(f"user-superpage-{size}-")]
         assert len(executable) == len(user) == 1, (size, executable, user)
-        # a fetch from the executable superpage translates, to a tag (PA << 16: an illegal instruction)
+        # a fetch from the executable superpage translates, to a tag (an illegal instruction)
         fetch = next(c for c in by[executable[0]] if c.access == "execute" and c.privilege == "supervisor")
-        assert fetch.pa is not None and vs.mem.read_u64(fetch.pa & ~7) == (fetch.pa & ~7) << 16, fetch
+        assert fetch.pa is not None and _tagged(vs, fetch.pa), fetch
         assert any(c.pa is not None for c in by[user[0]] if c.privilege == "user"), user[0]
         for c in by[executable[0]] + by[user[0]]:
             assert c.fault is None or c.level == i or c.stage == 2, c
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", RV64_MODES)
 def test_reserved_encodings_on_pointers_superpages_and_napot(mode: str, seed: int) -> None:
     vm = vector_mode(mode)
     vs = generate_riscv(mode, seed, options=vm.options(svnapot=True, svpbmt=True))
@@ -89,6 +99,31 @@ def test_reserved_encodings_on_pointers_superpages_and_napot(mode: str, seed: in
         assert _faults(by[label]) == {("reserved", 0)}, label
     assert {(c.pa is not None) for c in by["napot-64k"] if c.privilege == "supervisor" and c.access == "read"} \
         == {True}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_sv32_has_only_what_a_4_byte_pte_encodes(seed: int) -> None:
+    """Sv32 (privileged spec, "Sv32"): no target built on bits 60:54, PBMT or N (a 4-byte PTE has no bits
+    63:32), no non-canonical VAs (every 32-bit VA translates), Svnapot and Svpbmt refused; the non-leaf rules
+    it has (A, D, U on a pointer) at the root; a leaf above 4 GiB (PA bits 33:32) and the 4 KiB leaf outside
+    RAM fault as access faults at their level, their PAs 34 bits; every VA, PA and satp a u32 / u34."""
+    vs = generate_riscv("sv32", seed)
+    by = _by_label(vs)
+    assert not [label for label in by if "reserved-bit" in label or "pbmt" in label or "napot" in label
+                or "canonical" in label]
+    for kind in ("nonleaf-accessed", "nonleaf-dirty", "nonleaf-user"):
+        assert _faults(by[f"{kind}-4M"]) == {("reserved", 1)}, kind
+    high = [label for label in by if label.startswith("above-4g-")]
+    assert len(high) == 1
+    level = {"4M": 1, "4K": 0}[high[0].split("-")[2]]
+    assert ("pa-outside-memory", level) in _faults(by[high[0]])
+    outside = [c for c in by[high[0]] + by["leaf-outside-ram"] if c.reason == "pa-outside-memory"]
+    assert outside and all(c.fault == "access-fault" and c.syndrome is not None and
+                           c.syndrome["scause"] in (1, 5, 7) for c in outside)
+    assert all(c.va < 1 << 32 for c in vs.cases) and vs.registers["satp"] >> 31 == 1
+    assert vs.registers["satp"] < 1 << 32 and all(c.pa < 1 << 34 for c in vs.cases if c.pa is not None)
+    with pytest.raises(VectorsError, match="Sv32 PTEs have no PBMT or N field"):
+        generate_riscv("sv32", seed, options=vector_mode("sv32").options(svnapot=True))
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import PagetableError
 from ..flags import MappingFlags as F
-from ..format import PagingFormat
+from ..format import Extension, PagingFormat
 from ..frames import FrameAllocator
 from ..physmem import PhysMem
 from ..translation import MemoryType
@@ -482,6 +482,12 @@ def _set_fields(b: TableBuilder, m: MapSpec, arch_spec: SpecArch, wanted: Memory
     b.pt.entries.write_np(leaves.slot, raw)
 
 
+def address_limit(fmt: PagingFormat) -> int:
+    """The end of the addresses a case of `fmt` may have: 2**64, or 2**32 for a format of 32-bit VAs that are
+    not sign-extended (Sv32: an RV32 hart's, whose registers hold no wider address)."""
+    return 1 << 32 if fmt.va_bits == 32 and fmt.extension is Extension.ZERO else 1 << 64
+
+
 def fault_depths(fmt: PagingFormat, rule: FaultRule) -> list[int]:
     """The depths of `fmt` where `rule`'s entry may sit (root first)."""
     last = fmt.depth_count - 1
@@ -627,7 +633,7 @@ def _cases(spec: Spec, sc: Scaffold, built: list[tuple[MapSpec, TableBuilder, in
     if spec.boundaries:
         for m, b, _ in case_space:
             leaves = b.pt.walk(m.va, m.va + m.size - 1)
-            outside = [v for v in (m.va - 8, m.va + m.size) if 0 <= v < 1 << 64]   # just past each end
+            outside = [v for v in (m.va - 8, m.va + m.size) if 0 <= v < address_limit(b.fmt)]   # past each end
             edges = np.unique(np.concatenate((leaves.va, leaves.va + leaves.size - np.uint64(8),
                                               np.array(outside, dtype=np.uint64))))
             out.add(edges, (m.label or f"map-{m.va:#x}") + "-boundary")

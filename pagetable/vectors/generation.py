@@ -44,7 +44,7 @@ def clear_leaf_bits(pt: PageTable, va: int, bits: int) -> None:
     """Clear `bits` in the entry that decides `va` (for encodings the codec never writes, e.g. a G-stage
     leaf without U)."""
     slot = pt.lookup(va)
-    pt.mem.write_u64(slot.pa, slot.raw & ~bits)
+    pt.entries.write(slot.pa, slot.raw & ~bits)
 
 
 @dataclass(frozen=True)
@@ -57,17 +57,19 @@ class Places:
     kwin: int
 
     @classmethod
-    def draw(cls, rng: random.Random, kbase: int) -> Places:
-        """A random 1 GiB slot below 64 GiB for the user pages, and a random 2 MiB window 64 to 80 MiB above
-        `kbase` for the kernel's 4 KiB pages."""
-        ubase = rng.randrange(1, 64) << 30
+    def draw(cls, rng: random.Random, kbase: int, user_top: int = 64 << 30) -> Places:
+        """A random 1 GiB slot from 1 GiB up to `user_top` (default 64 GiB; a 32-bit space has less) for the
+        user pages, and a random 2 MiB window 64 to 80 MiB above `kbase` for the kernel's 4 KiB pages."""
+        ubase = rng.randrange(1, user_top >> 30) << 30
         return cls(kbase, ubase, kbase + (rng.randrange(0, 8) << 21) + 64 * MiB)
 
 
 class TableBuilder:
     """Builds one table (in `mem`, with frames from `frames`, each one page of the format) and records its
     targets. `table_bits`: the bits of an entry that references a table (besides its address); `address`:
-    a PA as an entry's address field (checked). The free slots handed out (`free`) are never `reserved`."""
+    a PA as an entry's address field (checked). The free slots handed out (`free`) are never `reserved`.
+    Entries are written through the table's entry access (`PageTable.entries`: 8 or 4 bytes, the format's
+    `entry_size`)."""
 
     def __init__(self, fmt: PagingFormat, rng: random.Random, mem: PhysMem, frames: FrameAllocator,
                  table_bits: int, address: Callable[[int], int]) -> None:
@@ -81,6 +83,9 @@ class TableBuilder:
         self.address = address
         self.cursor = 0                                  # next free VA for raw leaves (see raw_leaf)
         self.page = fmt.page_size
+        self.entries = self.pt.entries
+        self.entry_mask = (1 << 8 * fmt.entry_size) - 1
+        """The bits an entry has (random garbage for an entry is drawn as 64 bits and cut to them)."""
         self._free: dict[tuple[int, int], Iterator[int]] = {}
 
     def target(self, label: str, va: int, span: int | None = None) -> None:
@@ -107,7 +112,7 @@ class TableBuilder:
         slot = self.pt.lookup(va)
         if slot.depth != depth or slot.raw != 0:
             raise AssertionError(f"generator bug: no empty depth-{depth} slot for {va:#x} ({slot})")
-        self.mem.write_u64(slot.pa, raw)
+        self.entries.write(slot.pa, raw)
         self.pt.widen(va, depth)                         # the table entries above let it through
         if label is not None:
             self.target(label, va, self.fmt.levels[depth].span if depth < self.fmt.depth_count - 1 else self.page)
@@ -123,7 +128,7 @@ class TableBuilder:
         assert slot.depth == depth
         span = self.fmt.levels[depth].span
         base = va & ~(span * self.fmt.levels[depth].entries - 1)
-        raws = self.mem.words(slot.table, self.fmt.levels[depth].entries)
+        raws = self.entries.words(slot.table, self.fmt.levels[depth].entries)
         out = [base + int(k) * span for k in np.flatnonzero(raws == 0)]
         self.rng.shuffle(out)
         return out
@@ -148,9 +153,9 @@ class TableBuilder:
         self.poke(None, va, depth, pointer | self.address(table))
         for _ in range(depth + 1, self.fmt.depth_count - 1):
             below = self.frames.alloc()
-            self.mem.write_u64(table, self.table_bits | self.address(below))
+            self.entries.write(table, self.table_bits | self.address(below))
             table = below
-        self.mem.write_u64(table, leaf | self.address(self.frame()))
+        self.entries.write(table, leaf | self.address(self.frame()))
         self.target(label, va)
 
     def pointer_to_table(self, va: int, depth: int, table: int, entries: dict[int, tuple[str, int]],
@@ -161,9 +166,9 @@ class TableBuilder:
         page written through the host)."""
         mem, at = seen_at or (self.mem, table)
         self.poke(None, va, depth, self.table_bits | bits | self.address(table))
-        span = self.fmt.levels[depth + 1].span
+        span, size = self.fmt.levels[depth + 1].span, self.fmt.entry_size
         for index, (label, raw) in entries.items():
-            mem.write_u64(at + 8 * index, raw)
+            mem.entries(size).write(at + size * index, raw)
             self.target(label, va + index * span)
 
     def table_at(self, va: int, depth: int) -> None:
@@ -172,7 +177,7 @@ class TableBuilder:
         probe = va & ~(size - 1)
         self.pt.map(probe, 0, size, F.READ)
         slot = self.pt.lookup(probe)
-        self.mem.write_u64(slot.pa, 0)
+        self.entries.write(slot.pa, 0)
 
 
 def checked_request(seed: int, cases: int | None) -> tuple[int, int | None]:

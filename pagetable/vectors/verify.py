@@ -9,8 +9,9 @@ field, as `vectors check` does; the report counts agreements and disagreements b
 through changes that case; one flipped where no case looks (a data word) changes none, so the image's
 SHA-256 (recorded in `memory[].sha256` when the set was written) is checked too.
 
-With QEMU, each case's access is performed for real by the harnesses (pagetable/vectors/riscv/qemu.py:
-loads and stores with MPRV from M-mode, fetches by mret, and in the two-stage modes HLV/HSV and mret with
+With QEMU, each case's access is performed for real by the harnesses (pagetable/vectors/riscv/qemu.py, and
+riscv/qemu32.py for Sv32 on qemu-system-riscv32: loads and stores with MPRV from M-mode, fetches by mret,
+and in the two-stage modes HLV/HSV and mret with
 MPV=1 on `-cpu rv64,h=true`; pagetable/vectors/x86_64/qemu.py: accesses at CPL 0 and 3 under the set's
 registers, on TCG; pagetable/vectors/x86_64/svm.py: guest accesses under SVM with nested paging;
 pagetable/vectors/aarch64/deviations.py: AT and real accesses) and its trap or value compared; QEMU 7.2's
@@ -29,7 +30,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..arch.riscv_sv39 import PTE, faults
+from ..arch.riscv_sv39.entry import pte_paddr
 from ..arch.x86_64 import CR3
 from ..errors import PagetableError
 from ..walker import Access, Reason, Walker
@@ -37,11 +41,22 @@ from .aarch64 import deviations as a64
 from .aarch64.modes import VECTOR_MODES as AARCH64_MODES
 from .expected import expected_cases
 from .riscv import hypervisor_deviations as rvh
-from .riscv.deviations import DEVICE_SPACE_END, QEMU_AD, QEMU_DEVICE, qemu_cause
+from .riscv.deviations import (
+    DEVICE_SPACE_END,
+    QEMU_AD,
+    QEMU_DEVICE,
+    QEMU_RV32_WIDE_VA,
+    QEMU_SV32_PA,
+    QEMU_SV32_PA_ELSEWHERE,
+    SV32_PA_MASK,
+    qemu_cause,
+    sv32_table_fetch_as_spec,
+)
 from .riscv.modes import VECTOR_MODES as RISCV_MODES
 from .riscv.modes import walker_for as riscv_walker_for
 from .riscv.qemu import RAM_BASE as RISCV_RAM_BASE
 from .riscv.qemu import ProbeCase, run_probes
+from .riscv.qemu32 import run_probes_rv32
 from .schema import Case, VectorSet
 from .x86_64 import deviations as x86
 from .x86_64 import npt_deviations as npt
@@ -54,7 +69,8 @@ from .x86_64.modes import CpuOptions, nested_rules, paging_rules
 AD_BITS = PTE.mask("A", "D")
 QEMU_MODES = (*RISCV_MODES, "x86_64-4level", "x86_64-5level", "x86_64-4level+npt", *AARCH64_MODES)
 """The modes `--qemu` runs: every RISC-V mode without Svpbmt and Svnapot (the harness runs the hart as
-QEMU's `-cpu rv64`, with `h=true` for the two-stage modes), x86-64 4- and 5-level paging and a 4-level
+QEMU's `-cpu rv64`, with `h=true` for the two-stage modes; Sv32 as qemu-system-riscv32's `-cpu rv32`),
+x86-64 4- and 5-level paging and a 4-level
 guest over AMD nested paging (TCG), and every AArch64 mode."""
 QEMU_LACKS = {
     "x86_64-ept4": "EPT needs VMX (Intel VT-x), which QEMU 7.2's TCG does not emulate (it has SVM only)",
@@ -172,26 +188,42 @@ def _x86_names(c: Case, why: str | None) -> list[str]:
     return ([x86.NO_RAM] if c.fault == "no-memory" else []) + ([why] if why else [])
 
 
+def _reached(vs: VectorSet, c: Case, cause: int | None, tval: int, value: int, pa: int) -> str | None:
+    """None when QEMU's access of case `c` went to `pa`: no trap and the XLEN word at `pa` loaded (A/D
+    aside), or for a fetch mepc = the VA (the tag there traps); else what QEMU did instead."""
+    if cause is not None:
+        return f"expected pa {pa:#x}, QEMU: cause {cause} tval {tval:#x}"
+    if c.access == "execute":
+        return None if value == c.va else f"expected pa {pa:#x}, QEMU's fetch reached mepc {value:#x}"
+    # QEMU sets A/D in the PTEs it walks; a data word's bits 7:6 (RV64: PA << 16, zero; RV32: opcode bit 6
+    # and PA bit 2, fixed by the case's VA) cannot tell two PAs apart
+    held = vs.mem.read_u32(pa) if RISCV_MODES[vs.mode].xlen == 32 else vs.mem.read_u64(pa)
+    return None if value & ~AD_BITS == held & ~AD_BITS else f"expected pa {pa:#x} holding {held:#x}, QEMU loaded " \
+        f"{value:#x}"
+
+
 def qemu_mismatch(vs: VectorSet, n: int, cause: int | None, tval: int, value: int,
-                  updated_cause: dict[int, int | None] | None = None) -> tuple[str | None, str | None]:
+                  updated_cause: dict[int, int | None] | None = None,
+                  truncated: int | None = None, table: int = 0) -> tuple[str | None, str | None]:
     """Compare case `n` with what QEMU's hart did (mcause or None, mtval, the value loaded or mepc):
     (a disagreement or None, the named deviation that explains a difference or None). `updated_cause`: for
-    the cases Svade faults on for A/D, what the access gives once QEMU has set A/D (`svadu_causes`)."""
+    the cases Svade faults on for A/D, what the access gives once QEMU has set A/D (`svadu_causes`).
+    `truncated`: for an Sv32 case whose leaf's PA is above 4 GiB, the PA QEMU 7.2 reaches instead (bits
+    33:32 dropped: QEMU_SV32_PA); `table`: the PA of the table a PTE fetch outside RAM was for (Sv32:
+    `sv32_table_fetch_as_spec`)."""
     c = vs.cases[n]
     if c.reason == Reason.ACCESSED_DIRTY.label and cause == (updated_cause or {}).get(n) and \
             (cause is None or tval == c.va):
         return None, QEMU_AD
+    if truncated is not None and c.reason == Reason.PA_OUTSIDE_MEMORY.label:
+        diff = _reached(vs, c, cause, tval, value, truncated)
+        return (None, QEMU_SV32_PA) if diff is None else (f"{diff} ({QEMU_SV32_PA})", None)
     if c.pa is not None:
-        if cause is not None:
-            return f"expected pa {c.pa:#x}, QEMU: cause {cause} tval {tval:#x}", None
-        if c.access == "execute":
-            return (None if value == c.va else f"expected pa {c.pa:#x}, QEMU's fetch reached mepc {value:#x}"), None
-        # QEMU sets A/D in the PTEs it walks; a data word (PA << 16) never has bits 7:6 set
-        held = vs.mem.read_u64(c.pa)
-        return (None if value & ~AD_BITS == held & ~AD_BITS else
-                f"expected pa {c.pa:#x} holding {held:#x}, QEMU loaded {value:#x}"), None
+        return _reached(vs, c, cause, tval, value, c.pa), None
     assert c.syndrome is not None
-    qemu, deviation = qemu_cause(_REASONS.get(c.reason, Reason.OK), c.access, c.syndrome["scause"])
+    as_spec = RISCV_MODES[vs.mode].xlen == 32 and sv32_table_fetch_as_spec(c.privilege, c.access,
+                                                                          bool(vs.options.get("sum")), table)
+    qemu, deviation = qemu_cause(_REASONS.get(c.reason, Reason.OK), c.access, c.syndrome["scause"], as_spec)
     want = (qemu, c.syndrome["stval"])
     if (cause, tval) == want:
         return None, deviation
@@ -215,22 +247,37 @@ def svadu_causes(vs: VectorSet) -> dict[int, int | None]:
 
 
 def verify_qemu(vs: VectorSet, walker: Walker) -> Report:
-    """Run every case of a RISC-V Sv39/48/57 set on qemu-system-riscv64 and compare (`walker`: the set's,
-    which also says where each access lands). Raises the harness's QemuUnavailable/ToolchainUnavailable when
-    QEMU or binutils are missing."""
+    """Run every case of a RISC-V one-stage set on QEMU and compare: Sv39/48/57 on qemu-system-riscv64, Sv32
+    on qemu-system-riscv32 (`run_probes_rv32`; a leaf above 4 GiB reaches the PA modulo 2**32 there,
+    QEMU_SV32_PA). `walker`: the set's, which also says where each access lands. The cases QEMU cannot be
+    asked (a PA in virt's device space, an Sv32 leaf whose PA modulo 2**32 is not the image's, an RV32 VA
+    above 32 bits) are counted under their names, not run. Raises the harness's QemuUnavailable/
+    ToolchainUnavailable when QEMU or binutils are missing."""
     image = _one_image(vs, RISCV_RAM_BASE)
     report = Report("qemu")
+    rv32 = RISCV_MODES[vs.mode].xlen == 32
     sum_, mxr = bool(vs.options.get("sum")), bool(vs.options.get("mxr"))      # mstatus as the set assumes
+    va = vs.lanes()[0]
     reached = walker.beyond_ram().translate_many(*vs.lanes())
-    device = (reached.reason == Reason.OK) & (reached.pa < DEVICE_SPACE_END)
-    if device.any():
-        report.deviations[QEMU_DEVICE] = int(device.sum())
-    probed = [n for n in range(len(vs.cases)) if not device[n]]
-    results = run_probes(image, vs.registers["satp"], [ProbeCase(vs.cases[n].va, vs.cases[n].access,
-                                                                 vs.cases[n].privilege, sum_, mxr) for n in probed])
+    ok = reached.reason == Reason.OK
+    pa = reached.pa & np.uint64(SV32_PA_MASK) if rv32 else reached.pa        # where QEMU's access goes
+    truncated = ok & (pa != reached.pa)
+    not_run = {QEMU_DEVICE: ok & (pa < DEVICE_SPACE_END),
+               QEMU_SV32_PA_ELSEWHERE: truncated & ~vs.mem.contains_np(pa, 4),
+               QEMU_RV32_WIDE_VA: va >> np.uint64(32) != 0 if rv32 else np.zeros(len(va), dtype=bool)}
+    skipped = np.zeros(len(va), dtype=bool)
+    for name, lanes in not_run.items():
+        if (lanes & ~skipped).any():
+            report.deviations[name] = int((lanes & ~skipped).sum())
+        skipped |= lanes
+    probed = np.flatnonzero(~skipped).tolist()
+    cases = [ProbeCase(vs.cases[n].va, vs.cases[n].access, vs.cases[n].privilege, sum_, mxr) for n in probed]
+    satp = vs.registers["satp"]
+    results = run_probes_rv32(image, satp, cases) if rv32 else run_probes(image, satp, cases)
     updated = svadu_causes(vs)
     for n, got in zip(probed, results, strict=True):
-        diff, deviation = qemu_mismatch(vs, n, got.cause, got.tval, got.value, updated)
+        diff, deviation = qemu_mismatch(vs, n, got.cause, got.tval, got.value, updated,
+                                        int(pa[n]) if truncated[n] else None, pte_paddr(int(reached.pte[n])))
         _count(report, n, vs.cases[n], diff, [deviation] if deviation is not None else [])
     return report
 

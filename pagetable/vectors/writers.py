@@ -7,7 +7,8 @@ bounded descent, `descent.Descent`, from each region root of the regime, and of 
 two-stage mode). The `.S` file is relocatable: an entry of such a table whose output address (the codec's
 `paddr_np` field) lies inside the image is written as an expression of its region's base symbol, so
 assembling it for another base moves those addresses with the image; addresses outside the image (MMIO,
-holes) and every other word are numbers. Stage-1 tables of a two-stage mode hold guest-physical
+holes) and every other word are numbers. The words of `.S` and `.h` are the tables' entries (8 bytes, or 4
+for Sv32), so an entry is one word. Stage-1 tables of a two-stage mode hold guest-physical
 addresses, which do not move with the host image: they are not labelled and not relocated.
 """
 
@@ -37,8 +38,10 @@ DEFAULT_FORMATS = ("bin", "json")
 FILES = {"hex": "mem.hex", "S": "tables.S", "h": "tables.h", "elf": "mem.elf"}
 """The file each format beyond bin and json writes."""
 HEX_WIDTHS = (8, 32, 64)
-DATA_DIRECTIVE = {"riscv64": ".dword", "x86_64": ".quad", "aarch64": ".quad"}
-"""The 8-byte data directive of each architecture's GNU as (riscv as spells it `.dword`)."""
+DATA_DIRECTIVE = {"riscv64": {8: ".dword", 4: ".word"}, "x86_64": {8: ".quad", 4: ".long"},
+                  "aarch64": {8: ".quad", 4: ".word"}}
+"""The 8-byte and 4-byte data directives of each architecture's GNU as (riscv as spells them `.dword` and
+`.word`)."""
 _PER_LINE = 8
 _HEX_DIGITS = np.frombuffer("".join(f"{n:02x}" for n in range(256)).encode(), np.uint8).reshape(256, 2)
 """The two lower-case hex digits of each byte value, as ASCII codes."""
@@ -69,6 +72,15 @@ def physical_regions(walker: Walker) -> list[tuple[str, PagingFormat, int]]:
     two-stage walker its stage 2's (stage 1's tables are guest-physical)."""
     physical = walker if walker.stage2 is None else walker.stage2
     return [(r.name, r.fmt, r.root) for r in physical.rules.regime.regions]
+
+
+def entry_size(walker: Walker) -> int:
+    """The width in bytes of the entries of `physical_regions` (8, or 4 for Sv32): the word of `.S` and
+    `.h`."""
+    sizes = {fmt.entry_size for _, fmt, _ in physical_regions(walker)} or {8}
+    if len(sizes) != 1:
+        raise VectorsError(f"tables of {sorted(sizes)}-byte entries in one image: no one word width")
+    return sizes.pop()
 
 
 def tables(walker: Walker) -> tuple[list[Table], list[tuple[EntryCodec, U64, U64, U64]]]:
@@ -133,14 +145,14 @@ def relocations(walker: Walker, regions: Sequence[tuple[int, int]]) -> dict[int,
     return out
 
 
-def _regions(mem: PhysMem) -> list[tuple[int, U64]]:
-    """Each region's base and little-endian u64 words (a region is whole words: `.S`, `.h` and ELF write
-    words)."""
+def _regions(mem: PhysMem, size: int) -> list[tuple[int, npt.NDArray[np.unsignedinteger]]]:
+    """Each region's base and little-endian words of `size` bytes (a region is whole words: `.S` and `.h`
+    write words)."""
     out = []
     for r in mem.regions:
-        if r.size % 8:
-            raise VectorsError(f"the region at {r.base:#x} is {r.size} bytes, not whole 8-byte words")
-        out.append((r.base, r.words))
+        if r.size % size:
+            raise VectorsError(f"the region at {r.base:#x} is {r.size} bytes, not whole {size}-byte words")
+        out.append((r.base, r.words_of(size)))
     return out
 
 
@@ -181,31 +193,33 @@ def write_hex(path: str | os.PathLike[str], mem: PhysMem, width: int = 64, offse
 
 def write_asm(path: str | os.PathLike[str], vs: VectorSet, walker: Walker) -> None:
     """`tables.S` for GNU as: per RAM region k a section `.pt_memK` ("aw", `.balign 4096` when the base
-    is page aligned) starting at label `pt_memK`, its words in `.quad` (`.dword` for RISC-V), runs of zero
-    lines as `.zero`; a global label at every page table (`tables`), `pt_<region>_l<level>_<pa>`; the
-    absolute symbols `pt_memK_base` (the region's base, unless given with `--defsym`) and
-    `pt_reg_<register>` (the register values as generated). Table entries pointing inside the image are
+    is page aligned) starting at label `pt_memK`, its words (the entries' width, `entry_size`) in `.quad`
+    (RISC-V: `.dword`; 4-byte words: `.long`, RISC-V `.word`), runs of zero lines as `.zero`; a global
+    label at every page table (`tables`), `pt_<region>_l<level>_<pa>`; the absolute symbols
+    `pt_memK_base` (the region's base, unless given with `--defsym`) and `pt_reg_<register>` (the register
+    values as generated). Table entries pointing inside the image are
     `relocations` expressions of `pt_memK_base`: assemble with `--defsym pt_memK_base=ADDR` and place
     `.pt_memK` at ADDR (`ld --section-start=.pt_memK=ADDR`) to move the image; ADDR - base must be a
     multiple of the largest page the tables map into it. Register values do not move."""
-    regions = _regions(vs.mem)
-    directive = DATA_DIRECTIVE[vs.arch]
+    size = entry_size(walker)
+    regions = _regions(vs.mem, size)
+    directive = DATA_DIRECTIVE[vs.arch][size]
     table_list, _ = tables(walker)
-    exprs = relocations(walker, [(b, len(w) * 8) for b, w in regions])
+    exprs = relocations(walker, [(b, len(w) * size) for b, w in regions])
     out = [f"/* pagetable test vectors: {vs.arch} {vs.mode} (docs/vectors.md, Output formats) */"]
     out += [f".set pt_reg_{symbol_part(k)}, {v:#x}" for k, v in vs.registers.items()]
     for k, (base, words) in enumerate(regions):
-        end = base + len(words) * 8
+        end = base + len(words) * size
         out += [f".ifndef pt_mem{k}_base", f".set pt_mem{k}_base, {base:#x}", ".endif",
                 f'.section .pt_mem{k}, "aw"']
         if base % 4096 == 0:
             out.append(".balign 4096")
         out += [f".globl pt_mem{k}", f"pt_mem{k}:"]
-        labels = {(t.pa - base) // 8: t.name for t in table_list if base <= t.pa < end}
+        labels = {(t.pa - base) // size: t.name for t in table_list if base <= t.pa < end}
         text = [format(w, "#x") for w in words.tolist()]
         for at, expr in exprs.items():
             if base <= at < end:
-                text[(at - base) // 8] = expr
+                text[(at - base) // size] = expr
         cuts = sorted({0, len(words), *labels})
         zeros = 0
         for a, b in itertools.pairwise(cuts):
@@ -217,7 +231,7 @@ def write_asm(path: str | os.PathLike[str], vs: VectorSet, walker: Walker) -> No
             for n in range(a, b, _PER_LINE):
                 chunk = text[n:min(n + _PER_LINE, b)]
                 if all(w == "0x0" for w in chunk):
-                    zeros += 8 * len(chunk)
+                    zeros += size * len(chunk)
                     continue
                 if zeros:
                     out.append(f".zero {zeros}")
@@ -231,15 +245,17 @@ def write_asm(path: str | os.PathLike[str], vs: VectorSet, walker: Walker) -> No
 def write_header(path: str | os.PathLike[str], vs: VectorSet, walker: Walker) -> None:
     """`tables.h` for C: include guard `PAGETABLE_TABLES_H`, `#define PT_REG_<REGISTER>` per register and
     `PT_MEMK_BASE`/`PT_MEMK_WORDS` per RAM region, `PT_<TABLE>` (each table's PA, `tables`), and per region
-    `static const uint64_t pt_memK[PT_MEMK_WORDS]`: its little-endian u64 words, the non-zero ones as C99
-    designated initialisers (`[index] = value`), the rest zero."""
+    `static const uintN_t pt_memK[PT_MEMK_WORDS]`: its little-endian words of the entries' width
+    (`entry_size`: uint64_t, or uint32_t for Sv32), the non-zero ones as C99 designated initialisers
+    (`[index] = value`), the rest zero."""
+    size = entry_size(walker)
     out = ["/* pagetable test vectors: " f"{vs.arch} {vs.mode} (docs/vectors.md, Output formats) */",
            "#ifndef PAGETABLE_TABLES_H", "#define PAGETABLE_TABLES_H", "#include <stdint.h>", ""]
     out += [f"#define PT_REG_{symbol_part(k).upper()} UINT64_C({v:#x})" for k, v in vs.registers.items()]
     out += [f"#define {t.name.upper()} UINT64_C({t.pa:#x})" for t in tables(walker)[0]]
-    for k, (base, words) in enumerate(_regions(vs.mem)):
+    for k, (base, words) in enumerate(_regions(vs.mem, size)):
         out += [f"#define PT_MEM{k}_BASE UINT64_C({base:#x})", f"#define PT_MEM{k}_WORDS {len(words)}",
-                f"static const uint64_t pt_mem{k}[PT_MEM{k}_WORDS] = {{"]
+                f"static const uint{8 * size}_t pt_mem{k}[PT_MEM{k}_WORDS] = {{"]
         nonzero = np.flatnonzero(words)
         items = [f"[{i}] = {w:#x}u" for i, w in zip(nonzero.tolist(), words[nonzero].tolist(), strict=True)]
         out += [" " + ", ".join(items[n:n + 4]) + "," for n in range(0, len(items), 4)]
@@ -277,7 +293,8 @@ def write_elf(path: str | os.PathLike[str], vs: VectorSet, walker: Walker) -> No
     per RAM region, its data page-aligned in the file; `.symtab` has, all global, an STT_OBJECT symbol per
     page table (`tables`, in its region's section, st_size the table's size) and per region (`pt_memK`),
     and an absolute (SHN_ABS) symbol `pt_reg_<register>` per register value. No relocations: the
-    addresses are the image's. (pyelftools reads ELF but cannot write it: this is built with construct.)"""
+    addresses are the image's. ELF64 for Sv32 too: its tables and pages may be at 34-bit PAs. (pyelftools
+    reads ELF but cannot write it: this is built with construct.)"""
     regions = [(r.base, r.data) for r in vs.mem.regions]
     names, strings = _Strings(), _Strings()
     symbols = [dict(st_name=0, st_info=0, st_other=0, st_shndx=0, st_value=0, st_size=0)]

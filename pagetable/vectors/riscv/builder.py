@@ -1,6 +1,6 @@
 """The RISC-V generator's table builder and memory plan: where RAM is, the tagged data block where every
-superpage's cases land, and the seed's choices of levels and places (privileged spec, "Sv39", "Sv48",
-"Sv57"; hypervisor extension, "Guest Physical Address Translation" for the G-stage's U=1 leaves)."""
+superpage's cases land, and the seed's choices of levels and places (privileged spec, "Sv32", "Sv39",
+"Sv48", "Sv57"; hypervisor extension, "Guest Physical Address Translation" for the G-stage's U=1 leaves)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,19 @@ import random
 from ...arch.riscv_sv39.entry import A, D, R, U, V, W
 from ...arch.riscv_sv39.entry import ppn_field as ppn
 from ...flags import human_size
-from ...format import Extension, PagingFormat
+from ...format import PagingFormat
 from ...frames import FrameAllocator
 from ...physmem import PhysMem
 from ..generation import Places, TableBuilder
 from ..tagging import fill_tags
+from . import qemu32
+from .modes import xlen
 
 RAM_BASE = 0x8000_0000
 RAM_SIZE = 8 << 20
 OUTSIDE_RAM = 0x100_0000_0000          # no RAM and no device here on QEMU's virt machine
+ABOVE_4G = 3 << 32
+"""PA bits 33:32, the top of Sv32's 34-bit PAs: no RAM above 4 GiB (OUTSIDE_RAM does not fit in 34 bits)."""
 BEYOND_RAM = 0x9000_0000               # above RAM (and QEMU's), inside the 1 GiB superpage, no device
 GUEST_RAM = RAM_BASE                   # two-stage modes: guest RAM's guest-physical base ...
 GUEST_BACKING = RAM_BASE + RAM_SIZE    # ... and the host RAM behind it (host RAM is 16 MiB there)
@@ -25,9 +29,21 @@ MiB, GiB = 1 << 20, 1 << 30
 DATA_SIZE = 2 * MiB                    # the data block: tags only, 2 MiB aligned
 
 
-def tag_memory(mem: PhysMem) -> None:
-    """Fill every u64 of RAM with its own physical address shifted left by 16."""
-    fill_tags(mem, 16)
+def tag_memory(mem: PhysMem, width: int = 64) -> None:
+    """Tag every word of RAM for an RV`width` hart: each u64 holds its own physical address shifted left by
+    16; RV32 (`width` 32): each u32 the RV32 harness's tag (`qemu32.tag`: PA[26:2] over a reserved major
+    opcode), as XLEN-wide loads and 4-byte fetches see them."""
+    if width == 32:
+        qemu32.tag_memory(mem)
+    else:
+        fill_tags(mem, 16)
+
+
+def outside_ram(fmt: PagingFormat, ram: int = RAM_BASE) -> int:
+    """A PA with no RAM (and no device on QEMU's virt machine) that `fmt`'s entries can hold: OUTSIDE_RAM, or
+    for Sv32 the RAM address `ram` with PA bits 33:32 set, so that QEMU 7.2, which drops those bits of a leaf's
+    PA (deviations.QEMU_SV32_PA), reads the image at `ram` there."""
+    return ABOVE_4G | ram if xlen(fmt) == 32 else OUTSIDE_RAM
 
 
 def aligned_below(pa: int, span: int) -> int:
@@ -47,10 +63,12 @@ class Builder(TableBuilder):
         self.gstage = gstage
         self.user_bit = U if gstage else 0
         self.data = frames.alloc(DATA_SIZE // 4096, align=DATA_SIZE, zero=False)
+        self.outside = outside_ram(fmt, self.data)
+        """The PA outside RAM of raw leaves and pointers (Sv32: the data block's, above 4 GiB)."""
         top = fmt.va_bits - 1
-        # the "kernel" part: the upper half of a sign-extended space; bit top-1 of a (zero-extended) G-stage
-        # space, whose upper half QEMU 7.2 cannot use (docs/qemu.md)
-        self.at = Places.draw(rng, fmt.extend(1 << top) if fmt.extension is Extension.SIGN else 1 << (top - 1))
+        # the "kernel" part: the upper half of a sign-extended space (or of Sv32's 32 bits); bit top-1 of a
+        # (zero-extended) G-stage space, whose upper half QEMU 7.2 cannot use (docs/qemu.md)
+        self.at = Places.draw(rng, 1 << (top - 1) if gstage else fmt.extend(1 << top), min(64 * GiB, 1 << top))
         root = fmt.levels[0]
         first = (self.at.kwin >> root.index_lsb) % root.entries + 1       # the kernel slots above the 4K pages'
         slots = rng.sample(range(first, root.entries // 2 if self.gstage else root.entries), rng.randint(1, 3))
@@ -62,8 +80,13 @@ class Builder(TableBuilder):
     def on_ram(cls, fmt: PagingFormat, rng: random.Random, gstage: bool = False) -> Builder:
         """A builder over a fresh tagged 8 MiB RAM at RAM_BASE."""
         mem = PhysMem([(RAM_BASE, RAM_SIZE)])
-        tag_memory(mem)
+        tag_memory(mem, xlen(fmt))
         return cls(fmt, rng, mem, FrameAllocator(mem), gstage)
+
+    def fits(self, raw: int) -> bool:
+        """Whether `raw` is an entry of this format: no bit above its width (Sv32's 4-byte PTE has no bits
+        63:32, so none of the reserved bits 60:54, PBMT or N)."""
+        return raw & ~self.entry_mask == 0
 
     @property
     def rw(self) -> int:
@@ -113,5 +136,20 @@ class Builder(TableBuilder):
         self.target(label, self.landing(va, depth)[1], min(DATA_SIZE, self.span(depth)))
 
 
-__all__ = ["BEYOND_RAM", "DATA_SIZE", "GUEST_BACKING", "GUEST_RAM", "OUTSIDE_RAM", "RAM_BASE", "RAM_SIZE",
-           "Builder", "GiB", "MiB", "aligned_below", "tag_memory"]
+__all__ = [
+    "ABOVE_4G",
+    "BEYOND_RAM",
+    "DATA_SIZE",
+    "GUEST_BACKING",
+    "GUEST_RAM",
+    "OUTSIDE_RAM",
+    "RAM_BASE",
+    "RAM_SIZE",
+    "Builder",
+    "GiB",
+    "MiB",
+    "aligned_below",
+    "outside_ram",
+    "tag_memory",
+    "xlen",
+]

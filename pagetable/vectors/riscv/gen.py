@@ -1,10 +1,12 @@
 """Generate RISC-V test vectors: a deliberate random address space, its memory image and expected walks.
 
-The image is 8 MiB of RAM at 0x8000_0000 (where QEMU's riscv64 `virt` machine has RAM). Every u64 of memory
-that is not a page table holds the tag `PA << 16`: a load reveals the physical address it reached, and an
-instruction fetch meets the halfword 0x0000, a defined illegal instruction, so a successful fetch traps
-at once on hardware and in QEMU. The address space has (privileged spec, "Virtual Address Translation
-Process", with Svnapot and Svpbmt):
+The image is 8 MiB of RAM at 0x8000_0000 (where QEMU's riscv64 and riscv32 `virt` machines have RAM). Every
+u64 of memory that is not a page table holds the tag `PA << 16`: a load reveals the physical address it
+reached, and an instruction fetch meets the halfword 0x0000, a defined illegal instruction, so a successful
+fetch traps at once on hardware and in QEMU. Sv32 (an RV32 mode) tags each u32 instead, with the RV32
+harness's tag (`qemu32.tag`: PA[26:2] over a reserved major opcode). The address space has (privileged
+spec, "Virtual Address Translation Process", with Svnapot and Svpbmt; "Sv32" for its 4-byte PTEs, which
+have no bits 60:54, PBMT or N, and its 34-bit PAs):
 - 4 KiB pages with every permission set (RW, RO, RX, X-only, RWX) in both halves, user and supervisor, G
   and RSW, and raw 4 KiB leaves for each fault rule: V=0, W without R, a reserved bit 60:54, PBMT (NC, IO,
   reserved), a valid Svnapot 64 KiB page and malformed ones (reserved PPN[3:0] values), A=0 and D=0, a
@@ -14,6 +16,7 @@ Process", with Svnapot and Svpbmt):
   cases beyond RAM), an executable and a user superpage, and a misaligned one; at a level the seed draws,
   superpages with A or D clear, execute-only, W without R or N set, and non-leaf entries with A, D, U, a
   reserved bit, PBMT or N set, or pointing outside RAM (`levels`);
+- Sv32: a leaf over PAs above 4 GiB, at a level the seed draws (`levels.above_4g`);
 - non-canonical VAs (or, for a G-stage, guest-physical addresses too wide or in the upper half);
 - with two stages, the targets where the G-stage decides (`stages`).
 The seed draws the topology, not only the addresses: the places, the size and order of the 4 KiB groups,
@@ -36,7 +39,7 @@ from ...table import PageTable
 from ..generation import MAX_CASES, Target, checked_request, vector_set
 from ..schema import VectorSet
 from . import levels, pages
-from .builder import GUEST_BACKING, GUEST_RAM, OUTSIDE_RAM, RAM_BASE, RAM_SIZE, Builder, tag_memory
+from .builder import GUEST_BACKING, GUEST_RAM, OUTSIDE_RAM, RAM_BASE, RAM_SIZE, Builder, tag_memory, xlen
 from .modes import VECTOR_MODES, Options, VectorMode, vector_mode, walker_for
 from .stages import two_stage_targets
 
@@ -51,19 +54,20 @@ def _build(b: Builder) -> None:
     pages.pages_4k(b)
     b.add_anchors()
     groups = [pages.raw_leaves, levels.invalid_and_holes, levels.superpages, levels.malformed_superpages,
-              levels.malformed_pointers, _address_edges]
+              levels.malformed_pointers, _address_edges] + ([levels.above_4g] if xlen(b.fmt) == 32 else [])
     b.rng.shuffle(groups)
     for group in groups:
         group(b)
 
 
 def _address_edges(b: Builder) -> None:
-    """Just outside the translated space: non-canonical VAs, or GPAs too wide for the G-stage."""
+    """Just outside the translated space: non-canonical VAs, or GPAs too wide for the G-stage (Sv32 has
+    neither: every 32-bit VA is translated)."""
     fmt, top, rng = b.fmt, b.fmt.va_bits - 1, b.rng
     if fmt.extension is Extension.SIGN:
         b.target("non-canonical-low", 1 << top, 1 << 20)
         b.target("non-canonical-high", b.at.kbase - (1 << 20), 1 << 20)
-    else:                                               # guest-physical addresses: zero-extended
+    elif b.gstage:                                      # guest-physical addresses: zero-extended
         b.map4k("gpa-upper-half", (1 << top) + (rng.randrange(1, 512) << 12), F.READ | F.WRITE | F.EXECUTE)
         b.target("gpa-too-wide", 1 << fmt.va_bits, 1 << 20)
 
@@ -73,7 +77,7 @@ def _build_mode(mode: VectorMode, seed: int) -> tuple[PhysMem, dict[str, int], l
     rng = random.Random(seed)
     if mode.gstage is None:
         assert mode.stage1 is not None
-        b = Builder.on_ram(mode.stage1, rng)
+        b = Builder.on_ram(mode.stage1, rng)             # Sv32 too: its tags and OUTSIDE_RAM are RV32's
         _build(b)
         return b.mem, mode.registers_for(b.pt.root_paddr, None), b.targets
     if mode.stage1 is None:                              # the G-stage alone: case VAs are GPAs
@@ -92,7 +96,7 @@ def _build_mode(mode: VectorMode, seed: int) -> tuple[PhysMem, dict[str, int], l
 
 
 def generate_riscv(mode: str, seed: int, cases: int | None = None, options: Options | None = None) -> VectorSet:
-    """Build the address space for `mode` (a key of VECTOR_MODES: "sv39", "sv48", "sv57", "sv39x4",
+    """Build the address space for `mode` (a key of VECTOR_MODES: "sv32", "sv39", "sv48", "sv57", "sv39x4",
     "sv48x4", "sv57x4", "sv39+sv39x4", "sv48+sv48x4", "sv57+sv57x4") from `seed` and compute every case's
     expected outcome with the walker under `options` (RiscvOptions, or HypervisorOptions for the hypervisor
     modes). `cases=None` gives each target x access x privilege once; a number samples (or extends) that

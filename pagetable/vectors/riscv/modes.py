@@ -2,6 +2,8 @@
 apply, and the walker that computes the expected results (docs/vectors.md).
 
   sv39, sv48, sv57            one stage: `satp`; options sum, mxr (sstatus), ad, svnapot, svpbmt
+  sv32                        one stage on an RV32 hart: `satp` in RV32's layout (MODE[31], ASID[30:22],
+                              PPN[21:0]); options sum, mxr, ad (Svnapot and Svpbmt are RV64's: false)
   sv39x4, sv48x4, sv57x4      the G-stage alone: `hgatp`, with `vsatp` = 0 (Bare), so a case's VA is a
                               guest-physical address; options hs_mxr (sstatus.MXR), ad, svnapot, svpbmt
   sv39+sv39x4, sv48+sv48x4,   both stages (hypervisor extension, "Two-Stage Address Translation"):
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ... import args
-from ...arch.riscv_sv39 import G_MODES, MODES, Hgatp, Satp, Vsatp
+from ...arch.riscv_sv39 import G_MODES, MODES, RV32_MODES, Hgatp, Satp, Satp32, Vsatp
 from ...arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules, two_stage_rules
 from ...errors import InvalidArgument, PagetableError
 from ...format import PagingFormat
@@ -29,6 +31,12 @@ from ..architecture import check_register_names, pa_bits_in, register_error
 from ..schema import VectorsError, VectorSet, check_keys, check_one_stage, check_registers
 
 Options = RiscvOptions | HypervisorOptions
+
+
+def xlen(fmt: PagingFormat) -> int:
+    """The XLEN of the harts that translate with `fmt`: 32 for Sv32, whose PTEs are 4 bytes (privileged
+    spec, "Sv32": the RV32 mode), 64 for every other mode."""
+    return 32 if fmt.entry_size == 4 else 64
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,18 @@ class VectorMode:
     @property
     def registers(self) -> tuple[str, ...]:
         return ("satp",) if self.gstage is None else ("vsatp", "hgatp")
+
+    @property
+    def xlen(self) -> int:
+        """The XLEN of the hart that runs this mode: 32 for Sv32, 64 otherwise."""
+        fmt = self.stage1 or self.gstage
+        assert fmt is not None
+        return xlen(fmt)
+
+    @property
+    def satp(self) -> type[Satp]:
+        """satp's layout on the hart that runs this mode: RV32's (`Satp32`) for Sv32, RV64's otherwise."""
+        return Satp32 if self.xlen == 32 else Satp
 
     @property
     def options_type(self) -> type[Options]:
@@ -67,7 +87,7 @@ class VectorMode:
         """The register values selecting this mode's tables at these roots (`asid`: satp's or vsatp's ASID)."""
         if self.gstage is None:
             assert self.stage1 is not None and stage1_root is not None
-            return {"satp": Satp.for_table(self.stage1, stage1_root, asid).encode()}
+            return {"satp": self.satp.for_table(self.stage1, stage1_root, asid).encode()}
         assert gstage_root is not None
         vsatp = 0 if self.stage1 is None else Vsatp.for_table(self.stage1, stage1_root or 0, asid).encode()
         return {"vsatp": vsatp, "hgatp": Hgatp.for_table(self.gstage, gstage_root).encode()}
@@ -75,6 +95,7 @@ class VectorMode:
 
 VECTOR_MODES: dict[str, VectorMode] = {
     **{name: VectorMode(name, fmt, None) for name, fmt in MODES.items()},
+    **{name: VectorMode(name, fmt, None) for name, fmt in RV32_MODES.items()},
     "sv39x4": VectorMode("sv39x4", None, G_MODES["sv39x4"]),
     "sv48x4": VectorMode("sv48x4", None, G_MODES["sv48x4"]),
     "sv57x4": VectorMode("sv57x4", None, G_MODES["sv57x4"]),
@@ -121,7 +142,7 @@ def walker_for(vs: VectorSet) -> Walker:
         check_one_stage(vs, mode.name)
     options = options_from_json(mode, vs.options)
     try:
-        walker, decoded = _walker(vs.mem, vs.registers, options)
+        walker, decoded = _walker(vs.mem, vs.registers, options, mode.satp)
     except PagetableError as exc:
         raise VectorsError(str(exc)) from None
     for reg, want in (("satp", mode.stage1), ("vsatp", mode.stage1), ("hgatp", mode.gstage)):
@@ -149,7 +170,8 @@ def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | Non
     `vsatp` (default 0, Bare: the G-stage alone) for a V=1 access (two stages). The mode follows from each
     register's MODE; a reserved MODE is an error naming the register. The status registers are optional
     (default 0): `sstatus` SUM and MXR (with two stages the HS-level MXR), `vsstatus` SUM and MXR (two
-    stages), `menvcfg` PBMTE (Svpbmt) and ADUE (Svadu; else Svade) for every stage. Svnapot is off."""
+    stages), `menvcfg` PBMTE (Svpbmt) and ADUE (Svadu; else Svade) for every stage. Svnapot is off.
+    A `satp` below 2**32 with bit 31 set is RV32's, selecting Sv32 (`rv32_satp`)."""
     two = "hgatp" in regs or "vsatp" in regs
     if two and "satp" in regs:
         raise InvalidArgument("give satp (one stage) or vsatp and hgatp (two stages), not both")
@@ -165,14 +187,23 @@ def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | Non
                                           hs_mxr=bool(status & SSTATUS_MXR), **extensions) if two else
                         RiscvOptions(sum=bool(status & SSTATUS_SUM), mxr=bool(status & SSTATUS_MXR), **extensions))
     tables = {k: v for k, v in regs.items() if k not in STATUS_REGISTERS}
-    return _walker(mem, {"vsatp": 0, **tables} if two else tables, options)[0]
+    satp = Satp32 if not two and rv32_satp(regs["satp"]) else Satp
+    return _walker(mem, {"vsatp": 0, **tables} if two else tables, options, satp)[0]
 
 
-def _walker(mem: PhysMem, regs: dict[str, int], options: Options) -> tuple[Walker, dict[str, Any]]:
-    """The walker `regs` select (satp with `RiscvOptions`; vsatp and hgatp with `HypervisorOptions`) and
-    the decoded registers."""
+def rv32_satp(value: int) -> bool:
+    """Whether a satp value is RV32's (MODE, bit 31, = Sv32), not RV64's: a u32 with bit 31 set. As an RV64
+    satp it would be MODE Bare with PPN bit 31 set, and the privileged spec leaves Bare with nonzero fields
+    UNSPECIFIED ("Supervisor Address Translation and Protection (satp) Register")."""
+    return type(value) is int and value >> 31 == 1
+
+
+def _walker(mem: PhysMem, regs: dict[str, int], options: Options,
+            satp: type[Satp] = Satp) -> tuple[Walker, dict[str, Any]]:
+    """The walker `regs` select (satp, in the layout `satp`, with `RiscvOptions`; vsatp and hgatp with
+    `HypervisorOptions`) and the decoded registers."""
     decoded: dict[str, Any] = {}
-    for name, kind in (("satp", Satp), ("vsatp", Vsatp), ("hgatp", Hgatp)):
+    for name, kind in (("satp", satp), ("vsatp", Vsatp), ("hgatp", Hgatp)):
         if name in regs:
             try:
                 decoded[name] = kind.decode(regs[name])
@@ -190,4 +221,4 @@ def _expect(reg: str, value: int, got: PagingFormat | None, want: PagingFormat |
 
 
 __all__ = ["PA_BITS", "REGISTER_NAMES", "VECTOR_MODES", "Options", "VectorMode", "options_from_json",
-           "vector_mode", "walker_for", "walker_from_registers"]
+           "rv32_satp", "vector_mode", "walker_for", "walker_from_registers", "xlen"]

@@ -37,7 +37,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+from ...physmem import PhysMem
 from .. import qemu as runner
+from ..tagging import fill_tags
 from . import qemu as rv
 from .qemu import (
     QEMU_PACKAGE,
@@ -73,6 +75,7 @@ __all__ = [
     "missing_toolchain",
     "run_probes_rv32",
     "tag",
+    "tag_memory",
 ]
 
 XLEN: Final = 32
@@ -87,6 +90,11 @@ _TAG_SHIFT: Final = 7  # the opcode's width
 def tag(pa: int) -> int:
     """The 32-bit word a tagged image holds at ``pa``: PA[26:2] in bits 31:7 over :data:`TAG_OPCODE`."""
     return ((pa >> 2) << _TAG_SHIFT | TAG_OPCODE) & 0xFFFF_FFFF
+
+
+def tag_memory(mem: PhysMem) -> None:
+    """Fill every u32 of ``mem`` with its :func:`tag` (a column at a time)."""
+    fill_tags(mem, _TAG_SHIFT, TAG_OPCODE, size=4, drop=2)
 
 
 def find_qemu() -> str | None:

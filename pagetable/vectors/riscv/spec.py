@@ -2,7 +2,9 @@
 the deliberate faults of the privileged spec ("Virtual Address Translation Process", Svnapot, Svpbmt).
 
 One stage: the tables and data in RAM (default 8 MiB at 0x8000_0000, QEMU virt's RAM; `[[memory]]` may name
-others; frames come from the first region). The G-stage alone: the same, case VAs being guest-physical.
+others; frames come from the first region). Sv32 (RV32): the same, RAM tagged by u32 (`qemu32.tag`), "outside
+RAM" a PA above 4 GiB (bits 33:32 set), and none of the kinds built on PTE bits 63:54 (a 4-byte PTE has none).
+The G-stage alone: the same, case VAs being guest-physical.
 Two stages: host RAM 16 MiB at 0x8000_0000; the G-stage maps guest RAM (GPA 0x8000_0000, 8 MiB) to its
 second half, and the 1 GiB at GPA `OUTSIDE_GPA` (4 GiB) to host PAs with no RAM (so a VS-stage fault can
 reach "outside RAM"); the VS-stage tables are in guest RAM.
@@ -26,14 +28,16 @@ from ..build import FaultRule, FaultSite, Scaffold, SpecArch, Where, set_bits
 from ..generation import TableBuilder
 from ..schema import U64
 from ..spec import Spec
-from .builder import GUEST_BACKING, GUEST_RAM, OUTSIDE_RAM, RAM_BASE, RAM_SIZE, tag_memory
-from .modes import options_from_json, vector_mode
+from .builder import GUEST_BACKING, GUEST_RAM, OUTSIDE_RAM, RAM_BASE, RAM_SIZE, outside_ram, tag_memory
+from .modes import options_from_json, vector_mode, xlen
 
 OUTSIDE_GPA = 1 << 32
 """Two stages: the first GPA of the 1 GiB window the G-stage maps to host PAs without RAM."""
 _PBMT = PTE.mask("PBMT")
 _N = PTE.mask("N")
 _RESERVED_BITS = range(54, 61)         # PTE bits 60:54, reserved for future standard use
+_ABOVE_BIT_31 = ("reserved-bit", "pbmt-reserved", "table-pbmt", "table-napot", "napot-bad-ppn", "napot-superpage")
+"""The kinds built on PTE bits 60:54, PBMT or N, which Sv32's 4-byte PTEs do not have."""
 
 
 def _codec_with_svpbmt(fmt: PagingFormat, svpbmt: bool) -> PagingFormat:
@@ -55,13 +59,13 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
         fmt = vm.stage1 or vm.gstage
         assert fmt is not None
         mem = PhysMem(spec.memory or [(RAM_BASE, RAM_SIZE)])
-        tag_memory(mem)
+        tag_memory(mem, vm.xlen)
         frames = FrameAllocator(mem)
         reserve(frames, 1 if vm.stage1 else 2)
         b = _table(_codec_with_svpbmt(fmt, svpbmt), rng, mem, frames)
         if vm.stage1 is not None:
             return Scaffold(mem, [b], None, lambda: vm.registers_for(b.pt.root_paddr, None, spec.asid),
-                            options.to_json(), OUTSIDE_RAM)
+                            options.to_json(), outside_ram(fmt))
         return Scaffold(mem, [], b, lambda: vm.registers_for(None, b.pt.root_paddr, spec.asid), options.to_json(),
                         OUTSIDE_RAM)
     if spec.memory is not None:
@@ -89,13 +93,14 @@ def _bad_napot_ppn(s: FaultSite) -> int:
 
 
 def rules(b: TableBuilder) -> Mapping[str, FaultRule]:
-    """The named faults of a RISC-V table (a G-stage one's leaves keep U=1, as it needs)."""
+    """The named faults of a RISC-V table (a G-stage one's leaves keep U=1, as it needs; Sv32's none of
+    `_ABOVE_BIT_31`)."""
     reserved = frozenset({Reason.RESERVED})
 
     def table_with(bits: int) -> Callable[[FaultSite], int]:
         return lambda s: s.table() | bits
 
-    return {
+    kinds = {
         "invalid-bits": FaultRule("a leaf with V=0 and its other bits set", frozenset({Reason.INVALID}),
                                   lambda s: s.leaf() & ~V, Where.ANY),
         "w-without-r": FaultRule("a leaf with W=1 and R=0 (reserved)", frozenset({Reason.W_WITHOUT_R}),
@@ -134,6 +139,7 @@ def rules(b: TableBuilder) -> Mapping[str, FaultRule]:
                                            frozenset({Reason.NON_LEAF_AT_LAST_LEVEL}),
                                            lambda s: V | ppn(s.b.frames.alloc()), Where.LAST),
     }
+    return {k: rule for k, rule in kinds.items() if xlen(b.fmt) == 64 or k not in _ABOVE_BIT_31}
 
 
 def _global_field(b: TableBuilder) -> tuple[int, int]:
@@ -141,6 +147,8 @@ def _global_field(b: TableBuilder) -> tuple[int, int]:
 
 
 def _memtype_field(b: TableBuilder, huge: bool) -> tuple[int, tuple[int, ...]]:
+    if xlen(b.fmt) == 32:                              # no PBMT in a 4-byte PTE: the PMA's type only
+        return 0, (0,)
     return _PBMT, tuple(PTE.set(0, "PBMT", k) for k in (0, PBMT_NC, PBMT_IO))
 
 

@@ -20,6 +20,7 @@ from ...walker import Reason
 from ..schema import VectorSet
 from .gen import generate_riscv
 from .modes import VECTOR_MODES, vector_mode
+from .qemu32 import TAG_OPCODE
 
 REGISTERS = ("pte", "satp", "vsatp", "hgatp")
 MODE_HELP = {name: "satp" if m.gstage is None else "the G-stage alone (vsatp Bare)" if m.stage1 is None
@@ -48,10 +49,13 @@ def readme_notes(vs: VectorSet) -> str:
            "which stage decided (2: the G-stage, a guest-page fault or its access fault), and 'gpa' is the\n"
            "guest-physical address reached or faulting (mtval2/htval hold it shifted right by 2).\n"
            if "hgatp" in vs.registers else "")
+    tags = (f"Every u32 of non-table memory holds (PA >> 2) << 7 | {TAG_OPCODE:#x} (a reserved opcode), so a\n"
+            "load reveals the PA it reached (its bits 26:2) and a fetch traps.\n"
+            if vs.mode in VECTOR_MODES and VECTOR_MODES[vs.mode].xlen == 32 else
+            "Every u64 of non-table memory holds its own PA << 16, so a load reveals the PA it reached.\n")
     return ("or the exception 'fault' raised at page-table level 'level' (the spec's i: 0 = 4 KiB level),\n"
             "with the 'syndrome' the trap reports (scause/stval, and htval/htinst with the H extension;\n"
-            "mcause/mtval/mtval2/mtinst when the trap goes to M-mode).\n" + hyp +
-            "Every u64 of non-table memory holds its own PA << 16, so a load reveals the PA it reached.\n")
+            "mcause/mtval/mtval2/mtinst when the trap goes to M-mode).\n" + hyp + tags)
 
 
 @dataclass(frozen=True)
