@@ -73,6 +73,9 @@ class VectorMode:
         """The options for this mode from the status bits a user asks for: `sum`/`mxr` are the stage-1
         bits (sstatus, or vsstatus in the hypervisor modes), `hs_mxr` the HS-level sstatus.MXR that the
         G-stage honours. A bit this mode has no use for is a ValueError, not silently dropped."""
+        if (svnapot or svpbmt) and any(f is not None and f.entry_size == 4 for f in (self.stage1, self.gstage)):
+            raise InvalidArgument(f"{self.name}: Sv32 PTEs have no PBMT or N field (Svpbmt and Svnapot are RV64 "
+                                  "extensions)")
         if self.gstage is None:
             if hs_mxr:
                 raise InvalidArgument(f"{self.name} has no G-stage: hs_mxr (sstatus.MXR of a hypervisor) does not "
