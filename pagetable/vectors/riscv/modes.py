@@ -145,7 +145,7 @@ def walker_for(vs: VectorSet) -> Walker:
         check_one_stage(vs, mode.name)
     options = options_from_json(mode, vs.options)
     try:
-        walker, decoded = _walker(vs.mem, vs.registers, options, mode.satp)
+        walker, decoded = _walker(vs.mem, vs.registers, options, dataclasses.replace(RV64, satp=mode.satp))
     except PagetableError as exc:
         raise VectorsError(str(exc)) from None
     for reg, want in (("satp", mode.stage1), ("vsatp", mode.stage1), ("hgatp", mode.gstage)):
@@ -154,7 +154,6 @@ def walker_for(vs: VectorSet) -> Walker:
     return walker
 
 
-REGISTER_NAMES = ("satp", "vsatp", "hgatp", "sstatus", "vsstatus", "menvcfg")
 PA_BITS = 56
 """The PA width of Sv39, Sv48 and Sv57 (a PTE's 44-bit PPN): a narrower hart's PMAs make the addresses beyond
 its width inaccessible, which an image without RAM there says already (the walker checks no width)."""
@@ -165,7 +164,35 @@ SSTATUS_SUM, SSTATUS_MXR = 1 << 18, 1 << 19
 MENVCFG_ADUE, MENVCFG_PBMTE = 1 << 61, 1 << 62
 """menvcfg.ADUE (Svadu: hardware A/D updates) and menvcfg.PBMTE (Svpbmt) (privileged spec, "Machine
 Environment Configuration (menvcfg) Register")."""
-STATUS_REGISTERS = ("sstatus", "vsstatus", "menvcfg")
+
+
+@dataclass(frozen=True)
+class Hart:
+    """What the translation CSRs of one XLEN's hart are for the dump commands: the names used in messages,
+    the env-config register holding ADUE (and PBMTE: 0 where no PTE has PBMT) at which bits, the PA width,
+    and the layouts of satp, vsatp and hgatp."""
+
+    label: str                          # "RISC-V", "RV32"
+    pa_name: str                        # "a RISC-V PA width"
+    pa_bits: int
+    envcfg: str                         # menvcfg, or RV32's menvcfgh (its bits 63:32)
+    adue: int
+    pbmte: int
+    satp: type[Satp]
+    vsatp: type[Vsatp]
+    hgatp: type[Hgatp]
+
+    @property
+    def status_registers(self) -> tuple[str, str, str]:
+        return ("sstatus", "vsstatus", self.envcfg)
+
+    @property
+    def register_names(self) -> tuple[str, ...]:
+        return ("satp", "vsatp", "hgatp", *self.status_registers)
+
+
+RV64 = Hart("RISC-V", "a RISC-V PA width", PA_BITS, "menvcfg", MENVCFG_ADUE, MENVCFG_PBMTE, Satp, Vsatp, Hgatp)
+REGISTER_NAMES = RV64.register_names
 
 
 def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | None = None) -> Walker:
@@ -175,23 +202,30 @@ def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | Non
     (default 0): `sstatus` SUM and MXR (with two stages the HS-level MXR), `vsstatus` SUM and MXR (two
     stages), `menvcfg` PBMTE (Svpbmt) and ADUE (Svadu; else Svade) for every stage. Svnapot is off.
     A `satp` below 2**32 with bit 31 set is RV32's, selecting Sv32 (`rv32_satp`)."""
+    hart = RV64
+    if "satp" in regs and "hgatp" not in regs and "vsatp" not in regs and rv32_satp(regs["satp"]):
+        hart = dataclasses.replace(RV64, satp=Satp32)
+    return hart_walker(hart, mem, regs, pa_bits)
+
+
+def hart_walker(hart: Hart, mem: PhysMem, regs: dict[str, int], pa_bits: int | None) -> Walker:
+    """`walker_from_registers` for `hart`'s CSRs (its names, layouts and PA width)."""
     two = "hgatp" in regs or "vsatp" in regs
     if two and "satp" in regs:
         raise InvalidArgument("give satp (one stage) or vsatp and hgatp (two stages), not both")
     if not two and "vsstatus" in regs:
         raise InvalidArgument("vsstatus belongs to two-stage translation (vsatp and hgatp), not to satp")
-    check_register_names(regs, REGISTER_NAMES, ("hgatp",) if two else ("satp",),
-                         "RISC-V two-stage translation" if two else "RISC-V translation")
-    pa_bits_in(pa_bits, PA_BITS, range(32, PA_BITS + 1), "a RISC-V PA width")
-    status, vsstatus, envcfg = (regs.get(name, 0) for name in STATUS_REGISTERS)
-    extensions: dict[str, Any] = {"ad": "svadu" if envcfg & MENVCFG_ADUE else "svade",
-                                  "svpbmt": bool(envcfg & MENVCFG_PBMTE)}
+    check_register_names(regs, hart.register_names, ("hgatp",) if two else ("satp",),
+                         f"{hart.label} two-stage translation" if two else f"{hart.label} translation")
+    pa_bits_in(pa_bits, hart.pa_bits, range(32, hart.pa_bits + 1), hart.pa_name)
+    status, vsstatus, envcfg = (regs.get(name, 0) for name in hart.status_registers)
+    extensions: dict[str, Any] = {"ad": "svadu" if envcfg & hart.adue else "svade",
+                                  "svpbmt": bool(envcfg & hart.pbmte)}
     options: Options = (HypervisorOptions(vs_sum=bool(vsstatus & SSTATUS_SUM), vs_mxr=bool(vsstatus & SSTATUS_MXR),
                                           hs_mxr=bool(status & SSTATUS_MXR), **extensions) if two else
                         RiscvOptions(sum=bool(status & SSTATUS_SUM), mxr=bool(status & SSTATUS_MXR), **extensions))
-    tables = {k: v for k, v in regs.items() if k not in STATUS_REGISTERS}
-    satp = Satp32 if not two and rv32_satp(regs["satp"]) else Satp
-    return _walker(mem, {"vsatp": 0, **tables} if two else tables, options, satp)[0]
+    tables = {k: v for k, v in regs.items() if k not in hart.status_registers}
+    return _walker(mem, {"vsatp": 0, **tables} if two else tables, options, hart)[0]
 
 
 def rv32_satp(value: int) -> bool:
@@ -201,12 +235,11 @@ def rv32_satp(value: int) -> bool:
     return type(value) is int and value >> 31 == 1
 
 
-def _walker(mem: PhysMem, regs: dict[str, int], options: Options,
-            satp: type[Satp] = Satp) -> tuple[Walker, dict[str, Any]]:
-    """The walker `regs` select (satp, in the layout `satp`, with `RiscvOptions`; vsatp and hgatp with
-    `HypervisorOptions`) and the decoded registers."""
+def _walker(mem: PhysMem, regs: dict[str, int], options: Options, hart: Hart = RV64) -> tuple[Walker, dict[str, Any]]:
+    """The walker `regs` select (satp with `RiscvOptions`; vsatp and hgatp with `HypervisorOptions`; each in
+    `hart`'s layout) and the decoded registers."""
     decoded: dict[str, Any] = {}
-    for name, kind in (("satp", satp), ("vsatp", Vsatp), ("hgatp", Hgatp)):
+    for name, kind in (("satp", hart.satp), ("vsatp", hart.vsatp), ("hgatp", hart.hgatp)):
         if name in regs:
             try:
                 decoded[name] = kind.decode(regs[name])
