@@ -55,7 +55,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -664,13 +664,27 @@ def _explain_status(status: int) -> str:
     return f"the stub ends with status {_EXIT_STATUS}"
 
 
+def read_header(raw: bytes, header: Record, magic: int, count: int, stderr: bytes) -> dict[str, int]:
+    """The stub's output header (`header`'s fields), checked: all there, with the stub's `magic` and one
+    record to come per case (`count`)."""
+    if len(raw) < header.size:
+        raise QemuFailed(f"stub output truncated: {len(raw)} bytes; QEMU stderr: {tail(stderr)!r}")
+    fields = header.unpack(raw, 0)
+    if fields["MAGIC"] != magic or fields["COUNT"] != count:
+        raise QemuFailed("stub output has a bad header")
+    return fields
+
+
+def refuse_missing(missing: Iterable[str], cpu: str) -> None:
+    """QemuFailed naming the CPU features cases set that `-cpu cpu` lacks (`missing`), if any."""
+    names = sorted(set(missing))
+    if names:
+        raise QemuFailed(f"-cpu {cpu} does not implement {', '.join(names)}, which cases set")
+
+
 def _parse_output(raw: bytes, cr3: int, cases: Sequence[ProbeCase], stderr: bytes, cpu: str, layout: QemuLayout,
                   slot: int) -> tuple[list[ProbeResult], CpuFeatures]:
-    if len(raw) < _HEADER.size:
-        raise QemuFailed(f"stub output truncated: {len(raw)} bytes; QEMU stderr: {tail(stderr)!r}")
-    header = _HEADER.unpack(raw, 0)
-    if header["MAGIC"] != _HEADER_MAGIC or header["COUNT"] != len(cases):
-        raise QemuFailed("stub output has a bad header")
+    header = read_header(raw, _HEADER, _HEADER_MAGIC, len(cases), stderr)
     features = CpuFeatures.from_cpuid(header["CPUID7_EBX"], header["CPUID7_ECX"], header["EXT1_EDX"],
                                       header["EXT8_EAX"])
     if header["STATUS"] == _STATUS_NO_LA57:
@@ -678,9 +692,7 @@ def _parse_output(raw: bytes, cr3: int, cases: Sequence[ProbeCase], stderr: byte
     results = read_results(raw, _HEADER.size, cases, [_done(case, layout, slot) for case in cases], stderr)
     if header["CR3"] != cr3:
         raise QemuFailed(f"the processor did not keep CR3 {cr3:#x} (read back {header['CR3']:#x})")
-    missing = sorted({name for case in cases for name in features.missing(case.regs)})
-    if missing:
-        raise QemuFailed(f"-cpu {cpu} does not implement {', '.join(missing)}, which cases set")
+    refuse_missing((name for case in cases for name in features.missing(case.regs)), cpu)
     return results, features
 
 

@@ -487,20 +487,14 @@ def _check_cr3(cr3: int, image: bytes, paging: str) -> int:
 
 def _parse_output(raw: bytes, cr3: int, cases: Sequence[ProbeCase32], stderr: bytes, cpu: str,
                   slot: int, load_cr3: int) -> tuple[list[ProbeResult], CpuFeatures32]:
-    if len(raw) < _HEADER.size:
-        raise QemuFailed(f"stub output truncated: {len(raw)} bytes; QEMU stderr: {runner.tail(stderr)!r}")
-    header = _HEADER.unpack(raw, 0)
-    if header["MAGIC"] != _HEADER_MAGIC or header["COUNT"] != len(cases):
-        raise QemuFailed("stub output has a bad header")
+    header = x86.read_header(raw, _HEADER, _HEADER_MAGIC, len(cases), stderr)
     features = CpuFeatures32.from_cpuid(header["CPUID1_EDX"], header["CPUID7_EBX"], header["EXT1_EDX"],
                                         header["EXT8_EAX"])
     if header["STATUS"] == _STATUS_NO_PAE:
         raise QemuFailed(f"-cpu {cpu} does not implement PAE paging (CPUID.01H:EDX.PAE = 0)")
     if not features.mmx:
         raise QemuFailed(f"-cpu {cpu} does not implement MMX (CPUID.01H:EDX.MMX = 0), which the stub's loads use")
-    missing = sorted({name for case in cases for name in features.missing(case.regs)})
-    if missing:
-        raise QemuFailed(f"-cpu {cpu} does not implement {', '.join(missing)}, which cases set")
+    x86.refuse_missing((name for case in cases for name in features.missing(case.regs)), cpu)
     done = [_snippet(case, "write_done" if case.access == "write" else "read_done", slot) for case in cases]
     results = x86.read_results(raw, _HEADER.size, cases, done, stderr)
     loaded = any(not (r.vector == _GP_VECTOR and r.rip == load_cr3) for r in results)
