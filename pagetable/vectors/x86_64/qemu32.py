@@ -60,9 +60,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ...arch.x86_64 import CR0, CR3_32, CR3_PAE, CR4, EFER, PAE, PDPT, RFLAGS, SPEC32
-from ...arch.x86_64.cpuid import CPUID7_EBX, CPUID_EXT1_EDX, CPUID_EXT8_EAX
+from ...arch.x86_64.cpuid import CPUID1_EDX, CPUID7_EBX, CPUID_EXT1_EDX, CPUID_EXT8_EAX
 from ...flags import MappingFlags
-from ...layout import Field, Layout
+from ...layout import Layout
 from ...physmem import PhysMem
 from .. import qemu as runner
 from ..qemu import Program, QemuFailed, QemuUnavailable, Record, ToolchainFailed, ToolchainUnavailable, round_up
@@ -90,7 +90,6 @@ from .qemu import (
 )
 
 __all__ = [
-    "CPUID1_EDX",
     "HIGH_BASE",
     "PAGINGS",
     "QEMU_BINARY",
@@ -120,14 +119,6 @@ __all__ = [
     "slot_base_32",
     "stub32_program",
 ]
-
-CPUID1_EDX = Layout("CPUID.01H:EDX", 32, [
-    Field("PSE", 3, 1, "page size extension: 4-MByte pages (CR4.PSE)"),
-    Field("PAE", 6, 1, "physical address extension (CR4.PAE)"),
-    Field("PGE", 13, 1, "global pages (CR4.PGE)"),
-    Field("PSE36", 17, 1, "36-bit page size extension: 4-MByte pages above 4 GBytes"),
-    Field("MMX", 23, 1, "MMX technology (the stub's 8-byte MOVQ)"),
-], "Intel SDM Vol. 2A, CPUID, Table 3-11")
 
 PAGINGS: Final = ("32", "pae")
 """The paging modes: 32-bit paging (CR4.PAE=0) and PAE paging (CR4.PAE=1), both with CR0.PG=1 outside IA-32e
