@@ -134,8 +134,8 @@ def _judge(walker: Walker, k: int, depth: int, raw: U64, va: U64, slot: U64, car
     present = why[:n] != Reason.INVALID                 # V=1: listed whatever later checks say
     stage: U8 = np.ones(why.shape, dtype=np.uint8)
     if walker._implicit is not None:              # an entry update must pass stage 2 as an implicit write
-        _, update, t2, own = walker._update_check(why == Reason.OK, leaf, pte, acc, prv,
-                                                np.tile(slot, len(_COMBOS)))
+        _, update, t2, own = walker._update_check(walker.rules.regime.regions[k], depth, why == Reason.OK, leaf, pte,
+                                                  acc, prv, np.tile(slot, len(_COMBOS)))
         refused = t2.reason[own]
         why[update[own]], stage[update[own]] = refused, np.where(refused != Reason.OK, 3, 1)
     final = np.flatnonzero((why == Reason.OK) & leaf)   # the output address, as the access makes it

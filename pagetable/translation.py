@@ -378,9 +378,10 @@ class WalkRules(Protocol):
     def fault_kind(self, reason: Reason) -> FaultKind:
         ...
 
-    def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
-        """The entries (which `step` accepted) as hardware leaves them after using them for these accesses:
-        `pte` itself, or with Accessed/Dirty bits set where the hardware updates them during the walk."""
+    def written(self, region: Region, depth: int, pte: Word, leaf: Flag, access: Small) -> Word:
+        """The entries fetched at `depth` of `region` (which `step` accepted) as hardware leaves them after
+        using them for these accesses: `pte` itself, or with Accessed/Dirty bits set where the hardware
+        updates them during the walk (not at a level whose entries have no such bits: a PAE PDPTE)."""
         ...
 
     def implicit(self) -> WalkRules:

@@ -269,15 +269,15 @@ class Walker:
         _record(out, lanes, gpas, t2, implicit)
         return t2
 
-    def _update_check(self, accepted: Bool, leaf: Bool, pte: U64, acc: U8, prv: U8, slot: U64) -> tuple[
-            list[Bool], npt.NDArray[np.intp], Translations, Bool]:
+    def _update_check(self, region: Region, depth: int, accepted: Bool, leaf: Bool, pte: U64, acc: U8, prv: U8,
+                      slot: U64) -> tuple[list[Bool], npt.NDArray[np.intp], Translations, Bool]:
         """The entry updates hardware makes (`WalkRules.written`) for the entries `step` accepted: per
         access kind, the lanes whose entry it would update; the lanes that need some update, stage 2's
         verdict on each (one implicit write of the entry at `slot`), and which of them need it for their
         own access."""
         assert self._implicit is not None
-        needs = [accepted & (self.rules.written(pte, leaf, np.broadcast_to(np.uint8(a), pte.shape)) != pte)
-                 for a in Access]
+        needs = [accepted & (self.rules.written(region, depth, pte, leaf, np.broadcast_to(np.uint8(a), pte.shape))
+                             != pte) for a in Access]
         update = np.flatnonzero(needs[0] | needs[1] | needs[2])
         if not update.size:                           # Svade, or nothing to update: no stage-2 walk
             return needs, update, Translations.empty(slot[update]), np.zeros(0, dtype=bool)
@@ -285,13 +285,13 @@ class Walker:
         own: Bool = np.choose(acc, needs)[update]
         return needs, update, t2, own
 
-    def _check_updates(self, accepted: Bool, st: StepColumns, pte: U64, acc: U8, prv: U8, slot: U64,
-                       live: npt.NDArray[np.intp], out: Translations) -> tuple[U64, Bool]:
+    def _check_updates(self, region: Region, depth: int, accepted: Bool, st: StepColumns, pte: U64, acc: U8,
+                       prv: U8, slot: U64, live: npt.NDArray[np.intp], out: Translations) -> tuple[U64, Bool]:
         """`_update_check` in a walk: a lane whose own access needs a refused update faults (recorded in
         `out`; these lanes are returned), and the carry returned loses every access whose update stage 2
         refuses (RISC-V Svadu: a store that must set D where the G-stage does not let the walk write the
         VS-stage PTE)."""
-        needs, update, t2, own = self._update_check(accepted, st.leaf, pte, acc, prv, slot)
+        needs, update, t2, own = self._update_check(region, depth, accepted, st.leaf, pte, acc, prv, slot)
         carry: U64 = st.carry
         refused = np.zeros(pte.shape, dtype=bool)
         if not update.size:
@@ -401,7 +401,7 @@ class Walker:
                 _leave(out, live[~good], st.reason[~good], lv.arch_level, pte[~good], st.carry[~good])
             carry_out = st.carry
             if self.stage2 is not None:           # an entry update is an implicit stage-2 write
-                carry_out, refused = self._check_updates(good, st, pte, acc, prv, slot, live, out)
+                carry_out, refused = self._check_updates(region, depth, good, st, pte, acc, prv, slot, live, out)
                 good &= ~refused
             address = cast(U64, _address(fmt, depth, pte, st.leaf, st.offset, va))
             ends = good & st.leaf
@@ -550,10 +550,10 @@ class Walker:
                 if st.reason:
                     return Lane(va, 0, st.reason, level, pte, 1, gpa, 0, 0, 0, st.carry & ALL_PERMS)
                 carry = st.carry
-                if record is not None and self.rules.written(pte, st.leaf, acc) != pte:
-                    record.append((fetch, pte, self.rules.written(pte, st.leaf, acc), size))
+                if record is not None and self.rules.written(region, depth, pte, st.leaf, acc) != pte:
+                    record.append((fetch, pte, self.rules.written(region, depth, pte, st.leaf, acc), size))
                 if implicit is not None:                      # an entry update is an implicit stage-2 write
-                    needs = [self.rules.written(pte, st.leaf, a) != pte for a in Access]
+                    needs = [self.rules.written(region, depth, pte, st.leaf, a) != pte for a in Access]
                     if any(needs):
                         t2 = implicit._walk_one(slot, _WRITE, prv, record)
                         if t2.reason and needs[acc]:

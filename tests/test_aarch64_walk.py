@@ -874,9 +874,9 @@ def test_entries_equal_in_the_judged_bits_get_one_verdict(rules: A64Rules | S2Ru
                                         np.full(2, carry, dtype=np.uint64)))
     for n in range(2):
         assert tuple(int(np.broadcast_to(c, (2,))[n]) for c in columns) == tuple(int(v) for v in one)
-    assert rules.written(pte, one.leaf, access) == int(rules.written(np.array([pte], dtype=np.uint64),
-                                                                     np.array([bool(one.leaf)]),
-                                                                     np.array([access], dtype=np.uint8))[0])
+    assert rules.written(region, depth, pte, one.leaf, access) == int(rules.written(
+        region, depth, np.array([pte], dtype=np.uint64), np.array([bool(one.leaf)]),
+        np.array([access], dtype=np.uint8))[0])
 
 
 # ------------------------------------------------------------------------------- mappings, both halves

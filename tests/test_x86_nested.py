@@ -176,9 +176,11 @@ def test_ept_a_d_updates_are_reported_only_when_eptp_enables_them() -> None:
     n = ept()
     raw = n.pt.lookup(GPA).raw
     on, off = EptRules(eptp(n.pt.root_paddr, ad=True)), EptRules(eptp(n.pt.root_paddr))
-    assert on.written(raw, True, Access.READ) == raw | A_EPT and off.written(raw, True, Access.WRITE) == raw
-    assert on.written(raw, False, Access.WRITE) == raw | A_EPT                       # D in pages only
-    assert on.written(raw, True, Access.WRITE) == raw | A_EPT | D_EPT
+    region, leaf = on.regime.single, n.pt.fmt.depth_count - 1
+    assert on.written(region, leaf, raw, True, Access.READ) == raw | A_EPT
+    assert off.written(region, leaf, raw, True, Access.WRITE) == raw
+    assert on.written(region, 0, raw, False, Access.WRITE) == raw | A_EPT                # D in pages only
+    assert on.written(region, leaf, raw, True, Access.WRITE) == raw | A_EPT | D_EPT
 
 
 # ---------------------------------------------------------------------------------------------- NPT alone

@@ -180,14 +180,17 @@ def test_the_pdptes_are_loaded_with_cr3() -> None:
 
 
 def test_entry_updates_of_pdes_and_ptes() -> None:
-    """A in the PDE and PTE, D in the PTE on a write (SDM 4.8), 8 bytes each."""
+    """A in the PDE and PTE, D in the PTE on a write (SDM 4.8), 8 bytes each; never in the PDPTE, whose bit 5
+    is reserved (Table 4-8): applying the updates leaves the PDPT as the MOV to CR3 loaded it."""
     mem, pt, vas = _scene()
     e = mem.entries(8)
-    pd = e.read(pt.root_paddr) & ~0xFFF
+    pdpte = e.read(pt.root_paddr)
+    pd = pdpte & ~0xFFF
     table = e.read(pd) & 0xF_FFFF_FFFF_F000
-    updates = _walker(pt).entry_updates(vas["kernel"], "write")
-    assert [(u.pa, u.old, u.new) for u in updates[-2:]] == [(pd, e.read(pd), e.read(pd) | A),
-                                                            (table + 8, XD | 0x10_1003, XD | 0x10_1063)]
+    updates = _walker(pt).entry_updates(vas["kernel"], "write", apply=True)
+    assert [(u.pa, u.old, u.new) for u in updates] == [(pd, e.read(pd) & ~A, e.read(pd)),
+                                                       (table + 8, XD | 0x10_1003, XD | 0x10_1063)]
+    assert e.read(pt.root_paddr) == pdpte == pd | P
 
 
 def test_the_registers_select_pae_paging() -> None:

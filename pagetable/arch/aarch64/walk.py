@@ -317,7 +317,7 @@ class A64Rules:
     def judged_bits(self, region: Region, depth: int) -> int:
         return self._regions[region.name].judged
 
-    def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
+    def written(self, region: Region, depth: int, pte: Word, leaf: Flag, access: Small) -> Word:
         """With HA the leaf's AF is set; with HD a write to a DBM=1 leaf clears AP[2] (D8.5)."""
         return _updated(pte, leaf, access, self.options, AP_RO, 0)
 
@@ -402,7 +402,7 @@ class S2Rules:
     def judged_bits(self, region: Region, depth: int) -> int:
         return self._judged
 
-    def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
+    def written(self, region: Region, depth: int, pte: Word, leaf: Flag, access: Small) -> Word:
         """With VTCR_EL2.HA the leaf's AF is set; with HD a write to a DBM=1 leaf sets S2AP[1] (D8.5)."""
         return _updated(pte, leaf, access, self.options, 0, S2AP_W)
 

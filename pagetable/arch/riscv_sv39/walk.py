@@ -175,7 +175,7 @@ class RiscvRules:
         napot = 0xF if self.options.svnapot else 0
         return (((1 << 64) - 1) & ~PPN_MASK) | ((_low_ppn(region.fmt.levels[depth]) | napot) << PTE["PPN"].lsb)
 
-    def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
+    def written(self, region: Region, depth: int, pte: Word, leaf: Flag, access: Small) -> Word:
         """Svadu (step 7): hardware sets A in a leaf, and D too on a store. Svade faults instead (in `step`),
         so nothing is written back."""
         if self.options.ad == "svade":

@@ -153,7 +153,7 @@ class EptRules:
     def judged_bits(self, region: Region, depth: int) -> int:
         return judged_bits(region, depth, self.options.maxphyaddr)
 
-    def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
+    def written(self, region: Region, depth: int, pte: Word, leaf: Flag, access: Small) -> Word:
         """With EPTP's A/D enable, A in every entry used and D in the page on a write (29.3.5)."""
         if not self.ad:
             return pte

@@ -53,8 +53,8 @@ class NptRules(X86Rules):
     def step(self, region: Region, depth: int, pte: Word, access: Small, priv: Small, carry: Word) -> Step:
         return super().step(region, depth, pte, self._access(access), Privilege.USER, carry)
 
-    def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
-        return super().written(pte, leaf, self._access(access))
+    def written(self, region: Region, depth: int, pte: Word, leaf: Flag, access: Small) -> Word:
+        return super().written(region, depth, pte, leaf, self._access(access))
 
     def implicit(self) -> NptRules:
         """The rules for guest paging-structure accesses: user writes."""

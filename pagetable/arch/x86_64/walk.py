@@ -195,7 +195,8 @@ class _LevelChecks:
     """What the rules check at one level (the manual's number) of one paging mode: the reserved bits of
     every entry (`always`) and of one with PS=1 (`large`), whether PS is reserved there and whether PS=1
     maps a page there; `address_lsb`, where a page's address starts there (`judged_bits`); `rights`, whether
-    its entries have R/W, U/S and XD (a PAE PDPTE has none)."""
+    its entries have R/W, U/S and XD, and `accessed` whether they have the A bit the walk sets (a PAE PDPTE
+    has neither)."""
 
     always: int
     large: int
@@ -203,6 +204,7 @@ class _LevelChecks:
     ps_maps: bool
     address_lsb: int
     rights: bool = True
+    accessed: bool = True
 
 
 def _checks(o: X86Options) -> dict[int, _LevelChecks]:
@@ -216,8 +218,8 @@ def _checks(o: X86Options) -> dict[int, _LevelChecks]:
     top = 63 if o.paging == "pae" else 52                    # PAE: bits 62:52 are reserved too
     always = (((1 << top) - 1) & ~((1 << o.maxphyaddr) - 1)) | (0 if o.xd else XD)  # address bits 51:M; XD
     if o.paging == "pae":
-        return {3: _LevelChecks(0, 0, False, False, 12, rights=False), 2: _LevelChecks(always, _RSVD_HUGE[2], False,
-                                                                                      True, 21),
+        return {3: _LevelChecks(0, 0, False, False, 12, rights=False, accessed=False),
+                2: _LevelChecks(always, _RSVD_HUGE[2], False, True, 21),
                 1: _LevelChecks(always, 0, False, False, 12)}
     return {n: _LevelChecks(always, _RSVD_HUGE.get(n, 0), n >= 4 or (n == 3 and not o.gbpages), n in (2, 3),
                             {3: 30, 2: 21}.get(n, 12)) for n in range(1, 6)}
@@ -330,8 +332,11 @@ class X86Rules:
         return judged_bits(region, depth, self.options.maxphyaddr, self._checks[region.fmt.levels[depth].arch_level]
                            .address_lsb)
 
-    def written(self, pte: Word, leaf: Flag, access: Small) -> Word:
-        """The hardware sets A in every entry it uses and D in the page on a write (SDM 4.8)."""
+    def written(self, region: Region, depth: int, pte: Word, leaf: Flag, access: Small) -> Word:
+        """The hardware sets A in every entry it uses and D in the page on a write (SDM 4.8); a PAE PDPTE has
+        no A bit (its bit 5 is reserved: SDM Table 4-8), so it is never written."""
+        if not self._checks[region.fmt.levels[depth].arch_level].accessed:
+            return pte
         return pte | A | where(leaf & (access == Access.WRITE), D, 0)
 
     def implicit(self) -> X86Rules:

@@ -47,6 +47,7 @@ from typing import Literal
 from ...arch.riscv_sv39 import PTE, SV32, SV32X4, SV39, Hgatp, Hgatp32, Satp, Satp32, Vsatp, Vsatp32, faults
 from ...arch.riscv_sv39.walk import U8, U64, Bool, RiscvOptions, RiscvRules
 from ...physmem import PhysMem
+from ...translation import Region
 from ...walker import Access, Reason, Translations, Walker
 from ..schema import Case, VectorSet
 from .deviations import QEMU_AD, QEMU_IMPLICIT_TABLE_OUTSIDE, QEMU_TABLE_OUTSIDE, QEMU_VS_PTE_OUTSIDE
@@ -118,8 +119,8 @@ class _Rules(RiscvRules):
                                                           *rest))
             self.regime = dataclasses.replace(self.regime, regions=(dataclasses.replace(region, fmt=fmt),))
 
-    def written(self, pte: U64, leaf: Bool, access: U8) -> U64:
-        return super().written(pte, leaf, access) if self.write_back else pte
+    def written(self, region: Region, depth: int, pte: U64, leaf: Bool, access: U8) -> U64:
+        return super().written(region, depth, pte, leaf, access) if self.write_back else pte
 
     def implicit(self) -> RiscvRules:
         return self.implicit_rules or super().implicit()
