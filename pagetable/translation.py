@@ -220,7 +220,11 @@ class Region:
     the others fault without a walk (AArch64 EPDn: none; E0PDn: EL1's only). Such faults, and VAs no region
     accepts, are reported at `fault_level` (the manual's level number; default the root's), with the
     reason `refused_with` (AArch64: a Translation fault for EPDn/E0PDn, an Address size fault for a TTBR whose
-    table base is wider than the output size)."""
+    table base is wider than the output size).
+
+    `root_entries`, when given, are the root table's entries as the processor holds them in registers, which
+    the walk takes instead of reading the root table (x86 PAE paging's PDPTE registers, loaded when CR3 is
+    written: SDM Vol. 3A 4.4.1; a later store to the PDPT changes nothing until CR3 is written again)."""
 
     name: str
     fmt: PagingFormat
@@ -231,6 +235,12 @@ class Region:
     allowed: int = ALL_PERMS
     fault_level: int | None = None
     refused_with: Reason = Reason.INVALID
+    root_entries: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.root_entries is not None and len(self.root_entries) != self.fmt.levels[0].entries:
+            raise InvalidArgument(f"region {self.name}: its root table has {self.fmt.levels[0].entries} entries, "
+                                  f"not the {len(self.root_entries)} root_entries given")
 
     @property
     def refusal_level(self) -> int:

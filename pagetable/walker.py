@@ -240,6 +240,8 @@ class Walker:
                        for r in rules.regime.regions]
         self._verdicts: dict[tuple[int, int, int, int, int, int], Step] = {}
         self._entries = [mem.entries(r.fmt.entry_size) for r in rules.regime.regions]   # each region's width
+        self._root_entries = [None if r.root_entries is None else np.array(r.root_entries, dtype=np.uint64)
+                              for r in rules.regime.regions]                # a root held in registers (PAE)
 
     def beyond_ram(self) -> Walker:
         """This walker (and its stage 2) with any output address a valid target, RAM or not, as the
@@ -384,12 +386,16 @@ class Walker:
             index = fmt.index_np(va, depth)
             slot = table + index * np.uint64(fmt.entry_size)
             fetch = slot
-            if self.stage2 is not None:           # the table fetch is an implicit stage-2 read
+            registers = self._root_entries[k] if depth == 0 else None     # not read from memory
+            if self.stage2 is not None and registers is None:     # the table fetch is an implicit stage-2 read
                 t2 = self._stage2(live, slot, np.broadcast_to(np.uint8(Access.READ), live.shape), prv, out,
                                   IMPLICIT_TABLE_READ)
                 live, va, acc, prv, table, index, slot, carry, pte, fetch = _keep(
                     t2.reason == Reason.OK, live, va, acc, prv, table, index, slot, carry, pte, t2.pa)
-            inram, entries = self._entries[k].gather_np(fetch)
+            if registers is None:
+                inram, entries = self._entries[k].gather_np(fetch)
+            else:
+                inram, entries = np.ones(live.shape, dtype=bool), registers[index]
             if not inram.all():
                 _leave(out, live[~inram], Reason.TABLE_OUTSIDE_MEMORY, lv.arch_level, pte[~inram], carry[~inram])
                 live, va, acc, prv, table, index, slot, carry = _keep(inram, live, va, acc, prv, table, index, slot,
@@ -532,16 +538,20 @@ class Walker:
                 return Lane(va, 0, region.refused_with, region.refusal_level, 0, 1, 0, 0, 0, 0, 0)
             table, carry, pte = region.root, ALL_PERMS, 0
             implicit, verdicts = self._implicit, self._verdicts
-            entry = self._entries[k].fetch
+            entry, registers = self._entries[k].fetch, region.root_entries
             for depth, (shift, mask, size, judged, huge, level, paddr) in enumerate(self._plans[k]):
                 slot = fetch = table + ((va >> shift) & mask) * size
-                if implicit is not None:                      # the table fetch is an implicit stage-2 read
-                    gpa = slot
-                    t2 = implicit._walk_one(slot, _READ, prv, record)
-                    if t2.reason:
-                        return Lane(va, 0, t2.reason, t2.level, t2.pte, 2, gpa, IMPLICIT_TABLE_READ, 0, 0, t2.rights)
-                    fetch = t2.pa
-                raw = entry(fetch)
+                if depth == 0 and registers is not None:      # the root's entries are registers (PAE)
+                    raw: int | None = registers[(va >> shift) & mask]
+                else:
+                    if implicit is not None:                  # the table fetch is an implicit stage-2 read
+                        gpa = slot
+                        t2 = implicit._walk_one(slot, _READ, prv, record)
+                        if t2.reason:
+                            return Lane(va, 0, t2.reason, t2.level, t2.pte, 2, gpa, IMPLICIT_TABLE_READ, 0, 0,
+                                        t2.rights)
+                        fetch = t2.pa
+                    raw = entry(fetch)
                 if raw is None:
                     return Lane(va, 0, Reason.TABLE_OUTSIDE_MEMORY, level, pte, 1, gpa, 0, 0, 0, carry & ALL_PERMS)
                 pte = raw

@@ -193,6 +193,23 @@ def test_entry_updates_of_pdes_and_ptes() -> None:
     assert e.read(pt.root_paddr) == pdpte == pd | P
 
 
+def test_the_walk_uses_the_pdpte_registers_not_the_pdpt_in_memory() -> None:
+    """The PDPTEs are loaded at the MOV to CR3 (SDM 4.4.1): a later store to the PDPT changes no
+    translation, one lane or many, until CR3 is loaded again."""
+    mem, pt, vas = _scene()
+    e, root = mem.entries(8), pt.root_paddr
+    before = _walker(pt)
+    pdpte0 = e.read(root)
+    e.write(root, 0)                                      # PDPTE0 cleared in memory, not in the registers
+    e.write(root + 8, pdpte0)                             # and PDPTE1 pointed at the same page directory
+    for va, reason in ((vas["kernel"], Reason.OK), (vas["no-pdpte"], Reason.INVALID)):
+        assert before.translate(va, "read").reason == reason
+        assert before.translate_many(np.array([va], dtype=np.uint64)).reason.tolist() == [reason]
+    after = _walker(pt)                                   # CR3 written again
+    assert after.translate(vas["kernel"], "read").reason == Reason.INVALID
+    assert after.translate(vas["no-pdpte"] + vas["kernel"], "read").pa == 0x10_1008      # through PDPTE1
+
+
 def test_the_registers_select_pae_paging() -> None:
     """CR0.PG=1, CR4.PAE=1, IA32_EFER.LME=0: PAE paging with the given PDPTEs; NXE from IA32_EFER; CR4.PSE,
     CR4.PKE and CR4.LA57 ignored."""

@@ -246,9 +246,9 @@ class X86Rules:
     PAE paging (SDM 4.4.1) translates through the PDPTE registers, which a MOV to CR3 loads from the PDPT:
     the rules are built with those four values (`pdptes`, e.g. `pae.load_pdptes(mem, cr3)`), and refuse
     (InvalidArgument) a present one with a reserved bit set, which makes that MOV #GP, where a walk never
-    gets to start. The walk reads the PDPT from memory like the other levels: it must still hold the values
-    loaded (software that changes it reloads CR3: build the rules again). A PDPTE with P=0 is a #PF at level
-    3; the PDPTEs carry no rights."""
+    gets to start. The walk takes the PDPTEs from those registers (`Region.root_entries`), not from memory:
+    a store to the PDPT after the MOV to CR3 changes no translation until CR3 is loaded again (build the rules
+    again). A PDPTE with P=0 is a #PF at level 3; the PDPTEs carry no rights and are never written."""
 
     def __init__(self, cr3: int, options: X86Options | None = None, pat: int | None = None, *,
                  fmt: PagingFormat | None = None, codec: X86Codec | X86Codec32 | None = None,
@@ -285,7 +285,7 @@ class X86Rules:
                 raise InvalidArgument(f"{root_name} {cr3:#x} has address bits at or above MAXPHYADDR "
                                       f"({o.maxphyaddr}): loading it would #GP")
             fmt = (fmt or (PAGING5 if o.la57 else PAGING4)).with_codec(dataclasses.replace(base, pat=pat, nxe=o.nxe))
-        self.regime = Regime(fmt.name, (Region(root_name, fmt, root),))
+        self.regime = Regime(fmt.name, (Region(root_name, fmt, root, root_entries=self.pdptes),))
         self._checks = _checks(o)
         self._user_keys = _key_rights(o.pkru, _SUP_DATA | _USER_DATA, _USER_WRITE | (_SUP_WRITE if o.wp else 0))
         self._supervisor_keys = _key_rights(o.pkrs, _SUP_DATA, _SUP_WRITE if o.wp else 0)
