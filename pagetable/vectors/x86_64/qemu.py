@@ -664,14 +664,15 @@ def _explain_status(status: int) -> str:
     return f"the stub ends with status {_EXIT_STATUS}"
 
 
-def read_header(raw: bytes, header: Record, magic: int, count: int, stderr: bytes) -> dict[str, int]:
-    """The stub's output header (`header`'s fields), checked: all there, with the stub's `magic` and one
-    record to come per case (`count`)."""
+def read_header(raw: bytes, header: Record, magic: int, count: int, stderr: bytes, stub: str = "stub"
+                ) -> dict[str, int]:
+    """The output header (`header`'s fields) of `stub` (the name messages give it), checked: all there, with
+    the stub's `magic` and one record to come per case (`count`)."""
     if len(raw) < header.size:
-        raise QemuFailed(f"stub output truncated: {len(raw)} bytes; QEMU stderr: {tail(stderr)!r}")
+        raise QemuFailed(f"{stub} output truncated: {len(raw)} bytes; QEMU stderr: {tail(stderr)!r}")
     fields = header.unpack(raw, 0)
     if fields["MAGIC"] != magic or fields["COUNT"] != count:
-        raise QemuFailed("stub output has a bad header")
+        raise QemuFailed(f"{stub} output has a bad header")
     return fields
 
 

@@ -543,11 +543,7 @@ def _result(case: NptProbeCase, r: Mapping[str, int], guest_base: int) -> NptPro
 
 def _parse(raw: bytes, cases: Sequence[NptProbeCase], stderr: bytes, guest_base: int
            ) -> tuple[list[NptProbeResult], NptFeatures]:
-    if len(raw) < _HEADER.size:
-        raise QemuFailed(f"SVM stub output truncated: {len(raw)} bytes; QEMU stderr: {runner.tail(stderr)!r}")
-    header = _HEADER.unpack(raw, 0)
-    if header["MAGIC"] != _HEADER_MAGIC or header["COUNT"] != len(cases):
-        raise QemuFailed("SVM stub output has a bad header")
+    header = x86.read_header(raw, _HEADER, _HEADER_MAGIC, len(cases), stderr, "SVM stub")
     features = NptFeatures(maxphyaddr=CPUID_EXT8_EAX.get(header["EXT8_EAX"], "PHYS"),
                            svm=bool(CPUID_EXT1_ECX.get(header["EXT1_ECX"], "SVM")),
                            npt=bool(CPUID_EXTA_EDX.get(header["EXTA_EDX"], "NP")))
