@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 
-import numpy as np
 import pytest
 
 from pagetable.arch.aarch64 import Granule
@@ -33,8 +32,9 @@ from pagetable.mm import AddrSpace, Cow, GuestAddrSpace
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
 from pagetable.translation import Reason
-from pagetable.uptr import UserConstPtr, UserMemoryError, UserPtr, copy_from_user
 from pagetable.walker import Walker
+
+from .userptrs import check_user_pointers
 
 RAM = 0x4000_0000                         # QEMU virt's RAM base on arm64
 USER = 0x40_0000
@@ -127,26 +127,7 @@ def test_a_kernel_space_needs_an_upper_base() -> None:
 @pytest.mark.parametrize("name", ["4k48", "64k48"])
 def test_user_pointers_on_an_aarch64_user_space(name: str) -> None:
     kernel, user = spaces(name)
-    page = user.fmt.page_size
-    user.map(USER, page, F.READ | F.WRITE | F.USER, False, Cow())
-    user.map_alloc(USER + page, page, F.READ | F.WRITE | F.USER, True)
-    user.write(USER + page, b"read-only\0")
-    user.protect(USER + page, page, F.READ | F.USER)
-    p = UserConstPtr(USER + page - 8, np.uint64)                  # straddles the lazy page and the read-only one
-    got = p.get_as_slice(user, 2)
-    assert isinstance(got, np.ndarray) and got.tolist() == [0, int.from_bytes(b"read-onl", "little")]
-    UserPtr(USER + 16, np.uint32).set(user, 0xDEADBEEF)
-    assert copy_from_user(user, USER + 16, 4) == (0xDEADBEEF).to_bytes(4, "little")
-    assert cpu(kernel, user).translate(USER + 16, "read", "user").ok          # faulted in, as the CPU sees it
-    with pytest.raises(UserMemoryError) as exc:
-        UserPtr(USER + page, np.uint64).set(user, 1)                # read-only for EL0
-    assert exc.value.errno == errno.EFAULT
-    with pytest.raises(UserMemoryError) as exc:
-        UserConstPtr(kernel_base(kernel.fmt), np.uint64).get(user)  # the kernel's range is not the user's
-    assert exc.value.errno == errno.EFAULT
-    for space in (user, kernel):
-        space.destroy()
-    assert user.frames.in_use == 0
+    check_user_pointers(kernel, user, USER, kernel_base(kernel.fmt), lambda: cpu(kernel, user))
 
 
 # ------------------------------------------------------------------------- stage 2

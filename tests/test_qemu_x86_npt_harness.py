@@ -183,9 +183,9 @@ def test_a_guest_that_did_not_run_fails_the_run(code: int) -> None:
 
 def test_bad_output_fails_and_no_svm_reports_features() -> None:
     case = [NptProbeCase(0, "read")]
-    with pytest.raises(QemuFailed, match="^SVM stub output truncated: 8 bytes"):
+    with pytest.raises(QemuFailed, match=r"^SVM stub output truncated: 8 bytes"):
         svm._parse(b"\0" * 8, case, b"", 1)
-    with pytest.raises(QemuFailed, match="^SVM stub output has a bad header"):
+    with pytest.raises(QemuFailed, match=r"^SVM stub output has a bad header"):
         svm._parse(_output(0, []), case, b"", 1)                   # one case asked, none reported
     with pytest.raises(QemuFailed, match="truncated or malformed"):
         svm._parse(_output(0, [])[:-8], [], b"", 1)

@@ -5,11 +5,6 @@ clones and user pointers, every step checked by the walker from the RV32 satp th
 
 from __future__ import annotations
 
-import errno
-
-import numpy as np
-import pytest
-
 from pagetable.arch.riscv_sv39 import SV32, Satp32
 from pagetable.arch.riscv_sv39.walk import RiscvRules
 from pagetable.flags import MappingFlags as F
@@ -17,8 +12,9 @@ from pagetable.frames import FrameAllocator
 from pagetable.mm import AddrSpace, Cow
 from pagetable.physmem import PhysMem
 from pagetable.translation import Reason
-from pagetable.uptr import UserConstPtr, UserMemoryError, UserPtr, copy_from_user
 from pagetable.walker import Walker
+
+from .userptrs import check_user_pointers
 
 RAM, PAGE_OFFSET, USER = 0x8000_0000, 0xC000_0000, 0x0040_0000       # virt's RAM; Linux's RV32 PAGE_OFFSET
 LOAD_PAGE_FAULT, STORE_PAGE_FAULT = 13, 15
@@ -80,20 +76,4 @@ def test_lazy_pages_copy_on_write_and_fault_handling() -> None:
 
 def test_user_pointers_on_an_sv32_space() -> None:
     kernel, user = _spaces()
-    user.map(USER, 0x1000, URW, False, Cow())
-    user.map_alloc(USER + 0x1000, 0x1000, URW, True)
-    user.write(USER + 0x1000, b"read-only\0")
-    user.protect(USER + 0x1000, 0x1000, F.READ | F.USER)
-    got = UserConstPtr(USER + 0x1000 - 4, np.uint32).get_as_slice(user, 2)   # the lazy page, the read-only one
-    assert isinstance(got, np.ndarray) and got.tolist() == [0, int.from_bytes(b"read", "little")]
-    UserPtr(USER + 16, np.uint32).set(user, 0xDEADBEEF)
-    assert copy_from_user(user, USER + 16, 4) == (0xDEADBEEF).to_bytes(4, "little")
-    with pytest.raises(UserMemoryError) as exc:
-        UserPtr(USER + 0x1000, np.uint32).set(user, 1)
-    assert exc.value.errno == errno.EFAULT
-    with pytest.raises(UserMemoryError) as exc:
-        UserConstPtr(PAGE_OFFSET, np.uint32).get(user)              # the kernel's range is not the user's
-    assert exc.value.errno == errno.EFAULT
-    for space in (user, kernel):
-        space.destroy()
-    assert user.frames.in_use == 0
+    check_user_pointers(kernel, user, USER, PAGE_OFFSET, lambda: _cpu(user))

@@ -7,9 +7,6 @@ included."""
 
 from __future__ import annotations
 
-import errno
-
-import numpy as np
 import pytest
 
 from pagetable.arch.x86_64 import PAGING32_PSE, PAGING_PAE, X86Options, X86Rules, load_pdptes
@@ -18,8 +15,9 @@ from pagetable.frames import FrameAllocator
 from pagetable.mm import AddrSpace, Cow
 from pagetable.physmem import PhysMem
 from pagetable.translation import Reason
-from pagetable.uptr import UserConstPtr, UserMemoryError, UserPtr, copy_from_user
 from pagetable.walker import Walker
+
+from .userptrs import check_user_pointers
 
 RAM, PAGE_OFFSET, USER = 0x10_0000, 0xC000_0000, 0x0040_0000      # Linux's i386 PAGE_OFFSET (3G/1G)
 PRESENT, WRITE, USER_MODE, FETCH = 1, 2, 4, 0x10                    # #PF error code bits (SDM 4.7)
@@ -112,20 +110,4 @@ def test_pae_user_pages_are_execute_disable_where_not_executable() -> None:
 @pytest.mark.parametrize("paging", MODES)
 def test_user_pointers(paging: str) -> None:
     kernel, user = _spaces(paging)
-    user.map(USER, 0x1000, DATA[paging] | F.USER, False, Cow())
-    user.map_alloc(USER + 0x1000, 0x1000, DATA[paging] | F.USER, True)
-    user.write(USER + 0x1000, b"read-only\0")
-    user.protect(USER + 0x1000, 0x1000, (DATA[paging] & ~F.WRITE) | F.USER)
-    got = UserConstPtr(USER + 0x1000 - 4, np.uint32).get_as_slice(user, 2)   # the lazy page, the read-only one
-    assert isinstance(got, np.ndarray) and got.tolist() == [0, int.from_bytes(b"read", "little")]
-    UserPtr(USER + 16, np.uint32).set(user, 0xDEADBEEF)
-    assert copy_from_user(user, USER + 16, 4) == (0xDEADBEEF).to_bytes(4, "little")
-    with pytest.raises(UserMemoryError) as exc:
-        UserPtr(USER + 0x1000, np.uint32).set(user, 1)
-    assert exc.value.errno == errno.EFAULT
-    with pytest.raises(UserMemoryError) as exc:
-        UserConstPtr(PAGE_OFFSET, np.uint32).get(user)              # the kernel's range is not the user's
-    assert exc.value.errno == errno.EFAULT
-    for space in (user, kernel):
-        space.destroy()
-    assert user.frames.in_use == 0
+    check_user_pointers(kernel, user, USER, PAGE_OFFSET, lambda: _cpu(user), DATA[paging])
