@@ -43,7 +43,9 @@ from ...arch.x86_64 import (
     rules_from_registers,
 )
 from ...arch.x86_64.entry import PAT_TYPES
-from ...errors import InvalidArgument, PagetableError
+from ...arch.x86_64.pae import load_pdptes
+from ...arch.x86_64.regs import paging_mode
+from ...errors import InvalidArgument, PagetableError, PhysMemError
 from ...format import PagingFormat
 from ...physmem import PhysMem
 from ...translation import MemoryType, WalkRules
@@ -160,12 +162,17 @@ def walker_for(vs: VectorSet) -> Walker:
     return Walker(vs.mem, rules, stage2=nested)
 
 
-def paging_rules(r: dict[str, int], cpu: CpuOptions) -> WalkRules:
-    """4-level or 5-level paging's rules from the registers named in `r` (`PAGING_REGISTERS`: cr0, cr3,
-    cr4, efer; pat, rflags, pkru and pkrs optional: IA32_PAT's power-up value, 0, 0, 0)."""
+def paging_rules(r: dict[str, int], cpu: CpuOptions, mem: PhysMem | None = None) -> WalkRules:
+    """The linear-address paging's rules from the registers named in `r` (`PAGING_REGISTERS`: cr0, cr3,
+    cr4, efer; pat, rflags, pkru and pkrs optional: IA32_PAT's power-up value, 0, 0, 0): 4-level or 5-level
+    paging, or the 32-bit or PAE paging they select and, for PAE paging, the PDPTE registers loaded from
+    `mem` at CR3 (`pae.load_pdptes`, SDM 4.4.1)."""
+    pdptes = None
+    if mem is not None and paging_mode(r["cr0"], r["cr4"], r["efer"]) == "pae":
+        pdptes = load_pdptes(mem, r["cr3"])
     return rules_from_registers(r["cr0"], r["cr3"], r["cr4"], r["efer"], r.get("pat"),
                                 r.get("rflags", 0), r.get("pkru", 0), r.get("pkrs", 0),
-                                maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages)
+                                maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages, pdptes=pdptes)
 
 
 GUEST_REGISTERS = ("cr0", "cr3", "cr4", "efer", "pat", "pkru", "pkrs", "rflags")
@@ -176,14 +183,25 @@ PA_BITS = 52
 
 
 def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | None = None) -> Walker:
-    """The walker of a CPU in IA-32e paging whose registers hold `regs` (cr0, cr3, cr4, efer; pat, pkru,
-    pkrs, rflags optional), with MAXPHYADDR `pa_bits` (32 to 52; default 52) and 1-GByte pages. CR4.LA57
-    selects 5-level paging; registers that select no 64-bit paging mode are an error naming them.
+    """The walker of a CPU whose registers hold `regs` (cr0, cr3, cr4, efer; pat, pkru, pkrs, rflags
+    optional), with MAXPHYADDR `pa_bits` (32 to 52; default 52, the architectural maximum), 1-GByte pages
+    and PSE-36, in the paging mode CR0.PG, CR4.PAE and IA32_EFER.LME select (Intel SDM Vol. 3A 4.1.1,
+    Table 4-1; `regs.paging_mode`):
+      32-bit paging  CR4.PAE=0 (CR4.PSE: 4 MiB pages, whose PA reaches bit min(MAXPHYADDR, 40) - 1, 4.3);
+                     cr3 is CR3_32, a 32-bit value
+      PAE paging     CR4.PAE=1, LME=0: the PDPTE registers are the four PDPTEs at CR3 bits 31:5 in `mem`, as
+                     a MOV to CR3 loads them (4.4.1); a present one with a reserved bit (that MOV would #GP)
+                     is an error naming it, as is a PDPT outside RAM
+      IA-32e paging  CR4.PAE=1, LME=1: 4-level, or 5-level with CR4.LA57
+    pkru and pkrs matter in IA-32e paging only (protection keys, 4.6.2). Registers that select no paging
+    mode (CR0.PG=0; LME=1 without CR4.PAE) are an error naming them.
 
     With `ncr3` (AMD nested paging; `host_pat` optional, IA32_PAT's power-up value) or `eptp` (Intel EPT,
     4-level), the guest's walk goes through the nested tables (AMD APM Vol. 2 §15.25, SDM Vol. 3C §29.3);
-    without any guest register the nested tables alone translate guest-physical addresses."""
-    check_register_names(regs, REGISTER_NAMES, (), "x86-64 paging")
+    without any guest register the nested tables alone translate guest-physical addresses. A PAE guest
+    over nested paging is refused: its CR3 is guest-physical, so its PDPTEs are not the bytes of `mem` there
+    (and the walker has no PDPTE registers translated through the nested tables)."""
+    check_register_names(regs, REGISTER_NAMES, (), "x86 paging")
     bits = pa_bits_in(pa_bits, PA_BITS, range(32, 53), "a MAXPHYADDR")
     cpu = CpuOptions(maxphyaddr=bits)
     nested_names = [n for n in ("ncr3", "eptp") if n in regs]
@@ -193,7 +211,7 @@ def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | Non
         raise InvalidArgument("register host_pat belongs to nested paging: give ncr3 with it")
     guest = nested_names == [] or any(n in regs for n in GUEST_REGISTERS)
     if guest:
-        check_register_names(regs, REGISTER_NAMES, GUEST_REGISTERS[:4], "x86-64 paging")
+        check_register_names(regs, REGISTER_NAMES, GUEST_REGISTERS[:4], "x86 paging")
     try:
         nested = None
         if nested_names:
@@ -201,7 +219,13 @@ def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | Non
         if not guest:
             assert nested is not None
             return nested
-        return Walker(mem, paging_rules(regs, cpu), stage2=nested)
+        if nested is not None and paging_mode(regs["cr0"], regs["cr4"], regs["efer"]) == "pae":
+            raise InvalidArgument(f"cr4 {regs['cr4']:#x}, efer {regs['efer']:#x} select PAE paging: a PAE guest over "
+                                  "nested paging (ncr3, eptp) is not supported (its PDPT is guest-physical)")
+        return Walker(mem, paging_rules(regs, cpu, mem), stage2=nested)
+    except PhysMemError as exc:
+        raise InvalidArgument(f"registers: cr3 {regs['cr3']:#x}: the PAE PDPT (the PDPTE registers' source, "
+                              f"SDM 4.4.1) is outside RAM: {exc}") from None
     except PagetableError as exc:
         raise InvalidArgument(f"registers: {exc}") from None
 
