@@ -12,6 +12,8 @@ import pytest
 
 from pagetable.arch.x86_64 import PAGING32_PSE36, PAGING_PAE
 from pagetable.cli import main
+from pagetable.dump import open_images, write_elf_core
+from pagetable.dump.notes import GPRS, QEMU_CPU_STATE, SEGMENTS
 from pagetable.flags import MappingFlags as F
 from pagetable.format import PagingFormat
 from pagetable.frames import FrameAllocator
@@ -54,6 +56,18 @@ def p32(tmp_path: Path) -> str:
 @pytest.fixture
 def pae(tmp_path: Path) -> str:
     return _image(tmp_path, PAGING_PAE, 2 * MiB)
+
+
+def _core(tmp_path: Path, image: str, cr4s: list[int], elfclass: int = 32) -> str:
+    """`image` as an EM_386 core of `elfclass` (QEMU's for a first CPU outside IA-32e mode) with a "QEMU"
+    note (QEMUCPUState version 1) per CPU: CR0 PG|WP|PE, CR3 the root, CR4 from `cr4s`."""
+    segment = {"selector": 0, "limit": 0, "flags": 0, "pad": 0, "base": 0}
+    notes = [("QEMU", 0, QEMU_CPU_STATE.build({
+        "version": 1, "size": QEMU_CPU_STATE.sizeof(), **dict.fromkeys(GPRS, 0), "rip": 0, "rflags": 2,
+        **{name: segment for name in SEGMENTS}, "cr": [PG_WP_PE, 0, 0, ROOT, cr4]})) for cr4 in cr4s]
+    path = tmp_path / "core.elf"
+    write_elf_core(path, open_images([image]).mem, "i386", notes, elfclass)
+    return str(path)
 
 
 def run(capsys: pytest.CaptureFixture[str], argv: list[str], status: int = 0) -> list[str]:
@@ -211,3 +225,27 @@ def test_the_pdpte_registers_are_loaded_from_cr3(tmp_path: Path, capsys: pytest.
     assert refused(capsys, ["walk", image, *REGS_PAE, "--reg", "ncr3=0"]) == (
         "pagetable: error: registers: cr4 0x20, efer 0x800 select PAE paging: a PAE guest over nested paging "
         "(ncr3, eptp) is not supported (its PDPT is guest-physical)\n")
+
+
+def test_em_386_cores_give_their_registers(p32: str, pae: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """--cpu N on an EM_386 core (ELFCLASS32, or ELFCLASS64 as QEMU writes one with RAM above 4 GiB): CR0, CR3
+    and CR4 from the QEMU note; EFER assumed as 32-bit Linux runs (NXE with PAE paging), and said."""
+    argv = ["--arch", "x86_64", "--cpu", "0", "--access", "any", "0x1008", "0xc0800010"]
+    assert main(["translate", _core(tmp_path, p32, [0x10]), *argv]) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines() == [
+        "0x0000000000001008 -> 0x101008  S:rwx U:rwx  wb  (level 1)",
+        "0x00000000c0800010 -> 0x300000010  S:r-x U:---  uc  (level 2)"]
+    assert out.err == ("pagetable: note: assumed efer=0x0 (the EM_386 core records no EFER; CR4.PAE=0: 32-bit "
+                       "paging reads none of its bits)\n")
+    core = _core(tmp_path, pae, [0x10, 0x20], elfclass=64)
+    assert main(["translate", core, *argv[:2], "--cpu", "1", "0x1008"]) == 0
+    out = capsys.readouterr()
+    assert out.out == "0x0000000000001008 -> 0x101008  S:rw- U:rw-  wb  (level 1)\n"           # XD: NXE=1
+    assert out.err == ("pagetable: note: assumed efer=0x800 (NXE, as 32-bit Linux sets it for PAE paging: the "
+                       "EM_386 core records no EFER; give --reg efer=0 if NXE was clear)\n")
+    assert run(capsys, ["translate", core, *argv[:2], "--cpu", "1", "--reg", "efer=0", "0x1008"]) == [   # XD reserved
+        "0x0000000000001008 -> page-fault (reserved) at level 2 stage 1 error_code=0x9 cr2=0x1008"]
+    assert refused(capsys, ["translate", core, "--arch", "aarch64", "--cpu", "0", "0x1008"]) == \
+        f"pagetable: error: {core} is an ELF core of EM_386, not aarch64\n"
