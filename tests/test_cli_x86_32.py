@@ -249,3 +249,34 @@ def test_em_386_cores_give_their_registers(p32: str, pae: str, tmp_path: Path,
         "0x0000000000001008 -> page-fault (reserved) at level 2 stage 1 error_code=0x9 cr2=0x1008"]
     assert refused(capsys, ["translate", core, "--arch", "aarch64", "--cpu", "0", "0x1008"]) == \
         f"pagetable: error: {core} is an ELF core of EM_386, not aarch64\n"
+
+
+def test_explain_names_the_paging_mode_of_an_entry(capsys: pytest.CaptureFixture[str]) -> None:
+    """`explain --arch x86_64 --register pte32|pae_pte|cr3_32|cr3_pae`: 32-bit paging's 4-byte entries and
+    PAE's 8-byte ones, by their own layouts (SDM Tables 4-4 to 4-11), and CR3 as each mode reads it."""
+    lines = run(capsys, ["explain", "--arch", "x86_64", "--register", "pte32", "0x400060a3"])
+    assert lines[0].startswith("x86 32-bit PDE (maps a 4-MByte page) 0x400060a3  (Intel SDM Vol. 3A, Table 4-4")
+    assert "  [20:13] ADDR_HI  = 3 (00000011)   # physical address bits 39:32 (PSE-36: bits 20:M-19 reserved, M = " \
+           "min(MAXPHYADDR, 40))" in lines
+    assert lines[-3:-1] == ["  -> as a PDE: page, S:rwx U:---", "  -> as a PTE: page, S:rwx U:---"]
+    lines = run(capsys, ["explain", "--arch", "x86_64", "--register", "pae_pte", "0x8000000000123063"])
+    assert lines[0].startswith("x86 PAE PDPTE (references a page directory) 0x8000000000123063")
+    assert "  -> as a PDPTE: MOV to CR3 would #GP (reserved bits 0x8000000000000062 set)" in lines
+    assert lines[-3:-1] == ["  -> as a PDE: reference to the next table", "  -> as a PTE: page, S:rw- U:---"]
+    assert run(capsys, ["explain", "--arch", "x86_64", "--register", "cr3_32", "0x12345018"]) == [
+        "CR3 (32-bit paging) 0x12345018  (Intel SDM Vol. 3A, Table 4-3 (Use of CR3 with 32-Bit Paging))",
+        "  [31:12] ADDR     = 0x12345   # physical address bits 31:12 of the page directory",
+        "  [    4] PCD      = 1   # page-level cache disable of the page directory",
+        "  [    3] PWT      = 1   # page-level write-through of the page directory",
+        "  -> the page directory at PA 0x12345000"]
+    assert run(capsys, ["explain", "--arch", "x86_64", "--register", "cr3_pae", "0x12345fe0"]) == [
+        "CR3 (PAE paging) 0x12345fe0  (Intel SDM Vol. 3A, Table 4-7 (Use of CR3 with PAE Paging))",
+        "  [ 31:5] ADDR     = 0x91a2ff   # physical address bits 31:5 of the 32-byte aligned page-directory-pointer "
+        "table",
+        "  -> the page-directory-pointer table (32-byte aligned) at PA 0x12345fe0"]
+    assert refused(capsys, ["explain", "--arch", "x86_64", "--register", "pte32", "0x100000000"]) == \
+        "pagetable: error: x86 32-bit PTE (maps a 4-KByte page) value 0x100000000 does not fit in 32 bits\n"
+    assert refused(capsys, ["explain", "--arch", "x86_64", "--register", "cr3_pae", "0x100000000"]) == \
+        "pagetable: error: CR3 (PAE paging) value 0x100000000 does not fit in 32 bits\n"
+    assert refused(capsys, ["explain", "--arch", "riscv", "--register", "pae_pte", "1"]) == \
+        "pagetable: error: riscv has no register 'pae_pte' to explain (pte, satp, vsatp, hgatp)\n"

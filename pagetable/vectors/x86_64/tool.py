@@ -1,6 +1,11 @@
 """x86-64's part of the command line: the `vectors generate` options (register choices), the vector set's
 README notes and `explain` for a paging-structure entry or a paging register (Intel SDM Vol. 3A 4.5, the
-entry-format tables 4-15 to 4-20; 2.5 for CR0/CR4; 4.6.2 for PKRU; 12.12.2 for IA32_PAT)."""
+entry-format tables 4-15 to 4-20; 2.5 for CR0/CR4; 4.6.2 for PKRU; 12.12.2 for IA32_PAT).
+
+`explain --register` names what the value is, as for the other architectures: `pte` an entry of 4-level
+(and 5-level) paging, `pte32` a 4-byte entry of 32-bit paging (Tables 4-4 to 4-6, `explain_entry32`),
+`pae_pte` an 8-byte entry of PAE paging (Tables 4-8 to 4-11, `explain_pae`), `cr3_32` and `cr3_pae` CR3 as
+those modes read it (Tables 4-3 and 4-7); `cr3` is IA-32e paging's (Table 4-12)."""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import argparse
 from ...arch.x86_64 import (
     CR0,
     CR3,
+    CR3_32,
+    CR3_PAE,
     CR4,
     EFER,
     EPTP,
@@ -20,6 +27,8 @@ from ...arch.x86_64 import (
     TABLE_ENTRY,
     X86Options,
     X86Rules,
+    explain_entry32,
+    explain_pae,
 )
 from ...arch.x86_64.entry import PS, pat_entries
 from ...errors import PagetableError
@@ -32,9 +41,11 @@ from .gen import RegisterChoices, generate_x86
 from .layout import STUB_SLOT
 from .modes import MAXPHYADDR, VECTOR_MODES
 
-REGISTERS = ("pte", "cr0", "cr3", "cr4", "efer", "pat", "pkru", "rflags", "eptp", "ncr3", "host_pat")
-LAYOUTS: dict[str, Layout] = {"cr0": CR0, "cr3": CR3, "cr4": CR4, "efer": EFER, "pat": PAT, "pkru": PKRU,
-                              "rflags": RFLAGS, "eptp": EPTP, "ncr3": CR3, "host_pat": PAT}
+REGISTERS = ("pte", "pte32", "pae_pte", "cr0", "cr3", "cr3_32", "cr3_pae", "cr4", "efer", "pat", "pkru", "rflags",
+             "eptp", "ncr3", "host_pat")
+LAYOUTS: dict[str, Layout] = {"cr0": CR0, "cr3": CR3, "cr3_32": CR3_32, "cr3_pae": CR3_PAE, "cr4": CR4, "efer": EFER,
+                              "pat": PAT, "pkru": PKRU, "rflags": RFLAGS, "eptp": EPTP, "ncr3": CR3, "host_pat": PAT}
+_ROOTS = {"cr3_32": ("the page directory", 12), "cr3_pae": ("the page-directory-pointer table (32-byte aligned)", 5)}
 MODE_HELP = {name: " over ".join(f"{fmt.name} ({reg})" for fmt, reg in ((m.stage1, "CR3"), (m.stage2, ", ".join(
     m.stage2_registers))) if fmt is not None) for name, m in VECTOR_MODES.items()}
 _ENTRY_NAMES = {5: "PML5E", 4: "PML4E", 3: "PDPTE", 2: "PDE", 1: "PTE"}
@@ -74,12 +85,16 @@ def readme_notes(vs: VectorSet) -> str:
 
 def explain(register: str, value: int) -> list[str]:
     """Every field of `value` as `register` holds it, and what paging makes of it."""
-    if register == "pte":
-        return _entry(value)
+    entries = {"pte": _entry, "pte32": explain_entry32, "pae_pte": explain_pae}      # 4-level, 32-bit, PAE paging
+    if register in entries:
+        return entries[register](value)
     layout = LAYOUTS[register]
     lines = [layout.format(value)]
     if layout is CR3:
         lines.append(f"  -> the PML4 table (PML5 with CR4.LA57=1) at PA {CR3.get(value, 'ADDR') << 12:#x}")
+    elif register in _ROOTS:
+        table, lsb = _ROOTS[register]
+        lines.append(f"  -> {table} at PA {layout.get(value, 'ADDR') << lsb:#x}")
     elif layout is PAT:
         try:
             types = pat_entries(value)
