@@ -20,6 +20,8 @@ from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
 from pagetable.table import PageTable
 
+from .test_riscv_sv32_listing import refused, run
+
 MiB = 1 << 20
 RWX = F.READ | F.WRITE | F.EXECUTE
 ROOT = 8 * MiB
@@ -68,20 +70,6 @@ def _core(tmp_path: Path, image: str, cr4s: list[int], elfclass: int = 32) -> st
     path = tmp_path / "core.elf"
     write_elf_core(path, open_images([image]).mem, "i386", notes, elfclass)
     return str(path)
-
-
-def run(capsys: pytest.CaptureFixture[str], argv: list[str], status: int = 0) -> list[str]:
-    assert main(argv) == status, capsys.readouterr().err
-    out = capsys.readouterr()
-    assert out.err == ""
-    return out.out.splitlines()
-
-
-def refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    assert main(argv) == 2
-    out = capsys.readouterr()
-    assert out.out == ""
-    return out.err
 
 
 PTDUMP32 = [
@@ -182,8 +170,8 @@ def test_check(p32: str, pae: str, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_diff_of_the_two_modes(p32: str, pae: str, capsys: pytest.CaptureFixture[str]) -> None:
     """The same mappings but for XD (PAE's user pages) and the page sizes of the kernel's."""
-    assert run(capsys, ["diff", p32, *REGS32, "--image2", pae, "--other-reg", "cr4=0x20", "--other-reg",
-                        "efer=0x800"], status=1) == [
+    assert main(["diff", p32, *REGS32, "--image2", pae, "--other-reg", "cr4=0x20", "--other-reg", "efer=0x800"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
         "~ 0x0000000000001000-0x0000000000003000         8K  pa 0x101000 4K pages S:rwx U:rwx wb  ->  pa 0x101000 "
         "4K pages S:rw- U:rw- wb  (perms)",
         "~ 0x0000000000003000-0x0000000000004000         4K  pa 0x103000 4K pages S:r-x U:r-x wb  ->  pa 0x103000 "

@@ -95,24 +95,26 @@ LIME_HEADER = cs.Struct(
 ELF_MACHINES: Final = {"x86_64": 62, "aarch64": 183, "riscv64": 243, "i386": 3, "riscv32": 243}
 """e_machine of each architecture (System V ABI gABI; EM_X86_64, EM_AARCH64, EM_RISCV, EM_386; RV32's is
 EM_RISCV too, in an ELFCLASS32 file)."""
-_EHDR = cs.Struct(
-    "e_ident" / cs.Const(b"\x7fELF\x02\x01\x01" + bytes(9)),     # ELFCLASS64, ELFDATA2LSB, EV_CURRENT
-    "e_type" / cs.Int16ul, "e_machine" / cs.Int16ul, "e_version" / cs.Int32ul, "e_entry" / cs.Int64ul,
-    "e_phoff" / cs.Int64ul, "e_shoff" / cs.Int64ul, "e_flags" / cs.Int32ul, "e_ehsize" / cs.Int16ul,
-    "e_phentsize" / cs.Int16ul, "e_phnum" / cs.Int16ul, "e_shentsize" / cs.Int16ul, "e_shnum" / cs.Int16ul,
-    "e_shstrndx" / cs.Int16ul,
-)
+
+
+def _elf_header(elfclass: int, word: cs.Construct) -> cs.Struct:
+    """The ELF header of class `elfclass` (32 or 64), whose addresses and offsets are `word`s (gABI "ELF
+    Header")."""
+    return cs.Struct(
+        "e_ident" / cs.Const(b"\x7fELF" + bytes([elfclass // 32, 1, 1]) + bytes(9)),  # class, LSB, EV_CURRENT
+        "e_type" / cs.Int16ul, "e_machine" / cs.Int16ul, "e_version" / cs.Int32ul, "e_entry" / word,
+        "e_phoff" / word, "e_shoff" / word, "e_flags" / cs.Int32ul, "e_ehsize" / cs.Int16ul,
+        "e_phentsize" / cs.Int16ul, "e_phnum" / cs.Int16ul, "e_shentsize" / cs.Int16ul, "e_shnum" / cs.Int16ul,
+        "e_shstrndx" / cs.Int16ul,
+    )
+
+
+_EHDR = _elf_header(64, cs.Int64ul)
 _PHDR = cs.Struct(
     "p_type" / cs.Int32ul, "p_flags" / cs.Int32ul, "p_offset" / cs.Int64ul, "p_vaddr" / cs.Int64ul,
     "p_paddr" / cs.Int64ul, "p_filesz" / cs.Int64ul, "p_memsz" / cs.Int64ul, "p_align" / cs.Int64ul,
 )
-_EHDR32 = cs.Struct(
-    "e_ident" / cs.Const(b"\x7fELF\x01\x01\x01" + bytes(9)),     # ELFCLASS32, ELFDATA2LSB, EV_CURRENT
-    "e_type" / cs.Int16ul, "e_machine" / cs.Int16ul, "e_version" / cs.Int32ul, "e_entry" / cs.Int32ul,
-    "e_phoff" / cs.Int32ul, "e_shoff" / cs.Int32ul, "e_flags" / cs.Int32ul, "e_ehsize" / cs.Int16ul,
-    "e_phentsize" / cs.Int16ul, "e_phnum" / cs.Int16ul, "e_shentsize" / cs.Int16ul, "e_shnum" / cs.Int16ul,
-    "e_shstrndx" / cs.Int16ul,
-)
+_EHDR32 = _elf_header(32, cs.Int32ul)
 _PHDR32 = cs.Struct(          # p_flags after p_memsz in ELF32 (gABI "Program Header")
     "p_type" / cs.Int32ul, "p_offset" / cs.Int32ul, "p_vaddr" / cs.Int32ul, "p_paddr" / cs.Int32ul,
     "p_filesz" / cs.Int32ul, "p_memsz" / cs.Int32ul, "p_flags" / cs.Int32ul, "p_align" / cs.Int32ul,
