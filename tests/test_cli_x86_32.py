@@ -268,3 +268,21 @@ def test_explain_names_the_paging_mode_of_an_entry(capsys: pytest.CaptureFixture
         "pagetable: error: CR3 (PAE paging) value 0x100000000 does not fit in 32 bits\n"
     assert refused(capsys, ["explain", "--arch", "riscv", "--register", "pae_pte", "1"]) == \
         "pagetable: error: riscv has no register 'pae_pte' to explain (pte, satp, vsatp, hgatp)\n"
+
+
+def test_the_pdpte_registers_given(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--reg pdpte0=... to pdpte3: the PDPTE registers as the MOV to CR3 loaded them, whatever the PDPT in the
+    image holds now (here PDPTE 3 with the reserved bit 5 QEMU sets: the load of it would #GP); all four or
+    none, and only in PAE paging."""
+    image = _pae_with(tmp_path, 0)
+    data = bytearray(Path(image.split("@")[0]).read_bytes())
+    pdptes = [int.from_bytes(data[ROOT + 8 * k:ROOT + 8 * k + 8], "little") for k in range(4)]
+    data[ROOT + 24:ROOT + 32] = (pdptes[3] | 0x20).to_bytes(8, "little")
+    Path(image.split("@")[0]).write_bytes(bytes(data))
+    assert "PDPTE3" in refused(capsys, ["walk", image, *REGS_PAE])
+    given = [a for k, v in enumerate(pdptes) for a in ("--reg", f"pdpte{k}={v:#x}")]
+    assert run(capsys, ["walk", image, *REGS_PAE, *given]) == PTDUMP_PAE
+    message = ("pagetable: error: register pdpte0: give the four PDPTE registers pdpte0 to pdpte3, and only with PAE "
+               "paging (CR4.PAE=1, IA32_EFER.LME=0); without them they are loaded from CR3\n")
+    assert refused(capsys, ["walk", image, *REGS_PAE, *given[:6]]) == message
+    assert refused(capsys, ["walk", image, *REGS32, *given]) == message

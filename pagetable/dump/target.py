@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from ..arch.x86_64.pae import load_pdptes, pdpte_reserved
 from ..arch.x86_64.regs import CR4
 from ..errors import PagetableError
 from ..vectors.architecture import Architecture
@@ -20,7 +21,7 @@ from ..walker import Walker
 from .images import Image, open_images
 from .notes import qemu_cpu_states
 
-__all__ = ["ELF_MACHINE_NAMES", "LINUX_EFER", "LINUX_EFER_PAE", "RV32_CLASS", "Target",
+__all__ = ["ELF_MACHINE_NAMES", "LINUX_EFER", "LINUX_EFER_PAE", "QEMU_PDPTE_A", "RV32_CLASS", "Target",
            "cpu_registers", "open_arch_images", "open_target"]
 
 ELF_MACHINE_NAMES: Final = {"x86_64": ("EM_X86_64", "EM_386"), "aarch64": ("EM_AARCH64",),
@@ -56,6 +57,11 @@ class Target:
     assumed: tuple[str, ...] = field(default=())
 
 
+QEMU_PDPTE_A: Final = 1 << 5
+"""The bit QEMU 7.2's PAE walk sets in every PDPTE it walks (the accessed flag's place in a PDE; reserved in a
+PDPTE, SDM Table 4-8): a QEMU deviation (docs/qemu.md) that `cpu_registers` undoes in the PDPTE registers."""
+
+
 def cpu_registers(image: Image, arch: Architecture, cpu: int) -> tuple[dict[str, int], list[str]]:
     """The translation registers CPU `cpu` had when the image was taken, as far as the image records them,
     and what had to be assumed. PagetableError when the image records none (LiME and raw images, aarch64
@@ -80,10 +86,29 @@ def cpu_registers(image: Image, arch: Architecture, cpu: int) -> tuple[dict[str,
     if CR4.get(regs["cr4"], "PAE"):                 # EM_386: the first CPU was outside IA-32e mode
         regs["efer"] = LINUX_EFER_PAE
         return regs, [f"efer={LINUX_EFER_PAE:#x} (NXE, as 32-bit Linux sets it for PAE paging: the {image.machine} "
-                      "core records no EFER; give --reg efer=0 if NXE was clear)"]
+                      "core records no EFER; give --reg efer=0 if NXE was clear)", *_qemu_pdptes(image, regs)]
     regs["efer"] = 0
     return regs, [f"efer=0x0 (the {image.machine} core records no EFER; CR4.PAE=0: 32-bit paging reads none of "
                   "its bits)"]
+
+
+def _qemu_pdptes(image: Image, regs: dict[str, int]) -> list[str]:
+    """The PDPTE registers of a PAE CPU whose PDPT at CR3 QEMU's walk has marked accessed: QEMU 7.2 sets bit
+    5 of each PDPTE it walks (`mmu_translate`, target/i386/tcg/sysemu/excp_helper.c; docs/qemu.md), where a
+    processor writes none and bit 5 is reserved, so the registers the MOV to CR3 loaded had it clear (the
+    load would have #GP'd, SDM 4.4.1). They are put in `regs` without it, and said; nothing when no present
+    PDPTE has bit 5 as its only reserved bit, or the PDPT is outside RAM (the walker says so)."""
+    try:
+        loaded = load_pdptes(image.mem, regs["cr3"])
+    except PagetableError:
+        return []
+    if not any(int(pdpte_reserved(e, 52)) == QEMU_PDPTE_A for e in loaded):
+        return []
+    values = [e & ~QEMU_PDPTE_A if int(pdpte_reserved(e, 52)) == QEMU_PDPTE_A else e for e in loaded]
+    regs.update({f"pdpte{k}": v for k, v in enumerate(values)})
+    return [", ".join(f"pdpte{k}={v:#x}" for k, v in enumerate(values)) + " (the PDPT at CR3 has bit 5 set in a "
+            "present PDPTE: QEMU's walk sets it, a reserved bit a processor never writes; the PDPTE registers the "
+            "MOV to CR3 loaded had it clear)"]
 
 
 def open_arch_images(images: Sequence[str], arch: Architecture) -> Image:

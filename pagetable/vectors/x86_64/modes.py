@@ -43,7 +43,7 @@ from ...arch.x86_64 import (
     rules_from_registers,
 )
 from ...arch.x86_64.entry import PAT_TYPES
-from ...arch.x86_64.pae import load_pdptes
+from ...arch.x86_64.pae import CR3_PAE, load_pdptes
 from ...arch.x86_64.regs import paging_mode
 from ...errors import InvalidArgument, PagetableError, PhysMemError
 from ...format import PagingFormat
@@ -176,8 +176,11 @@ def paging_rules(r: dict[str, int], cpu: CpuOptions, mem: PhysMem | None = None)
 
 
 GUEST_REGISTERS = ("cr0", "cr3", "cr4", "efer", "pat", "pkru", "pkrs", "rflags")
+PDPTE_REGISTERS = ("pdpte0", "pdpte1", "pdpte2", "pdpte3")
+"""PAE paging's PDPTE registers (SDM Vol. 3A 4.4.1; the VMCS's guest PDPTE0-3), when given rather than loaded
+from the PDPT at CR3."""
 NESTED_REGISTERS = ("ncr3", "host_pat", "eptp")
-REGISTER_NAMES = GUEST_REGISTERS + NESTED_REGISTERS
+REGISTER_NAMES = GUEST_REGISTERS + PDPTE_REGISTERS + NESTED_REGISTERS
 PA_BITS = 52
 """MAXPHYADDR when none is given: the architectural maximum (SDM Vol. 3A 4.1.4)."""
 
@@ -189,9 +192,10 @@ def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | Non
     Table 4-1; `regs.paging_mode`):
       32-bit paging  CR4.PAE=0 (CR4.PSE: 4 MiB pages, whose PA reaches bit min(MAXPHYADDR, 40) - 1, 4.3);
                      cr3 is CR3_32, a 32-bit value
-      PAE paging     CR4.PAE=1, LME=0: the PDPTE registers are the four PDPTEs at CR3 bits 31:5 in `mem`, as
-                     a MOV to CR3 loads them (4.4.1); a present one with a reserved bit (that MOV would #GP)
-                     is an error naming it, as is a PDPT outside RAM
+      PAE paging     CR4.PAE=1, LME=0: the PDPTE registers are `pdpte0` to `pdpte3` (all four, or none),
+                     else the four PDPTEs at CR3 bits 31:5 in `mem`, as a MOV to CR3 loads them (4.4.1); a
+                     present one with a reserved bit (that MOV would #GP) is an error naming it, as is a PDPT
+                     outside RAM
       IA-32e paging  CR4.PAE=1, LME=1: 4-level, or 5-level with CR4.LA57
     pkru and pkrs matter in IA-32e paging only (protection keys, 4.6.2). Registers that select no paging
     mode (CR0.PG=0; LME=1 without CR4.PAE) are an error naming them.
@@ -212,6 +216,10 @@ def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | Non
     guest = nested_names == [] or any(n in regs for n in GUEST_REGISTERS)
     if guest:
         check_register_names(regs, REGISTER_NAMES, GUEST_REGISTERS[:4], "x86 paging")
+    given = [n for n in PDPTE_REGISTERS if n in regs]
+    if given and (len(given) < 4 or paging_mode(regs["cr0"], regs["cr4"], regs["efer"]) != "pae"):
+        raise InvalidArgument(f"register {given[0]}: give the four PDPTE registers pdpte0 to pdpte3, and only with "
+                              "PAE paging (CR4.PAE=1, IA32_EFER.LME=0); without them they are loaded from CR3")
     try:
         nested = None
         if nested_names:
@@ -222,12 +230,22 @@ def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | Non
         if nested is not None and paging_mode(regs["cr0"], regs["cr4"], regs["efer"]) == "pae":
             raise InvalidArgument(f"cr4 {regs['cr4']:#x}, efer {regs['efer']:#x} select PAE paging: a PAE guest over "
                                   "nested paging (ncr3, eptp) is not supported (its PDPT is guest-physical)")
-        return Walker(mem, paging_rules(regs, cpu, mem), stage2=nested)
+        return Walker(mem, paging_rules(regs, cpu, _pdpt(regs) if given else mem), stage2=nested)
     except PhysMemError as exc:
         raise InvalidArgument(f"registers: cr3 {regs['cr3']:#x}: the PAE PDPT (the PDPTE registers' source, "
                               f"SDM 4.4.1) is outside RAM: {exc}") from None
     except PagetableError as exc:
         raise InvalidArgument(f"registers: {exc}") from None
+
+
+def _pdpt(regs: dict[str, int]) -> PhysMem:
+    """A memory holding the given PDPTE registers as the PDPT at CR3, which a MOV to CR3 would load them
+    from (`paging_rules`, `pae.load_pdptes`)."""
+    cr3 = args.integer(regs["cr3"], "CR3 (PAE paging)", 0, 1 << 32)
+    mem = PhysMem([(CR3_PAE.get(cr3, "ADDR") << CR3_PAE["ADDR"].lsb, 32)])
+    for k, name in enumerate(PDPTE_REGISTERS):
+        mem.entries(8).write(mem.regions[0].base + 8 * k, regs[name])
+    return mem
 
 
 def nested_rules(r: dict[str, int], cpu: CpuOptions) -> WalkRules:
@@ -245,6 +263,6 @@ def _ept_rules(eptp: int, cpu: CpuOptions) -> WalkRules:
     return EptRules(eptp, EptOptions(maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages))
 
 
-__all__ = ["ARCH", "MAXPHYADDR", "PAGING_REGISTERS", "PAT_VALUE", "PA_BITS", "REGISTER_NAMES",
+__all__ = ["ARCH", "MAXPHYADDR", "PAGING_REGISTERS", "PAT_VALUE", "PA_BITS", "PDPTE_REGISTERS", "REGISTER_NAMES",
            "VECTOR_MODES", "CpuOptions", "X86VectorMode", "nested_rules", "paging_rules", "vector_mode", "walker_for",
            "walker_from_registers"]
