@@ -54,8 +54,8 @@ GUEST_BACKING = RAM_BASE + RAM_SIZE    # two-stage modes: the host RAM behind gu
 OUTSIDE_RAM = 0x80_0000_0000           # 512 GiB: below a 40-bit MAXPHYADDR, no RAM in the image
 BEYOND_RAM = RAM_BASE + RAM_SIZE + 8 * MiB   # inside the 1 GiB pages (which map PA 0), above RAM
 TABLE = P | RW | US                    # a table reference that restricts nothing: the leaves decide
-__all__ = ["BEYOND_RAM", "GUEST_BACKING", "OUTSIDE_RAM", "PAT_VALUE", "TABLE", "Builder", "RegisterChoices",
-           "generate_x86", "registers_for", "tagged_ram"]
+__all__ = ["BEYOND_RAM", "GUEST_BACKING", "OUTSIDE_RAM", "PAT_VALUE", "STUB_SLOT_32", "TABLE", "Builder",
+           "RegisterChoices", "builder_codec", "generate_x86", "pages_4k", "registers_for", "reserved32", "tagged_ram"]
 
 
 @dataclass(frozen=True)
