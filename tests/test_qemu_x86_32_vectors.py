@@ -37,4 +37,4 @@ def test_qemu_agrees_on_generated_sets(mode: str, seed: int, choice: RegisterCho
     assert report.deviations[x86.TCG_RSVD_P0] == len(rsvd) - len(pse36)
     assert report.deviations[x86.NO_RAM] == sum(c.fault == "no-memory" and not (
         c.access == "execute" and c.reason == "pa-outside-memory") for c in vs.cases)
-    assert (PSE36_BITS in report.deviations) == (mode == "x86-32" or maxphyaddr < 40 and mode != "x86-pae")
+    assert (PSE36_BITS in report.deviations) == (mode == "x86-32" or (maxphyaddr < 40 and mode != "x86-pae"))

@@ -43,6 +43,12 @@ def _labels(vs: VectorSet) -> set[str]:
     return {c.label[:5] if c.label.startswith("pat") and c.label[3].isdigit() else c.label for c in vs.cases}
 
 
+def _code(c: Case) -> int:
+    """A fault's #PF error code."""
+    assert c.syndrome is not None
+    return c.syndrome["error_code"]
+
+
 def _by(vs: VectorSet) -> dict[tuple[str, str, str], Case]:
     return {(c.label, c.access, c.privilege): c for c in vs.cases}
 
@@ -93,19 +99,19 @@ def test_the_outcomes_are_the_sdms_32_bit() -> None:
     fault = by[("rsvd-4M-bit21", "read", "supervisor")]
     assert (fault.fault, fault.level, fault.syndrome) == ("page-fault", 2, {"error_code": P | RSVD, "cr2": fault.va})
     fault = by[("rsvd-4M-bits-20-13", "write", "user")]
-    assert (fault.reason, fault.syndrome["error_code"]) == ("reserved", P | W | U | RSVD)
-    assert by[("kernel-rx", "read", "user")].syndrome["error_code"] == P | U
-    assert by[("kernel-rx", "write", "supervisor")].syndrome["error_code"] == P | W         # CR0.WP=1
-    assert by[("user-rwx", "read", "supervisor")].syndrome["error_code"] == P               # SMAP
-    assert by[("user-rwx", "execute", "supervisor")].syndrome["error_code"] == P | ID       # SMEP
-    assert by[("unmapped-L2", "execute", "user")].syndrome["error_code"] == U | ID
-    assert by[("unmapped-4k-user", "read", "user")].syndrome["error_code"] == U
+    assert (fault.reason, _code(fault)) == ("reserved", P | W | U | RSVD)
+    assert _code(by[("kernel-rx", "read", "user")]) == P | U
+    assert _code(by[("kernel-rx", "write", "supervisor")]) == P | W         # CR0.WP=1
+    assert _code(by[("user-rwx", "read", "supervisor")]) == P               # SMAP
+    assert _code(by[("user-rwx", "execute", "supervisor")]) == P | ID       # SMEP
+    assert _code(by[("unmapped-L2", "execute", "user")]) == U | ID
+    assert _code(by[("unmapped-4k-user", "read", "user")]) == U
     ok = by[("kernel-rwx", "execute", "supervisor")]
     assert ok.fault is None and ok.pa is not None and RAM_BASE <= ok.pa < RAM_BASE + RAM_SIZE
     last = by[("kernel-last-page", "write", "supervisor")]
     assert LAST_PAGE <= last.va < 1 << 32 and last.fault is None
-    assert by[("upper-us0-L2", "read", "user")].syndrome["error_code"] == P | U
-    assert by[("upper-rw0-L2", "write", "user")].syndrome["error_code"] == P | W | U
+    assert _code(by[("upper-us0-L2", "read", "user")]) == P | U
+    assert _code(by[("upper-rw0-L2", "write", "user")]) == P | W | U
     assert by[("table-outside-ram-L2", "read", "supervisor")].fault == "no-memory"
     leaf = by[("leaf-outside-ram-L1", "read", "supervisor")]
     assert (leaf.reason, leaf.pa) == ("pa-outside-memory", None)
@@ -132,11 +138,11 @@ def test_the_outcomes_are_the_sdms_pae() -> None:
     has no rights (a fault there is at level 3), 2 MiB pages above 4 GiB."""
     vs = generate_x86("x86-pae", 5)
     by = _by(vs)
-    assert by[("kernel-rw", "execute", "supervisor")].syndrome["error_code"] == P | ID
-    assert by[("upper-xd-L2", "execute", "user")].syndrome["error_code"] == P | U | ID
+    assert _code(by[("kernel-rw", "execute", "supervisor")]) == P | ID
+    assert _code(by[("upper-xd-L2", "execute", "user")]) == P | U | ID
     for label in ("rsvd-62-52-L1", "rsvd-62-52-L2", "rsvd-maxphyaddr-L1", "rsvd-maxphyaddr-L2", "rsvd-2M-bits"):
         c = by[(label, "read", "user")]
-        assert (c.reason, c.syndrome["error_code"], c.level) == ("reserved", P | U | RSVD, int(label[-1]) if
+        assert (c.reason, _code(c), c.level) == ("reserved", P | U | RSVD, int(label[-1]) if
                                                                  label[-2] == "L" else 2)
     outside = by[("table-outside-ram-L3", "read", "supervisor")]
     assert (outside.fault, outside.level) == ("no-memory", 2)     # the PDE it cannot read
@@ -144,7 +150,7 @@ def test_the_outcomes_are_the_sdms_pae() -> None:
                                                  Privilege.USER)
     assert high.pa is not None and 1 << 32 <= high.pa < 1 << 40
     nxe0 = _by(generate_x86("x86-pae", 5, choice=RegisterChoices(nxe=False)))
-    assert nxe0[("kernel-rw", "read", "supervisor")].syndrome["error_code"] == P | RSVD    # XD is reserved
+    assert _code(nxe0[("kernel-rw", "read", "supervisor")]) == P | RSVD    # XD is reserved
     assert nxe0[("kernel-rwx", "read", "supervisor")].fault is None
 
 
