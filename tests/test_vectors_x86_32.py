@@ -10,6 +10,7 @@ import collections
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pagetable.arch.x86_64 import CR4, PAT
@@ -219,3 +220,26 @@ def test_bad_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     with pytest.raises(InvalidArgument, match="MAXPHYADDR from 33 to 51"):
         generate_x86("x86-pae", 1, cpu=CpuOptions(maxphyaddr=32))
     assert NO_RAM < 1 << 32
+
+
+def test_cli_generate_show_check_and_a_flipped_bit_of_a_4_byte_pte(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "v"
+    assert main(["vectors", "generate", "--mode", "x86-32", "--seed", "5", "--formats", "all", "--out", str(out)]) == 0
+    readme = (out / "README.txt").read_text()
+    assert "PDE 768 (VA 0xc0000000)" in readme and "PML4 index" not in readme
+    assert ".long " in (out / "tables.S").read_text() and "uint32_t pt_mem0" in (out / "tables.h").read_text()
+    assert main(["vectors", "show", str(out)]) == 0
+    assert "CR3: 32-bit paging (CR4.PSE=1), root table at 0x1000000" in capsys.readouterr().out
+    assert main(["vectors", "check", str(out)]) == 0
+    capsys.readouterr()
+    vs = VectorSet.read(out)
+    case = next(c for c in vs.cases if c.label == "user-rwx" and c.access == "write" and c.privilege == "user")
+    pte = walker_for(vs).translate(case.va, Access.WRITE, Privilege.USER).pte
+    image = np.fromfile(out / "mem.bin", dtype=np.uint32)
+    (slot,) = np.flatnonzero(image == np.uint32(pte))
+    image[slot] ^= np.uint32(2)                                                # R/W: the page becomes read-only
+    image.tofile(out / "mem.bin")
+    assert main(["vectors", "check", str(out)]) == 1
+    report = capsys.readouterr().out
+    assert f"{case.va:#x} write user" in report and not report.strip().endswith(" 0 failed")
