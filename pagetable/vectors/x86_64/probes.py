@@ -25,7 +25,7 @@ PSE36_BITS = ("QEMU 7.2 TCG: PDE bits 20:13 of a 4 MiB page are PA bits 39:32 wh
               "say (mmu_translate reserves bit 21 alone), where the SDM reserves those above min(MAXPHYADDR, 40) "
               "(Table 4-4)")
 CHUNK = 10_000
-"""The most cases one run of the 32-bit harness takes (its stub's 2 MiB hold the cases and results)."""
+"""The most cases one run of a harness takes (its stub's 2 MiB hold the cases and results)."""
 
 
 @dataclass(frozen=True)
@@ -40,25 +40,24 @@ class Harness:
     deviation: str | None
 
     def run(self, image: bytes, cases: Sequence[Case]) -> list[qemu.ProbeResult]:
-        """QEMU's result of each case (the image at RAM_BASE; PagetableError for registers the stub cannot
-        run)."""
-        r, mode = self.vs.registers, VECTOR_MODES[self.vs.mode]
+        """QEMU's result of each case (the image at RAM_BASE), `CHUNK` cases a run; PagetableError for
+        registers the stub cannot run."""
         try:
-            if mode.paging == "ia32e":
-                regs = qemu.Registers(cr0=r["cr0"], cr4=r["cr4"], efer=r["efer"], rflags=r["rflags"], pkru=r["pkru"])
-                return qemu.run_probes(image, r["cr3"], [qemu.ProbeCase(c.va, c.access, c.privilege, regs)
-                                                         for c in cases]).results
-            regs32 = qemu32.Registers32(cr0=r["cr0"], cr4=r["cr4"], efer=r["efer"], rflags=r["rflags"])
-            paging = "pae" if mode.paging == "pae" else "32"
-            cpu = f"max,phys-bits={int(self.vs.options['maxphyaddr'])}"
-            out: list[qemu.ProbeResult] = []
-            for k in range(0, len(cases), CHUNK):
-                run = qemu32.run_probes_32(image, r["cr3"], [qemu32.ProbeCase32(c.va, c.access, c.privilege, regs32)
-                                                             for c in cases[k:k + CHUNK]], paging=paging, cpu=cpu)
-                out += run.results
-            return out
+            return [result for k in range(0, len(cases), CHUNK) for result in self._run(image, cases[k:k + CHUNK])]
         except ValueError as exc:
-            raise PagetableError(f"--qemu: the probe stub cannot run these registers: {exc}") from None
+            raise PagetableError(f"--qemu: the probe stub cannot run this set: {exc}") from None
+
+    def _run(self, image: bytes, cases: Sequence[Case]) -> list[qemu.ProbeResult]:
+        """One run of the mode's harness (ValueError for what its stub cannot run)."""
+        r, mode = self.vs.registers, VECTOR_MODES[self.vs.mode]
+        if mode.paging == "ia32e":
+            regs = qemu.Registers(cr0=r["cr0"], cr4=r["cr4"], efer=r["efer"], rflags=r["rflags"], pkru=r["pkru"])
+            return qemu.run_probes(image, r["cr3"], [qemu.ProbeCase(c.va, c.access, c.privilege, regs)
+                                                     for c in cases]).results
+        regs32 = qemu32.Registers32(cr0=r["cr0"], cr4=r["cr4"], efer=r["efer"], rflags=r["rflags"])
+        return qemu32.run_probes_32(image, r["cr3"], [qemu32.ProbeCase32(c.va, c.access, c.privilege, regs32)
+                                                      for c in cases], paging="pae" if mode.paging == "pae" else "32",
+                                    cpu=f"max,phys-bits={self.vs.options['maxphyaddr']}").results
 
 
 def harness(vs: VectorSet) -> Harness:
