@@ -1,4 +1,5 @@
-"""Generate x86-64 test vectors: a deliberate random address space, its memory image and expected walks.
+"""Generate x86-64 test vectors: a deliberate random address space, its memory image and expected walks
+(32-bit and PAE paging's address spaces: `gen32`, on this module's `Builder`).
 
 The image is `layout.RAM_SIZE` (8 MiB) of RAM at `layout.RAM_BASE` (16 MiB); every u64 of RAM that is not a
 page table holds `layout.tag(PA)` = (PA << 8) | 0xCC, so a load reveals the PA it reached and a fetch
