@@ -253,7 +253,7 @@ def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | Non
         if not guest:
             assert nested is not None
             return nested
-        return Walker(mem, paging_rules(regs, cpu), stage2=nested)
+        return Walker(mem, paging_rules(regs, cpu, mem=mem), stage2=nested)
     except PagetableError as exc:
         raise InvalidArgument(f"registers: {exc}") from None
 
