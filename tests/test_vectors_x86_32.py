@@ -194,9 +194,9 @@ def test_walker_for_checks_the_mode() -> None:
         walker_for(bad)
 
 
-def test_a_pdpt_that_would_gp_at_the_cr3_load_is_refused() -> None:
+def test_a_pdpt_that_would_gp_at_the_cr3_load_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """SDM 4.4.1: loading CR3 with a present PDPTE that has a reserved bit #GPs: no access is made, so the
-    set is refused (with the #GP named), not walked."""
+    set is refused (with the #GP named), not walked; `vectors check` and `verify --qemu` say so in one line."""
     vs = generate_x86("x86-pae", 1)
     pdpt = vs.registers["cr3"]
     present = next(pdpt + 8 * k for k in range(4) if vs.mem.read_u64(pdpt + 8 * k) & 1)
@@ -204,6 +204,11 @@ def test_a_pdpt_that_would_gp_at_the_cr3_load_is_refused() -> None:
     assert pdpte_reserved(vs.mem.read_u64(present), 40) == 1 << 5
     with pytest.raises(VectorsError, match=r"#GP"):
         walker_for(vs)
+    vs.write(tmp_path, "x\n")
+    for argv in (["check"], ["verify", "--qemu"]):
+        assert main(["vectors", argv[0], str(tmp_path), *argv[1:]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "MOV to CR3 0x1000000 would #GP" in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
 def test_a_bad_set_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
