@@ -37,9 +37,9 @@ from ...layout import Layout
 from ...listing import permissions
 from ...walker import Reason
 from ..schema import VectorSet
-from .gen import RegisterChoices, generate_x86
+from .gen import STUB_SLOT_32, RegisterChoices, generate_x86
 from .layout import STUB_SLOT
-from .modes import MAXPHYADDR, VECTOR_MODES
+from .modes import MAXPHYADDR, VECTOR_MODES, X86VectorMode
 
 REGISTERS = ("pte", "pte32", "pae_pte", "cr0", "cr3", "cr3_32", "cr3_pae", "cr4", "efer", "pat", "pkru", "rflags",
              "eptp", "ncr3", "host_pat")
@@ -79,8 +79,18 @@ def readme_notes(vs: VectorSet) -> str:
             "SDM's: 1 = PT, 2 = PD, 3 = PDPT, 4 = PML4, 5 = PML5), with the 'syndrome' error_code (#PF's:\n"
             "P, W/R, U/S, RSVD, I/D, PK) and cr2 (the linear address; both 0 for #GP and no-memory).\n"
             "Every u64 of non-table memory holds (PA << 8) | 0xCC: a load reveals the PA it reached, a fetch\n"
-            f"executes INT3. No case uses PML4 index {STUB_SLOT} (nor, with 5-level paging, PML5 index "
-            f"{STUB_SLOT}):\na harness may map its code there.\n")
+            "executes INT3. " + _free_slot(mode))
+
+
+def _free_slot(mode: X86VectorMode | None) -> str:
+    """The README's sentence on the root slot no case uses (`layout.STUB_SLOT`, `gen.STUB_SLOT_32`)."""
+    if mode is not None and mode.paging != "ia32e":
+        size = 4 if mode.paging == "32-bit" else 8
+        name, shift = ("PDE", 22) if size == 4 else ("PDPTE", 30)
+        where = f"{name} {STUB_SLOT_32[size]} (VA {STUB_SLOT_32[size] << shift:#x})"
+    else:
+        where = f"PML4 index {STUB_SLOT} (nor, with 5-level paging, PML5 index {STUB_SLOT})"
+    return f"No case uses {where}:\na harness may map its code there.\n"
 
 
 def explain(register: str, value: int) -> list[str]:
