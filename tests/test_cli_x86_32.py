@@ -254,13 +254,16 @@ def test_explain_names_the_paging_mode_of_an_entry(capsys: pytest.CaptureFixture
     assert run(capsys, ["explain", "--arch", "x86_64", "--register", "cr3_32", "0x12345018"]) == [
         "CR3 (32-bit paging) 0x12345018  (Intel SDM Vol. 3A, Table 4-3 (Use of CR3 with 32-Bit Paging))",
         "  [31:12] ADDR     = 0x12345   # physical address bits 31:12 of the page directory",
+        "  [ 11:5] IGN_11_5 = 0 (0000000)   # ignored",
         "  [    4] PCD      = 1   # page-level cache disable of the page directory",
         "  [    3] PWT      = 1   # page-level write-through of the page directory",
+        "  [  2:0] IGN_2_0  = 0 (000)   # ignored",
         "  -> the page directory at PA 0x12345000"]
-    assert run(capsys, ["explain", "--arch", "x86_64", "--register", "cr3_pae", "0x12345fe0"]) == [
-        "CR3 (PAE paging) 0x12345fe0  (Intel SDM Vol. 3A, Table 4-7 (Use of CR3 with PAE Paging))",
+    assert run(capsys, ["explain", "--arch", "x86_64", "--register", "cr3_pae", "0x12345fe5"]) == [
+        "CR3 (PAE paging) 0x12345fe5  (Intel SDM Vol. 3A, Table 4-7 (Use of CR3 with PAE Paging))",
         "  [ 31:5] ADDR     = 0x91a2ff   # physical address bits 31:5 of the 32-byte aligned page-directory-pointer "
         "table",
+        "  [  4:0] IGN_4_0  = 5 (00101)   # ignored",                       # Table 4-7: ignored, not reserved
         "  -> the page-directory-pointer table (32-byte aligned) at PA 0x12345fe0"]
     assert refused(capsys, ["explain", "--arch", "x86_64", "--register", "pte32", "0x100000000"]) == \
         "pagetable: error: x86 32-bit PTE (maps a 4-KByte page) value 0x100000000 does not fit in 32 bits\n"

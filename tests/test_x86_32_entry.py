@@ -43,14 +43,14 @@ CODECS: list[EntryCodec] = [SPEC32, PAE, PDPT]          # mypy holds each to the
 
 @pytest.mark.parametrize(("layout", "width", "fields"), [
     # name: (lsb, width), as the SDM's tables give the bit positions
-    (CR3_32, 32, {"PWT": (3, 1), "PCD": (4, 1), "ADDR": (12, 20)}),
+    (CR3_32, 32, {"IGN_2_0": (0, 3), "PWT": (3, 1), "PCD": (4, 1), "IGN_11_5": (5, 7), "ADDR": (12, 20)}),
     (PDE_4M, 32, {"P": (0, 1), "R/W": (1, 1), "U/S": (2, 1), "PWT": (3, 1), "PCD": (4, 1), "A": (5, 1), "D": (6, 1),
                   "PS": (7, 1), "G": (8, 1), "PAT": (12, 1), "ADDR_HI": (13, 8), "RSVD": (21, 1), "ADDR": (22, 10)}),
     (PDE_TABLE32, 32, {"P": (0, 1), "R/W": (1, 1), "U/S": (2, 1), "PWT": (3, 1), "PCD": (4, 1), "A": (5, 1),
                        "PS": (7, 1), "ADDR": (12, 20)}),
     (PTE32, 32, {"P": (0, 1), "R/W": (1, 1), "U/S": (2, 1), "PWT": (3, 1), "PCD": (4, 1), "A": (5, 1), "D": (6, 1),
                  "PAT": (7, 1), "G": (8, 1), "ADDR": (12, 20)}),
-    (CR3_PAE, 32, {"ADDR": (5, 27)}),
+    (CR3_PAE, 32, {"IGN_4_0": (0, 5), "ADDR": (5, 27)}),
     (PDPTE, 64, {"P": (0, 1), "RSVD_2_1": (1, 2), "PWT": (3, 1), "PCD": (4, 1), "RSVD_8_5": (5, 4), "ADDR": (12, 40),
                  "RSVD_63_52": (52, 12)}),
     (PAE_PDE_2M, 64, {"P": (0, 1), "R/W": (1, 1), "U/S": (2, 1), "PWT": (3, 1), "PCD": (4, 1), "A": (5, 1),

@@ -34,6 +34,7 @@ from .entry import TABLE_ENTRY, X86Codec, address_field, large_page_layout, page
 U64 = npt.NDArray[np.uint64]
 
 CR3_PAE = Layout("CR3 (PAE paging)", 32, [
+    Field("IGN_4_0", 0, 5, "ignored"),
     Field("ADDR", 5, 27, "physical address bits 31:5 of the 32-byte aligned page-directory-pointer table"),
 ], "Intel SDM Vol. 3A, Table 4-7 (Use of CR3 with PAE Paging)")
 

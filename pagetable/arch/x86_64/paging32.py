@@ -39,8 +39,10 @@ from .entry import COMMON_FIELDS, PAT_RESET, X86Codec, page_fields
 U64 = npt.NDArray[np.uint64]
 
 CR3_32 = Layout("CR3 (32-bit paging)", 32, [
+    Field("IGN_2_0", 0, 3, "ignored"),
     Field("PWT", 3, 1, "page-level write-through of the page directory"),
     Field("PCD", 4, 1, "page-level cache disable of the page directory"),
+    Field("IGN_11_5", 5, 7, "ignored"),
     Field("ADDR", 12, 20, "physical address bits 31:12 of the page directory"),
 ], "Intel SDM Vol. 3A, Table 4-3 (Use of CR3 with 32-Bit Paging)")
 
