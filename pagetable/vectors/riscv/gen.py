@@ -85,7 +85,7 @@ def _build_mode(mode: VectorMode, seed: int) -> tuple[PhysMem, dict[str, int], l
         _build(b)
         return b.mem, mode.registers_for(None, b.pt.root_paddr), b.targets
     host = PhysMem([(RAM_BASE, 2 * RAM_SIZE)])
-    tag_memory(host)
+    tag_memory(host, mode.xlen)
     host_frames = FrameAllocator(host, RAM_BASE, RAM_SIZE)
     g = PageTable(mode.gstage, host, host_frames)
     guest = PhysMem([(GUEST_RAM, host.view(GUEST_BACKING, RAM_SIZE))])   # the same bytes, at their GPAs

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ... import args
-from ...arch.riscv_sv39 import G_MODES, MODES, RV32_MODES, Hgatp, Satp, Satp32, Vsatp
+from ...arch.riscv_sv39 import G_MODES, MODES, RV32_G_MODES, RV32_MODES, Hgatp, Hgatp32, Satp, Satp32, Vsatp, Vsatp32
 from ...arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules, two_stage_rules
 from ...errors import InvalidArgument, PagetableError
 from ...format import PagingFormat
@@ -64,6 +64,18 @@ class VectorMode:
         return Satp32 if self.xlen == 32 else Satp
 
     @property
+    def vsatp(self) -> type[Vsatp]:
+        """vsatp's layout on the hart that runs this mode: RV32's (`Vsatp32`, satp's) for Sv32x4, RV64's
+        otherwise."""
+        return Vsatp32 if self.xlen == 32 else Vsatp
+
+    @property
+    def hgatp(self) -> type[Hgatp]:
+        """hgatp's layout on the hart that runs this mode: RV32's (`Hgatp32`: MODE[31], VMID[28:22],
+        PPN[21:0]) for Sv32x4, RV64's otherwise."""
+        return Hgatp32 if self.xlen == 32 else Hgatp
+
+    @property
     def options_type(self) -> type[Options]:
         return RiscvOptions if self.gstage is None else HypervisorOptions
 
@@ -92,8 +104,8 @@ class VectorMode:
             assert self.stage1 is not None and stage1_root is not None
             return {"satp": self.satp.for_table(self.stage1, stage1_root, asid).encode()}
         assert gstage_root is not None
-        vsatp = 0 if self.stage1 is None else Vsatp.for_table(self.stage1, stage1_root or 0, asid).encode()
-        return {"vsatp": vsatp, "hgatp": Hgatp.for_table(self.gstage, gstage_root).encode()}
+        vsatp = 0 if self.stage1 is None else self.vsatp.for_table(self.stage1, stage1_root or 0, asid).encode()
+        return {"vsatp": vsatp, "hgatp": self.hgatp.for_table(self.gstage, gstage_root).encode()}
 
 
 VECTOR_MODES: dict[str, VectorMode] = {
@@ -105,6 +117,8 @@ VECTOR_MODES: dict[str, VectorMode] = {
     "sv39+sv39x4": VectorMode("sv39+sv39x4", MODES["sv39"], G_MODES["sv39x4"]),
     "sv48+sv48x4": VectorMode("sv48+sv48x4", MODES["sv48"], G_MODES["sv48x4"]),
     "sv57+sv57x4": VectorMode("sv57+sv57x4", MODES["sv57"], G_MODES["sv57x4"]),
+    "sv32x4": VectorMode("sv32x4", None, RV32_G_MODES["sv32x4"]),
+    "sv32+sv32x4": VectorMode("sv32+sv32x4", RV32_MODES["sv32"], RV32_G_MODES["sv32x4"]),
 }
 
 
@@ -145,7 +159,8 @@ def walker_for(vs: VectorSet) -> Walker:
         check_one_stage(vs, mode.name)
     options = options_from_json(mode, vs.options)
     try:
-        walker, decoded = _walker(vs.mem, vs.registers, options, dataclasses.replace(RV64, satp=mode.satp))
+        walker, decoded = _walker(vs.mem, vs.registers, options,
+                                  dataclasses.replace(RV64, satp=mode.satp, vsatp=mode.vsatp, hgatp=mode.hgatp))
     except PagetableError as exc:
         raise VectorsError(str(exc)) from None
     for reg, want in (("satp", mode.stage1), ("vsatp", mode.stage1), ("hgatp", mode.gstage)):
