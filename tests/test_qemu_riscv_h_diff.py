@@ -26,7 +26,8 @@ import pytest
 from pagetable.vectors import generate_riscv
 from pagetable.vectors.riscv import hypervisor_deviations as h
 from pagetable.vectors.riscv.deviations import QEMU_IMPLICIT_TABLE_OUTSIDE, QEMU_VS_PTE_OUTSIDE
-from pagetable.vectors.riscv.modes import vector_mode
+from pagetable.vectors.riscv.modes import vector_mode, walker_for
+from pagetable.vectors.verify import riscv_unprobed
 
 from .conftest import require_qemu
 
@@ -34,13 +35,13 @@ COMBOS = [h.Status(s, vm, hm) for s in (False, True) for vm in (False, True) for
 
 
 def agreement(mode: str, seed: int) -> collections.Counter[str]:
-    """Generate `mode`'s set for `seed`, run every case its hart can take (`h.runnable`) under every status
+    """Generate `mode`'s set for `seed`, run every case QEMU can be asked (`riscv_unprobed`) under every status
     combination on QEMU (`h.run`: qemu-system-riscv64, or qemu-system-riscv32 for Sv32x4), and assert each
     agrees with the walker, or differs by the named deviations and does what they predict. Returns how
     often each deviation changed a case."""
     vs = generate_riscv(mode, seed)
     image = vs.mem.regions[0].data.tobytes()
-    runnable = h.runnable(vs)
+    runnable = riscv_unprobed(vs, walker_for(vs)).probed
     cases = [vs.cases[n] for n in runnable]
     probes = [p for status in COMBOS for p in h.probe_cases(cases, status)]
     results = h.run(vs, image, probes)

@@ -276,13 +276,6 @@ def xlen(vs: VectorSet) -> int:
     return registers(vs)[1].xlen
 
 
-def runnable(vs: VectorSet) -> list[int]:
-    """The cases of `vs` its hart can be asked: those whose VA fits in XLEN bits (an Sv32x4 set alone, vsatp
-    Bare, also has GPAs above 4 GiB, which an RV32 hart's HLV/HSV and mepc cannot hold)."""
-    width = xlen(vs)
-    return [n for n, c in enumerate(vs.cases) if c.va >> width == 0]
-
-
 def run(vs: VectorSet, image: bytes, probes: Sequence[ProbeCase]) -> list[ProbeResult]:
     """Run `probes` over `image` with the set's vsatp and hgatp on its XLEN's hart with the hypervisor
     extension: qemu-system-riscv64 `CPU`, or qemu-system-riscv32 `qemu32.CPU_H` (HS satp not Bare)."""
