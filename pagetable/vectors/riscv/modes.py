@@ -9,6 +9,9 @@ apply, and the walker that computes the expected results (docs/vectors.md).
   sv39+sv39x4, sv48+sv48x4,   both stages (hypervisor extension, "Two-Stage Address Translation"):
   sv57+sv57x4                 `vsatp` and `hgatp`; options vs_sum, vs_mxr (vsstatus), hs_mxr, ad, svnapot,
                               svpbmt
+  sv32x4, sv32+sv32x4         the same on an RV32 hart: Sv32x4 (16 KiB root, 34-bit GPAs) alone or under
+                              Sv32, `vsatp` (satp's RV32 layout) and `hgatp` in RV32's (MODE[31],
+                              VMID[28:22], PPN[21:0]); Svnapot and Svpbmt refused
 
 In the hypervisor modes every case is an access with V=1: privilege "supervisor" is VS-mode and "user" is
 VU-mode.
@@ -53,7 +56,7 @@ class VectorMode:
 
     @property
     def xlen(self) -> int:
-        """The XLEN of the hart that runs this mode: 32 for Sv32, 64 otherwise."""
+        """The XLEN of the hart that runs this mode: 32 for Sv32 and Sv32x4, 64 otherwise."""
         fmt = self.stage1 or self.gstage
         assert fmt is not None
         return xlen(fmt)
