@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from pagetable import registry
+from pagetable.errors import InvalidFlags
 from pagetable.flags import MappingFlags as F
+from pagetable.format import PagingFormat
 from pagetable.vectors.build import GENERIC_RULES, FaultRule, Scaffold, SpecArch, address_limit, fault_depths
 from pagetable.vectors.generation import TableBuilder
 from pagetable.vectors.spec import parse_spec
@@ -66,13 +68,13 @@ def scene(mode: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
     assert isinstance(spec_arch, SpecArch)
     options = options or {}
     sc = spec_arch.scaffold(parse_spec({"mode": mode, "options": options}), lambda frames, stage: None)
-    registers = REGISTERS.get(arch.name, {}) if sc.stage1 else {}
+    registers = {k: v for k, v in REGISTERS.get(arch.name, {}).items() if k in sc.registers()} if sc.stage1 else {}
     doc: dict[str, Any] = {"mode": mode, "seed": 1, "options": options, "registers": registers,
                            "map": [], "fault": [], "generate": {"random": 2}}
     tables = list(sc.stage1) if sc.stage1 else [sc.stage2] if sc.stage2 is not None else []
     slots = Slots(tables[0])
     for b in tables:
-        slots = Slots(b, limit=_reach(sc, b))
+        slots = Slots(b, limit=_reach(sc, b), first=0 if b.fmt.levels[0].entries == 4 else 1)  # PAE: every PDPT slot
         doc["map"] += _maps(b, slots, MEMTYPE[arch.name])
         for kind, rule in {**GENERIC_RULES, **spec_arch.rules(b)}.items():
             doc["fault"] += _faults(b, slots, kind, rule, sc, b is tables[0], bool(registers))
@@ -92,15 +94,25 @@ def _maps(b: TableBuilder, slots: Slots, memtype: str | None) -> list[dict[str, 
     RAM), and four forced small pages with the memory type."""
     fmt, last = b.fmt, b.fmt.depth_count - 1
     user = bool(fmt.codec.supported_flags & F.USER)
+    rw = "rw" if _encodes(fmt, F.READ | F.WRITE) else "rwx"       # x86 32-bit paging: no XD, every page executable
     out: list[dict[str, Any]] = []
     for depth in (d for d in range(last + 1) if fmt.levels[d].leaf or d == last):
         span = fmt.levels[depth].span
         pa = {} if span <= 2 << 20 else {"pa": _ram(b) & ~(span - 1)}
         out.append({"va": slots.sub() if depth else slots.root(), "size": span, "page": span,
-                    "perms": "rwx" if depth % 2 else "rw", "user": user and depth % 2 == 0, **pa})
+                    "perms": "rwx" if depth % 2 else rw, "user": user and depth % 2 == 0, **pa})
     out.append({"va": slots.root() if fmt.depth_count <= 2 else slots.sub(), "size": 4 * fmt.page_size,
-                "page": fmt.page_size, "perms": "rw", **({} if memtype is None else {"memtype": memtype})})
+                "page": fmt.page_size, "perms": rw, **({} if memtype is None else {"memtype": memtype})})
     return out
+
+
+def _encodes(fmt: PagingFormat, flags: F) -> bool:
+    """Whether `fmt`'s codec has an encoding of a page with `flags`."""
+    try:
+        fmt.codec.new_page(0, flags, False)
+    except InvalidFlags:
+        return False
+    return True
 
 
 def _faults(b: TableBuilder, slots: Slots, kind: str, rule: FaultRule, sc: Scaffold, first: bool,

@@ -55,36 +55,47 @@ LINUX_LIKE = {
               (0xFFFF_FFFF_8000_0000, 0xFFFF_FFD8_0000_0000, 0xFFFF_FFC4_0000_0000), (0x1_0000, 0x3F_FFFF_F000)),
     "aarch64": (0x4000_0000, {"tcr_el1": 16 | 16 << 16 | 2 << 30 | 5 << 32},
                 (0xFFFF_8000_8000_0000, 0xFFFF_0000_0000_0000, 0xFFFF_8000_0000_0000), (0x40_0000, 0xFFFF_FFFF_E000)),
+    # 32-bit kernels (a 3G/1G split): x86 32-bit paging and PAE paging, RV32 Sv32
+    "x86-32": (0x100_0000, {"cr0": 0x8001_0001, "cr4": 0x10, "efer": 0},
+               (0xC100_0000, 0xC000_0000, 0xF800_0000), (0x804_8000, 0x7FFF_F000)),
+    "x86-pae": (0x100_0000, {"cr0": 0x8001_0001, "cr4": 0x30, "efer": 0x800},
+                (0xC100_0000, 0xC000_0000, 0xF800_0000), (0x804_8000, 0x7FFF_F000)),
+    "riscv32": (0x8000_0000, {"satp": 1 << 31}, (0xC000_0000, 0xC080_0000, 0xA000_0000), (0x1_0000, 0x7FFF_F000)),
 }
-ROOT = {"x86_64": "cr3", "riscv": "satp", "aarch64": "ttbr1_el1"}
+ARCH = {"x86-32": "x86_64", "x86-pae": "x86_64"}
+"""The `--arch` of each Linux-like space not named after its architecture."""
+ROOT = {"x86_64": "cr3", "riscv": "satp", "aarch64": "ttbr1_el1", "riscv32": "satp"}
 
 
 @functools.cache
-def linux_like(arch: str, processes: int = 5) -> Space:
+def linux_like(name: str, processes: int = 5) -> Space:
     """`processes` process address spaces over one kernel's in 16 MiB of RAM: tables from the first 2 MiB,
     the pages they map from the next 6 MiB, filled with random data (decoys that read as tables of random
     entries), and 8 MiB of zero frames after them."""
-    base, regs, kvas, uvas = LINUX_LIKE[arch]
+    base, regs, kvas, uvas = LINUX_LIKE[name]
+    arch = ARCH.get(name, name)
     mem = PhysMem([(base, 16 * MiB)])
     rng = np.random.default_rng(14)
     mem.words(base + 2 * MiB, 6 * MiB // 8)[:] = rng.integers(0, 1 << 64, 6 * MiB // 8, dtype=np.uint64)
     a = registry.by_cli_name(arch)
     assert a.walker_from_registers is not None
-    roots = {"x86_64": {"cr3": 0}, "riscv": {}, "aarch64": {"ttbr0_el1": 0, "ttbr1_el1": 0}}[arch]
-    regions = a.walker_from_registers(mem, {**regs, **roots}, None).rules.regime.regions
+    roots = {"x86_64": {"cr3": 0}, "riscv": {}, "riscv32": {}, "aarch64": {"ttbr0_el1": 0, "ttbr1_el1": 0}}[arch]
+    regions = a.walker_from_registers(PhysMem([(0, 4096)]), {**regs, **roots}, None).rules.regime.regions
     frames = FrameAllocator(mem, base, 2 * MiB)
     pages = iter(range(base + 2 * MiB, base + 8 * MiB, 4096))
     kernel = PageTable(regions[-1].fmt, mem, frames)
+    x = MappingFlags.EXECUTE if regions[0].fmt.entry_size == 4 and arch == "x86_64" else MappingFlags(0)  # no XD
     for n, va in enumerate(kvas):
         for k in range(4 + 8 * n):
-            kernel.map(va + k * 4096, next(pages), 4096, RX if n == 0 else RW)
+            kernel.map(va + k * 4096, next(pages), 4096, RX if n == 0 else RW | x)
     owned = []
     for _ in range(processes):
         user = PageTable(regions[0].fmt, mem, frames)
         for va in uvas:
-            user.map(va, next(pages), 4096, RW | MappingFlags.USER)
+            user.map(va, next(pages), 4096, RW | MappingFlags.USER | x)
         if len(regions) == 1:                       # Linux's pgd_alloc: the kernel half copied in
-            mem.words(user.root_paddr, 512)[256:] = mem.words(kernel.root_paddr, 512)[256:]
+            half = regions[0].fmt.root_size // 2
+            mem.write(user.root_paddr + half, mem.read(kernel.root_paddr + half, half))
         owned.append(user.root_paddr)
     return Space(arch, mem, regs, tuple(owned), kernel.root_paddr, kvas, uvas)
 
@@ -105,18 +116,22 @@ def run(capsys: pytest.CaptureFixture[str], argv: list[str], rc: int = 0) -> tup
 
 
 # ------------------------------------------------------------------------------------ Linux-like images
-@pytest.mark.parametrize("arch", ["x86_64", "riscv", "aarch64"])
-def test_linux_like_roots_ranked_first(arch: str) -> None:
-    s = linux_like(arch)
-    a = registry.by_cli_name(arch)
+@pytest.mark.parametrize("name", ["x86_64", "riscv", "aarch64", "x86-32", "x86-pae", "riscv32"])
+def test_linux_like_roots_ranked_first(name: str) -> None:
+    """32-bit kernels too: x86 32-bit paging's 4-byte PDEs (one 4 KiB root each), PAE's 32-byte PDPTs (four
+    PDPTEs: the kernel's three VAs share PDPTE 3), RV32's Sv32; no candidate in the random data."""
+    s = linux_like(name)
+    a = registry.by_cli_name(s.arch)
     found = find_roots(s.mem, a, s.registers)
     true = {*s.processes, s.kernel}
     top = found[:len(true)]
     assert {c.pa for c in top} == true                     # every root first, no decoy above any of them
     assert all(c.score > found[len(true)].score for c in top)
     assert all(c.shape is top[0].shape for c in top)
-    if arch != "aarch64":                                 # each shares its whole kernel half with the others
-        assert {(c.kernel, c.shared, c.sharers) for c in top} == {(3, 3, len(true))}
+    if s.arch != "aarch64":                               # each shares its whole kernel half with the others
+        root = top[0].shape.region.fmt.levels[0]
+        kernel = len({va >> root.index_lsb & (1 << root.index_bits) - 1 for va in s.kernel_vas})
+        assert {(c.kernel, c.shared, c.sharers) for c in top} == {(kernel, kernel, len(true))}
         assert all(c.score == pytest.approx(1.0) for c in top)
     tables_end = s.mem.regions[0].base + 2 * MiB            # random data and zeros beyond: no candidate
     assert max(c.pa for c in found) < tables_end
@@ -159,13 +174,17 @@ def test_find_roots_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert json.loads(docs[0])["kernel_half"] is None
 
 
-@pytest.mark.parametrize("arch", ["x86_64", "riscv", "aarch64"])
-def test_linux_like_translate_root_auto(arch: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`--root auto` takes one of the roots: the kernel half translates as through the kernel's own."""
-    s = linux_like(arch)
-    write_elf_core(tmp_path / "core.elf", s.mem, registry.by_cli_name(arch).name)
+@pytest.mark.parametrize("name", ["x86_64", "riscv", "aarch64", "x86-32", "x86-pae", "riscv32"])
+def test_linux_like_translate_root_auto(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--root auto` takes one of the roots: the kernel half translates as through the kernel's own (x86
+    32-bit and PAE paging from an EM_386 core, whose CR3 the PDPT's address is with PAE)."""
+    s = linux_like(name)
+    arch = s.arch
+    machine = {"x86-32": "i386", "x86-pae": "i386"}.get(name, registry.by_cli_name(arch).name)
+    write_elf_core(tmp_path / "core.elf", s.mem, machine)
     vas = [f"{va + k * 4096:#x}" for va in s.kernel_vas for k in range(3)]
     true = {"x86_64": {"cr3": s.kernel}, "riscv": {"satp": satp(s.kernel)},
+            "riscv32": {"satp": 1 << 31 | s.kernel >> 12},
             "aarch64": {"ttbr0_el1": s.processes[0], "ttbr1_el1": s.kernel}}[arch]
     base = ["translate", str(tmp_path / "core.elf"), "--arch", arch, *vas, "--access", "any"]
     want, _ = run(capsys, [*base, *regs_args({**s.registers, **true})])
@@ -430,3 +449,34 @@ def test_aarch64_root_auto_says_its_doubts() -> None:
         "candidates score 1.00 and 1.00; give tcr_el1 with --reg)",
         "ttbr0_el1 holds 0x40010000 without evidence (--root auto: the leaves below it, 0 user and 0 kernel, do not "
         "say it is ttbr0_el1's table; give ttbr0_el1 with --reg)"]
+
+
+@pytest.mark.parametrize(("name", "mode"), [("x86-32", "32-bit paging (PSE-36)"), ("x86-pae", "PAE paging"),
+                                            ("riscv32", "Sv32")])
+def test_32_bit_cores_without_registers(name: str, mode: str, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """With no register given, an EM_386 core is scanned for 32-bit paging and PAE paging roots (a 32-bit
+    kernel's; `LEGACY_REGISTERS`), not IA-32e ones; an RV32 core for Sv32 ones. The roots come first."""
+    s = linux_like(name)
+    machine = "riscv32" if name == "riscv32" else "i386"
+    write_elf_core(tmp_path / "core.elf", s.mem, machine)
+    lines, err = run(capsys, ["find-roots", str(tmp_path / "core.elf"), "--arch", s.arch, "--top", "6", "--json"])
+    assert err == ""
+    found = [json.loads(line) for line in lines]
+    assert {int(c["pa"], 16) for c in found} == {*s.processes, s.kernel}
+    assert {c["mode"] for c in found} == {mode}
+    assert all(c["score"] == 1.0 for c in found)
+
+
+def test_a_pdpt_whose_load_would_gp_is_no_candidate() -> None:
+    """PAE's PDPTEs are checked when the MOV to CR3 loads them (SDM 4.4.1), not by the walk: a 32-byte PDPT
+    whose present PDPTE has R/W=1 (bit 1, reserved there; a PDE's bit) would #GP, so it is no candidate,
+    though the page directory under it is well formed. The same PDPT with R/W=0 is."""
+    s = linux_like("x86-pae")
+    mem = PhysMem([(s.mem.regions[0].base, 16 * MiB)])
+    mem.write(mem.regions[0].base, s.mem.read(mem.regions[0].base, 16 * MiB))
+    x86 = registry.by_cli_name("x86_64")
+    assert s.kernel in {c.pa for c in find_roots(mem, x86, s.registers)}
+    pdpte3 = s.kernel + 24
+    mem.entries(8).write(pdpte3, mem.entries(8).read(pdpte3) | 2)
+    assert s.kernel not in {c.pa for c in find_roots(mem, x86, s.registers)}

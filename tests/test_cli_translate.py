@@ -42,6 +42,17 @@ def pa_bits(vs: VectorSet) -> list[str]:
     return ["--pa-bits", str(vs.options["maxphyaddr"])] if "maxphyaddr" in vs.options else []
 
 
+def cpu_pa_bits(vs: VectorSet) -> int | None:
+    """The physical-address width a set's CPU walks with, as `--pa-bits` gives it: the recorded MAXPHYADDR
+    (x86) or PA range (AArch64), 52 in the 52-bit modes; in x86-32 (a CPU without PSE-36) 32, with which
+    32-bit paging reserves a 4 MiB page's PDE bits 20:13 as a CPU without PSE-36 does (M = min(MAXPHYADDR,
+    40) = 32: SDM Vol. 3A Table 4-4)."""
+    if vs.mode == "x86-32":
+        return 32
+    bits = vs.options.get("maxphyaddr", vs.options.get("pa_range", 52 if "52" in vs.mode else None))
+    return None if bits is None else int(bits)
+
+
 def walker(vs: VectorSet) -> Walker:
     """The walker the dump commands make of `vs`'s registers: any output address a target (an image's holes
     are devices), where `vs`'s own walker faults on a PA without RAM."""
@@ -277,9 +288,7 @@ def test_walker_from_registers_agrees_with_the_vector_walker(mode: str) -> None:
                                                        "aarch64": generate_aarch64}
     vs = generators[arch.name](mode, 2, 64)
     assert arch.walker_from_registers is not None and set(vs.registers) <= set(arch.register_names)
-    bits = vs.options.get("maxphyaddr", vs.options.get("pa_range"))
-    if bits is None and "52" in mode:
-        bits = 52
+    bits = cpu_pa_bits(vs)
     ours, theirs = arch.walker_from_registers(vs.mem, dict(vs.registers), bits), registry.walker_for(vs)
     va, acc, prv = vs.lanes()[:3]
     a, b = ours.translate_many(va, acc, prv), theirs.translate_many(va, acc, prv)
@@ -314,7 +323,7 @@ def test_every_mode_written_as_an_image_translates_as_its_vectors_expect(
     vs = _GENERATORS[arch.name](mode, 4, 96)
     modes = list(arch.modes)
     images = image(vs, ("elf", "lime")[modes.index(mode) % 2], tmp_path)
-    bits = vs.options.get("maxphyaddr", vs.options.get("pa_range", 52 if "52" in mode else None))
+    bits = cpu_pa_bits(vs)
     argv = ["translate", *images, "--arch", arch.cli_name, *registers(vs),
             *([] if bits is None else ["--pa-bits", str(bits)]), "--json"]
     groups: dict[tuple[str, str], list[int]] = {}

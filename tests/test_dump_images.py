@@ -53,6 +53,29 @@ def test_elf_core_round_trip(tmp_path: Path, machine: str) -> None:
         assert all(h.p_offset % 4096 == 0 for h in loads)
 
 
+@pytest.mark.parametrize(("machine", "e_machine"), [("i386", "EM_386"), ("riscv32", "EM_RISCV")])
+def test_elf32_core_round_trip(tmp_path: Path, machine: str, e_machine: str) -> None:
+    """An ELFCLASS32 core (qemu-system-i386's with RAM below 4 GiB, qemu-system-riscv32's): 52-byte header,
+    32-byte program headers (p_flags after p_memsz), read back with its class; RAM above 4 GiB does not fit."""
+    path = tmp_path / "core.elf"
+    low = PhysMem([(b, n) for b, n in REGIONS[:2]])
+    for r in low.regions:
+        r.words[:] = r.base + 8 * np.arange(r.size // 8, dtype=np.uint64)
+    write_elf_core(path, low, machine, notes=[("QEMU", 0, b"regs")])
+    raw = path.read_bytes()
+    assert raw[4] == 1 and int.from_bytes(raw[40:42], "little") == 52 and int.from_bytes(raw[42:44], "little") == 32
+    image = open_image(path)
+    assert (image.machine, image.elfclass, image.notes) == (e_machine, 32, (("QEMU", "0", b"regs"),))
+    _same(image.mem, low)
+    with open(path, "rb") as f:
+        loads = [s.header for s in ELFFile(f).iter_segments() if s.header.p_type == "PT_LOAD"]
+        assert [(h.p_paddr, h.p_filesz, h.p_flags) for h in loads] == [(b, n, 7) for b, n in REGIONS[:2]]
+    with pytest.raises(ImageError, match=r"^an ELFCLASS32 core holds RAM below 4 GiB only"):
+        write_elf_core(path, _mem(), machine)
+    write_elf_core(path, _mem(), "i386", elfclass=64)                 # as QEMU writes one with RAM above 4 GiB
+    assert (open_image(path).machine, open_image(path).elfclass) == ("EM_386", 64)
+
+
 def test_lime_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "mem.lime"
     write_lime(path, _mem())

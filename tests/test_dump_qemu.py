@@ -206,12 +206,60 @@ def test_x86_pc_registers_from_a_rom(tmp_path: Path, long_mode: bool, capsys: py
     _translate_with_cpu(tmp_path / "core.elf", long_mode, boot.segments["cs"].base + boot.rip, capsys)
 
 
+# and on to PAE paging (CR4.PAE already set, EFER.LME clear): CR0 = PG | ET | PE
+TO_PAE = bytes.fromhex("66b811000080" "0f22c0")             # mov eax, 0x8000_0011; mov cr0, eax
+
+
+def _pae_tables() -> bytes:
+    """A PAE PDPT at 0x1000 whose PDPTE 3 (P alone: R/W and U/S are reserved in a PDPTE, SDM Table 4-8)
+    references the page directory at 0x3000, which maps the 2 MiB below 4 GiB (the ROM) to itself."""
+    tables = np.zeros(3 * 512, dtype="<u8")
+    tables[3] = 0x3000 | 1
+    tables[1024 + 511] = 0xFFE0_0000 | 0x83              # P | RW | PS
+    return tables.tobytes()
+
+
+def test_x86_pc_pae_core(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A ROM that turns on PAE paging (not IA-32e mode) and halts: QEMU writes an EM_386 core (in ELF64: the
+    BIOS ends at 4 GiB), whose QEMU note's CR0, CR3 and CR4 `translate --cpu 0` walks (the PDPTEs loaded
+    from the core at CR3, EFER assumed as 32-bit Linux sets it) to where the CPU fetches its hlt."""
+    qemu = require_qemu_x86()
+    cr0 = 0x8000_0011
+
+    def prepare(qmp: Qmp) -> None:
+        qmp.poll(lambda: f"CR0={cr0:08x}" in qmp.hmp("info registers"), "the ROM to turn on PAE paging")
+        qmp.execute("stop")
+
+    files = {"rom.bin": _x86_rom(SET_CR3_CR4 + TO_PAE + HALT), "tables.bin": _pae_tables()}
+    argv = [qemu, *X86_ARGV, "-bios", "rom.bin", "-device", "loader,file=tables.bin,addr=0x1000,force-raw=on"]
+    image = _dump(tmp_path, argv, 0x10_0000, files, prepare)
+    assert (image.machine, image.elfclass) == ("EM_386", 64)
+    boot = qemu_cpu_states(image.notes)[0]
+    assert boot.control_registers() == {"cr0": cr0, "cr2": 0, "cr3": 0x1000, "cr4": 0x20}
+    va = boot.segments["cs"].base + boot.rip
+    assert main(["translate", str(tmp_path / "core.elf"), "--arch", "x86_64", "--cpu", "0", "--access", "execute",
+                 hex(va)]) == 0
+    out = capsys.readouterr()
+    assert out.out == f"{va:#018x} -> {va:#x}  S:rwx U:---  wb  (level 2)\n"
+    assert out.err == (
+        "pagetable: note: assumed efer=0x800 (NXE, as 32-bit Linux sets it for PAE paging: the EM_386 core records "
+        "no EFER; give --reg efer=0 if NXE was clear)\n"
+        "pagetable: note: assumed pdpte0=0x0, pdpte1=0x0, pdpte2=0x0, pdpte3=0x3001 (the PDPT at CR3 has bit 5 set "
+        "in a present PDPTE: QEMU's walk sets it, a reserved bit a processor never writes; the PDPTE registers the "
+        "MOV to CR3 loaded had it clear)\n")
+    assert image.mem.entries(8).read(0x1000 + 24) == 0x3021        # QEMU's deviation: the A flag in PDPTE 3
+    argv = ["translate", str(tmp_path / "core.elf"), "--arch", "x86_64", "--reg", f"cr0={cr0:#x}", "--reg",
+            "cr3=0x1000", "--reg", "cr4=0x20", "--reg", "efer=0x800", hex(va)]
+    assert main(argv) == 2              # from memory, that PDPT would #GP at the MOV to CR3
+    assert "PDPTE3 0x0000000000003021 is present with reserved bits 0x20 set" in capsys.readouterr().err
+
+
 def _translate_with_cpu(core: Path, long_mode: bool, va: int, capsys: pytest.CaptureFixture[str]) -> None:
     """`translate --cpu N` takes CPU N's registers from the core (assuming Linux's EFER, and saying so)."""
     argv = ["translate", str(core), "--arch", "x86_64", "--cpu", "0", "--access", "execute", hex(va)]
     if not long_mode:
-        assert main(argv) == 2
-        assert "the core is EM_386" in capsys.readouterr().err
+        assert main(argv) == 2                   # EM_386: its registers are read, and say paging is off
+        assert capsys.readouterr().err == "pagetable: error: registers: CR0 0x60000010: paging is off (CR0.PG=0)\n"
         return
     assert main(argv) == 0
     out = capsys.readouterr()

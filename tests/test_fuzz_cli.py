@@ -283,7 +283,7 @@ def test_explain_every_x86_register_and_entry(register: str, value: int) -> None
     count(f"explain --arch x86_64 --register {register}")
     with bounded(10, 16 << 20):
         rc = run(["explain", "--arch", "x86_64", "--register", register, hex(value)], (0, 2))
-    width = 32 if register == "pkru" else 64
+    width = 32 if register in ("pkru", "pte32", "cr3_32", "cr3_pae") else 64
     assert rc == (0 if 0 <= value < 1 << width else 2)
 
 

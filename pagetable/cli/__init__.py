@@ -6,7 +6,7 @@
   pagetable vectors show DIR          list the address space and summarise the cases
   pagetable vectors check DIR         recompute every case with the walker; exit 1 on any disagreement
   pagetable explain --arch riscv VALUE   name every field of a PTE (or --register satp/vsatp/hgatp)
-  pagetable explain --arch x86_64 VALUE  ... of an x86 paging entry (or --register cr0/cr3/cr4/efer/pat/pkru/rflags)
+  pagetable explain --arch x86_64 VALUE  ... of an x86 paging entry (--register pte32/pae_pte/cr0/cr3/...)
   pagetable explain --arch aarch64 VALUE ... of a VMSAv8-64 descriptor (or --register tcr_el1/ttbr0_el1/vtcr_el2/...)
 
   The dump commands (docs/dump.md) take IMAGE... (an ELF core, a LiME file or raw FILE@BASE files) and

@@ -77,6 +77,7 @@ class Image:
     mem: PhysMem
     notes: tuple[tuple[str, str, bytes], ...] = ()
     machine: str | None = None          # an ELF core's e_machine, as pyelftools names it (EM_X86_64, ...)
+    elfclass: int | None = None         # an ELF core's class: 32 (ELFCLASS32) or 64
 
 
 # --------------------------------------------------------------------------------------------- LiME
@@ -91,19 +92,37 @@ LIME_HEADER = cs.Struct(
 """LiME's range header (lime.h, `lime_mem_range_header`)."""
 
 # ---------------------------------------------------------------------------------------------- ELF
-ELF_MACHINES: Final = {"x86_64": 62, "aarch64": 183, "riscv64": 243}
-"""e_machine of each architecture (System V ABI gABI; EM_X86_64, EM_AARCH64, EM_RISCV)."""
-_EHDR = cs.Struct(
-    "e_ident" / cs.Const(b"\x7fELF\x02\x01\x01" + bytes(9)),     # ELFCLASS64, ELFDATA2LSB, EV_CURRENT
-    "e_type" / cs.Int16ul, "e_machine" / cs.Int16ul, "e_version" / cs.Int32ul, "e_entry" / cs.Int64ul,
-    "e_phoff" / cs.Int64ul, "e_shoff" / cs.Int64ul, "e_flags" / cs.Int32ul, "e_ehsize" / cs.Int16ul,
-    "e_phentsize" / cs.Int16ul, "e_phnum" / cs.Int16ul, "e_shentsize" / cs.Int16ul, "e_shnum" / cs.Int16ul,
-    "e_shstrndx" / cs.Int16ul,
-)
+ELF_MACHINES: Final = {"x86_64": 62, "aarch64": 183, "riscv64": 243, "i386": 3, "riscv32": 243}
+"""e_machine of each architecture (System V ABI gABI; EM_X86_64, EM_AARCH64, EM_RISCV, EM_386; RV32's is
+EM_RISCV too, in an ELFCLASS32 file)."""
+
+
+def _elf_header(elfclass: int, word: cs.Construct) -> cs.Struct:
+    """The ELF header of class `elfclass` (32 or 64), whose addresses and offsets are `word`s (gABI "ELF
+    Header")."""
+    return cs.Struct(
+        "e_ident" / cs.Const(b"\x7fELF" + bytes([elfclass // 32, 1, 1]) + bytes(9)),  # class, LSB, EV_CURRENT
+        "e_type" / cs.Int16ul, "e_machine" / cs.Int16ul, "e_version" / cs.Int32ul, "e_entry" / word,
+        "e_phoff" / word, "e_shoff" / word, "e_flags" / cs.Int32ul, "e_ehsize" / cs.Int16ul,
+        "e_phentsize" / cs.Int16ul, "e_phnum" / cs.Int16ul, "e_shentsize" / cs.Int16ul, "e_shnum" / cs.Int16ul,
+        "e_shstrndx" / cs.Int16ul,
+    )
+
+
+_EHDR = _elf_header(64, cs.Int64ul)
 _PHDR = cs.Struct(
     "p_type" / cs.Int32ul, "p_flags" / cs.Int32ul, "p_offset" / cs.Int64ul, "p_vaddr" / cs.Int64ul,
     "p_paddr" / cs.Int64ul, "p_filesz" / cs.Int64ul, "p_memsz" / cs.Int64ul, "p_align" / cs.Int64ul,
 )
+_EHDR32 = _elf_header(32, cs.Int32ul)
+_PHDR32 = cs.Struct(          # p_flags after p_memsz in ELF32 (gABI "Program Header")
+    "p_type" / cs.Int32ul, "p_offset" / cs.Int32ul, "p_vaddr" / cs.Int32ul, "p_paddr" / cs.Int32ul,
+    "p_filesz" / cs.Int32ul, "p_memsz" / cs.Int32ul, "p_flags" / cs.Int32ul, "p_align" / cs.Int32ul,
+)
+_HEADERS: Final = {64: (_EHDR, _PHDR), 32: (_EHDR32, _PHDR32)}
+ELF_CLASSES: Final = {"x86_64": 64, "aarch64": 64, "riscv64": 64, "i386": 32, "riscv32": 32}
+"""The ELF class `write_elf_core` writes for each machine by default (QEMU writes an i386 core with RAM above
+4 GiB as ELFCLASS64: target/i386/arch_dump.c, cpu_get_dump_info)."""
 ET_CORE, PT_LOAD, PT_NOTE = 4, 1, 4
 _PF_RWX = 7
 
@@ -238,9 +257,9 @@ def _read_elf(path: str, size: int) -> Image:
     try:
         with open(path, "rb") as f:
             elf = ELFFile(f)
-            if elf.elfclass != 64 or not elf.little_endian:
-                raise ImageError(f"{path}: a {elf.elfclass}-bit {'little' if elf.little_endian else 'big'}-endian "
-                                 "ELF file; memory images are 64-bit little-endian ELF cores")
+            if not elf.little_endian:
+                raise ImageError(f"{path}: a {elf.elfclass}-bit big-endian ELF file; memory images are "
+                                 "little-endian ELF cores")
             machine = str(elf["e_machine"])
             segments, notes = [], []
             for seg in elf.iter_segments():
@@ -257,7 +276,7 @@ def _read_elf(path: str, size: int) -> Image:
         short = re.search(r"expected \d+, found \d+", str(exc))       # a structure cut off by the end of file
         raise ImageError(f"{path}: truncated ELF file: a header or table runs past its end of {size:#x} bytes"
                          if short else f"{path}: malformed ELF file: {exc}") from None
-    return Image("elf-core", tuple(segments), _mapped(segments, path), tuple(notes), machine)
+    return Image("elf-core", tuple(segments), _mapped(segments, path), tuple(notes), machine, elf.elfclass)
 
 
 def _read_lime(path: str, size: int) -> Image:
@@ -355,16 +374,24 @@ def write_lime(path: str | os.PathLike[str], mem: PhysMem) -> None:
 
 
 def write_elf_core(path: str | os.PathLike[str], mem: PhysMem, machine: str,
-                   notes: Sequence[tuple[str, int, bytes]] = ()) -> None:
-    """`mem` as a 64-bit little-endian ELF core for `machine` (`ELF_MACHINES`): a PT_NOTE segment with
-    `notes` (name, type, descriptor), if any, then one PT_LOAD per region with `p_paddr` and `p_vaddr` its
-    base (as QEMU's `dump-guest-memory` without paging writes), its data page-aligned in the file."""
+                   notes: Sequence[tuple[str, int, bytes]] = (), elfclass: int | None = None) -> None:
+    """`mem` as a little-endian ELF core for `machine` (`ELF_MACHINES`) of class `elfclass` (32 or 64;
+    default the machine's, `ELF_CLASSES`): a PT_NOTE segment with `notes` (name, type, descriptor), if any,
+    then one PT_LOAD per region with `p_paddr` and `p_vaddr` its base (as QEMU's `dump-guest-memory`
+    without paging writes), its data page-aligned in the file. An ELFCLASS32 file holds no RAM ending above
+    4 GiB (ImageError)."""
     if machine not in ELF_MACHINES:
         raise ImageError(f"no ELF machine {machine!r} ({', '.join(ELF_MACHINES)})")
+    bits = ELF_CLASSES[machine] if elfclass is None else elfclass
+    if bits not in _HEADERS:
+        raise ImageError(f"no ELF class {bits!r} (32 or 64)")
+    ehdr, phdr = _HEADERS[bits]
     regions = _regions(mem)
+    if bits == 32 and any(base + len(data) > 1 << 32 for base, data in regions):
+        raise ImageError("an ELFCLASS32 core holds RAM below 4 GiB only: write this memory as ELFCLASS64")
     note = b"".join(_note(n, t, d) for n, t, d in notes)
     phnum = len(regions) + (1 if note else 0)
-    offset = _EHDR.sizeof() + phnum * _PHDR.sizeof()
+    offset = ehdr.sizeof() + phnum * phdr.sizeof()
     headers, placed = [], []
     if note:
         headers.append(dict(p_type=PT_NOTE, p_flags=0, p_offset=offset, p_vaddr=0, p_paddr=0, p_filesz=len(note),
@@ -377,12 +404,12 @@ def write_elf_core(path: str | os.PathLike[str], mem: PhysMem, machine: str,
         placed.append((offset, data))
         offset += len(data)
     with open(path, "wb") as out:
-        out.write(_EHDR.build(dict(e_type=ET_CORE, e_machine=ELF_MACHINES[machine], e_version=1, e_entry=0,
-                                   e_phoff=_EHDR.sizeof(), e_shoff=0, e_flags=0, e_ehsize=_EHDR.sizeof(),
-                                   e_phentsize=_PHDR.sizeof(), e_phnum=phnum, e_shentsize=0, e_shnum=0,
+        out.write(ehdr.build(dict(e_type=ET_CORE, e_machine=ELF_MACHINES[machine], e_version=1, e_entry=0,
+                                   e_phoff=ehdr.sizeof(), e_shoff=0, e_flags=0, e_ehsize=ehdr.sizeof(),
+                                   e_phentsize=phdr.sizeof(), e_phnum=phnum, e_shentsize=0, e_shnum=0,
                                    e_shstrndx=0)))
         for h in headers:
-            out.write(_PHDR.build(h))
+            out.write(phdr.build(h))
         out.write(note)
         for at, data in placed:
             out.seek(at)

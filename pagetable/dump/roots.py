@@ -1,12 +1,16 @@
 """Finding page-table roots in a memory image whose translation registers are unknown (`find_roots`), as
 volatility3's DTB scanners do, but judged by the library's own walk rules.
 
-Every frame of RAM aligned as a root table must be (its size: 4 KiB on x86-64 and RISC-V; on AArch64 the
+Every frame of RAM aligned as a root table must be (its size: 4 KiB on x86 and RISC-V, read as 512 8-byte
+entries or, in 32-bit paging and Sv32, 1024 4-byte ones (`PagingFormat.entry_size`); 32 bytes for x86 PAE
+paging's PDPT of four PDPTEs, Intel SDM Vol. 3A Table 4-7, whose reserved bits are judged as the MOV to CR3
+that loads them judges them (4.4.1); on AArch64 the
 TTBR's BADDR is aligned to the initial table's size, Arm ARM D24.2.209: a granule, or 512 bytes for the 64
 entries of a 64 KiB-granule, 48-bit root, which Linux allocates from a slab, pgd_cache in
 arch/arm64/mm/pgd.c) is read as the root table of each paging mode tried (`shapes`):
-the mode the given registers select (x86 CR4.LA57, RISC-V satp.MODE, AArch64 TCR_EL1's granule and size),
-or, where they are not given, every mode Linux uses (`DEFAULT_REGISTERS`). The image is read from its files
+the mode the given registers select (x86 CR4.PAE, EFER.LME and CR4.LA57, RISC-V satp.MODE, AArch64 TCR_EL1's
+granule and size), or, where they are not given, every mode Linux uses (`DEFAULT_REGISTERS`; in an EM_386
+core a 32-bit kernel's, `LEGACY_REGISTERS`). The image is read from its files
 `CHUNK_BYTES` at a time, once for all the modes of one alignment, skipping the holes of sparse files, and
 each chunk is judged with numpy: the frames with a valid entry, then (`_sift`) those whose present entries
 mostly hold addresses in RAM (tested on every 16th entry first: random data fails there), then the walk
@@ -34,7 +38,8 @@ A frame's score (0 to 1) is a weighted mean of (`WEIGHTS`):
   half into every process's PGD: pgd_alloc in arch/x86/mm/pgtable.c, arch/riscv/include/asm/pgalloc.h).
   AArch64's kernel half has a table of its own (TTBR1_EL1), so the term is left out there;
 - sparse: 1 for at most half the entries present, falling to 0 for a full table (a Linux root is never
-  full).
+  full). Left out for a root the processor loads into registers (x86 PAE's four PDPTEs, `Region.root_entries`),
+  which Linux fills: pgd_alloc preallocates every PMD (PREALLOCATED_PMDS, arch/x86/mm/pgtable.c).
 
 AArch64's root tables do not say which TTBR points at them, so each candidate is labelled with the region
 its leaves look like (`Candidate.region`): of the well-formed leaves in the tables sampled below it, the
@@ -65,8 +70,10 @@ import numpy.typing as npt
 
 from .. import progress
 from ..arch.aarch64.regs import TTBR0_EL1, TTBR1_EL1
-from ..arch.riscv_sv39.regs import SATP
+from ..arch.riscv_sv39.regs import SATP, SATP32
+from ..arch.x86_64.pae import pdpte_reserved
 from ..arch.x86_64.regs import CR3, CR4
+from ..arch.x86_64.walk import X86Rules
 from ..descent import read_tables
 from ..errors import InvalidArgument, PagetableError
 from ..format import EntryCodec, EntryKind, PagingFormat
@@ -77,10 +84,11 @@ from ..walker import Walker
 from .images import Image, ImageError
 from .target import LINUX_EFER
 
-__all__ = ["CHUNK_BYTES", "DEFAULT_REGISTERS", "RES0_UNDECLARED", "ROOT_REGISTERS", "SCAN_REGISTERS", "TIE",
-           "Candidate", "Shape", "auto_root", "find_roots", "shapes", "with_root"]
+__all__ = ["CHUNK_BYTES", "DEFAULT_REGISTERS", "LEGACY_REGISTERS", "RES0_UNDECLARED", "ROOT_REGISTERS",
+           "SCAN_REGISTERS", "TIE", "Candidate", "Shape", "auto_root", "find_roots", "shapes", "with_root"]
 
 U64 = npt.NDArray[np.uint64]
+U8 = npt.NDArray[np.uint8]
 Bool = npt.NDArray[np.bool_]
 
 CHUNK_BYTES: Final = 64 << 20
@@ -97,6 +105,7 @@ DEFAULT_REGISTERS: Final[Mapping[str, tuple[dict[str, int], ...]]] = {
     # CR0.PG|WP|PE, CR4.PAE (and LA57), Linux's EFER: 4-level and 5-level paging
     "x86_64": tuple({"cr0": 0x8001_0001, "cr4": 0x20 | la57, "efer": LINUX_EFER} for la57 in (0, CR4.mask("LA57"))),
     "riscv64": tuple({"satp": mode << SATP["MODE"].lsb} for mode in (8, 9, 10)),        # Sv39, Sv48, Sv57
+    "riscv32": ({"satp": 1 << SATP32["MODE"].lsb},),                                     # Sv32
     # Linux's arm64 configurations (TCR_EL1 T0SZ, TG0, T1SZ, TG1; IPS 48 bits): 4 KiB and 64 KiB granules with
     # 48-bit VAs, 16 KiB with 47-bit VAs
     "aarch64": tuple({"tcr_el1": tsz | tg0 << 14 | tsz << 16 | tg1 << 30 | 5 << 32}
@@ -104,13 +113,19 @@ DEFAULT_REGISTERS: Final[Mapping[str, tuple[dict[str, int], ...]]] = {
 }
 """Per architecture, the registers (other than the root's) of each mode tried where none is given."""
 
+LEGACY_REGISTERS: Final[Mapping[str, tuple[dict[str, int], ...]]] = {
+    # CR0.PG|WP|PE; 32-bit paging with CR4.PSE (Linux's 2-level tables), PAE paging with CR4.PAE|PSE and NXE
+    "x86_64": ({"cr0": 0x8001_0001, "cr4": 0x10, "efer": 0}, {"cr0": 0x8001_0001, "cr4": 0x30, "efer": 0x800})}
+"""The modes tried instead of `DEFAULT_REGISTERS` in an EM_386 core (QEMU's when its first CPU is outside
+IA-32e mode, target/i386/arch_dump.c): 32-bit paging, then PAE paging (a 32-bit Linux kernel's tables)."""
+
 ROOT_REGISTERS: Final[Mapping[str, tuple[str, ...]]] = {
-    "x86_64": ("cr3",), "riscv64": ("satp",), "aarch64": ("ttbr1_el1", "ttbr0_el1")}
+    "x86_64": ("cr3",), "riscv64": ("satp",), "riscv32": ("satp",), "aarch64": ("ttbr1_el1", "ttbr0_el1")}
 """The registers holding a root's address, the kernel's first (AArch64: TTBR1_EL1 translates the upper,
 kernel, half; Linux's TTBR0_EL1 holds the running process's tables, or an empty table between them)."""
 
 SCAN_REGISTERS: Final[Mapping[str, tuple[str, ...]]] = {
-    "x86_64": ("cr0", "cr4", "efer", "pat", "pkru", "pkrs", "rflags"), "riscv64": ("satp",),
+    "x86_64": ("cr0", "cr4", "efer", "pat", "pkru", "pkrs", "rflags"), "riscv64": ("satp",), "riscv32": ("satp",),
     "aarch64": ("tcr_el1", "mair_el1", "sctlr_el1")}
 """The registers a scan takes (besides the roots): those of one-stage translation (RISC-V's satp for its
 MODE; AArch64's EL1&0 regime: not stage 2, not EL2)."""
@@ -120,8 +135,9 @@ RES0_UNDECLARED: Final = frozenset({"aarch64"})
 IGNORED and software bits, Arm ARM D8.3); x86's leave the Ignored bits undeclared, which Linux sets
 (_PAGE_DIRTY in _KERNPG_TABLE, arch/x86/include/asm/pgtable_types.h), and RISC-V's declare all 64."""
 
-_ADDRESS_FIELDS: Final = {"cr3": CR3.mask("ADDR"), "satp": SATP.mask("PPN"),
-                          "ttbr0_el1": TTBR0_EL1.mask("BADDR"), "ttbr1_el1": TTBR1_EL1.mask("BADDR")}
+_ADDRESS_FIELDS: Final = {"x86_64": {"cr3": CR3.mask("ADDR")}, "riscv64": {"satp": SATP.mask("PPN")},
+                          "riscv32": {"satp": SATP32.mask("PPN")},
+                          "aarch64": {"ttbr0_el1": TTBR0_EL1.mask("BADDR"), "ttbr1_el1": TTBR1_EL1.mask("BADDR")}}
 _ACCEPTED: Final = np.array([Reason.OK, Reason.PERMISSION, Reason.ACCESSED_DIRTY, Reason.PROTECTION_KEY],
                             dtype=np.uint8)      # verdicts of a well-formed entry that this access may not use
 _ALL_ONES: Final = (1 << 64) - 1
@@ -129,11 +145,12 @@ _ALL_ONES: Final = (1 << 64) - 1
 _USER_PERMS: Final = np.uint64(perm_bit(Access.READ, Privilege.USER) | perm_bit(Access.WRITE, Privilege.USER))
 
 
-def with_root(name: str, value: int, pa: int) -> int:
-    """Register `name`'s `value` with its root address field (x86 CR3.ADDR, RISC-V satp.PPN, AArch64
-    TTBRn_EL1.BADDR) holding `pa`, the other fields kept."""
+def with_root(arch: str, name: str, value: int, pa: int) -> int:
+    """Register `name`'s `value` with its root address field (x86 CR3.ADDR, RISC-V satp.PPN as RV64 or, for
+    `arch` riscv32, RV32 lays it out, AArch64 TTBRn_EL1.BADDR) holding `pa`, the other fields kept (a PAE
+    PDPT's 32-byte aligned address in CR3 bits 31:5: `CR3_PAE`)."""
     encoded = pa >> 12 if name == "satp" else pa
-    return value & ~_ADDRESS_FIELDS[name] | encoded
+    return value & ~_ADDRESS_FIELDS[arch][name] | encoded
 
 
 @dataclass(frozen=True)
@@ -220,10 +237,14 @@ class Candidate:
                 "registers": {k: f"{v:#x}" for k, v in self.registers.items()}}
 
 
-def shapes(mem: PhysMem, arch: Architecture, registers: Mapping[str, int], pa_bits: int | None) -> list[Shape]:
-    """The modes to scan for: each of `DEFAULT_REGISTERS`, with the given `registers` over it (a given
-    register fixes the mode: every default that differs only in registers given is one shape). A root
-    register among `registers` is an error (the scan finds it)."""
+def shapes(mem: PhysMem, arch: Architecture, registers: Mapping[str, int], pa_bits: int | None,
+           legacy: bool = False) -> list[Shape]:
+    """The modes to scan for: each of `DEFAULT_REGISTERS` (`LEGACY_REGISTERS` with `legacy`: an EM_386
+    core's), with the given `registers` over it (a given register fixes the mode: every default that differs
+    only in registers given is one shape). A root register among `registers` is an error (the scan finds
+    it). Each shape's rules are made over a zero root table at PA 0 (`_ZERO_ROOT`): PAE paging's rules
+    hold the PDPTE registers, which a zero PDPT loads as four not-present entries; the scan judges each
+    frame's own entries."""
     if arch.name not in ROOT_REGISTERS or arch.walker_from_registers is None:
         raise PagetableError(f"find-roots does not support {arch.cli_name}")
     roots = ROOT_REGISTERS[arch.name]
@@ -235,21 +256,25 @@ def shapes(mem: PhysMem, arch: Architecture, registers: Mapping[str, int], pa_bi
                                  f"({arch.cli_name}: give {', '.join(SCAN_REGISTERS[arch.name])})")
     out: list[Shape] = []
     seen: set[tuple[tuple[str, int], ...]] = set()
-    for default in DEFAULT_REGISTERS[arch.name]:
+    for default in (LEGACY_REGISTERS if legacy else DEFAULT_REGISTERS)[arch.name]:
         regs = {**{r: 0 for r in roots}, **default, **registers}
         if "satp" in registers:
-            regs["satp"] = with_root("satp", registers["satp"], 0)
+            regs["satp"] = with_root(arch.name, "satp", registers["satp"], 0)
         key = tuple(sorted(regs.items()))
         if key in seen:
             continue
         seen.add(key)
-        walker = arch.walker_from_registers(mem, dict(regs), pa_bits)
+        walker = Walker(mem, arch.walker_from_registers(_ZERO_ROOT, dict(regs), pa_bits).rules)
         regions = walker.rules.regime.regions
         if not regions:
             raise PagetableError("the registers turn translation off: there is no root to find")
         # AArch64: TTBR1_EL1's region (the kernel's); else the one
         out.append(Shape(regs, walker, regions[-1], arch.name in RES0_UNDECLARED))
     return out
+
+
+_ZERO_ROOT: Final = PhysMem([(0, 4096)])
+"""A zero root table at PA 0, for the rules `shapes` makes (PAE's four PDPTE registers: not present)."""
 
 
 @dataclass
@@ -305,6 +330,9 @@ def _judge(shape: Shape, depth: int, raw: U64) -> tuple[Bool, Bool, Bool, Bool]:
     leaf = np.asarray(st.leaf, dtype=bool)
     addr = np.asarray(fmt.codecs[depth].paddr_np(raw, depth != fmt.depth_count - 1), dtype=np.uint64)
     ok = present & np.isin(st.reason, _ACCEPTED)
+    rules = shape.walker.rules
+    if depth == 0 and isinstance(rules, X86Rules) and rules.pdptes is not None:   # PAE's PDPTEs: loaded by MOV
+        ok &= np.asarray(pdpte_reserved(raw, rules.options.maxphyaddr), dtype=np.uint64) == 0   # to CR3, or #GP
     if shape.undeclared_res0:
         table_res0, leaf_res0 = _undeclared(fmt, depth)
         ok &= raw & np.where(leaf, np.uint64(leaf_res0), np.uint64(table_res0)) == 0
@@ -338,16 +366,16 @@ def _file_data(fd: int, start: int, end: int) -> Iterator[tuple[int, int]]:
         pos = stop
 
 
-def _chunks(source: Image | PhysMem, align: int) -> Iterator[tuple[int, U64]]:
+def _chunks(source: Image | PhysMem, align: int) -> Iterator[tuple[int, U8]]:
     """The `align`-aligned frames of RAM, up to `CHUNK_BYTES` of them at a time, as (PA of the first, their
-    words, one row a frame). An image's segments are read from their files into one buffer, skipping the
-    holes of sparse files (zero frames, no candidates); a `PhysMem` is read through its views."""
+    bytes). An image's segments are read from their files into one buffer, skipping the holes of sparse
+    files (zero frames, no candidates); a `PhysMem` is read through its views."""
     per_chunk = max(1, CHUNK_BYTES // align) * align
     if isinstance(source, PhysMem):
         for r in source.regions:
             first, end = -(-r.base // align) * align, (r.base + r.size) // align * align
             for pa in range(first, end, per_chunk):
-                yield pa, source.words(pa, min(per_chunk, end - pa) // 8).reshape(-1, align // 8)
+                yield pa, source.words(pa, min(per_chunk, end - pa) // 8).view(np.uint8)
         return
     largest = max((-(-seg.size // align) * align for seg in source.segments), default=align)
     buffer = np.empty(min(per_chunk, largest), dtype=np.uint8)        # no bigger than the image needs
@@ -362,7 +390,7 @@ def _chunks(source: Image | PhysMem, align: int) -> Iterator[tuple[int, U64]]:
                     f.seek(seg.offset + pa - seg.base)
                     if f.readinto(buffer.data[:n]) != n:
                         raise ImageError(f"{seg.path}: truncated while reading it (it changed since it was opened?)")
-                    yield pa, buffer[:n].view("<u8").reshape(-1, align // 8)
+                    yield pa, buffer[:n]
 
 
 def _valid_bit(shape: Shape) -> int | None:
@@ -382,17 +410,21 @@ def _scan(group: list[Shape], source: Image | PhysMem) -> list[_Found]:
     valid = [_valid_bit(shape) for shape in group]
     total = sum((r.base + r.size) // align - -(-r.base // align) for r in mem.regions)
     with progress.bar(total, "find-roots", unit="frame") as bar:
-        for base, frames in _chunks(source, align):
+        for base, data in _chunks(source, align):
+            frames: dict[int, U64] = {}                   # per entry size: the frames' entries, one row a frame
             sifted: dict[tuple[EntryCodec, int], tuple[U64, npt.NDArray[np.intp]]] = {}
             for shape, bit, out in zip(group, valid, found, strict=True):
                 fmt = shape.region.fmt
+                size = fmt.entry_size
+                if size not in frames:
+                    frames[size] = data.view(f"<u{size}").reshape(-1, align // size).astype(np.uint64, copy=False)
                 key = (fmt.codecs[0], fmt.levels[0].entries)     # shapes alike in both sift alike (4- and 5-level)
                 if key not in sifted:
-                    sifted[key] = _sift(shape, frames[:, :fmt.levels[0].entries], bit)
+                    sifted[key] = _sift(shape, frames[size][:, :fmt.levels[0].entries], bit)
                 rows, live = sifted[key]
                 if live.size:
                     _keep(shape, out, rows, np.uint64(base) + live.astype(np.uint64) * np.uint64(align))
-            bar.update(min(frames.shape[0], total - bar.n))
+            bar.update(min(data.size // align, total - bar.n))
     return found
 
 
@@ -467,7 +499,7 @@ def _below(shape: Shape, rows: U64, table: Bool) -> tuple[npt.NDArray[np.int64],
         owner = owner_of[row]
         entries = fmt.levels[depth].entries
         pointers = np.asarray(fmt.codecs[depth - 1].paddr_np(cur[row, index], True), dtype=np.uint64)
-        cur = read_tables(shape.walker.mem, pointers, entries).reshape(-1, entries)
+        cur = read_tables(shape.walker.mem, pointers, entries, fmt.entry_size).reshape(-1, entries)
         present, good, table, user = (c.reshape(cur.shape) for c in _judge(shape, depth, cur.reshape(-1)))
         fraction = good.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
         sampled = np.bincount(owner, minlength=n.size)
@@ -514,7 +546,7 @@ def _pti_pairs(pas: U64, rows: U64, good: Bool) -> set[int]:
     return set(pas[k[same.any(axis=1)]].tolist())
 
 
-def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> list[Candidate]:
+def _candidates(shape: Shape, found: _Found, arch: str) -> list[Candidate]:
     """`found`'s frames scored (the module's description) as `Candidate`s."""
     if not found.pa:
         return []
@@ -531,13 +563,15 @@ def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> lis
     below = np.where(table.any(axis=1), below, NO_TABLES)
     sparse = np.clip(2 * (entries - present) / entries, 0, 1)
     one_root = shape.region.select_bit is None
-    weights = dict(WEIGHTS) if one_root else {k: v for k, v in WEIGHTS.items() if k != "shared"}
+    left_out = ({"shared"} if not one_root else set()) | \
+        ({"sparse"} if shape.region.root_entries is not None else set())
+    weights = {k: v for k, v in WEIGHTS.items() if k not in left_out}
     total = sum(weights.values())
     owner, index = np.nonzero(table)
     targets = np.asarray(fmt.codecs[0].paddr_np(rows[owner, index], True), dtype=np.uint64)
     targets = np.unique(targets[targets != pas[owner]])          # a root's entry pointing at itself is no parent
     referenced = np.isin(pas, targets)
-    score = (weights["form"] * formed / present + weights["below"] * below + weights["sparse"] * sparse +
+    score = (weights["form"] * formed / present + weights["below"] * below + weights.get("sparse", 0) * sparse +
              weights["unreferenced"] * ~referenced)
     kernel = shared = sharers = np.zeros(pas.shape, dtype=np.int64)
     if one_root:
@@ -545,10 +579,11 @@ def _candidates(shape: Shape, found: _Found, root_names: tuple[str, ...]) -> lis
         score = score + weights["shared"] * np.where(kernel > 0, shared / np.maximum(kernel, 1), 0)
     score = score / total
     pti = _pti_pairs(pas, rows, good) if "cr4" in shape.registers else set()
+    root_names = ROOT_REGISTERS[arch]
     out = []
     for n, pa in enumerate(pas.tolist()):
         user = pa + 4096 if pa in pti else None
-        regs = {**shape.registers, **{r: with_root(r, shape.registers[r], pa) for r in root_names}}
+        regs = {**shape.registers, **{r: with_root(arch, r, shape.registers[r], pa) for r in root_names}}
         out.append(Candidate(pa, shape, float(score[n]), entries, int(present[n]), int(formed[n]), int(tables[n]),
                              float(below[n]), int(kernel[n]), int(shared[n]), int(sharers[n]), user, regs,
                              int(users[n]), int(kernels[n])))
@@ -566,11 +601,12 @@ def find_roots(source: Image | PhysMem, arch: Architecture, registers: Mapping[s
         raise PagetableError(f"--top {top}: give at least 1")
     found: list[Candidate] = []
     mem = source if isinstance(source, PhysMem) else source.mem
-    tried = shapes(mem, arch, registers or {}, pa_bits)
+    legacy = not isinstance(source, PhysMem) and source.machine == "EM_386"
+    tried = shapes(mem, arch, registers or {}, pa_bits, legacy)
     for align in sorted({shape.region.fmt.root_size for shape in tried}):
         group = [shape for shape in tried if shape.region.fmt.root_size == align]
         for shape, frames in zip(group, _scan(group, source), strict=True):
-            found += _candidates(shape, frames, ROOT_REGISTERS[arch.name])
+            found += _candidates(shape, frames, arch.name)
     order = {id(shape): n for n, shape in enumerate(tried)}        # ties: the more common mode first
     found.sort(key=lambda c: (-c.score, order[id(c.shape)], -c.present, c.pa))
     return found[:top] if top is not None else found
@@ -602,7 +638,7 @@ def auto_root(source: Image | PhysMem, arch: Architecture, registers: Mapping[st
     if not ranked:
         raise PagetableError(f"--root auto: the image holds no {arch.cli_name} page-table root candidate")
     best = ranked[0]
-    taken = {v & _ADDRESS_FIELDS[n] for n, v in given.items()}
+    taken = {v & _ADDRESS_FIELDS[arch.name][n] for n, v in given.items()}
     left = [c for c in ranked if c.shape is best.shape and c.pa not in taken]
     if len(left) < len(fill):
         raise PagetableError(f"--root auto: {len(left)} root candidate(s) for {', '.join(fill)}; give "

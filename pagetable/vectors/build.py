@@ -102,9 +102,12 @@ class FaultSite:
         """A well-formed leaf at this level with `flags` (the kind then spoils it)."""
         return self.fmt.codec.new_page(self.block_pa() if pa is None else pa, flags, not self.last)
 
-    def table(self) -> int:
-        """A well-formed table entry pointing at a fresh (empty) table."""
-        return self.b.table_bits | self.b.address(self.b.frames.alloc())
+    def table(self, pa: int | None = None) -> int:
+        """A well-formed table entry pointing at a fresh (empty) table, or at `pa`; at a level with a codec of
+        its own (x86 PAE's PDPTEs: P and the address alone), that codec's."""
+        pa = self.b.frames.alloc() if pa is None else pa
+        own = self.fmt.levels[self.depth].codec
+        return own.new_table(pa) if own is not None else self.b.table_bits | self.b.address(pa)
 
     def over_page(self, pointer: int, flags: F) -> int:
         """The table entry `pointer` (its bits; the address filled in) over fresh tables down to a page with
@@ -152,7 +155,7 @@ def _generic_rules() -> dict[str, FaultRule]:
                              lambda s: 0, Where.ANY),
         "table-outside-ram": FaultRule("a table entry whose table address has no RAM",
                                        frozenset({Reason.TABLE_OUTSIDE_MEMORY}),
-                                       lambda s: s.b.table_bits | s.b.address(s.outside), Where.TABLE),
+                                       lambda s: s.table(s.outside), Where.TABLE),
         "leaf-outside-ram": FaultRule("a leaf whose output address has no RAM (an access fault)",
                                       frozenset({Reason.PA_OUTSIDE_MEMORY}), lambda s: s.leaf(pa=s.outside_pa()),
                                       Where.LEAF),

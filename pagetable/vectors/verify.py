@@ -13,7 +13,8 @@ With QEMU, each case's access is performed for real by the harnesses (pagetable/
 riscv/qemu32.py for Sv32 on qemu-system-riscv32: loads and stores with MPRV from M-mode, fetches by mret,
 and in the two-stage modes HLV/HSV and mret with
 MPV=1 on `-cpu rv64,h=true`; pagetable/vectors/x86_64/qemu.py: accesses at CPL 0 and 3 under the set's
-registers, on TCG; pagetable/vectors/x86_64/svm.py: guest accesses under SVM with nested paging;
+registers, on TCG, and x86_64/qemu32.py for 32-bit and PAE paging; pagetable/vectors/x86_64/svm.py: guest
+accesses under SVM with nested paging;
 pagetable/vectors/aarch64/deviations.py: AT and real accesses) and its trap or value compared; QEMU 7.2's
 known deviations from the manuals are named and counted, not failures, and only where predicted
 (pagetable/vectors/riscv/deviations.py, riscv/hypervisor_deviations.py, x86_64/deviations.py,
@@ -61,14 +62,15 @@ from .riscv.qemu32 import run_probes_rv32
 from .schema import Case, VectorSet
 from .x86_64 import deviations as x86
 from .x86_64 import npt_deviations as npt
-from .x86_64 import qemu as x86_qemu
+from .x86_64 import probes as x86_probes
 from .x86_64 import svm
 from .x86_64.layout import RAM_BASE as X86_RAM_BASE
 from .x86_64.layout import RAM_SIZE as X86_RAM_SIZE
 from .x86_64.modes import CpuOptions, nested_rules, paging_rules
 
 AD_BITS = PTE.mask("A", "D")
-QEMU_MODES = (*RISCV_MODES, "x86_64-4level", "x86_64-5level", "x86_64-4level+npt", *AARCH64_MODES)
+QEMU_MODES = (*RISCV_MODES, "x86_64-4level", "x86_64-5level", "x86_64-4level+npt", "x86-32", "x86-32-pse36",
+              "x86-pae", *AARCH64_MODES)
 """The modes `--qemu` runs: every RISC-V mode without Svpbmt and Svnapot (the harness runs the hart as
 QEMU's `-cpu rv64`, with `h=true` for the two-stage modes; Sv32 as qemu-system-riscv32's `-cpu rv32`),
 x86-64 4- and 5-level paging and a 4-level
@@ -407,7 +409,8 @@ def verify_qemu_npt(vs: VectorSet, walker: Walker) -> Report:
 
 def _x86_probed(vs: VectorSet, walker: Walker, wrong: set[int], report: Report) -> list[int]:
     """The cases an x86 harness probes: all but those the walker disagrees with already and those it cannot
-    run (`x86.unprobed`: counted in `report` under their deviation)."""
+    run (`x86.unprobed`, by where `walker`, QEMU's walk, reaches: counted in `report` under their
+    deviation)."""
     probed = []
     reached = walker.beyond_ram().translate_many(*vs.lanes())
     for n, c in enumerate(vs.cases):
@@ -420,39 +423,35 @@ def _x86_probed(vs: VectorSet, walker: Walker, wrong: set[int], report: Report) 
 
 
 def verify_qemu_x86(vs: VectorSet, walker: Walker) -> Report:
-    """Run every case of an x86-64 4/5-level set on qemu-system-x86_64 (TCG) with the set's registers. A
-    case agrees when its recorded outcome is the walker's on the set's image and QEMU does what the walker
-    predicts on QEMU's platform (no RAM reads as 0: NO_RAM; a reserved-bit #PF with P=0: TCG_RSVD_P0);
-    fetches from pages with no RAM, or from a word that is not its tag (a page table), are not probed
-    (FETCH_NO_RAM, FETCH_NO_TAG): they count as those deviations alone."""
+    """Run every case of an x86 one-stage set (4/5-level paging; 32-bit and PAE paging) on qemu-system-x86_64
+    (TCG) with the set's registers (pagetable/vectors/x86_64/probes.py: which harness, and the rules QEMU's
+    walk follows). A case agrees when its recorded outcome is the walker's on the set's image and QEMU does
+    what those rules predict on QEMU's platform (no RAM reads as 0: NO_RAM; a reserved-bit #PF with P=0:
+    TCG_RSVD_P0; 32-bit paging's 4 MiB pages always PSE-36: PSE36_BITS); fetches from pages with no RAM, or
+    from a word that is not its tag (a page table), are not probed (FETCH_NO_RAM, FETCH_NO_TAG): they count
+    as those deviations alone."""
     report = verify_walker(vs, walker, attributes=True)
     report.judge = "qemu"
     wrong = {n for n, _ in report.details}
-    r = vs.registers
-    missing = [k for k in ("cr0", "cr3", "cr4", "efer", "rflags", "pkru") if k not in r]
-    if missing:
-        raise PagetableError(f"--qemu needs the registers {', '.join(missing)}")
-    try:
-        regs = x86_qemu.Registers(cr0=r["cr0"], cr4=r["cr4"], efer=r["efer"], rflags=r["rflags"], pkru=r["pkru"])
-    except ValueError as exc:
-        raise PagetableError(f"--qemu: the probe stub cannot run these registers: {exc}") from None
-    rules = regs.rules(r["cr3"], int(vs.options["maxphyaddr"]), bool(vs.options["gbpages"]))
+    h = x86_probes.harness(vs)
     image = vs.mem.read(X86_RAM_BASE, X86_RAM_SIZE)
-    mem = x86.platform(image, x86.outside_pages(Walker(vs.mem, rules), vs.lanes()))
-    t = Walker(mem, rules).translate_many(*vs.lanes())
-    probed = _x86_probed(vs, walker, wrong, report)
-    run = x86_qemu.run_probes(image, r["cr3"], [x86_qemu.ProbeCase(vs.cases[n].va, vs.cases[n].access,
-                                                                  vs.cases[n].privilege, regs) for n in probed])
+    model = Walker(vs.mem, h.qemu_rules)
+    mem = x86.platform(image, x86.outside_pages(model, vs.lanes()))
+    t = Walker(mem, h.qemu_rules).translate_many(*vs.lanes())
+    sdm = t if h.rules is h.qemu_rules else Walker(mem, h.rules).translate_many(*vs.lanes())
+    probed = _x86_probed(vs, model, wrong, report)
+    results = h.run(image, [vs.cases[n] for n in probed])
     report.agree.clear()
-    for n, got in zip(probed, run.results, strict=True):
+    for n, got in zip(probed, results, strict=True):
         c, reason = vs.cases[n], Reason(int(t.reason[n]))
-        want = x86.expected(t, n, c.access, rules.fault_kind)
+        want = x86.expected(t, n, c.access, h.qemu_rules.fault_kind)
         why = None
         if want is not None:
             want, why = x86.tcg_deviation(want, reason)
         agrees = want is not None and x86.agrees(want, got, c.access, mem, int(t.pa[n]))
+        departs = [h.deviation] if h.deviation and x86.departs(t, sdm, n) else []
         _count(report, n, c, None if agrees else f"walker on QEMU's platform {reason.label} {want}, QEMU {got}",
-               _x86_names(c, why))
+               _x86_names(c, why) + departs)
     report.details.sort()
     return report
 

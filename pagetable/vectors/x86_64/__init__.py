@@ -1,7 +1,8 @@
-"""x86-64 test vectors (4-level and 5-level paging): the vector modes (`modes`), the generator (`gen`), the
+"""x86-64 test vectors (4-level and 5-level paging, nested paging; 32-bit and PAE paging, `gen32`): the vector
+modes (`modes`), the generator (`gen`), the
 physical layout every set shares (`layout`: RAM, the RAM tag, the slot left to a harness), the command
-line's x86 part (`tool`), registered as `ARCHITECTURE` (`pagetable.registry`), and the QEMU probe harness
-(`qemu`, with `stub.S` and `boot.S`)."""
+line's x86 part (`tool`), registered as `ARCHITECTURE` (`pagetable.registry`), and the QEMU probe harnesses
+(`qemu`, with `stub.S` and `boot.S`; `qemu32` for 32-bit and PAE paging; `probes`: which one runs a set)."""
 
 from ..architecture import Architecture
 from . import modes, spec, tool

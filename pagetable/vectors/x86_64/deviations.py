@@ -36,16 +36,22 @@ FETCH_NO_TAG = ("a fetch from a word that is not its own tag (a page table a map
 
 def unprobed(mem: PhysMem, c: Case, reached: int | None) -> str | None:
     """Why an x86 harness cannot run case `c` of a set over `mem` (None: it can), `reached` the PA its access
-    reaches, RAM or not (None: the walk faults first): an access to `-M pc`'s device space (DEVICE), a
-    fetch from no RAM (FETCH_NO_RAM), or from a word whose INT3 tag is not there (FETCH_NO_TAG)."""
+    reaches on QEMU, RAM or not (None: the walk faults first): an access to `-M pc`'s device space (DEVICE),
+    a fetch from no RAM (FETCH_NO_RAM), or from a word whose INT3 tag is not there (FETCH_NO_TAG)."""
     if reached is not None and not mem.contains(reached, 8) and any(lo <= reached < hi for lo, hi in DEVICE_SPACE):
         return DEVICE
-    if c.access != "execute":
+    if c.access != "execute" or reached is None:
         return None
-    if c.reason == Reason.PA_OUTSIDE_MEMORY.label:
+    if not mem.contains(reached, 8):
         return FETCH_NO_RAM
-    word = None if c.pa is None else c.pa & ~7
-    return FETCH_NO_TAG if word is not None and mem.contains(word, 8) and mem.read_u64(word) != tag(word) else None
+    word = reached & ~7
+    return FETCH_NO_TAG if mem.read_u64(word) != tag(word) else None
+
+
+def departs(qemu: Translations, sdm: Translations, n: int) -> bool:
+    """Whether lane `n` of QEMU's walk (the rules of `probes.Harness.qemu_rules`) ends otherwise than the
+    SDM's walk of the same memory: another reason or PA (then the harness's deviation explains the case)."""
+    return bool(qemu.reason[n] != sdm.reason[n] or qemu.pa[n] != sdm.pa[n])
 
 
 def expected(t: Translations, n: int, access: str, rules_fault: Callable[[Reason], object]) -> ProbeResult | None:

@@ -1,4 +1,5 @@
-"""Generate x86-64 test vectors: a deliberate random address space, its memory image and expected walks.
+"""Generate x86-64 test vectors: a deliberate random address space, its memory image and expected walks
+(32-bit and PAE paging's address spaces: `gen32`, on this module's `Builder`).
 
 The image is `layout.RAM_SIZE` (8 MiB) of RAM at `layout.RAM_BASE` (16 MiB); every u64 of RAM that is not a
 page table holds `layout.tag(PA)` = (PA << 8) | 0xCC, so a load reveals the PA it reached and a fetch
@@ -34,11 +35,13 @@ import random
 from dataclasses import dataclass
 from typing import cast
 
-from ...arch.x86_64 import CR0, CR3, CR4, EFER, NESTED, PKRU, PTE_4K, RFLAGS, X86Codec, pat_entries
+from ...arch.x86_64 import CR0, CR3, CR4, EFER, NESTED, PAGING_PAE, PKRU, PTE_4K, RFLAGS, X86Codec, pat_entries
 from ...arch.x86_64.entry import PS, RW, US, XD, G, P, page_address, pat_index_bits
+from ...arch.x86_64.pae import PaeCodec
+from ...arch.x86_64.paging32 import X86Codec32
 from ...errors import InvalidArgument
 from ...flags import MappingFlags as F
-from ...format import Extension, PagingFormat
+from ...format import EntryCodec, Extension, PagingFormat
 from ...frames import FrameAllocator
 from ...physmem import PhysMem
 from ..generation import Places, TableBuilder, Target, checked_request, vector_set
@@ -52,8 +55,8 @@ GUEST_BACKING = RAM_BASE + RAM_SIZE    # two-stage modes: the host RAM behind gu
 OUTSIDE_RAM = 0x80_0000_0000           # 512 GiB: below a 40-bit MAXPHYADDR, no RAM in the image
 BEYOND_RAM = RAM_BASE + RAM_SIZE + 8 * MiB   # inside the 1 GiB pages (which map PA 0), above RAM
 TABLE = P | RW | US                    # a table reference that restricts nothing: the leaves decide
-__all__ = ["BEYOND_RAM", "GUEST_BACKING", "OUTSIDE_RAM", "PAT_VALUE", "TABLE", "Builder", "RegisterChoices",
-           "generate_x86", "registers_for", "tagged_ram"]
+__all__ = ["BEYOND_RAM", "GUEST_BACKING", "OUTSIDE_RAM", "PAT_VALUE", "STUB_SLOT_32", "TABLE", "Builder",
+           "RegisterChoices", "builder_codec", "generate_x86", "pages_4k", "registers_for", "reserved32", "tagged_ram"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,15 @@ class RegisterChoices:
 def registers_for(mode: X86VectorMode, root: int, pkru: int, choice: RegisterChoices) -> dict[str, int]:
     """The register values that select `mode`'s paging at `root` and configure the walk: CR0.PE/PG (and WP),
     CR4.PAE/PGE/SMEP/SMAP/PKE (and LA57), IA32_EFER.LME/LMA (and NXE), `PAT_VALUE`, `pkru`, RFLAGS bit 1
-    (and AC); SDM Vol. 3A 4.1.1 (the paging-mode bits) and 2.5."""
+    (and AC); SDM Vol. 3A 4.1.1 (the paging-mode bits) and 2.5. 32-bit paging: CR4.PSE/PGE/SMEP/SMAP, no
+    IA32_EFER bit and no PKRU; PAE paging: CR4.PAE/PGE/SMEP/SMAP and IA32_EFER.NXE; CR3 is the root's PA
+    (Tables 4-3 and 4-7: PWT=PCD=0)."""
+    if mode.paging != "ia32e":
+        pae = mode.paging == "pae"
+        return {"cr0": CR0.build(PE=1, PG=1, WP=int(choice.wp)), "cr3": root,
+                "cr4": CR4.build(PSE=int(not pae), PAE=int(pae), PGE=1, SMEP=1, SMAP=1),
+                "efer": EFER.build(NXE=int(pae and choice.nxe)), "pat": PAT_VALUE,
+                "rflags": RFLAGS.build(FIXED1=1, AC=int(choice.ac))}
     return {"cr0": CR0.build(PE=1, PG=1, WP=int(choice.wp)), "cr3": CR3.build(ADDR=root >> 12),
             "cr4": CR4.build(PAE=1, PGE=1, SMEP=1, SMAP=1, PKE=1, LA57=int(mode.la57)),
             "efer": EFER.build(LME=1, LMA=1, NXE=int(choice.nxe)), "pat": PAT_VALUE, "pkru": pkru,
@@ -82,17 +93,26 @@ def tagged_ram(size: int = RAM_SIZE) -> PhysMem:
     return mem
 
 
+def builder_codec(fmt: PagingFormat, pat: int, nxe: bool) -> EntryCodec:
+    """The codec a generator writes `fmt`'s entries with: IA32_PAT `pat`, EFER.NXE `nxe`, supervisor pages
+    global (none in nested paging); 32-bit paging's with CR4.PSE=1 and the format's 4 MiB PA width."""
+    if fmt.entry_size == 4:
+        return X86Codec32(pat=pat, global_kernel=True, pse=True, maxphyaddr=fmt.pa_bits)
+    if fmt is PAGING_PAE:
+        return PaeCodec(pat=pat, nxe=nxe, global_kernel=True)
+    nest = fmt.codec == NESTED
+    return X86Codec(pat=pat, nxe=nxe, global_kernel=not nest, nested=nest)
+
+
 class Builder(TableBuilder):
-    """A 4- or 5-level table (or nested paging's, `fmt`) in `mem` (default: fresh tagged RAM), with the free
-    slots of each level handed out in turn (never in the harness's slot)."""
+    """A 4- or 5-level table (or nested paging's, or 32-bit or PAE paging's, `fmt`) in `mem` (default: fresh
+    tagged RAM), with the free slots of each level handed out in turn (never in the harness's slot)."""
 
     def __init__(self, fmt: PagingFormat, rng: random.Random, cpu: CpuOptions, mem: PhysMem | None = None,
                  frames: FrameAllocator | None = None, pat: int = PAT_VALUE, nxe: bool = True) -> None:
         mem = mem or tagged_ram()
-        nest = fmt.codec == NESTED
-        codec = X86Codec(pat=pat, nxe=nxe, global_kernel=not nest, nested=nest)
-        super().__init__(fmt.with_codec(codec), rng, mem, frames or FrameAllocator(mem), TABLE,
-                         lambda pa: page_address(pa, False))
+        super().__init__(fmt.with_codec(builder_codec(fmt, pat, nxe)), rng, mem, frames or FrameAllocator(mem),
+                         TABLE, lambda pa: page_address(pa, False))
         self.cpu = cpu
         self._spare_roots: list[int] = []
 
@@ -101,7 +121,7 @@ class Builder(TableBuilder):
         return self.fmt.depth_count - level
 
     def reserved(self, va: int) -> bool:
-        return reserved(va)
+        return reserved32(va, self.fmt) if self.fmt.va_bits == 32 else reserved(va)
 
     def free_root(self, high: bool) -> int:
         """An empty root slot (its VA) in the upper (`high`: index 256 and up) or lower half of the root
@@ -118,13 +138,23 @@ class Builder(TableBuilder):
         """Give the page that maps `va` a PAT index the seed draws (PWT, PCD and PAT; SDM Vol. 3A 4.9.2)."""
         slot = self.pt.lookup(va)
         cleared = slot.raw & ~pat_index_bits(7, huge)
-        self.mem.write_u64(slot.pa, cleared | pat_index_bits(self.rng.randrange(8), huge))
+        self.entries.write(slot.pa, cleared | pat_index_bits(self.rng.randrange(8), huge))
 
 
 def reserved(va: int) -> bool:
     """Whether `va` is in a slot left to a harness: PML4 index 255 (bits 47:39) or PML5 index 255 (bits 56:48;
     never set in a canonical 4-level address), whatever the mode."""
     return (va >> 39) & 511 == STUB_SLOT or (va >> 48) & 511 == STUB_SLOT
+
+
+STUB_SLOT_32 = {4: 768, 8: 2}
+"""The root slot no case VA of a 32-bit linear-address space uses, left to a harness (by entry size): PDE
+768 (VA 0xC000_0000, 4 MiB) of 32-bit paging, PDPTE 2 (VA 0x8000_0000, 1 GiB) of PAE paging."""
+
+
+def reserved32(va: int, fmt: PagingFormat) -> bool:
+    """Whether the 32-bit `va` is in the root slot `STUB_SLOT_32` of `fmt` (32-bit or PAE paging)."""
+    return va >> fmt.levels[0].index_lsb == STUB_SLOT_32[fmt.entry_size]
 
 
 def _rights(flags: F) -> str:
@@ -137,7 +167,7 @@ def _build(b: Builder) -> int:
     part of the output: tests/test_vectors_x86.py pins it); returns PKRU. `anchors`: a user-half and a
     kernel-half VA whose paths have a table at every level, between which the seed places each target."""
     at = Places.draw(b.rng, b.fmt.extend(1 << (b.fmt.va_bits - 1)))      # the upper half's first address
-    _pages_4k(b, at)
+    pages_4k(b, at)
     anchors = (at.ubase, at.kwin)
     block = _superpages(b, anchors)
     pkru = _raw_leaves(b, block)
@@ -147,13 +177,15 @@ def _build(b: Builder) -> int:
     return pkru
 
 
-def _pages_4k(b: Builder, at: Places) -> None:
+def pages_4k(b: Builder, at: Places) -> None:
     """4 KiB pages with each permission, user and supervisor (global), a not-present PTE after each half's
-    groups; the seed draws each group's size (1 to 3 pages), the groups' order and each page's PAT index."""
+    groups; the seed draws each group's size (1 to 3 pages), the groups' order and each page's PAT index.
+    32-bit paging (4-byte entries) has no XD: its groups are the executable ones."""
     for base, user, prefix in ((at.ubase, F.USER, "user"), (at.kwin, F(0), "kernel")):
         va = base
-        groups = [("rw", F.READ | F.WRITE), ("ro", F.READ), ("rx", F.READ | F.EXECUTE),
-                  ("rwx", F.READ | F.WRITE | F.EXECUTE)]
+        groups = [(label, flags) for label, flags in (("rw", F.READ | F.WRITE), ("ro", F.READ),
+                                                      ("rx", F.READ | F.EXECUTE), ("rwx", F.READ | F.WRITE | F.EXECUTE))
+                  if b.fmt.entry_size == 8 or flags & F.EXECUTE]
         b.rng.shuffle(groups)
         for label, flags in groups:
             n = b.rng.randint(1, 3)
@@ -287,10 +319,13 @@ def generate_x86(mode: str, seed: int, cases: int | None = None, choice: Registe
     vm = vector_mode(mode)
     seed, cases = checked_request(seed, cases)
     cpu = cpu or CpuOptions()
-    if not isinstance(cpu, CpuOptions) or not OUTSIDE_RAM < 1 << cpu.maxphyaddr < 1 << 52:
-        raise InvalidArgument(f"the generator needs a MAXPHYADDR from {OUTSIDE_RAM.bit_length()} to 51 (its "
-                              "targets outside RAM lie below it, its RSVD targets above it), not "
+    low = 33 if vm.paging != "ia32e" else OUTSIDE_RAM.bit_length()
+    if not isinstance(cpu, CpuOptions) or not low <= cpu.maxphyaddr < 52:
+        raise InvalidArgument(f"the generator needs a MAXPHYADDR from {low} to 51 for {mode} (its targets outside "
+                              "RAM or above 4 GiB lie below it, its RSVD targets above it), not "
                               f"{getattr(cpu, 'maxphyaddr', cpu)!r}")
+    if choice is not None and vm.paging == "32-bit" and not choice.nxe:
+        raise InvalidArgument(f"{mode} has no XD bit (32-bit paging ignores IA32_EFER.NXE): --no-nxe does not apply")
     if vm.stage1 is None and choice not in (None, RegisterChoices()):
         raise InvalidArgument(f"{mode} has no linear-address paging: --ac, --no-nxe and --no-wp do not apply")
     rng = random.Random(seed)
@@ -298,7 +333,13 @@ def generate_x86(mode: str, seed: int, cases: int | None = None, choice: Registe
         assert vm.stage1 is not None
         b = Builder(vm.stage1, rng, cpu)
         mem, targets = b.mem, b.targets
-        registers = registers_for(vm, b.pt.root_paddr, _build(b), choice or RegisterChoices())
+        if vm.paging == "ia32e":
+            pkru = _build(b)
+        else:
+            from .gen32 import build_legacy  # gen32 builds on this module's Builder
+            build_legacy(b, vm)
+            pkru = 0
+        registers = registers_for(vm, b.pt.root_paddr, pkru, choice or RegisterChoices())
     else:
         mem, registers, targets = _nested_mode(vm, rng, cpu, choice or RegisterChoices())
     return vector_set(ARCH, vm.name, mem, registers, cpu.to_json(), targets, seed, cases, walker_for,

@@ -57,3 +57,56 @@
         push    %eax
         lret
         .endm
+
+/* The exception entry points: `isr_table`, one 16-byte entry per vector 0-31 (the gate of vector v points at
+ * isr_table + 16 v), each pushing 0 in place of an error code for the vectors without one, then the vector
+ * (with \push: pushq in 64-bit code, pushl in 32-bit), and jumping to the file's `isr_common`; `isr_end`
+ * after them.  Vectors with an error code: #DF (8), #TS (10), #NP (11), #SS (12), #GP (13), #PF (14),
+ * #AC (17), #CP (21), #VC (29), #SX (30); Intel SDM Vol. 3A Table 6-1. */
+        .macro isr_entry vector, error, push
+        .balign 16
+        .if \error == 0
+        \push   $0
+        .endif
+        \push   $\vector
+        jmp     isr_common
+        .endm
+
+        .macro isr_table push
+        .balign 16
+isr_table:
+        isr_entry 0, 0, \push
+        isr_entry 1, 0, \push
+        isr_entry 2, 0, \push
+        isr_entry 3, 0, \push
+        isr_entry 4, 0, \push
+        isr_entry 5, 0, \push
+        isr_entry 6, 0, \push
+        isr_entry 7, 0, \push
+        isr_entry 8, 1, \push
+        isr_entry 9, 0, \push
+        isr_entry 10, 1, \push
+        isr_entry 11, 1, \push
+        isr_entry 12, 1, \push
+        isr_entry 13, 1, \push
+        isr_entry 14, 1, \push
+        isr_entry 15, 0, \push
+        isr_entry 16, 0, \push
+        isr_entry 17, 1, \push
+        isr_entry 18, 0, \push
+        isr_entry 19, 0, \push
+        isr_entry 20, 0, \push
+        isr_entry 21, 1, \push
+        isr_entry 22, 0, \push
+        isr_entry 23, 0, \push
+        isr_entry 24, 0, \push
+        isr_entry 25, 0, \push
+        isr_entry 26, 0, \push
+        isr_entry 27, 0, \push
+        isr_entry 28, 0, \push
+        isr_entry 29, 1, \push
+        isr_entry 30, 1, \push
+        isr_entry 31, 0, \push
+        .balign 16
+isr_end:
+        .endm

@@ -10,6 +10,15 @@ walk, the CPU properties recorded as options, and the walker that computes the e
                       host_pat
   x86_64-ept4         4-level EPT alone (case VAs are guest-physical): eptp
   x86_64-4level+ept4  a 4-level guest over 4-level EPT: the guest's registers and eptp
+  x86-32              32-bit paging with CR4.PSE=1 (4 MiB pages) on a CPU without PSE-36, so PDE bits 20:13
+                      of a 4 MiB page are reserved (SDM 4.3, Table 4-4): registers cr0, cr3, cr4, efer, pat,
+                      rflags (no pkru: protection keys need IA-32e mode)
+  x86-32-pse36        the same with PSE-36: PDE bits 20:13 are PA bits 39:32, the low M-32 of them with
+                      M = min(MAXPHYADDR, 40), the others reserved
+  x86-pae             PAE paging (CR4.PAE=1, IA32_EFER.LME=0; 4.4): the same registers; the PDPTE registers
+                      are not recorded: they are what a MOV to CR3 loads from the 32 bytes at CR3
+                      (`pae.load_pdptes`), and a set whose PDPT has a present entry with a reserved bit is
+                      rejected (that MOV #GPs, SDM 4.4.1: no access is made, so no case can be judged)
 
 Options: `maxphyaddr` (the CPU's physical-address width, CPUID.80000008H:EAX[7:0]; 40 as QEMU's default
 CPUs) and `gbpages` (1-GByte pages, CPUID.80000001H:EDX[26]), with the informative `seed`. Everything else
@@ -35,6 +44,9 @@ from ...arch.x86_64 import (
     NPT4,
     PAGING4,
     PAGING5,
+    PAGING32_PSE,
+    PAGING32_PSE36,
+    PAGING_PAE,
     PAT,
     EptOptions,
     EptRules,
@@ -43,7 +55,9 @@ from ...arch.x86_64 import (
     rules_from_registers,
 )
 from ...arch.x86_64.entry import PAT_TYPES
-from ...errors import InvalidArgument, PagetableError
+from ...arch.x86_64.pae import CR3_PAE, load_pdptes
+from ...arch.x86_64.regs import paging_mode
+from ...errors import InvalidArgument, PagetableError, PhysMemError
 from ...format import PagingFormat
 from ...physmem import PhysMem
 from ...translation import MemoryType, WalkRules
@@ -53,6 +67,9 @@ from ..schema import VectorsError, VectorSet, check_keys, check_one_stage, check
 
 ARCH = "x86_64"
 PAGING_REGISTERS = ("cr0", "cr3", "cr4", "efer", "pat", "pkru", "rflags")
+LEGACY_REGISTERS = ("cr0", "cr3", "cr4", "efer", "pat", "rflags")
+"""The registers of 32-bit and PAE paging: those of 4-level paging but PKRU (protection keys need IA-32e mode,
+SDM Vol. 3A 4.6.2)."""
 _CODES = {t: code for code, t in PAT_TYPES.items()}
 PAT_VALUE = PAT.build(**{f"PA{k}": _CODES[t] for k, t in enumerate((
     MemoryType.WB, MemoryType.WC, MemoryType.UC_MINUS, MemoryType.UC,
@@ -76,7 +93,22 @@ class X86VectorMode:
 
     @property
     def registers(self) -> tuple[str, ...]:
-        return (PAGING_REGISTERS if self.stage1 is not None else ()) + self.stage2_registers
+        stage1 = () if self.stage1 is None else PAGING_REGISTERS if self.paging == "ia32e" else LEGACY_REGISTERS
+        return stage1 + self.stage2_registers
+
+    @property
+    def paging(self) -> str:
+        """The paging mode CR0.PG, CR4.PAE and IA32_EFER.LME select for the linear-address stage
+        (`regs.paging_mode`): "32-bit", "pae" or "ia32e" (also the nested stage alone, whose host is in
+        IA-32e mode)."""
+        if self.stage1 is PAGING_PAE:
+            return "pae"
+        return "32-bit" if self.stage1 is not None and self.stage1.entry_size == 4 else "ia32e"
+
+    @property
+    def pse36(self) -> bool:
+        """Whether the CPU has PSE-36 (32-bit paging's 4 MiB pages above 4 GiB; SDM 4.1.4)."""
+        return self.stage1 is PAGING32_PSE36
 
     @property
     def la57(self) -> bool:
@@ -95,6 +127,9 @@ VECTOR_MODES: dict[str, X86VectorMode] = {
     "x86_64-4level+npt": X86VectorMode("x86_64-4level+npt", PAGING4, NPT4, ("ncr3", "host_pat")),
     "x86_64-ept4": X86VectorMode("x86_64-ept4", None, EPT4, ("eptp",)),
     "x86_64-4level+ept4": X86VectorMode("x86_64-4level+ept4", PAGING4, EPT4, ("eptp",)),
+    "x86-32": X86VectorMode("x86-32", PAGING32_PSE),
+    "x86-32-pse36": X86VectorMode("x86-32-pse36", PAGING32_PSE36),
+    "x86-pae": X86VectorMode("x86-pae", PAGING_PAE),
 }
 
 
@@ -134,8 +169,10 @@ class CpuOptions:
 
 def walker_for(vs: VectorSet) -> Walker:
     """The walker that computes a vector set's expected results from its registers, after checking that
-    they select its mode's paging (CR4.LA57; EPTP's walk length) and a mode the walker has (no CR4.PKS:
-    IA32_PKRS is not recorded)."""
+    they select its mode's paging (CR0.PG, CR4.PAE, IA32_EFER.LME; CR4.LA57; CR4.PSE for 32-bit paging;
+    EPTP's walk length) and a mode the walker has (no CR4.PKS: IA32_PKRS is not recorded). PAE paging walks
+    through the PDPTE registers loaded from the set's memory at CR3 (a PDPT that would #GP at the load is an
+    error)."""
     if vs.arch != ARCH or vs.mode not in VECTOR_MODES:
         raise VectorsError(f"arch {vs.arch!r} mode {vs.mode!r} is not supported ({ARCH}: {', '.join(VECTOR_MODES)})")
     mode = VECTOR_MODES[vs.mode]
@@ -149,6 +186,14 @@ def walker_for(vs: VectorSet) -> Walker:
         if mode.stage1 is None:
             assert nested is not None
             return nested
+        if mode.stage1 is not None and paging_mode(r["cr0"], r["cr4"], r["efer"]) != mode.paging:
+            raise VectorsError(f"registers cr0 {r['cr0']:#x}, cr4 {r['cr4']:#x}, efer {r['efer']:#x} select "
+                               f"{paging_mode(r['cr0'], r['cr4'], r['efer'])} paging, not {mode.name}'s "
+                               f"{mode.paging} (CR4.PAE, IA32_EFER.LME: SDM Vol. 3A Table 4-1)")
+        if mode.paging == "32-bit" and not CR4.get(r["cr4"], "PSE"):
+            raise VectorsError(f"registers.cr4 {r['cr4']:#x} has PSE=0: {mode.name} has 4 MiB pages (CR4.PSE=1)")
+        if mode.paging != "ia32e":
+            return Walker(vs.mem, paging_rules(r, cpu, mode, vs.mem))
         if bool(CR4.get(r["cr4"], "LA57")) != mode.la57:
             raise VectorsError(f"registers.cr4 {r['cr4']:#x} has LA57={int(not mode.la57)}: "
                                f"{'4' if mode.la57 else '5'}-level paging, not {mode.name}")
@@ -160,30 +205,52 @@ def walker_for(vs: VectorSet) -> Walker:
     return Walker(vs.mem, rules, stage2=nested)
 
 
-def paging_rules(r: dict[str, int], cpu: CpuOptions) -> WalkRules:
-    """4-level or 5-level paging's rules from the registers named in `r` (`PAGING_REGISTERS`: cr0, cr3,
-    cr4, efer; pat, rflags, pkru and pkrs optional: IA32_PAT's power-up value, 0, 0, 0)."""
+def paging_rules(r: dict[str, int], cpu: CpuOptions, mode: X86VectorMode | None = None,
+                 mem: PhysMem | None = None) -> WalkRules:
+    """The linear-address paging's rules from the registers named in `r` (`PAGING_REGISTERS`: cr0, cr3,
+    cr4, efer; pat, rflags, pkru and pkrs optional: IA32_PAT's power-up value, 0, 0, 0): 4-level or 5-level
+    paging, or the 32-bit or PAE paging they select, on a CPU with PSE-36 as `mode` says (default: with)
+    and, for PAE paging, the PDPTE registers loaded from `mem` at CR3 (`pae.load_pdptes`, SDM 4.4.1)."""
+    pdptes = None
+    if mem is not None and paging_mode(r["cr0"], r["cr4"], r["efer"]) == "pae":
+        pdptes = load_pdptes(mem, r["cr3"])
     return rules_from_registers(r["cr0"], r["cr3"], r["cr4"], r["efer"], r.get("pat"),
                                 r.get("rflags", 0), r.get("pkru", 0), r.get("pkrs", 0),
-                                maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages)
+                                maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages,
+                                pse36=True if mode is None else mode.pse36, pdptes=pdptes)
 
 
 GUEST_REGISTERS = ("cr0", "cr3", "cr4", "efer", "pat", "pkru", "pkrs", "rflags")
+PDPTE_REGISTERS = ("pdpte0", "pdpte1", "pdpte2", "pdpte3")
+"""PAE paging's PDPTE registers (SDM Vol. 3A 4.4.1; the VMCS's guest PDPTE0-3), when given rather than loaded
+from the PDPT at CR3."""
 NESTED_REGISTERS = ("ncr3", "host_pat", "eptp")
-REGISTER_NAMES = GUEST_REGISTERS + NESTED_REGISTERS
+REGISTER_NAMES = GUEST_REGISTERS + PDPTE_REGISTERS + NESTED_REGISTERS
 PA_BITS = 52
 """MAXPHYADDR when none is given: the architectural maximum (SDM Vol. 3A 4.1.4)."""
 
 
 def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | None = None) -> Walker:
-    """The walker of a CPU in IA-32e paging whose registers hold `regs` (cr0, cr3, cr4, efer; pat, pkru,
-    pkrs, rflags optional), with MAXPHYADDR `pa_bits` (32 to 52; default 52) and 1-GByte pages. CR4.LA57
-    selects 5-level paging; registers that select no 64-bit paging mode are an error naming them.
+    """The walker of a CPU whose registers hold `regs` (cr0, cr3, cr4, efer; pat, pkru, pkrs, rflags
+    optional), with MAXPHYADDR `pa_bits` (32 to 52; default 52, the architectural maximum), 1-GByte pages
+    and PSE-36, in the paging mode CR0.PG, CR4.PAE and IA32_EFER.LME select (Intel SDM Vol. 3A 4.1.1,
+    Table 4-1; `regs.paging_mode`):
+      32-bit paging  CR4.PAE=0 (CR4.PSE: 4 MiB pages, whose PA reaches bit min(MAXPHYADDR, 40) - 1, 4.3);
+                     cr3 is CR3_32, a 32-bit value
+      PAE paging     CR4.PAE=1, LME=0: the PDPTE registers are `pdpte0` to `pdpte3` (all four, or none),
+                     else the four PDPTEs at CR3 bits 31:5 in `mem`, as a MOV to CR3 loads them (4.4.1); a
+                     present one with a reserved bit (that MOV would #GP) is an error naming it, as is a PDPT
+                     outside RAM
+      IA-32e paging  CR4.PAE=1, LME=1: 4-level, or 5-level with CR4.LA57
+    pkru and pkrs matter in IA-32e paging only (protection keys, 4.6.2). Registers that select no paging
+    mode (CR0.PG=0; LME=1 without CR4.PAE) are an error naming them.
 
     With `ncr3` (AMD nested paging; `host_pat` optional, IA32_PAT's power-up value) or `eptp` (Intel EPT,
     4-level), the guest's walk goes through the nested tables (AMD APM Vol. 2 §15.25, SDM Vol. 3C §29.3);
-    without any guest register the nested tables alone translate guest-physical addresses."""
-    check_register_names(regs, REGISTER_NAMES, (), "x86-64 paging")
+    without any guest register the nested tables alone translate guest-physical addresses. A PAE guest
+    over nested paging is refused: its CR3 is guest-physical, so its PDPTEs are not the bytes of `mem` there
+    (and the walker has no PDPTE registers translated through the nested tables)."""
+    check_register_names(regs, REGISTER_NAMES, (), "x86 paging")
     bits = pa_bits_in(pa_bits, PA_BITS, range(32, 53), "a MAXPHYADDR")
     cpu = CpuOptions(maxphyaddr=bits)
     nested_names = [n for n in ("ncr3", "eptp") if n in regs]
@@ -193,7 +260,11 @@ def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | Non
         raise InvalidArgument("register host_pat belongs to nested paging: give ncr3 with it")
     guest = nested_names == [] or any(n in regs for n in GUEST_REGISTERS)
     if guest:
-        check_register_names(regs, REGISTER_NAMES, GUEST_REGISTERS[:4], "x86-64 paging")
+        check_register_names(regs, REGISTER_NAMES, GUEST_REGISTERS[:4], "x86 paging")
+    given = [n for n in PDPTE_REGISTERS if n in regs]
+    if given and (len(given) < 4 or paging_mode(regs["cr0"], regs["cr4"], regs["efer"]) != "pae"):
+        raise InvalidArgument(f"register {given[0]}: give the four PDPTE registers pdpte0 to pdpte3, and only with "
+                              "PAE paging (CR4.PAE=1, IA32_EFER.LME=0); without them they are loaded from CR3")
     try:
         nested = None
         if nested_names:
@@ -201,9 +272,25 @@ def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | Non
         if not guest:
             assert nested is not None
             return nested
-        return Walker(mem, paging_rules(regs, cpu), stage2=nested)
+        if nested is not None and paging_mode(regs["cr0"], regs["cr4"], regs["efer"]) == "pae":
+            raise InvalidArgument(f"cr4 {regs['cr4']:#x}, efer {regs['efer']:#x} select PAE paging: a PAE guest over "
+                                  "nested paging (ncr3, eptp) is not supported (its PDPT is guest-physical)")
+        return Walker(mem, paging_rules(regs, cpu, mem=_pdpt(regs) if given else mem), stage2=nested)
+    except PhysMemError as exc:
+        raise InvalidArgument(f"registers: cr3 {regs['cr3']:#x}: the PAE PDPT (the PDPTE registers' source, "
+                              f"SDM 4.4.1) is outside RAM: {exc}") from None
     except PagetableError as exc:
         raise InvalidArgument(f"registers: {exc}") from None
+
+
+def _pdpt(regs: dict[str, int]) -> PhysMem:
+    """A memory holding the given PDPTE registers as the PDPT at CR3, which a MOV to CR3 would load them
+    from (`paging_rules`, `pae.load_pdptes`)."""
+    cr3 = args.integer(regs["cr3"], "CR3 (PAE paging)", 0, 1 << 32)
+    mem = PhysMem([(CR3_PAE.get(cr3, "ADDR") << CR3_PAE["ADDR"].lsb, 32)])
+    for k, name in enumerate(PDPTE_REGISTERS):
+        mem.entries(8).write(mem.regions[0].base + 8 * k, regs[name])
+    return mem
 
 
 def nested_rules(r: dict[str, int], cpu: CpuOptions) -> WalkRules:
@@ -221,6 +308,7 @@ def _ept_rules(eptp: int, cpu: CpuOptions) -> WalkRules:
     return EptRules(eptp, EptOptions(maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages))
 
 
-__all__ = ["ARCH", "MAXPHYADDR", "PAGING_REGISTERS", "PAT_VALUE", "PA_BITS", "REGISTER_NAMES",
+__all__ = ["ARCH", "LEGACY_REGISTERS", "MAXPHYADDR", "PAGING_REGISTERS", "PAT_VALUE", "PA_BITS", "PDPTE_REGISTERS",
+           "REGISTER_NAMES",
            "VECTOR_MODES", "CpuOptions", "X86VectorMode", "nested_rules", "paging_rules", "vector_mode", "walker_for",
            "walker_from_registers"]

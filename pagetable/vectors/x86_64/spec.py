@@ -14,10 +14,11 @@ to host PAs with no RAM.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Mapping
 
-from ...arch.x86_64 import CR0, EFER, EPT4, PTE_4K, RFLAGS
+from ...arch.x86_64 import CR0, EFER, EPT4, PAGING_PAE, PTE_4K, RFLAGS
 from ...arch.x86_64.entry import PAT_4K, PAT_HUGE, PCD, PS, PWT, RW, US, XD, A, D, G, P, pat_index_bits
 from ...arch.x86_64.ept import IPAT, MT_SHIFT, R, W, X
 from ...arch.x86_64.ept import A as EPT_A
@@ -33,6 +34,7 @@ from ..schema import U64
 from ..spec import Spec
 from . import nested
 from .gen import GUEST_BACKING, OUTSIDE_RAM, PAT_VALUE, TABLE, Builder, RegisterChoices, registers_for, tagged_ram
+from .gen32 import NO_RAM
 from .layout import RAM_BASE, RAM_SIZE, tag_memory
 from .modes import CpuOptions, vector_mode
 
@@ -71,7 +73,7 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
         if vm.stage1 is not None:
             b: TableBuilder = Builder(vm.stage1, rng, cpu, mem, frames, pat, choice.nxe)
             return Scaffold(mem, [b], None, lambda: registers_for(vm, b.pt.root_paddr, 0, choice),
-                            cpu.to_json(), OUTSIDE_RAM)
+                            cpu.to_json(), OUTSIDE_RAM if vm.paging == "ia32e" else NO_RAM)
         n = stage2_builder(mem, frames)
         return Scaffold(mem, [], n, lambda: nested.registers(vm, n.pt.root_paddr, rng), cpu.to_json(), OUTSIDE_RAM)
     if spec.memory is not None:
@@ -152,11 +154,58 @@ def _ept_rules() -> dict[str, FaultRule]:
     }
 
 
+def _lowest_reserved_4m_bit(s: FaultSite) -> int:
+    """The lowest reserved bit of a 4 MiB page's PDE (Table 4-4): 13 without PSE-36 (a format of 32-bit
+    PAs), else 13 + M - 32 with M = min(MAXPHYADDR, 40) (bit 21 alone with M = 40)."""
+    return 13 if s.b.fmt.pa_bits == 32 else 13 + min(s.b.cpu.maxphyaddr, 40) - 32    # type: ignore[attr-defined]
+
+
+def _paging32_rules() -> dict[str, FaultRule]:
+    """32-bit paging's named faults (SDM Vol. 3A 4.3, 4.7): no XD, no address bits above bit 31 but a 4 MiB
+    page's, no protection keys; the PDE's rights narrow its table's pages."""
+    paging = _paging_rules()                # every leaf executable: there is no XD bit to clear
+    return {
+        "not-present-bits": dataclasses.replace(paging["not-present-bits"], entry=lambda s: _entry(s, _RWX) & ~P),
+        "leaf-outside-ram": FaultRule("a leaf whose output address has no RAM", frozenset({Reason.PA_OUTSIDE_MEMORY}),
+                                      lambda s: s.leaf(_RWX, s.outside_pa()), Where.LEAF),
+        "reserved-huge-bits": FaultRule("a 4 MiB page with a reserved PDE bit set (bit 21; bits 20:13 without "
+                                        "PSE-36, those of PA bits at or above min(MAXPHYADDR, 40) with it; RSVD)",
+                                        _RESERVED, lambda s: s.leaf(_RWX) | 1 << s.rng.randrange(
+                                            _lowest_reserved_4m_bit(s), 22), Where.SUPERPAGE),
+        "table-supervisor": paging["table-supervisor"],
+        "table-read-only": paging["table-read-only"],
+    }
+
+
+def _pae_rules() -> dict[str, FaultRule]:
+    """PAE paging's named faults (SDM Vol. 3A 4.4, 4.7): 4-level paging's at the PDEs and PTEs, and bits 62:52
+    reserved; none in a PDPTE (level 3: a present one with a reserved bit #GPs at the MOV to CR3, and it has
+    no rights; of its four entries one is the harness's, so a spec's level-3 faults are the generic `invalid`
+    and `table-outside-ram`), no protection keys, no PS in a PDPTE."""
+    paging = _paging_rules()
+    low = (1, 2)
+    return {
+        "not-present-bits": dataclasses.replace(paging["not-present-bits"], levels=low),
+        "reserved-bit": dataclasses.replace(paging["reserved-bit"], levels=low),
+        "reserved-high-bits": FaultRule("a PDE or PTE with one of bits 62:52 set (RSVD in PAE paging)", _RESERVED,
+                                        lambda s: _entry(s) | 1 << s.rng.randrange(52, 63), Where.ANY, levels=low),
+        "reserved-huge-bits": paging["reserved-huge-bits"],
+        "xd-without-nxe": paging["xd-without-nxe"],
+        **{k: dataclasses.replace(paging[k], levels=(2,)) for k in ("table-supervisor", "table-read-only",
+                                                                     "table-xd")},
+    }
+
+
 PAGING_RULES, EPT_RULES = _paging_rules(), _ept_rules()
+PAGING32_RULES, PAE_RULES = _paging32_rules(), _pae_rules()
 
 
 def rules(b: TableBuilder) -> Mapping[str, FaultRule]:
-    return EPT_RULES if isinstance(b, nested.EptBuilder) else PAGING_RULES
+    if isinstance(b, nested.EptBuilder):
+        return EPT_RULES
+    if b.fmt.entry_size == 4:
+        return PAGING32_RULES
+    return PAE_RULES if b.fmt.name == PAGING_PAE.name else PAGING_RULES
 
 
 def _global_field(b: TableBuilder) -> tuple[int, int]:

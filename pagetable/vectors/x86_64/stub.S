@@ -221,54 +221,8 @@ output:
 
 /* -- the exception handler (SDM 6.14: 16-byte gates, the frame SS, RSP, RFLAGS, CS, RIP and for some
  * vectors an error code) --------------------------------------------------------------------------------
- * One 16-byte entry per vector 0-31 (the gate of vector v points at isr_table + 16 v); entries of vectors
- * without an error code push 0 in its place.  Vectors with one: #DF (8),
- * #TS (10), #NP (11), #SS (12), #GP (13), #PF (14), #AC (17), #CP (21), #VC (29), #SX (30); SDM Table 6-1. */
-        .macro isr vector, error
-        .balign 16
-        .if \error == 0
-        pushq   $0
-        .endif
-        pushq   $\vector
-        jmp     isr_common
-        .endm
-
-        .balign 16
-isr_table:
-        isr 0, 0
-        isr 1, 0
-        isr 2, 0
-        isr 3, 0
-        isr 4, 0
-        isr 5, 0
-        isr 6, 0
-        isr 7, 0
-        isr 8, 1
-        isr 9, 0
-        isr 10, 1
-        isr 11, 1
-        isr 12, 1
-        isr 13, 1
-        isr 14, 1
-        isr 15, 0
-        isr 16, 0
-        isr 17, 1
-        isr 18, 0
-        isr 19, 0
-        isr 20, 0
-        isr 21, 1
-        isr 22, 0
-        isr 23, 0
-        isr 24, 0
-        isr 25, 0
-        isr 26, 0
-        isr 27, 0
-        isr 28, 0
-        isr 29, 1
-        isr 30, 1
-        isr 31, 0
-        .balign 16
-isr_end:
+ * The entries per vector 0-31: macros.S's `isr_table`. */
+        isr_table pushq
 
 /* Record vector, error code, RIP, RDX (the value a load read) and CR2; back to the stub at CPL 0 on its own
  * stack (after a trap from CPL 3 the handler runs on the TSS's RSP0 stack, with SS null). */

@@ -245,53 +245,8 @@ output:
 
 /* -- the exception handler (SDM 6.12: 8-byte gates; the frame EIP, CS, EFLAGS -- and ESP, SS after a
  * privilege change -- and for some vectors an error code) ------------------------------------------------
- * One 16-byte entry per vector 0-31 (the gate of vector v points at isr_table + 16 v); entries of vectors
- * without an error code push 0 in its place (SDM Table 6-1). */
-        .macro isr vector, error
-        .balign 16
-        .if \error == 0
-        pushl   $0
-        .endif
-        pushl   $\vector
-        jmp     isr_common
-        .endm
-
-        .balign 16
-isr_table:
-        isr 0, 0
-        isr 1, 0
-        isr 2, 0
-        isr 3, 0
-        isr 4, 0
-        isr 5, 0
-        isr 6, 0
-        isr 7, 0
-        isr 8, 1
-        isr 9, 0
-        isr 10, 1
-        isr 11, 1
-        isr 12, 1
-        isr 13, 1
-        isr 14, 1
-        isr 15, 0
-        isr 16, 0
-        isr 17, 1
-        isr 18, 0
-        isr 19, 0
-        isr 20, 0
-        isr 21, 1
-        isr 22, 0
-        isr 23, 0
-        isr 24, 0
-        isr 25, 0
-        isr 26, 0
-        isr 27, 0
-        isr 28, 0
-        isr 29, 1
-        isr 30, 1
-        isr 31, 0
-        .balign 16
-isr_end:
+ * The entries per vector 0-31: macros.S's `isr_table`. */
+        isr_table pushl
 
 /* Record vector, error code, EIP, MM0 (the value a load read) and CR2; back to the stub at CPL 0 on its own
  * stack (after a trap from CPL 3 the handler runs on the TSS's SS0:ESP0). */

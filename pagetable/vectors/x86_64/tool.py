@@ -1,6 +1,11 @@
 """x86-64's part of the command line: the `vectors generate` options (register choices), the vector set's
 README notes and `explain` for a paging-structure entry or a paging register (Intel SDM Vol. 3A 4.5, the
-entry-format tables 4-15 to 4-20; 2.5 for CR0/CR4; 4.6.2 for PKRU; 12.12.2 for IA32_PAT)."""
+entry-format tables 4-15 to 4-20; 2.5 for CR0/CR4; 4.6.2 for PKRU; 12.12.2 for IA32_PAT).
+
+`explain --register` names what the value is, as for the other architectures: `pte` an entry of 4-level
+(and 5-level) paging, `pte32` a 4-byte entry of 32-bit paging (Tables 4-4 to 4-6, `explain_entry32`),
+`pae_pte` an 8-byte entry of PAE paging (Tables 4-8 to 4-11, `explain_pae`), `cr3_32` and `cr3_pae` CR3 as
+those modes read it (Tables 4-3 and 4-7); `cr3` is IA-32e paging's (Table 4-12)."""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import argparse
 from ...arch.x86_64 import (
     CR0,
     CR3,
+    CR3_32,
+    CR3_PAE,
     CR4,
     EFER,
     EPTP,
@@ -20,6 +27,8 @@ from ...arch.x86_64 import (
     TABLE_ENTRY,
     X86Options,
     X86Rules,
+    explain_entry32,
+    explain_pae,
 )
 from ...arch.x86_64.entry import PS, pat_entries
 from ...errors import PagetableError
@@ -28,13 +37,15 @@ from ...layout import Layout
 from ...listing import permissions
 from ...walker import Reason
 from ..schema import VectorSet
-from .gen import RegisterChoices, generate_x86
+from .gen import STUB_SLOT_32, RegisterChoices, generate_x86
 from .layout import STUB_SLOT
-from .modes import MAXPHYADDR, VECTOR_MODES
+from .modes import MAXPHYADDR, VECTOR_MODES, X86VectorMode
 
-REGISTERS = ("pte", "cr0", "cr3", "cr4", "efer", "pat", "pkru", "rflags", "eptp", "ncr3", "host_pat")
-LAYOUTS: dict[str, Layout] = {"cr0": CR0, "cr3": CR3, "cr4": CR4, "efer": EFER, "pat": PAT, "pkru": PKRU,
-                              "rflags": RFLAGS, "eptp": EPTP, "ncr3": CR3, "host_pat": PAT}
+REGISTERS = ("pte", "pte32", "pae_pte", "cr0", "cr3", "cr3_32", "cr3_pae", "cr4", "efer", "pat", "pkru", "rflags",
+             "eptp", "ncr3", "host_pat")
+LAYOUTS: dict[str, Layout] = {"cr0": CR0, "cr3": CR3, "cr3_32": CR3_32, "cr3_pae": CR3_PAE, "cr4": CR4, "efer": EFER,
+                              "pat": PAT, "pkru": PKRU, "rflags": RFLAGS, "eptp": EPTP, "ncr3": CR3, "host_pat": PAT}
+_ROOTS = {"cr3_32": ("the page directory", 12), "cr3_pae": ("the page-directory-pointer table (32-byte aligned)", 5)}
 MODE_HELP = {name: " over ".join(f"{fmt.name} ({reg})" for fmt, reg in ((m.stage1, "CR3"), (m.stage2, ", ".join(
     m.stage2_registers))) if fmt is not None) for name, m in VECTOR_MODES.items()}
 _ENTRY_NAMES = {5: "PML5E", 4: "PML4E", 3: "PDPTE", 2: "PDE", 1: "PTE"}
@@ -68,18 +79,32 @@ def readme_notes(vs: VectorSet) -> str:
             "SDM's: 1 = PT, 2 = PD, 3 = PDPT, 4 = PML4, 5 = PML5), with the 'syndrome' error_code (#PF's:\n"
             "P, W/R, U/S, RSVD, I/D, PK) and cr2 (the linear address; both 0 for #GP and no-memory).\n"
             "Every u64 of non-table memory holds (PA << 8) | 0xCC: a load reveals the PA it reached, a fetch\n"
-            f"executes INT3. No case uses PML4 index {STUB_SLOT} (nor, with 5-level paging, PML5 index "
-            f"{STUB_SLOT}):\na harness may map its code there.\n")
+            "executes INT3. " + _free_slot(mode))
+
+
+def _free_slot(mode: X86VectorMode | None) -> str:
+    """The README's sentence on the root slot no case uses (`layout.STUB_SLOT`, `gen.STUB_SLOT_32`)."""
+    if mode is not None and mode.paging != "ia32e":
+        size = 4 if mode.paging == "32-bit" else 8
+        name, shift = ("PDE", 22) if size == 4 else ("PDPTE", 30)
+        where = f"{name} {STUB_SLOT_32[size]} (VA {STUB_SLOT_32[size] << shift:#x})"
+    else:
+        where = f"PML4 index {STUB_SLOT} (nor, with 5-level paging, PML5 index {STUB_SLOT})"
+    return f"No case uses {where}:\na harness may map its code there.\n"
 
 
 def explain(register: str, value: int) -> list[str]:
     """Every field of `value` as `register` holds it, and what paging makes of it."""
-    if register == "pte":
-        return _entry(value)
+    entries = {"pte": _entry, "pte32": explain_entry32, "pae_pte": explain_pae}      # 4-level, 32-bit, PAE paging
+    if register in entries:
+        return entries[register](value)
     layout = LAYOUTS[register]
     lines = [layout.format(value)]
     if layout is CR3:
         lines.append(f"  -> the PML4 table (PML5 with CR4.LA57=1) at PA {CR3.get(value, 'ADDR') << 12:#x}")
+    elif register in _ROOTS:
+        table, lsb = _ROOTS[register]
+        lines.append(f"  -> {table} at PA {layout.get(value, 'ADDR') << lsb:#x}")
     elif layout is PAT:
         try:
             types = pat_entries(value)
