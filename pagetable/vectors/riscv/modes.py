@@ -162,8 +162,7 @@ def walker_for(vs: VectorSet) -> Walker:
         check_one_stage(vs, mode.name)
     options = options_from_json(mode, vs.options)
     try:
-        walker, decoded = _walker(vs.mem, vs.registers, options,
-                                  dataclasses.replace(RV64, satp=mode.satp, vsatp=mode.vsatp, hgatp=mode.hgatp))
+        walker, decoded = _walker(vs.mem, vs.registers, options, RV64_ON_RV32 if mode.xlen == 32 else RV64)
     except PagetableError as exc:
         raise VectorsError(str(exc)) from None
     for reg, want in (("satp", mode.stage1), ("vsatp", mode.stage1), ("hgatp", mode.gstage)):
@@ -211,6 +210,9 @@ class Hart:
 
 RV64 = Hart("RISC-V", "a RISC-V PA width", PA_BITS, "menvcfg", MENVCFG_ADUE, MENVCFG_PBMTE, Satp, Vsatp, Hgatp)
 REGISTER_NAMES = RV64.register_names
+RV64_ON_RV32 = dataclasses.replace(RV64, satp=Satp32, vsatp=Vsatp32, hgatp=Hgatp32)
+"""The riscv64 tools' CSR names and PA width with RV32's satp, vsatp and hgatp layouts: the Sv32, Sv32x4 and
+Sv32+Sv32x4 vector modes, and RV32 register values given to those tools (`rv32_satp`)."""
 
 
 def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | None = None) -> Walker:
@@ -219,11 +221,10 @@ def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | Non
     register's MODE; a reserved MODE is an error naming the register. The status registers are optional
     (default 0): `sstatus` SUM and MXR (with two stages the HS-level MXR), `vsstatus` SUM and MXR (two
     stages), `menvcfg` PBMTE (Svpbmt) and ADUE (Svadu; else Svade) for every stage. Svnapot is off.
-    A `satp` below 2**32 with bit 31 set is RV32's, selecting Sv32 (`rv32_satp`)."""
-    hart = RV64
-    if "satp" in regs and "hgatp" not in regs and "vsatp" not in regs and rv32_satp(regs["satp"]):
-        hart = dataclasses.replace(RV64, satp=Satp32)
-    return hart_walker(hart, mem, regs, pa_bits)
+    A `satp` (two stages: an `hgatp`) below 2**32 with bit 31 set is RV32's, selecting Sv32 (Sv32x4, with
+    vsatp in RV32's layout too: `rv32_satp`)."""
+    atp = regs.get("hgatp") if "hgatp" in regs or "vsatp" in regs else regs.get("satp")
+    return hart_walker(RV64_ON_RV32 if rv32_satp(atp) else RV64, mem, regs, pa_bits)
 
 
 def hart_walker(hart: Hart, mem: PhysMem, regs: dict[str, int], pa_bits: int | None) -> Walker:
@@ -246,10 +247,11 @@ def hart_walker(hart: Hart, mem: PhysMem, regs: dict[str, int], pa_bits: int | N
     return _walker(mem, {"vsatp": 0, **tables} if two else tables, options, hart)[0]
 
 
-def rv32_satp(value: int) -> bool:
-    """Whether a satp value is RV32's (MODE, bit 31, = Sv32), not RV64's: a u32 with bit 31 set. As an RV64
-    satp it would be MODE Bare with PPN bit 31 set, and the privileged spec leaves Bare with nonzero fields
-    UNSPECIFIED ("Supervisor Address Translation and Protection (satp) Register")."""
+def rv32_satp(value: int | None) -> bool:
+    """Whether a satp (or hgatp) value is RV32's (MODE, bit 31, = Sv32 or Sv32x4), not RV64's: a u32 with bit
+    31 set. As an RV64 satp it would be MODE Bare with PPN bit 31 set, and the privileged spec leaves Bare with
+    nonzero fields UNSPECIFIED ("Supervisor Address Translation and Protection (satp) Register"; hgatp: "when
+    MODE=Bare, software should set the remaining fields to zero", hypervisor extension, "hgatp")."""
     return type(value) is int and value >> 31 == 1
 
 
