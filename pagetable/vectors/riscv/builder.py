@@ -23,10 +23,10 @@ OUTSIDE_RAM = 0x100_0000_0000          # no RAM and no device here on QEMU's vir
 ABOVE_4G = 3 << 32
 """PA bits 33:32, the top of Sv32's 34-bit PAs: no RAM above 4 GiB (OUTSIDE_RAM does not fit in 34 bits)."""
 GSTAGE_ABOVE_4G = 1 << 32
-"""PA bit 32 alone: the host PAs with no RAM of a two-stage RV32 set's G-stage leaves and pointers. QEMU 7.2 is
-erratic for G-stage PTE fetches and VS-stage PTE reads from host PAs at or above 0x3_0000_0000 (an access
-fault where its other G-stage faults are guest-page faults, mtval2 holding no GPA: docs/qemu.md), so the
-sets stay below them."""
+"""PA bit 32 alone: the host PAs with no RAM of an Sv32x4 G-stage's leaves and pointers (alone or under Sv32).
+QEMU 7.2 is erratic for G-stage PTE fetches and VS-stage PTE reads from host PAs at or above 0x3_0000_0000
+(an access fault where its other G-stage faults are guest-page faults, mtval2 holding no GPA: docs/qemu.md),
+so the sets stay below them."""
 BEYOND_RAM = 0x9000_0000               # above RAM (and QEMU's), inside the 1 GiB superpage, no device
 GUEST_RAM = RAM_BASE                   # two-stage modes: guest RAM's guest-physical base ...
 GUEST_BACKING = RAM_BASE + RAM_SIZE    # ... and the host RAM behind it (host RAM is 16 MiB there)
