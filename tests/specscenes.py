@@ -74,13 +74,19 @@ def scene(mode: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
     tables = list(sc.stage1) if sc.stage1 else [sc.stage2] if sc.stage2 is not None else []
     slots = Slots(tables[0])
     for b in tables:
-        slots = Slots(b, first=0 if b.fmt.levels[0].entries == 4 else 1)    # PAE's PDPT: every slot is needed
+        slots = Slots(b, limit=_reach(sc, b), first=0 if b.fmt.levels[0].entries == 4 else 1)  # PAE: every PDPT slot
         doc["map"] += _maps(b, slots, MEMTYPE[arch.name])
         for kind, rule in {**GENERIC_RULES, **spec_arch.rules(b)}.items():
             doc["fault"] += _faults(b, slots, kind, rule, sc, b is tables[0], bool(registers))
     if sc.stage1 and sc.stage2 is not None:
         _stage2_faults(doc, slots, sc.stage2, spec_arch, STAGE1_OUTPUT_BITS[arch.name])
     return doc
+
+
+def _reach(sc: Scaffold, b: TableBuilder) -> int:
+    """The end of the addresses a case reaches `b`'s table with: 2**64, but 2**32 for a stage 2 alone of 4-byte
+    entries (Sv32x4 with vsatp Bare: the GPA is an RV32 hart's 32-bit VA)."""
+    return 1 << 32 if not sc.stage1 and b.fmt.entry_size == 4 else 1 << 64
 
 
 def _maps(b: TableBuilder, slots: Slots, memtype: str | None) -> list[dict[str, Any]]:

@@ -119,7 +119,8 @@ MODES = [(mode, options) for mode in VECTOR_MODES
                          {"hs_mxr": True})
          if "x4" in mode or "hs_mxr" not in options
          if not (mode.endswith("x4") and "+" not in mode and "sum" in options)
-         if not (mode == "sv32" and "svpbmt" in options)] + [("sv32", {"sum": True, "mxr": True, "ad": "svadu"})]
+         if not (mode.startswith("sv32") and "svpbmt" in options)] + [
+    ("sv32", {"sum": True, "mxr": True, "ad": "svadu"}), ("sv32+sv32x4", {"sum": True, "mxr": True, "ad": "svadu"})]
 
 
 @pytest.mark.parametrize(("mode", "options"), MODES)

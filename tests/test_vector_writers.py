@@ -25,8 +25,9 @@ from pagetable.walker import Walker
 from .conftest import _require
 
 MODES: dict[str, Callable[[str, int, None], VectorSet]] = {
-    "sv39": generate_riscv, "sv39+sv39x4": generate_riscv, "sv32": generate_riscv, "x86_64-4level": generate_x86,
-    "x86-32-pse36": generate_x86, "x86-pae": generate_x86, "aarch64-4k-48": generate_aarch64}
+    "sv39": generate_riscv, "sv39+sv39x4": generate_riscv, "sv32": generate_riscv, "sv32+sv32x4": generate_riscv,
+    "x86_64-4level": generate_x86, "x86-32-pse36": generate_x86, "x86-pae": generate_x86,
+    "aarch64-4k-48": generate_aarch64}
 PREFIX = {"riscv64": "riscv64-linux-gnu-", "x86_64": "x86_64-linux-gnu-", "aarch64": "aarch64-linux-gnu-"}
 DELTA = 1 << 30
 """How far the .S is moved: a multiple of the largest page (1 GiB) the generated tables map."""

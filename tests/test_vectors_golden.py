@@ -31,6 +31,10 @@ GOLDEN = {  # (mode, options): (mem.bin, vectors.json)
     ("sv39+sv39x4", ""): ("0eed7618cabbb15a", "0256ca5fcb9c78db"),
     ("sv48+sv48x4", ""): ("88eccf160573d615", "a6282fbb3676c762"),
     ("sv48+sv48x4", "svadu"): ("88eccf160573d615", "cc7e25de2bf5633e"),
+    ("sv32x4", ""): ("c355507a4a9439ef", "9390afe7c1050a9d"),       # RV32 G-stage: 4-byte PTEs, 16 KiB root
+    ("sv32x4", "svadu"): ("c355507a4a9439ef", "5b5d92f844c496c7"),
+    ("sv32+sv32x4", ""): ("1b2a4619f773df13", "6da5f7e5ecc1cdd1"),
+    ("sv32+sv32x4", "svadu"): ("1b2a4619f773df13", "ea074f96fc8e9e6b"),
     ("x86-32", ""): ("d7cda735c237ac44", "9057afe5bb24b8e3"),       # x86 32-bit paging: 4-byte entries
     ("x86-32-pse36", ""): ("49cd3b3818f93cea", "5fd146325aa48a66"),
     ("x86-pae", ""): ("5b836cdd3fe749e3", "62931684cd1b6590"),
@@ -54,6 +58,7 @@ GOLDEN_CASES = {  # (mode, --cases): (mem.bin, vectors.json), seed 7: the cases 
     ("sv39", 3000): ("5c157aa20571b960", "93277a524cfc0d81"),
     ("sv32", 3000): ("03d29766fa29a045", "2c5af3d20ca6367e"),
     ("sv48+sv48x4", 3000): ("88eccf160573d615", "f016e5d86b606bb9"),
+    ("sv32+sv32x4", 3000): ("1b2a4619f773df13", "95c3d3af7688c0c4"),
     ("x86-pae", 3000): ("5b836cdd3fe749e3", "d2668a15c3100073"),
 }
 

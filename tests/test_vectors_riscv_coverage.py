@@ -13,6 +13,7 @@ import collections
 import numpy as np
 import pytest
 
+from pagetable.arch.riscv_sv39.faults import HTINST_PTE
 from pagetable.errors import InvalidArgument
 from pagetable.flags import human_size
 from pagetable.format import PagingFormat
@@ -145,7 +146,7 @@ def test_malformed_superpages(mode: str, seed: int) -> None:
             assert any(c.pa is not None for c in by[label] if c.access == "execute"), label
 
 
-@pytest.mark.parametrize("mode", ["sv39+sv39x4", "sv48+sv48x4", "sv57+sv57x4"])
+@pytest.mark.parametrize("mode", ["sv39+sv39x4", "sv48+sv48x4", "sv57+sv57x4", "sv32+sv32x4"])
 def test_two_stage_access_faults_root_and_gstage_superpages(mode: str) -> None:
     vm = vector_mode(mode)
     vs = generate_riscv(mode, 5, options=vm.options(ad="svadu"))
@@ -155,23 +156,61 @@ def test_two_stage_access_faults_root_and_gstage_superpages(mode: str) -> None:
         assert faults == {("access-fault", 2, label.startswith("vs-table"))}, label
     assert {(c.fault, c.reason, c.stage) for c in by["gstage-table-outside-ram"] if c.privilege == "supervisor"} \
         == {("access-fault", "table-outside-memory", 2)}
-    root = vs.registers["vsatp"] & ((1 << 44) - 1)
+    root = vm.vsatp.decode(vs.registers["vsatp"]).root
     for label in ("vs-root-gstage-ro-a-clear", "vs-root-gstage-ro-d-clear"):
         stores = [c for c in by[label] if c.access == "write" and c.privilege == "supervisor"]
         assert stores and all(c.fault == "guest-page-fault" and c.implicit and c.gpa is not None
-                              and c.gpa >> 12 == root and c.syndrome is not None
-                              and c.syndrome["htinst"] == 0x3020 for c in stores), stores
+                              and c.gpa >> 12 == root >> 12 and c.syndrome is not None      # RV32: 0x2020
+                              and c.syndrome["htinst"] == HTINST_PTE[vm.xlen][1] for c in stores), stores
     g = VECTOR_MODES[mode].gstage
     assert g is not None
     sizes = [human_size(lv.span) for lv in g.levels[:-2]]          # 1 GiB and up
     assert sizes == {"sv39+sv39x4": ["1G"], "sv48+sv48x4": ["512G", "1G"],
-                     "sv57+sv57x4": ["256T", "512G", "1G"]}[mode]
+                     "sv57+sv57x4": ["256T", "512G", "1G"], "sv32+sv32x4": []}[mode]
     for size, lv in zip(sizes, g.levels, strict=False):
         ok = [c.pa for c in by[f"gstage-superpage-{size}"] if c.pa is not None]
         assert ok and all(0x8000_0000 <= pa < 0x8080_0000 for pa in ok), size       # host RAM, not guest RAM
         beyond = {(c.fault, c.reason, c.level, c.stage) for c in by[f"gstage-superpage-{size}-beyond-ram"]
                   if c.privilege == "supervisor"}
         assert beyond == {("access-fault", "pa-outside-memory", lv.arch_level, 2)}, size
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_sv32x4_alone_reaches_the_16k_root_and_32_bit_vas(seed: int) -> None:
+    """Sv32x4 alone (vsatp Bare: the VA is the GPA; hypervisor extension, "Guest Physical Address
+    Translation"): RV32 registers (hgatp MODE bit 31, a u32; vsatp 0); the cases an RV32 hart can make (VAs
+    below 2**32) for every target but two: a page mapped through the 16 KiB root's upper half (GPA bit 33, root
+    index >= 2048), which translates, and a GPA of 35 bits, beyond the G-stage's 34 (a guest-page fault at the
+    root, htval its GPA >> 2)."""
+    vm = vector_mode("sv32x4")
+    vs = generate_riscv("sv32x4", seed)
+    by = _by_label(vs)
+    assert vs.registers["vsatp"] == 0 and vs.registers["hgatp"] >> 31 == 1 and vs.registers["hgatp"] < 1 << 32
+    hgatp = vm.hgatp.decode(vs.registers["hgatp"])
+    assert hgatp.format is not None and hgatp.format.levels[0].entries == 4096
+    assert {c.label for c in vs.cases if c.va >> 32} == {"gpa-upper-half", "gpa-too-wide"}
+    assert all(c.pa is not None and c.va >> 33 == 1 for c in by["gpa-upper-half"])
+    wide = {(c.fault, c.reason, c.level, c.stage) for c in by["gpa-too-wide"]}
+    assert wide == {("guest-page-fault", "non-canonical", 1, 2)}
+    assert all(c.syndrome is not None and c.syndrome["htval"] == c.va >> 2 for c in by["gpa-too-wide"])
+    high = [label for label in by if label.startswith("above-4g-")]
+    assert len(high) == 1 and any(c.fault == "access-fault" for c in by[high[0]])
+    with pytest.raises(InvalidArgument, match="Sv32 PTEs have no PBMT or N field"):
+        vm.options(svpbmt=True)
+
+
+def test_sv32_two_stages_reach_gpas_above_4g() -> None:
+    """Sv32 over Sv32x4: a VS-stage PTE holds a 34-bit GPA, the G-stage's whole width (no GPA too wide to
+    make), and the VS leaves and tables above 4 GiB reach the G-stage, whose guest-page faults report the
+    34-bit GPA in htval (>> 2: htval is 32 bits on RV32) and, for implicit VS-stage reads, htinst 0x2000."""
+    vs = generate_riscv("sv32+sv32x4", 1)
+    by = _by_label(vs)
+    assert "gstage-gpa-too-wide" not in by and vs.registers["vsatp"] >> 31 == vs.registers["hgatp"] >> 31 == 1
+    high = [c for c in vs.cases if c.fault == "guest-page-fault" and c.gpa is not None and c.gpa >> 32]
+    assert high and all(c.syndrome is not None and c.syndrome["htval"] == (c.gpa or 0) >> 2 < 1 << 32 for c in high)
+    implicit = [c for c in high if c.implicit]
+    assert implicit and {c.syndrome["htinst"] for c in implicit if c.syndrome is not None} == {0x2000}
+    assert all(c.va < 1 << 32 for c in vs.cases)
 
 
 def _fault_counts(vs: VectorSet) -> collections.Counter[tuple[str, int | None]]:

@@ -9,7 +9,7 @@ import random
 from ...arch.riscv_sv39.entry import A, D, R, U, V, W
 from ...arch.riscv_sv39.entry import ppn_field as ppn
 from ...flags import human_size
-from ...format import PagingFormat
+from ...format import Extension, PagingFormat
 from ...frames import FrameAllocator
 from ...physmem import PhysMem
 from ..generation import Places, TableBuilder
@@ -22,6 +22,11 @@ RAM_SIZE = 8 << 20
 OUTSIDE_RAM = 0x100_0000_0000          # no RAM and no device here on QEMU's virt machine
 ABOVE_4G = 3 << 32
 """PA bits 33:32, the top of Sv32's 34-bit PAs: no RAM above 4 GiB (OUTSIDE_RAM does not fit in 34 bits)."""
+GSTAGE_ABOVE_4G = 1 << 32
+"""PA bit 32 alone: the host PAs with no RAM of an Sv32x4 G-stage's leaves and pointers (alone or under Sv32).
+QEMU 7.2 is erratic for G-stage PTE fetches and VS-stage PTE reads from host PAs at or above 0x3_0000_0000
+(an access fault where its other G-stage faults are guest-page faults, mtval2 holding no GPA: docs/qemu.md),
+so the sets stay below them."""
 BEYOND_RAM = 0x9000_0000               # above RAM (and QEMU's), inside the 1 GiB superpage, no device
 GUEST_RAM = RAM_BASE                   # two-stage modes: guest RAM's guest-physical base ...
 GUEST_BACKING = RAM_BASE + RAM_SIZE    # ... and the host RAM behind it (host RAM is 16 MiB there)
@@ -39,11 +44,11 @@ def tag_memory(mem: PhysMem, width: int = 64) -> None:
         fill_tags(mem, 16)
 
 
-def outside_ram(fmt: PagingFormat, ram: int = RAM_BASE) -> int:
+def outside_ram(fmt: PagingFormat, ram: int = RAM_BASE, high: int = ABOVE_4G) -> int:
     """A PA with no RAM (and no device on QEMU's virt machine) that `fmt`'s entries can hold: OUTSIDE_RAM, or
-    for Sv32 the RAM address `ram` with PA bits 33:32 set, so that QEMU 7.2, which drops those bits of a leaf's
-    PA (deviations.QEMU_SV32_PA), reads the image at `ram` there."""
-    return ABOVE_4G | ram if xlen(fmt) == 32 else OUTSIDE_RAM
+    for Sv32 and Sv32x4 the RAM address `ram` with PA bits 33:32 `high` (default both set), so that QEMU 7.2,
+    which drops those bits of a leaf's PA (deviations.QEMU_SV32_PA), reads the image at `ram` there."""
+    return high | ram if xlen(fmt) == 32 else OUTSIDE_RAM
 
 
 def aligned_below(pa: int, span: int) -> int:
@@ -63,15 +68,23 @@ class Builder(TableBuilder):
         self.gstage = gstage
         self.user_bit = U if gstage else 0
         self.data = frames.alloc(DATA_SIZE // 4096, align=DATA_SIZE, zero=False)
-        self.outside = outside_ram(fmt, self.data)
-        """The PA outside RAM of raw leaves and pointers (Sv32: the data block's, above 4 GiB)."""
-        top = fmt.va_bits - 1
-        # the "kernel" part: the upper half of a sign-extended space (or of Sv32's 32 bits); bit top-1 of a
-        # (zero-extended) G-stage space, whose upper half QEMU 7.2 cannot use (docs/qemu.md)
-        self.at = Places.draw(rng, 1 << (top - 1) if gstage else fmt.extend(1 << top), min(64 * GiB, 1 << top))
+        self.outside = outside_ram(fmt, self.data, GSTAGE_ABOVE_4G if gstage else ABOVE_4G)
+        """The PA outside RAM of raw leaves and pointers (Sv32, Sv32x4: the data block's, above 4 GiB)."""
+        self.space = min(fmt.va_bits, xlen(fmt))
+        """The address bits a case reaches the table with: the format's, but 32 for Sv32x4 alone (with vsatp
+        Bare a GPA is the VA, which an RV32 hart holds in 32 bits: privileged spec, "Guest Physical Address
+        Translation")."""
+        self.halved = gstage and self.space == fmt.va_bits
+        """A G-stage whose upper half of guest-physical addresses is reachable, and so never handed out (QEMU
+        7.2 cannot use it: docs/qemu.md)."""
+        top = self.space - 1
+        # the "kernel" part: the upper half of a sign-extended space (or of a 32-bit one); bit top-1 of a
+        # halved G-stage space
+        self.at = Places.draw(rng, 1 << (top - 1) if self.halved else fmt.extend(1 << top), min(64 * GiB, 1 << top))
         root = fmt.levels[0]
         first = (self.at.kwin >> root.index_lsb) % root.entries + 1       # the kernel slots above the 4K pages'
-        slots = rng.sample(range(first, root.entries // 2 if self.gstage else root.entries), rng.randint(1, 3))
+        stop = min(root.entries, 1 << (self.space - root.index_lsb)) // (2 if self.halved else 1)
+        slots = rng.sample(range(first, stop), rng.randint(1, 3))
         self.anchors = [self.at.kwin] + [fmt.extend(k * root.span) for k in slots]
         """Where the kernel-side groups go: the kernel 4 KiB pages' path and one to three other subtrees of
         the root the seed draws (each group's entries in one of them), with tables down to 2 MiB."""
@@ -106,8 +119,10 @@ class Builder(TableBuilder):
         return human_size(self.span(depth))
 
     def reserved(self, va: int) -> bool:
-        """G-stage: the upper half of guest-physical addresses (bit va_bits-1 set) is not handed out."""
-        return self.gstage and bool(va >> (self.fmt.va_bits - 1) & 1)
+        """Not handed out: a halved G-stage's upper half of guest-physical addresses (bit va_bits-1 set), and
+        a zero-extended address beyond `space` (Sv32x4's GPAs above 4 GiB)."""
+        beyond = self.fmt.extension is Extension.ZERO and va >> self.space != 0
+        return beyond or (self.halved and bool(va >> (self.fmt.va_bits - 1) & 1))
 
     def add_anchors(self) -> None:
         """Make the tables of every anchor but the first down to the 2 MiB level."""
@@ -140,6 +155,7 @@ __all__ = [
     "ABOVE_4G",
     "BEYOND_RAM",
     "DATA_SIZE",
+    "GSTAGE_ABOVE_4G",
     "GUEST_BACKING",
     "GUEST_RAM",
     "OUTSIDE_RAM",

@@ -14,7 +14,8 @@ Shared by `pagetable vectors verify --qemu` and the differential tests (tests/te
   32-bit target_ulong), which for the vector sets is tagged RAM: the access succeeds there. A non-leaf
   PTE's 34-bit PA is kept (its fetch finds no RAM: QEMU_TABLE_OUTSIDE). Where the PA modulo 2**32 is not
   the image's (a device, or QEMU's RAM past the image, where the harness's stub is), the case is not run.
-  An RV32 VA has 32 bits: a case with a wider VA (a non-canonical one a spec may name) is not run.
+  An RV32 VA has 32 bits: a case with a wider VA (a non-canonical one a spec may name, or in mode sv32x4,
+  vsatp Bare, a GPA above 4 GiB, which only the walker is asked) is not run.
 - Sv32 PTE fetches outside RAM (observed on QEMU 7.2, not traced to its source): from a PA at or above
   0x3_0000_0000 (PA bits 33:32 both set) a U-mode access, and an S-mode load or store with SUM=1, gets the
   spec's access fault; an S-mode fetch, or load or store with SUM=0, the page fault of QEMU_TABLE_OUTSIDE;
@@ -37,7 +38,8 @@ QEMU_SV32_PA = ("QEMU 7.2 drops PA bits 33:32 of an Sv32 leaf and accesses the R
                 "the spec's 34-bit PA has no memory: an access fault (docs/qemu.md)")
 QEMU_SV32_PA_ELSEWHERE = ("not run on QEMU: an Sv32 leaf above 4 GiB whose PA modulo 2**32 (QEMU 7.2 drops bits "
                           "33:32) is not in the image (a device, or QEMU's RAM where the harness's stub is)")
-QEMU_RV32_WIDE_VA = "not run on QEMU: an RV32 hart has no VA wider than 32 bits (the walker's non-canonical)"
+QEMU_RV32_WIDE_VA = ("not run on QEMU: an RV32 hart has no VA wider than 32 bits (the walker's non-canonical; "
+                     "with vsatp Bare, an Sv32x4 GPA above 4 GiB)")
 SV32_PA_MASK = (1 << 32) - 1
 """The PA bits QEMU 7.2 keeps of an Sv32 leaf (QEMU_SV32_PA)."""
 

@@ -18,7 +18,9 @@ have no bits 60:54, PBMT or N, and its 34-bit PAs):
   reserved bit, PBMT or N set, or pointing outside RAM (`levels`);
 - Sv32: a leaf over PAs above 4 GiB, at a level the seed draws (`levels.above_4g`);
 - non-canonical VAs (or, for a G-stage, guest-physical addresses too wide or in the upper half);
-- with two stages, the targets where the G-stage decides (`stages`).
+- with two stages, the targets where the G-stage decides (`stages`); Sv32x4 (RV32) as its G-stage: a
+  VS-stage PTE's 34-bit GPA is the G-stage's whole width (no GPA too wide), and alone (vsatp Bare) the
+  address space is built below 4 GiB, the GPAs an RV32 VA holds (`Builder.space`).
 The seed draws the topology, not only the addresses: the places, the size and order of the 4 KiB groups,
 the subtrees of the root the kernel-side entries spread over (`Builder.anchors`), the order of every group
 of targets, the superpages' permissions, the level of each malformed entry and the reserved encodings
@@ -85,7 +87,7 @@ def _build_mode(mode: VectorMode, seed: int) -> tuple[PhysMem, dict[str, int], l
         _build(b)
         return b.mem, mode.registers_for(None, b.pt.root_paddr), b.targets
     host = PhysMem([(RAM_BASE, 2 * RAM_SIZE)])
-    tag_memory(host)
+    tag_memory(host, mode.xlen)
     host_frames = FrameAllocator(host, RAM_BASE, RAM_SIZE)
     g = PageTable(mode.gstage, host, host_frames)
     guest = PhysMem([(GUEST_RAM, host.view(GUEST_BACKING, RAM_SIZE))])   # the same bytes, at their GPAs
@@ -97,10 +99,10 @@ def _build_mode(mode: VectorMode, seed: int) -> tuple[PhysMem, dict[str, int], l
 
 def generate_riscv(mode: str, seed: int, cases: int | None = None, options: Options | None = None) -> VectorSet:
     """Build the address space for `mode` (a key of VECTOR_MODES: "sv32", "sv39", "sv48", "sv57", "sv39x4",
-    "sv48x4", "sv57x4", "sv39+sv39x4", "sv48+sv48x4", "sv57+sv57x4") from `seed` and compute every case's
-    expected outcome with the walker under `options` (RiscvOptions, or HypervisorOptions for the hypervisor
-    modes). `cases=None` gives each target x access x privilege once; a number samples (or extends) that
-    list."""
+    "sv48x4", "sv57x4", "sv39+sv39x4", "sv48+sv48x4", "sv57+sv57x4", "sv32x4", "sv32+sv32x4") from `seed` and
+    compute every case's expected outcome with the walker under `options` (RiscvOptions, or HypervisorOptions
+    for the hypervisor modes). `cases=None` gives each target x access x privilege once; a number samples (or
+    extends) that list."""
     vm = vector_mode(mode)
     seed, cases = checked_request(seed, cases)
     options = options or vm.options_type()

@@ -51,7 +51,8 @@ from ...translation import Region
 from ...walker import Access, Reason, Translations, Walker
 from ..schema import Case, VectorSet
 from .deviations import QEMU_AD, QEMU_IMPLICIT_TABLE_OUTSIDE, QEMU_TABLE_OUTSIDE, QEMU_VS_PTE_OUTSIDE
-from .qemu import RAM_BASE, ProbeCase, ProbeResult, plan_layout
+from .qemu import RAM_BASE, ProbeCase, ProbeResult, plan_layout, run_probes
+from .qemu32 import run_probes_rv32
 
 CPU = "rv64,h=true"
 """QEMU's hart for the two-stage modes: RV64GC with the hypervisor extension."""
@@ -268,6 +269,20 @@ def probe_cases(cases: Sequence[Case], status: Status) -> list[ProbeCase]:
     """The harness's probes of `cases` with V=1 under `status`."""
     return [ProbeCase(c.va, c.access, c.privilege, mxr=status.hs_mxr, virt=True, vs_sum=status.vs_sum,
                       vs_mxr=status.vs_mxr) for c in cases]
+
+
+def xlen(vs: VectorSet) -> int:
+    """The XLEN of the hart a two-stage set runs on: 32 over Sv32x4, else 64."""
+    return registers(vs)[1].xlen
+
+
+def run(vs: VectorSet, image: bytes, probes: Sequence[ProbeCase]) -> list[ProbeResult]:
+    """Run `probes` over `image` with the set's vsatp and hgatp on its XLEN's hart with the hypervisor
+    extension: qemu-system-riscv64 `CPU`, or qemu-system-riscv32 `qemu32.CPU_H` (HS satp not Bare)."""
+    hgatp, vsatp = vs.registers["hgatp"], vs.registers["vsatp"]
+    if xlen(vs) == 32:
+        return run_probes_rv32(image, HS_SATP32, probes, hgatp=hgatp, vsatp=vsatp)
+    return run_probes(image, HS_SATP, probes, hgatp=hgatp, vsatp=vsatp, cpu=CPU)
 
 
 def case_outcome(c: Case) -> Outcome:

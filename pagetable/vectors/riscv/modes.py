@@ -9,6 +9,9 @@ apply, and the walker that computes the expected results (docs/vectors.md).
   sv39+sv39x4, sv48+sv48x4,   both stages (hypervisor extension, "Two-Stage Address Translation"):
   sv57+sv57x4                 `vsatp` and `hgatp`; options vs_sum, vs_mxr (vsstatus), hs_mxr, ad, svnapot,
                               svpbmt
+  sv32x4, sv32+sv32x4         the same on an RV32 hart: Sv32x4 (16 KiB root, 34-bit GPAs) alone or under
+                              Sv32, `vsatp` (satp's RV32 layout) and `hgatp` in RV32's (MODE[31],
+                              VMID[28:22], PPN[21:0]); Svnapot and Svpbmt refused
 
 In the hypervisor modes every case is an access with V=1: privilege "supervisor" is VS-mode and "user" is
 VU-mode.
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ... import args
-from ...arch.riscv_sv39 import G_MODES, MODES, RV32_MODES, Hgatp, Satp, Satp32, Vsatp
+from ...arch.riscv_sv39 import G_MODES, MODES, RV32_G_MODES, RV32_MODES, Hgatp, Hgatp32, Satp, Satp32, Vsatp, Vsatp32
 from ...arch.riscv_sv39.walk import HypervisorOptions, RiscvOptions, RiscvRules, two_stage_rules
 from ...errors import InvalidArgument, PagetableError
 from ...format import PagingFormat
@@ -53,7 +56,7 @@ class VectorMode:
 
     @property
     def xlen(self) -> int:
-        """The XLEN of the hart that runs this mode: 32 for Sv32, 64 otherwise."""
+        """The XLEN of the hart that runs this mode: 32 for Sv32 and Sv32x4, 64 otherwise."""
         fmt = self.stage1 or self.gstage
         assert fmt is not None
         return xlen(fmt)
@@ -62,6 +65,18 @@ class VectorMode:
     def satp(self) -> type[Satp]:
         """satp's layout on the hart that runs this mode: RV32's (`Satp32`) for Sv32, RV64's otherwise."""
         return Satp32 if self.xlen == 32 else Satp
+
+    @property
+    def vsatp(self) -> type[Vsatp]:
+        """vsatp's layout on the hart that runs this mode: RV32's (`Vsatp32`, satp's) for Sv32x4, RV64's
+        otherwise."""
+        return Vsatp32 if self.xlen == 32 else Vsatp
+
+    @property
+    def hgatp(self) -> type[Hgatp]:
+        """hgatp's layout on the hart that runs this mode: RV32's (`Hgatp32`: MODE[31], VMID[28:22],
+        PPN[21:0]) for Sv32x4, RV64's otherwise."""
+        return Hgatp32 if self.xlen == 32 else Hgatp
 
     @property
     def options_type(self) -> type[Options]:
@@ -92,8 +107,8 @@ class VectorMode:
             assert self.stage1 is not None and stage1_root is not None
             return {"satp": self.satp.for_table(self.stage1, stage1_root, asid).encode()}
         assert gstage_root is not None
-        vsatp = 0 if self.stage1 is None else Vsatp.for_table(self.stage1, stage1_root or 0, asid).encode()
-        return {"vsatp": vsatp, "hgatp": Hgatp.for_table(self.gstage, gstage_root).encode()}
+        vsatp = 0 if self.stage1 is None else self.vsatp.for_table(self.stage1, stage1_root or 0, asid).encode()
+        return {"vsatp": vsatp, "hgatp": self.hgatp.for_table(self.gstage, gstage_root).encode()}
 
 
 VECTOR_MODES: dict[str, VectorMode] = {
@@ -105,6 +120,8 @@ VECTOR_MODES: dict[str, VectorMode] = {
     "sv39+sv39x4": VectorMode("sv39+sv39x4", MODES["sv39"], G_MODES["sv39x4"]),
     "sv48+sv48x4": VectorMode("sv48+sv48x4", MODES["sv48"], G_MODES["sv48x4"]),
     "sv57+sv57x4": VectorMode("sv57+sv57x4", MODES["sv57"], G_MODES["sv57x4"]),
+    "sv32x4": VectorMode("sv32x4", None, RV32_G_MODES["sv32x4"]),
+    "sv32+sv32x4": VectorMode("sv32+sv32x4", RV32_MODES["sv32"], RV32_G_MODES["sv32x4"]),
 }
 
 
@@ -145,7 +162,7 @@ def walker_for(vs: VectorSet) -> Walker:
         check_one_stage(vs, mode.name)
     options = options_from_json(mode, vs.options)
     try:
-        walker, decoded = _walker(vs.mem, vs.registers, options, dataclasses.replace(RV64, satp=mode.satp))
+        walker, decoded = _walker(vs.mem, vs.registers, options, RV64_ON_RV32 if mode.xlen == 32 else RV64)
     except PagetableError as exc:
         raise VectorsError(str(exc)) from None
     for reg, want in (("satp", mode.stage1), ("vsatp", mode.stage1), ("hgatp", mode.gstage)):
@@ -193,6 +210,9 @@ class Hart:
 
 RV64 = Hart("RISC-V", "a RISC-V PA width", PA_BITS, "menvcfg", MENVCFG_ADUE, MENVCFG_PBMTE, Satp, Vsatp, Hgatp)
 REGISTER_NAMES = RV64.register_names
+RV64_ON_RV32 = dataclasses.replace(RV64, satp=Satp32, vsatp=Vsatp32, hgatp=Hgatp32)
+"""The riscv64 tools' CSR names and PA width with RV32's satp, vsatp and hgatp layouts: the Sv32, Sv32x4 and
+Sv32+Sv32x4 vector modes, and RV32 register values given to those tools (`rv32_satp`)."""
 
 
 def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | None = None) -> Walker:
@@ -201,11 +221,10 @@ def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | Non
     register's MODE; a reserved MODE is an error naming the register. The status registers are optional
     (default 0): `sstatus` SUM and MXR (with two stages the HS-level MXR), `vsstatus` SUM and MXR (two
     stages), `menvcfg` PBMTE (Svpbmt) and ADUE (Svadu; else Svade) for every stage. Svnapot is off.
-    A `satp` below 2**32 with bit 31 set is RV32's, selecting Sv32 (`rv32_satp`)."""
-    hart = RV64
-    if "satp" in regs and "hgatp" not in regs and "vsatp" not in regs and rv32_satp(regs["satp"]):
-        hart = dataclasses.replace(RV64, satp=Satp32)
-    return hart_walker(hart, mem, regs, pa_bits)
+    A `satp` (two stages: an `hgatp`) below 2**32 with bit 31 set is RV32's, selecting Sv32 (Sv32x4, with
+    vsatp in RV32's layout too: `rv32_satp`)."""
+    atp = regs.get("hgatp") if "hgatp" in regs or "vsatp" in regs else regs.get("satp")
+    return hart_walker(RV64_ON_RV32 if rv32_satp(atp) else RV64, mem, regs, pa_bits)
 
 
 def hart_walker(hart: Hart, mem: PhysMem, regs: dict[str, int], pa_bits: int | None) -> Walker:
@@ -228,10 +247,11 @@ def hart_walker(hart: Hart, mem: PhysMem, regs: dict[str, int], pa_bits: int | N
     return _walker(mem, {"vsatp": 0, **tables} if two else tables, options, hart)[0]
 
 
-def rv32_satp(value: int) -> bool:
-    """Whether a satp value is RV32's (MODE, bit 31, = Sv32), not RV64's: a u32 with bit 31 set. As an RV64
-    satp it would be MODE Bare with PPN bit 31 set, and the privileged spec leaves Bare with nonzero fields
-    UNSPECIFIED ("Supervisor Address Translation and Protection (satp) Register")."""
+def rv32_satp(value: int | None) -> bool:
+    """Whether a satp (or hgatp) value is RV32's (MODE, bit 31, = Sv32 or Sv32x4), not RV64's: a u32 with bit
+    31 set. As an RV64 satp it would be MODE Bare with PPN bit 31 set, and the privileged spec leaves Bare with
+    nonzero fields UNSPECIFIED ("Supervisor Address Translation and Protection (satp) Register"; hgatp: "when
+    MODE=Bare, software should set the remaining fields to zero", hypervisor extension, "hgatp")."""
     return type(value) is int and value >> 31 == 1
 
 

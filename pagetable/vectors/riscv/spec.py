@@ -4,10 +4,10 @@ the deliberate faults of the privileged spec ("Virtual Address Translation Proce
 One stage: the tables and data in RAM (default 8 MiB at 0x8000_0000, QEMU virt's RAM; `[[memory]]` may name
 others; frames come from the first region). Sv32 (RV32): the same, RAM tagged by u32 (`qemu32.tag`), "outside
 RAM" a PA above 4 GiB (bits 33:32 set), and none of the kinds built on PTE bits 63:54 (a 4-byte PTE has none).
-The G-stage alone: the same, case VAs being guest-physical.
-Two stages: host RAM 16 MiB at 0x8000_0000; the G-stage maps guest RAM (GPA 0x8000_0000, 8 MiB) to its
-second half, and the 1 GiB at GPA `OUTSIDE_GPA` (4 GiB) to host PAs with no RAM (so a VS-stage fault can
-reach "outside RAM"); the VS-stage tables are in guest RAM.
+The G-stage alone: the same, case VAs being guest-physical (Sv32x4: "outside RAM" a PA with bit 32 set,
+`GSTAGE_ABOVE_4G`). Two stages: host RAM 16 MiB at 0x8000_0000; the G-stage maps guest RAM (GPA 0x8000_0000,
+8 MiB) to its second half, and the 1 GiB at GPA `OUTSIDE_GPA` (4 GiB) to host PAs with no RAM (so a VS-stage
+fault can reach "outside RAM"; Sv32x4: from 0x1_8000_0000); the VS-stage tables are in guest RAM.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..build import FaultRule, FaultSite, Scaffold, SpecArch, Where, set_bits
 from ..generation import TableBuilder
 from ..schema import U64
 from ..spec import Spec
-from .builder import GUEST_BACKING, GUEST_RAM, OUTSIDE_RAM, RAM_BASE, RAM_SIZE, outside_ram, tag_memory
+from .builder import GSTAGE_ABOVE_4G, GUEST_BACKING, GUEST_RAM, RAM_BASE, RAM_SIZE, outside_ram, tag_memory
 from .modes import options_from_json, vector_mode, xlen
 
 OUTSIDE_GPA = 1 << 32
@@ -67,23 +67,24 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
             return Scaffold(mem, [b], None, lambda: vm.registers_for(b.pt.root_paddr, None, spec.asid),
                             options.to_json(), outside_ram(fmt))
         return Scaffold(mem, [], b, lambda: vm.registers_for(None, b.pt.root_paddr, spec.asid), options.to_json(),
-                        OUTSIDE_RAM)
+                        outside_ram(fmt, high=GSTAGE_ABOVE_4G))
     if spec.memory is not None:
         raise InvalidArgument("memory: the two-stage modes have a fixed layout (host RAM 16 MiB at 0x80000000, guest "
                               "RAM 8 MiB at GPA 0x80000000); leave [[memory]] out")
     host = PhysMem([(RAM_BASE, 2 * RAM_SIZE)])
-    tag_memory(host)
+    tag_memory(host, vm.xlen)
     host_frames = FrameAllocator(host, RAM_BASE, RAM_SIZE)
     reserve(host_frames, 2)
     g = _table(_codec_with_svpbmt(vm.gstage, svpbmt), rng, host, host_frames)
     g.pt.map_region(GUEST_RAM, GUEST_BACKING, RAM_SIZE, F.READ | F.WRITE | F.EXECUTE | F.USER, allow_huge=True)
-    g.pt.map_region(OUTSIDE_GPA, OUTSIDE_RAM, 1 << 30, F.READ | F.WRITE | F.EXECUTE | F.USER, allow_huge=True)
+    outside = outside_ram(vm.gstage, high=GSTAGE_ABOVE_4G)
+    g.pt.map_region(OUTSIDE_GPA, outside, 1 << 30, F.READ | F.WRITE | F.EXECUTE | F.USER, allow_huge=True)
     guest = PhysMem([(GUEST_RAM, host.view(GUEST_BACKING, RAM_SIZE))])     # the same bytes, at their GPAs
     guest_frames = FrameAllocator(guest)
     reserve(guest_frames, 1)
     s1 = _table(_codec_with_svpbmt(vm.stage1, svpbmt), rng, guest, guest_frames)
     return Scaffold(host, [s1], g, lambda: vm.registers_for(s1.pt.root_paddr, g.pt.root_paddr, spec.asid),
-                    options.to_json(), OUTSIDE_RAM, OUTSIDE_GPA)
+                    options.to_json(), outside, OUTSIDE_GPA)
 
 
 def _bad_napot_ppn(s: FaultSite) -> int:

@@ -17,7 +17,18 @@ from ...flags import human_size
 from ...frames import FrameAllocator
 from ...table import PageTable
 from ..generation import clear_leaf_bits
-from .builder import BEYOND_RAM, GUEST_BACKING, GUEST_RAM, OUTSIDE_RAM, RAM_BASE, RAM_SIZE, Builder, MiB, aligned_below
+from .builder import (
+    BEYOND_RAM,
+    GSTAGE_ABOVE_4G,
+    GUEST_BACKING,
+    GUEST_RAM,
+    RAM_BASE,
+    RAM_SIZE,
+    Builder,
+    MiB,
+    aligned_below,
+    outside_ram,
+)
 
 SPECIAL_GPA = 0x4000_0000              # guest pages the G-stage maps one by one for the two-stage targets
 RWXU = F.READ | F.WRITE | F.EXECUTE | F.USER
@@ -44,6 +55,8 @@ class _GuestPages:
         self.chunk = SPECIAL_GPA + (vs.rng.randrange(0, 256) << 21)
         self._next: Iterator[int] = iter(range(self.chunk, self.chunk + 2 * MiB, 2 * 4096))
         self._outside = 0
+        self.outside = outside_ram(g.fmt, high=GSTAGE_ABOVE_4G)
+        """The host PA with no RAM of the G-stage's leaves and pointers outside RAM (Sv32x4: PA bit 32 set)."""
 
     def hole(self) -> int:
         return next(self._next)
@@ -57,14 +70,15 @@ class _GuestPages:
         return gpa, hpa
 
     def under_outside_table(self) -> int:
-        """A guest page under a G-stage pointer (a 2 MiB slot next to the pages' own) to a table outside
-        RAM: the G-stage's next fetch has no memory."""
-        outside = self.chunk + 2 * MiB
+        """A guest page under a G-stage pointer (the last-level table's slot next to the pages' own: 2 MiB,
+        Sv32x4's 4 MiB) to a table outside RAM: the G-stage's next fetch has no memory."""
         depth = self.g.fmt.depth_count - 2
+        span = self.g.fmt.levels[depth].span
+        outside = aligned_below(self.chunk, span) + span
         slot = self.g.lookup(outside, depth)
         assert slot.depth == depth, "generator bug: the guest pages' G-stage table is not there yet"
         if slot.raw == 0:
-            self.g.mem.write_u64(slot.pa, V | ppn(OUTSIDE_RAM))
+            self.g.entries.write(slot.pa, V | ppn(self.outside))
         self._outside += 1
         return outside + (self._outside << 12)
 
@@ -85,11 +99,12 @@ def _final_gpas(vs: Builder, g: PageTable, pages: _GuestPages) -> None:
     for label, flags, clear in (("gstage-ro", F.READ | F.USER, 0), ("gstage-xo", F.EXECUTE | F.USER, 0),
                                 ("gstage-rwx", RWXU, 0), ("gstage-no-user", F.READ | F.WRITE | F.EXECUTE, U)):
         vs.raw_leaf(label, VS_RWX, pages.mapped(flags, clear)[0])
-    vs.raw_leaf("gstage-leaf-outside-ram", VS_RWX, pages.mapped(RWXU, hpa=OUTSIDE_RAM)[0])
+    vs.raw_leaf("gstage-leaf-outside-ram", VS_RWX, pages.mapped(RWXU, hpa=pages.outside)[0])
     vs.raw_leaf("gstage-hole", VS_RWX, pages.hole())
     vs.raw_leaf("gstage-table-outside-ram", VS_RWX, pages.under_outside_table())
     gbits = g.fmt.va_bits
-    vs.raw_leaf("gstage-gpa-too-wide", VS_RWX, (1 << gbits) + (rng.randrange(1, 512) << 12))
+    if gbits < vs.fmt.pa_bits:          # Sv32's 34-bit PA is Sv32x4's GPA: no VS leaf holds a wider one
+        vs.raw_leaf("gstage-gpa-too-wide", VS_RWX, (1 << gbits) + (rng.randrange(1, 512) << 12))
     upper = (1 << (gbits - 1)) + (rng.randrange(1, 512) << 12)
     g.map(upper, pages.host_frames.alloc(zero=False), 4096, RWXU)
     vs.raw_leaf("gstage-upper-half", VS_RWX, upper)
@@ -118,7 +133,7 @@ def _vs_tables(vs: Builder, pages: _GuestPages) -> None:
     clear, which Svadu must write through the G-stage)."""
     lvl1 = vs.last - 1
     vs.poke("vs-table-gstage-hole", vs.slot(lvl1), lvl1, V | ppn(pages.hole()))
-    vs.poke("vs-table-host-outside-ram", vs.slot(lvl1), lvl1, V | ppn(pages.mapped(RWXU, hpa=OUTSIDE_RAM)[0]))
+    vs.poke("vs-table-host-outside-ram", vs.slot(lvl1), lvl1, V | ppn(pages.mapped(RWXU, hpa=pages.outside)[0]))
     vs.poke("vs-table-gstage-table-outside-ram", vs.slot(lvl1), lvl1, V | ppn(pages.under_outside_table()))
     for label, flags, clear in (("vs-table-gstage-xo", F.EXECUTE | F.USER, 0),
                                 ("vs-table-gstage-no-user", F.READ | F.WRITE | F.EXECUTE, U)):
