@@ -22,7 +22,7 @@ from pagetable import registry
 from pagetable.cli import main
 from pagetable.dump import write_elf_core, write_lime
 from pagetable.dump.notes import GPRS, QEMU_CPU_STATE, SEGMENTS
-from pagetable.dump.roots import auto_root, find_roots
+from pagetable.dump.roots import auto_root, find_roots, kernel_index
 from pagetable.flags import MappingFlags
 from pagetable.frames import FrameAllocator
 from pagetable.physmem import PhysMem
@@ -56,11 +56,12 @@ LINUX_LIKE = {
     "aarch64": (0x4000_0000, {"tcr_el1": 16 | 16 << 16 | 2 << 30 | 5 << 32},
                 (0xFFFF_8000_8000_0000, 0xFFFF_0000_0000_0000, 0xFFFF_8000_0000_0000), (0x40_0000, 0xFFFF_FFFF_E000)),
     # 32-bit kernels (a 3G/1G split): x86 32-bit paging and PAE paging, RV32 Sv32
+    # (i386: libraries and the stack just below 0xC000_0000; RV32: vmalloc below PAGE_OFFSET, the stack below it)
     "x86-32": (0x100_0000, {"cr0": 0x8001_0001, "cr4": 0x10, "efer": 0},
-               (0xC100_0000, 0xC000_0000, 0xF800_0000), (0x804_8000, 0x7FFF_F000)),
+               (0xC100_0000, 0xC000_0000, 0xF800_0000), (0x804_8000, 0xB7F0_0000, 0xBFFF_F000)),
     "x86-pae": (0x100_0000, {"cr0": 0x8001_0001, "cr4": 0x30, "efer": 0x800},
-                (0xC100_0000, 0xC000_0000, 0xF800_0000), (0x804_8000, 0x7FFF_F000)),
-    "riscv32": (0x8000_0000, {"satp": 1 << 31}, (0xC000_0000, 0xC080_0000, 0xA000_0000), (0x1_0000, 0x7FFF_F000)),
+                (0xC100_0000, 0xC000_0000, 0xF800_0000), (0x804_8000, 0xB7F0_0000, 0xBFFF_F000)),
+    "riscv32": (0x8000_0000, {"satp": 1 << 31}, (0xC000_0000, 0xC080_0000, 0xA000_0000), (0x1_0000, 0x9DBF_F000)),
 }
 ARCH = {"x86-32": "x86_64", "x86-pae": "x86_64"}
 """The `--arch` of each Linux-like space not named after its architecture."""
@@ -93,9 +94,10 @@ def linux_like(name: str, processes: int = 5) -> Space:
         user = PageTable(regions[0].fmt, mem, frames)
         for va in uvas:
             user.map(va, next(pages), 4096, RW | MappingFlags.USER | x)
-        if len(regions) == 1:                       # Linux's pgd_alloc: the kernel half copied in
-            half = regions[0].fmt.root_size // 2
-            mem.write(user.root_paddr + half, mem.read(kernel.root_paddr + half, half))
+        if len(regions) == 1:                       # Linux's pgd_alloc: the kernel's entries copied in
+            fmt = regions[0].fmt
+            start = ((min(kvas) & ((1 << fmt.va_bits) - 1)) >> fmt.levels[0].index_lsb) * fmt.entry_size
+            mem.write(user.root_paddr + start, mem.read(kernel.root_paddr + start, fmt.root_size - start))
         owned.append(user.root_paddr)
     return Space(arch, mem, regs, tuple(owned), kernel.root_paddr, kvas, uvas)
 
@@ -128,9 +130,11 @@ def test_linux_like_roots_ranked_first(name: str) -> None:
     assert {c.pa for c in top} == true                     # every root first, no decoy above any of them
     assert all(c.score > found[len(true)].score for c in top)
     assert all(c.shape is top[0].shape for c in top)
-    if s.arch != "aarch64":                               # each shares its whole kernel half with the others
-        root = top[0].shape.region.fmt.levels[0]
-        kernel = len({va >> root.index_lsb & (1 << root.index_bits) - 1 for va in s.kernel_vas})
+    if s.arch != "aarch64":                               # each shares all its kernel entries with the others
+        fmt = top[0].shape.region.fmt
+        root = fmt.levels[0]
+        indexes = {va >> root.index_lsb & (1 << root.index_bits) - 1 for va in s.kernel_vas}
+        kernel = len({i for i in indexes if i >= kernel_index(fmt)})   # RV32's vmalloc, below 0xC000_0000: not
         assert {(c.kernel, c.shared, c.sharers) for c in top} == {(kernel, kernel, len(true))}
         assert all(c.score == pytest.approx(1.0) for c in top)
     tables_end = s.mem.regions[0].base + 2 * MiB            # random data and zeros beyond: no candidate

@@ -33,9 +33,10 @@ A frame's score (0 to 1) is a weighted mean of (`WEIGHTS`):
   reaches the data pages one level too early, which rarely read as tables;
 - unreferenced: 1 unless a table entry of another candidate points at the frame (a Linux root is in no
   table: it is only ever in the register);
-- shared: x86-64 and RISC-V only, whose one root maps both halves: the fraction of its well-formed entries
-  in the upper (kernel) half that another candidate holds too, at the same index (Linux copies the kernel
-  half into every process's PGD: pgd_alloc in arch/x86/mm/pgtable.c, arch/riscv/include/asm/pgalloc.h).
+- shared: x86 and RISC-V only, whose one root maps both halves: the fraction of its well-formed entries
+  in the kernel's part (the upper half; from 0xC000_0000 in a 32-bit space: `kernel_index`) that another
+  candidate holds too, at the same index (Linux copies the kernel's part into every process's PGD:
+  pgd_alloc in arch/x86/mm/pgtable.c, arch/riscv/include/asm/pgalloc.h).
   AArch64's kernel half has a table of its own (TTBR1_EL1), so the term is left out there;
 - sparse: 1 for at most half the entries present, falling to 0 for a full table (a Linux root is never
   full). Left out for a root the processor loads into registers (x86 PAE's four PDPTEs, `Region.root_entries`),
@@ -85,7 +86,8 @@ from .images import Image, ImageError
 from .target import LINUX_EFER
 
 __all__ = ["CHUNK_BYTES", "DEFAULT_REGISTERS", "LEGACY_REGISTERS", "RES0_UNDECLARED", "ROOT_REGISTERS",
-           "SCAN_REGISTERS", "TIE", "Candidate", "Shape", "auto_root", "find_roots", "shapes", "with_root"]
+           "SCAN_REGISTERS", "TIE", "Candidate", "Shape", "auto_root", "find_roots", "kernel_index", "shapes",
+           "with_root"]
 
 U64 = npt.NDArray[np.uint64]
 U8 = npt.NDArray[np.uint8]
@@ -513,10 +515,21 @@ def _below(shape: Shape, rows: U64, table: Bool) -> tuple[npt.NDArray[np.int64],
     return n, total / np.maximum(levels, 1), users, kernels
 
 
-def _sharing(rows: U64, good: Bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Per root: its well-formed upper-half entries, how many of them another root holds at the same index,
-    and the most roots holding one of them."""
-    half = rows.shape[1] // 2
+def kernel_index(fmt: PagingFormat) -> int:
+    """The first root entry counted as the kernel's in a Linux address space in `fmt`: the upper half of a
+    64-bit space; of a 32-bit one, the entry of 0xC000_0000 (PDE 768 of 1024, PDPTE 3 of 4), Linux's
+    PAGE_OFFSET in its default 3G/1G split (i386 CONFIG_VMSPLIT_3G; RV32's PAGE_OFFSET), below which an
+    i386 process's libraries and stack sit. RV32's kernel starts lower (vmalloc and the fixmap below
+    PAGE_OFFSET): its entries there are not counted, which the shared fraction does not need."""
+    if fmt.va_bits == 32:
+        return 0xC000_0000 >> fmt.levels[0].index_lsb
+    return fmt.levels[0].entries // 2
+
+
+def _sharing(rows: U64, good: Bool, half: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
+                                                         npt.NDArray[np.int64]]:
+    """Per root: its well-formed kernel entries (from index `half`: `kernel_index`), how many of them another
+    root holds at the same index, and the most roots holding one of them."""
     roots, index = np.nonzero(good[:, half:])
     index = index + half
     kernel = np.bincount(roots, minlength=rows.shape[0]).astype(np.int64)
@@ -531,9 +544,10 @@ def _sharing(rows: U64, good: Bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[
     return kernel, shared, sharers
 
 
-def _pti_pairs(pas: U64, rows: U64, good: Bool) -> set[int]:
+def _pti_pairs(pas: U64, rows: U64, good: Bool, half: int) -> set[int]:
     """The candidates at an 8 KiB boundary whose next frame is a candidate too, holding at least one of their
-    upper-half entries (x86 PTI: the user PGD maps the kernel's entry code, arch/x86/mm/pti.c)."""
+    kernel entries (from index `half`; x86 PTI: the user PGD maps the kernel's entry code,
+    arch/x86/mm/pti.c)."""
     order = np.argsort(pas)
     kernel = pas % np.uint64(8192) == 0
     at = np.searchsorted(pas[order], pas + np.uint64(4096))
@@ -541,7 +555,6 @@ def _pti_pairs(pas: U64, rows: U64, good: Bool) -> set[int]:
     user = order[at]
     paired = kernel & (pas[user] == pas + np.uint64(4096))
     k, u = np.flatnonzero(paired), user[paired]
-    half = rows.shape[1] // 2
     same = (rows[k, half:] == rows[u, half:]) & good[k, half:] & good[u, half:]
     return set(pas[k[same.any(axis=1)]].tolist())
 
@@ -575,10 +588,10 @@ def _candidates(shape: Shape, found: _Found, arch: str) -> list[Candidate]:
              weights["unreferenced"] * ~referenced)
     kernel = shared = sharers = np.zeros(pas.shape, dtype=np.int64)
     if one_root:
-        kernel, shared, sharers = _sharing(rows, good)
+        kernel, shared, sharers = _sharing(rows, good, kernel_index(fmt))
         score = score + weights["shared"] * np.where(kernel > 0, shared / np.maximum(kernel, 1), 0)
     score = score / total
-    pti = _pti_pairs(pas, rows, good) if "cr4" in shape.registers else set()
+    pti = _pti_pairs(pas, rows, good, kernel_index(fmt)) if "cr4" in shape.registers else set()
     root_names = ROOT_REGISTERS[arch]
     out = []
     for n, pa in enumerate(pas.tolist()):
