@@ -24,7 +24,7 @@ from pagetable.vectors import VectorsError, VectorSet
 from pagetable.vectors.schema import Case
 from pagetable.vectors.x86_64 import layout
 from pagetable.vectors.x86_64.gen import PAT_VALUE, RegisterChoices, generate_x86
-from pagetable.vectors.x86_64.modes import CpuOptions, walker_for
+from pagetable.vectors.x86_64.modes import VECTOR_MODES, CpuOptions, walker_for
 
 from .vectorsets import assert_100k_cases_fast, assert_edit_refused
 
@@ -332,9 +332,12 @@ def test_cli_explain(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cpu_options_are_checked() -> None:
-    assert CpuOptions().to_json() == {"maxphyaddr": 40, "gbpages": True}
+    assert CpuOptions().to_json(VECTOR_MODES["x86_64-4level"]) == {"maxphyaddr": 40, "gbpages": True}
+    assert CpuOptions().to_json(VECTOR_MODES["x86-pae"]) == {"maxphyaddr": 40}      # no 1-GByte pages there
     with pytest.raises(VectorsError, match="gbpages must be true or false"):
-        CpuOptions.from_json({"gbpages": 1}, "x86_64-4level")
+        CpuOptions.from_json({"gbpages": 1}, VECTOR_MODES["x86_64-4level"])
+    with pytest.raises(VectorsError, match="gbpages"):
+        CpuOptions.from_json({"gbpages": True}, VECTOR_MODES["x86-32"])
     with pytest.raises(InvalidArgument, match="maxphyaddr"):
         CpuOptions(maxphyaddr=31)
     for width in (39, 52):

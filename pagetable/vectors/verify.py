@@ -66,6 +66,7 @@ from .x86_64 import probes as x86_probes
 from .x86_64 import svm
 from .x86_64.layout import RAM_BASE as X86_RAM_BASE
 from .x86_64.layout import RAM_SIZE as X86_RAM_SIZE
+from .x86_64.modes import VECTOR_MODES as X86_MODES
 from .x86_64.modes import CpuOptions, nested_rules, paging_rules
 
 AD_BITS = PTE.mask("A", "D")
@@ -388,7 +389,7 @@ def verify_qemu_npt(vs: VectorSet, walker: Walker) -> Report:
     wrong = {n for n, _ in report.details}
     image = _one_image(vs, X86_RAM_BASE)
     r = vs.registers
-    cpu = CpuOptions.from_json(vs.options, vs.mode)
+    cpu = CpuOptions.from_json(vs.options, X86_MODES[vs.mode])
     mem = x86.platform(image)
     t = Walker(mem, paging_rules(r, cpu), stage2=Walker(mem, nested_rules(r, cpu))).translate_many(*vs.lanes())
     probed = _x86_probed(vs, walker, wrong, report)

@@ -342,7 +342,7 @@ def generate_x86(mode: str, seed: int, cases: int | None = None, choice: Registe
         registers = registers_for(vm, b.pt.root_paddr, pkru, choice or RegisterChoices())
     else:
         mem, registers, targets = _nested_mode(vm, rng, cpu, choice or RegisterChoices())
-    return vector_set(ARCH, vm.name, mem, registers, cpu.to_json(), targets, seed, cases, walker_for,
+    return vector_set(ARCH, vm.name, mem, registers, cpu.to_json(vm), targets, seed, cases, walker_for,
                       attributes=True)
 
 

@@ -97,6 +97,12 @@ class X86VectorMode:
         return stage1 + self.stage2_registers
 
     @property
+    def gbpages(self) -> bool:
+        """Whether the mode's walks can meet a 1-GByte page (CPUID.80000001H:EDX[26]): IA-32e paging and the
+        nested stages, not 32-bit or PAE paging."""
+        return self.paging == "ia32e"
+
+    @property
     def paging(self) -> str:
         """The paging mode CR0.PG, CR4.PAE and IA32_EFER.LME select for the linear-address stage
         (`regs.paging_mode`): "32-bit", "pae" or "ia32e" (also the nested stage alone, whose host is in
@@ -150,13 +156,17 @@ class CpuOptions:
         args.integer(self.maxphyaddr, "maxphyaddr", 32, 53)
         args.boolean(self.gbpages, "gbpages")
 
-    def to_json(self) -> dict[str, Any]:
-        return {"maxphyaddr": self.maxphyaddr, "gbpages": self.gbpages}
+    def to_json(self, mode: X86VectorMode) -> dict[str, Any]:
+        """The options of a set of `mode`: `gbpages` only where a 1-GByte page can exist (IA-32e paging and
+        nested paging; 32-bit and PAE paging have no such page, SDM Vol. 3A 4.3, 4.4)."""
+        return {"maxphyaddr": self.maxphyaddr, **({"gbpages": self.gbpages} if mode.gbpages else {})}
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any], mode: str) -> CpuOptions:
-        """A vector set's `options`: `maxphyaddr` (32 to 52), `gbpages` and the informative `seed`."""
-        check_keys(doc, ["maxphyaddr", "gbpages", "seed"], "options", f"for mode {mode}")
+    def from_json(cls, doc: dict[str, Any], mode: X86VectorMode) -> CpuOptions:
+        """A vector set's `options`: `maxphyaddr` (32 to 52), `gbpages` (where `mode` has 1-GByte pages) and
+        the informative `seed`."""
+        check_keys(doc, ["maxphyaddr", *(["gbpages"] if mode.gbpages else []), "seed"], "options",
+                   f"for mode {mode.name}")
         for key, kind in (("maxphyaddr", int), ("gbpages", bool), ("seed", int)):
             if key in doc and type(doc[key]) is not kind:
                 raise VectorsError(f"options.{key} must be {'an integer' if kind is int else 'true or false'}, "
@@ -179,7 +189,7 @@ def walker_for(vs: VectorSet) -> Walker:
     check_registers(vs, mode.registers, mode.name)
     if mode.stage2 is None:
         check_one_stage(vs, mode.name)
-    cpu = CpuOptions.from_json(vs.options, mode.name)
+    cpu = CpuOptions.from_json(vs.options, mode)
     r = vs.registers
     try:
         nested = None if mode.stage2 is None else Walker(vs.mem, nested_rules(r, cpu))

@@ -67,7 +67,7 @@ def harness(vs: VectorSet) -> Harness:
     missing = [k for k in needed if k not in vs.registers]
     if missing:
         raise PagetableError(f"--qemu needs the registers {', '.join(missing)}")
-    cpu = CpuOptions.from_json(vs.options, mode.name)
+    cpu = CpuOptions.from_json(vs.options, mode)
     rules = paging_rules(vs.registers, cpu, mode, vs.mem)
     if mode.paging != "32-bit" or (mode.pse36 and cpu.maxphyaddr >= 40):
         return Harness(vs, rules, rules, None)

@@ -49,7 +49,7 @@ _USER_RWX = _RWX | F.USER
 
 def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaffold:
     vm = vector_mode(spec.mode)
-    cpu = CpuOptions.from_json(spec.options, vm.name)
+    cpu = CpuOptions.from_json(spec.options, vm)
     if spec.asid:
         raise InvalidArgument("asid: x86-64 tags TLB entries with a PCID only with CR4.PCIDE=1; give cr3 and cr4 in "
                               "[registers] instead")
@@ -73,9 +73,9 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
         if vm.stage1 is not None:
             b: TableBuilder = Builder(vm.stage1, rng, cpu, mem, frames, pat, choice.nxe)
             return Scaffold(mem, [b], None, lambda: registers_for(vm, b.pt.root_paddr, 0, choice),
-                            cpu.to_json(), OUTSIDE_RAM if vm.paging == "ia32e" else NO_RAM)
+                            cpu.to_json(vm), OUTSIDE_RAM if vm.paging == "ia32e" else NO_RAM)
         n = stage2_builder(mem, frames)
-        return Scaffold(mem, [], n, lambda: nested.registers(vm, n.pt.root_paddr, rng), cpu.to_json(), OUTSIDE_RAM)
+        return Scaffold(mem, [], n, lambda: nested.registers(vm, n.pt.root_paddr, rng), cpu.to_json(vm), OUTSIDE_RAM)
     if spec.memory is not None:
         raise InvalidArgument(f"memory: the two-stage modes have a fixed layout (host RAM {2 * RAM_SIZE >> 20} MiB at "
                               f"{RAM_BASE:#x}, guest RAM {RAM_SIZE >> 20} MiB at GPA {RAM_BASE:#x}); "
@@ -91,7 +91,7 @@ def scaffold(spec: Spec, reserve: Callable[[FrameAllocator, int], None]) -> Scaf
     reserve(guest_frames, 1)
     g = Builder(vm.stage1, rng, cpu, guest, guest_frames, pat, choice.nxe)
     return Scaffold(host, [g], n2, lambda: registers_for(vm, g.pt.root_paddr, 0, choice)
-                    | nested.registers(vm, n2.pt.root_paddr, rng), cpu.to_json(), OUTSIDE_RAM, OUTSIDE_GPA)
+                    | nested.registers(vm, n2.pt.root_paddr, rng), cpu.to_json(vm), OUTSIDE_RAM, OUTSIDE_GPA)
 
 
 def _wide_bit(s: FaultSite) -> int:
