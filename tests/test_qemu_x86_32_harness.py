@@ -177,10 +177,12 @@ def _fake_qemu(tmp_path: Path, script: str) -> str:
 
 def test_run_probes_refuses_bad_cr3(tmp_path: Path) -> None:
     exe = _fake_qemu(tmp_path, "exit 33\n")
-    with pytest.raises(ValueError, match="fields of CR3"):
-        q.run_probes_32(bytes(8192), RAM_BASE | 1, [], paging="32", qemu=exe)
-    with pytest.raises(ValueError, match="fields of CR3"):
-        q.run_probes_32(bytes(8192), RAM_BASE | 8, [], paging="pae", qemu=exe)   # PAE CR3: bits 31:5 only
+    for paging in ("32", "pae"):
+        with pytest.raises(ValueError, match="fields of CR3"):
+            q.run_probes_32(bytes(8192), RAM_BASE | 1 << 32, [], paging=paging, qemu=exe)   # 32 bits only
+    for cr3, paging in ((RAM_BASE | 0xFE7, "32"), (RAM_BASE | 0x1F, "pae")):   # ignored bits (Tables 4-3, 4-7)
+        with pytest.raises(q.QemuFailed, match="stub output truncated"):         # pass to the (fake) QEMU run
+            q.run_probes_32(bytes(8192), cr3, [], paging=paging, qemu=exe)
     with pytest.raises(ValueError, match="not inside the image"):
         q.run_probes_32(bytes(8192), RAM_BASE + 0x2000, [], paging="32", qemu=exe)
     with pytest.raises(ValueError, match="paging must be one of"):
