@@ -45,7 +45,7 @@ REGISTERS = ("pte", "pte32", "pae_pte", "cr0", "cr3", "cr3_32", "cr3_pae", "cr4"
              "eptp", "ncr3", "host_pat")
 LAYOUTS: dict[str, Layout] = {"cr0": CR0, "cr3": CR3, "cr3_32": CR3_32, "cr3_pae": CR3_PAE, "cr4": CR4, "efer": EFER,
                               "pat": PAT, "pkru": PKRU, "rflags": RFLAGS, "eptp": EPTP, "ncr3": CR3, "host_pat": PAT}
-_ROOTS = {"cr3_32": ("the page directory", 12), "cr3_pae": ("the page-directory-pointer table (32-byte aligned)", 5)}
+_ROOTS = {"cr3_32": "the page directory", "cr3_pae": "the page-directory-pointer table (32-byte aligned)"}
 MODE_HELP = {name: " over ".join(f"{fmt.name} ({reg})" for fmt, reg in ((m.stage1, "CR3"), (m.stage2, ", ".join(
     m.stage2_registers))) if fmt is not None) for name, m in VECTOR_MODES.items()}
 _ENTRY_NAMES = {5: "PML5E", 4: "PML4E", 3: "PDPTE", 2: "PDE", 1: "PTE"}
@@ -103,8 +103,7 @@ def explain(register: str, value: int) -> list[str]:
     if layout is CR3:
         lines.append(f"  -> the PML4 table (PML5 with CR4.LA57=1) at PA {CR3.get(value, 'ADDR') << 12:#x}")
     elif register in _ROOTS:
-        table, lsb = _ROOTS[register]
-        lines.append(f"  -> {table} at PA {layout.get(value, 'ADDR') << lsb:#x}")
+        lines.append(f"  -> {_ROOTS[register]} at PA {layout.get(value, 'ADDR') << layout['ADDR'].lsb:#x}")
     elif layout is PAT:
         try:
             types = pat_entries(value)
