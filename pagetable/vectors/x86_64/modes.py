@@ -55,7 +55,7 @@ from ...arch.x86_64 import (
     rules_from_registers,
 )
 from ...arch.x86_64.entry import PAT_TYPES
-from ...arch.x86_64.pae import CR3_PAE, load_pdptes
+from ...arch.x86_64.pae import load_pdptes
 from ...arch.x86_64.regs import paging_mode
 from ...errors import InvalidArgument, PagetableError, PhysMemError
 from ...format import PagingFormat
@@ -196,9 +196,10 @@ def walker_for(vs: VectorSet) -> Walker:
         if mode.stage1 is None:
             assert nested is not None
             return nested
-        if mode.stage1 is not None and paging_mode(r["cr0"], r["cr4"], r["efer"]) != mode.paging:
+        selected = paging_mode(r["cr0"], r["cr4"], r["efer"])
+        if selected != mode.paging:
             raise VectorsError(f"registers cr0 {r['cr0']:#x}, cr4 {r['cr4']:#x}, efer {r['efer']:#x} select "
-                               f"{paging_mode(r['cr0'], r['cr4'], r['efer'])} paging, not {mode.name}'s "
+                               f"{selected} paging, not {mode.name}'s "
                                f"{mode.paging} (CR4.PAE, IA32_EFER.LME: SDM Vol. 3A Table 4-1)")
         if mode.paging == "32-bit" and not CR4.get(r["cr4"], "PSE"):
             raise VectorsError(f"registers.cr4 {r['cr4']:#x} has PSE=0: {mode.name} has 4 MiB pages (CR4.PSE=1)")
@@ -220,10 +221,12 @@ def paging_rules(r: dict[str, int], cpu: CpuOptions, mode: X86VectorMode | None 
     """The linear-address paging's rules from the registers named in `r` (`PAGING_REGISTERS`: cr0, cr3,
     cr4, efer; pat, rflags, pkru and pkrs optional: IA32_PAT's power-up value, 0, 0, 0): 4-level or 5-level
     paging, or the 32-bit or PAE paging they select, on a CPU with PSE-36 as `mode` says (default: with)
-    and, for PAE paging, the PDPTE registers loaded from `mem` at CR3 (`pae.load_pdptes`, SDM 4.4.1)."""
+    and, for PAE paging, the PDPTE registers: `pdpte0` to `pdpte3` of `r` where given, else loaded from `mem`
+    at CR3 as a MOV to CR3 loads them (`pae.load_pdptes`, SDM 4.4.1)."""
     pdptes = None
     if mem is not None and paging_mode(r["cr0"], r["cr4"], r["efer"]) == "pae":
-        pdptes = load_pdptes(mem, r["cr3"])
+        given = [r[n] for n in PDPTE_REGISTERS if n in r]
+        pdptes = tuple(given) if given else load_pdptes(mem, r["cr3"])
     return rules_from_registers(r["cr0"], r["cr3"], r["cr4"], r["efer"], r.get("pat"),
                                 r.get("rflags", 0), r.get("pkru", 0), r.get("pkrs", 0),
                                 maxphyaddr=cpu.maxphyaddr, gbpages=cpu.gbpages,
@@ -285,22 +288,12 @@ def walker_from_registers(mem: PhysMem, regs: dict[str, int], pa_bits: int | Non
         if nested is not None and paging_mode(regs["cr0"], regs["cr4"], regs["efer"]) == "pae":
             raise InvalidArgument(f"cr4 {regs['cr4']:#x}, efer {regs['efer']:#x} select PAE paging: a PAE guest over "
                                   "nested paging (ncr3, eptp) is not supported (its PDPT is guest-physical)")
-        return Walker(mem, paging_rules(regs, cpu, mem=_pdpt(regs) if given else mem), stage2=nested)
+        return Walker(mem, paging_rules(regs, cpu, mem=mem), stage2=nested)
     except PhysMemError as exc:
         raise InvalidArgument(f"registers: cr3 {regs['cr3']:#x}: the PAE PDPT (the PDPTE registers' source, "
                               f"SDM 4.4.1) is outside RAM: {exc}") from None
     except PagetableError as exc:
         raise InvalidArgument(f"registers: {exc}") from None
-
-
-def _pdpt(regs: dict[str, int]) -> PhysMem:
-    """A memory holding the given PDPTE registers as the PDPT at CR3, which a MOV to CR3 would load them
-    from (`paging_rules`, `pae.load_pdptes`)."""
-    cr3 = args.integer(regs["cr3"], "CR3 (PAE paging)", 0, 1 << 32)
-    mem = PhysMem([(CR3_PAE.get(cr3, "ADDR") << CR3_PAE["ADDR"].lsb, 32)])
-    for k, name in enumerate(PDPTE_REGISTERS):
-        mem.entries(8).write(mem.regions[0].base + 8 * k, regs[name])
-    return mem
 
 
 def nested_rules(r: dict[str, int], cpu: CpuOptions) -> WalkRules:
